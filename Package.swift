@@ -1,0 +1,90 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One module per concern; data flows one way:
+//   SerialPort → DevKitConsole → DevKitWorkflows → DevKitCLI → devkit
+// DiceRIoT (certificate generator), DeviceDiscovery (libudev), DevKitRegistry
+// (SQLite) and VirtualDevKit (the emulated board) stand alone.
+let package = Package(
+    name: "devkit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "devkit", targets: ["devkit"]),
+        .library(name: "DiceRIoT", targets: ["DiceRIoT"]),
+        .library(name: "SerialPort", targets: ["SerialPort"]),
+        .library(name: "DevKitConsole", targets: ["DevKitConsole"]),
+        .library(name: "VirtualDevKit", targets: ["VirtualDevKit"]),
+        .library(name: "DeviceDiscovery", targets: ["DeviceDiscovery"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/attaswift/BigInt", from: "6.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config; apt names the package to install.
+        .systemLibrary(
+            name: "CLibEdit", pkgConfig: "libedit",
+            providers: [.apt(["libedit-dev"])]),
+        .systemLibrary(
+            name: "CLibUDev", pkgConfig: "libudev",
+            providers: [.apt(["libudev-dev"])]),
+
+        .target(
+            name: "DiceRIoT",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "BigInt", package: "BigInt"),
+            ]),
+        .target(
+            name: "SerialPort",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        .target(
+            name: "DevKitConsole",
+            dependencies: ["SerialPort"]),
+        .target(
+            name: "VirtualDevKit",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        .target(
+            name: "DeviceDiscovery",
+            dependencies: ["CLibUDev"]),
+        .target(
+            name: "DevKitRegistry",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(
+            name: "DevKitWorkflows",
+            dependencies: [
+                "DevKitConsole", "SerialPort", "DiceRIoT", "DeviceDiscovery", "DevKitRegistry",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "DevKitCLI",
+            dependencies: [
+                "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
+                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "CLibEdit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]),
+        .executableTarget(name: "devkit", dependencies: ["DevKitCLI"]),
+
+        // Fixtures live in Tests/Fixtures and are found through #filePath.
+        .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT"]),
+        .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "VirtualDevKit"]),
+        .testTarget(name: "DevKitConsoleTests", dependencies: ["DevKitConsole"]),
+        .testTarget(
+            name: "VirtualDevKitTests",
+            dependencies: ["VirtualDevKit", "DevKitConsole", "SerialPort"]),
+        .testTarget(name: "DeviceDiscoveryTests", dependencies: ["DeviceDiscovery"]),
+        .testTarget(name: "DevKitRegistryTests", dependencies: ["DevKitRegistry"]),
+        .testTarget(
+            name: "DevKitCLITests",
+            dependencies: ["DevKitCLI", "DiceRIoT", "VirtualDevKit"]),
+    ]
+)

@@ -1,0 +1,26 @@
+import ArgumentParser
+
+/// The root `devkit` command. Subcommands live one per file in this module.
+public struct DevKitCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "devkit",
+        abstract: "Provision MXChip AZ3166 IoT DevKits for Azure IoT Hub DPS (X.509 / DICE).",
+        discussion: """
+            Hold button A, reset the board and plug it in: the board's configuration \
+            console is then reachable on its USB serial port (/dev/ttyACM*).
+
+            Without a board, `devkit emulate` starts a virtual DevKit on a pseudo-terminal.
+
+            Exit codes follow sysexits(3): 0 success, 1 partial batch failure, \
+            64 usage, 65 bad input data, 66 input not found, 69 device unavailable, \
+            70 internal error, 73 cannot create output, 74 I/O error, 75 timeout, \
+            77 permission denied.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            CertCommand.self,
+        ]
+    )
+
+    public init() {}
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Process exit codes, from sysexits(3), so scripts can tell failures apart.
+public enum ExitStatus: Int32, Sendable {
+    case success = 0
+    /// Some items of a batch failed; the others succeeded.
+    case partialFailure = 1
+    case usage = 64
+    case dataError = 65
+    case noInput = 66
+    case unavailable = 69
+    case software = 70
+    case cannotCreate = 73
+    case ioError = 74
+    case tempFail = 75
+    case noPermission = 77
+}
+
+/// An error that knows its exit status and a one-line message for the user.
+///
+/// Library modules stay free of CLI concerns; this module gives their error types
+/// a conformance each.
+public protocol CLIReportable: Error {
+    var exitStatus: ExitStatus { get }
+    /// What happened and what to do next, on one line, without secrets.
+    var userMessage: String { get }
+}
+
+/// Writes to standard error (unbuffered, so it interleaves correctly with stdout).
+func printError(_ message: String) {
+    let line = message.hasSuffix("\n") ? message : message + "\n"
+    var bytes = Array(line.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        if n > 0 { bytes = bytes.dropFirst(n) } else if n < 0 && errno == EINTR { continue } else { break }
+    }
+}
+
+/// Runs a command body, turning any error into a message on stderr and the mapped
+/// exit code. ArgumentParser's own usage errors keep their exit code 64.
+func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as CLIReportable {
+        printError("devkit: error: \(error.userMessage)")
+        throw ExitCode(error.exitStatus.rawValue)
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as CleanExit {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch {
+        printError("devkit: error: \(error)")
+        throw ExitCode(ExitStatus.software.rawValue)
+    }
+}
