@@ -1,6 +1,7 @@
 import ArgumentParser
 
 /// The root `devkit` command. Subcommands live one per file in this module.
+@available(macOS 10.15, *)
 public struct DevKitCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "devkit",
@@ -23,4 +24,15 @@ public struct DevKitCommand: AsyncParsableCommand {
     )
 
     public init() {}
+}
+
+@available(macOS 10.15, *)
+extension DevKitCommand {
+    /// Entry point for the executable. Spelled out so the async `main` is chosen:
+    /// from top-level code the synchronous overload would win and refuse to run
+    /// async subcommands.
+    public static func runAsRoot(_ arguments: [String]? = nil) async {
+        let entry: ([String]?) async -> Void = DevKitCommand.main
+        await entry(arguments)
+    }
 }

@@ -1,4 +1,4 @@
 import DevKitCLI
 
 // The executable stays thin: every command lives in the DevKitCLI library.
-await DevKitCommand.main()
+await DevKitCommand.runAsRoot()
