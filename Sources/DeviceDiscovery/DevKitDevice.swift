@@ -46,6 +46,18 @@ public struct DevKitDevice: Sendable, Hashable, Codable {
         case devpath
         case syspath
     }
+
+    /// Absent values are written as `null`, so scripts see every key.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(devnode, forKey: .devnode)
+        try container.encode(byIDLink, forKey: .byIDLink)
+        try container.encode(serialNumber, forKey: .serialNumber)
+        try container.encode(usbPath, forKey: .usbPath)
+        try container.encode(kernelName, forKey: .kernelName)
+        try container.encode(devpath, forKey: .devpath)
+        try container.encode(syspath, forKey: .syspath)
+    }
 }
 
 extension DevKitDevice: CustomStringConvertible {

@@ -155,10 +155,21 @@ final class UDevContext {
     /// `1-2.4` from `/devices/…/usb1/1-2/1-2.4/1-2.4:1.2/tty/ttyACM0`: the component
     /// before the interface (`<port path>:<config>.<interface>`).
     static func usbPath(fromDevpath devpath: String) -> String? {
-        let components = devpath.split(separator: "/")
-        guard let interface = components.last(where: { $0.contains(":") && $0.first?.isNumber == true })
-        else { return nil }
-        return interface.split(separator: ":").first.map(String.init)
+        for component in devpath.split(separator: "/").reversed() {
+            // An interface is `<bus>-<port>[.<port>…]:<config>.<interface>`.
+            let halves = component.split(separator: ":", omittingEmptySubsequences: false)
+            guard halves.count == 2 else { continue }
+            let port = halves[0].split(separator: "-", omittingEmptySubsequences: false)
+            let interface = halves[1].split(separator: ".", omittingEmptySubsequences: false)
+            let isNumber = { (s: Substring) in !s.isEmpty && s.allSatisfy(\.isASCIIDigitLike) }
+            if port.count == 2, isNumber(port[0]),
+                port[1].split(separator: ".", omittingEmptySubsequences: false).allSatisfy(isNumber),
+                interface.count == 2, interface.allSatisfy(isNumber)
+            {
+                return String(halves[0])
+            }
+        }
+        return nil
     }
 
     /// Orders `ttyACM2` before `ttyACM10`: by name prefix, then by number.
@@ -183,4 +194,8 @@ final class UDevContext {
     static func lastComponent(_ path: String) -> Substring {
         path.split(separator: "/").last ?? Substring(path)
     }
+}
+
+extension Character {
+    fileprivate var isASCIIDigitLike: Bool { ("0"..."9").contains(self) }
 }
