@@ -19,7 +19,9 @@ struct ListCommand: AsyncParsableCommand {
             --port.
 
             --watch keeps running and prints each board as it is plugged in or \
-            unplugged, until interrupted.
+            unplugged, until interrupted. With --json it prints one object per \
+            line: first {"event":"snapshot","devices":[...]} (once it is \
+            listening), then {"event":"add"|"remove","device":{...}}.
 
             Examples:
               devkit list
