@@ -161,7 +161,7 @@ final class UDevContext {
             guard halves.count == 2 else { continue }
             let port = halves[0].split(separator: "-", omittingEmptySubsequences: false)
             let interface = halves[1].split(separator: ".", omittingEmptySubsequences: false)
-            let isNumber = { (s: Substring) in !s.isEmpty && s.allSatisfy(\.isASCIIDigitLike) }
+            let isNumber = { (s: Substring) in !s.isEmpty && s.allSatisfy { ("0"..."9").contains($0) } }
             if port.count == 2, isNumber(port[0]),
                 port[1].split(separator: ".", omittingEmptySubsequences: false).allSatisfy(isNumber),
                 interface.count == 2, interface.allSatisfy(isNumber)
@@ -194,8 +194,4 @@ final class UDevContext {
     static func lastComponent(_ path: String) -> Substring {
         path.split(separator: "/").last ?? Substring(path)
     }
-}
-
-extension Character {
-    fileprivate var isASCIIDigitLike: Bool { ("0"..."9").contains(self) }
 }
