@@ -10,6 +10,8 @@ packages=(
   libudev-dev     # device discovery
   umockdev        # emulated udev devices for the discovery tests
   libumockdev-dev
+  python3 python3-gi gir1.2-umockdev-1.0   # the hotplug test's uevent driver
+  udev systemd    # udevadm and systemd-analyze check the udev rule and the unit
   tmux            # drives the interactive console in tests
   procps          # pgrep/ps used by scripts
   util-linux      # taskset for the single-core benchmark
