@@ -121,6 +121,9 @@ struct EmulateCommand: AsyncParsableCommand {
             let signals = SignalWaiter([SIGINT, SIGTERM])
             let kit = try VirtualDevKit(configuration: configuration)
             kit.start()
+            // Announce the port once the board has booted (its boot output is not
+            // replayed to hosts that open later, as on a real board).
+            _ = kit.waitUntilIdle(timeout: .seconds(30))
             if json {
                 var object: [String: Any] = [
                     "device": kit.devicePath, "mode": mode.rawValue, "mac": configuration.macAddress,

@@ -122,6 +122,9 @@ struct EmulateCommandTests {
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == device)
 
         let line = try Line(path: link)
+        line.send("\r")  // the boot output was not heard: ask for a prompt
+        #expect(line.read(through: "\r\n# ") == "\r\n# ")
+        line.send("help\r")
         #expect(line.read(through: "\r\n# ")?.hasSuffix(" - enable_secure: Enable secure channel between AZ3166 and secure chip.\r\n\r\n# ") == true)
         line.send("set_wifissid lab\r")
         #expect(line.read(through: "\r\n# ") == "set_wifissid lab\r\nINFO: Set Wi-Fi SSID successfully.\r\n\r\n# ")
