@@ -63,9 +63,14 @@ public final class SerialPort: @unchecked Sendable {
             case .permissionDenied, .notPermitted:
                 throw .permissionDenied(path: path)
             case .resourceBusy:
-                // TIOCEXCL set by the holder; we cannot open, so we cannot stat the fd.
+                // TIOCEXCL set by the holder. Its flock is on the device node's inode,
+                // which stat(2) gives without opening; failing that, any other opener.
                 var s = Glibc.stat()
-                let pid = stat(path, &s) == 0 ? PortHolder.openerScan(rdev: UInt64(s.st_rdev)) : nil
+                let pid =
+                    stat(path, &s) == 0
+                    ? PortHolder.lockHolder(device: UInt64(s.st_dev), inode: UInt64(s.st_ino))
+                        ?? PortHolder.openerScan(rdev: UInt64(s.st_rdev))
+                    : nil
                 throw .inUse(path: path, pid: pid)
             default:
                 throw .system(call: "open", errno: err, path: path)
