@@ -48,3 +48,20 @@ struct PortHolderTests {
         #expect(cpu() - after < .milliseconds(200))
     }
 }
+
+@Suite("What a failed open means")
+struct OpenErrorTests {
+    @Test func mapsErrnoToTheUsersProblem() throws {
+        #expect(SerialPort.openError(.permissionDenied, path: "/dev/ttyACM0") == .permissionDenied(path: "/dev/ttyACM0"))
+        #expect(SerialPort.openError(.notPermitted, path: "/dev/ttyACM0") == .permissionDenied(path: "/dev/ttyACM0"))
+        #expect(SerialPort.openError(.noSuchFileOrDirectory, path: "/dev/ttyACM0") == .notFound(path: "/dev/ttyACM0"))
+        #expect(SerialPort.openError(.noSuchAddressOrDevice, path: "/dev/ttyACM0") == .notFound(path: "/dev/ttyACM0"))
+        #expect(SerialPort.openError(.operationNotSupportedByDevice, path: "/dev/ttyACM0") == .notFound(path: "/dev/ttyACM0"))
+        #expect(SerialPort.openError(.tooManyOpenFiles, path: "/x") == .system(call: "open", errno: .tooManyOpenFiles, path: "/x"))
+        // EBUSY (TIOCEXCL, for non-root openers) names the flock holder from /proc/locks.
+        let pty = try PseudoTerminalPair()
+        let holder = try SerialPort(path: pty.slavePath)
+        defer { holder.close() }
+        #expect(SerialPort.openError(.resourceBusy, path: pty.slavePath) == .inUse(path: pty.slavePath, pid: getpid()))
+    }
+}
