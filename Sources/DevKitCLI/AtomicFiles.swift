@@ -1,0 +1,99 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads a whole file (or standard input for "-"), with the reason on failure.
+func readWholeFile(_ path: String, limit: Int = 256 << 20) throws(CertError) -> [UInt8] {
+    let fd = path == "-" ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw .unreadable(path: path, reason: errnoDescription(errno)) }
+    defer { if fd != STDIN_FILENO { close(fd) } }
+    var st = stat()
+    var data = [UInt8]()
+    if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+        throw .unreadable(path: path, reason: "it is a directory")
+    }
+    if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { data.reserveCapacity(Int(st.st_size)) }
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw .unreadable(path: path, reason: errnoDescription(errno))
+        }
+        if n == 0 { return data }
+        data += chunk[..<n]
+        if data.count > limit { throw .unreadable(path: path, reason: "larger than \(limit) bytes") }
+    }
+}
+
+/// A group of files that appear together or not at all.
+///
+/// Each file is written to a temporary name in its target directory and renamed
+/// into place only when every file of the group has been written, so a failure
+/// leaves neither partial nor empty outputs (the reference tool left empty .pem
+/// files behind). Secret files are created 0600 from their first byte.
+struct AtomicFileGroup {
+    private var pending: [(temporary: String, final: String)] = []
+
+    /// Writes `contents` to a temporary file beside `path`.
+    mutating func stage(_ contents: String, at path: String, mode: mode_t = 0o644) throws(CertError) {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        var template = Array("\(directory.isEmpty ? "/" : directory)/.devkit-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw .output(path: path, reason: errnoDescription(errno)) }
+        let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        pending.append((temporary, path))
+        var ok = fchmod(fd, mode) == 0
+        var bytes = Array(contents.utf8)[...]
+        while ok && !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n > 0 { bytes = bytes.dropFirst(n) } else if n < 0 && errno == EINTR { continue } else { ok = false }
+        }
+        let reason = errnoDescription(errno)
+        if close(fd) != 0 { ok = false }
+        guard ok else {
+            discard()
+            throw .output(path: path, reason: reason)
+        }
+    }
+
+    /// Renames every staged file into place; on failure removes what was placed.
+    mutating func commit() throws(CertError) {
+        var placed: [String] = []
+        for (temporary, final) in pending {
+            if rename(temporary, final) != 0 {
+                let reason = errnoDescription(errno)
+                for path in placed { unlink(path) }
+                discard()
+                throw .output(path: final, reason: reason)
+            }
+            placed.append(final)
+        }
+        pending.removeAll()
+    }
+
+    /// Removes the staged temporary files.
+    mutating func discard() {
+        for (temporary, _) in pending { unlink(temporary) }
+        pending.removeAll()
+    }
+}
+
+/// Creates a directory (and its parents) if it does not exist.
+func makeDirectory(_ path: String) throws(CertError) {
+    var current = path.hasPrefix("/") ? "" : "."
+    for component in path.split(separator: "/") {
+        current += "/" + component
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw .output(path: path, reason: errnoDescription(errno))
+        }
+    }
+    var st = stat()
+    guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+        throw .output(path: path, reason: "not a directory")
+    }
+}
+
+func errnoDescription(_ code: Int32) -> String {
+    String(cString: strerror(code)).lowercased()
+}
