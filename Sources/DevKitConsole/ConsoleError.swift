@@ -90,7 +90,7 @@ extension ConsoleError: CustomStringConvertible {
                 case .unrecognizedOutput:
                     detail = "no prompt, only unrecognised bytes; also check the baud rate, the DevKit uses 115200"
                 }
-                return "board is in user mode (\(detail)): hold button A, press reset, try again"
+                return "board is in user mode: hold button A, press reset, try again (\(detail))"
             case .accessPoint(let mac):
                 let ap = mac.map { " (Soft AP AZ-\($0))" } ?? ""
                 return "board is in AP mode\(ap): release button B, hold button A, press reset, try again"
