@@ -20,6 +20,10 @@ public struct DevKitCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             CertCommand.self,
+            SetUDSCommand.self,
+            InfoCommand.self,
+            SetWiFiCommand.self,
+            SetConnectionStringCommand.self,
         ]
     )
 
