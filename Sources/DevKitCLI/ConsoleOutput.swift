@@ -16,7 +16,7 @@ enum BoardHelp {
         starts a virtual one and prints its port.
         """
     static let exitCodes = """
-        Exit codes: 64 invalid input, 65 bad data, 66 secret file unreadable, 69 board not in \
+        Exit codes: 64 invalid input, 66 secret file unreadable, 69 board not in \
         configuration mode, 73 cannot write the secret file, 74 the board reported an error \
         or the link failed, 75 timeout.
         """

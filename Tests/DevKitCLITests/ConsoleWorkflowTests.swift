@@ -48,14 +48,14 @@ final class MiniConsole: ConsoleTransport {
     }
 }
 
-/// A fresh temporary directory, removed by the caller with `removeTree`.
-func makeTemporaryDirectory() -> String {
+/// A fresh temporary directory, removed by the caller with `consoleRemoveTree`.
+func consoleTestDirectory() -> String {
     var template = Array("/tmp/devkit-console-test-XXXXXX".utf8CString)
     let path = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
     return String(cString: path!)
 }
 
-func removeTree(_ path: String) {
+func consoleRemoveTree(_ path: String) {
     if let dir = opendir(path) {
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
@@ -66,16 +66,16 @@ func removeTree(_ path: String) {
     rmdir(path)
 }
 
-func fileMode(_ path: String) -> mode_t? {
+func consoleFileMode(_ path: String) -> mode_t? {
     var info = stat()
     return stat(path, &info) == 0 ? info.st_mode & 0o777 : nil
 }
 
-func readText(_ path: String) -> String? {
+func consoleReadText(_ path: String) -> String? {
     (try? SecretFile.read(path)).map { String(decoding: $0, as: UTF8.self) }
 }
 
-let bootLog = "Reboot\r\n\r\n** MXChip - Microsoft IoT Developer Kit **\r\n"
+let miniBootLog = "Reboot\r\n\r\n** MXChip - Microsoft IoT Developer Kit **\r\n"
     + "2026-11-28 09:00:01 INFO:  DevKit MAC Address: a4cf120b9e31\r\n"
     + "2026-11-28 09:00:01 INFO:  DevKit Firmware Version: 1.6.2\r\n"
 
@@ -83,14 +83,14 @@ let bootLog = "Reboot\r\n\r\n** MXChip - Microsoft IoT Developer Kit **\r\n"
 struct ConsoleWorkflowTests {
     @Test("--generate: the UDS is on disk (0600) before the board is sent it")
     func generatedUDSSavedFirst() throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTree(directory) }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
         let file = directory + "/board.uds"
         var onDiskWhenSent: String?
         let board = MiniConsole { line in
             if line.hasPrefix("set_dps_uds ") {
-                onDiskWhenSent = readText(file)
-                #expect(fileMode(file) == 0o600)
+                onDiskWhenSent = consoleReadText(file)
+                #expect(consoleFileMode(file) == 0o600)
                 return ("Invalid UDS.\r\nINFO: Set DPS UDS successfully.", true)
             }
             return ("Error:Invalid command: \(line)", true)
@@ -112,8 +112,8 @@ struct ConsoleWorkflowTests {
 
     @Test("--generate never overwrites an existing file, and then sends nothing")
     func generateRefusesToClobber() throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTree(directory) }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
         let file = directory + "/old.uds"
         try SecretFile.writeNew(Array("old secret\n".utf8), to: file)
         let board = MiniConsole { _ in ("", true) }
@@ -121,7 +121,7 @@ struct ConsoleWorkflowTests {
             try DevKitWorkflow(session: ConsoleSession(transport: board)).setGeneratedUDS(savingTo: file)
         }
         #expect(board.lines == [])
-        #expect(readText(file) == "old secret\n")
+        #expect(consoleReadText(file) == "old secret\n")
     }
 
     @Test func unwritableSaveFileSendsNothing() throws {
@@ -136,7 +136,7 @@ struct ConsoleWorkflowTests {
         let board = MiniConsole { line in
             switch line {
             case "version": return ("DevKitSDK version: 1.6.2\r\nWIFI version: unknown", true)
-            case "exit": return (bootLog, false)
+            case "exit": return (miniBootLog, false)
             default: return ("", true)
             }
         }
@@ -191,8 +191,8 @@ struct ConsoleWorkflowTests {
 @Suite("Secret files and UDS generation")
 struct SecretFileTests {
     @Test func readUDSTrimsAndLowercases() throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTree(directory) }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
         let uds = "0123456789ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef"
         try SecretFile.writeNew(Array("  \(uds)\r\n\n".utf8), to: directory + "/u")
         #expect(try SecretFile.readUDS(directory + "/u") == uds.lowercased())
@@ -209,8 +209,8 @@ struct SecretFileTests {
     }
 
     @Test func passwordKeepsSpacesDropsLineEnd() throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTree(directory) }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
         try SecretFile.writeNew(Array(" pass word \r\n".utf8), to: directory + "/p")
         #expect(try SecretFile.readLine(directory + "/p") == " pass word ")
         try SecretFile.writeNew(Array("a\nb\n".utf8), to: directory + "/two")
@@ -218,10 +218,10 @@ struct SecretFileTests {
     }
 
     @Test func writtenFilesAre0600() throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTree(directory) }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
         try SecretFile.writeNew(Array("x".utf8), to: directory + "/s")
-        #expect(fileMode(directory + "/s") == 0o600)
+        #expect(consoleFileMode(directory + "/s") == 0o600)
     }
 
     @Test func generatedUDSAreHexAndFresh() {
