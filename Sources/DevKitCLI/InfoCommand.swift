@@ -54,6 +54,19 @@ struct InfoCommand: AsyncParsableCommand {
             case macAddress = "mac_address"
             case registrationID = "registration_id"
         }
+
+        // Absent values are `null`, not missing keys: scripts can rely on every key.
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(port, forKey: .port)
+            try c.encode(firmwareVersion, forKey: .firmwareVersion)
+            try c.encode(micoVersion, forKey: .micoVersion)
+            try c.encode(mbedOSVersion, forKey: .mbedOSVersion)
+            try c.encode(mbedTLSVersion, forKey: .mbedTLSVersion)
+            try c.encode(wifiVersion, forKey: .wifiVersion)
+            try c.encode(macAddress, forKey: .macAddress)
+            try c.encode(registrationID, forKey: .registrationID)
+        }
     }
 
     func run() async throws {

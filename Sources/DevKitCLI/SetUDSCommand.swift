@@ -65,6 +65,14 @@ struct SetUDSCommand: AsyncParsableCommand {
             case port, stored, generated
             case udsFile = "uds_file"
         }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(port, forKey: .port)
+            try c.encode(stored, forKey: .stored)
+            try c.encode(generated, forKey: .generated)
+            try c.encode(udsFile, forKey: .udsFile)
+        }
     }
 
     func run() async throws {
