@@ -63,3 +63,16 @@ public final class PseudoTerminal: @unchecked Sendable {
         }
     }
 }
+
+private typealias EventfdFunction = @convention(c) (CUnsignedInt, CInt) -> CInt
+private let c_eventfd = unsafeBitCast(libcSymbol("eventfd"), to: EventfdFunction.self)
+
+extension FileDescriptor {
+    /// A non-blocking, close-on-exec `eventfd(2)` for waking a thread blocked in poll.
+    /// (EFD_CLOEXEC and EFD_NONBLOCK equal O_CLOEXEC and O_NONBLOCK.)
+    static func pipeEventFD() throws(Errno) -> FileDescriptor {
+        let fd = c_eventfd(0, O_CLOEXEC | O_NONBLOCK)
+        if fd < 0 { throw Errno(rawValue: errno) }
+        return FileDescriptor(rawValue: fd)
+    }
+}
