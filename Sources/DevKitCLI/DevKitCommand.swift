@@ -24,6 +24,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             InfoCommand.self,
             SetWiFiCommand.self,
             SetConnectionStringCommand.self,
+            EmulateCommand.self,
         ]
     )
 

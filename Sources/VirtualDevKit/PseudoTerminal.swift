@@ -76,3 +76,29 @@ extension FileDescriptor {
         return FileDescriptor(rawValue: fd)
     }
 }
+
+// ioctl is variadic, which Swift does not import; bind it with a fixed prototype
+// (integer arguments travel the same way in Linux's x86_64 and arm64 ABIs).
+private typealias IoctlFunction = @convention(c) (CInt, UInt, UnsafeMutableRawPointer?) -> CInt
+private let c_ioctl = unsafeBitCast(libcSymbol("ioctl"), to: IoctlFunction.self)
+
+extension FileDescriptor {
+    /// `ioctl(TIOCNXCL)`: lets the tty be opened again by anyone.
+    func clearExclusiveMode() {
+        _ = c_ioctl(rawValue, UInt(TIOCNXCL), nil)
+    }
+
+    /// `ioctl(TIOCEXCL)`, for tests that play a host which dies holding the port.
+    public func setExclusiveForTest() {
+        _ = c_ioctl(rawValue, UInt(TIOCEXCL), nil)
+    }
+
+    /// `ioctl(TIOCGEXCL)`: whether the tty is in exclusive mode (nil if unknown).
+    public func isInExclusiveMode() -> Bool? {
+        var value: CInt = 0
+        // TIOCGEXCL = _IOR('T', 0x40, int); not exported by the Glibc module.
+        let tiocgexcl: UInt = 0x8004_5440
+        guard c_ioctl(rawValue, tiocgexcl, &value) == 0 else { return nil }
+        return value != 0
+    }
+}

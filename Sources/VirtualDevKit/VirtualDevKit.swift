@@ -64,6 +64,8 @@ public final class VirtualDevKit: @unchecked Sendable {
     // Owned by the board thread (or by the caller before start()/after stop()).
     private var pty: PseudoTerminal?
     private var slaveHold: FileDescriptor?
+    /// inotify on the slave node: tells when a host closes it.
+    private var closeWatch: FileDescriptor?
     private var ring: [UInt8] = []
     private var ringHead = 0
     private var wire: [UInt8] = []
@@ -352,8 +354,10 @@ public final class VirtualDevKit: @unchecked Sendable {
         var fds = [
             pollfd(fd: pty.master.rawValue, events: Int16(POLLIN), revents: 0),
             pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: closeWatch?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
         ]
-        _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 2, -1) }
+        _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 3, -1) }
+        if fds[2].revents & Int16(POLLIN) != 0 { hostClosed() }
         try handleRequests(pluggedIn: true)
     }
 
@@ -458,6 +462,18 @@ public final class VirtualDevKit: @unchecked Sendable {
         }
     }
 
+    /// A host closed the port. Because this board holds the slave open, the tty
+    /// outlives its hosts, and so would a TIOCEXCL left by a host that died without
+    /// clearing it (kill -9): every later non-root open would fail with EBUSY. A real
+    /// ttyACM forgets it on last close; so does this board. (Hosts still exclude
+    /// each other with flock, which the kernel drops with the dead process.)
+    private func hostClosed() {
+        guard let closeWatch else { return }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while buffer.withUnsafeMutableBytes({ Glibc.read(closeWatch.rawValue, $0.baseAddress, $0.count) }) > 0 {}
+        slaveHold?.clearExclusiveMode()
+    }
+
     // MARK: Plugging
 
     private func plug() throws(VirtualDevKitError) {
@@ -491,6 +507,14 @@ public final class VirtualDevKit: @unchecked Sendable {
         }
         self.pty = pty
         self.slaveHold = slave
+        let watch = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        if watch >= 0 {
+            if inotify_add_watch(watch, pty.slavePath, UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) >= 0 {
+                closeWatch = FileDescriptor(rawValue: watch)
+            } else {
+                Glibc.close(watch)  // without it only a stale TIOCEXCL goes uncleared
+            }
+        }
         txFreeAt = .now
         wireStart = .now
         shared.withLock {
@@ -501,15 +525,18 @@ public final class VirtualDevKit: @unchecked Sendable {
 
     private func unplugNow() {
         guard let pty else { return }
+        // Flag first: a host that sees the hang-up must also see isPluggedIn == false.
+        shared.withLock { $0.pluggedIn = false }
         removeLinkIfOurs(pointingAt: pty.slavePath)
         try? slaveHold?.close()
         try? pty.master.close()
+        try? closeWatch?.close()
         self.pty = nil
         slaveHold = nil
+        closeWatch = nil
         wire.removeAll()
         ring.removeAll(keepingCapacity: true)
         ringHead = 0
-        shared.withLock { $0.pluggedIn = false }
     }
 
     private func removeLinkIfOurs(pointingAt target: String) {

@@ -246,3 +246,33 @@ final class Joinable<T: Sendable>: @unchecked Sendable {
         return done.wait(timeout: .now() + .milliseconds(ms)) == .success ? value : nil
     }
 }
+
+@Suite("Virtual DevKit and hosts that die")
+struct DeadHostTests {
+    @Test func exclusiveModeLeftByADeadHostIsCleared() throws {
+        let bench = try Bench()
+        let path = bench.kit.devicePath
+        // Opened first: once the mode is set, only root could open more.
+        let probe = try FileDescriptorProbe(path: path)
+        let crashed = try FileDescriptorProbe(path: path)
+        let host = try SerialPort(path: path)
+        #expect(probe.exclusive() == true)
+        // A host that sets TIOCEXCL and vanishes without clearing it (as after kill -9).
+        host.close()  // clears, then the crashed one sets it again and closes without clearing
+        crashed.setExclusiveAndClose()
+        // The board clears it once it sees the close; wait on that (bounded).
+        let deadline = ContinuousClock.now + .seconds(5)
+        var exclusive = probe.exclusive()
+        while exclusive == true && ContinuousClock.now < deadline {
+            var none = pollfd(fd: -1, events: 0, revents: 0)
+            _ = poll(&none, 1, 5)  // re-check shortly; the board acts on the close event
+            exclusive = probe.exclusive()
+        }
+        #expect(exclusive == false)
+        probe.close()
+        // And a new host gets in.
+        let next = try Host(bench.kit)
+        try next.awaitPrompt()  // the boot output nobody read yet
+        #expect(try next.run("") == Expected.prompt)
+    }
+}

@@ -125,3 +125,28 @@ final class Bench {
         try? FileManager.default.removeItem(at: directory)
     }
 }
+
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A bare fd on the pty slave, for looking at (and misusing) its exclusive mode.
+final class FileDescriptorProbe {
+    private var fd: FileDescriptor?
+    init(path: String) throws {
+        fd = try FileDescriptor.open(path, .readWrite, options: [.nonBlocking, .closeOnExec, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])
+    }
+    func exclusive() -> Bool? { fd?.isInExclusiveMode() }
+    func setExclusiveAndClose() {
+        guard let fd else { return }
+        fd.setExclusiveForTest()
+        try? fd.close()
+        self.fd = nil
+    }
+    func close() {
+        try? fd?.close()
+        fd = nil
+    }
+    deinit { close() }
+}
