@@ -94,5 +94,5 @@ awk -v ns="$total_ns" -v best="$best_ns" -v rx="$total_rx" -v tx="$total_tx" -v 
     printf "  devkit start-up:     %.1f ms per process (devkit --version), 2 per run\n", st
     printf "  ratio less start-up: %.2fx mean, %.2fx best\n", (wall - 2 * st) / target, (bestms - 2 * st) / target
     sess = session / runs / 1000
-    printf "  console sessions:    %.1f ms mean (both ports open, first \\r to last byte), %.2fx of wire + delays\n", sess, sess / target
+    printf "  console sessions:    %.1f ms mean (inside the two sessions: first \\r to last byte), %.2fx of wire + delays\n", sess, sess / target
 }'
