@@ -37,17 +37,23 @@ struct AtomicFileGroup {
 
     /// Writes `contents` to a temporary file beside `path`.
     mutating func stage(_ contents: String, at path: String, mode: mode_t = 0o644) throws(CertError) {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        var template = Array("\(directory.isEmpty ? "/" : directory)/.devkit-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        // A fixed temporary name (hidden, with our PID) opened O_EXCL: the mode is set
+        // at creation and the umask applies, with no extra syscalls per file.
+        let slash = path.lastIndex(of: "/")
+        let temporary = slash.map { "\(path[...$0]).\(path[path.index(after: $0)...]).\(getpid()).tmp" }
+            ?? ".\(path).\(getpid()).tmp"
+        var fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        if fd < 0 && errno == EEXIST {  // left over from a killed run whose PID we now have
+            unlink(temporary)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        }
         guard fd >= 0 else { throw .output(path: path, reason: errnoDescription(errno)) }
-        let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         pending.append((temporary, path))
-        var ok = fchmod(fd, mode) == 0
+        var ok = true
         var bytes = Array(contents.utf8)[...]
-        while ok && !bytes.isEmpty {
+        while !bytes.isEmpty {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n > 0 { bytes = bytes.dropFirst(n) } else if n < 0 && errno == EINTR { continue } else { ok = false }
+            if n > 0 { bytes = bytes.dropFirst(n) } else if n < 0 && errno == EINTR { continue } else { ok = false; break }
         }
         let reason = errnoDescription(errno)
         if close(fd) != 0 { ok = false }

@@ -25,12 +25,7 @@ enum DevKitDER {
     static func aliasTBS(registrationID: String, aliasPublic: [UInt8], deviceIDPublic: [UInt8], fwid: [UInt8]) throws -> [UInt8] {
         try tbs(serial: aliasSerial, subjectCN: registrationID, publicKey: aliasPublic) { ext in
             try ext.appendConstructedNode(identifier: .sequence) { ext in
-                // extKeyUsage: clientAuth
-                try ext.appendConstructedNode(identifier: .sequence) { s in
-                    try s.serialize(extKeyUsage)
-                    try s.serialize(true)
-                    try s.serialize(ASN1OctetString(contentBytes: encode { try $0.appendConstructedNode(identifier: .sequence) { try $0.serialize(clientAuth) } }[...]))
-                }
+                ext.serializeRawBytes(clientAuthExtension)
                 // subjectAltName carrying the RIoT composite device ID
                 try ext.appendConstructedNode(identifier: .sequence) { s in
                     try s.serialize(subjectAltName)
@@ -118,14 +113,7 @@ enum DevKitDER {
     ) throws -> [UInt8] {
         try encode { t in
             try t.appendConstructedNode(identifier: .sequence) { t in
-                try t.serialize(2, explicitlyTaggedWithTagNumber: 0, tagClass: .contextSpecific)
-                try t.serialize(serial)
-                try algorithm(into: &t)
-                try name(issuerCN, into: &t)
-                try t.appendConstructedNode(identifier: .sequence) { v in
-                    try v.serialize(UTCTime(year: 2017, month: 1, day: 1, hours: 0, minutes: 0, seconds: 0))
-                    try v.serialize(UTCTime(year: 2037, month: 1, day: 1, hours: 0, minutes: 0, seconds: 0))
-                }
+                t.serializeRawBytes(serial == aliasSerial ? aliasTBSPrefix : deviceTBSPrefix)
                 try name(subjectCN, into: &t)
                 try subjectPublicKeyInfo(publicKey, into: &t)
                 try t.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 3, tagClass: .contextSpecific), extensions)
@@ -141,14 +129,51 @@ enum DevKitDER {
     /// CN, C, O, each a UTF8String in its own RDN SET, in that order.
     private static func name(_ cn: String, into s: inout DER.Serializer) throws {
         try s.appendConstructedNode(identifier: .sequence) { n in
-            for (oid, value) in [(commonName, cn), (country, "US"), (organization, "DEVKIT_TEST")] {
-                try n.appendConstructedNode(identifier: .set) { rdn in
-                    try rdn.appendConstructedNode(identifier: .sequence) { atv in
-                        try atv.serialize(oid)
-                        try atv.serialize(ASN1UTF8String(contentBytes: ArraySlice(value.utf8)))
-                    }
-                }
+            try relativeDistinguishedName(commonName, cn, into: &n)
+            n.serializeRawBytes(countryAndOrganization)
+        }
+    }
+
+    private static func relativeDistinguishedName(_ oid: ASN1ObjectIdentifier, _ value: String, into n: inout DER.Serializer) throws {
+        try n.appendConstructedNode(identifier: .set) { rdn in
+            try rdn.appendConstructedNode(identifier: .sequence) { atv in
+                try atv.serialize(oid)
+                try atv.serialize(ASN1UTF8String(contentBytes: ArraySlice(value.utf8)))
             }
+        }
+    }
+
+    // MARK: - Constant parts, encoded once (most of a certificate never changes)
+
+    /// The RDNs C=US, O=DEVKIT_TEST that follow the CN in every name.
+    private static let countryAndOrganization: [UInt8] = try! encode { n in
+        try relativeDistinguishedName(country, "US", into: &n)
+        try relativeDistinguishedName(organization, "DEVKIT_TEST", into: &n)
+    }
+
+    /// Version, serial, signature algorithm, issuer and validity of a TBS.
+    private static func tbsPrefix(serial: ArraySlice<UInt8>) throws -> [UInt8] {
+        try encode { t in
+            try t.serialize(2, explicitlyTaggedWithTagNumber: 0, tagClass: .contextSpecific)
+            try t.serialize(serial)
+            try algorithm(into: &t)
+            try name(issuerCN, into: &t)
+            try t.appendConstructedNode(identifier: .sequence) { v in
+                try v.serialize(UTCTime(year: 2017, month: 1, day: 1, hours: 0, minutes: 0, seconds: 0))
+                try v.serialize(UTCTime(year: 2037, month: 1, day: 1, hours: 0, minutes: 0, seconds: 0))
+            }
+        }
+    }
+    private static let aliasTBSPrefix: [UInt8] = try! tbsPrefix(serial: aliasSerial)
+    private static let deviceTBSPrefix: [UInt8] = try! tbsPrefix(serial: deviceSerial)
+
+    /// extKeyUsage = clientAuth, marked critical.
+    private static let clientAuthExtension: [UInt8] = try! encode { ext in
+        try ext.appendConstructedNode(identifier: .sequence) { s in
+            try s.serialize(extKeyUsage)
+            try s.serialize(true)
+            let usage = try encode { try $0.appendConstructedNode(identifier: .sequence) { try $0.serialize(clientAuth) } }
+            try s.serialize(ASN1OctetString(contentBytes: usage[...]))
         }
     }
 
