@@ -1,0 +1,34 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The write end of the SIGINT self-pipe. A signal handler can only touch plain
+/// globals; it is set once before the handler is installed and never changes after.
+nonisolated(unsafe) private var interruptPipeWriteFD: Int32 = -1
+
+/// Turns SIGINT (Ctrl-C) into a readable pipe, so the console can cancel the wait
+/// in progress instead of dying: poll the ``fd`` alongside the device.
+enum ReplInterrupts {
+    /// Readable when Ctrl-C was pressed; drain it with `drainPipe`.
+    nonisolated(unsafe) private(set) static var fd: Int32 = -1
+
+    /// Installs the handler (once). Throws nothing: if the pipe cannot be made,
+    /// Ctrl-C keeps its default meaning.
+    static func install() {
+        guard fd < 0 else { return }
+        var fds: [Int32] = [0, 0]
+        guard pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { return }
+        fd = fds[0]
+        interruptPipeWriteFD = fds[1]
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in
+            let saved = errno
+            var byte: UInt8 = 1
+            _ = write(interruptPipeWriteFD, &byte, 1)
+            errno = saved
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0  // no SA_RESTART: a blocked poll returns EINTR at once
+        _ = sigaction(SIGINT, &action, nil)
+    }
+}
