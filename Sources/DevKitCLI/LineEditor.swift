@@ -112,6 +112,7 @@ final class LineEditor {
         var count: Int32 = 0
         let text = el_gets(editLine, &count)
         if interruptedFlag {
+            if isInteractive { writeAll(STDOUT_FILENO, "^C\r\n") }
             return .interrupted
         }
         guard let text, count > 0 else { return .endOfFile }
@@ -324,4 +325,18 @@ func makeDirectories(_ path: String, mode: mode_t) {
         current += "/" + component
         if mkdir(current, mode) != 0 && errno != EEXIST { return }
     }
+}
+
+/// A pipe with both ends close-on-exec and non-blocking (pipe2 is not exported to Swift).
+func makeNonBlockingPipe() -> (read: Int32, write: Int32)? {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { return nil }
+    for fd in fds {
+        guard fcntl(fd, F_SETFD, FD_CLOEXEC) == 0,
+              fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 else {
+            close(fds[0]); close(fds[1])
+            return nil
+        }
+    }
+    return (fds[0], fds[1])
 }

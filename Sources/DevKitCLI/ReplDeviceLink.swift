@@ -76,11 +76,10 @@ final class ReplDeviceLink: @unchecked Sendable {
     }
 
     private static func makePipe() throws -> (read: Int32, write: Int32) {
-        var fds: [Int32] = [0, 0]
-        guard pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else {
+        guard let fds = makeNonBlockingPipe() else {
             throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
         }
-        return (fds[0], fds[1])
+        return fds
     }
 
     var isConnected: Bool { state.withLock { $0.port != nil } }
@@ -105,7 +104,7 @@ final class ReplDeviceLink: @unchecked Sendable {
         }
         port?.cancelRead()
         var byte: UInt8 = 1
-        _ = write(stopPipe.write, &byte, 1)
+        _ = Glibc.write(stopPipe.write, &byte, 1)
         if started { _ = finished.wait(timeout: .now() + 3) }
         let last = state.withLock { state -> (any ReplPort)? in
             defer { state.port = nil }

@@ -16,10 +16,9 @@ enum ReplInterrupts {
     /// Ctrl-C keeps its default meaning.
     static func install() {
         guard fd < 0 else { return }
-        var fds: [Int32] = [0, 0]
-        guard pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { return }
-        fd = fds[0]
-        interruptPipeWriteFD = fds[1]
+        guard let fds = makeNonBlockingPipe() else { return }
+        fd = fds.read
+        interruptPipeWriteFD = fds.write
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in
             let saved = errno

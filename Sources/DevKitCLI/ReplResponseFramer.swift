@@ -11,21 +11,24 @@ struct ReplResponseFramer {
     enum State: Equatable { case echo, response, done }
 
     private(set) var state: State
-    /// Echoed bytes seen so far (the line's own bytes, before its `\r\n`).
-    private(set) var echoCount = 0
     /// The whole response so far (for callers that parse it).
     private(set) var response: [UInt8] = []
     /// Bytes that may be the start of the prompt, held back until that is decided.
     private var held: [UInt8] = []
-    private var sawCR = false
+    /// The last bytes seen while waiting for the echo.
+    private var recent: [UInt8] = []
+    private let echoEnd: [UInt8]
     private let terminator: [UInt8]
 
     /// - Parameters:
-    ///   - expectEcho: false for an empty line, which the board answers with the prompt only.
+    ///   - echo: what the board echoes for the line (`ConsoleTokenizer.echo(of:)`);
+    ///     empty for an empty line, which the board answers with the prompt only.
+    ///     Anything before the echo (a stale prompt) is skipped.
     ///   - terminator: ends the response instead of the prompt (`exit` prints
-    ///     `Reboot\r\n` and resets, no prompt follows).
-    init(expectEcho: Bool = true, terminator: [UInt8] = ReplResponseFramer.prompt) {
-        state = expectEcho ? .echo : .response
+    ///     `Reboot\r\n` and resets, no prompt follows); it is shown, the prompt is not.
+    init(echo: [UInt8], terminator: [UInt8] = ReplResponseFramer.prompt) {
+        state = echo.isEmpty ? .response : .echo
+        echoEnd = echo + [0x0D, 0x0A]
         self.terminator = terminator
     }
 
@@ -39,14 +42,9 @@ struct ReplResponseFramer {
             index += 1
             switch state {
             case .echo:
-                if byte == 0x0D {
-                    sawCR = true
-                } else if byte == 0x0A && sawCR {
-                    state = .response
-                } else {
-                    sawCR = false
-                    if byte >= 0x20 { echoCount += 1 }
-                }
+                recent.append(byte)
+                if recent.count > echoEnd.count { recent.removeFirst(recent.count - echoEnd.count) }
+                if recent == echoEnd { state = .response }
             case .response:
                 held.append(byte)
                 if held.count >= terminator.count, Array(held.suffix(terminator.count)) == terminator {
