@@ -29,5 +29,10 @@ enum ReplInterrupts {
         sigemptyset(&action.sa_mask)
         action.sa_flags = 0  // no SA_RESTART: a blocked poll returns EINTR at once
         _ = sigaction(SIGINT, &action, nil)
+        // A parent may have left SIGINT blocked; Ctrl-C must reach the handler.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGINT)
+        _ = pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
     }
 }

@@ -242,6 +242,7 @@ final class ReplSession {
         do {
             return try body()
         } catch is ReplCancelled {
+            writeAll(STDOUT_FILENO, "\r\n")
             say("stopped waiting (Ctrl-C); the board may still be busy.")
         } catch let error as ReplLinkError {
             showUnsolicited()

@@ -1,0 +1,278 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Drives the real `devkit console` binary in a detached tmux session (tmux gives it
+/// a terminal, so this runs in CI with none), against a board on a pseudo-terminal.
+@Suite("devkit console in tmux", .serialized)
+struct ReplTmuxTests {
+    static let tmuxPath = ["/usr/bin/tmux", "/usr/local/bin/tmux", "/bin/tmux"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    @Test("type, complete, recall, hide secrets, cancel, follow unplug, quit",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(2)))
+    func interactiveSession() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        let board = try ReplTestBoard(linkPath: link)
+        defer { board.stop() }
+        let tmux = try ReplTmux(tmux: Self.tmuxPath!)
+        defer { tmux.kill() }
+
+        let state = directory.path + "/state"
+        let log = directory.path + "/session.log"
+        // `exec cat` keeps the pane (and its last screen) after devkit exits.
+        try tmux.start(
+            "env HOME='\(directory.path)' XDG_STATE_HOME='\(state)' '\(ReplBinary.devkit)' console "
+                + "--port '\(link)' --log '\(log)'; echo \"[devkit exited $?]\"; exec cat")
+
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+
+        // A command and its reply.
+        tmux.send("version", "Enter")
+        try tmux.waitFor { $0.contains("DevKitSDK version: 1.6.2") && $0.contains("WIFI version: unknown") }
+
+        // Tab completion: `set_dp` becomes `set_dps_uds `.
+        tmux.send("set_dp", "Tab")
+        try tmux.waitFor { $0.lastLine == "devkit> set_dps_uds" }
+
+        // Typed alone, the secret is asked for with echo off.
+        tmux.send("Enter")
+        try tmux.waitFor { $0.contains("UDS (64 hex digits, not shown):") }
+        let uds = "5eed5eed00112233445566778899aabbccddeeff00112233445566778899abcd"
+        tmux.send(uds, "Enter")
+        try tmux.waitFor { $0.contains("INFO: Set DPS UDS successfully.") }
+        #expect(board.storedUDS == uds)
+        #expect(!tmux.capture().contains("5eed5eed"))
+
+        // A secret typed on the line is masked on screen once entered.
+        tmux.send("set_wifipwd hunter2-secret", "Enter")
+        try tmux.waitFor { $0.contains("INFO: Set Wi-Fi password successfully.") }
+        #expect(board.storedPassword == "hunter2-secret")
+        let screen = tmux.capture()
+        #expect(!screen.contains("hunter2"))
+        #expect(screen.contains("devkit> set_wifipwd ****"))
+
+        // History: Up recalls the latest entry; a secret command is kept by name only.
+        tmux.send("Up")
+        try tmux.waitFor { $0.lastLine == "devkit> set_wifipwd" }
+        tmux.send("Up", "Up")
+        try tmux.waitFor { $0.lastLine == "devkit> version" }
+        tmux.send("Enter")
+        try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 2 }
+
+        // Ctrl-C stops waiting for a reply that does not come; the console goes on.
+        tmux.send("scan", "Enter")
+        try waitUntil { board.received.suffix(5) == Array("scan\r".utf8) }
+        tmux.send("C-c")
+        try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") }
+        tmux.send("version", "Enter")
+        try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 3 }
+
+        // Unplug: noticed and said; replug: reconnected, and commands work again.
+        board.unplug()
+        try tmux.waitFor { $0.contains("board unplugged") && $0.lastLine == "devkit (unplugged)>" }
+        try board.plugIn()
+        try tmux.waitFor { $0.contains("is back: reconnected") }
+        tmux.send("version", "Enter")
+        try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 4 }
+
+        // Ctrl-D quits with status 0.
+        tmux.send("C-d")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
+
+        // No secret reached the history file (mode 0600) or the transcript.
+        let historyPath = state + "/devkit/history"
+        let history = try String(contentsOfFile: historyPath, encoding: .utf8)
+        #expect(history.contains("version"))
+        #expect(history.contains("set_dps_uds"))
+        #expect(history.contains("set_wifipwd"))
+        #expect(!history.contains("5eed5eed"))
+        #expect(!history.contains("hunter2"))
+        var info = stat()
+        #expect(stat(historyPath, &info) == 0 && info.st_mode & 0o777 == 0o600)
+
+        let transcript = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(transcript.contains("> version"))
+        #expect(transcript.contains("< DevKitSDK version: 1.6.2"))
+        #expect(transcript.contains("> set_wifipwd ****"))
+        #expect(transcript.contains("board unplugged"))
+        #expect(!transcript.contains("5eed5eed"))
+        #expect(!transcript.contains("hunter2"))
+        #expect(stat(log, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    }
+}
+
+/// Polls a condition on the test's own objects with a bounded deadline.
+func waitUntil(_ condition: () -> Bool) throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw ReplTmuxTimeout(screen: "(condition on the board)") }
+        var request = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+        nanosleep(&request, nil)
+    }
+}
+
+/// The built `devkit` executable, next to the test bundle.
+enum ReplBinary {
+    static var devkit: String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if count > 0 {
+            let me = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let candidate = (me as NSString).deletingLastPathComponent + "/devkit"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        // swift-testing's runner may be the xctest bundle itself; fall back to .build/debug.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        return root.path + "/.build/debug/devkit"
+    }
+}
+
+/// A temporary directory removed on deinit.
+final class ReplTemporaryDirectory {
+    let path: String
+    init() throws {
+        var template = Array("/tmp/devkit-repl-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw POSIXError(.EIO) }
+        path = String(cString: template)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+struct ReplTmuxTimeout: Error, CustomStringConvertible {
+    let screen: String
+    var description: String { "the expected text did not appear within the deadline; screen:\n\(screen)" }
+}
+
+/// One tmux server on its own socket (-L), killed at the end.
+struct ReplTmux {
+    let tmux: String
+    let socket = "devkit-repl-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let target = "repl"
+
+    init(tmux: String) throws {
+        self.tmux = tmux
+    }
+
+    func start(_ command: String) throws {
+        let status = run(["new-session", "-d", "-s", target, "-x", "120", "-y", "40", command])
+        guard status == 0 else { throw POSIXError(.ECHILD) }
+    }
+
+    func send(_ keys: String...) {
+        for key in keys {
+            // Literal text with -l; key names (Enter, Tab, Up, C-c) without.
+            let isKeyName = ["Enter", "Tab", "Up", "Down", "C-c", "C-d", "C-u"].contains(key)
+            _ = run(["send-keys", "-t", target] + (isKeyName ? [] : ["-l"]) + [key])
+        }
+    }
+
+    func capture() -> String {
+        var output = ""
+        _ = run(["capture-pane", "-p", "-t", target], output: &output)
+        return output
+    }
+
+    /// Polls the screen until `condition` holds; bounded (10 s), never a fixed sleep.
+    func waitFor(_ condition: (ReplScreen) -> Bool) throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        var screen = ReplScreen(text: capture())
+        while !condition(screen) {
+            guard ContinuousClock.now < deadline else { throw ReplTmuxTimeout(screen: screen.text) }
+            // Re-check on a short interval: tmux offers no change notification to wait on.
+            var request = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            nanosleep(&request, nil)
+            screen = ReplScreen(text: capture())
+        }
+    }
+
+    func kill() {
+        _ = run(["kill-server"])
+    }
+
+    /// Runs a tmux command whose output is not needed (stdout to /dev/null: the
+    /// server that `new-session` starts would inherit a pipe and keep it open).
+    @discardableResult
+    private func run(_ arguments: [String]) -> Int32 {
+        var ignored = ""
+        return run(arguments, output: &ignored, capture: false)
+    }
+
+    /// posix_spawn + waitpid rather than Foundation's Process, whose exit detection
+    /// waits for a descriptor that the daemonised tmux server inherits.
+    private func run(_ arguments: [String], output: inout String, capture: Bool = true) -> Int32 {
+        let argv = [tmux, "-L", socket, "-f", "/dev/null"] + arguments
+        var fds: [Int32] = [-1, -1]
+        if capture { guard pipe(&fds) == 0 else { return -1 } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if capture {
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+            posix_spawn_file_actions_addclose(&actions, fds[0])
+            posix_spawn_file_actions_addclose(&actions, fds[1])
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        // The test runner's threads block signals; tmux (and the panes it starts)
+        // must not inherit that mask, or kill-server cannot end them.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGHUP, SIGINT, SIGTERM, SIGCHLD, SIGPIPE] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, tmux, &actions, &attributes, &cArguments, environ)
+        if capture { close(fds[1]) }
+        guard spawned == 0 else {
+            if capture { close(fds[0]) }
+            return -1
+        }
+        if capture {
+            var data: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 8192)
+            while true {
+                let n = read(fds[0], &buffer, buffer.count)
+                if n > 0 { data += buffer[..<n] } else if n < 0 && errno == EINTR { continue } else { break }
+            }
+            close(fds[0])
+            output = String(decoding: data, as: UTF8.self)
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
+    }
+}
+
+/// A captured screen.
+struct ReplScreen {
+    let text: String
+
+    func contains(_ needle: String) -> Bool { text.contains(needle) }
+
+    /// The last non-blank line (where the cursor's prompt is), trailing spaces dropped.
+    var lastLine: String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { String($0.reversed().drop(while: { $0 == " " }).reversed()) }
+        return lines.last(where: { !$0.isEmpty }) ?? ""
+    }
+
+    func occurrences(of needle: String) -> Int {
+        text.components(separatedBy: needle).count - 1
+    }
+}
