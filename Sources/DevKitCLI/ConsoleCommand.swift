@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SerialPort
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -51,7 +52,7 @@ struct ConsoleREPLCommand: AsyncParsableCommand {
             let path = try portOptions.resolvedPath()
             let baud = portOptions.baud
             let link = try ReplDeviceLink(path: path) { path in
-                try ReplTTYPort(path: path, baudRate: baud)
+                try SerialPort(path: path, baudRate: baud)
             }
             let transcript = try log.map { path throws(ReplTranscriptError) in try ReplTranscript(path: path) }
             link.start()

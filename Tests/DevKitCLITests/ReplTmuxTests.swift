@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VirtualDevKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,29 +12,34 @@ struct ReplTmuxTests {
     static let tmuxPath = ["/usr/bin/tmux", "/usr/local/bin/tmux", "/bin/tmux"]
         .first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    @Test("type, complete, recall, hide secrets, cancel, follow unplug, quit",
+    /// Starts `devkit console` on `link` in a fresh tmux server; `exec cat` keeps the
+    /// pane (and its last screen) after devkit exits.
+    static func startConsole(in directory: ReplTemporaryDirectory, link: String) throws -> ReplTmux {
+        let tmux = try ReplTmux(tmux: tmuxPath!)
+        try tmux.start(
+            "env HOME='\(directory.path)' XDG_STATE_HOME='\(directory.path)/state' '\(ReplBinary.devkit)' console "
+                + "--port '\(link)' --log '\(directory.path)/session.log'; echo \"[devkit exited $?]\"; exec cat")
+        return tmux
+    }
+
+    @Test("type, complete, recall, hide secrets, follow unplug, quit (virtual DevKit)",
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
           .timeLimit(.minutes(2)))
     func interactiveSession() throws {
         let directory = try ReplTemporaryDirectory()
         let link = directory.path + "/devkit0"
-        let board = try ReplTestBoard(linkPath: link)
+        let board = try VirtualDevKit(configuration: .init(linkPath: link))
+        board.start()
         defer { board.stop() }
-        let tmux = try ReplTmux(tmux: Self.tmuxPath!)
+        #expect(board.waitUntilIdle())
+        let tmux = try Self.startConsole(in: directory, link: link)
         defer { tmux.kill() }
-
-        let state = directory.path + "/state"
-        let log = directory.path + "/session.log"
-        // `exec cat` keeps the pane (and its last screen) after devkit exits.
-        try tmux.start(
-            "env HOME='\(directory.path)' XDG_STATE_HOME='\(state)' '\(ReplBinary.devkit)' console "
-                + "--port '\(link)' --log '\(log)'; echo \"[devkit exited $?]\"; exec cat")
 
         try tmux.waitFor { $0.lastLine == "devkit>" }
 
         // A command and its reply.
         tmux.send("version", "Enter")
-        try tmux.waitFor { $0.contains("DevKitSDK version: 1.6.2") && $0.contains("WIFI version: unknown") }
+        try tmux.waitFor { $0.contains("DevKitSDK version: 1.6.2") && $0.contains("mbed TLS version: 2.6.0") }
 
         // Tab completion: `set_dp` becomes `set_dps_uds `.
         tmux.send("set_dp", "Tab")
@@ -45,13 +51,13 @@ struct ReplTmuxTests {
         let uds = "5eed5eed00112233445566778899aabbccddeeff00112233445566778899abcd"
         tmux.send(uds, "Enter")
         try tmux.waitFor { $0.contains("INFO: Set DPS UDS successfully.") }
-        #expect(board.storedUDS == uds)
+        #expect(board.state.uds?.lowercased() == uds)
         #expect(!tmux.capture().contains("5eed5eed"))
 
         // A secret typed on the line is masked on screen once entered.
         tmux.send("set_wifipwd hunter2-secret", "Enter")
         try tmux.waitFor { $0.contains("INFO: Set Wi-Fi password successfully.") }
-        #expect(board.storedPassword == "hunter2-secret")
+        #expect(board.state.wifiPassword == "hunter2-secret")
         let screen = tmux.capture()
         #expect(!screen.contains("hunter2"))
         #expect(screen.contains("devkit> set_wifipwd ****"))
@@ -64,28 +70,20 @@ struct ReplTmuxTests {
         tmux.send("Enter")
         try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 2 }
 
-        // Ctrl-C stops waiting for a reply that does not come; the console goes on.
-        tmux.send("scan", "Enter")
-        try waitUntil { board.received.suffix(5) == Array("scan\r".utf8) }
-        tmux.send("C-c")
-        try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") }
-        tmux.send("version", "Enter")
-        try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 3 }
-
         // Unplug: noticed and said; replug: reconnected, and commands work again.
         board.unplug()
         try tmux.waitFor { $0.contains("board unplugged") && $0.lastLine == "devkit (unplugged)>" }
-        try board.plugIn()
-        try tmux.waitFor { $0.contains("is back: reconnected") }
+        try board.replug()
+        try tmux.waitFor { $0.contains("is back: reconnected") && $0.lastLine == "devkit>" }
         tmux.send("version", "Enter")
-        try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 4 }
+        try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 3 }
 
         // Ctrl-D quits with status 0.
         tmux.send("C-d")
         try tmux.waitFor { $0.contains("[devkit exited 0]") }
 
         // No secret reached the history file (mode 0600) or the transcript.
-        let historyPath = state + "/devkit/history"
+        let historyPath = directory.path + "/state/devkit/history"
         let history = try String(contentsOfFile: historyPath, encoding: .utf8)
         #expect(history.contains("version"))
         #expect(history.contains("set_dps_uds"))
@@ -95,6 +93,7 @@ struct ReplTmuxTests {
         var info = stat()
         #expect(stat(historyPath, &info) == 0 && info.st_mode & 0o777 == 0o600)
 
+        let log = directory.path + "/session.log"
         let transcript = try String(contentsOfFile: log, encoding: .utf8)
         #expect(transcript.contains("> version"))
         #expect(transcript.contains("< DevKitSDK version: 1.6.2"))
@@ -103,6 +102,35 @@ struct ReplTmuxTests {
         #expect(!transcript.contains("5eed5eed"))
         #expect(!transcript.contains("hunter2"))
         #expect(stat(log, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    }
+
+    /// Ctrl-C ends the wait for a reply that never comes, not the program. (A test
+    /// board whose `scan` never answers: the virtual DevKit always answers.)
+    @Test("Ctrl-C stops waiting for the board, the console goes on",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(1)))
+    func ctrlCCancelsTheWait() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        let board = try ReplTestBoard(linkPath: link)
+        defer { board.stop() }
+        let tmux = try Self.startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        tmux.send("scan", "Enter")
+        // Ctrl-C only once the line reached the board, so it hits the wait, not the editor.
+        try waitUntil { board.received.suffix(5) == Array("scan\r".utf8) }
+        tmux.send("C-c")
+        try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") && $0.lastLine == "devkit>" }
+        tmux.send("version", "Enter")
+        try tmux.waitFor { $0.contains("DevKitSDK version: 1.6.2") }
+
+        // Ctrl-C while editing drops the line; the console is still there.
+        tmux.send("abc", "C-c")
+        try tmux.waitFor { $0.contains("devkit> abc^C") && $0.lastLine == "devkit>" }
+        tmux.send("C-d")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
     }
 }
 
