@@ -1,4 +1,5 @@
 import Foundation
+import SerialPort
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -178,7 +179,9 @@ final class ReplDeviceLink: @unchecked Sendable {
         }
     }
 
+    /// Why the port was lost, short: the REPL says what to do next itself.
     private static func describe(_ error: Error) -> String {
+        if let error = error as? SerialPortError, case .disconnected = error { return "it hung up" }
         if let reportable = error as? CLIReportable { return reportable.userMessage }
         return String(describing: error)
     }

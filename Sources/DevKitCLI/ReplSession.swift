@@ -136,7 +136,8 @@ final class ReplSession {
             case .disconnected(let reason):
                 console = ConsoleSession(transport: transport)
                 updatePrompt()
-                say("board unplugged (\(reason)). Waiting for \(link.path) to come back; Ctrl-D quits.", above: true)
+                say("board unplugged (\(reason)). Waiting for \(link.path) to come back; Ctrl-D quits.",
+                    above: true)
             case .reconnected:
                 console = ConsoleSession(transport: transport)
                 updatePrompt()

@@ -104,6 +104,35 @@ struct ReplTmuxTests {
         #expect(stat(log, &info) == 0 && info.st_mode & 0o777 == 0o600)
     }
 
+    /// `--raw`: keys go to the board as typed (its own echo shows them), Ctrl-]
+    /// quits, and the terminal settings are as before.
+    @Test("--raw passes bytes both ways, Ctrl-] quits, the terminal is restored",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(1)))
+    func rawPassthrough() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        let board = try VirtualDevKit(configuration: .init(linkPath: link))
+        board.start()
+        defer { board.stop() }
+        #expect(board.waitUntilIdle())
+        let tmux = try ReplTmux(tmux: Self.tmuxPath!)
+        defer { tmux.kill() }
+        let before = directory.path + "/stty.before"
+        let after = directory.path + "/stty.after"
+        try tmux.start(
+            "stty -a > '\(before)'; '\(ReplBinary.devkit)' console --raw --port '\(link)'; "
+                + "echo \"[devkit exited $?]\"; stty -a > '\(after)'; exec cat")
+        try tmux.waitFor { $0.contains("Ctrl-] quits") }
+        tmux.send("version", "Enter")
+        // The board's echo, then its reply, then its prompt.
+        try tmux.waitFor { $0.contains("version") && $0.contains("DevKitSDK version: 1.6.2") && $0.lastLine == "#" }
+        tmux.send("C-]")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
+        try waitUntil { FileManager.default.fileExists(atPath: after) && ((try? String(contentsOfFile: after, encoding: .utf8)) ?? "").contains("speed") }
+        #expect(try String(contentsOfFile: before, encoding: .utf8) == String(contentsOfFile: after, encoding: .utf8))
+    }
+
     /// Ctrl-C ends the wait for a reply that never comes, not the program. (A test
     /// board whose `scan` never answers: the virtual DevKit always answers.)
     @Test("Ctrl-C stops waiting for the board, the console goes on",
@@ -195,7 +224,7 @@ struct ReplTmux {
     func send(_ keys: String...) {
         for key in keys {
             // Literal text with -l; key names (Enter, Tab, Up, C-c) without.
-            let isKeyName = ["Enter", "Tab", "Up", "Down", "C-c", "C-d", "C-u"].contains(key)
+            let isKeyName = ["Enter", "Tab", "Up", "Down", "C-c", "C-d", "C-u", "C-]"].contains(key)
             _ = run(["send-keys", "-t", target] + (isKeyName ? [] : ["-l"]) + [key])
         }
     }
