@@ -156,7 +156,10 @@ struct ReplTmuxTests {
         try tmux.waitFor { $0.contains("DevKitSDK version: 1.6.2") }
 
         // Ctrl-C while editing drops the line; the console is still there.
-        tmux.send("abc", "C-c")
+        tmux.send("abc")
+        // (Ctrl-C makes the tty flush unread input: wait until the editor shows it.)
+        try tmux.waitFor { $0.lastLine == "devkit> abc" }
+        tmux.send("C-c")
         try tmux.waitFor { $0.contains("devkit> abc^C") && $0.lastLine == "devkit>" }
         tmux.send("C-d")
         try tmux.waitFor { $0.contains("[devkit exited 0]") }
