@@ -510,19 +510,57 @@ public final class VirtualDevKit: @unchecked Sendable {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(hostWatch.rawValue, $0.baseAddress, $0.count) }
             guard n > 0 else { return }
             var offset = 0
+            var closed = false
             // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[len]; }
             while offset + 16 <= n {
                 let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
                 let length = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) }
-                if mask & UInt32(IN_OPEN) != 0 { hostsOpen += 1 }
-                if mask & UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) != 0 {
-                    hostsOpen = max(0, hostsOpen - 1)
-                    slaveHold?.clearExclusiveMode()
-                    if hostsOpen == 0, let slaveHold { _ = tcflush(slaveHold.rawValue, TCIFLUSH) }
-                }
+                if mask & UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) != 0 { closed = true }
                 offset += 16 + Int(length)
             }
+            // inotify merges identical unread events, so counting them is unreliable:
+            // count the open file descriptions instead (only when something changed).
+            hostsOpen = countHostOpens()
+            if closed {
+                slaveHold?.clearExclusiveMode()
+                if hostsOpen == 0, let slaveHold { _ = tcflush(slaveHold.rawValue, TCIFLUSH) }
+            }
         }
+    }
+
+    /// How many descriptors of any process refer to the slave, the board's own hold
+    /// excluded (from /proc/*/fd; processes we may not look into are not counted).
+    private func countHostOpens() -> Int {
+        guard let pty, let slaveHold else { return 0 }
+        var own = Glibc.stat()
+        guard fstat(slaveHold.rawValue, &own) == 0 else { return 1 }
+        let me = getpid()
+        var count = 0
+        guard let proc = opendir("/proc") else { return 1 }
+        defer { closedir(proc) }
+        while let entry = readdir(proc) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard let pid = Int32(name) else { continue }
+            let fdDirectory = "/proc/\(name)/fd"
+            guard let fds = opendir(fdDirectory) else { continue }
+            defer { closedir(fds) }
+            while let fdEntry = readdir(fds) {
+                let fdName = withUnsafeBytes(of: fdEntry.pointee.d_name) {
+                    String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                guard let fd = Int32(fdName), !(pid == me && fd == slaveHold.rawValue) else { continue }
+                var s = Glibc.stat()
+                if stat("\(fdDirectory)/\(fdName)", &s) == 0, (s.st_mode & S_IFMT) == S_IFCHR,
+                    s.st_rdev == own.st_rdev
+                {
+                    count += 1
+                }
+            }
+        }
+        _ = pty
+        return count
     }
 
     // MARK: Plugging

@@ -131,6 +131,18 @@ struct EmulateCommandTests {
         line.send("version\r")
         #expect(line.read(through: "\r\n# ")?.contains("DevKitSDK version: 1.6.2\r\n") == true)
 
+        // SIGUSR1 pulls the cable, SIGUSR2 plugs it back in on a new pty.
+        kill(emulator.process.processIdentifier, SIGUSR1)
+        let pulled = ContinuousClock.now
+        #expect(line.read(through: "never", timeout: .seconds(20)) == nil)
+        #expect(pulled.duration(to: .now) < .seconds(10))  // ended by the hang-up, not the timeout
+        kill(emulator.process.processIdentifier, SIGUSR2)
+        let replugged = try #require(emulator.firstLine())
+        #expect(replugged.contains("\"event\":\"replugged\""))
+        let again = try Line(path: link)
+        again.send("\r")
+        #expect(again.read(through: "\r\n# ") == "\r\n# ")
+
         kill(emulator.process.processIdentifier, SIGTERM)
         #expect(emulator.wait() == 0)
         #expect(!FileManager.default.fileExists(atPath: link))
