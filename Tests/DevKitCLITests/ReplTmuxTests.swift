@@ -234,7 +234,7 @@ struct ReplTmux {
 
     func capture() -> String {
         var output = ""
-        _ = run(["capture-pane", "-p", "-t", target], output: &output)
+        _ = run(["capture-pane", "-p", "-S", "-", "-t", target], output: &output)  // with scrollback
         return output
     }
 
