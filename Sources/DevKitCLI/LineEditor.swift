@@ -225,6 +225,7 @@ final class LineEditor {
             let watchIndex = watchFD >= 0 ? fds.count : -1
             if watchFD >= 0 { fds.append(pollfd(fd: watchFD, events: Int16(POLLIN), revents: 0)) }
             let ready = poll(&fds, nfds_t(fds.count), idleTimeoutMilliseconds)
+            if ReplInterrupts.takeResize() { el_resize(editLine) }
             if ready < 0 {
                 if errno == EINTR { continue }
                 return -1

@@ -5,6 +5,8 @@ import Glibc
 /// The write end of the SIGINT self-pipe. A signal handler can only touch plain
 /// globals; it is set once before the handler is installed and never changes after.
 nonisolated(unsafe) private var interruptPipeWriteFD: Int32 = -1
+/// Set by the SIGWINCH handler, cleared by ``ReplInterrupts/takeResize()``.
+nonisolated(unsafe) private var windowResized: Int32 = 0
 
 /// Turns SIGINT (Ctrl-C) into a readable pipe, so the console can cancel the wait
 /// in progress instead of dying: poll the ``fd`` alongside the device.
@@ -34,5 +36,20 @@ enum ReplInterrupts {
         sigemptyset(&unblock)
         sigaddset(&unblock, SIGINT)
         _ = pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+
+        // libedit's own signal handling is off (it would make Ctrl-C fatal), so the
+        // terminal size change is noted here and applied by the key reader.
+        var resize = sigaction()
+        resize.__sigaction_handler.sa_handler = { _ in windowResized = 1 }
+        sigemptyset(&resize.sa_mask)
+        resize.sa_flags = 0
+        _ = sigaction(SIGWINCH, &resize, nil)
+    }
+
+    /// True once after each terminal size change.
+    static func takeResize() -> Bool {
+        guard windowResized != 0 else { return false }
+        windowResized = 0
+        return true
     }
 }
