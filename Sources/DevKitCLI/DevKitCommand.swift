@@ -21,6 +21,10 @@ public struct DevKitCommand: AsyncParsableCommand {
         subcommands: [
             CertCommand.self,
             ConsoleREPLCommand.self,
+            SetUDSCommand.self,
+            InfoCommand.self,
+            SetWiFiCommand.self,
+            SetConnectionStringCommand.self,
             EmulateCommand.self,
         ]
     )

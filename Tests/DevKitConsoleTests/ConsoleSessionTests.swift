@@ -518,3 +518,17 @@ extension String {
         String(decoding: Array(utf8).filter { $0 != 0x0D }, as: UTF8.self)
     }
 }
+
+@Suite("CountingTransport")
+struct CountingTransportTests {
+    @Test func countsBothDirections() throws {
+        let steps = Board.sync() + Board.exchange("version", output: Board.versionOutput)
+        let scripted = ScriptedTransport(steps)
+        let counter = CountingTransport(scripted)
+        let session = ConsoleSession(transport: counter)
+        try session.synchronize()
+        _ = try session.version()
+        #expect(counter.sentBytes == 1 + 8)
+        #expect(counter.receivedBytes == replyLength(steps))
+    }
+}
