@@ -245,9 +245,8 @@ final class ReplSession {
         } catch is ReplCancelled {
             writeAll(STDOUT_FILENO, "\r\n")
             say("stopped waiting (Ctrl-C); the board may still be busy.")
-        } catch let error as ReplLinkError {
-            showUnsolicited()
-            _ = error
+        } catch is ReplLinkError {
+            showUnsolicited()  // the queued unplug notice says it
         } catch let error as ConsoleError {
             say(String(describing: error))
         } catch let error as CLIReportable {

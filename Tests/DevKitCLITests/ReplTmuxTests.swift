@@ -15,6 +15,8 @@ struct ReplTmuxTests {
     /// Starts `devkit console` on `link` in a fresh tmux server; `exec cat` keeps the
     /// pane (and its last screen) after devkit exits.
     static func startConsole(in directory: ReplTemporaryDirectory, link: String) throws -> ReplTmux {
+        try #require(FileManager.default.isExecutableFile(atPath: ReplBinary.devkit),
+                     "the devkit executable is not built at \(ReplBinary.devkit)")
         let tmux = try ReplTmux(tmux: tmuxPath!)
         try tmux.start(
             "env HOME='\(directory.path)' XDG_STATE_HOME='\(directory.path)/state' '\(ReplBinary.devkit)' console "
