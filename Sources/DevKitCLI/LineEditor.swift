@@ -41,6 +41,10 @@ final class LineEditor {
     var onIdle: (() -> Void)?
     /// Completion candidates for the text left of the cursor.
     var completer: (String) -> [String] = { _ in [] }
+    /// Commands whose argument is a secret: a space typed right after one of them
+    /// ends the line at once, so the caller can ask for the secret with echo off
+    /// and it is never drawn (typed or pasted).
+    var secretCommands: Set<String> = []
 
     /// The prompt shown before the line; takes effect at the next redraw.
     var prompt: String {
@@ -87,7 +91,11 @@ final class LineEditor {
             LineEditor.instance(el)?.interruptedFlag = true
             return UInt8(CC_NEWLINE)
         }
+        _ = devkit_el_add_function(el, "devkit-space", "Space; after a secret command, ask for it hidden") { el, _ in
+            LineEditor.instance(el)?.space() ?? UInt8(CC_ERROR)
+        }
         _ = devkit_el_bind(el, "^I", "devkit-complete")
+        _ = devkit_el_bind(el, " ", "devkit-space")
         _ = devkit_el_bind(el, "^C", "devkit-interrupt")
         // The user's ~/.editrc may rebind keys, as with every libedit program.
         _ = el_source(el, nil)
@@ -271,6 +279,21 @@ final class LineEditor {
             bytes.append(next)
         }
         return String(decoding: bytes, as: UTF8.self).unicodeScalars.first?.value ?? 0xFFFD
+    }
+
+    /// Space: inserts a space, except right after a secret command at the end of the
+    /// line, where it ends the line (the rest of a paste stays unread for the hidden prompt).
+    private func space() -> UInt8 {
+        if let info = el_line(editLine)?.pointee, let buffer = info.buffer, let cursor = info.cursor,
+           cursor == info.lastchar
+        {
+            let bytes = UnsafeBufferPointer(
+                start: UnsafeRawPointer(buffer).assumingMemoryBound(to: UInt8.self), count: cursor - buffer)
+            let text = String(decoding: bytes, as: UTF8.self).trimmingSpaces
+            if secretCommands.contains(text) { return UInt8(CC_NEWLINE) }
+        }
+        _ = el_insertstr(editLine, " ")
+        return UInt8(CC_REFRESH)
     }
 
     /// Tab: completes the word left of the cursor, or lists the candidates.

@@ -76,6 +76,7 @@ final class ReplSession {
         editor.interruptFD = interruptFD
         editor.watchFD = link.eventFD
         editor.completer = ReplCommands.completions(forLinePrefix:)
+        editor.secretCommands = ReplCommands.secretCommands
         editor.onWatchReadable = { [unowned self] in showUnsolicited() }
         editor.onIdle = { [unowned self] in
             let rest = unsolicited.flush()
@@ -157,7 +158,8 @@ final class ReplSession {
         if ReplCommands.carriesSecret(text) {
             editor.overwriteEnteredLine(entered, with: ReplCommands.masked(entered))
         }
-        transcript?.sent(text)
+        let asksForSecret = ReplCommands.secretPrompt(for: text) != nil
+        if !asksForSecret { transcript?.sent(text) }  // else logged masked once the secret is in
         if text.hasPrefix(":") { return runLocal(text) }
         runDevice(text)
         return true
@@ -172,6 +174,7 @@ final class ReplSession {
                 return
             }
             let value = secret.trimmingSpaces
+            transcript?.sent(ReplCommands.masked(name + " " + value))
             switch name {
             case "set_dps_uds": command = .setDPSUDS(value)
             case "set_wifipwd": command = .setWiFiPassword(value)

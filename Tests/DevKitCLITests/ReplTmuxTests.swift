@@ -56,13 +56,14 @@ struct ReplTmuxTests {
         #expect(board.state.uds?.lowercased() == uds)
         #expect(!tmux.capture().contains("5eed5eed"))
 
-        // A secret typed on the line is masked on screen once entered.
+        // A secret typed (or pasted) on the line: the space after the command switches
+        // to the hidden prompt, so the secret is never drawn.
         tmux.send("set_wifipwd hunter2-secret", "Enter")
         try tmux.waitFor { $0.contains("INFO: Set Wi-Fi password successfully.") }
         #expect(board.state.wifiPassword == "hunter2-secret")
         let screen = tmux.capture()
         #expect(!screen.contains("hunter2"))
-        #expect(screen.contains("devkit> set_wifipwd ****"))
+        #expect(screen.contains("devkit> set_wifipwd\nWi-Fi password (not shown; empty clears it):"))
 
         // History: Up recalls the latest entry; a secret command is kept by name only.
         tmux.send("Up")
