@@ -185,8 +185,10 @@ final class LineEditor {
         let isTerminal = isatty(STDIN_FILENO) == 1 && tcgetattr(STDIN_FILENO, &saved) == 0
         if isTerminal {
             var quiet = saved
-            quiet.c_lflag &= ~tcflag_t(ECHO)
-            quiet.c_lflag |= tcflag_t(ECHONL | ICANON)
+            // No ECHONL: keys typed ahead (while libedit had the terminal) would miss
+            // it; the line end is written below instead, always.
+            quiet.c_lflag &= ~tcflag_t(ECHO | ECHONL)
+            quiet.c_lflag |= tcflag_t(ICANON)
             _ = tcsetattr(STDIN_FILENO, TCSANOW, &quiet)
         }
         defer {
@@ -216,7 +218,7 @@ final class LineEditor {
             if byte == 0x0A || byte == 0x0D { break }
             bytes.append(byte)
         }
-        if !isTerminal { writeAll(STDOUT_FILENO, "\r\n") }
+        writeAll(STDOUT_FILENO, "\r\n")
         defer { for i in bytes.indices { bytes[i] = 0 } }
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -282,7 +284,7 @@ final class LineEditor {
     }
 
     /// Space: inserts a space, except right after a secret command at the end of the
-    /// line, where it ends the line (the rest of a paste stays unread for the hidden prompt).
+    /// line, where it acts as Enter (the rest of a paste stays unread for the hidden prompt).
     private func space() -> UInt8 {
         if let info = el_line(editLine)?.pointee, let buffer = info.buffer, let cursor = info.cursor,
            cursor == info.lastchar
@@ -290,7 +292,11 @@ final class LineEditor {
             let bytes = UnsafeBufferPointer(
                 start: UnsafeRawPointer(buffer).assumingMemoryBound(to: UInt8.self), count: cursor - buffer)
             let text = String(decoding: bytes, as: UTF8.self).trimmingSpaces
-            if secretCommands.contains(text) { return UInt8(CC_NEWLINE) }
+            if secretCommands.contains(text) {
+                // As if Enter were pressed (libedit's own newline handling draws it).
+                el_push(editLine, "\n")
+                return UInt8(CC_NORM)
+            }
         }
         _ = el_insertstr(editLine, " ")
         return UInt8(CC_REFRESH)

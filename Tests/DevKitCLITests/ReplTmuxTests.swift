@@ -63,7 +63,8 @@ struct ReplTmuxTests {
         #expect(board.state.wifiPassword == "hunter2-secret")
         let screen = tmux.capture()
         #expect(!screen.contains("hunter2"))
-        #expect(screen.contains("devkit> set_wifipwd\nWi-Fi password (not shown; empty clears it):"))
+        #expect(screen.contains("devkit> set_wifipwd\n"))
+        #expect(screen.contains("Wi-Fi password (not shown; empty clears it):"))
 
         // History: Up recalls the latest entry; a secret command is kept by name only.
         tmux.send("Up")
