@@ -20,9 +20,10 @@ struct ConsoleREPLCommand: AsyncParsableCommand {
             Ctrl-C stops waiting for a reply, Ctrl-D quits.
 
             Secrets stay secret: `set_dps_uds`, `set_wifipwd`, `set_az_iothub` and \
-            `set_az_iotdps` typed alone ask for the value without showing it; such lines \
-            never reach the history file ($XDG_STATE_HOME/devkit/history, mode 0600) or \
-            the --log transcript unmasked.
+            `set_az_iotdps` ask for the value without showing it as soon as the space \
+            after the name is typed (or Enter, typed alone); secrets never reach the \
+            screen, the history file ($XDG_STATE_HOME/devkit/history, mode 0600) or the \
+            --log transcript.
 
             devkit's own commands start with a colon: :help, :info (firmware version), \
             :uds generate FILE (new UDS saved to FILE first, then stored), :quit.
@@ -31,7 +32,8 @@ struct ConsoleREPLCommand: AsyncParsableCommand {
             device comes back, as tio does.
 
             --raw is a plain terminal instead: every key goes to the board (Ctrl-C \
-            too); Ctrl-] quits.
+            too); Ctrl-] quits. With standard input not a terminal it shows what the \
+            board prints until stopped (SIGINT/SIGTERM).
 
             Example:
               devkit emulate --link /tmp/devkit0 &
