@@ -102,7 +102,7 @@ struct ReplRawTerminal {
 
 nonisolated(unsafe) private var stopPipeWriteFD: Int32 = -1
 
-/// SIGTERM and SIGHUP as a readable pipe, so raw mode restores the terminal before exiting.
+/// SIGTERM, SIGHUP and SIGINT as a readable pipe, so raw mode restores the terminal before exiting.
 enum ReplStopSignals {
     nonisolated(unsafe) private static var readFD: Int32 = -1
 
@@ -121,6 +121,7 @@ enum ReplStopSignals {
         sigemptyset(&action.sa_mask)
         _ = sigaction(SIGTERM, &action, nil)
         _ = sigaction(SIGHUP, &action, nil)
+        _ = sigaction(SIGINT, &action, nil)  // only from kill(1): the raw terminal sends Ctrl-C to the board
         return readFD
     }
 }
