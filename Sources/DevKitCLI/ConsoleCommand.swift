@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import SerialPort
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,9 +52,7 @@ struct ConsoleREPLCommand: AsyncParsableCommand {
         try await reportingErrors {
             let path = try portOptions.resolvedPath()
             let baud = portOptions.baud
-            let link = try ReplDeviceLink(path: path) { path in
-                try SerialPort(path: path, baudRate: baud)
-            }
+            let link = try ReplDeviceLink(path: path, opener: ReplDeviceLink.serialOpener(baudRate: baud))
             let transcript = try log.map { path throws(ReplTranscriptError) in try ReplTranscript(path: path) }
             link.start()
             defer { link.stop() }

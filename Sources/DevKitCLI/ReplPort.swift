@@ -18,3 +18,10 @@ extension SerialPort: ReplPort {
 
     func closePort() { close() }
 }
+
+extension ReplDeviceLink {
+    /// Opens the board's port with the SerialPort driver at `baudRate`.
+    static func serialOpener(baudRate: Int) -> Opener {
+        { path in try SerialPort(path: path, baudRate: baudRate) }
+    }
+}
