@@ -74,6 +74,20 @@ struct ReplTmuxTests {
         tmux.send("Enter")
         try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 2 }
 
+        // Local commands: `:info` parses `version`; `:uds generate` saves the new UDS
+        // (mode 0600) before the board gets it, and never shows it.
+        tmux.send(":info", "Enter")
+        try tmux.waitFor { $0.contains("Firmware (DevKitSDK) version: 1.6.2") }
+        let udsFile = directory.path + "/new.uds"
+        tmux.send(":uds generate \(udsFile)", "Enter")
+        try tmux.waitFor { $0.contains("a new UDS was saved to \(udsFile)") }
+        let generated = try String(contentsOfFile: udsFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(generated.count == 64 && generated.allSatisfy(\.isHexDigit))
+        #expect(board.state.uds?.lowercased() == generated.lowercased())
+        #expect(!tmux.capture().lowercased().contains(generated.lowercased()))
+        var udsInfo = stat()
+        #expect(stat(udsFile, &udsInfo) == 0 && udsInfo.st_mode & 0o777 == 0o600)
+
         // Unplug: noticed and said; replug: reconnected, and commands work again.
         board.unplug()
         try tmux.waitFor { $0.contains("board unplugged") && $0.lastLine == "devkit (unplugged)>" }
