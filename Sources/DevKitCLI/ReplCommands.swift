@@ -70,13 +70,17 @@ enum ReplCommands {
 
     /// True if the line carries a secret argument.
     static func carriesSecret(_ line: String) -> Bool {
-        let (command, argument) = split(line)
-        return secretCommands.contains(command) && !argument.isEmpty
+        masked(line) != line
     }
 
-    /// The line as it may be shown or logged: a secret argument becomes `****`.
+    /// The line as it may be shown or logged: a secret argument becomes `****`
+    /// (for `enable_secure <level> <key>`, the key).
     static func masked(_ line: String) -> String {
         let (command, argument) = split(line)
+        if command == "enable_secure" {
+            let (level, key) = split(argument)
+            return key.isEmpty ? line : "\(command) \(level) ****"
+        }
         guard secretCommands.contains(command), !argument.isEmpty else { return line }
         return command + " ****"
     }
@@ -87,7 +91,8 @@ enum ReplCommands {
     static func historyEntry(for line: String) -> String? {
         let trimmed = line.trimmingSpaces
         if trimmed.isEmpty { return nil }
-        let command = split(trimmed).command
+        let (command, argument) = split(trimmed)
+        if command == "enable_secure" { return "\(command) \(split(argument).command)".trimmingSpaces }
         return secretCommands.contains(command) ? command : trimmed
     }
 

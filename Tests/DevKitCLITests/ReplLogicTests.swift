@@ -36,6 +36,11 @@ struct ReplLogicTests {
             #expect(ReplCommands.masked(line) == "\(command) ****")
             #expect(ReplCommands.historyEntry(for: "  \(command)   \(uds) ") == command)
         }
+        // enable_secure's key is a secret too; its level is not.
+        #expect(ReplCommands.masked("enable_secure 2 0123abcd") == "enable_secure 2 ****")
+        #expect(ReplCommands.historyEntry(for: "enable_secure 2 0123abcd") == "enable_secure 2")
+        #expect(ReplCommands.masked("enable_secure 1") == "enable_secure 1")
+        #expect(!ReplCommands.carriesSecret("enable_secure 1"))
         #expect(ReplCommands.historyEntry(for: "set_wifissid home") == "set_wifissid home")
         #expect(ReplCommands.masked("set_wifissid home") == "set_wifissid home")
         #expect(ReplCommands.historyEntry(for: "   ") == nil)
