@@ -45,6 +45,10 @@ final class LineEditor {
     /// ends the line at once, so the caller can ask for the secret with echo off
     /// and it is never drawn (typed or pasted).
     var secretCommands: Set<String> = []
+    /// The question to ask for a secret command's hidden value.
+    var secretPrompt: (String) -> String = { _ in "Secret (not shown): " }
+    /// The secret read right after a secret command's space (see ``takePendingSecret()``).
+    private var pendingSecret: String?
 
     /// The prompt shown before the line; takes effect at the next redraw.
     var prompt: String {
@@ -115,6 +119,7 @@ final class LineEditor {
     /// Reads one line with editing. The line has no trailing newline.
     func readLine() -> Input {
         interruptedFlag = false
+        pendingSecret = nil
         isReading = true
         defer { isReading = false }
         var count: Int32 = 0
@@ -127,6 +132,13 @@ final class LineEditor {
         var line = String(cString: text)
         while line.hasSuffix("\n") || line.hasSuffix("\r") { line.removeLast() }
         return .line(line)
+    }
+
+    /// The hidden value typed after a secret command's space, once; nil when the line
+    /// was ended by Enter instead (then ask with ``readSecret(prompt:)``).
+    func takePendingSecret() -> String? {
+        defer { pendingSecret = nil }
+        return pendingSecret
     }
 
     /// Adds a line to the history and saves the history file. The caller decides
@@ -284,7 +296,8 @@ final class LineEditor {
     }
 
     /// Space: inserts a space, except right after a secret command at the end of the
-    /// line, where it acts as Enter (the rest of a paste stays unread for the hidden prompt).
+    /// line: there it asks for the secret at once, still in libedit's raw mode (echo
+    /// off), so no key typed or pasted after the space is ever drawn, then ends the line.
     private func space() -> UInt8 {
         if let info = el_line(editLine)?.pointee, let buffer = info.buffer, let cursor = info.cursor,
            cursor == info.lastchar
@@ -293,13 +306,58 @@ final class LineEditor {
                 start: UnsafeRawPointer(buffer).assumingMemoryBound(to: UInt8.self), count: cursor - buffer)
             let text = String(decoding: bytes, as: UTF8.self).trimmingSpaces
             if secretCommands.contains(text) {
-                // As if Enter were pressed (libedit's own newline handling draws it).
-                el_push(editLine, "\n")
-                return UInt8(CC_NORM)
+                writeAll(STDOUT_FILENO, "\r\n" + secretPrompt(text))
+                if let secret = readHiddenLineRaw() {
+                    pendingSecret = secret
+                } else {
+                    interruptedFlag = true
+                }
+                return UInt8(CC_NEWLINE)
             }
         }
         _ = el_insertstr(editLine, " ")
         return UInt8(CC_REFRESH)
+    }
+
+    /// Reads a line while the terminal is raw and silent: Enter ends it, Backspace
+    /// and Ctrl-U edit it, Ctrl-C (or SIGINT) and Ctrl-D on an empty line cancel (nil).
+    private func readHiddenLineRaw() -> String? {
+        var bytes: [UInt8] = []
+        defer { for i in bytes.indices { bytes[i] = 0 } }
+        while true {
+            var fds = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)]
+            if interruptFD >= 0 { fds.append(pollfd(fd: interruptFD, events: Int16(POLLIN), revents: 0)) }
+            let ready = poll(&fds, nfds_t(fds.count), -1)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if fds.count > 1 && fds[1].revents != 0 {
+                drainPipe(interruptFD)
+                return nil
+            }
+            var byte: UInt8 = 0
+            let n = read(STDIN_FILENO, &byte, 1)
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            if n <= 0 { return nil }
+            switch byte {
+            case 0x0D, 0x0A:
+                writeAll(STDOUT_FILENO, "\r\n")
+                return String(decoding: bytes, as: UTF8.self)
+            case 0x03:
+                return nil
+            case 0x04 where bytes.isEmpty:
+                return nil
+            case 0x08, 0x7F:
+                if !bytes.isEmpty { bytes.removeLast() }
+            case 0x15:
+                bytes.removeAll()
+            case 0x20...:
+                bytes.append(byte)
+            default:
+                break
+            }
+        }
     }
 
     /// Tab: completes the word left of the cursor, or lists the candidates.

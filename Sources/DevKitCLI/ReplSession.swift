@@ -77,6 +77,7 @@ final class ReplSession {
         editor.watchFD = link.eventFD
         editor.completer = ReplCommands.completions(forLinePrefix:)
         editor.secretCommands = ReplCommands.secretCommands
+        editor.secretPrompt = { ReplCommands.secretPrompt(for: $0) ?? "Secret (not shown): " }
         editor.onWatchReadable = { [unowned self] in showUnsolicited() }
         editor.onIdle = { [unowned self] in
             let rest = unsolicited.flush()
@@ -169,7 +170,7 @@ final class ReplSession {
         let (name, argument) = ReplCommands.split(text)
         let command: ConsoleCommand
         if argument.isEmpty, let question = ReplCommands.secretPrompt(for: name) {
-            guard let secret = editor.readSecret(prompt: question) else {
+            guard let secret = editor.takePendingSecret() ?? editor.readSecret(prompt: question) else {
                 say("cancelled; nothing was sent")
                 return
             }

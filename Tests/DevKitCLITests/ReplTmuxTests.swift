@@ -179,6 +179,14 @@ struct ReplTmuxTests {
         try tmux.waitFor { $0.lastLine == "devkit> abc" }
         tmux.send("C-c")
         try tmux.waitFor { $0.contains("devkit> abc^C") && $0.lastLine == "devkit>" }
+        // Ctrl-C while a secret is typed hidden cancels it; nothing reaches the board.
+        tmux.send("set_dps_uds 12")
+        try tmux.waitFor { $0.lastLine == "UDS (64 hex digits, not shown):" }
+        tmux.send("C-c")
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        #expect(!String(decoding: board.received, as: UTF8.self).contains("set_dps_uds"))
+        #expect(!tmux.capture().contains("set_dps_uds 12"))
+
         tmux.send("C-d")
         try tmux.waitFor { $0.contains("[devkit exited 0]") }
     }
