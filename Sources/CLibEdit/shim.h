@@ -79,3 +79,9 @@ static inline int devkit_history_save_fp(History *h, FILE *fp) {
     HistEvent ev;
     return history(h, &ev, H_SAVE_FP, fp);
 }
+
+/// Keeps terminal echo off in the settings libedit restores between lines
+/// (`setty -x -echo`): nothing typed is echoed by the tty, only drawn by libedit.
+static inline int devkit_el_cooked_mode_without_echo(EditLine *el) {
+    return el_set(el, EL_SETTY, "-x", "-echo", (const char *)NULL);
+}

@@ -103,6 +103,10 @@ final class LineEditor {
         _ = devkit_el_bind(el, "^C", "devkit-interrupt")
         // The user's ~/.editrc may rebind keys, as with every libedit program.
         _ = el_source(el, nil)
+        // Between lines (while the board is answering, or a secret is about to be
+        // asked for) keys typed ahead are not echoed by the tty; libedit draws them
+        // at the next prompt.
+        _ = devkit_el_cooked_mode_without_echo(el)
     }
 
     deinit {

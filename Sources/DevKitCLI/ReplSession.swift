@@ -88,6 +88,17 @@ final class ReplSession {
 
     /// Runs until Ctrl-D or `:quit`.
     func run() {
+        // Terminal echo stays off for the whole session (libedit draws what is typed
+        // itself, and restores the settings it found after each line): a key typed
+        // while a secret is about to be asked for is then never echoed by the tty.
+        var original = termios()
+        let isTerminal = isatty(STDIN_FILENO) == 1 && tcgetattr(STDIN_FILENO, &original) == 0
+        if isTerminal {
+            var quiet = original
+            quiet.c_lflag &= ~tcflag_t(ECHO | ECHONL)
+            _ = tcsetattr(STDIN_FILENO, TCSANOW, &quiet)
+        }
+        defer { if isTerminal { _ = tcsetattr(STDIN_FILENO, TCSANOW, &original) } }
         say("Connected to \(link.path). Board commands: `help`; devkit's: `:help`. "
             + "Tab completes, Ctrl-C stops a wait, Ctrl-D quits.")
         synchronize(reportSuccess: false)

@@ -168,6 +168,8 @@ struct ReplTmuxTests {
         tmux.send("scan", "Enter")
         // Ctrl-C only once the line reached the board, so it hits the wait, not the editor.
         try waitUntil { board.received.suffix(5) == Array("scan\r".utf8) }
+        // While it waits, the terminal does not echo (a secret typed ahead stays hidden).
+        #expect(try tmux.paneTerminalSettings().contains(" -echo "))
         tmux.send("C-c")
         try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") && $0.lastLine == "devkit>" }
         tmux.send("version", "Enter")
@@ -189,6 +191,8 @@ struct ReplTmuxTests {
 
         tmux.send("C-d")
         try tmux.waitFor { $0.contains("[devkit exited 0]") }
+        // The terminal's echo is back once devkit has gone.
+        #expect(try tmux.paneTerminalSettings().contains(" echo "))
     }
 }
 
@@ -279,6 +283,19 @@ struct ReplTmux {
 
     func kill() {
         _ = run(["kill-server"])
+    }
+
+    /// `stty -a` of the pane's terminal.
+    func paneTerminalSettings() throws -> String {
+        var tty = ""
+        _ = run(["display-message", "-p", "-t", target, "#{pane_tty}"], output: &tty)
+        let path = tty.trimmingCharacters(in: .whitespacesAndNewlines)
+        let fd = open(path, O_RDONLY | O_NOCTTY)
+        guard fd >= 0 else { throw POSIXError(.ENOENT) }
+        defer { close(fd) }
+        var settings = termios()
+        guard tcgetattr(fd, &settings) == 0 else { throw POSIXError(.EIO) }
+        return settings.c_lflag & tcflag_t(ECHO) != 0 ? " echo " : " -echo "
     }
 
     /// Runs a tmux command whose output is not needed (stdout to /dev/null: the
