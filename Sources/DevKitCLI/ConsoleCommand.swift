@@ -66,6 +66,7 @@ struct ConsoleREPLCommand: AsyncParsableCommand {
             let session = ReplSession(
                 link: link, editor: editor, transcript: transcript, interruptFD: ReplInterrupts.fd)
             session.run()
+            editor.finish()
         }
     }
 

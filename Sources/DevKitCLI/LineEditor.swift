@@ -26,6 +26,10 @@ final class LineEditor {
     private var interruptedFlag = false
     private var isReading = false
     private let historyFile: String?
+    /// The terminal settings before libedit touched them, put back in deinit
+    /// (el_end leaves the echo-less settings of `devkit_el_cooked_mode_without_echo`).
+    private var originalTerminal = termios()
+    private let restoresTerminal: Bool
 
     /// True when standard input is a terminal (editing, completion, hidden secrets).
     let isInteractive: Bool
@@ -63,6 +67,9 @@ final class LineEditor {
     ///   - historyFile: Where history is loaded from and saved to; nil keeps it in memory.
     init(program: String, prompt: String, historyFile: String?, historySize: Int32 = 1000) {
         isInteractive = isatty(STDIN_FILENO) == 1
+        var original = termios()
+        restoresTerminal = isInteractive && tcgetattr(STDIN_FILENO, &original) == 0
+        originalTerminal = original
         self.prompt = prompt
         promptCString = strdup(prompt)!
         self.historyFile = historyFile
@@ -109,9 +116,21 @@ final class LineEditor {
         _ = devkit_el_cooked_mode_without_echo(el)
     }
 
-    deinit {
+    private var closed = false
+
+    /// Ends editing: libedit's state goes and the terminal settings found at init come
+    /// back (el_end alone would leave echo off). Called explicitly: a deinit may run
+    /// later than the process's exit.
+    func finish() {
+        guard !closed else { return }
+        closed = true
         el_end(editLine)
         history_end(history)
+        if restoresTerminal { _ = tcsetattr(STDIN_FILENO, TCSANOW, &originalTerminal) }
+    }
+
+    deinit {
+        finish()
         free(promptCString)
     }
 
