@@ -70,6 +70,7 @@ final class LineEditor {
         var original = termios()
         restoresTerminal = isInteractive && tcgetattr(STDIN_FILENO, &original) == 0
         originalTerminal = original
+        if restoresTerminal { ReplInterrupts.restoreTerminalOnTermination(original) }
         self.prompt = prompt
         promptCString = strdup(prompt)!
         self.historyFile = historyFile

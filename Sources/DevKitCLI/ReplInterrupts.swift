@@ -5,6 +5,9 @@ import Glibc
 /// The write end of the SIGINT self-pipe. A signal handler can only touch plain
 /// globals; it is set once before the handler is installed and never changes after.
 nonisolated(unsafe) private var interruptPipeWriteFD: Int32 = -1
+/// Terminal settings to put back if SIGTERM/SIGHUP end the console.
+nonisolated(unsafe) private var terminalToRestore = termios()
+nonisolated(unsafe) private var hasTerminalToRestore = false
 /// Set by the SIGWINCH handler, cleared by ``ReplInterrupts/takeResize()``.
 nonisolated(unsafe) private var windowResized: Int32 = 0
 
@@ -44,6 +47,23 @@ enum ReplInterrupts {
         sigemptyset(&resize.sa_mask)
         resize.sa_flags = 0
         _ = sigaction(SIGWINCH, &resize, nil)
+    }
+
+    /// On SIGTERM or SIGHUP: put `settings` back on standard input, then die of the
+    /// signal as usual (tcsetattr is async-signal-safe).
+    static func restoreTerminalOnTermination(_ settings: termios) {
+        terminalToRestore = settings
+        hasTerminalToRestore = true
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { signal in
+            if hasTerminalToRestore { _ = tcsetattr(STDIN_FILENO, TCSANOW, &terminalToRestore) }
+            Glibc.signal(signal, SIG_DFL)
+            raise(signal)
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        _ = sigaction(SIGTERM, &action, nil)
+        _ = sigaction(SIGHUP, &action, nil)
     }
 
     /// True once after each terminal size change.
