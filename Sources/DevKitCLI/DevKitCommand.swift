@@ -21,6 +21,7 @@ public struct DevKitCommand: AsyncParsableCommand {
         subcommands: [
             CertCommand.self,
             ConsoleREPLCommand.self,
+            ListCommand.self,
             SetUDSCommand.self,
             InfoCommand.self,
             SetWiFiCommand.self,
