@@ -25,7 +25,9 @@ struct ConsoleREPLCommand: AsyncParsableCommand {
             --log transcript.
 
             devkit's own commands start with a colon: :help, :info (firmware version), \
-            :uds generate FILE (new UDS saved to FILE first, then stored), :quit.
+            :uds generate FILE (new UDS saved to FILE first, then stored), \
+            :cert --elf FILE --uds-file FILE --mac MAC [--output-dir DIR] (the Alias \
+            certificate, with the firmware version read from the board), :quit.
 
             When the board is unplugged the console says so and reconnects when the \
             device comes back, as tio does.

@@ -20,6 +20,8 @@ enum ReplCommands {
     static let local: [(name: String, usage: String, help: String)] = [
         (":help", ":help", "This list"),
         (":info", ":info", "Firmware version and the other versions (runs `version`)"),
+        (":cert", ":cert --elf F --uds-file F --mac M",
+         "Alias certificate <id>.pem (firmware version read from the board; or --bin/--map, --registration-id, --output-dir)"),
         (":uds", ":uds generate FILE",
          "Make a fresh UDS, save it to FILE (mode 0600) first, then store it on the board"),
         (":quit", ":quit", "Leave the console (Ctrl-D does the same)"),

@@ -333,6 +333,26 @@ final class ReplSession {
             if onBoard(echo: echo, isExit: false, { try workflow.setGeneratedUDS(savingTo: path) }) != nil {
                 say("a new UDS was saved to \(path) (mode 0600) and stored on the board.")
             }
+        case ":cert":
+            switch ReplCertRequest.parse(Array(words.dropFirst())) {
+            case .failure(let usage):
+                say("\(usage.reason); usage: \(ReplCertRequest.usage)")
+            case .success(let request):
+                do {
+                    let message = try request.run {
+                        let workflow = DevKitWorkflow(session: console)
+                        return onBoard(echo: nil, isExit: false, { try workflow.info(reboot: false) })?
+                            .versions.firmwareVersion.text
+                    }
+                    say(message)
+                } catch let error as ReplCertUsage {
+                    say(error.reason)
+                } catch let error as CLIReportable {
+                    say(error.userMessage)
+                } catch {
+                    say(String(describing: error))
+                }
+            }
         default:
             say("unknown local command \(words[0]); `:help` lists them.")
         }

@@ -25,6 +25,26 @@ struct ReplLogicTests {
         }
     }
 
+    // MARK: :cert
+
+    @Test func certArgumentsAreChecked() {
+        let ok = ReplCertRequest.parse(["--elf", "a.elf", "--uds-file", "u", "--mac", "a4cf120b9e31"])
+        #expect((try? ok.get())?.elf == "a.elf")
+        #expect((try? ok.get())?.outputDirectory == ".")
+        let binMap = ReplCertRequest.parse(["--bin", "b", "--map", "m", "--uds-file", "u", "--registration-id", "x",
+                                            "--output-dir", "out"])
+        #expect((try? binMap.get())?.outputDirectory == "out")
+        for bad in [["--elf", "a", "--bin", "b", "--map", "m", "--uds-file", "u", "--mac", "m"],
+                    ["--bin", "b", "--uds-file", "u", "--mac", "m"],
+                    ["--elf", "a", "--mac", "m"],
+                    ["--elf", "a", "--uds-file", "u"],
+                    ["--elf", "a", "--uds-file", "u", "--mac", "m", "--registration-id", "r"],
+                    ["--elf", "a", "--uds-file"],
+                    ["--frobnicate", "x"]] {
+            #expect((try? ReplCertRequest.parse(bad).get()) == nil, "\(bad)")
+        }
+    }
+
     // MARK: Secrets
 
     @Test func secretsNeverReachHistoryOrLog() {
