@@ -29,7 +29,7 @@ struct ReplTmuxTests {
     static func startConsole(in directory: ReplTemporaryDirectory, link: String) throws -> ReplTmux {
         try #require(FileManager.default.isExecutableFile(atPath: ReplBinary.devkit),
                      "the devkit executable is not built at \(ReplBinary.devkit)")
-        let tmux = try ReplTmux(tmux: tmuxPath!)
+        let tmux = try ReplTmux(tmux: tmuxPath!, in: directory)
         try tmux.start(
             "env HOME='\(directory.path)' XDG_STATE_HOME='\(directory.path)/state' '\(ReplBinary.devkit)' console "
                 + "--port '\(link)' --log '\(directory.path)/session.log'; echo \"[devkit exited $?]\"; exec cat")
@@ -158,7 +158,7 @@ struct ReplTmuxTests {
         board.start()
         defer { board.stop() }
         #expect(board.waitUntilIdle())
-        let tmux = try ReplTmux(tmux: Self.tmuxPath!)
+        let tmux = try ReplTmux(tmux: Self.tmuxPath!, in: directory)
         defer { tmux.kill() }
         let before = directory.path + "/stty.before"
         let after = directory.path + "/stty.after"
@@ -263,14 +263,16 @@ struct ReplTmuxTimeout: Error, CustomStringConvertible {
     var description: String { "the expected text did not appear within the deadline; screen:\n\(screen)" }
 }
 
-/// One tmux server on its own socket (-L), killed at the end.
+/// One tmux server on its own socket (-S, inside the test's temporary directory, so
+/// nothing is left behind), killed at the end.
 struct ReplTmux {
     let tmux: String
-    let socket = "devkit-repl-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let socket: String
     let target = "repl"
 
-    init(tmux: String) throws {
+    init(tmux: String, in directory: ReplTemporaryDirectory) throws {
         self.tmux = tmux
+        socket = directory.path + "/tmux.sock"
     }
 
     func start(_ command: String) throws {
@@ -333,7 +335,7 @@ struct ReplTmux {
     /// posix_spawn + waitpid rather than Foundation's Process, whose exit detection
     /// waits for a descriptor that the daemonised tmux server inherits.
     private func run(_ arguments: [String], output: inout String, capture: Bool = true) -> Int32 {
-        let argv = [tmux, "-L", socket, "-f", "/dev/null"] + arguments
+        let argv = [tmux, "-S", socket, "-f", "/dev/null"] + arguments
         var fds: [Int32] = [-1, -1]
         if capture { guard pipe(&fds) == 0 else { return -1 } }
         var actions = posix_spawn_file_actions_t()
