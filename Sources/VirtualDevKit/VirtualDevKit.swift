@@ -583,12 +583,24 @@ public final class VirtualDevKit: @unchecked Sendable {
             cfsetspeed(&t, speed_t(B115200))
             _ = tcsetattr(slave.rawValue, TCSANOW, &t)
         }
+        // Watch for hosts before the link appears: a host that opens the port as soon
+        // as the link shows up (as `devkit console` does on replug) must be counted.
+        var newWatch: FileDescriptor?
+        let watch = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        if watch >= 0,
+            inotify_add_watch(watch, pty.slavePath, UInt32(IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) >= 0
+        {
+            newWatch = FileDescriptor(rawValue: watch)
+        } else if watch >= 0 {
+            Glibc.close(watch)  // without a watch the board always prints (see emit)
+        }
         if let link = configuration.linkPath {
             let temporary = link + ".tmp-\(getpid())"
             unlink(temporary)
             if symlink(pty.slavePath, temporary) != 0 || rename(temporary, link) != 0 {
                 let err = Errno(rawValue: errno)
                 unlink(temporary)
+                try? newWatch?.close()
                 try? slave.close()
                 try? pty.master.close()
                 throw .link(path: link, errno: err)
@@ -597,14 +609,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         self.pty = pty
         self.slaveHold = slave
         hostsOpen = 0
-        let watch = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
-        if watch >= 0,
-            inotify_add_watch(watch, pty.slavePath, UInt32(IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) >= 0
-        {
-            hostWatch = FileDescriptor(rawValue: watch)
-        } else if watch >= 0 {
-            Glibc.close(watch)  // without a watch the board always prints (see emit)
-        }
+        hostWatch = newWatch
         txFreeAt = .now
         wireStart = .now
         shared.withLock {

@@ -1,0 +1,361 @@
+import DevKitConsole
+import DevKitWorkflows
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Ctrl-C while the console waited for the board.
+struct ReplCancelled: Error {}
+
+/// Lets a `ConsoleSession` talk through the console's device link, with every wait
+/// cancellable by Ctrl-C (the SIGINT pipe is polled alongside the link).
+final class ReplLinkTransport: ConsoleTransport {
+    let link: ReplDeviceLink
+    let interruptFD: Int32
+
+    init(link: ReplDeviceLink, interruptFD: Int32) {
+        self.link = link
+        self.interruptFD = interruptFD
+    }
+
+    func send(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
+        try link.write(bytes, deadline: deadline)
+    }
+
+    /// Data from the link; an unplug (or a reconnect, which means the old
+    /// conversation is gone) is left queued for the REPL to report and thrown as
+    /// ``ReplLinkError/disconnected(path:)``.
+    func receive(deadline: ContinuousClock.Instant) throws -> [UInt8] {
+        while true {
+            let events = link.takeEvents()
+            var data: [UInt8] = []
+            for (index, event) in events.enumerated() {
+                if case .data(let bytes) = event {
+                    data += bytes
+                    continue
+                }
+                link.putBack(Array(events[index...]))
+                if !data.isEmpty { return data }
+                throw ReplLinkError.disconnected(path: link.path)
+            }
+            if !data.isEmpty { return data }
+
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero { return [] }
+            let (seconds, attoseconds) = remaining.components
+            let milliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+            var fds = [pollfd(fd: link.eventFD, events: Int16(POLLIN), revents: 0)]
+            if interruptFD >= 0 { fds.append(pollfd(fd: interruptFD, events: Int16(POLLIN), revents: 0)) }
+            let ready = poll(&fds, nfds_t(fds.count), milliseconds)
+            if ready < 0 && errno != EINTR { throw ReplLinkError.disconnected(path: link.path) }
+            if fds.count > 1 && fds[1].revents != 0 {
+                drainPipe(interruptFD)
+                throw ReplCancelled()
+            }
+        }
+    }
+}
+
+/// The interactive console: reads lines with libedit, runs the board's commands
+/// through a `ConsoleSession` (showing the reply as it arrives), runs the local `:`
+/// commands, shows what the board prints on its own, and follows unplug/replug.
+final class ReplSession {
+    private let link: ReplDeviceLink
+    private let editor: LineEditor
+    private let transcript: ReplTranscript?
+    private let transport: ReplLinkTransport
+    private var console: ConsoleSession
+    private var unsolicited = ReplUnsolicitedOutput()
+
+    init(link: ReplDeviceLink, editor: LineEditor, transcript: ReplTranscript?, interruptFD: Int32) {
+        self.link = link
+        self.editor = editor
+        self.transcript = transcript
+        transport = ReplLinkTransport(link: link, interruptFD: interruptFD)
+        console = ConsoleSession(transport: transport)
+        editor.interruptFD = interruptFD
+        editor.watchFD = link.eventFD
+        editor.completer = ReplCommands.completions(forLinePrefix:)
+        editor.secretCommands = ReplCommands.secretCommands
+        editor.secretPrompt = { ReplCommands.secretPrompt(for: $0) ?? "Secret (not shown): " }
+        editor.onWatchReadable = { [unowned self] in showUnsolicited() }
+        editor.onIdle = { [unowned self] in
+            let rest = unsolicited.flush()
+            if !rest.isEmpty { show(rest, above: true) }
+            editor.idleTimeoutMilliseconds = -1
+        }
+    }
+
+    /// Runs until Ctrl-D or `:quit`.
+    func run() {
+        // Terminal echo stays off for the whole session (libedit draws what is typed
+        // itself, and restores the settings it found after each line): a key typed
+        // while a secret is about to be asked for is then never echoed by the tty.
+        var original = termios()
+        let isTerminal = isatty(STDIN_FILENO) == 1 && tcgetattr(STDIN_FILENO, &original) == 0
+        if isTerminal {
+            var quiet = original
+            quiet.c_lflag &= ~tcflag_t(ECHO | ECHONL)
+            _ = tcsetattr(STDIN_FILENO, TCSANOW, &quiet)
+        }
+        defer { if isTerminal { _ = tcsetattr(STDIN_FILENO, TCSANOW, &original) } }
+        say("Connected to \(link.path). Board commands: `help`; devkit's: `:help`. "
+            + "Tab completes, Ctrl-C stops a wait, Ctrl-D quits.")
+        synchronize(reportSuccess: false)
+        while true {
+            updatePrompt()
+            switch editor.readLine() {
+            case .endOfFile:
+                writeAll(STDOUT_FILENO, "\r\n")
+                return
+            case .interrupted:
+                continue
+            case .line(let line):
+                if !handle(line) { return }
+            }
+        }
+    }
+
+    private func updatePrompt() {
+        editor.prompt = link.isConnected ? "devkit> " : "devkit (unplugged)> "
+    }
+
+    // MARK: Output
+
+    private func say(_ text: String, above: Bool = false) {
+        transcript?.note(text)
+        show(Array(("[devkit] " + text + "\r\n").utf8), above: above)
+    }
+
+    private func show(_ bytes: [UInt8], above: Bool) {
+        guard !bytes.isEmpty else { return }
+        if above {
+            editor.printAbove(String(decoding: bytes, as: UTF8.self))
+        } else {
+            writeAll(STDOUT_FILENO, bytes)
+        }
+    }
+
+    /// Called when the link has news while the user is at the prompt.
+    private func showUnsolicited() {
+        for event in link.takeEvents() {
+            switch event {
+            case .data(let bytes):
+                let lines = unsolicited.feed(bytes)
+                transcript?.received(lines)
+                show(lines, above: true)
+                // A partial line is shown after a short pause if nothing completes it.
+                editor.idleTimeoutMilliseconds = unsolicited.hasPartialLine ? 300 : -1
+            case .disconnected(let reason):
+                console = ConsoleSession(transport: transport)
+                updatePrompt()
+                say("board unplugged (\(reason)). Waiting for \(link.path) to come back; Ctrl-D quits.",
+                    above: true)
+            case .reconnected:
+                console = ConsoleSession(transport: transport)
+                updatePrompt()
+                say("\(link.path) is back: reconnected. (A board that was power-cycled is in user mode: "
+                    + "hold A and press reset for its console.)", above: true)
+            }
+        }
+    }
+
+    // MARK: Lines
+
+    /// Handles one entered line; false to quit.
+    private func handle(_ entered: String) -> Bool {
+        let text = entered.trimmingSpaces
+        if text.isEmpty { return true }
+        if let entry = ReplCommands.historyEntry(for: text) { editor.addHistory(entry) }
+        if ReplCommands.carriesSecret(text) {
+            editor.overwriteEnteredLine(entered, with: ReplCommands.masked(entered))
+        }
+        let asksForSecret = ReplCommands.secretPrompt(for: text) != nil
+        if !asksForSecret { transcript?.sent(text) }  // else logged masked once the secret is in
+        if text.hasPrefix(":") { return runLocal(text) }
+        runDevice(text)
+        return true
+    }
+
+    private func runDevice(_ text: String) {
+        let (name, argument) = ReplCommands.split(text)
+        let command: ConsoleCommand
+        if argument.isEmpty, let question = ReplCommands.secretPrompt(for: name) {
+            guard let secret = editor.takePendingSecret() ?? editor.readSecret(prompt: question) else {
+                say("cancelled; nothing was sent")
+                return
+            }
+            let value = secret.trimmingSpaces
+            transcript?.sent(ReplCommands.masked(name + " " + value))
+            switch name {
+            case "set_dps_uds": command = .setDPSUDS(value)
+            case "set_wifipwd": command = .setWiFiPassword(value)
+            case "set_az_iothub": command = .setIoTHubConnectionString(value)
+            default: command = .setDPSConnectionString(value)
+            }
+        } else {
+            do {
+                command = try ConsoleCommand(parsing: text)
+            } catch {
+                if case .invalidArgument(let badName, _) = error, !ConsoleCommand.allNames.contains(badName) {
+                    // Not a command devkit knows: the board may (other firmware); let it answer.
+                    let line = Array(text.utf8)
+                    _ = onBoard(echo: ConsoleTokenizer.echo(of: line), isExit: false) {
+                        try console.execute(line: text)
+                    }
+                    return
+                }
+                say(String(describing: error))
+                return
+            }
+        }
+        let line: [UInt8]
+        do {
+            line = try command.line()
+        } catch {
+            say(String(describing: error))
+            return
+        }
+        _ = onBoard(echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit) {
+            try console.execute(command)
+        }
+        if command == .exit {
+            say("the board is rebooting into user mode; hold A and press reset for its console again.")
+        }
+    }
+
+    /// Synchronises when needed, runs `body` while showing the reply as it streams in,
+    /// and reports every failure on one line. Nil when it failed.
+    private func onBoard<T>(echo: [UInt8]?, isExit: Bool, _ body: () throws -> T) -> T? {
+        // News from before the command (unplug, output) is shown first.
+        showUnsolicited()
+        let rest = unsolicited.flush()
+        show(rest, above: false)
+        guard link.isConnected else {
+            say("the board is unplugged; waiting for \(link.path) to come back (Ctrl-D quits).")
+            return nil
+        }
+        if console.state != .atPrompt {
+            guard synchronize(reportSuccess: false) else { return nil }
+        }
+        var after: [UInt8] = []
+        if let echo {
+            var framer = ReplResponseFramer(
+                echo: echo, terminator: isExit ? Array("Reboot\r\n".utf8) : ReplResponseFramer.prompt)
+            console.receiveObserver = { [transcript] bytes in
+                let (shown, extra) = framer.feed(bytes)
+                writeAll(STDOUT_FILENO, shown)
+                transcript?.received(shown)
+                after += extra
+            }
+        }
+        defer {
+            console.receiveObserver = nil
+            let lines = unsolicited.feed(after)
+            transcript?.received(lines)
+            show(lines, above: false)
+        }
+        do {
+            return try body()
+        } catch is ReplCancelled {
+            writeAll(STDOUT_FILENO, "\r\n")
+            say("stopped waiting (Ctrl-C); the board may still be busy.")
+        } catch is ReplLinkError {
+            showUnsolicited()  // the queued unplug notice says it
+        } catch let error as ConsoleError {
+            say(String(describing: error))
+        } catch let error as CLIReportable {
+            say(error.userMessage)
+        } catch {
+            say(String(describing: error))
+        }
+        return nil
+    }
+
+    /// Waits for the board's prompt; says what is wrong when it does not come.
+    @discardableResult
+    private func synchronize(reportSuccess: Bool) -> Bool {
+        guard link.isConnected else { return false }
+        do {
+            try console.synchronize()
+            if reportSuccess { say("the board's console answered.") }
+            return true
+        } catch is ReplCancelled {
+            say("stopped waiting for the board's prompt (Ctrl-C).")
+        } catch let error as ConsoleError {
+            say(String(describing: error))
+        } catch is ReplLinkError {
+            showUnsolicited()
+        } catch {
+            say(String(describing: error))
+        }
+        return false
+    }
+
+    // MARK: Local commands
+
+    private func runLocal(_ text: String) -> Bool {
+        let words = text.split(separator: " ").map(String.init)
+        switch words[0] {
+        case ":quit", ":q", ":exit":
+            return false
+        case ":help":
+            var help = "Board commands (sent to the DevKit):\r\n"
+            for (name, description) in ReplCommands.device {
+                help += "  \(name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(description)\r\n"
+            }
+            help += "  set_dps_uds, set_wifipwd, set_az_iothub, set_az_iotdps typed alone ask for the secret "
+                + "without showing it; secrets never go into the history or the log.\r\n"
+            help += "devkit commands:\r\n"
+            for (_, usage, description) in ReplCommands.local {
+                help += "  \(usage.padding(toLength: 20, withPad: " ", startingAt: 0)) \(description)\r\n"
+            }
+            writeAll(STDOUT_FILENO, help)
+        case ":info":
+            let workflow = DevKitWorkflow(session: console)
+            if let info = onBoard(echo: nil, isExit: false, { try workflow.info(reboot: false) }) {
+                let v = info.versions
+                var lines = "Firmware (DevKitSDK) version: \(v.firmwareVersion)\r\n"
+                lines += "Mico version:     \(v.mico ?? "unknown")\r\n"
+                lines += "mbed-os version:  \(v.mbedOS ?? "unknown")\r\n"
+                lines += "mbed TLS version: \(v.mbedTLS ?? "unknown")\r\n"
+                lines += "Wi-Fi version:    \(v.wifi ?? "unknown")\r\n"
+                writeAll(STDOUT_FILENO, lines)
+            }
+        case ":uds":
+            guard words.count == 3, words[1] == "generate" else {
+                say("usage: :uds generate FILE (FILE must not exist; it gets the new UDS, mode 0600)")
+                return true
+            }
+            let path = words[2]
+            let workflow = DevKitWorkflow(session: console)
+            let echo = ConsoleTokenizer.echo(of: Array(("set_dps_uds " + String(repeating: "0", count: 64)).utf8))
+            if onBoard(echo: echo, isExit: false, { try workflow.setGeneratedUDS(savingTo: path) }) != nil {
+                say("a new UDS was saved to \(path) (mode 0600) and stored on the board.")
+            }
+        case ":cert":
+            switch ReplCertRequest.parse(Array(words.dropFirst())) {
+            case .failure(let usage):
+                say("\(usage.reason); usage: \(ReplCertRequest.usage)")
+            case .success(let request):
+                do {
+                    let message = try request.run {
+                        let workflow = DevKitWorkflow(session: console)
+                        return onBoard(echo: nil, isExit: false, { try workflow.info(reboot: false) })?
+                            .versions.firmwareVersion.text
+                    }
+                    say(message)
+                } catch let error as ReplCertUsage {
+                    say(error.reason)
+                } catch let error as CLIReportable {
+                    say(error.userMessage)
+                } catch {
+                    say(String(describing: error))
+                }
+            }
+        default:
+            say("unknown local command \(words[0]); `:help` lists them.")
+        }
+        return true
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+@testable import DevKitCLI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("REPL logic")
+struct ReplLogicTests {
+    // MARK: Completion
+
+    @Test func completesCommandNames() {
+        #expect(ReplCommands.completions(forLinePrefix: "set_dp") == ["set_dps_uds"])
+        #expect(ReplCommands.completions(forLinePrefix: "ver") == ["version"])
+        #expect(Set(ReplCommands.completions(forLinePrefix: "set_az")) == ["set_az_iothub", "set_az_iotdps"])
+        #expect(ReplCommands.commonPrefix(["set_az_iothub", "set_az_iotdps"]) == "set_az_iot")
+        #expect(ReplCommands.completions(forLinePrefix: ":u") == [":uds"])
+        #expect(ReplCommands.completions(forLinePrefix: ":uds ge") == ["generate"])
+        #expect(ReplCommands.completions(forLinePrefix: "version x").isEmpty)
+        #expect(ReplCommands.completions(forLinePrefix: "zzz").isEmpty)
+        // Every device command of the brief completes from its first letters.
+        for name in ["help", "version", "exit", "scan", "set_wifissid", "set_wifipwd", "set_az_iothub",
+                     "set_az_iotdps", "set_dps_uds", "enable_secure", ":help", ":info", ":quit"] {
+            #expect(ReplCommands.completions(forLinePrefix: name) == [name])
+        }
+    }
+
+    // MARK: :cert
+
+    @Test func certArgumentsAreChecked() {
+        let ok = ReplCertRequest.parse(["--elf", "a.elf", "--uds-file", "u", "--mac", "a4cf120b9e31"])
+        #expect((try? ok.get())?.elf == "a.elf")
+        #expect((try? ok.get())?.outputDirectory == ".")
+        let binMap = ReplCertRequest.parse(["--bin", "b", "--map", "m", "--uds-file", "u", "--registration-id", "x",
+                                            "--output-dir", "out"])
+        #expect((try? binMap.get())?.outputDirectory == "out")
+        for bad in [["--elf", "a", "--bin", "b", "--map", "m", "--uds-file", "u", "--mac", "m"],
+                    ["--bin", "b", "--uds-file", "u", "--mac", "m"],
+                    ["--elf", "a", "--mac", "m"],
+                    ["--elf", "a", "--uds-file", "u"],
+                    ["--elf", "a", "--uds-file", "u", "--mac", "m", "--registration-id", "r"],
+                    ["--elf", "a", "--uds-file"],
+                    ["--frobnicate", "x"]] {
+            #expect((try? ReplCertRequest.parse(bad).get()) == nil, "\(bad)")
+        }
+    }
+
+    // MARK: Secrets
+
+    @Test func secretsNeverReachHistoryOrLog() {
+        let uds = String(repeating: "ab", count: 32)
+        for command in ["set_dps_uds", "set_wifipwd", "set_az_iothub", "set_az_iotdps"] {
+            let line = "\(command) \(uds)"
+            #expect(ReplCommands.carriesSecret(line))
+            #expect(ReplCommands.historyEntry(for: line) == command)
+            #expect(ReplCommands.masked(line) == "\(command) ****")
+            #expect(ReplCommands.historyEntry(for: "  \(command)   \(uds) ") == command)
+        }
+        // enable_secure's key is a secret too; its level is not.
+        #expect(ReplCommands.masked("enable_secure 2 0123abcd") == "enable_secure 2 ****")
+        #expect(ReplCommands.historyEntry(for: "enable_secure 2 0123abcd") == "enable_secure 2")
+        #expect(ReplCommands.masked("enable_secure 1") == "enable_secure 1")
+        #expect(!ReplCommands.carriesSecret("enable_secure 1"))
+        #expect(ReplCommands.historyEntry(for: "set_wifissid home") == "set_wifissid home")
+        #expect(ReplCommands.masked("set_wifissid home") == "set_wifissid home")
+        #expect(ReplCommands.historyEntry(for: "   ") == nil)
+        #expect(ReplCommands.secretPrompt(for: "set_dps_uds") != nil)
+        #expect(ReplCommands.secretPrompt(for: "version") == nil)
+    }
+
+    @Test func transcriptMasksAndTimestamps() throws {
+        let directory = try ReplTemporaryDirectory()
+        let path = directory.path + "/t.log"
+        do {
+            let transcript = try ReplTranscript(path: path)
+            transcript.sent("set_dps_uds " + String(repeating: "c", count: 64))
+            transcript.received(Array("INFO: Set DPS UDS ".utf8))
+            transcript.received(Array("successfully.\r\nnext".utf8))
+            transcript.note("board unplugged")
+        }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4)
+        #expect(lines[0].hasSuffix(" > set_dps_uds ****"))
+        #expect(lines[1].hasSuffix(" < INFO: Set DPS UDS successfully."))
+        #expect(lines[2].hasSuffix(" < next"))
+        #expect(lines[3].hasSuffix(" * board unplugged"))
+        #expect(!text.contains("cccc"))
+        // ISO 8601 UTC timestamp with milliseconds first.
+        #expect(lines[0].range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "#, options: .regularExpression) != nil)
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    }
+
+    // MARK: Framing
+
+    /// Feeds `bytes` split at `cut` and returns what was shown and what came after.
+    private func frame(_ bytes: [UInt8], echo: String, cuts: [Int], terminator: [UInt8] = ReplResponseFramer.prompt)
+        -> (shown: [UInt8], after: [UInt8], state: ReplResponseFramer.State)
+    {
+        var framer = ReplResponseFramer(echo: Array(echo.utf8), terminator: terminator)
+        var shown: [UInt8] = []
+        var after: [UInt8] = []
+        var start = 0
+        for cut in cuts + [bytes.count] where cut >= start {
+            let (s, a) = framer.feed(Array(bytes[start..<cut]))
+            shown += s
+            after += a
+            start = cut
+        }
+        return (shown, after, framer.state)
+    }
+
+    @Test func framesEchoReplyAndPromptAtEverySplit() {
+        let wire = Array("\r\n# version\r\nDevKitSDK version: 1.6.2\r\nWIFI version: unknown\r\n\r\n# extra".utf8)
+        let reply = Array("DevKitSDK version: 1.6.2\r\nWIFI version: unknown\r\n".utf8)
+        for first in 0...wire.count {
+            for second in [first, min(wire.count, first + 1), min(wire.count, first + 7)] {
+                let result = frame(wire, echo: "version", cuts: [first, second])
+                #expect(result.shown == reply, "split at \(first), \(second)")
+                #expect(result.after == Array("extra".utf8))
+                #expect(result.state == .done)
+            }
+        }
+    }
+
+    @Test func maskedEchoIsNotShown() {
+        let echo = "set_dps_uds " + String(repeating: "*", count: 64)
+        let wire = Array((echo + "\r\nInvalid UDS.\r\nINFO: Set DPS UDS successfully.\r\n\r\n# ").utf8)
+        let result = frame(wire, echo: echo, cuts: [5, 40])
+        #expect(String(decoding: result.shown, as: UTF8.self) == "Invalid UDS.\r\nINFO: Set DPS UDS successfully.\r\n")
+        #expect(result.state == .done)
+    }
+
+    @Test func exitEndsAtReboot() {
+        let wire = Array("exit\r\nReboot\r\n\r\n****".utf8)
+        let result = frame(wire, echo: "exit", cuts: [9], terminator: Array("Reboot\r\n".utf8))
+        #expect(String(decoding: result.shown, as: UTF8.self) == "Reboot\r\n")
+        #expect(result.after == Array("\r\n****".utf8))
+        #expect(result.state == .done)
+    }
+
+    @Test func unfinishedReplyHoldsBackAPossiblePrompt() {
+        var framer = ReplResponseFramer(echo: Array("help".utf8))
+        let (shown, _) = framer.feed(Array("help\r\nline\r\n".utf8))
+        // `\r\n` may begin the prompt: held until the next bytes decide.
+        #expect(shown == Array("line".utf8))
+        let (more, _) = framer.feed(Array("next\r\n".utf8))
+        #expect(more == Array("\r\nnext".utf8))
+        #expect(framer.state == .response)
+    }
+
+    @Test func unsolicitedOutputComesInWholeLinesWithoutThePrompt() {
+        var output = ReplUnsolicitedOutput()
+        #expect(output.feed(Array("\r\n****\r\n** MXChip".utf8)) == Array("****\r\n".utf8))
+        #expect(output.hasPartialLine)
+        #expect(output.flush() == Array("** MXChip\r\n".utf8))
+        #expect(output.feed(Array("\r\n# ".utf8)).isEmpty)
+        #expect(!output.hasPartialLine)
+        #expect(output.flush().isEmpty)
+    }
+}

@@ -1,0 +1,407 @@
+import Foundation
+import Testing
+import VirtualDevKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Drives the real `devkit console` binary in a detached tmux session (tmux gives it
+/// a terminal, so this runs in CI with none), against a board on a pseudo-terminal.
+@Suite("devkit console in tmux", .serialized)
+struct ReplTmuxTests {
+    static let tmuxPath = ["/usr/bin/tmux", "/usr/local/bin/tmux", "/bin/tmux"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fixtures/dice-vectors").path
+
+    /// One vector of Tests/Fixtures/dice-vectors/vectors.json, by registration ID.
+    static func referenceVector(id: String) throws -> [String: String] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: fixtures + "/vectors.json"))
+        let root = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let vectors = root?["vectors"] as? [[String: Any]] ?? []
+        let vector = try #require(vectors.first { $0["registration_id"] as? String == id })
+        return vector.compactMapValues { $0 as? String }
+    }
+
+    /// Starts `devkit console` on `link` in a fresh tmux server; `exec cat` keeps the
+    /// pane (and its last screen) after devkit exits.
+    static func startConsole(in directory: ReplTemporaryDirectory, link: String) throws -> ReplTmux {
+        try #require(FileManager.default.isExecutableFile(atPath: ReplBinary.devkit),
+                     "the devkit executable is not built at \(ReplBinary.devkit)")
+        let tmux = try ReplTmux(tmux: tmuxPath!, in: directory)
+        try tmux.start(
+            "env HOME='\(directory.path)' XDG_STATE_HOME='\(directory.path)/state' '\(ReplBinary.devkit)' console "
+                + "--port '\(link)' --log '\(directory.path)/session.log'; echo \"[devkit exited $?]\"; exec cat")
+        return tmux
+    }
+
+    @Test("type, complete, recall, hide secrets, follow unplug, quit (virtual DevKit)",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(2)))
+    func interactiveSession() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        let board = try VirtualDevKit(configuration: .init(linkPath: link))
+        board.start()
+        defer { board.stop() }
+        #expect(board.waitUntilIdle())
+        let tmux = try Self.startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+
+        // A command and its reply.
+        tmux.send("version", "Enter")
+        try tmux.waitFor { $0.contains("DevKitSDK version: 1.6.2") && $0.contains("mbed TLS version: 2.6.0") }
+
+        // Tab completion: `set_dp` becomes `set_dps_uds `.
+        tmux.send("set_dp", "Tab")
+        try tmux.waitFor { $0.lastLine == "devkit> set_dps_uds" }
+
+        // Typed alone, the secret is asked for with echo off.
+        tmux.send("Enter")
+        try tmux.waitFor { $0.contains("UDS (64 hex digits, not shown):") }
+        let uds = "5eed5eed00112233445566778899aabbccddeeff00112233445566778899abcd"
+        tmux.send(uds, "Enter")
+        try tmux.waitFor { $0.contains("INFO: Set DPS UDS successfully.") }
+        #expect(board.state.uds?.lowercased() == uds)
+        #expect(!tmux.capture().contains("5eed5eed"))
+
+        // A secret typed (or pasted) on the line: the space after the command switches
+        // to the hidden prompt, so the secret is never drawn.
+        tmux.send("set_wifipwd hunter2-secret", "Enter")
+        try tmux.waitFor { $0.contains("INFO: Set Wi-Fi password successfully.") }
+        #expect(board.state.wifiPassword == "hunter2-secret")
+        let screen = tmux.capture()
+        #expect(!screen.contains("hunter2"))
+        #expect(screen.contains("devkit> set_wifipwd\n"))
+        #expect(screen.contains("Wi-Fi password (not shown; empty clears it):"))
+
+        // History: Up recalls the latest entry; a secret command is kept by name only.
+        tmux.send("Up")
+        try tmux.waitFor { $0.lastLine == "devkit> set_wifipwd" }
+        tmux.send("Up", "Up")
+        try tmux.waitFor { $0.lastLine == "devkit> version" }
+        tmux.send("Enter")
+        try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 2 }
+
+        // Local commands: `:info` parses `version`; `:uds generate` saves the new UDS
+        // (mode 0600) before the board gets it, and never shows it.
+        tmux.send(":info", "Enter")
+        try tmux.waitFor { $0.contains("Firmware (DevKitSDK) version: 1.6.2") }
+        let udsFile = directory.path + "/new.uds"
+        tmux.send(":uds generate \(udsFile)", "Enter")
+        try tmux.waitFor { $0.contains("a new UDS was saved to \(udsFile)") }
+        let generated = try String(contentsOfFile: udsFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(generated.count == 64 && generated.allSatisfy(\.isHexDigit))
+        #expect(board.state.uds?.lowercased() == generated.lowercased())
+        #expect(!tmux.capture().lowercased().contains(generated.lowercased()))
+        var udsInfo = stat()
+        #expect(stat(udsFile, &udsInfo) == 0 && udsInfo.st_mode & 0o777 == 0o600)
+
+        // `:cert` with the firmware version read from the board (1.6.2): byte for byte
+        // the reference vector's Alias certificate.
+        let vector = try Self.referenceVector(id: "az-c893467a10fev1v6v2")
+        let vectorUDS = directory.path + "/vector.uds"
+        try (vector["uds"]! + "\n").write(toFile: vectorUDS, atomically: true, encoding: .utf8)
+        let certificates = directory.path + "/certs"
+        tmux.send(":cert --elf \(Self.fixtures)/\(vector["elf"]!) --uds-file \(vectorUDS) --mac c893467a10fe "
+            + "--output-dir \(certificates)", "Enter")
+        try tmux.waitFor { $0.contains("wrote \(certificates)/az-c893467a10fev1v6v2.pem") }
+        let pem = try String(contentsOfFile: certificates + "/az-c893467a10fev1v6v2.pem", encoding: .utf8)
+        #expect(pem == vector["alias_certificate"])
+
+        // Unplug: noticed and said; replug: reconnected, and commands work again.
+        board.unplug()
+        try tmux.waitFor { $0.contains("board unplugged") && $0.lastLine == "devkit (unplugged)>" }
+        try board.replug()
+        try tmux.waitFor { $0.contains("is back: reconnected") && $0.lastLine == "devkit>" }
+        tmux.send("version", "Enter")
+        try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 3 }
+
+        // Ctrl-D quits with status 0.
+        tmux.send("C-d")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
+
+        // No secret reached the history file (mode 0600) or the transcript.
+        let historyPath = directory.path + "/state/devkit/history"
+        let history = try String(contentsOfFile: historyPath, encoding: .utf8)
+        #expect(history.contains("version"))
+        #expect(history.contains("set_dps_uds"))
+        #expect(history.contains("set_wifipwd"))
+        #expect(!history.contains("5eed5eed"))
+        #expect(!history.contains("hunter2"))
+        var info = stat()
+        #expect(stat(historyPath, &info) == 0 && info.st_mode & 0o777 == 0o600)
+
+        let log = directory.path + "/session.log"
+        let transcript = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(transcript.contains("> version"))
+        #expect(transcript.contains("< DevKitSDK version: 1.6.2"))
+        #expect(transcript.contains("> set_wifipwd ****"))
+        #expect(transcript.contains("board unplugged"))
+        #expect(!transcript.contains("5eed5eed"))
+        #expect(!transcript.contains("hunter2"))
+        #expect(stat(log, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    }
+
+    /// `--raw`: keys go to the board as typed (its own echo shows them), Ctrl-]
+    /// quits, and the terminal settings are as before.
+    @Test("--raw passes bytes both ways, Ctrl-] quits, the terminal is restored",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(1)))
+    func rawPassthrough() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        let board = try VirtualDevKit(configuration: .init(linkPath: link))
+        board.start()
+        defer { board.stop() }
+        #expect(board.waitUntilIdle())
+        let tmux = try ReplTmux(tmux: Self.tmuxPath!, in: directory)
+        defer { tmux.kill() }
+        let before = directory.path + "/stty.before"
+        let after = directory.path + "/stty.after"
+        try tmux.start(
+            "stty -a > '\(before)'; '\(ReplBinary.devkit)' console --raw --port '\(link)'; "
+                + "echo \"[devkit exited $?]\"; stty -a > '\(after)'; exec cat")
+        try tmux.waitFor { $0.contains("Ctrl-] quits") }
+        tmux.send("version", "Enter")
+        // The board's echo, then its reply, then its prompt.
+        try tmux.waitFor { $0.contains("version") && $0.contains("DevKitSDK version: 1.6.2") && $0.lastLine == "#" }
+        tmux.send("C-]")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
+        try waitUntil { FileManager.default.fileExists(atPath: after) && ((try? String(contentsOfFile: after, encoding: .utf8)) ?? "").contains("speed") }
+        #expect(try String(contentsOfFile: before, encoding: .utf8) == String(contentsOfFile: after, encoding: .utf8))
+    }
+
+    /// Ctrl-C ends the wait for a reply that never comes, not the program. (A test
+    /// board whose `scan` never answers: the virtual DevKit always answers.)
+    @Test("Ctrl-C stops waiting for the board, the console goes on",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(1)))
+    func ctrlCCancelsTheWait() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        let board = try ReplTestBoard(linkPath: link)
+        defer { board.stop() }
+        let tmux = try Self.startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        tmux.send("scan", "Enter")
+        // Ctrl-C only once the line reached the board, so it hits the wait, not the editor.
+        try waitUntil { board.received.suffix(5) == Array("scan\r".utf8) }
+        // While it waits, the terminal does not echo (a secret typed ahead stays hidden).
+        #expect(try tmux.paneTerminalSettings().contains(" -echo "))
+        tmux.send("C-c")
+        try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") && $0.lastLine == "devkit>" }
+        tmux.send("version", "Enter")
+        try tmux.waitFor { $0.contains("DevKitSDK version: 1.6.2") }
+
+        // Ctrl-C while editing drops the line; the console is still there.
+        tmux.send("abc")
+        // (Ctrl-C makes the tty flush unread input: wait until the editor shows it.)
+        try tmux.waitFor { $0.lastLine == "devkit> abc" }
+        tmux.send("C-c")
+        try tmux.waitFor { $0.contains("devkit> abc^C") && $0.lastLine == "devkit>" }
+        // Ctrl-C while a secret is typed hidden cancels it; nothing reaches the board.
+        tmux.send("set_dps_uds 12")
+        try tmux.waitFor { $0.lastLine == "UDS (64 hex digits, not shown):" }
+        tmux.send("C-c")
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        #expect(!String(decoding: board.received, as: UTF8.self).contains("set_dps_uds"))
+        #expect(!tmux.capture().contains("set_dps_uds 12"))
+
+        tmux.send("C-d")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
+        // The terminal's echo is back once devkit has gone.
+        #expect(try tmux.paneTerminalSettings().contains(" echo "))
+    }
+}
+
+/// Polls a condition on the test's own objects with a bounded deadline.
+func waitUntil(_ condition: () -> Bool) throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw ReplTmuxTimeout(screen: "(condition on the board)") }
+        var request = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+        nanosleep(&request, nil)
+    }
+}
+
+/// The built `devkit` executable, next to the test bundle.
+enum ReplBinary {
+    static var devkit: String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if count > 0 {
+            let me = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let candidate = (me as NSString).deletingLastPathComponent + "/devkit"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        // swift-testing's runner may be the xctest bundle itself; fall back to .build/debug.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        return root.path + "/.build/debug/devkit"
+    }
+}
+
+/// A temporary directory removed on deinit.
+final class ReplTemporaryDirectory {
+    let path: String
+    init() throws {
+        var template = Array("/tmp/devkit-repl-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw POSIXError(.EIO) }
+        path = String(cString: template)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+struct ReplTmuxTimeout: Error, CustomStringConvertible {
+    let screen: String
+    var description: String { "the expected text did not appear within the deadline; screen:\n\(screen)" }
+}
+
+/// One tmux server on its own socket (-S, inside the test's temporary directory, so
+/// nothing is left behind), killed at the end.
+struct ReplTmux {
+    let tmux: String
+    let socket: String
+    let target = "repl"
+
+    init(tmux: String, in directory: ReplTemporaryDirectory) throws {
+        self.tmux = tmux
+        socket = directory.path + "/tmux.sock"
+    }
+
+    func start(_ command: String) throws {
+        let status = run(["new-session", "-d", "-s", target, "-x", "120", "-y", "40", command])
+        guard status == 0 else { throw POSIXError(.ECHILD) }
+    }
+
+    func send(_ keys: String...) {
+        for key in keys {
+            // Literal text with -l; key names (Enter, Tab, Up, C-c) without.
+            let isKeyName = ["Enter", "Tab", "Up", "Down", "C-c", "C-d", "C-u", "C-]"].contains(key)
+            _ = run(["send-keys", "-t", target] + (isKeyName ? [] : ["-l"]) + [key])
+        }
+    }
+
+    func capture() -> String {
+        var output = ""
+        _ = run(["capture-pane", "-p", "-S", "-", "-t", target], output: &output)  // with scrollback
+        return output
+    }
+
+    /// Polls the screen until `condition` holds; bounded (10 s), never a fixed sleep.
+    func waitFor(_ condition: (ReplScreen) -> Bool) throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        var screen = ReplScreen(text: capture())
+        while !condition(screen) {
+            guard ContinuousClock.now < deadline else { throw ReplTmuxTimeout(screen: screen.text) }
+            // Re-check on a short interval: tmux offers no change notification to wait on.
+            var request = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            nanosleep(&request, nil)
+            screen = ReplScreen(text: capture())
+        }
+    }
+
+    func kill() {
+        _ = run(["kill-server"])
+    }
+
+    /// `stty -a` of the pane's terminal.
+    func paneTerminalSettings() throws -> String {
+        var tty = ""
+        _ = run(["display-message", "-p", "-t", target, "#{pane_tty}"], output: &tty)
+        let path = tty.trimmingCharacters(in: .whitespacesAndNewlines)
+        let fd = open(path, O_RDONLY | O_NOCTTY)
+        guard fd >= 0 else { throw POSIXError(.ENOENT) }
+        defer { close(fd) }
+        var settings = termios()
+        guard tcgetattr(fd, &settings) == 0 else { throw POSIXError(.EIO) }
+        return settings.c_lflag & tcflag_t(ECHO) != 0 ? " echo " : " -echo "
+    }
+
+    /// Runs a tmux command whose output is not needed (stdout to /dev/null: the
+    /// server that `new-session` starts would inherit a pipe and keep it open).
+    @discardableResult
+    private func run(_ arguments: [String]) -> Int32 {
+        var ignored = ""
+        return run(arguments, output: &ignored, capture: false)
+    }
+
+    /// posix_spawn + waitpid rather than Foundation's Process, whose exit detection
+    /// waits for a descriptor that the daemonised tmux server inherits.
+    private func run(_ arguments: [String], output: inout String, capture: Bool = true) -> Int32 {
+        let argv = [tmux, "-S", socket, "-f", "/dev/null"] + arguments
+        var fds: [Int32] = [-1, -1]
+        if capture { guard pipe(&fds) == 0 else { return -1 } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if capture {
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+            posix_spawn_file_actions_addclose(&actions, fds[0])
+            posix_spawn_file_actions_addclose(&actions, fds[1])
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        // The test runner's threads block signals; tmux (and the panes it starts)
+        // must not inherit that mask, or kill-server cannot end them.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGHUP, SIGINT, SIGTERM, SIGCHLD, SIGPIPE] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, tmux, &actions, &attributes, &cArguments, environ)
+        if capture { close(fds[1]) }
+        guard spawned == 0 else {
+            if capture { close(fds[0]) }
+            return -1
+        }
+        if capture {
+            var data: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 8192)
+            while true {
+                let n = read(fds[0], &buffer, buffer.count)
+                if n > 0 { data += buffer[..<n] } else if n < 0 && errno == EINTR { continue } else { break }
+            }
+            close(fds[0])
+            output = String(decoding: data, as: UTF8.self)
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
+    }
+}
+
+/// A captured screen.
+struct ReplScreen {
+    let text: String
+
+    func contains(_ needle: String) -> Bool { text.contains(needle) }
+
+    /// The last non-blank line (where the cursor's prompt is), trailing spaces dropped.
+    var lastLine: String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { String($0.reversed().drop(while: { $0 == " " }).reversed()) }
+        return lines.last(where: { !$0.isEmpty }) ?? ""
+    }
+
+    func occurrences(of needle: String) -> Int {
+        text.components(separatedBy: needle).count - 1
+    }
+}
