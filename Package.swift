@@ -74,6 +74,8 @@ let package = Package(
             ]),
         .executableTarget(name: "devkit", dependencies: ["DevKitCLI"]),
 
+        // Bounded child processes and binary paths, shared by the test targets.
+        .target(name: "DevKitTestSupport", path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "VirtualDevKit"]),
@@ -81,10 +83,10 @@ let package = Package(
         .testTarget(
             name: "VirtualDevKitTests",
             dependencies: ["VirtualDevKit", "DevKitConsole", "SerialPort"]),
-        .testTarget(name: "DeviceDiscoveryTests", dependencies: ["DeviceDiscovery"]),
+        .testTarget(name: "DeviceDiscoveryTests", dependencies: ["DeviceDiscovery", "DevKitTestSupport"]),
         .testTarget(name: "DevKitRegistryTests", dependencies: ["DevKitRegistry"]),
         .testTarget(
             name: "DevKitCLITests",
-            dependencies: ["DevKitCLI", "DiceRIoT", "VirtualDevKit"]),
+            dependencies: ["DevKitCLI", "DiceRIoT", "VirtualDevKit", "DevKitTestSupport"]),
     ]
 )

@@ -1,3 +1,4 @@
+import DevKitTestSupport
 import Foundation
 import Testing
 

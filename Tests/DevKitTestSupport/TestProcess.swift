@@ -1,19 +1,59 @@
+// Shared by the test targets (a test target cannot import another one): bounded
+// child processes and the paths of the built binaries.
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// What a bounded child process did.
+public struct ProcessResult: Sendable {
+    /// Exit code, or 128 + signal number when it was killed.
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    /// True when the deadline passed and the process group was killed.
+    public var timedOut: Bool
+
+    public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
+}
+
 /// Bounded child processes for the end-to-end tests of the built `devkit`.
-enum TestProcess {
+public enum TestProcess {
+    /// The `devkit` executable `swift test` built next to the test bundle
+    /// (`DEVKIT_BINARY` overrides).
+    public static var devkitBinary: String {
+        if let path = ProcessInfo.processInfo.environment["DEVKIT_BINARY"] { return path }
+        let bundle = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(
+            atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        var directory = bundle.deletingLastPathComponent()
+        // The bundle may be a directory (…/devkitPackageTests.xctest/…) on some setups.
+        while !directory.path.isEmpty, directory.path != "/" {
+            let candidate = directory.appendingPathComponent("devkit").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return "devkit"
+    }
+
+    /// The first executable named `name` on PATH, or nil.
+    public static func which(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for directory in path.split(separator: ":") {
+            let candidate = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
     /// Runs `argv` in its own process group with `stdin` as its standard input
     /// (/dev/null when nil), collects its output, and kills the whole group if it is
     /// not done within `timeout`.
     ///
     /// posix_spawn rather than Foundation.Process: the deadline must kill the
     /// grandchildren (umockdev-run's child) too, which needs a process group.
-    static func run(
+    public static func run(
         _ argv: [String], stdin: [UInt8]? = nil, environment: [String: String] = [:], timeout: Double
-    ) throws -> ListProcessResult {
+    ) throws -> ProcessResult {
         var inPipe: [Int32] = [-1, -1]
         if stdin != nil { guard pipe(&inPipe) == 0 else { throw POSIXError(.init(rawValue: errno)!) } }
         var outPipe: [Int32] = [-1, -1]
@@ -100,7 +140,7 @@ enum TestProcess {
         // Nothing of the group may outlive the test.
         kill(-pid, SIGKILL)
         let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return ListProcessResult(
+        return ProcessResult(
             status: exitStatus, stdout: String(decoding: out, as: UTF8.self),
             stderr: String(decoding: err, as: UTF8.self), timedOut: timedOut)
     }
