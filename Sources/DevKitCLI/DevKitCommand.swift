@@ -21,6 +21,11 @@ public struct DevKitCommand: AsyncParsableCommand {
         subcommands: [
             CertCommand.self,
             RegistryCommand.self,
+            SetUDSCommand.self,
+            InfoCommand.self,
+            SetWiFiCommand.self,
+            SetConnectionStringCommand.self,
+            EmulateCommand.self,
         ]
     )
 

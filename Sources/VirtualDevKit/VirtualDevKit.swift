@@ -1,1 +1,620 @@
-// Placeholder until the module's first file lands.
+import Foundation
+import Synchronization
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An emulated MXChip AZ3166 DevKit on a pseudo-terminal, byte for byte as its
+/// firmware's console (docs/devkit-console.md), for trying devkit without a board
+/// and for tests.
+///
+/// ```swift
+/// let kit = try VirtualDevKit(configuration: .init(stateFile: "/tmp/kit.json"))
+/// try kit.start()
+/// let port = try SerialPort(path: kit.devicePath)   // talk to it like a real board
+/// ...
+/// kit.stop()
+/// ```
+///
+/// The board runs on its own thread. Like the real one it has a 256-byte UART receive
+/// ring and no flow control: bytes that arrive while a command runs and do not fit
+/// in the ring are lost (counted in ``droppedByteCount``). With
+/// ``VirtualDevKitConfiguration/pacingBaudRate`` set, each byte in either direction
+/// takes 10/baud seconds, as 8N1 on the wire.
+///
+/// Unlike a real ST-LINK, whatever the board printed while no host had the port open
+/// stays queued in the pty (up to its buffer size) and is read by the next host;
+/// hosts must not rely on either behaviour (send `\r`, wait for the prompt).
+public final class VirtualDevKit: @unchecked Sendable {
+    public typealias Configuration = VirtualDevKitConfiguration
+    public typealias Mode = VirtualDevKitConfiguration.Mode
+
+    public let configuration: Configuration
+
+    /// The UART receive ring of the board's MCU.
+    static let ringCapacity = 256
+    /// Pacing granularity: bytes written per timed chunk.
+    private static let pacingChunk = 16
+
+    private struct Shared {
+        var requests: [(Request, DispatchSemaphore?)] = []
+        var devicePath = ""
+        var state: VirtualDevKitState
+        var pluggedIn = false
+        var running = false
+        var received = 0
+        var dropped = 0
+        var mode: Mode
+        var lastError: VirtualDevKitError?
+    }
+
+    private enum Request {
+        case stop
+        case unplug
+        case replug
+        case reset(Mode)
+    }
+
+    private let shared: Mutex<Shared>
+    /// Wakes the board thread when a request is queued.
+    private let control: FileDescriptor
+    private let finished = DispatchSemaphore(value: 0)
+
+    // Owned by the board thread (or by the caller before start()/after stop()).
+    private var pty: PseudoTerminal?
+    private var slaveHold: FileDescriptor?
+    /// inotify on the slave node: tells when a host closes it.
+    private var closeWatch: FileDescriptor?
+    private var ring: [UInt8] = []
+    private var ringHead = 0
+    private var wire: [UInt8] = []
+    private var wireStart = ContinuousClock.now
+    private var txFreeAt = ContinuousClock.now
+    private var commandRunning = false
+    private let byteTime: Duration
+
+    /// Creates the board and its pty (so ``devicePath`` is valid at once); it
+    /// starts talking after ``start()``.
+    public init(configuration: Configuration) throws(VirtualDevKitError) {
+        let mac = configuration.macAddress
+        guard mac.count == 12, mac.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else {
+            throw .invalidConfiguration(
+                "Invalid MAC address \"\(mac)\": give 12 lower-case hex digits, e.g. a4cf120b9e31.")
+        }
+        let parts = configuration.firmwareVersion.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
+        else {
+            throw .invalidConfiguration(
+                "Invalid firmware version \"\(configuration.firmwareVersion)\": give major.minor.patch, e.g. 1.6.2.")
+        }
+        if let baud = configuration.pacingBaudRate, baud <= 0 {
+            throw .invalidConfiguration("Invalid baud rate \(baud): give a positive rate such as 115200.")
+        }
+        if let n = configuration.faults.unplugAfterReceivedBytes, n < 1 {
+            throw .invalidConfiguration("The unplug-after byte count must be at least 1.")
+        }
+        self.configuration = configuration
+        let state =
+            if let path = configuration.stateFile { try VirtualDevKitState.load(from: path) } else { VirtualDevKitState() }
+        shared = Mutex(Shared(state: state, mode: configuration.mode))
+        if let baud = configuration.pacingBaudRate {
+            byteTime = .nanoseconds(Int64((10 * 1_000_000_000 / Double(baud)).rounded()))
+        } else {
+            byteTime = .zero
+        }
+        do {
+            control = try FileDescriptor.pipeEventFD()
+        } catch {
+            throw .pseudoTerminal(errno: error)
+        }
+        ring.reserveCapacity(Self.ringCapacity)
+        try plug()
+    }
+
+    deinit {
+        stop()
+        try? control.close()
+    }
+
+    // MARK: Public controls
+
+    /// The pty slave a host opens (changes with each ``replug()``).
+    public var devicePath: String { shared.withLock { $0.devicePath } }
+    /// False between an unplug (fault or ``unplug()``) and ``replug()``.
+    public var isPluggedIn: Bool { shared.withLock { $0.pluggedIn } }
+    /// The secure-element contents now.
+    public var state: VirtualDevKitState { shared.withLock { $0.state } }
+    /// The mode the firmware last booted into.
+    public var mode: Mode { shared.withLock { $0.mode } }
+    /// Bytes the board has taken from the host.
+    public var receivedByteCount: Int { shared.withLock { $0.received } }
+    /// Bytes lost because the receive ring was full while a command ran.
+    public var droppedByteCount: Int { shared.withLock { $0.dropped } }
+    /// The last failure to save the state file, if any (the board reports it as an EEPROM write failure).
+    public var lastError: VirtualDevKitError? { shared.withLock { $0.lastError } }
+
+    /// Powers the board on: it boots into the configured mode on its own thread.
+    public func start() {
+        let alreadyRunning = shared.withLock { s in
+            defer { s.running = true }
+            return s.running
+        }
+        guard !alreadyRunning else { return }
+        let thread = Thread { [self] in
+            self.run()
+            self.finished.signal()
+        }
+        thread.name = "VirtualDevKit"
+        thread.start()
+    }
+
+    /// Stops the board, closes its pty and removes the link. Idempotent.
+    public func stop() {
+        if send(.stop) {
+            finished.wait()
+            shared.withLock { $0.running = false }
+        }
+        unplugNow()
+    }
+
+    /// Pulls the USB cable: the pty closes (the host sees a hang-up) and the link goes.
+    public func unplug() {
+        if !send(.unplug) { unplugNow() }
+    }
+
+    /// Plugs the board back in: a new pty (see ``devicePath``), the link re-pointed,
+    /// and a fresh boot in the configured mode.
+    public func replug() throws(VirtualDevKitError) {
+        if !send(.replug) {
+            if pty == nil { try plug() }
+        }
+        if let error = shared.withLock({ $0.lastError }), !isPluggedIn { throw error }
+    }
+
+    /// Presses reset with a button held (``Mode/configuration``: A, ``Mode/ap``: B,
+    /// ``Mode/user``: none). The pty stays open.
+    public func reset(into mode: Mode) {
+        _ = send(.reset(mode))
+    }
+
+    /// Queues a request for the board thread and waits until it has been handled.
+    /// Returns false when the thread is not running (nothing was queued).
+    private func send(_ request: Request) -> Bool {
+        let done = DispatchSemaphore(value: 0)
+        let queued = shared.withLock { s -> Bool in
+            guard s.running else { return false }
+            s.requests.append((request, done))
+            return true
+        }
+        guard queued else { return false }
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { try? control.writeSome($0) }
+        done.wait()
+        return true
+    }
+
+    // MARK: The board thread
+
+    private func run() {
+        var bootMode = configuration.mode
+        while true {
+            if pty == nil {
+                // Unplugged: nothing runs until a replug or stop.
+                do {
+                    try waitForControl()
+                    try handleRequests(pluggedIn: false)
+                } catch .stop {
+                    return
+                } catch .reboot {
+                    bootMode = configuration.mode
+                } catch {}
+                continue
+            }
+            do {
+                try boot(into: bootMode)
+            } catch .reboot(let mode) {
+                bootMode = mode
+            } catch .unplug {
+                unplugNow()
+                bootMode = configuration.mode
+            } catch .stop {
+                return
+            } catch {}
+        }
+    }
+
+    private func boot(into mode: Mode) throws(BoardEvent) {
+        shared.withLock { $0.mode = mode }
+        ring.removeAll(keepingCapacity: true)
+        ringHead = 0
+        wire.removeAll()
+        commandRunning = false
+        if configuration.faults.lineNoiseBytes > 0 {
+            try emit(Self.noise(count: configuration.faults.lineNoiseBytes))
+        }
+        try emit(FirmwareText.banner)
+        switch mode {
+        case .configuration:
+            var firmware = ConsoleFirmware(configuration: configuration)
+            try firmware.start(on: self)
+            while true {
+                let byte = try nextByte()
+                try firmware.receive(byte, on: self)
+            }
+        case .user:
+            try emit(
+                FirmwareText.userMode
+                    + FirmwareText.logInfo("DevKit MAC Address: \(configuration.macAddress)")
+                    + FirmwareText.logInfo("DevKit Firmware Version: \(configuration.firmwareVersion)"))
+            while true { _ = try nextByte() }  // the sketch ignores the console
+        case .ap:
+            try emit(FirmwareText.apMode(mac: configuration.macAddress))
+            while true { _ = try nextByte() }
+        }
+    }
+
+    /// Power-up garbage: high-bit bytes and NULs, never a prompt or a newline.
+    static func noise(count: Int) -> [UInt8] {
+        var x: UInt32 = 0x9e37_79b9
+        return (0..<count).map { _ in
+            x ^= x << 13
+            x ^= x >> 17
+            x ^= x << 5
+            let b = UInt8(truncatingIfNeeded: x)
+            return b < 0x80 ? (b & 1 == 0 ? 0x00 : 0xff) : b
+        }
+    }
+
+    /// The next byte from the receive ring, waiting for the host as long as needed.
+    private func nextByte() throws(BoardEvent) -> UInt8 {
+        while true {
+            try handleRequests(pluggedIn: true)
+            if ringHead < ring.count {
+                let byte = ring[ringHead]
+                ringHead += 1
+                if ringHead == ring.count {
+                    ring.removeAll(keepingCapacity: true)
+                    ringHead = 0
+                }
+                return byte
+            }
+            if let limit = configuration.faults.unplugAfterReceivedBytes, wire.isEmpty,
+                shared.withLock({ $0.received }) >= limit
+            {
+                throw .unplug
+            }
+            absorbArrivals()
+            if ringHead < ring.count { continue }
+            if !wire.isEmpty {
+                try pause(until: wireStart + byteTime)  // the next byte is still on the wire
+            } else {
+                try waitForInput()
+            }
+        }
+    }
+
+    /// Moves bytes that have reached the UART from the pty into the ring. While a
+    /// command runs, those that do not fit are lost, as on the board.
+    private func absorbArrivals() {
+        guard let pty else { return }
+        readPending(from: pty.master)
+        guard !wire.isEmpty else { return }
+        if ringHead > 0 {
+            ring.removeFirst(ringHead)
+            ringHead = 0
+        }
+        var arrived = wire.count
+        let now = ContinuousClock.now
+        if byteTime > .zero {
+            arrived = now < wireStart ? 0 : min(wire.count, Int((now - wireStart) / byteTime))
+        }
+        var taken = 0
+        var lost = 0
+        for byte in wire.prefix(arrived) {
+            if ring.count < Self.ringCapacity {
+                ring.append(byte)
+            } else if commandRunning {
+                lost += 1
+            } else {
+                break  // idle: the firmware will drain the ring before more arrives
+            }
+            taken += 1
+        }
+        wire.removeFirst(taken)
+        wireStart = wireStart + byteTime * taken
+        if lost > 0 { shared.withLock { $0.dropped += lost } }
+    }
+
+    /// Reads what the host has written (within the unplug budget) onto the "wire".
+    private func readPending(from master: FileDescriptor) {
+        while true {
+            var budget = 4096
+            if let limit = configuration.faults.unplugAfterReceivedBytes {
+                budget = min(budget, limit - shared.withLock { $0.received })
+                if budget <= 0 { return }
+            }
+            let bytes: [UInt8]
+            do {
+                bytes = try master.readAvailable(maxCount: budget)
+            } catch {
+                return  // EAGAIN: nothing more; EIO: no host side open
+            }
+            if bytes.isEmpty { return }
+            if wire.isEmpty { wireStart = max(wireStart, ContinuousClock.now) }
+            wire += bytes
+            shared.withLock { $0.received += bytes.count }
+        }
+    }
+
+    /// Blocks until the host writes, or a request arrives.
+    private func waitForInput() throws(BoardEvent) {
+        guard let pty else { throw .unplug }
+        var fds = [
+            pollfd(fd: pty.master.rawValue, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: closeWatch?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
+        ]
+        _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 3, -1) }
+        if fds[2].revents & Int16(POLLIN) != 0 { hostClosed() }
+        try handleRequests(pluggedIn: true)
+    }
+
+    private func waitForControl() throws(BoardEvent) {
+        var fd = pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0)
+        _ = Glibc.poll(&fd, 1, -1)
+    }
+
+    /// Lets time pass on the board (pacing, secure-element work), still taking
+    /// arrivals into the ring and still answering requests.
+    private func pause(until deadline: ContinuousClock.Instant) throws(BoardEvent) {
+        while true {
+            try handleRequests(pluggedIn: true)
+            absorbArrivals()
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero { return }
+            if remaining > .milliseconds(2) {
+                var fd = pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0)
+                let ms = Int32(remaining.components.seconds * 1000
+                    + remaining.components.attoseconds / 1_000_000_000_000_000) - 1
+                _ = Glibc.poll(&fd, 1, max(1, ms))
+            } else {
+                var ts = timespec(tv_sec: 0, tv_nsec: Int(remaining.components.attoseconds / 1_000_000_000))
+                _ = nanosleep(&ts, nil)
+            }
+        }
+    }
+
+    private func handleRequests(pluggedIn: Bool) throws(BoardEvent) {
+        let pending = shared.withLock { s in
+            defer { s.requests.removeAll() }
+            return s.requests
+        }
+        guard !pending.isEmpty else { return }
+        var drain: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &drain) { Glibc.read(control.rawValue, $0.baseAddress, 8) }
+        var event: BoardEvent?
+        for (request, done) in pending {
+            switch request {
+            case .stop:
+                event = .stop
+            case .unplug:
+                if pluggedIn {
+                    unplugNow()
+                    if event == nil { event = .unplug }
+                }
+            case .replug:
+                if pty == nil {
+                    do {
+                        try plug()
+                        if event == nil { event = .reboot(configuration.mode) }
+                    } catch {
+                        shared.withLock { $0.lastError = error }
+                    }
+                }
+            case .reset(let mode):
+                if pty != nil && event == nil { event = .reboot(mode) }
+            }
+            done?.signal()
+        }
+        if let event {
+            // Unplugging already happened above; the board loop only needs to restart.
+            throw event == .unplug ? .reboot(configuration.mode) : event
+        }
+    }
+
+    // MARK: BoardHardware
+
+    /// Sends bytes to the host, paced when configured. Output the host is not
+    /// reading is dropped once the pty buffer is full, as the USB bridge would.
+    func emitImpl(_ bytes: [UInt8]) throws(BoardEvent) {
+        guard let pty else { throw .unplug }
+        if byteTime == .zero {
+            writeDropping(bytes, to: pty.master)
+            if commandRunning { absorbArrivals() }
+            try handleRequests(pluggedIn: true)
+            return
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + Self.pacingChunk)
+            let now = ContinuousClock.now
+            if txFreeAt < now { txFreeAt = now }
+            writeDropping(Array(bytes[offset..<end]), to: pty.master)
+            txFreeAt = txFreeAt + byteTime * (end - offset)
+            offset = end
+            try pause(until: txFreeAt)
+        }
+    }
+
+    private func writeDropping(_ bytes: [UInt8], to master: FileDescriptor) {
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let n = rest.withUnsafeBytes { Glibc.write(master.rawValue, $0.baseAddress, $0.count) }
+            if n > 0 {
+                rest = rest.dropFirst(n)
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                return
+            }
+        }
+    }
+
+    /// A host closed the port. Because this board holds the slave open, the tty
+    /// outlives its hosts, and so would a TIOCEXCL left by a host that died without
+    /// clearing it (kill -9): every later non-root open would fail with EBUSY. A real
+    /// ttyACM forgets it on last close; so does this board. (Hosts still exclude
+    /// each other with flock, which the kernel drops with the dead process.)
+    private func hostClosed() {
+        guard let closeWatch else { return }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while buffer.withUnsafeMutableBytes({ Glibc.read(closeWatch.rawValue, $0.baseAddress, $0.count) }) > 0 {}
+        slaveHold?.clearExclusiveMode()
+    }
+
+    // MARK: Plugging
+
+    private func plug() throws(VirtualDevKitError) {
+        let pty: PseudoTerminal
+        let slave: FileDescriptor
+        do {
+            pty = try PseudoTerminal()
+            slave = try pty.openSlave()
+        } catch {
+            throw .pseudoTerminal(errno: error)
+        }
+        // Hold the slave open so the line never hangs up between hosts, and make it
+        // raw, so even a host that leaves the settings alone sees the board's bytes.
+        var t = termios()
+        if tcgetattr(slave.rawValue, &t) == 0 {
+            cfmakeraw(&t)
+            t.c_cflag |= tcflag_t(CLOCAL | CREAD)
+            cfsetspeed(&t, speed_t(B115200))
+            _ = tcsetattr(slave.rawValue, TCSANOW, &t)
+        }
+        if let link = configuration.linkPath {
+            let temporary = link + ".tmp-\(getpid())"
+            unlink(temporary)
+            if symlink(pty.slavePath, temporary) != 0 || rename(temporary, link) != 0 {
+                let err = Errno(rawValue: errno)
+                unlink(temporary)
+                try? slave.close()
+                try? pty.master.close()
+                throw .link(path: link, errno: err)
+            }
+        }
+        self.pty = pty
+        self.slaveHold = slave
+        let watch = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        if watch >= 0 {
+            if inotify_add_watch(watch, pty.slavePath, UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) >= 0 {
+                closeWatch = FileDescriptor(rawValue: watch)
+            } else {
+                Glibc.close(watch)  // without it only a stale TIOCEXCL goes uncleared
+            }
+        }
+        txFreeAt = .now
+        wireStart = .now
+        shared.withLock {
+            $0.devicePath = pty.slavePath
+            $0.pluggedIn = true
+        }
+    }
+
+    private func unplugNow() {
+        guard let pty else { return }
+        // Flag first: a host that sees the hang-up must also see isPluggedIn == false.
+        shared.withLock { $0.pluggedIn = false }
+        removeLinkIfOurs(pointingAt: pty.slavePath)
+        try? slaveHold?.close()
+        try? pty.master.close()
+        try? closeWatch?.close()
+        self.pty = nil
+        slaveHold = nil
+        closeWatch = nil
+        wire.removeAll()
+        ring.removeAll(keepingCapacity: true)
+        ringHead = 0
+    }
+
+    private func removeLinkIfOurs(pointingAt target: String) {
+        guard let link = configuration.linkPath else { return }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink(link, &buffer, buffer.count - 1)
+        guard n > 0 else { return }
+        let current = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if current == target { unlink(link) }
+    }
+}
+
+extension VirtualDevKit: BoardHardware {
+    func emit(_ bytes: [UInt8]) throws(BoardEvent) { try emitImpl(bytes) }
+
+    func setCommandRunning(_ running: Bool) { commandRunning = running }
+
+    func writeSecureElement(
+        zone: UInt8, value: [UInt8], store: (inout VirtualDevKitState) -> Void
+    ) throws(BoardEvent) -> SecureElementOutcome {
+        let delay = configuration.faults.secureElementWriteDelay
+        if delay > .zero { try pause(until: .now + delay) }
+        // The firmware writes the string with its NUL.
+        if configuration.faults.eepromWriteFailure || value.count + 1 > Zone.size(zone) {
+            return .writeFailed
+        }
+        if delay > .zero { try pause(until: .now + delay) }  // the read-back
+        if configuration.faults.verifyFailure { return .verifyFailed }
+        return commit(store) ? .ok : .writeFailed
+    }
+
+    func enableSecureChannel(level: Int) throws(BoardEvent) -> Int {
+        let delay = configuration.faults.secureElementWriteDelay
+        if delay > .zero { try pause(until: .now + delay) }
+        if shared.withLock({ $0.state.secureChannelEnabled }) { return 1 }
+        // Levels 2 and 3 are not implemented by the firmware.
+        guard level == 1, !configuration.faults.eepromWriteFailure else { return -1 }
+        return commit { $0.secureChannelEnabled = true } ? 0 : -1
+    }
+
+    /// Applies a change and persists it; false (state unchanged) if saving failed.
+    private func commit(_ change: (inout VirtualDevKitState) -> Void) -> Bool {
+        var next = shared.withLock { $0.state }
+        change(&next)
+        if let path = configuration.stateFile {
+            do {
+                try next.save(to: path)
+            } catch {
+                shared.withLock { $0.lastError = error }
+                return false
+            }
+        }
+        shared.withLock { $0.state = next }
+        return true
+    }
+}
+
+extension FileDescriptor {
+    /// `read(2)` of what is available; [] at end of file; EAGAIN thrown.
+    func readAvailable(maxCount: Int) throws(Errno) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: maxCount)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress, $0.count) }
+            if n >= 0 {
+                buffer.removeSubrange(n...)
+                return buffer
+            }
+            let err = Errno(rawValue: errno)
+            if err != .interrupted { throw err }
+        }
+    }
+
+    func writeSome(_ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        while true {
+            let n = Glibc.write(rawValue, bytes.baseAddress, bytes.count)
+            if n >= 0 { return n }
+            let err = Errno(rawValue: errno)
+            if err != .interrupted { throw err }
+        }
+    }
+}

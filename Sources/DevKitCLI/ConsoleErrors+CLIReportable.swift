@@ -1,0 +1,29 @@
+import DevKitConsole
+import DevKitWorkflows
+
+extension ConsoleError: CLIReportable {
+    public var exitStatus: ExitStatus {
+        switch self {
+        case .invalidArgument: return .usage
+        case .wrongMode, .invalidCommand: return .unavailable
+        case .timeout: return .tempFail
+        case .echoMismatch, .inputBufferOverflow, .commandFailed, .unexpectedResponse: return .ioError
+        case .syntaxError, .notSynchronized: return .software
+        }
+    }
+
+    public var userMessage: String { description }
+}
+
+extension WorkflowError: CLIReportable {
+    public var exitStatus: ExitStatus {
+        switch self {
+        case .cannotReadSecret: return .noInput
+        case .invalidSecret, .unknownConnectionString: return .usage
+        case .cannotWriteSecret, .secretFileExists: return .cannotCreate
+        case .rebootedIntoConfigurationMode: return .unavailable
+        }
+    }
+
+    public var userMessage: String { description }
+}

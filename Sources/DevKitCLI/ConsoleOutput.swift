@@ -1,0 +1,23 @@
+import Foundation
+
+/// Prints one JSON object on stdout (sorted keys, one line) for `--json`.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let data = try encoder.encode(value)
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// Help text shared by the one-shot board commands.
+enum BoardHelp {
+    static let modes = """
+        The board must be in configuration mode: hold button A, press and release reset, \
+        release A (the screen shows "Configuration"). Without a board, `devkit emulate` \
+        starts a virtual one and prints its port.
+        """
+    static let exitCodes = """
+        Exit codes: 64 invalid input, 66 secret file unreadable, 69 board not in \
+        configuration mode, 73 cannot write the secret file, 74 the board reported an error \
+        or the link failed, 75 timeout.
+        """
+}

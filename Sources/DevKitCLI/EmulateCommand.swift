@@ -1,0 +1,197 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import VirtualDevKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `devkit emulate`: a virtual DevKit on a pseudo-terminal, until Ctrl-C.
+struct EmulateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emulate",
+        abstract: "Run a virtual DevKit on a pseudo-terminal, to try devkit without a board.",
+        discussion: """
+            The virtual board speaks the AZ3166 configuration console byte for byte: \
+            banner, help, echo with secret masking, every command's exact output, the \
+            UDS quirk, and `exit` rebooting into user mode with the MAC address and \
+            firmware version in its boot log. Like the real board it has no flow control \
+            and a 256-byte receive ring: bytes that arrive while a command runs and do \
+            not fit are lost.
+
+            It prints the pseudo-terminal's path on the first line of standard output \
+            (or a JSON object with --json) and runs until interrupted (Ctrl-C or \
+            SIGTERM), then removes its --link.
+
+            What it stores (UDS, Wi-Fi, connection string) is kept in --state FILE \
+            (mode 0600) across runs; without it, in memory only.
+
+            Example, in one terminal:
+              devkit emulate --link /tmp/ttyDevKit --state /tmp/devkit-state.json
+            and in another:
+              devkit info --port /tmp/ttyDevKit --reboot
+
+            Fault switches make it misbehave on purpose, to test hosts:
+              devkit emulate --link /tmp/ttyDevKit --fail-eeprom-write
+              devkit emulate --link /tmp/ttyDevKit --baud 115200 --se-write-delay 30
+            """)
+
+    @Option(help: ArgumentHelp("Keep a symlink to the pty at this path (removed on exit).", valueName: "path"))
+    var link: String?
+
+    @Option(help: ArgumentHelp("Wi-Fi MAC address of the board (12 hex digits, separators allowed).", valueName: "mac"))
+    var mac: String = "a4cf120b9e31"
+
+    @Option(name: .customLong("firmware-version"), help: ArgumentHelp("DevKit SDK version the board reports.", valueName: "x.y.z"))
+    var firmwareVersion: String = "1.6.2"
+
+    @Option(help: ArgumentHelp("Mode at power-up: config (button A held), user, or ap (button B held).", valueName: "mode"))
+    var mode: ModeArgument = .config
+
+    @Option(help: ArgumentHelp("JSON file for the board's secure-element contents (created 0600).", valueName: "file"))
+    var state: String?
+
+    @Option(help: ArgumentHelp(
+        "Pace every byte in both directions as on a wire at this rate (each byte takes 10/baud s).",
+        discussion: "Without it the board answers as fast as the pty allows.", valueName: "rate"))
+    var baud: Int?
+
+    @Option(name: .customLong("network"), help: ArgumentHelp("A Wi-Fi network `scan` finds (repeatable).", valueName: "ssid"))
+    var networks: [String] = []
+
+    @Flag(name: .customLong("no-networks"), help: "`scan` finds no network.")
+    var noNetworks = false
+
+    @Flag(name: .customLong("fail-eeprom-write"), help: "Fault: every secure-element write fails (ERROR: Failed to write EEPROM).")
+    var failEEPROMWrite = false
+
+    @Flag(name: .customLong("fail-verify"), help: "Fault: every secure-element write fails its read-back (ERROR: Verify failed.).")
+    var failVerify = false
+
+    @Option(name: .customLong("unplug-after"), help: ArgumentHelp("Fault: vanish (close the pty) after receiving this many bytes.", valueName: "bytes"))
+    var unplugAfter: Int?
+
+    @Option(name: .customLong("line-noise"), help: ArgumentHelp("Fault: emit this many garbage bytes before the banner at every boot.", valueName: "bytes"))
+    var lineNoise: Int = 0
+
+    @Option(name: .customLong("se-write-delay"), help: ArgumentHelp("Fault: each secure-element write (and its verify) takes this long.", valueName: "ms"))
+    var seWriteDelay: Int = 0
+
+    @Flag(help: "Print the device path and settings as one JSON object.")
+    var json = false
+
+    enum ModeArgument: String, ExpressibleByArgument, CaseIterable {
+        case config, user, ap
+    }
+
+    func validate() throws {
+        if normalizedMAC == nil {
+            throw ValidationError("--mac must be 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31.")
+        }
+        if let baud, baud <= 0 { throw ValidationError("--baud must be a positive rate, e.g. 115200.") }
+        if let unplugAfter, unplugAfter < 1 { throw ValidationError("--unplug-after must be at least 1 byte.") }
+        if lineNoise < 0 { throw ValidationError("--line-noise cannot be negative.") }
+        if seWriteDelay < 0 { throw ValidationError("--se-write-delay cannot be negative.") }
+        if noNetworks && !networks.isEmpty { throw ValidationError("Give --network or --no-networks, not both.") }
+    }
+
+    /// The MAC in the board's own spelling: lower-case, no separators.
+    var normalizedMAC: String? {
+        let hex = mac.lowercased().filter { $0 != ":" && $0 != "-" }
+        guard hex.count == 12, hex.allSatisfy({ $0.isHexDigit }) else { return nil }
+        return hex
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            var configuration = VirtualDevKitConfiguration(
+                mode: { switch mode { case .config: .configuration; case .user: .user; case .ap: .ap } }(),
+                macAddress: normalizedMAC ?? mac,
+                firmwareVersion: firmwareVersion,
+                stateFile: state,
+                linkPath: link,
+                pacingBaudRate: baud)
+            if noNetworks { configuration.networks = [] } else if !networks.isEmpty { configuration.networks = networks }
+            configuration.faults = .init(
+                eepromWriteFailure: failEEPROMWrite, verifyFailure: failVerify,
+                unplugAfterReceivedBytes: unplugAfter, lineNoiseBytes: lineNoise,
+                secureElementWriteDelay: .milliseconds(seWriteDelay))
+
+            // Take the signals before the board exists, so none is missed.
+            let signals = SignalWaiter([SIGINT, SIGTERM])
+            let kit = try VirtualDevKit(configuration: configuration)
+            kit.start()
+            if json {
+                var object: [String: Any] = [
+                    "device": kit.devicePath, "mode": mode.rawValue, "mac": configuration.macAddress,
+                    "firmware_version": firmwareVersion, "pid": Int(getpid()),
+                ]
+                if let link { object["link"] = link }
+                if let state { object["state"] = state }
+                if let baud { object["baud"] = baud }
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                printOut(String(decoding: data, as: UTF8.self))
+            } else {
+                printOut(kit.devicePath)
+                printError(
+                    "devkit: virtual DevKit (\(mode.rawValue) mode, MAC \(configuration.macAddress), firmware \(firmwareVersion)) on \(kit.devicePath)"
+                        + (link.map { " (link \($0))" } ?? "") + ". Press Ctrl-C to stop.")
+            }
+            let signal = await signals.next()
+            kit.stop()
+            if !json { printError("devkit: virtual DevKit stopped (\(signal == SIGINT ? "SIGINT" : "SIGTERM")).") }
+        }
+    }
+}
+
+/// Waits for one of a set of signals without a handler running arbitrary code:
+/// the signals are ignored at process level and delivered through Dispatch.
+private final class SignalWaiter: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+    private let queue = DispatchQueue(label: "devkit.signals")
+    private var continuation: CheckedContinuation<Int32, Never>?
+    private var received: Int32?
+
+    init(_ signals: [Int32]) {
+        for number in signals {
+            Glibc.signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [weak self] in self?.deliver(number) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    private func deliver(_ number: Int32) {
+        if let continuation {
+            self.continuation = nil
+            continuation.resume(returning: number)
+        } else if received == nil {
+            received = number
+        }
+    }
+
+    /// The next signal (or one that already arrived).
+    func next() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            queue.async {
+                if let received = self.received {
+                    self.received = nil
+                    continuation.resume(returning: received)
+                } else {
+                    self.continuation = continuation
+                }
+            }
+        }
+    }
+}
+
+/// Writes a line to standard output, unbuffered (scripts read the first line at once).
+private func printOut(_ message: String) {
+    let line = message.hasSuffix("\n") ? message : message + "\n"
+    var bytes = Array(line.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        if n > 0 { bytes = bytes.dropFirst(n) } else if n < 0 && errno == EINTR { continue } else { break }
+    }
+}

@@ -1,0 +1,101 @@
+import ArgumentParser
+import DevKitConsole
+import DevKitWorkflows
+
+/// `devkit info`: firmware version, and with --reboot the MAC and registration ID.
+struct InfoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info",
+        abstract: "Show the DevKit's firmware version; with --reboot also its MAC and registration ID.",
+        discussion: """
+            Runs `version` on the configuration console: the DevKitSDK version is the \
+            firmware version the enrollment certificate depends on.
+
+            No console command prints the MAC address. With --reboot, devkit runs \
+            `exit` and reads the user-mode boot log, where the DPS sample sketch logs \
+            `DevKit MAC Address:` and `DevKit Firmware Version:`; it then shows the \
+            registration ID the device derives by itself, az-<mac>v<version, '.'→'v'>. \
+            The board is left running its sketch in user mode. Release button A first, \
+            or the board comes back in configuration mode and never prints its MAC.
+
+            \(BoardHelp.modes)
+
+            Examples:
+              devkit info --port /dev/ttyACM0
+              devkit info --port /dev/ttyACM0 --reboot --json
+
+            \(BoardHelp.exitCodes)
+            """)
+
+    @OptionGroup var port: PortOptions
+
+    @Flag(help: "Also reboot the board and read its MAC address from the boot log.")
+    var reboot = false
+
+    @Flag(help: "Print the result as one JSON object.")
+    var json = false
+
+    struct Result: Encodable {
+        let port: String
+        let firmwareVersion: String
+        let micoVersion: String?
+        let mbedOSVersion: String?
+        let mbedTLSVersion: String?
+        let wifiVersion: String?
+        let macAddress: String?
+        let registrationID: String?
+        enum CodingKeys: String, CodingKey {
+            case port
+            case firmwareVersion = "firmware_version"
+            case micoVersion = "mico_version"
+            case mbedOSVersion = "mbed_os_version"
+            case mbedTLSVersion = "mbed_tls_version"
+            case wifiVersion = "wifi_version"
+            case macAddress = "mac_address"
+            case registrationID = "registration_id"
+        }
+
+        // Absent values are `null`, not missing keys: scripts can rely on every key.
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(port, forKey: .port)
+            try c.encode(firmwareVersion, forKey: .firmwareVersion)
+            try c.encode(micoVersion, forKey: .micoVersion)
+            try c.encode(mbedOSVersion, forKey: .mbedOSVersion)
+            try c.encode(mbedTLSVersion, forKey: .mbedTLSVersion)
+            try c.encode(wifiVersion, forKey: .wifiVersion)
+            try c.encode(macAddress, forKey: .macAddress)
+            try c.encode(registrationID, forKey: .registrationID)
+        }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let path = try port.resolvedPath()
+            let info = try withConsoleSession(port) { session in
+                try DevKitWorkflow(session: session).info(reboot: reboot)
+            }
+            let v = info.versions
+            let result = Result(
+                port: path, firmwareVersion: v.firmwareVersion.text, micoVersion: v.mico, mbedOSVersion: v.mbedOS,
+                mbedTLSVersion: v.mbedTLS, wifiVersion: v.wifi, macAddress: info.macAddress?.hex,
+                registrationID: info.registrationID)
+            if json {
+                try printJSON(result)
+                return
+            }
+            print("Firmware version:  \(v.firmwareVersion)")
+            if let mico = v.mico { print("Mico version:      \(mico)") }
+            if let mbed = v.mbedOS { print("mbed-os version:   \(mbed)") }
+            if let tls = v.mbedTLS { print("mbed TLS version:  \(tls)") }
+            print("Wi-Fi version:     \(v.wifi ?? "unknown")")
+            if reboot {
+                print("MAC address:       \(info.macAddress?.hex ?? "not in the boot log")")
+                if let id = info.registrationID { print("Registration ID:   \(id)") }
+                if let logged = info.bootLogFirmwareVersion, logged != v.firmwareVersion {
+                    printError("devkit: warning: the sketch logged firmware version \(logged), `version` said \(v.firmwareVersion)")
+                }
+            }
+        }
+    }
+}

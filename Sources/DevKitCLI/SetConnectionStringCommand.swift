@@ -1,0 +1,63 @@
+import ArgumentParser
+import DevKitConsole
+import DevKitWorkflows
+
+extension ConnectionStringKind: ExpressibleByArgument {}
+
+/// `devkit set-connection-string`: store an IoT Hub or DPS connection string.
+struct SetConnectionStringCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set-connection-string",
+        abstract: "Store an IoT Hub device or DPS symmetric-key connection string on the DevKit.",
+        discussion: """
+            A connection string holds a key, so it is read from a file (or `-` for \
+            standard input), never taken from the command line. Whitespace around it is \
+            ignored; at most 511 bytes.
+
+            `HostName=…;DeviceId=…;SharedAccessKey=…` goes to the IoT Hub slot \
+            (set_az_iothub), `DPSEndpoint=…;IdScope=…;DeviceId=…;SymmetricKey=…` to the \
+            DPS one (set_az_iotdps); --kind overrides the guess. Both share one slot on \
+            the board: the last one stored wins.
+
+            \(BoardHelp.modes)
+
+            Examples:
+              devkit set-connection-string --port /dev/ttyACM0 --file device.cs
+              az iot hub device-identity connection-string show -n hub -d dev -o tsv \\
+                | devkit set-connection-string --port /dev/ttyACM0 --file -
+
+            \(BoardHelp.exitCodes)
+            """)
+
+    @OptionGroup var port: PortOptions
+
+    @Option(help: ArgumentHelp("File holding the connection string, or - for standard input.", valueName: "file"))
+    var file: String
+
+    @Option(help: ArgumentHelp("Which slot: hub or dps (default: from the string's first key).", valueName: "kind"))
+    var kind: ConnectionStringKind?
+
+    @Flag(help: "Print the result as one JSON object.")
+    var json = false
+
+    struct Result: Encodable {
+        let port: String
+        let kind: String
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let path = try port.resolvedPath()
+            let connectionString = try SecretFile.readTrimmed(file)
+            let kind = try self.kind ?? ConnectionStringKind.detect(connectionString)
+            try withConsoleSession(port) { session in
+                try DevKitWorkflow(session: session).setConnectionString(connectionString, kind: kind)
+            }
+            if json {
+                try printJSON(Result(port: path, kind: kind.rawValue))
+            } else {
+                print("\(kind == .hub ? "IoT Hub" : "DPS") connection string stored on the DevKit on \(path).")
+            }
+        }
+    }
+}

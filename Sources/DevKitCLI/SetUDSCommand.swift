@@ -1,0 +1,114 @@
+import ArgumentParser
+import DevKitConsole
+import DevKitWorkflows
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `devkit set-uds`: store a Unique Device Secret in the board's secure element.
+struct SetUDSCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set-uds",
+        abstract: "Store a Unique Device Secret (UDS) in the DevKit's secure element.",
+        discussion: """
+            The UDS is the 32-byte secret from which the board derives its DICE/RIoT \
+            keys, and so its X.509 enrollment certificate. Whoever has it can compute \
+            the certificate (`devkit cert`): keep it, and keep it secret.
+
+            Give it in a file (64 hex digits, either case, whitespace around allowed), \
+            or `-` for standard input; never on the command line, where every user can \
+            read it. Or let devkit generate a fresh one from the system's secure random \
+            generator: it is written to the --save file (mode 0600, a new file, synced to \
+            disk) BEFORE it is sent to the board, so it cannot be lost.
+
+            \(BoardHelp.modes)
+
+            Examples:
+              devkit set-uds --port /dev/ttyACM0 --uds-file board7.uds
+              devkit set-uds --port /dev/ttyACM0 --generate --save board7.uds
+              pass show devkit/board7 | devkit set-uds --port /dev/ttyACM0 --uds-file -
+
+            \(BoardHelp.exitCodes)
+            """)
+
+    @OptionGroup var port: PortOptions
+
+    @Option(
+        name: .customLong("uds-file"),
+        help: ArgumentHelp("File holding the UDS (64 hex digits), or - for standard input.", valueName: "file"))
+    var udsFile: String?
+
+    @Flag(help: "Generate a fresh UDS from the system CSPRNG (saved before it is sent).")
+    var generate = false
+
+    @Option(
+        help: ArgumentHelp(
+            "With --generate: new file to save the UDS in (default: ./uds-<UTC time>.hex).", valueName: "file"))
+    var save: String?
+
+    @Flag(help: "Print the result as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        if (udsFile == nil) == !generate {
+            throw ValidationError("Give exactly one of --uds-file FILE (or -) and --generate.")
+        }
+        if save != nil && !generate { throw ValidationError("--save goes with --generate.") }
+    }
+
+    struct Result: Encodable {
+        let port: String
+        let stored: Bool
+        let generated: Bool
+        let udsFile: String?
+        enum CodingKeys: String, CodingKey {
+            case port, stored, generated
+            case udsFile = "uds_file"
+        }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(port, forKey: .port)
+            try c.encode(stored, forKey: .stored)
+            try c.encode(generated, forKey: .generated)
+            try c.encode(udsFile, forKey: .udsFile)
+        }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let path = try port.resolvedPath()
+            // Read and check the secret before touching the board.
+            let uds = try udsFile.map { try SecretFile.readUDS($0) }
+            var savedTo: String?
+            try withConsoleSession(port) { session in
+                let workflow = DevKitWorkflow(session: session)
+                if let uds {
+                    try workflow.setUDS(uds)
+                } else {
+                    let file = save ?? defaultUDSFileName()
+                    savedTo = file
+                    try workflow.setGeneratedUDS(savingTo: file)
+                }
+            }
+            if json {
+                try printJSON(Result(port: path, stored: true, generated: generate, udsFile: savedTo ?? udsFile))
+            } else {
+                if let savedTo { print("New UDS saved to \(savedTo) (mode 0600).") }
+                print("UDS stored in the secure element of the DevKit on \(path).")
+            }
+        }
+    }
+}
+
+/// `uds-20261128T093000Z.hex`: unique per second, sorts by time.
+func defaultUDSFileName() -> String {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    var time = now.tv_sec
+    var parts = tm()
+    gmtime_r(&time, &parts)
+    func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    return "uds-\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T"
+        + "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z.hex"
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import DevKitConsole
+import DevKitWorkflows
+
+/// `devkit set-wifi`: store the Wi-Fi network the sketch joins.
+struct SetWiFiCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set-wifi",
+        abstract: "Store the Wi-Fi SSID and password on the DevKit.",
+        discussion: """
+            The SSID (1 to 31 bytes) is not secret and goes on the command line. The \
+            password (at most 63 bytes) is read from a file, or `-` for standard input: \
+            the file's first line, spaces kept, the line end dropped. For an open network \
+            use --open instead. The board echoes the password as `*`, and devkit never \
+            prints it.
+
+            \(BoardHelp.modes)
+
+            Examples:
+              devkit set-wifi --port /dev/ttyACM0 --ssid "Lab Net" --password-file lab.pw
+              printf '%s' "$WIFI_PW" | devkit set-wifi --port /dev/ttyACM0 --ssid Lab --password-file -
+
+            \(BoardHelp.exitCodes)
+            """)
+
+    @OptionGroup var port: PortOptions
+
+    @Option(help: ArgumentHelp("Name of the Wi-Fi network (1 to 31 bytes).", valueName: "ssid"))
+    var ssid: String
+
+    @Option(
+        name: .customLong("password-file"),
+        help: ArgumentHelp("File holding the password on its first line, or - for standard input.", valueName: "file"))
+    var passwordFile: String?
+
+    @Flag(help: "The network has no password (clears the stored one).")
+    var open = false
+
+    @Flag(help: "Print the result as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        if (passwordFile == nil) == !open {
+            throw ValidationError("Give exactly one of --password-file FILE (or -) and --open.")
+        }
+    }
+
+    struct Result: Encodable {
+        let port: String
+        let ssid: String
+        let passwordSet: Bool
+        enum CodingKeys: String, CodingKey {
+            case port, ssid
+            case passwordSet = "password_set"
+        }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let path = try port.resolvedPath()
+            let password = try passwordFile.map { try SecretFile.readLine($0) } ?? ""
+            try withConsoleSession(port) { session in
+                try DevKitWorkflow(session: session).setWiFi(ssid: ssid, password: password)
+            }
+            if json {
+                try printJSON(Result(port: path, ssid: ssid, passwordSet: !password.isEmpty))
+            } else {
+                print("Wi-Fi set on the DevKit on \(path): SSID \"\(ssid)\", "
+                    + (password.isEmpty ? "no password." : "password stored."))
+            }
+        }
+    }
+}

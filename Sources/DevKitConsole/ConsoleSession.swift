@@ -1,0 +1,450 @@
+/// A conversation with a DevKit's configuration console over a `ConsoleTransport`.
+///
+/// The console has no flow control besides its echo, so the session types the way
+/// the firmware can follow: the next line only after the prompt, a long line in
+/// pieces of at most `maxPieceLength` bytes, each after the echo of the previous one
+/// came back (the board's receive ring holds 256 bytes). It never sleeps; every wait
+/// is a `receive` against a deadline, and running out throws `ConsoleError.timeout`
+/// saying what was expected.
+///
+/// ```swift
+/// let session = ConsoleSession(transport: port)
+/// try session.synchronize()               // throws .wrongMode(.user(…)) etc.
+/// let info = try session.version()
+/// try session.setUDS(uds)                 // validated before anything is sent
+/// let boot = try session.exitAndReadBootLog()
+/// ```
+///
+/// Errors: `ConsoleError`, or the transport's own (e.g. `SerialPortError` when the
+/// board is unplugged), unchanged. After an error the session is unsynchronised:
+/// call `synchronize()` again before the next command. Not thread-safe: one owner.
+public final class ConsoleSession {
+    /// How long each wait may take.
+    public struct Timeouts: Sendable, Hashable {
+        /// Wait for the prompt after each `\r` sent by `synchronize()`.
+        public var promptAttempt: Duration = .seconds(1)
+        /// How many `\r` `synchronize()` sends before concluding the board is not in
+        /// configuration mode (one may be lost while the board is still booting).
+        public var promptAttempts = 3
+        /// Wait for the echo of one piece of a line.
+        public var echo: Duration = .seconds(2)
+        /// Wait for a command's reply and the prompt after it.
+        public var response: Duration = .seconds(10)
+        /// Wait for `scan` (the board scans every Wi-Fi channel).
+        public var scan: Duration = .seconds(30)
+        /// Wait after `exit` for the boot log to give the MAC address.
+        public var bootLog: Duration = .seconds(30)
+        /// Wait for the transport to accept bytes.
+        public var send: Duration = .seconds(2)
+
+        public init() {}
+    }
+
+    /// Where the console is.
+    public enum State: Sendable, Hashable {
+        /// Not known to be at a prompt: `synchronize()` first.
+        case unsynchronized
+        /// At the prompt, ready for a command.
+        case atPrompt
+        /// `exit` was run: the board reset and the console is gone.
+        case rebooted
+    }
+
+    /// The bytes the console prints as its prompt.
+    public static let prompt: [UInt8] = Array("\r\n# ".utf8)
+
+    public let transport: any ConsoleTransport
+    public var timeouts: Timeouts
+    /// Longest piece written before waiting for its echo.
+    public let maxPieceLength: Int
+    public private(set) var state: State = .unsynchronized
+    /// Sees every chunk as it is received (echoes included; the board masks secret
+    /// echoes itself). For live display and transcripts.
+    public var receiveObserver: (([UInt8]) -> Void)?
+
+    private var inbox: [UInt8] = []
+    private let clock = ContinuousClock()
+
+    /// - Parameter maxPieceLength: at most 128 is safe for the board's 256-byte ring.
+    public init(transport: any ConsoleTransport, timeouts: Timeouts = Timeouts(), maxPieceLength: Int = 128) {
+        precondition(maxPieceLength > 0)
+        self.transport = transport
+        self.timeouts = timeouts
+        self.maxPieceLength = maxPieceLength
+    }
+
+    // MARK: Synchronisation
+
+    /// Sends `\r` until the prompt answers; otherwise tells which mode the board is in.
+    ///
+    /// - Throws: `ConsoleError.wrongMode` with the mode read from what the board
+    ///   printed instead (user-mode banner or logs, AP-mode line, or silence).
+    public func synchronize() throws {
+        state = .unsynchronized
+        for _ in 0..<max(1, timeouts.promptAttempts) {
+            try transport.send([0x0D], deadline: clock.now + timeouts.send)
+            let deadline = clock.now + timeouts.promptAttempt
+            repeat {
+                if let end = Self.lastRange(of: Self.prompt, in: inbox)?.upperBound {
+                    // Keep what follows: a second prompt may be on its way (the
+                    // echo reader skips stale prompts).
+                    inbox.removeSubrange(..<end)
+                    state = .atPrompt
+                    return
+                }
+            } while try receiveMore(until: deadline)
+        }
+        let mode = Self.classify(inbox)
+        inbox.removeAll()
+        throw ConsoleError.wrongMode(mode)
+    }
+
+    /// Reads the mode from what a board printed when it did not give a prompt.
+    static func classify(_ bytes: [UInt8]) -> BoardMode {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let log = BootLog.parse(text)
+        switch log.mode {
+        case .accessPoint(let mac): return .accessPoint(mac: mac)
+        case .configuration: return .configuration
+        default: break
+        }
+        if log.sawBanner || text.contains("You can 1. press Button A") { return .user(.banner) }
+        if case .user(let evidence)? = log.mode { return .user(evidence) }
+        if bytes.allSatisfy({ $0 == 0x0D || $0 == 0x0A || $0 == 0x20 || $0 == 0 }) { return .user(.silence) }
+        return .user(.unrecognizedOutput)
+    }
+
+    // MARK: Typed commands
+
+    /// `help`: the commands the firmware offers.
+    public func help() throws -> [HelpEntry] {
+        let lines = try execute(.help)
+        let entries = lines.compactMap { line -> HelpEntry? in
+            guard line.hasPrefix(" - "), let colon = line.firstRange(of: ": ") else { return nil }
+            let name = String(line[line.index(line.startIndex, offsetBy: 3)..<colon.lowerBound])
+            var help = String(line[colon.upperBound...])
+            if help.hasSuffix(".") { help.removeLast() }
+            return HelpEntry(name: name, help: help)
+        }
+        guard !entries.isEmpty else { throw Self.unexpected(.help, lines) }
+        return entries
+    }
+
+    /// `version`: the firmware (DevKitSDK) version and the other component versions.
+    public func version() throws -> VersionInfo {
+        let lines = try execute(.version)
+        guard let info = Self.parseVersion(lines) else { throw Self.unexpected(.version, lines) }
+        return info
+    }
+
+    static func parseVersion(_ lines: [String]) -> VersionInfo? {
+        var values: [String: String] = [:]
+        for line in lines {
+            guard let colon = line.firstRange(of: ": ") else { continue }
+            values[String(line[..<colon.lowerBound])] = String(line[colon.upperBound...]).trimmingSpaces()
+        }
+        guard let sdk = values["DevKitSDK version"], let firmware = FirmwareVersion(sdk) else { return nil }
+        let wifi = values["WIFI version"]
+        return VersionInfo(
+            firmwareVersion: firmware, mico: values["Mico version"], mbedOS: values["mbed-os version"],
+            mbedTLS: values["mbed TLS version"], wifi: wifi == "unknown" ? nil : wifi)
+    }
+
+    /// `scan`: the SSIDs of the Wi-Fi networks in range (empty when none).
+    public func scan() throws -> [String] {
+        let lines = try execute(.scan)
+        if lines.contains("No available network.") { return [] }
+        guard let header = lines.firstIndex(of: "Available networks:") else { throw Self.unexpected(.scan, lines) }
+        return lines[(header + 1)...].filter { $0.hasPrefix("  ") }.map { String($0.dropFirst(2)) }
+    }
+
+    /// `set_wifissid`.
+    public func setWiFiSSID(_ ssid: String) throws {
+        try runSetting(.setWiFiSSID(ssid), success: "INFO: Set Wi-Fi SSID successfully.")
+    }
+
+    /// `set_wifipwd`; an empty password clears it.
+    public func setWiFiPassword(_ password: String) throws {
+        try runSetting(.setWiFiPassword(password), success: "INFO: Set Wi-Fi password successfully.")
+    }
+
+    /// `set_az_iothub`.
+    public func setIoTHubConnectionString(_ connectionString: String) throws {
+        try runSetting(
+            .setIoTHubConnectionString(connectionString),
+            success: "INFO: Set Azure Iot hub connection string successfully.")
+    }
+
+    /// `set_az_iotdps`.
+    public func setDPSConnectionString(_ connectionString: String) throws {
+        try runSetting(.setDPSConnectionString(connectionString), success: "INFO: Set DPS connection string successfully.")
+    }
+
+    /// `set_dps_uds`: stores the UDS in the secure element. `Invalid UDS.` followed
+    /// by the success line is success (the firmware's off-by-one length check).
+    public func setUDS(_ uds: String) throws {
+        try runSetting(.setDPSUDS(uds), success: "INFO: Set DPS UDS successfully.")
+    }
+
+    /// `enable_secure <level> [key]`.
+    public func enableSecureChannel(level: Int, key: String? = nil) throws -> SecureChannelResult {
+        let command = ConsoleCommand.enableSecure(level: level, key: key)
+        let lines = try execute(command)
+        try Self.throwIfStorageFailed(lines, command)
+        if lines.contains("INFO: Enable secure channel successfully.") { return .enabled }
+        if lines.contains("INFO: Secure channel has already been enabled.") { return .alreadyEnabled }
+        if lines.contains("INFO: Enable secure channel failed.") {
+            throw ConsoleError.commandFailed(command: command.name, .secureChannelFailed)
+        }
+        if let usage = lines.first(where: { $0.lowercased().hasPrefix("usage") }) {
+            throw ConsoleError.commandFailed(command: command.name, .usage(message: usage))
+        }
+        throw Self.unexpected(command, lines)
+    }
+
+    /// `exit`, then the boot log until the board told its MAC address: the user-mode
+    /// `DevKit MAC Address:` and `DevKit Firmware Version:` lines (DPS sample sketch),
+    /// or the AP-mode `Soft AP AZ-<mac>` line. A board that comes back in
+    /// configuration mode (button A still held) returns at once with `mode ==
+    /// .configuration` and no MAC. After this the session is `.rebooted`.
+    ///
+    /// - Throws: `ConsoleError.timeout` when no MAC line came within `timeout`
+    ///   (a MAC without the version line is returned at the deadline).
+    public func exitAndReadBootLog(timeout: Duration? = nil) throws -> BootLog {
+        _ = try execute(.exit)
+        let wait = timeout ?? timeouts.bootLog
+        let deadline = clock.now + wait
+        var log = BootLog()
+        var receivedAnything = !inbox.isEmpty
+        while true {
+            while let newline = inbox.firstIndex(of: 0x0A) {
+                var line = inbox[..<newline]
+                if line.last == 0x0D { line = line.dropLast() }
+                log.consume(line: String(decoding: line, as: UTF8.self))
+                inbox.removeSubrange(...newline)
+            }
+            if log.isComplete {
+                if log.mode == .configuration { state = .unsynchronized }
+                return log
+            }
+            guard try receiveMore(until: deadline) else { break }
+            receivedAnything = true
+        }
+        if log.macAddress != nil { return log }
+        let expected: String
+        if !receivedAnything {
+            expected = "the board to reboot after `Reboot` (nothing came back)"
+        } else {
+            expected = "a `DevKit MAC Address:` line in the user-mode boot log (only sketches such as the DPS sample print it; "
+                + "otherwise read the MAC off the board's screen in configuration mode)"
+        }
+        throw ConsoleError.timeout(expected: expected, after: wait, command: "exit")
+    }
+
+    // MARK: Lines
+
+    /// Runs a command: validates and quotes it, types it, checks the echo, and returns
+    /// the reply lines up to the next prompt (for `exit`: up to `Reboot`).
+    ///
+    /// - Throws: `.invalidCommand`, `.syntaxError` and `.inputBufferOverflow` when the
+    ///   reply says so; device replies specific to a command are left to the caller.
+    @discardableResult
+    public func execute(_ command: ConsoleCommand, timeout: Duration? = nil) throws -> [String] {
+        let line = try command.line()
+        let lines = try transact(
+            line, command: command.name, untilReboot: command == .exit,
+            timeout: timeout ?? (command == .scan ? timeouts.scan : timeouts.response))
+        try Self.throwIfConsoleError(lines, command.name)
+        return lines
+    }
+
+    /// Types any line (the REPL's raw input) with the same framing and returns the reply
+    /// lines without interpreting them. A line whose first word is `exit` reads up to
+    /// `Reboot` and leaves the session `.rebooted`.
+    public func execute(line text: String, timeout: Duration? = nil) throws -> [String] {
+        let line = Array(text.utf8)
+        let name = text.split(separator: " ").first.map(String.init) ?? ""
+        guard !name.isEmpty else { throw ConsoleError.invalidArgument(command: "line", reason: "the line is empty") }
+        guard line.count <= ConsoleCommand.maxLineLength else {
+            throw ConsoleError.invalidArgument(command: name, reason: "the line is longer than \(ConsoleCommand.maxLineLength) bytes")
+        }
+        guard !line.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            throw ConsoleError.invalidArgument(command: name, reason: "the line contains a control character")
+        }
+        return try transact(
+            line, command: name, untilReboot: name == "exit",
+            timeout: timeout ?? (name == "scan" ? timeouts.scan : timeouts.response))
+    }
+
+    private func transact(_ line: [UInt8], command: String, untilReboot: Bool, timeout: Duration) throws -> [String] {
+        guard state == .atPrompt else { throw ConsoleError.notSynchronized }
+        state = .unsynchronized  // until the reply is framed
+        let echo = ConsoleTokenizer.echo(of: line)
+        let wire = line + [0x0D]
+        var offset = 0
+        while offset < wire.count {
+            let end = min(offset + maxPieceLength, wire.count)
+            try transport.send(Array(wire[offset..<end]), deadline: clock.now + timeouts.send)
+            let echoEnd = min(end, line.count)
+            if offset < echoEnd {
+                try consumeEcho(echo[offset..<echoEnd], lineOffset: offset, skipStalePrompts: offset == 0, command: command)
+            }
+            offset = end
+        }
+
+        let deadline = clock.now + timeout
+        let terminator = untilReboot ? Array("Reboot\r\n".utf8) : Self.prompt
+        var reply: [UInt8]
+        while true {
+            if let range = Self.firstRange(of: terminator, in: inbox) {
+                reply = Array(inbox[..<(untilReboot ? range.upperBound : range.lowerBound)])
+                inbox.removeSubrange(..<range.upperBound)
+                break
+            }
+            guard try receiveMore(until: deadline) else {
+                let what = untilReboot ? "`Reboot`" : "the prompt that ends the reply"
+                throw ConsoleError.timeout(expected: what, after: timeout, command: command)
+            }
+        }
+        state = untilReboot ? .rebooted : .atPrompt
+        if reply.starts(with: [0x0D, 0x0A]) { reply.removeFirst(2) }
+        return Self.lines(reply)
+    }
+
+    /// Consumes the echo of one piece, byte for byte as it arrives.
+    private func consumeEcho(_ expected: ArraySlice<UInt8>, lineOffset: Int, skipStalePrompts: Bool, command: String) throws {
+        let deadline = clock.now + timeouts.echo
+        var remaining = expected
+        var skipping = skipStalePrompts
+        while !remaining.isEmpty {
+            if skipping {
+                // A prompt from an earlier `\r` (or the boot) may still be arriving.
+                while inbox.starts(with: Self.prompt) { inbox.removeFirst(Self.prompt.count) }
+                if !inbox.isEmpty && Self.prompt.starts(with: inbox) {
+                    guard try receiveMore(until: deadline) else { throw echoTimeout(command) }
+                    continue
+                }
+            }
+            let count = min(inbox.count, remaining.count)
+            for i in 0..<count where inbox[i] != remaining[remaining.startIndex + i] {
+                let offset = lineOffset + (expected.count - remaining.count) + i
+                inbox.removeFirst(i)
+                throw diagnoseMismatch(command: command, offset: offset)
+            }
+            if count > 0 { skipping = false }
+            inbox.removeFirst(count)
+            remaining = remaining.dropFirst(count)
+            if !remaining.isEmpty {
+                guard try receiveMore(until: deadline) else { throw echoTimeout(command) }
+            }
+        }
+    }
+
+    private func echoTimeout(_ command: String) -> ConsoleError {
+        .timeout(expected: "the echo of the `\(command)` line", after: timeouts.echo, command: nil)
+    }
+
+    /// After a wrong echo byte: reads on to the prompt (bounded) to tell a buffer
+    /// overflow from lost or foreign bytes.
+    private func diagnoseMismatch(command: String, offset: Int) -> ConsoleError {
+        let overflow = Array("Error: input buffer overflow".utf8)
+        let deadline = clock.now + timeouts.echo
+        while Self.firstRange(of: overflow, in: inbox) == nil, Self.firstRange(of: Self.prompt, in: inbox) == nil {
+            guard (try? receiveMore(until: deadline)) == true else { break }
+        }
+        let isOverflow = Self.firstRange(of: overflow, in: inbox) != nil
+        inbox.removeAll()
+        return isOverflow ? .inputBufferOverflow(command: command) : .echoMismatch(command: command, offset: offset)
+    }
+
+    /// Receives one chunk into the inbox; false when the deadline passed.
+    private func receiveMore(until deadline: ContinuousClock.Instant) throws -> Bool {
+        let bytes = try transport.receive(deadline: deadline)
+        guard !bytes.isEmpty else { return false }
+        receiveObserver?(bytes)
+        inbox += bytes
+        return true
+    }
+
+    // MARK: Replies
+
+    private func runSetting(_ command: ConsoleCommand, success: String) throws {
+        let lines = try execute(command)
+        try Self.checkSetting(lines, command: command, success: success)
+    }
+
+    static func checkSetting(_ lines: [String], command: ConsoleCommand, success: String) throws {
+        try throwIfStorageFailed(lines, command)
+        let invalid = lines.firstIndex { $0.hasPrefix("Invalid ") }
+        if let done = lines.firstIndex(of: success) {
+            // The UDS quirk: a valid 64-digit UDS prints `Invalid UDS.`, then stores it.
+            if let invalid, !(command.name == "set_dps_uds" && invalid < done) {
+                throw ConsoleError.commandFailed(command: command.name, .invalidArgument(message: lines[invalid]))
+            }
+            return
+        }
+        if let invalid { throw ConsoleError.commandFailed(command: command.name, .invalidArgument(message: lines[invalid])) }
+        if let usage = lines.first(where: { $0.hasPrefix("Usage:") }) {
+            throw ConsoleError.commandFailed(command: command.name, .usage(message: usage))
+        }
+        throw Self.unexpected(command, lines)
+    }
+
+    /// Secure-element failures: `ERROR: Failed to write EEPROM: 0x<zone>.`, `ERROR: Verify failed.`
+    static func throwIfStorageFailed(_ lines: [String], _ command: ConsoleCommand) throws {
+        let prefix = "ERROR: Failed to write EEPROM: 0x"
+        for line in lines {
+            if line.hasPrefix(prefix) {
+                let digits = line.dropFirst(prefix.count).prefix { $0 != "." }
+                throw ConsoleError.commandFailed(
+                    command: command.name, .eepromWriteFailed(zone: UInt8(digits, radix: 16) ?? 0xFF))
+            }
+            if line == "ERROR: Verify failed." {
+                throw ConsoleError.commandFailed(command: command.name, .verifyFailed)
+            }
+        }
+    }
+
+    static func throwIfConsoleError(_ lines: [String], _ command: String) throws {
+        for line in lines {
+            if line.hasPrefix("Error:Invalid command:") {
+                throw ConsoleError.invalidCommand(name: String(line.dropFirst("Error:Invalid command:".count)).trimmingSpaces())
+            }
+            if line.hasPrefix("Error:Syntax error") { throw ConsoleError.syntaxError(command: command) }
+            if line.hasPrefix("Error: input buffer overflow") { throw ConsoleError.inputBufferOverflow(command: command) }
+        }
+    }
+
+    static func unexpected(_ command: ConsoleCommand, _ lines: [String]) -> ConsoleError {
+        let text = lines.joined(separator: " | ")
+        let shown = command.hasSecretArgument ? "" : String(text.prefix(200))
+        return .unexpectedResponse(command: command.name, response: shown)
+    }
+
+    /// Splits a reply into lines (`\r\n`, or a lone `\n`), without a final empty one.
+    static func lines(_ bytes: [UInt8]) -> [String] {
+        var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
+            String(decoding: line.last == 0x0D ? line.dropLast() : line, as: UTF8.self)
+        }
+        if lines.last == "" { lines.removeLast() }
+        return lines
+    }
+
+    static func firstRange(of needle: [UInt8], in haystack: [UInt8]) -> Range<Int>? {
+        guard !needle.isEmpty, haystack.count >= needle.count else { return nil }
+        for start in 0...(haystack.count - needle.count)
+        where haystack[start] == needle[0] && haystack[start..<(start + needle.count)].elementsEqual(needle) {
+            return start..<(start + needle.count)
+        }
+        return nil
+    }
+
+    static func lastRange(of needle: [UInt8], in haystack: [UInt8]) -> Range<Int>? {
+        guard !needle.isEmpty, haystack.count >= needle.count else { return nil }
+        for start in stride(from: haystack.count - needle.count, through: 0, by: -1)
+        where haystack[start..<(start + needle.count)].elementsEqual(needle) {
+            return start..<(start + needle.count)
+        }
+        return nil
+    }
+}

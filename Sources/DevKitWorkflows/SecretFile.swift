@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reading and writing secrets (UDS, Wi-Fi password, connection string) in files.
+///
+/// Written by hand on POSIX calls because the guarantees are the point: mode 0600
+/// from the first byte, no clobbering of an existing secret, and durability (fsync of
+/// the file and its directory) before the secret is ever sent to a board.
+public enum SecretFile {
+    /// Largest secret file read, so a wrong path (a disk image…) fails fast.
+    public static let maxSize = 64 * 1024
+
+    /// Reads a whole file, or standard input for `-`.
+    public static func read(_ path: String) throws(WorkflowError) -> [UInt8] {
+        let fd: Int32
+        if path == "-" {
+            fd = STDIN_FILENO
+        } else {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw .cannotReadSecret(path: path, reason: errnoText(errno)) }
+        }
+        defer { if fd != STDIN_FILENO { close(fd) } }
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .cannotReadSecret(path: path, reason: errnoText(errno))
+            }
+            if n == 0 { break }
+            data += buffer[..<n]
+            guard data.count <= maxSize else {
+                throw .cannotReadSecret(path: path, reason: "it is larger than \(maxSize) bytes, not a secret file")
+            }
+        }
+        return data
+    }
+
+    /// Reads a text secret, without surrounding whitespace (UDS, connection strings).
+    public static func readTrimmed(_ path: String) throws(WorkflowError) -> String {
+        let bytes = try read(path)
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) })
+        else { return "" }
+        return try utf8(bytes[first...last], path)
+    }
+
+    /// Reads a UDS file: 64 hex digits, either case, surrounding whitespace allowed.
+    /// Returns it lower-case.
+    public static func readUDS(_ path: String) throws(WorkflowError) -> String {
+        let text = try readTrimmed(path)
+        let isHex = text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }
+        guard text.utf8.count == 64, isHex else {
+            throw .invalidSecret(
+                path: path,
+                reason: "does not hold a UDS: expected exactly 64 hex digits (0-9, a-f, either case), found "
+                    + "\(text.utf8.count) characters" + (isHex ? "" : " including non-hex ones"))
+        }
+        return text.lowercased()
+    }
+
+    /// Reads a secret whose spaces matter (a Wi-Fi password): only a final line end is removed.
+    public static func readLine(_ path: String) throws(WorkflowError) -> String {
+        var bytes = try read(path)[...]
+        if bytes.last == 0x0A { bytes = bytes.dropLast() }
+        if bytes.last == 0x0D { bytes = bytes.dropLast() }
+        if bytes.contains(0x0A) {
+            throw .invalidSecret(path: path, reason: "holds more than one line; put the secret alone on the first line")
+        }
+        return try utf8(bytes, path)
+    }
+
+    private static func utf8(_ bytes: ArraySlice<UInt8>, _ path: String) throws(WorkflowError) -> String {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw .invalidSecret(path: path, reason: "is not UTF-8 text")
+        }
+        return text
+    }
+
+    /// Writes a new file holding `contents`, mode 0600, atomically: it appears complete
+    /// or not at all, is on disk (file and directory synced) when this returns, and an
+    /// existing file is never replaced.
+    public static func writeNew(_ contents: [UInt8], to path: String) throws(WorkflowError) {
+        let directory: String
+        let base: String
+        if let slash = path.lastIndex(of: "/") {
+            directory = slash == path.startIndex ? "/" : String(path[..<slash])
+            base = String(path[path.index(after: slash)...])
+        } else {
+            directory = "."
+            base = path
+        }
+        guard !base.isEmpty else { throw .cannotWriteSecret(path: path, reason: "it names a directory") }
+        if access(path, F_OK) == 0 { throw .secretFileExists(path: path) }
+        var random = SystemRandomNumberGenerator()
+        let temporary = "\(directory)/.\(base).\(getpid()).\(String(random.next() as UInt32, radix: 16)).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
+        defer { unlink(temporary) }
+        do throws(WorkflowError) {
+            guard fchmod(fd, 0o600) == 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
+            var rest = contents[...]
+            while !rest.isEmpty {
+                let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .cannotWriteSecret(path: path, reason: errnoText(errno))
+                }
+                rest = rest.dropFirst(n)
+            }
+            guard fsync(fd) == 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
+            guard close(fd) == 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        // link(2) fails with EEXIST instead of replacing: no clobbering even in a race.
+        if link(temporary, path) != 0 {
+            if errno == EEXIST { throw .secretFileExists(path: path) }
+            throw .cannotWriteSecret(path: path, reason: errnoText(errno))
+        }
+        let dirfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirfd >= 0 {
+            defer { close(dirfd) }
+            // After unlinking the temporary name, make both entries durable.
+            unlink(temporary)
+            guard fsync(dirfd) == 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
+        }
+    }
+
+    static func errnoText(_ code: Int32) -> String {
+        guard let text = strerror(code) else { return "errno \(code)" }
+        return String(cString: text)
+    }
+}

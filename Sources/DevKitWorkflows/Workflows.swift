@@ -1,0 +1,128 @@
+import DevKitConsole
+
+/// What `info` found out about a board.
+public struct DeviceInfo: Sendable, Hashable {
+    /// From `version`.
+    public var versions: VersionInfo
+    /// From the boot log after `exit` (nil without a reboot).
+    public var macAddress: MACAddress?
+    /// The version the sketch logged at boot, when it did.
+    public var bootLogFirmwareVersion: FirmwareVersion?
+    /// `az-<mac>v<version>`: the ID the firmware derives when the sketch sets none.
+    public var registrationID: String?
+
+    public init(versions: VersionInfo, macAddress: MACAddress? = nil,
+                bootLogFirmwareVersion: FirmwareVersion? = nil, registrationID: String? = nil) {
+        self.versions = versions
+        self.macAddress = macAddress
+        self.bootLogFirmwareVersion = bootLogFirmwareVersion
+        self.registrationID = registrationID
+    }
+}
+
+/// Which slot a connection string goes to.
+public enum ConnectionStringKind: String, Sendable, CaseIterable {
+    /// `set_az_iothub`: `HostName=…;DeviceId=…;SharedAccessKey=…`.
+    case hub
+    /// `set_az_iotdps`: `DPSEndpoint=…;IdScope=…;DeviceId=…;SymmetricKey=…`.
+    case dps
+
+    /// Guesses from the first key of the string.
+    public static func detect(_ connectionString: String) throws(WorkflowError) -> ConnectionStringKind {
+        if connectionString.hasPrefix("HostName=") { return .hub }
+        if connectionString.hasPrefix("DPSEndpoint=") { return .dps }
+        throw .unknownConnectionString(reason: "it starts with neither `HostName=` nor `DPSEndpoint=`")
+    }
+}
+
+/// The one-shot operations, each a short conversation with the console.
+///
+/// Every operation validates all of its input before it touches the board, then
+/// synchronises with the prompt (when the session is not at one already).
+public struct DevKitWorkflow {
+    public let session: ConsoleSession
+    /// Told each step as it starts (for progress lines); never given a secret.
+    public var progress: (String) -> Void
+
+    public init(session: ConsoleSession, progress: @escaping (String) -> Void = { _ in }) {
+        self.session = session
+        self.progress = progress
+    }
+
+    private func ensurePrompt() throws {
+        guard session.state != .atPrompt else { return }
+        progress("waiting for the configuration console prompt")
+        try session.synchronize()
+    }
+
+    /// Stores a UDS (64 hex digits) in the board's secure element.
+    public func setUDS(_ uds: String) throws {
+        _ = try ConsoleCommand.setDPSUDS(uds).line()
+        try ensurePrompt()
+        progress("storing the UDS")
+        try session.setUDS(uds)
+    }
+
+    /// Generates a fresh UDS, writes it to `path` (new file, mode 0600, synced to
+    /// disk), and only then stores it on the board: the secret exists on the host
+    /// before the board has it, so it cannot be lost. Returns the UDS.
+    @discardableResult
+    public func setGeneratedUDS(savingTo path: String) throws -> String {
+        try ensurePrompt()
+        let uds = UDSGenerator.generate()
+        progress("saving the new UDS to \(path)")
+        try SecretFile.writeNew(Array((uds + "\n").utf8), to: path)
+        progress("storing the UDS")
+        try session.setUDS(uds)
+        return uds
+    }
+
+    /// Versions; with `reboot`, also `exit` and the MAC address from the boot log,
+    /// and the registration ID the device will derive.
+    public func info(reboot: Bool) throws -> DeviceInfo {
+        try ensurePrompt()
+        progress("reading the versions")
+        var info = DeviceInfo(versions: try session.version())
+        guard reboot else { return info }
+        progress("rebooting the board and reading its boot log")
+        let log = try session.exitAndReadBootLog()
+        if log.mode == .configuration { throw WorkflowError.rebootedIntoConfigurationMode }
+        info.macAddress = log.macAddress
+        info.bootLogFirmwareVersion = log.firmwareVersion
+        if let mac = log.macAddress {
+            // The sketch derives the ID from the version it runs, as it logged it.
+            let version = log.firmwareVersion ?? info.versions.firmwareVersion
+            info.registrationID = derivedRegistrationID(mac: mac, firmwareVersion: version)
+        }
+        return info
+    }
+
+    /// Sets the Wi-Fi SSID and password (an empty password: an open network).
+    public func setWiFi(ssid: String, password: String) throws {
+        _ = try ConsoleCommand.setWiFiSSID(ssid).line()
+        _ = try ConsoleCommand.setWiFiPassword(password).line()
+        try ensurePrompt()
+        progress("setting the Wi-Fi SSID")
+        try session.setWiFiSSID(ssid)
+        progress("setting the Wi-Fi password")
+        try session.setWiFiPassword(password)
+    }
+
+    /// Stores an IoT Hub or DPS connection string (`kind` nil: from its first key).
+    @discardableResult
+    public func setConnectionString(_ connectionString: String, kind: ConnectionStringKind? = nil) throws
+        -> ConnectionStringKind
+    {
+        let kind = try kind ?? ConnectionStringKind.detect(connectionString)
+        let command: ConsoleCommand =
+            kind == .hub ? .setIoTHubConnectionString(connectionString) : .setDPSConnectionString(connectionString)
+        _ = try command.line()
+        try ensurePrompt()
+        progress("storing the \(kind == .hub ? "IoT Hub" : "DPS") connection string")
+        switch kind {
+        case .hub: try session.setIoTHubConnectionString(connectionString)
+        case .dps: try session.setDPSConnectionString(connectionString)
+        }
+        return kind
+    }
+}

@@ -1,0 +1,88 @@
+/// What the virtual DevKit is and how it misbehaves.
+public struct VirtualDevKitConfiguration: Sendable, Equatable {
+    /// The mode the firmware picks at reset (which button is held).
+    public enum Mode: String, Sendable, CaseIterable, Equatable {
+        /// Button A held: the configuration console runs.
+        case configuration = "config"
+        /// Neither button: the flashed sketch runs and prints its boot log.
+        case user
+        /// Button B held: the Soft AP configuration web server runs.
+        case ap
+    }
+
+    /// Ways the emulated board can fail, for testing hosts against them.
+    public struct Faults: Sendable, Equatable {
+        /// Every secure-element write fails: `ERROR: Failed to write EEPROM: 0x<zone>.`
+        public var eepromWriteFailure = false
+        /// Every write is followed by a read-back mismatch: `ERROR: Verify failed.`
+        public var verifyFailure = false
+        /// The board vanishes (the pty closes) once it has received this many bytes
+        /// from the host; the last of them is still processed.
+        public var unplugAfterReceivedBytes: Int? = nil
+        /// Bytes of garbage the UART emits at every boot, before the banner.
+        public var lineNoiseBytes = 0
+        /// How long each secure-element write takes (a write and its verify each).
+        public var secureElementWriteDelay: Duration = .zero
+
+        public init(
+            eepromWriteFailure: Bool = false, verifyFailure: Bool = false,
+            unplugAfterReceivedBytes: Int? = nil, lineNoiseBytes: Int = 0,
+            secureElementWriteDelay: Duration = .zero
+        ) {
+            self.eepromWriteFailure = eepromWriteFailure
+            self.verifyFailure = verifyFailure
+            self.unplugAfterReceivedBytes = unplugAfterReceivedBytes
+            self.lineNoiseBytes = lineNoiseBytes
+            self.secureElementWriteDelay = secureElementWriteDelay
+        }
+    }
+
+    /// Mode at power-up (and after ``VirtualDevKit/replug()``).
+    public var mode: Mode
+    /// Wi-Fi MAC address: 12 lower-case hex digits, no separators.
+    public var macAddress: String
+    /// The DevKit SDK version `version` reports and the user-mode log prints.
+    public var firmwareVersion: String
+    public var micoVersion: String
+    public var mbedOSVersion: String
+    public var mbedTLSVersion: String
+    /// nil prints `WIFI version: unknown`.
+    public var wifiVersion: String?
+    /// What `scan` finds; empty prints `No available network.`
+    public var networks: [String]
+    /// JSON file holding the secure-element contents across runs (nil: memory only).
+    public var stateFile: String?
+    /// A symlink kept pointing at the current pty (like /dev/serial/by-id/…).
+    public var linkPath: String?
+    /// When set, every byte in either direction takes 10/baud seconds, as on the wire.
+    public var pacingBaudRate: Int?
+    public var faults: Faults
+
+    public init(
+        mode: Mode = .configuration,
+        macAddress: String = "a4cf120b9e31",
+        firmwareVersion: String = "1.6.2",
+        micoVersion: String = "31620002.049",
+        mbedOSVersion: String = "5.4.3",
+        mbedTLSVersion: String = "2.6.0",
+        wifiVersion: String? = "wl0: Nov  7 2014 16:03:45 version 5.90.230.12 FWID 01-1d1c9f7c",
+        networks: [String] = ["DevKitLab", "Guest"],
+        stateFile: String? = nil,
+        linkPath: String? = nil,
+        pacingBaudRate: Int? = nil,
+        faults: Faults = Faults()
+    ) {
+        self.mode = mode
+        self.macAddress = macAddress
+        self.firmwareVersion = firmwareVersion
+        self.micoVersion = micoVersion
+        self.mbedOSVersion = mbedOSVersion
+        self.mbedTLSVersion = mbedTLSVersion
+        self.wifiVersion = wifiVersion
+        self.networks = networks
+        self.stateFile = stateFile
+        self.linkPath = linkPath
+        self.pacingBaudRate = pacingBaudRate
+        self.faults = faults
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the board keeps in its STSAFE secure element (and flash) across resets.
+public struct VirtualDevKitState: Codable, Sendable, Equatable {
+    /// As stored by `set_dps_uds`: whatever it was given (the firmware does not check).
+    public var uds: String?
+    public var wifiSSID: String?
+    public var wifiPassword: String?
+    /// `set_az_iothub` and `set_az_iotdps` share this slot.
+    public var connectionString: String?
+    public var secureChannelEnabled: Bool
+
+    public init(
+        uds: String? = nil, wifiSSID: String? = nil, wifiPassword: String? = nil,
+        connectionString: String? = nil, secureChannelEnabled: Bool = false
+    ) {
+        self.uds = uds
+        self.wifiSSID = wifiSSID
+        self.wifiPassword = wifiPassword
+        self.connectionString = connectionString
+        self.secureChannelEnabled = secureChannelEnabled
+    }
+
+    /// Reads a state file; a missing file is an empty board.
+    public static func load(from path: String) throws(VirtualDevKitError) -> VirtualDevKitState {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch let error as CocoaError where error.code == .fileReadNoSuchFile {
+            return VirtualDevKitState()
+        } catch {
+            throw .stateFile(path: path, reason: "cannot be read (\(error.localizedDescription))")
+        }
+        do {
+            return try JSONDecoder().decode(VirtualDevKitState.self, from: data)
+        } catch {
+            throw .stateFile(path: path, reason: "is not a virtual DevKit state file (bad JSON)")
+        }
+    }
+
+    /// Writes the state atomically (temporary file, fsync, rename), mode 0600: it
+    /// holds secrets.
+    public func save(to path: String) throws(VirtualDevKitError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(self) else {
+            throw .stateFile(path: path, reason: "could not be encoded")
+        }
+        let temporary = path + ".tmp-\(getpid())"
+        do {
+            let fd = try FileDescriptor.open(
+                temporary, .writeOnly, options: [.create, .truncate, .closeOnExec],
+                permissions: [.ownerReadWrite])
+            try fd.closeAfter {
+                _ = try fd.writeAll(data)
+                // An existing temporary may have had other permissions.
+                if fchmod(fd.rawValue, 0o600) != 0 { throw Errno(rawValue: errno) }
+                if fsync(fd.rawValue) != 0 { throw Errno(rawValue: errno) }
+            }
+            if rename(temporary, path) != 0 { throw Errno(rawValue: errno) }
+        } catch {
+            unlink(temporary)
+            throw .stateFile(path: path, reason: "cannot be written (\(error))")
+        }
+    }
+}
+
+/// Why the virtual DevKit could not start or keep going.
+public enum VirtualDevKitError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// No pseudo-terminal could be created.
+    case pseudoTerminal(errno: Errno)
+    /// The `--link` symlink could not be made.
+    case link(path: String, errno: Errno)
+    case stateFile(path: String, reason: String)
+    case invalidConfiguration(String)
+
+    public var description: String {
+        switch self {
+        case .pseudoTerminal(let errno):
+            return "Cannot create a pseudo-terminal: \(errno). Check that /dev/ptmx and devpts are available."
+        case .link(let path, let errno):
+            return "Cannot create the link \(path): \(errno). Choose a path in a writable directory."
+        case .stateFile(let path, let reason):
+            return "The state file \(path) \(reason). Fix or remove it, or pass another --state path."
+        case .invalidConfiguration(let reason):
+            return reason
+        }
+    }
+}

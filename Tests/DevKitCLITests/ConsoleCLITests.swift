@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+
+/// Runs the built `devkit` with a deadline: killed (and the test failed) when it
+/// takes longer. Standard input is `stdin` (or /dev/null); no terminal needed.
+struct ConsoleCLIProcess {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+
+    static var binary: URL {
+        // Tests/DevKitCLITests/<file> → package root → .build/debug/devkit
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/devkit")
+    }
+
+    static func run(_ arguments: [String], stdin: String? = nil, timeout: Double = 20,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws -> ConsoleCLIProcess {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let input = Pipe()
+        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+        let done = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in done.signal() }
+        try process.run()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        }
+        // Read both pipes concurrently so a full pipe cannot block the child.
+        nonisolated(unsafe) var errData = Data()
+        let errRead = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            errRead.signal()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
+            Issue.record("devkit \(arguments) did not finish within \(timeout) s", sourceLocation: sourceLocation)
+            done.wait()
+        }
+        errRead.wait()
+        return ConsoleCLIProcess(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+@Suite("One-shot commands: checks before the board is touched")
+struct ConsoleCLIValidationTests {
+    @Test func badUDSFileIsUsageErrorWithoutTheSecret() throws {
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
+        let secretish = "deadbeefcafebabe" + String(repeating: "0", count: 40) + "zz"
+        let path = directory + "/bad.uds"
+        try secretish.write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try ConsoleCLIProcess.run(["set-uds", "--port", directory + "/no-port", "--uds-file", path])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("64 hex digits"))
+        #expect(!result.stderr.contains("deadbeef"))
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func udsFromStdinIsValidatedToo() throws {
+        let result = try ConsoleCLIProcess.run(["set-uds", "--port", "/nonexistent/port", "--uds-file", "-"], stdin: "1234\n")
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("standard input does not hold a UDS"))
+    }
+
+    @Test("usage errors", arguments: [
+        ["set-uds", "--port", "/x"],
+        ["set-uds", "--port", "/x", "--generate", "--uds-file", "f"],
+        ["set-uds", "--port", "/x", "--uds-file", "f", "--save", "g"],
+        ["set-wifi", "--port", "/x", "--ssid", "s"],
+        ["set-wifi", "--port", "/x", "--ssid", "s", "--open", "--password-file", "p"],
+        ["set-connection-string", "--port", "/x"],
+        ["set-connection-string", "--port", "/x", "--file", "f", "--kind", "nope"],
+    ])
+    func usageErrors(arguments: [String]) throws {
+        let result = try ConsoleCLIProcess.run(arguments)
+        #expect(result.status == 64, "\(arguments): \(result.stderr)")
+    }
+
+    @Test func missingSecretFileIsNoInput() throws {
+        let result = try ConsoleCLIProcess.run(["set-connection-string", "--port", "/x", "--file", "/nonexistent/cs"])
+        #expect(result.status == 66)
+        #expect(result.stderr.contains("cannot read /nonexistent/cs"))
+    }
+
+    @Test func unknownConnectionStringIsUsage() throws {
+        let result = try ConsoleCLIProcess.run(
+            ["set-connection-string", "--port", "/x", "--file", "-"], stdin: "Endpoint=sb://x;SharedAccessKey=topsecret\n")
+        #expect(result.status == 64)
+        #expect(!result.stderr.contains("topsecret"))
+    }
+
+    @Test("--help teaches: abstract, an example, the secret handling", arguments: [
+        ("set-uds", "--generate --save"), ("info", "--reboot --json"), ("set-wifi", "--password-file -"),
+        ("set-connection-string", "--file -"),
+    ])
+    func helpTeaches(command: String, example: String) throws {
+        let result = try ConsoleCLIProcess.run([command, "--help"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("Examples:"))
+        #expect(result.stdout.contains(example))
+        #expect(result.stdout.contains("configuration mode"))
+    }
+}

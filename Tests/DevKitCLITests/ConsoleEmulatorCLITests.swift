@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+import VirtualDevKit
+
+/// A started virtual DevKit for one test; stopped by `defer kit.stop()`.
+func startedKit(_ configuration: VirtualDevKitConfiguration = .init()) throws -> VirtualDevKit {
+    let kit = try VirtualDevKit(configuration: configuration)
+    kit.start()
+    return kit
+}
+
+let cliUDS = "A0B1C2D3E4F5061728394A5B6C7D8E9FA0B1C2D3E4F5061728394A5B6C7D8E9F"
+
+@Suite("devkit one-shot commands against the virtual DevKit")
+struct ConsoleEmulatorCLITests {
+    func json(_ text: String) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    @Test func setUDSFromFileAndStdin() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
+        try (cliUDS + "\n").write(toFile: directory + "/u", atomically: true, encoding: .utf8)
+        let result = try ConsoleCLIProcess.run(["set-uds", "--port", kit.devicePath, "--uds-file", directory + "/u"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(kit.state.uds == cliUDS.lowercased())
+        #expect(!result.stdout.contains(cliUDS) && !result.stdout.lowercased().contains(cliUDS.lowercased()))
+
+        let other = String(repeating: "5a", count: 32)
+        let piped = try ConsoleCLIProcess.run(["set-uds", "--port", kit.devicePath, "--uds-file", "-", "--json"], stdin: other)
+        #expect(piped.status == 0, "\(piped.stderr)")
+        #expect(kit.state.uds == other)
+        #expect(try json(piped.stdout)["stored"] as? Bool == true)
+    }
+
+    @Test func generatedUDSIsSavedAndStored() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
+        let file = directory + "/new.uds"
+        let result = try ConsoleCLIProcess.run(["set-uds", "--port", kit.devicePath, "--generate", "--save", file, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let saved = try #require(consoleReadText(file))
+        #expect(consoleFileMode(file) == 0o600)
+        #expect(saved == (kit.state.uds ?? "?") + "\n")
+        #expect(try json(result.stdout)["uds_file"] as? String == file)
+        #expect(!result.stdout.contains(kit.state.uds ?? "?"))
+    }
+
+    @Test func infoAndInfoReboot() throws {
+        let kit = try startedKit(.init(macAddress: "0123456789ab", firmwareVersion: "1.10.0", wifiVersion: nil))
+        defer { kit.stop() }
+        let plain = try ConsoleCLIProcess.run(["info", "--port", kit.devicePath, "--json"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        let info = try json(plain.stdout)
+        #expect(info["firmware_version"] as? String == "1.10.0")
+        #expect(info["wifi_version"] is NSNull)
+        #expect(info["mac_address"] is NSNull)
+
+        let rebooted = try ConsoleCLIProcess.run(["info", "--port", kit.devicePath, "--reboot"])
+        #expect(rebooted.status == 0, "\(rebooted.stderr)")
+        #expect(rebooted.stdout.contains("MAC address:       0123456789ab"))
+        #expect(rebooted.stdout.contains("Registration ID:   az-0123456789abv1v10v0"))
+        #expect(kit.mode == .user)
+    }
+
+    @Test func setWiFiAndConnectionString() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let wifi = try ConsoleCLIProcess.run(
+            ["set-wifi", "--port", kit.devicePath, "--ssid", "Lab Net", "--password-file", "-"], stdin: "s3cret pass\n")
+        #expect(wifi.status == 0, "\(wifi.stderr)")
+        #expect(kit.state.wifiSSID == "Lab Net")
+        #expect(kit.state.wifiPassword == "s3cret pass")
+        #expect(!wifi.stdout.contains("s3cret"))
+
+        let cs = "HostName=hub.azure-devices.net;DeviceId=dev1;SharedAccessKey=c2VjcmV0a2V5c2VjcmV0a2V5MTIzNA=="
+        let set = try ConsoleCLIProcess.run(["set-connection-string", "--port", kit.devicePath, "--file", "-", "--json"], stdin: cs + "\n")
+        #expect(set.status == 0, "\(set.stderr)")
+        #expect(kit.state.connectionString == cs)
+        #expect(try json(set.stdout)["kind"] as? String == "hub")
+        #expect(!set.stdout.contains("c2VjcmV0"))
+    }
+
+    static let faults: [(String, VirtualDevKitConfiguration, Int32, String)] = [
+        ("EEPROM write failure", .init(faults: .init(eepromWriteFailure: true)), 74, "EEPROM zone 0x06"),
+        ("verify failure", .init(faults: .init(verifyFailure: true)), 74, "read back"),
+        ("unplug after 20 bytes", .init(faults: .init(unplugAfterReceivedBytes: 20)), 69, "disconnected"),
+        ("user mode", .init(mode: .user), 69, "board is in user mode: hold button A, press reset, try again"),
+        ("AP mode", .init(mode: .ap), 69, "board is in AP mode (Soft AP AZ-a4cf120b9e31)"),
+        ("line noise", .init(faults: .init(lineNoiseBytes: 500)), 0, ""),
+        ("slow secure element", .init(faults: .init(secureElementWriteDelay: .milliseconds(300))), 0, ""),
+        ("115200 pacing", .init(pacingBaudRate: 115_200), 0, ""),
+    ]
+
+    @Test("each fault → its exit code and message, bounded", arguments: faults)
+    func fault(name: String, configuration: VirtualDevKitConfiguration, status: Int32, message: String) throws {
+        let kit = try startedKit(configuration)
+        defer { kit.stop() }
+        let start = ContinuousClock.now
+        let result = try ConsoleCLIProcess.run(["set-uds", "--port", kit.devicePath, "--uds-file", "-"], stdin: cliUDS, timeout: 20)
+        #expect(result.status == status, "\(name): \(result.stderr)")
+        #expect(message.isEmpty ? result.stderr.isEmpty : result.stderr.contains(message), "\(name): \(result.stderr)")
+        #expect(!result.stderr.lowercased().contains(cliUDS.lowercased()))
+        #expect(ContinuousClock.now - start < .seconds(10))
+        if status == 0 { #expect(kit.state.uds == cliUDS.lowercased()) }
+    }
+
+    @Test("two devkit processes on one port: the second fails at once")
+    func twoProcesses() throws {
+        // The first devkit talks to a pty nobody answers: it holds the port until its
+        // prompt wait runs out. Its `\r` arriving on the master is the event that says
+        // it has the port.
+        let pty = try PseudoTerminal()
+        let first = Process()
+        first.executableURL = ConsoleCLIProcess.binary
+        first.arguments = ["info", "--port", pty.slavePath]
+        first.standardInput = FileHandle.nullDevice
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        defer {
+            if first.isRunning { first.terminate() }
+            first.waitUntilExit()
+        }
+        var ready = pollfd(fd: pty.master.rawValue, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&ready, 1, 10_000) == 1, "the first devkit never wrote to the port")
+
+        let start = ContinuousClock.now
+        let second = try ConsoleCLIProcess.run(["info", "--port", pty.slavePath], timeout: 10)
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(second.status == 75)
+        #expect(second.stderr.contains("in use by PID \(first.processIdentifier)"))
+    }
+}
