@@ -20,6 +20,7 @@ public struct DevKitCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             CertCommand.self,
+            ProvisionCommand.self,
             RegistryCommand.self,
             SetUDSCommand.self,
             InfoCommand.self,
