@@ -27,6 +27,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             SetWiFiCommand.self,
             SetConnectionStringCommand.self,
             EmulateCommand.self,
+            ListCommand.self,
         ]
     )
 

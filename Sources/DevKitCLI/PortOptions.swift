@@ -1,4 +1,5 @@
 import ArgumentParser
+import DeviceDiscovery
 
 /// The `--port` / `--baud` options shared by every command that talks to a board.
 struct PortOptions: ParsableArguments {
@@ -13,12 +14,12 @@ struct PortOptions: ParsableArguments {
     @Option(name: .long, help: "Baud rate of the serial port.")
     var baud: Int = 115_200
 
-    /// The device path to open: `--port`, else the single attached DevKit.
+    /// The device path to open: `--port`, else the single attached DevKit's node.
+    ///
+    /// - Throws: `DiscoveryError.noBoardAttached` or `.multipleBoards` (which lists
+    ///   the boards) when `--port` is missing and discovery cannot pick one board.
     func resolvedPath() throws -> String {
         if let port { return port }
-        // Discovery fills this in (issue 4); until then a port must be named.
-        throw ValidationError(
-            "No --port given. Name the DevKit's serial device, e.g. --port /dev/ttyACM0 "
-                + "(or start a virtual one with `devkit emulate`).")
+        return try DeviceDiscovery.singleBoard().devnode
     }
 }
