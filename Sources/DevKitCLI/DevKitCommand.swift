@@ -21,6 +21,8 @@ public struct DevKitCommand: AsyncParsableCommand {
         subcommands: [
             CertCommand.self,
             ProvisionCommand.self,
+            AutoconfigureCommand.self,
+            WatchCommand.self,
             RegistryCommand.self,
             SetUDSCommand.self,
             InfoCommand.self,

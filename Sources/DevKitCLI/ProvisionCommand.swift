@@ -112,6 +112,8 @@ struct ProvisionCommand: AsyncParsableCommand {
             var workflow = ProvisionWorkflow(
                 registry: try registry.open(), measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }
+            var request = self.request
+            if let path = try? port.resolvedPath() { request.usbSerial = usbSerial(of: path) }
             let result: ProvisionResult
             if let resume {
                 guard let board = try workflow.registry.board(matching: resume) else {

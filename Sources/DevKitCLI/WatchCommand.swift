@@ -1,0 +1,132 @@
+import ArgumentParser
+import Dispatch
+import DeviceDiscovery
+import DevKitWorkflows
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `devkit watch`: provision every DevKit plugged in, several at once.
+struct WatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch",
+        abstract: "Provision every DevKit plugged in, as a profile says (a daemon).",
+        discussion: """
+            Listens to udev for DevKits (USB 0483:374b) appearing, and provisions each \
+            on its own thread as `devkit autoconfigure` would, boards already attached \
+            first. Each board's steps are reported on their own lines, prefixed with \
+            its port. A board that is not in configuration mode is reported ("hold A \
+            and reset") and tried again when it re-appears; a board unplugged mid-way \
+            is recorded as failed in the registry and resumed when it comes back. A \
+            board the registry already finished is left alone.
+
+            Blocks on the udev socket (no polling). SIGTERM or SIGINT stops listening, \
+            lets boards in progress finish, and exits 0.
+
+            Examples:
+              devkit watch --profile /etc/devkit/bench.toml
+              devkit watch --profile bench.toml --json > provisioning.jsonl
+            """)
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"))
+    var profile: String
+
+    @Option(help: "Baud rate of the boards' serial ports.")
+    var baud: Int = 115_200
+
+    @Flag(help: "Report events as JSON Lines on stdout.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let profile = try ProfileLoader.load(path: self.profile)
+            let provisioner = ProfileProvisioner(
+                profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
+            let monitor = try DeviceMonitor()
+            let boards = BoardThreads()
+
+            // Stop on SIGTERM/SIGINT: the monitor ends its event stream, the loop below exits.
+            signal(SIGTERM, SIG_IGN)
+            signal(SIGINT, SIG_IGN)
+            let sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0) }
+            for source in sources {
+                source.setEventHandler { monitor.stop() }
+                source.resume()
+            }
+            defer { sources.forEach { $0.cancel() } }
+
+            let json = self.json
+            let log: @Sendable (String, String) -> Void = { port, text in
+                if json {
+                    if let line = try? registryJSON(["event": "board", "port": port, "message": text]) { print(line) }
+                } else {
+                    printError("[\(port)] \(text)")
+                }
+            }
+            if !json { printError("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops") }
+            for device in monitor.attached {
+                boards.start(device, provisioner: provisioner, json: json, log: log)
+            }
+            for try await event in monitor.events {
+                switch event {
+                case .added(let device):
+                    boards.start(device, provisioner: provisioner, json: json, log: log)
+                case .removed(let device):
+                    if boards.isActive(device.devnode) {
+                        log(device.devnode, "unplugged while being provisioned; it is resumed when it comes back")
+                    }
+                }
+            }
+            if !json { printError("devkit: stopping; waiting for boards in progress") }
+            boards.waitForAll()
+        }
+    }
+}
+
+/// The boards being provisioned, one thread each (the console I/O blocks).
+final class BoardThreads: @unchecked Sendable {
+    private let lock = NSLock()
+    private var active: Set<String> = []
+    private let group = DispatchGroup()
+
+    func isActive(_ node: String) -> Bool { lock.withLock { active.contains(node) } }
+
+    func start(
+        _ device: DevKitDevice, provisioner: ProfileProvisioner, json: Bool,
+        log: @escaping @Sendable (String, String) -> Void
+    ) {
+        let node = device.devnode
+        let fresh = lock.withLock { active.insert(node).inserted }
+        guard fresh else { return }  // a duplicate add while it is still running
+        group.enter()
+        let thread = Thread { [self] in
+            defer {
+                lock.withLock { _ = active.remove(node) }
+                group.leave()
+            }
+            log(node, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
+            var reporter = ProvisionReporter(json: json)
+            reporter.prefix = "[\(node)] "
+            do {
+                switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: reporter.event) {
+                case .provisioned(let result, let resumed):
+                    log(node, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")
+                case .alreadyProvisioned(let board):
+                    log(node, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
+                }
+            } catch let error as CLIReportable {
+                log(node, "failed: \(error.userMessage)")
+            } catch {
+                log(node, "failed: \(error)")
+            }
+        }
+        thread.name = "devkit-watch \(node)"
+        thread.start()
+    }
+
+    func waitForAll() { group.wait() }
+}
