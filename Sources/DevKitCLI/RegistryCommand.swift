@@ -21,6 +21,6 @@ struct RegistryCommand: AsyncParsableCommand {
               devkit registry show a4cf120b9e31
               devkit registry export --format csv > boards.csv
             """,
-        subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self],
+        subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self, RegistryReissueCommand.self],
         defaultSubcommand: RegistryListCommand.self)
 }
