@@ -41,13 +41,38 @@ struct WatchCommand: AsyncParsableCommand {
     @Flag(help: "Report events as JSON Lines on stdout.")
     var json = false
 
+    @Option(name: .customLong("port"), help: ArgumentHelp(
+        "Provision these ports once, without listening to udev (repeatable); exit when all are done.",
+        discussion: "For benches without udev events (and Scripts/bench-fleet.sh). Exit 1 when some board failed.",
+        valueName: "path"))
+    var ports: [String] = []
+
     func run() async throws {
         try await reportingErrors {
             let profile = try ProfileLoader.load(path: self.profile)
             let provisioner = ProfileProvisioner(
                 profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
-            let monitor = try DeviceMonitor()
             let boards = BoardThreads()
+            let json = self.json
+            let log: @Sendable (String, String) -> Void = { port, text in
+                if json {
+                    if let line = try? registryJSON(["event": "board", "port": port, "message": text]) { print(line) }
+                } else {
+                    printError("[\(port)] \(text)")
+                }
+            }
+            if !ports.isEmpty {
+                for port in ports {
+                    let device = DevKitDevice(devnode: port, byIDLink: nil, serialNumber: usbSerial(of: port),
+                                              usbPath: nil, kernelName: (port as NSString).lastPathComponent,
+                                              devpath: "", syspath: "")
+                    boards.start(device, provisioner: provisioner, json: json, log: log)
+                }
+                boards.waitForAll()
+                if boards.failures > 0 { throw ExitCode(ExitStatus.partialFailure.rawValue) }
+                return
+            }
+            let monitor = try DeviceMonitor()
 
             // Stop on SIGTERM/SIGINT: the monitor ends its event stream, the loop below exits.
             signal(SIGTERM, SIG_IGN)
@@ -59,14 +84,6 @@ struct WatchCommand: AsyncParsableCommand {
             }
             defer { sources.forEach { $0.cancel() } }
 
-            let json = self.json
-            let log: @Sendable (String, String) -> Void = { port, text in
-                if json {
-                    if let line = try? registryJSON(["event": "board", "port": port, "message": text]) { print(line) }
-                } else {
-                    printError("[\(port)] \(text)")
-                }
-            }
             if !json { printError("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops") }
             for device in monitor.attached {
                 boards.start(device, provisioner: provisioner, json: json, log: log)
@@ -91,6 +108,8 @@ struct WatchCommand: AsyncParsableCommand {
 final class BoardThreads: @unchecked Sendable {
     private let lock = NSLock()
     private var active: Set<String> = []
+    private var failed = 0
+    var failures: Int { lock.withLock { failed } }
     private let group = DispatchGroup()
 
     func isActive(_ node: String) -> Bool { lock.withLock { active.contains(node) } }
@@ -119,8 +138,10 @@ final class BoardThreads: @unchecked Sendable {
                     log(node, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
                 }
             } catch let error as CLIReportable {
+                lock.withLock { failed += 1 }
                 log(node, "failed: \(error.userMessage)")
             } catch {
+                lock.withLock { failed += 1 }
                 log(node, "failed: \(error)")
             }
         }

@@ -39,4 +39,22 @@ import Glibc
         text += String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(text.contains("stopping"))
     }
+
+    /// With --port, boards are provisioned once, each reported, and the exit code
+    /// says whether all succeeded.
+    @Test func staticPortsReportEachBoardAndExit1OnFailure() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: dir + "/p.toml", atomically: true, encoding: .utf8)
+        let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
+                                            "--port", dir + "/no-board-1", "--port", dir + "/no-board-2", "--json"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String]
+        }
+        for port in [dir + "/no-board-1", dir + "/no-board-2"] {
+            #expect(lines.contains { $0["port"] == port && $0["message"]?.hasPrefix("failed: ") == true }, "\(r.stdout)")
+        }
+    }
 }
