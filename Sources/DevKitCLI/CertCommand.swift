@@ -1,8 +1,245 @@
 import ArgumentParser
+import DiceRIoT
+import Foundation
 
-/// Placeholder: `devkit cert` arrives with the certificate generator.
+/// `devkit cert`: the DICE/RIoT Alias certificate a DevKit will present to DPS.
 struct CertCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cert", abstract: "Compute the DICE/RIoT enrollment certificate.")
-    func run() async throws {}
+        commandName: "cert",
+        abstract: "Compute the DICE/RIoT enrollment certificate of a DevKit, byte for byte.",
+        discussion: """
+            At every boot the DevKit derives its DeviceID and Alias keys from the Unique \
+            Device Secret (UDS) in its secure element and from the firmware it runs, and \
+            presents an Alias certificate to the Device Provisioning Service. This command \
+            computes that certificate from the build outputs, ready to upload as an \
+            individual X.509 enrollment. It is written to <output-dir>/<registration id>.pem.
+
+            The firmware comes from the Arduino build: <sketch>.ino.bin with its \
+            <sketch>.ino.map, or the <sketch>.ino.elf alone. The UDS is read from a file \
+            holding 64 hex digits (or standard input with --uds-file -) and is never \
+            printed. The registration ID is given, or derived as the firmware does when \
+            the sketch sets none: az-<mac>v<version with '.' as 'v'>.
+
+            Examples:
+              devkit cert --bin DevKitDPS.ino.bin --map DevKitDPS.ino.map \\
+                  --uds-file uds.hex --mac a4:cf:12:0b:9e:31 --firmware-version 1.6.2
+              devkit cert --elf DevKitDPS.ino.elf --uds-file - \\
+                  --registration-id thermostat-7 --output-dir certs --json < uds.hex
+
+            Fleets (one firmware, many devices): --batch devices.jsonl, one JSON object \
+            per line, {"uds": "<64 hex>", "registration_id": "<id>"} or \
+            {"uds": "...", "mac": "...", "firmware_version": "x.y.z"}. The firmware is \
+            measured once; a bad line is reported with its number and the others go on; \
+            the exit code is 0 when every device succeeded, 1 when some failed.
+
+            Exit codes: 64 invalid option or value, 65 malformed map/bin/elf, 66 input \
+            not readable, 73 output not writable, 1 some batch devices failed.
+            """)
+
+    @Option(help: ArgumentHelp("The raw FLASH image, <sketch>.ino.bin (needs --map).", valueName: "file"))
+    var bin: String?
+
+    @Option(help: ArgumentHelp("The GNU ld map of the same build, <sketch>.ino.map.", valueName: "file"))
+    var map: String?
+
+    @Option(help: ArgumentHelp("The linked <sketch>.ino.elf, instead of --bin and --map.", valueName: "file"))
+    var elf: String?
+
+    @Option(
+        name: .customLong("uds-file"),
+        help: ArgumentHelp("File holding the UDS as 64 hex digits; '-' reads standard input.", valueName: "file"))
+    var udsFile: String?
+
+    @Option(
+        name: .customLong("registration-id"),
+        help: ArgumentHelp("The DPS registration ID (1-126 of a-z, 0-9, '-'); the certificate's CN.", valueName: "id"))
+    var registrationID: String?
+
+    @Option(help: ArgumentHelp("The board's Wi-Fi MAC, to derive the registration ID (with --firmware-version).", valueName: "mac"))
+    var mac: String?
+
+    @Option(
+        name: .customLong("firmware-version"),
+        help: ArgumentHelp("The DevKit SDK version the board runs, e.g. 1.6.2 (with --mac).", valueName: "x.y.z"))
+    var firmwareVersion: String?
+
+    @Option(name: .customLong("output-dir"), help: ArgumentHelp("Where to write the files (created if missing).", valueName: "dir"))
+    var outputDir: String = "."
+
+    @Flag(name: .customLong("device-cert"), help: "Also write the self-signed DeviceID certificate, <id>.device.pem.")
+    var deviceCert = false
+
+    @Flag(help: "Also write the DeviceID public key (<id>.device-id.pub.pem) and the Alias private key (<id>.alias.key.pem, mode 0600).")
+    var keys = false
+
+    @Option(help: ArgumentHelp("JSON Lines file of devices to certify with the same firmware; '-' reads standard input.", valueName: "file"))
+    var batch: String?
+
+    @Flag(help: "Print the result as JSON on standard output (one object per device in batch mode).")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors { try execute() }
+    }
+
+    private func execute() throws(CertError) {
+        let source = try firmwareSource()
+        if let batch {
+            guard udsFile == nil, registrationID == nil, mac == nil, firmwareVersion == nil else {
+                throw .usage("--batch takes each device's UDS and ID from its lines; drop --uds-file, --registration-id, --mac and --firmware-version")
+            }
+            let firmware = MeasuredFirmware(try source.load())
+            try makeDirectory(outputDir)
+            try CertBatch(command: self, firmware: firmware).run(path: batch)
+            return
+        }
+        guard let udsFile else {
+            throw .usage("missing --uds-file: give the file holding the device's UDS (64 hex digits), or '-' for standard input")
+        }
+        let id = try deviceRegistrationID()
+        let uds = try readUDS(udsFile)
+        let firmware = MeasuredFirmware(try source.load())
+        try makeDirectory(outputDir)
+        let result = try certify(firmware: firmware, uds: uds, id: id)
+        warnOnce(for: [result])
+        try emit(result)
+    }
+
+    // MARK: - Shared with batch mode
+
+    /// Computes and writes one device's files, all or none.
+    func certify(firmware: MeasuredFirmware, uds: UDS, id: RegistrationID) throws(CertError) -> CertResult {
+        let device: DeviceCredentials
+        do { device = try firmware.credentials(uds: uds, registrationID: id) } catch { throw .generation(error) }
+        let base = outputDir.hasSuffix("/") ? outputDir + id.value : outputDir + "/" + id.value
+        var result = CertResult(
+            registrationID: id.value, certificate: base + ".pem",
+            sha1Thumbprint: device.sha1Thumbprint, sha256Thumbprint: device.sha256Thumbprint)
+        var outputs: [(path: String, contents: String, mode: mode_t)] = [(result.certificate, device.aliasCertificatePEM, 0o644)]
+        do {
+            if deviceCert {
+                result.deviceCertificate = base + ".device.pem"
+                outputs.append((base + ".device.pem", try device.deviceCertificatePEM(), 0o644))
+            }
+            if keys {
+                result.deviceIDPublicKey = base + ".device-id.pub.pem"
+                result.aliasPrivateKey = base + ".alias.key.pem"
+                outputs.append((base + ".device-id.pub.pem", try device.deviceIDPublicKeyPEM(), 0o644))
+                outputs.append((base + ".alias.key.pem", try device.aliasPrivateKeyPEM(), 0o600))
+            }
+        } catch {
+            throw .generation(error)
+        }
+        var files = AtomicFileGroup()
+        for output in outputs { try files.stage(output.contents, at: output.path, mode: output.mode) }
+        try files.commit()
+        if id.exceedsDocumentedDPSLimit {
+            result.warnings.append(
+                "registration ID \(id.value) has \(id.value.utf8.count) characters; the device can use it, but DPS documents at most \(RegistrationID.documentedDPSLimit) for X.509 enrollments and may refuse it")
+        }
+        return result
+    }
+
+    /// Prints one result: JSON, or the paths, ID and thumbprints.
+    func emit(_ result: CertResult) throws(CertError) {
+        if json {
+            print(result.jsonLine())
+        } else {
+            for path in result.writtenFiles { print("wrote \(path)") }
+            print("registration ID: \(result.registrationID)")
+            print("SHA-1 thumbprint (as DPS shows it): \(result.sha1Thumbprint)")
+            print("SHA-256 thumbprint: \(result.sha256Thumbprint)")
+        }
+    }
+
+    /// The fixed-nonce warning once per run, and each result's own warnings.
+    func warnOnce(for results: [CertResult]) {
+        for result in results { for warning in result.warnings { printError("devkit: warning: \(warning)") } }
+        if !results.isEmpty { printError("devkit: warning: \(fixedNonceWarning)") }
+    }
+
+    // MARK: - Inputs
+
+    private func deviceRegistrationID() throws(CertError) -> RegistrationID {
+        switch (registrationID, mac, firmwareVersion) {
+        case (let id?, nil, nil):
+            do { return try RegistrationID(id) } catch { throw .invalidInput(error, source: "--registration-id") }
+        case (nil, let mac?, let version?):
+            do { return RegistrationID(mac: try MACAddress(mac), firmwareVersion: try FirmwareVersion(version)) } catch {
+                throw .invalidInput(error, source: nil)
+            }
+        case (nil, nil, nil):
+            throw .usage("give --registration-id ID, or --mac and --firmware-version to derive the ID as the firmware does")
+        case (_?, _, _):
+            throw .usage("--registration-id cannot be combined with --mac/--firmware-version; give one or the other")
+        default:
+            throw .usage("--mac and --firmware-version go together: the derived ID is az-<mac>v<version>")
+        }
+    }
+
+    private func readUDS(_ path: String) throws(CertError) -> UDS {
+        let bytes = try readWholeFile(path, limit: 4096)
+        do { return try UDS(hex: String(decoding: bytes, as: UTF8.self)) } catch {
+            throw .invalidInput(error, source: path == "-" ? "standard input" : path)
+        }
+    }
+
+    private func firmwareSource() throws(CertError) -> FirmwareSource {
+        switch (bin, map, elf) {
+        case (let bin?, let map?, nil): return .binAndMap(bin: bin, map: map)
+        case (nil, nil, let elf?): return .elf(elf)
+        case (nil, nil, nil): throw .usage("give the firmware: --bin FILE --map FILE, or --elf FILE")
+        case (_, _, _?): throw .usage("give either --elf, or --bin with --map, not both")
+        case (_?, nil, nil): throw .usage("--bin needs --map (the .map of the same build) to locate the RIoT ranges")
+        case (nil, _?, nil): throw .usage("--map needs --bin (the .bin of the same build)")
+        }
+    }
+}
+
+/// Where the firmware comes from.
+enum FirmwareSource {
+    case binAndMap(bin: String, map: String)
+    case elf(String)
+
+    func load() throws(CertError) -> RIoTImage {
+        switch self {
+        case .binAndMap(let bin, let map):
+            let mapBytes = try readWholeFile(map)
+            let binBytes = try readWholeFile(bin)
+            do { return try RIoTImage(bin: binBytes, map: mapBytes, binPath: bin, mapPath: map) } catch {
+                throw .firmware(error)
+            }
+        case .elf(let path):
+            let bytes = try readWholeFile(path)
+            do { return try RIoTImage(elf: bytes, path: path) } catch { throw .firmware(error) }
+        }
+    }
+}
+
+/// What was written for one device.
+struct CertResult: Encodable {
+    var registrationID: String
+    var certificate: String
+    var deviceCertificate: String?
+    var deviceIDPublicKey: String?
+    var aliasPrivateKey: String?
+    var sha1Thumbprint: String
+    var sha256Thumbprint: String
+    var warnings: [String] = []
+
+    var writtenFiles: [String] {
+        [certificate, deviceCertificate, deviceIDPublicKey, aliasPrivateKey].compactMap { $0 }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case registrationID = "registration_id", certificate, deviceCertificate = "device_certificate"
+        case deviceIDPublicKey = "device_id_public_key", aliasPrivateKey = "alias_private_key"
+        case sha1Thumbprint = "sha1_thumbprint", sha256Thumbprint = "sha256_thumbprint", warnings
+    }
+
+    func jsonLine() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+    }
 }

@@ -8,7 +8,7 @@ import Glibc
 /// runs `body` on a console session over it, and closes it, restoring its settings.
 ///
 /// With `DEVKIT_WIRE_STATS=1` in the environment, prints the bytes sent and received
-/// to stderr at the end (for `Scripts/bench-session.sh`; no contents, only counts).
+/// and the session's time (port open to close) to stderr at the end (for `Scripts/bench-session.sh`; no contents, only counts).
 @discardableResult
 func withConsoleSession<T>(_ options: PortOptions, _ body: (ConsoleSession) throws -> T) throws -> T {
     let port = try SerialPort(path: try options.resolvedPath(), baudRate: options.baud)
@@ -17,6 +17,12 @@ func withConsoleSession<T>(_ options: PortOptions, _ body: (ConsoleSession) thro
         return try body(ConsoleSession(transport: port))
     }
     let counter = CountingTransport(port)
-    defer { printError("devkit: wire: sent \(counter.sentBytes) bytes, received \(counter.receivedBytes) bytes") }
+    let start = ContinuousClock.now
+    defer {
+        let (seconds, attoseconds) = (ContinuousClock.now - start).components
+        let microseconds = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+        printError("devkit: wire: sent \(counter.sentBytes) bytes, received \(counter.receivedBytes) bytes, "
+            + "session \(microseconds) us")
+    }
     return try body(ConsoleSession(transport: counter))
 }

@@ -21,3 +21,10 @@ enum BoardHelp {
         or the link failed, 75 timeout.
         """
 }
+
+/// Step lines ("devkit: storing the UDS…") on stderr when it is a terminal; silent
+/// for scripts and pipes, whose output stays the result alone.
+func progressReporter() -> (String) -> Void {
+    guard isatty(STDERR_FILENO) == 1 else { return { _ in } }
+    return { step in printError("devkit: \(step)…") }
+}

@@ -24,12 +24,12 @@ public struct DevKitCommand: AsyncParsableCommand {
             AutoconfigureCommand.self,
             WatchCommand.self,
             RegistryCommand.self,
+            ListCommand.self,
             SetUDSCommand.self,
             InfoCommand.self,
             SetWiFiCommand.self,
             SetConnectionStringCommand.self,
             EmulateCommand.self,
-            ListCommand.self,
         ]
     )
 

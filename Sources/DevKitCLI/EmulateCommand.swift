@@ -31,6 +31,10 @@ struct EmulateCommand: AsyncParsableCommand {
             and in another:
               devkit info --port /tmp/ttyDevKit --reboot
 
+            Signals pull the cable: SIGUSR1 unplugs the board (the pty closes, the link \
+            goes), SIGUSR2 plugs it back in (a new pty, the link re-pointed, a fresh \
+            boot), e.g. `kill -USR1 <pid>`.
+
             Fault switches make it misbehave on purpose, to test hosts:
               devkit emulate --link /tmp/ttyDevKit --fail-eeprom-write
               devkit emulate --link /tmp/ttyDevKit --baud 115200 --se-write-delay 30
@@ -118,9 +122,12 @@ struct EmulateCommand: AsyncParsableCommand {
                 secureElementWriteDelay: .milliseconds(seWriteDelay))
 
             // Take the signals before the board exists, so none is missed.
-            let signals = SignalWaiter([SIGINT, SIGTERM])
+            let signals = SignalWaiter([SIGINT, SIGTERM, SIGUSR1, SIGUSR2])
             let kit = try VirtualDevKit(configuration: configuration)
             kit.start()
+            // Announce the port once the board has booted (its boot output is not
+            // replayed to hosts that open later, as on a real board).
+            _ = kit.waitUntilIdle(timeout: .seconds(30))
             if json {
                 var object: [String: Any] = [
                     "device": kit.devicePath, "mode": mode.rawValue, "mac": configuration.macAddress,
@@ -137,7 +144,26 @@ struct EmulateCommand: AsyncParsableCommand {
                     "devkit: virtual DevKit (\(mode.rawValue) mode, MAC \(configuration.macAddress), firmware \(firmwareVersion)) on \(kit.devicePath)"
                         + (link.map { " (link \($0))" } ?? "") + ". Press Ctrl-C to stop.")
             }
-            let signal = await signals.next()
+            var signal: Int32
+            repeat {
+                signal = await signals.next()
+                switch signal {
+                case SIGUSR1:
+                    kit.unplug()
+                    if !json { printError("devkit: virtual DevKit unplugged.") }
+                case SIGUSR2:
+                    try kit.replug()
+                    _ = kit.waitUntilIdle(timeout: .seconds(30))
+                    if json {
+                        printOut(#"{"device":"\#(kit.devicePath)","event":"replugged"}"#)
+                    } else {
+                        printOut(kit.devicePath)
+                        printError("devkit: virtual DevKit plugged in again on \(kit.devicePath).")
+                    }
+                default:
+                    break
+                }
+            } while signal == SIGUSR1 || signal == SIGUSR2
             kit.stop()
             if !json { printError("devkit: virtual DevKit stopped (\(signal == SIGINT ? "SIGINT" : "SIGTERM")).") }
         }
@@ -150,7 +176,7 @@ private final class SignalWaiter: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
     private let queue = DispatchQueue(label: "devkit.signals")
     private var continuation: CheckedContinuation<Int32, Never>?
-    private var received: Int32?
+    private var received: [Int32] = []
 
     init(_ signals: [Int32]) {
         for number in signals {
@@ -166,18 +192,17 @@ private final class SignalWaiter: @unchecked Sendable {
         if let continuation {
             self.continuation = nil
             continuation.resume(returning: number)
-        } else if received == nil {
-            received = number
+        } else {
+            received.append(number)
         }
     }
 
-    /// The next signal (or one that already arrived).
+    /// The next signal (or the oldest that already arrived).
     func next() async -> Int32 {
         await withCheckedContinuation { continuation in
             queue.async {
-                if let received = self.received {
-                    self.received = nil
-                    continuation.resume(returning: received)
+                if !self.received.isEmpty {
+                    continuation.resume(returning: self.received.removeFirst())
                 } else {
                     self.continuation = continuation
                 }

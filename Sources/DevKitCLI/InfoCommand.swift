@@ -73,7 +73,7 @@ struct InfoCommand: AsyncParsableCommand {
         try await reportingErrors {
             let path = try port.resolvedPath()
             let info = try withConsoleSession(port) { session in
-                try DevKitWorkflow(session: session).info(reboot: reboot)
+                try DevKitWorkflow(session: session, progress: progressReporter()).info(reboot: reboot)
             }
             let v = info.versions
             let result = Result(

@@ -140,7 +140,7 @@ enum ProfileLoader {
                 throw fail("firmware", "missing; give [firmware] with bin + map, or elf")
             }
             try checkKeys(fw, "firmware.", allowed: ["bin", "map", "elf"])
-            let firmware: FirmwareSource
+            let firmware: DevKitWorkflows.FirmwareSource
             switch (try string(fw, "bin", "firmware."), try string(fw, "map", "firmware."), try string(fw, "elf", "firmware.")) {
             case (let bin?, let map?, nil): firmware = .binAndMap(bin: resolve(bin), map: resolve(map))
             case (nil, nil, let elf?): firmware = .elf(resolve(elf))

@@ -70,7 +70,7 @@ struct RegistryReissueCommand: AsyncParsableCommand {
 /// Shared by `devkit registry reissue` and `devkit cert --from-registry`: prints one
 /// line (or JSON object) per board; throws ExitCode(1) when some boards failed.
 func reissueFromRegistry(
-    registry options: RegistryOptions, firmware: FirmwareSource, firmwareVersion: String?,
+    registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: String?,
     outputDirectory: String, boards keys: [String], json: Bool
 ) throws {
     guard let registry = try options.openExisting() else {

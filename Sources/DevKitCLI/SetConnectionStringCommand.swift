@@ -51,7 +51,7 @@ struct SetConnectionStringCommand: AsyncParsableCommand {
             let connectionString = try SecretFile.readTrimmed(file)
             let kind = try self.kind ?? ConnectionStringKind.detect(connectionString)
             try withConsoleSession(port) { session in
-                try DevKitWorkflow(session: session).setConnectionString(connectionString, kind: kind)
+                try DevKitWorkflow(session: session, progress: progressReporter()).setConnectionString(connectionString, kind: kind)
             }
             if json {
                 try printJSON(Result(port: path, kind: kind.rawValue))

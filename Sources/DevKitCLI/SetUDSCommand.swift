@@ -82,7 +82,7 @@ struct SetUDSCommand: AsyncParsableCommand {
             let uds = try udsFile.map { try SecretFile.readUDS($0) }
             var savedTo: String?
             try withConsoleSession(port) { session in
-                let workflow = DevKitWorkflow(session: session)
+                let workflow = DevKitWorkflow(session: session, progress: progressReporter())
                 if let uds {
                     try workflow.setUDS(uds)
                 } else {

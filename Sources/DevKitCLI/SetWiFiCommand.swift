@@ -60,7 +60,7 @@ struct SetWiFiCommand: AsyncParsableCommand {
             let path = try port.resolvedPath()
             let password = try passwordFile.map { try SecretFile.readLine($0) } ?? ""
             try withConsoleSession(port) { session in
-                try DevKitWorkflow(session: session).setWiFi(ssid: ssid, password: password)
+                try DevKitWorkflow(session: session, progress: progressReporter()).setWiFi(ssid: ssid, password: password)
             }
             if json {
                 try printJSON(Result(port: path, ssid: ssid, passwordSet: !password.isEmpty))

@@ -86,7 +86,7 @@ extension ConsoleError: CustomStringConvertible {
                 switch evidence {
                 case .banner: detail = "it printed its user-mode banner"
                 case .logLines: detail = "its sketch is logging"
-                case .silence: detail = "no prompt and no output came back"
+                case .silence: detail = "no prompt and no output came back; a board in AP mode is silent too"
                 case .unrecognizedOutput:
                     detail = "no prompt, only unrecognised bytes; also check the baud rate, the DevKit uses 115200"
                 }

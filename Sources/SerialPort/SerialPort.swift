@@ -57,19 +57,7 @@ public final class SerialPort: @unchecked Sendable {
                 options: [.nonBlocking, .closeOnExec, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)],
                 retryOnInterrupt: true)
         } catch let err as Errno {
-            switch err {
-            case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .operationNotSupportedByDevice:
-                throw .notFound(path: path)
-            case .permissionDenied, .notPermitted:
-                throw .permissionDenied(path: path)
-            case .resourceBusy:
-                // TIOCEXCL set by the holder; we cannot open, so we cannot stat the fd.
-                var s = Glibc.stat()
-                let pid = stat(path, &s) == 0 ? PortHolder.openerScan(rdev: UInt64(s.st_rdev)) : nil
-                throw .inUse(path: path, pid: pid)
-            default:
-                throw .system(call: "open", errno: err, path: path)
-            }
+            throw Self.openError(err, path: path)
         } catch {
             throw .system(call: "open", errno: .ioError, path: path)
         }
@@ -123,6 +111,28 @@ public final class SerialPort: @unchecked Sendable {
     }
 
     deinit { close() }
+
+    /// What a failed open(2) means for the user.
+    static func openError(_ err: Errno, path: String) -> SerialPortError {
+        switch err {
+        case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .operationNotSupportedByDevice:
+            return .notFound(path: path)
+        case .permissionDenied, .notPermitted:
+            return .permissionDenied(path: path)
+        case .resourceBusy:
+            // TIOCEXCL set by the holder. Its flock is on the device node's inode,
+            // which stat(2) gives without opening; failing that, any other opener.
+            var s = Glibc.stat()
+            let pid =
+                stat(path, &s) == 0
+                ? PortHolder.lockHolder(device: UInt64(s.st_dev), inode: UInt64(s.st_ino))
+                    ?? PortHolder.openerScan(rdev: UInt64(s.st_rdev))
+                : nil
+            return .inUse(path: path, pid: pid)
+        default:
+            return .system(call: "open", errno: err, path: path)
+        }
+    }
 
     /// Applies raw 8N1, no flow control, CLOCAL|CREAD, VMIN=0/VTIME=0 and `speed`.
     static func makeRaw(_ t: inout termios, speed: speed_t) {

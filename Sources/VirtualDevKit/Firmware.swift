@@ -243,6 +243,9 @@ struct ConsoleFirmware {
                 try execute(argc: argc, argv: argv, on: board)
             }
         }
+        // The command is over before the prompt goes out: a host may answer the
+        // prompt at once, and those bytes must not count as arriving mid-command.
+        board.setCommandRunning(false)
         try board.emit(FirmwareText.prompt)
     }
 

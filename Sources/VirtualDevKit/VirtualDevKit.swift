@@ -23,9 +23,9 @@ import Glibc
 /// ``VirtualDevKitConfiguration/pacingBaudRate`` set, each byte in either direction
 /// takes 10/baud seconds, as 8N1 on the wire.
 ///
-/// Unlike a real ST-LINK, whatever the board printed while no host had the port open
-/// stays queued in the pty (up to its buffer size) and is read by the next host;
-/// hosts must not rely on either behaviour (send `\r`, wait for the prompt).
+/// As with the real board, what it prints while no host has the port open is lost
+/// (not replayed to the next host): a host sends `\r` and waits for the prompt, or
+/// opens the port first and then calls ``reset(into:)`` to see the boot output.
 public final class VirtualDevKit: @unchecked Sendable {
     public typealias Configuration = VirtualDevKitConfiguration
     public typealias Mode = VirtualDevKitConfiguration.Mode
@@ -47,6 +47,8 @@ public final class VirtualDevKit: @unchecked Sendable {
         var dropped = 0
         var mode: Mode
         var lastError: VirtualDevKitError?
+        /// The board thread is blocked waiting for the host with nothing to do.
+        var idle = false
     }
 
     private enum Request {
@@ -60,12 +62,15 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// Wakes the board thread when a request is queued.
     private let control: FileDescriptor
     private let finished = DispatchSemaphore(value: 0)
+    private let idleChanged = NSCondition()
 
     // Owned by the board thread (or by the caller before start()/after stop()).
     private var pty: PseudoTerminal?
     private var slaveHold: FileDescriptor?
-    /// inotify on the slave node: tells when a host closes it.
-    private var closeWatch: FileDescriptor?
+    /// inotify on the slave node: tells when hosts open and close it.
+    private var hostWatch: FileDescriptor?
+    /// Open host file descriptions on the slave (the board's own hold excluded).
+    private var hostsOpen = 0
     private var ring: [UInt8] = []
     private var ringHead = 0
     private var wire: [UInt8] = []
@@ -177,6 +182,26 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// ``Mode/user``: none). The pty stays open.
     public func reset(into mode: Mode) {
         _ = send(.reset(mode))
+    }
+
+    /// Waits until the board has nothing left to do (everything it had to print is
+    /// out, and it waits for the host), e.g. after ``reset(into:)`` or ``start()``.
+    /// Returns false if that did not happen within `timeout`.
+    public func waitUntilIdle(timeout: Duration = .seconds(10)) -> Bool {
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        idleChanged.lock()
+        defer { idleChanged.unlock() }
+        while !shared.withLock({ $0.idle }) {
+            if !idleChanged.wait(until: deadline) { return shared.withLock { $0.idle } }
+        }
+        return true
+    }
+
+    private func setIdle(_ idle: Bool) {
+        idleChanged.lock()
+        shared.withLock { $0.idle = idle }
+        idleChanged.broadcast()
+        idleChanged.unlock()
     }
 
     /// Queues a request for the board thread and waits until it has been handled.
@@ -354,10 +379,12 @@ public final class VirtualDevKit: @unchecked Sendable {
         var fds = [
             pollfd(fd: pty.master.rawValue, events: Int16(POLLIN), revents: 0),
             pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: closeWatch?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: hostWatch?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
         ]
+        setIdle(true)
         _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 3, -1) }
-        if fds[2].revents & Int16(POLLIN) != 0 { hostClosed() }
+        setIdle(false)
+        if fds[2].revents & Int16(POLLIN) != 0 { watchHosts() }
         try handleRequests(pluggedIn: true)
     }
 
@@ -392,6 +419,7 @@ public final class VirtualDevKit: @unchecked Sendable {
             return s.requests
         }
         guard !pending.isEmpty else { return }
+        setIdle(false)  // before any requester is released: it may wait for idle next
         var drain: UInt64 = 0
         _ = withUnsafeMutableBytes(of: &drain) { Glibc.read(control.rawValue, $0.baseAddress, 8) }
         var event: BoardEvent?
@@ -430,8 +458,12 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// reading is dropped once the pty buffer is full, as the USB bridge would.
     func emitImpl(_ bytes: [UInt8]) throws(BoardEvent) {
         guard let pty else { throw .unplug }
+        watchHosts()
+        // Nobody listening: the bytes still leave the UART (and take their time),
+        // but the USB bridge drops them.
+        let listening = hostsOpen > 0 || hostWatch == nil
         if byteTime == .zero {
-            writeDropping(bytes, to: pty.master)
+            if listening { writeDropping(bytes, to: pty.master) }
             if commandRunning { absorbArrivals() }
             try handleRequests(pluggedIn: true)
             return
@@ -441,7 +473,7 @@ public final class VirtualDevKit: @unchecked Sendable {
             let end = min(bytes.count, offset + Self.pacingChunk)
             let now = ContinuousClock.now
             if txFreeAt < now { txFreeAt = now }
-            writeDropping(Array(bytes[offset..<end]), to: pty.master)
+            if listening { writeDropping(Array(bytes[offset..<end]), to: pty.master) }
             txFreeAt = txFreeAt + byteTime * (end - offset)
             offset = end
             try pause(until: txFreeAt)
@@ -462,16 +494,73 @@ public final class VirtualDevKit: @unchecked Sendable {
         }
     }
 
-    /// A host closed the port. Because this board holds the slave open, the tty
-    /// outlives its hosts, and so would a TIOCEXCL left by a host that died without
-    /// clearing it (kill -9): every later non-root open would fail with EBUSY. A real
-    /// ttyACM forgets it on last close; so does this board. (Hosts still exclude
-    /// each other with flock, which the kernel drops with the dead process.)
-    private func hostClosed() {
-        guard let closeWatch else { return }
+    /// Follows hosts opening and closing the port (inotify on the slave node).
+    ///
+    /// The board holds the slave open so the line never hangs up between hosts;
+    /// two things a real ttyACM does on a host's last close must then be done here:
+    /// - forget a TIOCEXCL left by a host that died without clearing it (kill -9),
+    ///   or every later non-root open fails with EBUSY (hosts still exclude each
+    ///   other with flock, which the kernel drops with the dead process);
+    /// - drop unread output, and print nothing while no host listens: what the
+    ///   board printed before a host opened the port is not replayed.
+    private func watchHosts() {
+        guard let hostWatch else { return }
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while buffer.withUnsafeMutableBytes({ Glibc.read(closeWatch.rawValue, $0.baseAddress, $0.count) }) > 0 {}
-        slaveHold?.clearExclusiveMode()
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(hostWatch.rawValue, $0.baseAddress, $0.count) }
+            guard n > 0 else { return }
+            var offset = 0
+            var closed = false
+            // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[len]; }
+            while offset + 16 <= n {
+                let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
+                let length = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) }
+                if mask & UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) != 0 { closed = true }
+                offset += 16 + Int(length)
+            }
+            // inotify merges identical unread events, so counting them is unreliable:
+            // count the open file descriptions instead (only when something changed).
+            hostsOpen = countHostOpens()
+            if closed {
+                slaveHold?.clearExclusiveMode()
+                if hostsOpen == 0, let slaveHold { _ = tcflush(slaveHold.rawValue, TCIFLUSH) }
+            }
+        }
+    }
+
+    /// How many descriptors of any process refer to the slave, the board's own hold
+    /// excluded (from /proc/*/fd; processes we may not look into are not counted).
+    private func countHostOpens() -> Int {
+        guard let pty, let slaveHold else { return 0 }
+        var own = Glibc.stat()
+        guard fstat(slaveHold.rawValue, &own) == 0 else { return 1 }
+        let me = getpid()
+        var count = 0
+        guard let proc = opendir("/proc") else { return 1 }
+        defer { closedir(proc) }
+        while let entry = readdir(proc) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard let pid = Int32(name) else { continue }
+            let fdDirectory = "/proc/\(name)/fd"
+            guard let fds = opendir(fdDirectory) else { continue }
+            defer { closedir(fds) }
+            while let fdEntry = readdir(fds) {
+                let fdName = withUnsafeBytes(of: fdEntry.pointee.d_name) {
+                    String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                guard let fd = Int32(fdName), !(pid == me && fd == slaveHold.rawValue) else { continue }
+                var s = Glibc.stat()
+                if stat("\(fdDirectory)/\(fdName)", &s) == 0, (s.st_mode & S_IFMT) == S_IFCHR,
+                    s.st_rdev == own.st_rdev
+                {
+                    count += 1
+                }
+            }
+        }
+        _ = pty
+        return count
     }
 
     // MARK: Plugging
@@ -507,13 +596,14 @@ public final class VirtualDevKit: @unchecked Sendable {
         }
         self.pty = pty
         self.slaveHold = slave
+        hostsOpen = 0
         let watch = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
-        if watch >= 0 {
-            if inotify_add_watch(watch, pty.slavePath, UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) >= 0 {
-                closeWatch = FileDescriptor(rawValue: watch)
-            } else {
-                Glibc.close(watch)  // without it only a stale TIOCEXCL goes uncleared
-            }
+        if watch >= 0,
+            inotify_add_watch(watch, pty.slavePath, UInt32(IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) >= 0
+        {
+            hostWatch = FileDescriptor(rawValue: watch)
+        } else if watch >= 0 {
+            Glibc.close(watch)  // without a watch the board always prints (see emit)
         }
         txFreeAt = .now
         wireStart = .now
@@ -530,10 +620,10 @@ public final class VirtualDevKit: @unchecked Sendable {
         removeLinkIfOurs(pointingAt: pty.slavePath)
         try? slaveHold?.close()
         try? pty.master.close()
-        try? closeWatch?.close()
+        try? hostWatch?.close()
         self.pty = nil
         slaveHold = nil
-        closeWatch = nil
+        hostWatch = nil
         wire.removeAll()
         ring.removeAll(keepingCapacity: true)
         ringHead = 0

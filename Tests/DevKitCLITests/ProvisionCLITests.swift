@@ -5,9 +5,7 @@ import VirtualDevKit
 
 /// `devkit provision` end to end: the built binary against the in-process virtual
 /// DevKit, the certificate compared byte for byte with the reference vector.
-/// Disabled until branch `dice` (the DiceRIoT generator) is merged: this devkit
-/// refuses to provision without it, by design.
-@Suite(.serialized, .timeLimit(.minutes(5)), .disabled("needs the DiceRIoT generator (branch dice)"))
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct ProvisionCLITests {
     struct Vector {
         let uds, mac, version, registrationID, bin, map, elf, certificate: String

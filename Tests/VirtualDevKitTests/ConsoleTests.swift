@@ -8,14 +8,23 @@ struct ConsoleTests {
     @Test func bootsIntoTheConfigurationConsole() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
+        bench.kit.reset(into: .configuration)
         #expect(try host.awaitPrompt() == Expected.banner + Expected.help + Expected.prompt)
         #expect(bench.kit.mode == .configuration)
+    }
+
+    @Test func whatItPrintedBeforeTheHostOpenedIsNotReplayed() throws {
+        let bench = try Bench()
+        #expect(bench.kit.waitUntilIdle())  // booted, with nobody listening
+        let host = try Host(bench.kit)
+        #expect(try host.drain(for: .milliseconds(200)).isEmpty)
+        #expect(try host.run("") == Expected.prompt)
     }
 
     @Test func helpAndUnknownCommands() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(try host.run("help") == "help\r\n" + Expected.help + Expected.prompt)
         #expect(try host.run("flash") == "flash\r\nError:Invalid command: flash\r\n" + Expected.prompt)
     }
@@ -26,7 +35,7 @@ struct ConsoleTests {
             c.wifiVersion = nil
         }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(
             try host.run("version")
                 == "version\r\nDevKitSDK version: 2.10.7\r\nMico version: 31620002.049\r\n"
@@ -37,19 +46,19 @@ struct ConsoleTests {
     @Test func scanListsNetworksOrNone() throws {
         let bench = try Bench { c, _ in c.networks = ["Lab", "Guest net"] }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(try host.run("scan") == "scan\r\nAvailable networks:\r\n  Lab\r\n  Guest net\r\n" + Expected.prompt)
 
         let empty = try Bench { c, _ in c.networks = [] }
         let other = try Host(empty.kit)
-        try other.awaitPrompt()
+        try other.sync()
         #expect(try other.run("scan") == "scan\r\nNo available network.\r\n" + Expected.prompt)
     }
 
     @Test func setWifiSSIDLimitsAndQuoting() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(try host.run("set_wifissid") == "set_wifissid\r\nUsage: set_wifissid <SSID>. Please provide the SSID of the Wi-Fi.\r\n" + Expected.prompt)
         let long = String(repeating: "s", count: 32)
         #expect(try host.run("set_wifissid \(long)") == "set_wifissid \(long)\r\nInvalid Wi-Fi SSID.\r\n" + Expected.prompt)
@@ -66,7 +75,7 @@ struct ConsoleTests {
     @Test func setWifiPasswordIsMaskedAndStored() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(try host.run("set_wifipwd hunter2") == "set_wifipwd *******\r\nINFO: Set Wi-Fi password successfully.\r\n" + Expected.prompt)
         #expect(bench.kit.state.wifiPassword == "hunter2")
         // TAB becomes the space, and masking starts after it.
@@ -86,7 +95,7 @@ struct ConsoleTests {
     @Test func connectionStrings() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(try host.run("set_az_iothub") == "set_az_iothub\r\nUsage: set_az_iothub <connection string>. Please provide the connection string of the Azure IoT hub.\r\n" + Expected.prompt)
         #expect(try host.run("set_az_iotdps") == "set_az_iotdps\r\nUsage: set_az_iotdps <connection string>. Please provide the connection string of DPS.\r\n" + Expected.prompt)
         let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=k="
@@ -106,7 +115,7 @@ struct ConsoleTests {
     @Test func setDPSUDSQuirkThenSuccess() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(try host.run("set_dps_uds") == "set_dps_uds\r\nUsage: set_dps_uds [uds]. Please provide the UDS for DPS.\r\n" + Expected.prompt)
         #expect(
             try host.run("set_dps_uds \(Expected.uds)")
@@ -122,7 +131,7 @@ struct ConsoleTests {
     @Test func enableSecure() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         let usage = String(decoding: FirmwareText.enableSecureUsage, as: UTF8.self)
         #expect(usage.hasPrefix("Usage: enable_secure <secure level> <provided key>. 64-characters key is only needed for level 2. More detail:\r\n        1.\"enable_secure 1\""))
         #expect(try host.run("enable_secure") == "enable_secure\r\n" + usage + Expected.prompt)
@@ -139,7 +148,7 @@ struct ConsoleTests {
     @Test func lineEditingRules() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         // Empty line: only the prompt. "\r\n" works as an end of line: \n is ignored.
         #expect(try host.run("") == Expected.prompt)
         try host.send("\r\n")
@@ -159,7 +168,7 @@ struct ConsoleTests {
     @Test func inputBufferOverflow() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         // Sent in pieces after each echo, as a careful host does.
         let piece = [UInt8](repeating: UInt8(ascii: "a"), count: 128)
         var echoed: [UInt8] = []
@@ -178,7 +187,7 @@ struct ConsoleTests {
     @Test func syntaxErrors() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         // No "\r\n" before it: the firmware fails before it ends the echoed line.
         #expect(try host.run("set_wifissid \"open") == "set_wifissid \"open" + "Error:Syntax error\r\n" + Expected.prompt)
         #expect(try host.run("a b c d \"e") == "a b c d \"eError:Syntax error\r\n" + Expected.prompt)
@@ -191,7 +200,7 @@ struct ConsoleTests {
             c.firmwareVersion = "1.6.2"
         }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         try host.send("exit\r")
         let head = try host.read(through: "Firmware Version: 1.6.2\r\n")
         let prefix = "exit\r\nReboot\r\n" + Expected.banner + Expected.userMode
@@ -214,6 +223,7 @@ struct ConsoleTests {
             c.macAddress = "0123456789ab"
         }
         let host = try Host(bench.kit)
+        bench.kit.reset(into: .ap)
         let out = try host.read(through: "system settings.\r\n")
         #expect(out == Expected.banner + "Soft AP AZ-0123456789ab is running...\r\nConnect and visit \"http://192.168.0.1/\" to config the system settings.\r\n")
         try host.send("help\r")
@@ -222,7 +232,10 @@ struct ConsoleTests {
 
     @Test func userModeAtPowerUp() throws {
         let bench = try Bench { c, _ in c.mode = .user }
+        #expect(bench.kit.waitUntilIdle())
+        #expect(bench.kit.mode == .user)
         let host = try Host(bench.kit)
+        bench.kit.reset(into: .user)
         let out = try host.read(through: "DevKit Firmware Version: 1.6.2\r\n")
         #expect(out.hasPrefix(Expected.banner + Expected.userMode))
         #expect(out.contains("INFO:  DevKit MAC Address: a4cf120b9e31\r\n"))

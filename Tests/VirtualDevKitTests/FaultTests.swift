@@ -8,7 +8,7 @@ struct FaultTests {
     @Test func eepromWriteFailure() throws {
         let bench = try Bench { c, _ in c.faults.eepromWriteFailure = true }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(
             try host.run("set_dps_uds \(Expected.uds)")
                 == "set_dps_uds " + String(repeating: "*", count: 64)
@@ -23,7 +23,7 @@ struct FaultTests {
     @Test func verifyFailure() throws {
         let bench = try Bench { c, _ in c.faults.verifyFailure = true }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         #expect(
             try host.run("set_dps_uds \(Expected.uds)")
                 == "set_dps_uds " + String(repeating: "*", count: 64)
@@ -34,7 +34,7 @@ struct FaultTests {
     @Test func zoneOverflowFailsLikeABadWrite() throws {
         let bench = try Bench()
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         let password = String(repeating: "p", count: 88)  // + NUL > the 88-byte zone
         #expect(try host.run("set_wifipwd \(password)").hasSuffix("Invalid Wi-Fi password.\r\nERROR: Failed to write EEPROM: 0x0a.\r\n" + Expected.prompt))
     }
@@ -42,7 +42,7 @@ struct FaultTests {
     @Test func unplugAfterReceivedBytes() throws {
         let bench = try Bench { c, _ in c.faults.unplugAfterReceivedBytes = 5 }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         let start = ContinuousClock.now
         try host.send("version\r")
         var seen: [UInt8] = []
@@ -60,6 +60,7 @@ struct FaultTests {
     @Test func lineNoiseBeforeTheBanner() throws {
         let bench = try Bench { c, _ in c.faults.lineNoiseBytes = 40 }
         let host = try Host(bench.kit)
+        bench.kit.reset(into: .configuration)
         let boot = try host.read(through: Array(Expected.prompt.utf8))
         #expect(boot.count == 40 + (Expected.banner + Expected.help + Expected.prompt).utf8.count)
         #expect(Array(boot.prefix(40)) == VirtualDevKit.noise(count: 40))
@@ -70,7 +71,7 @@ struct FaultTests {
     @Test func slowSecureElementWrites() throws {
         let bench = try Bench { c, _ in c.faults.secureElementWriteDelay = .milliseconds(150) }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         let start = ContinuousClock.now
         #expect(try host.run("set_wifissid lab").hasSuffix("INFO: Set Wi-Fi SSID successfully.\r\n" + Expected.prompt))
         let elapsed = start.duration(to: .now)
@@ -81,7 +82,7 @@ struct FaultTests {
     @Test func bytesBeyondTheRingAreLostWhileACommandRuns() throws {
         let bench = try Bench { c, _ in c.faults.secureElementWriteDelay = .milliseconds(100) }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         // A careless host: the next 600 bytes follow the line at once.
         try host.send("set_wifissid x\r" + String(repeating: "a", count: 600))
         let response = try host.read(through: "INFO: Set Wi-Fi SSID successfully.\r\n" + Expected.prompt)
@@ -97,7 +98,7 @@ struct FaultTests {
     @Test func aCarefulHostLosesNothing() throws {
         let bench = try Bench { c, _ in c.faults.secureElementWriteDelay = .milliseconds(20) }
         let host = try Host(bench.kit)
-        try host.awaitPrompt()
+        try host.sync()
         let cs = String(repeating: "k", count: 500)
         let line = Array("set_az_iothub \(cs)".utf8)
         var index = 0
@@ -117,7 +118,9 @@ struct FaultTests {
         let baud = 19_200
         let bench = try Bench { c, _ in c.pacingBaudRate = baud }
         let host = try Host(bench.kit, baudRate: baud)
+        #expect(bench.kit.waitUntilIdle(timeout: .seconds(20)))  // the unheard boot, at wire speed
         let start = ContinuousClock.now
+        bench.kit.reset(into: .configuration)
         let boot = try host.read(through: Array(Expected.prompt.utf8))
         let elapsed = start.duration(to: .now)
         let wire = Duration.seconds(Double(boot.count * 10) / Double(baud))
@@ -141,8 +144,9 @@ struct FaultTests {
             let kit = try VirtualDevKit(configuration: .init(stateFile: path))
             kit.start()
             defer { kit.stop() }
+            #expect(kit.waitUntilIdle())
             let host = try Host(kit)
-            try host.awaitPrompt()
+            try host.sync()
             _ = try host.run("set_dps_uds \(Expected.uds)")
             _ = try host.run("set_wifissid \"Lab Net\"")
             _ = try host.run("set_wifipwd pw")
@@ -204,9 +208,9 @@ struct FaultTests {
 
         try bench.kit.replug()
         #expect(bench.kit.isPluggedIn)
+        #expect(bench.kit.waitUntilIdle())  // booted again, before this host listens
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == bench.kit.devicePath)
         let again = Host(port: try SerialPort(path: link))
-        #expect(try again.awaitPrompt().hasSuffix(Expected.help + Expected.prompt))
         #expect(try again.run("") == Expected.prompt)
         _ = firstPath
     }
@@ -272,7 +276,6 @@ struct DeadHostTests {
         probe.close()
         // And a new host gets in.
         let next = try Host(bench.kit)
-        try next.awaitPrompt()  // the boot output nobody read yet
         #expect(try next.run("") == Expected.prompt)
     }
 }

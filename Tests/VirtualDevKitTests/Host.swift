@@ -74,9 +74,14 @@ final class Host {
         }
     }
 
-    /// Reads the boot output through the first prompt.
+    /// Reads through the next prompt (e.g. the boot output after a reset).
     @discardableResult
     func awaitPrompt() throws -> String { try read(through: "\r\n# ") }
+
+    /// What a host does on connecting: send `\r`, wait for the prompt.
+    func sync() throws {
+        #expect(try run("") == "\r\n# ")
+    }
 
     /// Sends a line and returns everything the board sent back through the next prompt.
     func run(_ line: String) throws -> String {
@@ -116,6 +121,8 @@ final class Bench {
         configure(&configuration, directory)
         kit = try VirtualDevKit(configuration: configuration)
         kit.start()
+        // Let it boot with nobody listening, as a board plugged in before the host.
+        #expect(kit.waitUntilIdle(timeout: .seconds(20)))
     }
 
     var statePath: String { directory.appendingPathComponent("state.json").path }

@@ -158,7 +158,9 @@ struct SessionEmulatorTests {
     func wrongMode(mode: VirtualDevKitConfiguration.Mode, expected: BoardMode) throws {
         var timeouts = ConsoleSession.Timeouts()
         timeouts.promptAttempt = .milliseconds(300)
-        try withEmulatedSession(.init(mode: mode), timeouts: timeouts) { _, session in
+        try withEmulatedSession(timeouts: timeouts) { kit, session in
+            // The port is open across the reset, so the boot text is heard.
+            kit.reset(into: mode)
             #expect(throws: ConsoleError.wrongMode(expected)) { try session.synchronize() }
         }
     }

@@ -1,0 +1,164 @@
+/// The two byte ranges of a firmware image that the DICE layer measures (spec §1–§2).
+public struct RIoTImage: Sendable, Equatable {
+    /// [`__start_riot_core`, `__stop_riot_core`): hashed with `Hd` into the CDI.
+    public let core: [UInt8]
+    /// [`__start_riot_fw`, `__stop_riot_fw`): hashed with SHA-256 into the FWID.
+    public let firmware: [UInt8]
+
+    /// The firmware refuses to measure a RIoT Core shorter than this.
+    public static let minimumCoreLength = 8
+
+    public init(core: [UInt8], firmware: [UInt8]) {
+        self.core = core
+        self.firmware = firmware
+    }
+
+    /// The symbols that bound the two ranges.
+    public enum Symbol: String, Sendable, CaseIterable {
+        case startCore = "__start_riot_core"
+        case stopCore = "__stop_riot_core"
+        case startFirmware = "__start_riot_fw"
+        case stopFirmware = "__stop_riot_fw"
+    }
+
+    /// Reads the ranges from an Arduino build's `.bin` (FLASH image from its origin)
+    /// and the GNU ld `.map` beside it.
+    public init(bin: [UInt8], map: [UInt8], binPath: String = "<bin>", mapPath: String = "<map>") throws(FirmwareError) {
+        let parsed = try MapFile(contents: map, path: mapPath)
+        func range(_ start: Symbol, _ stop: Symbol, _ name: String) throws(FirmwareError) -> [UInt8] {
+            let s = try parsed.address(of: start), e = try parsed.address(of: stop)
+            guard s >= parsed.flashOrigin else {
+                throw .rangeOutsideImage(file: binPath, range: name, detail: "\(start.rawValue) = 0x\(String(s, radix: 16)) is below the FLASH origin 0x\(String(parsed.flashOrigin, radix: 16))")
+            }
+            return try Self.slice(bin, from: s - parsed.flashOrigin, to: e &- parsed.flashOrigin, start: start, stop: stop, startAddress: s, stopAddress: e, name: name, file: binPath)
+        }
+        let core = try range(.startCore, .stopCore, "RIoT Core")
+        let firmware = try range(.startFirmware, .stopFirmware, "RIoT FW")
+        try self.init(checking: core, firmware, file: binPath)
+    }
+
+    /// Reads the ranges from the linked `.elf` alone: the symbol table gives the four
+    /// addresses, the loadable section that holds them gives the bytes.
+    public init(elf: [UInt8], path: String = "<elf>") throws(FirmwareError) {
+        let file = try ELFFile(bytes: elf, path: path)
+        func range(_ start: Symbol, _ stop: Symbol, _ name: String) throws(FirmwareError) -> [UInt8] {
+            let s = try file.symbolValue(start.rawValue), e = try file.symbolValue(stop.rawValue)
+            guard e > s else {
+                throw .emptyOrReversedRange(file: path, range: name, start: s, stop: e)
+            }
+            return try file.bytes(from: s, to: e, rangeName: name)
+        }
+        let core = try range(.startCore, .stopCore, "RIoT Core")
+        let firmware = try range(.startFirmware, .stopFirmware, "RIoT FW")
+        try self.init(checking: core, firmware, file: path)
+    }
+
+    private init(checking core: [UInt8], _ firmware: [UInt8], file: String) throws(FirmwareError) {
+        guard core.count >= Self.minimumCoreLength else {
+            throw .coreTooShort(file: file, length: core.count)
+        }
+        self.init(core: core, firmware: firmware)
+    }
+
+    private static func slice(
+        _ bin: [UInt8], from: UInt64, to: UInt64, start: Symbol, stop: Symbol,
+        startAddress: UInt64, stopAddress: UInt64, name: String, file: String
+    ) throws(FirmwareError) -> [UInt8] {
+        guard stopAddress > startAddress else {
+            throw .emptyOrReversedRange(file: file, range: name, start: startAddress, stop: stopAddress)
+        }
+        guard to <= UInt64(bin.count) else {
+            throw .rangeOutsideImage(
+                file: file, range: name,
+                detail: "\(stop.rawValue) is at offset \(to) but the image has only \(bin.count) bytes; is this the .bin of the same build as the .map?")
+        }
+        return Array(bin[Int(from)..<Int(to)])
+    }
+}
+
+/// The parts of a GNU ld map file that locate the RIoT ranges.
+struct MapFile {
+    let flashOrigin: UInt64
+    private var addresses: [RIoTImage.Symbol: UInt64] = [:]
+    private let path: String
+
+    /// Scans the map line by line (`\n` or `\r\n`). For every pattern the *last*
+    /// matching line wins, as in the reference tool; its value is the hex number that
+    /// starts at the first `0x` of the line.
+    init(contents: [UInt8], path: String) throws(FirmwareError) {
+        self.path = path
+        let flashKey = Array("FLASH            0x".utf8)  // FLASH + 12 spaces
+        let symbolKeys = RIoTImage.Symbol.allCases.map { ($0, Array("\($0.rawValue) = .".utf8)) }
+        var origin: UInt64?
+        var lineNumber = 0
+        var lineStart = 0
+        var found: [RIoTImage.Symbol: UInt64] = [:]
+        contents.withUnsafeBufferPointer { buf in
+            while lineStart < buf.count {
+                lineNumber += 1
+                var lineEnd = lineStart
+                while lineEnd < buf.count && buf[lineEnd] != 0x0A { lineEnd += 1 }
+                let line = UnsafeBufferPointer(rebasing: buf[lineStart..<lineEnd])
+                if line.firstRange(of: flashKey) != nil, let v = firstHex(line) { origin = v }
+                // Cheap prefilter: every symbol line contains "__st".
+                if line.count > 16, line.firstRange(of: Array("__st".utf8)) != nil {
+                    for (symbol, key) in symbolKeys where line.firstRange(of: key) != nil {
+                        if let v = firstHex(line) { found[symbol] = v }
+                    }
+                }
+                lineStart = lineEnd + 1
+            }
+        }
+        guard let origin else { throw .noFlashLine(file: path) }
+        self.flashOrigin = origin
+        self.addresses = found
+    }
+
+    func address(of symbol: RIoTImage.Symbol) throws(FirmwareError) -> UInt64 {
+        guard let v = addresses[symbol] else { throw .missingSymbol(file: path, symbol: symbol.rawValue) }
+        return v
+    }
+}
+
+/// The hexadecimal number starting at the first `0x` of a line (at most 16 digits).
+private func firstHex(_ line: UnsafeBufferPointer<UInt8>) -> UInt64? {
+    guard let r = line.firstRange(of: Array("0x".utf8)) else { return nil }
+    var value: UInt64 = 0
+    var digits = 0
+    var i = r.upperBound
+    while i < line.count, let d = hexValue(line[i]) {
+        guard digits < 16 else { return nil }
+        value = value << 4 | UInt64(d)
+        digits += 1
+        i += 1
+    }
+    return digits == 0 ? nil : value
+}
+
+/// Why a firmware input could not be used. Every case names the file and the problem.
+public enum FirmwareError: Error, Equatable, Sendable, CustomStringConvertible {
+    case noFlashLine(file: String)
+    case missingSymbol(file: String, symbol: String)
+    case emptyOrReversedRange(file: String, range: String, start: UInt64, stop: UInt64)
+    case rangeOutsideImage(file: String, range: String, detail: String)
+    case coreTooShort(file: String, length: Int)
+    case malformedELF(file: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .noFlashLine(let file):
+            return "\(file): no 'FLASH            0x…' line in the Memory Configuration; is this the GNU ld map of an AZ3166 build?"
+        case .missingSymbol(let file, let symbol):
+            return "\(file): symbol \(symbol) not found; the sketch must be built with the DevKit's DICE/RIoT linker script"
+        case .emptyOrReversedRange(let file, let range, let start, let stop):
+            let what = stop == start ? "empty" : "reversed"
+            return "\(file): the \(range) range is \(what) (start 0x\(String(start, radix: 16)), stop 0x\(String(stop, radix: 16)))"
+        case .rangeOutsideImage(let file, let range, let detail):
+            return "\(file): the \(range) range runs outside the image: \(detail)"
+        case .coreTooShort(let file, let length):
+            return "\(file): the RIoT Core range is \(length) bytes; the firmware measures at least \(RIoTImage.minimumCoreLength)"
+        case .malformedELF(let file, let detail):
+            return "\(file): not a usable ELF32 little-endian image: \(detail)"
+        }
+    }
+}

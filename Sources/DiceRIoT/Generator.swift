@@ -1,0 +1,106 @@
+import Crypto
+import Foundation
+
+/// A firmware image measured once, ready to certify any number of devices.
+///
+/// ```swift
+/// let image = try RIoTImage(bin: binBytes, map: mapBytes)
+/// let firmware = MeasuredFirmware(image)
+/// let device = try firmware.credentials(uds: UDS(hex: secret), registrationID: RegistrationID("my-device"))
+/// try device.aliasCertificatePEM.write(to: ...)
+/// ```
+public struct MeasuredFirmware: Sendable {
+    /// `Hd(RIoT Core)`: the core's measurement (spec §3–§4).
+    public let coreMeasurement: [UInt8]
+    /// `SHA-256(RIoT FW)`: the firmware ID carried in the Alias certificate.
+    public let fwid: [UInt8]
+
+    public init(_ image: RIoTImage) {
+        coreMeasurement = MeasurementHash.hash(image.core)
+        fwid = Array(SHA256.hash(data: image.firmware))
+    }
+
+    /// Derives both key pairs and signs the Alias certificate for one device (spec §4–§6).
+    public func credentials(uds: UDS, registrationID: RegistrationID) throws(GenerationError) -> DeviceCredentials {
+        let cdi = MeasurementHash.hash(MeasurementHash.hash(uds.bytes) + coreMeasurement)
+        let c1 = Array(SHA256.hash(data: cdi))
+        let deviceID = try DerivedKey.derive(source: c1, label: "Identity")
+        let c2 = Array(SHA256.hash(data: c1 + fwid))
+        let alias = try DerivedKey.derive(source: c2, label: "Alias")
+        do {
+            let tbs = try DevKitDER.aliasTBS(
+                registrationID: registrationID.value, aliasPublic: alias.publicPoint,
+                deviceIDPublic: deviceID.publicPoint, fwid: fwid)
+            let signature = FixedNonceSigner.shared.sign(tbs, privateScalar: deviceID.privateScalar)
+            let der = try DevKitDER.certificate(tbs: tbs, signature: signature)
+            return DeviceCredentials(registrationID: registrationID, deviceID: deviceID, alias: alias, aliasCertificateDER: der)
+        } catch {
+            throw .encoding("\(error)")
+        }
+    }
+}
+
+/// Everything the device derives at boot that a host may want to keep.
+public struct DeviceCredentials: Sendable {
+    public let registrationID: RegistrationID
+    /// The DeviceID key pair (its private half signs both certificates).
+    public let deviceID: DerivedKey
+    /// The Alias key pair (certified by the Alias certificate).
+    public let alias: DerivedKey
+    /// The Alias certificate, DER: what the device presents to DPS.
+    public let aliasCertificateDER: [UInt8]
+
+    /// The Alias certificate as the reference tool wrote `<registration id>.pem`.
+    public var aliasCertificatePEM: String { PEM.oneLine("CERTIFICATE", aliasCertificateDER) }
+
+    /// The self-signed DeviceID certificate, DER (spec §7); computed on demand.
+    public func deviceCertificateDER() throws(GenerationError) -> [UInt8] {
+        do {
+            let tbs = try DevKitDER.deviceTBS(deviceIDPublic: deviceID.publicPoint)
+            let signature = FixedNonceSigner.shared.sign(tbs, privateScalar: deviceID.privateScalar)
+            return try DevKitDER.certificate(tbs: tbs, signature: signature)
+        } catch let error as GenerationError {
+            throw error
+        } catch {
+            throw .encoding("\(error)")
+        }
+    }
+
+    public func deviceCertificatePEM() throws(GenerationError) -> String {
+        PEM.oneLine("CERTIFICATE", try deviceCertificateDER())
+    }
+
+    /// The DeviceID public key as `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo).
+    public func deviceIDPublicKeyPEM() throws(GenerationError) -> String {
+        do { return PEM.oneLine("PUBLIC KEY", try DevKitDER.subjectPublicKeyInfo(deviceID.publicPoint)) } catch {
+            throw .encoding("\(error)")
+        }
+    }
+
+    /// The Alias key pair as `-----BEGIN EC PRIVATE KEY-----`. Secret: store with care.
+    public func aliasPrivateKeyPEM() throws(GenerationError) -> String {
+        do {
+            return PEM.oneLine(
+                "EC PRIVATE KEY", try DevKitDER.ecPrivateKey(scalar: alias.privateScalar, publicPoint: alias.publicPoint))
+        } catch { throw .encoding("\(error)") }
+    }
+
+    /// SHA-1 of the certificate DER, upper-case hex: the thumbprint DPS shows.
+    public var sha1Thumbprint: String { hex(Insecure.SHA1.hash(data: aliasCertificateDER), uppercase: true) }
+    /// SHA-256 of the certificate DER, upper-case hex.
+    public var sha256Thumbprint: String { hex(SHA256.hash(data: aliasCertificateDER), uppercase: true) }
+}
+
+/// PEM as the reference tool wrote it: the Base64 on one line, no wrapping (spec §8).
+public enum PEM {
+    public static func oneLine(_ label: String, _ der: [UInt8]) -> String {
+        "-----BEGIN \(label)-----\n\(Data(der).base64EncodedString())\n-----END \(label)-----\n"
+    }
+}
+
+/// The warning every tool should give about these certificates (spec §5).
+public let fixedNonceWarning = """
+    the DevKit firmware signs with a fixed ECDSA nonce, so anyone holding this \
+    certificate can compute the device's DeviceID private key; treat it as a \
+    test-grade identity (this is the firmware's design, the certificate must match it)
+    """

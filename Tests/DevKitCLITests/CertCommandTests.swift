@@ -1,0 +1,215 @@
+import Foundation
+import Testing
+
+/// `devkit cert` end to end: the built binary, its files, output and exit codes.
+@Suite("devkit cert (built binary)")
+struct CertCommandTests {
+    static let vectorsRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/dice-vectors")
+    static let firmware = vectorsRoot.appendingPathComponent("firmware").path
+    static let vectors: [[String: String]] = {
+        let data = FileManager.default.contents(atPath: vectorsRoot.appendingPathComponent("vectors.json").path)!
+        let json = try! JSONSerialization.jsonObject(with: data) as! [String: [[String: String]]]
+        return json["vectors"]!
+    }()
+    static let sampleUDS = "19e25a259d0c2be03a02d416c05c48ccd0cc7d1743458aae1cb488b074993eae"
+
+    /// A fresh directory with a UDS file in it.
+    struct Workspace {
+        let path: String
+        init() throws {
+            path = FileManager.default.temporaryDirectory.appendingPathComponent("cert-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try (CertCommandTests.sampleUDS + "\n").write(toFile: path + "/uds.hex", atomically: true, encoding: .utf8)
+        }
+        var files: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted() }
+        func read(_ name: String) -> String? { try? String(contentsOfFile: path + "/" + name, encoding: .utf8) }
+        func remove() { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    func devkit(_ arguments: [String], stdin: String? = nil) throws -> ListProcessResult {
+        try TestProcess.run([ListTestSupport.devkitBinary, "cert"] + arguments, stdin: stdin.map { Array($0.utf8) }, timeout: 30)
+    }
+
+    func tiny(_ extra: [String]) -> [String] {
+        ["--bin", Self.firmware + "/Tiny.ino.bin", "--map", Self.firmware + "/Tiny.ino.map"] + extra
+    }
+
+    @Test("every vector: all four files byte-exact, from bin+map and from elf", arguments: vectors.map { $0["id"]! }, [false, true])
+    func vectorsEndToEnd(id: String, useELF: Bool) throws {
+        let v = Self.vectors.first { $0["id"] == id }!
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try v["uds"]!.write(toFile: ws.path + "/v.uds", atomically: true, encoding: .utf8)
+        let firmware = useELF
+            ? ["--elf", Self.vectorsRoot.appendingPathComponent(v["elf"]!).path]
+            : ["--bin", Self.vectorsRoot.appendingPathComponent(v["bin"]!).path,
+               "--map", Self.vectorsRoot.appendingPathComponent(v["map"]!).path]
+        let identity = v["mac"] != nil
+            ? ["--mac", v["mac"]!, "--firmware-version", v["firmware_version"]!]
+            : ["--registration-id", v["registration_id"]!]
+        let out = ws.path + "/out"
+        let r = try devkit(firmware + identity + ["--uds-file", ws.path + "/v.uds", "--output-dir", out, "--device-cert", "--keys"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let rid = v["registration_id"]!
+        let read = { (name: String) in try? String(contentsOfFile: out + "/" + name, encoding: .utf8) }
+        #expect(read("\(rid).pem") == v["alias_certificate"])
+        #expect(read("\(rid).device.pem") == v["device_certificate"])
+        #expect(read("\(rid).device-id.pub.pem") == v["device_id_public_key"])
+        #expect(read("\(rid).alias.key.pem") == v["alias_private_key"])
+        let attributes = try FileManager.default.attributesOfItem(atPath: out + "/\(rid).alias.key.pem")
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(r.stdout.contains("registration ID: \(rid)"))
+        #expect(!r.stdout.contains(v["uds"]!) && !r.stderr.contains(v["uds"]!))
+        // Exactly one fixed-nonce warning.
+        #expect(r.stderr.components(separatedBy: "fixed ECDSA nonce").count == 2)
+    }
+
+    @Test("UDS from standard input, JSON output with thumbprints")
+    func stdinAndJSON() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let r = try devkit(tiny(["--uds-file", "-", "--registration-id", "uppercase-uds", "--output-dir", ws.path, "--json"]),
+                           stdin: "  \(Self.sampleUDS.uppercased())  \n")
+        #expect(r.status == 0, "\(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(object["registration_id"] as? String == "uppercase-uds")
+        #expect(object["certificate"] as? String == ws.path + "/uppercase-uds.pem")
+        let pem = ws.read("uppercase-uds.pem")!
+        #expect(pem == Self.vectors.first { $0["id"] == "uppercase-uds" }!["alias_certificate"])
+        // The thumbprints are those of the written certificate's DER.
+        let der = Data(base64Encoded: pem.split(separator: "\n")[1].description)!
+        #expect((object["sha1_thumbprint"] as? String)?.count == 40)
+        #expect((object["sha256_thumbprint"] as? String)?.count == 64)
+        #expect(der.count > 300)
+    }
+
+    @Test("invalid values exit 64 with one line and write nothing", arguments: [
+        (["--registration-id", String(repeating: "a", count: 127)], "at most 126"),
+        (["--registration-id", "Bad_ID"], "only a-z, 0-9"),
+        (["--mac", "a4cf120b9e3", "--firmware-version", "1.6.2"], "not a MAC address"),
+        (["--mac", "a4cf120b9e31", "--firmware-version", "1.6"], "not a firmware version"),
+        (["--mac", "a4cf120b9e31"], "go together"),
+        ([], "--registration-id"),
+    ])
+    func invalidValues(arguments: [String], message: String) throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let r = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out"] + arguments))
+        #expect(r.status == 64)
+        #expect(r.stderr.contains(message), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: ws.path + "/out"))
+    }
+
+    @Test("bad UDS files exit 64 and never echo the secret", arguments: [
+        ("zz" + String(sampleUDS.dropFirst(2)), "non-hex character at position 1"),
+        (String(sampleUDS.dropLast()), "has 63 characters"),
+        (sampleUDS + "00", "has 66 characters"),
+    ])
+    func badUDS(contents: String, message: String) throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try contents.write(toFile: ws.path + "/bad.hex", atomically: true, encoding: .utf8)
+        let r = try devkit(tiny(["--uds-file", ws.path + "/bad.hex", "--registration-id", "x", "--output-dir", ws.path + "/out"]))
+        #expect(r.status == 64)
+        #expect(r.stderr.contains(message), "\(r.stderr)")
+        #expect(!r.stderr.contains(String(Self.sampleUDS.dropFirst(2))))
+        #expect(!FileManager.default.fileExists(atPath: ws.path + "/out"))
+    }
+
+    @Test("unreadable inputs exit 66")
+    func unreadable() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let missingUDS = try devkit(tiny(["--uds-file", ws.path + "/nope", "--registration-id", "x", "--output-dir", ws.path]))
+        #expect(missingUDS.status == 66)
+        #expect(missingUDS.stderr.contains(ws.path + "/nope"))
+        let missingBin = try devkit(["--bin", ws.path + "/x.bin", "--map", Self.firmware + "/Tiny.ino.map",
+                                     "--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", ws.path])
+        #expect(missingBin.status == 66)
+        #expect(ws.files == ["uds.hex"])
+    }
+
+    @Test("malformed firmware exits 65 naming file and problem, leaving no file")
+    func malformed() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let map = try String(contentsOfFile: Self.firmware + "/Tiny.ino.map", encoding: .utf8)
+        let noSymbol = map.split(separator: "\n").filter { !$0.contains("__stop_riot_fw = .") }.joined(separator: "\n")
+        try noSymbol.write(toFile: ws.path + "/bad.map", atomically: true, encoding: .utf8)
+        let r = try devkit(["--bin", Self.firmware + "/Tiny.ino.bin", "--map", ws.path + "/bad.map",
+                            "--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", ws.path])
+        #expect(r.status == 65)
+        #expect(r.stderr.contains("bad.map") && r.stderr.contains("__stop_riot_fw"))
+        let elf = try Data(contentsOf: URL(fileURLWithPath: Self.firmware + "/Tiny.ino.elf"))
+        try elf.prefix(1000).write(to: URL(fileURLWithPath: ws.path + "/short.elf"))
+        let t = try devkit(["--elf", ws.path + "/short.elf", "--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", ws.path])
+        #expect(t.status == 65)
+        #expect(t.stderr.contains("short.elf"))
+        #expect(ws.files == ["bad.map", "short.elf", "uds.hex"])
+    }
+
+    @Test("an unwritable output directory exits 73 and leaves nothing")
+    func unwritable() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        // A regular file where the directory should be: fails even for root.
+        try "x".write(toFile: ws.path + "/blocker", atomically: true, encoding: .utf8)
+        let r = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", ws.path + "/blocker/out"]))
+        #expect(r.status == 73, "\(r.stderr)")
+        // The ID's own .pem is a directory: the rename fails; no key file or temporary stays.
+        try FileManager.default.createDirectory(atPath: ws.path + "/out/y.pem", withIntermediateDirectories: true)
+        try "keep".write(toFile: ws.path + "/out/y.pem/keep", atomically: true, encoding: .utf8)
+        let s = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "y", "--output-dir", ws.path + "/out", "--keys"]))
+        #expect(s.status == 73, "\(s.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: ws.path + "/out") == ["y.pem"])
+    }
+
+    @Test("usage errors: firmware options", arguments: [
+        ["--bin", "a.bin"], ["--map", "a.map"], ["--elf", "a.elf", "--bin", "a.bin", "--map", "a.map"], [],
+    ])
+    func firmwareUsage(firmware: [String]) throws {
+        let r = try devkit(firmware + ["--uds-file", "u", "--registration-id", "x"])
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--"), "\(r.stderr)")
+    }
+
+    @Test("batch: every good line certified, a bad line reported by number, exit 1")
+    func batch() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = [
+            #"{"uds": "\#(Self.sampleUDS)", "registration_id": "uppercase-uds"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4:cf:12:0b:9e:31", "firmware_version": "1.3.0"}"#,
+            "",
+            #"{"uds": "nothex", "registration_id": "bad-one"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "registration_id": "uppercase-uds"}"#,
+            "not json",
+        ]
+        try lines.joined(separator: "\r\n").write(toFile: ws.path + "/devices.jsonl", atomically: true, encoding: .utf8)
+        let r = try devkit(tiny(["--batch", ws.path + "/devices.jsonl", "--output-dir", ws.path + "/out", "--json"]))
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("devices.jsonl:4:"))
+        #expect(r.stderr.contains("devices.jsonl:5:") && r.stderr.contains("already appears on line 1"))
+        #expect(r.stderr.contains("devices.jsonl:6:"))
+        #expect(r.stderr.contains("3 of 5 devices failed"))
+        let files = try FileManager.default.contentsOfDirectory(atPath: ws.path + "/out").sorted()
+        #expect(files == ["az-a4cf120b9e31v1v3v0.pem", "uppercase-uds.pem"])
+        let expected = Dictionary(uniqueKeysWithValues: Self.vectors.map { ($0["registration_id"]!, $0["alias_certificate"]!) })
+        for file in files {
+            let id = String(file.dropLast(4))
+            #expect(try String(contentsOfFile: ws.path + "/out/" + file, encoding: .utf8) == expected[id])
+        }
+        let jsonLines = r.stdout.split(separator: "\n")
+        #expect(jsonLines.count == 5)
+        #expect(jsonLines.filter { $0.contains(#""error""#) }.count == 3)
+    }
+
+    @Test("--help teaches with an example")
+    func help() throws {
+        let r = try TestProcess.run([ListTestSupport.devkitBinary, "cert", "--help"], timeout: 20)
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("--batch") && r.stdout.contains("Examples:") && r.stdout.contains("az-<mac>v"))
+    }
+}

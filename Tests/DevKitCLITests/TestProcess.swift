@@ -1,0 +1,107 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Bounded child processes for the end-to-end tests of the built `devkit`.
+enum TestProcess {
+    /// Runs `argv` in its own process group with `stdin` as its standard input
+    /// (/dev/null when nil), collects its output, and kills the whole group if it is
+    /// not done within `timeout`.
+    ///
+    /// posix_spawn rather than Foundation.Process: the deadline must kill the
+    /// grandchildren (umockdev-run's child) too, which needs a process group.
+    static func run(
+        _ argv: [String], stdin: [UInt8]? = nil, environment: [String: String] = [:], timeout: Double
+    ) throws -> ListProcessResult {
+        var inPipe: [Int32] = [-1, -1]
+        if stdin != nil { guard pipe(&inPipe) == 0 else { throw POSIXError(.init(rawValue: errno)!) } }
+        var outPipe: [Int32] = [-1, -1]
+        var errPipe: [Int32] = [-1, -1]
+        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw POSIXError(.init(rawValue: errno)!) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if stdin != nil {
+            posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+            posix_spawn_file_actions_addclose(&actions, inPipe[0])
+            posix_spawn_file_actions_addclose(&actions, inPipe[1])
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        for fd in outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
+        close(outPipe[1])
+        close(errPipe[1])
+        if let stdin {
+            // Small inputs fit the pipe buffer; the child reads them at its pace.
+            close(inPipe[0])
+            _ = stdin.withUnsafeBytes { write(inPipe[1], $0.baseAddress, $0.count) }
+            close(inPipe[1])
+        }
+        defer {
+            close(outPipe[0])
+            close(errPipe[0])
+        }
+        guard rc == 0 else { throw POSIXError(.init(rawValue: rc)!) }
+
+        var start = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        func elapsed() -> Double {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            return Double(now.tv_sec - start.tv_sec) + Double(now.tv_nsec - start.tv_nsec) / 1e9
+        }
+
+        var out: [UInt8] = [], err: [UInt8] = []
+        var open = [outPipe[0], errPipe[0]]
+        var timedOut = false
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !open.isEmpty {
+            let remaining = timeout - elapsed()
+            if remaining <= 0 {
+                timedOut = true
+                kill(-pid, SIGKILL)
+                break
+            }
+            var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&fds, nfds_t(fds.count), Int32(min(remaining * 1000, 1_000_000)) + 1)
+            if ready < 0 && errno != EINTR { break }
+            for entry in fds where entry.revents != 0 {
+                let n = read(entry.fd, &buffer, buffer.count)
+                if n > 0 {
+                    if entry.fd == outPipe[0] { out += buffer[..<n] } else { err += buffer[..<n] }
+                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                    open.removeAll { $0 == entry.fd }
+                }
+            }
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // Nothing of the group may outlive the test.
+        kill(-pid, SIGKILL)
+        let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return ListProcessResult(
+            status: exitStatus, stdout: String(decoding: out, as: UTF8.self),
+            stderr: String(decoding: err, as: UTF8.self), timedOut: timedOut)
+    }
+}

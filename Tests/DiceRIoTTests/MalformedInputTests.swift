@@ -1,0 +1,135 @@
+import Testing
+@testable import DiceRIoT
+
+/// Every malformed firmware input is a typed error naming the file and problem.
+@Suite("Malformed firmware inputs")
+struct MalformedInputTests {
+    let bin = Fixtures.bytes("firmware/Tiny.ino.bin")
+    let map = String(decoding: Fixtures.bytes("firmware/Tiny.ino.map"), as: UTF8.self)
+    let elf = Fixtures.bytes("firmware/Tiny.ino.elf")
+
+    private func image(map text: String, bin: [UInt8]? = nil) throws(FirmwareError) -> RIoTImage {
+        try RIoTImage(bin: bin ?? self.bin, map: Array(text.utf8), binPath: "t.bin", mapPath: "t.map")
+    }
+
+    /// The map with the value on the line of `symbol` replaced.
+    private func map(setting symbol: String, to value: String) -> String {
+        map.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            line.contains("\(symbol) = .") ? "                \(value)                        \(symbol) = ." : String(line)
+        }.joined(separator: "\n")
+    }
+
+    private func map(without needle: String) -> String {
+        map.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.contains(needle) }.joined(separator: "\n")
+    }
+
+    @Test("a missing symbol line", arguments: RIoTImage.Symbol.allCases)
+    func missingSymbol(symbol: RIoTImage.Symbol) {
+        #expect(throws: FirmwareError.missingSymbol(file: "t.map", symbol: symbol.rawValue)) {
+            try image(map: map(without: "\(symbol.rawValue) = ."))
+        }
+    }
+
+    @Test func noFlashLine() {
+        #expect(throws: FirmwareError.noFlashLine(file: "t.map")) { try image(map: map(without: "FLASH            0x")) }
+    }
+
+    @Test func rangePastEndOfBin() {
+        #expect {
+            try image(map: map, bin: Array(bin.prefix(bin.count - 1)))
+        } throws: { error in
+            guard case FirmwareError.rangeOutsideImage(let file, let range, _) = error else { return false }
+            return file == "t.bin" && range == "RIoT FW"
+        }
+    }
+
+    @Test func reversedRange() {
+        // __stop_riot_core (0x0800c238) before __start_riot_core.
+        #expect(throws: FirmwareError.emptyOrReversedRange(file: "t.bin", range: "RIoT Core", start: 0x0800_c214, stop: 0x0800_c210)) {
+            try image(map: map(setting: "__stop_riot_core", to: "0x0800c210"))
+        }
+    }
+
+    @Test func emptyRange() {
+        #expect(throws: FirmwareError.emptyOrReversedRange(file: "t.bin", range: "RIoT FW", start: 0x0800_c238, stop: 0x0800_c238)) {
+            try image(map: map(setting: "__stop_riot_fw", to: "0x0800c238"))
+        }
+    }
+
+    @Test func coreUnderEightBytes() {
+        #expect(throws: FirmwareError.coreTooShort(file: "t.bin", length: 7)) {
+            try image(map: map(setting: "__stop_riot_core", to: "0x0800c21b"))
+        }
+        // Exactly 8 is accepted.
+        #expect(throws: Never.self) { try image(map: map(setting: "__stop_riot_core", to: "0x0800c21c")) }
+    }
+
+    @Test("the last matching line wins, and CRLF line ends are read")
+    func lastMatchWinsAndCRLF() throws {
+        let reference = try image(map: map)
+        // An earlier, wrong definition is overridden by the real one after it.
+        let decoy = "                0x0800c000                        __start_riot_core = .\n"
+        let withDecoy = map.replacingFirst("Linker script and memory map", with: decoy + "Linker script and memory map")
+        #expect(try image(map: withDecoy) == reference)
+        let crlf = map.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\r\n")
+        #expect(try image(map: crlf) == reference)
+    }
+
+    @Test("the value is the number at the first 0x of the line")
+    func firstHexOnLine() throws {
+        let line = "                0x0800c214   0x0800c000   __start_riot_core = ."
+        let edited = map.split(separator: "\n", omittingEmptySubsequences: false).map {
+            $0.contains("__start_riot_core = .") ? line : String($0)
+        }.joined(separator: "\n")
+        #expect(try image(map: edited) == image(map: map))
+    }
+
+    @Test("truncated ELF files are errors, never crashes", arguments: [0, 3, 4, 40, 51, 52, 100, 1000, 2000, 4000, 5000])
+    func truncatedELF(length: Int) {
+        #expect(throws: FirmwareError.self) { try RIoTImage(elf: Array(elf.prefix(length)), path: "t.elf") }
+    }
+
+    @Test func notAnELF() {
+        #expect(throws: FirmwareError.malformedELF(file: "m.map", detail: "no ELF magic number")) {
+            try RIoTImage(elf: Fixtures.bytes("firmware/Tiny.ino.map"), path: "m.map")
+        }
+    }
+
+    @Test("garbled ELF bytes never crash the reader")
+    func garbledELF() {
+        var generator = SplitMix64(seed: 0x5EED)
+        for _ in 0..<2000 {
+            var bytes = elf
+            for _ in 0..<8 {
+                let i = Int(generator.next() % UInt64(bytes.count))
+                bytes[i] = UInt8(truncatingIfNeeded: generator.next())
+            }
+            _ = try? RIoTImage(elf: bytes, path: "g.elf")
+        }
+    }
+
+    @Test func errorMessagesNameFileAndSymbol() {
+        let message = "\(FirmwareError.missingSymbol(file: "a/b.map", symbol: "__stop_riot_fw"))"
+        #expect(message.contains("a/b.map") && message.contains("__stop_riot_fw"))
+    }
+}
+
+/// A small deterministic generator so the garbling test is repeatable.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension String {
+    func replacingFirst(_ target: String, with replacement: String) -> String {
+        guard let range = range(of: target) else { return self }
+        return replacingCharacters(in: range, with: replacement)
+    }
+}

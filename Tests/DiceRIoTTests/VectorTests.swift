@@ -1,0 +1,63 @@
+import Testing
+@testable import DiceRIoT
+
+@Suite("Reference vectors")
+struct VectorTests {
+    @Test("every vector's four outputs, byte-exact, from .bin + .map", arguments: Fixtures.vectors.map(\.id))
+    func fromBinAndMap(id: String) throws {
+        let v = Fixtures.vectors.first { $0.id == id }!
+        let image = try RIoTImage(bin: Fixtures.bytes(v.bin), map: Fixtures.bytes(v.map))
+        try check(v, image: image)
+    }
+
+    @Test("every vector's four outputs, byte-exact, from the .elf alone", arguments: Fixtures.vectors.map(\.id))
+    func fromELF(id: String) throws {
+        let v = Fixtures.vectors.first { $0.id == id }!
+        let image = try RIoTImage(elf: Fixtures.bytes(v.elf))
+        try check(v, image: image)
+    }
+
+    @Test("the .elf and the .bin + .map give the same ranges", arguments: Fixtures.vectors.map(\.id))
+    func sameRanges(id: String) throws {
+        let v = Fixtures.vectors.first { $0.id == id }!
+        #expect(try RIoTImage(elf: Fixtures.bytes(v.elf)) == RIoTImage(bin: Fixtures.bytes(v.bin), map: Fixtures.bytes(v.map)))
+    }
+
+    @Test("a derived registration ID matches the vector's", arguments: Fixtures.vectors.filter { $0.mac != nil }.map(\.id))
+    func derivedID(id: String) throws {
+        let v = Fixtures.vectors.first { $0.id == id }!
+        let derived = RegistrationID(mac: try MACAddress(v.mac!), firmwareVersion: try FirmwareVersion(v.firmwareVersion!))
+        #expect(derived.value == v.registrationID)
+    }
+
+    private func check(_ v: Vector, image: RIoTImage) throws {
+        let firmware = MeasuredFirmware(image)
+        let device = try firmware.credentials(uds: UDS(hex: v.uds), registrationID: RegistrationID(v.registrationID))
+        #expect(device.aliasCertificatePEM == v.aliasCertificate)
+        #expect(try device.deviceCertificatePEM() == v.deviceCertificate)
+        #expect(try device.deviceIDPublicKeyPEM() == v.deviceIDPublicKey)
+        #expect(try device.aliasPrivateKeyPEM() == v.aliasPrivateKey)
+    }
+}
+
+@Suite("Measurement hash Hd")
+struct MeasurementHashTests {
+    @Test func checkValues() {
+        #expect(hex(MeasurementHash.hash([UInt8]())) == "08c5a54e766e56a6f8430524d46fb0fee37b775701c44995daaf36640e33d265")
+        #expect(hex(MeasurementHash.hash(Array("abc".utf8))) == "bb392cd2622eecbce49cd242285d0009ef70eae1a3e43e5ec8eae7c779b9f600")
+    }
+
+    @Test("padding boundaries give distinct digests and never crash", arguments: [54, 55, 56, 57, 63, 64, 65, 119, 120, 128])
+    func paddingBoundaries(length: Int) {
+        let a = MeasurementHash.hash([UInt8](repeating: 0x61, count: length))
+        let b = MeasurementHash.hash([UInt8](repeating: 0x61, count: length + 1))
+        #expect(a.count == 32)
+        #expect(a != b)
+    }
+
+    @Test("Hd differs from standard SHA-256")
+    func notStandard() {
+        // SHA-256("abc") starts ba7816bf.
+        #expect(!hex(MeasurementHash.hash(Array("abc".utf8))).hasPrefix("ba7816bf"))
+    }
+}
