@@ -75,14 +75,8 @@ struct WatchCommand: AsyncParsableCommand {
             let monitor = try DeviceMonitor()
 
             // Stop on SIGTERM/SIGINT: the monitor ends its event stream, the loop below exits.
-            signal(SIGTERM, SIG_IGN)
-            signal(SIGINT, SIG_IGN)
-            let sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0) }
-            for source in sources {
-                source.setEventHandler { monitor.stop() }
-                source.resume()
-            }
-            defer { sources.forEach { $0.cancel() } }
+            // Installed synchronously (sigaction), before "watching" is printed.
+            try installStopSignals { monitor.stop() }
 
             if !json { printError("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops") }
             for device in monitor.attached {
@@ -150,4 +144,37 @@ final class BoardThreads: @unchecked Sendable {
     }
 
     func waitForAll() { group.wait() }
+}
+
+/// Write end of the self-pipe the SIGTERM/SIGINT handler writes to.
+nonisolated(unsafe) private var stopSignalPipe: Int32 = -1
+
+/// Calls `onStop` (on its own thread) at the first SIGTERM or SIGINT.
+///
+/// A sigaction handler writing to a self-pipe rather than a DispatchSource: a
+/// dispatch signal source is armed asynchronously after `resume()`, so a signal
+/// arriving right after start-up could be lost with the default action ignored.
+private func installStopSignals(_ onStop: @escaping @Sendable () -> Void) throws {
+    var fds: [Int32] = [-1, -1]
+    guard pipe(&fds) == 0 else { throw ExitCode(ExitStatus.software.rawValue) }
+    // Not inherited by anything this process might start.
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    stopSignalPipe = fds[1]
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = { _ in
+        var byte: UInt8 = 1
+        _ = write(stopSignalPipe, &byte, 1)  // async-signal-safe
+    }
+    sigemptyset(&action.sa_mask)
+    action.sa_flags = SA_RESTART
+    sigaction(SIGTERM, &action, nil)
+    sigaction(SIGINT, &action, nil)
+    let readEnd = fds[0]
+    let thread = Thread {
+        var byte: UInt8 = 0
+        while read(readEnd, &byte, 1) < 0 && errno == EINTR {}
+        onStop()
+    }
+    thread.name = "devkit-watch signals"
+    thread.start()
 }

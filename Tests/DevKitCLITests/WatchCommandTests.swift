@@ -33,7 +33,8 @@ import Glibc
         }
         try #require(text.contains("watching for DevKits"), "\(text)")
         kill(process.processIdentifier, SIGTERM)
-        #expect(exited.wait(timeout: .now() + 20) == .success, "watch did not stop on SIGTERM")
+        let stopped = exited.wait(timeout: .now() + 20) == .success
+        try #require(stopped, "watch did not stop on SIGTERM")
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
         text += String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
