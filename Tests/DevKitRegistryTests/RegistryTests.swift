@@ -63,7 +63,7 @@ let udsB = String(repeating: "5a", count: 32)
         #expect(mode(dbPath) == 0o600)
     }
 
-    @Test func usesWALAndFullSync() throws {
+    @Test func usesWAL() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let dbPath = tmp.file("r.sqlite")
