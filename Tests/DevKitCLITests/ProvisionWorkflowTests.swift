@@ -188,4 +188,25 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
             try workflow.resume(boardID: early, request: f.request(uds: .generate), session: nil)
         }
     }
+
+    @Test func udsFromTheProfileDirectoryByUSBSerial() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit()
+        defer { kit.stop() }
+        try FileManager.default.createDirectory(atPath: f.dir + "/uds", withIntermediateDirectories: false)
+        let serial = "0669FF555185754867102435"
+        let uds = String(repeating: "7e", count: 32)
+        try (uds + "\n").write(toFile: f.dir + "/uds/\(serial).uds", atomically: true, encoding: .utf8)
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        var request = f.request(uds: .directory(f.dir + "/uds"))
+        #expect(throws: ProvisionError.serialUnknown(directory: f.dir + "/uds")) {
+            try withKitSession(kit) { try workflow.run(request, session: $0) }
+        }
+        #expect(kit.receivedByteCount == 0)
+        request.usbSerial = serial
+        let result = try withKitSession(kit) { try workflow.run(request, session: $0) }
+        #expect(kit.state.uds == uds)
+        #expect(try f.registry.board(id: result.boardID)?.usbSerial == serial)
+    }
 }
