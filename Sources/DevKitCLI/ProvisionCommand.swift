@@ -1,5 +1,6 @@
 import ArgumentParser
 import DevKitConsole
+import DiceRIoT
 import DevKitRegistry
 import DevKitWorkflows
 import Foundation
@@ -133,6 +134,7 @@ struct ProvisionCommand: AsyncParsableCommand {
                 }
             }
             reporter.result(result)
+            printError("devkit: warning: \(fixedNonceWarning)")
         }
     }
 }
