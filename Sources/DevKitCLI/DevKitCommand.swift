@@ -19,13 +19,18 @@ public struct DevKitCommand: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            CertCommand.self,
+            // The whole flow first, then the single steps, then the bench and tools.
+            ProvisionCommand.self,
             ConsoleREPLCommand.self,
-            ListCommand.self,
-            SetUDSCommand.self,
             InfoCommand.self,
+            SetUDSCommand.self,
             SetWiFiCommand.self,
             SetConnectionStringCommand.self,
+            CertCommand.self,
+            ListCommand.self,
+            AutoconfigureCommand.self,
+            WatchCommand.self,
+            RegistryCommand.self,
             EmulateCommand.self,
         ]
     )

@@ -1,0 +1,71 @@
+import ArgumentParser
+import DeviceDiscovery
+import DevKitWorkflows
+import Foundation
+
+/// `devkit autoconfigure`: provision the board on one port as a profile says.
+struct AutoconfigureCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "autoconfigure",
+        abstract: "Provision the board on one port as a profile says (what the udev rule runs).",
+        discussion: """
+            Reads the TOML profile (firmware, UDS policy, Wi-Fi, output directory, \
+            registration ID scheme, DPS), then provisions the board like `devkit \
+            provision`. A board the registry has already finished (same USB serial) is \
+            left alone; one left unfinished is resumed with its recorded UDS.
+
+            Profile example (paths relative to the profile):
+            \(ProfileLoader.example.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
+
+            Examples:
+              devkit autoconfigure --port /dev/ttyACM0 --profile /etc/devkit/bench.toml
+              devkit autoconfigure --port /dev/devkit-0 --profile bench.toml --json
+
+            Exit codes as for `devkit provision`; 69 when the board is not in \
+            configuration mode (hold button A and press reset).
+            """)
+
+    @OptionGroup var port: PortOptions
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"))
+    var profile: String
+
+    @Flag(help: "Report each step and the result as JSON Lines on stdout.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let profile = try ProfileLoader.load(path: self.profile)
+            let path = try port.resolvedPath()
+            let provisioner = ProfileProvisioner(
+                profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: port.baud)
+            let reporter = ProvisionReporter(json: json)
+            let crash = crashHookFromEnvironment()
+            switch try provisioner.provision(
+                path: path, usbSerial: usbSerial(of: path), report: reporter.event,
+                afterStep: { step, _ in crash(step.rawValue) })
+            {
+            case .provisioned(let result, _):
+                reporter.result(result)
+            case .alreadyProvisioned(let board):
+                let message = "board #\(board.id ?? 0) (USB serial \(board.usbSerial ?? "?")) is already provisioned"
+                    + " as \(board.registrationID ?? "?"); `devkit registry show \(board.id ?? 0)` shows it"
+                if json {
+                    print(try registryJSON(["event": "skipped", "message": message]))
+                } else {
+                    printError("devkit: \(message)")
+                }
+            }
+        }
+    }
+}
+
+/// The USB serial of the DevKit at `path` (a node or a by-id link), when discovery knows it.
+func usbSerial(of path: String, among known: [DevKitDevice]? = nil) -> String? {
+    let real = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)).map {
+        $0.hasPrefix("/") ? $0 : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent($0)
+    }.map { ($0 as NSString).standardizingPath } ?? path
+    guard let boards = known ?? (try? DeviceDiscovery.enumerate()) else { return nil }
+    return boards.first { $0.devnode == real || $0.devnode == path || $0.byIDLink == path }?.serialNumber
+}

@@ -1,0 +1,140 @@
+import ArgumentParser
+import DevKitConsole
+import DiceRIoT
+import DevKitRegistry
+import DevKitWorkflows
+import Foundation
+
+/// `devkit provision`: one board from blank to enrollment file.
+struct ProvisionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "provision",
+        abstract: "Provision a DevKit end to end: UDS, Wi-Fi, certificate and DPS enrollment file.",
+        discussion: """
+            Checks every input first (firmware measured, secrets read, output directory \
+            writable), then records the UDS in the registry (synced to disk) BEFORE it is \
+            sent, stores it on the board (and Wi-Fi if asked), reads the firmware \
+            version, reboots the board to read its MAC from the boot log (unless --mac \
+            is given), computes the Alias certificate and writes <id>.pem and \
+            <id>.enrollment.json (the body of a DPS individual-enrollment request), and \
+            prints the equivalent `az iot dps enrollment create` command.
+
+            Each step is reported as it happens (one line on stderr; with --json, one \
+            JSON object per line on stdout, the last one the result). The registry row \
+            is updated at each step, so a board interrupted at any point (crash, unplug) \
+            can be finished with --resume <row id | MAC>: the recorded UDS is reused and \
+            only the missing steps run.
+
+            \(BoardHelp.modes)
+
+            Examples:
+              devkit provision --port /dev/ttyACM0 --bin DevKitDPS.ino.bin \\
+                  --map DevKitDPS.ino.map --generate-uds --output-dir enrollments
+              devkit provision --elf DevKitDPS.ino.elf --uds-file board7.uds \\
+                  --wifi-ssid bench --wifi-password-file wifi.secret --json
+              devkit provision --resume 7 --elf DevKitDPS.ino.elf
+
+            Exit codes: 64 invalid input, 65 bad firmware or boot log, 66 file not found, \
+            69 board not in configuration mode, 73 cannot write output, 74 board or link \
+            error, 75 timeout.
+            """)
+
+    @OptionGroup var port: PortOptions
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(help: ArgumentHelp("The sketch's .ino.bin (with --map).", valueName: "file"))
+    var bin: String?
+    @Option(help: ArgumentHelp("The sketch's .ino.map (with --bin).", valueName: "file"))
+    var map: String?
+    @Option(help: ArgumentHelp("The sketch's .ino.elf (instead of --bin/--map).", valueName: "file"))
+    var elf: String?
+
+    @Option(help: ArgumentHelp("File holding the UDS, 64 hex digits ('-': standard input).", valueName: "file"))
+    var udsFile: String?
+    @Flag(help: "Generate a fresh UDS (kept in the registry).")
+    var generateUDS = false
+
+    @Option(help: ArgumentHelp("Registration ID (default: az-<mac>v<version>, what the firmware derives).", valueName: "id"))
+    var registrationID: String?
+    @Option(help: ArgumentHelp("The board's MAC, if known: skips the reboot that reads it.", valueName: "mac"))
+    var mac: String?
+
+    @Option(help: ArgumentHelp("Wi-Fi SSID to store (with --wifi-password-file).", valueName: "ssid"))
+    var wifiSSID: String?
+    @Option(help: ArgumentHelp("File holding the Wi-Fi password ('-': standard input).", valueName: "file"))
+    var wifiPasswordFile: String?
+
+    @Option(help: ArgumentHelp("Where <id>.pem and <id>.enrollment.json go.", valueName: "dir"))
+    var outputDir: String = "."
+
+    @Option(help: ArgumentHelp("DPS name for the printed az command.", valueName: "name"))
+    var dpsName: String?
+    @Option(help: ArgumentHelp("Resource group for the printed az command.", valueName: "group"))
+    var resourceGroup: String?
+
+    @Option(help: ArgumentHelp("Finish a board recorded earlier (row id or MAC).", valueName: "board"))
+    var resume: String?
+
+    @Flag(help: "Report each step and the result as JSON Lines on stdout.")
+    var json = false
+
+    func validate() throws {
+        if (elf == nil) == (bin == nil && map == nil) || (elf == nil && (bin == nil || map == nil)) {
+            throw ValidationError("Give the firmware as --bin FILE --map FILE, or as --elf FILE.")
+        }
+        if resume == nil && (udsFile == nil) == !generateUDS {
+            throw ValidationError("Give exactly one of --uds-file FILE and --generate-uds.")
+        }
+        if resume != nil && (udsFile != nil || generateUDS) {
+            throw ValidationError("--resume reuses the UDS in the registry; drop --uds-file/--generate-uds.")
+        }
+        if (wifiSSID == nil) != (wifiPasswordFile == nil) {
+            throw ValidationError("Give --wifi-ssid and --wifi-password-file together.")
+        }
+        if udsFile == "-" && wifiPasswordFile == "-" {
+            throw ValidationError("Only one secret can come from standard input.")
+        }
+    }
+
+    var request: ProvisionRequest {
+        ProvisionRequest(
+            firmware: elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!),
+            uds: udsFile.map { .file($0) } ?? .generate,
+            registrationID: registrationID, mac: mac,
+            wifi: wifiSSID.map { WiFiSettings(ssid: $0, passwordFile: wifiPasswordFile!) },
+            outputDirectory: outputDir,
+            dps: DPSSettings(name: dpsName, resourceGroup: resourceGroup))
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let reporter = ProvisionReporter(json: json)
+            let crash = crashHookFromEnvironment()
+            var workflow = ProvisionWorkflow(
+                registry: try registry.open(), measure: diceRIoTMeasurer(), report: reporter.event)
+            workflow.afterStep = { step, _ in crash(step.rawValue) }
+            var request = self.request
+            if let path = try? port.resolvedPath() { request.usbSerial = usbSerial(of: path) }
+            let result: ProvisionResult
+            if let resume {
+                guard let board = try workflow.registry.board(matching: resume) else {
+                    throw RegistryError.boardNotFound(resume)
+                }
+                let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || board.mac == nil
+                if needsBoard {
+                    result = try withConsoleSession(port) { session in
+                        try workflow.resume(boardID: board.id!, request: request, session: session)
+                    }
+                } else {
+                    result = try workflow.resume(boardID: board.id!, request: request, session: nil)
+                }
+            } else {
+                result = try withConsoleSession(port) { session in
+                    try workflow.run(request, session: session)
+                }
+            }
+            reporter.result(result)
+            printError("devkit: warning: \(fixedNonceWarning)")
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import DevKitWorkflows
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How provisioning progress is shown: lines on stderr for people, JSON Lines on
+/// stdout for scripts (`--json`).
+struct ProvisionReporter {
+    let json: Bool
+    /// Prefix for each human line (the port, when several boards run at once).
+    var prefix = ""
+
+    func event(_ e: ProvisionEvent) {
+        if json {
+            emitJSON(EventJSON(event: "step", stage: e.stage.rawValue, status: e.status.rawValue,
+                               message: e.message, boardID: e.boardID))
+            return
+        }
+        let mark = switch e.status {
+        case .started: "..."
+        case .done: "ok "
+        case .skipped: "-- "
+        case .failed: "ERR"
+        }
+        printError("\(prefix)[\(mark)] \(e.stage.rawValue): \(e.message)")
+    }
+
+    func result(_ r: ProvisionResult) {
+        if json {
+            emitJSON(ResultJSON(r))
+            return
+        }
+        print("""
+            Board #\(r.boardID) provisioned.
+              Registration ID:  \(r.registrationID)
+              MAC:              \(r.mac)
+              Firmware:         \(r.firmwareVersion)
+              Certificate:      \(r.certificatePath)
+              SHA-1:            \(r.certificateSHA1)
+              SHA-256:          \(r.certificateSHA256)
+              Enrollment file:  \(r.enrollmentPath)
+            Create the enrollment with:
+              \(r.azCommand)
+            """)
+    }
+
+    private func emitJSON<T: Encodable>(_ value: T) {
+        if let line = try? registryJSON(value) { print(line) }
+    }
+
+    struct EventJSON: Encodable {
+        let event: String, stage: String, status: String, message: String
+        let boardID: Int64?
+        enum CodingKeys: String, CodingKey { case event, stage, status, message, boardID = "board_id" }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(event, forKey: .event)
+            try c.encode(stage, forKey: .stage)
+            try c.encode(status, forKey: .status)
+            try c.encode(message, forKey: .message)
+            try c.encode(boardID, forKey: .boardID)
+        }
+    }
+
+    struct ResultJSON: Encodable {
+        let event = "result"
+        let boardID: Int64, registrationID: String, mac: String, firmwareVersion: String
+        let certificatePath: String, enrollmentPath: String, certificateSHA1: String
+        let certificateSHA256: String, azCommand: String
+        init(_ r: ProvisionResult) {
+            boardID = r.boardID; registrationID = r.registrationID; mac = r.mac
+            firmwareVersion = r.firmwareVersion; certificatePath = r.certificatePath
+            enrollmentPath = r.enrollmentPath; certificateSHA1 = r.certificateSHA1
+            certificateSHA256 = r.certificateSHA256; azCommand = r.azCommand
+        }
+        enum CodingKeys: String, CodingKey {
+            case event, boardID = "board_id", registrationID = "registration_id", mac
+            case firmwareVersion = "firmware_version", certificatePath = "certificate_path"
+            case enrollmentPath = "enrollment_path", certificateSHA1 = "certificate_sha1"
+            case certificateSHA256 = "certificate_sha256", azCommand = "az_command"
+        }
+    }
+}
+
+/// Test hook for crash safety: with `DEVKIT_TEST_KILL_AFTER_STEP=<registry step>`
+/// (e.g. `uds_sent`), the process kills itself with SIGKILL right after that step
+/// is committed, exactly like a `kill -9` or a power cut at that point.
+func crashHookFromEnvironment() -> (String) -> Void {
+    guard let step = ProcessInfo.processInfo.environment["DEVKIT_TEST_KILL_AFTER_STEP"] else { return { _ in } }
+    return { committed in
+        if committed == step { kill(getpid(), SIGKILL) }
+    }
+}

@@ -1,0 +1,26 @@
+import ArgumentParser
+
+/// `devkit registry`: the record of every board provisioned on this machine.
+struct RegistryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "registry",
+        abstract: "Show and export the record of provisioned boards.",
+        discussion: """
+            Every `devkit provision` (and `autoconfigure`, `watch`) records the board in \
+            a local SQLite database before the UDS is sent to it: MAC, USB serial, \
+            registration ID, firmware version, UDS, certificate thumbprints and the time \
+            of each step. A board interrupted mid-way (crash, unplug) keeps a row that \
+            says how far it got, so it can be finished or its certificate re-issued.
+
+            The database is $XDG_DATA_HOME/devkit/registry.sqlite \
+            (~/.local/share/devkit/registry.sqlite), mode 0600 in a 0700 directory; \
+            --registry PATH chooses another file. It holds secrets: back it up like a key.
+
+            Examples:
+              devkit registry list
+              devkit registry show a4cf120b9e31
+              devkit registry export --format csv > boards.csv
+            """,
+        subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self, RegistryReissueCommand.self],
+        defaultSubcommand: RegistryListCommand.self)
+}

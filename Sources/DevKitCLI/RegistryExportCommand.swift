@@ -1,0 +1,43 @@
+import ArgumentParser
+import DevKitRegistry
+
+/// `devkit registry export`: every row, for backups and spreadsheets.
+struct RegistryExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export every recorded board as JSON or CSV on standard output.",
+        discussion: """
+            JSON is an array of objects with the same keys as `show --json`; CSV has a \
+            header line and one line per board (RFC 4180). The UDS column is included \
+            only with --include-secrets: then treat the output like a key file.
+
+            Examples:
+              devkit registry export > boards.json
+              devkit registry export --format csv --include-secrets | gpg -c > boards.csv.gpg
+            """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case json, csv
+    }
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(help: "json or csv.")
+    var format: Format = .json
+
+    @Flag(help: "Include each board's UDS.")
+    var includeSecrets = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let boards = try registry.openExisting()?.allBoards() ?? []
+            switch format {
+            case .json:
+                print(try registryJSON(
+                    boards.map { BoardJSON(board: $0, includeSecret: includeSecrets) }, pretty: true))
+            case .csv:
+                print(registryCSV(boards, includeSecrets: includeSecrets), terminator: "")
+            }
+        }
+    }
+}

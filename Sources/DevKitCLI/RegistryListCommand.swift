@@ -1,0 +1,48 @@
+import ArgumentParser
+import DevKitRegistry
+
+/// `devkit registry list`: one line per recorded board.
+struct RegistryListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List the recorded boards, one per line.",
+        discussion: """
+            Shows each board's row id, MAC, registration ID, firmware version, state and \
+            the last step completed. --unfinished shows only boards whose provisioning \
+            did not complete. Never shows the UDS.
+
+            Examples:
+              devkit registry list
+              devkit registry list --unfinished --json
+            """)
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Flag(help: "Only boards whose provisioning has not finished.")
+    var unfinished = false
+
+    @Flag(help: "Print a JSON array of board objects (no UDS).")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let boards = try registry.openExisting().map {
+                try unfinished ? $0.unfinishedBoards() : $0.allBoards()
+            } ?? []
+            if json {
+                print(try registryJSON(boards.map { BoardJSON(board: $0, includeSecret: false) }))
+                return
+            }
+            if boards.isEmpty {
+                print("No boards recorded in \(registry.resolvedPath).")
+                return
+            }
+            let rows = boards.map { b in
+                [b.id.map(String.init) ?? "", b.mac ?? "-", b.registrationID ?? "-",
+                 b.firmwareVersion ?? "-", b.state.rawValue, b.lastStep?.rawValue ?? "-",
+                 timestamp(b.updatedAt)]
+            }
+            print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "UPDATED"], rows))
+        }
+    }
+}

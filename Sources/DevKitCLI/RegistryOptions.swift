@@ -1,0 +1,26 @@
+import ArgumentParser
+import DevKitRegistry
+import Foundation
+
+/// The `--registry PATH` option shared by every command that reads or writes the registry.
+struct RegistryOptions: ParsableArguments {
+    @Option(
+        name: .customLong("registry"),
+        help: ArgumentHelp(
+            "The registry database.",
+            discussion: "Default: $XDG_DATA_HOME/devkit/registry.sqlite (~/.local/share/devkit/registry.sqlite).",
+            valueName: "path"))
+    var path: String?
+
+    /// The database file to use.
+    var resolvedPath: String { path ?? Registry.defaultPath() }
+
+    /// Opens (creating if needed) the registry, for commands that write.
+    func open() throws -> Registry { try Registry(path: resolvedPath) }
+
+    /// Opens the registry for commands that only read; nil when it does not exist
+    /// yet, so that reading never creates an empty database.
+    func openExisting() throws -> Registry? {
+        FileManager.default.fileExists(atPath: resolvedPath) ? try open() : nil
+    }
+}

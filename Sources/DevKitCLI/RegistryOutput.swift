@@ -1,0 +1,100 @@
+import DevKitRegistry
+import Foundation
+
+/// How a registry row is shown to scripts (`--json`, `export`). Every key is
+/// always present (null when unknown); the UDS only when `includeSecret`.
+struct BoardJSON: Encodable {
+    let board: BoardRecord
+    let includeSecret: Bool
+
+    private enum Key: String, CodingKey {
+        case id, mac, usbSerial = "usb_serial", registrationID = "registration_id"
+        case firmwareVersion = "firmware_version", uds, certificateSHA1 = "certificate_sha1"
+        case certificateSHA256 = "certificate_sha256", certificatePath = "certificate_path"
+        case enrollmentPath = "enrollment_path", state, error, lastStep = "last_step"
+        case nextStep = "next_step", createdAt = "created_at", updatedAt = "updated_at", steps
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(board.id, forKey: .id)
+        try c.encode(board.mac, forKey: .mac)
+        try c.encode(board.usbSerial, forKey: .usbSerial)
+        try c.encode(board.registrationID, forKey: .registrationID)
+        try c.encode(board.firmwareVersion, forKey: .firmwareVersion)
+        if includeSecret { try c.encode(board.uds, forKey: .uds) }
+        try c.encode(board.certificateSHA1, forKey: .certificateSHA1)
+        try c.encode(board.certificateSHA256, forKey: .certificateSHA256)
+        try c.encode(board.certificatePath, forKey: .certificatePath)
+        try c.encode(board.enrollmentPath, forKey: .enrollmentPath)
+        try c.encode(board.state.rawValue, forKey: .state)
+        try c.encode(board.error, forKey: .error)
+        try c.encode(board.lastStep?.rawValue, forKey: .lastStep)
+        try c.encode(board.nextStep?.rawValue, forKey: .nextStep)
+        try c.encode(timestamp(board.createdAt), forKey: .createdAt)
+        try c.encode(timestamp(board.updatedAt), forKey: .updatedAt)
+        var steps = c.nestedContainer(keyedBy: StepKey.self, forKey: .steps)
+        for step in ProvisioningStep.allCases {
+            try steps.encode(board.completedAt(step).map(timestamp), forKey: StepKey(step.rawValue))
+        }
+    }
+
+    private struct StepKey: CodingKey {
+        let stringValue: String
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+}
+
+/// ISO 8601 in UTC with milliseconds, the same everywhere in the output.
+func timestamp(_ date: Date) -> String {
+    date.formatted(
+        Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
+}
+
+/// Encodes `value` as JSON (sorted keys; `pretty` for humans, one line for scripts).
+func registryJSON<T: Encodable>(_ value: T, pretty: Bool = false) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = pretty
+        ? [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
+        : [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+/// Registry rows as CSV (RFC 4180: CRLF line ends, fields quoted when needed).
+func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
+    var header = ["id", "mac", "usb_serial", "registration_id", "firmware_version"]
+    if includeSecrets { header.append("uds") }
+    header += ["certificate_sha1", "certificate_sha256", "certificate_path", "enrollment_path",
+               "state", "error", "created_at", "updated_at"]
+    header += ProvisioningStep.allCases.map(\.columnName)
+    var lines = [header.joined(separator: ",")]
+    for b in boards {
+        var fields: [String?] = [b.id.map(String.init), b.mac, b.usbSerial, b.registrationID, b.firmwareVersion]
+        if includeSecrets { fields.append(b.uds) }
+        fields += [b.certificateSHA1, b.certificateSHA256, b.certificatePath, b.enrollmentPath,
+                   b.state.rawValue, b.error, timestamp(b.createdAt), timestamp(b.updatedAt)]
+        fields += ProvisioningStep.allCases.map { b.completedAt($0).map(timestamp) }
+        lines.append(fields.map { csvField($0 ?? "") }.joined(separator: ","))
+    }
+    return lines.joined(separator: "\r\n") + "\r\n"
+}
+
+private func csvField(_ s: String) -> String {
+    guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
+    return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}
+
+/// A plain-text table with left-aligned columns, for terminals.
+func textTable(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { i, cell in
+            i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+    }
+    return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}

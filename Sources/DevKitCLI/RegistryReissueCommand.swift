@@ -1,0 +1,109 @@
+import ArgumentParser
+import DevKitRegistry
+import DevKitWorkflows
+import Foundation
+
+/// `devkit registry reissue`: new certificates for recorded boards after a firmware
+/// update. `devkit cert --from-registry` runs the same code
+/// (``reissueFromRegistry(registry:firmware:firmwareVersion:outputDirectory:boards:json:)``).
+struct RegistryReissueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reissue",
+        abstract: "Re-issue certificates for recorded boards from new firmware.",
+        discussion: """
+            The Alias certificate depends on the firmware image, so after flashing new \
+            firmware every board needs a new certificate (and enrollment). This measures \
+            the new image once and computes each recorded board's certificate from its \
+            recorded UDS: no board needs to be connected. Boards whose registration ID \
+            was the derived az-<mac>v<version> get the ID for --firmware-version; other \
+            IDs are kept. Each board's <id>.pem and <id>.enrollment.json are written \
+            and its registry row updated. A board that fails is reported and the others \
+            go on; the exit code is 1 when some failed.
+
+            Examples:
+              devkit registry reissue --bin New.ino.bin --map New.ino.map \\
+                  --firmware-version 1.6.3 --output-dir enrollments-1.6.3
+              devkit registry reissue --elf New.ino.elf --board 3 --board 7 --json
+            """)
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(help: ArgumentHelp("The new sketch's .ino.bin (with --map).", valueName: "file"))
+    var bin: String?
+    @Option(help: ArgumentHelp("The new sketch's .ino.map (with --bin).", valueName: "file"))
+    var map: String?
+    @Option(help: ArgumentHelp("The new sketch's .ino.elf.", valueName: "file"))
+    var elf: String?
+
+    @Option(help: ArgumentHelp("The new firmware's DevKitSDK version (default: each board's recorded one).", valueName: "X.Y.Z"))
+    var firmwareVersion: String?
+
+    @Option(help: ArgumentHelp("Where the files go.", valueName: "dir"))
+    var outputDir: String = "."
+
+    @Option(name: .customLong("board"), help: ArgumentHelp("Only this board (row id, MAC or registration ID); repeatable.", valueName: "board"))
+    var boards: [String] = []
+
+    @Flag(help: "One JSON object per board on stdout.")
+    var json = false
+
+    func validate() throws {
+        if (elf == nil) == (bin == nil && map == nil) || (elf == nil && (bin == nil || map == nil)) {
+            throw ValidationError("Give the firmware as --bin FILE --map FILE, or as --elf FILE.")
+        }
+        if let v = firmwareVersion {
+            let parts = v.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
+            else { throw ValidationError("--firmware-version '\(v)' must be N.N.N, e.g. 1.6.2") }
+        }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            try reissueFromRegistry(
+                registry: registry, firmware: elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!),
+                firmwareVersion: firmwareVersion, outputDirectory: outputDir, boards: boards, json: json)
+        }
+    }
+}
+
+/// Shared by `devkit registry reissue` and `devkit cert --from-registry`: prints one
+/// line (or JSON object) per board; throws ExitCode(1) when some boards failed.
+func reissueFromRegistry(
+    registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: String?,
+    outputDirectory: String, boards keys: [String], json: Bool
+) throws {
+    guard let registry = try options.openExisting() else {
+        throw RegistryError.boardNotFound(keys.first ?? "any")
+    }
+    var ids: [Int64]?
+    if !keys.isEmpty {
+        ids = try keys.map { key in
+            guard let id = try registry.board(matching: key)?.id else { throw RegistryError.boardNotFound(key) }
+            return id
+        }
+    }
+    let factory = try diceRIoTMeasurer()(firmware)
+    let items = try CertificateReissue(registry: registry, factory: factory)
+        .run(firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, boardIDs: ids)
+    var failures = 0
+    for item in items {
+        switch item.result {
+        case .success(let r):
+            if json {
+                print(try registryJSON(ProvisionReporter.ResultJSON(r)))
+            } else {
+                print("#\(r.boardID) \(r.registrationID): \(r.certificatePath) (SHA-1 \(r.certificateSHA1))")
+            }
+        case .failure(let error):
+            failures += 1
+            if json {
+                print(try registryJSON(["event": "error", "board_id": "\(item.boardID)", "message": error.description]))
+            } else {
+                printError("devkit: #\(item.boardID): \(error.description)")
+            }
+        }
+    }
+    if items.isEmpty && !json { printError("devkit: no boards recorded in \(registry.path)") }
+    if failures > 0 { throw ExitCode(ExitStatus.partialFailure.rawValue) }
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import DevKitRegistry
+
+/// `devkit registry show`: everything recorded about one board.
+struct RegistryShowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show everything recorded about one board.",
+        discussion: """
+            BOARD is the row id from `devkit registry list`, the MAC (any spelling) or \
+            the registration ID; the most recent row wins. The UDS is shown only with \
+            --show-secret (it is the board's root secret: anyone holding it can \
+            impersonate the board).
+
+            Examples:
+              devkit registry show 3
+              devkit registry show A4:CF:12:0B:9E:31 --json
+              devkit registry show az-a4cf120b9e31v1v6v2 --show-secret
+            """)
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Argument(help: ArgumentHelp("Row id, MAC or registration ID.", valueName: "board"))
+    var key: String
+
+    @Flag(help: "Also print the UDS.")
+    var showSecret = false
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            guard let board = try registry.openExisting()?.board(matching: key) else {
+                throw RegistryError.boardNotFound(key)
+            }
+            if json {
+                print(try registryJSON(BoardJSON(board: board, includeSecret: showSecret)))
+                return
+            }
+            var lines: [(String, String)] = [
+                ("ID", board.id.map(String.init) ?? "-"),
+                ("MAC", board.mac ?? "-"),
+                ("USB serial", board.usbSerial ?? "-"),
+                ("Registration ID", board.registrationID ?? "-"),
+                ("Firmware version", board.firmwareVersion ?? "-"),
+                ("UDS", showSecret ? board.uds : "(hidden; --show-secret shows it)"),
+                ("Certificate SHA-1", board.certificateSHA1 ?? "-"),
+                ("Certificate SHA-256", board.certificateSHA256 ?? "-"),
+                ("Certificate", board.certificatePath ?? "-"),
+                ("Enrollment file", board.enrollmentPath ?? "-"),
+                ("State", board.state.rawValue),
+            ]
+            if let error = board.error { lines.append(("Error", error)) }
+            if let next = board.nextStep { lines.append(("Next step", next.rawValue)) }
+            lines.append(("Created", timestamp(board.createdAt)))
+            lines.append(("Updated", timestamp(board.updatedAt)))
+            for step in ProvisioningStep.allCases {
+                lines.append(("  " + step.rawValue, board.completedAt(step).map(timestamp) ?? "-"))
+            }
+            let width = lines.map(\.0.count).max() ?? 0
+            for (label, value) in lines {
+                print((label + ":").padding(toLength: width + 2, withPad: " ", startingAt: 0) + value)
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import ArgumentParser
+import Dispatch
+import DeviceDiscovery
+import DevKitWorkflows
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `devkit watch`: provision every DevKit plugged in, several at once.
+struct WatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch",
+        abstract: "Provision every DevKit plugged in, as a profile says (a daemon).",
+        discussion: """
+            Listens to udev for DevKits (USB 0483:374b) appearing, and provisions each \
+            on its own thread as `devkit autoconfigure` would, boards already attached \
+            first. Each board's steps are reported on their own lines, prefixed with \
+            its port. A board that is not in configuration mode is reported ("hold A \
+            and reset") and tried again when it re-appears; a board unplugged mid-way \
+            is recorded as failed in the registry and resumed when it comes back. A \
+            board the registry already finished is left alone.
+
+            Blocks on the udev socket (no polling). SIGTERM or SIGINT stops listening, \
+            lets boards in progress finish, and exits 0.
+
+            Examples:
+              devkit watch --profile /etc/devkit/bench.toml
+              devkit watch --profile bench.toml --json > provisioning.jsonl
+            """)
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"))
+    var profile: String
+
+    @Option(help: "Baud rate of the boards' serial ports.")
+    var baud: Int = 115_200
+
+    @Flag(help: "Report events as JSON Lines on stdout.")
+    var json = false
+
+    @Option(name: .customLong("port"), help: ArgumentHelp(
+        "Provision these ports once, without listening to udev (repeatable); exit when all are done.",
+        discussion: "For benches without udev events (and Scripts/bench-fleet.sh). Exit 1 when some board failed.",
+        valueName: "path"))
+    var ports: [String] = []
+
+    func run() async throws {
+        try await reportingErrors {
+            let profile = try ProfileLoader.load(path: self.profile)
+            let provisioner = ProfileProvisioner(
+                profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
+            let boards = BoardThreads()
+            let json = self.json
+            let log: @Sendable (String, String) -> Void = { port, text in
+                if json {
+                    if let line = try? registryJSON(["event": "board", "port": port, "message": text]) { print(line) }
+                } else {
+                    printError("[\(port)] \(text)")
+                }
+            }
+            if !ports.isEmpty {
+                // One udev enumeration for all ports, not one per board before it starts.
+                let known = (try? DeviceDiscovery.enumerate()) ?? []
+                for port in ports {
+                    let device = DevKitDevice(devnode: port, byIDLink: nil, serialNumber: usbSerial(of: port, among: known),
+                                              usbPath: nil, kernelName: (port as NSString).lastPathComponent,
+                                              devpath: "", syspath: "")
+                    boards.start(device, provisioner: provisioner, json: json, log: log)
+                }
+                boards.waitForAll()
+                if boards.failures > 0 { throw ExitCode(ExitStatus.partialFailure.rawValue) }
+                return
+            }
+            let monitor = try DeviceMonitor()
+
+            // Stop on SIGTERM/SIGINT: the monitor ends its event stream, the loop below exits.
+            // Installed synchronously (sigaction), before "watching" is printed.
+            try installStopSignals { monitor.stop() }
+
+            if !json { printError("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops") }
+            for device in monitor.attached {
+                boards.start(device, provisioner: provisioner, json: json, log: log)
+            }
+            for try await event in monitor.events {
+                switch event {
+                case .added(let device):
+                    boards.start(device, provisioner: provisioner, json: json, log: log)
+                case .removed(let device):
+                    if boards.isActive(device.devnode) {
+                        log(device.devnode, "unplugged while being provisioned; it is resumed when it comes back")
+                    }
+                }
+            }
+            if !json { printError("devkit: stopping; waiting for boards in progress") }
+            boards.waitForAll()
+        }
+    }
+}
+
+/// The boards being provisioned, one thread each (the console I/O blocks).
+final class BoardThreads: @unchecked Sendable {
+    private let lock = NSLock()
+    private var active: Set<String> = []
+    private var failed = 0
+    var failures: Int { lock.withLock { failed } }
+    private let group = DispatchGroup()
+
+    func isActive(_ node: String) -> Bool { lock.withLock { active.contains(node) } }
+
+    func start(
+        _ device: DevKitDevice, provisioner: ProfileProvisioner, json: Bool,
+        log: @escaping @Sendable (String, String) -> Void
+    ) {
+        let node = device.devnode
+        let fresh = lock.withLock { active.insert(node).inserted }
+        guard fresh else { return }  // a duplicate add while it is still running
+        group.enter()
+        let thread = Thread { [self] in
+            defer {
+                lock.withLock { _ = active.remove(node) }
+                group.leave()
+            }
+            log(node, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
+            var reporter = ProvisionReporter(json: json)
+            reporter.prefix = "[\(node)] "
+            do {
+                switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: reporter.event) {
+                case .provisioned(let result, let resumed):
+                    log(node, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")
+                case .alreadyProvisioned(let board):
+                    log(node, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
+                }
+            } catch let error as CLIReportable {
+                lock.withLock { failed += 1 }
+                log(node, "failed: \(error.userMessage)")
+            } catch {
+                lock.withLock { failed += 1 }
+                log(node, "failed: \(error)")
+            }
+        }
+        thread.name = "devkit-watch \(node)"
+        thread.start()
+    }
+
+    func waitForAll() { group.wait() }
+}
+
+/// Write end of the self-pipe the SIGTERM/SIGINT handler writes to.
+nonisolated(unsafe) private var stopSignalPipe: Int32 = -1
+
+/// Calls `onStop` (on its own thread) at the first SIGTERM or SIGINT.
+///
+/// A sigaction handler writing to a self-pipe rather than a DispatchSource: a
+/// dispatch signal source is armed asynchronously after `resume()`, so a signal
+/// arriving right after start-up could be lost with the default action ignored.
+private func installStopSignals(_ onStop: @escaping @Sendable () -> Void) throws {
+    var fds: [Int32] = [-1, -1]
+    guard pipe(&fds) == 0 else { throw ExitCode(ExitStatus.software.rawValue) }
+    // Not inherited by anything this process might start.
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    stopSignalPipe = fds[1]
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = { _ in
+        var byte: UInt8 = 1
+        _ = write(stopSignalPipe, &byte, 1)  // async-signal-safe
+    }
+    sigemptyset(&action.sa_mask)
+    action.sa_flags = SA_RESTART
+    sigaction(SIGTERM, &action, nil)
+    sigaction(SIGINT, &action, nil)
+    let readEnd = fds[0]
+    let thread = Thread {
+        var byte: UInt8 = 0
+        while read(readEnd, &byte, 1) < 0 && errno == EINTR {}
+        onStop()
+    }
+    thread.name = "devkit-watch signals"
+    thread.start()
+}

@@ -1,0 +1,188 @@
+import Foundation
+import GRDB
+
+/// One step of provisioning a board, in the order the workflow performs them.
+///
+/// Each step has its own timestamp column in the registry, so a row always says
+/// how far a board got, even after a crash.
+public enum ProvisioningStep: String, CaseIterable, Codable, Sendable, Comparable {
+    /// The UDS is committed (and synced) to the registry; nothing sent yet.
+    case udsRecorded = "uds_recorded"
+    /// The `set_dps_uds` line is about to go to the board (it may or may not have stored it).
+    case udsSent = "uds_sent"
+    /// The board answered that it stored the UDS.
+    case udsConfirmed = "uds_confirmed"
+    /// The firmware version was read with `version`.
+    case versionRead = "version_read"
+    /// The MAC address is known (boot log or given by the user).
+    case macRead = "mac_read"
+    /// The Alias certificate `<id>.pem` was written.
+    case certificateWritten = "certificate_written"
+    /// The enrollment file `<id>.enrollment.json` was written; the board is done.
+    case enrollmentWritten = "enrollment_written"
+
+    /// Position in the workflow (0 = first).
+    public var order: Int { Self.allCases.firstIndex(of: self)! }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.order < rhs.order }
+
+    /// The column name that holds this step's completion time.
+    public var columnName: String { "\(rawValue)_at" }
+}
+
+/// Where a board stands overall.
+public enum BoardState: String, Codable, Sendable, CaseIterable {
+    /// Some steps are done, the last run has not finished (or crashed).
+    case inProgress = "in_progress"
+    /// The last run stopped on an error (see `BoardRecord.error`).
+    case failed
+    /// Every step is done: certificate and enrollment file exist.
+    case done
+}
+
+/// One row of the registry: everything known about one provisioned board.
+///
+/// `uds` is the secret; never print it unless the user asked for it explicitly.
+public struct BoardRecord: Codable, Sendable, Equatable, Identifiable,
+    FetchableRecord, MutablePersistableRecord
+{
+    public static let databaseTableName = "board"
+
+    /// Row id, assigned when the row is first inserted.
+    public var id: Int64?
+    /// Wi-Fi MAC, 12 lower-case hex digits, once known.
+    public var mac: String?
+    /// USB serial number of the board's ST-LINK, if it was discovered.
+    public var usbSerial: String?
+    /// Registration ID (certificate CN), once known.
+    public var registrationID: String?
+    /// DevKitSDK firmware version (`X.Y.Z`), once read.
+    public var firmwareVersion: String?
+    /// Unique Device Secret, 64 lower-case hex digits. Secret.
+    public var uds: String
+    /// SHA-1 thumbprint of the Alias certificate DER (as DPS shows it).
+    public var certificateSHA1: String?
+    /// SHA-256 thumbprint of the Alias certificate DER.
+    public var certificateSHA256: String?
+    /// Path of the written `<id>.pem`.
+    public var certificatePath: String?
+    /// Path of the written `<id>.enrollment.json`.
+    public var enrollmentPath: String?
+    public var state: BoardState
+    /// The last error, without secrets, when `state == .failed`.
+    public var error: String?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public var udsRecordedAt: Date?
+    public var udsSentAt: Date?
+    public var udsConfirmedAt: Date?
+    public var versionReadAt: Date?
+    public var macReadAt: Date?
+    public var certificateWrittenAt: Date?
+    public var enrollmentWrittenAt: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case id, mac
+        case usbSerial = "usb_serial"
+        case registrationID = "registration_id"
+        case firmwareVersion = "firmware_version"
+        case uds
+        case certificateSHA1 = "certificate_sha1"
+        case certificateSHA256 = "certificate_sha256"
+        case certificatePath = "certificate_path"
+        case enrollmentPath = "enrollment_path"
+        case state, error
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+        case udsRecordedAt = "uds_recorded_at"
+        case udsSentAt = "uds_sent_at"
+        case udsConfirmedAt = "uds_confirmed_at"
+        case versionReadAt = "version_read_at"
+        case macReadAt = "mac_read_at"
+        case certificateWrittenAt = "certificate_written_at"
+        case enrollmentWrittenAt = "enrollment_written_at"
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) {
+        id = inserted.rowID
+    }
+
+    /// When `step` was completed, or nil.
+    public func completedAt(_ step: ProvisioningStep) -> Date? {
+        switch step {
+        case .udsRecorded: udsRecordedAt
+        case .udsSent: udsSentAt
+        case .udsConfirmed: udsConfirmedAt
+        case .versionRead: versionReadAt
+        case .macRead: macReadAt
+        case .certificateWritten: certificateWrittenAt
+        case .enrollmentWritten: enrollmentWrittenAt
+        }
+    }
+
+    /// The steps completed so far, in workflow order.
+    public var completedSteps: [ProvisioningStep] {
+        ProvisioningStep.allCases.filter { completedAt($0) != nil }
+    }
+
+    /// The furthest step completed (every row has at least `.udsRecorded`).
+    public var lastStep: ProvisioningStep? { completedSteps.last }
+
+    /// The first step not yet completed, or nil when the board is done.
+    public var nextStep: ProvisioningStep? {
+        ProvisioningStep.allCases.first { completedAt($0) == nil }
+    }
+
+    mutating func setCompleted(_ step: ProvisioningStep, at date: Date) {
+        switch step {
+        case .udsRecorded: udsRecordedAt = date
+        case .udsSent: udsSentAt = date
+        case .udsConfirmed: udsConfirmedAt = date
+        case .versionRead: versionReadAt = date
+        case .macRead: macReadAt = date
+        case .certificateWritten: certificateWrittenAt = date
+        case .enrollmentWritten: enrollmentWrittenAt = date
+        }
+    }
+
+    mutating func apply(_ update: BoardUpdate) {
+        if let v = update.mac { mac = v }
+        if let v = update.usbSerial { usbSerial = v }
+        if let v = update.registrationID { registrationID = v }
+        if let v = update.firmwareVersion { firmwareVersion = v }
+        if let v = update.certificateSHA1 { certificateSHA1 = v }
+        if let v = update.certificateSHA256 { certificateSHA256 = v }
+        if let v = update.certificatePath { certificatePath = v }
+        if let v = update.enrollmentPath { enrollmentPath = v }
+    }
+}
+
+/// Facts learned at a step, stored in the same transaction as the step's mark.
+/// Nil fields leave the row's value unchanged.
+public struct BoardUpdate: Sendable, Equatable {
+    public var mac: String?
+    public var usbSerial: String?
+    public var registrationID: String?
+    public var firmwareVersion: String?
+    public var certificateSHA1: String?
+    public var certificateSHA256: String?
+    public var certificatePath: String?
+    public var enrollmentPath: String?
+
+    public init(
+        mac: String? = nil, usbSerial: String? = nil, registrationID: String? = nil,
+        firmwareVersion: String? = nil, certificateSHA1: String? = nil,
+        certificateSHA256: String? = nil, certificatePath: String? = nil,
+        enrollmentPath: String? = nil
+    ) {
+        self.mac = mac
+        self.usbSerial = usbSerial
+        self.registrationID = registrationID
+        self.firmwareVersion = firmwareVersion
+        self.certificateSHA1 = certificateSHA1
+        self.certificateSHA256 = certificateSHA256
+        self.certificatePath = certificatePath
+        self.enrollmentPath = enrollmentPath
+    }
+}

@@ -1,0 +1,367 @@
+import Foundation
+import GRDB
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The record of every board provisioned on this machine: an embedded SQLite
+/// database (by default `$XDG_DATA_HOME/devkit/registry.sqlite`).
+///
+/// Durability is the point of this type. Every write is one transaction in WAL
+/// mode, so once a write method returns, a crash of the process (`kill -9`) at any
+/// later moment leaves a row that says how far the board got. The write that
+/// records a UDS also runs with `synchronous=FULL`: it is fsynced before the
+/// method returns, so it survives a power cut too. Later step marks run with
+/// `synchronous=NORMAL` (no fsync per commit; synced with the next FULL commit or
+/// checkpoint): a power cut may forget the last few marks, which only makes a
+/// resume redo steps that are safe to redo, while 16 boards provisioned at once
+/// do not queue behind one fsync per step. The provisioning workflow calls
+/// ``recordNewBoard(uds:mac:usbSerial:registrationID:firmwareVersion:)`` *before*
+/// sending the UDS to a board, so no board can hold a UDS the registry lacks.
+///
+/// ```swift
+/// let registry = try Registry(path: Registry.defaultPath())
+/// var board = try registry.recordNewBoard(uds: udsHex)
+/// board = try registry.markStep(.udsSent, boardID: board.id!)
+/// ```
+///
+/// The directory is created with mode 0700 and the database file with 0600
+/// (SQLite gives its `-wal` and `-shm` files the database file's mode).
+/// Safe to share between tasks and between processes.
+public final class Registry: Sendable {
+    /// The database file.
+    public let path: String
+    private let pool: DatabasePool
+
+    /// Opens (creating if needed) the registry at `path`, migrating it to the
+    /// current schema.
+    public init(path: String) throws(RegistryError) {
+        self.path = path
+        let directory = (path as NSString).deletingLastPathComponent
+        try Self.makeDirectory(directory.isEmpty ? "." : directory)
+        let created = try Self.createPrivateFile(path)
+
+        var config = Configuration()
+        // Wait for another devkit process holding the write lock (e.g. `watch`)
+        // rather than failing at once.
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            // Step marks: durable against a crash of the process, not synced one by
+            // one (see the type's documentation). recordNewBoard raises it to FULL.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw .cannotOpen(path: path, reason: "\(error)")
+        }
+        if created {
+            // The new file's directory entry must survive a crash too.
+            Self.syncDirectory(directory.isEmpty ? "." : directory)
+        }
+    }
+
+    /// `$XDG_DATA_HOME/devkit/registry.sqlite`, or `~/.local/share/devkit/registry.sqlite`
+    /// when `XDG_DATA_HOME` is unset, empty or not absolute (per the XDG spec).
+    public static func defaultPath(
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> String {
+        var base = environment["XDG_DATA_HOME"] ?? ""
+        if !base.hasPrefix("/") {
+            let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+            base = (home as NSString).appendingPathComponent(".local/share")
+        }
+        return ((base as NSString).appendingPathComponent("devkit") as NSString)
+            .appendingPathComponent("registry.sqlite")
+    }
+
+    // MARK: Writing
+
+    /// Inserts a new board with its UDS and marks ``ProvisioningStep/udsRecorded``.
+    /// Returns once the row is committed and synced to disk.
+    ///
+    /// - Parameters:
+    ///   - uds: 64 hex digits, either case (stored lower-case).
+    ///   - mac: the Wi-Fi MAC if already known, in any of the usual spellings.
+    @discardableResult
+    public func recordNewBoard(
+        uds: String, mac: String? = nil, usbSerial: String? = nil,
+        registrationID: String? = nil, firmwareVersion: String? = nil
+    ) throws(RegistryError) -> BoardRecord {
+        let udsHex = uds.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        guard udsHex.utf8.count == 64, udsHex.utf8.allSatisfy(Self.isHexDigit) else {
+            throw .invalidUDS
+        }
+        let normalizedMAC = try mac.map { m throws(RegistryError) in try Self.normalizeMAC(m) }
+        let now = Date()
+        var record = BoardRecord(
+            id: nil, mac: normalizedMAC, usbSerial: usbSerial, registrationID: registrationID,
+            firmwareVersion: firmwareVersion, uds: udsHex, state: .inProgress,
+            createdAt: now, updatedAt: now, udsRecordedAt: now,
+            macReadAt: normalizedMAC == nil ? nil : now)
+        // FULL for this one commit: the WAL is fsynced before we return, i.e.
+        // before the caller may send the UDS anywhere.
+        do {
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                try db.inTransaction(.immediate) {
+                    try record.insert(db)
+                    return .commit
+                }
+            }
+        } catch {
+            throw .database(path: path, reason: "\(error)")
+        }
+        return record
+    }
+
+    /// Marks `step` done for a board, storing what was learned at that step in the
+    /// same transaction. Marking ``ProvisioningStep/enrollmentWritten`` makes the
+    /// board ``BoardState/done``; any other step sets ``BoardState/inProgress`` and
+    /// clears a previous error.
+    @discardableResult
+    public func markStep(
+        _ step: ProvisioningStep, boardID: Int64, update: BoardUpdate = BoardUpdate()
+    ) throws(RegistryError) -> BoardRecord {
+        var normalized = update
+        if let mac = update.mac { normalized.mac = try Self.normalizeMAC(mac) }
+        let update = normalized
+        return try write { db in
+            guard var record = try BoardRecord.fetchOne(db, key: boardID) else {
+                throw RegistryError.boardNotFound("\(boardID)")
+            }
+            let now = Date()
+            record.apply(update)
+            record.setCompleted(step, at: now)
+            if update.mac != nil && record.macReadAt == nil { record.macReadAt = now }
+            record.updatedAt = now
+            record.state = record.nextStep == nil ? .done : .inProgress
+            record.error = nil
+            try record.update(db)
+            return record
+        }
+    }
+
+    /// Records that the last run on this board stopped on `error` (no secrets in it).
+    @discardableResult
+    public func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord {
+        try write { db in
+            guard var record = try BoardRecord.fetchOne(db, key: boardID) else {
+                throw RegistryError.boardNotFound("\(boardID)")
+            }
+            record.state = .failed
+            record.error = message
+            record.updatedAt = Date()
+            try record.update(db)
+            return record
+        }
+    }
+
+    // MARK: Reading
+
+    /// The board with this row id.
+    public func board(id: Int64) throws(RegistryError) -> BoardRecord? {
+        try read { db in try BoardRecord.fetchOne(db, key: id) }
+    }
+
+    /// The most recent board with this MAC (any usual spelling).
+    public func board(byMAC mac: String) throws(RegistryError) -> BoardRecord? {
+        let normalized = try Self.normalizeMAC(mac)
+        return try read { db in
+            try BoardRecord.filter(Column("mac") == normalized)
+                .order(Column("id").desc).fetchOne(db)
+        }
+    }
+
+    /// The most recent board with this registration ID.
+    public func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord? {
+        try read { db in
+            try BoardRecord.filter(Column("registration_id") == registrationID)
+                .order(Column("id").desc).fetchOne(db)
+        }
+    }
+
+    /// Finds a board by row id (all digits), MAC, or registration ID, in that order.
+    public func board(matching key: String) throws(RegistryError) -> BoardRecord? {
+        if !key.isEmpty, key.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = Int64(key),
+            let found = try board(id: id)
+        {
+            return found
+        }
+        if let mac = try? Self.normalizeMAC(key), let found = try board(byMAC: mac) {
+            return found
+        }
+        return try board(byRegistrationID: key)
+    }
+
+    /// Every board, oldest first.
+    public func allBoards() throws(RegistryError) -> [BoardRecord] {
+        try read { db in try BoardRecord.order(Column("id")).fetchAll(db) }
+    }
+
+    /// Boards whose provisioning has not finished (in progress or failed), oldest first.
+    public func unfinishedBoards() throws(RegistryError) -> [BoardRecord] {
+        try read { db in
+            try BoardRecord.filter(Column("state") != BoardState.done.rawValue)
+                .order(Column("id")).fetchAll(db)
+        }
+    }
+
+    // MARK: MAC addresses
+
+    /// `a4cf120b9e31`, `A4:CF:12:0B:9E:31` or `a4-cf-12-0b-9e-31` → `a4cf120b9e31`.
+    public static func normalizeMAC(_ mac: String) throws(RegistryError) -> String {
+        let trimmed = mac.trimmingCharacters(in: .whitespaces)
+        let groups = trimmed.split(separator: ":", omittingEmptySubsequences: false).count == 6
+            ? trimmed.split(separator: ":", omittingEmptySubsequences: false)
+            : trimmed.split(separator: "-", omittingEmptySubsequences: false)
+        let hex: String
+        if groups.count == 6, groups.allSatisfy({ $0.utf8.count == 2 }) {
+            hex = groups.joined()
+        } else {
+            hex = trimmed
+        }
+        guard hex.utf8.count == 12, hex.utf8.allSatisfy(isHexDigit) else {
+            throw .invalidMAC(mac)
+        }
+        return hex.lowercased()
+    }
+
+    // MARK: Internals
+
+    private static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: board") { db in
+            try db.create(table: "board") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("mac", .text)
+                t.column("usb_serial", .text)
+                t.column("registration_id", .text)
+                t.column("firmware_version", .text)
+                t.column("uds", .text).notNull()
+                t.column("certificate_sha1", .text)
+                t.column("certificate_sha256", .text)
+                t.column("certificate_path", .text)
+                t.column("enrollment_path", .text)
+                t.column("state", .text).notNull()
+                    .check(sql: "state IN ('in_progress', 'failed', 'done')")
+                t.column("error", .text)
+                t.column("created_at", .datetime).notNull()
+                t.column("updated_at", .datetime).notNull()
+                for step in ProvisioningStep.allCases {
+                    t.column(step.columnName, .datetime)
+                }
+            }
+            try db.create(index: "board_on_mac", on: "board", columns: ["mac"])
+            try db.create(
+                index: "board_on_registration_id", on: "board", columns: ["registration_id"])
+        }
+        return migrator
+    }()
+
+    private func write<T>(_ body: @escaping (Database) throws -> T) throws(RegistryError) -> T {
+        do {
+            // GRDB's write runs the closure in one transaction (IMMEDIATE), committed on return.
+            return try pool.write(body)
+        } catch let error as RegistryError {
+            throw error
+        } catch {
+            throw .database(path: path, reason: "\(error)")
+        }
+    }
+
+    private func read<T>(_ body: @escaping (Database) throws -> T) throws(RegistryError) -> T {
+        do {
+            return try pool.read(body)
+        } catch let error as RegistryError {
+            throw error
+        } catch {
+            throw .database(path: path, reason: "\(error)")
+        }
+    }
+
+    private static func isHexDigit(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
+    }
+
+    /// `mkdir -p` where every directory this creates gets mode 0700.
+    private static func makeDirectory(_ directory: String) throws(RegistryError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return }
+            throw .cannotCreateDirectory(path: directory, reason: "a file with that name exists")
+        }
+        let parent = (directory as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != directory { try makeDirectory(parent) }
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw .cannotCreateDirectory(path: directory, reason: String(cString: strerror(errno)))
+        }
+        // The umask can only remove bits, but say what we mean.
+        _ = chmod(directory, 0o700)
+    }
+
+    /// Creates the database file with mode 0600 before SQLite opens it (SQLite would
+    /// use 0644 minus the umask). Tightens an existing file to 0600. Returns whether
+    /// the file was created.
+    private static func createPrivateFile(_ path: String) throws(RegistryError) -> Bool {
+        var fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        var created = true
+        if fd < 0 && errno == EEXIST {
+            created = false
+            fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        }
+        guard fd >= 0 else {
+            throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        if fchmod(fd, 0o600) != 0 {
+            throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        return created
+    }
+
+    private static func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+}
+
+/// What can go wrong with the registry. Messages never contain the UDS.
+public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The registry's directory could not be created.
+    case cannotCreateDirectory(path: String, reason: String)
+    /// The database file could not be created, opened or migrated.
+    case cannotOpen(path: String, reason: String)
+    /// A read or write failed.
+    case database(path: String, reason: String)
+    /// The UDS given is not 64 hex digits.
+    case invalidUDS
+    /// The MAC given is not 12 hex digits.
+    case invalidMAC(String)
+    /// No board matches the id, MAC or registration ID given.
+    case boardNotFound(String)
+
+    public var description: String {
+        switch self {
+        case .cannotCreateDirectory(let path, let reason):
+            "cannot create the registry directory \(path): \(reason); choose another place with --registry PATH"
+        case .cannotOpen(let path, let reason):
+            "cannot open the registry \(path): \(reason); check its permissions or choose another file with --registry PATH"
+        case .database(let path, let reason):
+            "registry \(path): \(reason)"
+        case .invalidUDS:
+            "the UDS is not 64 hex digits; nothing was recorded"
+        case .invalidMAC(let mac):
+            "'\(mac)' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
+        case .boardNotFound(let key):
+            "no board '\(key)' in the registry; `devkit registry list` shows the recorded boards"
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import DevKitConsole
+import DevKitRegistry
+import Foundation
+import SerialPort
+
+/// Provisions whatever board appears on a port according to a profile: what
+/// `devkit autoconfigure` does for one port and `devkit watch` for every board
+/// plugged in.
+///
+/// A board the registry already finished (same USB serial) is left alone; one it
+/// holds unfinished is resumed with its recorded UDS; any other board is
+/// provisioned from scratch.
+public struct ProfileProvisioner: Sendable {
+    public let profile: ProvisioningProfile
+    public let registry: Registry
+    public let measure: FirmwareMeasurer
+    public var baudRate: Int
+
+    public init(profile: ProvisioningProfile, registry: Registry, measure: @escaping FirmwareMeasurer,
+                baudRate: Int = 115_200) {
+        self.profile = profile
+        self.registry = registry
+        self.measure = measure
+        self.baudRate = baudRate
+    }
+
+    /// What happened to one board.
+    public enum Outcome: Sendable {
+        case provisioned(ProvisionResult, resumed: Bool)
+        /// The registry holds a finished row for this USB serial.
+        case alreadyProvisioned(BoardRecord)
+    }
+
+    /// Provisions the board on `path`. Blocking; run one per board on its own thread.
+    public func provision(
+        path: String, usbSerial: String?, report: @escaping (ProvisionEvent) -> Void,
+        afterStep: @escaping (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
+    ) throws -> Outcome {
+        var previous: BoardRecord?
+        if let usbSerial {
+            previous = try registry.allBoards().last { $0.usbSerial == usbSerial }
+            if let previous, previous.state == .done { return .alreadyProvisioned(previous) }
+        }
+        var workflow = ProvisionWorkflow(registry: registry, measure: measure, report: report)
+        workflow.afterStep = afterStep
+        let request = ProvisionRequest(profile: profile, usbSerial: usbSerial)
+        let port = try SerialPort(path: path, baudRate: baudRate)
+        defer { port.close() }
+        let session = ConsoleSession(transport: port)
+        if let previous, let id = previous.id {
+            return .provisioned(try workflow.resume(boardID: id, request: request, session: session), resumed: true)
+        }
+        return .provisioned(try workflow.run(request, session: session), resumed: false)
+    }
+}

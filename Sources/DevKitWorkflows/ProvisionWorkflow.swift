@@ -1,0 +1,365 @@
+import DevKitConsole
+import DevKitRegistry
+import Foundation
+
+/// An Alias certificate computed for one board.
+public struct AliasCertificate: Sendable, Equatable {
+    /// The certificate, PEM, byte-identical to what the device presents.
+    public var pem: String
+    /// SHA-1 of the DER, upper-case hex (what DPS shows).
+    public var sha1: String
+    /// SHA-256 of the DER, upper-case hex.
+    public var sha256: String
+
+    public init(pem: String, sha1: String, sha256: String) {
+        self.pem = pem
+        self.sha1 = sha1
+        self.sha256 = sha256
+    }
+}
+
+/// Computes certificates for one firmware image: made once per image (the
+/// firmware is parsed and measured when it is made, so a bad image fails before
+/// any board is touched), then called once per board with its UDS (64 hex digits)
+/// and registration ID.
+public typealias CertificateFactory = @Sendable (_ udsHex: String, _ registrationID: String) throws -> AliasCertificate
+
+/// Parses and measures a firmware image, returning its certificate factory.
+/// The DiceRIoT generator provides the real one; tests may pass their own.
+public typealias FirmwareMeasurer = @Sendable (FirmwareSource) throws -> CertificateFactory
+
+/// Where the UDS for `devkit provision` comes from.
+public enum UDSSource: Sendable, Equatable {
+    /// A file with 64 hex digits (`-`: standard input).
+    case file(String)
+    /// A fresh UDS from the system CSPRNG.
+    case generate
+    /// `<directory>/<USB serial>.uds` (the profile's from-file policy).
+    case directory(String)
+}
+
+/// Everything `devkit provision` needs for one board.
+public struct ProvisionRequest: Sendable {
+    public var firmware: FirmwareSource
+    public var uds: UDSSource
+    /// An explicit registration ID; nil: from `scheme`.
+    public var registrationID: String?
+    public var scheme: RegistrationIDScheme
+    /// The MAC, when the user gives it: then the board is not rebooted to read it.
+    public var mac: String?
+    public var usbSerial: String?
+    public var wifi: WiFiSettings?
+    public var outputDirectory: String
+    public var dps: DPSSettings
+
+    public init(
+        firmware: FirmwareSource, uds: UDSSource, registrationID: String? = nil,
+        scheme: RegistrationIDScheme = .derived, mac: String? = nil, usbSerial: String? = nil,
+        wifi: WiFiSettings? = nil, outputDirectory: String = ".", dps: DPSSettings = DPSSettings()
+    ) {
+        self.firmware = firmware
+        self.uds = uds
+        self.registrationID = registrationID
+        self.scheme = scheme
+        self.mac = mac
+        self.usbSerial = usbSerial
+        self.wifi = wifi
+        self.outputDirectory = outputDirectory
+        self.dps = dps
+    }
+
+    /// The request for a board of a profile.
+    public init(profile: ProvisioningProfile, usbSerial: String?) {
+        let uds: UDSSource = switch profile.uds {
+        case .generate: .generate
+        case .fromDirectory(let dir): .directory(dir)
+        }
+        self.init(
+            firmware: profile.firmware, uds: uds, scheme: profile.registrationID, usbSerial: usbSerial,
+            wifi: profile.wifi, outputDirectory: profile.outputDirectory, dps: profile.dps)
+    }
+}
+
+/// One step of `devkit provision`, reported as it starts and ends.
+public enum ProvisionStage: String, Sendable, CaseIterable, Codable {
+    case validate, connect, record, uds, wifi, version, mac, certificate, enrollment
+}
+
+/// A progress event. Never carries a secret.
+public struct ProvisionEvent: Sendable, Equatable {
+    public enum Status: String, Sendable, Codable { case started, done, skipped, failed }
+    public var stage: ProvisionStage
+    public var status: Status
+    /// A human sentence: what is happening or what was found.
+    public var message: String
+    /// The registry row, once there is one.
+    public var boardID: Int64?
+
+    public init(stage: ProvisionStage, status: Status, message: String, boardID: Int64? = nil) {
+        self.stage = stage
+        self.status = status
+        self.message = message
+        self.boardID = boardID
+    }
+}
+
+/// What `devkit provision` produced.
+public struct ProvisionResult: Sendable, Equatable {
+    public var boardID: Int64
+    public var registrationID: String
+    public var mac: String
+    public var firmwareVersion: String
+    public var certificatePath: String
+    public var enrollmentPath: String
+    public var certificateSHA1: String
+    public var certificateSHA256: String
+    /// The `az iot dps enrollment create` command line.
+    public var azCommand: String
+}
+
+/// Errors of the provisioning workflow that are not the console's or the registry's.
+public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Something given is unusable; nothing was sent to the board.
+    case invalidInput(String)
+    /// The UDS policy reads `<dir>/<serial>.uds` but the board's USB serial is unknown.
+    case serialUnknown(directory: String)
+    /// The output directory cannot take the files.
+    case outputDirectory(path: String, reason: String)
+    /// The firmware image could not be measured.
+    case firmware(String)
+    /// The board did not print its MAC after `exit`.
+    case macNotInBootLog
+    /// The registry row cannot be resumed.
+    case cannotResume(String)
+
+    public var description: String {
+        switch self {
+        case .invalidInput(let s): s
+        case .serialUnknown(let dir):
+            "the UDS policy reads \(dir)/<USB serial>.uds, but this board's USB serial is unknown; give --uds-file instead"
+        case .outputDirectory(let path, let reason):
+            "output directory \(path): \(reason); create it or choose another with --output-dir"
+        case .firmware(let s): s
+        case .macNotInBootLog:
+            "the board rebooted but its boot log showed no `DevKit MAC Address:` line (is the DPS sample sketch flashed?); give the MAC with --mac, read from the screen in configuration mode"
+        case .cannotResume(let s): s
+        }
+    }
+}
+
+/// Provisions one board end to end, recording each step in the registry.
+///
+/// Order and durability: everything is validated first (firmware measured, UDS and
+/// Wi-Fi password read, registration ID and output directory checked); then the UDS
+/// is committed to the registry — synced to disk — and only then sent to the board.
+/// Each later step updates the same row in its own transaction, so a crash at any
+/// point leaves a row that ``resume(boardID:session:)`` can finish.
+public struct ProvisionWorkflow {
+    public let registry: Registry
+    public let measure: FirmwareMeasurer
+    /// Told each step as it starts and ends.
+    public var report: (ProvisionEvent) -> Void
+    /// Called after each registry step is committed (tests use it to crash there).
+    public var afterStep: (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
+
+    public init(registry: Registry, measure: @escaping FirmwareMeasurer,
+                report: @escaping (ProvisionEvent) -> Void = { _ in }) {
+        self.registry = registry
+        self.measure = measure
+        self.report = report
+    }
+
+    /// Everything checked before the board is touched.
+    struct Validated {
+        var uds: String
+        var wifiPassword: String?
+        var factory: CertificateFactory
+        var mac: String?
+    }
+
+    /// Checks all inputs without touching the board or the registry.
+    func validate(_ request: ProvisionRequest) throws -> Validated {
+        report(ProvisionEvent(stage: .validate, status: .started, message: "checking the inputs"))
+        var mac: String?
+        if let given = request.mac {
+            do { mac = try Registry.normalizeMAC(given) } catch {
+                throw ProvisionError.invalidInput("\(error)")
+            }
+        }
+        if let id = request.registrationID {
+            do { try RegistrationIDScheme.validate(id) } catch { throw ProvisionError.invalidInput("\(error)") }
+        }
+        if request.registrationID == nil, case .template(let t) = request.scheme, t.contains("{serial}"),
+            request.usbSerial == nil
+        {
+            throw ProvisionError.invalidInput(
+                "the registration ID template '\(t)' needs the board's USB serial, which is unknown; give --registration-id")
+        }
+        if let wifi = request.wifi {
+            _ = try ConsoleCommand.setWiFiSSID(wifi.ssid).line()
+        }
+        let wifiPassword = try request.wifi.map { w throws in
+            let password = try SecretFile.readLine(w.passwordFile)
+            _ = try ConsoleCommand.setWiFiPassword(password).line()
+            return password
+        }
+        try Self.checkOutputDirectory(request.outputDirectory)
+        // Parse and measure the firmware now: a bad image must fail before the board is touched.
+        let factory = try measure(request.firmware)
+        let uds: String
+        switch request.uds {
+        case .file(let path): uds = try SecretFile.readUDS(path)
+        case .generate: uds = UDSGenerator.generate()
+        case .directory(let dir):
+            guard let serial = request.usbSerial else { throw ProvisionError.serialUnknown(directory: dir) }
+            uds = try SecretFile.readUDS((dir as NSString).appendingPathComponent("\(serial).uds"))
+        }
+        report(ProvisionEvent(stage: .validate, status: .done, message: "inputs are valid"))
+        return Validated(uds: uds, wifiPassword: wifiPassword, factory: factory, mac: mac)
+    }
+
+    /// Provisions the board behind `session` (synchronised here if it is not).
+    public func run(_ request: ProvisionRequest, session: ConsoleSession) throws -> ProvisionResult {
+        let v = try validate(request)
+        try connect(session)
+
+        report(ProvisionEvent(stage: .record, status: .started, message: "recording the UDS in the registry"))
+        let board = try registry.recordNewBoard(
+            uds: v.uds, mac: v.mac, usbSerial: request.usbSerial, registrationID: request.registrationID)
+        let id = board.id!
+        report(ProvisionEvent(stage: .record, status: .done, message: "board #\(id) recorded in \(registry.path)", boardID: id))
+        afterStep(.udsRecorded, board)
+
+        do {
+            return try finish(board: board, request: request, validated: v, session: session)
+        } catch {
+            _ = try? registry.markFailed(boardID: id, error: "\(error)")
+            throw error
+        }
+    }
+
+    /// Finishes a board recorded earlier (after a crash, unplug or error) with the
+    /// UDS the registry holds, doing only the steps not yet done. `session` is needed
+    /// only when board steps remain; `request` gives the firmware and output options
+    /// (its UDS source is ignored).
+    public func resume(boardID: Int64, request: ProvisionRequest, session: ConsoleSession?) throws -> ProvisionResult {
+        guard let board = try registry.board(id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
+        var request = request
+        request.uds = .generate  // not used: the registry's UDS is
+        if request.mac == nil { request.mac = board.mac }
+        if request.registrationID == nil { request.registrationID = board.registrationID }
+        if request.usbSerial == nil { request.usbSerial = board.usbSerial }
+        var v = try validate(request)
+        v.uds = board.uds
+        let boardStepsDone = board.macReadAt != nil && board.versionReadAt != nil && board.udsConfirmedAt != nil
+        if !boardStepsDone {
+            guard let session else {
+                throw ProvisionError.cannotResume(
+                    "board #\(boardID) still needs \(board.nextStep?.rawValue ?? "steps") on the board itself; connect it with --port")
+            }
+            try connect(session)
+        }
+        do {
+            return try finish(board: board, request: request, validated: v, session: session)
+        } catch {
+            _ = try? registry.markFailed(boardID: boardID, error: "\(error)")
+            throw error
+        }
+    }
+
+    private func connect(_ session: ConsoleSession) throws {
+        guard session.state != .atPrompt else { return }
+        report(ProvisionEvent(stage: .connect, status: .started, message: "waiting for the configuration console prompt"))
+        try session.synchronize()
+        report(ProvisionEvent(stage: .connect, status: .done, message: "the board is in configuration mode"))
+    }
+
+    private func mark(_ step: ProvisioningStep, _ id: Int64, _ update: BoardUpdate = BoardUpdate()) throws -> BoardRecord {
+        let record = try registry.markStep(step, boardID: id, update: update)
+        afterStep(step, record)
+        return record
+    }
+
+    private func finish(
+        board initial: BoardRecord, request: ProvisionRequest, validated v: Validated, session: ConsoleSession?
+    ) throws -> ProvisionResult {
+        var board = initial
+        let id = board.id!
+
+        if board.udsConfirmedAt == nil, let session {
+            report(ProvisionEvent(stage: .uds, status: .started, message: "storing the UDS on the board", boardID: id))
+            // Marked before the line goes out: "sent" means the board may have it.
+            board = try mark(.udsSent, id)
+            try session.setUDS(board.uds)
+            board = try mark(.udsConfirmed, id)
+            report(ProvisionEvent(stage: .uds, status: .done, message: "the board stored the UDS", boardID: id))
+        }
+
+        if let wifi = request.wifi, let password = v.wifiPassword, let session, board.versionReadAt == nil {
+            report(ProvisionEvent(stage: .wifi, status: .started, message: "setting Wi-Fi \(wifi.ssid)", boardID: id))
+            try session.setWiFiSSID(wifi.ssid)
+            try session.setWiFiPassword(password)
+            report(ProvisionEvent(stage: .wifi, status: .done, message: "Wi-Fi set", boardID: id))
+        }
+
+        if board.versionReadAt == nil, let session {
+            report(ProvisionEvent(stage: .version, status: .started, message: "reading the firmware version", boardID: id))
+            let versions = try session.version()
+            board = try mark(.versionRead, id, BoardUpdate(firmwareVersion: versions.firmwareVersion.text))
+            report(ProvisionEvent(stage: .version, status: .done, message: "firmware \(versions.firmwareVersion.text)", boardID: id))
+        }
+
+        if board.mac == nil, let session {
+            report(ProvisionEvent(stage: .mac, status: .started, message: "rebooting the board to read its MAC", boardID: id))
+            let log = try session.exitAndReadBootLog()
+            if log.mode == .configuration { throw WorkflowError.rebootedIntoConfigurationMode }
+            guard let mac = log.macAddress else { throw ProvisionError.macNotInBootLog }
+            board = try mark(.macRead, id, BoardUpdate(mac: mac.hex))
+            report(ProvisionEvent(stage: .mac, status: .done, message: "MAC \(mac.hex)", boardID: id))
+        } else if board.mac != nil && board.macReadAt != nil {
+            report(ProvisionEvent(stage: .mac, status: .skipped, message: "MAC \(board.mac!) (given)", boardID: id))
+        }
+        guard let mac = board.mac, let version = board.firmwareVersion else {
+            throw ProvisionError.cannotResume("board #\(id) has no MAC or firmware version recorded; connect the board")
+        }
+
+        let registrationID: String
+        if let explicit = request.registrationID {
+            registrationID = explicit
+        } else {
+            registrationID = try request.scheme.registrationID(mac: mac, usbSerial: board.usbSerial, firmwareVersion: version)
+        }
+
+        report(ProvisionEvent(stage: .certificate, status: .started, message: "computing the Alias certificate for \(registrationID)", boardID: id))
+        let certificate = try v.factory(board.uds, registrationID)
+        let pemPath = (request.outputDirectory as NSString).appendingPathComponent("\(registrationID).pem")
+        try OutputFile.writeAtomically(Data(certificate.pem.utf8), to: pemPath, mode: 0o644)
+        board = try mark(.certificateWritten, id, BoardUpdate(
+            registrationID: registrationID, certificateSHA1: certificate.sha1,
+            certificateSHA256: certificate.sha256, certificatePath: pemPath))
+        report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(pemPath) (SHA-1 \(certificate.sha1))", boardID: id))
+
+        report(ProvisionEvent(stage: .enrollment, status: .started, message: "writing the enrollment file", boardID: id))
+        let enrollment = EnrollmentFile(registrationID: registrationID, certificatePEM: certificate.pem, dps: request.dps)
+        let enrollmentPath = try enrollment.write(toDirectory: request.outputDirectory)
+        board = try mark(.enrollmentWritten, id, BoardUpdate(enrollmentPath: enrollmentPath))
+        report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(enrollmentPath)", boardID: id))
+
+        return ProvisionResult(
+            boardID: id, registrationID: registrationID, mac: mac, firmwareVersion: version,
+            certificatePath: pemPath, enrollmentPath: enrollmentPath,
+            certificateSHA1: certificate.sha1, certificateSHA256: certificate.sha256,
+            azCommand: enrollment.azCommand(certificatePath: pemPath))
+    }
+
+    static func checkOutputDirectory(_ path: String) throws(ProvisionError) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw .outputDirectory(path: path, reason: "does not exist")
+        }
+        guard isDirectory.boolValue else { throw .outputDirectory(path: path, reason: "is not a directory") }
+        guard FileManager.default.isWritableFile(atPath: path) else {
+            throw .outputDirectory(path: path, reason: "is not writable")
+        }
+    }
+}

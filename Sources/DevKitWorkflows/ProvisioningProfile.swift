@@ -1,0 +1,77 @@
+/// Where the firmware image to measure comes from.
+public enum FirmwareSource: Sendable, Equatable {
+    /// `<sketch>.ino.bin` plus the linker map `<sketch>.ino.map`.
+    case binAndMap(bin: String, map: String)
+    /// `<sketch>.ino.elf` alone.
+    case elf(String)
+}
+
+/// Where a board's UDS comes from.
+public enum UDSPolicy: Sendable, Equatable {
+    /// A fresh UDS from the system CSPRNG, recorded in the registry before it is sent.
+    case generate
+    /// `<directory>/<USB serial>.uds` (64 hex digits), prepared in advance per board.
+    case fromDirectory(String)
+}
+
+/// Wi-Fi credentials to store on the board. The password stays in its file until used.
+public struct WiFiSettings: Sendable, Equatable {
+    public var ssid: String
+    /// File holding the password (trailing newline ignored); never a literal in the profile.
+    public var passwordFile: String
+
+    public init(ssid: String, passwordFile: String) {
+        self.ssid = ssid
+        self.passwordFile = passwordFile
+    }
+}
+
+/// The DPS the enrollment is meant for: used in the enrollment file and the `az` command.
+public struct DPSSettings: Sendable, Equatable {
+    /// The DPS resource name (`az ... --dps-name`).
+    public var name: String?
+    /// Its resource group (`az ... --resource-group`).
+    public var resourceGroup: String?
+    /// The ID scope, printed for the device configuration.
+    public var idScope: String?
+    /// The IoT hub to assign the device to (`iotHubHostName`), if fixed.
+    public var iotHubHostName: String?
+    /// Whether the enrollment starts enabled.
+    public var provisioningEnabled: Bool
+
+    public init(
+        name: String? = nil, resourceGroup: String? = nil, idScope: String? = nil,
+        iotHubHostName: String? = nil, provisioningEnabled: Bool = true
+    ) {
+        self.name = name
+        self.resourceGroup = resourceGroup
+        self.idScope = idScope
+        self.iotHubHostName = iotHubHostName
+        self.provisioningEnabled = provisioningEnabled
+    }
+}
+
+/// What `devkit autoconfigure` and `devkit watch` do to every board: read from a
+/// TOML profile by the CLI. Paths are absolute (resolved against the profile's
+/// directory when parsed).
+public struct ProvisioningProfile: Sendable, Equatable {
+    public var firmware: FirmwareSource
+    public var uds: UDSPolicy
+    public var wifi: WiFiSettings?
+    public var outputDirectory: String
+    public var registrationID: RegistrationIDScheme
+    public var dps: DPSSettings
+
+    public init(
+        firmware: FirmwareSource, uds: UDSPolicy, wifi: WiFiSettings? = nil,
+        outputDirectory: String, registrationID: RegistrationIDScheme = .derived,
+        dps: DPSSettings = DPSSettings()
+    ) {
+        self.firmware = firmware
+        self.uds = uds
+        self.wifi = wifi
+        self.outputDirectory = outputDirectory
+        self.registrationID = registrationID
+        self.dps = dps
+    }
+}

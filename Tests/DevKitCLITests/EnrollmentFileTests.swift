@@ -1,0 +1,48 @@
+import DevKitWorkflows
+import Foundation
+import Testing
+
+@Suite struct EnrollmentFileTests {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+    @Test func bodyIsADPSIndividualEnrollmentWithX509() throws {
+        let file = EnrollmentFile(registrationID: "az-a4cf120b9e31v1v6v2", certificatePEM: pem)
+        let object = try #require(try JSONSerialization.jsonObject(with: file.json()) as? [String: Any])
+        #expect(Set(object.keys) == ["registrationId", "attestation", "provisioningStatus"])
+        #expect(object["registrationId"] as? String == "az-a4cf120b9e31v1v6v2")
+        #expect(object["provisioningStatus"] as? String == "enabled")
+        let attestation = try #require(object["attestation"] as? [String: Any])
+        #expect(attestation["type"] as? String == "x509")
+        let primary = (((attestation["x509"] as? [String: Any])?["clientCertificates"] as? [String: Any])?["primary"]) as? [String: Any]
+        #expect(primary?["certificate"] as? String == pem)
+        #expect(file.json().last == 0x0A)
+    }
+
+    @Test func hubAndDisabledStatus() throws {
+        let dps = DPSSettings(name: "d", resourceGroup: "r", iotHubHostName: "h.azure-devices.net", provisioningEnabled: false)
+        let file = EnrollmentFile(registrationID: "x", certificatePEM: pem, dps: dps)
+        let object = try #require(try JSONSerialization.jsonObject(with: file.json()) as? [String: Any])
+        #expect(object["iotHubHostName"] as? String == "h.azure-devices.net")
+        #expect(object["provisioningStatus"] as? String == "disabled")
+        #expect(file.azCommand(certificatePath: "out/x.pem")
+                == "az iot dps enrollment create --enrollment-id x --attestation-type x509 --certificate-path out/x.pem --dps-name d --resource-group r --iot-hubs h.azure-devices.net --provisioning-status disabled")
+    }
+
+    @Test func azCommandQuotesAndShowsPlaceholders() {
+        let file = EnrollmentFile(registrationID: "bench-1", certificatePEM: pem)
+        #expect(file.azCommand(certificatePath: "/tmp/my certs/bench-1.pem")
+                == "az iot dps enrollment create --enrollment-id bench-1 --attestation-type x509 --certificate-path '/tmp/my certs/bench-1.pem' --dps-name <dps-name> --resource-group <resource-group>")
+    }
+
+    @Test func writesAtomicallyIntoTheDirectory() throws {
+        var template = Array((NSTemporaryDirectory() + "devkit-enroll-XXXXXX").utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = EnrollmentFile(registrationID: "bench-1", certificatePEM: pem)
+        let path = try file.write(toDirectory: dir)
+        #expect(path == dir + "/bench-1.enrollment.json")
+        #expect(FileManager.default.contents(atPath: path) == file.json())
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["bench-1.enrollment.json"])
+        #expect(throws: OutputFileError.self) { try file.write(toDirectory: dir + "/missing") }
+    }
+}

@@ -1,0 +1,126 @@
+import DevKitWorkflows
+import Foundation
+import Testing
+
+@testable import DevKitCLI
+
+@Suite struct ProfileTests {
+    let file = "/etc/devkit/bench.toml"
+
+    func parse(_ text: String) throws(ProfileError) -> ProvisioningProfile {
+        try ProfileLoader.parse(text, file: file)
+    }
+
+    func error(_ text: String) -> ProfileError? {
+        do { _ = try parse(text); return nil } catch { return error }
+    }
+
+    @Test func fullProfileResolvesPathsAgainstItsDirectory() throws {
+        let profile = try parse("""
+            output_dir = "out"
+            registration_id = "bench-{mac}"
+            [firmware]
+            bin = "fw/DevKitDPS.ino.bin"
+            map = "/abs/DevKitDPS.ino.map"
+            [uds]
+            policy = "from-file"
+            directory = "../secrets/uds"
+            [wifi]
+            ssid = "bench lab"
+            password_file = "wifi.secret"
+            [dps]
+            name = "my-dps"
+            resource_group = "rg"
+            id_scope = "0ne000A1B2C"
+            iot_hub = "hub.azure-devices.net"
+            provisioning_status = "disabled"
+            """)
+        #expect(profile.firmware == .binAndMap(bin: "/etc/devkit/fw/DevKitDPS.ino.bin", map: "/abs/DevKitDPS.ino.map"))
+        #expect(profile.uds == .fromDirectory("/etc/secrets/uds"))
+        #expect(profile.wifi == WiFiSettings(ssid: "bench lab", passwordFile: "/etc/devkit/wifi.secret"))
+        #expect(profile.outputDirectory == "/etc/devkit/out")
+        #expect(profile.registrationID == .template("bench-{mac}"))
+        #expect(profile.dps == DPSSettings(name: "my-dps", resourceGroup: "rg", idScope: "0ne000A1B2C",
+                                           iotHubHostName: "hub.azure-devices.net", provisioningEnabled: false))
+    }
+
+    @Test func minimalProfileHasDefaults() throws {
+        let profile = try parse("[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n")
+        #expect(profile.firmware == .elf("/etc/devkit/a.elf"))
+        #expect(profile.uds == .generate)
+        #expect(profile.wifi == nil)
+        #expect(profile.outputDirectory == "/etc/devkit")
+        #expect(profile.registrationID == .derived)
+        #expect(profile.dps == DPSSettings())
+    }
+
+    @Test func theExampleInTheHelpParses() throws {
+        _ = try parse(ProfileLoader.example)
+    }
+
+    static let cases: [(String, String, String)] = [
+        ("[uds]\npolicy = \"generate\"", "firmware", "missing"),
+        ("[firmware]\nbin = \"a\"\n[uds]\npolicy = \"generate\"", "firmware.map", "linker map"),
+        ("[firmware]\nmap = \"a\"\n[uds]\npolicy = \"generate\"", "firmware.bin", "missing"),
+        ("[firmware]\nbin = \"a\"\nmap = \"b\"\nelf = \"c\"\n[uds]\npolicy = \"generate\"", "firmware", "not both"),
+        ("[firmware]\nelf = 3\n[uds]\npolicy = \"generate\"", "firmware.elf", "must be a string"),
+        ("[firmware]\nelf = \"a\"\nbinn = \"x\"\n[uds]\npolicy = \"generate\"", "firmware.binn", "allowed here: bin, map, elf"),
+        ("[firmware]\nelf = \"a\"", "uds", "missing"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"random\"", "uds.policy", "allowed: \"generate\", \"from-file\""),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"from-file\"", "uds.directory", "missing"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[wifi]\nssid = \"x\"\npassword = \"hunter2\"", "wifi.password", "never go in the profile"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[wifi]\nssid = \"\(String(repeating: "s", count: 32))\"\npassword_file = \"p\"", "wifi.ssid", "at most 31"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[wifi]\nssid = \"x\"", "wifi.password_file", "missing"),
+        ("registration_id = \"Bench_{mac}\"\n[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"", "registration_id", "'B' is not allowed"),
+        ("registration_id = \"bench-{ip}\"\n[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"", "registration_id", "unknown placeholder {ip}"),
+        ("registration_id = \"bench\"\n[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"", "registration_id", "same ID"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[dps]\nprovisioning_status = \"on\"", "dps.provisioning_status", "allowed: \"enabled\", \"disabled\""),
+        ("output = \"x\"\n[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"", "output", "unknown key"),
+        ("firmware = \"a.elf\"\n[uds]\npolicy = \"generate\"", "firmware", "must be a table"),
+    ]
+
+    @Test(arguments: cases)
+    func preciseErrors(_ c: (text: String, key: String, fragment: String)) throws {
+        let e = try #require(error(c.text))
+        guard case .invalid(let f, let key, let message) = e else {
+            Issue.record("expected .invalid, got \(e)"); return
+        }
+        #expect(f == file)
+        #expect(key == c.key)
+        #expect(message.contains(c.fragment), "\(message)")
+        #expect(e.exitStatus == .dataError)
+        #expect(e.userMessage.hasPrefix("profile \(file): \(c.key): "))
+    }
+
+    @Test func syntaxErrorNamesLine() throws {
+        let e = try #require(error("[firmware]\nelf = \"a\"\nbad line here\n"))
+        guard case .syntax(_, let line, _, _) = e else { Issue.record("\(e)"); return }
+        #expect(line == 3)
+        #expect(e.userMessage.contains("\(file):3:"))
+    }
+
+    @Test func missingFileIsNoInput() throws {
+        do {
+            _ = try ProfileLoader.load(path: "/nonexistent/devkit.toml")
+            Issue.record("loaded a missing file")
+        } catch {
+            #expect(error.exitStatus == .noInput)
+            #expect(error.userMessage.contains("/nonexistent/devkit.toml"))
+        }
+    }
+
+    @Test func registrationIDSchemes() throws {
+        #expect(try RegistrationIDScheme.derived.registrationID(mac: "A4CF120B9E31", usbSerial: nil, firmwareVersion: "1.6.2")
+                == "az-a4cf120b9e31v1v6v2")
+        let t = try RegistrationIDScheme(parsing: "bench-{serial}-{mac}-v{version}")
+        #expect(try t.registrationID(mac: "a4cf120b9e31", usbSerial: "066EFF", firmwareVersion: "2.0.10")
+                == "bench-066eff-a4cf120b9e31-v2v0v10")
+        #expect(throws: RegistrationIDError.missing("serial", scheme: "{serial}")) {
+            try RegistrationIDScheme(parsing: "{serial}").registrationID(mac: "a", usbSerial: nil, firmwareVersion: nil)
+        }
+        #expect(throws: RegistrationIDError.self) {
+            try RegistrationIDScheme(parsing: "{serial}").registrationID(
+                mac: nil, usbSerial: String(repeating: "a", count: 127), firmwareVersion: nil)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import DevKitRegistry
+import Foundation
+import Testing
+import VirtualDevKit
+
+/// `devkit provision` end to end: the built binary against the in-process virtual
+/// DevKit, the certificate compared byte for byte with the reference vector.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct ProvisionCLITests {
+    struct Vector {
+        let uds, mac, version, registrationID, bin, map, elf, certificate: String
+    }
+
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/dice-vectors")
+
+    /// The `devkit-size-image` vector: a derived ID, so MAC and version come from the board.
+    static func vector() throws -> Vector {
+        let data = try Data(contentsOf: fixtures.appendingPathComponent("vectors.json"))
+        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let all = try #require(root["vectors"] as? [[String: Any]])
+        let v = try #require(all.first { $0["id"] as? String == "devkit-size-image" })
+        func s(_ k: String) throws -> String { try #require(v[k] as? String) }
+        return Vector(
+            uds: try s("uds"), mac: try s("mac").replacingOccurrences(of: ":", with: ""),
+            version: try s("firmware_version"), registrationID: try s("registration_id"),
+            bin: fixtures.appendingPathComponent(try s("bin")).path,
+            map: fixtures.appendingPathComponent(try s("map")).path,
+            elf: fixtures.appendingPathComponent(try s("elf")).path,
+            certificate: try s("alias_certificate"))
+    }
+
+    func setup() throws -> (v: Vector, dir: String, kit: VirtualDevKit) {
+        let v = try Self.vector()
+        let dir = registryTestDirectory()
+        try (v.uds + "\n").write(toFile: dir + "/board.uds", atomically: true, encoding: .utf8)
+        let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
+        return (v, dir, kit)
+    }
+
+    func provisionArgs(_ v: Vector, _ dir: String, _ kit: VirtualDevKit) -> [String] {
+        ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map,
+         "--output-dir", dir, "--registry", dir + "/registry.sqlite"]
+    }
+
+    @Test func provisionsTheVirtualDevKitWithTheReferenceCertificate() throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let r = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(kit.state.uds == v.uds.lowercased())
+        let pem = try String(contentsOfFile: dir + "/\(v.registrationID).pem", encoding: .utf8)
+        #expect(pem == v.certificate)
+        let enrollment = try #require(FileManager.default.contents(atPath: dir + "/\(v.registrationID).enrollment.json"))
+        let body = try #require(try JSONSerialization.jsonObject(with: enrollment) as? [String: Any])
+        #expect(body["registrationId"] as? String == v.registrationID)
+
+        let lines = r.stdout.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.allSatisfy { $0 != nil }, "every stdout line is JSON")
+        let result = try #require(lines.last??["event"] as? String == "result" ? lines.last! : nil)
+        #expect(result["registration_id"] as? String == v.registrationID)
+        #expect((result["az_command"] as? String)?.hasPrefix("az iot dps enrollment create --enrollment-id \(v.registrationID)") == true)
+        #expect(!r.stdout.contains(v.uds) && !r.stderr.contains(v.uds) && !r.stdout.contains(v.uds.lowercased()))
+
+        let registry = try Registry(path: dir + "/registry.sqlite")
+        let row = try #require(try registry.allBoards().first)
+        #expect(row.state == .done)
+        #expect(row.mac == v.mac && row.firmwareVersion == v.version)
+    }
+
+    /// kill -9 right after each step is committed; the row says how far it got and
+    /// `provision --resume` finishes the board with the recorded UDS.
+    @Test(arguments: ["uds_recorded", "uds_sent", "uds_confirmed", "version_read", "mac_read", "certificate_written"])
+    func killNineAtEachStepThenResume(_ step: String) throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["DEVKIT_TEST_KILL_AFTER_STEP"] = step
+        let killed = try RegistryCLIProcess.run(
+            provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds"], environment: env)
+        #expect(killed.status == SIGKILL, "expected death by SIGKILL: \(killed.stderr)")
+
+        let registry = try Registry(path: dir + "/registry.sqlite")
+        let row = try #require(try registry.allBoards().first)
+        #expect(row.uds == v.uds.lowercased(), "the UDS is never lost")
+        #expect(row.lastStep?.rawValue == step)
+        #expect(row.state == .inProgress)
+
+        // The board may have rebooted into user mode after `exit`: put it back the
+        // way an operator would (hold A, reset) when board steps remain.
+        if row.macReadAt == nil { kit.reset(into: .configuration) }
+        let resumed = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--resume", "\(row.id!)"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(kit.state.uds == v.uds.lowercased())
+        #expect(try String(contentsOfFile: dir + "/\(v.registrationID).pem", encoding: .utf8) == v.certificate)
+        let finished = try #require(try registry.board(id: row.id!))
+        #expect(finished.state == .done)
+        #expect(try registry.allBoards().count == 1)
+    }
+}

@@ -1,0 +1,212 @@
+import Crypto
+import DevKitConsole
+import DevKitRegistry
+import DevKitWorkflows
+import Foundation
+import SerialPort
+import Testing
+import VirtualDevKit
+
+/// A stand-in for the DiceRIoT generator in these workflow tests: a deterministic
+/// function of (firmware, UDS, ID), so the tests can check the workflow passed the
+/// right inputs. The real generator is checked end to end in ProvisionCLITests.
+func recordingMeasurer(failWith error: (any Error)? = nil) -> FirmwareMeasurer {
+    { firmware in
+        if let error { throw error }
+        return { uds, id in
+            let digest = SHA256.hash(data: Data("\(firmware)|\(uds)|\(id)".utf8))
+            let body = Data(digest).base64EncodedString()
+            return AliasCertificate(
+                pem: "-----BEGIN CERTIFICATE-----\n\(body)\n-----END CERTIFICATE-----\n",
+                sha1: "SHA1-\(id)", sha256: Data(digest).map { String(format: "%02X", $0) }.joined())
+        }
+    }
+}
+
+struct ProvisionFixture {
+    let dir: String
+    let registry: Registry
+    let udsFile: String
+    let uds = "c0ffee00" + String(repeating: "12", count: 28)
+
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "devkit-provision-XXXXXX").utf8CString)
+        dir = String(cString: mkdtemp(&template)!)
+        registry = try Registry(path: dir + "/registry.sqlite")
+        udsFile = dir + "/board.uds"
+        try (uds.uppercased() + "\n").write(toFile: udsFile, atomically: true, encoding: .utf8)
+        try "hunter2 with spaces\n".write(toFile: dir + "/wifi.secret", atomically: true, encoding: .utf8)
+    }
+
+    func request(uds: UDSSource? = nil, mac: String? = nil, wifi: Bool = false) -> ProvisionRequest {
+        ProvisionRequest(
+            firmware: .elf(dir + "/fw.elf"), uds: uds ?? .file(udsFile), mac: mac,
+            wifi: wifi ? WiFiSettings(ssid: "Bench Lab", passwordFile: dir + "/wifi.secret") : nil,
+            outputDirectory: dir, dps: DPSSettings(name: "dps1", resourceGroup: "rg1"))
+    }
+
+    func cleanup() { try? FileManager.default.removeItem(atPath: dir) }
+}
+
+/// Runs `body` on a console session over the kit's pty.
+func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> T) throws -> T {
+    let port = try SerialPort(path: kit.devicePath)
+    defer { port.close() }
+    return try body(ConsoleSession(transport: port))
+}
+
+@Suite(.timeLimit(.minutes(2))) struct ProvisionWorkflowTests {
+    @Test func provisionsEndToEndAgainstTheVirtualDevKit() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit(.init(macAddress: "a4cf120b9e31", firmwareVersion: "1.6.2"))
+        defer { kit.stop() }
+        var events: [ProvisionEvent] = []
+        var workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer()) { events.append($0) }
+        // The UDS is in the registry, on disk, before the board has it.
+        workflow.afterStep = { step, record in
+            if step == .udsRecorded {
+                #expect(kit.state.uds == nil)
+                #expect(record.uds == f.uds)
+                let reopened = try? Registry(path: f.registry.path)
+                #expect((try? reopened?.board(id: record.id!))??.uds == f.uds)
+            }
+        }
+        let result = try withKitSession(kit) { try workflow.run(f.request(wifi: true), session: $0) }
+
+        #expect(kit.state.uds == f.uds)
+        #expect(kit.state.wifiSSID == "Bench Lab")
+        #expect(kit.state.wifiPassword == "hunter2 with spaces")
+        #expect(result.registrationID == "az-a4cf120b9e31v1v6v2")
+        #expect(result.mac == "a4cf120b9e31")
+        #expect(result.firmwareVersion == "1.6.2")
+        #expect(result.certificatePath == f.dir + "/az-a4cf120b9e31v1v6v2.pem")
+        let expected = try recordingMeasurer()(.elf(f.dir + "/fw.elf"))(f.uds, "az-a4cf120b9e31v1v6v2")
+        #expect(FileManager.default.contents(atPath: result.certificatePath) == Data(expected.pem.utf8))
+        let enrollment = try #require(FileManager.default.contents(atPath: result.enrollmentPath))
+        #expect(enrollment == EnrollmentFile(registrationID: result.registrationID, certificatePEM: expected.pem,
+                                             dps: DPSSettings(name: "dps1", resourceGroup: "rg1")).json())
+        #expect(result.azCommand.contains("--dps-name dps1 --resource-group rg1"))
+
+        let row = try #require(try f.registry.board(id: result.boardID))
+        #expect(row.state == .done)
+        #expect(row.completedSteps == ProvisioningStep.allCases)
+        #expect(row.mac == "a4cf120b9e31" && row.firmwareVersion == "1.6.2")
+        #expect(row.certificateSHA256 == expected.sha256)
+        #expect(row.registrationID == "az-a4cf120b9e31v1v6v2")
+
+        let stages = events.filter { $0.status == .done }.map(\.stage)
+        #expect(stages == [.validate, .connect, .record, .uds, .wifi, .version, .mac, .certificate, .enrollment])
+        #expect(!events.contains { $0.message.contains(f.uds) || $0.message.contains("hunter2") })
+    }
+
+    @Test func givenMACSkipsTheReboot() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        var request = f.request(uds: .generate, mac: "A4:CF:12:0B:9E:31")
+        request.scheme = try RegistrationIDScheme(parsing: "bench-{mac}")
+        let result = try withKitSession(kit) { try workflow.run(request, session: $0) }
+        #expect(kit.mode == .configuration)
+        #expect(result.registrationID == "bench-a4cf120b9e31")
+        let row = try #require(try f.registry.board(id: result.boardID))
+        #expect(row.uds == kit.state.uds)
+        #expect(row.state == .done)
+    }
+
+    @Test(arguments: ["uds", "wifi", "output", "firmware", "mac", "id"])
+    func invalidInputTouchesNeitherBoardNorRegistry(_ what: String) throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit()
+        defer { kit.stop() }
+        var request = f.request(wifi: true)
+        var measure = recordingMeasurer()
+        switch what {
+        case "uds":
+            try "not-a-uds".write(toFile: f.udsFile, atomically: true, encoding: .utf8)
+        case "wifi": request.wifi?.passwordFile = f.dir + "/missing"
+        case "output": request.outputDirectory = f.dir + "/missing"
+        case "firmware": measure = recordingMeasurer(failWith: ProvisionError.firmware("fw.elf: no __start_riot_core"))
+        case "mac": request.mac = "a4cf12"
+        default: request.registrationID = "Has_Upper"
+        }
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: measure)
+        #expect(throws: (any Error).self) { try withKitSession(kit) { try workflow.run(request, session: $0) } }
+        #expect(kit.receivedByteCount == 0)
+        #expect(kit.state.uds == nil)
+        #expect(try f.registry.allBoards().isEmpty)
+    }
+
+    @Test func boardErrorIsRecordedAndTheBoardCanBeFinished() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        var faults = VirtualDevKitConfiguration.Faults()
+        faults.eepromWriteFailure = true
+        let broken = try startedKit(.init(faults: faults))
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        #expect(throws: ConsoleError.self) { try withKitSession(broken) { try workflow.run(f.request(), session: $0) } }
+        broken.stop()
+        let failed = try #require(try f.registry.unfinishedBoards().first)
+        #expect(failed.state == .failed)
+        #expect(failed.uds == f.uds)
+        #expect(failed.completedSteps == [.udsRecorded, .udsSent])
+        #expect(failed.error?.contains("EEPROM") == true)
+        #expect(failed.error?.contains(f.uds) == false)
+
+        // Finish it on a healthy board: the recorded UDS is the one stored.
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let result = try withKitSession(kit) {
+            try workflow.resume(boardID: failed.id!, request: f.request(uds: .generate), session: $0)
+        }
+        #expect(result.boardID == failed.id)
+        #expect(kit.state.uds == f.uds)
+        #expect(try f.registry.board(id: failed.id!)?.state == .done)
+        #expect(try f.registry.allBoards().count == 1)
+    }
+
+    @Test func resumeAfterTheBoardStepsNeedsNoBoard() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        // A row as a crash right after mac_read leaves it.
+        let id = try f.registry.recordNewBoard(uds: f.uds).id!
+        for step in [ProvisioningStep.udsSent, .udsConfirmed] { try f.registry.markStep(step, boardID: id) }
+        try f.registry.markStep(.versionRead, boardID: id, update: BoardUpdate(firmwareVersion: "2.0.0"))
+        try f.registry.markStep(.macRead, boardID: id, update: BoardUpdate(mac: "0123456789ab"))
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        let result = try workflow.resume(boardID: id, request: f.request(uds: .generate), session: nil)
+        #expect(result.registrationID == "az-0123456789abv2v0v0")
+        let expected = try recordingMeasurer()(.elf(f.dir + "/fw.elf"))(f.uds, result.registrationID)
+        #expect(FileManager.default.contents(atPath: result.certificatePath) == Data(expected.pem.utf8))
+
+        // A row cut before the board steps needs the board.
+        let early = try f.registry.recordNewBoard(uds: f.uds).id!
+        #expect(throws: ProvisionError.self) {
+            try workflow.resume(boardID: early, request: f.request(uds: .generate), session: nil)
+        }
+    }
+
+    @Test func udsFromTheProfileDirectoryByUSBSerial() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit()
+        defer { kit.stop() }
+        try FileManager.default.createDirectory(atPath: f.dir + "/uds", withIntermediateDirectories: false)
+        let serial = "0669FF555185754867102435"
+        let uds = String(repeating: "7e", count: 32)
+        try (uds + "\n").write(toFile: f.dir + "/uds/\(serial).uds", atomically: true, encoding: .utf8)
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        var request = f.request(uds: .directory(f.dir + "/uds"))
+        #expect(throws: ProvisionError.serialUnknown(directory: f.dir + "/uds")) {
+            try withKitSession(kit) { try workflow.run(request, session: $0) }
+        }
+        #expect(kit.receivedByteCount == 0)
+        request.usbSerial = serial
+        let result = try withKitSession(kit) { try workflow.run(request, session: $0) }
+        #expect(kit.state.uds == uds)
+        #expect(try f.registry.board(id: result.boardID)?.usbSerial == serial)
+    }
+}

@@ -1,0 +1,151 @@
+import DevKitRegistry
+import Foundation
+import Testing
+
+/// Runs the built `devkit` binary with a deadline, no terminal, stdin from /dev/null.
+struct RegistryCLIProcess {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+
+    static var binary: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/devkit")
+    }
+
+    static func run(_ arguments: [String], environment: [String: String]? = nil,
+                    timeout: Double = 60) throws -> RegistryCLIProcess {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let watchdog = DispatchWorkItem { kill(process.processIdentifier, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        defer { watchdog.cancel() }
+        nonisolated(unsafe) var errData = Data()
+        let errRead = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            errRead.signal()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        errRead.wait()
+        process.waitUntilExit()
+        return RegistryCLIProcess(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+func registryTestDirectory() -> String {
+    var template = Array((NSTemporaryDirectory() + "devkit-cli-registry-XXXXXX").utf8CString)
+    return String(cString: mkdtemp(&template)!)
+}
+
+@Suite struct RegistryCLITests {
+    static let uds = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+    /// A registry with one finished and one interrupted board.
+    func populated() throws -> (dir: String, db: String) {
+        let dir = registryTestDirectory()
+        let db = dir + "/registry.sqlite"
+        let registry = try Registry(path: db)
+        let done = try registry.recordNewBoard(uds: Self.uds, usbSerial: "066EFF3") .id!
+        for step in ProvisioningStep.allCases.dropFirst() {
+            let update: BoardUpdate = switch step {
+            case .versionRead: BoardUpdate(firmwareVersion: "1.6.2")
+            case .macRead: BoardUpdate(mac: "a4cf120b9e31", registrationID: "az-a4cf120b9e31v1v6v2")
+            case .certificateWritten: BoardUpdate(certificateSHA1: "0A1B", certificateSHA256: "2C3D", certificatePath: "/out/x.pem")
+            default: BoardUpdate()
+            }
+            try registry.markStep(step, boardID: done, update: update)
+        }
+        let cut = try registry.recordNewBoard(uds: String(repeating: "ab", count: 32)).id!
+        try registry.markStep(.udsSent, boardID: cut)
+        try registry.markFailed(boardID: cut, error: "board unplugged, with a \"quote\", and a comma")
+        return (dir, db)
+    }
+
+    @Test func listShowsBoardsWithoutSecrets() throws {
+        let (dir, db) = try populated()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try RegistryCLIProcess.run(["registry", "list", "--registry", db])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("a4cf120b9e31"))
+        #expect(r.stdout.contains("az-a4cf120b9e31v1v6v2"))
+        #expect(r.stdout.contains("done"))
+        #expect(r.stdout.contains("failed"))
+        #expect(!r.stdout.contains(Self.uds))
+
+        let j = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--unfinished", "--json"])
+        #expect(j.status == 0)
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [[String: Any]])
+        #expect(rows.count == 1)
+        #expect(rows.first?["state"] as? String == "failed")
+        #expect(rows.first?["next_step"] as? String == "uds_confirmed")
+        #expect(rows.first?["uds"] == nil)
+        #expect(rows.first?["mac"] is NSNull)
+    }
+
+    @Test func showHidesTheUDSUnlessAsked() throws {
+        let (dir, db) = try populated()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for key in ["1", "A4:CF:12:0B:9E:31", "az-a4cf120b9e31v1v6v2"] {
+            let r = try RegistryCLIProcess.run(["registry", "show", key, "--registry", db])
+            #expect(r.status == 0, "\(key): \(r.stderr)")
+            #expect(r.stdout.contains("az-a4cf120b9e31v1v6v2"))
+            #expect(r.stdout.contains("0A1B"))
+            #expect(!r.stdout.contains(Self.uds))
+        }
+        let secret = try RegistryCLIProcess.run(["registry", "show", "1", "--registry", db, "--show-secret"])
+        #expect(secret.stdout.contains(Self.uds))
+        let json = try RegistryCLIProcess.run(["registry", "show", "a4cf120b9e31", "--registry", db, "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["uds"] == nil)
+        #expect(object["firmware_version"] as? String == "1.6.2")
+        #expect((object["steps"] as? [String: Any])?.count == ProvisioningStep.allCases.count)
+        let missing = try RegistryCLIProcess.run(["registry", "show", "ffffffffffff", "--registry", db])
+        #expect(missing.status == 66)
+        #expect(missing.stderr.contains("no board 'ffffffffffff'"))
+    }
+
+    @Test func exportJSONAndCSV() throws {
+        let (dir, db) = try populated()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let plain = try RegistryCLIProcess.run(["registry", "export", "--registry", db])
+        #expect(plain.status == 0)
+        #expect(!plain.stdout.contains(Self.uds))
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(plain.stdout.utf8)) as? [[String: Any]])
+        #expect(rows.count == 2)
+
+        let secret = try RegistryCLIProcess.run(["registry", "export", "--registry", db, "--include-secrets"])
+        #expect(secret.stdout.contains(Self.uds))
+
+        let csv = try RegistryCLIProcess.run(["registry", "export", "--registry", db, "--format", "csv"])
+        #expect(csv.status == 0)
+        let lines = csv.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+        #expect(lines.count == 3)
+        #expect(lines[0].hasPrefix("id,mac,usb_serial,registration_id,firmware_version,certificate_sha1"))
+        #expect(!lines[0].contains(",uds,"))
+        #expect(lines[2].contains("\"board unplugged, with a \"\"quote\"\", and a comma\""))
+        let csvSecret = try RegistryCLIProcess.run(["registry", "export", "--registry", db, "--format", "csv", "--include-secrets"])
+        #expect(csvSecret.stdout.contains(",uds,"))
+        #expect(csvSecret.stdout.contains(Self.uds))
+    }
+
+    @Test func readingNeverCreatesTheDatabase() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["XDG_DATA_HOME"] = dir + "/data"
+        let r = try RegistryCLIProcess.run(["registry", "list"], environment: env)
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("No boards recorded in \(dir)/data/devkit/registry.sqlite"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/data"))
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct WatchCommandTests {
+    /// `devkit watch` blocks on udev until SIGTERM, then exits 0.
+    @Test(.timeLimit(.minutes(1))) func sigtermStopsCleanly() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: dir + "/p.toml", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = RegistryCLIProcess.binary
+        process.arguments = ["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
+        try process.run()
+        defer { kill(process.processIdentifier, SIGKILL) }
+
+        // Wait for the "watching" line (the monitor is listening), then SIGTERM.
+        var text = ""
+        while !text.contains("watching for DevKits") {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        try #require(text.contains("watching for DevKits"), "\(text)")
+        kill(process.processIdentifier, SIGTERM)
+        let stopped = exited.wait(timeout: .now() + 20) == .success
+        try #require(stopped, "watch did not stop on SIGTERM")
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0)
+        text += String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.contains("stopping"))
+    }
+
+    /// With --port, boards are provisioned once, each reported, and the exit code
+    /// says whether all succeeded.
+    @Test func staticPortsReportEachBoardAndExit1OnFailure() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: dir + "/p.toml", atomically: true, encoding: .utf8)
+        let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
+                                            "--port", dir + "/no-board-1", "--port", dir + "/no-board-2", "--json"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String]
+        }
+        for port in [dir + "/no-board-1", dir + "/no-board-2"] {
+            #expect(lines.contains { $0["port"] == port && $0["message"]?.hasPrefix("failed: ") == true }, "\(r.stdout)")
+        }
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import Testing
+
+@testable import DevKitRegistry
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A unique temporary directory, removed by `cleanup()`.
+struct TempDir {
+    let path: String
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "devkit-registry-XXXXXX").utf8CString)
+        guard let p = mkdtemp(&template) else { throw POSIXError(.EIO) }
+        path = String(cString: p)
+    }
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+func mode(_ path: String) -> mode_t? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }
+    return st.st_mode & 0o7777
+}
+
+let udsA = "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789ABCDEF"
+let udsB = String(repeating: "5a", count: 32)
+
+@Suite struct RegistryTests {
+    @Test func defaultPathFollowsXDG() {
+        #expect(
+            Registry.defaultPath(environment: ["XDG_DATA_HOME": "/x/data", "HOME": "/home/u"])
+                == "/x/data/devkit/registry.sqlite")
+        // Unset, empty or relative XDG_DATA_HOME falls back to ~/.local/share.
+        for env in [["HOME": "/home/u"], ["XDG_DATA_HOME": "", "HOME": "/home/u"],
+                    ["XDG_DATA_HOME": "rel/dir", "HOME": "/home/u"]] {
+            #expect(Registry.defaultPath(environment: env) == "/home/u/.local/share/devkit/registry.sqlite")
+        }
+    }
+
+    @Test func createsPrivateDirectoryAndFile() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let dbPath = tmp.file("a/b/devkit/registry.sqlite")
+        let registry = try Registry(path: dbPath)
+        try registry.recordNewBoard(uds: udsA)
+        #expect(mode(tmp.file("a")) == 0o700)
+        #expect(mode(tmp.file("a/b/devkit")) == 0o700)
+        #expect(mode(dbPath) == 0o600)
+        // The WAL holds the UDS too: it must be as private as the database.
+        #expect(mode(dbPath + "-wal") == 0o600)
+    }
+
+    @Test func tightensAnExistingWorldReadableFile() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let dbPath = tmp.file("registry.sqlite")
+        #expect(FileManager.default.createFile(atPath: dbPath, contents: nil,
+                                               attributes: [.posixPermissions: 0o644]))
+        _ = try Registry(path: dbPath)
+        #expect(mode(dbPath) == 0o600)
+    }
+
+    @Test func usesWAL() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let dbPath = tmp.file("r.sqlite")
+        _ = try Registry(path: dbPath)
+        // The database header says WAL (bytes 18 and 19 are 2 in WAL mode).
+        let header = try Data(contentsOf: URL(fileURLWithPath: dbPath)).prefix(20)
+        #expect(header.count == 20 && header[18] == 2 && header[19] == 2)
+    }
+
+    @Test func recordAndMarkEveryStep() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        var board = try registry.recordNewBoard(uds: udsA, usbSerial: "0672FF485550755187121525")
+        let id = try #require(board.id)
+        #expect(board.uds == udsA.lowercased())
+        #expect(board.state == .inProgress)
+        #expect(board.completedSteps == [.udsRecorded])
+        #expect(board.nextStep == .udsSent)
+
+        board = try registry.markStep(.udsSent, boardID: id)
+        board = try registry.markStep(.udsConfirmed, boardID: id)
+        board = try registry.markStep(.versionRead, boardID: id, update: BoardUpdate(firmwareVersion: "1.6.2"))
+        board = try registry.markStep(
+            .macRead, boardID: id,
+            update: BoardUpdate(mac: "A4:CF:12:0B:9E:31", registrationID: "az-a4cf120b9e31v1v6v2"))
+        #expect(board.mac == "a4cf120b9e31")
+        #expect(try registry.unfinishedBoards().map(\.id) == [id])
+        board = try registry.markStep(
+            .certificateWritten, boardID: id,
+            update: BoardUpdate(certificateSHA1: "AA", certificateSHA256: "BB", certificatePath: "/o/x.pem"))
+        #expect(board.state == .inProgress)
+        board = try registry.markStep(.enrollmentWritten, boardID: id, update: BoardUpdate(enrollmentPath: "/o/x.enrollment.json"))
+        #expect(board.state == .done)
+        #expect(board.completedSteps == ProvisioningStep.allCases)
+        #expect(board.nextStep == nil)
+        #expect(try registry.unfinishedBoards().isEmpty)
+
+        // Everything survives reopening.
+        let reopened = try Registry(path: tmp.file("r.sqlite"))
+        let stored = try #require(try reopened.board(id: id))
+        #expect(stored.firmwareVersion == "1.6.2")
+        #expect(stored.certificatePath == "/o/x.pem")
+        #expect(stored.certificateSHA1 == "AA")
+        #expect(stored.usbSerial == "0672FF485550755187121525")
+        #expect(stored.state == .done)
+        #expect(try reopened.board(byMAC: "a4-cf-12-0b-9e-31")?.id == id)
+        #expect(try reopened.board(byRegistrationID: "az-a4cf120b9e31v1v6v2")?.id == id)
+        #expect(try reopened.board(matching: "\(id)")?.id == id)
+        #expect(try reopened.board(matching: "A4CF120B9E31")?.id == id)
+        #expect(try reopened.board(matching: "az-a4cf120b9e31v1v6v2")?.id == id)
+        #expect(try reopened.board(matching: "nope") == nil)
+    }
+
+    @Test func failureIsRecordedAndClearedByTheNextStep() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        let id = try #require(try registry.recordNewBoard(uds: udsB).id)
+        var board = try registry.markFailed(boardID: id, error: "ERROR: Verify failed.")
+        #expect(board.state == .failed)
+        #expect(board.error == "ERROR: Verify failed.")
+        #expect(try registry.unfinishedBoards().map(\.id) == [id])
+        board = try registry.markStep(.udsSent, boardID: id)
+        #expect(board.state == .inProgress)
+        #expect(board.error == nil)
+    }
+
+    @Test func rejectsBadInputWithoutWriting() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        #expect(throws: RegistryError.invalidUDS) { try registry.recordNewBoard(uds: "abc") }
+        #expect(throws: RegistryError.invalidUDS) {
+            try registry.recordNewBoard(uds: String(repeating: "g", count: 64))
+        }
+        #expect(throws: RegistryError.invalidMAC("a4cf12")) {
+            try registry.recordNewBoard(uds: udsA, mac: "a4cf12")
+        }
+        #expect(throws: RegistryError.boardNotFound("42")) { try registry.markStep(.udsSent, boardID: 42) }
+        #expect(try registry.allBoards().isEmpty)
+        // The error message never contains the secret.
+        #expect(!RegistryError.invalidUDS.description.contains(udsA))
+    }
+
+    @Test func latestRowWinsForAReprovisionedBoard() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        let first = try registry.recordNewBoard(uds: udsA, mac: "a4cf120b9e31")
+        let second = try registry.recordNewBoard(uds: udsB, mac: "a4cf120b9e31")
+        #expect(first.macReadAt != nil)
+        #expect(try registry.board(byMAC: "a4cf120b9e31")?.id == second.id)
+        #expect(try registry.allBoards().map(\.id) == [first.id, second.id])
+    }
+
+    @Test func normalizesMACSpellings() throws {
+        for s in ["a4cf120b9e31", "A4:CF:12:0B:9E:31", "a4-cf-12-0b-9e-31", " A4CF120B9E31 "] {
+            #expect(try Registry.normalizeMAC(s) == "a4cf120b9e31")
+        }
+        for s in ["a4:cf:12:0b:9e", "a4cf120b9e3g", "a4:cf-12:0b:9e:31", ""] {
+            #expect(throws: RegistryError.self) { try Registry.normalizeMAC(s) }
+        }
+    }
+
+    @Test func twoHandlesShareOneDatabase() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let a = try Registry(path: tmp.file("r.sqlite"))
+        let b = try Registry(path: tmp.file("r.sqlite"))
+        let id = try #require(try a.recordNewBoard(uds: udsA).id)
+        try b.markStep(.udsSent, boardID: id)
+        #expect(try a.board(id: id)?.completedSteps == [.udsRecorded, .udsSent])
+    }
+
+    @Test func concurrentTasksEachGetTheirOwnRow() async throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    let id = try registry.recordNewBoard(uds: udsA).id!
+                    for step in ProvisioningStep.allCases.dropFirst() {
+                        try registry.markStep(step, boardID: id)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let boards = try registry.allBoards()
+        #expect(boards.count == 16)
+        #expect(boards.allSatisfy { $0.state == .done })
+    }
+}
