@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitWorkflows
 import DiceRIoT
 import Foundation
 
@@ -78,8 +79,31 @@ struct CertCommand: AsyncParsableCommand {
     @Flag(help: "Print the result as JSON on standard output (one object per device in batch mode).")
     var json = false
 
+    @Flag(
+        name: .customLong("from-registry"),
+        help: ArgumentHelp(
+            "Re-issue the certificate of every board in the registry for this firmware (after a firmware update).",
+            discussion: "Uses each board's recorded UDS; with --firmware-version, derived IDs follow the new version. Same as `devkit registry reissue`."))
+    var fromRegistry = false
+
+    @OptionGroup var registry: RegistryOptions
+
     func run() async throws {
-        try await reportingErrors { try execute() }
+        try await reportingErrors {
+            if fromRegistry { try reissue() } else { try execute() }
+        }
+    }
+
+    /// `--from-registry`: every recorded board, from its recorded UDS.
+    private func reissue() throws {
+        let source = try firmwareSource()
+        guard udsFile == nil, registrationID == nil, mac == nil, batch == nil else {
+            throw CertError.usage("--from-registry takes each board's UDS and ID from the registry; drop --uds-file, --registration-id, --mac and --batch")
+        }
+        try makeDirectory(outputDir)  // as for single and batch certificates
+        try reissueFromRegistry(
+            registry: registry, firmware: source, firmwareVersion: firmwareVersion,
+            outputDirectory: outputDir, boards: [], json: json)
     }
 
     private func execute() throws(CertError) {
@@ -184,7 +208,7 @@ struct CertCommand: AsyncParsableCommand {
         }
     }
 
-    private func firmwareSource() throws(CertError) -> FirmwareSource {
+    private func firmwareSource() throws(CertError) -> DevKitWorkflows.FirmwareSource {
         switch (bin, map, elf) {
         case (let bin?, let map?, nil): return .binAndMap(bin: bin, map: map)
         case (nil, nil, let elf?): return .elf(elf)
@@ -196,11 +220,8 @@ struct CertCommand: AsyncParsableCommand {
     }
 }
 
-/// Where the firmware comes from.
-enum FirmwareSource {
-    case binAndMap(bin: String, map: String)
-    case elf(String)
-
+extension DevKitWorkflows.FirmwareSource {
+    /// Reads and parses the firmware files (bin+map, or elf).
     func load() throws(CertError) -> RIoTImage {
         switch self {
         case .binAndMap(let bin, let map):

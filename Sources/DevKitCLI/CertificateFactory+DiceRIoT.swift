@@ -8,15 +8,10 @@ import Foundation
 func diceRIoTMeasurer() -> FirmwareMeasurer {
     { source in
         let image: RIoTImage
-        do {
-            switch source {
-            case .binAndMap(let bin, let map):
-                image = try RIoTImage(bin: try readInput(bin), map: try readInput(map), binPath: bin, mapPath: map)
-            case .elf(let elf):
-                image = try RIoTImage(elf: try readInput(elf), path: elf)
-            }
-        } catch let error as FirmwareError {
-            throw ProvisionError.firmware("\(error)")
+        do { image = try source.load() } catch CertError.firmware(let problem) {
+            throw ProvisionError.firmware("\(problem)")
+        } catch let error as CertError {
+            throw ProvisionError.invalidInput(error.userMessage)
         }
         let firmware = MeasuredFirmware(image)
         return { udsHex, registrationID in
@@ -26,15 +21,4 @@ func diceRIoTMeasurer() -> FirmwareMeasurer {
                 sha256: credentials.sha256Thumbprint)
         }
     }
-}
-
-/// Reads a firmware file; a missing or unreadable file is a usage problem named by path.
-private func readInput(_ path: String) throws -> [UInt8] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw ProvisionError.invalidInput(
-            FileManager.default.fileExists(atPath: path)
-                ? "cannot read firmware file \(path): permission denied"
-                : "firmware file \(path) does not exist")
-    }
-    return [UInt8](data)
 }

@@ -1,3 +1,4 @@
+import DevKitRegistry
 import DevKitTestSupport
 import Foundation
 import Testing
@@ -205,6 +206,32 @@ struct CertCommandTests {
         let jsonLines = r.stdout.split(separator: "\n")
         #expect(jsonLines.count == 5)
         #expect(jsonLines.filter { $0.contains(#""error""#) }.count == 3)
+    }
+
+    @Test("--from-registry re-issues a recorded board's certificate from its recorded UDS")
+    func fromRegistry() throws {
+        let v = Self.vectors.first { $0["id"] == "devkit-size-image" }!
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let registry = try Registry(path: ws.path + "/registry.sqlite")
+        let board = try registry.recordNewBoard(uds: v["uds"]!).id!
+        try registry.markStep(.versionRead, boardID: board, update: BoardUpdate(firmwareVersion: v["firmware_version"]!))
+        try registry.markStep(
+            .macRead, boardID: board, update: BoardUpdate(mac: v["mac"]!, registrationID: v["registration_id"]!))
+        let r = try devkit([
+            "--from-registry", "--registry", ws.path + "/registry.sqlite",
+            "--bin", Self.firmware + "/DevKitDPS.ino.bin", "--map", Self.firmware + "/DevKitDPS.ino.map",
+            "--output-dir", ws.path + "/out",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(ws.read("out/\(v["registration_id"]!).pem") == v["alias_certificate"])
+        #expect(!r.stdout.contains(v["uds"]!) && !r.stderr.contains(v["uds"]!))
+        // The UDS comes from the registry: giving one as well is a usage error.
+        let both = try devkit([
+            "--from-registry", "--registry", ws.path + "/registry.sqlite", "--elf", Self.firmware + "/DevKitDPS.ino.elf",
+            "--uds-file", ws.path + "/uds.hex",
+        ])
+        #expect(both.status == 64)
     }
 
     @Test("--help teaches with an example")
