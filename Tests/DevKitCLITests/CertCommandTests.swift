@@ -23,7 +23,7 @@ struct CertCommandTests {
         init() throws {
             path = FileManager.default.temporaryDirectory.appendingPathComponent("cert-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            try (CertCommandTests.sampleUDS + "\n").write(toFile: path + "/uds.hex", atomically: true, encoding: .utf8)
+            try (CertCommandTests.sampleUDS + "\n").write(toFile: path + "/uds.hex", atomically: false, encoding: .utf8)
         }
         var files: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted() }
         func read(_ name: String) -> String? { try? String(contentsOfFile: path + "/" + name, encoding: .utf8) }
@@ -43,7 +43,7 @@ struct CertCommandTests {
         let v = Self.vectors.first { $0["id"] == id }!
         let ws = try Workspace()
         defer { ws.remove() }
-        try v["uds"]!.write(toFile: ws.path + "/v.uds", atomically: true, encoding: .utf8)
+        try v["uds"]!.write(toFile: ws.path + "/v.uds", atomically: false, encoding: .utf8)
         let firmware = useELF
             ? ["--elf", Self.vectorsRoot.appendingPathComponent(v["elf"]!).path]
             : ["--bin", Self.vectorsRoot.appendingPathComponent(v["bin"]!).path,
@@ -112,7 +112,7 @@ struct CertCommandTests {
     func badUDS(contents: String, message: String) throws {
         let ws = try Workspace()
         defer { ws.remove() }
-        try contents.write(toFile: ws.path + "/bad.hex", atomically: true, encoding: .utf8)
+        try contents.write(toFile: ws.path + "/bad.hex", atomically: false, encoding: .utf8)
         let r = try devkit(tiny(["--uds-file", ws.path + "/bad.hex", "--registration-id", "x", "--output-dir", ws.path + "/out"]))
         #expect(r.status == 64)
         #expect(r.stderr.contains(message), "\(r.stderr)")
@@ -139,7 +139,7 @@ struct CertCommandTests {
         defer { ws.remove() }
         let map = try String(contentsOfFile: Self.firmware + "/Tiny.ino.map", encoding: .utf8)
         let noSymbol = map.split(separator: "\n").filter { !$0.contains("__stop_riot_fw = .") }.joined(separator: "\n")
-        try noSymbol.write(toFile: ws.path + "/bad.map", atomically: true, encoding: .utf8)
+        try noSymbol.write(toFile: ws.path + "/bad.map", atomically: false, encoding: .utf8)
         let r = try devkit(["--bin", Self.firmware + "/Tiny.ino.bin", "--map", ws.path + "/bad.map",
                             "--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", ws.path])
         #expect(r.status == 65)
@@ -157,12 +157,12 @@ struct CertCommandTests {
         let ws = try Workspace()
         defer { ws.remove() }
         // A regular file where the directory should be: fails even for root.
-        try "x".write(toFile: ws.path + "/blocker", atomically: true, encoding: .utf8)
+        try "x".write(toFile: ws.path + "/blocker", atomically: false, encoding: .utf8)
         let r = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", ws.path + "/blocker/out"]))
         #expect(r.status == 73, "\(r.stderr)")
         // The ID's own .pem is a directory: the rename fails; no key file or temporary stays.
         try FileManager.default.createDirectory(atPath: ws.path + "/out/y.pem", withIntermediateDirectories: true)
-        try "keep".write(toFile: ws.path + "/out/y.pem/keep", atomically: true, encoding: .utf8)
+        try "keep".write(toFile: ws.path + "/out/y.pem/keep", atomically: false, encoding: .utf8)
         let s = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "y", "--output-dir", ws.path + "/out", "--keys"]))
         #expect(s.status == 73, "\(s.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: ws.path + "/out") == ["y.pem"])
@@ -189,7 +189,7 @@ struct CertCommandTests {
             #"{"uds": "\#(Self.sampleUDS)", "registration_id": "uppercase-uds"}"#,
             "not json",
         ]
-        try lines.joined(separator: "\r\n").write(toFile: ws.path + "/devices.jsonl", atomically: true, encoding: .utf8)
+        try lines.joined(separator: "\r\n").write(toFile: ws.path + "/devices.jsonl", atomically: false, encoding: .utf8)
         let r = try devkit(tiny(["--batch", ws.path + "/devices.jsonl", "--output-dir", ws.path + "/out", "--json"]))
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("devices.jsonl:4:"))

@@ -60,7 +60,7 @@ struct ConsoleCLIValidationTests {
         defer { consoleRemoveTree(directory) }
         let secretish = "deadbeefcafebabe" + String(repeating: "0", count: 40) + "zz"
         let path = directory + "/bad.uds"
-        try secretish.write(toFile: path, atomically: true, encoding: .utf8)
+        try secretish.write(toFile: path, atomically: false, encoding: .utf8)
         let result = try ConsoleCLIProcess.run(["set-uds", "--port", directory + "/no-port", "--uds-file", path])
         #expect(result.status == 64)
         #expect(result.stderr.contains("64 hex digits"))

@@ -22,7 +22,7 @@ struct ConsoleEmulatorCLITests {
         defer { kit.stop() }
         let directory = consoleTestDirectory()
         defer { consoleRemoveTree(directory) }
-        try (cliUDS + "\n").write(toFile: directory + "/u", atomically: true, encoding: .utf8)
+        try (cliUDS + "\n").write(toFile: directory + "/u", atomically: false, encoding: .utf8)
         let result = try ConsoleCLIProcess.run(["set-uds", "--port", kit.devicePath, "--uds-file", directory + "/u"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(kit.state.uds == cliUDS.lowercased())

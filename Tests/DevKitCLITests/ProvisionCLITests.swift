@@ -33,7 +33,7 @@ struct ProvisionCLITests {
     func setup() throws -> (v: Vector, dir: String, kit: VirtualDevKit) {
         let v = try Self.vector()
         let dir = registryTestDirectory()
-        try (v.uds + "\n").write(toFile: dir + "/board.uds", atomically: true, encoding: .utf8)
+        try (v.uds + "\n").write(toFile: dir + "/board.uds", atomically: false, encoding: .utf8)
         let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
         return (v, dir, kit)
     }

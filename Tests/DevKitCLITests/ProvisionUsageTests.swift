@@ -31,7 +31,7 @@ import Testing
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let profile = dir + "/bench.toml"
-        try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"sometimes\"\n".write(toFile: profile, atomically: true, encoding: .utf8)
+        try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"sometimes\"\n".write(toFile: profile, atomically: false, encoding: .utf8)
         let r = try RegistryCLIProcess.run(["autoconfigure", "--port", "/nonexistent", "--profile", profile,
                                             "--registry", dir + "/r.sqlite"])
         #expect(r.status == 65)

@@ -34,8 +34,8 @@ struct ProvisionFixture {
         dir = String(cString: mkdtemp(&template)!)
         registry = try Registry(path: dir + "/registry.sqlite")
         udsFile = dir + "/board.uds"
-        try (uds.uppercased() + "\n").write(toFile: udsFile, atomically: true, encoding: .utf8)
-        try "hunter2 with spaces\n".write(toFile: dir + "/wifi.secret", atomically: true, encoding: .utf8)
+        try (uds.uppercased() + "\n").write(toFile: udsFile, atomically: false, encoding: .utf8)
+        try "hunter2 with spaces\n".write(toFile: dir + "/wifi.secret", atomically: false, encoding: .utf8)
     }
 
     func request(uds: UDSSource? = nil, mac: String? = nil, wifi: Bool = false) -> ProvisionRequest {
@@ -126,7 +126,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         var measure = recordingMeasurer()
         switch what {
         case "uds":
-            try "not-a-uds".write(toFile: f.udsFile, atomically: true, encoding: .utf8)
+            try "not-a-uds".write(toFile: f.udsFile, atomically: false, encoding: .utf8)
         case "wifi": request.wifi?.passwordFile = f.dir + "/missing"
         case "output": request.outputDirectory = f.dir + "/missing"
         case "firmware": measure = recordingMeasurer(failWith: ProvisionError.firmware("fw.elf: no __start_riot_core"))
@@ -197,7 +197,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         try FileManager.default.createDirectory(atPath: f.dir + "/uds", withIntermediateDirectories: false)
         let serial = "0669FF555185754867102435"
         let uds = String(repeating: "7e", count: 32)
-        try (uds + "\n").write(toFile: f.dir + "/uds/\(serial).uds", atomically: true, encoding: .utf8)
+        try (uds + "\n").write(toFile: f.dir + "/uds/\(serial).uds", atomically: false, encoding: .utf8)
         let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
         var request = f.request(uds: .directory(f.dir + "/uds"))
         #expect(throws: ProvisionError.serialUnknown(directory: f.dir + "/uds")) {

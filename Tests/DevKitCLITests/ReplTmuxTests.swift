@@ -104,7 +104,7 @@ struct ReplTmuxTests {
         // the reference vector's Alias certificate.
         let vector = try Self.referenceVector(id: "az-c893467a10fev1v6v2")
         let vectorUDS = directory.path + "/vector.uds"
-        try (vector["uds"]! + "\n").write(toFile: vectorUDS, atomically: true, encoding: .utf8)
+        try (vector["uds"]! + "\n").write(toFile: vectorUDS, atomically: false, encoding: .utf8)
         let certificates = directory.path + "/certs"
         tmux.send(":cert --elf \(Self.fixtures)/\(vector["elf"]!) --uds-file \(vectorUDS) --mac c893467a10fe "
             + "--output-dir \(certificates)", "Enter")

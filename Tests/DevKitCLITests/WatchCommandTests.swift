@@ -11,7 +11,7 @@ import Glibc
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
-            .write(toFile: dir + "/p.toml", atomically: true, encoding: .utf8)
+            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
         let process = Process()
         process.executableURL = RegistryCLIProcess.binary
         process.arguments = ["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite"]
@@ -47,7 +47,7 @@ import Glibc
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
-            .write(toFile: dir + "/p.toml", atomically: true, encoding: .utf8)
+            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
         let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
                                             "--port", dir + "/no-board-1", "--port", dir + "/no-board-2", "--json"])
         #expect(r.status == 1, "\(r.stderr)")
