@@ -47,8 +47,10 @@ struct CertBatch {
                 if !warned { printError("devkit: warning: \(fixedNonceWarning)"); warned = true }
                 if command.json {
                     print(result.jsonLine())
+                } else if command.streamsOutput {
+                    print(result.certificatePEM ?? "", terminator: "")
                 } else {
-                    print("\(result.registrationID)\t\(result.certificate)\tSHA-1 \(result.sha1Thumbprint)")
+                    print("\(result.registrationID)\t\(result.certificate ?? "")\tSHA-1 \(result.sha1Thumbprint)")
                 }
             } catch {
                 failed += 1

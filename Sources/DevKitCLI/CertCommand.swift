@@ -64,8 +64,16 @@ struct CertCommand: AsyncParsableCommand {
         help: ArgumentHelp("The DevKit SDK version the board runs, e.g. 1.6.2 (with --mac).", valueName: "x.y.z"))
     var firmwareVersion: String?
 
-    @Option(name: .customLong("output-dir"), help: ArgumentHelp("Where to write the files (created if missing).", valueName: "dir"))
+    @Option(
+        name: .customLong("output-dir"),
+        help: ArgumentHelp(
+            "Where to write the files (created if missing).",
+            discussion: "'-' writes no files: the PEM goes to standard output (inside the JSON with --json), e.g. for a pipeline that uploads enrollments.",
+            valueName: "dir"))
     var outputDir: String = "."
+
+    /// `--output-dir -`: certificates go to standard output, no files are written.
+    var streamsOutput: Bool { outputDir == "-" }
 
     @Flag(name: .customLong("device-cert"), help: "Also write the self-signed DeviceID certificate, <id>.device.pem.")
     var deviceCert = false
@@ -100,10 +108,19 @@ struct CertCommand: AsyncParsableCommand {
         guard udsFile == nil, registrationID == nil, mac == nil, batch == nil else {
             throw CertError.usage("--from-registry takes each board's UDS and ID from the registry; drop --uds-file, --registration-id, --mac and --batch")
         }
+        guard !streamsOutput else {
+            throw CertError.usage("--from-registry writes each board's .pem and enrollment file; give --output-dir DIR")
+        }
         try makeDirectory(outputDir)  // as for single and batch certificates
         try reissueFromRegistry(
             registry: registry, firmware: source, firmwareVersion: firmwareVersion,
             outputDirectory: outputDir, boards: [], json: json)
+    }
+
+    /// Creates the output directory, or checks what `--output-dir -` allows.
+    private func prepareOutput() throws(CertError) {
+        guard streamsOutput else { return try makeDirectory(outputDir) }
+        if keys { throw .usage("--keys writes the Alias private key only to a file (mode 0600); give --output-dir DIR") }
     }
 
     private func execute() throws(CertError) {
@@ -112,8 +129,8 @@ struct CertCommand: AsyncParsableCommand {
             guard udsFile == nil, registrationID == nil, mac == nil, firmwareVersion == nil else {
                 throw .usage("--batch takes each device's UDS and ID from its lines; drop --uds-file, --registration-id, --mac and --firmware-version")
             }
+            try prepareOutput()
             let firmware = MeasuredFirmware(try source.load())
-            try makeDirectory(outputDir)
             try CertBatch(command: self, firmware: firmware).run(path: batch)
             return
         }
@@ -122,8 +139,8 @@ struct CertCommand: AsyncParsableCommand {
         }
         let id = try deviceRegistrationID()
         let uds = try readUDS(udsFile)
+        try prepareOutput()
         let firmware = MeasuredFirmware(try source.load())
-        try makeDirectory(outputDir)
         let result = try certify(firmware: firmware, uds: uds, id: id)
         warnOnce(for: [result])
         try emit(result)
@@ -135,11 +152,28 @@ struct CertCommand: AsyncParsableCommand {
     func certify(firmware: MeasuredFirmware, uds: UDS, id: RegistrationID) throws(CertError) -> CertResult {
         let device: DeviceCredentials
         do { device = try firmware.credentials(uds: uds, registrationID: id) } catch { throw .generation(error) }
-        let base = outputDir.hasSuffix("/") ? outputDir + id.value : outputDir + "/" + id.value
         var result = CertResult(
-            registrationID: id.value, certificate: base + ".pem",
-            sha1Thumbprint: device.sha1Thumbprint, sha256Thumbprint: device.sha256Thumbprint)
-        var outputs: [(path: String, contents: String, mode: mode_t)] = [(result.certificate, device.aliasCertificatePEM, 0o644)]
+            registrationID: id.value, sha1Thumbprint: device.sha1Thumbprint, sha256Thumbprint: device.sha256Thumbprint)
+        if streamsOutput {
+            result.certificatePEM = device.aliasCertificatePEM
+            if deviceCert {
+                do { result.deviceCertificatePEM = try device.deviceCertificatePEM() } catch { throw .generation(error) }
+            }
+        } else {
+            try write(device, into: &result)
+        }
+        if id.exceedsDocumentedDPSLimit {
+            result.warnings.append(
+                "registration ID \(id.value) has \(id.value.utf8.count) characters; the device can use it, but DPS documents at most \(RegistrationID.documentedDPSLimit) for X.509 enrollments and may refuse it")
+        }
+        return result
+    }
+
+    /// Writes the device's files, all or none, and records their paths.
+    private func write(_ device: DeviceCredentials, into result: inout CertResult) throws(CertError) {
+        let base = outputDir.hasSuffix("/") ? outputDir + result.registrationID : outputDir + "/" + result.registrationID
+        result.certificate = base + ".pem"
+        var outputs: [(path: String, contents: String, mode: mode_t)] = [(base + ".pem", device.aliasCertificatePEM, 0o644)]
         do {
             if deviceCert {
                 result.deviceCertificate = base + ".device.pem"
@@ -157,17 +191,17 @@ struct CertCommand: AsyncParsableCommand {
         var files = AtomicFileGroup()
         for output in outputs { try files.stage(output.contents, at: output.path, mode: output.mode) }
         try files.commit()
-        if id.exceedsDocumentedDPSLimit {
-            result.warnings.append(
-                "registration ID \(id.value) has \(id.value.utf8.count) characters; the device can use it, but DPS documents at most \(RegistrationID.documentedDPSLimit) for X.509 enrollments and may refuse it")
-        }
-        return result
     }
 
-    /// Prints one result: JSON, or the paths, ID and thumbprints.
+    /// Prints one result: JSON, or the paths, ID and thumbprints (with
+    /// `--output-dir -`, the PEM alone on stdout and the rest on stderr).
     func emit(_ result: CertResult) throws(CertError) {
         if json {
             print(result.jsonLine())
+        } else if streamsOutput {
+            print(result.certificatePEM ?? "", terminator: "")
+            print(result.deviceCertificatePEM ?? "", terminator: "")
+            printError("registration ID: \(result.registrationID); SHA-1 thumbprint (as DPS shows it): \(result.sha1Thumbprint)")
         } else {
             for path in result.writtenFiles { print("wrote \(path)") }
             print("registration ID: \(result.registrationID)")
@@ -240,13 +274,16 @@ extension DevKitWorkflows.FirmwareSource {
 /// What was written for one device.
 struct CertResult: Encodable {
     var registrationID: String
-    var certificate: String
+    var certificate: String?
     var deviceCertificate: String?
     var deviceIDPublicKey: String?
     var aliasPrivateKey: String?
     var sha1Thumbprint: String
     var sha256Thumbprint: String
     var warnings: [String] = []
+    /// With `--output-dir -`: the certificates themselves.
+    var certificatePEM: String?
+    var deviceCertificatePEM: String?
 
     var writtenFiles: [String] {
         [certificate, deviceCertificate, deviceIDPublicKey, aliasPrivateKey].compactMap { $0 }
@@ -256,6 +293,7 @@ struct CertResult: Encodable {
         case registrationID = "registration_id", certificate, deviceCertificate = "device_certificate"
         case deviceIDPublicKey = "device_id_public_key", aliasPrivateKey = "alias_private_key"
         case sha1Thumbprint = "sha1_thumbprint", sha256Thumbprint = "sha256_thumbprint", warnings
+        case certificatePEM = "certificate_pem", deviceCertificatePEM = "device_certificate_pem"
     }
 
     func jsonLine() -> String {

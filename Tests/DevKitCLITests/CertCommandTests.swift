@@ -234,6 +234,29 @@ struct CertCommandTests {
         #expect(both.status == 64)
     }
 
+    @Test("--output-dir - writes no file: the PEM goes to stdout, or into the JSON")
+    func streamOutput() throws {
+        let v = Self.vectors.first { $0["id"] == "uppercase-uds" }!
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let plain = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "uppercase-uds", "--output-dir", "-"]))
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout == v["alias_certificate"])
+        #expect(plain.stderr.contains("uppercase-uds"))
+        let line = #"{"uds": "\#(Self.sampleUDS)", "registration_id": "uppercase-uds"}"#
+        try line.write(toFile: ws.path + "/one.jsonl", atomically: false, encoding: .utf8)
+        let batch = try devkit(tiny(["--batch", ws.path + "/one.jsonl", "--output-dir", "-", "--json"]))
+        #expect(batch.status == 0, "\(batch.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(batch.stdout.utf8)) as! [String: Any]
+        #expect(object["certificate_pem"] as? String == v["alias_certificate"])
+        #expect(object["certificate"] == nil)
+        #expect(ws.files == ["one.jsonl", "uds.hex"])
+        // Private keys never go to stdout.
+        let keys = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", "-", "--keys"]))
+        #expect(keys.status == 64)
+        #expect(keys.stdout.isEmpty)
+    }
+
     @Test("--help teaches with an example")
     func help() throws {
         let r = try TestProcess.run([ListTestSupport.devkitBinary, "cert", "--help"], timeout: 20)
