@@ -72,6 +72,14 @@ taskset -c 0 "$devkit" cert --bin "$fw.bin" --map "$fw.map" --batch "$work/devic
 t1=$(now_ns)
 us=$(( (t1 - t0) / 1000 ))
 printf 'batch on disk (%s): %d certificates/s on one core\n' "$work" $(( devices * 1000000 / us ))
+# No files at all: every certificate inside one JSON Lines stream (--output-dir -).
+t0=$(now_ns)
+taskset -c 0 "$devkit" cert --bin "$fw.bin" --map "$fw.map" --batch "$work/devices.jsonl" \
+  --output-dir - --json >"$work/stream.jsonl" 2>"$work/batch.err" || true
+t1=$(now_ns)
+us=$(( (t1 - t0) / 1000 ))
+[ "$(grep -c certificate_pem "$work/stream.jsonl")" -eq "$devices" ] || { echo "stream run incomplete" >&2; exit 1; }
+printf 'batch as a JSON Lines stream (--output-dir -): %d certificates/s on one core\n' $(( devices * 1000000 / us ))
 /usr/bin/time -f 'batch peak memory: %M KB, CPU %U s user + %S s system' taskset -c 0 "$devkit" cert \
   --bin "$fw.bin" --map "$fw.map" --batch "$work/devices.jsonl" --output-dir "$out/batch2" >/dev/null 2>"$work/time.err" || true
 tail -1 "$work/time.err"
