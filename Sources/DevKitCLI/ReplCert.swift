@@ -64,17 +64,8 @@ extension ReplCertRequest {
     /// Computes and writes `<output dir>/<registration id>.pem` (atomically) and
     /// returns what to tell the user. `firmwareVersion` is asked for only with `--mac`.
     func run(firmwareVersion: () -> String?) throws -> String {
-        let image: RIoTImage
-        do {
-            if let elf {
-                image = try RIoTImage(elf: try readWholeFile(elf), path: elf)
-            } else {
-                let bin = bin!, map = map!
-                image = try RIoTImage(bin: try readWholeFile(bin), map: try readWholeFile(map), binPath: bin, mapPath: map)
-            }
-        } catch let error as FirmwareError {
-            throw CertError.firmware(error)
-        }
+        let source: DevKitWorkflows.FirmwareSource = elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!)
+        let image = try source.load()
         let udsHex = try SecretFile.readUDS(udsFile!)
         let uds = try UDS(hex: udsHex)
         let id: RegistrationID
