@@ -78,6 +78,10 @@ public final class VirtualDevKit: @unchecked Sendable {
     private var wireStart = ContinuousClock.now
     private var txFreeAt = ContinuousClock.now
     private var commandRunning = false
+    /// Where the board's own time stands after a `pause`: the deadline it waited
+    /// for, not the moment the OS woke the thread (later, by the timer's latency).
+    /// nil after a wait for the host, which has no deadline.
+    private var resumedAt: ContinuousClock.Instant?
     private let byteTime: Duration
 
     /// Creates the board and its pty (so ``devicePath`` is valid at once); it
@@ -385,6 +389,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         setIdle(true)
         _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 3, -1) }
         setIdle(false)
+        resumedAt = nil
         if fds[2].revents & Int16(POLLIN) != 0 { watchHosts() }
         try handleRequests(pluggedIn: true)
     }
@@ -401,7 +406,10 @@ public final class VirtualDevKit: @unchecked Sendable {
             try handleRequests(pluggedIn: true)
             absorbArrivals()
             let remaining = ContinuousClock.now.duration(to: deadline)
-            if remaining <= .zero { return }
+            if remaining <= .zero {
+                resumedAt = deadline
+                return
+            }
             if remaining > .milliseconds(2) {
                 var fd = pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0)
                 let ms = Int32(remaining.components.seconds * 1000
@@ -475,12 +483,18 @@ public final class VirtualDevKit: @unchecked Sendable {
         // holding it to the end made every echoed byte cost a receive wait plus a
         // transmit wait (two sleeps, each overshooting), so echoes ran at about half
         // the configured rate.
+        // Output starts when the line is free and the firmware has it, in the board's
+        // time: after a pause that is the pause's deadline (bounded, in case the
+        // thread was held up for real), so timer latency is not added to the wire
+        // time of every chunk and line.
+        let now = ContinuousClock.now
+        var firmwareNow = now
+        if let resumedAt, resumedAt <= now, resumedAt.duration(to: now) < .milliseconds(2) { firmwareNow = resumedAt }
+        if txFreeAt < firmwareNow { txFreeAt = firmwareNow }
         var offset = 0
         while offset < bytes.count {
             if txFreeAt > ContinuousClock.now { try pause(until: txFreeAt) }
             let end = min(bytes.count, offset + Self.pacingChunk)
-            let now = ContinuousClock.now
-            if txFreeAt < now { txFreeAt = now }
             if listening { writeDropping(Array(bytes[offset..<end]), to: pty.master) }
             txFreeAt = txFreeAt + byteTime * (end - offset)
             offset = end
