@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 devices=${1:-10000}
-swift build -c release --product devkit >&2
-devkit="$(swift build -c release --show-bin-path)/devkit"
+# Swift runtime and Foundation linked in: halves process start-up (see README).
+swift build -c release --static-swift-stdlib --product devkit >&2
+devkit="$(swift build -c release --static-swift-stdlib --show-bin-path)/devkit"
 fw=Tests/Fixtures/dice-vectors/firmware/DevKitDPS.ino
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -25,8 +25,12 @@ IDLE_SECONDS=${IDLE_SECONDS:-10}
 if [ -n "${DEVKIT_BIN:-}" ]; then
     BIN=$DEVKIT_BIN
 else
-    swift build -c "$CONFIG" --product devkit >/dev/null
-    BIN="$(swift build -c "$CONFIG" --show-bin-path)/devkit"
+    # Release builds link the Swift runtime and Foundation in, as the README's
+    # build does (the same flags, so the scripts and the README share .build/release).
+    flags=()
+    if [ "$CONFIG" = release ]; then flags=(--static-swift-stdlib); fi
+    swift build -c "$CONFIG" "${flags[@]}" --product devkit >/dev/null
+    BIN="$(swift build -c "$CONFIG" "${flags[@]}" --show-bin-path)/devkit"
 fi
 
 work=$(mktemp -d /tmp/devkit-bench-fleet.XXXXXX)

@@ -23,8 +23,9 @@ done
 map=${map:-${bin%.bin}.map}
 
 Scripts/install-deps.sh
-swift build -c release --product devkit >&2
-devkit="$(swift build -c release --show-bin-path)/devkit"
+# Swift runtime and Foundation linked in: halves process start-up (see README).
+swift build -c release --static-swift-stdlib --product devkit >&2
+devkit="$(swift build -c release --static-swift-stdlib --show-bin-path)/devkit"
 mkdir -p "$out"
 work=$(mktemp -d)
 emulator=""

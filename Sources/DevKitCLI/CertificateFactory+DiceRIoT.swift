@@ -1,24 +1,82 @@
 import DiceRIoT
 import DevKitWorkflows
 import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The firmware measurer backed by the DiceRIoT generator, for `provision`,
 /// `autoconfigure`, `watch` and `registry reissue`: the image is read, parsed and
 /// measured once; the returned factory certifies each board.
+///
+/// The measurer remembers the last image it measured: `devkit watch` asks once per
+/// board, from one thread per board, and measuring (reading 600 KB, parsing the ELF,
+/// hashing) on every board thread at once was repeated work competing with the
+/// boards' own. An image whose file changed on disk (size, mtime or inode) is
+/// measured again, so a long-running daemon picks up a rebuilt firmware.
 func diceRIoTMeasurer() -> FirmwareMeasurer {
-    { source in
-        let image: RIoTImage
-        do { image = try source.load() } catch CertError.firmware(let problem) {
-            throw ProvisionError.firmware("\(problem)")
-        } catch let error as CertError {
-            throw ProvisionError.invalidInput(error.userMessage)
+    let cache = Mutex<MeasuredImage?>(nil)
+    return { source in
+        let stamps = FileStamp.of(source)
+        // Held while measuring: boards asking at the same moment wait for the one
+        // measurement instead of each doing their own.
+        return try cache.withLock { (cached: inout MeasuredImage?) throws -> CertificateFactory in
+            if let stamps, let cached, cached.source == source, cached.stamps == stamps { return cached.factory }
+            let factory = try measureWithDiceRIoT(source)
+            cached = stamps.map { MeasuredImage(source: source, stamps: $0, factory: factory) }
+            return factory
         }
-        let firmware = MeasuredFirmware(image)
-        return { udsHex, registrationID in
-            let credentials = try firmware.credentials(uds: try UDS(hex: udsHex), registrationID: try RegistrationID(registrationID))
-            return AliasCertificate(
-                pem: credentials.aliasCertificatePEM, sha1: credentials.sha1Thumbprint,
-                sha256: credentials.sha256Thumbprint)
+    }
+}
+
+private func measureWithDiceRIoT(_ source: FirmwareSource) throws -> CertificateFactory {
+    let image: RIoTImage
+    do { image = try source.load() } catch CertError.firmware(let problem) {
+        throw ProvisionError.firmware("\(problem)")
+    } catch let error as CertError {
+        throw ProvisionError.invalidInput(error.userMessage)
+    }
+    let firmware = MeasuredFirmware(image)
+    return { udsHex, registrationID in
+        let credentials = try firmware.credentials(uds: try UDS(hex: udsHex), registrationID: try RegistrationID(registrationID))
+        return AliasCertificate(
+            pem: credentials.aliasCertificatePEM, sha1: credentials.sha1Thumbprint,
+            sha256: credentials.sha256Thumbprint)
+    }
+}
+
+private struct MeasuredImage {
+    let source: FirmwareSource
+    let stamps: [FileStamp]
+    let factory: CertificateFactory
+}
+
+/// Identifies one version of a file: replacing or rewriting it changes the stamp.
+private struct FileStamp: Equatable {
+    let device: UInt64
+    let inode: UInt64
+    let size: Int64
+    let modifiedSeconds: Int
+    let modifiedNanoseconds: Int
+
+    /// The stamps of the source's files; nil when one cannot be stat'ed (then the
+    /// measurement is not remembered and loading reports the problem).
+    static func of(_ source: FirmwareSource) -> [FileStamp]? {
+        let paths: [String]
+        switch source {
+        case .elf(let path): paths = [path]
+        case .binAndMap(let bin, let map): paths = [bin, map]
         }
+        var stamps: [FileStamp] = []
+        for path in paths {
+            var s = stat()
+            guard stat(path, &s) == 0 else { return nil }
+            stamps.append(FileStamp(
+                device: UInt64(s.st_dev), inode: UInt64(s.st_ino), size: Int64(s.st_size),
+                modifiedSeconds: s.st_mtim.tv_sec, modifiedNanoseconds: s.st_mtim.tv_nsec))
+        }
+        return stamps
     }
 }

@@ -69,7 +69,8 @@ public final class VirtualDevKit: @unchecked Sendable {
     private var slaveHold: FileDescriptor?
     /// inotify on the slave node: tells when hosts open and close it.
     private var hostWatch: FileDescriptor?
-    /// Open host file descriptions on the slave (the board's own hold excluded).
+    /// Open host file descriptions on the slave (the board's own hold excluded): exact
+    /// after a close was seen, a lower bound after opens (see `watchHosts`).
     private var hostsOpen = 0
     private var ring: [UInt8] = []
     private var ringHead = 0
@@ -77,6 +78,10 @@ public final class VirtualDevKit: @unchecked Sendable {
     private var wireStart = ContinuousClock.now
     private var txFreeAt = ContinuousClock.now
     private var commandRunning = false
+    /// Where the board's own time stands after a `pause`: the deadline it waited
+    /// for, not the moment the OS woke the thread (later, by the timer's latency).
+    /// nil after a wait for the host, which has no deadline.
+    private var resumedAt: ContinuousClock.Instant?
     private let byteTime: Duration
 
     /// Creates the board and its pty (so ``devicePath`` is valid at once); it
@@ -384,6 +389,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         setIdle(true)
         _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 3, -1) }
         setIdle(false)
+        resumedAt = nil
         if fds[2].revents & Int16(POLLIN) != 0 { watchHosts() }
         try handleRequests(pluggedIn: true)
     }
@@ -400,7 +406,10 @@ public final class VirtualDevKit: @unchecked Sendable {
             try handleRequests(pluggedIn: true)
             absorbArrivals()
             let remaining = ContinuousClock.now.duration(to: deadline)
-            if remaining <= .zero { return }
+            if remaining <= .zero {
+                resumedAt = deadline
+                return
+            }
             if remaining > .milliseconds(2) {
                 var fd = pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0)
                 let ms = Int32(remaining.components.seconds * 1000
@@ -468,15 +477,34 @@ public final class VirtualDevKit: @unchecked Sendable {
             try handleRequests(pluggedIn: true)
             return
         }
+        // The line carries one byte per byteTime. As with the UART's transmit
+        // register (the firmware's putc waits for it to be empty), the firmware is
+        // held until its last byte starts on the line, not until that byte has left:
+        // holding it to the end made every echoed byte cost a receive wait plus a
+        // transmit wait (two sleeps, each overshooting), so echoes ran at about half
+        // the configured rate.
+        // Output starts when the line is free and the firmware has it, in the board's
+        // time: after a pause that is the pause's deadline (bounded, in case the
+        // thread was held up for real), so timer latency is not added to the wire
+        // time of every chunk and line.
+        let now = ContinuousClock.now
+        var firmwareNow = now
+        if let resumedAt, resumedAt <= now, resumedAt.duration(to: now) < .milliseconds(2) { firmwareNow = resumedAt }
+        if txFreeAt < firmwareNow { txFreeAt = firmwareNow }
         var offset = 0
         while offset < bytes.count {
+            if txFreeAt > ContinuousClock.now { try pause(until: txFreeAt) }
             let end = min(bytes.count, offset + Self.pacingChunk)
-            let now = ContinuousClock.now
-            if txFreeAt < now { txFreeAt = now }
             if listening { writeDropping(Array(bytes[offset..<end]), to: pty.master) }
             txFreeAt = txFreeAt + byteTime * (end - offset)
             offset = end
-            try pause(until: txFreeAt)
+        }
+        let lastByteStarts = txFreeAt - byteTime
+        if lastByteStarts > ContinuousClock.now {
+            try pause(until: lastByteStarts)
+        } else {
+            if commandRunning { absorbArrivals() }
+            try handleRequests(pluggedIn: true)
         }
     }
 
@@ -510,17 +538,26 @@ public final class VirtualDevKit: @unchecked Sendable {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(hostWatch.rawValue, $0.baseAddress, $0.count) }
             guard n > 0 else { return }
             var offset = 0
+            var opened = false
             var closed = false
             // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[len]; }
             while offset + 16 <= n {
                 let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
                 let length = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) }
+                if mask & UInt32(IN_OPEN) != 0 { opened = true }
                 if mask & UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) != 0 { closed = true }
                 offset += 16 + Int(length)
             }
             // inotify merges identical unread events, so counting them is unreliable:
-            // count the open file descriptions instead (only when something changed).
-            hostsOpen = countHostOpens()
+            // after a close, count the open file descriptions in /proc. Only a close
+            // needs that: the scan stats every descriptor of every process (several
+            // ms, more on a loaded machine), and doing it on an open delayed the
+            // board's first reply to every new host. An open alone proves a host.
+            if closed {
+                hostsOpen = countHostOpens()
+            } else if opened {
+                hostsOpen = max(hostsOpen, 1)
+            }
             if closed {
                 slaveHold?.clearExclusiveMode()
                 if hostsOpen == 0, let slaveHold { _ = tcflush(slaveHold.rawValue, TCIFLUSH) }
