@@ -145,7 +145,7 @@ struct WatchUMockdevTests {
         defer { try? FileManager.default.removeItem(atPath: bench.dir) }
         let v = bench.vector
         let result = try runWatch(
-            bench, emulatorOptions: ["--se-write-delay", "1000"],
+            bench, emulatorOptions: ["--se-write-delay", "2000"],
             steps: Self.unplugMidway + [
                 // Plugged back in: a fresh pty behind the same link, then udev's add.
                 "board-signal:USR2", "board-expect",
