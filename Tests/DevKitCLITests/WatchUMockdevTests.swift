@@ -72,6 +72,27 @@ struct WatchUMockdevTests {
         return result
     }
 
+    /// Runs a scenario on a fresh bench, once more on a fresh bench when the
+    /// harness (not devkit) lost the race described below.
+    ///
+    /// Rarely (about 1 run in 30 with four runs in parallel on two cores; never
+    /// seen in the suite), the first ioctl devkit makes on the node, TIOCEXCL,
+    /// reaches umockdev's default ioctl handler instead of the driver's
+    /// pass-through one and fails with ENOTTY, before anything is provisioned or
+    /// recorded. Only that exact failure is retried, once; anything else fails the
+    /// test.
+    func scenario(emulatorOptions: [String] = [], steps: [String]) throws -> (Bench, ListProcessResult) {
+        var bench = try bench()
+        var result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps)
+        if result.status != 0, result.stdout.contains("failed: ioctl(TIOCEXCL) failed on /dev/ttyACM2: Inappropriate ioctl for device"),
+           (try? Registry(path: bench.registry).allBoards().isEmpty) ?? true {
+            try? FileManager.default.removeItem(atPath: bench.dir)
+            bench = try self.bench()
+            result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps)
+        }
+        return (bench, result)
+    }
+
     /// The board state the emulator keeps: what the board stored.
     func storedUDS(_ bench: Bench) throws -> String? {
         let data = try Data(contentsOf: URL(fileURLWithPath: bench.dir + "/board-state.json"))
@@ -80,10 +101,9 @@ struct WatchUMockdevTests {
 
     @Test("An add uevent reaches devkit watch, which provisions the virtual DevKit behind the node")
     func addProvisionsTheBoard() throws {
-        let bench = try bench()
+        let (bench, result) = try scenario(steps: ["add:\(Self.hotplug)", "expect:] provisioned "])
         defer { try? FileManager.default.removeItem(atPath: bench.dir) }
         let v = bench.vector
-        let result = try runWatch(bench, steps: ["add:\(Self.hotplug)", "expect:] provisioned "])
         #expect(result.status == 0, "driver or watch failed:\n\(result.stdout)\n\(result.stderr)")
 
         let out = result.stdout
@@ -119,10 +139,9 @@ struct WatchUMockdevTests {
 
     @Test("A remove uevent mid-provisioning is reported and recorded in the registry")
     func removeMidwayIsRecorded() throws {
-        let bench = try bench()
+        let (bench, result) = try scenario(emulatorOptions: ["--se-write-delay", "3000"], steps: Self.unplugMidway)
         defer { try? FileManager.default.removeItem(atPath: bench.dir) }
         let v = bench.vector
-        let result = try runWatch(bench, emulatorOptions: ["--se-write-delay", "3000"], steps: Self.unplugMidway)
         #expect(result.status == 0, "driver or watch failed:\n\(result.stdout)\n\(result.stderr)")
         #expect(result.stdout.contains("[/dev/ttyACM2] failed: The device on /dev/ttyACM2 disconnected"), "\(result.stdout)")
         #expect(!result.stdout.contains("] provisioned "))
@@ -141,16 +160,15 @@ struct WatchUMockdevTests {
 
     @Test("Unplugged mid-way, plugged back in: watch resumes the recorded board and finishes it")
     func replugResumes() throws {
-        let bench = try bench()
-        defer { try? FileManager.default.removeItem(atPath: bench.dir) }
-        let v = bench.vector
-        let result = try runWatch(
-            bench, emulatorOptions: ["--se-write-delay", "2000"],
+        let (bench, result) = try scenario(
+            emulatorOptions: ["--se-write-delay", "2000"],
             steps: Self.unplugMidway + [
                 // Plugged back in: a fresh pty behind the same link, then udev's add.
                 "board-signal:USR2", "board-expect",
                 "add:\(Self.replug)", "expect:[/dev/ttyACM3] finished ",
             ])
+        defer { try? FileManager.default.removeItem(atPath: bench.dir) }
+        let v = bench.vector
         #expect(result.status == 0, "driver or watch failed:\n\(result.stdout)\n\(result.stderr)")
         #expect(result.stdout.contains("[/dev/ttyACM3] finished \(v.registrationID): \(bench.pem)"), "\(result.stdout)")
 

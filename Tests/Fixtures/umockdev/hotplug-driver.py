@@ -58,6 +58,11 @@ gi.require_version("UMockdev", "1.0")
 from gi.repository import GLib, UMockdev  # noqa: E402
 
 
+# Every process started, killed if the driver fails with an exception, so none
+# outlives it holding the caller's pipes open.
+started = []
+
+
 def paragraphs(path):
     """(syspath, subsystem) of each device of a umockdev-record file, in file order."""
     devices = []
@@ -108,7 +113,7 @@ def passthrough_ioctls(testbed, node):
 
     def on_ioctl(_handler, client):
         result, error = client.execute()
-        client.complete(result, error)
+        client.complete(result, error if result == -1 else 0)
         return True
 
     handler.connect("handle-ioctl", on_ioctl)
@@ -180,6 +185,7 @@ def main():
         environment = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "UMOCKDEV_DIR")}
         board = subprocess.Popen(shlex.split(args.board_command), stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, env=environment)
+        started.append(board)
         board_lines = LineReader(board.stdout, echo=False)
         if board_lines.line(time.monotonic() + args.timeout) is None:
             print("driver: the board command did not come up", file=sys.stderr)
@@ -191,6 +197,7 @@ def main():
     # inherits it together with LD_PRELOAD.
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT if args.merge_stderr else None)
+    started.append(child)
     lines = LineReader(child.stdout, echo=args.echo_all)
 
     def expect(text=None):
@@ -274,4 +281,11 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BaseException:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        raise
