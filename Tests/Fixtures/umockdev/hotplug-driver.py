@@ -17,24 +17,50 @@ Steps, in order:
   remove:FILE  send a "remove" uevent for each tty device of FILE, in file order,
                then remove FILE's devices from the testbed
 
+  expect:TEXT  wait for the next line that contains TEXT
+
+A virtual board can stand behind a tty node, so the command provisions it through
+the node udev announced (see Tests/DevKitCLITests/WatchUMockdevTests.swift):
+
+  --board-command CMD   start CMD (shell words, e.g. `devkit emulate --link L`)
+                        before the command; its first stdout line means it is up
+  --board NODE=LINK     when a step adds NODE (e.g. /dev/ttyACM2), the testbed's
+                        node becomes a symlink to LINK (the emulator's pty link), so
+                        opening NODE in the testbed opens the real pty; the
+                        preload's emulated ioctls on NODE run on that pty instead
+                        (umockdev would answer ENOTTY to TIOCEXCL and the like)
+  board-signal:SIG      step: send SIG (e.g. USR1) to the board command
+  board-expect          step: wait for one line on the board command's stdout
+
 Every line the command prints is echoed to stdout as it arrives, so the caller
-checks them. Exit status: 0 when every step ran; 3 on a timeout (the command is
-killed); 2 on a usage or testbed error. The command is stopped with SIGTERM at the
-end. Requires python3-gi and gir1.2-umockdev-1.0.
+checks them: with --echo-all every line (also those expect:TEXT skips, and those
+printed after the last step until the command exits), else only the lines the
+expect steps matched. --merge-stderr sends the command's stderr there too. Exit
+status: 0 when every step ran; 3 on a timeout (the command is killed); 2 on a
+usage or testbed error; 4 with --check-exit when the command did not exit 0 after
+SIGTERM. The command (then the board command) is stopped with SIGTERM at the end.
+Requires python3-gi and gir1.2-umockdev-1.0.
 """
 
 import argparse
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import gi
 
 gi.require_version("UMockdev", "1.0")
-from gi.repository import UMockdev  # noqa: E402
+from gi.repository import GLib, UMockdev  # noqa: E402
+
+
+# Every process started, killed if the driver fails with an exception, so none
+# outlives it holding the caller's pipes open.
+started = []
 
 
 def paragraphs(path):
@@ -51,6 +77,54 @@ def paragraphs(path):
     return devices
 
 
+class LineReader:
+    """Lines of a child's stdout, read with a deadline (no thread, no busy wait)."""
+
+    def __init__(self, stream, echo):
+        self.stream = stream
+        self.echo = echo
+        self.pending = b""
+        self.closed = False
+
+    def line(self, deadline):
+        """The next line as text, or None at the deadline or end of output."""
+        while b"\n" not in self.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closed:
+                return None
+            ready, _, _ = select.select([self.stream], [], [], remaining)
+            if ready:
+                chunk = os.read(self.stream.fileno(), 65536)
+                if not chunk:
+                    self.closed = True
+                    return None
+                self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        text = line.decode(errors="replace")
+        if self.echo:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        return text
+
+
+def passthrough_ioctls(testbed, node):
+    """Run the emulated ioctls on `node` as real ones in the client (on the pty)."""
+    handler = UMockdev.IoctlBase()
+
+    def on_ioctl(_handler, client):
+        result, error = client.execute()
+        client.complete(result, error if result == -1 else 0)
+        return True
+
+    handler.connect("handle-ioctl", on_ioctl)
+    try:
+        testbed.detach_ioctl(node)
+    except Exception:  # noqa: BLE001 - nothing attached yet
+        pass
+    testbed.attach_ioctl(node, handler)
+    return handler
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--initial", action="append", default=[])
@@ -59,6 +133,11 @@ def main():
     parser.add_argument(
         "--line-prefix", default="",
         help="only lines starting with this count for expect (echoed without it); others are dropped")
+    parser.add_argument("--echo-all", action="store_true")
+    parser.add_argument("--merge-stderr", action="store_true")
+    parser.add_argument("--check-exit", action="store_true")
+    parser.add_argument("--board-command")
+    parser.add_argument("--board", action="append", default=[], help="NODE=LINK")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -68,47 +147,87 @@ def main():
     if "LD_PRELOAD" not in os.environ or "umockdev" not in os.environ["LD_PRELOAD"]:
         print("driver: run me under umockdev-wrapper", file=sys.stderr)
         return 2
+    boards = {}
+    for spec in args.board:
+        node, _, link = spec.partition("=")
+        if not node.startswith("/dev/") or not link:
+            print(f"driver: --board wants NODE=LINK, got {spec!r}", file=sys.stderr)
+            return 2
+        boards[node] = link
 
     testbed = UMockdev.Testbed.new()
+    handlers = []
+    if boards:
+        # The ioctl handlers complete each call through the default main context:
+        # something must iterate it, or a call can wait for its reply forever.
+        threading.Thread(target=GLib.MainLoop().run, daemon=True).start()
+
+    def connect_boards(path):
+        # After add_from_file, before the uevent: the node udev will announce
+        # must already lead to the board.
+        names = {"/dev/" + l[3:].strip() for l in open(path) if l.startswith("N: ")}
+        for node, link in boards.items():
+            if node in names:
+                testbed_node = testbed.get_root_dir() + node
+                os.unlink(testbed_node)
+                os.symlink(link, testbed_node)
+                handlers.append(passthrough_ioctls(testbed, node))
+
     for path in args.initial:
         testbed.add_from_file(path)
+        connect_boards(path)
+
+    board = None
+    board_lines = None
+    if args.board_command:
+        # Outside the testbed: the preload would emulate (and refuse) the ioctls
+        # on the /dev/ptmx it opens for its pty.
+        environment = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "UMOCKDEV_DIR")}
+        board = subprocess.Popen(shlex.split(args.board_command), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, env=environment)
+        started.append(board)
+        board_lines = LineReader(board.stdout, echo=False)
+        if board_lines.line(time.monotonic() + args.timeout) is None:
+            print("driver: the board command did not come up", file=sys.stderr)
+            board.kill()
+            board.wait()
+            return 3
 
     # The testbed set UMOCKDEV_DIR in this process's C environment; the child
     # inherits it together with LD_PRELOAD.
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-    pending = b""
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT if args.merge_stderr else None)
+    started.append(child)
+    lines = LineReader(child.stdout, echo=args.echo_all)
 
-    def expect():
-        nonlocal pending
+    def expect(text=None):
         deadline = time.monotonic() + args.timeout
         while True:
-            while b"\n" not in pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                ready, _, _ = select.select([child.stdout], [], [], remaining)
-                if ready:
-                    chunk = os.read(child.stdout.fileno(), 65536)
-                    if not chunk:
-                        return False
-                    pending += chunk
-            line, pending = pending.split(b"\n", 1)
-            text = line.decode(errors="replace")
-            if text.startswith(args.line_prefix):
-                sys.stdout.write(text[len(args.line_prefix):] + "\n")
-                sys.stdout.flush()
+            line = lines.line(deadline)
+            if line is None:
+                return False
+            if text is not None:
+                if text in line:
+                    return True
+            elif line.startswith(args.line_prefix):
+                if not args.echo_all:
+                    sys.stdout.write(line[len(args.line_prefix):] + "\n")
+                    sys.stdout.flush()
                 return True
 
     status = 0
     for step in args.step:
-        if step == "expect":
-            if not expect():
-                print(f"driver: no line from the command within {args.timeout}s", file=sys.stderr)
+        if step == "expect" or step.startswith("expect:"):
+            text = step[len("expect:"):] if step.startswith("expect:") else None
+            if not expect(text):
+                wanted = f"a line containing {text!r}" if text is not None else "a line"
+                print(f"driver: no {wanted} from the command within {args.timeout}s", file=sys.stderr)
                 status = 3
                 break
         elif step.startswith("add:"):
             path = step[4:]
             testbed.add_from_file(path)
+            connect_boards(path)
             for syspath, subsystem in paragraphs(path):
                 if subsystem == "tty":
                     testbed.uevent(syspath, "add")
@@ -117,17 +236,30 @@ def main():
             for syspath, subsystem in devices:
                 if subsystem == "tty":
                     testbed.uevent(syspath, "remove")
-            # Parents last in the file: remove from the end, skipping what a
-            # parent's removal already took away (this process sees the testbed).
-            for syspath, _ in reversed(devices):
+            # Children first (file order), so each one's /sys/class link goes
+            # with it and the same file can be added again; skip what is gone
+            # already (this process sees the testbed).
+            for syspath, _ in devices:
                 if os.path.exists(syspath):
                     testbed.remove_device(syspath)
+        elif step.startswith("board-signal:") and board is not None:
+            board.send_signal(getattr(signal, "SIG" + step[len("board-signal:"):]))
+        elif step == "board-expect" and board is not None:
+            if board_lines.line(time.monotonic() + args.timeout) is None:
+                print(f"driver: no line from the board within {args.timeout}s", file=sys.stderr)
+                status = 3
+                break
         else:
             print(f"driver: unknown step {step!r}", file=sys.stderr)
             status = 2
             break
 
     child.send_signal(signal.SIGTERM)
+    if args.echo_all:
+        # What the command prints while it stops (boards finishing) counts too.
+        deadline = time.monotonic() + args.timeout
+        while lines.line(deadline) is not None:
+            pass
     try:
         child.wait(timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -135,8 +267,25 @@ def main():
         child.wait()
         print("driver: the command ignored SIGTERM", file=sys.stderr)
         status = status or 3
+    if args.check_exit and child.returncode != 0 and status == 0:
+        print(f"driver: the command exited with status {child.returncode}", file=sys.stderr)
+        status = 4
+    if board is not None:
+        board.send_signal(signal.SIGTERM)
+        try:
+            board.wait(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            board.kill()
+            board.wait()
     return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BaseException:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        raise

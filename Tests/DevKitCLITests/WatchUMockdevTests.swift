@@ -1,0 +1,190 @@
+import DevKitRegistry
+import Foundation
+import Testing
+
+/// `devkit watch` end to end under umockdev: the real libudev in `devkit watch`
+/// receives the `add`/`remove` uevents the hotplug driver emits, and the tty node
+/// udev announces (/dev/ttyACM2) leads to a virtual DevKit (`devkit emulate`): the
+/// driver makes the testbed's node a symlink to the emulator's pty and runs the
+/// ioctls the preload would emulate (TIOCEXCL…) on that pty. So the board is
+/// provisioned through the node udev named, as on a bench.
+///
+/// Each test runs one driver process group (driver, emulator, `devkit watch`),
+/// bounded by a deadline that kills the whole group.
+@Suite("devkit watch against umockdev and a virtual DevKit", .serialized, .timeLimit(.minutes(2)))
+struct WatchUMockdevTests {
+    static let serial = "066DFF3832584B3043174011"
+    static let hotplug = ListTestSupport.fixtures.appendingPathComponent("hotplug-second-stlink.umockdev").path
+    /// The same board back after an unplug, as ttyACM3 (umockdev cannot give a
+    /// removed tty's name to a new device in one testbed; the kernel often does
+    /// not either).
+    static let replug = ListTestSupport.fixtures.appendingPathComponent("replug-devkit-ttyACM3.umockdev").path
+
+    struct Bench {
+        let dir: String
+        let vector: ProvisionCLITests.Vector
+        var registry: String { dir + "/registry.sqlite" }
+        var link: String { dir + "/board" }
+        var pem: String { dir + "/out/\(vector.registrationID).pem" }
+    }
+
+    /// A profile for the `devkit-size-image` reference vector: its firmware, its UDS
+    /// prepared for the board's USB serial, derived registration ID.
+    func bench() throws -> Bench {
+        let v = try ProvisionCLITests.vector()
+        let dir = registryTestDirectory()
+        try FileManager.default.createDirectory(atPath: dir + "/uds", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true)
+        try (v.uds + "\n").write(toFile: dir + "/uds/\(Self.serial).uds", atomically: false, encoding: .utf8)
+        try """
+            output_dir = "\(dir)/out"
+            registration_id = "derived"
+            [firmware]
+            bin = "\(v.bin)"
+            map = "\(v.map)"
+            [uds]
+            policy = "from-file"
+            directory = "\(dir)/uds"
+
+            """.write(toFile: dir + "/profile.toml", atomically: false, encoding: .utf8)
+        return Bench(dir: dir, vector: v)
+    }
+
+    /// Runs `devkit watch` (stdout and stderr merged, text mode) in a testbed with
+    /// no DevKit, a virtual DevKit behind /dev/ttyACM2 and /dev/ttyACM3, and the
+    /// driver's `steps`; returns the driver's result (its stdout is every line
+    /// watch printed).
+    func runWatch(_ bench: Bench, emulatorOptions: [String] = [], steps: [String]) throws -> ListProcessResult {
+        let wrapper = try #require(ListTestSupport.which("umockdev-wrapper"), "umockdev-wrapper missing: apt install umockdev")
+        let devkit = ListTestSupport.devkitBinary
+        let v = bench.vector
+        let emulator = [devkit, "emulate", "--link", bench.link, "--mac", v.mac, "--firmware-version", v.version,
+                        "--state", bench.dir + "/board-state.json"] + emulatorOptions
+        var argv = [wrapper, "/usr/bin/python3", ListTestSupport.fixtures.appendingPathComponent("hotplug-driver.py").path,
+                    "--initial", ListTestSupport.fixtures.appendingPathComponent("no-devkit.umockdev").path,
+                    "--timeout", "20", "--echo-all", "--merge-stderr", "--check-exit",
+                    "--board-command", emulator.map(shellQuoted).joined(separator: " "),
+                    "--board", "/dev/ttyACM2=\(bench.link)", "--board", "/dev/ttyACM3=\(bench.link)"]
+        argv += ["--step", "expect:watching for DevKits"] + steps.flatMap { ["--step", $0] }
+        argv += ["--", devkit, "watch", "--profile", bench.dir + "/profile.toml", "--registry", bench.registry]
+        let result = try ListTestSupport.run(argv, timeout: 50)
+        #expect(!result.timedOut, "the driver was killed at its deadline:\n\(result.stdout)\n\(result.stderr)")
+        return result
+    }
+
+    /// Runs a scenario on a fresh bench, once more on a fresh bench when the
+    /// harness (not devkit) lost the race described below.
+    ///
+    /// Rarely (about 1 run in 30 with four runs in parallel on two cores; never
+    /// seen in the suite), the first ioctl devkit makes on the node, TIOCEXCL,
+    /// reaches umockdev's default ioctl handler instead of the driver's
+    /// pass-through one and fails with ENOTTY, so devkit never reaches the board
+    /// through that open. Only that exact failure is retried, once, from scratch;
+    /// anything else fails the test.
+    func scenario(emulatorOptions: [String] = [], steps: [String]) throws -> (Bench, ListProcessResult) {
+        var bench = try bench()
+        var result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps)
+        let lostRace = ["/dev/ttyACM2", "/dev/ttyACM3"].contains {
+            result.stdout.contains("failed: ioctl(TIOCEXCL) failed on \($0): Inappropriate ioctl for device")
+        }
+        if result.status != 0, lostRace {
+            try? FileManager.default.removeItem(atPath: bench.dir)
+            bench = try self.bench()
+            result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps)
+        }
+        return (bench, result)
+    }
+
+    /// The board state the emulator keeps: what the board stored.
+    func storedUDS(_ bench: Bench) throws -> String? {
+        let data = try Data(contentsOf: URL(fileURLWithPath: bench.dir + "/board-state.json"))
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["uds"] as? String
+    }
+
+    @Test("An add uevent reaches devkit watch, which provisions the virtual DevKit behind the node")
+    func addProvisionsTheBoard() throws {
+        let (bench, result) = try scenario(steps: ["add:\(Self.hotplug)", "expect:] provisioned "])
+        defer { try? FileManager.default.removeItem(atPath: bench.dir) }
+        let v = bench.vector
+        #expect(result.status == 0, "driver or watch failed:\n\(result.stdout)\n\(result.stderr)")
+
+        let out = result.stdout
+        #expect(out.contains("[/dev/ttyACM2] DevKit \(Self.serial) appeared"), "\(out)")
+        #expect(out.contains("[/dev/ttyACM2] provisioned \(v.registrationID): \(bench.pem)"), "\(out)")
+        #expect(!out.contains("ttyUSB0"), "the FTDI adapter plugged in alongside is not a DevKit")
+        #expect(!out.localizedCaseInsensitiveContains(v.uds), "the UDS is never printed")
+
+        // The certificate is the reference vector's, byte for byte.
+        #expect(try String(contentsOfFile: bench.pem, encoding: .utf8) == v.certificate)
+        #expect(FileManager.default.fileExists(atPath: bench.dir + "/out/\(v.registrationID).enrollment.json"))
+        #expect(try storedUDS(bench) == v.uds.lowercased(), "the board stored the profile's UDS")
+
+        let rows = try Registry(path: bench.registry).allBoards()
+        try #require(rows.count == 1, "\(rows)")
+        let row = rows[0]
+        #expect(row.state == .done)
+        #expect(row.usbSerial == Self.serial)
+        #expect(row.mac == v.mac && row.firmwareVersion == v.version && row.registrationID == v.registrationID)
+        #expect(row.uds == v.uds.lowercased())
+        #expect(row.certificatePath == bench.pem)
+        #expect(row.enrollmentWrittenAt != nil)
+    }
+
+    /// The board is pulled while it writes the UDS (a 3 s secure-element write):
+    /// the remove uevent is reported while the board is in progress, the I/O
+    /// error fails it, and the registry keeps a failed row with the UDS.
+    static let unplugMidway = [
+        "add:\(hotplug)", "expect:[...] uds:",
+        "remove:\(hotplug)", "expect:[/dev/ttyACM2] unplugged while being provisioned",
+        "board-signal:USR1", "expect:[/dev/ttyACM2] failed:",
+    ]
+
+    @Test("A remove uevent mid-provisioning is reported and recorded in the registry")
+    func removeMidwayIsRecorded() throws {
+        let (bench, result) = try scenario(emulatorOptions: ["--se-write-delay", "3000"], steps: Self.unplugMidway)
+        defer { try? FileManager.default.removeItem(atPath: bench.dir) }
+        let v = bench.vector
+        #expect(result.status == 0, "driver or watch failed:\n\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("[/dev/ttyACM2] failed: The device on /dev/ttyACM2 disconnected"), "\(result.stdout)")
+        #expect(!result.stdout.contains("] provisioned "))
+
+        let rows = try Registry(path: bench.registry).allBoards()
+        try #require(rows.count == 1, "\(rows)")
+        let row = rows[0]
+        #expect(row.state == .failed)
+        #expect(row.usbSerial == Self.serial)
+        #expect(row.uds == v.uds.lowercased(), "the UDS is never lost")
+        #expect(row.lastStep == .udsSent, "it got as far as sending the UDS")
+        #expect(row.error?.contains("disconnected") == true, "\(row.error ?? "no error recorded")")
+        #expect(row.certificatePath == nil)
+        #expect(!FileManager.default.fileExists(atPath: bench.pem))
+    }
+
+    @Test("Unplugged mid-way, plugged back in: watch resumes the recorded board and finishes it")
+    func replugResumes() throws {
+        let (bench, result) = try scenario(
+            emulatorOptions: ["--se-write-delay", "2000"],
+            steps: Self.unplugMidway + [
+                // Plugged back in: a fresh pty behind the same link, then udev's add.
+                "board-signal:USR2", "board-expect",
+                "add:\(Self.replug)", "expect:[/dev/ttyACM3] finished ",
+            ])
+        defer { try? FileManager.default.removeItem(atPath: bench.dir) }
+        let v = bench.vector
+        #expect(result.status == 0, "driver or watch failed:\n\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("[/dev/ttyACM3] finished \(v.registrationID): \(bench.pem)"), "\(result.stdout)")
+
+        #expect(try String(contentsOfFile: bench.pem, encoding: .utf8) == v.certificate)
+        #expect(try storedUDS(bench) == v.uds.lowercased())
+        let rows = try Registry(path: bench.registry).allBoards()
+        try #require(rows.count == 1, "resumed, not provisioned anew: \(rows)")
+        #expect(rows[0].state == .done)
+        #expect(rows[0].uds == v.uds.lowercased())
+        #expect(rows[0].mac == v.mac && rows[0].registrationID == v.registrationID)
+    }
+}
+
+/// One word for the driver's shlex.split.
+private func shellQuoted(_ word: String) -> String {
+    "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
