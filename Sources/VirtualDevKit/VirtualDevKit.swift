@@ -186,6 +186,9 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// Presses reset with a button held (``Mode/configuration``: A, ``Mode/ap``: B,
     /// ``Mode/user``: none). The pty stays open.
     public func reset(into mode: Mode) {
+        // Busy from now on, so a waitUntilIdle() that follows waits for the new boot
+        // instead of seeing the idle state from before the reset.
+        setIdle(false)
         _ = send(.reset(mode))
     }
 

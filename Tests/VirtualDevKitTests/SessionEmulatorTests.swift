@@ -159,8 +159,13 @@ struct SessionEmulatorTests {
         var timeouts = ConsoleSession.Timeouts()
         timeouts.promptAttempt = .milliseconds(300)
         try withEmulatedSession(timeouts: timeouts) { kit, session in
+            // The configuration console's first prompt may already sit in the port's
+            // input; only what the board says after the reset counts.
+            #expect(kit.waitUntilIdle())
+            try (session.transport as! SerialPort).discardInput()
             // The port is open across the reset, so the boot text is heard.
             kit.reset(into: mode)
+            #expect(kit.waitUntilIdle())
             #expect(throws: ConsoleError.wrongMode(expected)) { try session.synchronize() }
         }
     }
