@@ -1,0 +1,40 @@
+import DevKitWorkflows
+import Foundation
+import Testing
+@testable import DevKitCLI
+
+/// `devkit watch` measures a firmware once for all boards; a rebuilt image must be
+/// measured again, never certified with the old measurement.
+@Suite("Firmware measurement cache")
+struct FirmwareCacheTests {
+    static let firmware = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/dice-vectors/firmware").path
+    static let vectors: [[String: String]] = {
+        let path = URL(fileURLWithPath: firmware).deletingLastPathComponent().appendingPathComponent("vectors.json").path
+        let json = try! JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: path)!) as! [String: [[String: String]]]
+        return json["vectors"]!
+    }()
+
+    @Test("a firmware file replaced on disk is measured again")
+    func rebuiltFirmwareIsRemeasured() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fwcache-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/sketch.ino.elf"
+        let measure = diceRIoTMeasurer()
+        let source = FirmwareSource.elf(path)
+
+        let tiny = Self.vectors.first { $0["id"] == "uppercase-uds" }!
+        try FileManager.default.copyItem(atPath: Self.firmware + "/Tiny.ino.elf", toPath: path)
+        #expect(try measure(source)(tiny["uds"]!, tiny["registration_id"]!).pem == tiny["alias_certificate"])
+        // Asked again (as every board thread does), the same image gives the same certificate.
+        #expect(try measure(source)(tiny["uds"]!, tiny["registration_id"]!).pem == tiny["alias_certificate"])
+
+        // The sketch is rebuilt: a new file at the same path.
+        let pad = Self.vectors.first { $0["id"] == "hash-padding-55" }!
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.copyItem(atPath: Self.firmware + "/Pad55.ino.elf", toPath: path)
+        #expect(try measure(source)(pad["uds"]!, pad["registration_id"]!).pem == pad["alias_certificate"])
+    }
+}
