@@ -1,3 +1,4 @@
+import DevKitTestSupport
 import Foundation
 import Testing
 
@@ -8,48 +9,15 @@ struct ConsoleCLIProcess {
     let stdout: String
     let stderr: String
 
-    static var binary: URL {
-        // Tests/DevKitCLITests/<file> → package root → .build/debug/devkit
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/devkit")
-    }
+    static var binary: URL { URL(fileURLWithPath: TestProcess.devkitBinary) }
 
     static func run(_ arguments: [String], stdin: String? = nil, timeout: Double = 20,
                     sourceLocation: SourceLocation = #_sourceLocation) throws -> ConsoleCLIProcess {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        let input = Pipe()
-        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        try process.run()
-        if let stdin {
-            input.fileHandleForWriting.write(Data(stdin.utf8))
-            try input.fileHandleForWriting.close()
-        }
-        // Read both pipes concurrently so a full pipe cannot block the child.
-        nonisolated(unsafe) var errData = Data()
-        let errRead = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            errRead.signal()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        if done.wait(timeout: .now() + timeout) == .timedOut {
-            process.terminate()
-            kill(process.processIdentifier, SIGKILL)
+        let r = try TestProcess.run([TestProcess.devkitBinary] + arguments, stdin: stdin.map { Array($0.utf8) }, timeout: timeout)
+        if r.timedOut {
             Issue.record("devkit \(arguments) did not finish within \(timeout) s", sourceLocation: sourceLocation)
-            done.wait()
         }
-        errRead.wait()
-        return ConsoleCLIProcess(
-            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+        return ConsoleCLIProcess(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 }
 

@@ -1,44 +1,20 @@
+import DevKitTestSupport
 import DevKitRegistry
 import Foundation
 import Testing
 
 /// Runs the built `devkit` binary with a deadline, no terminal, stdin from /dev/null.
+/// `status` is the exit code, or the signal number when a signal ended it.
 struct RegistryCLIProcess {
     let status: Int32
     let stdout: String
     let stderr: String
 
-    static var binary: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/devkit")
-    }
-
     static func run(_ arguments: [String], environment: [String: String]? = nil,
                     timeout: Double = 60) throws -> RegistryCLIProcess {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let watchdog = DispatchWorkItem { kill(process.processIdentifier, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        defer { watchdog.cancel() }
-        nonisolated(unsafe) var errData = Data()
-        let errRead = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            errRead.signal()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        errRead.wait()
-        process.waitUntilExit()
-        return RegistryCLIProcess(
-            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+        let r = try TestProcess.run(
+            [TestProcess.devkitBinary] + arguments, environment: environment ?? [:], timeout: timeout)
+        return RegistryCLIProcess(status: r.signal ?? r.status, stdout: r.stdout, stderr: r.stderr)
     }
 }
 

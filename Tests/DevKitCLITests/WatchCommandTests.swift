@@ -1,3 +1,4 @@
+import DevKitTestSupport
 import Foundation
 import Testing
 
@@ -13,7 +14,7 @@ import Glibc
         try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
             .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
         let process = Process()
-        process.executableURL = RegistryCLIProcess.binary
+        process.executableURL = URL(fileURLWithPath: TestProcess.devkitBinary)
         process.arguments = ["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite"]
         let err = Pipe()
         process.standardError = err

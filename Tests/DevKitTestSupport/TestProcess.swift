@@ -13,6 +13,8 @@ public struct ProcessResult: Sendable {
     public var stderr: String
     /// True when the deadline passed and the process group was killed.
     public var timedOut: Bool
+    /// The signal that ended the process, if one did.
+    public var signal: Int32? = nil
 
     public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
 }
@@ -142,6 +144,7 @@ public enum TestProcess {
         let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return ProcessResult(
             status: exitStatus, stdout: String(decoding: out, as: UTF8.self),
-            stderr: String(decoding: err, as: UTF8.self), timedOut: timedOut)
+            stderr: String(decoding: err, as: UTF8.self), timedOut: timedOut,
+            signal: (status & 0x7f) == 0 ? nil : status & 0x7f)
     }
 }
