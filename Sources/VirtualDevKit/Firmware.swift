@@ -293,25 +293,19 @@ struct ConsoleFirmware {
             if try write(password, zone: Zone.wifiPassword, on: board, store: { $0.wifiPassword = text(password) }) {
                 try say("INFO: Set Wi-Fi password successfully.\r\n", on: board)
             }
-        case "set_az_iothub":
-            guard let cs = argument else {
-                return try say(
-                    "Usage: set_az_iothub <connection string>. Please provide the connection string of the Azure IoT hub.\r\n",
-                    on: board)
-            }
-            if cs.count + 1 > 512 { return try say("Invalid Azure IoT hub connection string.\r\n", on: board) }
+        case "set_az_iothub", "set_az_iotdps":
+            // Both store into the same secure-element slot; only their texts differ.
+            let (usage, invalid, success) = name == "set_az_iothub"
+                ? ("Usage: set_az_iothub <connection string>. Please provide the connection string of the Azure IoT hub.\r\n",
+                   "Invalid Azure IoT hub connection string.\r\n",
+                   "INFO: Set Azure Iot hub connection string successfully.\r\n")
+                : ("Usage: set_az_iotdps <connection string>. Please provide the connection string of DPS.\r\n",
+                   "Invalid DPS connection string.\r\n",
+                   "INFO: Set DPS connection string successfully.\r\n")
+            guard let cs = argument else { return try say(usage, on: board) }
+            if cs.count + 1 > 512 { return try say(invalid, on: board) }
             if try write(cs, zone: Zone.connectionString, on: board, store: { $0.connectionString = text(cs) }) {
-                try say("INFO: Set Azure Iot hub connection string successfully.\r\n", on: board)
-            }
-        case "set_az_iotdps":
-            guard let cs = argument else {
-                return try say(
-                    "Usage: set_az_iotdps <connection string>. Please provide the connection string of DPS.\r\n",
-                    on: board)
-            }
-            if cs.count + 1 > 512 { return try say("Invalid DPS connection string.\r\n", on: board) }
-            if try write(cs, zone: Zone.connectionString, on: board, store: { $0.connectionString = text(cs) }) {
-                try say("INFO: Set DPS connection string successfully.\r\n", on: board)
+                try say(success, on: board)
             }
         case "set_dps_uds":
             guard let uds = argument else {
