@@ -1,4 +1,5 @@
 import Foundation
+import DevKitTestSupport
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -26,9 +27,7 @@ final class ReplTestBoard: @unchecked Sendable {
 
     init(linkPath: String) throws {
         self.linkPath = linkPath
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw POSIXError(.EIO) }
-        stopPipe = (fds[0], fds[1])
+        stopPipe = try TestProcess.makePipe()
         try plugIn()
         let thread = Thread { [self] in
             serve()

@@ -1,4 +1,5 @@
 import Foundation
+import DevKitTestSupport
 import Testing
 import VirtualDevKit
 #if canImport(Glibc)
@@ -337,19 +338,22 @@ struct ReplTmux {
     private func run(_ arguments: [String], output: inout String, capture: Bool = true) -> Int32 {
         let argv = [tmux, "-S", socket, "-f", "/dev/null"] + arguments
         var fds: [Int32] = [-1, -1]
-        if capture { guard pipe(&fds) == 0 else { return -1 } }
+        if capture {
+            guard let ends = try? TestProcess.makePipe() else { return -1 }
+            fds = [ends.read, ends.write]
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         if capture {
             posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-            posix_spawn_file_actions_addclose(&actions, fds[0])
-            posix_spawn_file_actions_addclose(&actions, fds[1])
         } else {
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         }
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // The tmux server daemonises and lives on: it must hold no other test's pipe.
+        TestProcess.closeOtherDescriptors(&actions)
         var cArguments = argv.map { strdup($0) } + [nil]
         defer { for pointer in cArguments { free(pointer) } }
         // The test runner's threads block signals; tmux (and the panes it starts)

@@ -19,8 +19,46 @@ public struct ProcessResult: Sendable {
     public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
 }
 
+// The Glibc module map hides the GNU calls pipe2 and
+// posix_spawn_file_actions_addclosefrom_np; bind them by name.
+private func libcSymbol(_ name: String) -> UnsafeMutableRawPointer? {
+    dlsym(dlopen(nil, RTLD_NOW), name)
+}
+private typealias Pipe2Function = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+private let c_pipe2 = libcSymbol("pipe2").map { unsafeBitCast($0, to: Pipe2Function.self) }
+private typealias CloseFromFunction = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+private let c_addclosefrom = libcSymbol("posix_spawn_file_actions_addclosefrom_np")
+    .map { unsafeBitCast($0, to: CloseFromFunction.self) }
+
 /// Bounded child processes for the end-to-end tests of the built `devkit`.
 public enum TestProcess {
+    /// A pipe whose ends are close-on-exec from the moment they exist.
+    ///
+    /// The tests spawn children from many threads at once. A plain pipe() is
+    /// inherited by whatever another thread spawns next (a long-lived emulator, a
+    /// tmux server), and that copy of the write end keeps the reader from ever
+    /// seeing end-of-file: a child waiting for EOF on its stdin then hangs until
+    /// the deadline. pipe2(O_CLOEXEC) closes that window.
+    public static func makePipe() throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        let rc: Int32
+        if let c_pipe2 {
+            rc = c_pipe2(&fds, O_CLOEXEC)
+        } else {
+            rc = pipe(&fds)
+            if rc == 0 { for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } }
+        }
+        guard rc == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        return (fds[0], fds[1])
+    }
+
+    /// Adds "close every descriptor from 3 up" to `actions`, so a child gets only
+    /// its three standard streams whatever other threads left open without
+    /// close-on-exec (glibc 2.34 and later; a no-op before).
+    public static func closeOtherDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        if let c_addclosefrom { _ = c_addclosefrom(&actions, 3) }
+    }
+
     /// The `devkit` executable `swift test` built next to the test bundle
     /// (`DEVKIT_BINARY` overrides).
     public static var devkitBinary: String {
@@ -57,24 +95,27 @@ public enum TestProcess {
         _ argv: [String], stdin: [UInt8]? = nil, environment: [String: String] = [:], timeout: Double
     ) throws -> ProcessResult {
         var inPipe: [Int32] = [-1, -1]
-        if stdin != nil { guard pipe(&inPipe) == 0 else { throw POSIXError(.init(rawValue: errno)!) } }
-        var outPipe: [Int32] = [-1, -1]
-        var errPipe: [Int32] = [-1, -1]
-        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw POSIXError(.init(rawValue: errno)!) }
+        if stdin != nil {
+            let ends = try makePipe()
+            inPipe = [ends.read, ends.write]
+        }
+        let outEnds = try makePipe()
+        let errEnds = try makePipe()
+        let outPipe = [outEnds.read, outEnds.write]
+        let errPipe = [errEnds.read, errEnds.write]
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         if stdin != nil {
             posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-            posix_spawn_file_actions_addclose(&actions, inPipe[0])
-            posix_spawn_file_actions_addclose(&actions, inPipe[1])
         } else {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         }
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        for fd in outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+        // dup2 clears close-on-exec on 0, 1 and 2; everything else closes.
+        closeOtherDescriptors(&actions)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -27,6 +27,8 @@ final class PtyScriptedConsole: @unchecked Sendable {
         heldSlave = try pty.openSlave()
         var fds: [Int32] = [0, 0]
         precondition(pipe(&fds) == 0)
+        // Not inherited by processes other tests spawn meanwhile.
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         stop = (fds[0], fds[1])
         self.unplugAfter = unplugAfter
         self.reply = reply
