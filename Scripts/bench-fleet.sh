@@ -7,7 +7,7 @@
 #     it blocks on the udev socket, never polls on a timer)
 #
 #   Scripts/bench-fleet.sh                       # release build
-#   BOARDS=4 CONFIG=debug Scripts/bench-fleet.sh
+#   BOARDS=4 RUNS=3 CONFIG=debug Scripts/bench-fleet.sh
 #   DEVKIT_BIN=.build/debug/devkit Scripts/bench-fleet.sh
 #
 # The boards are emulated on ptys, which udev does not announce, so the fleet run
@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 CONFIG=${CONFIG:-release}
 BOARDS=${BOARDS:-16}
+RUNS=${RUNS:-5}
 BAUD=${BAUD:-115200}
 IDLE_SECONDS=${IDLE_SECONDS:-10}
 
@@ -53,11 +54,14 @@ elf = "$fw"
 policy = "generate"
 TOML
 
+# Each run starts its own emulators (a provisioned board has rebooted into user
+# mode) from a subshell, and stops them before it returns.
 # Starts a paced emulator with link $1 and MAC $2; returns when it is up.
 start_board() {
     local fifo="$work/fifo.$RANDOM.$RANDOM"
     mkfifo "$fifo"
-    "$BIN" emulate --link "$1" --mac "$2" --baud "$BAUD" > "$fifo" &
+    # The emulators' own status lines go to a log, not among the results.
+    "$BIN" emulate --link "$1" --mac "$2" --baud "$BAUD" > "$fifo" 2>> "$work/emulators.log" &
     pids+=($!)
     local line
     read -r line < "$fifo"   # the pty path: the emulator is up
@@ -66,27 +70,53 @@ start_board() {
 
 now() { date +%s.%N; }
 
-# One board alone.
-start_board "$work/solo" "a4cf12ff0000"
-t0=$(now)
-"$BIN" watch --profile "$work/profile.toml" --registry "$work/solo.sqlite" --port "$work/solo" 2>"$work/solo.log" \
-    || { echo "single board failed:"; cat "$work/solo.log"; exit 1; }
-t1=$(now)
-single=$(echo "$t1 - $t0" | bc -l)
+stop_boards() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+}
 
-# The fleet, all at once, in one watch process.
-args=()
-for i in $(seq 1 "$BOARDS"); do
-    start_board "$work/tty$i" "$(printf 'a4cf12%06x' "$i")"
-    args+=(--port "$work/tty$i")
+# One board alone; prints the wall time in seconds.
+run_single() {
+    local run=$1
+    start_board "$work/solo" "a4cf12ff0000"
+    local t0 t1
+    t0=$(now)
+    "$BIN" watch --profile "$work/profile.toml" --registry "$work/solo$run.sqlite" --port "$work/solo" 2>"$work/solo.log" \
+        || { echo "single board failed:" >&2; cat "$work/solo.log" >&2; stop_boards; exit 1; }
+    t1=$(now)
+    stop_boards
+    echo "$t1 - $t0" | bc -l
+}
+
+# The fleet, all at once, in one watch process; prints the wall time in seconds.
+run_fleet() {
+    local run=$1 args=() i t0 t1
+    for i in $(seq 1 "$BOARDS"); do
+        start_board "$work/tty$i" "$(printf 'a4cf12%06x' "$i")"
+        args+=(--port "$work/tty$i")
+    done
+    t0=$(now)
+    /usr/bin/time -f "%M" -o "$work/rss$run" \
+        "$BIN" watch --profile "$work/profile.toml" --registry "$work/fleet$run.sqlite" "${args[@]}" 2>"$work/fleet.log" \
+        || { echo "fleet run failed:" >&2; tail -n 20 "$work/fleet.log" >&2; stop_boards; exit 1; }
+    t1=$(now)
+    stop_boards
+    echo "$t1 - $t0" | bc -l
+}
+
+# Alternating runs, so a noisy moment hits both sides; the medians are compared.
+singles=() fleets=()
+for run in $(seq 1 "$RUNS"); do
+    singles+=("$(run_single "$run")")
+    fleets+=("$(run_fleet "$run")")
+    printf 'run %d: single %.3f s, fleet %.3f s\n' "$run" "${singles[-1]}" "${fleets[-1]}"
 done
-t0=$(now)
-/usr/bin/time -f "%M" -o "$work/rss" \
-    "$BIN" watch --profile "$work/profile.toml" --registry "$work/fleet.sqlite" "${args[@]}" 2>"$work/fleet.log" \
-    || { echo "fleet run failed:"; tail -n 20 "$work/fleet.log"; exit 1; }
-t1=$(now)
-fleet=$(echo "$t1 - $t0" | bc -l)
-certs=$(( $(ls "$work/out"/*.pem | wc -l) - 1 ))   # minus the single board's
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+single=$(median "${singles[@]}")
+fleet=$(median "${fleets[@]}")
+rss=$(cat "$work"/rss* | sort -n | tail -n 1)
+certs=$(( $(ls "$work/out"/*.pem | wc -l) - 1 ))   # the fleet's boards (every run rewrites them), not the single one
 
 # The idle daemon on the udev monitor.
 fifo="$work/idle.fifo"
@@ -103,8 +133,9 @@ hz=$(getconf CLK_TCK)
 kill -TERM "$watch_pid"
 
 printf 'boards:            %d at %d baud\n' "$BOARDS" "$BAUD"
-printf 'single board:      %.3f s\n' "$single"
-printf 'fleet (at once):   %.3f s   (%d certificates)\n' "$fleet" "$certs"
+printf 'runs:              %d of each, alternating (%d boards certified per fleet run)\n' "$RUNS" "$certs"
+printf 'single board:      %.3f s (median)\n' "$single"
+printf 'fleet (at once):   %.3f s (median)\n' "$fleet"
 printf 'fleet / single:    %.2f   (target <= 1.2)\n' "$(echo "$fleet / $single" | bc -l)"
-printf 'peak RSS (fleet):  %d KiB\n' "$(cat "$work/rss")"
+printf 'peak RSS (fleet):  %d KiB\n' "$rss"
 printf 'idle CPU:          %.3f s in %d s\n' "$(echo "($c1 - $c0) / $hz" | bc -l)" "$IDLE_SECONDS"

@@ -72,22 +72,29 @@ struct WatchUMockdevTests {
         return result
     }
 
-    /// Runs a scenario on a fresh bench, once more on a fresh bench when the
-    /// harness (not devkit) lost the race described below.
+    /// Runs a scenario on a fresh bench, and again (at most twice more) on a fresh
+    /// bench when the harness (not devkit) lost the race described below.
     ///
-    /// Rarely (about 1 run in 30 with four runs in parallel on two cores; never
-    /// seen in the suite), the first ioctl devkit makes on the node, TIOCEXCL,
-    /// reaches umockdev's default ioctl handler instead of the driver's
+    /// Rarely on an idle machine (never seen in the suite; about 1 run in 30 with
+    /// four runs in parallel on two cores), and often with both cores saturated by
+    /// other work, the TIOCEXCL devkit issues on the node right after its add
+    /// uevent reaches umockdev's default ioctl handler instead of the driver's
     /// pass-through one and fails with ENOTTY, so devkit never reaches the board
-    /// through that open. Only that exact failure is retried, once, from scratch;
-    /// anything else fails the test.
+    /// through that open. A fresh process probing the node at that moment gets the
+    /// pass-through (tried: it did not help), so the cause is inside umockdev's
+    /// preload in the long-lived, multi-threaded `devkit watch`. Only that exact
+    /// failure is retried, from scratch; anything else fails the test.
     func scenario(emulatorOptions: [String] = [], steps: [String]) throws -> (Bench, ListProcessResult) {
         var bench = try bench()
         var result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps)
-        let lostRace = ["/dev/ttyACM2", "/dev/ttyACM3"].contains {
-            result.stdout.contains("failed: ioctl(TIOCEXCL) failed on \($0): Inappropriate ioctl for device")
+        func lostRace() -> Bool {
+            ["/dev/ttyACM2", "/dev/ttyACM3"].contains {
+                result.stdout.contains("failed: ioctl(TIOCEXCL) failed on \($0): Inappropriate ioctl for device")
+            }
         }
-        if result.status != 0, lostRace {
+        var retries = 0
+        while result.status != 0, lostRace(), retries < 2 {
+            retries += 1
             try? FileManager.default.removeItem(atPath: bench.dir)
             bench = try self.bench()
             result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps)
