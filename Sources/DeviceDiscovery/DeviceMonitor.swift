@@ -128,7 +128,6 @@ private final class Wakeup: Sendable {
         var ends: [Int32] = [-1, -1]
         if pipe(&ends) < 0 { throw .monitorFailed(operation: "pipe", errno: errno) }
         for end in ends {
-            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
             let flags = fcntl(end, F_GETFL)
             if flags < 0 || fcntl(end, F_SETFL, flags | O_NONBLOCK) < 0
                 || fcntl(end, F_SETFD, FD_CLOEXEC) < 0

@@ -25,7 +25,7 @@ private func libcSymbol(_ name: String) -> UnsafeMutableRawPointer? {
     dlsym(dlopen(nil, RTLD_NOW), name)
 }
 private typealias Pipe2Function = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
-private let c_pipe2 = libcSymbol("pipe2").map { unsafeBitCast($0, to: Pipe2Function.self) }
+private let c_pipe2 = unsafeBitCast(libcSymbol("pipe2")!, to: Pipe2Function.self)  // glibc ≥ 2.9
 private typealias CloseFromFunction = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
 private let c_addclosefrom = libcSymbol("posix_spawn_file_actions_addclosefrom_np")
     .map { unsafeBitCast($0, to: CloseFromFunction.self) }
@@ -41,14 +41,7 @@ public enum TestProcess {
     /// the deadline. pipe2(O_CLOEXEC) closes that window.
     public static func makePipe() throws -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
-        let rc: Int32
-        if let c_pipe2 {
-            rc = c_pipe2(&fds, O_CLOEXEC)
-        } else {
-            rc = pipe(&fds)
-            if rc == 0 { for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } }
-        }
-        guard rc == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        guard c_pipe2(&fds, O_CLOEXEC) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
         return (fds[0], fds[1])
     }
 
