@@ -11,11 +11,13 @@ struct ProvisionReporter {
     let json: Bool
     /// Prefix for each human line (the port, when several boards run at once).
     var prefix = ""
+    /// The port, in each JSON event, when several boards run at once.
+    var port: String?
 
     func event(_ e: ProvisionEvent) {
         if json {
             emitJSON(EventJSON(event: "step", stage: e.stage.rawValue, status: e.status.rawValue,
-                               message: e.message, boardID: e.boardID))
+                               message: e.message, boardID: e.boardID, port: port))
             return
         }
         let mark = switch e.status {
@@ -47,13 +49,14 @@ struct ProvisionReporter {
     }
 
     private func emitJSON<T: Encodable>(_ value: T) {
-        if let line = try? registryJSON(value) { print(line) }
+        if let line = try? registryJSON(value) { printEvent(line) }
     }
 
     struct EventJSON: Encodable {
         let event: String, stage: String, status: String, message: String
         let boardID: Int64?
-        enum CodingKeys: String, CodingKey { case event, stage, status, message, boardID = "board_id" }
+        let port: String?
+        enum CodingKeys: String, CodingKey { case event, stage, status, message, boardID = "board_id", port }
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(event, forKey: .event)
@@ -61,6 +64,7 @@ struct ProvisionReporter {
             try c.encode(status, forKey: .status)
             try c.encode(message, forKey: .message)
             try c.encode(boardID, forKey: .boardID)
+            try c.encodeIfPresent(port, forKey: .port)
         }
     }
 
@@ -82,6 +86,14 @@ struct ProvisionReporter {
             case certificateSHA256 = "certificate_sha256", azCommand = "az_command"
         }
     }
+}
+
+/// Prints one event line and flushes it: stdout is block-buffered when it is not a
+/// terminal, and a script reading `--json` progress from a pipe must see each step
+/// as it happens, not all of them when the process exits.
+func printEvent(_ line: String) {
+    print(line)
+    fflush(nil)  // all streams: naming `stdout` is not concurrency-safe in Swift 6
 }
 
 /// Test hook for crash safety: with `DEVKIT_TEST_KILL_AFTER_STEP=<registry step>`

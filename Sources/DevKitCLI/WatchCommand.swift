@@ -56,7 +56,7 @@ struct WatchCommand: AsyncParsableCommand {
             let json = self.json
             let log: @Sendable (String, String) -> Void = { port, text in
                 if json {
-                    if let line = try? registryJSON(["event": "board", "port": port, "message": text]) { print(line) }
+                    if let line = try? registryJSON(["event": "board", "port": port, "message": text]) { printEvent(line) }
                 } else {
                     printError("[\(port)] \(text)")
                 }
@@ -126,6 +126,7 @@ final class BoardThreads: @unchecked Sendable {
             log(node, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
             var reporter = ProvisionReporter(json: json)
             reporter.prefix = "[\(node)] "
+            reporter.port = node
             do {
                 switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: reporter.event) {
                 case .provisioned(let result, let resumed):

@@ -1,6 +1,7 @@
 import DevKitTestSupport
 import Foundation
 import Testing
+import VirtualDevKit
 
 #if canImport(Glibc)
 import Glibc
@@ -58,5 +59,46 @@ import Glibc
         for port in [dir + "/no-board-1", dir + "/no-board-2"] {
             #expect(lines.contains { $0["port"] == port && $0["message"]?.hasPrefix("failed: ") == true }, "\(r.stdout)")
         }
+    }
+
+    /// With --json, each board's step events name its port, and they reach a pipe
+    /// as they happen (the daemon's stdout is line-buffered), not at exit: here the
+    /// board takes 3 s to store the UDS and the first events arrive well before.
+    @Test(.timeLimit(.minutes(1))) func jsonEventsNameTheirPortAndArriveAsTheyHappen() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let kit = try startedKit(.init(faults: .init(secureElementWriteDelay: .seconds(3))))
+        defer { kit.stop() }
+        let elf = ProvisionCLITests.fixtures.appendingPathComponent("firmware/DevKitDPS.ino.elf").path
+        try "output_dir = \"\(dir)\"\n[firmware]\nelf = \"\(elf)\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestProcess.devkitBinary)
+        process.arguments = ["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
+                             "--port", kit.devicePath, "--json"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        var text = ""
+        while !text.contains("\"event\":\"step\"") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        // Still before the board stored the UDS (3 s): the events were not held back.
+        #expect(text.contains("\"event\":\"step\"") && kit.state.uds == nil,
+                "the first step event came only after the board had stored the UDS")
+        text += String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        let steps = text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.filter { $0["event"] as? String == "step" }
+        #expect(steps.count >= 6, "\(text)")
+        #expect(steps.allSatisfy { $0["port"] as? String == kit.devicePath }, "\(text)")
     }
 }
