@@ -35,6 +35,7 @@ public final class Registry: Sendable {
     /// The database file.
     public let path: String
     private let pool: DatabasePool
+    private let newBoards = NewBoardBatcher()
 
     /// Opens (creating if needed) the registry at `path`, migrating it to the
     /// current schema.
@@ -103,21 +104,41 @@ public final class Registry: Sendable {
             firmwareVersion: firmwareVersion, uds: udsHex, state: .inProgress,
             createdAt: now, updatedAt: now, udsRecordedAt: now,
             macReadAt: normalizedMAC == nil ? nil : now)
-        // FULL for this one commit: the WAL is fsynced before we return, i.e.
-        // before the caller may send the UDS anywhere.
+        // Committed with FULL sync before we return, i.e. before the caller may send
+        // the UDS anywhere; boards recorded at the same moment share the commit.
+        return try newBoards.submit(record) { batch in self.commitNewBoards(batch) }
+    }
+
+    /// Inserts `batch` in one transaction, fsynced (`synchronous=FULL`) before it
+    /// returns: one fsync for every board that was waiting, not one each. When
+    /// 16 boards are plugged in at once, one fsync after another made the last
+    /// board wait ~13 ms before it could start. A batch that fails is retried row
+    /// by row, so one bad row does not fail the others.
+    private func commitNewBoards(_ batch: [NewBoardBatcher.Pending]) {
         do {
-            try pool.writeWithoutTransaction { db in
+            let inserted = try pool.writeWithoutTransaction { db -> [BoardRecord] in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
                 defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                var rows: [BoardRecord] = []
                 try db.inTransaction(.immediate) {
-                    try record.insert(db)
+                    rows = []
+                    for pending in batch {
+                        var row = pending.record
+                        try row.insert(db)
+                        rows.append(row)
+                    }
                     return .commit
                 }
+                return rows
             }
+            for (pending, row) in zip(batch, inserted) { pending.result = .success(row) }
         } catch {
-            throw .database(path: path, reason: "\(error)")
+            if batch.count == 1 {
+                batch[0].result = .failure(.database(path: path, reason: "\(error)"))
+            } else {
+                for pending in batch { commitNewBoards([pending]) }
+            }
         }
-        return record
     }
 
     /// Marks `step` done for a board, storing what was learned at that step in the
@@ -363,5 +384,55 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
         case .boardNotFound(let key):
             "no board '\(key)' in the registry; `devkit registry list` shows the recorded boards"
         }
+    }
+}
+
+/// Group commit for ``Registry/recordNewBoard(uds:mac:usbSerial:registrationID:firmwareVersion:)``:
+/// a caller that finds no commit running commits everything queued so far (its own
+/// row included); callers that arrive meanwhile queue and wait, and the next of
+/// them commits all of those together. Each returns once its own row is durable.
+final class NewBoardBatcher: @unchecked Sendable {
+    /// One caller's row and, once committed (or failed), its outcome.
+    final class Pending: @unchecked Sendable {
+        let record: BoardRecord
+        /// Written by the committing thread before it broadcasts, read under the lock.
+        var result: Result<BoardRecord, RegistryError>?
+        init(_ record: BoardRecord) { self.record = record }
+    }
+
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var committing = false
+    private var commitsRun = 0
+
+    /// Commits run so far (fewer than rows when callers overlapped).
+    var commitCount: Int { condition.withLock { commitsRun } }
+    /// Rows waiting for the next commit.
+    var queuedCount: Int { condition.withLock { queue.count } }
+
+    func submit(
+        _ record: BoardRecord, commit: ([Pending]) -> Void
+    ) throws(RegistryError) -> BoardRecord {
+        let mine = Pending(record)
+        condition.lock()
+        queue.append(mine)
+        while mine.result == nil {
+            if committing {
+                condition.wait()
+                continue
+            }
+            committing = true
+            commitsRun += 1
+            let batch = queue
+            queue.removeAll()
+            condition.unlock()
+            commit(batch)
+            condition.lock()
+            committing = false
+            condition.broadcast()
+        }
+        let result = mine.result!
+        condition.unlock()
+        return try result.get()
     }
 }

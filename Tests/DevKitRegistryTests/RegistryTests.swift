@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import DevKitRegistry
@@ -197,5 +198,58 @@ let udsB = String(repeating: "5a", count: 32)
         let boards = try registry.allBoards()
         #expect(boards.count == 16)
         #expect(boards.allSatisfy { $0.state == .done })
+    }
+
+    /// Boards recorded while a commit runs share the next one: 16 callers, the first
+    /// commit held until the other 15 are queued, make exactly two commits, and
+    /// every caller gets its own row back.
+    @Test(.timeLimit(.minutes(1))) func overlappingNewBoardsShareOneCommit() throws {
+        let batcher = NewBoardBatcher()
+        let now = Date()
+        let results = Mutex<[String: Int64]>([:])
+        let nextID = Mutex<Int64>(0)
+        let commit: @Sendable ([NewBoardBatcher.Pending]) -> Void = { batch in
+            if batcher.commitCount == 1 {
+                let deadline = Date().addingTimeInterval(20)
+                while batcher.queuedCount < 15 && Date() < deadline { usleep(1000) }
+            }
+            for pending in batch {
+                var row = pending.record
+                row.id = nextID.withLock { $0 += 1; return $0 }
+                pending.result = .success(row)
+            }
+        }
+        let group = DispatchGroup()
+        for i in 0..<16 {
+            let uds = String(format: "%064x", i)
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                let record = BoardRecord(id: nil, uds: uds, state: .inProgress, createdAt: now, updatedAt: now)
+                if let row = try? batcher.submit(record, commit: commit) {
+                    results.withLock { $0[uds] = row.id }
+                }
+            }.start()
+        }
+        group.wait()
+        #expect(batcher.commitCount == 2)
+        let ids = results.withLock { $0 }
+        #expect(ids.count == 16)
+        #expect(Set(ids.values).count == 16)
+    }
+
+    /// Through the registry: overlapping callers each get their own durable row.
+    @Test func overlappingNewBoardsAreEachRecorded() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        let returned = Mutex<[String: Int64]>([:])
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            let uds = String(format: "%064x", i + 1)
+            if let id = try? registry.recordNewBoard(uds: uds).id { returned.withLock { $0[uds] = id } }
+        }
+        let stored = Dictionary(uniqueKeysWithValues: try registry.allBoards().map { ($0.uds, $0.id!) })
+        #expect(stored.count == 16)
+        #expect(returned.withLock { $0 } == stored)
     }
 }
