@@ -67,9 +67,10 @@ public struct CertificateReissue {
         try RegistrationIDScheme.validate(registrationID)
         let certificate = try factory(board.uds, registrationID)
         let pemPath = (outputDirectory as NSString).appendingPathComponent("\(registrationID).pem")
-        try OutputFile.writeAtomically(Data(certificate.pem.utf8), to: pemPath, mode: 0o644)
         let enrollment = EnrollmentFile(registrationID: registrationID, certificatePEM: certificate.pem, dps: dps)
-        let enrollmentPath = try enrollment.write(toDirectory: outputDirectory)
+        let enrollmentPath = enrollment.path(in: outputDirectory)
+        try OutputFile.writeAtomically(
+            [(Data(certificate.pem.utf8), pemPath), (enrollment.json(), enrollmentPath)], mode: 0o644)
         // Board-side steps stay as they were: only the host-side outputs are new.
         try registry.markStep(.certificateWritten, boardID: id, update: BoardUpdate(
             registrationID: registrationID, firmwareVersion: version, certificateSHA1: certificate.sha1,

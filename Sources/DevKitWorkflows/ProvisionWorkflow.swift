@@ -333,15 +333,18 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .certificate, status: .started, message: "computing the Alias certificate for \(registrationID)", boardID: id))
         let certificate = try v.factory(board.uds, registrationID)
         let pemPath = (request.outputDirectory as NSString).appendingPathComponent("\(registrationID).pem")
-        try OutputFile.writeAtomically(Data(certificate.pem.utf8), to: pemPath, mode: 0o644)
+        let enrollment = EnrollmentFile(registrationID: registrationID, certificatePEM: certificate.pem, dps: request.dps)
+        let enrollmentPath = enrollment.path(in: request.outputDirectory)
+        // Both files in one go: one directory fsync for the pair (shared with boards
+        // finishing at the same moment). A crash before either mark redoes both.
+        try OutputFile.writeAtomically(
+            [(Data(certificate.pem.utf8), pemPath), (enrollment.json(), enrollmentPath)], mode: 0o644)
         board = try mark(.certificateWritten, id, BoardUpdate(
             registrationID: registrationID, certificateSHA1: certificate.sha1,
             certificateSHA256: certificate.sha256, certificatePath: pemPath))
         report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(pemPath) (SHA-1 \(certificate.sha1))", boardID: id))
 
         report(ProvisionEvent(stage: .enrollment, status: .started, message: "writing the enrollment file", boardID: id))
-        let enrollment = EnrollmentFile(registrationID: registrationID, certificatePEM: certificate.pem, dps: request.dps)
-        let enrollmentPath = try enrollment.write(toDirectory: request.outputDirectory)
         board = try mark(.enrollmentWritten, id, BoardUpdate(enrollmentPath: enrollmentPath))
         report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(enrollmentPath)", boardID: id))
 
