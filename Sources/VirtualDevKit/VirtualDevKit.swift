@@ -34,8 +34,12 @@ public final class VirtualDevKit: @unchecked Sendable {
 
     /// The UART receive ring of the board's MCU.
     static let ringCapacity = 256
-    /// Pacing granularity: bytes written per timed chunk.
-    private static let pacingChunk = 16
+    /// A USB full-speed frame. The ST-LINK's USB bridge hands the host what its
+    /// UART received in bulk packets, not one transfer per byte; with pacing, what
+    /// the board printed reaches the host at the end of the frame in which it left
+    /// the line. (Byte by byte, 16 boards echoing at once spent most of two cores
+    /// on wake-ups that real hardware never causes.)
+    static let usbFrame = Duration.milliseconds(1)
 
     private struct Shared {
         var requests: [(Request, DispatchSemaphore?)] = []
@@ -76,6 +80,8 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// only a /proc scan can tell (see `settleHosts`).
     private var hostsMaybeGone = false
     private var ring: [UInt8] = []
+    /// When each byte in the ring had fully arrived (the board's time for it).
+    private var ringArrival: [ContinuousClock.Instant] = []
     private var ringHead = 0
     private var wire: [UInt8] = []
     private var wireStart = ContinuousClock.now
@@ -86,6 +92,12 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// nil after a wait for the host, which has no deadline.
     private var resumedAt: ContinuousClock.Instant?
     private let byteTime: Duration
+    /// Paced output that has left the UART but not yet crossed USB, each byte with
+    /// the instant its stop bit left the line (see `flushBridge`).
+    private var bridgeBytes: [UInt8] = []
+    private var bridgeDone: [ContinuousClock.Instant] = []
+    /// The start of USB frame 0; frames follow every ``usbFrame``.
+    private let frameEpoch = ContinuousClock.now
 
     /// Creates the board and its pty (so ``devicePath`` is valid at once); it
     /// starts talking after ``start()``.
@@ -264,6 +276,7 @@ public final class VirtualDevKit: @unchecked Sendable {
     private func boot(into mode: Mode) throws(BoardEvent) {
         shared.withLock { $0.mode = mode }
         ring.removeAll(keepingCapacity: true)
+        ringArrival.removeAll(keepingCapacity: true)
         ringHead = 0
         wire.removeAll()
         commandRunning = false
@@ -309,9 +322,14 @@ public final class VirtualDevKit: @unchecked Sendable {
             try handleRequests(pluggedIn: true)
             if ringHead < ring.count {
                 let byte = ring[ringHead]
+                // The firmware handles it as of its arrival, though the thread may
+                // take it up to a frame later (see below): its echo leaves the line
+                // when it would have on the board.
+                if byteTime > .zero { resumedAt = ringArrival[ringHead] }
                 ringHead += 1
                 if ringHead == ring.count {
                     ring.removeAll(keepingCapacity: true)
+                    ringArrival.removeAll(keepingCapacity: true)
                     ringHead = 0
                 }
                 return byte
@@ -324,7 +342,11 @@ public final class VirtualDevKit: @unchecked Sendable {
             absorbArrivals()
             if ringHead < ring.count { continue }
             if !wire.isEmpty {
-                try pause(until: wireStart + byteTime)  // the next byte is still on the wire
+                // The next byte is still on the wire. Nothing it causes can reach the
+                // host before the end of the USB frame it arrives in, so the thread
+                // sleeps until then and takes every byte that arrived by that time
+                // (one wake-up a frame, not one a byte).
+                try pause(until: frameEnd(containing: wireStart + byteTime))
             } else {
                 try waitForInput()
             }
@@ -339,6 +361,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         guard !wire.isEmpty else { return }
         if ringHead > 0 {
             ring.removeFirst(ringHead)
+            ringArrival.removeFirst(ringHead)
             ringHead = 0
         }
         var arrived = wire.count
@@ -351,6 +374,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         for byte in wire.prefix(arrived) {
             if ring.count < Self.ringCapacity {
                 ring.append(byte)
+                ringArrival.append(byteTime > .zero ? wireStart + byteTime * (taken + 1) : now)
             } else if commandRunning {
                 lost += 1
             } else {
@@ -392,10 +416,16 @@ public final class VirtualDevKit: @unchecked Sendable {
             pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
             pollfd(fd: hostWatch?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
         ]
+        flushBridge()
         // Output no host read must not wait in the pty for the next host.
         if hostsMaybeGone, unreadOutput() > 0 { settleHosts() }
-        setIdle(true)
-        _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 3, -1) }
+        if let due = bridgeDue {
+            // Output still crossing USB: wait for the host only until its frame ends.
+            _ = fds.withUnsafeMutableBufferPointer { pollPrecisely($0, timeout: ContinuousClock.now.duration(to: due)) }
+        } else {
+            setIdle(true)
+            _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 3, -1) }
+        }
         setIdle(false)
         resumedAt = nil
         if fds[2].revents & Int16(POLLIN) != 0 { watchHosts() }
@@ -413,11 +443,15 @@ public final class VirtualDevKit: @unchecked Sendable {
         while true {
             try handleRequests(pluggedIn: true)
             absorbArrivals()
-            let remaining = ContinuousClock.now.duration(to: deadline)
-            if remaining <= .zero {
+            flushBridge()
+            let now = ContinuousClock.now
+            if now >= deadline {
                 resumedAt = deadline
                 return
             }
+            // Wake for the deadline, or earlier when a USB frame is due.
+            var remaining = now.duration(to: deadline)
+            if let due = bridgeDue, due < deadline { remaining = max(.zero, now.duration(to: due)) }
             if remaining > .milliseconds(2) {
                 var fd = pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0)
                 let ms = Int32(remaining.components.seconds * 1000
@@ -500,21 +534,42 @@ public final class VirtualDevKit: @unchecked Sendable {
         var firmwareNow = now
         if let resumedAt, resumedAt <= now, resumedAt.duration(to: now) < .milliseconds(2) { firmwareNow = resumedAt }
         if txFreeAt < firmwareNow { txFreeAt = firmwareNow }
-        var offset = 0
-        while offset < bytes.count {
-            if txFreeAt > ContinuousClock.now { try pause(until: txFreeAt) }
-            let end = min(bytes.count, offset + Self.pacingChunk)
-            if listening { writeDropping(Array(bytes[offset..<end]), to: pty.master) }
-            txFreeAt = txFreeAt + byteTime * (end - offset)
-            offset = end
+        for byte in bytes {
+            txFreeAt = txFreeAt + byteTime
+            if listening {
+                bridgeBytes.append(byte)
+                bridgeDone.append(txFreeAt)
+            }
         }
         let lastByteStarts = txFreeAt - byteTime
         if lastByteStarts > ContinuousClock.now {
             try pause(until: lastByteStarts)
         } else {
+            // No flush here: the bytes of a frame go out in one write, from the
+            // waits (pause, waitForInput), once the firmware has caught up.
             if commandRunning { absorbArrivals() }
             try handleRequests(pluggedIn: true)
         }
+    }
+
+    /// The end of the USB frame in which `instant` falls (itself, on a boundary).
+    private func frameEnd(containing instant: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        let frames = max(0, (frameEpoch.duration(to: instant) / Self.usbFrame).rounded(.up))
+        return frameEpoch + Self.usbFrame * Int(frames)
+    }
+
+    /// When the oldest byte still in the bridge reaches the host.
+    private var bridgeDue: ContinuousClock.Instant? { bridgeDone.first.map { frameEnd(containing: $0) } }
+
+    /// Hands the host, in one write, every byte whose frame has ended.
+    private func flushBridge() {
+        guard let first = bridgeDone.first else { return }
+        let now = ContinuousClock.now
+        guard frameEnd(containing: first) <= now else { return }
+        let count = bridgeDone.firstIndex { frameEnd(containing: $0) > now } ?? bridgeDone.count
+        if let pty { writeDropping(Array(bridgeBytes[..<count]), to: pty.master) }
+        bridgeBytes.removeFirst(count)
+        bridgeDone.removeFirst(count)
     }
 
     private func writeDropping(_ bytes: [UInt8], to master: FileDescriptor) {
@@ -694,7 +749,10 @@ public final class VirtualDevKit: @unchecked Sendable {
         hostWatch = nil
         wire.removeAll()
         ring.removeAll(keepingCapacity: true)
+        ringArrival.removeAll(keepingCapacity: true)
         ringHead = 0
+        bridgeBytes.removeAll()
+        bridgeDone.removeAll()
     }
 
     private func removeLinkIfOurs(pointingAt target: String) {
@@ -775,4 +833,24 @@ extension FileDescriptor {
             if err != .interrupted { throw err }
         }
     }
+}
+
+/// ppoll(2), bound by name: the Glibc module map hides it (a GNU extension), and
+/// poll's millisecond timeout would round a wait for the next USB frame up by up
+/// to a whole frame.
+private nonisolated(unsafe) let ppollFunction: (@convention(c) (
+    UnsafeMutablePointer<pollfd>?, nfds_t, UnsafePointer<timespec>?, UnsafeRawPointer?
+) -> Int32)? = dlsym(dlopen(nil, RTLD_NOW), "ppoll").map { unsafeBitCast($0, to: (@convention(c) (
+    UnsafeMutablePointer<pollfd>?, nfds_t, UnsafePointer<timespec>?, UnsafeRawPointer?
+) -> Int32).self) }
+
+/// Waits for `fds` at most `timeout`, to the microsecond where ppoll exists.
+private func pollPrecisely(_ fds: UnsafeMutableBufferPointer<pollfd>, timeout: Duration) -> Int32 {
+    let t = max(.zero, timeout)
+    guard let ppoll = ppollFunction else {
+        let ms = t.components.seconds * 1000 + (t.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return poll(fds.baseAddress, nfds_t(fds.count), Int32(clamping: ms))
+    }
+    var ts = timespec(tv_sec: Int(t.components.seconds), tv_nsec: Int(t.components.attoseconds / 1_000_000_000))
+    return ppoll(fds.baseAddress, nfds_t(fds.count), &ts, nil)
 }
