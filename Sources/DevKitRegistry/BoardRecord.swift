@@ -216,28 +216,24 @@ extension BoardRecord {
         enrollmentWrittenAt = row[CodingKeys.enrollmentWrittenAt.rawValue]
     }
 
+    /// The table's columns, `id` first, in the order of ``databaseValues``.
+    static let databaseColumns: [String] = [
+        CodingKeys.id, .mac, .usbSerial, .registrationID, .firmwareVersion, .uds, .certificateSHA1,
+        .certificateSHA256, .certificatePath, .enrollmentPath, .state, .error, .createdAt, .updatedAt,
+        .udsRecordedAt, .udsSentAt, .udsConfirmedAt, .versionReadAt, .macReadAt, .certificateWrittenAt,
+        .enrollmentWrittenAt,
+    ].map(\.rawValue)
+
+    /// The row's values, in the order of ``databaseColumns``.
+    var databaseValues: [(any DatabaseValueConvertible)?] {
+        [id, mac, usbSerial, registrationID, firmwareVersion, uds, certificateSHA1,
+         certificateSHA256, certificatePath, enrollmentPath, state, error, createdAt, updatedAt,
+         udsRecordedAt, udsSentAt, udsConfirmedAt, versionReadAt, macReadAt, certificateWrittenAt,
+         enrollmentWrittenAt]
+    }
+
     public func encode(to container: inout PersistenceContainer) {
-        container[CodingKeys.id.rawValue] = id
-        container[CodingKeys.mac.rawValue] = mac
-        container[CodingKeys.usbSerial.rawValue] = usbSerial
-        container[CodingKeys.registrationID.rawValue] = registrationID
-        container[CodingKeys.firmwareVersion.rawValue] = firmwareVersion
-        container[CodingKeys.uds.rawValue] = uds
-        container[CodingKeys.certificateSHA1.rawValue] = certificateSHA1
-        container[CodingKeys.certificateSHA256.rawValue] = certificateSHA256
-        container[CodingKeys.certificatePath.rawValue] = certificatePath
-        container[CodingKeys.enrollmentPath.rawValue] = enrollmentPath
-        container[CodingKeys.state.rawValue] = state
-        container[CodingKeys.error.rawValue] = error
-        container[CodingKeys.createdAt.rawValue] = createdAt
-        container[CodingKeys.updatedAt.rawValue] = updatedAt
-        container[CodingKeys.udsRecordedAt.rawValue] = udsRecordedAt
-        container[CodingKeys.udsSentAt.rawValue] = udsSentAt
-        container[CodingKeys.udsConfirmedAt.rawValue] = udsConfirmedAt
-        container[CodingKeys.versionReadAt.rawValue] = versionReadAt
-        container[CodingKeys.macReadAt.rawValue] = macReadAt
-        container[CodingKeys.certificateWrittenAt.rawValue] = certificateWrittenAt
-        container[CodingKeys.enrollmentWrittenAt.rawValue] = enrollmentWrittenAt
+        for (column, value) in zip(Self.databaseColumns, databaseValues) { container[column] = value }
     }
 }
 
