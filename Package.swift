@@ -84,7 +84,9 @@ let package = Package(
             name: "VirtualDevKitTests",
             dependencies: ["VirtualDevKit", "DevKitConsole", "SerialPort"]),
         .testTarget(name: "DeviceDiscoveryTests", dependencies: ["DeviceDiscovery", "DevKitTestSupport"]),
-        .testTarget(name: "DevKitRegistryTests", dependencies: ["DevKitRegistry"]),
+        .testTarget(
+            name: "DevKitRegistryTests",
+            dependencies: ["DevKitRegistry", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "DevKitCLITests",
             dependencies: ["DevKitCLI", "DiceRIoT", "VirtualDevKit", "DevKitTestSupport"]),

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import GRDB
 import Testing
 
 @testable import DevKitRegistry
@@ -200,42 +201,50 @@ let udsB = String(repeating: "5a", count: 32)
         #expect(boards.allSatisfy { $0.state == .done })
     }
 
-    /// Boards recorded while a commit runs share the next one: 16 callers, the first
+    /// Writes arriving while a commit runs share the next one: 16 callers, the first
     /// commit held until the other 15 are queued, make exactly two commits, and
-    /// every caller gets its own row back.
-    @Test(.timeLimit(.minutes(1))) func overlappingNewBoardsShareOneCommit() throws {
-        let batcher = NewBoardBatcher()
-        let now = Date()
-        let results = Mutex<[String: Int64]>([:])
-        let nextID = Mutex<Int64>(0)
-        let commit: @Sendable ([NewBoardBatcher.Pending]) -> Void = { batch in
-            if batcher.commitCount == 1 {
+    /// each caller returns only after the commit that holds its job.
+    @Test(.timeLimit(.minutes(1))) func overlappingWritesShareOneCommit() throws {
+        let group = GroupCommit()
+        let committed = Mutex<Set<ObjectIdentifier>>([])
+        let early = Mutex(0)
+        let commit: @Sendable ([GroupCommit.Job]) -> Void = { batch in
+            if group.commitCount == 1 {
                 let deadline = Date().addingTimeInterval(20)
-                while batcher.queuedCount < 15 && Date() < deadline { usleep(1000) }
+                while group.queuedCount < 15 && Date() < deadline { usleep(1000) }
             }
-            for pending in batch {
-                var row = pending.record
-                row.id = nextID.withLock { $0 += 1; return $0 }
-                pending.result = .success(row)
-            }
+            committed.withLock { for job in batch { $0.insert(ObjectIdentifier(job)) } }
         }
-        let group = DispatchGroup()
-        for i in 0..<16 {
-            let uds = String(format: "%064x", i)
-            group.enter()
+        let done = DispatchGroup()
+        for _ in 0..<16 {
+            done.enter()
             Thread {
-                defer { group.leave() }
-                let record = BoardRecord(id: nil, uds: uds, state: .inProgress, createdAt: now, updatedAt: now)
-                if let row = try? batcher.submit(record, commit: commit) {
-                    results.withLock { $0[uds] = row.id }
-                }
+                let job = GroupCommit.Job { _ in }
+                group.run(job, commit: commit)
+                if !committed.withLock({ $0.contains(ObjectIdentifier(job)) }) { early.withLock { $0 += 1 } }
+                done.leave()
             }.start()
         }
-        group.wait()
-        #expect(batcher.commitCount == 2)
-        let ids = results.withLock { $0 }
-        #expect(ids.count == 16)
-        #expect(Set(ids.values).count == 16)
+        done.wait()
+        #expect(group.commitCount == 2)
+        #expect(committed.withLock { $0.count } == 16)
+        #expect(early.withLock { $0 } == 0)
+    }
+
+    /// In one shared transaction, a job that fails is undone alone: the others commit.
+    @Test func aFailingJobDoesNotUndoTheOthers() throws {
+        let db = try DatabaseQueue()
+        try db.write { try $0.execute(sql: "CREATE TABLE t (x INTEGER NOT NULL)") }
+        let jobs = [1, nil, 3].map { value in
+            GroupCommit.Job { db in
+                try db.execute(sql: "INSERT INTO t (x) VALUES (?)", arguments: [value])
+                try db.execute(sql: "INSERT INTO t (x) VALUES (?)", arguments: [(value ?? 0) + 10])
+            }
+        }
+        GroupCommit.commit(jobs, in: db, synced: true)
+        #expect(jobs[0].error == nil && jobs[2].error == nil)
+        #expect(jobs[1].error != nil)
+        #expect(try db.read { try Int.fetchAll($0, sql: "SELECT x FROM t ORDER BY x") } == [1, 3, 11, 13])
     }
 
     /// Through the registry: overlapping callers each get their own durable row.
