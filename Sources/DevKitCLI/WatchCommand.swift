@@ -52,6 +52,7 @@ struct WatchCommand: AsyncParsableCommand {
             let profile = try ProfileLoader.load(path: self.profile)
             let provisioner = ProfileProvisioner(
                 profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
+            try provisioner.prepare()
             let boards = BoardThreads()
             let json = self.json
             let log: @Sendable (String, String) -> Void = { port, text in

@@ -31,6 +31,14 @@ public struct ProfileProvisioner: Sendable {
         case alreadyProvisioned(BoardRecord)
     }
 
+    /// Measures the profile's firmware now, before any board appears: a bad image
+    /// is reported at start-up rather than once per board, and boards plugged in
+    /// together do not queue behind the first one's measurement (the measurer
+    /// caches it while the files stay unchanged).
+    public func prepare() throws {
+        _ = try measure(profile.firmware)
+    }
+
     /// Provisions the board on `path`. Blocking; run one per board on its own thread.
     public func provision(
         path: String, usbSerial: String?, report: @escaping (ProvisionEvent) -> Void,

@@ -8,11 +8,26 @@ import Glibc
 #endif
 
 @Suite struct WatchCommandTests {
+    static let elf = ProvisionCLITests.fixtures.appendingPathComponent("firmware/DevKitDPS.ino.elf").path
+
+    /// The profile's firmware is measured at start-up: a missing image stops watch
+    /// at once with the reason, before it watches or touches any board.
+    @Test func badFirmwareFailsAtStartUp() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[firmware]\nelf = \"\(dir)/missing.elf\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
+        let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
+                                            "--port", dir + "/no-board"])
+        #expect(r.status != 0 && r.status != 1, "\(r.status) \(r.stderr)")
+        #expect(r.stderr.contains("missing.elf"), "\(r.stderr)")
+        #expect(!r.stderr.contains("no-board"), "no board was started: \(r.stderr)")
+    }
     /// `devkit watch` blocks on udev until SIGTERM, then exits 0.
     @Test(.timeLimit(.minutes(1))) func sigtermStopsCleanly() throws {
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
+        try "[firmware]\nelf = \"\(Self.elf)\"\n[uds]\npolicy = \"generate\"\n"
             .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestProcess.devkitBinary)
@@ -48,7 +63,7 @@ import Glibc
     @Test func staticPortsReportEachBoardAndExit1OnFailure() throws {
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
+        try "[firmware]\nelf = \"\(Self.elf)\"\n[uds]\npolicy = \"generate\"\n"
             .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
         let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
                                             "--port", dir + "/no-board-1", "--port", dir + "/no-board-2", "--json"])
