@@ -417,6 +417,12 @@ final class GroupCommit: @unchecked Sendable {
                 if synced { try db.execute(sql: "PRAGMA synchronous = FULL") }
                 defer { if synced { try? db.execute(sql: "PRAGMA synchronous = NORMAL") } }
                 try db.inTransaction(.immediate) {
+                    // Alone in its transaction, a job needs no savepoint: its failure
+                    // rolls the transaction back.
+                    if batch.count == 1 {
+                        try batch[0].body(db)
+                        return .commit
+                    }
                     for job in batch {
                         do {
                             try db.inSavepoint {

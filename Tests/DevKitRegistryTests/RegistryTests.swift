@@ -245,6 +245,15 @@ let udsB = String(repeating: "5a", count: 32)
         #expect(jobs[0].error == nil && jobs[2].error == nil)
         #expect(jobs[1].error != nil)
         #expect(try db.read { try Int.fetchAll($0, sql: "SELECT x FROM t ORDER BY x") } == [1, 3, 11, 13])
+
+        // Alone in its batch (no savepoint), a failing job leaves nothing behind either.
+        let alone = GroupCommit.Job { db in
+            try db.execute(sql: "INSERT INTO t (x) VALUES (99)")
+            try db.execute(sql: "INSERT INTO t (x) VALUES (NULL)")
+        }
+        GroupCommit.commit([alone], in: db, synced: false)
+        #expect(alone.error != nil)
+        #expect(try db.read { try Int.fetchAll($0, sql: "SELECT x FROM t ORDER BY x") } == [1, 3, 11, 13])
     }
 
     /// Through the registry: overlapping callers each get their own durable row.
