@@ -79,6 +79,8 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// A host closed the port and none opened it since: no host may be left, and
     /// only a /proc scan can tell (see `settleHosts`).
     private var hostsMaybeGone = false
+    /// The host may have written since the last read of the master found nothing.
+    private var hostInputPending = true
     private var ring: [UInt8] = []
     /// When each byte in the ring had fully arrived (the board's time for it).
     private var ringArrival: [ContinuousClock.Instant] = []
@@ -387,21 +389,31 @@ public final class VirtualDevKit: @unchecked Sendable {
         if lost > 0 { shared.withLock { $0.dropped += lost } }
     }
 
+    /// How many more bytes the board may take from the host (the unplug fault's budget).
+    private func hostInputBudget() -> Int {
+        guard let limit = configuration.faults.unplugAfterReceivedBytes else { return 4096 }
+        return min(4096, limit - shared.withLock { $0.received })
+    }
+
     /// Reads what the host has written (within the unplug budget) onto the "wire".
     private func readPending(from master: FileDescriptor) {
+        // Only after a wait saw input (or before the first): most calls come between
+        // frames with nothing new, and each read that says so costs a syscall.
+        guard hostInputPending else { return }
         while true {
-            var budget = 4096
-            if let limit = configuration.faults.unplugAfterReceivedBytes {
-                budget = min(budget, limit - shared.withLock { $0.received })
-                if budget <= 0 { return }
-            }
+            let budget = hostInputBudget()
+            if budget <= 0 { return }
             let bytes: [UInt8]
             do {
                 bytes = try master.readAvailable(maxCount: budget)
             } catch {
+                hostInputPending = false
                 return  // EAGAIN: nothing more; EIO: no host side open
             }
-            if bytes.isEmpty { return }
+            if bytes.isEmpty {
+                hostInputPending = false
+                return
+            }
             if wire.isEmpty { wireStart = max(wireStart, ContinuousClock.now) }
             wire += bytes
             shared.withLock { $0.received += bytes.count }
@@ -428,6 +440,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         }
         setIdle(false)
         resumedAt = nil
+        if fds[0].revents != 0 { hostInputPending = true }
         if fds[2].revents & Int16(POLLIN) != 0 { watchHosts() }
         try handleRequests(pluggedIn: true)
     }
@@ -452,15 +465,14 @@ public final class VirtualDevKit: @unchecked Sendable {
             // Wake for the deadline, or earlier when a USB frame is due.
             var remaining = now.duration(to: deadline)
             if let due = bridgeDue, due < deadline { remaining = max(.zero, now.duration(to: due)) }
-            if remaining > .milliseconds(2) {
-                var fd = pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0)
-                let ms = Int32(remaining.components.seconds * 1000
-                    + remaining.components.attoseconds / 1_000_000_000_000_000) - 1
-                _ = Glibc.poll(&fd, 1, max(1, ms))
-            } else {
-                var ts = timespec(tv_sec: 0, tv_nsec: Int(remaining.components.attoseconds / 1_000_000_000))
-                _ = nanosleep(&ts, nil)
-            }
+            // Also woken by the host's writes, which are then taken onto the wire at
+            // once (not when the sleep ends), unless the unplug budget is spent.
+            var fds = [
+                pollfd(fd: hostInputBudget() > 0 ? pty?.master.rawValue ?? -1 : -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
+            ]
+            _ = fds.withUnsafeMutableBufferPointer { pollPrecisely($0, timeout: remaining) }
+            if fds[0].revents != 0 { hostInputPending = true }
         }
     }
 
@@ -727,6 +739,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         self.slaveHold = slave
         hostsOpen = 0
         hostsMaybeGone = false
+        hostInputPending = true
         hostWatch = newWatch
         txFreeAt = .now
         wireStart = .now
