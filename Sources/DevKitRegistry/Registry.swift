@@ -173,6 +173,14 @@ public final class Registry: Sendable {
         }
     }
 
+    /// The most recent board whose ST-LINK has this USB serial number.
+    public func board(byUSBSerial usbSerial: String) throws(RegistryError) -> BoardRecord? {
+        try read { db in
+            try BoardRecord.filter(Column("usb_serial") == usbSerial)
+                .order(Column("id").desc).fetchOne(db)
+        }
+    }
+
     /// The most recent board with this registration ID.
     public func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord? {
         try read { db in
@@ -255,6 +263,10 @@ public final class Registry: Sendable {
             try db.create(index: "board_on_mac", on: "board", columns: ["mac"])
             try db.create(
                 index: "board_on_registration_id", on: "board", columns: ["registration_id"])
+        }
+        // `watch` looks a board up by USB serial each time one is plugged in.
+        migrator.registerMigration("v2: board_on_usb_serial") { db in
+            try db.create(index: "board_on_usb_serial", on: "board", columns: ["usb_serial"])
         }
         return migrator
     }()

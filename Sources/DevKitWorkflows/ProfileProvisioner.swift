@@ -46,7 +46,7 @@ public struct ProfileProvisioner: Sendable {
     ) throws -> Outcome {
         var previous: BoardRecord?
         if let usbSerial {
-            previous = try registry.allBoards().last { $0.usbSerial == usbSerial }
+            previous = try registry.board(byUSBSerial: usbSerial)
             if let previous, previous.state == .done { return .alreadyProvisioned(previous) }
         }
         var workflow = ProvisionWorkflow(registry: registry, measure: measure, report: report)

@@ -162,6 +162,19 @@ let udsB = String(repeating: "5a", count: 32)
         #expect(try registry.allBoards().map(\.id) == [first.id, second.id])
     }
 
+    /// `watch` finds a replugged board by its ST-LINK's USB serial: the latest row.
+    @Test func latestRowByUSBSerial() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        let first = try registry.recordNewBoard(uds: udsA, usbSerial: "0669FF555052836687031914")
+        _ = try registry.recordNewBoard(uds: udsB, usbSerial: "066DFF000000000000000000")
+        let third = try registry.recordNewBoard(uds: udsB, usbSerial: "0669FF555052836687031914")
+        #expect(first.id != third.id)
+        #expect(try registry.board(byUSBSerial: "0669FF555052836687031914")?.id == third.id)
+        #expect(try registry.board(byUSBSerial: "nope") == nil)
+    }
+
     @Test func normalizesMACSpellings() throws {
         for s in ["a4cf120b9e31", "A4:CF:12:0B:9E:31", "a4-cf-12-0b-9e-31", " A4CF120B9E31 "] {
             #expect(try Registry.normalizeMAC(s) == "a4cf120b9e31")
