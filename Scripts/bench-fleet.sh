@@ -9,6 +9,7 @@
 #   Scripts/bench-fleet.sh                       # release build
 #   BOARDS=4 RUNS=3 CONFIG=debug Scripts/bench-fleet.sh
 #   DEVKIT_BIN=.build/debug/devkit Scripts/bench-fleet.sh
+#   BENCH_DIR=/dev/shm Scripts/bench-fleet.sh    # registry and outputs on tmpfs
 #
 # The boards are emulated on ptys, which udev does not announce, so the fleet run
 # uses `devkit watch --port ... --port ...` (the same per-board threads as the
@@ -34,7 +35,9 @@ else
     BIN="$(swift build -c "$CONFIG" "${flags[@]}" --show-bin-path)/devkit"
 fi
 
-work=$(mktemp -d /tmp/devkit-bench-fleet.XXXXXX)
+# The registry and the certificates go here: the disk's fsync latency is part of
+# what a fleet waits for (BENCH_DIR=/dev/shm shows the run without it).
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/devkit-bench-fleet.XXXXXX")
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -165,7 +165,16 @@ struct EmulateCommand: AsyncParsableCommand {
                 }
             } while signal == SIGUSR1 || signal == SIGUSR2
             kit.stop()
-            if !json { printError("devkit: virtual DevKit stopped (\(signal == SIGINT ? "SIGINT" : "SIGTERM")).") }
+            let latency = kit.usbReplyLatency
+            let ms = Double(latency.total.components.attoseconds) / 1e15 + Double(latency.total.components.seconds) * 1000
+            if json {
+                printOut(#"{"event":"stopped","usb_reply_latency_ms":\#(String(format: "%.3f", ms)),"replies":\#(latency.replies)}"#)
+            } else {
+                printError("devkit: virtual DevKit stopped (\(signal == SIGINT ? "SIGINT" : "SIGTERM")).")
+                if latency.replies > 0 {
+                    printError(String(format: "devkit: USB frame latency at the end of replies: %.3f ms over %d replies.", ms, latency.replies))
+                }
+            }
         }
     }
 }

@@ -53,6 +53,9 @@ public final class VirtualDevKit: @unchecked Sendable {
         var lastError: VirtualDevKitError?
         /// The board thread is blocked waiting for the host with nothing to do.
         var idle = false
+        /// USB frame latency added to the last byte of each reply (see `flushBridge`).
+        var replyFrameDelay: Duration = .zero
+        var replies = 0
     }
 
     private enum Request {
@@ -159,6 +162,13 @@ public final class VirtualDevKit: @unchecked Sendable {
     public var receivedByteCount: Int { shared.withLock { $0.received } }
     /// Bytes lost because the receive ring was full while a command ran.
     public var droppedByteCount: Int { shared.withLock { $0.dropped } }
+    /// With pacing: how long the last byte of each reply the board finished (before
+    /// it waited for the host again) sat in the USB bridge after it left the line,
+    /// in total, and over how many replies. A host's wall time includes it on top of
+    /// the wire time, as with a real ST-LINK.
+    public var usbReplyLatency: (total: Duration, replies: Int) {
+        shared.withLock { ($0.replyFrameDelay, $0.replies) }
+    }
     /// The last failure to save the state file, if any (the board reports it as an EEPROM write failure).
     public var lastError: VirtualDevKitError? { shared.withLock { $0.lastError } }
 
@@ -428,7 +438,7 @@ public final class VirtualDevKit: @unchecked Sendable {
             pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
             pollfd(fd: hostWatch?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
         ]
-        flushBridge()
+        flushBridge(atReplyEnd: true)
         // Output no host read must not wait in the pty for the next host.
         if hostsMaybeGone, unreadOutput() > 0 { settleHosts() }
         if let due = bridgeDue {
@@ -574,12 +584,22 @@ public final class VirtualDevKit: @unchecked Sendable {
     private var bridgeDue: ContinuousClock.Instant? { bridgeDone.first.map { frameEnd(containing: $0) } }
 
     /// Hands the host, in one write, every byte whose frame has ended.
-    private func flushBridge() {
+    /// `atReplyEnd`: the firmware waits for the host, so if this empties the bridge,
+    /// its last byte ends a reply, and the frame latency it got is counted.
+    private func flushBridge(atReplyEnd: Bool = false) {
         guard let first = bridgeDone.first else { return }
         let now = ContinuousClock.now
         guard frameEnd(containing: first) <= now else { return }
         let count = bridgeDone.firstIndex { frameEnd(containing: $0) > now } ?? bridgeDone.count
         if let pty { writeDropping(Array(bridgeBytes[..<count]), to: pty.master) }
+        if atReplyEnd && count == bridgeDone.count {
+            let last = bridgeDone[count - 1]
+            let latency = last.duration(to: frameEnd(containing: last))
+            shared.withLock {
+                $0.replyFrameDelay += latency
+                $0.replies += 1
+            }
+        }
         bridgeBytes.removeFirst(count)
         bridgeDone.removeFirst(count)
     }

@@ -135,6 +135,25 @@ struct FaultTests {
         #expect(t0.duration(to: .now) >= Duration.seconds(Double(100 * 10) / Double(baud)) * 0.9)
     }
 
+    /// With pacing, output crosses USB in 1 ms frames: the last byte of each reply
+    /// reaches the host at the end of the frame it left the line in, and the board
+    /// counts that latency (what bench-session adds to the device delays).
+    @Test func pacedRepliesEndOnUSBFrames() throws {
+        let bench = try Bench { c, _ in c.pacingBaudRate = 115_200 }
+        let host = try Host(bench.kit)
+        #expect(bench.kit.usbReplyLatency.replies == 0)  // the unheard boot is not a reply
+        try host.sync()
+        #expect(try host.run("version").hasSuffix(Expected.prompt))
+        let latency = bench.kit.usbReplyLatency
+        #expect(latency.replies == 2)
+        #expect(latency.total >= .zero && latency.total <= .milliseconds(2), "\(latency)")
+        // Unpaced, bytes go out at once: no frames, nothing counted.
+        let unpaced = try Bench()
+        let quick = try Host(unpaced.kit)
+        try quick.sync()
+        #expect(unpaced.kit.usbReplyLatency.replies == 0)
+    }
+
     @Test func statePersistsAcrossRunsInAPrivateFile() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vdk-state-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
