@@ -56,7 +56,7 @@ struct EmulateCommand: AsyncParsableCommand {
     var state: String?
 
     @Option(help: ArgumentHelp(
-        "Pace every byte in both directions as on a wire at this rate (each byte takes 10/baud s).",
+        "Pace every byte in both directions as on a wire at this rate (each byte takes 10/baud s); output reaches the host in 1 ms USB frames.",
         discussion: "Without it the board answers as fast as the pty allows.", valueName: "rate"))
     var baud: Int?
 

@@ -54,7 +54,8 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
     public var stateFile: String?
     /// A symlink kept pointing at the current pty (like /dev/serial/by-id/…).
     public var linkPath: String?
-    /// When set, every byte in either direction takes 10/baud seconds, as on the wire.
+    /// When set, every byte in either direction takes 10/baud seconds, as on the wire,
+    /// and output crosses USB in 1 ms frames.
     public var pacingBaudRate: Int?
     public var faults: Faults
 

@@ -21,7 +21,8 @@ import Glibc
 /// ring and no flow control: bytes that arrive while a command runs and do not fit
 /// in the ring are lost (counted in ``droppedByteCount``). With
 /// ``VirtualDevKitConfiguration/pacingBaudRate`` set, each byte in either direction
-/// takes 10/baud seconds, as 8N1 on the wire.
+/// takes 10/baud seconds, as 8N1 on the wire, and what the board prints reaches the
+/// host at the end of the 1 ms USB frame in which it left the line (``usbFrame``).
 ///
 /// As with the real board, what it prints while no host has the port open is lost
 /// (not replayed to the next host): a host sends `\r` and waits for the prompt, or
