@@ -77,14 +77,37 @@ enum ProfileLoader {
         """
 
     static func load(path: String) throws(ProfileError) -> ProvisioningProfile {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            let reason = (error as NSError).localizedFailureReason ?? "\(error.localizedDescription)"
-            throw .unreadable(file: path, reason: FileManager.default.fileExists(atPath: path) ? reason : "no such file")
+        return try parse(String(decoding: try readAll(path), as: UTF8.self), file: path)
+    }
+
+    /// The file's bytes, read with open/read so a failure says what errno says
+    /// (Foundation reported a directory as "error 256" and /dev/null as a
+    /// permission problem).
+    private static func readAll(_ path: String) throws(ProfileError) -> [UInt8] {
+        func failure(_ code: Int32) -> ProfileError {
+            let reason: String
+            switch code {
+            case ENOENT: reason = "no such file"
+            case EISDIR: reason = "it is a directory; give the profile's TOML file"
+            case EACCES, EPERM: reason = "permission denied; make it readable by this user"
+            default: reason = String(cString: strerror(code))
+            }
+            return .unreadable(file: path, reason: reason)
         }
-        return try parse(text, file: path)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { return bytes }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw failure(errno)
+            }
+            bytes += chunk[..<n]
+        }
     }
 
     static func parse(_ text: String, file: String) throws(ProfileError) -> ProvisioningProfile {

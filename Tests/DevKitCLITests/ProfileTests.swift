@@ -109,6 +109,23 @@ import Testing
         }
     }
 
+    /// A directory, or an empty device like /dev/null: the message says what it is.
+    @Test func unreadableProfilesSayWhy() throws {
+        do {
+            _ = try ProfileLoader.load(path: NSTemporaryDirectory())
+            Issue.record("loaded a directory")
+        } catch {
+            #expect(error.exitStatus == .noInput)
+            #expect(error.userMessage.contains("it is a directory"), "\(error.userMessage)")
+        }
+        do {
+            _ = try ProfileLoader.load(path: "/dev/null")
+            Issue.record("loaded an empty profile")
+        } catch {
+            #expect(error.userMessage.contains("firmware: missing"), "\(error.userMessage)")
+        }
+    }
+
     @Test func registrationIDSchemes() throws {
         #expect(try RegistrationIDScheme.derived.registrationID(mac: "A4CF120B9E31", usbSerial: nil, firmwareVersion: "1.6.2")
                 == "az-a4cf120b9e31v1v6v2")
