@@ -4,7 +4,7 @@ import DevKitWorkflows
 import Foundation
 
 /// `devkit autoconfigure`: provision the board on one port as a profile says.
-struct AutoconfigureCommand: AsyncParsableCommand {
+struct AutoconfigureCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "autoconfigure",
         abstract: "Provision the board on one port as a profile says (what the udev rule runs).",
@@ -34,8 +34,8 @@ struct AutoconfigureCommand: AsyncParsableCommand {
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")
     var json = false
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let profile = try ProfileLoader.load(path: self.profile)
             let path = try port.resolvedPath()
             let provisioner = ProfileProvisioner(

@@ -4,7 +4,7 @@ import DiceRIoT
 import Foundation
 
 /// `devkit cert`: the DICE/RIoT Alias certificate a DevKit will present to DPS.
-struct CertCommand: AsyncParsableCommand {
+struct CertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cert",
         abstract: "Compute the DICE/RIoT enrollment certificate of a DevKit, byte for byte.",
@@ -96,8 +96,8 @@ struct CertCommand: AsyncParsableCommand {
 
     @OptionGroup var registry: RegistryOptions
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             if fromRegistry { try reissue() } else { try execute() }
         }
     }

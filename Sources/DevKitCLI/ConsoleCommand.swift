@@ -9,7 +9,7 @@ import Glibc
 ///
 /// (Named `ConsoleREPLCommand` because DevKitConsole's typed `ConsoleCommand` is
 /// used here too.)
-struct ConsoleREPLCommand: AsyncParsableCommand {
+struct ConsoleREPLCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "console",
         abstract: "Talk to the board's configuration console interactively.",
@@ -50,8 +50,8 @@ struct ConsoleREPLCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Plain terminal: bytes both ways, no line editing; Ctrl-] quits.")
     var raw = false
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let path = try portOptions.resolvedPath()
             let baud = portOptions.baud
             let link = try ReplDeviceLink(path: path, opener: ReplDeviceLink.serialOpener(baudRate: baud))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The root `devkit` command. Subcommands live one per file in this module.
 @available(macOS 10.15, *)
@@ -40,11 +41,55 @@ public struct DevKitCommand: AsyncParsableCommand {
 
 @available(macOS 10.15, *)
 extension DevKitCommand {
-    /// Entry point for the executable. Spelled out so the async `main` is chosen:
-    /// from top-level code the synchronous overload would win and refuse to run
-    /// async subcommands.
-    public static func runAsRoot(_ arguments: [String]? = nil) async {
-        let entry: ([String]?) async -> Void = DevKitCommand.main
-        await entry(arguments)
+    /// Entry point for the executable, as ArgumentParser's async `main` but run
+    /// from a synchronous `main.swift`: most subcommands are synchronous and then
+    /// run on the main thread without the concurrency runtime ever starting (an
+    /// async top level costs every run a hop to a new worker thread, ~0.8 ms). The
+    /// few async ones (watch, list --watch, emulate) run as a task while the main
+    /// thread waits; nothing here is isolated to the main actor.
+    public static func runAsRoot(_ arguments: [String]? = nil) {
+        // The main thread takes SIGINT and SIGTERM (the threads the concurrency
+        // runtime adds block every signal). A mask inherited from the parent, e.g.
+        // a test runner's worker thread, would otherwise leave them blocked
+        // everywhere, and `watch` would never stop on SIGTERM.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGINT)
+        sigaddset(&stopSignals, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+
+        let command: any ParsableCommand
+        do {
+            command = try parseAsRoot(arguments)
+        } catch {
+            exit(withError: error)
+        }
+        guard let asyncCommand = command as? any AsyncParsableCommand else {
+            var command = command
+            do {
+                try command.run()
+            } catch {
+                exit(withError: error)
+            }
+            return
+        }
+        let box = CommandBox(asyncCommand)
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            do {
+                try await box.command.run()
+            } catch {
+                exit(withError: error)
+            }
+            done.signal()
+        }
+        done.wait()
     }
+}
+
+/// Hands the parsed command to the task that runs it (parsed values, used by that
+/// task alone once the main thread waits).
+private final class CommandBox: @unchecked Sendable {
+    var command: any AsyncParsableCommand
+    init(_ command: any AsyncParsableCommand) { self.command = command }
 }

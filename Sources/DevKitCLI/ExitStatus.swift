@@ -44,17 +44,31 @@ func printError(_ message: String) {
 func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
-    } catch let error as CLIReportable {
-        printError("devkit: error: \(error.userMessage)")
-        throw ExitCode(error.exitStatus.rawValue)
-    } catch let error as ExitCode {
-        throw error
-    } catch let error as CleanExit {
-        throw error
-    } catch let error as ValidationError {
-        throw error
     } catch {
-        printError("devkit: error: \(error)")
-        throw ExitCode(ExitStatus.software.rawValue)
+        throw reported(error)
     }
 }
+
+/// The same for commands that run synchronously (most of them: see `runAsRoot`).
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch {
+        throw reported(error)
+    }
+}
+
+/// Prints what went wrong and returns the error to exit with.
+private func reported(_ error: any Error) -> any Error {
+    switch error {
+    case let error as CLIReportable:
+        printError("devkit: error: \(error.userMessage)")
+        return ExitCode(error.exitStatus.rawValue)
+    case is ExitCode, is CleanExit, is ValidationError:
+        return error
+    default:
+        printError("devkit: error: \(error)")
+        return ExitCode(ExitStatus.software.rawValue)
+    }
+}
+

@@ -3,7 +3,7 @@ import DevKitConsole
 import DevKitWorkflows
 
 /// `devkit info`: firmware version, and with --reboot the MAC and registration ID.
-struct InfoCommand: AsyncParsableCommand {
+struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Show the DevKit's firmware version; with --reboot also its MAC and registration ID.",
@@ -69,8 +69,8 @@ struct InfoCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let path = try port.resolvedPath()
             let info = try withConsoleSession(port) { session in
                 try DevKitWorkflow(session: session, progress: progressReporter()).info(reboot: reboot)

@@ -6,7 +6,7 @@ import DevKitWorkflows
 import Foundation
 
 /// `devkit provision`: one board from blank to enrollment file.
-struct ProvisionCommand: AsyncParsableCommand {
+struct ProvisionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provision",
         abstract: "Provision a DevKit end to end: UDS, Wi-Fi, certificate and DPS enrollment file.",
@@ -106,8 +106,8 @@ struct ProvisionCommand: AsyncParsableCommand {
             dps: DPSSettings(name: dpsName, resourceGroup: resourceGroup))
     }
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let reporter = ProvisionReporter(json: json)
             let crash = crashHookFromEnvironment()
             var workflow = ProvisionWorkflow(

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 /// `devkit registry`: the record of every board provisioned on this machine.
-struct RegistryCommand: AsyncParsableCommand {
+struct RegistryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry",
         abstract: "Show and export the record of provisioned boards.",

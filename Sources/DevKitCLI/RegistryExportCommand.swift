@@ -2,7 +2,7 @@ import ArgumentParser
 import DevKitRegistry
 
 /// `devkit registry export`: every row, for backups and spreadsheets.
-struct RegistryExportCommand: AsyncParsableCommand {
+struct RegistryExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Export every recorded board as JSON or CSV on standard output.",
@@ -28,8 +28,8 @@ struct RegistryExportCommand: AsyncParsableCommand {
     @Flag(help: "Include each board's UDS.")
     var includeSecrets = false
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let boards = try registry.openExisting()?.allBoards() ?? []
             switch format {
             case .json:

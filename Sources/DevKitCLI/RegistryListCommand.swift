@@ -2,7 +2,7 @@ import ArgumentParser
 import DevKitRegistry
 
 /// `devkit registry list`: one line per recorded board.
-struct RegistryListCommand: AsyncParsableCommand {
+struct RegistryListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List the recorded boards, one per line.",
@@ -24,8 +24,8 @@ struct RegistryListCommand: AsyncParsableCommand {
     @Flag(help: "Print a JSON array of board objects (no UDS).")
     var json = false
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let boards = try registry.openExisting().map {
                 try unfinished ? $0.unfinishedBoards() : $0.allBoards()
             } ?? []

@@ -6,7 +6,7 @@ import Foundation
 /// `devkit registry reissue`: new certificates for recorded boards after a firmware
 /// update. `devkit cert --from-registry` runs the same code
 /// (``reissueFromRegistry(registry:firmware:firmwareVersion:outputDirectory:boards:json:)``).
-struct RegistryReissueCommand: AsyncParsableCommand {
+struct RegistryReissueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reissue",
         abstract: "Re-issue certificates for recorded boards from new firmware.",
@@ -58,8 +58,8 @@ struct RegistryReissueCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             try reissueFromRegistry(
                 registry: registry, firmware: elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!),
                 firmwareVersion: firmwareVersion, outputDirectory: outputDir, boards: boards, json: json)

@@ -2,7 +2,7 @@ import ArgumentParser
 import DevKitRegistry
 
 /// `devkit registry show`: everything recorded about one board.
-struct RegistryShowCommand: AsyncParsableCommand {
+struct RegistryShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
         abstract: "Show everything recorded about one board.",
@@ -29,8 +29,8 @@ struct RegistryShowCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             guard let board = try registry.openExisting()?.board(matching: key) else {
                 throw RegistryError.boardNotFound(key)
             }

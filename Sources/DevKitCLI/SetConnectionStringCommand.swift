@@ -5,7 +5,7 @@ import DevKitWorkflows
 extension ConnectionStringKind: ExpressibleByArgument {}
 
 /// `devkit set-connection-string`: store an IoT Hub or DPS connection string.
-struct SetConnectionStringCommand: AsyncParsableCommand {
+struct SetConnectionStringCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-connection-string",
         abstract: "Store an IoT Hub device or DPS symmetric-key connection string on the DevKit.",
@@ -45,8 +45,8 @@ struct SetConnectionStringCommand: AsyncParsableCommand {
         let kind: String
     }
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let path = try port.resolvedPath()
             let connectionString = try SecretFile.readTrimmed(file)
             let kind = try self.kind ?? ConnectionStringKind.detect(connectionString)

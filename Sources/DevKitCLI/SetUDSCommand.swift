@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// `devkit set-uds`: store a Unique Device Secret in the board's secure element.
-struct SetUDSCommand: AsyncParsableCommand {
+struct SetUDSCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-uds",
         abstract: "Store a Unique Device Secret (UDS) in the DevKit's secure element.",
@@ -75,8 +75,8 @@ struct SetUDSCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let path = try port.resolvedPath()
             // Read and check the secret before touching the board.
             let uds = try udsFile.map { try SecretFile.readUDS($0) }

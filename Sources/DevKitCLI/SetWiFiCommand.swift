@@ -3,7 +3,7 @@ import DevKitConsole
 import DevKitWorkflows
 
 /// `devkit set-wifi`: store the Wi-Fi network the sketch joins.
-struct SetWiFiCommand: AsyncParsableCommand {
+struct SetWiFiCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-wifi",
         abstract: "Store the Wi-Fi SSID and password on the DevKit.",
@@ -55,8 +55,8 @@ struct SetWiFiCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        try await reportingErrors {
+    func run() throws {
+        try reportingErrors {
             let path = try port.resolvedPath()
             let password = try passwordFile.map { try SecretFile.readLine($0) } ?? ""
             try withConsoleSession(port) { session in

@@ -1,4 +1,5 @@
 import DevKitCLI
 
 // The executable stays thin: every command lives in the DevKitCLI library.
-await DevKitCommand.runAsRoot()
+// Synchronous on purpose: see DevKitCommand.runAsRoot.
+DevKitCommand.runAsRoot()
