@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 CONFIG=${CONFIG:-release}
 BOARDS=${BOARDS:-16}
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-9}
 BAUD=${BAUD:-115200}
 IDLE_SECONDS=${IDLE_SECONDS:-10}
 
