@@ -344,7 +344,7 @@ public struct ProvisionWorkflow {
             certificateSHA256: certificate.sha256, certificatePath: pemPath))
         report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(pemPath) (SHA-1 \(certificate.sha1))", boardID: id))
 
-        report(ProvisionEvent(stage: .enrollment, status: .started, message: "writing the enrollment file", boardID: id))
+        report(ProvisionEvent(stage: .enrollment, status: .started, message: "recording the enrollment file (written with the certificate)", boardID: id))
         board = try mark(.enrollmentWritten, id, BoardUpdate(enrollmentPath: enrollmentPath))
         report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(enrollmentPath)", boardID: id))
 
