@@ -102,6 +102,9 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// the instant its stop bit left the line (see `flushBridge`).
     private var bridgeBytes: [UInt8] = []
     private var bridgeDone: [ContinuousClock.Instant] = []
+    /// When the last byte a host will see left the line, until the firmware next
+    /// waits for the host (then it ends a reply; see `waitForInput`).
+    private var replyEnd: ContinuousClock.Instant?
     /// The start of USB frame 0; frames follow every ``usbFrame``.
     private let frameEpoch = ContinuousClock.now
 
@@ -439,7 +442,17 @@ public final class VirtualDevKit: @unchecked Sendable {
             pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
             pollfd(fd: hostWatch?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
         ]
-        flushBridge(atReplyEnd: true)
+        // The firmware now waits for the host: what it printed last ends a reply,
+        // and the host sees that byte only at the end of its USB frame.
+        if let end = replyEnd {
+            replyEnd = nil
+            let latency = end.duration(to: frameEnd(containing: end))
+            shared.withLock {
+                $0.replyFrameDelay += latency
+                $0.replies += 1
+            }
+        }
+        flushBridge()
         // Output no host read must not wait in the pty for the next host.
         if hostsMaybeGone, unreadOutput() > 0 { settleHosts() }
         if let due = bridgeDue {
@@ -562,6 +575,7 @@ public final class VirtualDevKit: @unchecked Sendable {
             if listening {
                 bridgeBytes.append(byte)
                 bridgeDone.append(txFreeAt)
+                replyEnd = txFreeAt
             }
         }
         let lastByteStarts = txFreeAt - byteTime
@@ -585,22 +599,12 @@ public final class VirtualDevKit: @unchecked Sendable {
     private var bridgeDue: ContinuousClock.Instant? { bridgeDone.first.map { frameEnd(containing: $0) } }
 
     /// Hands the host, in one write, every byte whose frame has ended.
-    /// `atReplyEnd`: the firmware waits for the host, so if this empties the bridge,
-    /// its last byte ends a reply, and the frame latency it got is counted.
-    private func flushBridge(atReplyEnd: Bool = false) {
+    private func flushBridge() {
         guard let first = bridgeDone.first else { return }
         let now = ContinuousClock.now
         guard frameEnd(containing: first) <= now else { return }
         let count = bridgeDone.firstIndex { frameEnd(containing: $0) > now } ?? bridgeDone.count
         if let pty { writeDropping(Array(bridgeBytes[..<count]), to: pty.master) }
-        if atReplyEnd && count == bridgeDone.count {
-            let last = bridgeDone[count - 1]
-            let latency = last.duration(to: frameEnd(containing: last))
-            shared.withLock {
-                $0.replyFrameDelay += latency
-                $0.replies += 1
-            }
-        }
         bridgeBytes.removeFirst(count)
         bridgeDone.removeFirst(count)
     }
@@ -787,6 +791,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         ringHead = 0
         bridgeBytes.removeAll()
         bridgeDone.removeAll()
+        replyEnd = nil
     }
 
     private func removeLinkIfOurs(pointingAt target: String) {
