@@ -21,7 +21,9 @@ struct EmulateCommand: AsyncParsableCommand {
 
             It prints the pseudo-terminal's path on the first line of standard output \
             (or a JSON object with --json) and runs until interrupted (Ctrl-C or \
-            SIGTERM), then removes its --link.
+            SIGTERM), then removes its --link. With --baud it then reports the USB \
+            frame latency its replies got (output crosses USB in 1 ms frames, as with \
+            the ST-LINK's bridge).
 
             What it stores (UDS, Wi-Fi, connection string) is kept in --state FILE \
             (mode 0600) across runs; without it, in memory only.
@@ -81,7 +83,7 @@ struct EmulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("se-write-delay"), help: ArgumentHelp("Fault: each secure-element write (and its verify) takes this long.", valueName: "ms"))
     var seWriteDelay: Int = 0
 
-    @Flag(help: "Print the device path and settings as one JSON object.")
+    @Flag(help: "Print the device path and settings as one JSON object, then one per event (replugged; stopped, with the USB latency of the replies).")
     var json = false
 
     enum ModeArgument: String, ExpressibleByArgument, CaseIterable {

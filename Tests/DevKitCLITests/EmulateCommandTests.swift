@@ -144,6 +144,11 @@ struct EmulateCommandTests {
         #expect(again.read(through: "\r\n# ") == "\r\n# ")
 
         kill(emulator.process.processIdentifier, SIGTERM)
+        // Its last word: the stopped event (unpaced, so no USB latency counted).
+        let stopped = try #require(emulator.firstLine())
+        let event = try #require(try JSONSerialization.jsonObject(with: Data(stopped.utf8)) as? [String: Any])
+        #expect(event["event"] as? String == "stopped")
+        #expect(event["replies"] as? Int == 0)
         #expect(emulator.wait() == 0)
         #expect(!FileManager.default.fileExists(atPath: link))
         let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: state))) as? [String: Any]
