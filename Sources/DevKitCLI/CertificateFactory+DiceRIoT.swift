@@ -36,7 +36,7 @@ private func measureWithDiceRIoT(_ source: FirmwareSource) throws -> Certificate
     do { image = try source.load() } catch CertError.firmware(let problem) {
         throw ProvisionError.firmware("\(problem)")
     } catch let error as CertError {
-        throw ProvisionError.invalidInput(error.userMessage)
+        throw error  // keeps its exit status: a missing image is 66 (no input), not 64
     }
     let firmware = MeasuredFirmware(image)
     return { udsHex, registrationID in
