@@ -113,18 +113,21 @@ public enum OutputFile {
                 throw OutputFileError(path: file.path, reason: String(cString: strerror(errno)))
             }
             pending.removeFirst()
-            let directory = (file.path as NSString).deletingLastPathComponent
-            let dir = directory.isEmpty ? "." : directory
+            let dir = directory(of: file.path)
             if !directories.contains(dir) { directories.append(dir) }
         }
         for dir in directories { DirectorySync.shared.sync(dir) }
     }
 
+    /// The directory `path` is in ("." for a bare name).
+    private static func directory(of path: String) -> String {
+        let directory = (path as NSString).deletingLastPathComponent
+        return directory.isEmpty ? "." : directory
+    }
+
     /// A new temp file `.<name>.XXXXXX` beside `path` holding `data`, fsynced; its path.
     private static func writeTemporary(_ data: Data, beside path: String, mode: mode_t) throws(OutputFileError) -> String {
-        let directory = (path as NSString).deletingLastPathComponent
-        let dir = directory.isEmpty ? "." : directory
-        var template = Array("\(dir)/.\((path as NSString).lastPathComponent).XXXXXX".utf8CString)
+        var template = Array("\(directory(of: path))/.\((path as NSString).lastPathComponent).XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         guard fd >= 0 else { throw OutputFileError(path: path, reason: String(cString: strerror(errno))) }
         let tempPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)

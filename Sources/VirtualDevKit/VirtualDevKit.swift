@@ -99,9 +99,9 @@ public final class VirtualDevKit: @unchecked Sendable {
     private var resumedAt: ContinuousClock.Instant?
     private let byteTime: Duration
     /// Paced output that has left the UART but not yet crossed USB, each byte with
-    /// the instant its stop bit left the line (see `flushBridge`).
+    /// the end of the frame it left the line in, when the host gets it (see `flushBridge`).
     private var bridgeBytes: [UInt8] = []
-    private var bridgeDone: [ContinuousClock.Instant] = []
+    private var bridgeDelivery: [ContinuousClock.Instant] = []
     /// When the last byte a host will see left the line, until the firmware next
     /// waits for the host (then it ends a reply; see `waitForInput`).
     private var replyEnd: ContinuousClock.Instant?
@@ -574,7 +574,7 @@ public final class VirtualDevKit: @unchecked Sendable {
             txFreeAt = txFreeAt + byteTime
             if listening {
                 bridgeBytes.append(byte)
-                bridgeDone.append(txFreeAt)
+                bridgeDelivery.append(frameEnd(containing: txFreeAt))
                 replyEnd = txFreeAt
             }
         }
@@ -596,17 +596,16 @@ public final class VirtualDevKit: @unchecked Sendable {
     }
 
     /// When the oldest byte still in the bridge reaches the host.
-    private var bridgeDue: ContinuousClock.Instant? { bridgeDone.first.map { frameEnd(containing: $0) } }
+    private var bridgeDue: ContinuousClock.Instant? { bridgeDelivery.first }
 
     /// Hands the host, in one write, every byte whose frame has ended.
     private func flushBridge() {
-        guard let first = bridgeDone.first else { return }
         let now = ContinuousClock.now
-        guard frameEnd(containing: first) <= now else { return }
-        let count = bridgeDone.firstIndex { frameEnd(containing: $0) > now } ?? bridgeDone.count
+        guard let first = bridgeDelivery.first, first <= now else { return }
+        let count = bridgeDelivery.firstIndex { $0 > now } ?? bridgeDelivery.count
         if let pty { writeDropping(Array(bridgeBytes[..<count]), to: pty.master) }
         bridgeBytes.removeFirst(count)
-        bridgeDone.removeFirst(count)
+        bridgeDelivery.removeFirst(count)
     }
 
     private func writeDropping(_ bytes: [UInt8], to master: FileDescriptor) {
@@ -790,7 +789,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         ringArrival.removeAll(keepingCapacity: true)
         ringHead = 0
         bridgeBytes.removeAll()
-        bridgeDone.removeAll()
+        bridgeDelivery.removeAll()
         replyEnd = nil
     }
 
@@ -877,11 +876,11 @@ extension FileDescriptor {
 /// ppoll(2), bound by name: the Glibc module map hides it (a GNU extension), and
 /// poll's millisecond timeout would round a wait for the next USB frame up by up
 /// to a whole frame.
-private nonisolated(unsafe) let ppollFunction: (@convention(c) (
+private typealias PPoll = @convention(c) (
     UnsafeMutablePointer<pollfd>?, nfds_t, UnsafePointer<timespec>?, UnsafeRawPointer?
-) -> Int32)? = dlsym(dlopen(nil, RTLD_NOW), "ppoll").map { unsafeBitCast($0, to: (@convention(c) (
-    UnsafeMutablePointer<pollfd>?, nfds_t, UnsafePointer<timespec>?, UnsafeRawPointer?
-) -> Int32).self) }
+) -> Int32
+private nonisolated(unsafe) let ppollFunction: PPoll? =
+    dlsym(dlopen(nil, RTLD_NOW), "ppoll").map { unsafeBitCast($0, to: PPoll.self) }
 
 /// Waits for `fds` at most `timeout`, to the microsecond where ppoll exists.
 private func pollPrecisely(_ fds: UnsafeMutableBufferPointer<pollfd>, timeout: Duration) -> Int32 {
