@@ -15,7 +15,7 @@ struct AutoconfigureCommand: ParsableCommand {
             left alone; one left unfinished is resumed with its recorded UDS.
 
             Profile example (paths relative to the profile):
-            \(ProfileLoader.example.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
+            \(ProfileLoader.example)
 
             Examples:
               devkit autoconfigure --port /dev/ttyACM0 --profile /etc/devkit/bench.toml

@@ -56,24 +56,27 @@ extension ProfileError: CLIReportable {
 /// provisioning_status = "enabled"     # or "disabled"
 /// ```
 enum ProfileLoader {
+    /// Indented by two spaces, as `autoconfigure --help` shows it: the help text
+    /// interpolates it as is, so no command pays for re-indenting it at start-up
+    /// (ArgumentParser evaluates every subcommand's configuration on every run).
     static let example = """
-        output_dir = "enrollments"
-        registration_id = "derived"
+          output_dir = "enrollments"
+          registration_id = "derived"
 
-        [firmware]
-        bin = "DevKitDPS.ino.bin"
-        map = "DevKitDPS.ino.map"
+          [firmware]
+          bin = "DevKitDPS.ino.bin"
+          map = "DevKitDPS.ino.map"
 
-        [uds]
-        policy = "generate"
+          [uds]
+          policy = "generate"
 
-        [wifi]
-        ssid = "bench"
-        password_file = "wifi.secret"
+          [wifi]
+          ssid = "bench"
+          password_file = "wifi.secret"
 
-        [dps]
-        name = "my-dps"
-        resource_group = "my-rg"
+          [dps]
+          name = "my-dps"
+          resource_group = "my-rg"
         """
 
     static func load(path: String) throws(ProfileError) -> ProvisioningProfile {
