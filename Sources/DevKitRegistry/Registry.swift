@@ -123,6 +123,16 @@ public final class Registry: Sendable {
     public func markStep(
         _ step: ProvisioningStep, boardID: Int64, update: BoardUpdate = BoardUpdate()
     ) throws(RegistryError) -> BoardRecord {
+        try markSteps([step], boardID: boardID, update: update)
+    }
+
+    /// Marks several steps done in one transaction: steps whose results became
+    /// durable together (the certificate and enrollment files are written as a
+    /// pair) cost one commit, not one each.
+    @discardableResult
+    public func markSteps(
+        _ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate = BoardUpdate()
+    ) throws(RegistryError) -> BoardRecord {
         var normalized = update
         if let mac = update.mac { normalized.mac = try Self.normalizeMAC(mac) }
         let update = normalized
@@ -132,7 +142,7 @@ public final class Registry: Sendable {
             }
             let now = Date()
             record.apply(update)
-            record.setCompleted(step, at: now)
+            for step in steps { record.setCompleted(step, at: now) }
             if update.mac != nil && record.macReadAt == nil { record.macReadAt = now }
             record.updatedAt = now
             record.state = record.nextStep == nil ? .done : .inProgress

@@ -71,13 +71,15 @@ public struct CertificateReissue {
         let enrollmentPath = enrollment.path(in: outputDirectory)
         try OutputFile.writeAtomically(
             [(Data(certificate.pem.utf8), pemPath), (enrollment.json(), enrollmentPath)], mode: 0o644)
-        // Board-side steps stay as they were: only the host-side outputs are new.
-        try registry.markStep(.certificateWritten, boardID: id, update: BoardUpdate(
-            registrationID: registrationID, firmwareVersion: version, certificateSHA1: certificate.sha1,
-            certificateSHA256: certificate.sha256, certificatePath: pemPath))
-        if board.udsConfirmedAt != nil {
-            try registry.markStep(.enrollmentWritten, boardID: id, update: BoardUpdate(enrollmentPath: enrollmentPath))
-        }
+        // Board-side steps stay as they were: only the host-side outputs are new
+        // (a board that never confirmed its UDS is not done by a re-issue). One commit.
+        let confirmed = board.udsConfirmedAt != nil
+        try registry.markSteps(
+            confirmed ? [.certificateWritten, .enrollmentWritten] : [.certificateWritten], boardID: id,
+            update: BoardUpdate(
+                registrationID: registrationID, firmwareVersion: version, certificateSHA1: certificate.sha1,
+                certificateSHA256: certificate.sha256, certificatePath: pemPath,
+                enrollmentPath: confirmed ? enrollmentPath : nil))
         return ProvisionResult(
             boardID: id, registrationID: registrationID, mac: mac, firmwareVersion: version,
             certificatePath: pemPath, enrollmentPath: enrollmentPath, certificateSHA1: certificate.sha1,

@@ -275,8 +275,13 @@ public struct ProvisionWorkflow {
     }
 
     private func mark(_ step: ProvisioningStep, _ id: Int64, _ update: BoardUpdate = BoardUpdate()) throws -> BoardRecord {
-        let record = try registry.markStep(step, boardID: id, update: update)
-        afterStep(step, record)
+        try mark([step], id, update)
+    }
+
+    /// Marks `steps` in one commit; `afterStep` sees the commit once, as its last step.
+    private func mark(_ steps: [ProvisioningStep], _ id: Int64, _ update: BoardUpdate) throws -> BoardRecord {
+        let record = try registry.markSteps(steps, boardID: id, update: update)
+        afterStep(steps.last!, record)
         return record
     }
 
@@ -336,16 +341,14 @@ public struct ProvisionWorkflow {
         let enrollment = EnrollmentFile(registrationID: registrationID, certificatePEM: certificate.pem, dps: request.dps)
         let enrollmentPath = enrollment.path(in: request.outputDirectory)
         // Both files in one go: one directory fsync for the pair (shared with boards
-        // finishing at the same moment). A crash before either mark redoes both.
+        // finishing at the same moment), and one registry commit marks both steps.
+        // A crash before that commit redoes both files.
         try OutputFile.writeAtomically(
             [(Data(certificate.pem.utf8), pemPath), (enrollment.json(), enrollmentPath)], mode: 0o644)
-        board = try mark(.certificateWritten, id, BoardUpdate(
+        board = try mark([.certificateWritten, .enrollmentWritten], id, BoardUpdate(
             registrationID: registrationID, certificateSHA1: certificate.sha1,
-            certificateSHA256: certificate.sha256, certificatePath: pemPath))
+            certificateSHA256: certificate.sha256, certificatePath: pemPath, enrollmentPath: enrollmentPath))
         report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(pemPath) (SHA-1 \(certificate.sha1))", boardID: id))
-
-        report(ProvisionEvent(stage: .enrollment, status: .started, message: "recording the enrollment file (written with the certificate)", boardID: id))
-        board = try mark(.enrollmentWritten, id, BoardUpdate(enrollmentPath: enrollmentPath))
         report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(enrollmentPath)", boardID: id))
 
         return ProvisionResult(

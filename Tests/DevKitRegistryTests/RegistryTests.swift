@@ -75,6 +75,26 @@ let udsB = String(repeating: "5a", count: 32)
         #expect(header.count == 20 && header[18] == 2 && header[19] == 2)
     }
 
+    /// Steps whose results became durable together are marked by one commit: both
+    /// get the same time, and the last one finishes the board.
+    @Test func marksSeveralStepsInOneCommit() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        let id = try #require(try registry.recordNewBoard(uds: udsA).id)
+        for step in [ProvisioningStep.udsSent, .udsConfirmed, .versionRead, .macRead] {
+            try registry.markStep(step, boardID: id)
+        }
+        let board = try registry.markSteps(
+            [.certificateWritten, .enrollmentWritten], boardID: id,
+            update: BoardUpdate(certificatePath: "/o/x.pem", enrollmentPath: "/o/x.enrollment.json"))
+        #expect(board.state == .done)
+        #expect(board.completedSteps == ProvisioningStep.allCases)
+        #expect(board.certificateWrittenAt != nil && board.certificateWrittenAt == board.enrollmentWrittenAt)
+        let stored = try #require(try Registry(path: tmp.file("r.sqlite")).board(id: id))
+        #expect(stored.state == .done && stored.enrollmentPath == "/o/x.enrollment.json")
+    }
+
     @Test func recordAndMarkEveryStep() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
