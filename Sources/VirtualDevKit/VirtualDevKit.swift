@@ -85,6 +85,9 @@ public final class VirtualDevKit: @unchecked Sendable {
     private var hostsMaybeGone = false
     /// The host may have written since the last read of the master found nothing.
     private var hostInputPending = true
+    /// The inotify watch may have events: set by the waits that saw it readable
+    /// (paced output checks for hosts only then, not with a read per chunk).
+    private var hostWatchPending = true
     private var ring: [UInt8] = []
     /// When each byte in the ring had fully arrived (the board's time for it).
     private var ringArrival: [ContinuousClock.Instant] = []
@@ -431,6 +434,12 @@ public final class VirtualDevKit: @unchecked Sendable {
             if wire.isEmpty { wireStart = max(wireStart, ContinuousClock.now) }
             wire += bytes
             shared.withLock { $0.received += bytes.count }
+            // A short read emptied the pty: asking again would only say EAGAIN (most
+            // of the emulator's reads did, one per host write).
+            if bytes.count < budget {
+                hostInputPending = false
+                return
+            }
         }
     }
 
@@ -494,9 +503,11 @@ public final class VirtualDevKit: @unchecked Sendable {
             var fds = [
                 pollfd(fd: hostInputBudget() > 0 ? pty?.master.rawValue ?? -1 : -1, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: hostWatchPending ? -1 : hostWatch?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
             ]
             _ = fds.withUnsafeMutableBufferPointer { pollPrecisely($0, timeout: remaining) }
             if fds[0].revents != 0 { hostInputPending = true }
+            if fds[2].revents != 0 { hostWatchPending = true }
         }
     }
 
@@ -545,7 +556,13 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// reading is dropped once the pty buffer is full, as the USB bridge would.
     func emitImpl(_ bytes: [UInt8]) throws(BoardEvent) {
         guard let pty else { throw .unplug }
-        watchHosts()
+        // Unpaced output never waits, so it asks inotify every time; paced output
+        // pauses between chunks, and the pause's poll says when there is news (a
+        // read per chunk was most of the emulator's system calls, all EAGAIN).
+        if hostWatchPending || byteTime == .zero {
+            hostWatchPending = false
+            watchHosts()
+        }
         settleHosts()
         // Nobody listening: the bytes still leave the UART (and take their time),
         // but the USB bridge drops them.
