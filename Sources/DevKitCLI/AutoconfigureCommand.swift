@@ -61,11 +61,8 @@ struct AutoconfigureCommand: ParsableCommand {
     }
 }
 
-/// The USB serial of the DevKit at `path` (a node or a by-id link), when discovery knows it.
-func usbSerial(of path: String, among known: [DevKitDevice]? = nil) -> String? {
-    let real = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)).map {
-        $0.hasPrefix("/") ? $0 : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent($0)
-    }.map { ($0 as NSString).standardizingPath } ?? path
-    guard let boards = known ?? (try? DeviceDiscovery.enumerate()) else { return nil }
-    return boards.first { $0.devnode == real || $0.devnode == path || $0.byIDLink == path }?.serialNumber
+/// The USB serial of the DevKit at `path` (a node or a link to one), when udev
+/// knows it: looked up by device number, without scanning every tty.
+func usbSerial(of path: String) -> String? {
+    (try? DeviceDiscovery.device(atPath: path))??.serialNumber
 }

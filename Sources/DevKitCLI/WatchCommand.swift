@@ -63,10 +63,8 @@ struct WatchCommand: AsyncParsableCommand {
                 }
             }
             if !ports.isEmpty {
-                // One udev enumeration for all ports, not one per board before it starts.
-                let known = (try? DeviceDiscovery.enumerate()) ?? []
                 for port in ports {
-                    let device = DevKitDevice(devnode: port, byIDLink: nil, serialNumber: usbSerial(of: port, among: known),
+                    let device = DevKitDevice(devnode: port, byIDLink: nil, serialNumber: usbSerial(of: port),
                                               usbPath: nil, kernelName: (port as NSString).lastPathComponent,
                                               devpath: "", syspath: "")
                     boards.start(device, provisioner: provisioner, json: json, log: log)

@@ -79,6 +79,13 @@ struct UMockdevDiscoveryTests {
                 }
             }
             try Data(try Probe.encode(outcome).utf8).write(to: #require(output))
+        case "node":
+            // Each path → the serial of the DevKit found at it, or "-". (Not the by-id
+            // link: umockdev points it at the pty behind its /dev/ttyACM0, whose device
+            // number is the pty's; on a real system stat follows it to the node.)
+            let paths = ["/dev/ttyACM0", "/dev/ttyS0", "/dev/ttyACM9"]
+            let found = try paths.map { try DeviceDiscovery.device(atPath: $0)?.serialNumber ?? "-" }
+            try Data(try Probe.encode(found).utf8).write(to: #require(output))
         case "monitor":
             // Reports the snapshot and N events, then stops the monitor and reports
             // that the stream ended.
@@ -134,6 +141,13 @@ struct UMockdevDiscoveryTests {
         guard Probe.mode == nil else { return }
         let boards = try JSONDecoder().decode([DevKitDevice].self, from: runProbe("enumerate", devices: [Self.noDevKit]))
         #expect(boards.isEmpty)
+    }
+
+    @Test("device(atPath:) finds the board by its device node, and nothing on another tty or a missing path")
+    func lookupByNode() throws {
+        guard Probe.mode == nil else { return }
+        let found = try JSONDecoder().decode([String].self, from: runProbe("node", devices: [Self.bench]))
+        #expect(found == [Self.stlinkSerial, "-", "-"])
     }
 
     @Test("singleBoard(): one board, none, several")
