@@ -33,9 +33,8 @@ func diceRIoTMeasurer() -> FirmwareMeasurer {
 
 private func measureWithDiceRIoT(_ source: FirmwareSource) throws -> CertificateFactory {
     let image: RIoTImage
-    do { image = try source.load() } catch CertError.firmware(let problem) {
-        throw ProvisionError.firmware("\(problem)")
-    } catch let error as CertError {
+    do { image = try source.load() } catch {
+        if case .firmware(let problem) = error { throw ProvisionError.firmware("\(problem)") }
         throw error  // keeps its exit status: a missing image is 66 (no input), not 64
     }
     let firmware = MeasuredFirmware(image)
