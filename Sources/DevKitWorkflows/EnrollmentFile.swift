@@ -96,34 +96,38 @@ public enum OutputFile {
     }
 
     /// Writes several files the same way, with one directory fsync for all of them:
-    /// each goes to a temp file beside its path and is fsynced; only when all are,
-    /// they are renamed into place (a failure before that changes no file) and their
-    /// directories fsynced. The directory fsync is shared with other threads writing
-    /// at the same moment (see ``DirectorySync``): when 16 boards finished together,
-    /// four fsyncs each, one after another in the journal, were most of their tail.
+    /// each goes to a temp file beside its path; only when all are written and
+    /// fsynced are they renamed into place (a failure before that changes no file)
+    /// and their directories fsynced. The directory fsync is shared with other
+    /// threads writing at the same moment (see ``DirectorySync``): when 16 boards
+    /// finished together, four fsyncs each, one after another in the journal, were
+    /// most of their tail.
     public static func writeAtomically(_ files: [(data: Data, path: String)], mode: mode_t) throws(OutputFileError) {
-        var pending: [(temp: String, path: String)] = []
-        defer { for file in pending { unlink(file.temp) } }
-        var written: [(fd: Int32, temp: String, path: String)] = []
-        defer { for file in written { close(file.fd) } }
+        var temps: [(fd: Int32, temp: String, path: String)] = []
+        var closed = 0  // temps[..<closed] are closed, temps[..<renamed] in place
+        var renamed = 0
+        defer {
+            for file in temps[closed...] { close(file.fd) }
+            for file in temps[renamed...] { unlink(file.temp) }
+        }
         for file in files {
             let (fd, temp) = try writeTemporary(file.data, beside: file.path, mode: mode)
-            written.append((fd, temp, file.path))
-            pending.append((temp, file.path))
+            temps.append((fd, temp, file.path))
         }
-        try syncAll(written)
-        while let file = written.popLast() {
+        try syncAll(temps)
+        for file in temps {
+            closed += 1  // the descriptor is released even when close fails
             // Some file systems (NFS) report a failed write only here.
             guard close(file.fd) == 0 else {
                 throw OutputFileError(path: file.path, reason: String(cString: strerror(errno)))
             }
         }
         var directories: [String] = []
-        while let file = pending.first {
+        for file in temps {
             guard rename(file.temp, file.path) == 0 else {
                 throw OutputFileError(path: file.path, reason: String(cString: strerror(errno)))
             }
-            pending.removeFirst()
+            renamed += 1
             let dir = directory(of: file.path)
             if !directories.contains(dir) { directories.append(dir) }
         }
@@ -181,7 +185,7 @@ public enum OutputFile {
 // Linux's sync_file_range(2), which the Glibc module map leaves out (it needs
 // _GNU_SOURCE); bound by name, absent elsewhere.
 private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
-private nonisolated(unsafe) let syncFileRange: SyncFileRange? =
+private let syncFileRange: SyncFileRange? =
     dlsym(dlopen(nil, RTLD_NOW), "sync_file_range").map { unsafeBitCast($0, to: SyncFileRange.self) }
 
 /// Group fsync of directories: makes renames durable, one fsync for every thread

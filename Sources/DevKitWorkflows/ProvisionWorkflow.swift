@@ -349,6 +349,8 @@ public struct ProvisionWorkflow {
             registrationID: registrationID, certificateSHA1: certificate.sha1,
             certificateSHA256: certificate.sha256, certificatePath: pemPath, enrollmentPath: enrollmentPath))
         report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(pemPath) (SHA-1 \(certificate.sha1))", boardID: id))
+        // Every stage reports started and done, this one too (written with the certificate).
+        report(ProvisionEvent(stage: .enrollment, status: .started, message: "writing the enrollment file", boardID: id))
         report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(enrollmentPath)", boardID: id))
 
         return ProvisionResult(
