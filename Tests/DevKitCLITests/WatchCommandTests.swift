@@ -10,25 +10,30 @@ import Glibc
 @Suite struct WatchCommandTests {
     static let elf = ProvisionCLITests.fixtures.appendingPathComponent("firmware/DevKitDPS.ino.elf").path
 
+    /// `<dir>/p.toml`: firmware `elf`, UDS generated.
+    func writeProfile(elf: String, in dir: String) throws {
+        try "[firmware]\nelf = \"\(elf)\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
+    }
+
     /// The profile's firmware is measured at start-up: a missing image stops watch
     /// at once with the reason, before it watches or touches any board.
     @Test func badFirmwareFailsAtStartUp() throws {
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "[firmware]\nelf = \"\(dir)/missing.elf\"\n[uds]\npolicy = \"generate\"\n"
-            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
+        try writeProfile(elf: dir + "/missing.elf", in: dir)
         let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
                                             "--port", dir + "/no-board"])
         #expect(r.status == 66, "\(r.status) \(r.stderr)")  // EX_NOINPUT
         #expect(r.stderr.contains("missing.elf"), "\(r.stderr)")
         #expect(!r.stderr.contains("no-board"), "no board was started: \(r.stderr)")
     }
+
     /// `devkit watch` blocks on udev until SIGTERM, then exits 0.
     @Test(.timeLimit(.minutes(1))) func sigtermStopsCleanly() throws {
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "[firmware]\nelf = \"\(Self.elf)\"\n[uds]\npolicy = \"generate\"\n"
-            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
+        try writeProfile(elf: Self.elf, in: dir)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestProcess.devkitBinary)
         process.arguments = ["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite"]
@@ -63,8 +68,7 @@ import Glibc
     @Test func staticPortsReportEachBoardAndExit1OnFailure() throws {
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "[firmware]\nelf = \"\(Self.elf)\"\n[uds]\npolicy = \"generate\"\n"
-            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
+        try writeProfile(elf: Self.elf, in: dir)
         let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
                                             "--port", dir + "/no-board-1", "--port", dir + "/no-board-2", "--json"])
         #expect(r.status == 1, "\(r.stderr)")
