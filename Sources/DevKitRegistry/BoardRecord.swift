@@ -205,15 +205,24 @@ extension BoardRecord {
         enrollmentPath = row[CodingKeys.enrollmentPath.rawValue]
         state = try row.decode(BoardState.self, forColumn: CodingKeys.state.rawValue)
         error = row[CodingKeys.error.rawValue]
-        createdAt = try row.decode(Date.self, forColumn: CodingKeys.createdAt.rawValue)
-        updatedAt = try row.decode(Date.self, forColumn: CodingKeys.updatedAt.rawValue)
-        udsRecordedAt = row[CodingKeys.udsRecordedAt.rawValue]
-        udsSentAt = row[CodingKeys.udsSentAt.rawValue]
-        udsConfirmedAt = row[CodingKeys.udsConfirmedAt.rawValue]
-        versionReadAt = row[CodingKeys.versionReadAt.rawValue]
-        macReadAt = row[CodingKeys.macReadAt.rawValue]
-        certificateWrittenAt = row[CodingKeys.certificateWrittenAt.rawValue]
-        enrollmentWrittenAt = row[CodingKeys.enrollmentWrittenAt.rawValue]
+        func date(_ key: CodingKeys) -> Date? {
+            // Our own format through RegistryTimestamp; anything else through GRDB.
+            if let text = row[key.rawValue] as String?, let date = RegistryTimestamp.date(text) { return date }
+            return row[key.rawValue]
+        }
+        func requiredDate(_ key: CodingKeys) throws -> Date {
+            if let date = date(key) { return date }
+            return try row.decode(Date.self, forColumn: key.rawValue)  // GRDB's error
+        }
+        createdAt = try requiredDate(.createdAt)
+        updatedAt = try requiredDate(.updatedAt)
+        udsRecordedAt = date(.udsRecordedAt)
+        udsSentAt = date(.udsSentAt)
+        udsConfirmedAt = date(.udsConfirmedAt)
+        versionReadAt = date(.versionReadAt)
+        macReadAt = date(.macReadAt)
+        certificateWrittenAt = date(.certificateWrittenAt)
+        enrollmentWrittenAt = date(.enrollmentWrittenAt)
     }
 
     /// The table's columns, `id` first, in the order of ``databaseValues``.
@@ -225,11 +234,13 @@ extension BoardRecord {
     ].map(\.rawValue)
 
     /// The row's values, in the order of ``databaseColumns``.
+    /// Dates go in as RegistryTimestamp's text, the text GRDB would store.
     var databaseValues: [(any DatabaseValueConvertible)?] {
-        [id, mac, usbSerial, registrationID, firmwareVersion, uds, certificateSHA1,
-         certificateSHA256, certificatePath, enrollmentPath, state, error, createdAt, updatedAt,
-         udsRecordedAt, udsSentAt, udsConfirmedAt, versionReadAt, macReadAt, certificateWrittenAt,
-         enrollmentWrittenAt]
+        let text = RegistryTimestamp.text
+        return [id, mac, usbSerial, registrationID, firmwareVersion, uds, certificateSHA1,
+         certificateSHA256, certificatePath, enrollmentPath, state, error, text(createdAt), text(updatedAt),
+         udsRecordedAt.map(text), udsSentAt.map(text), udsConfirmedAt.map(text), versionReadAt.map(text),
+         macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text)]
     }
 
     public func encode(to container: inout PersistenceContainer) {
