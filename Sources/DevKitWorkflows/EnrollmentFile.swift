@@ -22,22 +22,33 @@ public struct EnrollmentFile: Sendable, Equatable {
         self.dps = dps
     }
 
-    /// The request body, pretty-printed JSON with sorted keys and a final newline.
+    /// The request body, pretty-printed JSON with sorted keys and a final newline,
+    /// byte for byte what `JSONSerialization` writes with `.prettyPrinted`,
+    /// `.sortedKeys` and `.withoutEscapingSlashes`.
+    ///
+    /// Written here rather than by `JSONSerialization`, whose first use in a process
+    /// (bridging to NSDictionary, its writer's set-up) took 2.5 ms, after the
+    /// board's MAC was known and before its files could be written; with 16 boards
+    /// finishing at once that was on each one's tail. The body is four fixed keys of
+    /// strings, so the writer is small; the tests check it against
+    /// `JSONSerialization` for awkward strings.
     public func json() -> Data {
-        var body: [String: Any] = [
-            "registrationId": registrationID,
-            "attestation": [
-                "type": "x509",
-                "x509": ["clientCertificates": ["primary": ["certificate": certificatePEM]]],
-            ],
-            "provisioningStatus": dps.provisioningEnabled ? "enabled" : "disabled",
+        var body: [(String, PrettyJSON)] = [
+            ("attestation", .object([
+                ("type", .string("x509")),
+                ("x509", .object([("clientCertificates", .object([
+                    ("primary", .object([("certificate", .string(certificatePEM))])),
+                ]))])),
+            ])),
+            ("provisioningStatus", .string(dps.provisioningEnabled ? "enabled" : "disabled")),
+            ("registrationId", .string(registrationID)),
         ]
-        if let hub = dps.iotHubHostName { body["iotHubHostName"] = hub }
-        // Only strings and dictionaries above: serialisation cannot fail.
-        var data = try! JSONSerialization.data(
-            withJSONObject: body, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        data.append(0x0A)
-        return data
+        if let hub = dps.iotHubHostName { body.append(("iotHubHostName", .string(hub))) }
+        var out: [UInt8] = []
+        out.reserveCapacity(certificatePEM.utf8.count + 400)
+        PrettyJSON.object(body).write(to: &out, indent: 0)
+        out.append(0x0A)
+        return Data(out)
     }
 
     /// `az iot dps enrollment create ...` for `certificatePath`, shell-quoted. Unknown
@@ -69,6 +80,55 @@ public struct EnrollmentFile: Sendable, Equatable {
     /// `<directory>/<id>.enrollment.json`.
     public func path(in directory: String) -> String {
         (directory as NSString).appendingPathComponent("\(registrationID).enrollment.json")
+    }
+}
+
+/// Objects of strings, written as `JSONSerialization` pretty-prints them (keys
+/// sorted, two-space indent, `" : "`, slashes not escaped).
+enum PrettyJSON {
+    case string(String)
+    case object([(String, PrettyJSON)])
+
+    func write(to out: inout [UInt8], indent: Int) {
+        switch self {
+        case .string(let s):
+            Self.writeString(s, to: &out)
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            let sorted = members.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+            for (i, (key, value)) in sorted.enumerated() {
+                out.append(0x0A)
+                out.append(contentsOf: repeatElement(0x20, count: indent + 2))
+                Self.writeString(key, to: &out)
+                out.append(contentsOf: " : ".utf8)
+                value.write(to: &out, indent: indent + 2)
+                if i < sorted.count - 1 { out.append(UInt8(ascii: ",")) }
+            }
+            if !sorted.isEmpty {
+                out.append(0x0A)
+                out.append(contentsOf: repeatElement(0x20, count: indent))
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static func writeString(_ s: String, to out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)
+            case UInt8(ascii: "\\"): out.append(contentsOf: "\\\\".utf8)
+            case 0x08: out.append(contentsOf: "\\b".utf8)
+            case 0x0C: out.append(contentsOf: "\\f".utf8)
+            case 0x0A: out.append(contentsOf: "\\n".utf8)
+            case 0x0D: out.append(contentsOf: "\\r".utf8)
+            case 0x09: out.append(contentsOf: "\\t".utf8)
+            case 0x00..<0x20: out.append(contentsOf: "\\u00".utf8 + [hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: out.append(byte)  // UTF-8 as it is, as JSONSerialization writes it
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 }
 

@@ -50,7 +50,14 @@ public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
 
     /// `az-<mac>v<version with '.'→'v'>`, e.g. `az-a4cf120b9e31v1v6v2`.
     public static func derivedID(mac: String, firmwareVersion: String) -> String {
-        "az-\(mac.lowercased())v\(firmwareVersion.replacingOccurrences(of: ".", with: "v"))"
+        "az-\(mac.lowercased())v\(versionWord(firmwareVersion))"
+    }
+
+    /// `1.6.2` → `1v6v2`. The standard library's, not Foundation's
+    /// `replacingOccurrences`, whose first use (NSString bridging) took 0.7 ms on a
+    /// board's path to its certificate.
+    static func versionWord(_ version: String) -> String {
+        String(version.map { $0 == "." ? "v" : $0 })
     }
 
     /// The registration ID for one board, validated.
@@ -67,10 +74,10 @@ public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
             var result = template
             for (name, value) in [
                 ("mac", mac?.lowercased()), ("serial", usbSerial?.lowercased()),
-                ("version", firmwareVersion?.replacingOccurrences(of: ".", with: "v")),
+                ("version", firmwareVersion.map(Self.versionWord)),
             ] where result.contains("{\(name)}") {
                 guard let value else { throw .missing(name, scheme: description) }
-                result = result.replacingOccurrences(of: "{\(name)}", with: value)
+                result = result.replacing("{\(name)}", with: value)
             }
             id = result
         }

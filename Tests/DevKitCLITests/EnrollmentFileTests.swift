@@ -29,6 +29,30 @@ import Testing
                 == "az iot dps enrollment create --enrollment-id x --attestation-type x509 --certificate-path out/x.pem --dps-name d --resource-group r --iot-hubs h.azure-devices.net --provisioning-status disabled")
     }
 
+    /// The hand-written JSON is byte for byte what JSONSerialization writes, for
+    /// strings with every kind of character that needs escaping (or must not be).
+    @Test(arguments: [
+        ("az-a4cf120b9e31v1v6v2", "-----BEGIN CERTIFICATE-----\nMIIB+/fake==\n-----END CERTIFICATE-----\n", nil),
+        ("q\"uo\\te/slash", "tab\tcr\rff\u{0C}bs\u{08}nul\u{00}us\u{1F}del\u{7F}", "h\u{2028}é😀.azure-devices.net"),
+        ("", "", ""),
+    ] as [(String, String, String?)])
+    func jsonIsWhatJSONSerializationWrites(_ id: String, _ pem: String, _ hub: String?) throws {
+        for enabled in [true, false] {
+            let dps = DPSSettings(iotHubHostName: hub, provisioningEnabled: enabled)
+            let file = EnrollmentFile(registrationID: id, certificatePEM: pem, dps: dps)
+            var body: [String: Any] = [
+                "registrationId": id,
+                "attestation": ["type": "x509", "x509": ["clientCertificates": ["primary": ["certificate": pem]]]],
+                "provisioningStatus": enabled ? "enabled" : "disabled",
+            ]
+            if let hub { body["iotHubHostName"] = hub }
+            var expected = try JSONSerialization.data(
+                withJSONObject: body, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            expected.append(0x0A)
+            #expect(file.json() == expected, "\(String(decoding: file.json(), as: UTF8.self))")
+        }
+    }
+
     @Test func azCommandQuotesAndShowsPlaceholders() {
         let file = EnrollmentFile(registrationID: "bench-1", certificatePEM: pem)
         #expect(file.azCommand(certificatePath: "/tmp/my certs/bench-1.pem")
