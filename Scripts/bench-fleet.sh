@@ -58,7 +58,10 @@ policy = "generate"
 TOML
 
 # Each run starts its own emulators (a provisioned board has rebooted into user
-# mode) from a subshell, and stops them before it returns.
+# mode) from a subshell, and stops them before it returns. Every run's boards have
+# MACs of their own, as new boards on a bench do, so their certificates are new
+# files (the same MACs every run replaced the previous run's files instead, which
+# also frees their blocks: not the case being measured).
 # Starts a paced emulator with link $1 and MAC $2; returns when it is up.
 start_board() {
     local fifo="$work/fifo.$RANDOM.$RANDOM"
@@ -83,7 +86,7 @@ stop_boards() {
 # One board alone; prints the wall time in seconds.
 run_single() {
     local run=$1
-    start_board "$work/solo" "a4cf12ff0000"
+    start_board "$work/solo" "$(printf 'a4cf13%04x00' "$run")"
     local t0 t1
     t0=${EPOCHREALTIME/,/.}
     "$BIN" watch --profile "$work/profile.toml" --registry "$work/solo$run.sqlite" --port "$work/solo" 2>"$work/solo.log" \
@@ -94,15 +97,18 @@ run_single() {
 }
 
 # The fleet, all at once, in one watch process; prints the wall time in seconds.
+# With a second argument, runs watch under /usr/bin/time and keeps its peak RSS
+# there instead (an untimed run: time's own fork and exec, about 0.8 ms, would
+# otherwise count against the fleet and not the single board).
 run_fleet() {
-    local run=$1 args=() i t0 t1
+    local run=$1 rss_file=${2:-} args=() i t0 t1 wrap=()
     for i in $(seq 1 "$BOARDS"); do
-        start_board "$work/tty$i" "$(printf 'a4cf12%06x' "$i")"
+        start_board "$work/tty$i" "$(printf 'a4cf12%04x%02x' "$run" "$i")"
         args+=(--port "$work/tty$i")
     done
+    if [ -n "$rss_file" ]; then wrap=(/usr/bin/time -f "%M" -o "$rss_file"); fi
     t0=${EPOCHREALTIME/,/.}
-    /usr/bin/time -f "%M" -o "$work/rss$run" \
-        "$BIN" watch --profile "$work/profile.toml" --registry "$work/fleet$run.sqlite" "${args[@]}" 2>"$work/fleet.log" \
+    "${wrap[@]}" "$BIN" watch --profile "$work/profile.toml" --registry "$work/fleet$run.sqlite" "${args[@]}" 2>"$work/fleet.log" \
         || { echo "fleet run failed:" >&2; tail -n 20 "$work/fleet.log" >&2; stop_boards; exit 1; }
     t1=${EPOCHREALTIME/,/.}
     stop_boards
@@ -119,8 +125,9 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 single=$(median "${singles[@]}")
 fleet=$(median "${fleets[@]}")
-rss=$(cat "$work"/rss* | sort -n | tail -n 1)
-certs=$(( $(ls "$work/out"/*.pem | wc -l) - 1 ))   # the fleet's boards (every run rewrites them), not the single one
+run_fleet $((RUNS + 1)) "$work/rss" > /dev/null
+rss=$(cat "$work/rss")
+certs=$(( $(ls "$work/out"/az-a4cf12*.pem | wc -l) / (RUNS + 1) ))   # per fleet run
 
 # The idle daemon on the udev monitor.
 fifo="$work/idle.fifo"
