@@ -99,7 +99,7 @@ func printEvent(_ line: String) {
 /// Test hook for crash safety: with `DEVKIT_TEST_KILL_AFTER_STEP=<registry step>`
 /// (e.g. `uds_sent`), the process kills itself with SIGKILL right after that step
 /// is committed, exactly like a `kill -9` or a power cut at that point.
-func crashHookFromEnvironment() -> (String) -> Void {
+func crashHookFromEnvironment() -> @Sendable (String) -> Void {
     guard let step = ProcessInfo.processInfo.environment["DEVKIT_TEST_KILL_AFTER_STEP"] else { return { _ in } }
     return { committed in
         if committed == step { kill(getpid(), SIGKILL) }

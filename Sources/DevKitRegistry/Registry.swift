@@ -1,5 +1,7 @@
+import Dispatch
 import Foundation
 import GRDB
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,9 +20,12 @@ import Darwin
 /// `synchronous=NORMAL` (no fsync per commit; synced with the next FULL commit or
 /// checkpoint): a power cut may forget the last few marks, which only makes a
 /// resume redo steps that are safe to redo, while 16 boards provisioned at once
-/// do not queue behind one fsync per step. The provisioning workflow calls
-/// ``recordNewBoard(uds:mac:usbSerial:registrationID:firmwareVersion:)`` *before*
-/// sending the UDS to a board, so no board can hold a UDS the registry lacks.
+/// do not queue behind one fsync per step. Marks of steps that are safe to redo can
+/// also be committed in the background
+/// (``markStepsInBackground(_:of:update:committed:)``): a crash may then lose the
+/// ones still queued, with the same consequence. The provisioning workflow calls
+/// ``recordNewBoard(uds:mac:usbSerial:registrationID:firmwareVersion:alsoMark:)``
+/// *before* sending the UDS to a board, so no board can hold a UDS the registry lacks.
 ///
 /// ```swift
 /// let registry = try Registry(path: Registry.defaultPath())
@@ -91,10 +96,14 @@ public final class Registry: Sendable {
     /// - Parameters:
     ///   - uds: 64 hex digits, either case (stored lower-case).
     ///   - mac: the Wi-Fi MAC if already known, in any of the usual spellings.
+    ///   - alsoMark: later steps to mark in the same commit: the provisioning
+    ///     workflow marks ``ProvisioningStep/udsSent`` here, as the UDS goes to the
+    ///     board right after (one synced commit instead of two in a row).
     @discardableResult
     public func recordNewBoard(
         uds: String, mac: String? = nil, usbSerial: String? = nil,
-        registrationID: String? = nil, firmwareVersion: String? = nil
+        registrationID: String? = nil, firmwareVersion: String? = nil,
+        alsoMark: [ProvisioningStep] = []
     ) throws(RegistryError) -> BoardRecord {
         let udsHex = uds.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         guard udsHex.utf8.count == 64, udsHex.utf8.allSatisfy(Self.isHexDigit) else {
@@ -107,6 +116,7 @@ public final class Registry: Sendable {
             firmwareVersion: firmwareVersion, uds: udsHex, state: .inProgress,
             createdAt: now, updatedAt: now, udsRecordedAt: now,
             macReadAt: normalizedMAC == nil ? nil : now)
+        for step in alsoMark { record.setCompleted(step, at: now) }
         // Committed with FULL sync before we return, i.e. before the caller may send
         // the UDS anywhere; boards recorded at the same moment share the commit.
         return try write(synced: true) { db in
@@ -133,23 +143,75 @@ public final class Registry: Sendable {
     public func markSteps(
         _ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate = BoardUpdate()
     ) throws(RegistryError) -> BoardRecord {
-        var normalized = update
-        if let mac = update.mac { normalized.mac = try Self.normalizeMAC(mac) }
-        let update = normalized
+        let update = try Self.normalized(update)
         return try write { db in
             guard var record = try Self.fetchBoard(db, id: boardID) else {
                 throw RegistryError.boardNotFound("\(boardID)")
             }
-            let now = Date()
-            record.apply(update)
-            for step in steps { record.setCompleted(step, at: now) }
-            if update.mac != nil && record.macReadAt == nil { record.macReadAt = now }
-            record.updatedAt = now
-            record.state = record.nextStep == nil ? .done : .inProgress
-            record.error = nil
+            Self.advance(&record, steps, update, at: Date())
             try Self.store(record, db)
             return record
         }
+    }
+
+    /// Marks steps like ``markSteps(_:boardID:update:)`` but returns at once, without
+    /// waiting for the commit: the board need not wait for bookkeeping before its
+    /// next command. Returns `board` as the commit will leave the row.
+    ///
+    /// Marks queued for a board are committed in the order they were queued, and
+    /// before any write queued after them, so a later ``markSteps(_:boardID:update:)``
+    /// or ``markFailed(boardID:error:)`` returns only once they are committed. A
+    /// crash may lose marks still queued: the row then says the board got less far
+    /// than it did, and a resume repeats steps that are safe to repeat.
+    ///
+    /// - Parameter committed: called on the committing thread once the mark is
+    ///   committed (with the row) or has failed.
+    @discardableResult
+    public func markStepsInBackground(
+        _ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate = BoardUpdate(),
+        committed: @escaping @Sendable (Result<BoardRecord, RegistryError>) -> Void = { _ in }
+    ) throws(RegistryError) -> BoardRecord {
+        guard let boardID = board.id else { throw .boardNotFound("(not recorded)") }
+        let update = try Self.normalized(update)
+        let now = Date()
+        var expected = board
+        Self.advance(&expected, steps, update, at: now)
+        let path = self.path
+        let result = Mutex<BoardRecord?>(nil)
+        let job = GroupCommit.Job { db in
+            guard var record = try Self.fetchBoard(db, id: boardID) else {
+                throw RegistryError.boardNotFound("\(boardID)")
+            }
+            Self.advance(&record, steps, update, at: now)
+            try Self.store(record, db)
+            result.withLock { $0 = record }
+        }
+        job.completion = { job in
+            if let error = job.error {
+                committed(.failure(error as? RegistryError ?? .database(path: path, reason: "\(error)")))
+            } else if let record = result.withLock({ $0 }) {
+                committed(.success(record))
+            }
+        }
+        let pool = self.pool
+        writes.submit(job) { batch in GroupCommit.commit(batch, in: pool, synced: false) }
+        return expected
+    }
+
+    private static func normalized(_ update: BoardUpdate) throws(RegistryError) -> BoardUpdate {
+        var normalized = update
+        if let mac = update.mac { normalized.mac = try normalizeMAC(mac) }
+        return normalized
+    }
+
+    /// What marking `steps` with `update` at `now` does to a row.
+    private static func advance(_ record: inout BoardRecord, _ steps: [ProvisioningStep], _ update: BoardUpdate, at now: Date) {
+        record.apply(update)
+        for step in steps { record.setCompleted(step, at: now) }
+        if update.mac != nil && record.macReadAt == nil { record.macReadAt = now }
+        record.updatedAt = now
+        record.state = record.nextStep == nil ? .done : .inProgress
+        record.error = nil
     }
 
     /// Records that the last run on this board stopped on `error` (no secrets in it).
@@ -307,6 +369,7 @@ public final class Registry: Sendable {
     private func write<T>(synced: Bool = false, _ body: @escaping (Database) throws -> T) throws(RegistryError) -> T {
         var value: T?
         let job = GroupCommit.Job { db in value = try body(db) }
+        let pool = self.pool
         (synced ? syncedWrites : writes).run(job) { batch in GroupCommit.commit(batch, in: pool, synced: synced) }
         if let error = job.error {
             if let error = error as? RegistryError { throw error }
@@ -409,13 +472,17 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Group commit: a caller that finds no commit running commits every job queued
 /// so far (its own included); callers that arrive meanwhile queue and wait, and the
 /// next of them commits all of those together. Each returns once its own job is
-/// committed (or has failed).
+/// committed (or has failed). Jobs can also be submitted without waiting
+/// (``submit(_:commit:)``); when no caller is there to commit them, a background
+/// thread does. Jobs are committed in the order they were queued.
 final class GroupCommit: @unchecked Sendable {
     /// One caller's work and, once its batch is done, its error if it failed.
     final class Job: @unchecked Sendable {
         let body: (Database) throws -> Void
         /// Written by the committing thread before it broadcasts, read under the lock.
         var error: (any Error)?
+        /// Called on the committing thread once the job's batch is done (submitted jobs).
+        var completion: ((Job) -> Void)?
         fileprivate var done = false
         init(_ body: @escaping (Database) throws -> Void) { self.body = body }
     }
@@ -423,6 +490,8 @@ final class GroupCommit: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [Job] = []
     private var committing = false
+    /// Callers of `run` whose job is not done yet.
+    private var waiting = 0
     private var commitsRun = 0
 
     /// Commits run so far (fewer than jobs when callers overlapped).
@@ -463,25 +532,59 @@ final class GroupCommit: @unchecked Sendable {
         }
     }
 
-    func run(_ job: Job, commit: ([Job]) -> Void) {
+    /// Queues `job` and returns once it is committed (or has failed).
+    func run(_ job: Job, commit: @escaping @Sendable ([Job]) -> Void) {
         condition.lock()
         defer { condition.unlock() }
         queue.append(job)
+        waiting += 1
         while !job.done {
             if committing {
                 condition.wait()
                 continue
             }
-            committing = true
-            commitsRun += 1
-            let batch = queue
-            queue.removeAll()
-            condition.unlock()
-            commit(batch)
+            commitQueued(commit)
+        }
+        waiting -= 1
+        // Submitted jobs queued meanwhile, and nobody left to commit them.
+        if !queue.isEmpty && !committing && waiting == 0 { startBackgroundCommits(commit) }
+    }
+
+    /// Queues `job` and returns at once; its `completion` says when it is done.
+    func submit(_ job: Job, commit: @escaping @Sendable ([Job]) -> Void) {
+        condition.lock()
+        defer { condition.unlock() }
+        queue.append(job)
+        // Otherwise the caller committing now, or one waiting to, takes it along.
+        if !committing && waiting == 0 { startBackgroundCommits(commit) }
+    }
+
+    /// Commits everything queued, as one batch. Called with the lock held and
+    /// `committing` false; returns with the lock held.
+    private func commitQueued(_ commit: ([Job]) -> Void) {
+        committing = true
+        commitsRun += 1
+        let batch = queue
+        queue.removeAll()
+        condition.unlock()
+        commit(batch)
+        for finished in batch { finished.completion?(finished) }
+        condition.lock()
+        for finished in batch { finished.done = true }
+        committing = false
+        condition.broadcast()
+    }
+
+    /// Commits on a background thread until the queue is empty. Lock held.
+    private func startBackgroundCommits(_ commit: @escaping @Sendable ([Job]) -> Void) {
+        committing = true  // reserved for the background thread
+        DispatchQueue.global().async { [self] in
             condition.lock()
-            for finished in batch { finished.done = true }
+            defer { condition.unlock() }
             committing = false
-            condition.broadcast()
+            while !queue.isEmpty && !committing {
+                commitQueued(commit)
+            }
         }
     }
 }

@@ -42,7 +42,7 @@ public struct ProfileProvisioner: Sendable {
     /// Provisions the board on `path`. Blocking; run one per board on its own thread.
     public func provision(
         path: String, usbSerial: String?, report: @escaping (ProvisionEvent) -> Void,
-        afterStep: @escaping (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
+        afterStep: @escaping @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
     ) throws -> Outcome {
         var previous: BoardRecord?
         if let usbSerial {

@@ -174,14 +174,19 @@ enum CertificateWarmUp {
 /// Wi-Fi password read, registration ID and output directory checked); then the UDS
 /// is committed to the registry — synced to disk — and only then sent to the board.
 /// Each later step updates the same row in its own transaction, so a crash at any
-/// point leaves a row that ``resume(boardID:session:)`` can finish.
+/// point leaves a row that ``resume(boardID:request:session:)`` can finish. The
+/// board's own steps (UDS confirmed, version, MAC) are committed in the background
+/// while the next command is on the wire; the last commit, which marks the board
+/// done, waits for them, and a crash before they land only makes a resume repeat
+/// those steps.
 public struct ProvisionWorkflow {
     public let registry: Registry
     public let measure: FirmwareMeasurer
     /// Told each step as it starts and ends.
     public var report: (ProvisionEvent) -> Void
-    /// Called after each registry step is committed (tests use it to crash there).
-    public var afterStep: (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
+    /// Called after each registry step is committed (tests use it to crash there);
+    /// for marks committed in the background, on the committing thread.
+    public var afterStep: @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
 
     public init(registry: Registry, measure: @escaping FirmwareMeasurer,
                 report: @escaping (ProvisionEvent) -> Void = { _ in }) {
@@ -246,11 +251,14 @@ public struct ProvisionWorkflow {
         try connect(session)
 
         report(ProvisionEvent(stage: .record, status: .started, message: "recording the UDS in the registry"))
+        // Also marked sent: the line goes out next, and "sent" means the board may
+        // have it. One synced commit, before anything leaves for the board.
         let board = try registry.recordNewBoard(
-            uds: v.uds, mac: v.mac, usbSerial: request.usbSerial, registrationID: request.registrationID)
+            uds: v.uds, mac: v.mac, usbSerial: request.usbSerial, registrationID: request.registrationID,
+            alsoMark: [.udsSent])
         let id = board.id!
         report(ProvisionEvent(stage: .record, status: .done, message: "board #\(id) recorded in \(registry.path)", boardID: id))
-        afterStep(.udsRecorded, board)
+        afterStep(.udsSent, board)
 
         do {
             return try finish(board: board, request: request, validated: v, session: session)
@@ -301,10 +309,39 @@ public struct ProvisionWorkflow {
     }
 
     /// Marks `steps` in one commit; `afterStep` sees the commit once, as its last step.
+    /// Returns once it is committed, and with it every mark queued before.
     private func mark(_ steps: [ProvisioningStep], _ id: Int64, _ update: BoardUpdate) throws -> BoardRecord {
         let record = try registry.markSteps(steps, boardID: id, update: update)
         afterStep(steps.last!, record)
         return record
+    }
+
+    /// Marks `step` without waiting for the commit: the board's next command goes
+    /// out while it is written (in a 16-board run each mark waited ~1.2 ms for the
+    /// shared commit). A failure is kept in `failures` and thrown by
+    /// ``BackgroundFailures/throwIfAny()`` before the board is reported done.
+    private func markInBackground(
+        _ step: ProvisioningStep, _ board: BoardRecord, _ update: BoardUpdate = BoardUpdate(),
+        failures: BackgroundFailures
+    ) throws -> BoardRecord {
+        let afterStep = self.afterStep
+        return try registry.markStepsInBackground([step], of: board, update: update) { result in
+            switch result {
+            case .success(let record): afterStep(step, record)
+            case .failure(let error): failures.record(error)
+            }
+        }
+    }
+
+    /// The first failed background mark of a board, if any.
+    final class BackgroundFailures: Sendable {
+        private let first = Mutex<RegistryError?>(nil)
+        func record(_ error: RegistryError) { first.withLock { if $0 == nil { $0 = error } } }
+        /// Throws the first failure. Call after a waited-for write, which follows
+        /// every mark queued before it.
+        func throwIfAny() throws {
+            if let error = first.withLock({ $0 }) { throw error }
+        }
     }
 
     private func finish(
@@ -312,13 +349,15 @@ public struct ProvisionWorkflow {
     ) throws -> ProvisionResult {
         var board = initial
         let id = board.id!
+        let failures = BackgroundFailures()
 
         if board.udsConfirmedAt == nil, let session {
             report(ProvisionEvent(stage: .uds, status: .started, message: "storing the UDS on the board", boardID: id))
-            // Marked before the line goes out: "sent" means the board may have it.
-            board = try mark(.udsSent, id)
+            // Marked (and committed) before the line goes out: "sent" means the board
+            // may have it. A new board was marked sent when it was recorded.
+            if board.udsSentAt == nil { board = try mark(.udsSent, id) }
             try session.setUDS(board.uds)
-            board = try mark(.udsConfirmed, id)
+            board = try markInBackground(.udsConfirmed, board, failures: failures)
             report(ProvisionEvent(stage: .uds, status: .done, message: "the board stored the UDS", boardID: id))
         }
 
@@ -332,7 +371,8 @@ public struct ProvisionWorkflow {
         if board.versionReadAt == nil, let session {
             report(ProvisionEvent(stage: .version, status: .started, message: "reading the firmware version", boardID: id))
             let versions = try session.version()
-            board = try mark(.versionRead, id, BoardUpdate(firmwareVersion: versions.firmwareVersion.text))
+            board = try markInBackground(
+                .versionRead, board, BoardUpdate(firmwareVersion: versions.firmwareVersion.text), failures: failures)
             report(ProvisionEvent(stage: .version, status: .done, message: "firmware \(versions.firmwareVersion.text)", boardID: id))
         }
 
@@ -341,7 +381,7 @@ public struct ProvisionWorkflow {
             let log = try session.exitAndReadBootLog()
             if log.mode == .configuration { throw WorkflowError.rebootedIntoConfigurationMode }
             guard let mac = log.macAddress else { throw ProvisionError.macNotInBootLog }
-            board = try mark(.macRead, id, BoardUpdate(mac: mac.hex))
+            board = try markInBackground(.macRead, board, BoardUpdate(mac: mac.hex), failures: failures)
             report(ProvisionEvent(stage: .mac, status: .done, message: "MAC \(mac.hex)", boardID: id))
         } else if board.mac != nil && board.macReadAt != nil {
             report(ProvisionEvent(stage: .mac, status: .skipped, message: "MAC \(board.mac!) (given)", boardID: id))
@@ -370,6 +410,8 @@ public struct ProvisionWorkflow {
         board = try mark([.certificateWritten, .enrollmentWritten], id, BoardUpdate(
             registrationID: registrationID, certificateSHA1: certificate.sha1,
             certificateSHA256: certificate.sha256, certificatePath: pemPath, enrollmentPath: enrollmentPath))
+        // Committed after every background mark of this board: none failed unseen.
+        try failures.throwIfAny()
         report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(pemPath) (SHA-1 \(certificate.sha1))", boardID: id))
         // Every stage reports started and done, this one too (written with the certificate).
         report(ProvisionEvent(stage: .enrollment, status: .started, message: "writing the enrollment file", boardID: id))

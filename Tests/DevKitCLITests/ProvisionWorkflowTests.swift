@@ -4,6 +4,7 @@ import DevKitRegistry
 import DevKitWorkflows
 import Foundation
 import SerialPort
+import Synchronization
 import Testing
 import VirtualDevKit
 
@@ -63,16 +64,22 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         defer { kit.stop() }
         var events: [ProvisionEvent] = []
         var workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer()) { events.append($0) }
-        // The UDS is in the registry, on disk, before the board has it.
+        // The UDS is in the registry, on disk, before the board has it (recorded and
+        // marked sent in one commit). Every step is seen committed, in order.
+        let committed = Mutex<[ProvisioningStep]>([])
+        let registryPath = f.registry.path, uds = f.uds
         workflow.afterStep = { step, record in
-            if step == .udsRecorded {
+            if step == .udsSent {
                 #expect(kit.state.uds == nil)
-                #expect(record.uds == f.uds)
-                let reopened = try? Registry(path: f.registry.path)
-                #expect((try? reopened?.board(id: record.id!))??.uds == f.uds)
+                #expect(record.uds == uds)
+                #expect(record.completedSteps == [.udsRecorded, .udsSent])
+                let reopened = try? Registry(path: registryPath)
+                #expect((try? reopened?.board(id: record.id!))??.uds == uds)
             }
+            committed.withLock { $0.append(step) }
         }
         let result = try withKitSession(kit) { try workflow.run(f.request(wifi: true), session: $0) }
+        #expect(committed.withLock { $0 } == [.udsSent, .udsConfirmed, .versionRead, .macRead, .enrollmentWritten])
 
         #expect(kit.state.uds == f.uds)
         #expect(kit.state.wifiSSID == "Bench Lab")

@@ -264,6 +264,87 @@ let udsB = String(repeating: "5a", count: 32)
         #expect(early.withLock { $0 } == 0)
     }
 
+    /// Submitted jobs are committed with no caller waiting (on a background thread),
+    /// in the order they were queued; a caller's write queued after them returns
+    /// only once they are committed too.
+    @Test(.timeLimit(.minutes(1))) func submittedJobsCommitInOrderBeforeLaterWrites() throws {
+        let group = GroupCommit()
+        let jobs = (0..<7).map { _ in GroupCommit.Job { _ in } }
+        let index = Dictionary(uniqueKeysWithValues: jobs.enumerated().map { (ObjectIdentifier($1), $0) })
+        let order = Mutex<[[Int]]>([])
+        let release = DispatchSemaphore(value: 0)
+        let holding = DispatchSemaphore(value: 0)
+        let commit: @Sendable ([GroupCommit.Job]) -> Void = { batch in
+            // The commit holding job 4 says so and waits until released.
+            if batch.contains(where: { $0 === jobs[4] }) {
+                holding.signal()
+                release.wait()
+            }
+            order.withLock { $0.append(batch.map { index[ObjectIdentifier($0)]! }) }
+        }
+        let completed = DispatchSemaphore(value: 0)
+        for job in jobs[0..<4] {
+            job.completion = { _ in completed.signal() }
+            group.submit(job, commit: commit)
+        }
+        for _ in 0..<4 { completed.wait() }
+        #expect(order.withLock { $0 }.joined().map { $0 } == [0, 1, 2, 3])
+
+        // A waited-for write (6) queued while submitted ones (4, 5) are committing.
+        order.withLock { $0.removeAll() }
+        group.submit(jobs[4], commit: commit)
+        group.submit(jobs[5], commit: commit)
+        holding.wait()
+        Thread {
+            let deadline = Date().addingTimeInterval(20)
+            while group.queuedCount < 1 && Date() < deadline { usleep(1000) }
+            release.signal()
+        }.start()
+        group.run(jobs[6], commit: commit)
+        let batches = order.withLock { $0 }
+        #expect(batches.joined().map { $0 } == [4, 5, 6])
+        #expect(batches.last == [6] || batches.last == [5, 6], "\(batches)")
+    }
+
+    /// Through the registry: background marks return the row as it will be, commit
+    /// in order, report failures, and a waited-for mark after them sees them all.
+    @Test(.timeLimit(.minutes(1))) func backgroundMarks() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        var board = try registry.recordNewBoard(uds: udsA, alsoMark: [.udsSent])
+        #expect(board.completedSteps == [.udsRecorded, .udsSent])
+        let seen = Mutex<[ProvisioningStep]>([])
+        board = try registry.markStepsInBackground([.udsConfirmed], of: board) { result in
+            if case .success(let row) = result { seen.withLock { $0.append(row.lastStep!) } }
+        }
+        board = try registry.markStepsInBackground([.versionRead], of: board, update: BoardUpdate(firmwareVersion: "1.6.2")) {
+            result in if case .success(let row) = result { seen.withLock { $0.append(row.lastStep!) } }
+        }
+        board = try registry.markStepsInBackground([.macRead], of: board, update: BoardUpdate(mac: "A4:CF:12:0B:9E:31")) {
+            result in if case .success(let row) = result { seen.withLock { $0.append(row.lastStep!) } }
+        }
+        // The returned row is what the commits leave.
+        #expect(board.mac == "a4cf120b9e31" && board.firmwareVersion == "1.6.2" && board.lastStep == .macRead)
+        let done = try registry.markSteps([.certificateWritten, .enrollmentWritten], boardID: board.id!)
+        #expect(seen.withLock { $0 } == [.udsConfirmed, .versionRead, .macRead])
+        #expect(done.state == .done && done.mac == "a4cf120b9e31" && done.firmwareVersion == "1.6.2")
+        let stored = try #require(try registry.board(id: board.id!))
+        #expect(RegistryTimestamp.text(stored.macReadAt!) == RegistryTimestamp.text(board.macReadAt!))
+
+        // A mark of a row that is gone fails through its callback.
+        var ghost = board
+        ghost.id = 9999
+        let failure = Mutex<RegistryError?>(nil)
+        let reported = DispatchSemaphore(value: 0)
+        try registry.markStepsInBackground([.udsConfirmed], of: ghost) { result in
+            if case .failure(let error) = result { failure.withLock { $0 = error } }
+            reported.signal()
+        }
+        reported.wait()
+        #expect(failure.withLock { $0 } == .boardNotFound("9999"))
+    }
+
     /// In one shared transaction, a job that fails is undone alone: the others commit.
     @Test func aFailingJobDoesNotUndoTheOthers() throws {
         let db = try DatabaseQueue()
