@@ -253,8 +253,8 @@ final class ReplTemporaryDirectory {
     let path: String
     init() throws {
         var template = Array("/tmp/devkit-repl-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw POSIXError(.EIO) }
-        path = String(cString: template)
+        guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
+        path = String(cString: made)
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
