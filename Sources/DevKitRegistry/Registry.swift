@@ -156,7 +156,8 @@ public final class Registry: Sendable {
 
     /// Marks steps like ``markSteps(_:boardID:update:)`` but returns at once, without
     /// waiting for the commit: the board need not wait for bookkeeping before its
-    /// next command. Returns `board` as the commit will leave the row.
+    /// next command. Returns `board` (the row as the caller last had it) as the
+    /// commit will leave it.
     ///
     /// Marks queued for a board are committed in the order they were queued, and
     /// before any write queued after them, so a later ``markSteps(_:boardID:update:)``
@@ -165,7 +166,8 @@ public final class Registry: Sendable {
     /// than it did, and a resume repeats steps that are safe to repeat.
     ///
     /// - Parameter committed: called on the committing thread once the mark is
-    ///   committed (with the row) or has failed.
+    ///   committed (with the row) or has failed. It must not write to the registry:
+    ///   that thread is the one that would commit the write.
     @discardableResult
     public func markStepsInBackground(
         _ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate = BoardUpdate(),

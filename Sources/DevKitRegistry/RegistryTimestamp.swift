@@ -5,9 +5,10 @@ import Foundation
 ///
 /// Written by hand because GRDB's conversion goes through Foundation's
 /// `DateFormatter` and a `Calendar`, which on Linux load ICU's calendar, time-zone
-/// and locale data on first use (about 3 ms, on the first board's critical path)
-/// and then cost microseconds per date; a row holds nine dates and is rewritten at
-/// every step, inside the group commit that 16 boards wait for. The arithmetic
+/// and locale data on first use (about 1 ms and 0.3 ms, on the first board's
+/// critical path) and then cost about a microsecond per date; a row holds nine
+/// dates and is rewritten at every step, inside the group commit that 16 boards
+/// wait for. The arithmetic
 /// here is the proleptic Gregorian calendar in UTC, which is all that format needs.
 enum RegistryTimestamp {
     /// `date` as `yyyy-MM-dd HH:mm:ss.SSS` (UTC).

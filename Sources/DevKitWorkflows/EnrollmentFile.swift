@@ -27,8 +27,8 @@ public struct EnrollmentFile: Sendable, Equatable {
     /// `.sortedKeys` and `.withoutEscapingSlashes`.
     ///
     /// Written here rather than by `JSONSerialization`, whose first use in a process
-    /// (bridging to NSDictionary, its writer's set-up) took 2.5 ms, after the
-    /// board's MAC was known and before its files could be written; with 16 boards
+    /// (bridging to NSDictionary, its writer's set-up) takes about 1 ms, after the
+    /// board's MAC is known and before its files can be written; with 16 boards
     /// finishing at once that was on each one's tail. The body is four fixed keys of
     /// strings, so the writer is small; the tests check it against
     /// `JSONSerialization` for awkward strings.

@@ -151,8 +151,9 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
 
 /// The first certificate a process computes pays for one-time set-up: BoringSSL's
 /// P-256 group, the signer's constants, Swift type metadata and protocol
-/// conformances of the crypto and ASN.1 code. 1.2 ms measured, and with 16 boards
-/// reaching their certificates together each waited for it. ``start(_:)`` pays it
+/// conformances of the crypto and ASN.1 code: 0.6-2 ms measured, against under
+/// 0.1 ms for the next certificate, and 16 boards reaching their certificates
+/// together all waited for it. ``start(_:)`` pays it
 /// once per process on a background thread, with a throwaway input, while the
 /// first board spends tens of milliseconds on the serial line; the board's own
 /// certificate then costs what every later one does.
