@@ -144,14 +144,7 @@ public final class Registry: Sendable {
         _ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate = BoardUpdate()
     ) throws(RegistryError) -> BoardRecord {
         let update = try Self.normalized(update)
-        return try write { db in
-            guard var record = try Self.fetchBoard(db, id: boardID) else {
-                throw RegistryError.boardNotFound("\(boardID)")
-            }
-            Self.advance(&record, steps, update, at: Date())
-            try Self.store(record, db)
-            return record
-        }
+        return try write { db in try Self.mark(steps, boardID: boardID, update, at: Date(), db) }
     }
 
     /// Marks steps like ``markSteps(_:boardID:update:)`` but returns at once, without
@@ -181,11 +174,7 @@ public final class Registry: Sendable {
         let path = self.path
         let result = Mutex<BoardRecord?>(nil)
         let job = GroupCommit.Job { db in
-            guard var record = try Self.fetchBoard(db, id: boardID) else {
-                throw RegistryError.boardNotFound("\(boardID)")
-            }
-            Self.advance(&record, steps, update, at: now)
-            try Self.store(record, db)
+            let record = try Self.mark(steps, boardID: boardID, update, at: now, db)
             result.withLock { $0 = record }
         }
         job.completion = { job in
@@ -204,6 +193,16 @@ public final class Registry: Sendable {
         var normalized = update
         if let mac = update.mac { normalized.mac = try normalizeMAC(mac) }
         return normalized
+    }
+
+    /// Marks `steps` on the stored row, in the caller's transaction.
+    private static func mark(
+        _ steps: [ProvisioningStep], boardID: Int64, _ update: BoardUpdate, at now: Date, _ db: Database
+    ) throws -> BoardRecord {
+        guard var record = try fetchBoard(db, id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
+        advance(&record, steps, update, at: now)
+        try store(record, db)
+        return record
     }
 
     /// What marking `steps` with `update` at `now` does to a row.
