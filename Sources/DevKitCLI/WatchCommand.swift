@@ -133,6 +133,7 @@ final class BoardThreads: @unchecked Sendable {
                 lock.withLock { _ = active.remove(node) }
                 group.leave()
             }
+            setKernelThreadName("dk \((node as NSString).lastPathComponent)")
             let device = describe()
             log(node, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
             var reporter = ProvisionReporter(json: json)
@@ -158,6 +159,18 @@ final class BoardThreads: @unchecked Sendable {
     }
 
     func waitForAll() { group.wait() }
+}
+
+/// Names the calling thread as `ps -L`, `top -H` and perf show it (15 bytes at
+/// most). Foundation's `Thread.name` does not reach the kernel here: a board's
+/// thread showed the name of the concurrency thread that started it.
+/// (Through /proc: pthread_setname_np and prctl are not in Swift's Glibc module.)
+func setKernelThreadName(_ name: String) {
+    let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }  // only a name: nothing to report
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
 }
 
 /// Write end of the self-pipe the SIGTERM/SIGINT handler writes to.
@@ -186,6 +199,7 @@ private func installStopSignals(_ onStop: @escaping @Sendable () -> Void) throws
     let readEnd = fds[0]
     let thread = Thread {
         var byte: UInt8 = 0
+        setKernelThreadName("dk signals")
         while read(readEnd, &byte, 1) < 0 && errno == EINTR {}
         onStop()
     }

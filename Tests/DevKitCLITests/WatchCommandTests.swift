@@ -111,6 +111,13 @@ import Glibc
         // Still before the board stored the UDS (3 s): the events were not held back.
         #expect(text.contains("\"event\":\"step\"") && kit.state.uds == nil,
                 "the first step event came only after the board had stored the UDS")
+        // Meanwhile its thread carries the port's name, as ps -L and top -H show it.
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: tasks))?.compactMap {
+            try? String(contentsOfFile: "\(tasks)/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .newlines)
+        } ?? []
+        let expected = String("dk \((kit.devicePath as NSString).lastPathComponent)".prefix(15))
+        #expect(names.contains(expected), "\(names)")
         text += String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "\(text)")
