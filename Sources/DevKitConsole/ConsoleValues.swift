@@ -38,7 +38,12 @@ public struct MACAddress: Sendable, Hashable, CustomStringConvertible {
 /// The registration ID the firmware derives when the sketch gives none:
 /// `az-<mac>v<firmware version with every '.' replaced by 'v'>`.
 public func derivedRegistrationID(mac: MACAddress, firmwareVersion: FirmwareVersion) -> String {
-    "az-\(mac.hex)v" + firmwareVersion.text.replacingAll(".", with: "v")
+    "az-\(mac.hex)v" + registrationIDVersion(firmwareVersion.text)
+}
+
+/// A firmware version as the firmware writes it in a registration ID: `1.6.2` → `1v6v2`.
+public func registrationIDVersion(_ version: String) -> String {
+    version.replacingAll(".", with: "v")
 }
 
 /// What `version` prints.

@@ -582,10 +582,8 @@ final class GroupCommit: @unchecked Sendable {
         DispatchQueue.global().async { [self] in
             condition.lock()
             defer { condition.unlock() }
-            committing = false
-            while !queue.isEmpty && !committing {
-                commitQueued(commit)
-            }
+            committing = false  // the reservation: commitQueued takes it again
+            while !queue.isEmpty { commitQueued(commit) }
         }
     }
 }
