@@ -153,7 +153,10 @@ final class LineEditor {
             return .interrupted
         }
         guard let text, count > 0 else { return .endOfFile }
-        var line = String(cString: text)
+        // `count` bytes, not up to a NUL: a line ended by the secret-command space
+        // handler (CC_NEWLINE) is not NUL-terminated, and the buffer still holds the
+        // tail of a longer previous line after it.
+        var line = String(decoding: UnsafeRawBufferPointer(start: text, count: Int(count)), as: UTF8.self)
         while line.hasSuffix("\n") || line.hasSuffix("\r") { line.removeLast() }
         return .line(line)
     }

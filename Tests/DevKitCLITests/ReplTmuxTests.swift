@@ -69,12 +69,20 @@ struct ReplTmuxTests {
         #expect(board.state.uds?.lowercased() == uds)
         #expect(!tmux.capture().contains("5eed5eed"))
 
+        // A longer line first: libedit's buffer keeps its tail, and the secret
+        // command's line below must not pick it up.
+        tmux.send("set_wifissid Lab-network-5GHz", "Enter")
+        try tmux.waitFor { $0.contains("INFO: Set Wi-Fi SSID successfully.") }
+        #expect(board.state.wifiSSID == "Lab-network-5GHz")
+
         // A secret typed (or pasted) on the line: the space after the command switches
         // to the hidden prompt, so the secret is never drawn.
         tmux.send("set_wifipwd hunter2-secret", "Enter")
         try tmux.waitFor { $0.contains("INFO: Set Wi-Fi password successfully.") }
         #expect(board.state.wifiPassword == "hunter2-secret")
+        #expect(board.state.wifiSSID == "Lab-network-5GHz")
         let screen = tmux.capture()
+        #expect(!screen.contains("Invalid command"))
         #expect(!screen.contains("hunter2"))
         #expect(screen.contains("devkit> set_wifipwd\n"))
         #expect(screen.contains("Wi-Fi password (not shown; empty clears it):"))
@@ -82,7 +90,7 @@ struct ReplTmuxTests {
         // History: Up recalls the latest entry; a secret command is kept by name only.
         tmux.send("Up")
         try tmux.waitFor { $0.lastLine == "devkit> set_wifipwd" }
-        tmux.send("Up", "Up")
+        tmux.send("Up", "Up", "Up")
         try tmux.waitFor { $0.lastLine == "devkit> version" }
         tmux.send("Enter")
         try tmux.waitFor { $0.occurrences(of: "DevKitSDK version: 1.6.2") == 2 }
@@ -133,6 +141,7 @@ struct ReplTmuxTests {
         #expect(history.contains("set_wifipwd"))
         #expect(!history.contains("5eed5eed"))
         #expect(!history.contains("hunter2"))
+        #expect(!history.contains("set_wifipwdd"))
         var info = stat()
         #expect(stat(historyPath, &info) == 0 && info.st_mode & 0o777 == 0o600)
 
