@@ -37,16 +37,31 @@ final class ReplTranscript {
         append(">", ReplCommands.masked(line))
     }
 
-    /// Bytes the board printed (shown to the user); complete lines are logged.
+    /// Bytes the board printed (shown to the user); complete lines are logged, with
+    /// the secret of an echoed command line masked: the board masks its echo only
+    /// for some commands (`set_az_iothub` comes back in clear), and in `--raw` mode
+    /// every typed line comes back as echo.
     func received(_ bytes: [UInt8]) {
         for byte in bytes {
             if byte == 0x0A {
-                append("<", String(decoding: partial, as: UTF8.self))
+                append("<", Self.maskedBoardLine(partial))
                 partial.removeAll()
             } else if byte != 0x0D {
                 partial.append(byte)
             }
         }
+    }
+
+    /// A line the board printed, as it may be logged: an echoed secret command (after
+    /// any prompts `# ` before it) keeps its name only.
+    static func maskedBoardLine(_ bytes: [UInt8]) -> String {
+        var text = Substring(String(decoding: bytes, as: UTF8.self))
+        var prompts = ""
+        while text.hasPrefix("# ") {
+            prompts += "# "
+            text = text.dropFirst(2)
+        }
+        return prompts + ReplCommands.masked(String(text))
     }
 
     /// Something devkit itself reported (unplugged, reconnected, errors).
@@ -57,7 +72,7 @@ final class ReplTranscript {
 
     private func flushPartial() {
         guard !partial.isEmpty else { return }
-        append("<", String(decoding: partial, as: UTF8.self))
+        append("<", Self.maskedBoardLine(partial))
         partial.removeAll()
     }
 

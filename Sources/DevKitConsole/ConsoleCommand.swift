@@ -146,7 +146,9 @@ extension ConsoleCommand {
         let words: [String]
         switch ConsoleTokenizer.words(Array(text.utf8)) {
         case .success(let w): words = w.map { String(decoding: $0, as: UTF8.self) }
-        case .failure: throw .syntaxError(command: "line")
+        // The user's own line: their quote, not a devkit bug (`.syntaxError` is for
+        // lines devkit built).
+        case .failure: throw .invalidArgument(command: "line", reason: "a quote is not closed (\" … \" or ' … ')")
         }
         guard let name = words.first else { throw .invalidArgument(command: "line", reason: "the line is empty") }
         let args = Array(words.dropFirst())

@@ -92,6 +92,28 @@ struct ReplLogicTests {
         #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
     }
 
+    /// The board echoes `set_az_iothub` in clear, and in `--raw` mode every typed
+    /// line comes back as echo after the prompt: the transcript masks those lines.
+    @Test func transcriptMasksEchoedSecrets() throws {
+        let directory = try ReplTemporaryDirectory()
+        let path = directory.path + "/t.log"
+        do {
+            let transcript = try ReplTranscript(path: path)
+            transcript.received(Array("\r\n# set_az_iothub HostName=h;DeviceId=d;SharedAccessKey=SECRETKEY123\r\n".utf8))
+            transcript.received(Array("INFO: Set Azure Iot hub connection string successfully.\r\n# set_az_iotdps Id".utf8))
+            transcript.note("board unplugged")  // flushes the partial echo
+            transcript.received(Array(" - set_az_iothub: Set IoT Hub device connection string.\r\n".utf8))
+        }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.count == 6)
+        #expect(lines[1].hasSuffix(" < # set_az_iothub ****"))
+        #expect(lines[2].hasSuffix(" < INFO: Set Azure Iot hub connection string successfully."))
+        #expect(lines[3].hasSuffix(" < # set_az_iotdps ****"))
+        #expect(lines[5].hasSuffix(" <  - set_az_iothub: Set IoT Hub device connection string."))
+        #expect(!text.contains("SECRETKEY") && !text.contains("Id\n"))
+    }
+
     // MARK: Framing
 
     /// Feeds `bytes` split at `cut` and returns what was shown and what came after.
