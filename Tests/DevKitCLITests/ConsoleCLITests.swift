@@ -1,6 +1,9 @@
 import DevKitTestSupport
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs the built `devkit` with a deadline: killed (and the test failed) when it
 /// takes longer. Standard input is `stdin` (or /dev/null); no terminal needed.
@@ -68,6 +71,40 @@ struct ConsoleCLIValidationTests {
         #expect(result.status == 64)
         #expect(!result.stderr.contains("topsecret"))
     }
+
+    /// Root ignores file modes, so as root the check runs `devkit` as `nobody`
+    /// (setpriv) on a pty that only root may open; as an ordinary user,
+    /// SerialPortTests checks the same error in-process.
+    @Test("permission denied on the port: exit 77 and the dialout group",
+          .enabled(if: canRunAsNobody, "needs root, setpriv, and a devkit binary that nobody may run"))
+    func permissionDenied() throws {
+        // A pty slave owned by root (posix_openpt is not exported to Swift; see ReplTestBoard).
+        let master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
+        #expect(master >= 0)
+        defer { close(master) }
+        var unlock: Int32 = 0
+        var number: UInt32 = 0
+        #expect(ioctl(master, UInt(0x4004_5431), &unlock) == 0)  // TIOCSPTLCK
+        #expect(ioctl(master, UInt(0x8004_5430), &number) == 0)  // TIOCGPTN
+        let slave = "/dev/pts/\(number)"
+        #expect(chown(slave, 0, 0) == 0 && chmod(slave, 0o600) == 0)
+        let r = try TestProcess.run(
+            [Self.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", TestProcess.devkitBinary,
+             "info", "--port", slave], timeout: 20)
+        #expect(!r.timedOut)
+        #expect(r.status == 77, "\(r.stderr)")
+        #expect(r.stderr.contains("Permission denied opening \(slave)"))
+        #expect(r.stderr.contains("dialout"))
+    }
+
+    static let setpriv = TestProcess.which("setpriv")
+    static let canRunAsNobody: Bool = {
+        guard getuid() == 0, let setpriv else { return false }
+        let r = try? TestProcess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/test", "-x", TestProcess.devkitBinary],
+            timeout: 10)
+        return r?.status == 0
+    }()
 
     @Test("--help teaches: abstract, an example, the secret handling", arguments: [
         ("set-uds", "--generate --save"), ("info", "--reboot --json"), ("set-wifi", "--password-file -"),
