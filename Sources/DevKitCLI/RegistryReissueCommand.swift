@@ -95,6 +95,13 @@ func reissueFromRegistry(
             } else {
                 print("#\(r.boardID) \(r.registrationID): \(r.certificatePath) (SHA-1 \(r.certificateSHA1))")
             }
+        case .failure(let error) where error.superseded:
+            // An earlier record of a board provisioned again: said, not a failure.
+            if json {
+                print(try registryJSON(["event": "skipped", "board_id": "\(item.boardID)", "message": error.description]))
+            } else {
+                printError("devkit: #\(item.boardID): \(error.description)")
+            }
         case .failure(let error):
             failures += 1
             if json {

@@ -26,6 +26,14 @@ public struct CertificateReissue {
 
     public struct ReissueError: Error, Sendable, CustomStringConvertible {
         public var description: String
+        /// Not a failure: the row is an earlier record of a board provisioned again
+        /// later, whose certificate would no longer match what the board holds.
+        public var superseded = false
+
+        public init(description: String, superseded: Bool = false) {
+            self.description = description
+            self.superseded = superseded
+        }
     }
 
     /// Re-issues for every board that has a MAC, or only `boardIDs` when given.
@@ -36,11 +44,18 @@ public struct CertificateReissue {
         boardIDs: [Int64]? = nil
     ) throws -> [Item] {
         try ProvisionWorkflow.checkOutputDirectory(outputDirectory)
-        let boards = try registry.allBoards().filter { board in
+        let all = try registry.allBoards()
+        let boards = all.filter { board in
             boardIDs.map { board.id.map($0.contains) ?? false } ?? true
         }
         return boards.map { board in
             Item(boardID: board.id!, result: Result { () throws(ReissueError) in
+                if let newer = Self.newerRecord(of: board, in: all) {
+                    throw ReissueError(
+                        description: "board #\(board.id!) was provisioned again as #\(newer.id!) (same "
+                            + (newer.usbSerial != nil && newer.usbSerial == board.usbSerial ? "USB serial" : "MAC")
+                            + "), which holds its current UDS: skipped", superseded: true)
+                }
                 do { return try reissue(board, firmwareVersion, outputDirectory, dps) } catch let e as ReissueError {
                     throw e
                 } catch {
@@ -50,10 +65,28 @@ public struct CertificateReissue {
         }
     }
 
+    /// The latest later row for the same board (same USB serial, or same MAC), if any.
+    /// A board provisioned again holds the later row's UDS. Rows without either are
+    /// matched by neither (an emulated board on a bare pty has no USB serial).
+    static func newerRecord(of board: BoardRecord, in all: [BoardRecord]) -> BoardRecord? {
+        guard let id = board.id else { return nil }
+        return all.last { other in
+            guard let otherID = other.id, otherID > id else { return false }
+            if let serial = board.usbSerial, serial == other.usbSerial { return true }
+            if let mac = board.mac, mac == other.mac { return true }
+            return false
+        }
+    }
+
     private func reissue(
         _ board: BoardRecord, _ newVersion: String?, _ outputDirectory: String, _ dps: DPSSettings
     ) throws -> ProvisionResult {
         let id = board.id!
+        // Until the board confirmed it, the recorded UDS may not be the one it holds:
+        // a certificate from it could be for a secret the board never stored.
+        guard board.udsConfirmedAt != nil else {
+            throw ReissueError(description: "board #\(id) never confirmed its UDS (interrupted at \(board.nextStep?.rawValue ?? "uds_confirmed")); finish it with `devkit provision --resume \(id)` first")
+        }
         guard let mac = board.mac else {
             throw ReissueError(description: "board #\(id) has no MAC recorded (it was interrupted before mac_read); finish it with `devkit provision --resume \(id)`")
         }
@@ -71,15 +104,12 @@ public struct CertificateReissue {
         let enrollmentPath = enrollment.path(in: outputDirectory)
         try OutputFile.writeAtomically(
             [(Data(certificate.pem.utf8), pemPath), (enrollment.json(), enrollmentPath)], mode: 0o644)
-        // Board-side steps stay as they were: only the host-side outputs are new
-        // (a board that never confirmed its UDS is not done by a re-issue). One commit.
-        let confirmed = board.udsConfirmedAt != nil
+        // Board-side steps stay as they were: only the host-side outputs are new. One commit.
         try registry.markSteps(
-            confirmed ? [.certificateWritten, .enrollmentWritten] : [.certificateWritten], boardID: id,
+            [.certificateWritten, .enrollmentWritten], boardID: id,
             update: BoardUpdate(
                 registrationID: registrationID, firmwareVersion: version, certificateSHA1: certificate.sha1,
-                certificateSHA256: certificate.sha256, certificatePath: pemPath,
-                enrollmentPath: confirmed ? enrollmentPath : nil))
+                certificateSHA256: certificate.sha256, certificatePath: pemPath, enrollmentPath: enrollmentPath))
         return ProvisionResult(
             boardID: id, registrationID: registrationID, mac: mac, firmwareVersion: version,
             certificatePath: pemPath, enrollmentPath: enrollmentPath, certificateSHA1: certificate.sha1,

@@ -21,7 +21,9 @@ public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
             return
         }
         var rest = Substring(text)
-        var sawPlaceholder = false
+        // {version} alone is the same for every board of a bench: their files and
+        // enrollments would overwrite each other.
+        var namesTheBoard = false
         while let open = rest.firstIndex(of: "{") {
             try Self.checkLiteral(rest[..<open], in: text)
             guard let close = rest[open...].firstIndex(of: "}") else {
@@ -31,13 +33,13 @@ public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
             guard Self.placeholders.contains(name) else {
                 throw .badTemplate(text, "unknown placeholder {\(name)}; allowed: {mac}, {serial}, {version}")
             }
-            sawPlaceholder = true
+            if name == "mac" || name == "serial" { namesTheBoard = true }
             rest = rest[rest.index(after: close)...]
         }
         try Self.checkLiteral(rest, in: text)
-        guard sawPlaceholder else {
+        guard namesTheBoard else {
             throw .badTemplate(
-                text, "it has no placeholder, so every board would get the same ID; use {mac} or {serial}")
+                text, "it has neither {mac} nor {serial}, so boards would share an ID; use {mac} or {serial}")
         }
         self = .template(text)
     }

@@ -48,4 +48,63 @@ import Testing
         #expect(row.certificatePath == out + "/az-a4cf120b9e31v1v6v3.pem")
         #expect(row.state == .done)
     }
+
+    /// Only the UDS a board confirmed, and only the latest record of a board: a board
+    /// provisioned again holds the newer UDS, and a certificate from the older row,
+    /// or from a UDS it never confirmed, would not be the one it presents.
+    @Test func skipsSupersededAndUnconfirmedRows() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let otherUDS = String(repeating: "ab", count: 32)
+        func done(_ uds: String, mac: String, serial: String?) throws -> Int64 {
+            let id = try f.registry.recordNewBoard(uds: uds, usbSerial: serial).id!
+            for step in ProvisioningStep.allCases.dropFirst() {
+                let update: BoardUpdate = switch step {
+                case .versionRead: BoardUpdate(firmwareVersion: "1.6.2")
+                case .macRead: BoardUpdate(mac: mac)
+                default: BoardUpdate()
+                }
+                try f.registry.markStep(step, boardID: id, update: update)
+            }
+            return id
+        }
+        // Board A provisioned twice (same MAC), board B twice (same USB serial, the
+        // second time cut off before the board confirmed), C given --mac and cut off
+        // right after the UDS went out.
+        let a1 = try done(f.uds, mac: "a4cf120b0001", serial: nil)
+        let a2 = try done(otherUDS, mac: "a4cf120b0001", serial: nil)
+        let b1 = try done(f.uds, mac: "a4cf120b0002", serial: "066EFF0001")
+        let b2 = try f.registry.recordNewBoard(uds: otherUDS, usbSerial: "066EFF0001", alsoMark: [.udsSent]).id!
+        let c = try f.registry.recordNewBoard(uds: otherUDS, mac: "a4cf120b0003", alsoMark: [.udsSent]).id!
+
+        let out = f.dir + "/new"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        let factory = try recordingMeasurer()(.elf("/new.elf"))
+        let items = try CertificateReissue(registry: f.registry, factory: factory)
+            .run(firmwareVersion: "1.6.3", outputDirectory: out)
+        let byID = Dictionary(uniqueKeysWithValues: items.map { ($0.boardID, $0.result) })
+
+        // A: the newer row's certificate, from its own UDS.
+        let a = try #require(try byID[a2]?.get())
+        #expect(FileManager.default.contents(atPath: a.certificatePath)
+                == Data(try factory(otherUDS, "az-a4cf120b0001v1v6v3").pem.utf8))
+        for (older, newer) in [(a1, a2), (b1, b2)] {
+            guard case .failure(let e) = byID[older] else {
+                Issue.record("#\(older), superseded by #\(newer), was re-issued")
+                continue
+            }
+            #expect(e.superseded && e.description.contains("#\(newer)"))
+        }
+        // B's newer row and C never confirmed their UDS: failures that say what to do.
+        for unconfirmed in [b2, c] {
+            guard case .failure(let e) = byID[unconfirmed] else {
+                Issue.record("#\(unconfirmed), never confirmed, was re-issued")
+                continue
+            }
+            #expect(!e.superseded && e.description.contains("--resume \(unconfirmed)"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: out + "/az-a4cf120b0003v1v6v3.pem"))
+        #expect(!FileManager.default.fileExists(atPath: out + "/az-a4cf120b0002v1v6v3.pem"))
+        #expect(try f.registry.board(id: a1)?.firmwareVersion == "1.6.2")  // untouched
+    }
 }

@@ -139,5 +139,11 @@ import Testing
             try RegistrationIDScheme(parsing: "{serial}").registrationID(
                 mac: nil, usbSerial: String(repeating: "a", count: 127), firmwareVersion: nil)
         }
+        // A template must name the board: {version} alone (or no placeholder) gives every
+        // board of a bench the same ID, and their files would overwrite each other.
+        for shared in ["bench-{version}", "bench"] {
+            #expect(throws: RegistrationIDError.self) { try RegistrationIDScheme(parsing: shared) }
+        }
+        #expect(try RegistrationIDScheme(parsing: "bench-{version}-{serial}") == .template("bench-{version}-{serial}"))
     }
 }
