@@ -20,6 +20,13 @@ struct ProvisionReporter {
                                message: e.message, boardID: e.boardID, port: port))
             return
         }
+        if e.status == .failed {
+            // The error itself follows as `devkit: error: …` (or watch's status line):
+            // here only where it stopped and, once recorded, how to finish the board.
+            let next = e.boardID.map { "board #\($0) is recorded with its UDS; `devkit provision --resume \($0)` finishes it" }
+            printError("\(prefix)[ERR] \(e.stage.rawValue): \(next ?? "stopped")")
+            return
+        }
         let mark = switch e.status {
         case .started: "..."
         case .done: "ok "

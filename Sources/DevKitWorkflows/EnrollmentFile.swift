@@ -51,8 +51,10 @@ public struct EnrollmentFile: Sendable, Equatable {
         return Data(out)
     }
 
-    /// `az iot dps enrollment create ...` for `certificatePath`, shell-quoted. Unknown
-    /// DPS name or resource group appear as `<dps-name>` / `<resource-group>` to fill in.
+    /// `az iot dps enrollment create ...` for `certificatePath`, shell-quoted. An unknown
+    /// DPS name or resource group appears as `"$DPS_NAME"` / `"$RESOURCE_GROUP"`: the
+    /// line still pastes into a shell (`<dps-name>` would be a redirection), after
+    /// `export DPS_NAME=… RESOURCE_GROUP=…`.
     public func azCommand(certificatePath: String) -> String {
         var words = [
             "az", "iot", "dps", "enrollment", "create",
@@ -60,9 +62,8 @@ public struct EnrollmentFile: Sendable, Equatable {
             "--attestation-type", "x509",
             "--certificate-path", certificatePath,
         ].map(shellQuote)
-        // Unknown values stay visible, unquoted placeholders for the user to fill in.
-        words += ["--dps-name", dps.name.map(shellQuote) ?? "<dps-name>"]
-        words += ["--resource-group", dps.resourceGroup.map(shellQuote) ?? "<resource-group>"]
+        words += ["--dps-name", dps.name.map(shellQuote) ?? "\"$DPS_NAME\""]
+        words += ["--resource-group", dps.resourceGroup.map(shellQuote) ?? "\"$RESOURCE_GROUP\""]
         if let hub = dps.iotHubHostName { words += ["--iot-hubs", shellQuote(hub)] }
         if !dps.provisioningEnabled { words += ["--provisioning-status", "disabled"] }
         return words.joined(separator: " ")

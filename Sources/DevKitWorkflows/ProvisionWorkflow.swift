@@ -247,9 +247,20 @@ public struct ProvisionWorkflow {
 
     /// Provisions the board behind `session` (synchronised here if it is not).
     public func run(_ request: ProvisionRequest, session: ConsoleSession) throws -> ProvisionResult {
-        let v = try validate(request)
+        let v: Validated
+        do {
+            v = try validate(request)
+        } catch {
+            report(ProvisionEvent(stage: .validate, status: .failed, message: "\(error)"))
+            throw error
+        }
         CertificateWarmUp.start(v.factory)
-        try connect(session)
+        do {
+            try connect(session)
+        } catch {
+            report(ProvisionEvent(stage: .connect, status: .failed, message: "\(error)"))
+            throw error
+        }
 
         report(ProvisionEvent(stage: .record, status: .started, message: "recording the UDS in the registry"))
         // Also marked sent: the line goes out next, and "sent" means the board may
@@ -264,9 +275,26 @@ public struct ProvisionWorkflow {
         do {
             return try finish(board: board, request: request, validated: v, session: session)
         } catch {
-            _ = try? registry.markFailed(boardID: id, error: "\(error)")
+            reportFailure(error, boardID: id)
             throw error
         }
+    }
+
+    /// Records a recorded board's failure and reports it (the `failed` event, with
+    /// the step it stopped at and how to finish it).
+    private func reportFailure(_ error: any Error, boardID: Int64) {
+        let row = try? registry.markFailed(boardID: boardID, error: "\(error)")
+        let stage: ProvisionStage = switch row?.nextStep {
+        case .udsRecorded?, .udsSent?, .udsConfirmed?: .uds
+        case .versionRead?: .version
+        case .macRead?: .mac
+        case .certificateWritten?: .certificate
+        default: .enrollment
+        }
+        report(ProvisionEvent(
+            stage: stage, status: .failed,
+            message: "\(error) (board #\(boardID) is recorded with its UDS; `devkit provision --resume \(boardID)` finishes it)",
+            boardID: boardID))
     }
 
     /// Finishes a board recorded earlier (after a crash, unplug or error) with the
@@ -275,6 +303,21 @@ public struct ProvisionWorkflow {
     /// (its UDS source is ignored).
     public func resume(boardID: Int64, request: ProvisionRequest, session: ConsoleSession?) throws -> ProvisionResult {
         guard let board = try registry.board(id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
+        // The recorded UDS must go to the board it was recorded for: on another board
+        // two devices would share an identity, and this row would take its MAC.
+        if let attached = request.usbSerial, let recorded = board.usbSerial,
+           attached.lowercased() != recorded.lowercased()
+        {
+            throw ProvisionError.cannotResume(
+                "board #\(boardID) is the board with USB serial \(recorded), but the board on the port has \(attached); "
+                    + "plug in board #\(boardID), or provision this one without --resume")
+        }
+        if let given = request.mac, let recorded = board.mac,
+           given.lowercased().filter(\.isHexDigit) != recorded.lowercased().filter(\.isHexDigit)
+        {
+            throw ProvisionError.cannotResume(
+                "board #\(boardID) has MAC \(recorded), not \(given); give its own MAC, or none")
+        }
         var request = request
         request.uds = .generate  // not used: the registry's UDS is
         if request.mac == nil { request.mac = board.mac }
@@ -293,7 +336,7 @@ public struct ProvisionWorkflow {
         do {
             return try finish(board: board, request: request, validated: v, session: session)
         } catch {
-            _ = try? registry.markFailed(boardID: boardID, error: "\(error)")
+            reportFailure(error, boardID: boardID)
             throw error
         }
     }

@@ -56,7 +56,7 @@ import Testing
     @Test func azCommandQuotesAndShowsPlaceholders() {
         let file = EnrollmentFile(registrationID: "bench-1", certificatePEM: pem)
         #expect(file.azCommand(certificatePath: "/tmp/my certs/bench-1.pem")
-                == "az iot dps enrollment create --enrollment-id bench-1 --attestation-type x509 --certificate-path '/tmp/my certs/bench-1.pem' --dps-name <dps-name> --resource-group <resource-group>")
+                == "az iot dps enrollment create --enrollment-id bench-1 --attestation-type x509 --certificate-path '/tmp/my certs/bench-1.pem' --dps-name \"$DPS_NAME\" --resource-group \"$RESOURCE_GROUP\"")
     }
 
     @Test func writesAtomicallyIntoTheDirectory() throws {

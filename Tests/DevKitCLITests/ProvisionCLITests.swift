@@ -68,6 +68,27 @@ struct ProvisionCLITests {
         #expect(row.mac == v.mac && row.firmwareVersion == v.version)
     }
 
+    /// A failure reaches a script on stdout too: the last JSON line is the failed
+    /// step, with the board's row and how to finish it; the UDS appears nowhere.
+    @Test func aFailureIsAJSONEventWithTheWayToFinish() throws {
+        let v = try Self.vector()
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try (v.uds + "\n").write(toFile: dir + "/board.uds", atomically: false, encoding: .utf8)
+        let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version, faults: .init(eepromWriteFailure: true)))
+        defer { kit.stop() }
+        let r = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds", "--json"])
+        #expect(r.status == 74, "\(r.stderr)")
+        let last = try #require(r.stdout.split(separator: "\n").last.map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        } ?? nil)
+        #expect(last["status"] as? String == "failed")
+        #expect(last["stage"] as? String == "uds")
+        #expect(last["board_id"] as? Int == 1)
+        #expect((last["message"] as? String)?.contains("devkit provision --resume 1") == true)
+        #expect(!r.stdout.lowercased().contains(v.uds.lowercased()) && !r.stderr.lowercased().contains(v.uds.lowercased()))
+    }
+
     /// kill -9 right after each commit; the row says how far it got and `provision
     /// --resume` finishes the board with the recorded UDS. (A new board is recorded
     /// and marked sent by one commit; the certificate and the enrollment file are

@@ -196,6 +196,27 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         }
     }
 
+    /// A recorded UDS goes only to the board it was recorded for.
+    @Test func resumeRefusesAnotherBoard() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        let id = try f.registry.recordNewBoard(uds: f.uds, usbSerial: "066EFF0001", alsoMark: [.udsSent]).id!
+        var other = f.request(uds: .generate)
+        other.usbSerial = "066EFF0002"
+        do {
+            _ = try workflow.resume(boardID: id, request: other, session: nil)
+            Issue.record("resumed board #\(id) on another board")
+        } catch let error as ProvisionError {
+            #expect("\(error)".contains("066EFF0001") && "\(error)".contains("066EFF0002"))
+        }
+        let withMAC = try f.registry.recordNewBoard(uds: f.uds, mac: "a4cf120b0001", alsoMark: [.udsSent]).id!
+        #expect(throws: ProvisionError.self) {
+            try workflow.resume(boardID: withMAC, request: f.request(uds: .generate, mac: "a4cf120b0002"), session: nil)
+        }
+        #expect(try f.registry.board(id: id)?.usbSerial == "066EFF0001")
+    }
+
     @Test func udsFromTheProfileDirectoryByUSBSerial() throws {
         let f = try ProvisionFixture()
         defer { f.cleanup() }
