@@ -282,14 +282,29 @@ public final class ConsoleSession {
         let echo = ConsoleTokenizer.echo(of: line)
         let wire = line + [0x0D]
         var offset = 0
-        while offset < wire.count {
-            let end = min(offset + maxPieceLength, wire.count)
-            try transport.send(Array(wire[offset..<end]), deadline: clock.now + timeouts.send)
-            let echoEnd = min(end, line.count)
-            if offset < echoEnd {
-                try consumeEcho(echo[offset..<echoEnd], lineOffset: offset, skipStalePrompts: offset == 0, command: command)
+        // Bytes of the line the board may hold without its `\r`.
+        var unfinished = 0
+        do {
+            while offset < wire.count {
+                let end = min(offset + maxPieceLength, wire.count)
+                unfinished = min(end, line.count)  // a failed write may have sent part of it
+                try transport.send(Array(wire[offset..<end]), deadline: clock.now + timeouts.send)
+                if end == wire.count { unfinished = 0 }  // the `\r` went: the line runs
+                let echoEnd = min(end, line.count)
+                if offset < echoEnd {
+                    try consumeEcho(echo[offset..<echoEnd], lineOffset: offset, skipStalePrompts: offset == 0, command: command)
+                }
+                offset = end
             }
-            offset = end
+        } catch {
+            // Stopped part-way (cancelled, timed out, wrong echo): the bytes already
+            // sent wait in the console's line buffer, and the next `\r` (ours, or the
+            // next session's) would run the truncated line, e.g. store half a
+            // connection string. Erase them first. (An overflow dropped the line.)
+            if case ConsoleError.inputBufferOverflow = error {} else {
+                eraseSentBytes(unfinished)
+            }
+            throw error
         }
 
         let deadline = clock.now + timeout
@@ -338,6 +353,44 @@ public final class ConsoleSession {
                 guard try receiveMore(until: deadline) else { throw echoTimeout(command) }
             }
         }
+    }
+
+    /// Sends DEL for up to `count` bytes of an unfinished line, in pieces paced by
+    /// their `\b \b` echoes (the console's only flow control). Best effort, bounded by
+    /// the echo timeout: a board that holds fewer bytes (some were lost) echoes fewer
+    /// erasures, and DEL on an empty line is ignored.
+    private func eraseSentBytes(_ count: Int) {
+        guard count > 0 else { return }
+        let erasure: [UInt8] = [0x08, 0x20, 0x08]
+        let deadline = clock.now + timeouts.echo
+        var sent = 0
+        while sent < count {
+            let n = min(maxPieceLength, count - sent)
+            guard (try? transport.send([UInt8](repeating: 0x7F, count: n), deadline: clock.now + timeouts.send)) != nil
+            else { break }
+            sent += n
+            while Self.occurrences(of: erasure, in: inbox) < sent {
+                guard (try? receiveMore(until: deadline)) == true else {
+                    inbox.removeAll()
+                    return
+                }
+            }
+        }
+        inbox.removeAll()
+    }
+
+    static func occurrences(of needle: [UInt8], in haystack: [UInt8]) -> Int {
+        var count = 0
+        var start = 0
+        while start + needle.count <= haystack.count {
+            if haystack[start..<(start + needle.count)].elementsEqual(needle) {
+                count += 1
+                start += needle.count
+            } else {
+                start += 1
+            }
+        }
+        return count
     }
 
     private func echoTimeout(_ command: String) -> ConsoleError {

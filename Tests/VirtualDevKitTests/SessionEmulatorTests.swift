@@ -184,3 +184,59 @@ struct SessionEmulatorTests {
         }
     }
 }
+
+/// Throws `cancelled` from the first receive after the `after`-th send (Ctrl-C, a
+/// signal or a timeout while a long line is going out in pieces).
+private final class InterruptingTransport: ConsoleTransport {
+    struct Interrupted: Error {}
+    let base: any ConsoleTransport
+    let after: Int
+    private(set) var sends: [[UInt8]] = []
+    private var interrupted = false
+
+    init(_ base: any ConsoleTransport, interruptAfterSend after: Int) {
+        self.base = base
+        self.after = after
+    }
+
+    func send(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
+        sends.append(bytes)
+        try base.send(bytes, deadline: deadline)
+    }
+
+    func receive(deadline: ContinuousClock.Instant) throws -> [UInt8] {
+        if sends.count == after && !interrupted {
+            interrupted = true
+            throw Interrupted()
+        }
+        return try base.receive(deadline: deadline)
+    }
+}
+
+@Suite("An interrupted long line")
+struct InterruptedLineTests {
+    /// Stopped after two of a connection string's three pieces: the board must not
+    /// keep the 256 bytes, or the next `\r` (this session's or the next one's) would
+    /// store half a connection string.
+    @Test func isErasedFromTheConsole() throws {
+        let kit = try VirtualDevKit(configuration: .init())
+        kit.start()
+        defer { kit.stop() }
+        let port = try SerialPort(path: kit.devicePath)
+        defer { port.close() }
+        let transport = InterruptingTransport(port, interruptAfterSend: 3)  // `\r`, piece 1, piece 2
+        let session = ConsoleSession(transport: transport)
+        try session.synchronize()
+        let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 300)
+        #expect(throws: InterruptingTransport.Interrupted.self) { try session.setIoTHubConnectionString(hub) }
+        #expect(transport.sends.count == 5)  // then two pieces of DEL
+        #expect(transport.sends.dropFirst(3).allSatisfy { $0.allSatisfy { $0 == 0x7F } })
+        #expect(transport.sends.dropFirst(3).map(\.count).reduce(0, +) == 256)
+
+        // A new session on the same board: the resync's `\r` finds an empty line.
+        try session.synchronize()
+        #expect(try session.version().firmwareVersion.text == "1.6.2")
+        #expect(kit.state.connectionString == nil)
+        #expect(kit.droppedByteCount == 0)
+    }
+}
