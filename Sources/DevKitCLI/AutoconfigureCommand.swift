@@ -42,9 +42,16 @@ struct AutoconfigureCommand: ParsableCommand {
                 profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: port.baud)
             let reporter = ProvisionReporter(json: json)
             let crash = crashHookFromEnvironment()
+            // systemd stops the unit with SIGTERM when the board is unplugged
+            // (BindsTo=): the failure is recorded before the process goes.
+            defer { PortStopSignals.reraiseIfCaught() }
             switch try provisioner.provision(
                 path: path, usbSerial: usbSerial(of: path), report: reporter.event,
-                afterStep: { step, _ in crash(step.rawValue) })
+                afterStep: { step, _ in crash(step.rawValue) },
+                whilePortOpen: { port in
+                    let signals = PortStopSignals(cancelling: port)
+                    return { signals.restore() }
+                })
             {
             case .provisioned(let result, _):
                 reporter.result(result)

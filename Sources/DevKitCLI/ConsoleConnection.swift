@@ -12,7 +12,12 @@ import Glibc
 @discardableResult
 func withConsoleSession<T>(_ options: PortOptions, _ body: (ConsoleSession) throws -> T) throws -> T {
     let port = try SerialPort(path: try options.resolvedPath(), baudRate: options.baud)
-    defer { port.close() }
+    let signals = PortStopSignals(cancelling: port)
+    defer {
+        signals.restore()
+        port.close()
+        PortStopSignals.reraiseIfCaught()
+    }
     guard getenv("DEVKIT_WIRE_STATS") != nil else {
         return try body(ConsoleSession(transport: port))
     }

@@ -40,9 +40,14 @@ public struct ProfileProvisioner: Sendable {
     }
 
     /// Provisions the board on `path`. Blocking; run one per board on its own thread.
+    ///
+    /// - Parameter whilePortOpen: called with the port once it is open; what it
+    ///   returns is called just before the port closes (`autoconfigure` turns stop
+    ///   signals into a cancellation of the port for that span).
     public func provision(
         path: String, usbSerial: String?, report: @escaping (ProvisionEvent) -> Void,
-        afterStep: @escaping @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
+        afterStep: @escaping @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in },
+        whilePortOpen: ((SerialPort) -> () -> Void)? = nil
     ) throws -> Outcome {
         var previous: BoardRecord?
         if let usbSerial {
@@ -53,7 +58,11 @@ public struct ProfileProvisioner: Sendable {
         workflow.afterStep = afterStep
         let request = ProvisionRequest(profile: profile, usbSerial: usbSerial)
         let port = try SerialPort(path: path, baudRate: baudRate)
-        defer { port.close() }
+        let release = whilePortOpen?(port)
+        defer {
+            release?()
+            port.close()
+        }
         let session = ConsoleSession(transport: port)
         if let previous, let id = previous.id {
             return .provisioned(try workflow.resume(boardID: id, request: request, session: session), resumed: true)

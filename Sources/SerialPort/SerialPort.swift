@@ -274,6 +274,11 @@ public final class SerialPort: @unchecked Sendable {
         }
     }
 
+    /// The eventfd that ``cancel()`` writes to. A signal handler, which must not take
+    /// ``cancel()``'s lock, may cancel by writing an 8-byte 1 to it with write(2)
+    /// (async-signal-safe). Valid until ``close()``: remove the handler before closing.
+    public var cancellationEventDescriptor: Int32 { wake.rawValue }
+
     /// Wakes a ``read(maxCount:deadline:)`` or ``write(_:deadline:)`` blocked in `poll`,
     /// which then throws ``SerialPortError/cancelled``. Safe from any thread (a signal
     /// handler must not call it: it takes a lock). If nothing is waiting, the next

@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+import VirtualDevKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SIGTERM (or Ctrl-C) while a one-shot command has the port: the half-sent line is
+/// erased from the console, the port gets its terminal settings back, and the
+/// process dies of the signal.
+@Suite(.timeLimit(.minutes(1)))
+struct StopSignalTests {
+    @Test func sigtermMidLineErasesItAndRestoresThePort() throws {
+        // 9600 baud: the 400-byte line takes about half a second on the wire.
+        let kit = try startedKit(.init(pacingBaudRate: 9600))
+        defer { kit.stop() }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
+        let cs = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 340)
+        try (cs + "\n").write(toFile: directory + "/cs", atomically: false, encoding: .utf8)
+
+        let slave = open(kit.devicePath, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
+        #expect(slave >= 0)
+        defer { close(slave) }
+        // Settings devkit changes (it sets VMIN=0/VTIME=0) and must put back.
+        var before = termios()
+        #expect(tcgetattr(slave, &before) == 0)
+        withUnsafeMutableBytes(of: &before.c_cc) { cc in
+            cc[Int(VMIN)] = 7
+            cc[Int(VTIME)] = 3
+        }
+        #expect(tcsetattr(slave, TCSANOW, &before) == 0)
+
+        let process = Process()
+        process.executableURL = ConsoleCLIProcess.binary
+        process.arguments = ["set-connection-string", "--port", kit.devicePath, "--file", directory + "/cs"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        // Part of the line is on the board (the `\r` of the sync, then the first piece).
+        try waitUntil { kit.receivedByteCount > 150 }
+        #expect(kill(process.processIdentifier, SIGTERM) == 0)
+        process.waitUntilExit()
+
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGTERM)
+        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(message.contains("stopped by SIGTERM"), "\(message)")
+        var after = termios()
+        #expect(tcgetattr(slave, &after) == 0)
+        #expect(after.c_lflag == before.c_lflag && after.c_iflag == before.c_iflag)
+        #expect(after.c_oflag == before.c_oflag && after.c_cflag == before.c_cflag)
+        withUnsafeBytes(of: after.c_cc) { cc in
+            #expect(cc[Int(VMIN)] == 7 && cc[Int(VTIME)] == 3)
+        }
+
+        // The next command's `\r` finds an empty line: nothing half-stored.
+        let info = try ConsoleCLIProcess.run(["info", "--port", kit.devicePath])
+        #expect(info.status == 0, "\(info.stderr)")
+        #expect(kit.state.connectionString == nil)
+    }
+}
