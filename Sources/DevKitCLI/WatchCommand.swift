@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import DeviceDiscovery
+import DevKitConsole
 import DevKitWorkflows
 import Foundation
 
@@ -146,6 +147,12 @@ final class BoardThreads: @unchecked Sendable {
                 case .alreadyProvisioned(let board):
                     log(node, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
                 }
+            } catch ConsoleError.wrongMode(let mode) {
+                // Pressing reset does not re-plug the ST-LINK's USB, so no new `add`
+                // comes from that alone: say that the cable must be replugged.
+                lock.withLock { failed += 1 }
+                log(node, "failed: the board is in \(mode.description); hold button A and press reset, then unplug and "
+                    + "plug the board in again: it is provisioned when it re-appears")
             } catch let error as CLIReportable {
                 lock.withLock { failed += 1 }
                 log(node, "failed: \(error.userMessage)")

@@ -65,6 +65,21 @@ import Glibc
 
     /// With --port, boards are provisioned once, each reported, and the exit code
     /// says whether all succeeded.
+    /// A board in user mode: reset alone does not re-plug the USB, so the line says
+    /// to replug it (watch provisions it when it re-appears).
+    @Test func aBoardInUserModeIsToldToBeReplugged() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeProfile(elf: Self.elf, in: dir)
+        let kit = try startedKit(.init(mode: .user))
+        defer { kit.stop() }
+        let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
+                                            "--port", kit.devicePath])
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("the board is in user mode; hold button A and press reset, then unplug"), "\(r.stderr)")
+        #expect(kit.state.uds == nil)
+    }
+
     @Test func staticPortsReportEachBoardAndExit1OnFailure() throws {
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
