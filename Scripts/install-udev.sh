@@ -93,5 +93,6 @@ else
 fi
 
 if [ ! -e /etc/devkit/profile.toml ]; then
-    echo "next: write /etc/devkit/profile.toml, then plug in a DevKit (hold A, reset)"
+    echo "next: write /etc/devkit/profile.toml (output_dir = \"enrollments\", or a directory outside"
+    echo "      /usr, /boot and /etc: the unit may not write elsewhere there), then plug in a DevKit (hold A, reset)"
 fi

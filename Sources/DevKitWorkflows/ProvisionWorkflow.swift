@@ -140,7 +140,7 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
         case .serialUnknown(let dir):
             "the UDS policy reads \(dir)/<USB serial>.uds, but this board's USB serial is unknown; give --uds-file instead"
         case .outputDirectory(let path, let reason):
-            "output directory \(path): \(reason); create it or choose another with --output-dir"
+            "output directory \(path): \(reason); create it, or choose another (--output-dir, or output_dir in a profile)"
         case .firmware(let s): s
         case .macNotInBootLog:
             "the board rebooted but its boot log showed no `DevKit MAC Address:` line (is the DPS sample sketch flashed?); give the MAC with --mac, read from the screen in configuration mode"
