@@ -49,6 +49,9 @@ public final class VirtualDevKit: @unchecked Sendable {
         var pluggedIn = false
         var running = false
         var received = 0
+        /// `received` when the board was last plugged in: the unplug fault counts
+        /// from there, so a replugged board takes N bytes again.
+        var receivedAtPlug = 0
         var dropped = 0
         var mode: Mode
         var lastError: VirtualDevKitError?
@@ -354,7 +357,7 @@ public final class VirtualDevKit: @unchecked Sendable {
                 return byte
             }
             if let limit = configuration.faults.unplugAfterReceivedBytes, wire.isEmpty,
-                shared.withLock({ $0.received }) >= limit
+                shared.withLock({ $0.received - $0.receivedAtPlug }) >= limit
             {
                 throw .unplug
             }
@@ -409,7 +412,7 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// How many more bytes the board may take from the host (the unplug fault's budget).
     private func hostInputBudget() -> Int {
         guard let limit = configuration.faults.unplugAfterReceivedBytes else { return 4096 }
-        return min(4096, limit - shared.withLock { $0.received })
+        return min(4096, limit - shared.withLock { $0.received - $0.receivedAtPlug })
     }
 
     /// Reads what the host has written (within the unplug budget) onto the "wire".
@@ -787,6 +790,7 @@ public final class VirtualDevKit: @unchecked Sendable {
         shared.withLock {
             $0.devicePath = pty.slavePath
             $0.pluggedIn = true
+            $0.receivedAtPlug = $0.received
         }
     }
 

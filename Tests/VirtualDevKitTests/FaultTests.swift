@@ -55,6 +55,23 @@ struct FaultTests {
         #expect(Array("versi".utf8).starts(with: seen))  // at most the echo of 5 bytes
         #expect(bench.kit.receivedByteCount == 5)
         #expect(!bench.kit.isPluggedIn)
+
+        // Plugged in again, the board boots and takes 5 bytes again before it goes:
+        // the fault counts from each plug-in, not from the first.
+        try bench.kit.replug()
+        #expect(bench.kit.waitUntilIdle())
+        #expect(bench.kit.isPluggedIn)
+        let again = try Host(bench.kit)
+        try again.send("vers")
+        #expect(try again.read(through: "vers") .hasSuffix("vers"))
+        #expect(bench.kit.isPluggedIn)
+        try again.send("ion\r")
+        do {
+            while true { _ = try again.port.read(deadline: .now + .seconds(10)) }
+        } catch {
+            #expect(error == .disconnected(path: bench.kit.devicePath))
+        }
+        #expect(bench.kit.receivedByteCount == 10)
     }
 
     @Test func lineNoiseBeforeTheBanner() throws {
