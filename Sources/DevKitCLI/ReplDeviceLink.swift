@@ -56,6 +56,8 @@ final class ReplDeviceLink: @unchecked Sendable {
     private let eventPipe: (read: Int32, write: Int32)
     private let stopPipe: (read: Int32, write: Int32)
     private let finished = DispatchSemaphore(value: 0)
+    /// Serialises writes (main thread) with closing a lost port (reader thread).
+    private let writeLock = NSLock()
     private var started = false
 
     /// Readable whenever ``takeEvents()`` has something.
@@ -131,6 +133,10 @@ final class ReplDeviceLink: @unchecked Sendable {
 
     /// Writes to the board; throws ``ReplLinkError/disconnected(path:)`` when it is not there.
     func write(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
+        // Held across the write: the reader thread closes a lost port only under this
+        // lock, so a write never lands on a closed (or already reused) descriptor.
+        writeLock.lock()
+        defer { writeLock.unlock() }
         guard let port = state.withLock({ $0.port }) else { throw ReplLinkError.disconnected(path: path) }
         try port.writeBytes(bytes, deadline: deadline)
     }
@@ -172,8 +178,12 @@ final class ReplDeviceLink: @unchecked Sendable {
                 if !bytes.isEmpty { post(.data(bytes)) }
             } catch {
                 if state.withLock({ $0.stopping }) { return }
-                port.closePort()
                 state.withLock { $0.port = nil }
+                // A write in progress ends soon (the device is gone, and writes have
+                // deadlines); close only after it.
+                writeLock.lock()
+                port.closePort()
+                writeLock.unlock()
                 post(.disconnected(reason: Self.describe(error)))
             }
         }
