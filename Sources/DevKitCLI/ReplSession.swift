@@ -12,6 +12,9 @@ struct ReplCancelled: Error {}
 final class ReplLinkTransport: ConsoleTransport {
     let link: ReplDeviceLink
     let interruptFD: Int32
+    /// Set when Ctrl-C ended a wait, until the next command: what the board sends
+    /// after that (the rest of an echo, the erasure of a half-sent line) is not shown.
+    var wasCancelled = false
 
     init(link: ReplDeviceLink, interruptFD: Int32) {
         self.link = link
@@ -50,6 +53,7 @@ final class ReplLinkTransport: ConsoleTransport {
             if ready < 0 && errno != EINTR { throw ReplLinkError.disconnected(path: link.path) }
             if fds.count > 1 && fds[1].revents != 0 {
                 drainPipe(interruptFD)
+                wasCancelled = true
                 throw ReplCancelled()
             }
         }
@@ -239,10 +243,14 @@ final class ReplSession {
             guard synchronize(reportSuccess: false) else { return nil }
         }
         var after: [UInt8] = []
+        transport.wasCancelled = false
         if let echo {
             var framer = ReplResponseFramer(
                 echo: echo, terminator: isExit ? Array("Reboot\r\n".utf8) : ReplResponseFramer.prompt)
-            console.receiveObserver = { [transcript] bytes in
+            console.receiveObserver = { [transcript, transport] bytes in
+                // After Ctrl-C: the rest of the echo (a connection string comes back
+                // in clear) and the erasure of the half-sent line stay off the screen.
+                if transport.wasCancelled { return }
                 let (shown, extra) = framer.feed(bytes)
                 writeAll(STDOUT_FILENO, shown)
                 transcript?.received(shown)

@@ -230,6 +230,45 @@ struct ReplTmuxTests {
     }
 }
 
+extension ReplTmuxTests {
+    /// Ctrl-C while a connection string is going out in pieces: the board keeps
+    /// nothing (the half-sent line is erased), and its clear-text echo of the
+    /// secret stays off the screen and out of the transcript.
+    @Test("Ctrl-C mid-line: nothing half-stored, no secret shown",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(1)))
+    func ctrlCMidLine() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        // 9600 baud: the 400-byte line takes about half a second.
+        let board = try VirtualDevKit(configuration: .init(linkPath: link, pacingBaudRate: 9600))
+        board.start()
+        defer { board.stop() }
+        #expect(board.waitUntilIdle())
+        let tmux = try Self.startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+
+        tmux.send("set_az_iothub", "Enter")
+        try tmux.waitFor { $0.lastLine.hasSuffix("(not shown):") }
+        let secret = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "Q", count: 340)
+        let before = board.receivedByteCount
+        tmux.send(secret, "Enter")
+        try waitUntil { board.receivedByteCount > before + 150 }
+        tmux.send("C-c")
+        try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") && $0.lastLine == "devkit>" }
+        tmux.send("version", "Enter")
+        // The whole reply, back at the prompt (at 9600 baud it takes a moment).
+        try tmux.waitFor { $0.contains("WIFI version:") && $0.lastLine == "devkit>" }
+        #expect(board.state.connectionString == nil)
+        #expect(!tmux.capture().contains("QQQQ"))
+        tmux.send("C-d")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
+        let transcript = try String(contentsOfFile: directory.path + "/session.log", encoding: .utf8)
+        #expect(!transcript.contains("QQQQ"))
+    }
+}
+
 /// Polls a condition on the test's own objects with a bounded deadline.
 func waitUntil(_ condition: () -> Bool) throws {
     let deadline = ContinuousClock.now + .seconds(10)
