@@ -8,6 +8,7 @@ packages=(
   pkg-config      # resolves the libedit/libudev system-library targets
   libedit-dev     # line editing for `devkit console`
   libudev-dev     # device discovery
+  libsqlite3-dev  # the registry (GRDB links the system SQLite)
   umockdev        # emulated udev devices for the discovery tests
   libumockdev-dev
   python3 python3-gi gir1.2-umockdev-1.0   # the hotplug test's uevent driver
@@ -30,6 +31,6 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+# Through env: sudo resets the environment, and apt must not stop to ask.
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -68,6 +68,10 @@ sed "s|^ExecStart=/usr/local/bin/devkit |ExecStart=$binary |" \
 chmod 0644 "$unit_dir/devkit-autoconfigure@.service.tmp"
 mv "$unit_dir/devkit-autoconfigure@.service.tmp" "$unit_dir/devkit-autoconfigure@.service"
 echo "installed $unit_dir/devkit-autoconfigure@.service (runs $binary)"
+# The README's profile writes to output_dir = "enrollments" next to it: the one
+# directory under /etc the unit may write (ReadWritePaths=).
+install -d -m 0755 "$destdir/etc/devkit/enrollments"
+echo "created $destdir/etc/devkit/enrollments (for output_dir = \"enrollments\")"
 
 if [ -n "$destdir" ]; then
     echo "not reloading udev or systemd (--destdir)"

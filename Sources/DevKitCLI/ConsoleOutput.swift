@@ -18,7 +18,7 @@ enum BoardHelp {
     static let exitCodes = """
         Exit codes: 64 invalid input, 66 no such port or secret file unreadable, \
         69 board unplugged or not in configuration mode, 73 cannot write the secret \
-        file, 74 the board reported an error or bytes were lost, 75 timeout or port in \
+        file (set-uds --generate), 74 the board reported an error or bytes were lost, 75 timeout or port in \
         use (try again), 77 permission denied on the port (join the dialout group).
         """
 }

@@ -10,7 +10,8 @@ struct SetWiFiCommand: ParsableCommand {
         discussion: """
             The SSID (1 to 31 bytes) is not secret and goes on the command line. The \
             password (at most 63 bytes) is read from a file, or `-` for standard input: \
-            the file's first line, spaces kept, the line end dropped. For an open network \
+            the file's one line (a second line is refused), spaces kept, the line end \
+            dropped. For an open network \
             use --open instead. The board echoes the password as `*`, and devkit never \
             prints it.
 
@@ -30,7 +31,7 @@ struct SetWiFiCommand: ParsableCommand {
 
     @Option(
         name: .customLong("password-file"),
-        help: ArgumentHelp("File holding the password on its first line, or - for standard input.", valueName: "file"))
+        help: ArgumentHelp("File holding the password on one line, or - for standard input.", valueName: "file"))
     var passwordFile: String?
 
     @Flag(help: "The network has no password (clears the stored one).")

@@ -94,6 +94,11 @@ struct UdevRuleTests {
         #expect(unitText.contains(
             "ExecStart=/bin/true autoconfigure --port /dev/%I --profile /etc/devkit/profile.toml\n"))
         #expect(unitText.contains("BindsTo=dev-%i.device\n"))
+        // The README profile's output_dir, the one place under /etc the unit may write.
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(
+            atPath: root.appendingPathComponent("etc/devkit/enrollments").path, isDirectory: &isDirectory) && isDirectory.boolValue)
+        #expect(unitText.contains("ReadWritePaths=-/etc/devkit/enrollments\n"))
         for path in [rules, unit] {
             let mode = (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? 0
             #expect(mode == 0o644, "\(path)")
