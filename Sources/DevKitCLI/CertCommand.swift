@@ -236,7 +236,15 @@ struct CertCommand: ParsableCommand {
     }
 
     private func readUDS(_ path: String) throws(CertError) -> UDS {
-        let bytes = try readWholeFile(path, limit: 4096)
+        // A UDS typed at a terminal is read hidden, as the board commands do.
+        let bytes: [UInt8]
+        if path == "-" && isatty(STDIN_FILENO) == 1 {
+            do { bytes = try SecretFile.readHiddenLine() } catch {
+                throw .unreadable(path: path, reason: "\(error)")
+            }
+        } else {
+            bytes = try readWholeFile(path, limit: 4096)
+        }
         do { return try UDS(hex: String(decoding: bytes, as: UTF8.self)) } catch {
             throw .invalidInput(error, source: path == "-" ? "standard input" : path)
         }

@@ -9,14 +9,21 @@ import Darwin
 /// Written by hand on POSIX calls because the guarantees are the point: mode 0600
 /// from the first byte, no clobbering of an existing secret, and durability (fsync of
 /// the file and its directory) before the secret is ever sent to a board.
+/// The terminal settings to put back if a signal ends a hidden read (a signal
+/// handler can only use plain globals).
+nonisolated(unsafe) private var hiddenLineSavedTerminal = termios()
+
 public enum SecretFile {
     /// Largest secret file read, so a wrong path (a disk image…) fails fast.
     public static let maxSize = 64 * 1024
 
-    /// Reads a whole file, or standard input for `-`.
+    /// Reads a whole file, or standard input for `-`. Standard input that is a
+    /// terminal is asked for one line, with a prompt on stderr and echo off: a
+    /// secret typed there is never shown.
     public static func read(_ path: String) throws(WorkflowError) -> [UInt8] {
         let fd: Int32
         if path == "-" {
+            if isatty(STDIN_FILENO) == 1 { return try readHiddenLine() }
             fd = STDIN_FILENO
         } else {
             fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -38,6 +45,53 @@ public enum SecretFile {
             }
         }
         return data
+    }
+
+    /// One line from the terminal on standard input, echo off. The terminal's
+    /// settings come back afterwards, also when SIGINT, SIGTERM or SIGHUP ends the
+    /// process while it waits (the handler restores them and re-raises).
+    public static func readHiddenLine() throws(WorkflowError) -> [UInt8] {
+        var saved = termios()
+        guard tcgetattr(STDIN_FILENO, &saved) == 0 else {
+            throw .cannotReadSecret(path: "-", reason: errnoText(errno))
+        }
+        let prompt = "devkit: type the secret (it is not shown), then Enter: "
+        _ = prompt.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
+        var hidden = saved
+        hidden.c_lflag &= ~tcflag_t(ECHO)
+        hidden.c_lflag |= tcflag_t(ICANON | ECHONL)
+        hiddenLineSavedTerminal = saved
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { signal in
+            _ = tcsetattr(STDIN_FILENO, TCSANOW, &hiddenLineSavedTerminal)
+            Glibc.signal(signal, SIG_DFL)
+            raise(signal)
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = SA_RESTART
+        let signals = [SIGINT, SIGTERM, SIGHUP]
+        var previous: [sigaction] = signals.map { _ in sigaction() }
+        for (index, signal) in signals.enumerated() { _ = sigaction(signal, &action, &previous[index]) }
+        _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &hidden)
+        defer {
+            _ = tcsetattr(STDIN_FILENO, TCSANOW, &saved)
+            for (index, signal) in signals.enumerated() { _ = sigaction(signal, &previous[index], nil) }
+        }
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while true {
+            let n = Glibc.read(STDIN_FILENO, &byte, 1)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .cannotReadSecret(path: "-", reason: errnoText(errno))
+            }
+            if n == 0 || byte == 0x0A { break }
+            line.append(byte)
+            guard line.count <= maxSize else {
+                throw .cannotReadSecret(path: "-", reason: "the line is longer than \(maxSize) bytes")
+            }
+        }
+        return line
     }
 
     /// Reads a text secret, without surrounding whitespace (UDS, connection strings).

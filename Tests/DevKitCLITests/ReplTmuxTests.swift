@@ -269,6 +269,32 @@ extension ReplTmuxTests {
     }
 }
 
+extension ReplTmuxTests {
+    /// `--uds-file -` at a terminal: a prompt, and the UDS typed is not shown.
+    @Test("a secret typed at the terminal is asked for and not shown",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the test needs a terminal"),
+          .timeLimit(.minutes(1)))
+    func secretFromTheTerminal() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        let board = try VirtualDevKit(configuration: .init(linkPath: link))
+        board.start()
+        defer { board.stop() }
+        #expect(board.waitUntilIdle())
+        let tmux = try ReplTmux(tmux: Self.tmuxPath!, in: directory)
+        defer { tmux.kill() }
+        try tmux.start("'\(ReplBinary.devkit)' set-uds --port '\(link)' --uds-file -; echo \"[devkit exited $?]\"; exec cat")
+        try tmux.waitFor { $0.contains("type the secret (it is not shown), then Enter:") }
+        let uds = "5eed5eed00112233445566778899aabbccddeeff00112233445566778899abcd"
+        tmux.send(uds, "Enter")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
+        #expect(board.state.uds == uds)
+        #expect(!tmux.capture().contains("5eed5eed"))
+        // Echo is back for what comes next.
+        #expect(try tmux.paneTerminalSettings().contains(" echo "))
+    }
+}
+
 /// Polls a condition on the test's own objects with a bounded deadline.
 func waitUntil(_ condition: () -> Bool) throws {
     let deadline = ContinuousClock.now + .seconds(10)
