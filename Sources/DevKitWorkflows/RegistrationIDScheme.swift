@@ -39,7 +39,7 @@ public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
         try Self.checkLiteral(rest, in: text)
         guard namesTheBoard else {
             throw .badTemplate(
-                text, "it has neither {mac} nor {serial}, so boards would share an ID; use {mac} or {serial}")
+                text, "it has neither {mac} nor {serial}, so boards would get the same ID; use {mac} or {serial}")
         }
         self = .template(text)
     }

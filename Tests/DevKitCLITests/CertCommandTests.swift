@@ -214,7 +214,9 @@ struct CertCommandTests {
         let ws = try Workspace()
         defer { ws.remove() }
         let registry = try Registry(path: ws.path + "/registry.sqlite")
-        let board = try registry.recordNewBoard(uds: v["uds"]!).id!
+        // A board the workflow got as far as its MAC (the board confirmed its UDS).
+        let board = try registry.recordNewBoard(uds: v["uds"]!, alsoMark: [.udsSent]).id!
+        try registry.markStep(.udsConfirmed, boardID: board)
         try registry.markStep(.versionRead, boardID: board, update: BoardUpdate(firmwareVersion: v["firmware_version"]!))
         try registry.markStep(
             .macRead, boardID: board, update: BoardUpdate(mac: v["mac"]!, registrationID: v["registration_id"]!))
