@@ -470,8 +470,16 @@ public struct ProvisionWorkflow {
 
     static func checkOutputDirectory(_ path: String) throws(ProvisionError) {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw .outputDirectory(path: path, reason: "does not exist")
+        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            // Created, as `devkit cert` does: before any board is touched, and the
+            // error below says why when that is not possible.
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            } catch {
+                throw .outputDirectory(path: path, reason: "does not exist and cannot be created (\(error.localizedDescription))")
+            }
+            isDirectory = true
         }
         guard isDirectory.boolValue else { throw .outputDirectory(path: path, reason: "is not a directory") }
         guard FileManager.default.isWritableFile(atPath: path) else {

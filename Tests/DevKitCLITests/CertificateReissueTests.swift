@@ -49,6 +49,25 @@ import Testing
         #expect(row.state == .done)
     }
 
+    /// A missing output directory is created before anything is written (as `cert`
+    /// does); one that cannot be is an error that says so.
+    @Test func createsAMissingOutputDirectory() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let reissue = CertificateReissue(registry: f.registry, factory: try recordingMeasurer()(.elf("/new.elf")))
+        let out = f.dir + "/certs/2026"
+        #expect(try reissue.run(firmwareVersion: "1.6.3", outputDirectory: out).isEmpty)
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) && isDirectory.boolValue)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: f.dir + "/a-file"))
+        do {
+            _ = try reissue.run(firmwareVersion: "1.6.3", outputDirectory: f.dir + "/a-file/sub")
+            Issue.record("an output directory under a file was accepted")
+        } catch let error as ProvisionError {
+            #expect("\(error)".contains("cannot be created"))
+        }
+    }
+
     /// Only the UDS a board confirmed, and only the latest record of a board: a board
     /// provisioned again holds the newer UDS, and a certificate from the older row,
     /// or from a UDS it never confirmed, would not be the one it presents.
