@@ -135,7 +135,10 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         case "uds":
             try "not-a-uds".write(toFile: f.udsFile, atomically: false, encoding: .utf8)
         case "wifi": request.wifi?.passwordFile = f.dir + "/missing"
-        case "output": request.outputDirectory = f.dir + "/missing"
+        case "output":
+            // A missing directory is created; one under a file cannot be.
+            try "x".write(toFile: f.dir + "/a-file", atomically: false, encoding: .utf8)
+            request.outputDirectory = f.dir + "/a-file/out"
         case "firmware": measure = recordingMeasurer(failWith: ProvisionError.firmware("fw.elf: no __start_riot_core"))
         case "mac": request.mac = "a4cf12"
         default: request.registrationID = "Has_Upper"
