@@ -38,7 +38,9 @@ struct ProvisionReporter {
 
     func result(_ r: ProvisionResult) {
         if json {
-            emitJSON(ResultJSON(r))
+            var line = ResultJSON(r)
+            line.port = port
+            emitJSON(line)
             return
         }
         print("""
@@ -80,6 +82,8 @@ struct ProvisionReporter {
         let boardID: Int64, registrationID: String, mac: String, firmwareVersion: String
         let certificatePath: String, enrollmentPath: String, certificateSHA1: String
         let certificateSHA256: String, azCommand: String
+        /// The board's port, when several boards run at once (`watch`).
+        var port: String?
         init(_ r: ProvisionResult) {
             boardID = r.boardID; registrationID = r.registrationID; mac = r.mac
             firmwareVersion = r.firmwareVersion; certificatePath = r.certificatePath
@@ -90,7 +94,7 @@ struct ProvisionReporter {
             case event, boardID = "board_id", registrationID = "registration_id", mac
             case firmwareVersion = "firmware_version", certificatePath = "certificate_path"
             case enrollmentPath = "enrollment_path", certificateSHA1 = "certificate_sha1"
-            case certificateSHA256 = "certificate_sha256", azCommand = "az_command"
+            case certificateSHA256 = "certificate_sha256", azCommand = "az_command", port
         }
     }
 }

@@ -56,9 +56,16 @@ struct WatchCommand: AsyncParsableCommand {
             try provisioner.prepare()
             let boards = BoardThreads()
             let json = self.json
+            // JSON: {"event":"board","port":…,"status":…,"message":…}, the status being
+            // the word the message starts with (appeared, provisioned, finished,
+            // already, unplugged, failed), for scripts to act on without parsing text.
             let log: @Sendable (String, String) -> Void = { port, text in
                 if json {
-                    if let line = try? registryJSON(["event": "board", "port": port, "message": text]) { printEvent(line) }
+                    let status = text.hasPrefix("DevKit ") ? "appeared"
+                        : String(text.prefix { $0.isLetter || $0 == "_" })
+                    if let line = try? registryJSON(["event": "board", "port": port, "status": status, "message": text]) {
+                        printEvent(line)
+                    }
                 } else {
                     printError("[\(port)] \(text)")
                 }
@@ -143,6 +150,7 @@ final class BoardThreads: @unchecked Sendable {
             do {
                 switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: reporter.event) {
                 case .provisioned(let result, let resumed):
+                    if json { reporter.result(result) }  // the whole result, with the port
                     log(node, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")
                 case .alreadyProvisioned(let board):
                     log(node, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")

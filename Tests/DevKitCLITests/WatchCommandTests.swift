@@ -91,8 +91,30 @@ import Glibc
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String]
         }
         for port in [dir + "/no-board-1", dir + "/no-board-2"] {
-            #expect(lines.contains { $0["port"] == port && $0["message"]?.hasPrefix("failed: ") == true }, "\(r.stdout)")
+            #expect(lines.contains { $0["port"] == port && $0["status"] == "failed" && $0["message"]?.hasPrefix("failed: ") == true },
+                    "\(r.stdout)")
         }
+    }
+
+    /// With --json a provisioned board gives a status event and the whole result
+    /// (as `provision --json` prints it), both with the port.
+    @Test func jsonGivesEachBoardsResult() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeProfile(elf: Self.elf, in: dir)
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let r = try RegistryCLIProcess.run(["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
+                                            "--port", kit.devicePath, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let result = try #require(lines.first { $0["event"] as? String == "result" }, "\(r.stdout)")
+        #expect(result["port"] as? String == kit.devicePath)
+        #expect(result["board_id"] as? Int == 1)
+        #expect((result["certificate_path"] as? String).map(FileManager.default.fileExists) == true)
+        #expect(lines.contains { $0["event"] as? String == "board" && $0["status"] as? String == "provisioned" })
     }
 
     /// With --json, each board's step events name its port, and they reach a pipe
