@@ -126,8 +126,14 @@ public struct BoardRecord: Codable, Sendable, Equatable, Identifiable,
         ProvisioningStep.allCases.filter { completedAt($0) != nil }
     }
 
-    /// The furthest step completed (every row has at least `.udsRecorded`).
-    public var lastStep: ProvisioningStep? { completedSteps.last }
+    /// The last step of the unbroken run from the start, i.e. the one before
+    /// ``nextStep`` (every row has at least `.udsRecorded`). Not simply the furthest
+    /// step marked: a MAC given with `--mac` marks `mac_read` at record time, and a
+    /// board cut off after `uds_sent` got no further than that.
+    public var lastStep: ProvisioningStep? {
+        guard let next = nextStep else { return ProvisioningStep.allCases.last }
+        return ProvisioningStep.allCases.last { $0 < next }
+    }
 
     /// The first step not yet completed, or nil when the board is done.
     public var nextStep: ProvisioningStep? {

@@ -119,6 +119,8 @@ public final class SerialPort: @unchecked Sendable {
             return .notFound(path: path)
         case .permissionDenied, .notPermitted:
             return .permissionDenied(path: path)
+        case .isDirectory:
+            return .notATerminal(path: path)  // a usage error like any other non-tty path
         case .resourceBusy:
             // TIOCEXCL set by the holder. Its flock is on the device node's inode,
             // which stat(2) gives without opening; failing that, any other opener.

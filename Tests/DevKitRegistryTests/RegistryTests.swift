@@ -105,6 +105,14 @@ let udsB = String(repeating: "5a", count: 32)
         #expect(board.state == .inProgress)
         #expect(board.completedSteps == [.udsRecorded])
         #expect(board.nextStep == .udsSent)
+        #expect(board.lastStep == .udsRecorded)
+
+        // A MAC given up front is marked at once, but the board got no further than
+        // it did: the last step is the end of the unbroken run.
+        let given = try Registry(path: tmp.file("given.sqlite"))
+            .recordNewBoard(uds: udsB, mac: "a4cf120b9e31", alsoMark: [.udsSent])
+        #expect(given.completedSteps == [.udsRecorded, .udsSent, .macRead])
+        #expect(given.lastStep == .udsSent && given.nextStep == .udsConfirmed)
 
         board = try registry.markStep(.udsSent, boardID: id)
         board = try registry.markStep(.udsConfirmed, boardID: id)

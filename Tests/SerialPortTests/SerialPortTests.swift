@@ -292,6 +292,10 @@ struct SerialPortTests {
         #expect(throws: SerialPortError.notATerminal(path: "/dev/null")) {
             _ = try SerialPort(path: "/dev/null")
         }
+        // A directory (say, /dev/serial/by-id itself) is the same mistake.
+        #expect(throws: SerialPortError.notATerminal(path: "/tmp")) {
+            _ = try SerialPort(path: "/tmp")
+        }
     }
 
     @Test func usingAClosedPortIsAnError() throws {
