@@ -5,7 +5,7 @@ extension VirtualDevKitError: CLIReportable {
         switch self {
         case .pseudoTerminal: return .unavailable
         case .link: return .cannotCreate
-        case .stateFile: return .dataError
+        case .stateFile(_, let reason): return reason.hasPrefix("cannot be written") ? .cannotCreate : .dataError
         case .invalidConfiguration: return .usage
         }
     }

@@ -138,6 +138,9 @@ public final class VirtualDevKit: @unchecked Sendable {
         self.configuration = configuration
         let state =
             if let path = configuration.stateFile { try VirtualDevKitState.load(from: path) } else { VirtualDevKitState() }
+        // Written once now: a state file that cannot be written fails here, at start,
+        // rather than later as what would look like the board's EEPROM failing.
+        if let path = configuration.stateFile { try state.save(to: path) }
         shared = Mutex(Shared(state: state, mode: configuration.mode))
         if let baud = configuration.pacingBaudRate {
             byteTime = .nanoseconds(Int64((10 * 1_000_000_000 / Double(baud)).rounded()))

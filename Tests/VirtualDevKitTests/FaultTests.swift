@@ -17,7 +17,8 @@ struct FaultTests {
         #expect(try host.run("set_wifipwd x") == "set_wifipwd *\r\nERROR: Failed to write EEPROM: 0x0a.\r\n" + Expected.prompt)
         #expect(try host.run("set_az_iothub cs") == "set_az_iothub cs\r\nERROR: Failed to write EEPROM: 0x05.\r\n" + Expected.prompt)
         #expect(bench.kit.state == VirtualDevKitState())
-        #expect(!FileManager.default.fileExists(atPath: bench.statePath))
+        // The state file (written empty at start) still holds nothing.
+        #expect(try VirtualDevKitState.load(from: bench.statePath) == VirtualDevKitState())
     }
 
     @Test func verifyFailure() throws {
@@ -208,6 +209,22 @@ struct FaultTests {
         try Data("{not json".utf8).write(to: URL(fileURLWithPath: path))
         #expect(throws: VirtualDevKitError.stateFile(path: path, reason: "is not a virtual DevKit state file (bad JSON)")) {
             _ = try VirtualDevKit(configuration: .init(stateFile: path))
+        }
+    }
+
+    /// A state file that cannot be written is refused at start, not reported later
+    /// as the board's EEPROM failing.
+    @Test func unwritableStateFileIsRefusedAtStart() throws {
+        let path = "/proc/devkit-no-such-dir/kit.json"
+        do {
+            _ = try VirtualDevKit(configuration: .init(stateFile: path))
+            Issue.record("an unwritable state file was accepted")
+        } catch {
+            guard case .stateFile(let failed, let reason) = error else {
+                Issue.record("\(error)")
+                return
+            }
+            #expect(failed == path && reason.hasPrefix("cannot be written"))
         }
     }
 
