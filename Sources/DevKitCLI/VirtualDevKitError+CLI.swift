@@ -4,7 +4,7 @@ extension VirtualDevKitError: CLIReportable {
     public var exitStatus: ExitStatus {
         switch self {
         case .pseudoTerminal: return .unavailable
-        case .link: return .cannotCreate
+        case .link, .linkInUse: return .cannotCreate
         case .stateFile(_, let reason): return reason.hasPrefix("cannot be written") ? .cannotCreate : .dataError
         case .invalidConfiguration: return .usage
         }

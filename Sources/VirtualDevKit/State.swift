@@ -75,6 +75,8 @@ public enum VirtualDevKitError: Error, Equatable, Sendable, CustomStringConverti
     case pseudoTerminal(errno: Errno)
     /// The `--link` symlink could not be made.
     case link(path: String, errno: Errno)
+    /// The `--link` path already points at a pty that is open (another emulator's).
+    case linkInUse(path: String, target: String)
     case stateFile(path: String, reason: String)
     case invalidConfiguration(String)
 
@@ -84,6 +86,9 @@ public enum VirtualDevKitError: Error, Equatable, Sendable, CustomStringConverti
             return "Cannot create a pseudo-terminal: \(errno). Check that /dev/ptmx and devpts are available."
         case .link(let path, let errno):
             return "Cannot create the link \(path): \(errno). Choose a path in a writable directory."
+        case .linkInUse(let path, let target):
+            return "The link \(path) points at \(target), which is open: another virtual DevKit may be using it. "
+                + "Stop that one or choose another --link (if the link is stale, remove it)."
         case .stateFile(let path, let reason):
             return "The state file \(path) \(reason). Fix or remove it, or pass another --state path."
         case .invalidConfiguration(let reason):

@@ -771,6 +771,19 @@ public final class VirtualDevKit: @unchecked Sendable {
             Glibc.close(watch)  // without a watch the board always prints (see emit)
         }
         if let link = configuration.linkPath {
+            // Another emulator's link to a live pty (a pts node exists only while its
+            // master is open) is not taken over: that emulator would lose its link.
+            var buffer = [CChar](repeating: 0, count: 256)
+            let n = readlink(link, &buffer, buffer.count - 1)
+            if n > 0 {
+                let target = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                if target.hasPrefix("/dev/pts/"), target != pty.slavePath, access(target, F_OK) == 0 {
+                    try? newWatch?.close()
+                    try? slave.close()
+                    try? pty.master.close()
+                    throw .linkInUse(path: link, target: target)
+                }
+            }
             let temporary = link + ".tmp-\(getpid())"
             unlink(temporary)
             if symlink(pty.slavePath, temporary) != 0 || rename(temporary, link) != 0 {

@@ -228,6 +228,22 @@ struct FaultTests {
         }
     }
 
+    /// A second emulator on the same --link does not take the link of one running.
+    @Test func aLiveLinkIsNotTakenOver() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vdk-link-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let link = directory.appendingPathComponent("tty").path
+        let first = try VirtualDevKit(configuration: .init(linkPath: link))
+        first.start()
+        defer { first.stop() }
+        #expect(first.waitUntilIdle())
+        #expect(throws: VirtualDevKitError.linkInUse(path: link, target: first.devicePath)) {
+            _ = try VirtualDevKit(configuration: .init(linkPath: link))
+        }
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == first.devicePath)
+    }
+
     @Test func invalidConfigurationIsRefused() {
         #expect(throws: VirtualDevKitError.self) { _ = try VirtualDevKit(configuration: .init(macAddress: "A4:CF")) }
         #expect(throws: VirtualDevKitError.self) { _ = try VirtualDevKit(configuration: .init(firmwareVersion: "1.6")) }
