@@ -1,3 +1,5 @@
+import DevKitRegistry
+import DevKitTestSupport
 import Foundation
 import Testing
 import VirtualDevKit
@@ -59,5 +61,33 @@ struct StopSignalTests {
         let info = try ConsoleCLIProcess.run(["info", "--port", kit.devicePath])
         #expect(info.status == 0, "\(info.stderr)")
         #expect(kit.state.connectionString == nil)
+    }
+
+    /// systemd stops devkit-autoconfigure@ with SIGTERM when the board is unplugged
+    /// (BindsTo=): the row says the board failed and why, not "in progress".
+    @Test func sigtermDuringAutoconfigureIsRecorded() throws {
+        let kit = try startedKit(.init(pacingBaudRate: 9600))
+        defer { kit.stop() }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
+        try "[firmware]\nelf = \"\(WatchCommandTests.elf)\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: directory + "/p.toml", atomically: false, encoding: .utf8)
+        let process = Process()
+        process.executableURL = ConsoleCLIProcess.binary
+        process.arguments = ["autoconfigure", "--port", kit.devicePath, "--profile", directory + "/p.toml",
+                             "--registry", directory + "/r.sqlite"]
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        // The UDS line is on its way (recorded first, then sent).
+        try waitUntil { kit.receivedByteCount > 30 }
+        #expect(kill(process.processIdentifier, SIGTERM) == 0)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGTERM)
+
+        let row = try #require(try Registry(path: directory + "/r.sqlite").allBoards().first)
+        #expect(row.state == .failed)
+        #expect(row.error?.contains("cancelled") == true, "\(String(describing: row.error))")
     }
 }
