@@ -24,3 +24,14 @@ struct RegistryOptions: ParsableArguments {
         FileManager.default.fileExists(atPath: resolvedPath) ? try open() : nil
     }
 }
+
+/// A command that needs recorded boards found no registry file at all (a wrong
+/// --registry path, or the systemd unit's registry read from a user account).
+struct NoRegistryError: CLIReportable {
+    let path: String
+    var exitStatus: ExitStatus { .noInput }
+    var userMessage: String {
+        "no registry at \(path): nothing was provisioned with it; give the right one with --registry "
+            + "(devkit-autoconfigure@ keeps /var/lib/devkit/registry.sqlite)"
+    }
+}

@@ -73,9 +73,7 @@ func reissueFromRegistry(
     registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: String?,
     outputDirectory: String, boards keys: [String], json: Bool
 ) throws {
-    guard let registry = try options.openExisting() else {
-        throw RegistryError.boardNotFound(keys.first ?? "any")
-    }
+    guard let registry = try options.openExisting() else { throw NoRegistryError(path: options.resolvedPath) }
     var ids: [Int64]?
     if !keys.isEmpty {
         ids = try keys.map { key in

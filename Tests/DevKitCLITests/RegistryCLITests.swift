@@ -123,5 +123,13 @@ func registryTestDirectory() -> String {
         #expect(r.status == 0)
         #expect(r.stdout.contains("No boards recorded in \(dir)/data/devkit/registry.sqlite"))
         #expect(!FileManager.default.fileExists(atPath: dir + "/data"))
+
+        // Re-issuing from a registry that is not there says so (not "no board 'any'").
+        let reissue = try RegistryCLIProcess.run(
+            ["registry", "reissue", "--registry", dir + "/typo.sqlite", "--elf", WatchCommandTests.elf,
+             "--output-dir", dir + "/out"])
+        #expect(reissue.status == 66)
+        #expect(reissue.stderr.contains("no registry at \(dir)/typo.sqlite"), "\(reissue.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/typo.sqlite"))
     }
 }
