@@ -17,9 +17,11 @@ struct WatchCommand: AsyncParsableCommand {
         discussion: """
             Listens to udev for DevKits (USB 0483:374b) appearing, and provisions each \
             on its own thread as `devkit autoconfigure` would, boards already attached \
-            first. Each board's steps are reported on their own lines, prefixed with \
-            its port. A board that is not in configuration mode is reported ("hold A \
-            and reset") and tried again when it re-appears; a board unplugged mid-way \
+            first. Each board has one status line, named by its port: on a terminal \
+            it follows the board's steps in place; in a log (a pipe, the journal) \
+            each step gets a line of its own. --json gives every step and result. A board that is not in configuration \
+            mode is reported ("hold A and reset, then replug") and tried again when it \
+            re-appears; a board unplugged mid-way \
             is recorded as failed in the registry and resumed when it comes back. A \
             board the registry already finished is left alone.
 
@@ -55,26 +57,12 @@ struct WatchCommand: AsyncParsableCommand {
                 profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
             try provisioner.prepare()
             let boards = BoardThreads()
-            let json = self.json
-            // JSON: {"event":"board","port":…,"status":…,"message":…}, the status being
-            // the word the message starts with (appeared, provisioned, finished,
-            // already, unplugged, failed), for scripts to act on without parsing text.
-            let log: @Sendable (String, String) -> Void = { port, text in
-                if json {
-                    let status = text.hasPrefix("DevKit ") ? "appeared"
-                        : String(text.prefix { $0.isLetter || $0 == "_" })
-                    if let line = try? registryJSON(["event": "board", "port": port, "status": status, "message": text]) {
-                        printEvent(line)
-                    }
-                } else {
-                    printError("[\(port)] \(text)")
-                }
-            }
+            let output = WatchOutput(json: json)
             if !ports.isEmpty {
                 for port in ports {
                     // Looked up on the board's own thread: one udev lookup each (0.1-0.3 ms),
                     // which done here in a row held the last of 16 boards back by their sum.
-                    boards.start(node: port, provisioner: provisioner, json: json, log: log) {
+                    boards.start(node: port, provisioner: provisioner, output: output) {
                         DevKitDevice(devnode: port, byIDLink: nil, serialNumber: usbSerial(of: port),
                                      usbPath: nil, kernelName: (port as NSString).lastPathComponent,
                                      devpath: "", syspath: "")
@@ -90,21 +78,21 @@ struct WatchCommand: AsyncParsableCommand {
             // Installed synchronously (sigaction), before "watching" is printed.
             try installStopSignals { monitor.stop() }
 
-            if !json { printError("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops") }
+            output.note("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops")
             for device in monitor.attached {
-                boards.start(device, provisioner: provisioner, json: json, log: log)
+                boards.start(device, provisioner: provisioner, output: output)
             }
             for try await event in monitor.events {
                 switch event {
                 case .added(let device):
-                    boards.start(device, provisioner: provisioner, json: json, log: log)
+                    boards.start(device, provisioner: provisioner, output: output)
                 case .removed(let device):
                     if boards.isActive(device.devnode) {
-                        log(device.devnode, "unplugged while being provisioned; it is resumed when it comes back")
+                        output.board(device.devnode, "unplugged while being provisioned; it is resumed when it comes back")
                     }
                 }
             }
-            if !json { printError("devkit: stopping; waiting for boards in progress") }
+            output.note("devkit: stopping; waiting for boards in progress")
             boards.waitForAll()
         }
     }
@@ -120,19 +108,17 @@ final class BoardThreads: @unchecked Sendable {
 
     func isActive(_ node: String) -> Bool { lock.withLock { active.contains(node) } }
 
-    func start(
-        _ device: DevKitDevice, provisioner: ProfileProvisioner, json: Bool,
-        log: @escaping @Sendable (String, String) -> Void
-    ) {
-        start(node: device.devnode, provisioner: provisioner, json: json, log: log) { device }
+    func start(_ device: DevKitDevice, provisioner: ProfileProvisioner, output: WatchOutput) {
+        start(node: device.devnode, provisioner: provisioner, output: output) { device }
     }
 
     /// Starts provisioning the board at `node`, whose device `describe` gives (called
     /// on the board's thread).
     func start(
-        node: String, provisioner: ProfileProvisioner, json: Bool,
-        log: @escaping @Sendable (String, String) -> Void, describe: @escaping @Sendable () -> DevKitDevice
+        node: String, provisioner: ProfileProvisioner, output: WatchOutput,
+        describe: @escaping @Sendable () -> DevKitDevice
     ) {
+        let log = output.board
         let fresh = lock.withLock { active.insert(node).inserted }
         guard fresh else { return }  // a duplicate add while it is still running
         group.enter()
@@ -144,13 +130,10 @@ final class BoardThreads: @unchecked Sendable {
             setKernelThreadName("dk \((node as NSString).lastPathComponent)")
             let device = describe()
             log(node, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
-            var reporter = ProvisionReporter(json: json)
-            reporter.prefix = "[\(node)] "
-            reporter.port = node
             do {
-                switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: reporter.event) {
+                switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: output.steps(for: node)) {
                 case .provisioned(let result, let resumed):
-                    if json { reporter.result(result) }  // the whole result, with the port
+                    output.result(node, result)  // JSON: the whole result, with the port
                     log(node, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")
                 case .alreadyProvisioned(let board):
                     log(node, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")

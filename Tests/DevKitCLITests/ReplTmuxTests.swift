@@ -295,6 +295,36 @@ extension ReplTmuxTests {
     }
 }
 
+extension ReplTmuxTests {
+    /// `devkit watch` on a terminal: one status line per board, redrawn in place.
+    @Test("watch on a terminal: one status line per board",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the test needs a terminal"),
+          .timeLimit(.minutes(1)))
+    func watchStatusLines() throws {
+        let directory = try ReplTemporaryDirectory()
+        let links = [directory.path + "/tty1", directory.path + "/tty2"]
+        let boards = try links.enumerated().map { index, link in
+            try VirtualDevKit(configuration: .init(macAddress: "a4cf120b000\(index + 1)", linkPath: link))
+        }
+        for board in boards { board.start() }
+        defer { for board in boards { board.stop() } }
+        for board in boards { #expect(board.waitUntilIdle()) }
+        try "[firmware]\nelf = \"\(WatchCommandTests.elf)\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: directory.path + "/p.toml", atomically: false, encoding: .utf8)
+        let tmux = try ReplTmux(tmux: Self.tmuxPath!, in: directory)
+        defer { tmux.kill() }
+        try tmux.start("'\(ReplBinary.devkit)' watch --profile '\(directory.path)/p.toml' --registry '\(directory.path)/r.sqlite' "
+            + links.map { "--port '\($0)'" }.joined(separator: " ") + "; echo \"[devkit exited $?]\"; exec cat")
+        try tmux.waitFor { $0.contains("[devkit exited 0]") }
+        let screen = tmux.capture()
+        for link in links {
+            let lines = screen.split(separator: "\n").filter { $0.contains("[\(link)]") }
+            #expect(lines.count == 1, "\(screen)")
+            #expect(lines.first?.contains("] provisioned az-a4cf120b000") == true, "\(screen)")
+        }
+    }
+}
+
 /// Polls a condition on the test's own objects with a bounded deadline.
 func waitUntil(_ condition: () -> Bool) throws {
     let deadline = ContinuousClock.now + .seconds(10)

@@ -1,0 +1,123 @@
+import DevKitWorkflows
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `devkit watch` prints. With `--json`, JSON Lines on stdout: every step
+/// event, a `board` event per milestone (with a `status`) and each result. For
+/// people, on stderr: on a terminal, one status line per board, redrawn in place
+/// as its steps go by; in a log (systemd's journal, a pipe), every step and
+/// milestone on a line of its own, named by the port.
+final class WatchOutput: @unchecked Sendable {
+    let json: Bool
+    private let lock = NSLock()
+    private let live: Bool
+    /// Boards in the order they appeared, each with its current line.
+    private var order: [String] = []
+    private var lines: [String: String] = [:]
+    private var final: Set<String> = []
+    /// How many board lines are on the screen below the last note (terminal only).
+    private var drawn = 0
+    /// Finished boards kept on the redrawn part of the screen; older ones stay
+    /// above it as printed, so a long session does not redraw hundreds of lines.
+    private let keptFinished = 32
+
+    init(json: Bool, live: Bool = isatty(STDERR_FILENO) == 1) {
+        self.json = json
+        self.live = !json && live
+    }
+
+    /// A milestone of the board on `port`: appeared, provisioned, finished,
+    /// already, unplugged or failed (the first word of `text`).
+    func board(_ port: String, _ text: String) {
+        if json {
+            let status = text.hasPrefix("DevKit ") ? "appeared" : String(text.prefix { $0.isLetter || $0 == "_" })
+            if let line = try? registryJSON(["event": "board", "port": port, "status": status, "message": text]) {
+                printEvent(line)
+            }
+            return
+        }
+        let isFinal = !text.hasPrefix("DevKit ") && !text.hasPrefix("unplugged")
+        lock.withLock {
+            guard live else {
+                printError("[\(port)] \(text)")
+                return
+            }
+            if lines[port] == nil { order.append(port) }
+            lines[port] = text
+            if isFinal { final.insert(port) } else { final.remove(port) }
+            redraw()
+        }
+    }
+
+    /// The step handler for the board on `port`: JSON step events, or (on a
+    /// terminal) the board's line showing the step in progress.
+    func steps(for port: String) -> (ProvisionEvent) -> Void {
+        if json {
+            var reporter = ProvisionReporter(json: true)
+            reporter.port = port
+            return reporter.event
+        }
+        guard live else {
+            // A log keeps every step, each on its own line named by the port.
+            var reporter = ProvisionReporter(json: false)
+            reporter.prefix = "[\(port)] "
+            return reporter.event
+        }
+        return { [self] event in
+            guard event.status != .failed else { return }  // the failure line follows
+            lock.withLock {
+                guard lines[port] != nil, !final.contains(port) else { return }
+                lines[port] = "\(event.stage.rawValue): \(event.message)"
+                redraw()
+            }
+        }
+    }
+
+    /// The whole result of a provisioned board (JSON only: people get its line).
+    func result(_ port: String, _ result: ProvisionResult) {
+        guard json else { return }
+        var reporter = ProvisionReporter(json: true)
+        reporter.port = port
+        reporter.result(result)
+    }
+
+    /// A line about the daemon, not a board: printed above the boards' lines.
+    func note(_ text: String) {
+        if json { return }
+        lock.withLock {
+            guard live, drawn > 0 else {
+                printError(text)
+                return
+            }
+            // Up to the first board line, clear to the end of the screen, the note,
+            // then the boards again.
+            writeAll(STDERR_FILENO, "\u{1B}[\(drawn)A\r\u{1B}[J" + text + "\n")
+            drawn = 0
+            redraw()
+        }
+    }
+
+    /// Redraws the boards' lines in place (lock held). Each line is cut to the
+    /// terminal's width: a wrapped line would throw the cursor arithmetic off.
+    private func redraw() {
+        // Finished boards beyond the kept number leave the redrawn region: they are
+        // already on the screen, above it.
+        while order.count > keptFinished, let first = order.first, final.contains(first) {
+            order.removeFirst()
+            lines[first] = nil
+            final.remove(first)
+            drawn = max(0, drawn - 1)
+        }
+        var size = winsize()
+        let width = ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
+        var out = drawn > 0 ? "\u{1B}[\(drawn)A" : ""
+        for port in order {
+            let line = "[\(port)] \(lines[port] ?? "")"
+            out += "\r\u{1B}[2K" + String(line.prefix(max(1, width - 1))) + "\n"
+        }
+        drawn = order.count
+        writeAll(STDERR_FILENO, out)
+    }
+}
