@@ -25,6 +25,17 @@ struct ReplTmuxTests {
         return vector.compactMapValues { $0 as? String }
     }
 
+    /// A virtual DevKit on `<directory>/devkit0`, started and idle (stop it with a `defer`).
+    static func startedBoard(
+        in directory: ReplTemporaryDirectory, pacingBaudRate: Int? = nil
+    ) throws -> (board: VirtualDevKit, link: String) {
+        let link = directory.path + "/devkit0"
+        let board = try VirtualDevKit(configuration: .init(linkPath: link, pacingBaudRate: pacingBaudRate))
+        board.start()
+        #expect(board.waitUntilIdle())
+        return (board, link)
+    }
+
     /// Starts `devkit console` on `link` in a fresh tmux server; `exec cat` keeps the
     /// pane (and its last screen) after devkit exits.
     static func startConsole(in directory: ReplTemporaryDirectory, link: String) throws -> ReplTmux {
@@ -42,11 +53,8 @@ struct ReplTmuxTests {
           .timeLimit(.minutes(2)))
     func interactiveSession() throws {
         let directory = try ReplTemporaryDirectory()
-        let link = directory.path + "/devkit0"
-        let board = try VirtualDevKit(configuration: .init(linkPath: link))
-        board.start()
+        let (board, link) = try Self.startedBoard(in: directory)
         defer { board.stop() }
-        #expect(board.waitUntilIdle())
         let tmux = try Self.startConsole(in: directory, link: link)
         defer { tmux.kill() }
 
@@ -163,11 +171,8 @@ struct ReplTmuxTests {
           .timeLimit(.minutes(1)))
     func rawPassthrough() throws {
         let directory = try ReplTemporaryDirectory()
-        let link = directory.path + "/devkit0"
-        let board = try VirtualDevKit(configuration: .init(linkPath: link))
-        board.start()
+        let (board, link) = try Self.startedBoard(in: directory)
         defer { board.stop() }
-        #expect(board.waitUntilIdle())
         let tmux = try ReplTmux(tmux: Self.tmuxPath!, in: directory)
         defer { tmux.kill() }
         let before = directory.path + "/stty.before"
@@ -239,12 +244,9 @@ extension ReplTmuxTests {
           .timeLimit(.minutes(1)))
     func ctrlCMidLine() throws {
         let directory = try ReplTemporaryDirectory()
-        let link = directory.path + "/devkit0"
         // 9600 baud: the 400-byte line takes about half a second.
-        let board = try VirtualDevKit(configuration: .init(linkPath: link, pacingBaudRate: 9600))
-        board.start()
+        let (board, link) = try Self.startedBoard(in: directory, pacingBaudRate: 9600)
         defer { board.stop() }
-        #expect(board.waitUntilIdle())
         let tmux = try Self.startConsole(in: directory, link: link)
         defer { tmux.kill() }
         try tmux.waitFor { $0.lastLine == "devkit>" }
@@ -276,11 +278,8 @@ extension ReplTmuxTests {
           .timeLimit(.minutes(1)))
     func secretFromTheTerminal() throws {
         let directory = try ReplTemporaryDirectory()
-        let link = directory.path + "/devkit0"
-        let board = try VirtualDevKit(configuration: .init(linkPath: link))
-        board.start()
+        let (board, link) = try Self.startedBoard(in: directory)
         defer { board.stop() }
-        #expect(board.waitUntilIdle())
         let tmux = try ReplTmux(tmux: Self.tmuxPath!, in: directory)
         defer { tmux.kill() }
         try tmux.start("'\(ReplBinary.devkit)' set-uds --port '\(link)' --uds-file -; echo \"[devkit exited $?]\"; exec cat")

@@ -33,21 +33,10 @@ struct StopSignalTests {
         }
         #expect(tcsetattr(slave, TCSANOW, &before) == 0)
 
-        let process = Process()
-        process.executableURL = ConsoleCLIProcess.binary
-        process.arguments = ["set-connection-string", "--port", kit.devicePath, "--file", directory + "/cs"]
-        let stderr = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        // Part of the line is on the board (the `\r` of the sync, then the first piece).
-        try waitUntil { kit.receivedByteCount > 150 }
-        #expect(kill(process.processIdentifier, SIGTERM) == 0)
-        process.waitUntilExit()
-
-        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGTERM)
-        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // SIGTERM once part of the line is on the board (the sync's `\r`, then the first piece).
+        let message = try Self.runAndTerminate(
+            ["set-connection-string", "--port", kit.devicePath, "--file", directory + "/cs"]
+        ) { kit.receivedByteCount > 150 }
         #expect(message.contains("stopped by SIGTERM"), "\(message)")
         var after = termios()
         #expect(tcgetattr(slave, &after) == 0)
@@ -72,22 +61,32 @@ struct StopSignalTests {
         defer { consoleRemoveTree(directory) }
         try "[firmware]\nelf = \"\(WatchCommandTests.elf)\"\n[uds]\npolicy = \"generate\"\n"
             .write(toFile: directory + "/p.toml", atomically: false, encoding: .utf8)
-        let process = Process()
-        process.executableURL = ConsoleCLIProcess.binary
-        process.arguments = ["autoconfigure", "--port", kit.devicePath, "--profile", directory + "/p.toml",
-                             "--registry", directory + "/r.sqlite"]
-        process.standardError = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        // The UDS line is on its way (recorded first, then sent).
-        try waitUntil { kit.receivedByteCount > 30 }
-        #expect(kill(process.processIdentifier, SIGTERM) == 0)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGTERM)
+        // SIGTERM once the UDS line is on its way (recorded first, then sent).
+        _ = try Self.runAndTerminate(
+            ["autoconfigure", "--port", kit.devicePath, "--profile", directory + "/p.toml",
+             "--registry", directory + "/r.sqlite"]
+        ) { kit.receivedByteCount > 30 }
 
         let row = try #require(try Registry(path: directory + "/r.sqlite").allBoards().first)
         #expect(row.state == .failed)
         #expect(row.error?.contains("cancelled") == true, "\(String(describing: row.error))")
+    }
+
+    /// Runs devkit with `arguments`, sends SIGTERM once `ready` holds, expects it to
+    /// die of SIGTERM, and returns its stderr.
+    static func runAndTerminate(_ arguments: [String], when ready: () -> Bool) throws -> String {
+        let process = Process()
+        process.executableURL = ConsoleCLIProcess.binary
+        process.arguments = arguments
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        try waitUntil(ready)
+        #expect(kill(process.processIdentifier, SIGTERM) == 0)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGTERM)
+        return String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
 }
