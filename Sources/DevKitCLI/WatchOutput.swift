@@ -16,7 +16,7 @@ final class WatchOutput: @unchecked Sendable {
     /// Boards in the order they appeared, each with its current line.
     private var order: [String] = []
     private var lines: [String: String] = [:]
-    private var final: Set<String> = []
+    private var finished: Set<String> = []
     /// How many board lines are on the screen below the last note (terminal only).
     private var drawn = 0
     /// Finished boards kept on the redrawn part of the screen; older ones stay
@@ -46,7 +46,7 @@ final class WatchOutput: @unchecked Sendable {
             }
             if lines[port] == nil { order.append(port) }
             lines[port] = text
-            if isFinal { final.insert(port) } else { final.remove(port) }
+            if isFinal { finished.insert(port) } else { finished.remove(port) }
             redraw()
         }
     }
@@ -68,7 +68,7 @@ final class WatchOutput: @unchecked Sendable {
         return { [self] event in
             guard event.status != .failed else { return }  // the failure line follows
             lock.withLock {
-                guard lines[port] != nil, !final.contains(port) else { return }
+                guard lines[port] != nil, !finished.contains(port) else { return }
                 lines[port] = "\(event.stage.rawValue): \(event.message)"
                 redraw()
             }
@@ -104,10 +104,10 @@ final class WatchOutput: @unchecked Sendable {
     private func redraw() {
         // Finished boards beyond the kept number leave the redrawn region: they are
         // already on the screen, above it.
-        while order.count > keptFinished, let first = order.first, final.contains(first) {
+        while order.count > keptFinished, let first = order.first, finished.contains(first) {
             order.removeFirst()
             lines[first] = nil
-            final.remove(first)
+            finished.remove(first)
             drawn = max(0, drawn - 1)
         }
         var size = winsize()
