@@ -916,7 +916,7 @@ extension FileDescriptor {
 private typealias PPoll = @convention(c) (
     UnsafeMutablePointer<pollfd>?, nfds_t, UnsafePointer<timespec>?, UnsafeRawPointer?
 ) -> Int32
-private nonisolated(unsafe) let ppollFunction: PPoll? =
+private let ppollFunction: PPoll? =
     dlsym(dlopen(nil, RTLD_NOW), "ppoll").map { unsafeBitCast($0, to: PPoll.self) }
 
 /// Waits for `fds` at most `timeout`, to the microsecond where ppoll exists.
