@@ -88,7 +88,7 @@ struct WatchCommand: AsyncParsableCommand {
                     boards.start(device, provisioner: provisioner, output: output)
                 case .removed(let device):
                     if boards.isActive(device.devnode) {
-                        output.board(device.devnode, "unplugged while being provisioned; it is resumed when it comes back")
+                        output.board(device.devnode, .unplugged, "unplugged while being provisioned; it is resumed when it comes back")
                     }
                 }
             }
@@ -129,27 +129,27 @@ final class BoardThreads: @unchecked Sendable {
             }
             setKernelThreadName("dk \((node as NSString).lastPathComponent)")
             let device = describe()
-            log(node, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
+            log(node, .appeared, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
             do {
                 switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: output.steps(for: node)) {
                 case .provisioned(let result, let resumed):
                     output.result(node, result)  // JSON: the whole result, with the port
-                    log(node, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")
+                    log(node, resumed ? .finished : .provisioned, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")
                 case .alreadyProvisioned(let board):
-                    log(node, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
+                    log(node, .already, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
                 }
             } catch ConsoleError.wrongMode(let mode) {
                 // Pressing reset does not re-plug the ST-LINK's USB, so no new `add`
                 // comes from that alone: say that the cable must be replugged.
                 lock.withLock { failed += 1 }
-                log(node, "failed: the board is in \(mode.description); hold button A and press reset, then unplug and "
+                log(node, .failed, "failed: the board is in \(mode.description); hold button A and press reset, then unplug and "
                     + "plug the board in again: it is provisioned when it re-appears")
             } catch let error as CLIReportable {
                 lock.withLock { failed += 1 }
-                log(node, "failed: \(error.userMessage)")
+                log(node, .failed, "failed: \(error.userMessage)")
             } catch {
                 lock.withLock { failed += 1 }
-                log(node, "failed: \(error)")
+                log(node, .failed, "failed: \(error)")
             }
         }
         thread.name = "devkit-watch \(node)"

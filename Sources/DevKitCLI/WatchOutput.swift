@@ -28,17 +28,21 @@ final class WatchOutput: @unchecked Sendable {
         self.live = !json && live
     }
 
-    /// A milestone of the board on `port`: appeared, provisioned, finished,
-    /// already, unplugged or failed (the first word of `text`).
-    func board(_ port: String, _ text: String) {
+    /// A board's milestone; the raw value is the JSON event's `status`.
+    enum Milestone: String {
+        case appeared, provisioned, finished, already, unplugged, failed
+
+        /// The board's line will not change any more.
+        var isFinal: Bool { self != .appeared && self != .unplugged }
+    }
+
+    /// A milestone of the board on `port`, said in `text`.
+    func board(_ port: String, _ milestone: Milestone, _ text: String) {
         if json {
-            let status = text.hasPrefix("DevKit ") ? "appeared" : String(text.prefix { $0.isLetter || $0 == "_" })
-            if let line = try? registryJSON(["event": "board", "port": port, "status": status, "message": text]) {
-                printEvent(line)
-            }
+            let fields = ["event": "board", "port": port, "status": milestone.rawValue, "message": text]
+            if let line = try? registryJSON(fields) { printEvent(line) }
             return
         }
-        let isFinal = !text.hasPrefix("DevKit ") && !text.hasPrefix("unplugged")
         lock.withLock {
             guard live else {
                 printError("[\(port)] \(text)")
@@ -46,7 +50,7 @@ final class WatchOutput: @unchecked Sendable {
             }
             if lines[port] == nil { order.append(port) }
             lines[port] = text
-            if isFinal { finished.insert(port) } else { finished.remove(port) }
+            if milestone.isFinal { finished.insert(port) } else { finished.remove(port) }
             redraw()
         }
     }
