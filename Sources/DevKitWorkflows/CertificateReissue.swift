@@ -45,12 +45,13 @@ public struct CertificateReissue {
     ) throws -> [Item] {
         try ProvisionWorkflow.checkOutputDirectory(outputDirectory)
         let all = try registry.allBoards()
+        let latest = Self.latestRecords(all)
         let boards = all.filter { board in
             boardIDs.map { board.id.map($0.contains) ?? false } ?? true
         }
         return boards.map { board in
             Item(boardID: board.id!, result: Result { () throws(ReissueError) in
-                if let newer = Self.newerRecord(of: board, in: all) {
+                if let newer = latest.newer(than: board) {
                     throw ReissueError(
                         description: "board #\(board.id!) was provisioned again as #\(newer.id!) (same "
                             + (newer.usbSerial != nil && newer.usbSerial == board.usbSerial ? "USB serial" : "MAC")
@@ -65,17 +66,32 @@ public struct CertificateReissue {
         }
     }
 
-    /// The latest later row for the same board (same USB serial, or same MAC), if any.
-    /// A board provisioned again holds the later row's UDS. Rows without either are
-    /// matched by neither (an emulated board on a bare pty has no USB serial).
-    static func newerRecord(of board: BoardRecord, in all: [BoardRecord]) -> BoardRecord? {
-        guard let id = board.id else { return nil }
-        return all.last { other in
-            guard let otherID = other.id, otherID > id else { return false }
-            if let serial = board.usbSerial, serial == other.usbSerial { return true }
-            if let mac = board.mac, mac == other.mac { return true }
-            return false
+    /// The latest row for each USB serial and each MAC, found in one pass (a factory
+    /// registry may hold thousands of rows). A board provisioned again holds its
+    /// latest row's UDS. Rows with neither are matched by neither (an emulated board
+    /// on a bare pty has no USB serial).
+    struct LatestRecords {
+        var bySerial: [String: BoardRecord] = [:]
+        var byMAC: [String: BoardRecord] = [:]
+
+        /// A later row for the same board (same USB serial first, else same MAC).
+        func newer(than board: BoardRecord) -> BoardRecord? {
+            guard let id = board.id else { return nil }
+            for candidate in [board.usbSerial.flatMap { bySerial[$0] }, board.mac.flatMap { byMAC[$0] }] {
+                if let candidate, let otherID = candidate.id, otherID > id { return candidate }
+            }
+            return nil
         }
+    }
+
+    static func latestRecords(_ all: [BoardRecord]) -> LatestRecords {
+        var latest = LatestRecords()
+        for board in all {
+            guard let id = board.id else { continue }
+            if let serial = board.usbSerial, (latest.bySerial[serial]?.id ?? .min) < id { latest.bySerial[serial] = board }
+            if let mac = board.mac, (latest.byMAC[mac]?.id ?? .min) < id { latest.byMAC[mac] = board }
+        }
+        return latest
     }
 
     private func reissue(
