@@ -110,7 +110,10 @@ struct ProvisionCLITests {
         // killing commit with the next one.
         let killedAt = try #require(ProvisioningStep(rawValue: step))
         #expect(row.lastStep.map { $0 >= killedAt } == true, "\(String(describing: row.lastStep))")
-        #expect(row.state == .inProgress)
+        // mac_read is marked in the background: its commit can be the one that also
+        // finishes the board (the final mark waits for it), and the kill then comes
+        // after a done row. Either way the state matches the steps.
+        #expect(row.state == (row.lastStep == .enrollmentWritten ? .done : .inProgress), "\(row.state)")
 
         // The board may have rebooted into user mode after `exit`: put it back the
         // way an operator would (hold A, reset) when board steps remain.
