@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitConsole
 import DevKitWorkflows
 #if canImport(Glibc)
@@ -192,7 +193,11 @@ final class ReplSession {
             let value = secret.trimmingSpaces
             transcript?.sent(ReplCommands.masked(name + " " + value))
             switch name {
-            case "set_dps_uds": command = .setDPSUDS(value)
+            case "set_dps_uds":
+                do { command = .setDPSUDS(try UDS(hex: value)) } catch {
+                    say(String(describing: ConsoleError.invalidArgument(command: name, reason: "\(error)")))
+                    return
+                }
             case "set_wifipwd": command = .setWiFiPassword(value)
             case "set_az_iothub": command = .setIoTHubConnectionString(value)
             default: command = .setDPSConnectionString(value)

@@ -1,3 +1,4 @@
+import DevKitModel
 /// A conversation with a DevKit's configuration console over a `ConsoleTransport`.
 ///
 /// The console has no flow control besides its echo, so the session types the way
@@ -143,7 +144,7 @@ public final class ConsoleSession {
             guard let colon = line.firstRange(of: ": ") else { continue }
             values[String(line[..<colon.lowerBound])] = String(line[colon.upperBound...]).trimmingSpaces()
         }
-        guard let sdk = values["DevKitSDK version"], let firmware = FirmwareVersion(sdk) else { return nil }
+        guard let sdk = values["DevKitSDK version"], let firmware = try? FirmwareVersion(sdk) else { return nil }
         let wifi = values["WIFI version"]
         return VersionInfo(
             firmwareVersion: firmware, mico: values["Mico version"], mbedOS: values["mbed-os version"],
@@ -182,7 +183,7 @@ public final class ConsoleSession {
 
     /// `set_dps_uds`: stores the UDS in the secure element. `Invalid UDS.` followed
     /// by the success line is success (the firmware's off-by-one length check).
-    public func setUDS(_ uds: String) throws {
+    public func setUDS(_ uds: UDS) throws {
         try runSetting(.setDPSUDS(uds), success: "INFO: Set DPS UDS successfully.")
     }
 

@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 
 /// What `info` found out about a board.
 public struct DeviceInfo: Sendable, Hashable {
@@ -9,10 +10,10 @@ public struct DeviceInfo: Sendable, Hashable {
     /// The version the sketch logged at boot, when it did.
     public var bootLogFirmwareVersion: FirmwareVersion?
     /// `az-<mac>v<version>`: the ID the firmware derives when the sketch sets none.
-    public var registrationID: String?
+    public var registrationID: RegistrationID?
 
     public init(versions: VersionInfo, macAddress: MACAddress? = nil,
-                bootLogFirmwareVersion: FirmwareVersion? = nil, registrationID: String? = nil) {
+                bootLogFirmwareVersion: FirmwareVersion? = nil, registrationID: RegistrationID? = nil) {
         self.versions = versions
         self.macAddress = macAddress
         self.bootLogFirmwareVersion = bootLogFirmwareVersion
@@ -55,9 +56,8 @@ public struct DevKitWorkflow {
         try session.synchronize()
     }
 
-    /// Stores a UDS (64 hex digits) in the board's secure element.
-    public func setUDS(_ uds: String) throws {
-        _ = try ConsoleCommand.setDPSUDS(uds).line()
+    /// Stores a UDS in the board's secure element.
+    public func setUDS(_ uds: UDS) throws {
         try ensurePrompt()
         progress("storing the UDS")
         try session.setUDS(uds)
@@ -67,11 +67,11 @@ public struct DevKitWorkflow {
     /// disk), and only then stores it on the board: the secret exists on the host
     /// before the board has it, so it cannot be lost. Returns the UDS.
     @discardableResult
-    public func setGeneratedUDS(savingTo path: String) throws -> String {
+    public func setGeneratedUDS(savingTo path: String) throws -> UDS {
         try ensurePrompt()
         let uds = UDSGenerator.generate()
         progress("saving the new UDS to \(path)")
-        try SecretFile.writeNew(Array((uds + "\n").utf8), to: path)
+        try SecretFile.writeNew(Array((uds.hexString + "\n").utf8), to: path)
         progress("storing the UDS")
         try session.setUDS(uds)
         return uds
@@ -92,7 +92,8 @@ public struct DevKitWorkflow {
         if let mac = log.macAddress {
             // The sketch derives the ID from the version it runs, as it logged it.
             let version = log.firmwareVersion ?? info.versions.firmwareVersion
-            info.registrationID = derivedRegistrationID(mac: mac, firmwareVersion: version)
+            // nil when the version is too long for an ID the firmware can encode.
+            info.registrationID = try? RegistrationID(mac: mac, firmwareVersion: version)
         }
         return info
     }

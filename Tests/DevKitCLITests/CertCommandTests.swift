@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitRegistry
 import DevKitTestSupport
 import Foundation
@@ -215,11 +216,11 @@ struct CertCommandTests {
         defer { ws.remove() }
         let registry = try Registry(path: ws.path + "/registry.sqlite")
         // A board the workflow got as far as its MAC (the board confirmed its UDS).
-        let board = try registry.recordNewBoard(uds: v["uds"]!, alsoMark: [.udsSent]).id!
+        let board = try registry.recordNewBoard(uds: UDS(hex: v["uds"]!), alsoMark: [.udsSent]).id!
         try registry.markStep(.udsConfirmed, boardID: board)
-        try registry.markStep(.versionRead, boardID: board, update: BoardUpdate(firmwareVersion: v["firmware_version"]!))
+        try registry.markStep(.versionRead, boardID: board, update: BoardUpdate(firmwareVersion: FirmwareVersion(v["firmware_version"]!)))
         try registry.markStep(
-            .macRead, boardID: board, update: BoardUpdate(mac: v["mac"]!, registrationID: v["registration_id"]!))
+            .macRead, boardID: board, update: BoardUpdate(mac: MACAddress(v["mac"]!), registrationID: RegistrationID(v["registration_id"]!)))
         let r = try devkit([
             "--from-registry", "--registry", ws.path + "/registry.sqlite",
             "--bin", Self.firmware + "/DevKitDPS.ino.bin", "--map", Self.firmware + "/DevKitDPS.ino.map",

@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 import Testing
 
@@ -95,7 +96,7 @@ struct ConsoleWorkflowTests {
             }
             return ("Error:Invalid command: \(line)", true)
         }
-        let uds = try DevKitWorkflow(session: ConsoleSession(transport: board)).setGeneratedUDS(savingTo: file)
+        let uds = try DevKitWorkflow(session: ConsoleSession(transport: board)).setGeneratedUDS(savingTo: file).hexString
         #expect(uds.utf8.count == 64)
         #expect(onDiskWhenSent == uds + "\n")
         #expect(board.lines == ["set_dps_uds " + uds])
@@ -143,7 +144,7 @@ struct ConsoleWorkflowTests {
         let info = try DevKitWorkflow(session: ConsoleSession(transport: board)).info(reboot: true)
         #expect(info.versions.firmwareVersion.text == "1.6.2")
         #expect(info.macAddress?.hex == "a4cf120b9e31")
-        #expect(info.registrationID == "az-a4cf120b9e31v1v6v2")
+        #expect(info.registrationID?.value == "az-a4cf120b9e31v1v6v2")
         #expect(board.lines == ["version", "exit"])
     }
 
@@ -195,7 +196,7 @@ struct SecretFileTests {
         defer { consoleRemoveTree(directory) }
         let uds = "0123456789ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef"
         try SecretFile.writeNew(Array("  \(uds)\r\n\n".utf8), to: directory + "/u")
-        #expect(try SecretFile.readUDS(directory + "/u") == uds.lowercased())
+        #expect(try SecretFile.readUDS(directory + "/u").hexString == uds.lowercased())
 
         try SecretFile.writeNew(Array(("\(uds.dropLast())x\n").utf8), to: directory + "/bad")
         do {
@@ -225,8 +226,8 @@ struct SecretFileTests {
     }
 
     @Test func generatedUDSAreHexAndFresh() {
-        let a = UDSGenerator.generate()
-        let b = UDSGenerator.generate()
+        let a = UDSGenerator.generate().hexString
+        let b = UDSGenerator.generate().hexString
         #expect(a.utf8.count == 64)
         #expect(a.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) })
         #expect(a != b)
@@ -235,7 +236,7 @@ struct SecretFileTests {
             mutating func next() -> UInt64 { defer { n &+= 1 }; return n }
         }
         var counter = Counter()
-        #expect(UDSGenerator.generate(using: &counter)
+        #expect(UDSGenerator.generate(using: &counter).hexString
             == "0123456789abcdef0123456789abcdf00123456789abcdf10123456789abcdf2")
     }
 }

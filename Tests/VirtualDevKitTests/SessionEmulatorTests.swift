@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 import SerialPort
 import Testing
 import VirtualDevKit
@@ -34,7 +35,7 @@ struct SessionEmulatorTests {
 
             #expect(try session.scan() == ["DevKitLab", "Guest Net"])
 
-            try session.setUDS(sessionUDS)
+            try session.setUDS(UDS(hex: sessionUDS))
             #expect(kit.state.uds == sessionUDS.lowercased())
             try session.setWiFiSSID("Lab \"5G\" Net")
             #expect(kit.state.wifiSSID == "Lab \"5G\" Net")
@@ -74,7 +75,7 @@ struct SessionEmulatorTests {
             try session.synchronize()
             let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "x", count: 450)
             try session.setIoTHubConnectionString(hub)
-            try session.setUDS(sessionUDS)
+            try session.setUDS(UDS(hex: sessionUDS))
             #expect(kit.state.connectionString == hub)
             #expect(kit.state.uds == sessionUDS.lowercased())
             #expect(kit.droppedByteCount == 0)
@@ -85,7 +86,7 @@ struct SessionEmulatorTests {
         try withEmulatedSession(.init(faults: .init(eepromWriteFailure: true))) { kit, session in
             try session.synchronize()
             do {
-                try session.setUDS(sessionUDS)
+                try session.setUDS(UDS(hex: sessionUDS))
                 Issue.record("no error")
             } catch ConsoleError.commandFailed(let command, .eepromWriteFailed(let zone)) {
                 #expect(command == "set_dps_uds")
@@ -120,7 +121,7 @@ struct SessionEmulatorTests {
     func slowSecureElement() throws {
         try withEmulatedSession(.init(faults: .init(secureElementWriteDelay: .milliseconds(400)))) { kit, session in
             try session.synchronize()
-            try session.setUDS(sessionUDS)
+            try session.setUDS(UDS(hex: sessionUDS))
             try session.setWiFiSSID("Lab")
             #expect(kit.state.wifiSSID == "Lab")
             #expect(kit.droppedByteCount == 0)
@@ -135,7 +136,7 @@ struct SessionEmulatorTests {
             try session.synchronize()
             let start = ContinuousClock.now
             #expect(throws: ConsoleError.timeout(expected: "the prompt that ends the reply", after: .milliseconds(300), command: "set_dps_uds")) {
-                try session.setUDS(sessionUDS)
+                try session.setUDS(UDS(hex: sessionUDS))
             }
             #expect(ContinuousClock.now - start < .seconds(2))
         }
@@ -147,14 +148,14 @@ struct SessionEmulatorTests {
             try session.synchronize()
             let start = ContinuousClock.now
             #expect(throws: SerialPortError.disconnected(path: kit.devicePath)) {
-                try session.setUDS(sessionUDS)
+                try session.setUDS(UDS(hex: sessionUDS))
             }
             #expect(ContinuousClock.now - start < .seconds(3))
         }
     }
 
     static let wrongModes: [(VirtualDevKitConfiguration.Mode, BoardMode)] = [
-        (.user, .user(.banner)), (.ap, .accessPoint(mac: MACAddress("a4cf120b9e31"))),
+        (.user, .user(.banner)), (.ap, .accessPoint(mac: try! MACAddress("a4cf120b9e31"))),
     ]
 
     @Test("user and AP mode are told apart", arguments: wrongModes)

@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 import SerialPort
 import SystemPackage
 import Testing
@@ -131,7 +132,7 @@ struct SessionOverPtyTests {
         let session = ConsoleSession(transport: port)
         try session.synchronize()
         #expect(try session.version().firmwareVersion.text == "1.6.2")
-        try session.setUDS(String(repeating: "ab", count: 32))
+        try session.setUDS(UDS(hex: String(repeating: "ab", count: 32)))
         try session.setWiFiSSID("Lab Net")
         try session.setWiFiPassword("correct horse")
         try session.setIoTHubConnectionString(
