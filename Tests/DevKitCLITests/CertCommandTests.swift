@@ -237,6 +237,54 @@ struct CertCommandTests {
         #expect(both.status == 64)
     }
 
+    /// `az-` + 12 + `v` = 16 characters before the version's own.
+    static func longVersion(idLength: Int) -> String { "1.6." + String(repeating: "2", count: idLength - 16 - 4) }
+
+    @Test("a derived ID over 126 characters is refused, as a given one is (exit 64, nothing written)")
+    func derivedIDLengthIsChecked() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let r = try devkit(tiny([
+            "--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out",
+            "--mac", "a4cf120b9e31", "--firmware-version", Self.longVersion(idLength: 220),
+        ]))
+        #expect(r.status == 64, "\(r.stderr)")
+        #expect(r.stderr.contains("has 220 characters") && r.stderr.contains("at most 126"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: ws.path + "/out"))
+        // 126 is the limit, not past it: written, with the DPS warning (over 64).
+        let at126 = try devkit(tiny([
+            "--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out",
+            "--mac", "A4:CF:12:0B:9E:31", "--firmware-version", Self.longVersion(idLength: 126),
+        ]))
+        #expect(at126.status == 0, "\(at126.stderr)")
+        let id = "az-a4cf120b9e31v1v6v" + String(repeating: "2", count: 106)
+        #expect(id.count == 126)
+        #expect(ws.files.contains("out") && FileManager.default.fileExists(atPath: ws.path + "/out/\(id).pem"))
+        #expect(at126.stderr.contains("DPS documents at most 64"), "\(at126.stderr)")
+        let over = try devkit(tiny([
+            "--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out",
+            "--mac", "a4cf120b9e31", "--firmware-version", Self.longVersion(idLength: 127),
+        ]))
+        #expect(over.status == 64 && over.stderr.contains("has 127 characters"), "\(over.stderr)")
+    }
+
+    @Test("--batch: a line whose derived ID is over 126 characters fails alone")
+    func batchDerivedIDLengthIsChecked() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = [
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4cf120b9e31", "firmware_version": "\#(Self.longVersion(idLength: 220))"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4cf120b9e31", "firmware_version": "1.6.2"}"#,
+        ]
+        try lines.joined(separator: "\n").write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
+        let r = try devkit(tiny(["--batch", ws.path + "/b.jsonl", "--output-dir", ws.path + "/out"]))
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("b.jsonl:1: ") && r.stderr.contains("has 220 characters"), "\(r.stderr)")
+        #expect(!r.stderr.contains("b.jsonl:2:"), "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: ws.path + "/out/az-a4cf120b9e31v1v6v2.pem"))
+        #expect(!r.stderr.contains(Self.sampleUDS))
+    }
+
     @Test("--output-dir - writes no file: the PEM goes to stdout, or into the JSON")
     func streamOutput() throws {
         let v = Self.vectors.first { $0["id"] == "uppercase-uds" }!
