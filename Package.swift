@@ -55,7 +55,7 @@ let package = Package(
             dependencies: ["DevKitModel", "SerialPort"]),
         .target(
             name: "VirtualDevKit",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: ["DevKitModel", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DeviceDiscovery",
             dependencies: ["CLibUDev"]),

@@ -1,5 +1,5 @@
-import DevKitModel
 import ArgumentParser
+import DevKitModel
 import DevKitWorkflows
 import DiceRIoT
 import Foundation

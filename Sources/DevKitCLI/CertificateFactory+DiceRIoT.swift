@@ -1,6 +1,6 @@
 import DevKitModel
-import DiceRIoT
 import DevKitWorkflows
+import DiceRIoT
 import Foundation
 import Synchronization
 

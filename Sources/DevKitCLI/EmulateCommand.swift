@@ -1,5 +1,5 @@
-import DevKitModel
 import ArgumentParser
+import DevKitModel
 import Dispatch
 import Foundation
 import VirtualDevKit

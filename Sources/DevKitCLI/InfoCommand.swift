@@ -1,6 +1,6 @@
-import DevKitModel
 import ArgumentParser
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 
 /// `devkit info`: firmware version, and with --reboot the MAC and registration ID.

@@ -1,9 +1,9 @@
-import DevKitModel
 import ArgumentParser
 import DevKitConsole
-import DiceRIoT
+import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
+import DiceRIoT
 import Foundation
 
 /// `devkit provision`: one board from blank to enrollment file.

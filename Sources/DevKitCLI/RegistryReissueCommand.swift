@@ -1,5 +1,5 @@
-import DevKitModel
 import ArgumentParser
+import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
 import Foundation

@@ -1,5 +1,5 @@
-import DevKitModel
 import ArgumentParser
+import DevKitModel
 import DevKitRegistry
 
 /// `devkit registry show`: everything recorded about one board.

@@ -1,6 +1,6 @@
 import DevKitModel
-import DiceRIoT
 import DevKitWorkflows
+import DiceRIoT
 
 /// `:cert` in the console: the board's Alias certificate from its firmware and UDS,
 /// with the firmware version read from the board itself when the registration ID

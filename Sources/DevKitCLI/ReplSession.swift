@@ -1,5 +1,5 @@
-import DevKitModel
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 #if canImport(Glibc)
 import Glibc

@@ -144,8 +144,12 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
             request.outputDirectory = f.dir + "/a-file/out"
         case "firmware": measure = recordingMeasurer(failWith: ProvisionError.firmware("fw.elf: no __start_riot_core"))
         // A bad MAC or ID cannot be put in a request at all: refused where it is parsed.
-        case "mac": #expect(throws: InputError.self) { try MACAddress("a4cf12") }
-        default: #expect(throws: InputError.self) { try RegistrationID("Has_Upper") }
+        case "mac":
+            #expect(throws: InputError.self) { try MACAddress("a4cf12") }
+            return
+        default:
+            #expect(throws: InputError.self) { try RegistrationID("Has_Upper") }
+            return
         }
         let workflow = ProvisionWorkflow(registry: f.registry, measure: measure)
         #expect(throws: (any Error).self) { try withKitSession(kit) { try workflow.run(request, session: $0) } }

@@ -1,6 +1,6 @@
 import DevKitModel
-import DevKitTestSupport
 import DevKitRegistry
+import DevKitTestSupport
 import Foundation
 import Testing
 

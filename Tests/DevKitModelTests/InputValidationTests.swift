@@ -1,5 +1,5 @@
-import Testing
 import DevKitModel
+import Testing
 
 @Suite("Input validation")
 struct InputValidationTests {

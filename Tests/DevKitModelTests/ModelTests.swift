@@ -1,5 +1,5 @@
-import Testing
 import DevKitModel
+import Testing
 
 private let udsHex = "19E25A259D0C2BE03A02D416C05C48CCD0CC7D1743458AAE1CB488B074993EAE"
 

@@ -1,6 +1,6 @@
-import Testing
-@testable import DiceRIoT
 import DevKitModel
+@testable import DiceRIoT
+import Testing
 
 @Suite("Reference vectors")
 struct VectorTests {
