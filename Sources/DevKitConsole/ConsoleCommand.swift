@@ -12,12 +12,12 @@ public enum ConsoleCommand: Sendable, Hashable {
     case scan
     /// 1 to 31 bytes.
     case setWiFiSSID(String)
-    /// 0 to 63 bytes; empty clears the password. Secret: echoed as `*`.
-    case setWiFiPassword(String)
-    /// `HostName=…;DeviceId=…;SharedAccessKey=…`, 1 to 511 bytes. Contains a key.
-    case setIoTHubConnectionString(String)
-    /// `DPSEndpoint=…;IdScope=…;DeviceId=…;SymmetricKey=…`, 1 to 511 bytes. Contains a key.
-    case setDPSConnectionString(String)
+    /// Empty clears the password. Secret: echoed as `*`.
+    case setWiFiPassword(WiFiPassword)
+    /// `HostName=…;DeviceId=…;SharedAccessKey=…`. Contains a key.
+    case setIoTHubConnectionString(ConnectionString)
+    /// `DPSEndpoint=…;IdScope=…;DeviceId=…;SymmetricKey=…`. Contains a key.
+    case setDPSConnectionString(ConnectionString)
     /// Sent as 64 lower-case hex digits. Secret: echoed as `*`.
     case setDPSUDS(UDS)
     /// `enable_secure <level> [key]`.
@@ -80,11 +80,9 @@ public enum ConsoleCommand: Sendable, Hashable {
             try checkPrintable(ssid, "SSID")
             return [ssid]
         case .setWiFiPassword(let password):
-            do { _ = try WiFiPassword(password) } catch { throw fail("\(error)") }
-            return password.isEmpty ? [] : [password]
+            return password.isEmpty ? [] : [password.secretValue]
         case .setIoTHubConnectionString(let value), .setDPSConnectionString(let value):
-            do { _ = try ConnectionString(value) } catch { throw fail("\(error)") }
-            return [value]
+            return [value.secretValue]
         case .setDPSUDS(let uds):
             return [uds.hexString]
         case .enableSecure(let level, let key):
@@ -152,6 +150,10 @@ extension ConsoleCommand {
         func none() throws(ConsoleError) {
             guard args.isEmpty else { throw .invalidArgument(command: name, reason: "takes no argument") }
         }
+        // Secrets are parsed into their types here, where the user's line enters.
+        func parsed<T>(_ parse: () throws(InputError) -> T) throws(ConsoleError) -> T {
+            do { return try parse() } catch { throw .invalidArgument(command: name, reason: "\(error)") }
+        }
         switch name {
         case "help": try none(); self = .help
         case "version": try none(); self = .version
@@ -160,12 +162,16 @@ extension ConsoleCommand {
         case "set_wifissid": self = .setWiFiSSID(try one())
         case "set_wifipwd":
             guard args.count <= 1 else { throw .invalidArgument(command: name, reason: "takes at most one argument") }
-            self = .setWiFiPassword(args.first ?? "")
-        case "set_az_iothub": self = .setIoTHubConnectionString(try one())
-        case "set_az_iotdps": self = .setDPSConnectionString(try one())
+            self = .setWiFiPassword(try parsed { () throws(InputError) in try WiFiPassword(args.first ?? "") })
+        case "set_az_iothub":
+            let text = try one()
+            self = .setIoTHubConnectionString(try parsed { () throws(InputError) in try ConnectionString(text) })
+        case "set_az_iotdps":
+            let text = try one()
+            self = .setDPSConnectionString(try parsed { () throws(InputError) in try ConnectionString(text) })
         case "set_dps_uds":
             let text = try one()
-            do { self = .setDPSUDS(try UDS(hex: text)) } catch { throw .invalidArgument(command: name, reason: "\(error)") }
+            self = .setDPSUDS(try parsed { () throws(InputError) in try UDS(hex: text) })
         case "enable_secure":
             guard (1...2).contains(args.count), let level = Int(args[0]) else {
                 throw .invalidArgument(command: name, reason: "usage: enable_secure <level> [key]")

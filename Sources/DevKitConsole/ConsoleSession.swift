@@ -165,19 +165,19 @@ public final class ConsoleSession {
     }
 
     /// `set_wifipwd`; an empty password clears it.
-    public func setWiFiPassword(_ password: String) throws {
+    public func setWiFiPassword(_ password: WiFiPassword) throws {
         try runSetting(.setWiFiPassword(password), success: "INFO: Set Wi-Fi password successfully.")
     }
 
     /// `set_az_iothub`.
-    public func setIoTHubConnectionString(_ connectionString: String) throws {
+    public func setIoTHubConnectionString(_ connectionString: ConnectionString) throws {
         try runSetting(
             .setIoTHubConnectionString(connectionString),
             success: "INFO: Set Azure Iot hub connection string successfully.")
     }
 
     /// `set_az_iotdps`.
-    public func setDPSConnectionString(_ connectionString: String) throws {
+    public func setDPSConnectionString(_ connectionString: ConnectionString) throws {
         try runSetting(.setDPSConnectionString(connectionString), success: "INFO: Set DPS connection string successfully.")
     }
 

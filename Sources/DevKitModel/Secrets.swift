@@ -7,14 +7,6 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible,
     /// The most bytes the board stores.
     public static let maxLength = 511
 
-    /// Which slot a connection string goes to.
-    public enum Kind: String, Sendable, CaseIterable {
-        /// `set_az_iothub`: `HostName=…;DeviceId=…;SharedAccessKey=…`.
-        case hub
-        /// `set_az_iotdps`: `DPSEndpoint=…;IdScope=…;DeviceId=…;SymmetricKey=…`.
-        case dps
-    }
-
     /// The secret text, for sending only.
     public let secretValue: String
 
@@ -24,14 +16,6 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible,
         guard count <= Self.maxLength else { throw .connectionStringTooLong(count) }
         guard !containsControlCharacter(text) else { throw .controlCharacter(in: "connection string") }
         secretValue = text
-    }
-
-    /// The slot its first key names, or nil when it starts with neither `HostName=`
-    /// nor `DPSEndpoint=`.
-    public var detectedKind: Kind? {
-        if secretValue.hasPrefix("HostName=") { return .hub }
-        if secretValue.hasPrefix("DPSEndpoint=") { return .dps }
-        return nil
     }
 
     public var description: String { "ConnectionString(<redacted>)" }
@@ -58,7 +42,7 @@ public struct WiFiPassword: Sendable, Hashable, CustomStringConvertible,
     }
 
     /// No password: an open network.
-    public static let none = try! WiFiPassword("")
+    public static let openNetwork = try! WiFiPassword("")
 
     public var isEmpty: Bool { secretValue.isEmpty }
 

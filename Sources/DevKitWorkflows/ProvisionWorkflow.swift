@@ -200,7 +200,7 @@ public struct ProvisionWorkflow {
     /// Everything checked before the board is touched.
     struct Validated {
         var uds: UDS
-        var wifiPassword: String?
+        var wifiPassword: WiFiPassword?
         var factory: CertificateFactory
     }
 
@@ -216,11 +216,7 @@ public struct ProvisionWorkflow {
         if let wifi = request.wifi {
             _ = try ConsoleCommand.setWiFiSSID(wifi.ssid).line()
         }
-        let wifiPassword = try request.wifi.map { w throws in
-            let password = try SecretFile.readLine(w.passwordFile)
-            _ = try ConsoleCommand.setWiFiPassword(password).line()
-            return password
-        }
+        let wifiPassword = try request.wifi.map { w throws(WorkflowError) in try SecretFile.readWiFiPassword(w.passwordFile) }
         try Self.checkOutputDirectory(request.outputDirectory)
         // Parse and measure the firmware now: a bad image must fail before the board is touched.
         let factory = try measure(request.firmware)

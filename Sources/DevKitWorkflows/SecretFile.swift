@@ -110,6 +110,22 @@ public enum SecretFile {
         do { return try UDS(hex: text) } catch { throw .invalidSecret(path: path, reason: "does not hold a UDS: \(error)") }
     }
 
+    /// Reads a Wi-Fi password file (see ``readLine(_:)``).
+    public static func readWiFiPassword(_ path: String) throws(WorkflowError) -> WiFiPassword {
+        let text = try readLine(path)
+        do { return try WiFiPassword(text) } catch {
+            throw .invalidSecret(path: path, reason: "does not hold a usable Wi-Fi password: \(error)")
+        }
+    }
+
+    /// Reads a connection string file (surrounding whitespace ignored).
+    public static func readConnectionString(_ path: String) throws(WorkflowError) -> ConnectionString {
+        let text = try readTrimmed(path)
+        do { return try ConnectionString(text) } catch {
+            throw .invalidSecret(path: path, reason: "does not hold a usable connection string: \(error)")
+        }
+    }
+
     /// Reads a secret whose spaces matter (a Wi-Fi password): only a final line end is removed.
     public static func readLine(_ path: String) throws(WorkflowError) -> String {
         var bytes = try read(path)[...]

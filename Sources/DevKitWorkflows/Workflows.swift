@@ -29,9 +29,9 @@ public enum ConnectionStringKind: String, Sendable, CaseIterable {
     case dps
 
     /// Guesses from the first key of the string.
-    public static func detect(_ connectionString: String) throws(WorkflowError) -> ConnectionStringKind {
-        if connectionString.hasPrefix("HostName=") { return .hub }
-        if connectionString.hasPrefix("DPSEndpoint=") { return .dps }
+    public static func detect(_ connectionString: ConnectionString) throws(WorkflowError) -> ConnectionStringKind {
+        if connectionString.secretValue.hasPrefix("HostName=") { return .hub }
+        if connectionString.secretValue.hasPrefix("DPSEndpoint=") { return .dps }
         throw .unknownConnectionString(reason: "it starts with neither `HostName=` nor `DPSEndpoint=`")
     }
 }
@@ -99,7 +99,7 @@ public struct DevKitWorkflow {
     }
 
     /// Sets the Wi-Fi SSID and password (an empty password: an open network).
-    public func setWiFi(ssid: String, password: String) throws {
+    public func setWiFi(ssid: String, password: WiFiPassword) throws {
         _ = try ConsoleCommand.setWiFiSSID(ssid).line()
         _ = try ConsoleCommand.setWiFiPassword(password).line()
         try ensurePrompt()
@@ -111,7 +111,7 @@ public struct DevKitWorkflow {
 
     /// Stores an IoT Hub or DPS connection string (`kind` nil: from its first key).
     @discardableResult
-    public func setConnectionString(_ connectionString: String, kind: ConnectionStringKind? = nil) throws
+    public func setConnectionString(_ connectionString: ConnectionString, kind: ConnectionStringKind? = nil) throws
         -> ConnectionStringKind
     {
         let kind = try kind ?? ConnectionStringKind.detect(connectionString)

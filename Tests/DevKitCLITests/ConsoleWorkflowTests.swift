@@ -168,11 +168,14 @@ struct ConsoleWorkflowTests {
                 : ("INFO: Set Wi-Fi password successfully.", true)
         }
         let workflow = DevKitWorkflow(session: ConsoleSession(transport: board))
+        // A bad SSID is refused before anything is sent; a too-long password cannot
+        // even be made.
         #expect(throws: ConsoleError.self) {
-            try workflow.setWiFi(ssid: "ok", password: String(repeating: "p", count: 64))
+            try workflow.setWiFi(ssid: String(repeating: "s", count: 32), password: WiFiPassword("ok"))
         }
+        #expect(throws: InputError.wifiPasswordTooLong(64)) { try WiFiPassword(String(repeating: "p", count: 64)) }
         #expect(board.sendCount == 0)
-        try workflow.setWiFi(ssid: "Lab Net", password: "pa ss")
+        try workflow.setWiFi(ssid: "Lab Net", password: WiFiPassword("pa ss"))
         #expect(board.lines == ["set_wifissid Lab\\ Net", "set_wifipwd pa\\ ss"])
     }
 
@@ -182,9 +185,9 @@ struct ConsoleWorkflowTests {
                 : ("INFO: Set DPS connection string successfully.", true)
         }
         let workflow = DevKitWorkflow(session: ConsoleSession(transport: board))
-        #expect(try workflow.setConnectionString("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=k=") == .hub)
-        #expect(try workflow.setConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k") == .dps)
-        #expect(throws: WorkflowError.self) { try workflow.setConnectionString("Garbage=1") }
+        #expect(try workflow.setConnectionString(ConnectionString("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=k=")) == .hub)
+        #expect(try workflow.setConnectionString(ConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k")) == .dps)
+        #expect(throws: WorkflowError.self) { try workflow.setConnectionString(ConnectionString("Garbage=1")) }
         #expect(board.lines.map { $0.prefix(13) } == ["set_az_iothub", "set_az_iotdps"])
     }
 }

@@ -179,7 +179,7 @@ struct CommandTests {
         let transport = ScriptedTransport(steps)
         let session = ConsoleSession(transport: transport)
         try session.synchronize()
-        try session.setIoTHubConnectionString(cs)
+        try session.setIoTHubConnectionString(ConnectionString(cs))
         #expect(transport.violations == [])
         #expect(transport.finished)
         let pieces = transport.sends.dropFirst()
@@ -197,7 +197,7 @@ struct CommandTests {
         transport.maxRead = 1
         let session = ConsoleSession(transport: transport, maxPieceLength: 16)
         try session.synchronize()
-        try session.setWiFiPassword(ssidPassword)
+        try session.setWiFiPassword(WiFiPassword(ssidPassword))
         #expect(transport.violations == [])
         #expect(transport.sends.count == 1 + 5)
     }
@@ -214,9 +214,9 @@ struct CommandTests {
         try play(steps) { session in
             try session.synchronize()
             try session.setWiFiSSID("My Net")
-            try session.setWiFiPassword("s3cret pass")
-            try session.setWiFiPassword("")
-            try session.setDPSConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k")
+            try session.setWiFiPassword(WiFiPassword("s3cret pass"))
+            try session.setWiFiPassword(WiFiPassword(""))
+            try session.setDPSConnectionString(ConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k"))
             #expect(try session.enableSecureChannel(level: 2) == .enabled)
             #expect(try session.enableSecureChannel(level: 2) == .alreadyEnabled)
         }
@@ -278,12 +278,12 @@ struct CommandTests {
                 try session.setWiFiSSID("x")
             }
             expectError(.commandFailed(command: "set_wifipwd", .invalidArgument(message: "Invalid Wi-Fi password.")), hiding: [password]) {
-                try session.setWiFiPassword(password)
+                try session.setWiFiPassword(WiFiPassword(password))
             }
             expectError(.commandFailed(command: "set_az_iothub", .invalidArgument(message: "Invalid Azure IoT hub connection string.")), hiding: ["sek"]) {
-                try session.setIoTHubConnectionString("HostName=h;SharedAccessKey=sek")
+                try session.setIoTHubConnectionString(ConnectionString("HostName=h;SharedAccessKey=sek"))
             }
-            expectError(.commandFailed(command: "set_wifipwd", .verifyFailed), hiding: [password]) { try session.setWiFiPassword(password) }
+            expectError(.commandFailed(command: "set_wifipwd", .verifyFailed), hiding: [password]) { try session.setWiFiPassword(WiFiPassword(password)) }
             expectError(.commandFailed(command: "enable_secure", .secureChannelFailed)) { _ = try session.enableSecureChannel(level: 1) }
             expectError(.commandFailed(command: "enable_secure", .usage(message: "Usage: enable_secure <level> [key]"))) {
                 _ = try session.enableSecureChannel(level: 9)

@@ -39,13 +39,13 @@ struct SessionEmulatorTests {
             #expect(kit.state.uds == sessionUDS.lowercased())
             try session.setWiFiSSID("Lab \"5G\" Net")
             #expect(kit.state.wifiSSID == "Lab \"5G\" Net")
-            try session.setWiFiPassword("pa ss\\word\"")
+            try session.setWiFiPassword(WiFiPassword("pa ss\\word\""))
             #expect(kit.state.wifiPassword == "pa ss\\word\"")
             let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 440)
-            try session.setIoTHubConnectionString(hub)
+            try session.setIoTHubConnectionString(ConnectionString(hub))
             #expect(kit.state.connectionString == hub)
             let dps = "DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne00000000;DeviceId=d;SymmetricKey=abc="
-            try session.setDPSConnectionString(dps)
+            try session.setDPSConnectionString(ConnectionString(dps))
             #expect(kit.state.connectionString == dps)
 
             #expect(try session.enableSecureChannel(level: 1) == .enabled)
@@ -74,7 +74,7 @@ struct SessionEmulatorTests {
         try withEmulatedSession(.init(pacingBaudRate: 115_200, faults: .init(secureElementWriteDelay: .milliseconds(30)))) { kit, session in
             try session.synchronize()
             let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "x", count: 450)
-            try session.setIoTHubConnectionString(hub)
+            try session.setIoTHubConnectionString(ConnectionString(hub))
             try session.setUDS(UDS(hex: sessionUDS))
             #expect(kit.state.connectionString == hub)
             #expect(kit.state.uds == sessionUDS.lowercased())
@@ -229,7 +229,7 @@ struct InterruptedLineTests {
         let session = ConsoleSession(transport: transport)
         try session.synchronize()
         let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 300)
-        #expect(throws: InterruptingTransport.Interrupted.self) { try session.setIoTHubConnectionString(hub) }
+        #expect(throws: InterruptingTransport.Interrupted.self) { try session.setIoTHubConnectionString(ConnectionString(hub)) }
         #expect(transport.sends.count == 5)  // then two pieces of DEL
         #expect(transport.sends.dropFirst(3).allSatisfy { $0.allSatisfy { $0 == 0x7F } })
         #expect(transport.sends.dropFirst(3).map(\.count).reduce(0, +) == 256)
