@@ -4,7 +4,8 @@ import PackageDescription
 // One module per concern; data flows one way:
 //   SerialPort → DevKitConsole → DevKitWorkflows → DevKitCLI → devkit
 // DiceRIoT (certificate generator), DeviceDiscovery (libudev), DevKitRegistry
-// (SQLite) and VirtualDevKit (the emulated board) stand alone.
+// (SQLite) and VirtualDevKit (the emulated board) stand alone. DevKitModel (the
+// domain values) is below them all.
 let package = Package(
     name: "devkit",
     platforms: [.macOS(.v13)],
