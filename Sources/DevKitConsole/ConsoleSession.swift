@@ -1,4 +1,5 @@
 import DevKitModel
+
 /// A conversation with a DevKit's configuration console over a `ConsoleTransport`.
 ///
 /// The console has no flow control besides its echo, so the session types the way

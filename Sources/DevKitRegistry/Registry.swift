@@ -443,7 +443,7 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidStoredValue(let id, let error):
             "board #\(id) in the registry holds a value devkit cannot use: \(error)"
         case .invalidMAC(let mac):
-            "'\(mac)' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
+            "'\(escaped(mac))' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
         case .boardNotFound(let key):
             "no board '\(key)' in the registry; `devkit registry list` shows the recorded boards"
         }

@@ -228,6 +228,21 @@ struct SecretFileTests {
         #expect(consoleFileMode(directory + "/s") == 0o600)
     }
 
+    @Test func secretFilesAreParsedIntoTheirTypes() throws {
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
+        let long = String(repeating: "q", count: 64)
+        try SecretFile.writeNew(Array((long + "\n").utf8), to: directory + "/pw")
+        let error = #expect(throws: WorkflowError.self) { try SecretFile.readWiFiPassword(directory + "/pw") }
+        #expect(error.map { "\($0)".contains("at most 63") && !"\($0)".contains(long) } == true)
+        try SecretFile.writeNew(Array(" pa ss \n".utf8), to: directory + "/ok")
+        #expect(try SecretFile.readWiFiPassword(directory + "/ok").secretValue == " pa ss ")
+        try SecretFile.writeNew(Array("  HostName=h;SharedAccessKey=k\n".utf8), to: directory + "/cs")
+        #expect(try SecretFile.readConnectionString(directory + "/cs").secretValue == "HostName=h;SharedAccessKey=k")
+        try SecretFile.writeNew(Array("\n".utf8), to: directory + "/empty")
+        #expect(throws: WorkflowError.self) { try SecretFile.readConnectionString(directory + "/empty") }
+    }
+
     @Test func generatedUDSAreHexAndFresh() {
         let a = UDSGenerator.generate().hexString
         let b = UDSGenerator.generate().hexString
