@@ -4,12 +4,14 @@ import PackageDescription
 // One module per concern; data flows one way:
 //   SerialPort → DevKitConsole → DevKitWorkflows → DevKitCLI → devkit
 // DiceRIoT (certificate generator), DeviceDiscovery (libudev), DevKitRegistry
-// (SQLite) and VirtualDevKit (the emulated board) stand alone.
+// (SQLite) and VirtualDevKit (the emulated board) stand alone. DevKitModel (the
+// domain values) is below them all.
 let package = Package(
     name: "devkit",
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "devkit", targets: ["devkit"]),
+        .library(name: "DevKitModel", targets: ["DevKitModel"]),
         .library(name: "DiceRIoT", targets: ["DiceRIoT"]),
         .library(name: "SerialPort", targets: ["SerialPort"]),
         .library(name: "DevKitConsole", targets: ["DevKitConsole"]),
@@ -35,9 +37,13 @@ let package = Package(
             name: "CLibUDev", pkgConfig: "libudev",
             providers: [.apt(["libudev-dev"])]),
 
+        // The domain values (UDS, MAC, firmware version, registration ID, secrets),
+        // each parsed once where it enters; the standard library only.
+        .target(name: "DevKitModel"),
         .target(
             name: "DiceRIoT",
             dependencies: [
+                "DevKitModel",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "BigInt", package: "BigInt"),
@@ -47,26 +53,26 @@ let package = Package(
             dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DevKitConsole",
-            dependencies: ["SerialPort"]),
+            dependencies: ["DevKitModel", "SerialPort"]),
         .target(
             name: "VirtualDevKit",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: ["DevKitModel", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DeviceDiscovery",
             dependencies: ["CLibUDev"]),
         .target(
             name: "DevKitRegistry",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: ["DevKitModel", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "DevKitWorkflows",
             dependencies: [
-                "DevKitConsole", "SerialPort", "DiceRIoT", "DeviceDiscovery", "DevKitRegistry",
+                "DevKitModel", "DevKitConsole", "SerialPort", "DiceRIoT", "DeviceDiscovery", "DevKitRegistry",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "DevKitCLI",
             dependencies: [
-                "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
+                "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
                 "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "CLibEdit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -82,18 +88,19 @@ let package = Package(
         // Bounded child processes and binary paths, shared by the test targets.
         .target(name: "DevKitTestSupport", path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
-        .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT"]),
+        .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
+        .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT", "DevKitModel"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "VirtualDevKit"]),
-        .testTarget(name: "DevKitConsoleTests", dependencies: ["DevKitConsole"]),
+        .testTarget(name: "DevKitConsoleTests", dependencies: ["DevKitConsole", "DevKitModel"]),
         .testTarget(
             name: "VirtualDevKitTests",
-            dependencies: ["VirtualDevKit", "DevKitConsole", "SerialPort"]),
+            dependencies: ["VirtualDevKit", "DevKitConsole", "SerialPort", "DevKitModel"]),
         .testTarget(name: "DeviceDiscoveryTests", dependencies: ["DeviceDiscovery", "DevKitTestSupport"]),
         .testTarget(
             name: "DevKitRegistryTests",
-            dependencies: ["DevKitRegistry", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: ["DevKitRegistry", "DevKitModel", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "DevKitCLITests",
-            dependencies: ["DevKitCLI", "DiceRIoT", "VirtualDevKit", "DevKitTestSupport"]),
+            dependencies: ["DevKitCLI", "DevKitModel", "DiceRIoT", "VirtualDevKit", "DevKitTestSupport"]),
     ]
 )

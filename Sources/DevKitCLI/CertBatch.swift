@@ -1,3 +1,4 @@
+import DevKitModel
 import DiceRIoT
 import Foundation
 
@@ -80,7 +81,7 @@ struct CertBatch {
             switch (entry.registrationID, entry.mac, entry.firmwareVersion) {
             case (let id?, nil, nil): return (uds, try RegistrationID(id))
             case (nil, let mac?, let version?):
-                return (uds, RegistrationID(mac: try MACAddress(mac), firmwareVersion: try FirmwareVersion(version)))
+                return (uds, try RegistrationID(mac: try MACAddress(mac), firmwareVersion: try FirmwareVersion(version)))
             default:
                 throw LineError(#"give either "registration_id", or "mac" with "firmware_version""#)
             }

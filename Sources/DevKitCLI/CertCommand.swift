@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitModel
 import DevKitWorkflows
 import DiceRIoT
 import Foundation
@@ -112,8 +113,14 @@ struct CertCommand: ParsableCommand {
             throw CertError.usage("--from-registry writes each board's .pem and enrollment file; give --output-dir DIR")
         }
         try makeDirectory(outputDir)  // as for single and batch certificates
+        let version: FirmwareVersion?
+        do throws(InputError) {
+            version = try firmwareVersion.map { v throws(InputError) in try FirmwareVersion(v) }
+        } catch {
+            throw CertError.invalidInput(error, source: nil)
+        }
         try reissueFromRegistry(
-            registry: registry, firmware: source, firmwareVersion: firmwareVersion,
+            registry: registry, firmware: source, firmwareVersion: version,
             outputDirectory: outputDir, boards: [], json: json)
     }
 
@@ -223,7 +230,8 @@ struct CertCommand: ParsableCommand {
         case (let id?, nil, nil):
             do { return try RegistrationID(id) } catch { throw .invalidInput(error, source: "--registration-id") }
         case (nil, let mac?, let version?):
-            do { return RegistrationID(mac: try MACAddress(mac), firmwareVersion: try FirmwareVersion(version)) } catch {
+            // The derived ID obeys the same length rule as a given one (RegistrationID's init).
+            do { return try RegistrationID(mac: try MACAddress(mac), firmwareVersion: try FirmwareVersion(version)) } catch {
                 throw .invalidInput(error, source: nil)
             }
         case (nil, nil, nil):

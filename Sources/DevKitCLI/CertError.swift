@@ -1,3 +1,4 @@
+import DevKitModel
 import DiceRIoT
 
 /// What `devkit cert` can fail on, each with the exit code scripts act on.

@@ -1,5 +1,6 @@
-import DiceRIoT
+import DevKitModel
 import DevKitWorkflows
+import DiceRIoT
 import Foundation
 import Synchronization
 
@@ -38,8 +39,8 @@ private func measureWithDiceRIoT(_ source: FirmwareSource) throws -> Certificate
         throw error  // keeps its exit status: a missing image is 66 (no input), not 64
     }
     let firmware = MeasuredFirmware(image)
-    return { udsHex, registrationID in
-        let credentials = try firmware.credentials(uds: try UDS(hex: udsHex), registrationID: try RegistrationID(registrationID))
+    return { uds, registrationID in
+        let credentials = try firmware.credentials(uds: uds, registrationID: registrationID)
         return AliasCertificate(
             pem: credentials.aliasCertificatePEM, sha1: credentials.sha1Thumbprint,
             sha256: credentials.sha256Thumbprint)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitModel
 import Dispatch
 import Foundation
 import VirtualDevKit
@@ -103,9 +104,7 @@ struct EmulateCommand: AsyncParsableCommand {
 
     /// The MAC in the board's own spelling: lower-case, no separators.
     var normalizedMAC: String? {
-        let hex = mac.lowercased().filter { $0 != ":" && $0 != "-" }
-        guard hex.count == 12, hex.allSatisfy({ $0.isHexDigit }) else { return nil }
-        return hex
+        (try? MACAddress(mac))?.hex
     }
 
     func run() async throws {

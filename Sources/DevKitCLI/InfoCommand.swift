@@ -1,5 +1,6 @@
 import ArgumentParser
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 
 /// `devkit info`: firmware version, and with --reboot the MAC and registration ID.
@@ -79,7 +80,7 @@ struct InfoCommand: ParsableCommand {
             let result = Result(
                 port: path, firmwareVersion: v.firmwareVersion.text, micoVersion: v.mico, mbedOSVersion: v.mbedOS,
                 mbedTLSVersion: v.mbedTLS, wifiVersion: v.wifi, macAddress: info.macAddress?.hex,
-                registrationID: info.registrationID)
+                registrationID: info.registrationID?.value)
             if json {
                 try printJSON(result)
                 return

@@ -1,8 +1,9 @@
 import ArgumentParser
 import DevKitConsole
-import DiceRIoT
+import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
+import DiceRIoT
 import Foundation
 
 /// `devkit provision`: one board from blank to enrollment file.
@@ -54,10 +55,14 @@ struct ProvisionCommand: ParsableCommand {
     @Flag(help: "Generate a fresh UDS (kept in the registry).")
     var generateUDS = false
 
-    @Option(help: ArgumentHelp("Registration ID (default: az-<mac>v<version>, what the firmware derives).", valueName: "id"))
-    var registrationID: String?
-    @Option(help: ArgumentHelp("The board's MAC, if known: skips the reboot that reads it.", valueName: "mac"))
-    var mac: String?
+    @Option(
+        help: ArgumentHelp("Registration ID (default: az-<mac>v<version>, what the firmware derives).", valueName: "id"),
+        transform: argument(RegistrationID.init))
+    var registrationID: RegistrationID?
+    @Option(
+        help: ArgumentHelp("The board's MAC, if known: skips the reboot that reads it.", valueName: "mac"),
+        transform: argument(MACAddress.init))
+    var mac: MACAddress?
 
     @Option(help: ArgumentHelp("Wi-Fi SSID to store (with --wifi-password-file).", valueName: "ssid"))
     var wifiSSID: String?

@@ -5,7 +5,7 @@ extension RegistryError: CLIReportable {
         switch self {
         case .cannotCreateDirectory: .cannotCreate
         case .cannotOpen, .database: .ioError
-        case .invalidUDS: .dataError
+        case .invalidStoredValue: .dataError
         case .invalidMAC: .usage
         case .boardNotFound: .noInput
         }

@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitRegistry
 import Foundation
 
@@ -22,7 +23,7 @@ struct BoardJSON: Encodable {
         try c.encode(board.usbSerial, forKey: .usbSerial)
         try c.encode(board.registrationID, forKey: .registrationID)
         try c.encode(board.firmwareVersion, forKey: .firmwareVersion)
-        if includeSecret { try c.encode(board.uds, forKey: .uds) }
+        if includeSecret { try c.encode(board.uds.hexString, forKey: .uds) }
         try c.encode(board.certificateSHA1, forKey: .certificateSHA1)
         try c.encode(board.certificateSHA256, forKey: .certificateSHA256)
         try c.encode(board.certificatePath, forKey: .certificatePath)
@@ -73,7 +74,7 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
     var lines = [header.joined(separator: ",")]
     for b in boards {
         var fields: [String?] = [b.id.map(String.init), b.mac, b.usbSerial, b.registrationID, b.firmwareVersion]
-        if includeSecrets { fields.append(b.uds) }
+        if includeSecrets { fields.append(b.uds.hexString) }
         fields += [b.certificateSHA1, b.certificateSHA256, b.certificatePath, b.enrollmentPath,
                    b.state.rawValue, b.error, timestamp(b.createdAt), timestamp(b.updatedAt)]
         fields += ProvisioningStep.allCases.map { b.completedAt($0).map(timestamp) }

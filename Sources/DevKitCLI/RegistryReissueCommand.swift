@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
 import Foundation
@@ -35,8 +36,12 @@ struct RegistryReissueCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The new sketch's .ino.elf.", valueName: "file"))
     var elf: String?
 
-    @Option(help: ArgumentHelp("The new firmware's DevKitSDK version (default: each board's recorded one).", valueName: "X.Y.Z"))
-    var firmwareVersion: String?
+    @Option(
+        help: ArgumentHelp("The new firmware's DevKitSDK version (default: each board's recorded one).", valueName: "X.Y.Z"),
+        transform: { text in
+            do { return try FirmwareVersion(text) } catch { throw ValidationError("must be N.N.N, e.g. 1.6.2 (\(error))") }
+        })
+    var firmwareVersion: FirmwareVersion?
 
     @Option(help: ArgumentHelp("Where the files go.", valueName: "dir"))
     var outputDir: String = "."
@@ -50,11 +55,6 @@ struct RegistryReissueCommand: ParsableCommand {
     func validate() throws {
         if (elf == nil) == (bin == nil && map == nil) || (elf == nil && (bin == nil || map == nil)) {
             throw ValidationError("Give the firmware as --bin FILE --map FILE, or as --elf FILE.")
-        }
-        if let v = firmwareVersion {
-            let parts = v.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
-            else { throw ValidationError("--firmware-version '\(v)' must be N.N.N, e.g. 1.6.2") }
         }
     }
 
@@ -70,7 +70,7 @@ struct RegistryReissueCommand: ParsableCommand {
 /// Shared by `devkit registry reissue` and `devkit cert --from-registry`: prints one
 /// line (or JSON object) per board; throws ExitCode(1) when some boards failed.
 func reissueFromRegistry(
-    registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: String?,
+    registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: FirmwareVersion?,
     outputDirectory: String, boards keys: [String], json: Bool
 ) throws {
     guard let registry = try options.openExisting() else { throw NoRegistryError(path: options.resolvedPath) }

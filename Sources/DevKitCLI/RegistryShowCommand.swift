@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitModel
 import DevKitRegistry
 
 /// `devkit registry show`: everything recorded about one board.
@@ -44,7 +45,7 @@ struct RegistryShowCommand: ParsableCommand {
                 ("USB serial", board.usbSerial ?? "-"),
                 ("Registration ID", board.registrationID ?? "-"),
                 ("Firmware version", board.firmwareVersion ?? "-"),
-                ("UDS", showSecret ? board.uds : "(hidden; --show-secret shows it)"),
+                ("UDS", showSecret ? board.uds.hexString : "(hidden; --show-secret shows it)"),
                 ("Certificate SHA-1", board.certificateSHA1 ?? "-"),
                 ("Certificate SHA-256", board.certificateSHA256 ?? "-"),
                 ("Certificate", board.certificatePath ?? "-"),

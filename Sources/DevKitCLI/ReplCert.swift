@@ -1,5 +1,6 @@
-import DiceRIoT
+import DevKitModel
 import DevKitWorkflows
+import DiceRIoT
 
 /// `:cert` in the console: the board's Alias certificate from its firmware and UDS,
 /// with the firmware version read from the board itself when the registration ID
@@ -66,8 +67,7 @@ extension ReplCertRequest {
     func run(firmwareVersion: () -> String?) throws -> String {
         let source: DevKitWorkflows.FirmwareSource = elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!)
         let image = try source.load()
-        let udsHex = try SecretFile.readUDS(udsFile!)
-        let uds = try UDS(hex: udsHex)
+        let uds = try SecretFile.readUDS(udsFile!)
         let id: RegistrationID
         if let registrationID {
             id = try RegistrationID(registrationID)
@@ -75,7 +75,7 @@ extension ReplCertRequest {
             guard let version = firmwareVersion() else {
                 throw ReplCertUsage("the board's firmware version is needed with --mac; the board did not give it")
             }
-            id = RegistrationID(mac: try DiceRIoT.MACAddress(mac!), firmwareVersion: try DiceRIoT.FirmwareVersion(version))
+            id = try RegistrationID(mac: try MACAddress(mac!), firmwareVersion: try FirmwareVersion(version))
         }
         let credentials = try MeasuredFirmware(image).credentials(uds: uds, registrationID: id)
         try makeDirectory(outputDirectory)

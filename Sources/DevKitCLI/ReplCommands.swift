@@ -108,17 +108,6 @@ enum ReplCommands {
         default: return nil
         }
     }
-
-    /// Checks a UDS locally: the firmware stores whatever it is given.
-    static func isValidUDS(_ text: String) -> Bool {
-        text.utf8.count == 64 && text.utf8.allSatisfy { $0.isHexDigit }
-    }
-}
-
-extension UInt8 {
-    var isHexDigit: Bool {
-        (0x30...0x39).contains(self) || (0x41...0x46).contains(self) || (0x61...0x66).contains(self)
-    }
 }
 
 extension StringProtocol {

@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 #if canImport(Glibc)
 import Glibc
@@ -191,11 +192,16 @@ final class ReplSession {
             }
             let value = secret.trimmingSpaces
             transcript?.sent(ReplCommands.masked(name + " " + value))
-            switch name {
-            case "set_dps_uds": command = .setDPSUDS(value)
-            case "set_wifipwd": command = .setWiFiPassword(value)
-            case "set_az_iothub": command = .setIoTHubConnectionString(value)
-            default: command = .setDPSConnectionString(value)
+            do throws(InputError) {
+                switch name {
+                case "set_dps_uds": command = .setDPSUDS(try UDS(hex: value))
+                case "set_wifipwd": command = .setWiFiPassword(try WiFiPassword(value))
+                case "set_az_iothub": command = .setIoTHubConnectionString(try ConnectionString(value))
+                default: command = .setDPSConnectionString(try ConnectionString(value))
+                }
+            } catch {
+                say(String(describing: ConsoleError.invalidArgument(command: name, reason: "\(error)")))
+                return
             }
         } else {
             do {

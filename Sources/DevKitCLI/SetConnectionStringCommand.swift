@@ -48,7 +48,7 @@ struct SetConnectionStringCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let path = try port.resolvedPath()
-            let connectionString = try SecretFile.readTrimmed(file)
+            let connectionString = try SecretFile.readConnectionString(file)
             let kind = try self.kind ?? ConnectionStringKind.detect(connectionString)
             try withConsoleSession(port) { session in
                 try DevKitWorkflow(session: session, progress: progressReporter()).setConnectionString(connectionString, kind: kind)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 
 /// `devkit set-wifi`: store the Wi-Fi network the sketch joins.
@@ -59,7 +60,7 @@ struct SetWiFiCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let path = try port.resolvedPath()
-            let password = try passwordFile.map { try SecretFile.readLine($0) } ?? ""
+            let password = try passwordFile.map { try SecretFile.readWiFiPassword($0) } ?? WiFiPassword.openNetwork
             try withConsoleSession(port) { session in
                 try DevKitWorkflow(session: session, progress: progressReporter()).setWiFi(ssid: ssid, password: password)
             }

@@ -1,3 +1,5 @@
+import DevKitModel
+
 /// A configuration-console command as a typed value.
 ///
 /// `line()` validates the arguments locally (nothing invalid ever reaches the board,
@@ -10,14 +12,14 @@ public enum ConsoleCommand: Sendable, Hashable {
     case scan
     /// 1 to 31 bytes.
     case setWiFiSSID(String)
-    /// 0 to 63 bytes; empty clears the password. Secret: echoed as `*`.
-    case setWiFiPassword(String)
-    /// `HostName=…;DeviceId=…;SharedAccessKey=…`, 1 to 511 bytes. Contains a key.
-    case setIoTHubConnectionString(String)
-    /// `DPSEndpoint=…;IdScope=…;DeviceId=…;SymmetricKey=…`, 1 to 511 bytes. Contains a key.
-    case setDPSConnectionString(String)
-    /// Exactly 64 hex digits (sent lower-case). Secret: echoed as `*`.
-    case setDPSUDS(String)
+    /// Empty clears the password. Secret: echoed as `*`.
+    case setWiFiPassword(WiFiPassword)
+    /// `HostName=…;DeviceId=…;SharedAccessKey=…`. Contains a key.
+    case setIoTHubConnectionString(ConnectionString)
+    /// `DPSEndpoint=…;IdScope=…;DeviceId=…;SymmetricKey=…`. Contains a key.
+    case setDPSConnectionString(ConnectionString)
+    /// Sent as 64 lower-case hex digits. Secret: echoed as `*`.
+    case setDPSUDS(UDS)
     /// `enable_secure <level> [key]`.
     case enableSecure(level: Int, key: String?)
 
@@ -66,9 +68,7 @@ public enum ConsoleCommand: Sendable, Hashable {
     public func arguments() throws(ConsoleError) -> [String] {
         func fail(_ reason: String) -> ConsoleError { .invalidArgument(command: name, reason: reason) }
         func checkPrintable(_ value: String, _ what: String) throws(ConsoleError) {
-            if value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
-                throw fail("the \(what) contains a control character (tab, newline, …), which the console cannot take")
-            }
+            if containsControlCharacter(value) { throw fail("\(InputError.controlCharacter(in: what))") }
         }
         switch self {
         case .help, .version, .exit, .scan:
@@ -80,22 +80,11 @@ public enum ConsoleCommand: Sendable, Hashable {
             try checkPrintable(ssid, "SSID")
             return [ssid]
         case .setWiFiPassword(let password):
-            let count = password.utf8.count
-            guard count <= 63 else { throw fail("the password is \(count) bytes; Wi-Fi passwords are at most 63") }
-            try checkPrintable(password, "password")
-            return password.isEmpty ? [] : [password]
+            return password.isEmpty ? [] : [password.secretValue]
         case .setIoTHubConnectionString(let value), .setDPSConnectionString(let value):
-            let count = value.utf8.count
-            guard count >= 1 else { throw fail("the connection string is empty") }
-            guard count <= 511 else { throw fail("the connection string is \(count) bytes; the board stores at most 511") }
-            try checkPrintable(value, "connection string")
-            return [value]
+            return [value.secretValue]
         case .setDPSUDS(let uds):
-            guard uds.utf8.count == 64, uds.utf8.allSatisfy(isHexDigit) else {
-                throw fail("a UDS is exactly 64 hex digits (0-9, a-f), got \(uds.utf8.count) characters"
-                    + (uds.utf8.allSatisfy(isHexDigit) ? "" : " including non-hex ones"))
-            }
-            return [uds.lowercased()]
+            return [uds.hexString]
         case .enableSecure(let level, let key):
             guard level >= 0 else { throw fail("the level must be a non-negative number") }
             guard let key else { return [String(level)] }
@@ -161,6 +150,10 @@ extension ConsoleCommand {
         func none() throws(ConsoleError) {
             guard args.isEmpty else { throw .invalidArgument(command: name, reason: "takes no argument") }
         }
+        // Secrets are parsed into their types here, where the user's line enters.
+        func parsed<T>(_ parse: () throws(InputError) -> T) throws(ConsoleError) -> T {
+            do { return try parse() } catch { throw .invalidArgument(command: name, reason: "\(error)") }
+        }
         switch name {
         case "help": try none(); self = .help
         case "version": try none(); self = .version
@@ -169,10 +162,16 @@ extension ConsoleCommand {
         case "set_wifissid": self = .setWiFiSSID(try one())
         case "set_wifipwd":
             guard args.count <= 1 else { throw .invalidArgument(command: name, reason: "takes at most one argument") }
-            self = .setWiFiPassword(args.first ?? "")
-        case "set_az_iothub": self = .setIoTHubConnectionString(try one())
-        case "set_az_iotdps": self = .setDPSConnectionString(try one())
-        case "set_dps_uds": self = .setDPSUDS(try one())
+            self = .setWiFiPassword(try parsed { () throws(InputError) in try WiFiPassword(args.first ?? "") })
+        case "set_az_iothub":
+            let text = try one()
+            self = .setIoTHubConnectionString(try parsed { () throws(InputError) in try ConnectionString(text) })
+        case "set_az_iotdps":
+            let text = try one()
+            self = .setDPSConnectionString(try parsed { () throws(InputError) in try ConnectionString(text) })
+        case "set_dps_uds":
+            let text = try one()
+            self = .setDPSUDS(try parsed { () throws(InputError) in try UDS(hex: text) })
         case "enable_secure":
             guard (1...2).contains(args.count), let level = Int(args[0]) else {
                 throw .invalidArgument(command: name, reason: "usage: enable_secure <level> [key]")

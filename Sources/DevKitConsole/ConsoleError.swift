@@ -1,3 +1,5 @@
+import DevKitModel
+
 /// The mode a DevKit chose at its last reset (see devkit-console.md, "Modes after a reset").
 public enum BoardMode: Sendable, Hashable, CustomStringConvertible {
     /// Button A held at reset: the configuration console runs.

@@ -1,3 +1,5 @@
+import DevKitModel
+
 /// A conversation with a DevKit's configuration console over a `ConsoleTransport`.
 ///
 /// The console has no flow control besides its echo, so the session types the way
@@ -143,7 +145,7 @@ public final class ConsoleSession {
             guard let colon = line.firstRange(of: ": ") else { continue }
             values[String(line[..<colon.lowerBound])] = String(line[colon.upperBound...]).trimmingSpaces()
         }
-        guard let sdk = values["DevKitSDK version"], let firmware = FirmwareVersion(sdk) else { return nil }
+        guard let sdk = values["DevKitSDK version"], let firmware = try? FirmwareVersion(sdk) else { return nil }
         let wifi = values["WIFI version"]
         return VersionInfo(
             firmwareVersion: firmware, mico: values["Mico version"], mbedOS: values["mbed-os version"],
@@ -164,25 +166,25 @@ public final class ConsoleSession {
     }
 
     /// `set_wifipwd`; an empty password clears it.
-    public func setWiFiPassword(_ password: String) throws {
+    public func setWiFiPassword(_ password: WiFiPassword) throws {
         try runSetting(.setWiFiPassword(password), success: "INFO: Set Wi-Fi password successfully.")
     }
 
     /// `set_az_iothub`.
-    public func setIoTHubConnectionString(_ connectionString: String) throws {
+    public func setIoTHubConnectionString(_ connectionString: ConnectionString) throws {
         try runSetting(
             .setIoTHubConnectionString(connectionString),
             success: "INFO: Set Azure Iot hub connection string successfully.")
     }
 
     /// `set_az_iotdps`.
-    public func setDPSConnectionString(_ connectionString: String) throws {
+    public func setDPSConnectionString(_ connectionString: ConnectionString) throws {
         try runSetting(.setDPSConnectionString(connectionString), success: "INFO: Set DPS connection string successfully.")
     }
 
     /// `set_dps_uds`: stores the UDS in the secure element. `Invalid UDS.` followed
     /// by the success line is success (the firmware's off-by-one length check).
-    public func setUDS(_ uds: String) throws {
+    public func setUDS(_ uds: UDS) throws {
         try runSetting(.setDPSUDS(uds), success: "INFO: Set DPS UDS successfully.")
     }
 

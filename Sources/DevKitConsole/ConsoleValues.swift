@@ -1,50 +1,4 @@
-/// A DevKit firmware (DevKitSDK) version, `<major>.<minor>.<patch>`, any number of digits each.
-public struct FirmwareVersion: Sendable, Hashable, CustomStringConvertible {
-    /// The version as printed, e.g. `1.6.2`.
-    public let text: String
-
-    /// Accepts exactly three dot-separated runs of ASCII digits.
-    public init?(_ text: String) {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3,
-            parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } })
-        else { return nil }
-        self.text = text
-    }
-
-    public var description: String { text }
-}
-
-/// A DevKit's Wi-Fi MAC address, normalised to 12 lower-case hex digits.
-public struct MACAddress: Sendable, Hashable, CustomStringConvertible {
-    /// 12 lower-case hex digits, no separators, as the firmware prints it.
-    public let hex: String
-
-    /// Accepts `a4cf120b9e31`, `A4:CF:12:0B:9E:31` or `a4-cf-12-0b-9e-31`.
-    public init?(_ text: String) {
-        var digits = text.lowercased()
-        if digits.count == 17 {
-            let separators = Set(digits.enumerated().filter { $0.offset % 3 == 2 }.map(\.element))
-            guard separators == [":"] || separators == ["-"] else { return nil }
-            digits.removeAll { $0 == ":" || $0 == "-" }
-        }
-        guard digits.utf8.count == 12, digits.utf8.allSatisfy(isHexDigit) else { return nil }
-        hex = digits
-    }
-
-    public var description: String { hex }
-}
-
-/// The registration ID the firmware derives when the sketch gives none:
-/// `az-<mac>v<firmware version with every '.' replaced by 'v'>`.
-public func derivedRegistrationID(mac: MACAddress, firmwareVersion: FirmwareVersion) -> String {
-    "az-\(mac.hex)v" + registrationIDVersion(firmwareVersion.text)
-}
-
-/// A firmware version as the firmware writes it in a registration ID: `1.6.2` → `1v6v2`.
-public func registrationIDVersion(_ version: String) -> String {
-    version.replacingAll(".", with: "v")
-}
+import DevKitModel
 
 /// What `version` prints.
 public struct VersionInfo: Sendable, Hashable {
@@ -127,12 +81,12 @@ public struct BootLog: Sendable, Hashable {
         if has(Marker.userModeHint) { mode = mode ?? .user(.banner) }
         if let rest = after(Marker.mac) {
             mode = mode ?? .user(.logLines)
-            macAddress = MACAddress(text(rest).trimmingSpaces())
+            macAddress = try? MACAddress(text(rest))
         } else if let rest = after(Marker.firmwareVersion) {
             mode = mode ?? .user(.logLines)
-            firmwareVersion = FirmwareVersion(text(rest).trimmingSpaces())
+            firmwareVersion = try? FirmwareVersion(text(rest))
         } else if let rest = after(Marker.softAP) {
-            macAddress = MACAddress(text(rest.prefix { $0 != 0x20 }))
+            macAddress = try? MACAddress(text(rest.prefix { $0 != 0x20 }))
             mode = .accessPoint(mac: macAddress)
         } else if bytes.starts(with: Marker.configurationConsole) {
             mode = .configuration
@@ -162,10 +116,6 @@ public struct BootLog: Sendable, Hashable {
     }
 }
 
-func isHexDigit(_ byte: UInt8) -> Bool {
-    (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66)
-}
-
 extension String {
     func trimmingSpaces() -> String {
         let bytes = Array(utf8)
@@ -173,9 +123,5 @@ extension String {
             let last = bytes.lastIndex(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D })
         else { return "" }
         return String(decoding: bytes[first...last], as: UTF8.self)
-    }
-
-    func replacingAll(_ target: Character, with replacement: Character) -> String {
-        String(map { $0 == target ? replacement : $0 })
     }
 }

@@ -1,3 +1,4 @@
+import DevKitModel
 import Foundation
 import GRDB
 
@@ -43,7 +44,7 @@ public enum BoardState: String, Codable, Sendable, CaseIterable {
 /// One row of the registry: everything known about one provisioned board.
 ///
 /// `uds` is the secret; never print it unless the user asked for it explicitly.
-public struct BoardRecord: Codable, Sendable, Equatable, Identifiable,
+public struct BoardRecord: Sendable, Equatable, Identifiable,
     FetchableRecord, MutablePersistableRecord
 {
     public static let databaseTableName = "board"
@@ -59,7 +60,7 @@ public struct BoardRecord: Codable, Sendable, Equatable, Identifiable,
     /// DevKitSDK firmware version (`X.Y.Z`), once read.
     public var firmwareVersion: String?
     /// Unique Device Secret, 64 lower-case hex digits. Secret.
-    public var uds: String
+    public var uds: UDS
     /// SHA-1 thumbprint of the Alias certificate DER (as DPS shows it).
     public var certificateSHA1: String?
     /// SHA-256 thumbprint of the Alias certificate DER.
@@ -153,10 +154,10 @@ public struct BoardRecord: Codable, Sendable, Equatable, Identifiable,
     }
 
     mutating func apply(_ update: BoardUpdate) {
-        if let v = update.mac { mac = v }
+        if let v = update.mac { mac = v.hex }
         if let v = update.usbSerial { usbSerial = v }
-        if let v = update.registrationID { registrationID = v }
-        if let v = update.firmwareVersion { firmwareVersion = v }
+        if let v = update.registrationID { registrationID = v.value }
+        if let v = update.firmwareVersion { firmwareVersion = v.text }
         if let v = update.certificateSHA1 { certificateSHA1 = v }
         if let v = update.certificateSHA256 { certificateSHA256 = v }
         if let v = update.certificatePath { certificatePath = v }
@@ -167,18 +168,18 @@ public struct BoardRecord: Codable, Sendable, Equatable, Identifiable,
 /// Facts learned at a step, stored in the same transaction as the step's mark.
 /// Nil fields leave the row's value unchanged.
 public struct BoardUpdate: Sendable, Equatable {
-    public var mac: String?
+    public var mac: MACAddress?
     public var usbSerial: String?
-    public var registrationID: String?
-    public var firmwareVersion: String?
+    public var registrationID: RegistrationID?
+    public var firmwareVersion: FirmwareVersion?
     public var certificateSHA1: String?
     public var certificateSHA256: String?
     public var certificatePath: String?
     public var enrollmentPath: String?
 
     public init(
-        mac: String? = nil, usbSerial: String? = nil, registrationID: String? = nil,
-        firmwareVersion: String? = nil, certificateSHA1: String? = nil,
+        mac: MACAddress? = nil, usbSerial: String? = nil, registrationID: RegistrationID? = nil,
+        firmwareVersion: FirmwareVersion? = nil, certificateSHA1: String? = nil,
         certificateSHA256: String? = nil, certificatePath: String? = nil,
         enrollmentPath: String? = nil
     ) {
@@ -204,7 +205,7 @@ extension BoardRecord {
         usbSerial = row[CodingKeys.usbSerial.rawValue]
         registrationID = row[CodingKeys.registrationID.rawValue]
         firmwareVersion = row[CodingKeys.firmwareVersion.rawValue]
-        uds = try row.decode(String.self, forColumn: CodingKeys.uds.rawValue)
+        uds = try row.decode(UDS.self, forColumn: CodingKeys.uds.rawValue)
         certificateSHA1 = row[CodingKeys.certificateSHA1.rawValue]
         certificateSHA256 = row[CodingKeys.certificateSHA256.rawValue]
         certificatePath = row[CodingKeys.certificatePath.rawValue]

@@ -1,3 +1,4 @@
+import DevKitModel
 import Dispatch
 import Foundation
 import GRDB
@@ -29,7 +30,7 @@ import Darwin
 ///
 /// ```swift
 /// let registry = try Registry(path: Registry.defaultPath())
-/// var board = try registry.recordNewBoard(uds: udsHex)
+/// var board = try registry.recordNewBoard(uds: uds)
 /// board = try registry.markStep(.udsSent, boardID: board.id!)
 /// ```
 ///
@@ -94,28 +95,23 @@ public final class Registry: Sendable {
     /// Returns once the row is committed and synced to disk.
     ///
     /// - Parameters:
-    ///   - uds: 64 hex digits, either case (stored lower-case).
-    ///   - mac: the Wi-Fi MAC if already known, in any of the usual spellings.
+    ///   - uds: stored as 64 lower-case hex digits.
+    ///   - mac: the Wi-Fi MAC if already known.
     ///   - alsoMark: later steps to mark in the same commit: the provisioning
     ///     workflow marks ``ProvisioningStep/udsSent`` here, as the UDS goes to the
     ///     board right after (one synced commit instead of two in a row).
     @discardableResult
     public func recordNewBoard(
-        uds: String, mac: String? = nil, usbSerial: String? = nil,
-        registrationID: String? = nil, firmwareVersion: String? = nil,
+        uds: UDS, mac: MACAddress? = nil, usbSerial: String? = nil,
+        registrationID: RegistrationID? = nil, firmwareVersion: FirmwareVersion? = nil,
         alsoMark: [ProvisioningStep] = []
     ) throws(RegistryError) -> BoardRecord {
-        let udsHex = uds.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        guard udsHex.utf8.count == 64, udsHex.utf8.allSatisfy(Self.isHexDigit) else {
-            throw .invalidUDS
-        }
-        let normalizedMAC = try mac.map { m throws(RegistryError) in try Self.normalizeMAC(m) }
         let now = Date()
         var record = BoardRecord(
-            id: nil, mac: normalizedMAC, usbSerial: usbSerial, registrationID: registrationID,
-            firmwareVersion: firmwareVersion, uds: udsHex, state: .inProgress,
+            id: nil, mac: mac?.hex, usbSerial: usbSerial, registrationID: registrationID?.value,
+            firmwareVersion: firmwareVersion?.text, uds: uds, state: .inProgress,
             createdAt: now, updatedAt: now, udsRecordedAt: now,
-            macReadAt: normalizedMAC == nil ? nil : now)
+            macReadAt: mac == nil ? nil : now)
         for step in alsoMark { record.setCompleted(step, at: now) }
         // Committed with FULL sync before we return, i.e. before the caller may send
         // the UDS anywhere; boards recorded at the same moment share the commit.
@@ -143,7 +139,6 @@ public final class Registry: Sendable {
     public func markSteps(
         _ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate = BoardUpdate()
     ) throws(RegistryError) -> BoardRecord {
-        let update = try Self.normalized(update)
         return try write { db in try Self.mark(steps, boardID: boardID, update, at: Date(), db) }
     }
 
@@ -167,7 +162,6 @@ public final class Registry: Sendable {
         committed: @escaping @Sendable (Result<BoardRecord, RegistryError>) -> Void = { _ in }
     ) throws(RegistryError) -> BoardRecord {
         guard let boardID = board.id else { throw .boardNotFound("(not recorded)") }
-        let update = try Self.normalized(update)
         let now = Date()
         var expected = board
         Self.advance(&expected, steps, update, at: now)
@@ -187,12 +181,6 @@ public final class Registry: Sendable {
         let pool = self.pool
         writes.submit(job) { batch in GroupCommit.commit(batch, in: pool, synced: false) }
         return expected
-    }
-
-    private static func normalized(_ update: BoardUpdate) throws(RegistryError) -> BoardUpdate {
-        var normalized = update
-        if let mac = update.mac { normalized.mac = try normalizeMAC(mac) }
-        return normalized
     }
 
     /// Marks `steps` on the stored row, in the caller's transaction.
@@ -290,22 +278,18 @@ public final class Registry: Sendable {
 
     // MARK: MAC addresses
 
-    /// `a4cf120b9e31`, `A4:CF:12:0B:9E:31` or `a4-cf-12-0b-9e-31` → `a4cf120b9e31`.
+    /// `a4cf120b9e31`, `A4:CF:12:0B:9E:31` or `a4-cf-12-0b-9e-31` → `a4cf120b9e31`
+    /// (``MACAddress``'s rule), for lookups by a key the user typed.
     public static func normalizeMAC(_ mac: String) throws(RegistryError) -> String {
-        let trimmed = mac.trimmingCharacters(in: .whitespaces)
-        let groups = trimmed.split(separator: ":", omittingEmptySubsequences: false).count == 6
-            ? trimmed.split(separator: ":", omittingEmptySubsequences: false)
-            : trimmed.split(separator: "-", omittingEmptySubsequences: false)
-        let hex: String
-        if groups.count == 6, groups.allSatisfy({ $0.utf8.count == 2 }) {
-            hex = groups.joined()
-        } else {
-            hex = trimmed
-        }
-        guard hex.utf8.count == 12, hex.utf8.allSatisfy(isHexDigit) else {
-            throw .invalidMAC(mac)
-        }
-        return hex.lowercased()
+        do { return try MACAddress(mac).hex } catch { throw .invalidMAC(mac) }
+    }
+
+    /// A value read back from a row (stored as text), typed by `parse`. Rows written
+    /// by devkit always parse; one that does not was edited by hand.
+    public static func parseStored<T>(
+        _ parse: (String) throws(InputError) -> T, _ text: String, board id: Int64
+    ) throws(RegistryError) -> T {
+        do { return try parse(text) } catch { throw .invalidStoredValue(board: id, error) }
     }
 
     // MARK: Internals
@@ -389,10 +373,6 @@ public final class Registry: Sendable {
         }
     }
 
-    private static func isHexDigit(_ c: UInt8) -> Bool {
-        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
-    }
-
     /// `mkdir -p` where every directory this creates gets mode 0700.
     private static func makeDirectory(_ directory: String) throws(RegistryError) {
         var isDirectory: ObjCBool = false
@@ -445,8 +425,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)
     /// A read or write failed.
     case database(path: String, reason: String)
-    /// The UDS given is not 64 hex digits.
-    case invalidUDS
+    /// A value recorded for a board does not parse (the row was edited by hand).
+    case invalidStoredValue(board: Int64, InputError)
     /// The MAC given is not 12 hex digits.
     case invalidMAC(String)
     /// No board matches the id, MAC or registration ID given.
@@ -460,10 +440,10 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             "cannot open the registry \(path): \(reason); check its permissions or choose another file with --registry PATH"
         case .database(let path, let reason):
             "registry \(path): \(reason)"
-        case .invalidUDS:
-            "the UDS is not 64 hex digits; nothing was recorded"
+        case .invalidStoredValue(let id, let error):
+            "board #\(id) in the registry holds a value devkit cannot use: \(error)"
         case .invalidMAC(let mac):
-            "'\(mac)' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
+            "'\(escaped(mac))' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
         case .boardNotFound(let key):
             "no board '\(key)' in the registry; `devkit registry list` shows the recorded boards"
         }

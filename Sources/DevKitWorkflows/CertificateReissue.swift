@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitRegistry
 import Foundation
 
@@ -40,7 +41,7 @@ public struct CertificateReissue {
     /// `firmwareVersion` is the version of the new image (it changes derived IDs);
     /// nil keeps each board's recorded version.
     public func run(
-        firmwareVersion: String?, outputDirectory: String, dps: DPSSettings = DPSSettings(),
+        firmwareVersion: FirmwareVersion?, outputDirectory: String, dps: DPSSettings = DPSSettings(),
         boardIDs: [Int64]? = nil
     ) throws -> [Item] {
         try ProvisionWorkflow.checkOutputDirectory(outputDirectory)
@@ -95,7 +96,7 @@ public struct CertificateReissue {
     }
 
     private func reissue(
-        _ board: BoardRecord, _ newVersion: String?, _ outputDirectory: String, _ dps: DPSSettings
+        _ board: BoardRecord, _ newVersion: FirmwareVersion?, _ outputDirectory: String, _ dps: DPSSettings
     ) throws -> ProvisionResult {
         let id = board.id!
         // Until the board confirmed it, the recorded UDS may not be the one it holds:
@@ -103,20 +104,30 @@ public struct CertificateReissue {
         guard board.udsConfirmedAt != nil else {
             throw ReissueError(description: "board #\(id) never confirmed its UDS (interrupted at \(board.nextStep?.rawValue ?? "uds_confirmed")); finish it with `devkit provision --resume \(id)` first")
         }
-        guard let mac = board.mac else {
+        guard let recordedMAC = board.mac else {
             throw ReissueError(description: "board #\(id) has no MAC recorded (it was interrupted before mac_read); finish it with `devkit provision --resume \(id)`")
         }
-        guard let version = newVersion ?? board.firmwareVersion else {
+        let recordedVersion = try board.firmwareVersion.map { v throws(RegistryError) in
+            try Registry.parseStored(FirmwareVersion.init, v, board: id)
+        }
+        guard let version = newVersion ?? recordedVersion else {
             throw ReissueError(description: "board #\(id) has no firmware version recorded; give --firmware-version")
         }
-        var registrationID = board.registrationID ?? RegistrationIDScheme.derivedID(mac: mac, firmwareVersion: version)
-        if let old = board.firmwareVersion, registrationID == RegistrationIDScheme.derivedID(mac: mac, firmwareVersion: old) {
-            registrationID = RegistrationIDScheme.derivedID(mac: mac, firmwareVersion: version)
+        let mac = try Registry.parseStored(MACAddress.init, recordedMAC, board: id)
+        func derived(_ version: FirmwareVersion) throws(RegistrationIDError) -> RegistrationID {
+            try RegistrationIDScheme.derived.registrationID(mac: mac, usbSerial: nil, firmwareVersion: version)
         }
-        try RegistrationIDScheme.validate(registrationID)
+        let recordedID = try board.registrationID.map { r throws(RegistryError) in
+            try Registry.parseStored(RegistrationID.init, r, board: id)
+        }
+        var registrationID = try recordedID ?? derived(version)
+        // A board that had the derived ID of its old version gets the one of its new version.
+        if let old = recordedVersion, registrationID == (try? derived(old)) {
+            registrationID = try derived(version)
+        }
         let certificate = try factory(board.uds, registrationID)
         let pemPath = (outputDirectory as NSString).appendingPathComponent("\(registrationID).pem")
-        let enrollment = EnrollmentFile(registrationID: registrationID, certificatePEM: certificate.pem, dps: dps)
+        let enrollment = EnrollmentFile(registrationID: registrationID.value, certificatePEM: certificate.pem, dps: dps)
         let enrollmentPath = enrollment.path(in: outputDirectory)
         try OutputFile.writeAtomically(
             [(Data(certificate.pem.utf8), pemPath), (enrollment.json(), enrollmentPath)], mode: 0o644)
@@ -127,7 +138,7 @@ public struct CertificateReissue {
                 registrationID: registrationID, firmwareVersion: version, certificateSHA1: certificate.sha1,
                 certificateSHA256: certificate.sha256, certificatePath: pemPath, enrollmentPath: enrollmentPath))
         return ProvisionResult(
-            boardID: id, registrationID: registrationID, mac: mac, firmwareVersion: version,
+            boardID: id, registrationID: registrationID.value, mac: mac.hex, firmwareVersion: version.text,
             certificatePath: pemPath, enrollmentPath: enrollmentPath, certificateSHA1: certificate.sha1,
             certificateSHA256: certificate.sha256, azCommand: enrollment.azCommand(certificatePath: pemPath))
     }

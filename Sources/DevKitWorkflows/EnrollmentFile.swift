@@ -1,3 +1,4 @@
+import DevKitModel
 import Foundation
 
 #if canImport(Glibc)
@@ -114,7 +115,6 @@ enum PrettyJSON {
     }
 
     private static func writeString(_ s: String, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
         for byte in s.utf8 {
             switch byte {
@@ -125,7 +125,9 @@ enum PrettyJSON {
             case 0x0A: out.append(contentsOf: "\\n".utf8)
             case 0x0D: out.append(contentsOf: "\\r".utf8)
             case 0x09: out.append(contentsOf: "\\t".utf8)
-            case 0x00..<0x20: out.append(contentsOf: "\\u00".utf8 + [hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            case 0x00..<0x20:
+                out.append(contentsOf: "\\u00".utf8)
+                out.append(contentsOf: Hex.encode([byte]).utf8)
             default: out.append(byte)  // UTF-8 as it is, as JSONSerialization writes it
             }
         }

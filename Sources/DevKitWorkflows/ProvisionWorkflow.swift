@@ -1,4 +1,6 @@
 import DevKitConsole
+import DevKitModel
+import DevKitModel
 import DevKitRegistry
 import Dispatch
 import Foundation
@@ -22,9 +24,8 @@ public struct AliasCertificate: Sendable, Equatable {
 
 /// Computes certificates for one firmware image: made once per image (the
 /// firmware is parsed and measured when it is made, so a bad image fails before
-/// any board is touched), then called once per board with its UDS (64 hex digits)
-/// and registration ID.
-public typealias CertificateFactory = @Sendable (_ udsHex: String, _ registrationID: String) throws -> AliasCertificate
+/// any board is touched), then called once per board with its UDS and registration ID.
+public typealias CertificateFactory = @Sendable (_ uds: UDS, _ registrationID: RegistrationID) throws -> AliasCertificate
 
 /// Parses and measures a firmware image, returning its certificate factory.
 /// The DiceRIoT generator provides the real one; tests may pass their own.
@@ -45,18 +46,18 @@ public struct ProvisionRequest: Sendable {
     public var firmware: FirmwareSource
     public var uds: UDSSource
     /// An explicit registration ID; nil: from `scheme`.
-    public var registrationID: String?
+    public var registrationID: RegistrationID?
     public var scheme: RegistrationIDScheme
     /// The MAC, when the user gives it: then the board is not rebooted to read it.
-    public var mac: String?
+    public var mac: MACAddress?
     public var usbSerial: String?
     public var wifi: WiFiSettings?
     public var outputDirectory: String
     public var dps: DPSSettings
 
     public init(
-        firmware: FirmwareSource, uds: UDSSource, registrationID: String? = nil,
-        scheme: RegistrationIDScheme = .derived, mac: String? = nil, usbSerial: String? = nil,
+        firmware: FirmwareSource, uds: UDSSource, registrationID: RegistrationID? = nil,
+        scheme: RegistrationIDScheme = .derived, mac: MACAddress? = nil, usbSerial: String? = nil,
         wifi: WiFiSettings? = nil, outputDirectory: String = ".", dps: DPSSettings = DPSSettings()
     ) {
         self.firmware = firmware
@@ -164,7 +165,7 @@ enum CertificateWarmUp {
         guard !started.exchange(true, ordering: .relaxed) else { return }
         DispatchQueue.global(qos: .utility).async {
             // Not a secret: a fixed value, and the result is dropped.
-            _ = try? factory(String(repeating: "5a", count: 32), "warm-up")
+            _ = try? factory(UDS(bytes: Array(repeating: 0x5A, count: UDS.byteCount)), RegistrationID("warm-up"))
         }
     }
 }
@@ -198,24 +199,14 @@ public struct ProvisionWorkflow {
 
     /// Everything checked before the board is touched.
     struct Validated {
-        var uds: String
-        var wifiPassword: String?
+        var uds: UDS
+        var wifiPassword: WiFiPassword?
         var factory: CertificateFactory
-        var mac: String?
     }
 
     /// Checks all inputs without touching the board or the registry.
     func validate(_ request: ProvisionRequest) throws -> Validated {
         report(ProvisionEvent(stage: .validate, status: .started, message: "checking the inputs"))
-        var mac: String?
-        if let given = request.mac {
-            do { mac = try Registry.normalizeMAC(given) } catch {
-                throw ProvisionError.invalidInput("\(error)")
-            }
-        }
-        if let id = request.registrationID {
-            do { try RegistrationIDScheme.validate(id) } catch { throw ProvisionError.invalidInput("\(error)") }
-        }
         if request.registrationID == nil, case .template(let t) = request.scheme, t.contains("{serial}"),
             request.usbSerial == nil
         {
@@ -225,15 +216,11 @@ public struct ProvisionWorkflow {
         if let wifi = request.wifi {
             _ = try ConsoleCommand.setWiFiSSID(wifi.ssid).line()
         }
-        let wifiPassword = try request.wifi.map { w throws in
-            let password = try SecretFile.readLine(w.passwordFile)
-            _ = try ConsoleCommand.setWiFiPassword(password).line()
-            return password
-        }
+        let wifiPassword = try request.wifi.map { w throws(WorkflowError) in try SecretFile.readWiFiPassword(w.passwordFile) }
         try Self.checkOutputDirectory(request.outputDirectory)
         // Parse and measure the firmware now: a bad image must fail before the board is touched.
         let factory = try measure(request.firmware)
-        let uds: String
+        let uds: UDS
         switch request.uds {
         case .file(let path): uds = try SecretFile.readUDS(path)
         case .generate: uds = UDSGenerator.generate()
@@ -242,7 +229,7 @@ public struct ProvisionWorkflow {
             uds = try SecretFile.readUDS((dir as NSString).appendingPathComponent("\(serial).uds"))
         }
         report(ProvisionEvent(stage: .validate, status: .done, message: "inputs are valid"))
-        return Validated(uds: uds, wifiPassword: wifiPassword, factory: factory, mac: mac)
+        return Validated(uds: uds, wifiPassword: wifiPassword, factory: factory)
     }
 
     /// Provisions the board behind `session` (synchronised here if it is not).
@@ -266,7 +253,7 @@ public struct ProvisionWorkflow {
         // Also marked sent: the line goes out next, and "sent" means the board may
         // have it. One synced commit, before anything leaves for the board.
         let board = try registry.recordNewBoard(
-            uds: v.uds, mac: v.mac, usbSerial: request.usbSerial, registrationID: request.registrationID,
+            uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID,
             alsoMark: [.udsSent])
         let id = board.id!
         report(ProvisionEvent(stage: .record, status: .done, message: "board #\(id) recorded in \(registry.path)", boardID: id))
@@ -312,16 +299,17 @@ public struct ProvisionWorkflow {
                 "board #\(boardID) is the board with USB serial \(recorded), but the board on the port has \(attached); "
                     + "plug in board #\(boardID), or provision this one without --resume")
         }
-        if let given = request.mac, let recorded = board.mac,
-           given.lowercased().filter(\.isHexDigit) != recorded.lowercased().filter(\.isHexDigit)
-        {
+        let recordedMAC = try board.mac.map { m throws(RegistryError) in try Registry.parseStored(MACAddress.init, m, board: boardID) }
+        if let given = request.mac, let recorded = recordedMAC, given != recorded {
             throw ProvisionError.cannotResume(
                 "board #\(boardID) has MAC \(recorded), not \(given); give its own MAC, or none")
         }
         var request = request
         request.uds = .generate  // not used: the registry's UDS is
-        if request.mac == nil { request.mac = board.mac }
-        if request.registrationID == nil { request.registrationID = board.registrationID }
+        if request.mac == nil { request.mac = recordedMAC }
+        if request.registrationID == nil, let recorded = board.registrationID {
+            request.registrationID = try Registry.parseStored(RegistrationID.init, recorded, board: boardID)
+        }
         if request.usbSerial == nil { request.usbSerial = board.usbSerial }
         var v = try validate(request)
         v.uds = board.uds
@@ -416,7 +404,7 @@ public struct ProvisionWorkflow {
             report(ProvisionEvent(stage: .version, status: .started, message: "reading the firmware version", boardID: id))
             let versions = try session.version()
             board = try markInBackground(
-                .versionRead, board, BoardUpdate(firmwareVersion: versions.firmwareVersion.text), failures: failures)
+                .versionRead, board, BoardUpdate(firmwareVersion: versions.firmwareVersion), failures: failures)
             report(ProvisionEvent(stage: .version, status: .done, message: "firmware \(versions.firmwareVersion.text)", boardID: id))
         }
 
@@ -425,16 +413,18 @@ public struct ProvisionWorkflow {
             let log = try session.exitAndReadBootLog()
             if log.mode == .configuration { throw WorkflowError.rebootedIntoConfigurationMode }
             guard let mac = log.macAddress else { throw ProvisionError.macNotInBootLog }
-            board = try markInBackground(.macRead, board, BoardUpdate(mac: mac.hex), failures: failures)
+            board = try markInBackground(.macRead, board, BoardUpdate(mac: mac), failures: failures)
             report(ProvisionEvent(stage: .mac, status: .done, message: "MAC \(mac.hex)", boardID: id))
         } else if board.mac != nil && board.macReadAt != nil {
             report(ProvisionEvent(stage: .mac, status: .skipped, message: "MAC \(board.mac!) (given)", boardID: id))
         }
-        guard let mac = board.mac, let version = board.firmwareVersion else {
+        guard let recordedMAC = board.mac, let recordedVersion = board.firmwareVersion else {
             throw ProvisionError.cannotResume("board #\(id) has no MAC or firmware version recorded; connect the board")
         }
+        let mac = try Registry.parseStored(MACAddress.init, recordedMAC, board: id)
+        let version = try Registry.parseStored(FirmwareVersion.init, recordedVersion, board: id)
 
-        let registrationID: String
+        let registrationID: RegistrationID
         if let explicit = request.registrationID {
             registrationID = explicit
         } else {
@@ -444,7 +434,7 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .certificate, status: .started, message: "computing the Alias certificate for \(registrationID)", boardID: id))
         let certificate = try v.factory(board.uds, registrationID)
         let pemPath = (request.outputDirectory as NSString).appendingPathComponent("\(registrationID).pem")
-        let enrollment = EnrollmentFile(registrationID: registrationID, certificatePEM: certificate.pem, dps: request.dps)
+        let enrollment = EnrollmentFile(registrationID: registrationID.value, certificatePEM: certificate.pem, dps: request.dps)
         let enrollmentPath = enrollment.path(in: request.outputDirectory)
         // Both files in one go: one directory fsync for the pair (shared with boards
         // finishing at the same moment), and one registry commit marks both steps.
@@ -462,7 +452,7 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(enrollmentPath)", boardID: id))
 
         return ProvisionResult(
-            boardID: id, registrationID: registrationID, mac: mac, firmwareVersion: version,
+            boardID: id, registrationID: registrationID.value, mac: mac.hex, firmwareVersion: version.text,
             certificatePath: pemPath, enrollmentPath: enrollmentPath,
             certificateSHA1: certificate.sha1, certificateSHA256: certificate.sha256,
             azCommand: enrollment.azCommand(certificatePath: pemPath))

@@ -1,5 +1,4 @@
-import DevKitConsole
-import Foundation
+import DevKitModel
 
 /// How a board's registration ID (the certificate CN, the DPS enrollment ID) is chosen.
 public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
@@ -51,48 +50,38 @@ public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// `az-<mac>v<version with '.'→'v'>`, e.g. `az-a4cf120b9e31v1v6v2`.
-    public static func derivedID(mac: String, firmwareVersion: String) -> String {
-        // The console's rule, not Foundation's `replacingOccurrences`, whose first use
-        // (NSString bridging) takes 0.2 ms on a board's path to its certificate.
-        "az-\(mac.lowercased())v\(registrationIDVersion(firmwareVersion))"
-    }
-
     /// The registration ID for one board, validated.
     public func registrationID(
-        mac: String?, usbSerial: String?, firmwareVersion: String?
-    ) throws(RegistrationIDError) -> String {
-        let id: String
+        mac: MACAddress?, usbSerial: String?, firmwareVersion: FirmwareVersion?
+    ) throws(RegistrationIDError) -> RegistrationID {
         switch self {
         case .derived:
             guard let mac else { throw .missing("mac", scheme: description) }
             guard let firmwareVersion else { throw .missing("version", scheme: description) }
-            id = Self.derivedID(mac: mac, firmwareVersion: firmwareVersion)
+            do {
+                return try RegistrationID(mac: mac, firmwareVersion: firmwareVersion)
+            } catch {
+                throw .invalidDerived(error)
+            }
         case .template(let template):
             var result = template
             for (name, value) in [
-                ("mac", mac?.lowercased()), ("serial", usbSerial?.lowercased()),
-                ("version", firmwareVersion.map(registrationIDVersion)),
+                ("mac", mac?.hex), ("serial", usbSerial?.lowercased()),
+                ("version", firmwareVersion?.registrationIDForm),
             ] where result.contains("{\(name)}") {
                 guard let value else { throw .missing(name, scheme: description) }
                 result = result.replacing("{\(name)}", with: value)
             }
-            id = result
+            return try Self.validate(result)
         }
-        try Self.validate(id)
-        return id
     }
 
     /// 1 to 126 characters of `a-z`, `0-9`, `-` (what the firmware's certificate encoder takes).
-    public static func validate(_ id: String) throws(RegistrationIDError) {
-        guard (1...126).contains(id.utf8.count), id.utf8.allSatisfy(isAllowed) else {
-            throw .invalid(id)
-        }
+    public static func validate(_ id: String) throws(RegistrationIDError) -> RegistrationID {
+        do { return try RegistrationID(id) } catch { throw .invalid(id, error) }
     }
 
-    private static func isAllowed(_ c: UInt8) -> Bool {
-        (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2D
-    }
+    private static func isAllowed(_ c: UInt8) -> Bool { RegistrationID.isAllowed(c) }
 
     private static func checkLiteral(_ s: Substring, in text: String) throws(RegistrationIDError) {
         if let bad = s.utf8.first(where: { !isAllowed($0) }) {
@@ -106,7 +95,10 @@ public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
 public enum RegistrationIDError: Error, Sendable, Equatable, CustomStringConvertible {
     case badTemplate(String, String)
     case missing(String, scheme: String)
-    case invalid(String)
+    /// The ID and why it cannot be used.
+    case invalid(String, InputError)
+    /// The ID the firmware would derive (`az-<mac>v<version>`) breaks the rules.
+    case invalidDerived(InputError)
 
     public var description: String {
         switch self {
@@ -114,8 +106,10 @@ public enum RegistrationIDError: Error, Sendable, Equatable, CustomStringConvert
             "registration ID template '\(t)': \(why)"
         case .missing(let name, let scheme):
             "registration ID scheme '\(scheme)' needs the board's \(name), which is not known"
-        case .invalid(let id):
-            "registration ID '\(id)' must be 1 to 126 characters of a-z, 0-9 and -"
+        case .invalid(let id, _):
+            "registration ID '\(escaped(id))' must be 1 to 126 characters of a-z, 0-9 and -"
+        case .invalidDerived(let error):
+            "the registration ID derived from the MAC and firmware version cannot be used: \(error)"
         }
     }
 }

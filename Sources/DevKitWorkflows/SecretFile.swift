@@ -1,3 +1,4 @@
+import DevKitModel
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -104,17 +105,25 @@ public enum SecretFile {
     }
 
     /// Reads a UDS file: 64 hex digits, either case, surrounding whitespace allowed.
-    /// Returns it lower-case.
-    public static func readUDS(_ path: String) throws(WorkflowError) -> String {
+    public static func readUDS(_ path: String) throws(WorkflowError) -> UDS {
         let text = try readTrimmed(path)
-        let isHex = text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }
-        guard text.utf8.count == 64, isHex else {
-            throw .invalidSecret(
-                path: path,
-                reason: "does not hold a UDS: expected exactly 64 hex digits (0-9, a-f, either case), found "
-                    + "\(text.utf8.count) characters" + (isHex ? "" : " including non-hex ones"))
+        do { return try UDS(hex: text) } catch { throw .invalidSecret(path: path, reason: "does not hold a UDS: \(error)") }
+    }
+
+    /// Reads a Wi-Fi password file (see ``readLine(_:)``).
+    public static func readWiFiPassword(_ path: String) throws(WorkflowError) -> WiFiPassword {
+        let text = try readLine(path)
+        do { return try WiFiPassword(text) } catch {
+            throw .invalidSecret(path: path, reason: "does not hold a usable Wi-Fi password: \(error)")
         }
-        return text.lowercased()
+    }
+
+    /// Reads a connection string file (surrounding whitespace ignored).
+    public static func readConnectionString(_ path: String) throws(WorkflowError) -> ConnectionString {
+        let text = try readTrimmed(path)
+        do { return try ConnectionString(text) } catch {
+            throw .invalidSecret(path: path, reason: "does not hold a usable connection string: \(error)")
+        }
     }
 
     /// Reads a secret whose spaces matter (a Wi-Fi password): only a final line end is removed.

@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 
 /// What `info` found out about a board.
 public struct DeviceInfo: Sendable, Hashable {
@@ -9,10 +10,10 @@ public struct DeviceInfo: Sendable, Hashable {
     /// The version the sketch logged at boot, when it did.
     public var bootLogFirmwareVersion: FirmwareVersion?
     /// `az-<mac>v<version>`: the ID the firmware derives when the sketch sets none.
-    public var registrationID: String?
+    public var registrationID: RegistrationID?
 
     public init(versions: VersionInfo, macAddress: MACAddress? = nil,
-                bootLogFirmwareVersion: FirmwareVersion? = nil, registrationID: String? = nil) {
+                bootLogFirmwareVersion: FirmwareVersion? = nil, registrationID: RegistrationID? = nil) {
         self.versions = versions
         self.macAddress = macAddress
         self.bootLogFirmwareVersion = bootLogFirmwareVersion
@@ -28,9 +29,9 @@ public enum ConnectionStringKind: String, Sendable, CaseIterable {
     case dps
 
     /// Guesses from the first key of the string.
-    public static func detect(_ connectionString: String) throws(WorkflowError) -> ConnectionStringKind {
-        if connectionString.hasPrefix("HostName=") { return .hub }
-        if connectionString.hasPrefix("DPSEndpoint=") { return .dps }
+    public static func detect(_ connectionString: ConnectionString) throws(WorkflowError) -> ConnectionStringKind {
+        if connectionString.secretValue.hasPrefix("HostName=") { return .hub }
+        if connectionString.secretValue.hasPrefix("DPSEndpoint=") { return .dps }
         throw .unknownConnectionString(reason: "it starts with neither `HostName=` nor `DPSEndpoint=`")
     }
 }
@@ -55,9 +56,8 @@ public struct DevKitWorkflow {
         try session.synchronize()
     }
 
-    /// Stores a UDS (64 hex digits) in the board's secure element.
-    public func setUDS(_ uds: String) throws {
-        _ = try ConsoleCommand.setDPSUDS(uds).line()
+    /// Stores a UDS in the board's secure element.
+    public func setUDS(_ uds: UDS) throws {
         try ensurePrompt()
         progress("storing the UDS")
         try session.setUDS(uds)
@@ -67,11 +67,11 @@ public struct DevKitWorkflow {
     /// disk), and only then stores it on the board: the secret exists on the host
     /// before the board has it, so it cannot be lost. Returns the UDS.
     @discardableResult
-    public func setGeneratedUDS(savingTo path: String) throws -> String {
+    public func setGeneratedUDS(savingTo path: String) throws -> UDS {
         try ensurePrompt()
         let uds = UDSGenerator.generate()
         progress("saving the new UDS to \(path)")
-        try SecretFile.writeNew(Array((uds + "\n").utf8), to: path)
+        try SecretFile.writeNew(Array((uds.hexString + "\n").utf8), to: path)
         progress("storing the UDS")
         try session.setUDS(uds)
         return uds
@@ -92,13 +92,14 @@ public struct DevKitWorkflow {
         if let mac = log.macAddress {
             // The sketch derives the ID from the version it runs, as it logged it.
             let version = log.firmwareVersion ?? info.versions.firmwareVersion
-            info.registrationID = derivedRegistrationID(mac: mac, firmwareVersion: version)
+            // nil when the version is too long for an ID the firmware can encode.
+            info.registrationID = try? RegistrationID(mac: mac, firmwareVersion: version)
         }
         return info
     }
 
     /// Sets the Wi-Fi SSID and password (an empty password: an open network).
-    public func setWiFi(ssid: String, password: String) throws {
+    public func setWiFi(ssid: String, password: WiFiPassword) throws {
         _ = try ConsoleCommand.setWiFiSSID(ssid).line()
         _ = try ConsoleCommand.setWiFiPassword(password).line()
         try ensurePrompt()
@@ -110,7 +111,7 @@ public struct DevKitWorkflow {
 
     /// Stores an IoT Hub or DPS connection string (`kind` nil: from its first key).
     @discardableResult
-    public func setConnectionString(_ connectionString: String, kind: ConnectionStringKind? = nil) throws
+    public func setConnectionString(_ connectionString: ConnectionString, kind: ConnectionStringKind? = nil) throws
         -> ConnectionStringKind
     {
         let kind = try kind ?? ConnectionStringKind.detect(connectionString)

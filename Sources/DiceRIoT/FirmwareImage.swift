@@ -1,3 +1,4 @@
+import DevKitModel
 /// The two byte ranges of a firmware image that the DICE layer measures (spec §1–§2).
 public struct RIoTImage: Sendable, Equatable {
     /// [`__start_riot_core`, `__stop_riot_core`): hashed with `Hd` into the CDI.
@@ -126,7 +127,7 @@ private func firstHex(_ line: UnsafeBufferPointer<UInt8>) -> UInt64? {
     var value: UInt64 = 0
     var digits = 0
     var i = r.upperBound
-    while i < line.count, let d = hexValue(line[i]) {
+    while i < line.count, let d = Hex.value(line[i]) {
         guard digits < 16 else { return nil }
         value = value << 4 | UInt64(d)
         digits += 1

@@ -1,4 +1,5 @@
 import Crypto
+import DevKitModel
 import Foundation
 
 /// A firmware image measured once, ready to certify any number of devices.
@@ -86,9 +87,9 @@ public struct DeviceCredentials: Sendable {
     }
 
     /// SHA-1 of the certificate DER, upper-case hex: the thumbprint DPS shows.
-    public var sha1Thumbprint: String { hex(Insecure.SHA1.hash(data: aliasCertificateDER), uppercase: true) }
+    public var sha1Thumbprint: String { Hex.encode(Insecure.SHA1.hash(data: aliasCertificateDER), uppercase: true) }
     /// SHA-256 of the certificate DER, upper-case hex.
-    public var sha256Thumbprint: String { hex(SHA256.hash(data: aliasCertificateDER), uppercase: true) }
+    public var sha256Thumbprint: String { Hex.encode(SHA256.hash(data: aliasCertificateDER), uppercase: true) }
 }
 
 /// PEM as the reference tool wrote it: the Base64 on one line, no wrapping (spec §8).

@@ -1,3 +1,4 @@
+import DevKitModel
 import Foundation
 import Synchronization
 import SystemPackage
@@ -118,14 +119,12 @@ public final class VirtualDevKit: @unchecked Sendable {
     /// starts talking after ``start()``.
     public init(configuration: Configuration) throws(VirtualDevKitError) {
         let mac = configuration.macAddress
-        guard mac.count == 12, mac.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
-        else {
+        // The board's own spelling only (what it prints): 12 lower-case digits.
+        guard (try? MACAddress(mac))?.hex == mac else {
             throw .invalidConfiguration(
                 "Invalid MAC address \"\(mac)\": give 12 lower-case hex digits, e.g. a4cf120b9e31.")
         }
-        let parts = configuration.firmwareVersion.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
-        else {
+        guard (try? FirmwareVersion(configuration.firmwareVersion))?.text == configuration.firmwareVersion else {
             throw .invalidConfiguration(
                 "Invalid firmware version \"\(configuration.firmwareVersion)\": give major.minor.patch, e.g. 1.6.2.")
         }

@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitRegistry
 import DevKitTestSupport
 import Foundation
@@ -215,11 +216,11 @@ struct CertCommandTests {
         defer { ws.remove() }
         let registry = try Registry(path: ws.path + "/registry.sqlite")
         // A board the workflow got as far as its MAC (the board confirmed its UDS).
-        let board = try registry.recordNewBoard(uds: v["uds"]!, alsoMark: [.udsSent]).id!
+        let board = try registry.recordNewBoard(uds: UDS(hex: v["uds"]!), alsoMark: [.udsSent]).id!
         try registry.markStep(.udsConfirmed, boardID: board)
-        try registry.markStep(.versionRead, boardID: board, update: BoardUpdate(firmwareVersion: v["firmware_version"]!))
+        try registry.markStep(.versionRead, boardID: board, update: BoardUpdate(firmwareVersion: FirmwareVersion(v["firmware_version"]!)))
         try registry.markStep(
-            .macRead, boardID: board, update: BoardUpdate(mac: v["mac"]!, registrationID: v["registration_id"]!))
+            .macRead, boardID: board, update: BoardUpdate(mac: MACAddress(v["mac"]!), registrationID: RegistrationID(v["registration_id"]!)))
         let r = try devkit([
             "--from-registry", "--registry", ws.path + "/registry.sqlite",
             "--bin", Self.firmware + "/DevKitDPS.ino.bin", "--map", Self.firmware + "/DevKitDPS.ino.map",
@@ -234,6 +235,54 @@ struct CertCommandTests {
             "--uds-file", ws.path + "/uds.hex",
         ])
         #expect(both.status == 64)
+    }
+
+    /// `az-` + 12 + `v` = 16 characters before the version's own.
+    static func longVersion(idLength: Int) -> String { "1.6." + String(repeating: "2", count: idLength - 16 - 4) }
+
+    @Test("a derived ID over 126 characters is refused, as a given one is (exit 64, nothing written)")
+    func derivedIDLengthIsChecked() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let r = try devkit(tiny([
+            "--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out",
+            "--mac", "a4cf120b9e31", "--firmware-version", Self.longVersion(idLength: 220),
+        ]))
+        #expect(r.status == 64, "\(r.stderr)")
+        #expect(r.stderr.contains("has 220 characters") && r.stderr.contains("at most 126"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: ws.path + "/out"))
+        // 126 is the limit, not past it: written, with the DPS warning (over 64).
+        let at126 = try devkit(tiny([
+            "--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out",
+            "--mac", "A4:CF:12:0B:9E:31", "--firmware-version", Self.longVersion(idLength: 126),
+        ]))
+        #expect(at126.status == 0, "\(at126.stderr)")
+        let id = "az-a4cf120b9e31v1v6v" + String(repeating: "2", count: 106)
+        #expect(id.count == 126)
+        #expect(ws.files.contains("out") && FileManager.default.fileExists(atPath: ws.path + "/out/\(id).pem"))
+        #expect(at126.stderr.contains("DPS documents at most 64"), "\(at126.stderr)")
+        let over = try devkit(tiny([
+            "--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out",
+            "--mac", "a4cf120b9e31", "--firmware-version", Self.longVersion(idLength: 127),
+        ]))
+        #expect(over.status == 64 && over.stderr.contains("has 127 characters"), "\(over.stderr)")
+    }
+
+    @Test("--batch: a line whose derived ID is over 126 characters fails alone")
+    func batchDerivedIDLengthIsChecked() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = [
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4cf120b9e31", "firmware_version": "\#(Self.longVersion(idLength: 220))"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4cf120b9e31", "firmware_version": "1.6.2"}"#,
+        ]
+        try lines.joined(separator: "\n").write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
+        let r = try devkit(tiny(["--batch", ws.path + "/b.jsonl", "--output-dir", ws.path + "/out"]))
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("b.jsonl:1: ") && r.stderr.contains("has 220 characters"), "\(r.stderr)")
+        #expect(!r.stderr.contains("b.jsonl:2:"), "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: ws.path + "/out/az-a4cf120b9e31v1v6v2.pem"))
+        #expect(!r.stderr.contains(Self.sampleUDS))
     }
 
     @Test("--output-dir - writes no file: the PEM goes to stdout, or into the JSON")

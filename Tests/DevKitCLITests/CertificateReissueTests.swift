@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
 import Foundation
@@ -12,8 +13,8 @@ import Testing
             for step in ProvisioningStep.allCases.dropFirst() {
                 if step == .macRead && mac == nil { break }
                 let update: BoardUpdate = switch step {
-                case .versionRead: BoardUpdate(firmwareVersion: version)
-                case .macRead: BoardUpdate(mac: mac, registrationID: registrationID)
+                case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion(version))
+                case .macRead: BoardUpdate(mac: try mac.map { try MACAddress($0) }, registrationID: try registrationID.map { try RegistrationID($0) })
                 default: BoardUpdate()
                 }
                 try f.registry.markStep(step, boardID: id, update: update)
@@ -27,14 +28,14 @@ import Testing
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
         let factory = try recordingMeasurer()(.elf("/new.elf"))
         let items = try CertificateReissue(registry: f.registry, factory: factory)
-            .run(firmwareVersion: "1.6.3", outputDirectory: out)
+            .run(firmwareVersion: try FirmwareVersion("1.6.3"), outputDirectory: out)
         #expect(items.count == 3)
 
         let byID = Dictionary(uniqueKeysWithValues: items.map { ($0.boardID, $0.result) })
         let first = try #require(try byID[derived]?.get())
         #expect(first.registrationID == "az-a4cf120b9e31v1v6v3")
         #expect(FileManager.default.contents(atPath: out + "/az-a4cf120b9e31v1v6v3.pem")
-                == Data(try factory(f.uds, "az-a4cf120b9e31v1v6v3").pem.utf8))
+                == Data(try factory(f.uds, try RegistrationID("az-a4cf120b9e31v1v6v3")).pem.utf8))
         let second = try #require(try byID[custom]?.get())
         #expect(second.registrationID == "bench-7")
         if case .failure(let e) = byID[cut] {
@@ -56,12 +57,12 @@ import Testing
         defer { f.cleanup() }
         let reissue = CertificateReissue(registry: f.registry, factory: try recordingMeasurer()(.elf("/new.elf")))
         let out = f.dir + "/certs/2026"
-        #expect(try reissue.run(firmwareVersion: "1.6.3", outputDirectory: out).isEmpty)
+        #expect(try reissue.run(firmwareVersion: try FirmwareVersion("1.6.3"), outputDirectory: out).isEmpty)
         var isDirectory: ObjCBool = false
         #expect(FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) && isDirectory.boolValue)
         try Data("x".utf8).write(to: URL(fileURLWithPath: f.dir + "/a-file"))
         do {
-            _ = try reissue.run(firmwareVersion: "1.6.3", outputDirectory: f.dir + "/a-file/sub")
+            _ = try reissue.run(firmwareVersion: try FirmwareVersion("1.6.3"), outputDirectory: f.dir + "/a-file/sub")
             Issue.record("an output directory under a file was accepted")
         } catch let error as ProvisionError {
             #expect("\(error)".contains("cannot be created"))
@@ -74,13 +75,13 @@ import Testing
     @Test func skipsSupersededAndUnconfirmedRows() throws {
         let f = try ProvisionFixture()
         defer { f.cleanup() }
-        let otherUDS = String(repeating: "ab", count: 32)
-        func done(_ uds: String, mac: String, serial: String?) throws -> Int64 {
+        let otherUDS = try UDS(hex: String(repeating: "ab", count: 32))
+        func done(_ uds: UDS, mac: String, serial: String?) throws -> Int64 {
             let id = try f.registry.recordNewBoard(uds: uds, usbSerial: serial).id!
             for step in ProvisioningStep.allCases.dropFirst() {
                 let update: BoardUpdate = switch step {
-                case .versionRead: BoardUpdate(firmwareVersion: "1.6.2")
-                case .macRead: BoardUpdate(mac: mac)
+                case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
+                case .macRead: BoardUpdate(mac: try MACAddress(mac))
                 default: BoardUpdate()
                 }
                 try f.registry.markStep(step, boardID: id, update: update)
@@ -94,19 +95,19 @@ import Testing
         let a2 = try done(otherUDS, mac: "a4cf120b0001", serial: nil)
         let b1 = try done(f.uds, mac: "a4cf120b0002", serial: "066EFF0001")
         let b2 = try f.registry.recordNewBoard(uds: otherUDS, usbSerial: "066EFF0001", alsoMark: [.udsSent]).id!
-        let c = try f.registry.recordNewBoard(uds: otherUDS, mac: "a4cf120b0003", alsoMark: [.udsSent]).id!
+        let c = try f.registry.recordNewBoard(uds: otherUDS, mac: try MACAddress("a4cf120b0003"), alsoMark: [.udsSent]).id!
 
         let out = f.dir + "/new"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
         let factory = try recordingMeasurer()(.elf("/new.elf"))
         let items = try CertificateReissue(registry: f.registry, factory: factory)
-            .run(firmwareVersion: "1.6.3", outputDirectory: out)
+            .run(firmwareVersion: try FirmwareVersion("1.6.3"), outputDirectory: out)
         let byID = Dictionary(uniqueKeysWithValues: items.map { ($0.boardID, $0.result) })
 
         // A: the newer row's certificate, from its own UDS.
         let a = try #require(try byID[a2]?.get())
         #expect(FileManager.default.contents(atPath: a.certificatePath)
-                == Data(try factory(otherUDS, "az-a4cf120b0001v1v6v3").pem.utf8))
+                == Data(try factory(otherUDS, try RegistrationID("az-a4cf120b0001v1v6v3")).pem.utf8))
         for (older, newer) in [(a1, a2), (b1, b2)] {
             guard case .failure(let e) = byID[older] else {
                 Issue.record("#\(older), superseded by #\(newer), was re-issued")

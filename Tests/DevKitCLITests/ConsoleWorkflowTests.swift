@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 import Testing
 
@@ -95,7 +96,7 @@ struct ConsoleWorkflowTests {
             }
             return ("Error:Invalid command: \(line)", true)
         }
-        let uds = try DevKitWorkflow(session: ConsoleSession(transport: board)).setGeneratedUDS(savingTo: file)
+        let uds = try DevKitWorkflow(session: ConsoleSession(transport: board)).setGeneratedUDS(savingTo: file).hexString
         #expect(uds.utf8.count == 64)
         #expect(onDiskWhenSent == uds + "\n")
         #expect(board.lines == ["set_dps_uds " + uds])
@@ -143,7 +144,7 @@ struct ConsoleWorkflowTests {
         let info = try DevKitWorkflow(session: ConsoleSession(transport: board)).info(reboot: true)
         #expect(info.versions.firmwareVersion.text == "1.6.2")
         #expect(info.macAddress?.hex == "a4cf120b9e31")
-        #expect(info.registrationID == "az-a4cf120b9e31v1v6v2")
+        #expect(info.registrationID?.value == "az-a4cf120b9e31v1v6v2")
         #expect(board.lines == ["version", "exit"])
     }
 
@@ -167,11 +168,14 @@ struct ConsoleWorkflowTests {
                 : ("INFO: Set Wi-Fi password successfully.", true)
         }
         let workflow = DevKitWorkflow(session: ConsoleSession(transport: board))
+        // A bad SSID is refused before anything is sent; a too-long password cannot
+        // even be made.
         #expect(throws: ConsoleError.self) {
-            try workflow.setWiFi(ssid: "ok", password: String(repeating: "p", count: 64))
+            try workflow.setWiFi(ssid: String(repeating: "s", count: 32), password: WiFiPassword("ok"))
         }
+        #expect(throws: InputError.wifiPasswordTooLong(64)) { try WiFiPassword(String(repeating: "p", count: 64)) }
         #expect(board.sendCount == 0)
-        try workflow.setWiFi(ssid: "Lab Net", password: "pa ss")
+        try workflow.setWiFi(ssid: "Lab Net", password: WiFiPassword("pa ss"))
         #expect(board.lines == ["set_wifissid Lab\\ Net", "set_wifipwd pa\\ ss"])
     }
 
@@ -181,9 +185,9 @@ struct ConsoleWorkflowTests {
                 : ("INFO: Set DPS connection string successfully.", true)
         }
         let workflow = DevKitWorkflow(session: ConsoleSession(transport: board))
-        #expect(try workflow.setConnectionString("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=k=") == .hub)
-        #expect(try workflow.setConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k") == .dps)
-        #expect(throws: WorkflowError.self) { try workflow.setConnectionString("Garbage=1") }
+        #expect(try workflow.setConnectionString(ConnectionString("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=k=")) == .hub)
+        #expect(try workflow.setConnectionString(ConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k")) == .dps)
+        #expect(throws: WorkflowError.self) { try workflow.setConnectionString(ConnectionString("Garbage=1")) }
         #expect(board.lines.map { $0.prefix(13) } == ["set_az_iothub", "set_az_iotdps"])
     }
 }
@@ -195,7 +199,7 @@ struct SecretFileTests {
         defer { consoleRemoveTree(directory) }
         let uds = "0123456789ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef"
         try SecretFile.writeNew(Array("  \(uds)\r\n\n".utf8), to: directory + "/u")
-        #expect(try SecretFile.readUDS(directory + "/u") == uds.lowercased())
+        #expect(try SecretFile.readUDS(directory + "/u").hexString == uds.lowercased())
 
         try SecretFile.writeNew(Array(("\(uds.dropLast())x\n").utf8), to: directory + "/bad")
         do {
@@ -224,9 +228,24 @@ struct SecretFileTests {
         #expect(consoleFileMode(directory + "/s") == 0o600)
     }
 
+    @Test func secretFilesAreParsedIntoTheirTypes() throws {
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
+        let long = String(repeating: "q", count: 64)
+        try SecretFile.writeNew(Array((long + "\n").utf8), to: directory + "/pw")
+        let error = #expect(throws: WorkflowError.self) { try SecretFile.readWiFiPassword(directory + "/pw") }
+        #expect(error.map { "\($0)".contains("at most 63") && !"\($0)".contains(long) } == true)
+        try SecretFile.writeNew(Array(" pa ss \n".utf8), to: directory + "/ok")
+        #expect(try SecretFile.readWiFiPassword(directory + "/ok").secretValue == " pa ss ")
+        try SecretFile.writeNew(Array("  HostName=h;SharedAccessKey=k\n".utf8), to: directory + "/cs")
+        #expect(try SecretFile.readConnectionString(directory + "/cs").secretValue == "HostName=h;SharedAccessKey=k")
+        try SecretFile.writeNew(Array("\n".utf8), to: directory + "/empty")
+        #expect(throws: WorkflowError.self) { try SecretFile.readConnectionString(directory + "/empty") }
+    }
+
     @Test func generatedUDSAreHexAndFresh() {
-        let a = UDSGenerator.generate()
-        let b = UDSGenerator.generate()
+        let a = UDSGenerator.generate().hexString
+        let b = UDSGenerator.generate().hexString
         #expect(a.utf8.count == 64)
         #expect(a.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) })
         #expect(a != b)
@@ -235,7 +254,7 @@ struct SecretFileTests {
             mutating func next() -> UInt64 { defer { n &+= 1 }; return n }
         }
         var counter = Counter()
-        #expect(UDSGenerator.generate(using: &counter)
+        #expect(UDSGenerator.generate(using: &counter).hexString
             == "0123456789abcdef0123456789abcdf00123456789abcdf10123456789abcdf2")
     }
 }

@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitWorkflows
 import Foundation
 import Testing
@@ -27,14 +28,14 @@ struct FirmwareCacheTests {
 
         let tiny = Self.vectors.first { $0["id"] == "uppercase-uds" }!
         try FileManager.default.copyItem(atPath: Self.firmware + "/Tiny.ino.elf", toPath: path)
-        #expect(try measure(source)(tiny["uds"]!, tiny["registration_id"]!).pem == tiny["alias_certificate"])
+        #expect(try measure(source)(UDS(hex: tiny["uds"]!), RegistrationID(tiny["registration_id"]!)).pem == tiny["alias_certificate"])
         // Asked again (as every board thread does), the same image gives the same certificate.
-        #expect(try measure(source)(tiny["uds"]!, tiny["registration_id"]!).pem == tiny["alias_certificate"])
+        #expect(try measure(source)(UDS(hex: tiny["uds"]!), RegistrationID(tiny["registration_id"]!)).pem == tiny["alias_certificate"])
 
         // The sketch is rebuilt: a new file at the same path.
         let pad = Self.vectors.first { $0["id"] == "hash-padding-55" }!
         try FileManager.default.removeItem(atPath: path)
         try FileManager.default.copyItem(atPath: Self.firmware + "/Pad55.ino.elf", toPath: path)
-        #expect(try measure(source)(pad["uds"]!, pad["registration_id"]!).pem == pad["alias_certificate"])
+        #expect(try measure(source)(UDS(hex: pad["uds"]!), RegistrationID(pad["registration_id"]!)).pem == pad["alias_certificate"])
     }
 }

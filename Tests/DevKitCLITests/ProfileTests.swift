@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitWorkflows
 import Foundation
 import Testing
@@ -127,13 +128,14 @@ import Testing
     }
 
     @Test func registrationIDSchemes() throws {
-        #expect(try RegistrationIDScheme.derived.registrationID(mac: "A4CF120B9E31", usbSerial: nil, firmwareVersion: "1.6.2")
+        #expect(try RegistrationIDScheme.derived.registrationID(
+            mac: MACAddress("A4CF120B9E31"), usbSerial: nil, firmwareVersion: FirmwareVersion("1.6.2")).value
                 == "az-a4cf120b9e31v1v6v2")
         let t = try RegistrationIDScheme(parsing: "bench-{serial}-{mac}-v{version}")
-        #expect(try t.registrationID(mac: "a4cf120b9e31", usbSerial: "066EFF", firmwareVersion: "2.0.10")
+        #expect(try t.registrationID(mac: MACAddress("a4cf120b9e31"), usbSerial: "066EFF", firmwareVersion: FirmwareVersion("2.0.10")).value
                 == "bench-066eff-a4cf120b9e31-v2v0v10")
         #expect(throws: RegistrationIDError.missing("serial", scheme: "{serial}")) {
-            try RegistrationIDScheme(parsing: "{serial}").registrationID(mac: "a", usbSerial: nil, firmwareVersion: nil)
+            try RegistrationIDScheme(parsing: "{serial}").registrationID(mac: MACAddress("a4cf120b9e31"), usbSerial: nil, firmwareVersion: nil)
         }
         #expect(throws: RegistrationIDError.self) {
             try RegistrationIDScheme(parsing: "{serial}").registrationID(

@@ -13,6 +13,9 @@ import Testing
         (["provision", "--port", "/nonexistent", "--elf", "e", "--generate-uds", "--wifi-ssid", "x"], "together"),
         (["provision", "--port", "/nonexistent", "--elf", "e", "--resume", "1", "--generate-uds"], "reuses the UDS"),
         (["provision", "--port", "/nonexistent", "--elf", "e", "--uds-file", "-", "--wifi-ssid", "x", "--wifi-password-file", "-"], "standard input"),
+        // A bad MAC or ID is refused where it enters, with the model's message.
+        (["provision", "--port", "/nonexistent", "--elf", "e", "--generate-uds", "--mac", "a4cf12"], "not a MAC address"),
+        (["provision", "--port", "/nonexistent", "--elf", "e", "--generate-uds", "--registration-id", "Has_Upper"], "only a-z, 0-9"),
         (["registry", "reissue", "--elf", "e", "--firmware-version", "1.6"], "must be N.N.N"),
         (["registry", "reissue"], "--elf FILE"),
     ]

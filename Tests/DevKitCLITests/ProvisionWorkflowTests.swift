@@ -1,5 +1,6 @@
 import Crypto
 import DevKitConsole
+import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
 import Foundation
@@ -15,7 +16,7 @@ func recordingMeasurer(failWith error: (any Error)? = nil) -> FirmwareMeasurer {
     { firmware in
         if let error { throw error }
         return { uds, id in
-            let digest = SHA256.hash(data: Data("\(firmware)|\(uds)|\(id)".utf8))
+            let digest = SHA256.hash(data: Data("\(firmware)|\(uds.hexString)|\(id)".utf8))
             let body = Data(digest).base64EncodedString()
             return AliasCertificate(
                 pem: "-----BEGIN CERTIFICATE-----\n\(body)\n-----END CERTIFICATE-----\n",
@@ -28,19 +29,21 @@ struct ProvisionFixture {
     let dir: String
     let registry: Registry
     let udsFile: String
-    let uds = "c0ffee00" + String(repeating: "12", count: 28)
+    let udsHex = "c0ffee00" + String(repeating: "12", count: 28)
+    var uds: UDS { try! UDS(hex: udsHex) }
 
     init() throws {
         var template = Array((NSTemporaryDirectory() + "devkit-provision-XXXXXX").utf8CString)
         dir = String(cString: mkdtemp(&template)!)
         registry = try Registry(path: dir + "/registry.sqlite")
         udsFile = dir + "/board.uds"
-        try (uds.uppercased() + "\n").write(toFile: udsFile, atomically: false, encoding: .utf8)
+        try (udsHex.uppercased() + "\n").write(toFile: udsFile, atomically: false, encoding: .utf8)
         try "hunter2 with spaces\n".write(toFile: dir + "/wifi.secret", atomically: false, encoding: .utf8)
     }
 
     func request(uds: UDSSource? = nil, mac: String? = nil, wifi: Bool = false) -> ProvisionRequest {
-        ProvisionRequest(
+        let mac = mac.map { try! MACAddress($0) }
+        return ProvisionRequest(
             firmware: .elf(dir + "/fw.elf"), uds: uds ?? .file(udsFile), mac: mac,
             wifi: wifi ? WiFiSettings(ssid: "Bench Lab", passwordFile: dir + "/wifi.secret") : nil,
             outputDirectory: dir, dps: DPSSettings(name: "dps1", resourceGroup: "rg1"))
@@ -81,14 +84,14 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         let result = try withKitSession(kit) { try workflow.run(f.request(wifi: true), session: $0) }
         #expect(committed.withLock { $0 } == [.udsSent, .udsConfirmed, .versionRead, .macRead, .enrollmentWritten])
 
-        #expect(kit.state.uds == f.uds)
+        #expect(kit.state.uds == f.udsHex)
         #expect(kit.state.wifiSSID == "Bench Lab")
         #expect(kit.state.wifiPassword == "hunter2 with spaces")
         #expect(result.registrationID == "az-a4cf120b9e31v1v6v2")
         #expect(result.mac == "a4cf120b9e31")
         #expect(result.firmwareVersion == "1.6.2")
         #expect(result.certificatePath == f.dir + "/az-a4cf120b9e31v1v6v2.pem")
-        let expected = try recordingMeasurer()(.elf(f.dir + "/fw.elf"))(f.uds, "az-a4cf120b9e31v1v6v2")
+        let expected = try recordingMeasurer()(.elf(f.dir + "/fw.elf"))(f.uds, try RegistrationID("az-a4cf120b9e31v1v6v2"))
         #expect(FileManager.default.contents(atPath: result.certificatePath) == Data(expected.pem.utf8))
         let enrollment = try #require(FileManager.default.contents(atPath: result.enrollmentPath))
         #expect(enrollment == EnrollmentFile(registrationID: result.registrationID, certificatePEM: expected.pem,
@@ -104,7 +107,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
 
         let stages = events.filter { $0.status == .done }.map(\.stage)
         #expect(stages == [.validate, .connect, .record, .uds, .wifi, .version, .mac, .certificate, .enrollment])
-        #expect(!events.contains { $0.message.contains(f.uds) || $0.message.contains("hunter2") })
+        #expect(!events.contains { $0.message.contains(f.udsHex) || $0.message.contains("hunter2") })
     }
 
     @Test func givenMACSkipsTheReboot() throws {
@@ -119,7 +122,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         #expect(kit.mode == .configuration)
         #expect(result.registrationID == "bench-a4cf120b9e31")
         let row = try #require(try f.registry.board(id: result.boardID))
-        #expect(row.uds == kit.state.uds)
+        #expect(row.uds.hexString == kit.state.uds)
         #expect(row.state == .done)
     }
 
@@ -140,8 +143,13 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
             try "x".write(toFile: f.dir + "/a-file", atomically: false, encoding: .utf8)
             request.outputDirectory = f.dir + "/a-file/out"
         case "firmware": measure = recordingMeasurer(failWith: ProvisionError.firmware("fw.elf: no __start_riot_core"))
-        case "mac": request.mac = "a4cf12"
-        default: request.registrationID = "Has_Upper"
+        // A bad MAC or ID cannot be put in a request at all: refused where it is parsed.
+        case "mac":
+            #expect(throws: InputError.self) { try MACAddress("a4cf12") }
+            return
+        default:
+            #expect(throws: InputError.self) { try RegistrationID("Has_Upper") }
+            return
         }
         let workflow = ProvisionWorkflow(registry: f.registry, measure: measure)
         #expect(throws: (any Error).self) { try withKitSession(kit) { try workflow.run(request, session: $0) } }
@@ -164,7 +172,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         #expect(failed.uds == f.uds)
         #expect(failed.completedSteps == [.udsRecorded, .udsSent])
         #expect(failed.error?.contains("EEPROM") == true)
-        #expect(failed.error?.contains(f.uds) == false)
+        #expect(failed.error?.contains(f.udsHex) == false)
 
         // Finish it on a healthy board: the recorded UDS is the one stored.
         let kit = try startedKit()
@@ -173,7 +181,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
             try workflow.resume(boardID: failed.id!, request: f.request(uds: .generate), session: $0)
         }
         #expect(result.boardID == failed.id)
-        #expect(kit.state.uds == f.uds)
+        #expect(kit.state.uds == f.udsHex)
         #expect(try f.registry.board(id: failed.id!)?.state == .done)
         #expect(try f.registry.allBoards().count == 1)
     }
@@ -184,12 +192,12 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         // A row as a crash right after mac_read leaves it.
         let id = try f.registry.recordNewBoard(uds: f.uds).id!
         for step in [ProvisioningStep.udsSent, .udsConfirmed] { try f.registry.markStep(step, boardID: id) }
-        try f.registry.markStep(.versionRead, boardID: id, update: BoardUpdate(firmwareVersion: "2.0.0"))
-        try f.registry.markStep(.macRead, boardID: id, update: BoardUpdate(mac: "0123456789ab"))
+        try f.registry.markStep(.versionRead, boardID: id, update: BoardUpdate(firmwareVersion: try FirmwareVersion("2.0.0")))
+        try f.registry.markStep(.macRead, boardID: id, update: BoardUpdate(mac: try MACAddress("0123456789ab")))
         let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
         let result = try workflow.resume(boardID: id, request: f.request(uds: .generate), session: nil)
         #expect(result.registrationID == "az-0123456789abv2v0v0")
-        let expected = try recordingMeasurer()(.elf(f.dir + "/fw.elf"))(f.uds, result.registrationID)
+        let expected = try recordingMeasurer()(.elf(f.dir + "/fw.elf"))(f.uds, try RegistrationID(result.registrationID))
         #expect(FileManager.default.contents(atPath: result.certificatePath) == Data(expected.pem.utf8))
 
         // A row cut before the board steps needs the board.
@@ -213,7 +221,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         } catch let error as ProvisionError {
             #expect("\(error)".contains("066EFF0001") && "\(error)".contains("066EFF0002"))
         }
-        let withMAC = try f.registry.recordNewBoard(uds: f.uds, mac: "a4cf120b0001", alsoMark: [.udsSent]).id!
+        let withMAC = try f.registry.recordNewBoard(uds: f.uds, mac: try MACAddress("a4cf120b0001"), alsoMark: [.udsSent]).id!
         #expect(throws: ProvisionError.self) {
             try workflow.resume(boardID: withMAC, request: f.request(uds: .generate, mac: "a4cf120b0002"), session: nil)
         }

@@ -1,5 +1,6 @@
-import DevKitTestSupport
+import DevKitModel
 import DevKitRegistry
+import DevKitTestSupport
 import Foundation
 import Testing
 
@@ -31,17 +32,17 @@ func registryTestDirectory() -> String {
         let dir = registryTestDirectory()
         let db = dir + "/registry.sqlite"
         let registry = try Registry(path: db)
-        let done = try registry.recordNewBoard(uds: Self.uds, usbSerial: "066EFF3") .id!
+        let done = try registry.recordNewBoard(uds: UDS(hex: Self.uds), usbSerial: "066EFF3") .id!
         for step in ProvisioningStep.allCases.dropFirst() {
             let update: BoardUpdate = switch step {
-            case .versionRead: BoardUpdate(firmwareVersion: "1.6.2")
-            case .macRead: BoardUpdate(mac: "a4cf120b9e31", registrationID: "az-a4cf120b9e31v1v6v2")
+            case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
+            case .macRead: BoardUpdate(mac: try MACAddress("a4cf120b9e31"), registrationID: try RegistrationID("az-a4cf120b9e31v1v6v2"))
             case .certificateWritten: BoardUpdate(certificateSHA1: "0A1B", certificateSHA256: "2C3D", certificatePath: "/out/x.pem")
             default: BoardUpdate()
             }
             try registry.markStep(step, boardID: done, update: update)
         }
-        let cut = try registry.recordNewBoard(uds: String(repeating: "ab", count: 32)).id!
+        let cut = try registry.recordNewBoard(uds: UDS(hex: String(repeating: "ab", count: 32))).id!
         try registry.markStep(.udsSent, boardID: cut)
         try registry.markFailed(boardID: cut, error: "board unplugged, with a \"quote\", and a comma")
         return (dir, db)

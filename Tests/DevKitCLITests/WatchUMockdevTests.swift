@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitRegistry
 import Foundation
 import Testing
@@ -132,7 +133,7 @@ struct WatchUMockdevTests {
         #expect(row.state == .done)
         #expect(row.usbSerial == Self.serial)
         #expect(row.mac == v.mac && row.firmwareVersion == v.version && row.registrationID == v.registrationID)
-        #expect(row.uds == v.uds.lowercased())
+        #expect(row.uds.hexString == v.uds.lowercased())
         #expect(row.certificatePath == bench.pem)
         #expect(row.enrollmentWrittenAt != nil)
     }
@@ -160,7 +161,7 @@ struct WatchUMockdevTests {
         let row = rows[0]
         #expect(row.state == .failed)
         #expect(row.usbSerial == Self.serial)
-        #expect(row.uds == v.uds.lowercased(), "the UDS is never lost")
+        #expect(row.uds.hexString == v.uds.lowercased(), "the UDS is never lost")
         #expect(row.lastStep == .udsSent, "it got as far as sending the UDS")
         #expect(row.error?.contains("disconnected") == true, "\(row.error ?? "no error recorded")")
         #expect(row.certificatePath == nil)
@@ -186,7 +187,7 @@ struct WatchUMockdevTests {
         let rows = try Registry(path: bench.registry).allBoards()
         try #require(rows.count == 1, "resumed, not provisioned anew: \(rows)")
         #expect(rows[0].state == .done)
-        #expect(rows[0].uds == v.uds.lowercased())
+        #expect(rows[0].uds.hexString == v.uds.lowercased())
         #expect(rows[0].mac == v.mac && rows[0].registrationID == v.registrationID)
     }
 }

@@ -1,3 +1,4 @@
+import DevKitModel
 import Testing
 @testable import DevKitConsole
 
@@ -39,8 +40,8 @@ struct ConsoleCommandTests {
     @Test func linesAreQuoted() throws {
         #expect(try ConsoleCommand.setWiFiSSID("My \"Home\" Net").line() == Array("set_wifissid My\\ \\\"Home\\\"\\ Net".utf8))
         #expect(try ConsoleCommand.version.line() == Array("version".utf8))
-        #expect(try ConsoleCommand.setWiFiPassword("").line() == Array("set_wifipwd".utf8))
-        #expect(try ConsoleCommand.setDPSUDS(Board.uds).line() == Array(("set_dps_uds " + Board.uds.lowercased()).utf8))
+        #expect(try ConsoleCommand.setWiFiPassword(.openNetwork).line() == Array("set_wifipwd".utf8))
+        #expect(try ConsoleCommand.setDPSUDS(UDS(hex: Board.uds)).line() == Array(("set_dps_uds " + Board.uds.lowercased()).utf8))
         #expect(try ConsoleCommand.enableSecure(level: 2, key: "abc").line() == Array("enable_secure 2 abc".utf8))
     }
 
@@ -54,17 +55,10 @@ struct ConsoleCommandTests {
     }
 
     @Test("local validation", arguments: [
-        (ConsoleCommand.setDPSUDS(String(Board.uds.dropLast())), "64 hex"),
-        (.setDPSUDS(String(Board.uds.dropLast()) + "g"), "non-hex"),
-        (.setDPSUDS(Board.uds + "0"), "64 hex"),
-        (.setWiFiSSID(""), "empty"),
+        (ConsoleCommand.setWiFiSSID(""), "empty"),
         (.setWiFiSSID(String(repeating: "s", count: 32)), "at most 31"),
         (.setWiFiSSID("tab\there"), "control character"),
-        (.setWiFiPassword(String(repeating: "p", count: 64)), "at most 63"),
-        (.setWiFiPassword("new\nline"), "control character"),
-        (.setIoTHubConnectionString(String(repeating: "c", count: 512)), "at most 511"),
-        (.setDPSConnectionString(""), "empty"),
-        (.setIoTHubConnectionString(String(repeating: " ", count: 511)), "line buffer holds 1023"),
+        (.setIoTHubConnectionString(try! ConnectionString(String(repeating: " ", count: 511))), "line buffer holds 1023"),
         (.enableSecure(level: -1, key: nil), "non-negative"),
         (.enableSecure(level: 1, key: ""), "empty"),
     ])
@@ -77,31 +71,55 @@ struct ConsoleCommandTests {
         }
     }
 
+    /// Secrets are checked where they are parsed, here from a typed line.
+    @Test("local secret validation", arguments: [
+        ("set_dps_uds " + String(Board.uds.dropLast()), "64 hex"),
+        ("set_dps_uds " + String(Board.uds.dropLast()) + "g", "non-hex"),
+        ("set_dps_uds " + Board.uds + "0", "64 hex"),
+        ("set_wifipwd " + String(repeating: "p", count: 64), "at most 63"),
+        ("set_wifipwd new\nline", "control character"),
+        ("set_az_iothub " + String(repeating: "c", count: 512), "at most 511"),
+        ("set_az_iotdps \"\"", "empty"),
+    ])
+    func secretValidation(line: String, reason: String) {
+        let name = String(line.prefix { $0 != " " })
+        #expect {
+            _ = try ConsoleCommand(parsing: line)
+        } throws: { error in
+            guard case .invalidArgument(let command, let why) = error as? ConsoleError else { return false }
+            return command == name && why.contains(reason) && !why.contains(Board.uds)
+        }
+    }
+
     @Test func limitsAreInclusive() throws {
         _ = try ConsoleCommand.setWiFiSSID(String(repeating: "s", count: 31)).line()
         _ = try ConsoleCommand.setWiFiSSID("é" + String(repeating: "s", count: 29)).line()
-        _ = try ConsoleCommand.setWiFiPassword(String(repeating: "p", count: 63)).line()
-        _ = try ConsoleCommand.setIoTHubConnectionString(String(repeating: "c", count: 511)).line()
+        _ = try ConsoleCommand.setWiFiPassword(WiFiPassword(String(repeating: "p", count: 63))).line()
+        _ = try ConsoleCommand.setIoTHubConnectionString(ConnectionString(String(repeating: "c", count: 511))).line()
         #expect(throws: ConsoleError.self) { try ConsoleCommand.setWiFiSSID("é" + String(repeating: "s", count: 30)).line() }
     }
 
     @Test func validationMessagesHoldNoSecret() {
         let secret = String(repeating: "k", count: 70)
-        for command in [ConsoleCommand.setWiFiPassword(secret), .setDPSUDS(secret), .setIoTHubConnectionString(secret + String(repeating: "x", count: 500))] {
+        for line in ["set_dps_uds " + secret, "set_wifipwd " + secret, "set_az_iothub " + secret + String(repeating: "x", count: 500)] {
             do {
-                _ = try command.line()
-                Issue.record("\(command.name) accepted")
+                _ = try ConsoleCommand(parsing: line)
+                Issue.record("\(line.prefix(12)) accepted")
             } catch {
                 #expect(!"\(error)".contains(secret))
             }
-            #expect(!command.redactedDescription.contains(secret))
+        }
+        let shortSecret = String(secret.prefix(40))
+        for command in [ConsoleCommand.setWiFiPassword(try! WiFiPassword(shortSecret)), .setIoTHubConnectionString(try! ConnectionString(shortSecret))] {
+            #expect(!command.redactedDescription.contains(shortSecret))
+            #expect(!String(describing: command).contains(shortSecret))
         }
     }
 
     @Test func parsingTypedLines() throws {
         #expect(try ConsoleCommand(parsing: "version") == .version)
         #expect(try ConsoleCommand(parsing: "set_wifissid \"my net\"") == .setWiFiSSID("my net"))
-        #expect(try ConsoleCommand(parsing: "set_wifipwd") == .setWiFiPassword(""))
+        #expect(try ConsoleCommand(parsing: "set_wifipwd") == .setWiFiPassword(.openNetwork))
         #expect(try ConsoleCommand(parsing: "enable_secure 2 key") == .enableSecure(level: 2, key: "key"))
         #expect(throws: ConsoleError.self) { try ConsoleCommand(parsing: "set_dps_uds 1234") }
         #expect(throws: ConsoleError.self) { try ConsoleCommand(parsing: "frobnicate") }
@@ -110,20 +128,5 @@ struct ConsoleCommandTests {
         let error = #expect(throws: ConsoleError.self) { try ConsoleCommand(parsing: "set_wifissid \"open") }
         #expect(error.map { "\($0)" }?.contains("a quote is not closed") == true)
         #expect(error.map { "\($0)" }?.contains("devkit bug") == false)
-    }
-
-    @Test func valuesParse() {
-        #expect(MACAddress("A4:CF:12:0B:9E:31")?.hex == "a4cf120b9e31")
-        #expect(MACAddress("a4-cf-12-0b-9e-31")?.hex == "a4cf120b9e31")
-        #expect(MACAddress("a4cf120b9e31")?.hex == "a4cf120b9e31")
-        #expect(MACAddress("a4cf120b9e3") == nil)
-        #expect(MACAddress("a4:cf-12:0b:9e:31") == nil)
-        #expect(MACAddress("a4cf120b9e3g") == nil)
-        #expect(FirmwareVersion("1.10.0")?.text == "1.10.0")
-        #expect(FirmwareVersion("1.6") == nil)
-        #expect(FirmwareVersion("1..2") == nil)
-        #expect(FirmwareVersion("1.6.2a") == nil)
-        #expect(derivedRegistrationID(mac: MACAddress("a4cf120b9e31")!, firmwareVersion: FirmwareVersion("1.6.2")!)
-            == "az-a4cf120b9e31v1v6v2")
     }
 }

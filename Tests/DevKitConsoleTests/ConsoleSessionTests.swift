@@ -1,3 +1,4 @@
+import DevKitModel
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -91,7 +92,7 @@ struct SynchronisationTests {
         ("\r\n", .user(.silence)),
         ("\u{fe}\u{80}\u{f0}~~x\u{13}", .user(.unrecognizedOutput)),
         ("Soft AP AZ-a4cf120b9e31 is running...\r\nConnect and visit \"http://192.168.0.1/\" to config the system settings.\r\n",
-         .accessPoint(mac: MACAddress("a4cf120b9e31"))),
+         .accessPoint(mac: try! MACAddress("a4cf120b9e31"))),
     ]
 
     @Test("not in configuration mode → wrongMode saying which", arguments: userModeCases)
@@ -127,7 +128,7 @@ struct CommandTests {
     @Test("version, split at every byte boundary of the stream")
     func versionAtEverySplit() throws {
         let expected = VersionInfo(
-            firmwareVersion: FirmwareVersion("1.6.2")!, mico: "31.1.3", mbedOS: "5.4.3", mbedTLS: "2.4.2",
+            firmwareVersion: try FirmwareVersion("1.6.2"), mico: "31.1.3", mbedOS: "5.4.3", mbedTLS: "2.4.2",
             wifi: "wl0: Nov  7 2016 16:16:58 version 7.15.168.81 (r661235) FWID 01-19f3caf0")
         let total = replyLength(Self.versionScript)
         for split in 0...total {
@@ -164,7 +165,7 @@ struct CommandTests {
         for split in 0...replyLength(steps) {
             try play(steps, splitAt: [split]) { session in
                 try session.synchronize()
-                try session.setUDS(Board.uds)
+                try session.setUDS(UDS(hex: Board.uds))
                 #expect(session.state == .atPrompt)
             }
         }
@@ -178,7 +179,7 @@ struct CommandTests {
         let transport = ScriptedTransport(steps)
         let session = ConsoleSession(transport: transport)
         try session.synchronize()
-        try session.setIoTHubConnectionString(cs)
+        try session.setIoTHubConnectionString(ConnectionString(cs))
         #expect(transport.violations == [])
         #expect(transport.finished)
         let pieces = transport.sends.dropFirst()
@@ -196,7 +197,7 @@ struct CommandTests {
         transport.maxRead = 1
         let session = ConsoleSession(transport: transport, maxPieceLength: 16)
         try session.synchronize()
-        try session.setWiFiPassword(ssidPassword)
+        try session.setWiFiPassword(WiFiPassword(ssidPassword))
         #expect(transport.violations == [])
         #expect(transport.sends.count == 1 + 5)
     }
@@ -213,9 +214,9 @@ struct CommandTests {
         try play(steps) { session in
             try session.synchronize()
             try session.setWiFiSSID("My Net")
-            try session.setWiFiPassword("s3cret pass")
-            try session.setWiFiPassword("")
-            try session.setDPSConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k")
+            try session.setWiFiPassword(WiFiPassword("s3cret pass"))
+            try session.setWiFiPassword(WiFiPassword(""))
+            try session.setDPSConnectionString(ConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k"))
             #expect(try session.enableSecureChannel(level: 2) == .enabled)
             #expect(try session.enableSecureChannel(level: 2) == .alreadyEnabled)
         }
@@ -239,7 +240,7 @@ struct CommandTests {
         for split in 0...replyLength(steps) {
             try play(steps, splitAt: [split]) { session in
                 try session.synchronize()
-                expectError(expected, hiding: [Board.uds, Board.uds.lowercased()]) { try session.setUDS(Board.uds) }
+                expectError(expected, hiding: [Board.uds, Board.uds.lowercased()]) { try session.setUDS(UDS(hex: Board.uds)) }
                 #expect(session.state == .atPrompt, "the reply was framed: the next command can go")
             }
         }
@@ -277,12 +278,12 @@ struct CommandTests {
                 try session.setWiFiSSID("x")
             }
             expectError(.commandFailed(command: "set_wifipwd", .invalidArgument(message: "Invalid Wi-Fi password.")), hiding: [password]) {
-                try session.setWiFiPassword(password)
+                try session.setWiFiPassword(WiFiPassword(password))
             }
             expectError(.commandFailed(command: "set_az_iothub", .invalidArgument(message: "Invalid Azure IoT hub connection string.")), hiding: ["sek"]) {
-                try session.setIoTHubConnectionString("HostName=h;SharedAccessKey=sek")
+                try session.setIoTHubConnectionString(ConnectionString("HostName=h;SharedAccessKey=sek"))
             }
-            expectError(.commandFailed(command: "set_wifipwd", .verifyFailed), hiding: [password]) { try session.setWiFiPassword(password) }
+            expectError(.commandFailed(command: "set_wifipwd", .verifyFailed), hiding: [password]) { try session.setWiFiPassword(WiFiPassword(password)) }
             expectError(.commandFailed(command: "enable_secure", .secureChannelFailed)) { _ = try session.enableSecureChannel(level: 1) }
             expectError(.commandFailed(command: "enable_secure", .usage(message: "Usage: enable_secure <level> [key]"))) {
                 _ = try session.enableSecureChannel(level: 9)
@@ -324,7 +325,8 @@ struct CommandTests {
     func nothingSentOnInvalidArgument() throws {
         try play(Board.sync()) { session in
             try session.synchronize()
-            #expect(throws: ConsoleError.self) { try session.setUDS("00") }
+            // A bad UDS cannot reach the session: it is refused when parsed.
+            #expect(throws: InputError.self) { try session.setUDS(UDS(hex: "00")) }
             #expect(throws: ConsoleError.self) { try session.setWiFiSSID(String(repeating: "s", count: 40)) }
             #expect(session.state == .atPrompt)
         }
@@ -343,7 +345,7 @@ struct EchoAndTimeoutTests {
             try play(steps, splitAt: [split]) { session in
                 try session.synchronize()
                 expectError(.echoMismatch(command: "set_dps_uds", offset: 20), hiding: [Board.uds.lowercased()]) {
-                    try session.setUDS(Board.uds)
+                    try session.setUDS(UDS(hex: Board.uds))
                 }
                 #expect(session.state == .unsynchronized)
             }
@@ -390,7 +392,7 @@ struct EchoAndTimeoutTests {
         try play(steps) { session in
             try session.synchronize()
             expectError(.timeout(expected: "the prompt that ends the reply", after: .seconds(10), command: "set_dps_uds")) {
-                try session.setUDS(Board.uds)
+                try session.setUDS(UDS(hex: Board.uds))
             }
             #expect(session.state == .unsynchronized)
             expectError(.notSynchronized) { _ = try session.version() }
@@ -454,7 +456,7 @@ struct BootLogTests {
             try session.synchronize()
             return try session.exitAndReadBootLog()
         }
-        #expect(log.mode == .accessPoint(mac: MACAddress("a4cf120b9e31")))
+        #expect(log.mode == .accessPoint(mac: try! MACAddress("a4cf120b9e31")))
         #expect(log.macAddress?.hex == "a4cf120b9e31")
     }
 

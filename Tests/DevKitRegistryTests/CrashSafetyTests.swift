@@ -1,3 +1,4 @@
+import DevKitModel
 import Foundation
 import Testing
 
@@ -25,12 +26,12 @@ import Glibc
         let registry = try Registry(path: dbPath)
         var n = 0
         while true {
-            let uds = String(format: "%064x", n)
+            let uds = try UDS(hex: String(format: "%064x", n))
             let id = try registry.recordNewBoard(uds: uds).id!
             report("committed \(id) uds_recorded")
             for step in ProvisioningStep.allCases.dropFirst() {
                 let update = step == .macRead
-                    ? BoardUpdate(mac: String(format: "%012x", n), registrationID: "board-\(n)")
+                    ? BoardUpdate(mac: try MACAddress(String(format: "%012x", n)), registrationID: try RegistrationID("board-\(n)"))
                     : BoardUpdate()
                 try registry.markStep(step, boardID: id, update: update)
                 report("committed \(id) \(step.rawValue)")
@@ -104,7 +105,7 @@ import Glibc
         // Every row is consistent: a UDS, steps done as a prefix of the workflow,
         // a state that matches, the MAC with the step that set it.
         for board in boards {
-            #expect(board.uds.utf8.count == 64)
+            #expect(board.uds.hexString.utf8.count == 64)
             let done = board.completedSteps
             #expect(done == Array(ProvisioningStep.allCases.prefix(done.count)))
             #expect(done.first == .udsRecorded)

@@ -1,3 +1,4 @@
+import DevKitModel
 import Foundation
 import Synchronization
 import GRDB
@@ -27,8 +28,9 @@ func mode(_ path: String) -> mode_t? {
     return st.st_mode & 0o7777
 }
 
-let udsA = "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789ABCDEF"
-let udsB = String(repeating: "5a", count: 32)
+let udsAHex = "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789ABCDEF"
+let udsA = try! UDS(hex: udsAHex)
+let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
 
 @Suite struct RegistryTests {
     @Test func defaultPathFollowsXDG() {
@@ -101,7 +103,7 @@ let udsB = String(repeating: "5a", count: 32)
         let registry = try Registry(path: tmp.file("r.sqlite"))
         var board = try registry.recordNewBoard(uds: udsA, usbSerial: "0672FF485550755187121525")
         let id = try #require(board.id)
-        #expect(board.uds == udsA.lowercased())
+        #expect(board.uds.hexString == udsAHex.lowercased())
         #expect(board.state == .inProgress)
         #expect(board.completedSteps == [.udsRecorded])
         #expect(board.nextStep == .udsSent)
@@ -110,16 +112,16 @@ let udsB = String(repeating: "5a", count: 32)
         // A MAC given up front is marked at once, but the board got no further than
         // it did: the last step is the end of the unbroken run.
         let given = try Registry(path: tmp.file("given.sqlite"))
-            .recordNewBoard(uds: udsB, mac: "a4cf120b9e31", alsoMark: [.udsSent])
+            .recordNewBoard(uds: udsB, mac: try MACAddress("a4cf120b9e31"), alsoMark: [.udsSent])
         #expect(given.completedSteps == [.udsRecorded, .udsSent, .macRead])
         #expect(given.lastStep == .udsSent && given.nextStep == .udsConfirmed)
 
         board = try registry.markStep(.udsSent, boardID: id)
         board = try registry.markStep(.udsConfirmed, boardID: id)
-        board = try registry.markStep(.versionRead, boardID: id, update: BoardUpdate(firmwareVersion: "1.6.2"))
+        board = try registry.markStep(.versionRead, boardID: id, update: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2")))
         board = try registry.markStep(
             .macRead, boardID: id,
-            update: BoardUpdate(mac: "A4:CF:12:0B:9E:31", registrationID: "az-a4cf120b9e31v1v6v2"))
+            update: BoardUpdate(mac: try MACAddress("A4:CF:12:0B:9E:31"), registrationID: try RegistrationID("az-a4cf120b9e31v1v6v2")))
         #expect(board.mac == "a4cf120b9e31")
         #expect(try registry.unfinishedBoards().map(\.id) == [id])
         board = try registry.markStep(
@@ -166,25 +168,28 @@ let udsB = String(repeating: "5a", count: 32)
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let registry = try Registry(path: tmp.file("r.sqlite"))
-        #expect(throws: RegistryError.invalidUDS) { try registry.recordNewBoard(uds: "abc") }
-        #expect(throws: RegistryError.invalidUDS) {
-            try registry.recordNewBoard(uds: String(repeating: "g", count: 64))
+        // A bad UDS or MAC cannot reach the registry: it is refused when parsed.
+        #expect(throws: InputError.udsLength(3)) { try registry.recordNewBoard(uds: UDS(hex: "abc")) }
+        #expect(throws: InputError.udsCharacter(position: 1)) {
+            try registry.recordNewBoard(uds: UDS(hex: String(repeating: "g", count: 64)))
         }
-        #expect(throws: RegistryError.invalidMAC("a4cf12")) {
-            try registry.recordNewBoard(uds: udsA, mac: "a4cf12")
+        #expect(throws: InputError.macFormat("a4cf12")) {
+            try registry.recordNewBoard(uds: udsA, mac: MACAddress("a4cf12"))
         }
+        #expect(throws: RegistryError.invalidMAC("a4cf12")) { try registry.board(byMAC: "a4cf12") }
         #expect(throws: RegistryError.boardNotFound("42")) { try registry.markStep(.udsSent, boardID: 42) }
         #expect(try registry.allBoards().isEmpty)
         // The error message never contains the secret.
-        #expect(!RegistryError.invalidUDS.description.contains(udsA))
+        #expect(!RegistryError.invalidStoredValue(board: 1, .udsLength(3)).description.contains(udsAHex))
+        #expect(!"\(udsA)".lowercased().contains(udsAHex.lowercased()))
     }
 
     @Test func latestRowWinsForAReprovisionedBoard() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let registry = try Registry(path: tmp.file("r.sqlite"))
-        let first = try registry.recordNewBoard(uds: udsA, mac: "a4cf120b9e31")
-        let second = try registry.recordNewBoard(uds: udsB, mac: "a4cf120b9e31")
+        let first = try registry.recordNewBoard(uds: udsA, mac: try MACAddress("a4cf120b9e31"))
+        let second = try registry.recordNewBoard(uds: udsB, mac: try MACAddress("a4cf120b9e31"))
         #expect(first.macReadAt != nil)
         #expect(try registry.board(byMAC: "a4cf120b9e31")?.id == second.id)
         #expect(try registry.allBoards().map(\.id) == [first.id, second.id])
@@ -326,10 +331,10 @@ let udsB = String(repeating: "5a", count: 32)
         board = try registry.markStepsInBackground([.udsConfirmed], of: board) { result in
             if case .success(let row) = result { seen.withLock { $0.append(row.lastStep!) } }
         }
-        board = try registry.markStepsInBackground([.versionRead], of: board, update: BoardUpdate(firmwareVersion: "1.6.2")) {
+        board = try registry.markStepsInBackground([.versionRead], of: board, update: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))) {
             result in if case .success(let row) = result { seen.withLock { $0.append(row.lastStep!) } }
         }
-        board = try registry.markStepsInBackground([.macRead], of: board, update: BoardUpdate(mac: "A4:CF:12:0B:9E:31")) {
+        board = try registry.markStepsInBackground([.macRead], of: board, update: BoardUpdate(mac: try MACAddress("A4:CF:12:0B:9E:31"))) {
             result in if case .success(let row) = result { seen.withLock { $0.append(row.lastStep!) } }
         }
         // The returned row is what the commits leave.
@@ -383,9 +388,9 @@ let udsB = String(repeating: "5a", count: 32)
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let registry = try Registry(path: tmp.file("r.sqlite"))
-        let returned = Mutex<[String: Int64]>([:])
+        let returned = Mutex<[UDS: Int64]>([:])
         DispatchQueue.concurrentPerform(iterations: 16) { i in
-            let uds = String(format: "%064x", i + 1)
+            let uds = try! UDS(hex: String(format: "%064x", i + 1))
             if let id = try? registry.recordNewBoard(uds: uds).id { returned.withLock { $0[uds] = id } }
         }
         let stored = Dictionary(uniqueKeysWithValues: try registry.allBoards().map { ($0.uds, $0.id!) })

@@ -1,5 +1,6 @@
-import Testing
+import DevKitModel
 @testable import DiceRIoT
+import Testing
 
 @Suite("Reference vectors")
 struct VectorTests {
@@ -26,7 +27,7 @@ struct VectorTests {
     @Test("a derived registration ID matches the vector's", arguments: Fixtures.vectors.filter { $0.mac != nil }.map(\.id))
     func derivedID(id: String) throws {
         let v = Fixtures.vectors.first { $0.id == id }!
-        let derived = RegistrationID(mac: try MACAddress(v.mac!), firmwareVersion: try FirmwareVersion(v.firmwareVersion!))
+        let derived = try RegistrationID(mac: try MACAddress(v.mac!), firmwareVersion: try FirmwareVersion(v.firmwareVersion!))
         #expect(derived.value == v.registrationID)
     }
 
@@ -43,8 +44,8 @@ struct VectorTests {
 @Suite("Measurement hash Hd")
 struct MeasurementHashTests {
     @Test func checkValues() {
-        #expect(hex(MeasurementHash.hash([UInt8]())) == "08c5a54e766e56a6f8430524d46fb0fee37b775701c44995daaf36640e33d265")
-        #expect(hex(MeasurementHash.hash(Array("abc".utf8))) == "bb392cd2622eecbce49cd242285d0009ef70eae1a3e43e5ec8eae7c779b9f600")
+        #expect(Hex.encode(MeasurementHash.hash([UInt8]())) == "08c5a54e766e56a6f8430524d46fb0fee37b775701c44995daaf36640e33d265")
+        #expect(Hex.encode(MeasurementHash.hash(Array("abc".utf8))) == "bb392cd2622eecbce49cd242285d0009ef70eae1a3e43e5ec8eae7c779b9f600")
     }
 
     @Test("padding boundaries give distinct digests and never crash", arguments: [54, 55, 56, 57, 63, 64, 65, 119, 120, 128])
@@ -58,6 +59,6 @@ struct MeasurementHashTests {
     @Test("Hd differs from standard SHA-256")
     func notStandard() {
         // SHA-256("abc") starts ba7816bf.
-        #expect(!hex(MeasurementHash.hash(Array("abc".utf8))).hasPrefix("ba7816bf"))
+        #expect(!Hex.encode(MeasurementHash.hash(Array("abc".utf8))).hasPrefix("ba7816bf"))
     }
 }

@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 import SerialPort
 import Testing
 import VirtualDevKit
@@ -34,17 +35,17 @@ struct SessionEmulatorTests {
 
             #expect(try session.scan() == ["DevKitLab", "Guest Net"])
 
-            try session.setUDS(sessionUDS)
+            try session.setUDS(UDS(hex: sessionUDS))
             #expect(kit.state.uds == sessionUDS.lowercased())
             try session.setWiFiSSID("Lab \"5G\" Net")
             #expect(kit.state.wifiSSID == "Lab \"5G\" Net")
-            try session.setWiFiPassword("pa ss\\word\"")
+            try session.setWiFiPassword(WiFiPassword("pa ss\\word\""))
             #expect(kit.state.wifiPassword == "pa ss\\word\"")
             let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 440)
-            try session.setIoTHubConnectionString(hub)
+            try session.setIoTHubConnectionString(ConnectionString(hub))
             #expect(kit.state.connectionString == hub)
             let dps = "DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne00000000;DeviceId=d;SymmetricKey=abc="
-            try session.setDPSConnectionString(dps)
+            try session.setDPSConnectionString(ConnectionString(dps))
             #expect(kit.state.connectionString == dps)
 
             #expect(try session.enableSecureChannel(level: 1) == .enabled)
@@ -73,8 +74,8 @@ struct SessionEmulatorTests {
         try withEmulatedSession(.init(pacingBaudRate: 115_200, faults: .init(secureElementWriteDelay: .milliseconds(30)))) { kit, session in
             try session.synchronize()
             let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "x", count: 450)
-            try session.setIoTHubConnectionString(hub)
-            try session.setUDS(sessionUDS)
+            try session.setIoTHubConnectionString(ConnectionString(hub))
+            try session.setUDS(UDS(hex: sessionUDS))
             #expect(kit.state.connectionString == hub)
             #expect(kit.state.uds == sessionUDS.lowercased())
             #expect(kit.droppedByteCount == 0)
@@ -85,7 +86,7 @@ struct SessionEmulatorTests {
         try withEmulatedSession(.init(faults: .init(eepromWriteFailure: true))) { kit, session in
             try session.synchronize()
             do {
-                try session.setUDS(sessionUDS)
+                try session.setUDS(UDS(hex: sessionUDS))
                 Issue.record("no error")
             } catch ConsoleError.commandFailed(let command, .eepromWriteFailed(let zone)) {
                 #expect(command == "set_dps_uds")
@@ -120,7 +121,7 @@ struct SessionEmulatorTests {
     func slowSecureElement() throws {
         try withEmulatedSession(.init(faults: .init(secureElementWriteDelay: .milliseconds(400)))) { kit, session in
             try session.synchronize()
-            try session.setUDS(sessionUDS)
+            try session.setUDS(UDS(hex: sessionUDS))
             try session.setWiFiSSID("Lab")
             #expect(kit.state.wifiSSID == "Lab")
             #expect(kit.droppedByteCount == 0)
@@ -135,7 +136,7 @@ struct SessionEmulatorTests {
             try session.synchronize()
             let start = ContinuousClock.now
             #expect(throws: ConsoleError.timeout(expected: "the prompt that ends the reply", after: .milliseconds(300), command: "set_dps_uds")) {
-                try session.setUDS(sessionUDS)
+                try session.setUDS(UDS(hex: sessionUDS))
             }
             #expect(ContinuousClock.now - start < .seconds(2))
         }
@@ -147,14 +148,14 @@ struct SessionEmulatorTests {
             try session.synchronize()
             let start = ContinuousClock.now
             #expect(throws: SerialPortError.disconnected(path: kit.devicePath)) {
-                try session.setUDS(sessionUDS)
+                try session.setUDS(UDS(hex: sessionUDS))
             }
             #expect(ContinuousClock.now - start < .seconds(3))
         }
     }
 
     static let wrongModes: [(VirtualDevKitConfiguration.Mode, BoardMode)] = [
-        (.user, .user(.banner)), (.ap, .accessPoint(mac: MACAddress("a4cf120b9e31"))),
+        (.user, .user(.banner)), (.ap, .accessPoint(mac: try! MACAddress("a4cf120b9e31"))),
     ]
 
     @Test("user and AP mode are told apart", arguments: wrongModes)
@@ -228,7 +229,7 @@ struct InterruptedLineTests {
         let session = ConsoleSession(transport: transport)
         try session.synchronize()
         let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 300)
-        #expect(throws: InterruptingTransport.Interrupted.self) { try session.setIoTHubConnectionString(hub) }
+        #expect(throws: InterruptingTransport.Interrupted.self) { try session.setIoTHubConnectionString(ConnectionString(hub)) }
         #expect(transport.sends.count == 5)  // then two pieces of DEL
         #expect(transport.sends.dropFirst(3).allSatisfy { $0.allSatisfy { $0 == 0x7F } })
         #expect(transport.sends.dropFirst(3).map(\.count).reduce(0, +) == 256)

@@ -1,4 +1,5 @@
 import DevKitConsole
+import DevKitModel
 import SerialPort
 import SystemPackage
 import Testing
@@ -131,11 +132,11 @@ struct SessionOverPtyTests {
         let session = ConsoleSession(transport: port)
         try session.synchronize()
         #expect(try session.version().firmwareVersion.text == "1.6.2")
-        try session.setUDS(String(repeating: "ab", count: 32))
+        try session.setUDS(UDS(hex: String(repeating: "ab", count: 32)))
         try session.setWiFiSSID("Lab Net")
-        try session.setWiFiPassword("correct horse")
-        try session.setIoTHubConnectionString(
-            "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 400))
+        try session.setWiFiPassword(WiFiPassword("correct horse"))
+        try session.setIoTHubConnectionString(ConnectionString(
+            "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 400)))
         let log = try session.exitAndReadBootLog(timeout: .seconds(5))
         #expect(log.macAddress?.hex == "a4cf120b9e31")
     }
@@ -150,8 +151,8 @@ struct SessionOverPtyTests {
         try session.synchronize()
         let start = ContinuousClock.now
         #expect(throws: SerialPortError.disconnected(path: board.slavePath)) {
-            try session.setIoTHubConnectionString(
-                "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 400))
+            try session.setIoTHubConnectionString(ConnectionString(
+                "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 400)))
         }
         #expect(ContinuousClock.now - start < .seconds(3))
     }

@@ -1,5 +1,5 @@
+import DevKitModel
 import Testing
-@testable import DiceRIoT
 
 @Suite("Input validation")
 struct InputValidationTests {
@@ -33,7 +33,7 @@ struct InputValidationTests {
 
     @Test(arguments: ["a4cf120b9e31", "A4:CF:12:0B:9E:31", "a4-cf-12-0b-9e-31", " a4cf120b9e31\n"])
     func macForms(text: String) throws {
-        #expect(try MACAddress(text).compact == "a4cf120b9e31")
+        #expect(try MACAddress(text).hex == "a4cf120b9e31")
     }
 
     @Test(arguments: ["a4cf120b9e3", "a4:cf:12:0b:9e:3g", "a4:cf-12:0b:9e:31", "a4cf.120b.9e31", ""])
@@ -47,7 +47,7 @@ struct InputValidationTests {
         for bad in ["1.6", "1.6.2.1", "1..2", "v1.6.2", "1.6.x", ""] {
             #expect(throws: InputError.firmwareVersionFormat(bad)) { try FirmwareVersion(bad) }
         }
-        let id = RegistrationID(mac: try MACAddress("00:11:22:33:44:55"), firmwareVersion: try FirmwareVersion("1.10.3"))
+        let id = try RegistrationID(mac: try MACAddress("00:11:22:33:44:55"), firmwareVersion: try FirmwareVersion("1.10.3"))
         #expect(id.value == "az-001122334455v1v10v3")
     }
 }

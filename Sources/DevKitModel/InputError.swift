@@ -1,0 +1,63 @@
+/// Why a value was refused, in the domain's words (no command-line flags: callers
+/// add where the value came from and what to do). Messages never echo a secret, and
+/// show a refused value's control characters escaped (`\0`, `\t`, `\u{1B}`), never raw.
+public enum InputError: Error, Equatable, Sendable, CustomStringConvertible {
+    case udsLength(Int)
+    case udsCharacter(position: Int)
+    case registrationIDEmpty
+    case registrationIDTooLong(Int)
+    case registrationIDCharacter(String, position: Int)
+    case macFormat(String)
+    case firmwareVersionFormat(String)
+    case connectionStringEmpty
+    case connectionStringTooLong(Int)
+    case wifiPasswordTooLong(Int)
+    /// `what` is the kind of value ("password", "connection string"); never the value.
+    case controlCharacter(in: String)
+
+    public var description: String {
+        switch self {
+        case .udsLength(let n):
+            return "the UDS has \(n) characters; it must be exactly 64 hex digits (0-9, a-f, either case)"
+        case .udsCharacter(let position):
+            return "the UDS has a non-hex character at position \(position); it must be exactly 64 hex digits (0-9, a-f, either case)"
+        case .registrationIDEmpty:
+            return "the registration ID is empty; use 1 to 126 characters from a-z, 0-9 and '-'"
+        case .registrationIDTooLong(let n):
+            return "the registration ID has \(n) characters; the DevKit firmware can encode at most 126 (a-z, 0-9, '-')"
+        case .registrationIDCharacter(let c, let position):
+            return "the registration ID has '\(escaped(c))' at position \(position); only a-z, 0-9 and '-' are allowed (lower case)"
+        case .macFormat(let text):
+            return "'\(escaped(text))' is not a MAC address; use 12 hex digits, e.g. a4cf120b9e31, A4:CF:12:0B:9E:31 or a4-cf-12-0b-9e-31"
+        case .firmwareVersionFormat(let text):
+            return "'\(escaped(text))' is not a firmware version; use three dot-separated numbers, e.g. 1.6.2"
+        case .connectionStringEmpty:
+            return "the connection string is empty"
+        case .connectionStringTooLong(let n):
+            return "the connection string is \(n) bytes; the board stores at most 511"
+        case .wifiPasswordTooLong(let n):
+            return "the password is \(n) bytes; Wi-Fi passwords are at most 63"
+        case .controlCharacter(let what):
+            return "the \(what) contains a control character (tab, newline, …), which the console cannot take"
+        }
+    }
+}
+
+/// `text` with control characters written as Swift escapes (`\0`, `\t`, `\n`, `\r`,
+/// `\u{1B}`), so a refused value cannot move the cursor or hide itself in a terminal.
+public func escaped(_ text: some StringProtocol) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\0": out += "\\0"
+        case "\t": out += "\\t"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\\": out += "\\\\"
+        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value):
+            out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
