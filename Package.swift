@@ -4,7 +4,8 @@ import PackageDescription
 // One module per concern; data flows one way:
 //   SerialPort → DevKitConsole → DevKitWorkflows → DevKitCLI → devkit
 // DiceRIoT (certificate generator), DeviceDiscovery (libudev), DevKitRegistry
-// (SQLite) and VirtualDevKit (the emulated board) stand alone.
+// (SQLite) and VirtualDevKit (the emulated board) stand alone. Underneath:
+// DevKitSystem (descriptor I/O, durable files, the signal relay) on CDevKitLinux.
 let package = Package(
     name: "devkit",
     platforms: [.macOS(.v13)],
@@ -35,6 +36,14 @@ let package = Package(
             name: "CLibUDev", pkgConfig: "libudev",
             providers: [.apt(["libudev-dev"])]),
 
+        // Prototypes for the Linux calls the Glibc module hides, and the signal
+        // relay's handler (in C: async-signal-safe by construction).
+        .target(name: "CDevKitLinux"),
+        // Descriptor I/O, pipes, the durable file writer and the signal relay.
+        .target(
+            name: "DevKitSystem",
+            dependencies: ["CDevKitLinux", .product(name: "SystemPackage", package: "swift-system")]),
+
         .target(
             name: "DiceRIoT",
             dependencies: [
@@ -44,33 +53,35 @@ let package = Package(
             ]),
         .target(
             name: "SerialPort",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DevKitConsole",
             dependencies: ["SerialPort"]),
         .target(
             name: "VirtualDevKit",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: ["CDevKitLinux", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DeviceDiscovery",
-            dependencies: ["CLibUDev"]),
+            dependencies: ["CLibUDev", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DevKitRegistry",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: ["DevKitSystem", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "DevKitWorkflows",
             dependencies: [
-                "DevKitConsole", "SerialPort", "DiceRIoT", "DeviceDiscovery", "DevKitRegistry",
+                "DevKitConsole", "SerialPort", "DiceRIoT", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .target(
             name: "DevKitCLI",
             dependencies: [
                 "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
-                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "CLibEdit",
+                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "CLibEdit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .executableTarget(
             name: "devkit", dependencies: ["DevKitCLI"],
@@ -82,6 +93,7 @@ let package = Package(
         // Bounded child processes and binary paths, shared by the test targets.
         .target(name: "DevKitTestSupport", path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
+        .testTarget(name: "DevKitSystemTests", dependencies: ["DevKitSystem"]),
         .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "VirtualDevKit"]),
         .testTarget(name: "DevKitConsoleTests", dependencies: ["DevKitConsole"]),
