@@ -1,5 +1,7 @@
 import DevKitConsole
+import DevKitSystem
 import DevKitWorkflows
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,7 +54,7 @@ final class ReplLinkTransport: ConsoleTransport {
             let ready = poll(&fds, nfds_t(fds.count), milliseconds)
             if ready < 0 && errno != EINTR { throw ReplLinkError.disconnected(path: link.path) }
             if fds.count > 1 && fds[1].revents != 0 {
-                drainPipe(interruptFD)
+                FileDescriptor(rawValue: interruptFD).drain()
                 wasCancelled = true
                 throw ReplCancelled()
             }
