@@ -436,17 +436,3 @@ func makeDirectories(_ path: String, mode: mode_t) {
         if mkdir(current, mode) != 0 && errno != EEXIST { return }
     }
 }
-
-/// A pipe with both ends close-on-exec and non-blocking (pipe2 is not exported to Swift).
-func makeNonBlockingPipe() -> (read: Int32, write: Int32)? {
-    var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { return nil }
-    for fd in fds {
-        guard fcntl(fd, F_SETFD, FD_CLOEXEC) == 0,
-              fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 else {
-            close(fds[0]); close(fds[1])
-            return nil
-        }
-    }
-    return (fds[0], fds[1])
-}
