@@ -9,11 +9,11 @@ import Glibc
 /// Real signals sent to this process. Serialized: dispositions are process-wide.
 /// SIGUSR1/SIGUSR2 only, which nothing else in the test process uses.
 @Suite(.serialized) struct SignalRelayTests {
-    /// The handler now installed for `signal` (its sa_handler as a raw address).
-    private func currentHandler(_ signal: Int32) -> UnsafeRawPointer? {
+    /// The handler now installed for `signal`, as the bytes of its address.
+    private func currentHandler(_ signal: Int32) -> [UInt8] {
         var action = sigaction()
         _ = sigaction(signal, nil, &action)
-        return unsafeBitCast(action.__sigaction_handler.sa_handler, to: UnsafeRawPointer?.self)
+        return withUnsafeBytes(of: &action.__sigaction_handler) { Array($0) }
     }
 
     @Test func aRaisedSignalBecomesAByteOnThePipe() throws {

@@ -3,9 +3,9 @@
 // ptsname_r), and <sys/eventfd.h>, which the module map does not include. Each is
 // a real function in CDevKitLinux.c that calls libc, so the compiler checks every
 // argument against libc's own declaration (in the style of swift-nio's CNIOLinux);
-// this replaces lookups by name (dlsym) cast to a hand-written Swift type.
-// Also the signal relay's handler, in C so that it is async-signal-safe by
-// construction (no Swift runtime, no globals needing `nonisolated(unsafe)`).
+// this replaces symbols looked up by name at run time and cast to a hand-written
+// Swift function type. Also the signal relay's handler, in C so that it is
+// async-signal-safe by construction (no Swift runtime, no unsafe Swift globals).
 #ifndef C_DEVKIT_LINUX_H
 #define C_DEVKIT_LINUX_H
 
