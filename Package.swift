@@ -4,8 +4,9 @@ import PackageDescription
 // One module per concern; data flows one way:
 //   SerialPort → DevKitConsole → DevKitWorkflows → DevKitCLI → devkit
 // DiceRIoT (certificate generator), DeviceDiscovery (libudev), DevKitRegistry
-// (SQLite) and VirtualDevKit (the emulated board) stand alone. DevKitModel (the
-// domain values) is below them all.
+// (SQLite) and VirtualDevKit (the emulated board) stand alone. Underneath them all:
+// DevKitModel (the domain values) and DevKitSystem (descriptor I/O, durable files,
+// the signal relay) on CDevKitLinux.
 let package = Package(
     name: "devkit",
     platforms: [.macOS(.v13)],
@@ -40,6 +41,14 @@ let package = Package(
         // The domain values (UDS, MAC, firmware version, registration ID, secrets),
         // each parsed once where it enters; the standard library only.
         .target(name: "DevKitModel"),
+        // Prototypes for the Linux calls the Glibc module hides, and the signal
+        // relay's handler (in C: async-signal-safe by construction).
+        .target(name: "CDevKitLinux"),
+        // Descriptor I/O, pipes, the durable file writer and the signal relay.
+        .target(
+            name: "DevKitSystem",
+            dependencies: ["CDevKitLinux", .product(name: "SystemPackage", package: "swift-system")]),
+
         .target(
             name: "DiceRIoT",
             dependencies: [
@@ -50,33 +59,35 @@ let package = Package(
             ]),
         .target(
             name: "SerialPort",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DevKitConsole",
             dependencies: ["DevKitModel", "SerialPort"]),
         .target(
             name: "VirtualDevKit",
-            dependencies: ["DevKitModel", .product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: ["DevKitModel", "CDevKitLinux", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DeviceDiscovery",
-            dependencies: ["CLibUDev"]),
+            dependencies: ["CLibUDev", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DevKitRegistry",
-            dependencies: ["DevKitModel", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: ["DevKitModel", "DevKitSystem", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "DevKitWorkflows",
             dependencies: [
-                "DevKitModel", "DevKitConsole", "SerialPort", "DiceRIoT", "DeviceDiscovery", "DevKitRegistry",
+                "DevKitModel", "DevKitConsole", "SerialPort", "DiceRIoT", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .target(
             name: "DevKitCLI",
             dependencies: [
                 "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
-                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "CLibEdit",
+                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "CLibEdit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .executableTarget(
             name: "devkit", dependencies: ["DevKitCLI"],
@@ -89,6 +100,7 @@ let package = Package(
         .target(name: "DevKitTestSupport", path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
+        .testTarget(name: "DevKitSystemTests", dependencies: ["DevKitSystem"]),
         .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT", "DevKitModel"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "VirtualDevKit"]),
         .testTarget(name: "DevKitConsoleTests", dependencies: ["DevKitConsole", "DevKitModel"]),

@@ -1,7 +1,9 @@
 import ArgumentParser
 import DevKitModel
+import DevKitSystem
 import Dispatch
 import Foundation
+import SystemPackage
 import VirtualDevKit
 #if canImport(Glibc)
 import Glibc
@@ -123,7 +125,7 @@ struct EmulateCommand: AsyncParsableCommand {
                 secureElementWriteDelay: .milliseconds(seWriteDelay))
 
             // Take the signals before the board exists, so none is missed.
-            let signals = SignalWaiter([SIGINT, SIGTERM, SIGUSR1, SIGUSR2])
+            let signals = try SignalRelay([SIGINT, SIGTERM, SIGUSR1, SIGUSR2], restartingCalls: true)
             let kit = try VirtualDevKit(configuration: configuration)
             kit.start()
             // Announce the port once the board has booted (its boot output is not
@@ -147,7 +149,7 @@ struct EmulateCommand: AsyncParsableCommand {
             }
             var signal: Int32
             repeat {
-                signal = await signals.next()
+                signal = await nextSignal(signals)
                 switch signal {
                 case SIGUSR1:
                     kit.unplug()
@@ -180,53 +182,16 @@ struct EmulateCommand: AsyncParsableCommand {
     }
 }
 
-/// Waits for one of a set of signals without a handler running arbitrary code:
-/// the signals are ignored at process level and delivered through Dispatch.
-private final class SignalWaiter: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let queue = DispatchQueue(label: "devkit.signals")
-    private var continuation: CheckedContinuation<Int32, Never>?
-    private var received: [Int32] = []
-
-    init(_ signals: [Int32]) {
-        for number in signals {
-            Glibc.signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [weak self] in self?.deliver(number) }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    private func deliver(_ number: Int32) {
-        if let continuation {
-            self.continuation = nil
-            continuation.resume(returning: number)
-        } else {
-            received.append(number)
-        }
-    }
-
-    /// The next signal (or the oldest that already arrived).
-    func next() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            queue.async {
-                if !self.received.isEmpty {
-                    continuation.resume(returning: self.received.removeFirst())
-                } else {
-                    self.continuation = continuation
-                }
-            }
-        }
+/// The next relayed signal (or the oldest that already came), waited for on a
+/// thread of its own rather than one of the concurrency pool's.
+private func nextSignal(_ relay: SignalRelay) async -> Int32 {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: relay.wait()) }.start()
     }
 }
 
 /// Writes a line to standard output, unbuffered (scripts read the first line at once).
 private func printOut(_ message: String) {
     let line = message.hasSuffix("\n") ? message : message + "\n"
-    var bytes = Array(line.utf8)[...]
-    while !bytes.isEmpty {
-        let n = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-        if n > 0 { bytes = bytes.dropFirst(n) } else if n < 0 && errno == EINTR { continue } else { break }
-    }
+    try? FileDescriptor.standardOutput.writeAll(bytes: Array(line.utf8))
 }

@@ -32,11 +32,7 @@ public protocol CLIReportable: Error {
 /// Writes to standard error (unbuffered, so it interleaves correctly with stdout).
 func printError(_ message: String) {
     let line = message.hasSuffix("\n") ? message : message + "\n"
-    var bytes = Array(line.utf8)[...]
-    while !bytes.isEmpty {
-        let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-        if n > 0 { bytes = bytes.dropFirst(n) } else if n < 0 && errno == EINTR { continue } else { break }
-    }
+    writeAll(STDERR_FILENO, line)
 }
 
 /// Runs a command body, turning any error into a message on stderr and the mapped

@@ -1,4 +1,6 @@
 import CLibEdit
+import DevKitSystem
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -176,7 +178,9 @@ final class LineEditor {
     }
 
     /// Writes the history file atomically (temporary file of mode 0600, then rename),
-    /// creating its directory (mode 0700) if needed.
+    /// creating its directory (mode 0700) if needed. Not DevKitSystem's DurableFile:
+    /// libedit writes the history to a FILE* and chmods its descriptor, so it needs
+    /// a real file.
     private func saveHistory() {
         guard let historyFile else { return }
         let directory = String(historyFile[..<(historyFile.lastIndex(of: "/") ?? historyFile.startIndex)])
@@ -243,7 +247,7 @@ final class LineEditor {
                 return nil
             }
             if fds.count > 1 && fds[1].revents != 0 {
-                drainPipe(interruptFD)
+                FileDescriptor(rawValue: interruptFD).drain()
                 writeAll(STDOUT_FILENO, "^C\r\n")
                 return nil
             }
@@ -284,7 +288,7 @@ final class LineEditor {
                 continue
             }
             if interruptIndex >= 0 && fds[interruptIndex].revents != 0 {
-                drainPipe(interruptFD)
+                FileDescriptor(rawValue: interruptFD).drain()
                 out.pointee = 3  // Ctrl-C, bound to devkit-interrupt
                 return 1
             }
@@ -360,7 +364,7 @@ final class LineEditor {
                 return nil
             }
             if fds.count > 1 && fds[1].revents != 0 {
-                drainPipe(interruptFD)
+                FileDescriptor(rawValue: interruptFD).drain()
                 return nil
             }
             var byte: UInt8 = 0
@@ -414,23 +418,14 @@ final class LineEditor {
     }
 }
 
-/// Writes all bytes to a descriptor, retrying short writes and EINTR.
+/// Writes all bytes to a descriptor (DevKitSystem's `writeAll`); terminal output,
+/// so a failure (a closed terminal) has no one to be reported to.
 func writeAll(_ fd: Int32, _ text: String) {
     writeAll(fd, Array(text.utf8))
 }
 
 func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
-    }
-}
-
-/// Empties a non-blocking pipe.
-func drainPipe(_ fd: Int32) {
-    var buffer = [UInt8](repeating: 0, count: 4096)  // room for an inotify event with its name
-    while read(fd, &buffer, buffer.count) > 0 {}
+    try? FileDescriptor(rawValue: fd).writeAll(bytes: bytes)
 }
 
 /// `mkdir -p` with the given mode for the directories it creates.
@@ -440,18 +435,4 @@ func makeDirectories(_ path: String, mode: mode_t) {
         current += "/" + component
         if mkdir(current, mode) != 0 && errno != EEXIST { return }
     }
-}
-
-/// A pipe with both ends close-on-exec and non-blocking (pipe2 is not exported to Swift).
-func makeNonBlockingPipe() -> (read: Int32, write: Int32)? {
-    var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { return nil }
-    for fd in fds {
-        guard fcntl(fd, F_SETFD, FD_CLOEXEC) == 0,
-              fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 else {
-            close(fds[0]); close(fds[1])
-            return nil
-        }
-    }
-    return (fds[0], fds[1])
 }

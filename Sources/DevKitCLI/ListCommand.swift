@@ -126,9 +126,5 @@ enum ListOutput {
 /// Writes a line to standard output at once (unbuffered), so a reader on a pipe
 /// sees each `--watch` event as it happens.
 private func listOutput(_ text: String) {
-    var bytes = Array((text + "\n").utf8)[...]
-    while !bytes.isEmpty {
-        let n = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-        if n > 0 { bytes = bytes.dropFirst(n) } else if n < 0 && errno == EINTR { continue } else { break }
-    }
+    writeAll(STDOUT_FILENO, text + "\n")
 }

@@ -1,13 +1,13 @@
+import DevKitSystem
 import SerialPort
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The port's cancellation eventfd while a handler is installed, else -1. A signal
-/// handler can only touch plain globals.
-nonisolated(unsafe) private var stopSignalCancelFD: Int32 = -1
-/// The signal that arrived while the port was open, else 0.
-nonisolated(unsafe) private var stopSignalCaught: Int32 = 0
+/// The signal that came while a port was open (0: none), kept from ``PortStopSignals/restore()``
+/// to ``PortStopSignals/reraiseIfCaught()``, which run in different scopes.
+private let caughtStopSignal = Atomic<Int32>(0)
 
 /// While a one-shot command (set-uds, info, provision, autoconfigure, ...) has the
 /// board's port open, SIGINT, SIGTERM and SIGHUP cancel the wait in progress instead
@@ -17,45 +17,32 @@ nonisolated(unsafe) private var stopSignalCaught: Int32 = 0
 /// shell or systemd sees what stopped it.
 struct PortStopSignals {
     private static let signals = [SIGINT, SIGTERM, SIGHUP]
-    private var previous: [sigaction] = []
+    private let relay: SignalRelay?
 
-    /// Installs the handlers for `port`; call ``restore()`` before the port closes.
+    /// Relays the signals to `port`'s cancellation eventfd (what `cancel()` does);
+    /// call ``restore()`` before the port closes. If no relay can be made the
+    /// signals keep their default action.
     init(cancelling port: SerialPort) {
-        stopSignalCaught = 0
-        stopSignalCancelFD = port.cancellationEventDescriptor
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { signal in
-            let saved = errno
-            stopSignalCaught = signal
-            var one: UInt64 = 1
-            _ = write(stopSignalCancelFD, &one, MemoryLayout<UInt64>.size)  // what cancel() does
-            errno = saved
-        }
-        sigemptyset(&action.sa_mask)
+        caughtStopSignal.store(0, ordering: .relaxed)
         // The eventfd wakes the port's poll; other calls (registry writes, fsync)
         // just go on rather than fail with EINTR.
-        action.sa_flags = SA_RESTART
-        previous = Self.signals.map { signal in
-            var old = sigaction()
-            _ = sigaction(signal, &action, &old)
-            return old
-        }
+        relay = try? SignalRelay(Self.signals, restartingCalls: true, wakingEventFD: port.cancellationEventDescriptor)
     }
 
-    /// Puts the previous handlers back (before the port, and its eventfd, close).
+    /// Notes the signal that came, if any, and puts the previous handlers back
+    /// (before the port, and its eventfd, close).
     func restore() {
-        for (signal, var old) in zip(Self.signals, previous) { _ = sigaction(signal, &old, nil) }
-        stopSignalCancelFD = -1
+        guard let relay else { return }
+        if let signal = relay.takeSignals().first { caughtStopSignal.store(signal, ordering: .relaxed) }
+        relay.restore()
     }
 
     /// After the port is closed: if a signal came while it was open, says so and dies
     /// of that signal (its default action).
     static func reraiseIfCaught() {
-        let caught = stopSignalCaught
+        let caught = caughtStopSignal.load(ordering: .relaxed)
         guard caught != 0 else { return }
-        let name = caught == SIGINT ? "SIGINT" : caught == SIGTERM ? "SIGTERM" : "SIGHUP"
-        printError("devkit: stopped by \(name); the port's settings are restored.")
-        signal(caught, SIG_DFL)
-        raise(caught)
+        printError("devkit: stopped by \(SignalRelay.name(of: caught)); the port's settings are restored.")
+        SignalRelay.dieOf(caught)
     }
 }

@@ -1,5 +1,7 @@
+import DevKitSystem
 import DevKitWorkflows
 import Foundation
+import SystemPackage
 import TOMLKit
 
 /// A profile that cannot be used: names the file, the key and what is allowed.
@@ -100,16 +102,10 @@ enum ProfileLoader {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw failure(errno) }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n == 0 { return bytes }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw failure(errno)
-            }
-            bytes += chunk[..<n]
+        do {
+            return try FileDescriptor(rawValue: fd).readToEnd(limit: Int.max - 1)
+        } catch {
+            throw failure(error.rawValue)
         }
     }
 

@@ -1,6 +1,8 @@
+import DevKitSystem
 import Foundation
 import SerialPort
 import Synchronization
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,10 +81,12 @@ final class ReplDeviceLink: @unchecked Sendable {
     }
 
     private static func makePipe() throws -> (read: Int32, write: Int32) {
-        guard let fds = makeNonBlockingPipe() else {
-            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        do {
+            let (readEnd, writeEnd) = try FileDescriptor.closeOnExecPipe(nonBlocking: true)
+            return (readEnd.rawValue, writeEnd.rawValue)
+        } catch {
+            throw POSIXError(POSIXErrorCode(rawValue: error.rawValue) ?? .EIO)
         }
-        return fds
     }
 
     var isConnected: Bool { state.withLock { $0.port != nil } }
@@ -118,7 +122,7 @@ final class ReplDeviceLink: @unchecked Sendable {
 
     /// Everything reported since the last call (consecutive data merged).
     func takeEvents() -> [Event] {
-        drainPipe(eventPipe.read)
+        FileDescriptor(rawValue: eventPipe.read).drain()
         return state.withLock { state in
             defer { state.events = []; state.signalled = false }
             return state.events
@@ -226,7 +230,7 @@ final class ReplDeviceLink: @unchecked Sendable {
             let ready = poll(&fds, nfds_t(fds.count), retryInterval)
             if ready > 0 {
                 if fds[0].revents != 0 { return false }
-                if inotify >= 0 { drainPipe(inotify) }
+                if inotify >= 0 { FileDescriptor(rawValue: inotify).drain() }
             }
         }
     }

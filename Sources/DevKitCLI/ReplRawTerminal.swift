@@ -1,3 +1,4 @@
+import DevKitSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,7 +21,10 @@ struct ReplRawTerminal {
             cfmakeraw(&raw)
             _ = tcsetattr(STDIN_FILENO, TCSANOW, &raw)
         }
-        let stop = ReplStopSignals.install()
+        // SIGTERM, SIGHUP and SIGINT (only from kill(1): the raw terminal sends
+        // Ctrl-C to the board) end the loop, so the terminal is restored first.
+        let stop = try? SignalRelay([SIGTERM, SIGHUP, SIGINT])
+        defer { stop?.restore() }  // after the terminal's settings are back
         defer {
             if isTerminal { _ = tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
             writeAll(STDOUT_FILENO, "\r\n")
@@ -30,7 +34,7 @@ struct ReplRawTerminal {
         var stdinOpen = true
         while true {
             var fds = [pollfd(fd: link.eventFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: stop, events: Int16(POLLIN), revents: 0)]
+                       pollfd(fd: stop?.fd ?? -1, events: Int16(POLLIN), revents: 0)]
             if stdinOpen { fds.append(pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)) }
             let ready = poll(&fds, nfds_t(fds.count), -1)
             if ready < 0 {
@@ -97,31 +101,5 @@ struct ReplRawTerminal {
                 typed.append(byte)
             }
         }
-    }
-}
-
-nonisolated(unsafe) private var stopPipeWriteFD: Int32 = -1
-
-/// SIGTERM, SIGHUP and SIGINT as a readable pipe, so raw mode restores the terminal before exiting.
-enum ReplStopSignals {
-    nonisolated(unsafe) private static var readFD: Int32 = -1
-
-    static func install() -> Int32 {
-        if readFD >= 0 { return readFD }
-        guard let fds = makeNonBlockingPipe() else { return -1 }
-        readFD = fds.read
-        stopPipeWriteFD = fds.write
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in
-            let saved = errno
-            var byte: UInt8 = 1
-            _ = write(stopPipeWriteFD, &byte, 1)
-            errno = saved
-        }
-        sigemptyset(&action.sa_mask)
-        _ = sigaction(SIGTERM, &action, nil)
-        _ = sigaction(SIGHUP, &action, nil)
-        _ = sigaction(SIGINT, &action, nil)  // only from kill(1): the raw terminal sends Ctrl-C to the board
-        return readFD
     }
 }

@@ -1,6 +1,8 @@
 import DevKitConsole
 import DevKitModel
+import DevKitSystem
 import DevKitWorkflows
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,7 +55,7 @@ final class ReplLinkTransport: ConsoleTransport {
             let ready = poll(&fds, nfds_t(fds.count), milliseconds)
             if ready < 0 && errno != EINTR { throw ReplLinkError.disconnected(path: link.path) }
             if fds.count > 1 && fds[1].revents != 0 {
-                drainPipe(interruptFD)
+                FileDescriptor(rawValue: interruptFD).drain()
                 wasCancelled = true
                 throw ReplCancelled()
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import DeviceDiscovery
 import DevKitConsole
+import DevKitSystem
 import DevKitWorkflows
 import Foundation
 
@@ -171,35 +172,21 @@ func setKernelThreadName(_ name: String) {
     close(fd)
 }
 
-/// Write end of the self-pipe the SIGTERM/SIGINT handler writes to.
-nonisolated(unsafe) private var stopSignalPipe: Int32 = -1
-
 /// Calls `onStop` (on its own thread) at the first SIGTERM or SIGINT.
 ///
-/// A sigaction handler writing to a self-pipe rather than a DispatchSource: a
-/// dispatch signal source is armed asynchronously after `resume()`, so a signal
-/// arriving right after start-up could be lost with the default action ignored.
+/// A ``SignalRelay`` rather than a DispatchSource: a dispatch signal source is
+/// armed asynchronously after `resume()`, so a signal arriving right after start-up
+/// could be lost with the default action ignored. Later signals are absorbed while
+/// the boards in progress finish.
 private func installStopSignals(_ onStop: @escaping @Sendable () -> Void) throws {
-    var fds: [Int32] = [-1, -1]
-    guard pipe(&fds) == 0 else { throw ExitCode(ExitStatus.software.rawValue) }
-    // Not inherited by anything this process might start.
-    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-    stopSignalPipe = fds[1]
-    var action = sigaction()
-    action.__sigaction_handler.sa_handler = { _ in
-        var byte: UInt8 = 1
-        _ = write(stopSignalPipe, &byte, 1)  // async-signal-safe
+    guard let relay = try? SignalRelay([SIGTERM, SIGINT], restartingCalls: true) else {
+        throw ExitCode(ExitStatus.software.rawValue)
     }
-    sigemptyset(&action.sa_mask)
-    action.sa_flags = SA_RESTART
-    sigaction(SIGTERM, &action, nil)
-    sigaction(SIGINT, &action, nil)
-    let readEnd = fds[0]
     let thread = Thread {
-        var byte: UInt8 = 0
         setKernelThreadName("dk signals")
-        while read(readEnd, &byte, 1) < 0 && errno == EINTR {}
+        _ = relay.wait()
         onStop()
+        while true { _ = relay.wait() }  // keeps the relay (and its handler) for good
     }
     thread.name = "devkit-watch signals"
     thread.start()

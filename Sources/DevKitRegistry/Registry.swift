@@ -1,4 +1,5 @@
 import DevKitModel
+import DevKitSystem
 import Dispatch
 import Foundation
 import GRDB
@@ -70,8 +71,9 @@ public final class Registry: Sendable {
             throw .cannotOpen(path: path, reason: "\(error)")
         }
         if created {
-            // The new file's directory entry must survive a crash too.
-            Self.syncDirectory(directory.isEmpty ? "." : directory)
+            // The new file's directory entry must survive a crash too (best effort:
+            // some network file systems refuse a directory fsync).
+            try? DurableFile.syncDirectory(directory.isEmpty ? "." : directory)
         }
     }
 
@@ -407,13 +409,6 @@ public final class Registry: Sendable {
             throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
         }
         return created
-    }
-
-    private static func syncDirectory(_ directory: String) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        close(fd)
     }
 }
 

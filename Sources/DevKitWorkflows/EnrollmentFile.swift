@@ -1,4 +1,5 @@
 import DevKitModel
+import DevKitSystem
 import Foundation
 
 #if canImport(Glibc)
@@ -158,155 +159,14 @@ public enum OutputFile {
         try writeAtomically([(data, path)], mode: mode)
     }
 
-    /// Writes several files the same way, with one directory fsync for all of them:
-    /// each goes to a temp file beside its path; only when all are written and
-    /// fsynced are they renamed into place (a failure before that changes no file)
-    /// and their directories fsynced. The directory fsync is shared with other
-    /// threads writing at the same moment (see ``DirectorySync``): when 16 boards
-    /// finished together, four fsyncs each, one after another in the journal, were
-    /// most of their tail.
+    /// Writes several files the same way, all or none (``DurableFile``): a failure
+    /// before they are all written and synced changes no file, and their directories
+    /// are synced once, shared with other threads writing at the same moment.
     public static func writeAtomically(_ files: [(data: Data, path: String)], mode: mode_t) throws(OutputFileError) {
-        var temps: [(fd: Int32, temp: String, path: String)] = []
-        var closed = 0  // temps[..<closed] are closed, temps[..<renamed] in place
-        var renamed = 0
-        defer {
-            for file in temps[closed...] { close(file.fd) }
-            for file in temps[renamed...] { unlink(file.temp) }
-        }
-        for file in files {
-            let (fd, temp) = try writeTemporary(file.data, beside: file.path, mode: mode)
-            temps.append((fd, temp, file.path))
-        }
-        try syncAll(temps)
-        for file in temps {
-            closed += 1  // the descriptor is released even when close fails
-            // Some file systems (NFS) report a failed write only here.
-            guard close(file.fd) == 0 else {
-                throw OutputFileError(path: file.path, reason: String(cString: strerror(errno)))
-            }
-        }
-        var directories: [String] = []
-        for file in temps {
-            guard rename(file.temp, file.path) == 0 else {
-                throw OutputFileError(path: file.path, reason: String(cString: strerror(errno)))
-            }
-            renamed += 1
-            let dir = directory(of: file.path)
-            if !directories.contains(dir) { directories.append(dir) }
-        }
-        for dir in directories { DirectorySync.shared.sync(dir) }
-    }
-
-    /// The directory `path` is in ("." for a bare name).
-    private static func directory(of path: String) -> String {
-        let directory = (path as NSString).deletingLastPathComponent
-        return directory.isEmpty ? "." : directory
-    }
-
-    /// A new temp file `.<name>.XXXXXX` beside `path` holding `data`, not yet synced;
-    /// its open descriptor and path.
-    private static func writeTemporary(
-        _ data: Data, beside path: String, mode: mode_t
-    ) throws(OutputFileError) -> (fd: Int32, path: String) {
-        var template = Array("\(directory(of: path))/.\((path as NSString).lastPathComponent).XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else { throw OutputFileError(path: path, reason: String(cString: strerror(errno))) }
-        let tempPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var failure: String?
-        data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else {
-                    failure = String(cString: strerror(errno)); return
-                }
-            }
-        }
-        if failure == nil && fchmod(fd, mode) != 0 { failure = String(cString: strerror(errno)) }
-        if let failure {
-            close(fd)
-            unlink(tempPath)
-            throw OutputFileError(path: path, reason: failure)
-        }
-        return (fd, tempPath)
-    }
-
-    /// fsyncs every file, after starting the write-back of all of them: the first
-    /// fsync's journal commit then takes in the others' blocks too, and theirs find
-    /// little left to do (two files, one after the other, each waited for a commit).
-    private static func syncAll(_ files: [(fd: Int32, temp: String, path: String)]) throws(OutputFileError) {
-        for file in files {
-            // Only a hint: where it fails (not a regular file system), fsync does it all.
-            _ = syncFileRange?(file.fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */)
-        }
-        for file in files where fsync(file.fd) != 0 {
-            throw OutputFileError(path: file.path, reason: String(cString: strerror(errno)))
-        }
-    }
-}
-
-// Linux's sync_file_range(2), which the Glibc module map leaves out (it needs
-// _GNU_SOURCE); bound by name, absent elsewhere.
-private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
-private let syncFileRange: SyncFileRange? =
-    dlsym(dlopen(nil, RTLD_NOW), "sync_file_range").map { unsafeBitCast($0, to: SyncFileRange.self) }
-
-/// Group fsync of directories: makes renames durable, one fsync for every thread
-/// whose rename came before that fsync started.
-///
-/// A caller takes a ticket after its rename. A sync that starts later covers every
-/// ticket issued so far; callers arriving while one runs wait, and the first of them
-/// then runs the next for all of them.
-final class DirectorySync: @unchecked Sendable {
-    static let shared = DirectorySync()
-
-    /// fsyncs the directory (replaced in tests).
-    private let syncDirectory: @Sendable (String) -> Void
-    private let condition = NSCondition()
-    private var issued: [String: UInt64] = [:]
-    private var covered: [String: UInt64] = [:]
-    private var running: Set<String> = []
-    private var syncsRun = 0
-
-    init(syncDirectory: @escaping @Sendable (String) -> Void = DirectorySync.fsyncDirectory) {
-        self.syncDirectory = syncDirectory
-    }
-
-    /// fsyncs run so far (fewer than callers when they overlapped).
-    var syncCount: Int { condition.withLock { syncsRun } }
-    /// Callers so far, for `directory`.
-    func callerCount(_ directory: String) -> Int { condition.withLock { Int(issued[directory, default: 0]) } }
-
-    /// As before: a directory that cannot be opened or synced (some network file
-    /// systems refuse) leaves the renamed files in place, unsynced.
-    static func fsyncDirectory(_ directory: String) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
-        }
-    }
-
-    /// Returns once a directory fsync that started after this call has finished.
-    func sync(_ directory: String) {
-        condition.lock()
-        defer { condition.unlock() }
-        let ticket = issued[directory, default: 0] + 1
-        issued[directory] = ticket
-        while covered[directory, default: 0] < ticket {
-            if running.contains(directory) {
-                condition.wait()
-                continue
-            }
-            running.insert(directory)
-            syncsRun += 1
-            let covering = issued[directory, default: 0]
-            condition.unlock()
-            syncDirectory(directory)
-            condition.lock()
-            running.remove(directory)
-            covered[directory] = max(covered[directory, default: 0], covering)
-            condition.broadcast()
+        do {
+            try DurableFile.write(files.map { (Array($0.data), $0.path) }, mode: mode)
+        } catch {
+            throw OutputFileError(path: error.path, reason: error.reason)
         }
     }
 }

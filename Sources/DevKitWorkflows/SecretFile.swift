@@ -1,4 +1,6 @@
 import DevKitModel
+import DevKitSystem
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -7,12 +9,10 @@ import Darwin
 
 /// Reading and writing secrets (UDS, Wi-Fi password, connection string) in files.
 ///
-/// Written by hand on POSIX calls because the guarantees are the point: mode 0600
-/// from the first byte, no clobbering of an existing secret, and durability (fsync of
-/// the file and its directory) before the secret is ever sent to a board.
-/// The terminal settings to put back if a signal ends a hidden read (a signal
-/// handler can only use plain globals).
-nonisolated(unsafe) private var hiddenLineSavedTerminal = termios()
+/// Written on DevKitSystem's ``DurableFile`` because the guarantees are the point:
+/// mode 0600 from the first byte, no clobbering of an existing secret, and
+/// durability (fsync of the file and its directory) before the secret is ever sent
+/// to a board.
 
 public enum SecretFile {
     /// Largest secret file read, so a wrong path (a disk image…) fails fast.
@@ -31,21 +31,13 @@ public enum SecretFile {
             guard fd >= 0 else { throw .cannotReadSecret(path: path, reason: errnoText(errno)) }
         }
         defer { if fd != STDIN_FILENO { close(fd) } }
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .cannotReadSecret(path: path, reason: errnoText(errno))
-            }
-            if n == 0 { break }
-            data += buffer[..<n]
-            guard data.count <= maxSize else {
-                throw .cannotReadSecret(path: path, reason: "it is larger than \(maxSize) bytes, not a secret file")
-            }
+        do {
+            return try FileDescriptor(rawValue: fd).readToEnd(limit: maxSize)
+        } catch .fileTooLarge {
+            throw .cannotReadSecret(path: path, reason: "it is larger than \(maxSize) bytes, not a secret file")
+        } catch {
+            throw .cannotReadSecret(path: path, reason: errnoText(error.rawValue))
         }
-        return data
     }
 
     /// One line from the terminal on standard input, echo off. The terminal's
@@ -61,29 +53,32 @@ public enum SecretFile {
         var hidden = saved
         hidden.c_lflag &= ~tcflag_t(ECHO)
         hidden.c_lflag |= tcflag_t(ICANON | ECHONL)
-        hiddenLineSavedTerminal = saved
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { signal in
-            _ = tcsetattr(STDIN_FILENO, TCSANOW, &hiddenLineSavedTerminal)
-            Glibc.signal(signal, SIG_DFL)
-            raise(signal)
-        }
-        sigemptyset(&action.sa_mask)
-        action.sa_flags = SA_RESTART
-        let signals = [SIGINT, SIGTERM, SIGHUP]
-        var previous: [sigaction] = signals.map { _ in sigaction() }
-        for (index, signal) in signals.enumerated() { _ = sigaction(signal, &action, &previous[index]) }
+        // A signal while the echo is off: the terminal's settings come back before
+        // the process dies of it (here, not in the handler: see SignalRelay).
+        let signals = try? SignalRelay([SIGINT, SIGTERM, SIGHUP], restartingCalls: true)
         _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &hidden)
         defer {
             _ = tcsetattr(STDIN_FILENO, TCSANOW, &saved)
-            for (index, signal) in signals.enumerated() { _ = sigaction(signal, &previous[index], nil) }
+            signals?.restore()
         }
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while true {
+            var fds = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)]
+            if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
+            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+                if errno == EINTR { continue }
+                throw .cannotReadSecret(path: "-", reason: errnoText(errno))
+            }
+            if let signals, fds[1].revents != 0, let signal = signals.takeSignals().first {
+                _ = tcsetattr(STDIN_FILENO, TCSANOW, &saved)
+                signals.restore()
+                SignalRelay.dieOf(signal)
+            }
+            guard fds[0].revents != 0 else { continue }
             let n = Glibc.read(STDIN_FILENO, &byte, 1)
             if n < 0 {
-                if errno == EINTR { continue }
+                if errno == EINTR || errno == EAGAIN { continue }
                 throw .cannotReadSecret(path: "-", reason: errnoText(errno))
             }
             if n == 0 || byte == 0x0A { break }
@@ -148,50 +143,14 @@ public enum SecretFile {
     /// or not at all, is on disk (file and directory synced) when this returns, and an
     /// existing file is never replaced.
     public static func writeNew(_ contents: [UInt8], to path: String) throws(WorkflowError) {
-        let directory: String
-        let base: String
-        if let slash = path.lastIndex(of: "/") {
-            directory = slash == path.startIndex ? "/" : String(path[..<slash])
-            base = String(path[path.index(after: slash)...])
-        } else {
-            directory = "."
-            base = path
-        }
-        guard !base.isEmpty else { throw .cannotWriteSecret(path: path, reason: "it names a directory") }
+        guard !path.isEmpty, !path.hasSuffix("/") else { throw .cannotWriteSecret(path: path, reason: "it names a directory") }
         if access(path, F_OK) == 0 { throw .secretFileExists(path: path) }
-        var random = SystemRandomNumberGenerator()
-        let temporary = "\(directory)/.\(base).\(getpid()).\(String(random.next() as UInt32, radix: 16)).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
-        defer { unlink(temporary) }
-        do throws(WorkflowError) {
-            guard fchmod(fd, 0o600) == 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
-            var rest = contents[...]
-            while !rest.isEmpty {
-                let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw .cannotWriteSecret(path: path, reason: errnoText(errno))
-                }
-                rest = rest.dropFirst(n)
-            }
-            guard fsync(fd) == 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
-            guard close(fd) == 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
+        do {
+            try DurableFile.write(contents, to: path, mode: 0o600, replacing: false)
+        } catch where error.errno == .fileExists && error.path == path {
+            throw .secretFileExists(path: path)
         } catch {
-            close(fd)
-            throw error
-        }
-        // link(2) fails with EEXIST instead of replacing: no clobbering even in a race.
-        if link(temporary, path) != 0 {
-            if errno == EEXIST { throw .secretFileExists(path: path) }
-            throw .cannotWriteSecret(path: path, reason: errnoText(errno))
-        }
-        let dirfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirfd >= 0 {
-            defer { close(dirfd) }
-            // After unlinking the temporary name, make both entries durable.
-            unlink(temporary)
-            guard fsync(dirfd) == 0 else { throw .cannotWriteSecret(path: path, reason: errnoText(errno)) }
+            throw .cannotWriteSecret(path: path, reason: error.reason)
         }
     }
 

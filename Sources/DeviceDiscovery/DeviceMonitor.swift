@@ -1,5 +1,7 @@
 import CLibUDev
+import DevKitSystem
 import Foundation
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -118,28 +120,20 @@ public final class DeviceMonitor: Sendable {
 }
 
 /// A self-pipe the monitor thread polls next to the udev socket, to be woken for
-/// stop. (eventfd would do too, but Glibc's Swift module does not export it.)
+/// stop.
 private final class Wakeup: Sendable {
     /// Polled by the monitor thread.
     let fd: Int32
     private let writeEnd: Int32
 
     init() throws(DiscoveryError) {
-        var ends: [Int32] = [-1, -1]
-        if pipe(&ends) < 0 { throw .monitorFailed(operation: "pipe", errno: errno) }
-        for end in ends {
-            let flags = fcntl(end, F_GETFL)
-            if flags < 0 || fcntl(end, F_SETFL, flags | O_NONBLOCK) < 0
-                || fcntl(end, F_SETFD, FD_CLOEXEC) < 0
-            {
-                let code = errno
-                close(ends[0])
-                close(ends[1])
-                throw .monitorFailed(operation: "fcntl on the wake-up pipe", errno: code)
-            }
+        do {
+            let (readEnd, writeEnd) = try FileDescriptor.closeOnExecPipe(nonBlocking: true)
+            self.fd = readEnd.rawValue
+            self.writeEnd = writeEnd.rawValue
+        } catch {
+            throw .monitorFailed(operation: "pipe", errno: error.rawValue)
         }
-        self.fd = ends[0]
-        self.writeEnd = ends[1]
     }
 
     /// Makes `fd` readable for good (nothing ever reads it).

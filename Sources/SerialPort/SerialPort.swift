@@ -1,3 +1,4 @@
+import DevKitSystem
 import Synchronization
 import SystemPackage
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import DevKitSystem
 import Foundation
 import SystemPackage
 #if canImport(Glibc)
@@ -42,29 +43,17 @@ public struct VirtualDevKitState: Codable, Sendable, Equatable {
         }
     }
 
-    /// Writes the state atomically (temporary file, fsync, rename), mode 0600: it
-    /// holds secrets.
+    /// Writes the state durably and atomically, mode 0600: it holds secrets.
     public func save(to path: String) throws(VirtualDevKitError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         guard let data = try? encoder.encode(self) else {
             throw .stateFile(path: path, reason: "could not be encoded")
         }
-        let temporary = path + ".tmp-\(getpid())"
         do {
-            let fd = try FileDescriptor.open(
-                temporary, .writeOnly, options: [.create, .truncate, .closeOnExec],
-                permissions: [.ownerReadWrite])
-            try fd.closeAfter {
-                _ = try fd.writeAll(data)
-                // An existing temporary may have had other permissions.
-                if fchmod(fd.rawValue, 0o600) != 0 { throw Errno(rawValue: errno) }
-                if fsync(fd.rawValue) != 0 { throw Errno(rawValue: errno) }
-            }
-            if rename(temporary, path) != 0 { throw Errno(rawValue: errno) }
+            try DurableFile.write(Array(data), to: path, mode: 0o600)
         } catch {
-            unlink(temporary)
-            throw .stateFile(path: path, reason: "cannot be written (\(error))")
+            throw .stateFile(path: path, reason: "cannot be written (\(error.errno))")
         }
     }
 }

@@ -1,4 +1,6 @@
 import DevKitModel
+import CDevKitLinux
+import DevKitSystem
 import Foundation
 import Synchronization
 import SystemPackage
@@ -147,7 +149,7 @@ public final class VirtualDevKit: @unchecked Sendable {
             byteTime = .zero
         }
         do {
-            control = try FileDescriptor.pipeEventFD()
+            control = try FileDescriptor.eventFD()
         } catch {
             throw .pseudoTerminal(errno: error)
         }
@@ -884,47 +886,11 @@ extension VirtualDevKit: BoardHardware {
     }
 }
 
-extension FileDescriptor {
-    /// `read(2)` of what is available; [] at end of file; EAGAIN thrown.
-    func readAvailable(maxCount: Int) throws(Errno) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: maxCount)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress, $0.count) }
-            if n >= 0 {
-                buffer.removeSubrange(n...)
-                return buffer
-            }
-            let err = Errno(rawValue: errno)
-            if err != .interrupted { throw err }
-        }
-    }
-
-    func writeSome(_ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int {
-        while true {
-            let n = Glibc.write(rawValue, bytes.baseAddress, bytes.count)
-            if n >= 0 { return n }
-            let err = Errno(rawValue: errno)
-            if err != .interrupted { throw err }
-        }
-    }
-}
-
-/// ppoll(2), bound by name: the Glibc module map hides it (a GNU extension), and
-/// poll's millisecond timeout would round a wait for the next USB frame up by up
-/// to a whole frame.
-private typealias PPoll = @convention(c) (
-    UnsafeMutablePointer<pollfd>?, nfds_t, UnsafePointer<timespec>?, UnsafeRawPointer?
-) -> Int32
-private let ppollFunction: PPoll? =
-    dlsym(dlopen(nil, RTLD_NOW), "ppoll").map { unsafeBitCast($0, to: PPoll.self) }
-
-/// Waits for `fds` at most `timeout`, to the microsecond where ppoll exists.
+/// Waits for `fds` at most `timeout`, to the microsecond: ppoll(2), because poll's
+/// millisecond timeout would round a wait for the next USB frame up by up to a
+/// whole frame.
 private func pollPrecisely(_ fds: UnsafeMutableBufferPointer<pollfd>, timeout: Duration) -> Int32 {
     let t = max(.zero, timeout)
-    guard let ppoll = ppollFunction else {
-        let ms = t.components.seconds * 1000 + (t.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return poll(fds.baseAddress, nfds_t(fds.count), Int32(clamping: ms))
-    }
     var ts = timespec(tv_sec: Int(t.components.seconds), tv_nsec: Int(t.components.attoseconds / 1_000_000_000))
-    return ppoll(fds.baseAddress, nfds_t(fds.count), &ts, nil)
+    return CDevKitLinux_ppoll(fds.baseAddress, nfds_t(fds.count), &ts, nil)
 }

@@ -1,6 +1,5 @@
 @testable import DevKitWorkflows
 import Foundation
-import Synchronization
 import Testing
 
 @Suite struct EnrollmentFileTests {
@@ -87,36 +86,5 @@ import Testing
         }
         #expect(FileManager.default.contents(atPath: dir + "/a.pem") == Data("a\n".utf8))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["a.pem", "b.json"])
-    }
-
-    /// Writers finishing together share directory fsyncs, and none returns before a
-    /// sync that started after its call: 16 callers, the first sync held until the
-    /// other 15 have called, make exactly two syncs, and those 15 return after the second.
-    @Test(.timeLimit(.minutes(1))) func concurrentWritersShareDirectorySyncs() {
-        let finished = Mutex(0)
-        let syncer = Mutex<DirectorySync?>(nil)
-        let sync = DirectorySync { dir in
-            if finished.withLock({ $0 }) == 0, let s = syncer.withLock({ $0 }) {
-                let deadline = Date().addingTimeInterval(20)
-                while s.callerCount(dir) < 16 && Date() < deadline { usleep(1000) }
-            }
-            finished.withLock { $0 += 1 }
-        }
-        syncer.withLock { $0 = sync }
-        let seen = Mutex<[Int]>([])
-        let group = DispatchGroup()
-        for _ in 0..<16 {
-            group.enter()
-            Thread {
-                sync.sync("/out")
-                seen.withLock { $0.append(finished.withLock { $0 }) }
-                group.leave()
-            }.start()
-        }
-        group.wait()
-        #expect(sync.syncCount == 2)
-        let after = seen.withLock { $0 }.sorted()
-        #expect(after.count == 16)
-        #expect(after.dropFirst().allSatisfy { $0 == 2 }, "\(after)")
     }
 }

@@ -1,0 +1,48 @@
+// Prototypes for the Linux calls Swift's Glibc module leaves out: GNU or XSI
+// extensions that need _GNU_SOURCE (ppoll, pipe2, sync_file_range, unlockpt,
+// ptsname_r), and <sys/eventfd.h>, which the module map does not include. Each is
+// a real function in CDevKitLinux.c that calls libc, so the compiler checks every
+// argument against libc's own declaration (in the style of swift-nio's CNIOLinux);
+// this replaces symbols looked up by name at run time and cast to a hand-written
+// Swift function type. Also the signal relay's handler, in C so that it is
+// async-signal-safe by construction (no Swift runtime, no unsafe Swift globals).
+#ifndef C_DEVKIT_LINUX_H
+#define C_DEVKIT_LINUX_H
+
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/// eventfd(2).
+int CDevKitLinux_eventfd(unsigned int initval, int flags);
+/// ppoll(2): poll with a nanosecond timeout (NULL: no limit).
+int CDevKitLinux_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, const sigset_t *sigmask);
+/// pipe2(2): both ends made with `flags` (O_CLOEXEC, O_NONBLOCK) atomically.
+int CDevKitLinux_pipe2(int fds[2], int flags);
+/// sync_file_range(2).
+int CDevKitLinux_sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags);
+/// unlockpt(3).
+int CDevKitLinux_unlockpt(int fd);
+/// ptsname_r(3): 0 or an errno value.
+int CDevKitLinux_ptsname_r(int fd, char *buf, size_t buflen);
+
+extern const int CDevKitLinux_EFD_CLOEXEC;
+extern const int CDevKitLinux_EFD_NONBLOCK;
+extern const unsigned int CDevKitLinux_SYNC_FILE_RANGE_WRITE;
+/// TIOCGEXCL (<asm-generic/ioctls.h>), not exported by the Glibc module.
+extern const unsigned long CDevKitLinux_TIOCGEXCL;
+
+/// The signal relay's handler (DevKitSystem's SignalRelay): for a signal configured
+/// with CDevKitLinux_relay_set, writes the signal number as one byte to its pipe and
+/// adds 1 to its eventfd (either may be -1), keeping errno. Nothing else: write(2)
+/// is async-signal-safe, and the table is plain ints read with a relaxed atomic load.
+void CDevKitLinux_relay_handler(int signo);
+/// Where the handler writes for `signo` (before sigaction installs it).
+void CDevKitLinux_relay_set(int signo, int pipe_fd, int event_fd);
+/// The pipe and eventfd now set for `signo`, to be put back when a relay nests.
+int CDevKitLinux_relay_pipe(int signo);
+int CDevKitLinux_relay_event(int signo);
+
+#endif

@@ -1,0 +1,225 @@
+import CDevKitLinux
+import Foundation
+import Synchronization
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file that could not be written: the final path and the call's errno.
+public struct DurableFileError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The path the caller asked for (not the temporary file).
+    public var path: String
+    public var errno: Errno
+    public init(path: String, errno: Errno) {
+        self.path = path
+        self.errno = errno
+    }
+    /// The C library's text for the errno ("No such file or directory").
+    public var reason: String { String(cString: strerror(errno.rawValue)) }
+    public var description: String { "cannot write \(path): \(reason)" }
+}
+
+/// The package's one durable (and atomic) file writer, for secrets, certificates,
+/// enrollment files and the emulator's state.
+///
+/// Each file is written to a temporary name in its own directory and renamed into
+/// place, so a reader sees the old file or the whole new one, never part of it; on
+/// failure no temporary file is left. ``write(_:to:mode:replacing:)`` also makes it
+/// durable before returning: fsync of the file, rename, fsync of the directory.
+/// Written on POSIX calls because those guarantees are the point; Foundation's
+/// atomic write neither fsyncs nor refuses to replace.
+public enum DurableFile {
+    /// Writes `bytes` to `path` with exactly `mode` (chmod, not the umask), durably.
+    /// With `replacing: false` an existing file is never replaced, even in a race
+    /// (link(2) instead of rename(2)): the error's errno is then `.fileExists`.
+    public static func write(
+        _ bytes: [UInt8], to path: String, mode: mode_t, replacing: Bool = true
+    ) throws(DurableFileError) {
+        var group = FileGroupWriter()
+        try group.stage(bytes, at: path, mode: mode)
+        try group.commit(replacing: replacing)
+    }
+
+    /// Writes several files durably, all or none: none is renamed into place before
+    /// every one is written and synced, and their directories are synced once.
+    public static func write(_ files: [(bytes: [UInt8], path: String)], mode: mode_t) throws(DurableFileError) {
+        var group = FileGroupWriter()
+        for file in files { try group.stage(file.bytes, at: file.path, mode: mode) }
+        try group.commit()
+    }
+
+    /// fsyncs a directory, making the renames and links in it durable.
+    public static func syncDirectory(_ directory: String) throws(DurableFileError) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw DurableFileError(path: directory, errno: Errno(rawValue: Glibc.errno)) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw DurableFileError(path: directory, errno: Errno(rawValue: Glibc.errno)) }
+    }
+
+    /// The directory `path` is in ("." for a bare name).
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}
+
+/// A group of files that appear together or not at all (the engine of
+/// ``DurableFile``, also used directly where durability is not wanted).
+///
+/// ``stage(_:at:mode:honoringUmask:)`` writes each file under a temporary name
+/// beside its path; ``commit(replacing:)`` renames them all into place, removing
+/// those already placed if one fails; ``discard()`` removes the temporaries (a
+/// failed stage or commit has already done so).
+public struct FileGroupWriter {
+    /// fsync each file (after starting the write-back of all of them) before the
+    /// renames, and its directory after. Off for `devkit cert`'s batches, whose
+    /// 10,000 certificates/s (Scripts/bench-cert.sh) an fsync per file would end.
+    public let durable: Bool
+    private var staged: [(fd: Int32, temporary: String, path: String)] = []
+
+    public init(durable: Bool = true) {
+        self.durable = durable
+    }
+
+    /// Process-wide counter for temporary names: unique without a random number per file.
+    private static let counter = Atomic<UInt64>(0)
+
+    /// Writes `bytes` to a new temporary file beside `path`. The mode is `mode`
+    /// exactly, or `mode` less the umask with `honoringUmask` (certificates, as any
+    /// tool writes them); the file is 0600 or narrower until then.
+    public mutating func stage(
+        _ bytes: [UInt8], at path: String, mode: mode_t, honoringUmask: Bool = false
+    ) throws(DurableFileError) {
+        let slash = path.lastIndex(of: "/")
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard !base.isEmpty else {
+            discard()
+            throw DurableFileError(path: path, errno: .isDirectory)
+        }
+        let prefix = slash.map { String(path[...$0]) } ?? ""
+        var fd: Int32 = -1
+        var temporary = ""
+        repeat {  // EEXIST: left over from a killed run that had our PID
+            let n = Self.counter.add(1, ordering: .relaxed).newValue
+            temporary = "\(prefix).\(base).\(getpid()).\(n).tmp"
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, honoringUmask ? mode : mode & 0o600)
+        } while fd < 0 && errno == EEXIST
+        guard fd >= 0 else {
+            let err = Errno(rawValue: errno)
+            discard()
+            throw DurableFileError(path: path, errno: err)
+        }
+        staged.append((fd, temporary, path))
+        do throws(Errno) {
+            try FileDescriptor(rawValue: fd).writeAll(bytes: bytes)
+            if !honoringUmask && fchmod(fd, mode) != 0 { throw Errno(rawValue: errno) }
+        } catch {
+            discard()
+            throw DurableFileError(path: path, errno: error)
+        }
+    }
+
+    /// Puts every staged file in place (rename, or link with `replacing: false`).
+    /// On failure no staged file stays in place and no temporary is left.
+    public mutating func commit(replacing: Bool = true) throws(DurableFileError) {
+        defer { discard() }  // what is left: the temporaries (and their descriptors)
+        if durable {
+            for file in staged {
+                // Only a hint: where it fails (not a regular file system), fsync does it all.
+                // Started for every file first, the first fsync's journal commit takes in
+                // the others' blocks too (two files in a row each waited for a commit).
+                _ = CDevKitLinux_sync_file_range(file.fd, 0, 0, CDevKitLinux_SYNC_FILE_RANGE_WRITE)
+            }
+            for file in staged where fsync(file.fd) != 0 {
+                throw DurableFileError(path: file.path, errno: Errno(rawValue: errno))
+            }
+        }
+        for index in staged.indices {
+            let fd = staged[index].fd
+            staged[index].fd = -1  // the descriptor is released even when close fails
+            // Some file systems (NFS) report a failed write only here.
+            guard close(fd) == 0 else { throw DurableFileError(path: staged[index].path, errno: Errno(rawValue: errno)) }
+        }
+        var placed: [String] = []
+        var directories: [String] = []
+        for file in staged {
+            // link(2) fails with EEXIST instead of replacing: no clobbering even in a race.
+            let rc = replacing ? rename(file.temporary, file.path) : link(file.temporary, file.path)
+            guard rc == 0 else {
+                let err = Errno(rawValue: errno)
+                for path in placed { unlink(path) }
+                throw DurableFileError(path: file.path, errno: err)
+            }
+            placed.append(file.path)
+            let directory = DurableFile.directory(of: file.path)
+            if !directories.contains(directory) { directories.append(directory) }
+        }
+        if !replacing { for file in staged { unlink(file.temporary) } }
+        staged.removeAll()
+        // As before: a directory that cannot be synced (some network file systems
+        // refuse) leaves the files in place, unsynced.
+        if durable { for directory in directories { DirectorySync.shared.sync(directory) } }
+    }
+
+    /// Removes the staged temporary files (closing any still open).
+    public mutating func discard() {
+        for file in staged {
+            if file.fd >= 0 { close(file.fd) }
+            unlink(file.temporary)
+        }
+        staged.removeAll()
+    }
+}
+
+/// Group fsync of directories: makes renames durable, one fsync for every thread
+/// whose rename came before that fsync started. When 16 boards finished together,
+/// four directory fsyncs each, one after another in the journal, were most of their
+/// tail.
+///
+/// A caller takes a ticket after its rename. A sync that starts later covers every
+/// ticket issued so far; callers arriving while one runs wait, and the first of them
+/// then runs the next for all of them.
+public final class DirectorySync: @unchecked Sendable {
+    public static let shared = DirectorySync()
+
+    /// fsyncs the directory (replaced in tests).
+    private let syncDirectory: @Sendable (String) -> Void
+    private let condition = NSCondition()
+    private var issued: [String: UInt64] = [:]
+    private var covered: [String: UInt64] = [:]
+    private var running: Set<String> = []
+    private var syncsRun = 0
+
+    public init(syncDirectory: @escaping @Sendable (String) -> Void = { try? DurableFile.syncDirectory($0) }) {
+        self.syncDirectory = syncDirectory
+    }
+
+    /// fsyncs run so far (fewer than callers when they overlapped).
+    public var syncCount: Int { condition.withLock { syncsRun } }
+    /// Callers so far, for `directory`.
+    public func callerCount(_ directory: String) -> Int { condition.withLock { Int(issued[directory, default: 0]) } }
+
+    /// Returns once a directory fsync that started after this call has finished.
+    public func sync(_ directory: String) {
+        condition.lock()
+        defer { condition.unlock() }
+        let ticket = issued[directory, default: 0] + 1
+        issued[directory] = ticket
+        while covered[directory, default: 0] < ticket {
+            if running.contains(directory) {
+                condition.wait()
+                continue
+            }
+            running.insert(directory)
+            syncsRun += 1
+            let covering = issued[directory, default: 0]
+            condition.unlock()
+            syncDirectory(directory)
+            condition.lock()
+            running.remove(directory)
+            covered[directory] = max(covered[directory, default: 0], covering)
+            condition.broadcast()
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import DevKitSystem
+import Foundation
+import Synchronization
+import SystemPackage
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct DurableFileTests {
+    /// A fresh directory, removed by the caller.
+    private func makeDirectory() -> String {
+        var template = Array((NSTemporaryDirectory() + "devkit-durable-XXXXXX").utf8CString)
+        return String(cString: mkdtemp(&template)!)
+    }
+
+    private func mode(_ path: String) -> mode_t {
+        var st = stat()
+        _ = stat(path, &st)
+        return st.st_mode & 0o7777
+    }
+
+    /// The process's umask, read without changing it (tests run in parallel, and
+    /// other suites create files).
+    private func currentUmask() throws -> mode_t {
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Umask:") })
+        return try #require(mode_t(line.dropFirst("Umask:".count).trimmingCharacters(in: .whitespaces), radix: 8))
+    }
+
+    private func contents(_ path: String) -> [UInt8]? {
+        FileManager.default.contents(atPath: path).map(Array.init)
+    }
+
+    private func entries(_ directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+    }
+
+    @Test func writesContentWithExactlyTheMode() throws {
+        let dir = makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try DurableFile.write(Array("secret\n".utf8), to: dir + "/s", mode: 0o600)
+        #expect(contents(dir + "/s") == Array("secret\n".utf8))
+        #expect(mode(dir + "/s") == 0o600)
+        // Replaced whole, with the new mode exactly (the umask, 022 or so, would
+        // take the group's and others' write bits).
+        try DurableFile.write(Array("public\n".utf8), to: dir + "/s", mode: 0o666)
+        #expect(contents(dir + "/s") == Array("public\n".utf8))
+        #expect(mode(dir + "/s") == 0o666)
+        #expect(try entries(dir) == ["s"])
+    }
+
+    @Test func notReplacingRefusesAnExistingFile() throws {
+        let dir = makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try DurableFile.write(Array("first".utf8), to: dir + "/uds", mode: 0o600, replacing: false)
+        do {
+            try DurableFile.write(Array("second".utf8), to: dir + "/uds", mode: 0o600, replacing: false)
+            Issue.record("an existing file was replaced")
+        } catch {
+            #expect(error == DurableFileError(path: dir + "/uds", errno: .fileExists))
+        }
+        #expect(contents(dir + "/uds") == Array("first".utf8))
+        #expect(try entries(dir) == ["uds"])
+    }
+
+    /// The error names the path asked for and the errno; no temporary is left.
+    @Test func failureCarriesPathAndErrnoAndLeavesNoTemporary() throws {
+        let dir = makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let missing = dir + "/missing/file"
+        do {
+            try DurableFile.write([1], to: missing, mode: 0o600)
+            Issue.record("wrote into a missing directory")
+        } catch {
+            #expect(error.path == missing)
+            #expect(error.errno == .noSuchFileOrDirectory)
+            #expect(error.description == "cannot write \(missing): No such file or directory")
+        }
+        // A group whose second file cannot be written: the first is not placed
+        // either (its old content stays) and no temporary is left.
+        try DurableFile.write(Array("old".utf8), to: dir + "/a", mode: 0o644)
+        #expect(throws: DurableFileError(path: missing, errno: .noSuchFileOrDirectory)) {
+            try DurableFile.write([(Array("new".utf8), dir + "/a"), (Array("x".utf8), missing)], mode: 0o644)
+        }
+        #expect(contents(dir + "/a") == Array("old".utf8))
+        #expect(try entries(dir) == ["a"])
+        // One that cannot be renamed into place (a directory is in the way): those
+        // already placed are removed, no temporary is left.
+        try FileManager.default.createDirectory(atPath: dir + "/b", withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: dir + "/b/inside", withIntermediateDirectories: false)
+        do {
+            try DurableFile.write([(Array("new".utf8), dir + "/c"), (Array("x".utf8), dir + "/b")], mode: 0o644)
+            Issue.record("replaced a non-empty directory with a file")
+        } catch {
+            #expect(error.path == dir + "/b")
+            #expect(error.errno == .isDirectory)
+        }
+        #expect(try entries(dir) == ["a", "b"])
+        #expect(try entries(dir + "/b") == ["inside"])
+    }
+
+    @Test func groupWithoutSyncHonoursTheUmaskAndCanBeDiscarded() throws {
+        let dir = makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let mask = try currentUmask()
+        var group = FileGroupWriter(durable: false)
+        try group.stage(Array("cert".utf8), at: dir + "/c.pem", mode: 0o666, honoringUmask: true)
+        try group.stage(Array("key".utf8), at: dir + "/k.pem", mode: 0o600, honoringUmask: true)
+        #expect(try entries(dir).count == 2)  // two temporaries, no final name yet
+        #expect(contents(dir + "/c.pem") == nil)
+        try group.commit()
+        #expect(mode(dir + "/c.pem") == 0o666 & ~mask)
+        #expect(mode(dir + "/k.pem") == 0o600 & ~mask)
+        #expect(contents(dir + "/k.pem") == Array("key".utf8))
+
+        var discarded = FileGroupWriter(durable: false)
+        try discarded.stage([1], at: dir + "/d", mode: 0o644)
+        discarded.discard()
+        #expect(try entries(dir) == ["c.pem", "k.pem"])
+    }
+
+    @Test func aPathNamingADirectoryIsRefused() {
+        #expect(throws: DurableFileError(path: "/tmp/", errno: .isDirectory)) {
+            try DurableFile.write([1], to: "/tmp/", mode: 0o600)
+        }
+    }
+
+    /// Writers finishing together share directory fsyncs, and none returns before a
+    /// sync that started after its call: 16 callers, the first sync held until the
+    /// other 15 have called, make exactly two syncs, and those 15 return after the second.
+    /// (Moved from EnrollmentFileTests with DirectorySync.)
+    @Test(.timeLimit(.minutes(1))) func concurrentWritersShareDirectorySyncs() {
+        let finished = Mutex(0)
+        let syncer = Mutex<DirectorySync?>(nil)
+        let sync = DirectorySync { dir in
+            if finished.withLock({ $0 }) == 0, let s = syncer.withLock({ $0 }) {
+                let deadline = Date().addingTimeInterval(20)
+                while s.callerCount(dir) < 16 && Date() < deadline { usleep(1000) }
+            }
+            finished.withLock { $0 += 1 }
+        }
+        syncer.withLock { $0 = sync }
+        let seen = Mutex<[Int]>([])
+        let group = DispatchGroup()
+        for _ in 0..<16 {
+            group.enter()
+            Thread {
+                sync.sync("/out")
+                seen.withLock { $0.append(finished.withLock { $0 }) }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        #expect(sync.syncCount == 2)
+        let after = seen.withLock { $0 }.sorted()
+        #expect(after.count == 16)
+        #expect(after.dropFirst().allSatisfy { $0 == 2 }, "\(after)")
+    }
+}
