@@ -3,6 +3,7 @@ import DevKitConsole
 import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
+import DevKitTestSupport
 import Foundation
 import SerialPort
 import Synchronization
