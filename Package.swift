@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.3
 import PackageDescription
 
 // One module per concern; data flows one way:
@@ -7,9 +7,10 @@ import PackageDescription
 // (SQLite) and VirtualDevKit (the emulated board) stand alone. Underneath them all:
 // DevKitModel (the domain values) and DevKitSystem (descriptor I/O, durable files,
 // the signal relay) on CDevKitLinux.
+// Linux only (termios, udev, ptys, eventfd): no `platforms`, which would only
+// claim Apple systems the code does not build on.
 let package = Package(
     name: "devkit",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "devkit", targets: ["devkit"]),
         .library(name: "DevKitModel", targets: ["DevKitModel"]),
@@ -24,7 +25,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/attaswift/BigInt", from: "6.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
@@ -75,8 +75,7 @@ let package = Package(
         .target(
             name: "DevKitWorkflows",
             dependencies: [
-                "DevKitModel", "DevKitConsole", "SerialPort", "DiceRIoT", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem",
-                .product(name: "Logging", package: "swift-log"),
+                "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .target(
@@ -85,7 +84,6 @@ let package = Package(
                 "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
                 "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "CLibEdit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
@@ -96,23 +94,42 @@ let package = Package(
             // symbol table (17,000 entries, then 660): ~0.6 ms of every run.
             linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
 
-        // Bounded child processes and binary paths, shared by the test targets.
-        .target(name: "DevKitTestSupport", path: "Tests/DevKitTestSupport"),
+        // Bounded child processes, binary paths, scratch directories and a started
+        // virtual board, shared by the test targets (a test target cannot import another).
+        .target(name: "DevKitTestSupport", dependencies: ["VirtualDevKit"], path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
-        .testTarget(name: "DevKitSystemTests", dependencies: ["DevKitSystem"]),
+        .testTarget(
+            name: "DevKitSystemTests",
+            dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT", "DevKitModel"]),
-        .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "VirtualDevKit"]),
+        .testTarget(
+            name: "SerialPortTests",
+            dependencies: ["SerialPort", "VirtualDevKit", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "DevKitConsoleTests", dependencies: ["DevKitConsole", "DevKitModel"]),
         .testTarget(
             name: "VirtualDevKitTests",
-            dependencies: ["VirtualDevKit", "DevKitConsole", "SerialPort", "DevKitModel"]),
+            dependencies: [
+                "VirtualDevKit", "DevKitConsole", "SerialPort", "DevKitModel",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
         .testTarget(name: "DeviceDiscoveryTests", dependencies: ["DeviceDiscovery", "DevKitTestSupport"]),
         .testTarget(
             name: "DevKitRegistryTests",
             dependencies: ["DevKitRegistry", "DevKitModel", .product(name: "GRDB", package: "GRDB.swift")]),
+        // The workflows driven in-process (a virtual board, a scratch registry).
+        .testTarget(
+            name: "DevKitWorkflowsTests",
+            dependencies: [
+                "DevKitWorkflows", "DevKitConsole", "DevKitModel", "DevKitRegistry", "SerialPort",
+                "VirtualDevKit", "DevKitTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        // The commands: the built `devkit` run end to end, and the CLI's own types.
         .testTarget(
             name: "DevKitCLITests",
-            dependencies: ["DevKitCLI", "DevKitModel", "DiceRIoT", "VirtualDevKit", "DevKitTestSupport"]),
+            dependencies: [
+                "DevKitCLI", "DevKitConsole", "DevKitWorkflows", "DevKitModel", "DevKitRegistry", "DeviceDiscovery",
+                "SerialPort", "VirtualDevKit", "DevKitTestSupport",
+            ]),
     ]
 )

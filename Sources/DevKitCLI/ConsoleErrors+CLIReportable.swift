@@ -25,5 +25,16 @@ extension WorkflowError: CLIReportable {
         }
     }
 
-    public var userMessage: String { description }
+    public var userMessage: String {
+        switch self {
+        case .cannotWriteSecret(let path, let reason):
+            "cannot write \(path): \(reason); choose a writable path with --save (nothing was sent to the board)"
+        case .secretFileExists(let path):
+            "\(path) exists already and may hold another board's secret: choose a new path with --save (nothing was sent to the board)"
+        case .unknownConnectionString:
+            description + " (or pass --kind hub|dps)"
+        case .cannotReadSecret, .invalidSecret, .rebootedIntoConfigurationMode:
+            description
+        }
+    }
 }

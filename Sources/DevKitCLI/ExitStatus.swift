@@ -29,6 +29,12 @@ public protocol CLIReportable: Error {
     var userMessage: String { get }
 }
 
+/// What the user is told about `error`: its CLI rendering (with the flags and next
+/// steps) when it has one, else its own description.
+func cliMessage(_ error: any Error) -> String {
+    (error as? CLIReportable)?.userMessage ?? "\(error)"
+}
+
 /// Writes to standard error (unbuffered, so it interleaves correctly with stdout).
 func printError(_ message: String) {
     let line = message.hasSuffix("\n") ? message : message + "\n"

@@ -1,14 +1,30 @@
 import DevKitWorkflows
 
+/// The workflow says what happened; here each case gets the option that fixes it.
 extension ProvisionError: CLIReportable {
     public var exitStatus: ExitStatus {
         switch self {
-        case .invalidInput, .serialUnknown, .cannotResume: .usage
+        case .invalidInput, .templateNeedsSerial, .serialUnknown, .resumeOnAnotherBoard, .resumeNeedsBoard,
+             .cannotResume: .usage
         case .outputDirectory: .cannotCreate
         case .firmware, .macNotInBootLog: .dataError
         }
     }
-    public var userMessage: String { description }
+
+    public var userMessage: String {
+        switch self {
+        case .templateNeedsSerial: description + "; give --registration-id"
+        case .serialUnknown: description + "; give --uds-file instead"
+        case .outputDirectory:
+            description + "; create it, or choose another (--output-dir, or output_dir in a profile)"
+        case .macNotInBootLog:
+            description + "; give the MAC with --mac, read from the screen in configuration mode"
+        case .resumeOnAnotherBoard(let id, _, _):
+            description + "; plug in board #\(id), or provision this one without --resume"
+        case .resumeNeedsBoard: description + "; connect it with --port"
+        case .invalidInput, .firmware, .cannotResume: description
+        }
+    }
 }
 
 extension OutputFileError: CLIReportable {

@@ -16,15 +16,18 @@ struct ProvisionReporter {
 
     func event(_ e: ProvisionEvent) {
         if json {
+            var message = e.message
+            if e.status == .failed, let error = e.error {
+                message = cliMessage(error) + (e.boardID.map { " (\(Self.resumeHint($0)))" } ?? "")
+            }
             emitJSON(EventJSON(event: "step", stage: e.stage.rawValue, status: e.status.rawValue,
-                               message: e.message, boardID: e.boardID, port: port))
+                               message: message, boardID: e.boardID, port: port))
             return
         }
         if e.status == .failed {
             // The error itself follows as `devkit: error: …` (or watch's status line):
             // here only where it stopped and, once recorded, how to finish the board.
-            let next = e.boardID.map { "board #\($0) is recorded with its UDS; `devkit provision --resume \($0)` finishes it" }
-            printError("\(prefix)[ERR] \(e.stage.rawValue): \(next ?? "stopped")")
+            printError("\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map(Self.resumeHint) ?? "stopped")")
             return
         }
         let mark = switch e.status {
@@ -34,6 +37,11 @@ struct ProvisionReporter {
         case .failed: "ERR"
         }
         printError("\(prefix)[\(mark)] \(e.stage.rawValue): \(e.message)")
+    }
+
+    /// How to finish a board the registry holds (the workflow reports the facts only).
+    static func resumeHint(_ boardID: Int64) -> String {
+        "board #\(boardID) is recorded with its UDS; `devkit provision --resume \(boardID)` finishes it"
     }
 
     func result(_ r: ProvisionResult) {

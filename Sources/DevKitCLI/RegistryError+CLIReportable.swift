@@ -11,5 +11,16 @@ extension RegistryError: CLIReportable {
         }
     }
 
-    public var userMessage: String { description }
+    public var userMessage: String {
+        switch self {
+        case .cannotCreateDirectory:
+            description + "; choose another place with --registry PATH"
+        case .cannotOpen:
+            description + " or choose another file with --registry PATH"
+        case .boardNotFound:
+            description + "; `devkit registry list` shows the recorded boards"
+        case .database, .invalidStoredValue, .invalidMAC:
+            description
+        }
+    }
 }

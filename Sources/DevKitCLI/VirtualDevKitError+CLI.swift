@@ -10,5 +10,15 @@ extension VirtualDevKitError: CLIReportable {
         }
     }
 
-    public var userMessage: String { description }
+    public var userMessage: String {
+        switch self {
+        case .linkInUse(let path, let target):
+            "The link \(path) points at \(target), which is open: another virtual DevKit may be using it. "
+                + "Stop that one or choose another --link (if the link is stale, remove it)."
+        case .stateFile(let path, let reason):
+            "The state file \(path) \(reason). Fix or remove it, or pass another --state path."
+        case .pseudoTerminal, .link, .invalidConfiguration:
+            description
+        }
+    }
 }

@@ -412,7 +412,8 @@ public final class Registry: Sendable {
     }
 }
 
-/// What can go wrong with the registry. Messages never contain the UDS.
+/// What can go wrong with the registry. Messages never contain the UDS, and say what
+/// happened; the CLI adds which option or command to use.
 public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The registry's directory could not be created.
     case cannotCreateDirectory(path: String, reason: String)
@@ -430,9 +431,9 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .cannotCreateDirectory(let path, let reason):
-            "cannot create the registry directory \(path): \(reason); choose another place with --registry PATH"
+            "cannot create the registry directory \(path): \(reason)"
         case .cannotOpen(let path, let reason):
-            "cannot open the registry \(path): \(reason); check its permissions or choose another file with --registry PATH"
+            "cannot open the registry \(path): \(reason); check its permissions"
         case .database(let path, let reason):
             "registry \(path): \(reason)"
         case .invalidStoredValue(let id, let error):
@@ -440,7 +441,7 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidMAC(let mac):
             "'\(escaped(mac))' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
         case .boardNotFound(let key):
-            "no board '\(key)' in the registry; `devkit registry list` shows the recorded boards"
+            "no board '\(key)' in the registry"
         }
     }
 }

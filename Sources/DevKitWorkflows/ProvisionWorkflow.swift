@@ -1,6 +1,5 @@
 import DevKitConsole
 import DevKitModel
-import DevKitModel
 import DevKitRegistry
 import Dispatch
 import Foundation
@@ -97,12 +96,22 @@ public struct ProvisionEvent: Sendable, Equatable {
     public var message: String
     /// The registry row, once there is one.
     public var boardID: Int64?
+    /// For a `failed` event, the error (its description is `message`), so a front end
+    /// can say it in its own terms.
+    public var error: (any Error)?
 
-    public init(stage: ProvisionStage, status: Status, message: String, boardID: Int64? = nil) {
+    public init(stage: ProvisionStage, status: Status, message: String, boardID: Int64? = nil,
+                error: (any Error)? = nil) {
         self.stage = stage
         self.status = status
         self.message = message
         self.boardID = boardID
+        self.error = error
+    }
+
+    /// Equal when they say the same; the error is compared through `message`.
+    public static func == (a: Self, b: Self) -> Bool {
+        a.stage == b.stage && a.status == b.status && a.message == b.message && a.boardID == b.boardID
     }
 }
 
@@ -121,9 +130,12 @@ public struct ProvisionResult: Sendable, Equatable {
 }
 
 /// Errors of the provisioning workflow that are not the console's or the registry's.
+/// Each says what happened; the CLI adds which option to give.
 public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Something given is unusable; nothing was sent to the board.
     case invalidInput(String)
+    /// The registration ID template names `{serial}` but the board's USB serial is unknown.
+    case templateNeedsSerial(template: String)
     /// The UDS policy reads `<dir>/<serial>.uds` but the board's USB serial is unknown.
     case serialUnknown(directory: String)
     /// The output directory cannot take the files.
@@ -132,19 +144,29 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
     case firmware(String)
     /// The board did not print its MAC after `exit`.
     case macNotInBootLog
+    /// The board on the port is not the one the recorded row belongs to.
+    case resumeOnAnotherBoard(boardID: Int64, recordedSerial: String, attachedSerial: String)
+    /// The recorded row still needs steps on the board, and no board was given.
+    case resumeNeedsBoard(boardID: Int64, nextStep: String)
     /// The registry row cannot be resumed.
     case cannotResume(String)
 
     public var description: String {
         switch self {
         case .invalidInput(let s): s
+        case .templateNeedsSerial(let t):
+            "the registration ID template '\(t)' needs the board's USB serial, which is unknown"
         case .serialUnknown(let dir):
-            "the UDS policy reads \(dir)/<USB serial>.uds, but this board's USB serial is unknown; give --uds-file instead"
+            "the UDS policy reads \(dir)/<USB serial>.uds, but this board's USB serial is unknown"
         case .outputDirectory(let path, let reason):
-            "output directory \(path): \(reason); create it, or choose another (--output-dir, or output_dir in a profile)"
+            "output directory \(path): \(reason)"
         case .firmware(let s): s
         case .macNotInBootLog:
-            "the board rebooted but its boot log showed no `DevKit MAC Address:` line (is the DPS sample sketch flashed?); give the MAC with --mac, read from the screen in configuration mode"
+            "the board rebooted but its boot log showed no `DevKit MAC Address:` line (is the DPS sample sketch flashed?)"
+        case .resumeOnAnotherBoard(let id, let recorded, let attached):
+            "board #\(id) is the board with USB serial \(recorded), but the board on the port has \(attached)"
+        case .resumeNeedsBoard(let id, let step):
+            "board #\(id) still needs \(step) on the board itself"
         case .cannotResume(let s): s
         }
     }
@@ -210,8 +232,7 @@ public struct ProvisionWorkflow {
         if request.registrationID == nil, case .template(let t) = request.scheme, t.contains("{serial}"),
             request.usbSerial == nil
         {
-            throw ProvisionError.invalidInput(
-                "the registration ID template '\(t)' needs the board's USB serial, which is unknown; give --registration-id")
+            throw ProvisionError.templateNeedsSerial(template: t)
         }
         if let wifi = request.wifi {
             _ = try ConsoleCommand.setWiFiSSID(wifi.ssid).line()
@@ -238,14 +259,14 @@ public struct ProvisionWorkflow {
         do {
             v = try validate(request)
         } catch {
-            report(ProvisionEvent(stage: .validate, status: .failed, message: "\(error)"))
+            report(ProvisionEvent(stage: .validate, status: .failed, message: "\(error)", error: error))
             throw error
         }
         CertificateWarmUp.start(v.factory)
         do {
             try connect(session)
         } catch {
-            report(ProvisionEvent(stage: .connect, status: .failed, message: "\(error)"))
+            report(ProvisionEvent(stage: .connect, status: .failed, message: "\(error)", error: error))
             throw error
         }
 
@@ -280,8 +301,7 @@ public struct ProvisionWorkflow {
         }
         report(ProvisionEvent(
             stage: stage, status: .failed,
-            message: "\(error) (board #\(boardID) is recorded with its UDS; `devkit provision --resume \(boardID)` finishes it)",
-            boardID: boardID))
+            message: "\(error) (board #\(boardID) is recorded with its UDS)", boardID: boardID, error: error))
     }
 
     /// Finishes a board recorded earlier (after a crash, unplug or error) with the
@@ -295,9 +315,7 @@ public struct ProvisionWorkflow {
         if let attached = request.usbSerial, let recorded = board.usbSerial,
            attached.lowercased() != recorded.lowercased()
         {
-            throw ProvisionError.cannotResume(
-                "board #\(boardID) is the board with USB serial \(recorded), but the board on the port has \(attached); "
-                    + "plug in board #\(boardID), or provision this one without --resume")
+            throw ProvisionError.resumeOnAnotherBoard(boardID: boardID, recordedSerial: recorded, attachedSerial: attached)
         }
         let recordedMAC = try board.mac.map { m throws(RegistryError) in try Registry.parseStored(MACAddress.init, m, board: boardID) }
         if let given = request.mac, let recorded = recordedMAC, given != recorded {
@@ -316,8 +334,7 @@ public struct ProvisionWorkflow {
         let boardStepsDone = board.macReadAt != nil && board.versionReadAt != nil && board.udsConfirmedAt != nil
         if !boardStepsDone {
             guard let session else {
-                throw ProvisionError.cannotResume(
-                    "board #\(boardID) still needs \(board.nextStep?.rawValue ?? "steps") on the board itself; connect it with --port")
+                throw ProvisionError.resumeNeedsBoard(boardID: boardID, nextStep: board.nextStep?.rawValue ?? "steps")
             }
             try connect(session)
         }

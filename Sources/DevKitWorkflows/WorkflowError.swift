@@ -1,5 +1,5 @@
 /// Failures of the one-shot workflows outside the console itself. Never holds a secret:
-/// paths yes, contents no.
+/// paths yes, contents no. Says what happened; the CLI adds which option to change.
 public enum WorkflowError: Error, Sendable, Hashable {
     /// A secret file (or standard input) could not be read.
     case cannotReadSecret(path: String, reason: String)
@@ -23,15 +23,15 @@ extension WorkflowError: CustomStringConvertible {
         case .invalidSecret(let path, let reason):
             return "\(Self.name(path)) \(reason)"
         case .cannotWriteSecret(let path, let reason):
-            return "cannot write \(path): \(reason); choose a writable path with --save (nothing was sent to the board)"
+            return "cannot write \(path): \(reason) (nothing was sent to the board)"
         case .secretFileExists(let path):
-            return "\(path) exists already and may hold another board's secret: choose a new path with --save (nothing was sent to the board)"
+            return "\(path) exists already and may hold another board's secret (nothing was sent to the board)"
         case .rebootedIntoConfigurationMode:
             return "the board rebooted into configuration mode again (button A still held?), so it did not print its MAC: "
                 + "release button A, press reset in configuration mode again, and retry"
         case .unknownConnectionString(let reason):
             return "not a connection string devkit knows: \(reason); an IoT Hub one starts `HostName=`, "
-                + "a DPS one `DPSEndpoint=` (or pass --kind hub|dps)"
+                + "a DPS one `DPSEndpoint=`"
         }
     }
 

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// Why discovery could not answer. Each case says what happened and what to do next.
+/// Why discovery could not answer. Each case says what happened and what to do about
+/// the board or the machine; the CLI adds how to name a port instead.
 public enum DiscoveryError: Error, Sendable, Hashable {
     /// A libudev call failed (`operation` names it; `errno` is what it left behind,
     /// 0 when it set none). Usually: not Linux, `/sys` not mounted, or a sandbox.
@@ -20,15 +21,15 @@ extension DiscoveryError: CustomStringConvertible {
         switch self {
         case .udevFailed(let operation, let code):
             return "libudev \(operation) failed\(Self.reason(code)). Device discovery needs Linux "
-                + "with /sys mounted; name the board's serial device with --port instead."
+                + "with /sys mounted."
         case .noBoardAttached:
             return "No DevKit found (no USB serial device \(DevKitUSBID.vendorID):\(DevKitUSBID.productID)). "
-                + "Plug in a DevKit (hold A, reset) and try again, or name its port with --port."
+                + "Plug in a DevKit (hold A, reset) and try again."
         case .multipleBoards(let boards):
             let list = boards.map(\.description).joined(separator: "; ")
             let example = boards.first?.preferredPath ?? "/dev/ttyACM0"
             return "\(boards.count) DevKits are attached: \(list). "
-                + "Choose one with --port, e.g. --port \(example)."
+                + "Choose one, e.g. \(example)."
         case .monitorFailed(let operation, let code):
             return "udev monitor \(operation) failed\(Self.reason(code)). "
                 + "Hotplug events cannot be received; check that udev runs on this machine."

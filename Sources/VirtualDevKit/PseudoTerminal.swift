@@ -60,11 +60,6 @@ extension FileDescriptor {
         _ = Glibc.ioctl(rawValue, UInt(TIOCNXCL))
     }
 
-    /// `ioctl(TIOCEXCL)`, for tests that play a host which dies holding the port.
-    public func setExclusiveForTest() {
-        _ = Glibc.ioctl(rawValue, UInt(TIOCEXCL))
-    }
-
     /// `ioctl(TIOCGEXCL)`: whether the tty is in exclusive mode (nil if unknown).
     public func isInExclusiveMode() -> Bool? {
         var value: CInt = 0

@@ -58,13 +58,14 @@ public struct VirtualDevKitState: Codable, Sendable, Equatable {
     }
 }
 
-/// Why the virtual DevKit could not start or keep going.
+/// Why the virtual DevKit could not start or keep going. Says what happened; the CLI
+/// (`devkit emulate`) adds which option to change.
 public enum VirtualDevKitError: Error, Equatable, Sendable, CustomStringConvertible {
     /// No pseudo-terminal could be created.
     case pseudoTerminal(errno: Errno)
-    /// The `--link` symlink could not be made.
+    /// The symlink to the pty could not be made.
     case link(path: String, errno: Errno)
-    /// The `--link` path already points at a pty that is open (another emulator's).
+    /// The symlink's path already points at a pty that is open (another emulator's).
     case linkInUse(path: String, target: String)
     case stateFile(path: String, reason: String)
     case invalidConfiguration(String)
@@ -77,9 +78,9 @@ public enum VirtualDevKitError: Error, Equatable, Sendable, CustomStringConverti
             return "Cannot create the link \(path): \(errno). Choose a path in a writable directory."
         case .linkInUse(let path, let target):
             return "The link \(path) points at \(target), which is open: another virtual DevKit may be using it. "
-                + "Stop that one or choose another --link (if the link is stale, remove it)."
+                + "Stop that one, or remove the link if it is stale."
         case .stateFile(let path, let reason):
-            return "The state file \(path) \(reason). Fix or remove it, or pass another --state path."
+            return "The state file \(path) \(reason). Fix or remove it."
         case .invalidConfiguration(let reason):
             return reason
         }

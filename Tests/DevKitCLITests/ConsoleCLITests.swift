@@ -12,7 +12,7 @@ struct ConsoleCLIProcess {
     let stdout: String
     let stderr: String
 
-    static var binary: URL { URL(fileURLWithPath: TestProcess.devkitBinary) }
+    static var binary: URL { get throws { try URL(fileURLWithPath: TestProcess.devkitBinary) } }
 
     static func run(_ arguments: [String], stdin: String? = nil, timeout: Double = 20,
                     sourceLocation: SourceLocation = #_sourceLocation) throws -> ConsoleCLIProcess {

@@ -1,13 +1,7 @@
+import DevKitTestSupport
 import Foundation
 import Testing
 import VirtualDevKit
-
-/// A started virtual DevKit for one test; stopped by `defer kit.stop()`.
-func startedKit(_ configuration: VirtualDevKitConfiguration = .init()) throws -> VirtualDevKit {
-    let kit = try VirtualDevKit(configuration: configuration)
-    kit.start()
-    return kit
-}
 
 let cliUDS = "A0B1C2D3E4F5061728394A5B6C7D8E9FA0B1C2D3E4F5061728394A5B6C7D8E9F"
 
@@ -119,7 +113,7 @@ struct ConsoleEmulatorCLITests {
         // it has the port.
         let pty = try PseudoTerminal()
         let first = Process()
-        first.executableURL = ConsoleCLIProcess.binary
+        first.executableURL = try ConsoleCLIProcess.binary
         first.arguments = ["info", "--port", pty.slavePath]
         first.standardInput = FileHandle.nullDevice
         first.standardOutput = FileHandle.nullDevice

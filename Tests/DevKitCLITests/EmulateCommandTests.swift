@@ -1,3 +1,4 @@
+import DevKitTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -7,16 +8,8 @@ import Glibc
 /// `devkit emulate` run as the built binary, end to end, each step bounded in time.
 @Suite("devkit emulate (the built binary)")
 struct EmulateCommandTests {
-    /// The `devkit` executable next to the test bundle (SwiftPM puts both in one folder).
-    static var devkitBinary: URL {
-        let argv0 = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        var directory = argv0.deletingLastPathComponent()
-        if directory.lastPathComponent.hasSuffix(".xctest") { directory = directory.deletingLastPathComponent() }
-        let candidate = directory.appendingPathComponent("devkit")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/devkit")
-    }
+    /// The built `devkit` (see `TestProcess.devkitBinary`).
+    static var devkitBinary: URL { get throws { try URL(fileURLWithPath: TestProcess.devkitBinary) } }
 
     final class Running {
         let process = Process()
@@ -25,7 +18,7 @@ struct EmulateCommandTests {
         let exited = DispatchSemaphore(value: 0)
 
         init(_ arguments: [String]) throws {
-            process.executableURL = EmulateCommandTests.devkitBinary
+            process.executableURL = try EmulateCommandTests.devkitBinary
             process.arguments = arguments
             process.standardOutput = stdout
             process.standardError = stderr

@@ -8,7 +8,7 @@ enum ListTestSupport {
         .deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/umockdev")
 
-    static var devkitBinary: String { TestProcess.devkitBinary }
+    static var devkitBinary: String { get throws { try TestProcess.devkitBinary } }
     static func which(_ name: String) -> String? { TestProcess.which(name) }
 
     /// Runs `argv` with stdin on /dev/null; see `TestProcess.run`.

@@ -1,5 +1,6 @@
 import DevKitModel
 import DevKitRegistry
+import DevKitTestSupport
 import Foundation
 import Testing
 import VirtualDevKit

@@ -76,7 +76,7 @@ struct StopSignalTests {
     /// die of SIGTERM, and returns its stderr.
     static func runAndTerminate(_ arguments: [String], when ready: () -> Bool) throws -> String {
         let process = Process()
-        process.executableURL = ConsoleCLIProcess.binary
+        process.executableURL = try ConsoleCLIProcess.binary
         process.arguments = arguments
         let stderr = Pipe()
         process.standardError = stderr

@@ -38,3 +38,38 @@ struct TestProcessTests {
         }
     }
 }
+
+/// A missing build fails the test by name, instead of running some other `devkit`.
+@Suite("TestProcess: the built binary")
+struct DevkitBinaryTests {
+    @Test("no built devkit next to the bundle: an error naming the path and saying to build")
+    func missingBinaryFails() throws {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("devkit-nobinary-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A `devkit` on PATH must not be used.
+        let error = #expect(throws: TestProcess.MissingBinary.self) {
+            try TestProcess.locateDevkit(testBundle: dir + "/devkitPackageTests.xctest",
+                                         environment: ["PATH": "/usr/local/bin:/usr/bin:/bin"])
+        }
+        #expect(error?.path == dir + "/devkit")
+        #expect(error.map { "\($0)".contains(dir + "/devkit") && "\($0)".contains("run swift build first") } == true)
+    }
+
+    @Test("the built devkit next to the bundle, or DEVKIT_BINARY, is found")
+    func builtBinaryFound() throws {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("devkit-binary-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(FileManager.default.createFile(atPath: dir + "/devkit", contents: Data("#!/bin/sh\n".utf8),
+                                               attributes: [.posixPermissions: 0o755]))
+        #expect(try TestProcess.locateDevkit(testBundle: dir + "/devkitPackageTests.xctest", environment: [:])
+                == dir + "/devkit")
+        #expect(throws: TestProcess.MissingBinary.self) {
+            try TestProcess.locateDevkit(testBundle: dir + "/devkitPackageTests.xctest",
+                                         environment: ["DEVKIT_BINARY": dir + "/absent"])
+        }
+    }
+}

@@ -35,7 +35,7 @@ import Glibc
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try writeProfile(elf: Self.elf, in: dir)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestProcess.devkitBinary)
+        process.executableURL = try URL(fileURLWithPath: TestProcess.devkitBinary)
         process.arguments = ["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite"]
         let err = Pipe()
         process.standardError = err
@@ -129,7 +129,7 @@ import Glibc
         try "output_dir = \"\(dir)\"\n[firmware]\nelf = \"\(elf)\"\n[uds]\npolicy = \"generate\"\n"
             .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestProcess.devkitBinary)
+        process.executableURL = try URL(fileURLWithPath: TestProcess.devkitBinary)
         process.arguments = ["watch", "--profile", dir + "/p.toml", "--registry", dir + "/r.sqlite",
                              "--port", kit.devicePath, "--json"]
         let out = Pipe()

@@ -57,7 +57,7 @@ struct WatchUMockdevTests {
     /// watch printed).
     func runWatch(_ bench: Bench, emulatorOptions: [String] = [], steps: [String]) throws -> ListProcessResult {
         let wrapper = try #require(ListTestSupport.which("umockdev-wrapper"), "umockdev-wrapper missing: apt install umockdev")
-        let devkit = ListTestSupport.devkitBinary
+        let devkit = try ListTestSupport.devkitBinary
         let v = bench.vector
         let emulator = [devkit, "emulate", "--link", bench.link, "--mac", v.mac, "--firmware-version", v.version,
                         "--state", bench.dir + "/board-state.json"] + emulatorOptions

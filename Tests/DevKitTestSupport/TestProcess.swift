@@ -53,19 +53,44 @@ public enum TestProcess {
     }
 
     /// The `devkit` executable `swift test` built next to the test bundle
-    /// (`DEVKIT_BINARY` overrides).
+    /// (`DEVKIT_BINARY` overrides). Throws when it is not there, so a test fails
+    /// naming the path instead of running whatever other `devkit` is on PATH.
     public static var devkitBinary: String {
-        if let path = ProcessInfo.processInfo.environment["DEVKIT_BINARY"] { return path }
-        let bundle = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(
-            atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-        var directory = bundle.deletingLastPathComponent()
-        // The bundle may be a directory (…/devkitPackageTests.xctest/…) on some setups.
-        while !directory.path.isEmpty, directory.path != "/" {
+        get throws {
+            let bundle = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                ?? CommandLine.arguments[0]
+            return try locateDevkit(testBundle: bundle, environment: ProcessInfo.processInfo.environment)
+        }
+    }
+
+    /// Where `devkitBinary` looks: `DEVKIT_BINARY`, else the test bundle's folder
+    /// (or, when the bundle is a directory such as `…/devkitPackageTests.xctest/…`,
+    /// the folder that holds it). Nowhere else.
+    public static func locateDevkit(testBundle: String, environment: [String: String]) throws -> String {
+        if let path = environment["DEVKIT_BINARY"] {
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                throw MissingBinary(path: path, hint: "DEVKIT_BINARY names no executable")
+            }
+            return path
+        }
+        let buildDirectory = URL(fileURLWithPath: testBundle).deletingLastPathComponent()
+        var directory = buildDirectory
+        while directory.lastPathComponent != "/" {
             let candidate = directory.appendingPathComponent("devkit").path
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            guard directory.lastPathComponent.hasSuffix(".xctest") || directory.path.contains(".xctest/") else { break }
             directory = directory.deletingLastPathComponent()
         }
-        return "devkit"
+        throw MissingBinary(
+            path: buildDirectory.appendingPathComponent("devkit").path,
+            hint: "run swift build first (swift test --skip-build does not build it)")
+    }
+
+    /// The built `devkit` is not where the tests look for it.
+    public struct MissingBinary: Error, CustomStringConvertible {
+        public var path: String
+        public var hint: String
+        public var description: String { "no devkit executable at \(path): \(hint)" }
     }
 
     /// The first executable named `name` on PATH, or nil.

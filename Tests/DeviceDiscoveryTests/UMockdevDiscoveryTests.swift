@@ -168,7 +168,7 @@ struct UMockdevDiscoveryTests {
         #expect(two.error == "multipleBoards")
         #expect(two.boards?.map(\.devnode) == ["/dev/ttyACM0", "/dev/ttyACM2"])
         #expect(two.boards?.map(\.serialNumber) == [Self.stlinkSerial, Self.secondSerial])
-        #expect(two.message?.contains("--port") == true)
+        #expect(two.message?.contains("Choose one, e.g. /dev/") == true)
     }
 
     @Test("DeviceMonitor: add and remove uevents arrive, other ttys are ignored, stop() ends the stream")

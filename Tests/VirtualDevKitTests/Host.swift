@@ -147,7 +147,8 @@ final class FileDescriptorProbe {
     func exclusive() -> Bool? { fd?.isInExclusiveMode() }
     func setExclusiveAndClose() {
         guard let fd else { return }
-        fd.setExclusiveForTest()
+        // ioctl(TIOCEXCL): play a host that dies holding the port exclusively.
+        _ = ioctl(fd.rawValue, UInt(TIOCEXCL))
         try? fd.close()
         self.fd = nil
     }

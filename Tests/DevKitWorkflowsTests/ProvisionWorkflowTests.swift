@@ -3,6 +3,7 @@ import DevKitConsole
 import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
+import DevKitTestSupport
 import Foundation
 import SerialPort
 import Synchronization
@@ -164,10 +165,17 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         var faults = VirtualDevKitConfiguration.Faults()
         faults.eepromWriteFailure = true
         let broken = try startedKit(.init(faults: faults))
-        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        var events: [ProvisionEvent] = []
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer()) { events.append($0) }
         #expect(throws: ConsoleError.self) { try withKitSession(broken) { try workflow.run(f.request(), session: $0) } }
         broken.stop()
         let failed = try #require(try f.registry.unfinishedBoards().first)
+        // The failed event carries the error for the front end, and says the facts
+        // only: how to finish the board (`devkit provision --resume`) is the CLI's to say.
+        let failure = try #require(events.last { $0.status == .failed })
+        #expect(failure.boardID == failed.id && failure.error is ConsoleError)
+        #expect(failure.message.contains("EEPROM") && failure.message.contains("board #\(failed.id!) is recorded with its UDS"))
+        #expect(!failure.message.contains("--"))
         #expect(failed.state == .failed)
         #expect(failed.uds == f.uds)
         #expect(failed.completedSteps == [.udsRecorded, .udsSent])
@@ -202,8 +210,12 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
 
         // A row cut before the board steps needs the board.
         let early = try f.registry.recordNewBoard(uds: f.uds).id!
-        #expect(throws: ProvisionError.self) {
+        let needsBoard = #expect(throws: ProvisionError.self) {
             try workflow.resume(boardID: early, request: f.request(uds: .generate), session: nil)
+        }
+        guard case .resumeNeedsBoard(early, _)? = needsBoard else {
+            Issue.record("expected resumeNeedsBoard, got \(String(describing: needsBoard))")
+            return
         }
     }
 
@@ -219,6 +231,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
             _ = try workflow.resume(boardID: id, request: other, session: nil)
             Issue.record("resumed board #\(id) on another board")
         } catch let error as ProvisionError {
+            #expect(error == .resumeOnAnotherBoard(boardID: id, recordedSerial: "066EFF0001", attachedSerial: "066EFF0002"))
             #expect("\(error)".contains("066EFF0001") && "\(error)".contains("066EFF0002"))
         }
         let withMAC = try f.registry.recordNewBoard(uds: f.uds, mac: try MACAddress("a4cf120b0001"), alsoMark: [.udsSent]).id!

@@ -1,5 +1,6 @@
 import DevKitConsole
 import DevKitModel
+import DevKitTestSupport
 import DevKitWorkflows
 import Testing
 
@@ -47,33 +48,6 @@ final class MiniConsole: ConsoleTransport {
         defer { pending.removeAll() }
         return pending
     }
-}
-
-/// A fresh temporary directory, removed by the caller with `consoleRemoveTree`.
-func consoleTestDirectory() -> String {
-    var template = Array("/tmp/devkit-console-test-XXXXXX".utf8CString)
-    let path = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    return String(cString: path!)
-}
-
-func consoleRemoveTree(_ path: String) {
-    if let dir = opendir(path) {
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { unlink(path + "/" + name) }
-        }
-        closedir(dir)
-    }
-    rmdir(path)
-}
-
-func consoleFileMode(_ path: String) -> mode_t? {
-    var info = stat()
-    return stat(path, &info) == 0 ? info.st_mode & 0o777 : nil
-}
-
-func consoleReadText(_ path: String) -> String? {
-    (try? SecretFile.read(path)).map { String(decoding: $0, as: UTF8.self) }
 }
 
 let miniBootLog = "Reboot\r\n\r\n** MXChip - Microsoft IoT Developer Kit **\r\n"

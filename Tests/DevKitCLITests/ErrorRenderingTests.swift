@@ -1,0 +1,119 @@
+import DevKitCLI
+import DevKitConsole
+import DevKitModel
+import DevKitRegistry
+import DevKitWorkflows
+import DeviceDiscovery
+import Foundation
+import SerialPort
+import Testing
+import VirtualDevKit
+
+/// The libraries say what happened; the CLI's `userMessage` adds the option or
+/// command to use. What the user reads is unchanged, word for word.
+@Suite("Error messages: facts in the library, flags in the CLI")
+struct ErrorRenderingTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var error: any CLIReportable & Sendable
+        var exitStatus: DevKitCLI.ExitStatus
+        /// What `devkit: error:` prints, as it did before the flags moved to the CLI.
+        var userMessage: String
+        var description: String { userMessage }
+    }
+
+    static let board = DevKitDevice(
+        devnode: "/dev/ttyACM0", serialNumber: "S1", kernelName: "ttyACM0",
+        devpath: "/devices/x/tty/ttyACM0", syspath: "/sys/devices/x/tty/ttyACM0")
+
+    static let cases: [Case] = [
+        Case(error: WorkflowError.cannotWriteSecret(path: "/ro/u", reason: "Read-only file system"), exitStatus: .cannotCreate,
+             userMessage: "cannot write /ro/u: Read-only file system; choose a writable path with --save (nothing was sent to the board)"),
+        Case(error: WorkflowError.secretFileExists(path: "u.hex"), exitStatus: .cannotCreate,
+             userMessage: "u.hex exists already and may hold another board's secret: choose a new path with --save (nothing was sent to the board)"),
+        Case(error: WorkflowError.unknownConnectionString(reason: "it starts with x"), exitStatus: .usage,
+             userMessage: "not a connection string devkit knows: it starts with x; an IoT Hub one starts `HostName=`, "
+                + "a DPS one `DPSEndpoint=` (or pass --kind hub|dps)"),
+        Case(error: ProvisionError.templateNeedsSerial(template: "lab-{serial}"), exitStatus: .usage,
+             userMessage: "the registration ID template 'lab-{serial}' needs the board's USB serial, which is unknown; give --registration-id"),
+        Case(error: ProvisionError.serialUnknown(directory: "/etc/uds"), exitStatus: .usage,
+             userMessage: "the UDS policy reads /etc/uds/<USB serial>.uds, but this board's USB serial is unknown; give --uds-file instead"),
+        Case(error: ProvisionError.outputDirectory(path: "out", reason: "is not writable"), exitStatus: .cannotCreate,
+             userMessage: "output directory out: is not writable; create it, or choose another (--output-dir, or output_dir in a profile)"),
+        Case(error: ProvisionError.macNotInBootLog, exitStatus: .dataError,
+             userMessage: "the board rebooted but its boot log showed no `DevKit MAC Address:` line (is the DPS sample sketch flashed?); "
+                + "give the MAC with --mac, read from the screen in configuration mode"),
+        Case(error: ProvisionError.resumeOnAnotherBoard(boardID: 3, recordedSerial: "AAA", attachedSerial: "BBB"), exitStatus: .usage,
+             userMessage: "board #3 is the board with USB serial AAA, but the board on the port has BBB; "
+                + "plug in board #3, or provision this one without --resume"),
+        Case(error: ProvisionError.resumeNeedsBoard(boardID: 3, nextStep: "mac_read"), exitStatus: .usage,
+             userMessage: "board #3 still needs mac_read on the board itself; connect it with --port"),
+        Case(error: RegistryError.cannotCreateDirectory(path: "/ro/d", reason: "Permission denied"), exitStatus: .cannotCreate,
+             userMessage: "cannot create the registry directory /ro/d: Permission denied; choose another place with --registry PATH"),
+        Case(error: RegistryError.cannotOpen(path: "r.sqlite", reason: "Permission denied"), exitStatus: .ioError,
+             userMessage: "cannot open the registry r.sqlite: Permission denied; check its permissions or choose another file with --registry PATH"),
+        Case(error: RegistryError.boardNotFound("42"), exitStatus: .noInput,
+             userMessage: "no board '42' in the registry; `devkit registry list` shows the recorded boards"),
+        Case(error: DiscoveryError.udevFailed(operation: "udev_new", errno: 12), exitStatus: .unavailable,
+             userMessage: "libudev udev_new failed: Cannot allocate memory. Device discovery needs Linux "
+                + "with /sys mounted; name the board's serial device with --port instead."),
+        Case(error: DiscoveryError.noBoardAttached, exitStatus: .unavailable,
+             userMessage: "No DevKit found (no USB serial device 0483:374b). "
+                + "Plug in a DevKit (hold A, reset) and try again, or name its port with --port."
+                + " A virtual DevKit (`devkit emulate`) is not found by discovery: pass its pty path with --port."),
+        Case(error: DiscoveryError.multipleBoards([board, board]), exitStatus: .usage,
+             userMessage: "2 DevKits are attached: \(board); \(board). Choose one with --port, e.g. --port \(board.preferredPath)."),
+        Case(error: VirtualDevKitError.linkInUse(path: "/tmp/l", target: "/dev/pts/7"), exitStatus: .cannotCreate,
+             userMessage: "The link /tmp/l points at /dev/pts/7, which is open: another virtual DevKit may be using it. "
+                + "Stop that one or choose another --link (if the link is stale, remove it)."),
+        Case(error: VirtualDevKitError.stateFile(path: "s.json", reason: "is not a virtual DevKit state file (bad JSON)"),
+             exitStatus: .dataError,
+             userMessage: "The state file s.json is not a virtual DevKit state file (bad JSON). Fix or remove it, or pass another --state path."),
+    ]
+
+    @Test("the user reads the same message, with the option to use, and the same exit status", arguments: cases)
+    func cliRendering(_ c: Case) {
+        #expect(c.error.userMessage == c.userMessage)
+        #expect(c.error.userMessage.contains("--") || c.error.userMessage.contains("`devkit "))
+        #expect(c.error.exitStatus == c.exitStatus)
+    }
+
+    @Test("the library's own description names no option and no devkit command", arguments: cases)
+    func libraryDescription(_ c: Case) {
+        let description = "\(c.error)"
+        #expect(!description.contains("--"), "\(description)")
+        #expect(!description.contains("`devkit "), "\(description)")
+        // The facts stay in the library: the CLI's message starts with its first clause.
+        let facts = description.components(separatedBy: ". ")[0].prefix { $0 != ";" && $0 != "(" }
+            .trimmingCharacters(in: .whitespaces)
+        #expect(facts.count > 10)
+        #expect(c.userMessage.hasPrefix(facts), "\(facts)")
+    }
+
+    /// The cases that never named an option, and the console's and the port's errors:
+    /// their descriptions (what a library user reads) stay free of CLI words too.
+    static let otherErrors: [any Error & Sendable] = [
+        WorkflowError.cannotReadSecret(path: "u.hex", reason: "No such file or directory"),
+        WorkflowError.invalidSecret(path: "-", reason: "is empty"),
+        WorkflowError.rebootedIntoConfigurationMode,
+        ProvisionError.firmware("not an ELF file"),
+        RegistryError.database(path: "r.sqlite", reason: "disk I/O error"),
+        RegistryError.invalidMAC("zz"),
+        DiscoveryError.monitorFailed(operation: "udev_monitor_new_from_netlink", errno: 1),
+        VirtualDevKitError.invalidConfiguration("bad MAC"),
+        ConsoleError.wrongMode(.configuration),
+        ConsoleError.timeout(expected: "# ", after: .seconds(5), command: "help"),
+        ConsoleError.invalidCommand(name: "set_dps_uds"),
+        ConsoleError.notSynchronized,
+        SerialPortError.notFound(path: "/dev/ttyACM9"),
+        SerialPortError.permissionDenied(path: "/dev/ttyACM0"),
+        SerialPortError.inUse(path: "/dev/ttyACM0", pid: 42),
+        SerialPortError.disconnected(path: "/dev/ttyACM0"),
+    ]
+
+    @Test("no library description names an option", arguments: 0..<otherErrors.count)
+    func otherDescriptions(_ index: Int) {
+        let description = "\(Self.otherErrors[index])"
+        #expect(!description.isEmpty)
+        #expect(!description.contains(" --") && !description.contains("`devkit "), "\(description)")
+    }
+}
