@@ -383,7 +383,10 @@ public final class ConsoleSession {
         while !remaining.isEmpty {
             if skipping {
                 // A prompt from an earlier `\r` (or the boot) may still be arriving.
-                while inbox.starts(with: ConsoleFramer.prompt) { inbox.removeFirst(ConsoleFramer.prompt.count) }
+                // Each byte is looked at once: the prompts are counted, then dropped together.
+                var stale = 0
+                while inbox[stale...].starts(with: ConsoleFramer.prompt) { stale += ConsoleFramer.prompt.count }
+                inbox.removeFirst(stale)
                 if !inbox.isEmpty && ConsoleFramer.prompt.starts(with: inbox) {
                     guard try receiveMore(until: deadline) else { throw echoTimeout(command) }
                     continue
