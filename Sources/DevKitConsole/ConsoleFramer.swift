@@ -11,7 +11,7 @@
 /// back through a precomputed table, so the work is linear in the bytes fed and
 /// earlier bytes are never scanned again. The only bytes held back are a partial
 /// terminator, which is by construction a prefix of the terminator itself: the
-/// framer's own memory is `retainedByteCount` ≤ 8 bytes whatever the stream.
+/// framer keeps `retainedByteCount` ≤ 7 bytes (a partial `Reboot\r\n`) whatever the stream.
 ///
 /// ```swift
 /// var framer = ConsoleFramer(echo: ConsoleTokenizer.echo(of: line), untilReboot: false)
