@@ -253,16 +253,21 @@ final class ReplSession {
         var after: [UInt8] = []
         transport.wasCancelled = false
         if let echo {
-            var framer = ReplResponseFramer(
-                echo: echo, terminator: isExit ? Array("Reboot\r\n".utf8) : ReplResponseFramer.prompt)
+            var framer = ConsoleFramer(echo: echo, untilReboot: isExit)
             console.receiveObserver = { [transcript, transport] bytes in
                 // After Ctrl-C: the rest of the echo (a connection string comes back
                 // in clear) and the erasure of the half-sent line stay off the screen.
                 if transport.wasCancelled { return }
-                let (shown, extra) = framer.feed(bytes)
+                var shown: [UInt8] = []
+                for event in framer.feed(bytes) {
+                    switch event {
+                    case .reply(let text): shown += text
+                    case .after(let extra): after += extra
+                    case .echo, .prompt, .reboot: break
+                    }
+                }
                 writeAll(STDOUT_FILENO, shown)
                 transcript?.received(shown)
-                after += extra
             }
         }
         defer {

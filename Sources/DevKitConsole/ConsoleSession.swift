@@ -52,9 +52,6 @@ public final class ConsoleSession {
         case rebooted
     }
 
-    /// The bytes the console prints as its prompt.
-    public static let prompt: [UInt8] = Array("\r\n# ".utf8)
-
     public let transport: any ConsoleTransport
     public var timeouts: Timeouts
     /// Longest piece written before waiting for its echo.
@@ -83,23 +80,53 @@ public final class ConsoleSession {
     ///   printed instead (user-mode banner or logs, AP-mode line, or silence).
     public func synchronize() throws {
         state = .unsynchronized
+        // Only the prompt search sees every byte (linear, see `ConsoleFramer`); the
+        // first `classificationWindow` bytes are kept to tell the mode if none comes.
+        var framer = ConsoleFramer.awaitingPrompt()
+        var seen: [UInt8] = []
+        var pending = inbox
+        inbox.removeAll()
+        // True when a prompt came; the inbox then holds what followed the last one (a
+        // second prompt may be on its way: the echo reader skips stale prompts).
+        func absorb(_ bytes: [UInt8]) -> Bool {
+            if seen.count < Self.classificationWindow { seen += bytes.prefix(Self.classificationWindow - seen.count) }
+            var tail: [UInt8]?
+            for event in framer.feed(bytes) {
+                switch event {
+                case .prompt: tail = []
+                case .after(let more): tail? += more
+                default: break
+                }
+            }
+            guard let tail else { return false }
+            inbox = tail + framer.heldBack
+            state = .atPrompt
+            return true
+        }
         for _ in 0..<max(1, timeouts.promptAttempts) {
             try transport.send([0x0D], deadline: clock.now + timeouts.send)
             let deadline = clock.now + timeouts.promptAttempt
-            repeat {
-                if let end = Self.lastRange(of: Self.prompt, in: inbox)?.upperBound {
-                    // Keep what follows: a second prompt may be on its way (the
-                    // echo reader skips stale prompts).
-                    inbox.removeSubrange(..<end)
-                    state = .atPrompt
-                    return
-                }
-            } while try receiveMore(until: deadline)
+            if !pending.isEmpty {
+                if absorb(pending) { return }
+                pending.removeAll()
+            }
+            while let chunk = try receiveChunk(until: deadline) {
+                if absorb(chunk) { return }
+            }
         }
-        let mode = Self.classify(inbox)
+        let mode = Self.classify(seen)
         inbox.removeAll()
         throw ConsoleError.wrongMode(mode)
     }
+
+    /// How much of what a board printed instead of a prompt is kept to tell its mode
+    /// (the banner, AP-mode and boot-log lines come first); a flood beyond it is not kept.
+    static let classificationWindow = 64 * 1024
+
+    /// The longest reply kept: 64 KiB, far beyond any the firmware prints (the help
+    /// text is under 1 KiB). A longer one is a board (or line noise) gone wrong, and
+    /// an error rather than memory growing without limit.
+    public static let maxReplyLength = 64 * 1024
 
     /// Reads the mode from what a board printed when it did not give a prompt.
     static func classify(_ bytes: [UInt8]) -> BoardMode {
@@ -218,18 +245,18 @@ public final class ConsoleSession {
         let deadline = clock.now + wait
         var log = BootLog()
         var receivedAnything = !inbox.isEmpty
+        var lines = ConsoleLineSplitter()
+        var chunk = inbox
+        inbox.removeAll()
         while true {
-            while let newline = inbox.firstIndex(of: 0x0A) {
-                var line = inbox[..<newline]
-                if line.last == 0x0D { line = line.dropLast() }
-                log.consume(line: String(decoding: line, as: UTF8.self))
-                inbox.removeSubrange(...newline)
-            }
+            for line in lines.feed(chunk) { log.consume(line: line) }
             if log.isComplete {
+                inbox = lines.partial
                 if log.mode == .configuration { state = .unsynchronized }
                 return log
             }
-            guard try receiveMore(until: deadline) else { break }
+            guard let more = try receiveChunk(until: deadline) else { break }
+            chunk = more
             receivedAnything = true
         }
         if log.macAddress != nil { return log }
@@ -310,19 +337,39 @@ public final class ConsoleSession {
         }
 
         let deadline = clock.now + timeout
-        let terminator = untilReboot ? Array("Reboot\r\n".utf8) : Self.prompt
-        var reply: [UInt8]
-        while true {
-            if let range = Self.firstRange(of: terminator, in: inbox) {
-                reply = Array(inbox[..<(untilReboot ? range.upperBound : range.lowerBound)])
-                inbox.removeSubrange(..<range.upperBound)
-                break
+        // The echo is consumed: the framer reads the reply up to its terminator.
+        var framer = ConsoleFramer(echo: [], untilReboot: untilReboot)
+        var reply: [UInt8] = []
+        var rest: [UInt8] = []
+        var framed = false
+        func absorb(_ bytes: [UInt8]) throws {
+            for event in framer.feed(bytes) {
+                switch event {
+                case .reply(let text):
+                    reply += text
+                    guard reply.count <= Self.maxReplyLength else {
+                        throw ConsoleError.unexpectedResponse(
+                            command: command,
+                            response: "the board sent more than a reply can be (over \(Self.maxReplyLength) bytes without "
+                                + (untilReboot ? "`Reboot`" : "a prompt") + ")")
+                    }
+                case .prompt, .reboot: framed = true
+                case .after(let more): rest += more
+                case .echo: break
+                }
             }
-            guard try receiveMore(until: deadline) else {
+        }
+        let pending = inbox
+        inbox.removeAll()
+        try absorb(pending)
+        while !framed {
+            guard let chunk = try receiveChunk(until: deadline) else {
                 let what = untilReboot ? "`Reboot`" : "the prompt that ends the reply"
                 throw ConsoleError.timeout(expected: what, after: timeout, command: command)
             }
+            try absorb(chunk)
         }
+        inbox = rest
         state = untilReboot ? .rebooted : .atPrompt
         if reply.starts(with: [0x0D, 0x0A]) { reply.removeFirst(2) }
         return Self.lines(reply)
@@ -336,8 +383,11 @@ public final class ConsoleSession {
         while !remaining.isEmpty {
             if skipping {
                 // A prompt from an earlier `\r` (or the boot) may still be arriving.
-                while inbox.starts(with: Self.prompt) { inbox.removeFirst(Self.prompt.count) }
-                if !inbox.isEmpty && Self.prompt.starts(with: inbox) {
+                // Each byte is looked at once: the prompts are counted, then dropped together.
+                var stale = 0
+                while inbox[stale...].starts(with: ConsoleFramer.prompt) { stale += ConsoleFramer.prompt.count }
+                inbox.removeFirst(stale)
+                if !inbox.isEmpty && ConsoleFramer.prompt.starts(with: inbox) {
                     guard try receiveMore(until: deadline) else { throw echoTimeout(command) }
                     continue
                 }
@@ -363,7 +413,16 @@ public final class ConsoleSession {
     /// erasures, and DEL on an empty line is ignored.
     private func eraseSentBytes(_ count: Int) {
         guard count > 0 else { return }
-        let erasure: [UInt8] = [0x08, 0x20, 0x08]
+        // Counted as they arrive, each `\b \b` once (non-overlapping).
+        var erasure = BytePattern([0x08, 0x20, 0x08])
+        var erased = 0
+        func tally(_ bytes: [UInt8]) {
+            for byte in bytes where erasure.advance(byte) {
+                erased += 1
+                erasure.reset()
+            }
+        }
+        tally(inbox)
         let deadline = clock.now + timeouts.echo
         var sent = 0
         while sent < count {
@@ -371,28 +430,13 @@ public final class ConsoleSession {
             guard (try? transport.send([UInt8](repeating: 0x7F, count: n), deadline: clock.now + timeouts.send)) != nil
             else { break }
             sent += n
-            while Self.occurrences(of: erasure, in: inbox) < sent {
-                guard (try? receiveMore(until: deadline)) == true else {
-                    inbox.removeAll()
-                    return
-                }
+            while erased < sent {
+                guard let chunk = try? receiveChunk(until: deadline) else { break }
+                tally(chunk)
             }
+            if erased < sent { break }
         }
         inbox.removeAll()
-    }
-
-    static func occurrences(of needle: [UInt8], in haystack: [UInt8]) -> Int {
-        var count = 0
-        var start = 0
-        while start + needle.count <= haystack.count {
-            if haystack[start..<(start + needle.count)].elementsEqual(needle) {
-                count += 1
-                start += needle.count
-            } else {
-                start += 1
-            }
-        }
-        return count
     }
 
     private func echoTimeout(_ command: String) -> ConsoleError {
@@ -402,23 +446,42 @@ public final class ConsoleSession {
     /// After a wrong echo byte: reads on to the prompt (bounded) to tell a buffer
     /// overflow from lost or foreign bytes.
     private func diagnoseMismatch(command: String, offset: Int) -> ConsoleError {
-        let overflow = Array("Error: input buffer overflow".utf8)
-        let deadline = clock.now + timeouts.echo
-        while Self.firstRange(of: overflow, in: inbox) == nil, Self.firstRange(of: Self.prompt, in: inbox) == nil {
-            guard (try? receiveMore(until: deadline)) == true else { break }
+        var overflow = BytePattern(Array("Error: input buffer overflow".utf8))
+        var prompt = BytePattern(ConsoleFramer.prompt)
+        var isOverflow = false
+        var sawPrompt = false
+        func scan(_ bytes: [UInt8]) {
+            for byte in bytes {
+                if overflow.advance(byte) { isOverflow = true }
+                if prompt.advance(byte) { sawPrompt = true }
+            }
         }
-        let isOverflow = Self.firstRange(of: overflow, in: inbox) != nil
+        scan(inbox)
+        let deadline = clock.now + timeouts.echo
+        while !isOverflow && !sawPrompt {
+            guard let chunk = try? receiveChunk(until: deadline) else { break }
+            scan(chunk)
+        }
         inbox.removeAll()
         return isOverflow ? .inputBufferOverflow(command: command) : .echoMismatch(command: command, offset: offset)
     }
 
     /// Receives one chunk into the inbox; false when the deadline passed.
     private func receiveMore(until deadline: ContinuousClock.Instant) throws -> Bool {
-        let bytes = try transport.receive(deadline: deadline)
-        guard !bytes.isEmpty else { return false }
-        receiveObserver?(bytes)
+        guard let bytes = try receiveChunk(until: deadline) else { return false }
         inbox += bytes
         return true
+    }
+
+    /// Receives one chunk (shown to the observer); nil when the deadline passed. The
+    /// deadline is checked before every read, so a board that never stops talking
+    /// cannot keep a wait going past it.
+    private func receiveChunk(until deadline: ContinuousClock.Instant) throws -> [UInt8]? {
+        guard clock.now < deadline else { return nil }
+        let bytes = try transport.receive(deadline: deadline)
+        guard !bytes.isEmpty else { return nil }
+        receiveObserver?(bytes)
+        return bytes
     }
 
     // MARK: Replies
@@ -489,15 +552,6 @@ public final class ConsoleSession {
         guard !needle.isEmpty, haystack.count >= needle.count else { return nil }
         for start in 0...(haystack.count - needle.count)
         where haystack[start] == needle[0] && haystack[start..<(start + needle.count)].elementsEqual(needle) {
-            return start..<(start + needle.count)
-        }
-        return nil
-    }
-
-    static func lastRange(of needle: [UInt8], in haystack: [UInt8]) -> Range<Int>? {
-        guard !needle.isEmpty, haystack.count >= needle.count else { return nil }
-        for start in stride(from: haystack.count - needle.count, through: 0, by: -1)
-        where haystack[start..<(start + needle.count)].elementsEqual(needle) {
             return start..<(start + needle.count)
         }
         return nil

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import DevKitCLI
+import DevKitConsole
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -116,18 +117,19 @@ struct ReplLogicTests {
 
     // MARK: Framing
 
-    /// Feeds `bytes` split at `cut` and returns what was shown and what came after.
-    private func frame(_ bytes: [UInt8], echo: String, cuts: [Int], terminator: [UInt8] = ReplResponseFramer.prompt)
-        -> (shown: [UInt8], after: [UInt8], state: ReplResponseFramer.State)
+    /// Feeds `bytes` split at `cuts` and returns what was shown and what came after.
+    private func frame(_ bytes: [UInt8], echo: String, cuts: [Int], untilReboot: Bool = false)
+        -> (shown: [UInt8], after: [UInt8], state: ConsoleFramer.State)
     {
-        var framer = ReplResponseFramer(echo: Array(echo.utf8), terminator: terminator)
+        var framer = ConsoleFramer(echo: Array(echo.utf8), untilReboot: untilReboot)
         var shown: [UInt8] = []
         var after: [UInt8] = []
         var start = 0
         for cut in cuts + [bytes.count] where cut >= start {
-            let (s, a) = framer.feed(Array(bytes[start..<cut]))
-            shown += s
-            after += a
+            for event in framer.feed(Array(bytes[start..<cut])) {
+                if case .reply(let s) = event { shown += s }
+                if case .after(let a) = event { after += a }
+            }
             start = cut
         }
         return (shown, after, framer.state)
@@ -156,20 +158,20 @@ struct ReplLogicTests {
 
     @Test func exitEndsAtReboot() {
         let wire = Array("exit\r\nReboot\r\n\r\n****".utf8)
-        let result = frame(wire, echo: "exit", cuts: [9], terminator: Array("Reboot\r\n".utf8))
+        let result = frame(wire, echo: "exit", cuts: [9], untilReboot: true)
         #expect(String(decoding: result.shown, as: UTF8.self) == "Reboot\r\n")
         #expect(result.after == Array("\r\n****".utf8))
         #expect(result.state == .done)
     }
 
     @Test func unfinishedReplyHoldsBackAPossiblePrompt() {
-        var framer = ReplResponseFramer(echo: Array("help".utf8))
-        let (shown, _) = framer.feed(Array("help\r\nline\r\n".utf8))
+        var framer = ConsoleFramer(echo: Array("help".utf8), untilReboot: false)
+        let shown = framer.feed(Array("help\r\nline\r\n".utf8))
         // `\r\n` may begin the prompt: held until the next bytes decide.
-        #expect(shown == Array("line".utf8))
-        let (more, _) = framer.feed(Array("next\r\n".utf8))
-        #expect(more == Array("\r\nnext".utf8))
-        #expect(framer.state == .response)
+        #expect(shown == [.echo(Array("help\r\n".utf8)), .reply(Array("line".utf8))])
+        let more = framer.feed(Array("next\r\n".utf8))
+        #expect(more == [.reply(Array("\r\nnext".utf8))])
+        #expect(framer.state == .reply)
     }
 
     @Test func unsolicitedOutputComesInWholeLinesWithoutThePrompt() {
