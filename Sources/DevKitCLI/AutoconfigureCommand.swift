@@ -59,7 +59,7 @@ struct AutoconfigureCommand: ParsableCommand {
                 let message = "board #\(board.id ?? 0) (USB serial \(board.usbSerial ?? "?")) is already provisioned"
                     + " as \(board.registrationID ?? "?"); `devkit registry show \(board.id ?? 0)` shows it"
                 if json {
-                    print(try registryJSON(["event": "skipped", "message": message]))
+                    print(try JSONOutput.text(["event": "skipped", "message": message]))
                 } else {
                     printError("devkit: \(message)")
                 }

@@ -58,7 +58,7 @@ struct CertBatch {
                 let message = (error as? LineError)?.message ?? "\(error)"
                 printError("devkit: error: \(path):\(lineNumber): \(message)")
                 if command.json {
-                    print(#"{"error":\#(jsonString(message)),"line":\#(lineNumber)}"#)
+                    print(try! JSONOutput.text(CertBatchLineFailure(error: message, line: lineNumber)))
                 }
             }
         }
@@ -91,9 +91,8 @@ struct CertBatch {
     }
 }
 
-/// A JSON string literal.
-func jsonString(_ text: String) -> String {
-    let data = try! JSONEncoder().encode([text])
-    let array = String(decoding: data, as: UTF8.self)
-    return String(array.dropFirst().dropLast())
+/// The JSON line for a batch line that failed: `{"error":"…","line":N}`.
+struct CertBatchLineFailure: Encodable {
+    let error: String
+    let line: Int
 }

@@ -313,8 +313,6 @@ struct CertResult: Encodable {
     }
 
     func jsonLine() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+        try! JSONOutput.text(self)  // strings and arrays of strings always encode
     }
 }

@@ -1,13 +1,5 @@
 import Foundation
 
-/// Prints one JSON object on stdout (sorted keys, one line) for `--json`.
-func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    let data = try encoder.encode(value)
-    print(String(decoding: data, as: UTF8.self))
-}
-
 /// Help text shared by the one-shot board commands.
 enum BoardHelp {
     static let modes = """

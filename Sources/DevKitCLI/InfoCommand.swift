@@ -39,12 +39,13 @@ struct InfoCommand: ParsableCommand {
     struct Result: Encodable {
         let port: String
         let firmwareVersion: String
-        let micoVersion: String?
-        let mbedOSVersion: String?
-        let mbedTLSVersion: String?
-        let wifiVersion: String?
-        let macAddress: String?
-        let registrationID: String?
+        // Absent values are `null`, not missing keys: scripts can rely on every key.
+        @NullEncoded var micoVersion: String?
+        @NullEncoded var mbedOSVersion: String?
+        @NullEncoded var mbedTLSVersion: String?
+        @NullEncoded var wifiVersion: String?
+        @NullEncoded var macAddress: String?
+        @NullEncoded var registrationID: String?
         enum CodingKeys: String, CodingKey {
             case port
             case firmwareVersion = "firmware_version"
@@ -54,19 +55,6 @@ struct InfoCommand: ParsableCommand {
             case wifiVersion = "wifi_version"
             case macAddress = "mac_address"
             case registrationID = "registration_id"
-        }
-
-        // Absent values are `null`, not missing keys: scripts can rely on every key.
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(port, forKey: .port)
-            try c.encode(firmwareVersion, forKey: .firmwareVersion)
-            try c.encode(micoVersion, forKey: .micoVersion)
-            try c.encode(mbedOSVersion, forKey: .mbedOSVersion)
-            try c.encode(mbedTLSVersion, forKey: .mbedTLSVersion)
-            try c.encode(wifiVersion, forKey: .wifiVersion)
-            try c.encode(macAddress, forKey: .macAddress)
-            try c.encode(registrationID, forKey: .registrationID)
         }
     }
 

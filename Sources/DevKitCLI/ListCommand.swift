@@ -42,7 +42,7 @@ struct ListCommand: AsyncParsableCommand {
             } else {
                 let boards = try DeviceDiscovery.enumerate()
                 if json {
-                    listOutput(try ListOutput.json(["devices": ListOutput.JSONValue(boards)]))
+                    listOutput(try ListOutput.json(["devices": AnyEncodable(boards)]))
                 } else if boards.isEmpty {
                     printError(ListOutput.noBoardHint)
                 } else {
@@ -59,8 +59,8 @@ struct ListCommand: AsyncParsableCommand {
         defer { monitor.stop() }
         if json {
             listOutput(try ListOutput.json([
-                "event": ListOutput.JSONValue("snapshot"),
-                "devices": ListOutput.JSONValue(monitor.attached),
+                "event": AnyEncodable("snapshot"),
+                "devices": AnyEncodable(monitor.attached),
             ]))
         } else {
             if monitor.attached.isEmpty {
@@ -73,8 +73,8 @@ struct ListCommand: AsyncParsableCommand {
         for try await event in monitor.events {
             if json {
                 listOutput(try ListOutput.json([
-                    "event": ListOutput.JSONValue(event.action),
-                    "device": ListOutput.JSONValue(event.device),
+                    "event": AnyEncodable(event.action),
+                    "device": AnyEncodable(event.device),
                 ]))
             } else {
                 let verb = event.action == "add" ? "plugged in" : "unplugged"
@@ -108,18 +108,9 @@ enum ListOutput {
         }.joined(separator: "\n")
     }
 
-    /// A value of one of the shapes `devkit list` prints.
-    struct JSONValue: Encodable {
-        let encodeValue: (any Encoder) throws -> Void
-        init<T: Encodable>(_ value: T) { encodeValue = value.encode(to:) }
-        func encode(to encoder: any Encoder) throws { try encodeValue(encoder) }
-    }
-
-    /// One line of JSON, keys sorted so the output is stable.
-    static func json(_ object: [String: JSONValue]) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(object), as: UTF8.self)
+    /// One line of JSON for `list --json` and each `--watch` event.
+    static func json(_ object: [String: AnyEncodable]) throws -> String {
+        try JSONOutput.text(object)
     }
 }
 

@@ -66,23 +66,15 @@ struct ProvisionReporter {
     }
 
     private func emitJSON<T: Encodable>(_ value: T) {
-        if let line = try? registryJSON(value) { printEvent(line) }
+        if let line = try? JSONOutput.text(value) { printEvent(line) }
     }
 
     struct EventJSON: Encodable {
         let event: String, stage: String, status: String, message: String
-        let boardID: Int64?
+        /// Always present (null before the board has a row); `port` only with `watch`.
+        @NullEncoded var boardID: Int64?
         let port: String?
         enum CodingKeys: String, CodingKey { case event, stage, status, message, boardID = "board_id", port }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(event, forKey: .event)
-            try c.encode(stage, forKey: .stage)
-            try c.encode(status, forKey: .status)
-            try c.encode(message, forKey: .message)
-            try c.encode(boardID, forKey: .boardID)
-            try c.encodeIfPresent(port, forKey: .port)
-        }
     }
 
     struct ResultJSON: Encodable {

@@ -33,7 +33,7 @@ struct RegistryExportCommand: ParsableCommand {
             let boards = try registry.openExisting()?.allBoards() ?? []
             switch format {
             case .json:
-                print(try registryJSON(
+                print(try JSONOutput.text(
                     boards.map { BoardJSON(board: $0, includeSecret: includeSecrets) }, pretty: true))
             case .csv:
                 print(registryCSV(boards, includeSecrets: includeSecrets), terminator: "")

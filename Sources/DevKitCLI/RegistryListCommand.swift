@@ -30,7 +30,7 @@ struct RegistryListCommand: ParsableCommand {
                 try unfinished ? $0.unfinishedBoards() : $0.allBoards()
             } ?? []
             if json {
-                print(try registryJSON(boards.map { BoardJSON(board: $0, includeSecret: false) }))
+                print(try JSONOutput.text(boards.map { BoardJSON(board: $0, includeSecret: false) }))
                 return
             }
             if boards.isEmpty {

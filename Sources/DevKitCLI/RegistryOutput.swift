@@ -55,15 +55,6 @@ func timestamp(_ date: Date) -> String {
         Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
 }
 
-/// Encodes `value` as JSON (sorted keys; `pretty` for humans, one line for scripts).
-func registryJSON<T: Encodable>(_ value: T, pretty: Bool = false) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = pretty
-        ? [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
-        : [.sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
-}
-
 /// Registry rows as CSV (RFC 4180: CRLF line ends, fields quoted when needed).
 func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
     var header = ["id", "mac", "usb_serial", "registration_id", "firmware_version"]

@@ -89,21 +89,21 @@ func reissueFromRegistry(
         switch item.result {
         case .success(let r):
             if json {
-                print(try registryJSON(ProvisionReporter.ResultJSON(r)))
+                print(try JSONOutput.text(ProvisionReporter.ResultJSON(r)))
             } else {
                 print("#\(r.boardID) \(r.registrationID): \(r.certificatePath) (SHA-1 \(r.certificateSHA1))")
             }
         case .failure(let error) where error.superseded:
             // An earlier record of a board provisioned again: said, not a failure.
             if json {
-                print(try registryJSON(["event": "skipped", "board_id": "\(item.boardID)", "message": error.description]))
+                print(try JSONOutput.text(["event": "skipped", "board_id": "\(item.boardID)", "message": error.description]))
             } else {
                 printError("devkit: #\(item.boardID): \(error.description)")
             }
         case .failure(let error):
             failures += 1
             if json {
-                print(try registryJSON(["event": "error", "board_id": "\(item.boardID)", "message": error.description]))
+                print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.description]))
             } else {
                 printError("devkit: #\(item.boardID): \(error.description)")
             }

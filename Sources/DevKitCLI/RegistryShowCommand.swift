@@ -36,7 +36,7 @@ struct RegistryShowCommand: ParsableCommand {
                 throw RegistryError.boardNotFound(key)
             }
             if json {
-                print(try registryJSON(BoardJSON(board: board, includeSecret: showSecret)))
+                print(try JSONOutput.text(BoardJSON(board: board, includeSecret: showSecret)))
                 return
             }
             var lines: [(String, String)] = [

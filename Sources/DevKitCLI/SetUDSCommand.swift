@@ -60,18 +60,10 @@ struct SetUDSCommand: ParsableCommand {
         let port: String
         let stored: Bool
         let generated: Bool
-        let udsFile: String?
+        @NullEncoded var udsFile: String?
         enum CodingKeys: String, CodingKey {
             case port, stored, generated
             case udsFile = "uds_file"
-        }
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(port, forKey: .port)
-            try c.encode(stored, forKey: .stored)
-            try c.encode(generated, forKey: .generated)
-            try c.encode(udsFile, forKey: .udsFile)
         }
     }
 

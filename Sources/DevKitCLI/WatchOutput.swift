@@ -40,7 +40,7 @@ final class WatchOutput: @unchecked Sendable {
     func board(_ port: String, _ milestone: Milestone, _ text: String) {
         if json {
             let fields = ["event": "board", "port": port, "status": milestone.rawValue, "message": text]
-            if let line = try? registryJSON(fields) { printEvent(line) }
+            if let line = try? JSONOutput.text(fields) { printEvent(line) }
             return
         }
         lock.withLock {

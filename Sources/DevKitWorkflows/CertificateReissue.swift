@@ -125,21 +125,11 @@ public struct CertificateReissue {
         if let old = recordedVersion, registrationID == (try? derived(old)) {
             registrationID = try derived(version)
         }
-        let certificate = try factory(board.uds, registrationID)
-        let pemPath = (outputDirectory as NSString).appendingPathComponent("\(registrationID).pem")
-        let enrollment = EnrollmentFile(registrationID: registrationID.value, certificatePEM: certificate.pem, dps: dps)
-        let enrollmentPath = enrollment.path(in: outputDirectory)
-        try OutputFile.writeAtomically(
-            [(Data(certificate.pem.utf8), pemPath), (enrollment.json(), enrollmentPath)], mode: 0o644)
+        let files = try BoardCertificateFiles.write(
+            uds: board.uds, registrationID: registrationID, factory: factory, outputDirectory: outputDirectory, dps: dps)
         // Board-side steps stay as they were: only the host-side outputs are new. One commit.
         try registry.markSteps(
-            [.certificateWritten, .enrollmentWritten], boardID: id,
-            update: BoardUpdate(
-                registrationID: registrationID, firmwareVersion: version, certificateSHA1: certificate.sha1,
-                certificateSHA256: certificate.sha256, certificatePath: pemPath, enrollmentPath: enrollmentPath))
-        return ProvisionResult(
-            boardID: id, registrationID: registrationID.value, mac: mac.hex, firmwareVersion: version.text,
-            certificatePath: pemPath, enrollmentPath: enrollmentPath, certificateSHA1: certificate.sha1,
-            certificateSHA256: certificate.sha256, azCommand: enrollment.azCommand(certificatePath: pemPath))
+            [.certificateWritten, .enrollmentWritten], boardID: id, update: files.update(firmwareVersion: version))
+        return files.result(boardID: id, mac: mac, firmwareVersion: version)
     }
 }

@@ -449,30 +449,18 @@ public struct ProvisionWorkflow {
         }
 
         report(ProvisionEvent(stage: .certificate, status: .started, message: "computing the Alias certificate for \(registrationID)", boardID: id))
-        let certificate = try v.factory(board.uds, registrationID)
-        let pemPath = (request.outputDirectory as NSString).appendingPathComponent("\(registrationID).pem")
-        let enrollment = EnrollmentFile(registrationID: registrationID.value, certificatePEM: certificate.pem, dps: request.dps)
-        let enrollmentPath = enrollment.path(in: request.outputDirectory)
-        // Both files in one go: one directory fsync for the pair (shared with boards
-        // finishing at the same moment), and one registry commit marks both steps.
-        // A crash before that commit redoes both files.
-        try OutputFile.writeAtomically(
-            [(Data(certificate.pem.utf8), pemPath), (enrollment.json(), enrollmentPath)], mode: 0o644)
-        board = try mark([.certificateWritten, .enrollmentWritten], id, BoardUpdate(
-            registrationID: registrationID, certificateSHA1: certificate.sha1,
-            certificateSHA256: certificate.sha256, certificatePath: pemPath, enrollmentPath: enrollmentPath))
+        let files = try BoardCertificateFiles.write(
+            uds: board.uds, registrationID: registrationID, factory: v.factory, outputDirectory: request.outputDirectory,
+            dps: request.dps)
+        board = try mark([.certificateWritten, .enrollmentWritten], id, files.update())
         // Committed after every background mark of this board: none failed unseen.
         try failures.throwIfAny()
-        report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(pemPath) (SHA-1 \(certificate.sha1))", boardID: id))
+        report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(files.certificatePath) (SHA-1 \(files.certificate.sha1))", boardID: id))
         // Every stage reports started and done, this one too (written with the certificate).
         report(ProvisionEvent(stage: .enrollment, status: .started, message: "writing the enrollment file", boardID: id))
-        report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(enrollmentPath)", boardID: id))
+        report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(files.enrollmentPath)", boardID: id))
 
-        return ProvisionResult(
-            boardID: id, registrationID: registrationID.value, mac: mac.hex, firmwareVersion: version.text,
-            certificatePath: pemPath, enrollmentPath: enrollmentPath,
-            certificateSHA1: certificate.sha1, certificateSHA256: certificate.sha256,
-            azCommand: enrollment.azCommand(certificatePath: pemPath))
+        return files.result(boardID: id, mac: mac, firmwareVersion: version)
     }
 
     static func checkOutputDirectory(_ path: String) throws(ProvisionError) {

@@ -1,0 +1,52 @@
+import Foundation
+
+/// The one JSON setup behind every `--json` path, `registry export` and the JSON Lines
+/// streams (`list --watch`, `provision`/`watch` events, `cert --batch`).
+///
+/// Keys are sorted so the output is stable for scripts and tests; `/` is not escaped
+/// so paths read as written; one line per value unless `pretty` (for humans).
+enum JSONOutput {
+    static func encoder(pretty: Bool = false) -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty
+            ? [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
+            : [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    /// `value` as JSON text.
+    static func text<T: Encodable>(_ value: T, pretty: Bool = false) throws -> String {
+        String(decoding: try encoder(pretty: pretty).encode(value), as: UTF8.self)
+    }
+}
+
+/// Prints one JSON object on stdout as one line, for `--json`.
+func printJSON<T: Encodable>(_ value: T) throws {
+    print(try JSONOutput.text(value))
+}
+
+/// An optional written as `null` when absent, instead of the key being left out.
+///
+/// Synthesized `Encodable` skips nil optionals (`encodeIfPresent`); our output
+/// promises scripts that every key is present, so optional fields that must always
+/// appear are declared `@NullEncoded var x: T?`. Optionals without it are left out
+/// when nil, as before.
+@propertyWrapper
+struct NullEncoded<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}
+
+/// A type-erased `Encodable`, for objects whose values have different types
+/// (`["event": "snapshot", "devices": [...]]`).
+struct AnyEncodable: Encodable {
+    private let encodeValue: (any Encoder) throws -> Void
+    init<T: Encodable>(_ value: T) { encodeValue = value.encode(to:) }
+    func encode(to encoder: any Encoder) throws { try encodeValue(encoder) }
+}
