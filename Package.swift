@@ -79,11 +79,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
+        // The interactive console (`devkit console`): libedit line editing, the link
+        // that follows unplug/replug, transcripts. The CLI supplies its messages and `:cert`.
+        .target(
+            name: "DevKitREPL",
+            dependencies: [
+                "CLibEdit", "DevKitConsole", "DevKitModel", "DevKitSystem", "DevKitWorkflows", "SerialPort",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
         .target(
             name: "DevKitCLI",
             dependencies: [
                 "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
-                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "CLibEdit",
+                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "DevKitREPL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -113,6 +121,6 @@ let package = Package(
             dependencies: ["DevKitRegistry", "DevKitModel", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "DevKitCLITests",
-            dependencies: ["DevKitCLI", "DevKitModel", "DiceRIoT", "VirtualDevKit", "DevKitTestSupport"]),
+            dependencies: ["DevKitCLI", "DevKitREPL", "DevKitModel", "DiceRIoT", "VirtualDevKit", "DevKitTestSupport"]),
     ]
 )
