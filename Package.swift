@@ -78,11 +78,19 @@ let package = Package(
                 "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
+        // The interactive console (`devkit console`): libedit line editing, the link
+        // that follows unplug/replug, transcripts. The CLI supplies its messages and `:cert`.
+        .target(
+            name: "DevKitREPL",
+            dependencies: [
+                "CLibEdit", "DevKitConsole", "DevKitModel", "DevKitSystem", "DevKitWorkflows", "SerialPort",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
         .target(
             name: "DevKitCLI",
             dependencies: [
                 "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
-                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "CLibEdit",
+                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "DevKitREPL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -128,8 +136,8 @@ let package = Package(
         .testTarget(
             name: "DevKitCLITests",
             dependencies: [
-                "DevKitCLI", "DevKitConsole", "DevKitWorkflows", "DevKitModel", "DevKitRegistry", "DeviceDiscovery",
-                "SerialPort", "VirtualDevKit", "DevKitTestSupport",
+                "DevKitCLI", "DevKitREPL", "DevKitConsole", "DevKitWorkflows", "DevKitModel", "DevKitRegistry",
+                "DeviceDiscovery", "SerialPort", "VirtualDevKit", "DevKitTestSupport",
             ]),
     ]
 )

@@ -38,19 +38,10 @@ struct CertCommand: ParsableCommand {
             not readable, 73 output not writable, 1 some batch devices failed.
             """)
 
-    @Option(help: ArgumentHelp("The raw FLASH image, <sketch>.ino.bin (needs --map).", valueName: "file"))
-    var bin: String?
+    @OptionGroup var firmware: FirmwareOptions
 
-    @Option(help: ArgumentHelp("The GNU ld map of the same build, <sketch>.ino.map.", valueName: "file"))
-    var map: String?
-
-    @Option(help: ArgumentHelp("The linked <sketch>.ino.elf, instead of --bin and --map.", valueName: "file"))
-    var elf: String?
-
-    @Option(
-        name: .customLong("uds-file"),
-        help: ArgumentHelp("File holding the UDS as 64 hex digits; '-' reads standard input.", valueName: "file"))
-    var udsFile: String?
+    @OptionGroup var udsOptions: UDSOptions
+    var udsFile: String? { udsOptions.udsFile }
 
     @Option(
         name: .customLong("registration-id"),
@@ -259,14 +250,7 @@ struct CertCommand: ParsableCommand {
     }
 
     private func firmwareSource() throws(CertError) -> DevKitWorkflows.FirmwareSource {
-        switch (bin, map, elf) {
-        case (let bin?, let map?, nil): return .binAndMap(bin: bin, map: map)
-        case (nil, nil, let elf?): return .elf(elf)
-        case (nil, nil, nil): throw .usage("give the firmware: --bin FILE --map FILE, or --elf FILE")
-        case (_, _, _?): throw .usage("give either --elf, or --bin with --map, not both")
-        case (_?, nil, nil): throw .usage("--bin needs --map (the .map of the same build) to locate the RIoT ranges")
-        case (nil, _?, nil): throw .usage("--map needs --bin (the .bin of the same build)")
-        }
+        firmware.source  // FirmwareOptions.validate() checked the combination
     }
 }
 

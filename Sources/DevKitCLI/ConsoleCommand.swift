@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitREPL
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -54,7 +55,8 @@ struct ConsoleREPLCommand: ParsableCommand {
         try reportingErrors {
             let path = try portOptions.resolvedPath()
             let baud = portOptions.baud
-            let link = try ReplDeviceLink(path: path, opener: ReplDeviceLink.serialOpener(baudRate: baud))
+            let link = try ReplDeviceLink(
+                path: path, opener: ReplDeviceLink.serialOpener(baudRate: baud), describeError: Self.userMessage)
             let transcript = try log.map { path throws(ReplTranscriptError) in try ReplTranscript(path: path) }
             link.start()
             defer { link.stop() }
@@ -66,10 +68,16 @@ struct ConsoleREPLCommand: ParsableCommand {
             let editor = LineEditor(
                 program: "devkit", prompt: "devkit> ", historyFile: Self.historyPath())
             let session = ReplSession(
-                link: link, editor: editor, transcript: transcript, interruptFD: ReplInterrupts.fd)
+                link: link, editor: editor, transcript: transcript, interruptFD: ReplInterrupts.fd,
+                describeError: Self.userMessage, certHandler: ReplCert.run)
             session.run()
             editor.finish()
         }
+    }
+
+    /// An error as the console tells it: the CLI's message where it has one.
+    @Sendable static func userMessage(_ error: any Error) -> String {
+        (error as? CLIReportable)?.userMessage ?? String(describing: error)
     }
 
     /// `$XDG_STATE_HOME/devkit/history`, else `~/.local/state/devkit/history`.

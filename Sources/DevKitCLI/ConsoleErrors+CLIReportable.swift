@@ -1,3 +1,4 @@
+import DevKitREPL
 import DevKitConsole
 import DevKitWorkflows
 
@@ -37,4 +38,14 @@ extension WorkflowError: CLIReportable {
             description
         }
     }
+}
+
+extension ReplLinkError: CLIReportable {
+    public var exitStatus: ExitStatus { .unavailable }
+    public var userMessage: String { description }
+}
+
+extension ReplTranscriptError: CLIReportable {
+    public var exitStatus: ExitStatus { .cannotCreate }
+    public var userMessage: String { description + ": choose a writable path for --log" }
 }

@@ -1,3 +1,4 @@
+import DevKitSystem
 import ArgumentParser
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import DevKitSystem
 import ArgumentParser
 import DeviceDiscovery
 import Foundation

@@ -43,15 +43,9 @@ struct ProvisionCommand: ParsableCommand {
     @OptionGroup var port: PortOptions
     @OptionGroup var registry: RegistryOptions
 
-    @Option(help: ArgumentHelp("The sketch's .ino.bin (with --map).", valueName: "file"))
-    var bin: String?
-    @Option(help: ArgumentHelp("The sketch's .ino.map (with --bin).", valueName: "file"))
-    var map: String?
-    @Option(help: ArgumentHelp("The sketch's .ino.elf (instead of --bin/--map).", valueName: "file"))
-    var elf: String?
-
-    @Option(help: ArgumentHelp("File holding the UDS, 64 hex digits ('-': standard input).", valueName: "file"))
-    var udsFile: String?
+    @OptionGroup var firmware: FirmwareOptions
+    @OptionGroup var udsOptions: UDSOptions
+    var udsFile: String? { udsOptions.udsFile }
     @Flag(help: "Generate a fresh UDS (kept in the registry).")
     var generateUDS = false
 
@@ -69,8 +63,8 @@ struct ProvisionCommand: ParsableCommand {
     @Option(help: ArgumentHelp("File holding the Wi-Fi password ('-': standard input).", valueName: "file"))
     var wifiPasswordFile: String?
 
-    @Option(help: ArgumentHelp("Where <id>.pem and <id>.enrollment.json go.", valueName: "dir"))
-    var outputDir: String = "."
+    @OptionGroup var output: OutputOptions
+    var outputDir: String { output.outputDir }
 
     @Option(help: ArgumentHelp("DPS name for the printed az command.", valueName: "name"))
     var dpsName: String?
@@ -84,9 +78,6 @@ struct ProvisionCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if (elf == nil) == (bin == nil && map == nil) || (elf == nil && (bin == nil || map == nil)) {
-            throw ValidationError("Give the firmware as --bin FILE --map FILE, or as --elf FILE.")
-        }
         if resume == nil && (udsFile == nil) == !generateUDS {
             throw ValidationError("Give exactly one of --uds-file FILE and --generate-uds.")
         }
@@ -103,7 +94,7 @@ struct ProvisionCommand: ParsableCommand {
 
     var request: ProvisionRequest {
         ProvisionRequest(
-            firmware: elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!),
+            firmware: firmware.source,
             uds: udsFile.map { .file($0) } ?? .generate,
             registrationID: registrationID, mac: mac,
             wifi: wifiSSID.map { WiFiSettings(ssid: $0, passwordFile: wifiPasswordFile!) },

@@ -29,12 +29,7 @@ struct RegistryReissueCommand: ParsableCommand {
 
     @OptionGroup var registry: RegistryOptions
 
-    @Option(help: ArgumentHelp("The new sketch's .ino.bin (with --map).", valueName: "file"))
-    var bin: String?
-    @Option(help: ArgumentHelp("The new sketch's .ino.map (with --bin).", valueName: "file"))
-    var map: String?
-    @Option(help: ArgumentHelp("The new sketch's .ino.elf.", valueName: "file"))
-    var elf: String?
+    @OptionGroup var firmware: FirmwareOptions
 
     @Option(
         help: ArgumentHelp("The new firmware's DevKitSDK version (default: each board's recorded one).", valueName: "X.Y.Z"),
@@ -43,8 +38,7 @@ struct RegistryReissueCommand: ParsableCommand {
         })
     var firmwareVersion: FirmwareVersion?
 
-    @Option(help: ArgumentHelp("Where the files go.", valueName: "dir"))
-    var outputDir: String = "."
+    @OptionGroup var output: OutputOptions
 
     @Option(name: .customLong("board"), help: ArgumentHelp("Only this board (row id, MAC or registration ID); repeatable.", valueName: "board"))
     var boards: [String] = []
@@ -52,17 +46,11 @@ struct RegistryReissueCommand: ParsableCommand {
     @Flag(help: "One JSON object per board on stdout.")
     var json = false
 
-    func validate() throws {
-        if (elf == nil) == (bin == nil && map == nil) || (elf == nil && (bin == nil || map == nil)) {
-            throw ValidationError("Give the firmware as --bin FILE --map FILE, or as --elf FILE.")
-        }
-    }
-
     func run() throws {
         try reportingErrors {
             try reissueFromRegistry(
-                registry: registry, firmware: elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!),
-                firmwareVersion: firmwareVersion, outputDirectory: outputDir, boards: boards, json: json)
+                registry: registry, firmware: firmware.source,
+                firmwareVersion: firmwareVersion, outputDirectory: output.outputDir, boards: boards, json: json)
         }
     }
 }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import DevKitModel
 import DevKitWorkflows
 import DiceRIoT
@@ -10,48 +11,54 @@ import DiceRIoT
 /// :cert --elf DevKitDPS.ino.elf --uds-file board.uds --mac a4cf120b9e31 [--output-dir DIR]
 /// :cert --bin X.ino.bin --map X.ino.map --uds-file board.uds --registration-id my-device
 /// ```
-struct ReplCertRequest: Equatable {
-    var elf: String?
-    var bin: String?
-    var map: String?
-    var udsFile: String?
+struct ReplCertRequest: ParsableArguments {
+    @OptionGroup var firmware: FirmwareOptions
+    @OptionGroup var udsOptions: UDSOptions
+
+    @Option(help: ArgumentHelp("The board's Wi-Fi MAC; the firmware version is read from the board.", valueName: "mac"))
     var mac: String?
+
+    @Option(name: .customLong("registration-id"), help: ArgumentHelp("The DPS registration ID.", valueName: "id"))
     var registrationID: String?
-    var outputDirectory = "."
+
+    @OptionGroup var output: OutputOptions
 
     static let usage = ":cert (--elf FILE | --bin FILE --map FILE) --uds-file FILE "
         + "(--mac MAC | --registration-id ID) [--output-dir DIR]"
 
-    /// Parses the words after `:cert`; nil with a reason when they do not fit.
-    static func parse(_ words: [String]) -> Result<ReplCertRequest, ReplCertUsage> {
-        var request = ReplCertRequest()
-        var index = 0
-        while index < words.count {
-            let option = words[index]
-            guard index + 1 < words.count else { return .failure(.init("\(option) needs a value")) }
-            let value = words[index + 1]
-            switch option {
-            case "--elf": request.elf = value
-            case "--bin": request.bin = value
-            case "--map": request.map = value
-            case "--uds-file": request.udsFile = value
-            case "--mac": request.mac = value
-            case "--registration-id": request.registrationID = value
-            case "--output-dir": request.outputDirectory = value
-            default: return .failure(.init("unknown option \(option)"))
+    func validate() throws {
+        guard udsOptions.udsFile != nil else { throw ValidationError("give the board's UDS with --uds-file FILE") }
+        guard (mac != nil) != (registrationID != nil) else {
+            throw ValidationError("give either --mac MAC (with the board's firmware version) or --registration-id ID")
+        }
+    }
+
+    /// Parses the words after `:cert` with the same option groups as `devkit cert`
+    /// (ArgumentParser, so the console and the command cannot drift apart).
+    static func parseWords(_ words: [String]) -> Result<ReplCertRequest, ReplCertUsage> {
+        do {
+            return .success(try parse(words))
+        } catch {
+            return .failure(ReplCertUsage(message(for: error)))
+        }
+    }
+}
+
+/// `:cert` in the console, as the CLI runs it for the REPL: what to tell the user.
+enum ReplCert {
+    static func run(_ words: [String], firmwareVersion: () -> String?) -> String {
+        switch ReplCertRequest.parseWords(words) {
+        case .failure(let usage):
+            return "\(usage.reason); usage: \(ReplCertRequest.usage)"
+        case .success(let request):
+            do {
+                return try request.run(firmwareVersion: firmwareVersion)
+            } catch let error as ReplCertUsage {
+                return error.reason
+            } catch {
+                return ConsoleREPLCommand.userMessage(error)
             }
-            index += 2
         }
-        let hasELF = request.elf != nil
-        let hasBinMap = request.bin != nil && request.map != nil
-        guard hasELF != hasBinMap, hasELF || (request.bin != nil) == (request.map != nil) else {
-            return .failure(.init("give the firmware as --elf FILE, or as --bin FILE with --map FILE"))
-        }
-        guard request.udsFile != nil else { return .failure(.init("give the board's UDS with --uds-file FILE")) }
-        guard (request.mac != nil) != (request.registrationID != nil) else {
-            return .failure(.init("give either --mac MAC (with the board's firmware version) or --registration-id ID"))
-        }
-        return .success(request)
     }
 }
 
@@ -65,9 +72,8 @@ extension ReplCertRequest {
     /// Computes and writes `<output dir>/<registration id>.pem` (atomically) and
     /// returns what to tell the user. `firmwareVersion` is asked for only with `--mac`.
     func run(firmwareVersion: () -> String?) throws -> String {
-        let source: DevKitWorkflows.FirmwareSource = elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!)
-        let image = try source.load()
-        let uds = try SecretFile.readUDS(udsFile!)
+        let image = try firmware.source.load()
+        let uds = try SecretFile.readUDS(udsOptions.udsFile!)
         let id: RegistrationID
         if let registrationID {
             id = try RegistrationID(registrationID)
@@ -78,6 +84,7 @@ extension ReplCertRequest {
             id = try RegistrationID(mac: try MACAddress(mac!), firmwareVersion: try FirmwareVersion(version))
         }
         let credentials = try MeasuredFirmware(image).credentials(uds: uds, registrationID: id)
+        let outputDirectory = output.outputDir
         try makeDirectory(outputDirectory)
         let path = (outputDirectory.hasSuffix("/") ? outputDirectory : outputDirectory + "/") + id.value + ".pem"
         var files = AtomicFileGroup()

@@ -33,10 +33,8 @@ struct SetUDSCommand: ParsableCommand {
 
     @OptionGroup var port: PortOptions
 
-    @Option(
-        name: .customLong("uds-file"),
-        help: ArgumentHelp("File holding the UDS (64 hex digits), or - for standard input.", valueName: "file"))
-    var udsFile: String?
+    @OptionGroup var udsOptions: UDSOptions
+    var udsFile: String? { udsOptions.udsFile }
 
     @Flag(help: "Generate a fresh UDS from the system CSPRNG (saved before it is sent).")
     var generate = false

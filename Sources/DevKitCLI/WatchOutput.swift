@@ -1,3 +1,4 @@
+import DevKitSystem
 import DevKitWorkflows
 import Foundation
 #if canImport(Glibc)

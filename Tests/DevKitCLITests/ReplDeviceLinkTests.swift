@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VirtualDevKit
+@testable import DevKitREPL
 @testable import DevKitCLI
 #if canImport(Glibc)
 import Glibc

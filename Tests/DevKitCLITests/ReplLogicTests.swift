@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import DevKitCLI
 import DevKitConsole
+@testable import DevKitREPL
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,21 +30,31 @@ struct ReplLogicTests {
     // MARK: :cert
 
     @Test func certArgumentsAreChecked() {
-        let ok = ReplCertRequest.parse(["--elf", "a.elf", "--uds-file", "u", "--mac", "a4cf120b9e31"])
-        #expect((try? ok.get())?.elf == "a.elf")
-        #expect((try? ok.get())?.outputDirectory == ".")
-        let binMap = ReplCertRequest.parse(["--bin", "b", "--map", "m", "--uds-file", "u", "--registration-id", "x",
-                                            "--output-dir", "out"])
-        #expect((try? binMap.get())?.outputDirectory == "out")
-        for bad in [["--elf", "a", "--bin", "b", "--map", "m", "--uds-file", "u", "--mac", "m"],
-                    ["--bin", "b", "--uds-file", "u", "--mac", "m"],
-                    ["--elf", "a", "--mac", "m"],
-                    ["--elf", "a", "--uds-file", "u"],
-                    ["--elf", "a", "--uds-file", "u", "--mac", "m", "--registration-id", "r"],
-                    ["--elf", "a", "--uds-file"],
-                    ["--frobnicate", "x"]] {
-            #expect((try? ReplCertRequest.parse(bad).get()) == nil, "\(bad)")
+        let ok = ReplCertRequest.parseWords(["--elf", "a.elf", "--uds-file", "u", "--mac", "a4cf120b9e31"])
+        #expect((try? ok.get())?.firmware.elf == "a.elf")
+        #expect((try? ok.get())?.output.outputDir == ".")
+        let binMap = ReplCertRequest.parseWords(["--bin", "b", "--map", "m", "--uds-file", "u", "--registration-id", "x",
+                                                 "--output-dir", "out"])
+        #expect((try? binMap.get())?.output.outputDir == "out")
+        #expect((try? binMap.get())?.firmware.bin == "b")
+        let bad: [([String], String)] = [
+            (["--elf", "a", "--bin", "b", "--map", "m", "--uds-file", "u", "--mac", "m"], "not both"),
+            (["--bin", "b", "--uds-file", "u", "--mac", "m"], "--bin needs --map"),
+            (["--elf", "a", "--mac", "m"], "--uds-file"),
+            (["--elf", "a", "--uds-file", "u"], "either --mac"),
+            (["--elf", "a", "--uds-file", "u", "--mac", "m", "--registration-id", "r"], "either --mac"),
+            (["--elf", "a", "--uds-file"], "uds-file"),
+            (["--elf", "a", "--uds-file", "u", "--mac", "m", "--frobnicate", "x"], "frobnicate"),
+        ]
+        for (words, reason) in bad {
+            switch ReplCertRequest.parseWords(words) {
+            case .success: Issue.record("accepted \(words)")
+            case .failure(let usage): #expect(usage.reason.contains(reason), "\(words): \(usage.reason)")
+            }
         }
+        // What the console prints for a bad line: the reason, then the usage.
+        let said = ReplCert.run(["--elf", "a"]) { nil }
+        #expect(said.contains("--uds-file") && said.hasSuffix(ReplCertRequest.usage), "\(said)")
     }
 
     // MARK: Secrets

@@ -12,7 +12,7 @@ import Glibc
 /// libedit is used through its native API (histedit.h) rather than its readline
 /// emulation because only the native API lets us replace the character reader
 /// (EL_GETCFN) and redraw the line after printing over it (EL_REFRESH).
-final class LineEditor {
+public final class LineEditor {
     /// What one call to ``readLine()`` produced.
     enum Input: Equatable {
         case line(String)
@@ -67,7 +67,7 @@ final class LineEditor {
     /// - Parameters:
     ///   - program: Name used to select settings in ~/.editrc.
     ///   - historyFile: Where history is loaded from and saved to; nil keeps it in memory.
-    init(program: String, prompt: String, historyFile: String?, historySize: Int32 = 1000) {
+    public init(program: String, prompt: String, historyFile: String?, historySize: Int32 = 1000) {
         isInteractive = isatty(STDIN_FILENO) == 1
         var original = termios()
         restoresTerminal = isInteractive && tcgetattr(STDIN_FILENO, &original) == 0
@@ -124,7 +124,7 @@ final class LineEditor {
     /// Ends editing: libedit's state goes and the terminal settings found at init come
     /// back (el_end alone would leave echo off). Called explicitly: a deinit may run
     /// later than the process's exit.
-    func finish() {
+    public func finish() {
         guard !closed else { return }
         closed = true
         el_end(editLine)
@@ -416,16 +416,6 @@ final class LineEditor {
         writeAll(STDOUT_FILENO, "\r\n" + candidates.joined(separator: "  ") + "\r\n")
         return UInt8(CC_REDISPLAY)
     }
-}
-
-/// Writes all bytes to a descriptor (DevKitSystem's `writeAll`); terminal output,
-/// so a failure (a closed terminal) has no one to be reported to.
-func writeAll(_ fd: Int32, _ text: String) {
-    writeAll(fd, Array(text.utf8))
-}
-
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-    try? FileDescriptor(rawValue: fd).writeAll(bytes: bytes)
 }
 
 /// `mkdir -p` with the given mode for the directories it creates.

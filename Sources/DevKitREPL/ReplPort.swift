@@ -2,7 +2,7 @@ import SerialPort
 
 /// The console's port is the SerialPort driver (exclusive, raw 8N1, poll deadlines).
 extension SerialPort: ReplPort {
-    func readBytes(maxCount: Int, deadline: ContinuousClock.Instant) throws -> [UInt8] {
+    public func readBytes(maxCount: Int, deadline: ContinuousClock.Instant) throws -> [UInt8] {
         do {
             return try read(maxCount: maxCount, deadline: deadline)
         } catch .cancelled {
@@ -10,18 +10,18 @@ extension SerialPort: ReplPort {
         }
     }
 
-    func writeBytes(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
+    public func writeBytes(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
         try write(bytes, deadline: deadline)
     }
 
-    func cancelRead() { cancel() }
+    public func cancelRead() { cancel() }
 
-    func closePort() { close() }
+    public func closePort() { close() }
 }
 
 extension ReplDeviceLink {
     /// Opens the board's port with the SerialPort driver at `baudRate`.
-    static func serialOpener(baudRate: Int) -> Opener {
+    public static func serialOpener(baudRate: Int) -> Opener {
         { path in try SerialPort(path: path, baudRate: baudRate) }
     }
 }

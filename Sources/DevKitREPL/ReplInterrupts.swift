@@ -8,7 +8,7 @@ import Glibc
 /// descriptor, so the console can cancel the wait in progress instead of dying
 /// (poll ``fd`` alongside the device); SIGWINCH noted for the key reader; SIGTERM
 /// and SIGHUP restoring the terminal before the process dies of them.
-enum ReplInterrupts {
+public enum ReplInterrupts {
     /// No SA_RESTART: a blocked poll returns EINTR at once. If the relay cannot be
     /// made, Ctrl-C keeps its default meaning.
     private static let interrupts = try? SignalRelay([SIGINT])
@@ -18,10 +18,10 @@ enum ReplInterrupts {
 
     /// Readable when Ctrl-C was pressed; drain it (`FileDescriptor.drain()`). -1
     /// if the relay could not be made.
-    static var fd: Int32 { interrupts?.fd ?? -1 }
+    public static var fd: Int32 { interrupts?.fd ?? -1 }
 
     /// Installs the relays (once: they are made on first use).
-    static func install() {
+    public static func install() {
         _ = interrupts
         _ = resizes
     }

@@ -7,13 +7,18 @@ import Glibc
 /// Standard input goes raw (no line editing, Ctrl-C goes to the board), bytes flow
 /// both ways unchanged, Ctrl-] quits, and the terminal settings are restored on the
 /// way out (also on SIGTERM/SIGHUP, which end the loop instead of the process).
-struct ReplRawTerminal {
+public struct ReplRawTerminal {
     static let quitByte: UInt8 = 0x1D  // Ctrl-]
 
     let link: ReplDeviceLink
     let transcript: ReplTranscript?
 
-    func run() {
+    public init(link: ReplDeviceLink, transcript: ReplTranscript?) {
+        self.link = link
+        self.transcript = transcript
+    }
+
+    public func run() {
         var saved = termios()
         let isTerminal = isatty(STDIN_FILENO) == 1 && tcgetattr(STDIN_FILENO, &saved) == 0
         if isTerminal {

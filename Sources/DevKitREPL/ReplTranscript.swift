@@ -1,3 +1,4 @@
+import DevKitSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,7 @@ import Glibc
 /// 2026-11-28T08:50:01.140Z < DevKitSDK version: 1.6.2
 /// 2026-11-28T08:50:09.002Z * board unplugged
 /// ```
-final class ReplTranscript {
+public final class ReplTranscript {
     private let fd: Int32
     private var partial: [UInt8] = []
     private let formatter: ISO8601DateFormatter = {
@@ -22,7 +23,7 @@ final class ReplTranscript {
     }()
 
     /// Opens (or creates, mode 0600) the transcript for appending.
-    init(path: String) throws(ReplTranscriptError) {
+    public init(path: String) throws(ReplTranscriptError) {
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
     }
@@ -82,14 +83,13 @@ final class ReplTranscript {
 }
 
 /// The transcript file could not be opened.
-enum ReplTranscriptError: Error, CLIReportable {
+public enum ReplTranscriptError: Error, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)
 
-    var exitStatus: ExitStatus { .cannotCreate }
-    var userMessage: String {
+    public var description: String {
         switch self {
         case .cannotOpen(let path, let reason):
-            return "cannot open the transcript \(path) (\(reason)): choose a writable path for --log"
+            return "cannot open the transcript \(path) (\(reason))"
         }
     }
 }

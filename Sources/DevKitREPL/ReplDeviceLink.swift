@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// The few port operations the console needs; `SerialPort` provides them.
-protocol ReplPort: AnyObject, Sendable {
+public protocol ReplPort: AnyObject, Sendable {
     /// Bytes available before the deadline, [] when it passes or after `cancel()`.
     /// Throws when the device went away.
     func readBytes(maxCount: Int, deadline: ContinuousClock.Instant) throws -> [UInt8]
@@ -19,11 +19,10 @@ protocol ReplPort: AnyObject, Sendable {
 }
 
 /// Raised to the console when the board is not there.
-enum ReplLinkError: Error, CLIReportable {
+public enum ReplLinkError: Error, CustomStringConvertible {
     case disconnected(path: String)
 
-    var exitStatus: ExitStatus { .unavailable }
-    var userMessage: String {
+    public var description: String {
         switch self {
         case .disconnected(let path):
             return "the board at \(path) is unplugged; plug it back in (the console reconnects by itself)"
@@ -35,7 +34,7 @@ enum ReplLinkError: Error, CLIReportable {
 /// hands received bytes to the main loop through a pipe it can poll, notices when
 /// the board is unplugged, and waits for the device path to come back (inotify on
 /// its directory, with a bounded retry interval as a fallback), then reopens it.
-final class ReplDeviceLink: @unchecked Sendable {
+public final class ReplDeviceLink: @unchecked Sendable {
     /// What the reader thread reports.
     enum Event: Equatable, Sendable {
         case data([UInt8])
@@ -43,7 +42,7 @@ final class ReplDeviceLink: @unchecked Sendable {
         case reconnected
     }
 
-    typealias Opener = @Sendable (String) throws -> any ReplPort
+    public typealias Opener = @Sendable (String) throws -> any ReplPort
 
     let path: String
     private let opener: Opener
@@ -61,13 +60,20 @@ final class ReplDeviceLink: @unchecked Sendable {
     /// Serialises writes (main thread) with closing a lost port (reader thread).
     private let writeLock = NSLock()
     private var started = false
+    private let describeError: @Sendable (any Error) -> String
 
     /// Readable whenever ``takeEvents()`` has something.
     var eventFD: Int32 { eventPipe.read }
 
     /// Opens the port; throws the opener's error when that fails.
-    init(path: String, retryIntervalMilliseconds: Int32 = 500, opener: @escaping Opener) throws {
+    /// - Parameter describeError: how an error reads for the user; the front end
+    ///   (the CLI) knows its errors' messages, this module does not.
+    public init(
+        path: String, retryIntervalMilliseconds: Int32 = 500, opener: @escaping Opener,
+        describeError: @escaping @Sendable (any Error) -> String = { String(describing: $0) }
+    ) throws {
         self.path = path
+        self.describeError = describeError
         self.opener = opener
         self.retryInterval = retryIntervalMilliseconds
         let port = try opener(path)
@@ -92,7 +98,7 @@ final class ReplDeviceLink: @unchecked Sendable {
     var isConnected: Bool { state.withLock { $0.port != nil } }
 
     /// Starts the reader thread.
-    func start() {
+    public func start() {
         guard !started else { return }
         started = true
         let thread = Thread { [self] in
@@ -104,7 +110,7 @@ final class ReplDeviceLink: @unchecked Sendable {
     }
 
     /// Stops the reader thread and closes the port. Waits for the thread (bounded).
-    func stop() {
+    public func stop() {
         let port = state.withLock { state -> (any ReplPort)? in
             state.stopping = true
             return state.port
@@ -188,16 +194,15 @@ final class ReplDeviceLink: @unchecked Sendable {
                 writeLock.lock()
                 port.closePort()
                 writeLock.unlock()
-                post(.disconnected(reason: Self.describe(error)))
+                post(.disconnected(reason: describe(error)))
             }
         }
     }
 
     /// Why the port was lost, short: the REPL says what to do next itself.
-    private static func describe(_ error: Error) -> String {
+    private func describe(_ error: Error) -> String {
         if let error = error as? SerialPortError, case .disconnected = error { return "it hung up" }
-        if let reportable = error as? CLIReportable { return reportable.userMessage }
-        return String(describing: error)
+        return describeError(error)
     }
 
     /// Waits until the device path can be opened again. Returns false when stopping.

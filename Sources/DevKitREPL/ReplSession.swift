@@ -66,16 +66,31 @@ final class ReplLinkTransport: ConsoleTransport {
 /// The interactive console: reads lines with libedit, runs the board's commands
 /// through a `ConsoleSession` (showing the reply as it arrives), runs the local `:`
 /// commands, shows what the board prints on its own, and follows unplug/replug.
-final class ReplSession {
+public final class ReplSession {
+    /// Runs `:cert`: given the words after it and a way to read the board's firmware
+    /// version, returns what to tell the user. The front end supplies it (the CLI
+    /// parses the words with the same options as `devkit cert`); nil: `:cert` is
+    /// not offered.
+    public typealias CertHandler = (_ words: [String], _ firmwareVersion: () -> String?) -> String
+
     private let link: ReplDeviceLink
+    private let describeError: (any Error) -> String
+    private let certHandler: CertHandler?
     private let editor: LineEditor
     private let transcript: ReplTranscript?
     private let transport: ReplLinkTransport
     private var console: ConsoleSession
     private var unsolicited = ReplUnsolicitedOutput()
 
-    init(link: ReplDeviceLink, editor: LineEditor, transcript: ReplTranscript?, interruptFD: Int32) {
+    /// - Parameter describeError: how an error reads for the user (the CLI's messages).
+    public init(
+        link: ReplDeviceLink, editor: LineEditor, transcript: ReplTranscript?, interruptFD: Int32,
+        describeError: @escaping (any Error) -> String = { String(describing: $0) },
+        certHandler: CertHandler? = nil
+    ) {
         self.link = link
+        self.describeError = describeError
+        self.certHandler = certHandler
         self.editor = editor
         self.transcript = transcript
         transport = ReplLinkTransport(link: link, interruptFD: interruptFD)
@@ -94,7 +109,7 @@ final class ReplSession {
     }
 
     /// Runs until Ctrl-D or `:quit`.
-    func run() {
+    public func run() {
         // Terminal echo stays off for the whole session (libedit draws what is typed
         // itself, and restores the settings it found after each line): a key typed
         // while a secret is about to be asked for is then never echoed by the tty.
@@ -285,10 +300,8 @@ final class ReplSession {
             showUnsolicited()  // the queued unplug notice says it
         } catch let error as ConsoleError {
             say(String(describing: error))
-        } catch let error as CLIReportable {
-            say(error.userMessage)
         } catch {
-            say(String(describing: error))
+            say(describeError(error))
         }
         return nil
     }
@@ -355,25 +368,15 @@ final class ReplSession {
                 say("a new UDS was saved to \(path) (mode 0600) and stored on the board.")
             }
         case ":cert":
-            switch ReplCertRequest.parse(Array(words.dropFirst())) {
-            case .failure(let usage):
-                say("\(usage.reason); usage: \(ReplCertRequest.usage)")
-            case .success(let request):
-                do {
-                    let message = try request.run {
-                        let workflow = DevKitWorkflow(session: console)
-                        return onBoard(echo: nil, isExit: false, { try workflow.info(reboot: false) })?
-                            .versions.firmwareVersion.text
-                    }
-                    say(message)
-                } catch let error as ReplCertUsage {
-                    say(error.reason)
-                } catch let error as CLIReportable {
-                    say(error.userMessage)
-                } catch {
-                    say(String(describing: error))
-                }
+            guard let certHandler else {
+                say("unknown local command :cert; `:help` lists them.")
+                return true
             }
+            say(certHandler(Array(words.dropFirst())) {
+                let workflow = DevKitWorkflow(session: console)
+                return onBoard(echo: nil, isExit: false, { try workflow.info(reboot: false) })?
+                    .versions.firmwareVersion.text
+            })
         default:
             say("unknown local command \(words[0]); `:help` lists them.")
         }

@@ -1,0 +1,59 @@
+import ArgumentParser
+import DevKitWorkflows
+
+/// The firmware build a certificate is computed from: `--bin` with `--map`, or
+/// `--elf`. Shared by `cert`, `provision`, `registry reissue` and the console's
+/// `:cert`, so the rule and its messages are written once.
+struct FirmwareOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The sketch's raw FLASH image, <sketch>.ino.bin (with --map).", valueName: "file"))
+    var bin: String?
+
+    @Option(help: ArgumentHelp("The GNU ld map of the same build, <sketch>.ino.map (with --bin).", valueName: "file"))
+    var map: String?
+
+    @Option(help: ArgumentHelp("The linked <sketch>.ino.elf, instead of --bin and --map.", valueName: "file"))
+    var elf: String?
+
+    func validate() throws {
+        switch (bin, map, elf) {
+        case (_?, _?, nil), (nil, nil, _?): return
+        case (nil, nil, nil): throw ValidationError("Give the firmware as --bin FILE --map FILE, or as --elf FILE.")
+        case (_, _, _?): throw ValidationError("Give either --elf FILE, or --bin FILE with --map FILE, not both.")
+        case (_?, nil, nil):
+            throw ValidationError(
+                "--bin needs --map (the .map of the same build locates the RIoT ranges): "
+                    + "give the firmware as --bin FILE --map FILE, or as --elf FILE.")
+        case (nil, _?, nil):
+            throw ValidationError(
+                "--map needs --bin (the .bin of the same build): give the firmware as --bin FILE --map FILE, or as --elf FILE.")
+        }
+    }
+
+    /// The files to measure; call only after `validate()` passed.
+    var source: FirmwareSource { elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!) }
+}
+
+/// Where a UDS comes from: `--uds-file FILE`, or `-` for standard input. Which
+/// other sources it excludes (`--generate-uds`, `--batch`, ...) is each command's rule.
+struct UDSOptions: ParsableArguments {
+    @Option(
+        name: .customLong("uds-file"),
+        help: ArgumentHelp("File holding the UDS as 64 hex digits; '-' reads standard input.", valueName: "file"))
+    var udsFile: String?
+
+    func validate() throws {
+        if udsFile?.isEmpty == true { throw ValidationError("--uds-file needs a path, or '-' for standard input.") }
+    }
+}
+
+/// Where the certificate files go (`provision`, `registry reissue`, `:cert`).
+struct OutputOptions: ParsableArguments {
+    @Option(
+        name: .customLong("output-dir"),
+        help: ArgumentHelp("Where <id>.pem and <id>.enrollment.json go (created if missing).", valueName: "dir"))
+    var outputDir: String = "."
+
+    func validate() throws {
+        if outputDir.isEmpty { throw ValidationError("--output-dir needs a directory.") }
+    }
+}
