@@ -91,12 +91,23 @@ func reissueFromRegistry(
         case .failure(let error):
             failures += 1
             if json {
-                print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.description]))
+                print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.userMessage]))
             } else {
-                printError("devkit: #\(item.boardID): \(error.description)")
+                printError("devkit: #\(item.boardID): \(error.userMessage)")
             }
         }
     }
     if items.isEmpty && !json { printError("devkit: no boards recorded in \(registry.path)") }
     if failures > 0 { throw ExitCode(ExitStatus.partialFailure.rawValue) }
+}
+
+extension CertificateReissue.ReissueError {
+    /// The library's facts, and the command that fixes them.
+    var userMessage: String {
+        switch remedy {
+        case .finishProvisioning(let id)?: return description + "; finish it with `devkit provision --resume \(id)` first"
+        case .giveFirmwareVersion?: return description + "; give --firmware-version"
+        case nil: return description
+        }
+    }
 }

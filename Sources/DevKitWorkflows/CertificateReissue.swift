@@ -26,14 +26,25 @@ public struct CertificateReissue {
     }
 
     public struct ReissueError: Error, Sendable, CustomStringConvertible {
+        /// What would let the board be re-issued; the front end says how.
+        public enum Remedy: Sendable, Equatable {
+            /// Finish the interrupted provisioning of this board first.
+            case finishProvisioning(boardID: Int64)
+            /// Name the new firmware's version (none is recorded for the board).
+            case giveFirmwareVersion
+        }
+
+        /// What happened, in the registry's terms.
         public var description: String
         /// Not a failure: the row is an earlier record of a board provisioned again
         /// later, whose certificate would no longer match what the board holds.
         public var superseded = false
+        public var remedy: Remedy?
 
-        public init(description: String, superseded: Bool = false) {
+        public init(description: String, superseded: Bool = false, remedy: Remedy? = nil) {
             self.description = description
             self.superseded = superseded
+            self.remedy = remedy
         }
     }
 
@@ -102,16 +113,20 @@ public struct CertificateReissue {
         // Until the board confirmed it, the recorded UDS may not be the one it holds:
         // a certificate from it could be for a secret the board never stored.
         guard board.udsConfirmedAt != nil else {
-            throw ReissueError(description: "board #\(id) never confirmed its UDS (interrupted at \(board.nextStep?.rawValue ?? "uds_confirmed")); finish it with `devkit provision --resume \(id)` first")
+            throw ReissueError(
+                description: "board #\(id) never confirmed its UDS (interrupted at \(board.nextStep?.rawValue ?? "uds_confirmed"))",
+                remedy: .finishProvisioning(boardID: id))
         }
         guard let recordedMAC = board.mac else {
-            throw ReissueError(description: "board #\(id) has no MAC recorded (it was interrupted before mac_read); finish it with `devkit provision --resume \(id)`")
+            throw ReissueError(
+                description: "board #\(id) has no MAC recorded (it was interrupted before mac_read)",
+                remedy: .finishProvisioning(boardID: id))
         }
         let recordedVersion = try board.firmwareVersion.map { v throws(RegistryError) in
             try Registry.parseStored(FirmwareVersion.init, v, board: id)
         }
         guard let version = newVersion ?? recordedVersion else {
-            throw ReissueError(description: "board #\(id) has no firmware version recorded; give --firmware-version")
+            throw ReissueError(description: "board #\(id) has no firmware version recorded", remedy: .giveFirmwareVersion)
         }
         let mac = try Registry.parseStored(MACAddress.init, recordedMAC, board: id)
         func derived(_ version: FirmwareVersion) throws(RegistrationIDError) -> RegistrationID {

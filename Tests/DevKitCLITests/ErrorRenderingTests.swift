@@ -1,4 +1,4 @@
-import DevKitCLI
+@testable import DevKitCLI
 import DevKitConsole
 import DevKitModel
 import DevKitRegistry
@@ -115,5 +115,18 @@ struct ErrorRenderingTests {
         let description = "\(Self.otherErrors[index])"
         #expect(!description.isEmpty)
         #expect(!description.contains(" --") && !description.contains("`devkit "), "\(description)")
+    }
+}
+
+/// Re-issue failures: the library names the facts, the CLI the command that fixes them.
+@Suite struct ReissueErrorRenderingTests {
+    @Test func remediesNameTheirCommand() {
+        let unfinished = CertificateReissue.ReissueError(
+            description: "board #3 has no MAC recorded", remedy: .finishProvisioning(boardID: 3))
+        #expect(unfinished.userMessage == "board #3 has no MAC recorded; finish it with `devkit provision --resume 3` first")
+        let noVersion = CertificateReissue.ReissueError(
+            description: "board #4 has no firmware version recorded", remedy: .giveFirmwareVersion)
+        #expect(noVersion.userMessage.hasSuffix("; give --firmware-version"))
+        #expect(CertificateReissue.ReissueError(description: "x").userMessage == "x")
     }
 }

@@ -39,7 +39,7 @@ import Testing
         let second = try #require(try byID[custom]?.get())
         #expect(second.registrationID == "bench-7")
         if case .failure(let e) = byID[cut] {
-            #expect(e.description.contains("--resume \(cut)"))
+            #expect(e.remedy == .finishProvisioning(boardID: cut) && e.description.contains("no MAC recorded"))
         } else {
             Issue.record("a board without MAC was reissued")
         }
@@ -121,7 +121,8 @@ import Testing
                 Issue.record("#\(unconfirmed), never confirmed, was re-issued")
                 continue
             }
-            #expect(!e.superseded && e.description.contains("--resume \(unconfirmed)"))
+            #expect(!e.superseded && e.remedy == .finishProvisioning(boardID: unconfirmed))
+            #expect(e.description.contains("never confirmed its UDS") && !e.description.contains("--"))
         }
         #expect(!FileManager.default.fileExists(atPath: out + "/az-a4cf120b0003v1v6v3.pem"))
         #expect(!FileManager.default.fileExists(atPath: out + "/az-a4cf120b0002v1v6v3.pem"))
