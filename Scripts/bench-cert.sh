@@ -5,12 +5,17 @@
 #  - batch throughput for 10,000 devices on one core (taskset -c 0; target
 #    >= 10,000 certificates/s), files written included.
 # Usage: Scripts/bench-cert.sh [devices]   (default 10000)
+#        DEVKIT_BIN=path/to/devkit Scripts/bench-cert.sh   # skip the build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 devices=${1:-10000}
-# Swift runtime and Foundation linked in: halves process start-up (see README).
-swift build -c release --static-swift-stdlib --product devkit >&2
-devkit="$(swift build -c release --static-swift-stdlib --show-bin-path)/devkit"
+if [ -n "${DEVKIT_BIN:-}" ]; then
+    devkit=$DEVKIT_BIN  # an already built devkit (e.g. to compare two builds)
+else
+    # Swift runtime and Foundation linked in: halves process start-up (see README).
+    swift build -c release --static-swift-stdlib --product devkit >&2
+    devkit="$(swift build -c release --static-swift-stdlib --show-bin-path)/devkit"
+fi
 fw=Tests/Fixtures/dice-vectors/firmware/DevKitDPS.ino
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
