@@ -184,7 +184,7 @@ extension ConsoleCommand {
     }
 }
 
-/// The console's line tokenizer (devkit-console.md, "Running a line"), and its inverse.
+/// The console's line tokenizer (Docs/console-protocol.md, "5. Running a line"), and its inverse.
 ///
 /// Spaces separate words; a word that starts with `"` runs to the next `"`;
 /// `\"` and `\ ` stand for a quote or a space; any other backslash is literal.

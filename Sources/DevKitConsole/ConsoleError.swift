@@ -1,6 +1,6 @@
 import DevKitModel
 
-/// The mode a DevKit chose at its last reset (see devkit-console.md, "Modes after a reset").
+/// The mode a DevKit chose at its last reset (Docs/console-protocol.md, "2. Modes chosen at reset").
 public enum BoardMode: Sendable, Hashable, CustomStringConvertible {
     /// Button A held at reset: the configuration console runs.
     case configuration

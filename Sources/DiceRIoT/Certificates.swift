@@ -1,6 +1,6 @@
 import SwiftASN1
 
-/// DER encodings of the DevKit's certificates and keys (spec §6–§8), built with
+/// DER encodings of the DevKit's certificates and keys (Docs/certificate.md §6–§8), built with
 /// swift-asn1 field by field so that every byte matches the firmware's encoder.
 enum DevKitDER {
     static let ecdsaWithSHA256: ASN1ObjectIdentifier = [1, 2, 840, 10045, 4, 3, 2]

@@ -9,7 +9,7 @@ public struct DerivedKey: Sendable {
     /// The public point d·G, uncompressed: 0x04 || X || Y (65 bytes).
     public let publicPoint: [UInt8]
 
-    /// `DeriveKey(src, label)` (spec §4): one HMAC-SHA-256 whose output, read
+    /// `DeriveKey(src, label)` (Docs/certificate.md §4): one HMAC-SHA-256 whose output, read
     /// little-endian, is the private scalar.
     static func derive(source: [UInt8], label: String) throws(GenerationError) -> DerivedKey {
         // 01 00 00 00 || label || 00 || 00 01 00 00: the counter and the bit length are
@@ -53,7 +53,7 @@ public enum GenerationError: Error, Equatable, Sendable, CustomStringConvertible
 }
 
 /// ECDSA as the firmware does it: with the constant nonce
-/// k = 0x0102…1f20 (spec §5), so r is the same in every signature.
+/// k = 0x0102…1f20 (Docs/certificate.md §5), so r is the same in every signature.
 ///
 /// This cannot use swift-crypto's signer (which draws a random nonce, as it must);
 /// the arithmetic mod n uses BigInt.

@@ -1,5 +1,5 @@
 import DevKitModel
-/// The two byte ranges of a firmware image that the DICE layer measures (spec §1–§2).
+/// The two byte ranges of a firmware image that the DICE layer measures (Docs/certificate.md §1–§2).
 public struct RIoTImage: Sendable, Equatable {
     /// [`__start_riot_core`, `__stop_riot_core`): hashed with `Hd` into the CDI.
     public let core: [UInt8]

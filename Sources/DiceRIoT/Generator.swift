@@ -11,7 +11,7 @@ import Foundation
 /// try device.aliasCertificatePEM.write(to: ...)
 /// ```
 public struct MeasuredFirmware: Sendable {
-    /// `Hd(RIoT Core)`: the core's measurement (spec §3–§4).
+    /// `Hd(RIoT Core)`: the core's measurement (Docs/certificate.md §3–§4).
     public let coreMeasurement: [UInt8]
     /// `SHA-256(RIoT FW)`: the firmware ID carried in the Alias certificate.
     public let fwid: [UInt8]
@@ -21,7 +21,7 @@ public struct MeasuredFirmware: Sendable {
         fwid = Array(SHA256.hash(data: image.firmware))
     }
 
-    /// Derives both key pairs and signs the Alias certificate for one device (spec §4–§6).
+    /// Derives both key pairs and signs the Alias certificate for one device (Docs/certificate.md §4–§6).
     public func credentials(uds: UDS, registrationID: RegistrationID) throws(GenerationError) -> DeviceCredentials {
         let cdi = MeasurementHash.hash(MeasurementHash.hash(uds.bytes) + coreMeasurement)
         let c1 = Array(SHA256.hash(data: cdi))
@@ -54,7 +54,7 @@ public struct DeviceCredentials: Sendable {
     /// The Alias certificate as the reference tool wrote `<registration id>.pem`.
     public var aliasCertificatePEM: String { PEM.oneLine("CERTIFICATE", aliasCertificateDER) }
 
-    /// The self-signed DeviceID certificate, DER (spec §7); computed on demand.
+    /// The self-signed DeviceID certificate, DER (Docs/certificate.md §7); computed on demand.
     public func deviceCertificateDER() throws(GenerationError) -> [UInt8] {
         do {
             let tbs = try DevKitDER.deviceTBS(deviceIDPublic: deviceID.publicPoint)
@@ -92,14 +92,14 @@ public struct DeviceCredentials: Sendable {
     public var sha256Thumbprint: String { Hex.encode(SHA256.hash(data: aliasCertificateDER), uppercase: true) }
 }
 
-/// PEM as the reference tool wrote it: the Base64 on one line, no wrapping (spec §8).
+/// PEM as the reference tool wrote it: the Base64 on one line, no wrapping (Docs/certificate.md §8).
 public enum PEM {
     public static func oneLine(_ label: String, _ der: [UInt8]) -> String {
         "-----BEGIN \(label)-----\n\(Data(der).base64EncodedString())\n-----END \(label)-----\n"
     }
 }
 
-/// The warning every tool should give about these certificates (spec §5).
+/// The warning every tool should give about these certificates (Docs/certificate.md §5).
 public let fixedNonceWarning = """
     the DevKit firmware signs with a fixed ECDSA nonce, so anyone holding this \
     certificate can compute the device's DeviceID private key; treat it as a \

@@ -1,4 +1,4 @@
-/// The DICE layer's measurement hash `Hd` (spec §3).
+/// The DICE layer's measurement hash `Hd` (Docs/certificate.md §3).
 ///
 /// The firmware's SHA-256 was compiled for a big-endian host but runs little-endian,
 /// so it loads message words, appends the bit length and writes the digest

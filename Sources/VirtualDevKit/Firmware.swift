@@ -30,7 +30,7 @@ enum SecureElementOutcome: Equatable {
     case verifyFailed
 }
 
-/// The texts the firmware prints, byte for byte (docs/devkit-console.md).
+/// The texts the firmware prints, byte for byte (Docs/console-protocol.md).
 enum FirmwareText {
     static let banner = Array(
         "\r\n************************************************\r\n** MXChip - Microsoft IoT Developer Kit **\r\n************************************************\r\n"

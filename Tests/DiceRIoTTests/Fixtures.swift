@@ -1,6 +1,6 @@
 import Foundation
 
-/// The reference vectors copied from shared/dice-vectors into Tests/Fixtures.
+/// The reference vectors in Tests/Fixtures/dice-vectors (Docs/certificate.md, "9. Test vectors").
 struct Vector: Sendable {
     let id: String
     let uds: String
