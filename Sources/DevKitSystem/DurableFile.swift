@@ -69,7 +69,7 @@ public enum DurableFile {
 ///
 /// ``stage(_:at:mode:honoringUmask:)`` writes each file under a temporary name
 /// beside its path; ``commit(replacing:)`` renames them all into place, removing
-/// those already placed if one fails; ``discard()`` removes the temporaries (a
+/// those already placed under new names if one fails; ``discard()`` removes the temporaries (a
 /// failed stage or commit has already done so).
 public struct FileGroupWriter {
     /// fsync each file (after starting the write-back of all of them) before the
@@ -121,7 +121,8 @@ public struct FileGroupWriter {
     }
 
     /// Puts every staged file in place (rename, or link with `replacing: false`).
-    /// On failure no staged file stays in place and no temporary is left.
+    /// On failure no temporary is left, and the files placed under new names are
+    /// removed; one that replaced an existing file keeps its new content.
     public mutating func commit(replacing: Bool = true) throws(DurableFileError) {
         defer { discard() }  // what is left: the temporaries (and their descriptors)
         if durable {
@@ -141,9 +142,13 @@ public struct FileGroupWriter {
             // Some file systems (NFS) report a failed write only here.
             guard close(fd) == 0 else { throw DurableFileError(path: staged[index].path, errno: Errno(rawValue: errno)) }
         }
-        var placed: [String] = []
+        var placed: [String] = []  // paths that did not exist before: removed again on failure
         var directories: [String] = []
         for file in staged {
+            // A path that existed keeps its new content if a later file fails: rename
+            // cannot be undone, and unlinking it would lose the old and the new file.
+            var st = stat()
+            let isNew = !replacing || lstat(file.path, &st) != 0
             // link(2) fails with EEXIST instead of replacing: no clobbering even in a race.
             let rc = replacing ? rename(file.temporary, file.path) : link(file.temporary, file.path)
             guard rc == 0 else {
@@ -151,7 +156,7 @@ public struct FileGroupWriter {
                 for path in placed { unlink(path) }
                 throw DurableFileError(path: file.path, errno: err)
             }
-            placed.append(file.path)
+            if isNew { placed.append(file.path) }
             let directory = DurableFile.directory(of: file.path)
             if !directories.contains(directory) { directories.append(directory) }
         }

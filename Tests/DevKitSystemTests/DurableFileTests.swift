@@ -100,6 +100,23 @@ import Glibc
         #expect(try entries(dir + "/b") == ["inside"])
     }
 
+    /// A group whose first file replaces an existing one and whose second cannot be
+    /// renamed into place: the existing first file must not be lost (before
+    /// DevKitSystem, `OutputFile.writeAtomically` left it, replaced, in place).
+    @Test func failedGroupDoesNotDeleteAFileItReplaced() throws {
+        let dir = makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try DurableFile.write(Array("old pem".utf8), to: dir + "/id.pem", mode: 0o644)
+        try FileManager.default.createDirectory(atPath: dir + "/id.enrollment.json/x", withIntermediateDirectories: true)
+        #expect(throws: DurableFileError.self) {
+            try DurableFile.write(
+                [(Array("new pem".utf8), dir + "/id.pem"), (Array("{}".utf8), dir + "/id.enrollment.json")], mode: 0o644)
+        }
+        // Replaced (a rename cannot be undone), not deleted; no temporary is left.
+        #expect(contents(dir + "/id.pem") == Array("new pem".utf8), "the existing certificate was deleted")
+        #expect(try entries(dir) == ["id.enrollment.json", "id.pem"])
+    }
+
     @Test func groupWithoutSyncHonoursTheUmaskAndCanBeDiscarded() throws {
         let dir = makeDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
