@@ -33,9 +33,7 @@ struct RegistryReissueCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp("The new firmware's DevKitSDK version (default: each board's recorded one).", valueName: "X.Y.Z"),
-        transform: { text in
-            do { return try FirmwareVersion(text) } catch { throw ValidationError("must be N.N.N, e.g. 1.6.2 (\(error))") }
-        })
+        transform: argument(FirmwareVersion.init))
     var firmwareVersion: FirmwareVersion?
 
     @OptionGroup var output: OutputOptions

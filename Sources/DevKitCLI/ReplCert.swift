@@ -36,17 +36,29 @@ struct ReplCertRequest: ParsableArguments {
     /// Parses the words after `:cert` with the same option groups as `devkit cert`
     /// (ArgumentParser, so the console and the command cannot drift apart).
     static func parseWords(_ words: [String]) -> Result<ReplCertRequest, ReplCertUsage> {
+        if words.contains("-h") || words.contains("--help") {
+            return .failure(ReplCertUsage("writes <id>.pem, the board's Alias certificate"))
+        }
+        // ArgumentParser runs the option groups' validate() before it reports a word it
+        // does not know, which would answer a typo with "give the firmware"; the names
+        // it knows are those in its own help text.
+        let help = helpMessage()
+        if let unknown = words.first(where: { $0.hasPrefix("-") && !help.contains(" \($0) ") }) {
+            return .failure(ReplCertUsage("unknown option \(unknown)"))
+        }
         do {
             return .success(try parse(words))
         } catch {
-            return .failure(ReplCertUsage(message(for: error)))
+            var reason = message(for: error)
+            while reason.hasSuffix(".") { reason.removeLast() }
+            return .failure(ReplCertUsage(reason))
         }
     }
 }
 
 /// `:cert` in the console, as the CLI runs it for the REPL: what to tell the user.
 enum ReplCert {
-    static func run(_ words: [String], firmwareVersion: () -> String?) -> String {
+    static func run(_ words: [String], firmwareVersion: () -> FirmwareVersion?) -> String {
         switch ReplCertRequest.parseWords(words) {
         case .failure(let usage):
             return "\(usage.reason); usage: \(ReplCertRequest.usage)"
@@ -71,7 +83,7 @@ struct ReplCertUsage: Error, Equatable {
 extension ReplCertRequest {
     /// Computes and writes `<output dir>/<registration id>.pem` (atomically) and
     /// returns what to tell the user. `firmwareVersion` is asked for only with `--mac`.
-    func run(firmwareVersion: () -> String?) throws -> String {
+    func run(firmwareVersion: () -> FirmwareVersion?) throws -> String {
         let image = try firmware.source.load()
         let uds = try SecretFile.readUDS(udsOptions.udsFile!)
         let id: RegistrationID
@@ -81,7 +93,7 @@ extension ReplCertRequest {
             guard let version = firmwareVersion() else {
                 throw ReplCertUsage("the board's firmware version is needed with --mac; the board did not give it")
             }
-            id = try RegistrationID(mac: try MACAddress(mac!), firmwareVersion: try FirmwareVersion(version))
+            id = try RegistrationID(mac: try MACAddress(mac!), firmwareVersion: version)
         }
         let credentials = try MeasuredFirmware(image).credentials(uds: uds, registrationID: id)
         let outputDirectory = output.outputDir

@@ -71,7 +71,7 @@ public final class ReplSession {
     /// version, returns what to tell the user. The front end supplies it (the CLI
     /// parses the words with the same options as `devkit cert`); nil: `:cert` is
     /// not offered.
-    public typealias CertHandler = (_ words: [String], _ firmwareVersion: () -> String?) -> String
+    public typealias CertHandler = (_ words: [String], _ firmwareVersion: () -> FirmwareVersion?) -> String
 
     private let link: ReplDeviceLink
     private let describeError: (any Error) -> String
@@ -375,7 +375,7 @@ public final class ReplSession {
             say(certHandler(Array(words.dropFirst())) {
                 let workflow = DevKitWorkflow(session: console)
                 return onBoard(echo: nil, isExit: false, { try workflow.info(reboot: false) })?
-                    .versions.firmwareVersion.text
+                    .versions.firmwareVersion
             })
         default:
             say("unknown local command \(words[0]); `:help` lists them.")

@@ -162,9 +162,18 @@ public struct FileGroupWriter {
         }
         if !replacing { for file in staged { unlink(file.temporary) } }
         staged.removeAll()
-        // As before: a directory that cannot be synced (some network file systems
-        // refuse) leaves the files in place, unsynced.
-        if durable { for directory in directories { DirectorySync.shared.sync(directory) } }
+        guard durable else { return }
+        for directory in directories {
+            if replacing {
+                // Outputs that can be derived again: a directory that cannot be synced
+                // (some network file systems refuse) leaves them in place, unsynced.
+                DirectorySync.shared.sync(directory)
+            } else {
+                // A new secret (a UDS about to be sent to a board) must be known to be
+                // on disk before devkit goes on: its directory's fsync failing is an error.
+                try DurableFile.syncDirectory(directory)
+            }
+        }
     }
 
     /// Removes the staged temporary files (closing any still open).

@@ -42,7 +42,7 @@ public enum SecretFile {
 
     /// One line from the terminal on standard input, echo off. The terminal's
     /// settings come back afterwards, also when SIGINT, SIGTERM or SIGHUP ends the
-    /// process while it waits (the handler restores them and re-raises).
+    /// process while it waits (the read loop polls a SignalRelay beside stdin, restores them, then dies of the signal).
     public static func readHiddenLine() throws(WorkflowError) -> [UInt8] {
         var saved = termios()
         guard tcgetattr(STDIN_FILENO, &saved) == 0 else {

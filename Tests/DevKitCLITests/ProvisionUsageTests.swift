@@ -16,7 +16,7 @@ import Testing
         // A bad MAC or ID is refused where it enters, with the model's message.
         (["provision", "--port", "/nonexistent", "--elf", "e", "--generate-uds", "--mac", "a4cf12"], "not a MAC address"),
         (["provision", "--port", "/nonexistent", "--elf", "e", "--generate-uds", "--registration-id", "Has_Upper"], "only a-z, 0-9"),
-        (["registry", "reissue", "--elf", "e", "--firmware-version", "1.6"], "must be N.N.N"),
+        (["registry", "reissue", "--elf", "e", "--firmware-version", "1.6"], "is not a firmware version"),
         (["registry", "reissue"], "--elf FILE"),
     ]
 

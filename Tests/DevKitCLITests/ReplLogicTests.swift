@@ -44,7 +44,9 @@ struct ReplLogicTests {
             (["--elf", "a", "--uds-file", "u"], "either --mac"),
             (["--elf", "a", "--uds-file", "u", "--mac", "m", "--registration-id", "r"], "either --mac"),
             (["--elf", "a", "--uds-file"], "uds-file"),
-            (["--elf", "a", "--uds-file", "u", "--mac", "m", "--frobnicate", "x"], "frobnicate"),
+            (["--elf", "a", "--uds-file", "u", "--mac", "m", "--frobnicate", "x"], "unknown option --frobnicate"),
+            (["--frobnicate", "x"], "unknown option --frobnicate"),
+            (["--help"], "Alias certificate"),
         ]
         for (words, reason) in bad {
             switch ReplCertRequest.parseWords(words) {
@@ -55,6 +57,7 @@ struct ReplLogicTests {
         // What the console prints for a bad line: the reason, then the usage.
         let said = ReplCert.run(["--elf", "a"]) { nil }
         #expect(said.contains("--uds-file") && said.hasSuffix(ReplCertRequest.usage), "\(said)")
+        #expect(!said.contains(".;"), "\(said)")
     }
 
     // MARK: Secrets
