@@ -104,7 +104,7 @@ let package = Package(
 
         // Bounded child processes, binary paths, scratch directories and a started
         // virtual board, shared by the test targets (a test target cannot import another).
-        .target(name: "DevKitTestSupport", dependencies: ["VirtualDevKit"], path: "Tests/DevKitTestSupport"),
+        .target(name: "DevKitTestSupport", dependencies: ["CDevKitLinux", "VirtualDevKit"], path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
         .testTarget(

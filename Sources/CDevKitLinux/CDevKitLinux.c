@@ -17,6 +17,10 @@ int CDevKitLinux_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *t
 
 int CDevKitLinux_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 
+int CDevKitLinux_posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
 int CDevKitLinux_sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags) {
     return sync_file_range(fd, offset, nbytes, flags);
 }

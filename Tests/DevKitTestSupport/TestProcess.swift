@@ -1,5 +1,6 @@
 // Shared by the test targets (a test target cannot import another one): bounded
 // child processes and the paths of the built binaries.
+import CDevKitLinux
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -19,16 +20,8 @@ public struct ProcessResult: Sendable {
     public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
 }
 
-// The Glibc module map hides the GNU calls pipe2 and
-// posix_spawn_file_actions_addclosefrom_np; bind them by name.
-private func libcSymbol(_ name: String) -> UnsafeMutableRawPointer? {
-    dlsym(dlopen(nil, RTLD_NOW), name)
-}
-private typealias Pipe2Function = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
-private let c_pipe2 = unsafeBitCast(libcSymbol("pipe2")!, to: Pipe2Function.self)  // glibc ≥ 2.9
-private typealias CloseFromFunction = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-private let c_addclosefrom = libcSymbol("posix_spawn_file_actions_addclosefrom_np")
-    .map { unsafeBitCast($0, to: CloseFromFunction.self) }
+// pipe2 and posix_spawn_file_actions_addclosefrom_np are GNU calls the Glibc
+// module map hides: the project's C shim declares them.
 
 /// Bounded child processes for the end-to-end tests of the built `devkit`.
 public enum TestProcess {
@@ -41,7 +34,7 @@ public enum TestProcess {
     /// the deadline. pipe2(O_CLOEXEC) closes that window.
     public static func makePipe() throws -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
-        guard c_pipe2(&fds, O_CLOEXEC) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        guard CDevKitLinux_pipe2(&fds, O_CLOEXEC) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
         return (fds[0], fds[1])
     }
 
@@ -49,7 +42,7 @@ public enum TestProcess {
     /// its three standard streams whatever other threads left open without
     /// close-on-exec (glibc 2.34 and later; a no-op before).
     public static func closeOtherDescriptors(_ actions: inout posix_spawn_file_actions_t) {
-        if let c_addclosefrom { _ = c_addclosefrom(&actions, 3) }
+        _ = CDevKitLinux_posix_spawn_file_actions_addclosefrom_np(&actions, 3)
     }
 
     /// The `devkit` executable `swift test` built next to the test bundle

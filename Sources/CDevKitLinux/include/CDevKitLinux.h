@@ -10,6 +10,7 @@
 #define C_DEVKIT_LINUX_H
 
 #include <poll.h>
+#include <spawn.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,9 @@ int CDevKitLinux_eventfd(unsigned int initval, int flags);
 int CDevKitLinux_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, const sigset_t *sigmask);
 /// pipe2(2): both ends made with `flags` (O_CLOEXEC, O_NONBLOCK) atomically.
 int CDevKitLinux_pipe2(int fds[2], int flags);
+/// posix_spawn_file_actions_addclosefrom_np(3) (glibc 2.34): the child closes every
+/// descriptor from `from` on, whatever other threads opened without O_CLOEXEC.
+int CDevKitLinux_posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
 /// sync_file_range(2).
 int CDevKitLinux_sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags);
 /// unlockpt(3).
