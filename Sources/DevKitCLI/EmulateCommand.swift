@@ -43,6 +43,7 @@ struct EmulateCommand: AsyncParsableCommand {
             Fault switches make it misbehave on purpose, to test hosts:
               devkit emulate --link /tmp/ttyDevKit --fail-eeprom-write
               devkit emulate --link /tmp/ttyDevKit --baud 115200 --se-write-delay 30
+              devkit emulate --link /tmp/ttyDevKit --flood-bytes 10485760
             """)
 
     @Option(help: ArgumentHelp("Keep a symlink to the pty at this path (removed on exit).", valueName: "path"))
@@ -86,6 +87,20 @@ struct EmulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("se-write-delay"), help: ArgumentHelp("Fault: each secure-element write (and its verify) takes this long.", valueName: "ms"))
     var seWriteDelay: Int = 0
 
+    @Option(name: .customLong("flood-bytes"), help: ArgumentHelp(
+        "Fault: answer the host's first bytes with this many bytes of output and no prompt (a board stuck printing).",
+        valueName: "bytes"))
+    var floodBytes: Int?
+
+    @Flag(name: .customLong("echo-secret-in-errors"), help: "Fault: the secret commands reject their value and quote it back (Invalid <command> value: <value>).")
+    var echoSecretInErrors = false
+
+    @Flag(help: "Fault: print nothing and ignore the host (a silent port, or a board whose Wi-Fi failed in configuration mode).")
+    var silent = false
+
+    @Flag(name: .customLong("sketch-without-mac"), help: "Fault: the user-mode sketch does not log its MAC address.")
+    var sketchWithoutMAC = false
+
     @Flag(help: "Print the device path and settings as one JSON object, then one per event (replugged; stopped, with the USB latency of the replies).")
     var json = false
 
@@ -101,6 +116,7 @@ struct EmulateCommand: AsyncParsableCommand {
         if let unplugAfter, unplugAfter < 1 { throw ValidationError("--unplug-after must be at least 1 byte.") }
         if lineNoise < 0 { throw ValidationError("--line-noise cannot be negative.") }
         if seWriteDelay < 0 { throw ValidationError("--se-write-delay cannot be negative.") }
+        if let floodBytes, floodBytes < 1 { throw ValidationError("--flood-bytes must be at least 1 byte.") }
         if noNetworks && !networks.isEmpty { throw ValidationError("Give --network or --no-networks, not both.") }
     }
 
@@ -122,7 +138,8 @@ struct EmulateCommand: AsyncParsableCommand {
             configuration.faults = .init(
                 eepromWriteFailure: failEEPROMWrite, verifyFailure: failVerify,
                 unplugAfterReceivedBytes: unplugAfter, lineNoiseBytes: lineNoise,
-                secureElementWriteDelay: .milliseconds(seWriteDelay))
+                secureElementWriteDelay: .milliseconds(seWriteDelay), floodBytes: floodBytes,
+                echoSecretInErrors: echoSecretInErrors, silent: silent, sketchWithoutMACLog: sketchWithoutMAC)
 
             // Take the signals before the board exists, so none is missed.
             let signals = try SignalRelay([SIGINT, SIGTERM, SIGUSR1, SIGUSR2], restartingCalls: true)

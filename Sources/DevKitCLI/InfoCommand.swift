@@ -33,6 +33,11 @@ struct InfoCommand: ParsableCommand {
     @Flag(help: "Also reboot the board and read its MAC address from the boot log.")
     var reboot = false
 
+    @Option(help: ArgumentHelp(
+        "With --reboot: how long to wait for the boot log's MAC address line (default 30).",
+        discussion: "Sketches other than the DPS sample may never print it.", valueName: "seconds"))
+    var timeout: Int?
+
     @Flag(help: "Print the result as one JSON object.")
     var json = false
 
@@ -58,11 +63,24 @@ struct InfoCommand: ParsableCommand {
         }
     }
 
+    func validate() throws {
+        if let timeout {
+            guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second.") }
+            guard reboot else { throw ValidationError("--timeout bounds the wait for the boot log: give it with --reboot.") }
+        }
+    }
+
     func run() throws {
         try reportingErrors {
             let path = try port.resolvedPath()
             let info = try withConsoleSession(port) { session in
-                try DevKitWorkflow(session: session, progress: progressReporter()).info(reboot: reboot)
+                try DevKitWorkflow(session: session, progress: progressReporter()).info(
+                    reboot: reboot, bootLogTimeout: timeout.map { .seconds($0) },
+                    waitingForBootLog: { wait in
+                        // One line even when stderr is not a terminal: the wait can be long and silent.
+                        printError("devkit: the board is rebooting; waiting up to \(ConsoleError.format(wait)) for its boot log "
+                            + "to print `DevKit MAC Address:` (the DPS sample sketch does; others may not: --timeout shortens the wait)")
+                    })
             }
             let v = info.versions
             let result = Result(

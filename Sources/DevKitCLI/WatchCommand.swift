@@ -145,6 +145,15 @@ final class BoardThreads: @unchecked Sendable {
                 lock.withLock { failed += 1 }
                 log(node, .failed, "failed: the board is in \(mode.description); hold button A and press reset, then unplug and "
                     + "plug the board in again: it is provisioned when it re-appears")
+            } catch ConsoleError.noAnswer(let received) {
+                // Most often a board in user mode whose sketch is quiet: its banner went
+                // out before the port was opened. Not called user mode (issue 12), but
+                // the same remedy, replug included, comes first.
+                lock.withLock { failed += 1 }
+                log(node, .failed, "failed: no answer from the board (no prompt, "
+                    + (received == 0 ? "nothing came back" : "\(received) unrecognised bytes")
+                    + "); if it is not in configuration mode, hold button A and press reset, then unplug and plug the board in "
+                    + "again: it is provisioned when it re-appears (also check the port and that no other program holds it)")
             } catch let error as CLIReportable {
                 lock.withLock { failed += 1 }
                 log(node, .failed, "failed: \(error.userMessage)")

@@ -64,6 +64,23 @@ public enum ConsoleCommand: Sendable, Hashable {
         }
     }
 
+    /// The secret values this command carries (none for most): what a reply must
+    /// never show (see `maskingSecrets`).
+    public var secretArguments: [String] {
+        switch self {
+        case .setWiFiPassword(let password): return password.isEmpty ? [] : [password.secretValue]
+        case .setIoTHubConnectionString(let value), .setDPSConnectionString(let value): return [value.secretValue]
+        case .setDPSUDS(let uds): return [uds.hexString]
+        case .enableSecure(_, let key): return key.map { [$0] } ?? []
+        default: return []
+        }
+    }
+
+    /// Reply text as it may be shown or logged: any part of a secret argument masked.
+    public func masking(_ reply: String) -> String {
+        maskingSecrets(secretArguments, in: reply)
+    }
+
     /// The arguments, validated, unquoted.
     public func arguments() throws(ConsoleError) -> [String] {
         func fail(_ reason: String) -> ConsoleError { .invalidArgument(command: name, reason: reason) }

@@ -15,10 +15,6 @@ public enum BoardMode: Sendable, Hashable, CustomStringConvertible {
         case banner
         /// SDK log lines (`INFO:` / `ERROR:`) from a running sketch.
         case logLines
-        /// Nothing at all came back.
-        case silence
-        /// Bytes came back, but nothing a DevKit prints (wrong baud rate?).
-        case unrecognizedOutput
     }
 
     public var description: String {
@@ -53,6 +49,9 @@ public enum ConsoleError: Error, Sendable, Hashable {
     case invalidArgument(command: String, reason: String)
     /// No prompt: the board is not in configuration mode (or not a DevKit).
     case wrongMode(BoardMode)
+    /// No prompt, and nothing a DevKit prints in any mode: `receivedBytes` is how
+    /// many bytes came back (0: silence). Not evidence of user mode.
+    case noAnswer(receivedBytes: Int)
     /// A wait ran out. `expected` says what the session was waiting for.
     case timeout(expected: String, after: Duration, command: String?)
     /// The console echoed something other than the bytes sent, from byte `offset`
@@ -88,15 +87,20 @@ extension ConsoleError: CustomStringConvertible {
                 switch evidence {
                 case .banner: detail = "it printed its user-mode banner"
                 case .logLines: detail = "its sketch is logging"
-                case .silence: detail = "no prompt and no output came back; a board in AP mode is silent too"
-                case .unrecognizedOutput:
-                    detail = "no prompt, only unrecognised bytes; also check the baud rate, the DevKit uses 115200"
                 }
                 return "board is in user mode: hold button A, press reset, try again (\(detail))"
             case .accessPoint(let mac):
                 let ap = mac.map { " (Soft AP AZ-\($0))" } ?? ""
                 return "board is in AP mode\(ap): release button B, hold button A, press reset, try again"
             }
+        case .noAnswer(let received):
+            let what = received == 0
+                ? "nothing came back"
+                : "only \(received) bytes that no DevKit prints came back (a flood, line noise, or the wrong baud rate: the DevKit uses 115200)"
+            return "no answer from the board: no console prompt, \(what). Likely causes: the board is not in configuration mode "
+                + "(hold button A and press reset); the wrong port (is it a DevKit? `devkit list`); another program holds the board "
+                + "(a serial terminal; ModemManager probing a new port: stop it or add the udev rule); "
+                + "a board whose Wi-Fi failed in configuration mode is silent too (reset it)"
         case .timeout(let expected, let after, let command):
             let context = command.map { " after `\($0)`" } ?? ""
             return "timed out after \(ConsoleError.format(after)) waiting for \(expected)\(context): "
@@ -134,7 +138,8 @@ extension ConsoleError: CustomStringConvertible {
         }
     }
 
-    static func format(_ duration: Duration) -> String {
+    /// A duration as messages show it: `30 s`, `1500 ms`.
+    public static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
         if milliseconds % 1000 == 0 { return "\(milliseconds / 1000) s" }

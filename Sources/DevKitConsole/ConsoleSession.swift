@@ -77,18 +77,21 @@ public final class ConsoleSession {
     /// Sends `\r` until the prompt answers; otherwise tells which mode the board is in.
     ///
     /// - Throws: `ConsoleError.wrongMode` with the mode read from what the board
-    ///   printed instead (user-mode banner or logs, AP-mode line, or silence).
+    ///   printed instead (user-mode banner or logs, AP-mode line), or
+    ///   `ConsoleError.noAnswer` when nothing it printed tells (silence, noise).
     public func synchronize() throws {
         state = .unsynchronized
         // Only the prompt search sees every byte (linear, see `ConsoleFramer`); the
         // first `classificationWindow` bytes are kept to tell the mode if none comes.
         var framer = ConsoleFramer.awaitingPrompt()
         var seen: [UInt8] = []
+        var received = 0
         var pending = inbox
         inbox.removeAll()
         // True when a prompt came; the inbox then holds what followed the last one (a
         // second prompt may be on its way: the echo reader skips stale prompts).
         func absorb(_ bytes: [UInt8]) -> Bool {
+            received += bytes.count
             if seen.count < Self.classificationWindow { seen += bytes.prefix(Self.classificationWindow - seen.count) }
             var tail: [UInt8]?
             for event in framer.feed(bytes) {
@@ -114,9 +117,9 @@ public final class ConsoleSession {
                 if absorb(chunk) { return }
             }
         }
-        let mode = Self.classify(seen)
         inbox.removeAll()
-        throw ConsoleError.wrongMode(mode)
+        if let mode = Self.classify(seen) { throw ConsoleError.wrongMode(mode) }
+        throw ConsoleError.noAnswer(receivedBytes: received)
     }
 
     /// How much of what a board printed instead of a prompt is kept to tell its mode
@@ -128,8 +131,9 @@ public final class ConsoleSession {
     /// an error rather than memory growing without limit.
     public static let maxReplyLength = 64 * 1024
 
-    /// Reads the mode from what a board printed when it did not give a prompt.
-    static func classify(_ bytes: [UInt8]) -> BoardMode {
+    /// Reads the mode from what a board printed when it did not give a prompt; nil
+    /// when nothing in it is what a DevKit prints (silence, noise, a flood).
+    static func classify(_ bytes: [UInt8]) -> BoardMode? {
         let text = String(decoding: bytes, as: UTF8.self)
         let log = BootLog.parse(text)
         switch log.mode {
@@ -139,8 +143,7 @@ public final class ConsoleSession {
         }
         if log.sawBanner || text.contains("You can 1. press Button A") { return .user(.banner) }
         if case .user(let evidence)? = log.mode { return .user(evidence) }
-        if bytes.allSatisfy({ $0 == 0x0D || $0 == 0x0A || $0 == 0x20 || $0 == 0 }) { return .user(.silence) }
-        return .user(.unrecognizedOutput)
+        return nil
     }
 
     // MARK: Typed commands
@@ -226,7 +229,7 @@ public final class ConsoleSession {
             throw ConsoleError.commandFailed(command: command.name, .secureChannelFailed)
         }
         if let usage = lines.first(where: { $0.lowercased().hasPrefix("usage") }) {
-            throw ConsoleError.commandFailed(command: command.name, .usage(message: usage))
+            throw ConsoleError.commandFailed(command: command.name, .usage(message: command.masking(usage)))
         }
         throw Self.unexpected(command, lines)
     }
@@ -494,16 +497,18 @@ public final class ConsoleSession {
     static func checkSetting(_ lines: [String], command: ConsoleCommand, success: String) throws {
         try throwIfStorageFailed(lines, command)
         let invalid = lines.firstIndex { $0.hasPrefix("Invalid ") }
+        // A board may quote the value it rejects: for a secret command, that is the secret.
+        func rejected(_ index: Int) -> ConsoleError {
+            .commandFailed(command: command.name, .invalidArgument(message: command.masking(lines[index])))
+        }
         if let done = lines.firstIndex(of: success) {
             // The UDS quirk: a valid 64-digit UDS prints `Invalid UDS.`, then stores it.
-            if let invalid, !(command.name == "set_dps_uds" && invalid < done) {
-                throw ConsoleError.commandFailed(command: command.name, .invalidArgument(message: lines[invalid]))
-            }
+            if let invalid, !(command.name == "set_dps_uds" && invalid < done) { throw rejected(invalid) }
             return
         }
-        if let invalid { throw ConsoleError.commandFailed(command: command.name, .invalidArgument(message: lines[invalid])) }
+        if let invalid { throw rejected(invalid) }
         if let usage = lines.first(where: { $0.hasPrefix("Usage:") }) {
-            throw ConsoleError.commandFailed(command: command.name, .usage(message: usage))
+            throw ConsoleError.commandFailed(command: command.name, .usage(message: command.masking(usage)))
         }
         throw Self.unexpected(command, lines)
     }

@@ -55,3 +55,48 @@ public struct WiFiPassword: Sendable, Hashable, CustomStringConvertible,
 public func containsControlCharacter(_ text: some StringProtocol) -> Bool {
     text.utf8.contains { $0 < 0x20 || $0 == 0x7F }
 }
+
+/// The shortest run of a secret's characters that is masked where it shows up in
+/// text (a board's reply quoting it, for instance). Shorter runs are left alone:
+/// words such as `Invalid` would otherwise match parts of a long connection string.
+public let secretFragmentLength = 8
+
+/// `text` with every run of `secretFragmentLength` or more characters that also
+/// occurs in one of `secrets` replaced by `***` (ASCII case ignored, as a board may
+/// print hex in either case). The one masking function for what a board printed
+/// in answer to a secret command: session errors, the console's screen and its
+/// transcript all pass through it. Written here because no library masks
+/// substrings of a secret; linear in the text for each secret.
+public func maskingSecrets(_ secrets: [String], in text: String) -> String {
+    let n = secretFragmentLength
+    var bytes = Array(text.utf8)
+    guard bytes.count >= n else { return text }
+    func folded(_ b: UInt8) -> UInt8 { (0x41...0x5A).contains(b) ? b | 0x20 : b }
+    var covered = [Bool](repeating: false, count: bytes.count)
+    for secret in secrets {
+        let s = secret.utf8.map(folded)
+        guard s.count >= n else { continue }
+        // Every n-byte window of the secret; a text window found among them is part
+        // of the secret, and overlapping windows cover every longer run.
+        var windows = Set<ArraySlice<UInt8>>()
+        for start in 0...(s.count - n) { windows.insert(s[start..<(start + n)]) }
+        let t = bytes.map(folded)
+        for start in 0...(t.count - n) where windows.contains(t[start..<(start + n)]) {
+            for i in start..<(start + n) { covered[i] = true }
+        }
+    }
+    guard covered.contains(true) else { return text }
+    var result: [UInt8] = []
+    var i = 0
+    while i < bytes.count {
+        if covered[i] {
+            result += Array("***".utf8)
+            while i < bytes.count && covered[i] { i += 1 }
+        } else {
+            result.append(bytes[i])
+            i += 1
+        }
+    }
+    bytes = result
+    return String(decoding: bytes, as: UTF8.self)
+}

@@ -243,7 +243,7 @@ public final class ReplSession {
             say(String(describing: error))
             return
         }
-        _ = onBoard(echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit) {
+        _ = onBoard(echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit, secrets: command.secretArguments) {
             try console.execute(command)
         }
         if command == .exit {
@@ -253,7 +253,9 @@ public final class ReplSession {
 
     /// Synchronises when needed, runs `body` while showing the reply as it streams in,
     /// and reports every failure on one line. Nil when it failed.
-    private func onBoard<T>(echo: [UInt8]?, isExit: Bool, _ body: () throws -> T) -> T? {
+    /// With `secrets`, what the board prints is shown and logged a line at a time,
+    /// each masked (`maskingSecrets`): a board may quote the value it rejects.
+    private func onBoard<T>(echo: [UInt8]?, isExit: Bool, secrets: [String] = [], _ body: () throws -> T) -> T? {
         // News from before the command (unplug, output) is shown first.
         showUnsolicited()
         let rest = unsolicited.flush()
@@ -266,6 +268,16 @@ public final class ReplSession {
             guard synchronize(reportSuccess: false) else { return nil }
         }
         var after: [UInt8] = []
+        // Reply bytes held back until their line is complete (only with secrets).
+        var held: [UInt8] = []
+        func masked(_ bytes: [UInt8], flush: Bool) -> [UInt8] {
+            guard !secrets.isEmpty else { return bytes }
+            held += bytes
+            let end = flush ? held.count : (held.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0)
+            let lines = Array(held[..<end])
+            held.removeFirst(end)
+            return Array(maskingSecrets(secrets, in: String(decoding: lines, as: UTF8.self)).utf8)
+        }
         transport.wasCancelled = false
         if let echo {
             var framer = ConsoleFramer(echo: echo, untilReboot: isExit)
@@ -281,13 +293,17 @@ public final class ReplSession {
                     case .echo, .prompt, .reboot: break
                     }
                 }
+                shown = masked(shown, flush: false)
                 writeAll(STDOUT_FILENO, shown)
                 transcript?.received(shown)
             }
         }
         defer {
             console.receiveObserver = nil
-            let lines = unsolicited.feed(after)
+            let rest = masked([], flush: true)
+            writeAll(STDOUT_FILENO, rest)
+            transcript?.received(rest)
+            let lines = masked(unsolicited.feed(after), flush: true)
             transcript?.received(lines)
             show(lines, above: false)
         }

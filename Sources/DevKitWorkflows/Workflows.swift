@@ -78,14 +78,21 @@ public struct DevKitWorkflow {
     }
 
     /// Versions; with `reboot`, also `exit` and the MAC address from the boot log,
-    /// and the registration ID the device will derive.
-    public func info(reboot: Bool) throws -> DeviceInfo {
+    /// and the registration ID the device will derive. `bootLogTimeout` (default: the
+    /// session's) bounds the wait for the MAC; `waitingForBootLog` is told when that
+    /// wait starts and how long it may take (a sketch that never logs its MAC keeps
+    /// it waiting to the end, so the user should know what for).
+    public func info(
+        reboot: Bool, bootLogTimeout: Duration? = nil, waitingForBootLog: (Duration) -> Void = { _ in }
+    ) throws -> DeviceInfo {
         try ensurePrompt()
         progress("reading the versions")
         var info = DeviceInfo(versions: try session.version())
         guard reboot else { return info }
         progress("rebooting the board and reading its boot log")
-        let log = try session.exitAndReadBootLog()
+        let wait = bootLogTimeout ?? session.timeouts.bootLog
+        waitingForBootLog(wait)
+        let log = try session.exitAndReadBootLog(timeout: wait)
         if log.mode == .configuration { throw WorkflowError.rebootedIntoConfigurationMode }
         info.macAddress = log.macAddress
         info.bootLogFirmwareVersion = log.firmwareVersion

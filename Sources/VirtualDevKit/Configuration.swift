@@ -23,17 +23,34 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
         public var lineNoiseBytes = 0
         /// How long each secure-element write takes (a write and its verify each).
         public var secureElementWriteDelay: Duration = .zero
+        /// In configuration mode, the first bytes from the host are answered with this
+        /// many bytes of text that hold no prompt (a board stuck printing), at the
+        /// rate the host reads them; no prompt ever comes.
+        public var floodBytes: Int? = nil
+        /// The secret commands reject their value and quote it back:
+        /// `Invalid <command> value: <value>` (a host must not show it).
+        public var echoSecretInErrors = false
+        /// The board prints nothing and ignores the host (a port with no DevKit
+        /// behind it, or a board whose Wi-Fi failed in configuration mode).
+        public var silent = false
+        /// The user-mode sketch does not log `DevKit MAC Address:` (nor its version).
+        public var sketchWithoutMACLog = false
 
         public init(
             eepromWriteFailure: Bool = false, verifyFailure: Bool = false,
             unplugAfterReceivedBytes: Int? = nil, lineNoiseBytes: Int = 0,
-            secureElementWriteDelay: Duration = .zero
+            secureElementWriteDelay: Duration = .zero, floodBytes: Int? = nil,
+            echoSecretInErrors: Bool = false, silent: Bool = false, sketchWithoutMACLog: Bool = false
         ) {
             self.eepromWriteFailure = eepromWriteFailure
             self.verifyFailure = verifyFailure
             self.unplugAfterReceivedBytes = unplugAfterReceivedBytes
             self.lineNoiseBytes = lineNoiseBytes
             self.secureElementWriteDelay = secureElementWriteDelay
+            self.floodBytes = floodBytes
+            self.echoSecretInErrors = echoSecretInErrors
+            self.silent = silent
+            self.sketchWithoutMACLog = sketchWithoutMACLog
         }
     }
 

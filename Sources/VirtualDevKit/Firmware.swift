@@ -256,6 +256,11 @@ struct ConsoleFirmware {
     private func execute(argc: Int, argv: [[UInt8]], on board: BoardHardware) throws(BoardEvent) {
         let name = String(decoding: argv[0], as: UTF8.self)
         let argument: [UInt8]? = argc >= 2 && argv.count >= 2 ? argv[1] : nil
+        if configuration.faults.echoSecretInErrors, let argument,
+            ["set_dps_uds", "set_wifipwd", "set_az_iothub", "set_az_iotdps"].contains(name)
+        {
+            return try board.emit(Array("Invalid \(name) value: ".utf8) + argument + [0x0d, 0x0a])
+        }
         switch name {
         case "help":
             try board.emit(FirmwareText.help)

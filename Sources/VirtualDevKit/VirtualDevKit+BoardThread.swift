@@ -46,6 +46,9 @@ extension VirtualDevKit {
         ringHead = 0
         wire.removeAll()
         commandRunning = false
+        if configuration.faults.silent {
+            while true { _ = try nextByte() }
+        }
         if configuration.faults.lineNoiseBytes > 0 {
             try emit(Self.noise(count: configuration.faults.lineNoiseBytes))
         }
@@ -54,19 +57,58 @@ extension VirtualDevKit {
         case .configuration:
             var firmware = ConsoleFirmware(configuration: configuration)
             try firmware.start(on: self)
+            if let count = configuration.faults.floodBytes {
+                _ = try nextByte()
+                try flood(count)
+                while true { _ = try nextByte() }  // stuck: no console, no prompt
+            }
             while true {
                 let byte = try nextByte()
                 try firmware.receive(byte, on: self)
             }
         case .user:
-            try emit(
-                FirmwareText.userMode
-                    + FirmwareText.logInfo("DevKit MAC Address: \(configuration.macAddress)")
-                    + FirmwareText.logInfo("DevKit Firmware Version: \(configuration.firmwareVersion)"))
+            if configuration.faults.sketchWithoutMACLog {
+                try emit(FirmwareText.userMode + FirmwareText.logInfo("Sketch running."))
+            } else {
+                try emit(
+                    FirmwareText.userMode
+                        + FirmwareText.logInfo("DevKit MAC Address: \(configuration.macAddress)")
+                        + FirmwareText.logInfo("DevKit Firmware Version: \(configuration.firmwareVersion)"))
+            }
             while true { _ = try nextByte() }  // the sketch ignores the console
         case .ap:
             try emit(FirmwareText.apMode(mac: configuration.macAddress))
             while true { _ = try nextByte() }
+        }
+    }
+
+    /// The flood fault: `count` bytes of text without a prompt, written as fast as
+    /// the host reads them (not dropped like unread output: every byte must reach
+    /// the host). It stops early when the host reads nothing for a second (gone),
+    /// and still answers requests (stop, unplug, reset) between chunks.
+    func flood(_ count: Int) throws(BoardEvent) {
+        let line = Array("flood: this board prints without pause 0123456789 abcdefghijklmnopqrstuvwxyz\r\n".utf8)
+        var chunk: [UInt8] = []
+        while chunk.count < 4096 { chunk += line }
+        var sent = 0
+        var lastProgress = ContinuousClock.now
+        while sent < count {
+            try handleRequests(pluggedIn: true)
+            guard let pty else { throw .unplug }
+            var fds = [
+                pollfd(fd: pty.master.rawValue, events: Int16(POLLOUT), revents: 0),
+                pollfd(fd: control.rawValue, events: Int16(POLLIN), revents: 0),
+            ]
+            _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, 2, 100) }
+            if fds[0].revents & Int16(POLLOUT) != 0 {
+                let n = chunk.withUnsafeBytes { Glibc.write(pty.master.rawValue, $0.baseAddress, min($0.count, count - sent)) }
+                if n > 0 {
+                    sent += n
+                    lastProgress = .now
+                    continue
+                }
+            }
+            if lastProgress.duration(to: .now) > .seconds(1) { return }
         }
     }
 

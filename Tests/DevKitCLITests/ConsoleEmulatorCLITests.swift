@@ -86,8 +86,9 @@ struct ConsoleEmulatorCLITests {
         // Booted before devkit opened the port: its boot text was heard by nobody
         // (as on a real board), so the board is silent. The session tests see the
         // banner and the AP line, with the port open across the reset.
-        ("user mode", .init(mode: .user), 69, "board is in user mode: hold button A, press reset, try again"),
-        ("AP mode", .init(mode: .ap), 69, "hold button A, press reset, try again"),
+        // Silence is not called user mode (issue 12); the mode is the first cause.
+        ("user mode", .init(mode: .user), 69, "no answer from the board: no console prompt, nothing came back. Likely causes: the board is not in configuration mode (hold button A and press reset)"),
+        ("AP mode", .init(mode: .ap), 69, "no answer from the board: no console prompt, nothing came back. Likely causes: the board is not in configuration mode (hold button A and press reset)"),
         ("line noise", .init(faults: .init(lineNoiseBytes: 500)), 0, ""),
         ("slow secure element", .init(faults: .init(secureElementWriteDelay: .milliseconds(300))), 0, ""),
         ("115200 pacing", .init(pacingBaudRate: 115_200), 0, ""),

@@ -17,11 +17,14 @@ struct ConsolePortTests {
         #expect(result.stderr.contains("in use by PID \(getpid())"))
     }
 
-    @Test("a silent board (user mode) → exit 69 with what to do")
-    func silentBoardIsUserMode() throws {
+    /// Silence is not evidence of user mode (issue 12): "no answer", with the causes.
+    @Test("a silent port → exit 69, no answer from the board, with what to do")
+    func silentPortIsNoAnswer() throws {
         let pty = try PseudoTerminal()  // nobody answers on the master side
         let result = try ConsoleCLIProcess.run(["info", "--port", pty.slavePath], timeout: 15)
         #expect(result.status == 69)
-        #expect(result.stderr.contains("board is in user mode: hold button A, press reset, try again"))
+        #expect(result.stderr.contains("no answer from the board: no console prompt, nothing came back"))
+        #expect(result.stderr.contains("hold button A and press reset"))
+        #expect(!result.stderr.contains("user mode"))
     }
 }

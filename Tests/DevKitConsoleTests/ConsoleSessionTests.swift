@@ -88,9 +88,6 @@ struct SynchronisationTests {
         (Board.banner + Board.userModeText, .user(.banner)),
         ("2026-11-28 09:00:01 INFO:  IoT Hub connecting...\r\n", .user(.logLines)),
         ("2026-11-28 09:00:01 ERROR: iothub.c (ln 12): failed\r\n", .user(.logLines)),
-        ("", .user(.silence)),
-        ("\r\n", .user(.silence)),
-        ("\u{fe}\u{80}\u{f0}~~x\u{13}", .user(.unrecognizedOutput)),
         ("Soft AP AZ-a4cf120b9e31 is running...\r\nConnect and visit \"http://192.168.0.1/\" to config the system settings.\r\n",
          .accessPoint(mac: try! MACAddress("a4cf120b9e31"))),
     ]
@@ -219,6 +216,52 @@ struct CommandTests {
             try session.setDPSConnectionString(ConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k"))
             #expect(try session.enableSecureChannel(level: 2) == .enabled)
             #expect(try session.enableSecureChannel(level: 2) == .alreadyEnabled)
+        }
+    }
+
+    static let noAnswerCases: [(String, Int)] = [("", 0), ("\r\n", 2), ("\u{fe}\u{80}\u{f0}~~x\u{13}", 10)]
+
+    /// Issue 12: a silent port (or noise) is not evidence of user mode.
+    @Test("silence or unrecognised bytes → noAnswer listing the causes, never 'user mode'", arguments: noAnswerCases)
+    func noAnswer(output: String, received: Int) throws {
+        let steps: [ScriptedTransport.Step] = [
+            .reply(Board.bytes(output)),
+            .expectSend([0x0D], requireDrained: false), .expectSend([0x0D], requireDrained: false),
+            .expectSend([0x0D], requireDrained: false),
+        ]
+        try play(steps) { session in
+            expectError(.noAnswer(receivedBytes: received)) { try session.synchronize() }
+            #expect(session.state == .unsynchronized)
+        }
+        let message = ConsoleError.noAnswer(receivedBytes: received).description
+        #expect(message.hasPrefix("no answer from the board"))
+        #expect(!message.contains("user mode"))
+        for cause in ["hold button A and press reset", "wrong port", "another program holds the board", "ModemManager"] {
+            #expect(message.contains(cause), "\(cause)")
+        }
+    }
+
+    /// Issue 4: a board that quotes the rejected secret in its error.
+    @Test("a rejected secret quoted back by the board is masked in the error", arguments: [
+        ConsoleCommand.setDPSUDS(try! UDS(hex: Board.uds)),
+        .setWiFiPassword(try! WiFiPassword("correct horse battery staple")),
+        .setIoTHubConnectionString(try! ConnectionString("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=c2VjcmV0a2V5MTIzNA==")),
+        .setDPSConnectionString(try! ConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=c2VjcmV0a2V5MTIzNA==")),
+    ])
+    func echoedSecretIsMasked(command: ConsoleCommand) throws {
+        let secret = try #require(command.secretArguments.first)
+        for reply in ["Invalid \(command.name) value: \(secret)", "Invalid value \(secret.uppercased()).", "Usage: \(secret.prefix(10))"] {
+            do {
+                try ConsoleSession.checkSetting([reply], command: command, success: "INFO: never printed")
+                Issue.record("no error for \(reply)")
+            } catch let error as ConsoleError {
+                let text = error.description.lowercased()
+                #expect(text.contains("***"), "\(error)")
+                let s = Array(secret.lowercased())
+                for start in 0...(s.count - 8) {
+                    #expect(!text.contains(String(s[start..<(start + 8)])), "\(error)")
+                }
+            }
         }
     }
 
@@ -422,7 +465,7 @@ struct EchoAndTimeoutTests {
         let session = ConsoleSession(transport: board, timeouts: .short)
         let clock = ContinuousClock()
         let elapsed = clock.measure {
-            expectError(.wrongMode(.user(.silence))) { try session.synchronize() }
+            expectError(.noAnswer(receivedBytes: 0)) { try session.synchronize() }
         }
         #expect(board.sent == 3)
         #expect(elapsed >= .milliseconds(120) && elapsed < .seconds(2))
