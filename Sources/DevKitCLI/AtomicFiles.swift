@@ -35,7 +35,7 @@ struct AtomicFileGroup {
         do {
             try files.stage(Array(contents.utf8), at: path, mode: mode, honoringUmask: true)
         } catch {
-            throw .output(path: error.path, reason: errnoDescription(error.errno.rawValue))
+            throw .output(path: error.path, reason: errnoDescription(error.errno.rawValue), errno: error.errno.rawValue)
         }
     }
 
@@ -44,7 +44,7 @@ struct AtomicFileGroup {
         do {
             try files.commit()
         } catch {
-            throw .output(path: error.path, reason: errnoDescription(error.errno.rawValue))
+            throw .output(path: error.path, reason: errnoDescription(error.errno.rawValue), errno: error.errno.rawValue)
         }
     }
 
@@ -58,12 +58,13 @@ func makeDirectory(_ path: String) throws(CertError) {
     for component in path.split(separator: "/") {
         current += "/" + component
         if mkdir(current, 0o755) != 0 && errno != EEXIST {
-            throw .output(path: path, reason: errnoDescription(errno))
+            let error = errno
+            throw .output(path: path, reason: errnoDescription(error), errno: error)
         }
     }
     var st = stat()
     guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-        throw .output(path: path, reason: "not a directory")
+        throw .output(path: path, reason: "not a directory", errno: ENOTDIR)
     }
 }
 

@@ -56,7 +56,7 @@ struct CertBatch {
             } catch {
                 failed += 1
                 let message = (error as? LineError)?.message ?? "\(error)"
-                printError("devkit: error: \(path):\(lineNumber): \(message)")
+                printError("devkit: error: \(escaped(path)):\(lineNumber): \(message)")
                 if command.json {
                     print(try! JSONOutput.text(CertBatchLineFailure(error: message, line: lineNumber)))
                 }

@@ -13,8 +13,8 @@ enum CertError: Error, CLIReportable {
     case firmware(FirmwareError)
     /// The inputs give a key the device could never use.
     case generation(GenerationError)
-    /// An output that cannot be written.
-    case output(path: String, reason: String)
+    /// An output that cannot be written; `errno` when a system call said why.
+    case output(path: String, reason: String, errno: Int32? = nil)
     /// Batch mode: some devices failed (each was reported with its line).
     case batchIncomplete(failed: Int, total: Int)
 
@@ -23,7 +23,7 @@ enum CertError: Error, CLIReportable {
         case .usage, .invalidInput: return .usage
         case .unreadable: return .noInput
         case .firmware, .generation: return .dataError
-        case .output: return .cannotCreate
+        case .output(_, _, let errno): return errno.map(ExitStatus.init(fileErrno:)) ?? .cannotCreate
         case .batchIncomplete: return .partialFailure
         }
     }
@@ -33,11 +33,11 @@ enum CertError: Error, CLIReportable {
         case .usage(let text): return text
         case .invalidInput(let error, let source):
             return source.map { "\($0): \(error)" } ?? "\(error)"
-        case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"
+        case .unreadable(let path, let reason): return "cannot read \(escaped(path)): \(reason)"
         case .firmware(let error): return "\(error)"
         case .generation(let error): return "\(error)"
-        case .output(let path, let reason):
-            return "cannot write \(path): \(reason); choose a writable --output-dir"
+        case .output(let path, let reason, _):
+            return "cannot write \(escaped(path)): \(reason); choose a writable --output-dir"
         case .batchIncomplete(let failed, let total):
             return "\(failed) of \(total) devices failed (see the messages above); the others were written"
         }

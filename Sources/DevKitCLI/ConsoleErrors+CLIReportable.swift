@@ -1,5 +1,6 @@
 import DevKitREPL
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 
 extension ConsoleError: CLIReportable {
@@ -21,15 +22,16 @@ extension WorkflowError: CLIReportable {
         switch self {
         case .cannotReadSecret: return .noInput
         case .invalidSecret, .unknownConnectionString: return .usage
-        case .cannotWriteSecret, .secretFileExists: return .cannotCreate
+        case .cannotWriteSecret(_, _, let errno): return errno.map(ExitStatus.init(fileErrno:)) ?? .cannotCreate
+        case .secretFileExists: return .cannotCreate
         case .rebootedIntoConfigurationMode: return .unavailable
         }
     }
 
     public var userMessage: String {
         switch self {
-        case .cannotWriteSecret(let path, let reason):
-            "cannot write \(path): \(reason); choose a writable path with --save (nothing was sent to the board)"
+        case .cannotWriteSecret(let path, let reason, _):
+            "cannot write \(escaped(path)): \(reason); choose a writable path with --save (nothing was sent to the board)"
         case .secretFileExists(let path):
             "\(path) exists already and may hold another board's secret: choose a new path with --save (nothing was sent to the board)"
         case .unknownConnectionString:

@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitSystem
 import ArgumentParser
 #if canImport(Glibc)
@@ -20,6 +21,20 @@ public enum ExitStatus: Int32, Sendable {
     case noPermission = 77
 }
 
+extension ExitStatus {
+    /// The one rule from the errno of a failed file or directory creation or write
+    /// (registry, output directory, secret and certificate files) to sysexits(3):
+    /// not allowed is 77, a path that cannot be created is 73, any other failure of
+    /// the I/O itself (disk full, EIO) is 74.
+    init(fileErrno: Int32) {
+        switch fileErrno {
+        case EACCES, EPERM: self = .noPermission
+        case EROFS, ENOENT, ENOTDIR, EEXIST, EISDIR, ENAMETOOLONG, ELOOP: self = .cannotCreate
+        default: self = .ioError
+        }
+    }
+}
+
 /// An error that knows its exit status and a one-line message for the user.
 ///
 /// Library modules stay free of CLI concerns; this module gives their error types
@@ -37,8 +52,11 @@ func cliMessage(_ error: any Error) -> String {
 }
 
 /// Writes to standard error (unbuffered, so it interleaves correctly with stdout).
+/// Control characters a message quotes from input (a path, a key, a batch line)
+/// are escaped, so they cannot reach the terminal.
 func printError(_ message: String) {
-    let line = message.hasSuffix("\n") ? message : message + "\n"
+    let safe = escapedControlCharacters(message)
+    let line = safe.hasSuffix("\n") ? safe : safe + "\n"
     writeAll(STDERR_FILENO, line)
 }
 

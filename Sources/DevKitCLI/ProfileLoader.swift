@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitSystem
 import DevKitWorkflows
 import Foundation
@@ -13,11 +14,11 @@ enum ProfileError: Error, Equatable, CustomStringConvertible {
     var description: String {
         switch self {
         case .unreadable(let file, let reason):
-            "cannot read profile \(file): \(reason)"
+            "cannot read profile \(escaped(file)): \(reason)"
         case .syntax(let file, let line, let column, let message):
-            "profile \(file):\(line):\(column): TOML syntax error: \(message)"
+            "profile \(escaped(file)):\(line):\(column): TOML syntax error: \(message)"
         case .invalid(let file, let key, let message):
-            "profile \(file): \(key): \(message)"
+            "profile \(escaped(file)): \(escaped(key)): \(message)"
         }
     }
 }
@@ -191,7 +192,7 @@ enum ProfileLoader {
             case nil:
                 throw fail("uds.policy", "missing; allowed: \"generate\", \"from-file\"")
             case let other?:
-                throw fail("uds.policy", "'\(other)' is not a policy; allowed: \"generate\", \"from-file\"")
+                throw fail("uds.policy", "'\(escaped(other))' is not a policy; allowed: \"generate\", \"from-file\"")
             }
 
             var wifi: WiFiSettings?
@@ -227,7 +228,7 @@ enum ProfileLoader {
                 switch try string(d, "provisioning_status", "dps.") {
                 case nil, "enabled": dps.provisioningEnabled = true
                 case "disabled": dps.provisioningEnabled = false
-                case let other?: throw fail("dps.provisioning_status", "'\(other)'; allowed: \"enabled\", \"disabled\"")
+                case let other?: throw fail("dps.provisioning_status", "'\(escaped(other))'; allowed: \"enabled\", \"disabled\"")
                 }
             }
             return ProvisioningProfile(

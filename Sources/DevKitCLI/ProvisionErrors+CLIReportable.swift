@@ -6,7 +6,7 @@ extension ProvisionError: CLIReportable {
         switch self {
         case .invalidInput, .templateNeedsSerial, .serialUnknown, .resumeOnAnotherBoard, .resumeNeedsBoard,
              .cannotResume: .usage
-        case .outputDirectory: .cannotCreate
+        case .outputDirectory(_, _, let errno): errno.map(ExitStatus.init(fileErrno:)) ?? .cannotCreate
         case .firmware, .macNotInBootLog: .dataError
         }
     }
@@ -28,7 +28,7 @@ extension ProvisionError: CLIReportable {
 }
 
 extension OutputFileError: CLIReportable {
-    public var exitStatus: ExitStatus { .cannotCreate }
+    public var exitStatus: ExitStatus { errno.map(ExitStatus.init(fileErrno:)) ?? .cannotCreate }
     public var userMessage: String { description }
 }
 

@@ -3,7 +3,8 @@ import DevKitRegistry
 extension RegistryError: CLIReportable {
     public var exitStatus: ExitStatus {
         switch self {
-        case .cannotCreateDirectory: .cannotCreate
+        case .cannotCreateDirectory(_, _, let errno): errno.map(ExitStatus.init(fileErrno:)) ?? .cannotCreate
+        case .cannotOpen(_, _, let errno?): ExitStatus(fileErrno: errno)
         case .cannotOpen, .database: .ioError
         case .invalidStoredValue: .dataError
         case .invalidMAC: .usage

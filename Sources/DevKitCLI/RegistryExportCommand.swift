@@ -30,7 +30,10 @@ struct RegistryExportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let boards = try registry.openExisting()?.allBoards() ?? []
+            guard let opened = try registry.openExisting() else {
+                throw NoRegistryError(path: registry.resolvedPath)
+            }
+            let boards = try opened.allBoards()
             switch format {
             case .json:
                 print(try JSONOutput.text(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitModel
 import DevKitRegistry
 
 /// `devkit registry list`: one line per recorded board.
@@ -26,15 +27,19 @@ struct RegistryListCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let boards = try registry.openExisting().map {
-                try unfinished ? $0.unfinishedBoards() : $0.allBoards()
-            } ?? []
+            // As `show`, `export` and `reissue`: a registry that is not there is a wrong path, not an empty list.
+            guard let opened = try registry.openExisting() else {
+                throw NoRegistryError(path: registry.resolvedPath)
+            }
+            let boards = try unfinished ? opened.unfinishedBoards() : opened.allBoards()
             if json {
                 print(try JSONOutput.text(boards.map { BoardJSON(board: $0, includeSecret: false) }))
                 return
             }
             if boards.isEmpty {
-                print("No boards recorded in \(registry.resolvedPath).")
+                print(unfinished
+                    ? "No unfinished boards in \(escaped(registry.resolvedPath)): every recorded board has finished provisioning."
+                    : "No boards recorded in \(escaped(registry.resolvedPath)).")
                 return
             }
             let rows = boards.map { b in

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitModel
 import DevKitRegistry
 import Foundation
 
@@ -19,9 +20,13 @@ struct RegistryOptions: ParsableArguments {
     func open() throws -> Registry { try Registry(path: resolvedPath) }
 
     /// Opens the registry for commands that only read; nil when it does not exist
-    /// yet, so that reading never creates an empty database.
+    /// yet, so that reading never creates an empty database. A registry this user
+    /// may not look at is opened all the same, so the error says "Permission denied"
+    /// rather than that there is none.
     func openExisting() throws -> Registry? {
-        FileManager.default.fileExists(atPath: resolvedPath) ? try open() : nil
+        var st = stat()
+        if stat(resolvedPath, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
+        return try open()
     }
 }
 
@@ -31,7 +36,7 @@ struct NoRegistryError: CLIReportable {
     let path: String
     var exitStatus: ExitStatus { .noInput }
     var userMessage: String {
-        "no registry at \(path): nothing was provisioned with it; give the right one with --registry "
+        "no registry at \(escaped(path)): nothing was provisioned with it; give the right one with --registry "
             + "(devkit-autoconfigure@ keeps /var/lib/devkit/registry.sqlite)"
     }
 }

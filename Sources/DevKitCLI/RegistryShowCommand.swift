@@ -32,7 +32,10 @@ struct RegistryShowCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let board = try registry.openExisting()?.board(matching: key) else {
+            guard let opened = try registry.openExisting() else {
+                throw NoRegistryError(path: registry.resolvedPath)
+            }
+            guard let board = try opened.board(matching: key) else {
                 throw RegistryError.boardNotFound(key)
             }
             if json {

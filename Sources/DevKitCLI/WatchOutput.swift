@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitSystem
 import DevKitWorkflows
 import Foundation
@@ -98,7 +99,7 @@ final class WatchOutput: @unchecked Sendable {
             }
             // Up to the first board line, clear to the end of the screen, the note,
             // then the boards again.
-            writeAll(STDERR_FILENO, "\u{1B}[\(drawn)A\r\u{1B}[J" + text + "\n")
+            writeAll(STDERR_FILENO, "\u{1B}[\(drawn)A\r\u{1B}[J" + escapedControlCharacters(text) + "\n")
             drawn = 0
             redraw()
         }
@@ -119,7 +120,9 @@ final class WatchOutput: @unchecked Sendable {
         let width = ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
         var out = drawn > 0 ? "\u{1B}[\(drawn)A" : ""
         for port in order {
-            let line = "[\(port)] \(lines[port] ?? "")"
+            // Escaped, as printError does: the line's own control characters
+            // (from a path or a board's reply) would throw the cursor arithmetic off.
+            let line = escapedControlCharacters("[\(port)] \(lines[port] ?? "")")
             out += "\r\u{1B}[2K" + String(line.prefix(max(1, width - 1))) + "\n"
         }
         drawn = order.count

@@ -45,10 +45,26 @@ public enum InputError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// `text` with control characters written as Swift escapes (`\0`, `\t`, `\n`, `\r`,
 /// `\u{1B}`), so a refused value cannot move the cursor or hide itself in a terminal.
+/// Use it wherever a message quotes user input (a value, a path, a batch line, a key).
 public func escaped(_ text: some StringProtocol) -> String {
+    escape(text, keepingLayout: false)
+}
+
+/// A whole message made safe for a terminal just before it is printed: control
+/// characters escaped as by ``escaped(_:)``, except the newlines and tabs the message
+/// is laid out with; backslashes are left alone, so values the message already quotes
+/// through ``escaped(_:)`` read the same. The last line of defence for input a message
+/// quotes without ``escaped(_:)``.
+public func escapedControlCharacters(_ message: some StringProtocol) -> String {
+    escape(message, keepingLayout: true)
+}
+
+private func escape(_ text: some StringProtocol, keepingLayout: Bool) -> String {
     var out = ""
     for scalar in text.unicodeScalars {
         switch scalar {
+        case "\n" where keepingLayout, "\t" where keepingLayout, "\\" where keepingLayout:
+            out.unicodeScalars.append(scalar)
         case "\0": out += "\\0"
         case "\t": out += "\\t"
         case "\n": out += "\\n"

@@ -160,8 +160,8 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
         if let v = update.firmwareVersion { firmwareVersion = v.text }
         if let v = update.certificateSHA1 { certificateSHA1 = v }
         if let v = update.certificateSHA256 { certificateSHA256 = v }
-        if let v = update.certificatePath { certificatePath = v }
-        if let v = update.enrollmentPath { enrollmentPath = v }
+        if let v = update.certificatePath { certificatePath = absolutePath(v) }
+        if let v = update.enrollmentPath { enrollmentPath = absolutePath(v) }
     }
 }
 
@@ -256,3 +256,13 @@ extension BoardRecord {
 }
 
 extension BoardState: DatabaseValueConvertible {}
+
+/// `path` resolved against the current directory at the moment it is recorded: a
+/// row is read later from anywhere (`registry show`, `reissue`, the systemd unit),
+/// where a relative path would point elsewhere.
+func absolutePath(_ path: String) -> String {
+    guard !path.hasPrefix("/") else { return path }
+    let cwd = FileManager.default.currentDirectoryPath
+    return (URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: cwd, isDirectory: true))
+        .standardizedFileURL.path)
+}

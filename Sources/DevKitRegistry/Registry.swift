@@ -380,12 +380,13 @@ public final class Registry: Sendable {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
             if isDirectory.boolValue { return }
-            throw .cannotCreateDirectory(path: directory, reason: "a file with that name exists")
+            throw .cannotCreateDirectory(path: directory, reason: "a file with that name exists", errno: ENOTDIR)
         }
         let parent = (directory as NSString).deletingLastPathComponent
         if !parent.isEmpty && parent != directory { try makeDirectory(parent) }
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            throw .cannotCreateDirectory(path: directory, reason: String(cString: strerror(errno)))
+            let error = errno
+            throw .cannotCreateDirectory(path: directory, reason: String(cString: strerror(error)), errno: error)
         }
         // The umask can only remove bits, but say what we mean.
         _ = chmod(directory, 0o700)
@@ -402,11 +403,13 @@ public final class Registry: Sendable {
             fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
         }
         guard fd >= 0 else {
-            throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
+            let error = errno
+            throw .cannotOpen(path: path, reason: String(cString: strerror(error)), errno: error)
         }
         defer { close(fd) }
         if fchmod(fd, 0o600) != 0 {
-            throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
+            let error = errno
+            throw .cannotOpen(path: path, reason: String(cString: strerror(error)), errno: error)
         }
         return created
     }
@@ -415,10 +418,11 @@ public final class Registry: Sendable {
 /// What can go wrong with the registry. Messages never contain the UDS, and say what
 /// happened; the CLI adds which option or command to use.
 public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The registry's directory could not be created.
-    case cannotCreateDirectory(path: String, reason: String)
-    /// The database file could not be created, opened or migrated.
-    case cannotOpen(path: String, reason: String)
+    /// The registry's directory could not be created; `errno` when a system call
+    /// said why (the CLI maps it to an exit code).
+    case cannotCreateDirectory(path: String, reason: String, errno: Int32? = nil)
+    /// The database file could not be created, opened or migrated; `errno` as above.
+    case cannotOpen(path: String, reason: String, errno: Int32? = nil)
     /// A read or write failed.
     case database(path: String, reason: String)
     /// A value recorded for a board does not parse (the row was edited by hand).
@@ -430,18 +434,18 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .cannotCreateDirectory(let path, let reason):
-            "cannot create the registry directory \(path): \(reason)"
-        case .cannotOpen(let path, let reason):
-            "cannot open the registry \(path): \(reason); check its permissions"
+        case .cannotCreateDirectory(let path, let reason, _):
+            "cannot create the registry directory \(escaped(path)): \(reason)"
+        case .cannotOpen(let path, let reason, _):
+            "cannot open the registry \(escaped(path)): \(reason); check its permissions"
         case .database(let path, let reason):
-            "registry \(path): \(reason)"
+            "registry \(escaped(path)): \(reason)"
         case .invalidStoredValue(let id, let error):
             "board #\(id) in the registry holds a value devkit cannot use: \(error)"
         case .invalidMAC(let mac):
             "'\(escaped(mac))' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
         case .boardNotFound(let key):
-            "no board '\(key)' in the registry"
+            "no board '\(escaped(key))' in the registry"
         }
     }
 }

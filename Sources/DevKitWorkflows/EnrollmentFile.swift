@@ -148,7 +148,14 @@ func shellQuote(_ word: String) -> String {
 public struct OutputFileError: Error, Sendable, Equatable, CustomStringConvertible {
     public var path: String
     public var reason: String
-    public var description: String { "cannot write \(path): \(reason); check the output directory" }
+    /// The failed call's errno (the CLI maps it to an exit code).
+    public var errno: Int32?
+    public init(path: String, reason: String, errno: Int32? = nil) {
+        self.path = path
+        self.reason = reason
+        self.errno = errno
+    }
+    public var description: String { "cannot write \(escaped(path)): \(reason); check the output directory" }
 }
 
 /// Atomic writes of output files: never a partial file under the final name.
@@ -166,7 +173,7 @@ public enum OutputFile {
         do {
             try DurableFile.write(files.map { (Array($0.data), $0.path) }, mode: mode)
         } catch {
-            throw OutputFileError(path: error.path, reason: error.reason)
+            throw OutputFileError(path: error.path, reason: error.reason, errno: error.errno.rawValue)
         }
     }
 }

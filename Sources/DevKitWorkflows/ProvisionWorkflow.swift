@@ -138,8 +138,8 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
     case templateNeedsSerial(template: String)
     /// The UDS policy reads `<dir>/<serial>.uds` but the board's USB serial is unknown.
     case serialUnknown(directory: String)
-    /// The output directory cannot take the files.
-    case outputDirectory(path: String, reason: String)
+    /// The output directory cannot take the files; `errno` when a system call said why.
+    case outputDirectory(path: String, reason: String, errno: Int32? = nil)
     /// The firmware image could not be measured.
     case firmware(String)
     /// The board did not print its MAC after `exit`.
@@ -158,8 +158,8 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
             "the registration ID template '\(t)' needs the board's USB serial, which is unknown"
         case .serialUnknown(let dir):
             "the UDS policy reads \(dir)/<USB serial>.uds, but this board's USB serial is unknown"
-        case .outputDirectory(let path, let reason):
-            "output directory \(path): \(reason)"
+        case .outputDirectory(let path, let reason, _):
+            "output directory \(escaped(path)): \(reason)"
         case .firmware(let s): s
         case .macNotInBootLog:
             "the board rebooted but its boot log showed no `DevKit MAC Address:` line (is the DPS sample sketch flashed?)"
@@ -468,17 +468,23 @@ public struct ProvisionWorkflow {
         if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             // Created, as `devkit cert` does: before any board is touched, and the
             // error below says why when that is not possible.
-            do {
-                try FileManager.default.createDirectory(
-                    atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-            } catch {
-                throw .outputDirectory(path: path, reason: "does not exist and cannot be created (\(error.localizedDescription))")
+            // mkdir(2) rather than FileManager, whose error reads "The operation could
+            // not be completed" and hides the errno the exit code is chosen by.
+            var current = path.hasPrefix("/") ? "" : "."
+            for component in path.split(separator: "/") {
+                current += "/" + component
+                if mkdir(current, 0o755) != 0 && errno != EEXIST {
+                    let error = errno
+                    throw .outputDirectory(
+                        path: path, reason: "does not exist and cannot be created: \(String(cString: strerror(error)))",
+                        errno: error)
+                }
             }
             isDirectory = true
         }
-        guard isDirectory.boolValue else { throw .outputDirectory(path: path, reason: "is not a directory") }
-        guard FileManager.default.isWritableFile(atPath: path) else {
-            throw .outputDirectory(path: path, reason: "is not writable")
+        guard isDirectory.boolValue else { throw .outputDirectory(path: path, reason: "is not a directory", errno: ENOTDIR) }
+        guard access(path, W_OK | X_OK) == 0 else {
+            throw .outputDirectory(path: path, reason: "is not writable", errno: errno)
         }
     }
 }

@@ -150,7 +150,7 @@ public enum SecretFile {
         } catch where error.errno == .fileExists && error.path == path {
             throw .secretFileExists(path: path)
         } catch {
-            throw .cannotWriteSecret(path: path, reason: error.reason)
+            throw .cannotWriteSecret(path: path, reason: error.reason, errno: error.errno.rawValue)
         }
     }
 

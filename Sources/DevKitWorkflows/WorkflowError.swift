@@ -6,7 +6,7 @@ public enum WorkflowError: Error, Sendable, Hashable {
     /// A secret file's contents are not what the command needs.
     case invalidSecret(path: String, reason: String)
     /// The file for a generated secret could not be written.
-    case cannotWriteSecret(path: String, reason: String)
+    case cannotWriteSecret(path: String, reason: String, errno: Int32? = nil)
     /// The file for a generated secret exists already (it may hold another board's secret).
     case secretFileExists(path: String)
     /// After `exit` the board came back in configuration mode, so it never printed its MAC.
@@ -22,7 +22,7 @@ extension WorkflowError: CustomStringConvertible {
             return "cannot read \(Self.name(path)): \(reason)"
         case .invalidSecret(let path, let reason):
             return "\(Self.name(path)) \(reason)"
-        case .cannotWriteSecret(let path, let reason):
+        case .cannotWriteSecret(let path, let reason, _):
             return "cannot write \(path): \(reason) (nothing was sent to the board)"
         case .secretFileExists(let path):
             return "\(path) exists already and may hold another board's secret (nothing was sent to the board)"

@@ -28,13 +28,21 @@ public struct VirtualDevKitState: Codable, Sendable, Equatable {
 
     /// Reads a state file; a missing file is an empty board.
     public static func load(from path: String) throws(VirtualDevKitError) -> VirtualDevKitState {
+        // open(2) rather than Data(contentsOf:), whose errors read "The operation
+        // could not be completed" instead of the errno's meaning.
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let error = errno
+            if error == ENOENT { return VirtualDevKitState() }
+            throw .stateFile(path: path, reason: "cannot be read (\(String(cString: strerror(error))))")
+        }
+        let file = FileDescriptor(rawValue: fd)
+        defer { try? file.close() }
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch let error as CocoaError where error.code == .fileReadNoSuchFile {
-            return VirtualDevKitState()
+            data = Data(try file.readToEnd(limit: 1 << 20))
         } catch {
-            throw .stateFile(path: path, reason: "cannot be read (\(error.localizedDescription))")
+            throw .stateFile(path: path, reason: "cannot be read (\(String(cString: strerror(error.rawValue))))")
         }
         do {
             return try JSONDecoder().decode(VirtualDevKitState.self, from: data)

@@ -169,6 +169,57 @@ struct CertCommandTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: ws.path + "/out") == ["y.pem"])
     }
 
+    @Test("an output directory that cannot be created: 73 with the path and the errno's meaning")
+    func outputDirectoryUnderProc() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let r = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", "/proc/nope"]))
+        #expect(r.status == 73, "\(r.stderr)")
+        #expect(r.stderr.contains("/proc/nope") && r.stderr.lowercased().contains("no such file or directory"), "\(r.stderr)")
+        #expect(!r.stderr.contains("could not be completed"))
+    }
+
+    /// Root ignores file modes, so this runs devkit as `nobody`: an output directory
+    /// in a directory only root may write is "Permission denied", 77 (sysexits), not 73.
+    @Test("an output directory this user may not create: 77",
+          .enabled(if: ConsoleCLIValidationTests.canRunAsNobody, "needs root, setpriv, and a devkit binary that nobody may run"))
+    func outputDirectoryPermissionDenied() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        #expect(chmod(ws.path, 0o755) == 0 && chmod(ws.path + "/uds.hex", 0o644) == 0)
+        try FileManager.default.createDirectory(atPath: ws.path + "/locked", withIntermediateDirectories: false)
+        #expect(chmod(ws.path + "/locked", 0o755) == 0)
+        let r = try TestProcess.run(
+            [ConsoleCLIValidationTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", ListTestSupport.devkitBinary, "cert"]
+                + tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", ws.path + "/locked/out"]),
+            timeout: 30)
+        #expect(r.status == 77, "\(r.stderr)")
+        #expect(r.stderr.contains(ws.path + "/locked/out") && r.stderr.lowercased().contains("permission denied"), "\(r.stderr)")
+    }
+
+    @Test("--batch: control characters in a line or the file's name reach stderr escaped, never raw")
+    func batchControlCharactersAreEscaped() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = [
+            #"{"uds": "\#(Self.sampleUDS)", "registration_id": "a\u001b[31mb\u0000c"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4\u001b[31m\u0000", "firmware_version": "1.6.2"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4cf120b9e31", "firmware_version": "1\u001b[31m\u0000"}"#,
+        ]
+        try lines.joined(separator: "\n").write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
+        let r = try devkit(tiny(["--batch", ws.path + "/b.jsonl", "--output-dir", ws.path + "/out"]))
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("'a4\\u{1B}[31m\\0'") && r.stderr.contains("'1\\u{1B}[31m\\0'"), "\(r.stderr)")
+        #expect(r.stderr.contains("b.jsonl:1: ") && r.stderr.contains("\\u{1B}"), "\(r.stderr)")
+        #expect(!r.stderr.contains("\u{1B}") && !r.stderr.contains("\u{0}"))
+
+        // The batch file's own name, quoted in "cannot read".
+        let named = try devkit(tiny(["--batch", ws.path + "/b\u{1B}[31m.jsonl", "--output-dir", ws.path + "/out"]))
+        #expect(named.status == 66, "\(named.stderr)")
+        #expect(named.stderr.contains("b\\u{1B}[31m.jsonl"), "\(named.stderr)")
+        #expect(!named.stderr.contains("\u{1B}"))
+    }
+
     @Test("usage errors: firmware options", arguments: [
         ["--bin", "a.bin"], ["--map", "a.map"], ["--elf", "a.elf", "--bin", "a.bin", "--map", "a.map"], [],
     ])

@@ -130,3 +130,33 @@ struct ErrorRenderingTests {
         #expect(CertificateReissue.ReissueError(description: "x").userMessage == "x")
     }
 }
+
+/// One rule from a failed file write's errno to sysexits(3), for every file devkit writes.
+@Suite struct FileErrnoExitStatusTests {
+    @Test(arguments: [
+        (EACCES, DevKitCLI.ExitStatus.noPermission), (EPERM, .noPermission),
+        (EROFS, .cannotCreate), (ENOENT, .cannotCreate), (ENOTDIR, .cannotCreate), (EEXIST, .cannotCreate),
+        (EISDIR, .cannotCreate), (ENOSPC, .ioError), (EIO, .ioError),
+    ])
+    func rule(errno: Int32, status: DevKitCLI.ExitStatus) {
+        #expect(DevKitCLI.ExitStatus(fileErrno: errno) == status)
+    }
+
+    @Test func everyFileErrorFollowsIt() {
+        let denied: [any CLIReportable] = [
+            RegistryError.cannotOpen(path: "r.sqlite", reason: "Permission denied", errno: EACCES),
+            RegistryError.cannotCreateDirectory(path: "/d", reason: "Permission denied", errno: EACCES),
+            ProvisionError.outputDirectory(path: "out", reason: "is not writable", errno: EACCES),
+            WorkflowError.cannotWriteSecret(path: "u", reason: "Permission denied", errno: EACCES),
+            OutputFileError(path: "x.pem", reason: "Permission denied", errno: EACCES),
+            CertError.output(path: "out", reason: "permission denied", errno: EACCES),
+        ]
+        for error in denied { #expect(error.exitStatus == .noPermission, "\(error)") }
+        let readOnly: [any CLIReportable] = [
+            RegistryError.cannotOpen(path: "r.sqlite", reason: "Read-only file system", errno: EROFS),
+            ProvisionError.outputDirectory(path: "out", reason: "x", errno: ENOTDIR),
+            CertError.output(path: "out", reason: "x", errno: ENOENT),
+        ]
+        for error in readOnly { #expect(error.exitStatus == .cannotCreate, "\(error)") }
+    }
+}

@@ -70,6 +70,41 @@ struct ProvisionCLITests {
         #expect(row.mac == v.mac && row.firmwareVersion == v.version)
     }
 
+    /// An output directory that cannot be created says which and why (the errno's
+    /// meaning, never Foundation's "The operation could not be completed"), exit 73,
+    /// before the board is touched.
+    @Test(arguments: ["/proc/nope", "blocker/out"])
+    func anOutputDirectoryThatCannotBeCreated(outputDir: String) throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        try "x".write(toFile: dir + "/blocker", atomically: false, encoding: .utf8)
+        let out = outputDir.hasPrefix("/") ? outputDir : dir + "/" + outputDir
+        let r = try RegistryCLIProcess.run(
+            ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", out,
+             "--registry", dir + "/registry.sqlite", "--uds-file", dir + "/board.uds"])
+        #expect(r.status == 73, "\(r.stderr)")
+        #expect(r.stderr.contains("output directory \(out)"), "\(r.stderr)")
+        let reason = outputDir.hasPrefix("/") ? "No such file or directory" : "Not a directory"
+        #expect(r.stderr.contains(reason), "\(r.stderr)")
+        #expect(!r.stderr.contains("could not be completed"), "\(r.stderr)")
+        #expect(kit.state.uds != v.uds.lowercased())
+    }
+
+    /// The registry is read later from anywhere: a relative --output-dir is recorded
+    /// resolved against the directory provision ran in.
+    @Test func theRegistryRecordsAbsolutePaths() throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let r = try TestProcess.run(
+            ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", dir, TestProcess.devkitBinary,
+             "provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", "out",
+             "--registry", "registry.sqlite", "--uds-file", "board.uds"], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        let row = try #require(try Registry(path: dir + "/registry.sqlite").allBoards().first)
+        #expect(row.certificatePath == dir + "/out/\(v.registrationID).pem")
+        #expect(row.enrollmentPath == dir + "/out/\(v.registrationID).enrollment.json")
+    }
+
     /// A failure reaches a script on stdout too: the last JSON line is the failed
     /// step, with the board's row and how to finish it; the UDS appears nowhere.
     @Test func aFailureIsAJSONEventWithTheWayToFinish() throws {

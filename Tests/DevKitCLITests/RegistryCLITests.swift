@@ -120,10 +120,16 @@ func registryTestDirectory() -> String {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var env = ProcessInfo.processInfo.environment
         env["XDG_DATA_HOME"] = dir + "/data"
+        // A registry that is not there is a wrong path (66, naming it), as for reissue.
         let r = try RegistryCLIProcess.run(["registry", "list"], environment: env)
-        #expect(r.status == 0)
-        #expect(r.stdout.contains("No boards recorded in \(dir)/data/devkit/registry.sqlite"))
+        #expect(r.status == 66, "\(r.stdout)\(r.stderr)")
+        #expect(r.stderr.contains("no registry at \(dir)/data/devkit/registry.sqlite"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/data"))
+        for command in [["list", "--unfinished"], ["export"], ["show", "1"]] {
+            let other = try RegistryCLIProcess.run(["registry"] + command + ["--registry", dir + "/typo.sqlite"])
+            #expect(other.status == 66, "\(command): \(other.stderr)")
+            #expect(other.stderr.contains("no registry at \(dir)/typo.sqlite"), "\(command): \(other.stderr)")
+        }
 
         // Re-issuing from a registry that is not there says so (not "no board 'any'").
         let reissue = try RegistryCLIProcess.run(
@@ -132,5 +138,48 @@ func registryTestDirectory() -> String {
         #expect(reissue.status == 66)
         #expect(reissue.stderr.contains("no registry at \(dir)/typo.sqlite"), "\(reissue.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/typo.sqlite"))
+    }
+
+    @Test func unfinishedWithNoneUnfinishedSaysSo() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/registry.sqlite"
+        let registry = try Registry(path: db)
+        let id = try registry.recordNewBoard(uds: UDS(hex: Self.uds)).id!
+        for step in ProvisioningStep.allCases.dropFirst() { try registry.markStep(step, boardID: id) }
+        let r = try RegistryCLIProcess.run(["registry", "list", "--unfinished", "--registry", db])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("No unfinished boards in \(db)"), "\(r.stdout)")
+        #expect(!r.stdout.contains("No boards recorded"))
+    }
+
+    /// A key with control characters is quoted escaped: nothing reaches the terminal raw.
+    @Test func aBoardKeyWithControlCharactersIsEscaped() throws {
+        let (dir, db) = try populated()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try RegistryCLIProcess.run(["registry", "show", "x\u{1B}[31my", "--registry", db])
+        #expect(r.status == 66)
+        #expect(r.stderr.contains("no board 'x\\u{1B}[31my'"), "\(r.stderr)")
+        #expect(!r.stderr.contains("\u{1B}"))
+    }
+
+    /// Root ignores file modes, so this runs devkit as `nobody` on a registry in a
+    /// directory only root may enter: "Permission denied" is 77 (sysexits), naming
+    /// the path; before, `list` said "No boards recorded" with exit 0.
+    @Test(.enabled(if: ConsoleCLIValidationTests.canRunAsNobody, "needs root, setpriv, and a devkit binary that nobody may run"))
+    func aRegistryThisUserMayNotOpenIs77() throws {
+        let (dir, db) = try populated()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(chmod(dir, 0o700) == 0)
+        let asNobody = [ConsoleCLIValidationTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", try TestProcess.devkitBinary]
+        for command in [["registry", "list", "--registry", db], ["registry", "show", "1", "--registry", db]] {
+            let r = try TestProcess.run(asNobody + command, timeout: 30)
+            #expect(r.status == 77, "\(command): \(r.stdout)\(r.stderr)")
+            #expect(r.stderr.contains(db) && r.stderr.contains("Permission denied"), "\(r.stderr)")
+        }
+        // A registry whose directory cannot be created here: 77 as well, not 73.
+        let sub = try TestProcess.run(asNobody + ["registry", "list", "--registry", dir + "/sub/r.sqlite"], timeout: 30)
+        #expect(sub.status == 77, "\(sub.stderr)")
+        #expect(sub.stderr.contains(dir + "/sub") && sub.stderr.contains("Permission denied"), "\(sub.stderr)")
     }
 }

@@ -213,6 +213,16 @@ struct ErrorMessageTests {
         #expect(escaped("a\r\nb\u{7F}\\") == "a\\r\\nb\\u{7F}\\\\")
     }
 
+    /// The whole-message pass at the terminal: layout kept, values already escaped
+    /// read the same, every other control character escaped.
+    @Test func messagesKeepTheirLayoutButNoControlCharacters() {
+        let already = "'\(escaped("a\u{1B}b"))'"
+        #expect(escapedControlCharacters("x\n\ty \(already)") == "x\n\ty \(already)")
+        let raw = escapedControlCharacters("no board 'a\u{1B}[31m\u{0}\r' here\n")
+        #expect(raw == "no board 'a\\u{1B}[31m\\0\\r' here\n")
+        #expect(!raw.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" })
+    }
+
     @Test func refusedMACWithControlCharacterIsEscapedInItsMessage() {
         do {
             _ = try MACAddress("a4cf120b9e3\u{0}")

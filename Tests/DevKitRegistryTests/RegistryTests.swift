@@ -44,6 +44,22 @@ let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
         }
     }
 
+    /// A row is read later from any directory: a relative path given at record time
+    /// is stored resolved against the directory devkit ran in then.
+    @Test func recordsFilePathsAsAbsolutePaths() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("registry.sqlite"))
+        let id = try registry.recordNewBoard(uds: udsA).id!
+        let cwd = FileManager.default.currentDirectoryPath
+        try registry.markStep(
+            .certificateWritten, boardID: id,
+            update: BoardUpdate(certificatePath: "out/./az-x.pem", enrollmentPath: "/abs/az-x.enrollment.json"))
+        let row = try #require(try registry.allBoards().first)
+        #expect(row.certificatePath == (cwd as NSString).appendingPathComponent("out/az-x.pem"))
+        #expect(row.enrollmentPath == "/abs/az-x.enrollment.json")
+    }
+
     @Test func createsPrivateDirectoryAndFile() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
