@@ -4,21 +4,11 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Reads a whole file (or standard input for "-"), with the reason on failure.
-func readWholeFile(_ path: String, limit: Int = 256 << 20) throws(CertError) -> [UInt8] {
-    let fd = path == "-" ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .unreadable(path: path, reason: errnoDescription(errno)) }
-    defer { if fd != STDIN_FILENO { close(fd) } }
-    var st = stat()
-    if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-        throw .unreadable(path: path, reason: "it is a directory")
-    }
-    do {
-        return try FileDescriptor(rawValue: fd).readToEnd(limit: limit)
-    } catch .fileTooLarge {
-        throw .unreadable(path: path, reason: "larger than \(limit) bytes")
-    } catch {
-        throw .unreadable(path: path, reason: errnoDescription(error.rawValue))
+/// Reads a whole file (or standard input for "-") with DevKitSystem's ``InputFile``,
+/// with the reason on failure.
+func readWholeFile(_ path: String, limit: InputLimit) throws(CertError) -> [UInt8] {
+    do { return try InputFile.read(path, limit: limit) } catch {
+        throw .unreadable(path: path, reason: error.reason)
     }
 }
 

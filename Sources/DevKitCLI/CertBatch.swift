@@ -1,4 +1,5 @@
 import DevKitModel
+import DevKitSystem
 import DiceRIoT
 import Foundation
 
@@ -22,7 +23,7 @@ struct CertBatch {
     /// Certifies every line; a failing line is reported with its number and the
     /// others go on. Throws `.batchIncomplete` when any failed.
     func run(path: String) throws(CertError) {
-        let contents = try readWholeFile(path)
+        let contents = try readWholeFile(path, limit: .certBatch)
         let decoder = JSONDecoder()
         var seen: [String: Int] = [:]
         var total = 0, failed = 0

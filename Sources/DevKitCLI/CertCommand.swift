@@ -1,5 +1,6 @@
 import ArgumentParser
 import DevKitModel
+import DevKitSystem
 import DevKitWorkflows
 import DiceRIoT
 import Foundation
@@ -242,7 +243,7 @@ struct CertCommand: ParsableCommand {
                 throw .unreadable(path: path, reason: "\(error)")
             }
         } else {
-            bytes = try readWholeFile(path, limit: 4096)
+            bytes = try readWholeFile(path, limit: .secret)
         }
         do { return try UDS(hex: String(decoding: bytes, as: UTF8.self)) } catch {
             throw .invalidInput(error, source: path == "-" ? "standard input" : path)
@@ -259,13 +260,13 @@ extension DevKitWorkflows.FirmwareSource {
     func load() throws(CertError) -> RIoTImage {
         switch self {
         case .binAndMap(let bin, let map):
-            let mapBytes = try readWholeFile(map)
-            let binBytes = try readWholeFile(bin)
+            let mapBytes = try readWholeFile(map, limit: .linkerMap)
+            let binBytes = try readWholeFile(bin, limit: .firmwareBin)
             do { return try RIoTImage(bin: binBytes, map: mapBytes, binPath: bin, mapPath: map) } catch {
                 throw .firmware(error)
             }
         case .elf(let path):
-            let bytes = try readWholeFile(path)
+            let bytes = try readWholeFile(path, limit: .firmwareELF)
             do { return try RIoTImage(elf: bytes, path: path) } catch { throw .firmware(error) }
         }
     }

@@ -100,13 +100,9 @@ enum ProfileLoader {
             }
             return .unreadable(file: path, reason: reason)
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure(errno) }
-        defer { close(fd) }
-        do {
-            return try FileDescriptor(rawValue: fd).readToEnd(limit: Int.max - 1)
-        } catch {
-            throw failure(error.rawValue)
+        do { return try InputFile.read(path, limit: .profile, standardInputDash: false) } catch {
+            if case .tooLarge = error { throw .unreadable(file: path, reason: error.reason) }
+            throw failure(error.errno?.rawValue ?? EIO)
         }
     }
 

@@ -27,11 +27,14 @@ extension FileDescriptor {
     }
 
     /// Reads to end of file, failing with `.fileTooLarge` past `limit` bytes.
+    /// A regular file's size is checked first (fstat), so a 1 TiB sparse file fails
+    /// at once without a byte read or allocated; a pipe fails once `limit` is passed.
     public func readToEnd(limit: Int) throws(Errno) -> [UInt8] {
         var data: [UInt8] = []
         var st = Glibc.stat()
         if Glibc.fstat(rawValue, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
-            data.reserveCapacity(min(Int(st.st_size), limit) + 1)
+            guard st.st_size <= limit else { throw .fileTooLarge }
+            data.reserveCapacity(Int(st.st_size) + 1)
         }
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

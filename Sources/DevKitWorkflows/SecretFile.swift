@@ -16,27 +16,18 @@ import Darwin
 
 public enum SecretFile {
     /// Largest secret file read, so a wrong path (a disk image…) fails fast.
-    public static let maxSize = 64 * 1024
+    public static let maxSize = InputLimit.secret.bytes
 
     /// Reads a whole file, or standard input for `-`. Standard input that is a
     /// terminal is asked for one line, with a prompt on stderr and echo off: a
     /// secret typed there is never shown.
     public static func read(_ path: String) throws(WorkflowError) -> [UInt8] {
-        let fd: Int32
-        if path == "-" {
-            if isatty(STDIN_FILENO) == 1 { return try readHiddenLine() }
-            fd = STDIN_FILENO
-        } else {
-            fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw .cannotReadSecret(path: path, reason: errnoText(errno)) }
-        }
-        defer { if fd != STDIN_FILENO { close(fd) } }
-        do {
-            return try FileDescriptor(rawValue: fd).readToEnd(limit: maxSize)
-        } catch .fileTooLarge {
-            throw .cannotReadSecret(path: path, reason: "it is larger than \(maxSize) bytes, not a secret file")
-        } catch {
-            throw .cannotReadSecret(path: path, reason: errnoText(error.rawValue))
+        if path == "-" && isatty(STDIN_FILENO) == 1 { return try readHiddenLine() }
+        do { return try InputFile.read(path, limit: .secret) } catch {
+            switch error {
+            case .cannotOpen(let e), .cannotRead(let e): throw .cannotReadSecret(path: path, reason: errnoText(e.rawValue))
+            case .isDirectory, .tooLarge: throw .cannotReadSecret(path: path, reason: error.reason)
+            }
         }
     }
 

@@ -49,12 +49,28 @@ struct ELFFile {
                     size: Self.u32(bytes, o + 20), link: Self.u32(bytes, o + 24),
                     entrySize: Self.u32(bytes, o + 36)))
         }
+        // NOBITS sections (.bss) occupy no file bytes, so their offset and size are
+        // not checked here; nothing is ever read from one (see ``contents(of:_:)``).
         for s in sections where s.type != Self.nobitsType {
             guard UInt64(s.offset) + UInt64(s.size) <= UInt64(bytes.count) else {
                 throw .malformedELF(file: path, detail: "a section runs past the end of the file (truncated?)")
             }
         }
         self.sections = sections
+    }
+
+    /// The file bytes a section's contents occupy; an error for a NOBITS section (it
+    /// has no bytes in the file, whatever its offset says) or one past the end. The
+    /// sum is computed in UInt64, so no offset + size can overflow.
+    private func contents(of s: Section, _ what: String) throws(FirmwareError) -> Range<Int> {
+        guard s.type != Self.nobitsType else {
+            throw .malformedELF(file: path, detail: "the \(what) is a NOBITS section: it has no bytes in the file")
+        }
+        let end = UInt64(s.offset) + UInt64(s.size)
+        guard end <= UInt64(bytes.count) else {
+            throw .malformedELF(file: path, detail: "the \(what) runs past the end of the file (truncated?)")
+        }
+        return Int(s.offset)..<Int(end)
     }
 
     /// The value of a symbol from `.symtab` (the last definition wins, as in the map).
@@ -65,19 +81,20 @@ struct ELFFile {
         guard Int(symtab.link) < sections.count else {
             throw .malformedELF(file: path, detail: "the symbol table's string table index is out of range")
         }
-        let strtab = sections[Int(symtab.link)]
+        // Both tables are read from the file: each must lie inside it. Every read
+        // below stays in these ranges, so a garbled table is an error, not a crash.
+        let symbols = try contents(of: symtab, "symbol table")
+        let strings = try contents(of: sections[Int(symtab.link)], "symbol table's string table")
         let entrySize = symtab.entrySize == 0 ? 16 : Int(symtab.entrySize)
         guard entrySize >= 16 else { throw .malformedELF(file: path, detail: "symbol entry size \(entrySize) is too small") }
         let wanted = Array(name.utf8)
         var result: UInt64?
-        let count = Int(symtab.size) / entrySize
+        let count = symbols.count / entrySize
         for i in 0..<count {
-            let o = Int(symtab.offset) + i * entrySize
+            let o = symbols.lowerBound + i * entrySize  // o + entrySize <= symbols.upperBound
             let nameOffset = Int(Self.u32(bytes, o))
-            guard nameOffset < Int(strtab.size) else { continue }
-            let start = Int(strtab.offset) + nameOffset
-            let end = Int(strtab.offset) + Int(strtab.size)
-            if matches(wanted, at: start, limit: end) {
+            guard nameOffset < strings.count else { continue }
+            if matches(wanted, at: strings.lowerBound + nameOffset, limit: strings.upperBound) {
                 result = UInt64(Self.u32(bytes, o + 4))
             }
         }
@@ -87,11 +104,15 @@ struct ELFFile {
 
     /// The bytes of [start, stop) from the loaded section that contains the range.
     func bytes(from start: UInt64, to stop: UInt64, rangeName: String) throws(FirmwareError) -> [UInt8] {
+        guard start <= stop else {
+            throw .rangeOutsideImage(file: path, range: rangeName, detail: "the range ends before it starts")
+        }
         for s in sections where s.flags & Self.allocFlag != 0 && s.type != Self.nobitsType && s.size > 0 {
             let base = UInt64(s.address), end = base + UInt64(s.size)
             if start >= base && stop <= end {
-                let from = Int(UInt64(s.offset) + start - base)
-                return Array(bytes[from..<from + Int(stop - start)])
+                let range = try contents(of: s, "loaded section holding the \(rangeName) range")
+                let from = range.lowerBound + Int(start - base)  // start - base < s.size
+                return Array(bytes[from..<from + Int(stop - start)])  // ends by range.upperBound
             }
         }
         throw .rangeOutsideImage(
@@ -99,8 +120,10 @@ struct ELFFile {
             detail: "no loaded section holds 0x\(String(start, radix: 16))..0x\(String(stop, radix: 16))")
     }
 
+    /// Whether a NUL-terminated `wanted` is at `start`; `limit` (the string table's
+    /// end) is within the file, so every byte compared is too.
     private func matches(_ wanted: [UInt8], at start: Int, limit: Int) -> Bool {
-        guard start + wanted.count < limit else { return false }
+        guard start + wanted.count < limit, limit <= bytes.count else { return false }
         for (i, c) in wanted.enumerated() where bytes[start + i] != c { return false }
         return bytes[start + wanted.count] == 0
     }

@@ -1,0 +1,87 @@
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one way devkit reads a whole input file (firmware, map, batch, profile,
+/// secret): opened, size-checked with fstat, and read with a limit, so a wrong path
+/// (a disk image, a 1 TiB sparse file) is a clear error instead of an allocation
+/// failure that aborts the process.
+public enum InputFile {
+    /// Reads `path` (or standard input for `-` when `standardInputDash` is set),
+    /// failing with ``InputFileError/tooLarge(limit:)`` past `limit` bytes.
+    public static func read(_ path: String, limit: InputLimit, standardInputDash: Bool = true) throws(InputFileError) -> [UInt8] {
+        let useStdin = standardInputDash && path == "-"
+        let fd = useStdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotOpen(Errno(rawValue: errno)) }
+        defer { if !useStdin { close(fd) } }
+        var st = stat()
+        if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { throw .isDirectory }
+        do {
+            return try FileDescriptor(rawValue: fd).readToEnd(limit: limit.bytes)
+        } catch .fileTooLarge {
+            throw .tooLarge(limit: limit)
+        } catch {
+            throw .cannotRead(error)
+        }
+    }
+}
+
+/// Why ``InputFile/read(_:limit:standardInputDash:)`` failed.
+public enum InputFileError: Error, Equatable, Sendable {
+    case cannotOpen(Errno)
+    case isDirectory
+    case cannotRead(Errno)
+    case tooLarge(limit: InputLimit)
+
+    /// The errno behind the failure, when there is one.
+    public var errno: Errno? {
+        switch self {
+        case .cannotOpen(let e), .cannotRead(let e): e
+        case .isDirectory: .isDirectory
+        case .tooLarge: .fileTooLarge
+        }
+    }
+
+    /// What went wrong, in lower case, for "cannot read <path>: <reason>".
+    public var reason: String {
+        switch self {
+        case .cannotOpen(let e), .cannotRead(let e): String(cString: strerror(e.rawValue)).lowercased()
+        case .isDirectory: "it is a directory"
+        case .tooLarge(let limit): "it is larger than \(limit), the limit for \(limit.kind); is this the right file?"
+        }
+    }
+}
+
+/// The largest file devkit reads for each kind of input. Generous for real files,
+/// small enough that reading one is instant and never exhausts memory.
+public struct InputLimit: Equatable, Sendable, CustomStringConvertible {
+    public let bytes: Int
+    /// What kind of file, for the message ("a firmware .bin").
+    public let kind: String
+
+    public init(bytes: Int, kind: String) {
+        self.bytes = bytes
+        self.kind = kind
+    }
+
+    /// The AZ3166 has 1 MiB of flash, so its raw image is at most that; twice it is headroom.
+    public static let firmwareBin = InputLimit(bytes: 2 << 20, kind: "a firmware .bin (the AZ3166 has 1 MiB of flash)")
+    /// A GNU ld map of an AZ3166 sketch is a few hundred KiB (cross-reference tables included).
+    public static let linkerMap = InputLimit(bytes: 32 << 20, kind: "a linker .map")
+    /// The linked .elf carries debug information besides the 1 MiB image: tens of MiB at most.
+    public static let firmwareELF = InputLimit(bytes: 128 << 20, kind: "a firmware .elf")
+    /// `cert --batch`: one JSON line (~150 bytes) per device; 64 MiB is ~400,000 devices.
+    public static let certBatch = InputLimit(bytes: 64 << 20, kind: "a batch file")
+    /// A provisioning profile is a short TOML file.
+    public static let profile = InputLimit(bytes: 1 << 20, kind: "a profile")
+    /// A UDS (64 hex digits), Wi-Fi password (63 bytes), connection string (a few hundred bytes).
+    public static let secret = InputLimit(bytes: 4 << 10, kind: "a secret file")
+
+    /// "2 MiB", "4 KiB" or the byte count.
+    public var description: String {
+        if bytes >= 1 << 20, bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
+        if bytes >= 1 << 10, bytes % (1 << 10) == 0 { return "\(bytes >> 10) KiB" }
+        return "\(bytes) bytes"
+    }
+}
