@@ -74,6 +74,10 @@ struct ProvisionCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Finish a board recorded earlier (row id or MAC).", valueName: "board"))
     var resume: String?
 
+    @Flag(help: ArgumentHelp(
+        "Replace the board whose row has these certificate and enrollment files: its row is marked superseded and its files are renamed <id>.row<N>.pem / .enrollment.json."))
+    var force = false
+
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")
     var json = false
 
@@ -110,6 +114,7 @@ struct ProvisionCommand: ParsableCommand {
                 registry: try registry.open(), measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }
             var request = self.request
+            request.force = force
             if let path = try? port.resolvedPath() { request.usbSerial = usbSerial(of: path) }
             let result: ProvisionResult
             if let resume {

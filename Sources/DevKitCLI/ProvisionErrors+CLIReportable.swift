@@ -6,7 +6,7 @@ extension ProvisionError: CLIReportable {
         switch self {
         case .invalidInput, .templateNeedsSerial, .serialUnknown, .resumeOnAnotherBoard, .resumeNeedsBoard,
              .cannotResume: .usage
-        case .outputDirectory: .cannotCreate
+        case .outputDirectory, .filesOfAnotherBoard, .cannotMoveAside: .cannotCreate
         case .firmware, .macNotInBootLog: .dataError
         }
     }
@@ -22,7 +22,11 @@ extension ProvisionError: CLIReportable {
         case .resumeOnAnotherBoard(let id, _, _):
             description + "; plug in board #\(id), or provision this one without --resume"
         case .resumeNeedsBoard: description + "; connect it with --port"
-        case .invalidInput, .firmware, .cannotResume: description
+        case .filesOfAnotherBoard(let id, let owner, _):
+            description + "; to replace board #\(owner) (it is marked superseded and its files are kept as "
+                + "<id>.row\(owner).pem and <id>.row\(owner).enrollment.json), run "
+                + "`devkit provision --resume \(id) --force`; or use another --output-dir or --registration-id"
+        case .invalidInput, .firmware, .cannotResume, .cannotMoveAside: description
         }
     }
 }

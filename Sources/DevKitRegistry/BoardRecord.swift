@@ -74,6 +74,10 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
     public var error: String?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The row that replaced this one by provisioning the same files again with
+    /// `--force` (schema v3); its certificate and enrollment file were moved aside
+    /// (``certificatePath`` and ``enrollmentPath`` say where).
+    public var supersededBy: Int64?
 
     public var udsRecordedAt: Date?
     public var udsSentAt: Date?
@@ -96,6 +100,7 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
         case state, error
         case createdAt = "created_at"
         case updatedAt = "updated_at"
+        case supersededBy = "superseded_by"
         case udsRecordedAt = "uds_recorded_at"
         case udsSentAt = "uds_sent_at"
         case udsConfirmedAt = "uds_confirmed_at"
@@ -223,6 +228,7 @@ extension BoardRecord {
         }
         createdAt = try requiredDate(.createdAt)
         updatedAt = try requiredDate(.updatedAt)
+        supersededBy = row[CodingKeys.supersededBy.rawValue]
         udsRecordedAt = date(.udsRecordedAt)
         udsSentAt = date(.udsSentAt)
         udsConfirmedAt = date(.udsConfirmedAt)
@@ -237,7 +243,7 @@ extension BoardRecord {
         CodingKeys.id, .mac, .usbSerial, .registrationID, .firmwareVersion, .uds, .certificateSHA1,
         .certificateSHA256, .certificatePath, .enrollmentPath, .state, .error, .createdAt, .updatedAt,
         .udsRecordedAt, .udsSentAt, .udsConfirmedAt, .versionReadAt, .macReadAt, .certificateWrittenAt,
-        .enrollmentWrittenAt,
+        .enrollmentWrittenAt, .supersededBy,
     ].map(\.rawValue)
 
     /// The row's values, in the order of ``databaseColumns``.
@@ -247,7 +253,7 @@ extension BoardRecord {
         return [id, mac, usbSerial, registrationID, firmwareVersion, uds, certificateSHA1,
          certificateSHA256, certificatePath, enrollmentPath, state, error, text(createdAt), text(updatedAt),
          udsRecordedAt.map(text), udsSentAt.map(text), udsConfirmedAt.map(text), versionReadAt.map(text),
-         macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text)]
+         macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text), supersededBy]
     }
 
     public func encode(to container: inout PersistenceContainer) {
