@@ -85,6 +85,7 @@ struct ProvisionCommand: ParsableCommand {
         if resume == nil && (udsFile == nil) == !generateUDS {
             throw ValidationError("Give exactly one of --uds-file FILE and --generate-uds.")
         }
+        if resume == nil { try firmware.requireGiven() }
         if resume != nil && (udsFile != nil || generateUDS) {
             throw ValidationError("--resume reuses the UDS in the registry; drop --uds-file/--generate-uds.")
         }
@@ -96,9 +97,9 @@ struct ProvisionCommand: ParsableCommand {
         }
     }
 
-    var request: ProvisionRequest {
+    func request(firmware: FirmwareSource) -> ProvisionRequest {
         ProvisionRequest(
-            firmware: firmware.source,
+            firmware: firmware,
             uds: udsFile.map { .file($0) } ?? .generate,
             registrationID: registrationID, mac: mac,
             wifi: wifiSSID.map { WiFiSettings(ssid: $0, passwordFile: wifiPasswordFile!) },
@@ -113,14 +114,15 @@ struct ProvisionCommand: ParsableCommand {
             var workflow = ProvisionWorkflow(
                 registry: try registry.open(), measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }
-            var request = self.request
-            request.force = force
-            if let path = try? port.resolvedPath() { request.usbSerial = usbSerial(of: path) }
+            let attachedSerial = (try? port.resolvedPath()).flatMap { usbSerial(of: $0) }
             let result: ProvisionResult
             if let resume {
                 guard let board = try workflow.registry.board(matching: resume) else {
                     throw RegistryError.boardNotFound(resume)
                 }
+                var request = try resumeRequest(board)
+                request.force = force
+                if let attachedSerial { request.usbSerial = attachedSerial }
                 let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || board.mac == nil
                 if needsBoard {
                     result = try withConsoleSession(port) { session in
@@ -130,6 +132,9 @@ struct ProvisionCommand: ParsableCommand {
                     result = try workflow.resume(boardID: board.id!, request: request, session: nil)
                 }
             } else {
+                var request = self.request(firmware: firmware.source)
+                request.force = force
+                request.usbSerial = attachedSerial
                 result = try withConsoleSession(port) { session in
                     try workflow.run(request, session: session)
                 }
@@ -137,5 +142,31 @@ struct ProvisionCommand: ParsableCommand {
             reporter.result(result)
             printError("devkit: warning: \(fixedNonceWarning)")
         }
+    }
+
+    /// The request that finishes `board`: what was recorded with it (firmware,
+    /// checked unchanged; output directory; registration-ID scheme; Wi-Fi settings
+    /// source), each overridden by the options given now.
+    func resumeRequest(_ board: BoardRecord) throws -> ProvisionRequest {
+        let id = board.id!
+        let recorded = try ProvisionSettings.recorded(in: board)
+        let source: FirmwareSource
+        if firmware.isGiven {
+            source = firmware.source
+        } else if let recorded {
+            source = try recorded.firmware(boardID: id)
+        } else {
+            throw ProvisionError.cannotResume(
+                "board #\(id) was recorded without its firmware (by an older devkit); "
+                    + "give it with --bin FILE --map FILE or --elf FILE")
+        }
+        var request = self.request(firmware: source)
+        guard let recorded else { return request }
+        if output.outputDirGiven == nil { request.outputDirectory = recorded.outputDirectory }
+        request.scheme = try recorded.scheme()
+        if wifiSSID == nil, let ssid = recorded.wifiSSID, let file = recorded.wifiPasswordFile, file != "-" {
+            request.wifi = WiFiSettings(ssid: ssid, passwordFile: file)
+        }
+        return request
     }
 }

@@ -7,7 +7,8 @@ extension ProvisionError: CLIReportable {
         case .invalidInput, .templateNeedsSerial, .serialUnknown, .resumeOnAnotherBoard, .resumeNeedsBoard,
              .cannotResume: .usage
         case .outputDirectory, .filesOfAnotherBoard, .cannotMoveAside: .cannotCreate
-        case .firmware, .macNotInBootLog: .dataError
+        case .firmware, .macNotInBootLog, .firmwareChanged: .dataError
+        case .recordedFirmwareMissing: .noInput
         }
     }
 
@@ -26,6 +27,8 @@ extension ProvisionError: CLIReportable {
             description + "; to replace board #\(owner) (it is marked superseded and its files are kept as "
                 + "<id>.row\(owner).pem and <id>.row\(owner).enrollment.json), run "
                 + "`devkit provision --resume \(id) --force`; or use another --output-dir or --registration-id"
+        case .firmwareChanged(let id, _), .recordedFirmwareMissing(let id, _):
+            description + "; give the firmware board #\(id) is to run with --bin FILE --map FILE or --elf FILE"
         case .invalidInput, .firmware, .cannotResume, .cannotMoveAside: description
         }
     }

@@ -106,13 +106,13 @@ public final class Registry: Sendable {
     public func recordNewBoard(
         uds: UDS, mac: MACAddress? = nil, usbSerial: String? = nil,
         registrationID: RegistrationID? = nil, firmwareVersion: FirmwareVersion? = nil,
-        alsoMark: [ProvisioningStep] = []
+        provisionSettings: String? = nil, alsoMark: [ProvisioningStep] = []
     ) throws(RegistryError) -> BoardRecord {
         let now = Date()
         var record = BoardRecord(
             id: nil, mac: mac?.hex, usbSerial: usbSerial, registrationID: registrationID?.value,
             firmwareVersion: firmwareVersion?.text, uds: uds, state: .inProgress,
-            createdAt: now, updatedAt: now, udsRecordedAt: now,
+            createdAt: now, updatedAt: now, provisionSettings: provisionSettings, udsRecordedAt: now,
             macReadAt: mac == nil ? nil : now)
         for step in alsoMark { record.setCompleted(step, at: now) }
         // Committed with FULL sync before we return, i.e. before the caller may send
@@ -370,6 +370,11 @@ public final class Registry: Sendable {
             try db.alter(table: "board") { t in
                 t.add(column: "superseded_by", .integer).references("board")
             }
+        }
+        // What `provision --resume N` needs besides the UDS (issue 12): written by
+        // the provisioning workflow when it records a board.
+        migrator.registerMigration("v4: board.provision_settings") { db in
+            try db.alter(table: "board") { t in t.add(column: "provision_settings", .text) }
         }
         return migrator
     }()

@@ -159,6 +159,10 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
     /// board `owner`'s (the same board provisioned again, or a registration ID
     /// clash); nothing was written.
     case filesOfAnotherBoard(boardID: Int64, owner: Int64, path: String)
+    /// A firmware file recorded for `--resume` changed since the board was recorded.
+    case firmwareChanged(boardID: Int64, path: String)
+    /// A firmware file recorded for `--resume` is gone or unreadable.
+    case recordedFirmwareMissing(boardID: Int64, path: String)
     /// Moving an older board's files aside failed.
     case cannotMoveAside(path: String, reason: String)
 
@@ -183,6 +187,10 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
             "\(path) belongs to board #\(owner) in the registry; board #\(id) was not given its files, "
                 + "so as not to overwrite them"
         case .cannotMoveAside(let path, let reason): "cannot move \(path) aside: \(reason)"
+        case .firmwareChanged(let id, let path):
+            "\(path) changed since board #\(id) was recorded (its SHA-256 differs), so its certificate would not match the firmware it was recorded with"
+        case .recordedFirmwareMissing(let id, let path):
+            "\(path), recorded as board #\(id)'s firmware, cannot be read"
         }
     }
 }
@@ -288,9 +296,11 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .record, status: .started, message: "recording the UDS in the registry"))
         // Also marked sent: the line goes out next, and "sent" means the board may
         // have it. One synced commit, before anything leaves for the board.
+        // What --resume needs, so the hint printed on a failure works as printed.
+        let settings = (try? ProvisionSettings(request))?.json()
         let board = try registry.recordNewBoard(
             uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID,
-            alsoMark: [.udsSent])
+            provisionSettings: settings, alsoMark: [.udsSent])
         let id = board.id!
         report(ProvisionEvent(stage: .record, status: .done, message: "board #\(id) recorded in \(registry.path)", boardID: id))
         afterStep(.udsSent, board)
