@@ -24,7 +24,15 @@ struct ProvisionCommand: ParsableCommand {
             JSON object per line on stdout, the last one the result). The registry row \
             is updated at each step, so a board interrupted at any point (crash, unplug) \
             can be finished with --resume <row id | MAC>: the recorded UDS is reused and \
-            only the missing steps run.
+            only the missing steps run. The row also records the firmware files (with \
+            their SHA-256), the output directory and the Wi-Fi settings' source (never \
+            the password), so --resume needs no other option; options given override \
+            them, and a firmware file that changed since is refused.
+
+            If <id>.pem or <id>.enrollment.json belongs to another board's row (the \
+            same board provisioned again), nothing is overwritten: the run stops with \
+            exit 73. --force marks that row superseded and keeps its files as \
+            <id>.row<N>.pem and <id>.row<N>.enrollment.json.
 
             \(BoardHelp.modes)
 
@@ -33,10 +41,11 @@ struct ProvisionCommand: ParsableCommand {
                   --map DevKitDPS.ino.map --generate-uds --output-dir enrollments
               devkit provision --elf DevKitDPS.ino.elf --uds-file board7.uds \\
                   --wifi-ssid bench --wifi-password-file wifi.secret --json
-              devkit provision --resume 7 --elf DevKitDPS.ino.elf
+              devkit provision --resume 7
 
             Exit codes: 64 invalid input, 65 bad firmware or boot log, 66 file not found, \
-            69 board not in configuration mode, 73 cannot write output, 74 board or link \
+            69 board not in configuration mode, 73 cannot write output (or the files \
+            are another board's), 74 board or link \
             error, 75 timeout.
             """)
 
