@@ -77,6 +77,8 @@ let package = Package(
             dependencies: [
                 "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
+                // SHA-256 of the firmware files, recorded for --resume.
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
         // The interactive console (`devkit console`): libedit line editing, the link
         // that follows unplug/replug, transcripts. The CLI supplies its messages and `:cert`.

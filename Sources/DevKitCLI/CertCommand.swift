@@ -41,6 +41,8 @@ struct CertCommand: ParsableCommand {
 
     @OptionGroup var firmware: FirmwareOptions
 
+    func validate() throws { try firmware.requireGiven() }
+
     @OptionGroup var udsOptions: UDSOptions
     var udsFile: String? { udsOptions.udsFile }
 

@@ -14,10 +14,11 @@ struct FirmwareOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The linked <sketch>.ino.elf, instead of --bin and --map.", valueName: "file"))
     var elf: String?
 
+    /// None given is allowed here (`provision --resume` reuses the recorded
+    /// firmware); commands that always need it call ``requireGiven()``.
     func validate() throws {
         switch (bin, map, elf) {
-        case (_?, _?, nil), (nil, nil, _?): return
-        case (nil, nil, nil): throw ValidationError("Give the firmware as --bin FILE --map FILE, or as --elf FILE.")
+        case (_?, _?, nil), (nil, nil, _?), (nil, nil, nil): return
         case (_, _, _?): throw ValidationError("Give either --elf FILE, or --bin FILE with --map FILE, not both.")
         case (_?, nil, nil):
             throw ValidationError(
@@ -29,7 +30,14 @@ struct FirmwareOptions: ParsableArguments {
         }
     }
 
-    /// The files to measure; call only after `validate()` passed.
+    /// Throws the usage error when no firmware was given.
+    func requireGiven() throws {
+        if !isGiven { throw ValidationError("Give the firmware as --bin FILE --map FILE, or as --elf FILE.") }
+    }
+
+    var isGiven: Bool { bin != nil || map != nil || elf != nil }
+
+    /// The files to measure; call only after `validate()` and ``requireGiven()`` passed.
     var source: FirmwareSource { elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!) }
 }
 
@@ -50,10 +58,15 @@ struct UDSOptions: ParsableArguments {
 struct OutputOptions: ParsableArguments {
     @Option(
         name: .customLong("output-dir"),
-        help: ArgumentHelp("Where <id>.pem and <id>.enrollment.json go (created if missing).", valueName: "dir"))
-    var outputDir: String = "."
+        help: ArgumentHelp(
+            "Where <id>.pem and <id>.enrollment.json go (created if missing; default: the current directory).",
+            valueName: "dir"))
+    var outputDirGiven: String?
+
+    /// The directory to use: given, or the current one.
+    var outputDir: String { outputDirGiven ?? "." }
 
     func validate() throws {
-        if outputDir.isEmpty { throw ValidationError("--output-dir needs a directory.") }
+        if outputDirGiven?.isEmpty == true { throw ValidationError("--output-dir needs a directory.") }
     }
 }

@@ -24,7 +24,15 @@ struct ProvisionCommand: ParsableCommand {
             JSON object per line on stdout, the last one the result). The registry row \
             is updated at each step, so a board interrupted at any point (crash, unplug) \
             can be finished with --resume <row id | MAC>: the recorded UDS is reused and \
-            only the missing steps run.
+            only the missing steps run. The row also records the firmware files (with \
+            their SHA-256), the output directory and the Wi-Fi settings' source (never \
+            the password), so --resume needs no other option; options given override \
+            them, and a firmware file that changed since is refused.
+
+            If <id>.pem or <id>.enrollment.json belongs to another board's row (the \
+            same board provisioned again), nothing is overwritten: the run stops with \
+            exit 73. --force marks that row superseded and keeps its files as \
+            <id>.row<N>.pem and <id>.row<N>.enrollment.json.
 
             \(BoardHelp.modes)
 
@@ -33,10 +41,11 @@ struct ProvisionCommand: ParsableCommand {
                   --map DevKitDPS.ino.map --generate-uds --output-dir enrollments
               devkit provision --elf DevKitDPS.ino.elf --uds-file board7.uds \\
                   --wifi-ssid bench --wifi-password-file wifi.secret --json
-              devkit provision --resume 7 --elf DevKitDPS.ino.elf
+              devkit provision --resume 7
 
             Exit codes: 64 invalid input, 65 bad firmware or boot log, 66 file not found, \
-            69 board not in configuration mode, 73 cannot write output, 74 board or link \
+            69 board not in configuration mode, 73 cannot write output (or the files \
+            are another board's), 74 board or link \
             error, 75 timeout.
             """)
 
@@ -74,6 +83,10 @@ struct ProvisionCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Finish a board recorded earlier (row id or MAC).", valueName: "board"))
     var resume: String?
 
+    @Flag(help: ArgumentHelp(
+        "Replace the board whose row has these certificate and enrollment files: its row is marked superseded and its files are renamed <id>.row<N>.pem / .enrollment.json."))
+    var force = false
+
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")
     var json = false
 
@@ -81,6 +94,7 @@ struct ProvisionCommand: ParsableCommand {
         if resume == nil && (udsFile == nil) == !generateUDS {
             throw ValidationError("Give exactly one of --uds-file FILE and --generate-uds.")
         }
+        if resume == nil { try firmware.requireGiven() }
         if resume != nil && (udsFile != nil || generateUDS) {
             throw ValidationError("--resume reuses the UDS in the registry; drop --uds-file/--generate-uds.")
         }
@@ -92,9 +106,9 @@ struct ProvisionCommand: ParsableCommand {
         }
     }
 
-    var request: ProvisionRequest {
+    func request(firmware: FirmwareSource) -> ProvisionRequest {
         ProvisionRequest(
-            firmware: firmware.source,
+            firmware: firmware,
             uds: udsFile.map { .file($0) } ?? .generate,
             registrationID: registrationID, mac: mac,
             wifi: wifiSSID.map { WiFiSettings(ssid: $0, passwordFile: wifiPasswordFile!) },
@@ -109,13 +123,15 @@ struct ProvisionCommand: ParsableCommand {
             var workflow = ProvisionWorkflow(
                 registry: try registry.open(), measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }
-            var request = self.request
-            if let path = try? port.resolvedPath() { request.usbSerial = usbSerial(of: path) }
+            let attachedSerial = (try? port.resolvedPath()).flatMap { usbSerial(of: $0) }
             let result: ProvisionResult
             if let resume {
                 guard let board = try workflow.registry.board(matching: resume) else {
                     throw RegistryError.boardNotFound(resume)
                 }
+                var request = try resumeRequest(board)
+                request.force = force
+                if let attachedSerial { request.usbSerial = attachedSerial }
                 let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || board.mac == nil
                 if needsBoard {
                     result = try withConsoleSession(port) { session in
@@ -125,6 +141,9 @@ struct ProvisionCommand: ParsableCommand {
                     result = try workflow.resume(boardID: board.id!, request: request, session: nil)
                 }
             } else {
+                var request = self.request(firmware: firmware.source)
+                request.force = force
+                request.usbSerial = attachedSerial
                 result = try withConsoleSession(port) { session in
                     try workflow.run(request, session: session)
                 }
@@ -132,5 +151,31 @@ struct ProvisionCommand: ParsableCommand {
             reporter.result(result)
             printError("devkit: warning: \(fixedNonceWarning)")
         }
+    }
+
+    /// The request that finishes `board`: what was recorded with it (firmware,
+    /// checked unchanged; output directory; registration-ID scheme; Wi-Fi settings
+    /// source), each overridden by the options given now.
+    func resumeRequest(_ board: BoardRecord) throws -> ProvisionRequest {
+        let id = board.id!
+        let recorded = try ProvisionSettings.recorded(in: board)
+        let source: FirmwareSource
+        if firmware.isGiven {
+            source = firmware.source
+        } else if let recorded {
+            source = try recorded.firmware(boardID: id)
+        } else {
+            throw ProvisionError.cannotResume(
+                "board #\(id) was recorded without its firmware (by an older devkit); "
+                    + "give it with --bin FILE --map FILE or --elf FILE")
+        }
+        var request = self.request(firmware: source)
+        guard let recorded else { return request }
+        if output.outputDirGiven == nil { request.outputDirectory = recorded.outputDirectory }
+        request.scheme = try recorded.scheme()
+        if wifiSSID == nil, let ssid = recorded.wifiSSID, let file = recorded.wifiPasswordFile, file != "-" {
+            request.wifi = WiFiSettings(ssid: ssid, passwordFile: file)
+        }
+        return request
     }
 }

@@ -7,7 +7,9 @@ extension ProvisionError: CLIReportable {
         case .invalidInput, .templateNeedsSerial, .serialUnknown, .resumeOnAnotherBoard, .resumeNeedsBoard,
              .cannotResume: .usage
         case .outputDirectory(_, _, let errno): errno.map(ExitStatus.init(fileErrno:)) ?? .cannotCreate
-        case .firmware, .macNotInBootLog: .dataError
+        case .filesOfAnotherBoard, .cannotMoveAside: .cannotCreate
+        case .firmware, .macNotInBootLog, .firmwareChanged: .dataError
+        case .recordedFirmwareMissing: .noInput
         }
     }
 
@@ -22,7 +24,13 @@ extension ProvisionError: CLIReportable {
         case .resumeOnAnotherBoard(let id, _, _):
             description + "; plug in board #\(id), or provision this one without --resume"
         case .resumeNeedsBoard: description + "; connect it with --port"
-        case .invalidInput, .firmware, .cannotResume: description
+        case .filesOfAnotherBoard(let id, let owner, _):
+            description + "; to replace board #\(owner) (it is marked superseded and its files are kept as "
+                + "<id>.row\(owner).pem and <id>.row\(owner).enrollment.json), run "
+                + "`devkit provision --resume \(id) --force`; or use another --output-dir or --registration-id"
+        case .firmwareChanged(let id, _), .recordedFirmwareMissing(let id, _):
+            description + "; give the firmware board #\(id) is to run with --bin FILE --map FILE or --elf FILE"
+        case .invalidInput, .firmware, .cannotResume, .cannotMoveAside: description
         }
     }
 }

@@ -44,7 +44,7 @@ struct RegistryListCommand: ParsableCommand {
             }
             let rows = boards.map { b in
                 [b.id.map(String.init) ?? "", b.mac ?? "-", b.registrationID ?? "-",
-                 b.firmwareVersion ?? "-", b.state.rawValue, b.lastStep?.rawValue ?? "-",
+                 b.firmwareVersion ?? "-", b.supersededBy.map { "superseded by #\($0)" } ?? b.state.rawValue, b.lastStep?.rawValue ?? "-",
                  timestamp(b.updatedAt)]
             }
             print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "UPDATED"], rows))

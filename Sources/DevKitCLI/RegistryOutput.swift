@@ -14,6 +14,7 @@ struct BoardJSON: Encodable {
         case certificateSHA256 = "certificate_sha256", certificatePath = "certificate_path"
         case enrollmentPath = "enrollment_path", state, error, lastStep = "last_step"
         case nextStep = "next_step", createdAt = "created_at", updatedAt = "updated_at", steps
+        case supersededBy = "superseded_by"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -30,6 +31,7 @@ struct BoardJSON: Encodable {
         try c.encode(board.enrollmentPath, forKey: .enrollmentPath)
         try c.encode(board.state.rawValue, forKey: .state)
         try c.encode(board.error, forKey: .error)
+        try c.encode(board.supersededBy, forKey: .supersededBy)
         try c.encode(board.lastStep?.rawValue, forKey: .lastStep)
         try c.encode(board.nextStep?.rawValue, forKey: .nextStep)
         try c.encode(timestamp(board.createdAt), forKey: .createdAt)

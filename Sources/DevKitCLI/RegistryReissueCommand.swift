@@ -31,6 +31,8 @@ struct RegistryReissueCommand: ParsableCommand {
 
     @OptionGroup var firmware: FirmwareOptions
 
+    func validate() throws { try firmware.requireGiven() }
+
     @Option(
         help: ArgumentHelp("The new firmware's DevKitSDK version (default: each board's recorded one).", valueName: "X.Y.Z"),
         transform: argument(FirmwareVersion.init))

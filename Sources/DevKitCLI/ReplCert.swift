@@ -27,6 +27,7 @@ struct ReplCertRequest: ParsableArguments {
         + "(--mac MAC | --registration-id ID) [--output-dir DIR]"
 
     func validate() throws {
+        try firmware.requireGiven()
         guard udsOptions.udsFile != nil else { throw ValidationError("give the board's UDS with --uds-file FILE") }
         guard (mac != nil) != (registrationID != nil) else {
             throw ValidationError("give either --mac MAC (with the board's firmware version) or --registration-id ID")

@@ -74,6 +74,15 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
     public var error: String?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The row that replaced this one by provisioning the same files again with
+    /// `--force` (schema v3); its certificate and enrollment file were moved aside
+    /// (``certificatePath`` and ``enrollmentPath`` say where).
+    public var supersededBy: Int64?
+    /// What `provision --resume` needs to finish this board without the original
+    /// command line (schema v4): a JSON object the provisioning workflow writes and
+    /// reads (firmware paths and their SHA-256, output directory, registration-ID
+    /// scheme, Wi-Fi settings source). Never a secret.
+    public var provisionSettings: String?
 
     public var udsRecordedAt: Date?
     public var udsSentAt: Date?
@@ -96,6 +105,8 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
         case state, error
         case createdAt = "created_at"
         case updatedAt = "updated_at"
+        case supersededBy = "superseded_by"
+        case provisionSettings = "provision_settings"
         case udsRecordedAt = "uds_recorded_at"
         case udsSentAt = "uds_sent_at"
         case udsConfirmedAt = "uds_confirmed_at"
@@ -223,6 +234,8 @@ extension BoardRecord {
         }
         createdAt = try requiredDate(.createdAt)
         updatedAt = try requiredDate(.updatedAt)
+        supersededBy = row[CodingKeys.supersededBy.rawValue]
+        provisionSettings = row[CodingKeys.provisionSettings.rawValue]
         udsRecordedAt = date(.udsRecordedAt)
         udsSentAt = date(.udsSentAt)
         udsConfirmedAt = date(.udsConfirmedAt)
@@ -237,7 +250,7 @@ extension BoardRecord {
         CodingKeys.id, .mac, .usbSerial, .registrationID, .firmwareVersion, .uds, .certificateSHA1,
         .certificateSHA256, .certificatePath, .enrollmentPath, .state, .error, .createdAt, .updatedAt,
         .udsRecordedAt, .udsSentAt, .udsConfirmedAt, .versionReadAt, .macReadAt, .certificateWrittenAt,
-        .enrollmentWrittenAt,
+        .enrollmentWrittenAt, .supersededBy, .provisionSettings,
     ].map(\.rawValue)
 
     /// The row's values, in the order of ``databaseColumns``.
@@ -247,7 +260,7 @@ extension BoardRecord {
         return [id, mac, usbSerial, registrationID, firmwareVersion, uds, certificateSHA1,
          certificateSHA256, certificatePath, enrollmentPath, state, error, text(createdAt), text(updatedAt),
          udsRecordedAt.map(text), udsSentAt.map(text), udsConfirmedAt.map(text), versionReadAt.map(text),
-         macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text)]
+         macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text), supersededBy, provisionSettings]
     }
 
     public func encode(to container: inout PersistenceContainer) {

@@ -106,13 +106,13 @@ public final class Registry: Sendable {
     public func recordNewBoard(
         uds: UDS, mac: MACAddress? = nil, usbSerial: String? = nil,
         registrationID: RegistrationID? = nil, firmwareVersion: FirmwareVersion? = nil,
-        alsoMark: [ProvisioningStep] = []
+        provisionSettings: String? = nil, alsoMark: [ProvisioningStep] = []
     ) throws(RegistryError) -> BoardRecord {
         let now = Date()
         var record = BoardRecord(
             id: nil, mac: mac?.hex, usbSerial: usbSerial, registrationID: registrationID?.value,
             firmwareVersion: firmwareVersion?.text, uds: uds, state: .inProgress,
-            createdAt: now, updatedAt: now, udsRecordedAt: now,
+            createdAt: now, updatedAt: now, provisionSettings: provisionSettings, udsRecordedAt: now,
             macReadAt: mac == nil ? nil : now)
         for step in alsoMark { record.setCompleted(step, at: now) }
         // Committed with FULL sync before we return, i.e. before the caller may send
@@ -220,7 +220,44 @@ public final class Registry: Sendable {
         }
     }
 
+    /// Marks board `old` as replaced by board `new`, recording where its files went
+    /// (they were moved aside so the new board's could take their names).
+    @discardableResult
+    public func markSuperseded(
+        boardID old: Int64, by new: Int64, certificatePath: String?, enrollmentPath: String?
+    ) throws(RegistryError) -> BoardRecord {
+        try write(synced: true) { db in
+            guard var record = try Self.fetchBoard(db, id: old) else { throw RegistryError.boardNotFound("\(old)") }
+            record.supersededBy = new
+            record.certificatePath = certificatePath
+            record.enrollmentPath = enrollmentPath
+            record.updatedAt = Date()
+            try Self.store(record, db)
+            return record
+        }
+    }
+
     // MARK: Reading
+
+    /// The board, other than `excluding` and not superseded, whose recorded
+    /// certificate or enrollment file is one of `paths` (compared as given and as
+    /// absolute paths: rows may hold either).
+    public func boardOwning(anyOf paths: [String], excluding: Int64?) throws(RegistryError) -> BoardRecord? {
+        var keys = Set(paths)
+        let cwd = FileManager.default.currentDirectoryPath
+        for p in paths {
+            keys.insert(p.hasPrefix("/") ? p : (cwd as NSString).appendingPathComponent(p))
+            keys.insert((p as NSString).standardizingPath)
+        }
+        let list = Array(keys)
+        return try read { db in
+            try BoardRecord
+                .filter(list.contains(Column("certificate_path")) || list.contains(Column("enrollment_path")))
+                .filter(Column("superseded_by") == nil)
+                .filter(Column("id") != (excluding ?? -1))
+                .order(Column("id").desc).fetchOne(db)
+        }
+    }
 
     /// The board with this row id.
     public func board(id: Int64) throws(RegistryError) -> BoardRecord? {
@@ -326,6 +363,18 @@ public final class Registry: Sendable {
         // `watch` looks a board up by USB serial each time one is plugged in.
         migrator.registerMigration("v2: board_on_usb_serial") { db in
             try db.create(index: "board_on_usb_serial", on: "board", columns: ["usb_serial"])
+        }
+        // A board provisioned again into the same files with `--force` replaces the
+        // row that had them: the old row points to the new one.
+        migrator.registerMigration("v3: board.superseded_by") { db in
+            try db.alter(table: "board") { t in
+                t.add(column: "superseded_by", .integer).references("board")
+            }
+        }
+        // What `provision --resume N` needs besides the UDS (issue 12): written by
+        // the provisioning workflow when it records a board.
+        migrator.registerMigration("v4: board.provision_settings") { db in
+            try db.alter(table: "board") { t in t.add(column: "provision_settings", .text) }
         }
         return migrator
     }()

@@ -13,6 +13,14 @@ struct BoardCertificateFiles {
     let certificatePath: String
     let enrollmentPath: String
 
+    /// `<directory>/<id><suffix>.pem` and `<directory>/<id><suffix>.enrollment.json`.
+    static func paths(
+        registrationID: RegistrationID, outputDirectory: String, suffix: String = ""
+    ) -> (certificate: String, enrollment: String) {
+        let base = (outputDirectory as NSString).appendingPathComponent("\(registrationID)\(suffix)")
+        return (base + ".pem", base + ".enrollment.json")
+    }
+
     /// Computes the certificate and writes both files in one go: one directory fsync
     /// for the pair (shared with boards finishing at the same moment). The caller then
     /// records both steps in one registry commit (``update(firmwareVersion:)``), so a
@@ -22,7 +30,7 @@ struct BoardCertificateFiles {
         dps: DPSSettings
     ) throws -> BoardCertificateFiles {
         let certificate = try factory(uds, registrationID)
-        let pemPath = (outputDirectory as NSString).appendingPathComponent("\(registrationID).pem")
+        let pemPath = paths(registrationID: registrationID, outputDirectory: outputDirectory).certificate
         let enrollment = EnrollmentFile(registrationID: registrationID.value, certificatePEM: certificate.pem, dps: dps)
         let enrollmentPath = enrollment.path(in: outputDirectory)
         try OutputFile.writeAtomically(

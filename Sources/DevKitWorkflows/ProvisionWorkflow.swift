@@ -1,6 +1,7 @@
 import DevKitConsole
 import DevKitModel
 import DevKitRegistry
+import DevKitSystem
 import Dispatch
 import Foundation
 import Synchronization
@@ -53,6 +54,10 @@ public struct ProvisionRequest: Sendable {
     public var wifi: WiFiSettings?
     public var outputDirectory: String
     public var dps: DPSSettings
+    /// Take over the certificate and enrollment file names when another board's row
+    /// has them: that row is marked superseded and its files are moved aside
+    /// (`<id>.row<N>.pem`). Without it such a board is refused.
+    public var force = false
 
     public init(
         firmware: FirmwareSource, uds: UDSSource, registrationID: RegistrationID? = nil,
@@ -150,6 +155,16 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
     case resumeNeedsBoard(boardID: Int64, nextStep: String)
     /// The registry row cannot be resumed.
     case cannotResume(String)
+    /// The certificate or enrollment file this board would write is recorded as
+    /// board `owner`'s (the same board provisioned again, or a registration ID
+    /// clash); nothing was written.
+    case filesOfAnotherBoard(boardID: Int64, owner: Int64, path: String)
+    /// A firmware file recorded for `--resume` changed since the board was recorded.
+    case firmwareChanged(boardID: Int64, path: String)
+    /// A firmware file recorded for `--resume` is gone or unreadable.
+    case recordedFirmwareMissing(boardID: Int64, path: String)
+    /// Moving an older board's files aside failed.
+    case cannotMoveAside(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -168,6 +183,14 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
         case .resumeNeedsBoard(let id, let step):
             "board #\(id) still needs \(step) on the board itself"
         case .cannotResume(let s): s
+        case .filesOfAnotherBoard(let id, let owner, let path):
+            "\(path) belongs to board #\(owner) in the registry; board #\(id) was not given its files, "
+                + "so as not to overwrite them"
+        case .cannotMoveAside(let path, let reason): "cannot move \(path) aside: \(reason)"
+        case .firmwareChanged(let id, let path):
+            "\(path) changed since board #\(id) was recorded (its SHA-256 differs), so its certificate would not match the firmware it was recorded with"
+        case .recordedFirmwareMissing(let id, let path):
+            "\(path), recorded as board #\(id)'s firmware, cannot be read"
         }
     }
 }
@@ -273,9 +296,11 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .record, status: .started, message: "recording the UDS in the registry"))
         // Also marked sent: the line goes out next, and "sent" means the board may
         // have it. One synced commit, before anything leaves for the board.
+        // What --resume needs, so the hint printed on a failure works as printed.
+        let settings = (try? ProvisionSettings(request))?.json()
         let board = try registry.recordNewBoard(
             uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID,
-            alsoMark: [.udsSent])
+            provisionSettings: settings, alsoMark: [.udsSent])
         let id = board.id!
         report(ProvisionEvent(stage: .record, status: .done, message: "board #\(id) recorded in \(registry.path)", boardID: id))
         afterStep(.udsSent, board)
@@ -449,6 +474,7 @@ public struct ProvisionWorkflow {
         }
 
         report(ProvisionEvent(stage: .certificate, status: .started, message: "computing the Alias certificate for \(registrationID)", boardID: id))
+        try claimFiles(registrationID: registrationID, outputDirectory: request.outputDirectory, boardID: id, force: request.force)
         let files = try BoardCertificateFiles.write(
             uds: board.uds, registrationID: registrationID, factory: v.factory, outputDirectory: request.outputDirectory,
             dps: request.dps)
@@ -461,6 +487,41 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(files.enrollmentPath)", boardID: id))
 
         return files.result(boardID: id, mac: mac, firmwareVersion: version)
+    }
+
+    /// Makes sure board `id` may write `<registrationID>.pem` and `.enrollment.json`:
+    /// when another live row records either path (the same board provisioned again,
+    /// or two boards with one registration ID), refuses, or with `force` moves that
+    /// row's files aside to `<registrationID>.row<N>.*` and marks the row superseded.
+    /// The files are moved before the row is marked, so a crash in between leaves
+    /// the row still owning the names and the next run moves what is left.
+    private func claimFiles(registrationID: RegistrationID, outputDirectory: String, boardID id: Int64, force: Bool) throws {
+        let paths = BoardCertificateFiles.paths(registrationID: registrationID, outputDirectory: outputDirectory)
+        guard let owner = try registry.boardOwning(anyOf: [paths.certificate, paths.enrollment], excluding: id),
+              let ownerID = owner.id
+        else { return }
+        guard force else {
+            throw ProvisionError.filesOfAnotherBoard(boardID: id, owner: ownerID, path: paths.certificate)
+        }
+        let aside = BoardCertificateFiles.paths(
+            registrationID: registrationID, outputDirectory: outputDirectory, suffix: ".row\(ownerID)")
+        for (from, to) in [(paths.certificate, aside.certificate), (paths.enrollment, aside.enrollment)] {
+            // Already moved by an interrupted run, or deleted by hand: nothing to move.
+            guard access(from, F_OK) == 0 else { continue }
+            if rename(from, to) != 0 {
+                throw ProvisionError.cannotMoveAside(path: from, reason: String(cString: strerror(errno)))
+            }
+        }
+        try? DurableFile.syncDirectory(outputDirectory)
+        let existing = FileManager.default
+        try registry.markSuperseded(
+            boardID: ownerID, by: id,
+            certificatePath: existing.fileExists(atPath: aside.certificate) ? aside.certificate : owner.certificatePath,
+            enrollmentPath: existing.fileExists(atPath: aside.enrollment) ? aside.enrollment : owner.enrollmentPath)
+        report(ProvisionEvent(
+            stage: .certificate, status: .started,
+            message: "board #\(ownerID) had these files: marked superseded, its files moved to \(aside.certificate) and \(aside.enrollment)",
+            boardID: id))
     }
 
     static func checkOutputDirectory(_ path: String) throws(ProvisionError) {

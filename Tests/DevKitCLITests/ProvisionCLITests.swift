@@ -163,4 +163,89 @@ struct ProvisionCLITests {
         #expect(finished.state == .done)
         #expect(try registry.allBoards().count == 1)
     }
+
+    /// Issue 12 item 8: the same board provisioned again into the same directory must
+    /// not overwrite the files row 1 records (row 1 would still say `done` with
+    /// thumbprint A while `<id>.pem` holds certificate B). Refused with 73 naming the
+    /// row and --force; with --force the old row is marked superseded and its files
+    /// are kept under `<id>.row1.*`.
+    @Test func provisioningTheSameBoardAgainRefusesThenSupersedesWithForce() throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let first = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let pemPath = dir + "/\(v.registrationID).pem"
+        let enrollmentPath = dir + "/\(v.registrationID).enrollment.json"
+        let enrollmentA = try String(contentsOfFile: enrollmentPath, encoding: .utf8)
+
+        kit.reset(into: .configuration)
+        let again = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--generate-uds"])
+        #expect(again.status == 73, "\(again.stderr)")
+        #expect(again.stderr.contains("board #1") && again.stderr.contains("--force"), "\(again.stderr)")
+        #expect(try String(contentsOfFile: pemPath, encoding: .utf8) == v.certificate, "row 1's certificate is intact")
+        let registry = try Registry(path: dir + "/registry.sqlite")
+        let row1 = try #require(try registry.board(id: 1))
+        #expect(row1.state == .done && row1.supersededBy == nil)
+
+        let forced = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--resume", "2", "--force"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        let old = try #require(try registry.board(id: 1))
+        let new = try #require(try registry.board(id: 2))
+        #expect(old.supersededBy == 2)
+        #expect(new.state == .done && new.certificateSHA1 != old.certificateSHA1)
+        let keptPEM = dir + "/\(v.registrationID).row1.pem"
+        let keptEnrollment = dir + "/\(v.registrationID).row1.enrollment.json"
+        #expect(old.certificatePath == keptPEM && old.enrollmentPath == keptEnrollment)
+        #expect(try String(contentsOfFile: keptPEM, encoding: .utf8) == v.certificate)
+        #expect(try String(contentsOfFile: keptEnrollment, encoding: .utf8) == enrollmentA)
+        #expect(try String(contentsOfFile: pemPath, encoding: .utf8) != v.certificate)
+        #expect(new.certificatePath == pemPath)
+
+        let list = try RegistryCLIProcess.run(["registry", "list", "--registry", dir + "/registry.sqlite"])
+        #expect(list.status == 0 && list.stdout.contains("superseded by #2"), "\(list.stdout)")
+    }
+
+    /// Issue 12 item 9: the printed resume hint works as printed. The board is
+    /// killed mid-way; `provision --resume N` with no firmware or output options
+    /// finishes it from what the registry recorded (firmware paths, their SHA-256,
+    /// output directory), and refuses (65) when the firmware file changed since.
+    @Test(arguments: [false, true])
+    func resumeWithoutFirmwareFlagsUsesTheRecordedSettings(firmwareChanged: Bool) throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        // The firmware as the user's own copies, so the test can change one.
+        let bin = dir + "/fw.bin", map = dir + "/fw.map"
+        try FileManager.default.copyItem(atPath: v.bin, toPath: bin)
+        try FileManager.default.copyItem(atPath: v.map, toPath: map)
+        let out = dir + "/enrollments"
+        var env = ProcessInfo.processInfo.environment
+        env["DEVKIT_TEST_KILL_AFTER_STEP"] = "version_read"
+        let killed = try RegistryCLIProcess.run(
+            ["provision", "--port", kit.devicePath, "--bin", bin, "--map", map, "--output-dir", out,
+             "--registry", dir + "/registry.sqlite", "--uds-file", dir + "/board.uds"], environment: env)
+        #expect(killed.status == SIGKILL, "\(killed.stderr)")
+        let registry = try Registry(path: dir + "/registry.sqlite")
+        let row = try #require(try registry.allBoards().first)
+        let settings = try #require(row.provisionSettings)
+        #expect(settings.contains(bin) && settings.contains("firmware_sha256") && settings.contains(out), "\(settings)")
+        if firmwareChanged {
+            let handle = try #require(FileHandle(forWritingAtPath: bin))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data([0x00]))
+            try handle.close()
+        }
+
+        if row.macReadAt == nil { kit.reset(into: .configuration) }
+        let resumed = try RegistryCLIProcess.run(
+            ["provision", "--port", kit.devicePath, "--registry", dir + "/registry.sqlite", "--resume", "\(row.id!)"])
+        if firmwareChanged {
+            #expect(resumed.status == 65, "\(resumed.stderr)")
+            #expect(resumed.stderr.contains("\(bin) changed since board #\(row.id!)"), "\(resumed.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out + "/\(v.registrationID).pem"))
+        } else {
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(try String(contentsOfFile: out + "/\(v.registrationID).pem", encoding: .utf8) == v.certificate)
+            #expect(try registry.board(id: row.id!)?.state == .done)
+        }
+    }
 }

@@ -1,0 +1,111 @@
+import Crypto
+import DevKitRegistry
+import Foundation
+
+/// What `provision --resume N` needs besides the UDS, recorded with the board (the
+/// registry's `provision_settings`, as JSON) so the resume hint works as printed:
+/// the firmware files (absolute) with their SHA-256, the output directory
+/// (absolute), the registration-ID scheme and where the Wi-Fi settings came from
+/// (the SSID and the password *file*; never the password).
+public struct ProvisionSettings: Codable, Sendable, Equatable {
+    public var firmwareBin: String?
+    public var firmwareMap: String?
+    public var firmwareElf: String?
+    /// Absolute firmware path → SHA-256 (lower-case hex) when it was recorded.
+    public var firmwareSHA256: [String: String]
+    public var outputDirectory: String
+    /// `derived` or the template text (``RegistrationIDScheme/description``).
+    public var registrationIDScheme: String
+    public var wifiSSID: String?
+    public var wifiPasswordFile: String?
+
+    enum CodingKeys: String, CodingKey {
+        case firmwareBin = "firmware_bin", firmwareMap = "firmware_map", firmwareElf = "firmware_elf"
+        case firmwareSHA256 = "firmware_sha256", outputDirectory = "output_directory"
+        case registrationIDScheme = "registration_id_scheme"
+        case wifiSSID = "wifi_ssid", wifiPasswordFile = "wifi_password_file"
+    }
+
+    /// The settings of `request`, its paths made absolute and its firmware hashed.
+    init(_ request: ProvisionRequest) throws {
+        var hashes: [String: String] = [:]
+        func record(_ path: String) throws -> String {
+            let absolute = Self.absolute(path)
+            hashes[absolute] = try Self.sha256(ofFile: absolute)
+            return absolute
+        }
+        switch request.firmware {
+        case .binAndMap(let bin, let map):
+            firmwareBin = try record(bin)
+            firmwareMap = try record(map)
+        case .elf(let elf):
+            firmwareElf = try record(elf)
+        }
+        firmwareSHA256 = hashes
+        outputDirectory = Self.absolute(request.outputDirectory)
+        registrationIDScheme = request.scheme.description
+        wifiSSID = request.wifi?.ssid
+        // Standard input cannot be read again on resume: recorded as given.
+        wifiPasswordFile = request.wifi.map { $0.passwordFile == "-" ? "-" : Self.absolute($0.passwordFile) }
+    }
+
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// The recorded settings of `board`, or nil when it has none (recorded before
+    /// schema v4).
+    public static func recorded(in board: BoardRecord) throws(ProvisionError) -> ProvisionSettings? {
+        guard let text = board.provisionSettings else { return nil }
+        do {
+            return try JSONDecoder().decode(ProvisionSettings.self, from: Data(text.utf8))
+        } catch {
+            throw .cannotResume("board #\(board.id ?? 0)'s recorded provisioning settings are unreadable (\(error))")
+        }
+    }
+
+    /// The recorded firmware, after checking that each file is still what was
+    /// measured: a changed file would give a certificate for another image.
+    public func firmware(boardID: Int64) throws(ProvisionError) -> FirmwareSource {
+        let source: FirmwareSource
+        if let elf = firmwareElf {
+            source = .elf(elf)
+        } else if let bin = firmwareBin, let map = firmwareMap {
+            source = .binAndMap(bin: bin, map: map)
+        } else {
+            throw .cannotResume("board #\(boardID) has no firmware recorded")
+        }
+        for path in [firmwareElf, firmwareBin, firmwareMap].compactMap({ $0 }) {
+            let now: String
+            do { now = try Self.sha256(ofFile: path) } catch {
+                throw .recordedFirmwareMissing(boardID: boardID, path: path)
+            }
+            if let recorded = firmwareSHA256[path], recorded != now {
+                throw .firmwareChanged(boardID: boardID, path: path)
+            }
+        }
+        return source
+    }
+
+    /// The recorded registration-ID scheme.
+    public func scheme() throws(ProvisionError) -> RegistrationIDScheme {
+        if registrationIDScheme == RegistrationIDScheme.derived.description { return .derived }
+        do { return try RegistrationIDScheme(parsing: registrationIDScheme) } catch {
+            throw .cannotResume("the recorded registration ID scheme '\(registrationIDScheme)' is invalid: \(error)")
+        }
+    }
+
+    static func absolute(_ path: String) -> String {
+        let full = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return (full as NSString).standardizingPath
+    }
+
+    /// Firmware images are at most a few MB (1 MB of flash; an ELF with debug
+    /// information somewhat more), read whole.
+    static func sha256(ofFile path: String) throws -> String {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+}
