@@ -62,7 +62,8 @@ public func containsControlCharacter(_ text: some StringProtocol) -> Bool {
 public let secretFragmentLength = 8
 
 /// `text` with every run of `secretFragmentLength` or more characters that also
-/// occurs in one of `secrets` replaced by `***` (ASCII case ignored, as a board may
+/// occurs in one of `secrets`, and every whole occurrence of a shorter secret,
+/// replaced by `***` (ASCII case ignored, as a board may
 /// print hex in either case). The one masking function for what a board printed
 /// in answer to a secret command: session errors, the console's screen and its
 /// transcript all pass through it. Written here because no library masks
@@ -70,19 +71,22 @@ public let secretFragmentLength = 8
 public func maskingSecrets(_ secrets: [String], in text: String) -> String {
     let n = secretFragmentLength
     var bytes = Array(text.utf8)
-    guard bytes.count >= n else { return text }
     func folded(_ b: UInt8) -> UInt8 { (0x41...0x5A).contains(b) ? b | 0x20 : b }
     var covered = [Bool](repeating: false, count: bytes.count)
     for secret in secrets {
         let s = secret.utf8.map(folded)
-        guard s.count >= n else { continue }
-        // Every n-byte window of the secret; a text window found among them is part
+        guard !s.isEmpty else { continue }
+        // A secret shorter than n (a short Wi-Fi password) has no n-byte part, but
+        // the secret itself must still never show: its whole occurrences are masked.
+        let w = min(n, s.count)
+        guard bytes.count >= w else { continue }
+        // Every w-byte window of the secret; a text window found among them is part
         // of the secret, and overlapping windows cover every longer run.
         var windows = Set<ArraySlice<UInt8>>()
-        for start in 0...(s.count - n) { windows.insert(s[start..<(start + n)]) }
+        for start in 0...(s.count - w) { windows.insert(s[start..<(start + w)]) }
         let t = bytes.map(folded)
-        for start in 0...(t.count - n) where windows.contains(t[start..<(start + n)]) {
-            for i in start..<(start + n) { covered[i] = true }
+        for start in 0...(t.count - w) where windows.contains(t[start..<(start + w)]) {
+            for i in start..<(start + w) { covered[i] = true }
         }
     }
     guard covered.contains(true) else { return text }

@@ -240,13 +240,14 @@ public final class Registry: Sendable {
     // MARK: Reading
 
     /// The board, other than `excluding` and not superseded, whose recorded
-    /// certificate or enrollment file is one of `paths` (compared as given and as
-    /// absolute paths: rows may hold either).
+    /// certificate or enrollment file is one of `paths` (compared as given, and as
+    /// the absolute path a row records, by the same ``absolutePath(_:)`` the row was
+    /// written with: `./az-x.pem`, the default output directory's spelling, must
+    /// find `/cwd/az-x.pem`).
     public func boardOwning(anyOf paths: [String], excluding: Int64?) throws(RegistryError) -> BoardRecord? {
         var keys = Set(paths)
-        let cwd = FileManager.default.currentDirectoryPath
         for p in paths {
-            keys.insert(p.hasPrefix("/") ? p : (cwd as NSString).appendingPathComponent(p))
+            keys.insert(absolutePath(p))
             keys.insert((p as NSString).standardizingPath)
         }
         let list = Array(keys)

@@ -16,7 +16,15 @@ struct SecretMaskingTests {
         #expect(maskingSecrets([Self.uds], in: "Invalid UDS.") == "Invalid UDS.")
         #expect(maskingSecrets([Self.uds], in: "x \(Self.uds.prefix(7)) y") == "x \(Self.uds.prefix(7)) y")
         #expect(maskingSecrets([], in: "anything at all") == "anything at all")
-        #expect(maskingSecrets(["short"], in: "short") == "short", "a secret under 8 characters has no 8-character part")
+    }
+
+    /// A secret under 8 characters (a short Wi-Fi password: the board takes 0-63
+    /// bytes) has no 8-character part, but the secret itself must never show.
+    @Test func aSecretShorterThanEightCharactersIsMaskedWhole() {
+        #expect(maskingSecrets(["pw1234"], in: "Invalid password pw1234.") == "Invalid password ***.")
+        #expect(maskingSecrets(["pw1234"], in: "PW1234") == "***")
+        #expect(maskingSecrets(["pw1234"], in: "pw123 only part") == "pw123 only part")
+        #expect(maskingSecrets([""], in: "an open network") == "an open network")
     }
 
     @Test func everyEightCharacterWindowIsGone() {

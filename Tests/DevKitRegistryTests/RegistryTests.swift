@@ -60,6 +60,22 @@ let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
         #expect(row.enrollmentPath == "/abs/az-x.enrollment.json")
     }
 
+    /// `provision` without --output-dir names its files `./<id>.pem`; the row holds
+    /// them as `/cwd/<id>.pem`. The owner must be found, or the files are overwritten.
+    @Test func boardOwningFindsARowRecordedFromTheDefaultOutputDirectory() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("registry.sqlite"))
+        let id = try registry.recordNewBoard(uds: udsA).id!
+        try registry.markStep(
+            .certificateWritten, boardID: id,
+            update: BoardUpdate(certificatePath: "./az-x.pem", enrollmentPath: "./az-x.enrollment.json"))
+        let other = try registry.recordNewBoard(uds: udsB).id!
+        let owner = try registry.boardOwning(anyOf: ["./az-x.pem", "./az-x.enrollment.json"], excluding: other)
+        #expect(owner?.id == id)
+        #expect(try registry.boardOwning(anyOf: ["./az-x.pem"], excluding: id) == nil)
+    }
+
     @Test func createsPrivateDirectoryAndFile() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
