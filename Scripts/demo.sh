@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, on the built-in virtual DevKit when no board is attached:
 #   1. start a virtual DevKit in configuration mode (`devkit emulate`),
-#   2. store a fresh UDS on it, saved to a 0600 file first (`devkit set-uds --generate`),
+#   2. store a fresh UDS on it, saved to a 0600 file first (`devkit set-uds --generate-uds`),
 #   3. read its firmware version and, after a reboot, its MAC (`devkit info --reboot`),
 #   4. compute the enrollment certificate it will present (`devkit cert`), from the
 #      bundled sample firmware (a 600 KB AZ3166 DPS build).
@@ -44,8 +44,8 @@ if [ -z "$port" ]; then
 fi
 
 uds="$out/uds-$(date +%Y%m%d-%H%M%S).hex"
-echo "== devkit set-uds --port $port --generate --save $uds"
-"$devkit" set-uds --port "$port" --generate --save "$uds"
+echo "== devkit set-uds --port $port --generate-uds --save $uds"
+"$devkit" set-uds --port "$port" --generate-uds --save "$uds"
 
 echo "== devkit info --port $port --reboot"
 "$devkit" info --port "$port" --reboot --json >"$work/info.json"

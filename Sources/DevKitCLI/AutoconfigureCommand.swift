@@ -34,6 +34,9 @@ struct AutoconfigureCommand: ParsableCommand {
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")
     var json = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func run() throws {
         try reportingErrors {
             let profile = try ProfileLoader.load(path: self.profile)

@@ -45,8 +45,8 @@ struct CertBatch {
                 do { result = try command.certify(firmware: firmware, uds: uds, id: id) } catch {
                     throw LineError(error.userMessage)
                 }
-                for warning in result.warnings { printError("devkit: warning: line \(lineNumber): \(warning)") }
-                if !warned { printError("devkit: warning: \(fixedNonceWarning)"); warned = true }
+                for warning in result.warnings { printWarning("line \(lineNumber): \(warning)") }
+                if !warned { printWarning(fixedNonceWarning); warned = true }
                 if command.json {
                     print(result.jsonLine())
                 } else if command.streamsOutput {

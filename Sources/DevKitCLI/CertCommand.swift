@@ -10,6 +10,12 @@ struct CertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cert",
         abstract: "Compute the DICE/RIoT enrollment certificate of a DevKit, byte for byte.",
+        usage: """
+            devkit cert (--elf <file> | --bin <file> --map <file>) --uds-file <file>
+                (--registration-id <id> | --mac <mac> --firmware-version <version>) [--output-dir <dir>] [<options>]
+            devkit cert (--elf <file> | --bin <file> --map <file>) --batch <file> [<options>]
+            devkit cert (--elf <file> | --bin <file> --map <file>) --from-registry [<options>]
+            """,
         discussion: """
             At every boot the DevKit derives its DeviceID and Alias keys from the Unique \
             Device Secret (UDS) in its secure element and from the firmware it runs, and \
@@ -40,6 +46,9 @@ struct CertCommand: ParsableCommand {
             """)
 
     @OptionGroup var firmware: FirmwareOptions
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
 
     func validate() throws { try firmware.requireGiven() }
 
@@ -213,8 +222,8 @@ struct CertCommand: ParsableCommand {
 
     /// The fixed-nonce warning once per run, and each result's own warnings.
     func warnOnce(for results: [CertResult]) {
-        for result in results { for warning in result.warnings { printError("devkit: warning: \(warning)") } }
-        if !results.isEmpty { printError("devkit: warning: \(fixedNonceWarning)") }
+        for result in results { for warning in result.warnings { printWarning(warning) } }
+        if !results.isEmpty { printWarning(fixedNonceWarning) }
     }
 
     // MARK: - Inputs

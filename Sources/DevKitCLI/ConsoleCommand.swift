@@ -51,6 +51,9 @@ struct ConsoleREPLCommand: ParsableCommand {
     @Flag(name: .long, help: "Plain terminal: bytes both ways, no line editing; Ctrl-] quits.")
     var raw = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func run() throws {
         try reportingErrors {
             let path = try portOptions.resolvedPath()

@@ -18,10 +18,11 @@ func withConsoleSession<T>(_ options: PortOptions, _ body: (ConsoleSession) thro
         port.close()
         PortStopSignals.reraiseIfCaught()
     }
+    let transport: any ConsoleTransport = OutputLevel.current == .verbose ? VerboseTransport(port) : port
     guard getenv("DEVKIT_WIRE_STATS") != nil else {
-        return try body(ConsoleSession(transport: port))
+        return try body(ConsoleSession(transport: transport))
     }
-    let counter = CountingTransport(port)
+    let counter = CountingTransport(transport)
     let start = ContinuousClock.now
     defer {
         let (seconds, attoseconds) = (ContinuousClock.now - start).components

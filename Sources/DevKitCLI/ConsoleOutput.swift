@@ -10,7 +10,7 @@ enum BoardHelp {
     static let exitCodes = """
         Exit codes: 64 invalid input, 66 no such port or secret file unreadable, \
         69 board unplugged or not in configuration mode, 73 cannot write the secret \
-        file (set-uds --generate), 74 the board reported an error or bytes were lost, 75 timeout or port in \
+        file (set-uds --generate-uds), 74 the board reported an error or bytes were lost, 75 timeout or port in \
         use (try again), 77 permission denied on the port (join the dialout group).
         """
 }
@@ -18,6 +18,6 @@ enum BoardHelp {
 /// Step lines ("devkit: storing the UDS…") on stderr when it is a terminal; silent
 /// for scripts and pipes, whose output stays the result alone.
 func progressReporter() -> (String) -> Void {
-    guard isatty(STDERR_FILENO) == 1 else { return { _ in } }
+    guard isatty(STDERR_FILENO) == 1, OutputLevel.current != .quiet else { return { _ in } }
     return { step in printError("devkit: \(step)…") }
 }

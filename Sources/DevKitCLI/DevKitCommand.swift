@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The root `devkit` command. Subcommands live one per file in this module.
 @available(macOS 10.15, *)
@@ -62,14 +65,14 @@ extension DevKitCommand {
         do {
             command = try parseAsRoot(arguments)
         } catch {
-            exit(withError: error)
+            exitReporting(error)
         }
         guard let asyncCommand = command as? any AsyncParsableCommand else {
             var command = command
             do {
                 try command.run()
             } catch {
-                exit(withError: error)
+                exitReporting(error)
             }
             return
         }
@@ -79,11 +82,28 @@ extension DevKitCommand {
             do {
                 try await box.command.run()
             } catch {
-                exit(withError: error)
+                exitReporting(error)
             }
             done.signal()
         }
         done.wait()
+    }
+}
+
+@available(macOS 10.15, *)
+extension DevKitCommand {
+    /// `exit(withError:)` with the one error prefix: ArgumentParser renders its own
+    /// usage errors as `Error: ...` plus the usage; devkit's errors all start with
+    /// `devkit: error:`, so scripts and users meet one spelling. The exit code
+    /// stays ArgumentParser's (64 for usage); help and version go out unchanged.
+    static func exitReporting(_ error: any Error) -> Never {
+        let code = exitCode(for: error)
+        let message = fullMessage(for: error)
+        guard !code.isSuccess, !message.isEmpty else { exit(withError: error) }
+        let prefix = "Error: "
+        let text = message.hasPrefix(prefix) ? "devkit: error: " + message.dropFirst(prefix.count) : message
+        printError(String(text))
+        Glibc.exit(code.rawValue)
     }
 }
 

@@ -14,6 +14,9 @@ struct EmulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "emulate",
         abstract: "Run a virtual DevKit on a pseudo-terminal, to try devkit without a board.",
+        usage: """
+            devkit emulate [--link <path>] [--mode <mode>] [--mac <mac>] [--firmware-version <version>] [--json] [<fault options>]
+            """,
         discussion: """
             The virtual board speaks the AZ3166 configuration console byte for byte: \
             banner, help, echo with secret masking, every command's exact output, the \
@@ -103,6 +106,9 @@ struct EmulateCommand: AsyncParsableCommand {
 
     @Flag(help: "Print the device path and settings as one JSON object, then one per event (replugged; stopped, with the USB latency of the replies).")
     var json = false
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
 
     enum ModeArgument: String, ExpressibleByArgument, CaseIterable {
         case config, user, ap

@@ -41,6 +41,9 @@ struct InfoCommand: ParsableCommand {
     @Flag(help: "Print the result as one JSON object.")
     var json = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     struct Result: Encodable {
         let port: String
         let firmwareVersion: String
@@ -78,6 +81,7 @@ struct InfoCommand: ParsableCommand {
                     reboot: reboot, bootLogTimeout: timeout.map { .seconds($0) },
                     waitingForBootLog: { wait in
                         // One line even when stderr is not a terminal: the wait can be long and silent.
+                        guard OutputLevel.current != .quiet else { return }
                         printError("devkit: the board is rebooting; waiting up to \(ConsoleError.format(wait)) for its boot log "
                             + "to print `DevKit MAC Address:` (the DPS sample sketch does; others may not: --timeout shortens the wait)")
                     })
@@ -100,7 +104,7 @@ struct InfoCommand: ParsableCommand {
                 print("MAC address:       \(info.macAddress?.hex ?? "not in the boot log")")
                 if let id = info.registrationID { print("Registration ID:   \(id)") }
                 if let logged = info.bootLogFirmwareVersion, logged != v.firmwareVersion {
-                    printError("devkit: warning: the sketch logged firmware version \(logged), `version` said \(v.firmwareVersion)")
+                    printWarning("the sketch logged firmware version \(logged), `version` said \(v.firmwareVersion)")
                 }
             }
         }

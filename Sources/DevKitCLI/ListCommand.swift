@@ -36,6 +36,9 @@ struct ListCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Keep running and report boards as they are plugged in and unplugged.")
     var watch = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func run() async throws {
         try await reportingErrors {
             if watch {

@@ -11,6 +11,12 @@ struct ProvisionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provision",
         abstract: "Provision a DevKit end to end: UDS, Wi-Fi, certificate and DPS enrollment file.",
+        usage: """
+            devkit provision [--port <path>] (--elf <file> | --bin <file> --map <file>)
+                (--uds-file <file> | --generate-uds) [--wifi-ssid <ssid> --wifi-password-file <file>]
+                [--output-dir <dir>] [--json] [<options>]
+            devkit provision --resume <board> [--force] [<options>]
+            """,
         discussion: """
             Checks every input first (firmware measured, secrets read, output directory \
             writable), then records the UDS in the registry (synced to disk) BEFORE it is \
@@ -90,6 +96,9 @@ struct ProvisionCommand: ParsableCommand {
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")
     var json = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func validate() throws {
         if resume == nil && (udsFile == nil) == !generateUDS {
             throw ValidationError("Give exactly one of --uds-file FILE and --generate-uds.")
@@ -149,7 +158,7 @@ struct ProvisionCommand: ParsableCommand {
                 }
             }
             reporter.result(result)
-            printError("devkit: warning: \(fixedNonceWarning)")
+            printWarning(fixedNonceWarning)
         }
     }
 

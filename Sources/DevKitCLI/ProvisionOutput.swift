@@ -30,6 +30,7 @@ struct ProvisionReporter {
             printError("\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map(Self.resumeHint) ?? "stopped")")
             return
         }
+        guard OutputLevel.current != .quiet else { return }
         let mark = switch e.status {
         case .started: "..."
         case .done: "ok "

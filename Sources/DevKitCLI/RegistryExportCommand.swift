@@ -13,8 +13,12 @@ struct RegistryExportCommand: ParsableCommand {
 
             Examples:
               devkit registry export > boards.json
-              devkit registry export --format csv --include-secrets | gpg -c > boards.csv.gpg
+              devkit registry export --format csv --include-secrets |
+                gpg -c > boards.csv.gpg
             """)
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
         case json, csv

@@ -25,6 +25,9 @@ struct RegistryListCommand: ParsableCommand {
     @Flag(help: "Print a JSON array of board objects (no UDS).")
     var json = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func run() throws {
         try reportingErrors {
             // As `show`, `export` and `reissue`: a registry that is not there is a wrong path, not an empty list.

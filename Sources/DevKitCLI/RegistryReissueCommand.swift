@@ -11,6 +11,10 @@ struct RegistryReissueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reissue",
         abstract: "Re-issue certificates for recorded boards from new firmware.",
+        usage: """
+            devkit registry reissue (--elf <file> | --bin <file> --map <file>) [--firmware-version <version>]
+                [--board <board> ...] [--output-dir <dir>] [--json] [<options>]
+            """,
         discussion: """
             The Alias certificate depends on the firmware image, so after flashing new \
             firmware every board needs a new certificate (and enrollment). This measures \
@@ -30,6 +34,9 @@ struct RegistryReissueCommand: ParsableCommand {
     @OptionGroup var registry: RegistryOptions
 
     @OptionGroup var firmware: FirmwareOptions
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
 
     func validate() throws { try firmware.requireGiven() }
 

@@ -30,6 +30,9 @@ struct RegistryShowCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func run() throws {
         try reportingErrors {
             guard let opened = try registry.openExisting() else {

@@ -9,6 +9,7 @@ struct SetConnectionStringCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-connection-string",
         abstract: "Store an IoT Hub device or DPS symmetric-key connection string on the DevKit.",
+        usage: "devkit set-connection-string --port <port> --connection-string-file <file> [--kind <kind>]",
         discussion: """
             A connection string holds a key, so it is read from a file (or `-` for \
             standard input), never taken from the command line. Whitespace around it is \
@@ -22,23 +23,46 @@ struct SetConnectionStringCommand: ParsableCommand {
             \(BoardHelp.modes)
 
             Examples:
-              devkit set-connection-string --port /dev/ttyACM0 --file device.cs
-              az iot hub device-identity connection-string show -n hub -d dev -o tsv \\
-                | devkit set-connection-string --port /dev/ttyACM0 --file -
+              devkit set-connection-string --port /dev/ttyACM0 \\
+                  --connection-string-file device.cs
+              az iot hub device-identity connection-string show -n hub -d dev -o tsv |
+                devkit set-connection-string --port /dev/ttyACM0 \\
+                  --connection-string-file -
 
             \(BoardHelp.exitCodes)
             """)
 
     @OptionGroup var port: PortOptions
 
-    @Option(help: ArgumentHelp("File holding the connection string, or - for standard input.", valueName: "file"))
-    var file: String
+    @Option(
+        name: .customLong("connection-string-file"),
+        help: ArgumentHelp("File holding the connection string, or - for standard input.", valueName: "file"))
+    var connectionStringFile: String?
+
+    /// `--file`, the name before every command agreed on `--connection-string-file`;
+    /// kept for existing scripts, hidden (ArgumentParser has no per-name visibility).
+    @Option(name: .customLong("file"), help: .hidden)
+    var fileAlias: String?
+
+    /// Set once `validate()` passed.
+    var file: String { connectionStringFile ?? fileAlias ?? "" }
 
     @Option(help: ArgumentHelp("Which slot: hub or dps (default: from the string's first key).", valueName: "kind"))
     var kind: ConnectionStringKind?
 
     @Flag(help: "Print the result as one JSON object.")
     var json = false
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
+    func validate() throws {
+        switch (connectionStringFile, fileAlias) {
+        case (nil, nil): throw ValidationError("Missing expected argument '--connection-string-file <file>' (or - for standard input).")
+        case (_?, _?): throw ValidationError("--file is the old name of --connection-string-file: give one of them.")
+        default: return
+        }
+    }
 
     struct Result: Encodable {
         let port: String

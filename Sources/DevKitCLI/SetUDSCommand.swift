@@ -10,6 +10,10 @@ struct SetUDSCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-uds",
         abstract: "Store a Unique Device Secret (UDS) in the DevKit's secure element.",
+        usage: """
+            devkit set-uds --port <port> --uds-file <file>
+            devkit set-uds --port <port> --generate-uds [--save <file>]
+            """,
         discussion: """
             The UDS is the 32-byte secret from which the board derives its DICE/RIoT \
             keys, and so its X.509 enrollment certificate. Whoever has it can compute \
@@ -18,14 +22,14 @@ struct SetUDSCommand: ParsableCommand {
             Give it in a file (64 hex digits, either case, whitespace around allowed), \
             or `-` for standard input; never on the command line, where every user can \
             read it. Or let devkit generate a fresh one from the system's secure random \
-            generator: it is written to the --save file (mode 0600, a new file, synced to \
+            generator (--generate-uds): it is written to the --save file (mode 0600, a new file, synced to \
             disk) BEFORE it is sent to the board, so it cannot be lost.
 
             \(BoardHelp.modes)
 
             Examples:
               devkit set-uds --port /dev/ttyACM0 --uds-file board7.uds
-              devkit set-uds --port /dev/ttyACM0 --generate --save board7.uds
+              devkit set-uds --port /dev/ttyACM0 --generate-uds --save board7.uds
               pass show devkit/board7 | devkit set-uds --port /dev/ttyACM0 --uds-file -
 
             \(BoardHelp.exitCodes)
@@ -36,22 +40,35 @@ struct SetUDSCommand: ParsableCommand {
     @OptionGroup var udsOptions: UDSOptions
     var udsFile: String? { udsOptions.udsFile }
 
-    @Flag(help: "Generate a fresh UDS from the system CSPRNG (saved before it is sent).")
-    var generate = false
+    @Flag(
+        name: .customLong("generate-uds"),
+        help: "Generate a fresh UDS from the system CSPRNG (saved before it is sent).")
+    var generateUDS = false
+
+    /// `--generate`, the name before `provision` and `set-uds` agreed on
+    /// `--generate-uds`; kept so existing scripts work. ArgumentParser has no
+    /// per-name visibility, hence a second, hidden flag.
+    @Flag(name: .customLong("generate"), help: .hidden)
+    var generateAlias = false
+
+    var generate: Bool { generateUDS || generateAlias }
 
     @Option(
         help: ArgumentHelp(
-            "With --generate: new file to save the UDS in (default: ./uds-<UTC time>.hex).", valueName: "file"))
+            "With --generate-uds: new file to save the UDS in (default: ./uds-<UTC time>.hex).", valueName: "file"))
     var save: String?
 
     @Flag(help: "Print the result as one JSON object.")
     var json = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func validate() throws {
         if (udsFile == nil) == !generate {
-            throw ValidationError("Give exactly one of --uds-file FILE (or -) and --generate.")
+            throw ValidationError("Give exactly one of --uds-file FILE (or -) and --generate-uds.")
         }
-        if save != nil && !generate { throw ValidationError("--save goes with --generate.") }
+        if save != nil && !generate { throw ValidationError("--save goes with --generate-uds.") }
     }
 
     struct Result: Encodable {

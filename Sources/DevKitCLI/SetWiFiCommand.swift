@@ -8,6 +8,10 @@ struct SetWiFiCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-wifi",
         abstract: "Store the Wi-Fi SSID and password on the DevKit.",
+        usage: """
+            devkit set-wifi --port <port> --ssid <ssid> --wifi-password-file <file>
+            devkit set-wifi --port <port> --ssid <ssid> --open
+            """,
         discussion: """
             The SSID (1 to 31 bytes) is not secret and goes on the command line. The \
             password (at most 63 bytes) is read from a file, or `-` for standard input: \
@@ -19,8 +23,9 @@ struct SetWiFiCommand: ParsableCommand {
             \(BoardHelp.modes)
 
             Examples:
-              devkit set-wifi --port /dev/ttyACM0 --ssid "Lab Net" --password-file lab.pw
-              printf '%s' "$WIFI_PW" | devkit set-wifi --port /dev/ttyACM0 --ssid Lab --password-file -
+              devkit set-wifi --port /dev/ttyACM0 --ssid Lab --wifi-password-file lab.pw
+              printf '%s' "$WIFI_PW" |
+                devkit set-wifi --port /dev/ttyACM0 --ssid Lab --wifi-password-file -
 
             \(BoardHelp.exitCodes)
             """)
@@ -31,9 +36,17 @@ struct SetWiFiCommand: ParsableCommand {
     var ssid: String
 
     @Option(
-        name: .customLong("password-file"),
+        name: .customLong("wifi-password-file"),
         help: ArgumentHelp("File holding the password on one line, or - for standard input.", valueName: "file"))
-    var passwordFile: String?
+    var wifiPasswordFile: String?
+
+    /// `--password-file`, the name before every command agreed on
+    /// `--wifi-password-file`; kept for existing scripts, hidden (ArgumentParser has
+    /// no per-name visibility).
+    @Option(name: .customLong("password-file"), help: .hidden)
+    var passwordFileAlias: String?
+
+    var passwordFile: String? { wifiPasswordFile ?? passwordFileAlias }
 
     @Flag(help: "The network has no password (clears the stored one).")
     var open = false
@@ -41,9 +54,15 @@ struct SetWiFiCommand: ParsableCommand {
     @Flag(help: "Print the result as one JSON object.")
     var json = false
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func validate() throws {
+        if wifiPasswordFile != nil && passwordFileAlias != nil {
+            throw ValidationError("--password-file is the old name of --wifi-password-file: give one of them.")
+        }
         if (passwordFile == nil) == !open {
-            throw ValidationError("Give exactly one of --password-file FILE (or -) and --open.")
+            throw ValidationError("Give exactly one of --wifi-password-file FILE (or -) and --open.")
         }
     }
 

@@ -51,6 +51,9 @@ struct WatchCommand: AsyncParsableCommand {
         valueName: "path"))
     var ports: [String] = []
 
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
     func run() async throws {
         try await reportingErrors {
             let profile = try ProfileLoader.load(path: self.profile)

@@ -121,8 +121,16 @@ public final class ReplSession {
             _ = tcsetattr(STDIN_FILENO, TCSANOW, &quiet)
         }
         defer { if isTerminal { _ = tcsetattr(STDIN_FILENO, TCSANOW, &original) } }
-        say("Connected to \(link.path). Board commands: `help`; devkit's: `:help`. "
-            + "Tab completes, Ctrl-C stops a wait, Ctrl-D quits.")
+        let banner = "Connected to \(link.path). Board commands: `help`; devkit's: `:help`. "
+            + "Tab completes, Ctrl-C stops a wait, Ctrl-D quits."
+        if isTerminal {
+            say(banner)
+        } else {
+            // Piped (`echo version | devkit console`): stdout carries the board's
+            // replies alone, so a script can parse them; the banner goes to stderr.
+            transcript?.note(banner)
+            writeAll(STDERR_FILENO, "[devkit] " + banner + "\n")
+        }
         synchronize(reportSuccess: false)
         while true {
             updatePrompt()

@@ -107,8 +107,8 @@ struct ConsoleCLIValidationTests {
     }()
 
     @Test("--help teaches: abstract, an example, the secret handling", arguments: [
-        ("set-uds", "--generate --save"), ("info", "--reboot --json"), ("set-wifi", "--password-file -"),
-        ("set-connection-string", "--file -"),
+        ("set-uds", "--generate-uds --save"), ("info", "--reboot --json"), ("set-wifi", "--wifi-password-file -"),
+        ("set-connection-string", "--connection-string-file -"),
     ])
     func helpTeaches(command: String, example: String) throws {
         let result = try ConsoleCLIProcess.run([command, "--help"])

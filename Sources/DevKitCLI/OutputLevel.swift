@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import DevKitConsole
+import DevKitModel
+import DevKitSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How much devkit says on stderr besides errors, the same on every command.
+enum OutputLevel: Sendable {
+    /// `--quiet`: errors only (no progress, no warnings); results still go to stdout.
+    case quiet
+    case normal
+    /// `--verbose`: also each console exchange with the board, secrets masked.
+    case verbose
+
+    /// Set once, while the command line is parsed (``OutputLevelOptions/validate()``,
+    /// on the main thread before any command runs); read-only afterwards.
+    nonisolated(unsafe) static var current = OutputLevel.normal
+}
+
+/// `--quiet` / `--verbose`: an option group on every command.
+struct OutputLevelOptions: ParsableArguments {
+    @Flag(help: "Errors only on stderr: no progress, no warnings.")
+    var quiet = false
+
+    @Flag(help: "Also show each console exchange with the board on stderr (secrets masked).")
+    var verbose = false
+
+    func validate() throws {
+        if quiet && verbose { throw ValidationError("Give at most one of --quiet and --verbose.") }
+        OutputLevel.current = quiet ? .quiet : verbose ? .verbose : .normal
+    }
+}
+
+/// `devkit: warning: …` on stderr, unless `--quiet`.
+func printWarning(_ message: String) {
+    guard OutputLevel.current != .quiet else { return }
+    printError("devkit: warning: \(message)")
+}
+
+/// The console exchange as `--verbose` shows it: each line typed (`>`) and each
+/// line the board printed (`<`) on stderr. A secret command's arguments are shown
+/// as `***`, and any part of them (8+ characters) in the replies that follow is
+/// masked (`maskingSecrets`). Replies are shown by whole lines so that a secret
+/// split across two reads is still seen, and masked, whole.
+final class VerboseTransport: ConsoleTransport {
+    let base: any ConsoleTransport
+    private var typed: [UInt8] = []
+    private var printed: [UInt8] = []
+    private var secrets: [String] = []
+
+    init(_ base: any ConsoleTransport) { self.base = base }
+
+    deinit { flushPrinted() }
+
+    func send(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
+        try base.send(bytes, deadline: deadline)
+        typed += bytes
+        while let end = typed.firstIndex(where: { $0 == 0x0D || $0 == 0x0A }) {
+            let line = String(decoding: typed[..<end], as: UTF8.self)
+            typed.removeSubrange(...end)
+            if !line.isEmpty { showTyped(line) }
+        }
+    }
+
+    func receive(deadline: ContinuousClock.Instant) throws -> [UInt8] {
+        let bytes = try base.receive(deadline: deadline)
+        printed += bytes
+        while let end = printed.firstIndex(of: 0x0A) {
+            let line = String(decoding: printed[..<end], as: UTF8.self)
+            printed.removeSubrange(...end)
+            show("<", line)
+        }
+        // A board flooding output without line ends: shown in bounded pieces.
+        if printed.count > 4096 { flushPrinted() }
+        return bytes
+    }
+
+    private func showTyped(_ line: String) {
+        let words = line.split(separator: " ", maxSplits: 1)
+        let name = words.first.map(String.init) ?? ""
+        let isSecret = Self.secretCommandNames.contains(name) && words.count == 2
+        if isSecret {
+            // Set before its echo is shown: the echo's line ends only after this.
+            let argument = String(words[1])
+            secrets = [argument, argument.trimmingCharacters(in: CharacterSet(charactersIn: "\""))]
+        }
+        show(">", isSecret ? "\(name) ***" : line)
+    }
+
+    private func flushPrinted() {
+        guard !printed.isEmpty else { return }
+        show("<", String(decoding: printed, as: UTF8.self))
+        printed = []
+    }
+
+    private func show(_ direction: String, _ line: String) {
+        let text = line.hasSuffix("\r") ? String(line.dropLast()) : line
+        printError("devkit: \(direction) \(maskingSecrets(secrets, in: text))")
+    }
+
+    /// Commands whose argument is a secret (ConsoleCommand.hasSecretArgument's cases).
+    static let secretCommandNames: Set<String> = ["set_wifipwd", "set_dps_uds", "set_az_iothub", "set_az_iotdps", "enable_secure"]
+}
