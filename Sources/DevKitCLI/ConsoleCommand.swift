@@ -30,6 +30,12 @@ struct ConsoleREPLCommand: ParsableCommand {
             :cert --elf FILE --uds-file FILE --mac MAC [--output-dir DIR] (the Alias \
             certificate, with the firmware version read from the board), :quit.
 
+            A board in user mode (running its sketch) has no console: what it prints \
+            is shown as it comes, with a note; hold A and press reset for the \
+            configuration console. After `set_dps_uds` the firmware prints `Invalid \
+            UDS.` before its success line (an off-by-one length check): the UDS was \
+            stored, and the console says so.
+
             When the board is unplugged the console says so and reconnects when the \
             device comes back, as tio does.
 

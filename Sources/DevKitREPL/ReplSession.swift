@@ -81,6 +81,11 @@ public final class ReplSession {
     private let transport: ReplLinkTransport
     private var console: ConsoleSession
     private var unsolicited = ReplUnsolicitedOutput()
+    /// What the board printed since it last answered its prompt, read for its mode:
+    /// user-mode output (the sketch's banner and log lines) is shown like any other,
+    /// with one note the first time it is recognised.
+    private var bootLog = BootLog()
+    private var userModeNoted = false
 
     /// - Parameter describeError: how an error reads for the user (the CLI's messages).
     public init(
@@ -174,15 +179,18 @@ public final class ReplSession {
                 let lines = unsolicited.feed(bytes)
                 transcript?.received(lines)
                 show(lines, above: true)
+                noteUserMode(in: lines, above: true)
                 // A partial line is shown after a short pause if nothing completes it.
                 editor.idleTimeoutMilliseconds = unsolicited.hasPartialLine ? 300 : -1
             case .disconnected(let reason):
                 console = ConsoleSession(transport: transport)
+                forgetMode()
                 updatePrompt()
                 say("board unplugged (\(reason)). Waiting for \(link.path) to come back; Ctrl-D quits.",
                     above: true)
             case .reconnected:
                 console = ConsoleSession(transport: transport)
+                forgetMode()
                 updatePrompt()
                 say("\(link.path) is back: reconnected. (A board that was power-cycled is in user mode: "
                     + "hold A and press reset for its console.)", above: true)
@@ -251,9 +259,10 @@ public final class ReplSession {
             say(String(describing: error))
             return
         }
-        _ = onBoard(echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit, secrets: command.secretArguments) {
+        let lines = onBoard(echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit, secrets: command.secretArguments) {
             try console.execute(command)
         }
+        if case .setDPSUDS = command, let lines, Self.isUDSQuirk(lines) { say(Self.udsQuirkNote) }
         if command == .exit {
             say("the board is rebooting into user mode; hold A and press reset for its console again.")
         }
@@ -314,6 +323,7 @@ public final class ReplSession {
             let lines = masked(unsolicited.feed(after), flush: true)
             transcript?.received(lines)
             show(lines, above: false)
+            noteUserMode(in: lines, above: false)
         }
         do {
             return try body()
@@ -330,16 +340,71 @@ public final class ReplSession {
         return nil
     }
 
+    /// Reads shown lines for the board's mode; says once that the board is in user mode.
+    private func noteUserMode(in shown: [UInt8], above: Bool) {
+        guard !shown.isEmpty else { return }
+        for line in String(decoding: shown, as: UTF8.self).split(separator: "\r\n") {
+            bootLog.consume(line: String(line))
+        }
+        bootLog.lines.removeAll()  // only the mode is needed; a chatty sketch must not grow it
+        guard case .user = bootLog.mode, !userModeNoted else { return }
+        userModeNoted = true
+        say(Self.userModeNote, above: above)
+    }
+
+    /// The board answered its prompt, or is a new conversation: its mode is read afresh.
+    private func forgetMode() {
+        bootLog = BootLog()
+        userModeNoted = false
+    }
+
+    /// `set_dps_uds` printed `Invalid UDS.` before its success line: the firmware's
+    /// quirk, not a failure (the user would otherwise think the UDS was refused).
+    static func isUDSQuirk(_ lines: [String]) -> Bool {
+        guard let invalid = lines.firstIndex(of: "Invalid UDS."),
+              let done = lines.firstIndex(where: { $0.hasSuffix("Set DPS UDS successfully.") })
+        else { return false }
+        return invalid < done
+    }
+
+    static let udsQuirkNote =
+        "`Invalid UDS.` is the firmware's off-by-one length check; the UDS was stored."
+
+    /// Said once the board showed it runs its sketch (user mode).
+    static let userModeNote =
+        "the board is in user mode (running its sketch): what it prints is shown as it comes; "
+        + "for the configuration console hold A and press reset."
+
     /// Waits for the board's prompt; says what is wrong when it does not come.
+    /// What the board prints meanwhile is held back (the banner and prompt of a board
+    /// in configuration mode are noise); when the board turns out to be in user mode
+    /// it is shown, as a serial terminal would show it, followed by one note.
     @discardableResult
     private func synchronize(reportSuccess: Bool) -> Bool {
         guard link.isConnected else { return false }
+        var seen = ReplUnsolicitedOutput()
+        var shownLines: [UInt8] = []
+        console.receiveObserver = { bytes in shownLines += seen.feed(bytes) }
+        defer { console.receiveObserver = nil }
         do {
             try console.synchronize()
+            forgetMode()
             if reportSuccess { say("the board's console answered.") }
             return true
         } catch is ReplCancelled {
             say("stopped waiting for the board's prompt (Ctrl-C).")
+        } catch ConsoleError.wrongMode(.user) {
+            let lines = shownLines + seen.flush()
+            transcript?.received(lines)
+            show(lines, above: false)
+            noteUserMode(in: lines, above: false)
+            if !userModeNoted {
+                userModeNoted = true
+                say(Self.userModeNote)
+            }
+        } catch ConsoleError.noAnswer where userModeNoted {
+            // The sketch's output was shown already (at the prompt); it ignores the console.
+            say("no console prompt: the board runs its sketch (user mode); hold A and press reset for the configuration console.")
         } catch let error as ConsoleError {
             say(String(describing: error))
         } catch is ReplLinkError {

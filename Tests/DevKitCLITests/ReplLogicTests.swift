@@ -9,6 +9,16 @@ import Glibc
 
 @Suite("REPL logic")
 struct ReplLogicTests {
+    // MARK: The UDS quirk (issue 12, item 13)
+
+    @Test("the UDS quirk note only when `Invalid UDS.` came before the success line")
+    func udsQuirk() {
+        #expect(ReplSession.isUDSQuirk(["Invalid UDS.", "INFO: Set DPS UDS successfully."]))
+        #expect(!ReplSession.isUDSQuirk(["INFO: Set DPS UDS successfully."]))
+        #expect(!ReplSession.isUDSQuirk(["Invalid UDS."]))
+        #expect(!ReplSession.isUDSQuirk(["INFO: Set DPS UDS successfully.", "Invalid UDS."]))
+    }
+
     // MARK: Completion
 
     @Test func completesCommandNames() {

@@ -1,0 +1,45 @@
+import DevKitTestSupport
+import Foundation
+import Testing
+import VirtualDevKit
+
+/// Issue 12, item 13: `devkit console` shows what a board in user mode prints, with
+/// one note saying so, and explains the firmware's `Invalid UDS.` quirk.
+@Suite("devkit console: user mode and the UDS quirk")
+struct ConsoleUserModeCLITests {
+    /// `exit` reboots the board into user mode; the next command finds no console.
+    /// What the sketch printed is on the screen and in the transcript, then the note.
+    @Test("user-mode output is shown, with one note on how to reach the console")
+    func userModeOutputIsShown() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
+        let log = directory + "/session.log"
+        let result = try ConsoleCLIProcess.run(
+            ["console", "--port", kit.devicePath, "--log", log], stdin: "exit\nversion\n", timeout: 30)
+        #expect(result.stdout.contains("You can 1. press Button A and reset"), "\(result.stdout)")
+        #expect(result.stdout.contains("DevKit MAC Address:"), "\(result.stdout)")
+        let note = "[devkit] the board is in user mode (running its sketch): what it prints is shown as it comes; "
+            + "for the configuration console hold A and press reset."
+        #expect(result.stdout.contains(note), "\(result.stdout)")
+        let transcript = consoleReadText(log) ?? ""
+        #expect(transcript.contains("DevKit MAC Address:"), "\(transcript)")
+    }
+
+    @Test("set_dps_uds: `Invalid UDS.` is followed by devkit's note that the UDS was stored")
+    func udsQuirkIsExplained() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let result = try ConsoleCLIProcess.run(["console", "--port", kit.devicePath], stdin: "set_dps_uds \(cliUDS)\n")
+        let note = "[devkit] `Invalid UDS.` is the firmware's off-by-one length check; the UDS was stored."
+        let stdout = result.stdout
+        guard let invalid = stdout.range(of: "Invalid UDS."), let success = stdout.range(of: "Set DPS UDS successfully."),
+              let noted = stdout.range(of: note)
+        else {
+            Issue.record("quirk, success line or note missing: \(stdout)")
+            return
+        }
+        #expect(invalid.lowerBound < success.lowerBound && success.lowerBound < noted.lowerBound, "\(stdout)")
+    }
+}
