@@ -141,7 +141,7 @@ extension ConsoleError: CustomStringConvertible {
             return "the console session is not at a prompt (not synchronised yet, or the board rebooted): reconnect first"
         case .notADevKit(let reason):
             return "not a DevKit: \(reason); it was left alone (no setting was sent). Every ST Nucleo and Discovery board "
-                + "shares the ST-LINK USB ID 0483:374b: choose the DevKit's port with --port (`devkit list --probe` tells them apart)"
+                + "shares the ST-LINK USB ID 0483:374b: choose the DevKit's port with --port (`devkit list` shows each board's /dev/serial/by-id name)"
         }
     }
 
