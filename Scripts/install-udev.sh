@@ -2,33 +2,37 @@
 # Installs the udev rule and the systemd unit that auto-configure AZ3166 DevKits
 # when they are plugged in, then reloads udev and systemd.
 #
-#   sudo Scripts/install-udev.sh [--devkit-binary PATH] [--destdir DIR]
+#   sudo Scripts/install-udev.sh [--devkit-binary PATH] [--destdir DIR] [--group-file FILE]
 #
 #   --devkit-binary PATH  the devkit executable the unit runs
 #                         (default: /usr/local/bin/devkit, or `devkit` on PATH)
 #   --destdir DIR         install below DIR (packaging, tests) instead of /; no
 #                         root needed and nothing is reloaded
+#   --group-file FILE     the group database the rule's group is picked from
+#                         (default: DIR/etc/group if it exists, else /etc/group)
 #
 # Installs:
 #   /etc/udev/rules.d/99-az3166-devkit.rules
 #   /etc/systemd/system/devkit-autoconfigure@.service
 # The unit reads /etc/devkit/profile.toml; until that file exists, boards get the
-# rule (group dialout, /dev/devkit-N, no ModemManager probing) but are not
+# rule (group dialout, or uucp where there is no dialout (Arch), /dev/devkit-N, no ModemManager probing) but are not
 # provisioned. Undo: delete both files and run this script's reload steps.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 destdir=""
 binary=""
+group_file=""
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --devkit-binary) [ $# -ge 2 ] || { usage >&2; exit 64; }; binary=$2; shift 2 ;;
         --destdir) [ $# -ge 2 ] || { usage >&2; exit 64; }; destdir=$2; shift 2 ;;
+        --group-file) [ $# -ge 2 ] || { usage >&2; exit 64; }; group_file=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install-udev: unknown option $1" >&2; usage >&2; exit 64 ;;
     esac
@@ -59,8 +63,23 @@ esac
 rules_dir="$destdir/etc/udev/rules.d"
 unit_dir="$destdir/etc/systemd/system"
 install -d -m 0755 "$rules_dir" "$unit_dir"
-install -m 0644 "$here/99-az3166-devkit.rules" "$rules_dir/99-az3166-devkit.rules"
-echo "installed $rules_dir/99-az3166-devkit.rules"
+# The serial-port group differs between distributions: dialout (Debian, Ubuntu,
+# Fedora, openSUSE), uucp (Arch). The rule names the one that exists here.
+pick_group() {
+    for g in dialout uucp; do
+        if grep -q "^$g:" "$1" 2>/dev/null; then echo "$g"; return 0; fi
+    done
+    echo dialout
+}
+if [ -z "$group_file" ]; then
+    group_file=/etc/group
+    [ -n "$destdir" ] && [ -f "$destdir/etc/group" ] && group_file="$destdir/etc/group"
+fi
+group=$(pick_group "$group_file")
+sed "s/GROUP=\"dialout\"/GROUP=\"$group\"/" "$here/99-az3166-devkit.rules" > "$rules_dir/99-az3166-devkit.rules.tmp"
+chmod 0644 "$rules_dir/99-az3166-devkit.rules.tmp"
+mv "$rules_dir/99-az3166-devkit.rules.tmp" "$rules_dir/99-az3166-devkit.rules"
+echo "installed $rules_dir/99-az3166-devkit.rules (group $group: add users with \`usermod -aG $group USER\`)"
 # The unit names the executable; write it with the chosen path ('|' cannot be in it
 # unescaped, so it is the sed delimiter).
 sed "s|^ExecStart=/usr/local/bin/devkit |ExecStart=$binary |" \

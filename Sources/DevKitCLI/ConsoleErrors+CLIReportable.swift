@@ -7,7 +7,7 @@ extension ConsoleError: CLIReportable {
     public var exitStatus: ExitStatus {
         switch self {
         case .invalidArgument: return .usage
-        case .wrongMode, .noAnswer, .invalidCommand: return .unavailable
+        case .wrongMode, .noAnswer, .invalidCommand, .notADevKit: return .unavailable
         case .timeout: return .tempFail
         case .echoMismatch, .inputBufferOverflow, .commandFailed, .unexpectedResponse: return .ioError
         case .syntaxError, .notSynchronized: return .software

@@ -104,6 +104,9 @@ struct EmulateCommand: AsyncParsableCommand {
     @Flag(name: .customLong("sketch-without-mac"), help: "Fault: the user-mode sketch does not log its MAC address.")
     var sketchWithoutMAC = false
 
+    @Flag(name: .customLong("not-a-devkit"), help: "Fault: be another ST board's shell (same prompt bytes, no DevKit commands).")
+    var notADevKit = false
+
     @Flag(help: "Print the device path and settings as one JSON object, then one per event (replugged; stopped, with the USB latency of the replies).")
     var json = false
 
@@ -145,7 +148,8 @@ struct EmulateCommand: AsyncParsableCommand {
                 eepromWriteFailure: failEEPROMWrite, verifyFailure: failVerify,
                 unplugAfterReceivedBytes: unplugAfter, lineNoiseBytes: lineNoise,
                 secureElementWriteDelay: .milliseconds(seWriteDelay), floodBytes: floodBytes,
-                echoSecretInErrors: echoSecretInErrors, silent: silent, sketchWithoutMACLog: sketchWithoutMAC)
+                echoSecretInErrors: echoSecretInErrors, silent: silent, sketchWithoutMACLog: sketchWithoutMAC,
+                notADevKit: notADevKit)
 
             // Take the signals before the board exists, so none is missed.
             let signals = try SignalRelay([SIGINT, SIGTERM, SIGUSR1, SIGUSR2], restartingCalls: true)

@@ -70,6 +70,10 @@ public enum ConsoleError: Error, Sendable, Hashable {
     case unexpectedResponse(command: String, response: String)
     /// A command was attempted before `synchronize()` succeeded, or after `exit`.
     case notSynchronized
+    /// Something answered at the port with a prompt, but not as a DevKit's
+    /// configuration console does (`help` does not list `set_dps_uds`): another board
+    /// behind the same ST-LINK USB ID 0483:374b. Nothing was set on it.
+    case notADevKit(reason: String)
 }
 
 extension ConsoleError: CustomStringConvertible {
@@ -135,6 +139,9 @@ extension ConsoleError: CustomStringConvertible {
             return "unexpected reply to `\(command)`\(shown); is this an AZ3166 DevKit with SDK 1.3 or later? Reset it into configuration mode and try again"
         case .notSynchronized:
             return "the console session is not at a prompt (not synchronised yet, or the board rebooted): reconnect first"
+        case .notADevKit(let reason):
+            return "not a DevKit: \(reason); it was left alone (no setting was sent). Every ST Nucleo and Discovery board "
+                + "shares the ST-LINK USB ID 0483:374b: choose the DevKit's port with --port (`devkit list` shows each board's /dev/serial/by-id name)"
         }
     }
 

@@ -146,6 +146,33 @@ public final class ConsoleSession {
         return nil
     }
 
+    // MARK: Identity
+
+    /// Checks that the console at the prompt is a DevKit's, before anything is set on it.
+    ///
+    /// Why: the prompt `\r\n# ` is four bytes any shell may print, and the ST-LINK USB
+    /// ID 0483:374b is shared by every ST Nucleo and Discovery board. The banner and the
+    /// help text that would tell were printed before the port was opened, so `help`
+    /// (read-only) is asked for again: a DevKit's lists `set_dps_uds`.
+    ///
+    /// - Throws: `ConsoleError.notADevKit` when the reply is not a DevKit's help text;
+    ///   a timeout or the transport's errors unchanged. Call after `synchronize()`.
+    public func identify() throws {
+        let entries: [HelpEntry]
+        do {
+            entries = try help()
+        } catch let error as ConsoleError {
+            switch error {
+            case .invalidCommand, .unexpectedResponse, .syntaxError, .echoMismatch, .commandFailed:
+                throw ConsoleError.notADevKit(reason: "it answered with a prompt, but `help` did not give a DevKit's command list")
+            default: throw error
+            }
+        }
+        guard entries.contains(where: { $0.name == "set_dps_uds" }) else {
+            throw ConsoleError.notADevKit(reason: "its `help` lists no `set_dps_uds` command")
+        }
+    }
+
     // MARK: Typed commands
 
     /// `help`: the commands the firmware offers.

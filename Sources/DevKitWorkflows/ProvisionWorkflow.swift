@@ -375,6 +375,8 @@ public struct ProvisionWorkflow {
         guard session.state != .atPrompt else { return }
         report(ProvisionEvent(stage: .connect, status: .started, message: "waiting for the configuration console prompt"))
         try session.synchronize()
+        // Nothing is set before the board has shown itself to be a DevKit (issue 12 item 11).
+        try session.identify()
         report(ProvisionEvent(stage: .connect, status: .done, message: "the board is in configuration mode"))
     }
 

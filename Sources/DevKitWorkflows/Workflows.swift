@@ -56,9 +56,16 @@ public struct DevKitWorkflow {
         try session.synchronize()
     }
 
+    /// Before the first `set_` command: the board must show itself to be a DevKit
+    /// (issue 12 item 11; another ST board shares the USB ID and the prompt bytes).
+    private func ensureDevKit() throws {
+        try ensurePrompt()
+        try session.identify()
+    }
+
     /// Stores a UDS in the board's secure element.
     public func setUDS(_ uds: UDS) throws {
-        try ensurePrompt()
+        try ensureDevKit()
         progress("storing the UDS")
         try session.setUDS(uds)
     }
@@ -72,6 +79,7 @@ public struct DevKitWorkflow {
         let uds = UDSGenerator.generate()
         progress("saving the new UDS to \(path)")
         try SecretFile.writeNew(Array((uds.hexString + "\n").utf8), to: path)
+        try session.identify()
         progress("storing the UDS")
         try session.setUDS(uds)
         return uds
@@ -109,7 +117,7 @@ public struct DevKitWorkflow {
     public func setWiFi(ssid: String, password: WiFiPassword) throws {
         _ = try ConsoleCommand.setWiFiSSID(ssid).line()
         _ = try ConsoleCommand.setWiFiPassword(password).line()
-        try ensurePrompt()
+        try ensureDevKit()
         progress("setting the Wi-Fi SSID")
         try session.setWiFiSSID(ssid)
         progress("setting the Wi-Fi password")
@@ -125,7 +133,7 @@ public struct DevKitWorkflow {
         let command: ConsoleCommand =
             kind == .hub ? .setIoTHubConnectionString(connectionString) : .setDPSConnectionString(connectionString)
         _ = try command.line()
-        try ensurePrompt()
+        try ensureDevKit()
         progress("storing the \(kind == .hub ? "IoT Hub" : "DPS") connection string")
         switch kind {
         case .hub: try session.setIoTHubConnectionString(connectionString)

@@ -1,3 +1,4 @@
+import Glibc
 import SystemPackage
 
 /// Why a serial port could not be opened, read or written.
@@ -31,8 +32,9 @@ public enum SerialPortError: Error, Equatable, Sendable, CustomStringConvertible
             return "No serial device at \(path). Check that the board is plugged in and "
                 + "the name is right (ls /dev/ttyACM* /dev/serial/by-id/)."
         case .permissionDenied(let path):
-            return "Permission denied opening \(path). Add yourself to the dialout group "
-                + "with `sudo usermod -aG dialout $USER`, then log out and back in "
+            let group = Self.serialGroup { getgrnam($0) != nil }
+            return "Permission denied opening \(path). Add yourself to the \(group) group "
+                + "with `sudo usermod -aG \(group) $USER`, then log out and back in "
                 + "(or install the devkit udev rule)."
         case .inUse(let path, let pid):
             if let pid {
@@ -73,5 +75,20 @@ extension String {
         var s = Substring(self)
         while let last = s.last, predicate(last) { s = s.dropLast() }
         return String(s)
+    }
+}
+
+extension SerialPortError {
+    /// The group that owns serial ports here, from the contents of /etc/group:
+    /// `dialout` (Debian, Ubuntu, Fedora, openSUSE), else `uucp` (Arch), else `dialout`.
+    /// Scripts/install-udev.sh picks the rule's group the same way.
+    public static func serialGroup(etcGroup: String) -> String {
+        let names = Set(etcGroup.split(separator: "\n").map { String($0.prefix { $0 != ":" }) })
+        return serialGroup(exists: names.contains)
+    }
+
+    /// The same, asking `exists` (the message asks the group database, `getgrnam`).
+    public static func serialGroup(exists: (String) -> Bool) -> String {
+        ["dialout", "uucp"].first(where: exists) ?? "dialout"
     }
 }

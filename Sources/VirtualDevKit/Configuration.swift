@@ -35,12 +35,17 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
         public var silent = false
         /// The user-mode sketch does not log `DevKit MAC Address:` (nor its version).
         public var sketchWithoutMACLog = false
+        /// Not a DevKit: another board behind the ST-LINK USB ID (a Nucleo running a
+        /// shell). It echoes, answers every line with `sh: <word>: not found` and the
+        /// prompt `\r\n# `, the same four bytes as the DevKit's; no banner, no help text.
+        public var notADevKit = false
 
         public init(
             eepromWriteFailure: Bool = false, verifyFailure: Bool = false,
             unplugAfterReceivedBytes: Int? = nil, lineNoiseBytes: Int = 0,
             secureElementWriteDelay: Duration = .zero, floodBytes: Int? = nil,
-            echoSecretInErrors: Bool = false, silent: Bool = false, sketchWithoutMACLog: Bool = false
+            echoSecretInErrors: Bool = false, silent: Bool = false, sketchWithoutMACLog: Bool = false,
+            notADevKit: Bool = false
         ) {
             self.eepromWriteFailure = eepromWriteFailure
             self.verifyFailure = verifyFailure
@@ -51,6 +56,7 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
             self.echoSecretInErrors = echoSecretInErrors
             self.silent = silent
             self.sketchWithoutMACLog = sketchWithoutMACLog
+            self.notADevKit = notADevKit
         }
     }
 

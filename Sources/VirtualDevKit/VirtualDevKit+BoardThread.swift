@@ -49,6 +49,7 @@ extension VirtualDevKit {
         if configuration.faults.silent {
             while true { _ = try nextByte() }
         }
+        if configuration.faults.notADevKit { try runForeignShell() }
         if configuration.faults.lineNoiseBytes > 0 {
             try emit(Self.noise(count: configuration.faults.lineNoiseBytes))
         }
@@ -125,6 +126,26 @@ extension VirtualDevKit {
     }
 
     /// The next byte from the receive ring, waiting for the host as long as needed.
+    /// The `notADevKit` fault: a shell on another ST board. Never returns.
+    private func runForeignShell() throws(BoardEvent) -> Never {
+        var line: [UInt8] = []
+        while true {
+            let byte = try nextByte()
+            guard byte == 0x0D else {
+                if byte >= 0x20 { line.append(byte); try emit([byte]) }
+                continue
+            }
+            let text = String(decoding: line, as: UTF8.self)
+            line.removeAll()
+            var reply = "\r\n"
+            if let word = text.split(separator: " ").first {
+                shared.withLock { $0.shellLines.append(text) }
+                reply += "sh: \(word): not found"
+            }
+            try emit(Array((reply + "\r\n# ").utf8))
+        }
+    }
+
     func nextByte() throws(BoardEvent) -> UInt8 {
         while true {
             try handleRequests(pluggedIn: true)

@@ -21,6 +21,8 @@ extension VirtualDevKit {
     public var mode: Mode { shared.withLock { $0.mode } }
     /// Bytes the board has taken from the host.
     public var receivedByteCount: Int { shared.withLock { $0.received } }
+    /// With the `notADevKit` fault: every line the host typed at the shell.
+    public var shellLines: [String] { shared.withLock { $0.shellLines } }
     /// Bytes lost because the receive ring was full while a command ran.
     public var droppedByteCount: Int { shared.withLock { $0.dropped } }
     /// With pacing: how long the last byte of each reply the board finished (before

@@ -57,6 +57,8 @@ public final class VirtualDevKit: @unchecked Sendable {
         var pluggedIn = false
         var running = false
         var received = 0
+        /// Lines the `notADevKit` shell received (what a host sent to a board it must leave alone).
+        var shellLines: [String] = []
         /// `received` when the board was last plugged in: the unplug fault counts
         /// from there, so a replugged board takes N bytes again.
         var receivedAtPlug = 0

@@ -110,3 +110,18 @@ struct ConsoleHardeningCLITests {
         #expect(result.stderr.contains("--reboot"))
     }
 }
+
+/// Issue 12 item 11: another ST board behind the shared USB ID is left alone.
+@Suite("devkit against a board that is not a DevKit")
+struct NotADevKitCLITests {
+    @Test("set-uds on another ST board's shell: exit 69, 'not a DevKit', no set_ line sent")
+    func setUDSLeavesItAlone() throws {
+        let kit = try startedKit(.init(faults: .init(notADevKit: true)))
+        defer { kit.stop() }
+        let result = try ConsoleCLIProcess.run(["set-uds", "--uds-file", "-", "--port", kit.devicePath], stdin: cliUDS + "\n", timeout: 20)
+        #expect(result.status == 69, "\(result.stderr)")
+        #expect(result.stderr.contains("devkit: error: not a DevKit"), "\(result.stderr)")
+        #expect(result.stderr.contains("left alone"), "\(result.stderr)")
+        #expect(!kit.shellLines.contains { $0.hasPrefix("set_") }, "\(kit.shellLines)")
+    }
+}

@@ -331,3 +331,12 @@ struct SerialPortTests {
         #expect(sys.contains("tcsetattr") && sys.contains("/dev/x"))
     }
 }
+
+/// Issue 12 item 11: the permission hint names the serial group that exists here.
+@Suite struct SerialGroupTests {
+    @Test func picksDialoutThenUucp() {
+        #expect(SerialPortError.serialGroup(etcGroup: "root:x:0:\nuucp:x:14:\ndialout:x:20:me\n") == "dialout")
+        #expect(SerialPortError.serialGroup(etcGroup: "root:x:0:\nuucp:x:14:me\nlock:x:54:\n") == "uucp")
+        #expect(SerialPortError.serialGroup(etcGroup: "root:x:0:\nuucpx:x:9:\n") == "dialout")
+    }
+}

@@ -1,0 +1,48 @@
+import DevKitConsole
+import DevKitTestSupport
+import DevKitWorkflows
+import Testing
+import VirtualDevKit
+
+/// Issue 12 item 11: the ST-LINK USB ID 0483:374b is shared by every ST Nucleo and
+/// Discovery board. A board that answers `\r` with the same prompt bytes but is not a
+/// DevKit gets no `set_` command: it is reported as not a DevKit and left alone.
+@Suite(.timeLimit(.minutes(2))) struct IdentityCheckTests {
+    @Test func provisionSendsNoSettingToABoardThatIsNotADevKit() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit(.init(faults: .init(notADevKit: true)))
+        defer { kit.stop() }
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer()) { _ in }
+        #expect {
+            try withKitSession(kit) { try workflow.run(f.request(wifi: true), session: $0) }
+        } throws: { error in
+            guard case ConsoleError.notADevKit? = error as? ConsoleError else { return false }
+            return true
+        }
+        #expect(kit.shellLines == ["help"], "only read-only lines reach it: \(kit.shellLines)")
+        #expect(!kit.shellLines.contains { $0.hasPrefix("set_") })
+        #expect(try f.registry.allBoards().isEmpty, "no UDS is recorded for a board that was left alone")
+    }
+
+    @Test func setUDSSendsNothingToABoardThatIsNotADevKit() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit(.init(faults: .init(notADevKit: true)))
+        defer { kit.stop() }
+        #expect(throws: ConsoleError.self) {
+            try withKitSession(kit) { try DevKitWorkflow(session: $0).setUDS(f.uds) }
+        }
+        #expect(!kit.shellLines.contains { $0.hasPrefix("set_") }, "\(kit.shellLines)")
+    }
+
+    @Test func aDevKitIsIdentified() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        try withKitSession(kit) { session in
+            try session.synchronize()
+            try session.identify()
+            #expect(session.state == .atPrompt)
+        }
+    }
+}
