@@ -228,6 +228,11 @@ struct ProvisionCLITests {
         let row = try #require(try registry.allBoards().first)
         let settings = try #require(row.provisionSettings)
         #expect(settings.contains(bin) && settings.contains("firmware_sha256") && settings.contains(out), "\(settings)")
+        // Step marks after the UDS is sent are committed in the background, so the kill
+        // "after version_read" can land later, once the files are written: what the
+        // refused resume must do is leave whatever is there untouched.
+        let pem = out + "/\(v.registrationID).pem"
+        let pemBefore = try? String(contentsOfFile: pem, encoding: .utf8)
         if firmwareChanged {
             let handle = try #require(FileHandle(forWritingAtPath: bin))
             try handle.seekToEnd()
@@ -241,7 +246,7 @@ struct ProvisionCLITests {
         if firmwareChanged {
             #expect(resumed.status == 65, "\(resumed.stderr)")
             #expect(resumed.stderr.contains("\(bin) changed since board #\(row.id!)"), "\(resumed.stderr)")
-            #expect(!FileManager.default.fileExists(atPath: out + "/\(v.registrationID).pem"))
+            #expect((try? String(contentsOfFile: pem, encoding: .utf8)) == pemBefore)
         } else {
             #expect(resumed.status == 0, "\(resumed.stderr)")
             #expect(try String(contentsOfFile: out + "/\(v.registrationID).pem", encoding: .utf8) == v.certificate)
