@@ -65,7 +65,7 @@ struct ConsoleREPLCommand: ParsableCommand {
             let path = try portOptions.resolvedPath()
             let baud = portOptions.baud
             let link = try ReplDeviceLink(
-                path: path, opener: ReplDeviceLink.serialOpener(baudRate: baud), describeError: Self.userMessage)
+                path: path, opener: ReplDeviceLink.serialOpener(baudRate: baud), describeError: cliMessage)
             let transcript = try log.map { path throws(ReplTranscriptError) in try ReplTranscript(path: path) }
             link.start()
             defer { link.stop() }
@@ -78,15 +78,10 @@ struct ConsoleREPLCommand: ParsableCommand {
                 program: "devkit", prompt: "devkit> ", historyFile: Self.historyPath())
             let session = ReplSession(
                 link: link, editor: editor, transcript: transcript, interruptFD: ReplInterrupts.fd,
-                describeError: Self.userMessage, certHandler: ReplCert.run)
+                describeError: cliMessage, certHandler: ReplCert.run)
             session.run()
             editor.finish()
         }
-    }
-
-    /// An error as the console tells it: the CLI's message where it has one.
-    @Sendable static func userMessage(_ error: any Error) -> String {
-        (error as? CLIReportable)?.userMessage ?? String(describing: error)
     }
 
     /// `$XDG_STATE_HOME/devkit/history`, else `~/.local/state/devkit/history`.

@@ -47,7 +47,7 @@ public protocol CLIReportable: Error {
 
 /// What the user is told about `error`: its CLI rendering (with the flags and next
 /// steps) when it has one, else its own description.
-func cliMessage(_ error: any Error) -> String {
+@Sendable func cliMessage(_ error: any Error) -> String {
     (error as? CLIReportable)?.userMessage ?? "\(error)"
 }
 

@@ -69,7 +69,7 @@ enum ReplCert {
             } catch let error as ReplCertUsage {
                 return error.reason
             } catch {
-                return ConsoleREPLCommand.userMessage(error)
+                return cliMessage(error)
             }
         }
     }

@@ -239,17 +239,13 @@ public final class LineEditor {
         }
         var bytes: [UInt8] = []
         while true {
-            var fds = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)]
-            if interruptFD >= 0 { fds.append(pollfd(fd: interruptFD, events: Int16(POLLIN), revents: 0)) }
-            let ready = poll(&fds, nfds_t(fds.count), -1)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                return nil
-            }
-            if fds.count > 1 && fds[1].revents != 0 {
-                FileDescriptor(rawValue: interruptFD).drain()
+            switch waitForInput() {
+            case .again: continue
+            case .failed: return nil
+            case .interrupted:
                 writeAll(STDOUT_FILENO, "^C\r\n")
                 return nil
+            case .input: break
             }
             var byte: UInt8 = 0
             let n = read(STDIN_FILENO, &byte, 1)
@@ -350,22 +346,31 @@ public final class LineEditor {
         return UInt8(CC_REFRESH)
     }
 
+    private enum Wait { case input, interrupted, failed, again }
+
+    /// Waits until standard input is readable or the interrupt descriptor fired
+    /// (drained); `again` when a signal cut the wait short.
+    private func waitForInput() -> Wait {
+        var fds = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)]
+        if interruptFD >= 0 { fds.append(pollfd(fd: interruptFD, events: Int16(POLLIN), revents: 0)) }
+        if poll(&fds, nfds_t(fds.count), -1) < 0 { return errno == EINTR ? .again : .failed }
+        if fds.count > 1 && fds[1].revents != 0 {
+            FileDescriptor(rawValue: interruptFD).drain()
+            return .interrupted
+        }
+        return .input
+    }
+
     /// Reads a line while the terminal is raw and silent: Enter ends it, Backspace
     /// and Ctrl-U edit it, Ctrl-C (or SIGINT) and Ctrl-D on an empty line cancel (nil).
     private func readHiddenLineRaw() -> String? {
         var bytes: [UInt8] = []
         defer { for i in bytes.indices { bytes[i] = 0 } }
         while true {
-            var fds = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)]
-            if interruptFD >= 0 { fds.append(pollfd(fd: interruptFD, events: Int16(POLLIN), revents: 0)) }
-            let ready = poll(&fds, nfds_t(fds.count), -1)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                return nil
-            }
-            if fds.count > 1 && fds[1].revents != 0 {
-                FileDescriptor(rawValue: interruptFD).drain()
-                return nil
+            switch waitForInput() {
+            case .again: continue
+            case .failed, .interrupted: return nil
+            case .input: break
             }
             var byte: UInt8 = 0
             let n = read(STDIN_FILENO, &byte, 1)
