@@ -446,7 +446,8 @@ public struct ProvisionWorkflow {
 
         if board.versionReadAt == nil, let session {
             report(ProvisionEvent(stage: .version, status: .started, message: "reading the firmware version", boardID: id))
-            let versions = try session.version()
+            // The identity check already read them on this session (no second exchange).
+            let versions = try session.identifiedVersions ?? session.version()
             board = try markInBackground(
                 .versionRead, board, BoardUpdate(firmwareVersion: versions.firmwareVersion), failures: failures)
             report(ProvisionEvent(stage: .version, status: .done, message: "firmware \(versions.firmwareVersion.text)", boardID: id))

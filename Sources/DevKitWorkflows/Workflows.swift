@@ -60,7 +60,8 @@ public struct DevKitWorkflow {
     /// (issue 12 item 11; another ST board shares the USB ID and the prompt bytes).
     private func ensureDevKit() throws {
         try ensurePrompt()
-        try session.identify()
+        // Once per session: the same board stays behind an open port.
+        if session.identifiedVersions == nil { try session.identify() }
     }
 
     /// Stores a UDS in the board's secure element.
@@ -79,7 +80,7 @@ public struct DevKitWorkflow {
         let uds = UDSGenerator.generate()
         progress("saving the new UDS to \(path)")
         try SecretFile.writeNew(Array((uds.hexString + "\n").utf8), to: path)
-        try session.identify()
+        if session.identifiedVersions == nil { try session.identify() }
         progress("storing the UDS")
         try session.setUDS(uds)
         return uds

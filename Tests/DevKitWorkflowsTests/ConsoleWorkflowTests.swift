@@ -15,7 +15,9 @@ final class MiniConsole: ConsoleTransport {
     private var line: [UInt8] = []
     private(set) var lines: [String] = []
     private(set) var sendCount = 0
-    private(set) var helpRequests = 0
+    /// What `version` prints: a DevKit's, so the identity check before any `set_`
+    /// (issue 12 item 11) passes; it is recorded in `lines` like any other line.
+    var versionReply = "DevKitSDK version: 1.6.2\r\nWIFI version: unknown"
     /// Output for a line (without the `\r\n` before it and the prompt after it);
     /// nil for `exit`-like lines that print no prompt.
     var reply: (String) -> (output: String, prompt: Bool)
@@ -32,15 +34,8 @@ final class MiniConsole: ConsoleTransport {
                     pending += Array("\r\n# ".utf8)
                     continue
                 }
-                // The identity check before any `set_` (issue 12 item 11): answered
-                // as a DevKit does, and counted apart so the tests' line lists stay.
-                if text == "help" {
-                    helpRequests += 1
-                    pending += Array("\r\nConfiguration console:\r\n - set_dps_uds: Set DPS UDS.\r\n# ".utf8)
-                    continue
-                }
                 lines.append(text)
-                let (output, prompt) = reply(text)
+                let (output, prompt) = text == "version" ? (versionReply, true) : reply(text)
                 pending += Array(("\r\n" + output + (prompt ? "\r\n# " : "")).utf8)
             } else {
                 let masked = line.firstIndex(of: 0x20).map {
@@ -81,7 +76,7 @@ struct ConsoleWorkflowTests {
         let uds = try DevKitWorkflow(session: ConsoleSession(transport: board)).setGeneratedUDS(savingTo: file).hexString
         #expect(uds.utf8.count == 64)
         #expect(onDiskWhenSent == uds + "\n")
-        #expect(board.lines == ["set_dps_uds " + uds])
+        #expect(board.lines == ["version", "set_dps_uds " + uds], "the identity check, then the UDS")
         // Only the file remains: no temporary left behind.
         var entries: [String] = []
         if let dir = opendir(directory) {
@@ -118,7 +113,6 @@ struct ConsoleWorkflowTests {
     @Test func infoWithReboot() throws {
         let board = MiniConsole { line in
             switch line {
-            case "version": return ("DevKitSDK version: 1.6.2\r\nWIFI version: unknown", true)
             case "exit": return (miniBootLog, false)
             default: return ("", true)
             }
@@ -133,7 +127,6 @@ struct ConsoleWorkflowTests {
     @Test func rebootIntoConfigurationModeIsReported() throws {
         let board = MiniConsole { line in
             switch line {
-            case "version": return ("DevKitSDK version: 1.6.2", true)
             case "exit": return ("Reboot\r\nConfiguration console:\r\n - help: Help document.", true)
             default: return ("", true)
             }
@@ -158,7 +151,7 @@ struct ConsoleWorkflowTests {
         #expect(throws: InputError.wifiPasswordTooLong(64)) { try WiFiPassword(String(repeating: "p", count: 64)) }
         #expect(board.sendCount == 0)
         try workflow.setWiFi(ssid: "Lab Net", password: WiFiPassword("pa ss"))
-        #expect(board.lines == ["set_wifissid Lab\\ Net", "set_wifipwd pa\\ ss"])
+        #expect(board.lines == ["version", "set_wifissid Lab\\ Net", "set_wifipwd pa\\ ss"])
     }
 
     @Test func connectionStringKinds() throws {
@@ -170,7 +163,7 @@ struct ConsoleWorkflowTests {
         #expect(try workflow.setConnectionString(ConnectionString("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=k=")) == .hub)
         #expect(try workflow.setConnectionString(ConnectionString("DPSEndpoint=global.azure-devices-provisioning.net;IdScope=0ne;DeviceId=d;SymmetricKey=k")) == .dps)
         #expect(throws: WorkflowError.self) { try workflow.setConnectionString(ConnectionString("Garbage=1")) }
-        #expect(board.lines.map { $0.prefix(13) } == ["set_az_iothub", "set_az_iotdps"])
+        #expect(board.lines.map { $0.prefix(13) } == ["version", "set_az_iothub", "set_az_iotdps"])
     }
 }
 

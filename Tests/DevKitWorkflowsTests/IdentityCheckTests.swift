@@ -20,7 +20,7 @@ import VirtualDevKit
             guard case ConsoleError.notADevKit? = error as? ConsoleError else { return false }
             return true
         }
-        #expect(kit.shellLines == ["help"], "only read-only lines reach it: \(kit.shellLines)")
+        #expect(kit.shellLines == ["version"], "only read-only lines reach it: \(kit.shellLines)")
         #expect(!kit.shellLines.contains { $0.hasPrefix("set_") })
         #expect(try f.registry.allBoards().isEmpty, "no UDS is recorded for a board that was left alone")
     }
@@ -41,8 +41,10 @@ import VirtualDevKit
         defer { kit.stop() }
         try withKitSession(kit) { session in
             try session.synchronize()
-            try session.identify()
+            let versions = try session.identify()
             #expect(session.state == .atPrompt)
+            #expect(session.identifiedVersions == versions)
+            #expect(versions.firmwareVersion.text == VirtualDevKit.Configuration().firmwareVersion)
         }
     }
 }
