@@ -114,6 +114,7 @@ extension CertificateReissue.ReissueError {
         switch remedy {
         case .finishProvisioning(let id)?: return description + "; finish it with `devkit provision --resume \(id)` first"
         case .giveFirmwareVersion?: return description + "; give --firmware-version"
+        case .filesOfAnotherBoard?: return description + "; re-issue it into another --output-dir"
         case nil: return description
         }
     }
