@@ -31,9 +31,11 @@ struct ProvisionCommand: ParsableCommand {
             is updated at each step, so a board interrupted at any point (crash, unplug) \
             can be finished with --resume <row id | MAC>: the recorded UDS is reused and \
             only the missing steps run. The row also records the firmware files (with \
-            their SHA-256), the output directory and the Wi-Fi settings' source (never \
-            the password), so --resume needs no other option; options given override \
-            them, and a firmware file that changed since is refused.
+            their SHA-256), the output directory, the DPS name and resource group and \
+            the Wi-Fi settings' source (never the password), so --resume needs no other \
+            option; options given override them, and a firmware file that changed since \
+            is refused. A Wi-Fi password read from standard input is not kept: while \
+            Wi-Fi is not yet set, --resume asks for it again.
 
             If <id>.pem or <id>.enrollment.json holds another board's certificate (the \
             same board provisioned again; told by the certificate's SHA-256 against the \

@@ -18,6 +18,32 @@ import VirtualDevKit
 
     func contents(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
 
+    /// A scratch registry and a virtual board, provisioned once as board #1 with its
+    /// MAC given (so it did not reboot); `stop()` removes both.
+    struct Bench {
+        let f: ProvisionFixture
+        let kit: VirtualDevKit
+        let first: ProvisionResult
+        func stop() {
+            kit.stop()
+            f.cleanup()
+        }
+    }
+
+    func benchWithBoardOne() throws -> Bench {
+        let f = try ProvisionFixture()
+        let kit = try kit()
+        do {
+            let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+            let first = try withKitSession(kit) { try workflow.run(f.request(mac: Self.mac), session: $0) }
+            return Bench(f: f, kit: kit, first: first)
+        } catch {
+            kit.stop()
+            f.cleanup()
+            throw error
+        }
+    }
+
     /// With the ID known before the reboot (`--mac`, or `--registration-id`), a second
     /// provision into the same directory is refused before the board gets a new UDS
     /// and before a row is recorded.
@@ -50,12 +76,10 @@ import VirtualDevKit
 
     /// `--resume` of a row with a recorded MAC is checked before the UDS is sent too.
     @Test func aResumeWithARecordedMACIsCheckedBeforeTheUDSIsSent() throws {
-        let f = try ProvisionFixture()
-        defer { f.cleanup() }
-        let kit = try kit()
-        defer { kit.stop() }
+        let bench = try benchWithBoardOne()
+        defer { bench.stop() }
+        let (f, kit, first) = (bench.f, bench.kit, bench.first)
         let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
-        let first = try withKitSession(kit) { try workflow.run(f.request(mac: Self.mac), session: $0) }
         let pemBefore = contents(first.certificatePath)
         // A row recorded with the same MAC whose UDS never went out (the run stopped).
         let other = try UDS(hex: String(repeating: "ab", count: 32))
@@ -79,12 +103,10 @@ import VirtualDevKit
     /// clash is found: the row is left unfinished (failed), nothing is overwritten,
     /// and the error says so.
     @Test func relativePathsOfAnEarlierReleaseStillOwnTheirFiles() throws {
-        let f = try ProvisionFixture()
-        defer { f.cleanup() }
-        let kit = try kit()
-        defer { kit.stop() }
+        let bench = try benchWithBoardOne()
+        defer { bench.stop() }
+        let (f, kit, first) = (bench.f, bench.kit, bench.first)
         let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
-        let first = try withKitSession(kit) { try workflow.run(f.request(mac: Self.mac), session: $0) }
         let pemBefore = contents(first.certificatePath)
         let enrollmentBefore = contents(first.enrollmentPath)
         let queue = try DatabaseQueue(path: f.registry.path)
@@ -111,13 +133,11 @@ import VirtualDevKit
     /// `--force` keeps the old row's files under a name that is free: an earlier kept
     /// `<id>.row1.pem` is not replaced, and the event says where the files went.
     @Test func forceNeverReplacesAKeptFileAndSaysWhereTheFilesWent() throws {
-        let f = try ProvisionFixture()
-        defer { f.cleanup() }
-        let kit = try kit()
-        defer { kit.stop() }
+        let bench = try benchWithBoardOne()
+        defer { bench.stop() }
+        let (f, kit, first) = (bench.f, bench.kit, bench.first)
         var events: [ProvisionEvent] = []
         let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer()) { events.append($0) }
-        let first = try withKitSession(kit) { try workflow.run(f.request(mac: Self.mac), session: $0) }
         let pemA = try #require(contents(first.certificatePath))
         let kept = f.dir + "/\(Self.derivedID).row1.pem"
         try "kept by hand\n".write(toFile: kept, atomically: false, encoding: .utf8)
