@@ -191,6 +191,7 @@ struct ProvisionCLITests {
         #expect(try registry.board(id: 2)?.state == .failed)
         #expect(again.stderr.contains("already holds board #2's new UDS"), "\(again.stderr)")
         #expect(again.stderr.contains("devkit provision --resume 2 --force"), "\(again.stderr)")
+        #expect(!again.stderr.contains("`devkit provision --resume 2` finishes"), "a hint that would fail again: \(again.stderr)")
 
         let forced = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--resume", "2", "--force"])
         #expect(forced.status == 0, "\(forced.stderr)")
