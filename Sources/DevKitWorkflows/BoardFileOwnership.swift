@@ -40,7 +40,11 @@ struct BoardFileOwnership {
         var found: [Owned] = []
         for path in [names.certificate, names.enrollment] {
             guard let thumbprint = Self.certificateSHA256(inFile: path) else { continue }
-            guard let owner = try registry.boards(withCertificateSHA256: thumbprint).first(where: { $0.id != boardID })
+            let rows = try registry.boards(withCertificateSHA256: thumbprint)
+            // The same certificate recorded for this board too (one UDS provisioned
+            // twice) is its own file; otherwise the live row owns it before a superseded one.
+            guard !rows.contains(where: { $0.id == boardID }),
+                  let owner = rows.first(where: { $0.supersededBy == nil }) ?? rows.first
             else { continue }
             if let index = found.firstIndex(where: { $0.owner.id == owner.id }) {
                 found[index].paths.append(path)

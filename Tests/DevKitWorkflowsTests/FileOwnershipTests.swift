@@ -155,6 +155,35 @@ import VirtualDevKit
         #expect(events.contains { $0.message.contains(aside) }, "\(events.map(\.message))")
     }
 
+    /// One UDS provisioned twice gives one certificate: when this row records it too,
+    /// the file is its own, even though an older (superseded) row records the same.
+    @Test func aCertificateThisRowRecordsIsItsOwnFile() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let factory = try recordingMeasurer()(.elf("/fw.elf"))
+        let certificate = try factory(f.uds, try RegistrationID("bench-7"))
+        try certificate.pem.write(toFile: f.dir + "/bench-7.pem", atomically: false, encoding: .utf8)
+        var ids: [Int64] = []
+        for _ in 0..<2 {
+            let id = try f.registry.recordNewBoard(uds: f.uds).id!
+            for step in ProvisioningStep.allCases.dropFirst() {
+                let update: BoardUpdate = switch step {
+                case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
+                case .macRead: BoardUpdate(mac: try MACAddress(Self.mac), registrationID: try RegistrationID("bench-7"))
+                case .certificateWritten: BoardUpdate(certificateSHA256: certificate.sha256)
+                default: BoardUpdate()
+                }
+                try f.registry.markStep(step, boardID: id, update: update)
+            }
+            ids.append(id)
+        }
+        try f.registry.markSuperseded(boardID: ids[0], by: ids[1], certificatePath: nil, enrollmentPath: nil)
+        let items = try CertificateReissue(registry: f.registry, factory: factory)
+            .run(firmwareVersion: nil, outputDirectory: f.dir, boardIDs: [ids[1]])
+        #expect(items.count == 1)
+        #expect((try? items.first?.result.get()) != nil, "\(String(describing: items.first?.result))")
+    }
+
     /// `registry reissue` never replaces another row's files: two rows with one
     /// registration ID re-issued into one directory; the second is refused.
     @Test func reissueNeverReplacesAnotherRowsFiles() throws {
