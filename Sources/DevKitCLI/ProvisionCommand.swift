@@ -41,7 +41,8 @@ struct ProvisionCommand: ParsableCommand {
             same board provisioned again; told by the certificate's SHA-256 against the \
             registry), nothing is overwritten: the run stops with exit 73, before the \
             board gets a new UDS when the registration ID is known by then (--mac, \
-            --registration-id, or a resume with a recorded MAC). --force marks that row \
+            --registration-id, a resume with a recorded MAC, or a board whose USB serial \
+            a recorded row has). --force marks that row \
             superseded and keeps its files as <id>.row<N>.pem and \
             <id>.row<N>.enrollment.json (<id>.row<N>.2.pem… when those are taken), and \
             says where they went.

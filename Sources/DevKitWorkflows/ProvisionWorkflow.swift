@@ -417,7 +417,10 @@ public struct ProvisionWorkflow {
     /// Refuses (``ProvisionError/filesOfAnotherBoard(boardID:owner:path:udsSent:)``)
     /// before the UDS is sent when the registration ID can be known before the
     /// board reboots (given, or from a given or recorded MAC) and another row's
-    /// certificate is in its files. Reads the firmware version (read-only) when the
+    /// certificate is in its files. A new board whose USB serial a recorded row has
+    /// is taken to have that row's MAC here (the same board provisioned again, the
+    /// usual clash; the ST-LINK and the Wi-Fi module share the board), and is checked
+    /// again with the MAC it reports. Reads the firmware version (read-only) when the
     /// ID needs it and returns it, for the version step to use. With `--force` the
     /// files are taken over at the certificate step; with the MAC only in the boot
     /// log the check is made there.
@@ -432,7 +435,13 @@ public struct ProvisionWorkflow {
         if let explicit = request.registrationID {
             registrationID = explicit
         } else {
-            if scheme.uses("mac") && request.mac == nil { return nil }
+            var mac = request.mac
+            if mac == nil, boardID == nil, scheme.uses("mac"), let serial = request.usbSerial,
+               let recorded = try registry.board(byUSBSerial: serial)?.mac
+            {
+                mac = try? MACAddress(recorded)
+            }
+            if scheme.uses("mac") && mac == nil { return nil }
             if scheme.uses("serial") && request.usbSerial == nil { return nil }
             var version = recordedVersion
             if scheme.uses("version") && version == nil {
@@ -440,8 +449,7 @@ public struct ProvisionWorkflow {
                 versionRead = try session.version()
                 version = versionRead?.firmwareVersion
             }
-            registrationID = try scheme.registrationID(
-                mac: request.mac, usbSerial: request.usbSerial, firmwareVersion: version)
+            registrationID = try scheme.registrationID(mac: mac, usbSerial: request.usbSerial, firmwareVersion: version)
         }
         try BoardFileOwnership(registry: registry).check(
             registrationID: registrationID, outputDirectory: request.outputDirectory, boardID: boardID,

@@ -74,6 +74,33 @@ import VirtualDevKit
         #expect(contents(first.certificatePath) == pemBefore && contents(first.enrollmentPath) == enrollmentBefore)
     }
 
+    /// The same board provisioned again without `--mac` (the usual case): its USB
+    /// serial is a recorded row's, so that row's MAC gives the ID before the reboot,
+    /// and the clash is found before the board gets a new UDS.
+    @Test func theSameBoardByItsUSBSerialIsCheckedBeforeTheUDSIsSent() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try kit()
+        defer { kit.stop() }
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        var request = f.request()
+        request.usbSerial = "066EFF3"
+        let first = try withKitSession(kit) { try workflow.run(request, session: $0) }
+        let pemBefore = contents(first.certificatePath)
+        kit.reset(into: .configuration)  // it rebooted to read the MAC
+
+        request.uds = .generate
+        do {
+            _ = try withKitSession(kit) { try workflow.run(request, session: $0) }
+            Issue.record("the second provision into board #1's files was not refused")
+        } catch {
+            #expect("\(error)".contains("board #1") && "\(error)".contains("nothing was sent"), "\(error)")
+        }
+        #expect(kit.state.uds == f.udsHex, "the board still holds board #1's UDS")
+        #expect(try f.registry.allBoards().count == 1)
+        #expect(contents(first.certificatePath) == pemBefore)
+    }
+
     /// `--resume` of a row with a recorded MAC is checked before the UDS is sent too.
     @Test func aResumeWithARecordedMACIsCheckedBeforeTheUDSIsSent() throws {
         let bench = try benchWithBoardOne()
