@@ -203,8 +203,9 @@ final class StaleTemporaries: Sendable {
         Self.remove(in: directory, olderThan: Self.maximumAge)
     }
 
-    /// Removes `directory`'s regular files named like our temporaries and not modified
-    /// for `age` seconds. Best effort: a directory that cannot be read is left alone.
+    /// Removes `directory`'s regular files of this user named like our temporaries and
+    /// not modified for `age` seconds. Best effort: a directory that cannot be read is
+    /// left alone.
     static func remove(in directory: String, olderThan age: Int) {
         guard let dir = opendir(directory) else { return }
         defer { closedir(dir) }
@@ -216,7 +217,10 @@ final class StaleTemporaries: Sendable {
             guard isTemporaryName(name) else { continue }
             let path = directory == "/" ? "/" + name : directory + "/" + name
             var st = stat()
-            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, now - st.st_mtim.tv_sec > age else { continue }
+            // Only this user's: in a shared directory (/tmp) root could remove anyone's.
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid(),
+                  now - st.st_mtim.tv_sec > age
+            else { continue }
             unlink(path)
         }
     }
