@@ -133,6 +133,8 @@ let package = Package(
             dependencies: [
                 "DevKitWorkflows", "DevKitConsole", "DevKitModel", "DevKitRegistry", "SerialPort",
                 "VirtualDevKit", "DevKitTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                // To write rows as an earlier release did (relative paths).
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]),
         // The commands: the built `devkit` run end to end, and the CLI's own types.
         .testTarget(

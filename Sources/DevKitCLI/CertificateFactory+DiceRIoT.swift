@@ -1,4 +1,5 @@
 import DevKitModel
+import DevKitSystem
 import DevKitWorkflows
 import DiceRIoT
 import Foundation
@@ -53,29 +54,14 @@ private struct MeasuredImage {
     let factory: CertificateFactory
 }
 
-/// Identifies one version of a file: replacing or rewriting it changes the stamp.
-private struct FileStamp: Equatable {
-    let device: UInt64
-    let inode: UInt64
-    let size: Int64
-    let modifiedSeconds: Int
-    let modifiedNanoseconds: Int
-
+extension FileStamp {
     /// The stamps of the source's files; nil when one cannot be stat'ed (then the
     /// measurement is not remembered and loading reports the problem).
     static func of(_ source: FirmwareSource) -> [FileStamp]? {
-        let paths: [String]
-        switch source {
-        case .elf(let path): paths = [path]
-        case .binAndMap(let bin, let map): paths = [bin, map]
-        }
         var stamps: [FileStamp] = []
-        for path in paths {
-            var s = stat()
-            guard stat(path, &s) == 0 else { return nil }
-            stamps.append(FileStamp(
-                device: UInt64(s.st_dev), inode: UInt64(s.st_ino), size: Int64(s.st_size),
-                modifiedSeconds: s.st_mtim.tv_sec, modifiedNanoseconds: s.st_mtim.tv_nsec))
+        for path in source.paths {
+            guard let stamp = FileStamp(path: path) else { return nil }
+            stamps.append(stamp)
         }
         return stamps
     }

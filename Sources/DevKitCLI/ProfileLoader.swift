@@ -101,7 +101,10 @@ enum ProfileLoader {
             return .unreadable(file: path, reason: reason)
         }
         do { return try InputFile.read(path, limit: .profile, standardInputDash: false) } catch {
-            if case .tooLarge = error { throw .unreadable(file: path, reason: error.reason) }
+            switch error {
+            case .tooLarge, .notAFile: throw .unreadable(file: path, reason: error.reason)
+            default: break
+            }
             throw failure(error.errno?.rawValue ?? EIO)
         }
     }

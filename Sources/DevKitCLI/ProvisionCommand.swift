@@ -31,14 +31,21 @@ struct ProvisionCommand: ParsableCommand {
             is updated at each step, so a board interrupted at any point (crash, unplug) \
             can be finished with --resume <row id | MAC>: the recorded UDS is reused and \
             only the missing steps run. The row also records the firmware files (with \
-            their SHA-256), the output directory and the Wi-Fi settings' source (never \
-            the password), so --resume needs no other option; options given override \
-            them, and a firmware file that changed since is refused.
+            their SHA-256), the output directory, the DPS name and resource group and \
+            the Wi-Fi settings' source (never the password), so --resume needs no other \
+            option; options given override them, and a firmware file that changed since \
+            is refused. A Wi-Fi password read from standard input is not kept: while \
+            Wi-Fi is not yet set, --resume asks for it again.
 
-            If <id>.pem or <id>.enrollment.json belongs to another board's row (the \
-            same board provisioned again), nothing is overwritten: the run stops with \
-            exit 73. --force marks that row superseded and keeps its files as \
-            <id>.row<N>.pem and <id>.row<N>.enrollment.json.
+            If <id>.pem or <id>.enrollment.json holds another board's certificate (the \
+            same board provisioned again; told by the certificate's SHA-256 against the \
+            registry), nothing is overwritten: the run stops with exit 73, before the \
+            board gets a new UDS when the registration ID is known by then (--mac, \
+            --registration-id, a resume with a recorded MAC, or a board whose USB serial \
+            a recorded row has). --force marks that row \
+            superseded and keeps its files as <id>.row<N>.pem and \
+            <id>.row<N>.enrollment.json (<id>.row<N>.2.pem… when those are taken), and \
+            says where they went.
 
             \(BoardHelp.modes)
 
@@ -90,7 +97,7 @@ struct ProvisionCommand: ParsableCommand {
     var resume: String?
 
     @Flag(help: ArgumentHelp(
-        "Replace the board whose row has these certificate and enrollment files: its row is marked superseded and its files are renamed <id>.row<N>.pem / .enrollment.json."))
+        "Replace the board whose certificate is in these files: its row is marked superseded and its files are renamed <id>.row<N>.pem / .enrollment.json (or the first such free names)."))
     var force = false
 
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")
@@ -182,8 +189,20 @@ struct ProvisionCommand: ParsableCommand {
         guard let recorded else { return request }
         if output.outputDirGiven == nil { request.outputDirectory = recorded.outputDirectory }
         request.scheme = try recorded.scheme()
-        if wifiSSID == nil, let ssid = recorded.wifiSSID, let file = recorded.wifiPasswordFile, file != "-" {
-            request.wifi = WiFiSettings(ssid: ssid, passwordFile: file)
+        request.dps = recorded.dps(overriddenBy: request.dps)
+        if wifiSSID == nil, let ssid = recorded.wifiSSID, let file = recorded.wifiPasswordFile {
+            // Wi-Fi is set with the board steps, before the version is read.
+            let wifiPending = board.versionReadAt == nil
+            if file != "-" {
+                request.wifi = WiFiSettings(ssid: ssid, passwordFile: file)
+            } else if wifiPending {
+                // Standard input is read once and a password is never stored: without
+                // it the resume would finish the board without Wi-Fi.
+                throw ProvisionError.cannotResume(
+                    "board #\(id)'s Wi-Fi password came from standard input, which devkit never stores, and Wi-Fi "
+                        + "is not set on the board yet; give it again: `devkit provision --resume \(id) --wifi-ssid "
+                        + "\(shellQuote(ssid)) --wifi-password-file -` (or a file)")
+            }
         }
         return request
     }

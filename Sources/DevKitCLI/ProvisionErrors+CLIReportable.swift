@@ -24,10 +24,13 @@ extension ProvisionError: CLIReportable {
         case .resumeOnAnotherBoard(let id, _, _):
             description + "; plug in board #\(id), or provision this one without --resume"
         case .resumeNeedsBoard: description + "; connect it with --port"
-        case .filesOfAnotherBoard(let id, let owner, _):
+        case .filesOfAnotherBoard(let id, let owner, _, _):
             description + "; to replace board #\(owner) (it is marked superseded and its files are kept as "
-                + "<id>.row\(owner).pem and <id>.row\(owner).enrollment.json), run "
-                + "`devkit provision --resume \(id) --force`; or use another --output-dir or --registration-id"
+                + "<id>.row\(owner).pem and <id>.row\(owner).enrollment.json, or the first such names that are free; "
+                + "devkit says which), run "
+                + (id.map { "`devkit provision --resume \($0) --force`" } ?? "the same command with --force")
+                + "; or " + (id.map { "`devkit provision --resume \($0)` with another --output-dir" }
+                    ?? "use another --output-dir or --registration-id")
         case .firmwareChanged(let id, _), .recordedFirmwareMissing(let id, _):
             description + "; give the firmware board #\(id) is to run with --bin FILE --map FILE or --elf FILE"
         case .invalidInput, .firmware, .cannotResume, .cannotMoveAside: description

@@ -18,7 +18,7 @@ struct ProvisionReporter {
         if json {
             var message = e.message
             if e.status == .failed, let error = e.error {
-                message = cliMessage(error) + (e.boardID.map { " (\(Self.resumeHint($0)))" } ?? "")
+                message = cliMessage(error) + (e.boardID.map { " (\(Self.resumeHint($0, after: error)))" } ?? "")
             }
             emitJSON(EventJSON(event: "step", stage: e.stage.rawValue, status: e.status.rawValue,
                                message: message, boardID: e.boardID, port: port))
@@ -27,7 +27,7 @@ struct ProvisionReporter {
         if e.status == .failed {
             // The error itself follows as `devkit: error: …` (or watch's status line):
             // here only where it stopped and, once recorded, how to finish the board.
-            printError("\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map(Self.resumeHint) ?? "stopped")")
+            printError("\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map { Self.resumeHint($0, after: e.error) } ?? "stopped")")
             return
         }
         guard OutputLevel.current != .quiet else { return }
@@ -41,8 +41,13 @@ struct ProvisionReporter {
     }
 
     /// How to finish a board the registry holds (the workflow reports the facts only).
-    static func resumeHint(_ boardID: Int64) -> String {
-        "board #\(boardID) is recorded with its UDS; `devkit provision --resume \(boardID)` finishes it"
+    /// A board stopped because its files hold another board's certificate is
+    /// finished only with `--force` (or another output directory).
+    static func resumeHint(_ boardID: Int64, after error: (any Error)? = nil) -> String {
+        var force = false
+        if case .filesOfAnotherBoard? = error as? ProvisionError { force = true }
+        return "board #\(boardID) is recorded with its UDS; `devkit provision --resume \(boardID)\(force ? " --force" : "")` "
+            + "finishes it"
     }
 
     func result(_ r: ProvisionResult) {

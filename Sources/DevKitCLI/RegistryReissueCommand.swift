@@ -22,8 +22,10 @@ struct RegistryReissueCommand: ParsableCommand {
             recorded UDS: no board needs to be connected. Boards whose registration ID \
             was the derived az-<mac>v<version> get the ID for --firmware-version; other \
             IDs are kept. Each board's <id>.pem and <id>.enrollment.json are written \
-            and its registry row updated. A board that fails is reported and the others \
-            go on; the exit code is 1 when some failed.
+            and its registry row updated; a file that holds another board's certificate \
+            (by its SHA-256 in the registry) is never replaced: that board fails instead. \
+            A board that fails is reported and the others go on; the exit code is 1 when \
+            some failed.
 
             Examples:
               devkit registry reissue --bin New.ino.bin --map New.ino.map \\
@@ -114,6 +116,7 @@ extension CertificateReissue.ReissueError {
         switch remedy {
         case .finishProvisioning(let id)?: return description + "; finish it with `devkit provision --resume \(id)` first"
         case .giveFirmwareVersion?: return description + "; give --firmware-version"
+        case .filesOfAnotherBoard?: return description + "; re-issue it into another --output-dir"
         case nil: return description
         }
     }

@@ -68,7 +68,7 @@ public final class Registry: Sendable {
             pool = try DatabasePool(path: path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {
-            throw .cannotOpen(path: path, reason: "\(error)")
+            throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
         }
         if created {
             // The new file's directory entry must survive a crash too (best effort:
@@ -239,24 +239,15 @@ public final class Registry: Sendable {
 
     // MARK: Reading
 
-    /// The board, other than `excluding` and not superseded, whose recorded
-    /// certificate or enrollment file is one of `paths` (compared as given, and as
-    /// the absolute path a row records, by the same ``absolutePath(_:)`` the row was
-    /// written with: `./az-x.pem`, the default output directory's spelling, must
-    /// find `/cwd/az-x.pem`).
-    public func boardOwning(anyOf paths: [String], excluding: Int64?) throws(RegistryError) -> BoardRecord? {
-        var keys = Set(paths)
-        for p in paths {
-            keys.insert(absolutePath(p))
-            keys.insert((p as NSString).standardizingPath)
-        }
-        let list = Array(keys)
+    /// The boards, newest first, whose recorded certificate has this SHA-256
+    /// thumbprint (any case): who owns a certificate file is decided by what it
+    /// holds, which rows of every release record the same way, where their paths
+    /// were stored relative to wherever devkit ran before release 12.
+    public func boards(withCertificateSHA256 thumbprint: String) throws(RegistryError) -> [BoardRecord] {
+        let key = thumbprint.uppercased()
         return try read { db in
-            try BoardRecord
-                .filter(list.contains(Column("certificate_path")) || list.contains(Column("enrollment_path")))
-                .filter(Column("superseded_by") == nil)
-                .filter(Column("id") != (excluding ?? -1))
-                .order(Column("id").desc).fetchOne(db)
+            try BoardRecord.filter(Column("certificate_sha256").uppercased == key)
+                .order(Column("id").desc).fetchAll(db)
         }
     }
 
@@ -423,6 +414,28 @@ public final class Registry: Sendable {
         } catch {
             throw .database(path: path, reason: "\(error)")
         }
+    }
+
+    /// Why SQLite could not open the registry, with the errno that decides the exit
+    /// code. SQLite says only "unable to open database file"; in WAL mode it must also
+    /// create `<file>-wal` and `<file>-shm` beside the file, so a directory this user
+    /// cannot write fails even when the file itself is theirs.
+    private static func openFailure(path: String, directory: String, _ error: any Error) -> RegistryError {
+        let base = (path as NSString).lastPathComponent
+        if access(directory, W_OK | X_OK) != 0 {
+            let error = errno
+            return .cannotOpen(
+                path: path,
+                reason: "SQLite must create \(base)-wal and \(base)-shm in \(escaped(directory)), which this user "
+                    + "cannot write (\(String(cString: strerror(error)))); give this user write access to that "
+                    + "directory (or run devkit as its owner)",
+                errno: error)
+        }
+        if access(path, R_OK | W_OK) != 0 {
+            let error = errno
+            return .cannotOpen(path: path, reason: String(cString: strerror(error)), errno: error)
+        }
+        return .cannotOpen(path: path, reason: "\(error)")
     }
 
     /// `mkdir -p` where every directory this creates gets mode 0700.

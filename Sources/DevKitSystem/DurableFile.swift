@@ -98,6 +98,7 @@ public struct FileGroupWriter {
             throw DurableFileError(path: path, errno: .isDirectory)
         }
         let prefix = slash.map { String(path[...$0]) } ?? ""
+        StaleTemporaries.shared.removeOnce(in: DurableFile.directory(of: path))
         var fd: Int32 = -1
         var temporary = ""
         repeat {  // EEXIST: left over from a killed run that had our PID
@@ -183,6 +184,55 @@ public struct FileGroupWriter {
             unlink(file.temporary)
         }
         staged.removeAll()
+    }
+}
+
+/// Temporary files a killed run left (`.<name>.<pid>.<n>.tmp`, ``FileGroupWriter``'s
+/// names): removed from a directory the first time this process writes there, once
+/// they are older than ``maximumAge`` (a live writer keeps its temporary for
+/// milliseconds). Once per directory, so a batch of 10,000 files scans it once.
+final class StaleTemporaries: Sendable {
+    static let shared = StaleTemporaries()
+    /// Ten minutes: far longer than any write, short enough that a crashed run's
+    /// leftovers go with the next one.
+    static let maximumAge: Int = 600
+    private let scanned = Mutex<Set<String>>([])
+
+    func removeOnce(in directory: String) {
+        guard scanned.withLock({ $0.insert(directory).inserted }) else { return }
+        Self.remove(in: directory, olderThan: Self.maximumAge)
+    }
+
+    /// Removes `directory`'s regular files of this user named like our temporaries and
+    /// not modified for `age` seconds. Best effort: a directory that cannot be read is
+    /// left alone.
+    static func remove(in directory: String, olderThan age: Int) {
+        guard let dir = opendir(directory) else { return }
+        defer { closedir(dir) }
+        let now = time(nil)
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard isTemporaryName(name) else { continue }
+            let path = directory == "/" ? "/" + name : directory + "/" + name
+            var st = stat()
+            // Only this user's: in a shared directory (/tmp) root could remove anyone's.
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid(),
+                  now - st.st_mtim.tv_sec > age
+            else { continue }
+            unlink(path)
+        }
+    }
+
+    /// `.<name>.<digits>.<digits>.tmp`
+    static func isTemporaryName(_ name: String) -> Bool {
+        guard name.hasPrefix("."), name.hasSuffix(".tmp") else { return false }
+        let parts = name.dropFirst().dropLast(4).split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 3 else { return false }
+        let digits = parts.suffix(2)
+        return digits.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
+            && !parts.dropLast(2).joined(separator: ".").isEmpty
     }
 }
 

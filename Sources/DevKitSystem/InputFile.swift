@@ -12,11 +12,22 @@ public enum InputFile {
     /// failing with ``InputFileError/tooLarge(limit:)`` past `limit` bytes.
     public static func read(_ path: String, limit: InputLimit, standardInputDash: Bool = true) throws(InputFileError) -> [UInt8] {
         let useStdin = standardInputDash && path == "-"
-        let fd = useStdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO no program writes to would otherwise block forever.
+        let fd = useStdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .cannotOpen(Errno(rawValue: errno)) }
         defer { if !useStdin { close(fd) } }
         var st = stat()
-        if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { throw .isDirectory }
+        if fstat(fd, &st) == 0 {
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR: throw .isDirectory
+            // A named FIFO waits for a writer that may never come. An anonymous pipe
+            // (`--uds-file <(pass show uds)`, /dev/fd/N) has its writer, like `-`.
+            case S_IFIFO where !useStdin && !isAnonymousPipe(fd): throw .notAFile("a FIFO (named pipe)")
+            case S_IFSOCK where !useStdin: throw .notAFile("a socket")
+            default: break
+            }
+        }
+        if !useStdin { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) }
         do {
             return try FileDescriptor(rawValue: fd).readToEnd(limit: limit.bytes)
         } catch .fileTooLarge {
@@ -27,10 +38,19 @@ public enum InputFile {
     }
 }
 
+/// Whether `fd` is a pipe without a name (its /proc link reads `pipe:[inode]`).
+private func isAnonymousPipe(_ fd: Int32) -> Bool {
+    var buffer = [CChar](repeating: 0, count: 64)
+    let n = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
+    return n > 0 && String(cString: buffer).hasPrefix("pipe:")
+}
+
 /// Why ``InputFile/read(_:limit:standardInputDash:)`` failed.
 public enum InputFileError: Error, Equatable, Sendable {
     case cannotOpen(Errno)
     case isDirectory
+    /// Not a file that can be read whole (a named FIFO, a socket): what it is.
+    case notAFile(String)
     case cannotRead(Errno)
     case tooLarge(limit: InputLimit)
 
@@ -39,6 +59,7 @@ public enum InputFileError: Error, Equatable, Sendable {
         switch self {
         case .cannotOpen(let e), .cannotRead(let e): e
         case .isDirectory: .isDirectory
+        case .notAFile: nil
         case .tooLarge: .fileTooLarge
         }
     }
@@ -48,6 +69,8 @@ public enum InputFileError: Error, Equatable, Sendable {
         switch self {
         case .cannotOpen(let e), .cannotRead(let e): String(cString: strerror(e.rawValue)).lowercased()
         case .isDirectory: "it is a directory"
+        case .notAFile(let what):
+            "it is \(what), not a file: give a regular file, or `-` and send the data on standard input"
         case .tooLarge(let limit): "it is larger than \(limit), the limit for \(limit.kind); is this the right file?"
         }
     }

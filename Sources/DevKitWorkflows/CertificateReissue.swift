@@ -32,6 +32,8 @@ public struct CertificateReissue {
             case finishProvisioning(boardID: Int64)
             /// Name the new firmware's version (none is recorded for the board).
             case giveFirmwareVersion
+            /// Its files' names hold board `owner`'s certificate: re-issue into another directory.
+            case filesOfAnotherBoard(owner: Int64)
         }
 
         /// What happened, in the registry's terms.
@@ -139,6 +141,15 @@ public struct CertificateReissue {
         // A board that had the derived ID of its old version gets the one of its new version.
         if let old = recordedVersion, registrationID == (try? derived(old)) {
             registrationID = try derived(version)
+        }
+        // Another row's files are never replaced (nor moved: reissue has no --force).
+        let owned = try BoardFileOwnership(registry: registry).owners(
+            registrationID: registrationID, outputDirectory: outputDirectory, excluding: id)
+        if let other = owned.first, let owner = other.owner.id {
+            throw ReissueError(
+                description: "board #\(id) was not re-issued: \(other.paths[0]) holds the certificate of board "
+                    + "#\(owner) in the registry, and was left as it was",
+                remedy: .filesOfAnotherBoard(owner: owner))
         }
         let files = try BoardCertificateFiles.write(
             uds: board.uds, registrationID: registrationID, factory: factory, outputDirectory: outputDirectory, dps: dps)

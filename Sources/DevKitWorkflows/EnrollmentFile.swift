@@ -137,7 +137,7 @@ enum PrettyJSON {
 }
 
 /// Quotes a word for a POSIX shell when it needs it.
-func shellQuote(_ word: String) -> String {
+public func shellQuote(_ word: String) -> String {
     let safe = word.unicodeScalars.allSatisfy {
         CharacterSet.alphanumerics.contains($0) && $0.isASCII || "-_./:=@,+%".unicodeScalars.contains($0)
     }

@@ -1,5 +1,7 @@
 import Crypto
+import DevKitModel
 import DevKitRegistry
+import DevKitSystem
 import Foundation
 
 /// What `provision --resume N` needs besides the UDS, recorded with the board (the
@@ -18,20 +20,40 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
     public var registrationIDScheme: String
     public var wifiSSID: String?
     public var wifiPasswordFile: String?
+    /// For the printed `az` command and the enrollment file (absent in rows recorded
+    /// before they were).
+    public var dpsName: String?
+    public var resourceGroup: String?
+    public var iotHubHostName: String?
+    public var provisioningEnabled: Bool?
 
     enum CodingKeys: String, CodingKey {
         case firmwareBin = "firmware_bin", firmwareMap = "firmware_map", firmwareElf = "firmware_elf"
         case firmwareSHA256 = "firmware_sha256", outputDirectory = "output_directory"
         case registrationIDScheme = "registration_id_scheme"
         case wifiSSID = "wifi_ssid", wifiPasswordFile = "wifi_password_file"
+        case dpsName = "dps_name", resourceGroup = "resource_group", iotHubHostName = "iot_hub_host_name"
+        case provisioningEnabled = "provisioning_enabled"
     }
 
     /// The settings of `request`, its paths made absolute and its firmware hashed.
-    init(_ request: ProvisionRequest) throws {
+    /// `measured` are the stamps of the firmware files taken before they were
+    /// measured: a file whose stamp changed since is refused, so the SHA-256 recorded
+    /// is of the bytes the certificates come from, not of a file rewritten meanwhile.
+    init(_ request: ProvisionRequest, measured: [FileStamp?]) throws(ProvisionError) {
         var hashes: [String: String] = [:]
-        func record(_ path: String) throws -> String {
+        let stamps = Dictionary(zip(request.firmware.paths, measured), uniquingKeysWith: { a, _ in a })
+        func record(_ path: String) throws(ProvisionError) -> String {
             let absolute = Self.absolute(path)
-            hashes[absolute] = try Self.sha256(ofFile: absolute)
+            let digest: String
+            do throws(InputFileError) { digest = try Self.sha256(ofFile: absolute) } catch {
+                throw .firmware("cannot record \(escaped(path)) for `--resume`: \(error.reason)")
+            }
+            guard let before = stamps[path] ?? nil, FileStamp(path: absolute) == before else {
+                throw .firmware(
+                    "\(escaped(path)) changed while devkit measured it; run again once it is no longer being written")
+            }
+            hashes[absolute] = digest
             return absolute
         }
         switch request.firmware {
@@ -47,6 +69,18 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
         wifiSSID = request.wifi?.ssid
         // Standard input cannot be read again on resume: recorded as given.
         wifiPasswordFile = request.wifi.map { $0.passwordFile == "-" ? "-" : Self.absolute($0.passwordFile) }
+        dpsName = request.dps.name
+        resourceGroup = request.dps.resourceGroup
+        iotHubHostName = request.dps.iotHubHostName
+        provisioningEnabled = request.dps.provisioningEnabled
+    }
+
+    /// The recorded DPS settings, each overridden by `given`'s when it has one.
+    public func dps(overriddenBy given: DPSSettings) -> DPSSettings {
+        DPSSettings(
+            name: given.name ?? dpsName, resourceGroup: given.resourceGroup ?? resourceGroup, idScope: given.idScope,
+            iotHubHostName: given.iotHubHostName ?? iotHubHostName,
+            provisioningEnabled: provisioningEnabled ?? given.provisioningEnabled)
     }
 
     public func json() -> String {
@@ -79,7 +113,7 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
         }
         for path in [firmwareElf, firmwareBin, firmwareMap].compactMap({ $0 }) {
             let now: String
-            do { now = try Self.sha256(ofFile: path) } catch {
+            do throws(InputFileError) { now = try Self.sha256(ofFile: path) } catch {
                 throw .recordedFirmwareMissing(boardID: boardID, path: path)
             }
             if let recorded = firmwareSHA256[path], recorded != now {
@@ -104,8 +138,9 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
 
     /// Firmware images are at most a few MB (1 MB of flash; an ELF with debug
     /// information somewhat more), read whole.
-    static func sha256(ofFile path: String) throws -> String {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    static func sha256(ofFile path: String) throws(InputFileError) -> String {
+        let limit = path.hasSuffix(".elf") ? InputLimit.firmwareELF : path.hasSuffix(".bin") ? .firmwareBin : .linkerMap
+        let bytes = try InputFile.read(path, limit: limit, standardInputDash: false)
+        return Hex.encode(SHA256.hash(data: bytes))
     }
 }

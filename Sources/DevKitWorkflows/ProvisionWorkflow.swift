@@ -155,10 +155,12 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
     case resumeNeedsBoard(boardID: Int64, nextStep: String)
     /// The registry row cannot be resumed.
     case cannotResume(String)
-    /// The certificate or enrollment file this board would write is recorded as
-    /// board `owner`'s (the same board provisioned again, or a registration ID
-    /// clash); nothing was written.
-    case filesOfAnotherBoard(boardID: Int64, owner: Int64, path: String)
+    /// The certificate or enrollment file this board would write holds board
+    /// `owner`'s certificate (the same board provisioned again, or a registration ID
+    /// clash); nothing was written. `boardID` is nil when it was found before the
+    /// board was recorded; `udsSent` says whether the board may already hold this
+    /// row's new UDS (then the owner's certificate no longer matches it).
+    case filesOfAnotherBoard(boardID: Int64?, owner: Int64, path: String, udsSent: Bool = false)
     /// A firmware file recorded for `--resume` changed since the board was recorded.
     case firmwareChanged(boardID: Int64, path: String)
     /// A firmware file recorded for `--resume` is gone or unreadable.
@@ -183,9 +185,15 @@ public enum ProvisionError: Error, Sendable, Equatable, CustomStringConvertible 
         case .resumeNeedsBoard(let id, let step):
             "board #\(id) still needs \(step) on the board itself"
         case .cannotResume(let s): s
-        case .filesOfAnotherBoard(let id, let owner, let path):
-            "\(path) belongs to board #\(owner) in the registry; board #\(id) was not given its files, "
-                + "so as not to overwrite them"
+        case .filesOfAnotherBoard(let id, let owner, let path, let udsSent):
+            if let id, udsSent {
+                "\(path) holds the certificate of board #\(owner) in the registry, so board #\(id)'s files were not "
+                    + "written and nothing was overwritten; but the board already holds board #\(id)'s new UDS, so "
+                    + "board #\(owner)'s certificate no longer matches it, and board #\(id) is unfinished"
+            } else {
+                "\(path) holds the certificate of board #\(owner) in the registry; nothing was sent to the board "
+                    + "and nothing was written"
+            }
         case .cannotMoveAside(let path, let reason): "cannot move \(path) aside: \(reason)"
         case .firmwareChanged(let id, let path):
             "\(path) changed since board #\(id) was recorded (its SHA-256 differs), so its certificate would not match the firmware it was recorded with"
@@ -247,10 +255,12 @@ public struct ProvisionWorkflow {
         var uds: UDS
         var wifiPassword: WiFiPassword?
         var factory: CertificateFactory
+        /// What `--resume` needs, when asked for (a new board), or why it cannot be recorded.
+        var settings: Result<ProvisionSettings, ProvisionError>?
     }
 
     /// Checks all inputs without touching the board or the registry.
-    func validate(_ request: ProvisionRequest) throws -> Validated {
+    func validate(_ request: ProvisionRequest, recordSettings: Bool = false) throws -> Validated {
         report(ProvisionEvent(stage: .validate, status: .started, message: "checking the inputs"))
         if request.registrationID == nil, case .template(let t) = request.scheme, t.contains("{serial}"),
             request.usbSerial == nil
@@ -263,7 +273,14 @@ public struct ProvisionWorkflow {
         let wifiPassword = try request.wifi.map { w throws(WorkflowError) in try SecretFile.readWiFiPassword(w.passwordFile) }
         try Self.checkOutputDirectory(request.outputDirectory)
         // Parse and measure the firmware now: a bad image must fail before the board is touched.
+        let stamps = request.firmware.paths.map { FileStamp(path: $0) }
         let factory = try measure(request.firmware)
+        // What --resume needs, so the hint printed on a failure works as printed; the
+        // firmware's SHA-256 of the files as they were measured.
+        var settings: Result<ProvisionSettings, ProvisionError>?
+        if recordSettings {
+            settings = Result { () throws(ProvisionError) in try ProvisionSettings(request, measured: stamps) }
+        }
         let uds: UDS
         switch request.uds {
         case .file(let path): uds = try SecretFile.readUDS(path)
@@ -273,14 +290,14 @@ public struct ProvisionWorkflow {
             uds = try SecretFile.readUDS((dir as NSString).appendingPathComponent("\(serial).uds"))
         }
         report(ProvisionEvent(stage: .validate, status: .done, message: "inputs are valid"))
-        return Validated(uds: uds, wifiPassword: wifiPassword, factory: factory)
+        return Validated(uds: uds, wifiPassword: wifiPassword, factory: factory, settings: settings)
     }
 
     /// Provisions the board behind `session` (synchronised here if it is not).
     public func run(_ request: ProvisionRequest, session: ConsoleSession) throws -> ProvisionResult {
         let v: Validated
         do {
-            v = try validate(request)
+            v = try validate(request, recordSettings: true)
         } catch {
             report(ProvisionEvent(stage: .validate, status: .failed, message: "\(error)", error: error))
             throw error
@@ -293,11 +310,28 @@ public struct ProvisionWorkflow {
             throw error
         }
 
+        // The files this board will write must not be another row's: refused now,
+        // before its new UDS goes out, whenever the registration ID is known already.
+        let versionRead: VersionInfo?
+        do {
+            versionRead = try checkFilesBeforeSending(request, boardID: nil, recordedVersion: nil, session: session)
+        } catch {
+            report(ProvisionEvent(stage: .validate, status: .failed, message: "\(error)", error: error))
+            throw error
+        }
+
+        if case .failure(let problem)? = v.settings {
+            // Not fatal (the certificate comes from what was measured), but said: a
+            // resume of this board will need the firmware options again.
+            report(ProvisionEvent(
+                stage: .record, status: .skipped,
+                message: "the firmware is not recorded for --resume (\(problem)); a resume will need "
+                    + "--bin FILE --map FILE or --elf FILE"))
+        }
         report(ProvisionEvent(stage: .record, status: .started, message: "recording the UDS in the registry"))
         // Also marked sent: the line goes out next, and "sent" means the board may
         // have it. One synced commit, before anything leaves for the board.
-        // What --resume needs, so the hint printed on a failure works as printed.
-        let settings = (try? ProvisionSettings(request))?.json()
+        let settings: String? = if case .success(let recorded)? = v.settings { recorded.json() } else { nil }
         let board = try registry.recordNewBoard(
             uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID,
             provisionSettings: settings, alsoMark: [.udsSent])
@@ -306,7 +340,7 @@ public struct ProvisionWorkflow {
         afterStep(.udsSent, board)
 
         do {
-            return try finish(board: board, request: request, validated: v, session: session)
+            return try finish(board: board, request: request, validated: v, session: session, versionRead: versionRead)
         } catch {
             reportFailure(error, boardID: id)
             throw error
@@ -364,11 +398,63 @@ public struct ProvisionWorkflow {
             try connect(session)
         }
         do {
-            return try finish(board: board, request: request, validated: v, session: session)
+            let recordedVersion = try board.firmwareVersion.map { t throws(RegistryError) in
+                try Registry.parseStored(FirmwareVersion.init, t, board: boardID)
+            }
+            var versionRead: VersionInfo?
+            if board.udsConfirmedAt == nil {
+                versionRead = try checkFilesBeforeSending(
+                    request, boardID: boardID, recordedVersion: recordedVersion, udsSent: board.udsSentAt != nil,
+                    session: session)
+            }
+            return try finish(board: board, request: request, validated: v, session: session, versionRead: versionRead)
         } catch {
             reportFailure(error, boardID: boardID)
             throw error
         }
+    }
+
+    /// Refuses (``ProvisionError/filesOfAnotherBoard(boardID:owner:path:udsSent:)``)
+    /// before the UDS is sent when the registration ID can be known before the
+    /// board reboots (given, or from a given or recorded MAC) and another row's
+    /// certificate is in its files. A new board whose USB serial a recorded row has
+    /// is taken to have that row's MAC here (the same board provisioned again, the
+    /// usual clash; the ST-LINK and the Wi-Fi module share the board), and is checked
+    /// again with the MAC it reports. Reads the firmware version (read-only) when the
+    /// ID needs it and returns it, for the version step to use. With `--force` the
+    /// files are taken over at the certificate step; with the MAC only in the boot
+    /// log the check is made there.
+    private func checkFilesBeforeSending(
+        _ request: ProvisionRequest, boardID: Int64?, recordedVersion: FirmwareVersion?, udsSent: Bool = false,
+        session: ConsoleSession?
+    ) throws -> VersionInfo? {
+        guard !request.force else { return nil }
+        let scheme = request.scheme
+        var versionRead: VersionInfo?
+        let registrationID: RegistrationID
+        if let explicit = request.registrationID {
+            registrationID = explicit
+        } else {
+            var mac = request.mac
+            if mac == nil, boardID == nil, scheme.uses("mac"), let serial = request.usbSerial,
+               let recorded = try registry.board(byUSBSerial: serial)?.mac
+            {
+                mac = try? MACAddress(recorded)
+            }
+            if scheme.uses("mac") && mac == nil { return nil }
+            if scheme.uses("serial") && request.usbSerial == nil { return nil }
+            var version = recordedVersion
+            if scheme.uses("version") && version == nil {
+                guard let session else { return nil }
+                versionRead = try session.identifiedVersions ?? session.version()
+                version = versionRead?.firmwareVersion
+            }
+            registrationID = try scheme.registrationID(mac: mac, usbSerial: request.usbSerial, firmwareVersion: version)
+        }
+        try BoardFileOwnership(registry: registry).check(
+            registrationID: registrationID, outputDirectory: request.outputDirectory, boardID: boardID,
+            udsSent: udsSent)
+        return versionRead
     }
 
     private func connect(_ session: ConsoleSession) throws {
@@ -421,7 +507,8 @@ public struct ProvisionWorkflow {
     }
 
     private func finish(
-        board initial: BoardRecord, request: ProvisionRequest, validated v: Validated, session: ConsoleSession?
+        board initial: BoardRecord, request: ProvisionRequest, validated v: Validated, session: ConsoleSession?,
+        versionRead: VersionInfo? = nil
     ) throws -> ProvisionResult {
         var board = initial
         let id = board.id!
@@ -446,8 +533,9 @@ public struct ProvisionWorkflow {
 
         if board.versionReadAt == nil, let session {
             report(ProvisionEvent(stage: .version, status: .started, message: "reading the firmware version", boardID: id))
-            // The identity check already read them on this session (no second exchange).
-            let versions = try session.identifiedVersions ?? session.version()
+            // Read already by the identity check, or when the registration ID needed
+            // it before the UDS went out: not asked twice.
+            let versions = try versionRead ?? session.identifiedVersions ?? session.version()
             board = try markInBackground(
                 .versionRead, board, BoardUpdate(firmwareVersion: versions.firmwareVersion), failures: failures)
             report(ProvisionEvent(stage: .version, status: .done, message: "firmware \(versions.firmwareVersion.text)", boardID: id))
@@ -477,7 +565,12 @@ public struct ProvisionWorkflow {
         }
 
         report(ProvisionEvent(stage: .certificate, status: .started, message: "computing the Alias certificate for \(registrationID)", boardID: id))
-        try claimFiles(registrationID: registrationID, outputDirectory: request.outputDirectory, boardID: id, force: request.force)
+        let moved = try BoardFileOwnership(registry: registry).claim(
+            registrationID: registrationID, outputDirectory: request.outputDirectory, boardID: id, force: request.force,
+            udsSent: board.udsSentAt != nil)
+        for sentence in moved {
+            report(ProvisionEvent(stage: .certificate, status: .started, message: sentence, boardID: id))
+        }
         let files = try BoardCertificateFiles.write(
             uds: board.uds, registrationID: registrationID, factory: v.factory, outputDirectory: request.outputDirectory,
             dps: request.dps)
@@ -490,41 +583,6 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(files.enrollmentPath)", boardID: id))
 
         return files.result(boardID: id, mac: mac, firmwareVersion: version)
-    }
-
-    /// Makes sure board `id` may write `<registrationID>.pem` and `.enrollment.json`:
-    /// when another live row records either path (the same board provisioned again,
-    /// or two boards with one registration ID), refuses, or with `force` moves that
-    /// row's files aside to `<registrationID>.row<N>.*` and marks the row superseded.
-    /// The files are moved before the row is marked, so a crash in between leaves
-    /// the row still owning the names and the next run moves what is left.
-    private func claimFiles(registrationID: RegistrationID, outputDirectory: String, boardID id: Int64, force: Bool) throws {
-        let paths = BoardCertificateFiles.paths(registrationID: registrationID, outputDirectory: outputDirectory)
-        guard let owner = try registry.boardOwning(anyOf: [paths.certificate, paths.enrollment], excluding: id),
-              let ownerID = owner.id
-        else { return }
-        guard force else {
-            throw ProvisionError.filesOfAnotherBoard(boardID: id, owner: ownerID, path: paths.certificate)
-        }
-        let aside = BoardCertificateFiles.paths(
-            registrationID: registrationID, outputDirectory: outputDirectory, suffix: ".row\(ownerID)")
-        for (from, to) in [(paths.certificate, aside.certificate), (paths.enrollment, aside.enrollment)] {
-            // Already moved by an interrupted run, or deleted by hand: nothing to move.
-            guard access(from, F_OK) == 0 else { continue }
-            if rename(from, to) != 0 {
-                throw ProvisionError.cannotMoveAside(path: from, reason: String(cString: strerror(errno)))
-            }
-        }
-        try? DurableFile.syncDirectory(outputDirectory)
-        let existing = FileManager.default
-        try registry.markSuperseded(
-            boardID: ownerID, by: id,
-            certificatePath: existing.fileExists(atPath: aside.certificate) ? aside.certificate : owner.certificatePath,
-            enrollmentPath: existing.fileExists(atPath: aside.enrollment) ? aside.enrollment : owner.enrollmentPath)
-        report(ProvisionEvent(
-            stage: .certificate, status: .started,
-            message: "board #\(ownerID) had these files: marked superseded, its files moved to \(aside.certificate) and \(aside.enrollment)",
-            boardID: id))
     }
 
     static func checkOutputDirectory(_ path: String) throws(ProvisionError) {

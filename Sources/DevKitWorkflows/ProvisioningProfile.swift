@@ -4,6 +4,14 @@ public enum FirmwareSource: Sendable, Equatable {
     case binAndMap(bin: String, map: String)
     /// `<sketch>.ino.elf` alone.
     case elf(String)
+
+    /// Its files, in the order given.
+    public var paths: [String] {
+        switch self {
+        case .binAndMap(let bin, let map): [bin, map]
+        case .elf(let elf): [elf]
+        }
+    }
 }
 
 /// Where a board's UDS comes from.

@@ -50,6 +50,16 @@ public enum RegistrationIDScheme: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Whether the ID needs the board's `mac`, `serial` or `version` (a placeholder
+    /// name): the provisioning workflow computes the ID before the board is touched
+    /// when everything it needs is known by then.
+    public func uses(_ placeholder: String) -> Bool {
+        switch self {
+        case .derived: placeholder == "mac" || placeholder == "version"
+        case .template(let template): template.contains("{\(placeholder)}")
+        }
+    }
+
     /// The registration ID for one board, validated.
     public func registrationID(
         mac: MACAddress?, usbSerial: String?, firmwareVersion: FirmwareVersion?

@@ -26,7 +26,7 @@ public enum SecretFile {
         do { return try InputFile.read(path, limit: .secret) } catch {
             switch error {
             case .cannotOpen(let e), .cannotRead(let e): throw .cannotReadSecret(path: path, reason: errnoText(e.rawValue))
-            case .isDirectory, .tooLarge: throw .cannotReadSecret(path: path, reason: error.reason)
+            case .isDirectory, .notAFile, .tooLarge: throw .cannotReadSecret(path: path, reason: error.reason)
             }
         }
     }

@@ -76,11 +76,12 @@ public struct DevKitWorkflow {
     /// before the board has it, so it cannot be lost. Returns the UDS.
     @discardableResult
     public func setGeneratedUDS(savingTo path: String) throws -> UDS {
-        try ensurePrompt()
+        // Before the file is written: a board that is not a DevKit gets nothing, and
+        // no file is left holding a UDS that no board has.
+        try ensureDevKit()
         let uds = UDSGenerator.generate()
         progress("saving the new UDS to \(path)")
         try SecretFile.writeNew(Array((uds.hexString + "\n").utf8), to: path)
-        if session.identifiedVersions == nil { try session.identify() }
         progress("storing the UDS")
         try session.setUDS(uds)
         return uds

@@ -186,6 +186,12 @@ struct ProvisionCLITests {
         let registry = try Registry(path: dir + "/registry.sqlite")
         let row1 = try #require(try registry.board(id: 1))
         #expect(row1.state == .done && row1.supersededBy == nil)
+        // The MAC came from the boot log, so the board got row 2's UDS before the clash
+        // could be known: row 2 is left unfinished, and the user is told so and how to finish.
+        #expect(try registry.board(id: 2)?.state == .failed)
+        #expect(again.stderr.contains("already holds board #2's new UDS"), "\(again.stderr)")
+        #expect(again.stderr.contains("devkit provision --resume 2 --force"), "\(again.stderr)")
+        #expect(!again.stderr.contains("`devkit provision --resume 2` finishes"), "a hint that would fail again: \(again.stderr)")
 
         let forced = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--resume", "2", "--force"])
         #expect(forced.status == 0, "\(forced.stderr)")
@@ -252,5 +258,38 @@ struct ProvisionCLITests {
             #expect(try String(contentsOfFile: out + "/\(v.registrationID).pem", encoding: .utf8) == v.certificate)
             #expect(try registry.board(id: row.id!)?.state == .done)
         }
+    }
+
+    /// `--resume` reuses the DPS name and resource group of the printed `az` command
+    /// (they were not recorded), and says that a Wi-Fi password read from standard
+    /// input must be given again while Wi-Fi is not set (it is never stored; the
+    /// resume used to finish the board without Wi-Fi, exit 0).
+    @Test func resumeKeepsTheDPSNamesAndAsksForAWiFiPasswordFromStandardInput() throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["DEVKIT_TEST_KILL_AFTER_STEP"] = "uds_sent"
+        let killed = try TestProcess.run(
+            [TestProcess.devkitBinary] + provisionArgs(v, dir, kit)
+                + ["--uds-file", dir + "/board.uds", "--wifi-ssid", "bench lab", "--wifi-password-file", "-",
+                   "--dps-name", "dps-one", "--resource-group", "rg-one"],
+            stdin: Array("not-stored-123\n".utf8), environment: env, timeout: 120)
+        #expect(killed.signal == SIGKILL, "\(killed.stderr)")
+        let registry = try Registry(path: dir + "/registry.sqlite")
+        #expect(try registry.board(id: 1)?.provisionSettings?.contains("not-stored-123") == false)
+
+        let resumeArgs = ["provision", "--port", kit.devicePath, "--registry", dir + "/registry.sqlite", "--resume", "1"]
+        let refused = try RegistryCLIProcess.run(resumeArgs)
+        #expect(refused.status == 64, "\(refused.stderr)")
+        #expect(refused.stderr.contains("standard input") && refused.stderr.contains("--wifi-password-file -"),
+                "\(refused.stderr)")
+        #expect(kit.state.wifiSSID == nil)
+
+        try "from-a-file-456\n".write(toFile: dir + "/wifi.secret", atomically: false, encoding: .utf8)
+        let resumed = try RegistryCLIProcess.run(
+            resumeArgs + ["--wifi-ssid", "bench lab", "--wifi-password-file", dir + "/wifi.secret"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(kit.state.wifiSSID == "bench lab" && kit.state.wifiPassword == "from-a-file-456")
+        #expect(resumed.stdout.contains("--dps-name dps-one --resource-group rg-one"), "\(resumed.stdout)")
     }
 }

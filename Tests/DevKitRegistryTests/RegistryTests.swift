@@ -60,20 +60,25 @@ let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
         #expect(row.enrollmentPath == "/abs/az-x.enrollment.json")
     }
 
-    /// `provision` without --output-dir names its files `./<id>.pem`; the row holds
-    /// them as `/cwd/<id>.pem`. The owner must be found, or the files are overwritten.
-    @Test func boardOwningFindsARowRecordedFromTheDefaultOutputDirectory() throws {
+    /// Who owns a certificate file is found by its thumbprint, whatever path the row
+    /// stored (`./<id>.pem`, or a path relative to another directory by an earlier
+    /// release), in any case, newest row first.
+    @Test func boardsWithACertificateThumbprintAreFoundWhateverTheirPaths() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let registry = try Registry(path: tmp.file("registry.sqlite"))
-        let id = try registry.recordNewBoard(uds: udsA).id!
-        try registry.markStep(
-            .certificateWritten, boardID: id,
-            update: BoardUpdate(certificatePath: "./az-x.pem", enrollmentPath: "./az-x.enrollment.json"))
-        let other = try registry.recordNewBoard(uds: udsB).id!
-        let owner = try registry.boardOwning(anyOf: ["./az-x.pem", "./az-x.enrollment.json"], excluding: other)
-        #expect(owner?.id == id)
-        #expect(try registry.boardOwning(anyOf: ["./az-x.pem"], excluding: id) == nil)
+        let thumbprint = String(repeating: "AB", count: 32)
+        var ids: [Int64] = []
+        for path in ["./az-x.pem", "elsewhere/az-x.pem"] {
+            let id = try registry.recordNewBoard(uds: udsA).id!
+            try registry.markStep(
+                .certificateWritten, boardID: id,
+                update: BoardUpdate(certificateSHA256: thumbprint, certificatePath: path))
+            ids.append(id)
+        }
+        _ = try registry.recordNewBoard(uds: udsB)
+        #expect(try registry.boards(withCertificateSHA256: thumbprint.lowercased()).map(\.id) == ids.reversed())
+        #expect(try registry.boards(withCertificateSHA256: String(repeating: "CD", count: 32)).isEmpty)
     }
 
     @Test func createsPrivateDirectoryAndFile() throws {

@@ -36,6 +36,35 @@ import Glibc
         try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
     }
 
+    /// Temporaries a killed run left behind (`kill -9` between open and rename) are
+    /// removed when devkit next writes in that directory, once they are old; a young
+    /// one (another devkit writing now) and files of other names are left alone.
+    @Test func staleTemporariesOfAKilledRunAreRemoved() throws {
+        let dir = makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let stale = dir + "/.az-x.pem.4242.7.tmp", young = dir + "/.az-y.pem.4243.1.tmp"
+        let other = dir + "/.notes.tmp", otherOld = dir + "/report.1.2.tmp"
+        for path in [stale, young, other, otherOld] {
+            try "left\n".write(toFile: path, atomically: false, encoding: .utf8)
+        }
+        let hourAgo = Date(timeIntervalSinceNow: -3600)
+        for path in [stale, other, otherOld] {
+            try FileManager.default.setAttributes([.modificationDate: hourAgo], ofItemAtPath: path)
+        }
+        // Another user's, in a shared directory: not ours to remove (only root can
+        // give a file away, and only root could remove it there).
+        var expected = [".az-y.pem.4243.1.tmp", ".notes.tmp", "az-z.pem", "report.1.2.tmp"]
+        if getuid() == 0 {
+            let theirs = dir + "/.az-w.pem.4244.1.tmp"
+            try "theirs\n".write(toFile: theirs, atomically: false, encoding: .utf8)
+            try FileManager.default.setAttributes([.modificationDate: hourAgo], ofItemAtPath: theirs)
+            #expect(chown(theirs, 65534, 65534) == 0)
+            expected.insert(".az-w.pem.4244.1.tmp", at: 0)
+        }
+        try DurableFile.write(Array("new\n".utf8), to: dir + "/az-z.pem", mode: 0o644)
+        #expect(try entries(dir) == expected)
+    }
+
     @Test func writesContentWithExactlyTheMode() throws {
         let dir = makeDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,6 +1,7 @@
 import DevKitConsole
 import DevKitTestSupport
 import DevKitWorkflows
+import Foundation
 import Testing
 import VirtualDevKit
 
@@ -34,6 +35,22 @@ import VirtualDevKit
             try withKitSession(kit) { try DevKitWorkflow(session: $0).setUDS(f.uds) }
         }
         #expect(!kit.shellLines.contains { $0.hasPrefix("set_") }, "\(kit.shellLines)")
+    }
+
+    /// `set-uds --generate-uds --save F` against a board that is not a DevKit sent
+    /// nothing but left the new UDS in F: a secret that no board holds, under a name
+    /// the user will take for the board's. The board is identified before F is written.
+    @Test func aGeneratedUDSIsNotSavedForABoardThatIsNotADevKit() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit(.init(faults: .init(notADevKit: true)))
+        defer { kit.stop() }
+        let saved = f.dir + "/new.uds"
+        #expect(throws: ConsoleError.self) {
+            try withKitSession(kit) { try DevKitWorkflow(session: $0).setGeneratedUDS(savingTo: saved) }
+        }
+        #expect(!kit.shellLines.contains { $0.hasPrefix("set_") }, "\(kit.shellLines)")
+        #expect(access(saved, F_OK) != 0, "no UDS file for a board that got none")
     }
 
     @Test func aDevKitIsIdentified() throws {

@@ -21,7 +21,9 @@ func recordingMeasurer(failWith error: (any Error)? = nil) -> FirmwareMeasurer {
             let body = Data(digest).base64EncodedString()
             return AliasCertificate(
                 pem: "-----BEGIN CERTIFICATE-----\n\(body)\n-----END CERTIFICATE-----\n",
-                sha1: "SHA1-\(id)", sha256: Data(digest).map { String(format: "%02X", $0) }.joined())
+                // The SHA-256 of the DER in the PEM, as the real generator's: file
+                // ownership is decided by it.
+                sha1: "SHA1-\(id)", sha256: SHA256.hash(data: Data(digest)).map { String(format: "%02X", $0) }.joined())
         }
     }
 }
