@@ -98,7 +98,7 @@ struct ConsoleWorkflowTests {
         #expect(throws: WorkflowError.secretFileExists(path: file)) {
             try DevKitWorkflow(session: ConsoleSession(transport: board)).setGeneratedUDS(savingTo: file)
         }
-        #expect(board.lines == [])
+        #expect(board.lines == ["version"], "only the read-only identity check")
         #expect(consoleReadText(file) == "old secret\n")
     }
 
@@ -107,7 +107,7 @@ struct ConsoleWorkflowTests {
         #expect(throws: WorkflowError.self) {
             try DevKitWorkflow(session: ConsoleSession(transport: board)).setGeneratedUDS(savingTo: "/nonexistent-dir/x.uds")
         }
-        #expect(board.lines == [])
+        #expect(board.lines == ["version"], "only the read-only identity check")
     }
 
     @Test func infoWithReboot() throws {
