@@ -211,12 +211,13 @@ struct CertCommand: ParsableCommand {
         } else if streamsOutput {
             print(result.certificatePEM ?? "", terminator: "")
             print(result.deviceCertificatePEM ?? "", terminator: "")
-            printError("registration ID: \(result.registrationID); SHA-1 thumbprint (as DPS shows it): \(result.sha1Thumbprint)")
+            printError(labelledLines([("Registration ID", result.registrationID), ("SHA-1 thumbprint", result.sha1Thumbprint)]))
         } else {
-            for path in result.writtenFiles { print("wrote \(path)") }
-            print("registration ID: \(result.registrationID)")
-            print("SHA-1 thumbprint (as DPS shows it): \(result.sha1Thumbprint)")
-            print("SHA-256 thumbprint: \(result.sha256Thumbprint)")
+            // The SHA-1 thumbprint is the one DPS shows for the enrollment.
+            print(labelledLines(
+                result.writtenFiles.map { (label: "Wrote", value: $0) }
+                    + [("Registration ID", result.registrationID), ("SHA-1 thumbprint", result.sha1Thumbprint),
+                       ("SHA-256 thumbprint", result.sha256Thumbprint)]))
         }
     }
 

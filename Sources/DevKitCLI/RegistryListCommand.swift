@@ -45,10 +45,12 @@ struct RegistryListCommand: ParsableCommand {
                     : "No boards recorded in \(escaped(registry.resolvedPath)).")
                 return
             }
+            // Cells escaped: the values came from boards and files (a raw control
+            // character would reach the terminal, a newline would start a fake row).
             let rows = boards.map { b in
                 [b.id.map(String.init) ?? "", b.mac ?? "-", b.registrationID ?? "-",
                  b.firmwareVersion ?? "-", b.supersededBy.map { "superseded by #\($0)" } ?? b.state.rawValue, b.lastStep?.rawValue ?? "-",
-                 timestamp(b.updatedAt)]
+                 timestamp(b.updatedAt)].map { escaped($0) }
             }
             print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "UPDATED"], rows))
         }

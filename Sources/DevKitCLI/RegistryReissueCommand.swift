@@ -86,7 +86,7 @@ func reissueFromRegistry(
             if json {
                 print(try JSONOutput.text(ProvisionReporter.ResultJSON(r)))
             } else {
-                print("#\(r.boardID) \(r.registrationID): \(r.certificatePath) (SHA-1 \(r.certificateSHA1))")
+                printOutput("#\(r.boardID) \(r.registrationID): \(escaped(r.certificatePath)) (SHA-1 \(r.certificateSHA1))")
             }
         case .failure(let error) where error.superseded:
             // An earlier record of a board provisioned again: said, not a failure.
@@ -100,7 +100,7 @@ func reissueFromRegistry(
             if json {
                 print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.userMessage]))
             } else {
-                printError("devkit: #\(item.boardID): \(error.userMessage)")
+                printError("devkit: error: #\(item.boardID): \(error.userMessage)")
             }
         }
     }
