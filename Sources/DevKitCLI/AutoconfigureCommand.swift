@@ -54,7 +54,8 @@ struct AutoconfigureCommand: ParsableCommand {
                 whilePortOpen: { port in
                     let signals = PortStopSignals(cancelling: port)
                     return { signals.restore() }
-                })
+                },
+                transport: { VerboseTransport.ifVerbose($0) })
             {
             case .provisioned(let result, _):
                 reporter.result(result)

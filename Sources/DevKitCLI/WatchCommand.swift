@@ -135,7 +135,10 @@ final class BoardThreads: @unchecked Sendable {
             let device = describe()
             log(node, .appeared, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
             do {
-                switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: output.steps(for: node)) {
+                switch try provisioner.provision(
+                    path: node, usbSerial: device.serialNumber, report: output.steps(for: node),
+                    transport: { VerboseTransport.ifVerbose($0) { output.exchange(node, $0) } })
+                {
                 case .provisioned(let result, let resumed):
                     output.result(node, result)  // JSON: the whole result, with the port
                     log(node, resumed ? .finished : .provisioned, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")
