@@ -34,9 +34,8 @@ struct EmulateCommand: AsyncParsableCommand {
             What it stores (UDS, Wi-Fi, connection string) is kept in --state FILE \
             (mode 0600) across runs; without it, in memory only.
 
-            Example, in one terminal:
+            Examples (the board in one terminal, a command in another):
               devkit emulate --link /tmp/ttyDevKit --state /tmp/devkit-state.json
-            and in another:
               devkit info --port /tmp/ttyDevKit --reboot
 
             Signals pull the cable: SIGUSR1 unplugs the board (the pty closes, the link \
