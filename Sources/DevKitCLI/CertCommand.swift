@@ -12,9 +12,12 @@ struct CertCommand: ParsableCommand {
         abstract: "Compute the DICE/RIoT enrollment certificate of a DevKit, byte for byte.",
         usage: """
             devkit cert (--elf <file> | --bin <file> --map <file>) --uds-file <file>
-                (--registration-id <id> | --mac <mac> --firmware-version <version>) [--output-dir <dir>] [<options>]
-            devkit cert (--elf <file> | --bin <file> --map <file>) --batch <file> [<options>]
-            devkit cert (--elf <file> | --bin <file> --map <file>) --from-registry [<options>]
+                (--registration-id <id> | --mac <mac> --firmware-version <version>)
+                [--output-dir <dir>] [<options>]
+            devkit cert (--elf <file> | --bin <file> --map <file>) --batch <file>
+                [<options>]
+            devkit cert (--elf <file> | --bin <file> --map <file>) --from-registry
+                [<options>]
             """,
         discussion: """
             At every boot the DevKit derives its DeviceID and Alias keys from the Unique \

@@ -15,7 +15,8 @@ struct EmulateCommand: AsyncParsableCommand {
         commandName: "emulate",
         abstract: "Run a virtual DevKit on a pseudo-terminal, to try devkit without a board.",
         usage: """
-            devkit emulate [--link <path>] [--mode <mode>] [--mac <mac>] [--firmware-version <version>] [--json] [<fault options>]
+            devkit emulate [--link <path>] [--mode <mode>] [--mac <mac>]
+                [--firmware-version <version>] [--json] [<fault options>]
             """,
         discussion: """
             The virtual board speaks the AZ3166 configuration console byte for byte: \

@@ -8,6 +8,10 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Show the DevKit's firmware version; with --reboot also its MAC and registration ID.",
+        usage: """
+            devkit info [--port <path>] [--reboot [--timeout <seconds>]] [--json]
+                [<options>]
+            """,
         discussion: """
             Runs `version` on the configuration console: the DevKitSDK version is the \
             firmware version the enrollment certificate depends on.

@@ -7,6 +7,10 @@ struct RegistryListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List the recorded boards, one per line.",
+        usage: """
+            devkit registry list [--registry <path>] [--unfinished] [--json]
+                [<options>]
+            """,
         discussion: """
             Shows each board's row id, MAC, registration ID, firmware version, state and \
             the last step completed. --unfinished shows only boards whose provisioning \

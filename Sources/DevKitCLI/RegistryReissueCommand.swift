@@ -12,8 +12,9 @@ struct RegistryReissueCommand: ParsableCommand {
         commandName: "reissue",
         abstract: "Re-issue certificates for recorded boards from new firmware.",
         usage: """
-            devkit registry reissue (--elf <file> | --bin <file> --map <file>) [--firmware-version <version>]
-                [--board <board> ...] [--output-dir <dir>] [--json] [<options>]
+            devkit registry reissue (--elf <file> | --bin <file> --map <file>)
+                [--firmware-version <version>] [--board <board> ...]
+                [--output-dir <dir>] [--json] [<options>]
             """,
         discussion: """
             The Alias certificate depends on the firmware image, so after flashing new \

@@ -7,6 +7,10 @@ struct RegistryShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
         abstract: "Show everything recorded about one board.",
+        usage: """
+            devkit registry show <board> [--registry <path>] [--show-secret]
+                [--json] [<options>]
+            """,
         discussion: """
             BOARD is the row id from `devkit registry list`, the MAC (any spelling) or \
             the registration ID; the most recent row wins. The UDS is shown only with \

@@ -9,7 +9,10 @@ struct SetConnectionStringCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-connection-string",
         abstract: "Store an IoT Hub device or DPS symmetric-key connection string on the DevKit.",
-        usage: "devkit set-connection-string --port <port> --connection-string-file <file> [--kind <kind>]",
+        usage: """
+            devkit set-connection-string --port <port>
+                --connection-string-file <file> [--kind <kind>]
+            """,
         discussion: """
             A connection string holds a key, so it is read from a file (or `-` for \
             standard input), never taken from the command line. Whitespace around it is \

@@ -15,6 +15,10 @@ struct WatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "watch",
         abstract: "Provision every DevKit plugged in, as a profile says (a daemon).",
+        usage: """
+            devkit watch --profile <file> [--registry <path>] [--port <path> ...]
+                [--json] [<options>]
+            """,
         discussion: """
             Listens to udev for DevKits (USB 0483:374b) appearing, and provisions each \
             on its own thread as `devkit autoconfigure` would, boards already attached \

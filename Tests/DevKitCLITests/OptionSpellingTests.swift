@@ -6,6 +6,13 @@ import Testing
 /// still accepted but hidden, and ArgumentParser's usage errors with devkit's prefix.
 @Suite("Option spelling and the one error prefix")
 struct OptionSpellingTests {
+    /// The root and every command, as their help is asked for.
+    static let everyCommand: [[String]] = [
+        [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
+        ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+    ]
+
     @Test("help shows the new names and not the old ones", arguments: [
         ("set-uds", "--generate-uds", ["--generate "]),
         ("set-wifi", "--wifi-password-file", ["--password-file"]),
@@ -43,6 +50,19 @@ struct OptionSpellingTests {
         let result = try ConsoleCLIProcess.run(command + ["--help"])
         let usage = result.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("USAGE:") } ?? ""
         #expect(usage.contains("--"), "\(command): \(usage)")
+    }
+
+    /// ArgumentParser prints a usage line as it is, however long: at 80 columns a
+    /// terminal would wrap it mid-option. Every command's usage lines fit.
+    @Test("usage lines fit 80 columns", arguments: Self.everyCommand)
+    func usageFits(command: [String]) throws {
+        let r = try TestProcess.run(
+            [try TestProcess.devkitBinary] + command + ["--help"], environment: ["COLUMNS": "80"], timeout: 20)
+        let usage = r.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("USAGE:") } ?? ""
+        #expect(!usage.isEmpty, "\(command): \(r.stdout)")
+        for line in usage.components(separatedBy: "\n") {
+            #expect(line.count <= 80, "\(command): \(line.count) columns: \(line)")
+        }
     }
 
     @Test("old names still work (they reach the file check, not a usage error)", arguments: [
@@ -116,11 +136,7 @@ struct OptionSpellingTests {
     /// that line is blank or the next line of the block. ArgumentParser
     /// wraps a line that is too long at a space, and the rest would start the next
     /// line at the margin: a command cut in two, which copy-paste would run half of.
-    @Test("every example is a whole command at 80 columns", arguments: [
-        [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
-        ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
-    ])
+    @Test("every example is a whole command at 80 columns", arguments: Self.everyCommand)
     func examplesAreWholeCommands(command: [String]) throws {
         let r = try TestProcess.run(
             [try TestProcess.devkitBinary] + command + ["--help"], environment: ["COLUMNS": "80"], timeout: 20)

@@ -33,19 +33,26 @@ func registryTestDirectory() -> String {
         let db = dir + "/registry.sqlite"
         let registry = try Registry(path: db)
         let done = try registry.recordNewBoard(uds: UDS(hex: Self.uds), usbSerial: "066EFF3") .id!
-        for step in ProvisioningStep.allCases.dropFirst() {
-            let update: BoardUpdate = switch step {
-            case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
-            case .macRead: BoardUpdate(mac: try MACAddress("a4cf120b9e31"), registrationID: try RegistrationID("az-a4cf120b9e31v1v6v2"))
-            case .certificateWritten: BoardUpdate(certificateSHA1: "0A1B", certificateSHA256: "2C3D", certificatePath: "/out/x.pem")
-            default: BoardUpdate()
-            }
-            try registry.markStep(step, boardID: done, update: update)
-        }
+        try markSteps(registry, board: done, certificatePath: "/out/x.pem")
         let cut = try registry.recordNewBoard(uds: UDS(hex: String(repeating: "ab", count: 32))).id!
         try registry.markStep(.udsSent, boardID: cut)
         try registry.markFailed(boardID: cut, error: "board unplugged, with a \"quote\", and a comma")
         return (dir, db)
+    }
+
+    /// Marks `board`'s steps after recording, in order, each with the values it
+    /// records, up to `last` (all when nil).
+    func markSteps(_ registry: Registry, board: Int64, certificatePath: String, through last: ProvisioningStep? = nil) throws {
+        for step in ProvisioningStep.allCases.dropFirst() {
+            let update: BoardUpdate = switch step {
+            case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
+            case .macRead: BoardUpdate(mac: try MACAddress("a4cf120b9e31"), registrationID: try RegistrationID("az-a4cf120b9e31v1v6v2"))
+            case .certificateWritten: BoardUpdate(certificateSHA1: "0A1B", certificateSHA256: "2C3D", certificatePath: certificatePath)
+            default: BoardUpdate()
+            }
+            try registry.markStep(step, boardID: board, update: update)
+            if step == last { break }
+        }
     }
 
     @Test func listShowsBoardsWithoutSecrets() throws {
@@ -173,17 +180,7 @@ func registryTestDirectory() -> String {
         let db = dir + "/registry.sqlite"
         let registry = try Registry(path: db)
         let id = try registry.recordNewBoard(uds: UDS(hex: Self.uds), usbSerial: "SER\u{1B}[2J\u{202E}LAIRES").id!
-        for step in ProvisioningStep.allCases.dropFirst() {
-            let update: BoardUpdate = switch step {
-            case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
-            case .macRead: BoardUpdate(mac: try MACAddress("a4cf120b9e31"), registrationID: try RegistrationID("az-a4cf120b9e31v1v6v2"))
-            case .certificateWritten:
-                BoardUpdate(certificateSHA1: "0A1B", certificateSHA256: "2C3D", certificatePath: "/out/\u{2066}x\u{2069}\u{200B}.pem")
-            default: BoardUpdate()
-            }
-            try registry.markStep(step, boardID: id, update: update)
-            if step == .certificateWritten { break }
-        }
+        try markSteps(registry, board: id, certificatePath: "/out/\u{2066}x\u{2069}\u{200B}.pem", through: .certificateWritten)
         try registry.markFailed(boardID: id, error: "lost\u{1B}]0;owned\u{7}\r\nState:  done\u{202E}")
 
         func expectNoRawControls(_ text: String, _ what: String) {
