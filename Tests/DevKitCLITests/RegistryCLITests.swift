@@ -215,6 +215,19 @@ func registryTestDirectory() -> String {
         #expect(object["usb_serial"] as? String == "SER\u{1B}[2J\u{202E}LAIRES")
     }
 
+    /// A board that cannot be re-issued (no MAC recorded) is reported with the one
+    /// error prefix, `devkit: error:`, like every other failure.
+    @Test func reissueFailuresCarryTheErrorPrefix() throws {
+        let (dir, db) = try populated()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try RegistryCLIProcess.run(
+            ["registry", "reissue", "--registry", db, "--elf", WatchCommandTests.elf, "--output-dir", dir + "/out"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let failures = r.stderr.components(separatedBy: "\n").filter { $0.contains("#2") }
+        #expect(!failures.isEmpty, "\(r.stderr)")
+        for line in failures { #expect(line.hasPrefix("devkit: error: #2: "), "\(line)") }
+    }
+
     /// Root ignores file modes, so this runs devkit as `nobody` on a registry in a
     /// directory only root may enter: "Permission denied" is 77 (sysexits), naming
     /// the path; before, `list` said "No boards recorded" with exit 0.
