@@ -124,12 +124,10 @@ final class LiveStepLine: @unchecked Sendable {
     /// step's open line is ended first.
     func show(stage: String, _ line: String, final: Bool) {
         lock.withLock {
-            var timed = open?.stage == stage
+            let timed = open?.stage == stage
             if let previous = open, !timed { draw(previous.line, elapsed: true, newline: true) }
-            if !final {
-                started = .now
-                timed = true
-            }
+            if !final { started = .now }
+            // The time is shown from the ticker's first redraw, and with the outcome.
             draw(line, elapsed: timed, newline: final)
             open = final ? nil : (stage, line)
             if !final && !ticking { startTicker() }
