@@ -1,5 +1,6 @@
 import ArgumentParser
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 
 extension ConnectionStringKind: ExpressibleByArgument {}
@@ -83,7 +84,7 @@ struct SetConnectionStringCommand: ParsableCommand {
             if json {
                 try printJSON(Result(port: path, kind: kind.rawValue))
             } else {
-                print("\(kind == .hub ? "IoT Hub" : "DPS") connection string stored on the DevKit on \(path).")
+                printOutput("\(kind == .hub ? "IoT Hub" : "DPS") connection string stored on the DevKit on \(escaped(path)).")
             }
         }
     }
