@@ -8,6 +8,10 @@ struct AutoconfigureCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "autoconfigure",
         abstract: "Provision the board on one port as a profile says (what the udev rule runs).",
+        usage: """
+            devkit autoconfigure [--port <path>] --profile <file> [--registry <path>]
+                [--json] [<options>]
+            """,
         discussion: """
             Reads the TOML profile (firmware, UDS policy, Wi-Fi, output directory, \
             registration ID scheme, DPS), then provisions the board like `devkit \
@@ -54,7 +58,8 @@ struct AutoconfigureCommand: ParsableCommand {
                 whilePortOpen: { port in
                     let signals = PortStopSignals(cancelling: port)
                     return { signals.restore() }
-                })
+                },
+                transport: { VerboseTransport.ifVerbose($0) })
             {
             case .provisioned(let result, _):
                 reporter.result(result)

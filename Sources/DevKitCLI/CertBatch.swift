@@ -52,7 +52,7 @@ struct CertBatch {
                 } else if command.streamsOutput {
                     print(result.certificatePEM ?? "", terminator: "")
                 } else {
-                    print("\(result.registrationID)\t\(result.certificate ?? "")\tSHA-1 \(result.sha1Thumbprint)")
+                    printOutput("\(result.registrationID)\t\(escaped(result.certificate ?? ""))\tSHA-1 \(result.sha1Thumbprint)")
                 }
             } catch {
                 failed += 1

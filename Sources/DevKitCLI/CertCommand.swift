@@ -12,9 +12,12 @@ struct CertCommand: ParsableCommand {
         abstract: "Compute the DICE/RIoT enrollment certificate of a DevKit, byte for byte.",
         usage: """
             devkit cert (--elf <file> | --bin <file> --map <file>) --uds-file <file>
-                (--registration-id <id> | --mac <mac> --firmware-version <version>) [--output-dir <dir>] [<options>]
-            devkit cert (--elf <file> | --bin <file> --map <file>) --batch <file> [<options>]
-            devkit cert (--elf <file> | --bin <file> --map <file>) --from-registry [<options>]
+                (--registration-id <id> | --mac <mac> --firmware-version <version>)
+                [--output-dir <dir>] [<options>]
+            devkit cert (--elf <file> | --bin <file> --map <file>) --batch <file>
+                [<options>]
+            devkit cert (--elf <file> | --bin <file> --map <file>) --from-registry
+                [<options>]
             """,
         discussion: """
             At every boot the DevKit derives its DeviceID and Alias keys from the Unique \
@@ -211,12 +214,13 @@ struct CertCommand: ParsableCommand {
         } else if streamsOutput {
             print(result.certificatePEM ?? "", terminator: "")
             print(result.deviceCertificatePEM ?? "", terminator: "")
-            printError("registration ID: \(result.registrationID); SHA-1 thumbprint (as DPS shows it): \(result.sha1Thumbprint)")
+            printError(labelledLines([("Registration ID", result.registrationID), ("SHA-1 thumbprint", result.sha1Thumbprint)]))
         } else {
-            for path in result.writtenFiles { print("wrote \(path)") }
-            print("registration ID: \(result.registrationID)")
-            print("SHA-1 thumbprint (as DPS shows it): \(result.sha1Thumbprint)")
-            print("SHA-256 thumbprint: \(result.sha256Thumbprint)")
+            // The SHA-1 thumbprint is the one DPS shows for the enrollment.
+            print(labelledLines(
+                result.writtenFiles.map { (label: "Wrote", value: $0) }
+                    + [("Registration ID", result.registrationID), ("SHA-1 thumbprint", result.sha1Thumbprint),
+                       ("SHA-256 thumbprint", result.sha256Thumbprint)]))
         }
     }
 

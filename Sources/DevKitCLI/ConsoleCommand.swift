@@ -14,6 +14,7 @@ struct ConsoleREPLCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "console",
         abstract: "Talk to the board's configuration console interactively.",
+        usage: "devkit console [--port <path>] [--log <file>] [--raw] [<options>]",
         discussion: """
             Type the board's commands (help, version, scan, set_wifissid, ...) and see its \
             replies as they arrive. Tab completes command names, Up/Down recall history, \

@@ -18,7 +18,7 @@ func withConsoleSession<T>(_ options: PortOptions, _ body: (ConsoleSession) thro
         port.close()
         PortStopSignals.reraiseIfCaught()
     }
-    let transport: any ConsoleTransport = OutputLevel.current == .verbose ? VerboseTransport(port) : port
+    let transport = VerboseTransport.ifVerbose(port)
     guard getenv("DEVKIT_WIRE_STATS") != nil else {
         return try body(ConsoleSession(transport: transport))
     }

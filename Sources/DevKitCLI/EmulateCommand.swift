@@ -15,7 +15,8 @@ struct EmulateCommand: AsyncParsableCommand {
         commandName: "emulate",
         abstract: "Run a virtual DevKit on a pseudo-terminal, to try devkit without a board.",
         usage: """
-            devkit emulate [--link <path>] [--mode <mode>] [--mac <mac>] [--firmware-version <version>] [--json] [<fault options>]
+            devkit emulate [--link <path>] [--mode <mode>] [--mac <mac>]
+                [--firmware-version <version>] [--json] [<fault options>]
             """,
         discussion: """
             The virtual board speaks the AZ3166 configuration console byte for byte: \
@@ -34,9 +35,8 @@ struct EmulateCommand: AsyncParsableCommand {
             What it stores (UDS, Wi-Fi, connection string) is kept in --state FILE \
             (mode 0600) across runs; without it, in memory only.
 
-            Example, in one terminal:
+            Examples (the board in one terminal, a command in another):
               devkit emulate --link /tmp/ttyDevKit --state /tmp/devkit-state.json
-            and in another:
               devkit info --port /tmp/ttyDevKit --reboot
 
             Signals pull the cable: SIGUSR1 unplugs the board (the pty closes, the link \

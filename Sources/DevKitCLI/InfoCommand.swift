@@ -8,6 +8,10 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Show the DevKit's firmware version; with --reboot also its MAC and registration ID.",
+        usage: """
+            devkit info [--port <path>] [--reboot [--timeout <seconds>]] [--json]
+                [<options>]
+            """,
         discussion: """
             Runs `version` on the configuration console: the DevKitSDK version is the \
             firmware version the enrollment certificate depends on.
@@ -95,14 +99,18 @@ struct InfoCommand: ParsableCommand {
                 try printJSON(result)
                 return
             }
-            print("Firmware version:  \(v.firmwareVersion)")
-            if let mico = v.mico { print("Mico version:      \(mico)") }
-            if let mbed = v.mbedOS { print("mbed-os version:   \(mbed)") }
-            if let tls = v.mbedTLS { print("mbed TLS version:  \(tls)") }
-            print("Wi-Fi version:     \(v.wifi ?? "unknown")")
+            // The versions are the board's own text: labelledLines escapes them.
+            var lines: [(label: String, value: String)] = [("Firmware version", v.firmwareVersion.text)]
+            if let mico = v.mico { lines.append(("Mico version", mico)) }
+            if let mbed = v.mbedOS { lines.append(("mbed-os version", mbed)) }
+            if let tls = v.mbedTLS { lines.append(("mbed TLS version", tls)) }
+            lines.append(("Wi-Fi version", v.wifi ?? "unknown"))
             if reboot {
-                print("MAC address:       \(info.macAddress?.hex ?? "not in the boot log")")
-                if let id = info.registrationID { print("Registration ID:   \(id)") }
+                lines.append(("MAC address", info.macAddress?.hex ?? "not in the boot log"))
+                if let id = info.registrationID { lines.append(("Registration ID", id.value)) }
+            }
+            print(labelledLines(lines))
+            if reboot {
                 if let logged = info.bootLogFirmwareVersion, logged != v.firmwareVersion {
                     printWarning("the sketch logged firmware version \(logged), `version` said \(v.firmwareVersion)")
                 }

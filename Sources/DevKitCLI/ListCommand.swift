@@ -1,4 +1,5 @@
 import DevKitSystem
+import DevKitModel
 import ArgumentParser
 import DeviceDiscovery
 import Foundation
@@ -84,7 +85,7 @@ struct ListCommand: AsyncParsableCommand {
                 let verb = event.action == "add" ? "plugged in" : "unplugged"
                 var line = "\(verb): \(event.device)"
                 if let link = event.device.byIDLink { line += " \(link)" }
-                listOutput(line)
+                listOutput(escapedControlCharacters(line))
             }
         }
     }
@@ -100,7 +101,8 @@ enum ListOutput {
     static func table(_ boards: [DevKitDevice]) -> String {
         let header = ["NODE", "SERIAL", "USB", "BY-ID"]
         let rows = boards.map { board in
-            [board.devnode, board.serialNumber ?? "-", board.usbPath ?? "-", board.byIDLink ?? "-"]
+            // The USB serial is the board's own text (udev passes it on): escaped.
+            [board.devnode, board.serialNumber ?? "-", board.usbPath ?? "-", board.byIDLink ?? "-"].map { escaped($0) }
         }
         let widths = header.indices.map { column in
             ([header] + rows).map { $0[column].count }.max() ?? 0

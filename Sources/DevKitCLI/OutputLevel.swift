@@ -50,8 +50,20 @@ final class VerboseTransport: ConsoleTransport {
     private var typed: [UInt8] = []
     private var printed: [UInt8] = []
     private var secrets: [String] = []
+    /// Where each exchange line goes: stderr, or `watch`'s output, named by the port.
+    private let emit: (String) -> Void
 
-    init(_ base: any ConsoleTransport) { self.base = base }
+    init(_ base: any ConsoleTransport, emit: @escaping (String) -> Void = { printError($0) }) {
+        self.base = base
+        self.emit = emit
+    }
+
+    /// `port` wrapped when `--verbose` asked for the exchange, else `port` itself.
+    static func ifVerbose(
+        _ port: any ConsoleTransport, emit: @escaping (String) -> Void = { printError($0) }
+    ) -> any ConsoleTransport {
+        OutputLevel.current == .verbose ? VerboseTransport(port, emit: emit) : port
+    }
 
     deinit { flushPrinted() }
 
@@ -98,7 +110,7 @@ final class VerboseTransport: ConsoleTransport {
 
     private func show(_ direction: String, _ line: String) {
         let text = line.hasSuffix("\r") ? String(line.dropLast()) : line
-        printError("devkit: \(direction) \(maskingSecrets(secrets, in: text))")
+        emit("devkit: \(direction) \(maskingSecrets(secrets, in: text))")
     }
 
     /// Commands whose argument is a secret (ConsoleCommand.hasSecretArgument's cases).

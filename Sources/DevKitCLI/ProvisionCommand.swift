@@ -12,8 +12,9 @@ struct ProvisionCommand: ParsableCommand {
         commandName: "provision",
         abstract: "Provision a DevKit end to end: UDS, Wi-Fi, certificate and DPS enrollment file.",
         usage: """
-            devkit provision [--port <path>] (--elf <file> | --bin <file> --map <file>)
-                (--uds-file <file> | --generate-uds) [--wifi-ssid <ssid> --wifi-password-file <file>]
+            devkit provision (--elf <file> | --bin <file> --map <file>)
+                (--uds-file <file> | --generate-uds) [--port <path>]
+                [--wifi-ssid <ssid> --wifi-password-file <file>]
                 [--output-dir <dir>] [--json] [<options>]
             devkit provision --resume <board> [--force] [<options>]
             """,

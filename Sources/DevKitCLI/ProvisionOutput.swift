@@ -1,3 +1,5 @@
+import DevKitModel
+import DevKitSystem
 import DevKitWorkflows
 import Foundation
 
@@ -6,13 +8,23 @@ import Glibc
 #endif
 
 /// How provisioning progress is shown: lines on stderr for people, JSON Lines on
-/// stdout for scripts (`--json`).
+/// stdout for scripts (`--json`). On a terminal each step has one line, rewritten
+/// in place from start to outcome with its elapsed time; piped (a log, a script)
+/// each event has a line of its own.
 struct ProvisionReporter {
     let json: Bool
     /// Prefix for each human line (the port, when several boards run at once).
     var prefix = ""
     /// The port, in each JSON event, when several boards run at once.
     var port: String?
+    /// The step line redrawn in place: stderr a terminal, no --json, and neither
+    /// --quiet (no progress) nor --verbose (whose exchange lines would land inside it).
+    private let live: LiveStepLine?
+
+    init(json: Bool, live: Bool = isatty(STDERR_FILENO) == 1) {
+        self.json = json
+        self.live = !json && live && OutputLevel.current == .normal ? LiveStepLine() : nil
+    }
 
     func event(_ e: ProvisionEvent) {
         if json {
@@ -27,7 +39,8 @@ struct ProvisionReporter {
         if e.status == .failed {
             // The error itself follows as `devkit: error: …` (or watch's status line):
             // here only where it stopped and, once recorded, how to finish the board.
-            printError("\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map { Self.resumeHint($0, after: e.error) } ?? "stopped")")
+            let line = "\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map { Self.resumeHint($0, after: e.error) } ?? "stopped")"
+            if let live { live.show(stage: e.stage.rawValue, line, final: true) } else { printError(line) }
             return
         }
         guard OutputLevel.current != .quiet else { return }
@@ -37,7 +50,8 @@ struct ProvisionReporter {
         case .skipped: "-- "
         case .failed: "ERR"
         }
-        printError("\(prefix)[\(mark)] \(e.stage.rawValue): \(e.message)")
+        let line = "\(prefix)[\(mark)] \(e.stage.rawValue): \(e.message)"
+        if let live { live.show(stage: e.stage.rawValue, line, final: e.status != .started) } else { printError(line) }
     }
 
     /// How to finish a board the registry holds (the workflow reports the facts only).
@@ -57,18 +71,13 @@ struct ProvisionReporter {
             emitJSON(line)
             return
         }
-        print("""
-            Board #\(r.boardID) provisioned.
-              Registration ID:  \(r.registrationID)
-              MAC:              \(r.mac)
-              Firmware:         \(r.firmwareVersion)
-              Certificate:      \(r.certificatePath)
-              SHA-1:            \(r.certificateSHA1)
-              SHA-256:          \(r.certificateSHA256)
-              Enrollment file:  \(r.enrollmentPath)
-            Create the enrollment with:
-              \(r.azCommand)
-            """)
+        print("Board #\(r.boardID) provisioned.")
+        print(labelledLines([
+            ("Registration ID", r.registrationID), ("MAC address", r.mac), ("Firmware version", r.firmwareVersion),
+            ("Certificate", r.certificatePath), ("SHA-1 thumbprint", r.certificateSHA1),
+            ("SHA-256 thumbprint", r.certificateSHA256), ("Enrollment file", r.enrollmentPath),
+        ], indent: "  "))
+        printOutput("Create the enrollment with:\n  \(r.azCommand)")
     }
 
     private func emitJSON<T: Encodable>(_ value: T) {
@@ -102,6 +111,57 @@ struct ProvisionReporter {
             case enrollmentPath = "enrollment_path", certificateSHA1 = "certificate_sha1"
             case certificateSHA256 = "certificate_sha256", azCommand = "az_command", port
         }
+    }
+}
+
+/// One provisioning step's line on a terminal (stderr), rewritten in place (carriage
+/// return, clear line) from its start to its outcome, with the time the step has
+/// taken; a ticker redraws it each second while the step runs (reading the MAC from
+/// the boot log can take 30 s). A finished step's line stays, ended by its newline.
+final class LiveStepLine: @unchecked Sendable {
+    private let lock = NSLock()
+    /// The step whose line is open (drawn, no newline yet), and that line.
+    private var open: (stage: String, line: String)?
+    private var started = ContinuousClock.now
+    private var ticking = false
+
+    /// Draws the line of `stage`: its start (`final` false) or its outcome. Another
+    /// step's open line is ended first.
+    func show(stage: String, _ line: String, final: Bool) {
+        lock.withLock {
+            let timed = open?.stage == stage
+            if let previous = open, !timed { draw(previous.line, elapsed: true, newline: true) }
+            if !final { started = .now }
+            // The time is shown from the ticker's first redraw, and with the outcome.
+            draw(line, elapsed: timed, newline: final)
+            open = final ? nil : (stage, line)
+            if !final && !ticking { startTicker() }
+        }
+    }
+
+    /// Lock held. The step's time, when it was timed from its start.
+    private func draw(_ line: String, elapsed: Bool, newline: Bool) {
+        var text = escapedControlCharacters(line)
+        if elapsed {
+            let (seconds, attoseconds) = (ContinuousClock.now - started).components
+            text += String(format: " (%.1f s)", Double(seconds) + Double(attoseconds) / 1e18)
+        }
+        // A line still to be redrawn must fit the terminal: a wrapped one would
+        // leave its first row behind at each redraw. A final line may wrap.
+        if !newline { text = String(text.prefix(max(1, terminalColumns(STDERR_FILENO) - 1))) }
+        writeAll(STDERR_FILENO, "\r\u{1B}[2K" + text + (newline ? "\n" : ""))
+    }
+
+    private func startTicker() {
+        ticking = true
+        let thread = Thread { [self] in
+            while true {
+                Thread.sleep(forTimeInterval: 1)
+                lock.withLock { if let open { draw(open.line, elapsed: true, newline: false) } }
+            }
+        }
+        thread.name = "devkit progress"
+        thread.start()
     }
 }
 

@@ -6,6 +6,10 @@ struct RegistryExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Export every recorded board as JSON or CSV on standard output.",
+        usage: """
+            devkit registry export [--registry <path>] [--format <format>]
+                [--include-secrets] [<options>]
+            """,
         discussion: """
             JSON is an array of objects with the same keys as `show --json`; CSV has a \
             header line and one line per board (RFC 4180). The UDS column is included \

@@ -7,6 +7,10 @@ struct RegistryListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List the recorded boards, one per line.",
+        usage: """
+            devkit registry list [--registry <path>] [--unfinished] [--json]
+                [<options>]
+            """,
         discussion: """
             Shows each board's row id, MAC, registration ID, firmware version, state and \
             the last step completed. --unfinished shows only boards whose provisioning \
@@ -45,10 +49,12 @@ struct RegistryListCommand: ParsableCommand {
                     : "No boards recorded in \(escaped(registry.resolvedPath)).")
                 return
             }
+            // Cells escaped: the values came from boards and files (a raw control
+            // character would reach the terminal, a newline would start a fake row).
             let rows = boards.map { b in
                 [b.id.map(String.init) ?? "", b.mac ?? "-", b.registrationID ?? "-",
                  b.firmwareVersion ?? "-", b.supersededBy.map { "superseded by #\($0)" } ?? b.state.rawValue, b.lastStep?.rawValue ?? "-",
-                 timestamp(b.updatedAt)]
+                 timestamp(b.updatedAt)].map { escaped($0) }
             }
             print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "UPDATED"], rows))
         }

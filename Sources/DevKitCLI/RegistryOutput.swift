@@ -76,7 +76,11 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
     return lines.joined(separator: "\r\n") + "\r\n"
 }
 
-private func csvField(_ s: String) -> String {
+/// One CSV field: quoted when it must be; control and invisible format characters
+/// escaped (`escapedControlCharacters`: a field's own line breaks and tabs, which
+/// quoting carries, are kept), so the CSV shown in a terminal cannot drive it.
+private func csvField(_ raw: String) -> String {
+    let s = escapedControlCharacters(raw)
     guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
     return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }

@@ -12,8 +12,9 @@ struct RegistryReissueCommand: ParsableCommand {
         commandName: "reissue",
         abstract: "Re-issue certificates for recorded boards from new firmware.",
         usage: """
-            devkit registry reissue (--elf <file> | --bin <file> --map <file>) [--firmware-version <version>]
-                [--board <board> ...] [--output-dir <dir>] [--json] [<options>]
+            devkit registry reissue (--elf <file> | --bin <file> --map <file>)
+                [--firmware-version <version>] [--board <board> ...]
+                [--output-dir <dir>] [--json] [<options>]
             """,
         discussion: """
             The Alias certificate depends on the firmware image, so after flashing new \
@@ -88,7 +89,7 @@ func reissueFromRegistry(
             if json {
                 print(try JSONOutput.text(ProvisionReporter.ResultJSON(r)))
             } else {
-                print("#\(r.boardID) \(r.registrationID): \(r.certificatePath) (SHA-1 \(r.certificateSHA1))")
+                printOutput("#\(r.boardID) \(r.registrationID): \(escaped(r.certificatePath)) (SHA-1 \(r.certificateSHA1))")
             }
         case .failure(let error) where error.superseded:
             // An earlier record of a board provisioned again: said, not a failure.
@@ -102,7 +103,7 @@ func reissueFromRegistry(
             if json {
                 print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.userMessage]))
             } else {
-                printError("devkit: #\(item.boardID): \(error.userMessage)")
+                printError("devkit: error: #\(item.boardID): \(error.userMessage)")
             }
         }
     }

@@ -7,6 +7,10 @@ struct RegistryShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
         abstract: "Show everything recorded about one board.",
+        usage: """
+            devkit registry show <board> [--registry <path>] [--show-secret]
+                [--json] [<options>]
+            """,
         discussion: """
             BOARD is the row id from `devkit registry list`, the MAC (any spelling) or \
             the registration ID; the most recent row wins. The UDS is shown only with \
@@ -45,16 +49,16 @@ struct RegistryShowCommand: ParsableCommand {
                 print(try JSONOutput.text(BoardJSON(board: board, includeSecret: showSecret)))
                 return
             }
-            var lines: [(String, String)] = [
+            var lines: [(label: String, value: String)] = [
                 ("ID", board.id.map(String.init) ?? "-"),
-                ("MAC", board.mac ?? "-"),
+                ("MAC address", board.mac ?? "-"),
                 ("USB serial", board.usbSerial ?? "-"),
                 ("Registration ID", board.registrationID ?? "-"),
                 ("Firmware version", board.firmwareVersion ?? "-"),
                 ("UDS", showSecret ? board.uds.hexString : "(hidden; --show-secret shows it)"),
-                ("Certificate SHA-1", board.certificateSHA1 ?? "-"),
-                ("Certificate SHA-256", board.certificateSHA256 ?? "-"),
                 ("Certificate", board.certificatePath ?? "-"),
+                ("SHA-1 thumbprint", board.certificateSHA1 ?? "-"),
+                ("SHA-256 thumbprint", board.certificateSHA256 ?? "-"),
                 ("Enrollment file", board.enrollmentPath ?? "-"),
                 ("State", board.state.rawValue),
             ]
@@ -65,10 +69,9 @@ struct RegistryShowCommand: ParsableCommand {
             for step in ProvisioningStep.allCases {
                 lines.append(("  " + step.rawValue, board.completedAt(step).map(timestamp) ?? "-"))
             }
-            let width = lines.map(\.0.count).max() ?? 0
-            for (label, value) in lines {
-                print((label + ":").padding(toLength: width + 2, withPad: " ", startingAt: 0) + value)
-            }
+            // Every value escaped: the error text, paths and USB serial came from a
+            // board, a file or an older devkit, and reach the terminal here.
+            print(labelledLines(lines))
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 
 extension ConnectionStringKind: ExpressibleByArgument {}
@@ -9,7 +10,10 @@ struct SetConnectionStringCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-connection-string",
         abstract: "Store an IoT Hub device or DPS symmetric-key connection string on the DevKit.",
-        usage: "devkit set-connection-string --port <port> --connection-string-file <file> [--kind <kind>]",
+        usage: """
+            devkit set-connection-string --port <port>
+                --connection-string-file <file> [--kind <kind>]
+            """,
         discussion: """
             A connection string holds a key, so it is read from a file (or `-` for \
             standard input), never taken from the command line. Whitespace around it is \
@@ -80,7 +84,7 @@ struct SetConnectionStringCommand: ParsableCommand {
             if json {
                 try printJSON(Result(port: path, kind: kind.rawValue))
             } else {
-                print("\(kind == .hub ? "IoT Hub" : "DPS") connection string stored on the DevKit on \(path).")
+                printOutput("\(kind == .hub ? "IoT Hub" : "DPS") connection string stored on the DevKit on \(escaped(path)).")
             }
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DevKitConsole
+import DevKitModel
 import DevKitWorkflows
 #if canImport(Glibc)
 import Glibc
@@ -101,8 +102,8 @@ struct SetUDSCommand: ParsableCommand {
             if json {
                 try printJSON(Result(port: path, stored: true, generated: generate, udsFile: savedTo ?? udsFile))
             } else {
-                if let savedTo { print("New UDS saved to \(savedTo) (mode 0600).") }
-                print("UDS stored in the secure element of the DevKit on \(path).")
+                if let savedTo { printOutput("New UDS saved to \(escaped(savedTo)) (mode 0600).") }
+                printOutput("UDS stored in the secure element of the DevKit on \(escaped(path)).")
             }
         }
     }

@@ -86,7 +86,7 @@ struct SetWiFiCommand: ParsableCommand {
             if json {
                 try printJSON(Result(port: path, ssid: ssid, passwordSet: !password.isEmpty))
             } else {
-                print("Wi-Fi set on the DevKit on \(path): SSID \"\(ssid)\", "
+                printOutput("Wi-Fi set on the DevKit on \(escaped(path)): SSID \"\(escaped(ssid))\", "
                     + (password.isEmpty ? "no password." : "password stored."))
             }
         }

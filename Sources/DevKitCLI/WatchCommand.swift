@@ -15,6 +15,10 @@ struct WatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "watch",
         abstract: "Provision every DevKit plugged in, as a profile says (a daemon).",
+        usage: """
+            devkit watch --profile <file> [--registry <path>] [--port <path> ...]
+                [--json] [<options>]
+            """,
         discussion: """
             Listens to udev for DevKits (USB 0483:374b) appearing, and provisions each \
             on its own thread as `devkit autoconfigure` would, boards already attached \
@@ -135,7 +139,10 @@ final class BoardThreads: @unchecked Sendable {
             let device = describe()
             log(node, .appeared, "DevKit \(device.serialNumber ?? "(no serial)") appeared")
             do {
-                switch try provisioner.provision(path: node, usbSerial: device.serialNumber, report: output.steps(for: node)) {
+                switch try provisioner.provision(
+                    path: node, usbSerial: device.serialNumber, report: output.steps(for: node),
+                    transport: { VerboseTransport.ifVerbose($0) { output.exchange(node, $0) } })
+                {
                 case .provisioned(let result, let resumed):
                     output.result(node, result)  // JSON: the whole result, with the port
                     log(node, resumed ? .finished : .provisioned, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")

@@ -67,7 +67,7 @@ final class WatchOutput: @unchecked Sendable {
         }
         guard live else {
             // A log keeps every step, each on its own line named by the port.
-            var reporter = ProvisionReporter(json: false)
+            var reporter = ProvisionReporter(json: false, live: false)
             reporter.prefix = "[\(port)] "
             return reporter.event
         }
@@ -105,6 +105,18 @@ final class WatchOutput: @unchecked Sendable {
         }
     }
 
+    /// A line of `--verbose`'s console exchange with the board on `port`: on stderr,
+    /// named by the port (above the boards' lines on a terminal; with `--json`
+    /// too, as stdout carries only the events).
+    func exchange(_ port: String, _ text: String) {
+        let line = "[\(port)] \(text)"
+        if json {
+            printError(line)
+        } else {
+            note(line)
+        }
+    }
+
     /// Redraws the boards' lines in place (lock held). Each line is cut to the
     /// terminal's width: a wrapped line would throw the cursor arithmetic off.
     private func redraw() {
@@ -116,8 +128,7 @@ final class WatchOutput: @unchecked Sendable {
             finished.remove(first)
             drawn = max(0, drawn - 1)
         }
-        var size = winsize()
-        let width = ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
+        let width = terminalColumns(STDERR_FILENO)
         var out = drawn > 0 ? "\u{1B}[\(drawn)A" : ""
         for port in order {
             // Escaped, as printError does: the line's own control characters

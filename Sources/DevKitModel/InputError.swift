@@ -45,7 +45,11 @@ public enum InputError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// `text` with control characters written as Swift escapes (`\0`, `\t`, `\n`, `\r`,
 /// `\u{1B}`), so a refused value cannot move the cursor or hide itself in a terminal.
-/// Use it wherever a message quotes user input (a value, a path, a batch line, a key).
+/// Invisible format characters are escaped too (`\u{202E}`): a bidi override
+/// (U+202A-U+202E, U+2066-U+2069) would show a value's characters in another order,
+/// a zero-width space would hide one, a line separator would break the line.
+/// Use it wherever a message or output quotes text from outside: user input (a value,
+/// a path, a batch line, a key), a board's reply, a registry row.
 public func escaped(_ text: some StringProtocol) -> String {
     escape(text, keepingLayout: false)
 }
@@ -70,10 +74,22 @@ private func escape(_ text: some StringProtocol, keepingLayout: Bool) -> String 
         case "\n": out += "\\n"
         case "\r": out += "\\r"
         case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value):
+        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || isInvisibleFormat(scalar):
             out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
         default: out.unicodeScalars.append(scalar)
         }
     }
     return out
+}
+
+/// Unicode's format characters (general category Cf: the bidi embeddings, overrides
+/// and isolates, zero-width spaces and joiners, the byte-order mark, tags) and the
+/// line and paragraph separators: they change how the text around them is drawn
+/// without showing themselves.
+private func isInvisibleFormat(_ scalar: Unicode.Scalar) -> Bool {
+    guard scalar.value >= 0xAD else { return false }  // ASCII and Latin-1 text: none (fast path)
+    switch scalar.properties.generalCategory {
+    case .format, .lineSeparator, .paragraphSeparator: return true
+    default: return false
+    }
 }

@@ -342,14 +342,20 @@ public final class ReplSession {
 
     /// Reads shown lines for the board's mode; says once that the board is in user mode.
     private func noteUserMode(in shown: [UInt8], above: Bool) {
-        guard !shown.isEmpty else { return }
+        guard revealsUserMode(shown) else { return }
+        userModeNoted = true
+        say(Self.userModeNote, above: above)
+    }
+
+    /// True when `shown` makes it known that the board is in user mode, not said yet.
+    private func revealsUserMode(_ shown: [UInt8]) -> Bool {
+        guard !shown.isEmpty, !userModeNoted else { return false }
         for line in String(decoding: shown, as: UTF8.self).split(separator: "\r\n") {
             bootLog.consume(line: String(line))
         }
         bootLog.lines.removeAll()  // only the mode is needed; a chatty sketch must not grow it
-        guard case .user = bootLog.mode, !userModeNoted else { return }
-        userModeNoted = true
-        say(Self.userModeNote, above: above)
+        if case .user = bootLog.mode { return true }
+        return false
     }
 
     /// The board answered its prompt, or is a new conversation: its mode is read afresh.
@@ -377,14 +383,30 @@ public final class ReplSession {
 
     /// Waits for the board's prompt; says what is wrong when it does not come.
     /// What the board prints meanwhile is held back (the banner and prompt of a board
-    /// in configuration mode are noise); when the board turns out to be in user mode
-    /// it is shown, as a serial terminal would show it, followed by one note.
+    /// in configuration mode are noise) until it shows the board is in user mode:
+    /// then it is shown, as a serial terminal would show it, with one note, and what
+    /// follows is shown as it comes while the search for a prompt goes on.
     @discardableResult
     private func synchronize(reportSuccess: Bool) -> Bool {
         guard link.isConnected else { return false }
         var seen = ReplUnsolicitedOutput()
         var shownLines: [UInt8] = []
-        console.receiveObserver = { bytes in shownLines += seen.feed(bytes) }
+        console.receiveObserver = { [unowned self] bytes in
+            let lines = seen.feed(bytes)
+            guard !lines.isEmpty else { return }
+            if userModeNoted {
+                transcript?.received(lines)
+                show(lines, above: false)
+                return
+            }
+            shownLines += lines
+            guard revealsUserMode(lines) else { return }
+            transcript?.received(shownLines)
+            show(shownLines, above: false)
+            shownLines = []
+            userModeNoted = true
+            say(Self.userModeNote)
+        }
         defer { console.receiveObserver = nil }
         do {
             try console.synchronize()

@@ -44,10 +44,13 @@ public struct ProfileProvisioner: Sendable {
     /// - Parameter whilePortOpen: called with the port once it is open; what it
     ///   returns is called just before the port closes (`autoconfigure` turns stop
     ///   signals into a cancellation of the port for that span).
+    /// - Parameter transport: what the console session talks through, given the
+    ///   open port (the CLI's `--verbose` wraps it to show the exchange).
     public func provision(
         path: String, usbSerial: String?, report: @escaping (ProvisionEvent) -> Void,
         afterStep: @escaping @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in },
-        whilePortOpen: ((SerialPort) -> () -> Void)? = nil
+        whilePortOpen: ((SerialPort) -> () -> Void)? = nil,
+        transport: (SerialPort) -> any ConsoleTransport = { $0 }
     ) throws -> Outcome {
         var previous: BoardRecord?
         if let usbSerial {
@@ -63,7 +66,7 @@ public struct ProfileProvisioner: Sendable {
             release?()
             port.close()
         }
-        let session = ConsoleSession(transport: port)
+        let session = ConsoleSession(transport: transport(port))
         if let previous, let id = previous.id {
             return .provisioned(try workflow.resume(boardID: id, request: request, session: session), resumed: true)
         }

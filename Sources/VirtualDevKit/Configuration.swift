@@ -80,6 +80,9 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
     /// When set, every byte in either direction takes 10/baud seconds, as on the wire,
     /// and output crosses USB in 1 ms frames.
     public var pacingBaudRate: Int?
+    /// In user mode, the sketch logs a line this often after its boot log (a chatty
+    /// sketch, e.g. one sending telemetry); nil: it prints its boot log only.
+    public var sketchLogInterval: Duration?
     public var faults: Faults
 
     public init(
@@ -94,6 +97,7 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
         stateFile: String? = nil,
         linkPath: String? = nil,
         pacingBaudRate: Int? = nil,
+        sketchLogInterval: Duration? = nil,
         faults: Faults = Faults()
     ) {
         self.mode = mode
@@ -107,6 +111,7 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
         self.stateFile = stateFile
         self.linkPath = linkPath
         self.pacingBaudRate = pacingBaudRate
+        self.sketchLogInterval = sketchLogInterval
         self.faults = faults
     }
 }

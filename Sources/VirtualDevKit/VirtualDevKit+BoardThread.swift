@@ -76,6 +76,18 @@ extension VirtualDevKit {
                         + FirmwareText.logInfo("DevKit MAC Address: \(configuration.macAddress)")
                         + FirmwareText.logInfo("DevKit Firmware Version: \(configuration.firmwareVersion)"))
             }
+            if let interval = configuration.sketchLogInterval {
+                var count = 0
+                while true {
+                    try pause(until: .now + interval)
+                    // The sketch ignores the console: what the host sent is dropped.
+                    ring.removeAll(keepingCapacity: true)
+                    ringArrival.removeAll(keepingCapacity: true)
+                    ringHead = 0
+                    count += 1
+                    try emit(FirmwareText.logInfo("Sketch telemetry #\(count): temperature 24.5 C"))
+                }
+            }
             while true { _ = try nextByte() }  // the sketch ignores the console
         case .ap:
             try emit(FirmwareText.apMode(mac: configuration.macAddress))

@@ -63,7 +63,7 @@ struct CertCommandTests {
         #expect(read("\(rid).alias.key.pem") == v["alias_private_key"])
         let attributes = try FileManager.default.attributesOfItem(atPath: out + "/\(rid).alias.key.pem")
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
-        #expect(r.stdout.contains("registration ID: \(rid)"))
+        #expect(r.stdout.split(separator: "\n").contains { $0.hasPrefix("Registration ID:") && $0.hasSuffix(" \(rid)") }, "\(r.stdout)")
         #expect(!r.stdout.contains(v["uds"]!) && !r.stderr.contains(v["uds"]!))
         // Exactly one fixed-nonce warning.
         #expect(r.stderr.components(separatedBy: "fixed ECDSA nonce").count == 2)

@@ -27,6 +27,47 @@ struct ConsoleUserModeCLITests {
         #expect(transcript.contains("DevKit MAC Address:"), "\(transcript)")
     }
 
+    /// A board already in user mode when the console opens, its sketch logging all
+    /// the time: what it prints is shown as it comes while devkit still searches for
+    /// the prompt (one probe `\r` a second, three in all), not held back until the
+    /// search gives up; one note says the board is in user mode.
+    @Test("a chatty sketch is shown as it comes during the prompt search, with one note", .timeLimit(.minutes(1)))
+    func chattySketchIsShownAsItComes() throws {
+        let kit = try startedKit(.init(mode: .user, sketchLogInterval: .milliseconds(200)))
+        defer { kit.stop() }
+        let process = Process()
+        process.executableURL = try ConsoleCLIProcess.binary
+        process.arguments = ["console", "--port", kit.devicePath]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input  // kept open: the console waits at its prompt
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        var text = ""
+        var probesWhenShown: Int?
+        // About 5 s of telemetry: beyond the 3 s prompt search.
+        while text.components(separatedBy: "Sketch telemetry #").count <= 25 {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+            if probesWhenShown == nil, text.contains("Sketch telemetry #") { probesWhenShown = kit.receivedByteCount }
+        }
+        try input.fileHandleForWriting.close()  // end of input: the console quits
+        process.waitUntilExit()
+
+        let shownAt = try #require(probesWhenShown, "no sketch output shown: \(text)")
+        #expect(shownAt < 3, "shown only after \(shownAt) prompt probes (the search's end): \(text)")
+        let note = "[devkit] the board is in user mode (running its sketch): what it prints is shown as it comes; "
+            + "for the configuration console hold A and press reset."
+        #expect(text.components(separatedBy: note).count == 2, "one note: \(text)")
+        let first = try #require(text.range(of: "Sketch telemetry #"))
+        let noted = try #require(text.range(of: note))
+        #expect(first.lowerBound < noted.lowerBound, "the output first, then the note: \(text)")
+    }
+
     @Test("set_dps_uds: `Invalid UDS.` is followed by devkit's note that the UDS was stored")
     func udsQuirkIsExplained() throws {
         let kit = try startedKit()

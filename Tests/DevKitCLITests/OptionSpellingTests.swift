@@ -6,6 +6,13 @@ import Testing
 /// still accepted but hidden, and ArgumentParser's usage errors with devkit's prefix.
 @Suite("Option spelling and the one error prefix")
 struct OptionSpellingTests {
+    /// The root and every command, as their help is asked for.
+    static let everyCommand: [[String]] = [
+        [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
+        ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+    ]
+
     @Test("help shows the new names and not the old ones", arguments: [
         ("set-uds", "--generate-uds", ["--generate "]),
         ("set-wifi", "--wifi-password-file", ["--password-file"]),
@@ -43,6 +50,19 @@ struct OptionSpellingTests {
         let result = try ConsoleCLIProcess.run(command + ["--help"])
         let usage = result.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("USAGE:") } ?? ""
         #expect(usage.contains("--"), "\(command): \(usage)")
+    }
+
+    /// ArgumentParser prints a usage line as it is, however long: at 80 columns a
+    /// terminal would wrap it mid-option. Every command's usage lines fit.
+    @Test("usage lines fit 80 columns", arguments: Self.everyCommand)
+    func usageFits(command: [String]) throws {
+        let r = try TestProcess.run(
+            [try TestProcess.devkitBinary] + command + ["--help"], environment: ["COLUMNS": "80"], timeout: 20)
+        let usage = r.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("USAGE:") } ?? ""
+        #expect(!usage.isEmpty, "\(command): \(r.stdout)")
+        for line in usage.components(separatedBy: "\n") {
+            #expect(line.count <= 80, "\(command): \(line.count) columns: \(line)")
+        }
     }
 
     @Test("old names still work (they reach the file check, not a usage error)", arguments: [
@@ -106,6 +126,55 @@ struct OptionSpellingTests {
                 #expect(previous.hasSuffix("\\") || previous.hasSuffix("|"), "\(command): \(previous) / \(line)")
             }
             previous = line
+        }
+    }
+
+    /// Help rendered at 80 columns (`COLUMNS=80`, a default terminal): every example
+    /// command, an indented line starting with `devkit `, in any command's help
+    /// (also `Example:` blocks and the root), is whole. It fits; the line after it
+    /// continues it only when it ends in `\` or `|` and is indented further; else
+    /// that line is blank or the next line of the block. ArgumentParser
+    /// wraps a line that is too long at a space, and the rest would start the next
+    /// line at the margin: a command cut in two, which copy-paste would run half of.
+    @Test("every example is a whole command at 80 columns", arguments: Self.everyCommand)
+    func examplesAreWholeCommands(command: [String]) throws {
+        let r = try TestProcess.run(
+            [try TestProcess.devkitBinary] + command + ["--help"], environment: ["COLUMNS": "80"], timeout: 20)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.components(separatedBy: "\n")
+        func indent(_ line: String) -> Int { line.prefix { $0 == " " }.count }
+        var examples = 0
+        var i = 0
+        while i < lines.count {
+            let line = lines[i]
+            if line.hasPrefix("USAGE:") {  // the usage block is not an example
+                while i < lines.count && !lines[i].isEmpty { i += 1 }
+                continue
+            }
+            let margin = indent(line)
+            guard margin >= 2, line.dropFirst(margin).hasPrefix("devkit ") else {
+                i += 1
+                continue
+            }
+            examples += 1
+            var end = i
+            while lines[end].hasSuffix("\\") || lines[end].hasSuffix("|"), end + 1 < lines.count {
+                end += 1
+                #expect(indent(lines[end]) > margin, "\(command): \(lines[end - 1]) / \(lines[end])")
+            }
+            for piece in lines[i...end] { #expect(piece.count <= 80, "\(command): too long: \(piece)") }
+            // Next: a blank line or another line of the block. Not a line at the
+            // margin (where ArgumentParser puts the rest of a line it wrapped), nor
+            // one indented further without a `\` or `|` before it.
+            if end + 1 < lines.count {
+                let next = lines[end + 1]
+                let fine = next.trimmingCharacters(in: .whitespaces).isEmpty || indent(next) == margin
+                #expect(fine, "\(command): the example \(lines[i...end]) goes on in \(next.debugDescription)")
+            }
+            i = end + 1
+        }
+        if !command.isEmpty && command != ["registry"] {
+            #expect(examples > 0, "\(command): no example found in \(r.stdout)")
         }
     }
 }

@@ -33,19 +33,26 @@ func registryTestDirectory() -> String {
         let db = dir + "/registry.sqlite"
         let registry = try Registry(path: db)
         let done = try registry.recordNewBoard(uds: UDS(hex: Self.uds), usbSerial: "066EFF3") .id!
-        for step in ProvisioningStep.allCases.dropFirst() {
-            let update: BoardUpdate = switch step {
-            case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
-            case .macRead: BoardUpdate(mac: try MACAddress("a4cf120b9e31"), registrationID: try RegistrationID("az-a4cf120b9e31v1v6v2"))
-            case .certificateWritten: BoardUpdate(certificateSHA1: "0A1B", certificateSHA256: "2C3D", certificatePath: "/out/x.pem")
-            default: BoardUpdate()
-            }
-            try registry.markStep(step, boardID: done, update: update)
-        }
+        try markSteps(registry, board: done, certificatePath: "/out/x.pem")
         let cut = try registry.recordNewBoard(uds: UDS(hex: String(repeating: "ab", count: 32))).id!
         try registry.markStep(.udsSent, boardID: cut)
         try registry.markFailed(boardID: cut, error: "board unplugged, with a \"quote\", and a comma")
         return (dir, db)
+    }
+
+    /// Marks `board`'s steps after recording, in order, each with the values it
+    /// records, up to `last` (all when nil).
+    func markSteps(_ registry: Registry, board: Int64, certificatePath: String, through last: ProvisioningStep? = nil) throws {
+        for step in ProvisioningStep.allCases.dropFirst() {
+            let update: BoardUpdate = switch step {
+            case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
+            case .macRead: BoardUpdate(mac: try MACAddress("a4cf120b9e31"), registrationID: try RegistrationID("az-a4cf120b9e31v1v6v2"))
+            case .certificateWritten: BoardUpdate(certificateSHA1: "0A1B", certificateSHA256: "2C3D", certificatePath: certificatePath)
+            default: BoardUpdate()
+            }
+            try registry.markStep(step, boardID: board, update: update)
+            if step == last { break }
+        }
     }
 
     @Test func listShowsBoardsWithoutSecrets() throws {
@@ -161,6 +168,64 @@ func registryTestDirectory() -> String {
         #expect(r.status == 66)
         #expect(r.stderr.contains("no board 'x\\u{1B}[31my'"), "\(r.stderr)")
         #expect(!r.stderr.contains("\u{1B}"))
+    }
+
+    /// Values a board or a file put in the registry (USB serial, error text, paths)
+    /// reach stdout escaped in `show`, `list` and the CSV export: no raw escape
+    /// sequence, bidi override or line break that would forge a line (issue 12, item 6).
+    /// The JSON export stays the encoder's (it escapes control characters itself).
+    @Test func hostileRegistryValuesAreEscapedOnStdout() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/registry.sqlite"
+        let registry = try Registry(path: db)
+        let id = try registry.recordNewBoard(uds: UDS(hex: Self.uds), usbSerial: "SER\u{1B}[2J\u{202E}LAIRES").id!
+        try markSteps(registry, board: id, certificatePath: "/out/\u{2066}x\u{2069}\u{200B}.pem", through: .certificateWritten)
+        try registry.markFailed(boardID: id, error: "lost\u{1B}]0;owned\u{7}\r\nState:  done\u{202E}")
+
+        func expectNoRawControls(_ text: String, _ what: String) {
+            let raw = text.unicodeScalars.filter {
+                ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value)
+                    || (0x202A...0x202E).contains($0.value) || (0x2066...0x2069).contains($0.value) || $0.value == 0x200B
+            }
+            #expect(raw.isEmpty, "\(what): raw \(raw.map { String($0.value, radix: 16) })")
+        }
+        let show = try RegistryCLIProcess.run(["registry", "show", "1", "--registry", db])
+        #expect(show.status == 0, "\(show.stderr)")
+        expectNoRawControls(show.stdout, "show")
+        #expect(show.stdout.contains("SER\\u{1B}[2J\\u{202E}LAIRES"), "\(show.stdout)")
+        #expect(show.stdout.contains("lost\\u{1B}]0;owned\\u{7}\\r\\nState:  done\\u{202E}"), "\(show.stdout)")
+        #expect(show.stdout.contains("/out/\\u{2066}x\\u{2069}\\u{200B}.pem"), "\(show.stdout)")
+        // The error's line break is escaped: one `State:` line, the real one.
+        // (By scalars: Swift's split would keep a "\r\n" together as one Character.)
+        #expect(show.stdout.components(separatedBy: "\n").filter { $0.hasPrefix("State:") }.count == 1, "\(show.stdout)")
+
+        let list = try RegistryCLIProcess.run(["registry", "list", "--registry", db])
+        #expect(list.status == 0, "\(list.stderr)")
+        expectNoRawControls(list.stdout, "list")
+
+        let csv = try RegistryCLIProcess.run(["registry", "export", "--format", "csv", "--registry", db])
+        #expect(csv.status == 0, "\(csv.stderr)")
+        expectNoRawControls(csv.stdout.replacingOccurrences(of: "\r\n", with: "\n"), "csv")
+        #expect(csv.stdout.contains("\\u{1B}]0;owned\\u{7}"), "\(csv.stdout)")
+
+        // JSON as before: the encoder's escapes, the value intact for a parser.
+        let json = try RegistryCLIProcess.run(["registry", "show", "1", "--json", "--registry", db])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["usb_serial"] as? String == "SER\u{1B}[2J\u{202E}LAIRES")
+    }
+
+    /// A board that cannot be re-issued (no MAC recorded) is reported with the one
+    /// error prefix, `devkit: error:`, like every other failure.
+    @Test func reissueFailuresCarryTheErrorPrefix() throws {
+        let (dir, db) = try populated()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try RegistryCLIProcess.run(
+            ["registry", "reissue", "--registry", db, "--elf", WatchCommandTests.elf, "--output-dir", dir + "/out"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let failures = r.stderr.components(separatedBy: "\n").filter { $0.contains("#2") }
+        #expect(!failures.isEmpty, "\(r.stderr)")
+        for line in failures { #expect(line.hasPrefix("devkit: error: #2: "), "\(line)") }
     }
 
     /// Root ignores file modes, so this runs devkit as `nobody` on a registry in a

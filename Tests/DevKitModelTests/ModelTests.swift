@@ -223,6 +223,27 @@ struct ErrorMessageTests {
         #expect(!raw.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" })
     }
 
+    /// Bidi controls and other invisible format characters would reorder or hide
+    /// what a value shows (a registration ID that reads right-to-left, a path with a
+    /// zero-width space): escaped by both passes, ordinary non-ASCII text kept.
+    @Test func bidiAndFormatCharactersAreEscaped() {
+        let bidi: [UInt32] = [0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069]
+        let others: [UInt32] = [0x200B, 0x200E, 0x200F, 0x2028, 0x2029, 0x2060, 0xFEFF, 0x00AD, 0x061C, 0xE0041]
+        for value in bidi + others {
+            let scalar = Unicode.Scalar(value)!
+            let hex = String(value, radix: 16, uppercase: true)
+            let text = "id-\(Character(scalar))-x"
+            #expect(escaped(text) == "id-\\u{\(hex)}-x", "U+\(hex)")
+            #expect(escapedControlCharacters(text) == "id-\\u{\(hex)}-x", "U+\(hex)")
+        }
+        let attack = "board-\u{202E}txt.exe"
+        #expect(!escaped(attack).unicodeScalars.contains { $0.value == 0x202E })
+        for kept in ["caf\u{E9} \u{65E5}\u{672C} \u{1F600}", "Stra\u{DF}e", "a\u{301}", "\u{A0}x"] {
+            #expect(escaped(kept) == kept)
+            #expect(escapedControlCharacters(kept) == kept)
+        }
+    }
+
     @Test func refusedMACWithControlCharacterIsEscapedInItsMessage() {
         do {
             _ = try MACAddress("a4cf120b9e3\u{0}")

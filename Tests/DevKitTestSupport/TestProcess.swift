@@ -2,6 +2,7 @@
 // child processes and the paths of the built binaries.
 import CDevKitLinux
 import Foundation
+import VirtualDevKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -102,8 +103,13 @@ public enum TestProcess {
     ///
     /// posix_spawn rather than Foundation.Process: the deadline must kill the
     /// grandchildren (umockdev-run's child) too, which needs a process group.
+    ///
+    /// With `stderrTerminalColumns`, standard error is a pseudo-terminal that many
+    /// columns wide instead of a pipe (`isatty(2)` true), and `stderr` is what the
+    /// terminal received: the line discipline turns each `\n` into `\r\n`.
     public static func run(
-        _ argv: [String], stdin: [UInt8]? = nil, environment: [String: String] = [:], timeout: Double
+        _ argv: [String], stdin: [UInt8]? = nil, environment: [String: String] = [:], timeout: Double,
+        stderrTerminalColumns: Int? = nil
     ) throws -> ProcessResult {
         var inPipe: [Int32] = [-1, -1]
         if stdin != nil {
@@ -111,9 +117,22 @@ public enum TestProcess {
             inPipe = [ends.read, ends.write]
         }
         let outEnds = try makePipe()
-        let errEnds = try makePipe()
         let outPipe = [outEnds.read, outEnds.write]
-        let errPipe = [errEnds.read, errEnds.write]
+        var errPipe: [Int32]
+        // Kept open until the child is gone: the master is the terminal's reading end.
+        var terminal: PseudoTerminal?
+        if let columns = stderrTerminalColumns {
+            let pty = try PseudoTerminal()
+            var size = winsize(ws_row: 50, ws_col: UInt16(columns), ws_xpixel: 0, ws_ypixel: 0)
+            _ = ioctl(pty.master.rawValue, UInt(TIOCSWINSZ), &size)
+            let slave = try pty.openSlave().rawValue
+            _ = fcntl(slave, F_SETFL, fcntl(slave, F_GETFL) & ~O_NONBLOCK)  // the child's stderr blocks, as a terminal's does
+            errPipe = [pty.master.rawValue, slave]
+            terminal = pty
+        } else {
+            let errEnds = try makePipe()
+            errPipe = [errEnds.read, errEnds.write]
+        }
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -154,7 +173,7 @@ public enum TestProcess {
         }
         defer {
             close(outPipe[0])
-            close(errPipe[0])
+            if let terminal { try? terminal.master.close() } else { close(errPipe[0]) }
         }
         guard rc == 0 else { throw POSIXError(.init(rawValue: rc)!) }
 

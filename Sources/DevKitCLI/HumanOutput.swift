@@ -1,0 +1,26 @@
+import DevKitModel
+
+/// Labelled values for people, the one label style of every command (`info`, the
+/// result of `provision`, `cert`, `registry show`): `Label:  value`, one per line,
+/// the values of a block starting in one column, two spaces after the longest
+/// label's colon. Labels are capitalised phrases (`Registration ID`, `MAC address`,
+/// `SHA-1 thumbprint`).
+///
+/// Values come from outside (a board's reply, a registry row, a path): each is
+/// escaped (`escaped`), so a control or bidi character can neither reach the
+/// terminal nor start a line of its own that reads like another label.
+func labelledLines(_ rows: [(label: String, value: String)], indent: String = "") -> String {
+    let width = rows.map(\.label.count).max() ?? 0
+    return rows.map { row in
+        indent + (row.label + ":").padding(toLength: width + 3, withPad: " ", startingAt: 0) + escaped(row.value)
+    }.joined(separator: "\n")
+}
+
+/// Prints text for people on standard output, its control and invisible format
+/// characters escaped (`escapedControlCharacters`, layout kept), as `printError`
+/// does on standard error: for lines that quote a path, a board's reply or a
+/// registry value. (Certificates and JSON are printed as they are: PEM holds none,
+/// and the JSON encoder escapes control characters itself.)
+func printOutput(_ text: String) {
+    print(escapedControlCharacters(text))
+}
