@@ -18,6 +18,8 @@ Steps, in order:
                then remove FILE's devices from the testbed
 
   expect:TEXT  wait for the next line that contains TEXT
+  exit         wait (up to --timeout seconds) for the command to end by itself
+               (a one-shot command such as `devkit list --probe`): no SIGTERM
 
 A virtual board can stand behind a tty node, so the command provisions it through
 the node udev announced (see Tests/DevKitCLITests/WatchUMockdevTests.swift):
@@ -224,6 +226,17 @@ def main():
                 print(f"driver: no {wanted} from the command within {args.timeout}s", file=sys.stderr)
                 status = 3
                 break
+        elif step == "exit":
+            # Every line it prints until then is echoed (with --echo-all).
+            deadline = time.monotonic() + args.timeout
+            while lines.line(deadline) is not None:
+                pass
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"driver: the command did not exit within {args.timeout}s", file=sys.stderr)
+                status = 3
+                break
         elif step.startswith("add:"):
             path = step[4:]
             testbed.add_from_file(path)
@@ -254,7 +267,8 @@ def main():
             status = 2
             break
 
-    child.send_signal(signal.SIGTERM)
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
     if args.echo_all:
         # What the command prints while it stops (boards finishing) counts too.
         deadline = time.monotonic() + args.timeout
