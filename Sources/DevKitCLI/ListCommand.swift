@@ -65,7 +65,9 @@ struct ListCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Open each port and check that a DevKit answers (read-only; adds a STATE column).")
     var probe = false
 
-    @Option(help: ArgumentHelp("With --probe: how long each port may take to answer (default 3).", valueName: "seconds"))
+    @Option(help: ArgumentHelp(
+        "With --probe: how long each port has to answer (default 3); `version` then gets half as long again.",
+        valueName: "seconds"))
     var timeout: Double?
 
     /// For shell completion (`--port`): the device nodes, one per line, nothing else.

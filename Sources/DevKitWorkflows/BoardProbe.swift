@@ -44,8 +44,10 @@ public struct ProbeResult: Sendable, Hashable {
 /// `set_` command (``ConsoleSession/synchronize()`` then ``ConsoleSession/identify()``),
 /// and nothing more: only `\r` and `version` are ever sent (read-only).
 ///
-/// Every port gets its own thread (the console I/O blocks) and at most `timeout`
-/// from open to verdict, so probing many ports takes about as long as the slowest.
+/// Every port gets its own thread (the console I/O blocks), so probing many ports
+/// takes about as long as the slowest. A port has `timeout` to answer `\r` (a
+/// silent one is given up after that), then half as long again for `version`: at
+/// most 1.5 × `timeout` in all.
 ///
 /// ```swift
 /// let probe = BoardProbe(timeout: .seconds(3))
@@ -91,11 +93,11 @@ public final class BoardProbe: Sendable {
         return results.withLock { all in paths.indices.map { all[$0]! } }
     }
 
-    /// Probes one port (blocking, at most about ``timeout``).
+    /// Probes one port (blocking, at most 1.5 × ``timeout``).
     public func probe(_ path: String) -> ProbeResult {
         let clock = ContinuousClock()
         let start = clock.now
-        let outcome = identify(path, deadline: start + timeout)
+        let outcome = identify(path)
         return ProbeResult(path: path, outcome: outcome, elapsed: clock.now - start)
     }
 
@@ -108,7 +110,7 @@ public final class BoardProbe: Sendable {
         }
     }
 
-    private func identify(_ path: String, deadline: ContinuousClock.Instant) -> ProbeOutcome {
+    private func identify(_ path: String) -> ProbeOutcome {
         let port: SerialPort
         do {
             port = try SerialPort(path: path, baudRate: baudRate)
@@ -127,14 +129,9 @@ public final class BoardProbe: Sendable {
         }
         if cancelled { return Self.outcome(of: SerialPortError.cancelled) }
 
-        let session = ConsoleSession(transport: wrap(path, port), timeouts: Self.promptTimeouts(within: timeout))
+        let session = ConsoleSession(transport: wrap(path, port), timeouts: Self.timeouts(for: timeout))
         do {
             try session.synchronize()
-            // What is left of the budget goes to `version`: one echo and one reply.
-            let left = max(deadline - ContinuousClock.now, .milliseconds(100))
-            session.timeouts.echo = left / 2
-            session.timeouts.response = left / 2
-            session.timeouts.send = left / 2
             let versions = try session.identify()
             return .devKit(.configuration, versions: versions)
         } catch ConsoleError.wrongMode(let mode) {
@@ -148,14 +145,16 @@ public final class BoardProbe: Sendable {
         }
     }
 
-    /// The prompt search gets two thirds of the budget, in three tries (one `\r`
-    /// may be lost while a board boots, as in `synchronize()`'s default), so
-    /// `version` always has a third left.
-    static func promptTimeouts(within budget: Duration) -> ConsoleSession.Timeouts {
+    /// The prompt search: three tries of a third of `timeout` each (one `\r` may be
+    /// lost while a board boots, as with `synchronize()`'s defaults). `version`:
+    /// a quarter for its echo and a quarter for its reply (a DevKit needs ~15 ms).
+    static func timeouts(for timeout: Duration) -> ConsoleSession.Timeouts {
         var timeouts = ConsoleSession.Timeouts()
         timeouts.promptAttempts = 3
-        timeouts.promptAttempt = budget * 2 / 9
-        timeouts.send = budget / 3
+        timeouts.promptAttempt = timeout / 3
+        timeouts.send = timeout / 4
+        timeouts.echo = timeout / 4
+        timeouts.response = timeout / 4
         return timeouts
     }
 

@@ -19,7 +19,10 @@ Steps, in order:
 
   expect:TEXT  wait for the next line that contains TEXT
   exit         wait (up to --timeout seconds) for the command to end by itself
-               (a one-shot command such as `devkit list --probe`): no SIGTERM
+               (a one-shot command such as `devkit list --probe`): no SIGTERM;
+               prints "driver: exit status N" on stderr (-N: killed by signal N)
+  sleep:S      wait S seconds
+  signal:SIG   send SIG (e.g. INT) to the command
 
 A virtual board can stand behind a tty node, so the command provisions it through
 the node udev announced (see Tests/DevKitCLITests/WatchUMockdevTests.swift):
@@ -237,6 +240,11 @@ def main():
                 print(f"driver: the command did not exit within {args.timeout}s", file=sys.stderr)
                 status = 3
                 break
+            print(f"driver: exit status {child.returncode}", file=sys.stderr)
+        elif step.startswith("sleep:"):
+            time.sleep(float(step[len("sleep:"):]))
+        elif step.startswith("signal:"):
+            child.send_signal(getattr(signal, "SIG" + step[len("signal:"):]))
         elif step.startswith("add:"):
             path = step[4:]
             testbed.add_from_file(path)
