@@ -32,7 +32,7 @@ struct AutoconfigureCommand: ParsableCommand {
     @OptionGroup var port: PortOptions
     @OptionGroup var registry: RegistryOptions
 
-    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"))
+    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"), completion: .file(extensions: ["toml"]))
     var profile: String
 
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")

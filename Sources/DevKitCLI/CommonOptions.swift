@@ -5,13 +5,19 @@ import DevKitWorkflows
 /// `--elf`. Shared by `cert`, `provision`, `registry reissue` and the console's
 /// `:cert`, so the rule and its messages are written once.
 struct FirmwareOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The sketch's raw FLASH image, <sketch>.ino.bin (with --map).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("The sketch's raw FLASH image, <sketch>.ino.bin (with --map).", valueName: "file"),
+        completion: .file(extensions: ["bin"]))
     var bin: String?
 
-    @Option(help: ArgumentHelp("The GNU ld map of the same build, <sketch>.ino.map (with --bin).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("The GNU ld map of the same build, <sketch>.ino.map (with --bin).", valueName: "file"),
+        completion: .file(extensions: ["map"]))
     var map: String?
 
-    @Option(help: ArgumentHelp("The linked <sketch>.ino.elf, instead of --bin and --map.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("The linked <sketch>.ino.elf, instead of --bin and --map.", valueName: "file"),
+        completion: .file(extensions: ["elf"]))
     var elf: String?
 
     /// None given is allowed here (`provision --resume` reuses the recorded
@@ -46,7 +52,8 @@ struct FirmwareOptions: ParsableArguments {
 struct UDSOptions: ParsableArguments {
     @Option(
         name: .customLong("uds-file"),
-        help: ArgumentHelp("File holding the UDS as 64 hex digits; '-' reads standard input.", valueName: "file"))
+        help: ArgumentHelp("File holding the UDS as 64 hex digits; '-' reads standard input.", valueName: "file"),
+        completion: .file())
     var udsFile: String?
 
     func validate() throws {
@@ -60,7 +67,8 @@ struct OutputOptions: ParsableArguments {
         name: .customLong("output-dir"),
         help: ArgumentHelp(
             "Where <id>.pem and <id>.enrollment.json go (created if missing; default: the current directory).",
-            valueName: "dir"))
+            valueName: "dir"),
+        completion: .directory)
     var outputDirGiven: String?
 
     /// The directory to use: given, or the current one.

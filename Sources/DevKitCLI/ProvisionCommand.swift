@@ -83,7 +83,7 @@ struct ProvisionCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Wi-Fi SSID to store (with --wifi-password-file).", valueName: "ssid"))
     var wifiSSID: String?
-    @Option(help: ArgumentHelp("File holding the Wi-Fi password ('-': standard input).", valueName: "file"))
+    @Option(help: ArgumentHelp("File holding the Wi-Fi password ('-': standard input).", valueName: "file"), completion: .file())
     var wifiPasswordFile: String?
 
     @OptionGroup var output: OutputOptions

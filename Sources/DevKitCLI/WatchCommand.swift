@@ -40,7 +40,7 @@ struct WatchCommand: AsyncParsableCommand {
 
     @OptionGroup var registry: RegistryOptions
 
-    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"))
+    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"), completion: .file(extensions: ["toml"]))
     var profile: String
 
     @Option(help: "Baud rate of the boards' serial ports.")
@@ -52,7 +52,8 @@ struct WatchCommand: AsyncParsableCommand {
     @Option(name: .customLong("port"), help: ArgumentHelp(
         "Provision these ports once, without listening to udev (repeatable); exit when all are done.",
         discussion: "For benches without udev events (and Scripts/bench-fleet.sh). Exit 1 when some board failed.",
-        valueName: "path"))
+        valueName: "path"),
+        completion: PortOptions.portCompletion)
     var ports: [String] = []
 
     /// --quiet / --verbose, as on every command.
