@@ -20,7 +20,8 @@ Steps, in order:
   expect:TEXT  wait for the next line that contains TEXT
   exit         wait (up to --timeout seconds) for the command to end by itself
                (a one-shot command such as `devkit list --probe`): no SIGTERM;
-               prints "driver: exit status N" on stderr (-N: killed by signal N)
+               prints "driver: exit status N after S s" on stderr (-N: killed
+               by signal N; S: its run time)
   sleep:S      wait S seconds
   signal:SIG   send SIG (e.g. INT) to the command
 
@@ -200,6 +201,7 @@ def main():
 
     # The testbed set UMOCKDEV_DIR in this process's C environment; the child
     # inherits it together with LD_PRELOAD.
+    child_started = time.monotonic()
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT if args.merge_stderr else None)
     started.append(child)
@@ -240,7 +242,7 @@ def main():
                 print(f"driver: the command did not exit within {args.timeout}s", file=sys.stderr)
                 status = 3
                 break
-            print(f"driver: exit status {child.returncode}", file=sys.stderr)
+            print(f"driver: exit status {child.returncode} after {time.monotonic() - child_started:.3f} s", file=sys.stderr)
         elif step.startswith("sleep:"):
             time.sleep(float(step[len("sleep:"):]))
         elif step.startswith("signal:"):
