@@ -171,6 +171,7 @@ public final class BoardProbe: Sendable {
             case .disconnected: summary = "disconnected"
             case .notATerminal: summary = "not a serial port"
             case .cancelled: summary = "cancelled"
+            case .system(let call, _, _): summary = "\(call) failed"
             default: summary = "port error"
             }
             return .failed(summary: summary, message: error.description)
