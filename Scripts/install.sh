@@ -17,8 +17,8 @@
 #
 # As a normal user: build and install under a prefix you own
 # (Scripts/install.sh --prefix ~/.local), or build first and install as root
-# (swift build -c release --static-swift-stdlib, then
-# sudo Scripts/install.sh --binary .build/release/devkit).
+# (swift build -c release --static-swift-stdlib --product devkit, then
+# sudo env PATH="$PATH" Scripts/install.sh --binary .build/release/devkit).
 # The man pages come from ArgumentParser's generate-manual tool, built once from
 # the package checkout into .build/install-tools; without a Swift toolchain they
 # are skipped with a warning.
@@ -29,7 +29,7 @@ prefix=/usr/local
 binary=""
 
 usage() {
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -59,7 +59,7 @@ if [ ! -w "$existing" ]; then
     echo "  Install under a prefix you own: $0 --prefix ~/.local" >&2
     echo "  or build as yourself, then install as root:" >&2
     echo "    swift build -c release --static-swift-stdlib --product devkit" >&2
-    echo "    sudo $0 --binary $root/.build/release/devkit --prefix $prefix" >&2
+    echo "    sudo env PATH=\"\$PATH\" $0 --binary $root/.build/release/devkit --prefix $prefix" >&2
     exit 77
 fi
 
@@ -89,7 +89,8 @@ echo "installed completions for bash, zsh and fish below $prefix/share"
 tool="$root/.build/install-tools/debug/generate-manual"
 if [ ! -x "$tool" ]; then
     if ! command -v swift >/dev/null 2>&1; then
-        echo "install: warning: no Swift toolchain to build generate-manual: man pages not installed" >&2
+        echo "install: warning: no swift on PATH to build generate-manual: man pages not installed" \
+            "(under sudo, keep your PATH: sudo env PATH=\"\$PATH\" $0 ...)" >&2
         tool=""
     else
         checkout="$root/.build/checkouts/swift-argument-parser"

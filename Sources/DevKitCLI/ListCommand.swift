@@ -126,7 +126,8 @@ struct ListCommand: AsyncParsableCommand {
         else { return prober.probeAll(paths) }
         let results = Mutex<[ProbeResult]>([])
         let thread = Thread {
-            results.withLock { $0 = prober.probeAll(paths) }
+            let probed = prober.probeAll(paths)
+            results.withLock { $0 = probed }
             var one: UInt64 = 1
             _ = withUnsafeBytes(of: &one) { try? done.writeSome($0) }
         }
@@ -234,8 +235,7 @@ enum ListOutput {
         switch outcome {
         case .devKit(.configuration, _?): nil
         case .devKit(let mode, _): "\(path): " + ConsoleError.wrongMode(mode).description
-        case .notADevKit:
-            "\(path): " + ConsoleError.notADevKit(reason: "it answered with a prompt, but its `version` names no DevKitSDK version").description
+        case .notADevKit(let reason): "\(path): " + ConsoleError.notADevKit(reason: reason).description
         case .noAnswer(let received): "\(path): " + ConsoleError.noAnswer(receivedBytes: received).description
         case .busy(let pid): SerialPortError.inUse(path: path, pid: pid).description
         case .permissionDenied: SerialPortError.permissionDenied(path: path).description

@@ -13,8 +13,8 @@ public enum ProbeOutcome: Sendable, Hashable {
     /// Configuration mode with nil versions: its configuration banner came, no prompt.
     case devKit(BoardMode, versions: VersionInfo?)
     /// A prompt answered, but `version` named no DevKitSDK version: another ST board
-    /// behind the same ST-LINK USB ID.
-    case notADevKit
+    /// behind the same ST-LINK USB ID. `reason` as ``ConsoleError/notADevKit(reason:)`` gives it.
+    case notADevKit(reason: String)
     /// No prompt and nothing a DevKit prints within the time allowed: `receivedBytes`
     /// came back (0: silence). A quiet sketch in user mode looks the same.
     case noAnswer(receivedBytes: Int)
@@ -46,8 +46,8 @@ public struct ProbeResult: Sendable, Hashable {
 ///
 /// Every port gets its own thread (the console I/O blocks), so probing many ports
 /// takes about as long as the slowest. A port has `timeout` to answer `\r` (a
-/// silent one is given up after that), then half as long again for `version`: at
-/// most 1.5 × `timeout` in all.
+/// silent one is given up after that), then half as long again for `version`:
+/// about 1.5 × `timeout` at most.
 ///
 /// ```swift
 /// let probe = BoardProbe(timeout: .seconds(3))
@@ -93,7 +93,7 @@ public final class BoardProbe: Sendable {
         return results.withLock { all in paths.indices.map { all[$0]! } }
     }
 
-    /// Probes one port (blocking, at most 1.5 × ``timeout``).
+    /// Probes one port (blocking, about 1.5 × ``timeout`` at most).
     public func probe(_ path: String) -> ProbeResult {
         let clock = ContinuousClock()
         let start = clock.now
@@ -102,7 +102,7 @@ public final class BoardProbe: Sendable {
     }
 
     /// Ends every probe in progress at once (their waits throw `cancelled`); a probe
-    /// that has not opened its port yet does not open it. Any thread.
+    /// that opens its port after this closes it again without sending. Any thread.
     public func cancel() {
         open.withLock { state in
             state.cancelled = true
@@ -138,8 +138,8 @@ public final class BoardProbe: Sendable {
             return .devKit(mode, versions: nil)
         } catch ConsoleError.noAnswer(let received) {
             return .noAnswer(receivedBytes: received)
-        } catch ConsoleError.notADevKit {
-            return .notADevKit
+        } catch ConsoleError.notADevKit(let reason) {
+            return .notADevKit(reason: reason)
         } catch {
             return Self.outcome(of: error)
         }

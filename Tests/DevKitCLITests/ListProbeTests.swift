@@ -279,7 +279,7 @@ struct ListProbeTests {
             (.devKit(.configuration, versions: nil), "devkit (config mode, no prompt)"),
             (.devKit(.user(.banner), versions: nil), "devkit (user mode)"),
             (.devKit(.accessPoint(mac: nil), versions: nil), "devkit (AP mode)"),
-            (.notADevKit, "not a DevKit"),
+            (.notADevKit(reason: "no DevKitSDK version"), "not a DevKit"),
             (.noAnswer(receivedBytes: 0), "no answer"),
             (.noAnswer(receivedBytes: 12), "no answer (12 unrecognised bytes)"),
             (.busy(pid: 42), "busy (PID 42)"),

@@ -26,7 +26,7 @@ struct ReadmeTests {
         // Issue 12 item 16: the install script, for a user and system-wide, how to
         // enable completion, and the man pages.
         #expect(install.contains("Scripts/install.sh --prefix ~/.local"))
-        #expect(install.contains("sudo Scripts/install.sh --binary .build/release/devkit"))
+        #expect(install.contains("sudo env PATH=\"$PATH\" Scripts/install.sh --binary .build/release/devkit"))
         for shell in ["bash:", "zsh:", "fish:"] { #expect(install.contains("- \(shell)"), "\(shell)") }
         #expect(install.contains("man devkit-provision"))
         let how = try #require(Self.section("How it works", in: text))

@@ -31,7 +31,11 @@ import VirtualDevKit
         let kit = try startedKit(.init(faults: .init(notADevKit: true)))
         defer { kit.stop() }
         let result = BoardProbe(timeout: .seconds(3)).probe(kit.devicePath)
-        #expect(result.outcome == .notADevKit)
+        guard case .notADevKit(let reason) = result.outcome else {
+            Issue.record("\(result.outcome)")
+            return
+        }
+        #expect(reason.contains("DevKitSDK version"))
         #expect(kit.shellLines == ["version"], "only `version` reached it: \(kit.shellLines)")
     }
 
