@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "DevKitConsole", targets: ["DevKitConsole"]),
         .library(name: "VirtualDevKit", targets: ["VirtualDevKit"]),
         .library(name: "DeviceDiscovery", targets: ["DeviceDiscovery"]),
+        .library(name: "DPSModel", targets: ["DPSModel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/attaswift/BigInt", from: "6.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
     ],
     targets: [
         // C libraries, found through pkg-config; apt names the package to install.
@@ -49,6 +51,17 @@ let package = Package(
             name: "DevKitSystem",
             dependencies: ["CDevKitLinux", .product(name: "SystemPackage", package: "swift-system")]),
 
+        // DPS's values (connection string, SAS token, enrollment bodies, the
+        // enrolled certificate's thumbprints), shared by the client, the commands and
+        // the local DPS; no I/O.
+        .target(
+            name: "DPSModel",
+            dependencies: [
+                "DevKitModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]),
         .target(
             name: "DiceRIoT",
             dependencies: [
@@ -109,6 +122,7 @@ let package = Package(
         .target(name: "DevKitTestSupport", dependencies: ["CDevKitLinux", "VirtualDevKit"], path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
+        .testTarget(name: "DPSModelTests", dependencies: ["DPSModel", "DevKitModel"]),
         .testTarget(
             name: "DevKitSystemTests",
             dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
