@@ -33,11 +33,19 @@ public struct EnrollmentCertificate: Sendable, Equatable {
     public let version: Int
 
     /// Reads the first certificate of `pem` (one `-----BEGIN CERTIFICATE-----` block).
+    ///
+    /// The base64 may be wrapped at any width or not at all: the DevKit firmware and
+    /// devkit write it on one line, which SwiftASN1's strict `PEMDocument` (64-column
+    /// lines, as RFC 7468 writes them) refuses; OpenSSL and DPS read both.
     public init(pem: String) throws(EnrollmentCertificateError) {
-        let document: PEMDocument
-        do { document = try PEMDocument(pemString: pem) } catch { throw .notPEM }
-        guard document.discriminator == "CERTIFICATE" else { throw .notACertificate(document.discriminator) }
-        try self.init(der: Array(document.derBytes), pem: pem)
+        guard let begin = pem.range(of: "-----BEGIN "), let labelEnd = pem.range(of: "-----", range: begin.upperBound..<pem.endIndex)
+        else { throw .notPEM }
+        let label = String(pem[begin.upperBound..<labelEnd.lowerBound])
+        guard let end = pem.range(of: "-----END \(label)-----", range: labelEnd.upperBound..<pem.endIndex) else { throw .notPEM }
+        guard label == "CERTIFICATE" else { throw .notACertificate(label) }
+        let body = pem[labelEnd.upperBound..<end.lowerBound].filter { !$0.isWhitespace }
+        guard let der = Data(base64Encoded: String(body)), !der.isEmpty else { throw .notPEM }
+        try self.init(der: Array(der), pem: pem)
     }
 
     /// Reads a DER certificate; `pem` is the text to send (made from the DER when nil).
