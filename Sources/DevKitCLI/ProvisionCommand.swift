@@ -94,6 +94,18 @@ struct ProvisionCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Resource group for the printed az command.", valueName: "group"))
     var resourceGroup: String?
 
+    @Option(help: ArgumentHelp(
+        "Enroll the board in DPS as the last step, with the DPS shared access policy's connection string in this file ('-': standard input).",
+        valueName: "file"))
+    var dpsConnectionStringFile: String?
+    @Option(help: ArgumentHelp(
+        "DPS base URL when it is not https://<HostName> (a private endpoint, `devkit emulate-dps`).", valueName: "url"))
+    var dpsEndpoint: String?
+    @Option(help: ArgumentHelp("PEM certificates to trust for DPS besides the system's.", valueName: "pem"))
+    var dpsCAFile: String?
+    @Option(help: ArgumentHelp("IoT hub to assign the device to (enrollment and enrollment file).", valueName: "host"))
+    var iotHub: String?
+
     @Option(help: ArgumentHelp("Finish a board recorded earlier (row id or MAC).", valueName: "board"))
     var resume: String?
 
@@ -118,8 +130,23 @@ struct ProvisionCommand: ParsableCommand {
         if (wifiSSID == nil) != (wifiPasswordFile == nil) {
             throw ValidationError("Give --wifi-ssid and --wifi-password-file together.")
         }
-        if udsFile == "-" && wifiPasswordFile == "-" {
-            throw ValidationError("Only one secret can come from standard input.")
+        let fromStandardInput = [
+            ("--uds-file", udsFile), ("--wifi-password-file", wifiPasswordFile),
+            ("--dps-connection-string-file", dpsConnectionStringFile),
+        ].filter { $0.1 == "-" }.map(\.0)
+        if fromStandardInput.count > 1 {
+            throw ValidationError(
+                "Only one secret can come from standard input ('-'), not \(fromStandardInput.joined(separator: " and ")); "
+                    + "give the others as files.")
+        }
+        if dpsCAFile == "-" { throw ValidationError("--dps-ca-file takes a PEM file, not standard input.") }
+        if dpsConnectionStringFile == nil, dpsEndpoint != nil || dpsCAFile != nil {
+            throw ValidationError(
+                "\(dpsEndpoint != nil ? "--dps-endpoint" : "--dps-ca-file") is used to enroll the board; "
+                    + "give --dps-connection-string-file too.")
+        }
+        if let iotHub, iotHub.isEmpty || iotHub.contains(where: { $0 == "/" || $0 == " " }) {
+            throw ValidationError("--iot-hub takes the hub's host name, e.g. my-hub.azure-devices.net.")
         }
     }
 
@@ -130,7 +157,9 @@ struct ProvisionCommand: ParsableCommand {
             registrationID: registrationID, mac: mac,
             wifi: wifiSSID.map { WiFiSettings(ssid: $0, passwordFile: wifiPasswordFile!) },
             outputDirectory: outputDir,
-            dps: DPSSettings(name: dpsName, resourceGroup: resourceGroup))
+            dps: DPSSettings(
+                name: dpsName, resourceGroup: resourceGroup, iotHubHostName: iotHub,
+                connectionStringFile: dpsConnectionStringFile, endpoint: dpsEndpoint, caFile: dpsCAFile))
     }
 
     func run() throws {
