@@ -250,14 +250,14 @@ public final class DPSClient: Sendable {
                 for (name, value) in extra { request.headers.add(name: name, value: value) }
                 if let body {
                     request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
-                    request.body = .bytes(ByteBuffer(data: body))
+                    request.body = .bytes(ByteBuffer(bytes: body))
                 }
                 counts.withLock { $0.byKind[kind.rawValue, default: 0] += 1 }
                 let response: Response
                 do {
                     let r = try await http.execute(request, timeout: .init(configuration.requestTimeout))
                     let bytes = try await r.body.collect(upTo: 64 << 20)
-                    response = Response(status: Int(r.status.code), headers: r.headers, body: Data(buffer: bytes))
+                    response = Response(status: Int(r.status.code), headers: r.headers, body: Data(bytes.readableBytesView))
                 } catch {
                     let failure = classify(error, operation: operation, attempts: tries)
                     switch failure.kind {
