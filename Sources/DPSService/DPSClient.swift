@@ -30,6 +30,9 @@ public struct DPSClientConfiguration: Sendable {
     public var tokenRenewalMargin: TimeInterval
     /// Connections kept per host; at least the requests in flight.
     public var maxConnections: Int
+    /// Told each request's method, path, outcome and time (`--verbose`); never a
+    /// header or a body, so never the token.
+    public var log: (@Sendable (String) -> Void)?
 
     public init(
         connectionString: DPSConnectionString, endpoint: URL? = nil, caFiles: [String] = [],
@@ -254,12 +257,16 @@ public final class DPSClient: Sendable {
                 }
                 counts.withLock { $0.byKind[kind.rawValue, default: 0] += 1 }
                 let response: Response
+                let started = ContinuousClock.now
+                func elapsed() -> String { "\(Int(((ContinuousClock.now - started) / .milliseconds(1)).rounded())) ms" }
                 do {
                     let r = try await http.execute(request, timeout: .init(configuration.requestTimeout))
                     let bytes = try await r.body.collect(upTo: 64 << 20)
                     response = Response(status: Int(r.status.code), headers: r.headers, body: Data(bytes.readableBytesView))
+                    configuration.log?("\(operation) -> HTTP \(response.status) (\(elapsed()))")
                 } catch {
                     let failure = classify(error, operation: operation, attempts: tries)
+                    configuration.log?("\(operation) -> \(failure.message ?? "failed") (\(elapsed()))")
                     switch failure.kind {
                     case .timedOut, .connectionLost: return .retry(failure, retryAfter: nil)
                     default: throw failure

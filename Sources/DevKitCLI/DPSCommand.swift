@@ -93,9 +93,11 @@ struct DPSConnectionOptions: ParsableArguments {
         let host = endpointURL?.host ?? connectionString.hostName
         let proxy: ProxySettings?
         do { proxy = try ProxySettings.fromEnvironment(for: host) } catch { throw DPSInputError.proxy(error.description) }
-        return try DPSClient(DPSClientConfiguration(
+        var configuration = DPSClientConfiguration(
             connectionString: connectionString, endpoint: endpointURL, caFiles: caFile.map { [$0] } ?? [], proxy: proxy,
-            maxConnections: parallel))
+            maxConnections: parallel)
+        if OutputLevel.current == .verbose { configuration.log = { printError("devkit: \($0)") } }
+        return try DPSClient(configuration)
     }
 }
 

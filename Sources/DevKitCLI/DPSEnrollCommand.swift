@@ -39,7 +39,7 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             Examples:
               devkit dps enroll --cert out/az-a4cf120b9e31v1v6v2.pem \\
                   --connection-string-file dps.cs
-              devkit dps enroll --enrollment-file out/az-a4cf120b9e31v1v6v2.enrollment.json \\
+              devkit dps enroll --enrollment-file out/board.enrollment.json \\
                   --connection-string-file - --replace < dps.cs
               devkit dps enroll --from-registry --id 3 --id 7 \\
                   --connection-string-file dps.cs --json
@@ -88,7 +88,7 @@ struct DPSEnrollCommand: AsyncParsableCommand {
     @Flag(help: "Update an enrollment that holds another certificate (with If-Match).")
     var replace = false
 
-    @Option(help: ArgumentHelp("Requests in flight at once for several boards (default 4).", valueName: "n"))
+    @Option(help: ArgumentHelp("Requests in flight at once for several boards.", valueName: "n"))
     var parallel = 4
 
     @Flag(help: "One JSON object per board on stdout.")

@@ -19,7 +19,8 @@ struct DPSListCommand: AsyncParsableCommand {
 
             Examples:
               devkit dps list --connection-string-file dps.cs
-              devkit dps list --connection-string-file dps.cs --json | jq -r .registrationId
+              devkit dps list --connection-string-file dps.cs --json |
+                jq -r .registrationId
 
             \(DPSHelp.exitCodes)
             """)
