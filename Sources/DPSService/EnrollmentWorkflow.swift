@@ -84,6 +84,9 @@ public struct EnrollmentWorkflow: Sendable {
     public var settings: EnrollmentSettings
     /// Enrollments read back per query page for a fleet.
     public var readBackPageSize = 1000
+    /// Told how many boards each bulk request settled, as it returns (a fleet's
+    /// progress before its outcomes, which wait for the read-back).
+    public var bulkProgress: (@Sendable (Int) -> Void)?
 
     public init(client: DPSClient, settings: EnrollmentSettings) {
         self.client = client
@@ -212,6 +215,7 @@ public struct EnrollmentWorkflow: Sendable {
         let result: BulkEnrollmentOperationResult
         do {
             result = try await client.bulk(.create, chunk.map { newEnrollment($0.item) })
+            bulkProgress?(chunk.count - result.errors.count)
         } catch where error.kind == .http && error.status.map({ (400..<500).contains($0) && $0 != 401 && $0 != 403 && $0 != 429 }) == true {
             // The whole request refused (one board's data, by a server that checks
             // before applying any): each board alone, so the others still go in.

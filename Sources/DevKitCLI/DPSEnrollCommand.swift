@@ -148,7 +148,9 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             var outcomes = early
             if !items.isEmpty {
                 outcomes += try await withDPSClient(connection, parallel: parallel) { client in
-                    await EnrollmentWorkflow(client: client, settings: settings).enroll(items) { reporter.report($0) }
+                    var workflow = EnrollmentWorkflow(client: client, settings: settings)
+                    workflow.bulkProgress = { reporter.written($0) }
+                    return await workflow.enroll(items) { reporter.report($0) }
                 }
             }
             if fromRegistry && outcomes.isEmpty && !json {
@@ -207,7 +209,13 @@ struct DPSEnrollCommand: AsyncParsableCommand {
         guard let registry = try registry.openExisting() else { throw NoRegistryError(path: self.registry.resolvedPath) }
         var boards: [BoardRecord]
         if ids.isEmpty {
-            boards = try registry.allBoards().filter { $0.state == .done && $0.supersededBy == nil }
+            let all = try registry.allBoards()
+            boards = all.filter { $0.state == .done && $0.supersededBy == nil }
+            let skipped = all.count - boards.count
+            if skipped > 0 {
+                printWarning("\(skipped) board\(skipped == 1 ? "" : "s") of the registry skipped: not provisioned to the end, "
+                    + "or provisioned again since (`devkit registry list` shows them)")
+            }
         } else {
             boards = try ids.map { key in
                 guard let board = try registry.board(matching: key) else { throw RegistryError.boardNotFound(key) }

@@ -17,6 +17,8 @@ import Glibc
 final class EnrollmentReporter: Sendable {
     private struct State {
         var done = 0
+        /// Boards a bulk request created, before their outcomes are known.
+        var written = 0
         var barShown = false
     }
     private let json: Bool
@@ -81,11 +83,21 @@ final class EnrollmentReporter: Sendable {
                 }
             }
             if bar && s.done < total {
-                drawBar(s.done)
+                drawBar(max(s.done, s.written))
                 s.barShown = true
             } else {
                 s.barShown = false
             }
+        }
+    }
+
+    /// `count` more boards written by a bulk request.
+    func written(_ count: Int) {
+        guard bar else { return }
+        state.withLock { s in
+            s.written += count
+            drawBar(max(s.done, s.written))
+            s.barShown = true
         }
     }
 
@@ -99,6 +111,7 @@ final class EnrollmentReporter: Sendable {
     }
 
     private func drawBar(_ done: Int) {
+        let done = min(done, total)
         let width = max(10, min(40, terminalColumns(STDERR_FILENO) - 30))
         let filled = total == 0 ? width : width * done / total
         let line = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)

@@ -181,3 +181,83 @@ struct DPSCLITests {
         }
     }
 }
+
+/// Trust over real TLS on loopback: `openssl s_server` with a self-signed
+/// certificate stands in for a service behind a private CA (it speaks TLS, and
+/// answers any GET with an HTML status page, not DPS's JSON).
+@Suite("devkit dps trust anchors (openssl s_server on loopback)")
+struct DPSTrustTests {
+    /// A running `openssl s_server -www` and its certificate.
+    final class TLSServer {
+        let process = Process()
+        let directory: String
+        var port = 0
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("dps-tls-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let openssl = try #require(TestProcess.which("openssl"))
+            let made = try TestProcess.run([
+                openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem", "-days", "2", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ], timeout: 20)
+            try #require(made.status == 0, "\(made.stderr)")
+            process.executableURL = URL(fileURLWithPath: openssl)
+            process.arguments = [
+                "s_server", "-accept", "127.0.0.1:0", "-cert", directory + "/cert.pem", "-key", directory + "/key.pem", "-www",
+            ]
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            // "ACCEPT 127.0.0.1:<port>" once it listens.
+            var text = ""
+            let deadline = Date().addingTimeInterval(10)
+            while port == 0 && Date() < deadline {
+                let data = out.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                text += String(decoding: data, as: UTF8.self)
+                if let range = text.range(of: "ACCEPT 127.0.0.1:") {
+                    port = Int(text[range.upperBound...].prefix { $0.isNumber }) ?? 0
+                }
+            }
+            try #require(port != 0, "s_server said: \(text)")
+        }
+        var certificate: String { directory + "/cert.pem" }
+        deinit {
+            process.terminate()
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    @Test("an untrusted server certificate is 69 (TLS); with --ca-file the handshake passes")
+    func caFile() throws {
+        let server = try TLSServer()
+        let w = try DPSCLITests.Workspace()
+        defer { w.remove() }
+        let endpoint = "https://127.0.0.1:\(server.port)"
+        let untrusted = try TestProcess.run(
+            [TestProcess.devkitBinary, "dps", "show", w.registrationID, "--connection-string-file", w.cs, "--endpoint", endpoint],
+            timeout: 30)
+        #expect(untrusted.status == 69, "\(untrusted.stderr)")
+        #expect(untrusted.stderr.contains("TLS handshake"), "\(untrusted.stderr)")
+        #expect(untrusted.stderr.contains("--ca-file"))
+        let trusted = try TestProcess.run(
+            [TestProcess.devkitBinary, "dps", "show", w.registrationID, "--connection-string-file", w.cs, "--endpoint", endpoint,
+             "--ca-file", server.certificate],
+            timeout: 30)
+        // Past the handshake: the HTML page is no DPS answer.
+        #expect(trusted.status == 69, "\(trusted.stderr)")
+        #expect(!trusted.stderr.contains("TLS handshake"), "\(trusted.stderr)")
+        #expect(trusted.stderr.contains("not what the API documents"), "\(trusted.stderr)")
+        // A --ca-file that is not PEM.
+        let notPEM = try TestProcess.run(
+            [TestProcess.devkitBinary, "dps", "show", w.registrationID, "--connection-string-file", w.cs, "--endpoint", endpoint,
+             "--ca-file", w.cs],
+            timeout: 30)
+        #expect(notPEM.status == 66, "\(notPEM.stderr)")
+        #expect(!notPEM.stderr.contains(DPSCLITests.key.prefix(16)))
+    }
+}
