@@ -35,6 +35,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             AutoconfigureCommand.self,
             WatchCommand.self,
             RegistryCommand.self,
+            DPSCommand.self,
             EmulateCommand.self,
         ]
     )
