@@ -36,6 +36,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             WatchCommand.self,
             RegistryCommand.self,
             EmulateCommand.self,
+            EmulateDPSCommand.self,
         ]
     )
 
