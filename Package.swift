@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "DevKitConsole", targets: ["DevKitConsole"]),
         .library(name: "VirtualDevKit", targets: ["VirtualDevKit"]),
         .library(name: "DeviceDiscovery", targets: ["DeviceDiscovery"]),
+        .library(name: "DPSModel", targets: ["DPSModel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -60,6 +61,17 @@ let package = Package(
             name: "DevKitSystem",
             dependencies: ["CDevKitLinux", .product(name: "SystemPackage", package: "swift-system")]),
 
+        // DPS's values (connection string, SAS token, enrollment bodies, the
+        // enrolled certificate's thumbprints), shared by the client, the commands and
+        // the local DPS; no I/O.
+        .target(
+            name: "DPSModel",
+            dependencies: [
+                "DevKitModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]),
         .target(
             name: "DiceRIoT",
             dependencies: [
@@ -139,6 +151,7 @@ let package = Package(
         .target(name: "DevKitTestSupport", dependencies: ["CDevKitLinux", "VirtualDevKit"], path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
+        .testTarget(name: "DPSModelTests", dependencies: ["DPSModel", "DevKitModel"]),
         .testTarget(
             name: "DevKitSystemTests",
             dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
