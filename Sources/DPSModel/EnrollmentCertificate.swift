@@ -33,11 +33,29 @@ public struct EnrollmentCertificate: Sendable, Equatable {
     public let version: Int
 
     /// Reads the first certificate of `pem` (one `-----BEGIN CERTIFICATE-----` block).
+    ///
+    /// The base64 between the markers may be laid out in lines of any length: devkit
+    /// writes `<id>.pem` on one line, as the reference tool did (DiceRIoT's
+    /// `aliasCertificatePEM`), and DPS takes it; swift-asn1's `PEMDocument` insists on
+    /// RFC 7468's 64-character lines, so it is tried first and the markers are
+    /// found here otherwise.
     public init(pem: String) throws(EnrollmentCertificateError) {
-        let document: PEMDocument
-        do { document = try PEMDocument(pemString: pem) } catch { throw .notPEM }
-        guard document.discriminator == "CERTIFICATE" else { throw .notACertificate(document.discriminator) }
-        try self.init(der: Array(document.derBytes), pem: pem)
+        if let document = try? PEMDocument(pemString: pem) {
+            guard document.discriminator == "CERTIFICATE" else { throw .notACertificate(document.discriminator) }
+            try self.init(der: Array(document.derBytes), pem: pem)
+            return
+        }
+        guard let begin = pem.range(of: "-----BEGIN CERTIFICATE-----"),
+              let end = pem.range(of: "-----END CERTIFICATE-----", range: begin.upperBound..<pem.endIndex),
+              let der = Data(base64Encoded: String(pem[begin.upperBound..<end.lowerBound].filter { !$0.isWhitespace })),
+              !der.isEmpty
+        else {
+            if let other = try? PEMDocument(pemString: pem.replacingOccurrences(of: "\r", with: "")), other.discriminator != "CERTIFICATE" {
+                throw .notACertificate(other.discriminator)
+            }
+            throw .notPEM
+        }
+        try self.init(der: Array(der), pem: pem)
     }
 
     /// Reads a DER certificate; `pem` is the text to send (made from the DER when nil).
