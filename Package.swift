@@ -116,7 +116,7 @@ let package = Package(
         .target(
             name: "DPSEmulator",
             dependencies: [
-                "DevKitModel", "DevKitSystem",
+                "DPSModel", "DevKitModel", "DevKitSystem",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -184,11 +184,13 @@ let package = Package(
         .testTarget(
             name: "DPSEmulatorTests",
             dependencies: [
-                "DPSEmulator", "DevKitModel", "DevKitSystem", "DevKitTestSupport",
+                "DPSEmulator", "DPSModel", "DevKitModel", "DevKitSystem", "DevKitTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         // The commands: the built `devkit` run end to end, and the CLI's own types.

@@ -104,7 +104,7 @@ public struct EmulatorIdentity: Sendable {
                 extensions: Certificate.Extensions {
                     Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                     Critical(KeyUsage(keyCertSign: true))
-                    try SubjectKeyIdentifier(hash: Certificate.PrivateKey(key).publicKey)
+                    SubjectKeyIdentifier(hash: Certificate.PrivateKey(key).publicKey)
                 },
                 issuerPrivateKey: Certificate.PrivateKey(key))
         } catch {

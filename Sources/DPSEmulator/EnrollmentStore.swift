@@ -256,7 +256,7 @@ actor EnrollmentStore {
         }
         out += Array(#"],"registrations":"#.utf8)
         let sortedRegistrations = registrations.keys.sorted().map { registrations[$0]! }
-        out += (try? Self.encoder().encode(sortedRegistrations)) ?? Array("[]".utf8)
+        out += (try? Self.encoder().encode(sortedRegistrations)).map(Array.init) ?? Array("[]".utf8)
         out += Array("}\n".utf8)
         return out
     }

@@ -40,19 +40,19 @@ struct EmulateDPSCommand: AsyncParsableCommand {
             trust the CA file alone; the SAS resource stays `localhost`. Counters: \
             GET /_emulator/stats (not part of DPS; no token needed).
 
+            Fault switches make it misbehave on purpose, to test clients: --throttle \
+            answers the first N requests with 429 and Retry-After; --fail-5xx answers \
+            the N after those with 503; --latency-ms delays every answer; \
+            --expire-tokens makes every SAS token expire --token-lifetime seconds \
+            (default 1) after its first use, whatever its se says, so a client that \
+            signs a new token (a later se) is let in again.
+
             Examples (the service in one terminal, a client in another):
               devkit emulate-dps --port 8443 --state-dir /tmp/dps
               curl --cacert /tmp/dps/ca.pem https://127.0.0.1:8443/_emulator/stats
-
-            Fault switches make it misbehave on purpose, to test clients:
               devkit emulate-dps --throttle 3 --retry-after 2
               devkit emulate-dps --fail-5xx 2 --latency-ms 50
               devkit emulate-dps --expire-tokens --token-lifetime 5
-            --throttle answers the first N requests with 429 and Retry-After; \
-            --fail-5xx answers the N after those with 503. --expire-tokens makes \
-            every SAS token expire --token-lifetime seconds (default 1) after its \
-            first use, whatever its se says: a client that signs a new token (a \
-            later se) is let in again.
             """)
 
     @Option(help: ArgumentHelp("Port on 127.0.0.1 (0 picks a free one; the real one is printed).", valueName: "port"))
@@ -108,37 +108,48 @@ struct EmulateDPSCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await reportingErrors {
-            let faults = EmulatorFaults(
-                throttleFirst: throttle, retryAfterSeconds: retryAfter, failFirst5xx: fail5xx,
-                latency: .milliseconds(latencyMs),
-                tokenLifetime: expireTokens ? .milliseconds(Int64((tokenLifetime ?? 1) * 1000)) : nil,
-                requireIfMatch: requireIfMatch)
-            let directory = EmulatorStateDirectory(stateDir ?? EmulatorStateDirectory.defaultPath())
-            // Take the signals before serving, so none is missed.
-            let signals = try SignalRelay([SIGINT, SIGTERM], restartingCalls: true)
-            let requestLog: (@Sendable (String) -> Void)? = OutputLevel.current == .verbose ? { printError("devkit: \($0)") } : nil
-            let emulator = try DPSEmulator(
-                configuration: DPSEmulatorConfiguration(stateDirectory: directory, port: port, faults: faults),
-                requestLog: requestLog)
-            let stoppedBy = Atomic<Int32>(0)
-            Thread {
-                let signal = signals.wait()
-                stoppedBy.store(signal, ordering: .releasing)
-                Task { await emulator.stop() }
-            }.start()
-            let json = self.json
-            try await emulator.run { port in
-                announce(emulator, port: port, json: json)
-            }
-            let signal = stoppedBy.load(ordering: .acquiring)
-            let stats = await emulator.stats()
-            if json {
-                try printJSON(StoppedEvent(event: "stopped", signal: SignalRelay.name(of: signal), stats: stats))
-            } else if OutputLevel.current != .quiet {
-                printError("devkit: local DPS stopped (\(SignalRelay.name(of: signal))): \(summary(stats)).")
-            }
+        try await reportingErrors { () async throws in try await serve() }
+    }
+
+    private func serve() async throws {
+        let faults = EmulatorFaults(
+            throttleFirst: throttle, retryAfterSeconds: retryAfter, failFirst5xx: fail5xx,
+            latency: .milliseconds(latencyMs),
+            tokenLifetime: expireTokens ? .milliseconds(Int64((tokenLifetime ?? 1) * 1000)) : nil,
+            requireIfMatch: requireIfMatch)
+        let directory = EmulatorStateDirectory(stateDir ?? EmulatorStateDirectory.defaultPath())
+        // Take the signals before serving, so none is missed.
+        let signals = try SignalRelay([SIGINT, SIGTERM], restartingCalls: true)
+        var requestLog: (@Sendable (String) -> Void)?
+        if OutputLevel.current == .verbose {
+            requestLog = { @Sendable line in printError("devkit: " + line) }
         }
+        let emulator = try DPSEmulator(
+            configuration: DPSEmulatorConfiguration(stateDirectory: directory, port: port, faults: faults),
+            requestLog: requestLog)
+        // The relay's wait blocks: a thread of its own, not one of the concurrency pool's.
+        let stoppedBy = StopSignal()
+        Thread {
+            let signal = signals.wait()
+            stoppedBy.signal.store(signal, ordering: .releasing)
+            Task { await emulator.stop() }
+        }.start()
+        let json = self.json
+        try await emulator.run { port in
+            announce(emulator, port: port, json: json)
+        }
+        let signal = SignalRelay.name(of: stoppedBy.signal.load(ordering: .acquiring))
+        let stats = await emulator.stats()
+        if json {
+            writeStdout(try JSONOutput.text(StoppedEvent(event: "stopped", signal: signal, stats: stats)))
+        } else if OutputLevel.current != .quiet {
+            printError("devkit: local DPS stopped (\(signal)): \(summary(stats)).")
+        }
+    }
+
+    /// The signal that stopped the service, set by the thread that waited for it.
+    private final class StopSignal: Sendable {
+        let signal = Atomic<Int32>(0)
     }
 
     /// Where the service is and how to reach it: stdout, written at once (scripts

@@ -10,7 +10,7 @@ struct OptionSpellingTests {
     static let everyCommand: [[String]] = [
         [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
     ]
 
     @Test("help shows the new names and not the old ones", arguments: [
@@ -44,7 +44,7 @@ struct OptionSpellingTests {
     @Test("every usage line names options, not only <options>", arguments: [
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
     ])
     func everyUsageNamesOptions(command: [String]) throws {
         let result = try ConsoleCLIProcess.run(command + ["--help"])
@@ -110,7 +110,7 @@ struct OptionSpellingTests {
     @Test("examples never wrap inside a command", arguments: [
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
     ])
     func examplesFit(command: [String]) throws {
         let result = try ConsoleCLIProcess.run(command + ["--help"])
