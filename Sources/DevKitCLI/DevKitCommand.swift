@@ -37,6 +37,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             RegistryCommand.self,
             DPSCommand.self,
             EmulateCommand.self,
+            EmulateDPSCommand.self,
         ]
     )
 

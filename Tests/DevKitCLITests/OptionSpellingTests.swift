@@ -10,7 +10,7 @@ struct OptionSpellingTests {
     static let everyCommand: [[String]] = [
         [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
         ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ]
 
@@ -45,7 +45,7 @@ struct OptionSpellingTests {
     @Test("every usage line names options, not only <options>", arguments: [
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
         ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ])
     func everyUsageNamesOptions(command: [String]) throws {
@@ -112,7 +112,7 @@ struct OptionSpellingTests {
     @Test("examples never wrap inside a command", arguments: [
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
         ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ])
     func examplesFit(command: [String]) throws {
