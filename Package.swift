@@ -112,6 +112,8 @@ let package = Package(
             name: "DevKitWorkflows",
             dependencies: [
                 "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
+                // Enrolling each board in DPS as provisioning's last step (issue 13).
+                "DPSModel", "DPSService",
                 .product(name: "SystemPackage", package: "swift-system"),
                 // SHA-256 of the firmware files, recorded for --resume.
                 .product(name: "Crypto", package: "swift-crypto"),

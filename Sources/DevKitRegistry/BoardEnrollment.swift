@@ -1,39 +1,39 @@
 import Foundation
 import GRDB
 
-/// What the last attempt to enroll a board in DPS came to (schema v5).
-///
-/// The registry's own words for it: the DPS client's result is mapped to this in
-/// one place (DevKitWorkflows' `EnrollmentRecording`), so the registry does not
-/// depend on the client.
-public enum EnrollmentAction: String, Codable, Sendable, CaseIterable {
-    /// DPS was configured for the board but no enrollment result is recorded yet:
-    /// written with the certificate, so a run stopped between the certificate and
-    /// the enrollment leaves a row that says the enrollment is still owed.
-    case pending
-    /// DPS had no enrollment with this ID; one was created.
-    case created
-    /// DPS held another certificate; it was replaced (`--replace`, `reissue --enroll`).
-    case updated
-    /// DPS already held this certificate; nothing was written.
-    case unchanged
-    /// DPS holds another certificate for this ID, left alone (no `--replace`).
-    case conflict
-    /// The attempt failed: DPS refused it (``BoardEnrollment/errorCode``) or could
-    /// not be reached (no code; ``BoardEnrollment/errorMessage`` says why).
-    case failed
-
-    /// Whether this action leaves DPS holding the certificate that was sent.
-    public var enrolls: Bool { self == .created || self == .updated || self == .unchanged }
-}
-
-extension EnrollmentAction: DatabaseValueConvertible {}
+extension BoardEnrollment.Action: DatabaseValueConvertible {}
 
 /// A board's DPS enrollment as last recorded: the action, DPS's etag and SHA-1
 /// thumbprint of the enrolled certificate, when, in which DPS, and for a failure
 /// DPS's error code, message and tracking ID. Never a secret.
 public struct BoardEnrollment: Sendable, Equatable {
-    public var action: EnrollmentAction
+    /// What the last attempt to enroll a board in DPS came to (schema v5).
+    ///
+    /// The registry's own words for it: the DPS client's result is mapped to this in
+    /// one place (DevKitWorkflows' `EnrollmentRecording`), so the registry does not
+    /// depend on the client.
+    public enum Action: String, Codable, Sendable, CaseIterable {
+        /// DPS was configured for the board but no enrollment result is recorded yet:
+        /// written with the certificate, so a run stopped between the certificate and
+        /// the enrollment leaves a row that says the enrollment is still owed.
+        case pending
+        /// DPS had no enrollment with this ID; one was created.
+        case created
+        /// DPS held another certificate; it was replaced (`--replace`, `reissue --enroll`).
+        case updated
+        /// DPS already held this certificate; nothing was written.
+        case unchanged
+        /// DPS holds another certificate for this ID, left alone (no `--replace`).
+        case conflict
+        /// The attempt failed: DPS refused it (``BoardEnrollment/errorCode``) or could
+        /// not be reached (no code; ``BoardEnrollment/errorMessage`` says why).
+        case failed
+
+        /// Whether this action leaves DPS holding the certificate that was sent.
+        public var enrolls: Bool { self == .created || self == .updated || self == .unchanged }
+    }
+
+    public var action: Action
     /// When the result was recorded (or, for `pending`, when DPS was configured).
     public var at: Date
     /// The DPS host name (`<name>.azure-devices-provisioning.net`, or the local DPS's).
@@ -50,7 +50,7 @@ public struct BoardEnrollment: Sendable, Equatable {
     public var trackingID: String?
 
     public init(
-        action: EnrollmentAction, at: Date = Date(), dpsHost: String? = nil, etag: String? = nil,
+        action: Action, at: Date = Date(), dpsHost: String? = nil, etag: String? = nil,
         sha1Thumbprint: String? = nil, errorCode: Int? = nil, errorMessage: String? = nil, trackingID: String? = nil
     ) {
         self.action = action

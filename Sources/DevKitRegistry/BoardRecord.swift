@@ -260,7 +260,7 @@ extension BoardRecord {
         certificateWrittenAt = date(.certificateWrittenAt)
         enrollmentWrittenAt = date(.enrollmentWrittenAt)
         // A value other than the actions fails to decode (GRDB's error), like `state`.
-        if let action = try row.decode(EnrollmentAction?.self, forColumn: CodingKeys.enrollmentAction.rawValue) {
+        if let action = try row.decode(BoardEnrollment.Action?.self, forColumn: CodingKeys.enrollmentAction.rawValue) {
             enrollment = BoardEnrollment(
                 action: action, at: date(.enrollmentAt) ?? updatedAt,
                 dpsHost: row[CodingKeys.enrollmentDPSHost.rawValue],

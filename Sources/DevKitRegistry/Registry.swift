@@ -391,7 +391,7 @@ public final class Registry: Sendable {
             try db.alter(table: "board") { t in
                 t.add(column: "enrollment_action", .text)
                     .check(sql: "enrollment_action IN ("
-                        + EnrollmentAction.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")")
+                        + BoardEnrollment.Action.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")")
                 t.add(column: "enrollment_at", .datetime)
                 t.add(column: "enrollment_dps_host", .text)
                 t.add(column: "enrollment_etag", .text)
