@@ -72,6 +72,19 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "X509", package: "swift-certificates"),
             ]),
+        // The DPS service client (enrollments, bulk, query, registration state) on
+        // AsyncHTTPClient: SAS tokens, retries, trust anchors, proxies; and the
+        // enrollment workflow for one board or a fleet.
+        .target(
+            name: "DPSService",
+            dependencies: [
+                "DPSModel", "DevKitModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
         .target(
             name: "DiceRIoT",
             dependencies: [
@@ -134,7 +147,7 @@ let package = Package(
             dependencies: [
                 "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
                 "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "DevKitREPL",
-                "DPSEmulator",
+                "DPSModel", "DPSService", "DPSEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -152,6 +165,7 @@ let package = Package(
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
         .testTarget(name: "DPSModelTests", dependencies: ["DPSModel", "DevKitModel"]),
+        .testTarget(name: "DPSServiceTests", dependencies: ["DPSService", "DPSModel"]),
         .testTarget(
             name: "DevKitSystemTests",
             dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),

@@ -34,27 +34,17 @@ public struct EnrollmentCertificate: Sendable, Equatable {
 
     /// Reads the first certificate of `pem` (one `-----BEGIN CERTIFICATE-----` block).
     ///
-    /// The base64 between the markers may be laid out in lines of any length: devkit
-    /// writes `<id>.pem` on one line, as the reference tool did (DiceRIoT's
-    /// `aliasCertificatePEM`), and DPS takes it; swift-asn1's `PEMDocument` insists on
-    /// RFC 7468's 64-character lines, so it is tried first and the markers are
-    /// found here otherwise.
+    /// The base64 may be wrapped at any width or not at all: the DevKit firmware and
+    /// devkit write it on one line, which SwiftASN1's strict `PEMDocument` (64-column
+    /// lines, as RFC 7468 writes them) refuses; OpenSSL and DPS read both.
     public init(pem: String) throws(EnrollmentCertificateError) {
-        if let document = try? PEMDocument(pemString: pem) {
-            guard document.discriminator == "CERTIFICATE" else { throw .notACertificate(document.discriminator) }
-            try self.init(der: Array(document.derBytes), pem: pem)
-            return
-        }
-        guard let begin = pem.range(of: "-----BEGIN CERTIFICATE-----"),
-              let end = pem.range(of: "-----END CERTIFICATE-----", range: begin.upperBound..<pem.endIndex),
-              let der = Data(base64Encoded: String(pem[begin.upperBound..<end.lowerBound].filter { !$0.isWhitespace })),
-              !der.isEmpty
-        else {
-            if let other = try? PEMDocument(pemString: pem.replacingOccurrences(of: "\r", with: "")), other.discriminator != "CERTIFICATE" {
-                throw .notACertificate(other.discriminator)
-            }
-            throw .notPEM
-        }
+        guard let begin = pem.range(of: "-----BEGIN "), let labelEnd = pem.range(of: "-----", range: begin.upperBound..<pem.endIndex)
+        else { throw .notPEM }
+        let label = String(pem[begin.upperBound..<labelEnd.lowerBound])
+        guard let end = pem.range(of: "-----END \(label)-----", range: labelEnd.upperBound..<pem.endIndex) else { throw .notPEM }
+        guard label == "CERTIFICATE" else { throw .notACertificate(label) }
+        let body = pem[labelEnd.upperBound..<end.lowerBound].filter { !$0.isWhitespace }
+        guard let der = Data(base64Encoded: String(body)), !der.isEmpty else { throw .notPEM }
         try self.init(der: Array(der), pem: pem)
     }
 

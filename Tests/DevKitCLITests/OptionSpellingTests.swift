@@ -11,6 +11,7 @@ struct OptionSpellingTests {
         [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
         ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
+        ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ]
 
     @Test("help shows the new names and not the old ones", arguments: [
@@ -45,6 +46,7 @@ struct OptionSpellingTests {
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry", "list"], ["registry", "show"],
         ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
+        ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ])
     func everyUsageNamesOptions(command: [String]) throws {
         let result = try ConsoleCLIProcess.run(command + ["--help"])
@@ -111,6 +113,7 @@ struct OptionSpellingTests {
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
         ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
+        ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ])
     func examplesFit(command: [String]) throws {
         let result = try ConsoleCLIProcess.run(command + ["--help"])
