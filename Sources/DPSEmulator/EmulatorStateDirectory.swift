@@ -50,18 +50,13 @@ public struct EmulatorStateDirectory: Sendable {
     /// it holds the service key.
     func prepare() throws(EmulatorSetupError) {
         do {
-            try FileManager.default.createDirectory(
-                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try DurableFile.makeDirectories(path, mode: 0o700)
         } catch {
-            let code = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code ?? Int(EIO)
-            throw .directory(path: path, errno: Int32(code), reason: "cannot create it (\(String(cString: strerror(Int32(code)))))")
+            throw .directory(path: path, errno: error.errno.rawValue, reason: "cannot create it (\(error.path): \(error.reason))")
         }
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw .directory(path: path, errno: errno, reason: String(cString: strerror(errno)))
-        }
-        guard st.st_mode & S_IFMT == S_IFDIR else {
-            throw .directory(path: path, errno: ENOTDIR, reason: "not a directory")
         }
         guard st.st_uid == geteuid() else {
             throw .directory(path: path, errno: EPERM, reason: "owned by another user; choose a --state-dir of your own")

@@ -176,14 +176,14 @@ struct EmulateDPSCommand: AsyncParsableCommand {
         }
     }
 
-    /// "42 requests (bulk 30, enrollment_put 12); answers 200: 40, 429: 2; 300 enrollments"
+    /// "42 requests (bulk 30, enrollment_put 12); answers 200: 40, 429: 2; 300 enrollments stored"
     private func summary(_ stats: EmulatorStats) -> String {
-        func list(_ counts: [String: Int]) -> String {
-            counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        func list(_ counts: [String: Int], _ separator: String) -> String {
+            counts.sorted { $0.key < $1.key }.map { "\($0.key)\(separator)\($0.value)" }.joined(separator: ", ")
         }
         var text = "\(stats.requests) request\(stats.requests == 1 ? "" : "s")"
-        if !stats.byKind.isEmpty { text += " (\(list(stats.byKind)))" }
-        if !stats.byStatus.isEmpty { text += "; answers \(list(stats.byStatus))" }
+        if !stats.byKind.isEmpty { text += " (\(list(stats.byKind, " ")))" }
+        if !stats.byStatus.isEmpty { text += "; answers \(list(stats.byStatus, ": "))" }
         return text + "; \(stats.enrollments) enrollment\(stats.enrollments == 1 ? "" : "s") stored"
     }
 
