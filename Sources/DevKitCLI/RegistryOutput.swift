@@ -129,13 +129,12 @@ func enrollmentCell(_ board: BoardRecord, now: Date = Date()) -> String {
     }
 }
 
-/// `HH:mm` today, `yyyy-MM-dd` another day (local time): a table cell, short.
+/// `HH:mm` (24-hour) today, `yyyy-MM-dd` another day, local time: a table cell, short.
 func shortTime(_ date: Date, now: Date = Date()) -> String {
-    let calendar = Calendar.current
-    if calendar.isDate(date, inSameDayAs: now) {
-        return date.formatted(.dateTime.hour(.twoDigits(amPM: .omitted)).minute(.twoDigits))
-    }
-    return date.formatted(.iso8601.year().month().day())
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.dateFormat = Calendar.current.isDate(date, inSameDayAs: now) ? "HH:mm" : "yyyy-MM-dd"
+    return formatter.string(from: date)
 }
 
 /// One CSV field: quoted when it must be; control and invisible format characters
