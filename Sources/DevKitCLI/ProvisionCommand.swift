@@ -29,7 +29,7 @@ struct ProvisionCommand: ParsableCommand {
             prints the equivalent `az iot dps enrollment create` command.
 
             With --dps-connection-string-file (a DPS shared access policy's connection \
-            string, with EnrollmentWrite; never on the command line) the board is also \
+            string, with EnrollmentRead and EnrollmentWrite; never an argument) the board is also \
             enrolled in DPS, as the last step, once its files are written and its row \
             says done: an individual X.509 enrollment is created (`created`), one \
             holding this certificate already is left alone (`unchanged`), and one \
@@ -73,7 +73,7 @@ struct ProvisionCommand: ParsableCommand {
               devkit provision --elf DevKitDPS.ino.elf --uds-file board7.uds \\
                   --wifi-ssid bench --wifi-password-file wifi.secret --json
               devkit provision --resume 7
-              devkit provision --elf DevKitDPS.ino.elf --generate-uds \
+              devkit provision --elf DevKitDPS.ino.elf --generate-uds \\
                   --dps-connection-string-file dps.cs
 
             Exit codes: 64 invalid input, 65 bad firmware or boot log, 66 file not found, \

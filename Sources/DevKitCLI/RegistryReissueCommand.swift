@@ -43,7 +43,7 @@ struct RegistryReissueCommand: ParsableCommand {
               devkit registry reissue --bin New.ino.bin --map New.ino.map \\
                   --firmware-version 1.6.3 --output-dir enrollments-1.6.3
               devkit registry reissue --elf New.ino.elf --board 3 --board 7 --json
-              devkit registry reissue --elf New.ino.elf --firmware-version 1.6.3 \
+              devkit registry reissue --elf New.ino.elf --firmware-version 1.6.3 \\
                   --enroll --dps-connection-string-file dps.cs
             """)
 

@@ -130,6 +130,41 @@ struct ProvisionDPSTests {
         #expect(try Registry(path: db).board(id: id)?.enrollment?.action == .unchanged)
     }
 
+    @Test("registry reissue: without --enroll the new certificate is not enrolled; --enroll replaces DPS's and records it")
+    func reissueEnroll() throws {
+        let (v, dir, kit, dps) = try setup()
+        defer { dps.stop(); kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/registry.sqlite"
+        let provisioned = try RegistryCLIProcess.run(
+            cli.provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds"] + dpsOptions(dps))
+        #expect(provisioned.status == 0, "\(provisioned.stderr)")
+        // New firmware: a new certificate for the same registration ID.
+        let tiny = ProvisionCLITests.fixtures.appendingPathComponent("firmware/Tiny.ino.elf").path
+        let plain = try RegistryCLIProcess.run(
+            ["registry", "reissue", "--elf", tiny, "--output-dir", dir + "/new", "--registry", db])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        var row = try #require(try Registry(path: db).allBoards().first)
+        #expect(row.awaitsEnrollment && row.enrollment?.action == .created, "an older certificate is enrolled")
+        let list = try RegistryCLIProcess.run(["registry", "list", "--registry", db])
+        #expect(list.stdout.contains("old certificate"), "\(list.stdout)")
+
+        let pushed = try RegistryCLIProcess.run(
+            ["registry", "reissue", "--elf", tiny, "--output-dir", dir + "/new", "--registry", db, "--enroll"]
+                + dpsOptions(dps))
+        #expect(pushed.status == 0, "\(pushed.stderr)")
+        #expect(pushed.stdout.contains("enrolled in DPS (updated)"), "\(pushed.stdout)")
+        row = try #require(try Registry(path: db).allBoards().first)
+        #expect(row.isEnrolled && row.enrollment?.action == .updated)
+        let held = try #require(try shown(v.registrationID, dps))
+        let info = (((held["attestation"] as? [String: Any])?["x509"] as? [String: Any])?["clientCertificates"]
+            as? [String: Any]).flatMap { ($0["primary"] as? [String: Any])?["info"] as? [String: Any] }
+        #expect(info?["sha1Thumbprint"] as? String == row.certificateSHA1)
+
+        // --enroll needs the connection string; the connection string needs --enroll.
+        let missing = try RegistryCLIProcess.run(["registry", "reissue", "--elf", tiny, "--registry", db, "--enroll"])
+        #expect(missing.status == 64 && missing.stderr.contains("--enroll needs --dps-connection-string-file"), "\(missing.stderr)")
+    }
+
     @Test("DPS holding another certificate: a conflict, not replaced; exit 1 and the --replace command")
     func conflictIsReported() throws {
         let (v, dir, kit, dps) = try setup()
