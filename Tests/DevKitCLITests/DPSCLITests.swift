@@ -226,7 +226,9 @@ struct DPSTrustTests {
         }
         var certificate: String { directory + "/cert.pem" }
         deinit {
-            process.terminate()
+            // SIGKILL: the server inherits the test thread's signal mask, in which
+            // the concurrency runtime's threads block SIGTERM (terminate() hung here).
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             try? FileManager.default.removeItem(atPath: directory)
         }
