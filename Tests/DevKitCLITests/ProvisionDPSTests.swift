@@ -222,6 +222,28 @@ struct ProvisionDPSTests {
         #expect(alone.status == 64 && alone.stderr.contains("give --dps-connection-string-file too"), "\(alone.stderr)")
     }
 
+    @Test("The connection string from standard input: used once, never stored; a resume must be given it again")
+    func connectionStringFromStandardInput() throws {
+        let (v, dir, kit, dps) = try setup()
+        defer { dps.stop(); kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/registry.sqlite"
+        let text = try #require(consoleReadText(dps.connectionStringFile))
+        let closed = "https://127.0.0.1:\(try closedLoopbackPort())"
+        let r = try TestProcess.run(
+            [TestProcess.devkitBinary] + cli.provisionArgs(v, dir, kit)
+                + ["--uds-file", dir + "/board.uds", "--dps-connection-string-file", "-", "--dps-endpoint", closed,
+                   "--dps-ca-file", dps.caFile],
+            stdin: Array(text.utf8), timeout: 60)
+        #expect(r.status == 69, "\(r.stderr)")
+        #expect(r.stderr.contains("--connection-string-file -"), "the finishing command reads it from stdin again: \(r.stderr)")
+        let settings = try #require(try Registry(path: db).board(id: 1)?.provisionSettings)
+        #expect(settings.contains("\"dps_connection_string_file\":\"-\""), "\(settings)")
+        #expect(!settings.contains("SharedAccessKey"))
+        let resumed = try RegistryCLIProcess.run(["provision", "--resume", "1", "--registry", db, "--port", kit.devicePath])
+        #expect(resumed.status == 64, "\(resumed.stderr)")
+        #expect(resumed.stderr.contains("came from standard input, which devkit never stores"), "\(resumed.stderr)")
+    }
+
     @Test("watch with a [dps] profile enrolls each board as its last step")
     func watchWithADPSProfile() throws {
         let (v, dir, kit, dps) = try setup()
