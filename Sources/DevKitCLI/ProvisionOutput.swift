@@ -64,6 +64,10 @@ struct ProvisionReporter {
     /// failed (the board is provisioned), else the resume.
     func hint(_ boardID: Int64, after error: (any Error)?) -> String {
         guard let notEnrolled = error as? NotEnrolled else { return Self.resumeHint(boardID, after: error) }
+        if !json {
+            // The command that finishes it follows, with the result and the error line.
+            return "board #\(boardID) is provisioned, not enrolled: \(notEnrolled)"
+        }
         return "board #\(boardID) is done, not enrolled; `\(enrollCommand(boardID, notEnrolled.needsReplace))` finishes it"
     }
 
