@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "DevKitConsole", targets: ["DevKitConsole"]),
         .library(name: "VirtualDevKit", targets: ["VirtualDevKit"]),
         .library(name: "DeviceDiscovery", targets: ["DeviceDiscovery"]),
+        .library(name: "DPSModel", targets: ["DPSModel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -28,6 +29,17 @@ let package = Package(
         .package(url: "https://github.com/attaswift/BigInt", from: "6.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // `devkit emulate-dps`: a local DPS over TLS. Without the default
+        // ConfigurationSupport trait (swift-configuration: unused, build time).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // Hummingbird's own dependencies, named for the types the emulator uses directly.
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries, found through pkg-config; apt names the package to install.
@@ -49,6 +61,30 @@ let package = Package(
             name: "DevKitSystem",
             dependencies: ["CDevKitLinux", .product(name: "SystemPackage", package: "swift-system")]),
 
+        // DPS's values (connection string, SAS token, enrollment bodies, the
+        // enrolled certificate's thumbprints), shared by the client, the commands and
+        // the local DPS; no I/O.
+        .target(
+            name: "DPSModel",
+            dependencies: [
+                "DevKitModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]),
+        // The DPS service client (enrollments, bulk, query, registration state) on
+        // AsyncHTTPClient: SAS tokens, retries, trust anchors, proxies; and the
+        // enrollment workflow for one board or a fleet.
+        .target(
+            name: "DPSService",
+            dependencies: [
+                "DPSModel", "DevKitModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
         .target(
             name: "DiceRIoT",
             dependencies: [
@@ -76,6 +112,8 @@ let package = Package(
             name: "DevKitWorkflows",
             dependencies: [
                 "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
+                // Enrolling each board in DPS as provisioning's last step (issue 13).
+                "DPSModel", "DPSService",
                 .product(name: "SystemPackage", package: "swift-system"),
                 // SHA-256 of the firmware files, recorded for --resume.
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -88,11 +126,30 @@ let package = Package(
                 "CLibEdit", "DevKitConsole", "DevKitModel", "DevKitSystem", "DevKitWorkflows", "SerialPort",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
+        // The local DPS (`devkit emulate-dps`): the service API on Hummingbird over
+        // TLS, its CA and server certificate, state, SAS checks and fault switches.
+        .target(
+            name: "DPSEmulator",
+            dependencies: [
+                "DPSModel", "DevKitModel", "DevKitSystem",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "DevKitCLI",
             dependencies: [
                 "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
                 "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "DevKitREPL",
+                "DPSModel", "DPSService", "DPSEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -109,6 +166,8 @@ let package = Package(
         .target(name: "DevKitTestSupport", dependencies: ["CDevKitLinux", "VirtualDevKit"], path: "Tests/DevKitTestSupport"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
+        .testTarget(name: "DPSModelTests", dependencies: ["DPSModel", "DevKitModel"]),
+        .testTarget(name: "DPSServiceTests", dependencies: ["DPSService", "DPSModel"]),
         .testTarget(
             name: "DevKitSystemTests",
             dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
@@ -135,6 +194,20 @@ let package = Package(
                 "VirtualDevKit", "DevKitTestSupport", .product(name: "Crypto", package: "swift-crypto"),
                 // To write rows as an earlier release did (relative paths).
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
+        // The local DPS in-process, over real TLS on loopback (AsyncHTTPClient trusting
+        // only the emulator's CA).
+        .testTarget(
+            name: "DPSEmulatorTests",
+            dependencies: [
+                "DPSEmulator", "DPSModel", "DevKitModel", "DevKitSystem", "DevKitTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
         // The commands: the built `devkit` run end to end, and the CLI's own types.
         .testTarget(

@@ -78,3 +78,47 @@ struct OutputOptions: ParsableArguments {
         if outputDirGiven?.isEmpty == true { throw ValidationError("--output-dir needs a directory.") }
     }
 }
+
+/// Enrolling the boards a command provisions or re-issues in DPS (`provision`,
+/// `registry reissue --enroll`): the `--dps-` spelling of `devkit dps`'s
+/// connection options, beside the command's own `--output-dir` and `--registry`.
+struct DPSEnrollOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Enroll in DPS with the connection string of a DPS shared access policy in this file ('-': standard input).",
+        valueName: "file"))
+    var dpsConnectionStringFile: String?
+    @Option(help: ArgumentHelp(
+        "DPS base URL when it is not https://<HostName> (a private endpoint, `devkit emulate-dps`).", valueName: "url"))
+    var dpsEndpoint: String?
+    @Option(help: ArgumentHelp("PEM certificates to trust for DPS besides the system's.", valueName: "pem"))
+    var dpsCAFile: String?
+    @Option(help: ArgumentHelp("IoT hub to assign the device to (enrollment and enrollment file).", valueName: "host"))
+    var iotHub: String?
+
+    func validate() throws {
+        if dpsConnectionStringFile?.isEmpty == true {
+            throw ValidationError("--dps-connection-string-file needs a path, or '-' for standard input.")
+        }
+        if dpsCAFile == "-" || dpsCAFile?.isEmpty == true {
+            throw ValidationError("--dps-ca-file takes a PEM file (not standard input).")
+        }
+        if dpsConnectionStringFile == nil, dpsEndpoint != nil || dpsCAFile != nil {
+            throw ValidationError(
+                "\(dpsEndpoint != nil ? "--dps-endpoint" : "--dps-ca-file") is used to enroll in DPS; "
+                    + "give --dps-connection-string-file too.")
+        }
+        if let iotHub, iotHub.isEmpty || iotHub.contains(where: { $0 == "/" || $0 == " " }) {
+            throw ValidationError("--iot-hub takes the hub's host name, e.g. my-hub.azure-devices.net.")
+        }
+    }
+
+    /// The settings given, over `base` (the DPS name and resource group for the `az` line).
+    func settings(over base: DPSSettings = DPSSettings()) -> DPSSettings {
+        var dps = base
+        dps.iotHubHostName = iotHub ?? base.iotHubHostName
+        dps.connectionStringFile = dpsConnectionStringFile ?? base.connectionStringFile
+        dps.endpoint = dpsEndpoint ?? base.endpoint
+        dps.caFile = dpsCAFile ?? base.caFile
+        return dps
+    }
+}

@@ -35,6 +35,11 @@ public struct DevKitCommand: AsyncParsableCommand {
             AutoconfigureCommand.self,
             WatchCommand.self,
             RegistryCommand.self,
+            DPSCommand.self,
+            // emulate last: its abstract's second line starts with "devkit", which
+            // the examples check (OptionSpellingTests) would take for an example
+            // if another command's line followed it.
+            EmulateDPSCommand.self,
             EmulateCommand.self,
         ]
     )

@@ -25,7 +25,7 @@ struct OutputLevelOptions: ParsableArguments {
     @Flag(help: "Errors only on stderr: no progress, no warnings.")
     var quiet = false
 
-    @Flag(help: "Also show each console exchange with the board on stderr (secrets masked).")
+    @Flag(help: "Also show each exchange with the board or DPS on stderr (secrets masked).")
     var verbose = false
 
     func validate() throws {

@@ -57,6 +57,27 @@ public enum DurableFile {
         guard fsync(fd) == 0 else { throw DurableFileError(path: directory, errno: Errno(rawValue: Glibc.errno)) }
     }
 
+    /// `mkdir -p`: creates `path` and its missing parents, each new one with `mode`
+    /// (exactly: chmod after mkdir, whatever the umask), and syncs the parent of each
+    /// so that they survive a crash. mkdir(2) rather than FileManager, whose errors
+    /// hide the errno an exit code is chosen by. An existing non-directory is ENOTDIR.
+    public static func makeDirectories(_ path: String, mode: mode_t) throws(DurableFileError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            let parent = current.isEmpty ? "/" : current
+            current += "/" + component
+            if mkdir(current, mode) == 0 {
+                _ = chmod(current, mode)
+                try? syncDirectory(parent)  // best effort: some file systems refuse it
+            } else if errno != EEXIST {
+                throw DurableFileError(path: current, errno: Errno(rawValue: errno))
+            }
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw DurableFileError(path: path, errno: Errno(rawValue: errno)) }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw DurableFileError(path: path, errno: .notDirectory) }
+    }
+
     /// The directory `path` is in ("." for a bare name).
     static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }

@@ -10,7 +10,8 @@ struct OptionSpellingTests {
     static let everyCommand: [[String]] = [
         [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
+        ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ]
 
     @Test("help shows the new names and not the old ones", arguments: [
@@ -44,7 +45,8 @@ struct OptionSpellingTests {
     @Test("every usage line names options, not only <options>", arguments: [
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
+        ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ])
     func everyUsageNamesOptions(command: [String]) throws {
         let result = try ConsoleCLIProcess.run(command + ["--help"])
@@ -110,7 +112,8 @@ struct OptionSpellingTests {
     @Test("examples never wrap inside a command", arguments: [
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
+        ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
     ])
     func examplesFit(command: [String]) throws {
         let result = try ConsoleCLIProcess.run(command + ["--help"])

@@ -10,7 +10,7 @@ struct OutputLevelTests {
     @Test("every command takes --quiet and --verbose, not both", arguments: [
         ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
         ["list"], ["autoconfigure"], ["watch"], ["registry", "list"], ["registry", "show"],
-        ["registry", "export"], ["registry", "reissue"], ["emulate"],
+        ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
     ])
     func everyCommand(command: [String]) throws {
         let help = try ConsoleCLIProcess.run(command + ["--help"])

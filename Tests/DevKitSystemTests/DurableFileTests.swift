@@ -79,6 +79,21 @@ import Glibc
         #expect(try entries(dir) == ["s"])
     }
 
+    @Test func makeDirectoriesCreatesParentsWithTheModeAndNamesWhatFailed() throws {
+        let dir = makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try DurableFile.makeDirectories(dir + "/a/b/c", mode: 0o700)
+        #expect(mode(dir + "/a") == 0o700 && mode(dir + "/a/b/c") == 0o700)
+        try DurableFile.makeDirectories(dir + "/a/b/c", mode: 0o700)  // already there
+        try DurableFile.write(Array("x".utf8), to: dir + "/f", mode: 0o600)
+        #expect(throws: DurableFileError(path: dir + "/f", errno: .notDirectory)) {
+            try DurableFile.makeDirectories(dir + "/f", mode: 0o700)
+        }
+        #expect(throws: DurableFileError(path: dir + "/f/sub", errno: .notDirectory)) {
+            try DurableFile.makeDirectories(dir + "/f/sub/more", mode: 0o700)
+        }
+    }
+
     @Test func notReplacingRefusesAnExistingFile() throws {
         let dir = makeDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,0 +1,353 @@
+import DPSModel
+import DevKitModel
+import Foundation
+
+/// One board to enroll: its registration ID and the certificate it presents.
+public struct EnrollmentItem: Sendable {
+    public var registrationId: String
+    public var certificate: EnrollmentCertificate
+    public init(registrationId: String, certificate: EnrollmentCertificate) {
+        self.registrationId = registrationId
+        self.certificate = certificate
+    }
+}
+
+/// What is written into each enrollment, and how.
+public struct EnrollmentSettings: Sendable {
+    /// The IoT Hub device ID (default: DPS uses the registration ID). One board only.
+    public var deviceId: String?
+    /// The hub to assign the device to (default: the DPS's allocation policy).
+    public var iotHubHostName: String?
+    public var provisioningStatus: ProvisioningStatus
+    /// Replace an enrollment that holds another certificate (with `If-Match`).
+    public var replace: Bool
+    /// Requests in flight at once for a fleet.
+    public var parallel: Int
+
+    public init(
+        deviceId: String? = nil, iotHubHostName: String? = nil, provisioningStatus: ProvisioningStatus = .enabled,
+        replace: Bool = false, parallel: Int = 4
+    ) {
+        self.deviceId = deviceId; self.iotHubHostName = iotHubHostName
+        self.provisioningStatus = provisioningStatus; self.replace = replace; self.parallel = max(1, parallel)
+    }
+}
+
+/// What happened to one enrollment.
+public enum EnrollmentAction: String, Sendable, Codable, CaseIterable {
+    case created, updated, unchanged, conflict, failed
+}
+
+/// One board's result: what `dps enroll` prints and what the registry records
+/// (action, etag, time, DPS's thumbprint).
+public struct EnrollmentOutcome: Sendable, Equatable {
+    public var registrationId: String
+    public var action: EnrollmentAction
+    /// The enrollment's etag after this run (nil when failed, or a read-back failed).
+    public var etag: String?
+    /// As DPS reports it (its `info`), else as computed here (the same digest).
+    public var sha1Thumbprint: String?
+    public var sha256Thumbprint: String?
+    /// When the outcome was known.
+    public var time: Date
+    /// Why it failed, or what the conflict is.
+    public var error: DPSServiceError?
+    /// For a conflict: what DPS holds (its SHA-1 thumbprint).
+    public var message: String?
+
+    public init(
+        registrationId: String, action: EnrollmentAction, etag: String? = nil, sha1Thumbprint: String? = nil,
+        sha256Thumbprint: String? = nil, time: Date = Date(), error: DPSServiceError? = nil, message: String? = nil
+    ) {
+        self.registrationId = registrationId; self.action = action; self.etag = etag
+        self.sha1Thumbprint = sha1Thumbprint; self.sha256Thumbprint = sha256Thumbprint; self.time = time
+        self.error = error; self.message = message
+    }
+
+    /// Whether the board is enrolled with its certificate now.
+    public var isEnrolled: Bool { action == .created || action == .updated || action == .unchanged }
+}
+
+/// Enrolls boards in DPS idempotently: an enrollment that already holds the same
+/// certificate is left alone (`unchanged`, nothing written); one that holds another
+/// is a `conflict` unless ``EnrollmentSettings/replace``, which PUTs with `If-Match`
+/// (a 412 there, another writer in between, fails that board and nothing more is
+/// written to it); an absent one is `created`.
+///
+/// One board: GET, then PUT when needed. A fleet: bulk `create` in chunks of 10, a
+/// few requests in flight, without reading first (most boards of a fleet are new);
+/// a board the bulk refused is then looked at alone (GET: the same certificate is
+/// unchanged, another a conflict or a replace, none a failure with DPS's error);
+/// the created ones are read back for their etags (bulk answers carry none).
+public struct EnrollmentWorkflow: Sendable {
+    public let client: DPSClient
+    public var settings: EnrollmentSettings
+    /// Enrollments read back per query page for a fleet.
+    public var readBackPageSize = 1000
+    /// Told how many boards each bulk request settled, as it returns (a fleet's
+    /// progress before its outcomes, which wait for the read-back).
+    public var bulkProgress: (@Sendable (Int) -> Void)?
+
+    public init(client: DPSClient, settings: EnrollmentSettings) {
+        self.client = client
+        self.settings = settings
+    }
+
+    /// Enrolls `items`, calling `progress` as each board's outcome is known (from
+    /// several tasks: it must be thread-safe). Outcomes come back in input order.
+    public func enroll(
+        _ items: [EnrollmentItem], progress: @escaping @Sendable (EnrollmentOutcome) -> Void = { _ in }
+    ) async -> [EnrollmentOutcome] {
+        var outcomes = [EnrollmentOutcome?](repeating: nil, count: items.count)
+        var valid: [Int] = []
+        var seen: [String: Int] = [:]
+        for (i, item) in items.enumerated() {
+            if let refusal = precheck(item) {
+                outcomes[i] = refusal
+            } else if let first = seen[DPSRegistrationIDRules.key(item.registrationId)] {
+                outcomes[i] = failure(item.registrationId, .invalidRequest, "given twice (also as item \(first + 1))")
+            } else {
+                seen[DPSRegistrationIDRules.key(item.registrationId)] = i
+                valid.append(i)
+            }
+            if let o = outcomes[i] { progress(o) }
+        }
+        if valid.count == 1 {
+            let i = valid[0]
+            let o = await enrollOne(items[i])
+            progress(o)
+            outcomes[i] = o
+        } else if !valid.isEmpty {
+            for (i, o) in await enrollFleet(valid.map { ($0, items[$0]) }, progress: progress) { outcomes[i] = o }
+        }
+        return outcomes.map { $0! }
+    }
+
+    // MARK: - One board
+
+    /// GET, then PUT when absent (created) or different and replacing (updated).
+    public func enrollOne(_ item: EnrollmentItem) async -> EnrollmentOutcome {
+        do {
+            guard let existing = try await client.get(item.registrationId) else {
+                let stored = try await client.createOrUpdate(newEnrollment(item))
+                return outcome(item, .created, stored)
+            }
+            return try await resolveExisting(item, existing)
+        } catch {
+            return EnrollmentOutcome(registrationId: item.registrationId, action: .failed, error: error, message: error.description)
+        }
+    }
+
+    /// An enrollment DPS already holds: unchanged, conflict, or replaced with If-Match.
+    private func resolveExisting(_ item: EnrollmentItem, _ existing: IndividualEnrollment) async throws(DPSServiceError) -> EnrollmentOutcome {
+        if holdsSameCertificate(existing, item.certificate) { return outcome(item, .unchanged, existing) }
+        guard settings.replace else {
+            let theirs = existing.primaryCertificateInfo?.sha1Thumbprint
+                ?? existing.primaryCertificatePEM.flatMap { try? EnrollmentCertificate(pem: $0) }?.sha1Thumbprint
+            var o = outcome(item, .conflict, existing)
+            // The thumbprints shown are ours (what would be enrolled); the message names theirs.
+            o.sha1Thumbprint = item.certificate.sha1Thumbprint
+            o.sha256Thumbprint = item.certificate.sha256Thumbprint
+            o.message = "DPS holds another certificate for \(item.registrationId)"
+                + (theirs.map { " (SHA-1 \($0))" } ?? (existing.primaryCertificatePEM == nil ? " (not an X.509 enrollment)" : ""))
+            return o
+        }
+        // Everything else of the enrollment (initial twin, capabilities, allocation)
+        // is kept; the certificate becomes ours (a secondary one is dropped: it is
+        // the old board's), and the settings given here apply.
+        var updated = existing
+        updated.attestation = .x509(primaryPEM: item.certificate.pem)
+        updated.provisioningStatus = settings.provisioningStatus
+        if let d = settings.deviceId { updated.deviceId = d }
+        if let h = settings.iotHubHostName { updated.iotHubHostName = h }
+        updated.createdDateTimeUtc = nil
+        updated.lastUpdatedDateTimeUtc = nil
+        do {
+            let stored = try await client.createOrUpdate(updated, ifMatch: existing.etag ?? "*")
+            return outcome(item, .updated, stored)
+        } catch where error.status == 412 {
+            var error = error
+            error.message = "the enrollment changed since it was read (If-Match \(existing.etag ?? "*") is stale): "
+                + "another writer updated it; nothing was written; run again to see its state"
+            throw error
+        }
+    }
+
+    // MARK: - A fleet
+
+    private func enrollFleet(
+        _ items: [(index: Int, item: EnrollmentItem)], progress: @escaping @Sendable (EnrollmentOutcome) -> Void
+    ) async -> [(Int, EnrollmentOutcome)] {
+        let chunks = stride(from: 0, to: items.count, by: BulkEnrollmentOperation.maxEnrollments).map {
+            Array(items[$0..<min($0 + BulkEnrollmentOperation.maxEnrollments, items.count)])
+        }
+        // Each chunk: bulk create, then the refused boards one by one.
+        var created: [(Int, EnrollmentItem)] = []
+        var done: [(Int, EnrollmentOutcome)] = []
+        await withTaskGroup(of: (created: [(Int, EnrollmentItem)], done: [(Int, EnrollmentOutcome)]).self) { group in
+            var next = 0
+            func add() {
+                guard next < chunks.count else { return }
+                let chunk = chunks[next]
+                next += 1
+                group.addTask { await self.createChunk(chunk, progress: progress) }
+            }
+            for _ in 0..<min(settings.parallel, chunks.count) { add() }
+            for await result in group {
+                created += result.created
+                done += result.done
+                add()
+            }
+        }
+        let readBack = await readBack(created.map(\.1))
+        for (i, item) in created {
+            let o = outcome(item, .created, readBack[DPSRegistrationIDRules.key(item.registrationId)])
+            progress(o)
+            done.append((i, o))
+        }
+        return done
+    }
+
+    /// One bulk create; returns the boards it created (to read back) and the others' outcomes.
+    private func createChunk(
+        _ chunk: [(index: Int, item: EnrollmentItem)], progress: @Sendable (EnrollmentOutcome) -> Void
+    ) async -> (created: [(Int, EnrollmentItem)], done: [(Int, EnrollmentOutcome)]) {
+        let result: BulkEnrollmentOperationResult
+        do {
+            result = try await client.bulk(.create, chunk.map { newEnrollment($0.item) })
+            bulkProgress?(chunk.count - result.errors.count)
+        } catch where error.kind == .http && error.status.map({ (400..<500).contains($0) && $0 != 401 && $0 != 403 && $0 != 429 }) == true {
+            // The whole request refused (one board's data, by a server that checks
+            // before applying any): each board alone, so the others still go in.
+            var done: [(Int, EnrollmentOutcome)] = []
+            for (i, item) in chunk {
+                let o = await enrollOne(item)
+                progress(o)
+                done.append((i, o))
+            }
+            return ([], done)
+        } catch {
+            let done = chunk.map { (i, item) in
+                let o = EnrollmentOutcome(registrationId: item.registrationId, action: .failed, error: error, message: error.description)
+                progress(o)
+                return (i, o)
+            }
+            return ([], done)
+        }
+        var refused: [String: BulkEnrollmentOperationError] = [:]
+        for e in result.errors { refused[DPSRegistrationIDRules.key(e.registrationId)] = e }
+        var created: [(Int, EnrollmentItem)] = []
+        var done: [(Int, EnrollmentOutcome)] = []
+        for (i, item) in chunk {
+            guard let bulkError = refused[DPSRegistrationIDRules.key(item.registrationId)] else {
+                created.append((i, item))
+                continue
+            }
+            // Refused by the bulk create: usually because it exists (a rerun, or a
+            // retried request that had been applied). Looked at alone.
+            var o: EnrollmentOutcome
+            do {
+                if let existing = try await client.get(item.registrationId) {
+                    o = try await resolveExisting(item, existing)
+                } else {
+                    let error = DPSServiceError(
+                        kind: .http, operation: "POST /enrollments (bulk create)", status: 400,
+                        errorCode: bulkError.errorCode, message: bulkError.errorStatus ?? "refused by the bulk operation")
+                    o = EnrollmentOutcome(registrationId: item.registrationId, action: .failed, error: error, message: error.description)
+                }
+            } catch {
+                o = EnrollmentOutcome(registrationId: item.registrationId, action: .failed, error: error, message: error.description)
+            }
+            progress(o)
+            done.append((i, o))
+        }
+        return (created, done)
+    }
+
+    /// The created enrollments as DPS stores them (etag, certificate info), by ID key.
+    /// Few: a GET each. Many: query pages (1,000 a request), at most about three times
+    /// as many enrollments as were created (a large DPS is not read whole), then a
+    /// GET for any not seen. A read-back failure leaves that board without its etag:
+    /// it is enrolled all the same.
+    private func readBack(_ items: [EnrollmentItem]) async -> [String: IndividualEnrollment] {
+        var found: [String: IndividualEnrollment] = [:]
+        var wanted = Set(items.map { DPSRegistrationIDRules.key($0.registrationId) })
+        if items.count > 2 * BulkEnrollmentOperation.maxEnrollments {
+            let budget = max(2, (3 * items.count) / readBackPageSize + 1)
+            var continuation: String?
+            var pages = 0
+            repeat {
+                guard let page = try? await client.queryPage(pageSize: readBackPageSize, continuation: continuation) else { break }
+                pages += 1
+                for e in page.enrollments {
+                    let key = DPSRegistrationIDRules.key(e.registrationId)
+                    if wanted.remove(key) != nil { found[key] = e }
+                }
+                continuation = page.continuation
+            } while continuation != nil && !wanted.isEmpty && pages < budget
+        }
+        let rest = items.filter { wanted.contains(DPSRegistrationIDRules.key($0.registrationId)) }
+        await withTaskGroup(of: (String, IndividualEnrollment?).self) { group in
+            var next = 0
+            func add() {
+                guard next < rest.count else { return }
+                let id = rest[next].registrationId
+                next += 1
+                group.addTask { (DPSRegistrationIDRules.key(id), try? await self.client.get(id)) }
+            }
+            for _ in 0..<min(settings.parallel, rest.count) { add() }
+            for await (key, e) in group {
+                if let e { found[key] = e }
+                add()
+            }
+        }
+        return found
+    }
+
+    // MARK: - Helpers
+
+    /// Refuses before sending what DPS would refuse: an ID against its rules, a
+    /// certificate whose CN is not the ID (DPS matches the device by it).
+    private func precheck(_ item: EnrollmentItem) -> EnrollmentOutcome? {
+        do { try DPSRegistrationIDRules.check(item.registrationId) } catch {
+            return failure(item.registrationId, .invalidRequest, error.description)
+        }
+        guard let cn = item.certificate.commonName else {
+            return failure(item.registrationId, .invalidRequest, "the certificate has no subject CN; DPS matches the device by it")
+        }
+        guard DPSRegistrationIDRules.key(cn) == DPSRegistrationIDRules.key(item.registrationId) else {
+            return failure(
+                item.registrationId, .invalidRequest,
+                "the certificate's subject CN is '\(escaped(cn))', not the registration ID '\(escaped(item.registrationId))'; DPS matches the device by its CN")
+        }
+        return nil
+    }
+
+    private func failure(_ id: String, _ kind: DPSServiceError.Kind, _ message: String) -> EnrollmentOutcome {
+        let error = DPSServiceError(kind: kind, operation: "enroll \(id)", message: message)
+        return EnrollmentOutcome(registrationId: id, action: .failed, error: error, message: message)
+    }
+
+    private func newEnrollment(_ item: EnrollmentItem) -> IndividualEnrollment {
+        .x509(
+            registrationId: item.registrationId, certificatePEM: item.certificate.pem, deviceId: settings.deviceId,
+            iotHubHostName: settings.iotHubHostName, provisioningStatus: settings.provisioningStatus)
+    }
+
+    /// Whether DPS's enrollment holds this certificate: the same DER (the PEM's
+    /// line breaks may differ), or, when its PEM cannot be read here, the same
+    /// SHA-256 thumbprint in the service's info.
+    private func holdsSameCertificate(_ e: IndividualEnrollment, _ c: EnrollmentCertificate) -> Bool {
+        if let pem = e.primaryCertificatePEM, let theirs = try? EnrollmentCertificate(pem: pem) { return theirs.sameCertificate(as: c) }
+        if let sha256 = e.primaryCertificateInfo?.sha256Thumbprint { return sha256.uppercased() == c.sha256Thumbprint }
+        return false
+    }
+
+    private func outcome(_ item: EnrollmentItem, _ action: EnrollmentAction, _ stored: IndividualEnrollment?) -> EnrollmentOutcome {
+        let info = stored?.primaryCertificateInfo
+        return EnrollmentOutcome(
+            registrationId: item.registrationId, action: action, etag: stored?.etag,
+            sha1Thumbprint: info?.sha1Thumbprint ?? item.certificate.sha1Thumbprint,
+            sha256Thumbprint: info?.sha256Thumbprint ?? item.certificate.sha256Thumbprint)
+    }
+}

@@ -1,0 +1,288 @@
+import ArgumentParser
+import DPSModel
+import DPSService
+import DevKitModel
+import DevKitRegistry
+import DevKitSystem
+import DevKitWorkflows
+import Foundation
+
+/// `devkit dps enroll`: create or check individual X.509 enrollments.
+struct DPSEnrollCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll",
+        abstract: "Create individual X.509 enrollments for boards, idempotently.",
+        usage: """
+            devkit dps enroll (--cert <file> | --enrollment-file <file> |
+                --from-registry [--id <board> ...] [--registry <path>])
+                --connection-string-file <file> [--replace] [--json] [<options>]
+            """,
+        discussion: """
+            One source of boards: --cert PEM (the registration ID is the certificate's \
+            subject CN), --enrollment-file (the <id>.enrollment.json devkit provision \
+            writes), or --from-registry (every board provisioned to the end whose \
+            certificate file is still the recorded one; --id chooses boards).
+
+            An enrollment that already holds the same certificate is left alone \
+            (unchanged: nothing is written). One that holds another certificate is a \
+            conflict and is left alone, unless --replace: then it is updated with \
+            If-Match on the etag just read (its initial twin and other settings are \
+            kept); if someone changed it in between, that board fails and nothing \
+            more is written to it. An absent one is created. Several boards go \
+            through the bulk API, 10 per request, --parallel requests at once.
+
+            Each result is a line: registration ID, action (created, updated, \
+            unchanged, conflict, failed) and the SHA-1 thumbprint DPS reports; \
+            --json prints one object per board instead. With --from-registry each \
+            board's outcome is also recorded in the registry (`devkit registry list` \
+            shows it as ENROLLED): this is what finishes a board left `done, not \
+            enrolled` by `devkit provision`.
+
+            \(DPSHelp.connection)
+
+            Examples:
+              devkit dps enroll --cert out/az-a4cf120b9e31v1v6v2.pem \\
+                  --connection-string-file dps.cs
+              devkit dps enroll --enrollment-file out/board.enrollment.json \\
+                  --connection-string-file - --replace < dps.cs
+              devkit dps enroll --from-registry --id 3 --id 7 \\
+                  --connection-string-file dps.cs --json
+
+            \(DPSHelp.exitCodes)
+            """)
+
+    @Option(help: ArgumentHelp("The board's Alias certificate, PEM.", valueName: "file"))
+    var cert: String?
+
+    @Option(
+        name: .customLong("enrollment-file"),
+        help: ArgumentHelp("An <id>.enrollment.json written by devkit provision.", valueName: "file"))
+    var enrollmentFile: String?
+
+    @Flag(name: .customLong("from-registry"), help: "Every recorded board whose certificate is current.")
+    var fromRegistry = false
+
+    @Option(
+        name: .customLong("id"),
+        help: ArgumentHelp("With --from-registry: only this board (row id, MAC or registration ID); repeatable.", valueName: "board"))
+    var ids: [String] = []
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(
+        name: .customLong("registration-id"),
+        help: ArgumentHelp("With --cert: must equal the certificate's CN (a check).", valueName: "id"))
+    var registrationID: String?
+
+    @OptionGroup var connection: DPSConnectionOptions
+
+    @Option(
+        name: .customLong("device-id"),
+        help: ArgumentHelp("The IoT Hub device ID (default: the registration ID); one board only.", valueName: "id"))
+    var deviceID: String?
+
+    @Option(
+        name: .customLong("iot-hub"),
+        help: ArgumentHelp("Assign to this IoT Hub (default: the DPS's allocation policy).", valueName: "host"))
+    var iotHub: String?
+
+    @Flag(help: "Create the enrollments disabled (provisioningStatus disabled).")
+    var disabled = false
+
+    @Flag(help: "Update an enrollment that holds another certificate (with If-Match).")
+    var replace = false
+
+    @Option(help: ArgumentHelp("Requests in flight at once for several boards.", valueName: "n"))
+    var parallel = 4
+
+    @Flag(help: "One JSON object per board on stdout.")
+    var json = false
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
+    func validate() throws {
+        let sources = [cert != nil, enrollmentFile != nil, fromRegistry].filter { $0 }.count
+        guard sources == 1 else {
+            throw ValidationError(
+                sources == 0
+                    ? "Give the boards to enroll: --cert FILE, --enrollment-file FILE or --from-registry."
+                    : "Give one source of boards: --cert, --enrollment-file or --from-registry, not several.")
+        }
+        if !ids.isEmpty && !fromRegistry { throw ValidationError("--id chooses boards of --from-registry; give --from-registry too.") }
+        if registry.path != nil && !fromRegistry { throw ValidationError("--registry goes with --from-registry.") }
+        if registrationID != nil && cert == nil { throw ValidationError("--registration-id goes with --cert (an enrollment file names its ID).") }
+        if deviceID != nil && fromRegistry { throw ValidationError("--device-id names one board's device: not with --from-registry.") }
+        guard (1...64).contains(parallel) else { throw ValidationError("--parallel takes 1 to 64 requests at once.") }
+        if cert?.isEmpty == true || enrollmentFile?.isEmpty == true { throw ValidationError("Give a file path.") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            var settings = EnrollmentSettings(
+                deviceId: deviceID, iotHubHostName: iotHub, provisioningStatus: disabled ? .disabled : .enabled,
+                replace: replace, parallel: parallel)
+            var items: [EnrollmentItem] = []
+            var early: [EnrollmentOutcome] = []
+            var boardIDs: [String: Int64] = [:]
+            if let cert {
+                let certificate = try readCertificate(cert)
+                guard let cn = certificate.commonName else {
+                    throw DPSInputError.certificate(path: cert, reason: "its subject has no CN (DPS matches the device by it)")
+                }
+                if let given = registrationID, DPSRegistrationIDRules.key(given) != DPSRegistrationIDRules.key(cn) {
+                    throw DPSInputError.mismatch(
+                        "--registration-id is '\(escaped(given))' but the certificate's CN is '\(escaped(cn))'; "
+                            + "DPS matches the device by its CN: drop --registration-id or give the right certificate")
+                }
+                items = [EnrollmentItem(registrationId: cn, certificate: certificate)]
+            } else if let enrollmentFile {
+                let (item, fileSettings) = try readEnrollmentFile(enrollmentFile)
+                items = [item]
+                // The file's settings, unless given here.
+                if iotHub == nil { settings.iotHubHostName = fileSettings.iotHubHostName }
+                if !disabled, let status = fileSettings.provisioningStatus { settings.provisioningStatus = status }
+                if deviceID == nil { settings.deviceId = fileSettings.deviceId }
+            } else {
+                (items, early, boardIDs) = try registryItems()
+            }
+            let reporter = EnrollmentReporter(json: json, total: items.count + early.count, boardIDs: boardIDs)
+            reporter.start()
+            early.forEach(reporter.report)
+            var outcomes = early
+            if !items.isEmpty {
+                let (enrolled, dpsHost) = try await withDPSClient(connection, parallel: parallel) { client in
+                    var workflow = EnrollmentWorkflow(client: client, settings: settings)
+                    workflow.bulkProgress = { reporter.written($0) }
+                    return (await workflow.enroll(items) { reporter.report($0) }, client.configuration.connectionString.hostName)
+                }
+                outcomes += enrolled
+                if fromRegistry { try record(enrolled, dpsHost: dpsHost, boardIDs: boardIDs) }
+            }
+            if fromRegistry && outcomes.isEmpty && !json {
+                printError("devkit: no board of the registry has a current certificate to enroll")
+            }
+            try exit(for: outcomes)
+        }
+    }
+
+    /// Records each board's outcome in the registry (what `registry list` shows as
+    /// ENROLLED); boards refused before anything was sent are not recorded.
+    private func record(_ outcomes: [EnrollmentOutcome], dpsHost: String, boardIDs: [String: Int64]) throws {
+        let registry = try self.registry.open()
+        for outcome in outcomes {
+            guard let id = boardIDs[DPSRegistrationIDRules.key(outcome.registrationId)] else { continue }
+            try EnrollmentRecording.record(outcome, dpsHost: dpsHost, boardID: id, in: registry)
+        }
+    }
+
+    /// 0 when every board is enrolled; one board that failed: its error's code; a
+    /// conflict, or failures in a fleet: 1.
+    private func exit(for outcomes: [EnrollmentOutcome]) throws {
+        if outcomes.allSatisfy(\.isEnrolled) { return }
+        if !fromRegistry, outcomes.count == 1, outcomes[0].action == .failed, let error = outcomes[0].error {
+            throw ExitCode(error.exitStatus.rawValue)
+        }
+        throw ExitCode(ExitStatus.partialFailure.rawValue)
+    }
+
+    private func readCertificate(_ path: String) throws -> EnrollmentCertificate {
+        let bytes: [UInt8]
+        do { bytes = try InputFile.read(path, limit: Self.certificateLimit) } catch {
+            throw CertificateFileError(path: path, error: error)
+        }
+        do { return try EnrollmentCertificate(pem: String(decoding: bytes, as: UTF8.self)) } catch {
+            throw DPSInputError.certificate(path: path, reason: error.description)
+        }
+    }
+
+    static let certificateLimit = InputLimit.certificate
+
+    /// The board and settings of an `<id>.enrollment.json`.
+    private func readEnrollmentFile(_ path: String) throws -> (EnrollmentItem, IndividualEnrollment) {
+        let bytes: [UInt8]
+        do { bytes = try InputFile.read(path, limit: Self.certificateLimit) } catch {
+            throw CertificateFileError(path: path, error: error)
+        }
+        let enrollment: IndividualEnrollment
+        do { enrollment = try JSONDecoder().decode(IndividualEnrollment.self, from: Data(bytes)) } catch {
+            throw DPSInputError.enrollmentFile(path: path, reason: "it is not a DPS individual enrollment (JSON)")
+        }
+        guard let pem = enrollment.primaryCertificatePEM else {
+            throw DPSInputError.enrollmentFile(path: path, reason: "it has no X.509 primary certificate")
+        }
+        let certificate: EnrollmentCertificate
+        do { certificate = try EnrollmentCertificate(pem: pem) } catch {
+            throw DPSInputError.enrollmentFile(path: path, reason: "its certificate: \(error.description)")
+        }
+        return (EnrollmentItem(registrationId: enrollment.registrationId, certificate: certificate), enrollment)
+    }
+
+    /// The registry's boards to enroll: provisioned to the end, not superseded, with
+    /// the certificate file they recorded. Boards chosen with --id that do not
+    /// qualify are failures; others are skipped.
+    private func registryItems() throws -> ([EnrollmentItem], [EnrollmentOutcome], [String: Int64]) {
+        guard let registry = try registry.openExisting() else { throw NoRegistryError(path: self.registry.resolvedPath) }
+        var boards: [BoardRecord]
+        if ids.isEmpty {
+            let all = try registry.allBoards()
+            boards = all.filter { $0.state == .done && $0.supersededBy == nil }
+            let skipped = all.count - boards.count
+            if skipped > 0 {
+                printWarning("\(skipped) board\(skipped == 1 ? "" : "s") of the registry skipped: not provisioned to the end, "
+                    + "or provisioned again since (`devkit registry list` shows them)")
+            }
+        } else {
+            boards = try ids.map { key in
+                guard let board = try registry.board(matching: key) else { throw RegistryError.boardNotFound(key) }
+                return board
+            }
+        }
+        var items: [EnrollmentItem] = []
+        var failed: [EnrollmentOutcome] = []
+        var boardIDs: [String: Int64] = [:]
+        for board in boards {
+            let id = board.registrationID ?? "board-\(board.id ?? 0)"
+            func fail(_ message: String) {
+                let error = DPSServiceError(kind: .invalidRequest, operation: "enroll \(id)", message: message)
+                failed.append(EnrollmentOutcome(registrationId: id, action: .failed, error: error, message: message))
+            }
+            if let rowID = board.id { boardIDs[DPSRegistrationIDRules.key(id)] = rowID }
+            guard board.state == .done, let path = board.certificatePath, board.registrationID != nil else {
+                fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `devkit provision --resume \(board.id ?? 0)`")
+                continue
+            }
+            if let newer = board.supersededBy {
+                fail("board #\(board.id ?? 0) was provisioned again as #\(newer); enroll #\(newer)")
+                continue
+            }
+            let certificate: EnrollmentCertificate
+            do { certificate = try readCertificate(path) } catch {
+                fail("its certificate \(escaped(path)) cannot be read (\(cliMessage(error))); re-issue it with `devkit registry reissue --board \(board.id ?? 0)`")
+                continue
+            }
+            if let recorded = board.certificateSHA256, recorded.uppercased() != certificate.sha256Thumbprint {
+                fail("\(escaped(path)) no longer holds the certificate recorded for board #\(board.id ?? 0); "
+                    + "re-issue it with `devkit registry reissue --board \(board.id ?? 0)`")
+                continue
+            }
+            items.append(EnrollmentItem(registrationId: id, certificate: certificate))
+        }
+        return (items, failed, boardIDs)
+    }
+}
+
+/// A certificate or enrollment file that cannot be read.
+struct CertificateFileError: Error, CLIReportable {
+    let path: String
+    let error: InputFileError
+    var exitStatus: ExitStatus {
+        switch error {
+        case .cannotOpen(let e) where e == .permissionDenied: .noPermission
+        case .cannotOpen, .isDirectory, .notAFile: .noInput
+        case .tooLarge: .dataError
+        case .cannotRead: .ioError
+        }
+    }
+    var userMessage: String { "cannot read \(escaped(path)): \(error.reason)" }
+}
