@@ -56,6 +56,11 @@ struct ServiceGate: RouterMiddleware {
                 error.status == .notFound || error.status == .methodNotAllowed
                     ? .noSuchOperation(request.method, request.uri.path)
                     : ServiceFailure(status: error.status, errorCode: error.status.code * 1000, message: error.body ?? "\(error.status)"))
+        } catch is CancellationError {
+            throw CancellationError()  // shutting down: no answer to give
+        } catch {
+            // A bug of the emulator's, still answered in DPS's shape (and counted).
+            response = answer(ServiceFailure(status: .internalServerError, errorCode: 500000, message: "Internal error: \(error)"))
         }
         finish(request, response, since: start)
         return response

@@ -128,11 +128,14 @@ struct EmulateDPSCommand: AsyncParsableCommand {
             configuration: DPSEmulatorConfiguration(stateDirectory: directory, port: port, faults: faults),
             requestLog: requestLog)
         // The relay's wait blocks: a thread of its own, not one of the concurrency pool's.
+        // The first signal stops the service gracefully (open requests finish); a
+        // second one, while that takes too long, ends the process at once.
         let stoppedBy = StopSignal()
         Thread {
             let signal = signals.wait()
             stoppedBy.signal.store(signal, ordering: .releasing)
             Task { await emulator.stop() }
+            SignalRelay.dieOf(signals.wait())
         }.start()
         let json = self.json
         try await emulator.run { port in
