@@ -85,12 +85,13 @@ struct OutputOptions: ParsableArguments {
 struct DPSEnrollOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Enroll in DPS with the connection string of a DPS shared access policy in this file ('-': standard input).",
-        valueName: "file"))
+        valueName: "file"), completion: .file())
     var dpsConnectionStringFile: String?
     @Option(help: ArgumentHelp(
         "DPS base URL when it is not https://<HostName> (a private endpoint, `devkit emulate-dps`).", valueName: "url"))
     var dpsEndpoint: String?
-    @Option(help: ArgumentHelp("PEM certificates to trust for DPS besides the system's.", valueName: "pem"))
+    @Option(help: ArgumentHelp("PEM certificates to trust for DPS besides the system's.", valueName: "pem"),
+        completion: .file(extensions: ["pem", "crt"]))
     var dpsCAFile: String?
     @Option(help: ArgumentHelp("IoT hub to assign the device to (enrollment and enrollment file).", valueName: "host"))
     var iotHub: String?

@@ -56,7 +56,8 @@ struct DPSConnectionOptions: ParsableArguments {
     @Option(
         name: .customLong("connection-string-file"),
         help: ArgumentHelp(
-            "File holding the DPS policy's connection string, or - for standard input.", valueName: "file"))
+            "File holding the DPS policy's connection string, or - for standard input.", valueName: "file"),
+        completion: .file())
     var connectionStringFile: String?
 
     @Option(help: ArgumentHelp("The service's base URL (default: https://<HostName>).", valueName: "url"))
@@ -64,7 +65,8 @@ struct DPSConnectionOptions: ParsableArguments {
 
     @Option(
         name: .customLong("ca-file"),
-        help: ArgumentHelp("PEM certificates to trust besides the system's.", valueName: "file"))
+        help: ArgumentHelp("PEM certificates to trust besides the system's.", valueName: "file"),
+        completion: .file(extensions: ["pem", "crt"]))
     var caFile: String?
 
     func validate() throws {

@@ -51,12 +51,13 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             \(DPSHelp.exitCodes)
             """)
 
-    @Option(help: ArgumentHelp("The board's Alias certificate, PEM.", valueName: "file"))
+    @Option(help: ArgumentHelp("The board's Alias certificate, PEM.", valueName: "file"), completion: .file(extensions: ["pem"]))
     var cert: String?
 
     @Option(
         name: .customLong("enrollment-file"),
-        help: ArgumentHelp("An <id>.enrollment.json written by devkit provision.", valueName: "file"))
+        help: ArgumentHelp("An <id>.enrollment.json written by devkit provision.", valueName: "file"),
+        completion: .file(extensions: ["json"]))
     var enrollmentFile: String?
 
     @Flag(name: .customLong("from-registry"), help: "Every recorded board whose certificate is current.")

@@ -50,6 +50,11 @@ struct CompletionTests {
             || argument.name.hasSuffix("-dir")
     }
 
+    /// A board's serial `--port <path>`; `emulate-dps --port <port>` is a TCP port number.
+    static func isSerialPort(_ argument: Argument) -> Bool {
+        argument.name == "port" && argument.valueName == "path"
+    }
+
     @Test("every option whose value is a path completes files, directories, or (--port) DevKit ports")
     func everyPathOptionCompletes() throws {
         let arguments = try Self.arguments()
@@ -63,7 +68,7 @@ struct CompletionTests {
         #expect(paths.count >= 40, "\(paths.count) path options")
         for argument in paths {
             let kind = argument.completion?.keys.first
-            if argument.name == "port" {
+            if Self.isSerialPort(argument) {
                 let command = (argument.completion?["shellCommand"] as? [String: Any])?["command"] as? String
                 #expect(command == "devkit list --names", "\(argument.label) completes \(argument.completion ?? [:])")
             } else if argument.valueName == "dir" || argument.name.hasSuffix("-dir") {
@@ -103,7 +108,7 @@ struct CompletionTests {
         #expect(script.contains("devkit list --names"), "\(shell): no port completion")
         // Every command's --port uses it.
         let calls = script.components(separatedBy: "devkit list --names").count - 1
-        let ports = try Self.arguments().filter { $0.name == "port" }.count
+        let ports = try Self.arguments().filter(Self.isSerialPort).count
         #expect(ports >= 8 && calls == ports, "\(shell): \(calls) port completions for \(ports) --port options")
     }
 

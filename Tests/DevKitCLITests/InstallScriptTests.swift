@@ -28,7 +28,8 @@ struct InstallScriptTests {
     static let commands: [[String]] = [
         [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"], ["list"],
         ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"], ["registry", "export"],
-        ["registry", "reissue"], ["emulate"], ["help"],
+        ["registry", "reissue"], ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "delete"], ["dps", "list"],
+        ["dps", "status"], ["emulate-dps"], ["emulate"], ["help"],
     ]
 
     static func page(_ command: [String]) -> String {
