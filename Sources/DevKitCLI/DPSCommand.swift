@@ -14,8 +14,9 @@ struct DPSCommand: ParsableCommand {
             Talks to the DPS service API (2021-10-01) with a shared access policy's \
             connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...), \
             read from a file or standard input, never from the command line, never \
-            shown. Writing enrollments needs a policy with EnrollmentWrite (the default \
-            provisioningserviceowner has it); `dps status` needs RegistrationStatusRead.
+            shown. The policy needs EnrollmentRead and EnrollmentWrite (`dps enroll` reads \
+            each enrollment before it writes; the default provisioningserviceowner has \
+            both); `dps status` needs RegistrationStatusRead.
 
             \(DPSHelp.connection)
 
@@ -174,7 +175,7 @@ extension DPSServiceError: CLIReportable {
             switch status ?? 0 {
             case 401, 403:
                 description + "; check the connection string (its key, HostName and policy name) and that the policy "
-                    + "has EnrollmentWrite (RegistrationStatusRead for `dps status`)"
+                    + "has EnrollmentRead and EnrollmentWrite (RegistrationStatusRead for `dps status`)"
             case 429, 503: description + "; DPS is throttling or busy: try again later, or lower --parallel"
             case 412: description
             default: description
