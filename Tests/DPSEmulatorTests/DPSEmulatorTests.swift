@@ -496,7 +496,7 @@ struct DPSEmulatorTests {
 /// durably before it is answered.
 @Suite("emulate-dps: throughput")
 struct DPSEmulatorThroughputTests {
-    @Test("1,000 enrollments in bulk: measured, and well within the 500/s target")
+    @Test("1,000 enrollments in 100 bulk requests, 4 in flight: every one stored (the speed is benchmarked)")
     func thousandInBulk() async throws {
         let ids = (0..<1000).map { String(format: "az-%012xv1v6v2", $0) }
         let operations = try stride(from: 0, to: ids.count, by: 10).map { start in
@@ -529,8 +529,8 @@ struct DPSEmulatorThroughputTests {
             let stats = await service.emulator.stats()
             #expect(stats.enrollments == 1000)
             #expect(stats.byKind["bulk"] == 100)
-            // The target is 500/s; a debug build on a busy 2-core machine is given 4x room.
-            #expect(seconds < 8, "\(seconds) s")
+            // No time bound: the speed goal (500/s) is measured by Scripts/bench-enroll.sh
+            // on a release build; here, under a parallel suite, only what was stored counts.
         }
     }
 }
