@@ -200,7 +200,7 @@ let package = Package(
         .testTarget(
             name: "DPSEmulatorTests",
             dependencies: [
-                "DPSEmulator", "DPSModel", "DevKitModel", "DevKitSystem", "DevKitTestSupport",
+                "DPSEmulator", "DPSModel", "DPSService", "DevKitModel", "DevKitSystem", "DevKitTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
