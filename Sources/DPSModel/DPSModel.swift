@@ -1,7 +1,7 @@
 // DPSModel: the Azure IoT Hub Device Provisioning Service's values, shared by the
 // client (DPSService), the commands (`devkit dps ...`) and the local DPS
 // (`devkit emulate-dps`). Pure values: Foundation, swift-crypto, swift-certificates.
-// Facts: ../shared/docs/dps-service-api.md (service API 2021-10-01).
+// Facts: Docs/dps-service-api.md (service API 2021-10-01).
 //
 // README: the public API
 //   DPSAPI.version                         "2021-10-01", on every request
