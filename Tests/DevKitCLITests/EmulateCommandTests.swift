@@ -11,54 +11,7 @@ struct EmulateCommandTests {
     /// The built `devkit` (see `TestProcess.devkitBinary`).
     static var devkitBinary: URL { get throws { try URL(fileURLWithPath: TestProcess.devkitBinary) } }
 
-    final class Running {
-        let process = Process()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        let exited = DispatchSemaphore(value: 0)
-
-        init(_ arguments: [String]) throws {
-            process.executableURL = try EmulateCommandTests.devkitBinary
-            process.arguments = arguments
-            process.standardOutput = stdout
-            process.standardError = stderr
-            process.standardInput = FileHandle.nullDevice
-            let exited = exited
-            process.terminationHandler = { _ in exited.signal() }
-            try process.run()
-        }
-
-        /// The first line of standard output, waited for at most `timeout`.
-        func firstLine(timeout: Duration = .seconds(20)) -> String? {
-            let fd = stdout.fileHandleForReading.fileDescriptor
-            let deadline = ContinuousClock.now + timeout
-            var bytes: [UInt8] = []
-            while ContinuousClock.now < deadline {
-                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                guard poll(&p, 1, 100) > 0 else { continue }
-                var byte: UInt8 = 0
-                guard read(fd, &byte, 1) == 1 else { return nil }
-                if byte == 0x0a { return String(decoding: bytes, as: UTF8.self) }
-                bytes.append(byte)
-            }
-            return nil
-        }
-
-        /// Waits for exit (bounded; killed if it overstays) and returns the status.
-        func wait(timeout: Duration = .seconds(20)) -> Int32? {
-            let ms = Int(timeout.components.seconds * 1000)
-            if exited.wait(timeout: .now() + .milliseconds(ms)) == .timedOut {
-                kill(process.processIdentifier, SIGKILL)
-                exited.wait()
-                return nil
-            }
-            return process.terminationStatus
-        }
-
-        deinit {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-    }
+    typealias Running = BackgroundDevkit
 
     /// A raw line to the board at `path`, as a plain terminal program would use it.
     final class Line {

@@ -10,7 +10,7 @@ import Glibc
 /// itself is tested in-process in DPSEmulatorTests.)
 @Suite("devkit emulate-dps (the built binary)")
 struct EmulateDPSCommandTests {
-    typealias Running = EmulateCommandTests.Running
+    typealias Running = BackgroundDevkit
 
     static func scratch() -> String { consoleTestDirectory() }
 

@@ -8,7 +8,8 @@ import Glibc
 /// the URL, the CA file and the connection-string file. Stopped with SIGTERM by
 /// ``stop()``, killed at deinit if still running.
 public final class TestDPSEmulator: @unchecked Sendable {
-    public let process = Process()
+    public let running: BackgroundDevkit
+    public var process: Process { running.process }
     public let stateDirectory: String
     /// `https://127.0.0.1:<port>`.
     public let url: String
@@ -17,30 +18,20 @@ public final class TestDPSEmulator: @unchecked Sendable {
     public let caFile: String
     /// A file holding a connection string the emulator accepts (0600).
     public let connectionStringFile: String
-    private let stdout = Pipe()
-    private let stderr = Pipe()
-    private let exited = DispatchSemaphore(value: 0)
 
     /// Starts it; `arguments` are extra switches (`--throttle 2`, `--port N` to
     /// reuse a port after a restart, ...).
     public init(stateDirectory: String, arguments: [String] = [], timeout: Duration = .seconds(60)) throws {
         self.stateDirectory = stateDirectory
-        process.executableURL = URL(fileURLWithPath: try TestProcess.devkitBinary)
         let port = arguments.contains("--port") ? [] : ["--port", "0"]
-        process.arguments = ["emulate-dps", "--json", "--state-dir", stateDirectory] + port + arguments
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = FileHandle.nullDevice
-        let exited = exited
-        process.terminationHandler = { _ in exited.signal() }
-        try process.run()
-        guard let line = Self.line(stdout.fileHandleForReading.fileDescriptor, timeout: timeout),
+        running = try BackgroundDevkit(["emulate-dps", "--json", "--state-dir", stateDirectory] + port + arguments)
+        guard let line = running.firstLine(timeout: timeout),
               let info = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
               let url = info["url"] as? String, let port = info["port"] as? Int,
               let ca = info["ca_file"] as? String, let cs = info["connection_string_file"] as? String
         else {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            if running.process.isRunning { kill(running.process.processIdentifier, SIGKILL) }
+            let message = String(decoding: running.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             throw StartFailure(description: "devkit emulate-dps did not start: \(message)")
         }
         self.url = url
@@ -53,8 +44,8 @@ public final class TestDPSEmulator: @unchecked Sendable {
         public var description: String
     }
 
-    /// The enrollments the emulator holds now, as `devkit dps list --json` prints
-    /// them (the built binary, over TLS, trusting the emulator's CA).
+    /// The options that point `devkit dps ...` at this emulator (over TLS,
+    /// trusting its CA).
     public func dpsArguments() -> [String] {
         ["--connection-string-file", connectionStringFile, "--endpoint", url, "--ca-file", caFile]
     }
@@ -64,32 +55,7 @@ public final class TestDPSEmulator: @unchecked Sendable {
     public func stop(timeout: Duration = .seconds(20)) -> Int32? {
         guard process.isRunning else { return process.terminationStatus }
         kill(process.processIdentifier, SIGTERM)
-        let ms = Int(timeout.components.seconds * 1000)
-        if exited.wait(timeout: .now() + .milliseconds(ms)) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            exited.wait()
-            return nil
-        }
-        return process.terminationStatus
-    }
-
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-
-    /// One line from `fd`, waited for at most `timeout`.
-    static func line(_ fd: Int32, timeout: Duration) -> String? {
-        let deadline = ContinuousClock.now + timeout
-        var bytes: [UInt8] = []
-        while ContinuousClock.now < deadline {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 100) > 0 else { continue }
-            var byte: UInt8 = 0
-            guard read(fd, &byte, 1) == 1 else { return nil }
-            if byte == 0x0a { return String(decoding: bytes, as: UTF8.self) }
-            bytes.append(byte)
-        }
-        return nil
+        return running.wait(timeout: timeout)
     }
 }
 

@@ -1,0 +1,57 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The built `devkit` running in the background for a test (`emulate`,
+/// `emulate-dps`): its output on pipes, its first line read with a bound, its exit
+/// waited for with a bound (killed if it overstays), killed at deinit if still running.
+public final class BackgroundDevkit: @unchecked Sendable {
+    public let process = Process()
+    public let stdout = Pipe()
+    public let stderr = Pipe()
+    private let exited = DispatchSemaphore(value: 0)
+
+    public init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: try TestProcess.devkitBinary)
+        process.arguments = arguments
+        process.standardOutput = stdout
+        process.standardError = stderr
+        process.standardInput = FileHandle.nullDevice
+        let exited = exited
+        process.terminationHandler = { _ in exited.signal() }
+        try process.run()
+    }
+
+    /// The first line of standard output, waited for at most `timeout`.
+    public func firstLine(timeout: Duration = .seconds(20)) -> String? {
+        let fd = stdout.fileHandleForReading.fileDescriptor
+        let deadline = ContinuousClock.now + timeout
+        var bytes: [UInt8] = []
+        while ContinuousClock.now < deadline {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) > 0 else { continue }
+            var byte: UInt8 = 0
+            guard read(fd, &byte, 1) == 1 else { return nil }
+            if byte == 0x0a { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(byte)
+        }
+        return nil
+    }
+
+    /// Waits for exit (bounded; killed if it overstays) and returns the status, nil if killed.
+    @discardableResult
+    public func wait(timeout: Duration = .seconds(20)) -> Int32? {
+        let ms = Int(timeout.components.seconds * 1000)
+        if exited.wait(timeout: .now() + .milliseconds(ms)) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            exited.wait()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
