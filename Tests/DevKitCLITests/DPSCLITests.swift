@@ -226,7 +226,10 @@ struct DPSTrustTests {
         }
         var certificate: String { directory + "/cert.pem" }
         deinit {
-            process.terminate()
+            // SIGKILL, not terminate()'s SIGTERM: a child spawned from a concurrency
+            // pool thread inherits its mask, every signal blocked, and s_server
+            // never saw SIGTERM (waitUntilExit then hung the whole test run).
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             try? FileManager.default.removeItem(atPath: directory)
         }
