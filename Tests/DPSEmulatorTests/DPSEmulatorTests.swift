@@ -375,7 +375,8 @@ struct DPSEmulatorTests {
             let connection = service.emulator.connectionString
             let now = Int64(Date().timeIntervalSince1970)
             let first = connection.token(expiry: now + 3600).header
-            #expect(try await service.send(.GET, "/enrollments/x1", token: .some(first)).status == .notFound)
+            // (Only the first use is checked before the lifetime: on a loaded machine a
+            // second request can take longer than 300 ms to be served.)
             #expect(try await service.send(.GET, "/enrollments/x1", token: .some(first)).status == .notFound)
             try await Task.sleep(for: .milliseconds(400))
             let expired = try await service.send(.GET, "/enrollments/x1", token: .some(first))
