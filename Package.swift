@@ -112,6 +112,8 @@ let package = Package(
             name: "DevKitWorkflows",
             dependencies: [
                 "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
+                // Enrolling each board in DPS as provisioning's last step (issue 13).
+                "DPSModel", "DPSService",
                 .product(name: "SystemPackage", package: "swift-system"),
                 // SHA-256 of the firmware files, recorded for --resume.
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -198,7 +200,7 @@ let package = Package(
         .testTarget(
             name: "DPSEmulatorTests",
             dependencies: [
-                "DPSEmulator", "DPSModel", "DevKitModel", "DevKitSystem", "DevKitTestSupport",
+                "DPSEmulator", "DPSModel", "DPSService", "DevKitModel", "DevKitSystem", "DevKitTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -18,6 +18,12 @@ struct AutoconfigureCommand: ParsableCommand {
             provision`. A board the registry has already finished (same USB serial) is \
             left alone; one left unfinished is resumed with its recorded UDS.
 
+            With connection_string_file in the profile's [dps] table, each board is \
+            enrolled in DPS as the last step, as `devkit provision \
+            --dps-connection-string-file` does (endpoint, ca_file and iot_hub as \
+            there); a finished board whose enrollment is owed (`done, not enrolled`) \
+            is enrolled when it comes back, without touching it.
+
             Profile example (paths relative to the profile):
             \(ProfileLoader.example)
 
@@ -25,14 +31,15 @@ struct AutoconfigureCommand: ParsableCommand {
               devkit autoconfigure --port /dev/ttyACM0 --profile /etc/devkit/bench.toml
               devkit autoconfigure --port /dev/devkit-0 --profile bench.toml --json
 
-            Exit codes as for `devkit provision`; 69 when the board is not in \
-            configuration mode (hold button A and press reset).
+            Exit codes as for `devkit provision` (a board provisioned but not enrolled \
+            included); 69 when the board is not in configuration mode (hold button A \
+            and press reset).
             """)
 
     @OptionGroup var port: PortOptions
     @OptionGroup var registry: RegistryOptions
 
-    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"))
+    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"), completion: .file(extensions: ["toml"]))
     var profile: String
 
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")
@@ -45,9 +52,14 @@ struct AutoconfigureCommand: ParsableCommand {
         try reportingErrors {
             let profile = try ProfileLoader.load(path: self.profile)
             let path = try port.resolvedPath()
-            let provisioner = ProfileProvisioner(
+            var provisioner = ProfileProvisioner(
                 profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: port.baud)
-            let reporter = ProvisionReporter(json: json)
+            provisioner.dpsLog = dpsRequestLog()
+            var reporter = ProvisionReporter(json: json)
+            let registryPath = registry.path.map { _ in registry.resolvedPath }
+            reporter.enrollCommand = { id, replace in
+                finishEnrollmentCommand(boardID: id, dps: profile.dps, registryPath: registryPath, replace: replace)
+            }
             let crash = crashHookFromEnvironment()
             // systemd stops the unit with SIGTERM when the board is unplugged
             // (BindsTo=): the failure is recorded before the process goes.
@@ -63,6 +75,21 @@ struct AutoconfigureCommand: ParsableCommand {
             {
             case .provisioned(let result, _):
                 reporter.result(result)
+                try throwIfNotEnrolled(result, reporter: reporter)
+            case .enrolled(let board, let enrollment):
+                // Provisioned earlier, its enrollment owed: the enroll step's lines said how it went.
+                guard enrollment.isEnrolled else {
+                    let notEnrolled = NotEnrolled(boardID: board.id ?? 0, enrollment: enrollment)
+                    throw NotEnrolledReport(
+                        notEnrolled: notEnrolled, command: reporter.enrollCommand(board.id ?? 0, notEnrolled.needsReplace))
+                }
+                let message = "board #\(board.id ?? 0) (\(board.registrationID ?? "?")) was provisioned earlier; "
+                    + "now enrolled in DPS (\(enrollment.outcome.action.rawValue) in \(enrollment.dpsHost))"
+                if json {
+                    print(try JSONOutput.text(["event": "enrolled", "message": message]))
+                } else {
+                    printError("devkit: \(message)")
+                }
             case .alreadyProvisioned(let board):
                 let message = "board #\(board.id ?? 0) (USB serial \(board.usbSerial ?? "?")) is already provisioned"
                     + " as \(board.registrationID ?? "?"); `devkit registry show \(board.id ?? 0)` shows it"

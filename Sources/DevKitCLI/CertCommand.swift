@@ -76,7 +76,8 @@ struct CertCommand: ParsableCommand {
         help: ArgumentHelp(
             "Where to write the files (created if missing).",
             discussion: "'-' writes no files: the PEM goes to standard output (inside the JSON with --json), e.g. for a pipeline that uploads enrollments.",
-            valueName: "dir"))
+            valueName: "dir"),
+        completion: .directory)
     var outputDir: String = "."
 
     /// `--output-dir -`: certificates go to standard output, no files are written.
@@ -88,7 +89,9 @@ struct CertCommand: ParsableCommand {
     @Flag(help: "Also write the DeviceID public key (<id>.device-id.pub.pem) and the Alias private key (<id>.alias.key.pem, mode 0600).")
     var keys = false
 
-    @Option(help: ArgumentHelp("JSON Lines file of devices to certify with the same firmware; '-' reads standard input.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("JSON Lines file of devices to certify with the same firmware; '-' reads standard input.", valueName: "file"),
+        completion: .file())
     var batch: String?
 
     @Flag(help: "Print the result as JSON on standard output (one object per device in batch mode).")

@@ -52,7 +52,7 @@ struct ConsoleREPLCommand: ParsableCommand {
     @OptionGroup var portOptions: PortOptions
 
     @Option(name: .long, help: ArgumentHelp(
-        "Append a timestamped transcript to this file (secrets masked, mode 0600).", valueName: "file"))
+        "Append a timestamped transcript to this file (secrets masked, mode 0600).", valueName: "file"), completion: .file())
     var log: String?
 
     @Flag(name: .long, help: "Plain terminal: bytes both ways, no line editing; Ctrl-] quits.")

@@ -14,8 +14,9 @@ struct DPSCommand: ParsableCommand {
             Talks to the DPS service API (2021-10-01) with a shared access policy's \
             connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...), \
             read from a file or standard input, never from the command line, never \
-            shown. Writing enrollments needs a policy with EnrollmentWrite (the default \
-            provisioningserviceowner has it); `dps status` needs RegistrationStatusRead.
+            shown. The policy needs EnrollmentRead and EnrollmentWrite (`dps enroll` reads \
+            each enrollment before it writes; the default provisioningserviceowner has \
+            both); `dps status` needs RegistrationStatusRead.
 
             \(DPSHelp.connection)
 
@@ -56,7 +57,8 @@ struct DPSConnectionOptions: ParsableArguments {
     @Option(
         name: .customLong("connection-string-file"),
         help: ArgumentHelp(
-            "File holding the DPS policy's connection string, or - for standard input.", valueName: "file"))
+            "File holding the DPS policy's connection string, or - for standard input.", valueName: "file"),
+        completion: .file())
     var connectionStringFile: String?
 
     @Option(help: ArgumentHelp("The service's base URL (default: https://<HostName>).", valueName: "url"))
@@ -64,7 +66,8 @@ struct DPSConnectionOptions: ParsableArguments {
 
     @Option(
         name: .customLong("ca-file"),
-        help: ArgumentHelp("PEM certificates to trust besides the system's.", valueName: "file"))
+        help: ArgumentHelp("PEM certificates to trust besides the system's.", valueName: "file"),
+        completion: .file(extensions: ["pem", "crt"]))
     var caFile: String?
 
     func validate() throws {
@@ -172,7 +175,7 @@ extension DPSServiceError: CLIReportable {
             switch status ?? 0 {
             case 401, 403:
                 description + "; check the connection string (its key, HostName and policy name) and that the policy "
-                    + "has EnrollmentWrite (RegistrationStatusRead for `dps status`)"
+                    + "has EnrollmentRead and EnrollmentWrite (RegistrationStatusRead for `dps status`)"
             case 429, 503: description + "; DPS is throttling or busy: try again later, or lower --parallel"
             case 412: description
             default: description

@@ -4,6 +4,7 @@ import DPSService
 import DevKitModel
 import DevKitRegistry
 import DevKitSystem
+import DevKitWorkflows
 import Foundation
 
 /// `devkit dps enroll`: create or check individual X.509 enrollments.
@@ -32,7 +33,10 @@ struct DPSEnrollCommand: AsyncParsableCommand {
 
             Each result is a line: registration ID, action (created, updated, \
             unchanged, conflict, failed) and the SHA-1 thumbprint DPS reports; \
-            --json prints one object per board instead.
+            --json prints one object per board instead. With --from-registry each \
+            board's outcome is also recorded in the registry (`devkit registry list` \
+            shows it as ENROLLED): this is what finishes a board left `done, not \
+            enrolled` by `devkit provision`.
 
             \(DPSHelp.connection)
 
@@ -47,12 +51,13 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             \(DPSHelp.exitCodes)
             """)
 
-    @Option(help: ArgumentHelp("The board's Alias certificate, PEM.", valueName: "file"))
+    @Option(help: ArgumentHelp("The board's Alias certificate, PEM.", valueName: "file"), completion: .file(extensions: ["pem"]))
     var cert: String?
 
     @Option(
         name: .customLong("enrollment-file"),
-        help: ArgumentHelp("An <id>.enrollment.json written by devkit provision.", valueName: "file"))
+        help: ArgumentHelp("An <id>.enrollment.json written by devkit provision.", valueName: "file"),
+        completion: .file(extensions: ["json"]))
     var enrollmentFile: String?
 
     @Flag(name: .customLong("from-registry"), help: "Every recorded board whose certificate is current.")
@@ -147,16 +152,28 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             early.forEach(reporter.report)
             var outcomes = early
             if !items.isEmpty {
-                outcomes += try await withDPSClient(connection, parallel: parallel) { client in
+                let (enrolled, dpsHost) = try await withDPSClient(connection, parallel: parallel) { client in
                     var workflow = EnrollmentWorkflow(client: client, settings: settings)
                     workflow.bulkProgress = { reporter.written($0) }
-                    return await workflow.enroll(items) { reporter.report($0) }
+                    return (await workflow.enroll(items) { reporter.report($0) }, client.configuration.connectionString.hostName)
                 }
+                outcomes += enrolled
+                if fromRegistry { try record(enrolled, dpsHost: dpsHost, boardIDs: boardIDs) }
             }
             if fromRegistry && outcomes.isEmpty && !json {
                 printError("devkit: no board of the registry has a current certificate to enroll")
             }
             try exit(for: outcomes)
+        }
+    }
+
+    /// Records each board's outcome in the registry (what `registry list` shows as
+    /// ENROLLED); boards refused before anything was sent are not recorded.
+    private func record(_ outcomes: [EnrollmentOutcome], dpsHost: String, boardIDs: [String: Int64]) throws {
+        let registry = try self.registry.open()
+        for outcome in outcomes {
+            guard let id = boardIDs[DPSRegistrationIDRules.key(outcome.registrationId)] else { continue }
+            try EnrollmentRecording.record(outcome, dpsHost: dpsHost, boardID: id, in: registry)
         }
     }
 
@@ -180,7 +197,7 @@ struct DPSEnrollCommand: AsyncParsableCommand {
         }
     }
 
-    static let certificateLimit = InputLimit(bytes: 1 << 20, kind: "a certificate or enrollment file")
+    static let certificateLimit = InputLimit.certificate
 
     /// The board and settings of an `<id>.enrollment.json`.
     private func readEnrollmentFile(_ path: String) throws -> (EnrollmentItem, IndividualEnrollment) {

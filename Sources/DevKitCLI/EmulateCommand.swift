@@ -49,7 +49,7 @@ struct EmulateCommand: AsyncParsableCommand {
               devkit emulate --link /tmp/ttyDevKit --flood-bytes 10485760
             """)
 
-    @Option(help: ArgumentHelp("Keep a symlink to the pty at this path (removed on exit).", valueName: "path"))
+    @Option(help: ArgumentHelp("Keep a symlink to the pty at this path (removed on exit).", valueName: "path"), completion: .file())
     var link: String?
 
     @Option(help: ArgumentHelp("Wi-Fi MAC address of the board (12 hex digits, separators allowed).", valueName: "mac"))
@@ -61,7 +61,9 @@ struct EmulateCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Mode at power-up: config (button A held), user, or ap (button B held).", valueName: "mode"))
     var mode: ModeArgument = .config
 
-    @Option(help: ArgumentHelp("JSON file for the board's secure-element contents (created 0600).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("JSON file for the board's secure-element contents (created 0600).", valueName: "file"),
+        completion: .file())
     var state: String?
 
     @Option(help: ArgumentHelp(

@@ -63,7 +63,8 @@ struct EmulateDPSCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("state-dir"), help: ArgumentHelp(
         "Directory for the CA, certificate, key and enrollments (made 0700).",
-        discussion: "Default: $XDG_STATE_HOME/devkit/dps (~/.local/state/devkit/dps).", valueName: "dir"))
+        discussion: "Default: $XDG_STATE_HOME/devkit/dps (~/.local/state/devkit/dps).", valueName: "dir"),
+        completion: .directory)
     var stateDir: String?
 
     @Option(help: ArgumentHelp("Fault: answer the first N requests with 429 Too Many Requests.", valueName: "n"))

@@ -8,11 +8,16 @@ struct PortOptions: ParsableArguments {
         help: ArgumentHelp(
             "Serial device of the DevKit, e.g. /dev/ttyACM0 or a /dev/serial/by-id link.",
             discussion: "Optional when exactly one DevKit is attached.",
-            valueName: "path"))
+            valueName: "path"),
+        completion: Self.portCompletion)
     var port: String?
 
     @Option(name: .long, help: "Baud rate of the serial port.")
     var baud: Int = 115_200
+
+    /// Shell completion of a port: the attached DevKits' nodes (not probed: a
+    /// completion must not open a port another program may be using).
+    static let portCompletion = CompletionKind.shellCommand("devkit list --names")
 
     /// The device path to open: `--port`, else the single attached DevKit's node.
     ///

@@ -57,6 +57,9 @@ extension ProfileError: CLIReportable {
 /// id_scope = "0ne000A1B2C"
 /// iot_hub = "my-hub.azure-devices.net"
 /// provisioning_status = "enabled"     # or "disabled"
+/// connection_string_file = "dps.secret"  # given: each board is enrolled in DPS
+/// endpoint = "https://127.0.0.1:8443"    # optional: another base URL (local DPS)
+/// ca_file = "dps-ca.pem"                 # optional: extra trust anchors
 /// ```
 enum ProfileLoader {
     /// Indented by two spaces, as `autoconfigure --help` shows it: the help text
@@ -80,6 +83,7 @@ enum ProfileLoader {
           [dps]
           name = "my-dps"
           resource_group = "my-rg"
+          connection_string_file = "dps.secret"
         """
 
     static func load(path: String) throws(ProfileError) -> ProvisioningProfile {
@@ -219,7 +223,13 @@ enum ProfileLoader {
 
             var dps = DPSSettings()
             if let d = try table(root, "dps") {
-                try checkKeys(d, "dps.", allowed: ["name", "resource_group", "id_scope", "iot_hub", "provisioning_status"])
+                if d["connection_string"] != nil {
+                    throw fail("dps.connection_string", "secrets never go in the profile; put the DPS connection string in a file and give connection_string_file")
+                }
+                try checkKeys(d, "dps.", allowed: [
+                    "name", "resource_group", "id_scope", "iot_hub", "provisioning_status", "connection_string_file",
+                    "endpoint", "ca_file",
+                ])
                 dps.name = try string(d, "name", "dps.")
                 dps.resourceGroup = try string(d, "resource_group", "dps.")
                 dps.idScope = try string(d, "id_scope", "dps.")
@@ -228,6 +238,19 @@ enum ProfileLoader {
                 case nil, "enabled": dps.provisioningEnabled = true
                 case "disabled": dps.provisioningEnabled = false
                 case let other?: throw fail("dps.provisioning_status", "'\(escaped(other))'; allowed: \"enabled\", \"disabled\"")
+                }
+                if let file = try string(d, "connection_string_file", "dps.") {
+                    // A daemon's standard input is nobody's keyboard.
+                    guard file != "-" else {
+                        throw fail("dps.connection_string_file", "'-' (standard input) is for `devkit provision`; give a file")
+                    }
+                    dps.connectionStringFile = resolve(file)
+                }
+                dps.endpoint = try string(d, "endpoint", "dps.")
+                dps.caFile = try string(d, "ca_file", "dps.").map(resolve)
+                if dps.connectionStringFile == nil, dps.endpoint != nil || dps.caFile != nil {
+                    throw fail(dps.endpoint != nil ? "dps.endpoint" : "dps.ca_file",
+                               "only used to enroll boards; give connection_string_file too")
                 }
             }
             return ProvisioningProfile(

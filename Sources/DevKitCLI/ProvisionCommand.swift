@@ -10,12 +10,13 @@ import Foundation
 struct ProvisionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provision",
-        abstract: "Provision a DevKit end to end: UDS, Wi-Fi, certificate and DPS enrollment file.",
+        abstract: "Provision a DevKit end to end: UDS, Wi-Fi, certificate, DPS enrollment.",
         usage: """
             devkit provision (--elf <file> | --bin <file> --map <file>)
                 (--uds-file <file> | --generate-uds) [--port <path>]
                 [--wifi-ssid <ssid> --wifi-password-file <file>]
-                [--output-dir <dir>] [--json] [<options>]
+                [--output-dir <dir>] [--dps-connection-string-file <file>]
+                [--json] [<options>]
             devkit provision --resume <board> [--force] [<options>]
             """,
         discussion: """
@@ -26,6 +27,22 @@ struct ProvisionCommand: ParsableCommand {
             is given), computes the Alias certificate and writes <id>.pem and \
             <id>.enrollment.json (the body of a DPS individual-enrollment request), and \
             prints the equivalent `az iot dps enrollment create` command.
+
+            With --dps-connection-string-file (a DPS shared access policy's connection \
+            string, with EnrollmentRead and EnrollmentWrite; never an argument) the board is also \
+            enrolled in DPS, as the last step, once its files are written and its row \
+            says done: an individual X.509 enrollment is created (`created`), one \
+            holding this certificate already is left alone (`unchanged`), and one \
+            holding another certificate is a conflict, reported and NOT replaced \
+            (`devkit dps enroll --replace` does that). The file is read, and the \
+            endpoint and --dps-ca-file checked, before the board is touched. The \
+            outcome is recorded in the registry. If DPS cannot be reached or refuses \
+            (after retries), nothing is lost: the files stay, the row stays done and \
+            reads `done, not enrolled`, and the printed `devkit dps enroll \
+            --from-registry --id N ...` finishes it. Such a run exits with the code \
+            `devkit dps enroll` gives for the same failure (below), not 0: the board \
+            cannot register until it is enrolled, and a script must not go on as if \
+            it could.
 
             Each step is reported as it happens (one line on stderr; with --json, one \
             JSON object per line on stdout, the last one the result). The registry row \
@@ -56,11 +73,15 @@ struct ProvisionCommand: ParsableCommand {
               devkit provision --elf DevKitDPS.ino.elf --uds-file board7.uds \\
                   --wifi-ssid bench --wifi-password-file wifi.secret --json
               devkit provision --resume 7
+              devkit provision --elf DevKitDPS.ino.elf --generate-uds \\
+                  --dps-connection-string-file dps.cs
 
             Exit codes: 64 invalid input, 65 bad firmware or boot log, 66 file not found, \
             69 board not in configuration mode, 73 cannot write output (or the files \
             are another board's), 74 board or link \
-            error, 75 timeout.
+            error, 75 timeout. Provisioned but not enrolled (`done, not enrolled`): \
+            1 a conflict, 65 DPS refused the data, 69 DPS cannot be reached, 75 DPS \
+            timed out or throttled past the retries, 77 DPS refused the key.
             """)
 
     @OptionGroup var port: PortOptions
@@ -83,7 +104,7 @@ struct ProvisionCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Wi-Fi SSID to store (with --wifi-password-file).", valueName: "ssid"))
     var wifiSSID: String?
-    @Option(help: ArgumentHelp("File holding the Wi-Fi password ('-': standard input).", valueName: "file"))
+    @Option(help: ArgumentHelp("File holding the Wi-Fi password ('-': standard input).", valueName: "file"), completion: .file())
     var wifiPasswordFile: String?
 
     @OptionGroup var output: OutputOptions
@@ -93,6 +114,8 @@ struct ProvisionCommand: ParsableCommand {
     var dpsName: String?
     @Option(help: ArgumentHelp("Resource group for the printed az command.", valueName: "group"))
     var resourceGroup: String?
+
+    @OptionGroup var dps: DPSEnrollOptions
 
     @Option(help: ArgumentHelp("Finish a board recorded earlier (row id or MAC).", valueName: "board"))
     var resume: String?
@@ -118,8 +141,14 @@ struct ProvisionCommand: ParsableCommand {
         if (wifiSSID == nil) != (wifiPasswordFile == nil) {
             throw ValidationError("Give --wifi-ssid and --wifi-password-file together.")
         }
-        if udsFile == "-" && wifiPasswordFile == "-" {
-            throw ValidationError("Only one secret can come from standard input.")
+        let fromStandardInput = [
+            ("--uds-file", udsFile), ("--wifi-password-file", wifiPasswordFile),
+            ("--dps-connection-string-file", dps.dpsConnectionStringFile),
+        ].filter { $0.1 == "-" }.map(\.0)
+        if fromStandardInput.count > 1 {
+            throw ValidationError(
+                "Only one secret can come from standard input ('-'), not \(fromStandardInput.joined(separator: " and ")); "
+                    + "give the others as files.")
         }
     }
 
@@ -130,25 +159,37 @@ struct ProvisionCommand: ParsableCommand {
             registrationID: registrationID, mac: mac,
             wifi: wifiSSID.map { WiFiSettings(ssid: $0, passwordFile: wifiPasswordFile!) },
             outputDirectory: outputDir,
-            dps: DPSSettings(name: dpsName, resourceGroup: resourceGroup))
+            dps: dps.settings(over: DPSSettings(name: dpsName, resourceGroup: resourceGroup)))
     }
 
     func run() throws {
         try reportingErrors {
-            let reporter = ProvisionReporter(json: json)
-            let crash = crashHookFromEnvironment()
-            var workflow = ProvisionWorkflow(
-                registry: try registry.open(), measure: diceRIoTMeasurer(), report: reporter.event)
-            workflow.afterStep = { step, _ in crash(step.rawValue) }
+            let registry = try self.registry.open()
             let attachedSerial = (try? port.resolvedPath()).flatMap { usbSerial(of: $0) }
-            let result: ProvisionResult
+            var request: ProvisionRequest
+            var resumed: BoardRecord?
             if let resume {
-                guard let board = try workflow.registry.board(matching: resume) else {
-                    throw RegistryError.boardNotFound(resume)
-                }
-                var request = try resumeRequest(board)
-                request.force = force
+                guard let board = try registry.board(matching: resume) else { throw RegistryError.boardNotFound(resume) }
+                request = try resumeRequest(board)
                 if let attachedSerial { request.usbSerial = attachedSerial }
+                resumed = board
+            } else {
+                request = self.request(firmware: firmware.source)
+                request.usbSerial = attachedSerial
+            }
+            request.force = force
+            var reporter = ProvisionReporter(json: json)
+            let dpsSettings = request.dps
+            let registryPath = self.registry.path.map { _ in registry.path }
+            reporter.enrollCommand = { id, replace in
+                finishEnrollmentCommand(boardID: id, dps: dpsSettings, registryPath: registryPath, replace: replace)
+            }
+            let crash = crashHookFromEnvironment()
+            var workflow = ProvisionWorkflow(registry: registry, measure: diceRIoTMeasurer(), report: reporter.event)
+            workflow.afterStep = { step, _ in crash(step.rawValue) }
+            workflow.dpsLog = dpsRequestLog()
+            let result: ProvisionResult
+            if let board = resumed {
                 let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || board.mac == nil
                 if needsBoard {
                     result = try withConsoleSession(port) { session in
@@ -158,15 +199,13 @@ struct ProvisionCommand: ParsableCommand {
                     result = try workflow.resume(boardID: board.id!, request: request, session: nil)
                 }
             } else {
-                var request = self.request(firmware: firmware.source)
-                request.force = force
-                request.usbSerial = attachedSerial
                 result = try withConsoleSession(port) { session in
                     try workflow.run(request, session: session)
                 }
             }
             reporter.result(result)
             printWarning(fixedNonceWarning)
+            try throwIfNotEnrolled(result, reporter: reporter)
         }
     }
 
@@ -191,6 +230,12 @@ struct ProvisionCommand: ParsableCommand {
         if output.outputDirGiven == nil { request.outputDirectory = recorded.outputDirectory }
         request.scheme = try recorded.scheme()
         request.dps = recorded.dps(overriddenBy: request.dps)
+        if dps.dpsConnectionStringFile == nil, request.dps.connectionStringFile == "-" {
+            // Standard input is read once; the connection string is never stored.
+            throw ProvisionError.cannotResume(
+                "board #\(id)'s DPS connection string came from standard input, which devkit never stores; give it "
+                    + "again: `devkit provision --resume \(id) --dps-connection-string-file -` (or a file)")
+        }
         if wifiSSID == nil, let ssid = recorded.wifiSSID, let file = recorded.wifiPasswordFile {
             // Wi-Fi is set with the board steps, before the version is read.
             let wifiPending = board.versionReadAt == nil
@@ -207,4 +252,18 @@ struct ProvisionCommand: ParsableCommand {
         }
         return request
     }
+}
+
+/// The `devkit: error:` that ends a run whose board is provisioned but not enrolled
+/// (its exit code: see ``NotEnrolledReport``).
+func throwIfNotEnrolled(_ result: ProvisionResult, reporter: ProvisionReporter) throws {
+    guard let enrollment = result.enrollment, !enrollment.isEnrolled else { return }
+    let notEnrolled = NotEnrolled(boardID: result.boardID, enrollment: enrollment)
+    throw NotEnrolledReport(notEnrolled: notEnrolled, command: reporter.enrollCommand(result.boardID, notEnrolled.needsReplace))
+}
+
+/// `--verbose`: each DPS request (method, path, status, time; never a header) on stderr.
+func dpsRequestLog() -> (@Sendable (String) -> Void)? {
+    guard OutputLevel.current == .verbose else { return nil }
+    return { (line: String) in printError("devkit: \(line)") }
 }

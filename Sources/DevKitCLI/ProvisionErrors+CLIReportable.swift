@@ -47,3 +47,26 @@ extension RegistrationIDError: CLIReportable {
     public var exitStatus: ExitStatus { .usage }
     public var userMessage: String { description }
 }
+
+extension DPSTargetError: CLIReportable {
+    /// As `devkit dps` says the same things (a connection string that does not parse is 65).
+    public var exitStatus: ExitStatus {
+        switch self {
+        case .connectionString: .dataError
+        case .notConfigured, .endpoint, .proxy: .usage
+        }
+    }
+
+    public var userMessage: String {
+        switch self {
+        case .connectionString:
+            description + "; copy the policy's \"Primary connection string\" (DPS > Shared access policies) into "
+                + "the file (--dps-connection-string-file, or connection_string_file in a profile's [dps])"
+        case .endpoint:
+            description + "; give e.g. https://my-dps.azure-devices-provisioning.net (--dps-endpoint, or endpoint in a "
+                + "profile's [dps])"
+        case .proxy: description + "; fix or unset HTTPS_PROXY"
+        case .notConfigured: description + "; give --dps-connection-string-file"
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import DPSService
 import DevKitModel
 import DevKitSystem
 import DevKitWorkflows
@@ -17,6 +18,11 @@ struct ProvisionReporter {
     var prefix = ""
     /// The port, in each JSON event, when several boards run at once.
     var port: String?
+    /// The command that finishes a board's DPS enrollment (`devkit dps enroll
+    /// --from-registry --id N ...`, with the DPS options the run was given).
+    var enrollCommand: @Sendable (Int64, _ replace: Bool) -> String = { id, replace in
+        finishEnrollmentCommand(boardID: id, dps: DPSSettings(), registryPath: nil, replace: replace)
+    }
     /// The step line redrawn in place: stderr a terminal, no --json, and neither
     /// --quiet (no progress) nor --verbose (whose exchange lines would land inside it).
     private let live: LiveStepLine?
@@ -30,7 +36,7 @@ struct ProvisionReporter {
         if json {
             var message = e.message
             if e.status == .failed, let error = e.error {
-                message = cliMessage(error) + (e.boardID.map { " (\(Self.resumeHint($0, after: error)))" } ?? "")
+                message = cliMessage(error) + (e.boardID.map { " (\(hint($0, after: error)))" } ?? "")
             }
             emitJSON(EventJSON(event: "step", stage: e.stage.rawValue, status: e.status.rawValue,
                                message: message, boardID: e.boardID, port: port))
@@ -39,7 +45,7 @@ struct ProvisionReporter {
         if e.status == .failed {
             // The error itself follows as `devkit: error: …` (or watch's status line):
             // here only where it stopped and, once recorded, how to finish the board.
-            let line = "\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map { Self.resumeHint($0, after: e.error) } ?? "stopped")"
+            let line = "\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map { hint($0, after: e.error) } ?? "stopped")"
             if let live { live.show(stage: e.stage.rawValue, line, final: true) } else { printError(line) }
             return
         }
@@ -54,6 +60,17 @@ struct ProvisionReporter {
         if let live { live.show(stage: e.stage.rawValue, line, final: e.status != .started) } else { printError(line) }
     }
 
+    /// How to finish a board after `error`: its DPS enrollment when that is what
+    /// failed (the board is provisioned), else the resume.
+    func hint(_ boardID: Int64, after error: (any Error)?) -> String {
+        guard let notEnrolled = error as? NotEnrolled else { return Self.resumeHint(boardID, after: error) }
+        if !json {
+            // The command that finishes it follows, with the result and the error line.
+            return "board #\(boardID) is provisioned, not enrolled: \(notEnrolled)"
+        }
+        return "board #\(boardID) is done, not enrolled; `\(enrollCommand(boardID, notEnrolled.needsReplace))` finishes it"
+    }
+
     /// How to finish a board the registry holds (the workflow reports the facts only).
     /// A board stopped because its files hold another board's certificate is
     /// finished only with `--force` (or another output directory).
@@ -66,18 +83,34 @@ struct ProvisionReporter {
 
     func result(_ r: ProvisionResult) {
         if json {
-            var line = ResultJSON(r)
+            var line = ResultJSON(r, enrollCommand: enrollCommand)
             line.port = port
             emitJSON(line)
             return
         }
-        print("Board #\(r.boardID) provisioned.")
-        print(labelledLines([
+        var lines: [(label: String, value: String)] = [
             ("Registration ID", r.registrationID), ("MAC address", r.mac), ("Firmware version", r.firmwareVersion),
             ("Certificate", r.certificatePath), ("SHA-1 thumbprint", r.certificateSHA1),
             ("SHA-256 thumbprint", r.certificateSHA256), ("Enrollment file", r.enrollmentPath),
-        ], indent: "  "))
-        printOutput("Create the enrollment with:\n  \(r.azCommand)")
+        ]
+        guard let e = r.enrollment else {
+            print("Board #\(r.boardID) provisioned.")
+            print(labelledLines(lines, indent: "  "))
+            printOutput("Create the enrollment with:\n  \(r.azCommand)")
+            return
+        }
+        if e.isEnrolled {
+            print("Board #\(r.boardID) provisioned and enrolled in DPS.")
+            lines.append(("DPS enrollment", "\(e.outcome.action.rawValue) in \(e.dpsHost)"))
+            if let failure = e.recordingFailure { lines.append(("Registry", "the enrollment is not recorded: \(failure)")) }
+            print(labelledLines(lines, indent: "  "))
+            return
+        }
+        // The error itself follows (`devkit: error:`), with its exit code.
+        print("Board #\(r.boardID) provisioned; not enrolled in DPS (done, not enrolled).")
+        lines.append(("DPS enrollment", "\(e.outcome.action == .conflict ? "conflict" : "not enrolled") (\(e.dpsHost))"))
+        print(labelledLines(lines, indent: "  "))
+        printOutput("Finish the enrollment with:\n  \(enrollCommand(r.boardID, e.outcome.action == .conflict))")
     }
 
     private func emitJSON<T: Encodable>(_ value: T) {
@@ -99,17 +132,52 @@ struct ProvisionReporter {
         let certificateSHA256: String, azCommand: String
         /// The board's port, when several boards run at once (`watch`).
         var port: String?
-        init(_ r: ProvisionResult) {
+        /// `done`, or `done, not enrolled` when DPS was configured and did not enroll it.
+        let state: String
+        /// Null when DPS was not configured.
+        @NullEncoded var enrollment: EnrollmentJSON?
+        init(_ r: ProvisionResult, enrollCommand: (Int64, Bool) -> String) {
             boardID = r.boardID; registrationID = r.registrationID; mac = r.mac
             firmwareVersion = r.firmwareVersion; certificatePath = r.certificatePath
             enrollmentPath = r.enrollmentPath; certificateSHA1 = r.certificateSHA1
             certificateSHA256 = r.certificateSHA256; azCommand = r.azCommand
+            state = r.enrollment.map { $0.isEnrolled ? "done" : "done, not enrolled" } ?? "done"
+            enrollment = r.enrollment.map { EnrollmentJSON($0, boardID: r.boardID, enrollCommand: enrollCommand) }
         }
         enum CodingKeys: String, CodingKey {
             case event, boardID = "board_id", registrationID = "registration_id", mac
             case firmwareVersion = "firmware_version", certificatePath = "certificate_path"
             case enrollmentPath = "enrollment_path", certificateSHA1 = "certificate_sha1"
-            case certificateSHA256 = "certificate_sha256", azCommand = "az_command", port
+            case certificateSHA256 = "certificate_sha256", azCommand = "az_command", port, state, enrollment
+        }
+    }
+
+    /// The enroll step's outcome, with the keys of `dps enroll --json`.
+    struct EnrollmentJSON: Encodable {
+        let action: String, dpsHost: String, enrolled: Bool
+        @NullEncoded var etag: String?
+        @NullEncoded var sha1Thumbprint: String?
+        @NullEncoded var sha256Thumbprint: String?
+        var errorCode: Int?, httpStatus: Int?, message: String?, trackingID: String?
+        /// How to finish it, when it is not enrolled.
+        var finishCommand: String?
+        /// Why the registry does not hold the outcome, if it does not.
+        var registryError: String?
+        init(_ e: ProvisionEnrollment, boardID: Int64, enrollCommand: (Int64, Bool) -> String) {
+            let o = e.outcome
+            action = o.action.rawValue; dpsHost = e.dpsHost; enrolled = e.isEnrolled
+            etag = o.etag; sha1Thumbprint = o.sha1Thumbprint; sha256Thumbprint = o.sha256Thumbprint
+            if !e.isEnrolled {
+                errorCode = o.error?.errorCode; httpStatus = o.error?.status; trackingID = o.error?.trackingId
+                message = o.error.map { cliMessage($0) } ?? o.message
+                finishCommand = enrollCommand(boardID, o.action == .conflict)
+            }
+            registryError = e.recordingFailure
+        }
+        enum CodingKeys: String, CodingKey {
+            case action, dpsHost = "dps_host", enrolled, etag, sha1Thumbprint = "sha1_thumbprint"
+            case sha256Thumbprint = "sha256_thumbprint", errorCode = "error_code", httpStatus = "http_status"
+            case message, trackingID = "tracking_id", finishCommand = "finish_command", registryError = "registry_error"
         }
     }
 }
@@ -162,6 +230,44 @@ final class LiveStepLine: @unchecked Sendable {
         }
         thread.name = "devkit progress"
         thread.start()
+    }
+}
+
+/// `devkit dps enroll --from-registry --id N` with the DPS options a run was given
+/// (shell-quoted): what finishes a board left `done, not enrolled`. `replace` when
+/// DPS holds another certificate for it (a conflict is never replaced unasked).
+func finishEnrollmentCommand(boardID: Int64, dps: DPSSettings, registryPath: String?, replace: Bool = false) -> String {
+    var words = ["devkit", "dps", "enroll", "--from-registry", "--id", "\(boardID)"]
+    if let registryPath { words += ["--registry", registryPath] }
+    words += ["--connection-string-file", dps.connectionStringFile ?? "FILE"]
+    if let endpoint = dps.endpoint { words += ["--endpoint", endpoint] }
+    if let caFile = dps.caFile { words += ["--ca-file", caFile] }
+    if let hub = dps.iotHubHostName { words += ["--iot-hub", hub] }
+    if !dps.provisioningEnabled { words.append("--disabled") }
+    if replace { words.append("--replace") }
+    return words.map(shellQuote).joined(separator: " ")
+}
+
+extension NotEnrolled {
+    /// DPS holds another certificate: only `--replace` enrolls this one.
+    var needsReplace: Bool { enrollment.outcome.action == .conflict }
+}
+
+/// A provisioned board left `done, not enrolled`, as the command's last word: the
+/// exit code is the one `devkit dps enroll` gives for the same failure (69 DPS
+/// unreachable, 75 timeouts or throttling, 77 credentials refused, 65 data
+/// refused, 1 a conflict), so a script does not go on as if the board could
+/// register; the message says the board is provisioned and how to finish it.
+struct NotEnrolledReport: CLIReportable {
+    let notEnrolled: NotEnrolled
+    let command: String
+    var exitStatus: ExitStatus { notEnrolled.enrollment.outcome.error?.exitStatus ?? .partialFailure }
+    var userMessage: String {
+        let id = notEnrolled.boardID
+        let why = notEnrolled.enrollment.outcome.error.map { cliMessage($0) } ?? notEnrolled.description
+        return "board #\(id) is provisioned (its files are written) but not enrolled in DPS: \(why); "
+            + "`\(command)` finishes it"
+            + (notEnrolled.needsReplace ? " (--replace puts this board's certificate in place of the one DPS holds)" : "")
     }
 }
 

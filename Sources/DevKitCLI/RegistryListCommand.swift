@@ -12,8 +12,14 @@ struct RegistryListCommand: ParsableCommand {
                 [<options>]
             """,
         discussion: """
-            Shows each board's row id, MAC, registration ID, firmware version, state and \
-            the last step completed. --unfinished shows only boards whose provisioning \
+            Shows each board's row id, MAC, registration ID, firmware version, state, \
+            the last step completed and its DPS enrollment (ENROLLED: `created 12:01`, \
+            `unchanged`, `updated`; `conflict` when DPS holds another certificate; \
+            `failed 401002` with DPS's error code; `not enrolled` when it is owed; \
+            `old certificate` after a re-issue; `-` when DPS was not configured). A \
+            board whose files are written but whose enrollment is owed is \
+            `done, not enrolled`: `devkit dps enroll --from-registry --id N` finishes \
+            it. --unfinished shows only boards whose provisioning \
             did not complete. Never shows the UDS.
 
             Examples:
@@ -53,10 +59,10 @@ struct RegistryListCommand: ParsableCommand {
             // character would reach the terminal, a newline would start a fake row).
             let rows = boards.map { b in
                 [b.id.map(String.init) ?? "", b.mac ?? "-", b.registrationID ?? "-",
-                 b.firmwareVersion ?? "-", b.supersededBy.map { "superseded by #\($0)" } ?? b.state.rawValue, b.lastStep?.rawValue ?? "-",
+                 b.firmwareVersion ?? "-", stateText(b), b.lastStep?.rawValue ?? "-", enrollmentCell(b),
                  timestamp(b.updatedAt)].map { escaped($0) }
             }
-            print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "UPDATED"], rows))
+            print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "ENROLLED", "UPDATED"], rows))
         }
     }
 }

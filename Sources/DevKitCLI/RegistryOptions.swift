@@ -10,7 +10,8 @@ struct RegistryOptions: ParsableArguments {
         help: ArgumentHelp(
             "The registry database.",
             discussion: "Default: $XDG_DATA_HOME/devkit/registry.sqlite (~/.local/share/devkit/registry.sqlite).",
-            valueName: "path"))
+            valueName: "path"),
+        completion: .file())
     var path: String?
 
     /// The database file to use.

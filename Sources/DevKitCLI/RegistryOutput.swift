@@ -14,7 +14,12 @@ struct BoardJSON: Encodable {
         case certificateSHA256 = "certificate_sha256", certificatePath = "certificate_path"
         case enrollmentPath = "enrollment_path", state, error, lastStep = "last_step"
         case nextStep = "next_step", createdAt = "created_at", updatedAt = "updated_at", steps
-        case supersededBy = "superseded_by"
+        case supersededBy = "superseded_by", enrolled, enrollment
+    }
+
+    private enum EnrollmentKey: String, CodingKey {
+        case action, at, dpsHost = "dps_host", etag, sha1Thumbprint = "sha1_thumbprint"
+        case errorCode = "error_code", message, trackingID = "tracking_id"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -36,6 +41,23 @@ struct BoardJSON: Encodable {
         try c.encode(board.nextStep?.rawValue, forKey: .nextStep)
         try c.encode(timestamp(board.createdAt), forKey: .createdAt)
         try c.encode(timestamp(board.updatedAt), forKey: .updatedAt)
+        // `state` stays `done` for a board whose enrollment is owed; `enrolled`
+        // says whether DPS holds its current certificate, `enrollment` is null when
+        // DPS was never configured for it.
+        try c.encode(board.isEnrolled, forKey: .enrolled)
+        if let e = board.enrollment {
+            var n = c.nestedContainer(keyedBy: EnrollmentKey.self, forKey: .enrollment)
+            try n.encode(e.action.rawValue, forKey: .action)
+            try n.encode(timestamp(e.at), forKey: .at)
+            try n.encode(e.dpsHost, forKey: .dpsHost)
+            try n.encode(e.etag, forKey: .etag)
+            try n.encode(e.sha1Thumbprint, forKey: .sha1Thumbprint)
+            try n.encode(e.errorCode, forKey: .errorCode)
+            try n.encode(e.errorMessage, forKey: .message)
+            try n.encode(e.trackingID, forKey: .trackingID)
+        } else {
+            try c.encodeNil(forKey: .enrollment)
+        }
         var steps = c.nestedContainer(keyedBy: StepKey.self, forKey: .steps)
         for step in ProvisioningStep.allCases {
             try steps.encode(board.completedAt(step).map(timestamp), forKey: StepKey(step.rawValue))
@@ -64,6 +86,9 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
     header += ["certificate_sha1", "certificate_sha256", "certificate_path", "enrollment_path",
                "state", "error", "created_at", "updated_at"]
     header += ProvisioningStep.allCases.map(\.columnName)
+    header += ["enrolled", "enrollment_action", "enrollment_at", "enrollment_dps_host", "enrollment_etag",
+               "enrollment_sha1_thumbprint", "enrollment_error_code", "enrollment_error_message",
+               "enrollment_tracking_id"]
     var lines = [header.joined(separator: ",")]
     for b in boards {
         var fields: [String?] = [b.id.map(String.init), b.mac, b.usbSerial, b.registrationID, b.firmwareVersion]
@@ -71,9 +96,45 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
         fields += [b.certificateSHA1, b.certificateSHA256, b.certificatePath, b.enrollmentPath,
                    b.state.rawValue, b.error, timestamp(b.createdAt), timestamp(b.updatedAt)]
         fields += ProvisioningStep.allCases.map { b.completedAt($0).map(timestamp) }
+        let e = b.enrollment
+        fields += [b.isEnrolled ? "true" : "false", e?.action.rawValue, e.map { timestamp($0.at) }, e?.dpsHost, e?.etag,
+                   e?.sha1Thumbprint, e?.errorCode.map(String.init), e?.errorMessage, e?.trackingID]
         lines.append(fields.map { csvField($0 ?? "") }.joined(separator: ","))
     }
     return lines.joined(separator: "\r\n") + "\r\n"
+}
+
+/// A board's state in one phrase: `superseded by #N`, `done, not enrolled` (its
+/// certificate is written, the DPS enrollment it was provisioned with is owed), or
+/// the registry's state.
+func stateText(_ board: BoardRecord) -> String {
+    if let newer = board.supersededBy { return "superseded by #\(newer)" }
+    if board.awaitsEnrollment { return "done, not enrolled" }
+    return board.state.rawValue
+}
+
+/// The ENROLLED cell of `registry list`: `created 12:01` (the action that enrolled
+/// the current certificate and when), `conflict 12:01` (DPS holds another
+/// certificate), `failed 401002` (DPS's error code), `not enrolled` (owed: not
+/// attempted yet or DPS not reached), `old certificate` (enrolled before the
+/// certificate was re-issued), `-` (DPS never configured for it).
+func enrollmentCell(_ board: BoardRecord, now: Date = Date()) -> String {
+    guard let e = board.enrollment else { return "-" }
+    if board.isEnrolled { return "\(e.action.rawValue) \(shortTime(e.at, now: now))" }
+    switch e.action {
+    case .created, .updated, .unchanged: return "old certificate"
+    case .conflict: return "conflict \(shortTime(e.at, now: now))"
+    case .failed: return e.errorCode.map { "failed \($0)" } ?? "not enrolled"
+    case .pending: return "not enrolled"
+    }
+}
+
+/// `HH:mm` (24-hour) today, `yyyy-MM-dd` another day, local time: a table cell, short.
+func shortTime(_ date: Date, now: Date = Date()) -> String {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.dateFormat = Calendar.current.isDate(date, inSameDayAs: now) ? "HH:mm" : "yyyy-MM-dd"
+    return formatter.string(from: date)
 }
 
 /// One CSV field: quoted when it must be; control and invisible format characters

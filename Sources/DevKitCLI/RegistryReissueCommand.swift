@@ -14,7 +14,8 @@ struct RegistryReissueCommand: ParsableCommand {
         usage: """
             devkit registry reissue (--elf <file> | --bin <file> --map <file>)
                 [--firmware-version <version>] [--board <board> ...]
-                [--output-dir <dir>] [--json] [<options>]
+                [--output-dir <dir>] [--enroll --dps-connection-string-file <file>]
+                [--json] [<options>]
             """,
         discussion: """
             The Alias certificate depends on the firmware image, so after flashing new \
@@ -28,10 +29,22 @@ struct RegistryReissueCommand: ParsableCommand {
             A board that fails is reported and the others go on; the exit code is 1 when \
             some failed.
 
+            --enroll then pushes the new certificates to DPS (the options as for \
+            `devkit provision --dps-connection-string-file`): each re-issued board's \
+            enrollment is created, or updated with If-Match when it holds another \
+            certificate (its old one: --enroll implies `dps enroll --replace` for the \
+            boards re-issued in this run, and for no other). Each outcome is recorded \
+            in the registry; a board whose files were written but whose enrollment \
+            failed is `done, not enrolled`, and the exit code is 1. Without --enroll \
+            the boards read `done, not enrolled` (an older certificate is enrolled) \
+            until `devkit dps enroll --from-registry --replace` pushes them.
+
             Examples:
               devkit registry reissue --bin New.ino.bin --map New.ino.map \\
                   --firmware-version 1.6.3 --output-dir enrollments-1.6.3
               devkit registry reissue --elf New.ino.elf --board 3 --board 7 --json
+              devkit registry reissue --elf New.ino.elf --firmware-version 1.6.3 \\
+                  --enroll --dps-connection-string-file dps.cs
             """)
 
     @OptionGroup var registry: RegistryOptions
@@ -40,8 +53,6 @@ struct RegistryReissueCommand: ParsableCommand {
 
     /// --quiet / --verbose, as on every command.
     @OptionGroup var outputLevel: OutputLevelOptions
-
-    func validate() throws { try firmware.requireGiven() }
 
     @Option(
         help: ArgumentHelp("The new firmware's DevKitSDK version (default: each board's recorded one).", valueName: "X.Y.Z"),
@@ -56,11 +67,27 @@ struct RegistryReissueCommand: ParsableCommand {
     @Flag(help: "One JSON object per board on stdout.")
     var json = false
 
+    @Flag(help: "Enroll the re-issued boards in DPS, replacing the certificates their enrollments hold.")
+    var enroll = false
+
+    @OptionGroup var dps: DPSEnrollOptions
+
+    func validate() throws {
+        try firmware.requireGiven()
+        if enroll && dps.dpsConnectionStringFile == nil {
+            throw ValidationError("--enroll needs --dps-connection-string-file FILE (the DPS policy's connection string).")
+        }
+        if !enroll && dps.dpsConnectionStringFile != nil {
+            throw ValidationError("--dps-connection-string-file is used with --enroll; give --enroll too.")
+        }
+    }
+
     func run() throws {
         try reportingErrors {
             try reissueFromRegistry(
                 registry: registry, firmware: firmware.source,
-                firmwareVersion: firmwareVersion, outputDirectory: output.outputDir, boards: boards, json: json)
+                firmwareVersion: firmwareVersion, outputDirectory: output.outputDir, boards: boards, json: json,
+                enroll: enroll ? dps.settings() : nil)
         }
     }
 }
@@ -69,7 +96,7 @@ struct RegistryReissueCommand: ParsableCommand {
 /// line (or JSON object) per board; throws ExitCode(1) when some boards failed.
 func reissueFromRegistry(
     registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: FirmwareVersion?,
-    outputDirectory: String, boards keys: [String], json: Bool
+    outputDirectory: String, boards keys: [String], json: Bool, enroll: DPSSettings? = nil
 ) throws {
     guard let registry = try options.openExisting() else { throw NoRegistryError(path: options.resolvedPath) }
     var ids: [Int64]?
@@ -80,16 +107,45 @@ func reissueFromRegistry(
         }
     }
     let factory = try diceRIoTMeasurer()(firmware)
+    // The DPS is checked (connection string, endpoint, trust anchors) before any file is written.
+    let target = try enroll.map { try DPSEnrollmentTarget($0, log: dpsRequestLog()) }
+    defer { target?.close() }
     let items = try CertificateReissue(registry: registry, factory: factory)
-        .run(firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, boardIDs: ids)
+        .run(firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, dps: enroll ?? DPSSettings(), boardIDs: ids)
+    var enrollments: [Int64: ProvisionEnrollment] = [:]
+    if let target {
+        let reissued = items.compactMap { item -> (boardID: Int64, registrationID: RegistrationID, certificatePEM: String)? in
+            guard case .success(let r) = item.result, let id = try? RegistrationID(r.registrationID),
+                  let pem = try? String(contentsOfFile: r.certificatePath, encoding: .utf8)
+            else { return nil }
+            return (r.boardID, id, pem)
+        }
+        enrollments = target.enroll(reissued, replace: true, recordingIn: registry)
+    }
+    let registryPath = options.path.map { _ in registry.path }
+    let enrollCommand = { (id: Int64, replace: Bool) in
+        finishEnrollmentCommand(boardID: id, dps: enroll ?? DPSSettings(), registryPath: registryPath, replace: true)
+    }
     var failures = 0
     for item in items {
         switch item.result {
-        case .success(let r):
+        case .success(var r):
+            r.enrollment = enrollments[r.boardID]
+            if enroll != nil && r.enrollment?.isEnrolled != true { failures += 1 }
             if json {
-                print(try JSONOutput.text(ProvisionReporter.ResultJSON(r)))
+                print(try JSONOutput.text(ProvisionReporter.ResultJSON(r, enrollCommand: enrollCommand)))
             } else {
-                printOutput("#\(r.boardID) \(r.registrationID): \(escaped(r.certificatePath)) (SHA-1 \(r.certificateSHA1))")
+                var line = "#\(r.boardID) \(r.registrationID): \(escaped(r.certificatePath)) (SHA-1 \(r.certificateSHA1))"
+                if let e = r.enrollment, e.isEnrolled { line += "; enrolled in DPS (\(e.outcome.action.rawValue))" }
+                printOutput(line)
+                if let e = r.enrollment, !e.isEnrolled {
+                    let why = e.outcome.error.map { cliMessage($0) } ?? e.outcome.message ?? "not enrolled"
+                    printError("devkit: error: #\(r.boardID) \(r.registrationID): written but not enrolled in DPS: \(why); "
+                        + "`\(enrollCommand(r.boardID, true))` finishes it")
+                } else if enroll != nil && r.enrollment == nil {
+                    printError("devkit: error: #\(r.boardID) \(r.registrationID): written but not enrolled in DPS "
+                        + "(its certificate file could not be read back); `\(enrollCommand(r.boardID, true))` finishes it")
+                }
             }
         case .failure(let error) where error.superseded:
             // An earlier record of a board provisioned again: said, not a failure.

@@ -60,10 +60,11 @@ struct RegistryShowCommand: ParsableCommand {
                 ("SHA-1 thumbprint", board.certificateSHA1 ?? "-"),
                 ("SHA-256 thumbprint", board.certificateSHA256 ?? "-"),
                 ("Enrollment file", board.enrollmentPath ?? "-"),
-                ("State", board.state.rawValue),
+                ("State", stateText(board)),
             ]
             if let error = board.error { lines.append(("Error", error)) }
             if let next = board.nextStep { lines.append(("Next step", next.rawValue)) }
+            lines += enrollmentLines(board)
             lines.append(("Created", timestamp(board.createdAt)))
             lines.append(("Updated", timestamp(board.updatedAt)))
             for step in ProvisioningStep.allCases {
@@ -73,5 +74,29 @@ struct RegistryShowCommand: ParsableCommand {
             // board, a file or an older devkit, and reach the terminal here.
             print(labelledLines(lines))
         }
+    }
+
+    /// The DPS enrollment as recorded: what was done, when, where, DPS's
+    /// thumbprint and etag, or DPS's error; and how to finish one that is owed.
+    func enrollmentLines(_ board: BoardRecord) -> [(label: String, value: String)] {
+        guard let e = board.enrollment else { return [("Enrollment", "- (DPS not configured)")] }
+        var what = e.action == .pending ? "not attempted yet" : e.action.rawValue
+        if e.action.enrolls && !board.isEnrolled { what += " (an older certificate; this one is not enrolled)" }
+        var lines: [(label: String, value: String)] = [
+            ("Enrollment", "\(what), \(timestamp(e.at))" + (e.dpsHost.map { " in \($0)" } ?? "")),
+        ]
+        if let sha1 = e.sha1Thumbprint { lines.append(("DPS SHA-1", sha1)) }
+        if let etag = e.etag { lines.append(("DPS etag", etag)) }
+        if let code = e.errorCode { lines.append(("DPS error code", String(code))) }
+        if let message = e.errorMessage { lines.append(("Enrollment error", message)) }
+        if let tracking = e.trackingID { lines.append(("Tracking ID", tracking)) }
+        if board.awaitsEnrollment, let id = board.id {
+            var command = "devkit dps enroll --from-registry --id \(id) --connection-string-file <file>"
+            // Re-issued: DPS holds this board's older certificate, which is to go.
+            if e.action.enrolls { command += " --replace" }
+            if e.action == .conflict { command += " (DPS holds another certificate: --replace overwrites it)" }
+            lines.append(("Finish with", command))
+        }
+        return lines
     }
 }

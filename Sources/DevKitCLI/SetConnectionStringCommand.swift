@@ -40,12 +40,13 @@ struct SetConnectionStringCommand: ParsableCommand {
 
     @Option(
         name: .customLong("connection-string-file"),
-        help: ArgumentHelp("File holding the connection string, or - for standard input.", valueName: "file"))
+        help: ArgumentHelp("File holding the connection string, or - for standard input.", valueName: "file"),
+        completion: .file())
     var connectionStringFile: String?
 
     /// `--file`, the name before every command agreed on `--connection-string-file`;
     /// kept for existing scripts, hidden (ArgumentParser has no per-name visibility).
-    @Option(name: .customLong("file"), help: .hidden)
+    @Option(name: .customLong("file"), help: .hidden, completion: .file())
     var fileAlias: String?
 
     /// Set once `validate()` passed.

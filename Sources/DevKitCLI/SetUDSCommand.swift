@@ -56,7 +56,8 @@ struct SetUDSCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "With --generate-uds: new file to save the UDS in (default: ./uds-<UTC time>.hex).", valueName: "file"))
+            "With --generate-uds: new file to save the UDS in (default: ./uds-<UTC time>.hex).", valueName: "file"),
+        completion: .file())
     var save: String?
 
     @Flag(help: "Print the result as one JSON object.")

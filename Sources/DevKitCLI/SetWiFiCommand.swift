@@ -37,13 +37,14 @@ struct SetWiFiCommand: ParsableCommand {
 
     @Option(
         name: .customLong("wifi-password-file"),
-        help: ArgumentHelp("File holding the password on one line, or - for standard input.", valueName: "file"))
+        help: ArgumentHelp("File holding the password on one line, or - for standard input.", valueName: "file"),
+        completion: .file())
     var wifiPasswordFile: String?
 
     /// `--password-file`, the name before every command agreed on
     /// `--wifi-password-file`; kept for existing scripts, hidden (ArgumentParser has
     /// no per-name visibility).
-    @Option(name: .customLong("password-file"), help: .hidden)
+    @Option(name: .customLong("password-file"), help: .hidden, completion: .file())
     var passwordFileAlias: String?
 
     var passwordFile: String? { wifiPasswordFile ?? passwordFileAlias }

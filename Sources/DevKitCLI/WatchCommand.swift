@@ -30,6 +30,13 @@ struct WatchCommand: AsyncParsableCommand {
             is recorded as failed in the registry and resumed when it comes back. A \
             board the registry already finished is left alone.
 
+            With connection_string_file in the profile's [dps] table each board is \
+            enrolled in DPS as its last step. One DPS did not enroll (unreachable, \
+            refused, a conflict) is reported `not enrolled` with the `devkit dps \
+            enroll --from-registry` command that finishes it, and counts as failed; a \
+            finished board whose enrollment is owed is enrolled when plugged in \
+            again, without touching it.
+
             Blocks on the udev socket (no polling). SIGTERM or SIGINT stops listening, \
             lets boards in progress finish, and exits 0.
 
@@ -40,7 +47,7 @@ struct WatchCommand: AsyncParsableCommand {
 
     @OptionGroup var registry: RegistryOptions
 
-    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"))
+    @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"), completion: .file(extensions: ["toml"]))
     var profile: String
 
     @Option(help: "Baud rate of the boards' serial ports.")
@@ -52,7 +59,8 @@ struct WatchCommand: AsyncParsableCommand {
     @Option(name: .customLong("port"), help: ArgumentHelp(
         "Provision these ports once, without listening to udev (repeatable); exit when all are done.",
         discussion: "For benches without udev events (and Scripts/bench-fleet.sh). Exit 1 when some board failed.",
-        valueName: "path"))
+        valueName: "path"),
+        completion: PortOptions.portCompletion)
     var ports: [String] = []
 
     /// --quiet / --verbose, as on every command.
@@ -61,11 +69,15 @@ struct WatchCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let profile = try ProfileLoader.load(path: self.profile)
-            let provisioner = ProfileProvisioner(
+            var provisioner = ProfileProvisioner(
                 profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
+            provisioner.dpsLog = dpsRequestLog()
             try provisioner.prepare()
             let boards = BoardThreads()
-            let output = WatchOutput(json: json)
+            let registryPath = registry.path.map { _ in registry.resolvedPath }
+            let output = WatchOutput(json: json) { id, replace in
+                finishEnrollmentCommand(boardID: id, dps: profile.dps, registryPath: registryPath, replace: replace)
+            }
             if !ports.isEmpty {
                 for port in ports {
                     // Looked up on the board's own thread: one udev lookup each (0.1-0.3 ms),
@@ -145,7 +157,28 @@ final class BoardThreads: @unchecked Sendable {
                 {
                 case .provisioned(let result, let resumed):
                     output.result(node, result)  // JSON: the whole result, with the port
-                    log(node, resumed ? .finished : .provisioned, "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath); \(result.azCommand)")
+                    let done = "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath)"
+                    if let enrollment = result.enrollment {
+                        if enrollment.isEnrolled {
+                            log(node, resumed ? .finished : .provisioned,
+                                "\(done); enrolled in DPS (\(enrollment.outcome.action.rawValue))")
+                        } else {
+                            lock.withLock { failed += 1 }
+                            log(node, .notEnrolled, "\(done); " + notEnrolledText(result.boardID, enrollment, output))
+                        }
+                    } else {
+                        log(node, resumed ? .finished : .provisioned, "\(done); \(result.azCommand)")
+                    }
+                case .enrolled(let board, let enrollment):
+                    let id = board.id ?? 0
+                    if enrollment.isEnrolled {
+                        log(node, .enrolled, "provisioned earlier as \(board.registrationID ?? "?") (registry #\(id)); "
+                            + "now enrolled in DPS (\(enrollment.outcome.action.rawValue))")
+                    } else {
+                        lock.withLock { failed += 1 }
+                        log(node, .notEnrolled, "provisioned earlier as \(board.registrationID ?? "?"); "
+                            + notEnrolledText(id, enrollment, output))
+                    }
                 case .alreadyProvisioned(let board):
                     log(node, .already, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
                 }
@@ -177,6 +210,13 @@ final class BoardThreads: @unchecked Sendable {
     }
 
     func waitForAll() { group.wait() }
+}
+
+/// `not enrolled in DPS: <why>; `<command>` finishes it`, for a board's line.
+private func notEnrolledText(_ boardID: Int64, _ enrollment: ProvisionEnrollment, _ output: WatchOutput) -> String {
+    let notEnrolled = NotEnrolled(boardID: boardID, enrollment: enrollment)
+    let why = enrollment.outcome.error.map { cliMessage($0) } ?? notEnrolled.description
+    return "not enrolled in DPS: \(why); `\(output.enrollCommand(boardID, notEnrolled.needsReplace))` finishes it"
 }
 
 /// Names the calling thread as `ps -L`, `top -H` and perf show it (15 bytes at

@@ -25,14 +25,27 @@ final class WatchOutput: @unchecked Sendable {
     /// above it as printed, so a long session does not redraw hundreds of lines.
     private let keptFinished = 32
 
-    init(json: Bool, live: Bool = isatty(STDERR_FILENO) == 1) {
+    /// The command that finishes a board left `done, not enrolled`.
+    let enrollCommand: @Sendable (Int64, Bool) -> String
+
+    init(
+        json: Bool, live: Bool = isatty(STDERR_FILENO) == 1,
+        enrollCommand: @escaping @Sendable (Int64, Bool) -> String = { id, replace in
+            finishEnrollmentCommand(boardID: id, dps: DPSSettings(), registryPath: nil, replace: replace)
+        }
+    ) {
         self.json = json
         self.live = !json && live
+        self.enrollCommand = enrollCommand
     }
 
     /// A board's milestone; the raw value is the JSON event's `status`.
     enum Milestone: String {
         case appeared, provisioned, finished, already, unplugged, failed
+        /// Provisioned (files written, row done) but DPS did not enroll it.
+        case notEnrolled = "not_enrolled"
+        /// Provisioned earlier, its owed enrollment done now.
+        case enrolled
 
         /// The board's line will not change any more.
         var isFinal: Bool { self != .appeared && self != .unplugged }
@@ -63,12 +76,14 @@ final class WatchOutput: @unchecked Sendable {
         if json {
             var reporter = ProvisionReporter(json: true)
             reporter.port = port
+            reporter.enrollCommand = enrollCommand
             return reporter.event
         }
         guard live else {
             // A log keeps every step, each on its own line named by the port.
             var reporter = ProvisionReporter(json: false, live: false)
             reporter.prefix = "[\(port)] "
+            reporter.enrollCommand = enrollCommand
             return reporter.event
         }
         return { [self] event in
@@ -86,6 +101,7 @@ final class WatchOutput: @unchecked Sendable {
         guard json else { return }
         var reporter = ProvisionReporter(json: true)
         reporter.port = port
+        reporter.enrollCommand = enrollCommand
         reporter.result(result)
     }
 

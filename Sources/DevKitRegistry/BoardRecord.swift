@@ -91,6 +91,9 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
     public var macReadAt: Date?
     public var certificateWrittenAt: Date?
     public var enrollmentWrittenAt: Date?
+    /// The board's DPS enrollment as last recorded (schema v5); nil when DPS was
+    /// never configured for it (`provision` without DPS options, an older devkit).
+    public var enrollment: BoardEnrollment?
 
     enum CodingKeys: String, CodingKey {
         case id, mac
@@ -114,6 +117,14 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
         case macReadAt = "mac_read_at"
         case certificateWrittenAt = "certificate_written_at"
         case enrollmentWrittenAt = "enrollment_written_at"
+        case enrollmentAction = "enrollment_action"
+        case enrollmentAt = "enrollment_at"
+        case enrollmentDPSHost = "enrollment_dps_host"
+        case enrollmentETag = "enrollment_etag"
+        case enrollmentSHA1 = "enrollment_sha1_thumbprint"
+        case enrollmentErrorCode = "enrollment_error_code"
+        case enrollmentErrorMessage = "enrollment_error_message"
+        case enrollmentTrackingID = "enrollment_tracking_id"
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) {
@@ -173,6 +184,7 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
         if let v = update.certificateSHA256 { certificateSHA256 = v }
         if let v = update.certificatePath { certificatePath = absolutePath(v) }
         if let v = update.enrollmentPath { enrollmentPath = absolutePath(v) }
+        if let v = update.enrollment { enrollment = v }
     }
 }
 
@@ -187,13 +199,17 @@ public struct BoardUpdate: Sendable, Equatable {
     public var certificateSHA256: String?
     public var certificatePath: String?
     public var enrollmentPath: String?
+    /// The board's DPS enrollment: `pending` with the certificate when DPS is
+    /// configured, so the same commit that makes the board done says it is owed.
+    public var enrollment: BoardEnrollment?
 
     public init(
         mac: MACAddress? = nil, usbSerial: String? = nil, registrationID: RegistrationID? = nil,
         firmwareVersion: FirmwareVersion? = nil, certificateSHA1: String? = nil,
         certificateSHA256: String? = nil, certificatePath: String? = nil,
-        enrollmentPath: String? = nil
+        enrollmentPath: String? = nil, enrollment: BoardEnrollment? = nil
     ) {
+        self.enrollment = enrollment
         self.mac = mac
         self.usbSerial = usbSerial
         self.registrationID = registrationID
@@ -243,6 +259,17 @@ extension BoardRecord {
         macReadAt = date(.macReadAt)
         certificateWrittenAt = date(.certificateWrittenAt)
         enrollmentWrittenAt = date(.enrollmentWrittenAt)
+        // A value other than the actions fails to decode (GRDB's error), like `state`.
+        if let action = try row.decode(BoardEnrollment.Action?.self, forColumn: CodingKeys.enrollmentAction.rawValue) {
+            enrollment = BoardEnrollment(
+                action: action, at: date(.enrollmentAt) ?? updatedAt,
+                dpsHost: row[CodingKeys.enrollmentDPSHost.rawValue],
+                etag: row[CodingKeys.enrollmentETag.rawValue],
+                sha1Thumbprint: row[CodingKeys.enrollmentSHA1.rawValue],
+                errorCode: row[CodingKeys.enrollmentErrorCode.rawValue],
+                errorMessage: row[CodingKeys.enrollmentErrorMessage.rawValue],
+                trackingID: row[CodingKeys.enrollmentTrackingID.rawValue])
+        }
     }
 
     /// The table's columns, `id` first, in the order of ``databaseValues``.
@@ -250,7 +277,9 @@ extension BoardRecord {
         CodingKeys.id, .mac, .usbSerial, .registrationID, .firmwareVersion, .uds, .certificateSHA1,
         .certificateSHA256, .certificatePath, .enrollmentPath, .state, .error, .createdAt, .updatedAt,
         .udsRecordedAt, .udsSentAt, .udsConfirmedAt, .versionReadAt, .macReadAt, .certificateWrittenAt,
-        .enrollmentWrittenAt, .supersededBy, .provisionSettings,
+        .enrollmentWrittenAt, .supersededBy, .provisionSettings, .enrollmentAction, .enrollmentAt,
+        .enrollmentDPSHost, .enrollmentETag, .enrollmentSHA1, .enrollmentErrorCode, .enrollmentErrorMessage,
+        .enrollmentTrackingID,
     ].map(\.rawValue)
 
     /// The row's values, in the order of ``databaseColumns``.
@@ -260,7 +289,9 @@ extension BoardRecord {
         return [id, mac, usbSerial, registrationID, firmwareVersion, uds, certificateSHA1,
          certificateSHA256, certificatePath, enrollmentPath, state, error, text(createdAt), text(updatedAt),
          udsRecordedAt.map(text), udsSentAt.map(text), udsConfirmedAt.map(text), versionReadAt.map(text),
-         macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text), supersededBy, provisionSettings]
+         macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text), supersededBy, provisionSettings,
+         enrollment?.action, enrollment.map { text($0.at) }, enrollment?.dpsHost, enrollment?.etag,
+         enrollment?.sha1Thumbprint, enrollment?.errorCode, enrollment?.errorMessage, enrollment?.trackingID]
     }
 
     public func encode(to container: inout PersistenceContainer) {

@@ -220,6 +220,23 @@ public final class Registry: Sendable {
         }
     }
 
+    /// Records what enrolling a board in DPS came to (replacing the previous
+    /// record). The board's state and steps are unchanged: enrollment is not a
+    /// provisioning step, and a board whose enrollment failed keeps its files and
+    /// stays `done` (shown `done, not enrolled`).
+    @discardableResult
+    public func recordEnrollment(boardID: Int64, _ enrollment: BoardEnrollment) throws(RegistryError) -> BoardRecord {
+        try write { db in
+            guard var record = try Self.fetchBoard(db, id: boardID) else {
+                throw RegistryError.boardNotFound("\(boardID)")
+            }
+            record.enrollment = enrollment
+            record.updatedAt = Date()
+            try Self.store(record, db)
+            return record
+        }
+    }
+
     /// Marks board `old` as replaced by board `new`, recording where its files went
     /// (they were moved aside so the new board's could take their names).
     @discardableResult
@@ -367,6 +384,22 @@ public final class Registry: Sendable {
         // the provisioning workflow when it records a board.
         migrator.registerMigration("v4: board.provision_settings") { db in
             try db.alter(table: "board") { t in t.add(column: "provision_settings", .text) }
+        }
+        // Each board's DPS enrollment (issue 13): the last result of enrolling it,
+        // or `pending` when DPS was configured and no result is recorded yet.
+        migrator.registerMigration("v5: board.enrollment_*") { db in
+            try db.alter(table: "board") { t in
+                t.add(column: "enrollment_action", .text)
+                    .check(sql: "enrollment_action IN ("
+                        + BoardEnrollment.Action.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")")
+                t.add(column: "enrollment_at", .datetime)
+                t.add(column: "enrollment_dps_host", .text)
+                t.add(column: "enrollment_etag", .text)
+                t.add(column: "enrollment_sha1_thumbprint", .text)
+                t.add(column: "enrollment_error_code", .integer)
+                t.add(column: "enrollment_error_message", .text)
+                t.add(column: "enrollment_tracking_id", .text)
+            }
         }
         return migrator
     }()

@@ -98,6 +98,9 @@ public struct InputLimit: Equatable, Sendable, CustomStringConvertible {
     public static let certBatch = InputLimit(bytes: 64 << 20, kind: "a batch file")
     /// A provisioning profile is a short TOML file.
     public static let profile = InputLimit(bytes: 1 << 20, kind: "a profile")
+    /// An Alias certificate (PEM, under 1 KiB) or its enrollment file; a CA bundle
+    /// is a few hundred KiB.
+    public static let certificate = InputLimit(bytes: 1 << 20, kind: "a certificate or enrollment file")
     /// A UDS (64 hex digits), Wi-Fi password (63 bytes), connection string (a few hundred bytes).
     public static let secret = InputLimit(bytes: 4 << 10, kind: "a secret file")
 

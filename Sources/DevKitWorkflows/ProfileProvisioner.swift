@@ -7,14 +7,18 @@ import SerialPort
 /// `devkit autoconfigure` does for one port and `devkit watch` for every board
 /// plugged in.
 ///
-/// A board the registry already finished (same USB serial) is left alone; one it
-/// holds unfinished is resumed with its recorded UDS; any other board is
-/// provisioned from scratch.
+/// A board the registry already finished (same USB serial) is left alone, unless
+/// its DPS enrollment is owed (`done, not enrolled`) and the profile has a DPS:
+/// then it is enrolled, without opening its port. One the registry holds
+/// unfinished is resumed with its recorded UDS; any other board is provisioned
+/// from scratch.
 public struct ProfileProvisioner: Sendable {
     public let profile: ProvisioningProfile
     public let registry: Registry
     public let measure: FirmwareMeasurer
     public var baudRate: Int
+    /// Told each DPS request (`--verbose`).
+    public var dpsLog: (@Sendable (String) -> Void)?
 
     public init(profile: ProvisioningProfile, registry: Registry, measure: @escaping FirmwareMeasurer,
                 baudRate: Int = 115_200) {
@@ -29,6 +33,9 @@ public struct ProfileProvisioner: Sendable {
         case provisioned(ProvisionResult, resumed: Bool)
         /// The registry holds a finished row for this USB serial.
         case alreadyProvisioned(BoardRecord)
+        /// The registry holds a finished row for this USB serial whose enrollment
+        /// was owed: enrolled now (or still not: see its outcome).
+        case enrolled(BoardRecord, ProvisionEnrollment)
     }
 
     /// Measures the profile's firmware now, before any board appears: a bad image
@@ -55,10 +62,16 @@ public struct ProfileProvisioner: Sendable {
         var previous: BoardRecord?
         if let usbSerial {
             previous = try registry.board(byUSBSerial: usbSerial)
-            if let previous, previous.state == .done { return .alreadyProvisioned(previous) }
+            if let previous, previous.state == .done {
+                guard profile.dps.enrolls, previous.awaitsEnrollment else { return .alreadyProvisioned(previous) }
+                var workflow = ProvisionWorkflow(registry: registry, measure: measure, report: report)
+                workflow.dpsLog = dpsLog
+                return .enrolled(previous, try workflow.enrollRecorded(previous, dps: profile.dps))
+            }
         }
         var workflow = ProvisionWorkflow(registry: registry, measure: measure, report: report)
         workflow.afterStep = afterStep
+        workflow.dpsLog = dpsLog
         let request = ProvisionRequest(profile: profile, usbSerial: usbSerial)
         let port = try SerialPort(path: path, baudRate: baudRate)
         let release = whilePortOpen?(port)

@@ -26,6 +26,12 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
     public var resourceGroup: String?
     public var iotHubHostName: String?
     public var provisioningEnabled: Bool?
+    /// Enrolling in DPS (issue 13): the connection string *file* (absolute, or `-`
+    /// as given: standard input is not kept, so a resume must be given it again),
+    /// the endpoint and the CA file.
+    public var dpsConnectionStringFile: String?
+    public var dpsEndpoint: String?
+    public var dpsCAFile: String?
 
     enum CodingKeys: String, CodingKey {
         case firmwareBin = "firmware_bin", firmwareMap = "firmware_map", firmwareElf = "firmware_elf"
@@ -34,6 +40,8 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
         case wifiSSID = "wifi_ssid", wifiPasswordFile = "wifi_password_file"
         case dpsName = "dps_name", resourceGroup = "resource_group", iotHubHostName = "iot_hub_host_name"
         case provisioningEnabled = "provisioning_enabled"
+        case dpsConnectionStringFile = "dps_connection_string_file", dpsEndpoint = "dps_endpoint"
+        case dpsCAFile = "dps_ca_file"
     }
 
     /// The settings of `request`, its paths made absolute and its firmware hashed.
@@ -73,6 +81,9 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
         resourceGroup = request.dps.resourceGroup
         iotHubHostName = request.dps.iotHubHostName
         provisioningEnabled = request.dps.provisioningEnabled
+        dpsConnectionStringFile = request.dps.connectionStringFile.map { $0 == "-" ? "-" : Self.absolute($0) }
+        dpsEndpoint = request.dps.endpoint
+        dpsCAFile = request.dps.caFile.map(Self.absolute)
     }
 
     /// The recorded DPS settings, each overridden by `given`'s when it has one.
@@ -80,7 +91,9 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
         DPSSettings(
             name: given.name ?? dpsName, resourceGroup: given.resourceGroup ?? resourceGroup, idScope: given.idScope,
             iotHubHostName: given.iotHubHostName ?? iotHubHostName,
-            provisioningEnabled: provisioningEnabled ?? given.provisioningEnabled)
+            provisioningEnabled: provisioningEnabled ?? given.provisioningEnabled,
+            connectionStringFile: given.connectionStringFile ?? dpsConnectionStringFile,
+            endpoint: given.endpoint ?? dpsEndpoint, caFile: given.caFile ?? dpsCAFile)
     }
 
     public func json() -> String {

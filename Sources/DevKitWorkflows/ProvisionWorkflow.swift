@@ -1,3 +1,5 @@
+import DPSModel
+import DPSService
 import DevKitConsole
 import DevKitModel
 import DevKitRegistry
@@ -89,7 +91,8 @@ public struct ProvisionRequest: Sendable {
 
 /// One step of `devkit provision`, reported as it starts and ends.
 public enum ProvisionStage: String, Sendable, CaseIterable, Codable {
-    case validate, connect, record, uds, wifi, version, mac, certificate, enrollment
+    /// `enrollment`: the enrollment file; `enroll`: the enrollment in DPS (last, when configured).
+    case validate, connect, record, uds, wifi, version, mac, certificate, enrollment, enroll
 }
 
 /// A progress event. Never carries a secret.
@@ -132,6 +135,46 @@ public struct ProvisionResult: Sendable, Equatable {
     public var certificateSHA256: String
     /// The `az iot dps enrollment create` command line.
     public var azCommand: String
+    /// The DPS enrollment, when DPS was configured: the board is `done` either
+    /// way; not enrolled, it is `done, not enrolled`.
+    public var enrollment: ProvisionEnrollment?
+}
+
+/// What enrolling a provisioned board in DPS came to.
+public struct ProvisionEnrollment: Sendable, Equatable {
+    public var outcome: EnrollmentOutcome
+    /// The DPS (its HostName).
+    public var dpsHost: String
+    /// Why the outcome could not be recorded in the registry, if it could not.
+    public var recordingFailure: String?
+
+    public init(outcome: EnrollmentOutcome, dpsHost: String, recordingFailure: String? = nil) {
+        self.outcome = outcome
+        self.dpsHost = dpsHost
+        self.recordingFailure = recordingFailure
+    }
+
+    /// DPS holds the board's certificate.
+    public var isEnrolled: Bool { outcome.isEnrolled }
+}
+
+/// A provisioned board DPS did not enroll: its files are written and the registry
+/// row is `done`; the enrollment is owed (`done, not enrolled`).
+public struct NotEnrolled: Error, Sendable, Equatable, CustomStringConvertible {
+    public var boardID: Int64
+    public var enrollment: ProvisionEnrollment
+
+    public init(boardID: Int64, enrollment: ProvisionEnrollment) {
+        self.boardID = boardID
+        self.enrollment = enrollment
+    }
+
+    /// DPS's words (error code and tracking ID included), or the conflict.
+    public var description: String {
+        let o = enrollment.outcome
+        if o.action == .conflict { return o.message ?? "DPS holds another certificate for \(o.registrationId)" }
+        return o.error?.description ?? o.message ?? "not enrolled"
+    }
 }
 
 /// Errors of the provisioning workflow that are not the console's or the registry's.
@@ -242,6 +285,8 @@ public struct ProvisionWorkflow {
     /// Called after each registry step is committed (tests use it to crash there);
     /// for marks committed in the background, on the committing thread.
     public var afterStep: @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
+    /// Told each DPS request (method, path, status, time; never a header): `--verbose`.
+    public var dpsLog: (@Sendable (String) -> Void)?
 
     public init(registry: Registry, measure: @escaping FirmwareMeasurer,
                 report: @escaping (ProvisionEvent) -> Void = { _ in }) {
@@ -257,6 +302,8 @@ public struct ProvisionWorkflow {
         var factory: CertificateFactory
         /// What `--resume` needs, when asked for (a new board), or why it cannot be recorded.
         var settings: Result<ProvisionSettings, ProvisionError>?
+        /// The DPS to enroll the board in, when configured; ``DPSEnrollmentTarget/close()`` it.
+        var dps: DPSEnrollmentTarget?
     }
 
     /// Checks all inputs without touching the board or the registry.
@@ -289,8 +336,10 @@ public struct ProvisionWorkflow {
             guard let serial = request.usbSerial else { throw ProvisionError.serialUnknown(directory: dir) }
             uds = try SecretFile.readUDS((dir as NSString).appendingPathComponent("\(serial).uds"))
         }
+        // Last, as nothing after it may throw: the client it makes must be closed.
+        let dps = try request.dps.enrolls ? DPSEnrollmentTarget(request.dps, log: dpsLog) : nil
         report(ProvisionEvent(stage: .validate, status: .done, message: "inputs are valid"))
-        return Validated(uds: uds, wifiPassword: wifiPassword, factory: factory, settings: settings)
+        return Validated(uds: uds, wifiPassword: wifiPassword, factory: factory, settings: settings, dps: dps)
     }
 
     /// Provisions the board behind `session` (synchronised here if it is not).
@@ -302,6 +351,7 @@ public struct ProvisionWorkflow {
             report(ProvisionEvent(stage: .validate, status: .failed, message: "\(error)", error: error))
             throw error
         }
+        defer { v.dps?.close() }
         CertificateWarmUp.start(v.factory)
         do {
             try connect(session)
@@ -389,6 +439,7 @@ public struct ProvisionWorkflow {
         }
         if request.usbSerial == nil { request.usbSerial = board.usbSerial }
         var v = try validate(request)
+        defer { v.dps?.close() }
         v.uds = board.uds
         let boardStepsDone = board.macReadAt != nil && board.versionReadAt != nil && board.udsConfirmedAt != nil
         if !boardStepsDone {
@@ -574,7 +625,10 @@ public struct ProvisionWorkflow {
         let files = try BoardCertificateFiles.write(
             uds: board.uds, registrationID: registrationID, factory: v.factory, outputDirectory: request.outputDirectory,
             dps: request.dps)
-        board = try mark([.certificateWritten, .enrollmentWritten], id, files.update())
+        var update = files.update()
+        // Owed from here: a run stopped before the enroll step leaves it said.
+        if let dps = v.dps { update.enrollment = .pending(dpsHost: dps.dpsHost) }
+        board = try mark([.certificateWritten, .enrollmentWritten], id, update)
         // Committed after every background mark of this board: none failed unseen.
         try failures.throwIfAny()
         report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(files.certificatePath) (SHA-1 \(files.certificate.sha1))", boardID: id))
@@ -582,7 +636,67 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .enrollment, status: .started, message: "writing the enrollment file", boardID: id))
         report(ProvisionEvent(stage: .enrollment, status: .done, message: "wrote \(files.enrollmentPath)", boardID: id))
 
-        return files.result(boardID: id, mac: mac, firmwareVersion: version)
+        var result = files.result(boardID: id, mac: mac, firmwareVersion: version)
+        if let dps = v.dps {
+            result.enrollment = enroll(boardID: id, registrationID: registrationID, certificatePEM: files.certificate.pem, in: dps)
+        }
+        return result
+    }
+
+    /// Enrolls a board provisioned earlier (its row done, its certificate file the
+    /// one recorded) in the DPS of `settings`, and records the outcome: what finishes
+    /// a board left `done, not enrolled` when it is plugged in again under `watch`.
+    /// `replace`: DPS's enrollment holding another certificate is updated.
+    public func enrollRecorded(_ board: BoardRecord, dps settings: DPSSettings, replace: Bool = false) throws -> ProvisionEnrollment {
+        guard let id = board.id, board.state == .done, let recordedID = board.registrationID, let path = board.certificatePath
+        else { throw ProvisionError.cannotResume("board #\(board.id ?? 0) is not provisioned to the end; finish it with --resume") }
+        let registrationID = try Registry.parseStored(RegistrationID.init, recordedID, board: id)
+        let pem: String
+        do {
+            pem = String(decoding: try InputFile.read(path, limit: .certificate, standardInputDash: false), as: UTF8.self)
+        } catch {
+            throw ProvisionError.cannotResume(
+                "board #\(id)'s certificate \(escaped(path)) cannot be read (\(error.reason)); re-issue it with "
+                    + "`devkit registry reissue --board \(id)`")
+        }
+        if let recorded = board.certificateSHA256,
+           (try? EnrollmentCertificate(pem: pem))?.sha256Thumbprint != recorded.uppercased()
+        {
+            throw ProvisionError.cannotResume(
+                "\(escaped(path)) no longer holds the certificate recorded for board #\(id); re-issue it with "
+                    + "`devkit registry reissue --board \(id)`")
+        }
+        let dps = try DPSEnrollmentTarget(settings, log: dpsLog)
+        defer { dps.close() }
+        return enroll(boardID: id, registrationID: registrationID, certificatePEM: pem, in: dps, replace: replace)
+    }
+
+    /// The last step: enrolls the board (its files durable, its row done) in DPS and
+    /// records the outcome. Never throws: the board is provisioned whatever DPS
+    /// says; a failure is reported and left in the result (`done, not enrolled`).
+    /// A conflict (DPS holds another certificate) is not replaced here.
+    func enroll(
+        boardID id: Int64, registrationID: RegistrationID, certificatePEM: String, in dps: DPSEnrollmentTarget,
+        replace: Bool = false
+    ) -> ProvisionEnrollment {
+        report(ProvisionEvent(
+            stage: .enroll, status: .started, message: "enrolling \(registrationID) in DPS \(dps.dpsHost)", boardID: id))
+        let outcome = dps.enroll(registrationID: registrationID, certificatePEM: certificatePEM, replace: replace)
+        var enrollment = ProvisionEnrollment(outcome: outcome, dpsHost: dps.dpsHost)
+        do {
+            try EnrollmentRecording.record(outcome, dpsHost: dps.dpsHost, boardID: id, in: registry)
+        } catch {
+            enrollment.recordingFailure = "\(error)"
+        }
+        if outcome.isEnrolled {
+            var message = "\(outcome.action.rawValue) in \(dps.dpsHost)" + (outcome.sha1Thumbprint.map { " (SHA-1 \($0))" } ?? "")
+            if let failure = enrollment.recordingFailure { message += "; not recorded in the registry: \(failure)" }
+            report(ProvisionEvent(stage: .enroll, status: .done, message: message, boardID: id))
+        } else {
+            let error = NotEnrolled(boardID: id, enrollment: enrollment)
+            report(ProvisionEvent(stage: .enroll, status: .failed, message: error.description, boardID: id, error: error))
+        }
+        return enrollment
     }
 
     static func checkOutputDirectory(_ path: String) throws(ProvisionError) {

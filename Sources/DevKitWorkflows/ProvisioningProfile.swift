@@ -34,7 +34,9 @@ public struct WiFiSettings: Sendable, Equatable {
     }
 }
 
-/// The DPS the enrollment is meant for: used in the enrollment file and the `az` command.
+/// The DPS the enrollment is meant for: used in the enrollment file and the `az`
+/// command, and, with a connection string file, to enroll each board as the last
+/// step of provisioning.
 public struct DPSSettings: Sendable, Equatable {
     /// The DPS resource name (`az ... --dps-name`).
     public var name: String?
@@ -46,11 +48,27 @@ public struct DPSSettings: Sendable, Equatable {
     public var iotHubHostName: String?
     /// Whether the enrollment starts enabled.
     public var provisioningEnabled: Bool
+    /// The file holding the DPS shared access policy's connection string (`-`:
+    /// standard input). Given, each board is enrolled in DPS once its files are
+    /// written; the string itself is read when the inputs are checked, never kept.
+    public var connectionStringFile: String?
+    /// The service's base URL when it is not `https://<HostName>` (a private
+    /// endpoint, the local DPS); the SAS token still names the HostName.
+    public var endpoint: String?
+    /// PEM certificates to trust besides the system's, for the DPS endpoint.
+    public var caFile: String?
+
+    /// Whether boards are enrolled in DPS as the last step.
+    public var enrolls: Bool { connectionStringFile != nil }
 
     public init(
         name: String? = nil, resourceGroup: String? = nil, idScope: String? = nil,
-        iotHubHostName: String? = nil, provisioningEnabled: Bool = true
+        iotHubHostName: String? = nil, provisioningEnabled: Bool = true, connectionStringFile: String? = nil,
+        endpoint: String? = nil, caFile: String? = nil
     ) {
+        self.connectionStringFile = connectionStringFile
+        self.endpoint = endpoint
+        self.caFile = caFile
         self.name = name
         self.resourceGroup = resourceGroup
         self.idScope = idScope

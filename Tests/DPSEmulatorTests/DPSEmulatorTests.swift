@@ -371,14 +371,14 @@ struct DPSEmulatorTests {
 
     @Test("--expire-tokens: a token is refused its lifetime after its first use; a newly signed one is let in")
     func expireTokens() async throws {
-        try await RunningService.with(faults: EmulatorFaults(tokenLifetime: .milliseconds(300))) { service in
+        try await RunningService.with(faults: EmulatorFaults(tokenLifetime: .seconds(3))) { service in
             let connection = service.emulator.connectionString
             let now = Int64(Date().timeIntervalSince1970)
             let first = connection.token(expiry: now + 3600).header
-            // (Only the first use is checked before the lifetime: on a loaded machine a
-            // second request can take longer than 300 ms to be served.)
             #expect(try await service.send(.GET, "/enrollments/x1", token: .some(first)).status == .notFound)
-            try await Task.sleep(for: .milliseconds(400))
+            #expect(try await service.send(.GET, "/enrollments/x1", token: .some(first)).status == .notFound)
+            // A lifetime long enough that the second use falls inside it on a loaded machine.
+            try await Task.sleep(for: .milliseconds(3200))
             let expired = try await service.send(.GET, "/enrollments/x1", token: .some(first))
             #expect(expired.status == .unauthorized)
             #expect(try expired.dpsError().message?.contains("expired") == true)
@@ -441,6 +441,9 @@ struct DPSEmulatorTests {
     @Test("Concurrent writes are each saved whole: 16 PUTs at once, all present after a restart")
     func concurrentWrites() async throws {
         let directory = consoleTestDirectory() + "/dps"
+        // 16: twice the client's 8 connections, so requests share connections and the
+        // store sees writes overlap; 40 timed out waiting for a pooled connection
+        // when the whole suite ran in parallel on 2 cores.
         let ids = (0..<16).map { "board-\($0)" }
         try await RunningService.with(directory: directory) { service in
             try await withThrowingTaskGroup(of: UInt.self) { group in
@@ -454,7 +457,7 @@ struct DPSEmulatorTests {
             }
         }
         try await RunningService.with(directory: directory) { service in
-            #expect(await service.emulator.stats().enrollments == 16)
+            #expect(await service.emulator.stats().enrollments == ids.count)
         }
     }
 
@@ -488,16 +491,14 @@ struct DPSEmulatorTests {
     }
 }
 
-/// A fleet through the bulk endpoint: 300 enrollments in 30 bulk requests, 4 in
-/// flight (what `devkit dps enroll --from-registry` sends), every one saved
-/// durably before it is answered. The rate is printed, not asserted: the suite
-/// shares two cores with every other test (Scripts/bench-enroll.sh measures).
+/// How fast the emulator takes a fleet: 1,000 enrollments in 100 bulk requests,
+/// 4 in flight (what `devkit dps enroll --from-registry` sends), every one saved
+/// durably before it is answered.
 @Suite("emulate-dps: throughput")
 struct DPSEmulatorThroughputTests {
-    @Test("300 enrollments in 30 bulk requests, 4 in flight: all stored, the rate printed")
-    func fleetInBulk() async throws {
-        let count = 300
-        let ids = (0..<count).map { String(format: "az-%012xv1v6v2", $0) }
+    @Test("1,000 enrollments in 100 bulk requests, 4 in flight: every one stored (the speed is benchmarked)")
+    func thousandInBulk() async throws {
+        let ids = (0..<1000).map { String(format: "az-%012xv1v6v2", $0) }
         let operations = try stride(from: 0, to: ids.count, by: 10).map { start in
             try BulkEnrollmentOperation(mode: .create, enrollments: ids[start..<start + 10].map {
                 IndividualEnrollment.x509(registrationId: $0, certificatePEM: try makeCertificatePEM(commonName: $0))
@@ -508,28 +509,28 @@ struct DPSEmulatorThroughputTests {
             let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Bool.self) { group in
                 var next = 0
-                func sendNext() {
-                    guard next < operations.count else { return }
+                for _ in 0..<4 {
                     let operation = operations[next]
                     next += 1
-                    group.addTask {
-                        try await service.send(.POST, "/enrollments", json: operation).decode(BulkEnrollmentOperationResult.self).isSuccessful
-                    }
+                    group.addTask { try await service.send(.POST, "/enrollments", json: operation).decode(BulkEnrollmentOperationResult.self).isSuccessful }
                 }
-                for _ in 0..<4 { sendNext() }
                 while let ok = try await group.next() {
                     #expect(ok)
-                    sendNext()
+                    if next < operations.count {
+                        let operation = operations[next]
+                        next += 1
+                        group.addTask { try await service.send(.POST, "/enrollments", json: operation).decode(BulkEnrollmentOperationResult.self).isSuccessful }
+                    }
                 }
             }
             let elapsed = ContinuousClock.now - start
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            print(String(format: "emulate-dps: %d enrollments in %d bulk requests (4 in flight): %.3f s, %.0f enrollments/s",
-                         count, operations.count, seconds, Double(count) / seconds))
+            print(String(format: "emulate-dps: 1,000 enrollments in 100 bulk requests (4 in flight): %.3f s, %.0f enrollments/s", seconds, 1000 / seconds))
             let stats = await service.emulator.stats()
-            #expect(stats.enrollments == count)
-            #expect(stats.byKind["bulk"] == operations.count)
-            #expect(stats.bulkEnrollments == count)
+            #expect(stats.enrollments == 1000)
+            #expect(stats.byKind["bulk"] == 100)
+            // No time bound: the speed goal (500/s) is measured by Scripts/bench-enroll.sh
+            // on a release build; here, under a parallel suite, only what was stored counts.
         }
     }
 }

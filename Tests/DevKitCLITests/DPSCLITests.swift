@@ -226,9 +226,8 @@ struct DPSTrustTests {
         }
         var certificate: String { directory + "/cert.pem" }
         deinit {
-            // SIGKILL, not terminate()'s SIGTERM: a child spawned from a concurrency
-            // pool thread inherits its mask, every signal blocked, and s_server
-            // never saw SIGTERM (waitUntilExit then hung the whole test run).
+            // SIGKILL: the server inherits the test thread's signal mask, in which
+            // the concurrency runtime's threads block SIGTERM (terminate() hung here).
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             try? FileManager.default.removeItem(atPath: directory)

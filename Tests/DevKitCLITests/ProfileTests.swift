@@ -45,6 +45,27 @@ import Testing
                                            iotHubHostName: "hub.azure-devices.net", provisioningEnabled: false))
     }
 
+    /// `[dps]` with a connection string file: boards are enrolled; paths resolve
+    /// against the profile's directory, the endpoint is kept as written.
+    @Test func dpsEnrollmentSettings() throws {
+        let profile = try parse("""
+            [firmware]
+            elf = "a.elf"
+            [uds]
+            policy = "generate"
+            [dps]
+            connection_string_file = "secrets/dps.cs"
+            endpoint = "https://127.0.0.1:8443"
+            ca_file = "/etc/ssl/dps-ca.pem"
+            iot_hub = "hub.azure-devices.net"
+            """)
+        #expect(profile.dps == DPSSettings(
+            iotHubHostName: "hub.azure-devices.net", connectionStringFile: "/etc/devkit/secrets/dps.cs",
+            endpoint: "https://127.0.0.1:8443", caFile: "/etc/ssl/dps-ca.pem"))
+        #expect(profile.dps.enrolls)
+        #expect(try !parse("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[dps]\nname = \"x\"").dps.enrolls)
+    }
+
     @Test func minimalProfileHasDefaults() throws {
         let profile = try parse("[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n")
         #expect(profile.firmware == .elf("/etc/devkit/a.elf"))
@@ -76,6 +97,10 @@ import Testing
         ("registration_id = \"bench-{ip}\"\n[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"", "registration_id", "unknown placeholder {ip}"),
         ("registration_id = \"bench\"\n[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"", "registration_id", "same ID"),
         ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[dps]\nprovisioning_status = \"on\"", "dps.provisioning_status", "allowed: \"enabled\", \"disabled\""),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[dps]\nconnection_string = \"HostName=x\"", "dps.connection_string", "never go in the profile"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[dps]\nconnection_string_file = \"-\"", "dps.connection_string_file", "give a file"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[dps]\nendpoint = \"https://127.0.0.1:1\"", "dps.endpoint", "give connection_string_file too"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[dps]\nca_file = \"ca.pem\"", "dps.ca_file", "give connection_string_file too"),
         ("output = \"x\"\n[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"", "output", "unknown key"),
         ("firmware = \"a.elf\"\n[uds]\npolicy = \"generate\"", "firmware", "must be a table"),
     ]

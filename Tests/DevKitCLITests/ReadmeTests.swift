@@ -23,7 +23,12 @@ struct ReadmeTests {
         let text = try Self.readme()
         let install = try #require(Self.section("Install", in: text))
         #expect(install.contains("swift build -c release --static-swift-stdlib"))
-        #expect(install.contains("install -m 0755 .build/release/devkit /usr/local/bin/"))
+        // Issue 12 item 16: the install script, for a user and system-wide, how to
+        // enable completion, and the man pages.
+        #expect(install.contains("Scripts/install.sh --prefix ~/.local"))
+        #expect(install.contains("sudo env PATH=\"$PATH\" Scripts/install.sh --binary .build/release/devkit"))
+        for shell in ["bash:", "zsh:", "fish:"] { #expect(install.contains("- \(shell)"), "\(shell)") }
+        #expect(install.contains("man devkit-provision"))
         let how = try #require(Self.section("How it works", in: text))
         for word in ["**UDS**", "**CDI**", "**DeviceID**", "**Alias**", "**Registration ID**", "DPS", "console", "certificate"] {
             #expect(how.contains(word), "\(word)")

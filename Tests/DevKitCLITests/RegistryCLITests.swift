@@ -278,4 +278,68 @@ func registryTestDirectory() -> String {
             #expect(!r.stderr.contains("could not be completed") && !r.stderr.contains("SQLite error"), "\(r.stderr)")
         }
     }
+
+    /// Each board's DPS enrollment in list, show, --json and CSV (schema v5): one
+    /// board per kind of record, written through the registry as the commands do.
+    @Test func enrollmentInListShowJSONAndCSV() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/registry.sqlite"
+        let registry = try Registry(path: db)
+        func board(_ enrollment: BoardEnrollment?) throws -> Int64 {
+            let id = try registry.recordNewBoard(uds: UDS(hex: Self.uds)).id!
+            try markSteps(registry, board: id, certificatePath: dir + "/x\(id).pem")
+            if let enrollment { try registry.recordEnrollment(boardID: id, enrollment) }
+            return id
+        }
+        let host = "my-dps.azure-devices-provisioning.net"
+        let noDPS = try board(nil)
+        let created = try board(BoardEnrollment(action: .created, dpsHost: host, etag: "\"e1\"", sha1Thumbprint: "0A1B"))
+        let pending = try board(.pending(dpsHost: host))
+        let refused = try board(BoardEnrollment(
+            action: .failed, dpsHost: host, errorCode: 401002, errorMessage: "Invalid certificate", trackingID: "t-9"))
+        let conflict = try board(BoardEnrollment(action: .conflict, dpsHost: host, errorMessage: "DPS holds another"))
+        let old = try board(BoardEnrollment(action: .updated, dpsHost: host, sha1Thumbprint: "FFFF"))
+
+        let list = try RegistryCLIProcess.run(["registry", "list", "--registry", db])
+        #expect(list.status == 0, "\(list.stderr)")
+        let rows = list.stdout.components(separatedBy: "\n")
+        #expect(rows.first?.contains("STATE") == true && rows.first?.contains("ENROLLED") == true)
+        func row(_ id: Int64) -> String { rows.first { $0.hasPrefix("\(id) ") } ?? "" }
+        #expect(row(noDPS).contains("  done  ") && row(noDPS).contains("  -  "), "\(row(noDPS))")
+        #expect(row(created).contains("  done  ") && row(created).range(of: #"created \d\d:\d\d"#, options: .regularExpression) != nil,
+                "\(row(created))")
+        for (id, cell) in [(pending, "not enrolled"), (refused, "failed 401002"), (conflict, "conflict "), (old, "old certificate")] {
+            #expect(row(id).contains("done, not enrolled") && row(id).contains(cell), "\(row(id))")
+        }
+
+        let show = try RegistryCLIProcess.run(["registry", "show", "\(refused)", "--registry", db])
+        for line in ["State:", "done, not enrolled", "Enrollment:", "failed, ", "in \(host)", "DPS error code:",
+                     "401002", "Enrollment error:", "Invalid certificate", "Tracking ID:", "t-9",
+                     "Finish with:", "devkit dps enroll --from-registry --id \(refused)"] {
+            #expect(show.stdout.contains(line), "\(line): \(show.stdout)")
+        }
+        let shownOld = try RegistryCLIProcess.run(["registry", "show", "\(old)", "--registry", db])
+        #expect(shownOld.stdout.contains("an older certificate") && shownOld.stdout.contains("--replace"), "\(shownOld.stdout)")
+
+        let json = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--json"])
+        let boards = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        let byID = Dictionary(uniqueKeysWithValues: boards.map { (($0["id"] as? Int).map(Int64.init) ?? 0, $0) })
+        #expect(byID[noDPS]?["enrollment"] is NSNull && byID[noDPS]?["enrolled"] as? Bool == false)
+        #expect(byID[created]?["enrolled"] as? Bool == true && byID[created]?["state"] as? String == "done")
+        let e = try #require(byID[refused]?["enrollment"] as? [String: Any])
+        #expect(e["action"] as? String == "failed" && e["error_code"] as? Int == 401002)
+        #expect(e["tracking_id"] as? String == "t-9" && e["dps_host"] as? String == host && e["message"] as? String == "Invalid certificate")
+
+        let csv = try RegistryCLIProcess.run(["registry", "export", "--registry", db, "--format", "csv"])
+        let lines = csv.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+        let header = lines[0].components(separatedBy: ",")
+        for column in ["enrolled", "enrollment_action", "enrollment_at", "enrollment_dps_host", "enrollment_etag",
+                       "enrollment_sha1_thumbprint", "enrollment_error_code", "enrollment_error_message",
+                       "enrollment_tracking_id"] {
+            #expect(header.contains(column), "\(column)")
+        }
+        let refusedLine = try #require(lines.first { $0.hasPrefix("\(refused),") })
+        #expect(refusedLine.contains(",false,failed,") && refusedLine.contains(",401002,Invalid certificate,t-9"), "\(refusedLine)")
+    }
 }

@@ -18,6 +18,12 @@ Steps, in order:
                then remove FILE's devices from the testbed
 
   expect:TEXT  wait for the next line that contains TEXT
+  exit         wait (up to --timeout seconds) for the command to end by itself
+               (a one-shot command such as `devkit list --probe`): no SIGTERM;
+               prints "driver: exit status N after S s" on stderr (-N: killed
+               by signal N; S: its run time)
+  sleep:S      wait S seconds
+  signal:SIG   send SIG (e.g. INT) to the command
 
 A virtual board can stand behind a tty node, so the command provisions it through
 the node udev announced (see Tests/DevKitCLITests/WatchUMockdevTests.swift):
@@ -195,6 +201,7 @@ def main():
 
     # The testbed set UMOCKDEV_DIR in this process's C environment; the child
     # inherits it together with LD_PRELOAD.
+    child_started = time.monotonic()
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT if args.merge_stderr else None)
     started.append(child)
@@ -224,6 +231,22 @@ def main():
                 print(f"driver: no {wanted} from the command within {args.timeout}s", file=sys.stderr)
                 status = 3
                 break
+        elif step == "exit":
+            # Every line it prints until then is echoed (with --echo-all).
+            deadline = time.monotonic() + args.timeout
+            while lines.line(deadline) is not None:
+                pass
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"driver: the command did not exit within {args.timeout}s", file=sys.stderr)
+                status = 3
+                break
+            print(f"driver: exit status {child.returncode} after {time.monotonic() - child_started:.3f} s", file=sys.stderr)
+        elif step.startswith("sleep:"):
+            time.sleep(float(step[len("sleep:"):]))
+        elif step.startswith("signal:"):
+            child.send_signal(getattr(signal, "SIG" + step[len("signal:"):]))
         elif step.startswith("add:"):
             path = step[4:]
             testbed.add_from_file(path)
@@ -254,7 +277,8 @@ def main():
             status = 2
             break
 
-    child.send_signal(signal.SIGTERM)
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
     if args.echo_all:
         # What the command prints while it stops (boards finishing) counts too.
         deadline = time.monotonic() + args.timeout
