@@ -33,8 +33,8 @@ struct EmulateDPSCommand: AsyncParsableCommand {
             default --state-dir is $XDG_STATE_HOME/devkit/dps \
             (~/.local/state/devkit/dps).
 
-            It prints its URL, the CA file and the connection string file, one \
-            `Label:  value` line each (or one JSON object with --json), then serves \
+            It prints its URL, the CA file and the connection string file, a \
+            labelled line each (or one JSON object with --json), then serves \
             until Ctrl-C or SIGTERM and prints the requests it counted. The key is \
             never printed: clients read the file. Clients connect with the URL and \
             trust the CA file alone; the SAS resource stays `localhost`. Counters: \
@@ -49,6 +49,9 @@ struct EmulateDPSCommand: AsyncParsableCommand {
 
             Examples (the service in one terminal, a client in another):
               devkit emulate-dps --port 8443 --state-dir /tmp/dps
+              devkit dps enroll --cert az-a4cf120b9e31v1v6v2.pem \\
+                  --connection-string-file /tmp/dps/connection-string \\
+                  --endpoint https://127.0.0.1:8443 --ca-file /tmp/dps/ca.pem
               curl --cacert /tmp/dps/ca.pem https://127.0.0.1:8443/_emulator/stats
               devkit emulate-dps --throttle 3 --retry-after 2
               devkit emulate-dps --fail-5xx 2 --latency-ms 50
