@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "SerialPort", targets: ["SerialPort"]),
         .library(name: "DevKitConsole", targets: ["DevKitConsole"]),
         .library(name: "VirtualDevKit", targets: ["VirtualDevKit"]),
+        .library(name: "VirtualDevKitDPS", targets: ["VirtualDevKitDPS"]),
         .library(name: "DeviceDiscovery", targets: ["DeviceDiscovery"]),
         .library(name: "DPSModel", targets: ["DPSModel"]),
     ],
@@ -102,6 +103,24 @@ let package = Package(
         .target(
             name: "VirtualDevKit",
             dependencies: ["DevKitModel", "CDevKitLinux", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
+        // The DPS sample sketch for the virtual board (user mode): DiceRIoT for its
+        // keys, AsyncHTTPClient for the device API over mutual TLS. Apart from
+        // VirtualDevKit, which runs it through its small sketch protocol, so that the
+        // board itself needs no HTTP/TLS stack. The sample image and the stock
+        // firmware's roots are embedded in the code (no resource bundle at run time).
+        .target(
+            name: "VirtualDevKitDPS",
+            dependencies: [
+                "VirtualDevKit", "DiceRIoT", "DevKitModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            resources: [
+                .embedInCode("Resources/Tiny.ino.bin"), .embedInCode("Resources/Tiny.ino.map"),
+                .embedInCode("Resources/stock-roots.pem"),
+            ]),
         .target(
             name: "DeviceDiscovery",
             dependencies: ["CLibUDev", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
@@ -147,7 +166,7 @@ let package = Package(
         .target(
             name: "DevKitCLI",
             dependencies: [
-                "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit",
+                "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit", "VirtualDevKitDPS",
                 "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "DevKitREPL",
                 "DPSModel", "DPSService", "DPSEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

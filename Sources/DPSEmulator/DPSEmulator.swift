@@ -18,11 +18,23 @@ public struct DPSEmulatorConfiguration: Sendable {
     /// The port on 127.0.0.1; 0 lets the system pick a free one.
     public var port: Int
     public var faults: EmulatorFaults
+    /// The ID scope of the device API; nil: the one kept in the state directory
+    /// (made on first use).
+    public var idScope: String?
+    /// The IoT hub devices are assigned to when their enrollment names none.
+    public var iotHub: String
 
-    public init(stateDirectory: EmulatorStateDirectory, port: Int = 0, faults: EmulatorFaults = EmulatorFaults()) {
+    public static let defaultIoTHub = "devkit-emulated-hub.azure-devices.net"
+
+    public init(
+        stateDirectory: EmulatorStateDirectory, port: Int = 0, faults: EmulatorFaults = EmulatorFaults(),
+        idScope: String? = nil, iotHub: String = Self.defaultIoTHub
+    ) {
         self.stateDirectory = stateDirectory
         self.port = port
         self.faults = faults
+        self.idScope = idScope
+        self.iotHub = iotHub
     }
 }
 
@@ -48,6 +60,8 @@ public final class DPSEmulator: Sendable {
     public let identity: EmulatorIdentity
     /// The connection string the emulator accepts (its key is a secret: never print it).
     public let connectionString: DPSConnectionString
+    /// The ID scope devices register under: `/{idScope}/registrations/{id}/register`.
+    public let idScope: String
     private let store: EnrollmentStore
     private let ledger: RequestLedger
     private let logger: Logger
@@ -69,6 +83,7 @@ public final class DPSEmulator: Sendable {
         try directory.prepare()
         identity = try EmulatorIdentity.loadOrCreate(in: directory)
         connectionString = try Self.loadOrCreateConnectionString(directory)
+        if let scope = configuration.idScope { idScope = scope } else { idScope = try Self.loadOrCreateIDScope(directory) }
         store = try EnrollmentStore(file: directory.stateFile)
         ledger = RequestLedger(faults: configuration.faults)
         self.logger = logger ?? Logger(label: "devkit.emulate-dps", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -78,15 +93,17 @@ public final class DPSEmulator: Sendable {
     /// gets the port once the socket accepts connections (the real one for port 0).
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let listening = Atomic<Bool>(false)
-        let router = Router()
+        let router = Router(context: DPSRequestContext.self)
         router.add(middleware: ServiceGate(
             ledger: ledger,
             authorization: ServiceAuthorization(connectionString: connectionString, tokenLifetime: configuration.faults.tokenLifetime),
             faults: configuration.faults, requestLog: requestLog))
         ServiceRoutes(store: store, ledger: ledger, faults: configuration.faults).register(on: router)
+        DeviceRoutes(store: store, idScope: idScope, iotHub: configuration.iotHub, operations: OperationTable())
+            .register(on: router)
         router.get(RouterPath(stringLiteral: Self.statsPath)) { [self] _, _ in json(await stats()) }
 
-        let tls: TLSConfiguration
+        var tls: TLSConfiguration
         do {
             tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(identity.serverCertificatePEM.utf8), format: .pem))],
@@ -94,9 +111,18 @@ public final class DPSEmulator: Sendable {
         } catch {
             throw EmulatorSetupError.certificate("cannot load the server certificate or key: \(error)")
         }
+        // One port for both APIs: a client certificate is asked for but optional (the
+        // service API's clients send none). A presented chain is accepted as it is:
+        // a DevKit's is self-signed and its Alias certificate's SAN is not RFC 5280
+        // (BoringSSL's chain verification would refuse it); the device API then
+        // authenticates the leaf by thumbprint, as DPS does.
+        tls.certificateVerification = .optionalVerification
+        let channel = TLSChannelConfiguration(tlsConfiguration: tls) { _, promise in
+            promise.succeed(.certificateVerified)
+        }
         let app = Application(
             router: router,
-            server: try .tls(.http1(), tlsConfiguration: tls),
+            server: try .tls(.http1(), configuration: channel),
             configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: configuration.port)),
             onServerRunning: { channel in
                 listening.store(true, ordering: .releasing)
@@ -132,6 +158,37 @@ public final class DPSEmulator: Sendable {
         var stats = ledger.snapshot
         stats.enrollments = await store.count
         return stats
+    }
+
+    /// The ID scope file's content, or a new scope written there on first use: `0ne`
+    /// and 8 upper-case hex digits, the shape of DPS's.
+    private static func loadOrCreateIDScope(_ directory: EmulatorStateDirectory) throws(EmulatorSetupError) -> String {
+        let path = directory.idScopeFile
+        do {
+            let bytes = try InputFile.read(path, limit: .certificateFile, standardInputDash: false)
+            let scope = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard isValidIDScope(scope) else {
+                throw EmulatorSetupError.state(path: path, reason: "'\(scope)' is not an ID scope; remove the file to have a new one made")
+            }
+            return scope
+        } catch let error as EmulatorSetupError {
+            throw error
+        } catch let error as InputFileError where error == .cannotOpen(.noSuchFileOrDirectory) {
+            let scope = "0ne" + String(format: "%08X", UInt32.random(in: 0...UInt32.max))
+            try EmulatorIdentity.write(scope + "\n", to: path, mode: 0o644)
+            return scope
+        } catch {
+            throw .state(path: path, reason: "\(error)")
+        }
+    }
+
+    /// What the emulator takes as an ID scope: 1 to 64 letters, digits, `-`, `_`, `.`
+    /// (a path segment that needs no escaping).
+    public static func isValidIDScope(_ scope: String) -> Bool {
+        !scope.isEmpty && scope.utf8.count <= 64
+            && scope.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f || c == 0x2e
+            }
     }
 
     /// The connection string file's content, or a new key (32 random bytes, as

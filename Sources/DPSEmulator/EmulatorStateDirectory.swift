@@ -14,6 +14,7 @@ import Glibc
 /// connection-string      the service connection string; its key is the one the
 ///                        emulator accepts (0600; the key's only home)
 /// state.json             enrollments and device registrations (0600)
+/// id-scope               the ID scope devices register under (made on first use)
 /// ```
 public struct EmulatorStateDirectory: Sendable {
     public let path: String
@@ -34,6 +35,7 @@ public struct EmulatorStateDirectory: Sendable {
     var serverKey: String { path + "/server-key.pem" }
     public var connectionStringFile: String { path + "/connection-string" }
     public var stateFile: String { path + "/state.json" }
+    public var idScopeFile: String { path + "/id-scope" }
 
     /// `$XDG_STATE_HOME/devkit/dps`, else `~/.local/state/devkit/dps` (the XDG base
     /// directory spec's place for state that should persist but is not worth a backup).

@@ -17,9 +17,8 @@ actor EnrollmentStore {
     private var enrollments: [String: IndividualEnrollment] = [:]
     /// Each enrollment's JSON, encoded once per change rather than per save.
     private var encodedEnrollments: [String: Data] = [:]
-    /// The device side's records (`GET /registrations/{id}`). Nothing writes them
-    /// until the device registration API exists (the next issue); kept and saved
-    /// already so that the file's shape does not change then.
+    /// The device side's records (`GET /registrations/{id}`), written by the
+    /// device API's register and poll (``DeviceRoutes``).
     private var registrations: [String: DeviceRegistrationState] = [:]
 
     private let file: String
@@ -180,6 +179,31 @@ actor EnrollmentStore {
     func registration(_ id: String) throws(ServiceFailure) -> DeviceRegistrationState {
         guard let state = registrations[DPSRegistrationIDRules.key(id)] else { throw .registrationNotFound(id) }
         return state
+    }
+
+    /// Records a device's registration state as of `now` (created on first
+    /// use), with a new etag; on disk before it returns.
+    @discardableResult
+    func recordRegistration(
+        _ id: String, status: RegistrationStatus, assignedHub: String? = nil, deviceId: String? = nil,
+        errorCode: Int? = nil, errorMessage: String? = nil, now: Date = Date()
+    ) async throws(ServiceFailure) -> DeviceRegistrationState {
+        let key = DPSRegistrationIDRules.key(id)
+        let timestamp = dpsTimestamp(now)
+        let state = DeviceRegistrationState(
+            registrationId: id, status: status, assignedHub: assignedHub, deviceId: deviceId,
+            errorCode: errorCode, errorMessage: errorMessage,
+            createdDateTimeUtc: registrations[key]?.createdDateTimeUtc ?? timestamp,
+            lastUpdatedDateTimeUtc: timestamp, etag: Self.newETag())
+        registrations[key] = state
+        generation += 1
+        try await save()
+        return state
+    }
+
+    /// The enrollment for `id`, if any (the device API's lookup; no error body).
+    func enrollment(_ id: String) -> IndividualEnrollment? {
+        enrollments[DPSRegistrationIDRules.key(id)]
     }
 
     func deleteRegistration(_ id: String, ifMatch: String?) async throws(ServiceFailure) {

@@ -30,6 +30,12 @@ struct ServiceFailure: Error, Equatable {
     static func badQuery(_ why: String) -> Self { .init(status: .badRequest, errorCode: 400013, message: why) }
     /// Any refused SAS token (the reason is in the message, as DPS's differ only there).
     static func unauthorized(_ why: String) -> Self { .init(status: .unauthorized, errorCode: 401002, message: why) }
+    /// The device API's refusal of a presented certificate that matches no enabled
+    /// enrollment (or none at all): DPS's own code and message.
+    static let invalidCertificate = Self(status: .unauthorized, errorCode: 401002, message: "Invalid certificate")
+    static func operationNotFound(_ id: String) -> Self {
+        .init(status: .notFound, errorCode: 404203, message: "Operation '\(id)' not found (or already ended).")
+    }
     static func enrollmentNotFound(_ id: String) -> Self {
         .init(status: .notFound, errorCode: 404201, message: "Enrollment '\(id)' not found.")
     }

@@ -9,7 +9,7 @@ import Synchronization
 /// (429, 503), the SAS token (401), then `api-version` (400). Also turns every
 /// refusal into DPS's error shape and counts the answers.
 struct ServiceGate: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = DPSRequestContext
 
     let ledger: RequestLedger
     let authorization: ServiceAuthorization
@@ -40,12 +40,14 @@ struct ServiceGate: RouterMiddleware {
             case nil:
                 break
             }
-            try authorization.check(request.headers[.authorization])
+            // The device API authenticates by the TLS client certificate (DeviceRoutes), not SAS.
+            let device = DeviceRoutes.isDevicePath(request.uri.path)
+            if !device { try authorization.check(request.headers[.authorization]) }
             guard let version = request.uri.queryParameters.get("api-version") else {
                 throw ServiceFailure.badAPIVersion("The api-version query parameter is missing (e.g. ?api-version=\(DPSAPI.version)).")
             }
-            guard Self.apiVersions.contains(version) else {
-                throw ServiceFailure.badAPIVersion("api-version '\(version)' is not supported; use \(DPSAPI.version).")
+            guard (device ? DeviceRoutes.apiVersions : Self.apiVersions).contains(version) else {
+                throw ServiceFailure.badAPIVersion("api-version '\(version)' is not supported; use \(device ? "2021-10-01" : DPSAPI.version).")
             }
             response = try await next(request, context)
         } catch let failure as ServiceFailure {

@@ -21,7 +21,7 @@ struct ServiceRoutes: Sendable {
     static let defaultPageSize = 100
     static let maxPageSize = 1000
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<DPSRequestContext>) {
         router.put("/enrollments/:id") { request, context in try await put(request, context) }
         router.get("/enrollments/:id") { _, context in
             json(try await store.get(try pathID(context)).answered)
@@ -41,7 +41,7 @@ struct ServiceRoutes: Sendable {
         }
     }
 
-    private func put(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func put(_ request: Request, _ context: DPSRequestContext) async throws -> Response {
         let id = try pathID(context)
         let enrollment = try validate(try await decodeBody(IndividualEnrollment.self, request), pathID: id)
         let stored = try await store.put(
@@ -120,7 +120,7 @@ struct ServiceRoutes: Sendable {
 
     /// The `{id}` of the path, checked against DPS's general ID rules (the 64-
     /// character X.509 limit is checked with the enrollment).
-    private func pathID(_ context: BasicRequestContext) throws(ServiceFailure) -> String {
+    private func pathID(_ context: DPSRequestContext) throws(ServiceFailure) -> String {
         let id = context.parameters.get("id") ?? ""
         do {
             try DPSRegistrationIDRules.check(id, x509: false)

@@ -1,10 +1,12 @@
 import ArgumentParser
 import DevKitModel
+import DiceRIoT
 import DevKitSystem
 import Dispatch
 import Foundation
 import SystemPackage
 import VirtualDevKit
+import VirtualDevKitDPS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +19,8 @@ struct EmulateCommand: AsyncParsableCommand {
         usage: """
             devkit emulate [--link <path>] [--mode <mode>] [--mac <mac>]
                 [--firmware-version <version>] [--json] [<fault options>]
+                [--dps-endpoint <url> --id-scope <scope> [--ca-file <file>]
+                 [--elf <file> | --bin <file> --map <file>]]
             """,
         discussion: """
             The virtual board speaks the AZ3166 configuration console byte for byte: \
@@ -38,6 +42,20 @@ struct EmulateCommand: AsyncParsableCommand {
             Examples (the board in one terminal, a command in another):
               devkit emulate --link /tmp/ttyDevKit --state /tmp/devkit-state.json
               devkit info --port /tmp/ttyDevKit --reboot
+
+            In user mode with --dps-endpoint and --id-scope, the board runs the DPS \
+            sample as the firmware does: it derives its DeviceID and Alias keys and \
+            certificate from its stored UDS and its firmware (--elf, or --bin with \
+            --map; default: a small bundled sample image), exactly as `devkit cert` \
+            does, registers through DPS's device API over mutual TLS presenting its \
+            Alias certificate, and prints the firmware's progress and outcome lines. \
+            It trusts --ca-file, else only the stock firmware's roots (Baltimore, \
+            DigiCert Global Root CA), as a board with stock firmware does.
+              devkit emulate --mode user --state /tmp/kit.json \\
+                  --dps-endpoint https://127.0.0.1:8443 --id-scope 0ne00A1B2C3 \\
+                  --ca-file /tmp/dps/ca.pem --elf DevKitDPS.ino.elf
+            Its faults: --no-wifi, --uds-unreadable, --dice-init-failure; an \
+            unreachable endpoint times out after --dps-timeout seconds.
 
             Signals pull the cable: SIGUSR1 unplugs the board (the pty closes, the link \
             goes), SIGUSR2 plugs it back in (a new pty, the link re-pointed, a fresh \
@@ -109,6 +127,37 @@ struct EmulateCommand: AsyncParsableCommand {
     @Flag(name: .customLong("not-a-devkit"), help: "Fault: be another ST board's shell (same prompt bytes, no DevKit commands).")
     var notADevKit = false
 
+    @Option(name: .customLong("dps-endpoint"), help: ArgumentHelp(
+        "User mode: register with the DPS device API at this URL, e.g. https://127.0.0.1:8443.", valueName: "url"))
+    var dpsEndpoint: String?
+
+    @Option(name: .customLong("id-scope"), help: ArgumentHelp("The DPS ID scope to register under (with --dps-endpoint).", valueName: "scope"))
+    var idScope: String?
+
+    @Option(name: .customLong("ca-file"), help: ArgumentHelp(
+        "PEM roots the board trusts for DPS (default: the stock firmware's Baltimore and DigiCert G1 roots).", valueName: "file"),
+        completion: .file())
+    var caFile: String?
+
+    @OptionGroup var firmware: FirmwareOptions
+
+    @Option(name: .customLong("dps-timeout"), help: ArgumentHelp(
+        "Seconds the DPS client keeps trying before it reports a timeout.", valueName: "s"))
+    var dpsTimeout: Int = 30
+
+    @Option(name: .customLong("log-style"), help: ArgumentHelp(
+        "The sketch's log prefix: timestamped (YYYY-mm-dd HH:MM:SS INFO:) or sdk (Info: / Error: Time:...).", valueName: "style"))
+    var logStyle: LogStyleArgument = .timestamped
+
+    @Flag(name: .customLong("no-wifi"), help: "Fault: the user-mode sketch finds no Wi-Fi (>>>No Wi-Fi.).")
+    var noWiFi = false
+
+    @Flag(name: .customLong("uds-unreadable"), help: "Fault: the DPS sketch cannot read the UDS from the secure element.")
+    var udsUnreadable = false
+
+    @Flag(name: .customLong("dice-init-failure"), help: "Fault: the DPS sketch's DiceInit fails (DiceInit failed!).")
+    var diceInitFailure = false
+
     @Flag(help: "Print the device path and settings as one JSON object, then one per event (replugged; stopped, with the USB latency of the replies).")
     var json = false
 
@@ -117,6 +166,10 @@ struct EmulateCommand: AsyncParsableCommand {
 
     enum ModeArgument: String, ExpressibleByArgument, CaseIterable {
         case config, user, ap
+    }
+
+    enum LogStyleArgument: String, ExpressibleByArgument, CaseIterable {
+        case timestamped, sdk
     }
 
     func validate() throws {
@@ -129,6 +182,16 @@ struct EmulateCommand: AsyncParsableCommand {
         if seWriteDelay < 0 { throw ValidationError("--se-write-delay cannot be negative.") }
         if let floodBytes, floodBytes < 1 { throw ValidationError("--flood-bytes must be at least 1 byte.") }
         if noNetworks && !networks.isEmpty { throw ValidationError("Give --network or --no-networks, not both.") }
+        if (dpsEndpoint == nil) != (idScope == nil) {
+            throw ValidationError("Give --dps-endpoint and --id-scope together (the DPS sample needs both).")
+        }
+        if dpsEndpoint == nil && (caFile != nil || firmware.isGiven) {
+            throw ValidationError("--ca-file and the firmware options take effect with --dps-endpoint and --id-scope.")
+        }
+        if let dpsEndpoint, URL(string: dpsEndpoint)?.scheme?.lowercased() != "https" || URL(string: dpsEndpoint)?.host == nil {
+            throw ValidationError("--dps-endpoint must be an https URL, e.g. https://127.0.0.1:8443.")
+        }
+        if dpsTimeout < 1 { throw ValidationError("--dps-timeout must be at least 1 second.") }
     }
 
     /// The MAC in the board's own spelling: lower-case, no separators.
@@ -151,11 +214,13 @@ struct EmulateCommand: AsyncParsableCommand {
                 unplugAfterReceivedBytes: unplugAfter, lineNoiseBytes: lineNoise,
                 secureElementWriteDelay: .milliseconds(seWriteDelay), floodBytes: floodBytes,
                 echoSecretInErrors: echoSecretInErrors, silent: silent, sketchWithoutMACLog: sketchWithoutMAC,
-                notADevKit: notADevKit)
+                notADevKit: notADevKit, noWiFi: noWiFi, udsUnreadable: udsUnreadable, diceInitFailure: diceInitFailure)
+            configuration.logStyle = logStyle == .sdk ? .sdk : .timestamped
+            let sketch = try dpsSketch()
 
             // Take the signals before the board exists, so none is missed.
             let signals = try SignalRelay([SIGINT, SIGTERM, SIGUSR1, SIGUSR2], restartingCalls: true)
-            let kit = try VirtualDevKit(configuration: configuration)
+            let kit = try VirtualDevKit(configuration: configuration, sketch: sketch)
             kit.start()
             // Announce the port once the board has booted (its boot output is not
             // replayed to hosts that open later, as on a real board).
@@ -208,6 +273,24 @@ struct EmulateCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+extension EmulateCommand {
+    /// The DPS sample, when --dps-endpoint is given: its firmware image and trust
+    /// read now, so that a bad file fails at start rather than at the board's boot.
+    func dpsSketch() throws -> DPSSampleSketch? {
+        guard let dpsEndpoint, let idScope, let url = URL(string: dpsEndpoint) else { return nil }
+        let image: DiceRIoT.RIoTImage
+        if firmware.isGiven {
+            image = try firmware.source.load()
+        } else {
+            do { image = try DPSSampleSketch.sampleImage() } catch { throw CertError.firmware(error) }
+        }
+        var ca: String?
+        if let caFile { ca = String(decoding: try readWholeFile(caFile, limit: .certificate), as: UTF8.self) }
+        return DPSSampleSketch(settings: .init(
+            endpoint: url, idScope: idScope, trustedCAPEM: ca, image: image, timeout: .seconds(dpsTimeout)))
     }
 }
 

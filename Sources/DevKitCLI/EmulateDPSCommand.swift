@@ -13,8 +13,8 @@ struct EmulateDPSCommand: AsyncParsableCommand {
         commandName: "emulate-dps",
         abstract: "Run a local DPS service (HTTPS on 127.0.0.1), to try enrollment without Azure.",
         usage: """
-            devkit emulate-dps [--port <port>] [--state-dir <dir>] [--json]
-                [<fault options>]
+            devkit emulate-dps [--port <port>] [--state-dir <dir>] [--id-scope <scope>]
+                [--iot-hub <host>] [--json] [<fault options>]
             """,
         discussion: """
             A local Azure IoT Hub Device Provisioning Service: the service API's \
@@ -24,6 +24,16 @@ struct EmulateDPSCommand: AsyncParsableCommand {
             SAS token (signature, expiry, policy, resource), X.509 attestation whose \
             certificate's subject CN is the registration ID, DPS's ID rules and its \
             64-character X.509 limit, and error bodies shaped like DPS's.
+
+            It also serves the device registration API on the same port, as a board \
+            calls it: PUT /<id scope>/registrations/<id>/register and the operation \
+            poll, over mutual TLS. The device's certificate (a DevKit's Alias \
+            certificate) is accepted without X.509 chain checks, as DPS does; its CN \
+            must be the registration ID and its thumbprint the enabled enrollment's, \
+            else 401 with errorCode 401002 "Invalid certificate". An assigned device \
+            gets the enrollment's hub (else --iot-hub) and its registration ID as \
+            device ID; `devkit dps status` then shows it. The ID scope is kept in the \
+            state directory (file id-scope) unless --id-scope is given.
 
             On its first start it makes, in --state-dir (0700): a CA (ca.pem), a TLS \
             certificate for localhost and 127.0.0.1 signed by it, and a new random key \
@@ -53,6 +63,9 @@ struct EmulateDPSCommand: AsyncParsableCommand {
                   --connection-string-file /tmp/dps/connection-string \\
                   --endpoint https://127.0.0.1:8443 --ca-file /tmp/dps/ca.pem
               curl --cacert /tmp/dps/ca.pem https://127.0.0.1:8443/_emulator/stats
+              devkit emulate --mode user --state /tmp/kit.json \\
+                  --dps-endpoint https://127.0.0.1:8443 \\
+                  --id-scope "$(cat /tmp/dps/id-scope)" --ca-file /tmp/dps/ca.pem
               devkit emulate-dps --throttle 3 --retry-after 2
               devkit emulate-dps --fail-5xx 2 --latency-ms 50
               devkit emulate-dps --expire-tokens --token-lifetime 5
@@ -66,6 +79,15 @@ struct EmulateDPSCommand: AsyncParsableCommand {
         discussion: "Default: $XDG_STATE_HOME/devkit/dps (~/.local/state/devkit/dps).", valueName: "dir"),
         completion: .directory)
     var stateDir: String?
+
+    @Option(name: .customLong("id-scope"), help: ArgumentHelp(
+        "The ID scope of the device API (default: one made on first start and kept in the state directory).",
+        valueName: "scope"))
+    var idScope: String?
+
+    @Option(name: .customLong("iot-hub"), help: ArgumentHelp(
+        "The IoT hub assigned to devices whose enrollment names none.", valueName: "host"))
+    var iotHub: String = DPSEmulatorConfiguration.defaultIoTHub
 
     @Option(help: ArgumentHelp("Fault: answer the first N requests with 429 Too Many Requests.", valueName: "n"))
     var throttle: Int = 0
@@ -99,6 +121,12 @@ struct EmulateDPSCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535 (0 picks a free one).") }
+        if let idScope, !DPSEmulator.isValidIDScope(idScope) {
+            throw ValidationError("--id-scope must be 1 to 64 letters, digits, '-', '_' or '.', e.g. 0ne00A1B2C3.")
+        }
+        if iotHub.isEmpty || iotHub.contains(where: { $0 == "/" || $0 == " " }) {
+            throw ValidationError("--iot-hub must be a host name, e.g. my-hub.azure-devices.net.")
+        }
         if throttle < 0 { throw ValidationError("--throttle cannot be negative.") }
         if fail5xx < 0 { throw ValidationError("--fail-5xx cannot be negative.") }
         if retryAfter < 0 { throw ValidationError("--retry-after cannot be negative.") }
@@ -129,7 +157,8 @@ struct EmulateDPSCommand: AsyncParsableCommand {
             requestLog = { @Sendable line in printError("devkit: " + line) }
         }
         let emulator = try DPSEmulator(
-            configuration: DPSEmulatorConfiguration(stateDirectory: directory, port: port, faults: faults),
+            configuration: DPSEmulatorConfiguration(
+                stateDirectory: directory, port: port, faults: faults, idScope: idScope, iotHub: iotHub),
             requestLog: requestLog)
         // The relay's wait blocks: a thread of its own, not one of the concurrency pool's.
         // The first signal stops the service gracefully (open requests finish); a
@@ -168,7 +197,7 @@ struct EmulateDPSCommand: AsyncParsableCommand {
             let started = StartedEvent(
                 url: url, port: port, caFile: directory.caCertificate,
                 connectionStringFile: directory.connectionStringFile, stateDir: directory.path,
-                hostName: emulator.connectionString.hostName, pid: Int(getpid()))
+                hostName: emulator.connectionString.hostName, idScope: emulator.idScope, pid: Int(getpid()))
             writeStdout((try? JSONOutput.text(started)) ?? "{}")
         } else {
             writeStdout(labelledLines([
@@ -176,6 +205,7 @@ struct EmulateDPSCommand: AsyncParsableCommand {
                 ("CA file", directory.caCertificate),
                 ("Connection string file", directory.connectionStringFile),
                 ("State directory", directory.path),
+                ("ID scope", emulator.idScope),
             ]))
             if OutputLevel.current != .quiet {
                 printError("devkit: local DPS on \(url) (\(emulator.connectionString.policyName) key in the connection string file). Press Ctrl-C to stop.")
@@ -202,9 +232,11 @@ struct EmulateDPSCommand: AsyncParsableCommand {
         var connectionStringFile: String
         var stateDir: String
         var hostName: String
+        var idScope: String
         var pid: Int
         enum CodingKeys: String, CodingKey {
             case event, url, port, pid
+            case idScope = "id_scope"
             case caFile = "ca_file"
             case connectionStringFile = "connection_string_file"
             case stateDir = "state_dir"

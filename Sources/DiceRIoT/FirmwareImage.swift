@@ -5,6 +5,9 @@ public struct RIoTImage: Sendable, Equatable {
     public let core: [UInt8]
     /// [`__start_riot_fw`, `__stop_riot_fw`): hashed with SHA-256 into the FWID.
     public let firmware: [UInt8]
+    /// Where the RIoT Core lies in flash, when read from a map or ELF (the firmware
+    /// prints both addresses at boot: `The riot_core start address: %p`).
+    public private(set) var coreAddresses: Range<UInt64>?
 
     /// The firmware refuses to measure a RIoT Core shorter than this.
     public static let minimumCoreLength = 8
@@ -36,6 +39,7 @@ public struct RIoTImage: Sendable, Equatable {
         let core = try range(.startCore, .stopCore, "RIoT Core")
         let firmware = try range(.startFirmware, .stopFirmware, "RIoT FW")
         try self.init(checking: core, firmware, file: binPath)
+        coreAddresses = try parsed.address(of: .startCore)..<parsed.address(of: .stopCore)
     }
 
     /// Reads the ranges from the linked `.elf` alone: the symbol table gives the four
@@ -52,6 +56,7 @@ public struct RIoTImage: Sendable, Equatable {
         let core = try range(.startCore, .stopCore, "RIoT Core")
         let firmware = try range(.startFirmware, .stopFirmware, "RIoT FW")
         try self.init(checking: core, firmware, file: path)
+        coreAddresses = try file.symbolValue(Symbol.startCore.rawValue)..<file.symbolValue(Symbol.stopCore.rawValue)
     }
 
     private init(checking core: [UInt8], _ firmware: [UInt8], file: String) throws(FirmwareError) {

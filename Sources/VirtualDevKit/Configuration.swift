@@ -35,6 +35,13 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
         public var silent = false
         /// The user-mode sketch does not log `DevKit MAC Address:` (nor its version).
         public var sketchWithoutMACLog = false
+        /// The user-mode sketch finds no Wi-Fi: `>>>No Wi-Fi.` and nothing more.
+        public var noWiFi = false
+        /// The sketch cannot read the UDS from the secure element (as if none was
+        /// set): `Unable to get DPS UDS string from EEPROM. ...`
+        public var udsUnreadable = false
+        /// The DICE engine refuses the UDS: `DiceInit failed! ...`
+        public var diceInitFailure = false
         /// Not a DevKit: another board behind the ST-LINK USB ID (a Nucleo running a
         /// shell). It echoes, answers every line with `sh: <word>: not found` and the
         /// prompt `\r\n# `, the same four bytes as the DevKit's; no banner, no help text.
@@ -45,8 +52,11 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
             unplugAfterReceivedBytes: Int? = nil, lineNoiseBytes: Int = 0,
             secureElementWriteDelay: Duration = .zero, floodBytes: Int? = nil,
             echoSecretInErrors: Bool = false, silent: Bool = false, sketchWithoutMACLog: Bool = false,
-            notADevKit: Bool = false
+            notADevKit: Bool = false, noWiFi: Bool = false, udsUnreadable: Bool = false, diceInitFailure: Bool = false
         ) {
+            self.noWiFi = noWiFi
+            self.udsUnreadable = udsUnreadable
+            self.diceInitFailure = diceInitFailure
             self.eepromWriteFailure = eepromWriteFailure
             self.verifyFailure = verifyFailure
             self.unplugAfterReceivedBytes = unplugAfterReceivedBytes
@@ -58,6 +68,18 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
             self.sketchWithoutMACLog = sketchWithoutMACLog
             self.notADevKit = notADevKit
         }
+    }
+
+    /// The prefix of the sketch's log lines. The framework has two loggers (see
+    /// the user-mode log doc); which one is active during DPS cannot be seen from
+    /// source, so hosts must accept both.
+    public enum LogStyle: String, Sendable, CaseIterable, Equatable {
+        /// `2026-12-04 04:07:06 INFO:  <message>` / `... ERROR: <file> (ln <n>): <message>`
+        /// (the IoT Hub client's logger; the default).
+        case timestamped
+        /// `Info: <message>` / `Error: Time:<ctime> File:<file> Func:<func> Line:<n> <message>`
+        /// (the SDK's default console logger).
+        case sdk
     }
 
     /// Mode at power-up (and after ``VirtualDevKit/replug()``).
@@ -84,6 +106,7 @@ public struct VirtualDevKitConfiguration: Sendable, Equatable {
     /// sketch, e.g. one sending telemetry); nil: it prints its boot log only.
     public var sketchLogInterval: Duration?
     public var faults: Faults
+    public var logStyle: LogStyle = .timestamped
 
     public init(
         mode: Mode = .configuration,

@@ -71,15 +71,42 @@ enum FirmwareText {
                 + "Connect and visit \"http://192.168.0.1/\" to config the system settings.\r\n").utf8)
     }
 
-    /// `<yyyy-mm-dd hh:mm:ss> INFO:  <text>\r\n`, the SDK's log line, in UTC.
-    static func logInfo(_ text: String, at time: time_t = time(nil)) -> [UInt8] {
+    /// `<yyyy-mm-dd hh:mm:ss> INFO:  <text>\r\n`, the SDK's log line, in UTC
+    /// (or `Info: <text>` in the SDK console logger's style).
+    static func logInfo(
+        _ text: String, at time: time_t = time(nil), style: VirtualDevKitConfiguration.LogStyle = .timestamped
+    ) -> [UInt8] {
+        switch style {
+        case .timestamped: Array("\(stamp(time)) INFO:  \(text)\r\n".utf8)
+        case .sdk: Array("Info: \(text)\r\n".utf8)
+        }
+    }
+
+    /// `<stamp> ERROR: <file> (ln <n>): <text>` or
+    /// `Error: Time:<ctime> File:<file> Func:<func> Line:<n> <text>`.
+    static func logError(
+        _ text: String, file: String, function: String, line: Int, at time: time_t = time(nil),
+        style: VirtualDevKitConfiguration.LogStyle
+    ) -> [UInt8] {
+        switch style {
+        case .timestamped:
+            return Array("\(stamp(time)) ERROR: \(file) (ln \(line)): \(text)\r\n".utf8)
+        case .sdk:
+            var t = time
+            var buffer = [CChar](repeating: 0, count: 32)
+            ctime_r(&t, &buffer)
+            let ctime = String(cString: buffer).trimmingCharacters(in: .newlines)
+            return Array("Error: Time:\(ctime) File:\(file) Func:\(function) Line:\(line) \(text)\r\n".utf8)
+        }
+    }
+
+    private static func stamp(_ time: time_t) -> String {
         var t = time
         var parts = tm()
         gmtime_r(&t, &parts)
         func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let stamp = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) "
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) "
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
-        return Array("\(stamp) INFO:  \(text)\r\n".utf8)
     }
 
     static let enableSecureUsage = Array(

@@ -69,13 +69,14 @@ extension VirtualDevKit {
             }
         case .user:
             if configuration.faults.sketchWithoutMACLog {
-                try emit(FirmwareText.userMode + FirmwareText.logInfo("Sketch running."))
+                try emit(FirmwareText.userMode + FirmwareText.logInfo("Sketch running.", style: configuration.logStyle))
             } else {
                 try emit(
                     FirmwareText.userMode
-                        + FirmwareText.logInfo("DevKit MAC Address: \(configuration.macAddress)")
-                        + FirmwareText.logInfo("DevKit Firmware Version: \(configuration.firmwareVersion)"))
+                        + FirmwareText.logInfo("DevKit MAC Address: \(configuration.macAddress)", style: configuration.logStyle)
+                        + FirmwareText.logInfo("DevKit Firmware Version: \(configuration.firmwareVersion)", style: configuration.logStyle))
             }
+            if let sketch { try runSketch(sketch) }
             if let interval = configuration.sketchLogInterval {
                 var count = 0
                 while true {
@@ -85,13 +86,39 @@ extension VirtualDevKit {
                     ringArrival.removeAll(keepingCapacity: true)
                     ringHead = 0
                     count += 1
-                    try emit(FirmwareText.logInfo("Sketch telemetry #\(count): temperature 24.5 C"))
+                    try emit(FirmwareText.logInfo("Sketch telemetry #\(count): temperature 24.5 C", style: configuration.logStyle))
                 }
             }
             while true { _ = try nextByte() }  // the sketch ignores the console
         case .ap:
             try emit(FirmwareText.apMode(mac: configuration.macAddress))
             while true { _ = try nextByte() }
+        }
+    }
+
+    /// Runs the user-mode sketch as a task and prints what it prints, until it
+    /// returns; a reset, unplug or stop cancels it (the board's own events still
+    /// come first). What the host sends meanwhile is dropped: the sketch ignores
+    /// the console.
+    func runSketch(_ sketch: any VirtualDevKitSketch) throws(BoardEvent) {
+        let outbox = SketchOutbox()
+        let board = SketchBoard(
+            macAddress: configuration.macAddress, firmwareVersion: configuration.firmwareVersion,
+            state: shared.withLock { $0.state }, faults: configuration.faults, logStyle: configuration.logStyle,
+            outbox: outbox)
+        let task = Task {
+            await sketch.run(on: board)
+            outbox.finish()
+        }
+        defer { task.cancel() }
+        while true {
+            let (text, finished) = outbox.drain()
+            if !text.isEmpty { try emit(Array(text.utf8)) }
+            if finished { return }
+            try pause(until: .now + .milliseconds(10))
+            ring.removeAll(keepingCapacity: true)
+            ringArrival.removeAll(keepingCapacity: true)
+            ringHead = 0
         }
     }
 

@@ -40,6 +40,8 @@ public final class VirtualDevKit: @unchecked Sendable {
     public typealias Mode = VirtualDevKitConfiguration.Mode
 
     public let configuration: Configuration
+    /// What runs in user mode after the boot log (nil: the boot log only).
+    let sketch: (any VirtualDevKitSketch)?
 
     /// The UART receive ring of the board's MCU.
     static let ringCapacity = 256
@@ -126,7 +128,9 @@ public final class VirtualDevKit: @unchecked Sendable {
 
     /// Creates the board and its pty (so ``devicePath`` is valid at once); it
     /// starts talking after ``start()``.
-    public init(configuration: Configuration) throws(VirtualDevKitError) {
+    /// `sketch` runs at every boot into user mode (e.g. VirtualDevKitDPS's DPS sample).
+    public init(configuration: Configuration, sketch: (any VirtualDevKitSketch)? = nil) throws(VirtualDevKitError) {
+        self.sketch = sketch
         let mac = configuration.macAddress
         // The board's own spelling only (what it prints): 12 lower-case digits.
         guard (try? MACAddress(mac))?.hex == mac else {
