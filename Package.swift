@@ -234,6 +234,8 @@ let package = Package(
             dependencies: [
                 "DevKitCLI", "DevKitREPL", "DevKitConsole", "DevKitWorkflows", "DevKitModel", "DevKitRegistry",
                 "DeviceDiscovery", "SerialPort", "VirtualDevKit", "DevKitTestSupport",
+                // The virtual board's DPS sample, run in-process against the built emulate-dps.
+                "VirtualDevKitDPS", "DiceRIoT",
             ]),
     ]
 )

@@ -18,6 +18,8 @@ public final class TestDPSEmulator: @unchecked Sendable {
     public let caFile: String
     /// A file holding a connection string the emulator accepts (0600).
     public let connectionStringFile: String
+    /// The device API's ID scope (`/<scope>/registrations/<id>/register`).
+    public let idScope: String
 
     /// Starts it; `arguments` are extra switches (`--throttle 2`, `--port N` to
     /// reuse a port after a restart, ...).
@@ -28,7 +30,8 @@ public final class TestDPSEmulator: @unchecked Sendable {
         guard let line = running.firstLine(timeout: timeout),
               let info = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
               let url = info["url"] as? String, let port = info["port"] as? Int,
-              let ca = info["ca_file"] as? String, let cs = info["connection_string_file"] as? String
+              let ca = info["ca_file"] as? String, let cs = info["connection_string_file"] as? String,
+              let scope = info["id_scope"] as? String
         else {
             if running.process.isRunning { kill(running.process.processIdentifier, SIGKILL) }
             let message = String(decoding: running.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -38,6 +41,7 @@ public final class TestDPSEmulator: @unchecked Sendable {
         self.port = port
         caFile = ca
         connectionStringFile = cs
+        idScope = scope
     }
 
     public struct StartFailure: Error, CustomStringConvertible {
