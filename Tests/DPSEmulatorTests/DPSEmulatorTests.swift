@@ -296,7 +296,7 @@ struct DPSEmulatorTests {
             let unknown = try await service.send(.GET, "/enrollmentGroups/x")
             #expect(unknown.status == .notFound)
             #expect(try unknown.dpsError().errorCode == 404000)
-            // The device side registers nothing yet: no registration state exists.
+            // A device that never registered has no registration state.
             let state = try await service.send(.GET, "/registrations/\(id)")
             #expect(state.status == .notFound)
             #expect(try state.dpsError().errorCode == 404202)
