@@ -54,12 +54,12 @@ struct EmulateCommand: AsyncParsableCommand {
               devkit emulate --mode user --state /tmp/kit.json \\
                   --dps-endpoint https://127.0.0.1:8443 --id-scope 0ne00A1B2C3 \\
                   --ca-file /tmp/dps/ca.pem --elf DevKitDPS.ino.elf
-            Its faults: --no-wifi, --uds-unreadable, --dice-init-failure; an \
-            unreachable endpoint times out after --dps-timeout seconds.
 
             Signals pull the cable: SIGUSR1 unplugs the board (the pty closes, the link \
             goes), SIGUSR2 plugs it back in (a new pty, the link re-pointed, a fresh \
-            boot), e.g. `kill -USR1 <pid>`.
+            boot), e.g. `kill -USR1 <pid>`; SIGHUP presses reset (a fresh boot into \
+            user mode on the same pty: how to hear the DPS sample's log from the \
+            start, since a boot's output is not replayed to a host that opens later).
 
             Fault switches make it misbehave on purpose, to test hosts:
               devkit emulate --link /tmp/ttyDevKit --fail-eeprom-write
@@ -219,7 +219,7 @@ struct EmulateCommand: AsyncParsableCommand {
             let sketch = try dpsSketch()
 
             // Take the signals before the board exists, so none is missed.
-            let signals = try SignalRelay([SIGINT, SIGTERM, SIGUSR1, SIGUSR2], restartingCalls: true)
+            let signals = try SignalRelay([SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP], restartingCalls: true)
             let kit = try VirtualDevKit(configuration: configuration, sketch: sketch)
             kit.start()
             // Announce the port once the board has booted (its boot output is not
@@ -248,6 +248,15 @@ struct EmulateCommand: AsyncParsableCommand {
                 case SIGUSR1:
                     kit.unplug()
                     if !json { printError("devkit: virtual DevKit unplugged.") }
+                case SIGHUP:
+                    // The reset button (no button held): a fresh boot into user mode,
+                    // heard by a host that has the port open (e.g. the DPS sample's log).
+                    kit.reset(into: .user)
+                    if json {
+                        printOut(#"{"device":"\#(kit.devicePath)","event":"reset"}"#)
+                    } else {
+                        printError("devkit: virtual DevKit reset.")
+                    }
                 case SIGUSR2:
                     try kit.replug()
                     _ = kit.waitUntilIdle(timeout: .seconds(30))
@@ -260,7 +269,7 @@ struct EmulateCommand: AsyncParsableCommand {
                 default:
                     break
                 }
-            } while signal == SIGUSR1 || signal == SIGUSR2
+            } while signal == SIGUSR1 || signal == SIGUSR2 || signal == SIGHUP
             kit.stop()
             let latency = kit.usbReplyLatency
             let ms = Double(latency.total.components.attoseconds) / 1e15 + Double(latency.total.components.seconds) * 1000

@@ -13,8 +13,8 @@ struct EmulateDPSCommand: AsyncParsableCommand {
         commandName: "emulate-dps",
         abstract: "Run a local DPS service (HTTPS on 127.0.0.1), to try enrollment without Azure.",
         usage: """
-            devkit emulate-dps [--port <port>] [--state-dir <dir>] [--id-scope <scope>]
-                [--iot-hub <host>] [--json] [<fault options>]
+            devkit emulate-dps [--port <port>] [--state-dir <dir>]
+                [--id-scope <scope>] [--iot-hub <host>] [--json] [<fault options>]
             """,
         discussion: """
             A local Azure IoT Hub Device Provisioning Service: the service API's \
@@ -43,8 +43,8 @@ struct EmulateDPSCommand: AsyncParsableCommand {
             default --state-dir is $XDG_STATE_HOME/devkit/dps \
             (~/.local/state/devkit/dps).
 
-            It prints its URL, the CA file and the connection string file, a \
-            labelled line each (or one JSON object with --json), then serves \
+            It prints its URL, the CA file, the connection string file, the state \
+            directory and the ID scope, a labelled line each (or one JSON object with --json), then serves \
             until Ctrl-C or SIGTERM and prints the requests it counted. The key is \
             never printed: clients read the file. Clients connect with the URL and \
             trust the CA file alone; the SAS resource stays `localhost`. Counters: \

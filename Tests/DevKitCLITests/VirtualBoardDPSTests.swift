@@ -214,4 +214,48 @@ struct VirtualBoardDPSTests {
         #expect(image == tiny)
         #expect(DPSSampleSketch.stockRootsPEM.components(separatedBy: "BEGIN CERTIFICATE").count == 3)
     }
+
+    @Test("devkit emulate --dps-endpoint: the built board registers after a reset (SIGHUP) with a host listening")
+    func emulateCommand() throws {
+        let setup = try Setup()
+        try setup.enroll(firmware: "Tiny")
+        let state = setup.directory + "/kit.json"
+        try VirtualDevKitState(uds: Self.uds).save(to: state)
+        let link = setup.directory + "/tty"
+        let board = try BackgroundDevkit([
+            "emulate", "--json", "--mode", "user", "--state", state, "--link", link,
+            "--mac", Self.mac, "--firmware-version", Self.version,
+            "--dps-endpoint", setup.dps.url, "--id-scope", setup.dps.idScope, "--ca-file", setup.dps.caFile,
+            "--bin", "\(Self.firmware)/Tiny.ino.bin", "--map", "\(Self.firmware)/Tiny.ino.map",
+        ])
+        defer {
+            kill(board.process.processIdentifier, SIGTERM)
+            _ = board.wait()
+        }
+        _ = try #require(board.firstLine())
+        let line = try EmulateCommandTests.Line(path: link)
+        kill(board.process.processIdentifier, SIGHUP)
+        let log = line.read(through: "received from service: ", timeout: .seconds(30))
+        #expect(log?.contains("PUT /\(setup.dps.idScope)/registrations/\(Self.registrationID)/register") == true, "\(log ?? "nothing")")
+        #expect(board.firstLine()?.contains(#""event":"reset""#) == true)
+        let r = try status(setup)
+        #expect(r.stdout.contains("assigned"), "\(r.stdout)")
+    }
+
+    @Test("devkit emulate: the DPS options go together")
+    func emulateOptions() throws {
+        for (arguments, message) in [
+            (["--dps-endpoint", "https://127.0.0.1:1"], "together"),
+            (["--ca-file", "x.pem"], "take effect with --dps-endpoint"),
+            (["--dps-endpoint", "http://127.0.0.1:1", "--id-scope", "0ne1"], "https"),
+            (["--dps-endpoint", "https://127.0.0.1:1", "--id-scope", "0ne1", "--bin", "a.bin"], "--bin needs --map"),
+        ] {
+            let r = try TestProcess.run([TestProcess.devkitBinary, "emulate"] + arguments, timeout: 20)
+            #expect(r.status == 64, "\(arguments): \(r.stderr)")
+            #expect(r.stderr.contains(message), "\(arguments): \(r.stderr)")
+        }
+        let r = try TestProcess.run([TestProcess.devkitBinary, "emulate", "--mode", "user", "--dps-endpoint", "https://127.0.0.1:1",
+            "--id-scope", "0ne1", "--elf", "/nonexistent/a.elf"], timeout: 20)
+        #expect(r.status != 0 && r.stderr.contains("/nonexistent/a.elf"), "\(r.stderr)")
+    }
 }
