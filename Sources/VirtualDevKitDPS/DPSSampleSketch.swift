@@ -11,7 +11,7 @@ import VirtualDevKit
 /// framework's `DevkitDPSClient` derives the board's DeviceID and Alias keys from
 /// its UDS and firmware (here with DiceRIoT, as `devkit cert` does) and registers
 /// through DPS's device API over mutual TLS, presenting its Alias certificate;
-/// it prints the lines the real firmware prints (Docs/virtual-devkit.md lists them).
+/// it prints the lines the real firmware prints (Docs/virtual-devkit-dps.md lists them).
 ///
 /// A module of its own so that VirtualDevKit stays free of an HTTP/TLS client:
 /// the board runs it through the small ``VirtualDevKitSketch`` protocol.
