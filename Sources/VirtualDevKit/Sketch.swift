@@ -36,6 +36,22 @@ public struct SketchBoard: Sendable {
     }
 }
 
+/// Where sketch tasks run: a serial Dispatch queue of their own rather than the
+/// concurrency pool. The board runs beside hosts that block pool threads (tests,
+/// the CLI's waits); like the board thread, the sketch must progress regardless,
+/// and a serial queue gets a thread of its own when the pool's are all blocked.
+/// (No library executor fits: NIO's event loops are not task executors in this version.)
+final class SketchExecutor: TaskExecutor {
+    static let shared = SketchExecutor()
+    private let queue = DispatchQueue(label: "devkit.virtual-devkit.sketch")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        queue.async { job.runSynchronously(on: executor) }
+    }
+}
+
 /// Text a sketch task prints, taken by the board thread (which owns the UART).
 final class SketchOutbox: Sendable {
     private let pending = Mutex<(text: String, finished: Bool)>(("", false))

@@ -106,7 +106,7 @@ extension VirtualDevKit {
             macAddress: configuration.macAddress, firmwareVersion: configuration.firmwareVersion,
             state: shared.withLock { $0.state }, faults: configuration.faults, logStyle: configuration.logStyle,
             outbox: outbox)
-        let task = Task {
+        let task = Task(executorPreference: SketchExecutor.shared) {
             await sketch.run(on: board)
             outbox.finish()
         }

@@ -65,7 +65,7 @@ struct VirtualBoardDPSTests {
     static func boardLog(
         _ sketch: DPSSampleSketch?, uds: String? = uds, faults: VirtualDevKitConfiguration.Faults = .init(),
         logStyle: VirtualDevKitConfiguration.LogStyle = .timestamped
-    ) throws -> String {
+    ) async throws -> String {
         // The secure element as `set_dps_uds` left it.
         let stateFile = consoleTestDirectory() + "/kit.json"
         defer { try? FileManager.default.removeItem(atPath: (stateFile as NSString).deletingLastPathComponent) }
@@ -82,13 +82,17 @@ struct VirtualBoardDPSTests {
         var text = ""
         let deadline = ContinuousClock.now + .seconds(40)
         let outcomes = ["Registration Information received from service", "registration failed!", ">>>No Wi-Fi."]
-        while ContinuousClock.now < deadline, !outcomes.contains(where: { text.contains($0) }) {
-            let bytes = (try? port.read(deadline: .now + .milliseconds(200))) ?? []
+        // Short reads and sleeps: the test holds no concurrency-pool thread for long.
+        func readSome() async {
+            let bytes = (try? port.read(deadline: .now + .milliseconds(5))) ?? []
             text += String(decoding: bytes, as: UTF8.self)
+            if bytes.isEmpty { try? await Task.sleep(for: .milliseconds(50)) }
         }
+        while ContinuousClock.now < deadline, !outcomes.contains(where: { text.contains($0) }) { await readSome() }
         // The rest of the outcome's line(s).
-        let bytes = (try? port.read(deadline: .now + .milliseconds(300))) ?? []
-        return text + String(decoding: bytes, as: UTF8.self)
+        let rest = ContinuousClock.now + .milliseconds(300)
+        while ContinuousClock.now < rest { await readSome() }
+        return text
     }
 
     func status(_ setup: Setup) throws -> ProcessResult {
@@ -96,10 +100,10 @@ struct VirtualBoardDPSTests {
     }
 
     @Test("enrolled from its firmware, the board is assigned; dps status shows the hub and device ID")
-    func assigned() throws {
+    func assigned() async throws {
         let setup = try Setup(["--iot-hub", "test-hub.azure-devices.net"])
         try setup.enroll(firmware: "Tiny")
-        let log = try Self.boardLog(try setup.sketch())
+        let log = try await Self.boardLog(try setup.sketch())
         #expect(log.contains("DevKit MAC Address: \(Self.mac)"), "\(log)")
         #expect(log.contains("The riot_core start address: 0x"), "\(log)")
         #expect(log.contains("   DPS Version: "), "\(log)")
@@ -117,10 +121,10 @@ struct VirtualBoardDPSTests {
     }
 
     @Test("firmware mismatch: enrolled for firmware A, running B is refused 401002; enrolling B's certificate fixes it")
-    func firmwareMismatch() throws {
+    func firmwareMismatch() async throws {
         let setup = try Setup()
         try setup.enroll(firmware: "Tiny")
-        let refused = try Self.boardLog(try setup.sketch(firmware: "Pad55"))
+        let refused = try await Self.boardLog(try setup.sketch(firmware: "Pad55"))
         #expect(refused.contains("HTTP Status: 401"), "\(refused)")
         #expect(refused.contains(#""errorCode":401002"#) && refused.contains(#""message":"Invalid certificate""#), "\(refused)")
         #expect(refused.contains("The device is unauthorized with service"), "\(refused)")
@@ -130,24 +134,24 @@ struct VirtualBoardDPSTests {
         #expect(failed.stdout.contains("failed"), "\(failed.stdout)")
 
         try setup.enroll(firmware: "Pad55", extra: ["--replace"])
-        let assigned = try Self.boardLog(try setup.sketch(firmware: "Pad55"))
+        let assigned = try await Self.boardLog(try setup.sketch(firmware: "Pad55"))
         #expect(assigned.contains("Registration Information received from service: "), "\(assigned)")
     }
 
     @Test("a disabled enrollment: the device has been disabled")
-    func disabled() throws {
+    func disabled() async throws {
         let setup = try Setup()
         try setup.enroll(firmware: "Tiny", extra: ["--disabled"])
-        let log = try Self.boardLog(try setup.sketch())
+        let log = try await Self.boardLog(try setup.sketch())
         #expect(log.contains("The device has been disabled by DPS service"), "\(log)")
         #expect(log.contains("registration failed!"), "\(log)")
         #expect(try status(setup).stdout.contains("disabled"))
     }
 
     @Test("the SDK console logger's prefixes, when chosen")
-    func sdkLogStyle() throws {
+    func sdkLogStyle() async throws {
         let setup = try Setup()
-        let log = try Self.boardLog(try setup.sketch(firmware: "Pad55"), logStyle: .sdk)
+        let log = try await Self.boardLog(try setup.sketch(firmware: "Pad55"), logStyle: .sdk)
         #expect(log.contains("Info: DevKit MAC Address: \(Self.mac)\r\n"), "\(log)")
         #expect(log.contains("Error: Time:") && log.contains("File:prov_device_ll_client.c Func:"), "\(log)")
         #expect(log.contains("Line:146 Failure encountered on registration!"), "\(log)")
@@ -155,51 +159,51 @@ struct VirtualBoardDPSTests {
     }
 
     @Test("no UDS stored, or unreadable: the EEPROM line, no DPS request")
-    func noUDS() throws {
+    func noUDS() async throws {
         let setup = try Setup()
         for (uds, faults) in [(nil, VirtualDevKitConfiguration.Faults()), (Self.uds, .init(udsUnreadable: true))] {
-            let log = try Self.boardLog(try setup.sketch(), uds: uds, faults: faults)
+            let log = try await Self.boardLog(try setup.sketch(), uds: uds, faults: faults)
             #expect(log.contains("Unable to get DPS UDS string from EEPROM. Please set the value in configuration mode."), "\(log)")
             #expect(log.contains("registration failed!") && !log.contains("PUT /"), "\(log)")
         }
     }
 
     @Test("a UDS of the wrong length, or DiceInit failing")
-    func badUDS() throws {
+    func badUDS() async throws {
         let setup = try Setup()
-        let short = try Self.boardLog(try setup.sketch(), uds: "0123abcd")
+        let short = try await Self.boardLog(try setup.sketch(), uds: "0123abcd")
         #expect(short.contains("The length of DPS UDS string must be 64."), "\(short)")
         #expect(short.contains("Please set the value with correct length in configuration mode."), "\(short)")
-        let empty = try Self.boardLog(try setup.sketch(), uds: "")
+        let empty = try await Self.boardLog(try setup.sketch(), uds: "")
         #expect(empty.contains("The DPS UDS string is empty."), "\(empty)")
-        let notHex = try Self.boardLog(try setup.sketch(), uds: String(repeating: "z", count: 64))
+        let notHex = try await Self.boardLog(try setup.sketch(), uds: String(repeating: "z", count: 64))
         #expect(notHex.contains("DiceInit failed! Check UDS string provided or set on configuration mode"), "\(notHex)")
-        let fault = try Self.boardLog(try setup.sketch(), faults: .init(diceInitFailure: true))
+        let fault = try await Self.boardLog(try setup.sketch(), faults: .init(diceInitFailure: true))
         #expect(fault.contains("DiceInit failed!") && !fault.contains("PUT /"), "\(fault)")
     }
 
     @Test("no Wi-Fi")
-    func noWiFi() throws {
+    func noWiFi() async throws {
         let setup = try Setup()
-        let log = try Self.boardLog(try setup.sketch(), faults: .init(noWiFi: true))
+        let log = try await Self.boardLog(try setup.sketch(), faults: .init(noWiFi: true))
         #expect(log.contains("\r\n>>>No Wi-Fi.\r\n") && !log.contains("DPS Version"), "\(log)")
     }
 
     @Test("no CA given: the stock roots do not trust the local DPS; a TLS error, then registration failed")
-    func untrustedServer() throws {
+    func untrustedServer() async throws {
         let setup = try Setup()
         try setup.enroll(firmware: "Tiny")
-        let log = try Self.boardLog(try setup.sketch(ca: false))
+        let log = try await Self.boardLog(try setup.sketch(ca: false))
         #expect(log.contains("TLS handshake with the provisioning service failed"), "\(log)")
         #expect(log.contains("registration failed!") && !log.contains("HTTP Status"), "\(log)")
     }
 
     @Test("DPS unreachable: the client gives up at its timeout")
-    func unreachable() throws {
+    func unreachable() async throws {
         let setup = try Setup()
         let port = try closedLoopbackPort()
         let start = ContinuousClock.now
-        let log = try Self.boardLog(try setup.sketch(endpoint: "https://127.0.0.1:\(port)", timeout: .seconds(2)))
+        let log = try await Self.boardLog(try setup.sketch(endpoint: "https://127.0.0.1:\(port)", timeout: .seconds(2)))
         #expect(log.contains("Timed out connecting to provisioning service"), "\(log)")
         #expect(log.contains("registration failed!"), "\(log)")
         #expect(ContinuousClock.now - start < .seconds(15))
