@@ -223,8 +223,10 @@ struct EmulateCommand: AsyncParsableCommand {
             let kit = try VirtualDevKit(configuration: configuration, sketch: sketch)
             kit.start()
             // Announce the port once the board has booted (its boot output is not
-            // replayed to hosts that open later, as on a real board).
-            _ = kit.waitUntilIdle(timeout: .seconds(30))
+            // replayed to hosts that open later, as on a real board). A DPS sketch
+            // keeps the board busy until its outcome (up to --dps-timeout): not
+            // waited for, so that the path comes at once.
+            _ = kit.waitUntilIdle(timeout: sketch == nil ? .seconds(30) : .milliseconds(500))
             if json {
                 var object: [String: Any] = [
                     "device": kit.devicePath, "mode": mode.rawValue, "mac": configuration.macAddress,
