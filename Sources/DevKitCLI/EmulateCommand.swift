@@ -261,7 +261,7 @@ struct EmulateCommand: AsyncParsableCommand {
                     }
                 case SIGUSR2:
                     try kit.replug()
-                    _ = kit.waitUntilIdle(timeout: .seconds(30))
+                    _ = kit.waitUntilIdle(timeout: sketch == nil ? .seconds(30) : .milliseconds(500))
                     if json {
                         printOut(#"{"device":"\#(kit.devicePath)","event":"replugged"}"#)
                     } else {
