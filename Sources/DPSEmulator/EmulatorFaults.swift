@@ -49,6 +49,9 @@ public enum RequestKind: String, Sendable, CaseIterable, Codable {
     case query
     case registrationGet = "registration_get"
     case registrationDelete = "registration_delete"
+    /// The device API: a device's register, and its operation poll.
+    case deviceRegister = "device_register"
+    case devicePoll = "device_poll"
     /// Anything else (an unknown path or method).
     case other
 }

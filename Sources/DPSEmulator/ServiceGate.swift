@@ -94,6 +94,8 @@ extension RequestKind {
         case (.delete, 2, "enrollments"): self = .enrollmentDelete
         case (.get, 2, "registrations"): self = .registrationGet
         case (.delete, 2, "registrations"): self = .registrationDelete
+        case (.put, 4, _) where parts[1] == "registrations" && parts[3] == "register": self = .deviceRegister
+        case (.get, 5, _) where parts[1] == "registrations" && parts[3] == "operations": self = .devicePoll
         default: self = .other
         }
     }

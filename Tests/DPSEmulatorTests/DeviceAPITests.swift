@@ -129,6 +129,8 @@ struct DeviceAPITests {
             let state = try await service.send(.GET, "/registrations/\(identity.registrationID)").decode(DeviceRegistrationState.self)
             #expect(state.status == .assigned && state.deviceId == identity.registrationID)
             #expect(state.etag != nil && state.createdDateTimeUtc != nil && state.lastUpdatedDateTimeUtc != nil)
+            let stats = await service.emulator.stats()
+            #expect(stats.byKind["device_register"] == 1 && stats.byKind["device_poll"] == 1, "\(stats.byKind)")
             // No SAS token for the device API, but the service API still wants one.
             #expect(try await service.send(.GET, "/registrations/\(identity.registrationID)", token: .some(nil)).status == .unauthorized)
             #expect(try await service.send(.DELETE, "/registrations/\(identity.registrationID)").status == .noContent)
