@@ -92,7 +92,7 @@ public struct DPSSampleSketch: VirtualDevKitSketch {
         case .assigned(let hub):
             board.info("Registration Information received from service: \(hub)!")
         case .failed:
-            board.error("Failure encountered on registration!", file: Self.dpsClientFile, function: "registation_status_callback", line: 146)
+            board.error("Failure encountered on registration!", file: Self.dpsClientFile, function: "registration_status_callback", line: 146)
             board.print("\r\nregistration failed!\r\n")
         }
     }
@@ -158,7 +158,7 @@ public struct DPSSampleSketch: VirtualDevKitSketch {
         request.body = .bytes(ByteBuffer(string: #"{"registrationId":"\#(id)"}"#))
         status("CONNECTED", board)
         board.info("PUT \(registerPath) HTTP/1.1")
-        guard case .answered(let code, let body) = await send(request, client, board, deadline: deadline) else { return .failed }
+        guard case .answered(let code, let body, var retryAfter) = await send(request, client, board, deadline: deadline) else { return .failed }
         board.info("HTTP Status: \(code)")
         guard code == 202 || code == 200 else { return refused(code, body, board) }
         status("REGISTERING", board)
@@ -169,14 +169,15 @@ public struct DPSSampleSketch: VirtualDevKitSketch {
                 board.error("Timeout waiting for reply", file: Self.provClientFile, function: "prov_device_ll_client_dowork", line: 1170)
                 return .failed
             }
-            try? await Task.sleep(for: .seconds(1))
+            try? await Task.sleep(for: retryAfter ?? .seconds(1))
             if Task.isCancelled { return .failed }
             let pollPath = "/\(settings.idScope)/registrations/\(id)/operations/\(current.operationId)?api-version=\(Self.apiVersion)"
             var poll = HTTPClientRequest(url: base + pollPath)
             poll.method = .GET
             poll.headers.add(name: "Accept", value: "application/json")
             board.info("GET \(pollPath) HTTP/1.1")
-            guard case .answered(let code, let body) = await send(poll, client, board, deadline: deadline) else { return .failed }
+            guard case .answered(let code, let body, let nextRetry) = await send(poll, client, board, deadline: deadline) else { return .failed }
+            retryAfter = nextRetry
             board.info("HTTP Status: \(code)")
             guard code == 200 else { return refused(code, body, board) }
             answer = try? JSONDecoder().decode(OperationAnswer.self, from: Data(body.utf8))
@@ -216,7 +217,7 @@ public struct DPSSampleSketch: VirtualDevKitSketch {
     }
 
     private enum Sent {
-        case answered(Int, String)
+        case answered(Int, String, retryAfter: Duration?)
         case failed
     }
 
@@ -233,7 +234,9 @@ public struct DPSSampleSketch: VirtualDevKitSketch {
                 let seconds = Int64(max(1, remaining.components.seconds))
                 let response = try await client.execute(request, timeout: .seconds(seconds))
                 let body = try await response.body.collect(upTo: 1 << 20)
-                return .answered(Int(response.status.code), String(buffer: body))
+                // DPS's Retry-After (seconds) sets when to poll; the SDK waits at least 1 s.
+                let retryAfter = response.headers.first(name: "Retry-After").flatMap(Int64.init).map { Duration.seconds(max(1, min($0, 60))) }
+                return .answered(Int(response.status.code), String(buffer: body), retryAfter: retryAfter)
             } catch let error as NIOSSLError {
                 board.error("TLS handshake with the provisioning service failed: \(error)", file: "tlsio_mbedtls.c", function: "on_handshake_done", line: 190)
                 return .failed

@@ -209,6 +209,31 @@ struct VirtualBoardDPSTests {
         #expect(ContinuousClock.now - start < .seconds(15))
     }
 
+    @Test("DPS never answers (a listener that takes the connection and says nothing): timeout waiting for reply")
+    func neverAnswers() async throws {
+        let setup = try Setup()
+        // Listening, never accepting: the kernel completes the TCP handshake, the TLS one never comes.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { p in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                guard bind(fd, $0, length) == 0, listen(fd, 8) == 0, getsockname(fd, $0, &length) == 0 else {
+                    throw POSIXError(.EADDRINUSE)
+                }
+            }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let start = ContinuousClock.now
+        let log = try await Self.boardLog(try setup.sketch(endpoint: "https://127.0.0.1:\(port)", timeout: .seconds(2)))
+        #expect(log.contains("Timeout waiting for reply") || log.contains("Timed out connecting to provisioning service"), "\(log)")
+        #expect(log.contains("registration failed!") && !log.contains("HTTP Status"), "\(log)")
+        #expect(ContinuousClock.now - start < .seconds(15))
+    }
+
     @Test("the bundled sample image measures (embedded in the code, no bundle)")
     func sampleImage() throws {
         let image = try DPSSampleSketch.sampleImage()
