@@ -24,6 +24,24 @@ struct ClientAgainstEmulatorTests {
         EnrollmentItem(registrationId: id, certificate: try EnrollmentCertificate(pem: try makeCertificatePEM(commonName: id)))
     }
 
+    @Test("registrationState (what `dps status` reads): nil before the device registers, assigned after")
+    func registrationState() async throws {
+        try await RunningService.with { service in
+            let dps = try client(service)
+            defer { Task { await dps.shutdown() } }
+            let identity = DeviceAPITests.Identity.all[0]
+            try await DeviceAPITests.enroll(service, identity)
+            #expect(try await dps.registrationState(identity.registrationID) == nil)
+            let operation = try await DeviceAPITests.register(service, identity).decode(DeviceAPITests.Operation.self)
+            _ = try await DeviceAPITests.device(
+                service, .GET, "/\(service.emulator.idScope)/registrations/\(identity.registrationID)/operations/\(operation.operationId)",
+                identity: identity)
+            let state = try #require(try await dps.registrationState(identity.registrationID))
+            #expect(state.status == .assigned)
+            #expect(state.assignedHub == DPSEmulatorConfiguration.defaultIoTHub && state.deviceId == identity.registrationID)
+        }
+    }
+
     @Test("created, then unchanged on a rerun with no PUT sent")
     func createdThenUnchanged() async throws {
         try await RunningService.with { service in
