@@ -35,6 +35,8 @@ struct EmulateDPSCommandTests {
         #expect(info["connection_string_file"] as? String == directory + "/connection-string")
         #expect(info["state_dir"] as? String == directory)
         #expect(info["host_name"] as? String == "localhost")
+        // The device API's ID scope: made once, kept in the state directory.
+        #expect(info["id_scope"] as? String == consoleReadText(directory + "/id-scope")?.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(info["pid"] as? Int == Int(emulator.process.processIdentifier))
         #expect(consoleFileMode(directory) == 0o700)
         #expect(consoleFileMode(directory + "/connection-string") == 0o600)
@@ -73,11 +75,12 @@ struct EmulateDPSCommandTests {
         let directory = Self.scratch() + "/dps"
         let first = try Running(["emulate-dps", "--state-dir", directory])
         var lines: [String] = []
-        for _ in 0..<4 { lines.append(try #require(first.firstLine())) }
+        for _ in 0..<5 { lines.append(try #require(first.firstLine())) }
         #expect(lines[0].hasPrefix("URL:") && lines[0].contains("https://127.0.0.1:"))
         #expect(lines[1].hasPrefix("CA file:") && lines[1].hasSuffix(directory + "/ca.pem"))
         #expect(lines[2].hasPrefix("Connection string file:") && lines[2].hasSuffix(directory + "/connection-string"))
         #expect(lines[3].hasPrefix("State directory:") && lines[3].hasSuffix(directory))
+        #expect(lines[4].hasPrefix("ID scope:") && lines[4].contains(" 0ne"))
         // One column for the values.
         let column = lines[0].distance(from: lines[0].startIndex, to: lines[0].range(of: "https")!.lowerBound)
         #expect(lines.allSatisfy { $0.count > column && $0[$0.index($0.startIndex, offsetBy: column - 1)] == " " })

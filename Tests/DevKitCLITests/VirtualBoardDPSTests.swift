@@ -271,7 +271,7 @@ struct VirtualBoardDPSTests {
         #expect(r.stdout.contains("assigned"), "\(r.stdout)")
     }
 
-    @Test("devkit emulate: the DPS options go together")
+    @Test("devkit emulate: the DPS options go together; emulate-dps checks --id-scope and --iot-hub")
     func emulateOptions() throws {
         for (arguments, message) in [
             (["--dps-endpoint", "https://127.0.0.1:1"], "together"),
@@ -282,6 +282,10 @@ struct VirtualBoardDPSTests {
             let r = try TestProcess.run([TestProcess.devkitBinary, "emulate"] + arguments, timeout: 20)
             #expect(r.status == 64, "\(arguments): \(r.stderr)")
             #expect(r.stderr.contains(message), "\(arguments): \(r.stderr)")
+        }
+        for (arguments, message) in [(["--id-scope", "0ne/1"], "--id-scope"), (["--iot-hub", "a hub"], "--iot-hub")] {
+            let r = try TestProcess.run([TestProcess.devkitBinary, "emulate-dps"] + arguments, timeout: 20)
+            #expect(r.status == 64 && r.stderr.contains(message), "\(arguments): \(r.stderr)")
         }
         let r = try TestProcess.run([TestProcess.devkitBinary, "emulate", "--mode", "user", "--dps-endpoint", "https://127.0.0.1:1",
             "--id-scope", "0ne1", "--elf", "/nonexistent/a.elf"], timeout: 20)
