@@ -245,7 +245,7 @@ struct VirtualBoardDPSTests {
     }
 
     @Test("devkit emulate --dps-endpoint: the built board registers after a reset (SIGHUP) with a host listening")
-    func emulateCommand() throws {
+    func emulateCommand() async throws {
         let setup = try Setup()
         try setup.enroll(firmware: "Tiny")
         let state = setup.directory + "/kit.json"
@@ -264,7 +264,13 @@ struct VirtualBoardDPSTests {
         _ = try #require(board.firstLine())
         let line = try EmulateCommandTests.Line(path: link)
         kill(board.process.processIdentifier, SIGHUP)
-        let log = line.read(through: "received from service: ", timeout: .seconds(30))
+        // Short blocking reads between sleeps: no concurrency-pool thread held for long.
+        var log: String?
+        let deadline = ContinuousClock.now + .seconds(30)
+        while log == nil, ContinuousClock.now < deadline {
+            log = line.read(through: "received from service: ", timeout: .milliseconds(20))
+            if log == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
         #expect(log?.contains("PUT /\(setup.dps.idScope)/registrations/\(Self.registrationID)/register") == true, "\(log ?? "nothing")")
         #expect(board.firstLine()?.contains(#""event":"reset""#) == true)
         let r = try status(setup)
