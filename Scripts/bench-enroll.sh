@@ -120,8 +120,9 @@ for run in $(seq 1 "$RUNS"); do
             # The same registry and DPS again: nothing to write.
             read -r seconds actions < <(enroll "$work/run.sqlite")
             read -r requests2 bulk2 query2 get2 put2 < <(stats)
-            printf '  rerun (same registry): %s in %.3f s; requests %d (bulk %d, get %d, put %d)\n' \
-                "$actions" "$seconds" $((requests2 - requests)) $((bulk2 - bulk)) $((get2 - get)) $((put2 - put))
+            [ "$actions" = "unchanged=$BOARDS" ] || { echo "rerun: expected unchanged=$BOARDS, got $actions" >&2; exit 1; }
+            printf '  rerun (same registry): %s in %.3f s; requests %d (bulk %d, query %d, get %d, put %d)\n' \
+                "$actions" "$seconds" $((requests2 - requests)) $((bulk2 - bulk)) $((query2 - query)) $((get2 - get)) $((put2 - put))
         fi
         stop_dps
     done
