@@ -76,9 +76,10 @@ public struct EnrollmentOutcome: Sendable, Equatable {
 ///
 /// One board: GET, then PUT when needed. A fleet: bulk `create` in chunks of 10, a
 /// few requests in flight, without reading first (most boards of a fleet are new);
-/// a board the bulk refused is then looked at alone (GET: the same certificate is
-/// unchanged, another a conflict or a replace, none a failure with DPS's error);
-/// the created ones are read back for their etags (bulk answers carry none).
+/// then one read (query pages for many, a GET each for few) gives the created
+/// ones' etags (bulk answers carry none) and what DPS holds for the boards the bulk
+/// refused: the same certificate is unchanged, another a conflict or a replace,
+/// none a failure with DPS's error.
 public struct EnrollmentWorkflow: Sendable {
     public let client: DPSClient
     public var settings: EnrollmentSettings

@@ -161,6 +161,40 @@ struct DPSFleetCLITests {
         #expect(plain.stdout.components(separatedBy: "  unchanged").count - 1 == 24, "\(plain.stdout)")
     }
 
+    @Test("a fleet where DPS holds another certificate for one board: a conflict alone; --replace updates it only")
+    func conflictInAFleet() throws {
+        let f = try Self.fleet(25)
+        defer { f.remove() }
+        let held = f.boards[3].id
+        // The same ID certified from another UDS (the board provisioned again), enrolled first.
+        try (String(repeating: "5a", count: 32) + "\n").write(toFile: f.dir + "/other.uds", atomically: false, encoding: .utf8)
+        let other = try RegistryCLIProcess.run([
+            "cert", "--bin", Self.firmware + "/Tiny.ino.bin", "--map", Self.firmware + "/Tiny.ino.map",
+            "--uds-file", f.dir + "/other.uds", "--registration-id", held, "--output-dir", f.dir + "/other",
+        ])
+        try #require(other.status == 0, "\(other.stderr)")
+        let first = try RegistryCLIProcess.run(["dps", "enroll", "--cert", f.dir + "/other/\(held).pem"] + f.dps.dpsArguments())
+        try #require(first.status == 0, "\(first.stderr)")
+
+        let r = try f.enroll(["--json"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let results = try Self.objects(r.stdout)
+        #expect(results.filter { $0["action"] as? String == "created" }.count == 24)
+        let conflict = try #require(results.first { $0["registration_id"] as? String == held })
+        #expect(conflict["action"] as? String == "conflict", "\(conflict)")
+        #expect(try f.count("enrollment_put") == 1, "only the --cert enrollment was PUT")
+        #expect(try f.registry.board(id: f.boards[3].row)?.enrollment?.action == .conflict)
+
+        let replaced = try f.enroll(["--json", "--replace"])
+        #expect(replaced.status == 0, "\(replaced.stderr)")
+        let after = try Self.objects(replaced.stdout)
+        #expect(after.first { $0["registration_id"] as? String == held }?["action"] as? String == "updated")
+        #expect(after.filter { $0["action"] as? String == "unchanged" }.count == 24)
+        #expect(try f.count("enrollment_put") == 2, "one PUT (If-Match) for the replaced board")
+        let row = try #require(try f.registry.board(id: f.boards[3].row))
+        #expect(row.isEnrolled && row.enrollment?.action == .updated && row.enrollment?.sha1Thumbprint == row.certificateSHA1)
+    }
+
     @Test("--id (repeatable) enrolls only the boards chosen, by row id, MAC or registration ID")
     func chosenBoards() throws {
         let f = try Self.fleet(6)
