@@ -4,8 +4,9 @@
 # loopback), with the server's --latency-ms 0 and 50, alternating, RUNS (3) each.
 # Per run: enrollments/s, the requests the emulator counted (GET /_emulator/stats:
 # bulk, read-back queries, GETs), wall time, and the time against the ideal
-# (bulk requests x latency / requests in flight) and against the sum of the
-# server's own latency over every request. Then, once per latency, a second run
+# (bulk requests x latency / requests in flight) and against the server's own
+# time (the sum of what emulate-dps --verbose logs for each request, its latency
+# included, / requests in flight). Then, once per latency, a second run
 # on the same registry and DPS: every board `unchanged`; its time and requests.
 # Targets: >= 500 enrollments/s at 0 ms; within 1.5x of the ideal at 50 ms.
 #
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
         --latencies) LATENCIES=$2; shift 2 ;;
         --binary) BIN=$2; shift 2 ;;
         --registry-tool) TOOL=$2; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench-enroll.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
     esac
 done
@@ -63,7 +64,8 @@ trap cleanup EXIT
 start_dps() {
     local fifo="$work/dps.fifo" line
     mkfifo "$fifo"
-    "$BIN" emulate-dps --json --port 0 --state-dir "$1" --latency-ms "$2" > "$fifo" 2>> "$work/dps.log" &
+    # --verbose: each request's own time on the server, latency included.
+    "$BIN" emulate-dps --json --port 0 --state-dir "$1" --latency-ms "$2" --verbose > "$fifo" 2> "$work/dps.log" &
     dps_pid=$!
     read -r line < "$fifo"   # the "started" object: it listens
     rm -f "$fifo"
@@ -77,6 +79,16 @@ stats() {
 import json, sys
 s = json.load(sys.stdin); k = s.get("by_kind", {})
 print(s["requests"], k.get("bulk", 0), k.get("query", 0), k.get("enrollment_get", 0), k.get("enrollment_put", 0))'
+}
+
+# The server's own time for the requests it logged after line $1 of its log, in
+# seconds, divided by the requests in flight: what the run would take if the client
+# and the network cost nothing.
+served() {
+    sleep 0.05   # the log line of the last answer is written as it goes out
+    tail -n +"$(( $1 + 1 ))" "$work/dps.log" | python3 -c '
+import re, sys
+print(sum(float(m.group(1)) for m in re.finditer(r"-> \d+ \(([0-9.]+) ms\)", sys.stdin.read())) / 1000 / int(sys.argv[1]))' "$PARALLEL"
 }
 
 # Runs the enrollment on registry $1; prints "seconds actions" (actions: a count per action).
@@ -107,22 +119,25 @@ for run in $(seq 1 "$RUNS"); do
         [ "$actions" = "created=$BOARDS" ] || { echo "run $run: expected created=$BOARDS, got $actions" >&2; exit 1; }
         rate=$(echo "$BOARDS / $seconds" | bc -l)
         ideal=$(echo "$bulk * $latency / 1000 / $PARALLEL" | bc -l)
-        served=$(echo "$requests * $latency / 1000 / $PARALLEL" | bc -l)
+        served=$(served 0)
         line=$(printf 'latency %3d ms, run %d: %4d enrolled in %6.3f s = %5.0f/s; requests %d (bulk %d, query %d, get %d)' \
             "$latency" "$run" "$BOARDS" "$seconds" "$rate" "$requests" "$bulk" "$query" "$get")
         if [ "$latency" -gt 0 ]; then
-            line+=$(printf '; ideal %.3f s (x%.2f), all requests'"'"' latency / %d: %.3f s (x%.2f)' \
-                "$ideal" "$(echo "$seconds / $ideal" | bc -l)" "$PARALLEL" "$served" "$(echo "$seconds / $served" | bc -l)")
+            line+=$(printf '; ideal %.3f s (x%.2f)' "$ideal" "$(echo "$seconds / $ideal" | bc -l)")
         fi
+        line+=$(printf '; server'"'"'s own time / %d: %.3f s (x%.2f)' "$PARALLEL" "$served" "$(echo "$seconds / $served" | bc -l)")
         echo "$line"
+        logged=$(wc -l < "$work/dps.log")
         results[$latency]+="$seconds "
         if [ "$run" -eq 1 ]; then
             # The same registry and DPS again: nothing to write.
             read -r seconds actions < <(enroll "$work/run.sqlite")
             read -r requests2 bulk2 query2 get2 put2 < <(stats)
+            served=$(served "$logged")
             [ "$actions" = "unchanged=$BOARDS" ] || { echo "rerun: expected unchanged=$BOARDS, got $actions" >&2; exit 1; }
-            printf '  rerun (same registry): %s in %.3f s; requests %d (bulk %d, query %d, get %d, put %d)\n' \
-                "$actions" "$seconds" $((requests2 - requests)) $((bulk2 - bulk)) $((query2 - query)) $((get2 - get)) $((put2 - put))
+            printf '  rerun (same registry): %s in %.3f s; requests %d (bulk %d, query %d, get %d, put %d); server'"'"'s own time / %d: %.3f s\n' \
+                "$actions" "$seconds" $((requests2 - requests)) $((bulk2 - bulk)) $((query2 - query)) $((get2 - get)) $((put2 - put)) \
+                "$PARALLEL" "$served"
         fi
         stop_dps
     done
