@@ -180,6 +180,13 @@ let package = Package(
             // symbol table (17,000 entries, then 660): ~0.6 ms of every run.
             linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
 
+        // Scripts/bench-enroll.sh's fleet: N finished boards with real Alias
+        // certificates, made through the registry's API (not SQL that could drift
+        // from the schema). One file on libraries devkit builds anyway.
+        .executableTarget(
+            name: "BenchRegistry", dependencies: ["DevKitModel", "DevKitRegistry", "DiceRIoT"],
+            path: "Scripts/BenchRegistry"),
+
         // Bounded child processes, binary paths, scratch directories and a started
         // virtual board, shared by the test targets (a test target cannot import another).
         .target(name: "DevKitTestSupport", dependencies: ["CDevKitLinux", "VirtualDevKit"], path: "Tests/DevKitTestSupport"),

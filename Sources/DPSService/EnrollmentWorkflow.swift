@@ -76,9 +76,10 @@ public struct EnrollmentOutcome: Sendable, Equatable {
 ///
 /// One board: GET, then PUT when needed. A fleet: bulk `create` in chunks of 10, a
 /// few requests in flight, without reading first (most boards of a fleet are new);
-/// a board the bulk refused is then looked at alone (GET: the same certificate is
-/// unchanged, another a conflict or a replace, none a failure with DPS's error);
-/// the created ones are read back for their etags (bulk answers carry none).
+/// then one read (query pages for many, a GET each for few) gives the created
+/// ones' etags (bulk answers carry none) and what DPS holds for the boards the bulk
+/// refused: the same certificate is unchanged, another a conflict or a replace,
+/// none a failure with DPS's error.
 public struct EnrollmentWorkflow: Sendable {
     public let client: DPSClient
     public var settings: EnrollmentSettings
@@ -181,10 +182,12 @@ public struct EnrollmentWorkflow: Sendable {
         let chunks = stride(from: 0, to: items.count, by: BulkEnrollmentOperation.maxEnrollments).map {
             Array(items[$0..<min($0 + BulkEnrollmentOperation.maxEnrollments, items.count)])
         }
-        // Each chunk: bulk create, then the refused boards one by one.
+        // Each chunk: bulk create; what it created is read back, what it refused
+        // is decided once DPS's enrollments are read (below).
         var created: [(Int, EnrollmentItem)] = []
+        var refused: [Refused] = []
         var done: [(Int, EnrollmentOutcome)] = []
-        await withTaskGroup(of: (created: [(Int, EnrollmentItem)], done: [(Int, EnrollmentOutcome)]).self) { group in
+        await withTaskGroup(of: ChunkResult.self) { group in
             var next = 0
             func add() {
                 guard next < chunks.count else { return }
@@ -195,11 +198,33 @@ public struct EnrollmentWorkflow: Sendable {
             for _ in 0..<min(settings.parallel, chunks.count) { add() }
             for await result in group {
                 created += result.created
+                refused += result.refused
                 done += result.done
                 add()
             }
         }
-        let readBack = await readBack(created.map(\.1))
+        // One read for both: the created ones' etags, and what DPS holds for the
+        // refused ones. Many refused boards are a rerun: reading them through query
+        // pages (1,000 a request) instead of a GET each made a rerun of 1,000 boards
+        // 1,000 requests longer than the run that created them (Scripts/bench-enroll.sh).
+        let held = await readPages(created.map(\.1) + refused.map(\.item))
+        // Decided a few at once: a --replace writes, an enrollment not seen is read.
+        await withTaskGroup(of: (Int, EnrollmentOutcome).self) { group in
+            var next = 0
+            func add() {
+                guard next < refused.count else { return }
+                let r = refused[next]
+                next += 1
+                group.addTask { (r.index, await self.decideRefused(r, held: held[DPSRegistrationIDRules.key(r.item.registrationId)])) }
+            }
+            for _ in 0..<min(settings.parallel, refused.count) { add() }
+            for await (i, o) in group {
+                progress(o)
+                done.append((i, o))
+                add()
+            }
+        }
+        let readBack = await readRest(created.map(\.1), found: held)
         for (i, item) in created {
             let o = outcome(item, .created, readBack[DPSRegistrationIDRules.key(item.registrationId)])
             progress(o)
@@ -208,10 +233,24 @@ public struct EnrollmentWorkflow: Sendable {
         return done
     }
 
-    /// One bulk create; returns the boards it created (to read back) and the others' outcomes.
+    /// A board a bulk create refused, and DPS's reason.
+    private struct Refused: Sendable {
+        let index: Int
+        let item: EnrollmentItem
+        let error: BulkEnrollmentOperationError
+    }
+
+    private struct ChunkResult: Sendable {
+        var created: [(Int, EnrollmentItem)] = []
+        var refused: [Refused] = []
+        var done: [(Int, EnrollmentOutcome)] = []
+    }
+
+    /// One bulk create: the boards it created (to read back), those it refused (to
+    /// decide), and the outcomes of boards settled here (the request failed).
     private func createChunk(
         _ chunk: [(index: Int, item: EnrollmentItem)], progress: @Sendable (EnrollmentOutcome) -> Void
-    ) async -> (created: [(Int, EnrollmentItem)], done: [(Int, EnrollmentOutcome)]) {
+    ) async -> ChunkResult {
         let result: BulkEnrollmentOperationResult
         do {
             result = try await client.bulk(.create, chunk.map { newEnrollment($0.item) })
@@ -219,74 +258,82 @@ public struct EnrollmentWorkflow: Sendable {
         } catch where error.kind == .http && error.status.map({ (400..<500).contains($0) && $0 != 401 && $0 != 403 && $0 != 429 }) == true {
             // The whole request refused (one board's data, by a server that checks
             // before applying any): each board alone, so the others still go in.
-            var done: [(Int, EnrollmentOutcome)] = []
+            var r = ChunkResult()
             for (i, item) in chunk {
                 let o = await enrollOne(item)
                 progress(o)
-                done.append((i, o))
+                r.done.append((i, o))
             }
-            return ([], done)
+            return r
         } catch {
-            let done = chunk.map { (i, item) in
+            var r = ChunkResult()
+            r.done = chunk.map { (i, item) in
                 let o = EnrollmentOutcome(registrationId: item.registrationId, action: .failed, error: error, message: error.description)
                 progress(o)
                 return (i, o)
             }
-            return ([], done)
+            return r
         }
-        var refused: [String: BulkEnrollmentOperationError] = [:]
-        for e in result.errors { refused[DPSRegistrationIDRules.key(e.registrationId)] = e }
-        var created: [(Int, EnrollmentItem)] = []
-        var done: [(Int, EnrollmentOutcome)] = []
+        var errors: [String: BulkEnrollmentOperationError] = [:]
+        for e in result.errors { errors[DPSRegistrationIDRules.key(e.registrationId)] = e }
+        var r = ChunkResult()
         for (i, item) in chunk {
-            guard let bulkError = refused[DPSRegistrationIDRules.key(item.registrationId)] else {
-                created.append((i, item))
-                continue
+            if let e = errors[DPSRegistrationIDRules.key(item.registrationId)] {
+                r.refused.append(Refused(index: i, item: item, error: e))
+            } else {
+                r.created.append((i, item))
             }
-            // Refused by the bulk create: usually because it exists (a rerun, or a
-            // retried request that had been applied). Looked at alone.
-            var o: EnrollmentOutcome
-            do {
-                if let existing = try await client.get(item.registrationId) {
-                    o = try await resolveExisting(item, existing)
-                } else {
-                    let error = DPSServiceError(
-                        kind: .http, operation: "POST /enrollments (bulk create)", status: 400,
-                        errorCode: bulkError.errorCode, message: bulkError.errorStatus ?? "refused by the bulk operation")
-                    o = EnrollmentOutcome(registrationId: item.registrationId, action: .failed, error: error, message: error.description)
-                }
-            } catch {
-                o = EnrollmentOutcome(registrationId: item.registrationId, action: .failed, error: error, message: error.description)
-            }
-            progress(o)
-            done.append((i, o))
         }
-        return (created, done)
+        return r
     }
 
-    /// The created enrollments as DPS stores them (etag, certificate info), by ID key.
-    /// Few: a GET each. Many: query pages (1,000 a request), at most about three times
-    /// as many enrollments as were created (a large DPS is not read whole), then a
-    /// GET for any not seen. A read-back failure leaves that board without its etag:
-    /// it is enrolled all the same.
-    private func readBack(_ items: [EnrollmentItem]) async -> [String: IndividualEnrollment] {
-        var found: [String: IndividualEnrollment] = [:]
-        var wanted = Set(items.map { DPSRegistrationIDRules.key($0.registrationId) })
-        if items.count > 2 * BulkEnrollmentOperation.maxEnrollments {
-            let budget = max(2, (3 * items.count) / readBackPageSize + 1)
-            var continuation: String?
-            var pages = 0
-            repeat {
-                guard let page = try? await client.queryPage(pageSize: readBackPageSize, continuation: continuation) else { break }
-                pages += 1
-                for e in page.enrollments {
-                    let key = DPSRegistrationIDRules.key(e.registrationId)
-                    if wanted.remove(key) != nil { found[key] = e }
-                }
-                continuation = page.continuation
-            } while continuation != nil && !wanted.isEmpty && pages < budget
+    /// A board the bulk create refused: usually because it exists (a rerun, or a
+    /// retried request that had been applied). With what DPS holds (read above),
+    /// unchanged, a conflict or a replace; not seen there, it is read alone: absent,
+    /// it fails with the bulk's reason.
+    private func decideRefused(_ r: Refused, held: IndividualEnrollment?) async -> EnrollmentOutcome {
+        do {
+            var existing = held
+            if existing == nil { existing = try await client.get(r.item.registrationId) }
+            if let existing { return try await resolveExisting(r.item, existing) }
+            let error = DPSServiceError(
+                kind: .http, operation: "POST /enrollments (bulk create)", status: 400,
+                errorCode: r.error.errorCode, message: r.error.errorStatus ?? "refused by the bulk operation")
+            return EnrollmentOutcome(registrationId: r.item.registrationId, action: .failed, error: error, message: error.description)
+        } catch {
+            return EnrollmentOutcome(registrationId: r.item.registrationId, action: .failed, error: error, message: error.description)
         }
-        let rest = items.filter { wanted.contains(DPSRegistrationIDRules.key($0.registrationId)) }
+    }
+
+    /// The enrollments DPS holds for `items`, by ID key, read through query pages
+    /// (1,000 a request) when there are more than two bulk requests' worth, at most
+    /// about three times as many enrollments as wanted (a large DPS is not read
+    /// whole); none read for fewer (a GET each is then cheaper). A failed page ends
+    /// the reading: what is missing is read alone later.
+    private func readPages(_ items: [EnrollmentItem]) async -> [String: IndividualEnrollment] {
+        var found: [String: IndividualEnrollment] = [:]
+        guard items.count > 2 * BulkEnrollmentOperation.maxEnrollments else { return found }
+        var wanted = Set(items.map { DPSRegistrationIDRules.key($0.registrationId) })
+        let budget = max(2, (3 * items.count) / readBackPageSize + 1)
+        var continuation: String?
+        var pages = 0
+        repeat {
+            guard let page = try? await client.queryPage(pageSize: readBackPageSize, continuation: continuation) else { break }
+            pages += 1
+            for e in page.enrollments {
+                let key = DPSRegistrationIDRules.key(e.registrationId)
+                if wanted.remove(key) != nil { found[key] = e }
+            }
+            continuation = page.continuation
+        } while continuation != nil && !wanted.isEmpty && pages < budget
+        return found
+    }
+
+    /// `found` and a GET for each of `items` not in it, a few in flight. A read-back
+    /// failure leaves that board without its etag: it is enrolled all the same.
+    private func readRest(_ items: [EnrollmentItem], found: [String: IndividualEnrollment]) async -> [String: IndividualEnrollment] {
+        var found = found
+        let rest = items.filter { found[DPSRegistrationIDRules.key($0.registrationId)] == nil }
         await withTaskGroup(of: (String, IndividualEnrollment?).self) { group in
             var next = 0
             func add() {

@@ -171,10 +171,10 @@ struct DPSEnrollCommand: AsyncParsableCommand {
     /// ENROLLED); boards refused before anything was sent are not recorded.
     private func record(_ outcomes: [EnrollmentOutcome], dpsHost: String, boardIDs: [String: Int64]) throws {
         let registry = try self.registry.open()
-        for outcome in outcomes {
-            guard let id = boardIDs[DPSRegistrationIDRules.key(outcome.registrationId)] else { continue }
-            try EnrollmentRecording.record(outcome, dpsHost: dpsHost, boardID: id, in: registry)
+        let recorded = outcomes.compactMap { outcome in
+            boardIDs[DPSRegistrationIDRules.key(outcome.registrationId)].map { (boardID: $0, outcome: outcome) }
         }
+        try EnrollmentRecording.record(recorded, dpsHost: dpsHost, in: registry)
     }
 
     /// 0 when every board is enrolled; one board that failed: its error's code; a

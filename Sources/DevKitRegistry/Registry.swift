@@ -237,6 +237,25 @@ public final class Registry: Sendable {
         }
     }
 
+    /// Records several boards' enrollments in one transaction: a fleet's outcomes
+    /// (`dps enroll --from-registry`), where a commit per board was a quarter of a
+    /// 1,000-board run's time (Scripts/bench-enroll.sh). A board not found fails
+    /// the whole transaction: nothing is recorded.
+    public func recordEnrollments(_ enrollments: [(boardID: Int64, enrollment: BoardEnrollment)]) throws(RegistryError) {
+        guard !enrollments.isEmpty else { return }
+        let now = Date()
+        try write { db in
+            for (boardID, enrollment) in enrollments {
+                guard var record = try Self.fetchBoard(db, id: boardID) else {
+                    throw RegistryError.boardNotFound("\(boardID)")
+                }
+                record.enrollment = enrollment
+                record.updatedAt = now
+                try Self.store(record, db)
+            }
+        }
+    }
+
     /// Marks board `old` as replaced by board `new`, recording where its files went
     /// (they were moved aside so the new board's could take their names).
     @discardableResult

@@ -182,4 +182,11 @@ public enum EnrollmentRecording {
     ) throws(RegistryError) -> BoardRecord {
         try registry.recordEnrollment(boardID: boardID, record(outcome, dpsHost: dpsHost))
     }
+
+    /// Records a fleet's outcomes, each for its board, in one registry commit.
+    public static func record(
+        _ outcomes: [(boardID: Int64, outcome: EnrollmentOutcome)], dpsHost: String, in registry: Registry
+    ) throws(RegistryError) {
+        try registry.recordEnrollments(outcomes.map { ($0.boardID, record($0.outcome, dpsHost: dpsHost)) })
+    }
 }

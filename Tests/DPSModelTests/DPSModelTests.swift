@@ -302,6 +302,22 @@ struct EnrollmentCertificateTests {
         #expect(!a.sameCertificate(as: try EnrollmentCertificate(pem: pems[1])))
     }
 
+    @Test("the base64 reads whatever its whitespace: 64 columns with CRLF, tabs, a Unicode space")
+    func whitespaceInTheBase64() throws {
+        let a = try EnrollmentCertificate(pem: Fixtures.aliasCertificates[0].pem)
+        let base64 = Data(a.der).base64EncodedString()
+        var lines: [String] = []
+        var rest = Substring(base64)
+        while !rest.isEmpty { lines.append(String(rest.prefix(64))); rest = rest.dropFirst(64) }
+        for body in [lines.joined(separator: "\r\n"), lines.joined(separator: "\t \n"), lines.joined(separator: "\u{00A0}\n")] {
+            let pem = "-----BEGIN CERTIFICATE-----\r\n\(body)\r\n-----END CERTIFICATE-----\r\n"
+            #expect(try EnrollmentCertificate(pem: pem).sameCertificate(as: a))
+        }
+        #expect(throws: EnrollmentCertificateError.notPEM) {
+            try EnrollmentCertificate(pem: "-----BEGIN CERTIFICATE-----\n\(base64)é\n-----END CERTIFICATE-----\n")
+        }
+    }
+
     @Test func refusesWhatIsNoCertificate() {
         #expect(throws: EnrollmentCertificateError.notPEM) { try EnrollmentCertificate(pem: "hello") }
         #expect(throws: EnrollmentCertificateError.notACertificate("PUBLIC KEY")) {

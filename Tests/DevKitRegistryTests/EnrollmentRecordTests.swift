@@ -129,4 +129,25 @@ import Testing
             }
         }
     }
+
+    @Test("a fleet's enrollments in one commit: each on its board; a missing board records none")
+    func fleetInOneCommit() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Registry(path: tmp.file("r.sqlite"))
+        let a = try #require(try doneBoard(registry).id)
+        let b = try #require(try doneBoard(registry).id)
+        try registry.recordEnrollments([
+            (a, BoardEnrollment(action: .created, dpsHost: "dps.example", etag: "\"e1\"", sha1Thumbprint: "A1B2")),
+            (b, BoardEnrollment(action: .conflict, dpsHost: "dps.example", errorMessage: "DPS holds another")),
+        ])
+        #expect(try registry.board(id: a)?.enrollment?.etag == "\"e1\"")
+        #expect(try registry.board(id: a)?.isEnrolled == true)
+        #expect(try registry.board(id: b)?.enrollment?.action == .conflict)
+
+        #expect(throws: RegistryError.boardNotFound("999")) {
+            try registry.recordEnrollments([(a, BoardEnrollment(action: .unchanged)), (999, BoardEnrollment(action: .created))])
+        }
+        #expect(try registry.board(id: a)?.enrollment?.action == .created, "the transaction was rolled back whole")
+    }
 }
