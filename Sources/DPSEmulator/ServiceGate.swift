@@ -5,8 +5,8 @@ import Hummingbird
 import Synchronization
 
 /// What every service request passes before its operation runs, in DPS's order
-/// as far as it can be seen from outside: the added latency, the fault switches
-/// (429, 503), the SAS token (401), then `api-version` (400). Also turns every
+/// as far as it can be seen from outside: the fault switches (429, 503), the SAS
+/// token (401), then `api-version` (400); every answer held to the added latency. Also turns every
 /// refusal into DPS's error shape and counts the answers.
 struct ServiceGate: RouterMiddleware {
     typealias Context = DPSRequestContext
@@ -26,13 +26,17 @@ struct ServiceGate: RouterMiddleware {
     ) async throws -> Response {
         if request.uri.path == DPSEmulator.statsPath { return try await next(request, context) }
         let start = ContinuousClock.now
-        if faults.latency > .zero { try await Task.sleep(for: faults.latency) }
+        // --latency-ms is the time an answer takes, the server's own work inside it
+        // (as seen from a client of a remote service): the answer leaves no sooner
+        // than that after the request arrived, and no later than its work allows.
+        let earliestAnswer = start + faults.latency
         var response: Response
         do {
             switch ledger.admit(RequestKind(request.method, path: request.uri.path)) {
             case .throttled(let seconds):
                 response = answer(.throttled)
                 response.headers[.retryAfter] = String(seconds)
+                try await Task.sleep(until: earliestAnswer, clock: .continuous)
                 finish(request, response, since: start)
                 return response
             case .unavailable:
@@ -64,6 +68,7 @@ struct ServiceGate: RouterMiddleware {
             // A bug of the emulator's, still answered in DPS's shape (and counted).
             response = answer(ServiceFailure(status: .internalServerError, errorCode: 500000, message: "Internal error: \(error)"))
         }
+        try await Task.sleep(until: earliestAnswer, clock: .continuous)
         finish(request, response, since: start)
         return response
     }

@@ -98,7 +98,7 @@ struct EmulateDPSCommand: AsyncParsableCommand {
     @Option(name: .customLong("fail-5xx"), help: ArgumentHelp("Fault: answer N requests (after the throttled ones) with 503.", valueName: "n"))
     var fail5xx: Int = 0
 
-    @Option(name: .customLong("latency-ms"), help: ArgumentHelp("Fault: wait this long before answering each request.", valueName: "ms"))
+    @Option(name: .customLong("latency-ms"), help: ArgumentHelp("Fault: each answer takes at least this long from its request (the emulator's own work counted in it).", valueName: "ms"))
     var latencyMs: Int = 0
 
     @Flag(name: .customLong("expire-tokens"), help: "Fault: a SAS token expires --token-lifetime seconds after its first use.")
