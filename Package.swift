@@ -100,6 +100,9 @@ let package = Package(
         .target(
             name: "DevKitConsole",
             dependencies: ["DevKitModel", "SerialPort"]),
+        // What a board prints in user mode while it registers with DPS: lines,
+        // their meaning, the outcome they add up to, secrets masked (issue 14); no I/O.
+        .target(name: "UserModeLog", dependencies: ["DevKitModel"]),
         .target(
             name: "VirtualDevKit",
             dependencies: ["DevKitModel", "CDevKitLinux", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
@@ -202,6 +205,7 @@ let package = Package(
             name: "SerialPortTests",
             dependencies: ["SerialPort", "VirtualDevKit", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "DevKitConsoleTests", dependencies: ["DevKitConsole", "DevKitModel"]),
+        .testTarget(name: "UserModeLogTests", dependencies: ["UserModeLog", "DevKitModel"]),
         .testTarget(
             name: "VirtualDevKitTests",
             dependencies: [
