@@ -136,6 +136,8 @@ let package = Package(
                 "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
                 // Enrolling each board in DPS as provisioning's last step (issue 13).
                 "DPSModel", "DPSService",
+                // `verify`: the board's user-mode log classified (issue 14).
+                "UserModeLog",
                 .product(name: "SystemPackage", package: "swift-system"),
                 // SHA-256 of the firmware files, recorded for --resume.
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -171,7 +173,7 @@ let package = Package(
             dependencies: [
                 "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit", "VirtualDevKitDPS",
                 "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "DevKitREPL",
-                "DPSModel", "DPSService", "DPSEmulator",
+                "DPSModel", "DPSService", "DPSEmulator", "UserModeLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -31,6 +31,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             SetWiFiCommand.self,
             SetConnectionStringCommand.self,
             CertCommand.self,
+            VerifyCommand.self,
             ListCommand.self,
             AutoconfigureCommand.self,
             WatchCommand.self,

@@ -307,6 +307,13 @@ public final class ConsoleSession {
         throw ConsoleError.timeout(expected: expected, after: wait, command: "exit")
     }
 
+    /// Hands over the bytes read but not yet consumed (after `exit`: the start of the
+    /// boot log), so a reader that follows the port next loses none of them.
+    public func takeUnread() -> [UInt8] {
+        defer { inbox.removeAll() }
+        return inbox
+    }
+
     // MARK: Lines
 
     /// Runs a command: validates and quotes it, types it, checks the echo, and returns

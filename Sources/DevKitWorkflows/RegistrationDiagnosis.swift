@@ -1,0 +1,98 @@
+import DevKitModel
+import DevKitRegistry
+import UserModeLog
+
+/// What to tell the user about a board's registration outcome (`devkit verify`):
+/// one paragraph in plain words. For `unauthorized`, what devkit recorded when it
+/// made the certificate (the registry's row) is compared with what the board
+/// printed, to name the input that most likely differs.
+public enum RegistrationDiagnosis {
+    /// - Parameters:
+    ///   - record: the registry's row for this board, if one was found.
+    ///   - settings: that row's recorded provisioning settings (the firmware measured).
+    public static func explain(
+        _ outcome: RegistrationOutcome, classifier: RegistrationClassifier,
+        record: BoardRecord? = nil, settings: ProvisionSettings? = nil
+    ) -> String {
+        switch outcome {
+        case .assigned(let hub):
+            return "DPS assigned the board to \(hub): nothing to do."
+        case .hubConnected(let hub):
+            return "The board is connected to its IoT hub\(hub.map { " \($0)" } ?? ""): nothing to do."
+        case .unauthorized:
+            return unauthorized(classifier: classifier, record: record, settings: settings)
+        case .disabled:
+            return "DPS knows the board's certificate but its enrollment is disabled: enable the enrollment "
+                + "(in the portal, or enroll again without --disabled) and reset the board."
+        case .noUDS:
+            return "The board has no UDS stored, so it cannot make its certificate: set it in configuration mode "
+                + "(devkit set-uds, or devkit provision) and reset the board."
+        case .udsInvalid:
+            return "The UDS stored on the board is not 64 hex digits (or DiceInit rejected it): set the UDS again "
+                + "in configuration mode with devkit set-uds."
+        case .noWiFi:
+            return "The board did not join a Wi-Fi network: check the Wi-Fi name and password "
+                + "(devkit set-wifi) and that the network is in range."
+        case .tlsFailed:
+            return "The TLS connection to DPS failed before any DPS answer. Stock DevKit firmware trusts only the "
+                + "Baltimore CyberTrust root, which expired and which DPS no longer uses: rebuild the sketch with "
+                + "the DigiCert Global Root G2 in its trusted certificates, flash it, measure it again and re-enroll."
+        case .unreachable:
+            return "The board could not reach DPS (no answer before its timeout): check the network, a firewall, "
+                + "and the DPS endpoint and ID scope set on the board."
+        case .timeout:
+            let at = classifier.lastStatus.map { " It last reported PROV_DEVICE_REG_STATUS_\($0)." } ?? ""
+            return "The board printed no outcome before the timeout.\(at) Is the DPS sample sketch flashed, and was "
+                + "the board reset? Run again with a longer --timeout, or watch it with devkit monitor."
+        }
+    }
+
+    static func unauthorized(classifier: RegistrationClassifier, record: BoardRecord?, settings: ProvisionSettings?)
+        -> String
+    {
+        let refused = classifier.errorCode == 401002
+            ? "DPS refused the board's certificate (401002 \"Invalid certificate\")"
+            : "DPS refused the board (unauthorized)"
+        let generic = "\(refused): the certificate the board computes is not the enrolled one. The certificate "
+            + "depends on the firmware image, the UDS, the registration ID and the firmware version; the usual "
+            + "cause is firmware rebuilt or updated since it was measured. Measure the firmware the board runs now "
+            + "and re-enroll (devkit cert, then devkit dps enroll --replace)."
+        guard let record else {
+            return generic + " (No registry row was found for this board to compare with.)"
+        }
+        let board = classifier.identity
+        var differs: [String] = []
+        if let printed = board.registrationID, let recorded = record.registrationID, printed != recorded {
+            differs.append("the registration ID: the board uses \(printed), the certificate was made for \(recorded)")
+        }
+        if let printed = board.firmwareVersion, let recorded = record.firmwareVersion, printed != recorded {
+            differs.append("the firmware version: the board runs \(printed), the certificate was made for \(recorded)")
+        }
+        if let printed = board.mac?.hex, let recorded = record.mac, printed != recorded.lowercased() {
+            differs.append("the MAC: the board printed \(printed), the registry has \(recorded)")
+        }
+        if !differs.isEmpty {
+            return "\(refused). Differs from what the certificate was made for: " + differs.joined(separator: "; ")
+                + ". Provision or re-enroll the board with the values it uses now."
+        }
+        // The identity matches: the image (or the UDS) is what differs.
+        var measured = ""
+        if let settings {
+            let files = [settings.firmwareElf, settings.firmwareBin].compactMap { $0 }
+            let changed = files.filter { path in
+                guard let recorded = settings.firmwareSHA256[path] else { return false }
+                return (try? ProvisionSettings.sha256(ofFile: path)) != recorded
+            }
+            if !changed.isEmpty {
+                measured = " The firmware file measured, \(changed.joined(separator: ", ")), changed since: "
+                    + "it was rebuilt, which is the likely cause."
+            } else if let file = files.first {
+                measured = " The firmware measured was \(file) (SHA-256 \(settings.firmwareSHA256[file] ?? "?")); "
+                    + "the board most likely runs another build (flashed from elsewhere, or updated)."
+            }
+        }
+        return "\(refused). The board's MAC, firmware version and registration ID match the registry's row, so "
+            + "the firmware image most likely differs from the one measured (or the UDS differs).\(measured) "
+            + "Measure the firmware the board runs now and re-enroll."
+    }
+}

@@ -1,0 +1,116 @@
+import DevKitTestSupport
+import DiceRIoT
+import Foundation
+import SerialPort
+import Testing
+import VirtualDevKit
+import VirtualDevKitDPS
+
+/// The built `devkit verify` against the virtual DevKit (its DPS sample sketch) and
+/// the built `devkit emulate-dps`: real ptys, real mutual TLS on loopback.
+@Suite("devkit verify", .serialized)
+struct VerifyCLITests {
+    typealias DPS = VirtualBoardDPSTests
+
+    /// A virtual board (started) with the DPS sample sketch; `mode` is the mode it boots in.
+    static func board(
+        _ sketch: DPSSampleSketch?, mode: VirtualDevKitConfiguration.Mode = .configuration,
+        faults: VirtualDevKitConfiguration.Faults = .init(), directory: String
+    ) throws -> VirtualDevKit {
+        let stateFile = directory + "/kit-\(UUID().uuidString).json"
+        try VirtualDevKitState(uds: DPS.uds).save(to: stateFile)
+        let configuration = VirtualDevKitConfiguration(
+            mode: mode, macAddress: DPS.mac, firmwareVersion: DPS.version, stateFile: stateFile, faults: faults)
+        let kit = try VirtualDevKit(configuration: configuration, sketch: sketch)
+        kit.start()
+        return kit
+    }
+
+    /// `devkit verify` on `kit`'s port, no registry of the user's read.
+    static func verify(_ kit: VirtualDevKit, _ setup: DPS.Setup, _ extra: [String] = [], timeout: Int = 40)
+        throws -> ProcessResult
+    {
+        try TestProcess.run(
+            [TestProcess.devkitBinary, "verify", "--port", kit.devicePath, "--timeout", String(timeout),
+             "--registry", setup.directory + "/registry.sqlite"] + extra,
+            timeout: Double(timeout + 20))
+    }
+
+    static func json(_ r: ProcessResult) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout) \(r.stderr)")
+    }
+
+    @Test("a board in configuration mode is sent exit, registers: assigned, exit 0, hub and device ID from DPS in JSON")
+    func assigned() throws {
+        let setup = try DPS.Setup(["--iot-hub", "test-hub.azure-devices.net"])
+        try setup.enroll(firmware: "Tiny")
+        let kit = try Self.board(try setup.sketch(), directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup, ["--json"] + setup.dps.dpsArguments())
+        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        let object = try Self.json(r)
+        #expect(object["outcome"] as? String == "assigned")
+        #expect(object["assigned_hub"] as? String == "test-hub.azure-devices.net")
+        #expect(object["registration_id"] as? String == DPS.registrationID)
+        #expect(object["device_id"] as? String == DPS.registrationID)
+        let evidence = try #require(object["evidence"] as? [String])
+        #expect(evidence.contains { $0.contains("Registration Information received from service: test-hub") }, "\(evidence)")
+        #expect(object["diagnosis"] as? String != nil)
+    }
+
+    @Test("firmware mismatch end to end: enrolled for A, running B is unauthorized and the diagnosis names the firmware; enrolling B's verifies")
+    func firmwareMismatch() throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny")
+        do {
+            let kit = try Self.board(try setup.sketch(firmware: "Pad55"), directory: setup.directory)
+            defer { kit.stop() }
+            let r = try Self.verify(kit, setup)
+            #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+            #expect(r.stdout.contains("Outcome") && r.stdout.contains("unauthorized"), "\(r.stdout)")
+            #expect(r.stdout.contains("401002") && r.stdout.contains("firmware"), "\(r.stdout)")
+            #expect(r.stdout.contains("rebuilt or updated since it was measured"), "\(r.stdout)")
+        }
+        try setup.enroll(firmware: "Pad55", extra: ["--replace"])
+        let kit = try Self.board(try setup.sketch(firmware: "Pad55"), directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup, ["--json"])
+        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        #expect(try Self.json(r)["outcome"] as? String == "assigned")
+    }
+
+    @Test("no Wi-Fi, no UDS: their outcome, exit 1")
+    func faults() throws {
+        let setup = try DPS.Setup()
+        for (faults, outcome) in [
+            (VirtualDevKitConfiguration.Faults(noWiFi: true), "no_wifi"),
+            (VirtualDevKitConfiguration.Faults(udsUnreadable: true), "no_uds"),
+        ] {
+            let kit = try Self.board(try setup.sketch(), faults: faults, directory: setup.directory)
+            defer { kit.stop() }
+            let r = try Self.verify(kit, setup, ["--json"])
+            #expect(r.status == 1, "\(outcome): \(r.stdout) \(r.stderr)")
+            #expect(try Self.json(r)["outcome"] as? String == outcome, "\(r.stdout)")
+        }
+    }
+
+    @Test("a board in user mode that prints nothing relevant: timeout, exit 75")
+    func timeout() throws {
+        let setup = try DPS.Setup()
+        let kit = try Self.board(nil, mode: .user, directory: setup.directory)
+        defer { kit.stop() }
+        let start = ContinuousClock.now
+        let r = try Self.verify(kit, setup, ["--json"], timeout: 5)
+        #expect(r.status == 75, "\(r.stdout) \(r.stderr)")
+        #expect(try Self.json(r)["outcome"] as? String == "timeout")
+        #expect(ContinuousClock.now - start < .seconds(15))
+    }
+
+    @Test("usage: --timeout at least 1, --endpoint only with --connection-string-file")
+    func usage() throws {
+        for arguments in [["--timeout", "0"], ["--endpoint", "https://x.example"], ["--registration-id", "a b"]] {
+            let r = try TestProcess.run([TestProcess.devkitBinary, "verify", "--port", "/dev/null"] + arguments, timeout: 20)
+            #expect(r.status == 64, "\(arguments): \(r.stderr)")
+        }
+    }
+}
