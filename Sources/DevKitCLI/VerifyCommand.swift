@@ -114,7 +114,9 @@ struct VerifyCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second.") }
-        if let registrationID { _ = try RegistrationID(registrationID) }
+        if let registrationID {
+            do { _ = try RegistrationID(registrationID) } catch { throw ValidationError("--registration-id: \(cliMessage(error))") }
+        }
         _ = try dpsConnection()
     }
 

@@ -8,7 +8,7 @@ import Testing
 struct OptionSpellingTests {
     /// The root and every command, as their help is asked for.
     static let everyCommand: [[String]] = [
-        [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
+        [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"], ["verify"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
         ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
         ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
@@ -43,7 +43,7 @@ struct OptionSpellingTests {
     }
 
     @Test("every usage line names options, not only <options>", arguments: [
-        ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
+        ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"], ["verify"],
         ["list"], ["autoconfigure"], ["watch"], ["registry", "list"], ["registry", "show"],
         ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
         ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
@@ -110,7 +110,7 @@ struct OptionSpellingTests {
     /// would cut an example in two without a `\`: every example line fits, and a
     /// line indented further continues one that ends in `\` or `|` (copy-paste works).
     @Test("examples never wrap inside a command", arguments: [
-        ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"],
+        ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"], ["verify"],
         ["list"], ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"],
         ["registry", "export"], ["registry", "reissue"], ["emulate"], ["emulate-dps"],
         ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "list"], ["dps", "status"], ["dps", "delete"],
