@@ -100,6 +100,9 @@ let package = Package(
         .target(
             name: "DevKitConsole",
             dependencies: ["DevKitModel", "SerialPort"]),
+        // What a board prints in user mode while it registers with DPS: lines,
+        // their meaning, the outcome they add up to, secrets masked (issue 14); no I/O.
+        .target(name: "UserModeLog", dependencies: ["DevKitModel"]),
         .target(
             name: "VirtualDevKit",
             dependencies: ["DevKitModel", "CDevKitLinux", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
@@ -133,6 +136,8 @@ let package = Package(
                 "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
                 // Enrolling each board in DPS as provisioning's last step (issue 13).
                 "DPSModel", "DPSService",
+                // Following a board's user-mode log (monitor, verify: issue 14).
+                "UserModeLog",
                 .product(name: "SystemPackage", package: "swift-system"),
                 // SHA-256 of the firmware files, recorded for --resume.
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -202,6 +207,7 @@ let package = Package(
             name: "SerialPortTests",
             dependencies: ["SerialPort", "VirtualDevKit", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "DevKitConsoleTests", dependencies: ["DevKitConsole", "DevKitModel"]),
+        .testTarget(name: "UserModeLogTests", dependencies: ["UserModeLog", "DevKitModel"]),
         .testTarget(
             name: "VirtualDevKitTests",
             dependencies: [
