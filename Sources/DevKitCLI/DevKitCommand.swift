@@ -32,6 +32,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             SetConnectionStringCommand.self,
             CertCommand.self,
             ListCommand.self,
+            MonitorCommand.self,
             AutoconfigureCommand.self,
             WatchCommand.self,
             RegistryCommand.self,
