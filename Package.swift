@@ -136,7 +136,7 @@ let package = Package(
                 "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
                 // Enrolling each board in DPS as provisioning's last step (issue 13).
                 "DPSModel", "DPSService",
-                // `verify`: the board's user-mode log classified (issue 14).
+                // Following a board's user-mode log (monitor, verify: issue 14).
                 "UserModeLog",
                 .product(name: "SystemPackage", package: "swift-system"),
                 // SHA-256 of the firmware files, recorded for --resume.

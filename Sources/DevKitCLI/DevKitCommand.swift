@@ -33,6 +33,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             CertCommand.self,
             VerifyCommand.self,
             ListCommand.self,
+            MonitorCommand.self,
             AutoconfigureCommand.self,
             WatchCommand.self,
             RegistryCommand.self,

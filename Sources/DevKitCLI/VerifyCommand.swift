@@ -177,7 +177,7 @@ struct VerifyCommand: AsyncParsableCommand {
         var classifier = reader.classifier
         // The follower takes the open port (and closes it), handling the stop signals itself.
         let end = try BoardLogFollower.follow(
-            port: serial, settings: .init(path: path, baudRate: port.baud, reconnectTimeout: .seconds(5)),
+            port: serial, .init(path: path, baudRate: port.baud, reconnectTimeout: .seconds(5)),
             deadline: deadline
         ) { event in
             if case .line(let text) = event {

@@ -1,0 +1,136 @@
+import DevKitTestSupport
+import Foundation
+import SystemPackage
+import Testing
+import VirtualDevKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `devkit monitor`, the built binary, on the virtual board's pty and on a bare pty
+/// the test writes to.
+@Suite("devkit monitor", .serialized)
+struct MonitorCommandTests {
+    static let uds = String(repeating: "a1b2c3d4e5f60718", count: 4)
+
+    @Test("follows the board through an unplug and a replug by its link, and keeps logging")
+    func survivesUnplugAndReplug() throws {
+        let dir = consoleTestDirectory()
+        defer { consoleRemoveTree(dir) }
+        let link = dir + "/ttyDevKit"
+        let log = dir + "/board.log"
+        let kit = try startedKit(.init(mode: .user, linkPath: link, sketchLogInterval: .milliseconds(100)))
+        defer { kit.stop() }
+        let monitor = try BackgroundDevkit(["monitor", "--port", link, "--log", log, "--timeout", "5"])
+        Thread.sleep(forTimeInterval: 1.2)
+        kit.unplug()
+        Thread.sleep(forTimeInterval: 0.8)
+        try kit.replug()
+        let status = monitor.wait(timeout: .seconds(20))
+        let out = String(decoding: monitor.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: monitor.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 0, "stderr: \(err)")
+        #expect(err.contains("\(link) disconnected; waiting for it to come back"))
+        #expect(err.contains("\(link) is back"))
+        let text = try #require(consoleReadText(log))
+        let lines = text.split(separator: "\n").map(String.init)
+        let gone = try #require(lines.firstIndex { $0.hasSuffix("* \(link) disconnected") }, "log: \(text)")
+        let back = try #require(lines.firstIndex { $0.hasSuffix("* \(link) is back") }, "log: \(text)")
+        #expect(gone < back)
+        // Telemetry before the unplug and again after the replug (a fresh boot counts from #1).
+        #expect(lines[..<gone].contains { $0.contains(" < ") && $0.contains("Sketch telemetry #") })
+        #expect(lines[back...].filter { $0.contains(" < ") && $0.contains("Sketch telemetry #") }.count >= 5)
+        #expect(out.contains("Sketch telemetry #"))
+        #expect(consoleFileMode(log) == 0o600)
+    }
+
+    @Test("secrets a sketch prints are masked on screen and in the log; --until stops at its line")
+    func masksSecrets() throws {
+        let dir = consoleTestDirectory()
+        defer { consoleRemoveTree(dir) }
+        let log = dir + "/board.log"
+        let pty = try PseudoTerminal()
+        let monitor = try BackgroundDevkit(["monitor", "--port", pty.slavePath, "--log", log, "--until", "^done$", "--timeout", "20", "--timestamps"])
+        Thread.sleep(forTimeInterval: 0.5)
+        let text = "UDS: \(Self.uds)\r\nHostName=x.azure-devices.net;DeviceId=d1;SharedAccessKey=c2VjcmV0LWtleQ==\r\n"
+            + "Wi-Fi password: hunter2\r\n\u{1B}]0;title\u{07}\r\ndone\r\nafter\r\n"
+        // Byte by byte, as a slow UART would deliver it.
+        for byte in Array(text.utf8) {
+            var b = byte
+            _ = Glibc.write(pty.master.rawValue, &b, 1)
+        }
+        let status = monitor.wait(timeout: .seconds(20))
+        let out = String(decoding: monitor.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let logged = try #require(consoleReadText(log))
+        #expect(status == 0)
+        for place in [out, logged] {
+            #expect(!place.contains(Self.uds))
+            #expect(!place.contains("a1b2c3d4e5f6"))
+            #expect(!place.contains("c2VjcmV0"))
+            #expect(!place.contains("hunter2"))
+            #expect(!place.contains("\u{1B}"))
+            #expect(place.contains("SharedAccessKey=***"))
+            #expect(place.contains("UDS: ***"))
+        }
+        #expect(out.contains("] done"))
+        #expect(!logged.contains("after"))  // stopped at the --until line
+        #expect(out.range(of: #"\[\d\d:\d\d:\d\d\.\d\d\d\] UDS: \*\*\*"#, options: .regularExpression) != nil)
+    }
+
+    @Test("--until unmatched by --timeout is 75; --timeout alone is 0")
+    func timeouts() throws {
+        let pty = try PseudoTerminal()
+        let started = ContinuousClock.now
+        let unmatched = try TestProcess.run(
+            [try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--until", "never", "--timeout", "0.5"], timeout: 20)
+        #expect(unmatched.status == 75)
+        #expect(unmatched.stderr.contains("no line matched --until 'never' within 0.5 s"))
+        let plain = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.5"], timeout: 20)
+        #expect(plain.status == 0)
+        #expect(ContinuousClock.now - started < .seconds(15))
+    }
+
+    @Test("the board not back within --reconnect-timeout is 69")
+    func gone() throws {
+        let dir = consoleTestDirectory()
+        defer { consoleRemoveTree(dir) }
+        let link = dir + "/ttyDevKit"
+        let kit = try startedKit(.init(mode: .user, linkPath: link, sketchLogInterval: .milliseconds(200)))
+        defer { kit.stop() }
+        let monitor = try BackgroundDevkit(["monitor", "--port", link, "--reconnect-timeout", "0.5", "--timeout", "20"])
+        Thread.sleep(forTimeInterval: 0.5)
+        kit.unplug()
+        let status = monitor.wait(timeout: .seconds(20))
+        let err = String(decoding: monitor.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 69)
+        #expect(err.contains("did not come back within 0.5 s"))
+    }
+
+    @Test("Ctrl-C (SIGINT) ends it as the signal does, and the port is free again")
+    func interrupt() throws {
+        let pty = try PseudoTerminal()
+        let monitor = try BackgroundDevkit(["monitor", "--port", pty.slavePath])
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(monitor.process.processIdentifier, SIGINT)
+        _ = monitor.wait(timeout: .seconds(10))
+        #expect(monitor.process.terminationReason == .uncaughtSignal)
+        #expect(monitor.process.terminationStatus == SIGINT)
+        // The port is free again: another monitor opens it (flock released).
+        let again = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.3"], timeout: 20)
+        #expect(again.status == 0, "\(again.stderr)")
+    }
+
+    @Test("errors: no such port 66, a log that cannot be created 73, a bad --until 64")
+    func errors() throws {
+        let devkit = try TestProcess.devkitBinary
+        let missing = try TestProcess.run([devkit, "monitor", "--port", "/nonexistent/ttyACM9", "--timeout", "1"], timeout: 20)
+        #expect(missing.status == 66)
+        #expect(missing.stderr.contains("No serial device at /nonexistent/ttyACM9"))
+        let pty = try PseudoTerminal()
+        let badLog = try TestProcess.run([devkit, "monitor", "--port", pty.slavePath, "--log", "/nonexistent-dir/x.log", "--timeout", "1"], timeout: 20)
+        #expect(badLog.status == 73)
+        #expect(badLog.stderr.contains("cannot open the log /nonexistent-dir/x.log"))
+        let badRegex = try TestProcess.run([devkit, "monitor", "--port", pty.slavePath, "--until", "(unclosed"], timeout: 20)
+        #expect(badRegex.status == 64)
+    }
+}
