@@ -175,6 +175,11 @@ struct VerifyCommand: AsyncParsableCommand {
         PortStopSignals.reraiseIfCaught()
         // The lines from here on come whole from the follower (a line cut at the hand-over is lost).
         var classifier = reader.classifier
+        // Decided already (while devkit looked for a prompt): nothing to follow.
+        if classifier.outcome != nil {
+            serial.close()
+            return (classifier, .stopped)
+        }
         // The follower takes the open port (and closes it), handling the stop signals itself.
         let end = try BoardLogFollower.follow(
             port: serial, .init(path: path, baudRate: port.baud, reconnectTimeout: .seconds(5)),

@@ -114,3 +114,38 @@ struct VerifyCLITests {
         }
     }
 }
+
+extension VerifyCLITests {
+    @Test("a board already in user mode (no terminal): verify just follows; the board reset meanwhile registers")
+    func userModeFollows() async throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny")
+        let kit = try Self.board(try setup.sketch(), mode: .user, directory: setup.directory)
+        defer { kit.stop() }
+        let verify = try BackgroundDevkit([
+            "verify", "--port", kit.devicePath, "--timeout", "30", "--json",
+            "--registry", setup.directory + "/registry.sqlite",
+        ])
+        // Once verify has the port open (it looks for a prompt first), the reset button.
+        try await Task.sleep(for: .seconds(1))
+        kit.reset(into: .user)
+        let status = verify.wait(timeout: .seconds(40))
+        let out = String(decoding: verify.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 0, "\(out)")
+        #expect(out.contains(#""outcome":"assigned""#), "\(out)")
+        #expect(out.contains(#""registration_id":"\#(DPS.registrationID)""#), "\(out)")
+    }
+
+    @Test("human output: the outcome, the diagnosis and the evidence, escaped")
+    func humanOutput() throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny")
+        let kit = try Self.board(try setup.sketch(firmware: "Pad55"), directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup)
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("Outcome:") && r.stdout.contains("Diagnosis:"), "\(r.stdout)")
+        #expect(r.stdout.contains("Evidence:\n  ") && r.stdout.contains("HTTP Status: 401"), "\(r.stdout)")
+        #expect(!r.stdout.contains("\u{1b}"))
+    }
+}
