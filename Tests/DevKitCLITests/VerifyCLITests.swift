@@ -1,3 +1,5 @@
+import DevKitModel
+import DevKitRegistry
 import DevKitTestSupport
 import DiceRIoT
 import Foundation
@@ -147,5 +149,56 @@ extension VerifyCLITests {
         #expect(r.stdout.contains("Outcome:") && r.stdout.contains("Diagnosis:"), "\(r.stdout)")
         #expect(r.stdout.contains("Evidence:\n  ") && r.stdout.contains("HTTP Status: 401"), "\(r.stdout)")
         #expect(!r.stdout.contains("\u{1b}"))
+    }
+}
+
+extension VerifyCLITests {
+    /// A registry row as provisioning leaves it: the board's identity and the firmware
+    /// measured (a copy of Tiny, with its SHA-256), the certificate made from it.
+    static func recordBoard(_ setup: DPS.Setup, firmwareVersion: String = DPS.version) throws -> (db: String, bin: String) {
+        let bin = setup.directory + "/app.ino.bin", map = setup.directory + "/app.ino.map"
+        try FileManager.default.copyItem(atPath: "\(DPS.firmware)/Tiny.ino.bin", toPath: bin)
+        try FileManager.default.copyItem(atPath: "\(DPS.firmware)/Tiny.ino.map", toPath: map)
+        func sha(_ path: String) throws -> String {
+            String(try TestProcess.run(["/usr/bin/sha256sum", path], timeout: 10).stdout.prefix(64))
+        }
+        let settings: [String: Any] = [
+            "firmware_bin": bin, "firmware_map": map, "firmware_sha256": [bin: try sha(bin), map: try sha(map)],
+            "output_directory": setup.directory, "registration_id_scheme": "mac-version",
+        ]
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: settings), as: UTF8.self)
+        let db = setup.directory + "/registry.sqlite"
+        let mac = try MACAddress(DPS.mac), version = try FirmwareVersion(firmwareVersion)
+        try Registry(path: db).recordNewBoard(
+            uds: try UDS(hex: DPS.uds), mac: mac, registrationID: try RegistrationID(mac: mac, firmwareVersion: version),
+            firmwareVersion: version, provisionSettings: json)
+        return (db, bin)
+    }
+
+    @Test("unauthorized with a registry row: the firmware file measured was rebuilt since; or the version differs")
+    func registryComparison() throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny")
+        let (_, bin) = try Self.recordBoard(setup)
+        // "Rebuilt": the measured file now holds another build, which the board runs.
+        try FileManager.default.removeItem(atPath: bin)
+        try FileManager.default.copyItem(atPath: "\(DPS.firmware)/Pad55.ino.bin", toPath: bin)
+        let kit = try Self.board(try setup.sketch(firmware: "Pad55"), directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup, ["--json"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let diagnosis = try #require(try Self.json(r)["diagnosis"] as? String)
+        #expect(diagnosis.contains("match the registry's row"), "\(diagnosis)")
+        #expect(diagnosis.contains("\(bin), changed since: it was rebuilt"), "\(diagnosis)")
+
+        // A row made for another firmware version than the board runs.
+        let other = try DPS.Setup()
+        try other.enroll(firmware: "Tiny")
+        _ = try Self.recordBoard(other, firmwareVersion: "1.6.5")
+        let kit2 = try Self.board(try other.sketch(firmware: "Pad55"), directory: other.directory)
+        defer { kit2.stop() }
+        let r2 = try Self.verify(kit2, other, ["--json", "--registration-id", "az-a4cf120b9e31v1v6v5"])
+        let d2 = try #require(try Self.json(r2)["diagnosis"] as? String)
+        #expect(d2.contains("the firmware version: the board runs 1.6.2, the certificate was made for 1.6.5"), "\(d2)")
     }
 }
