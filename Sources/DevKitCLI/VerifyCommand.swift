@@ -50,7 +50,7 @@ struct VerifyCommand: AsyncParsableCommand {
 
     @OptionGroup var port: PortOptions
 
-    @Option(help: ArgumentHelp("How long to follow the log for an outcome (default 180).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("How long to follow the log for an outcome.", valueName: "seconds"))
     var timeout: Int = 180
 
     @Option(help: ArgumentHelp(
