@@ -26,7 +26,7 @@ struct InstallScriptTests {
 
     /// A man page per command (and `help`), named as `man devkit-<command>` finds it.
     static let commands: [[String]] = [
-        [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"], ["list"],
+        [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"], ["verify"], ["list"], ["monitor"],
         ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"], ["registry", "export"],
         ["registry", "reissue"], ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "delete"], ["dps", "list"],
         ["dps", "status"], ["emulate-dps"], ["emulate"], ["help"],

@@ -202,3 +202,23 @@ extension VerifyCLITests {
         #expect(d2.contains("the firmware version: the board runs 1.6.2, the certificate was made for 1.6.5"), "\(d2)")
     }
 }
+
+extension VerifyCLITests {
+    @Test("the board unplugged while verify follows, and not back: exit 69")
+    func unplugged() async throws {
+        let setup = try DPS.Setup()
+        let kit = try Self.board(nil, mode: .user, directory: setup.directory)
+        defer { kit.stop() }
+        let verify = try BackgroundDevkit([
+            "verify", "--port", kit.devicePath, "--timeout", "60", "--registry", setup.directory + "/registry.sqlite",
+        ])
+        try await Task.sleep(for: .seconds(4))
+        kit.unplug()
+        let start = ContinuousClock.now
+        let status = verify.wait(timeout: .seconds(30))
+        let err = String(decoding: verify.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 69, "\(err)")
+        #expect(err.contains("went away") || err.contains("unplugged"), "\(err)")
+        #expect(ContinuousClock.now - start < .seconds(20))
+    }
+}
