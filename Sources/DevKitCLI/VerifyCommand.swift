@@ -173,8 +173,10 @@ struct VerifyCommand: AsyncParsableCommand {
         }
         signals.restore()
         PortStopSignals.reraiseIfCaught()
-        // The lines from here on come whole from the follower (a line cut at the hand-over is lost).
+        // The lines from here on come whole from the follower; a line cut at the
+        // hand-over is completed by the follower's first line.
         var classifier = reader.classifier
+        var carried = reader.splitter.pending
         // Decided already (while devkit looked for a prompt): nothing to follow.
         if classifier.outcome != nil {
             serial.close()
@@ -186,7 +188,8 @@ struct VerifyCommand: AsyncParsableCommand {
             deadline: deadline
         ) { event in
             if case .line(let text) = event {
-                let line = LogLine(text)
+                let line = LogLine(carried.isEmpty ? text : LogMasking.mask(String(decoding: carried, as: UTF8.self) + text))
+                carried = []
                 take([line])
                 classifier.take(line)
             }
