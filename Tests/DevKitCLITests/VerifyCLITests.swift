@@ -222,3 +222,20 @@ extension VerifyCLITests {
         #expect(ContinuousClock.now - start < .seconds(20))
     }
 }
+
+extension VerifyCLITests {
+    @Test("stock roots against the local DPS: tls_failed, the diagnosis names the Baltimore root and DigiCert Global Root G2")
+    func tlsFailed() throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny")
+        let kit = try Self.board(try setup.sketch(ca: false), directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup, ["--json"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let object = try Self.json(r)
+        #expect(object["outcome"] as? String == "tls_failed", "\(r.stdout)")
+        let diagnosis = try #require(object["diagnosis"] as? String)
+        #expect(diagnosis.contains("Baltimore") && diagnosis.contains("DigiCert Global Root G2"), "\(diagnosis)")
+        #expect(object["assigned_hub"] is NSNull && object["device_id"] is NSNull, "\(r.stdout)")
+    }
+}
