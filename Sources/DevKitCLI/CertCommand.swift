@@ -53,7 +53,10 @@ struct CertCommand: ParsableCommand {
     /// --quiet / --verbose, as on every command.
     @OptionGroup var outputLevel: OutputLevelOptions
 
-    func validate() throws { try firmware.requireGiven() }
+    func validate() throws {
+        try firmware.requireGiven()
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+    }
 
     @OptionGroup var udsOptions: UDSOptions
     var udsFile: String? { udsOptions.udsFile }
@@ -93,6 +96,16 @@ struct CertCommand: ParsableCommand {
         help: ArgumentHelp("JSON Lines file of devices to certify with the same firmware; '-' reads standard input.", valueName: "file"),
         completion: .file())
     var batch: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Threads certifying --batch lines at once (default: the number of cores).",
+            discussion: "The output is in the batch file's order whatever the number.",
+            valueName: "n"))
+    var jobs: Int?
+
+    /// `--jobs`, or the cores this process may run on.
+    var batchJobs: Int { jobs ?? max(ProcessInfo.processInfo.activeProcessorCount, 1) }
 
     @Flag(help: "Print the result as JSON on standard output (one object per device in batch mode).")
     var json = false
@@ -147,7 +160,7 @@ struct CertCommand: ParsableCommand {
             }
             try prepareOutput()
             let firmware = MeasuredFirmware(try source.load())
-            try CertBatch(command: self, firmware: firmware).run(path: batch)
+            try CertBatch(command: self, firmware: firmware, jobs: batchJobs).run(path: batch)
             return
         }
         guard let udsFile else {

@@ -11,29 +11,97 @@ public enum InputFile {
     /// Reads `path` (or standard input for `-` when `standardInputDash` is set),
     /// failing with ``InputFileError/tooLarge(limit:)`` past `limit` bytes.
     public static func read(_ path: String, limit: InputLimit, standardInputDash: Bool = true) throws(InputFileError) -> [UInt8] {
-        let useStdin = standardInputDash && path == "-"
-        // O_NONBLOCK: opening a FIFO no program writes to would otherwise block forever.
-        let fd = useStdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw .cannotOpen(Errno(rawValue: errno)) }
-        defer { if !useStdin { close(fd) } }
-        var st = stat()
-        if fstat(fd, &st) == 0 {
-            switch st.st_mode & S_IFMT {
-            case S_IFDIR: throw .isDirectory
-            // A named FIFO waits for a writer that may never come. An anonymous pipe
-            // (`--uds-file <(pass show uds)`, /dev/fd/N) has its writer, like `-`.
-            case S_IFIFO where !useStdin && !isAnonymousPipe(fd): throw .notAFile("a FIFO (named pipe)")
-            case S_IFSOCK where !useStdin: throw .notAFile("a socket")
-            default: break
-            }
-        }
-        if !useStdin { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) }
+        let (fd, owned) = try openChecked(path, standardInputDash: standardInputDash)
+        defer { if owned { close(fd) } }
         do {
             return try FileDescriptor(rawValue: fd).readToEnd(limit: limit.bytes)
         } catch .fileTooLarge {
             throw .tooLarge(limit: limit)
         } catch {
             throw .cannotRead(error)
+        }
+    }
+
+    /// Opens `path` for reading (standard input for `-`), refusing what cannot be read
+    /// to its end; `owned` says whether the caller closes the descriptor.
+    static func openChecked(_ path: String, standardInputDash: Bool) throws(InputFileError) -> (fd: Int32, owned: Bool) {
+        let useStdin = standardInputDash && path == "-"
+        // O_NONBLOCK: opening a FIFO no program writes to would otherwise block forever.
+        let fd = useStdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw .cannotOpen(Errno(rawValue: errno)) }
+        var st = stat()
+        if fstat(fd, &st) == 0 {
+            var refusal: InputFileError?
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR: refusal = .isDirectory
+            // A named FIFO waits for a writer that may never come. An anonymous pipe
+            // (`--uds-file <(pass show uds)`, /dev/fd/N) has its writer, like `-`.
+            case S_IFIFO where !useStdin && !isAnonymousPipe(fd): refusal = .notAFile("a FIFO (named pipe)")
+            case S_IFSOCK where !useStdin: refusal = .notAFile("a socket")
+            default: break
+            }
+            if let refusal {
+                if !useStdin { close(fd) }
+                throw refusal
+            }
+        }
+        if !useStdin { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) }
+        return (fd, !useStdin)
+    }
+}
+
+/// A file read one line at a time, for inputs of any length (`cert --batch` of a
+/// million devices) in bounded memory: only the line being read is held, and a
+/// line longer than its limit is refused (a binary file, a wrong path).
+public final class InputLines {
+    private let fd: Int32
+    private let owned: Bool
+    private let lineLimit: InputLimit
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var atEnd = false
+
+    /// Opens `path` (standard input for `-`) with the checks of ``InputFile/read(_:limit:standardInputDash:)``.
+    public init(_ path: String, lineLimit: InputLimit, standardInputDash: Bool = true) throws(InputFileError) {
+        (fd, owned) = try InputFile.openChecked(path, standardInputDash: standardInputDash)
+        self.lineLimit = lineLimit
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    deinit { if owned { close(fd) } }
+
+    /// The next line without its newline; nil after the last. A last line without a
+    /// newline is still a line.
+    public func next() throws(InputFileError) -> ArraySlice<UInt8>? {
+        var searchFrom = start
+        while true {
+            if let newline = buffer[searchFrom...].firstIndex(of: 0x0A) {
+                let line = buffer[start..<newline]
+                start = newline + 1
+                return line
+            }
+            if buffer.count - start > lineLimit.bytes { throw .tooLarge(limit: lineLimit) }
+            if atEnd {
+                guard start < buffer.count else { return nil }
+                let line = buffer[start...]
+                start = buffer.count
+                return line
+            }
+            // Drop the lines already returned, then read more after what is left.
+            searchFrom = buffer.count - start
+            buffer.removeFirst(start)
+            start = 0
+            let chunk = 1 << 16
+            let old = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: chunk))
+            let n = buffer.withUnsafeMutableBufferPointer { Glibc.read(fd, $0.baseAddress! + old, chunk) }
+            if n < 0 {
+                buffer.removeLast(chunk)
+                if errno == EINTR { searchFrom = 0; continue }
+                throw .cannotRead(Errno(rawValue: errno))
+            }
+            buffer.removeLast(chunk - n)
+            if n == 0 { atEnd = true }
         }
     }
 }
@@ -94,8 +162,8 @@ public struct InputLimit: Equatable, Sendable, CustomStringConvertible {
     public static let linkerMap = InputLimit(bytes: 32 << 20, kind: "a linker .map")
     /// The linked .elf carries debug information besides the 1 MiB image: tens of MiB at most.
     public static let firmwareELF = InputLimit(bytes: 128 << 20, kind: "a firmware .elf")
-    /// `cert --batch`: one JSON line (~150 bytes) per device; 64 MiB is ~400,000 devices.
-    public static let certBatch = InputLimit(bytes: 64 << 20, kind: "a batch file")
+    /// `cert --batch`, read a line at a time: one JSON object (~150 bytes) per line.
+    public static let certBatchLine = InputLimit(bytes: 64 << 10, kind: "a line of a batch file")
     /// A provisioning profile is a short TOML file.
     public static let profile = InputLimit(bytes: 1 << 20, kind: "a profile")
     /// An Alias certificate (PEM, under 1 KiB) or its enrollment file; a CA bundle

@@ -15,10 +15,13 @@ public struct MeasuredFirmware: Sendable {
     public let coreMeasurement: [UInt8]
     /// `SHA-256(RIoT FW)`: the firmware ID carried in the Alias certificate.
     public let fwid: [UInt8]
+    /// The Alias TBS's fixed bytes, per CN length (AliasTemplate.swift).
+    private let aliasTemplates: AliasTBSTemplates
 
     public init(_ image: RIoTImage) {
         coreMeasurement = MeasurementHash.hash(image.core)
         fwid = Array(SHA256.hash(data: image.firmware))
+        aliasTemplates = AliasTBSTemplates(fwid: fwid)
     }
 
     /// Derives both key pairs and signs the Alias certificate for one device (Docs/certificate.md §4–§6).
@@ -29,7 +32,10 @@ public struct MeasuredFirmware: Sendable {
         let c2 = Array(SHA256.hash(data: c1 + fwid))
         let alias = try DerivedKey.derive(source: c2, label: "Alias")
         do {
-            let tbs = try DevKitDER.aliasTBS(
+            let cn = registrationID.value.utf8
+            let tbs = try aliasTemplates.template(cnLength: cn.count).map {
+                $0.tbs(cn: cn, aliasPublic: alias.publicPoint, deviceIDPublic: deviceID.publicPoint)
+            } ?? DevKitDER.aliasTBS(
                 registrationID: registrationID.value, aliasPublic: alias.publicPoint,
                 deviceIDPublic: deviceID.publicPoint, fwid: fwid)
             let signature = FixedNonceSigner.shared.sign(tbs, privateScalar: deviceID.privateScalar)

@@ -359,6 +359,68 @@ struct CertCommandTests {
         #expect(keys.stdout.isEmpty)
     }
 
+    /// 1,200 lines (several windows of 512 at --jobs 2) with bad lines, a duplicate
+    /// and a blank line spread through them.
+    static func jobsBatch() -> String {
+        var lines: [String] = []
+        for i in 0..<1_200 {
+            let uds = String(repeating: "0", count: 58) + String(format: "%06x", i + 1)
+            switch i {
+            case 7, 700: lines.append(#"{"uds": "nothex", "registration_id": "bad-\#(i)"}"#)
+            case 515: lines.append(#"{"uds": "\#(uds)", "registration_id": "dev-3"}"#)  // line 4's ID again
+            case 900: lines.append("")
+            case 1_100: lines.append("not json")
+            default: lines.append(#"{"uds": "\#(uds)", "registration_id": "dev-\#(i)"}"#)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    @Test("--jobs 2 prints and writes exactly what --jobs 1 does, in input order, with the same exit code",
+          arguments: [["--output-dir", "-", "--json"], ["--output-dir", "-"], ["--json"], []])
+    func jobsKeepOrder(output: [String]) throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try Self.jobsBatch().write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
+        var runs: [(ListProcessResult, [String: String])] = []
+        for jobs in ["1", "2"] {
+            let dir = ws.path + "/out" + jobs
+            let args = output.contains("--output-dir") ? output : output + ["--output-dir", dir]
+            let r = try TestProcess.run(
+                [ListTestSupport.devkitBinary, "cert"] + tiny(["--batch", ws.path + "/b.jsonl", "--jobs", jobs] + args),
+                timeout: 120)
+            #expect(r.status == 1, "\(r.stderr)")
+            var files: [String: String] = [:]
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                files[name] = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
+            }
+            runs.append((r, files))
+        }
+        let (one, two) = (runs[0], runs[1])
+        // Paths differ only by the directory's name.
+        #expect(one.0.stdout == two.0.stdout.replacingOccurrences(of: "/out2/", with: "/out1/"))
+        #expect(one.0.stderr == two.0.stderr)
+        #expect(one.1 == two.1)
+        #expect(one.0.stderr.contains("b.jsonl:8: ") && one.0.stderr.contains("b.jsonl:701: "))
+        #expect(one.0.stderr.contains("b.jsonl:516: ") && one.0.stderr.contains("already appears on line 4"))
+        #expect(one.0.stderr.contains("4 of 1199 devices failed"), "\(one.0.stderr)")
+        if output.isEmpty { #expect(one.1.count == 1_195) }
+        // In input order: dev-0, dev-1, … with the failures in their places.
+        if output == ["--output-dir", "-", "--json"] {
+            let lines = one.0.stdout.split(separator: "\n")
+            #expect(lines.count == 1_199)
+            #expect(lines[0].contains(#""registration_id":"dev-0""#) && lines[1_198].contains(#""registration_id":"dev-1199""#))
+            #expect(lines[7].contains(#""line":8"#))
+        }
+    }
+
+    @Test("--jobs 0 is refused (exit 64)")
+    func jobsZero() throws {
+        let r = try devkit(tiny(["--batch", "-", "--jobs", "0"]), stdin: "")
+        #expect(r.status == 64, "\(r.stderr)")
+        #expect(r.stderr.contains("--jobs"), "\(r.stderr)")
+    }
+
     @Test("--help teaches with an example")
     func help() throws {
         let r = try TestProcess.run([ListTestSupport.devkitBinary, "cert", "--help"], timeout: 20)

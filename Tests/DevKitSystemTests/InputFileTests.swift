@@ -36,6 +36,35 @@ import Glibc
         #expect(reason.contains("FIFO") && reason.contains("regular file"), "\(reason)")
     }
 
+    /// `cert --batch` of a million lines reads one line at a time: lines that straddle
+    /// the 64 KiB reads, a CR kept for the caller, a last line without a newline.
+    @Test func linesAcrossReadsComeBackWhole() throws {
+        var template = Array((NSTemporaryDirectory() + "devkit-lines-XXXXXX").utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var expected: [String] = []
+        for i in 0..<20_000 { expected.append(String(repeating: "x", count: i % 97) + "\(i)" + (i % 5 == 0 ? "\r" : "")) }
+        expected.append("")
+        expected.append("last")
+        try expected.joined(separator: "\n").write(toFile: dir + "/in", atomically: false, encoding: .utf8)
+        let lines = try InputLines(dir + "/in", lineLimit: .certBatchLine)
+        var read: [String] = []
+        while let line = try lines.next() { read.append(String(decoding: line, as: UTF8.self)) }
+        #expect(read == expected)
+        #expect(try lines.next() == nil)
+    }
+
+    /// A "line" longer than the limit (a binary or sparse file) is refused, not held.
+    @Test func aLineOverTheLimitIsRefused() throws {
+        var template = Array((NSTemporaryDirectory() + "devkit-lines-XXXXXX").utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ("short\n" + String(repeating: "y", count: 200_000) + "\nafter\n").write(toFile: dir + "/in", atomically: false, encoding: .utf8)
+        let lines = try InputLines(dir + "/in", lineLimit: .certBatchLine)
+        #expect(try lines.next().map { Array($0) } == Array("short".utf8))
+        #expect(throws: InputFileError.tooLarge(limit: .certBatchLine)) { _ = try lines.next() }
+    }
+
     /// A pipe without a name (`--uds-file <(pass show uds)`, /dev/fd/N) still reads
     /// whole, as standard input does.
     @Test func anAnonymousPipeIsStillRead() throws {
