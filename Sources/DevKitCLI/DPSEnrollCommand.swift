@@ -178,11 +178,19 @@ struct DPSEnrollCommand: AsyncParsableCommand {
     }
 
     /// 0 when every board is enrolled; one board that failed: its error's code; a
-    /// conflict, or failures in a fleet: 1.
+    /// whole fleet that failed for one reason of the service's (unreachable 69,
+    /// throttled or timed out 75, refused credentials 77): that code, so a script can
+    /// tell "try later" or "fix the key" from "some boards failed"; a conflict, or
+    /// other failures in a fleet: 1.
     private func exit(for outcomes: [EnrollmentOutcome]) throws {
         if outcomes.allSatisfy(\.isEnrolled) { return }
         if !fromRegistry, outcomes.count == 1, outcomes[0].action == .failed, let error = outcomes[0].error {
             throw ExitCode(error.exitStatus.rawValue)
+        }
+        let statuses = outcomes.map { $0.action == .failed ? $0.error?.exitStatus : nil }
+        if let first = statuses.first, let status = first, statuses.allSatisfy({ $0 == status }),
+           [.unavailable, .tempFail, .noPermission].contains(status) {
+            throw ExitCode(status.rawValue)
         }
         throw ExitCode(ExitStatus.partialFailure.rawValue)
     }

@@ -195,6 +195,33 @@ struct DPSFleetCLITests {
         #expect(row.isEnrolled && row.enrollment?.action == .updated && row.enrollment?.sha1Thumbprint == row.certificateSHA1)
     }
 
+    @Test("a whole fleet failed for one reason of the service's: DPS down is 69, a wrong key 77, not 1")
+    func serviceFailureExitCodes() throws {
+        let fleet = try Self.fleet(3)
+        defer { fleet.remove() }
+        // A policy key that is not the emulator's: every board refused with 401.
+        let text = try String(contentsOfFile: fleet.dps.connectionStringFile, encoding: .utf8)
+        let wrongKey = fleet.dir + "/wrong-key"
+        let forged = text.replacingOccurrences(
+            of: #"SharedAccessKey=[^;\s]+"#, with: "SharedAccessKey=" + Data(repeating: 7, count: 32).base64EncodedString(),
+            options: .regularExpression)
+        #expect(forged != text)
+        try forged.write(toFile: wrongKey, atomically: false, encoding: .utf8)
+        chmod(wrongKey, 0o600)
+        let arguments = fleet.dps.dpsArguments()
+        let index = try #require(arguments.firstIndex(of: "--connection-string-file"))
+        var wrong = arguments
+        wrong[index + 1] = wrongKey
+        let refused = try RegistryCLIProcess.run(["dps", "enroll", "--from-registry", "--registry", fleet.db, "--json"] + wrong)
+        #expect(refused.status == 77, "\(refused.stderr)")
+        #expect(try Self.objects(refused.stdout).allSatisfy { $0["action"] as? String == "failed" })
+        // The service gone: every board unreachable.
+        fleet.dps.stop()
+        let down = try fleet.enroll(["--json"])
+        #expect(down.status == 69, "\(down.stderr)")
+        #expect(try Self.objects(down.stdout).count == 3)
+    }
+
     @Test("--id (repeatable) enrolls only the boards chosen, by row id, MAC or registration ID")
     func chosenBoards() throws {
         let f = try Self.fleet(6)
