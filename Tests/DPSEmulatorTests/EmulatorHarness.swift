@@ -45,7 +45,13 @@ final class RunningService: Sendable {
         }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates([try NIOSSLCertificate(file: emulator.configuration.stateDirectory.caCertificate, format: .pem)])
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        // Generous bounds: with the whole suite running in parallel on 2 cores, this
+        // in-process server's handlers wait for the busy concurrency pool, and the
+        // default 10 s for a pooled connection ran out (CI, 2026-12-04). The tests
+        // check what is stored and answered, not how fast.
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(90), read: .seconds(120))))
         return RunningService(emulator: emulator, port: port, client: client, directory: directory, serving: serving)
     }
 
@@ -81,7 +87,7 @@ final class RunningService: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
             request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         }
-        let response = try await client.execute(request, timeout: .seconds(30))
+        let response = try await client.execute(request, timeout: .seconds(120))
         let bytes = try await response.body.collect(upTo: 16 << 20)
         return Answer(status: response.status, headers: response.headers, body: Data(bytes.readableBytesView))
     }
