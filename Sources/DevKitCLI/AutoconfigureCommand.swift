@@ -1,5 +1,6 @@
 import ArgumentParser
 import DeviceDiscovery
+import DevKitSystem
 import DevKitWorkflows
 import Foundation
 
@@ -24,6 +25,10 @@ struct AutoconfigureCommand: ParsableCommand {
             there); a finished board whose enrollment is owed (`done, not enrolled`) \
             is enrolled when it comes back, without touching it.
 
+            With the profile's [verify] table (enabled = true, timeout = seconds), \
+            the board's registration is verified as the last step, as `devkit \
+            provision --verify` does, and the outcome recorded in the registry.
+
             Profile example (paths relative to the profile):
             \(ProfileLoader.example)
 
@@ -31,8 +36,8 @@ struct AutoconfigureCommand: ParsableCommand {
               devkit autoconfigure --port /dev/ttyACM0 --profile /etc/devkit/bench.toml
               devkit autoconfigure --port /dev/devkit-0 --profile bench.toml --json
 
-            Exit codes as for `devkit provision` (a board provisioned but not enrolled \
-            included); 69 when the board is not in configuration mode (hold button A \
+            Exit codes as for `devkit provision` (a board provisioned but not enrolled, \
+            and --verify's outcomes, included); 69 when the board is not in configuration mode (hold button A \
             and press reset).
             """)
 
@@ -74,8 +79,24 @@ struct AutoconfigureCommand: ParsableCommand {
                 transport: { VerboseTransport.ifVerbose($0) })
             {
             case .provisioned(let result, _):
-                reporter.result(result)
+                // The profile's [verify]: last, the board registering.
+                let verification: RegistrationCheck.Report?
+                do {
+                    verification = try provisioner.verify(
+                        result, path: path, report: reporter.event, hooks: .terminal(progress: { _ in }))
+                } catch RegistrationCheckError.stopped(let signal) {
+                    printError("devkit: stopped by \(SignalRelay.name(of: signal)); the port's settings are restored.")
+                    SignalRelay.dieOf(signal)
+                } catch {
+                    reporter.result(result)
+                    if case RegistrationCheckError.boardGone(let path) = error { throw BoardGone(path: path) }
+                    throw error
+                }
+                reporter.result(result, verification: verification)
                 try throwIfNotEnrolled(result, reporter: reporter)
+                if let outcome = verification?.outcome, !outcome.isSuccess {
+                    throw ExitCode(verificationExitStatus(outcome).rawValue)
+                }
             case .enrolled(let board, let enrollment):
                 // Provisioned earlier, its enrollment owed: the enroll step's lines said how it went.
                 guard enrollment.isEnrolled else {

@@ -60,6 +60,10 @@ extension ProfileError: CLIReportable {
 /// connection_string_file = "dps.secret"  # given: each board is enrolled in DPS
 /// endpoint = "https://127.0.0.1:8443"    # optional: another base URL (local DPS)
 /// ca_file = "dps-ca.pem"                 # optional: extra trust anchors
+///
+/// [verify]                            # optional: watch each board register
+/// enabled = true
+/// timeout = 120                       # seconds; default 180
 /// ```
 enum ProfileLoader {
     /// Indented by two spaces, as `autoconfigure --help` shows it: the help text
@@ -160,7 +164,7 @@ enum ProfileLoader {
         }
 
         mutating func profile(_ root: TOMLTable) throws(ProfileError) -> ProvisioningProfile {
-            try checkKeys(root, "", allowed: ["output_dir", "registration_id", "firmware", "uds", "wifi", "dps"])
+            try checkKeys(root, "", allowed: ["output_dir", "registration_id", "firmware", "uds", "wifi", "dps", "verify"])
 
             guard let fw = try table(root, "firmware") else {
                 throw fail("firmware", "missing; give [firmware] with bin + map, or elf")
@@ -253,9 +257,26 @@ enum ProfileLoader {
                                "only used to enroll boards; give connection_string_file too")
                 }
             }
+            var verify: VerifySettings?
+            if let v = try table(root, "verify") {
+                try checkKeys(v, "verify.", allowed: ["enabled", "timeout"])
+                var enabled = true
+                if let value = v["enabled"] {
+                    guard let flag = value.bool else { throw fail("verify.enabled", "must be true or false") }
+                    enabled = flag
+                }
+                var timeout = VerifySettings.defaultTimeout
+                if let value = v["timeout"] {
+                    guard let seconds = value.int, seconds >= 1 else {
+                        throw fail("verify.timeout", "must be a whole number of seconds, at least 1")
+                    }
+                    timeout = seconds
+                }
+                if enabled { verify = VerifySettings(timeoutSeconds: timeout) }
+            }
             return ProvisioningProfile(
                 firmware: firmware, uds: uds, wifi: wifi, outputDirectory: output,
-                registrationID: scheme, dps: dps)
+                registrationID: scheme, dps: dps, verify: verify)
         }
     }
 }

@@ -4,6 +4,7 @@ import DevKitModel
 import DevKitRegistry
 import DevKitWorkflows
 import DiceRIoT
+import DevKitSystem
 import Foundation
 
 /// `devkit provision`: one board from blank to enrollment file.
@@ -16,7 +17,7 @@ struct ProvisionCommand: ParsableCommand {
                 (--uds-file <file> | --generate-uds) [--port <path>]
                 [--wifi-ssid <ssid> --wifi-password-file <file>]
                 [--output-dir <dir>] [--dps-connection-string-file <file>]
-                [--json] [<options>]
+                [--verify [--verify-timeout <seconds>]] [--json] [<options>]
             devkit provision --resume <board> [--force] [<options>]
             """,
         discussion: """
@@ -65,6 +66,18 @@ struct ProvisionCommand: ParsableCommand {
             <id>.row<N>.enrollment.json (<id>.row<N>.2.pem… when those are taken), and \
             says where they went.
 
+            With --verify, the last step watches the board register, as `devkit \
+            verify` does: its sketch's log is followed (up to --verify-timeout, \
+            default 180 s) and classified (assigned, \
+            unauthorized, timeout, ...), with a diagnosis. The result (human and \
+            --json) holds the outcome, the assigned hub, the device ID (asked from \
+            DPS when a connection string file is given) and the diagnosis; the \
+            registry records it (`devkit registry list`'s VERIFIED column). A board \
+            still at its prompt (--mac given) is sent `exit`; one that booted its \
+            sketch to show its MAC tried to register before it was enrolled, so \
+            devkit asks for its reset button and counts from that boot on. A board \
+            left not enrolled is not verified (it cannot register).
+
             \(BoardHelp.modes)
 
             Examples:
@@ -81,7 +94,9 @@ struct ProvisionCommand: ParsableCommand {
             are another board's), 74 board or link \
             error, 75 timeout. Provisioned but not enrolled (`done, not enrolled`): \
             1 a conflict, 65 DPS refused the data, 69 DPS cannot be reached, 75 DPS \
-            timed out or throttled past the retries, 77 DPS refused the key.
+            timed out or throttled past the retries, 77 DPS refused the key. Provisioned \
+            (and enrolled) with --verify: 0 assigned or hub_connected, 1 another \
+            outcome, 69 the board was unplugged, 75 no outcome before the timeout.
             """)
 
     @OptionGroup var port: PortOptions
@@ -124,6 +139,12 @@ struct ProvisionCommand: ParsableCommand {
         "Replace the board whose certificate is in these files: its row is marked superseded and its files are renamed <id>.row<N>.pem / .enrollment.json (or the first such free names)."))
     var force = false
 
+    @Flag(help: "Last, watch the board register with DPS (as `devkit verify`) and record the outcome.")
+    var verify = false
+
+    @Option(help: ArgumentHelp("With --verify: how long to follow the board's log for an outcome.", valueName: "seconds"))
+    var verifyTimeout: Int?
+
     @Flag(help: "Report each step and the result as JSON Lines on stdout.")
     var json = false
 
@@ -137,6 +158,10 @@ struct ProvisionCommand: ParsableCommand {
         if resume == nil { try firmware.requireGiven() }
         if resume != nil && (udsFile != nil || generateUDS) {
             throw ValidationError("--resume reuses the UDS in the registry; drop --uds-file/--generate-uds.")
+        }
+        if let verifyTimeout {
+            guard verify else { throw ValidationError("--verify-timeout takes effect with --verify.") }
+            guard verifyTimeout >= 1 else { throw ValidationError("--verify-timeout must be at least 1 second.") }
         }
         if (wifiSSID == nil) != (wifiPasswordFile == nil) {
             throw ValidationError("Give --wifi-ssid and --wifi-password-file together.")
@@ -203,9 +228,31 @@ struct ProvisionCommand: ParsableCommand {
                     try workflow.run(request, session: session)
                 }
             }
-            reporter.result(result)
+            // A board DPS did not enroll cannot register: not verified.
+            var verification: RegistrationCheck.Report?
+            if verify, result.enrollment?.isEnrolled ?? true {
+                do {
+                    verification = try RegistrationCheck.afterProvisioning(
+                        result, path: try port.resolvedPath(), baudRate: port.baud,
+                        settings: VerifySettings(timeoutSeconds: verifyTimeout ?? VerifySettings.defaultTimeout),
+                        dps: request.dps, registry: registry, report: reporter.event,
+                        hooks: .terminal(progress: { _ in }))
+                } catch RegistrationCheckError.stopped(let signal) {
+                    printError("devkit: stopped by \(SignalRelay.name(of: signal)); the port's settings are restored.")
+                    SignalRelay.dieOf(signal)
+                } catch {
+                    // Provisioned all the same: its result first, then why it is not verified.
+                    reporter.result(result)
+                    if case RegistrationCheckError.boardGone(let path) = error { throw BoardGone(path: path) }
+                    throw error
+                }
+            }
+            reporter.result(result, verification: verification)
             printWarning(fixedNonceWarning)
             try throwIfNotEnrolled(result, reporter: reporter)
+            if let outcome = verification?.outcome, !outcome.isSuccess {
+                throw ExitCode(verificationExitStatus(outcome).rawValue)
+            }
         }
     }
 

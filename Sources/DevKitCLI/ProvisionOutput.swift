@@ -35,11 +35,17 @@ struct ProvisionReporter {
     func event(_ e: ProvisionEvent) {
         if json {
             var message = e.message
-            if e.status == .failed, let error = e.error {
+            if e.status == .failed, e.stage != .verify, let error = e.error {
                 message = cliMessage(error) + (e.boardID.map { " (\(hint($0, after: error)))" } ?? "")
             }
             emitJSON(EventJSON(event: "step", stage: e.stage.rawValue, status: e.status.rawValue,
                                message: message, boardID: e.boardID, port: port))
+            return
+        }
+        if e.status == .failed, e.stage == .verify {
+            // The board is provisioned; the outcome and its diagnosis are the message.
+            let line = "\(prefix)[ERR] verify: \(e.message)"
+            if let live { live.show(stage: e.stage.rawValue, line, final: true) } else { printError(line) }
             return
         }
         if e.status == .failed {
@@ -81,13 +87,23 @@ struct ProvisionReporter {
             + "finishes it"
     }
 
-    func result(_ r: ProvisionResult) {
+    /// The result; `verification` when the board's registration was verified.
+    func result(_ r: ProvisionResult, verification: RegistrationCheck.Report? = nil) {
         if json {
             var line = ResultJSON(r, enrollCommand: enrollCommand)
             line.port = port
+            line.verification = verification.map { VerifyCommand.Result($0) }
             emitJSON(line)
             return
         }
+        printResult(r)
+        if let verification {
+            print("Verification:")
+            print(verificationText(verification, indent: "  "))
+        }
+    }
+
+    private func printResult(_ r: ProvisionResult) {
         var lines: [(label: String, value: String)] = [
             ("Registration ID", r.registrationID), ("MAC address", r.mac), ("Firmware version", r.firmwareVersion),
             ("Certificate", r.certificatePath), ("SHA-1 thumbprint", r.certificateSHA1),
@@ -136,6 +152,8 @@ struct ProvisionReporter {
         let state: String
         /// Null when DPS was not configured.
         @NullEncoded var enrollment: EnrollmentJSON?
+        /// `devkit verify --json`'s object, when verification was asked; else null.
+        @NullEncoded var verification: VerifyCommand.Result? = nil
         init(_ r: ProvisionResult, enrollCommand: (Int64, Bool) -> String) {
             boardID = r.boardID; registrationID = r.registrationID; mac = r.mac
             firmwareVersion = r.firmwareVersion; certificatePath = r.certificatePath
@@ -149,6 +167,7 @@ struct ProvisionReporter {
             case firmwareVersion = "firmware_version", certificatePath = "certificate_path"
             case enrollmentPath = "enrollment_path", certificateSHA1 = "certificate_sha1"
             case certificateSHA256 = "certificate_sha256", azCommand = "az_command", port, state, enrollment
+            case verification
         }
     }
 

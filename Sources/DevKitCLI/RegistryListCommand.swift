@@ -17,6 +17,9 @@ struct RegistryListCommand: ParsableCommand {
             `unchanged`, `updated`; `conflict` when DPS holds another certificate; \
             `failed 401002` with DPS's error code; `not enrolled` when it is owed; \
             `old certificate` after a re-issue; `-` when DPS was not configured). A \
+            VERIFIED is the outcome of the board's last registration check (`devkit \
+            verify`, `provision --verify`) and its assigned hub: `assigned my-hub...`, \
+            `unauthorized`, `timeout`; `-` when never verified. A \
             board whose files are written but whose enrollment is owed is \
             `done, not enrolled`: `devkit dps enroll --from-registry --id N` finishes \
             it. --unfinished shows only boards whose provisioning \
@@ -60,9 +63,9 @@ struct RegistryListCommand: ParsableCommand {
             let rows = boards.map { b in
                 [b.id.map(String.init) ?? "", b.mac ?? "-", b.registrationID ?? "-",
                  b.firmwareVersion ?? "-", stateText(b), b.lastStep?.rawValue ?? "-", enrollmentCell(b),
-                 timestamp(b.updatedAt)].map { escaped($0) }
+                 verificationCell(b), timestamp(b.updatedAt)].map { escaped($0) }
             }
-            print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "ENROLLED", "UPDATED"], rows))
+            print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "ENROLLED", "VERIFIED", "UPDATED"], rows))
         }
     }
 }

@@ -14,7 +14,11 @@ struct BoardJSON: Encodable {
         case certificateSHA256 = "certificate_sha256", certificatePath = "certificate_path"
         case enrollmentPath = "enrollment_path", state, error, lastStep = "last_step"
         case nextStep = "next_step", createdAt = "created_at", updatedAt = "updated_at", steps
-        case supersededBy = "superseded_by", enrolled, enrollment
+        case supersededBy = "superseded_by", enrolled, enrollment, verification
+    }
+
+    private enum VerificationKey: String, CodingKey {
+        case outcome, assignedHub = "assigned_hub", deviceID = "device_id", at
     }
 
     private enum EnrollmentKey: String, CodingKey {
@@ -58,6 +62,16 @@ struct BoardJSON: Encodable {
         } else {
             try c.encodeNil(forKey: .enrollment)
         }
+        // The last check of the board registering (`verify`, `provision --verify`); null if never.
+        if let v = board.verification {
+            var n = c.nestedContainer(keyedBy: VerificationKey.self, forKey: .verification)
+            try n.encode(v.outcome, forKey: .outcome)
+            try n.encode(v.assignedHub, forKey: .assignedHub)
+            try n.encode(v.deviceID, forKey: .deviceID)
+            try n.encode(timestamp(v.at), forKey: .at)
+        } else {
+            try c.encodeNil(forKey: .verification)
+        }
         var steps = c.nestedContainer(keyedBy: StepKey.self, forKey: .steps)
         for step in ProvisioningStep.allCases {
             try steps.encode(board.completedAt(step).map(timestamp), forKey: StepKey(step.rawValue))
@@ -89,6 +103,7 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
     header += ["enrolled", "enrollment_action", "enrollment_at", "enrollment_dps_host", "enrollment_etag",
                "enrollment_sha1_thumbprint", "enrollment_error_code", "enrollment_error_message",
                "enrollment_tracking_id"]
+    header += ["verification_outcome", "verification_assigned_hub", "verification_device_id", "verification_at"]
     var lines = [header.joined(separator: ",")]
     for b in boards {
         var fields: [String?] = [b.id.map(String.init), b.mac, b.usbSerial, b.registrationID, b.firmwareVersion]
@@ -99,6 +114,8 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
         let e = b.enrollment
         fields += [b.isEnrolled ? "true" : "false", e?.action.rawValue, e.map { timestamp($0.at) }, e?.dpsHost, e?.etag,
                    e?.sha1Thumbprint, e?.errorCode.map(String.init), e?.errorMessage, e?.trackingID]
+        let v = b.verification
+        fields += [v?.outcome, v?.assignedHub, v?.deviceID, v.map { timestamp($0.at) }]
         lines.append(fields.map { csvField($0 ?? "") }.joined(separator: ","))
     }
     return lines.joined(separator: "\r\n") + "\r\n"
@@ -127,6 +144,14 @@ func enrollmentCell(_ board: BoardRecord, now: Date = Date()) -> String {
     case .failed: return e.errorCode.map { "failed \($0)" } ?? "not enrolled"
     case .pending: return "not enrolled"
     }
+}
+
+/// The VERIFIED cell of `registry list`: the outcome of the board's last
+/// verification and the hub it was assigned to (`assigned my-hub.azure-devices.net`),
+/// `-` when it was never verified.
+func verificationCell(_ board: BoardRecord) -> String {
+    guard let v = board.verification else { return "-" }
+    return v.outcome + (v.assignedHub.map { " \($0)" } ?? "")
 }
 
 /// `HH:mm` (24-hour) today, `yyyy-MM-dd` another day, local time: a table cell, short.

@@ -65,6 +65,13 @@ struct RegistryShowCommand: ParsableCommand {
             if let error = board.error { lines.append(("Error", error)) }
             if let next = board.nextStep { lines.append(("Next step", next.rawValue)) }
             lines += enrollmentLines(board)
+            if let v = board.verification {
+                lines.append(("Verified", "\(v.outcome), \(timestamp(v.at))"))
+                if let hub = v.assignedHub { lines.append(("Assigned hub", hub)) }
+                if let device = v.deviceID { lines.append(("Device ID", device)) }
+            } else {
+                lines.append(("Verified", "- (never: devkit verify checks it)"))
+            }
             lines.append(("Created", timestamp(board.createdAt)))
             lines.append(("Updated", timestamp(board.updatedAt)))
             for step in ProvisioningStep.allCases {

@@ -138,108 +138,85 @@ struct VerifyCommand: AsyncParsableCommand {
         }
     }
 
-    /// Gets the sketch to boot, then follows its log into the classifier.
+    /// Gets the sketch to boot, then follows its log into the classifier
+    /// (``RegistrationCheck``, with this terminal's prompts and signals).
     func follow(path: String, deadline: ContinuousClock.Instant) throws -> (RegistrationClassifier, BoardLogFollower.End) {
-        let serial = try SerialPort(path: path, baudRate: port.baud)
-        var reader = UserModeLogReader()
-        let verbose = OutputLevel.current == .verbose
-        func take(_ lines: [LogLine]) {
-            if verbose { for line in lines { printError("board: \(LogMasking.mask(line.text))") } }
-        }
-        // The console first: a board at its prompt is in configuration mode and is sent `exit`.
-        let signals = PortStopSignals(cancelling: serial)
-        let session = ConsoleSession(transport: VerboseTransport.ifVerbose(serial))
-        // A board in user mode may be registering while devkit looks for a prompt:
-        // what it printed then is its log too.
-        nonisolated(unsafe) var seen: [UInt8] = []
-        session.receiveObserver = { bytes in if seen.count < 1 << 20 { seen += bytes } }
-        do {
-            try session.synchronize()
-            progressReporter()("the board is in configuration mode: sending `exit` to boot its sketch")
-            _ = try session.execute(.exit)
-            // What came after `Reboot`: the boot log's first lines.
-            take(reader.feed(session.takeUnread()))
-        } catch ConsoleError.wrongMode(.user), ConsoleError.noAnswer {
-            take(reader.feed(seen))
-            if isatty(STDERR_FILENO) == 1, OutputLevel.current != .quiet {
-                printError("devkit: the board is running its sketch: press its reset button (not button A) "
-                    + "to make it register again; waiting up to \(ConsoleError.format(deadline - .now))…")
-            }
-        } catch {
-            signals.restore()
-            serial.close()
-            PortStopSignals.reraiseIfCaught()
-            throw error
-        }
-        signals.restore()
-        PortStopSignals.reraiseIfCaught()
-        // The lines from here on come whole from the follower; a line cut at the
-        // hand-over is completed by the follower's first line.
-        var classifier = reader.classifier
-        var carried = reader.splitter.pending
-        // Decided already (while devkit looked for a prompt): nothing to follow.
-        if classifier.outcome != nil {
-            serial.close()
-            return (classifier, .stopped)
-        }
-        // The follower takes the open port (and closes it), handling the stop signals itself.
-        let end = try BoardLogFollower.follow(
-            port: serial, .init(path: path, baudRate: port.baud, reconnectTimeout: .seconds(5)),
-            deadline: deadline
-        ) { event in
-            if case .line(let text) = event {
-                let line = LogLine(carried.isEmpty ? text : LogMasking.mask(String(decoding: carried, as: UTF8.self) + text))
-                carried = []
-                take([line])
-                classifier.take(line)
-            }
-            return classifier.outcome == nil
-        }
-        return (classifier, end)
+        try RegistrationCheck.observe(
+            path: path, baudRate: port.baud, deadline: deadline, hooks: .terminal(progress: progressReporter()))
     }
 
     func report(outcome: RegistrationOutcome, classifier: RegistrationClassifier) async throws {
-        let identity = classifier.identity
-        // The registry's row: by --registration-id, the MAC the board printed, or the ID it used.
-        var record: BoardRecord?
-        if let db = try registry.openExisting() {
-            if let id = registrationID ?? identity.registrationID { record = try db.board(byRegistrationID: id) }
-            if record == nil, let mac = identity.mac { record = try db.board(byMAC: mac.hex) }
+        let db = try registry.openExisting()
+        let subject = try RegistrationCheck.subject(classifier: classifier, registry: db, registrationID: registrationID)
+        var state: DeviceRegistrationState?
+        if let connection = try dpsConnection(), let id = subject.registrationID {
+            state = try await withDPSClient(connection) { try await $0.registrationState(id) }
         }
-        let settings = record.flatMap { try? ProvisionSettings.recorded(in: $0) }
-        var id = registrationID ?? identity.registrationID ?? record?.registrationID
-        if id == nil, let mac = identity.mac, let v = identity.firmwareVersion, let version = try? FirmwareVersion(v) {
-            id = (try? RegistrationID(mac: mac, firmwareVersion: version))?.value
-        }
-        var hub = outcome.hub
-        var deviceID: String?
-        if let connection = try dpsConnection(), let id {
-            let state = try await withDPSClient(connection) { try await $0.registrationState(id) }
-            if let state {
-                hub = state.assignedHub ?? hub
-                deviceID = state.deviceId
-            }
-        }
-        let diagnosis = RegistrationDiagnosis.explain(
-            outcome, classifier: classifier, record: record, settings: settings)
+        // Recorded in the board's row when the registry has it (by ID or MAC).
+        let result = RegistrationCheck.report(outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: db)
+        if let failure = result.recordingFailure { printWarning("the outcome is not recorded in the registry: \(failure)") }
         if json {
-            try printJSON(Result(
-                outcome: outcome.name, registrationID: id, assignedHub: hub, deviceID: deviceID,
-                diagnosis: diagnosis, evidence: classifier.evidence))
+            try printJSON(Result(result))
         } else {
-            var rows: [(label: String, value: String)] = [("Outcome", outcome.name)]
-            if let id { rows.append(("Registration ID", id)) }
-            if let hub { rows.append(("Assigned hub", hub)) }
-            if let deviceID { rows.append(("Device ID", deviceID)) }
-            rows.append(("Diagnosis", diagnosis))
-            print(labelledLines(rows))
-            if !classifier.evidence.isEmpty, OutputLevel.current != .quiet {
-                // The board's own text: escaped, so it cannot drive the terminal.
-                print("Evidence:\n" + classifier.evidence.map { "  " + escapedControlCharacters($0) }.joined(separator: "\n"))
-            }
+            print(verificationText(result))
         }
         if outcome.isSuccess { return }
-        throw ExitCode(outcome == .timeout ? ExitStatus.tempFail.rawValue : ExitStatus.partialFailure.rawValue)
+        throw ExitCode(verificationExitStatus(outcome).rawValue)
+    }
+}
+
+extension VerifyCommand.Result {
+    init(_ r: RegistrationCheck.Report) {
+        self.init(
+            outcome: r.outcome.name, registrationID: r.registrationID, assignedHub: r.assignedHub, deviceID: r.deviceID,
+            diagnosis: r.diagnosis, evidence: r.evidence)
+    }
+}
+
+/// The exit status of a run whose verification came to `outcome`: 0 registered,
+/// 75 no outcome in time, 1 any other outcome (the port gone is 69, thrown as ``BoardGone``).
+func verificationExitStatus(_ outcome: RegistrationOutcome) -> ExitStatus {
+    if outcome.isSuccess { return .success }
+    return outcome == .timeout ? .tempFail : .partialFailure
+}
+
+/// A verification report for people: labelled lines, then the board's lines that
+/// decided it (escaped: the board's own text cannot drive the terminal).
+func verificationText(_ r: RegistrationCheck.Report, indent: String = "") -> String {
+    var rows: [(label: String, value: String)] = [("Outcome", r.outcome.name)]
+    if let id = r.registrationID { rows.append(("Registration ID", id)) }
+    if let hub = r.assignedHub { rows.append(("Assigned hub", hub)) }
+    if let deviceID = r.deviceID { rows.append(("Device ID", deviceID)) }
+    rows.append(("Diagnosis", r.diagnosis))
+    var text = labelledLines(rows, indent: indent)
+    if !r.evidence.isEmpty, OutputLevel.current != .quiet {
+        text += "\n\(indent)Evidence:\n" + r.evidence.map { indent + "  " + escapedControlCharacters($0) }.joined(separator: "\n")
+    }
+    return text
+}
+
+extension RegistrationCheck.Hooks {
+    /// The CLI's: stop signals cancel the console part (and then kill the process
+    /// once the port is restored), `--verbose` shows the exchange and the board's
+    /// lines, and a person at a terminal is asked to press reset.
+    static func terminal(progress: @escaping (String) -> Void, prefix: String = "") -> Self {
+        var hooks = Self()
+        let verbose = OutputLevel.current == .verbose
+        hooks.transport = { VerboseTransport.ifVerbose($0) }
+        hooks.whileConsole = { port in
+            let signals = PortStopSignals(cancelling: port)
+            return { signals.restore() }
+        }
+        hooks.afterConsole = { PortStopSignals.reraiseIfCaught() }
+        hooks.exitSent = { progress("the board is in configuration mode: sending `exit` to boot its sketch") }
+        hooks.inUserMode = { deadline in
+            if isatty(STDERR_FILENO) == 1, OutputLevel.current != .quiet {
+                printError("devkit: \(prefix)the board is running its sketch: press its reset button (not button A) "
+                    + "to make it register again; waiting up to \(ConsoleError.format(deadline - .now))…")
+            }
+        }
+        hooks.line = { line in if verbose { printError("board: \(LogMasking.mask(line.text))") } }
+        return hooks
     }
 }
 

@@ -17,7 +17,7 @@ struct WatchCommand: AsyncParsableCommand {
         abstract: "Provision every DevKit plugged in, as a profile says (a daemon).",
         usage: """
             devkit watch --profile <file> [--registry <path>] [--port <path> ...]
-                [--json] [<options>]
+                [--verify [--verify-timeout <seconds>]] [--json] [<options>]
             """,
         discussion: """
             Listens to udev for DevKits (USB 0483:374b) appearing, and provisions each \
@@ -36,6 +36,15 @@ struct WatchCommand: AsyncParsableCommand {
             enroll --from-registry` command that finishes it, and counts as failed; a \
             finished board whose enrollment is owed is enrolled when plugged in \
             again, without touching it.
+
+            With the profile's [verify] table (enabled = true, timeout = seconds) or \
+            --verify, each board's registration is verified as its last step, boards \
+            in parallel, as `devkit verify` does: its sketch's log is followed until \
+            it says how registering went. A board that booted its sketch to show its \
+            MAC (before it was enrolled) is asked, on its line, for its reset button; \
+            one whose MAC was known is sent `exit`. The board's \
+            line ends with the outcome (`· assigned <hub>`, `· unauthorized: ...`); \
+            the registry records it; a board that did not register counts as failed.
 
             Blocks on the udev socket (no polling). SIGTERM or SIGINT stops listening, \
             lets boards in progress finish, and exits 0.
@@ -63,12 +72,31 @@ struct WatchCommand: AsyncParsableCommand {
         completion: PortOptions.portCompletion)
     var ports: [String] = []
 
+    @Flag(help: "Verify each board's registration after provisioning it (as the profile's [verify] table does).")
+    var verify = false
+
+    @Option(help: ArgumentHelp(
+        "How long to follow each board's log for an outcome (overrides the profile's verify.timeout; default 180).",
+        valueName: "seconds"))
+    var verifyTimeout: Int?
+
     /// --quiet / --verbose, as on every command.
     @OptionGroup var outputLevel: OutputLevelOptions
 
+    func validate() throws {
+        if let verifyTimeout, verifyTimeout < 1 { throw ValidationError("--verify-timeout must be at least 1 second.") }
+    }
+
     func run() async throws {
         try await reportingErrors {
-            let profile = try ProfileLoader.load(path: self.profile)
+            var loaded = try ProfileLoader.load(path: self.profile)
+            if verify || loaded.verify != nil {
+                loaded.verify = VerifySettings(
+                    timeoutSeconds: verifyTimeout ?? loaded.verify?.timeoutSeconds ?? VerifySettings.defaultTimeout)
+            } else if verifyTimeout != nil {
+                throw ValidationError("--verify-timeout takes effect with --verify or the profile's [verify] table.")
+            }
+            let profile = loaded
             var provisioner = ProfileProvisioner(
                 profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
             provisioner.dpsLog = dpsRequestLog()
@@ -156,19 +184,40 @@ final class BoardThreads: @unchecked Sendable {
                     transport: { VerboseTransport.ifVerbose($0) { output.exchange(node, $0) } })
                 {
                 case .provisioned(let result, let resumed):
-                    output.result(node, result)  // JSON: the whole result, with the port
                     let done = "\(resumed ? "finished" : "provisioned") \(result.registrationID): \(result.certificatePath)"
+                    var milestone: WatchOutput.Milestone = resumed ? .finished : .provisioned
+                    var text: String
                     if let enrollment = result.enrollment {
                         if enrollment.isEnrolled {
-                            log(node, resumed ? .finished : .provisioned,
-                                "\(done); enrolled in DPS (\(enrollment.outcome.action.rawValue))")
+                            text = "\(done); enrolled in DPS (\(enrollment.outcome.action.rawValue))"
                         } else {
-                            lock.withLock { failed += 1 }
-                            log(node, .notEnrolled, "\(done); " + notEnrolledText(result.boardID, enrollment, output))
+                            milestone = .notEnrolled
+                            text = "\(done); " + notEnrolledText(result.boardID, enrollment, output)
                         }
                     } else {
-                        log(node, resumed ? .finished : .provisioned, "\(done); \(result.azCommand)")
+                        text = "\(done); \(result.azCommand)"
                     }
+                    // Last, the board registering (each board on its own thread: in parallel).
+                    var verification: RegistrationCheck.Report?
+                    do {
+                        verification = try provisioner.verify(
+                            result, path: node, report: output.steps(for: node),
+                            transport: { VerboseTransport.ifVerbose($0) { output.exchange(node, $0) } })
+                        if let verification {
+                            let outcome = verification.outcome
+                            text += " · \(outcome.name)" + (verification.assignedHub.map { " \($0)" } ?? "")
+                            if !outcome.isSuccess {
+                                text += ": \(verification.diagnosis)"
+                                milestone = .notRegistered
+                            }
+                        }
+                    } catch {
+                        text += " · not verified: " + ((error as? CLIReportable)?.userMessage ?? "\(error)")
+                        milestone = .notRegistered
+                    }
+                    if milestone == .notEnrolled || milestone == .notRegistered { lock.withLock { failed += 1 } }
+                    output.result(node, result, verification: verification)  // JSON: the whole result, with the port
+                    log(node, milestone, text)
                 case .enrolled(let board, let enrollment):
                     let id = board.id ?? 0
                     if enrollment.isEnrolled {

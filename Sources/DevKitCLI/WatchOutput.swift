@@ -46,6 +46,8 @@ final class WatchOutput: @unchecked Sendable {
         case notEnrolled = "not_enrolled"
         /// Provisioned earlier, its owed enrollment done now.
         case enrolled
+        /// Provisioned, and verified: it did not register (or could not be verified).
+        case notRegistered = "not_registered"
 
         /// The board's line will not change any more.
         var isFinal: Bool { self != .appeared && self != .unplugged }
@@ -97,12 +99,12 @@ final class WatchOutput: @unchecked Sendable {
     }
 
     /// The whole result of a provisioned board (JSON only: people get its line).
-    func result(_ port: String, _ result: ProvisionResult) {
+    func result(_ port: String, _ result: ProvisionResult, verification: RegistrationCheck.Report? = nil) {
         guard json else { return }
         var reporter = ProvisionReporter(json: true)
         reporter.port = port
         reporter.enrollCommand = enrollCommand
-        reporter.result(result)
+        reporter.result(result, verification: verification)
     }
 
     /// A line about the daemon, not a board: printed above the boards' lines.

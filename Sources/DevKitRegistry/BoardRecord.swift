@@ -94,6 +94,9 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
     /// The board's DPS enrollment as last recorded (schema v5); nil when DPS was
     /// never configured for it (`provision` without DPS options, an older devkit).
     public var enrollment: BoardEnrollment?
+    /// The last verification of the board's registration (schema v6); nil when it
+    /// was never verified.
+    public var verification: BoardVerification?
 
     enum CodingKeys: String, CodingKey {
         case id, mac
@@ -125,6 +128,10 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
         case enrollmentErrorCode = "enrollment_error_code"
         case enrollmentErrorMessage = "enrollment_error_message"
         case enrollmentTrackingID = "enrollment_tracking_id"
+        case verificationOutcome = "verification_outcome"
+        case verificationHub = "verification_assigned_hub"
+        case verificationDeviceID = "verification_device_id"
+        case verificationAt = "verification_at"
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) {
@@ -270,6 +277,11 @@ extension BoardRecord {
                 errorMessage: row[CodingKeys.enrollmentErrorMessage.rawValue],
                 trackingID: row[CodingKeys.enrollmentTrackingID.rawValue])
         }
+        if let outcome = row[CodingKeys.verificationOutcome.rawValue] as String? {
+            verification = BoardVerification(
+                outcome: outcome, assignedHub: row[CodingKeys.verificationHub.rawValue],
+                deviceID: row[CodingKeys.verificationDeviceID.rawValue], at: date(.verificationAt) ?? updatedAt)
+        }
     }
 
     /// The table's columns, `id` first, in the order of ``databaseValues``.
@@ -279,7 +291,7 @@ extension BoardRecord {
         .udsRecordedAt, .udsSentAt, .udsConfirmedAt, .versionReadAt, .macReadAt, .certificateWrittenAt,
         .enrollmentWrittenAt, .supersededBy, .provisionSettings, .enrollmentAction, .enrollmentAt,
         .enrollmentDPSHost, .enrollmentETag, .enrollmentSHA1, .enrollmentErrorCode, .enrollmentErrorMessage,
-        .enrollmentTrackingID,
+        .enrollmentTrackingID, .verificationOutcome, .verificationHub, .verificationDeviceID, .verificationAt,
     ].map(\.rawValue)
 
     /// The row's values, in the order of ``databaseColumns``.
@@ -291,7 +303,8 @@ extension BoardRecord {
          udsRecordedAt.map(text), udsSentAt.map(text), udsConfirmedAt.map(text), versionReadAt.map(text),
          macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text), supersededBy, provisionSettings,
          enrollment?.action, enrollment.map { text($0.at) }, enrollment?.dpsHost, enrollment?.etag,
-         enrollment?.sha1Thumbprint, enrollment?.errorCode, enrollment?.errorMessage, enrollment?.trackingID]
+         enrollment?.sha1Thumbprint, enrollment?.errorCode, enrollment?.errorMessage, enrollment?.trackingID,
+         verification?.outcome, verification?.assignedHub, verification?.deviceID, verification.map { text($0.at) }]
     }
 
     public func encode(to container: inout PersistenceContainer) {

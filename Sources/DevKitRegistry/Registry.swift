@@ -237,6 +237,21 @@ public final class Registry: Sendable {
         }
     }
 
+    /// Records how the board's registration with DPS went when it was last
+    /// verified (replacing the previous record). State and steps are unchanged.
+    @discardableResult
+    public func recordVerification(boardID: Int64, _ verification: BoardVerification) throws(RegistryError) -> BoardRecord {
+        try write { db in
+            guard var record = try Self.fetchBoard(db, id: boardID) else {
+                throw RegistryError.boardNotFound("\(boardID)")
+            }
+            record.verification = verification
+            record.updatedAt = Date()
+            try Self.store(record, db)
+            return record
+        }
+    }
+
     /// Records several boards' enrollments in one transaction: a fleet's outcomes
     /// (`dps enroll --from-registry`), where a commit per board was a quarter of a
     /// 1,000-board run's time (Scripts/bench-enroll.sh). A board not found fails
@@ -418,6 +433,16 @@ public final class Registry: Sendable {
                 t.add(column: "enrollment_error_code", .integer)
                 t.add(column: "enrollment_error_message", .text)
                 t.add(column: "enrollment_tracking_id", .text)
+            }
+        }
+        // Each board's last registration check (issue 14): what its log said, the
+        // hub and device ID DPS gave it, and when.
+        migrator.registerMigration("v6: board.verification_*") { db in
+            try db.alter(table: "board") { t in
+                t.add(column: "verification_outcome", .text)
+                t.add(column: "verification_assigned_hub", .text)
+                t.add(column: "verification_device_id", .text)
+                t.add(column: "verification_at", .datetime)
             }
         }
         return migrator

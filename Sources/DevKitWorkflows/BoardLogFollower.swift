@@ -24,8 +24,14 @@ public enum BoardLogFollower {
         public var reconnectTimeout: Duration?
         /// Quiet time after which an unfinished line is shown.
         public var partialLineDelay: Duration
+        /// Whether stop signals end the run. Off where the process handles them
+        /// itself (`watch`, following several boards at once: the relays nest as a
+        /// stack, which threads ending in any order would break).
+        public var relaysStopSignals: Bool
 
-        public init(path: String, baudRate: Int = 115_200, reconnectTimeout: Duration? = nil, partialLineDelay: Duration = .milliseconds(100)) {
+        public init(path: String, baudRate: Int = 115_200, reconnectTimeout: Duration? = nil,
+                    partialLineDelay: Duration = .milliseconds(100), relaysStopSignals: Bool = true) {
+            self.relaysStopSignals = relaysStopSignals
             self.path = path
             self.baudRate = baudRate
             self.reconnectTimeout = reconnectTimeout
@@ -109,7 +115,8 @@ public enum BoardLogFollower {
         stream: inout MaskedStream, handle: (Event) -> Bool
     ) -> End? {
         // The relay wakes the port's poll; its own pipe says which signal came.
-        let relay = try? SignalRelay(stopSignals, restartingCalls: true, wakingEventFD: port.cancellationEventDescriptor)
+        let relay = settings.relaysStopSignals
+            ? try? SignalRelay(stopSignals, restartingCalls: true, wakingEventFD: port.cancellationEventDescriptor) : nil
         defer { relay?.restore() }
         while true {
             let far = ContinuousClock.now + .seconds(86_400)
@@ -140,7 +147,7 @@ public enum BoardLogFollower {
     private enum Wait { case reopened(SerialPort), ended(End) }
 
     private static func waitForPort(_ settings: Settings, deadline: ContinuousClock.Instant?) -> Wait {
-        let relay = try? SignalRelay(stopSignals)
+        let relay = settings.relaysStopSignals ? try? SignalRelay(stopSignals) : nil
         defer { relay?.restore() }
         let giveUp = settings.reconnectTimeout.map { ContinuousClock.now + $0 }
         while true {

@@ -85,4 +85,23 @@ public struct ProfileProvisioner: Sendable {
         }
         return .provisioned(try workflow.run(request, session: session), resumed: false)
     }
+
+    /// Verifies a board `provision` just provisioned when the profile's `[verify]`
+    /// asks (nil otherwise, and for a board DPS did not enroll: it cannot
+    /// register). Blocking, on the board's thread; the port is opened again.
+    /// By default stop signals are left to the caller (`watch`: several boards
+    /// follow their logs at once); `hooks` replaces that (`autoconfigure`, one board).
+    public func verify(
+        _ result: ProvisionResult, path: String, report: @escaping (ProvisionEvent) -> Void,
+        transport: @escaping (SerialPort) -> any ConsoleTransport = { $0 }, hooks given: RegistrationCheck.Hooks? = nil
+    ) throws -> RegistrationCheck.Report? {
+        guard let settings = profile.verify, result.enrollment?.isEnrolled ?? true else { return nil }
+        var hooks = RegistrationCheck.Hooks()
+        hooks.transport = transport
+        hooks.followerRelaysStopSignals = false
+        if let given { hooks = given }
+        return try RegistrationCheck.afterProvisioning(
+            result, path: path, baudRate: baudRate, settings: settings, dps: profile.dps, registry: registry,
+            report: report, hooks: hooks)
+    }
 }

@@ -91,8 +91,9 @@ public struct ProvisionRequest: Sendable {
 
 /// One step of `devkit provision`, reported as it starts and ends.
 public enum ProvisionStage: String, Sendable, CaseIterable, Codable {
-    /// `enrollment`: the enrollment file; `enroll`: the enrollment in DPS (last, when configured).
-    case validate, connect, record, uds, wifi, version, mac, certificate, enrollment, enroll
+    /// `enrollment`: the enrollment file; `enroll`: the enrollment in DPS (when
+    /// configured); `verify`: watching the board register (last, when asked).
+    case validate, connect, record, uds, wifi, version, mac, certificate, enrollment, enroll, verify
 }
 
 /// A progress event. Never carries a secret.

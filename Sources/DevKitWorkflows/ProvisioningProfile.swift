@@ -87,17 +87,33 @@ public struct ProvisioningProfile: Sendable, Equatable {
     public var outputDirectory: String
     public var registrationID: RegistrationIDScheme
     public var dps: DPSSettings
+    /// Given: each board's registration is verified as provisioning's last step.
+    public var verify: VerifySettings?
 
     public init(
         firmware: FirmwareSource, uds: UDSPolicy, wifi: WiFiSettings? = nil,
         outputDirectory: String, registrationID: RegistrationIDScheme = .derived,
-        dps: DPSSettings = DPSSettings()
+        dps: DPSSettings = DPSSettings(), verify: VerifySettings? = nil
     ) {
+        self.verify = verify
         self.firmware = firmware
         self.uds = uds
         self.wifi = wifi
         self.outputDirectory = outputDirectory
         self.registrationID = registrationID
         self.dps = dps
+    }
+}
+
+/// Verifying a board's registration after provisioning (`provision --verify`,
+/// a profile's `[verify]` table): how long to follow its log for an outcome.
+public struct VerifySettings: Sendable, Equatable {
+    /// `devkit verify`'s default too: a board joins Wi-Fi, syncs its clock and
+    /// registers, which on a slow network takes a minute or two.
+    public static let defaultTimeout = 180
+    public var timeoutSeconds: Int
+
+    public init(timeoutSeconds: Int = VerifySettings.defaultTimeout) {
+        self.timeoutSeconds = timeoutSeconds
     }
 }

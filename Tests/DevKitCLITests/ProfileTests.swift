@@ -103,7 +103,20 @@ import Testing
         ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[dps]\nca_file = \"ca.pem\"", "dps.ca_file", "give connection_string_file too"),
         ("output = \"x\"\n[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"", "output", "unknown key"),
         ("firmware = \"a.elf\"\n[uds]\npolicy = \"generate\"", "firmware", "must be a table"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[verify]\nenabled = \"yes\"", "verify.enabled", "true or false"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[verify]\ntimeout = 0", "verify.timeout", "at least 1"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[verify]\ntimeout = \"2m\"", "verify.timeout", "whole number"),
+        ("[firmware]\nelf = \"a\"\n[uds]\npolicy = \"generate\"\n[verify]\nwait = 3", "verify.wait", "allowed here: enabled, timeout"),
     ]
+
+    @Test func verifyTable() throws {
+        let base = "[firmware]\nelf = \"a.elf\"\n[uds]\npolicy = \"generate\"\n"
+        #expect(try parse(base).verify == nil)
+        #expect(try parse(base + "[verify]\nenabled = true\n").verify == VerifySettings(timeoutSeconds: 180))
+        #expect(try parse(base + "[verify]\nenabled = true\ntimeout = 120\n").verify == VerifySettings(timeoutSeconds: 120))
+        #expect(try parse(base + "[verify]\ntimeout = 30\n").verify == VerifySettings(timeoutSeconds: 30))
+        #expect(try parse(base + "[verify]\nenabled = false\ntimeout = 30\n").verify == nil)
+    }
 
     @Test(arguments: cases)
     func preciseErrors(_ c: (text: String, key: String, fragment: String)) throws {

@@ -239,3 +239,64 @@ extension VerifyCLITests {
         #expect(object["assigned_hub"] is NSNull && object["device_id"] is NSNull, "\(r.stdout)")
     }
 }
+
+extension VerifyCLITests {
+    @Test("the enrollment disabled in the local DPS: disabled, exit 1, the diagnosis says to enable it")
+    func disabled() throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny", extra: ["--disabled"])
+        let kit = try Self.board(try setup.sketch(), directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup, ["--json"])
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        let object = try Self.json(r)
+        #expect(object["outcome"] as? String == "disabled", "\(r.stdout)")
+        #expect((object["diagnosis"] as? String)?.contains("enable the enrollment") == true, "\(r.stdout)")
+    }
+
+    @Test("DiceInit failing on the board: uds_invalid, exit 1")
+    func udsInvalid() throws {
+        let setup = try DPS.Setup()
+        let kit = try Self.board(try setup.sketch(), faults: .init(diceInitFailure: true), directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup, ["--json"])
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        #expect(try Self.json(r)["outcome"] as? String == "uds_invalid", "\(r.stdout)")
+    }
+
+    @Test("the DPS endpoint on a closed port: unreachable once the sketch gives up, exit 1")
+    func unreachable() throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny")
+        // A port just bound and closed again: nothing listens there.
+        let closed = try closedLoopbackPort()
+        let sketch = try setup.sketch(endpoint: "https://127.0.0.1:\(closed)", timeout: .seconds(4))
+        let kit = try Self.board(sketch, directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup, ["--json"])
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        let object = try Self.json(r)
+        #expect(object["outcome"] as? String == "unreachable", "\(r.stdout)")
+        #expect((object["diagnosis"] as? String)?.contains("could not reach DPS") == true, "\(r.stdout)")
+    }
+
+    /// A loopback TCP port nothing listens on (bound, then closed).
+    func closedLoopbackPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,0 +1,25 @@
+import Foundation
+
+/// The last time devkit watched a board register with DPS (`devkit verify`,
+/// `provision --verify`; schema v6): the outcome the board's own log gave (a
+/// `RegistrationOutcome` name: `assigned`, `unauthorized`, `timeout`...), the IoT
+/// hub DPS assigned it to and its device ID when known, and when. Never a secret.
+///
+/// The outcome is kept as its name: the registry does not depend on the log
+/// classifier, and a name a later devkit adds still reads back.
+public struct BoardVerification: Sendable, Equatable {
+    public var outcome: String
+    public var assignedHub: String?
+    public var deviceID: String?
+    public var at: Date
+
+    public init(outcome: String, assignedHub: String? = nil, deviceID: String? = nil, at: Date = Date()) {
+        self.outcome = outcome
+        self.assignedHub = assignedHub
+        self.deviceID = deviceID
+        self.at = at
+    }
+
+    /// Whether the board registered (`assigned`, or connected to its hub).
+    public var registered: Bool { outcome == "assigned" || outcome == "hub_connected" }
+}
