@@ -232,7 +232,7 @@ extension RegistrationCheck {
         let boardID = result.boardID
         report(ProvisionEvent(
             stage: .verify, status: .started,
-            message: "booting the sketch and following its log for up to \(settings.timeoutSeconds) s", boardID: boardID))
+            message: "following the board's log for up to \(settings.timeoutSeconds) s to see it register", boardID: boardID))
         let deadline = ContinuousClock.now + .seconds(settings.timeoutSeconds)
         var hooks = hooks
         // Reading the MAC booted the sketch, which tried to register before the
