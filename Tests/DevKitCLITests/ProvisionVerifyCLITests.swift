@@ -202,3 +202,35 @@ struct ProvisionVerifyCLITests {
         #expect(other.verification?.outcome == "assigned")
     }
 }
+
+extension ProvisionVerifyCLITests {
+    @Test("autoconfigure with a profile's [verify]: the JSON result holds the outcome, exit 0")
+    func autoconfigure() async throws {
+        let setup = try DPS.Setup(["--iot-hub", Self.hub])
+        let kit = try VerifyCLITests.board(try setup.sketch(), directory: setup.directory)
+        defer { kit.stop() }
+        let db = setup.directory + "/registry.sqlite"
+        try """
+            output_dir = "out"
+            [firmware]
+            bin = "\(DPS.firmware)/Tiny.ino.bin"
+            map = "\(DPS.firmware)/Tiny.ino.map"
+            [uds]
+            policy = "generate"
+            [dps]
+            connection_string_file = "\(setup.dps.connectionStringFile)"
+            endpoint = "\(setup.dps.url)"
+            ca_file = "\(setup.dps.caFile)"
+            [verify]
+            timeout = 90
+            """.write(toFile: setup.directory + "/p.toml", atomically: false, encoding: .utf8)
+        let running = try BackgroundDevkit(
+            ["autoconfigure", "--port", kit.devicePath, "--profile", setup.directory + "/p.toml", "--registry", db, "--json"])
+        let r = try await Self.pressResetWhenEnrolled([(kit, DPS.mac)], db: db, running, limit: .seconds(150))
+        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        let result = try #require(Self.jsonLines(r.stdout).last)
+        let verification = try #require(result["verification"] as? [String: Any], "\(r.stdout)")
+        #expect(verification["outcome"] as? String == "assigned" && verification["assigned_hub"] as? String == Self.hub)
+        #expect(try Registry(path: db).allBoards().first?.verification?.outcome == "assigned")
+    }
+}
