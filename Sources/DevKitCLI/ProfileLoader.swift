@@ -88,6 +88,10 @@ enum ProfileLoader {
           name = "my-dps"
           resource_group = "my-rg"
           connection_string_file = "dps.secret"
+
+          [verify]
+          enabled = true
+          timeout = 120
         """
 
     static func load(path: String) throws(ProfileError) -> ProvisioningProfile {
