@@ -2,6 +2,7 @@ import ArgumentParser
 import DevKitModel
 import DevKitSystem
 import DevKitWorkflows
+import SerialPort
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -27,7 +28,9 @@ struct MonitorCommand: ParsableCommand {
 
             When the board is unplugged or reset over USB, the monitor says so on \
             standard error and waits for the same path to come back (use a \
-            /dev/serial/by-id link to follow one board), then goes on. Ctrl-C stops it.
+            /dev/serial/by-id link to follow one board), then goes on; a bare \
+            /dev/pts/N is not waited for, its number goes to the next terminal \
+            opened. Ctrl-C stops it.
 
             For scripts: --until REGEX exits 0 at the first line that matches (the \
             line as shown, masked); --timeout ends the run after that many seconds: \
@@ -96,7 +99,9 @@ struct MonitorCommand: ParsableCommand {
                 case .disconnected:
                     screen.endLine()
                     logFile?.append("*", "\(path) disconnected")
-                    printError("devkit: \(path) disconnected; waiting for it to come back (Ctrl-C to stop)")
+                    printError(SerialPort.canComeBack(path: path)
+                        ? "devkit: \(path) disconnected; waiting for it to come back (Ctrl-C to stop)"
+                        : "devkit: \(path) disconnected")
                 case .reconnected:
                     logFile?.append("*", "\(path) is back")
                     printError("devkit: \(path) is back; following it again")
@@ -115,6 +120,10 @@ struct MonitorCommand: ParsableCommand {
                 printError("devkit: no line matched --until '\(until)' within \(Self.seconds(timeout ?? 0)).")
                 throw ExitCode(ExitStatus.tempFail.rawValue)
             }
+        case .gone where !SerialPort.canComeBack(path: path):
+            printError("devkit: error: \(path) hung up. A pseudo-terminal's number is not the board's: "
+                + "it is not waited for. Follow a stable link to it (as /dev/serial/by-id/ is) to survive a replug.")
+            throw ExitCode(ExitStatus.unavailable.rawValue)
         case .gone:
             printError("devkit: error: \(path) did not come back within \(Self.seconds(reconnectTimeout ?? 0)). "
                 + "Plug the board back in and run devkit monitor again.")

@@ -55,7 +55,8 @@ public enum BoardLogFollower {
         case stopped
         /// The deadline passed.
         case deadline
-        /// The board did not come back within ``Settings/reconnectTimeout``.
+        /// The board did not come back within ``Settings/reconnectTimeout`` (at once for a
+        /// path that cannot come back, see `SerialPort.canComeBack(path:)`).
         case gone
         /// A stop signal came (its number).
         case signal(Int32)
@@ -149,6 +150,8 @@ public enum BoardLogFollower {
     private static func waitForPort(_ settings: Settings, deadline: ContinuousClock.Instant?) -> Wait {
         let relay = settings.relaysStopSignals ? try? SignalRelay(stopSignals) : nil
         defer { relay?.restore() }
+        // A pty's number is reused by the next terminal: what would open is not the board.
+        guard SerialPort.canComeBack(path: settings.path) else { return .ended(.gone) }
         let giveUp = settings.reconnectTimeout.map { ContinuousClock.now + $0 }
         while true {
             // Any failure (no node yet, permissions not yet set by udev, busy) is

@@ -311,3 +311,15 @@ public final class SerialPort: @unchecked Sendable {
         try? wake.close()
     }
 }
+
+extension SerialPort {
+    /// Whether it makes sense to wait for `path` to come back after the device hung up.
+    ///
+    /// A board's names (`/dev/ttyACM0`, a `/dev/serial/by-id/` link, a virtual board's
+    /// link) come back when it is plugged in again. A pseudo-terminal's `/dev/pts/N` does
+    /// not: the kernel hands the freed number to the next terminal opened anywhere on the
+    /// machine, so reopening it would take someone else's terminal.
+    public static func canComeBack(path: String) -> Bool {
+        !path.hasPrefix("/dev/pts/")
+    }
+}

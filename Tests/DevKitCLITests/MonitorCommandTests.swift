@@ -120,6 +120,21 @@ struct MonitorCommandTests {
         #expect(again.status == 0, "\(again.stderr)")
     }
 
+    @Test("a bare pseudo-terminal that hangs up is not waited for: its number goes to the next terminal opened")
+    func bareTerminalNotWaitedFor() throws {
+        let pty = try PseudoTerminal()
+        let path = pty.slavePath
+        let monitor = try BackgroundDevkit(["monitor", "--port", path, "--timeout", "120"])
+        Thread.sleep(forTimeInterval: 0.5)
+        try pty.master.close()  // the terminal hangs up
+        // Waiting for the path would last until --timeout (120 s).
+        let status = monitor.wait(timeout: .seconds(60))
+        let err = String(decoding: monitor.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 69, "\(err)")
+        #expect(err.contains("\(path) hung up"), "\(err)")
+        #expect(!err.contains("waiting for it to come back"), "\(err)")
+    }
+
     @Test("errors: no such port 66, a log that cannot be created 73, a bad --until 64")
     func errors() throws {
         let devkit = try TestProcess.devkitBinary
