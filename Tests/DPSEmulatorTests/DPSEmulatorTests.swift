@@ -371,19 +371,23 @@ struct DPSEmulatorTests {
 
     @Test("--expire-tokens: a token is refused its lifetime after its first use; a newly signed one is let in")
     func expireTokens() async throws {
-        // Long enough that two requests to the emulator's own process fit in it on a
-        // loaded machine; the refusal is then awaited, not raced.
-        let lifetime = Duration.seconds(10)
-        try await RunningService.with(faults: EmulatorFaults(tokenLifetime: lifetime)) { service in
+        // No race with the clock: this test's own task can wait minutes for a thread
+        // when the parallel suite's blocking tests hold the pool (CI, 2026-12-04).
+        // A lifetime of an hour shows that a used token is let in again; a lifetime
+        // of one second, waited out, shows the refusal.
+        let now = Int64(Date().timeIntervalSince1970)
+        try await RunningService.with(faults: EmulatorFaults(tokenLifetime: .seconds(3600))) { service in
+            let first = service.connectionString.token(expiry: now + 3600).header
+            let used = try await service.send(.GET, "/enrollments/x1", token: .some(first)).status
+            let usedAgain = try await service.send(.GET, "/enrollments/x1", token: .some(first)).status
+            #expect(used == .notFound && usedAgain == .notFound)
+        }
+        try await RunningService.with(faults: EmulatorFaults(tokenLifetime: .seconds(1))) { service in
             let connection = service.connectionString
-            let now = Int64(Date().timeIntervalSince1970)
             let first = connection.token(expiry: now + 3600).header
             #expect(try await service.send(.GET, "/enrollments/x1", token: .some(first)).status == .notFound)
-            // The emulator took the token first while that request was in flight:
-            // its lifetime ends by `firstAnswered + lifetime`.
-            let firstAnswered = ContinuousClock.now
-            #expect(try await service.send(.GET, "/enrollments/x1", token: .some(first)).status == .notFound)
-            try await Task.sleep(until: firstAnswered + lifetime + .milliseconds(500))
+            // The emulator took the token first while that request was in flight.
+            try await Task.sleep(for: .milliseconds(1500))
             let expired = try await service.send(.GET, "/enrollments/x1", token: .some(first))
             #expect(expired.status == .unauthorized)
             #expect(try expired.dpsError().message?.contains("expired") == true)
