@@ -225,6 +225,12 @@ extension VerifyCLITests {
         let verify = try BackgroundDevkit([
             "verify", "--port", kit.devicePath, "--timeout", "60", "--registry", setup.directory + "/registry.sqlite",
         ])
+        // Following the board first: its port open (watched in /proc; under load the
+        // process took longer to start than the 4 s given after it).
+        let opened = ContinuousClock.now + .seconds(60)
+        while !Self.hasOpen(verify.process.processIdentifier, kit.devicePath) && ContinuousClock.now < opened {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         try await Task.sleep(for: .seconds(4))
         kit.unplug()
         let start = ContinuousClock.now
