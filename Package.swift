@@ -227,8 +227,9 @@ let package = Package(
                 // To write rows as an earlier release did (relative paths).
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
-        // The local DPS in-process, over real TLS on loopback (AsyncHTTPClient trusting
-        // only the emulator's CA).
+        // The local DPS as users run it, the built `devkit emulate-dps` in its own
+        // process, over real TLS on loopback (AsyncHTTPClient trusting only its CA);
+        // DPSEmulator for its values (faults, counters, state files).
         .testTarget(
             name: "DPSEmulatorTests",
             dependencies: [

@@ -15,44 +15,22 @@ import X509
 /// Alias certificate and key, or a self-made one) and trusts only the emulator's CA.
 @Suite("emulate-dps: the device API (mutual TLS)")
 struct DeviceAPITests {
-    /// A vector with its Alias private key, to present the certificate in TLS.
-    struct Identity: Decodable {
+    /// What a device presents in TLS: a certificate and its private key (PEM).
+    struct Identity {
         let registrationID: String
         let aliasCertificate: String
         let aliasPrivateKey: String
-        enum CodingKeys: String, CodingKey {
-            case registrationID = "registration_id"
-            case aliasCertificate = "alias_certificate"
-            case aliasPrivateKey = "alias_private_key"
-        }
 
-        static let all: [Identity] = {
-            struct File: Decodable { let vectors: [Identity] }
-            let url = URL(fileURLWithPath: #filePath)
-                .deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("Fixtures/dice-vectors/vectors.json")
-            return try! JSONDecoder().decode(File.self, from: Data(contentsOf: url)).vectors
-                .filter { $0.registrationID.utf8.count <= 64 }
-        }()
+        /// The reference vectors DPS can enroll, each with its real Alias key.
+        static let all: [Identity] = DiceVector.enrollable.map {
+            Identity(registrationID: $0.registrationID, aliasCertificate: $0.aliasCertificate, aliasPrivateKey: $0.aliasPrivateKey)
+        }
 
         /// A self-signed certificate for `commonName` with a new key: a device that
         /// claims an ID but is not the enrolled one.
         static func impostor(_ commonName: String) throws -> Identity {
-            let key = P256.Signing.PrivateKey()
-            let name = try DistinguishedName { CommonName(commonName) }
-            let certificate = try Certificate(
-                version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: Certificate.PrivateKey(key).publicKey,
-                notValidBefore: Date(), notValidAfter: Date().addingTimeInterval(86_400), issuer: name, subject: name,
-                signatureAlgorithm: .ecdsaWithSHA256, extensions: Certificate.Extensions {}, issuerPrivateKey: Certificate.PrivateKey(key))
-            return Identity(
-                registrationID: commonName, aliasCertificate: try certificate.serializeAsPEM().pemString,
-                aliasPrivateKey: key.pemRepresentation)
-        }
-
-        init(registrationID: String, aliasCertificate: String, aliasPrivateKey: String) {
-            self.registrationID = registrationID
-            self.aliasCertificate = aliasCertificate
-            self.aliasPrivateKey = aliasPrivateKey
+            let (pem, key) = try makeSelfSignedCertificate(commonName: commonName)
+            return Identity(registrationID: commonName, aliasCertificate: pem, aliasPrivateKey: key.pemRepresentation)
         }
     }
 
@@ -63,12 +41,15 @@ struct DeviceAPITests {
         apiVersion: String = "2018-09-01-preview"
     ) async throws -> Answer {
         var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .certificates([try NIOSSLCertificate(file: service.emulator.configuration.stateDirectory.caCertificate, format: .pem)])
+        tls.trustRoots = .certificates([try NIOSSLCertificate(file: service.caFile, format: .pem)])
         if let identity {
             tls.certificateChain = [.certificate(try NIOSSLCertificate(bytes: Array(identity.aliasCertificate.utf8), format: .pem))]
             tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(identity.aliasPrivateKey.utf8), format: .pem))
         }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        // Bounds against a hang only, as the service API's client's.
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(60), read: .seconds(120))))
         do {
             var request = HTTPClientRequest(url: service.baseURL + path + "?api-version=\(apiVersion)")
             request.method = method
@@ -76,7 +57,7 @@ struct DeviceAPITests {
                 request.headers.add(name: "Content-Type", value: "application/json")
                 request.body = .bytes(ByteBuffer(string: body))
             }
-            let response = try await client.execute(request, timeout: .seconds(30))
+            let response = try await client.execute(request, timeout: .seconds(120))
             let bytes = try await response.body.collect(upTo: 1 << 20)
             try await client.shutdown()
             return Answer(status: response.status, headers: response.headers, body: Data(bytes.readableBytesView))
@@ -89,7 +70,7 @@ struct DeviceAPITests {
     static func register(_ service: RunningService, _ identity: Identity?, id: String? = nil, scope: String? = nil) async throws -> Answer {
         let id = id ?? identity?.registrationID ?? "nobody"
         return try await device(
-            service, .PUT, "/\(scope ?? service.emulator.idScope)/registrations/\(id)/register", identity: identity,
+            service, .PUT, "/\(scope ?? service.idScope)/registrations/\(id)/register", identity: identity,
             body: #"{"registrationId":"\#(id)"}"#)
     }
 
@@ -118,7 +99,7 @@ struct DeviceAPITests {
             #expect(try await service.send(.GET, "/registrations/\(identity.registrationID)").decode(DeviceRegistrationState.self).status == .assigning)
 
             let polled = try await Self.device(
-                service, .GET, "/\(service.emulator.idScope)/registrations/\(identity.registrationID)/operations/\(operation.operationId)",
+                service, .GET, "/\(service.idScope)/registrations/\(identity.registrationID)/operations/\(operation.operationId)",
                 identity: identity, apiVersion: "2021-10-01")
             #expect(polled.status == .ok)
             let result = try polled.decode(Operation.self)
@@ -129,7 +110,7 @@ struct DeviceAPITests {
             let state = try await service.send(.GET, "/registrations/\(identity.registrationID)").decode(DeviceRegistrationState.self)
             #expect(state.status == .assigned && state.deviceId == identity.registrationID)
             #expect(state.etag != nil && state.createdDateTimeUtc != nil && state.lastUpdatedDateTimeUtc != nil)
-            let stats = await service.emulator.stats()
+            let stats = try await service.stats()
             #expect(stats.byKind["device_register"] == 1 && stats.byKind["device_poll"] == 1, "\(stats.byKind)")
             // No SAS token for the device API, but the service API still wants one.
             #expect(try await service.send(.GET, "/registrations/\(identity.registrationID)", token: .some(nil)).status == .unauthorized)
@@ -179,7 +160,7 @@ struct DeviceAPITests {
             #expect(scope.status == .unauthorized)
             // The body's ID must be the path's.
             let body = try await Self.device(
-                service, .PUT, "/\(service.emulator.idScope)/registrations/\(a.registrationID)/register", identity: a,
+                service, .PUT, "/\(service.idScope)/registrations/\(a.registrationID)/register", identity: a,
                 body: #"{"registrationId":"\#(b.registrationID)"}"#)
             #expect(body.status == .badRequest)
         }
@@ -192,7 +173,7 @@ struct DeviceAPITests {
             try await Self.enroll(service, identity, disabled: true)
             let operation = try await Self.register(service, identity).decode(Operation.self)
             let result = try await Self.device(
-                service, .GET, "/\(service.emulator.idScope)/registrations/\(identity.registrationID)/operations/\(operation.operationId)",
+                service, .GET, "/\(service.idScope)/registrations/\(identity.registrationID)/operations/\(operation.operationId)",
                 identity: identity).decode(Operation.self)
             #expect(result.status == "disabled")
             #expect(try await service.send(.GET, "/registrations/\(identity.registrationID)").decode(DeviceRegistrationState.self).status == .disabled)
@@ -202,8 +183,8 @@ struct DeviceAPITests {
     @Test("the ID scope is made once and kept in the state directory: 0ne + 8 upper-case hex digits")
     func idScopeKept() async throws {
         let directory = consoleTestDirectory() + "/dps"
-        let first = try await RunningService.with(directory: directory) { $0.emulator.idScope }
+        let first = try await RunningService.with(directory: directory) { $0.idScope }
         #expect(first.count == 11 && first.hasPrefix("0ne") && first.dropFirst(3).allSatisfy { $0.isHexDigit && !$0.isLowercase })
-        #expect(try await RunningService.with(directory: directory) { $0.emulator.idScope } == first)
+        #expect(try await RunningService.with(directory: directory) { $0.idScope } == first)
     }
 }

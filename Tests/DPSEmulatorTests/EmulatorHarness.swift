@@ -11,61 +11,77 @@ import SwiftASN1
 import Testing
 import X509
 
-/// A local DPS started in-process on a free port in a scratch state directory,
-/// and an AsyncHTTPClient that trusts the emulator's CA and nothing else: every
-/// request makes a real TLS handshake that checks the certificate for 127.0.0.1.
+/// The built `devkit emulate-dps` in its own process, on a free port in a scratch
+/// state directory, and an AsyncHTTPClient that trusts the emulator's CA and
+/// nothing else: every request makes a real TLS handshake that checks the
+/// certificate for 127.0.0.1.
+///
+/// Its own process, not in this one: served from the test process, the
+/// emulator's handlers waited for the Swift concurrency pool (2 threads on CI)
+/// that the rest of the parallel suite kept busy, and requests timed out or took
+/// longer than a token's lifetime (CI, 2026-12-04). It is also how users run it.
 final class RunningService: Sendable {
-    let emulator: DPSEmulator
-    let port: Int
+    let emulator: TestDPSEmulator
     let client: HTTPClient
-    let directory: String
-    private let serving: Task<Void, any Error>
+    /// The connection string the emulator accepts, read from its file.
+    let connectionString: DPSConnectionString
 
-    private init(emulator: DPSEmulator, port: Int, client: HTTPClient, directory: String, serving: Task<Void, any Error>) {
+    private init(emulator: TestDPSEmulator, client: HTTPClient, connectionString: DPSConnectionString) {
         self.emulator = emulator
-        self.port = port
         self.client = client
-        self.directory = directory
-        self.serving = serving
+        self.connectionString = connectionString
     }
 
-    /// Starts the emulator on `directory` (a new scratch one when nil).
+    /// Starts the emulator on `directory` (a new scratch one when nil) with
+    /// `faults` given as its command-line switches.
     static func start(faults: EmulatorFaults = EmulatorFaults(), directory: String? = nil) async throws -> RunningService {
         let directory = directory ?? consoleTestDirectory() + "/dps"
-        let emulator = try DPSEmulator(
-            configuration: DPSEmulatorConfiguration(stateDirectory: EmulatorStateDirectory(directory), faults: faults))
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let serving = Task {
-            defer { continuation.finish() }
-            try await emulator.run { port in continuation.yield(port) }
+        let emulator = try await TestDPSEmulator.start(stateDirectory: directory, arguments: faults.commandLine)
+        do {
+            let text = try #require(consoleReadText(emulator.connectionStringFile))
+            let connectionString = try DPSConnectionString(text)
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates([try NIOSSLCertificate(file: emulator.caFile, format: .pem)])
+            // Bounds against a hang, not a measure of speed: the tests check what is
+            // stored and answered.
+            let client = HTTPClient(
+                eventLoopGroupProvider: .singleton,
+                configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(60), read: .seconds(120))))
+            return RunningService(emulator: emulator, client: client, connectionString: connectionString)
+        } catch {
+            await emulator.stopped()
+            throw error
         }
-        guard let port = await ports.first(where: { _ in true }) else {
-            try await serving.value  // its error
-            throw HarnessError.notListening
-        }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .certificates([try NIOSSLCertificate(file: emulator.configuration.stateDirectory.caCertificate, format: .pem)])
-        // Generous bounds: with the whole suite running in parallel on 2 cores, this
-        // in-process server's handlers wait for the busy concurrency pool, and the
-        // default 10 s for a pooled connection ran out (CI, 2026-12-04). The tests
-        // check what is stored and answered, not how fast.
-        let client = HTTPClient(
-            eventLoopGroupProvider: .singleton,
-            configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(90), read: .seconds(120))))
-        return RunningService(emulator: emulator, port: port, client: client, directory: directory, serving: serving)
     }
 
-    /// Stops the server (waiting for it) and the client.
+    /// Stops the client, then the server with SIGTERM (waiting for it); a server
+    /// that does not exit 0 is an error.
     func stop() async throws {
         try await client.shutdown()
-        await emulator.stop()
-        try await serving.value
+        let status = await emulator.stopped()
+        guard status == 0 else {
+            throw HarnessError.exited(status: status, stderr: emulator.standardError())
+        }
     }
 
-    var baseURL: String { "https://127.0.0.1:\(port)" }
+    var port: Int { emulator.port }
+    /// The state directory.
+    var directory: String { emulator.stateDirectory }
+    var baseURL: String { emulator.url }
+    /// The emulator's CA certificate (PEM file).
+    var caFile: String { emulator.caFile }
+    /// The device API's ID scope.
+    var idScope: String { emulator.idScope }
 
     /// A token signed with the emulator's own key, valid for an hour.
-    var token: String { emulator.connectionString.token().header }
+    var token: String { connectionString.token().header }
+
+    /// The counters, from `GET /_emulator/stats` (which is not counted).
+    func stats() async throws -> EmulatorStats {
+        let answer = try await send(.GET, DPSEmulator.statsPath, token: .some(nil), apiVersion: nil)
+        guard answer.status == .ok else { throw HarnessError.stats(answer.status) }
+        return try answer.decode(EmulatorStats.self)
+    }
 
     /// One request; `body` is encoded as JSON. `token: nil` sends no Authorization.
     func send(
@@ -109,7 +125,38 @@ final class RunningService: Sendable {
     }
 }
 
-enum HarnessError: Error { case notListening }
+extension EmulatorFaults {
+    /// The `devkit emulate-dps` switches that set these faults.
+    var commandLine: [String] {
+        var arguments: [String] = []
+        if throttleFirst != 0 { arguments += ["--throttle", String(throttleFirst)] }
+        if retryAfterSeconds != 1 { arguments += ["--retry-after", String(retryAfterSeconds)] }
+        if failFirst5xx != 0 { arguments += ["--fail-5xx", String(failFirst5xx)] }
+        if latency != .zero {
+            let (seconds, attoseconds) = latency.components
+            arguments += ["--latency-ms", String(seconds * 1000 + attoseconds / 1_000_000_000_000_000)]
+        }
+        if let tokenLifetime {
+            let (seconds, attoseconds) = tokenLifetime.components
+            arguments += ["--expire-tokens", "--token-lifetime", String(Double(seconds) + Double(attoseconds) / 1e18)]
+        }
+        if requireIfMatch { arguments.append("--require-if-match") }
+        return arguments
+    }
+}
+
+enum HarnessError: Error, CustomStringConvertible {
+    /// The emulator did not exit 0 when stopped (nil: killed after the deadline).
+    case exited(status: Int32?, stderr: String)
+    case stats(HTTPResponseStatus)
+
+    var description: String {
+        switch self {
+        case .exited(let status, let stderr): "devkit emulate-dps exited \(status.map(String.init) ?? "killed"): \(stderr)"
+        case .stats(let status): "GET \(DPSEmulator.statsPath) answered \(status)"
+        }
+    }
+}
 
 /// An answer: status, headers, body.
 struct Answer {
@@ -133,37 +180,21 @@ struct Answer {
     }
 }
 
-/// The DICE/RIoT reference vectors' Alias certificates: the real certificates a
-/// DevKit presents, with their non-standard Subject Alternative Name.
-struct AliasVector: Decodable {
-    let registrationID: String
-    let aliasCertificate: String
-    enum CodingKeys: String, CodingKey {
-        case registrationID = "registration_id"
-        case aliasCertificate = "alias_certificate"
-    }
-
-    static let all: [AliasVector] = {
-        struct File: Decodable { let vectors: [AliasVector] }
-        let url = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/dice-vectors/vectors.json")
-        return try! JSONDecoder().decode(File.self, from: Data(contentsOf: url)).vectors
-    }()
-
-    /// Those DPS takes: IDs within the 64-character limit of an X.509 enrollment.
-    static var enrollable: [AliasVector] { all.filter { $0.registrationID.utf8.count <= 64 } }
-}
-
 /// A self-signed P-256 certificate whose subject CN is `commonName`, as PEM.
 func makeCertificatePEM(commonName: String) throws -> String {
+    try makeSelfSignedCertificate(commonName: commonName).pem
+}
+
+/// A self-signed P-256 certificate whose subject CN is `commonName` (PEM, valid
+/// for a day from now), and its new key.
+func makeSelfSignedCertificate(commonName: String) throws -> (pem: String, key: P256.Signing.PrivateKey) {
     let key = P256.Signing.PrivateKey()
     let name = try DistinguishedName { CommonName(commonName) }
     let certificate = try Certificate(
         version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: Certificate.PrivateKey(key).publicKey,
         notValidBefore: Date(), notValidAfter: Date().addingTimeInterval(86_400), issuer: name, subject: name,
         signatureAlgorithm: .ecdsaWithSHA256, extensions: Certificate.Extensions {}, issuerPrivateKey: Certificate.PrivateKey(key))
-    return try certificate.serializeAsPEM().pemString + "\n"
+    return (try certificate.serializeAsPEM().pemString + "\n", key)
 }
 
 /// The DER inside a PEM certificate, read independently of the emulator (the

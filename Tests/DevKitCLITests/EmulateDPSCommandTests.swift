@@ -7,7 +7,7 @@ import Glibc
 
 /// `devkit emulate-dps` run as the built binary: what it prints, the files it
 /// makes, a clean stop on a signal, and its errors' exit codes. (The service API
-/// itself is tested in-process in DPSEmulatorTests.)
+/// itself is tested in DPSEmulatorTests, against the same binary.)
 @Suite("devkit emulate-dps (the built binary)")
 struct EmulateDPSCommandTests {
     typealias Running = BackgroundDevkit

@@ -1,4 +1,5 @@
 import DevKitModel
+import DevKitTestSupport
 import DevKitWorkflows
 import Foundation
 import Testing
@@ -11,11 +12,6 @@ struct FirmwareCacheTests {
     static let firmware = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/dice-vectors/firmware").path
-    static let vectors: [[String: String]] = {
-        let path = URL(fileURLWithPath: firmware).deletingLastPathComponent().appendingPathComponent("vectors.json").path
-        let json = try! JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: path)!) as! [String: [[String: String]]]
-        return json["vectors"]!
-    }()
 
     @Test("a firmware file replaced on disk is measured again")
     func rebuiltFirmwareIsRemeasured() throws {
@@ -26,16 +22,16 @@ struct FirmwareCacheTests {
         let measure = diceRIoTMeasurer()
         let source = FirmwareSource.elf(path)
 
-        let tiny = Self.vectors.first { $0["id"] == "uppercase-uds" }!
+        let tiny = try #require(DiceVector.named("uppercase-uds"))
         try FileManager.default.copyItem(atPath: Self.firmware + "/Tiny.ino.elf", toPath: path)
-        #expect(try measure(source)(UDS(hex: tiny["uds"]!), RegistrationID(tiny["registration_id"]!)).pem == tiny["alias_certificate"])
+        #expect(try measure(source)(UDS(hex: tiny.uds), RegistrationID(tiny.registrationID)).pem == tiny.aliasCertificate)
         // Asked again (as every board thread does), the same image gives the same certificate.
-        #expect(try measure(source)(UDS(hex: tiny["uds"]!), RegistrationID(tiny["registration_id"]!)).pem == tiny["alias_certificate"])
+        #expect(try measure(source)(UDS(hex: tiny.uds), RegistrationID(tiny.registrationID)).pem == tiny.aliasCertificate)
 
         // The sketch is rebuilt: a new file at the same path.
-        let pad = Self.vectors.first { $0["id"] == "hash-padding-55" }!
+        let pad = try #require(DiceVector.named("hash-padding-55"))
         try FileManager.default.removeItem(atPath: path)
         try FileManager.default.copyItem(atPath: Self.firmware + "/Pad55.ino.elf", toPath: path)
-        #expect(try measure(source)(UDS(hex: pad["uds"]!), RegistrationID(pad["registration_id"]!)).pem == pad["alias_certificate"])
+        #expect(try measure(source)(UDS(hex: pad.uds), RegistrationID(pad.registrationID)).pem == pad.aliasCertificate)
     }
 }

@@ -139,7 +139,7 @@ struct ProvisionDPSTests {
             cli.provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds"] + dpsOptions(dps))
         #expect(provisioned.status == 0, "\(provisioned.stderr)")
         // New firmware: a new certificate for the same registration ID.
-        let tiny = ProvisionCLITests.fixtures.appendingPathComponent("firmware/Tiny.ino.elf").path
+        let tiny = DiceVector.fixtures.appendingPathComponent("firmware/Tiny.ino.elf").path
         let plain = try RegistryCLIProcess.run(
             ["registry", "reissue", "--elf", tiny, "--output-dir", dir + "/new", "--registry", db])
         #expect(plain.status == 0, "\(plain.stderr)")

@@ -5,16 +5,26 @@ import Foundation
 import Testing
 
 /// Runs the built `devkit` binary with a deadline, no terminal, stdin from /dev/null.
-/// `status` is the exit code, or the signal number when a signal ended it.
+/// `status` is the exit code, or the signal number when a signal ended it, or
+/// ``deadlinePassed`` when the harness killed it: that SIGKILL is not the process's
+/// own (a crash test's self-kill must not be mistaken for a run that was too slow).
 struct RegistryCLIProcess {
     let status: Int32
     let stdout: String
     let stderr: String
 
+    /// The status of a run the deadline ended.
+    static let deadlinePassed: Int32 = -1
+
     static func run(_ arguments: [String], environment: [String: String]? = nil,
-                    timeout: Double = 60) throws -> RegistryCLIProcess {
+                    timeout: Double = 120) throws -> RegistryCLIProcess {
         let r = try TestProcess.run(
             [TestProcess.devkitBinary] + arguments, environment: environment ?? [:], timeout: timeout)
+        if r.timedOut {
+            return RegistryCLIProcess(
+                status: deadlinePassed, stdout: r.stdout,
+                stderr: r.stderr + "\n[test harness: killed after its \(Int(timeout)) s deadline]")
+        }
         return RegistryCLIProcess(status: r.signal ?? r.status, stdout: r.stdout, stderr: r.stderr)
     }
 }

@@ -16,15 +16,6 @@ struct ReplTmuxTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fixtures/dice-vectors").path
 
-    /// One vector of Tests/Fixtures/dice-vectors/vectors.json, by registration ID.
-    static func referenceVector(id: String) throws -> [String: String] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: fixtures + "/vectors.json"))
-        let root = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        let vectors = root?["vectors"] as? [[String: Any]] ?? []
-        let vector = try #require(vectors.first { $0["registration_id"] as? String == id })
-        return vector.compactMapValues { $0 as? String }
-    }
-
     /// A virtual DevKit on `<directory>/devkit0`, started and idle (stop it with a `defer`).
     static func startedBoard(
         in directory: ReplTemporaryDirectory, pacingBaudRate: Int? = nil
@@ -119,15 +110,15 @@ struct ReplTmuxTests {
 
         // `:cert` with the firmware version read from the board (1.6.2): byte for byte
         // the reference vector's Alias certificate.
-        let vector = try Self.referenceVector(id: "az-c893467a10fev1v6v2")
+        let vector = try #require(DiceVector.all.first { $0.registrationID == "az-c893467a10fev1v6v2" })
         let vectorUDS = directory.path + "/vector.uds"
-        try (vector["uds"]! + "\n").write(toFile: vectorUDS, atomically: false, encoding: .utf8)
+        try (vector.uds + "\n").write(toFile: vectorUDS, atomically: false, encoding: .utf8)
         let certificates = directory.path + "/certs"
-        tmux.send(":cert --elf \(Self.fixtures)/\(vector["elf"]!) --uds-file \(vectorUDS) --mac c893467a10fe "
+        tmux.send(":cert --elf \(Self.fixtures)/\(vector.elf) --uds-file \(vectorUDS) --mac c893467a10fe "
             + "--output-dir \(certificates)", "Enter")
         try tmux.waitFor { $0.contains("wrote \(certificates)/az-c893467a10fev1v6v2.pem") }
         let pem = try String(contentsOfFile: certificates + "/az-c893467a10fev1v6v2.pem", encoding: .utf8)
-        #expect(pem == vector["alias_certificate"])
+        #expect(pem == vector.aliasCertificate)
 
         // Unplug: noticed and said; replug: reconnected, and commands work again.
         board.unplug()

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 @Suite struct WatchCommandTests {
-    static let elf = ProvisionCLITests.fixtures.appendingPathComponent("firmware/DevKitDPS.ino.elf").path
+    static let elf = DiceVector.fixtures.appendingPathComponent("firmware/DevKitDPS.ino.elf").path
 
     /// `<dir>/p.toml`: firmware `elf`, UDS generated.
     func writeProfile(elf: String, in dir: String) throws {
@@ -128,7 +128,7 @@ import Glibc
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let kit = try startedKit(.init(faults: .init(secureElementWriteDelay: .seconds(3))))
         defer { kit.stop() }
-        let elf = ProvisionCLITests.fixtures.appendingPathComponent("firmware/DevKitDPS.ino.elf").path
+        let elf = DiceVector.fixtures.appendingPathComponent("firmware/DevKitDPS.ino.elf").path
         try "output_dir = \"\(dir)\"\n[firmware]\nelf = \"\(elf)\"\n[uds]\npolicy = \"generate\"\n"
             .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
         let process = Process()

@@ -44,6 +44,14 @@ public final class TestDPSEmulator: @unchecked Sendable {
         idScope = scope
     }
 
+    /// Starts it like ``init(stateDirectory:arguments:timeout:)``, waiting on a
+    /// thread of its own (``offPool(_:)``) rather than on the concurrency pool.
+    public static func start(
+        stateDirectory: String, arguments: [String] = [], timeout: Duration = .seconds(60)
+    ) async throws -> TestDPSEmulator {
+        try await offPool { try TestDPSEmulator(stateDirectory: stateDirectory, arguments: arguments, timeout: timeout) }
+    }
+
     public struct StartFailure: Error, CustomStringConvertible {
         public var description: String
     }
@@ -60,6 +68,18 @@ public final class TestDPSEmulator: @unchecked Sendable {
         guard process.isRunning else { return process.terminationStatus }
         kill(process.processIdentifier, SIGTERM)
         return running.wait(timeout: timeout)
+    }
+
+    /// ``stop(timeout:)`` waited for on a thread of its own (``offPool(_:)``).
+    @discardableResult
+    public func stopped(timeout: Duration = .seconds(20)) async -> Int32? {
+        try? await offPool { self.stop(timeout: timeout) }
+    }
+
+    /// What it wrote on standard error so far and until it exits (read once it
+    /// has stopped: the read waits for the end of the stream).
+    public func standardError() -> String {
+        String(decoding: running.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
 }
 
