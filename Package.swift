@@ -92,7 +92,6 @@ let package = Package(
                 "DevKitModel",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
-                .product(name: "BigInt", package: "BigInt"),
             ]),
         .target(
             name: "SerialPort",
@@ -202,7 +201,10 @@ let package = Package(
         .testTarget(
             name: "DevKitSystemTests",
             dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
-        .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT", "DevKitModel"]),
+        // BigInt: the reference the hand-written arithmetic mod n is checked against.
+        .testTarget(
+            name: "DiceRIoTTests",
+            dependencies: ["DiceRIoT", "DevKitModel", .product(name: "BigInt", package: "BigInt")]),
         .testTarget(
             name: "SerialPortTests",
             dependencies: ["SerialPort", "VirtualDevKit", .product(name: "SystemPackage", package: "swift-system")]),
