@@ -182,7 +182,15 @@ let package = Package(
             // SwiftPM exports every symbol of an executable for dlsym; nothing needs
             // that here. The Swift runtime's start-up dladdr() scans the dynamic
             // symbol table (17,000 entries, then 660): ~0.6 ms of every run.
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
+            // lld with packed relative relocations (DT_RELR, glibc ≥ 2.36): the static
+            // binary's ~100,000 R_X86_64_RELATIVE entries become a few kilobytes of
+            // bitmaps that the loader applies in a fraction of the time, and the binary
+            // shrinks. The binary stays position-independent (ASLR kept).
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-Xlinker", "--no-export-dynamic", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                    .when(platforms: [.linux])),
+            ]),
 
         // Scripts/bench-enroll.sh's fleet: N finished boards with real Alias
         // certificates, made through the registry's API (not SQL that could drift
