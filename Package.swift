@@ -92,7 +92,6 @@ let package = Package(
                 "DevKitModel",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
-                .product(name: "BigInt", package: "BigInt"),
             ]),
         .target(
             name: "SerialPort",
@@ -183,7 +182,15 @@ let package = Package(
             // SwiftPM exports every symbol of an executable for dlsym; nothing needs
             // that here. The Swift runtime's start-up dladdr() scans the dynamic
             // symbol table (17,000 entries, then 660): ~0.6 ms of every run.
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
+            // lld with packed relative relocations (DT_RELR, glibc ≥ 2.36): the static
+            // binary's ~100,000 R_X86_64_RELATIVE entries become a few kilobytes of
+            // bitmaps that the loader applies in a fraction of the time, and the binary
+            // shrinks. The binary stays position-independent (ASLR kept).
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-Xlinker", "--no-export-dynamic", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                    .when(platforms: [.linux])),
+            ]),
 
         // Scripts/bench-enroll.sh's fleet: N finished boards with real Alias
         // certificates, made through the registry's API (not SQL that could drift
@@ -202,7 +209,10 @@ let package = Package(
         .testTarget(
             name: "DevKitSystemTests",
             dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
-        .testTarget(name: "DiceRIoTTests", dependencies: ["DiceRIoT", "DevKitModel"]),
+        // BigInt: the reference the hand-written arithmetic mod n is checked against.
+        .testTarget(
+            name: "DiceRIoTTests",
+            dependencies: ["DiceRIoT", "DevKitModel", .product(name: "BigInt", package: "BigInt")]),
         .testTarget(
             name: "SerialPortTests",
             dependencies: ["SerialPort", "VirtualDevKit", .product(name: "SystemPackage", package: "swift-system")]),

@@ -167,3 +167,9 @@ else
   echo "start-up: perf stat unavailable"
 fi
 printf 'binary: %d MB (%s)\n' $(( $(stat -c %s "$devkit") / 1000000 )) "$devkit"
+# What the loader applies at start-up: RELA entries (24 bytes each) or packed RELR words.
+if command -v readelf >/dev/null; then
+  readelf -S --wide "$devkit" | awk '{ for (i = 1; i < NF; i++) if ($i ~ /^\.rel[ar]\.dyn$/) print $i, $(i + 4) }' | while read -r name size; do
+    printf 'relocations: %s %d KB\n' "$name" $(( 16#$size / 1024 ))
+  done
+fi

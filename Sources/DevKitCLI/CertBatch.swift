@@ -7,9 +7,9 @@ import Foundation
 /// `devkit cert --batch`: many devices, one measured firmware.
 ///
 /// Lines are taken in windows of a few hundred: each window is parsed and certified
-/// on `jobs` threads, then printed in input order before the next window starts, so
-/// the output is byte-identical whatever `jobs` is and only one window of results is
-/// ever held in memory.
+/// on `jobs` threads, then handed in input order to a writer thread that prints it
+/// while the next window is certified, so the output is byte-identical whatever
+/// `jobs` is and at most two windows of results are held in memory.
 struct CertBatch {
     let command: CertCommand
     let firmware: MeasuredFirmware
@@ -17,7 +17,7 @@ struct CertBatch {
     var jobs: Int = 1
 
     /// One line of the batch file.
-    private struct Entry: Decodable {
+    struct Entry: Decodable, Equatable {
         var uds: String
         var registrationID: String?
         var mac: String?
@@ -47,6 +47,7 @@ struct CertBatch {
             do { next = try lines.next() } catch {
                 // What was read is certified and printed; the rest of the file is not.
                 process(window, &state)
+                state.writer.finish()
                 throw .unreadable(path: path, reason: "line \(lineNumber + 1): \(error.reason)")
             }
             guard var line = next else { break }
@@ -60,6 +61,7 @@ struct CertBatch {
             }
         }
         process(window, &state)
+        state.writer.finish()
         if state.failed > 0 { throw .batchIncomplete(failed: state.failed, total: state.total) }
     }
 
@@ -72,9 +74,17 @@ struct CertBatch {
     private struct State {
         let path: String
         /// Registration ID → the line that first used it.
-        var seen: [String: Int] = [:]
+        var seen = SeenRegistrationIDs()
         var total = 0, failed = 0
         var warned = false
+        /// Writes each window's standard output while the next window is certified.
+        let writer = WindowWriter()
+    }
+
+    /// One certified line: its standard output, formatted on the worker thread.
+    private struct Certified {
+        var stdout: [UInt8]
+        var warnings: [String]
     }
 
     /// Parses and certifies one window on `jobs` threads, then prints it in order.
@@ -83,47 +93,55 @@ struct CertBatch {
         // Parsing is independent per line; the duplicate check needs every earlier
         // line, so it runs in order between the two parallel steps.
         var parsed = parallelMap(window) { line -> Result<(UDS, RegistrationID), LineError> in
-            // A decoder per line: JSONDecoder makes no promise about concurrent use.
-            Result { () throws(LineError) in try parse(line.text, decoder: JSONDecoder()) }
+            Result { () throws(LineError) in try parse(line.text) }
         }
         for (i, line) in window.enumerated() {
             guard case .success(let (_, id)) = parsed[i] else { continue }
-            if let first = state.seen[id.value] {
+            if let first = state.seen.firstLine(of: id.value, recording: line.number) {
                 parsed[i] = .failure(LineError("registration ID \(id.value) already appears on line \(first); each device needs its own ID"))
-            } else {
-                state.seen[id.value] = line.number
             }
         }
-        let certified = parallelMap(parsed) { (outcome: Result<(UDS, RegistrationID), LineError>) -> Result<CertResult, LineError> in
+        let certified = parallelMap(parsed) { (outcome: Result<(UDS, RegistrationID), LineError>) -> Result<Certified, LineError> in
             switch outcome {
             case .failure(let error): return .failure(error)
             case .success(let (uds, id)):
-                do throws(CertError) { return .success(try command.certify(firmware: firmware, uds: uds, id: id)) } catch {
+                do throws(CertError) { return .success(format(try command.certify(firmware: firmware, uds: uds, id: id))) } catch {
                     return .failure(LineError(error.userMessage))
                 }
             }
         }
+        var stdout: [UInt8] = []
+        stdout.reserveCapacity(certified.reduce(0) { $0 + ((try? $1.get())?.stdout.count ?? 0) })
         for (i, line) in window.enumerated() {
             state.total += 1
             switch certified[i] {
             case .success(let result):
                 for warning in result.warnings { printWarning("line \(line.number): \(warning)") }
                 if !state.warned { printWarning(fixedNonceWarning); state.warned = true }
-                if command.json {
-                    print(result.jsonLine())
-                } else if command.streamsOutput {
-                    print(result.certificatePEM ?? "", terminator: "")
-                } else {
-                    printOutput("\(result.registrationID)\t\(escaped(result.certificate ?? ""))\tSHA-1 \(result.sha1Thumbprint)")
-                }
+                stdout += result.stdout
             case .failure(let error):
                 state.failed += 1
                 printError("devkit: error: \(escaped(state.path)):\(line.number): \(error.message)")
                 if command.json {
-                    print(try! JSONOutput.text(CertBatchLineFailure(error: error.message, line: line.number)))
+                    stdout += Array(try! JSONOutput.text(CertBatchLineFailure(error: error.message, line: line.number)).utf8)
+                    stdout.append(0x0A)
                 }
             }
         }
+        state.writer.write(stdout)
+    }
+
+    /// What a certified line prints on standard output.
+    private func format(_ result: CertResult) -> Certified {
+        var text: String
+        if command.json {
+            text = result.jsonLine() + "\n"
+        } else if command.streamsOutput {
+            text = result.certificatePEM ?? ""
+        } else {
+            text = escapedControlCharacters("\(result.registrationID)\t\(escaped(result.certificate ?? ""))\tSHA-1 \(result.sha1Thumbprint)") + "\n"
+        }
+        return Certified(stdout: Array(text.utf8), warnings: result.warnings)
     }
 
     /// `transform` of every element, on `jobs` threads, results in input order.
@@ -155,10 +173,16 @@ struct CertBatch {
         init(_ message: String) { self.message = message }
     }
 
-    private func parse(_ line: ArraySlice<UInt8>, decoder: JSONDecoder) throws(LineError) -> (UDS, RegistrationID) {
+    private func parse(_ line: ArraySlice<UInt8>) throws(LineError) -> (UDS, RegistrationID) {
         let entry: Entry
-        do { entry = try decoder.decode(Entry.self, from: Data(line)) } catch {
-            throw LineError(#"not a JSON object with "uds" and "registration_id" (or "mac" and "firmware_version")"#)
+        if let plain = Entry(plainObject: line) {
+            entry = plain
+        } else {
+            // Escapes, numbers, nesting, odd spacing: JSONDecoder (a decoder per line: it
+            // makes no promise about concurrent use), for its rules and its refusals.
+            do { entry = try JSONDecoder().decode(Entry.self, from: Data(line)) } catch {
+                throw LineError(#"not a JSON object with "uds" and "registration_id" (or "mac" and "firmware_version")"#)
+            }
         }
         let uds: UDS
         do { uds = try UDS(hex: entry.uds) } catch { throw LineError("\(error)") }
@@ -176,6 +200,72 @@ struct CertBatch {
             throw LineError("\(error)")
         }
     }
+}
+
+extension CertBatch.Entry {
+    /// The usual line without JSONDecoder: one object of string values, no escapes,
+    /// no repeated key, spaces only between tokens. nil for anything else, which
+    /// then goes to JSONDecoder, so both accept and refuse the same lines; unknown
+    /// keys are skipped as the decoder skips them.
+    init?(plainObject line: ArraySlice<UInt8>) {
+        var fields: [String: String] = [:]
+        var i = line.startIndex
+        func skipSpaces() { while i < line.endIndex, line[i] == 0x20 || line[i] == 0x09 { i += 1 } }
+        func take(_ byte: UInt8) -> Bool {
+            skipSpaces()
+            guard i < line.endIndex, line[i] == byte else { return false }
+            i += 1
+            return true
+        }
+        func string() -> String? {
+            guard take(0x22) else { return nil }
+            let start = i
+            while i < line.endIndex, line[i] != 0x22 {
+                // An escape or a control character: the decoder's business.
+                if line[i] == 0x5C || line[i] < 0x20 { return nil }
+                i += 1
+            }
+            guard i < line.endIndex else { return nil }
+            defer { i += 1 }
+            return String(validating: line[start..<i], as: UTF8.self)
+        }
+        guard take(0x7B) else { return nil }
+        if !take(0x7D) {
+            repeat {
+                guard let key = string(), take(0x3A), let value = string(), fields.updateValue(value, forKey: key) == nil else {
+                    return nil
+                }
+            } while take(0x2C)
+            guard take(0x7D) else { return nil }
+        }
+        skipSpaces()
+        guard i == line.endIndex, let uds = fields["uds"] else { return nil }
+        self.init(
+            uds: uds, registrationID: fields["registration_id"], mac: fields["mac"], firmwareVersion: fields["firmware_version"])
+    }
+}
+
+/// Writes a batch's standard output on its own thread, one window at a time and in
+/// order, so that the threads certifying the next window do not wait for the pipe
+/// or the terminal. At most one window waits to be written (bounded memory).
+private final class WindowWriter: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "devkit.cert-batch.stdout")
+    private let room = DispatchSemaphore(value: 1)
+    private var flushed = false
+
+    /// Queues `bytes`; blocks while the previous window is still being written.
+    func write(_ bytes: [UInt8]) {
+        if !flushed { fflush(nil); flushed = true }  // anything print()ed before goes first (`stdout` is not concurrency-safe to name)
+        guard !bytes.isEmpty else { return }
+        room.wait()
+        queue.async { [room] in
+            writeAll(STDOUT_FILENO, bytes)
+            room.signal()
+        }
+    }
+
+    /// Returns once everything queued is written.
+    func finish() { queue.sync {} }
 }
 
 /// A value handed to the batch's worker threads, which each touch disjoint parts of

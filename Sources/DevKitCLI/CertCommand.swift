@@ -99,13 +99,13 @@ struct CertCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Threads certifying --batch lines at once (default: the number of cores).",
-            discussion: "The output is in the batch file's order whatever the number.",
+            "Threads certifying --batch lines or --from-registry boards at once (default: the number of cores).",
+            discussion: "The output is in the batch file's (or the registry's) order whatever the number.",
             valueName: "n"))
     var jobs: Int?
 
     /// `--jobs`, or the cores this process may run on.
-    var batchJobs: Int { jobs ?? max(ProcessInfo.processInfo.activeProcessorCount, 1) }
+    var batchJobs: Int { jobs ?? defaultJobs }
 
     @Flag(help: "Print the result as JSON on standard output (one object per device in batch mode).")
     var json = false
@@ -143,7 +143,7 @@ struct CertCommand: ParsableCommand {
         }
         try reissueFromRegistry(
             registry: registry, firmware: source, firmwareVersion: version,
-            outputDirectory: outputDir, boards: [], json: json)
+            outputDirectory: outputDir, boards: [], json: json, jobs: batchJobs)
     }
 
     /// Creates the output directory, or checks what `--output-dir -` allows.
@@ -328,7 +328,76 @@ struct CertResult: Encodable {
         case certificatePEM = "certificate_pem", deviceCertificatePEM = "device_certificate_pem"
     }
 
+    /// The JSON object on one line: the bytes `JSONOutput.text(self)` gives (sorted
+    /// keys, `/` unescaped; the tests compare them), written directly because a batch
+    /// prints one per device and JSONEncoder's reflection cost more than the signature.
     func jsonLine() -> String {
-        try! JSONOutput.text(self)  // strings and arrays of strings always encode
+        var out = JSONLineWriter()
+        out.field("alias_private_key", aliasPrivateKey)
+        out.field("certificate", certificate)
+        out.field("certificate_pem", certificatePEM)
+        out.field("device_certificate", deviceCertificate)
+        out.field("device_certificate_pem", deviceCertificatePEM)
+        out.field("device_id_public_key", deviceIDPublicKey)
+        out.field("registration_id", registrationID)
+        out.field("sha1_thumbprint", sha1Thumbprint)
+        out.field("sha256_thumbprint", sha256Thumbprint)
+        out.field("warnings", warnings)
+        // A string with a control character other than a newline: the encoder's own
+        // escapes, not a second copy of its rules.
+        guard let line = out.finish() else { return try! JSONOutput.text(self) }  // strings always encode
+        return line
+    }
+}
+
+/// One JSON object of string fields, keys given in sorted order; nil when a value
+/// needs an escape other than `\"`, `\\` or `\n`.
+struct JSONLineWriter {
+    private var bytes: [UInt8] = [0x7B]  // {
+    private var plain = true
+
+    init() { bytes.reserveCapacity(1024) }
+
+    mutating func field(_ key: StaticString, _ value: String?) {
+        guard let value else { return }
+        self.key(key)
+        string(value)
+    }
+
+    mutating func field(_ key: StaticString, _ values: [String]) {
+        self.key(key)
+        bytes.append(0x5B)  // [
+        for (i, value) in values.enumerated() {
+            if i > 0 { bytes.append(0x2C) }
+            string(value)
+        }
+        bytes.append(0x5D)  // ]
+    }
+
+    mutating func finish() -> String? {
+        bytes.append(0x7D)  // }
+        return plain ? String(decoding: bytes, as: UTF8.self) : nil
+    }
+
+    private mutating func key(_ key: StaticString) {
+        if bytes.count > 1 { bytes.append(0x2C) }
+        bytes.append(0x22)
+        key.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(0x22)
+        bytes.append(0x3A)
+    }
+
+    private mutating func string(_ value: String) {
+        bytes.append(0x22)
+        for byte in value.utf8 {
+            switch byte {
+            case 0x22: bytes.append(0x5C); bytes.append(0x22)
+            case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
+            case 0x0A: bytes.append(0x5C); bytes.append(0x6E)
+            case ..<0x20: plain = false
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(0x22)
     }
 }

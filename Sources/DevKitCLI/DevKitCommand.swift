@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -67,6 +68,14 @@ extension DevKitCommand {
         sigaddset(&stopSignals, SIGINT)
         sigaddset(&stopSignals, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+
+        // `devkit --version` alone is answered before ArgumentParser builds the command
+        // tree (it reflects on every command's properties first): scripts ask it often
+        // and it needs nothing else. The text is ArgumentParser's (the version + newline).
+        if (arguments ?? Array(CommandLine.arguments.dropFirst())) == ["--version"] {
+            writeAll(STDOUT_FILENO, configuration.version + "\n")
+            Glibc.exit(0)
+        }
 
         let command: any ParsableCommand
         do {

@@ -6,7 +6,7 @@ import Foundation
 
 /// `devkit registry reissue`: new certificates for recorded boards after a firmware
 /// update. `devkit cert --from-registry` runs the same code
-/// (``reissueFromRegistry(registry:firmware:firmwareVersion:outputDirectory:boards:json:)``).
+/// (``reissueFromRegistry(registry:firmware:firmwareVersion:outputDirectory:boards:json:enroll:jobs:)``).
 struct RegistryReissueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reissue",
@@ -70,10 +70,18 @@ struct RegistryReissueCommand: ParsableCommand {
     @Flag(help: "Enroll the re-issued boards in DPS, replacing the certificates their enrollments hold.")
     var enroll = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Boards certified at once (default: the number of cores).",
+            discussion: "The output is in the registry's order whatever the number.",
+            valueName: "n"))
+    var jobs: Int?
+
     @OptionGroup var dps: DPSEnrollOptions
 
     func validate() throws {
         try firmware.requireGiven()
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if enroll && dps.dpsConnectionStringFile == nil {
             throw ValidationError("--enroll needs --dps-connection-string-file FILE (the DPS policy's connection string).")
         }
@@ -87,16 +95,19 @@ struct RegistryReissueCommand: ParsableCommand {
             try reissueFromRegistry(
                 registry: registry, firmware: firmware.source,
                 firmwareVersion: firmwareVersion, outputDirectory: output.outputDir, boards: boards, json: json,
-                enroll: enroll ? dps.settings() : nil)
+                enroll: enroll ? dps.settings() : nil, jobs: jobs ?? defaultJobs)
         }
     }
 }
 
 /// Shared by `devkit registry reissue` and `devkit cert --from-registry`: prints one
 /// line (or JSON object) per board; throws ExitCode(1) when some boards failed.
+/// The threads for `--jobs` when none is given: the cores this process may run on.
+var defaultJobs: Int { max(ProcessInfo.processInfo.activeProcessorCount, 1) }
+
 func reissueFromRegistry(
     registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: FirmwareVersion?,
-    outputDirectory: String, boards keys: [String], json: Bool, enroll: DPSSettings? = nil
+    outputDirectory: String, boards keys: [String], json: Bool, enroll: DPSSettings? = nil, jobs: Int = 1
 ) throws {
     guard let registry = try options.openExisting() else { throw NoRegistryError(path: options.resolvedPath) }
     var ids: [Int64]?
@@ -111,7 +122,9 @@ func reissueFromRegistry(
     let target = try enroll.map { try DPSEnrollmentTarget($0, log: dpsRequestLog()) }
     defer { target?.close() }
     let items = try CertificateReissue(registry: registry, factory: factory)
-        .run(firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, dps: enroll ?? DPSSettings(), boardIDs: ids)
+        .run(
+            firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, dps: enroll ?? DPSSettings(), boardIDs: ids,
+            jobs: jobs)
     var enrollments: [Int64: ProvisionEnrollment] = [:]
     if let target {
         let reissued = items.compactMap { item -> (boardID: Int64, registrationID: RegistrationID, certificatePEM: String)? in

@@ -1,6 +1,7 @@
 import DevKitModel
 import DevKitRegistry
 import Foundation
+import Synchronization
 
 /// Re-issues certificates for recorded boards after a firmware update: the
 /// firmware is measured once, then every board with a known MAC gets a new
@@ -52,10 +53,12 @@ public struct CertificateReissue {
 
     /// Re-issues for every board that has a MAC, or only `boardIDs` when given.
     /// `firmwareVersion` is the version of the new image (it changes derived IDs);
-    /// nil keeps each board's recorded version.
+    /// nil keeps each board's recorded version. `jobs` boards are certified at once
+    /// (the registry takes concurrent writers); the items are in the boards' order
+    /// whatever `jobs` is.
     public func run(
         firmwareVersion: FirmwareVersion?, outputDirectory: String, dps: DPSSettings = DPSSettings(),
-        boardIDs: [Int64]? = nil
+        boardIDs: [Int64]? = nil, jobs: Int = 1
     ) throws -> [Item] {
         try ProvisionWorkflow.checkOutputDirectory(outputDirectory)
         let all = try registry.allBoards()
@@ -63,7 +66,7 @@ public struct CertificateReissue {
         let boards = all.filter { board in
             boardIDs.map { board.id.map($0.contains) ?? false } ?? true
         }
-        return boards.map { board in
+        let item = { (board: BoardRecord) -> Item in
             Item(boardID: board.id!, result: Result { () throws(ReissueError) in
                 if let newer = latest.newer(than: board) {
                     throw ReissueError(
@@ -78,6 +81,32 @@ public struct CertificateReissue {
                 }
             })
         }
+        guard jobs > 1, boards.count > 1 else { return boards.map(item) }
+        // Boards whose new files would have the same name check each other's ownership
+        // (the second finds the first's files): those go one after another, in order,
+        // after the others, so the outcome is the one a single thread gives.
+        var byName: [String: Int] = [:]
+        let names = boards.map { board in
+            (try? target(board, firmwareVersion))?.registrationID.value
+        }
+        for case let name? in names { byName[name, default: 0] += 1 }
+        let shared = names.indices.filter { names[$0].map { byName[$0]! > 1 } ?? false }
+        let independent = names.indices.filter { names[$0].map { byName[$0]! == 1 } ?? true }
+        let results = Mutex([Item?](repeating: nil, count: boards.count))
+        // The closure only reads what it captured (the registry is Sendable).
+        let work = UncheckedSendableClosure(item)
+        DispatchQueue.concurrentPerform(iterations: min(jobs, independent.count)) { thread in
+            for k in stride(from: thread, to: independent.count, by: jobs) {
+                let i = independent[k]
+                let done = work.body(boards[i])
+                results.withLock { $0[i] = done }
+            }
+        }
+        for i in shared {
+            let done = item(boards[i])
+            results.withLock { $0[i] = done }
+        }
+        return results.withLock { $0.map { $0! } }
     }
 
     /// The latest row for each USB serial and each MAC, found in one pass (a factory
@@ -108,9 +137,11 @@ public struct CertificateReissue {
         return latest
     }
 
-    private func reissue(
-        _ board: BoardRecord, _ newVersion: FirmwareVersion?, _ outputDirectory: String, _ dps: DPSSettings
-    ) throws -> ProvisionResult {
+    /// What a board is re-issued as: its registration ID (derived ones follow the new
+    /// version), the version and its MAC; throws what keeps it from being re-issued.
+    private func target(
+        _ board: BoardRecord, _ newVersion: FirmwareVersion?
+    ) throws -> (registrationID: RegistrationID, version: FirmwareVersion, mac: MACAddress) {
         let id = board.id!
         // Until the board confirmed it, the recorded UDS may not be the one it holds:
         // a certificate from it could be for a secret the board never stored.
@@ -142,6 +173,14 @@ public struct CertificateReissue {
         if let old = recordedVersion, registrationID == (try? derived(old)) {
             registrationID = try derived(version)
         }
+        return (registrationID, version, mac)
+    }
+
+    private func reissue(
+        _ board: BoardRecord, _ newVersion: FirmwareVersion?, _ outputDirectory: String, _ dps: DPSSettings
+    ) throws -> ProvisionResult {
+        let id = board.id!
+        let (registrationID, version, mac) = try target(board, newVersion)
         // Another row's files are never replaced (nor moved: reissue has no --force).
         let owned = try BoardFileOwnership(registry: registry).owners(
             registrationID: registrationID, outputDirectory: outputDirectory, excluding: id)
@@ -158,4 +197,10 @@ public struct CertificateReissue {
             [.certificateWritten, .enrollmentWritten], boardID: id, update: files.update(firmwareVersion: version))
         return files.result(boardID: id, mac: mac, firmwareVersion: version)
     }
+}
+
+/// A closure handed to the re-issue's threads, which only read what it captured.
+private struct UncheckedSendableClosure<Input, Output>: @unchecked Sendable {
+    let body: (Input) -> Output
+    init(_ body: @escaping (Input) -> Output) { self.body = body }
 }

@@ -88,6 +88,62 @@ enum DevKitDER {
         }
     }
 
+    /// The same bytes as ``certificate(tbs:signature:)``, written straight into one
+    /// array sized up front: the wrapper around a TBS is a few fixed headers, so the
+    /// per-device path needs no DER builder (the tests compare the two encoders).
+    static func certificateBytes(tbs: [UInt8], r: [UInt8], s: [UInt8]) -> [UInt8] {
+        let rLength = integerContentLength(r), sLength = integerContentLength(s)
+        let signatureSequence = 2 + rLength + 2 + sLength  // < 128: one-byte lengths
+        let bitString = 1 + 2 + signatureSequence
+        let content = tbs.count + signatureAlgorithm.count + 2 + bitString
+        var out: [UInt8] = []
+        out.reserveCapacity(1 + lengthOfLength(content) + content)
+        out.append(0x30)
+        appendLength(content, to: &out)
+        out.append(contentsOf: tbs)
+        out.append(contentsOf: signatureAlgorithm)
+        out.append(0x03)
+        out.append(UInt8(bitString))
+        out.append(0x00)  // no unused bits
+        out.append(0x30)
+        out.append(UInt8(signatureSequence))
+        appendInteger(r, contentLength: rLength, to: &out)
+        appendInteger(s, contentLength: sLength, to: &out)
+        return out
+    }
+
+    /// An unsigned big-endian integer's DER content length: without leading zeros,
+    /// one 0x00 in front when the top bit is set, at least one byte.
+    private static func integerContentLength(_ magnitude: [UInt8]) -> Int {
+        let significant = magnitude.count - (magnitude.firstIndex { $0 != 0 } ?? magnitude.count)
+        guard significant > 0 else { return 1 }
+        return magnitude[magnitude.count - significant] & 0x80 != 0 ? significant + 1 : significant
+    }
+
+    private static func appendInteger(_ magnitude: [UInt8], contentLength: Int, to out: inout [UInt8]) {
+        out.append(0x02)
+        out.append(UInt8(contentLength))
+        let significant = magnitude.count - (magnitude.firstIndex { $0 != 0 } ?? magnitude.count)
+        for _ in 0..<(contentLength - significant) { out.append(0x00) }
+        out.append(contentsOf: magnitude[(magnitude.count - significant)...])
+    }
+
+    private static func lengthOfLength(_ length: Int) -> Int { length < 0x80 ? 1 : length < 0x100 ? 2 : 3 }
+
+    private static func appendLength(_ length: Int, to out: inout [UInt8]) {
+        precondition(length < 0x10000)  // a TBS is a few hundred bytes
+        if length < 0x80 {
+            out.append(UInt8(length))
+        } else if length < 0x100 {
+            out.append(0x81); out.append(UInt8(length))
+        } else {
+            out.append(0x82); out.append(UInt8(length >> 8)); out.append(UInt8(length & 0xFF))
+        }
+    }
+
+    /// The ecdsa-with-SHA256 AlgorithmIdentifier's bytes.
+    private static let signatureAlgorithm: [UInt8] = try! encode { try algorithm(into: &$0) }
+
     /// SubjectPublicKeyInfo for an uncompressed P-256 point.
     static func subjectPublicKeyInfo(_ point: [UInt8]) throws -> [UInt8] {
         try encode { try subjectPublicKeyInfo(point, into: &$0) }

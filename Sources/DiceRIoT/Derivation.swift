@@ -1,4 +1,3 @@
-import BigInt
 import Crypto
 import Foundation
 
@@ -56,33 +55,47 @@ public enum GenerationError: Error, Equatable, Sendable, CustomStringConvertible
 /// k = 0x0102…1f20 (Docs/certificate.md §5), so r is the same in every signature.
 ///
 /// This cannot use swift-crypto's signer (which draws a random nonce, as it must);
-/// the arithmetic mod n uses BigInt.
+/// the arithmetic mod n is ``OrderArithmetic``'s, on fixed-width limbs.
 struct FixedNonceSigner: Sendable {
-    static let order = BigUInt(
-        "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", radix: 16)!
     static let nonce: [UInt8] = Array(1...32)  // big-endian 01 02 … 20
     /// r = x(k·G) mod n, and k⁻¹ mod n: constants, computed once.
     static let shared = FixedNonceSigner()
 
-    let r: BigUInt
+    let r: Scalar256
     let rBytes: [UInt8]
-    let kInverse: BigUInt
+    /// r and k⁻¹ in the Montgomery domain (·R mod n): a product with one of them is
+    /// then one Montgomery multiplication.
+    private let rMontgomery: Scalar256
+    private let kInverseMontgomery: Scalar256
 
     private init() {
-        let n = Self.order
         let kG = try! P256.Signing.PrivateKey(rawRepresentation: Self.nonce).publicKey.x963Representation
-        let x = BigUInt(Data(kG[1..<33]))
-        r = x % n
-        rBytes = Array(r.serialize())
-        kInverse = BigUInt(Data(Self.nonce)).inverse(n)!
+        // x < p < 2n: one conditional subtraction reduces it.
+        r = OrderArithmetic.reduced(Scalar256(bigEndian: kG[1..<33]))
+        rBytes = Self.minimal(r)
+        rMontgomery = OrderArithmetic.toMontgomery(r)
+        kInverseMontgomery = OrderArithmetic.toMontgomery(OrderArithmetic.inverse(Scalar256(bigEndian: Self.nonce)))
     }
 
-    /// The DER `SEQUENCE { INTEGER r, INTEGER s }` signature of `tbs` by `privateScalar`.
+    /// s = k⁻¹·(e + r·d) mod n, with e the digest's integer (2²⁵⁶ < 2n: reduced by one
+    /// subtraction, which gives the firmware's result, as it reduces only the sum).
+    func s(digest e: Scalar256, privateScalar d: Scalar256) -> Scalar256 {
+        let rd = OrderArithmetic.montgomeryProduct(d, rMontgomery)  // r·d·R·R⁻¹ = r·d
+        let sum = OrderArithmetic.add(OrderArithmetic.reduced(e), rd)
+        return OrderArithmetic.montgomeryProduct(sum, kInverseMontgomery)
+    }
+
+    /// The signature of `tbs` by `privateScalar` (32 bytes, big-endian): r and s as
+    /// minimal big-endian integers (no leading zero bytes), as DER INTEGERs take them.
     func sign(_ tbs: [UInt8], privateScalar: [UInt8]) -> (r: [UInt8], s: [UInt8]) {
-        let n = Self.order
-        let e = BigUInt(Data(SHA256.hash(data: tbs)))  // not reduced first, as the firmware
-        let d = BigUInt(Data(privateScalar))
-        let s = (kInverse * ((e + d * r) % n)) % n
-        return (rBytes, Array(s.serialize()))
+        let e = SHA256.hash(data: tbs).withUnsafeBytes { Scalar256(bigEndian: $0) }
+        let d = privateScalar.withUnsafeBytes { Scalar256(bigEndian: $0) }
+        return (rBytes, Self.minimal(s(digest: e, privateScalar: d)))
+    }
+
+    /// The big-endian bytes without leading zeros (none for 0).
+    static func minimal(_ x: Scalar256) -> [UInt8] {
+        let bytes = x.bigEndianBytes
+        return Array(bytes.drop { $0 == 0 })
     }
 }

@@ -26,10 +26,13 @@ public struct MeasuredFirmware: Sendable {
 
     /// Derives both key pairs and signs the Alias certificate for one device (Docs/certificate.md §4–§6).
     public func credentials(uds: UDS, registrationID: RegistrationID) throws(GenerationError) -> DeviceCredentials {
-        let cdi = MeasurementHash.hash(MeasurementHash.hash(uds.bytes) + coreMeasurement)
+        let cdi = MeasurementHash.hash(MeasurementHash.hash(uds.bytes), coreMeasurement)
         let c1 = Array(SHA256.hash(data: cdi))
         let deviceID = try DerivedKey.derive(source: c1, label: "Identity")
-        let c2 = Array(SHA256.hash(data: c1 + fwid))
+        var c2Hash = SHA256()
+        c2Hash.update(data: c1)
+        c2Hash.update(data: fwid)
+        let c2 = Array(c2Hash.finalize())
         let alias = try DerivedKey.derive(source: c2, label: "Alias")
         do {
             let cn = registrationID.value.utf8
@@ -39,7 +42,7 @@ public struct MeasuredFirmware: Sendable {
                 registrationID: registrationID.value, aliasPublic: alias.publicPoint,
                 deviceIDPublic: deviceID.publicPoint, fwid: fwid)
             let signature = FixedNonceSigner.shared.sign(tbs, privateScalar: deviceID.privateScalar)
-            let der = try DevKitDER.certificate(tbs: tbs, signature: signature)
+            let der = DevKitDER.certificateBytes(tbs: tbs, r: signature.r, s: signature.s)
             return DeviceCredentials(registrationID: registrationID, deviceID: deviceID, alias: alias, aliasCertificateDER: der)
         } catch {
             throw .encoding("\(error)")

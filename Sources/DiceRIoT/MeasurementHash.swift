@@ -7,37 +7,61 @@
 public enum MeasurementHash {
     /// `Hd(message)`: 32 bytes.
     public static func hash<Bytes: Collection>(_ message: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
-        var state = initialState
-        let bytes = Array(message)
-        let fullBlocks = bytes.count / 64
-        bytes.withUnsafeBufferPointer { buffer in
-            for block in 0..<fullBlocks {
-                compress(&state, UnsafeBufferPointer(rebasing: buffer[block * 64 ..< block * 64 + 64]))
+        if let digest = message.withContiguousStorageIfAvailable({ hash(UnsafeRawBufferPointer($0)) }) { return digest }
+        return Array(message).withUnsafeBytes { hash($0) }
+    }
+
+    /// `Hd(a || b)` without building the concatenation.
+    static func hash(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] {
+        a.withUnsafeBytes { a in
+            b.withUnsafeBytes { b in
+                digest { absorb in absorb(a); absorb(b) }
+            }
+        }
+    }
+
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        digest { absorb in absorb(bytes) }
+    }
+
+    /// Runs the compression over everything `feed` hands to `absorb`, then pads.
+    /// The state, the pending block and the schedule live on the stack: a device's
+    /// three Hd computations allocate nothing but their digests.
+    private static func digest(_ feed: (_ absorb: (UnsafeRawBufferPointer) -> Void) -> Void) -> [UInt8] {
+        var state: InlineArray<8, UInt32> = [
+            0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a,
+            0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
+        ]
+        var block = InlineArray<64, UInt8>(repeating: 0)
+        var pending = 0
+        var total: UInt64 = 0
+        feed { bytes in
+            total &+= UInt64(bytes.count)
+            for byte in bytes {
+                block[pending] = byte
+                pending += 1
+                if pending == 64 { compress(&state, block); pending = 0 }
             }
         }
         // Padding: 0x80, zeros to 56 mod 64, then the bit length as 64-bit *little*-endian.
-        var tail = Array(bytes[(fullBlocks * 64)...])
-        tail.append(0x80)
-        while tail.count % 64 != 56 { tail.append(0) }
-        let bitLength = UInt64(bytes.count) &* 8
-        for i in 0..<8 { tail.append(UInt8(truncatingIfNeeded: bitLength >> (8 * UInt64(i)))) }
-        tail.withUnsafeBufferPointer { buffer in
-            for block in 0..<(tail.count / 64) {
-                compress(&state, UnsafeBufferPointer(rebasing: buffer[block * 64 ..< block * 64 + 64]))
+        block[pending] = 0x80
+        pending += 1
+        if pending > 56 {
+            while pending < 64 { block[pending] = 0; pending += 1 }
+            compress(&state, block)
+            pending = 0
+        }
+        while pending < 56 { block[pending] = 0; pending += 1 }
+        let bitLength = total &* 8
+        for i in 0..<8 { block[56 + i] = UInt8(truncatingIfNeeded: bitLength >> (8 * UInt64(i))) }
+        compress(&state, block)
+        return [UInt8](unsafeUninitializedCapacity: 32) { out, count in
+            for word in 0..<8 {
+                for i in 0..<4 { out[4 * word + i] = UInt8(truncatingIfNeeded: state[word] >> (8 * UInt32(i))) }
             }
+            count = 32
         }
-        var digest = [UInt8]()
-        digest.reserveCapacity(32)
-        for word in state {
-            for i in 0..<4 { digest.append(UInt8(truncatingIfNeeded: word >> (8 * UInt32(i)))) }
-        }
-        return digest
     }
-
-    private static let initialState: [UInt32] = [
-        0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a,
-        0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
-    ]
 
     private static let roundConstants: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -54,8 +78,8 @@ public enum MeasurementHash {
     private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 
     /// The ordinary SHA-256 compression, with the schedule words loaded little-endian.
-    private static func compress(_ state: inout [UInt32], _ block: UnsafeBufferPointer<UInt8>) {
-        var w = [UInt32](repeating: 0, count: 64)
+    private static func compress(_ state: inout InlineArray<8, UInt32>, _ block: borrowing InlineArray<64, UInt8>) {
+        var w = InlineArray<64, UInt32>(repeating: 0)
         for i in 0..<16 {
             w[i] = UInt32(block[4 * i]) | UInt32(block[4 * i + 1]) << 8
                 | UInt32(block[4 * i + 2]) << 16 | UInt32(block[4 * i + 3]) << 24

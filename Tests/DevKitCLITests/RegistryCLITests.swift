@@ -238,6 +238,74 @@ func registryTestDirectory() -> String {
         for line in failures { #expect(line.hasPrefix("devkit: error: #2: "), "\(line)") }
     }
 
+    /// A fleet for `--jobs`: 40 boards, one never confirmed its UDS (fails), one
+    /// provisioned again under the same MAC (its old row is skipped), two recorded
+    /// with the same registration ID (the second finds the first's files: fails).
+    static func fleet(at db: String) throws {
+        let registry = try Registry(path: db)
+        for i in 0..<40 {
+            let hex = String(i + 1, radix: 16)
+            let uds = try UDS(hex: String(repeating: "0", count: 64 - hex.count) + hex)
+            let board = try registry.recordNewBoard(uds: uds).id!
+            if i == 7 { try registry.markStep(.udsSent, boardID: board); continue }
+            let macSuffix = String(i == 20 ? 3 : i, radix: 16)
+            let mac = try MACAddress("a4cf120b" + String(repeating: "0", count: 4 - macSuffix.count) + macSuffix)
+            let id: RegistrationID? = i == 11 || i == 12 ? try RegistrationID("shared-name") : nil
+            for step in ProvisioningStep.allCases.dropFirst() {
+                let update: BoardUpdate = switch step {
+                case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
+                case .macRead: BoardUpdate(mac: mac, registrationID: id)
+                default: BoardUpdate()
+                }
+                try registry.markStep(step, boardID: board, update: update)
+                if step == .macRead { break }
+            }
+        }
+    }
+
+    @Test("registry reissue and cert --from-registry: --jobs 2 prints, writes and exits as --jobs 1",
+          arguments: [["registry", "reissue", "--json"], ["registry", "reissue"], ["cert", "--from-registry", "--json"]])
+    func reissueJobsKeepOrder(command: [String]) throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var runs: [(RegistryCLIProcess, [String: String])] = []
+        for jobs in ["1", "2"] {
+            let db = dir + "/registry\(jobs).sqlite"
+            try Self.fleet(at: db)
+            let out = dir + "/out" + jobs
+            let r = try RegistryCLIProcess.run(
+                command + ["--registry", db, "--elf", WatchCommandTests.elf, "--firmware-version", "1.6.3",
+                           "--output-dir", out, "--jobs", jobs], timeout: 120)
+            var files: [String: String] = [:]
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] {
+                files[name] = try String(contentsOfFile: out + "/" + name, encoding: .utf8)
+                    .replacingOccurrences(of: "/out2/", with: "/out1/")
+            }
+            runs.append((r, files))
+        }
+        let (one, two) = (runs[0], runs[1])
+        #expect(one.0.status == 1, "\(one.0.stderr)")
+        #expect(two.0.status == one.0.status)
+        func same(_ text: String) -> String {
+            text.replacingOccurrences(of: "/out2/", with: "/out1/").replacingOccurrences(of: "registry2.sqlite", with: "registry1.sqlite")
+        }
+        #expect(one.0.stdout == same(two.0.stdout))
+        #expect(one.0.stderr == same(two.0.stderr))
+        #expect(one.1 == two.1)
+        // 37 boards written (40, less the unconfirmed one, the superseded row and the
+        // second "shared-name"), a .pem and an enrollment file each.
+        #expect(one.1.count == 2 * 37, "\(one.1.keys.sorted())")
+        // The failures: on stderr, or as JSON objects on stdout with --json.
+        let reported = one.0.stdout + one.0.stderr
+        #expect(reported.contains("board #8 never confirmed its UDS"), "\(reported)")
+        #expect(reported.contains("board #13 was not re-issued"), "\(reported)")
+        if command.contains("--json") {
+            let lines = one.0.stdout.split(separator: "\n")
+            #expect(lines.count == 40)
+            for (i, line) in lines.enumerated() { #expect(line.contains("\"board_id\":\(i + 1)") || line.contains("\"board_id\":\"\(i + 1)\""), "\(line)") }
+        }
+    }
+
     /// Root ignores file modes, so this runs devkit as `nobody` on a registry in a
     /// directory only root may enter: "Permission denied" is 77 (sysexits), naming
     /// the path; before, `list` said "No boards recorded" with exit 0.
