@@ -129,7 +129,12 @@ let package = Package(
             dependencies: ["CLibUDev", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DevKitRegistry",
-            dependencies: ["DevKitModel", "DevKitSystem", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: [
+                "DevKitModel", "DevKitSystem", .product(name: "GRDB", package: "GRDB.swift"),
+                // AES-256-GCM sealing of the secrets it stores (issue 16).
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
         .target(
             name: "DevKitWorkflows",
             dependencies: [

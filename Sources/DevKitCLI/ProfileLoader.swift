@@ -60,6 +60,9 @@ extension ProfileError: CLIReportable {
 /// connection_string_file = "dps.secret"  # given: each board is enrolled in DPS
 /// endpoint = "https://127.0.0.1:8443"    # optional: another base URL (local DPS)
 /// ca_file = "dps-ca.pem"                 # optional: extra trust anchors
+///
+/// [registry]                          # optional
+/// key_file = "/root/registry.key"     # the registry key (default: the XDG one)
 /// ```
 enum ProfileLoader {
     /// Indented by two spaces, as `autoconfigure --help` shows it: the help text
@@ -160,7 +163,7 @@ enum ProfileLoader {
         }
 
         mutating func profile(_ root: TOMLTable) throws(ProfileError) -> ProvisioningProfile {
-            try checkKeys(root, "", allowed: ["output_dir", "registration_id", "firmware", "uds", "wifi", "dps"])
+            try checkKeys(root, "", allowed: ["output_dir", "registration_id", "firmware", "uds", "wifi", "dps", "registry"])
 
             guard let fw = try table(root, "firmware") else {
                 throw fail("firmware", "missing; give [firmware] with bin + map, or elf")
@@ -253,9 +256,14 @@ enum ProfileLoader {
                                "only used to enroll boards; give connection_string_file too")
                 }
             }
-            return ProvisioningProfile(
+            var profile = ProvisioningProfile(
                 firmware: firmware, uds: uds, wifi: wifi, outputDirectory: output,
                 registrationID: scheme, dps: dps)
+            if let r = try table(root, "registry") {
+                try checkKeys(r, "registry.", allowed: ["key_file"])
+                profile.registryKeyFile = try string(r, "key_file", "registry.").map(resolve)
+            }
+            return profile
         }
     }
 }

@@ -70,7 +70,7 @@ struct WatchCommand: AsyncParsableCommand {
         try await reportingErrors {
             let profile = try ProfileLoader.load(path: self.profile)
             var provisioner = ProfileProvisioner(
-                profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
+                profile: profile, registry: try registry.open(profileKeyFile: profile.registryKeyFile), measure: diceRIoTMeasurer(), baudRate: baud)
             provisioner.dpsLog = dpsRequestLog()
             try provisioner.prepare()
             let boards = BoardThreads()

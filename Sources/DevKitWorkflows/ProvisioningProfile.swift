@@ -87,6 +87,9 @@ public struct ProvisioningProfile: Sendable, Equatable {
     public var outputDirectory: String
     public var registrationID: RegistrationIDScheme
     public var dps: DPSSettings
+    /// `[registry] key_file`: the registry key to open the registry with, when
+    /// `--key-file` does not name one (nil: the default key).
+    public var registryKeyFile: String?
 
     public init(
         firmware: FirmwareSource, uds: UDSPolicy, wifi: WiFiSettings? = nil,
