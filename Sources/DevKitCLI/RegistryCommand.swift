@@ -25,7 +25,8 @@ struct RegistryCommand: ParsableCommand {
               devkit registry list
               devkit registry show a4cf120b9e31
               devkit registry export --format csv > boards.csv
-              devkit registry keygen new.key && devkit registry rekey --new-key-file new.key
+              devkit registry keygen new.key
+              devkit registry rekey --new-key-file new.key
             """,
         subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self, RegistryReissueCommand.self,
             RegistryKeygenCommand.self, RegistryRekeyCommand.self],
