@@ -215,7 +215,7 @@ public final class Registry: Sendable {
     }
 
     /// What marking `steps` with `update` at `now` does to a row.
-    private static func advance(_ record: inout BoardRecord, _ steps: [ProvisioningStep], _ update: BoardUpdate, at now: Date) {
+    static func advance(_ record: inout BoardRecord, _ steps: [ProvisioningStep], _ update: BoardUpdate, at now: Date) {
         record.apply(update)
         for step in steps { record.setCompleted(step, at: now) }
         if update.mac != nil && record.macReadAt == nil { record.macReadAt = now }
