@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/attaswift/BigInt", from: "6.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        // The shared registry on a PostgreSQL server (issue 16).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         // `devkit emulate-dps`: a local DPS over TLS. Without the default
         // ConfigurationSupport trait (swift-configuration: unused, build time).
@@ -128,7 +130,18 @@ let package = Package(
             dependencies: ["CLibUDev", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "DevKitRegistry",
-            dependencies: ["DevKitModel", "DevKitSystem", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: [
+                "DevKitModel", "DevKitSystem", .product(name: "GRDB", package: "GRDB.swift"),
+                // AES-256-GCM sealing of the secrets it stores (issue 16).
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                // The PostgreSQL backend (Sources/DevKitRegistry/Postgres).
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "DevKitWorkflows",
             dependencies: [

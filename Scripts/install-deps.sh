@@ -16,6 +16,7 @@ packages=(
   tmux            # drives the interactive console in tests
   procps          # pgrep/ps used by scripts
   util-linux      # taskset for the single-core benchmark
+  postgresql      # initdb/pg_ctl/pg_dump: the registry tests' throwaway PostgreSQL cluster
 )
 packages+=("$@")
 

@@ -58,7 +58,7 @@ struct AutoconfigureCommand: ParsableCommand {
             let profile = try ProfileLoader.load(path: self.profile)
             let path = try port.resolvedPath()
             var provisioner = ProfileProvisioner(
-                profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: port.baud)
+                profile: profile, registry: try registry.open(profileKeyFile: profile.registryKeyFile), measure: diceRIoTMeasurer(), baudRate: port.baud)
             provisioner.dpsLog = dpsRequestLog()
             var reporter = ProvisionReporter(json: json)
             let registryPath = registry.path.map { _ in registry.resolvedPath }

@@ -64,6 +64,8 @@ extension ProfileError: CLIReportable {
 /// [verify]                            # optional: watch each board register
 /// enabled = true
 /// timeout = 120                       # seconds; default 180
+/// [registry]                          # optional
+/// key_file = "/root/registry.key"     # the registry key (default: the XDG one)
 /// ```
 enum ProfileLoader {
     /// Indented by two spaces, as `autoconfigure --help` shows it: the help text
@@ -168,7 +170,7 @@ enum ProfileLoader {
         }
 
         mutating func profile(_ root: TOMLTable) throws(ProfileError) -> ProvisioningProfile {
-            try checkKeys(root, "", allowed: ["output_dir", "registration_id", "firmware", "uds", "wifi", "dps", "verify"])
+            try checkKeys(root, "", allowed: ["output_dir", "registration_id", "firmware", "uds", "wifi", "dps", "verify", "registry"])
 
             guard let fw = try table(root, "firmware") else {
                 throw fail("firmware", "missing; give [firmware] with bin + map, or elf")
@@ -278,9 +280,14 @@ enum ProfileLoader {
                 }
                 if enabled { verify = VerifySettings(timeoutSeconds: timeout) }
             }
-            return ProvisioningProfile(
+            var profile = ProvisioningProfile(
                 firmware: firmware, uds: uds, wifi: wifi, outputDirectory: output,
                 registrationID: scheme, dps: dps, verify: verify)
+            if let r = try table(root, "registry") {
+                try checkKeys(r, "registry.", allowed: ["key_file"])
+                profile.registryKeyFile = try string(r, "key_file", "registry.").map(resolve)
+            }
+            return profile
         }
     }
 }

@@ -14,13 +14,21 @@ struct RegistryCommand: ParsableCommand {
 
             The database is $XDG_DATA_HOME/devkit/registry.sqlite \
             (~/.local/share/devkit/registry.sqlite), mode 0600 in a 0700 directory; \
-            --registry PATH chooses another file. It holds secrets: back it up like a key.
+            --registry PATH chooses another file. Each UDS in it is sealed (AES-256-GCM) \
+            with the registry key, $XDG_CONFIG_HOME/devkit/registry.key \
+            (~/.config/devkit/registry.key) unless --key-file FILE says otherwise; devkit \
+            creates that file the first time. Back the key up: without it the recorded \
+            UDS cannot be read. `registry keygen` makes a key, `registry rekey` re-seals \
+            the registry under another.
 
             Examples:
               devkit registry list
               devkit registry show a4cf120b9e31
               devkit registry export --format csv > boards.csv
+              devkit registry keygen new.key
+              devkit registry rekey --new-key-file new.key
             """,
-        subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self, RegistryReissueCommand.self],
+        subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self, RegistryReissueCommand.self,
+            RegistryKeygenCommand.self, RegistryRekeyCommand.self],
         defaultSubcommand: RegistryListCommand.self)
 }

@@ -1,4 +1,7 @@
 import DevKitRegistry
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension RegistryError: CLIReportable {
     public var exitStatus: ExitStatus {
@@ -9,6 +12,10 @@ extension RegistryError: CLIReportable {
         case .invalidStoredValue: .dataError
         case .invalidMAC: .usage
         case .boardNotFound: .noInput
+        // Without the right key nothing sealed can be read: one code for every key problem.
+        case .keyUnavailable, .keyFileInsecure, .keyFileInvalid, .wrongKey: .noPermission
+        case .keyFileNotWritten(_, _, let errno): ExitStatus(fileErrno: errno)
+        case .sealedValueRejected: .dataError
         }
     }
 
@@ -20,8 +27,21 @@ extension RegistryError: CLIReportable {
             description + " or choose another file with --registry PATH"
         case .boardNotFound:
             description + "; `devkit registry list` shows the recorded boards"
-        case .database, .invalidStoredValue, .invalidMAC:
+        case .database, .invalidStoredValue, .invalidMAC, .keyFileInsecure:
             description
+        case .keyUnavailable(_, _, let needed?, _), .wrongKey(_, _, let needed):
+            description + "; give the key file holding key \(needed) with --key-file FILE (restore it from "
+                + "your backup: without it the recorded UDS cannot be read)"
+        case .keyUnavailable(_, _, nil, let errno) where errno == ENOENT:
+            description + "; create one with `devkit registry keygen FILE`, or leave out --key-file to use the default key"
+        case .keyUnavailable, .keyFileInvalid:
+            description + "; give the registry key file with --key-file FILE (`devkit registry keygen FILE` makes one)"
+        case .keyFileNotWritten(_, _, let errno) where errno == EEXIST:
+            description + "; devkit never replaces a key file (it may be the only copy of a key): choose another name"
+        case .keyFileNotWritten:
+            description
+        case .sealedValueRejected:
+            description + "; the registry was changed outside devkit: restore it from a backup"
         }
     }
 }

@@ -14,20 +14,49 @@ struct RegistryOptions: ParsableArguments {
         completion: .file())
     var path: String?
 
+    @Option(
+        name: .customLong("key-file"),
+        help: ArgumentHelp(
+            "The registry key that seals the UDS of every board in the registry.",
+            discussion: """
+                Default: $XDG_CONFIG_HOME/devkit/registry.key (~/.config/devkit/registry.key), \
+                created (mode 0600) the first time a registry is used. Mode 0600; \
+                `devkit registry keygen FILE` makes one.
+                """,
+            valueName: "file"),
+        completion: .file())
+    var keyFile: String?
+
     /// The database file to use.
     var resolvedPath: String { path ?? Registry.defaultPath() }
 
-    /// Opens (creating if needed) the registry, for commands that write.
-    func open() throws -> Registry { try Registry(path: resolvedPath) }
+    /// Where the registry key comes from: --key-file, else `profileKeyFile` (the
+    /// profile's `[registry] key_file`), else the default file.
+    func keySource(profileKeyFile: String? = nil) -> RegistryKeySource {
+        if let file = keyFile ?? profileKeyFile { return .file(file) }
+        return .defaultKey()
+    }
+
+    /// Opens (creating if needed) the registry, for commands that write. Says once
+    /// on stderr when it created the default key file.
+    func open(profileKeyFile: String? = nil) throws -> Registry {
+        let registry = try Registry(path: resolvedPath, key: keySource(profileKeyFile: profileKeyFile))
+        if let created = registry.createdKeyFile {
+            printError(
+                "devkit: created the registry key \(escaped(created)) (key \(registry.keyID)), which seals every "
+                    + "board's UDS in the registry; back it up: without it the recorded UDS cannot be read")
+        }
+        return registry
+    }
 
     /// Opens the registry for commands that only read; nil when it does not exist
     /// yet, so that reading never creates an empty database. A registry this user
     /// may not look at is opened all the same, so the error says "Permission denied"
     /// rather than that there is none.
-    func openExisting() throws -> Registry? {
+    func openExisting(profileKeyFile: String? = nil) throws -> Registry? {
         var st = stat()
         if stat(resolvedPath, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
-        return try open()
+        return try open(profileKeyFile: profileKeyFile)
     }
 }
 

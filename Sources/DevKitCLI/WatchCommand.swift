@@ -98,7 +98,7 @@ struct WatchCommand: AsyncParsableCommand {
             }
             let profile = loaded
             var provisioner = ProfileProvisioner(
-                profile: profile, registry: try registry.open(), measure: diceRIoTMeasurer(), baudRate: baud)
+                profile: profile, registry: try registry.open(profileKeyFile: profile.registryKeyFile), measure: diceRIoTMeasurer(), baudRate: baud)
             provisioner.dpsLog = dpsRequestLog()
             try provisioner.prepare()
             let boards = BoardThreads()

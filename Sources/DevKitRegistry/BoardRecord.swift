@@ -233,13 +233,19 @@ public struct BoardUpdate: Sendable, Equatable {
 // the CodingKeys and the values are stored as the Codable path stored them (dates
 // as GRDB's text, the state as its raw value), so both read the same rows.
 extension BoardRecord {
+    /// A row whose UDS is stored in clear text (as devkit stored it before issue 16).
     public init(row: Row) throws {
+        try self.init(row: row, uds: row.decode(UDS.self, forColumn: CodingKeys.uds.rawValue))
+    }
+
+    /// A row, with its UDS as opened by the registry's sealer.
+    init(row: Row, uds: UDS) throws {
+        self.uds = uds
         id = row[CodingKeys.id.rawValue]
         mac = row[CodingKeys.mac.rawValue]
         usbSerial = row[CodingKeys.usbSerial.rawValue]
         registrationID = row[CodingKeys.registrationID.rawValue]
         firmwareVersion = row[CodingKeys.firmwareVersion.rawValue]
-        uds = try row.decode(UDS.self, forColumn: CodingKeys.uds.rawValue)
         certificateSHA1 = row[CodingKeys.certificateSHA1.rawValue]
         certificateSHA256 = row[CodingKeys.certificateSHA256.rawValue]
         certificatePath = row[CodingKeys.certificatePath.rawValue]

@@ -41,15 +41,23 @@ import Darwin
 public final class Registry: Sendable {
     /// The database file.
     public let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
     /// New boards (their UDS): committed with `synchronous=FULL`.
     private let syncedWrites = GroupCommit()
     /// Step marks and failures: `synchronous=NORMAL`.
     private let writes = GroupCommit()
+    /// Seals and opens the secrets (RegistrySealing.swift).
+    let sealer: SecretSealer
+    /// The ID of the registry key this handle seals with.
+    public var keyID: String { sealer.key.id }
+    /// The default key file, when this handle created it (the registry held no
+    /// sealed secret and there was no key yet): the CLI says so once.
+    public let createdKeyFile: String?
 
     /// Opens (creating if needed) the registry at `path`, migrating it to the
-    /// current schema.
-    public init(path: String) throws(RegistryError) {
+    /// current schema, with the registry key from `key`. Secrets an older devkit
+    /// stored in clear text are sealed on the way (see RegistrySealing.swift).
+    public init(path: String, key: RegistryKeySource = .defaultKey()) throws(RegistryError) {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         try Self.makeDirectory(directory.isEmpty ? "." : directory)
@@ -64,12 +72,19 @@ public final class Registry: Sendable {
             // one (see the type's documentation). recordNewBoard raises it to FULL.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
+        let database: DatabasePool
         do {
-            pool = try DatabasePool(path: path, configuration: config)
-            try Self.migrator.migrate(pool)
+            database = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(database)
         } catch {
             throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
         }
+        let resolved = try RegistryKey.resolve(key, neededKeyID: try Self.sealedKeyID(database, path: path))
+        let sealer = SecretSealer(key: resolved.key, keyFile: key.path)
+        try Self.sealClearSecrets(database, sealer, path: path)
+        pool = database
+        self.sealer = sealer
+        createdKeyFile = resolved.created ? key.path : nil
         if created {
             // The new file's directory entry must survive a crash too (best effort:
             // some network file systems refuse a directory fsync).
@@ -117,8 +132,9 @@ public final class Registry: Sendable {
         for step in alsoMark { record.setCompleted(step, at: now) }
         // Committed with FULL sync before we return, i.e. before the caller may send
         // the UDS anywhere; boards recorded at the same moment share the commit.
+        let sealer = self.sealer
         return try write(synced: true) { db in
-            try record.insert(db)
+            try Self.insert(&record, sealer, db)
             return record
         }
     }
@@ -141,7 +157,8 @@ public final class Registry: Sendable {
     public func markSteps(
         _ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate = BoardUpdate()
     ) throws(RegistryError) -> BoardRecord {
-        return try write { db in try Self.mark(steps, boardID: boardID, update, at: Date(), db) }
+        let sealer = self.sealer
+        return try write { db in try Self.mark(steps, boardID: boardID, update, at: Date(), sealer, db) }
     }
 
     /// Marks steps like ``markSteps(_:boardID:update:)`` but returns at once, without
@@ -169,8 +186,9 @@ public final class Registry: Sendable {
         Self.advance(&expected, steps, update, at: now)
         let path = self.path
         let result = Mutex<BoardRecord?>(nil)
+        let sealer = self.sealer
         let job = GroupCommit.Job { db in
-            let record = try Self.mark(steps, boardID: boardID, update, at: now, db)
+            let record = try Self.mark(steps, boardID: boardID, update, at: now, sealer, db)
             result.withLock { $0 = record }
         }
         job.completion = { job in
@@ -187,16 +205,17 @@ public final class Registry: Sendable {
 
     /// Marks `steps` on the stored row, in the caller's transaction.
     private static func mark(
-        _ steps: [ProvisioningStep], boardID: Int64, _ update: BoardUpdate, at now: Date, _ db: Database
+        _ steps: [ProvisioningStep], boardID: Int64, _ update: BoardUpdate, at now: Date, _ sealer: SecretSealer,
+        _ db: Database
     ) throws -> BoardRecord {
-        guard var record = try fetchBoard(db, id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
+        guard var record = try fetchBoard(db, id: boardID, sealer) else { throw RegistryError.boardNotFound("\(boardID)") }
         advance(&record, steps, update, at: now)
         try store(record, db)
         return record
     }
 
     /// What marking `steps` with `update` at `now` does to a row.
-    private static func advance(_ record: inout BoardRecord, _ steps: [ProvisioningStep], _ update: BoardUpdate, at now: Date) {
+    static func advance(_ record: inout BoardRecord, _ steps: [ProvisioningStep], _ update: BoardUpdate, at now: Date) {
         record.apply(update)
         for step in steps { record.setCompleted(step, at: now) }
         if update.mac != nil && record.macReadAt == nil { record.macReadAt = now }
@@ -208,8 +227,8 @@ public final class Registry: Sendable {
     /// Records that the last run on this board stopped on `error` (no secrets in it).
     @discardableResult
     public func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord {
-        try write { db in
-            guard var record = try Self.fetchBoard(db, id: boardID) else {
+        try write { [sealer] db in
+            guard var record = try Self.fetchBoard(db, id: boardID, sealer) else {
                 throw RegistryError.boardNotFound("\(boardID)")
             }
             record.state = .failed
@@ -226,8 +245,8 @@ public final class Registry: Sendable {
     /// stays `done` (shown `done, not enrolled`).
     @discardableResult
     public func recordEnrollment(boardID: Int64, _ enrollment: BoardEnrollment) throws(RegistryError) -> BoardRecord {
-        try write { db in
-            guard var record = try Self.fetchBoard(db, id: boardID) else {
+        try write { [sealer] db in
+            guard var record = try Self.fetchBoard(db, id: boardID, sealer) else {
                 throw RegistryError.boardNotFound("\(boardID)")
             }
             record.enrollment = enrollment
@@ -259,9 +278,9 @@ public final class Registry: Sendable {
     public func recordEnrollments(_ enrollments: [(boardID: Int64, enrollment: BoardEnrollment)]) throws(RegistryError) {
         guard !enrollments.isEmpty else { return }
         let now = Date()
-        try write { db in
+        try write { [sealer] db in
             for (boardID, enrollment) in enrollments {
-                guard var record = try Self.fetchBoard(db, id: boardID) else {
+                guard var record = try Self.fetchBoard(db, id: boardID, sealer) else {
                     throw RegistryError.boardNotFound("\(boardID)")
                 }
                 record.enrollment = enrollment
@@ -277,8 +296,8 @@ public final class Registry: Sendable {
     public func markSuperseded(
         boardID old: Int64, by new: Int64, certificatePath: String?, enrollmentPath: String?
     ) throws(RegistryError) -> BoardRecord {
-        try write(synced: true) { db in
-            guard var record = try Self.fetchBoard(db, id: old) else { throw RegistryError.boardNotFound("\(old)") }
+        try write(synced: true) { [sealer] db in
+            guard var record = try Self.fetchBoard(db, id: old, sealer) else { throw RegistryError.boardNotFound("\(old)") }
             record.supersededBy = new
             record.certificatePath = certificatePath
             record.enrollmentPath = enrollmentPath
@@ -296,39 +315,39 @@ public final class Registry: Sendable {
     /// were stored relative to wherever devkit ran before release 12.
     public func boards(withCertificateSHA256 thumbprint: String) throws(RegistryError) -> [BoardRecord] {
         let key = thumbprint.uppercased()
-        return try read { db in
+        return try read { [sealer] db in
             try BoardRecord.filter(Column("certificate_sha256").uppercased == key)
-                .order(Column("id").desc).fetchAll(db)
+                .order(Column("id").desc).fetchAll(db, sealer)
         }
     }
 
     /// The board with this row id.
     public func board(id: Int64) throws(RegistryError) -> BoardRecord? {
-        try read { db in try Self.fetchBoard(db, id: id) }
+        try read { [sealer] db in try Self.fetchBoard(db, id: id, sealer) }
     }
 
     /// The most recent board with this MAC (any usual spelling).
     public func board(byMAC mac: String) throws(RegistryError) -> BoardRecord? {
         let normalized = try Self.normalizeMAC(mac)
-        return try read { db in
+        return try read { [sealer] db in
             try BoardRecord.filter(Column("mac") == normalized)
-                .order(Column("id").desc).fetchOne(db)
+                .order(Column("id").desc).fetchOne(db, sealer)
         }
     }
 
     /// The most recent board whose ST-LINK has this USB serial number.
     public func board(byUSBSerial usbSerial: String) throws(RegistryError) -> BoardRecord? {
-        try read { db in
+        try read { [sealer] db in
             try BoardRecord.filter(Column("usb_serial") == usbSerial)
-                .order(Column("id").desc).fetchOne(db)
+                .order(Column("id").desc).fetchOne(db, sealer)
         }
     }
 
     /// The most recent board with this registration ID.
     public func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord? {
-        try read { db in
+        try read { [sealer] db in
             try BoardRecord.filter(Column("registration_id") == registrationID)
-                .order(Column("id").desc).fetchOne(db)
+                .order(Column("id").desc).fetchOne(db, sealer)
         }
     }
 
@@ -347,14 +366,14 @@ public final class Registry: Sendable {
 
     /// Every board, oldest first.
     public func allBoards() throws(RegistryError) -> [BoardRecord] {
-        try read { db in try BoardRecord.order(Column("id")).fetchAll(db) }
+        try read { [sealer] db in try BoardRecord.order(Column("id")).fetchAll(db, sealer) }
     }
 
     /// Boards whose provisioning has not finished (in progress or failed), oldest first.
     public func unfinishedBoards() throws(RegistryError) -> [BoardRecord] {
-        try read { db in
+        try read { [sealer] db in
             try BoardRecord.filter(Column("state") != BoardState.done.rawValue)
-                .order(Column("id")).fetchAll(db)
+                .order(Column("id")).fetchAll(db, sealer)
         }
     }
 
@@ -452,17 +471,22 @@ public final class Registry: Sendable {
     // GRDB's query interface each built its SQL and compiled a statement (with the
     // authorizer) every time: 12% of the daemon's CPU with 16 boards. These are
     // compiled once per connection and cached.
+    // The UDS is written once, sealed, when the row is inserted (or re-sealed by
+    // rekey): a step mark never rewrites it.
     private static let selectByID = "SELECT * FROM board WHERE id = ?"
     private static let updateByID = "UPDATE board SET "
-        + BoardRecord.databaseColumns.dropFirst().map { "\($0) = ?" }.joined(separator: ", ") + " WHERE id = ?"
+        + BoardRecord.databaseColumns.dropFirst().filter { $0 != "uds" }.map { "\($0) = ?" }
+        .joined(separator: ", ") + " WHERE id = ?"
 
-    private static func fetchBoard(_ db: Database, id: Int64) throws -> BoardRecord? {
-        try BoardRecord.fetchOne(db.cachedStatement(sql: selectByID), arguments: [id])
+    private static func fetchBoard(_ db: Database, id: Int64, _ sealer: SecretSealer) throws -> BoardRecord? {
+        try Row.fetchOne(db.cachedStatement(sql: selectByID), arguments: [id]).map(sealer.record)
     }
 
     private static func store(_ record: BoardRecord, _ db: Database) throws {
-        let values = record.databaseValues
-        try db.cachedStatement(sql: updateByID).execute(arguments: StatementArguments(values.dropFirst() + [values[0]]))
+        let values = zip(BoardRecord.databaseColumns, record.databaseValues).dropFirst()
+            .filter { $0.0 != "uds" }.map(\.1)
+        try db.cachedStatement(sql: updateByID)
+            .execute(arguments: StatementArguments(values + [record.id as (any DatabaseValueConvertible)?]))
     }
 
     /// Runs `body` in a write transaction and returns once it is committed (and, with
@@ -571,6 +595,19 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidMAC(String)
     /// No board matches the id, MAC or registration ID given.
     case boardNotFound(String)
+    /// The registry key file could not be read (`errno` ENOENT: there is none);
+    /// `neededKeyID` when the registry holds secrets sealed with that key.
+    case keyUnavailable(path: String, reason: String, neededKeyID: String?, errno: Int32? = nil)
+    /// The key file may be read by group or others (`mode`: its permission bits).
+    case keyFileInsecure(path: String, mode: mode_t)
+    /// The key file holds no key in a form devkit reads.
+    case keyFileInvalid(path: String, reason: String)
+    /// A new key file could not be written (EEXIST: one is already there).
+    case keyFileNotWritten(path: String, reason: String, errno: Int32)
+    /// The key in `path` (`keyID`) is not the one the registry's secrets are sealed with.
+    case wrongKey(path: String, keyID: String, neededKeyID: String)
+    /// A sealed value does not open with the right key: altered, or copied from another row.
+    case sealedValueRejected(board: Int64, column: String, reason: String)
 
     public var description: String {
         switch self {
@@ -586,6 +623,21 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             "'\(escaped(mac))' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
         case .boardNotFound(let key):
             "no board '\(escaped(key))' in the registry"
+        case .keyUnavailable(let path, let reason, let needed, _):
+            "cannot read the registry key \(escaped(path)): \(reason)"
+                + (needed.map { "; the registry's secrets are sealed with key \($0)" } ?? "")
+        case .keyFileInsecure(let path, let mode):
+            "the registry key \(escaped(path)) may be read by others (mode \(String(mode, radix: 8))); "
+                + "run: chmod 600 \(escaped(path))"
+        case .keyFileInvalid(let path, let reason):
+            "the registry key \(escaped(path)) cannot be used: \(reason)"
+        case .keyFileNotWritten(let path, let reason, _):
+            "cannot write the registry key \(escaped(path)): \(reason)"
+        case .wrongKey(let path, let keyID, let needed):
+            "the registry's secrets are sealed with key \(needed), but \(path.isEmpty ? "the key given" : escaped(path)) "
+                + "is key \(keyID)"
+        case .sealedValueRejected(let board, let column, let reason):
+            "board #\(board)'s sealed \(column) cannot be opened: \(reason)"
         }
     }
 }

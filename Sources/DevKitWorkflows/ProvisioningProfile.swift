@@ -89,6 +89,9 @@ public struct ProvisioningProfile: Sendable, Equatable {
     public var dps: DPSSettings
     /// Given: each board's registration is verified as provisioning's last step.
     public var verify: VerifySettings?
+    /// `[registry] key_file`: the registry key to open the registry with, when
+    /// `--key-file` does not name one (nil: the default key).
+    public var registryKeyFile: String?
 
     public init(
         firmware: FirmwareSource, uds: UDSPolicy, wifi: WiFiSettings? = nil,

@@ -14,6 +14,7 @@ public final class BackgroundDevkit: @unchecked Sendable {
 
     public init(_ arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: try TestProcess.devkitBinary)
+        _ = sharedRegistryKeyReady
         process.arguments = arguments
         process.standardOutput = stdout
         process.standardError = stderr

@@ -155,6 +155,7 @@ public enum TestProcess {
 
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
+        if environment["XDG_CONFIG_HOME"] == nil && environment["HOME"] == nil { _ = sharedRegistryKeyReady }
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

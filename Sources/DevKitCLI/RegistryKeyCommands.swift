@@ -1,0 +1,127 @@
+import ArgumentParser
+import DevKitModel
+import DevKitRegistry
+import Foundation
+
+/// `devkit registry keygen FILE`: a new registry key.
+struct RegistryKeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen",
+        abstract: "Write a new registry key to a file (mode 0600).",
+        discussion: """
+            The registry key seals (AES-256-GCM) the UDS of every board the registry \
+            records. The file gets 32 random bytes as 64 hex digits, mode 0600; an \
+            existing file is never replaced. Keep a copy somewhere safe (a password \
+            manager, an offline medium): without the key, the recorded UDS cannot be \
+            read and certificates cannot be re-issued.
+
+            Use it with --key-file FILE (or `key_file` under [registry] in a profile), \
+            or give it to `devkit registry rekey --new-key-file FILE` to re-seal an \
+            existing registry under it.
+
+            Examples:
+              devkit registry keygen ~/.config/devkit/station-b.key
+              devkit registry rekey --new-key-file ~/.config/devkit/station-b.key
+            """)
+
+    @Argument(help: ArgumentHelp("The key file to create.", valueName: "file"), completion: .file())
+    var file: String
+
+    @Flag(help: "Print the key file and key ID as a JSON object.")
+    var json = false
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
+    func run() throws {
+        try reportingErrors {
+            let key = RegistryKey.generate()
+            try key.write(to: file)
+            if json {
+                print(try JSONOutput.text(KeyFileJSON(path: file, keyID: key.id)))
+            } else {
+                print("Wrote registry key \(key.id) to \(escaped(file)) (mode 0600). Back it up: without it the "
+                    + "UDS sealed with it cannot be read.")
+            }
+        }
+    }
+}
+
+/// `devkit registry rekey --new-key-file F`: re-seals every secret under another key.
+struct RegistryRekeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rekey",
+        abstract: "Re-seal every secret in the registry under a new key.",
+        discussion: """
+            Opens the registry with its current key (--key-file, or the default key), \
+            re-seals every board's UDS under the key in --new-key-file in one \
+            transaction, and rewrites the database file so that nothing sealed under \
+            the old key remains. Afterwards only the new key opens the registry: use \
+            it with --key-file, or move it to the default place.
+
+            Examples:
+              devkit registry keygen new.key
+              devkit registry rekey --new-key-file new.key
+              mv new.key ~/.config/devkit/registry.key
+            """)
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(
+        name: .customLong("new-key-file"),
+        help: ArgumentHelp("The key to re-seal under (made by `devkit registry keygen`).", valueName: "file"),
+        completion: .file())
+    var newKeyFile: String
+
+    @Flag(help: "Print the outcome as a JSON object.")
+    var json = false
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
+    func run() throws {
+        try reportingErrors {
+            let newKey = try RegistryKey.load(path: newKeyFile)
+            guard let opened = try registry.openExisting() else {
+                throw NoRegistryError(path: registry.resolvedPath)
+            }
+            let oldKeyID = opened.keyID
+            let count = try newKey.id == oldKeyID ? 0 : opened.rekey(to: newKey)
+            if json {
+                print(try JSONOutput.text(RekeyJSON(resealed: count, keyID: newKey.id, oldKeyID: oldKeyID)))
+                return
+            }
+            if newKey.id == oldKeyID {
+                print("The registry is already sealed with key \(newKey.id): nothing to do.")
+                return
+            }
+            let source = registry.keySource()
+            var next = "from now on open it with --key-file \(escaped(newKeyFile))"
+            if case .defaultFile(let path) = source {
+                next += ", or replace the default key: mv \(escaped(newKeyFile)) \(escaped(path))"
+            }
+            print("Re-sealed \(count) secret\(count == 1 ? "" : "s") under key \(newKey.id) (was \(oldKeyID)); "
+                + next + ". The old key no longer opens this registry.")
+        }
+    }
+}
+
+struct KeyFileJSON: Encodable {
+    let path: String
+    let keyID: String
+    enum CodingKeys: String, CodingKey {
+        case path
+        case keyID = "key_id"
+    }
+}
+
+struct RekeyJSON: Encodable {
+    let resealed: Int
+    let keyID: String
+    let oldKeyID: String
+    enum CodingKeys: String, CodingKey {
+        case resealed
+        case keyID = "key_id"
+        case oldKeyID = "old_key_id"
+    }
+}

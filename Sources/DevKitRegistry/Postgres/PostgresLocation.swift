@@ -1,0 +1,142 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a PostgreSQL registry is: `postgresql://user@host:5432/db`, with
+/// `?sslmode=disable|require|verify-full` and `sslrootcert=FILE` (the CA that signed
+/// the server's certificate), or `?host=/run/dir` for a Unix socket in that
+/// directory (as libpq spells it). A password in the URL is refused: a command
+/// line is visible to every user of the machine (`ps`); it comes from a password
+/// file or `~/.pgpass` (``password(passwordFile:environment:)``).
+public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
+    public enum SSLMode: String, Sendable {
+        case disable
+        /// TLS, the server's certificate not checked (libpq's `require`).
+        case require
+        /// TLS, the certificate checked against the CA file and the host name.
+        case verifyFull = "verify-full"
+    }
+
+    public var user: String
+    /// A host name or address, or the directory of a Unix socket (an absolute path).
+    public var host: String
+    public var port: Int
+    public var database: String
+    public var sslMode: SSLMode
+    public var caFile: String?
+
+    /// Whether `text` names a PostgreSQL registry rather than an SQLite file.
+    public static func isURL(_ text: String) -> Bool {
+        text.hasPrefix("postgresql://") || text.hasPrefix("postgres://")
+    }
+
+    public init(url text: String) throws(RegistryError) {
+        func bad(_ reason: String) -> RegistryError {
+            .cannotOpen(path: Self.redact(text), reason: reason + "; give postgresql://USER@HOST:PORT/DATABASE")
+        }
+        guard Self.isURL(text), let components = URLComponents(string: text) else {
+            throw bad("not a PostgreSQL URL")
+        }
+        if components.password != nil {
+            throw .cannotOpen(
+                path: Self.redact(text),
+                reason: "the URL holds a password, which any user of this machine can read on a command line; "
+                    + "put it in ~/.pgpass (or PGPASSFILE) or in a password file, and leave it out of the URL")
+        }
+        let query = Dictionary(
+            (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
+        guard let user = components.user.flatMap({ $0.removingPercentEncoding }), !user.isEmpty else {
+            throw bad("no user name")
+        }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty, !database.contains("/") else { throw bad("no database name") }
+        let host = query["host"] ?? components.host ?? ""
+        guard !host.isEmpty else { throw bad("no host") }
+        var sslMode = SSLMode.disable
+        if let mode = query["sslmode"] {
+            guard let parsed = SSLMode(rawValue: mode) else {
+                throw bad("sslmode '\(mode)' is not one of disable, require, verify-full")
+            }
+            sslMode = parsed
+        } else if !host.hasPrefix("/") {
+            // Over the network, TLS unless told otherwise.
+            sslMode = .require
+        }
+        if sslMode == .verifyFull && query["sslrootcert"] == nil {
+            throw bad("sslmode=verify-full needs sslrootcert=FILE, the CA that signed the server's certificate")
+        }
+        self.user = user
+        self.host = host
+        self.port = components.port ?? 5432
+        self.database = database
+        self.sslMode = sslMode
+        self.caFile = query["sslrootcert"]
+    }
+
+    /// The Unix socket's path, when `host` is a directory.
+    public var socketPath: String? { host.hasPrefix("/") ? "\(host)/.s.PGSQL.\(port)" : nil }
+
+    public var description: String {
+        var text = "postgresql://\(user)@" + (host.hasPrefix("/") ? "" : host) + ":\(port)/\(database)"
+        if host.hasPrefix("/") { text += "?host=\(host)" }
+        return text
+    }
+
+    /// `text` without a password it may hold, for messages.
+    static func redact(_ text: String) -> String {
+        guard var components = URLComponents(string: text), components.password != nil else { return text }
+        components.password = "***"
+        return components.string ?? "postgresql://…"
+    }
+
+    /// The password for this location: the first line of `passwordFile` when given,
+    /// else the matching line of `PGPASSFILE` or `~/.pgpass` (libpq's format,
+    /// `host:port:database:user:password`, `*` matching anything; a file others may
+    /// read is ignored, as libpq does), else nil (trust or peer authentication).
+    public func password(
+        passwordFile: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(RegistryError) -> String? {
+        if let file = passwordFile {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw .cannotOpen(path: description, reason: "cannot read the password file \(file)")
+            }
+            let text = String(decoding: data, as: UTF8.self)
+            return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+        }
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let pgpass = environment["PGPASSFILE"] ?? (home + "/.pgpass")
+        var st = stat()
+        guard stat(pgpass, &st) == 0, st.st_mode & 0o077 == 0,
+            let data = FileManager.default.contents(atPath: pgpass)
+        else { return nil }
+        let hostField = host.hasPrefix("/") ? "localhost" : host
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+            let fields = Self.pgpassFields(String(line))
+            guard fields.count == 5 else { continue }
+            let wanted = [hostField, String(port), database, user]
+            if zip(fields.prefix(4), wanted).allSatisfy({ $0 == "*" || $0 == $1 }) { return fields[4] }
+        }
+        return nil
+    }
+
+    /// A `.pgpass` line's fields: split on `:`, `\:` and `\\` escaped.
+    static func pgpassFields(_ line: String) -> [String] {
+        var fields = [""]
+        var escaping = false
+        for character in line {
+            if escaping {
+                fields[fields.count - 1].append(character)
+                escaping = false
+            } else if character == "\\" {
+                escaping = true
+            } else if character == ":" && fields.count < 5 {
+                fields.append("")
+            } else {
+                fields[fields.count - 1].append(character)
+            }
+        }
+        return fields
+    }
+}

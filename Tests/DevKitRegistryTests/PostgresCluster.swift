@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A throwaway PostgreSQL cluster for the tests: Debian's server binaries
+/// (`/usr/lib/postgresql/N/bin`), a data directory and its Unix socket in a
+/// temporary directory, no TCP; started on first use by a test process, stopped
+/// when it exits. As root (CI), the server runs as the `postgres` user, which
+/// initdb requires.
+final class PostgresCluster: Sendable {
+    let directory: String
+    let bin: String
+    /// `host=` of a URL: the socket's directory.
+    var socketDirectory: String { directory }
+
+    /// The binaries' directory, the newest version installed; nil without the package.
+    static let binaries: String? = {
+        let base = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [])
+            .compactMap(Int.init).sorted()
+        for version in versions.reversed() where FileManager.default.isExecutableFile(atPath: "\(base)/\(version)/bin/initdb") {
+            return "\(base)/\(version)/bin"
+        }
+        return nil
+    }()
+
+    /// In CI the tests must run: a missing server is a failure, not a skip.
+    static let required = ProcessInfo.processInfo.environment["CI"].map { !$0.isEmpty && $0 != "false" } ?? false
+
+    /// Whether PostgreSQL tests run here (see ``required``).
+    static let available = binaries != nil || required
+
+    nonisolated(unsafe) private static var started: PostgresCluster?
+    private static let startLock = NSLock()
+
+    /// The cluster of this test process, started on first use.
+    static func shared() throws -> PostgresCluster {
+        startLock.lock()
+        defer { startLock.unlock() }
+        if let cluster = started { return cluster }
+        guard let bin = binaries else {
+            throw ClusterError("PostgreSQL's server binaries are not installed (/usr/lib/postgresql/*/bin/initdb); "
+                + "Scripts/install-deps.sh installs the postgresql package")
+        }
+        let cluster = try PostgresCluster(bin: bin)
+        started = cluster
+        atexit { PostgresCluster.started?.stop() }
+        return cluster
+    }
+
+    private init(bin: String) throws {
+        self.bin = bin
+        var template = Array("/tmp/devkit-pg-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw ClusterError("mkdtemp failed") }
+        directory = String(cString: made)
+        if getuid() == 0 {
+            // initdb refuses root: the server runs as postgres, in a directory it owns.
+            guard let user = getpwnam("postgres") else { throw ClusterError("no postgres user to run the server as") }
+            _ = chown(directory, user.pointee.pw_uid, user.pointee.pw_gid)
+        }
+        try run(["\(bin)/initdb", "-D", "\(directory)/data", "-U", "devkit", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        try run([
+            "\(bin)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "120",
+            "-o", "-k \(directory) -c listen_addresses='' -c fsync=off", "start",
+        ])
+    }
+
+    /// Called at exit, where Foundation's Process can no longer wait for a child
+    /// (its run loop is gone): system(3).
+    func stop() {
+        let prefix = getuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : ""
+        _ = system(prefix + "'\(bin)/pg_ctl' -D '\(directory)/data' -m immediate -w stop >/dev/null 2>&1")
+        _ = system("rm -rf '\(directory)'")
+    }
+
+    /// A new, empty database; its name.
+    func createDatabase() throws -> String {
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+        try run(["\(bin)/createdb", "-h", directory, "-U", "devkit", name], asServer: false)
+        return String(name)
+    }
+
+    /// The URL of `database` over the socket.
+    func url(_ database: String) -> String { "postgresql://devkit@/\(database)?host=\(directory)" }
+
+    /// `pg_dump` of `database`: what a backup of the server holds.
+    func dump(_ database: String) throws -> String {
+        try run(["\(bin)/pg_dump", "-h", directory, "-U", "devkit", database], asServer: false)
+    }
+
+    /// Runs a server tool (as postgres when root) and returns its stdout. Through
+    /// system(3) with the output in files: Foundation's Process did not see pg_ctl
+    /// exit once it had started the server (the wait never returned).
+    @discardableResult
+    func run(_ argv: [String], asServer: Bool = true) throws -> String {
+        let quoted = argv.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let prefix = asServer && getuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : ""
+        let out = directory + "/.out.\(UUID().uuidString)"
+        defer { unlink(out); unlink(out + ".err") }
+        let status = system(prefix + quoted + " </dev/null >'\(out)' 2>'\(out).err'")
+        let stdout = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            let stderr = (try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? ""
+            throw ClusterError("\(argv.joined(separator: " ")) failed (\(status)): \(stderr)")
+        }
+        return stdout
+    }
+}
+
+struct ClusterError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
