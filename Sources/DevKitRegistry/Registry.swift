@@ -260,8 +260,8 @@ public final class Registry: Sendable {
     /// verified (replacing the previous record). State and steps are unchanged.
     @discardableResult
     public func recordVerification(boardID: Int64, _ verification: BoardVerification) throws(RegistryError) -> BoardRecord {
-        try write { db in
-            guard var record = try Self.fetchBoard(db, id: boardID) else {
+        try write { [sealer] db in
+            guard var record = try Self.fetchBoard(db, id: boardID, sealer) else {
                 throw RegistryError.boardNotFound("\(boardID)")
             }
             record.verification = verification
