@@ -246,7 +246,7 @@ let package = Package(
             name: "DevKitWorkflowsTests",
             dependencies: [
                 "DevKitWorkflows", "DevKitConsole", "DevKitModel", "DevKitRegistry", "SerialPort",
-                "VirtualDevKit", "DevKitTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                "VirtualDevKit", "DevKitTestSupport", "UserModeLog", .product(name: "Crypto", package: "swift-crypto"),
                 // To write rows as an earlier release did (relative paths).
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),

@@ -85,6 +85,7 @@ struct AutoconfigureCommand: ParsableCommand {
                     verification = try provisioner.verify(
                         result, path: path, report: reporter.event, hooks: .terminal(progress: { _ in }))
                 } catch RegistrationCheckError.stopped(let signal) {
+                    reporter.result(result)  // provisioned all the same
                     printError("devkit: stopped by \(SignalRelay.name(of: signal)); the port's settings are restored.")
                     SignalRelay.dieOf(signal)
                 } catch {

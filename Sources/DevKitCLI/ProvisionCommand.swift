@@ -238,6 +238,7 @@ struct ProvisionCommand: ParsableCommand {
                         dps: request.dps, registry: registry, report: reporter.event,
                         hooks: .terminal(progress: { _ in }))
                 } catch RegistrationCheckError.stopped(let signal) {
+                    reporter.result(result)  // provisioned all the same
                     printError("devkit: stopped by \(SignalRelay.name(of: signal)); the port's settings are restored.")
                     SignalRelay.dieOf(signal)
                 } catch {

@@ -16,11 +16,11 @@ struct RegistryListCommand: ParsableCommand {
             the last step completed and its DPS enrollment (ENROLLED: `created 12:01`, \
             `unchanged`, `updated`; `conflict` when DPS holds another certificate; \
             `failed 401002` with DPS's error code; `not enrolled` when it is owed; \
-            `old certificate` after a re-issue; `-` when DPS was not configured). A \
+            `old certificate` after a re-issue; `-` when DPS was not configured). \
             VERIFIED is the outcome of the board's last registration check (`devkit \
             verify`, `provision --verify`) and its assigned hub: `assigned my-hub...`, \
-            `unauthorized`, `timeout`; `-` when never verified. A \
-            board whose files are written but whose enrollment is owed is \
+            `unauthorized`, `timeout`; `-` when never verified or when its certificate \
+            was re-issued since. A board whose files are written but whose enrollment is owed is \
             `done, not enrolled`: `devkit dps enroll --from-registry --id N` finishes \
             it. --unfinished shows only boards whose provisioning \
             did not complete. Never shows the UDS.

@@ -150,7 +150,13 @@ struct VerifyCommand: AsyncParsableCommand {
         let subject = try RegistrationCheck.subject(classifier: classifier, registry: db, registrationID: registrationID)
         var state: DeviceRegistrationState?
         if let connection = try dpsConnection(), let id = subject.registrationID {
-            state = try await withDPSClient(connection) { try await $0.registrationState(id) }
+            // The board's own log decided the outcome: DPS only adds the device ID, so a
+            // failure to ask it is said, and the outcome is still reported and recorded.
+            do {
+                state = try await withDPSClient(connection) { try await $0.registrationState(id) }
+            } catch {
+                printWarning("DPS was not asked for the registration's state: \(cliMessage(error))")
+            }
         }
         // Recorded in the board's row when the registry has it (by ID or MAC).
         let result = RegistrationCheck.report(outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: db)
@@ -225,6 +231,7 @@ struct BoardGone: CLIReportable {
     let path: String
     var exitStatus: ExitStatus { .unavailable }
     var userMessage: String {
-        "the board's port \(escaped(path)) went away while devkit followed its log (unplugged?): plug it in and run again"
+        "the board's port \(escaped(path)) went away while devkit followed its log (unplugged?): "
+            + "plug it back in and run `devkit verify --port \(escaped(path))` to see it register"
     }
 }

@@ -216,6 +216,8 @@ public final class Registry: Sendable {
 
     /// What marking `steps` with `update` at `now` does to a row.
     static func advance(_ record: inout BoardRecord, _ steps: [ProvisioningStep], _ update: BoardUpdate, at now: Date) {
+        // A new certificate (a re-issue) has not registered yet: the last check was of the old one.
+        if let new = update.certificateSHA256, new != record.certificateSHA256 { record.verification = nil }
         record.apply(update)
         for step in steps { record.setCompleted(step, at: now) }
         if update.mac != nil && record.macReadAt == nil { record.macReadAt = now }

@@ -136,6 +136,9 @@ public enum RegistrationCheck {
         if let registry {
             if let boardID { record = try registry.board(id: boardID) }
             if record == nil, let id = registrationID ?? identity.registrationID { record = try registry.board(byRegistrationID: id) }
+            // A row whose MAC is not the one the board printed is another board's
+            // (a mistyped --registration-id; another board on the same port).
+            if let printed = identity.mac?.hex, let recorded = record?.mac, recorded != printed { record = nil }
             if record == nil, let mac = identity.mac { record = try registry.board(byMAC: mac.hex) }
         }
         let settings = record.flatMap { try? ProvisionSettings.recorded(in: $0) }
@@ -206,6 +209,8 @@ public enum RegistrationCheckError: Error, Sendable, Equatable, CustomStringConv
     case boardGone(path: String)
     /// A stop signal came (its number); the port is closed and its settings restored.
     case stopped(signal: Int32)
+    /// The board that booted on the port printed another MAC than the one provisioned.
+    case differentBoard(path: String, expected: String, printed: String)
 
     public var description: String {
         switch self {
@@ -213,6 +218,9 @@ public enum RegistrationCheckError: Error, Sendable, Equatable, CustomStringConv
             "the board's port \(WorkflowError.name(path)) went away while devkit followed its log (unplugged?): "
                 + "plug it in and run `devkit verify` again"
         case .stopped(let signal): "stopped by signal \(signal)"
+        case .differentBoard(let path, let expected, let printed):
+            "the board on \(WorkflowError.name(path)) printed MAC \(printed), not the provisioned board's \(expected): "
+                + "another board was plugged in; plug the provisioned one back in and run `devkit verify --port` on it"
         }
     }
 }
@@ -257,7 +265,20 @@ extension RegistrationCheck {
             throw error
         }
         let outcome = classifier.outcome ?? .timeout
-        let subject = try Self.subject(classifier: classifier, registry: registry, boardID: boardID)
+        // Another board booted on this port (the provisioned one swapped for the next):
+        // its log says nothing of the board provisioned, and is not recorded for it.
+        if let printed = classifier.identity.mac, let provisioned = try? MACAddress(result.mac), printed != provisioned {
+            let error = RegistrationCheckError.differentBoard(path: path, expected: provisioned.hex, printed: printed.hex)
+            report(ProvisionEvent(stage: .verify, status: .failed, message: "\(error)", boardID: boardID, error: error))
+            throw error
+        }
+        let subject: Subject
+        do {
+            subject = try Self.subject(classifier: classifier, registry: registry, boardID: boardID)
+        } catch {
+            report(ProvisionEvent(stage: .verify, status: .failed, message: "\(error)", boardID: boardID, error: error))
+            throw error
+        }
         var state: DeviceRegistrationState?
         // Standard input was read once, for the enrollment: not asked again.
         if outcome.isSuccess, dps.enrolls, dps.connectionStringFile != "-", let id = subject.registrationID,
@@ -267,6 +288,11 @@ extension RegistrationCheck {
             target.close()
         }
         let verification = self.report(outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: registry)
+        if let failure = verification.recordingFailure {
+            report(ProvisionEvent(
+                stage: .verify, status: .started, message: "warning: the outcome is not recorded in the registry: \(failure)",
+                boardID: boardID))
+        }
         let said = outcome.name + (verification.assignedHub.map { " to \($0)" } ?? "")
             + (verification.deviceID.map { " as \($0)" } ?? "")
         report(ProvisionEvent(

@@ -125,7 +125,7 @@ struct MonitorCommandTests {
         let pty = try PseudoTerminal()
         let path = pty.slavePath
         let monitor = try BackgroundDevkit(["monitor", "--port", path, "--timeout", "120"])
-        Thread.sleep(forTimeInterval: 0.5)
+        #expect(monitor.waitUntilOpen(path))
         try pty.master.close()  // the terminal hangs up
         // Waiting for the path would last until --timeout (120 s).
         let status = monitor.wait(timeout: .seconds(60))

@@ -132,7 +132,7 @@ extension VerifyCLITests {
         // The open is watched for in /proc: a fixed second was not always enough on a
         // loaded machine, and the board's registration then went by unread.
         let opened = ContinuousClock.now + .seconds(60)
-        while !Self.hasOpen(verify.process.processIdentifier, kit.devicePath) && ContinuousClock.now < opened {
+        while !verify.hasOpen(kit.devicePath) && ContinuousClock.now < opened {
             try await Task.sleep(for: .milliseconds(50))
         }
         try await Task.sleep(for: .seconds(1))
@@ -142,13 +142,6 @@ extension VerifyCLITests {
         #expect(status == 0, "\(out)")
         #expect(out.contains(#""outcome":"assigned""#), "\(out)")
         #expect(out.contains(#""registration_id":"\#(DPS.registrationID)""#), "\(out)")
-    }
-
-    /// Whether process `pid` has `path` open (one of its descriptors links to it).
-    static func hasOpen(_ pid: Int32, _ path: String) -> Bool {
-        let directory = "/proc/\(pid)/fd"
-        let fds = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return fds.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)) == path }
     }
 
     @Test("human output: the outcome, the diagnosis and the evidence, escaped")
@@ -228,7 +221,7 @@ extension VerifyCLITests {
         // Following the board first: its port open (watched in /proc; under load the
         // process took longer to start than the 4 s given after it).
         let opened = ContinuousClock.now + .seconds(60)
-        while !Self.hasOpen(verify.process.processIdentifier, kit.devicePath) && ContinuousClock.now < opened {
+        while !verify.hasOpen(kit.devicePath) && ContinuousClock.now < opened {
             try await Task.sleep(for: .milliseconds(50))
         }
         try await Task.sleep(for: .seconds(4))

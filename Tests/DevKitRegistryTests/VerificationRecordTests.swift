@@ -85,5 +85,15 @@ import Testing
         #expect(refused.verification?.outcome == "unauthorized" && refused.verification?.assignedHub == nil)
         #expect(refused.verification?.deviceID == nil && refused.verification?.registered == false)
         #expect(throws: RegistryError.self) { try registry.recordVerification(boardID: 99, BoardVerification(outcome: "timeout")) }
+
+        // A re-issued certificate has not registered yet: the old check is dropped;
+        // the same certificate written again keeps it.
+        try registry.markSteps([.certificateWritten], boardID: 1, update: BoardUpdate(certificateSHA256: "S1"))
+        try registry.recordVerification(boardID: 1, BoardVerification(outcome: "assigned", assignedHub: "hub.example"))
+        try registry.markSteps([.certificateWritten], boardID: 1, update: BoardUpdate(certificateSHA256: "S1"))
+        #expect(try registry.board(id: 1)?.verification?.outcome == "assigned")
+        try registry.markSteps([.certificateWritten], boardID: 1, update: BoardUpdate(certificateSHA256: "S2"))
+        #expect(try registry.board(id: 1)?.verification == nil)
+        #expect(try registry.board(id: 1)?.certificateSHA256 == "S2")
     }
 }

@@ -56,3 +56,24 @@ public final class BackgroundDevkit: @unchecked Sendable {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
+
+extension BackgroundDevkit {
+    /// Whether the process has `path` open (one of its descriptors links to it): a
+    /// test waits for this instead of sleeping before it acts on the port.
+    public func hasOpen(_ path: String) -> Bool {
+        let directory = "/proc/\(process.processIdentifier)/fd"
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return fds.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)) == path }
+    }
+
+    /// Waits (up to `timeout`) until the process has `path` open; whether it did.
+    @discardableResult
+    public func waitUntilOpen(_ path: String, timeout: Duration = .seconds(60)) -> Bool {
+        let end = ContinuousClock.now + timeout
+        while !hasOpen(path) {
+            if ContinuousClock.now >= end { return false }
+            usleep(50_000)
+        }
+        return true
+    }
+}

@@ -1,0 +1,35 @@
+import DevKitModel
+import DevKitRegistry
+import DevKitWorkflows
+import Testing
+import UserModeLog
+
+/// Which registry row a board's verification is recorded in: never the row of a
+/// board other than the one that printed the log (found in review).
+@Suite struct RegistrationSubjectTests {
+    @Test func aRowWhoseMACIsNotTheBoardsIsNotItsSubject() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let version = try FirmwareVersion("1.6.2")
+        let macA = try MACAddress("a4cf120b9e31"), macB = try MACAddress("a4cf120b9e32")
+        let idA = try RegistrationID(mac: macA, firmwareVersion: version)
+        let a = try f.registry.recordNewBoard(uds: f.uds, mac: macA, registrationID: idA, firmwareVersion: version)
+        let b = try f.registry.recordNewBoard(uds: f.uds, mac: macB, firmwareVersion: version)
+        // Board B's log.
+        var classifier = RegistrationClassifier()
+        _ = classifier.take(LogLine("DevKit MAC Address: a4cf120b9e32"))
+        #expect(classifier.identity.mac == macB)
+
+        // Asked for A's row (by id, or by A's registration ID): B's row is the subject.
+        let byID = try RegistrationCheck.subject(classifier: classifier, registry: f.registry, boardID: a.id)
+        #expect(byID.record?.id == b.id)
+        let byRegistrationID = try RegistrationCheck.subject(
+            classifier: classifier, registry: f.registry, registrationID: idA.value)
+        #expect(byRegistrationID.record?.id == b.id)
+
+        // A's own log: A's row.
+        var own = RegistrationClassifier()
+        _ = own.take(LogLine("DevKit MAC Address: a4cf120b9e31"))
+        #expect(try RegistrationCheck.subject(classifier: own, registry: f.registry, boardID: a.id).record?.id == a.id)
+    }
+}
