@@ -57,12 +57,15 @@ struct RegistryRekeyCommand: ParsableCommand {
             re-seals every board's UDS under the key in --new-key-file in one \
             transaction, and rewrites the database file so that nothing sealed under \
             the old key remains. Afterwards only the new key opens the registry: use \
-            it with --key-file, or move it to the default place.
+            it with --key-file. The default key may seal other registries too: \
+            keep it while any of them needs it. Run again with the same key to \
+            retry a rewrite that failed. Stop other devkit runs on this registry \
+            first: one that opened it before holds the old key.
 
             Examples:
               devkit registry keygen new.key
               devkit registry rekey --new-key-file new.key
-              mv new.key ~/.config/devkit/registry.key
+              devkit registry list --key-file new.key
             """)
 
     @OptionGroup var registry: RegistryOptions
@@ -86,19 +89,21 @@ struct RegistryRekeyCommand: ParsableCommand {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
             let oldKeyID = opened.keyID
-            let count = try newKey.id == oldKeyID ? 0 : opened.rekey(to: newKey)
+            // The same key only rewrites the file (a retry of a rewrite that failed).
+            let count = try opened.rekey(to: newKey)
             if json {
                 print(try JSONOutput.text(RekeyJSON(resealed: count, keyID: newKey.id, oldKeyID: oldKeyID)))
                 return
             }
             if newKey.id == oldKeyID {
-                print("The registry is already sealed with key \(newKey.id): nothing to do.")
+                print("The registry is already sealed with key \(newKey.id): the file is rewritten, nothing else to do.")
                 return
             }
             let source = registry.keySource()
             var next = "from now on open it with --key-file \(escaped(newKeyFile))"
             if case .defaultFile(let path) = source {
-                next += ", or replace the default key: mv \(escaped(newKeyFile)) \(escaped(path))"
+                next += ", or make it the default key once no other registry is sealed with the old one "
+                    + "(keep a copy of \(escaped(path)) first)"
             }
             print("Re-sealed \(count) secret\(count == 1 ? "" : "s") under key \(newKey.id) (was \(oldKeyID)); "
                 + next + ". The old key no longer opens this registry.")

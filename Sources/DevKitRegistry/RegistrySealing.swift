@@ -53,7 +53,16 @@ extension Registry {
                 }
                 return count
             }
-            if sealed > 0 { try scrub(pool) }
+            if sealed > 0 {
+                do { try scrub(pool) } catch {
+                    // Committed: the rows are sealed; only their old clear copies may remain.
+                    throw RegistryError.database(
+                        path: path,
+                        reason: "the secrets are sealed, but rewriting the file to drop their clear copies failed (\(error)); "
+                            + "free space or stop the other devkit runs, then run `devkit registry rekey --new-key-file` "
+                            + "with the same key to rewrite it")
+                }
+            }
         } catch let error as RegistryError {
             throw error
         } catch {
@@ -95,6 +104,13 @@ extension Registry {
     public func rekey(to newKey: RegistryKey) throws(RegistryError) -> Int {
         let old = sealer
         let new = SecretSealer(key: newKey, keyFile: "")
+        // The same key: only the rewrite (retrying one that failed after its commit).
+        if newKey.id == keyID {
+            do { try Self.scrub(pool) } catch {
+                throw .database(path: path, reason: "rewriting the file failed: \(error)")
+            }
+            return 0
+        }
         let count: Int
         do {
             count = try pool.writeWithoutTransaction { db -> Int in
@@ -114,11 +130,18 @@ extension Registry {
                 }
                 return count
             }
-            try Self.scrub(pool)
         } catch let error as RegistryError {
             throw error
         } catch {
             throw .database(path: path, reason: "re-sealing under the new key failed, nothing changed: \(error)")
+        }
+        do { try Self.scrub(pool) } catch {
+            // Committed: every secret is under the new key now, whatever the rewrite did.
+            throw .database(
+                path: path,
+                reason: "every secret is re-sealed under the new key \(newKey.id): keep that key, the old one no "
+                    + "longer opens this registry; but rewriting the file to drop the old values failed (\(error)): "
+                    + "run the same rekey again to retry the rewrite")
         }
         return count
     }

@@ -291,6 +291,13 @@ func writeKeyFile(_ path: String, _ raw: [UInt8], format: String = "hex") throws
         let all = databaseBytes(path)
         for sealed in oldSealed { #expect(!bytes(all, contain: Array(sealed.utf8))) }
         #expect(!holdsClearUDS(path, udsA))
+
+        // The same key again only rewrites the file (the retry of a failed rewrite):
+        // nothing re-sealed, every secret still opens.
+        let sealedNow = try DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT uds FROM board") }
+        #expect(try reopened.rekey(to: newKey) == 0)
+        #expect(try DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT uds FROM board") } == sealedNow)
+        #expect(try Registry(path: path, key: .file(tmp.file("new.key"))).allBoards().map(\.uds) == [udsA, udsB])
     }
 }
 
