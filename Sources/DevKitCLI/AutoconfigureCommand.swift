@@ -80,23 +80,8 @@ struct AutoconfigureCommand: ParsableCommand {
             {
             case .provisioned(let result, _):
                 // The profile's [verify]: last, the board registering.
-                let verification: RegistrationCheck.Report?
-                do {
-                    verification = try provisioner.verify(
-                        result, path: path, report: reporter.event, hooks: .terminal(progress: { _ in }))
-                } catch RegistrationCheckError.stopped(let signal) {
-                    reporter.result(result)  // provisioned all the same
-                    printError("devkit: stopped by \(SignalRelay.name(of: signal)); the port's settings are restored.")
-                    SignalRelay.dieOf(signal)
-                } catch {
-                    reporter.result(result)
-                    if case RegistrationCheckError.boardGone(let path) = error { throw BoardGone(path: path) }
-                    throw error
-                }
-                reporter.result(result, verification: verification)
-                try throwIfNotEnrolled(result, reporter: reporter)
-                if let outcome = verification?.outcome, !outcome.isSuccess {
-                    throw ExitCode(verificationExitStatus(outcome).rawValue)
+                try finish(result, reporter: reporter) {
+                    try provisioner.verify(result, path: path, report: reporter.event, hooks: .terminal(progress: { _ in }))
                 }
             case .enrolled(let board, let enrollment):
                 // Provisioned earlier, its enrollment owed: the enroll step's lines said how it went.

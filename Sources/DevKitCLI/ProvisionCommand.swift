@@ -228,31 +228,14 @@ struct ProvisionCommand: ParsableCommand {
                     try workflow.run(request, session: session)
                 }
             }
-            // A board DPS did not enroll cannot register: not verified.
-            var verification: RegistrationCheck.Report?
-            if verify, result.enrollment?.isEnrolled ?? true {
-                do {
-                    verification = try RegistrationCheck.afterProvisioning(
-                        result, path: try port.resolvedPath(), baudRate: port.baud,
-                        settings: VerifySettings(timeoutSeconds: verifyTimeout ?? VerifySettings.defaultTimeout),
-                        dps: request.dps, registry: registry, report: reporter.event,
-                        hooks: .terminal(progress: { _ in }))
-                } catch RegistrationCheckError.stopped(let signal) {
-                    reporter.result(result)  // provisioned all the same
-                    printError("devkit: stopped by \(SignalRelay.name(of: signal)); the port's settings are restored.")
-                    SignalRelay.dieOf(signal)
-                } catch {
-                    // Provisioned all the same: its result first, then why it is not verified.
-                    reporter.result(result)
-                    if case RegistrationCheckError.boardGone(let path) = error { throw BoardGone(path: path) }
-                    throw error
-                }
-            }
-            reporter.result(result, verification: verification)
-            printWarning(fixedNonceWarning)
-            try throwIfNotEnrolled(result, reporter: reporter)
-            if let outcome = verification?.outcome, !outcome.isSuccess {
-                throw ExitCode(verificationExitStatus(outcome).rawValue)
+            try finish(result, reporter: reporter, afterResult: { printWarning(fixedNonceWarning) }) {
+                // A board DPS did not enroll cannot register: not verified.
+                guard verify, result.enrollment?.isEnrolled ?? true else { return nil }
+                return try RegistrationCheck.afterProvisioning(
+                    result, path: try port.resolvedPath(), baudRate: port.baud,
+                    settings: VerifySettings(timeoutSeconds: verifyTimeout ?? VerifySettings.defaultTimeout),
+                    dps: request.dps, registry: registry, report: reporter.event,
+                    hooks: .terminal(progress: { _ in }))
             }
         }
     }
@@ -299,6 +282,34 @@ struct ProvisionCommand: ParsableCommand {
             }
         }
         return request
+    }
+}
+
+/// Ends a run whose board is provisioned (`provision`, `autoconfigure`): runs
+/// `verify`, the optional last step, then prints the result with its outcome and
+/// exits as `devkit verify` would. The board is provisioned whatever the step does,
+/// so its result is printed before an error or a stop signal ends the run.
+func finish(
+    _ result: ProvisionResult, reporter: ProvisionReporter, afterResult: () -> Void = {},
+    verify: () throws -> RegistrationCheck.Report?
+) throws {
+    let verification: RegistrationCheck.Report?
+    do {
+        verification = try verify()
+    } catch RegistrationCheckError.stopped(let signal) {
+        reporter.result(result)
+        printError("devkit: stopped by \(SignalRelay.name(of: signal)); the port's settings are restored.")
+        SignalRelay.dieOf(signal)
+    } catch {
+        reporter.result(result)
+        if case RegistrationCheckError.boardGone(let path) = error { throw BoardGone(path: path) }
+        throw error
+    }
+    reporter.result(result, verification: verification)
+    afterResult()
+    try throwIfNotEnrolled(result, reporter: reporter)
+    if let outcome = verification?.outcome, !outcome.isSuccess {
+        throw ExitCode(verificationExitStatus(outcome).rawValue)
     }
 }
 

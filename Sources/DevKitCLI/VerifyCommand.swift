@@ -51,7 +51,7 @@ struct VerifyCommand: AsyncParsableCommand {
     @OptionGroup var port: PortOptions
 
     @Option(help: ArgumentHelp("How long to follow the log for an outcome.", valueName: "seconds"))
-    var timeout: Int = 180
+    var timeout: Int = VerifySettings.defaultTimeout
 
     @Option(help: ArgumentHelp(
         "The board's registration ID, to find its registry row and DPS state.",
