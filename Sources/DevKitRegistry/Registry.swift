@@ -226,18 +226,25 @@ public final class Registry: Sendable {
         record.error = nil
     }
 
-    /// Records that the last run on this board stopped on `error` (no secrets in it).
-    @discardableResult
-    public func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord {
+    /// Reads board `boardID`'s row, applies `change`, and stores it as updated now, in one transaction.
+    private func updateBoard(_ boardID: Int64, _ change: @escaping (inout BoardRecord) -> Void) throws(RegistryError) -> BoardRecord {
         try write { [sealer] db in
             guard var record = try Self.fetchBoard(db, id: boardID, sealer) else {
                 throw RegistryError.boardNotFound("\(boardID)")
             }
-            record.state = .failed
-            record.error = message
+            change(&record)
             record.updatedAt = Date()
             try Self.store(record, db)
             return record
+        }
+    }
+
+    /// Records that the last run on this board stopped on `error` (no secrets in it).
+    @discardableResult
+    public func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord {
+        try updateBoard(boardID) { record in
+            record.state = .failed
+            record.error = message
         }
     }
 
@@ -247,30 +254,14 @@ public final class Registry: Sendable {
     /// stays `done` (shown `done, not enrolled`).
     @discardableResult
     public func recordEnrollment(boardID: Int64, _ enrollment: BoardEnrollment) throws(RegistryError) -> BoardRecord {
-        try write { [sealer] db in
-            guard var record = try Self.fetchBoard(db, id: boardID, sealer) else {
-                throw RegistryError.boardNotFound("\(boardID)")
-            }
-            record.enrollment = enrollment
-            record.updatedAt = Date()
-            try Self.store(record, db)
-            return record
-        }
+        try updateBoard(boardID) { $0.enrollment = enrollment }
     }
 
     /// Records how the board's registration with DPS went when it was last
     /// verified (replacing the previous record). State and steps are unchanged.
     @discardableResult
     public func recordVerification(boardID: Int64, _ verification: BoardVerification) throws(RegistryError) -> BoardRecord {
-        try write { [sealer] db in
-            guard var record = try Self.fetchBoard(db, id: boardID, sealer) else {
-                throw RegistryError.boardNotFound("\(boardID)")
-            }
-            record.verification = verification
-            record.updatedAt = Date()
-            try Self.store(record, db)
-            return record
-        }
+        try updateBoard(boardID) { $0.verification = verification }
     }
 
     /// Records several boards' enrollments in one transaction: a fleet's outcomes
