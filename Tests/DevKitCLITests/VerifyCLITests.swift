@@ -280,7 +280,7 @@ extension VerifyCLITests {
     func unreachable() throws {
         let setup = try DPS.Setup()
         try setup.enroll(firmware: "Tiny")
-        // A port just bound and closed again: nothing listens there.
+        // A port just bound and closed again (DevKitTestSupport's): nothing listens there.
         let closed = try closedLoopbackPort()
         let sketch = try setup.sketch(endpoint: "https://127.0.0.1:\(closed)", timeout: .seconds(4))
         let kit = try Self.board(sketch, directory: setup.directory)
@@ -290,25 +290,5 @@ extension VerifyCLITests {
         let object = try Self.json(r)
         #expect(object["outcome"] as? String == "unreachable", "\(r.stdout)")
         #expect((object["diagnosis"] as? String)?.contains("could not reach DPS") == true, "\(r.stdout)")
-    }
-
-    /// A loopback TCP port nothing listens on (bound, then closed).
-    func closedLoopbackPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(bound == 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
