@@ -22,4 +22,18 @@ public struct BoardVerification: Sendable, Equatable {
 
     /// Whether the board registered (`assigned`, or connected to its hub).
     public var registered: Bool { outcome == "assigned" || outcome == "hub_connected" }
+
+    /// Whether the board's log said how registering went. A `timeout` says only
+    /// that nothing was seen in time (a board nobody reset, one still running an
+    /// earlier boot): it says nothing against an earlier outcome.
+    public var isDefinitive: Bool { outcome != "timeout" }
+
+    /// What a row holding `earlier` keeps when `later` is recorded: the later check,
+    /// unless it is inconclusive and the earlier one was not (a `devkit verify` that
+    /// saw nothing does not erase that the board was assigned, or refused). The
+    /// one rule for every registry backend.
+    public static func kept(earlier: BoardVerification?, later: BoardVerification) -> BoardVerification {
+        guard let earlier, earlier.isDefinitive, !later.isDefinitive else { return later }
+        return earlier
+    }
 }

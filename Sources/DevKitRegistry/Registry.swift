@@ -261,7 +261,7 @@ public final class Registry: Sendable {
     /// verified (replacing the previous record). State and steps are unchanged.
     @discardableResult
     public func recordVerification(boardID: Int64, _ verification: BoardVerification) throws(RegistryError) -> BoardRecord {
-        try updateBoard(boardID) { $0.verification = verification }
+        try updateBoard(boardID) { $0.verification = BoardVerification.kept(earlier: $0.verification, later: verification) }
     }
 
     /// Records several boards' enrollments in one transaction: a fleet's outcomes

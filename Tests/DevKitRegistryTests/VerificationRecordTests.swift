@@ -7,6 +7,20 @@ import Testing
 
 /// Schema v6: each board's last registration check (issue 14).
 @Suite struct VerificationRecordTests {
+    @Test func anInconclusiveCheckDoesNotReplaceADefinitiveOne() {
+        let assigned = BoardVerification(outcome: "assigned", assignedHub: "hub.example", at: Date(timeIntervalSince1970: 1))
+        let unauthorized = BoardVerification(outcome: "unauthorized", at: Date(timeIntervalSince1970: 2))
+        let timeout = BoardVerification(outcome: "timeout", at: Date(timeIntervalSince1970: 3))
+        let later = BoardVerification(outcome: "timeout", at: Date(timeIntervalSince1970: 4))
+        #expect(BoardVerification.kept(earlier: assigned, later: timeout) == assigned)
+        #expect(BoardVerification.kept(earlier: unauthorized, later: timeout) == unauthorized)
+        #expect(BoardVerification.kept(earlier: assigned, later: unauthorized) == unauthorized)
+        #expect(BoardVerification.kept(earlier: unauthorized, later: assigned) == assigned)
+        #expect(BoardVerification.kept(earlier: nil, later: timeout) == timeout)
+        // An inconclusive check over an inconclusive one: the later is the last seen.
+        #expect(BoardVerification.kept(earlier: timeout, later: later) == later)
+    }
+
     @Test func aVersion5DatabaseKeepsItsRowsAndGetsTheVerificationColumns() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
@@ -84,6 +98,15 @@ import Testing
         let refused = try #require(try registry.board(id: 1))
         #expect(refused.verification?.outcome == "unauthorized" && refused.verification?.assignedHub == nil)
         #expect(refused.verification?.deviceID == nil && refused.verification?.registered == false)
+
+        // A later inconclusive check (timeout) keeps the definitive one, and its time;
+        // a later definitive one replaces it.
+        let refusedAt = try #require(refused.verification?.at)
+        try registry.recordVerification(boardID: 1, BoardVerification(outcome: "timeout"))
+        #expect(try registry.board(id: 1)?.verification == refused.verification)
+        #expect(try registry.board(id: 1)?.verification?.at == refusedAt)
+        try registry.recordVerification(boardID: 1, BoardVerification(outcome: "assigned", assignedHub: "hub.example"))
+        #expect(try registry.board(id: 1)?.verification?.outcome == "assigned")
         #expect(throws: RegistryError.self) { try registry.recordVerification(boardID: 99, BoardVerification(outcome: "timeout")) }
 
         // A re-issued certificate has not registered yet: the old check is dropped;
