@@ -72,7 +72,10 @@ struct ProvisionCommand: ParsableCommand {
             unauthorized, timeout, ...), with a diagnosis. The result (human and \
             --json) holds the outcome, the assigned hub, the device ID (asked from \
             DPS when a connection string file is given) and the diagnosis; the \
-            registry records it (`devkit registry list`'s VERIFIED column). A board \
+            registry records it (`devkit registry list`'s VERIFIED column). In \
+            --json, `verification` is null only without --verify; a verification \
+            that came to no outcome has `"outcome": "error"` (or `"stopped"`) and an \
+            `error`. A board \
             still at its prompt (--mac given) is sent `exit`; one that booted its \
             sketch to show its MAC tried to register before it was enrolled, so \
             devkit asks for its reset button and counts from that boot on. A board \
@@ -297,11 +300,11 @@ func finish(
     do {
         verification = try verify()
     } catch RegistrationCheckError.stopped(let signal) {
-        reporter.result(result)
+        reporter.result(result, verificationError: RegistrationCheckError.stopped(signal: signal))
         printError("devkit: stopped by \(SignalRelay.name(of: signal)); the port's settings are restored.")
         SignalRelay.dieOf(signal)
     } catch {
-        reporter.result(result)
+        reporter.result(result, verificationError: error)
         if case RegistrationCheckError.boardGone(let path) = error { throw BoardGone(path: path) }
         throw error
     }

@@ -87,12 +87,15 @@ struct ProvisionReporter {
             + "finishes it"
     }
 
-    /// The result; `verification` when the board's registration was verified.
-    func result(_ r: ProvisionResult, verification: RegistrationCheck.Report? = nil) {
+    /// The result; `verification` when the board's registration was verified,
+    /// `verificationError` when verifying it failed or was stopped (in JSON, an
+    /// `error` or `stopped` outcome: `verification: null` means only "not asked").
+    func result(_ r: ProvisionResult, verification: RegistrationCheck.Report? = nil, verificationError: (any Error)? = nil) {
         if json {
             var line = ResultJSON(r, enrollCommand: enrollCommand)
             line.port = port
             line.verification = verification.map { VerifyCommand.Result($0) }
+                ?? verificationError.map { VerifyCommand.Result(failure: $0) }
             emitJSON(line)
             return
         }
@@ -152,7 +155,8 @@ struct ProvisionReporter {
         let state: String
         /// Null when DPS was not configured.
         @NullEncoded var enrollment: EnrollmentJSON?
-        /// `devkit verify --json`'s object, when verification was asked; else null.
+        /// `devkit verify --json`'s object, when verification was asked (outcome
+        /// `error` or `stopped`, with `error`, when it came to none); else null.
         @NullEncoded var verification: VerifyCommand.Result? = nil
         init(_ r: ProvisionResult, enrollCommand: (Int64, Bool) -> String) {
             boardID = r.boardID; registrationID = r.registrationID; mac = r.mac

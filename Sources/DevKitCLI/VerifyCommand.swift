@@ -36,7 +36,9 @@ struct VerifyCommand: AsyncParsableCommand {
             to name the input that differs (usually: the firmware was rebuilt since \
             it was measured). With --connection-string-file, the registration state \
             is also read from DPS (assigned hub, device ID). Secrets the sketch \
-            prints are masked.
+            prints are masked. The outcome is recorded in the board's registry row; \
+            a timeout does not replace an earlier definitive outcome (assigned, \
+            unauthorized, ...) there.
 
             Examples:
               devkit verify --port /dev/ttyACM0
@@ -90,8 +92,12 @@ struct VerifyCommand: AsyncParsableCommand {
         @NullEncoded var deviceID: String?
         let diagnosis: String
         let evidence: [String]
+        /// Only when the verification itself failed (`outcome` `error`) or was stopped
+        /// (`stopped`): what went wrong. Absent otherwise, so `verification: null`
+        /// means only "not asked".
+        var error: String?
         enum CodingKeys: String, CodingKey {
-            case outcome, diagnosis, evidence
+            case outcome, diagnosis, evidence, error
             case registrationID = "registration_id"
             case assignedHub = "assigned_hub"
             case deviceID = "device_id"
@@ -176,6 +182,18 @@ extension VerifyCommand.Result {
         self.init(
             outcome: r.outcome.name, registrationID: r.registrationID, assignedHub: r.assignedHub, deviceID: r.deviceID,
             diagnosis: r.diagnosis, evidence: r.evidence)
+    }
+
+    /// A verification that came to no outcome from the board: it failed (the port
+    /// gone, the console, the registry) or a stop signal ended it.
+    init(failure: any Error) {
+        let message = cliMessage(failure)
+        var stopped = false
+        if case RegistrationCheckError.stopped = failure { stopped = true }
+        self.init(
+            outcome: stopped ? "stopped" : "error", registrationID: nil, assignedHub: nil, deviceID: nil,
+            diagnosis: stopped ? "not verified: \(message); `devkit verify --port <port>` verifies it" : message,
+            evidence: [], error: message)
     }
 }
 

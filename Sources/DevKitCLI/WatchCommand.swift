@@ -47,7 +47,11 @@ struct WatchCommand: AsyncParsableCommand {
             the registry records it; a board that did not register counts as failed.
 
             Blocks on the udev socket (no polling). SIGTERM or SIGINT stops listening, \
-            lets boards in progress finish, and exits 0.
+            lets boards in progress finish their provisioning, and exits 0; a board \
+            being verified stops at once (its line says `not verified: stopped by \
+            SIGTERM`, its row stays provisioned without an outcome, and `devkit \
+            verify` verifies it later). With --port the same stop ends the run with \
+            the signal itself, as the one-board commands do.
 
             Examples:
               devkit watch --profile /etc/devkit/bench.toml
@@ -107,6 +111,9 @@ struct WatchCommand: AsyncParsableCommand {
                 finishEnrollmentCommand(boardID: id, dps: profile.dps, registryPath: registryPath, replace: replace)
             }
             if !ports.isEmpty {
+                // A stop ends the boards' verification at once; provisioning in
+                // progress finishes (a board is never left half-written by watch).
+                try installStopSignals { boards.stop.cancel(signal: $0) }
                 for port in ports {
                     // Looked up on the board's own thread: one udev lookup each (0.1-0.3 ms),
                     // which done here in a row held the last of 16 boards back by their sum.
@@ -117,6 +124,10 @@ struct WatchCommand: AsyncParsableCommand {
                     }
                 }
                 boards.waitForAll()
+                if let signal = boards.stop.signal {
+                    printError("devkit: stopped by \(SignalRelay.name(of: signal)); the boards' ports are closed.")
+                    SignalRelay.dieOf(signal)
+                }
                 if boards.failures > 0 { throw ExitCode(ExitStatus.partialFailure.rawValue) }
                 return
             }
@@ -124,7 +135,10 @@ struct WatchCommand: AsyncParsableCommand {
 
             // Stop on SIGTERM/SIGINT: the monitor ends its event stream, the loop below exits.
             // Installed synchronously (sigaction), before "watching" is printed.
-            try installStopSignals { monitor.stop() }
+            try installStopSignals { signal in
+                monitor.stop()
+                boards.stop.cancel(signal: signal)
+            }
 
             output.note("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops")
             for device in monitor.attached {
@@ -153,6 +167,9 @@ final class BoardThreads: @unchecked Sendable {
     private var failed = 0
     var failures: Int { lock.withLock { failed } }
     private let group = DispatchGroup()
+    /// Cancelled by a stop signal: ends the boards' verifications at once (each
+    /// would otherwise follow its board's log up to its verify timeout).
+    let stop = FollowerStop()
 
     func isActive(_ node: String) -> Bool { lock.withLock { active.contains(node) } }
 
@@ -198,31 +215,30 @@ final class BoardThreads: @unchecked Sendable {
                         text = "\(done); \(result.azCommand)"
                     }
                     // Last, the board registering (each board on its own thread: in parallel).
-                    var verification: RegistrationCheck.Report?
-                    do {
-                        verification = try provisioner.verify(
+                    let verified = verify(node) {
+                        try provisioner.verify(
                             result, path: node, report: output.steps(for: node),
-                            transport: { VerboseTransport.ifVerbose($0) { output.exchange(node, $0) } })
-                        if let verification {
-                            let outcome = verification.outcome
-                            text += " · \(outcome.name)" + (verification.assignedHub.map { " \($0)" } ?? "")
-                            if !outcome.isSuccess {
-                                text += ": \(verification.diagnosis)"
-                                milestone = .notRegistered
-                            }
-                        }
-                    } catch {
-                        text += " · not verified: " + ((error as? CLIReportable)?.userMessage ?? "\(error)")
-                        milestone = .notRegistered
+                            transport: { VerboseTransport.ifVerbose($0) { output.exchange(node, $0) } }, stop: stop)
                     }
+                    text += verified.text
+                    milestone = verified.milestone ?? milestone
                     if milestone == .notEnrolled || milestone == .notRegistered { lock.withLock { failed += 1 } }
-                    output.result(node, result, verification: verification)  // JSON: the whole result, with the port
+                    // JSON: the whole result, with the port.
+                    output.result(node, result, verification: verified.report, verificationError: verified.error)
                     log(node, milestone, text)
                 case .enrolled(let board, let enrollment):
                     let id = board.id ?? 0
                     if enrollment.isEnrolled {
-                        log(node, .enrolled, "provisioned earlier as \(board.registrationID ?? "?") (registry #\(id)); "
-                            + "now enrolled in DPS (\(enrollment.outcome.action.rawValue))")
+                        // Enrolled only now: the board can register now, verified as a new one is.
+                        let verified = verify(node) {
+                            try provisioner.verify(
+                                board, enrollment: enrollment, path: node, report: output.steps(for: node),
+                                transport: { VerboseTransport.ifVerbose($0) { output.exchange(node, $0) } }, stop: stop)
+                        }
+                        if verified.milestone == .notRegistered { lock.withLock { failed += 1 } }
+                        log(node, verified.milestone ?? .enrolled,
+                            "provisioned earlier as \(board.registrationID ?? "?") (registry #\(id)); "
+                                + "now enrolled in DPS (\(enrollment.outcome.action.rawValue))" + verified.text)
                     } else {
                         lock.withLock { failed += 1 }
                         log(node, .notEnrolled, "provisioned earlier as \(board.registrationID ?? "?"); "
@@ -259,6 +275,26 @@ final class BoardThreads: @unchecked Sendable {
     }
 
     func waitForAll() { group.wait() }
+
+    /// What a board's verification (`run`; nil: not asked) came to, for its line:
+    /// the text to add, the milestone it makes the line (nil: unchanged), and the
+    /// report or error for the JSON result.
+    private func verify(_ node: String, _ run: () throws -> RegistrationCheck.Report?) -> (
+        text: String, milestone: WatchOutput.Milestone?, report: RegistrationCheck.Report?, error: (any Error)?
+    ) {
+        do {
+            guard let report = try run() else { return ("", nil, nil, nil) }
+            let outcome = report.outcome
+            let said = " · \(outcome.name)" + (report.assignedHub.map { " \($0)" } ?? "")
+            return outcome.isSuccess ? (said, nil, report, nil) : (said + ": \(report.diagnosis)", .notRegistered, report, nil)
+        } catch RegistrationCheckError.stopped(let signal) {
+            // Not a failure of the board: the row keeps no outcome, a later `devkit verify` gives one.
+            return (" · not verified: stopped by \(SignalRelay.name(of: signal)); `devkit verify --port \(node)` verifies it",
+                    .notVerified, nil, RegistrationCheckError.stopped(signal: signal))
+        } catch {
+            return (" · not verified: " + cliMessage(error), .notRegistered, nil, error)
+        }
+    }
 }
 
 /// `not enrolled in DPS: <why>; `<command>` finishes it`, for a board's line.
@@ -280,20 +316,19 @@ func setKernelThreadName(_ name: String) {
     close(fd)
 }
 
-/// Calls `onStop` (on its own thread) at the first SIGTERM or SIGINT.
+/// Calls `onStop` with the signal (on its own thread) at the first SIGTERM or SIGINT.
 ///
 /// A ``SignalRelay`` rather than a DispatchSource: a dispatch signal source is
 /// armed asynchronously after `resume()`, so a signal arriving right after start-up
 /// could be lost with the default action ignored. Later signals are absorbed while
 /// the boards in progress finish.
-private func installStopSignals(_ onStop: @escaping @Sendable () -> Void) throws {
+private func installStopSignals(_ onStop: @escaping @Sendable (Int32) -> Void) throws {
     guard let relay = try? SignalRelay([SIGTERM, SIGINT], restartingCalls: true) else {
         throw ExitCode(ExitStatus.software.rawValue)
     }
     let thread = Thread {
         setKernelThreadName("dk signals")
-        _ = relay.wait()
-        onStop()
+        onStop(relay.wait())
         while true { _ = relay.wait() }  // keeps the relay (and its handler) for good
     }
     thread.name = "devkit-watch signals"

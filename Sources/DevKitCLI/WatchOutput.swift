@@ -48,6 +48,8 @@ final class WatchOutput: @unchecked Sendable {
         case enrolled
         /// Provisioned, and verified: it did not register (or could not be verified).
         case notRegistered = "not_registered"
+        /// Provisioned; its verification was cut short by a stop signal.
+        case notVerified = "not_verified"
 
         /// The board's line will not change any more.
         var isFinal: Bool { self != .appeared && self != .unplugged }
@@ -99,12 +101,15 @@ final class WatchOutput: @unchecked Sendable {
     }
 
     /// The whole result of a provisioned board (JSON only: people get its line).
-    func result(_ port: String, _ result: ProvisionResult, verification: RegistrationCheck.Report? = nil) {
+    func result(
+        _ port: String, _ result: ProvisionResult, verification: RegistrationCheck.Report? = nil,
+        verificationError: (any Error)? = nil
+    ) {
         guard json else { return }
         var reporter = ProvisionReporter(json: true)
         reporter.port = port
         reporter.enrollCommand = enrollCommand
-        reporter.result(result, verification: verification)
+        reporter.result(result, verification: verification, verificationError: verificationError)
     }
 
     /// A line about the daemon, not a board: printed above the boards' lines.

@@ -28,10 +28,15 @@ public enum BoardLogFollower {
         /// itself (`watch`, following several boards at once: the relays nest as a
         /// stack, which threads ending in any order would break).
         public var relaysStopSignals: Bool
+        /// Where the process handles stop signals itself: what ends the run when it
+        /// is cancelled (reported as ``End/signal(_:)``), waiting for the port included.
+        public var stop: FollowerStop?
 
         public init(path: String, baudRate: Int = 115_200, reconnectTimeout: Duration? = nil,
-                    partialLineDelay: Duration = .milliseconds(100), relaysStopSignals: Bool = true) {
+                    partialLineDelay: Duration = .milliseconds(100), relaysStopSignals: Bool = true,
+                    stop: FollowerStop? = nil) {
             self.relaysStopSignals = relaysStopSignals
+            self.stop = stop
             self.path = path
             self.baudRate = baudRate
             self.reconnectTimeout = reconnectTimeout
@@ -79,15 +84,22 @@ public enum BoardLogFollower {
         var current: SerialPort?
         if let port { current = port } else { current = try SerialPort(path: settings.path, baudRate: settings.baudRate) }
         var stream = MaskedStream()
-        defer { current?.close() }
+        defer {
+            if let current {
+                settings.stop?.detach(current)
+                current.close()
+            }
+        }
         while true {
             if let open = current {
+                settings.stop?.attach(open)
                 let end = read(open, settings, deadline: deadline, stream: &stream, handle: handle)
                 guard let end else {
                     // The port went away: what was unfinished is shown, then wait.
                     let (shown, line) = stream.finish()
                     if !shown.isEmpty, !handle(.shown(shown)) { return .stopped }
                     if let line, !handle(.line(line)) { return .stopped }
+                    settings.stop?.detach(open)
                     open.close()
                     current = nil
                     if !handle(.disconnected) { return .stopped }
@@ -127,7 +139,7 @@ public enum BoardLogFollower {
             do {
                 bytes = try port.read(deadline: until)
             } catch .cancelled {
-                return .signal(relay?.takeSignals().first ?? SIGINT)
+                return .signal(relay?.takeSignals().first ?? settings.stop?.signal ?? SIGINT)
             } catch {
                 return nil  // disconnected, or an I/O error that means the same
             }
@@ -154,6 +166,7 @@ public enum BoardLogFollower {
         guard SerialPort.canComeBack(path: settings.path) else { return .ended(.gone) }
         let giveUp = settings.reconnectTimeout.map { ContinuousClock.now + $0 }
         while true {
+            if let signal = settings.stop?.signal { return .ended(.signal(signal)) }
             // Any failure (no node yet, permissions not yet set by udev, busy) is
             // waited out: the board is on its way back or not.
             if let port = try? SerialPort(path: settings.path, baudRate: settings.baudRate) { return .reopened(port) }
@@ -164,6 +177,8 @@ public enum BoardLogFollower {
                 var fds = [pollfd(fd: relay.fd, events: Int16(POLLIN), revents: 0)]
                 _ = poll(&fds, 1, 100)
                 if let signal = relay.takeSignals().first { return .ended(.signal(signal)) }
+            } else if let stop = settings.stop {
+                if let signal = stop.sleep(for: .milliseconds(100)) { return .ended(.signal(signal)) }
             } else {
                 usleep(100_000)
             }

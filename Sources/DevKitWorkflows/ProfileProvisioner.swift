@@ -90,18 +90,41 @@ public struct ProfileProvisioner: Sendable {
     /// asks (nil otherwise, and for a board DPS did not enroll: it cannot
     /// register). Blocking, on the board's thread; the port is opened again.
     /// By default stop signals are left to the caller (`watch`: several boards
-    /// follow their logs at once); `hooks` replaces that (`autoconfigure`, one board).
+    /// follow their logs at once), which ends the check by cancelling `stop`;
+    /// `hooks` replaces that (`autoconfigure`, one board).
     public func verify(
         _ result: ProvisionResult, path: String, report: @escaping (ProvisionEvent) -> Void,
-        transport: @escaping (SerialPort) -> any ConsoleTransport = { $0 }, hooks given: RegistrationCheck.Hooks? = nil
+        transport: @escaping (SerialPort) -> any ConsoleTransport = { $0 }, stop: FollowerStop? = nil,
+        hooks given: RegistrationCheck.Hooks? = nil
     ) throws -> RegistrationCheck.Report? {
-        guard let settings = profile.verify, result.enrollment?.isEnrolled ?? true else { return nil }
+        guard result.enrollment?.isEnrolled ?? true else { return nil }
+        return try verify(boardID: result.boardID, mac: result.mac, path: path, report: report, transport: transport,
+                          stop: stop, hooks: given)
+    }
+
+    /// Verifies a board provisioned earlier whose owed enrollment `provision` just
+    /// finished (``Outcome/enrolled(_:_:)``) when the profile's `[verify]` asks (nil
+    /// otherwise, and when DPS still did not enroll it). As ``verify(_:path:report:transport:stop:hooks:)``.
+    public func verify(
+        _ board: BoardRecord, enrollment: ProvisionEnrollment, path: String, report: @escaping (ProvisionEvent) -> Void,
+        transport: @escaping (SerialPort) -> any ConsoleTransport = { $0 }, stop: FollowerStop? = nil
+    ) throws -> RegistrationCheck.Report? {
+        guard enrollment.isEnrolled, let id = board.id, let mac = board.mac else { return nil }
+        return try verify(boardID: id, mac: mac, path: path, report: report, transport: transport, stop: stop, hooks: nil)
+    }
+
+    private func verify(
+        boardID: Int64, mac: String, path: String, report: @escaping (ProvisionEvent) -> Void,
+        transport: @escaping (SerialPort) -> any ConsoleTransport, stop: FollowerStop?, hooks given: RegistrationCheck.Hooks?
+    ) throws -> RegistrationCheck.Report? {
+        guard let settings = profile.verify else { return nil }
         var hooks = RegistrationCheck.Hooks()
         hooks.transport = transport
         hooks.followerRelaysStopSignals = false
+        hooks.stop = stop
         if let given { hooks = given }
         return try RegistrationCheck.afterProvisioning(
-            result, path: path, baudRate: baudRate, settings: settings, dps: profile.dps, registry: registry,
+            boardID: boardID, mac: mac, path: path, baudRate: baudRate, settings: settings, dps: profile.dps, registry: registry,
             report: report, hooks: hooks)
     }
 }

@@ -30,6 +30,10 @@ public enum RegistrationCheck {
         public var line: (LogLine) -> Void = { _ in }
         /// Whether stop signals end the following (see ``BoardLogFollower/Settings/relaysStopSignals``).
         public var followerRelaysStopSignals = true
+        /// Where the caller handles stop signals itself (`watch`): cancelling it ends
+        /// the check, console part and following alike, as ``RegistrationCheckError/stopped(signal:)``
+        /// or ``BoardLogFollower/End/signal(_:)``.
+        public var stop: FollowerStop?
 
         public init() {}
     }
@@ -52,6 +56,7 @@ public enum RegistrationCheck {
         let serial = try SerialPort(path: path, baudRate: baudRate)
         var reader = UserModeLogReader()
         let release = hooks.whileConsole?(serial)
+        hooks.stop?.attach(serial)
         let session = ConsoleSession(transport: hooks.transport(serial))
         // A board in user mode may be registering while devkit looks for a prompt:
         // what it printed then is its log too.
@@ -75,11 +80,15 @@ public enum RegistrationCheck {
             }
             hooks.inUserMode(deadline)
         } catch {
+            hooks.stop?.detach(serial)
             release?()
             serial.close()
             hooks.afterConsole()
+            // A cancelled wait (whatever the console made of it) is the stop's.
+            if let signal = hooks.stop?.signal { throw RegistrationCheckError.stopped(signal: signal) }
             throw error
         }
+        hooks.stop?.detach(serial)
         release?()
         hooks.afterConsole()
         // The lines from here on come whole from the follower; a line cut at the
@@ -95,7 +104,7 @@ public enum RegistrationCheck {
         let end = try BoardLogFollower.follow(
             port: serial,
             .init(path: path, baudRate: baudRate, reconnectTimeout: reconnectTimeout,
-                  relaysStopSignals: hooks.followerRelaysStopSignals),
+                  relaysStopSignals: hooks.followerRelaysStopSignals, stop: hooks.stop),
             deadline: deadline
         ) { event in
             if case .line(let text) = event {
@@ -237,7 +246,17 @@ extension RegistrationCheck {
         _ result: ProvisionResult, path: String, baudRate: Int = 115_200, settings: VerifySettings,
         dps: DPSSettings, registry: Registry, report: @escaping (ProvisionEvent) -> Void, hooks: Hooks = Hooks()
     ) throws -> Report {
-        let boardID = result.boardID
+        try afterProvisioning(
+            boardID: result.boardID, mac: result.mac, path: path, baudRate: baudRate, settings: settings, dps: dps,
+            registry: registry, report: report, hooks: hooks)
+    }
+
+    /// The same for the board in row `boardID`, whose recorded MAC is `mac` (`watch`
+    /// finishing an owed enrollment of a board provisioned earlier).
+    public static func afterProvisioning(
+        boardID: Int64, mac: String, path: String, baudRate: Int = 115_200, settings: VerifySettings,
+        dps: DPSSettings, registry: Registry, report: @escaping (ProvisionEvent) -> Void, hooks: Hooks = Hooks()
+    ) throws -> Report {
         report(ProvisionEvent(
             stage: .verify, status: .started,
             message: "following the board's log for up to \(settings.timeoutSeconds) s to see it register", boardID: boardID))
@@ -267,7 +286,7 @@ extension RegistrationCheck {
         let outcome = classifier.outcome ?? .timeout
         // Another board booted on this port (the provisioned one swapped for the next):
         // its log says nothing of the board provisioned, and is not recorded for it.
-        if let printed = classifier.identity.mac, let provisioned = try? MACAddress(result.mac), printed != provisioned {
+        if let printed = classifier.identity.mac, let provisioned = try? MACAddress(mac), printed != provisioned {
             let error = RegistrationCheckError.differentBoard(path: path, expected: provisioned.hex, printed: printed.hex)
             report(ProvisionEvent(stage: .verify, status: .failed, message: "\(error)", boardID: boardID, error: error))
             throw error
