@@ -312,3 +312,41 @@ struct ProvisionDPSTests {
         guard case .alreadyProvisioned = again else { Issue.record("\(again)"); return }
     }
 }
+
+extension ProvisionDPSTests {
+    /// `watch` with verify on: a board whose owed enrollment it just finished can
+    /// register now, and is verified as a newly provisioned one is (here nobody
+    /// resets it: a timeout, recorded in its row). Without [verify], not verified.
+    @Test("a board whose owed enrollment was just finished is verified when verify is on")
+    func owedEnrollmentIsVerified() throws {
+        let (v, dir, kit, dps) = try setup()
+        defer { dps.stop(); kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let registry = try Registry(path: dir + "/registry.sqlite")
+        var profile = ProvisioningProfile(
+            firmware: .binAndMap(bin: v.bin, map: v.map), uds: .generate, outputDirectory: dir,
+            dps: DPSSettings(
+                connectionStringFile: dps.connectionStringFile,
+                endpoint: "https://127.0.0.1:\(try closedLoopbackPort())", caFile: dps.caFile))
+        let serial = "0672FF485550755187121526"
+        let down = try ProfileProvisioner(profile: profile, registry: registry, measure: diceRIoTMeasurer())
+            .provision(path: kit.devicePath, usbSerial: serial, report: { _ in })
+        guard case .provisioned(let result, resumed: false) = down else { Issue.record("\(down)"); return }
+        #expect(result.enrollment?.isEnrolled == false)
+
+        profile.dps.endpoint = dps.url
+        let unverified = ProfileProvisioner(profile: profile, registry: registry, measure: diceRIoTMeasurer())
+        profile.verify = VerifySettings(timeoutSeconds: 3)
+        let provisioner = ProfileProvisioner(profile: profile, registry: registry, measure: diceRIoTMeasurer())
+        let up = try provisioner.provision(path: kit.devicePath, usbSerial: serial, report: { _ in })
+        guard case .enrolled(let board, let enrollment) = up else { Issue.record("\(up)"); return }
+        #expect(enrollment.isEnrolled)
+        #expect(try unverified.verify(board, enrollment: enrollment, path: kit.devicePath, report: { _ in }) == nil)
+
+        var events: [ProvisionEvent] = []
+        let report = try #require(
+            try provisioner.verify(board, enrollment: enrollment, path: kit.devicePath, report: { events.append($0) }))
+        #expect(report.outcome.name == "timeout" && report.boardID == board.id)
+        #expect(events.first?.stage == .verify && events.first?.status == .started)
+        #expect(try registry.board(id: result.boardID)?.verification?.outcome == "timeout")
+    }
+}

@@ -43,10 +43,12 @@ struct ProvisionVerifyCLITests {
     /// What a person at the bench does when a board's line asks for it: presses
     /// the (virtual) board's reset button once its certificate is enrolled, and
     /// again every 10 s until it is verified. Reading the MAC booted the sketch,
-    /// which tried to register before the enrollment existed. Returns the exit
-    /// status and output of `devkit`.
+    /// which tried to register before the enrollment existed. `together`: no board
+    /// is reset before all are enrolled, so no verification can end before all have
+    /// begun. Returns the exit status and output of `devkit`.
     static func pressResetWhenEnrolled(
-        _ kits: [(kit: VirtualDevKit, mac: String)], db: String, _ running: BackgroundDevkit, limit: Duration
+        _ kits: [(kit: VirtualDevKit, mac: String)], db: String, _ running: BackgroundDevkit, limit: Duration,
+        together: Bool = false
     ) async throws -> (status: Int32?, stdout: String, stderr: String) {
         let end = ContinuousClock.now + limit
         var pressed: [String: ContinuousClock.Instant] = [:]
@@ -54,6 +56,7 @@ struct ProvisionVerifyCLITests {
             try await Task.sleep(for: .milliseconds(500))
             guard FileManager.default.fileExists(atPath: db) else { continue }
             let rows = (try? Registry(path: db).allBoards()) ?? []
+            if together, !kits.allSatisfy({ kit in rows.contains { $0.mac == kit.mac && $0.isEnrolled } }) { continue }
             for (kit, mac) in kits {
                 guard let row = rows.first(where: { $0.mac == mac }), row.isEnrolled, row.verification == nil else { continue }
                 if let last = pressed[mac], ContinuousClock.now - last < .seconds(10) { continue }
@@ -182,22 +185,35 @@ struct ProvisionVerifyCLITests {
             ["watch", "--profile", setup.directory + "/p.toml", "--registry", db,
              "--port", first.devicePath, "--port", second.devicePath])
         let r = try await Self.pressResetWhenEnrolled(
-            [(first, DPS.mac), (second, "a4cf120b9e32")], db: db, running, limit: .seconds(200))
+            [(first, DPS.mac), (second, "a4cf120b9e32")], db: db, running, limit: .seconds(200), together: true)
         #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stderr.split(separator: "\n")
         for (kit, id) in [(first, DPS.registrationID), (second, "az-a4cf120b9e32v1v6v2")] {
-            let line = r.stderr.split(separator: "\n").first { $0.hasPrefix("[\(kit.devicePath)] provisioned \(id)") }
+            let line = lines.first { $0.hasPrefix("[\(kit.devicePath)] provisioned \(id)") }
             #expect(line?.hasSuffix("enrolled in DPS (created) · assigned \(Self.hub)") == true, "\(r.stderr)")
+        }
+        // The verifications overlapped: each board's began (in the log's order)
+        // before the other's ended, which needs both threads following at once.
+        func index(_ kit: VirtualDevKit, _ step: String) -> Int? {
+            lines.firstIndex { $0.hasPrefix("[\(kit.devicePath)] [\(step)] verify:") }
+        }
+        for (one, other) in [(first, second), (second, first)] {
+            let began = try #require(index(one, "..."), "\(r.stderr)")
+            let ended = try #require(index(other, "ok "), "\(r.stderr)")
+            #expect(began < ended, "\(r.stderr)")
         }
         let rows = try Registry(path: db).allBoards()
         #expect(rows.count == 2 && rows.allSatisfy { $0.verification?.outcome == "assigned" }, "\(rows.map(\.verification))")
 
-        // `devkit verify` records its outcome in the board's row too: the board now
-        // runs its sketch and nobody presses reset, so it times out, recorded as such.
+        // A later `devkit verify` that sees nothing (the board runs its sketch and
+        // nobody presses reset) times out; inconclusive, it leaves the row's
+        // definitive `assigned` as it was.
+        let before = try #require(try Registry(path: db).board(byRegistrationID: DPS.registrationID)?.verification)
         let again = try VerifyCLITests.verify(first, setup, ["--json", "--registration-id", DPS.registrationID], timeout: 3)
         #expect(again.status == 75, "\(again.stdout) \(again.stderr)")
         #expect(try VerifyCLITests.json(again)["outcome"] as? String == "timeout")
         let row = try #require(try Registry(path: db).board(byRegistrationID: DPS.registrationID))
-        #expect(row.verification?.outcome == "timeout" && row.verification?.assignedHub == nil)
+        #expect(row.verification == before && row.verification?.outcome == "assigned")
         let other = try #require(try Registry(path: db).board(byRegistrationID: "az-a4cf120b9e32v1v6v2"))
         #expect(other.verification?.outcome == "assigned")
     }
@@ -232,5 +248,62 @@ extension ProvisionVerifyCLITests {
         let verification = try #require(result["verification"] as? [String: Any], "\(r.stdout)")
         #expect(verification["outcome"] as? String == "assigned" && verification["assigned_hub"] as? String == Self.hub)
         #expect(try Registry(path: db).allBoards().first?.verification?.outcome == "assigned")
+    }
+}
+
+extension ProvisionVerifyCLITests {
+    /// `provision` of `kit` as ``provision(_:_:_:timeout:)`` does, with `--json`, in the background.
+    static func provisionInBackground(_ kit: VirtualDevKit, _ setup: DPS.Setup, _ extra: [String]) throws -> BackgroundDevkit {
+        try BackgroundDevkit(
+            ["provision", "--port", kit.devicePath,
+             "--bin", "\(DPS.firmware)/Tiny.ino.bin", "--map", "\(DPS.firmware)/Tiny.ino.map",
+             "--uds-file", setup.directory + "/uds.hex", "--output-dir", setup.directory + "/out",
+             "--registry", setup.directory + "/registry.sqlite", "--json"] + extra)
+    }
+
+    @Test("provision --verify: a board whose log never says how registering went times out, exit 75, recorded")
+    func verifyTimeoutExits75() throws {
+        let setup = try DPS.Setup()
+        // No sketch: the board boots after `exit` and never tries DPS, so nothing answers.
+        let kit = try VerifyCLITests.board(nil, directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.provision(kit, setup, ["--mac", DPS.mac, "--verify", "--verify-timeout", "3", "--json"])
+        #expect(r.status == 75, "\(r.stdout) \(r.stderr)")
+        let result = try #require(Self.jsonLines(r.stdout).last { $0["event"] as? String == "result" }, "\(r.stdout)")
+        let verification = try #require(result["verification"] as? [String: Any], "\(r.stdout)")
+        #expect(verification["outcome"] as? String == "timeout" && verification["error"] == nil, "\(r.stdout)")
+        let row = try #require(try Registry(path: setup.directory + "/registry.sqlite").allBoards().first)
+        #expect(row.state == .done && row.verification?.outcome == "timeout")
+    }
+
+    @Test("provision --verify: the board unplugged during verification, not back: exit 69, the JSON says why")
+    func boardGoneDuringVerifyExits69() async throws {
+        let setup = try DPS.Setup()
+        let kit = try VerifyCLITests.board(nil, directory: setup.directory)
+        defer { kit.stop() }
+        let db = setup.directory + "/registry.sqlite"
+        let running = try Self.provisionInBackground(kit, setup, ["--mac", DPS.mac, "--verify", "--verify-timeout", "120"])
+        // Provisioned (its row done) and the port open again: verify's.
+        let ready = ContinuousClock.now + .seconds(120)
+        var verifying = false
+        while !verifying, running.process.isRunning, ContinuousClock.now < ready {
+            try await Task.sleep(for: .milliseconds(100))
+            verifying = (try? Registry(path: db).allBoards().first?.state) == .done && running.hasOpen(kit.devicePath)
+        }
+        try #require(verifying)
+        try await Task.sleep(for: .seconds(2))
+        kit.unplug()
+        let status = running.wait(timeout: .seconds(100))
+        let out = String(decoding: running.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: running.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 69, "\(out) \(err)")
+        #expect(err.contains("went away"), "\(err)")
+        // Asked and failed: not the `null` of "not asked".
+        let result = try #require(Self.jsonLines(out).last { $0["event"] as? String == "result" }, "\(out)")
+        let verification = try #require(result["verification"] as? [String: Any], "\(out)")
+        #expect(verification["outcome"] as? String == "error", "\(out)")
+        #expect((verification["error"] as? String)?.contains("went away") == true, "\(out)")
+        let row = try #require(try Registry(path: db).allBoards().first)
+        #expect(row.state == .done && row.verification == nil)
     }
 }

@@ -1,0 +1,62 @@
+import DevKitRegistry
+import DevKitTestSupport
+import Foundation
+import Testing
+import VirtualDevKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Stopping `watch` while a board is being verified (issue 14 review): the
+/// verification follows the board's log for up to its timeout, and systemd kills
+/// a unit that takes longer than 90 s to stop.
+@Suite struct WatchStopTests {
+    /// `watch --port` with [verify] on a board that never registers (no DPS, nobody
+    /// resets it): SIGTERM mid-verification ends it at once, not at the 120 s
+    /// timeout; the board's line and JSON result say it was stopped (not a failed
+    /// verification), its row stays provisioned without an outcome, and watch dies
+    /// of SIGTERM as a one-shot command does.
+    @Test func sigtermDuringVerificationStopsWatchPromptly() async throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[firmware]\nelf = \"\(WatchCommandTests.elf)\"\n[uds]\npolicy = \"generate\"\n[verify]\ntimeout = 120\n"
+            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let db = dir + "/r.sqlite"
+        let watch = try BackgroundDevkit(
+            ["watch", "--profile", dir + "/p.toml", "--registry", db, "--port", kit.devicePath, "--json"])
+        // Provisioned (its row done), then the port open again: verify's.
+        let ready = ContinuousClock.now + .seconds(120)
+        var provisioned = false
+        while !provisioned, watch.process.isRunning, ContinuousClock.now < ready {
+            try await Task.sleep(for: .milliseconds(100))
+            provisioned = (try? Registry(path: db).allBoards().first?.state) == .done && watch.hasOpen(kit.devicePath)
+        }
+        try #require(provisioned, "\(watch.process.isRunning)")
+        try await Task.sleep(for: .seconds(2))  // into the following of the board's log
+        #expect(watch.process.isRunning)
+        let signalled = ContinuousClock.now
+        #expect(kill(watch.process.processIdentifier, SIGTERM) == 0)
+        let status = watch.wait(timeout: .seconds(100))
+        // Well before the verify timeout (120 s), however loaded the machine.
+        #expect(ContinuousClock.now - signalled < .seconds(30))
+        #expect(status == SIGTERM && watch.process.terminationReason == .uncaughtSignal, "\(String(describing: status))")
+
+        let out = String(decoding: watch.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: watch.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(err.contains("stopped by SIGTERM"), "\(err)")
+        let events = out.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let line = try #require(events.last { $0["event"] as? String == "board" }, "\(out)")
+        #expect(line["status"] as? String == "not_verified", "\(out)")
+        #expect((line["message"] as? String)?.contains("not verified: stopped by SIGTERM") == true, "\(out)")
+        let result = try #require(events.first { $0["event"] as? String == "result" }, "\(out)")
+        let verification = try #require(result["verification"] as? [String: Any], "\(out)")
+        #expect(verification["outcome"] as? String == "stopped" && verification["error"] is String, "\(out)")
+        let row = try #require(try Registry(path: db).allBoards().first)
+        #expect(row.state == .done && row.verification == nil && row.error == nil)
+    }
+}
