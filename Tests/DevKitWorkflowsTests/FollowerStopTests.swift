@@ -1,0 +1,77 @@
+import DevKitTestSupport
+import DevKitWorkflows
+import Foundation
+import Testing
+import VirtualDevKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `FollowerStop`: what lets `watch` end a board's log following at once, where a
+/// signal relay per follower cannot be used. The deadlines here are an hour away:
+/// only the stop can end these runs (the time limit catches one that does not).
+@Suite(.timeLimit(.minutes(1))) struct FollowerStopTests {
+    static let far = ContinuousClock.now + .seconds(3600)
+
+    @Test func cancellingEndsAReadInProgress() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let stop = FollowerStop()
+        // From another thread, once the follower is likely reading; earlier or later
+        // ends it the same way (a port attached after the stop is cancelled at once).
+        let canceller = Thread {
+            usleep(300_000)
+            stop.cancel(signal: SIGTERM)
+        }
+        canceller.start()
+        let end = try BoardLogFollower.follow(
+            .init(path: kit.devicePath, relaysStopSignals: false, stop: stop), deadline: Self.far) { _ in true }
+        #expect(end == .signal(SIGTERM))
+        #expect(stop.signal == SIGTERM)
+    }
+
+    @Test func cancellingEndsTheWaitForAnUnpluggedBoard() throws {
+        // A link, as /dev/serial/by-id gives: a path that can come back (a bare pty cannot).
+        let link = NSTemporaryDirectory() + "devkit-follower-stop-\(UUID().uuidString)"
+        defer { unlink(link) }
+        let kit = try startedKit(VirtualDevKitConfiguration(linkPath: link))
+        defer { kit.stop() }
+        let stop = FollowerStop()
+        var disconnected = false
+        let unplugger = Thread {
+            usleep(300_000)
+            kit.unplug()
+        }
+        unplugger.start()
+        // No reconnect timeout: without the stop it would wait for the board until the deadline.
+        let end = try BoardLogFollower.follow(
+            .init(path: link, reconnectTimeout: nil, relaysStopSignals: false, stop: stop), deadline: Self.far
+        ) { event in
+            if event == .disconnected {
+                disconnected = true
+                // While the follower waits for the port to come back.
+                Thread {
+                    usleep(300_000)
+                    stop.cancel(signal: SIGINT)
+                }.start()
+            }
+            return true
+        }
+        #expect(disconnected)
+        #expect(end == .signal(SIGINT))
+    }
+
+    @Test func aStoppedTokenStopsLaterFollowersAndSleepsAtOnce() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let stop = FollowerStop()
+        #expect(stop.signal == nil)
+        stop.cancel(signal: SIGHUP)
+        stop.cancel(signal: SIGTERM)  // the first signal is kept
+        #expect(stop.sleep(for: .seconds(3600)) == SIGHUP)
+        let end = try BoardLogFollower.follow(
+            .init(path: kit.devicePath, relaysStopSignals: false, stop: stop), deadline: Self.far) { _ in true }
+        #expect(end == .signal(SIGHUP))
+    }
+}
