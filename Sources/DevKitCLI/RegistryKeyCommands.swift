@@ -147,7 +147,8 @@ struct RegistryUpgradeCommand: ParsableCommand {
 
             Examples:
               devkit registry upgrade
-              devkit registry upgrade --registry /var/lib/devkit/registry.sqlite --key-file /root/registry.key
+              devkit registry upgrade --registry /var/lib/devkit/registry.sqlite
+              devkit registry upgrade --key-file station.key --json
             """)
 
     @OptionGroup var registry: RegistryOptions
