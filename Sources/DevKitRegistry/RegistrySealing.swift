@@ -112,7 +112,7 @@ extension Registry {
                             sql: "UPDATE board SET uds = ? WHERE id = ?",
                             arguments: [sealer.seal(bytes, boardID: id, column: "uds"), id])
                     }
-                    try setMeta(db, Meta.scrubPending, "sealing")
+                    try setMeta(db, Meta.scrubPending, "sealing " + UUID().uuidString)
                     count = clear.count
                     return .commit
                 }
@@ -156,10 +156,17 @@ extension Registry {
         if failingScrubs.withLock({ $0.contains(path) }) {
             throw RegistryError.database(path: path, reason: "the rewrite failed (test hook)")
         }
+        // Cleared below only if no other seal or rekey recorded a rewrite of its own meanwhile.
+        let owed = try pool.read { db in try metaValue(db, Meta.scrubPending) }
         try pool.vacuum()
         try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
         // Written after the rewrite, in a page of its own (no secret in it).
-        try pool.write { db in try setMeta(db, Meta.scrubPending, nil) }
+        if let owed {
+            try pool.write { db in
+                try db.execute(
+                    sql: "DELETE FROM registry_meta WHERE name = ? AND value = ?", arguments: [Meta.scrubPending, owed])
+            }
+        }
         scrubCount.withLock { $0[path, default: 0] += 1 }
         try? pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
     }
@@ -220,7 +227,7 @@ extension Registry {
                     // The same key: only the rewrite (retrying one that failed after its commit).
                     guard newKey.id != old.key.id else {
                         try Self.setMeta(db, Meta.keyID, newKey.id)
-                        try Self.setMeta(db, Meta.scrubPending, "rekey")
+                        try Self.setMeta(db, Meta.scrubPending, "rekey " + UUID().uuidString)
                         return .commit
                     }
                     for row in try Row.fetchAll(db, sql: "SELECT id, uds FROM board") {
@@ -232,7 +239,7 @@ extension Registry {
                         count += 1
                     }
                     try Self.setMeta(db, Meta.keyID, newKey.id)
-                    try Self.setMeta(db, Meta.scrubPending, "rekey")
+                    try Self.setMeta(db, Meta.scrubPending, "rekey " + UUID().uuidString)
                     return .commit
                 }
                 return count
