@@ -60,7 +60,9 @@ struct RegistryRekeyCommand: ParsableCommand {
             it with --key-file. The default key may seal other registries too: \
             keep it while any of them needs it. Run again with the same key to \
             retry a rewrite that failed. Stop other devkit runs on this registry \
-            first: one that opened it before holds the old key.
+            first: one that opened it before holds the old key, and its next new \
+            board fails (exit code 77, naming the new key) instead of being sealed \
+            under the old one. The re-sealing waits for their writes in progress.
 
             Examples:
               devkit registry keygen new.key
