@@ -171,6 +171,10 @@ func writeV5Registry(_ path: String) throws {
             try db.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = 'v7: registry_meta'")
         }
         try queue.close()
+        // Read-only, before any upgrade (no registry_meta): the sealed values name the key.
+        let reader = try Registry(path: path, key: .file(ka), readOnly: true)
+        #expect(try reader.board(id: keyID)?.uds == udsA)
+        #expect(throws: RegistryError.self) { try Registry(path: path, key: .file(try keyFile(tmp, "b.key")), readOnly: true) }
         let reopened = try Registry(path: path, key: .file(ka))
         #expect(try metaRow(path, Registry.Meta.keyID) == reopened.keyID)
         #expect(try reopened.board(id: keyID)?.uds == udsA)
