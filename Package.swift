@@ -214,7 +214,12 @@ let package = Package(
 
         // Bounded child processes, binary paths, scratch directories and a started
         // virtual board, shared by the test targets (a test target cannot import another).
-        .target(name: "DevKitTestSupport", dependencies: ["CDevKitLinux", "VirtualDevKit"], path: "Tests/DevKitTestSupport"),
+        .target(
+            name: "DevKitTestSupport", dependencies: ["CDevKitLinux", "CDevKitTestEnvironment", "VirtualDevKit"],
+            path: "Tests/DevKitTestSupport"),
+        // Before main() of the test process: a private XDG config/data/state directory
+        // for the tests and every process they start, never the developer's own.
+        .target(name: "CDevKitTestEnvironment", path: "Tests/CDevKitTestEnvironment"),
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
         .testTarget(name: "DPSModelTests", dependencies: ["DPSModel", "DevKitModel"]),
@@ -240,7 +245,9 @@ let package = Package(
         .testTarget(name: "DeviceDiscoveryTests", dependencies: ["DeviceDiscovery", "DevKitTestSupport"]),
         .testTarget(
             name: "DevKitRegistryTests",
-            dependencies: ["DevKitRegistry", "DevKitModel", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: [
+                "DevKitRegistry", "DevKitModel", "CDevKitTestEnvironment", .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         // The workflows driven in-process (a virtual board, a scratch registry).
         .testTarget(
             name: "DevKitWorkflowsTests",
@@ -273,6 +280,8 @@ let package = Package(
                 "DeviceDiscovery", "SerialPort", "VirtualDevKit", "DevKitTestSupport",
                 // The virtual board's DPS sample, run in-process against the built emulate-dps.
                 "VirtualDevKitDPS", "DiceRIoT",
+                // To write registry files as an earlier release did (UDS in clear text).
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]),
     ]
 )

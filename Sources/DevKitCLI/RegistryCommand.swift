@@ -19,7 +19,9 @@ struct RegistryCommand: ParsableCommand {
             (~/.config/devkit/registry.key) unless --key-file FILE says otherwise; devkit \
             creates that file the first time. Back the key up: without it the recorded \
             UDS cannot be read. `registry keygen` makes a key, `registry rekey` re-seals \
-            the registry under another.
+            the registry under another. `list`, `show` and `export` only read: they never \
+            create a key or change the file; a registry an older devkit wrote with the UDS \
+            in clear text is sealed by `registry upgrade` (or any command that writes).
 
             Examples:
               devkit registry list
@@ -29,6 +31,6 @@ struct RegistryCommand: ParsableCommand {
               devkit registry rekey --new-key-file new.key
             """,
         subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self, RegistryReissueCommand.self,
-            RegistryKeygenCommand.self, RegistryRekeyCommand.self],
+            RegistryKeygenCommand.self, RegistryRekeyCommand.self, RegistryUpgradeCommand.self],
         defaultSubcommand: RegistryListCommand.self)
 }

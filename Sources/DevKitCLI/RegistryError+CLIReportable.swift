@@ -1,3 +1,4 @@
+import DevKitModel
 import DevKitRegistry
 #if canImport(Glibc)
 import Glibc
@@ -16,6 +17,8 @@ extension RegistryError: CLIReportable {
         case .keyUnavailable, .keyFileInsecure, .keyFileInvalid, .wrongKey: .noPermission
         case .keyFileNotWritten(_, _, let errno): ExitStatus(fileErrno: errno)
         case .sealedValueRejected: .dataError
+        // Run the upgrade, then the same command again.
+        case .needsUpgrade: .tempFail
         }
     }
 
@@ -42,6 +45,9 @@ extension RegistryError: CLIReportable {
             description
         case .sealedValueRejected:
             description + "; the registry was changed outside devkit: restore it from a backup"
+        case .needsUpgrade(let path, _):
+            description + "; run `devkit registry upgrade --registry \(escaped(path))` (with the same --key-file, if "
+                + "any), or any command that writes to it, then this command again"
         }
     }
 }

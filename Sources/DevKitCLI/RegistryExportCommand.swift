@@ -38,7 +38,7 @@ struct RegistryExportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let opened = try registry.openExisting() else {
+            guard let opened = try registry.openReadOnly() else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
             let boards = try opened.allBoards()

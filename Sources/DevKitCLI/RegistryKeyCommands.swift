@@ -60,7 +60,9 @@ struct RegistryRekeyCommand: ParsableCommand {
             it with --key-file. The default key may seal other registries too: \
             keep it while any of them needs it. Run again with the same key to \
             retry a rewrite that failed. Stop other devkit runs on this registry \
-            first: one that opened it before holds the old key.
+            first: one that opened it before holds the old key, and its next new \
+            board fails (exit code 77, naming the new key) instead of being sealed \
+            under the old one. The re-sealing waits for their writes in progress.
 
             Examples:
               devkit registry keygen new.key
@@ -128,5 +130,55 @@ struct RekeyJSON: Encodable {
         case resealed
         case keyID = "key_id"
         case oldKeyID = "old_key_id"
+    }
+}
+
+/// `devkit registry upgrade`: what a writing open does to a registry, on its own.
+struct RegistryUpgradeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upgrade",
+        abstract: "Bring a registry up to this devkit: migrate it, seal clear-text secrets, finish a rewrite.",
+        discussion: """
+            Every command that writes to the registry does this on its way; `list`, \
+            `show` and `export` only read, and ask for it when a registry written by an \
+            older devkit still holds UDS in clear text. Migrates the schema, seals every \
+            clear UDS with the registry key (--key-file, else the default key, created \
+            if the registry has none yet), then rewrites the file so that no clear copy \
+            stays in free pages or the write-ahead log. Also finishes such a rewrite \
+            that failed before (a full disk, a busy file). Back up the key it names.
+
+            Examples:
+              devkit registry upgrade
+              devkit registry upgrade --registry /var/lib/devkit/registry.sqlite
+              devkit registry upgrade --key-file station.key --json
+            """)
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Flag(help: "Print the registry and key ID as a JSON object.")
+    var json = false
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
+    func run() throws {
+        try reportingErrors {
+            // The writing open is the upgrade; it never creates a registry that is not there.
+            guard let opened = try registry.openExisting() else { throw NoRegistryError(path: registry.resolvedPath) }
+            if json {
+                print(try JSONOutput.text(UpgradeJSON(path: opened.path, keyID: opened.keyID)))
+            } else {
+                print("The registry \(escaped(opened.path)) is up to date; it seals with key \(opened.keyID).")
+            }
+        }
+    }
+}
+
+struct UpgradeJSON: Encodable {
+    let path: String
+    let keyID: String
+    enum CodingKeys: String, CodingKey {
+        case path
+        case keyID = "key_id"
     }
 }

@@ -44,7 +44,7 @@ struct RegistryListCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             // As `show`, `export` and `reissue`: a registry that is not there is a wrong path, not an empty list.
-            guard let opened = try registry.openExisting() else {
+            guard let opened = try registry.openReadOnly() else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
             let boards = try unfinished ? opened.unfinishedBoards() : opened.allBoards()

@@ -60,6 +60,17 @@ struct RegistryOptions: ParsableArguments {
     }
 }
 
+extension RegistryOptions {
+    /// Opens the registry for commands that only read (`registry list`, `show`,
+    /// `export`): read-only, so they never create a key file, migrate, seal or
+    /// rewrite the file; nil when there is no registry file.
+    func openReadOnly(profileKeyFile: String? = nil) throws -> Registry? {
+        var st = stat()
+        if stat(resolvedPath, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
+        return try Registry(path: resolvedPath, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)
+    }
+}
+
 /// A command that needs recorded boards found no registry file at all (a wrong
 /// --registry path, or the systemd unit's registry read from a user account).
 struct NoRegistryError: CLIReportable {

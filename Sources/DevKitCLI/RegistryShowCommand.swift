@@ -39,7 +39,7 @@ struct RegistryShowCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let opened = try registry.openExisting() else {
+            guard let opened = try registry.openReadOnly() else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
             guard let board = try opened.board(matching: key) else {

@@ -44,9 +44,11 @@ public enum BoardState: String, Codable, Sendable, CaseIterable {
 /// One row of the registry: everything known about one provisioned board.
 ///
 /// `uds` is the secret; never print it unless the user asked for it explicitly.
-public struct BoardRecord: Sendable, Equatable, Identifiable,
-    FetchableRecord, MutablePersistableRecord
-{
+///
+/// Not a GRDB persistable record: its `insert`/`update`/`save` would write the
+/// UDS as it is. Rows are written only by the registry, which seals the UDS
+/// (RegistrySealing.swift); ``databaseValues`` never holds it.
+public struct BoardRecord: Sendable, Equatable, Identifiable, FetchableRecord, TableRecord {
     public static let databaseTableName = "board"
 
     /// Row id, assigned when the row is first inserted.
@@ -132,10 +134,6 @@ public struct BoardRecord: Sendable, Equatable, Identifiable,
         case verificationHub = "verification_assigned_hub"
         case verificationDeviceID = "verification_device_id"
         case verificationAt = "verification_at"
-    }
-
-    public mutating func didInsert(_ inserted: InsertionSuccess) {
-        id = inserted.rowID
     }
 
     /// When `step` was completed, or nil.
@@ -235,7 +233,8 @@ public struct BoardUpdate: Sendable, Equatable {
 extension BoardRecord {
     /// A row whose UDS is stored in clear text (as devkit stored it before issue 16).
     public init(row: Row) throws {
-        try self.init(row: row, uds: row.decode(UDS.self, forColumn: CodingKeys.uds.rawValue))
+        let text = try row.decode(String.self, forColumn: CodingKeys.uds.rawValue)
+        try self.init(row: row, uds: UDS(hex: text))
     }
 
     /// A row, with its UDS as opened by the registry's sealer.
@@ -302,19 +301,17 @@ extension BoardRecord {
 
     /// The row's values, in the order of ``databaseColumns``.
     /// Dates go in as RegistryTimestamp's text, the text GRDB would store.
+    /// The `uds` column's value is always nil: never the clear UDS. The backends
+    /// put the sealed value there (``Registry`` and ``PostgresRegistry``).
     var databaseValues: [(any DatabaseValueConvertible)?] {
         let text = RegistryTimestamp.text
-        return [id, mac, usbSerial, registrationID, firmwareVersion, uds, certificateSHA1,
+        return [id, mac, usbSerial, registrationID, firmwareVersion, nil, certificateSHA1,
          certificateSHA256, certificatePath, enrollmentPath, state, error, text(createdAt), text(updatedAt),
          udsRecordedAt.map(text), udsSentAt.map(text), udsConfirmedAt.map(text), versionReadAt.map(text),
          macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text), supersededBy, provisionSettings,
          enrollment?.action, enrollment.map { text($0.at) }, enrollment?.dpsHost, enrollment?.etag,
          enrollment?.sha1Thumbprint, enrollment?.errorCode, enrollment?.errorMessage, enrollment?.trackingID,
          verification?.outcome, verification?.assignedHub, verification?.deviceID, verification.map { text($0.at) }]
-    }
-
-    public func encode(to container: inout PersistenceContainer) {
-        for (column, value) in zip(Self.databaseColumns, databaseValues) { container[column] = value }
     }
 }
 

@@ -2,15 +2,10 @@ import DevKitModel
 import GRDB
 
 // The domain values as database values: stored as the text devkit always stored
-// (the UDS as 64 lower-case hex digits, a MAC as 12), so old rows read the same.
+// (a MAC as 12 lower-case hex digits), so old rows read the same.
 // A column that does not parse fails to decode instead of giving a wrong value.
-
-extension UDS: DatabaseValueConvertible {
-    public var databaseValue: DatabaseValue { hexString.databaseValue }
-    public static func fromDatabaseValue(_ dbValue: DatabaseValue) -> UDS? {
-        String.fromDatabaseValue(dbValue).flatMap { try? UDS(hex: $0) }
-    }
-}
+// Not the UDS: it reaches the database only sealed (SecretSealer), never as a value
+// GRDB could bind as it is.
 
 extension MACAddress: DatabaseValueConvertible {
     public var databaseValue: DatabaseValue { hex.databaseValue }

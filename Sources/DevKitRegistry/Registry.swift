@@ -53,37 +53,63 @@ public final class Registry: Sendable {
     /// The default key file, when this handle created it (the registry held no
     /// sealed secret and there was no key yet): the CLI says so once.
     public let createdKeyFile: String?
+    /// Opened with `readOnly`: nothing is written through this handle.
+    public let readOnly: Bool
 
     /// Opens (creating if needed) the registry at `path`, migrating it to the
     /// current schema, with the registry key from `key`. Secrets an older devkit
-    /// stored in clear text are sealed on the way (see RegistrySealing.swift).
-    public init(path: String, key: RegistryKeySource = .defaultKey()) throws(RegistryError) {
+    /// stored in clear text are sealed on the way, and a rewrite of the file that a
+    /// previous open or rekey could not finish is finished (see RegistrySealing.swift).
+    ///
+    /// With `readOnly`, the file must exist and is neither migrated, sealed nor
+    /// rewritten, and no key file is created: for commands that only read. A registry
+    /// that still holds clear-text secrets then throws ``RegistryError/needsUpgrade(path:reason:)``.
+    public init(path: String, key: RegistryKeySource = .defaultKey(), readOnly: Bool = false) throws(RegistryError) {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
-        try Self.makeDirectory(directory.isEmpty ? "." : directory)
-        let created = try Self.createPrivateFile(path)
+        var created = false
+        if !readOnly {
+            try Self.makeDirectory(directory.isEmpty ? "." : directory)
+            created = try Self.createPrivateFile(path)
+        }
 
         var config = Configuration()
+        config.readonly = readOnly
         // Wait for another devkit process holding the write lock (e.g. `watch`)
         // rather than failing at once.
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             // Step marks: durable against a crash of the process, not synced one by
             // one (see the type's documentation). recordNewBoard raises it to FULL.
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            if !readOnly { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            // Sorting, sealing and VACUUM's copy of the whole file stay in memory: a
+            // temporary file would hold clear secrets of an upgrade (or sealed values
+            // of the old key during a rekey) outside the registry's file.
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
         }
         let database: DatabasePool
         do {
             database = try DatabasePool(path: path, configuration: config)
-            try Self.migrator.migrate(database)
+            if !readOnly { try Self.migrator.migrate(database) }
         } catch {
             throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
         }
-        let resolved = try RegistryKey.resolve(key, neededKeyID: try Self.sealedKeyID(database, path: path))
+        let state = try Self.sealingState(database, path: path)
+        if readOnly && state.holdsClearSecrets {
+            throw .needsUpgrade(
+                path: path,
+                reason: "it was written by an older devkit and holds secrets in clear text, which a command that "
+                    + "only reads does not seal")
+        }
+        let resolved = try RegistryKey.resolve(key, neededKeyID: state.keyID, create: !readOnly)
         let sealer = SecretSealer(key: resolved.key, keyFile: key.path)
-        try Self.sealClearSecrets(database, sealer, path: path)
+        if !readOnly {
+            if state.holdsClearSecrets { try Self.sealClearSecrets(database, sealer, path: path) }
+            try Self.finishPendingScrub(database, path: path)
+        }
         pool = database
         self.sealer = sealer
+        self.readOnly = readOnly
         createdKeyFile = resolved.created ? key.path : nil
         if created {
             // The new file's directory entry must survive a crash too (best effort:
@@ -457,6 +483,22 @@ public final class Registry: Sendable {
                 t.add(column: "verification_at", .datetime)
             }
         }
+        // The registry's key and whether a rewrite is owed (RegistrySealing.swift).
+        // A registry sealed before this table gets the key its sealed values name
+        // (the most common one, should an old race have left two).
+        migrator.registerMigration("v7: registry_meta") { db in
+            try db.create(table: "registry_meta") { t in
+                t.primaryKey("name", .text)
+                t.column("value", .text).notNull()
+            }
+            var counts: [String: Int] = [:]
+            for stored in try String.fetchAll(db, sql: "SELECT uds FROM board WHERE uds LIKE 'sealed1:%'") {
+                if let id = SecretSealer.keyID(of: stored) { counts[id, default: 0] += 1 }
+            }
+            if let id = counts.max(by: { ($0.value, $1.key) < ($1.value, $0.key) })?.key {
+                try setMeta(db, Meta.keyID, id)
+            }
+        }
         return migrator
     }()
 
@@ -601,6 +643,9 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     case wrongKey(path: String, keyID: String, neededKeyID: String)
     /// A sealed value does not open with the right key: altered, or copied from another row.
     case sealedValueRejected(board: Int64, column: String, reason: String)
+    /// A read-only open found a registry that a writing open must upgrade first
+    /// (secrets in clear text).
+    case needsUpgrade(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -631,6 +676,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
                 + "is key \(keyID)"
         case .sealedValueRejected(let board, let column, let reason):
             "board #\(board)'s sealed \(column) cannot be opened: \(reason)"
+        case .needsUpgrade(let path, let reason):
+            "the registry \(escaped(path)) must be upgraded first: \(reason)"
         }
     }
 }

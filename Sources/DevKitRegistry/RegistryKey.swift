@@ -49,14 +49,25 @@ public struct RegistryKey: Sendable {
             .appendingPathComponent("registry.key")
     }
 
-    /// Reads the key in `path`. Refuses a file that group or others may read:
-    /// whoever reads the key reads every UDS sealed with it.
-    /// Throws ``RegistryError/keyUnavailable(path:reason:neededKeyID:)`` with ENOENT's
+    /// Reads the key in `path`. Refuses a symbolic link, anything but a regular
+    /// file, a file owned by another user than this one (or root), and a file that
+    /// group or others may read: whoever reads the key reads every UDS sealed with
+    /// it, and whoever can replace it chooses the key new secrets are sealed with.
+    /// Throws ``RegistryError/keyUnavailable(path:reason:neededKeyID:errno:)`` with ENOENT's
     /// text when there is no such file.
     public static func load(path: String) throws(RegistryError) -> RegistryKey {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NOFOLLOW: the link is refused, not followed to whatever it points at now.
+        // O_NONBLOCK: a FIFO put there opens at once (and is refused below) instead
+        // of blocking devkit until something writes to it.
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {
             let error = errno
+            if error == ELOOP {
+                throw .keyFileInvalid(
+                    path: path,
+                    reason: "it is a symbolic link, which devkit does not follow (whoever can change the link "
+                        + "chooses the key); give the file it points to with --key-file, or put the file itself there")
+            }
             throw .keyUnavailable(path: path, reason: String(cString: strerror(error)), neededKeyID: nil, errno: error)
         }
         defer { close(fd) }
@@ -65,12 +76,7 @@ public struct RegistryKey: Sendable {
             let error = errno
             throw .keyUnavailable(path: path, reason: String(cString: strerror(error)), neededKeyID: nil, errno: error)
         }
-        guard st.st_mode & S_IFMT == S_IFREG else {
-            throw .keyFileInvalid(path: path, reason: "not a regular file")
-        }
-        if st.st_mode & 0o077 != 0 {
-            throw .keyFileInsecure(path: path, mode: st.st_mode & 0o777)
-        }
+        if let refusal = refusal(of: st, path: path, user: geteuid()) { throw refusal }
         // A key file is at most a few dozen bytes; read a little more to tell a wrong file.
         var bytes = [UInt8](repeating: 0, count: 4096)
         var count = 0
@@ -89,6 +95,34 @@ public struct RegistryKey: Sendable {
                 path: path, reason: "it holds neither 32 raw bytes, nor 64 hex digits, nor base64 of 32 bytes")
         }
         return key
+    }
+
+    /// Why a key file with this `stat` may not be used by `user`, or nil.
+    static func refusal(of st: stat, path: String, user: uid_t) -> RegistryError? {
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            return .keyFileInvalid(
+                path: path,
+                reason: "it is not a regular file (\(fileType(st.st_mode))); give the key file itself "
+                    + "(`devkit registry keygen FILE` makes one)")
+        }
+        guard st.st_uid == user || st.st_uid == 0 else {
+            return .keyFileInvalid(
+                path: path,
+                reason: "it belongs to user \(st.st_uid), not to this user (\(user)) or root, and its owner could "
+                    + "replace the key; run: chown \(user) \(escaped(path)) (or use a key file of your own)")
+        }
+        if st.st_mode & 0o077 != 0 { return .keyFileInsecure(path: path, mode: st.st_mode & 0o777) }
+        return nil
+    }
+
+    private static func fileType(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR, S_IFBLK: "a device"
+        case S_IFSOCK: "a socket"
+        default: "not a plain file"
+        }
     }
 
     /// The key in a key file's bytes: 32 raw bytes, 64 hex digits or base64 text.
@@ -125,10 +159,12 @@ public struct RegistryKey: Sendable {
     }
 
     /// The key `source` names, for a registry whose sealed secrets need `neededKeyID`
-    /// (nil: it holds none yet). The default file is created when it does not exist
-    /// and nothing needs another key; `created` then says so.
+    /// (nil: it holds none yet). The default file is created when it does not exist,
+    /// nothing needs another key and `create` allows it; `created` then says so.
+    /// Without `create` (a read-only open) and with nothing sealed, a missing default
+    /// file gives a key of no file that nothing is ever sealed with.
     static func resolve(
-        _ source: RegistryKeySource, neededKeyID: String?
+        _ source: RegistryKeySource, neededKeyID: String?, create: Bool = true
     ) throws(RegistryError) -> (key: RegistryKey, created: Bool) {
         let key: RegistryKey
         do {
@@ -137,6 +173,7 @@ public struct RegistryKey: Sendable {
             guard case .defaultFile = source, neededKeyID == nil else {
                 throw .keyUnavailable(path: path, reason: reason, neededKeyID: neededKeyID, errno: error)
             }
+            guard create else { return (generate(), false) }
             let new = generate()
             do {
                 try new.write(to: path)

@@ -2,6 +2,7 @@ import DevKitModel
 import DevKitRegistry
 import DevKitTestSupport
 import Foundation
+import GRDB
 import Testing
 import VirtualDevKit
 
@@ -142,6 +143,106 @@ struct RegistryKeyCLITests {
                 #expect(!contains(files, needle), "board #\(board.id!)'s UDS is readable in the registry file")
             }
         }
+    }
+
+    /// The `devkit` the tests start gets the test process's private XDG directories,
+    /// never the developer's: a test that omits --key-file or --registry cannot read,
+    /// create or seal with ~/.config/devkit/registry.key.
+    @Test func childProcessesUseThePrivateConfigDirectory() throws {
+        let home = try #require(testEnvironmentHome)
+        let realHome = String(cString: getpwuid(getuid())!.pointee.pw_dir)
+        let r = try TestProcess.run(
+            ["/bin/sh", "-c", "printf '%s\\n' \"$XDG_CONFIG_HOME\" \"$XDG_DATA_HOME\" \"$XDG_STATE_HOME\""], timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdoutLines == [home + "/config", home + "/data", home + "/state"], "\(r.stdout)")
+        #expect(r.stdoutLines.allSatisfy { !$0.hasPrefix(realHome + "/") })
+        // And devkit itself resolves its default key there.
+        let db = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: db) }
+        let up = try RegistryCLIProcess.run(["registry", "upgrade", "--registry", db + "/none.sqlite"])
+        #expect(up.status == 66, "\(up.stderr)")
+        _ = try Registry(path: db + "/r.sqlite", key: .file(try makeKey(db + "/k")))
+        let upgrade = try RegistryCLIProcess.run(["registry", "upgrade", "--registry", db + "/r.sqlite", "--json"])
+        #expect(upgrade.status == 0, "\(upgrade.stderr)")
+        let sharedKey = try RegistryKey.load(path: home + "/config/devkit/registry.key")
+        #expect(upgrade.stdout.contains(sharedKey.id), "\(upgrade.stdout)")
+    }
+
+    func makeKey(_ path: String) throws -> String {
+        try RegistryKey.generate().write(to: path)
+        return path
+    }
+
+    /// A registry file as devkit wrote it at schema v5, before sealing: one board, UDS in clear text.
+    func writeClearV5Registry(_ path: String) throws {
+        let queue = try DatabaseQueue(path: path)
+        try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: """
+                CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                INSERT INTO grdb_migrations VALUES ('v1: board'), ('v2: board_on_usb_serial'),
+                    ('v3: board.superseded_by'), ('v4: board.provision_settings'), ('v5: board.enrollment_*');
+                CREATE TABLE board (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT, usb_serial TEXT, registration_id TEXT,
+                    firmware_version TEXT, uds TEXT NOT NULL, certificate_sha1 TEXT, certificate_sha256 TEXT,
+                    certificate_path TEXT, enrollment_path TEXT,
+                    state TEXT NOT NULL CHECK (state IN ('in_progress', 'failed', 'done')), error TEXT,
+                    created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL,
+                    uds_recorded_at DATETIME, uds_sent_at DATETIME, uds_confirmed_at DATETIME,
+                    version_read_at DATETIME, mac_read_at DATETIME, certificate_written_at DATETIME,
+                    enrollment_written_at DATETIME, superseded_by INTEGER REFERENCES board(id), provision_settings TEXT,
+                    enrollment_action TEXT, enrollment_at DATETIME, enrollment_dps_host TEXT, enrollment_etag TEXT,
+                    enrollment_sha1_thumbprint TEXT, enrollment_error_code INTEGER, enrollment_error_message TEXT,
+                    enrollment_tracking_id TEXT);
+                INSERT INTO board (mac, uds, state, created_at, updated_at, uds_recorded_at)
+                    VALUES ('a4cf120b9e31', '\(Self.udsHex)', 'in_progress', '2026-01-02 03:04:05.000',
+                            '2026-01-02 03:04:05.000', '2026-01-02 03:04:05.000');
+                """)
+        }
+        try queue.close()
+    }
+
+    /// `registry list`, `show` and `export` only read: on a registry an older devkit
+    /// wrote in clear text they change no byte of it, create no key, and say to run
+    /// `registry upgrade`, which then seals it (and creates the default key).
+    @Test func readingCommandsNeverUpgradeOrCreateAKey() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/registry.sqlite"
+        try writeClearV5Registry(db)
+        let original = try #require(FileManager.default.contents(atPath: db))
+        let env = ["XDG_CONFIG_HOME": dir + "/config"]
+        for command in [["list"], ["show", "1"], ["export"], ["list", "--json"]] {
+            let r = try RegistryCLIProcess.run(["registry"] + command + ["--registry", db], environment: env)
+            #expect(r.status == 75, "\(command): \(r.stderr)")
+            #expect(r.stderr.contains("devkit registry upgrade"), "\(command): \(r.stderr)")
+            #expect(!r.stdout.contains(Self.udsHex) && !r.stderr.contains(Self.udsHex))
+            #expect(FileManager.default.contents(atPath: db) == original, "\(command) changed the registry file")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/config"), "\(command) created a key")
+        }
+
+        let up = try RegistryCLIProcess.run(["registry", "upgrade", "--registry", db, "--json"], environment: env)
+        #expect(up.status == 0, "\(up.stderr)")
+        let keyID = try RegistryKey.load(path: dir + "/config/devkit/registry.key").id
+        #expect(up.stdout.contains(keyID) && up.stderr.contains("created the registry key"), "\(up.stdout)\(up.stderr)")
+        let files = [db, db + "-wal"].flatMap { FileManager.default.contents(atPath: $0).map(Array.init) ?? [] }
+        #expect(!contains(files, Array(Self.udsHex.utf8)), "the upgrade sealed the UDS")
+
+        let list = try RegistryCLIProcess.run(["registry", "list", "--registry", db], environment: env)
+        #expect(list.status == 0 && list.stdout.contains("a4cf120b9e31"), "\(list.stderr)")
+    }
+
+    /// The key file's checks from the command line: a link and a FIFO are refused with 77.
+    @Test func aKeyFileThatIsALinkOrAFIFOIsRefused() throws {
+        let (dir, db, _) = try sealedRegistry()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(symlink(dir + "/a.key", dir + "/link.key") == 0)
+        var r = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--key-file", dir + "/link.key"])
+        #expect(r.status == 77 && r.stderr.contains("symbolic link"), "\(r.stderr)")
+        #expect(mkfifo(dir + "/fifo.key", 0o600) == 0)
+        r = try RegistryCLIProcess.run(
+            ["registry", "list", "--registry", db, "--key-file", dir + "/fifo.key"], timeout: 60)
+        #expect(r.status == 77 && r.stderr.contains("not a regular file"), "\(r.stderr)")
     }
 
     func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {

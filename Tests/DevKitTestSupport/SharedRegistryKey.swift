@@ -1,19 +1,27 @@
+import CDevKitTestEnvironment
 import Foundation
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Makes sure the default registry key (`$XDG_CONFIG_HOME/devkit/registry.key`)
-/// exists before a test runs `devkit`. Test processes and the `devkit` they start
+/// The private directory the test process made before main() for its XDG
+/// config, data and state directories (`config`, `data`, `state` in it), which every
+/// child it starts inherits: tests never touch the developer's
+/// `~/.config/devkit/registry.key` or registry. Nil only if it could not be made.
+public var testEnvironmentHome: String? { CDevKitTestEnvironment_home().map { String(cString: $0) } }
+
+/// Makes sure the default registry key (`$XDG_CONFIG_HOME/devkit/registry.key`,
+/// in ``testEnvironmentHome``) exists before a test runs `devkit`. Test processes and the `devkit` they start
 /// share that key; without it, whichever opened a registry first would create it and
 /// that one `devkit` run would print the one-time "created the registry key" note,
 /// which a test checking its stderr did not expect. Made as devkit makes it (32
 /// random bytes as hex, mode 0600, never replacing a file: link(2)).
 public let sharedRegistryKeyReady: Void = {
-    let environment = ProcessInfo.processInfo.environment
-    var base = environment["XDG_CONFIG_HOME"] ?? ""
-    if !base.hasPrefix("/") { base = (environment["HOME"] ?? NSHomeDirectory()) + "/.config" }
+    // Never the real home's: without the test environment there is no shared key.
+    guard let home = testEnvironmentHome,
+        let base = ProcessInfo.processInfo.environment["XDG_CONFIG_HOME"], base.hasPrefix(home + "/")
+    else { return }
     let directory = base + "/devkit"
     let path = directory + "/registry.key"
     if access(path, F_OK) == 0 { return }

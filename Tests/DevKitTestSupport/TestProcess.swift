@@ -155,7 +155,9 @@ public enum TestProcess {
 
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
-        if environment["XDG_CONFIG_HOME"] == nil && environment["HOME"] == nil { _ = sharedRegistryKeyReady }
+        // XDG_CONFIG_HOME is the test process's private one (CDevKitTestEnvironment)
+        // unless the test gives its own; HOME alone no longer moves it.
+        if environment["XDG_CONFIG_HOME"] == nil { _ = sharedRegistryKeyReady }
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
