@@ -240,7 +240,9 @@ let package = Package(
         .testTarget(name: "DeviceDiscoveryTests", dependencies: ["DeviceDiscovery", "DevKitTestSupport"]),
         .testTarget(
             name: "DevKitRegistryTests",
-            dependencies: ["DevKitRegistry", "DevKitModel", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: [
+                "DevKitRegistry", "DevKitModel", "DevKitTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         // The workflows driven in-process (a virtual board, a scratch registry).
         .testTarget(
             name: "DevKitWorkflowsTests",

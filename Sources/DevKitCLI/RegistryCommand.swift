@@ -21,14 +21,20 @@ struct RegistryCommand: ParsableCommand {
             UDS cannot be read. `registry keygen` makes a key, `registry rekey` re-seals \
             the registry under another.
 
+            Several stations share one registry on a PostgreSQL server with \
+            --registry postgresql://USER@HOST/DATABASE (or `url` under [registry] in a \
+            profile), every station with the same --key-file; `registry migrate --to URL` \
+            copies a station's SQLite registry there.
+
             Examples:
               devkit registry list
               devkit registry show a4cf120b9e31
               devkit registry export --format csv > boards.csv
               devkit registry keygen new.key
               devkit registry rekey --new-key-file new.key
+              devkit registry list --registry postgresql://devkit@db/devkit
             """,
         subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self, RegistryReissueCommand.self,
-            RegistryKeygenCommand.self, RegistryRekeyCommand.self],
+            RegistryKeygenCommand.self, RegistryRekeyCommand.self, RegistryMigrateCommand.self],
         defaultSubcommand: RegistryListCommand.self)
 }

@@ -16,6 +16,9 @@ extension RegistryError: CLIReportable {
         case .keyUnavailable, .keyFileInsecure, .keyFileInvalid, .wrongKey: .noPermission
         case .keyFileNotWritten(_, _, let errno): ExitStatus(fileErrno: errno)
         case .sealedValueRejected: .dataError
+        // Worth retrying once the server is back (sysexits' EX_TEMPFAIL).
+        case .serverUnavailable: .tempFail
+        case .sharedKeyMissing: .noPermission
         }
     }
 
@@ -23,6 +26,8 @@ extension RegistryError: CLIReportable {
         switch self {
         case .cannotCreateDirectory:
             description + "; choose another place with --registry PATH"
+        case .cannotOpen(let path, _, _) where PostgresLocation.isURL(path):
+            description + "; check the URL given with --registry (or `url` under [registry])"
         case .cannotOpen:
             description + " or choose another file with --registry PATH"
         case .boardNotFound:
@@ -42,6 +47,12 @@ extension RegistryError: CLIReportable {
             description
         case .sealedValueRejected:
             description + "; the registry was changed outside devkit: restore it from a backup"
+        case .serverUnavailable:
+            description + "; check that the server runs and accepts connections from this host (host, port, "
+                + "firewall, pg_hba.conf, sslmode), then run the command again"
+        case .sharedKeyMissing:
+            description + "; make one with `devkit registry keygen FILE` on one station, copy that same file "
+                + "(mode 0600) to every station, and give it with --key-file FILE or `key_file` under [registry]"
         }
     }
 }

@@ -279,7 +279,7 @@ enum CertificateWarmUp {
 /// done, waits for them, and a crash before they land only makes a resume repeat
 /// those steps.
 public struct ProvisionWorkflow {
-    public let registry: Registry
+    public let registry: any RegistryStore
     public let measure: FirmwareMeasurer
     /// Told each step as it starts and ends.
     public var report: (ProvisionEvent) -> Void
@@ -288,8 +288,10 @@ public struct ProvisionWorkflow {
     public var afterStep: @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
     /// Told each DPS request (method, path, status, time; never a header): `--verbose`.
     public var dpsLog: (@Sendable (String) -> Void)?
+    /// The station recorded with each new board (`--station`, default the host name).
+    public var station: String?
 
-    public init(registry: Registry, measure: @escaping FirmwareMeasurer,
+    public init(registry: any RegistryStore, measure: @escaping FirmwareMeasurer,
                 report: @escaping (ProvisionEvent) -> Void = { _ in }) {
         self.registry = registry
         self.measure = measure
@@ -384,8 +386,8 @@ public struct ProvisionWorkflow {
         // have it. One synced commit, before anything leaves for the board.
         let settings: String? = if case .success(let recorded)? = v.settings { recorded.json() } else { nil }
         let board = try registry.recordNewBoard(
-            uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID,
-            provisionSettings: settings, alsoMark: [.udsSent])
+            uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID, firmwareVersion: nil,
+            provisionSettings: settings, station: station, alsoMark: [.udsSent])
         let id = board.id!
         report(ProvisionEvent(stage: .record, status: .done, message: "board #\(id) recorded in \(registry.path)", boardID: id))
         afterStep(.udsSent, board)
