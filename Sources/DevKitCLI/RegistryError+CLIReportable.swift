@@ -18,6 +18,8 @@ extension RegistryError: CLIReportable {
         case .sealedValueRejected: .dataError
         // Worth retrying once the server is back (sysexits' EX_TEMPFAIL).
         case .serverUnavailable: .tempFail
+        // The other station will be done soon (or its connection ends when it dies).
+        case .boardBusy: .tempFail
         case .sharedKeyMissing: .noPermission
         }
     }
@@ -50,6 +52,9 @@ extension RegistryError: CLIReportable {
         case .serverUnavailable:
             description + "; check that the server runs and accepts connections from this host (host, port, "
                 + "firewall, pg_hba.conf, sslmode), then run the command again"
+        case .boardBusy:
+            description + "; let it finish there (its claim ends with its run, even if it is killed), then run "
+                + "this again: `devkit registry list` then shows the board"
         case .sharedKeyMissing:
             description + "; make one with `devkit registry keygen FILE` on one station, copy that same file "
                 + "(mode 0600) to every station, and give it with --key-file FILE or `key_file` under [registry]"

@@ -612,6 +612,9 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A shared (PostgreSQL) registry was opened with no key file at `path`: devkit
     /// never makes one there, since every station must seal with the same key.
     case sharedKeyMissing(path: String, server: String)
+    /// Another station of a shared registry is provisioning this board (`board`:
+    /// its MAC or USB serial) right now.
+    case boardBusy(board: String, station: String)
 
     public var description: String {
         switch self {
@@ -646,6 +649,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             "board #\(board)'s sealed \(column) cannot be opened: \(reason)"
         case .serverUnavailable(let server, let reason):
             "cannot reach the registry's PostgreSQL server \(escaped(server)): \(reason)"
+        case .boardBusy(let board, let station):
+            "board \(escaped(board)) is being provisioned by station \(escaped(station)) right now"
         case .sharedKeyMissing(let path, let server):
             "no registry key at \(escaped(path)) for the shared registry \(escaped(server)), and devkit does not "
                 + "make one for a shared registry"

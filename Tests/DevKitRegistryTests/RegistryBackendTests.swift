@@ -285,6 +285,44 @@ struct RegistryBackendTests {
         #expect(try postgres.allBoards().map(\.uds) == [udsB, other.uds])
     }
 
+    /// One station at a time per board: a second handle (another station) is refused
+    /// with the first one's name, and gets the board once the first lets go, or once
+    /// its connection is gone (what kill -9 of a station does).
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aBoardIsClaimedByOneStationAtATime() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let location = try PostgresLocation(url: cluster.url(try cluster.createDatabase()))
+        var first: PostgresRegistry? = try PostgresRegistry(location: location, key: key)
+        let second = try PostgresRegistry(location: location, key: key)
+        try first!.claim(boards: ["usb:0672ff", "mac:a4cf120b9e31"], station: "line-1")
+        #expect(throws: RegistryError.boardBusy(board: "with MAC a4cf120b9e31", station: "line-1")) {
+            try second.claim(boards: ["mac:a4cf120b9e31"], station: "line-2")
+        }
+        // Refused on its second key: the first one is not kept either.
+        #expect(throws: RegistryError.boardBusy(board: "with USB serial 0672ff", station: "line-1")) {
+            try second.claim(boards: ["usb:other", "usb:0672ff"], station: "line-2")
+        }
+        try first!.claim(boards: ["usb:other"], station: "line-1")
+        first!.release(boards: ["usb:other"])
+        // Another board is free meanwhile; the same station may claim again.
+        try second.claim(boards: ["mac:a4cf120b0002"], station: "line-2")
+        first!.release(boards: ["usb:0672ff"])
+        try second.claim(boards: ["usb:0672ff"], station: "line-2")
+        // The first station goes away without releasing: its connection ends, the claim with it.
+        // (The server ends the session just after the socket closes: retried until it has.)
+        first = nil
+        var claimed = false
+        for _ in 0..<600 {
+            claimed = (try? second.claim(boards: ["mac:a4cf120b9e31"], station: "line-2")) != nil
+            if claimed { break }
+            usleep(100_000)
+        }
+        #expect(claimed, "the claim of a station whose connection ended was not freed")
+    }
+
     /// Every station must seal with the same key: a shared registry never makes one.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
     func aSharedRegistryNeverMakesAKey() throws {

@@ -57,6 +57,15 @@ public protocol RegistryStore: AnyObject, Sendable {
     @discardableResult
     func rekey(to newKey: RegistryKey) throws(RegistryError) -> Int
 
+    /// Takes `keys` (a board's MAC, its USB serial) for `station` until
+    /// ``release(boards:)`` or until this handle's connection ends (a station killed
+    /// with -9 frees them), so that two stations never provision one board at once.
+    /// Throws ``RegistryError/boardBusy(board:station:)``, taking none, when another
+    /// station holds one of them.
+    func claim(boards keys: [String], station: String) throws(RegistryError)
+    /// Gives back what ``claim(boards:station:)`` took.
+    func release(boards keys: [String])
+
     // MARK: Reading
 
     func board(id: Int64) throws(RegistryError) -> BoardRecord?
@@ -96,4 +105,9 @@ extension RegistryStore {
     }
 }
 
-extension Registry: RegistryStore {}
+extension Registry: RegistryStore {
+    /// Nothing to claim: an SQLite registry belongs to one station, whose boards
+    /// each sit on one port of it.
+    public func claim(boards keys: [String], station: String) throws(RegistryError) {}
+    public func release(boards keys: [String]) {}
+}
