@@ -149,6 +149,28 @@ struct PostgresRegistryCLITests {
             && down.stderr.contains("check that the server runs"), "\(down.stderr)")
     }
 
+    @Test("a board another station is provisioning: exit 75 naming that station, nothing recorded or sent; free once it lets go")
+    func aBoardOfAnotherStationIsRefused() throws {
+        let s = try shared()
+        let v = try ProvisionCLITests.vector()
+        defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        try (v.uds + "\n").write(toFile: s.dir + "/board.uds", atomically: false, encoding: .utf8)
+        let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
+        defer { kit.stop() }
+        let other = try s.open()
+        try other.claim(boards: ["mac:" + v.mac], station: "line-1")
+        let arguments = ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", s.dir + "/out",
+                         "--mac", v.mac, "--uds-file", s.dir + "/board.uds", "--station", "line-2"] + s.registryArguments
+        let refused = try RegistryCLIProcess.run(arguments)
+        #expect(refused.status == 75, "\(refused.stderr)")
+        #expect(refused.stderr.contains("is being provisioned by station line-1"), "\(refused.stderr)")
+        #expect(try other.allBoards().isEmpty && kit.state.uds != v.uds.lowercased())
+        other.release(boards: ["mac:" + v.mac])
+        let provisioned = try RegistryCLIProcess.run(arguments)
+        #expect(provisioned.status == 0, "\(provisioned.stderr)")
+        #expect(try other.allBoards().map(\.station) == ["line-2"] && kit.state.uds == v.uds.lowercased())
+    }
+
     @Test("registry migrate --to: the SQLite rows copied once, a second run copies nothing, a conflict is reported")
     func migrate() throws {
         let s = try shared()
