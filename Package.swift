@@ -246,7 +246,7 @@ let package = Package(
         .testTarget(
             name: "DevKitRegistryTests",
             dependencies: [
-                "DevKitRegistry", "DevKitModel", "CDevKitTestEnvironment", .product(name: "GRDB", package: "GRDB.swift"),
+                "DevKitRegistry", "DevKitModel", "DevKitTestSupport", "CDevKitTestEnvironment", .product(name: "GRDB", package: "GRDB.swift"),
             ]),
         // The workflows driven in-process (a virtual board, a scratch registry).
         .testTarget(

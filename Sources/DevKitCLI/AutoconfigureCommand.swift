@@ -43,6 +43,7 @@ struct AutoconfigureCommand: ParsableCommand {
 
     @OptionGroup var port: PortOptions
     @OptionGroup var registry: RegistryOptions
+    @OptionGroup var station: StationOptions
 
     @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"), completion: .file(extensions: ["toml"]))
     var profile: String
@@ -58,10 +59,11 @@ struct AutoconfigureCommand: ParsableCommand {
             let profile = try ProfileLoader.load(path: self.profile)
             let path = try port.resolvedPath()
             var provisioner = ProfileProvisioner(
-                profile: profile, registry: try registry.open(profileKeyFile: profile.registryKeyFile), measure: diceRIoTMeasurer(), baudRate: port.baud)
+                profile: profile, registry: try registry.open(profile: profile), measure: diceRIoTMeasurer(), baudRate: port.baud)
             provisioner.dpsLog = dpsRequestLog()
+            provisioner.station = station.resolved(profile: profile)
             var reporter = ProvisionReporter(json: json)
-            let registryPath = registry.path.map { _ in registry.resolvedPath }
+            let registryPath = (registry.path ?? profile.registryURL).map { _ in registry.resolvedPath(profile: profile) }
             reporter.enrollCommand = { id, replace in
                 finishEnrollmentCommand(boardID: id, dps: profile.dps, registryPath: registryPath, replace: replace)
             }

@@ -66,6 +66,9 @@ extension ProfileError: CLIReportable {
 /// timeout = 120                       # seconds; default 180
 /// [registry]                          # optional
 /// key_file = "/root/registry.key"     # the registry key (default: the XDG one)
+/// url = "postgresql://devkit@db.lab/devkit"  # optional: a shared PostgreSQL registry
+/// password_file = "/root/pg.password" # optional: its password (else ~/.pgpass)
+/// station = "line-2"                  # optional: recorded with each board (default: host name)
 /// ```
 enum ProfileLoader {
     /// Indented by two spaces, as `autoconfigure --help` shows it: the help text
@@ -284,8 +287,11 @@ enum ProfileLoader {
                 firmware: firmware, uds: uds, wifi: wifi, outputDirectory: output,
                 registrationID: scheme, dps: dps, verify: verify)
             if let r = try table(root, "registry") {
-                try checkKeys(r, "registry.", allowed: ["key_file"])
+                try checkKeys(r, "registry.", allowed: ["key_file", "url", "password_file", "station"])
                 profile.registryKeyFile = try string(r, "key_file", "registry.").map(resolve)
+                profile.registryURL = try string(r, "url", "registry.")
+                profile.registryPasswordFile = try string(r, "password_file", "registry.").map(resolve)
+                profile.station = try string(r, "station", "registry.")
             }
             return profile
         }

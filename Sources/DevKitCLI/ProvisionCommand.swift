@@ -104,6 +104,7 @@ struct ProvisionCommand: ParsableCommand {
 
     @OptionGroup var port: PortOptions
     @OptionGroup var registry: RegistryOptions
+    @OptionGroup var station: StationOptions
 
     @OptionGroup var firmware: FirmwareOptions
     @OptionGroup var udsOptions: UDSOptions
@@ -216,6 +217,7 @@ struct ProvisionCommand: ParsableCommand {
             var workflow = ProvisionWorkflow(registry: registry, measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }
             workflow.dpsLog = dpsRequestLog()
+            workflow.station = station.resolved()
             let result: ProvisionResult
             if let board = resumed {
                 let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || board.mac == nil

@@ -23,14 +23,20 @@ struct RegistryCommand: ParsableCommand {
             create a key or change the file; a registry an older devkit wrote with the UDS \
             in clear text is sealed by `registry upgrade` (or any command that writes).
 
+            Several stations share one registry on a PostgreSQL server with \
+            --registry postgresql://USER@HOST/DATABASE (or `url` under [registry] in a \
+            profile), every station with the same --key-file; `registry migrate --to URL` \
+            copies a station's SQLite registry there.
+
             Examples:
               devkit registry list
               devkit registry show a4cf120b9e31
               devkit registry export --format csv > boards.csv
               devkit registry keygen new.key
               devkit registry rekey --new-key-file new.key
+              devkit registry list --registry postgresql://devkit@db/devkit
             """,
         subcommands: [RegistryListCommand.self, RegistryShowCommand.self, RegistryExportCommand.self, RegistryReissueCommand.self,
-            RegistryKeygenCommand.self, RegistryRekeyCommand.self, RegistryUpgradeCommand.self],
+            RegistryKeygenCommand.self, RegistryRekeyCommand.self, RegistryUpgradeCommand.self, RegistryMigrateCommand.self],
         defaultSubcommand: RegistryListCommand.self)
 }

@@ -19,6 +19,11 @@ extension RegistryError: CLIReportable {
         case .sealedValueRejected: .dataError
         // Run the upgrade, then the same command again.
         case .needsUpgrade: .tempFail
+        // Worth retrying once the server is back (sysexits' EX_TEMPFAIL).
+        case .serverUnavailable: .tempFail
+        // The other station will be done soon (or its connection ends when it dies).
+        case .boardBusy: .tempFail
+        case .sharedKeyMissing: .noPermission
         }
     }
 
@@ -26,6 +31,8 @@ extension RegistryError: CLIReportable {
         switch self {
         case .cannotCreateDirectory:
             description + "; choose another place with --registry PATH"
+        case .cannotOpen(let path, _, _) where PostgresLocation.isURL(path):
+            description + "; check the URL given with --registry (or `url` under [registry])"
         case .cannotOpen:
             description + " or choose another file with --registry PATH"
         case .boardNotFound:
@@ -48,6 +55,15 @@ extension RegistryError: CLIReportable {
         case .needsUpgrade(let path, _):
             description + "; run `devkit registry upgrade --registry \(escaped(path))` (with the same --key-file, if "
                 + "any), or any command that writes to it, then this command again"
+        case .serverUnavailable:
+            description + "; check that the server runs and accepts connections from this host (host, port, "
+                + "firewall, pg_hba.conf, sslmode), then run the command again"
+        case .boardBusy:
+            description + "; let it finish there (its claim ends with its run, even if it is killed), then run "
+                + "this again: `devkit registry list` then shows the board"
+        case .sharedKeyMissing:
+            description + "; make one with `devkit registry keygen FILE` on one station, copy that same file "
+                + "(mode 0600) to every station, and give it with --key-file FILE or `key_file` under [registry]"
         }
     }
 }

@@ -9,7 +9,7 @@ struct RegistryListCommand: ParsableCommand {
         abstract: "List the recorded boards, one per line.",
         usage: """
             devkit registry list [--registry <path>] [--unfinished] [--json]
-                [<options>]
+                [--station <name>] [<options>]
             """,
         discussion: """
             Shows each board's row id, MAC, registration ID, firmware version, state, \
@@ -23,17 +23,23 @@ struct RegistryListCommand: ParsableCommand {
             was re-issued since. A board whose files are written but whose enrollment is owed is \
             `done, not enrolled`: `devkit dps enroll --from-registry --id N` finishes \
             it. --unfinished shows only boards whose provisioning \
-            did not complete. Never shows the UDS.
+            did not complete. STATION is the station that recorded the board \
+            (`--station`, default its host name); --station NAME shows only its boards. \
+            Never shows the UDS.
 
             Examples:
               devkit registry list
               devkit registry list --unfinished --json
+              devkit registry list --station line-2
             """)
 
     @OptionGroup var registry: RegistryOptions
 
     @Flag(help: "Only boards whose provisioning has not finished.")
     var unfinished = false
+
+    @Option(help: ArgumentHelp("Only boards recorded by this station (`--station` of provision, watch, autoconfigure).", valueName: "name"))
+    var station: String?
 
     @Flag(help: "Print a JSON array of board objects (no UDS).")
     var json = false
@@ -47,9 +53,14 @@ struct RegistryListCommand: ParsableCommand {
             guard let opened = try registry.openReadOnly() else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
-            let boards = try unfinished ? opened.unfinishedBoards() : opened.allBoards()
+            var boards = try unfinished ? opened.unfinishedBoards() : opened.allBoards()
+            if let station { boards = boards.filter { $0.station == station } }
             if json {
                 print(try JSONOutput.text(boards.map { BoardJSON(board: $0, includeSecret: false) }))
+                return
+            }
+            if boards.isEmpty, let station {
+                print("No \(unfinished ? "unfinished " : "")boards recorded by station \(escaped(station)) in \(escaped(opened.path)).")
                 return
             }
             if boards.isEmpty {
@@ -63,9 +74,11 @@ struct RegistryListCommand: ParsableCommand {
             let rows = boards.map { b in
                 [b.id.map(String.init) ?? "", b.mac ?? "-", b.registrationID ?? "-",
                  b.firmwareVersion ?? "-", stateText(b), b.lastStep?.rawValue ?? "-", enrollmentCell(b),
-                 verificationCell(b), timestamp(b.updatedAt)].map { escaped($0) }
+                 verificationCell(b), b.station ?? "-", timestamp(b.updatedAt)].map { escaped($0) }
             }
-            print(textTable(["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "ENROLLED", "VERIFIED", "UPDATED"], rows))
+            print(textTable(
+                ["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "ENROLLED", "VERIFIED", "STATION", "UPDATED"],
+                rows))
         }
     }
 }

@@ -1,15 +1,24 @@
 import ArgumentParser
 import DevKitModel
 import DevKitRegistry
+import DevKitWorkflows
 import Foundation
 
-/// The `--registry PATH` option shared by every command that reads or writes the registry.
+/// The `--registry PATH|URL` option shared by every command that reads or writes
+/// the registry: an SQLite file (the default) or a shared PostgreSQL server.
 struct RegistryOptions: ParsableArguments {
     @Option(
         name: .customLong("registry"),
         help: ArgumentHelp(
-            "The registry database.",
-            discussion: "Default: $XDG_DATA_HOME/devkit/registry.sqlite (~/.local/share/devkit/registry.sqlite).",
+            "The registry: an SQLite file, or a shared PostgreSQL server's URL.",
+            discussion: """
+                Default: $XDG_DATA_HOME/devkit/registry.sqlite (~/.local/share/devkit/registry.sqlite), \
+                or the profile's `url` under [registry]. Several stations share one registry with \
+                postgresql://USER@HOST:5432/DATABASE (also postgres://; ?sslmode=disable|require|verify-full, \
+                &sslrootcert=CA.pem for verify-full; ?host=/run/postgresql for a Unix socket). The password \
+                comes from ~/.pgpass, PGPASSFILE or the profile's `password_file`, never from the URL. \
+                A shared registry needs the same --key-file on every station.
+                """,
             valueName: "path"),
         completion: .file())
     var path: String?
@@ -20,15 +29,21 @@ struct RegistryOptions: ParsableArguments {
             "The registry key that seals the UDS of every board in the registry.",
             discussion: """
                 Default: $XDG_CONFIG_HOME/devkit/registry.key (~/.config/devkit/registry.key), \
-                created (mode 0600) the first time a registry is used. Mode 0600; \
+                created (mode 0600) the first time an SQLite registry is used; never created for \
+                a PostgreSQL registry, whose stations must all have the same key. Mode 0600; \
                 `devkit registry keygen FILE` makes one.
                 """,
             valueName: "file"),
         completion: .file())
     var keyFile: String?
 
+    /// The database file or server URL to use (the profile's URL when --registry is not given).
+    func resolvedPath(profile: ProvisioningProfile? = nil) -> String {
+        path ?? profile?.registryURL ?? Registry.defaultPath()
+    }
+
     /// The database file to use.
-    var resolvedPath: String { path ?? Registry.defaultPath() }
+    var resolvedPath: String { resolvedPath() }
 
     /// Where the registry key comes from: --key-file, else `profileKeyFile` (the
     /// profile's `[registry] key_file`), else the default file.
@@ -38,9 +53,17 @@ struct RegistryOptions: ParsableArguments {
     }
 
     /// Opens (creating if needed) the registry, for commands that write. Says once
-    /// on stderr when it created the default key file.
-    func open(profileKeyFile: String? = nil) throws -> Registry {
-        let registry = try Registry(path: resolvedPath, key: keySource(profileKeyFile: profileKeyFile))
+    /// on stderr when it created the default key file (SQLite only).
+    func open(profile: ProvisioningProfile? = nil) throws -> any RegistryStore {
+        let key = keySource(profileKeyFile: profile?.registryKeyFile)
+        let target = resolvedPath(profile: profile)
+        let registry: any RegistryStore
+        if PostgresLocation.isURL(target) {
+            registry = try PostgresRegistry(
+                location: try PostgresLocation(url: target), key: key, passwordFile: profile?.registryPasswordFile)
+        } else {
+            registry = try Registry(path: target, key: key)
+        }
         if let created = registry.createdKeyFile {
             printError(
                 "devkit: created the registry key \(escaped(created)) (key \(registry.keyID)), which seals every "
@@ -49,14 +72,18 @@ struct RegistryOptions: ParsableArguments {
         return registry
     }
 
-    /// Opens the registry for commands that only read; nil when it does not exist
-    /// yet, so that reading never creates an empty database. A registry this user
-    /// may not look at is opened all the same, so the error says "Permission denied"
-    /// rather than that there is none.
-    func openExisting(profileKeyFile: String? = nil) throws -> Registry? {
-        var st = stat()
-        if stat(resolvedPath, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
-        return try open(profileKeyFile: profileKeyFile)
+    /// Opens the registry for commands that only read; nil when an SQLite file does
+    /// not exist yet, so that reading never creates an empty database. A registry
+    /// this user may not look at is opened all the same, so the error says
+    /// "Permission denied" rather than that there is none. A server is always
+    /// opened (its schema is created if needed: that is no file left behind).
+    func openExisting(profile: ProvisioningProfile? = nil) throws -> (any RegistryStore)? {
+        let target = resolvedPath(profile: profile)
+        if !PostgresLocation.isURL(target) {
+            var st = stat()
+            if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
+        }
+        return try open(profile: profile)
     }
 }
 

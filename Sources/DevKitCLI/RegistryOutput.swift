@@ -14,7 +14,7 @@ struct BoardJSON: Encodable {
         case certificateSHA256 = "certificate_sha256", certificatePath = "certificate_path"
         case enrollmentPath = "enrollment_path", state, error, lastStep = "last_step"
         case nextStep = "next_step", createdAt = "created_at", updatedAt = "updated_at", steps
-        case supersededBy = "superseded_by", enrolled, enrollment, verification
+        case supersededBy = "superseded_by", enrolled, enrollment, verification, station
     }
 
     private enum VerificationKey: String, CodingKey {
@@ -31,6 +31,7 @@ struct BoardJSON: Encodable {
         try c.encode(board.id, forKey: .id)
         try c.encode(board.mac, forKey: .mac)
         try c.encode(board.usbSerial, forKey: .usbSerial)
+        try c.encode(board.station, forKey: .station)
         try c.encode(board.registrationID, forKey: .registrationID)
         try c.encode(board.firmwareVersion, forKey: .firmwareVersion)
         if includeSecret { try c.encode(board.uds.hexString, forKey: .uds) }

@@ -53,6 +53,7 @@ struct RegistryShowCommand: ParsableCommand {
                 ("ID", board.id.map(String.init) ?? "-"),
                 ("MAC address", board.mac ?? "-"),
                 ("USB serial", board.usbSerial ?? "-"),
+                ("Station", board.station ?? "-"),
                 ("Registration ID", board.registrationID ?? "-"),
                 ("Firmware version", board.firmwareVersion ?? "-"),
                 ("UDS", showSecret ? board.uds.hexString : "(hidden; --show-secret shows it)"),

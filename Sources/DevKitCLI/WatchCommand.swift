@@ -59,6 +59,7 @@ struct WatchCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var registry: RegistryOptions
+    @OptionGroup var station: StationOptions
 
     @Option(help: ArgumentHelp("The provisioning profile (TOML).", valueName: "file"), completion: .file(extensions: ["toml"]))
     var profile: String
@@ -102,11 +103,12 @@ struct WatchCommand: AsyncParsableCommand {
             }
             let profile = loaded
             var provisioner = ProfileProvisioner(
-                profile: profile, registry: try registry.open(profileKeyFile: profile.registryKeyFile), measure: diceRIoTMeasurer(), baudRate: baud)
+                profile: profile, registry: try registry.open(profile: profile), measure: diceRIoTMeasurer(), baudRate: baud)
             provisioner.dpsLog = dpsRequestLog()
+            provisioner.station = station.resolved(profile: profile)
             try provisioner.prepare()
             let boards = BoardThreads()
-            let registryPath = registry.path.map { _ in registry.resolvedPath }
+            let registryPath = (registry.path ?? profile.registryURL).map { _ in registry.resolvedPath(profile: profile) }
             let output = WatchOutput(json: json) { id, replace in
                 finishEnrollmentCommand(boardID: id, dps: profile.dps, registryPath: registryPath, replace: replace)
             }

@@ -99,6 +99,10 @@ public struct BoardRecord: Sendable, Equatable, Identifiable, FetchableRecord, T
     /// The last verification of the board's registration (schema v6); nil when it
     /// was never verified.
     public var verification: BoardVerification?
+    /// The station that recorded the board (`--station`, default the host name;
+    /// schema v7): which machine of a shared registry gave it its UDS. Nil for rows
+    /// an older devkit wrote.
+    public var station: String?
 
     enum CodingKeys: String, CodingKey {
         case id, mac
@@ -134,6 +138,7 @@ public struct BoardRecord: Sendable, Equatable, Identifiable, FetchableRecord, T
         case verificationHub = "verification_assigned_hub"
         case verificationDeviceID = "verification_device_id"
         case verificationAt = "verification_at"
+        case station
     }
 
     /// When `step` was completed, or nil.
@@ -282,6 +287,7 @@ extension BoardRecord {
                 errorMessage: row[CodingKeys.enrollmentErrorMessage.rawValue],
                 trackingID: row[CodingKeys.enrollmentTrackingID.rawValue])
         }
+        station = row[CodingKeys.station.rawValue]
         if let outcome = row[CodingKeys.verificationOutcome.rawValue] as String? {
             verification = BoardVerification(
                 outcome: outcome, assignedHub: row[CodingKeys.verificationHub.rawValue],
@@ -296,7 +302,7 @@ extension BoardRecord {
         .udsRecordedAt, .udsSentAt, .udsConfirmedAt, .versionReadAt, .macReadAt, .certificateWrittenAt,
         .enrollmentWrittenAt, .supersededBy, .provisionSettings, .enrollmentAction, .enrollmentAt,
         .enrollmentDPSHost, .enrollmentETag, .enrollmentSHA1, .enrollmentErrorCode, .enrollmentErrorMessage,
-        .enrollmentTrackingID, .verificationOutcome, .verificationHub, .verificationDeviceID, .verificationAt,
+        .enrollmentTrackingID, .verificationOutcome, .verificationHub, .verificationDeviceID, .verificationAt, .station,
     ].map(\.rawValue)
 
     /// The row's values, in the order of ``databaseColumns``.
@@ -311,7 +317,8 @@ extension BoardRecord {
          macReadAt.map(text), certificateWrittenAt.map(text), enrollmentWrittenAt.map(text), supersededBy, provisionSettings,
          enrollment?.action, enrollment.map { text($0.at) }, enrollment?.dpsHost, enrollment?.etag,
          enrollment?.sha1Thumbprint, enrollment?.errorCode, enrollment?.errorMessage, enrollment?.trackingID,
-         verification?.outcome, verification?.assignedHub, verification?.deviceID, verification.map { text($0.at) }]
+         verification?.outcome, verification?.assignedHub, verification?.deviceID, verification.map { text($0.at) },
+         station]
     }
 }
 

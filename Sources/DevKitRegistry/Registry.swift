@@ -147,14 +147,14 @@ public final class Registry: Sendable {
     public func recordNewBoard(
         uds: UDS, mac: MACAddress? = nil, usbSerial: String? = nil,
         registrationID: RegistrationID? = nil, firmwareVersion: FirmwareVersion? = nil,
-        provisionSettings: String? = nil, alsoMark: [ProvisioningStep] = []
+        provisionSettings: String? = nil, station: String? = nil, alsoMark: [ProvisioningStep] = []
     ) throws(RegistryError) -> BoardRecord {
         let now = Date()
         var record = BoardRecord(
             id: nil, mac: mac?.hex, usbSerial: usbSerial, registrationID: registrationID?.value,
             firmwareVersion: firmwareVersion?.text, uds: uds, state: .inProgress,
             createdAt: now, updatedAt: now, provisionSettings: provisionSettings, udsRecordedAt: now,
-            macReadAt: mac == nil ? nil : now)
+            macReadAt: mac == nil ? nil : now, station: station)
         for step in alsoMark { record.setCompleted(step, at: now) }
         // Committed with FULL sync before we return, i.e. before the caller may send
         // the UDS anywhere; boards recorded at the same moment share the commit.
@@ -499,6 +499,11 @@ public final class Registry: Sendable {
                 try setMeta(db, Meta.keyID, id)
             }
         }
+        // Which station recorded each board (issue 16): stations sharing a registry
+        // on PostgreSQL, or a station's file copied there, tell their rows apart.
+        migrator.registerMigration("v8: board.station") { db in
+            try db.alter(table: "board") { t in t.add(column: "station", .text) }
+        }
         return migrator
     }()
 
@@ -646,11 +651,22 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A read-only open found a registry that a writing open must upgrade first
     /// (secrets in clear text).
     case needsUpgrade(path: String, reason: String)
+    /// The PostgreSQL server at `server` cannot be reached, or the connection to it
+    /// was lost: a temporary failure, worth retrying once it is back.
+    case serverUnavailable(server: String, reason: String)
+    /// A shared (PostgreSQL) registry was opened with no key file at `path`: devkit
+    /// never makes one there, since every station must seal with the same key.
+    case sharedKeyMissing(path: String, server: String)
+    /// Another station of a shared registry is provisioning this board (`board`:
+    /// its MAC or USB serial) right now.
+    case boardBusy(board: String, station: String)
 
     public var description: String {
         switch self {
         case .cannotCreateDirectory(let path, let reason, _):
             "cannot create the registry directory \(escaped(path)): \(reason)"
+        case .cannotOpen(let path, let reason, _) where PostgresLocation.isURL(path):
+            "cannot open the registry \(escaped(path)): \(reason)"
         case .cannotOpen(let path, let reason, _):
             "cannot open the registry \(escaped(path)): \(reason); check its permissions"
         case .database(let path, let reason):
@@ -678,6 +694,13 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             "board #\(board)'s sealed \(column) cannot be opened: \(reason)"
         case .needsUpgrade(let path, let reason):
             "the registry \(escaped(path)) must be upgraded first: \(reason)"
+        case .serverUnavailable(let server, let reason):
+            "cannot reach the registry's PostgreSQL server \(escaped(server)): \(reason)"
+        case .boardBusy(let board, let station):
+            "board \(escaped(board)) is being provisioned by station \(escaped(station)) right now"
+        case .sharedKeyMissing(let path, let server):
+            "no registry key at \(escaped(path)) for the shared registry \(escaped(server)), and devkit does not "
+                + "make one for a shared registry"
         }
     }
 }

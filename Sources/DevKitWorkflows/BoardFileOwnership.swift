@@ -19,7 +19,7 @@ import Glibc
 /// no row's certificate is in (`devkit cert` output, a hand-made file) is nobody's
 /// and is replaced, as before.
 struct BoardFileOwnership {
-    let registry: Registry
+    let registry: any RegistryStore
 
     /// Another row's certificate in one or both of the files.
     struct Owned {

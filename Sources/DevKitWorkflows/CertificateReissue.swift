@@ -11,11 +11,11 @@ import Synchronization
 /// derived ID for the new version (that is what the device will present); any
 /// other recorded ID is kept. Errors are per board and do not stop the others.
 public struct CertificateReissue {
-    public let registry: Registry
+    public let registry: any RegistryStore
     public let factory: CertificateFactory
 
     /// - Parameter factory: from the measurer, for the new firmware image.
-    public init(registry: Registry, factory: @escaping CertificateFactory) {
+    public init(registry: any RegistryStore, factory: @escaping CertificateFactory) {
         self.registry = registry
         self.factory = factory
     }

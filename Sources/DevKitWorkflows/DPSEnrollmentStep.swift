@@ -75,7 +75,7 @@ public final class DPSEnrollmentTarget: Sendable {
     /// If-Match): `registry reissue --enroll`, whose boards have new certificates.
     public func enroll(
         _ boards: [(boardID: Int64, registrationID: RegistrationID, certificatePEM: String)], replace: Bool,
-        recordingIn registry: Registry
+        recordingIn registry: any RegistryStore
     ) -> [Int64: ProvisionEnrollment] {
         var items: [EnrollmentItem] = []
         var ids: [Int64] = []
@@ -178,14 +178,14 @@ public enum EnrollmentRecording {
     /// Records `outcome` for board `boardID`; returns the row as stored.
     @discardableResult
     public static func record(
-        _ outcome: EnrollmentOutcome, dpsHost: String, boardID: Int64, in registry: Registry
+        _ outcome: EnrollmentOutcome, dpsHost: String, boardID: Int64, in registry: any RegistryStore
     ) throws(RegistryError) -> BoardRecord {
         try registry.recordEnrollment(boardID: boardID, record(outcome, dpsHost: dpsHost))
     }
 
     /// Records a fleet's outcomes, each for its board, in one registry commit.
     public static func record(
-        _ outcomes: [(boardID: Int64, outcome: EnrollmentOutcome)], dpsHost: String, in registry: Registry
+        _ outcomes: [(boardID: Int64, outcome: EnrollmentOutcome)], dpsHost: String, in registry: any RegistryStore
     ) throws(RegistryError) {
         try registry.recordEnrollments(outcomes.map { ($0.boardID, record($0.outcome, dpsHost: dpsHost)) })
     }

@@ -14,13 +14,15 @@ import SerialPort
 /// from scratch.
 public struct ProfileProvisioner: Sendable {
     public let profile: ProvisioningProfile
-    public let registry: Registry
+    public let registry: any RegistryStore
     public let measure: FirmwareMeasurer
     public var baudRate: Int
     /// Told each DPS request (`--verbose`).
     public var dpsLog: (@Sendable (String) -> Void)?
+    /// The station recorded with each new board (`--station`, default the host name).
+    public var station: String?
 
-    public init(profile: ProvisioningProfile, registry: Registry, measure: @escaping FirmwareMeasurer,
+    public init(profile: ProvisioningProfile, registry: any RegistryStore, measure: @escaping FirmwareMeasurer,
                 baudRate: Int = 115_200) {
         self.profile = profile
         self.registry = registry
@@ -72,6 +74,7 @@ public struct ProfileProvisioner: Sendable {
         var workflow = ProvisionWorkflow(registry: registry, measure: measure, report: report)
         workflow.afterStep = afterStep
         workflow.dpsLog = dpsLog
+        workflow.station = station
         let request = ProvisionRequest(profile: profile, usbSerial: usbSerial)
         let port = try SerialPort(path: path, baudRate: baudRate)
         let release = whilePortOpen?(port)

@@ -279,7 +279,7 @@ enum CertificateWarmUp {
 /// done, waits for them, and a crash before they land only makes a resume repeat
 /// those steps.
 public struct ProvisionWorkflow {
-    public let registry: Registry
+    public let registry: any RegistryStore
     public let measure: FirmwareMeasurer
     /// Told each step as it starts and ends.
     public var report: (ProvisionEvent) -> Void
@@ -288,8 +288,10 @@ public struct ProvisionWorkflow {
     public var afterStep: @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
     /// Told each DPS request (method, path, status, time; never a header): `--verbose`.
     public var dpsLog: (@Sendable (String) -> Void)?
+    /// The station recorded with each new board (`--station`, default the host name).
+    public var station: String?
 
-    public init(registry: Registry, measure: @escaping FirmwareMeasurer,
+    public init(registry: any RegistryStore, measure: @escaping FirmwareMeasurer,
                 report: @escaping (ProvisionEvent) -> Void = { _ in }) {
         self.registry = registry
         self.measure = measure
@@ -380,12 +382,22 @@ public struct ProvisionWorkflow {
                     + "--bin FILE --map FILE or --elf FILE"))
         }
         report(ProvisionEvent(stage: .record, status: .started, message: "recording the UDS in the registry"))
+        // One station at a time per board (a shared registry): claimed before its
+        // UDS is recorded, held until this run ends.
+        let claimed = Self.claimKeys(mac: request.mac?.hex, usbSerial: request.usbSerial)
+        do {
+            try registry.claim(boards: claimed, station: station ?? "unnamed")
+        } catch {
+            report(ProvisionEvent(stage: .record, status: .failed, message: "\(error)", error: error))
+            throw error
+        }
+        defer { registry.release(boards: claimed) }
         // Also marked sent: the line goes out next, and "sent" means the board may
         // have it. One synced commit, before anything leaves for the board.
         let settings: String? = if case .success(let recorded)? = v.settings { recorded.json() } else { nil }
         let board = try registry.recordNewBoard(
-            uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID,
-            provisionSettings: settings, alsoMark: [.udsSent])
+            uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID, firmwareVersion: nil,
+            provisionSettings: settings, station: station, alsoMark: [.udsSent])
         let id = board.id!
         report(ProvisionEvent(stage: .record, status: .done, message: "board #\(id) recorded in \(registry.path)", boardID: id))
         afterStep(.udsSent, board)
@@ -420,6 +432,9 @@ public struct ProvisionWorkflow {
     /// (its UDS source is ignored).
     public func resume(boardID: Int64, request: ProvisionRequest, session: ConsoleSession?) throws -> ProvisionResult {
         guard let board = try registry.board(id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
+        let claimed = Self.claimKeys(mac: board.mac, usbSerial: board.usbSerial ?? request.usbSerial)
+        try registry.claim(boards: claimed, station: station ?? "unnamed")
+        defer { registry.release(boards: claimed) }
         // The recorded UDS must go to the board it was recorded for: on another board
         // two devices would share an identity, and this row would take its MAC.
         if let attached = request.usbSerial, let recorded = board.usbSerial,
@@ -464,6 +479,11 @@ public struct ProvisionWorkflow {
             reportFailure(error, boardID: boardID)
             throw error
         }
+    }
+
+    /// What a board is claimed by: its MAC once known, its USB serial before.
+    static func claimKeys(mac: String?, usbSerial: String?) -> [String] {
+        [mac.map { "mac:" + $0.lowercased() }, usbSerial.map { "usb:" + $0.lowercased() }].compactMap { $0 }
     }
 
     /// Refuses (``ProvisionError/filesOfAnotherBoard(boardID:owner:path:udsSent:)``)

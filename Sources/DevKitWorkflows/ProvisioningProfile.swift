@@ -92,6 +92,14 @@ public struct ProvisioningProfile: Sendable, Equatable {
     /// `[registry] key_file`: the registry key to open the registry with, when
     /// `--key-file` does not name one (nil: the default key).
     public var registryKeyFile: String?
+    /// `[registry] url`: a shared PostgreSQL registry (`postgresql://…`), when
+    /// `--registry` does not name one (nil: the SQLite file).
+    public var registryURL: String?
+    /// `[registry] password_file`: the PostgreSQL password's file (else ~/.pgpass).
+    public var registryPasswordFile: String?
+    /// `[registry] station`: the name recorded with each board, when `--station`
+    /// does not give one (nil: the host name).
+    public var station: String?
 
     public init(
         firmware: FirmwareSource, uds: UDSPolicy, wifi: WiFiSettings? = nil,

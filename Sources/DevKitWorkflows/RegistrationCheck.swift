@@ -138,7 +138,7 @@ public enum RegistrationCheck {
     /// Finds the board's row: by `boardID` (provisioning knows it), the
     /// registration ID, or the MAC the board printed.
     public static func subject(
-        classifier: RegistrationClassifier, registry: Registry?, boardID: Int64? = nil, registrationID: String? = nil
+        classifier: RegistrationClassifier, registry: (any RegistryStore)?, boardID: Int64? = nil, registrationID: String? = nil
     ) throws(RegistryError) -> Subject {
         let identity = classifier.identity
         var record: BoardRecord?
@@ -179,7 +179,7 @@ public enum RegistrationCheck {
     /// the outcome is what the user came for.
     public static func report(
         _ outcome: RegistrationOutcome, classifier: RegistrationClassifier, subject: Subject,
-        dpsState: DeviceRegistrationState? = nil, recordingIn registry: Registry?
+        dpsState: DeviceRegistrationState? = nil, recordingIn registry: (any RegistryStore)?
     ) -> Report {
         var hub = outcome.hub
         var deviceID: String?
@@ -244,7 +244,7 @@ extension RegistrationCheck {
     ///   and console's errors.
     public static func afterProvisioning(
         _ result: ProvisionResult, path: String, baudRate: Int = 115_200, settings: VerifySettings,
-        dps: DPSSettings, registry: Registry, report: @escaping (ProvisionEvent) -> Void, hooks: Hooks = Hooks()
+        dps: DPSSettings, registry: any RegistryStore, report: @escaping (ProvisionEvent) -> Void, hooks: Hooks = Hooks()
     ) throws -> Report {
         try afterProvisioning(
             boardID: result.boardID, mac: result.mac, path: path, baudRate: baudRate, settings: settings, dps: dps,

@@ -28,7 +28,7 @@ struct InstallScriptTests {
     static let commands: [[String]] = [
         [], ["provision"], ["console"], ["info"], ["set-uds"], ["set-wifi"], ["set-connection-string"], ["cert"], ["verify"], ["list"], ["monitor"],
         ["autoconfigure"], ["watch"], ["registry"], ["registry", "list"], ["registry", "show"], ["registry", "export"],
-        ["registry", "reissue"], ["registry", "keygen"], ["registry", "rekey"], ["registry", "upgrade"], ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "delete"], ["dps", "list"],
+        ["registry", "reissue"], ["registry", "keygen"], ["registry", "rekey"], ["registry", "upgrade"], ["registry", "migrate"], ["dps"], ["dps", "enroll"], ["dps", "show"], ["dps", "delete"], ["dps", "list"],
         ["dps", "status"], ["emulate-dps"], ["emulate"], ["help"],
     ]
 

@@ -31,6 +31,23 @@ import Testing
         }
     }
 
+    /// `url`, `password_file` (resolved like key_file) and `station`: the shared
+    /// registry a profile names, and what --registry and --station override.
+    @Test func urlPasswordFileAndStation() throws {
+        let profile = try ProfileLoader.parse(
+            base + "[registry]\nurl = \"postgresql://devkit@db/devkit\"\npassword_file = \"pg.pw\"\nstation = \"line-2\"\n",
+            file: "/etc/devkit/p.toml")
+        #expect(profile.registryURL == "postgresql://devkit@db/devkit")
+        #expect(profile.registryPasswordFile == "/etc/devkit/pg.pw")
+        #expect(profile.station == "line-2")
+        #expect(try RegistryOptions.parse([]).resolvedPath(profile: profile) == "postgresql://devkit@db/devkit")
+        #expect(try RegistryOptions.parse(["--registry", "/r.sqlite"]).resolvedPath(profile: profile) == "/r.sqlite")
+        #expect(try StationOptions.parse([]).resolved(profile: profile) == "line-2")
+        #expect(try StationOptions.parse(["--station", "bench"]).resolved(profile: profile) == "bench")
+        #expect(try StationOptions.parse([]).resolved() == StationOptions.hostName && !StationOptions.hostName.isEmpty)
+        #expect(throws: (any Error).self) { try StationOptions.parse(["--station", ""]) }
+    }
+
     @Test func unknownRegistryKeysAreRefused() {
         #expect(throws: ProfileError.self) {
             try ProfileLoader.parse(base + "[registry]\nkey = \"x\"\n", file: "/etc/devkit/p.toml")

@@ -5,6 +5,8 @@ import Foundation
 import Testing
 import VirtualDevKit
 
+@testable import DevKitCLI
+
 /// `devkit provision` end to end: the built binary against the in-process virtual
 /// DevKit, the certificate compared byte for byte with the reference vector.
 @Suite(.serialized, .timeLimit(.minutes(5)))
@@ -59,6 +61,7 @@ struct ProvisionCLITests {
         let row = try #require(try registry.allBoards().first)
         #expect(row.state == .done)
         #expect(row.mac == v.mac && row.firmwareVersion == v.version)
+        #expect(row.station == StationOptions.hostName, "--station defaults to the host name")
     }
 
     /// An output directory that cannot be created says which and why (the errno's

@@ -65,6 +65,29 @@ func registryTestDirectory() -> String {
         }
     }
 
+    /// Each row records its station (SQLite too): `registry list --station` filters,
+    /// list and show display it, JSON carries it; rows of an older devkit have none.
+    @Test func stationsAreRecordedShownAndFiltered() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/registry.sqlite"
+        let registry = try Registry(path: db)
+        try registry.recordNewBoard(uds: UDS(hex: Self.uds), mac: MACAddress("a4cf120b0001"), station: "line-1")
+        try registry.recordNewBoard(uds: UDS(hex: String(repeating: "ab", count: 32)), mac: MACAddress("a4cf120b0002"), station: "line-2")
+        try registry.recordNewBoard(uds: UDS(hex: String(repeating: "cd", count: 32)), mac: MACAddress("a4cf120b0003"))
+
+        let all = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--json"])
+        let boards = try #require(try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [[String: Any]])
+        #expect(boards.map { $0["station"] as? String } == ["line-1", "line-2", nil])
+        let one = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--station", "line-2"])
+        #expect(one.status == 0 && one.stdout.contains("STATION") && one.stdout.contains("a4cf120b0002"), "\(one.stdout)")
+        #expect(!one.stdout.contains("a4cf120b0001") && !one.stdout.contains("a4cf120b0003"), "\(one.stdout)")
+        let none = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--station", "line-9"])
+        #expect(none.status == 0 && none.stdout.contains("No boards recorded by station line-9"), "\(none.stdout)")
+        let show = try RegistryCLIProcess.run(["registry", "show", "a4cf120b0001", "--registry", db])
+        #expect(show.stdout.contains("Station") && show.stdout.contains("line-1"), "\(show.stdout)")
+    }
+
     @Test func listShowsBoardsWithoutSecrets() throws {
         let (dir, db) = try populated()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,6 +1,7 @@
 import DevKitModel
 import Foundation
 import GRDB
+import DevKitTestSupport
 import Testing
 
 @testable import DevKitRegistry
@@ -125,6 +126,120 @@ struct RegistryBackendTests {
         #expect(try opened.reopen(.file(tmp.file("a"))).board(id: 1)?.uds == udsA)
     }
 
+    /// Every lookup the workflows and the CLI make, on rows both backends wrote the same way.
+    @Test(arguments: backends)
+    func looksBoardsUpByEveryKey(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Self.open(backend, tmp, key: try keyFile(tmp)).store
+        let old = try registry.recordNewBoard(
+            uds: udsA, mac: try MACAddress("a4cf120b9e31"), usbSerial: "0672FF", registrationID: try RegistrationID("az-1"),
+            firmwareVersion: nil, provisionSettings: nil, alsoMark: [])
+        let new = try registry.recordNewBoard(
+            uds: udsB, mac: try MACAddress("a4cf120b9e31"), usbSerial: "0672FF", registrationID: try RegistrationID("az-1"),
+            firmwareVersion: nil, provisionSettings: nil, alsoMark: [])
+        var update = BoardUpdate()
+        update.certificateSHA256 = "ab12cd"
+        try registry.markSteps([.udsSent], boardID: old.id!, update: update)
+        try registry.markSteps([.udsSent], boardID: new.id!, update: update)
+        #expect(try registry.board(byUSBSerial: "0672FF")?.id == new.id, "the newest row")
+        #expect(try registry.board(byUSBSerial: "nope") == nil)
+        #expect(try registry.board(byRegistrationID: "az-1")?.id == new.id)
+        #expect(try registry.board(matching: "\(old.id!)")?.id == old.id)
+        #expect(try registry.board(matching: "A4:CF:12:0B:9E:31")?.id == new.id)
+        #expect(try registry.board(matching: "az-1")?.id == new.id)
+        #expect(try registry.board(matching: "az-2") == nil)
+        #expect(try registry.boards(withCertificateSHA256: "AB12CD").map(\.id) == [new.id, old.id], "any case, newest first")
+        #expect(try registry.boards(withCertificateSHA256: "ffff").isEmpty)
+        #expect(!registry.path.isEmpty)
+    }
+
+    @Test(arguments: backends)
+    func recordsEnrollmentsVerificationsAndSupersession(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Self.open(backend, tmp, key: try keyFile(tmp)).store
+        let a = try registry.recordNewBoard(
+            uds: udsA, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+            alsoMark: [])
+        let b = try registry.recordNewBoard(
+            uds: udsB, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+            alsoMark: [])
+        let at = Date(timeIntervalSince1970: 1_800_000_000)
+        let enrolled = BoardEnrollment(action: .created, at: at, dpsHost: "dps.example", etag: "\"e1\"", sha1Thumbprint: "AA")
+        let after = try registry.recordEnrollment(boardID: a.id!, enrolled)
+        #expect(after.enrollment == enrolled && after.state == a.state)
+        let failed = BoardEnrollment(action: .failed, at: at, dpsHost: "dps.example", errorCode: 401002, errorMessage: "no")
+        try registry.recordEnrollments([(a.id!, failed), (b.id!, enrolled)])
+        #expect(try registry.board(id: a.id!)?.enrollment == failed)
+        #expect(try registry.board(id: b.id!)?.enrollment == enrolled)
+        // A board not found records nothing.
+        #expect(throws: RegistryError.boardNotFound("999")) {
+            try registry.recordEnrollments([(a.id!, enrolled), (999, enrolled)])
+        }
+        #expect(try registry.board(id: a.id!)?.enrollment == failed)
+
+        let check = BoardVerification(outcome: "assigned", assignedHub: "hub.example", deviceID: "az-1", at: at)
+        #expect(try registry.recordVerification(boardID: b.id!, check).verification == check)
+        #expect(try registry.board(id: b.id!)?.verification == check)
+
+        let superseded = try registry.markSuperseded(
+            boardID: a.id!, by: b.id!, certificatePath: "/old/cert.pem", enrollmentPath: nil)
+        #expect(superseded.supersededBy == b.id && superseded.certificatePath == "/old/cert.pem")
+        #expect(try registry.board(id: a.id!)?.supersededBy == b.id)
+    }
+
+    @Test(arguments: backends)
+    func backgroundMarksAreCommittedInOrder(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Self.open(backend, tmp, key: try keyFile(tmp)).store
+        var board = try registry.recordNewBoard(
+            uds: udsA, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+            alsoMark: [.udsSent])
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var all: [Result<BoardRecord, RegistryError>] = []
+            func add(_ result: Result<BoardRecord, RegistryError>) { lock.withLock { all.append(result) } }
+        }
+        let results = Results()
+        board = try registry.markStepsInBackground([.udsConfirmed], of: board, update: BoardUpdate()) { result in
+            results.add(result)
+        }
+        #expect(board.lastStep == .udsConfirmed)
+        var update = BoardUpdate()
+        update.mac = try MACAddress("a4cf120b9e31")
+        board = try registry.markStepsInBackground([.versionRead, .macRead], of: board, update: update) { result in
+            results.add(result)
+        }
+        // A later synchronous write returns once the queued marks are committed.
+        let final = try registry.markFailed(boardID: board.id!, error: "stopped")
+        #expect(final.completedSteps == [.udsRecorded, .udsSent, .udsConfirmed, .versionRead, .macRead])
+        #expect(final.mac == "a4cf120b9e31" && final.state == .failed)
+        let reported = results.lock.withLock { results.all }
+        #expect(reported.count == 2)
+        #expect(reported.allSatisfy { if case .success = $0 { true } else { false } })
+    }
+
+    @Test(arguments: backends)
+    func rekeyReSealsEveryUDS(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let opened = try Self.open(backend, tmp, key: try keyFile(tmp, "old"))
+        for uds in [udsA, udsB] {
+            try opened.store.recordNewBoard(
+                uds: uds, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+                alsoMark: [])
+        }
+        let newSource = try keyFile(tmp, "new")
+        let newKey = try RegistryKey.load(path: newSource.path)
+        #expect(try opened.store.rekey(to: newKey) == 2)
+        let reopened = try opened.reopen(newSource)
+        #expect(reopened.keyID == newKey.id)
+        #expect(try reopened.allBoards().map(\.uds) == [udsA, udsB])
+        #expect(throws: RegistryError.self) { try opened.reopen(.file(tmp.file("old"))) }
+    }
+
     /// `registry migrate --to`: a station's SQLite registry copied into PostgreSQL,
     /// and copied again without a second row for any board.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
@@ -140,13 +255,106 @@ struct RegistryBackendTests {
 
         let opened = try Self.open(.postgresql, tmp, key: key)
         let postgres = try #require(opened.store as? PostgresRegistry)
-        #expect(try postgres.importBoards(from: sqlite) == 2)
-        #expect(try postgres.importBoards(from: sqlite) == 0, "idempotent")
+        #expect(try postgres.importBoards(from: sqlite) == BoardImport(copied: 2, alreadyPresent: 0, conflicts: []))
+        #expect(try postgres.importBoards(from: sqlite) == BoardImport(copied: 0, alreadyPresent: 2, conflicts: []),
+                "idempotent")
         let copied = try postgres.allBoards()
         #expect(copied.map(\.uds) == [udsA, udsB])
         #expect(copied[0].supersededBy == copied[1].id && copied[0].certificatePath == "/x.pem")
         #expect(copied[0].completedSteps == [.udsRecorded, .udsSent, .udsConfirmed, .macRead])
         #expect(copied[0].createdAt == (try sqlite.board(id: first.id!))?.createdAt)
+    }
+
+    /// A board another station already recorded with another UDS is two identities
+    /// for one board: reported, not copied, and the rest copied all the same.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aConflictingBoardIsReportedNotCopied() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let opened = try Self.open(.postgresql, tmp, key: key)
+        let postgres = try #require(opened.store as? PostgresRegistry)
+        let theirs = try postgres.recordNewBoard(uds: udsB, mac: try MACAddress("a4cf120b9e31"))
+        let sqlite = try Registry(path: tmp.file("station.sqlite"), key: key)
+        let ours = try sqlite.recordNewBoard(uds: udsA, mac: try MACAddress("a4cf120b9e31"))
+        let other = try sqlite.recordNewBoard(uds: try UDS(hex: String(repeating: "77", count: 32)), mac: try MACAddress("a4cf120b9e32"))
+        let conflict = BoardImport.Conflict(sourceID: ours.id!, mac: "a4cf120b9e31", existingID: theirs.id!)
+        #expect(try postgres.importBoards(from: sqlite) == BoardImport(copied: 1, alreadyPresent: 0, conflicts: [conflict]))
+        #expect(try postgres.importBoards(from: sqlite) == BoardImport(copied: 0, alreadyPresent: 1, conflicts: [conflict]),
+                "still reported on the next run")
+        #expect(try postgres.allBoards().map(\.uds) == [udsB, other.uds])
+    }
+
+    /// One station at a time per board: a second handle (another station) is refused
+    /// with the first one's name, and gets the board once the first lets go, or once
+    /// its connection is gone (what kill -9 of a station does).
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aBoardIsClaimedByOneStationAtATime() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let location = try PostgresLocation(url: cluster.url(try cluster.createDatabase()))
+        var first: PostgresRegistry? = try PostgresRegistry(location: location, key: key)
+        let second = try PostgresRegistry(location: location, key: key)
+        try first!.claim(boards: ["usb:0672ff", "mac:a4cf120b9e31"], station: "line-1")
+        #expect(throws: RegistryError.boardBusy(board: "with MAC a4cf120b9e31", station: "line-1")) {
+            try second.claim(boards: ["mac:a4cf120b9e31"], station: "line-2")
+        }
+        // Refused on its second key: the first one is not kept either.
+        #expect(throws: RegistryError.boardBusy(board: "with USB serial 0672ff", station: "line-1")) {
+            try second.claim(boards: ["usb:other", "usb:0672ff"], station: "line-2")
+        }
+        try first!.claim(boards: ["usb:other"], station: "line-1")
+        first!.release(boards: ["usb:other"])
+        // Another board is free meanwhile; the same station may claim again.
+        try second.claim(boards: ["mac:a4cf120b0002"], station: "line-2")
+        first!.release(boards: ["usb:0672ff"])
+        try second.claim(boards: ["usb:0672ff"], station: "line-2")
+        // The first station goes away without releasing: its connection ends, the claim with it.
+        // (The server ends the session just after the socket closes: retried until it has.)
+        first = nil
+        var claimed = false
+        for _ in 0..<600 {
+            claimed = (try? second.claim(boards: ["mac:a4cf120b9e31"], station: "line-2")) != nil
+            if claimed { break }
+            usleep(100_000)
+        }
+        #expect(claimed, "the claim of a station whose connection ended was not freed")
+    }
+
+    /// Every station must seal with the same key: a shared registry never makes one.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aSharedRegistryNeverMakesAKey() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let cluster = try PostgresCluster.shared()
+        let location = try PostgresLocation(url: cluster.url(try cluster.createDatabase()))
+        let missing = RegistryKeySource.defaultFile(tmp.file("cfg/devkit/registry.key"))
+        #expect(throws: RegistryError.sharedKeyMissing(path: missing.path, server: location.description)) {
+            try PostgresRegistry(location: location, key: missing)
+        }
+        #expect(throws: RegistryError.sharedKeyMissing(path: tmp.file("none.key"), server: location.description)) {
+            try PostgresRegistry(location: location, key: .file(tmp.file("none.key")))
+        }
+        #expect(!FileManager.default.fileExists(atPath: missing.path))
+    }
+
+    /// No server there: a temporary failure naming the server, at once.
+    @Test func anUnreachableServerIsATemporaryFailure() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let location = try PostgresLocation(url: "postgresql://devkit@/registry?host=\(tmp.path)")
+        do {
+            _ = try PostgresRegistry(location: location, key: .file(tmp.file("k")))
+            Issue.record("opened a registry with no server")
+        } catch {
+            guard case .serverUnavailable(let server, _) = error else {
+                Issue.record("\(error)")
+                return
+            }
+            #expect(server == location.description)
+        }
     }
 
     @Test func postgresURLs() throws {

@@ -43,7 +43,8 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
             throw .cannotOpen(
                 path: Self.redact(text),
                 reason: "the URL holds a password, which any user of this machine can read on a command line; "
-                    + "put it in ~/.pgpass (or PGPASSFILE) or in a password file, and leave it out of the URL")
+                    + "put it in ~/.pgpass (or the file PGPASSFILE names), or in a file given as `password_file` "
+                    + "under [registry] in a profile (--password-file of `registry migrate`), and leave it out of the URL")
         }
         let query = Dictionary(
             (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })

@@ -17,6 +17,8 @@ import Synchronization
 /// replicas). Calls from several threads are serialized over one connection.
 public final class PostgresRegistry: RegistryStore, Sendable {
     public let location: PostgresLocation
+    /// The server's URL, for messages (it never holds a password).
+    public var path: String { location.description }
     let sealer: SecretSealer
     public var keyID: String { sealer.key.id }
     public let createdKeyFile: String?
@@ -56,13 +58,15 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                 host: location.host, port: location.port, username: location.user, password: password,
                 database: location.database, tls: tls)
         }
+        // A server that does not answer fails the command, it does not hang it.
+        configuration.options.connectTimeout = .seconds(Self.connectTimeoutSeconds)
         do {
             connection = try PostgresConnection.connect(
                 on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration, id: 1,
                 logger: Logger(label: "devkit.registry.postgres")
             ).wait()
         } catch {
-            throw .cannotOpen(path: location.description, reason: Self.reason(error))
+            throw Self.openFailure(location.description, error)
         }
         do {
             // Every commit durable before it is acknowledged, whatever the server's default.
@@ -70,7 +74,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             try Self.migrate(connection)
         } catch {
             _ = try? connection.close().wait()
-            throw .cannotOpen(path: location.description, reason: Self.reason(error))
+            throw Self.openFailure(location.description, error)
         }
         let needed: String?
         do {
@@ -78,11 +82,20 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                 .first.flatMap { $0.makeRandomAccess()[data: "uds"].string }.flatMap(SecretSealer.keyID(of:))
         } catch {
             _ = try? connection.close().wait()
-            throw .cannotOpen(path: location.description, reason: Self.reason(error))
+            throw Self.openFailure(location.description, error)
+        }
+        // Never a new key for a shared registry: a station that made its own would
+        // seal rows no other station can open. One key file, copied to every station.
+        if case .defaultFile(let path) = key, needed == nil, access(path, F_OK) != 0 {
+            _ = try? connection.close().wait()
+            throw .sharedKeyMissing(path: path, server: location.description)
         }
         let resolved: (key: RegistryKey, created: Bool)
         do {
             resolved = try RegistryKey.resolve(key, neededKeyID: needed)
+        } catch .keyUnavailable(let path, _, let neededID, let errno) where neededID == nil && errno == ENOENT {
+            _ = try? connection.close().wait()
+            throw .sharedKeyMissing(path: path, server: location.description)
         } catch {
             _ = try? connection.close().wait()
             throw error
@@ -121,6 +134,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             ALTER TABLE board ADD COLUMN verification_outcome text, ADD COLUMN verification_assigned_hub text,
                 ADD COLUMN verification_device_id text, ADD COLUMN verification_at text
             """),
+        // The SQLite registry's "v8: board.station".
+        ("v3: board.station", "ALTER TABLE board ADD COLUMN station text"),
     ]
 
     static func migrate(_ connection: PostgresConnection) throws {
@@ -176,14 +191,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     private static let updateSQL = "UPDATE board SET "
         + updateColumns.enumerated().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: ", ")
         + " WHERE id = $\(updateColumns.count + 1)"
-    private static let insertSQL: String = {
+    static let insertSQL: String = {
         let columns = BoardRecord.databaseColumns
         return "INSERT INTO board (" + columns.joined(separator: ", ") + ") VALUES ("
             + columns.indices.map { "$\($0 + 1)" }.joined(separator: ", ") + ")"
     }()
 
     /// `body` in one transaction; rolled back if it throws.
-    private func transaction<T>(_ body: (PostgresConnection) throws -> T) throws(RegistryError) -> T {
+    func transaction<T>(_ body: (PostgresConnection) throws -> T) throws(RegistryError) -> T {
         do {
             return try lock.withLock { _ in
                 _ = try connection.query("BEGIN").wait()
@@ -199,6 +214,9 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         } catch let error as RegistryError {
             throw error
         } catch {
+            if Self.isConnectionFailure(error) {
+                throw .serverUnavailable(server: location.description, reason: Self.reason(error))
+            }
             throw .database(path: location.description, reason: Self.reason(error))
         }
     }
@@ -229,14 +247,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public func recordNewBoard(
         uds: UDS, mac: MACAddress? = nil, usbSerial: String? = nil,
         registrationID: RegistrationID? = nil, firmwareVersion: FirmwareVersion? = nil,
-        provisionSettings: String? = nil, alsoMark: [ProvisioningStep] = []
+        provisionSettings: String? = nil, station: String? = nil, alsoMark: [ProvisioningStep] = []
     ) throws(RegistryError) -> BoardRecord {
         let now = Date()
         var record = BoardRecord(
             id: nil, mac: mac?.hex, usbSerial: usbSerial, registrationID: registrationID?.value,
             firmwareVersion: firmwareVersion?.text, uds: uds, state: .inProgress,
             createdAt: now, updatedAt: now, provisionSettings: provisionSettings, udsRecordedAt: now,
-            macReadAt: mac == nil ? nil : now)
+            macReadAt: mac == nil ? nil : now, station: station)
         for step in alsoMark { record.setCompleted(step, at: now) }
         let sealer = self.sealer
         return try transaction { connection in
@@ -265,16 +283,112 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
     }
 
+    /// Marks steps like ``markSteps(_:boardID:update:)``, committed before it returns.
+    /// On SQLite these marks are queued so that a board need not wait for a local
+    /// commit; here the station has one connection and one transaction at a time on
+    /// it, so a queue would only move the same round trip to another thread while
+    /// making the "queued marks commit before any later write" order a second
+    /// mechanism to keep right. In line, that order holds by construction.
     @discardableResult
-    public func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord {
+    public func markStepsInBackground(
+        _ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate = BoardUpdate(),
+        committed: @escaping @Sendable (Result<BoardRecord, RegistryError>) -> Void = { _ in }
+    ) throws(RegistryError) -> BoardRecord {
+        guard let boardID = board.id else { throw .boardNotFound("(not recorded)") }
+        do {
+            let record = try markSteps(steps, boardID: boardID, update: update)
+            committed(.success(record))
+            return record
+        } catch {
+            committed(.failure(error))
+            throw error
+        }
+    }
+
+    /// Reads board `boardID`'s row (locked), applies `change`, and stores it as updated now.
+    private func updateBoard(
+        _ boardID: Int64, _ change: (inout BoardRecord) -> Void
+    ) throws(RegistryError) -> BoardRecord {
         try transaction { connection in
             var record = try fetchForUpdate(connection, id: boardID)
-            record.state = .failed
-            record.error = message
+            change(&record)
             record.updatedAt = Date()
             try store(record, connection)
             return record
         }
+    }
+
+    @discardableResult
+    public func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord {
+        try updateBoard(boardID) { record in
+            record.state = .failed
+            record.error = message
+        }
+    }
+
+    @discardableResult
+    public func recordEnrollment(boardID: Int64, _ enrollment: BoardEnrollment) throws(RegistryError) -> BoardRecord {
+        try updateBoard(boardID) { $0.enrollment = enrollment }
+    }
+
+    public func recordEnrollments(_ enrollments: [(boardID: Int64, enrollment: BoardEnrollment)]) throws(RegistryError) {
+        guard !enrollments.isEmpty else { return }
+        let now = Date()
+        try transaction { connection in
+            for (boardID, enrollment) in enrollments {
+                var record = try fetchForUpdate(connection, id: boardID)
+                record.enrollment = enrollment
+                record.updatedAt = now
+                try store(record, connection)
+            }
+        }
+    }
+
+    @discardableResult
+    public func recordVerification(boardID: Int64, _ verification: BoardVerification) throws(RegistryError) -> BoardRecord {
+        try updateBoard(boardID) { $0.verification = verification }
+    }
+
+    @discardableResult
+    public func markSuperseded(
+        boardID old: Int64, by new: Int64, certificatePath: String?, enrollmentPath: String?
+    ) throws(RegistryError) -> BoardRecord {
+        try updateBoard(old) { record in
+            record.supersededBy = new
+            record.certificatePath = certificatePath
+            record.enrollmentPath = enrollmentPath
+        }
+    }
+
+    /// Re-seals every UDS under `newKey` in one transaction (the rows locked, so a
+    /// station writing meanwhile waits). Every station must then use the new key:
+    /// one still holding the old key is refused at its next open, and rows it writes
+    /// before that would be sealed under the old key, so stop the stations first.
+    /// The old values stay in the server's dead row versions and WAL until vacuumed
+    /// and recycled; `VACUUM FULL board` (needs the table's owner) drops the former.
+    @discardableResult
+    public func rekey(to newKey: RegistryKey) throws(RegistryError) -> Int {
+        let old = sealer
+        let new = SecretSealer(key: newKey, keyFile: "")
+        if newKey.id == keyID { return 0 }
+        let count: Int = try transaction { connection in
+            var count = 0
+            for row in try connection.query("SELECT id, uds FROM board ORDER BY id FOR UPDATE").wait() {
+                let cells = row.makeRandomAccess()
+                let id = try cells["id"].decode(Int64.self)
+                let bytes = try old.open(try cells["uds"].decode(String.self), boardID: id, column: "uds")
+                _ = try connection.query(
+                    "UPDATE board SET uds = $1 WHERE id = $2",
+                    [PostgresData(string: new.seal(bytes, boardID: id, column: "uds")), PostgresData(int64: id)]
+                ).wait()
+                count += 1
+            }
+            return count
+        }
+        // Best effort, outside any transaction (VACUUM refuses one): a user that does
+        // not own the table gets a warning from the server, not an error.
+        lock.withLock { _ in _ = try? connection.query("VACUUM FULL board").wait() }
+        return count
     }
 
     public func board(id: Int64) throws(RegistryError) -> BoardRecord? {
@@ -286,6 +400,22 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return try fetch("SELECT * FROM board WHERE mac = $1 ORDER BY id DESC LIMIT 1", [PostgresData(string: normalized)]).first
     }
 
+    public func board(byUSBSerial usbSerial: String) throws(RegistryError) -> BoardRecord? {
+        try fetch("SELECT * FROM board WHERE usb_serial = $1 ORDER BY id DESC LIMIT 1", [PostgresData(string: usbSerial)]).first
+    }
+
+    public func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord? {
+        try fetch(
+            "SELECT * FROM board WHERE registration_id = $1 ORDER BY id DESC LIMIT 1", [PostgresData(string: registrationID)]
+        ).first
+    }
+
+    public func boards(withCertificateSHA256 thumbprint: String) throws(RegistryError) -> [BoardRecord] {
+        try fetch(
+            "SELECT * FROM board WHERE upper(certificate_sha256) = $1 ORDER BY id DESC",
+            [PostgresData(string: thumbprint.uppercased())])
+    }
+
     public func allBoards() throws(RegistryError) -> [BoardRecord] {
         try fetch("SELECT * FROM board ORDER BY id")
     }
@@ -294,51 +424,41 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         try fetch("SELECT * FROM board WHERE state <> 'done' ORDER BY id")
     }
 
-    /// Copies the boards of `source` that are not here yet (the same UDS), keeping
-    /// their order, steps and `superseded_by` links; returns how many were copied.
-    /// Running it again copies nothing. One transaction.
-    @discardableResult
-    public func importBoards(from source: Registry) throws(RegistryError) -> Int {
-        let boards = try source.allBoards()
-        let sealer = self.sealer
-        return try transaction { connection in
-            var known = Set<[UInt8]>()
-            for row in try connection.query("SELECT id, uds FROM board").wait() {
-                let cells = row.makeRandomAccess()
-                let id = try cells["id"].decode(Int64.self)
-                known.insert(try sealer.open(try cells["uds"].decode(String.self), boardID: id, column: "uds"))
-            }
-            var newID: [Int64: Int64] = [:]
-            var copied = 0
-            for var board in boards where !known.contains(board.uds.bytes) {
-                let oldID = board.id!
-                guard let id = try connection.query("SELECT nextval('board_id_seq') AS id").wait().first
-                    .flatMap({ try $0.makeRandomAccess()["id"].decode(Int64.self) })
-                else { continue }
-                newID[oldID] = id
-                board.id = id
-                board.supersededBy = nil  // linked below, once every row is in
-                let values = zip(BoardRecord.databaseColumns, board.databaseValues).map { column, value in
-                    column == "uds" ? PostgresData(string: sealer.sealUDS(board.uds, boardID: id)) : Self.bind(value)
-                }
-                _ = try connection.query(Self.insertSQL, values).wait()
-                copied += 1
-            }
-            for board in boards {
-                guard let old = board.supersededBy, let id = newID[board.id!], let by = newID[old] else { continue }
-                _ = try connection.query(
-                    "UPDATE board SET superseded_by = $1 WHERE id = $2", [PostgresData(int64: by), PostgresData(int64: id)]
-                ).wait()
-            }
-            return copied
-        }
-    }
+    /// How long to wait for the server to accept a connection.
+    static let connectTimeoutSeconds: Int64 = 10
 
     static func reason(_ error: any Error) -> String {
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] { return message }
+            if let underlying = error.underlying { return "\(error.code): \(underlying)" }
             return "\(error.code)"
         }
         return "\(error)"
+    }
+
+    /// Whether `error` says the server could not be reached or went away (rather
+    /// than refusing what was asked): worth retrying later.
+    static func isConnectionFailure(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else {
+            // NIO's own connect errors (refused, timed out, no such host).
+            return error is NIOConnectionError || error is ChannelError || error is IOError
+        }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection:
+            return true
+        case .server:
+            // 57P01-57P03: shutting down or starting up; 53300: too many connections.
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("57P") || state == "53300"
+        default:
+            return false
+        }
+    }
+
+    /// The error for a server that could not be connected to or set up.
+    static func openFailure(_ server: String, _ error: any Error) -> RegistryError {
+        if let error = error as? RegistryError { return error }
+        if isConnectionFailure(error) { return .serverUnavailable(server: server, reason: reason(error)) }
+        return .cannotOpen(path: server, reason: reason(error))
     }
 }

@@ -3,28 +3,111 @@ import DevKitModel
 /// What every registry backend does, the same way (issue 16): the SQLite file
 /// (``Registry``) and a shared PostgreSQL server (``PostgresRegistry``). Rows,
 /// states and sealed secrets are identical; errors are ``RegistryError``s.
+/// The workflows and the CLI take `any RegistryStore`, never a backend.
+///
+/// Requirements carry no default arguments (a protocol cannot); the extension
+/// below gives the usual short spellings.
 public protocol RegistryStore: AnyObject, Sendable {
+    /// Where the registry is, for messages: the SQLite file's path, or the
+    /// server's URL (which never holds a password).
+    var path: String { get }
     /// The ID of the registry key this handle seals with.
     var keyID: String { get }
     /// The default key file, when opening this handle created it.
     var createdKeyFile: String? { get }
 
+    // MARK: Writing
+
     @discardableResult
     func recordNewBoard(
         uds: UDS, mac: MACAddress?, usbSerial: String?, registrationID: RegistrationID?,
-        firmwareVersion: FirmwareVersion?, provisionSettings: String?, alsoMark: [ProvisioningStep]
+        firmwareVersion: FirmwareVersion?, provisionSettings: String?, station: String?, alsoMark: [ProvisioningStep]
     ) throws(RegistryError) -> BoardRecord
 
     @discardableResult
     func markSteps(_ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate) throws(RegistryError) -> BoardRecord
 
+    /// Marks steps without waiting for the commit where the backend can (see
+    /// ``Registry/markStepsInBackground(_:of:update:committed:)``); `committed` is
+    /// called once the mark is committed or has failed.
+    @discardableResult
+    func markStepsInBackground(
+        _ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate,
+        committed: @escaping @Sendable (Result<BoardRecord, RegistryError>) -> Void
+    ) throws(RegistryError) -> BoardRecord
+
     @discardableResult
     func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord
 
+    @discardableResult
+    func recordEnrollment(boardID: Int64, _ enrollment: BoardEnrollment) throws(RegistryError) -> BoardRecord
+
+    /// Several boards' enrollments in one transaction; a board not found records nothing.
+    func recordEnrollments(_ enrollments: [(boardID: Int64, enrollment: BoardEnrollment)]) throws(RegistryError)
+
+    @discardableResult
+    func recordVerification(boardID: Int64, _ verification: BoardVerification) throws(RegistryError) -> BoardRecord
+
+    @discardableResult
+    func markSuperseded(
+        boardID old: Int64, by new: Int64, certificatePath: String?, enrollmentPath: String?
+    ) throws(RegistryError) -> BoardRecord
+
+    /// Re-seals every secret under `newKey`; returns how many. This handle keeps the old key.
+    @discardableResult
+    func rekey(to newKey: RegistryKey) throws(RegistryError) -> Int
+
+    /// Takes `keys` (a board's MAC, its USB serial) for `station` until
+    /// ``release(boards:)`` or until this handle's connection ends (a station killed
+    /// with -9 frees them), so that two stations never provision one board at once.
+    /// Throws ``RegistryError/boardBusy(board:station:)``, taking none, when another
+    /// station holds one of them.
+    func claim(boards keys: [String], station: String) throws(RegistryError)
+    /// Gives back what ``claim(boards:station:)`` took.
+    func release(boards keys: [String])
+
+    // MARK: Reading
+
     func board(id: Int64) throws(RegistryError) -> BoardRecord?
     func board(byMAC mac: String) throws(RegistryError) -> BoardRecord?
+    func board(byUSBSerial usbSerial: String) throws(RegistryError) -> BoardRecord?
+    func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord?
+    func board(matching key: String) throws(RegistryError) -> BoardRecord?
+    /// Newest first; the thumbprint in any case.
+    func boards(withCertificateSHA256 thumbprint: String) throws(RegistryError) -> [BoardRecord]
     func allBoards() throws(RegistryError) -> [BoardRecord]
     func unfinishedBoards() throws(RegistryError) -> [BoardRecord]
 }
 
-extension Registry: RegistryStore {}
+extension RegistryStore {
+    /// A new board recorded with no station.
+    @discardableResult
+    public func recordNewBoard(
+        uds: UDS, mac: MACAddress?, usbSerial: String?, registrationID: RegistrationID?,
+        firmwareVersion: FirmwareVersion?, provisionSettings: String?, alsoMark: [ProvisioningStep]
+    ) throws(RegistryError) -> BoardRecord {
+        try recordNewBoard(
+            uds: uds, mac: mac, usbSerial: usbSerial, registrationID: registrationID, firmwareVersion: firmwareVersion,
+            provisionSettings: provisionSettings, station: nil, alsoMark: alsoMark)
+    }
+
+    /// Finds a board by row id (all digits), MAC, or registration ID, in that order.
+    public func board(matching key: String) throws(RegistryError) -> BoardRecord? {
+        if !key.isEmpty, key.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = Int64(key),
+            let found = try board(id: id)
+        {
+            return found
+        }
+        if let mac = try? Registry.normalizeMAC(key), let found = try board(byMAC: mac) {
+            return found
+        }
+        return try board(byRegistrationID: key)
+    }
+}
+
+extension Registry: RegistryStore {
+    /// Nothing to claim: an SQLite registry belongs to one station, whose boards
+    /// each sit on one port of it.
+    public func claim(boards keys: [String], station: String) throws(RegistryError) {}
+    public func release(boards keys: [String]) {}
+}

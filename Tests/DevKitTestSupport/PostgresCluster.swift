@@ -1,5 +1,4 @@
 import Foundation
-import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -10,11 +9,11 @@ import Glibc
 /// temporary directory, no TCP; started on first use by a test process, stopped
 /// when it exits. As root (CI), the server runs as the `postgres` user, which
 /// initdb requires.
-final class PostgresCluster: Sendable {
-    let directory: String
+public final class PostgresCluster: Sendable {
+    public let directory: String
     let bin: String
     /// `host=` of a URL: the socket's directory.
-    var socketDirectory: String { directory }
+    public var socketDirectory: String { directory }
 
     /// The binaries' directory, the newest version installed; nil without the package.
     static let binaries: String? = {
@@ -28,16 +27,16 @@ final class PostgresCluster: Sendable {
     }()
 
     /// In CI the tests must run: a missing server is a failure, not a skip.
-    static let required = ProcessInfo.processInfo.environment["CI"].map { !$0.isEmpty && $0 != "false" } ?? false
+    public static let required = ProcessInfo.processInfo.environment["CI"].map { !$0.isEmpty && $0 != "false" } ?? false
 
     /// Whether PostgreSQL tests run here (see ``required``).
-    static let available = binaries != nil || required
+    public static let available = binaries != nil || required
 
     nonisolated(unsafe) private static var started: PostgresCluster?
     private static let startLock = NSLock()
 
     /// The cluster of this test process, started on first use.
-    static func shared() throws -> PostgresCluster {
+    public static func shared() throws -> PostgresCluster {
         startLock.lock()
         defer { startLock.unlock() }
         if let cluster = started { return cluster }
@@ -77,17 +76,17 @@ final class PostgresCluster: Sendable {
     }
 
     /// A new, empty database; its name.
-    func createDatabase() throws -> String {
+    public func createDatabase() throws -> String {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
         try run(["\(bin)/createdb", "-h", directory, "-U", "devkit", name], asServer: false)
         return String(name)
     }
 
     /// The URL of `database` over the socket.
-    func url(_ database: String) -> String { "postgresql://devkit@/\(database)?host=\(directory)" }
+    public func url(_ database: String) -> String { "postgresql://devkit@/\(database)?host=\(directory)" }
 
     /// `pg_dump` of `database`: what a backup of the server holds.
-    func dump(_ database: String) throws -> String {
+    public func dump(_ database: String) throws -> String {
         try run(["\(bin)/pg_dump", "-h", directory, "-U", "devkit", database], asServer: false)
     }
 
@@ -95,7 +94,7 @@ final class PostgresCluster: Sendable {
     /// system(3) with the output in files: Foundation's Process did not see pg_ctl
     /// exit once it had started the server (the wait never returned).
     @discardableResult
-    func run(_ argv: [String], asServer: Bool = true) throws -> String {
+    public func run(_ argv: [String], asServer: Bool = true) throws -> String {
         let quoted = argv.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
         let prefix = asServer && getuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : ""
         let out = directory + "/.out.\(UUID().uuidString)"
@@ -110,7 +109,7 @@ final class PostgresCluster: Sendable {
     }
 }
 
-struct ClusterError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct ClusterError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

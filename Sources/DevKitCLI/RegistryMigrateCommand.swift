@@ -1,0 +1,119 @@
+import ArgumentParser
+import DevKitModel
+import DevKitRegistry
+import Foundation
+
+/// `devkit registry migrate --to URL`: a station's SQLite registry into the shared one.
+struct RegistryMigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Copy this station's SQLite registry into a shared PostgreSQL registry.",
+        discussion: """
+            Copies every board of the SQLite registry (--registry, default the XDG one) \
+            into the PostgreSQL registry at --to, with its steps, files, enrollment and \
+            verification records, re-sealing each UDS for its new row with the same \
+            registry key (--key-file): the shared registry must be sealed with it too. \
+            The SQLite file is not changed. Idempotent: a board already there (the same \
+            UDS) is not copied again, so a second run copies nothing. A board whose MAC \
+            the shared registry already records with another UDS (another station gave \
+            it another identity) is not copied: it is reported, and the command exits 1 \
+            once the others are copied; `devkit info` on the board shows which UDS it \
+            holds.
+
+            Examples:
+              devkit registry migrate --to postgresql://devkit@db/devkit
+              devkit registry migrate --to postgresql://devkit@db/devkit --json
+            """)
+
+    @OptionGroup var registry: RegistryOptions
+
+    @Option(
+        name: .customLong("to"),
+        help: ArgumentHelp("The shared registry: postgresql://USER@HOST:PORT/DATABASE (no password in it).", valueName: "url"))
+    var destination: String
+
+    @Option(
+        name: .customLong("password-file"),
+        help: ArgumentHelp("A file whose first line is the PostgreSQL password (default: ~/.pgpass, PGPASSFILE).", valueName: "file"),
+        completion: .file())
+    var passwordFile: String?
+
+    @Flag(help: "Print the counts (copied, already_present, conflicting) and each conflict as a JSON object.")
+    var json = false
+
+    /// --quiet / --verbose, as on every command.
+    @OptionGroup var outputLevel: OutputLevelOptions
+
+    func validate() throws {
+        guard PostgresLocation.isURL(destination) else {
+            throw ValidationError("--to takes a PostgreSQL URL, postgresql://USER@HOST:PORT/DATABASE.")
+        }
+        if let path = registry.path, PostgresLocation.isURL(path) {
+            throw ValidationError("--registry names the SQLite registry to copy from, not a server.")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            guard let opened = try registry.openExisting(), let source = opened as? Registry else {
+                throw NoRegistryError(path: registry.resolvedPath)
+            }
+            let shared = try PostgresRegistry(
+                location: try PostgresLocation(url: destination), key: registry.keySource(), passwordFile: passwordFile)
+            let result = try shared.importBoards(from: source)
+            if json {
+                print(try JSONOutput.text(MigrateJSON(source: source.path, destination: shared.path, result)))
+            } else {
+                let total = result.copied + result.alreadyPresent + result.conflicts.count
+                if result.copied == 0 && result.conflicts.isEmpty {
+                    print("Nothing to copy: the \(total) board\(total == 1 ? "" : "s") of \(escaped(source.path)) "
+                        + "\(total == 1 ? "is" : "are") already in \(shared.path).")
+                } else {
+                    print("Copied \(result.copied) board\(result.copied == 1 ? "" : "s") from \(escaped(source.path)) "
+                        + "to \(shared.path); \(result.alreadyPresent) already there; "
+                        + "\(result.conflicts.count) conflicting.")
+                }
+            }
+            for conflict in result.conflicts {
+                printError(
+                    "devkit: board #\(conflict.sourceID) (MAC \(conflict.mac)) is not copied: \(shared.path) records "
+                        + "that MAC as board #\(conflict.existingID) with another UDS; check which one the board holds "
+                        + "(`devkit info`), and re-provision it or leave the shared row as it is")
+            }
+            if !result.conflicts.isEmpty { throw ExitCode(ExitStatus.partialFailure.rawValue) }
+        }
+    }
+}
+
+struct MigrateJSON: Encodable {
+    let source: String
+    let destination: String
+    let copied: Int
+    let alreadyPresent: Int
+    let conflicting: Int
+    let conflicts: [ConflictJSON]
+
+    struct ConflictJSON: Encodable {
+        let board: Int64
+        let mac: String
+        let existingBoard: Int64
+        enum CodingKeys: String, CodingKey {
+            case board, mac
+            case existingBoard = "existing_board"
+        }
+    }
+
+    init(source: String, destination: String, _ result: BoardImport) {
+        self.source = source
+        self.destination = destination
+        copied = result.copied
+        alreadyPresent = result.alreadyPresent
+        conflicting = result.conflicts.count
+        conflicts = result.conflicts.map { ConflictJSON(board: $0.sourceID, mac: $0.mac, existingBoard: $0.existingID) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case source, destination, copied, conflicting, conflicts
+        case alreadyPresent = "already_present"
+    }
+}

@@ -1,0 +1,214 @@
+import DevKitModel
+import DevKitRegistry
+import DevKitTestSupport
+import Foundation
+import Testing
+import VirtualDevKit
+
+/// The commands on a shared PostgreSQL registry (issue 16): the built `devkit`
+/// against a throwaway PostgreSQL cluster (PostgresCluster, a Unix socket in a
+/// temporary directory), virtual DevKits and `devkit emulate-dps`.
+@Suite(.serialized, .timeLimit(.minutes(10)), .enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+struct PostgresRegistryCLITests {
+    /// A new database on the test cluster, a registry key made by `devkit registry
+    /// keygen`, and a scratch directory.
+    struct Shared {
+        let cluster: PostgresCluster
+        let database: String
+        let url: String
+        let dir: String
+        let keyFile: String
+        var registryArguments: [String] { ["--registry", url, "--key-file", keyFile] }
+
+        func open() throws -> PostgresRegistry {
+            try PostgresRegistry(location: try PostgresLocation(url: url), key: .file(keyFile))
+        }
+    }
+
+    func shared() throws -> Shared {
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let dir = registryTestDirectory()
+        let keygen = try RegistryCLIProcess.run(["registry", "keygen", dir + "/lab.key"])
+        #expect(keygen.status == 0, "\(keygen.stderr)")
+        return Shared(cluster: cluster, database: database, url: cluster.url(database), dir: dir, keyFile: dir + "/lab.key")
+    }
+
+    func json(_ stdout: String) throws -> Any { try JSONSerialization.jsonObject(with: Data(stdout.utf8)) }
+
+    @Test("two boards provisioned into PostgreSQL; list, show, export, cert --from-registry, reissue, dps enroll, resume; pg_dump holds no clear UDS")
+    func everyCommandOnASharedRegistry() throws {
+        let s = try shared()
+        let v = try ProvisionCLITests.vector()
+        defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        try (v.uds + "\n").write(toFile: s.dir + "/board.uds", atomically: false, encoding: .utf8)
+        let first = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
+        defer { first.stop() }
+        let second = try startedKit(.init(macAddress: "a4cf120b0002", firmwareVersion: v.version))
+        defer { second.stop() }
+        let dps = try TestDPSEmulator(stateDirectory: s.dir + "/dps")
+        defer { dps.stop() }
+
+        func provision(_ kit: VirtualDevKit, _ extra: [String]) throws -> RegistryCLIProcess {
+            try RegistryCLIProcess.run(
+                ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", s.dir + "/out"]
+                    + s.registryArguments + extra)
+        }
+        let a = try provision(first, ["--uds-file", s.dir + "/board.uds", "--station", "line-1"])
+        #expect(a.status == 0, "\(a.stderr)")
+        #expect(try String(contentsOfFile: s.dir + "/out/\(v.registrationID).pem", encoding: .utf8) == v.certificate)
+        // The second board stops after its UDS is recorded and sent (kill -9), to be resumed.
+        var env = ProcessInfo.processInfo.environment
+        env["DEVKIT_TEST_KILL_AFTER_STEP"] = "uds_confirmed"
+        let killed = try RegistryCLIProcess.run(
+            ["provision", "--port", second.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", s.dir + "/out",
+             "--generate-uds", "--station", "line-2"] + s.registryArguments,
+            environment: env)
+        #expect(killed.status == SIGKILL, "\(killed.stderr)")
+
+        // list: both, with their stations; --station filters; --unfinished.
+        let list = try RegistryCLIProcess.run(["registry", "list", "--json"] + s.registryArguments)
+        #expect(list.status == 0, "\(list.stderr)")
+        let boards = try #require(try json(list.stdout) as? [[String: Any]])
+        #expect(boards.map { $0["station"] as? String } == ["line-1", "line-2"])
+        #expect(boards.map { $0["state"] as? String } == ["done", "in_progress"])
+        #expect(boards.allSatisfy { $0["uds"] == nil })
+        let mine = try RegistryCLIProcess.run(["registry", "list", "--station", "line-2", "--json"] + s.registryArguments)
+        #expect((try json(mine.stdout) as? [[String: Any]])?.map { $0["state"] as? String } == ["in_progress"], "\(mine.stdout)")
+        let table = try RegistryCLIProcess.run(["registry", "list", "--unfinished"] + s.registryArguments)
+        #expect(table.stdout.contains("STATION") && table.stdout.contains("line-2") && !table.stdout.contains("line-1"),
+                "\(table.stdout)")
+
+        // show and export.
+        let show = try RegistryCLIProcess.run(["registry", "show", v.mac] + s.registryArguments)
+        #expect(show.status == 0 && show.stdout.contains("line-1") && !show.stdout.contains(v.uds.lowercased()),
+                "\(show.stdout) \(show.stderr)")
+        let export = try RegistryCLIProcess.run(["registry", "export", "--format", "json"] + s.registryArguments)
+        #expect(export.status == 0, "\(export.stderr)")
+        #expect(export.stdout.contains(v.registrationID) && !export.stdout.contains(v.uds.lowercased()))
+
+        // provision --resume finishes the second board with the UDS the registry holds.
+        let row = try #require(try s.open().allBoards().first { $0.station == "line-2" })
+        if row.macReadAt == nil { second.reset(into: .configuration) }
+        let resumed = try RegistryCLIProcess.run(
+            ["provision", "--port", second.devicePath, "--resume", "\(row.id!)"] + s.registryArguments)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(second.state.uds == row.uds.hexString)
+        #expect(try s.open().board(id: row.id!)?.state == .done)
+
+        // cert --from-registry: the first board's certificate from its recorded UDS.
+        let cert = try RegistryCLIProcess.run(
+            ["cert", "--from-registry", "--bin", v.bin, "--map", v.map, "--output-dir", s.dir + "/cert"] + s.registryArguments)
+        #expect(cert.status == 0, "\(cert.stderr)")
+        #expect(try String(contentsOfFile: s.dir + "/cert/\(v.registrationID).pem", encoding: .utf8) == v.certificate)
+
+        // registry reissue: new firmware, new certificates, recorded in the shared rows.
+        let tiny = DiceVector.fixtures.appendingPathComponent("firmware/Tiny.ino.elf").path
+        let reissued = try RegistryCLIProcess.run(
+            ["registry", "reissue", "--elf", tiny, "--output-dir", s.dir + "/new"] + s.registryArguments)
+        #expect(reissued.status == 0, "\(reissued.stderr)")
+        let after = try s.open().allBoards()
+        #expect(after.count == 2 && after.allSatisfy { $0.certificatePath?.hasPrefix(s.dir + "/new/") == true },
+                "\(after.map(\.certificatePath))")
+
+        // dps enroll --from-registry: both enrolled in the local DPS, recorded in PostgreSQL.
+        let enrolled = try RegistryCLIProcess.run(
+            ["dps", "enroll", "--from-registry"] + s.registryArguments + dps.dpsArguments())
+        #expect(enrolled.status == 0, "\(enrolled.stdout) \(enrolled.stderr)")
+        #expect(try s.open().allBoards().allSatisfy { $0.isEnrolled && $0.enrollment?.action == .created })
+
+        // A backup of the server holds neither UDS in clear text.
+        let dump = try s.cluster.dump(s.database)
+        #expect(dump.contains("sealed1:"))
+        for uds in try s.open().allBoards().map(\.uds) {
+            #expect(!dump.contains(uds.hexString) && !dump.contains(uds.hexString.uppercased()))
+        }
+    }
+
+    @Test("a shared registry: no key file is a 77 that says to share one key; a password in the URL is refused; no server is a 75")
+    func refusals() throws {
+        let s = try shared()
+        defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        let noKey = try RegistryCLIProcess.run(
+            ["registry", "list", "--registry", s.url],
+            environment: ["XDG_CONFIG_HOME": s.dir + "/config", "HOME": s.dir])
+        #expect(noKey.status == 77, "\(noKey.stderr)")
+        #expect(noKey.stderr.contains("devkit registry keygen") && noKey.stderr.contains("every station"), "\(noKey.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: s.dir + "/config/devkit/registry.key"))
+
+        let password = try RegistryCLIProcess.run(
+            ["registry", "list", "--registry", "postgresql://devkit:hunter2@db.invalid/devkit", "--key-file", s.keyFile])
+        #expect(password.status != 0 && !password.stderr.contains("hunter2"), "\(password.stderr)")
+        #expect(password.stderr.contains("~/.pgpass") && password.stderr.contains("PGPASSFILE")
+            && password.stderr.contains("password_file"), "\(password.stderr)")
+
+        let down = try RegistryCLIProcess.run(
+            ["registry", "list", "--registry", "postgresql://devkit@/devkit?host=\(s.dir)", "--key-file", s.keyFile])
+        #expect(down.status == 75, "\(down.stderr)")
+        #expect(down.stderr.contains("postgresql://devkit@:5432/devkit?host=\(s.dir)")
+            && down.stderr.contains("check that the server runs"), "\(down.stderr)")
+    }
+
+    @Test("a board another station is provisioning: exit 75 naming that station, nothing recorded or sent; free once it lets go")
+    func aBoardOfAnotherStationIsRefused() throws {
+        let s = try shared()
+        let v = try ProvisionCLITests.vector()
+        defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        try (v.uds + "\n").write(toFile: s.dir + "/board.uds", atomically: false, encoding: .utf8)
+        let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
+        defer { kit.stop() }
+        let other = try s.open()
+        try other.claim(boards: ["mac:" + v.mac], station: "line-1")
+        let arguments = ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", s.dir + "/out",
+                         "--mac", v.mac, "--uds-file", s.dir + "/board.uds", "--station", "line-2"] + s.registryArguments
+        let refused = try RegistryCLIProcess.run(arguments)
+        #expect(refused.status == 75, "\(refused.stderr)")
+        #expect(refused.stderr.contains("is being provisioned by station line-1"), "\(refused.stderr)")
+        #expect(try other.allBoards().isEmpty && kit.state.uds != v.uds.lowercased())
+        other.release(boards: ["mac:" + v.mac])
+        let provisioned = try RegistryCLIProcess.run(arguments)
+        #expect(provisioned.status == 0, "\(provisioned.stderr)")
+        #expect(try other.allBoards().map(\.station) == ["line-2"] && kit.state.uds == v.uds.lowercased())
+    }
+
+    @Test("registry migrate --to: the SQLite rows copied once, a second run copies nothing, a conflict is reported")
+    func migrate() throws {
+        let s = try shared()
+        defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        let db = s.dir + "/station.sqlite"
+        let sqlite = try Registry(path: db, key: .file(s.keyFile))
+        let udsA = try UDS(hex: String(repeating: "a1", count: 32))
+        let udsB = try UDS(hex: String(repeating: "b2", count: 32))
+        let a = try sqlite.recordNewBoard(uds: udsA, mac: try MACAddress("a4cf120b0001"), station: "old-station")
+        try sqlite.markSteps([.udsSent, .udsConfirmed], boardID: a.id!)
+        try sqlite.recordNewBoard(uds: udsB, mac: try MACAddress("a4cf120b0002"))
+        let arguments = ["registry", "migrate", "--to", s.url, "--registry", db, "--key-file", s.keyFile]
+
+        let first = try RegistryCLIProcess.run(arguments)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("Copied 2 boards") && first.stdout.contains("0 already there"), "\(first.stdout)")
+        let copied = try s.open().allBoards()
+        #expect(copied.map(\.uds) == [udsA, udsB] && copied[0].station == "old-station")
+        #expect(copied[0].completedSteps == [.udsRecorded, .udsSent, .udsConfirmed, .macRead])
+
+        let again = try RegistryCLIProcess.run(arguments + ["--json"])
+        #expect(again.status == 0, "\(again.stderr)")
+        let counts = try #require(try json(again.stdout) as? [String: Any])
+        #expect(counts["copied"] as? Int == 0 && counts["already_present"] as? Int == 2 && counts["conflicting"] as? Int == 0,
+                "\(counts)")
+        let human = try RegistryCLIProcess.run(arguments)
+        #expect(human.stdout.contains("Nothing to copy"), "\(human.stdout)")
+
+        // Another station gave a board this one recorded another UDS: reported, not copied, exit 1.
+        let other = try s.open().recordNewBoard(uds: try UDS(hex: String(repeating: "c3", count: 32)), mac: try MACAddress("a4cf120b0003"))
+        try sqlite.recordNewBoard(uds: try UDS(hex: String(repeating: "d4", count: 32)), mac: try MACAddress("a4cf120b0003"))
+        let conflict = try RegistryCLIProcess.run(arguments + ["--json"])
+        #expect(conflict.status == 1, "\(conflict.stderr)")
+        let result = try #require(try json(conflict.stdout) as? [String: Any])
+        #expect(result["conflicting"] as? Int == 1 && result["copied"] as? Int == 0, "\(result)")
+        let item = try #require((result["conflicts"] as? [[String: Any]])?.first)
+        #expect(item["mac"] as? String == "a4cf120b0003" && item["existing_board"] as? Int == Int(other.id!))
+        #expect(conflict.stderr.contains("is not copied") && conflict.stderr.contains("board #\(other.id!)"), "\(conflict.stderr)")
+        #expect(try s.open().allBoards().count == 3)
+    }
+}
