@@ -89,12 +89,16 @@ struct RegistryOptions: ParsableArguments {
 
 extension RegistryOptions {
     /// Opens the registry for commands that only read (`registry list`, `show`,
-    /// `export`): read-only, so they never create a key file, migrate, seal or
-    /// rewrite the file; nil when there is no registry file.
-    func openReadOnly(profileKeyFile: String? = nil) throws -> Registry? {
+    /// `export`): an SQLite file read-only, so they never create a key file,
+    /// migrate, seal or rewrite it; nil when there is no registry file. A server is
+    /// opened as for writing: no key is ever made for it, and its schema is the
+    /// stations' own.
+    func openReadOnly(profileKeyFile: String? = nil) throws -> (any RegistryStore)? {
+        let target = resolvedPath
+        if PostgresLocation.isURL(target) { return try open() }
         var st = stat()
-        if stat(resolvedPath, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
-        return try Registry(path: resolvedPath, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)
+        if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
+        return try Registry(path: target, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)
     }
 }
 

@@ -255,7 +255,7 @@ extension RegistrationCheck {
     /// finishing an owed enrollment of a board provisioned earlier).
     public static func afterProvisioning(
         boardID: Int64, mac: String, path: String, baudRate: Int = 115_200, settings: VerifySettings,
-        dps: DPSSettings, registry: Registry, report: @escaping (ProvisionEvent) -> Void, hooks: Hooks = Hooks()
+        dps: DPSSettings, registry: any RegistryStore, report: @escaping (ProvisionEvent) -> Void, hooks: Hooks = Hooks()
     ) throws -> Report {
         report(ProvisionEvent(
             stage: .verify, status: .started,
