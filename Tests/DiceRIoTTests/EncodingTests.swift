@@ -24,7 +24,7 @@ struct EncodingTests {
         for count in 0...130 {
             let data = Self.bytes(count, seed: count)
             var out = [UInt8](repeating: 0, count: (count + 2) / 3 * 4)
-            let written = data.withUnsafeBytes { Base64.encode($0, into: out.withUnsafeMutableBufferPointer { $0 }) }
+            let written = data.withUnsafeBytes { bytes in out.withUnsafeMutableBufferPointer { Base64.encode(bytes, into: $0) } }
             #expect(written == out.count)
             #expect(String(decoding: out, as: UTF8.self) == Data(data).base64EncodedString(), "length \(count)")
         }
