@@ -3,6 +3,7 @@ import DevKitSystem
 import DiceRIoT
 import Dispatch
 import Foundation
+import Synchronization
 
 /// `devkit cert --batch`: many devices, one measured firmware.
 ///
@@ -105,7 +106,7 @@ struct CertBatch {
             switch outcome {
             case .failure(let error): return .failure(error)
             case .success(let (uds, id)):
-                do throws(CertError) { return .success(format(try command.certify(firmware: firmware, uds: uds, id: id))) } catch {
+                do throws(CertError) { return .success(format(try command.certify(firmware: firmware, uds: uds, id: id, sha256Thumbprint: command.json))) } catch {
                     return .failure(LineError(error.userMessage))
                 }
             }
@@ -145,21 +146,29 @@ struct CertBatch {
     }
 
     /// `transform` of every element, on `jobs` threads, results in input order.
-    /// Each thread takes every `jobs`-th element: certificates cost the same, so the
-    /// threads finish together without a shared queue.
+    /// The threads take the next few elements from a shared counter rather than a
+    /// fixed share each: on a loaded machine one thread is often descheduled, and with
+    /// fixed shares the others then waited for it at the window's end (`--jobs 2`
+    /// was no faster than `--jobs 1` while other builds ran).
     private func parallelMap<T, R>(_ items: [T], _ transform: (T) -> R) -> [R] {
         let threads = min(jobs, items.count)
         if threads <= 1 { return items.map(transform) }
+        let chunk = 8  // a few certificates: the counter is touched rarely, the tail stays short
+        let next = NextIndex()
         return [R](unsafeUninitializedCapacity: items.count) { buffer, count in
             let slots = UncheckedSendable(buffer.baseAddress!)
             withoutActuallyEscaping(transform) { transform in
                 let work = UncheckedSendable(transform)
                 items.withUnsafeBufferPointer { input in
                     let input = UncheckedSendable(input)
-                    DispatchQueue.concurrentPerform(iterations: threads) { thread in
-                        // Each index is written by exactly one thread.
-                        for i in stride(from: thread, to: input.value.count, by: threads) {
-                            (slots.value + i).initialize(to: work.value(input.value[i]))
+                    DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                        // Each index is taken, and its slot written, by exactly one thread.
+                        while true {
+                            let start = next.value.add(chunk, ordering: .relaxed).oldValue
+                            guard start < input.value.count else { break }
+                            for i in start..<min(start + chunk, input.value.count) {
+                                (slots.value + i).initialize(to: work.value(input.value[i]))
+                            }
                         }
                     }
                 }
@@ -266,6 +275,11 @@ private final class WindowWriter: @unchecked Sendable {
 
     /// Returns once everything queued is written.
     func finish() { queue.sync {} }
+}
+
+/// The next unclaimed index of a window, shared by its threads.
+private final class NextIndex: Sendable {
+    let value = Atomic<Int>(0)
 }
 
 /// A value handed to the batch's worker threads, which each touch disjoint parts of

@@ -177,12 +177,17 @@ struct CertCommand: ParsableCommand {
 
     // MARK: - Shared with batch mode
 
-    /// Computes and writes one device's files, all or none.
-    func certify(firmware: MeasuredFirmware, uds: UDS, id: RegistrationID) throws(CertError) -> CertResult {
+    /// Computes and writes one device's files, all or none. `sha256Thumbprint: false`
+    /// leaves that thumbprint out (a batch's plain lines print only the SHA-1 one: a
+    /// hash and a hex string less per device).
+    func certify(
+        firmware: MeasuredFirmware, uds: UDS, id: RegistrationID, sha256Thumbprint: Bool = true
+    ) throws(CertError) -> CertResult {
         let device: DeviceCredentials
         do { device = try firmware.credentials(uds: uds, registrationID: id) } catch { throw .generation(error) }
         var result = CertResult(
-            registrationID: id.value, sha1Thumbprint: device.sha1Thumbprint, sha256Thumbprint: device.sha256Thumbprint)
+            registrationID: id.value, sha1Thumbprint: device.sha1Thumbprint,
+            sha256Thumbprint: sha256Thumbprint ? device.sha256Thumbprint : nil)
         if streamsOutput {
             result.certificatePEM = device.aliasCertificatePEM
             if deviceCert {
@@ -236,7 +241,7 @@ struct CertCommand: ParsableCommand {
             print(labelledLines(
                 result.writtenFiles.map { (label: "Wrote", value: $0) }
                     + [("Registration ID", result.registrationID), ("SHA-1 thumbprint", result.sha1Thumbprint),
-                       ("SHA-256 thumbprint", result.sha256Thumbprint)]))
+                       ("SHA-256 thumbprint", result.sha256Thumbprint ?? "")]))
         }
     }
 
@@ -311,7 +316,8 @@ struct CertResult: Encodable {
     var deviceIDPublicKey: String?
     var aliasPrivateKey: String?
     var sha1Thumbprint: String
-    var sha256Thumbprint: String
+    /// nil only where nothing prints it (see `certify`).
+    var sha256Thumbprint: String?
     var warnings: [String] = []
     /// With `--output-dir -`: the certificates themselves.
     var certificatePEM: String?

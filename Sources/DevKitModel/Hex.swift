@@ -30,6 +30,22 @@ public enum Hex {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The same for bytes in memory, written straight into the string (one allocation):
+    /// the generic one is not specialised across modules, and a batch hex-encodes
+    /// two thumbprints per device.
+    public static func encode(_ bytes: UnsafeRawBufferPointer, uppercase: Bool = false) -> String {
+        let digits: StaticString = uppercase ? "0123456789ABCDEF" : "0123456789abcdef"
+        return digits.withUTF8Buffer { digits in
+            String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+                for (i, b) in bytes.enumerated() {
+                    out[2 * i] = digits[Int(b >> 4)]
+                    out[2 * i + 1] = digits[Int(b & 0xF)]
+                }
+                return bytes.count * 2
+            }
+        }
+    }
+
     /// The bytes of an even number of hex digits (either case), or nil.
     public static func decode(_ text: some StringProtocol) -> [UInt8]? {
         var bytes = [UInt8]()

@@ -64,6 +64,18 @@ public func escapedControlCharacters(_ message: some StringProtocol) -> String {
 }
 
 private func escape(_ text: some StringProtocol, keepingLayout: Bool) -> String {
+    // Printable ASCII (most IDs, paths and messages) needs no escape: one scan of its
+    // bytes instead of building a copy scalar by scalar (a batch prints a line per device).
+    // Scanned as a String's contiguous UTF-8: the generic view is iterated through
+    // witness calls, which cost as much as the copy it spares.
+    var copy = String(text)
+    let plain = copy.withUTF8 { bytes in
+        bytes.allSatisfy { byte in
+            (byte >= 0x20 && byte < 0x7F && (keepingLayout || byte != 0x5C))
+                || (keepingLayout && (byte == 0x0A || byte == 0x09))
+        }
+    }
+    if plain { return copy }
     var out = ""
     for scalar in text.unicodeScalars {
         switch scalar {

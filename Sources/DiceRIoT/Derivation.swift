@@ -10,27 +10,67 @@ public struct DerivedKey: Sendable {
 
     /// `DeriveKey(src, label)` (Docs/certificate.md §4): one HMAC-SHA-256 whose output, read
     /// little-endian, is the private scalar.
-    static func derive(source: [UInt8], label: String) throws(GenerationError) -> DerivedKey {
-        // 01 00 00 00 || label || 00 || 00 01 00 00: the counter and the bit length are
-        // little-endian because the firmware's byte-order macro swaps nothing.
-        var message: [UInt8] = [0x01, 0x00, 0x00, 0x00]
-        message += Array(label.utf8)
-        message += [0x00, 0x00, 0x01, 0x00, 0x00]
-        let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: source))
-        let scalar = Array(mac.reversed())  // LE integer → BE bytes
-        return try DerivedKey(scalar: scalar, label: label)
+    static func derive(source: SHA256Digest, label: Label) throws(GenerationError) -> DerivedKey {
+        var scalar = [UInt8](repeating: 0, count: 32)
+        scalar.withUnsafeMutableBytes { out in
+            source.withUnsafeBytes { HMACSHA256.authenticationCode(key: $0, message: label.message, into: out) }
+            var bytes = out
+            bytes.reverse()  // LE integer → BE bytes
+        }
+        return try DerivedKey(scalar: scalar, label: label.name)
+    }
+
+    /// The two labels the firmware derives keys with, and their HMAC messages:
+    /// 01 00 00 00 || label || 00 || 00 01 00 00 (the counter and the bit length are
+    /// little-endian because the firmware's byte-order macro swaps nothing).
+    struct Label: Sendable {
+        let name: String
+        let message: [UInt8]
+        init(_ name: String) {
+            self.name = name
+            message = [0x01, 0x00, 0x00, 0x00] + Array(name.utf8) + [0x00, 0x00, 0x01, 0x00, 0x00]
+        }
+        static let identity = Label("Identity")
+        static let alias = Label("Alias")
     }
 
     /// A key pair from a big-endian scalar; d must satisfy 0 < d < n.
     init(scalar: [UInt8], label: String) throws(GenerationError) {
         do {
             // swift-crypto computes d·G when it builds the key from the raw scalar, and
-            // refuses d = 0 or d ≥ n.
+            // refuses d = 0 or d ≥ n. The private key's X9.63 form (04 || X || Y || d)
+            // starts with the public point: read there, it costs one affine conversion and
+            // no second key object (publicKey duplicates the EC_KEY).
             let key = try P256.Signing.PrivateKey(rawRepresentation: scalar)
             self.privateScalar = scalar
-            self.publicPoint = Array(key.publicKey.x963Representation)
+            self.publicPoint = key.x963Representation.withUnsafeBytes { x963 in
+                [UInt8](UnsafeRawBufferPointer(rebasing: x963[..<65]))
+            }
         } catch {
             throw .scalarOutOfRange(key: label)
+        }
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104) for keys of at most 64 bytes, on swift-crypto's SHA256 with
+/// the pads on the stack: swift-crypto's `HMAC<H>` is generic across the module
+/// boundary (unspecialised witness calls) and copies the key into a `SymmetricKey`.
+enum HMACSHA256 {
+    static func authenticationCode(key: UnsafeRawBufferPointer, message: [UInt8], into out: UnsafeMutableRawBufferPointer) {
+        precondition(key.count <= 64 && out.count >= 32)
+        withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { pad in
+            pad.initializeMemory(as: UInt8.self, repeating: 0x36)
+            for i in 0..<key.count { pad[i] = key[i] ^ 0x36 }
+            var inner = SHA256()
+            inner.update(bufferPointer: UnsafeRawBufferPointer(pad))
+            message.withUnsafeBytes { inner.update(bufferPointer: $0) }
+            let innerDigest = inner.finalize()
+            for i in 0..<64 { pad[i] ^= 0x36 ^ 0x5C }  // the outer pad: key ⊕ 0x5c
+            var outer = SHA256()
+            outer.update(bufferPointer: UnsafeRawBufferPointer(pad))
+            innerDigest.withUnsafeBytes { outer.update(bufferPointer: $0) }
+            outer.finalize().withUnsafeBytes { out.copyMemory(from: $0) }
+            pad.initializeMemory(as: UInt8.self, repeating: 0)  // key material
         }
     }
 }
@@ -88,7 +128,10 @@ struct FixedNonceSigner: Sendable {
     /// The signature of `tbs` by `privateScalar` (32 bytes, big-endian): r and s as
     /// minimal big-endian integers (no leading zero bytes), as DER INTEGERs take them.
     func sign(_ tbs: [UInt8], privateScalar: [UInt8]) -> (r: [UInt8], s: [UInt8]) {
-        let e = SHA256.hash(data: tbs).withUnsafeBytes { Scalar256(bigEndian: $0) }
+        // SHA256's own update on the buffer: `hash(data:)` goes through DataProtocol's regions.
+        var hash = SHA256()
+        tbs.withUnsafeBytes { hash.update(bufferPointer: $0) }
+        let e = hash.finalize().withUnsafeBytes { Scalar256(bigEndian: $0) }
         let d = privateScalar.withUnsafeBytes { Scalar256(bigEndian: $0) }
         return (rBytes, Self.minimal(s(digest: e, privateScalar: d)))
     }

@@ -27,13 +27,14 @@ public struct MeasuredFirmware: Sendable {
     /// Derives both key pairs and signs the Alias certificate for one device (Docs/certificate.md §4–§6).
     public func credentials(uds: UDS, registrationID: RegistrationID) throws(GenerationError) -> DeviceCredentials {
         let cdi = MeasurementHash.hash(MeasurementHash.hash(uds.bytes), coreMeasurement)
-        let c1 = Array(SHA256.hash(data: cdi))
-        let deviceID = try DerivedKey.derive(source: c1, label: "Identity")
+        var c1Hash = SHA256()
+        cdi.withUnsafeBytes { c1Hash.update(bufferPointer: $0) }
+        let c1 = c1Hash.finalize()
+        let deviceID = try DerivedKey.derive(source: c1, label: .identity)
         var c2Hash = SHA256()
-        c2Hash.update(data: c1)
-        c2Hash.update(data: fwid)
-        let c2 = Array(c2Hash.finalize())
-        let alias = try DerivedKey.derive(source: c2, label: "Alias")
+        c1.withUnsafeBytes { c2Hash.update(bufferPointer: $0) }
+        fwid.withUnsafeBytes { c2Hash.update(bufferPointer: $0) }
+        let alias = try DerivedKey.derive(source: c2Hash.finalize(), label: .alias)
         do {
             let cn = registrationID.value.utf8
             let tbs = try aliasTemplates.template(cnLength: cn.count).map {
@@ -96,15 +97,75 @@ public struct DeviceCredentials: Sendable {
     }
 
     /// SHA-1 of the certificate DER, upper-case hex: the thumbprint DPS shows.
-    public var sha1Thumbprint: String { Hex.encode(Insecure.SHA1.hash(data: aliasCertificateDER), uppercase: true) }
+    public var sha1Thumbprint: String {
+        var hash = Insecure.SHA1()
+        aliasCertificateDER.withUnsafeBytes { hash.update(bufferPointer: $0) }
+        return hash.finalize().withUnsafeBytes { Hex.encode($0, uppercase: true) }
+    }
     /// SHA-256 of the certificate DER, upper-case hex.
-    public var sha256Thumbprint: String { Hex.encode(SHA256.hash(data: aliasCertificateDER), uppercase: true) }
+    public var sha256Thumbprint: String {
+        var hash = SHA256()
+        aliasCertificateDER.withUnsafeBytes { hash.update(bufferPointer: $0) }
+        return hash.finalize().withUnsafeBytes { Hex.encode($0, uppercase: true) }
+    }
 }
 
 /// PEM as the reference tool wrote it: the Base64 on one line, no wrapping (Docs/certificate.md §8).
 public enum PEM {
     public static func oneLine(_ label: String, _ der: [UInt8]) -> String {
-        "-----BEGIN \(label)-----\n\(Data(der).base64EncodedString())\n-----END \(label)-----\n"
+        // Written straight into the string's storage (one allocation): a batch makes one
+        // per device, and Foundation's Data/base64 round trip cost several.
+        var label = label
+        return label.withUTF8 { label in
+            der.withUnsafeBytes { der in
+                let base64Count = (der.count + 2) / 3 * 4
+                let count = 11 + label.count + 6 + base64Count + 1 + 9 + label.count + 6
+                return String(unsafeUninitializedCapacity: count) { out in
+                    var i = 0
+                    func put(_ text: StaticString) {
+                        text.withUTF8Buffer { for byte in $0 { out[i] = byte; i += 1 } }
+                    }
+                    func put(_ bytes: UnsafeBufferPointer<UInt8>) { for byte in bytes { out[i] = byte; i += 1 } }
+                    put("-----BEGIN "); put(label); put("-----\n")
+                    i += Base64.encode(der, into: UnsafeMutableBufferPointer(rebasing: out[i...]))
+                    put("\n-----END "); put(label); put("-----\n")
+                    return i
+                }
+            }
+        }
+    }
+}
+
+/// Standard Base64 with padding (RFC 4648 §4), what `base64EncodedString()` gives.
+enum Base64 {
+    private static let alphabet: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+    /// Writes the encoding of `bytes` at the start of `out` (room for it required);
+    /// returns the number of characters written.
+    static func encode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        let count = (bytes.count + 2) / 3 * 4
+        precondition(out.count >= count)
+        return alphabet.withUTF8Buffer { digits in
+            var o = 0, i = 0
+            while i + 3 <= bytes.count {
+                let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+                out[o] = digits[Int(v >> 18)]
+                out[o + 1] = digits[Int(v >> 12 & 0x3F)]
+                out[o + 2] = digits[Int(v >> 6 & 0x3F)]
+                out[o + 3] = digits[Int(v & 0x3F)]
+                i += 3; o += 4
+            }
+            let rest = bytes.count - i
+            if rest > 0 {
+                let v = UInt32(bytes[i]) << 16 | (rest == 2 ? UInt32(bytes[i + 1]) << 8 : 0)
+                out[o] = digits[Int(v >> 18)]
+                out[o + 1] = digits[Int(v >> 12 & 0x3F)]
+                out[o + 2] = rest == 2 ? digits[Int(v >> 6 & 0x3F)] : 0x3D  // =
+                out[o + 3] = 0x3D
+                o += 4
+            }
+            return o
+        }
     }
 }
 
