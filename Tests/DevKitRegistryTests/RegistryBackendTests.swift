@@ -323,6 +323,76 @@ struct RegistryBackendTests {
         #expect(claimed, "the claim of a station whose connection ended was not freed")
     }
 
+    /// Stations given different keys cannot both seal into an empty shared
+    /// registry: the first seal records its key, the other station's seal is
+    /// refused naming it (77), and a rekey moves the record with the secrets.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func stationsWithDifferentKeysCannotBothSeal() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let keyA = try keyFile(tmp)
+        let keyB = try keyFile(tmp, "b.key")
+        let cluster = try PostgresCluster.shared()
+        let location = try PostgresLocation(url: cluster.url(try cluster.createDatabase()))
+        // Both open the empty registry: nothing sealed yet tells them apart.
+        let a = try PostgresRegistry(location: location, key: keyA)
+        let b = try PostgresRegistry(location: location, key: keyB)
+        #expect(a.keyID != b.keyID)
+        try a.recordNewBoard(uds: try UDS(hex: String(repeating: "31", count: 32)), usbSerial: "a1")
+        #expect(throws: RegistryError.wrongKey(path: tmp.file("b.key"), keyID: b.keyID, neededKeyID: a.keyID)) {
+            try b.recordNewBoard(uds: try UDS(hex: String(repeating: "32", count: 32)), usbSerial: "b1")
+        }
+        #expect(try a.allBoards().map(\.usbSerial) == ["a1"])
+        // After a rekey to B's key, A's handle is the one refused.
+        let keyBValue = try RegistryKey.load(path: tmp.file("b.key"))
+        #expect(try a.rekey(to: keyBValue) == 1)
+        try b.recordNewBoard(uds: try UDS(hex: String(repeating: "33", count: 32)), usbSerial: "b2")
+        #expect(throws: RegistryError.self) { try a.recordNewBoard(uds: try UDS(hex: String(repeating: "34", count: 32)), usbSerial: "a2") }
+        #expect(try b.allBoards().compactMap(\.usbSerial) == ["a1", "b2"])
+    }
+
+    /// A session the server ends (what a restart does to every station): the call
+    /// that finds it gone fails with 75's error or connects again, and the next one
+    /// works. While the station held a claim, its calls fail until it lets go: the
+    /// claim went with the session.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aLostConnectionIsReopenedOnceNoClaimIsHeld() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let location = try PostgresLocation(url: cluster.url(database))
+        let registry = try PostgresRegistry(location: location, key: key)
+        let station = "restart-" + UUID().uuidString.prefix(8).lowercased()
+        let board = try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "35", count: 32)), usbSerial: "r1")
+        func terminate() throws {
+            let psql = try #require(PostgresCluster.binaries).appending("/psql")
+            let ended = try cluster.run(
+                [psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-tAc",
+                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'devkit station \(station)'"],
+                asServer: false)
+            #expect(ended.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        }
+        // Claimed, then the session ends: the claim is gone, so the station's calls fail.
+        try registry.claim(boards: ["usb:r1"], station: station)
+        try terminate()
+        for _ in 0..<3 {
+            #expect(throws: RegistryError.self) { try registry.board(id: board.id!) }
+        }
+        registry.release(boards: ["usb:r1"])
+        // Let go: the next call connects again (at most one more fails first).
+        _ = try? registry.board(id: board.id!)
+        #expect(try registry.board(id: board.id!)?.usbSerial == "r1")
+        // Without a claim: one failing call at most, then it works again.
+        try registry.claim(boards: ["usb:r2"], station: station)
+        registry.release(boards: ["usb:r2"])
+        try terminate()
+        _ = try? registry.recordNewBoard(uds: try UDS(hex: String(repeating: "36", count: 32)), usbSerial: "r3")
+        try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "37", count: 32)), usbSerial: "r4")
+        #expect(try registry.allBoards().compactMap(\.usbSerial).contains("r4"))
+    }
+
     /// Every station must seal with the same key: a shared registry never makes one.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
     func aSharedRegistryNeverMakesAKey() throws {

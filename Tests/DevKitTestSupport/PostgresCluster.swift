@@ -16,7 +16,7 @@ public final class PostgresCluster: Sendable {
     public var socketDirectory: String { directory }
 
     /// The binaries' directory, the newest version installed; nil without the package.
-    static let binaries: String? = {
+    public static let binaries: String? = {
         let base = "/usr/lib/postgresql"
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [])
             .compactMap(Int.init).sorted()

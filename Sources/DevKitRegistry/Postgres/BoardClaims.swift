@@ -51,6 +51,7 @@ extension PostgresRegistry {
                 release(boards: taken)
                 throw .boardBusy(board: Self.describe(key), station: holder)
             }
+            countClaims(1)
             taken.append(key)
         }
     }
@@ -61,6 +62,7 @@ extension PostgresRegistry {
             _ = try? transaction { connection in
                 try connection.query("SELECT pg_advisory_unlock($1)", [PostgresData(int64: Self.advisoryKey(key))]).wait()
             }
+            countClaims(-1)
         }
     }
 }

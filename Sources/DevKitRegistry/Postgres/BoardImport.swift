@@ -37,6 +37,7 @@ extension PostgresRegistry {
         for board in boards { if let mac = board.mac { sourceUDS[mac, default: []].insert(board.uds.bytes) } }
         return try transaction { connection in
             _ = try connection.query("LOCK TABLE board IN SHARE ROW EXCLUSIVE MODE").wait()
+            try checkKey(connection)
             var known: [[UInt8]: Int64] = [:]
             var byMAC: [String: [(id: Int64, uds: [UInt8])]] = [:]
             for row in try connection.query("SELECT id, mac, uds FROM board ORDER BY id").wait() {

@@ -22,9 +22,15 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     let sealer: SecretSealer
     public var keyID: String { sealer.key.id }
     public let createdKeyFile: String?
-    private let connection: PostgresConnection
-    /// One transaction at a time on the connection.
-    private let lock = Mutex<Void>(())
+    /// How to connect again after the server went away (a restart, a network cut).
+    private let configuration: PostgresConnection.Configuration
+    /// The connection (nil once lost) and how many boards it holds claims on; one
+    /// transaction at a time on it.
+    private let state: Mutex<Link>
+    struct Link {
+        var connection: PostgresConnection?
+        var claims = 0
+    }
 
     public init(
         location: PostgresLocation, key: RegistryKeySource = .defaultKey(), passwordFile: String? = nil,
@@ -60,17 +66,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         // A server that does not answer fails the command, it does not hang it.
         configuration.options.connectTimeout = .seconds(Self.connectTimeoutSeconds)
+        self.configuration = configuration
+        let connection: PostgresConnection
         do {
-            connection = try PostgresConnection.connect(
-                on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration, id: 1,
-                logger: Logger(label: "devkit.registry.postgres")
-            ).wait()
+            connection = try Self.connect(configuration)
         } catch {
             throw Self.openFailure(location.description, error)
         }
         do {
-            // Every commit durable before it is acknowledged, whatever the server's default.
-            _ = try connection.query("SET synchronous_commit = on").wait()
             try Self.migrate(connection)
         } catch {
             _ = try? connection.close().wait()
@@ -78,8 +81,15 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         let needed: String?
         do {
-            needed = try connection.query("SELECT uds FROM board WHERE uds LIKE 'sealed1:%' LIMIT 1").wait()
-                .first.flatMap { $0.makeRandomAccess()[data: "uds"].string }.flatMap(SecretSealer.keyID(of:))
+            // The key recorded by the first seal (``checkKey(_:)``), else (a registry
+            // sealed before that record) the key a sealed value names.
+            needed = try connection.query(
+                """
+                SELECT coalesce((SELECT value FROM registry_meta WHERE name = 'key_id'),
+                                (SELECT uds FROM board WHERE uds LIKE 'sealed1:%' LIMIT 1)) AS key
+                """
+            ).wait().first.flatMap { $0.makeRandomAccess()[data: "key"].string }
+                .flatMap { $0.hasPrefix("sealed1:") ? SecretSealer.keyID(of: $0) : $0 }
         } catch {
             _ = try? connection.close().wait()
             throw Self.openFailure(location.description, error)
@@ -102,9 +112,29 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         sealer = SecretSealer(key: resolved.key, keyFile: key.path)
         createdKeyFile = resolved.created ? key.path : nil
+        state = Mutex(Link(connection: connection))
     }
 
-    deinit { _ = try? connection.close().wait() }
+    deinit {
+        let connection = state.withLock { $0.connection }
+        _ = try? connection?.close().wait()
+    }
+
+    /// A new session, every commit in it durable before it is acknowledged,
+    /// whatever the server's default.
+    static func connect(_ configuration: PostgresConnection.Configuration) throws -> PostgresConnection {
+        let connection = try PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration, id: 1,
+            logger: Logger(label: "devkit.registry.postgres")
+        ).wait()
+        do {
+            _ = try connection.query("SET synchronous_commit = on").wait()
+        } catch {
+            _ = try? connection.close().wait()
+            throw error
+        }
+        return connection
+    }
 
     // MARK: Schema
 
@@ -136,6 +166,15 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             """),
         // The SQLite registry's "v8: board.station".
         ("v3: board.station", "ALTER TABLE board ADD COLUMN station text"),
+        // The SQLite registry's "v7: registry_meta": the key every secret is sealed
+        // with, recorded by the first seal, so that stations given different keys
+        // cannot both seal into an empty registry.
+        ("v4: registry_meta", """
+            CREATE TABLE registry_meta (name text PRIMARY KEY, value text NOT NULL);
+            INSERT INTO registry_meta (name, value)
+                SELECT 'key_id', split_part(uds, ':', 2) FROM board WHERE uds LIKE 'sealed1:%'
+                GROUP BY 2 ORDER BY count(*) DESC, 2 LIMIT 1
+            """),
     ]
 
     static func migrate(_ connection: PostgresConnection) throws {
@@ -198,16 +237,42 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     }()
 
     /// `body` in one transaction; rolled back if it throws.
+    ///
+    /// A connection the server dropped (a restart, a network cut) fails that call
+    /// with ``RegistryError/serverUnavailable(server:reason:)``; the next call
+    /// connects again, so a long-running `watch` carries on once the server is
+    /// back. Not while this station holds claims on boards: they went with the old
+    /// session (the server released them), so the runs holding them must fail
+    /// rather than carry on unclaimed; once they have let go, it reconnects.
     func transaction<T>(_ body: (PostgresConnection) throws -> T) throws(RegistryError) -> T {
+        let server = location.description
+        let configuration = self.configuration
         do {
-            return try lock.withLock { _ in
-                _ = try connection.query("BEGIN").wait()
+            return try state.withLock { link in
+                if link.connection == nil || link.connection?.isClosed == true {
+                    link.connection = nil
+                    if link.claims > 0 {
+                        throw RegistryError.serverUnavailable(
+                            server: server, reason: "the connection was lost, and with it this station's claims on boards")
+                    }
+                    link.connection = try Self.connect(configuration)
+                }
+                let connection = link.connection!
                 do {
-                    let value = try body(connection)
-                    _ = try connection.query("COMMIT").wait()
-                    return value
+                    _ = try connection.query("BEGIN").wait()
+                    do {
+                        let value = try body(connection)
+                        _ = try connection.query("COMMIT").wait()
+                        return value
+                    } catch {
+                        _ = try? connection.query("ROLLBACK").wait()
+                        throw error
+                    }
                 } catch {
-                    _ = try? connection.query("ROLLBACK").wait()
+                    if Self.isConnectionFailure(error) {
+                        _ = try? connection.close().wait()
+                        link.connection = nil
+                    }
                     throw error
                 }
             }
@@ -215,9 +280,29 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             throw error
         } catch {
             if Self.isConnectionFailure(error) {
-                throw .serverUnavailable(server: location.description, reason: Self.reason(error))
+                throw .serverUnavailable(server: server, reason: Self.reason(error))
             }
-            throw .database(path: location.description, reason: Self.reason(error))
+            throw .database(path: server, reason: Self.reason(error))
+        }
+    }
+
+    /// Counts the boards this station holds claims on (``claim(boards:station:)``).
+    func countClaims(_ delta: Int) {
+        state.withLock { $0.claims = max(0, $0.claims + delta) }
+    }
+
+    /// In the transaction of a write that seals: the registry's key must be this
+    /// handle's. The first seal records it; another key means another station's
+    /// key (or a rekey) came first, and the write fails naming the key needed.
+    func checkKey(_ connection: PostgresConnection) throws {
+        _ = try connection.query(
+            "INSERT INTO registry_meta (name, value) VALUES ('key_id', $1) ON CONFLICT (name) DO NOTHING",
+            [PostgresData(string: keyID)]
+        ).wait()
+        let recorded = try connection.query("SELECT value FROM registry_meta WHERE name = 'key_id' FOR SHARE").wait()
+            .first.flatMap { $0.makeRandomAccess()[data: "value"].string }
+        if let recorded, recorded != keyID {
+            throw RegistryError.wrongKey(path: sealer.keyFile, keyID: keyID, neededKeyID: recorded)
         }
     }
 
@@ -258,6 +343,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         for step in alsoMark { record.setCompleted(step, at: now) }
         let sealer = self.sealer
         return try transaction { connection in
+            try checkKey(connection)
             // The id first: the sealed UDS is bound to it, and the row is written once.
             guard let id = try connection.query("SELECT nextval('board_id_seq') AS id").wait().first
                 .flatMap({ try $0.makeRandomAccess()["id"].decode(Int64.self) })
@@ -372,6 +458,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let new = SecretSealer(key: newKey, keyFile: "")
         if newKey.id == keyID { return 0 }
         let count: Int = try transaction { connection in
+            // Waits for the stations' sealing writes in progress, and holds off new ones.
+            _ = try connection.query("LOCK TABLE registry_meta IN EXCLUSIVE MODE").wait()
+            try checkKey(connection)
+            _ = try connection.query(
+                "UPDATE registry_meta SET value = $1 WHERE name = 'key_id'", [PostgresData(string: newKey.id)]
+            ).wait()
             var count = 0
             for row in try connection.query("SELECT id, uds FROM board ORDER BY id FOR UPDATE").wait() {
                 let cells = row.makeRandomAccess()
@@ -387,7 +479,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         // Best effort, outside any transaction (VACUUM refuses one): a user that does
         // not own the table gets a warning from the server, not an error.
-        lock.withLock { _ in _ = try? connection.query("VACUUM FULL board").wait() }
+        state.withLock { link in _ = try? link.connection?.query("VACUUM FULL board").wait() }
         return count
     }
 
