@@ -53,7 +53,7 @@ struct ProvisionVerifyCLITests {
         let end = ContinuousClock.now + limit
         var pressed: [String: ContinuousClock.Instant] = [:]
         while running.process.isRunning, ContinuousClock.now < end {
-            try await Task.sleep(for: .milliseconds(500))
+            blockingSleep(milliseconds: 500)
             guard FileManager.default.fileExists(atPath: db) else { continue }
             let rows = (try? Registry(path: db).allBoards()) ?? []
             if together, !kits.allSatisfy({ kit in rows.contains { $0.mac == kit.mac && $0.isEnrolled } }) { continue }
@@ -287,11 +287,11 @@ extension ProvisionVerifyCLITests {
         let ready = ContinuousClock.now + .seconds(120)
         var verifying = false
         while !verifying, running.process.isRunning, ContinuousClock.now < ready {
-            try await Task.sleep(for: .milliseconds(100))
+            blockingSleep(milliseconds: 100)
             verifying = (try? Registry(path: db).allBoards().first?.state) == .done && running.hasOpen(kit.devicePath)
         }
         try #require(verifying)
-        try await Task.sleep(for: .seconds(2))
+        blockingSleep(milliseconds: 2000)
         kit.unplug()
         let status = running.wait(timeout: .seconds(100))
         let out = String(decoding: running.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

@@ -133,9 +133,9 @@ extension VerifyCLITests {
         // loaded machine, and the board's registration then went by unread.
         let opened = ContinuousClock.now + .seconds(60)
         while !verify.hasOpen(kit.devicePath) && ContinuousClock.now < opened {
-            try await Task.sleep(for: .milliseconds(50))
+            blockingSleep(milliseconds: 50)
         }
-        try await Task.sleep(for: .seconds(1))
+        blockingSleep(milliseconds: 1000)
         kit.reset(into: .user)
         let status = verify.wait(timeout: .seconds(40))
         let out = String(decoding: verify.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -222,9 +222,9 @@ extension VerifyCLITests {
         // process took longer to start than the 4 s given after it).
         let opened = ContinuousClock.now + .seconds(60)
         while !verify.hasOpen(kit.devicePath) && ContinuousClock.now < opened {
-            try await Task.sleep(for: .milliseconds(50))
+            blockingSleep(milliseconds: 50)
         }
-        try await Task.sleep(for: .seconds(4))
+        blockingSleep(milliseconds: 4000)
         kit.unplug()
         let start = ContinuousClock.now
         let status = verify.wait(timeout: .seconds(30))

@@ -86,7 +86,7 @@ struct VirtualBoardDPSTests {
         func readSome() async {
             let bytes = (try? port.read(deadline: .now + .milliseconds(5))) ?? []
             text += String(decoding: bytes, as: UTF8.self)
-            if bytes.isEmpty { try? await Task.sleep(for: .milliseconds(50)) }
+            if bytes.isEmpty { blockingSleep(milliseconds: 50) }
         }
         while ContinuousClock.now < deadline, !outcomes.contains(where: { text.contains($0) }) { await readSome() }
         // The rest of the outcome's line(s).
@@ -269,7 +269,7 @@ struct VirtualBoardDPSTests {
         let deadline = ContinuousClock.now + .seconds(30)
         while log == nil, ContinuousClock.now < deadline {
             log = line.read(through: "received from service: ", timeout: .milliseconds(20))
-            if log == nil { try await Task.sleep(for: .milliseconds(50)) }
+            if log == nil { blockingSleep(milliseconds: 50) }
         }
         #expect(log?.contains("PUT /\(setup.dps.idScope)/registrations/\(Self.registrationID)/register") == true, "\(log ?? "nothing")")
         #expect(board.firstLine()?.contains(#""event":"reset""#) == true)

@@ -31,11 +31,11 @@ import Glibc
         let ready = ContinuousClock.now + .seconds(120)
         var provisioned = false
         while !provisioned, watch.process.isRunning, ContinuousClock.now < ready {
-            try await Task.sleep(for: .milliseconds(100))
+            blockingSleep(milliseconds: 100)
             provisioned = (try? Registry(path: db).allBoards().first?.state) == .done && watch.hasOpen(kit.devicePath)
         }
         try #require(provisioned, "\(watch.process.isRunning)")
-        try await Task.sleep(for: .seconds(2))  // into the following of the board's log
+        blockingSleep(milliseconds: 2000)  // into the following of the board's log
         #expect(watch.process.isRunning)
         let signalled = ContinuousClock.now
         #expect(kill(watch.process.processIdentifier, SIGTERM) == 0)

@@ -11,3 +11,14 @@ public func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) asy
         Thread { continuation.resume(with: Result { try work() }) }.start()
     }
 }
+
+/// Sleeps holding the calling thread, for a test that paces a virtual board (a
+/// reset press, a wait for a child to open a port) while a child process runs.
+///
+/// Not `Task.sleep`: a suspended test resumes only when one of the pool's two
+/// threads is free, and in the parallel suite blocking tests can hold both for a
+/// minute, so the pacing came a minute late (the child's own timeout had passed).
+/// Holding the thread keeps the pacing on time at the cost of that thread.
+public func blockingSleep(milliseconds: Int) {
+    usleep(useconds_t(milliseconds) * 1000)
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Shared-registry benchmark (issue 16): STATIONS (4) `devkit watch` processes, each
+# provisioning BOARDS (16) virtual DevKits paced at 115200 baud, all recording in
+# one PostgreSQL registry on loopback (TCP, fsync on, as a real server), against
+# the same STATIONS x BOARDS boards provisioned by one station into its SQLite
+# file. Prints, per run and as medians:
+#   - wall time of each side and their ratio, PostgreSQL / SQLite (target <= 1.2)
+#   - registry transactions per second on the server (pg_stat_database's
+#     xact_commit over the run: every write and every read the stations made)
+#
+#   Scripts/bench-registry.sh                           # release build
+#   STATIONS=2 BOARDS=4 RUNS=1 DEVKIT_BIN=.build/debug/devkit Scripts/bench-registry.sh
+#
+# Needs PostgreSQL's server binaries (Scripts/install-deps.sh installs them); the
+# cluster is made in a temporary directory, started and removed by this script.
+# As root the server runs as the postgres user (initdb refuses root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONFIG=${CONFIG:-release}
+STATIONS=${STATIONS:-4}
+BOARDS=${BOARDS:-16}
+RUNS=${RUNS:-3}
+BAUD=${BAUD:-115200}
+
+if [ -n "${DEVKIT_BIN:-}" ]; then
+    BIN=$(realpath "$DEVKIT_BIN")
+else
+    flags=()
+    if [ "$CONFIG" = release ]; then flags=(--static-swift-stdlib); fi
+    swift build -c "$CONFIG" "${flags[@]}" --product devkit >/dev/null
+    BIN="$(swift build -c "$CONFIG" "${flags[@]}" --show-bin-path)/devkit"
+fi
+
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
+    echo "bench-registry: PostgreSQL's server binaries are not installed; run Scripts/install-deps.sh" >&2
+    exit 69
+fi
+as_server=()
+if [ "$(id -u)" = 0 ]; then as_server=(/usr/sbin/runuser -u postgres --); fi
+
+work=$(mktemp -d /tmp/devkit-bench-registry.XXXXXX)
+chmod 755 "$work"
+pids=()
+stop_boards() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+}
+cleanup() {
+    stop_boards
+    "${as_server[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The server: its own directory (owned by postgres when root), loopback only.
+mkdir -p "$work/pg"
+if [ "$(id -u)" = 0 ]; then chown postgres: "$work/pg"; fi
+port=$((50000 + RANDOM % 10000))
+"${as_server[@]}" "$pgbin/initdb" -D "$work/pg/data" -U devkit --auth=trust -E UTF8 >/dev/null
+"${as_server[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w -t 120 \
+    -o "-k $work/pg -c listen_addresses=127.0.0.1 -p $port" start >/dev/null
+psql() { "$pgbin/psql" -h 127.0.0.1 -p "$port" -U devkit -tA "$@"; }
+
+"$BIN" registry keygen "$work/registry.key" >/dev/null
+fw="$PWD/Tests/Fixtures/dice-vectors/firmware/DevKitDPS.ino.elf"
+mkdir -p "$work/out"
+cat > "$work/profile.toml" <<TOML
+output_dir = "$work/out"
+registration_id = "derived"
+[firmware]
+elf = "$fw"
+[uds]
+policy = "generate"
+TOML
+
+# Starts a paced emulator with link $1 and MAC $2; returns when it is up.
+start_board() {
+    local fifo="$work/fifo.$RANDOM.$RANDOM"
+    mkfifo "$fifo"
+    "$BIN" emulate --link "$1" --mac "$2" --baud "$BAUD" > "$fifo" 2>> "$work/emulators.log" &
+    pids+=($!)
+    local line
+    read -r line < "$fifo"
+    rm -f "$fifo"
+}
+
+# Boards of run $1, side $2 (1: SQLite, 2: PostgreSQL): new MACs every time.
+start_fleet() {
+    local run=$1 side=$2 s b
+    for s in $(seq 1 "$STATIONS"); do
+        for b in $(seq 1 "$BOARDS"); do
+            start_board "$work/tty$s.$b" "$(printf 'a4cf%02x%02x%02x%02x' "$side" "$run" "$s" "$b")"
+        done
+    done
+}
+
+ports_of() {
+    local s=$1 b
+    for b in $(seq 1 "$BOARDS"); do printf -- '--port\n%s\n' "$work/tty$s.$b"; done
+}
+
+# One station, every board, its own SQLite file; prints the wall time.
+run_sqlite() {
+    local run=$1 args=() s t0 t1
+    start_fleet "$run" 1
+    for s in $(seq 1 "$STATIONS"); do mapfile -t -O "${#args[@]}" args < <(ports_of "$s"); done
+    t0=${EPOCHREALTIME/,/.}
+    "$BIN" watch --profile "$work/profile.toml" --registry "$work/sqlite$run.sqlite" --key-file "$work/registry.key" \
+        "${args[@]}" 2> "$work/sqlite.log" \
+        || { echo "SQLite run failed:" >&2; tail -n 20 "$work/sqlite.log" >&2; exit 1; }
+    t1=${EPOCHREALTIME/,/.}
+    stop_boards
+    echo "$t1 - $t0" | bc -l
+}
+
+# STATIONS watch processes at once, one shared database; prints "wall transactions".
+run_postgres() {
+    local run=$1 s t0 t1 before after failed=0 spids=()
+    local db="bench$run"
+    psql -d postgres -c "CREATE DATABASE $db" >/dev/null
+    local url="postgresql://devkit@127.0.0.1:$port/$db?sslmode=disable"
+    start_fleet "$run" 2
+    # The schema first, so that the measured run is the stations' work alone.
+    "$BIN" registry list --registry "$url" --key-file "$work/registry.key" >/dev/null
+    before=$(psql -d postgres -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'")
+    t0=${EPOCHREALTIME/,/.}
+    for s in $(seq 1 "$STATIONS"); do
+        local args=()
+        mapfile -t args < <(ports_of "$s")
+        "$BIN" watch --profile "$work/profile.toml" --registry "$url" --key-file "$work/registry.key" \
+            --station "station-$s" "${args[@]}" 2> "$work/pg$s.log" &
+        spids+=($!)
+    done
+    for s in "${!spids[@]}"; do
+        wait "${spids[$s]}" || { failed=1; echo "station $((s + 1)) failed:" >&2; tail -n 20 "$work/pg$((s + 1)).log" >&2; }
+    done
+    t1=${EPOCHREALTIME/,/.}
+    stop_boards
+    [ "$failed" = 0 ] || exit 1
+    # The statistics collector reports a moment later.
+    sleep 1
+    after=$(psql -d postgres -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'")
+    local recorded
+    recorded=$(psql -d "$db" -c "SELECT count(*) FROM board WHERE state = 'done'")
+    if [ "$recorded" != $((STATIONS * BOARDS)) ]; then
+        echo "PostgreSQL run recorded $recorded finished boards, not $((STATIONS * BOARDS))" >&2
+        exit 1
+    fi
+    echo "$(echo "$t1 - $t0" | bc -l) $((after - before))"
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+echo "bench-registry: $STATIONS stations x $BOARDS boards at $BAUD baud, $RUNS runs; $(uptime | sed 's/.*load/load/')"
+sqlites=() pgs=() tps=()
+for run in $(seq 1 "$RUNS"); do
+    # Alternating sides, so a noisy moment hits both.
+    s=$(run_sqlite "$run")
+    read -r p x < <(run_postgres "$run")
+    t=$(echo "$x / $p" | bc -l)
+    printf 'run %d: SQLite one station %.2f s, PostgreSQL %d stations %.2f s, ratio %.2f, %d transactions (%.0f/s)\n' \
+        "$run" "$s" "$STATIONS" "$p" "$(echo "$p / $s" | bc -l)" "$x" "$t"
+    sqlites+=("$s") pgs+=("$p") tps+=("$t")
+done
+ms=$(printf '%s\n' "${sqlites[@]}" | median)
+mp=$(printf '%s\n' "${pgs[@]}" | median)
+mt=$(printf '%s\n' "${tps[@]}" | median)
+printf 'median: SQLite %.2f s, PostgreSQL %.2f s, ratio %.2f (target <= 1.2), %.0f registry transactions/s on the server\n' \
+    "$ms" "$mp" "$(echo "$mp / $ms" | bc -l)" "$mt"
+echo "load at the end: $(uptime | sed 's/.*load/load/')"
