@@ -54,12 +54,13 @@ struct DeviceMonitorLifecycleTests {
         // One warm-up: libraries may open descriptors once for good.
         try DeviceMonitor().stop()
         let before = openDescriptors()
-        for _ in 0..<50 {
+        for _ in 0..<100 {
             let monitor = try DeviceMonitor()
             monitor.stop()
         }
-        // Other tests run in parallel and open descriptors too: allow slack, but
-        // 50 leaked monitors (3 descriptors each) would exceed it.
-        #expect(openDescriptors() - before < 40)
+        // Other tests run in parallel and open descriptors too (the PostgreSQL
+        // tests' connections, child processes' pipes): allow slack, but 100 leaked
+        // monitors (3 descriptors each) would exceed it.
+        #expect(openDescriptors() - before < 120)
     }
 }
