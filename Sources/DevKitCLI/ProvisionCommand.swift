@@ -73,7 +73,8 @@ struct ProvisionCommand: ParsableCommand {
             --json) holds the outcome, the assigned hub, the device ID (asked from \
             DPS when a connection string file is given) and the diagnosis; the \
             registry records it (`devkit registry list`'s VERIFIED column). In \
-            --json, `verification` is null only without --verify; a verification \
+            --json, `verification` is null without --verify or when the board was \
+            left not enrolled; a verification \
             that came to no outcome has `"outcome": "error"` (or `"stopped"`) and an \
             `error`. A board \
             still at its prompt (--mac given) is sent `exit`; one that booted its \

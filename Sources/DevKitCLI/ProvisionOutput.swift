@@ -89,7 +89,8 @@ struct ProvisionReporter {
 
     /// The result; `verification` when the board's registration was verified,
     /// `verificationError` when verifying it failed or was stopped (in JSON, an
-    /// `error` or `stopped` outcome: `verification: null` means only "not asked").
+    /// `error` or `stopped` outcome: `verification: null` means not asked, or the
+    /// board was left not enrolled, so not verified).
     func result(_ r: ProvisionResult, verification: RegistrationCheck.Report? = nil, verificationError: (any Error)? = nil) {
         if json {
             var line = ResultJSON(r, enrollCommand: enrollCommand)

@@ -94,7 +94,7 @@ struct VerifyCommand: AsyncParsableCommand {
         let evidence: [String]
         /// Only when the verification itself failed (`outcome` `error`) or was stopped
         /// (`stopped`): what went wrong. Absent otherwise, so `verification: null`
-        /// means only "not asked".
+        /// never hides a failed verification (it means not asked, or not enrolled).
         var error: String?
         enum CodingKeys: String, CodingKey {
             case outcome, diagnosis, evidence, error

@@ -284,7 +284,9 @@ public final class Registry: Sendable {
     }
 
     /// Records how the board's registration with DPS went when it was last
-    /// verified (replacing the previous record). State and steps are unchanged.
+    /// verified: it replaces the previous record, except that an inconclusive
+    /// check does not replace a definitive outcome (``BoardVerification/kept(earlier:later:)``).
+    /// State and steps are unchanged.
     @discardableResult
     public func recordVerification(boardID: Int64, _ verification: BoardVerification) throws(RegistryError) -> BoardRecord {
         try updateBoard(boardID) { $0.verification = BoardVerification.kept(earlier: $0.verification, later: verification) }

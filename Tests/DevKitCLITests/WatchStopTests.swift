@@ -32,7 +32,8 @@ import Glibc
         var provisioned = false
         while !provisioned, watch.process.isRunning, ContinuousClock.now < ready {
             blockingSleep(milliseconds: 100)
-            provisioned = (try? Registry(path: db).allBoards().first?.state) == .done && watch.hasOpen(kit.devicePath)
+            provisioned = FileManager.default.fileExists(atPath: db)
+                && (try? Registry(path: db, readOnly: true).allBoards().first?.state) == .done && watch.hasOpen(kit.devicePath)
         }
         try #require(provisioned, "\(watch.process.isRunning)")
         blockingSleep(milliseconds: 2000)  // into the following of the board's log

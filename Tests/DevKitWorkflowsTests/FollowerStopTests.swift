@@ -1,6 +1,7 @@
 import DevKitTestSupport
 import DevKitWorkflows
 import Foundation
+import SerialPort
 import Testing
 import VirtualDevKit
 
@@ -9,10 +10,11 @@ import Glibc
 #endif
 
 /// `FollowerStop`: what lets `watch` end a board's log following at once, where a
-/// signal relay per follower cannot be used. The deadlines here are an hour away:
-/// only the stop can end these runs (the time limit catches one that does not).
-@Suite(.timeLimit(.minutes(1))) struct FollowerStopTests {
-    static let far = ContinuousClock.now + .seconds(3600)
+/// signal relay per follower cannot be used. The deadlines here are far beyond
+/// the stop's 300 ms: a run that the stop does not end ends at its deadline, and
+/// fails on its end (`.deadline`, not the signal) instead of hanging the suite.
+@Suite struct FollowerStopTests {
+    var far: ContinuousClock.Instant { .now + .seconds(120) }
 
     @Test func cancellingEndsAReadInProgress() throws {
         let kit = try startedKit()
@@ -26,7 +28,7 @@ import Glibc
         }
         canceller.start()
         let end = try BoardLogFollower.follow(
-            .init(path: kit.devicePath, relaysStopSignals: false, stop: stop), deadline: Self.far) { _ in true }
+            .init(path: kit.devicePath, relaysStopSignals: false, stop: stop), deadline: far) { _ in true }
         #expect(end == .signal(SIGTERM))
         #expect(stop.signal == SIGTERM)
     }
@@ -39,6 +41,9 @@ import Glibc
         defer { kit.stop() }
         let stop = FollowerStop()
         var disconnected = false
+        // Open before the unplug is scheduled: on a loaded machine the unplug could
+        // otherwise come first, and the follower would find no port at all.
+        let port = try SerialPort(path: link)
         let unplugger = Thread {
             usleep(300_000)
             kit.unplug()
@@ -46,7 +51,7 @@ import Glibc
         unplugger.start()
         // No reconnect timeout: without the stop it would wait for the board until the deadline.
         let end = try BoardLogFollower.follow(
-            .init(path: link, reconnectTimeout: nil, relaysStopSignals: false, stop: stop), deadline: Self.far
+            port: port, .init(path: link, reconnectTimeout: nil, relaysStopSignals: false, stop: stop), deadline: far
         ) { event in
             if event == .disconnected {
                 disconnected = true
@@ -71,7 +76,7 @@ import Glibc
         stop.cancel(signal: SIGTERM)  // the first signal is kept
         #expect(stop.sleep(for: .seconds(3600)) == SIGHUP)
         let end = try BoardLogFollower.follow(
-            .init(path: kit.devicePath, relaysStopSignals: false, stop: stop), deadline: Self.far) { _ in true }
+            .init(path: kit.devicePath, relaysStopSignals: false, stop: stop), deadline: far) { _ in true }
         #expect(end == .signal(SIGHUP))
     }
 }
