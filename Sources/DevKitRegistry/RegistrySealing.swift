@@ -81,42 +81,50 @@ extension Registry {
         }
     }
 
+    /// Runs `change`, which rewrites sealed values and returns how many, in one
+    /// exclusive transaction: synced, and what it frees zeroed (besides the VACUUM
+    /// that follows). The one way sealing and rekey write secrets.
+    static func rewriteSecrets(_ pool: DatabasePool, _ change: @escaping (Database) throws -> Int) throws -> Int {
+        try pool.writeWithoutTransaction { db -> Int in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+            defer {
+                try? db.execute(sql: "PRAGMA synchronous = NORMAL")
+                try? db.execute(sql: "PRAGMA secure_delete = OFF")
+            }
+            var count = 0
+            try db.inTransaction(.exclusive) {
+                count = try change(db)
+                return .commit
+            }
+            return count
+        }
+    }
+
     /// Seals every UDS stored in clear text, in one transaction that also records
     /// the key and that a rewrite is owed, then rewrites the file so that no free
     /// page or WAL frame keeps the clear bytes.
     static func sealClearSecrets(_ pool: DatabasePool, _ sealer: SecretSealer, path: String) throws(RegistryError) {
         let sealed: Int
         do {
-            sealed = try pool.writeWithoutTransaction { db -> Int in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-                // Zeroes what the updates free, besides the VACUUM below.
-                try db.execute(sql: "PRAGMA secure_delete = ON")
-                defer {
-                    try? db.execute(sql: "PRAGMA synchronous = NORMAL")
-                    try? db.execute(sql: "PRAGMA secure_delete = OFF")
+            sealed = try rewriteSecrets(pool) { db in
+                // Another devkit may have sealed them meanwhile, with this key or
+                // another: checked even then, so that this open fails with the key needed.
+                let clear = try Row.fetchAll(db, sql: "SELECT id, uds FROM board WHERE uds NOT LIKE 'sealed1:%'")
+                try checkKey(db, sealer)
+                guard !clear.isEmpty else { return 0 }
+                for row in clear {
+                    let id: Int64 = row["id"]
+                    let text: String = row["uds"] ?? ""
+                    // A value that is not a UDS (edited by hand) is sealed as it is:
+                    // reading that board then says it holds a value devkit cannot use.
+                    let bytes = (try? UDS(hex: text))?.bytes ?? Array(text.utf8)
+                    try db.execute(
+                        sql: "UPDATE board SET uds = ? WHERE id = ?",
+                        arguments: [sealer.seal(bytes, boardID: id, column: "uds"), id])
                 }
-                var count = 0
-                try db.inTransaction(.exclusive) {
-                    // Another devkit may have sealed them meanwhile, with this key or
-                    // another: checked even then, so that this open fails with the key needed.
-                    let clear = try Row.fetchAll(db, sql: "SELECT id, uds FROM board WHERE uds NOT LIKE 'sealed1:%'")
-                    try checkKey(db, sealer)
-                    guard !clear.isEmpty else { return .commit }
-                    for row in clear {
-                        let id: Int64 = row["id"]
-                        let text: String = row["uds"] ?? ""
-                        // A value that is not a UDS (edited by hand) is sealed as it is:
-                        // reading that board then says it holds a value devkit cannot use.
-                        let bytes = (try? UDS(hex: text))?.bytes ?? Array(text.utf8)
-                        try db.execute(
-                            sql: "UPDATE board SET uds = ? WHERE id = ?",
-                            arguments: [sealer.seal(bytes, boardID: id, column: "uds"), id])
-                    }
-                    try setMeta(db, Meta.scrubPending, "sealing " + UUID().uuidString)
-                    count = clear.count
-                    return .commit
-                }
-                return count
+                try setMeta(db, Meta.scrubPending, "sealing " + UUID().uuidString)
+                return clear.count
             }
         } catch let error as RegistryError {
             throw error
@@ -211,25 +219,14 @@ extension Registry {
         let new = SecretSealer(key: newKey, keyFile: "")
         let count: Int
         do {
-            count = try pool.writeWithoutTransaction { db -> Int in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-                try db.execute(sql: "PRAGMA secure_delete = ON")
-                defer {
-                    try? db.execute(sql: "PRAGMA synchronous = NORMAL")
-                    try? db.execute(sql: "PRAGMA secure_delete = OFF")
+            count = try Self.rewriteSecrets(pool) { db in
+                // Another rekey may have come first: this handle's key no longer opens anything.
+                if let recorded = try Self.metaValue(db, Meta.keyID), recorded != old.key.id {
+                    throw RegistryError.wrongKey(path: old.keyFile, keyID: old.key.id, neededKeyID: recorded)
                 }
                 var count = 0
-                try db.inTransaction(.exclusive) {
-                    // Another rekey may have come first: this handle's key no longer opens anything.
-                    if let recorded = try Self.metaValue(db, Meta.keyID), recorded != old.key.id {
-                        throw RegistryError.wrongKey(path: old.keyFile, keyID: old.key.id, neededKeyID: recorded)
-                    }
-                    // The same key: only the rewrite (retrying one that failed after its commit).
-                    guard newKey.id != old.key.id else {
-                        try Self.setMeta(db, Meta.keyID, newKey.id)
-                        try Self.setMeta(db, Meta.scrubPending, "rekey " + UUID().uuidString)
-                        return .commit
-                    }
+                // The same key: only the rewrite (retrying one that failed after its commit).
+                if newKey.id != old.key.id {
                     for row in try Row.fetchAll(db, sql: "SELECT id, uds FROM board") {
                         let id: Int64 = row["id"]
                         let bytes = try old.open(row["uds"], boardID: id, column: "uds")
@@ -238,10 +235,9 @@ extension Registry {
                             arguments: [new.seal(bytes, boardID: id, column: "uds"), id])
                         count += 1
                     }
-                    try Self.setMeta(db, Meta.keyID, newKey.id)
-                    try Self.setMeta(db, Meta.scrubPending, "rekey " + UUID().uuidString)
-                    return .commit
                 }
+                try Self.setMeta(db, Meta.keyID, newKey.id)
+                try Self.setMeta(db, Meta.scrubPending, "rekey " + UUID().uuidString)
                 return count
             }
         } catch let error as RegistryError {
