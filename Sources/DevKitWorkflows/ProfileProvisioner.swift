@@ -61,6 +61,12 @@ public struct ProfileProvisioner: Sendable {
         whilePortOpen: ((SerialPort) -> () -> Void)? = nil,
         transport: (SerialPort) -> any ConsoleTransport = { $0 }
     ) throws -> Outcome {
+        // Claimed before the registry is read (a shared registry): what is decided
+        // below (new, resume, already done, enrollment owed) stays true while this
+        // station holds the board. The workflow's own claims nest inside this one.
+        let claimed = ProvisionWorkflow.claimKeys(mac: nil, usbSerial: usbSerial)
+        try registry.claim(boards: claimed, station: station ?? "unnamed")
+        defer { registry.release(boards: claimed) }
         var previous: BoardRecord?
         if let usbSerial {
             previous = try registry.board(byUSBSerial: usbSerial)

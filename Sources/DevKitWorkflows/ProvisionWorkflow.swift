@@ -355,6 +355,17 @@ public struct ProvisionWorkflow {
             throw error
         }
         defer { v.dps?.close() }
+        // One station at a time per board (a shared registry): claimed before the
+        // board is touched, held until this run ends. Its MAC, when not given, is
+        // claimed once read (``finish``).
+        let claimed = Self.claimKeys(mac: request.mac?.hex, usbSerial: request.usbSerial)
+        do {
+            try registry.claim(boards: claimed, station: station ?? "unnamed")
+        } catch {
+            report(ProvisionEvent(stage: .connect, status: .failed, message: "\(error)", error: error))
+            throw error
+        }
+        defer { registry.release(boards: claimed) }
         CertificateWarmUp.start(v.factory)
         do {
             try connect(session)
@@ -382,16 +393,6 @@ public struct ProvisionWorkflow {
                     + "--bin FILE --map FILE or --elf FILE"))
         }
         report(ProvisionEvent(stage: .record, status: .started, message: "recording the UDS in the registry"))
-        // One station at a time per board (a shared registry): claimed before its
-        // UDS is recorded, held until this run ends.
-        let claimed = Self.claimKeys(mac: request.mac?.hex, usbSerial: request.usbSerial)
-        do {
-            try registry.claim(boards: claimed, station: station ?? "unnamed")
-        } catch {
-            report(ProvisionEvent(stage: .record, status: .failed, message: "\(error)", error: error))
-            throw error
-        }
-        defer { registry.release(boards: claimed) }
         // Also marked sent: the line goes out next, and "sent" means the board may
         // have it. One synced commit, before anything leaves for the board.
         let settings: String? = if case .success(let recorded)? = v.settings { recorded.json() } else { nil }
@@ -431,6 +432,11 @@ public struct ProvisionWorkflow {
     /// only when board steps remain; `request` gives the firmware and output options
     /// (its UDS source is ignored).
     public func resume(boardID: Int64, request: ProvisionRequest, session: ConsoleSession?) throws -> ProvisionResult {
+        // The row first, then what it says: a row another station is finishing is
+        // left to it, whatever board this one is connected to.
+        let row = [Self.rowClaimKey(boardID)]
+        try registry.claim(boards: row, station: station ?? "unnamed")
+        defer { registry.release(boards: row) }
         guard let board = try registry.board(id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
         let claimed = Self.claimKeys(mac: board.mac, usbSerial: board.usbSerial ?? request.usbSerial)
         try registry.claim(boards: claimed, station: station ?? "unnamed")
@@ -485,6 +491,9 @@ public struct ProvisionWorkflow {
     static func claimKeys(mac: String?, usbSerial: String?) -> [String] {
         [mac.map { "mac:" + $0.lowercased() }, usbSerial.map { "usb:" + $0.lowercased() }].compactMap { $0 }
     }
+
+    /// What a registry row is claimed by while `--resume` finishes it.
+    static func rowClaimKey(_ boardID: Int64) -> String { "row:\(boardID)" }
 
     /// Refuses (``ProvisionError/filesOfAnotherBoard(boardID:owner:path:udsSent:)``)
     /// before the UDS is sent when the registration ID can be known before the
@@ -585,6 +594,8 @@ public struct ProvisionWorkflow {
         var board = initial
         let id = board.id!
         let failures = BackgroundFailures()
+        var claimedMAC: [String] = []
+        defer { registry.release(boards: claimedMAC) }
 
         if board.udsConfirmedAt == nil, let session {
             report(ProvisionEvent(stage: .uds, status: .started, message: "storing the UDS on the board", boardID: id))
@@ -618,6 +629,11 @@ public struct ProvisionWorkflow {
             let log = try session.exitAndReadBootLog()
             if log.mode == .configuration { throw WorkflowError.rebootedIntoConfigurationMode }
             guard let mac = log.macAddress else { throw ProvisionError.macNotInBootLog }
+            // Claimed as soon as it is known (a port with no USB serial had no claim
+            // until now): another station at this MAC ends this run here, its row kept.
+            let macClaim = Self.claimKeys(mac: mac.hex, usbSerial: nil)
+            try registry.claim(boards: macClaim, station: station ?? "unnamed")
+            claimedMAC = macClaim
             board = try markInBackground(.macRead, board, BoardUpdate(mac: mac), failures: failures)
             report(ProvisionEvent(stage: .mac, status: .done, message: "MAC \(mac.hex)", boardID: id))
         } else if board.mac != nil && board.macReadAt != nil {

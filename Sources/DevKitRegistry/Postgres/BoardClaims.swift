@@ -23,6 +23,7 @@ extension PostgresRegistry {
     static func describe(_ key: String) -> String {
         if key.hasPrefix("mac:") { return "with MAC " + key.dropFirst(4) }
         if key.hasPrefix("usb:") { return "with USB serial " + key.dropFirst(4) }
+        if key.hasPrefix("row:") { return "#" + key.dropFirst(4) }
         return key
     }
 

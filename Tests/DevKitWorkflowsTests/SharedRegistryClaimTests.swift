@@ -1,0 +1,96 @@
+import DevKitConsole
+import DevKitModel
+import DevKitRegistry
+import DevKitTestSupport
+import DevKitWorkflows
+import Foundation
+import Testing
+import VirtualDevKit
+
+/// One station at a time per board on a shared (PostgreSQL) registry: each test
+/// opens two handles, two stations, on one database of the test cluster; the
+/// first holds a claim, the second runs a workflow and must leave the board alone.
+@Suite(.timeLimit(.minutes(2)), .enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+struct SharedRegistryClaimTests {
+    /// Two stations on one new database, sealing with one key.
+    static func stations(_ f: ProvisionFixture) throws -> (PostgresRegistry, PostgresRegistry) {
+        let keyPath = f.dir + "/shared.key"
+        var random = SystemRandomNumberGenerator()
+        let hex = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }.map { String(format: "%02x", $0) }.joined() + "\n"
+        #expect(FileManager.default.createFile(atPath: keyPath, contents: Data(hex.utf8), attributes: [.posixPermissions: 0o600]))
+        let cluster = try PostgresCluster.shared()
+        let location = try PostgresLocation(url: cluster.url(try cluster.createDatabase()))
+        return (try PostgresRegistry(location: location, key: .file(keyPath)),
+                try PostgresRegistry(location: location, key: .file(keyPath)))
+    }
+
+    /// watch/autoconfigure claim the USB serial before reading the registry: while
+    /// another station holds the board, nothing is decided, recorded or opened (the
+    /// port does not exist: opening it would fail differently).
+    @Test func aBoardAnotherStationHoldsIsLeftBeforeTheRegistryIsRead() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let (lineOne, lineTwo) = try Self.stations(f)
+        try lineOne.claim(boards: ["usb:0672ff"], station: "line-1")
+        var provisioner = ProfileProvisioner(
+            profile: ProvisioningProfile(firmware: .elf(f.dir + "/fw.elf"), uds: .generate, outputDirectory: f.dir),
+            registry: lineTwo, measure: recordingMeasurer())
+        provisioner.station = "line-2"
+        #expect(throws: RegistryError.boardBusy(board: "with USB serial 0672ff", station: "line-1")) {
+            _ = try provisioner.provision(path: f.dir + "/no-such-port", usbSerial: "0672FF", report: { _ in })
+        }
+        #expect(try lineTwo.allBoards().isEmpty)
+        // Once the first station lets go, the second gets as far as the (missing) port.
+        lineOne.release(boards: ["usb:0672ff"])
+        #expect(throws: (any Error).self) {
+            _ = try provisioner.provision(path: f.dir + "/no-such-port", usbSerial: "0672FF", report: { _ in })
+        }
+        #expect(throws: Never.self) { try lineOne.claim(boards: ["usb:0672ff"], station: "line-1") }
+    }
+
+    /// `--resume ID` claims the row itself: a row another station is finishing is
+    /// refused with its name, even when it records no MAC or USB serial yet.
+    @Test func aRowAnotherStationIsFinishingIsNotResumed() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let (lineOne, lineTwo) = try Self.stations(f)
+        let row = try lineOne.recordNewBoard(
+            uds: f.uds, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+            station: "line-1", alsoMark: [.udsSent])
+        let id = try #require(row.id)
+        try lineOne.claim(boards: ["row:\(id)"], station: "line-1")
+        var workflow = ProvisionWorkflow(registry: lineTwo, measure: recordingMeasurer()) { _ in }
+        workflow.station = "line-2"
+        #expect(throws: RegistryError.boardBusy(board: "#\(id)", station: "line-1")) {
+            _ = try workflow.resume(boardID: id, request: f.request(), session: nil)
+        }
+        lineOne.release(boards: ["row:\(id)"])
+        // Free now: the resume goes on, and asks for the board it needs.
+        #expect(throws: ProvisionError.self) {
+            _ = try workflow.resume(boardID: id, request: f.request(), session: nil)
+        }
+    }
+
+    /// A port with no USB serial and no --mac: the MAC is claimed as soon as the
+    /// board reports it. Another station holding it ends this run there, the UDS
+    /// sent kept in this station's row (failed, to resume), not given a second MAC row.
+    @Test func aMACReadIsClaimedBeforeItIsRecorded() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let (lineOne, lineTwo) = try Self.stations(f)
+        let kit = try startedKit(.init(macAddress: "a4cf120b9e31", firmwareVersion: "1.6.2"))
+        defer { kit.stop() }
+        try lineOne.claim(boards: ["mac:a4cf120b9e31"], station: "line-1")
+        var workflow = ProvisionWorkflow(registry: lineTwo, measure: recordingMeasurer()) { _ in }
+        workflow.station = "line-2"
+        #expect(throws: RegistryError.boardBusy(board: "with MAC a4cf120b9e31", station: "line-1")) {
+            _ = try withKitSession(kit) { try workflow.run(f.request(), session: $0) }
+        }
+        let rows = try lineTwo.allBoards()
+        #expect(rows.count == 1)
+        #expect(rows.first?.uds == f.uds)
+        #expect(rows.first?.mac == nil, "the MAC another station holds was recorded")
+        #expect(rows.first?.state == .failed)
+        #expect(rows.first?.certificatePath == nil)
+    }
+}
