@@ -171,6 +171,39 @@ struct PostgresRegistryCLITests {
         #expect(try other.allBoards().map(\.station) == ["line-2"] && kit.state.uds == v.uds.lowercased())
     }
 
+    @Test("kill -9 of a station after each step, then --resume from another station: the UDS recorded is the one the board holds, each board finished once")
+    func aKilledStationsBoardIsFinishedByAnother() throws {
+        let s = try shared()
+        let v = try ProvisionCLITests.vector()
+        defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        for (n, step) in ["uds_sent", "uds_confirmed", "version_read", "mac_read"].enumerated() {
+            let mac = String(format: "a4cf120b%04x", n + 1)
+            let kit = try startedKit(.init(macAddress: mac, firmwareVersion: v.version))
+            defer { kit.stop() }
+            var env = ProcessInfo.processInfo.environment
+            env["DEVKIT_TEST_KILL_AFTER_STEP"] = step
+            let killed = try RegistryCLIProcess.run(
+                ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", s.dir + "/out",
+                 "--generate-uds", "--station", "line-1"] + s.registryArguments,
+                environment: env)
+            #expect(killed.status == SIGKILL, "killed after \(step): \(killed.stderr)")
+            let rows = try s.open().allBoards()
+            #expect(rows.count == n + 1, "after \(step): \(rows.map(\.id))")
+            let row = try #require(rows.last, "nothing recorded before kill -9 after \(step)")
+            #expect(row.state == .inProgress && row.station == "line-1", "after \(step)")
+
+            if row.macReadAt == nil { kit.reset(into: .configuration) }
+            let resumed = try RegistryCLIProcess.run(
+                ["provision", "--port", kit.devicePath, "--resume", "\(row.id!)", "--station", "line-2"] + s.registryArguments)
+            #expect(resumed.status == 0, "resume after \(step): \(resumed.stderr)")
+            let finished = try #require(try s.open().board(id: row.id!))
+            #expect(finished.state == .done && finished.mac == mac, "after \(step)")
+            #expect(finished.uds == row.uds, "the row's UDS changed")
+            #expect(kit.state.uds == row.uds.hexString, "after \(step): the board does not hold the recorded UDS")
+            #expect(try s.open().allBoards().count == n + 1, "resume after \(step) made another row")
+        }
+    }
+
     @Test("registry migrate --to: the SQLite rows copied once, a second run copies nothing, a conflict is reported")
     func migrate() throws {
         let s = try shared()

@@ -1,5 +1,6 @@
 import DevKitModel
 import DevKitRegistry
+import DevKitTestSupport
 import Foundation
 import Testing
 
@@ -55,7 +56,9 @@ struct WatchUMockdevTests {
     /// no DevKit, a virtual DevKit behind /dev/ttyACM2 and /dev/ttyACM3, and the
     /// driver's `steps`; returns the driver's result (its stdout is every line
     /// watch printed).
-    func runWatch(_ bench: Bench, emulatorOptions: [String] = [], steps: [String]) throws -> ListProcessResult {
+    func runWatch(
+        _ bench: Bench, emulatorOptions: [String] = [], steps: [String], registryArguments: [String]? = nil
+    ) throws -> ListProcessResult {
         let wrapper = try #require(ListTestSupport.which("umockdev-wrapper"), "umockdev-wrapper missing: apt install umockdev")
         let devkit = try ListTestSupport.devkitBinary
         let v = bench.vector
@@ -67,7 +70,8 @@ struct WatchUMockdevTests {
                     "--board-command", emulator.map(shellQuoted).joined(separator: " "),
                     "--board", "/dev/ttyACM2=\(bench.link)", "--board", "/dev/ttyACM3=\(bench.link)"]
         argv += ["--step", "expect:watching for DevKits"] + steps.flatMap { ["--step", $0] }
-        argv += ["--", devkit, "watch", "--profile", bench.dir + "/profile.toml", "--registry", bench.registry]
+        argv += ["--", devkit, "watch", "--profile", bench.dir + "/profile.toml"]
+            + (registryArguments ?? ["--registry", bench.registry])
         let result = try ListTestSupport.run(argv, timeout: 50)
         #expect(!result.timedOut, "the driver was killed at its deadline:\n\(result.stdout)\n\(result.stderr)")
         return result
@@ -85,9 +89,11 @@ struct WatchUMockdevTests {
     /// pass-through (tried: it did not help), so the cause is inside umockdev's
     /// preload in the long-lived, multi-threaded `devkit watch`. Only that exact
     /// failure is retried, from scratch; anything else fails the test.
-    func scenario(emulatorOptions: [String] = [], steps: [String]) throws -> (Bench, ListProcessResult) {
+    func scenario(
+        emulatorOptions: [String] = [], steps: [String], registryArguments: [String]? = nil
+    ) throws -> (Bench, ListProcessResult) {
         var bench = try bench()
-        var result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps)
+        var result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps, registryArguments: registryArguments)
         func lostRace() -> Bool {
             ["/dev/ttyACM2", "/dev/ttyACM3"].contains {
                 result.stdout.contains("failed: ioctl(TIOCEXCL) failed on \($0): Inappropriate ioctl for device")
@@ -98,7 +104,7 @@ struct WatchUMockdevTests {
             retries += 1
             try? FileManager.default.removeItem(atPath: bench.dir)
             bench = try self.bench()
-            result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps)
+            result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps, registryArguments: registryArguments)
         }
         return (bench, result)
     }
@@ -136,6 +142,41 @@ struct WatchUMockdevTests {
         #expect(row.uds.hexString == v.uds.lowercased())
         #expect(row.certificatePath == bench.pem)
         #expect(row.enrollmentWrittenAt != nil)
+    }
+
+    /// Two stations sharing one PostgreSQL registry, each with its own udev and
+    /// virtual DevKit behind the same USB serial (the board moved from the first
+    /// station's hub to the second's): the first provisions it; the second, having
+    /// claimed the serial and then read the registry, leaves it alone. One row, the
+    /// first station's; the second board never receives a UDS.
+    @Test("Two stations on one PostgreSQL registry: a board the first provisioned is left alone by the second",
+          .enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aBoardOfAnotherStationIsLeftAlone() throws {
+        let cluster = try PostgresCluster.shared()
+        let url = cluster.url(try cluster.createDatabase())
+        let keyDir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: keyDir) }
+        let keygen = try RegistryCLIProcess.run(["registry", "keygen", keyDir + "/lab.key"])
+        try #require(keygen.status == 0, "\(keygen.stderr)")
+        func station(_ name: String) -> [String] { ["--registry", url, "--key-file", keyDir + "/lab.key", "--station", name] }
+
+        let (first, firstRun) = try scenario(steps: ["add:\(Self.hotplug)", "expect:] provisioned "],
+                                             registryArguments: station("line-1"))
+        defer { try? FileManager.default.removeItem(atPath: first.dir) }
+        #expect(firstRun.status == 0, "line-1:\n\(firstRun.stdout)\n\(firstRun.stderr)")
+        let (second, secondRun) = try scenario(steps: ["add:\(Self.hotplug)", "expect:] already provisioned as "],
+                                               registryArguments: station("line-2"))
+        defer { try? FileManager.default.removeItem(atPath: second.dir) }
+        #expect(secondRun.status == 0, "line-2:\n\(secondRun.stdout)\n\(secondRun.stderr)")
+        #expect(secondRun.stdout.contains("[/dev/ttyACM2] already provisioned as \(first.vector.registrationID)"),
+                "\(secondRun.stdout)")
+
+        let rows = try PostgresRegistry(location: try PostgresLocation(url: url), key: .file(keyDir + "/lab.key")).allBoards()
+        #expect(rows.count == 1, "\(rows)")
+        #expect(rows.first?.station == "line-1" && rows.first?.usbSerial == Self.serial && rows.first?.state == .done)
+        #expect(try storedUDS(first) == first.vector.uds.lowercased())
+        #expect(try storedUDS(second) == nil, "the second station sent its board a UDS")
+        #expect(!FileManager.default.fileExists(atPath: second.pem))
     }
 
     /// The board is pulled while it writes the UDS (a 3 s secure-element write):
