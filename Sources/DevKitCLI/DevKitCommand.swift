@@ -20,7 +20,8 @@ public struct DevKitCommand: AsyncParsableCommand {
             Exit codes follow sysexits(3): 0 success, 1 partial batch failure, \
             64 usage, 65 bad input data, 66 input not found, 69 device unavailable, \
             70 internal error, 73 cannot create output, 74 I/O error, 75 timeout, \
-            77 permission denied.
+            77 permission denied, 78 something must be set up or upgraded first \
+            (`devkit registry upgrade`).
             """,
         version: "0.1.0",
         subcommands: [

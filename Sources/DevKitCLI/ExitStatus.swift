@@ -19,6 +19,9 @@ public enum ExitStatus: Int32, Sendable {
     case ioError = 74
     case tempFail = 75
     case noPermission = 77
+    /// Something must be set up or upgraded first (e.g. `devkit registry upgrade`):
+    /// unlike 75, running the same command again alone does not help.
+    case config = 78
 }
 
 extension ExitStatus {

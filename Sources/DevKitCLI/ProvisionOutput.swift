@@ -96,7 +96,7 @@ struct ProvisionReporter {
             var line = ResultJSON(r, enrollCommand: enrollCommand)
             line.port = port
             line.verification = verification.map { VerifyCommand.Result($0) }
-                ?? verificationError.map { VerifyCommand.Result(failure: $0) }
+                ?? verificationError.map { VerifyCommand.Result(failure: $0, port: port) }
             emitJSON(line)
             return
         }

@@ -17,8 +17,10 @@ extension RegistryError: CLIReportable {
         case .keyUnavailable, .keyFileInsecure, .keyFileInvalid, .wrongKey: .noPermission
         case .keyFileNotWritten(_, _, let errno): ExitStatus(fileErrno: errno)
         case .sealedValueRejected: .dataError
-        // Run the upgrade, then the same command again.
-        case .needsUpgrade: .tempFail
+        // Retrying alone does not help: the upgrade must run first (EX_CONFIG).
+        case .needsUpgrade: .config
+        // As a registry that is not there at all (NoRegistryError).
+        case .notARegistry: .noInput
         // Worth retrying once the server is back (sysexits' EX_TEMPFAIL).
         case .serverUnavailable: .tempFail
         // The other station will be done soon (or its connection ends when it dies).
@@ -52,6 +54,8 @@ extension RegistryError: CLIReportable {
             description
         case .sealedValueRejected:
             description + "; the registry was changed outside devkit: restore it from a backup"
+        case .notARegistry:
+            description + "; give the registry's file with --registry PATH"
         case .needsUpgrade(let path, _):
             description + "; run `devkit registry upgrade --registry \(escaped(path))` (with the same --key-file, if "
                 + "any), or any command that writes to it, then this command again"

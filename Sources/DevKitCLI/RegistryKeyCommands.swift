@@ -141,7 +141,8 @@ struct RegistryUpgradeCommand: ParsableCommand {
         discussion: """
             Every command that writes to the registry does this on its way; `list`, \
             `show` and `export` only read, and ask for it when a registry written by an \
-            older devkit still holds UDS in clear text. Migrates the schema, seals every \
+            older devkit still holds UDS in clear text (exit 78), and warn when a \
+            rewrite is owed. Migrates the schema, seals every \
             clear UDS with the registry key (--key-file, else the default key, created \
             if the registry has none yet), then rewrites the file so that no clear copy \
             stays in free pages or the write-ahead log. Also finishes such a rewrite \

@@ -72,11 +72,14 @@ struct RegistryOptions: ParsableArguments {
         return registry
     }
 
-    /// Opens the registry for commands that only read; nil when an SQLite file does
-    /// not exist yet, so that reading never creates an empty database. A registry
-    /// this user may not look at is opened all the same, so the error says
-    /// "Permission denied" rather than that there is none. A server is always
-    /// opened (its schema is created if needed: that is no file left behind).
+    /// Opens the registry for writing, for commands that need boards recorded
+    /// before (`registry upgrade`, `rekey`, `reissue`, `migrate`, `dps enroll
+    /// --from-registry`, `verify`): nil when an SQLite file does not exist, so that
+    /// they never create an empty database (the commands that only read use
+    /// ``openReadOnly(profileKeyFile:)``). A registry this user may not look at is
+    /// opened all the same, so the error says "Permission denied" rather than that
+    /// there is none. A server is always opened (its schema is created if needed:
+    /// that is no file left behind).
     func openExisting(profile: ProvisioningProfile? = nil) throws -> (any RegistryStore)? {
         let target = resolvedPath(profile: profile)
         if !PostgresLocation.isURL(target) {
@@ -90,7 +93,10 @@ struct RegistryOptions: ParsableArguments {
 extension RegistryOptions {
     /// Opens the registry for commands that only read (`registry list`, `show`,
     /// `export`): an SQLite file read-only, so they never create a key file,
-    /// migrate, seal or rewrite it; nil when there is no registry file. A server is
+    /// migrate, seal or rewrite it; nil when there is no registry file. Says on
+    /// stderr when the file still owes the rewrite that drops old copies of secrets
+    /// (it reads all the same). A file with no schema (0 bytes) reads as an empty
+    /// registry; another program's file is refused (66). A server is
     /// opened as for writing: no key is ever made for it, and its schema is the
     /// stations' own.
     func openReadOnly(profileKeyFile: String? = nil) throws -> (any RegistryStore)? {
@@ -98,7 +104,15 @@ extension RegistryOptions {
         if PostgresLocation.isURL(target) { return try open() }
         var st = stat()
         if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
-        return try Registry(path: target, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)
+        let registry = try Registry(path: target, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)
+        if registry.owesRewrite {
+            // Readable as it is, but old copies of secrets may remain in the file until a writing open.
+            printError(
+                "devkit: warning: the registry \(escaped(target)) may still hold old copies of secrets (in clear "
+                    + "text, or sealed under a replaced key) in its free space: a rewrite after sealing or rekey "
+                    + "failed; `devkit registry upgrade` (or any command that writes to it) finishes it")
+        }
+        return registry
     }
 }
 

@@ -184,15 +184,15 @@ extension VerifyCommand.Result {
             diagnosis: r.diagnosis, evidence: r.evidence)
     }
 
-    /// A verification that came to no outcome from the board: it failed (the port
-    /// gone, the console, the registry) or a stop signal ended it.
-    init(failure: any Error) {
+    /// A verification of the board on `port` that came to no outcome from the
+    /// board: it failed (the port gone, the console, the registry) or a stop signal ended it.
+    init(failure: any Error, port: String?) {
         let message = cliMessage(failure)
-        var stopped = false
-        if case RegistrationCheckError.stopped = failure { stopped = true }
+        var stoppedBy: Int32?
+        if case RegistrationCheckError.stopped(let signal) = failure { stoppedBy = signal }
         self.init(
-            outcome: stopped ? "stopped" : "error", registrationID: nil, assignedHub: nil, deviceID: nil,
-            diagnosis: stopped ? "not verified: \(message); `devkit verify --port <port>` verifies it" : message,
+            outcome: stoppedBy == nil ? "error" : "stopped", registrationID: nil, assignedHub: nil, deviceID: nil,
+            diagnosis: stoppedBy.map { RegistrationCheckError.notVerified(signal: $0, port: port) } ?? message,
             evidence: [], error: message)
     }
 }

@@ -51,7 +51,9 @@ struct WatchCommand: AsyncParsableCommand {
             being verified stops at once (its line says `not verified: stopped by \
             SIGTERM`, its row stays provisioned without an outcome, and `devkit \
             verify` verifies it later). With --port the same stop ends the run with \
-            the signal itself, as the one-board commands do.
+            the signal itself, as the one-board commands do, and a second one (Ctrl-C \
+            twice) also ends the provisioning in progress at once: those boards are \
+            recorded as failed, and `devkit provision --resume` finishes them.
 
             Examples:
               devkit watch --profile /etc/devkit/bench.toml
@@ -114,8 +116,17 @@ struct WatchCommand: AsyncParsableCommand {
             }
             if !ports.isEmpty {
                 // A stop ends the boards' verification at once; provisioning in
-                // progress finishes (a board is never left half-written by watch).
-                try installStopSignals { boards.stop.cancel(signal: $0) }
+                // progress finishes (a board is never left half-written by watch),
+                // unless a second stop comes (Ctrl-C twice): that ends it too.
+                try installStopSignals { signal in
+                    boards.stop.cancel(signal: signal)
+                    printError(
+                        "devkit: stopping once the boards in progress are provisioned; \(SignalRelay.name(of: signal)) "
+                            + "again stops them at once (they are recorded as failed; `devkit provision --resume` "
+                            + "finishes them)")
+                } again: { signal in
+                    boards.provisioningStop.cancel(signal: signal)
+                }
                 for port in ports {
                     // Looked up on the board's own thread: one udev lookup each (0.1-0.3 ms),
                     // which done here in a row held the last of 16 boards back by their sum.
@@ -172,6 +183,11 @@ final class BoardThreads: @unchecked Sendable {
     /// Cancelled by a stop signal: ends the boards' verifications at once (each
     /// would otherwise follow its board's log up to its verify timeout).
     let stop = FollowerStop()
+    /// Cancelled by a second stop signal (`--port`): ends the provisioning in
+    /// progress too, at once. The session's cancelled wait erases a half-sent line,
+    /// the workflow records the board as failed (`--resume` finishes it), and its
+    /// port gets its settings back.
+    let provisioningStop = FollowerStop()
 
     func isActive(_ node: String) -> Bool { lock.withLock { active.contains(node) } }
 
@@ -200,6 +216,10 @@ final class BoardThreads: @unchecked Sendable {
             do {
                 switch try provisioner.provision(
                     path: node, usbSerial: device.serialNumber, report: output.steps(for: node),
+                    whilePortOpen: { [provisioningStop] port in
+                        provisioningStop.attach(port)
+                        return { provisioningStop.detach(port) }
+                    },
                     transport: { VerboseTransport.ifVerbose($0) { output.exchange(node, $0) } })
                 {
                 case .provisioned(let result, let resumed):
@@ -249,6 +269,11 @@ final class BoardThreads: @unchecked Sendable {
                 case .alreadyProvisioned(let board):
                     log(node, .already, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
                 }
+            } catch where provisioningStop.signal != nil {
+                // Ctrl-C twice: whatever the cancelled wait became, it was the stop.
+                lock.withLock { failed += 1 }
+                log(node, .failed, "failed: stopped by \(SignalRelay.name(of: provisioningStop.signal!)) while being "
+                    + "provisioned; the registry records how far it got, and `devkit provision --resume` finishes it")
             } catch ConsoleError.wrongMode(let mode) {
                 // Pressing reset does not re-plug the ST-LINK's USB, so no new `add`
                 // comes from that alone: say that the cable must be replugged.
@@ -291,7 +316,7 @@ final class BoardThreads: @unchecked Sendable {
             return outcome.isSuccess ? (said, nil, report, nil) : (said + ": \(report.diagnosis)", .notRegistered, report, nil)
         } catch RegistrationCheckError.stopped(let signal) {
             // Not a failure of the board: the row keeps no outcome, a later `devkit verify` gives one.
-            return (" · not verified: stopped by \(SignalRelay.name(of: signal)); `devkit verify --port \(node)` verifies it",
+            return (" · " + RegistrationCheckError.notVerified(signal: signal, port: node),
                     .notVerified, nil, RegistrationCheckError.stopped(signal: signal))
         } catch {
             return (" · not verified: " + cliMessage(error), .notRegistered, nil, error)
@@ -318,20 +343,23 @@ func setKernelThreadName(_ name: String) {
     close(fd)
 }
 
-/// Calls `onStop` with the signal (on its own thread) at the first SIGTERM or SIGINT.
+/// Calls `onStop` with the signal (on its own thread) at the first SIGTERM or
+/// SIGINT, and `again` at each later one.
 ///
 /// A ``SignalRelay`` rather than a DispatchSource: a dispatch signal source is
 /// armed asynchronously after `resume()`, so a signal arriving right after start-up
 /// could be lost with the default action ignored. Later signals are absorbed while
-/// the boards in progress finish.
-private func installStopSignals(_ onStop: @escaping @Sendable (Int32) -> Void) throws {
+/// the boards in progress finish, or passed to `again`.
+private func installStopSignals(
+    _ onStop: @escaping @Sendable (Int32) -> Void, again: @escaping @Sendable (Int32) -> Void = { _ in }
+) throws {
     guard let relay = try? SignalRelay([SIGTERM, SIGINT], restartingCalls: true) else {
         throw ExitCode(ExitStatus.software.rawValue)
     }
     let thread = Thread {
         setKernelThreadName("dk signals")
         onStop(relay.wait())
-        while true { _ = relay.wait() }  // keeps the relay (and its handler) for good
+        while true { again(relay.wait()) }  // keeps the relay (and its handler) for good
     }
     thread.name = "devkit-watch signals"
     thread.start()

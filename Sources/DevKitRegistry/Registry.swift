@@ -55,6 +55,17 @@ public final class Registry: Sendable {
     public let createdKeyFile: String?
     /// Opened with `readOnly`: nothing is written through this handle.
     public let readOnly: Bool
+    /// A read-only open found the file still owing the rewrite that drops old
+    /// copies of secrets (clear ones, or sealed under a replaced key): the next
+    /// writing open (e.g. `devkit registry upgrade`) does it. Always false for a
+    /// writing open, which has done it.
+    public let owesRewrite: Bool
+    /// The tests' view of this handle's file rewrites (nil outside tests).
+    let hooks: RewriteHooks?
+    /// A read-only open of a file with no schema yet (0 bytes, or a writing open
+    /// stopped before it made the tables): reads go to this empty in-memory
+    /// registry, so they find no board instead of failing.
+    private let blank: DatabaseQueue?
 
     /// Opens (creating if needed) the registry at `path`, migrating it to the
     /// current schema, with the registry key from `key`. Secrets an older devkit
@@ -63,9 +74,21 @@ public final class Registry: Sendable {
     ///
     /// With `readOnly`, the file must exist and is neither migrated, sealed nor
     /// rewritten, and no key file is created: for commands that only read. A registry
-    /// that still holds clear-text secrets then throws ``RegistryError/needsUpgrade(path:reason:)``.
-    public init(path: String, key: RegistryKeySource = .defaultKey(), readOnly: Bool = false) throws(RegistryError) {
+    /// that still holds clear-text secrets then throws ``RegistryError/needsUpgrade(path:reason:)``,
+    /// and one that owes its rewrite says so in ``owesRewrite``. A file with no schema
+    /// at all (0 bytes, or an SQLite database without tables) reads as an empty
+    /// registry; any other file that is not a devkit registry throws
+    /// ``RegistryError/notARegistry(path:reason:)``.
+    public convenience init(
+        path: String, key: RegistryKeySource = .defaultKey(), readOnly: Bool = false
+    ) throws(RegistryError) {
+        try self.init(path: path, key: key, readOnly: readOnly, hooks: nil)
+    }
+
+    /// The same, with the tests' hooks on the file rewrite.
+    init(path: String, key: RegistryKeySource, readOnly: Bool, hooks: RewriteHooks?) throws(RegistryError) {
         self.path = path
+        self.hooks = hooks
         let directory = (path as NSString).deletingLastPathComponent
         var created = false
         if !readOnly {
@@ -90,11 +113,21 @@ public final class Registry: Sendable {
         let database: DatabasePool
         do {
             database = try DatabasePool(path: path, configuration: config)
-            if !readOnly { try Self.migrator.migrate(database) }
+            if !readOnly {
+                try Self.migrator.migrate(database)
+            } else {
+                // The first read of a WAL file creates its -wal and -shm files when no
+                // run has them open: here, so that a directory this user cannot write
+                // gets openFailure's explanation (SQLite says "attempt to write a
+                // readonly database").
+                _ = try database.read { db in try db.tableExists("board") }
+            }
         } catch {
             throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
         }
-        let state = try Self.sealingState(database, path: path)
+        blank = readOnly ? try Self.blankSchema(database, path: path) : nil
+        let state = blank != nil ? SealingState(keyID: nil, holdsClearSecrets: false)
+            : try Self.sealingState(database, path: path)
         if readOnly && state.holdsClearSecrets {
             throw .needsUpgrade(
                 path: path,
@@ -104,8 +137,11 @@ public final class Registry: Sendable {
         let resolved = try RegistryKey.resolve(key, neededKeyID: state.keyID, create: !readOnly)
         let sealer = SecretSealer(key: resolved.key, keyFile: key.path)
         if !readOnly {
-            if state.holdsClearSecrets { try Self.sealClearSecrets(database, sealer, path: path) }
-            try Self.finishPendingScrub(database, path: path)
+            if state.holdsClearSecrets { try Self.sealClearSecrets(database, sealer, path: path, hooks) }
+            try Self.finishPendingScrub(database, path: path, hooks)
+            owesRewrite = false
+        } else {
+            owesRewrite = blank == nil ? try Self.rewriteOwed(database, path: path) : false
         }
         pool = database
         self.sealer = sealer
@@ -416,6 +452,34 @@ public final class Registry: Sendable {
 
     // MARK: Internals
 
+    /// For a read-only open: an empty in-memory registry when the file has no
+    /// schema at all (0 bytes, or no table: a writing open made the file and stopped
+    /// before its tables), nil when it has devkit's. Any other file is refused: an
+    /// SQLite database of another program, or no SQLite database.
+    private static func blankSchema(_ pool: DatabasePool, path: String) throws(RegistryError) -> DatabaseQueue? {
+        let tables: Int
+        do {
+            tables = try pool.read { db in
+                try db.tableExists("board") ? -1 : Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") ?? 0
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
+            throw .notARegistry(path: path, reason: "it is not an SQLite database")
+        } catch {
+            throw .cannotOpen(path: path, reason: "\(error)")
+        }
+        if tables < 0 { return nil }
+        guard tables == 0 else {
+            throw .notARegistry(path: path, reason: "it is an SQLite database without devkit's tables")
+        }
+        do {
+            let empty = try DatabaseQueue()
+            try migrator.migrate(empty)
+            return empty
+        } catch {
+            throw .database(path: path, reason: "\(error)")
+        }
+    }
+
     private static let migrator: DatabaseMigrator = {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: board") { db in
@@ -551,6 +615,7 @@ public final class Registry: Sendable {
 
     private func read<T>(_ body: @escaping (Database) throws -> T) throws(RegistryError) -> T {
         do {
+            if let blank { return try blank.read(body) }
             return try pool.read(body)
         } catch let error as RegistryError {
             throw error
@@ -564,6 +629,9 @@ public final class Registry: Sendable {
     /// create `<file>-wal` and `<file>-shm` beside the file, so a directory this user
     /// cannot write fails even when the file itself is theirs.
     private static func openFailure(path: String, directory: String, _ error: any Error) -> RegistryError {
+        if let error = error as? DatabaseError, error.resultCode == .SQLITE_NOTADB {
+            return .notARegistry(path: path, reason: "it is not an SQLite database")
+        }
         let base = (path as NSString).lastPathComponent
         if access(directory, W_OK | X_OK) != 0 {
             let error = errno
@@ -653,6 +721,9 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A read-only open found a registry that a writing open must upgrade first
     /// (secrets in clear text).
     case needsUpgrade(path: String, reason: String)
+    /// The file is not a devkit registry: not an SQLite database, or another
+    /// program's (it has tables, but not devkit's).
+    case notARegistry(path: String, reason: String)
     /// The PostgreSQL server at `server` cannot be reached, or the connection to it
     /// was lost: a temporary failure, worth retrying once it is back.
     case serverUnavailable(server: String, reason: String)
@@ -696,6 +767,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             "board #\(board)'s sealed \(column) cannot be opened: \(reason)"
         case .needsUpgrade(let path, let reason):
             "the registry \(escaped(path)) must be upgraded first: \(reason)"
+        case .notARegistry(let path, let reason):
+            "\(escaped(path)) is not a devkit registry: \(reason)"
         case .serverUnavailable(let server, let reason):
             "cannot reach the registry's PostgreSQL server \(escaped(server)): \(reason)"
         case .boardBusy(let board, let station):

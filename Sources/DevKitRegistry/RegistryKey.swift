@@ -56,10 +56,21 @@ public struct RegistryKey: Sendable {
     /// Throws ``RegistryError/keyUnavailable(path:reason:neededKeyID:errno:)`` with ENOENT's
     /// text when there is no such file.
     public static func load(path: String) throws(RegistryError) -> RegistryKey {
+        // The type is checked before opening: opening a device runs its driver (a
+        // tty may hang up, reset a board, or become this process's controlling
+        // terminal; a pty whose other end is not ready fails with EIO), so anything
+        // but a regular file is refused unopened. fstat below checks the opened file
+        // again, in case it was replaced in between.
+        var before = stat()
+        if lstat(path, &before) == 0 && before.st_mode & S_IFMT != S_IFLNK,
+            let refusal = refusal(of: before, path: path, user: geteuid())
+        {
+            throw refusal
+        }
         // O_NOFOLLOW: the link is refused, not followed to whatever it points at now.
-        // O_NONBLOCK: a FIFO put there opens at once (and is refused below) instead
-        // of blocking devkit until something writes to it.
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        // O_NONBLOCK and O_NOCTTY: whatever replaced the file since lstat opens at
+        // once (and is refused below), never blocking devkit or becoming its terminal.
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         guard fd >= 0 else {
             let error = errno
             if error == ELOOP {

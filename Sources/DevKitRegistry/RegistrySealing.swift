@@ -104,7 +104,9 @@ extension Registry {
     /// Seals every UDS stored in clear text, in one transaction that also records
     /// the key and that a rewrite is owed, then rewrites the file so that no free
     /// page or WAL frame keeps the clear bytes.
-    static func sealClearSecrets(_ pool: DatabasePool, _ sealer: SecretSealer, path: String) throws(RegistryError) {
+    static func sealClearSecrets(
+        _ pool: DatabasePool, _ sealer: SecretSealer, path: String, _ hooks: RewriteHooks?
+    ) throws(RegistryError) {
         let sealed: Int
         do {
             sealed = try rewriteSecrets(pool) { db in
@@ -132,7 +134,7 @@ extension Registry {
             throw .database(path: path, reason: "sealing the secrets stored in clear text failed: \(error)")
         }
         guard sealed > 0 else { return }
-        do { try scrub(pool, path: path) } catch {
+        do { try scrub(pool, path: path, hooks) } catch {
             // Committed: the rows are sealed; only their old clear copies may remain.
             throw RegistryError.database(
                 path: path,
@@ -142,14 +144,21 @@ extension Registry {
         }
     }
 
+    /// Whether a previous seal or rekey recorded a rewrite it could not do.
+    static func rewriteOwed(_ pool: DatabasePool, path: String) throws(RegistryError) -> Bool {
+        do { return try pool.read { db in try metaValue(db, Meta.scrubPending) } != nil } catch {
+            throw .cannotOpen(path: path, reason: "\(error)")
+        }
+    }
+
     /// Finishes a rewrite that a previous seal or rekey recorded as owed and could not do.
-    static func finishPendingScrub(_ pool: DatabasePool, path: String) throws(RegistryError) {
+    static func finishPendingScrub(_ pool: DatabasePool, path: String, _ hooks: RewriteHooks?) throws(RegistryError) {
         let pending: String?
         do { pending = try pool.read { db in try metaValue(db, Meta.scrubPending) } } catch {
             throw .cannotOpen(path: path, reason: "\(error)")
         }
         guard pending != nil else { return }
-        do { try scrub(pool, path: path) } catch {
+        do { try scrub(pool, path: path, hooks) } catch {
             throw .database(
                 path: path,
                 reason: "the file may still hold old copies of secrets (clear, or sealed under a previous key), and "
@@ -160,8 +169,8 @@ extension Registry {
 
     /// Rewrites the database file from its live rows (VACUUM) and empties the WAL,
     /// so values replaced a moment ago are in neither; then clears `scrub_pending`.
-    static func scrub(_ pool: DatabasePool, path: String) throws {
-        if failingScrubs.withLock({ $0.contains(path) }) {
+    static func scrub(_ pool: DatabasePool, path: String, _ hooks: RewriteHooks?) throws {
+        if hooks?.failing.withLock({ $0 }) == true {
             throw RegistryError.database(path: path, reason: "the rewrite failed (test hook)")
         }
         // Cleared below only if no other seal or rekey recorded a rewrite of its own meanwhile.
@@ -175,14 +184,9 @@ extension Registry {
                     sql: "DELETE FROM registry_meta WHERE name = ? AND value = ?", arguments: [Meta.scrubPending, owed])
             }
         }
-        scrubCount.withLock { $0[path, default: 0] += 1 }
+        hooks?.finished.withLock { $0 += 1 }
         try? pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
     }
-
-    /// Test hook: rewrites of the registries at these paths fail (as on a full disk).
-    static let failingScrubs = Mutex<Set<String>>([])
-    /// How many rewrites finished, per registry path (for the tests).
-    static let scrubCount = Mutex<[String: Int]>([:])
 
     /// Inserts a new row with its UDS sealed: first with a placeholder, as the
     /// sealed value is bound to the row id SQLite assigns, then sealed, in the
@@ -245,7 +249,7 @@ extension Registry {
         } catch {
             throw .database(path: path, reason: "re-sealing under the new key failed, nothing changed: \(error)")
         }
-        do { try Self.scrub(pool, path: path) } catch {
+        do { try Self.scrub(pool, path: path, hooks) } catch {
             if newKey.id == old.key.id {
                 throw .database(path: path, reason: "rewriting the file failed: \(error)")
             }
@@ -258,6 +262,18 @@ extension Registry {
         }
         return count
     }
+}
+
+/// The tests' view of the file rewrite (scrub), given to one handle at its opening
+/// by tests only (the initializer that takes it is internal): production handles
+/// have none, so the library keeps no mutable state for tests.
+final class RewriteHooks: Sendable {
+    /// While true, rewrites through the handle fail (as on a full disk).
+    let failing: Mutex<Bool>
+    /// Rewrites finished through the handle.
+    let finished = Mutex(0)
+
+    init(failing: Bool = false) { self.failing = Mutex(failing) }
 }
 
 extension SecretSealer {

@@ -62,7 +62,7 @@ public final class BoardProbe: Sendable {
     /// probe's thread with the port's path.
     private let wrap: @Sendable (String, any ConsoleTransport) -> any ConsoleTransport
     /// The ports open now (to cancel them), and whether ``cancel()`` was called.
-    private let open = Mutex<(cancelled: Bool, ports: [ObjectIdentifier: SerialPort])>((false, [:]))
+    private let open = PortCancellation()
 
     public init(
         timeout: Duration, baudRate: Int = 115_200,
@@ -104,10 +104,7 @@ public final class BoardProbe: Sendable {
     /// Ends every probe in progress at once (their waits throw `cancelled`); a probe
     /// that opens its port after this closes it again without sending. Any thread.
     public func cancel() {
-        open.withLock { state in
-            state.cancelled = true
-            for port in state.ports.values { port.cancel() }
-        }
+        open.cancel()
     }
 
     private func identify(_ path: String) -> ProbeOutcome {
@@ -117,17 +114,13 @@ public final class BoardProbe: Sendable {
         } catch {
             return Self.outcome(of: error)
         }
-        let key = ObjectIdentifier(port)
-        let cancelled = open.withLock { state in
-            if !state.cancelled { state.ports[key] = port }
-            return state.cancelled
-        }
+        let attached = open.attach(port)
         defer {
             // Out of the set before closing: cancel() must not touch a closed port.
-            open.withLock { _ = $0.ports.removeValue(forKey: key) }
+            open.detach(port)
             port.close()
         }
-        if cancelled { return Self.outcome(of: SerialPortError.cancelled) }
+        if !attached { return Self.outcome(of: SerialPortError.cancelled) }
 
         let session = ConsoleSession(transport: wrap(path, port), timeouts: Self.timeouts(for: timeout))
         do {

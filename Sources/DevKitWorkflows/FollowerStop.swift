@@ -1,5 +1,6 @@
-import Foundation
+import Dispatch
 import SerialPort
+import Synchronization
 
 /// A stop that a process handling stop signals itself (`watch`: several boards
 /// followed at once) hands to the threads following boards' logs. ``cancel(signal:)``
@@ -10,48 +11,45 @@ import SerialPort
 ///
 /// Where a relay per follower cannot be used: relays nest as a stack, which
 /// threads ending in any order would break.
-public final class FollowerStop: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var ports: [ObjectIdentifier: SerialPort] = [:]
-    private var stopSignal: Int32?
+public final class FollowerStop: Sendable {
+    private let ports = PortCancellation()
+    private let stopSignal = Mutex<Int32?>(nil)
+    /// Entered once at creation, left at the stop: sleepers wait on it. A dispatch
+    /// wait's deadline is on the monotonic clock, so setting the wall clock neither
+    /// cuts a sleep short nor stretches it.
+    private let stopped = DispatchGroup()
 
-    public init() {}
+    public init() { stopped.enter() }
 
     /// The stop signal given to ``cancel(signal:)``, nil while not stopped.
-    public var signal: Int32? { condition.withLock { stopSignal } }
+    public var signal: Int32? { stopSignal.withLock { $0 } }
 
     /// Cancels `port`'s blocking calls at the stop (at once if stopped already);
     /// ``detach(_:)`` it before closing it.
     public func attach(_ port: SerialPort) {
-        let stopped = condition.withLock {
-            ports[ObjectIdentifier(port)] = port
-            return stopSignal != nil
-        }
-        // SerialPort.cancel cancels the next wait when none is in progress.
-        if stopped { port.cancel() }
+        _ = ports.attach(port)
     }
 
     public func detach(_ port: SerialPort) {
-        condition.withLock { _ = ports.removeValue(forKey: ObjectIdentifier(port)) }
+        ports.detach(port)
     }
 
     /// Stops: cancels the attached ports, wakes the sleepers. The first signal is kept.
     public func cancel(signal: Int32) {
-        let attached = condition.withLock {
-            if stopSignal == nil { stopSignal = signal }
-            condition.broadcast()
-            return Array(ports.values)
+        let first = stopSignal.withLock { stop in
+            defer { if stop == nil { stop = signal } }
+            return stop == nil
         }
-        for port in attached { port.cancel() }
+        ports.cancel()
+        if first { stopped.leave() }
     }
 
     /// Sleeps for `duration` unless stopped meanwhile; the stop's signal if stopped.
     public func sleep(for duration: Duration) -> Int32? {
-        let until = Date(timeIntervalSinceNow: Double(duration.components.seconds)
-            + Double(duration.components.attoseconds) / 1e18)
-        condition.lock()
-        defer { condition.unlock() }
-        while stopSignal == nil, condition.wait(until: until) {}
-        return stopSignal
+        let (seconds, attoseconds) = duration.components
+        // Clamped: a day is far longer than any follower sleeps, and cannot overflow.
+        let nanoseconds = seconds >= 86_400 ? 86_400_000_000_000 : max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        _ = stopped.wait(timeout: .now() + .nanoseconds(Int(nanoseconds)))
+        return signal
     }
 }

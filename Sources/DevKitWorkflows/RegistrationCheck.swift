@@ -3,6 +3,7 @@ import DPSService
 import DevKitConsole
 import DevKitModel
 import DevKitRegistry
+import DevKitSystem
 import SerialPort
 import UserModeLog
 
@@ -53,6 +54,9 @@ public enum RegistrationCheck {
         path: String, baudRate: Int = 115_200, deadline: ContinuousClock.Instant,
         reconnectTimeout: Duration = .seconds(5), freshBootOnly: Bool = false, hooks: Hooks = Hooks()
     ) throws -> (RegistrationClassifier, BoardLogFollower.End) {
+        // Stopped before it began (watch told to stop while this board was provisioned):
+        // the port is not even opened, which could reset or wake the board.
+        if let signal = hooks.stop?.signal { throw RegistrationCheckError.stopped(signal: signal) }
         let serial = try SerialPort(path: path, baudRate: baudRate)
         var reader = UserModeLogReader()
         let release = hooks.whileConsole?(serial)
@@ -226,11 +230,19 @@ public enum RegistrationCheckError: Error, Sendable, Equatable, CustomStringConv
         case .boardGone(let path):
             "the board's port \(WorkflowError.name(path)) went away while devkit followed its log (unplugged?): "
                 + "plug it in and run `devkit verify` again"
-        case .stopped(let signal): "stopped by signal \(signal)"
+        case .stopped(let signal): "stopped by \(SignalRelay.name(of: signal))"
         case .differentBoard(let path, let expected, let printed):
             "the board on \(WorkflowError.name(path)) printed MAC \(printed), not the provisioned board's \(expected): "
                 + "another board was plugged in; plug the provisioned one back in and run `devkit verify --port` on it"
         }
+    }
+
+    /// What a board's line and a JSON result say of a verification a stop signal
+    /// ended, with the command that verifies the board later: the one wording
+    /// (watch's board lines, provision's and watch's JSON results).
+    public static func notVerified(signal: Int32, port: String?) -> String {
+        "not verified: \(Self.stopped(signal: signal)); `devkit verify --port \(port.map(WorkflowError.name) ?? "<port>")` "
+            + "verifies it"
     }
 }
 

@@ -57,7 +57,56 @@ import Glibc
         let result = try #require(events.first { $0["event"] as? String == "result" }, "\(out)")
         let verification = try #require(result["verification"] as? [String: Any], "\(out)")
         #expect(verification["outcome"] as? String == "stopped" && verification["error"] is String, "\(out)")
+        // The same wording as the board's line (one home), naming the port.
+        #expect((verification["diagnosis"] as? String)?.contains(
+            "not verified: stopped by SIGTERM; `devkit verify --port \(kit.devicePath)` verifies it") == true, "\(out)")
         let row = try #require(try Registry(path: db).allBoards().first)
         #expect(row.state == .done && row.verification == nil && row.error == nil)
+    }
+
+    /// `watch --port` on a board paused in the middle of storing its UDS (its
+    /// secure-element writes take a minute; the reply would time out after 10 s):
+    /// a first SIGINT lets provisioning go on, a second (Ctrl-C twice) cancels the
+    /// port at once, so the board fails as stopped rather than on the timeout, its
+    /// row says so (`--resume` finishes it), and watch dies of SIGINT (130 in a shell).
+    @Test func aSecondSIGINTEndsProvisioningInProgress() async throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[firmware]\nelf = \"\(WatchCommandTests.elf)\"\n[uds]\npolicy = \"generate\"\n"
+            .write(toFile: dir + "/p.toml", atomically: false, encoding: .utf8)
+        let kit = try startedKit(VirtualDevKitConfiguration(faults: .init(secureElementWriteDelay: .seconds(60))))
+        defer { kit.stop() }
+        let db = dir + "/r.sqlite"
+        let watch = try BackgroundDevkit(
+            ["watch", "--profile", dir + "/p.toml", "--registry", db, "--port", kit.devicePath, "--json"])
+        // The UDS is recorded just before it is sent: then the board pauses.
+        let ready = ContinuousClock.now + .seconds(120)
+        var recorded = false
+        while !recorded, watch.process.isRunning, ContinuousClock.now < ready {
+            blockingSleep(milliseconds: 100)
+            recorded = FileManager.default.fileExists(atPath: db)
+                && (try? Registry(path: db, readOnly: true).allBoards().first) != nil
+        }
+        try #require(recorded, "\(watch.process.isRunning)")
+        #expect(kill(watch.process.processIdentifier, SIGINT) == 0)
+        blockingSleep(milliseconds: 300)
+        #expect(kill(watch.process.processIdentifier, SIGINT) == 0)
+        let status = watch.wait(timeout: .seconds(100))
+        #expect(status == SIGINT && watch.process.terminationReason == .uncaughtSignal, "\(String(describing: status))")
+
+        let out = String(decoding: watch.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: watch.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(err.contains("SIGINT again stops them at once") && err.contains("stopped by SIGINT"), "\(err)")
+        let events = out.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let line = try #require(events.last { $0["event"] as? String == "board" }, "\(out)")
+        let message = line["message"] as? String ?? ""
+        #expect(line["status"] as? String == "failed", "\(out)")
+        // Cancelled, not the 10 s timeout of the paused reply.
+        #expect(message.contains("stopped by SIGINT while being provisioned") && message.contains("--resume")
+            && !message.contains("timeout") && !message.contains("timed out"), "\(out)")
+        let row = try #require(try Registry(path: db).allBoards().first)
+        #expect(row.state == .failed, "\(row)")
     }
 }

@@ -192,9 +192,10 @@ func writeV5Registry(_ path: String) throws {
         let path = tmp.file("r.sqlite")
         let ka = try keyFile(tmp, "a.key")
         try writeV4Registry(path)
-        Registry.failingScrubs.withLock { _ = $0.insert(path) }
+        // The hooks travel with the handles opened here, so no other test's rewrites count.
+        let hooks = RewriteHooks(failing: true)
         do {
-            _ = try Registry(path: path, key: .file(ka))
+            _ = try Registry(path: path, key: .file(ka), readOnly: false, hooks: hooks)
             Issue.record("the failed rewrite was not reported")
         } catch {
             guard case .database(_, let reason) = error, reason.contains("the secrets are sealed") else {
@@ -204,28 +205,31 @@ func writeV5Registry(_ path: String) throws {
         }
         #expect(try metaRow(path, Registry.Meta.scrubPending) != nil)
         #expect(try storedKeyIDs(path).rows.count == 1 && !(try storedKeyIDs(path).rows.contains("clear")))
-        Registry.failingScrubs.withLock { _ = $0.remove(path) }
+        hooks.failing.withLock { $0 = false }
 
-        let before = Registry.scrubCount.withLock { $0[path] ?? 0 }
-        _ = try Registry(path: path, key: .file(ka), readOnly: true)
-        #expect(Registry.scrubCount.withLock { $0[path] ?? 0 } == before, "a read-only open rewrites nothing")
+        let before = hooks.finished.withLock { $0 }
+        let reader = try Registry(path: path, key: .file(ka), readOnly: true, hooks: hooks)
+        #expect(hooks.finished.withLock { $0 } == before, "a read-only open rewrites nothing")
+        #expect(reader.owesRewrite, "the read-only open says the rewrite is owed")
         #expect(try metaRow(path, Registry.Meta.scrubPending) != nil)
 
-        let reopened = try Registry(path: path, key: .file(ka))
-        #expect(Registry.scrubCount.withLock { $0[path] ?? 0 } == before + 1)
+        let reopened = try Registry(path: path, key: .file(ka), readOnly: false, hooks: hooks)
+        #expect(hooks.finished.withLock { $0 } == before + 1)
         #expect(try metaRow(path, Registry.Meta.scrubPending) == nil)
+        #expect(!reopened.owesRewrite)
+        #expect(try !Registry(path: path, key: .file(ka), readOnly: true).owesRewrite)
         #expect(!holdsClearUDS(path, udsA))
 
         // The same after a rekey whose rewrite failed: the new key's next open finishes it.
         let newKey = RegistryKey.generate()
         try newKey.write(to: tmp.file("new.key"))
-        Registry.failingScrubs.withLock { _ = $0.insert(path) }
+        hooks.failing.withLock { $0 = true }
         #expect(throws: RegistryError.self) { try reopened.rekey(to: newKey) }
-        Registry.failingScrubs.withLock { _ = $0.remove(path) }
+        hooks.failing.withLock { $0 = false }
         #expect(try metaRow(path, Registry.Meta.scrubPending) != nil)
-        let count = Registry.scrubCount.withLock { $0[path] ?? 0 }
-        let afterRekey = try Registry(path: path, key: .file(tmp.file("new.key")))
-        #expect(Registry.scrubCount.withLock { $0[path] ?? 0 } == count + 1)
+        let count = hooks.finished.withLock { $0 }
+        let afterRekey = try Registry(path: path, key: .file(tmp.file("new.key")), readOnly: false, hooks: hooks)
+        #expect(hooks.finished.withLock { $0 } == count + 1)
         #expect(try metaRow(path, Registry.Meta.scrubPending) == nil)
         #expect(try afterRekey.board(id: 1)?.uds == udsA)
     }

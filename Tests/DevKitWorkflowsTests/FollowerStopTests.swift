@@ -79,4 +79,29 @@ import Glibc
             .init(path: kit.devicePath, relaysStopSignals: false, stop: stop), deadline: far) { _ in true }
         #expect(end == .signal(SIGHUP))
     }
+
+    /// A verification that starts after the stop (watch told to stop while the
+    /// board was provisioned) ends as stopped without opening the port: here a
+    /// path with no port, whose open would throw "not found".
+    @Test func aVerificationAfterTheStopDoesNotOpenThePort() throws {
+        let stop = FollowerStop()
+        stop.cancel(signal: SIGTERM)
+        var hooks = RegistrationCheck.Hooks()
+        hooks.stop = stop
+        hooks.followerRelaysStopSignals = false
+        let missing = NSTemporaryDirectory() + "devkit-no-port-\(UUID().uuidString)"
+        do {
+            _ = try RegistrationCheck.observe(path: missing, deadline: far, hooks: hooks)
+            Issue.record("the verification ran")
+        } catch {
+            #expect(error as? RegistrationCheckError == .stopped(signal: SIGTERM), "\(error)")
+        }
+    }
+
+    /// The wording of a stopped verification names the signal and the port.
+    @Test func aStoppedVerificationSaysHowToVerifyLater() {
+        #expect(RegistrationCheckError.notVerified(signal: SIGTERM, port: "/dev/ttyACM3")
+            == "not verified: stopped by SIGTERM; `devkit verify --port /dev/ttyACM3` verifies it")
+        #expect(RegistrationCheckError.stopped(signal: SIGINT).description == "stopped by SIGINT")
+    }
 }
