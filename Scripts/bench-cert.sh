@@ -170,9 +170,11 @@ if command -v perf >/dev/null && perf stat -r 2 true >/dev/null 2>&1; then
   for args in "--version" "info --port /nonexistent"; do
     # shellcheck disable=SC2086
     # The failing command's exit status is expected: only the time matters.
-    stats=$( (perf stat -r 50 "$devkit" $args 2>&1 >/dev/null || true) | awk '
-      /task-clock/ { cpu = $1 } /seconds time elapsed/ { wall = $1 * 1000 }
-      END { printf "%.2f ms elapsed, %.2f ms CPU", wall, cpu }')
+    # CPU time, not elapsed time, is what a loaded machine does not distort; page
+    # faults are most of the kernel's share (see Docs/certificate.md, Start-up).
+    stats=$( (perf stat -r 50 -e task-clock,page-faults "$devkit" $args 2>&1 >/dev/null || true) | awk '
+      /task-clock/ { cpu = $1 } /page-faults/ { faults = $1 } /seconds time elapsed/ { wall = $1 * 1000 }
+      END { printf "%.2f ms elapsed, %.2f ms CPU, %s page faults", wall, cpu, faults }')
     printf 'start-up: perf stat -r 50 devkit %s: %s (target <= 3 ms)\n' "$args" "$stats"
   done
 else
