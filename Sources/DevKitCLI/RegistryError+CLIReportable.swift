@@ -64,7 +64,8 @@ extension RegistryError: CLIReportable {
                 + "firewall, pg_hba.conf, sslmode), then run the command again"
         case .boardBusy:
             description + "; let it finish there (its claim ends with its run, even if it is killed), then run "
-                + "this again: `devkit registry list` then shows the board"
+                + "this again: `devkit registry list` then shows the board (a board recorded by this run, as said "
+                + "above, is finished with `devkit provision --resume ID`)"
         case .sharedKeyMissing:
             description + "; make one with `devkit registry keygen FILE` on one station, copy that same file "
                 + "(mode 0600) to every station, and give it with --key-file FILE or `key_file` under [registry]"

@@ -400,6 +400,16 @@ public struct ProvisionWorkflow {
             uds: v.uds, mac: request.mac, usbSerial: request.usbSerial, registrationID: request.registrationID, firmwareVersion: nil,
             provisionSettings: settings, station: station, alsoMark: [.udsSent])
         let id = board.id!
+        // The row too, before its UDS goes out: a `--resume` of it from another
+        // station (which claims the row first) must not finish it meanwhile.
+        let row = [Self.rowClaimKey(id)]
+        do {
+            try registry.claim(boards: row, station: station ?? "unnamed")
+        } catch {
+            reportFailure(error, boardID: id)
+            throw error
+        }
+        defer { registry.release(boards: row) }
         report(ProvisionEvent(stage: .record, status: .done, message: "board #\(id) recorded in \(registry.path)", boardID: id))
         afterStep(.udsSent, board)
 
@@ -438,7 +448,7 @@ public struct ProvisionWorkflow {
         try registry.claim(boards: row, station: station ?? "unnamed")
         defer { registry.release(boards: row) }
         guard let board = try registry.board(id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
-        let claimed = Self.claimKeys(mac: board.mac, usbSerial: board.usbSerial ?? request.usbSerial)
+        let claimed = Self.claimKeys(mac: board.mac ?? request.mac?.hex, usbSerial: board.usbSerial ?? request.usbSerial)
         try registry.claim(boards: claimed, station: station ?? "unnamed")
         defer { registry.release(boards: claimed) }
         // The recorded UDS must go to the board it was recorded for: on another board

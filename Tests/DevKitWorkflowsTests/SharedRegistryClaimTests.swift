@@ -4,6 +4,8 @@ import DevKitRegistry
 import DevKitTestSupport
 import DevKitWorkflows
 import Foundation
+import SerialPort
+import Synchronization
 import Testing
 import VirtualDevKit
 
@@ -42,10 +44,12 @@ struct SharedRegistryClaimTests {
         #expect(try lineTwo.allBoards().isEmpty)
         // Once the first station lets go, the second gets as far as the (missing) port.
         lineOne.release(boards: ["usb:0672ff"])
-        #expect(throws: (any Error).self) {
+        #expect(throws: SerialPortError.self) {
             _ = try provisioner.provision(path: f.dir + "/no-such-port", usbSerial: "0672FF", report: { _ in })
         }
-        #expect(throws: Never.self) { try lineOne.claim(boards: ["usb:0672ff"], station: "line-1") }
+        // The second station let go of it after its failure: free for a third.
+        let third = try PostgresRegistry(location: lineOne.location, key: .file(f.dir + "/shared.key"))
+        #expect(throws: Never.self) { try third.claim(boards: ["usb:0672ff"], station: "line-3") }
     }
 
     /// `--resume ID` claims the row itself: a row another station is finishing is
@@ -69,6 +73,71 @@ struct SharedRegistryClaimTests {
         #expect(throws: ProvisionError.self) {
             _ = try workflow.resume(boardID: id, request: f.request(), session: nil)
         }
+    }
+
+    /// A row in its first run is claimed before its UDS goes out: `--resume` of it
+    /// from another station then, before anything is recorded of the board but the
+    /// row, is refused naming the first station.
+    @Test func aRowInItsFirstRunIsNotResumedElsewhere() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let (lineOne, lineTwo) = try Self.stations(f)
+        let kit = try startedKit(.init(macAddress: "a4cf120b9e31", firmwareVersion: "1.6.2"))
+        defer { kit.stop() }
+        let resumeRequest = f.request()
+        let measure = recordingMeasurer()
+        let seen = Mutex<[String]>([])
+        var workflow = ProvisionWorkflow(registry: lineOne, measure: recordingMeasurer()) { _ in }
+        workflow.station = "line-1"
+        workflow.afterStep = { step, record in
+            guard step == .udsSent, let id = record.id else { return }
+            var other = ProvisionWorkflow(registry: lineTwo, measure: measure) { _ in }
+            other.station = "line-2"
+            do {
+                _ = try other.resume(boardID: id, request: resumeRequest, session: nil)
+                seen.withLock { $0.append("resumed") }
+            } catch {
+                seen.withLock { $0.append("\(error)") }
+            }
+        }
+        let result = try withKitSession(kit) { try workflow.run(f.request(), session: $0) }
+        #expect(seen.withLock { $0 } == [RegistryError.boardBusy(board: "#\(result.boardID)", station: "line-1").description])
+        #expect(kit.state.uds == f.uds.hexString)
+        #expect(try lineTwo.board(id: result.boardID)?.state == .done)
+    }
+
+    /// Claims are per run, not per station: the server's lock belongs to the
+    /// station's one connection, so another thread of the same station (a board
+    /// replugged under a new node while its first run goes on) is refused here.
+    @Test func anotherRunOfTheSameStationIsRefused() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let (station, _) = try Self.stations(f)
+        try station.claim(boards: ["usb:0672ff"], station: "line-1")
+        try station.claim(boards: ["usb:0672ff"], station: "line-1")  // nested, same run
+        func fromAnotherThread() -> String {
+            let outcome = Mutex("")
+            let done = DispatchSemaphore(value: 0)
+            let runner = Thread {
+                do {
+                    try station.claim(boards: ["usb:0672ff"], station: "line-1")
+                    station.release(boards: ["usb:0672ff"])
+                    outcome.withLock { $0 = "claimed" }
+                } catch {
+                    outcome.withLock { $0 = "\(error)" }
+                }
+                done.signal()
+            }
+            runner.start()
+            done.wait()
+            return outcome.withLock { $0 }
+        }
+        let busy = RegistryError.boardBusy(board: "with USB serial 0672ff", station: "line-1 (another run of this station)")
+        #expect(fromAnotherThread() == busy.description)
+        station.release(boards: ["usb:0672ff"])
+        #expect(fromAnotherThread() == busy.description, "still held by the outer claim")
+        station.release(boards: ["usb:0672ff"])
+        #expect(fromAnotherThread() == "claimed")
     }
 
     /// A port with no USB serial and no --mac: the MAC is claimed as soon as the

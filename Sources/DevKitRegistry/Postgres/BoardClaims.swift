@@ -2,6 +2,10 @@ import Crypto
 import DevKitModel
 import Foundation
 import PostgresNIO
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One station at a time per board (issue 16): a PostgreSQL session advisory lock
 /// per board key, held by the claiming station's connection. The server drops it
@@ -29,41 +33,120 @@ extension PostgresRegistry {
 
     public func claim(boards keys: [String], station: String) throws(RegistryError) {
         var taken: [String] = []
-        for key in keys {
-            let lockKey = Self.advisoryKey(key)
-            let holder: String? = try transaction { connection in
-                let granted = try connection.query(
-                    "SELECT set_config('application_name', $1, false) AS name, pg_try_advisory_lock($2) AS granted",
-                    [PostgresData(string: Self.applicationNamePrefix + station), PostgresData(int64: lockKey)]
-                ).wait().first.map { try $0.makeRandomAccess()["granted"].decode(Bool.self) } ?? false
-                if granted { return nil }
-                let name = try connection.query(
-                    """
-                    SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                      AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 AND l.pid <> pg_backend_pid()
-                    LIMIT 1
-                    """, [PostgresData(int64: lockKey)]
-                ).wait().first.flatMap { try $0.makeRandomAccess()["name"].decode(String?.self) }
-                return name.map { $0.hasPrefix(Self.applicationNamePrefix) ? String($0.dropFirst(Self.applicationNamePrefix.count)) : $0 }
-                    ?? "another station"
+        do throws(RegistryError) {
+            for key in keys {
+                switch claimTable.take(key) {
+                case .nested:
+                    taken.append(key)
+                    continue
+                case .heldByAnotherRun:
+                    // The server's lock is the session's, shared by every board thread
+                    // of this station: another run here must be refused by this table.
+                    throw RegistryError.boardBusy(board: Self.describe(key), station: station + " (another run of this station)")
+                case .fresh:
+                    break
+                }
+                let holder: String?
+                do throws(RegistryError) {
+                    holder = try serverClaim(key, station: station)
+                } catch {
+                    claimTable.forget(key)
+                    throw error
+                }
+                if let holder {
+                    claimTable.forget(key)
+                    throw RegistryError.boardBusy(board: Self.describe(key), station: holder)
+                }
+                countClaims(1)
+                taken.append(key)
             }
-            if let holder {
-                release(boards: taken)
-                throw .boardBusy(board: Self.describe(key), station: holder)
-            }
-            countClaims(1)
-            taken.append(key)
+        } catch {
+            // None taken when any is refused or fails: the caller's release never runs.
+            release(boards: taken)
+            throw error
+        }
+    }
+
+    /// Takes `key`'s advisory lock for this session; nil, or the station holding it.
+    private func serverClaim(_ key: String, station: String) throws(RegistryError) -> String? {
+        let lockKey = Self.advisoryKey(key)
+        return try transaction { connection in
+            let granted = try connection.query(
+                "SELECT set_config('application_name', $1, false) AS name, pg_try_advisory_lock($2) AS granted",
+                [PostgresData(string: Self.applicationNamePrefix + station), PostgresData(int64: lockKey)]
+            ).wait().first.map { try $0.makeRandomAccess()["granted"].decode(Bool.self) } ?? false
+            if granted { return nil }
+            let name = try connection.query(
+                """
+                SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                  AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 AND l.pid <> pg_backend_pid()
+                LIMIT 1
+                """, [PostgresData(int64: lockKey)]
+            ).wait().first.flatMap { try $0.makeRandomAccess()["name"].decode(String?.self) }
+            return name.map { $0.hasPrefix(Self.applicationNamePrefix) ? String($0.dropFirst(Self.applicationNamePrefix.count)) : $0 }
+                ?? "another station"
         }
     }
 
     public func release(boards keys: [String]) {
-        for key in keys {
+        for key in keys where claimTable.give(key) {
             // Best effort: a lost connection has released everything already.
             _ = try? transaction { connection in
                 try connection.query("SELECT pg_advisory_unlock($1)", [PostgresData(int64: Self.advisoryKey(key))]).wait()
             }
             countClaims(-1)
+        }
+    }
+}
+
+/// Which run of this process holds each claimed key. PostgreSQL's advisory locks
+/// belong to the session, which every board thread of a station shares, and a
+/// session may take its own lock again: without this table a second thread of the
+/// same station (a board replugged under a new node while its first run still
+/// holds the old one) would be let in. A run is its thread: a board's provisioning
+/// runs on one thread from its first claim to its last release; a claim the same
+/// thread already holds nests (no server round trip).
+final class ClaimTable: Sendable {
+    enum Take { case fresh, nested, heldByAnotherRun }
+    private struct Held {
+        var owner: pthread_t
+        var count: Int
+    }
+    private let held = Mutex<[String: Held]>([:])
+
+    /// Records `key` for this thread: fresh (take it on the server), nested (held
+    /// by this thread already), or held by another thread here.
+    func take(_ key: String) -> Take {
+        let me = pthread_self()
+        return held.withLock { table in
+            guard var entry = table[key] else {
+                table[key] = Held(owner: me, count: 1)
+                return .fresh
+            }
+            guard pthread_equal(entry.owner, me) != 0 else { return .heldByAnotherRun }
+            entry.count += 1
+            table[key] = entry
+            return .nested
+        }
+    }
+
+    /// Drops a fresh entry whose server claim did not happen.
+    func forget(_ key: String) {
+        _ = held.withLock { $0.removeValue(forKey: key) }
+    }
+
+    /// Gives back one claim of `key`; true when it was the last (release it on the server).
+    func give(_ key: String) -> Bool {
+        held.withLock { table in
+            guard var entry = table[key] else { return false }
+            entry.count -= 1
+            if entry.count > 0 {
+                table[key] = entry
+                return false
+            }
+            table.removeValue(forKey: key)
+            return true
         }
     }
 }

@@ -27,6 +27,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// The connection (nil once lost) and how many boards it holds claims on; one
     /// transaction at a time on it.
     private let state: Mutex<Link>
+    /// Which run of this process holds each claim (BoardClaims.swift).
+    let claimTable = ClaimTable()
     struct Link {
         var connection: PostgresConnection?
         var claims = 0

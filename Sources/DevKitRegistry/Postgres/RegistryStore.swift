@@ -61,9 +61,10 @@ public protocol RegistryStore: AnyObject, Sendable {
     /// ``release(boards:)`` or until this handle's connection ends (a station killed
     /// with -9 frees them), so that two stations never provision one board at once.
     /// Throws ``RegistryError/boardBusy(board:station:)``, taking none, when another
-    /// station holds one of them. Claims nest: a handle may claim again what it
-    /// holds (each claim paired with one release), as a workflow does inside
-    /// `watch`'s claim of the same board.
+    /// station, or another run (thread) of this one, holds one of them. Claims
+    /// nest within a run: the thread holding a key may claim it again (each claim
+    /// paired with one release), as a workflow does inside `watch`'s claim of the
+    /// same board.
     func claim(boards keys: [String], station: String) throws(RegistryError)
     /// Gives back what ``claim(boards:station:)`` took.
     func release(boards keys: [String])
