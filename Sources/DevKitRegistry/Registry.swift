@@ -460,7 +460,11 @@ public final class Registry: Sendable {
         let tables: Int
         do {
             tables = try pool.read { db in
-                try db.tableExists("board") ? -1 : Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") ?? 0
+                // GRDB makes grdb_migrations before the first migration's transaction:
+                // a file with only that (and SQLite's own) is a registry stopped at birth.
+                try db.tableExists("board") ? -1 : Int.fetchOne(db, sql: """
+                    SELECT count(*) FROM sqlite_master WHERE name <> 'grdb_migrations' AND name NOT LIKE 'sqlite_%'
+                    """) ?? 0
             }
         } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
             throw .notARegistry(path: path, reason: "it is not an SQLite database")

@@ -37,6 +37,14 @@ import Glibc
         try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA user_version = 1") }
         try queue.close()
         #expect(try Registry(path: noTables, key: .file(key), readOnly: true).allBoards().isEmpty)
+        // A writing run stopped after GRDB made its table of migrations, before the first one.
+        let atBirth = tmp.file("atbirth.sqlite")
+        let birth = try DatabaseQueue(path: atBirth)
+        try birth.writeWithoutTransaction { db in
+            try db.execute(sql: "CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)")
+        }
+        try birth.close()
+        #expect(try Registry(path: atBirth, key: .file(key), readOnly: true).allBoards().isEmpty)
         // A missing default key is not created for it either.
         let defaultKey = tmp.file("config/devkit/registry.key")
         #expect(try Registry(path: empty, key: .defaultFile(defaultKey), readOnly: true).allBoards().isEmpty)
