@@ -305,10 +305,17 @@ func printEvent(_ line: String) {
 
 /// Test hook for crash safety: with `DEVKIT_TEST_KILL_AFTER_STEP=<registry step>`
 /// (e.g. `uds_sent`), the process kills itself with SIGKILL right after that step
-/// is committed, exactly like a `kill -9` or a power cut at that point.
+/// is committed, exactly like a `kill -9` or a power cut at that point. With
+/// `DEVKIT_TEST_PAUSE_AFTER_STEP=<step>` it stops itself (SIGSTOP) there instead, so
+/// that a test can change the world at that point (stop the database server) and
+/// let it carry on (SIGCONT).
 func crashHookFromEnvironment() -> @Sendable (String) -> Void {
-    guard let step = ProcessInfo.processInfo.environment["DEVKIT_TEST_KILL_AFTER_STEP"] else { return { _ in } }
+    let environment = ProcessInfo.processInfo.environment
+    let killAt = environment["DEVKIT_TEST_KILL_AFTER_STEP"]
+    let pauseAt = environment["DEVKIT_TEST_PAUSE_AFTER_STEP"]
+    if killAt == nil && pauseAt == nil { return { _ in } }
     return { committed in
-        if committed == step { kill(getpid(), SIGKILL) }
+        if committed == killAt { kill(getpid(), SIGKILL) }
+        if committed == pauseAt { raise(SIGSTOP) }
     }
 }

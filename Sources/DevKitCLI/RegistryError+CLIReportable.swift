@@ -8,6 +8,8 @@ extension RegistryError: CLIReportable {
     public var exitStatus: ExitStatus {
         switch self {
         case .cannotCreateDirectory(_, _, let errno): errno.map(ExitStatus.init(fileErrno:)) ?? .cannotCreate
+        // A PostgreSQL registry's missing input (the CA file sslmode needs).
+        case .cannotOpen(let path, _, ENOENT?) where PostgresLocation.isURL(path): .noInput
         case .cannotOpen(_, _, let errno?): ExitStatus(fileErrno: errno)
         case .cannotOpen, .database: .ioError
         case .invalidStoredValue: .dataError
@@ -26,6 +28,7 @@ extension RegistryError: CLIReportable {
         // The other station will be done soon (or its connection ends when it dies).
         case .boardBusy: .tempFail
         case .sharedKeyMissing: .noPermission
+        case .invalidURL: .usage
         }
     }
 
@@ -66,6 +69,8 @@ extension RegistryError: CLIReportable {
             description + "; let it finish there (its claim ends with its run, even if it is killed), then run "
                 + "this again: `devkit registry list` then shows the board (a board recorded by this run, as said "
                 + "above, is finished with `devkit provision --resume ID`)"
+        case .invalidURL:
+            description + "; check the URL given with --registry (or `url` under [registry])"
         case .sharedKeyMissing:
             description + "; make one with `devkit registry keygen FILE` on one station, copy that same file "
                 + "(mode 0600) to every station, and give it with --key-file FILE or `key_file` under [registry]"

@@ -75,9 +75,16 @@ struct RegistryMigrateCommand: ParsableCommand {
                 }
             }
             for conflict in result.conflicts {
+                let what = switch conflict.by {
+                case .mac: "(MAC \(conflict.value)) is not copied: \(shared.path) records that MAC as board "
+                    + "#\(conflict.existingID) with another UDS"
+                case .usbSerial: "(USB serial \(escaped(conflict.value))) is not copied: \(shared.path) records that "
+                    + "USB serial as board #\(conflict.existingID) with another UDS"
+                case .uds: "is not copied: \(shared.path) records its UDS as board #\(conflict.existingID), a board "
+                    + "with \(escaped(conflict.value))"
+                }
                 printError(
-                    "devkit: board #\(conflict.sourceID) (MAC \(conflict.mac)) is not copied: \(shared.path) records "
-                        + "that MAC as board #\(conflict.existingID) with another UDS; check which one the board holds "
+                    "devkit: board #\(conflict.sourceID) \(what); check which one the board holds "
                         + "(`devkit info`), and re-provision it or leave the shared row as it is")
             }
             if !result.conflicts.isEmpty { throw ExitCode(ExitStatus.partialFailure.rawValue) }
@@ -95,10 +102,14 @@ struct MigrateJSON: Encodable {
 
     struct ConflictJSON: Encodable {
         let board: Int64
-        let mac: String
+        /// `mac`, `usb_serial` or `uds`: what the two rows share.
+        let by: String
+        /// The MAC or USB serial shared (by `uds`: the other board's key).
+        let value: String
+        let mac: String?
         let existingBoard: Int64
         enum CodingKeys: String, CodingKey {
-            case board, mac
+            case board, by, value, mac
             case existingBoard = "existing_board"
         }
     }
@@ -109,7 +120,11 @@ struct MigrateJSON: Encodable {
         copied = result.copied
         alreadyPresent = result.alreadyPresent
         conflicting = result.conflicts.count
-        conflicts = result.conflicts.map { ConflictJSON(board: $0.sourceID, mac: $0.mac, existingBoard: $0.existingID) }
+        conflicts = result.conflicts.map {
+            ConflictJSON(
+                board: $0.sourceID, by: $0.by.rawValue, value: $0.value, mac: $0.by == .mac ? $0.value : nil,
+                existingBoard: $0.existingID)
+        }
     }
 
     enum CodingKeys: String, CodingKey {

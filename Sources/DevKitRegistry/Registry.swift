@@ -731,6 +731,9 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The PostgreSQL server at `server` cannot be reached, or the connection to it
     /// was lost: a temporary failure, worth retrying once it is back.
     case serverUnavailable(server: String, reason: String)
+    /// `--registry` (or `url` under [registry]) names a PostgreSQL registry in a
+    /// way devkit cannot use (`text` holds no password).
+    case invalidURL(text: String, reason: String)
     /// A shared (PostgreSQL) registry was opened with no key file at `path`: devkit
     /// never makes one there, since every station must seal with the same key.
     case sharedKeyMissing(path: String, server: String)
@@ -775,6 +778,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             "\(escaped(path)) is not a devkit registry: \(reason)"
         case .serverUnavailable(let server, let reason):
             "cannot reach the registry's PostgreSQL server \(escaped(server)): \(reason)"
+        case .invalidURL(let text, let reason):
+            "cannot use the registry URL \(escaped(text)): \(reason)"
         case .boardBusy(let board, let station):
             "board \(escaped(board)) is being provisioned by station \(escaped(station)) right now"
         case .sharedKeyMissing(let path, let server):

@@ -138,15 +138,84 @@ struct PostgresRegistryCLITests {
 
         let password = try RegistryCLIProcess.run(
             ["registry", "list", "--registry", "postgresql://devkit:hunter2@db.invalid/devkit", "--key-file", s.keyFile])
-        #expect(password.status != 0 && !password.stderr.contains("hunter2"), "\(password.stderr)")
+        #expect(password.status == 64 && !password.stderr.contains("hunter2"), "\(password.stderr)")
         #expect(password.stderr.contains("~/.pgpass") && password.stderr.contains("PGPASSFILE")
             && password.stderr.contains("password_file"), "\(password.stderr)")
+
+        // A URL devkit cannot use is a usage error (64), not a missing key (77) or an I/O error.
+        for bad in ["postgresql://db.invalid/devkit", "postgresql://devkit@db.invalid/", "postgresql://devkit@db.invalid/x?sslmode=maybe"] {
+            let refused = try RegistryCLIProcess.run(["registry", "list", "--registry", bad, "--key-file", s.keyFile])
+            #expect(refused.status == 64 && refused.stderr.contains("--registry"), "\(bad): \(refused.stderr)")
+        }
+
+        // verify-full with no CA file anywhere: a clear 66 naming ~/.postgresql/root.crt, before any connection.
+        let noCA = try RegistryCLIProcess.run(
+            ["registry", "list", "--registry", "postgresql://devkit@db.invalid/devkit?sslmode=verify-full", "--key-file", s.keyFile],
+            environment: ["HOME": s.dir])
+        #expect(noCA.status == 66 && noCA.stderr.contains(s.dir + "/.postgresql/root.crt"), "\(noCA.stderr)")
 
         let down = try RegistryCLIProcess.run(
             ["registry", "list", "--registry", "postgresql://devkit@/devkit?host=\(s.dir)", "--key-file", s.keyFile])
         #expect(down.status == 75, "\(down.stderr)")
         #expect(down.stderr.contains("postgresql://devkit@:5432/devkit?host=\(s.dir)")
             && down.stderr.contains("check that the server runs"), "\(down.stderr)")
+    }
+
+    @Test("the server restarted mid-run: exit 75 before anything is sent, or after the UDS is recorded; --resume finishes once it is back")
+    func aServerRestartedMidRun() throws {
+        let cluster = try PostgresCluster.dedicated()
+        defer { cluster.stop() }
+        let database = try cluster.createDatabase()
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keygen = try RegistryCLIProcess.run(["registry", "keygen", dir + "/lab.key"])
+        #expect(keygen.status == 0, "\(keygen.stderr)")
+        let s = Shared(cluster: cluster, database: database, url: cluster.url(database), dir: dir, keyFile: dir + "/lab.key")
+        let v = try ProvisionCLITests.vector()
+        try (v.uds + "\n").write(toFile: dir + "/board.uds", atomically: false, encoding: .utf8)
+        let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
+        defer { kit.stop() }
+        let arguments = ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", dir + "/out",
+                         "--uds-file", dir + "/board.uds", "--station", "line-1"] + s.registryArguments
+
+        // Down before the run: a clear 75, and nothing sent.
+        try cluster.stopServer()
+        let before = try RegistryCLIProcess.run(arguments)
+        #expect(before.status == 75, "\(before.stderr)")
+        #expect(before.stderr.contains("cannot reach the registry's PostgreSQL server"), "\(before.stderr)")
+        #expect(kit.state.uds != v.uds.lowercased(), "a UDS went out with the server down")
+        try cluster.startServer()
+
+        // Stopped (-m fast) right after the UDS is committed, before the line goes out.
+        let run = try BackgroundDevkit(arguments, environment: ["DEVKIT_TEST_PAUSE_AFTER_STEP": "uds_sent"])
+        let pid = run.process.processIdentifier
+        func stopped() -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            return stat[stat.index(close, offsetBy: 2)] == "T"
+        }
+        let deadline = ContinuousClock.now + .seconds(120)
+        while !stopped() && run.process.isRunning && ContinuousClock.now < deadline { usleep(50_000) }
+        #expect(stopped(), "devkit did not reach uds_sent")
+        try cluster.stopServer()
+        kill(pid, SIGCONT)
+        let status = run.wait(timeout: .seconds(180))
+        let stderr = String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 75, "\(stderr)")
+        #expect(stderr.contains("cannot reach the registry's PostgreSQL server"), "\(stderr)")
+
+        // Back: the row was committed before anything was sent, and --resume finishes it.
+        try cluster.startServer()
+        let registry = try s.open()
+        let rows = try registry.allBoards()
+        #expect(rows.count == 1 && rows.first?.uds.hexString.lowercased() == v.uds.lowercased() && rows.first?.state != .done, "\(rows)")
+        if let sent = kit.state.uds { #expect(sent == v.uds.lowercased(), "the board holds a UDS the registry does not") }
+        let row = try #require(rows.first)
+        let resumed = try RegistryCLIProcess.run(["provision", "--port", kit.devicePath, "--resume", "\(row.id!)"] + s.registryArguments)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try registry.board(id: row.id!)?.state == .done)
+        #expect(kit.state.uds == v.uds.lowercased())
     }
 
     @Test("a board another station is provisioning: exit 75 naming that station, nothing recorded or sent; free once it lets go")

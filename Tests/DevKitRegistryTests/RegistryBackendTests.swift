@@ -278,11 +278,33 @@ struct RegistryBackendTests {
         let sqlite = try Registry(path: tmp.file("station.sqlite"), key: key)
         let ours = try sqlite.recordNewBoard(uds: udsA, mac: try MACAddress("a4cf120b9e31"))
         let other = try sqlite.recordNewBoard(uds: try UDS(hex: String(repeating: "77", count: 32)), mac: try MACAddress("a4cf120b9e32"))
-        let conflict = BoardImport.Conflict(sourceID: ours.id!, mac: "a4cf120b9e31", existingID: theirs.id!)
+        let conflict = BoardImport.Conflict(sourceID: ours.id!, by: .mac, value: "a4cf120b9e31", existingID: theirs.id!)
         #expect(try postgres.importBoards(from: sqlite) == BoardImport(copied: 1, alreadyPresent: 0, conflicts: [conflict]))
         #expect(try postgres.importBoards(from: sqlite) == BoardImport(copied: 0, alreadyPresent: 1, conflicts: [conflict]),
                 "still reported on the next run")
         #expect(try postgres.allBoards().map(\.uds) == [udsB, other.uds])
+    }
+
+    /// Every key of a board is matched the same way: by USB serial before the MAC
+    /// is known, and a UDS already there is "already present" only for the same board.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func importMatchesByUSBSerialAndUDSToo() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let opened = try Self.open(.postgresql, tmp, key: key)
+        let postgres = try #require(opened.store as? PostgresRegistry)
+        let theirs = try postgres.recordNewBoard(uds: udsB, usbSerial: "0672ff")
+        let shared = try postgres.recordNewBoard(uds: try UDS(hex: String(repeating: "78", count: 32)), mac: try MACAddress("a4cf120b9e40"))
+        let sqlite = try Registry(path: tmp.file("station.sqlite"), key: key)
+        let ours = try sqlite.recordNewBoard(uds: udsA, usbSerial: "0672ff")
+        let sameUDS = try sqlite.recordNewBoard(uds: shared.uds, mac: try MACAddress("a4cf120b9e41"))
+        let result = try postgres.importBoards(from: sqlite)
+        #expect(result == BoardImport(copied: 0, alreadyPresent: 0, conflicts: [
+            .init(sourceID: ours.id!, by: .usbSerial, value: "0672ff", existingID: theirs.id!),
+            .init(sourceID: sameUDS.id!, by: .uds, value: "MAC a4cf120b9e40", existingID: shared.id!),
+        ]))
+        #expect(try postgres.allBoards().count == 2)
     }
 
     /// One station at a time per board: a second handle (another station) is refused
@@ -393,6 +415,100 @@ struct RegistryBackendTests {
         #expect(try registry.allBoards().compactMap(\.usbSerial).contains("r4"))
     }
 
+    /// A server that stops answering without closing the connection (its host gone,
+    /// no reset: a half-open connection) fails the call as "server unavailable" (exit
+    /// 75) after the answer timeout instead of hanging it; opening fails the same way,
+    /// and once the server answers again the next call connects again.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(3)))
+    func aServerThatStopsAnsweringFailsTheCallInsteadOfHanging() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let proxy = try StallingProxy(to: cluster.socketDirectory + "/.s.PGSQL.5432")
+        defer { proxy.stop() }
+        let location = try PostgresLocation(url: "postgresql://devkit@/\(database)?host=\(proxy.directory)")
+        let registry = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(2))
+        let board = try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "41", count: 32)), usbSerial: "h1")
+        proxy.stall()
+        func expectUnavailable(_ call: () throws(RegistryError) -> Void) {
+            do {
+                try call()
+                Issue.record("the call succeeded through a stalled connection")
+            } catch {
+                guard case .serverUnavailable(_, let reason) = error else {
+                    Issue.record("expected serverUnavailable, got \(error)")
+                    return
+                }
+                #expect(reason.contains("did not answer"))
+            }
+        }
+        expectUnavailable { () throws(RegistryError) in _ = try registry.board(id: board.id!) }
+        expectUnavailable { () throws(RegistryError) in _ = try registry.markSteps([.udsSent], boardID: board.id!) }
+        expectUnavailable { () throws(RegistryError) in _ = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(2)) }
+        proxy.resume()
+        #expect(try registry.board(id: board.id!)?.usbSerial == "h1")
+    }
+
+    /// Once the schema is there, opening it runs no DDL: a station's database user
+    /// needs no right to create tables (`CREATE TABLE IF NOT EXISTS` would ask for it).
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aStationUserWithoutDDLRightsOpensACurrentRegistry() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let owner = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
+        try owner.recordNewBoard(uds: try UDS(hex: String(repeating: "51", count: 32)), usbSerial: "d1")
+        let role = "station_" + UUID().uuidString.prefix(8).lowercased()
+        let psql = try #require(PostgresCluster.binaries).appending("/psql")
+        try cluster.run(
+            [psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-v", "ON_ERROR_STOP=1", "-c",
+             "CREATE ROLE \(role) LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC; "
+                + "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO \(role); "
+                + "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \(role)"],
+            asServer: false)
+        let station = try PostgresRegistry(
+            location: try PostgresLocation(url: "postgresql://\(role)@/\(database)?host=\(cluster.socketDirectory)"), key: key)
+        #expect(try station.allBoards().map(\.usbSerial) == ["d1"])
+        try station.recordNewBoard(uds: try UDS(hex: String(repeating: "52", count: 32)), usbSerial: "d2")
+        #expect(try owner.allBoards().count == 2)
+    }
+
+    /// The busy message names the station holding the claim in this registry's
+    /// database, not one holding the same board key in another database of the
+    /// same server (advisory locks are per database; `pg_locks` lists them all).
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aBusyBoardNamesTheHolderInThisDatabase() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        // Other registries on the same server, each with a station claiming the same board.
+        var elsewhere: [PostgresRegistry] = []
+        for index in 0..<6 {
+            let other = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(try cluster.createDatabase())), key: key)
+            try other.claim(boards: ["usb:shared-db"], station: "elsewhere-\(index)")
+            elsewhere.append(other)
+        }
+        defer { for other in elsewhere { other.release(boards: ["usb:shared-db"]) } }
+        let location = try PostgresLocation(url: cluster.url(try cluster.createDatabase()))
+        let holder = try PostgresRegistry(location: location, key: key)
+        let second = try PostgresRegistry(location: location, key: key)
+        try holder.claim(boards: ["usb:shared-db"], station: "here")
+        defer { holder.release(boards: ["usb:shared-db"]) }
+        do {
+            try second.claim(boards: ["usb:shared-db"], station: "other")
+            Issue.record("a board claimed in this database was claimed again")
+        } catch {
+            guard case .boardBusy(_, let station) = error else { Issue.record("\(error)"); return }
+            #expect(station == "here")
+        }
+    }
+
     /// Every station must seal with the same key: a shared registry never makes one.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
     func aSharedRegistryNeverMakesAKey() throws {
@@ -439,8 +555,44 @@ struct RegistryBackendTests {
         } catch {
             #expect(!"\(error)".contains("hunter2") && "\(error)".contains("pgpass"))
         }
-        #expect(throws: RegistryError.self) { try PostgresLocation(url: "postgresql://u@db/x?sslmode=verify-full") }
-        #expect(throws: RegistryError.self) { try PostgresLocation(url: "postgresql://db/x") }
+        for bad in ["postgresql://db/x", "postgresql://u@db/", "postgresql://u@db/x?sslmode=maybe"] {
+            do {
+                _ = try PostgresLocation(url: bad)
+                Issue.record("\(bad) was taken")
+            } catch {
+                guard case .invalidURL = error else { Issue.record("\(bad): \(error)"); continue }
+            }
+        }
+    }
+
+    /// The server's certificate is checked as libpq checks it.
+    @Test func sslModesCheckTheCertificateAsLibpqDoes() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let home = ["HOME": tmp.path]
+        let root = tmp.path + "/.postgresql/root.crt"
+        FileManager.default.createFile(atPath: tmp.file("ca.pem"), contents: Data("ca".utf8))
+        func check(_ query: String) throws(RegistryError) -> PostgresLocation.CertificateCheck {
+            try PostgresLocation(url: "postgresql://u@db.lab/x?" + query).certificateCheck(environment: home)
+        }
+        #expect(try check("sslmode=disable") == .unchecked)
+        #expect(try check("sslmode=require") == .unchecked, "nothing to check against")
+        // libpq: `require` with a CA file verifies the chain (verify-ca).
+        #expect(try check("sslmode=require&sslrootcert=\(tmp.file("ca.pem"))") == .chain(caFile: tmp.file("ca.pem")))
+        #expect(try check("sslmode=verify-ca&sslrootcert=\(tmp.file("ca.pem"))") == .chain(caFile: tmp.file("ca.pem")))
+        #expect(try check("sslmode=verify-full&sslrootcert=\(tmp.file("ca.pem"))") == .chainAndHost(caFile: tmp.file("ca.pem")))
+        // verify-full without sslrootcert: ~/.postgresql/root.crt, and a clear failure without it.
+        do {
+            _ = try check("sslmode=verify-full")
+            Issue.record("verify-full with no CA file was taken")
+        } catch {
+            guard case .cannotOpen(_, let reason, _) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains(root) && reason.contains("sslrootcert"), "\(reason)")
+        }
+        try FileManager.default.createDirectory(atPath: tmp.path + "/.postgresql", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: root, contents: Data("ca".utf8))
+        #expect(try check("sslmode=verify-full") == .chainAndHost(caFile: root))
+        #expect(try check("sslmode=require") == .chain(caFile: root), "libpq: a root.crt there makes require verify-ca")
     }
 
     @Test func passwordsComeFromPgpassOrAFile() throws {
@@ -458,6 +610,16 @@ struct RegistryBackendTests {
         #expect(try location.password(passwordFile: nil, environment: ["PGPASSFILE": tmp.file("pgpass")]) == nil,
                 "a .pgpass others may read is ignored, as libpq does")
         FileManager.default.createFile(atPath: tmp.file("pw"), contents: Data("fromfile\n".utf8))
+        _ = chmod(tmp.file("pw"), 0o600)
         #expect(try location.password(passwordFile: tmp.file("pw")) == "fromfile")
+        // A named password file others may read is refused, saying how to fix it.
+        _ = chmod(tmp.file("pw"), 0o640)
+        do {
+            _ = try location.password(passwordFile: tmp.file("pw"))
+            Issue.record("a password file others may read was used")
+        } catch {
+            guard case .cannotOpen(_, let reason, EACCES?) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("chmod 600") && !reason.contains("fromfile"), "\(reason)")
+        }
     }
 }

@@ -12,10 +12,14 @@ public final class BackgroundDevkit: @unchecked Sendable {
     public let stderr = Pipe()
     private let exited = DispatchSemaphore(value: 0)
 
-    public init(_ arguments: [String]) throws {
+    /// `environment`: added to this process's.
+    public init(_ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: try TestProcess.devkitBinary)
         _ = sharedRegistryKeyReady
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = stdout
         process.standardError = stderr
         process.standardInput = FileHandle.nullDevice

@@ -50,6 +50,15 @@ public final class PostgresCluster: Sendable {
         return cluster
     }
 
+    /// A cluster of the calling test's own, for a test that stops and starts the
+    /// server (the shared one serves tests running meanwhile); ``stop()`` removes it.
+    public static func dedicated() throws -> PostgresCluster {
+        guard let bin = binaries else {
+            throw ClusterError("PostgreSQL's server binaries are not installed (/usr/lib/postgresql/*/bin/initdb)")
+        }
+        return try PostgresCluster(bin: bin)
+    }
+
     private init(bin: String) throws {
         self.bin = bin
         var template = Array("/tmp/devkit-pg-XXXXXX".utf8CString)
@@ -61,15 +70,26 @@ public final class PostgresCluster: Sendable {
             _ = chown(directory, user.pointee.pw_uid, user.pointee.pw_gid)
         }
         try run(["\(bin)/initdb", "-D", "\(directory)/data", "-U", "devkit", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        try startServer()
+    }
+
+    /// Starts the server (again).
+    public func startServer() throws {
         try run([
             "\(bin)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "120",
             "-o", "-k \(directory) -c listen_addresses='' -c fsync=off", "start",
         ])
     }
 
+    /// Stops the server the way an administrator restarting it does (`-m fast`:
+    /// sessions ended, their transactions rolled back).
+    public func stopServer() throws {
+        try run(["\(bin)/pg_ctl", "-D", "\(directory)/data", "-m", "fast", "-w", "-t", "120", "stop"])
+    }
+
     /// Called at exit, where Foundation's Process can no longer wait for a child
     /// (its run loop is gone): system(3).
-    func stop() {
+    public func stop() {
         let prefix = getuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : ""
         _ = system(prefix + "'\(bin)/pg_ctl' -D '\(directory)/data' -m immediate -w stop >/dev/null 2>&1")
         _ = system("rm -rf '\(directory)'")

@@ -7,60 +7,97 @@ import PostgresNIO
 public struct BoardImport: Sendable, Equatable {
     /// Rows copied now.
     public var copied = 0
-    /// Rows already there (the same UDS): copied by an earlier run, nothing to do.
+    /// Rows already there (the same UDS, for the same board): copied by an earlier
+    /// run, nothing to do.
     public var alreadyPresent = 0
-    /// Rows not copied because the shared registry has the same board (MAC) with
-    /// a UDS this station never recorded: two identities for one board.
+    /// Rows not copied because the shared registry has the same board (its MAC, or
+    /// its USB serial) with a UDS this station never recorded: two identities for
+    /// one board; or the same UDS for another board.
     public var conflicts: [Conflict] = []
 
     public struct Conflict: Sendable, Equatable {
         /// The row in the SQLite file.
         public var sourceID: Int64
-        public var mac: String
-        /// The newest row of the shared registry with that MAC and another UDS.
+        /// What the two rows share: the MAC, the USB serial, or the UDS.
+        public var by: Key
+        public var value: String
+        /// The newest row of the shared registry that conflicts.
         public var existingID: Int64
+
+        public enum Key: String, Sendable {
+            case mac, usbSerial = "usb_serial", uds
+        }
+
+        public init(sourceID: Int64, by: Key, value: String, existingID: Int64) {
+            self.sourceID = sourceID
+            self.by = by
+            self.value = value
+            self.existingID = existingID
+        }
     }
 }
 
 extension PostgresRegistry {
     /// Copies the boards of `source` that are not here yet (the same UDS), keeping
-    /// their order, steps and `superseded_by` links. A board whose MAC is already
-    /// here with a UDS `source` never recorded is not copied but reported: only a
-    /// person can tell which identity the board holds. Running it again copies
+    /// their order, steps and `superseded_by` links. A board is matched the same way
+    /// by each of its keys: one whose MAC, or USB serial, is already here with a UDS
+    /// `source` never recorded for it is not copied but reported (only a person can
+    /// tell which identity the board holds), and so is a UDS already here for a
+    /// board with another MAC or USB serial. Running it again copies
     /// nothing. One transaction, the table locked against other writers so that a
     /// station provisioning meanwhile cannot slip a conflicting row in.
     @discardableResult
     public func importBoards(from source: Registry) throws(RegistryError) -> BoardImport {
         let boards = try source.allBoards()
         let sealer = self.sealer
+        // The UDS `source` recorded under each MAC and each USB serial.
         var sourceUDS: [String: Set<[UInt8]>] = [:]
-        for board in boards { if let mac = board.mac { sourceUDS[mac, default: []].insert(board.uds.bytes) } }
-        return try transaction { connection in
+        for board in boards {
+            if let mac = board.mac { sourceUDS["mac:" + mac, default: []].insert(board.uds.bytes) }
+            if let usb = board.usbSerial { sourceUDS["usb:" + usb, default: []].insert(board.uds.bytes) }
+        }
+        return try transaction(within: answerTimeout * 10) { connection in
             _ = try connection.query("LOCK TABLE board IN SHARE ROW EXCLUSIVE MODE").wait()
             try checkKey(connection)
-            var known: [[UInt8]: Int64] = [:]
-            var byMAC: [String: [(id: Int64, uds: [UInt8])]] = [:]
-            for row in try connection.query("SELECT id, mac, uds FROM board ORDER BY id").wait() {
+            var known: [[UInt8]: (id: Int64, mac: String?, usb: String?)] = [:]
+            var byKey: [String: [(id: Int64, uds: [UInt8])]] = [:]
+            for row in try connection.query("SELECT id, mac, usb_serial, uds FROM board ORDER BY id").wait() {
                 let cells = row.makeRandomAccess()
                 let id = try cells["id"].decode(Int64.self)
                 let uds = try sealer.open(try cells["uds"].decode(String.self), boardID: id, column: "uds")
-                known[uds] = id
-                if let mac = try cells["mac"].decode(String?.self) { byMAC[mac, default: []].append((id, uds)) }
+                let mac = try cells["mac"].decode(String?.self)
+                let usb = try cells["usb_serial"].decode(String?.self)
+                known[uds] = (id, mac, usb)
+                if let mac { byKey["mac:" + mac, default: []].append((id, uds)) }
+                if let usb { byKey["usb:" + usb, default: []].append((id, uds)) }
+            }
+            /// The newest row here under `key` whose UDS `source` never recorded under it.
+            func stranger(_ key: String) -> Int64? {
+                byKey[key]?.last(where: { !(sourceUDS[key]?.contains($0.uds) ?? false) })?.id
             }
             var result = BoardImport()
             var newID: [Int64: Int64] = [:]
             var copiedIDs = Set<Int64>()
             for var board in boards {
                 let oldID = board.id!
-                if let id = known[board.uds.bytes] {
-                    newID[oldID] = id
-                    result.alreadyPresent += 1
+                if let there = known[board.uds.bytes] {
+                    // The same UDS is the same row only for the same board.
+                    if let mac = board.mac, let theirs = there.mac, mac != theirs {
+                        result.conflicts.append(.init(sourceID: oldID, by: .uds, value: "MAC \(theirs)", existingID: there.id))
+                    } else if let usb = board.usbSerial, let theirs = there.usb, usb != theirs {
+                        result.conflicts.append(.init(sourceID: oldID, by: .uds, value: "USB serial \(theirs)", existingID: there.id))
+                    } else {
+                        newID[oldID] = there.id
+                        result.alreadyPresent += 1
+                    }
                     continue
                 }
-                if let mac = board.mac,
-                    let other = byMAC[mac]?.last(where: { !(sourceUDS[mac]?.contains($0.uds) ?? false) })
-                {
-                    result.conflicts.append(.init(sourceID: oldID, mac: mac, existingID: other.id))
+                if let mac = board.mac, let other = stranger("mac:" + mac) {
+                    result.conflicts.append(.init(sourceID: oldID, by: .mac, value: mac, existingID: other))
+                    continue
+                }
+                if let usb = board.usbSerial, let other = stranger("usb:" + usb) {
+                    result.conflicts.append(.init(sourceID: oldID, by: .usbSerial, value: usb, existingID: other))
                     continue
                 }
                 guard let id = try connection.query("SELECT nextval('board_id_seq') AS id").wait().first

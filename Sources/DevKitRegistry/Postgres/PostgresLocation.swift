@@ -5,18 +5,31 @@ import Glibc
 #endif
 
 /// Where a PostgreSQL registry is: `postgresql://user@host:5432/db`, with
-/// `?sslmode=disable|require|verify-full` and `sslrootcert=FILE` (the CA that signed
-/// the server's certificate), or `?host=/run/dir` for a Unix socket in that
+/// `?sslmode=disable|require|verify-ca|verify-full` and `sslrootcert=FILE` (the CA
+/// that signed the server's certificate; else `~/.postgresql/root.crt`, as libpq), or `?host=/run/dir` for a Unix socket in that
 /// directory (as libpq spells it). A password in the URL is refused: a command
 /// line is visible to every user of the machine (`ps`); it comes from a password
 /// file or `~/.pgpass` (``password(passwordFile:environment:)``).
 public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     public enum SSLMode: String, Sendable {
         case disable
-        /// TLS, the server's certificate not checked (libpq's `require`).
+        /// TLS, the server's certificate not checked unless a CA file is there
+        /// (libpq's `require`: then it is `verify-ca`).
         case require
+        /// TLS, the certificate checked against the CA file, not the host name.
+        case verifyCA = "verify-ca"
         /// TLS, the certificate checked against the CA file and the host name.
         case verifyFull = "verify-full"
+    }
+
+    /// How the server's certificate is checked (``certificateCheck(environment:)``).
+    public enum CertificateCheck: Sendable, Equatable {
+        /// Encrypted, the certificate not checked (or no TLS at all: `disable`).
+        case unchecked
+        /// Signed by the CA in `caFile`, for any host name.
+        case chain(caFile: String)
+        /// Signed by the CA in `caFile`, for this host.
+        case chainAndHost(caFile: String)
     }
 
     public var user: String
@@ -34,14 +47,14 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
 
     public init(url text: String) throws(RegistryError) {
         func bad(_ reason: String) -> RegistryError {
-            .cannotOpen(path: Self.redact(text), reason: reason + "; give postgresql://USER@HOST:PORT/DATABASE")
+            .invalidURL(text: Self.redact(text), reason: reason + "; give postgresql://USER@HOST:PORT/DATABASE")
         }
         guard Self.isURL(text), let components = URLComponents(string: text) else {
             throw bad("not a PostgreSQL URL")
         }
         if components.password != nil {
-            throw .cannotOpen(
-                path: Self.redact(text),
+            throw .invalidURL(
+                text: Self.redact(text),
                 reason: "the URL holds a password, which any user of this machine can read on a command line; "
                     + "put it in ~/.pgpass (or the file PGPASSFILE names), or in a file given as `password_file` "
                     + "under [registry] in a profile (--password-file of `registry migrate`), and leave it out of the URL")
@@ -58,15 +71,12 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         var sslMode = SSLMode.disable
         if let mode = query["sslmode"] {
             guard let parsed = SSLMode(rawValue: mode) else {
-                throw bad("sslmode '\(mode)' is not one of disable, require, verify-full")
+                throw bad("sslmode '\(mode)' is not one of disable, require, verify-ca, verify-full")
             }
             sslMode = parsed
         } else if !host.hasPrefix("/") {
             // Over the network, TLS unless told otherwise.
             sslMode = .require
-        }
-        if sslMode == .verifyFull && query["sslrootcert"] == nil {
-            throw bad("sslmode=verify-full needs sslrootcert=FILE, the CA that signed the server's certificate")
         }
         self.user = user
         self.host = host
@@ -85,6 +95,37 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         return text
     }
 
+    /// How the server's certificate is checked, as libpq does: `verify-ca` and
+    /// `verify-full` need the CA file (`sslrootcert`, else `~/.postgresql/root.crt`)
+    /// and fail without it; `require` checks the chain (like `verify-ca`) when that
+    /// file is given or there, else checks nothing.
+    public func certificateCheck(
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(RegistryError) -> CertificateCheck {
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let defaultRoot = home + "/.postgresql/root.crt"
+        switch sslMode {
+        case .disable:
+            return .unchecked
+        case .require:
+            if let caFile { return .chain(caFile: caFile) }
+            return access(defaultRoot, F_OK) == 0 ? .chain(caFile: defaultRoot) : .unchecked
+        case .verifyCA, .verifyFull:
+            let file = caFile ?? defaultRoot
+            guard access(file, R_OK) == 0 else {
+                let error = errno
+                throw .cannotOpen(
+                    path: description,
+                    reason: "sslmode=\(sslMode.rawValue) checks the server's certificate against a CA file, and "
+                        + (caFile == nil
+                            ? "no sslrootcert=FILE was given and there is no \(file); give sslrootcert=FILE in the URL"
+                            : "\(file) cannot be read (\(String(cString: strerror(error))))"),
+                    errno: error)
+            }
+            return sslMode == .verifyFull ? .chainAndHost(caFile: file) : .chain(caFile: file)
+        }
+    }
+
     /// `text` without a password it may hold, for messages.
     static func redact(_ text: String) -> String {
         guard var components = URLComponents(string: text), components.password != nil else { return text }
@@ -92,14 +133,24 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         return components.string ?? "postgresql://…"
     }
 
-    /// The password for this location: the first line of `passwordFile` when given,
-    /// else the matching line of `PGPASSFILE` or `~/.pgpass` (libpq's format,
+    /// The password for this location: the first line of `passwordFile` when given
+    /// (refused if group or others may read it: a named file silently skipped would
+    /// only turn into a puzzling authentication failure, and the password in it is
+    /// exposed until the file is fixed), else the matching line of `PGPASSFILE` or `~/.pgpass` (libpq's format,
     /// `host:port:database:user:password`, `*` matching anything; a file others may
     /// read is ignored, as libpq does), else nil (trust or peer authentication).
     public func password(
         passwordFile: String?, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(RegistryError) -> String? {
         if let file = passwordFile {
+            var st = stat()
+            if stat(file, &st) == 0, st.st_mode & 0o077 != 0 {
+                throw .cannotOpen(
+                    path: description,
+                    reason: "the password file \(file) may be read by others (mode \(String(st.st_mode & 0o777, radix: 8))); "
+                        + "run: chmod 600 \(file)",
+                    errno: EACCES)
+            }
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw .cannotOpen(path: description, reason: "cannot read the password file \(file)")
             }

@@ -29,6 +29,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     private let state: Mutex<Link>
     /// Which run of this process holds each claim (BoardClaims.swift).
     let claimTable = ClaimTable()
+    /// How long one transaction (or opening the connection) may wait for the
+    /// server's answers before the connection is closed and the call fails with
+    /// ``RegistryError/serverUnavailable(server:reason:)``: a server host gone without
+    /// a reset (a half-open connection) never answers, and TCP alone would wait for
+    /// hours.
+    let answerTimeout: TimeAmount
     struct Link {
         var connection: PostgresConnection?
         var claims = 0
@@ -36,27 +42,35 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
     public init(
         location: PostgresLocation, key: RegistryKeySource = .defaultKey(), passwordFile: String? = nil,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        answerTimeout: Duration = PostgresRegistry.defaultAnswerTimeout
     ) throws(RegistryError) {
         self.location = location
+        let limit = TimeAmount.nanoseconds(
+            answerTimeout.components.seconds * 1_000_000_000 + answerTimeout.components.attoseconds / 1_000_000_000)
+        self.answerTimeout = limit
         let password = try location.password(passwordFile: passwordFile, environment: environment)
         var configuration: PostgresConnection.Configuration
         if let socket = location.socketPath {
             configuration = .init(unixSocketPath: socket, username: location.user, password: password, database: location.database)
         } else {
             let tls: PostgresConnection.Configuration.TLS
+            let check = try location.certificateCheck(environment: environment)
             do {
-                switch location.sslMode {
-                case .disable:
-                    tls = .disable
-                case .require:
-                    var config = TLSConfiguration.makeClientConfiguration()
+                var config = TLSConfiguration.makeClientConfiguration()
+                switch check {
+                case .unchecked:
                     config.certificateVerification = .none
-                    tls = .require(try NIOSSLContext(configuration: config))
-                case .verifyFull:
-                    var config = TLSConfiguration.makeClientConfiguration()
+                case .chain(let caFile):
+                    config.certificateVerification = .noHostnameVerification
+                    config.trustRoots = .file(caFile)
+                case .chainAndHost(let caFile):
                     config.certificateVerification = .fullVerification
-                    config.trustRoots = .file(location.caFile ?? "")
+                    config.trustRoots = .file(caFile)
+                }
+                if location.sslMode == .disable {
+                    tls = .disable
+                } else {
                     tls = .require(try NIOSSLContext(configuration: config))
                 }
             } catch {
@@ -71,12 +85,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         self.configuration = configuration
         let connection: PostgresConnection
         do {
-            connection = try Self.connect(configuration)
+            connection = try Self.connect(configuration, within: limit)
         } catch {
             throw Self.openFailure(location.description, error)
         }
         do {
-            try Self.migrate(connection)
+            try Self.withDeadline(limit, closing: connection) { try Self.migrate(connection) }
         } catch {
             _ = try? connection.close().wait()
             throw Self.openFailure(location.description, error)
@@ -85,13 +99,15 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         do {
             // The key recorded by the first seal (``checkKey(_:)``), else (a registry
             // sealed before that record) the key a sealed value names.
-            needed = try connection.query(
-                """
-                SELECT coalesce((SELECT value FROM registry_meta WHERE name = 'key_id'),
-                                (SELECT uds FROM board WHERE uds LIKE 'sealed1:%' LIMIT 1)) AS key
-                """
-            ).wait().first.flatMap { $0.makeRandomAccess()[data: "key"].string }
-                .flatMap { $0.hasPrefix("sealed1:") ? SecretSealer.keyID(of: $0) : $0 }
+            needed = try Self.withDeadline(limit, closing: connection) {
+                try connection.query(
+                    """
+                    SELECT coalesce((SELECT value FROM registry_meta WHERE name = 'key_id'),
+                                    (SELECT uds FROM board WHERE uds LIKE 'sealed1:%' LIMIT 1)) AS key
+                    """
+                ).wait().first.flatMap { $0.makeRandomAccess()[data: "key"].string }
+                    .flatMap { $0.hasPrefix("sealed1:") ? SecretSealer.keyID(of: $0) : $0 }
+            }
         } catch {
             _ = try? connection.close().wait()
             throw Self.openFailure(location.description, error)
@@ -124,13 +140,33 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
     /// A new session, every commit in it durable before it is acknowledged,
     /// whatever the server's default.
-    static func connect(_ configuration: PostgresConnection.Configuration) throws -> PostgresConnection {
-        let connection = try PostgresConnection.connect(
+    static func connect(_ configuration: PostgresConnection.Configuration, within limit: TimeAmount) throws -> PostgresConnection {
+        // The connect timeout covers TCP's handshake only; a server that accepts
+        // and then never answers the start-up messages must not hang us either.
+        let connecting = PostgresConnection.connect(
             on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration, id: 1,
-            logger: Logger(label: "devkit.registry.postgres")
-        ).wait()
+            logger: Logger(label: "devkit.registry.postgres"))
+        let answered = connecting.eventLoop.makePromise(of: PostgresConnection.self)
+        // Both callbacks run on the one event loop, one after the other.
+        let expired = Expiry()
+        let timer = connecting.eventLoop.scheduleTask(in: limit) {
+            expired.flag.withLock { $0 = true }
+            answered.fail(NoAnswer(seconds: limit.nanoseconds / 1_000_000_000))
+        }
+        connecting.whenComplete { result in
+            timer.cancel()
+            if expired.flag.withLock({ $0 }) {
+                // Late: nobody takes this connection.
+                if case .success(let late) = result { let _: EventLoopFuture<Void> = late.close() }
+                return
+            }
+            answered.completeWith(result)
+        }
+        let connection = try answered.futureResult.wait()
         do {
-            _ = try connection.query("SET synchronous_commit = on").wait()
+            try withDeadline(limit, closing: connection) {
+                _ = try connection.query("SET synchronous_commit = on").wait()
+            }
         } catch {
             _ = try? connection.close().wait()
             throw error
@@ -180,6 +216,16 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     ]
 
     static func migrate(_ connection: PostgresConnection) throws {
+        // Usually every migration is there: one read, and no DDL at all, so that a
+        // station's user needs no right to create tables once the schema exists
+        // (`CREATE TABLE IF NOT EXISTS` checks that right even when the table is
+        // there). Not there yet (the table missing, or a migration): under the lock.
+        if let applied = try? connection.query("SELECT identifier FROM devkit_migrations").wait()
+            .compactMap({ $0.makeRandomAccess()[data: "identifier"].string }),
+            migrations.allSatisfy({ Set(applied).contains($0.0) })
+        {
+            return
+        }
         _ = try connection.query("BEGIN").wait()
         do {
             _ = try connection.query("SELECT pg_advisory_xact_lock(1616)").wait()
@@ -246,9 +292,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// back. Not while this station holds claims on boards: they went with the old
     /// session (the server released them), so the runs holding them must fail
     /// rather than carry on unclaimed; once they have let go, it reconnects.
-    func transaction<T>(_ body: (PostgresConnection) throws -> T) throws(RegistryError) -> T {
+    func transaction<T>(
+        within limit: TimeAmount? = nil, _ body: (PostgresConnection) throws -> T
+    ) throws(RegistryError) -> T {
         let server = location.description
         let configuration = self.configuration
+        let limit = limit ?? answerTimeout
         do {
             return try state.withLock { link in
                 if link.connection == nil || link.connection?.isClosed == true {
@@ -257,18 +306,20 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                         throw RegistryError.serverUnavailable(
                             server: server, reason: "the connection was lost, and with it this station's claims on boards")
                     }
-                    link.connection = try Self.connect(configuration)
+                    link.connection = try Self.connect(configuration, within: limit)
                 }
                 let connection = link.connection!
                 do {
-                    _ = try connection.query("BEGIN").wait()
-                    do {
-                        let value = try body(connection)
-                        _ = try connection.query("COMMIT").wait()
-                        return value
-                    } catch {
-                        _ = try? connection.query("ROLLBACK").wait()
-                        throw error
+                    return try Self.withDeadline(limit, closing: connection) {
+                        _ = try connection.query("BEGIN").wait()
+                        do {
+                            let value = try body(connection)
+                            _ = try connection.query("COMMIT").wait()
+                            return value
+                        } catch {
+                            _ = try? connection.query("ROLLBACK").wait()
+                            throw error
+                        }
                     }
                 } catch {
                     if Self.isConnectionFailure(error) {
@@ -459,7 +510,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let old = sealer
         let new = SecretSealer(key: newKey, keyFile: "")
         if newKey.id == keyID { return 0 }
-        let count: Int = try transaction { connection in
+        // Every row in one transaction: more time than one step of a run.
+        let count: Int = try transaction(within: answerTimeout * 10) { connection in
             // Waits for the stations' sealing writes in progress, and holds off new ones.
             _ = try connection.query("LOCK TABLE registry_meta IN EXCLUSIVE MODE").wait()
             try checkKey(connection)
@@ -481,7 +533,11 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         // Best effort, outside any transaction (VACUUM refuses one): a user that does
         // not own the table gets a warning from the server, not an error.
-        state.withLock { link in _ = try? link.connection?.query("VACUUM FULL board").wait() }
+        let limit = answerTimeout * 10
+        state.withLock { link in
+            guard let connection = link.connection else { return }
+            _ = try? Self.withDeadline(limit, closing: connection) { try connection.query("VACUUM FULL board").wait() }
+        }
         return count
     }
 
@@ -521,6 +577,44 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// How long to wait for the server to accept a connection.
     static let connectTimeoutSeconds: Int64 = 10
 
+    /// The default of ``answerTimeout``: well above a busy server's slowest step
+    /// (a transaction here is a handful of small statements, or a wait for another
+    /// station's transaction on the same row), well below "hung".
+    public static let defaultAnswerTimeout: Duration = .seconds(30)
+
+    /// The server did not answer in time; the connection was closed.
+    struct NoAnswer: Error, CustomStringConvertible {
+        let seconds: Int64
+        var description: String {
+            "the server did not answer within \(seconds) s (a server host gone or a network cut without a reset); "
+                + "the connection was closed"
+        }
+    }
+
+    /// `body`, with `connection` closed if it has not returned within `limit`: the
+    /// query waiting for a server that never answers then fails (and so does the
+    /// call, with ``NoAnswer``) instead of waiting forever.
+    static func withDeadline<T>(
+        _ limit: TimeAmount, closing connection: PostgresConnection, _ body: () throws -> sending T
+    ) throws -> sending T {
+        let expired = Expiry()
+        let timer = connection.eventLoop.scheduleTask(in: limit) {
+            expired.flag.withLock { $0 = true }
+            let _: EventLoopFuture<Void> = connection.close()
+        }
+        defer { timer.cancel() }
+        do {
+            return try body()
+        } catch {
+            if expired.flag.withLock({ $0 }) { throw NoAnswer(seconds: limit.nanoseconds / 1_000_000_000) }
+            throw error
+        }
+    }
+
+    private final class Expiry: Sendable {
+        let flag = Mutex(false)
+    }
+
     static func reason(_ error: any Error) -> String {
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] { return message }
@@ -533,6 +627,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// Whether `error` says the server could not be reached or went away (rather
     /// than refusing what was asked): worth retrying later.
     static func isConnectionFailure(_ error: any Error) -> Bool {
+        if error is NoAnswer { return true }
         guard let error = error as? PSQLError else {
             // NIO's own connect errors (refused, timed out, no such host).
             return error is NIOConnectionError || error is ChannelError || error is IOError

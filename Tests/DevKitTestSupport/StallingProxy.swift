@@ -1,0 +1,122 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A forwarder between a client and a server's Unix socket (the test cluster's)
+/// that can stop forwarding without closing anything: what a client sees when the
+/// server's host is gone without a reset (a half-open connection). Its socket is
+/// `directory/.s.PGSQL.<port>`, so a URL reaches it with `?host=<directory>`.
+public final class StallingProxy: @unchecked Sendable {
+    /// `host=` of a URL: the proxy's socket's directory.
+    public let directory: String
+    private let target: String
+    private let listener: Int32
+    private let lock = NSLock()
+    private var stalled = false
+    private var stopped = false
+    private var descriptors: [Int32] = []
+
+    /// Forwards `directory/.s.PGSQL.<port>` to `targetSocket`.
+    public init(to targetSocket: String, port: Int = 5432) throws {
+        target = targetSocket
+        var template = Array("/tmp/devkit-proxy-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw ClusterError("mkdtemp failed") }
+        directory = String(cString: made)
+        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0 else { throw ClusterError("socket failed: errno \(errno)") }
+        var address = Self.address("\(directory)/.s.PGSQL.\(port)")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(listener, 16) == 0 else { throw ClusterError("bind/listen failed: errno \(errno)") }
+        Thread { [self] in acceptLoop() }.start()
+    }
+
+    /// From now on nothing more is forwarded either way; every socket stays open.
+    public func stall() { lock.withLock { stalled = true } }
+
+    /// Forwards again (new connections; a client gave up on the stalled ones).
+    public func resume() { lock.withLock { stalled = false } }
+
+    /// Closes everything.
+    public func stop() {
+        let open = lock.withLock {
+            stopped = true
+            return descriptors
+        }
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        for descriptor in open { shutdown(descriptor, Int32(SHUT_RDWR)) }
+        _ = system("rm -rf '\(directory)'")
+    }
+
+    private final class Pair: Sendable {
+        let count = Mutex(0)
+    }
+
+    private static func address(_ path: String) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            let bytes = Array(path.utf8.prefix(buffer.count - 1))
+            buffer.copyBytes(from: bytes)
+            buffer[bytes.count] = 0
+        }
+        return address
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            let server = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var address = Self.address(target)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard connected == 0 else {
+                close(client)
+                close(server)
+                continue
+            }
+            lock.withLock { descriptors += [client, server] }
+            // The second pump to end closes both sockets (not before: the other
+            // may still be reading one, and a closed number can be reused).
+            let ended = Pair()
+            let finish: @Sendable () -> Void = { [self] in
+                guard ended.count.withLock({ $0 += 1; return $0 }) == 2 else { return }
+                lock.withLock { descriptors.removeAll { $0 == client || $0 == server } }
+                close(client)
+                close(server)
+            }
+            Thread { [self] in pump(from: client, to: server); finish() }.start()
+            Thread { [self] in pump(from: server, to: client); finish() }.start()
+        }
+    }
+
+    /// Copies `from` to `to` until either ends; while stalled, holds what it read
+    /// and reads no more.
+    private func pump(from source: Int32, to sink: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = read(source, &buffer, buffer.count)
+            if count <= 0 { break }
+            while lock.withLock({ stalled && !stopped }) { usleep(50_000) }
+            if lock.withLock({ stopped }) { break }
+            var offset = 0
+            while offset < count {
+                let written = buffer[offset..<count].withUnsafeBytes { write(sink, $0.baseAddress, $0.count) }
+                if written <= 0 { break }
+                offset += written
+            }
+            if offset < count { break }
+        }
+        shutdown(sink, Int32(SHUT_WR))
+    }
+}
