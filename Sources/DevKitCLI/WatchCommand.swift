@@ -5,6 +5,7 @@ import DevKitConsole
 import DevKitSystem
 import DevKitWorkflows
 import Foundation
+import SerialPort
 
 #if canImport(Glibc)
 import Glibc
@@ -269,11 +270,12 @@ final class BoardThreads: @unchecked Sendable {
                 case .alreadyProvisioned(let board):
                     log(node, .already, "already provisioned as \(board.registrationID ?? "?") (registry #\(board.id ?? 0)); left alone")
                 }
-            } catch where provisioningStop.signal != nil {
-                // Ctrl-C twice: whatever the cancelled wait became, it was the stop.
+            } catch SerialPortError.cancelled where provisioningStop.signal != nil {
+                // Ctrl-C twice: the cancelled wait was the stop (any other error is its own).
                 lock.withLock { failed += 1 }
                 log(node, .failed, "failed: stopped by \(SignalRelay.name(of: provisioningStop.signal!)) while being "
-                    + "provisioned; the registry records how far it got, and `devkit provision --resume` finishes it")
+                    + "provisioned; a board already recorded (see its board number above) is finished by "
+                    + "`devkit provision --resume`, one not yet recorded by plugging it in again")
             } catch ConsoleError.wrongMode(let mode) {
                 // Pressing reset does not re-plug the ST-LINK's USB, so no new `add`
                 // comes from that alone: say that the cable must be replugged.

@@ -35,10 +35,12 @@ final class PortCancellation: Sendable {
     @discardableResult
     func cancel() -> Bool {
         state.withLock { state in
-            let first = !state.cancelled
+            // Once: a later signal must not cancel the clean-up a cancelled
+            // exchange runs (erasing a half-sent line) on the same ports.
+            guard !state.cancelled else { return false }
             state.cancelled = true
             for port in state.ports.values { port.cancel() }
-            return first
+            return true
         }
     }
 }

@@ -108,5 +108,6 @@ import Glibc
             && !message.contains("timeout") && !message.contains("timed out"), "\(out)")
         let row = try #require(try Registry(path: db).allBoards().first)
         #expect(row.state == .failed, "\(row)")
+        #expect(row.error?.contains("cancelled") == true, "the row's error is the cancelled wait's: \(row.error ?? "none")")
     }
 }
