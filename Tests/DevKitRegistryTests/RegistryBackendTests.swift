@@ -430,7 +430,7 @@ struct RegistryBackendTests {
         let proxy = try StallingProxy(to: cluster.socketDirectory + "/.s.PGSQL.5432")
         defer { proxy.stop() }
         let location = try PostgresLocation(url: "postgresql://devkit@/\(database)?host=\(proxy.directory)")
-        let registry = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(2))
+        let registry = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(5))
         let board = try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "41", count: 32)), usbSerial: "h1")
         proxy.stall()
         func expectUnavailable(_ call: () throws(RegistryError) -> Void) {
@@ -447,7 +447,7 @@ struct RegistryBackendTests {
         }
         expectUnavailable { () throws(RegistryError) in _ = try registry.board(id: board.id!) }
         expectUnavailable { () throws(RegistryError) in _ = try registry.markSteps([.udsSent], boardID: board.id!) }
-        expectUnavailable { () throws(RegistryError) in _ = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(2)) }
+        expectUnavailable { () throws(RegistryError) in _ = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(5)) }
         proxy.resume()
         #expect(try registry.board(id: board.id!)?.usbSerial == "h1")
     }

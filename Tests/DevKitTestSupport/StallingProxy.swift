@@ -43,13 +43,14 @@ public final class StallingProxy: @unchecked Sendable {
 
     /// Closes everything.
     public func stop() {
-        let open = lock.withLock {
+        // Under the lock: a pump's finish() removes its numbers under it before
+        // closing them, so no number shut down here can have been reused meanwhile.
+        lock.withLock {
             stopped = true
-            return descriptors
+            for descriptor in descriptors { shutdown(descriptor, Int32(SHUT_RDWR)) }
         }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
-        for descriptor in open { shutdown(descriptor, Int32(SHUT_RDWR)) }
         _ = system("rm -rf '\(directory)'")
     }
 

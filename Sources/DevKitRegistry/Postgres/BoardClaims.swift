@@ -57,8 +57,7 @@ extension PostgresRegistry {
                     claimTable.forget(key)
                     throw RegistryError.boardBusy(board: Self.describe(key), station: holder)
                 }
-                countClaims(1)
-                taken.append(key)
+                taken.append(key)  // counted by serverClaim's transaction
             }
         } catch {
             // None taken when any is refused or fails: the caller's release never runs.
@@ -70,7 +69,7 @@ extension PostgresRegistry {
     /// Takes `key`'s advisory lock for this session; nil, or the station holding it.
     private func serverClaim(_ key: String, station: String) throws(RegistryError) -> String? {
         let lockKey = Self.advisoryKey(key)
-        return try transaction { connection in
+        return try transaction(claims: { $0 == nil ? 1 : 0 }) { connection in
             let granted = try connection.query(
                 "SELECT set_config('application_name', $1, false) AS name, pg_try_advisory_lock($2) AS granted",
                 [PostgresData(string: Self.applicationNamePrefix + station), PostgresData(int64: lockKey)]

@@ -148,14 +148,18 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             logger: Logger(label: "devkit.registry.postgres"))
         let answered = connecting.eventLoop.makePromise(of: PostgresConnection.self)
         // Both callbacks run on the one event loop, one after the other.
-        let expired = Expiry()
+        let deadline = Deadline()
         let timer = connecting.eventLoop.scheduleTask(in: limit) {
-            expired.flag.withLock { $0 = true }
-            answered.fail(NoAnswer(seconds: limit.nanoseconds / 1_000_000_000))
+            let expired = deadline.state.withLock { state in
+                guard state == .running else { return false }
+                state = .expired
+                return true
+            }
+            if expired { answered.fail(NoAnswer(seconds: limit.nanoseconds / 1_000_000_000)) }
         }
         connecting.whenComplete { result in
             timer.cancel()
-            if expired.flag.withLock({ $0 }) {
+            if deadline.finish() == .expired {
                 // Late: nobody takes this connection.
                 if case .success(let late) = result { let _: EventLoopFuture<Void> = late.close() }
                 return
@@ -292,8 +296,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// back. Not while this station holds claims on boards: they went with the old
     /// session (the server released them), so the runs holding them must fail
     /// rather than carry on unclaimed; once they have let go, it reconnects.
+    ///
+    /// `claims`: how many claims the committed result took (a granted advisory
+    /// lock), counted before the station's lock is let go, so that no other call
+    /// can reconnect in between as if this session held none.
     func transaction<T>(
-        within limit: TimeAmount? = nil, _ body: (PostgresConnection) throws -> T
+        within limit: TimeAmount? = nil, claims: ((T) -> Int)? = nil, _ body: (PostgresConnection) throws -> T
     ) throws(RegistryError) -> T {
         let server = location.description
         let configuration = self.configuration
@@ -310,7 +318,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                 }
                 let connection = link.connection!
                 do {
-                    return try Self.withDeadline(limit, closing: connection) {
+                    let value = try Self.withDeadline(limit, closing: connection) {
                         _ = try connection.query("BEGIN").wait()
                         do {
                             let value = try body(connection)
@@ -321,6 +329,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                             throw error
                         }
                     }
+                    if let claims { link.claims += claims(value) }
+                    return value
                 } catch {
                     if Self.isConnectionFailure(error) {
                         _ = try? connection.close().wait()
@@ -594,25 +604,46 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// `body`, with `connection` closed if it has not returned within `limit`: the
     /// query waiting for a server that never answers then fails (and so does the
     /// call, with ``NoAnswer``) instead of waiting forever.
+    ///
+    /// One state decides between the timer and the body: a timer already due when
+    /// it is cancelled still runs (NIO), so it closes the connection only while the
+    /// body runs; a body that finishes after the timer closed it fails, even if its
+    /// work committed (the session, and any claims on it, are gone).
     static func withDeadline<T>(
         _ limit: TimeAmount, closing connection: PostgresConnection, _ body: () throws -> sending T
     ) throws -> sending T {
-        let expired = Expiry()
+        let deadline = Deadline()
         let timer = connection.eventLoop.scheduleTask(in: limit) {
-            expired.flag.withLock { $0 = true }
-            let _: EventLoopFuture<Void> = connection.close()
+            deadline.state.withLock { state in
+                guard state == .running else { return }
+                state = .expired
+                let _: EventLoopFuture<Void> = connection.close()
+            }
         }
         defer { timer.cancel() }
+        let noAnswer = NoAnswer(seconds: limit.nanoseconds / 1_000_000_000)
+        let value: T
         do {
-            return try body()
+            value = try body()
         } catch {
-            if expired.flag.withLock({ $0 }) { throw NoAnswer(seconds: limit.nanoseconds / 1_000_000_000) }
+            if deadline.finish() == .expired { throw noAnswer }
             throw error
         }
+        if deadline.finish() == .expired { throw noAnswer }
+        return value
     }
 
-    private final class Expiry: Sendable {
-        let flag = Mutex(false)
+    private final class Deadline: Sendable {
+        enum State { case running, finished, expired }
+        let state = Mutex(State.running)
+        /// Ends the body's run; what it was (expired: the timer closed the connection).
+        func finish() -> State {
+            state.withLock { state in
+                let was = state
+                if state == .running { state = .finished }
+                return was
+            }
+        }
     }
 
     static func reason(_ error: any Error) -> String {
