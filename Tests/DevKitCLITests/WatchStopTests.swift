@@ -17,6 +17,16 @@ import Glibc
     /// timeout; the board's line and JSON result say it was stopped (not a failed
     /// verification), its row stays provisioned without an outcome, and watch dies
     /// of SIGTERM as a one-shot command does.
+    /// Checks `done` every 100 ms while `watch` runs, for at most 120 s.
+    static func poll(while watch: BackgroundDevkit, _ done: () -> Bool) -> Bool {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while watch.process.isRunning, ContinuousClock.now < deadline {
+            blockingSleep(milliseconds: 100)
+            if done() { return true }
+        }
+        return false
+    }
+
     @Test func sigtermDuringVerificationStopsWatchPromptly() async throws {
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -28,11 +38,8 @@ import Glibc
         let watch = try BackgroundDevkit(
             ["watch", "--profile", dir + "/p.toml", "--registry", db, "--port", kit.devicePath, "--json"])
         // Provisioned (its row done), then the port open again: verify's.
-        let ready = ContinuousClock.now + .seconds(120)
-        var provisioned = false
-        while !provisioned, watch.process.isRunning, ContinuousClock.now < ready {
-            blockingSleep(milliseconds: 100)
-            provisioned = FileManager.default.fileExists(atPath: db)
+        let provisioned = Self.poll(while: watch) {
+            FileManager.default.fileExists(atPath: db)
                 && (try? Registry(path: db, readOnly: true).allBoards().first?.state) == .done && watch.hasOpen(kit.devicePath)
         }
         try #require(provisioned, "\(watch.process.isRunning)")
@@ -80,12 +87,8 @@ import Glibc
         let watch = try BackgroundDevkit(
             ["watch", "--profile", dir + "/p.toml", "--registry", db, "--port", kit.devicePath, "--json"])
         // The UDS is recorded just before it is sent: then the board pauses.
-        let ready = ContinuousClock.now + .seconds(120)
-        var recorded = false
-        while !recorded, watch.process.isRunning, ContinuousClock.now < ready {
-            blockingSleep(milliseconds: 100)
-            recorded = FileManager.default.fileExists(atPath: db)
-                && (try? Registry(path: db, readOnly: true).allBoards().first) != nil
+        let recorded = Self.poll(while: watch) {
+            FileManager.default.fileExists(atPath: db) && (try? Registry(path: db, readOnly: true).allBoards().first) != nil
         }
         try #require(recorded, "\(watch.process.isRunning)")
         #expect(kill(watch.process.processIdentifier, SIGINT) == 0)
