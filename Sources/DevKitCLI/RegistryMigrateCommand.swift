@@ -81,7 +81,7 @@ struct RegistryMigrateCommand: ParsableCommand {
                 case .usbSerial: "(USB serial \(escaped(conflict.value))) is not copied: \(shared.path) records that "
                     + "USB serial as board #\(conflict.existingID) with another UDS"
                 case .uds: "is not copied: \(shared.path) records its UDS as board #\(conflict.existingID), a board "
-                    + "with \(escaped(conflict.value))"
+                    + "with \(conflict.valueKind == .mac ? "MAC" : "USB serial") \(escaped(conflict.value))"
                 }
                 printError(
                     "devkit: board #\(conflict.sourceID) \(what); check which one the board holds "
@@ -104,12 +104,15 @@ struct MigrateJSON: Encodable {
         let board: Int64
         /// `mac`, `usb_serial` or `uds`: what the two rows share.
         let by: String
-        /// The MAC or USB serial shared (by `uds`: the other board's key).
+        /// The MAC or USB serial shared (by `uds`: the other board's MAC or USB serial).
         let value: String
+        /// What `value` is: `mac` or `usb_serial`.
+        let valueKind: String
         let mac: String?
         let existingBoard: Int64
         enum CodingKeys: String, CodingKey {
             case board, by, value, mac
+            case valueKind = "value_kind"
             case existingBoard = "existing_board"
         }
     }
@@ -122,7 +125,8 @@ struct MigrateJSON: Encodable {
         conflicting = result.conflicts.count
         conflicts = result.conflicts.map {
             ConflictJSON(
-                board: $0.sourceID, by: $0.by.rawValue, value: $0.value, mac: $0.by == .mac ? $0.value : nil,
+                board: $0.sourceID, by: $0.by.rawValue, value: $0.value, valueKind: $0.valueKind.rawValue,
+                mac: $0.by == .mac ? $0.value : nil,
                 existingBoard: $0.existingID)
         }
     }

@@ -310,6 +310,7 @@ struct PostgresRegistryCLITests {
         #expect(result["conflicting"] as? Int == 1 && result["copied"] as? Int == 0, "\(result)")
         let item = try #require((result["conflicts"] as? [[String: Any]])?.first)
         #expect(item["mac"] as? String == "a4cf120b0003" && item["existing_board"] as? Int == Int(other.id!))
+        #expect(item["by"] as? String == "mac" && item["value_kind"] as? String == "mac" && item["value"] as? String == "a4cf120b0003")
         #expect(conflict.stderr.contains("is not copied") && conflict.stderr.contains("board #\(other.id!)"), "\(conflict.stderr)")
         #expect(try s.open().allBoards().count == 3)
     }

@@ -302,7 +302,7 @@ struct RegistryBackendTests {
         let result = try postgres.importBoards(from: sqlite)
         #expect(result == BoardImport(copied: 0, alreadyPresent: 0, conflicts: [
             .init(sourceID: ours.id!, by: .usbSerial, value: "0672ff", existingID: theirs.id!),
-            .init(sourceID: sameUDS.id!, by: .uds, value: "MAC a4cf120b9e40", existingID: shared.id!),
+            .init(sourceID: sameUDS.id!, by: .uds, value: "a4cf120b9e40", valueKind: .mac, existingID: shared.id!),
         ]))
         #expect(try postgres.allBoards().count == 2)
     }
@@ -581,6 +581,16 @@ struct RegistryBackendTests {
         #expect(try check("sslmode=require&sslrootcert=\(tmp.file("ca.pem"))") == .chain(caFile: tmp.file("ca.pem")))
         #expect(try check("sslmode=verify-ca&sslrootcert=\(tmp.file("ca.pem"))") == .chain(caFile: tmp.file("ca.pem")))
         #expect(try check("sslmode=verify-full&sslrootcert=\(tmp.file("ca.pem"))") == .chainAndHost(caFile: tmp.file("ca.pem")))
+        // A CA file named but missing fails for `require` too (ENOENT: exit 66), as libpq does.
+        for mode in ["require", "verify-ca", "verify-full"] {
+            do {
+                _ = try check("sslmode=\(mode)&sslrootcert=\(tmp.file("missing.pem"))")
+                Issue.record("\(mode) with a missing CA file was taken")
+            } catch {
+                guard case .cannotOpen(_, let reason, ENOENT?) = error else { Issue.record("\(mode): \(error)"); continue }
+                #expect(reason.contains("missing.pem"), "\(reason)")
+            }
+        }
         // verify-full without sslrootcert: ~/.postgresql/root.crt, and a clear failure without it.
         do {
             _ = try check("sslmode=verify-full")
@@ -620,6 +630,14 @@ struct RegistryBackendTests {
         } catch {
             guard case .cannotOpen(_, let reason, EACCES?) = error else { Issue.record("\(error)"); return }
             #expect(reason.contains("chmod 600") && !reason.contains("fromfile"), "\(reason)")
+        }
+        // A named password file that is not there says so, with ENOENT (exit 66).
+        do {
+            _ = try location.password(passwordFile: tmp.file("nowhere"))
+            Issue.record("a missing password file was taken")
+        } catch {
+            guard case .cannotOpen(_, let reason, ENOENT?) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("nowhere") && reason.contains("No such file"), "\(reason)")
         }
     }
 }

@@ -20,7 +20,11 @@ public struct BoardImport: Sendable, Equatable {
         public var sourceID: Int64
         /// What the two rows share: the MAC, the USB serial, or the UDS.
         public var by: Key
+        /// The MAC or USB serial shared; by `uds`, the other board's MAC or USB
+        /// serial (never the UDS itself).
         public var value: String
+        /// What `value` is: `by` itself, or by `uds`, `mac` or `usbSerial`.
+        public var valueKind: Key
         /// The newest row of the shared registry that conflicts.
         public var existingID: Int64
 
@@ -28,10 +32,12 @@ public struct BoardImport: Sendable, Equatable {
             case mac, usbSerial = "usb_serial", uds
         }
 
-        public init(sourceID: Int64, by: Key, value: String, existingID: Int64) {
+        /// `valueKind` defaults to `by` (a MAC or USB serial conflict).
+        public init(sourceID: Int64, by: Key, value: String, valueKind: Key? = nil, existingID: Int64) {
             self.sourceID = sourceID
             self.by = by
             self.value = value
+            self.valueKind = valueKind ?? by
             self.existingID = existingID
         }
     }
@@ -83,9 +89,11 @@ extension PostgresRegistry {
                 if let there = known[board.uds.bytes] {
                     // The same UDS is the same row only for the same board.
                     if let mac = board.mac, let theirs = there.mac, mac != theirs {
-                        result.conflicts.append(.init(sourceID: oldID, by: .uds, value: "MAC \(theirs)", existingID: there.id))
+                        result.conflicts.append(
+                            .init(sourceID: oldID, by: .uds, value: theirs, valueKind: .mac, existingID: there.id))
                     } else if let usb = board.usbSerial, let theirs = there.usb, usb != theirs {
-                        result.conflicts.append(.init(sourceID: oldID, by: .uds, value: "USB serial \(theirs)", existingID: there.id))
+                        result.conflicts.append(
+                            .init(sourceID: oldID, by: .uds, value: theirs, valueKind: .usbSerial, existingID: there.id))
                     } else {
                         newID[oldID] = there.id
                         result.alreadyPresent += 1

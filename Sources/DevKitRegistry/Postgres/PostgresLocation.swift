@@ -107,10 +107,10 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         switch sslMode {
         case .disable:
             return .unchecked
-        case .require:
-            if let caFile { return .chain(caFile: caFile) }
+        case .require where caFile == nil:
             return access(defaultRoot, F_OK) == 0 ? .chain(caFile: defaultRoot) : .unchecked
-        case .verifyCA, .verifyFull:
+        case .require, .verifyCA, .verifyFull:
+            // A CA file named for `require` must be there too: libpq fails then as well.
             let file = caFile ?? defaultRoot
             guard access(file, R_OK) == 0 else {
                 let error = errno
@@ -152,7 +152,11 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
                     errno: EACCES)
             }
             guard let data = FileManager.default.contents(atPath: file) else {
-                throw .cannotOpen(path: description, reason: "cannot read the password file \(file)")
+                // errno says why (a missing file exits 66, as a missing CA file does).
+                let error = access(file, R_OK) == 0 ? EIO : errno
+                throw .cannotOpen(
+                    path: description,
+                    reason: "cannot read the password file \(file) (\(String(cString: strerror(error))))", errno: error)
             }
             let text = String(decoding: data, as: UTF8.self)
             return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
