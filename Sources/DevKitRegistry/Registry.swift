@@ -110,22 +110,41 @@ public final class Registry: Sendable {
             // of the old key during a rekey) outside the registry's file.
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
         }
+        if !readOnly && !created {
+            // Another program's database is refused before anything is written to
+            // it: opening the pool would already switch it to WAL.
+            var probeConfig = Configuration()
+            probeConfig.readonly = true
+            probeConfig.busyMode = .timeout(10)
+            let probe: DatabaseQueue
+            do {
+                probe = try DatabaseQueue(path: path, configuration: probeConfig)
+            } catch {
+                throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
+            }
+            defer { try? probe.close() }
+            _ = try Self.hasNoSchema(probe, path: path)
+        }
         let database: DatabasePool
         do {
             database = try DatabasePool(path: path, configuration: config)
-            if !readOnly {
-                try Self.migrator.migrate(database)
-            } else {
-                // The first read of a WAL file creates its -wal and -shm files when no
-                // run has them open: here, so that a directory this user cannot write
-                // gets openFailure's explanation (SQLite says "attempt to write a
-                // readonly database").
-                _ = try database.read { db in try db.tableExists("board") }
-            }
+            // The first read of a WAL file creates its -wal and -shm files when no
+            // run has them open: here, so that a directory this user cannot write
+            // gets openFailure's explanation (SQLite says "attempt to write a
+            // readonly database").
+            _ = try database.read { db in try db.tableExists("board") }
         } catch {
             throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
         }
-        blank = readOnly ? try Self.blankSchema(database, path: path) : nil
+        let schemaless = readOnly ? try Self.hasNoSchema(database, path: path) : false
+        if !readOnly {
+            do {
+                try Self.migrator.migrate(database)
+            } catch {
+                throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
+            }
+        }
+        blank = readOnly && schemaless ? try Self.blankRegistry(path: path) : nil
         let state = blank != nil ? SealingState(keyID: nil, holdsClearSecrets: false)
             : try Self.sealingState(database, path: path)
         if readOnly && state.holdsClearSecrets {
@@ -452,11 +471,12 @@ public final class Registry: Sendable {
 
     // MARK: Internals
 
-    /// For a read-only open: an empty in-memory registry when the file has no
-    /// schema at all (0 bytes, or no table: a writing open made the file and stopped
-    /// before its tables), nil when it has devkit's. Any other file is refused: an
-    /// SQLite database of another program, or no SQLite database.
-    private static func blankSchema(_ pool: DatabasePool, path: String) throws(RegistryError) -> DatabaseQueue? {
+    /// Whether the file has no schema at all (0 bytes, or no table: a writing open
+    /// made the file and stopped before its tables), false when it has devkit's.
+    /// Any other file is refused, by a writing open too (which would otherwise add
+    /// devkit's tables to it): an SQLite database of another program, or no SQLite
+    /// database.
+    private static func hasNoSchema(_ pool: some DatabaseReader, path: String) throws(RegistryError) -> Bool {
         let tables: Int
         do {
             tables = try pool.read { db in
@@ -471,10 +491,16 @@ public final class Registry: Sendable {
         } catch {
             throw .cannotOpen(path: path, reason: "\(error)")
         }
-        if tables < 0 { return nil }
+        if tables < 0 { return false }
         guard tables == 0 else {
             throw .notARegistry(path: path, reason: "it is an SQLite database without devkit's tables")
         }
+        return true
+    }
+
+    /// For a read-only open of a file with no schema: an empty in-memory registry,
+    /// so reads find no board instead of failing.
+    private static func blankRegistry(path: String) throws(RegistryError) -> DatabaseQueue {
         do {
             let empty = try DatabaseQueue()
             try migrator.migrate(empty)

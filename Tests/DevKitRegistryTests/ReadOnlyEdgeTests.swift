@@ -53,7 +53,8 @@ import Glibc
 
     /// Another program's SQLite database, or a file that is no database at all:
     /// refused as not a registry, never reported as needing an upgrade or as a
-    /// permission problem, and left unchanged.
+    /// permission problem, and left unchanged, by a writing open too (which must
+    /// not add devkit's tables to it or switch it to WAL).
     @Test func otherFilesAreNotARegistry() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
@@ -65,17 +66,20 @@ import Glibc
         let text = tmp.file("text.sqlite")
         try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: text))
         for (path, reason) in [(other, "without devkit's tables"), (text, "not an SQLite database")] {
-            let before = FileManager.default.contents(atPath: path)
-            do {
-                _ = try Registry(path: path, key: .file(key), readOnly: true)
-                Issue.record("\(path) opened as a registry")
-            } catch {
-                guard case .notARegistry(let p, let r) = error, p == path, r.contains(reason) else {
-                    Issue.record("\(error)")
-                    continue
+            for readOnly in [true, false] {
+                let before = FileManager.default.contents(atPath: path)
+                do {
+                    _ = try Registry(path: path, key: .file(key), readOnly: readOnly)
+                    Issue.record("\(path) opened as a registry (read-only: \(readOnly))")
+                } catch {
+                    guard case .notARegistry(let p, let r) = error, p == path, r.contains(reason) else {
+                        Issue.record("\(error)")
+                        continue
+                    }
                 }
+                #expect(FileManager.default.contents(atPath: path) == before, "read-only: \(readOnly)")
+                #expect(!FileManager.default.fileExists(atPath: path + "-wal"), "read-only: \(readOnly)")
             }
-            #expect(FileManager.default.contents(atPath: path) == before)
         }
     }
 
