@@ -52,9 +52,10 @@ struct WatchCommand: AsyncParsableCommand {
             being verified stops at once (its line says `not verified: stopped by \
             SIGTERM`, its row stays provisioned without an outcome, and `devkit \
             verify` verifies it later). With --port the same stop ends the run with \
-            the signal itself, as the one-board commands do, and a second one (Ctrl-C \
-            twice) also ends the provisioning in progress at once: those boards are \
-            recorded as failed, and `devkit provision --resume` finishes them.
+            the signal itself, as the one-board commands do. In both modes a second \
+            one (Ctrl-C twice) also ends the provisioning in progress at once, and \
+            the run with that signal: those boards are recorded as failed, and \
+            `devkit provision --resume` finishes them.
 
             Examples:
               devkit watch --profile /etc/devkit/bench.toml
@@ -121,10 +122,7 @@ struct WatchCommand: AsyncParsableCommand {
                 // unless a second stop comes (Ctrl-C twice): that ends it too.
                 try installStopSignals { signal in
                     boards.stop.cancel(signal: signal)
-                    printError(
-                        "devkit: stopping once the boards in progress are provisioned; \(SignalRelay.name(of: signal)) "
-                            + "again stops them at once (they are recorded as failed; `devkit provision --resume` "
-                            + "finishes them)")
+                    stoppingHint(signal, output: output)
                 } again: { signal in
                     boards.provisioningStop.cancel(signal: signal)
                 }
@@ -152,6 +150,9 @@ struct WatchCommand: AsyncParsableCommand {
             try installStopSignals { signal in
                 monitor.stop()
                 boards.stop.cancel(signal: signal)
+                if boards.inProgress > 0 { stoppingHint(signal, output: output) }
+            } again: { signal in
+                boards.provisioningStop.cancel(signal: signal)
             }
 
             output.note("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops")
@@ -170,6 +171,11 @@ struct WatchCommand: AsyncParsableCommand {
             }
             output.note("devkit: stopping; waiting for boards in progress")
             boards.waitForAll()
+            if boards.provisioningStop.signal != nil, let signal = boards.stop.signal {
+                // Stopped twice: boards were cut short, which exit 0 would hide.
+                printError("devkit: stopped by \(SignalRelay.name(of: signal)); the boards' ports are closed.")
+                SignalRelay.dieOf(signal)
+            }
         }
     }
 }
@@ -191,6 +197,9 @@ final class BoardThreads: @unchecked Sendable {
     let provisioningStop = FollowerStop()
 
     func isActive(_ node: String) -> Bool { lock.withLock { active.contains(node) } }
+
+    /// How many boards are being provisioned or verified now.
+    var inProgress: Int { lock.withLock { active.count } }
 
     func start(_ device: DevKitDevice, provisioner: ProfileProvisioner, output: WatchOutput) {
         start(node: device.devnode, provisioner: provisioner, output: output) { device }
@@ -345,8 +354,17 @@ func setKernelThreadName(_ name: String) {
     close(fd)
 }
 
+/// After the first stop: what a second one does (not under --json or --quiet,
+/// where stderr carries errors only).
+private func stoppingHint(_ signal: Int32, output: WatchOutput) {
+    guard OutputLevel.current != .quiet else { return }
+    output.note(
+        "devkit: stopping once the boards in progress are provisioned; \(SignalRelay.name(of: signal)) "
+            + "again stops them at once (they are recorded as failed; `devkit provision --resume` finishes them)")
+}
+
 /// Calls `onStop` with the signal (on its own thread) at the first SIGTERM or
-/// SIGINT, and `again` at each later one.
+/// SIGINT, and `again` at each later one that comes at least half a second after it.
 ///
 /// A ``SignalRelay`` rather than a DispatchSource: a dispatch signal source is
 /// armed asynchronously after `resume()`, so a signal arriving right after start-up
@@ -361,7 +379,13 @@ private func installStopSignals(
     let thread = Thread {
         setKernelThreadName("dk signals")
         onStop(relay.wait())
-        while true { again(relay.wait()) }  // keeps the relay (and its handler) for good
+        let first = ContinuousClock.now
+        while true {  // keeps the relay (and its handler) for good
+            let signal = relay.wait()
+            // One Ctrl-C that reaches watch twice (the terminal's and a wrapper's
+            // forwarded copy, within milliseconds) is not a second stop.
+            if ContinuousClock.now - first >= .milliseconds(500) { again(signal) }
+        }
     }
     thread.name = "devkit-watch signals"
     thread.start()

@@ -21,6 +21,9 @@ public final class FollowerStop: Sendable {
 
     public init() { stopped.enter() }
 
+    // libdispatch refuses to free a group still entered: leave it if never stopped.
+    deinit { if signal == nil { stopped.leave() } }
+
     /// The stop signal given to ``cancel(signal:)``, nil while not stopped.
     public var signal: Int32? { stopSignal.withLock { $0 } }
 

@@ -8,8 +8,6 @@ import Synchronization
 final class PortCancellation: Sendable {
     private let state = Mutex<(cancelled: Bool, ports: [ObjectIdentifier: SerialPort])>((false, [:]))
 
-    var isCancelled: Bool { state.withLock { $0.cancelled } }
-
     /// Attaches `port`, whose blocking calls ``cancel()`` then cancels. Returns
     /// false when cancelled already: the port is then cancelled at once (its next
     /// wait throws `cancelled`) and not attached; close it without using it.

@@ -209,6 +209,28 @@ struct WatchUMockdevTests {
         #expect(!FileManager.default.fileExists(atPath: bench.pem))
     }
 
+    /// The daemon (udev mode) stopped twice while a board stores its UDS (its
+    /// secure-element write paused for a minute): the first SIGINT stops listening
+    /// and says what a second would do; the second cancels the board's port at
+    /// once, the board fails as stopped (its row failed, `--resume` finishes it),
+    /// and watch dies of SIGINT rather than exiting 0 as if all went well.
+    @Test("Ctrl-C twice in udev mode ends the provisioning in progress")
+    func aSecondSIGINTEndsProvisioningInUdevMode() throws {
+        let (bench, result) = try scenario(
+            emulatorOptions: ["--se-write-delay", "60000"],
+            steps: ["add:\(Self.hotplug)", "expect:[...] uds:",
+                    "signal:INT", "expect:SIGINT again stops them at once", "sleep:1",
+                    "signal:INT", "expect:stopped by SIGINT while being provisioned", "exit"])
+        defer { try? FileManager.default.removeItem(atPath: bench.dir) }
+        #expect(result.stderr.contains("driver: exit status -\(SIGINT) "), "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("devkit: stopped by SIGINT"), "\(result.stdout)")
+        #expect(!result.stdout.contains("] provisioned "), "\(result.stdout)")
+        let rows = try Registry(path: bench.registry).allBoards()
+        try #require(rows.count == 1, "\(rows)")
+        #expect(rows[0].state == .failed && rows[0].error?.contains("cancelled") == true, "\(rows[0])")
+        #expect(rows[0].uds.hexString == bench.vector.uds.lowercased(), "the UDS is never lost")
+    }
+
     @Test("Unplugged mid-way, plugged back in: watch resumes the recorded board and finishes it")
     func replugResumes() throws {
         let (bench, result) = try scenario(
