@@ -136,10 +136,7 @@ struct WatchCommand: AsyncParsableCommand {
                     }
                 }
                 boards.waitForAll()
-                if let signal = boards.stop.signal {
-                    printError("devkit: stopped by \(SignalRelay.name(of: signal)); the boards' ports are closed.")
-                    SignalRelay.dieOf(signal)
-                }
+                if let signal = boards.stop.signal { dieOfStop(signal) }
                 if boards.failures > 0 { throw ExitCode(ExitStatus.partialFailure.rawValue) }
                 return
             }
@@ -171,11 +168,8 @@ struct WatchCommand: AsyncParsableCommand {
             }
             output.note("devkit: stopping; waiting for boards in progress")
             boards.waitForAll()
-            if boards.provisioningStop.signal != nil, let signal = boards.stop.signal {
-                // Stopped twice: boards were cut short, which exit 0 would hide.
-                printError("devkit: stopped by \(SignalRelay.name(of: signal)); the boards' ports are closed.")
-                SignalRelay.dieOf(signal)
-            }
+            // Stopped twice: boards were cut short, which exit 0 would hide.
+            if boards.provisioningStop.signal != nil, let signal = boards.stop.signal { dieOfStop(signal) }
         }
     }
 }
@@ -352,6 +346,13 @@ func setKernelThreadName(_ name: String) {
     let bytes = Array(name.utf8.prefix(15))
     _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     close(fd)
+}
+
+/// Ends watch by the stop `signal`, once the boards' ports are closed, as the
+/// one-board commands end.
+private func dieOfStop(_ signal: Int32) -> Never {
+    printError("devkit: stopped by \(SignalRelay.name(of: signal)); the boards' ports are closed.")
+    SignalRelay.dieOf(signal)
 }
 
 /// After the first stop: what a second one does (not under --json or --quiet,

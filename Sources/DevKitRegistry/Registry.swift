@@ -89,10 +89,11 @@ public final class Registry: Sendable {
     init(path: String, key: RegistryKeySource, readOnly: Bool, hooks: RewriteHooks?) throws(RegistryError) {
         self.path = path
         self.hooks = hooks
-        let directory = (path as NSString).deletingLastPathComponent
+        let parent = (path as NSString).deletingLastPathComponent
+        let directory = parent.isEmpty ? "." : parent
         var created = false
         if !readOnly {
-            try Self.makeDirectory(directory.isEmpty ? "." : directory)
+            try Self.makeDirectory(directory)
             created = try Self.createPrivateFile(path)
         }
 
@@ -120,7 +121,7 @@ public final class Registry: Sendable {
             do {
                 probe = try DatabaseQueue(path: path, configuration: probeConfig)
             } catch {
-                throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
+                throw Self.openFailure(path: path, directory: directory, error)
             }
             defer { try? probe.close() }
             _ = try Self.hasNoSchema(probe, path: path)
@@ -128,23 +129,23 @@ public final class Registry: Sendable {
         let database: DatabasePool
         do {
             database = try DatabasePool(path: path, configuration: config)
-            // The first read of a WAL file creates its -wal and -shm files when no
-            // run has them open: here, so that a directory this user cannot write
-            // gets openFailure's explanation (SQLite says "attempt to write a
-            // readonly database").
-            _ = try database.read { db in try db.tableExists("board") }
-        } catch {
-            throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
-        }
-        let schemaless = readOnly ? try Self.hasNoSchema(database, path: path) : false
-        if !readOnly {
-            do {
+            if !readOnly {
                 try Self.migrator.migrate(database)
-            } catch {
-                throw Self.openFailure(path: path, directory: directory.isEmpty ? "." : directory, error)
+            } else {
+                // The first read of a WAL file creates its -wal and -shm files when no
+                // run has them open: here, so that a directory this user cannot write
+                // gets openFailure's explanation (SQLite says "attempt to write a
+                // readonly database").
+                _ = try database.read { db in try db.tableExists("board") }
             }
+        } catch {
+            throw Self.openFailure(path: path, directory: directory, error)
         }
-        blank = readOnly && schemaless ? try Self.blankRegistry(path: path) : nil
+        if readOnly, try Self.hasNoSchema(database, path: path) {
+            blank = try Self.blankRegistry(path: path)
+        } else {
+            blank = nil
+        }
         let state = blank != nil ? SealingState(keyID: nil, holdsClearSecrets: false)
             : try Self.sealingState(database, path: path)
         if readOnly && state.holdsClearSecrets {
@@ -169,7 +170,7 @@ public final class Registry: Sendable {
         if created {
             // The new file's directory entry must survive a crash too (best effort:
             // some network file systems refuse a directory fsync).
-            try? DurableFile.syncDirectory(directory.isEmpty ? "." : directory)
+            try? DurableFile.syncDirectory(directory)
         }
     }
 

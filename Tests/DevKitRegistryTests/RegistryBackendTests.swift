@@ -637,7 +637,7 @@ struct RegistryBackendTests {
             Issue.record("a missing password file was taken")
         } catch {
             guard case .cannotOpen(_, let reason, ENOENT?) = error else { Issue.record("\(error)"); return }
-            #expect(reason.contains("nowhere") && reason.contains("No such file"), "\(reason)")
+            #expect(reason.contains("nowhere") && reason.localizedCaseInsensitiveContains("no such file"), "\(reason)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import DevKitSystem
 import Foundation
 
 #if canImport(Glibc)
@@ -151,12 +152,14 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
                         + "run: chmod 600 \(file)",
                     errno: EACCES)
             }
-            guard let data = FileManager.default.contents(atPath: file) else {
-                // errno says why (a missing file exits 66, as a missing CA file does).
-                let error = access(file, R_OK) == 0 ? EIO : errno
+            let data: [UInt8]
+            do {
+                data = try InputFile.read(file, limit: .secret, standardInputDash: false)
+            } catch {
+                // Its errno decides the exit code (a missing file exits 66, as a missing CA file does).
                 throw .cannotOpen(
-                    path: description,
-                    reason: "cannot read the password file \(file) (\(String(cString: strerror(error))))", errno: error)
+                    path: description, reason: "cannot read the password file \(file): \(error.reason)",
+                    errno: error.errno?.rawValue)
             }
             let text = String(decoding: data, as: UTF8.self)
             return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
