@@ -126,6 +126,13 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             var items: [EnrollmentItem] = []
             var early: [EnrollmentOutcome] = []
             var boardIDs: [String: Int64] = [:]
+            // --from-registry: each board's row is claimed (a shared registry) from
+            // before it is read until its outcome is recorded; one open registry
+            // holds the claims and records.
+            var store: (any RegistryStore)?
+            var claims: RowClaims?
+            var busy: Set<String> = []
+            defer { claims?.releaseAll() }
             if let cert {
                 let certificate = try readCertificate(cert)
                 guard let cn = certificate.commonName else {
@@ -145,7 +152,10 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                 if !disabled, let status = fileSettings.provisioningStatus { settings.provisioningStatus = status }
                 if deviceID == nil { settings.deviceId = fileSettings.deviceId }
             } else {
-                (items, early, boardIDs) = try registryItems()
+                guard let opened = try self.registry.openExisting() else { throw NoRegistryError(path: self.registry.resolvedPath) }
+                store = opened
+                claims = RowClaims(registry: opened, station: StationOptions.hostName)
+                (items, early, boardIDs, busy) = try registryItems(opened, claims: claims!)
             }
             let reporter = EnrollmentReporter(json: json, total: items.count + early.count, boardIDs: boardIDs)
             reporter.start()
@@ -158,19 +168,20 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                     return (await workflow.enroll(items) { reporter.report($0) }, client.configuration.connectionString.hostName)
                 }
                 outcomes += enrolled
-                if fromRegistry { try record(enrolled, dpsHost: dpsHost, boardIDs: boardIDs) }
+                if let store { try record(enrolled, dpsHost: dpsHost, boardIDs: boardIDs, in: store) }
             }
             if fromRegistry && outcomes.isEmpty && !json {
                 printError("devkit: no board of the registry has a current certificate to enroll")
             }
-            try exit(for: outcomes)
+            try exit(for: outcomes, busy: busy)
         }
     }
 
     /// Records each board's outcome in the registry (what `registry list` shows as
     /// ENROLLED); boards refused before anything was sent are not recorded.
-    private func record(_ outcomes: [EnrollmentOutcome], dpsHost: String, boardIDs: [String: Int64]) throws {
-        let registry = try self.registry.open()
+    private func record(
+        _ outcomes: [EnrollmentOutcome], dpsHost: String, boardIDs: [String: Int64], in registry: any RegistryStore
+    ) throws {
         let recorded = outcomes.compactMap { outcome in
             boardIDs[DPSRegistrationIDRules.key(outcome.registrationId)].map { (boardID: $0, outcome: outcome) }
         }
@@ -181,9 +192,13 @@ struct DPSEnrollCommand: AsyncParsableCommand {
     /// whole fleet that failed for one reason of the service's (unreachable 69,
     /// throttled or timed out 75, refused credentials 77): that code, so a script can
     /// tell "try later" or "fix the key" from "some boards failed"; a conflict, or
-    /// other failures in a fleet: 1.
-    private func exit(for outcomes: [EnrollmentOutcome]) throws {
+    /// other failures in a fleet: 1. Boards left alone because another station holds
+    /// them (`busy`, by registration-ID key) and no other failure: 75, try again later.
+    private func exit(for outcomes: [EnrollmentOutcome], busy: Set<String>) throws {
         if outcomes.allSatisfy(\.isEnrolled) { return }
+        if !busy.isEmpty, outcomes.allSatisfy({ $0.isEnrolled || busy.contains(DPSRegistrationIDRules.key($0.registrationId)) }) {
+            throw ExitCode(ExitStatus.tempFail.rawValue)
+        }
         if !fromRegistry, outcomes.count == 1, outcomes[0].action == .failed, let error = outcomes[0].error {
             throw ExitCode(error.exitStatus.rawValue)
         }
@@ -229,9 +244,13 @@ struct DPSEnrollCommand: AsyncParsableCommand {
 
     /// The registry's boards to enroll: provisioned to the end, not superseded, with
     /// the certificate file they recorded. Boards chosen with --id that do not
-    /// qualify are failures; others are skipped.
-    private func registryItems() throws -> ([EnrollmentItem], [EnrollmentOutcome], [String: Int64]) {
-        guard let registry = try registry.openExisting() else { throw NoRegistryError(path: self.registry.resolvedPath) }
+    /// qualify are failures; others are skipped. Each board to enroll is claimed
+    /// (`claims`) and read again under the claim; one another station holds is a
+    /// failure naming it (returned in the last set, by registration-ID key), and
+    /// the others go on.
+    private func registryItems(
+        _ registry: any RegistryStore, claims: RowClaims
+    ) throws -> ([EnrollmentItem], [EnrollmentOutcome], [String: Int64], Set<String>) {
         var boards: [BoardRecord]
         if ids.isEmpty {
             let all = try registry.allBoards()
@@ -250,13 +269,29 @@ struct DPSEnrollCommand: AsyncParsableCommand {
         var items: [EnrollmentItem] = []
         var failed: [EnrollmentOutcome] = []
         var boardIDs: [String: Int64] = [:]
-        for board in boards {
-            let id = board.registrationID ?? "board-\(board.id ?? 0)"
+        var busy: Set<String> = []
+        for listed in boards {
+            let id = listed.registrationID ?? "board-\(listed.id ?? 0)"
             func fail(_ message: String) {
                 let error = DPSServiceError(kind: .invalidRequest, operation: "enroll \(id)", message: message)
                 failed.append(EnrollmentOutcome(registrationId: id, action: .failed, error: error, message: message))
             }
-            if let rowID = board.id { boardIDs[DPSRegistrationIDRules.key(id)] = rowID }
+            if let rowID = listed.id { boardIDs[DPSRegistrationIDRules.key(id)] = rowID }
+            let refusal: RegistryError?
+            do {
+                try claims.take(listed)
+                refusal = nil
+            } catch {
+                refusal = error
+            }
+            if let refusal {
+                guard case .boardBusy(let what, let station) = refusal else { throw refusal }
+                fail("board \(escaped(what)) is being provisioned by station \(escaped(station)) right now: not enrolled; "
+                    + "let it finish there, then run this again")
+                busy.insert(DPSRegistrationIDRules.key(id))
+                continue
+            }
+            guard let board = try listed.id.flatMap({ try registry.board(id: $0) }) else { continue }
             guard board.state == .done, let path = board.certificatePath, board.registrationID != nil else {
                 fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `devkit provision --resume \(board.id ?? 0)`")
                 continue
@@ -277,7 +312,7 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             }
             items.append(EnrollmentItem(registrationId: id, certificate: certificate))
         }
-        return (items, failed, boardIDs)
+        return (items, failed, boardIDs, busy)
     }
 }
 

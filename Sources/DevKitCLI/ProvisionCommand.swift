@@ -196,19 +196,40 @@ struct ProvisionCommand: ParsableCommand {
         try reportingErrors {
             let registry = try self.registry.open()
             let attachedSerial = (try? port.resolvedPath()).flatMap { usbSerial(of: $0) }
+            var reporter = ProvisionReporter(json: json)
+            let stationName = station.resolved()
+            // A shared registry: the board (and a resumed row) is claimed before its
+            // row is read or its port opened; a board another station is working on
+            // is left to it untouched. The workflow's own claims nest in these.
+            var claimed: [String] = []
+            defer { registry.release(boards: claimed) }
+            func claim(_ keys: [String], boardID: Int64? = nil) throws {
+                do {
+                    try registry.claim(boards: keys, station: stationName)
+                } catch {
+                    reporter.event(ProvisionEvent(stage: .claim, status: .failed, message: "\(error)", boardID: boardID, error: error))
+                    throw error
+                }
+                claimed += keys
+            }
             var request: ProvisionRequest
             var resumed: BoardRecord?
             if let resume {
-                guard let board = try registry.board(matching: resume) else { throw RegistryError.boardNotFound(resume) }
+                // Which row (the key may be a MAC or registration ID), then the row
+                // claimed, then what it says, read again under the claim.
+                guard let id = try registry.board(matching: resume)?.id else { throw RegistryError.boardNotFound(resume) }
+                try claim([BoardClaimKeys.row(id)], boardID: id)
+                guard let board = try registry.board(id: id) else { throw RegistryError.boardNotFound(resume) }
+                try claim(BoardClaimKeys.board(mac: board.mac ?? mac?.hex, usbSerial: board.usbSerial ?? attachedSerial), boardID: id)
                 request = try resumeRequest(board)
                 if let attachedSerial { request.usbSerial = attachedSerial }
                 resumed = board
             } else {
+                try claim(BoardClaimKeys.board(mac: mac?.hex, usbSerial: attachedSerial))
                 request = self.request(firmware: firmware.source)
                 request.usbSerial = attachedSerial
             }
             request.force = force
-            var reporter = ProvisionReporter(json: json)
             let dpsSettings = request.dps
             let registryPath = self.registry.path.map { _ in registry.path }
             reporter.enrollCommand = { id, replace in
@@ -218,7 +239,7 @@ struct ProvisionCommand: ParsableCommand {
             var workflow = ProvisionWorkflow(registry: registry, measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }
             workflow.dpsLog = dpsRequestLog()
-            workflow.station = station.resolved()
+            workflow.station = stationName
             let result: ProvisionResult
             if let board = resumed {
                 let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || board.mac == nil
@@ -237,11 +258,12 @@ struct ProvisionCommand: ParsableCommand {
             try finish(result, reporter: reporter, afterResult: { printWarning(fixedNonceWarning) }) {
                 // A board DPS did not enroll cannot register: not verified.
                 guard verify, result.enrollment?.isEnrolled ?? true else { return nil }
+                var hooks = RegistrationCheck.Hooks.terminal(progress: { _ in })
+                hooks.station = stationName
                 return try RegistrationCheck.afterProvisioning(
                     result, path: try port.resolvedPath(), baudRate: port.baud,
                     settings: VerifySettings(timeoutSeconds: verifyTimeout ?? VerifySettings.defaultTimeout),
-                    dps: request.dps, registry: registry, report: reporter.event,
-                    hooks: .terminal(progress: { _ in }))
+                    dps: request.dps, registry: registry, report: reporter.event, hooks: hooks)
             }
         }
     }

@@ -36,7 +36,8 @@ struct ProvisionReporter {
         if json {
             var message = e.message
             if e.status == .failed, e.stage != .verify, let error = e.error {
-                message = cliMessage(error) + (e.boardID.map { " (\(hint($0, after: error)))" } ?? "")
+                // A busy board is the other station's to finish: no resume hint.
+                message = cliMessage(error) + (e.stage == .claim ? "" : e.boardID.map { " (\(hint($0, after: error)))" } ?? "")
             }
             emitJSON(EventJSON(event: "step", stage: e.stage.rawValue, status: e.status.rawValue,
                                message: message, boardID: e.boardID, port: port))
@@ -51,7 +52,8 @@ struct ProvisionReporter {
         if e.status == .failed {
             // The error itself follows as `devkit: error: …` (or watch's status line):
             // here only where it stopped and, once recorded, how to finish the board.
-            let line = "\(prefix)[ERR] \(e.stage.rawValue): \(e.boardID.map { hint($0, after: e.error) } ?? "stopped")"
+            let outcome = e.stage == .claim ? "left to the station that holds it" : e.boardID.map { hint($0, after: e.error) } ?? "stopped"
+            let line = "\(prefix)[ERR] \(e.stage.rawValue): \(outcome)"
             if let live { live.show(stage: e.stage.rawValue, line, final: true) } else { printError(line) }
             return
         }

@@ -121,7 +121,14 @@ func reissueFromRegistry(
     // The DPS is checked (connection string, endpoint, trust anchors) before any file is written.
     let target = try enroll.map { try DPSEnrollmentTarget($0, log: dpsRequestLog()) }
     defer { target?.close() }
-    let items = try CertificateReissue(registry: registry, factory: factory)
+    // A shared registry: each board's row is claimed from before it is read until
+    // its new files (and enrollment) are recorded; a board another station holds
+    // fails alone, naming it.
+    let claims = RowClaims(registry: registry, station: StationOptions.hostName)
+    defer { claims.releaseAll() }
+    var reissue = CertificateReissue(registry: registry, factory: factory)
+    reissue.claims = claims
+    let items = try reissue
         .run(
             firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, dps: enroll ?? DPSSettings(), boardIDs: ids,
             jobs: jobs)
@@ -140,6 +147,7 @@ func reissueFromRegistry(
         finishEnrollmentCommand(boardID: id, dps: enroll ?? DPSSettings(), registryPath: registryPath, replace: true)
     }
     var failures = 0
+    var busy = 0
     for item in items {
         switch item.result {
         case .success(var r):
@@ -169,6 +177,7 @@ func reissueFromRegistry(
             }
         case .failure(let error):
             failures += 1
+            if case .busy? = error.remedy { busy += 1 }
             if json {
                 print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.userMessage]))
             } else {
@@ -177,7 +186,8 @@ func reissueFromRegistry(
         }
     }
     if items.isEmpty && !json { printError("devkit: no boards recorded in \(registry.path)") }
-    if failures > 0 { throw ExitCode(ExitStatus.partialFailure.rawValue) }
+    // Only boards other stations hold: 75, as for one busy board (run it again later).
+    if failures > 0 { throw ExitCode((failures == busy ? ExitStatus.tempFail : ExitStatus.partialFailure).rawValue) }
 }
 
 extension CertificateReissue.ReissueError {
@@ -187,6 +197,7 @@ extension CertificateReissue.ReissueError {
         case .finishProvisioning(let id)?: return description + "; finish it with `devkit provision --resume \(id)` first"
         case .giveFirmwareVersion?: return description + "; give --firmware-version"
         case .filesOfAnotherBoard?: return description + "; re-issue it into another --output-dir"
+        case .busy?: return description + "; let it finish there, then run this again for it (`--board ID`)"
         case nil: return description
         }
     }

@@ -165,7 +165,8 @@ struct VerifyCommand: AsyncParsableCommand {
             }
         }
         // Recorded in the board's row when the registry has it (by ID or MAC).
-        let result = RegistrationCheck.report(outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: db)
+        let result = RegistrationCheck.report(
+            outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: db, station: StationOptions.hostName)
         if let failure = result.recordingFailure { printWarning("the outcome is not recorded in the registry: \(failure)") }
         if json {
             try printJSON(Result(result))

@@ -308,6 +308,16 @@ public final class Registry: Sendable {
         record.error = nil
     }
 
+    /// What a failure does to a row (both backends): `failed`, with its error, unless
+    /// the row is `done` already. A late failure (a verification, an enrollment owed,
+    /// a run stopped after its last step was committed) must not undo a finished
+    /// board: `--resume` would then redo it, and `registry list` would call it broken.
+    static func fail(_ record: inout BoardRecord, _ message: String) {
+        guard record.state != .done else { return }
+        record.state = .failed
+        record.error = message
+    }
+
     /// Reads board `boardID`'s row, applies `change`, and stores it as updated now, in one transaction.
     private func updateBoard(_ boardID: Int64, _ change: @escaping (inout BoardRecord) -> Void) throws(RegistryError) -> BoardRecord {
         try write { [sealer] db in
@@ -324,10 +334,7 @@ public final class Registry: Sendable {
     /// Records that the last run on this board stopped on `error` (no secrets in it).
     @discardableResult
     public func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord {
-        try updateBoard(boardID) { record in
-            record.state = .failed
-            record.error = message
-        }
+        try updateBoard(boardID) { Self.fail(&$0, message) }
     }
 
     /// Records what enrolling a board in DPS came to (replacing the previous

@@ -13,6 +13,10 @@ import Synchronization
 public struct CertificateReissue {
     public let registry: any RegistryStore
     public let factory: CertificateFactory
+    /// Where each board's row is claimed before it is read and changed (a shared
+    /// registry), held until the caller releases them (after its enrollments);
+    /// nil: no claims (a registry of one station).
+    public var claims: RowClaims?
 
     /// - Parameter factory: from the measurer, for the new firmware image.
     public init(registry: any RegistryStore, factory: @escaping CertificateFactory) {
@@ -35,6 +39,8 @@ public struct CertificateReissue {
             case giveFirmwareVersion
             /// Its files' names hold board `owner`'s certificate: re-issue into another directory.
             case filesOfAnotherBoard(owner: Int64)
+            /// Another station holds the board (provisioning it, or changing its row): try again later.
+            case busy(station: String)
         }
 
         /// What happened, in the registry's terms.
@@ -74,7 +80,31 @@ public struct CertificateReissue {
                             + (newer.usbSerial != nil && newer.usbSerial == board.usbSerial ? "USB serial" : "MAC")
                             + "), which holds its current UDS: skipped", superseded: true)
                 }
-                do { return try reissue(board, firmwareVersion, outputDirectory, dps) } catch let e as ReissueError {
+                // Claimed, then read again: what another station's run changed
+                // meanwhile (or is changing: busy) is what counts.
+                var current = board
+                if let claims {
+                    do {
+                        try claims.take(board)
+                    } catch RegistryError.boardBusy(let what, let station) {
+                        throw ReissueError(
+                            description: "board #\(board.id!) was not re-issued: board \(escaped(what)) is being provisioned by "
+                                + "station \(escaped(station)) right now", remedy: .busy(station: station))
+                    } catch {
+                        throw ReissueError(description: "\(error)")
+                    }
+                    do {
+                        guard let fresh = try registry.board(id: board.id!) else {
+                            throw ReissueError(description: "board #\(board.id!) is no longer in the registry")
+                        }
+                        current = fresh
+                    } catch let e as ReissueError {
+                        throw e
+                    } catch {
+                        throw ReissueError(description: "\(error)")
+                    }
+                }
+                do { return try reissue(current, firmwareVersion, outputDirectory, dps) } catch let e as ReissueError {
                     throw e
                 } catch {
                     throw ReissueError(description: "\(error)")

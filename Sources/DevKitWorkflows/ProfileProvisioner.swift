@@ -64,8 +64,13 @@ public struct ProfileProvisioner: Sendable {
         // Claimed before the registry is read (a shared registry): what is decided
         // below (new, resume, already done, enrollment owed) stays true while this
         // station holds the board. The workflow's own claims nest inside this one.
-        let claimed = ProvisionWorkflow.claimKeys(mac: nil, usbSerial: usbSerial)
-        try registry.claim(boards: claimed, station: station ?? "unnamed")
+        let claimed = BoardClaimKeys.board(mac: nil, usbSerial: usbSerial)
+        do {
+            try registry.claim(boards: claimed, station: station ?? "unnamed")
+        } catch {
+            report(ProvisionEvent(stage: .claim, status: .failed, message: "\(error)", error: error))
+            throw error
+        }
         defer { registry.release(boards: claimed) }
         var previous: BoardRecord?
         if let usbSerial {
@@ -74,6 +79,7 @@ public struct ProfileProvisioner: Sendable {
                 guard profile.dps.enrolls, previous.awaitsEnrollment else { return .alreadyProvisioned(previous) }
                 var workflow = ProvisionWorkflow(registry: registry, measure: measure, report: report)
                 workflow.dpsLog = dpsLog
+                workflow.station = station
                 return .enrolled(previous, try workflow.enrollRecorded(previous, dps: profile.dps))
             }
         }
@@ -132,6 +138,7 @@ public struct ProfileProvisioner: Sendable {
         hooks.followerRelaysStopSignals = false
         hooks.stop = stop
         if let given { hooks = given }
+        hooks.station = station
         return try RegistrationCheck.afterProvisioning(
             boardID: boardID, mac: mac, path: path, baudRate: baudRate, settings: settings, dps: profile.dps, registry: registry,
             report: report, hooks: hooks)

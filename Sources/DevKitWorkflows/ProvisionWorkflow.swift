@@ -91,9 +91,11 @@ public struct ProvisionRequest: Sendable {
 
 /// One step of `devkit provision`, reported as it starts and ends.
 public enum ProvisionStage: String, Sendable, CaseIterable, Codable {
-    /// `enrollment`: the enrollment file; `enroll`: the enrollment in DPS (when
-    /// configured); `verify`: watching the board register (last, when asked).
-    case validate, connect, record, uds, wifi, version, mac, certificate, enrollment, enroll, verify
+    /// `claim`: taking the board (or row) on a shared registry, reported only when
+    /// another station holds it; `enrollment`: the enrollment file; `enroll`: the
+    /// enrollment in DPS (when configured); `verify`: watching the board register
+    /// (last, when asked).
+    case validate, claim, connect, record, uds, wifi, version, mac, certificate, enrollment, enroll, verify
 }
 
 /// A progress event. Never carries a secret.
@@ -358,13 +360,8 @@ public struct ProvisionWorkflow {
         // One station at a time per board (a shared registry): claimed before the
         // board is touched, held until this run ends. Its MAC, when not given, is
         // claimed once read (``finish``).
-        let claimed = Self.claimKeys(mac: request.mac?.hex, usbSerial: request.usbSerial)
-        do {
-            try registry.claim(boards: claimed, station: station ?? "unnamed")
-        } catch {
-            report(ProvisionEvent(stage: .connect, status: .failed, message: "\(error)", error: error))
-            throw error
-        }
+        let claimed = BoardClaimKeys.board(mac: request.mac?.hex, usbSerial: request.usbSerial)
+        try claim(claimed)
         defer { registry.release(boards: claimed) }
         CertificateWarmUp.start(v.factory)
         do {
@@ -402,7 +399,7 @@ public struct ProvisionWorkflow {
         let id = board.id!
         // The row too, before its UDS goes out: a `--resume` of it from another
         // station (which claims the row first) must not finish it meanwhile.
-        let row = [Self.rowClaimKey(id)]
+        let row = [BoardClaimKeys.row(id)]
         do {
             try registry.claim(boards: row, station: station ?? "unnamed")
         } catch {
@@ -444,12 +441,12 @@ public struct ProvisionWorkflow {
     public func resume(boardID: Int64, request: ProvisionRequest, session: ConsoleSession?) throws -> ProvisionResult {
         // The row first, then what it says: a row another station is finishing is
         // left to it, whatever board this one is connected to.
-        let row = [Self.rowClaimKey(boardID)]
-        try registry.claim(boards: row, station: station ?? "unnamed")
+        let row = [BoardClaimKeys.row(boardID)]
+        try claim(row, boardID: boardID)
         defer { registry.release(boards: row) }
         guard let board = try registry.board(id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
-        let claimed = Self.claimKeys(mac: board.mac ?? request.mac?.hex, usbSerial: board.usbSerial ?? request.usbSerial)
-        try registry.claim(boards: claimed, station: station ?? "unnamed")
+        let claimed = BoardClaimKeys.board(mac: board.mac ?? request.mac?.hex, usbSerial: board.usbSerial ?? request.usbSerial)
+        try claim(claimed, boardID: boardID)
         defer { registry.release(boards: claimed) }
         // The recorded UDS must go to the board it was recorded for: on another board
         // two devices would share an identity, and this row would take its MAC.
@@ -497,13 +494,17 @@ public struct ProvisionWorkflow {
         }
     }
 
-    /// What a board is claimed by: its MAC once known, its USB serial before.
-    static func claimKeys(mac: String?, usbSerial: String?) -> [String] {
-        [mac.map { "mac:" + $0.lowercased() }, usbSerial.map { "usb:" + $0.lowercased() }].compactMap { $0 }
+    /// Claims `keys` (``BoardClaimKeys``) for this run; a board another station
+    /// holds is reported at the `claim` stage (nothing was touched: not a failure
+    /// of the row, which that station is working on).
+    func claim(_ keys: [String], boardID: Int64? = nil) throws(RegistryError) {
+        do {
+            try registry.claim(boards: keys, station: station ?? "unnamed")
+        } catch {
+            report(ProvisionEvent(stage: .claim, status: .failed, message: "\(error)", boardID: boardID, error: error))
+            throw error
+        }
     }
-
-    /// What a registry row is claimed by while `--resume` finishes it.
-    static func rowClaimKey(_ boardID: Int64) -> String { "row:\(boardID)" }
 
     /// Refuses (``ProvisionError/filesOfAnotherBoard(boardID:owner:path:udsSent:)``)
     /// before the UDS is sent when the registration ID can be known before the
@@ -641,7 +642,7 @@ public struct ProvisionWorkflow {
             guard let mac = log.macAddress else { throw ProvisionError.macNotInBootLog }
             // Claimed as soon as it is known (a port with no USB serial had no claim
             // until now): another station at this MAC ends this run here, its row kept.
-            let macClaim = Self.claimKeys(mac: mac.hex, usbSerial: nil)
+            let macClaim = BoardClaimKeys.board(mac: mac.hex, usbSerial: nil)
             try registry.claim(boards: macClaim, station: station ?? "unnamed")
             claimedMAC = macClaim
             board = try markInBackground(.macRead, board, BoardUpdate(mac: mac), failures: failures)
@@ -697,6 +698,11 @@ public struct ProvisionWorkflow {
     public func enrollRecorded(_ board: BoardRecord, dps settings: DPSSettings, replace: Bool = false) throws -> ProvisionEnrollment {
         guard let id = board.id, board.state == .done, let recordedID = board.registrationID, let path = board.certificatePath
         else { throw ProvisionError.cannotResume("board #\(board.id ?? 0) is not provisioned to the end; finish it with --resume") }
+        // Its row is changed (the enrollment recorded): not while another station
+        // re-issues or enrolls it.
+        let claimed = BoardClaimKeys.recorded(board)
+        try claim(claimed, boardID: id)
+        defer { registry.release(boards: claimed) }
         let registrationID = try Registry.parseStored(RegistrationID.init, recordedID, board: id)
         let pem: String
         do {

@@ -35,6 +35,9 @@ public enum RegistrationCheck {
         /// the check, console part and following alike, as ``RegistrationCheckError/stopped(signal:)``
         /// or ``BoardLogFollower/End/signal(_:)``.
         public var stop: FollowerStop?
+        /// This station's name, with which the board's row is claimed while the
+        /// outcome is recorded (a shared registry).
+        public var station: String?
 
         public init() {}
     }
@@ -180,10 +183,13 @@ public enum RegistrationCheck {
     /// The report on `outcome`, with what DPS says of the registration if it was
     /// asked (`dpsState`: the assigned hub and device ID), recorded in the board's
     /// registry row when there is one. A failure to record is the report's, not thrown:
-    /// the outcome is what the user came for.
+    /// the outcome is what the user came for. On a shared registry the row is claimed
+    /// for the record (`station`): a board another station is provisioning or
+    /// changing right now is not recorded (its run decides the row), which the
+    /// report's ``Report/recordingFailure`` says, naming that station.
     public static func report(
         _ outcome: RegistrationOutcome, classifier: RegistrationClassifier, subject: Subject,
-        dpsState: DeviceRegistrationState? = nil, recordingIn registry: (any RegistryStore)?
+        dpsState: DeviceRegistrationState? = nil, recordingIn registry: (any RegistryStore)?, station: String? = nil
     ) -> Report {
         var hub = outcome.hub
         var deviceID: String?
@@ -196,8 +202,11 @@ public enum RegistrationCheck {
         var report = Report(
             outcome: outcome, registrationID: subject.registrationID, assignedHub: hub, deviceID: deviceID,
             diagnosis: diagnosis, evidence: classifier.evidence, boardID: subject.record?.id)
-        if let registry, let id = subject.record?.id {
+        if let registry, let record = subject.record, let id = record.id {
+            let claims = RowClaims(registry: registry, station: station)
+            defer { claims.releaseAll() }
             do {
+                try claims.take(record)
                 try registry.recordVerification(
                     boardID: id, BoardVerification(outcome: outcome.name, assignedHub: hub, deviceID: deviceID))
             } catch {
@@ -318,7 +327,8 @@ extension RegistrationCheck {
             state = dpsState(target, registrationID: id)
             target.close()
         }
-        let verification = self.report(outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: registry)
+        let verification = self.report(
+            outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: registry, station: hooks.station)
         if let failure = verification.recordingFailure {
             report(ProvisionEvent(
                 stage: .verify, status: .started, message: "warning: the outcome is not recorded in the registry: \(failure)",

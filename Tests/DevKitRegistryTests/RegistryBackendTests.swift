@@ -85,6 +85,34 @@ struct RegistryBackendTests {
         #expect(throws: RegistryError.boardNotFound("999")) { try registry.markSteps([.macRead], boardID: 999, update: BoardUpdate()) }
     }
 
+    /// A failure reported after the row is done (a late verification or enrollment
+    /// error, a run stopped after its last step) leaves it done: only an unfinished
+    /// row turns `failed`.
+    @Test(arguments: backends)
+    func aLateFailureDoesNotUndoADoneRow(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Self.open(backend, tmp, key: try keyFile(tmp)).store
+        let board = try registry.recordNewBoard(
+            uds: udsA, mac: nil, usbSerial: "0672FF", registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+            alsoMark: [.udsSent])
+        var update = BoardUpdate()
+        update.mac = try MACAddress("a4cf120b9e31")
+        let done = try registry.markSteps(
+            [.udsConfirmed, .versionRead, .macRead, .certificateWritten, .enrollmentWritten], boardID: board.id!, update: update)
+        #expect(done.state == .done)
+        let after = try registry.markFailed(boardID: board.id!, error: "DPS enrollment failed late")
+        #expect(after.state == .done && after.error == nil)
+        let read = try #require(try registry.board(id: board.id!))
+        #expect(read.state == .done && read.error == nil)
+        #expect(try registry.unfinishedBoards().isEmpty)
+        // An unfinished row still fails.
+        let other = try registry.recordNewBoard(
+            uds: udsB, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, provisionSettings: nil, alsoMark: [])
+        let failed = try registry.markFailed(boardID: other.id!, error: "unplugged")
+        #expect(failed.state == .failed && failed.error == "unplugged")
+    }
+
     @Test(arguments: backends)
     func aBackupHoldsNoClearUDS(backend: Backend) throws {
         let tmp = try TempDir()

@@ -7,6 +7,7 @@ import Foundation
 import SerialPort
 import Synchronization
 import Testing
+import UserModeLog
 import VirtualDevKit
 
 /// One station at a time per board on a shared (PostgreSQL) registry: each test
@@ -161,5 +162,55 @@ struct SharedRegistryClaimTests {
         #expect(rows.first?.mac == nil, "the MAC another station holds was recorded")
         #expect(rows.first?.state == .failed)
         #expect(rows.first?.certificatePath == nil)
+    }
+
+    /// A board another station holds is reported at the `claim` stage (what a
+    /// front end shows and `--json` carries), not as a failure to connect; nothing
+    /// is sent to it.
+    @Test func aBusyBoardIsReportedAtTheClaimStage() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let (lineOne, lineTwo) = try Self.stations(f)
+        let kit = try startedKit(.init(macAddress: "a4cf120b9e31", firmwareVersion: "1.6.2"))
+        defer { kit.stop() }
+        try lineOne.claim(boards: ["usb:0672ff"], station: "line-1")
+        let events = Mutex<[ProvisionEvent]>([])
+        var workflow = ProvisionWorkflow(registry: lineTwo, measure: recordingMeasurer()) { e in events.withLock { $0.append(e) } }
+        workflow.station = "line-2"
+        var request = f.request()
+        request.usbSerial = "0672FF"
+        #expect(throws: RegistryError.boardBusy(board: "with USB serial 0672ff", station: "line-1")) {
+            _ = try withKitSession(kit) { try workflow.run(request, session: $0) }
+        }
+        let failed = events.withLock { $0 }.filter { $0.status == .failed }
+        #expect(failed.map(\.stage) == [.claim], "\(failed)")
+        #expect(try lineTwo.allBoards().isEmpty && kit.state.uds == nil)
+    }
+
+    /// A verification's outcome is recorded in the row only under a claim: while
+    /// another station holds the board the report says so, naming it, and the row
+    /// keeps what it had; once free, the outcome is recorded.
+    @Test func aVerificationIsNotRecordedInARowAnotherStationHolds() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let (lineOne, lineTwo) = try Self.stations(f)
+        let row = try lineOne.recordNewBoard(
+            uds: f.uds, mac: try MACAddress("a4cf120b9e31"), usbSerial: nil, registrationID: nil, firmwareVersion: nil,
+            provisionSettings: nil, station: "line-1", alsoMark: [.udsSent])
+        let id = try #require(row.id)
+        try lineOne.claim(boards: ["row:\(id)"], station: "line-1")
+        let classifier = RegistrationClassifier()
+        let subject = try RegistrationCheck.subject(classifier: classifier, registry: lineTwo, boardID: id)
+        let held = RegistrationCheck.report(
+            .assigned(hub: "hub.example"), classifier: classifier, subject: subject, recordingIn: lineTwo, station: "line-2")
+        #expect(held.recordingFailure?.contains("being provisioned by station line-1") == true, "\(held.recordingFailure ?? "recorded")")
+        #expect(try lineTwo.board(id: id)?.verification == nil)
+        lineOne.release(boards: ["row:\(id)"])
+        let free = RegistrationCheck.report(
+            .assigned(hub: "hub.example"), classifier: classifier, subject: subject, recordingIn: lineTwo, station: "line-2")
+        #expect(free.recordingFailure == nil)
+        #expect(try lineTwo.board(id: id)?.verification?.outcome == "assigned")
+        // The claim was given back: the first station can take the row again.
+        #expect(throws: Never.self) { try lineOne.claim(boards: ["row:\(id)"], station: "line-1") }
     }
 }

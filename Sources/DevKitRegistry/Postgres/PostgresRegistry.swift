@@ -469,10 +469,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
     @discardableResult
     public func markFailed(boardID: Int64, error message: String) throws(RegistryError) -> BoardRecord {
-        try updateBoard(boardID) { record in
-            record.state = .failed
-            record.error = message
-        }
+        try updateBoard(boardID) { Registry.fail(&$0, message) }
     }
 
     @discardableResult

@@ -1,0 +1,61 @@
+import DevKitRegistry
+import Foundation
+import Synchronization
+
+/// Which keys a board is claimed by on a shared registry (issue 16), the one home
+/// of them: the workflows, `watch`/`autoconfigure`, `provision --resume` and the
+/// commands that change recorded rows (`registry reissue`, `cert --from-registry`,
+/// `dps enroll --from-registry`, a verification's record) all claim through here.
+/// The registry turns a key into a lock (PostgreSQL) or ignores it (SQLite, one
+/// station).
+public enum BoardClaimKeys {
+    /// A board on a port: its MAC once known, its USB serial before.
+    public static func board(mac: String?, usbSerial: String?) -> [String] {
+        [mac.map { "mac:" + $0.lowercased() }, usbSerial.map { "usb:" + $0.lowercased() }].compactMap { $0 }
+    }
+
+    /// A registry row, while a run finishes it or a command changes it.
+    public static func row(_ boardID: Int64) -> String { "row:\(boardID)" }
+
+    /// A recorded board, as a command that changes its row claims it: the row first,
+    /// then the board it records (its MAC and USB serial). A station provisioning it
+    /// holds one of them whichever step it is at (a new board's USB serial or MAC
+    /// before its row exists, the row from right after it is recorded; a resume, all).
+    public static func recorded(_ board: BoardRecord) -> [String] {
+        (board.id.map { [row($0)] } ?? []) + self.board(mac: board.mac, usbSerial: board.usbSerial)
+    }
+}
+
+/// The rows a command over many recorded boards holds while it changes them
+/// (`registry reissue`, `dps enroll --from-registry`): each taken with
+/// ``take(_:)``, a busy one refused alone (the others go on), all given back by
+/// ``releaseAll()``. Safe from several threads (a re-issue certifies boards on
+/// several).
+public final class RowClaims: Sendable {
+    public let registry: any RegistryStore
+    public let station: String
+    private let held = Mutex<[[String]]>([])
+
+    public init(registry: any RegistryStore, station: String?) {
+        self.registry = registry
+        self.station = station ?? "unnamed"
+    }
+
+    /// Claims `board` (``BoardClaimKeys/recorded(_:)``) until ``releaseAll()``.
+    /// - Throws: ``RegistryError/boardBusy(board:station:)`` when another station
+    ///   (or run) holds any of it (nothing is then held), or the server's errors.
+    public func take(_ board: BoardRecord) throws(RegistryError) {
+        let keys = BoardClaimKeys.recorded(board)
+        try registry.claim(boards: keys, station: station)
+        held.withLock { $0.append(keys) }
+    }
+
+    /// Gives back every claim taken.
+    public func releaseAll() {
+        let all = held.withLock { held in
+            defer { held.removeAll() }
+            return held
+        }
+        for keys in all { registry.release(boards: keys) }
+    }
+}
