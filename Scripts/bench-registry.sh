@@ -6,7 +6,11 @@
 # file. Prints, per run and as medians:
 #   - wall time of each side and their ratio, PostgreSQL / SQLite (target <= 1.2)
 #   - registry transactions per second on the server (pg_stat_database's
-#     xact_commit over the run: every write and every read the stations made)
+#     xact_commit over the run: every write and every read the stations made;
+#     a read or a claim is one statement, its own transaction)
+#   - the CPU time (user + system) of the devkit processes of each side: the
+#     stations are STATIONS processes on the same cores, each with its own
+#     start-up (the firmware measured, the key read, a connection opened)
 #
 #   Scripts/bench-registry.sh                           # release build
 #   STATIONS=2 BOARDS=4 RUNS=1 DEVKIT_BIN=.build/debug/devkit Scripts/bench-registry.sh
@@ -102,13 +106,25 @@ ports_of() {
     for b in $(seq 1 "$BOARDS"); do printf -- '--port\n%s\n' "$work/tty$s.$b"; done
 }
 
+# CPU seconds (user + system) of a command, appended to $work/cpu.$1 (GNU time).
+cpu_of() {
+    local side=$1
+    shift
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f '%U %S' -a -o "$work/cpu.$side" "$@"
+    else
+        "$@"
+    fi
+}
+cpu_total() { [ -f "$work/cpu.$1" ] && awk '{ t += $1 + $2 } END { printf "%.2f", t }' "$work/cpu.$1" || echo "?"; }
+
 # One station, every board, its own SQLite file; prints the wall time.
 run_sqlite() {
     local run=$1 args=() s t0 t1
     start_fleet "$run" 1
     for s in $(seq 1 "$STATIONS"); do mapfile -t -O "${#args[@]}" args < <(ports_of "$s"); done
     t0=${EPOCHREALTIME/,/.}
-    "$BIN" watch --profile "$work/profile.toml" --registry "$work/sqlite$run.sqlite" --key-file "$work/registry.key" \
+    cpu_of "sqlite$run" "$BIN" watch --profile "$work/profile.toml" --registry "$work/sqlite$run.sqlite" --key-file "$work/registry.key" \
         "${args[@]}" 2> "$work/sqlite.log" \
         || { echo "SQLite run failed:" >&2; tail -n 20 "$work/sqlite.log" >&2; exit 1; }
     t1=${EPOCHREALTIME/,/.}
@@ -130,7 +146,7 @@ run_postgres() {
     for s in $(seq 1 "$STATIONS"); do
         local args=()
         mapfile -t args < <(ports_of "$s")
-        "$BIN" watch --profile "$work/profile.toml" --registry "$url" --key-file "$work/registry.key" \
+        cpu_of "pg$run" "$BIN" watch --profile "$work/profile.toml" --registry "$url" --key-file "$work/registry.key" \
             --station "station-$s" "${args[@]}" 2> "$work/pg$s.log" &
         spids+=($!)
     done
@@ -161,8 +177,8 @@ for run in $(seq 1 "$RUNS"); do
     s=$(run_sqlite "$run")
     read -r p x < <(run_postgres "$run")
     t=$(echo "$x / $p" | bc -l)
-    printf 'run %d: SQLite one station %.2f s, PostgreSQL %d stations %.2f s, ratio %.2f, %d transactions (%.0f/s)\n' \
-        "$run" "$s" "$STATIONS" "$p" "$(echo "$p / $s" | bc -l)" "$x" "$t"
+    printf 'run %d: SQLite one station %.2f s, PostgreSQL %d stations %.2f s, ratio %.2f, %d transactions (%.0f/s); devkit CPU %s s vs %s s\n' \
+        "$run" "$s" "$STATIONS" "$p" "$(echo "$p / $s" | bc -l)" "$x" "$t" "$(cpu_total "sqlite$run")" "$(cpu_total "pg$run")"
     sqlites+=("$s") pgs+=("$p") tps+=("$t")
 done
 ms=$(printf '%s\n' "${sqlites[@]}" | median)

@@ -25,6 +25,8 @@ extension RegistryError: CLIReportable {
         case .notARegistry: .noInput
         // Worth retrying once the server is back (sysexits' EX_TEMPFAIL).
         case .serverUnavailable: .tempFail
+        // The other session's transaction ends; the step can be run again.
+        case .registryLocked: .tempFail
         // The other station will be done soon (or its connection ends when it dies).
         case .boardBusy: .tempFail
         case .sharedKeyMissing: .noPermission
@@ -65,6 +67,8 @@ extension RegistryError: CLIReportable {
         case .serverUnavailable:
             description + "; check that the server runs and accepts connections from this host (host, port, "
                 + "firewall, pg_hba.conf, sslmode), then run the command again"
+        case .registryLocked:
+            description + "; nothing of this step was written: retry once it has finished"
         case .boardBusy:
             description + "; let it finish there (its claim ends with its run, even if it is killed), then run "
                 + "this again: `devkit registry list` then shows the board (a board recorded by this run, as said "

@@ -771,6 +771,10 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A shared (PostgreSQL) registry was opened with no key file at `path`: devkit
     /// never makes one there, since every station must seal with the same key.
     case sharedKeyMissing(path: String, server: String)
+    /// A statement waited `seconds` for a lock another session of the PostgreSQL
+    /// server holds (a `registry migrate --to` or `rekey` in progress, a maintenance
+    /// command) and gave up; nothing of that step was written.
+    case registryLocked(server: String, seconds: Int)
     /// Another station of a shared registry is provisioning this board (`board`:
     /// its MAC or USB serial) right now.
     case boardBusy(board: String, station: String)
@@ -814,6 +818,9 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             "cannot reach the registry's PostgreSQL server \(escaped(server)): \(reason)"
         case .invalidURL(let text, let reason):
             "cannot use the registry URL \(escaped(text)): \(reason)"
+        case .registryLocked(let server, let seconds):
+            "the registry \(escaped(server)) is locked by another session (a `registry migrate --to` or "
+                + "`registry rekey` in progress, or a maintenance command on the server): waited \(seconds) s"
         case .boardBusy(let board, let station):
             "board \(escaped(board)) is being provisioned by station \(escaped(station)) right now"
         case .sharedKeyMissing(let path, let server):

@@ -2,6 +2,7 @@ import DevKitModel
 import Foundation
 import GRDB
 import DevKitTestSupport
+import Synchronization
 import Testing
 
 @testable import DevKitRegistry
@@ -478,6 +479,209 @@ struct RegistryBackendTests {
         expectUnavailable { () throws(RegistryError) in _ = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(5)) }
         proxy.resume()
         #expect(try registry.board(id: board.id!)?.usbSerial == "h1")
+    }
+
+    /// A connection given up on while connecting (the server accepted it and then
+    /// said nothing) is closed, not left open: repeated attempts against a frozen
+    /// server leave no socket behind.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(3)))
+    func aConnectGivenUpOnIsClosed() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        _ = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
+        let proxy = try StallingProxy(to: cluster.socketDirectory + "/.s.PGSQL.5432")
+        defer { proxy.stop() }
+        let location = try PostgresLocation(url: "postgresql://devkit@/\(database)?host=\(proxy.directory)")
+        proxy.stall()
+        for _ in 0..<4 {
+            do {
+                _ = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(2))
+                Issue.record("opened a registry through a stalled connection")
+            } catch {
+                guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+                #expect(reason.contains("did not answer"))
+            }
+        }
+        // Every attempt reached the proxy, and each closed its socket when it gave up.
+        var open = proxy.connectedClients()
+        for _ in 0..<600 where open > 0 {
+            usleep(100_000)
+            open = proxy.connectedClients()
+        }
+        #expect(open == 0, "sockets of abandoned connects still open")
+    }
+
+    /// A wait for a lock another session holds (here a table locked by hand, as a
+    /// long `registry migrate --to` would) ends at the lock timeout with its own
+    /// error (exit 75, "locked"), not as a server that does not answer; once the
+    /// lock is gone the same handle works.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(3)))
+    func aLockWaitFailsAsLockedNotAsNoAnswer() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let location = try PostgresLocation(url: cluster.url(database))
+        let registry = try PostgresRegistry(location: location, key: key)
+        let board = try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "61", count: 32)), usbSerial: "l1")
+        let psql = try #require(PostgresCluster.binaries).appending("/psql")
+        let locker = "locker-" + UUID().uuidString.prefix(8).lowercased()
+        func sql(_ text: String) throws -> String {
+            try cluster.run([psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-tAc", text], asServer: false)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        // In the background: the table locked, for longer than the test runs.
+        #expect(system(
+            "PGAPPNAME=\(locker) '\(psql)' -h '\(cluster.socketDirectory)' -U devkit -d \(database) "
+                + "-c 'BEGIN; LOCK TABLE board IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)' >/dev/null 2>&1 &") == 0)
+        defer { _ = try? sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '\(locker)'") }
+        let held = """
+            SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE a.application_name = '\(locker)' AND l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.granted
+            """
+        var locked = try sql(held)
+        for _ in 0..<600 where locked != "1" {
+            usleep(100_000)
+            locked = try sql(held)
+        }
+        try #require(locked == "1")
+        for call in [
+            { () throws(RegistryError) in _ = try registry.markSteps([.udsConfirmed], boardID: board.id!) },
+            { () throws(RegistryError) in _ = try registry.board(id: board.id!) },
+        ] {
+            do {
+                try call()
+                Issue.record("the call went through a locked table")
+            } catch {
+                guard case .registryLocked(let server, let seconds) = error else {
+                    Issue.record("expected registryLocked, got \(error)")
+                    continue
+                }
+                #expect(server == location.description && seconds == 10)
+                #expect(error.description.contains("locked by another session"))
+            }
+        }
+        #expect(try sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '\(locker)'") == "1")
+        #expect(try registry.markSteps([.udsConfirmed], boardID: board.id!).udsConfirmedAt != nil)
+    }
+
+    /// The answer bound firing while a run holds claims: the call fails as "server
+    /// unavailable" (75), the run's connection is closed and its claims with it
+    /// (another station can take the board once the server sees the session end),
+    /// and the run's further calls fail until it lets go, never carrying on unclaimed.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(3)))
+    func aDeadlineWhileClaimsAreHeldEndsThem() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let proxy = try StallingProxy(to: cluster.socketDirectory + "/.s.PGSQL.5432")
+        defer { proxy.stop() }
+        let station = try PostgresRegistry(
+            location: try PostgresLocation(url: "postgresql://devkit@/\(database)?host=\(proxy.directory)"), key: key,
+            answerTimeout: .seconds(5))
+        let other = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
+        let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "62", count: 32)), usbSerial: "c1")
+        try station.claim(boards: ["usb:c1", "row:\(board.id!)"], station: "line-1")
+        #expect(throws: RegistryError.boardBusy(board: "with USB serial c1", station: "line-1")) {
+            try other.claim(boards: ["usb:c1"], station: "line-2")
+        }
+        proxy.stall()
+        do {
+            _ = try station.markSteps([.udsConfirmed], boardID: board.id!)
+            Issue.record("a write went through a stalled connection")
+        } catch {
+            guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("did not answer"))
+        }
+        proxy.resume()
+        // The session is gone on the server (once the proxy passes the close on): the board is free.
+        var taken = false
+        for _ in 0..<600 where !taken {
+            do {
+                try other.claim(boards: ["usb:c1"], station: "line-2")
+                taken = true
+            } catch {
+                usleep(100_000)
+            }
+        }
+        #expect(taken, "the claim outlived its connection")
+        // The run that held it gets no new connection while it holds its (lost) claims.
+        for _ in 0..<2 {
+            do {
+                _ = try station.board(id: board.id!)
+                Issue.record("a run whose claims were lost carried on")
+            } catch {
+                guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+                #expect(reason.contains("claims"))
+            }
+        }
+        station.release(boards: ["usb:c1", "row:\(board.id!)"])
+        #expect(try station.board(id: board.id!)?.udsConfirmedAt == nil)
+        other.release(boards: ["usb:c1"])
+    }
+
+    /// Each run (thread) holds its claims on a connection of its own: two runs of
+    /// one station hold theirs at once in two server sessions, and a mark sent
+    /// without waiting on a run's connection is committed, and reported to the run,
+    /// before its next call returns.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func eachRunHoldsItsClaimsOnItsOwnConnection() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
+        let name = "runs-" + UUID().uuidString.prefix(8).lowercased()
+        let psql = try #require(PostgresCluster.binaries).appending("/psql")
+        let sessions = """
+            SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'devkit station \(name)'
+            """
+        let claimed = DispatchSemaphore(value: 0)
+        let done = DispatchSemaphore(value: 0)
+        let failure = Mutex<String?>(nil)
+        Thread {
+            do {
+                try station.claim(boards: ["usb:t2"], station: name)
+                claimed.signal()
+                done.wait()
+                station.release(boards: ["usb:t2"])
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+                claimed.signal()
+            }
+            claimed.signal()
+        }.start()
+        claimed.wait()
+        try station.claim(boards: ["usb:t1"], station: name)
+        let count = try cluster.run([psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-tAc", sessions], asServer: false)
+        #expect(count.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+        done.signal()
+        claimed.wait()
+        #expect(failure.withLock { $0 } == nil)
+
+        let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "63", count: 32)), usbSerial: "t1")
+        let reported = Mutex<[Result<BoardRecord, RegistryError>]>([])
+        let expected = try station.markStepsInBackground([.udsConfirmed], of: board) { result in
+            reported.withLock { $0.append(result) }
+        }
+        #expect(expected.udsConfirmedAt != nil)
+        let read = try station.board(id: board.id!)
+        #expect(read?.udsConfirmedAt != nil)
+        #expect(reported.withLock { $0.count } == 1)
+        if case .failure(let error)? = reported.withLock({ $0.first }) { Issue.record("\(error)") }
+        station.release(boards: ["usb:t1"])
+        #expect(try station.allBoards().count == 1)
     }
 
     /// Once the schema is there, opening it runs no DDL: a station's database user

@@ -18,6 +18,8 @@ public final class StallingProxy: @unchecked Sendable {
     private var stalled = false
     private var stopped = false
     private var descriptors: [Int32] = []
+    /// The client ends of `descriptors`.
+    private var clients: [Int32] = []
 
     /// Forwards `directory/.s.PGSQL.<port>` to `targetSocket`.
     public init(to targetSocket: String, port: Int = 5432) throws {
@@ -40,6 +42,19 @@ public final class StallingProxy: @unchecked Sendable {
 
     /// Forwards again (new connections; a client gave up on the stalled ones).
     public func resume() { lock.withLock { stalled = false } }
+
+    /// How many clients still have their end of a connection open (a client that
+    /// closed it shows as hung up, even while forwarding is stalled).
+    public func connectedClients() -> Int {
+        lock.withLock {
+            clients.filter { descriptor in
+                // POLLRDHUP (Linux, 0x2000): the peer closed its end.
+                let hungUp: Int16 = 0x2000 | Int16(POLLHUP) | Int16(POLLERR)
+                var entry = pollfd(fd: descriptor, events: 0x2000, revents: 0)
+                return poll(&entry, 1, 0) == 0 || entry.revents & hungUp == 0
+            }.count
+        }
+    }
 
     /// Closes everything.
     public func stop() {
@@ -86,13 +101,19 @@ public final class StallingProxy: @unchecked Sendable {
                 close(server)
                 continue
             }
-            lock.withLock { descriptors += [client, server] }
+            lock.withLock {
+                descriptors += [client, server]
+                clients.append(client)
+            }
             // The second pump to end closes both sockets (not before: the other
             // may still be reading one, and a closed number can be reused).
             let ended = Pair()
             let finish: @Sendable () -> Void = { [self] in
                 guard ended.count.withLock({ $0 += 1; return $0 }) == 2 else { return }
-                lock.withLock { descriptors.removeAll { $0 == client || $0 == server } }
+                lock.withLock {
+                    descriptors.removeAll { $0 == client || $0 == server }
+                    clients.removeAll { $0 == client }
+                }
                 close(client)
                 close(server)
             }

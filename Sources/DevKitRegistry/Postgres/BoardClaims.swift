@@ -12,7 +12,10 @@ import Glibc
 /// when that connection ends, so a station killed with -9 (or cut off) frees its
 /// boards without anyone cleaning up; no table row can be left behind stale. The
 /// holder's station name is its connection's `application_name`, which other
-/// sessions read in `pg_stat_activity`.
+/// sessions read in `pg_stat_activity`. A run's claims live on its own connection
+/// (its lease, see ``PostgresRegistry/withSession(within:owner:settle:_:)``), held
+/// from its first claim to its last release; each claim and release is one
+/// statement, no transaction around it.
 extension PostgresRegistry {
     static let applicationNamePrefix = "devkit station "
 
@@ -40,8 +43,8 @@ extension PostgresRegistry {
                     taken.append(key)
                     continue
                 case .heldByAnotherRun:
-                    // The server's lock is the session's, shared by every board thread
-                    // of this station: another run here must be refused by this table.
+                    // Refused here, whichever connection that run holds it on: the
+                    // table is this process's record of who holds what.
                     throw RegistryError.boardBusy(board: Self.describe(key), station: station + " (another run of this station)")
                 case .fresh:
                     break
@@ -57,7 +60,7 @@ extension PostgresRegistry {
                     claimTable.forget(key)
                     throw RegistryError.boardBusy(board: Self.describe(key), station: holder)
                 }
-                taken.append(key)  // counted by serverClaim's transaction
+                taken.append(key)  // counted in this run's lease by serverClaim
             }
         } catch {
             // None taken when any is refused or fails: the caller's release never runs.
@@ -66,16 +69,22 @@ extension PostgresRegistry {
         }
     }
 
-    /// Takes `key`'s advisory lock for this session; nil, or the station holding it.
+    /// Takes `key`'s advisory lock on this run's connection; nil, or the station
+    /// holding it. Granted, it is counted in the run's lease, which keeps that
+    /// connection for the run until its last release.
     private func serverClaim(_ key: String, station: String) throws(RegistryError) -> String? {
         let lockKey = Self.advisoryKey(key)
-        return try transaction(claims: { $0 == nil ? 1 : 0 }) { connection in
-            let granted = try connection.query(
+        return try withSession(settle: { (holder: String?, connection, lease) in
+            guard holder == nil else { return }
+            if lease == nil { lease = Lease(connection: connection, claims: 0) }
+            lease!.claims += 1
+        }) { session in
+            let granted = try session.query(
                 "SELECT set_config('application_name', $1, false) AS name, pg_try_advisory_lock($2) AS granted",
                 [PostgresData(string: Self.applicationNamePrefix + station), PostgresData(int64: lockKey)]
-            ).wait().first.map { try $0.makeRandomAccess()["granted"].decode(Bool.self) } ?? false
+            ).first.map { try $0.makeRandomAccess()["granted"].decode(Bool.self) } ?? false
             if granted { return nil }
-            let name = try connection.query(
+            let name = try session.query(
                 """
                 SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
@@ -83,19 +92,32 @@ extension PostgresRegistry {
                   AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 AND l.pid <> pg_backend_pid()
                 LIMIT 1
                 """, [PostgresData(int64: lockKey)]
-            ).wait().first.flatMap { try $0.makeRandomAccess()["name"].decode(String?.self) }
+            ).first.flatMap { try $0.makeRandomAccess()["name"].decode(String?.self) }
             return name.map { $0.hasPrefix(Self.applicationNamePrefix) ? String($0.dropFirst(Self.applicationNamePrefix.count)) : $0 }
                 ?? "another station"
         }
     }
 
     public func release(boards keys: [String]) {
-        for key in keys where claimTable.give(key) {
-            // Best effort: a lost connection has released everything already.
-            _ = try? transaction { connection in
-                try connection.query("SELECT pg_advisory_unlock($1)", [PostgresData(int64: Self.advisoryKey(key))]).wait()
+        for key in keys {
+            guard let owner = claimTable.give(key) else { continue }
+            // On the connection holding it (the run's lease); best effort: a lost
+            // connection has released everything already. The last release ends
+            // the lease and gives the connection back.
+            let done: (Bool, PostgresConnection, inout Lease?) -> Void = { _, _, lease in
+                guard var held = lease else { return }
+                held.claims -= 1
+                lease = held.claims > 0 ? held : nil
             }
-            countClaims(-1)
+            do {
+                _ = try withSession(owner: owner, settle: done) { session in
+                    try session.query("SELECT pg_advisory_unlock($1)", [PostgresData(int64: Self.advisoryKey(key))])
+                    return true
+                }
+            } catch {
+                // Not unlocked (the connection is gone, and the lock with it): counted off all the same.
+                forgetClaim(of: owner)
+            }
         }
     }
 }
@@ -136,17 +158,17 @@ final class ClaimTable: Sendable {
         _ = held.withLock { $0.removeValue(forKey: key) }
     }
 
-    /// Gives back one claim of `key`; true when it was the last (release it on the server).
-    func give(_ key: String) -> Bool {
+    /// Gives back one claim of `key`; its run when it was the last (release it on the server).
+    func give(_ key: String) -> pthread_t? {
         held.withLock { table in
-            guard var entry = table[key] else { return false }
+            guard var entry = table[key] else { return nil }
             entry.count -= 1
             if entry.count > 0 {
                 table[key] = entry
-                return false
+                return nil
             }
             table.removeValue(forKey: key)
-            return true
+            return entry.owner
         }
     }
 }

@@ -14,7 +14,13 @@ import Synchronization
 ///
 /// Every write is one transaction committed with `synchronous_commit = on`: once a
 /// method returns, the server has the row on disk (and on its synchronous
-/// replicas). Calls from several threads are serialized over one connection.
+/// replicas). Reads are single statements, without a transaction around them.
+///
+/// Connections: a small pool, one connection per board run at a time. A run (a
+/// thread) that holds claims keeps its connection until its last release, since
+/// its claims are that session's advisory locks; other calls take an idle
+/// connection for one call (or open one) and give it back. Board threads of one
+/// station no longer queue behind each other's round trips.
 public final class PostgresRegistry: RegistryStore, Sendable {
     public let location: PostgresLocation
     /// The server's URL, for messages (it never holds a password).
@@ -24,20 +30,36 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public let createdKeyFile: String?
     /// How to connect again after the server went away (a restart, a network cut).
     private let configuration: PostgresConnection.Configuration
-    /// The connection (nil once lost) and how many boards it holds claims on; one
-    /// transaction at a time on it.
-    private let state: Mutex<Link>
+    /// The idle connections, and the connection of each run holding claims.
+    private let pool: Mutex<Pool>
     /// Which run of this process holds each claim (BoardClaims.swift).
     let claimTable = ClaimTable()
-    /// How long one transaction (or opening the connection) may wait for the
-    /// server's answers before the connection is closed and the call fails with
+    /// How long one statement may wait for the server's answer before the
+    /// connection is closed and the call fails with
     /// ``RegistryError/serverUnavailable(server:reason:)``: a server host gone without
     /// a reset (a half-open connection) never answers, and TCP alone would wait for
-    /// hours.
+    /// hours. A wait for another session's lock ends sooner (``lockTimeout``), with
+    /// its own error.
     let answerTimeout: TimeAmount
-    struct Link {
-        var connection: PostgresConnection?
-        var claims = 0
+    /// How long a statement waits for a lock another session holds (the server's
+    /// `lock_timeout`) before it fails with ``RegistryError/registryLocked(server:seconds:)``.
+    let lockTimeout: TimeAmount
+    struct Pool {
+        var idle: [PostgresConnection] = []
+        var leases: [pthread_t: Lease] = [:]
+    }
+    /// A run's connection while it holds claims on it, and its marks sent without
+    /// waiting (``markStepsInBackground(_:of:update:committed:)``).
+    struct Lease {
+        let connection: PostgresConnection
+        var claims: Int
+        var pending: [PendingMark] = []
+    }
+    struct PendingMark {
+        let connection: PostgresConnection
+        let answer: EventLoopFuture<PostgresQueryResult>
+        let record: BoardRecord
+        let committed: @Sendable (Result<BoardRecord, RegistryError>) -> Void
     }
 
     public init(
@@ -49,6 +71,9 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let limit = TimeAmount.nanoseconds(
             answerTimeout.components.seconds * 1_000_000_000 + answerTimeout.components.attoseconds / 1_000_000_000)
         self.answerTimeout = limit
+        // Below the answer bound, so that a lock wait is told apart from a silent server.
+        let lockLimit = min(Self.defaultLockTimeout, .nanoseconds(limit.nanoseconds / 2))
+        self.lockTimeout = lockLimit
         let password = try location.password(passwordFile: passwordFile, environment: environment)
         var configuration: PostgresConnection.Configuration
         if let socket = location.socketPath {
@@ -80,12 +105,19 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                 host: location.host, port: location.port, username: location.user, password: password,
                 database: location.database, tls: tls)
         }
-        // A server that does not answer fails the command, it does not hang it.
-        configuration.options.connectTimeout = .seconds(Self.connectTimeoutSeconds)
+        // A server that does not answer fails the command, it does not hang it:
+        // postgres-nio bounds the whole connect (TCP, TLS, start-up, authentication)
+        // by this and closes the socket when it passes.
+        configuration.options.connectTimeout = min(.seconds(Self.connectTimeoutSeconds), limit)
+        // Set at start-up, no round trip of their own: every commit durable before
+        // it is acknowledged, whatever the server's default; lock waits bounded.
+        configuration.options.additionalStartupParameters = [
+            ("synchronous_commit", "on"), ("lock_timeout", "\(max(1, lockLimit.nanoseconds / 1_000_000))ms"),
+        ]
         self.configuration = configuration
         let connection: PostgresConnection
         do {
-            connection = try Self.connect(configuration, within: limit)
+            connection = try Self.connect(configuration)
         } catch {
             throw Self.openFailure(location.description, error)
         }
@@ -130,26 +162,27 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         sealer = SecretSealer(key: resolved.key, keyFile: key.path)
         createdKeyFile = resolved.created ? key.path : nil
-        state = Mutex(Link(connection: connection))
+        pool = Mutex(Pool(idle: [connection]))
     }
 
     deinit {
-        let connection = state.withLock { $0.connection }
-        _ = try? connection?.close().wait()
+        let connections = pool.withLock { $0.idle + $0.leases.values.map(\.connection) }
+        for connection in connections { _ = try? connection.close().wait() }
     }
 
-    /// A new session, every commit in it durable before it is acknowledged,
-    /// whatever the server's default.
-    static func connect(_ configuration: PostgresConnection.Configuration, within limit: TimeAmount) throws -> PostgresConnection {
-        // The connect timeout covers TCP's handshake only; a server that accepts
-        // and then never answers the start-up messages must not hang us either.
+    /// A new session (its settings sent with the start-up message: see `init`).
+    /// postgres-nio bounds the whole connect by `connectTimeout` and closes the
+    /// socket when it passes; the timer here is a second guard on top of that, and a
+    /// connection that arrives after it fired is closed, never left open.
+    static func connect(_ configuration: PostgresConnection.Configuration) throws -> PostgresConnection {
+        let limit = configuration.options.connectTimeout
         let connecting = PostgresConnection.connect(
             on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration, id: 1,
             logger: Logger(label: "devkit.registry.postgres"))
         let answered = connecting.eventLoop.makePromise(of: PostgresConnection.self)
         // Both callbacks run on the one event loop, one after the other.
         let deadline = Deadline()
-        let timer = connecting.eventLoop.scheduleTask(in: limit) {
+        let timer = connecting.eventLoop.scheduleTask(in: limit + .seconds(1)) {
             let expired = deadline.state.withLock { state in
                 guard state == .running else { return false }
                 state = .expired
@@ -166,16 +199,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             }
             answered.completeWith(result)
         }
-        let connection = try answered.futureResult.wait()
-        do {
-            try withDeadline(limit, closing: connection) {
-                _ = try connection.query("SET synchronous_commit = on").wait()
-            }
-        } catch {
-            _ = try? connection.close().wait()
-            throw error
-        }
-        return connection
+        return try answered.futureResult.wait()
     }
 
     // MARK: Schema
@@ -288,70 +312,181 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             + columns.indices.map { "$\($0 + 1)" }.joined(separator: ", ") + ")"
     }()
 
-    /// `body` in one transaction; rolled back if it throws.
+    /// One connection's statements for one call: each waits at most the answer
+    /// bound for its own answer (a lock wait ends sooner, at `lock_timeout`).
+    /// Statements sent without waiting (``send(_:_:)``) go out at once, in order;
+    /// the next waited one reports the first of their failures.
+    final class Session {
+        let connection: PostgresConnection
+        let limit: TimeAmount
+        private var pending: [EventLoopFuture<PostgresQueryResult>] = []
+
+        init(_ connection: PostgresConnection, limit: TimeAmount) {
+            self.connection = connection
+            self.limit = limit
+        }
+
+        /// Sends `sql` without waiting for its answer (one round trip saved).
+        func send(_ sql: String, _ binds: [PostgresData] = []) {
+            pending.append(connection.query(sql, binds))
+        }
+
+        /// Sends `sql` and waits for its answer, and for those of the statements sent before it.
+        @discardableResult
+        func query(_ sql: String, _ binds: [PostgresData] = []) throws -> PostgresQueryResult {
+            let answer = connection.query(sql, binds)
+            let earlier = pending
+            pending = []
+            let connection = self.connection
+            let result: Result<PostgresQueryResult, any Error>
+            do {
+                result = .success(try PostgresRegistry.withDeadline(limit, closing: connection) { try answer.wait() })
+            } catch let error as NoAnswer {
+                throw error
+            } catch {
+                result = .failure(error)
+            }
+            // Answered in order: these are done, and the first failure among them
+            // explains the later ones ("current transaction is aborted").
+            for statement in earlier { _ = try statement.wait() }
+            return try result.get()
+        }
+    }
+
+    /// `body` on this run's connection: the one it holds claims on, else an idle
+    /// one (or a new one) taken for this call and given back after it.
     ///
     /// A connection the server dropped (a restart, a network cut) fails that call
     /// with ``RegistryError/serverUnavailable(server:reason:)``; the next call
     /// connects again, so a long-running `watch` carries on once the server is
-    /// back. Not while this station holds claims on boards: they went with the old
-    /// session (the server released them), so the runs holding them must fail
-    /// rather than carry on unclaimed; once they have let go, it reconnects.
+    /// back. Not for a run that held claims on it: they went with the session (the
+    /// server released them), so its calls fail until it has let go of them, rather
+    /// than carry on unclaimed. Other runs are not affected.
     ///
-    /// `claims`: how many claims the committed result took (a granted advisory
-    /// lock), counted before the station's lock is let go, so that no other call
-    /// can reconnect in between as if this session held none.
-    func transaction<T>(
-        within limit: TimeAmount? = nil, claims: ((T) -> Int)? = nil, _ body: (PostgresConnection) throws -> T
+    /// `settle` runs once `body` returned, under the pool's lock, with this run's
+    /// lease (nil: none), e.g. to count a claim granted; the connection is given
+    /// back when no lease holds it afterwards.
+    func withSession<T>(
+        within limit: TimeAmount? = nil, owner: pthread_t = pthread_self(),
+        settle: ((T, PostgresConnection, inout Lease?) -> Void)? = nil, _ body: (Session) throws -> T
     ) throws(RegistryError) -> T {
         let server = location.description
-        let configuration = self.configuration
         let limit = limit ?? answerTimeout
+        // This run's connection (and its marks sent before), or an idle one.
+        let (found, marks): (Result<PostgresConnection?, RegistryError>, [PendingMark]) = pool.withLock { pool in
+            if var lease = pool.leases[owner] {
+                let marks = lease.pending
+                lease.pending = []
+                pool.leases[owner] = lease
+                guard !lease.connection.isClosed else {
+                    return (.failure(.serverUnavailable(
+                        server: server, reason: "the connection was lost, and with it this run's claims on boards")), marks)
+                }
+                return (.success(lease.connection), marks)
+            }
+            while let idle = pool.idle.popLast() {
+                if !idle.isClosed { return (.success(idle), []) }
+            }
+            return (.success(nil), [])
+        }
+        // Every earlier mark of this run is answered (and reported) before this call.
+        answer(marks, within: limit)
+        let connection: PostgresConnection
         do {
-            return try state.withLock { link in
-                if link.connection == nil || link.connection?.isClosed == true {
-                    link.connection = nil
-                    if link.claims > 0 {
-                        throw RegistryError.serverUnavailable(
-                            server: server, reason: "the connection was lost, and with it this station's claims on boards")
-                    }
-                    link.connection = try Self.connect(configuration, within: limit)
-                }
-                let connection = link.connection!
-                do {
-                    let value = try Self.withDeadline(limit, closing: connection) {
-                        _ = try connection.query("BEGIN").wait()
-                        do {
-                            let value = try body(connection)
-                            _ = try connection.query("COMMIT").wait()
-                            return value
-                        } catch {
-                            _ = try? connection.query("ROLLBACK").wait()
-                            throw error
-                        }
-                    }
-                    if let claims { link.claims += claims(value) }
-                    return value
-                } catch {
-                    if Self.isConnectionFailure(error) {
-                        _ = try? connection.close().wait()
-                        link.connection = nil
-                    }
-                    throw error
-                }
+            if let found = try found.get() {
+                connection = found
+            } else {
+                connection = try Self.connect(configuration)
             }
         } catch let error as RegistryError {
             throw error
         } catch {
-            if Self.isConnectionFailure(error) {
-                throw .serverUnavailable(server: server, reason: Self.reason(error))
+            throw Self.callFailure(server, error, lockTimeout: lockTimeout)
+        }
+        do {
+            let value = try body(Session(connection, limit: limit))
+            pool.withLock { pool in
+                var lease = pool.leases[owner]
+                settle?(value, connection, &lease)
+                pool.leases[owner] = lease
+                if lease?.connection !== connection, !connection.isClosed { pool.idle.append(connection) }
             }
-            throw .database(path: server, reason: Self.reason(error))
+            return value
+        } catch {
+            let broken = Self.isConnectionFailure(error)
+            if broken { _ = try? connection.close().wait() }
+            pool.withLock { pool in
+                // A leased connection stays with its run, even broken (see above).
+                if !broken, pool.leases[owner]?.connection !== connection { pool.idle.append(connection) }
+            }
+            if let error = error as? RegistryError { throw error }
+            throw Self.callFailure(server, error, lockTimeout: lockTimeout)
         }
     }
 
-    /// Counts the boards this station holds claims on (``claim(boards:station:)``).
-    func countClaims(_ delta: Int) {
-        state.withLock { $0.claims = max(0, $0.claims + delta) }
+    /// `body` in one transaction, rolled back if it throws; each statement bounded
+    /// as in ``Session``. BEGIN goes out with the first statement, not a round trip of its own.
+    func transaction<T>(_ body: (Session) throws -> T) throws(RegistryError) -> T {
+        try withSession { session in
+            session.send("BEGIN")
+            do {
+                let value = try body(session)
+                try session.query("COMMIT")
+                return value
+            } catch {
+                _ = try? session.query("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// `body` in one long transaction (`registry migrate --to`, `rekey`) bounded as a
+    /// whole by `limit`, its lock waits too.
+    func transaction<T>(within limit: TimeAmount, _ body: (PostgresConnection) throws -> T) throws(RegistryError) -> T {
+        let lockLimit = "\(max(1, limit.nanoseconds / 1_000_000))ms"
+        return try withSession(within: limit) { session in
+            let connection = session.connection
+            return try Self.withDeadline(limit, closing: connection) {
+                _ = try connection.query("BEGIN").wait()
+                do {
+                    _ = try connection.query("SELECT set_config('lock_timeout', $1, true)", [PostgresData(string: lockLimit)]).wait()
+                    let value = try body(connection)
+                    _ = try connection.query("COMMIT").wait()
+                    return value
+                } catch {
+                    _ = try? connection.query("ROLLBACK").wait()
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Counts off one claim of `owner`'s lease whose release could not run; the
+    /// lease ends (its broken connection dropped) with its last claim.
+    func forgetClaim(of owner: pthread_t) {
+        let marks: [PendingMark] = pool.withLock { pool in
+            guard var lease = pool.leases[owner] else { return [] }
+            let marks = lease.pending
+            lease.pending = []
+            lease.claims -= 1
+            pool.leases[owner] = lease.claims > 0 ? lease : nil
+            if lease.claims == 0, !lease.connection.isClosed { pool.idle.append(lease.connection) }
+            return marks
+        }
+        answer(marks, within: answerTimeout)
+    }
+
+    /// Waits for marks sent without waiting and tells each caller how it went.
+    private func answer(_ marks: [PendingMark], within limit: TimeAmount) {
+        for mark in marks {
+            do {
+                let answer = mark.answer
+                _ = try Self.withDeadline(limit, closing: mark.connection) { try answer.wait() }
+                mark.committed(.success(mark.record))
+            } catch {
+                mark.committed(.failure(Self.callFailure(location.description, error, lockTimeout: lockTimeout)))
+            }
+        }
     }
 
     /// In the transaction of a write that seals: the registry's key must be this
@@ -364,29 +499,34 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         ).wait()
         let recorded = try connection.query("SELECT value FROM registry_meta WHERE name = 'key_id' FOR SHARE").wait()
             .first.flatMap { $0.makeRandomAccess()[data: "value"].string }
+        try checkKey(recorded: recorded)
+    }
+
+    private func checkKey(recorded: String?) throws {
         if let recorded, recorded != keyID {
             throw RegistryError.wrongKey(path: sealer.keyFile, keyID: keyID, neededKeyID: recorded)
         }
     }
 
+    /// One statement, no transaction around it (a single statement is atomic).
     private func fetch(_ sql: String, _ binds: [PostgresData] = []) throws(RegistryError) -> [BoardRecord] {
         let sealer = self.sealer
-        return try transaction { connection in
-            try connection.query(sql, binds).wait().map { try sealer.record(Self.gRDBRow($0)) }
+        return try withSession { session in
+            try session.query(sql, binds).map { try sealer.record(Self.gRDBRow($0)) }
         }
     }
 
-    private func fetchForUpdate(_ connection: PostgresConnection, id: Int64) throws -> BoardRecord {
-        guard let row = try connection.query("SELECT * FROM board WHERE id = $1 FOR UPDATE", [PostgresData(int64: id)])
-            .wait().first
+    private func fetchForUpdate(_ session: Session, id: Int64) throws -> BoardRecord {
+        guard let row = try session.query("SELECT * FROM board WHERE id = $1 FOR UPDATE", [PostgresData(int64: id)]).first
         else { throw RegistryError.boardNotFound("\(id)") }
         return try sealer.record(Self.gRDBRow(row))
     }
 
-    private func store(_ record: BoardRecord, _ connection: PostgresConnection) throws {
+    /// Sends the row's UPDATE without waiting: the COMMIT after it reports its failure.
+    private func store(_ record: BoardRecord, _ session: Session) {
         let values = zip(BoardRecord.databaseColumns, record.databaseValues).dropFirst().filter { $0.0 != "uds" }
             .map { Self.bind($0.1) }
-        _ = try connection.query(Self.updateSQL, values + [PostgresData(int64: record.id!)]).wait()
+        session.send(Self.updateSQL, values + [PostgresData(int64: record.id!)])
     }
 
     // MARK: RegistryStore
@@ -405,17 +545,29 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             macReadAt: mac == nil ? nil : now, station: station)
         for step in alsoMark { record.setCompleted(step, at: now) }
         let sealer = self.sealer
-        return try transaction { connection in
-            try checkKey(connection)
-            // The id first: the sealed UDS is bound to it, and the row is written once.
-            guard let id = try connection.query("SELECT nextval('board_id_seq') AS id").wait().first
-                .flatMap({ try $0.makeRandomAccess()["id"].decode(Int64.self) })
-            else { throw RegistryError.database(path: "", reason: "no id from board_id_seq") }
+        return try transaction { session in
+            // The id first: the sealed UDS is bound to it, and the row is written
+            // once. In the same statement, the registry's key (see ``checkKey(_:)``),
+            // its row locked until the commit so that a rekey waits for this write.
+            let next = "SELECT nextval('board_id_seq') AS id, value FROM registry_meta WHERE name = 'key_id' FOR SHARE"
+            var row = try session.query(next).first
+            if row == nil {
+                // The registry's first seal records its key.
+                try session.query(
+                    "INSERT INTO registry_meta (name, value) VALUES ('key_id', $1) ON CONFLICT (name) DO NOTHING",
+                    [PostgresData(string: keyID)])
+                row = try session.query(next).first
+            }
+            guard let cells = row?.makeRandomAccess() else {
+                throw RegistryError.database(path: "", reason: "no id from board_id_seq")
+            }
+            try checkKey(recorded: cells[data: "value"].string)
+            let id = try cells["id"].decode(Int64.self)
             record.id = id
             let values = zip(BoardRecord.databaseColumns, record.databaseValues).map { column, value in
                 column == "uds" ? PostgresData(string: sealer.sealUDS(uds, boardID: id)) : Self.bind(value)
             }
-            _ = try connection.query(Self.insertSQL, values).wait()
+            session.send(Self.insertSQL, values)
             return record
         }
     }
@@ -424,26 +576,43 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public func markSteps(
         _ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate = BoardUpdate()
     ) throws(RegistryError) -> BoardRecord {
-        try transaction { connection in
-            var record = try fetchForUpdate(connection, id: boardID)
+        try transaction { session in
+            var record = try fetchForUpdate(session, id: boardID)
             Registry.advance(&record, steps, update, at: Date())
-            try store(record, connection)
+            store(record, session)
             return record
         }
     }
 
-    /// Marks steps like ``markSteps(_:boardID:update:)``, committed before it returns.
-    /// On SQLite these marks are queued so that a board need not wait for a local
-    /// commit; here the station has one connection and one transaction at a time on
-    /// it, so a queue would only move the same round trip to another thread while
-    /// making the "queued marks commit before any later write" order a second
-    /// mechanism to keep right. In line, that order holds by construction.
+    /// Marks steps like ``markSteps(_:boardID:update:)`` without waiting, when this
+    /// run holds its own connection (a claim): one UPDATE of the columns the marks
+    /// change (against `board`, the run's own row: no one else writes it while the
+    /// run holds its claims), sent at once. The connection answers in order, so it
+    /// commits before any later write of the run; `committed` is called on the run's
+    /// thread at its next registry call, which first waits for these answers.
+    /// Without a lease (no claim), in line.
     @discardableResult
     public func markStepsInBackground(
         _ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate = BoardUpdate(),
         committed: @escaping @Sendable (Result<BoardRecord, RegistryError>) -> Void = { _ in }
     ) throws(RegistryError) -> BoardRecord {
         guard let boardID = board.id else { throw .boardNotFound("(not recorded)") }
+        var expected = board
+        Registry.advance(&expected, steps, update, at: Date())
+        let owner = pthread_self()
+        let queued: Bool = pool.withLock { pool in
+            guard var lease = pool.leases[owner], !lease.connection.isClosed else { return false }
+            let changed = zip(zip(BoardRecord.databaseColumns, board.databaseValues), expected.databaseValues).dropFirst()
+                .filter { pair in pair.0.0 != "uds" && pair.0.1?.databaseValue != pair.1?.databaseValue }
+            let sql = "UPDATE board SET "
+                + changed.enumerated().map { "\($0.element.0.0) = $\($0.offset + 1)" }.joined(separator: ", ")
+                + " WHERE id = $\(changed.count + 1)"
+            let answer = lease.connection.query(sql, changed.map { Self.bind($0.1) } + [PostgresData(int64: boardID)])
+            lease.pending.append(PendingMark(connection: lease.connection, answer: answer, record: expected, committed: committed))
+            pool.leases[owner] = lease
+            return true
+        }
+        if queued { return expected }
         do {
             let record = try markSteps(steps, boardID: boardID, update: update)
             committed(.success(record))
@@ -458,11 +627,11 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     private func updateBoard(
         _ boardID: Int64, _ change: (inout BoardRecord) -> Void
     ) throws(RegistryError) -> BoardRecord {
-        try transaction { connection in
-            var record = try fetchForUpdate(connection, id: boardID)
+        try transaction { session in
+            var record = try fetchForUpdate(session, id: boardID)
             change(&record)
             record.updatedAt = Date()
-            try store(record, connection)
+            store(record, session)
             return record
         }
     }
@@ -480,12 +649,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public func recordEnrollments(_ enrollments: [(boardID: Int64, enrollment: BoardEnrollment)]) throws(RegistryError) {
         guard !enrollments.isEmpty else { return }
         let now = Date()
-        try transaction { connection in
+        try transaction { session in
             for (boardID, enrollment) in enrollments {
-                var record = try fetchForUpdate(connection, id: boardID)
+                var record = try fetchForUpdate(session, id: boardID)
                 record.enrollment = enrollment
                 record.updatedAt = now
-                try store(record, connection)
+                store(record, session)
             }
         }
     }
@@ -540,11 +709,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         // Best effort, outside any transaction (VACUUM refuses one): a user that does
         // not own the table gets a warning from the server, not an error.
-        let limit = answerTimeout * 10
-        state.withLock { link in
-            guard let connection = link.connection else { return }
-            _ = try? Self.withDeadline(limit, closing: connection) { try connection.query("VACUUM FULL board").wait() }
-        }
+        _ = try? withSession(within: answerTimeout * 10) { session in try session.query("VACUUM FULL board") }
         return count
     }
 
@@ -581,8 +746,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         try fetch("SELECT * FROM board WHERE state <> 'done' ORDER BY id")
     }
 
-    /// How long to wait for the server to accept a connection.
+    /// How long opening a connection may take, all of it: TCP, TLS, the start-up
+    /// messages and authentication (at most the answer bound).
     static let connectTimeoutSeconds: Int64 = 10
+
+    /// The default of ``lockTimeout`` (at most half the answer bound).
+    static let defaultLockTimeout: TimeAmount = .seconds(10)
 
     /// The default of ``answerTimeout``: well above a busy server's slowest step
     /// (a transaction here is a handful of small statements, or a wait for another
@@ -645,6 +814,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
     static func reason(_ error: any Error) -> String {
         if let error = error as? PSQLError {
+            if case .connectTimeout(let limit)? = error.underlying as? ChannelError {
+                return "the server did not answer within \(limit.nanoseconds / 1_000_000_000) s while connecting; "
+                    + "the connection was closed"
+            }
             if let message = error.serverInfo?[.message] { return message }
             if let underlying = error.underlying { return "\(error.code): \(underlying)" }
             return "\(error.code)"
@@ -670,6 +843,16 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         default:
             return false
         }
+    }
+
+    /// The error of a call that failed on the server or on its way there.
+    static func callFailure(_ server: String, _ error: any Error, lockTimeout: TimeAmount) -> RegistryError {
+        // 55P03 lock_not_available: the session's lock_timeout passed.
+        if let error = error as? PSQLError, error.code == .server, error.serverInfo?[.sqlState] == "55P03" {
+            return .registryLocked(server: server, seconds: Int(lockTimeout.nanoseconds / 1_000_000_000))
+        }
+        if isConnectionFailure(error) { return .serverUnavailable(server: server, reason: reason(error)) }
+        return .database(path: server, reason: reason(error))
     }
 
     /// The error for a server that could not be connected to or set up.
