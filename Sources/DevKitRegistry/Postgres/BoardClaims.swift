@@ -74,7 +74,7 @@ extension PostgresRegistry {
     /// connection for the run until its last release.
     private func serverClaim(_ key: String, station: String) throws(RegistryError) -> String? {
         let lockKey = Self.advisoryKey(key)
-        return try withSession(settle: { (holder: String?, connection, lease) in
+        return try withSession(settle: { holder, connection, lease in
             guard holder == nil else { return }
             if lease == nil { lease = Lease(connection: connection, claims: 0) }
             lease!.claims += 1
@@ -122,11 +122,11 @@ extension PostgresRegistry {
     }
 }
 
-/// Which run of this process holds each claimed key. PostgreSQL's advisory locks
-/// belong to the session, which every board thread of a station shares, and a
-/// session may take its own lock again: without this table a second thread of the
-/// same station (a board replugged under a new node while its first run still
-/// holds the old one) would be let in. A run is its thread: a board's provisioning
+/// Which run of this process holds each claimed key: a second thread of the same
+/// station (a board replugged under a new node while its first run still holds
+/// the old one) is refused here as "another run of this station", without a round
+/// trip, and a run's own claims nest (a session may take its own lock again, and
+/// the count says when the last release is). A run is its thread: a board's provisioning
 /// runs on one thread from its first claim to its last release; a claim the same
 /// thread already holds nests (no server round trip).
 final class ClaimTable: Sendable {
