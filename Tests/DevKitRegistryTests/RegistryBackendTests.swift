@@ -683,6 +683,61 @@ struct RegistryBackendTests {
         #expect(try station.allBoards().count == 1)
     }
 
+    /// A burst of runs opens a connection each; once they are done, the station
+    /// keeps two open for its next calls and closes the rest (each holds a server
+    /// process for as long as a `watch` runs).
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(2)))
+    func connectionsABurstOpenedAreClosedDownToTwo() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
+        let psql = try #require(PostgresCluster.binaries).appending("/psql")
+        func sessions() throws -> Int {
+            let count = try cluster.run(
+                [psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-tAc",
+                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"],
+                asServer: false)
+            return Int(count.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        let runs = 5
+        let claimed = DispatchSemaphore(value: 0)
+        let finish = DispatchSemaphore(value: 0)
+        let released = DispatchSemaphore(value: 0)
+        let failures = Mutex<[String]>([])
+        for run in 0..<runs {
+            Thread {
+                do {
+                    try station.claim(boards: ["usb:burst\(run)"], station: "burst")
+                    claimed.signal()
+                    finish.wait()
+                    station.release(boards: ["usb:burst\(run)"])
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                    claimed.signal()
+                }
+                released.signal()
+            }.start()
+        }
+        for _ in 0..<runs { claimed.wait() }
+        #expect(try sessions() >= runs)
+        for _ in 0..<runs { finish.signal() }
+        for _ in 0..<runs { released.wait() }
+        #expect(failures.withLock { $0 } == [])
+        // Closed without waiting: the server sees each session end a moment later.
+        var open = try sessions()
+        for _ in 0..<100 where open > PostgresRegistry.idleConnections {
+            usleep(100_000)
+            open = try sessions()
+        }
+        #expect(open == PostgresRegistry.idleConnections)
+        // The connections kept still serve.
+        #expect(try station.allBoards().isEmpty)
+    }
+
     /// Once the schema is there, opening it runs no DDL: a station's database user
     /// needs no right to create tables (`CREATE TABLE IF NOT EXISTS` would ask for it).
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))

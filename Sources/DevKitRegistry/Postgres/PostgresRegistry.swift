@@ -47,7 +47,25 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     struct Pool {
         var idle: [PostgresConnection] = []
         var leases: [pthread_t: Lease] = [:]
+
+        /// Keeps `connection` for a later call, or closes it when enough are kept
+        /// already: a burst of boards opened one each, and every open connection
+        /// holds a server process (and a slot of its `max_connections`) for as
+        /// long as a `watch` runs.
+        mutating func giveBack(_ connection: PostgresConnection) {
+            guard !connection.isClosed else { return }
+            if idle.count < PostgresRegistry.idleConnections {
+                idle.append(connection)
+            } else {
+                // Not waited for (nothing is pending on it), but kept until closed:
+                // postgres-nio asserts that a connection is closed when it goes.
+                let closed: EventLoopFuture<Void> = connection.close()
+                closed.whenComplete { _ in withExtendedLifetime(connection) {} }
+            }
+        }
     }
+    /// How many idle connections a station keeps open between calls.
+    static let idleConnections = 2
     /// A run's connection while it holds claims on it, and its marks sent without
     /// waiting (``markStepsInBackground(_:of:update:committed:)``).
     struct Lease {
@@ -334,13 +352,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         /// Sends `sql` and waits for its answer, and for those of the statements sent before it.
         @discardableResult
         func query(_ sql: String, _ binds: [PostgresData] = []) throws -> PostgresQueryResult {
+            // postgres-nio never answers a statement sent on a closed connection.
+            guard !connection.isClosed else { throw PostgresError.connectionClosed }
             let answer = connection.query(sql, binds)
             let earlier = pending
             pending = []
-            let connection = self.connection
             let result: Result<PostgresQueryResult, any Error>
             do {
-                result = .success(try PostgresRegistry.withDeadline(limit, closing: connection) { try answer.wait() })
+                result = .success(try PostgresRegistry.wait(for: answer, within: limit, closing: connection))
             } catch let error as NoAnswer {
                 throw error
             } catch {
@@ -348,7 +367,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             }
             // Answered in order: these are done, and the first failure among them
             // explains the later ones ("current transaction is aborted").
-            for statement in earlier { _ = try statement.wait() }
+            for statement in earlier { _ = try PostgresRegistry.wait(for: statement, within: limit, closing: connection) }
             return try result.get()
         }
     }
@@ -409,7 +428,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                 var lease = pool.leases[owner]
                 settle?(value, connection, &lease)
                 pool.leases[owner] = lease
-                if lease?.connection !== connection, !connection.isClosed { pool.idle.append(connection) }
+                if lease?.connection !== connection { pool.giveBack(connection) }
             }
             return value
         } catch {
@@ -417,7 +436,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             if broken { _ = try? connection.close().wait() }
             pool.withLock { pool in
                 // A leased connection stays with its run, even broken (see above).
-                if !broken, pool.leases[owner]?.connection !== connection { pool.idle.append(connection) }
+                if !broken, pool.leases[owner]?.connection !== connection { pool.giveBack(connection) }
             }
             if let error = error as? RegistryError { throw error }
             throw Self.callFailure(server, error, lockTimeout: lockTimeout)
@@ -470,7 +489,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             lease.pending = []
             lease.claims -= 1
             pool.leases[owner] = lease.claims > 0 ? lease : nil
-            if lease.claims == 0, !lease.connection.isClosed { pool.idle.append(lease.connection) }
+            if lease.claims == 0 { pool.giveBack(lease.connection) }
             return marks
         }
         answer(marks, within: answerTimeout)
@@ -481,7 +500,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         for mark in marks {
             do {
                 let answer = mark.answer
-                _ = try Self.withDeadline(limit, closing: mark.connection) { try answer.wait() }
+                _ = try Self.wait(for: answer, within: limit, closing: mark.connection)
                 mark.committed(.success(mark.record))
             } catch {
                 mark.committed(.failure(Self.callFailure(location.description, error, lockTimeout: lockTimeout)))
@@ -799,9 +818,41 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return value
     }
 
+    /// Waits for `future` at most `limit`; past it, `connection` is closed and the
+    /// wait fails with ``NoAnswer``. Unlike ``withDeadline(_:closing:_:)`` the wait
+    /// ends at the limit whatever the connection's state: a statement that went out
+    /// as the connection closed may never be answered, and closing it again would
+    /// end nothing. An answer that comes first wins, and the timer then closes nothing.
+    static func wait<T: Sendable>(
+        for future: EventLoopFuture<T>, within limit: TimeAmount, closing connection: PostgresConnection
+    ) throws -> T {
+        let outcome = future.eventLoop.makePromise(of: T.self)
+        let deadline = Deadline()
+        let noAnswer = NoAnswer(seconds: limit.nanoseconds / 1_000_000_000)
+        let timer = future.eventLoop.scheduleTask(in: limit) {
+            guard deadline.expire() else { return }
+            outcome.fail(noAnswer)
+            let _: EventLoopFuture<Void> = connection.close()
+        }
+        future.whenComplete { result in
+            guard deadline.finish() == .running else { return }
+            timer.cancel()
+            outcome.completeWith(result)
+        }
+        return try outcome.futureResult.wait()
+    }
+
     private final class Deadline: Sendable {
         enum State { case running, finished, expired }
         let state = Mutex(State.running)
+        /// Ends the run for the timer; false when the body had finished first.
+        func expire() -> Bool {
+            state.withLock { state in
+                guard state == .running else { return false }
+                state = .expired
+                return true
+            }
+        }
         /// Ends the body's run; what it was (expired: the timer closed the connection).
         func finish() -> State {
             state.withLock { state in
@@ -812,13 +863,27 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
     }
 
+    /// The server's SQLSTATE and message when `error` is the server refusing a
+    /// statement. postgres-nio gives it in two shapes: `PSQLError` from its newer
+    /// calls, `PostgresError.server` from the `query(String, [PostgresData])` calls
+    /// this file uses (its compatibility layer converts).
+    static func serverError(_ error: any Error) -> (state: String, message: String)? {
+        if let error = error as? PSQLError, error.code == .server, let info = error.serverInfo {
+            return (info[.sqlState] ?? "", info[.message] ?? "\(error.code)")
+        }
+        if case .server(let message)? = error as? PostgresError {
+            return (message.fields[.sqlState] ?? "", message.fields[.message] ?? "\(error)")
+        }
+        return nil
+    }
+
     static func reason(_ error: any Error) -> String {
+        if let (_, message) = serverError(error) { return message }
         if let error = error as? PSQLError {
             if case .connectTimeout(let limit)? = error.underlying as? ChannelError {
                 return "the server did not answer within \(limit.nanoseconds / 1_000_000_000) s while connecting; "
                     + "the connection was closed"
             }
-            if let message = error.serverInfo?[.message] { return message }
             if let underlying = error.underlying { return "\(error.code): \(underlying)" }
             return "\(error.code)"
         }
@@ -829,6 +894,11 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// than refusing what was asked): worth retrying later.
     static func isConnectionFailure(_ error: any Error) -> Bool {
         if error is NoAnswer { return true }
+        if let (state, _) = serverError(error) {
+            // 57P01-57P03: shutting down or starting up; 53300: too many connections.
+            return state.hasPrefix("57P") || state == "53300"
+        }
+        if case .connectionClosed? = error as? PostgresError { return true }
         guard let error = error as? PSQLError else {
             // NIO's own connect errors (refused, timed out, no such host).
             return error is NIOConnectionError || error is ChannelError || error is IOError
@@ -836,10 +906,6 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         switch error.code {
         case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection:
             return true
-        case .server:
-            // 57P01-57P03: shutting down or starting up; 53300: too many connections.
-            let state = error.serverInfo?[.sqlState] ?? ""
-            return state.hasPrefix("57P") || state == "53300"
         default:
             return false
         }
@@ -848,7 +914,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// The error of a call that failed on the server or on its way there.
     static func callFailure(_ server: String, _ error: any Error, lockTimeout: TimeAmount) -> RegistryError {
         // 55P03 lock_not_available: the session's lock_timeout passed.
-        if let error = error as? PSQLError, error.code == .server, error.serverInfo?[.sqlState] == "55P03" {
+        if serverError(error)?.state == "55P03" {
             return .registryLocked(server: server, seconds: Int(lockTimeout.nanoseconds / 1_000_000_000))
         }
         if isConnectionFailure(error) { return .serverUnavailable(server: server, reason: reason(error)) }
