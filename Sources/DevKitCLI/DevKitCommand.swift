@@ -80,7 +80,7 @@ extension DevKitCommand {
 
         let command: any ParsableCommand
         do {
-            command = try parseAsRoot(arguments)
+            command = try parseDispatching(arguments ?? Array(CommandLine.arguments.dropFirst()))
         } catch {
             exitReporting(error)
         }
@@ -104,6 +104,32 @@ extension DevKitCommand {
             done.signal()
         }
         done.wait()
+    }
+}
+
+@available(macOS 10.15, *)
+extension DevKitCommand {
+    /// `parseAsRoot`, but a top-level command without subcommands of its own
+    /// (`info`, `cert`, `watch`, ...) named by the first argument is parsed by that
+    /// command alone: ArgumentParser then reflects only its properties, not the
+    /// whole tree's, and each (type, protocol) pair it asks the runtime about for the
+    /// first time scans every protocol-conformance record of the binary (see
+    /// Docs/certificate.md, Start-up). Anything that does not parse that way
+    /// (help, version, completion scripts, usage errors; `help`, groups such as
+    /// `registry`, unknown names) is parsed again from the root, so every help and
+    /// error text, with its `devkit <command>` usage, and every exit code stay
+    /// ArgumentParser's own for the whole tree.
+    static func parseDispatching(_ arguments: [String]) throws -> any ParsableCommand {
+        if let name = arguments.first,
+           let leaf = configuration.subcommands.first(where: {
+               $0.configuration.subcommands.isEmpty && $0.configuration.commandName == name
+           }),
+           let command = try? leaf.parseAsRoot(Array(arguments.dropFirst())),
+           ObjectIdentifier(type(of: command)) == ObjectIdentifier(leaf)
+        {
+            return command
+        }
+        return try parseAsRoot(arguments)
     }
 }
 
