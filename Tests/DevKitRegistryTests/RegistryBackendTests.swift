@@ -418,12 +418,10 @@ struct RegistryBackendTests {
         let station = "restart-" + UUID().uuidString.prefix(8).lowercased()
         let board = try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "35", count: 32)), usbSerial: "r1")
         func terminate() throws {
-            let psql = try #require(PostgresCluster.binaries).appending("/psql")
-            let ended = try cluster.run(
-                [psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-tAc",
-                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'devkit station \(station)'"],
-                asServer: false)
-            #expect(ended.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            let ended = try cluster.sql(
+                database,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'devkit station \(station)'")
+            #expect(ended == "1")
         }
         // Claimed, then the session ends: the claim is gone, so the station's calls fail.
         try registry.claim(boards: ["usb:r1"], station: station)
@@ -532,10 +530,7 @@ struct RegistryBackendTests {
         let board = try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "61", count: 32)), usbSerial: "l1")
         let psql = try #require(PostgresCluster.binaries).appending("/psql")
         let locker = "locker-" + UUID().uuidString.prefix(8).lowercased()
-        func sql(_ text: String) throws -> String {
-            try cluster.run([psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-tAc", text], asServer: false)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        func sql(_ text: String) throws -> String { try cluster.sql(database, text) }
         // In the background: the table locked, for longer than the test runs.
         #expect(system(
             "PGAPPNAME=\(locker) '\(psql)' -h '\(cluster.socketDirectory)' -U devkit -d \(database) "
@@ -641,7 +636,6 @@ struct RegistryBackendTests {
         let database = try cluster.createDatabase()
         let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
         let name = "runs-" + UUID().uuidString.prefix(8).lowercased()
-        let psql = try #require(PostgresCluster.binaries).appending("/psql")
         let sessions = """
             SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'devkit station \(name)'
@@ -663,8 +657,7 @@ struct RegistryBackendTests {
         }.start()
         claimed.wait()
         try station.claim(boards: ["usb:t1"], station: name)
-        let count = try cluster.run([psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-tAc", sessions], asServer: false)
-        #expect(count.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+        #expect(try cluster.sql(database, sessions) == "2")
         done.signal()
         claimed.wait()
         #expect(failure.withLock { $0 } == nil)
@@ -695,13 +688,10 @@ struct RegistryBackendTests {
         let cluster = try PostgresCluster.shared()
         let database = try cluster.createDatabase()
         let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
-        let psql = try #require(PostgresCluster.binaries).appending("/psql")
         func sessions() throws -> Int {
-            let count = try cluster.run(
-                [psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-tAc",
-                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"],
-                asServer: false)
-            return Int(count.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+            Int(try cluster.sql(
+                database, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+                ?? -1
         }
         let runs = 5
         let claimed = DispatchSemaphore(value: 0)
@@ -750,13 +740,11 @@ struct RegistryBackendTests {
         let owner = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
         try owner.recordNewBoard(uds: try UDS(hex: String(repeating: "51", count: 32)), usbSerial: "d1")
         let role = "station_" + UUID().uuidString.prefix(8).lowercased()
-        let psql = try #require(PostgresCluster.binaries).appending("/psql")
-        try cluster.run(
-            [psql, "-h", cluster.socketDirectory, "-U", "devkit", "-d", database, "-v", "ON_ERROR_STOP=1", "-c",
-             "CREATE ROLE \(role) LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC; "
+        try cluster.sql(
+            database,
+            "CREATE ROLE \(role) LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC; "
                 + "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO \(role); "
-                + "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \(role)"],
-            asServer: false)
+                + "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \(role)")
         let station = try PostgresRegistry(
             location: try PostgresLocation(url: "postgresql://\(role)@/\(database)?host=\(cluster.socketDirectory)"), key: key)
         #expect(try station.allBoards().map(\.usbSerial) == ["d1"])

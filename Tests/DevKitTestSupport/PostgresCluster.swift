@@ -105,6 +105,14 @@ public final class PostgresCluster: Sendable {
     /// The URL of `database` over the socket.
     public func url(_ database: String) -> String { "postgresql://devkit@/\(database)?host=\(directory)" }
 
+    /// One SQL command through psql as the devkit user, outside the code under
+    /// test; its output unaligned, without headers, trimmed.
+    @discardableResult
+    public func sql(_ database: String, _ text: String) throws -> String {
+        try run(["\(bin)/psql", "-h", directory, "-U", "devkit", "-d", database, "-tAc", text], asServer: false)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// `pg_dump` of `database`: what a backup of the server holds.
     public func dump(_ database: String) throws -> String {
         try run(["\(bin)/pg_dump", "-h", directory, "-U", "devkit", database], asServer: false)
