@@ -204,12 +204,7 @@ struct ProvisionCommand: ParsableCommand {
             var claimed: [String] = []
             defer { registry.release(boards: claimed) }
             func claim(_ keys: [String], boardID: Int64? = nil) throws {
-                do {
-                    try registry.claim(boards: keys, station: stationName)
-                } catch {
-                    reporter.event(ProvisionEvent(stage: .claim, status: .failed, message: "\(error)", boardID: boardID, error: error))
-                    throw error
-                }
+                try registry.claim(keys, station: stationName, boardID: boardID, reporting: reporter.event)
                 claimed += keys
             }
             var request: ProvisionRequest

@@ -1,5 +1,6 @@
 import DPSService
 import DevKitModel
+import DevKitRegistry
 import DevKitSystem
 import DevKitWorkflows
 import Foundation
@@ -37,7 +38,7 @@ struct ProvisionReporter {
             var message = e.message
             if e.status == .failed, e.stage != .verify, let error = e.error {
                 // A busy board is the other station's to finish: no resume hint.
-                message = cliMessage(error) + (e.stage == .claim ? "" : e.boardID.map { " (\(hint($0, after: error)))" } ?? "")
+                message = cliMessage(error) + (e.isHeldElsewhere ? "" : e.boardID.map { " (\(hint($0, after: error)))" } ?? "")
             }
             emitJSON(EventJSON(event: "step", stage: e.stage.rawValue, status: e.status.rawValue,
                                message: message, boardID: e.boardID, port: port))
@@ -52,7 +53,7 @@ struct ProvisionReporter {
         if e.status == .failed {
             // The error itself follows as `devkit: error: …` (or watch's status line):
             // here only where it stopped and, once recorded, how to finish the board.
-            let outcome = e.stage == .claim ? "left to the station that holds it" : e.boardID.map { hint($0, after: e.error) } ?? "stopped"
+            let outcome = e.isHeldElsewhere ? "left to the station that holds it" : e.boardID.map { hint($0, after: e.error) } ?? "stopped"
             let line = "\(prefix)[ERR] \(e.stage.rawValue): \(outcome)"
             if let live { live.show(stage: e.stage.rawValue, line, final: true) } else { printError(line) }
             return
@@ -319,5 +320,15 @@ func crashHookFromEnvironment() -> @Sendable (String) -> Void {
     return { committed in
         if committed == killAt { kill(getpid(), SIGKILL) }
         if committed == pauseAt { raise(SIGSTOP) }
+    }
+}
+
+extension ProvisionEvent {
+    /// A claim refused because another station (or run) holds the board: that
+    /// station's to finish, so no resume hint. Other claim failures (the server
+    /// away) are stops like any other.
+    var isHeldElsewhere: Bool {
+        guard stage == .claim, case .boardBusy? = error as? RegistryError else { return false }
+        return true
     }
 }

@@ -66,6 +66,8 @@ public final class Registry: Sendable {
     /// stopped before it made the tables): reads go to this empty in-memory
     /// registry, so they find no board instead of failing.
     private let blank: DatabaseQueue?
+    /// Which run (thread) of this process holds each claimed board (``claim(boards:station:)``).
+    let claimTable = ClaimTable()
 
     /// Opens (creating if needed) the registry at `path`, migrating it to the
     /// current schema, with the registry key from `key`. Secrets an older devkit

@@ -65,12 +65,7 @@ public struct ProfileProvisioner: Sendable {
         // below (new, resume, already done, enrollment owed) stays true while this
         // station holds the board. The workflow's own claims nest inside this one.
         let claimed = BoardClaimKeys.board(mac: nil, usbSerial: usbSerial)
-        do {
-            try registry.claim(boards: claimed, station: station ?? "unnamed")
-        } catch {
-            report(ProvisionEvent(stage: .claim, status: .failed, message: "\(error)", error: error))
-            throw error
-        }
+        try registry.claim(claimed, station: station, reporting: report)
         defer { registry.release(boards: claimed) }
         var previous: BoardRecord?
         if let usbSerial {

@@ -498,12 +498,7 @@ public struct ProvisionWorkflow {
     /// holds is reported at the `claim` stage (nothing was touched: not a failure
     /// of the row, which that station is working on).
     func claim(_ keys: [String], boardID: Int64? = nil) throws(RegistryError) {
-        do {
-            try registry.claim(boards: keys, station: station ?? "unnamed")
-        } catch {
-            report(ProvisionEvent(stage: .claim, status: .failed, message: "\(error)", boardID: boardID, error: error))
-            throw error
-        }
+        try registry.claim(keys, station: station, boardID: boardID, reporting: report)
     }
 
     /// Refuses (``ProvisionError/filesOfAnotherBoard(boardID:owner:path:udsSent:)``)

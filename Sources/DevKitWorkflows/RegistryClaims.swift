@@ -26,6 +26,22 @@ public enum BoardClaimKeys {
     }
 }
 
+extension RegistryStore {
+    /// Claims `keys` for a run that reports its progress: a claim refused (a board
+    /// another station holds) or failed (the server away) is reported at the
+    /// `claim` stage, then thrown; nothing of the board was touched.
+    public func claim(
+        _ keys: [String], station: String?, boardID: Int64? = nil, reporting report: (ProvisionEvent) -> Void
+    ) throws(RegistryError) {
+        do {
+            try claim(boards: keys, station: station ?? "unnamed")
+        } catch {
+            report(ProvisionEvent(stage: .claim, status: .failed, message: "\(error)", boardID: boardID, error: error))
+            throw error
+        }
+    }
+}
+
 /// The rows a command over many recorded boards holds while it changes them
 /// (`registry reissue`, `dps enroll --from-registry`): each taken with
 /// ``take(_:)``, a busy one refused alone (the others go on), all given back by

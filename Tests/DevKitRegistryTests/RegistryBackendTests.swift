@@ -479,6 +479,34 @@ struct RegistryBackendTests {
         #expect(try registry.board(id: board.id!)?.usbSerial == "h1")
     }
 
+    /// A long transaction (`rekey`, bounded as a whole) on a server that stops
+    /// answering ends at its bound as "server unavailable", the ROLLBACK after it
+    /// included, and the station carries on once the server answers again.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(2)))
+    func aLongTransactionOnAStalledServerEnds() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let proxy = try StallingProxy(to: cluster.socketDirectory + "/.s.PGSQL.5432")
+        defer { proxy.stop() }
+        let location = try PostgresLocation(url: "postgresql://devkit@/\(database)?host=\(proxy.directory)")
+        let registry = try PostgresRegistry(location: location, key: key, answerTimeout: .seconds(2))
+        try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "46", count: 32)), usbSerial: "s1")
+        proxy.stall()
+        do {
+            _ = try registry.rekey(to: RegistryKey.generate())
+            Issue.record("a rekey went through a stalled connection")
+        } catch {
+            guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("did not answer"))
+        }
+        proxy.resume()
+        #expect(try registry.allBoards().map(\.usbSerial) == ["s1"])
+    }
+
     /// A connection given up on while connecting (the server accepted it and then
     /// said nothing) is closed, not left open: repeated attempts against a frozen
     /// server leave no socket behind.
@@ -561,6 +589,18 @@ struct RegistryBackendTests {
         }
         expectLocked { () throws(RegistryError) in _ = try registry.markSteps([.udsConfirmed], boardID: board.id!) }
         expectLocked { () throws(RegistryError) in _ = try registry.board(id: board.id!) }
+        // A mark sent without waiting (the run holds a claim: its own connection)
+        // fails the same way, and is reported to the run as failed at its next call.
+        try registry.claim(boards: ["usb:l1"], station: "locked")
+        let reported = Mutex<[Result<BoardRecord, RegistryError>]>([])
+        _ = try registry.markStepsInBackground([.udsConfirmed], of: board) { result in reported.withLock { $0.append(result) } }
+        #expect(reported.withLock { $0.isEmpty }, "answered in line, not sent without waiting")
+        expectLocked { () throws(RegistryError) in _ = try registry.board(id: board.id!) }
+        switch reported.withLock({ $0.first }) {
+        case .failure(.registryLocked)?: break
+        case let other: Issue.record("the background mark was reported as \(String(describing: other))")
+        }
+        registry.release(boards: ["usb:l1"])
         #expect(try sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '\(locker)'") == "1")
         #expect(try registry.markSteps([.udsConfirmed], boardID: board.id!).udsConfirmedAt != nil)
     }
@@ -667,6 +707,8 @@ struct RegistryBackendTests {
         let expected = try station.markStepsInBackground([.udsConfirmed], of: board) { result in
             reported.withLock { $0.append(result) }
         }
+        // Sent without waiting: reported at the run's next call, not in line.
+        #expect(reported.withLock { $0.isEmpty })
         #expect(expected.udsConfirmedAt != nil)
         let read = try station.board(id: board.id!)
         #expect(read?.udsConfirmedAt != nil)
@@ -674,6 +716,43 @@ struct RegistryBackendTests {
         if case .failure(let error)? = reported.withLock({ $0.first }) { Issue.record("\(error)") }
         station.release(boards: ["usb:t1"])
         #expect(try station.allBoards().count == 1)
+    }
+
+    /// Another run (thread) of the same station cannot take a board this run holds,
+    /// on either backend (a board replugged under a new node while its first run
+    /// goes on); the holder's own claims nest, and a refused claim keeps none of
+    /// its keys.
+    @Test(arguments: backends)
+    func anotherRunOfTheStationIsRefused(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let store = try Self.open(backend, tmp, key: try keyFile(tmp)).store
+        func fromAnotherThread(_ keys: [String]) -> RegistryError? {
+            let result = Mutex<RegistryError?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            Thread {
+                do throws(RegistryError) {
+                    try store.claim(boards: keys, station: "line-1")
+                    store.release(boards: keys)
+                } catch {
+                    result.withLock { $0 = error }
+                }
+                done.signal()
+            }.start()
+            done.wait()
+            return result.withLock { $0 }
+        }
+        let busy = RegistryError.boardBusy(board: "with USB serial same", station: "line-1 (another run of this station)")
+        try store.claim(boards: ["usb:same"], station: "line-1")
+        try store.claim(boards: ["usb:same"], station: "line-1")
+        #expect(fromAnotherThread(["usb:free", "usb:same"]) == busy)
+        // The refused claim kept nothing: this run takes "usb:free".
+        try store.claim(boards: ["usb:free"], station: "line-1")
+        store.release(boards: ["usb:free"])
+        store.release(boards: ["usb:same"])
+        #expect(fromAnotherThread(["usb:same"]) == busy, "released once of twice: still held")
+        store.release(boards: ["usb:same"])
+        #expect(fromAnotherThread(["usb:free", "usb:same"]) == nil)
     }
 
     /// A burst of runs opens a connection each; once they are done, the station

@@ -26,14 +26,6 @@ extension PostgresRegistry {
         return Int64(bitPattern: value & 0x3FFF_FFFF_FFFF_FFFF)
     }
 
-    /// `mac:…` / `usb:…` as a person reads it.
-    static func describe(_ key: String) -> String {
-        if key.hasPrefix("mac:") { return "with MAC " + key.dropFirst(4) }
-        if key.hasPrefix("usb:") { return "with USB serial " + key.dropFirst(4) }
-        if key.hasPrefix("row:") { return "#" + key.dropFirst(4) }
-        return key
-    }
-
     public func claim(boards keys: [String], station: String) throws(RegistryError) {
         var taken: [String] = []
         do throws(RegistryError) {
@@ -45,7 +37,7 @@ extension PostgresRegistry {
                 case .heldByAnotherRun:
                     // Refused here, whichever connection that run holds it on: the
                     // table is this process's record of who holds what.
-                    throw RegistryError.boardBusy(board: Self.describe(key), station: station + " (another run of this station)")
+                    throw ClaimTable.busyHere(key, station: station)
                 case .fresh:
                     break
                 }
@@ -58,7 +50,7 @@ extension PostgresRegistry {
                 }
                 if let holder {
                     claimTable.forget(key)
-                    throw RegistryError.boardBusy(board: Self.describe(key), station: holder)
+                    throw RegistryError.boardBusy(board: ClaimTable.describe(key), station: holder)
                 }
                 taken.append(key)  // counted in this run's lease by serverClaim
             }
@@ -136,6 +128,19 @@ final class ClaimTable: Sendable {
         var count: Int
     }
     private let held = Mutex<[String: Held]>([:])
+
+    /// `mac:…` / `usb:…` / `row:…` as a person reads it.
+    static func describe(_ key: String) -> String {
+        if key.hasPrefix("mac:") { return "with MAC " + key.dropFirst(4) }
+        if key.hasPrefix("usb:") { return "with USB serial " + key.dropFirst(4) }
+        if key.hasPrefix("row:") { return "#" + key.dropFirst(4) }
+        return key
+    }
+
+    /// The error for `key` held by another run (thread) of this process.
+    static func busyHere(_ key: String, station: String) -> RegistryError {
+        .boardBusy(board: describe(key), station: station + " (another run of this station)")
+    }
 
     /// Records `key` for this thread: fresh (take it on the server), nested (held
     /// by this thread already), or held by another thread here.

@@ -63,11 +63,11 @@ extension PostgresRegistry {
             if let usb = board.usbSerial { sourceUDS["usb:" + usb, default: []].insert(board.uds.bytes) }
         }
         return try transaction(within: answerTimeout * 10) { connection in
-            _ = try connection.query("LOCK TABLE board IN SHARE ROW EXCLUSIVE MODE").wait()
+            _ = try connection.statement("LOCK TABLE board IN SHARE ROW EXCLUSIVE MODE").wait()
             try checkKey(connection)
             var known: [[UInt8]: (id: Int64, mac: String?, usb: String?)] = [:]
             var byKey: [String: [(id: Int64, uds: [UInt8])]] = [:]
-            for row in try connection.query("SELECT id, mac, usb_serial, uds FROM board ORDER BY id").wait() {
+            for row in try connection.statement("SELECT id, mac, usb_serial, uds FROM board ORDER BY id").wait() {
                 let cells = row.makeRandomAccess()
                 let id = try cells["id"].decode(Int64.self)
                 let uds = try sealer.open(try cells["uds"].decode(String.self), boardID: id, column: "uds")
@@ -108,7 +108,7 @@ extension PostgresRegistry {
                     result.conflicts.append(.init(sourceID: oldID, by: .usbSerial, value: usb, existingID: other))
                     continue
                 }
-                guard let id = try connection.query("SELECT nextval('board_id_seq') AS id").wait().first
+                guard let id = try connection.statement("SELECT nextval('board_id_seq') AS id").wait().first
                     .flatMap({ try $0.makeRandomAccess()["id"].decode(Int64.self) })
                 else { throw RegistryError.database(path: "", reason: "no id from board_id_seq") }
                 newID[oldID] = id
@@ -118,12 +118,12 @@ extension PostgresRegistry {
                 let values = zip(BoardRecord.databaseColumns, board.databaseValues).map { column, value in
                     column == "uds" ? PostgresData(string: sealer.sealUDS(board.uds, boardID: id)) : Self.bind(value)
                 }
-                _ = try connection.query(Self.insertSQL, values).wait()
+                _ = try connection.statement(Self.insertSQL, values).wait()
                 result.copied += 1
             }
             for board in boards where copiedIDs.contains(board.id!) {
                 guard let old = board.supersededBy, let id = newID[board.id!], let by = newID[old] else { continue }
-                _ = try connection.query(
+                _ = try connection.statement(
                     "UPDATE board SET superseded_by = $1 WHERE id = $2", [PostgresData(int64: by), PostgresData(int64: id)]
                 ).wait()
             }

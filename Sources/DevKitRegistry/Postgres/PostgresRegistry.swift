@@ -57,15 +57,19 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             if idle.count < PostgresRegistry.idleConnections {
                 idle.append(connection)
             } else {
-                // Not waited for (nothing is pending on it), but kept until closed:
-                // postgres-nio asserts that a connection is closed when it goes.
-                let closed: EventLoopFuture<Void> = connection.close()
-                closed.whenComplete { _ in withExtendedLifetime(connection) {} }
+                PostgresRegistry.close(connection)
             }
         }
     }
     /// How many idle connections a station keeps open between calls.
     static let idleConnections = 2
+
+    /// Closes `connection` without waiting, keeping it until it is closed:
+    /// postgres-nio asserts that a connection is closed when it goes.
+    static func close(_ connection: PostgresConnection) {
+        let closed: EventLoopFuture<Void> = connection.close()
+        closed.whenComplete { _ in withExtendedLifetime(connection) {} }
+    }
     /// A run's connection while it holds claims on it, and its marks sent without
     /// waiting (``markStepsInBackground(_:of:update:committed:)``).
     struct Lease {
@@ -128,29 +132,34 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         // by this and closes the socket when it passes.
         configuration.options.connectTimeout = min(.seconds(Self.connectTimeoutSeconds), limit)
         // Set at start-up, no round trip of their own: every commit durable before
-        // it is acknowledged, whatever the server's default; lock waits bounded.
+        // it is acknowledged, whatever the server's default; lock waits bounded;
+        // a station gone without a reset (power or network cut) noticed by the
+        // server's keepalive within about 25 s, not the system's two hours, so
+        // its claims (advisory locks) and any transaction it left open end.
         configuration.options.additionalStartupParameters = [
             ("synchronous_commit", "on"), ("lock_timeout", "\(max(1, lockLimit.nanoseconds / 1_000_000))ms"),
+            ("tcp_keepalives_idle", "10"), ("tcp_keepalives_interval", "5"), ("tcp_keepalives_count", "3"),
+            ("idle_in_transaction_session_timeout", "60s"),
         ]
         self.configuration = configuration
         let connection: PostgresConnection
         do {
             connection = try Self.connect(configuration)
         } catch {
-            throw Self.openFailure(location.description, error)
+            throw Self.openFailure(location.description, error, lockTimeout: lockLimit)
         }
         do {
             try Self.withDeadline(limit, closing: connection) { try Self.migrate(connection) }
         } catch {
             _ = try? connection.close().wait()
-            throw Self.openFailure(location.description, error)
+            throw Self.openFailure(location.description, error, lockTimeout: lockLimit)
         }
         let needed: String?
         do {
             // The key recorded by the first seal (``checkKey(_:)``), else (a registry
             // sealed before that record) the key a sealed value names.
             needed = try Self.withDeadline(limit, closing: connection) {
-                try connection.query(
+                try connection.statement(
                     """
                     SELECT coalesce((SELECT value FROM registry_meta WHERE name = 'key_id'),
                                     (SELECT uds FROM board WHERE uds LIKE 'sealed1:%' LIMIT 1)) AS key
@@ -160,7 +169,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             }
         } catch {
             _ = try? connection.close().wait()
-            throw Self.openFailure(location.description, error)
+            throw Self.openFailure(location.description, error, lockTimeout: lockLimit)
         }
         // Never a new key for a shared registry: a station that made its own would
         // seal rows no other station can open. One key file, copied to every station.
@@ -266,31 +275,31 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         // station's user needs no right to create tables once the schema exists
         // (`CREATE TABLE IF NOT EXISTS` checks that right even when the table is
         // there). Not there yet (the table missing, or a migration): under the lock.
-        if let applied = try? connection.query("SELECT identifier FROM devkit_migrations").wait()
+        if let applied = try? connection.statement("SELECT identifier FROM devkit_migrations").wait()
             .compactMap({ $0.makeRandomAccess()[data: "identifier"].string }),
             migrations.allSatisfy({ Set(applied).contains($0.0) })
         {
             return
         }
-        _ = try connection.query("BEGIN").wait()
+        _ = try connection.statement("BEGIN").wait()
         do {
-            _ = try connection.query("SELECT pg_advisory_xact_lock(1616)").wait()
-            _ = try connection.query(
+            _ = try connection.statement("SELECT pg_advisory_xact_lock(1616)").wait()
+            _ = try connection.statement(
                 "CREATE TABLE IF NOT EXISTS devkit_migrations (identifier text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             ).wait()
-            let applied = Set(try connection.query("SELECT identifier FROM devkit_migrations").wait()
+            let applied = Set(try connection.statement("SELECT identifier FROM devkit_migrations").wait()
                 .compactMap { $0.makeRandomAccess()[data: "identifier"].string })
             for (identifier, sql) in migrations where !applied.contains(identifier) {
                 // One statement per message: the extended protocol takes no more.
                 for statement in sql.split(separator: ";") where !statement.allSatisfy(\.isWhitespace) {
-                    _ = try connection.query(String(statement)).wait()
+                    _ = try connection.statement(String(statement)).wait()
                 }
-                _ = try connection.query(
+                _ = try connection.statement(
                     "INSERT INTO devkit_migrations (identifier) VALUES ($1)", [PostgresData(string: identifier)]).wait()
             }
-            _ = try connection.query("COMMIT").wait()
+            _ = try connection.statement("COMMIT").wait()
         } catch {
-            _ = try? connection.query("ROLLBACK").wait()
+            _ = try? connection.statement("ROLLBACK").wait()
             throw error
         }
     }
@@ -346,15 +355,15 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
         /// Sends `sql` without waiting for its answer (one round trip saved).
         func send(_ sql: String, _ binds: [PostgresData] = []) {
-            pending.append(connection.query(sql, binds))
+            pending.append(connection.statement(sql, binds))
         }
 
         /// Sends `sql` and waits for its answer, and for those of the statements sent before it.
         @discardableResult
         func query(_ sql: String, _ binds: [PostgresData] = []) throws -> PostgresQueryResult {
-            // postgres-nio never answers a statement sent on a closed connection.
+            // Saves a trip to the event loop; ``PostgresConnection/statement(_:_:)`` checks again there.
             guard !connection.isClosed else { throw PostgresError.connectionClosed }
-            let answer = connection.query(sql, binds)
+            let answer = connection.statement(sql, binds)
             let earlier = pending
             pending = []
             let result: Result<PostgresQueryResult, any Error>
@@ -466,14 +475,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return try withSession(within: limit) { session in
             let connection = session.connection
             return try Self.withDeadline(limit, closing: connection) {
-                _ = try connection.query("BEGIN").wait()
+                _ = try connection.statement("BEGIN").wait()
                 do {
-                    _ = try connection.query("SELECT set_config('lock_timeout', $1, true)", [PostgresData(string: lockLimit)]).wait()
+                    _ = try connection.statement("SELECT set_config('lock_timeout', $1, true)", [PostgresData(string: lockLimit)]).wait()
                     let value = try body(connection)
-                    _ = try connection.query("COMMIT").wait()
+                    _ = try connection.statement("COMMIT").wait()
                     return value
                 } catch {
-                    _ = try? connection.query("ROLLBACK").wait()
+                    _ = try? connection.statement("ROLLBACK").wait()
                     throw error
                 }
             }
@@ -483,16 +492,17 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// Counts off one claim of `owner`'s lease whose release could not run; the
     /// lease ends (its broken connection dropped) with its last claim.
     func forgetClaim(of owner: pthread_t) {
-        let marks: [PendingMark] = pool.withLock { pool in
-            guard var lease = pool.leases[owner] else { return [] }
+        let (marks, ended): ([PendingMark], PostgresConnection?) = pool.withLock { pool in
+            guard var lease = pool.leases[owner] else { return ([], nil) }
             let marks = lease.pending
             lease.pending = []
             lease.claims -= 1
             pool.leases[owner] = lease.claims > 0 ? lease : nil
-            if lease.claims == 0 { pool.giveBack(lease.connection) }
-            return marks
+            return (marks, lease.claims == 0 ? lease.connection : nil)
         }
         answer(marks, within: answerTimeout)
+        // Not given back: a release that failed may have left its lock on the session.
+        if let ended { Self.close(ended) }
     }
 
     /// Waits for marks sent without waiting and tells each caller how it went.
@@ -512,11 +522,11 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// handle's. The first seal records it; another key means another station's
     /// key (or a rekey) came first, and the write fails naming the key needed.
     func checkKey(_ connection: PostgresConnection) throws {
-        _ = try connection.query(
+        _ = try connection.statement(
             "INSERT INTO registry_meta (name, value) VALUES ('key_id', $1) ON CONFLICT (name) DO NOTHING",
             [PostgresData(string: keyID)]
         ).wait()
-        let recorded = try connection.query("SELECT value FROM registry_meta WHERE name = 'key_id' FOR SHARE").wait()
+        let recorded = try connection.statement("SELECT value FROM registry_meta WHERE name = 'key_id' FOR SHARE").wait()
             .first.flatMap { $0.makeRandomAccess()[data: "value"].string }
         try checkKey(recorded: recorded)
     }
@@ -626,7 +636,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             let sql = "UPDATE board SET "
                 + changed.enumerated().map { "\($0.element.0.0) = $\($0.offset + 1)" }.joined(separator: ", ")
                 + " WHERE id = $\(changed.count + 1)"
-            let answer = lease.connection.query(sql, changed.map { Self.bind($0.1) } + [PostgresData(int64: boardID)])
+            let answer = lease.connection.statement(sql, changed.map { Self.bind($0.1) } + [PostgresData(int64: boardID)])
             lease.pending.append(PendingMark(connection: lease.connection, answer: answer, record: expected, committed: committed))
             pool.leases[owner] = lease
             return true
@@ -708,17 +718,17 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         // Every row in one transaction: more time than one step of a run.
         let count: Int = try transaction(within: answerTimeout * 10) { connection in
             // Waits for the stations' sealing writes in progress, and holds off new ones.
-            _ = try connection.query("LOCK TABLE registry_meta IN EXCLUSIVE MODE").wait()
+            _ = try connection.statement("LOCK TABLE registry_meta IN EXCLUSIVE MODE").wait()
             try checkKey(connection)
-            _ = try connection.query(
+            _ = try connection.statement(
                 "UPDATE registry_meta SET value = $1 WHERE name = 'key_id'", [PostgresData(string: newKey.id)]
             ).wait()
             var count = 0
-            for row in try connection.query("SELECT id, uds FROM board ORDER BY id FOR UPDATE").wait() {
+            for row in try connection.statement("SELECT id, uds FROM board ORDER BY id FOR UPDATE").wait() {
                 let cells = row.makeRandomAccess()
                 let id = try cells["id"].decode(Int64.self)
                 let bytes = try old.open(try cells["uds"].decode(String.self), boardID: id, column: "uds")
-                _ = try connection.query(
+                _ = try connection.statement(
                     "UPDATE board SET uds = $1 WHERE id = $2",
                     [PostgresData(string: new.seal(bytes, boardID: id, column: "uds")), PostgresData(int64: id)]
                 ).wait()
@@ -831,8 +841,9 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let noAnswer = NoAnswer(seconds: limit.nanoseconds / 1_000_000_000)
         let timer = future.eventLoop.scheduleTask(in: limit) {
             guard deadline.expire() else { return }
-            outcome.fail(noAnswer)
+            // Closed first: the caller, woken by the failure, finds it closed.
             let _: EventLoopFuture<Void> = connection.close()
+            outcome.fail(noAnswer)
         }
         future.whenComplete { result in
             guard deadline.finish() == .running else { return }
@@ -922,9 +933,27 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     }
 
     /// The error for a server that could not be connected to or set up.
-    static func openFailure(_ server: String, _ error: any Error) -> RegistryError {
+    static func openFailure(_ server: String, _ error: any Error, lockTimeout: TimeAmount) -> RegistryError {
         if let error = error as? RegistryError { return error }
+        // Waiting for another station's schema migration (its lock) past lock_timeout.
+        if serverError(error)?.state == "55P03" { return callFailure(server, error, lockTimeout: lockTimeout) }
         if isConnectionFailure(error) { return .serverUnavailable(server: server, reason: reason(error)) }
         return .cannotOpen(path: server, reason: reason(error))
+    }
+}
+
+extension PostgresConnection {
+    /// Sends one statement, from the connection's event loop: postgres-nio never
+    /// answers a statement that reaches the connection after it closed (its
+    /// handler is gone, and the query's promise with it), and a check on another
+    /// thread can be overtaken by the close. On the event loop, "not closed" means
+    /// the statement is queued where a close fails it. Every statement of the
+    /// registry goes through here, so that no wait for an answer can outlive the
+    /// connection.
+    func statement(_ sql: String, _ binds: [PostgresData] = []) -> EventLoopFuture<PostgresQueryResult> {
+        eventLoop.flatSubmit {
+            guard !self.isClosed else { return self.eventLoop.makeFailedFuture(PostgresError.connectionClosed) }
+            return self.query(sql, binds)
+        }
     }
 }

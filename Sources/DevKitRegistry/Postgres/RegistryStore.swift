@@ -109,8 +109,18 @@ extension RegistryStore {
 }
 
 extension Registry: RegistryStore {
-    /// Nothing to claim: an SQLite registry belongs to one station, whose boards
-    /// each sit on one port of it.
-    public func claim(boards keys: [String], station: String) throws(RegistryError) {}
-    public func release(boards keys: [String]) {}
+    /// An SQLite registry belongs to one station, so no other station can hold a
+    /// board; another run of this one can (a board replugged under a new node
+    /// while its first run still holds the old one), and is refused, as on a
+    /// shared registry.
+    public func claim(boards keys: [String], station: String) throws(RegistryError) {
+        for (index, key) in keys.enumerated() where claimTable.take(key) == .heldByAnotherRun {
+            release(boards: Array(keys.prefix(index)))
+            throw ClaimTable.busyHere(key, station: station)
+        }
+    }
+
+    public func release(boards keys: [String]) {
+        for key in keys { _ = claimTable.give(key) }
+    }
 }
