@@ -15,7 +15,7 @@ public struct CertificateReissue {
     public let factory: CertificateFactory
     /// Where each board's row is claimed before it is read and changed (a shared
     /// registry), held until the caller releases them (after its enrollments);
-    /// nil: no claims (a registry of one station).
+    /// nil: no claims (a caller that holds none).
     public var claims: RowClaims?
 
     /// - Parameter factory: from the measurer, for the new firmware image.

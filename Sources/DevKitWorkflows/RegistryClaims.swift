@@ -6,8 +6,8 @@ import Synchronization
 /// of them: the workflows, `watch`/`autoconfigure`, `provision --resume` and the
 /// commands that change recorded rows (`registry reissue`, `cert --from-registry`,
 /// `dps enroll --from-registry`, a verification's record) all claim through here.
-/// The registry turns a key into a lock (PostgreSQL) or ignores it (SQLite, one
-/// station).
+/// The registry turns a key into a lock (PostgreSQL), or into an entry of its
+/// process's claim table (SQLite: one station, whose other board threads it refuses).
 public enum BoardClaimKeys {
     /// A board on a port: its MAC once known, its USB serial before.
     public static func board(mac: String?, usbSerial: String?) -> [String] {

@@ -1,3 +1,5 @@
+import DevKitRegistry
+import DevKitWorkflows
 import DeviceDiscovery
 import Foundation
 import Testing
@@ -33,6 +35,18 @@ import Testing
         let watched = ProvisionReporter.EventJSON(
             event: "step", stage: "uds", status: "done", message: "stored", boardID: 7, port: "/dev/ttyACM1")
         #expect(try JSONOutput.text(watched) == #"{"board_id":7,"event":"step","message":"stored","port":"/dev/ttyACM1","stage":"uds","status":"done"}"#)
+    }
+
+    /// Only a board another station (or run) holds is "left to the station that
+    /// holds it", without a resume hint; a claim that failed because the server
+    /// was away is a stop like any other, and a busy error at another stage too.
+    @Test func onlyABusyClaimIsLeftToTheOtherStation() {
+        let busy = RegistryError.boardBusy(board: "with MAC a4cf120b9e31", station: "line-1")
+        let away = RegistryError.serverUnavailable(server: "postgresql://db/devkit", reason: "connection refused")
+        #expect(ProvisionEvent(stage: .claim, status: .failed, message: "", boardID: 3, error: busy).isHeldElsewhere)
+        #expect(ProvisionEvent(stage: .claim, status: .failed, message: "", error: busy).isHeldElsewhere)
+        #expect(!ProvisionEvent(stage: .claim, status: .failed, message: "", boardID: 3, error: away).isHeldElsewhere)
+        #expect(!ProvisionEvent(stage: .mac, status: .failed, message: "", boardID: 3, error: busy).isHeldElsewhere)
     }
 
     @Test func certResultLeavesOutFilesNotWritten() {

@@ -287,7 +287,7 @@ let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
     /// Writes arriving while a commit runs share the next one: 16 callers, the first
     /// commit held until the other 15 are queued, make exactly two commits, and
     /// each caller returns only after the commit that holds its job.
-    @Test(.timeLimit(.minutes(1))) func overlappingWritesShareOneCommit() throws {
+    @Test(.timeLimit(.minutes(5))) func overlappingWritesShareOneCommit() throws {
         let group = GroupCommit()
         let committed = Mutex<Set<ObjectIdentifier>>([])
         let early = Mutex(0)
@@ -317,7 +317,7 @@ let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
     /// Submitted jobs are committed with no caller waiting (on a background thread),
     /// in the order they were queued; a caller's write queued after them returns
     /// only once they are committed too.
-    @Test(.timeLimit(.minutes(1))) func submittedJobsCommitInOrderBeforeLaterWrites() throws {
+    @Test(.timeLimit(.minutes(5))) func submittedJobsCommitInOrderBeforeLaterWrites() throws {
         let group = GroupCommit()
         let jobs = (0..<7).map { _ in GroupCommit.Job { _ in } }
         let index = Dictionary(uniqueKeysWithValues: jobs.enumerated().map { (ObjectIdentifier($1), $0) })
@@ -358,7 +358,7 @@ let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
 
     /// Through the registry: background marks return the row as it will be, commit
     /// in order, report failures, and a waited-for mark after them sees them all.
-    @Test(.timeLimit(.minutes(1))) func backgroundMarks() throws {
+    @Test(.timeLimit(.minutes(5))) func backgroundMarks() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let registry = try Registry(path: tmp.file("r.sqlite"))
