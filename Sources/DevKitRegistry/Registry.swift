@@ -939,13 +939,20 @@ final class GroupCommit: @unchecked Sendable {
     }
 
     /// Commits on a background thread until the queue is empty. Lock held.
+    ///
+    /// A thread of its own, not a dispatch worker: every run that waits for a
+    /// commit (``run(_:commit:)``) blocks until it lands, and when blocked work
+    /// holds the global queue's workers (a `--jobs` re-issue, many board runs)
+    /// a commit queued there waited behind them.
     private func startBackgroundCommits(_ commit: @escaping @Sendable ([Job]) -> Void) {
         committing = true  // reserved for the background thread
-        DispatchQueue.global().async { [self] in
+        let thread = Thread { [self] in
             condition.lock()
             defer { condition.unlock() }
             committing = false  // the reservation: commitQueued takes it again
             while !queue.isEmpty { commitQueued(commit) }
         }
+        thread.name = "registry commit"
+        thread.start()
     }
 }
