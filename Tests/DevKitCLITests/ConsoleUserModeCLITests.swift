@@ -56,6 +56,17 @@ struct ConsoleUserModeCLITests {
             if probesWhenShown == nil, text.contains("Sketch telemetry #") { probesWhenShown = kit.receivedByteCount }
         }
         try input.fileHandleForWriting.close()  // end of input: the console quits
+        // What it prints meanwhile is read and dropped (a full pipe would stop it
+        // before it reads the end of input), and its exit is waited for a bounded
+        // time: a console that does not quit fails the test instead of hanging the run.
+        let reader = output.fileHandleForReading
+        Thread { while !reader.availableData.isEmpty {} }.start()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while process.isRunning && ContinuousClock.now < deadline { usleep(50_000) }
+        if process.isRunning {
+            Issue.record("the console did not quit within 30 s of the end of its input")
+            kill(process.processIdentifier, SIGKILL)
+        }
         process.waitUntilExit()
 
         let shownAt = try #require(probesWhenShown, "no sketch output shown: \(text)")
