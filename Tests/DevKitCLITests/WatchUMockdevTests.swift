@@ -90,10 +90,12 @@ struct WatchUMockdevTests {
     /// preload in the long-lived, multi-threaded `devkit watch`. Only that exact
     /// failure is retried, from scratch; anything else fails the test.
     func scenario(
-        emulatorOptions: [String] = [], steps: [String], registryArguments: [String]? = nil
+        emulatorOptions: [String] = [], steps: [String], registryArguments: (() throws -> [String])? = nil
     ) throws -> (Bench, ListProcessResult) {
         var bench = try bench()
-        var result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps, registryArguments: registryArguments)
+        // Asked again for each attempt: a test whose registry the first attempt
+        // changed gives a fresh one.
+        var result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps, registryArguments: registryArguments?())
         func lostRace() -> Bool {
             ["/dev/ttyACM2", "/dev/ttyACM3"].contains {
                 result.stdout.contains("failed: ioctl(TIOCEXCL) failed on \($0): Inappropriate ioctl for device")
@@ -104,7 +106,7 @@ struct WatchUMockdevTests {
             retries += 1
             try? FileManager.default.removeItem(atPath: bench.dir)
             bench = try self.bench()
-            result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps, registryArguments: registryArguments)
+            result = try runWatch(bench, emulatorOptions: emulatorOptions, steps: steps, registryArguments: registryArguments?())
         }
         return (bench, result)
     }
@@ -161,11 +163,11 @@ struct WatchUMockdevTests {
         func station(_ name: String) -> [String] { ["--registry", url, "--key-file", keyDir + "/lab.key", "--station", name] }
 
         let (first, firstRun) = try scenario(steps: ["add:\(Self.hotplug)", "expect:] provisioned "],
-                                             registryArguments: station("line-1"))
+                                             registryArguments: { station("line-1") })
         defer { try? FileManager.default.removeItem(atPath: first.dir) }
         #expect(firstRun.status == 0, "line-1:\n\(firstRun.stdout)\n\(firstRun.stderr)")
         let (second, secondRun) = try scenario(steps: ["add:\(Self.hotplug)", "expect:] already provisioned as "],
-                                               registryArguments: station("line-2"))
+                                               registryArguments: { station("line-2") })
         defer { try? FileManager.default.removeItem(atPath: second.dir) }
         #expect(secondRun.status == 0, "line-2:\n\(secondRun.stdout)\n\(secondRun.stderr)")
         #expect(secondRun.stdout.contains("[/dev/ttyACM2] already provisioned as \(first.vector.registrationID)"),
@@ -177,6 +179,42 @@ struct WatchUMockdevTests {
         #expect(try storedUDS(first) == first.vector.uds.lowercased())
         #expect(try storedUDS(second) == nil, "the second station sent its board a UDS")
         #expect(!FileManager.default.fileExists(atPath: second.pem))
+    }
+
+    /// A station's `watch` carries on across a restart of the shared registry's
+    /// server: the restart ends every session the station holds (its idle ones
+    /// too), and the board plugged in afterwards is read from the registry on a
+    /// new one, with no restart of `watch`.
+    @Test("watch carries on across a restart of the PostgreSQL server: a board plugged in after it is read from the registry",
+          .enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func carriesOnAcrossAServerRestart() throws {
+        let cluster = try PostgresCluster.dedicated()
+        defer { cluster.stop() }
+        var url = ""
+        let keyDir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: keyDir) }
+        let keygen = try RegistryCLIProcess.run(["registry", "keygen", keyDir + "/lab.key"])
+        try #require(keygen.status == 0, "\(keygen.stderr)")
+        let (bench, result) = try scenario(
+            steps: [
+                "add:\(Self.hotplug)", "expect:] provisioned ",
+                "run:\(cluster.restartCommand)",
+                // Unplugged and plugged back in (a fresh pty behind the same link).
+                "remove:\(Self.hotplug)", "board-signal:USR2", "board-expect",
+                "add:\(Self.replug)", "expect:[/dev/ttyACM3] ",
+            ],
+            registryArguments: {
+                // A fresh database for each attempt (an attempt that lost the harness's race may have recorded the board).
+                url = cluster.url(try cluster.createDatabase())
+                return ["--registry", url, "--key-file", keyDir + "/lab.key", "--station", "line-1"]
+            })
+        defer { try? FileManager.default.removeItem(atPath: bench.dir) }
+        let v = bench.vector
+        #expect(result.status == 0, "driver or watch failed:\n\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("[/dev/ttyACM2] provisioned \(v.registrationID)"), "\(result.stdout)")
+        #expect(result.stdout.contains("[/dev/ttyACM3] already provisioned as \(v.registrationID)"), "\(result.stdout)")
+        let rows = try PostgresRegistry(location: try PostgresLocation(url: url), key: .file(keyDir + "/lab.key")).allBoards()
+        #expect(rows.count == 1 && rows.first?.state == .done && rows.first?.station == "line-1", "\(rows)")
     }
 
     /// The board is pulled while it writes the UDS (a 3 s secure-element write):

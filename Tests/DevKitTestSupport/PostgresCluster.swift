@@ -74,17 +74,29 @@ public final class PostgresCluster: Sendable {
     }
 
     /// Starts the server (again).
-    public func startServer() throws {
-        try run([
-            "\(bin)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "120",
-            "-o", "-k \(directory) -c listen_addresses='' -c fsync=off", "start",
-        ])
-    }
+    public func startServer() throws { try run(startArguments) }
 
     /// Stops the server the way an administrator restarting it does (`-m fast`:
     /// sessions ended, their transactions rolled back).
-    public func stopServer() throws {
-        try run(["\(bin)/pg_ctl", "-D", "\(directory)/data", "-m", "fast", "-w", "-t", "120", "stop"])
+    public func stopServer() throws { try run(stopArguments) }
+
+    /// A shell command that stops the server as ``stopServer()`` does and starts it
+    /// again, for a test harness that runs commands itself.
+    public var restartCommand: String { shellCommand(stopArguments) + " && " + shellCommand(startArguments) }
+
+    private var startArguments: [String] {
+        ["\(bin)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "120",
+         "-o", "-k \(directory) -c listen_addresses='' -c fsync=off", "start"]
+    }
+
+    private var stopArguments: [String] {
+        ["\(bin)/pg_ctl", "-D", "\(directory)/data", "-m", "fast", "-w", "-t", "120", "stop"]
+    }
+
+    /// `argv` as one shell command, run as postgres when root (initdb's owner).
+    private func shellCommand(_ argv: [String], asServer: Bool = true) -> String {
+        let quoted = argv.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        return (asServer && getuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : "") + quoted
     }
 
     /// Called at exit, where Foundation's Process can no longer wait for a child
@@ -123,11 +135,9 @@ public final class PostgresCluster: Sendable {
     /// exit once it had started the server (the wait never returned).
     @discardableResult
     public func run(_ argv: [String], asServer: Bool = true) throws -> String {
-        let quoted = argv.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-        let prefix = asServer && getuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : ""
         let out = directory + "/.out.\(UUID().uuidString)"
         defer { unlink(out); unlink(out + ".err") }
-        let status = system(prefix + quoted + " </dev/null >'\(out)' 2>'\(out).err'")
+        let status = system(shellCommand(argv, asServer: asServer) + " </dev/null >'\(out)' 2>'\(out).err'")
         let stdout = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         guard status == 0 else {
             let stderr = (try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? ""

@@ -24,6 +24,9 @@ Steps, in order:
                by signal N; S: its run time)
   sleep:S      wait S seconds
   signal:SIG   send SIG (e.g. INT) to the command
+  run:CMD      run the shell command CMD outside the testbed (without the
+               preload), e.g. restarting a database server; it must exit 0
+               within twice --timeout (at most 40 s)
 
 A virtual board can stand behind a tty node, so the command provisions it through
 the node udev announced (see Tests/DevKitCLITests/WatchUMockdevTests.swift):
@@ -55,6 +58,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -265,6 +269,27 @@ def main():
             for syspath, _ in devices:
                 if os.path.exists(syspath):
                     testbed.remove_device(syspath)
+        elif step.startswith("run:"):
+            # Outside the testbed: a server the command talks to is no device.
+            env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "UMOCKDEV_DIR")}
+            # Output to a file, not a pipe: a server it starts could hold a pipe open.
+            # In a process group of its own, killed whole at --timeout.
+            with tempfile.TemporaryFile() as output:
+                command = subprocess.Popen(step[len("run:"):], shell=True, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+                bound = min(args.timeout * 2, 40)
+                try:
+                    returncode = command.wait(timeout=bound)
+                except subprocess.TimeoutExpired:
+                    os.killpg(command.pid, signal.SIGKILL)
+                    command.wait()
+                    returncode = f"killed after {bound}s"
+                output.seek(0)
+                text = output.read().decode(errors="replace")
+            if returncode != 0:
+                print(f"driver: {step!r} failed ({returncode}): {text}", file=sys.stderr)
+                status = 2
+                break
         elif step.startswith("board-signal:") and board is not None:
             board.send_signal(getattr(signal, "SIG" + step[len("board-signal:"):]))
         elif step == "board-expect" and board is not None:
