@@ -429,6 +429,15 @@ public final class Registry: Sendable {
         }
     }
 
+    public func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        let mac = try mac.map { m throws(RegistryError) in try Self.normalizeMAC(m) }
+        return try read { db in
+            let bySerial = try usbSerial.flatMap { try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM board WHERE usb_serial = ?", arguments: [$0]) }
+            let byMAC = try mac.flatMap { try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM board WHERE mac = ?", arguments: [$0]) }
+            return (bySerial, byMAC)
+        }
+    }
+
     /// The most recent board with this registration ID.
     public func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord? {
         try read { [sealer] db in

@@ -86,6 +86,31 @@ struct RegistryBackendTests {
         #expect(throws: RegistryError.boardNotFound("999")) { try registry.markSteps([.macRead], boardID: 999, update: BoardUpdate()) }
     }
 
+    /// A row is superseded by a later row of the same board, found by its USB
+    /// serial first, else by its MAC; a board's latest row, and a row with
+    /// neither, are superseded by nothing. Asked of the registry now (what a fleet
+    /// command asks under a row's claim, long after its listing).
+    @Test(arguments: backends)
+    func aLaterRowOfTheSameBoardSupersedes(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let registry = try Self.open(backend, tmp, key: try keyFile(tmp)).store
+        func row(mac: String?, serial: String?) throws -> BoardRecord {
+            try registry.recordNewBoard(
+                uds: udsA, mac: try mac.map { try MACAddress($0) }, usbSerial: serial, registrationID: nil,
+                firmwareVersion: nil, provisionSettings: nil, alsoMark: [])
+        }
+        let first = try row(mac: "a4cf120b9e31", serial: "0672FF")
+        let bare = try row(mac: nil, serial: nil)
+        #expect(try registry.supersedingRow(of: first) == nil)
+        let sameMAC = try row(mac: "a4cf120b9e31", serial: nil)
+        #expect(try registry.supersedingRow(of: first) == SupersedingRow(boardID: sameMAC.id!, sameUSBSerial: false))
+        let sameSerial = try row(mac: nil, serial: "0672FF")
+        #expect(try registry.supersedingRow(of: first) == SupersedingRow(boardID: sameSerial.id!, sameUSBSerial: true))
+        #expect(try registry.supersedingRow(of: sameMAC) == nil)
+        #expect(try registry.supersedingRow(of: bare) == nil)
+    }
+
     /// A failure reported after the row is done (a late verification or enrollment
     /// error, a run stopped after its last step) leaves it done: only an unfinished
     /// row turns `failed`.

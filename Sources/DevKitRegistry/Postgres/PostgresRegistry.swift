@@ -755,6 +755,19 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         try fetch("SELECT * FROM board WHERE usb_serial = $1 ORDER BY id DESC LIMIT 1", [PostgresData(string: usbSerial)]).first
     }
 
+    public func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        let mac = try mac.map { m throws(RegistryError) in try Registry.normalizeMAC(m) }
+        // One statement: both answers in one round trip.
+        return try withSession { session in
+            let cells = try session.query(
+                "SELECT (SELECT MAX(id) FROM board WHERE usb_serial = $1) AS by_serial, "
+                    + "(SELECT MAX(id) FROM board WHERE mac = $2) AS by_mac",
+                [usbSerial.map { PostgresData(string: $0) } ?? .null, mac.map { PostgresData(string: $0) } ?? .null]
+            ).first?.makeRandomAccess()
+            return (cells?[data: "by_serial"].int64, cells?[data: "by_mac"].int64)
+        }
+    }
+
     public func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord? {
         try fetch(
             "SELECT * FROM board WHERE registration_id = $1 ORDER BY id DESC LIMIT 1", [PostgresData(string: registrationID)]

@@ -75,6 +75,9 @@ public protocol RegistryStore: AnyObject, Sendable {
     func board(byMAC mac: String) throws(RegistryError) -> BoardRecord?
     func board(byUSBSerial usbSerial: String) throws(RegistryError) -> BoardRecord?
     func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord?
+    /// The latest row IDs for a USB serial and for a MAC (any spelling), without
+    /// reading (or unsealing) the rows: what ``supersedingRow(of:)`` asks.
+    func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?)
     func board(matching key: String) throws(RegistryError) -> BoardRecord?
     /// Newest first; the thumbprint in any case.
     func boards(withCertificateSHA256 thumbprint: String) throws(RegistryError) -> [BoardRecord]
@@ -105,6 +108,37 @@ extension RegistryStore {
             return found
         }
         return try board(byRegistrationID: key)
+    }
+
+    /// The later row of the same board than `board` (provisioned again since, on
+    /// any station: a new row, a new UDS), asked now; nil when `board` is its
+    /// latest. Asked under the board's claim, it stays true until the claim is given
+    /// back for a board whose USB serial or MAC a provisioning run claims before it
+    /// records a row (every DevKit on its ST-LINK; a bare pty with no MAC given is not).
+    /// Any later row counts, finished or not, as with `registry reissue`.
+    public func supersedingRow(of board: BoardRecord) throws(RegistryError) -> SupersedingRow? {
+        let latest = try latestBoardIDs(usbSerial: board.usbSerial, mac: board.mac)
+        return board.superseded(latestWithItsUSBSerial: latest.bySerial, latestWithItsMAC: latest.byMAC)
+    }
+}
+
+/// A later row of a board: the board was provisioned again, and holds that row's UDS.
+public struct SupersedingRow: Sendable, Equatable {
+    public var boardID: Int64
+    /// Found by the board's USB serial (else by its MAC).
+    public var sameUSBSerial: Bool
+}
+
+extension BoardRecord {
+    /// Which of the latest rows for this board's USB serial and for its MAC (in
+    /// that order) is later than this one, if either. The one rule for a
+    /// superseded row, whether the latest rows come from a listing or from the
+    /// registry now.
+    public func superseded(latestWithItsUSBSerial bySerial: Int64?, latestWithItsMAC byMAC: Int64?) -> SupersedingRow? {
+        guard let id else { return nil }
+        if let bySerial, bySerial > id { return SupersedingRow(boardID: bySerial, sameUSBSerial: true) }
+        if let byMAC, byMAC > id { return SupersedingRow(boardID: byMAC, sameUSBSerial: false) }
+        return nil
     }
 }
 
