@@ -21,7 +21,9 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             One source of boards: --cert PEM (the registration ID is the certificate's \
             subject CN), --enrollment-file (the <id>.enrollment.json devkit provision \
             writes), or --from-registry (every board provisioned to the end whose \
-            certificate file is still the recorded one; --id chooses boards).
+            certificate file is still the recorded one, its latest row only; --id \
+            chooses boards; of several rows with one registration ID the first is \
+            enrolled and the others fail).
 
             An enrollment that already holds the same certificate is left alone \
             (unchanged: nothing is written). One that holds another certificate is a \
@@ -123,16 +125,11 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             var settings = EnrollmentSettings(
                 deviceId: deviceID, iotHubHostName: iotHub, provisioningStatus: disabled ? .disabled : .enabled,
                 replace: replace, parallel: parallel)
-            var items: [EnrollmentItem] = []
-            var early: [EnrollmentOutcome] = []
-            var boardIDs: [String: Int64] = [:]
-            // --from-registry: each board's row is claimed (a shared registry) from
-            // before it is read until its outcome is recorded; one open registry
-            // holds the claims and records.
-            var store: (any RegistryStore)?
-            var claims: RowClaims?
-            var busy: Set<String> = []
-            defer { claims?.releaseAll() }
+            if fromRegistry {
+                try await enrollFromRegistry(settings)
+                return
+            }
+            let item: EnrollmentItem
             if let cert {
                 let certificate = try readCertificate(cert)
                 guard let cn = certificate.commonName else {
@@ -143,38 +140,91 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                         "--registration-id is '\(escaped(given))' but the certificate's CN is '\(escaped(cn))'; "
                             + "DPS matches the device by its CN: drop --registration-id or give the right certificate")
                 }
-                items = [EnrollmentItem(registrationId: cn, certificate: certificate)]
-            } else if let enrollmentFile {
-                let (item, fileSettings) = try readEnrollmentFile(enrollmentFile)
-                items = [item]
+                item = EnrollmentItem(registrationId: cn, certificate: certificate)
+            } else {
+                let (fileItem, fileSettings) = try readEnrollmentFile(enrollmentFile!)
+                item = fileItem
                 // The file's settings, unless given here.
                 if iotHub == nil { settings.iotHubHostName = fileSettings.iotHubHostName }
                 if !disabled, let status = fileSettings.provisioningStatus { settings.provisioningStatus = status }
                 if deviceID == nil { settings.deviceId = fileSettings.deviceId }
-            } else {
-                guard let opened = try self.registry.openExisting() else { throw NoRegistryError(path: self.registry.resolvedPath) }
-                store = opened
-                claims = RowClaims(registry: opened, station: StationOptions.hostName)
-                (items, early, boardIDs, busy) = try registryItems(opened, claims: claims!)
             }
-            let reporter = EnrollmentReporter(json: json, total: items.count + early.count, boardIDs: boardIDs)
+            let reporter = EnrollmentReporter(json: json, total: 1)
             reporter.start()
-            early.forEach(reporter.report)
-            var outcomes = early
-            if !items.isEmpty {
-                let (enrolled, dpsHost) = try await withDPSClient(connection, parallel: parallel) { client in
-                    var workflow = EnrollmentWorkflow(client: client, settings: settings)
-                    workflow.bulkProgress = { reporter.written($0) }
-                    return (await workflow.enroll(items) { reporter.report($0) }, client.configuration.connectionString.hostName)
-                }
-                outcomes += enrolled
-                if let store { try record(enrolled, dpsHost: dpsHost, boardIDs: boardIDs, in: store) }
+            let outcomes = try await withDPSClient(connection, parallel: parallel) { client in
+                await EnrollmentWorkflow(client: client, settings: settings).enroll([item]) { reporter.report($0) }
             }
-            if fromRegistry && outcomes.isEmpty && !json {
-                printError("devkit: no board of the registry has a current certificate to enroll")
-            }
-            try exit(for: outcomes, busy: busy)
+            try exit(for: outcomes, busy: [])
         }
+    }
+
+    /// --from-registry: the boards to enroll are listed, then taken a batch
+    /// (``RowClaims/batch``) at a time: each board's row claimed (a shared registry)
+    /// and read again under the claim, the batch enrolled, its outcomes recorded,
+    /// and its claims given back before the next batch is claimed. A fleet so never
+    /// holds more than a batch of rows, and no DPS connection is made when no board
+    /// qualifies.
+    private func enrollFromRegistry(_ settings: EnrollmentSettings) async throws {
+        guard let store = try self.registry.openExisting() else { throw NoRegistryError(path: self.registry.resolvedPath) }
+        let listed = try registryBoards(store)
+        // Two rows with one registration ID (a custom ID given twice, or --id
+        // naming two rows of one board): an older row of a board whose later row
+        // is also given fails naming it; of the rest, the first is enrolled and
+        // the others fail, whichever batches they fall in (the workflow's own
+        // check sees one batch).
+        let latestGiven = LatestBoardRecords(listed)
+        var boardIDs: [String: Int64] = [:]
+        var boards: [BoardRecord] = []
+        var duplicates: [EnrollmentOutcome] = []
+        for board in listed {
+            let id = Self.registrationID(board)
+            func fail(_ message: String) { duplicates.append(Self.refused(id, message)) }
+            if let newer = latestGiven.newer(than: board) {
+                fail(Self.provisionedAgain(board, as: newer.boardID))
+            } else if let first = boardIDs[DPSRegistrationIDRules.key(id)] {
+                fail(first == board.id
+                    ? "given twice (board #\(first))"
+                    : "given twice: board #\(board.id ?? 0) has the registration ID of board #\(first), to which it "
+                        + "is left; give one of them another ID")
+            } else {
+                boardIDs[DPSRegistrationIDRules.key(id)] = board.id ?? 0
+                boards.append(board)
+            }
+        }
+        let reporter = EnrollmentReporter(json: json, total: listed.count, boardIDs: boardIDs)
+        reporter.start()
+        duplicates.forEach(reporter.report)
+        let claims = RowClaims(registry: store, station: StationOptions.hostName)
+        defer { claims.releaseAll() }
+        var client: DPSClient?
+        var outcomes = duplicates
+        var busy: Set<String> = []
+        // A duplicate shares its first row's key, but is no reason to try later.
+        let duplicateKeys = Set(duplicates.map { DPSRegistrationIDRules.key($0.registrationId) })
+        do {
+            for range in RowClaims.batches(boards.indices) {
+                defer { claims.releaseAll() }
+                let (items, early, refused) = try claimedItems(boards[range], store, claims: claims)
+                early.forEach(reporter.report)
+                outcomes += early
+                busy.formUnion(refused.subtracting(duplicateKeys))
+                if items.isEmpty { continue }
+                if client == nil { client = try connection.client(parallel: parallel) }
+                var workflow = EnrollmentWorkflow(client: client!, settings: settings)
+                workflow.bulkProgress = { reporter.written($0) }
+                let enrolled = await workflow.enroll(items) { reporter.report($0) }
+                outcomes += enrolled
+                try record(enrolled, dpsHost: client!.configuration.connectionString.hostName, boardIDs: boardIDs, in: store)
+            }
+        } catch {
+            await client?.shutdown()
+            throw error
+        }
+        await client?.shutdown()
+        if outcomes.isEmpty && !json {
+            printError("devkit: no board of the registry has a current certificate to enroll")
+        }
+        try exit(for: outcomes, busy: busy)
     }
 
     /// Records each board's outcome in the registry (what `registry list` shows as
@@ -242,41 +292,59 @@ struct DPSEnrollCommand: AsyncParsableCommand {
         return (EnrollmentItem(registrationId: enrollment.registrationId, certificate: certificate), enrollment)
     }
 
-    /// The registry's boards to enroll: provisioned to the end, not superseded, with
-    /// the certificate file they recorded. Boards chosen with --id that do not
-    /// qualify are failures; others are skipped. Each board to enroll is claimed
-    /// (`claims`) and read again under the claim; one another station holds is a
-    /// failure naming it (returned in the last set, by registration-ID key), and
-    /// the others go on.
-    private func registryItems(
-        _ registry: any RegistryStore, claims: RowClaims
-    ) throws -> ([EnrollmentItem], [EnrollmentOutcome], [String: Int64], Set<String>) {
-        var boards: [BoardRecord]
-        if ids.isEmpty {
-            let all = try registry.allBoards()
-            boards = all.filter { $0.state == .done && $0.supersededBy == nil }
-            let skipped = all.count - boards.count
-            if skipped > 0 {
-                printWarning("\(skipped) board\(skipped == 1 ? "" : "s") of the registry skipped: not provisioned to the end, "
-                    + "or provisioned again since (`devkit registry list` shows them)")
-            }
-        } else {
-            boards = try ids.map { key in
+    /// The registry's boards to enroll, as listed: provisioned to the end and not
+    /// superseded (nor an older row of a board provisioned again), or those chosen
+    /// with --id (which fail later if they do not qualify; others are skipped, with
+    /// a warning).
+    private func registryBoards(_ registry: any RegistryStore) throws -> [BoardRecord] {
+        guard ids.isEmpty else {
+            return try ids.map { key in
                 guard let board = try registry.board(matching: key) else { throw RegistryError.boardNotFound(key) }
                 return board
             }
         }
+        let all = try registry.allBoards()
+        // Superseded: marked so (its files moved aside), or an older row of a board
+        // provisioned again, maybe on another station (files elsewhere).
+        let latest = LatestBoardRecords(all)
+        let boards = all.filter { $0.state == .done && $0.supersededBy == nil && latest.newer(than: $0) == nil }
+        let skipped = all.count - boards.count
+        if skipped > 0 {
+            printWarning("\(skipped) board\(skipped == 1 ? "" : "s") of the registry skipped: not provisioned to the end, "
+                + "or provisioned again since (`devkit registry list` shows them)")
+        }
+        return boards
+    }
+
+    /// The registration ID a listed board is enrolled (and reported) under.
+    private static func registrationID(_ board: BoardRecord) -> String {
+        board.registrationID ?? "board-\(board.id ?? 0)"
+    }
+
+    /// A board refused before anything is sent to DPS.
+    private static func refused(_ registrationID: String, _ message: String) -> EnrollmentOutcome {
+        let error = DPSServiceError(kind: .invalidRequest, operation: "enroll \(registrationID)", message: message)
+        return EnrollmentOutcome(registrationId: registrationID, action: .failed, error: error, message: message)
+    }
+
+    /// Why an older row of a board provisioned again is not enrolled.
+    private static func provisionedAgain(_ board: BoardRecord, as newer: Int64) -> String {
+        "board #\(board.id ?? 0) was provisioned again as #\(newer); enroll #\(newer)"
+    }
+
+    /// A batch of listed boards, each claimed (`claims`) and read again under the
+    /// claim: those to enroll (with their current certificate), those that fail
+    /// before anything is sent, and those another station holds (failures naming
+    /// it, also given by registration-ID key); the others go on.
+    private func claimedItems(
+        _ boards: ArraySlice<BoardRecord>, _ registry: any RegistryStore, claims: RowClaims
+    ) throws -> ([EnrollmentItem], [EnrollmentOutcome], Set<String>) {
         var items: [EnrollmentItem] = []
         var failed: [EnrollmentOutcome] = []
-        var boardIDs: [String: Int64] = [:]
         var busy: Set<String> = []
         for listed in boards {
-            let id = listed.registrationID ?? "board-\(listed.id ?? 0)"
-            func fail(_ message: String) {
-                let error = DPSServiceError(kind: .invalidRequest, operation: "enroll \(id)", message: message)
-                failed.append(EnrollmentOutcome(registrationId: id, action: .failed, error: error, message: message))
-            }
-            if let rowID = listed.id { boardIDs[DPSRegistrationIDRules.key(id)] = rowID }
+            let id = Self.registrationID(listed)
+            func fail(_ message: String) { failed.append(Self.refused(id, message)) }
             let refusal: RegistryError?
             do {
                 try claims.take(listed)
@@ -291,13 +359,23 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                 busy.insert(DPSRegistrationIDRules.key(id))
                 continue
             }
-            guard let board = try listed.id.flatMap({ try registry.board(id: $0) }) else { continue }
+            guard let board = try listed.id.flatMap({ try registry.board(id: $0) }) else {
+                fail("board #\(listed.id ?? 0) is no longer in the registry")
+                continue
+            }
             guard board.state == .done, let path = board.certificatePath, board.registrationID != nil else {
                 fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `devkit provision --resume \(board.id ?? 0)`")
                 continue
             }
-            if let newer = board.supersededBy {
-                fail("board #\(board.id ?? 0) was provisioned again as #\(newer); enroll #\(newer)")
+            // Provisioned again since it was listed (a batch is claimed long after the
+            // listing): its certificate is no longer the board's.
+            if let newer = try board.supersededBy ?? registry.supersedingRow(of: board)?.boardID {
+                // As when listing: the whole registry skips it; a board chosen with --id fails.
+                if ids.isEmpty {
+                    printWarning("board #\(board.id ?? 0) skipped: it was provisioned again as #\(newer) since it was listed")
+                } else {
+                    fail(Self.provisionedAgain(board, as: newer))
+                }
                 continue
             }
             let certificate: EnrollmentCertificate
@@ -312,7 +390,7 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             }
             items.append(EnrollmentItem(registrationId: id, certificate: certificate))
         }
-        return (items, failed, boardIDs, busy)
+        return (items, failed, busy)
     }
 }
 

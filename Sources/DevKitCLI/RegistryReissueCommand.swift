@@ -122,70 +122,74 @@ func reissueFromRegistry(
     let target = try enroll.map { try DPSEnrollmentTarget($0, log: dpsRequestLog()) }
     defer { target?.close() }
     // A shared registry: each board's row is claimed from before it is read until
-    // its new files (and enrollment) are recorded; a board another station holds
-    // fails alone, naming it.
+    // its new files (and enrollment) are recorded, a batch of rows at a time; a
+    // board another station holds fails alone, naming it.
     let claims = RowClaims(registry: registry, station: StationOptions.hostName)
     defer { claims.releaseAll() }
     var reissue = CertificateReissue(registry: registry, factory: factory)
     reissue.claims = claims
-    let items = try reissue
-        .run(
-            firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, dps: enroll ?? DPSSettings(), boardIDs: ids,
-            jobs: jobs)
-    var enrollments: [Int64: ProvisionEnrollment] = [:]
-    if let target {
-        let reissued = items.compactMap { item -> (boardID: Int64, registrationID: RegistrationID, certificatePEM: String)? in
-            guard case .success(let r) = item.result, let id = try? RegistrationID(r.registrationID),
-                  let pem = try? String(contentsOfFile: r.certificatePath, encoding: .utf8)
-            else { return nil }
-            return (r.boardID, id, pem)
-        }
-        enrollments = target.enroll(reissued, replace: true, recordingIn: registry)
-    }
     let registryPath = options.path.map { _ in registry.path }
     let enrollCommand = { (id: Int64, replace: Bool) in
         finishEnrollmentCommand(boardID: id, dps: enroll ?? DPSSettings(), registryPath: registryPath, replace: true)
     }
     var failures = 0
     var busy = 0
-    for item in items {
-        switch item.result {
-        case .success(var r):
-            r.enrollment = enrollments[r.boardID]
-            if enroll != nil && r.enrollment?.isEnrolled != true { failures += 1 }
-            if json {
-                print(try JSONOutput.text(ProvisionReporter.ResultJSON(r, enrollCommand: enrollCommand)))
-            } else {
-                var line = "#\(r.boardID) \(r.registrationID): \(escaped(r.certificatePath)) (SHA-1 \(r.certificateSHA1))"
-                if let e = r.enrollment, e.isEnrolled { line += "; enrolled in DPS (\(e.outcome.action.rawValue))" }
-                printOutput(line)
-                if let e = r.enrollment, !e.isEnrolled {
-                    let why = e.outcome.error.map { cliMessage($0) } ?? e.outcome.message ?? "not enrolled"
-                    printError("devkit: error: #\(r.boardID) \(r.registrationID): written but not enrolled in DPS: \(why); "
-                        + "`\(enrollCommand(r.boardID, true))` finishes it")
-                } else if enroll != nil && r.enrollment == nil {
-                    printError("devkit: error: #\(r.boardID) \(r.registrationID): written but not enrolled in DPS "
-                        + "(its certificate file could not be read back); `\(enrollCommand(r.boardID, true))` finishes it")
+    var seen = 0
+    // Each batch is enrolled, recorded and printed before the next is claimed.
+    try reissue.run(
+        firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, dps: enroll ?? DPSSettings(), boardIDs: ids,
+        jobs: jobs
+    ) { items in
+        seen += items.count
+        var enrollments: [Int64: ProvisionEnrollment] = [:]
+        if let target {
+            let reissued = items.compactMap { item -> (boardID: Int64, registrationID: RegistrationID, certificatePEM: String)? in
+                guard case .success(let r) = item.result, let id = try? RegistrationID(r.registrationID),
+                      let pem = try? String(contentsOfFile: r.certificatePath, encoding: .utf8)
+                else { return nil }
+                return (r.boardID, id, pem)
+            }
+            enrollments = target.enroll(reissued, replace: true, recordingIn: registry)
+        }
+        for item in items {
+            switch item.result {
+            case .success(var r):
+                r.enrollment = enrollments[r.boardID]
+                if enroll != nil && r.enrollment?.isEnrolled != true { failures += 1 }
+                if json {
+                    print(try JSONOutput.text(ProvisionReporter.ResultJSON(r, enrollCommand: enrollCommand)))
+                } else {
+                    var line = "#\(r.boardID) \(r.registrationID): \(escaped(r.certificatePath)) (SHA-1 \(r.certificateSHA1))"
+                    if let e = r.enrollment, e.isEnrolled { line += "; enrolled in DPS (\(e.outcome.action.rawValue))" }
+                    printOutput(line)
+                    if let e = r.enrollment, !e.isEnrolled {
+                        let why = e.outcome.error.map { cliMessage($0) } ?? e.outcome.message ?? "not enrolled"
+                        printError("devkit: error: #\(r.boardID) \(r.registrationID): written but not enrolled in DPS: \(why); "
+                            + "`\(enrollCommand(r.boardID, true))` finishes it")
+                    } else if enroll != nil && r.enrollment == nil {
+                        printError("devkit: error: #\(r.boardID) \(r.registrationID): written but not enrolled in DPS "
+                            + "(its certificate file could not be read back); `\(enrollCommand(r.boardID, true))` finishes it")
+                    }
                 }
-            }
-        case .failure(let error) where error.superseded:
-            // An earlier record of a board provisioned again: said, not a failure.
-            if json {
-                print(try JSONOutput.text(["event": "skipped", "board_id": "\(item.boardID)", "message": error.description]))
-            } else {
-                printError("devkit: #\(item.boardID): \(error.description)")
-            }
-        case .failure(let error):
-            failures += 1
-            if case .busy? = error.remedy { busy += 1 }
-            if json {
-                print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.userMessage]))
-            } else {
-                printError("devkit: error: #\(item.boardID): \(error.userMessage)")
+            case .failure(let error) where error.superseded:
+                // An earlier record of a board provisioned again: said, not a failure.
+                if json {
+                    print(try JSONOutput.text(["event": "skipped", "board_id": "\(item.boardID)", "message": error.description]))
+                } else {
+                    printError("devkit: #\(item.boardID): \(error.description)")
+                }
+            case .failure(let error):
+                failures += 1
+                if case .busy? = error.remedy { busy += 1 }
+                if json {
+                    print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.userMessage]))
+                } else {
+                    printError("devkit: error: #\(item.boardID): \(error.userMessage)")
+                }
             }
         }
     }
-    if items.isEmpty && !json { printError("devkit: no boards recorded in \(registry.path)") }
+    if seen == 0 && !json { printError("devkit: no boards recorded in \(registry.path)") }
     // Only boards other stations hold: 75, as for one busy board (run it again later).
     if failures > 0 { throw ExitCode((failures == busy ? ExitStatus.tempFail : ExitStatus.partialFailure).rawValue) }
 }

@@ -14,8 +14,9 @@ public struct CertificateReissue {
     public let registry: any RegistryStore
     public let factory: CertificateFactory
     /// Where each board's row is claimed before it is read and changed (a shared
-    /// registry), held until the caller releases them (after its enrollments);
-    /// nil: no claims (a caller that holds none).
+    /// registry): held for a batch of boards, until the batched `run`'s `each`
+    /// returns (the caller's enrollments of that batch), then given back; nil: no
+    /// claims (a caller that holds none).
     public var claims: RowClaims?
 
     /// - Parameter factory: from the measurer, for the new firmware image.
@@ -62,24 +63,60 @@ public struct CertificateReissue {
     /// nil keeps each board's recorded version. `jobs` boards are certified at once
     /// (the registry takes concurrent writers); the items are in the boards' order
     /// whatever `jobs` is.
+    /// Without ``claims`` only: with them, a batch's claims are given back before
+    /// this returns; the batched form lets a caller act on a batch under them.
     public func run(
         firmwareVersion: FirmwareVersion?, outputDirectory: String, dps: DPSSettings = DPSSettings(),
         boardIDs: [Int64]? = nil, jobs: Int = 1
     ) throws -> [Item] {
+        precondition(claims == nil, "a re-issue with claims goes a batch at a time: run(...each:)")
+        var items: [Item] = []
+        try run(
+            firmwareVersion: firmwareVersion, outputDirectory: outputDirectory, dps: dps, boardIDs: boardIDs, jobs: jobs
+        ) { items += $0 }
+        return items
+    }
+
+    /// As ``run(firmwareVersion:outputDirectory:dps:boardIDs:jobs:)``, a batch of
+    /// boards at a time: `each` gets every `batch` boards' items, in order, while
+    /// their rows are still claimed (``claims``), and the claims are given back when
+    /// it returns. So a fleet holds at most `batch` rows' claims at once (each a few
+    /// locks of the server's shared lock table, which a whole fleet could fill), and
+    /// a caller records what it does with a batch (its enrollments) under them.
+    public func run(
+        firmwareVersion: FirmwareVersion?, outputDirectory: String, dps: DPSSettings = DPSSettings(),
+        boardIDs: [Int64]? = nil, jobs: Int = 1, batch: Int = RowClaims.batch, each: ([Item]) throws -> Void
+    ) throws {
         try ProvisionWorkflow.checkOutputDirectory(outputDirectory)
         let all = try registry.allBoards()
-        let latest = Self.latestRecords(all)
+        let latest = LatestBoardRecords(all)
         let boards = all.filter { board in
             boardIDs.map { board.id.map($0.contains) ?? false } ?? true
         }
+        for range in RowClaims.batches(boards.indices, size: batch) {
+            defer { claims?.releaseAll() }
+            try each(certify(Array(boards[range]), latest, firmwareVersion, outputDirectory, dps, jobs))
+        }
+    }
+
+    /// One batch's items, in the boards' order.
+    private func certify(
+        _ boards: [BoardRecord], _ latest: LatestBoardRecords, _ firmwareVersion: FirmwareVersion?, _ outputDirectory: String,
+        _ dps: DPSSettings, _ jobs: Int
+    ) -> [Item] {
+        func superseded(_ board: BoardRecord, by newer: SupersedingRow) -> ReissueError {
+            ReissueError(
+                description: "board #\(board.id!) was provisioned again as #\(newer.boardID) (same "
+                    + (newer.sameUSBSerial ? "USB serial" : "MAC") + "), which holds its current UDS: skipped",
+                superseded: true)
+        }
         let item = { (board: BoardRecord) -> Item in
             Item(boardID: board.id!, result: Result { () throws(ReissueError) in
-                if let newer = latest.newer(than: board) {
-                    throw ReissueError(
-                        description: "board #\(board.id!) was provisioned again as #\(newer.id!) (same "
-                            + (newer.usbSerial != nil && newer.usbSerial == board.usbSerial ? "USB serial" : "MAC")
-                            + "), which holds its current UDS: skipped", superseded: true)
-                }
+                // As listed (no claim taken for a row known to be old), then as the
+                // registry says under the claim: a batch is claimed long after the
+                // listing, and another station may have provisioned the board again
+                // meanwhile.
+                if let newer = latest.newer(than: board) { throw superseded(board, by: newer) }
                 // Claimed, then read again: what another station's run changed
                 // meanwhile (or is changing: busy) is what counts.
                 var current = board
@@ -97,6 +134,7 @@ public struct CertificateReissue {
                         guard let fresh = try registry.board(id: board.id!) else {
                             throw ReissueError(description: "board #\(board.id!) is no longer in the registry")
                         }
+                        if let newer = try registry.supersedingRow(of: fresh) { throw superseded(fresh, by: newer) }
                         current = fresh
                     } catch let e as ReissueError {
                         throw e
@@ -137,34 +175,6 @@ public struct CertificateReissue {
             results.withLock { $0[i] = done }
         }
         return results.withLock { $0.map { $0! } }
-    }
-
-    /// The latest row for each USB serial and each MAC, found in one pass (a factory
-    /// registry may hold thousands of rows). A board provisioned again holds its
-    /// latest row's UDS. Rows with neither are matched by neither (an emulated board
-    /// on a bare pty has no USB serial).
-    struct LatestRecords {
-        var bySerial: [String: BoardRecord] = [:]
-        var byMAC: [String: BoardRecord] = [:]
-
-        /// A later row for the same board (same USB serial first, else same MAC).
-        func newer(than board: BoardRecord) -> BoardRecord? {
-            guard let id = board.id else { return nil }
-            for candidate in [board.usbSerial.flatMap { bySerial[$0] }, board.mac.flatMap { byMAC[$0] }] {
-                if let candidate, let otherID = candidate.id, otherID > id { return candidate }
-            }
-            return nil
-        }
-    }
-
-    static func latestRecords(_ all: [BoardRecord]) -> LatestRecords {
-        var latest = LatestRecords()
-        for board in all {
-            guard let id = board.id else { continue }
-            if let serial = board.usbSerial, (latest.bySerial[serial]?.id ?? .min) < id { latest.bySerial[serial] = board }
-            if let mac = board.mac, (latest.byMAC[mac]?.id ?? .min) < id { latest.byMAC[mac] = board }
-        }
-        return latest
     }
 
     /// What a board is re-issued as: its registration ID (derived ones follow the new
@@ -233,4 +243,27 @@ public struct CertificateReissue {
 private struct UncheckedSendableClosure<Input, Output>: @unchecked Sendable {
     let body: (Input) -> Output
     init(_ body: @escaping (Input) -> Output) { self.body = body }
+}
+
+/// The latest row for each USB serial and each MAC of a listing, found in one pass
+/// (a factory registry may hold thousands of rows). A board provisioned again
+/// holds its latest row's UDS. Rows with neither are matched by neither (an
+/// emulated board on a bare pty has no USB serial).
+public struct LatestBoardRecords {
+    var bySerial: [String: Int64] = [:]
+    var byMAC: [String: Int64] = [:]
+
+    public init(_ all: [BoardRecord]) {
+        for board in all {
+            guard let id = board.id else { continue }
+            if let serial = board.usbSerial, (bySerial[serial] ?? .min) < id { bySerial[serial] = id }
+            if let mac = board.mac, (byMAC[mac] ?? .min) < id { byMAC[mac] = id }
+        }
+    }
+
+    /// A later row of the same board, as listed.
+    public func newer(than board: BoardRecord) -> SupersedingRow? {
+        board.superseded(
+            latestWithItsUSBSerial: board.usbSerial.flatMap { bySerial[$0] }, latestWithItsMAC: board.mac.flatMap { byMAC[$0] })
+    }
 }

@@ -45,9 +45,26 @@ extension RegistryStore {
 /// The rows a command over many recorded boards holds while it changes them
 /// (`registry reissue`, `dps enroll --from-registry`): each taken with
 /// ``take(_:)``, a busy one refused alone (the others go on), all given back by
-/// ``releaseAll()``. Safe from several threads (a re-issue certifies boards on
-/// several).
+/// ``releaseAll()`` after each ``batch`` of rows. Safe from several threads (a
+/// re-issue certifies boards on several).
 public final class RowClaims: Sendable {
+    /// The most rows a command holds at once. A row is up to three claims, each
+    /// a lock in PostgreSQL's shared lock table (64 × max_connections entries by
+    /// default, for every session of the server): a fleet claimed whole would fill
+    /// it from about 2,000 rows, and every station's claims would then fail.
+    /// (`DEVKIT_TEST_CLAIM_BATCH=N`, 1 to 256: a test hook, so a test crosses
+    /// batches with a few boards; never more than 256.)
+    public static let batch: Int = ProcessInfo.processInfo.environment["DEVKIT_TEST_CLAIM_BATCH"]
+        .flatMap { Int($0) }.flatMap { (1...256).contains($0) ? $0 : nil } ?? 256
+
+    /// The batches `indices` are taken in, in order, at most `size` each (the one
+    /// home of the batching: each batch's claims are given back before the next).
+    public static func batches(_ indices: Range<Int>, size: Int = batch) -> [Range<Int>] {
+        stride(from: indices.lowerBound, to: indices.upperBound, by: max(size, 1)).map {
+            $0..<min($0 + max(size, 1), indices.upperBound)
+        }
+    }
+
     public let registry: any RegistryStore
     public let station: String
     private let held = Mutex<[[String]]>([])
@@ -65,6 +82,9 @@ public final class RowClaims: Sendable {
         try registry.claim(boards: keys, station: station)
         held.withLock { $0.append(keys) }
     }
+
+    /// How many rows are held now.
+    public var count: Int { held.withLock(\.count) }
 
     /// Gives back every claim taken.
     public func releaseAll() {

@@ -130,6 +130,63 @@ struct DPSFleetCLITests {
         #expect(try f.registry.allBoards().allSatisfy { $0.enrollment?.action == .unchanged && $0.isEnrolled })
     }
 
+    /// Batches of 2 rows (the test hook): each batch claimed, enrolled and recorded
+    /// in turn. The results come in row order; every board is recorded; a row
+    /// giving a registration ID again fails in a later batch too, not only when
+    /// it shares a batch with the first.
+    @Test("a fleet a batch of rows at a time: in row order, every board recorded; a registration ID given twice fails across batches")
+    func fleetInBatches() throws {
+        let f = try Self.fleet(5)
+        defer { f.remove() }
+        // A sixth row with the first board's registration ID and certificate (last: a later batch).
+        let first = try #require(try f.registry.board(id: f.boards[0].row))
+        let again = try #require(try f.registry.recordNewBoard(
+            uds: first.uds, mac: try MACAddress("a4cf12ee0fff"), registrationID: try RegistrationID(f.boards[0].id),
+            firmwareVersion: try FirmwareVersion("1.6.2"), alsoMark: [.udsSent]).id)
+        try f.registry.markSteps(ProvisioningStep.allCases.filter { $0 > .udsSent }, boardID: again, update: BoardUpdate(
+            certificateSHA1: first.certificateSHA1, certificateSHA256: first.certificateSHA256, certificatePath: first.certificatePath))
+
+        let r = try RegistryCLIProcess.run(
+            ["dps", "enroll", "--from-registry", "--registry", f.db, "--json"] + f.dps.dpsArguments(),
+            environment: ["DEVKIT_TEST_CLAIM_BATCH": "2"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let results = try Self.objects(r.stdout)
+        let created = results.filter { $0["action"] as? String == "created" }
+        #expect(created.compactMap { $0["registration_id"] as? String } == f.boards.map(\.id), "\(r.stdout)")
+        let failed = results.filter { $0["action"] as? String == "failed" }
+        #expect(failed.count == 1 && (failed.first?["message"] as? String)?.contains("given twice") == true, "\(r.stdout)")
+        for board in f.boards {
+            #expect(try f.registry.board(id: board.row)?.isEnrolled == true, "board #\(board.row) not recorded")
+        }
+        #expect(try f.registry.board(id: again)?.enrollment == nil, "the duplicate was recorded")
+        #expect(try f.stats()["enrollments"] as? Int == 5)
+        // Batches of 2, 2 and 1 board: a bulk request each for the first two, the
+        // last alone (GET, then PUT); one batch of 5 would be a single bulk request.
+        let bulk = try f.count("bulk"), puts = try f.count("enrollment_put")
+        #expect(bulk == 2 && puts == 1, "bulk \(bulk), PUT \(puts)")
+    }
+
+    /// --id naming two rows of one board (provisioned again, same registration ID):
+    /// the later row is enrolled, the older fails naming it; neither is left out
+    /// as a duplicate of the other.
+    @Test("--id with two rows of one board: the later one enrolled, the older one fails naming it")
+    func idsOfTwoRowsOfOneBoard() throws {
+        let f = try Self.fleet(2)
+        defer { f.remove() }
+        let first = try #require(try f.registry.board(id: f.boards[0].row))
+        let mac = try MACAddress(try #require(first.mac))
+        let again = try #require(try f.registry.recordNewBoard(
+            uds: first.uds, mac: mac, registrationID: try RegistrationID(f.boards[0].id),
+            firmwareVersion: try FirmwareVersion("1.6.2"), alsoMark: [.udsSent]).id)
+        try f.registry.markSteps(ProvisioningStep.allCases.filter { $0 > .udsSent }, boardID: again, update: BoardUpdate(
+            certificateSHA1: first.certificateSHA1, certificateSHA256: first.certificateSHA256, certificatePath: first.certificatePath))
+        let r = try f.enroll(["--id", "\(f.boards[0].row)", "--id", "\(again)"])
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("board #\(f.boards[0].row) was provisioned again as #\(again); enroll #\(again)"), "\(r.stderr)")
+        #expect(try f.registry.board(id: again)?.isEnrolled == true, "\(r.stdout)\n\(r.stderr)")
+        #expect(try f.registry.board(id: f.boards[0].row)?.enrollment == nil)
+    }
+
     @Test("one board whose certificate's CN is not its ID fails alone: exit 1, the 24 others created, said on stderr")
     func oneBadCertificate() throws {
         let bad = 7
