@@ -427,10 +427,10 @@ struct RegistryBackendTests {
         #expect(try b.allBoards().compactMap(\.usbSerial) == ["a1", "b2"])
     }
 
-    /// A session the server ends (what a restart does to every station): the call
-    /// that finds it gone fails with 75's error or connects again, and the next one
-    /// works. While the station held a claim, its calls fail until it lets go: the
-    /// claim went with the session.
+    /// Sessions the server ends (what a restart does to every station): the call
+    /// that finds its session gone fails with 75's error or connects again, and the
+    /// next one works. While a run held a claim, its calls fail until it lets go:
+    /// the claim went with the claims session.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
     func aLostConnectionIsReopenedOnceNoClaimIsHeld() throws {
         let tmp = try TempDir()
@@ -442,11 +442,11 @@ struct RegistryBackendTests {
         let registry = try PostgresRegistry(location: location, key: key)
         let station = "restart-" + UUID().uuidString.prefix(8).lowercased()
         let board = try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "35", count: 32)), usbSerial: "r1")
-        func terminate() throws {
-            let ended = try cluster.sql(
-                database,
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'devkit station \(station)'")
-            #expect(ended == "1")
+        // The station's claims session (the one named after it), or every session it has.
+        func terminate(all: Bool = false) throws {
+            let which = all ? "datname = current_database() AND pid <> pg_backend_pid()" : "application_name = 'devkit station \(station)'"
+            let ended = try cluster.sql(database, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE \(which)")
+            #expect(all ? Int(ended) ?? 0 >= 2 : ended == "1")
         }
         // Claimed, then the session ends: the claim is gone, so the station's calls fail.
         try registry.claim(boards: ["usb:r1"], station: station)
@@ -461,7 +461,7 @@ struct RegistryBackendTests {
         // Without a claim: one failing call at most, then it works again.
         try registry.claim(boards: ["usb:r2"], station: station)
         registry.release(boards: ["usb:r2"])
-        try terminate()
+        try terminate(all: true)
         _ = try? registry.recordNewBoard(uds: try UDS(hex: String(repeating: "36", count: 32)), usbSerial: "r3")
         try registry.recordNewBoard(uds: try UDS(hex: String(repeating: "37", count: 32)), usbSerial: "r4")
         #expect(try registry.allBoards().compactMap(\.usbSerial).contains("r4"))
@@ -634,23 +634,15 @@ struct RegistryBackendTests {
     }
 
     /// The answer bound firing while a run holds claims: the call fails as "server
-    /// unavailable" (75), the run's connection is closed and its claims with it
+    /// unavailable" (75), the station's claims session is closed and its claims with it
     /// (another station can take the board once the server sees the session end),
     /// and the run's further calls fail until it lets go, never carrying on unclaimed.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
           .timeLimit(.minutes(3)))
     func aDeadlineWhileClaimsAreHeldEndsThem() throws {
-        let tmp = try TempDir()
-        defer { tmp.cleanup() }
-        let key = try keyFile(tmp)
-        let cluster = try PostgresCluster.shared()
-        let database = try cluster.createDatabase()
-        let proxy = try StallingProxy(to: cluster.socketDirectory + "/.s.PGSQL.5432")
-        defer { proxy.stop() }
-        let station = try PostgresRegistry(
-            location: try PostgresLocation(url: "postgresql://devkit@/\(database)?host=\(proxy.directory)"), key: key,
-            answerTimeout: .seconds(5))
-        let other = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
+        let bench = try ProxiedStations { try keyFile($0) }
+        defer { bench.cleanup() }
+        let (proxy, station, other) = (bench.proxy, bench.station, bench.other)
         let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "62", count: 32)), usbSerial: "c1")
         try station.claim(boards: ["usb:c1", "row:\(board.id!)"], station: "line-1")
         #expect(throws: RegistryError.boardBusy(board: "with USB serial c1", station: "line-1")) {
@@ -691,12 +683,69 @@ struct RegistryBackendTests {
         other.release(boards: ["usb:c1"])
     }
 
-    /// Each run (thread) holds its claims on a connection of its own: two runs of
-    /// one station hold theirs at once in two server sessions, and a mark sent
-    /// without waiting on a run's connection is committed, and reported to the run,
-    /// before its next call returns.
+    /// After a network cut, the server may have ended the station's claims session
+    /// (its keepalive) while the station did not hear of it: a run holding claims
+    /// writes nothing more, on a new session: its mark sent without waiting updates
+    /// no row and is reported failed, its next call is stopped by the server's
+    /// answer (its claims went with the session), and the board is free.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(2)))
+    func claimsEndedUnheardStopTheRun() throws {
+        let bench = try ProxiedStations { try keyFile($0) }
+        defer { bench.cleanup() }
+        let (cluster, database, proxy, station, other) = (bench.cluster, bench.database, bench.proxy, bench.station, bench.other)
+        let name = "cut-" + UUID().uuidString.prefix(8).lowercased()
+        try station.claim(boards: ["usb:k1"], station: name)
+        let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "6a", count: 32)), usbSerial: "k1")
+        proxy.cut()
+        // What the server's keepalive does to a station it cannot reach.
+        #expect(try cluster.sql(
+            database, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
+        ) == "1")
+        // The sessions made before the cut are dead too: dropped here, as the station
+        // does once it finds them reset (the proxy keeps them silent instead).
+        station.pool.withLock { pool in
+            for connection in pool.idle { PostgresRegistry.close(connection) }
+            pool.open -= pool.idle.count
+            pool.idle = []
+        }
+        // A call of another thread (no claims) opens a new session and leaves it idle.
+        let opened = DispatchSemaphore(value: 0)
+        Thread {
+            _ = try? station.allBoards()
+            opened.signal()
+        }.start()
+        opened.wait()
+        let reported = Mutex<[Result<BoardRecord, RegistryError>]>([])
+        _ = try station.markStepsInBackground([.udsConfirmed], of: board) { result in reported.withLock { $0.append(result) } }
+        let uds = try UDS(hex: String(repeating: "6b", count: 32))
+        do {
+            let board = try station.recordNewBoard(uds: uds, usbSerial: "k1")
+            Issue.record("a run whose claims were ended carried on: recorded #\(board.id!)")
+        } catch {
+            guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("claims"))
+        }
+        let mark = reported.withLock { $0 }
+        #expect(mark.count == 1)
+        if case .failure(.serverUnavailable(_, let reason))? = mark.first {
+            #expect(reason.contains("claims"))
+        } else {
+            Issue.record("the mark sent after the claims were gone: \(mark)")
+        }
+        #expect(try other.allBoards().map(\.id) == [board.id], "no row recorded")
+        #expect(try other.board(id: board.id!)?.udsConfirmedAt == nil, "the mark updated the row")
+        try other.claim(boards: ["usb:k1"], station: "line-2")
+        other.release(boards: ["usb:k1"])
+        station.release(boards: ["usb:k1"])
+    }
+
+    /// A station's runs (threads) hold their claims on its one claims session: two
+    /// runs hold theirs at once, both locks in one server session; a mark sent
+    /// without waiting is committed, and reported to the run, before its next call
+    /// returns, or at its release when that comes first.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
-    func eachRunHoldsItsClaimsOnItsOwnConnection() throws {
+    func theStationsRunsClaimOnOneSession() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let key = try keyFile(tmp)
@@ -704,8 +753,8 @@ struct RegistryBackendTests {
         let database = try cluster.createDatabase()
         let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
         let name = "runs-" + UUID().uuidString.prefix(8).lowercased()
-        let sessions = """
-            SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        let held = """
+            SELECT count(DISTINCT l.pid) || ' ' || count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'devkit station \(name)'
             """
         let claimed = DispatchSemaphore(value: 0)
@@ -725,10 +774,11 @@ struct RegistryBackendTests {
         }.start()
         claimed.wait()
         try station.claim(boards: ["usb:t1"], station: name)
-        #expect(try cluster.sql(database, sessions) == "2")
+        #expect(try cluster.sql(database, held) == "1 2", "sessions, locks")
         done.signal()
         claimed.wait()
         #expect(failure.withLock { $0 } == nil)
+        #expect(try cluster.sql(database, held) == "1 1", "the other run's lock released")
 
         let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "63", count: 32)), usbSerial: "t1")
         let reported = Mutex<[Result<BoardRecord, RegistryError>]>([])
@@ -741,9 +791,15 @@ struct RegistryBackendTests {
         let read = try station.board(id: board.id!)
         #expect(read?.udsConfirmedAt != nil)
         #expect(reported.withLock { $0.count } == 1)
-        if case .failure(let error)? = reported.withLock({ $0.first }) { Issue.record("\(error)") }
+        // A mark with no call after it: reported when the run lets go of its board.
+        _ = try station.markStepsInBackground([.versionRead], of: expected) { result in
+            reported.withLock { $0.append(result) }
+        }
         station.release(boards: ["usb:t1"])
-        #expect(try station.allBoards().count == 1)
+        #expect(reported.withLock { $0.count } == 2)
+        for case .failure(let error) in reported.withLock({ $0 }) { Issue.record("\(error)") }
+        #expect(try station.allBoards().first?.versionReadAt != nil)
+        #expect(try cluster.sql(database, held) == "0 0")
     }
 
     /// Another run (thread) of the same station cannot take a board this run holds,
@@ -783,12 +839,13 @@ struct RegistryBackendTests {
         #expect(fromAnotherThread(["usb:free", "usb:same"]) == nil)
     }
 
-    /// A burst of runs opens a connection each; once they are done, the station
-    /// keeps two open for its next calls and closes the rest (each holds a server
-    /// process for as long as a `watch` runs).
+    /// A burst of runs shares the station's sessions: twelve runs each claim a
+    /// board, record it and mark it, and while all of them hold their claims the
+    /// station has its claims session and at most ``PostgresRegistry/maxConnections``
+    /// others open on the server, not one per run.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
           .timeLimit(.minutes(2)))
-    func connectionsABurstOpenedAreClosedDownToTwo() throws {
+    func aBurstOfRunsSharesTheStationsSessions() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let key = try keyFile(tmp)
@@ -800,8 +857,12 @@ struct RegistryBackendTests {
                 database, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"))
                 ?? -1
         }
-        let runs = 5
-        let claimed = DispatchSemaphore(value: 0)
+        let locks = """
+            SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """
+        let runs = 12
+        let working = DispatchSemaphore(value: 0)
         let finish = DispatchSemaphore(value: 0)
         let released = DispatchSemaphore(value: 0)
         let failures = Mutex<[String]>([])
@@ -809,30 +870,28 @@ struct RegistryBackendTests {
             Thread {
                 do {
                     try station.claim(boards: ["usb:burst\(run)"], station: "burst")
-                    claimed.signal()
+                    let board = try station.recordNewBoard(
+                        uds: try UDS(hex: String(repeating: "5a", count: 32)), usbSerial: "burst\(run)", alsoMark: [.udsSent])
+                    _ = try station.markSteps([.udsConfirmed], boardID: board.id!)
+                    working.signal()
                     finish.wait()
                     station.release(boards: ["usb:burst\(run)"])
                 } catch {
                     failures.withLock { $0.append("\(error)") }
-                    claimed.signal()
+                    working.signal()
                 }
                 released.signal()
             }.start()
         }
-        for _ in 0..<runs { claimed.wait() }
-        #expect(try sessions() >= runs)
+        for _ in 0..<runs { working.wait() }
+        let open = try sessions()
+        #expect(open >= 2 && open <= 1 + PostgresRegistry.maxConnections, "\(open) sessions for \(runs) runs")
+        #expect(try cluster.sql(database, locks) == "\(runs)")
         for _ in 0..<runs { finish.signal() }
         for _ in 0..<runs { released.wait() }
         #expect(failures.withLock { $0 } == [])
-        // Closed without waiting: the server sees each session end a moment later.
-        var open = try sessions()
-        for _ in 0..<100 where open > PostgresRegistry.idleConnections {
-            usleep(100_000)
-            open = try sessions()
-        }
-        #expect(open == PostgresRegistry.idleConnections)
-        // The connections kept still serve.
-        #expect(try station.allBoards().isEmpty)
+        #expect(try station.allBoards().filter { $0.udsConfirmedAt != nil }.count == runs)
+        #expect(try cluster.sql(database, locks) == "0")
     }
 
     /// Once the schema is there, opening it runs no DDL: a station's database user
@@ -1020,5 +1079,34 @@ struct RegistryBackendTests {
             guard case .cannotOpen(_, let reason, ENOENT?) = error else { Issue.record("\(error)"); return }
             #expect(reason.contains("nowhere") && reason.localizedCaseInsensitiveContains("no such file"), "\(reason)")
         }
+    }
+}
+
+/// Two stations on one database of the shared test cluster: `station` reaches it
+/// through a ``StallingProxy`` and waits at most 5 s for an answer, `other`
+/// directly.
+struct ProxiedStations {
+    let tmp: TempDir
+    let cluster: PostgresCluster
+    let database: String
+    let proxy: StallingProxy
+    let station: PostgresRegistry
+    let other: PostgresRegistry
+
+    init(keyFile: (TempDir) throws -> RegistryKeySource) throws {
+        tmp = try TempDir()
+        let key = try keyFile(tmp)
+        cluster = try PostgresCluster.shared()
+        database = try cluster.createDatabase()
+        proxy = try StallingProxy(to: cluster.socketDirectory + "/.s.PGSQL.5432")
+        station = try PostgresRegistry(
+            location: try PostgresLocation(url: "postgresql://devkit@/\(database)?host=\(proxy.directory)"), key: key,
+            answerTimeout: .seconds(5))
+        other = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
+    }
+
+    func cleanup() {
+        proxy.stop()
+        tmp.cleanup()
     }
 }

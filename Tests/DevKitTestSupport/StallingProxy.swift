@@ -16,6 +16,9 @@ public final class StallingProxy: @unchecked Sendable {
     private let listener: Int32
     private let lock = NSLock()
     private var stalled = false
+    /// Connections numbered below this are cut for good (``cut()``).
+    private var cutBelow = 0
+    private var accepted = 0
     private var stopped = false
     private var descriptors: [Int32] = []
     /// The client ends of `descriptors`.
@@ -42,6 +45,11 @@ public final class StallingProxy: @unchecked Sendable {
 
     /// Forwards again (new connections; a client gave up on the stalled ones).
     public func resume() { lock.withLock { stalled = false } }
+
+    /// A network cut that is over: the connections made so far never forward
+    /// anything again, not even a close, either way (each end sees its peer go
+    /// silent), while new connections are forwarded.
+    public func cut() { lock.withLock { cutBelow = accepted } }
 
     /// How many clients still have their end of a connection open (a client that
     /// closed it shows as hung up, even while forwarding is stalled).
@@ -101,9 +109,11 @@ public final class StallingProxy: @unchecked Sendable {
                 close(server)
                 continue
             }
-            lock.withLock {
+            let number = lock.withLock {
                 descriptors += [client, server]
                 clients.append(client)
+                accepted += 1
+                return accepted - 1
             }
             // The second pump to end closes both sockets (not before: the other
             // may still be reading one, and a closed number can be reused).
@@ -117,19 +127,20 @@ public final class StallingProxy: @unchecked Sendable {
                 close(client)
                 close(server)
             }
-            Thread { [self] in pump(from: client, to: server); finish() }.start()
-            Thread { [self] in pump(from: server, to: client); finish() }.start()
+            Thread { [self] in pump(from: client, to: server, number: number); finish() }.start()
+            Thread { [self] in pump(from: server, to: client, number: number); finish() }.start()
         }
     }
 
     /// Copies `from` to `to` until either ends; while stalled, holds what it read
-    /// and reads no more.
-    private func pump(from source: Int32, to sink: Int32) {
+    /// and reads no more; once cut, passes nothing on, its end neither.
+    private func pump(from source: Int32, to sink: Int32, number: Int) {
         var buffer = [UInt8](repeating: 0, count: 65536)
+        func held() -> Bool { lock.withLock { (stalled || number < cutBelow) && !stopped } }
         while true {
             let count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
-            while lock.withLock({ stalled && !stopped }) { usleep(50_000) }
+            while held() { usleep(50_000) }
             if lock.withLock({ stopped }) { break }
             var offset = 0
             while offset < count {
@@ -139,6 +150,8 @@ public final class StallingProxy: @unchecked Sendable {
             }
             if offset < count { break }
         }
+        // A cut connection's end is not passed on either.
+        while lock.withLock({ number < cutBelow && !stopped }) { usleep(50_000) }
         shutdown(sink, Int32(SHUT_WR))
     }
 }

@@ -8,14 +8,13 @@ import Glibc
 #endif
 
 /// One station at a time per board (issue 16): a PostgreSQL session advisory lock
-/// per board key, held by the claiming station's connection. The server drops it
-/// when that connection ends, so a station killed with -9 (or cut off) frees its
+/// per board key, held by the claiming station's claims session. The server drops
+/// it when that connection ends, so a station killed with -9 (or cut off) frees its
 /// boards without anyone cleaning up; no table row can be left behind stale. The
 /// holder's station name is its connection's `application_name`, which other
-/// sessions read in `pg_stat_activity`. A run's claims live on its own connection
-/// (its lease, see ``PostgresRegistry/withSession(within:owner:settle:_:)``), held
-/// from its first claim to its last release; each claim and release is one
-/// statement, no transaction around it.
+/// sessions read in `pg_stat_activity`. Every run of a station claims on the one
+/// claims session (which run holds what is this process's ``ClaimTable``); each
+/// claim and release is one statement, no transaction around it.
 extension PostgresRegistry {
     static let applicationNamePrefix = "devkit station "
 
@@ -61,21 +60,29 @@ extension PostgresRegistry {
         }
     }
 
-    /// Takes `key`'s advisory lock on this run's connection; nil, or the station
-    /// holding it. Granted, it is counted in the run's lease, which keeps that
-    /// connection for the run until its last release.
+    /// Takes `key`'s advisory lock on the station's claims session; nil, or the
+    /// station holding it. Granted, it is counted in the run's lease, which records
+    /// the session its claims are on.
     private func serverClaim(_ key: String, station: String) throws(RegistryError) -> String? {
+        let owner = pthread_self()
         let lockKey = Self.advisoryKey(key)
-        return try withSession(settle: { holder, connection, lease in
-            guard holder == nil else { return }
-            if lease == nil { lease = Lease(connection: connection, claims: 0) }
-            lease!.claims += 1
-        }) { session in
+        try checkLease(owner: owner, within: answerTimeout)
+        let claims = try claimsSession(for: owner)
+        let connection = claims.connection
+        let session = Session(connection, limit: answerTimeout)
+        do {
             let granted = try session.query(
                 "SELECT set_config('application_name', $1, false) AS name, pg_try_advisory_lock($2) AS granted",
                 [PostgresData(string: Self.applicationNamePrefix + station), PostgresData(int64: lockKey)]
             ).first.map { try $0.makeRandomAccess()["granted"].decode(Bool.self) } ?? false
-            if granted { return nil }
+            if granted {
+                pool.withLock { pool in
+                    var lease = pool.leases[owner] ?? Lease(session: claims, claims: 0)
+                    lease.claims += 1
+                    pool.leases[owner] = lease
+                }
+                return nil
+            }
             let name = try session.query(
                 """
                 SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -87,28 +94,38 @@ extension PostgresRegistry {
             ).first.flatMap { try $0.makeRandomAccess()["name"].decode(String?.self) }
             return name.map { $0.hasPrefix(Self.applicationNamePrefix) ? String($0.dropFirst(Self.applicationNamePrefix.count)) : $0 }
                 ?? "another station"
+        } catch {
+            if Self.isConnectionFailure(error) { Self.close(connection) }
+            if let error = error as? RegistryError { throw error }
+            throw Self.callFailure(location.description, error, lockTimeout: lockTimeout)
         }
     }
 
     public func release(boards keys: [String]) {
         for key in keys {
             guard let owner = claimTable.give(key) else { continue }
-            // On the connection holding it (the run's lease); best effort: a lost
-            // connection has released everything already. The last release ends
-            // the lease and gives the connection back.
-            let done: (Bool, PostgresConnection, inout Lease?) -> Void = { _, _, lease in
-                guard var held = lease else { return }
-                held.claims -= 1
-                lease = held.claims > 0 ? held : nil
+            // One claim fewer (the lease ends with its last), and the run's marks
+            // sent before answered and reported, as before any call of the run.
+            let (connection, marks): (PostgresConnection?, [PendingMark]) = pool.withLock { pool in
+                guard var lease = pool.leases[owner] else { return (nil, []) }
+                let marks = lease.pending
+                lease.pending = []
+                lease.claims -= 1
+                pool.leases[owner] = lease.claims > 0 ? lease : nil
+                return (lease.claimsConnection, marks)
             }
+            answer(marks, within: answerTimeout)
+            // Best effort: a lost session has released everything already.
+            guard let connection, !connection.isClosed else { continue }
             do {
-                _ = try withSession(owner: owner, settle: done) { session in
-                    try session.query("SELECT pg_advisory_unlock($1)", [PostgresData(int64: Self.advisoryKey(key))])
-                    return true
-                }
+                _ = try Session(connection, limit: answerTimeout)
+                    .query("SELECT pg_advisory_unlock($1)", [PostgresData(int64: Self.advisoryKey(key))])
             } catch {
-                // Not unlocked (the connection is gone, and the lock with it): counted off all the same.
-                forgetClaim(of: owner)
+                // Perhaps still locked, on the session every run of the station
+                // claims on: closed, so that no board stays held by a station that
+                // is done with it (the other runs' claims go with it, and their
+                // calls fail until they let go, as after a lost connection).
+                Self.close(connection)
             }
         }
     }

@@ -16,11 +16,13 @@ import Synchronization
 /// method returns, the server has the row on disk (and on its synchronous
 /// replicas). Reads are single statements, without a transaction around them.
 ///
-/// Connections: a small pool, one connection per board run at a time. A run (a
-/// thread) that holds claims keeps its connection until its last release, since
-/// its claims are that session's advisory locks; other calls take an idle
-/// connection for one call (or open one) and give it back. Board threads of one
-/// station no longer queue behind each other's round trips.
+/// Connections: one session per station for its claims (advisory locks, so that
+/// they end with the station's process or its connection), and a pool of at most
+/// ``maxConnections`` sessions for statements, shared by the station's runs: a call
+/// takes an idle one (or opens one while fewer are open, or waits for one) and gives
+/// it back after it. Opening a session costs the server a process start (about
+/// 8 ms each on this project's 2-core bench when many open at once): a burst of
+/// boards reuses a few instead of opening one each.
 public final class PostgresRegistry: RegistryStore, Sendable {
     public let location: PostgresLocation
     /// The server's URL, for messages (it never holds a password).
@@ -30,8 +32,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public let createdKeyFile: String?
     /// How to connect again after the server went away (a restart, a network cut).
     private let configuration: PostgresConnection.Configuration
-    /// The idle connections, and the connection of each run holding claims.
-    private let pool: Mutex<Pool>
+    /// The station's connections, and what each run holding claims has pending.
+    let pool = ConnectionPool()
+    /// Serialises opening the claims session (one for the station, not one per run).
+    private let claimsOpening = NSLock()
     /// Which run of this process holds each claim (BoardClaims.swift).
     let claimTable = ClaimTable()
     /// How long one statement may wait for the server's answer before the
@@ -44,25 +48,66 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// How long a statement waits for a lock another session holds (the server's
     /// `lock_timeout`) before it fails with ``RegistryError/registryLocked(server:seconds:)``.
     let lockTimeout: TimeAmount
-    struct Pool {
-        var idle: [PostgresConnection] = []
-        var leases: [pthread_t: Lease] = [:]
 
-        /// Keeps `connection` for a later call, or closes it when enough are kept
-        /// already: a burst of boards opened one each, and every open connection
-        /// holds a server process (and a slot of its `max_connections`) for as
-        /// long as a `watch` runs.
-        mutating func giveBack(_ connection: PostgresConnection) {
-            guard !connection.isClosed else { return }
-            if idle.count < PostgresRegistry.idleConnections {
-                idle.append(connection)
-            } else {
-                PostgresRegistry.close(connection)
+    /// At most this many statement sessions per station (besides its claims
+    /// session). Each write waits for its commit's flush; a few sessions let the
+    /// server flush several runs' commits at once, and more than the runs that
+    /// write at the same moment only cost process starts.
+    static let maxConnections = 4
+
+    struct Pool {
+        /// Statement sessions not in use.
+        var idle: [PostgresConnection] = []
+        /// Statement sessions open or being opened (idle ones too): at most ``PostgresRegistry/maxConnections``.
+        var open = 0
+        /// The station's claims session: every run's advisory locks.
+        var claims: ClaimsSession?
+        var leases: [pthread_t: Lease] = [:]
+    }
+
+    /// The pool under a lock whose condition a call waiting for a session sleeps on.
+    final class ConnectionPool: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var pool = Pool()  // guarded by condition
+
+        func withLock<T>(_ body: (inout Pool) throws -> T) rethrows -> T {
+            condition.lock()
+            defer { condition.unlock() }
+            return try body(&pool)
+        }
+
+        /// An idle session, or nil with a slot reserved for the caller to open one;
+        /// waits while ``PostgresRegistry/maxConnections`` are open and in use. Calls
+        /// are bounded (each statement by the answer bound), so the wait is too.
+        func take() -> PostgresConnection? {
+            condition.lock()
+            defer { condition.unlock() }
+            while true {
+                while let idle = pool.idle.popLast() {
+                    if !idle.isClosed { return idle }
+                    pool.open -= 1
+                }
+                if pool.open < PostgresRegistry.maxConnections {
+                    pool.open += 1
+                    return nil
+                }
+                condition.wait()
             }
         }
+
+        /// Gives back a session taken with ``take()`` (nil: the one the caller
+        /// reserved could not be opened); a closed one frees its slot.
+        func giveBack(_ connection: PostgresConnection?) {
+            condition.lock()
+            defer { condition.unlock() }
+            if let connection, !connection.isClosed {
+                pool.idle.append(connection)
+            } else {
+                pool.open -= 1
+            }
+            condition.signal()
+        }
     }
-    /// How many idle connections a station keeps open between calls.
-    static let idleConnections = 2
 
     /// Closes `connection` without waiting, keeping it until it is closed:
     /// postgres-nio asserts that a connection is closed when it goes.
@@ -70,15 +115,33 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let closed: EventLoopFuture<Void> = connection.close()
         closed.whenComplete { _ in withExtendedLifetime(connection) {} }
     }
-    /// A run's connection while it holds claims on it, and its marks sent without
-    /// waiting (``markStepsInBackground(_:of:update:committed:)``).
-    struct Lease {
+    /// A station's session for its claims, named on the server by its process ID
+    /// and start time (a process ID alone may be reused): a run's statements on
+    /// other sessions ask the server that this one is still there, and so still
+    /// holds its advisory locks.
+    struct ClaimsSession {
         let connection: PostgresConnection
+        let pid: Int32
+        let started: String
+
+        /// A condition true while the session is on the server; its two values bound at `$first`, `$first + 1`.
+        static func alive(first: Int) -> String {
+            "EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $\(first) AND backend_start::text = $\(first + 1))"
+        }
+        var binds: [PostgresData] { [PostgresData(int32: pid), PostgresData(string: started)] }
+    }
+    /// A run's claims (on the claims session it took them on) and its marks sent
+    /// without waiting (``markStepsInBackground(_:of:update:committed:)``).
+    struct Lease {
+        let session: ClaimsSession
+        var claimsConnection: PostgresConnection { session.connection }
         var claims: Int
         var pending: [PendingMark] = []
     }
     struct PendingMark {
         let connection: PostgresConnection
+        /// The claims session it was sent under (closed when the mark gets no answer).
+        let claims: PostgresConnection
         let answer: EventLoopFuture<PostgresQueryResult>
         let record: BoardRecord
         let committed: @Sendable (Result<BoardRecord, RegistryError>) -> Void
@@ -189,11 +252,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         sealer = SecretSealer(key: resolved.key, keyFile: key.path)
         createdKeyFile = resolved.created ? key.path : nil
-        pool = Mutex(Pool(idle: [connection]))
+        pool.withLock { pool in
+            pool.idle = [connection]
+            pool.open = 1
+        }
     }
 
     deinit {
-        let connections = pool.withLock { $0.idle + $0.leases.values.map(\.connection) }
+        let connections = pool.withLock { $0.idle + ($0.claims.map { [$0.connection] } ?? []) }
         for connection in connections { _ = try? connection.close().wait() }
     }
 
@@ -347,6 +413,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let connection: PostgresConnection
         let limit: TimeAmount
         private var pending: [EventLoopFuture<PostgresQueryResult>] = []
+        /// Sent with the first statement: whether the run's claims session is still there.
+        private var claimsCheck: EventLoopFuture<PostgresQueryResult>?
 
         init(_ connection: PostgresConnection, limit: TimeAmount) {
             self.connection = connection
@@ -356,6 +424,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         /// Sends `sql` without waiting for its answer (one round trip saved).
         func send(_ sql: String, _ binds: [PostgresData] = []) {
             pending.append(connection.statement(sql, binds))
+        }
+
+        /// Asks, in the same round trip as the next statement, whether the claims
+        /// session is still on the server: the next ``query(_:_:)`` fails with
+        /// ``ClaimsLost`` when it is not (a session the server ended after a network
+        /// cut, which the station has not noticed yet).
+        func checkClaims(_ claims: ClaimsSession) {
+            claimsCheck = connection.statement("SELECT " + ClaimsSession.alive(first: 1) + " AS alive", claims.binds)
         }
 
         /// Sends `sql` and waits for its answer, and for those of the statements sent before it.
@@ -377,78 +453,114 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             // Answered in order: these are done, and the first failure among them
             // explains the later ones ("current transaction is aborted").
             for statement in earlier { _ = try PostgresRegistry.wait(for: statement, within: limit, closing: connection) }
+            if let check = claimsCheck {
+                claimsCheck = nil
+                let rows = try PostgresRegistry.wait(for: check, within: limit, closing: connection)
+                guard try rows.first?.makeRandomAccess()["alive"].decode(Bool.self) == true else { throw ClaimsLost() }
+            }
             return try result.get()
         }
     }
 
-    /// `body` on this run's connection: the one it holds claims on, else an idle
-    /// one (or a new one) taken for this call and given back after it.
+    /// `body` on a statement session of the station's pool, taken for this call
+    /// and given back after it (see ``ConnectionPool/take()``).
     ///
     /// A connection the server dropped (a restart, a network cut) fails that call
     /// with ``RegistryError/serverUnavailable(server:reason:)``; the next call
     /// connects again, so a long-running `watch` carries on once the server is
-    /// back. Not for a run that held claims on it: they went with the session (the
-    /// server released them), so its calls fail until it has let go of them, rather
-    /// than carry on unclaimed. Other runs are not affected.
-    ///
-    /// `settle` runs once `body` returned, under the pool's lock, with this run's
-    /// lease (nil: none), e.g. to count a claim granted; the connection is given
-    /// back when no lease holds it afterwards.
+    /// back. Not for a run whose claims session was lost: its claims went with it
+    /// (the server released them), so its calls fail until it has let go of them,
+    /// rather than carry on unclaimed. Runs without claims are not affected.
     func withSession<T>(
-        within limit: TimeAmount? = nil, owner: pthread_t = pthread_self(),
-        settle: ((T, PostgresConnection, inout Lease?) -> Void)? = nil, _ body: (Session) throws -> T
+        within limit: TimeAmount? = nil, _ body: (Session) throws -> T
     ) throws(RegistryError) -> T {
         let server = location.description
         let limit = limit ?? answerTimeout
-        // This run's connection (and its marks sent before), or an idle one.
-        let (found, marks): (Result<PostgresConnection?, RegistryError>, [PendingMark]) = pool.withLock { pool in
-            if var lease = pool.leases[owner] {
-                let marks = lease.pending
-                lease.pending = []
-                pool.leases[owner] = lease
-                guard !lease.connection.isClosed else {
-                    return (.failure(.serverUnavailable(
-                        server: server, reason: "the connection was lost, and with it this run's claims on boards")), marks)
-                }
-                return (.success(lease.connection), marks)
-            }
-            while let idle = pool.idle.popLast() {
-                if !idle.isClosed { return (.success(idle), []) }
-            }
-            return (.success(nil), [])
-        }
-        // Every earlier mark of this run is answered (and reported) before this call.
-        answer(marks, within: limit)
+        let claims = try checkLease(within: limit)
         let connection: PostgresConnection
         do {
-            if let found = try found.get() {
-                connection = found
+            if let idle = pool.take() {
+                connection = idle
             } else {
-                connection = try Self.connect(configuration)
+                do {
+                    connection = try Self.connect(configuration)
+                } catch {
+                    pool.giveBack(nil)
+                    throw error
+                }
             }
-        } catch let error as RegistryError {
-            throw error
         } catch {
             throw Self.callFailure(server, error, lockTimeout: lockTimeout)
         }
         do {
-            let value = try body(Session(connection, limit: limit))
-            pool.withLock { pool in
-                var lease = pool.leases[owner]
-                settle?(value, connection, &lease)
-                pool.leases[owner] = lease
-                if lease?.connection !== connection { pool.giveBack(connection) }
-            }
+            let session = Session(connection, limit: limit)
+            if let claims { session.checkClaims(claims) }
+            let value = try body(session)
+            pool.giveBack(connection)
             return value
         } catch {
-            let broken = Self.isConnectionFailure(error)
-            if broken { _ = try? connection.close().wait() }
-            pool.withLock { pool in
-                // A leased connection stays with its run, even broken (see above).
-                if !broken, pool.leases[owner]?.connection !== connection { pool.giveBack(connection) }
-            }
+            if Self.isConnectionFailure(error) { Self.close(connection) }
+            // A server that stopped answering this run has most likely stopped
+            // answering its claims session too: closed, so that the run stops
+            // rather than carry on under claims the server may have ended.
+            // A claims session found gone (``ClaimsLost``) is closed here too.
+            if error is NoAnswer || error is ClaimsLost, let claims { Self.close(claims.connection) }
+            pool.giveBack(connection.isClosed || Self.isConnectionFailure(error) ? nil : connection)
+            if error is ClaimsLost { throw .serverUnavailable(server: server, reason: ClaimsLost.reason) }
             if let error = error as? RegistryError { throw error }
             throw Self.callFailure(server, error, lockTimeout: lockTimeout)
+        }
+    }
+
+    /// Before any call of a run: its marks sent earlier are answered (and reported),
+    /// and, when it holds claims, their session must still be there (the one it
+    /// gives back, for the server to confirm).
+    @discardableResult
+    func checkLease(owner: pthread_t = pthread_self(), within limit: TimeAmount) throws(RegistryError) -> ClaimsSession? {
+        let (claims, marks): (ClaimsSession?, [PendingMark]) = pool.withLock { pool in
+            guard var lease = pool.leases[owner] else { return (nil, []) }
+            let marks = lease.pending
+            lease.pending = []
+            pool.leases[owner] = lease
+            return (lease.session, marks)
+        }
+        answer(marks, within: limit)
+        if let claims, claims.connection.isClosed {
+            throw .serverUnavailable(server: location.description, reason: ClaimsLost.reason)
+        }
+        return claims
+    }
+
+    /// A run's claims session ended: on the server, its locks went with it.
+    struct ClaimsLost: Error {
+        static let reason = "the connection was lost, and with it this run's claims on boards"
+    }
+
+    /// The station's claims session for `owner`: the one its claims are on, else
+    /// the current one (opened when there is none, or it was lost).
+    func claimsSession(for owner: pthread_t) throws(RegistryError) -> ClaimsSession {
+        claimsOpening.lock()
+        defer { claimsOpening.unlock() }
+        let current: ClaimsSession? = pool.withLock { pool in
+            if let lease = pool.leases[owner] { return lease.session }
+            return pool.claims.flatMap { $0.connection.isClosed ? nil : $0 }
+        }
+        if let current { return current }
+        var opened: PostgresConnection?
+        do {
+            let connection = try Self.connect(configuration)
+            opened = connection
+            let row = try Session(connection, limit: answerTimeout).query(
+                "SELECT pid, backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            ).first?.makeRandomAccess()
+            guard let row else { throw PostgresError.protocol("this session is not in pg_stat_activity") }
+            let session = ClaimsSession(
+                connection: connection, pid: try row["pid"].decode(Int32.self), started: try row["started"].decode(String.self))
+            pool.withLock { $0.claims = session }
+            return session
+        } catch {
+            if let opened { Self.close(opened) }
+            throw Self.callFailure(location.description, error, lockTimeout: lockTimeout)
         }
     }
 
@@ -475,7 +587,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return try withSession(within: limit) { session in
             let connection = session.connection
             return try Self.withDeadline(limit, closing: connection) {
-                _ = try connection.statement("BEGIN").wait()
+                // Through the session: it answers the run's claims check too.
+                try session.query("BEGIN")
                 do {
                     _ = try connection.statement("SELECT set_config('lock_timeout', $1, true)", [PostgresData(string: lockLimit)]).wait()
                     let value = try body(connection)
@@ -489,31 +602,21 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
     }
 
-    /// Counts off one claim of `owner`'s lease whose release could not run; the
-    /// lease ends (its broken connection dropped) with its last claim.
-    func forgetClaim(of owner: pthread_t) {
-        let (marks, ended): ([PendingMark], PostgresConnection?) = pool.withLock { pool in
-            guard var lease = pool.leases[owner] else { return ([], nil) }
-            let marks = lease.pending
-            lease.pending = []
-            lease.claims -= 1
-            pool.leases[owner] = lease.claims > 0 ? lease : nil
-            return (marks, lease.claims == 0 ? lease.connection : nil)
-        }
-        answer(marks, within: answerTimeout)
-        // Not given back: a release that failed may have left its lock on the session.
-        if let ended { Self.close(ended) }
-    }
-
     /// Waits for marks sent without waiting and tells each caller how it went.
-    private func answer(_ marks: [PendingMark], within limit: TimeAmount) {
+    func answer(_ marks: [PendingMark], within limit: TimeAmount) {
         for mark in marks {
             do {
                 let answer = mark.answer
-                _ = try Self.wait(for: answer, within: limit, closing: mark.connection)
+                // No row updated: the claims session was gone on the server (see markStepsInBackground).
+                guard try Self.wait(for: answer, within: limit, closing: mark.connection).first != nil else { throw ClaimsLost() }
                 mark.committed(.success(mark.record))
             } catch {
-                mark.committed(.failure(Self.callFailure(location.description, error, lockTimeout: lockTimeout)))
+                // As in ``withSession(within:_:)``: the claims session may be gone too, or is.
+                if error is NoAnswer || error is ClaimsLost { Self.close(mark.claims) }
+                mark.committed(.failure(
+                    error is ClaimsLost
+                        ? .serverUnavailable(server: location.description, reason: ClaimsLost.reason)
+                        : Self.callFailure(location.description, error, lockTimeout: lockTimeout)))
             }
         }
     }
@@ -614,12 +717,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     }
 
     /// Marks steps like ``markSteps(_:boardID:update:)`` without waiting, when this
-    /// run holds its own connection (a claim): one UPDATE of the columns the marks
-    /// change (against `board`, the run's own row: no one else writes it while the
-    /// run holds its claims), sent at once. The connection answers in order, so it
-    /// commits before any later write of the run; `committed` is called on the run's
-    /// thread at its next registry call, which first waits for these answers.
-    /// Without a lease (no claim), in line.
+    /// run holds claims and a session of the pool is idle: one UPDATE of the
+    /// columns the marks change (against `board`, the run's own row: no one else
+    /// writes it while the run holds its claims), sent at once, and made only while
+    /// the run's claims session is still on the server. The run's next registry
+    /// call (or its release) first waits for these answers, so it commits before
+    /// any later write of the run; `committed` is called on the run's thread then.
+    /// A second mark goes on the first one's session (answered in order), else in
+    /// line. Otherwise (no claim, no idle session), in line.
     @discardableResult
     public func markStepsInBackground(
         _ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate = BoardUpdate(),
@@ -630,14 +735,23 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         Registry.advance(&expected, steps, update, at: Date())
         let owner = pthread_self()
         let queued: Bool = pool.withLock { pool in
-            guard var lease = pool.leases[owner], !lease.connection.isClosed else { return false }
+            guard var lease = pool.leases[owner], !lease.claimsConnection.isClosed else { return false }
+            // An idle session, without waiting for one: the UPDATE goes out on it and
+            // it stays idle (a later call on it queues behind the UPDATE). Behind an
+            // earlier mark of the run only on that mark's session: two sessions
+            // could commit them out of order.
+            let earlier = lease.pending.last?.connection
+            guard let connection = pool.idle.last(where: { !$0.isClosed && (earlier == nil || $0 === earlier) })
+            else { return false }
             let changed = zip(zip(BoardRecord.databaseColumns, board.databaseValues), expected.databaseValues).dropFirst()
                 .filter { pair in pair.0.0 != "uds" && pair.0.1?.databaseValue != pair.1?.databaseValue }
             let sql = "UPDATE board SET "
                 + changed.enumerated().map { "\($0.element.0.0) = $\($0.offset + 1)" }.joined(separator: ", ")
-                + " WHERE id = $\(changed.count + 1)"
-            let answer = lease.connection.statement(sql, changed.map { Self.bind($0.1) } + [PostgresData(int64: boardID)])
-            lease.pending.append(PendingMark(connection: lease.connection, answer: answer, record: expected, committed: committed))
+                + " WHERE id = $\(changed.count + 1) AND " + ClaimsSession.alive(first: changed.count + 2) + " RETURNING id"
+            let answer = connection.statement(
+                sql, changed.map { Self.bind($0.1) } + [PostgresData(int64: boardID)] + lease.session.binds)
+            lease.pending.append(PendingMark(
+                connection: connection, claims: lease.claimsConnection, answer: answer, record: expected, committed: committed))
             pool.leases[owner] = lease
             return true
         }
