@@ -12,6 +12,9 @@
 #     stations are STATIONS processes on the same cores, each with its own
 #     start-up (the firmware measured, the key read, a connection opened)
 #
+#   - with SESSIONS=1, the most server sessions the stations held at once
+#     (sampled every 20 ms by psql, which adds load: not for the timed figures)
+#
 #   Scripts/bench-registry.sh                           # release build
 #   STATIONS=2 BOARDS=4 RUNS=1 DEVKIT_BIN=.build/debug/devkit Scripts/bench-registry.sh
 #
@@ -142,6 +145,15 @@ run_postgres() {
     # The schema first, so that the measured run is the stations' work alone.
     "$BIN" registry list --registry "$url" --key-file "$work/registry.key" >/dev/null
     before=$(psql -d postgres -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'")
+    local sampler=""
+    if [ "${SESSIONS:-0}" = 1 ]; then
+        : > "$work/sessions.$run"
+        while :; do
+            psql -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db'" >> "$work/sessions.$run" 2>/dev/null
+            sleep 0.02
+        done &
+        sampler=$!
+    fi
     t0=${EPOCHREALTIME/,/.}
     for s in $(seq 1 "$STATIONS"); do
         local args=()
@@ -154,6 +166,10 @@ run_postgres() {
         wait "${spids[$s]}" || { failed=1; echo "station $((s + 1)) failed:" >&2; tail -n 20 "$work/pg$((s + 1)).log" >&2; }
     done
     t1=${EPOCHREALTIME/,/.}
+    if [ -n "$sampler" ]; then
+        kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+        echo "run $run: at most $(sort -n "$work/sessions.$run" | tail -n 1) server sessions at once ($(wc -l < "$work/sessions.$run") samples)" >&2
+    fi
     stop_boards
     [ "$failed" = 0 ] || exit 1
     # The statistics collector reports a moment later.
