@@ -57,6 +57,9 @@ stop_boards() {
 }
 cleanup() {
     stop_boards
+    # Boards started in a command substitution's subshell are not in this shell's
+    # list: a run cut short (a failed station, SIGPIPE) would leave them running.
+    pkill -f -- "--link $work/" 2>/dev/null || true
     "${as_server[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$work"
 }
