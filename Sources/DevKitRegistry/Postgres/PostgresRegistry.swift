@@ -125,8 +125,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let started: String
 
         /// A condition true while the session is on the server; its two values bound at `$first`, `$first + 1`.
+        /// The start time goes as text with its UTC offset and is compared as a
+        /// timestamp, so no session setting (TimeZone, DateStyle) can change the match.
         static func alive(first: Int) -> String {
-            "EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $\(first) AND backend_start::text = $\(first + 1))"
+            "EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $\(first) AND backend_start = $\(first + 1)::timestamptz)"
         }
         var binds: [PostgresData] { [PostgresData(int32: pid), PostgresData(string: started)] }
     }
