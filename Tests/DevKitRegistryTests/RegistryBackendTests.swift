@@ -445,7 +445,7 @@ struct RegistryBackendTests {
         // The station's claims session (the one named after it), or every session it has.
         func terminate(all: Bool = false) throws {
             let which = all ? "datname = current_database() AND pid <> pg_backend_pid()" : "application_name = 'devkit station \(station)'"
-            let ended = try cluster.sql(database, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE \(which)")
+            let ended = try cluster.sql(database, "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE \(which)")
             #expect(all ? Int(ended) ?? 0 >= 2 : ended == "1")
         }
         // Claimed, then the session ends: the claim is gone, so the station's calls fail.
@@ -629,7 +629,7 @@ struct RegistryBackendTests {
         case let other: Issue.record("the background mark was reported as \(String(describing: other))")
         }
         registry.release(boards: ["usb:l1"])
-        #expect(try sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '\(locker)'") == "1")
+        #expect(try sql("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = '\(locker)'") == "1")
         #expect(try registry.markSteps([.udsConfirmed], boardID: board.id!).udsConfirmedAt != nil)
     }
 
@@ -700,15 +700,9 @@ struct RegistryBackendTests {
         proxy.cut()
         // What the server's keepalive does to a station it cannot reach.
         #expect(try cluster.sql(
-            database, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
+            database, "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
         ) == "1")
-        // The sessions made before the cut are dead too: dropped here, as the station
-        // does once it finds them reset (the proxy keeps them silent instead).
-        station.pool.withLock { pool in
-            for connection in pool.idle { PostgresRegistry.close(connection) }
-            pool.open -= pool.idle.count
-            pool.idle = []
-        }
+        bench.dropIdleSessions()
         // A call of another thread (no claims) opens a new session and leaves it idle.
         let opened = DispatchSemaphore(value: 0)
         Thread {
@@ -738,6 +732,61 @@ struct RegistryBackendTests {
         try other.claim(boards: ["usb:k1"], station: "line-2")
         other.release(boards: ["usb:k1"])
         station.release(boards: ["usb:k1"])
+    }
+
+    /// A long transaction (`rekey`, `migrate --to`) of a run whose claims session
+    /// the server ended unheard fails on the claims check sent with its BEGIN, and
+    /// leaves no session inside that transaction for another call to find.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(2)))
+    func aFailedClaimsCheckLeavesNoTransactionOpen() throws {
+        let bench = try ProxiedStations { try keyFile($0) }
+        defer { bench.cleanup() }
+        let (cluster, database, proxy, station) = (bench.cluster, bench.database, bench.proxy, bench.station)
+        let name = "begin-" + UUID().uuidString.prefix(8).lowercased()
+        try station.claim(boards: ["usb:b1"], station: name)
+        proxy.cut()
+        #expect(try cluster.sql(
+            database, "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
+        ) == "1")
+        bench.dropIdleSessions()
+        do {
+            try station.rekey(to: RegistryKey.generate())
+            Issue.record("a run whose claims were ended re-sealed the registry")
+        } catch {
+            guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("claims"))
+        }
+        #expect(try cluster.sql(
+            database, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+        ) == "0")
+        #expect(station.pool.withLock { $0.idle.count } == 0, "a session of the failed call was kept")
+        station.release(boards: ["usb:b1"])
+    }
+
+    /// A mark sent without waiting for a row that is not there is reported as such,
+    /// not as lost claims: the run's claims session stays, and the run carries on.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aMarkOfAMissingRowIsNotLostClaims() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: try keyFile(tmp))
+        try station.claim(boards: ["usb:m1"], station: "missing")
+        defer { station.release(boards: ["usb:m1"]) }
+        let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "4d", count: 32)), usbSerial: "m1")
+        var ghost = board
+        ghost.id = board.id! + 1_000
+        let reported = Mutex<[Result<BoardRecord, RegistryError>]>([])
+        _ = try station.markStepsInBackground([.udsConfirmed], of: ghost) { result in reported.withLock { $0.append(result) } }
+        // The run's next call answers the mark first, then goes on.
+        #expect(try station.board(id: board.id!)?.id == board.id)
+        let mark = reported.withLock { $0 }
+        #expect(mark.count == 1)
+        if case .failure(.boardNotFound)? = mark.first {} else { Issue.record("the mark of a missing row: \(mark)") }
+        _ = try station.markSteps([.udsConfirmed], boardID: board.id!)
+        #expect(try station.board(id: board.id!)?.udsConfirmedAt != nil)
     }
 
     /// A station's runs (threads) hold their claims on its one claims session: two
@@ -1103,6 +1152,17 @@ struct ProxiedStations {
             location: try PostgresLocation(url: "postgresql://devkit@/\(database)?host=\(proxy.directory)"), key: key,
             answerTimeout: .seconds(5))
         other = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: key)
+    }
+
+    /// The station's idle sessions made before a ``StallingProxy/cut()`` are dead
+    /// too: dropped, as the station does once it finds them reset (the proxy keeps
+    /// them silent instead).
+    func dropIdleSessions() {
+        station.pool.withLock { pool in
+            for connection in pool.idle { PostgresRegistry.close(connection) }
+            pool.open -= pool.idle.count
+            pool.idle = []
+        }
     }
 
     func cleanup() {

@@ -95,7 +95,7 @@ extension PostgresRegistry {
             return name.map { $0.hasPrefix(Self.applicationNamePrefix) ? String($0.dropFirst(Self.applicationNamePrefix.count)) : $0 }
                 ?? "another station"
         } catch {
-            if Self.isConnectionFailure(error) { Self.close(connection) }
+            if Self.isConnectionFailure(error) || error is NoAnswer { dropClaims(connection) }
             if let error = error as? RegistryError { throw error }
             throw Self.callFailure(location.description, error, lockTimeout: lockTimeout)
         }
@@ -125,7 +125,7 @@ extension PostgresRegistry {
                 // claims on: closed, so that no board stays held by a station that
                 // is done with it (the other runs' claims go with it, and their
                 // calls fail until they let go, as after a lost connection).
-                Self.close(connection)
+                dropClaims(connection)
             }
         }
     }

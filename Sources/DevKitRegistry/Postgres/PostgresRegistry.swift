@@ -428,10 +428,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             pending.append(connection.statement(sql, binds))
         }
 
-        /// Asks, in the same round trip as the next statement, whether the claims
-        /// session is still on the server: the next ``query(_:_:)`` fails with
-        /// ``ClaimsLost`` when it is not (a session the server ended after a network
-        /// cut, which the station has not noticed yet).
+        /// Asks, sent ahead of the call's statements (postgres-nio runs them one
+        /// at a time, without waiting in between), whether the claims session is
+        /// still on the server: the next ``query(_:_:)`` fails with ``ClaimsLost``
+        /// when it is not (a session the server ended after a network cut, which
+        /// the station has not noticed yet). Not exact: a backend that is ending
+        /// releases its advisory locks before its `pg_stat_activity` entry goes, so
+        /// a call racing that end can pass; it is the station's ended session that
+        /// must fail the run, and that one's next call does.
         func checkClaims(_ claims: ClaimsSession) {
             claimsCheck = connection.statement("SELECT " + ClaimsSession.alive(first: 1) + " AS alive", claims.binds)
         }
@@ -506,8 +510,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             // answering its claims session too: closed, so that the run stops
             // rather than carry on under claims the server may have ended.
             // A claims session found gone (``ClaimsLost``) is closed here too.
-            if error is NoAnswer || error is ClaimsLost, let claims { Self.close(claims.connection) }
-            pool.giveBack(connection.isClosed || Self.isConnectionFailure(error) ? nil : connection)
+            if error is NoAnswer || error is ClaimsLost, let claims { dropClaims(claims.connection) }
+            // After ``ClaimsLost`` the session may still be inside the call's
+            // transaction (its statements ran before the check was read): closed,
+            // never given back to another call half-way through one.
+            if error is ClaimsLost { Self.close(connection) }
+            pool.giveBack(connection.isClosed || Self.isConnectionFailure(error) || error is ClaimsLost ? nil : connection)
             if error is ClaimsLost { throw .serverUnavailable(server: server, reason: ClaimsLost.reason) }
             if let error = error as? RegistryError { throw error }
             throw Self.callFailure(server, error, lockTimeout: lockTimeout)
@@ -531,6 +539,16 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             throw .serverUnavailable(server: location.description, reason: ClaimsLost.reason)
         }
         return claims
+    }
+
+    /// Closes the claims session `connection` and, if it is still the station's
+    /// current one, forgets it there at once: closing takes effect on the event
+    /// loop later, and a run claiming meanwhile must open a new one, not take this.
+    func dropClaims(_ connection: PostgresConnection) {
+        pool.withLock { pool in
+            if pool.claims?.connection === connection { pool.claims = nil }
+        }
+        Self.close(connection)
     }
 
     /// A run's claims session ended: on the server, its locks went with it.
@@ -589,9 +607,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return try withSession(within: limit) { session in
             let connection = session.connection
             return try Self.withDeadline(limit, closing: connection) {
-                // Through the session: it answers the run's claims check too.
-                try session.query("BEGIN")
                 do {
+                    // Through the session: it answers the run's claims check too,
+                    // and a failed check rolls back below.
+                    try session.query("BEGIN")
                     _ = try connection.statement("SELECT set_config('lock_timeout', $1, true)", [PostgresData(string: lockLimit)]).wait()
                     let value = try body(connection)
                     _ = try connection.statement("COMMIT").wait()
@@ -608,17 +627,18 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     func answer(_ marks: [PendingMark], within limit: TimeAmount) {
         for mark in marks {
             do {
-                let answer = mark.answer
-                // No row updated: the claims session was gone on the server (see markStepsInBackground).
-                guard try Self.wait(for: answer, within: limit, closing: mark.connection).first != nil else { throw ClaimsLost() }
+                // One row: whether the claims session was there, and whether the row was updated.
+                let cells = try Self.wait(for: mark.answer, within: limit, closing: mark.connection).first?.makeRandomAccess()
+                guard try cells?["alive"].decode(Bool.self) == true else { throw ClaimsLost() }
+                guard try cells?["updated"].decode(Int64.self) == 1 else { throw RegistryError.boardNotFound("\(mark.record.id ?? 0)") }
                 mark.committed(.success(mark.record))
             } catch {
                 // As in ``withSession(within:_:)``: the claims session may be gone too, or is.
-                if error is NoAnswer || error is ClaimsLost { Self.close(mark.claims) }
+                if error is NoAnswer || error is ClaimsLost { dropClaims(mark.claims) }
                 mark.committed(.failure(
                     error is ClaimsLost
                         ? .serverUnavailable(server: location.description, reason: ClaimsLost.reason)
-                        : Self.callFailure(location.description, error, lockTimeout: lockTimeout)))
+                        : (error as? RegistryError) ?? Self.callFailure(location.description, error, lockTimeout: lockTimeout)))
             }
         }
     }
@@ -747,9 +767,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             else { return false }
             let changed = zip(zip(BoardRecord.databaseColumns, board.databaseValues), expected.databaseValues).dropFirst()
                 .filter { pair in pair.0.0 != "uds" && pair.0.1?.databaseValue != pair.1?.databaseValue }
-            let sql = "UPDATE board SET "
+            // One statement, one answer row: whether the claims session was there
+            // (the row is updated only then) and how many rows were updated (a
+            // missing row is told apart from lost claims).
+            let sql = "WITH claims AS (SELECT " + ClaimsSession.alive(first: changed.count + 2) + " AS alive), "
+                + "changed AS (UPDATE board SET "
                 + changed.enumerated().map { "\($0.element.0.0) = $\($0.offset + 1)" }.joined(separator: ", ")
-                + " WHERE id = $\(changed.count + 1) AND " + ClaimsSession.alive(first: changed.count + 2) + " RETURNING id"
+                + " WHERE id = $\(changed.count + 1) AND (SELECT alive FROM claims) RETURNING id) "
+                + "SELECT (SELECT alive FROM claims) AS alive, (SELECT count(*) FROM changed) AS updated"
             let answer = connection.statement(
                 sql, changed.map { Self.bind($0.1) } + [PostgresData(int64: boardID)] + lease.session.binds)
             lease.pending.append(PendingMark(
