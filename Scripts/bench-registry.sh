@@ -12,6 +12,8 @@
 #     stations are STATIONS processes on the same cores, each with its own
 #     start-up (the firmware measured, the key read, a connection opened)
 #
+#   - how many of the machine's cores were busy during each side (/proc/stat:
+#     server, emulators and stations together; near all of them means CPU-bound)
 #   - with SESSIONS=1, the most server sessions the stations held at once
 #     (sampled every 20 ms by psql, which adds load: not for the timed figures)
 #
@@ -122,6 +124,15 @@ cpu_of() {
         "$@"
     fi
 }
+# The whole machine's busy CPU time (every process: server, emulators, stations),
+# from /proc/stat; `machine_busy START` prints the cores kept busy since START.
+machine_stat() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }
+machine_busy() {
+    local b0 i0 b1 i1
+    read -r b0 i0 <<< "$1"
+    read -r b1 i1 < <(machine_stat)
+    echo "$b0 $i0 $b1 $i1" | awk '{ printf "%.2f of %d cores busy", ($3 - $1) / ($3 - $1 + $4 - $2) * n, n }' n="$(nproc)"
+}
 cpu_total() { [ -f "$work/cpu.$1" ] && awk '{ t += $1 + $2 } END { printf "%.2f", t }' "$work/cpu.$1" || echo "?"; }
 
 # One station, every board, its own SQLite file; prints the wall time.
@@ -129,11 +140,14 @@ run_sqlite() {
     local run=$1 args=() s t0 t1
     start_fleet "$run" 1
     for s in $(seq 1 "$STATIONS"); do mapfile -t -O "${#args[@]}" args < <(ports_of "$s"); done
+    local m0
+    m0=$(machine_stat)
     t0=${EPOCHREALTIME/,/.}
     cpu_of "sqlite$run" "$BIN" watch --profile "$work/profile.toml" --registry "$work/sqlite$run.sqlite" --key-file "$work/registry.key" \
         "${args[@]}" 2> "$work/sqlite.log" \
         || { echo "SQLite run failed:" >&2; tail -n 20 "$work/sqlite.log" >&2; exit 1; }
     t1=${EPOCHREALTIME/,/.}
+    machine_busy "$m0" > "$work/busy.sqlite$run"
     stop_boards
     echo "$t1 - $t0" | bc -l
 }
@@ -157,6 +171,8 @@ run_postgres() {
         done &
         sampler=$!
     fi
+    local m0
+    m0=$(machine_stat)
     t0=${EPOCHREALTIME/,/.}
     for s in $(seq 1 "$STATIONS"); do
         local args=()
@@ -169,6 +185,7 @@ run_postgres() {
         wait "${spids[$s]}" || { failed=1; echo "station $((s + 1)) failed:" >&2; tail -n 20 "$work/pg$((s + 1)).log" >&2; }
     done
     t1=${EPOCHREALTIME/,/.}
+    machine_busy "$m0" > "$work/busy.pg$run"
     if [ -n "$sampler" ]; then
         kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
         echo "run $run: at most $(sort -n "$work/sessions.$run" | tail -n 1) server sessions at once ($(wc -l < "$work/sessions.$run") samples)" >&2
@@ -196,8 +213,9 @@ for run in $(seq 1 "$RUNS"); do
     s=$(run_sqlite "$run")
     read -r p x < <(run_postgres "$run")
     t=$(echo "$x / $p" | bc -l)
-    printf 'run %d: SQLite one station %.2f s, PostgreSQL %d stations %.2f s, ratio %.2f, %d transactions (%.0f/s); devkit CPU %s s vs %s s\n' \
-        "$run" "$s" "$STATIONS" "$p" "$(echo "$p / $s" | bc -l)" "$x" "$t" "$(cpu_total "sqlite$run")" "$(cpu_total "pg$run")"
+    printf 'run %d: SQLite one station %.2f s, PostgreSQL %d stations %.2f s, ratio %.2f, %d transactions (%.0f/s); devkit CPU %s s vs %s s; machine %s vs %s\n' \
+        "$run" "$s" "$STATIONS" "$p" "$(echo "$p / $s" | bc -l)" "$x" "$t" "$(cpu_total "sqlite$run")" "$(cpu_total "pg$run")" \
+        "$(cat "$work/busy.sqlite$run")" "$(cat "$work/busy.pg$run")"
     sqlites+=("$s") pgs+=("$p") tps+=("$t")
 done
 ms=$(printf '%s\n' "${sqlites[@]}" | median)
