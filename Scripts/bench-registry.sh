@@ -131,7 +131,7 @@ machine_busy() {
     local b0 i0 b1 i1
     read -r b0 i0 <<< "$1"
     read -r b1 i1 < <(machine_stat)
-    echo "$b0 $i0 $b1 $i1" | awk '{ printf "%.2f of %d cores busy", ($3 - $1) / ($3 - $1 + $4 - $2) * n, n }' n="$(nproc)"
+    echo "$b0 $i0 $b1 $i1" | awk '{ printf "%.2f of %d cores busy", ($3 - $1) / ($3 - $1 + $4 - $2) * n, n }' n="$(grep -c '^cpu[0-9]' /proc/stat)"
 }
 cpu_total() { [ -f "$work/cpu.$1" ] && awk '{ t += $1 + $2 } END { printf "%.2f", t }' "$work/cpu.$1" || echo "?"; }
 

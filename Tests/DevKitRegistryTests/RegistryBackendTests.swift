@@ -445,7 +445,7 @@ struct RegistryBackendTests {
         // The station's claims session (the one named after it), or every session it has.
         func terminate(all: Bool = false) throws {
             let which = all ? "datname = current_database() AND pid <> pg_backend_pid()" : "application_name = 'devkit station \(station)'"
-            let ended = try cluster.sql(database, "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE \(which)")
+            let ended = try cluster.sql(database, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE \(which)")
             #expect(all ? Int(ended) ?? 0 >= 2 : ended == "1")
         }
         // Claimed, then the session ends: the claim is gone, so the station's calls fail.
@@ -629,7 +629,7 @@ struct RegistryBackendTests {
         case let other: Issue.record("the background mark was reported as \(String(describing: other))")
         }
         registry.release(boards: ["usb:l1"])
-        #expect(try sql("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = '\(locker)'") == "1")
+        #expect(try sql("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = '\(locker)'") == "1")
         #expect(try registry.markSteps([.udsConfirmed], boardID: board.id!).udsConfirmedAt != nil)
     }
 
@@ -700,7 +700,7 @@ struct RegistryBackendTests {
         proxy.cut()
         // What the server's keepalive does to a station it cannot reach.
         #expect(try cluster.sql(
-            database, "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
+            database, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
         ) == "1")
         bench.dropIdleSessions()
         // A call of another thread (no claims) opens a new session and leaves it idle.
@@ -747,7 +747,7 @@ struct RegistryBackendTests {
         try station.claim(boards: ["usb:b1"], station: name)
         proxy.cut()
         #expect(try cluster.sql(
-            database, "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
+            database, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
         ) == "1")
         bench.dropIdleSessions()
         do {

@@ -95,7 +95,7 @@ extension PostgresRegistry {
             return name.map { $0.hasPrefix(Self.applicationNamePrefix) ? String($0.dropFirst(Self.applicationNamePrefix.count)) : $0 }
                 ?? "another station"
         } catch {
-            if Self.isConnectionFailure(error) || error is NoAnswer { dropClaims(connection) }
+            if Self.isConnectionFailure(error) { dropClaims(connection) }  // NoAnswer included
             if let error = error as? RegistryError { throw error }
             throw Self.callFailure(location.description, error, lockTimeout: lockTimeout)
         }

@@ -509,17 +509,18 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             pool.giveBack(connection)
             return value
         } catch {
-            if Self.isConnectionFailure(error) { Self.close(connection) }
+            // A failed connection is closed; so is one whose call ended with
+            // ``ClaimsLost``: it may still be inside the call's transaction (its
+            // statements ran before the check was read), and no other call may
+            // take it up half-way through one.
+            let discard = Self.isConnectionFailure(error) || error is ClaimsLost
+            if discard { Self.close(connection) }
             // A server that stopped answering this run has most likely stopped
             // answering its claims session too: closed, so that the run stops
             // rather than carry on under claims the server may have ended.
             // A claims session found gone (``ClaimsLost``) is closed here too.
             if error is NoAnswer || error is ClaimsLost, let claims { dropClaims(claims.connection) }
-            // After ``ClaimsLost`` the session may still be inside the call's
-            // transaction (its statements ran before the check was read): closed,
-            // never given back to another call half-way through one.
-            if error is ClaimsLost { Self.close(connection) }
-            pool.giveBack(connection.isClosed || Self.isConnectionFailure(error) || error is ClaimsLost ? nil : connection)
+            pool.giveBack(discard || connection.isClosed ? nil : connection)
             if error is ClaimsLost { throw .serverUnavailable(server: server, reason: ClaimsLost.reason) }
             if let error = error as? RegistryError { throw error }
             throw Self.callFailure(server, error, lockTimeout: lockTimeout)
