@@ -764,6 +764,63 @@ struct RegistryBackendTests {
         station.release(boards: ["usb:b1"])
     }
 
+    /// Lost claims are reported before a failure of a statement the call sent
+    /// earlier without waiting: the earlier failure would hide why the run stops.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(2)))
+    func lostClaimsComeBeforeAnEarlierStatementsFailure() throws {
+        let bench = try ProxiedStations { try keyFile($0) }
+        defer { bench.cleanup() }
+        let (cluster, database, proxy, station) = (bench.cluster, bench.database, bench.proxy, bench.station)
+        let name = "order-" + UUID().uuidString.prefix(8).lowercased()
+        try station.claim(boards: ["usb:o1"], station: name)
+        proxy.cut()
+        #expect(try cluster.sql(
+            database, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
+        ) == "1")
+        bench.dropIdleSessions()
+        do {
+            _ = try station.withSession { session in
+                session.send("SELECT 1 / 0")
+                return try session.query("SELECT 1")
+            }
+            Issue.record("a run whose claims were ended carried on")
+        } catch {
+            guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("claims"))
+        }
+        station.release(boards: ["usb:o1"])
+    }
+
+    /// A claims session dropped from another call stops the runs holding claims on
+    /// it at their next call, before its asynchronous close has landed (here held
+    /// back by keeping the connection's event loop busy).
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(2)))
+    func aDroppedClaimsSessionStopsItsRunsAtOnce() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: try keyFile(tmp))
+        try station.claim(boards: ["usb:d1"], station: "dropped")
+        defer { station.release(boards: ["usb:d1"]) }
+        let claims = try #require(station.pool.withLock { $0.claims })
+        let entered = DispatchSemaphore(value: 0), blocked = DispatchSemaphore(value: 0)
+        claims.connection.eventLoop.execute { entered.signal(); blocked.wait() }
+        entered.wait()
+        defer { blocked.signal() }
+        station.dropClaims(claims.connection)
+        #expect(!claims.connection.isClosed, "the close landed before the check: the test shows nothing")
+        do {
+            try station.checkLease(within: .seconds(5))
+            Issue.record("a run on a dropped claims session carried on")
+        } catch {
+            guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("claims"))
+        }
+    }
+
     /// A mark sent without waiting for a row that is not there is reported as such,
     /// not as lost claims: the run's claims session stays, and the run carries on.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))

@@ -112,7 +112,8 @@ extension PostgresRegistry {
                 lease.pending = []
                 lease.claims -= 1
                 pool.leases[owner] = lease.claims > 0 ? lease : nil
-                return (lease.claimsConnection, marks)
+                // A dropped session is closing: nothing to unlock on it.
+                return (lease.usable ? lease.claimsConnection : nil, marks)
             }
             answer(marks, within: answerTimeout)
             // Best effort: a lost session has released everything already.

@@ -130,7 +130,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         /// `pg_stat_get_activity(pid)`, the function under the `pg_stat_activity`
         /// view, reads that one process's entry: the view builds every session's
         /// row and joins them (0.45 ms against 0.1 ms per check, measured with
-        /// pgbench on PostgreSQL 15; the check goes with most calls of a run).
+        /// pgbench on PostgreSQL 15; the check goes with most calls of a run). That
+        /// function is not in PostgreSQL's documentation (the view's definition
+        /// calls it; checked on PostgreSQL 15). Both read `backend_start` only for
+        /// sessions of the caller's own role (or with `pg_read_all_stats`): the
+        /// pool and the claims session log in as one role (one URL per station),
+        /// else every check would read the claims session as gone.
         static func alive(first: Int) -> String {
             "EXISTS (SELECT 1 FROM pg_stat_get_activity($\(first)) WHERE backend_start = $\(first + 1)::timestamptz)"
         }
@@ -143,6 +148,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         var claimsConnection: PostgresConnection { session.connection }
         var claims: Int
         var pending: [PendingMark] = []
+        /// Its claims session was dropped (``dropClaims(_:)``): the run stops at
+        /// its next call, not only once the asynchronous close has landed.
+        var dropped = false
+        var usable: Bool { !dropped && !claimsConnection.isClosed }
     }
     struct PendingMark {
         let connection: PostgresConnection
@@ -460,14 +469,15 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             } catch {
                 result = .failure(error)
             }
-            // Answered in order: these are done, and the first failure among them
-            // explains the later ones ("current transaction is aborted").
-            for statement in earlier { _ = try PostgresRegistry.wait(for: statement, within: limit, closing: connection) }
+            // Answered in order, so all are done. The claims check first: lost
+            // claims explain any failure after them and must not be hidden by one.
             if let check = claimsCheck {
                 claimsCheck = nil
                 let rows = try PostgresRegistry.wait(for: check, within: limit, closing: connection)
                 guard try rows.first?.makeRandomAccess()["alive"].decode(Bool.self) == true else { throw ClaimsLost() }
             }
+            // The first failure among these explains the later ones ("current transaction is aborted").
+            for statement in earlier { _ = try PostgresRegistry.wait(for: statement, within: limit, closing: connection) }
             return try result.get()
         }
     }
@@ -532,18 +542,18 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// gives back, for the server to confirm).
     @discardableResult
     func checkLease(owner: pthread_t = pthread_self(), within limit: TimeAmount) throws(RegistryError) -> ClaimsSession? {
-        let (claims, marks): (ClaimsSession?, [PendingMark]) = pool.withLock { pool in
-            guard var lease = pool.leases[owner] else { return (nil, []) }
-            let marks = lease.pending
-            lease.pending = []
-            pool.leases[owner] = lease
-            return (lease.session, marks)
+        let marks: [PendingMark] = pool.withLock { pool in
+            let marks = pool.leases[owner]?.pending ?? []
+            pool.leases[owner]?.pending = []
+            return marks
         }
         answer(marks, within: limit)
-        if let claims, claims.connection.isClosed {
+        // Read after the answers: a mark without one drops the claims session.
+        guard let lease = pool.withLock({ $0.leases[owner] }) else { return nil }
+        if !lease.usable {
             throw .serverUnavailable(server: location.description, reason: ClaimsLost.reason)
         }
-        return claims
+        return lease.session
     }
 
     /// Closes the claims session `connection` and, if it is still the station's
@@ -552,6 +562,9 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     func dropClaims(_ connection: PostgresConnection) {
         pool.withLock { pool in
             if pool.claims?.connection === connection { pool.claims = nil }
+            for (owner, lease) in pool.leases where lease.claimsConnection === connection {
+                pool.leases[owner]?.dropped = true
+            }
         }
         Self.close(connection)
     }
@@ -632,10 +645,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     func answer(_ marks: [PendingMark], within limit: TimeAmount) {
         for mark in marks {
             do {
-                // One row: whether the claims session was there, and whether the row was updated.
-                let cells = try Self.wait(for: mark.answer, within: limit, closing: mark.connection).first?.makeRandomAccess()
-                guard try cells?["alive"].decode(Bool.self) == true else { throw ClaimsLost() }
-                guard try cells?["updated"].decode(Int64.self) == 1 else { throw RegistryError.boardNotFound("\(mark.record.id ?? 0)") }
+                try Self.checkMark(
+                    Self.wait(for: mark.answer, within: limit, closing: mark.connection), boardID: mark.record.id ?? 0)
                 mark.committed(.success(mark.record))
             } catch {
                 // As in ``withSession(within:_:)``: the claims session may be gone too, or is.
@@ -762,7 +773,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         Registry.advance(&expected, steps, update, at: Date())
         let owner = pthread_self()
         let queued: Bool = pool.withLock { pool in
-            guard var lease = pool.leases[owner], !lease.claimsConnection.isClosed else { return false }
+            guard var lease = pool.leases[owner], lease.usable else { return false }
             // An idle session, without waiting for one: the UPDATE goes out on it and
             // it stays idle (a later call on it queues behind the UPDATE). Behind an
             // earlier mark of the run only on that mark's session: two sessions
@@ -770,20 +781,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             let earlier = lease.pending.last?.connection
             guard let connection = pool.idle.last(where: { !$0.isClosed && (earlier == nil || $0 === earlier) })
             else { return false }
-            let changed = zip(zip(BoardRecord.databaseColumns, board.databaseValues), expected.databaseValues).dropFirst()
-                .filter { pair in pair.0.0 != "uds" && pair.0.1?.databaseValue != pair.1?.databaseValue }
-            // One statement, one answer row: whether the claims session was there
-            // (the row is updated only then) and how many rows were updated (a
-            // missing row is told apart from lost claims).
-            let sql = "WITH claims AS (SELECT " + ClaimsSession.alive(first: changed.count + 2) + " AS alive), "
-                + "changed AS (UPDATE board SET "
-                + changed.enumerated().map { "\($0.element.0.0) = $\($0.offset + 1)" }.joined(separator: ", ")
-                + " WHERE id = $\(changed.count + 1) AND (SELECT alive FROM claims) RETURNING id) "
-                + "SELECT (SELECT alive FROM claims) AS alive, (SELECT count(*) FROM changed) AS updated"
-            let answer = connection.statement(
-                sql, changed.map { Self.bind($0.1) } + [PostgresData(int64: boardID)] + lease.session.binds)
+            let (sql, binds) = Self.markStatement(from: board, to: expected, claims: lease.session)
             lease.pending.append(PendingMark(
-                connection: connection, claims: lease.claimsConnection, answer: answer, record: expected, committed: committed))
+                connection: connection, claims: lease.claimsConnection, answer: connection.statement(sql, binds),
+                record: expected, committed: committed))
             pool.leases[owner] = lease
             return true
         }
@@ -796,6 +797,29 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             committed(.failure(error))
             throw error
         }
+    }
+
+    /// One statement, one answer row: whether the claims session was there (the
+    /// row is updated only then) and how many rows were updated (a missing row is
+    /// told apart from lost claims). Sets the columns that differ from `board` to `expected`.
+    static func markStatement(
+        from board: BoardRecord, to expected: BoardRecord, claims: ClaimsSession
+    ) -> (sql: String, binds: [PostgresData]) {
+        let changed = zip(zip(BoardRecord.databaseColumns, board.databaseValues), expected.databaseValues).dropFirst()
+            .filter { pair in pair.0.0 != "uds" && pair.0.1?.databaseValue != pair.1?.databaseValue }
+        let sql = "WITH claims AS (SELECT " + ClaimsSession.alive(first: changed.count + 2) + " AS alive), "
+            + "changed AS (UPDATE board SET "
+            + changed.enumerated().map { "\($0.element.0.0) = $\($0.offset + 1)" }.joined(separator: ", ")
+            + " WHERE id = $\(changed.count + 1) AND (SELECT alive FROM claims) RETURNING id) "
+            + "SELECT (SELECT alive FROM claims) AS alive, (SELECT count(*) FROM changed) AS updated"
+        return (sql, changed.map { bind($0.1) } + [PostgresData(int64: board.id!)] + claims.binds)
+    }
+
+    /// The answer of a ``markStatement(from:to:claims:)``: ``ClaimsLost`` or ``RegistryError/boardNotFound(_:)`` unless made.
+    static func checkMark(_ answer: PostgresQueryResult, boardID: Int64) throws {
+        let cells = answer.first?.makeRandomAccess()
+        guard try cells?["alive"].decode(Bool.self) == true else { throw ClaimsLost() }
+        guard try cells?["updated"].decode(Int64.self) == 1 else { throw RegistryError.boardNotFound("\(boardID)") }
     }
 
     /// Reads board `boardID`'s row (locked), applies `change`, and stores it as updated now.
