@@ -66,9 +66,13 @@ extension StringProtocol {
     /// Without surrounding ASCII whitespace (space, tab, CR, LF), as devkit reads values.
     var trimmingASCIIWhitespace: Substring.UTF8View.SubSequence {
         let utf8 = Substring(self).utf8
-        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
-        guard let first = utf8.firstIndex(where: { !isSpace($0) }) else { return utf8[utf8.endIndex...] }
-        let last = utf8.lastIndex(where: { !isSpace($0) })!
+        guard let first = utf8.firstIndex(where: { !$0.isASCIIWhitespace }) else { return utf8[utf8.endIndex...] }
+        let last = utf8.lastIndex(where: { !$0.isASCIIWhitespace })!
         return utf8[first...last]
     }
+}
+
+extension UInt8 {
+    /// Space, tab, CR or LF: the whitespace devkit trims around values.
+    var isASCIIWhitespace: Bool { self == 0x20 || self == 0x09 || self == 0x0A || self == 0x0D }
 }
