@@ -821,6 +821,43 @@ struct RegistryBackendTests {
         }
     }
 
+    /// A fleet command claims rows on worker threads and records on its main
+    /// thread: that write is checked against the claims session holding the row,
+    /// so it fails, rather than go through unclaimed, once the server ended it.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(2)))
+    func aWriteToARowAnotherThreadClaimedIsChecked() throws {
+        let bench = try ProxiedStations { try keyFile($0) }
+        defer { bench.cleanup() }
+        let (cluster, database, proxy, station) = (bench.cluster, bench.database, bench.proxy, bench.station)
+        let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "5e", count: 32)), usbSerial: "w1")
+        let row = [BoardClaimKeys.row(board.id!)]
+        let name = "worker-" + UUID().uuidString.prefix(8).lowercased()
+        let claimed = Mutex<RegistryError?>(nil)
+        let worker = Thread {
+            do throws(RegistryError) { try station.claim(boards: row, station: name) } catch { claimed.withLock { $0 = error } }
+        }
+        worker.start()
+        while !worker.isFinished { usleep(1_000) }
+        #expect(claimed.withLock { $0 } == nil)
+        defer { station.release(boards: row) }
+        // Claims alive: the write goes through.
+        _ = try station.markSteps([.certificateWritten], boardID: board.id!)
+        proxy.cut()
+        #expect(try cluster.sql(
+            database, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'devkit station \(name)'"
+        ) == "1")
+        bench.dropIdleSessions()
+        do {
+            _ = try station.markSteps([.enrollmentWritten], boardID: board.id!)
+            Issue.record("a write to a row whose claims were ended went through")
+        } catch {
+            guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("claims"))
+        }
+        #expect(try cluster.sql(database, "SELECT enrollment_written_at IS NULL FROM board WHERE id = \(board.id!)") == "t")
+    }
+
     /// A mark sent without waiting for a row that is not there is reported as such,
     /// not as lost claims: the run's claims session stays, and the run carries on.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))

@@ -176,6 +176,11 @@ final class ClaimTable: Sendable {
         }
     }
 
+    /// The run (thread) holding `key`, if one of this process does.
+    func owner(of key: String) -> pthread_t? {
+        held.withLock { $0[key]?.owner }
+    }
+
     /// Drops a fresh entry whose server claim did not happen.
     func forget(_ key: String) {
         _ = held.withLock { $0.removeValue(forKey: key) }

@@ -491,12 +491,17 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// back. Not for a run whose claims session was lost: its claims went with it
     /// (the server released them), so its calls fail until it has let go of them,
     /// rather than carry on unclaimed. Runs without claims are not affected.
+    ///
+    /// A write to rows (`writing`) that another thread of this process claimed
+    /// (a fleet command claims rows on its worker threads and records on its
+    /// main thread) is checked against that run's claims session too.
     func withSession<T>(
-        within limit: TimeAmount? = nil, _ body: (Session) throws -> T
+        within limit: TimeAmount? = nil, writing boardIDs: [Int64] = [], _ body: (Session) throws -> T
     ) throws(RegistryError) -> T {
         let server = location.description
         let limit = limit ?? answerTimeout
-        let claims = try checkLease(within: limit)
+        var claims = try checkLease(within: limit)
+        if claims == nil { claims = try claimsOfAnotherRun(writing: boardIDs) }
         let connection: PostgresConnection
         do {
             if let idle = pool.take() {
@@ -556,6 +561,16 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return lease.session
     }
 
+    /// The claims session of the run (thread) of this process that claimed one of
+    /// `boardIDs`' rows, if any; that run's marks stay its own to answer.
+    func claimsOfAnotherRun(writing boardIDs: [Int64]) throws(RegistryError) -> ClaimsSession? {
+        guard let owner = boardIDs.lazy.compactMap({ self.claimTable.owner(of: BoardClaimKeys.row($0)) }).first,
+              let lease = pool.withLock({ $0.leases[owner] })
+        else { return nil }
+        guard lease.usable else { throw .serverUnavailable(server: location.description, reason: ClaimsLost.reason) }
+        return lease.session
+    }
+
     /// Closes the claims session `connection` and, if it is still the station's
     /// current one, forgets it there at once: closing takes effect on the event
     /// loop later, and a run claiming meanwhile must open a new one, not take this.
@@ -604,8 +619,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
     /// `body` in one transaction, rolled back if it throws; each statement bounded
     /// as in ``Session``. BEGIN goes out with the first statement, not a round trip of its own.
-    func transaction<T>(_ body: (Session) throws -> T) throws(RegistryError) -> T {
-        try withSession { session in
+    func transaction<T>(writing boardIDs: [Int64] = [], _ body: (Session) throws -> T) throws(RegistryError) -> T {
+        try withSession(writing: boardIDs) { session in
             session.send("BEGIN")
             do {
                 let value = try body(session)
@@ -746,7 +761,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public func markSteps(
         _ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate = BoardUpdate()
     ) throws(RegistryError) -> BoardRecord {
-        try transaction { session in
+        try transaction(writing: [boardID]) { session in
             var record = try fetchForUpdate(session, id: boardID)
             Registry.advance(&record, steps, update, at: Date())
             store(record, session)
@@ -826,7 +841,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     private func updateBoard(
         _ boardID: Int64, _ change: (inout BoardRecord) -> Void
     ) throws(RegistryError) -> BoardRecord {
-        try transaction { session in
+        try transaction(writing: [boardID]) { session in
             var record = try fetchForUpdate(session, id: boardID)
             change(&record)
             record.updatedAt = Date()
@@ -848,7 +863,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public func recordEnrollments(_ enrollments: [(boardID: Int64, enrollment: BoardEnrollment)]) throws(RegistryError) {
         guard !enrollments.isEmpty else { return }
         let now = Date()
-        try transaction { session in
+        try transaction(writing: enrollments.map(\.boardID)) { session in
             for (boardID, enrollment) in enrollments {
                 var record = try fetchForUpdate(session, id: boardID)
                 record.enrollment = enrollment
