@@ -175,10 +175,11 @@ struct DPSEnrollCommand: AsyncParsableCommand {
         let latestGiven = LatestBoardRecords(listed)
         var boardIDs: [String: Int64] = [:]
         var boards: [BoardRecord] = []
-        var duplicates: [EnrollmentOutcome] = []
+        // Each with its own row: its registration ID leads to another one.
+        var duplicates: [(outcome: EnrollmentOutcome, board: Int64?)] = []
         for board in listed {
             let id = Self.registrationID(board)
-            func fail(_ message: String) { duplicates.append(Self.refused(id, message)) }
+            func fail(_ message: String) { duplicates.append((Self.refused(id, message), board.id)) }
             if let newer = latestGiven.newer(than: board) {
                 fail(Self.provisionedAgain(board, as: newer.boardID))
             } else if let first = boardIDs[DPSRegistrationIDRules.key(id)] {
@@ -193,19 +194,19 @@ struct DPSEnrollCommand: AsyncParsableCommand {
         }
         let reporter = EnrollmentReporter(json: json, total: listed.count, boardIDs: boardIDs)
         reporter.start()
-        duplicates.forEach(reporter.report)
+        for duplicate in duplicates { reporter.report(duplicate.outcome, board: duplicate.board) }
         let claims = RowClaims(registry: store, station: StationOptions.hostName)
         defer { claims.releaseAll() }
         var client: DPSClient?
-        var outcomes = duplicates
+        var outcomes = duplicates.map(\.outcome)
         var busy: Set<String> = []
         // A duplicate shares its first row's key, but is no reason to try later.
-        let duplicateKeys = Set(duplicates.map { DPSRegistrationIDRules.key($0.registrationId) })
+        let duplicateKeys = Set(duplicates.map { DPSRegistrationIDRules.key($0.outcome.registrationId) })
         do {
             for range in RowClaims.batches(boards.indices) {
                 defer { claims.releaseAll() }
                 let (items, early, refused) = try claimedItems(boards[range], store, claims: claims)
-                early.forEach(reporter.report)
+                for outcome in early { reporter.report(outcome) }
                 outcomes += early
                 busy.formUnion(refused.subtracting(duplicateKeys))
                 if items.isEmpty { continue }

@@ -54,8 +54,10 @@ final class EnrollmentReporter: Sendable {
         }
     }
 
-    func report(_ o: EnrollmentOutcome) {
-        let boardID = boardIDs[DPSRegistrationIDRules.key(o.registrationId)]
+    /// Prints one board's outcome; `board` names its row where its registration ID
+    /// alone does not (a second row with the same ID, refused before sending).
+    func report(_ o: EnrollmentOutcome, board: Int64? = nil) {
+        let boardID = board ?? boardIDs[DPSRegistrationIDRules.key(o.registrationId)]
         state.withLock { s in
             s.done += 1
             if s.barShown { writeAll(STDERR_FILENO, "\r\u{1B}[2K") }

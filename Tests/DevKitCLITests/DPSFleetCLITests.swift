@@ -155,6 +155,8 @@ struct DPSFleetCLITests {
         #expect(created.compactMap { $0["registration_id"] as? String } == f.boards.map(\.id), "\(r.stdout)")
         let failed = results.filter { $0["action"] as? String == "failed" }
         #expect(failed.count == 1 && (failed.first?["message"] as? String)?.contains("given twice") == true, "\(r.stdout)")
+        // The failure names its own row, not the first row with that registration ID.
+        #expect(failed.first?["board_id"] as? Int == Int(again), "\(r.stdout)")
         for board in f.boards {
             #expect(try f.registry.board(id: board.row)?.isEnrolled == true, "board #\(board.row) not recorded")
         }
@@ -183,6 +185,8 @@ struct DPSFleetCLITests {
         let r = try f.enroll(["--id", "\(f.boards[0].row)", "--id", "\(again)"])
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("board #\(f.boards[0].row) was provisioned again as #\(again); enroll #\(again)"), "\(r.stderr)")
+        // Said of the older row (which shares its registration ID with the later one).
+        #expect(r.stderr.contains("error: #\(f.boards[0].row) \(f.boards[0].id): board #"), "\(r.stderr)")
         #expect(try f.registry.board(id: again)?.isEnrolled == true, "\(r.stdout)\n\(r.stderr)")
         #expect(try f.registry.board(id: f.boards[0].row)?.enrollment == nil)
     }
