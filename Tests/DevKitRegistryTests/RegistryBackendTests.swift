@@ -858,6 +858,24 @@ struct RegistryBackendTests {
         #expect(try cluster.sql(database, "SELECT enrollment_written_at IS NULL FROM board WHERE id = \(board.id!)") == "t")
     }
 
+    /// Every session of the registry asks the server to give up 25 s after its data
+    /// went unacknowledged (a station cut off mid-answer keeps no claim for the
+    /// system's 15 minutes of retransmissions). The test cluster listens on a Unix
+    /// socket, where the value reads 0: what shows is that the session set it.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func sessionsBoundTheServersRetransmissions() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: try keyFile(tmp))
+        let source = try station.withSession { session in
+            try session.query("SELECT source FROM pg_settings WHERE name = 'tcp_user_timeout'")
+                .first.map { try $0.makeRandomAccess()["source"].decode(String.self) }
+        }
+        #expect(source == "session")
+    }
+
     /// A mark sent without waiting for a row that is not there is reported as such,
     /// not as lost claims: the run's claims session stays, and the run carries on.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))

@@ -307,8 +307,20 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             }
             answered.completeWith(result)
         }
-        return try answered.futureResult.wait()
+        let connection = try answered.futureResult.wait()
+        // Sent ahead of the first call's statements, its answer not waited for.
+        _ = connection.statement(Self.boundedRetransmission)
+        return connection
     }
+
+    /// The server gives up on this session 25 s after data it sent went unacknowledged
+    /// (`tcp_user_timeout`), not after the system's ~15 minutes of retransmissions: a
+    /// station cut off while an answer was on its way would otherwise keep its claims
+    /// and open transaction that long (keepalives only cover an idle connection).
+    /// Where the server's system has no TCP_USER_TIMEOUT the setting is refused, and
+    /// that refusal is dropped here: the session is as it was. A Unix socket ignores it.
+    static let boundedRetransmission =
+        "DO $$ BEGIN PERFORM set_config('tcp_user_timeout', '25000', false); EXCEPTION WHEN OTHERS THEN NULL; END $$"
 
     // MARK: Schema
 
