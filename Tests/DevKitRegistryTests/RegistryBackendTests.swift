@@ -858,6 +858,41 @@ struct RegistryBackendTests {
         #expect(try cluster.sql(database, "SELECT enrollment_written_at IS NULL FROM board WHERE id = \(board.id!)") == "t")
     }
 
+    /// The same when the writer holds claims of its own on a newer claims session:
+    /// the row's claim went with the dropped one, so the write fails.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"),
+          .timeLimit(.minutes(2)))
+    func aWriterWithItsOwnClaimsStillNeedsTheRowsClaim() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let cluster = try PostgresCluster.shared()
+        let database = try cluster.createDatabase()
+        let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: try keyFile(tmp))
+        let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "6f", count: 32)), usbSerial: "n1")
+        let row = [BoardClaimKeys.row(board.id!)]
+        let claimed = Mutex<RegistryError?>(nil)
+        let worker = Thread {
+            do throws(RegistryError) { try station.claim(boards: row, station: "newer") } catch { claimed.withLock { $0 = error } }
+        }
+        worker.start()
+        while !worker.isFinished { usleep(1_000) }
+        #expect(claimed.withLock { $0 } == nil)
+        defer { station.release(boards: row) }
+        let first = try #require(station.pool.withLock { $0.claims })
+        station.dropClaims(first.connection)
+        // This thread's own claim opens a new claims session.
+        try station.claim(boards: ["usb:own"], station: "newer")
+        defer { station.release(boards: ["usb:own"]) }
+        #expect(station.pool.withLock { $0.claims?.connection } !== first.connection)
+        do {
+            _ = try station.markSteps([.enrollmentWritten], boardID: board.id!)
+            Issue.record("a write to a row whose claim was dropped went through")
+        } catch {
+            guard case .serverUnavailable(_, let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("claims"))
+        }
+    }
+
     /// Every session of the registry asks the server to give up 25 s after its data
     /// went unacknowledged (a station cut off mid-answer keeps no claim for the
     /// system's 15 minutes of retransmissions). The test cluster listens on a Unix

@@ -77,7 +77,10 @@ extension PostgresRegistry {
             ).first.map { try $0.makeRandomAccess()["granted"].decode(Bool.self) } ?? false
             if granted {
                 pool.withLock { pool in
-                    var lease = pool.leases[owner] ?? Lease(session: claims, claims: 0)
+                    // A session dropped since it was taken above (another run's
+                    // failure) is closing: the new lease starts as dropped.
+                    var lease = pool.leases[owner]
+                        ?? Lease(session: claims, claims: 0, dropped: pool.claims?.connection !== connection)
                     lease.claims += 1
                     pool.leases[owner] = lease
                 }

@@ -513,7 +513,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let server = location.description
         let limit = limit ?? answerTimeout
         var claims = try checkLease(within: limit)
-        if claims == nil { claims = try claimsOfAnotherRun(writing: boardIDs) }
+        let others = try claimsOfOtherRuns(writing: boardIDs)
+        if claims == nil { claims = others }
         let connection: PostgresConnection
         do {
             if let idle = pool.take() {
@@ -573,14 +574,27 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return lease.session
     }
 
-    /// The claims session of the run (thread) of this process that claimed one of
-    /// `boardIDs`' rows, if any; that run's marks stay its own to answer.
-    func claimsOfAnotherRun(writing boardIDs: [Int64]) throws(RegistryError) -> ClaimsSession? {
-        guard let owner = boardIDs.lazy.compactMap({ self.claimTable.owner(of: BoardClaimKeys.row($0)) }).first,
-              let lease = pool.withLock({ $0.leases[owner] })
-        else { return nil }
-        guard lease.usable else { throw .serverUnavailable(server: location.description, reason: ClaimsLost.reason) }
-        return lease.session
+    /// For a write to `boardIDs`' rows: the claims session of the other runs
+    /// (threads) of this process that claimed any of them, if any; it fails when
+    /// any of those runs' claims were lost, even if the writer holds claims of its
+    /// own on a newer session. Those runs' marks stay theirs to answer. Every usable
+    /// lease is on the station's current claims session, so one is checked.
+    func claimsOfOtherRuns(writing boardIDs: [Int64]) throws(RegistryError) -> ClaimsSession? {
+        guard !boardIDs.isEmpty else { return nil }
+        let me = pthread_self()
+        var owners: [pthread_t] = []
+        for id in boardIDs {
+            guard let owner = claimTable.owner(of: BoardClaimKeys.row(id)), pthread_equal(owner, me) == 0,
+                  !owners.contains(where: { pthread_equal($0, owner) != 0 })
+            else { continue }
+            owners.append(owner)
+        }
+        guard !owners.isEmpty else { return nil }
+        let leases = pool.withLock { pool in owners.compactMap { pool.leases[$0] } }
+        guard leases.allSatisfy(\.usable) else {
+            throw .serverUnavailable(server: location.description, reason: ClaimsLost.reason)
+        }
+        return leases.first?.session
     }
 
     /// Closes the claims session `connection` and, if it is still the station's
