@@ -5,9 +5,9 @@ import Glibc
 #endif
 
 // Thin wrappers over the system calls this module needs and swift-system does not
-// offer (termios, ioctl, flock, poll), in swift-system's style: each returns the
+// offer (termios, ioctl, poll), in swift-system's style: each returns the
 // value or throws the call's `Errno`, retrying EINTR where that is safe. Reads,
-// writes and the eventfd come from DevKitSystem.
+// writes, the eventfd and flock come from DevKitSystem.
 
 /// Runs `body` until it does not fail with EINTR; returns its result or throws `Errno`.
 @inline(__always)
@@ -37,11 +37,6 @@ extension FileDescriptor {
     func setTerminalAttributes(_ attributes: termios) throws(Errno) {
         var t = attributes
         _ = try retryingOnInterrupt { tcsetattr(rawValue, TCSANOW, &t) }
-    }
-
-    /// `flock(2)`, non-blocking exclusive: throws `.wouldBlock` when someone holds it.
-    func lockExclusiveNonBlocking() throws(Errno) {
-        _ = try retryingOnInterrupt { flock(rawValue, LOCK_EX | LOCK_NB) }
     }
 
     /// `fstat(2)`.
