@@ -68,6 +68,8 @@ public final class Registry: Sendable {
     private let blank: DatabaseQueue?
     /// Which run (thread) of this process holds each claimed board (``claim(boards:station:)``).
     let claimTable = ClaimTable()
+    /// Which process holds each claimed board, for a writing handle (ClaimFiles.swift).
+    let claimFiles: ClaimFiles?
 
     /// Opens (creating if needed) the registry at `path`, migrating it to the
     /// current schema, with the registry key from `key`. Secrets an older devkit
@@ -168,6 +170,7 @@ public final class Registry: Sendable {
         pool = database
         self.sealer = sealer
         self.readOnly = readOnly
+        claimFiles = readOnly ? nil : ClaimFiles(registryPath: path)
         createdKeyFile = resolved.created ? key.path : nil
         if created {
             // The new file's directory entry must survive a crash too (best effort:

@@ -163,6 +163,25 @@ struct ProvisionCLITests {
     /// thumbprint A while `<id>.pem` holds certificate B). Refused with 73 naming the
     /// row and --force; with --force the old row is marked superseded and its files
     /// are kept under `<id>.row1.*`.
+    /// Two devkit processes on one SQLite file (an `autoconfigure` per plugged node, a
+    /// `provision` beside a `watch`) provision a board one at a time: the second is
+    /// refused before anything is recorded or sent, naming the first's station and PID.
+    @Test func aBoardAnotherProcessHoldsIsRefusedOnOneSQLiteFile() throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let other = try Registry(path: dir + "/registry.sqlite")
+        try other.claim(boards: ["mac:" + v.mac], station: "bench-a")
+        let arguments = provisionArgs(v, dir, kit) + ["--mac", v.mac, "--uds-file", dir + "/board.uds", "--station", "bench-b"]
+        let refused = try RegistryCLIProcess.run(arguments)
+        #expect(refused.status == 75, "\(refused.stderr)")
+        #expect(refused.stderr.contains("is being provisioned by station bench-a (devkit process \(getpid()))"), "\(refused.stderr)")
+        #expect(try other.allBoards().isEmpty && kit.state.uds != v.uds.lowercased())
+        other.release(boards: ["mac:" + v.mac])
+        let provisioned = try RegistryCLIProcess.run(arguments)
+        #expect(provisioned.status == 0, "\(provisioned.stderr)")
+        #expect(try other.allBoards().map(\.station) == ["bench-b"] && kit.state.uds == v.uds.lowercased())
+    }
+
     @Test func provisioningTheSameBoardAgainRefusesThenSupersedesWithForce() throws {
         let (v, dir, kit) = try setup()
         defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }

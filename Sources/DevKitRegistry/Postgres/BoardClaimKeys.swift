@@ -4,8 +4,8 @@ import Foundation
 /// of them: the workflows, `watch`/`autoconfigure`, `provision --resume` and the
 /// commands that change recorded rows (`registry reissue`, `cert --from-registry`,
 /// `dps enroll --from-registry`, a verification's record) all claim through here.
-/// The registry turns a key into a lock (PostgreSQL), or into an entry of its
-/// process's claim table (SQLite: one station, whose other board threads it refuses).
+/// The registry turns a key into a lock: an advisory lock on the server
+/// (PostgreSQL), or a locked file beside the SQLite file (ClaimFiles.swift).
 /// Here, beside the registry, which finds a written row's claim by its key.
 public enum BoardClaimKeys {
     /// A board on a port: its MAC once known, its USB serial before.

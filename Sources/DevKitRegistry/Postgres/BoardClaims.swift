@@ -191,6 +191,14 @@ final class ClaimTable: Sendable {
 
     /// Gives back one claim of `key`; its run when it was the last (release it on the server).
     func give(_ key: String) -> pthread_t? {
+        give(key, releasingLast: {})
+    }
+
+    /// As ``give(_:)``, calling `release` for the last claim while the entry is still
+    /// there: no other thread of the process can take the key before `release` let
+    /// go of what backs it (the SQLite registry's lock file, which that thread would
+    /// find held by this very process).
+    func give(_ key: String, releasingLast release: () -> Void) -> pthread_t? {
         held.withLock { table in
             guard var entry = table[key] else { return nil }
             entry.count -= 1
@@ -198,6 +206,7 @@ final class ClaimTable: Sendable {
                 table[key] = entry
                 return nil
             }
+            release()
             table.removeValue(forKey: key)
             return entry.owner
         }

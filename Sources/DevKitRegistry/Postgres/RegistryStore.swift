@@ -144,17 +144,32 @@ extension BoardRecord {
 
 extension Registry: RegistryStore {
     /// An SQLite registry belongs to one station, so no other station can hold a
-    /// board; another run of this one can (a board replugged under a new node
-    /// while its first run still holds the old one), and is refused, as on a
-    /// shared registry.
+    /// board; another run of it can, in this process (a board replugged under a new
+    /// node while its first run still holds the old one) or in another one on the
+    /// same file (an `autoconfigure` per plugged node, a `provision --resume` beside
+    /// a `watch`), and is refused, as on a shared registry. A read-only handle
+    /// writes nothing and tells only its own threads apart.
     public func claim(boards keys: [String], station: String) throws(RegistryError) {
-        for (index, key) in keys.enumerated() where claimTable.take(key) == .heldByAnotherRun {
-            release(boards: Array(keys.prefix(index)))
-            throw ClaimTable.busyHere(key, station: station)
+        for (index, key) in keys.enumerated() {
+            switch claimTable.take(key) {
+            case .nested:
+                continue
+            case .heldByAnotherRun:
+                release(boards: Array(keys.prefix(index)))
+                throw ClaimTable.busyHere(key, station: station)
+            case .fresh:
+                do {
+                    try claimFiles?.take(key, station: station)
+                } catch {
+                    claimTable.forget(key)
+                    release(boards: Array(keys.prefix(index)))
+                    throw error
+                }
+            }
         }
     }
 
     public func release(boards keys: [String]) {
-        for key in keys { _ = claimTable.give(key) }
+        for key in keys { _ = claimTable.give(key, releasingLast: { claimFiles?.give(key) }) }
     }
 }

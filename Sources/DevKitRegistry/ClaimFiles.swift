@@ -1,0 +1,119 @@
+import DevKitSystem
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The SQLite registry's board claims between processes: a `watch`, the
+/// `autoconfigure` runs udev starts (one process per plugged node), a `provision
+/// --resume` and a `registry reissue` on one station all share its file. A claim
+/// is an `flock` on one file per key in `<registry>-claims/`, which the kernel
+/// drops when the process ends (kill -9 too), as PostgreSQL drops a dead station's
+/// advisory locks. Threads of one process are told apart by ``ClaimTable`` first:
+/// only a key's first holder in a process takes its file.
+///
+/// A lock file is removed by its holder on release, still locked; one who opened it
+/// before the removal and locked it after checks that the name still leads to the
+/// file it locked, else opens again. So the directory holds only the claims held now.
+final class ClaimFiles: Sendable {
+    /// `<registry file>-claims`, beside the file as SQLite's `-wal` and `-shm`.
+    let directory: String
+    private let held = Mutex<[String: FileDescriptor]>([:])
+
+    init(registryPath: String) {
+        directory = registryPath + "-claims"
+    }
+
+    /// The file of `key` (`mac:…`, `usb:…`, `row:…`): the key with `:` as `-` and any
+    /// byte outside `[a-z0-9._]` as `%XX`, so that a USB serial never names a path.
+    func path(of key: String) -> String {
+        var name = ""
+        for byte in key.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "."), UInt8(ascii: "_"):
+                name.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: ":"):
+                name += "-"
+            default:
+                name += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        // "." and ".." are not keys (every key has a prefix), but never name them.
+        return directory + "/" + (name.hasPrefix(".") ? "%2E" + name.dropFirst() : name)
+    }
+
+    /// Takes `key`'s file for this process, writing `station` and the PID into it
+    /// for the message of a process refused. Throws ``RegistryError/boardBusy(board:station:)``
+    /// naming the holder when another process has it.
+    func take(_ key: String, station: String) throws(RegistryError) {
+        let path = path(of: key)
+        while true {
+            let fd: FileDescriptor
+            do {
+                fd = try FileDescriptor.open(
+                    path, .readWrite, options: [.create, .closeOnExec, .noFollow], permissions: [.ownerReadWrite])
+            } catch {
+                let errno = (error as? Errno)?.rawValue ?? EIO
+                if errno == ENOENT {
+                    // The directory, made at the first claim on this file.
+                    do {
+                        try DurableFile.makeDirectories(directory, mode: 0o700)
+                        continue
+                    } catch {
+                        throw .cannotCreateDirectory(path: directory, reason: error.reason, errno: error.errno.rawValue)
+                    }
+                }
+                throw .cannotOpen(path: path, reason: String(cString: strerror(errno)), errno: errno)
+            }
+            do {
+                try fd.lockExclusiveNonBlocking()
+            } catch {
+                let holder = Self.holder(fd)
+                try? fd.close()
+                if error == .wouldBlock { throw .boardBusy(board: ClaimTable.describe(key), station: holder) }
+                throw .cannotOpen(path: path, reason: String(cString: strerror(error.rawValue)), errno: error.rawValue)
+            }
+            // Removed (released) between this open and lock: that file is no claim.
+            var opened = stat(), named = stat()
+            guard fstat(fd.rawValue, &opened) == 0, stat(path, &named) == 0,
+                opened.st_ino == named.st_ino, opened.st_dev == named.st_dev
+            else {
+                try? fd.close()
+                continue
+            }
+            // A file left by a killed holder still names it.
+            if opened.st_size > 0 { _ = ftruncate(fd.rawValue, 0) }
+            _ = try? fd.writeAll(bytes: Array("\(getpid())\n\(station)\n".utf8))
+            held.withLock { $0[key] = fd }
+            return
+        }
+    }
+
+    /// Gives `key`'s file back: removed while still locked, then closed (unlocked).
+    func give(_ key: String) {
+        guard let fd = held.withLock({ $0.removeValue(forKey: key) }) else { return }
+        _ = unlink(path(of: key))
+        try? fd.close()
+    }
+
+    /// "line-1 (devkit process 1234)" from a held file; written right after its
+    /// lock, so a file caught in between names no one yet.
+    static func holder(_ fd: FileDescriptor) -> String {
+        var bytes = [UInt8](repeating: 0, count: 512)
+        let count = bytes.withUnsafeMutableBytes { pread(fd.rawValue, $0.baseAddress, $0.count, 0) }
+        let lines = String(decoding: bytes.prefix(max(0, count)), as: UTF8.self)
+            .split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+        guard lines.count == 2, let pid = Int32(lines[0]) else { return "unknown (another process on this registry file)" }
+        let station = lines[1].hasSuffix("\n") ? lines[1].dropLast() : lines[1]
+        return "\(station) (devkit process \(pid))"
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+@testable import DevKitRegistry
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Board claims between processes on one SQLite file (ClaimFiles.swift). Two
+/// handles of one file stand for two processes: each has its own claim table and
+/// its own lock files' descriptors, and flock tells descriptors apart, not processes.
+@Suite struct SQLiteClaimTests {
+    func opened(_ tmp: TempDir) throws -> (Registry, Registry) {
+        try writeKeyFile(tmp.file("k"), RegistryKey.generate().key.withUnsafeBytes { Array($0) })
+        let path = tmp.file("r.sqlite")
+        return (try Registry(path: path, key: .file(tmp.file("k"))), try Registry(path: path, key: .file(tmp.file("k"))))
+    }
+
+    func entries(_ directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+
+    @Test("a board one process claimed is refused to another, naming its station and PID, until released")
+    func aBoardIsClaimedByOneProcessAtATime() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let (first, second) = try opened(tmp)
+        let holder = "line-1 (devkit process \(getpid()))"
+        try first.claim(boards: ["usb:0672ff", "mac:a4cf120b9e31"], station: "line-1")
+        #expect(throws: RegistryError.boardBusy(board: "with MAC a4cf120b9e31", station: holder)) {
+            try second.claim(boards: ["mac:a4cf120b9e31"], station: "line-2")
+        }
+        // Refused on its second key: the first one is not kept either.
+        #expect(throws: RegistryError.boardBusy(board: "with USB serial 0672ff", station: holder)) {
+            try second.claim(boards: ["usb:other", "usb:0672ff"], station: "line-2")
+        }
+        try first.claim(boards: ["usb:other"], station: "line-1")
+        first.release(boards: ["usb:other"])
+        // Nested within the first process: held until its last release.
+        try first.claim(boards: ["usb:0672ff"], station: "line-1")
+        first.release(boards: ["usb:0672ff"])
+        #expect(throws: RegistryError.self) { try second.claim(boards: ["usb:0672ff"], station: "line-2") }
+        first.release(boards: ["usb:0672ff"])
+        try second.claim(boards: ["usb:0672ff"], station: "line-2")
+        #expect(throws: RegistryError.boardBusy(board: "with USB serial 0672ff", station: "line-2 (devkit process \(getpid()))")) {
+            try first.claim(boards: ["usb:0672ff"], station: "line-1")
+        }
+        // Only what is held now is in the directory.
+        let directory = tmp.file("r.sqlite-claims")
+        #expect(entries(directory) == ["mac-a4cf120b9e31", "usb-0672ff"])
+        second.release(boards: ["usb:0672ff"])
+        first.release(boards: ["mac:a4cf120b9e31"])
+        #expect(entries(directory) == [])
+    }
+
+    @Test("a claim's file is named inside the claims directory whatever the USB serial holds")
+    func oddKeysStayInTheDirectory() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let (first, second) = try opened(tmp)
+        let key = "usb:../a b/Ü"
+        try first.claim(boards: [key], station: "line-1")
+        #expect(entries(tmp.file("r.sqlite-claims")) == ["usb-..%2Fa%20b%2F%C3%9C"])
+        #expect(throws: RegistryError.self) { try second.claim(boards: [key], station: "line-2") }
+        first.release(boards: [key])
+        try second.claim(boards: [key], station: "line-2")
+        second.release(boards: [key])
+    }
+
+    @Test("a process killed while holding a claim holds it no more; a read-only handle takes no file")
+    func aKilledHoldersClaimIsFree() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let (first, _) = try opened(tmp)
+        let path = tmp.file("r.sqlite-claims/mac-a4cf120b0001")
+        try FileManager.default.createDirectory(atPath: tmp.file("r.sqlite-claims"), withIntermediateDirectories: true)
+        // Another process holds the file (util-linux's flock(1) on a descriptor that
+        // `sleep`, exec'd in the shell's place, keeps), says so, and is killed with -9.
+        let holder = Process()
+        let said = Pipe()
+        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+        holder.arguments = ["-c", "exec 9>\"$0\" && flock --exclusive 9 && echo locked && exec sleep 60", path]
+        holder.standardOutput = said
+        try holder.run()
+        defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL) } }
+        #expect(String(decoding: said.fileHandleForReading.readData(ofLength: 7), as: UTF8.self) == "locked\n")
+        // A file that names no one (not written by devkit): refused all the same.
+        #expect(throws: RegistryError.boardBusy(
+            board: "with MAC a4cf120b0001", station: "unknown (another process on this registry file)")
+        ) {
+            try first.claim(boards: ["mac:a4cf120b0001"], station: "line-1")
+        }
+        let readOnly = try Registry(path: tmp.file("r.sqlite"), key: .file(tmp.file("k")), readOnly: true)
+        try readOnly.claim(boards: ["mac:a4cf120b0001"], station: "line-2")
+        readOnly.release(boards: ["mac:a4cf120b0001"])
+        kill(holder.processIdentifier, SIGKILL)
+        holder.waitUntilExit()
+        try first.claim(boards: ["mac:a4cf120b0001"], station: "line-1")
+        first.release(boards: ["mac:a4cf120b0001"])
+    }
+}
