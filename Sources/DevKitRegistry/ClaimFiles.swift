@@ -1,3 +1,4 @@
+import Crypto
 import DevKitSystem
 import Synchronization
 import SystemPackage
@@ -27,7 +28,8 @@ final class ClaimFiles: Sendable {
     }
 
     /// The file of `key` (`mac:…`, `usb:…`, `row:…`): the key with `:` as `-` and any
-    /// byte outside `[a-z0-9._]` as `%XX`, so that a USB serial never names a path.
+    /// byte outside `[a-z0-9._]` as `%XX`, so that a USB serial never names a path
+    /// (every key has a prefix, so no name is "." or "..").
     func path(of key: String) -> String {
         var name = ""
         for byte in key.utf8 {
@@ -41,8 +43,12 @@ final class ClaimFiles: Sendable {
                 name += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
             }
         }
-        // "." and ".." are not keys (every key has a prefix), but never name them.
-        return directory + "/" + (name.hasPrefix(".") ? "%2E" + name.dropFirst() : name)
+        // A name longer than a file name may be (255 bytes; a USB serial can hold
+        // 126 characters, each escaped to up to 12 bytes): the key's SHA-256 instead.
+        if name.utf8.count > 200 {
+            name = "sha256-" + SHA256.hash(data: Array(key.utf8)).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        }
+        return directory + "/" + name
     }
 
     /// Takes `key`'s file for this process, writing `station` and the PID into it

@@ -66,6 +66,13 @@ import Glibc
         first.release(boards: [key])
         try second.claim(boards: [key], station: "line-2")
         second.release(boards: [key])
+        // Too long for a file name once escaped: named by its hash, still one claim.
+        let long = "usb:" + String(repeating: "/", count: 126)
+        try first.claim(boards: [long], station: "line-1")
+        let names = entries(tmp.file("r.sqlite-claims"))
+        #expect(names.count == 1 && names[0].hasPrefix("sha256-") && names[0].utf8.count == 71, "\(names)")
+        #expect(throws: RegistryError.self) { try second.claim(boards: [long], station: "line-2") }
+        first.release(boards: [long])
     }
 
     @Test("a process killed while holding a claim holds it no more; a read-only handle takes no file")
