@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import DevKitRegistry
@@ -105,5 +106,49 @@ import Glibc
         holder.waitUntilExit()
         try first.claim(boards: ["mac:a4cf120b0001"], station: "line-1")
         first.release(boards: ["mac:a4cf120b0001"])
+    }
+}
+
+/// A run is its thread, told by a number no later thread gets: the C library hands
+/// a finished thread's `pthread_t` to the next one it starts, which must not find
+/// itself holding claims a run left behind.
+@Suite struct RunIdentityTests {
+    /// Runs `body` on a new joined thread; returns its `pthread_t`.
+    static func onThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+        final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+        var thread = pthread_t()
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        precondition(pthread_create(&thread, nil, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box) == 0)
+        pthread_join(thread, nil)
+        return thread
+    }
+
+    @Test("a claim left by a thread that ended is not handed to a new thread with the same pthread_t")
+    func aReusedThreadHandleIsAnotherRun() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        try writeKeyFile(tmp.file("k"), RegistryKey.generate().key.withUnsafeBytes { Array($0) })
+        let registry = try Registry(path: tmp.file("r.sqlite"), key: .file(tmp.file("k")))
+        let left = Self.onThread { try! registry.claim(boards: ["usb:left"], station: "line-1") }
+        // glibc reuses a joined thread's handle (its cached stack) for the next one.
+        var reused = false
+        for _ in 0..<20 where !reused {
+            let outcome = Mutex<RegistryError?>(nil)
+            let thread = Self.onThread {
+                do throws(RegistryError) {
+                    try registry.claim(boards: ["usb:left"], station: "line-1")
+                    registry.release(boards: ["usb:left"])
+                } catch {
+                    outcome.withLock { $0 = error }
+                }
+            }
+            reused = pthread_equal(thread, left) != 0
+            #expect(outcome.withLock { $0 } == .boardBusy(board: "with USB serial left", station: "line-1 (another run of this station)"))
+        }
+        #expect(reused, "the C library gave no new thread the ended thread's handle: the case was not exercised")
     }
 }

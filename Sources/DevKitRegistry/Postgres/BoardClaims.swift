@@ -64,7 +64,7 @@ extension PostgresRegistry {
     /// station holding it. Granted, it is counted in the run's lease, which records
     /// the session its claims are on.
     private func serverClaim(_ key: String, station: String) throws(RegistryError) -> String? {
-        let owner = pthread_self()
+        let owner = RunID.current
         let lockKey = Self.advisoryKey(key)
         try checkLease(owner: owner, within: answerTimeout)
         let claims = try claimsSession(for: owner)
@@ -145,7 +145,7 @@ extension PostgresRegistry {
 final class ClaimTable: Sendable {
     enum Take { case fresh, nested, heldByAnotherRun }
     private struct Held {
-        var owner: pthread_t
+        var owner: RunID
         var count: Int
     }
     private let held = Mutex<[String: Held]>([:])
@@ -166,13 +166,13 @@ final class ClaimTable: Sendable {
     /// Records `key` for this thread: fresh (take it on the server), nested (held
     /// by this thread already), or held by another thread here.
     func take(_ key: String) -> Take {
-        let me = pthread_self()
+        let me = RunID.current
         return held.withLock { table in
             guard var entry = table[key] else {
                 table[key] = Held(owner: me, count: 1)
                 return .fresh
             }
-            guard pthread_equal(entry.owner, me) != 0 else { return .heldByAnotherRun }
+            guard entry.owner == me else { return .heldByAnotherRun }
             entry.count += 1
             table[key] = entry
             return .nested
@@ -180,7 +180,7 @@ final class ClaimTable: Sendable {
     }
 
     /// The run (thread) holding `key`, if one of this process does.
-    func owner(of key: String) -> pthread_t? {
+    func owner(of key: String) -> RunID? {
         held.withLock { $0[key]?.owner }
     }
 
@@ -190,7 +190,7 @@ final class ClaimTable: Sendable {
     }
 
     /// Gives back one claim of `key`; its run when it was the last (release it on the server).
-    func give(_ key: String) -> pthread_t? {
+    func give(_ key: String) -> RunID? {
         give(key, releasingLast: {})
     }
 
@@ -198,7 +198,7 @@ final class ClaimTable: Sendable {
     /// there: no other thread of the process can take the key before `release` let
     /// go of what backs it (the SQLite registry's lock file, which that thread would
     /// find held by this very process).
-    func give(_ key: String, releasingLast release: () -> Void) -> pthread_t? {
+    func give(_ key: String, releasingLast release: () -> Void) -> RunID? {
         held.withLock { table in
             guard var entry = table[key] else { return nil }
             entry.count -= 1
@@ -211,4 +211,28 @@ final class ClaimTable: Sendable {
             return entry.owner
         }
     }
+}
+
+/// A run of this process: the thread it runs on, as a number no other thread of the
+/// process is ever given. Not `pthread_t`, which the C library hands again to a
+/// thread started after one ended: a run that ended without giving its claims back
+/// (a bug) must leave them held by no one, not pass them to a new thread.
+struct RunID: Hashable, Sendable {
+    let value: UInt
+
+    /// This thread's: numbered on its first call, kept in thread-specific data.
+    static var current: RunID {
+        if let stored = pthread_getspecific(runKey) { return RunID(value: UInt(bitPattern: stored)) }
+        let value = nextRun.wrappingAdd(1, ordering: .relaxed).oldValue
+        pthread_setspecific(runKey, UnsafeRawPointer(bitPattern: value))
+        return RunID(value: value)
+    }
+
+    private static let runKey: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "no thread-specific data key left")
+        return key
+    }()
+    /// From 1: a stored 0 would read back as "none".
+    private static let nextRun = Atomic<UInt>(1)
 }

@@ -62,7 +62,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         var open = 0
         /// The station's claims session: every run's advisory locks.
         var claims: ClaimsSession?
-        var leases: [pthread_t: Lease] = [:]
+        var leases: [RunID: Lease] = [:]
     }
 
     /// The pool under a lock whose condition a call waiting for a session sleeps on.
@@ -559,7 +559,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// and, when it holds claims, their session must still be there (the one it
     /// gives back, for the server to confirm).
     @discardableResult
-    func checkLease(owner: pthread_t = pthread_self(), within limit: TimeAmount) throws(RegistryError) -> ClaimsSession? {
+    func checkLease(owner: RunID = .current, within limit: TimeAmount) throws(RegistryError) -> ClaimsSession? {
         let marks: [PendingMark] = pool.withLock { pool in
             let marks = pool.leases[owner]?.pending ?? []
             pool.leases[owner]?.pending = []
@@ -581,11 +581,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// lease is on the station's current claims session, so one is checked.
     func claimsOfOtherRuns(writing boardIDs: [Int64]) throws(RegistryError) -> ClaimsSession? {
         guard !boardIDs.isEmpty else { return nil }
-        let me = pthread_self()
-        var owners: [pthread_t] = []
+        let me = RunID.current
+        var owners: [RunID] = []
         for id in boardIDs {
-            guard let owner = claimTable.owner(of: BoardClaimKeys.row(id)), pthread_equal(owner, me) == 0,
-                  !owners.contains(where: { pthread_equal($0, owner) != 0 })
+            guard let owner = claimTable.owner(of: BoardClaimKeys.row(id)), owner != me, !owners.contains(owner)
             else { continue }
             owners.append(owner)
         }
@@ -617,7 +616,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
     /// The station's claims session for `owner`: the one its claims are on, else
     /// the current one (opened when there is none, or it was lost).
-    func claimsSession(for owner: pthread_t) throws(RegistryError) -> ClaimsSession {
+    func claimsSession(for owner: RunID) throws(RegistryError) -> ClaimsSession {
         claimsOpening.lock()
         defer { claimsOpening.unlock() }
         let current: ClaimsSession? = pool.withLock { pool in
@@ -812,7 +811,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         guard let boardID = board.id else { throw .boardNotFound("(not recorded)") }
         var expected = board
         Registry.advance(&expected, steps, update, at: Date())
-        let owner = pthread_self()
+        let owner = RunID.current
         let queued: Bool = pool.withLock { pool in
             guard var lease = pool.leases[owner], lease.usable else { return false }
             // An idle session, without waiting for one: the UPDATE goes out on it and
