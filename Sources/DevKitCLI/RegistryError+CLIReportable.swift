@@ -12,6 +12,7 @@ extension RegistryError: CLIReportable {
         case .cannotOpen(let path, _, ENOENT?) where PostgresLocation.isURL(path): .noInput
         case .cannotOpen(_, _, let errno?): ExitStatus(fileErrno: errno)
         case .cannotOpen, .database: .ioError
+        case .claimFailed(_, _, let errno): ExitStatus(fileErrno: errno)
         case .invalidStoredValue: .dataError
         case .invalidMAC: .usage
         case .boardNotFound: .noInput
@@ -42,6 +43,11 @@ extension RegistryError: CLIReportable {
             description + "; check the URL given with --registry (or `url` under [registry])"
         case .cannotOpen:
             description + " or choose another file with --registry PATH"
+        case .claimFailed(_, _, let errno) where errno == EMFILE || errno == ENFILE:
+            description + "; raise the limit of open files (`ulimit -n`): each board claimed holds one"
+        case .claimFailed:
+            description + "; devkit keeps one file per board claimed there, owned by the registry file's owner: "
+                + "check the directory's owner and permissions"
         case .boardNotFound:
             description + "; `devkit registry list` shows the recorded boards"
         case .database, .invalidStoredValue, .invalidMAC, .keyFileInsecure:

@@ -23,9 +23,26 @@ final class ClaimFiles: Sendable {
     let directory: String
     private let held = Mutex<[String: FileDescriptor]>([:])
 
+    /// The registry file's owner, who owns the claims too (a root process gives them to it).
+    private let owner: (uid: uid_t, gid: gid_t)
+
     init(registryPath: String) {
         directory = registryPath + "-claims"
+        var file = stat()
+        owner = stat(registryPath, &file) == 0 ? (file.st_uid, file.st_gid) : (geteuid(), getegid())
+        _ = Self.raiseOpenFileLimit
     }
+
+    /// Each claim holds a descriptor, and a fleet command claims 256 rows (three keys
+    /// each) at a time: the soft limit of open files (often 1,024) goes up to the hard
+    /// one, once per process, as the kernel allows any process to.
+    private static let raiseOpenFileLimit: Void = {
+        var limit = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        }
+    }()
 
     /// The file of `key` (`mac:…`, `usb:…`, `row:…`): the key with `:` as `-` and any
     /// byte outside `[a-z0-9._]` as `%XX`, so that a USB serial never names a path
@@ -43,9 +60,10 @@ final class ClaimFiles: Sendable {
                 name += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
             }
         }
-        // A name longer than a file name may be (255 bytes; a USB serial can hold
-        // 126 characters, each escaped to up to 12 bytes): the key's SHA-256 instead.
-        if name.utf8.count > 200 {
+        // A name longer than some file systems allow (255 bytes, ecryptfs ~143; a USB
+        // serial can hold 126 characters, each escaped to up to 12 bytes): the key's
+        // SHA-256 instead.
+        if name.utf8.count > 128 {
             name = "sha256-" + SHA256.hash(data: Array(key.utf8)).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
         }
         return directory + "/" + name
@@ -67,12 +85,13 @@ final class ClaimFiles: Sendable {
                     // The directory, made at the first claim on this file.
                     do {
                         try DurableFile.makeDirectories(directory, mode: 0o700)
+                        giveToRegistryOwner(directory)
                         continue
                     } catch {
-                        throw .cannotCreateDirectory(path: directory, reason: error.reason, errno: error.errno.rawValue)
+                        throw .claimFailed(path: directory, reason: error.reason, errno: error.errno.rawValue)
                     }
                 }
-                throw .cannotOpen(path: path, reason: String(cString: strerror(errno)), errno: errno)
+                throw .claimFailed(path: path, reason: String(cString: strerror(errno)), errno: errno)
             }
             do {
                 try fd.lockExclusiveNonBlocking()
@@ -80,7 +99,7 @@ final class ClaimFiles: Sendable {
                 let holder = Self.holder(fd)
                 try? fd.close()
                 if error == .wouldBlock { throw .boardBusy(board: ClaimTable.describe(key), station: holder) }
-                throw .cannotOpen(path: path, reason: String(cString: strerror(error.rawValue)), errno: error.rawValue)
+                throw .claimFailed(path: path, reason: String(cString: strerror(error.rawValue)), errno: error.rawValue)
             }
             // Removed (released) between this open and lock: that file is no claim.
             var opened = stat(), named = stat()
@@ -90,6 +109,7 @@ final class ClaimFiles: Sendable {
                 try? fd.close()
                 continue
             }
+            if opened.st_uid != owner.uid { giveToRegistryOwner(fd) }
             // A file left by a killed holder still names it.
             if opened.st_size > 0 { _ = ftruncate(fd.rawValue, 0) }
             _ = try? fd.writeAll(bytes: Array("\(getpid())\n\(station)\n".utf8))
@@ -98,11 +118,38 @@ final class ClaimFiles: Sendable {
         }
     }
 
-    /// Gives `key`'s file back: removed while still locked, then closed (unlocked).
+    /// Gives `key`'s file back: removed while still locked (if its name still leads
+    /// to it: a directory emptied by hand meanwhile may hold another process's file
+    /// under that name), then closed (unlocked).
     func give(_ key: String) {
         guard let fd = held.withLock({ $0.removeValue(forKey: key) }) else { return }
-        _ = unlink(path(of: key))
+        release(fd, path(of: key))
+    }
+
+    private func release(_ fd: FileDescriptor, _ path: String) {
+        var opened = stat(), named = stat()
+        if fstat(fd.rawValue, &opened) == 0, stat(path, &named) == 0,
+            opened.st_ino == named.st_ino, opened.st_dev == named.st_dev
+        {
+            _ = unlink(path)
+        }
         try? fd.close()
+    }
+
+    /// A handle dropped while holding claims (a bug path) lets them go.
+    deinit {
+        for (key, fd) in held.withLock({ $0 }) { release(fd, path(of: key)) }
+    }
+
+    /// Root (a `sudo devkit ...` on a user's registry) makes the directory and the
+    /// files the registry file's owner's, as SQLite does with its `-wal` and `-shm`
+    /// files: else that user's next claim would find them unwritable.
+    private func giveToRegistryOwner(_ directory: String) {
+        if geteuid() == 0 && owner.uid != 0 { _ = chown(directory, owner.uid, owner.gid) }
+    }
+
+    private func giveToRegistryOwner(_ fd: FileDescriptor) {
+        if geteuid() == 0 && owner.uid != 0 { _ = fchown(fd.rawValue, owner.uid, owner.gid) }
     }
 
     /// "line-1 (devkit process 1234)" from a held file; written right after its

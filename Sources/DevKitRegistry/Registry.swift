@@ -751,6 +751,10 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     case cannotOpen(path: String, reason: String, errno: Int32? = nil)
     /// A read or write failed.
     case database(path: String, reason: String)
+    /// A board's claim could not be taken for a reason other than another holder:
+    /// its file in the SQLite registry's claims directory (`path`) could not be
+    /// made or opened (permissions, no descriptors left); `errno` as above.
+    case claimFailed(path: String, reason: String, errno: Int32)
     /// A value recorded for a board does not parse (the row was edited by hand).
     case invalidStoredValue(board: Int64, InputError)
     /// The MAC given is not 12 hex digits.
@@ -801,6 +805,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             "cannot open the registry \(escaped(path)): \(reason)"
         case .cannotOpen(let path, let reason, _):
             "cannot open the registry \(escaped(path)): \(reason); check its permissions"
+        case .claimFailed(let path, let reason, _):
+            "cannot claim the board in the station's claims directory beside the registry (\(escaped(path))): \(reason)"
         case .database(let path, let reason):
             "registry \(escaped(path)): \(reason)"
         case .invalidStoredValue(let id, let error):

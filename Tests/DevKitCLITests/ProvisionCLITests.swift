@@ -158,11 +158,6 @@ struct ProvisionCLITests {
         #expect(try registry.allBoards().count == 1)
     }
 
-    /// Issue 12 item 8: the same board provisioned again into the same directory must
-    /// not overwrite the files row 1 records (row 1 would still say `done` with
-    /// thumbprint A while `<id>.pem` holds certificate B). Refused with 73 naming the
-    /// row and --force; with --force the old row is marked superseded and its files
-    /// are kept under `<id>.row1.*`.
     /// Two devkit processes on one SQLite file (an `autoconfigure` per plugged node, a
     /// `provision` beside a `watch`) provision a board one at a time: the second is
     /// refused before anything is recorded or sent, naming the first's station and PID.
@@ -182,6 +177,11 @@ struct ProvisionCLITests {
         #expect(try other.allBoards().map(\.station) == ["bench-b"] && kit.state.uds == v.uds.lowercased())
     }
 
+    /// Issue 12 item 8: the same board provisioned again into the same directory must
+    /// not overwrite the files row 1 records (row 1 would still say `done` with
+    /// thumbprint A while `<id>.pem` holds certificate B). Refused with 73 naming the
+    /// row and --force; with --force the old row is marked superseded and its files
+    /// are kept under `<id>.row1.*`.
     @Test func provisioningTheSameBoardAgainRefusesThenSupersedesWithForce() throws {
         let (v, dir, kit) = try setup()
         defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }

@@ -76,6 +76,63 @@ import Glibc
         first.release(boards: [long])
     }
 
+    @Test("a release removes only its own file; a dropped handle lets its claims go")
+    func aReleaseLeavesAnotherProcesssFile() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let (first, second) = try opened(tmp)
+        try first.claim(boards: ["usb:x"], station: "line-1")
+        // Someone empties the directory by hand while the first holds the claim: the
+        // second takes the board under a new file, which the first's release keeps.
+        try FileManager.default.removeItem(atPath: tmp.file("r.sqlite-claims/usb-x"))
+        try second.claim(boards: ["usb:x"], station: "line-2")
+        first.release(boards: ["usb:x"])
+        var third: Registry? = try Registry(path: tmp.file("r.sqlite"), key: .file(tmp.file("k")))
+        #expect(throws: RegistryError.boardBusy(board: "with USB serial x", station: "line-2 (devkit process \(getpid()))")) {
+            try third!.claim(boards: ["usb:x"], station: "line-3")
+        }
+        second.release(boards: ["usb:x"])
+        try third!.claim(boards: ["usb:x"], station: "line-3")
+        third = nil
+        try first.claim(boards: ["usb:x"], station: "line-1")
+        first.release(boards: ["usb:x"])
+        #expect(entries(tmp.file("r.sqlite-claims")) == [])
+    }
+
+    @Test("a claims directory that cannot be used is an error that names it, not a board held")
+    func anUnusableClaimsDirectoryIsNamed() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let (first, _) = try opened(tmp)
+        FileManager.default.createFile(atPath: tmp.file("r.sqlite-claims"), contents: Data())
+        #expect(throws: RegistryError.claimFailed(
+            path: tmp.file("r.sqlite-claims/usb-x"), reason: String(cString: strerror(ENOTDIR)), errno: ENOTDIR)
+        ) {
+            try first.claim(boards: ["usb:x"], station: "line-1")
+        }
+        // Nothing kept: the same run may claim once the directory is usable.
+        try FileManager.default.removeItem(atPath: tmp.file("r.sqlite-claims"))
+        try first.claim(boards: ["usb:x"], station: "line-1")
+        first.release(boards: ["usb:x"])
+    }
+
+    @Test("root claiming on a user's registry leaves the claims directory and files to that user",
+          .enabled(if: geteuid() == 0, "needs root"))
+    func rootGivesTheClaimsToTheRegistrysOwner() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let (first, _) = try opened(tmp)
+        let nobody: uid_t = 65534
+        #expect(chown(tmp.file("r.sqlite"), nobody, gid_t(nobody)) == 0)
+        let root = try Registry(path: tmp.file("r.sqlite"), key: .file(tmp.file("k")))
+        _ = first
+        try root.claim(boards: ["usb:x"], station: "line-1")
+        var directory = stat(), file = stat()
+        #expect(stat(tmp.file("r.sqlite-claims"), &directory) == 0 && directory.st_uid == nobody)
+        #expect(stat(tmp.file("r.sqlite-claims/usb-x"), &file) == 0 && file.st_uid == nobody)
+        root.release(boards: ["usb:x"])
+    }
+
     @Test("a process killed while holding a claim holds it no more; a read-only handle takes no file")
     func aKilledHoldersClaimIsFree() throws {
         let tmp = try TempDir()
