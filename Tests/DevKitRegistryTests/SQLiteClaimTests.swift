@@ -190,21 +190,25 @@ import Glibc
         defer { tmp.cleanup() }
         try writeKeyFile(tmp.file("k"), RegistryKey.generate().key.withUnsafeBytes { Array($0) })
         let registry = try Registry(path: tmp.file("r.sqlite"), key: .file(tmp.file("k")))
-        let left = Self.onThread { try! registry.claim(boards: ["usb:left"], station: "line-1") }
-        // glibc reuses a joined thread's handle (its cached stack) for the next one.
+        // glibc reuses a joined thread's handle (its cached stack) for the next thread
+        // it starts, unless another thread of the test process starts or ends in
+        // between: each try pairs a thread that claims and ends with the next one.
         var reused = false
-        for _ in 0..<20 where !reused {
+        for attempt in 0..<20 where !reused {
+            let key = "usb:left-\(attempt)"
+            let left = Self.onThread { try! registry.claim(boards: [key], station: "line-1") }
             let outcome = Mutex<RegistryError?>(nil)
             let thread = Self.onThread {
                 do throws(RegistryError) {
-                    try registry.claim(boards: ["usb:left"], station: "line-1")
-                    registry.release(boards: ["usb:left"])
+                    try registry.claim(boards: [key], station: "line-1")
+                    registry.release(boards: [key])
                 } catch {
                     outcome.withLock { $0 = error }
                 }
             }
             reused = pthread_equal(thread, left) != 0
-            #expect(outcome.withLock { $0 } == .boardBusy(board: "with USB serial left", station: "line-1 (another run of this station)"))
+            #expect(outcome.withLock { $0 } == .boardBusy(
+                board: "with USB serial left-\(attempt)", station: "line-1 (another run of this station)"))
         }
         #expect(reused, "the C library gave no new thread the ended thread's handle: the case was not exercised")
     }

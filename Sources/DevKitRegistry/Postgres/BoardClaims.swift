@@ -216,7 +216,8 @@ final class ClaimTable: Sendable {
 /// A run of this process: the thread it runs on, as a number no other thread of the
 /// process is ever given. Not `pthread_t`, which the C library hands again to a
 /// thread started after one ended: a run that ended without giving its claims back
-/// (a bug) must leave them held by no one, not pass them to a new thread.
+/// (a bug) leaves them held by that ended run until the process ends (every other
+/// run is refused them), rather than passing them to a new thread.
 struct RunID: Hashable, Sendable {
     let value: UInt
 
@@ -224,7 +225,8 @@ struct RunID: Hashable, Sendable {
     static var current: RunID {
         if let stored = pthread_getspecific(runKey) { return RunID(value: UInt(bitPattern: stored)) }
         let value = nextRun.wrappingAdd(1, ordering: .relaxed).oldValue
-        pthread_setspecific(runKey, UnsafeRawPointer(bitPattern: value))
+        // Unstored, each call would be another run: its own claims refused to it.
+        precondition(pthread_setspecific(runKey, UnsafeRawPointer(bitPattern: value)) == 0, "no thread-specific data left")
         return RunID(value: value)
     }
 
