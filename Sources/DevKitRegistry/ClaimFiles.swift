@@ -1,4 +1,5 @@
 import Crypto
+import DevKitModel
 import DevKitSystem
 import Synchronization
 import SystemPackage
@@ -21,7 +22,8 @@ import Glibc
 final class ClaimFiles: Sendable {
     /// `<registry file>-claims`, beside the file as SQLite's `-wal` and `-shm`.
     let directory: String
-    private let held = Mutex<[String: FileDescriptor]>([:])
+    /// Each claim this handle holds: its file, open and locked, and the file's path.
+    private let held = Mutex<[String: (fd: FileDescriptor, path: String)]>([:])
 
     /// The registry file's owner, who owns the claims too (a root process gives them to it).
     private let owner: (uid: uid_t, gid: gid_t)
@@ -57,14 +59,14 @@ final class ClaimFiles: Sendable {
             case UInt8(ascii: ":"):
                 name += "-"
             default:
-                name += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+                name += "%" + Hex.encode(CollectionOfOne(byte), uppercase: true)
             }
         }
         // A name longer than some file systems allow (255 bytes, ecryptfs ~143; a USB
         // serial can hold 126 characters, each escaped to up to 12 bytes): the key's
         // SHA-256 instead.
         if name.utf8.count > 128 {
-            name = "sha256-" + SHA256.hash(data: Array(key.utf8)).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+            name = "sha256-" + Hex.encode(SHA256.hash(data: Array(key.utf8)))
         }
         return directory + "/" + name
     }
@@ -102,10 +104,7 @@ final class ClaimFiles: Sendable {
                 throw .claimFailed(path: path, reason: String(cString: strerror(error.rawValue)), errno: error.rawValue)
             }
             // Removed (released) between this open and lock: that file is no claim.
-            var opened = stat(), named = stat()
-            guard fstat(fd.rawValue, &opened) == 0, stat(path, &named) == 0,
-                opened.st_ino == named.st_ino, opened.st_dev == named.st_dev
-            else {
+            guard let opened = Self.status(fd, ifNamedBy: path) else {
                 try? fd.close()
                 continue
             }
@@ -113,7 +112,7 @@ final class ClaimFiles: Sendable {
             // A file left by a killed holder still names it.
             if opened.st_size > 0 { _ = ftruncate(fd.rawValue, 0) }
             _ = try? fd.writeAll(bytes: Array("\(getpid())\n\(station)\n".utf8))
-            held.withLock { $0[key] = fd }
+            held.withLock { $0[key] = (fd, path) }
             return
         }
     }
@@ -122,23 +121,27 @@ final class ClaimFiles: Sendable {
     /// to it: a directory emptied by hand meanwhile may hold another process's file
     /// under that name), then closed (unlocked).
     func give(_ key: String) {
-        guard let fd = held.withLock({ $0.removeValue(forKey: key) }) else { return }
-        release(fd, path(of: key))
+        guard let file = held.withLock({ $0.removeValue(forKey: key) }) else { return }
+        Self.release(file.fd, file.path)
     }
 
-    private func release(_ fd: FileDescriptor, _ path: String) {
-        var opened = stat(), named = stat()
-        if fstat(fd.rawValue, &opened) == 0, stat(path, &named) == 0,
-            opened.st_ino == named.st_ino, opened.st_dev == named.st_dev
-        {
-            _ = unlink(path)
-        }
+    private static func release(_ fd: FileDescriptor, _ path: String) {
+        if status(fd, ifNamedBy: path) != nil { _ = unlink(path) }
         try? fd.close()
+    }
+
+    /// `fd`'s status when `path` leads to the same file, else nil (removed or replaced).
+    private static func status(_ fd: FileDescriptor, ifNamedBy path: String) -> stat? {
+        var opened = stat(), named = stat()
+        guard fstat(fd.rawValue, &opened) == 0, stat(path, &named) == 0,
+            opened.st_ino == named.st_ino, opened.st_dev == named.st_dev
+        else { return nil }
+        return opened
     }
 
     /// A handle dropped while holding claims (a bug path) lets them go.
     deinit {
-        for (key, fd) in held.withLock({ $0 }) { release(fd, path(of: key)) }
+        for file in held.withLock({ $0.values }) { Self.release(file.fd, file.path) }
     }
 
     /// Root (a `sudo devkit ...` on a user's registry) makes the directory and the
@@ -162,11 +165,5 @@ final class ClaimFiles: Sendable {
         guard lines.count == 2, let pid = Int32(lines[0]) else { return "unknown (another process on this registry file)" }
         let station = lines[1].hasSuffix("\n") ? lines[1].dropLast() : lines[1]
         return "\(station) (devkit process \(pid))"
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
