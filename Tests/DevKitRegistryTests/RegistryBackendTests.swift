@@ -52,6 +52,18 @@ struct RegistryBackendTests {
         return [.sqlite]
     }()
 
+    /// Claims `keys` on a thread of its own, as a fleet command's worker does, and
+    /// keeps them (that thread's run holds them); the refusal, if any.
+    func claimOnAnotherThread(_ store: any RegistryStore, _ keys: [String], station: String) -> RegistryError? {
+        let claimed = Mutex<RegistryError?>(nil)
+        let worker = Thread {
+            do throws(RegistryError) { try store.claim(boards: keys, station: station) } catch { claimed.withLock { $0 = error } }
+        }
+        worker.start()
+        while !worker.isFinished { usleep(1_000) }
+        return claimed.withLock { $0 }
+    }
+
     func keyFile(_ tmp: TempDir, _ name: String = "k", bytes: [UInt8]? = nil) throws -> RegistryKeySource {
         try writeKeyFile(tmp.file(name), bytes ?? RegistryKey.generate().key.withUnsafeBytes { Array($0) })
         return .file(tmp.file(name))
@@ -833,13 +845,7 @@ struct RegistryBackendTests {
         let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "5e", count: 32)), usbSerial: "w1")
         let row = [BoardClaimKeys.row(board.id!)]
         let name = "worker-" + UUID().uuidString.prefix(8).lowercased()
-        let claimed = Mutex<RegistryError?>(nil)
-        let worker = Thread {
-            do throws(RegistryError) { try station.claim(boards: row, station: name) } catch { claimed.withLock { $0 = error } }
-        }
-        worker.start()
-        while !worker.isFinished { usleep(1_000) }
-        #expect(claimed.withLock { $0 } == nil)
+        #expect(claimOnAnotherThread(station, row, station: name) == nil)
         defer { station.release(boards: row) }
         // Claims alive: the write goes through.
         _ = try station.markSteps([.certificateWritten], boardID: board.id!)
@@ -870,13 +876,7 @@ struct RegistryBackendTests {
         let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: try keyFile(tmp))
         let board = try station.recordNewBoard(uds: try UDS(hex: String(repeating: "6f", count: 32)), usbSerial: "n1")
         let row = [BoardClaimKeys.row(board.id!)]
-        let claimed = Mutex<RegistryError?>(nil)
-        let worker = Thread {
-            do throws(RegistryError) { try station.claim(boards: row, station: "newer") } catch { claimed.withLock { $0 = error } }
-        }
-        worker.start()
-        while !worker.isFinished { usleep(1_000) }
-        #expect(claimed.withLock { $0 } == nil)
+        #expect(claimOnAnotherThread(station, row, station: "newer") == nil)
         defer { station.release(boards: row) }
         let first = try #require(station.pool.withLock { $0.claims })
         station.dropClaims(first.connection)
