@@ -117,6 +117,12 @@ public final class DPSEmulator: Sendable {
         // (BoringSSL's chain verification would refuse it); the device API then
         // authenticates the leaf by thumbprint, as DPS does.
         tls.certificateVerification = .optionalVerification
+        // A graceful stop closes idle keep-alive connections with close_notify and
+        // waits for the peer's; AsyncHTTPClient's pooled connections do not answer,
+        // so NIOSSL's default 5 s held every stop (Ctrl-C, SIGTERM) that long while a
+        // client stayed connected. Answers are flushed before close_notify, so a
+        // short wait loses nothing.
+        tls.shutdownTimeout = .milliseconds(200)
         let channel = TLSChannelConfiguration(tlsConfiguration: tls) { _, promise in
             promise.succeed(.certificateVerified)
         }
