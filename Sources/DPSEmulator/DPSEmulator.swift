@@ -117,11 +117,13 @@ public final class DPSEmulator: Sendable {
         // (BoringSSL's chain verification would refuse it); the device API then
         // authenticates the leaf by thumbprint, as DPS does.
         tls.certificateVerification = .optionalVerification
-        // A graceful stop closes idle keep-alive connections with close_notify and
-        // waits for the peer's; AsyncHTTPClient's pooled connections do not answer,
-        // so NIOSSL's default 5 s held every stop (Ctrl-C, SIGTERM) that long while a
-        // client stayed connected. Answers are flushed before close_notify, so a
-        // short wait loses nothing.
+        // A graceful stop closes each open connection with close_notify, and NIOSSL
+        // then waits out this timeout whatever the client does (Hummingbird allows
+        // half-closure, so the client's close_notify does not end the wait): the
+        // default 5 s held every stop (Ctrl-C, SIGTERM) that long while any client
+        // stayed connected. The timer starts after an answer's last write; on loopback
+        // the kernel's buffers take it whole (a 655 KB page to a client pausing 1 s
+        // arrived complete), so the short wait drops nothing in practice.
         tls.shutdownTimeout = .milliseconds(200)
         let channel = TLSChannelConfiguration(tlsConfiguration: tls) { _, promise in
             promise.succeed(.certificateVerified)
