@@ -41,7 +41,7 @@ struct DeviceAPITests {
         apiVersion: String = "2018-09-01-preview"
     ) async throws -> Answer {
         var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .certificates([try NIOSSLCertificate(file: service.caFile, format: .pem)])
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(service.caFile))
         if let identity {
             tls.certificateChain = [.certificate(try NIOSSLCertificate(bytes: Array(identity.aliasCertificate.utf8), format: .pem))]
             tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(identity.aliasPrivateKey.utf8), format: .pem))

@@ -41,7 +41,7 @@ final class RunningService: Sendable {
             let text = try #require(consoleReadText(emulator.connectionStringFile))
             let connectionString = try DPSConnectionString(text)
             var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .certificates([try NIOSSLCertificate(file: emulator.caFile, format: .pem)])
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(emulator.caFile))
             // Bounds against a hang, not a measure of speed: the tests check what is
             // stored and answered.
             let client = HTTPClient(
