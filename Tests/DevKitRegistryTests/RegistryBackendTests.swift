@@ -600,7 +600,7 @@ struct RegistryBackendTests {
         let locker = "locker-" + UUID().uuidString.prefix(8).lowercased()
         func sql(_ text: String) throws -> String { try cluster.sql(database, text) }
         // In the background: the table locked, for longer than the test runs.
-        #expect(system(
+        #expect(TestProcess.shell(
             "PGAPPNAME=\(locker) '\(psql)' -h '\(cluster.socketDirectory)' -U devkit -d \(database) "
                 + "-c 'BEGIN; LOCK TABLE board IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)' >/dev/null 2>&1 &") == 0)
         defer { _ = try? sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '\(locker)'") }

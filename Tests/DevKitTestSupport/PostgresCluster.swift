@@ -100,11 +100,11 @@ public final class PostgresCluster: Sendable {
     }
 
     /// Called at exit, where Foundation's Process can no longer wait for a child
-    /// (its run loop is gone): system(3).
+    /// (its run loop is gone): a shell (``TestProcess/shell(_:)``).
     public func stop() {
         let prefix = getuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : ""
-        _ = system(prefix + "'\(bin)/pg_ctl' -D '\(directory)/data' -m immediate -w stop >/dev/null 2>&1")
-        _ = system("rm -rf '\(directory)'")
+        TestProcess.shell(prefix + "'\(bin)/pg_ctl' -D '\(directory)/data' -m immediate -w stop >/dev/null 2>&1")
+        TestProcess.shell("rm -rf '\(directory)'")
     }
 
     /// A new, empty database; its name.
@@ -130,14 +130,15 @@ public final class PostgresCluster: Sendable {
         try run(["\(bin)/pg_dump", "-h", directory, "-U", "devkit", database], asServer: false)
     }
 
-    /// Runs a server tool (as postgres when root) and returns its stdout. Through
-    /// system(3) with the output in files: Foundation's Process did not see pg_ctl
-    /// exit once it had started the server (the wait never returned).
+    /// Runs a server tool (as postgres when root) and returns its stdout. Through a
+    /// shell (``TestProcess/shell(_:)``, which hands down no other descriptor) with
+    /// the output in files: with Foundation's Process and pipes, the server pg_ctl
+    /// starts kept the output pipe open and the read never ended.
     @discardableResult
     public func run(_ argv: [String], asServer: Bool = true) throws -> String {
         let out = directory + "/.out.\(UUID().uuidString)"
         defer { unlink(out); unlink(out + ".err") }
-        let status = system(shellCommand(argv, asServer: asServer) + " </dev/null >'\(out)' 2>'\(out).err'")
+        let status = TestProcess.shell(shellCommand(argv, asServer: asServer) + " </dev/null >'\(out)' 2>'\(out).err'")
         let stdout = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         guard status == 0 else {
             let stderr = (try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? ""

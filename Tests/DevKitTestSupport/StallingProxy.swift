@@ -74,7 +74,7 @@ public final class StallingProxy: @unchecked Sendable {
         }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
-        _ = system("rm -rf '\(directory)'")
+        TestProcess.shell("rm -rf '\(directory)'")
     }
 
     private final class Pair: Sendable {

@@ -46,6 +46,39 @@ public enum TestProcess {
         _ = CDevKitLinux_posix_spawn_file_actions_addclosefrom_np(&actions, 3)
     }
 
+    /// system(3) without what it hands down: `/bin/sh -c command`, the child given only
+    /// descriptors 0-2. system(3) passes every descriptor another thread holds without
+    /// close-on-exec, and a PostgreSQL server started that way kept another test's
+    /// stdin pipe open for its whole life: the `devkit console` reading it never saw
+    /// end-of-file (CI, 2026-12-05). Returns the wait status, as system(3) does (-1
+    /// if the shell could not be started).
+    @discardableResult
+    public static func shell(_ command: String) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        closeOtherDescriptors(&actions)
+        let words: [String] = ["/bin/sh", "-c", command]
+        var arguments: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { for argument in arguments { free(argument) } }
+        // No blocked signals handed down (the test runner's threads block some): a
+        // server started here must be stoppable.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, "/bin/sh", &actions, &attributes, &arguments, environ) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return -1 }
+        }
+        return status
+    }
+
     /// The `devkit` executable `swift test` built next to the test bundle
     /// (`DEVKIT_BINARY` overrides). Throws when it is not there, so a test fails
     /// naming the path instead of running whatever other `devkit` is on PATH.
