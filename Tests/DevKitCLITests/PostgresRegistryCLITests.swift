@@ -189,12 +189,7 @@ struct PostgresRegistryCLITests {
         // Stopped (-m fast) right after the UDS is committed, before the line goes out.
         let run = try BackgroundDevkit(arguments, environment: ["DEVKIT_TEST_PAUSE_AFTER_STEP": "uds_sent"])
         let pid = run.process.processIdentifier
-        func stopped() -> Bool {
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
-            else { return false }
-            return stat[stat.index(close, offsetBy: 2)] == "T"
-        }
+        func stopped() -> Bool { processState(pid) == "T" }
         let deadline = ContinuousClock.now + .seconds(120)
         while !stopped() && run.process.isRunning && ContinuousClock.now < deadline { usleep(50_000) }
         #expect(stopped(), "devkit did not reach uds_sent")

@@ -18,12 +18,7 @@ struct SharedRegistryStationsCLITests {
     let postgres = PostgresRegistryCLITests()
 
     /// Whether process `pid` is stopped (SIGSTOP: `DEVKIT_TEST_PAUSE_AFTER_STEP`).
-    static func stopped(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return false }
-        return stat[stat.index(close, offsetBy: 2)] == "T"
-    }
+    static func stopped(_ pid: Int32) -> Bool { processState(pid) == "T" }
 
     static func output(_ pipe: Pipe) -> String {
         String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
