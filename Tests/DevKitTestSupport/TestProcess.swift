@@ -46,6 +46,21 @@ public enum TestProcess {
         _ = CDevKitLinux_posix_spawn_file_actions_addclosefrom_np(&actions, 3)
     }
 
+    /// Sets `attributes` so that a child blocks no signal and takes the default
+    /// action for the ones that end or stop servers: the test runner's threads block
+    /// some and ignore SIGPIPE, and a server (tmux, PostgreSQL) started with that
+    /// mask could not be stopped.
+    public static func withDefaultSignals(_ attributes: inout posix_spawnattr_t) {
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGHUP, SIGINT, SIGTERM, SIGCHLD, SIGPIPE] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    }
+
     /// system(3) without what it hands down: `/bin/sh -c command`, the child given only
     /// descriptors 0-2. system(3) passes every descriptor another thread holds without
     /// close-on-exec, and a PostgreSQL server started that way kept another test's
@@ -61,15 +76,10 @@ public enum TestProcess {
         let words: [String] = ["/bin/sh", "-c", command]
         var arguments: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
         defer { for argument in arguments { free(argument) } }
-        // No blocked signals handed down (the test runner's threads block some): a
-        // server started here must be stoppable.
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        withDefaultSignals(&attributes)
         var pid: pid_t = 0
         guard posix_spawn(&pid, "/bin/sh", &actions, &attributes, &arguments, environ) == 0 else { return -1 }
         var status: Int32 = 0
