@@ -221,18 +221,10 @@ struct PostgresRegistryCLITests {
         try (v.uds + "\n").write(toFile: s.dir + "/board.uds", atomically: false, encoding: .utf8)
         let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
         defer { kit.stop() }
-        let other = try s.open()
-        try other.claim(boards: ["mac:" + v.mac], station: "line-1")
         let arguments = ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", s.dir + "/out",
                          "--mac", v.mac, "--uds-file", s.dir + "/board.uds", "--station", "line-2"] + s.registryArguments
-        let refused = try RegistryCLIProcess.run(arguments)
-        #expect(refused.status == 75, "\(refused.stderr)")
-        #expect(refused.stderr.contains("is being provisioned by station line-1"), "\(refused.stderr)")
-        #expect(try other.allBoards().isEmpty && kit.state.uds != v.uds.lowercased())
-        other.release(boards: ["mac:" + v.mac])
-        let provisioned = try RegistryCLIProcess.run(arguments)
-        #expect(provisioned.status == 0, "\(provisioned.stderr)")
-        #expect(try other.allBoards().map(\.station) == ["line-2"] && kit.state.uds == v.uds.lowercased())
+        try ProvisionCLITests.expectRefusedWhileHeld(
+            arguments, by: try s.open(), holder: "line-1", named: "line-1", station: "line-2", v, kit)
     }
 
     @Test("kill -9 of a station after each step, then --resume from another station: the UDS recorded is the one the board holds, each board finished once")

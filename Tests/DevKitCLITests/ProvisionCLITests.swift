@@ -164,17 +164,29 @@ struct ProvisionCLITests {
     @Test func aBoardAnotherProcessHoldsIsRefusedOnOneSQLiteFile() throws {
         let (v, dir, kit) = try setup()
         defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
-        let other = try Registry(path: dir + "/registry.sqlite")
-        try other.claim(boards: ["mac:" + v.mac], station: "bench-a")
-        let arguments = provisionArgs(v, dir, kit) + ["--mac", v.mac, "--uds-file", dir + "/board.uds", "--station", "bench-b"]
+        try Self.expectRefusedWhileHeld(
+            provisionArgs(v, dir, kit) + ["--mac", v.mac, "--uds-file", dir + "/board.uds", "--station", "bench-b"],
+            by: try Registry(path: dir + "/registry.sqlite"), holder: "bench-a", named: "bench-a (devkit process \(getpid()))",
+            station: "bench-b", v, kit)
+    }
+
+    /// `provision` (`arguments`, for `station`) while `registry` holds the board's MAC
+    /// for station `holder`: exit 75 naming the holder as `named`, nothing recorded or
+    /// sent; once the holder lets go, the same command provisions it for `station`.
+    /// (SQLite here, PostgreSQL in PostgresRegistryCLITests.)
+    static func expectRefusedWhileHeld(
+        _ arguments: [String], by registry: any RegistryStore, holder: String, named: String, station: String,
+        _ v: Vector, _ kit: VirtualDevKit
+    ) throws {
+        try registry.claim(boards: ["mac:" + v.mac], station: holder)
         let refused = try RegistryCLIProcess.run(arguments)
         #expect(refused.status == 75, "\(refused.stderr)")
-        #expect(refused.stderr.contains("is being provisioned by station bench-a (devkit process \(getpid()))"), "\(refused.stderr)")
-        #expect(try other.allBoards().isEmpty && kit.state.uds != v.uds.lowercased())
-        other.release(boards: ["mac:" + v.mac])
+        #expect(refused.stderr.contains("is being provisioned by station \(named)"), "\(refused.stderr)")
+        #expect(try registry.allBoards().isEmpty && kit.state.uds != v.uds.lowercased())
+        registry.release(boards: ["mac:" + v.mac])
         let provisioned = try RegistryCLIProcess.run(arguments)
         #expect(provisioned.status == 0, "\(provisioned.stderr)")
-        #expect(try other.allBoards().map(\.station) == ["bench-b"] && kit.state.uds == v.uds.lowercased())
+        #expect(try registry.allBoards().map(\.station) == [station] && kit.state.uds == v.uds.lowercased())
     }
 
     /// Issue 12 item 8: the same board provisioned again into the same directory must
