@@ -85,7 +85,7 @@ extension VirtualDevKit {
     /// Waits until the board has nothing left to do (everything it had to print is
     /// out, and it waits for the host), e.g. after ``reset(into:)`` or ``start()``.
     /// Returns false if that did not happen within `timeout`.
-    public func waitUntilIdle(timeout: Duration = .seconds(10)) -> Bool {
+    public func waitUntilIdle(timeout: Duration = .seconds(60)) -> Bool {
         let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
         idleChanged.lock()
         defer { idleChanged.unlock() }

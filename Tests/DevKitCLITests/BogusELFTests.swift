@@ -18,7 +18,7 @@ import Testing
         try (HugeInputTests.uds + "\n").write(toFile: dir + "/u.hex", atomically: false, encoding: .utf8)
         let r = try TestProcess.run(
             [TestProcess.devkitBinary, "cert", "--elf", dir + "/bogus.elf", "--uds-file", dir + "/u.hex",
-             "--registration-id", "x", "--output-dir", dir + "/out"], timeout: 30)
+             "--registration-id", "x", "--output-dir", dir + "/out"], timeout: 120)
         #expect(r.signal == nil, "killed by signal \(r.signal ?? 0)")
         #expect(r.status == 65, "exit \(r.status): \(r.stderr.suffix(300))")
         #expect(r.stderr.contains("bogus.elf") && r.stderr.contains("NOBITS"), "\(r.stderr.suffix(300))")

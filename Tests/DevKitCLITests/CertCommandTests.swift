@@ -32,7 +32,7 @@ struct CertCommandTests {
     }
 
     func devkit(_ arguments: [String], stdin: String? = nil) throws -> ListProcessResult {
-        try TestProcess.run([ListTestSupport.devkitBinary, "cert"] + arguments, stdin: stdin.map { Array($0.utf8) }, timeout: 30)
+        try TestProcess.run([ListTestSupport.devkitBinary, "cert"] + arguments, stdin: stdin.map { Array($0.utf8) }, timeout: 120)
     }
 
     func tiny(_ extra: [String]) -> [String] {
@@ -192,7 +192,7 @@ struct CertCommandTests {
         let r = try TestProcess.run(
             [ConsoleCLIValidationTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", ListTestSupport.devkitBinary, "cert"]
                 + tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", ws.path + "/locked/out"]),
-            timeout: 30)
+            timeout: 120)
         #expect(r.status == 77, "\(r.stderr)")
         #expect(r.stderr.contains(ws.path + "/locked/out") && r.stderr.lowercased().contains("permission denied"), "\(r.stderr)")
     }
@@ -423,7 +423,7 @@ struct CertCommandTests {
 
     @Test("--help teaches with an example")
     func help() throws {
-        let r = try TestProcess.run([ListTestSupport.devkitBinary, "cert", "--help"], timeout: 20)
+        let r = try TestProcess.run([ListTestSupport.devkitBinary, "cert", "--help"], timeout: 120)
         #expect(r.status == 0)
         #expect(r.stdout.contains("--batch") && r.stdout.contains("Examples:") && r.stdout.contains("az-<mac>v"))
     }

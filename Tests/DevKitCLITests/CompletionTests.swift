@@ -23,7 +23,7 @@ struct CompletionTests {
 
     /// Every option and positional of every command.
     static func arguments() throws -> [Argument] {
-        let result = try TestProcess.run([try TestProcess.devkitBinary, "--experimental-dump-help"], timeout: 30)
+        let result = try TestProcess.run([try TestProcess.devkitBinary, "--experimental-dump-help"], timeout: 120)
         #expect(result.status == 0, "\(result.stderr)")
         let root = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         var found: [Argument] = []
@@ -97,7 +97,7 @@ struct CompletionTests {
 
     static func script(_ shell: String) throws -> String {
         let result = try TestProcess.run(
-            [try TestProcess.devkitBinary, "--generate-completion-script", shell], timeout: 30)
+            [try TestProcess.devkitBinary, "--generate-completion-script", shell], timeout: 120)
         #expect(result.status == 0, "\(result.stderr)")
         return result.stdout
     }

@@ -14,7 +14,7 @@ struct ConsoleCLIProcess {
 
     static var binary: URL { get throws { try URL(fileURLWithPath: TestProcess.devkitBinary) } }
 
-    static func run(_ arguments: [String], stdin: String? = nil, timeout: Double = 20,
+    static func run(_ arguments: [String], stdin: String? = nil, timeout: Double = 120,
                     sourceLocation: SourceLocation = #_sourceLocation) throws -> ConsoleCLIProcess {
         let r = try TestProcess.run([TestProcess.devkitBinary] + arguments, stdin: stdin.map { Array($0.utf8) }, timeout: timeout)
         if r.timedOut {
@@ -90,7 +90,7 @@ struct ConsoleCLIValidationTests {
         #expect(chown(slave, 0, 0) == 0 && chmod(slave, 0o600) == 0)
         let r = try TestProcess.run(
             [Self.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", TestProcess.devkitBinary,
-             "info", "--port", slave], timeout: 20)
+             "info", "--port", slave], timeout: 120)
         #expect(!r.timedOut)
         #expect(r.status == 77, "\(r.stderr)")
         #expect(r.stderr.contains("Permission denied opening \(slave)"))

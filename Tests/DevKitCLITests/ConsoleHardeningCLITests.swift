@@ -21,12 +21,12 @@ struct ConsoleHardeningCLITests {
 
     /// A board that prints 10 MiB instead of a prompt: each command ends within its
     /// prompt budget (3 attempts of 1 s) with "no answer", exit 69. The process
-    /// timeout (20 s) is the bound; the old code took 35-47 s.
+    /// timeout (30 s, room for a stalled machine) is the bound; the old code took 35-47 s.
     @Test("a 10 MiB flood: info and set-uds end with exit 69 and a clear error", arguments: [["info"], ["set-uds", "--uds-file", "-"]])
     func flood(command: [String]) throws {
         let kit = try startedKit(.init(faults: .init(floodBytes: 10 << 20)))
         defer { kit.stop() }
-        let result = try ConsoleCLIProcess.run(command + ["--port", kit.devicePath], stdin: cliUDS + "\n", timeout: 20)
+        let result = try ConsoleCLIProcess.run(command + ["--port", kit.devicePath], stdin: cliUDS + "\n", timeout: 30)
         #expect(result.status == 69, "\(result.stderr)")
         #expect(result.stderr.contains("devkit: error: no answer from the board: no console prompt, only"), "\(result.stderr)")
         #expect(!result.stderr.contains("user mode"))
@@ -92,7 +92,7 @@ struct ConsoleHardeningCLITests {
         let kit = try startedKit(.init(faults: .init(sketchWithoutMACLog: true)))
         defer { kit.stop() }
         let start = ContinuousClock.now
-        let result = try ConsoleCLIProcess.run(["info", "--port", kit.devicePath, "--reboot", "--timeout", "2"], timeout: 20)
+        let result = try ConsoleCLIProcess.run(["info", "--port", kit.devicePath, "--reboot", "--timeout", "2"], timeout: 120)
         let elapsed = start.duration(to: .now)
         #expect(result.status == 75, "\(result.stderr)")
         let lines = result.stderr.split(separator: "\n")
@@ -118,7 +118,7 @@ struct NotADevKitCLITests {
     func setUDSLeavesItAlone() throws {
         let kit = try startedKit(.init(faults: .init(notADevKit: true)))
         defer { kit.stop() }
-        let result = try ConsoleCLIProcess.run(["set-uds", "--uds-file", "-", "--port", kit.devicePath], stdin: cliUDS + "\n", timeout: 20)
+        let result = try ConsoleCLIProcess.run(["set-uds", "--uds-file", "-", "--port", kit.devicePath], stdin: cliUDS + "\n", timeout: 120)
         #expect(result.status == 69, "\(result.stderr)")
         #expect(result.stderr.contains("devkit: error: not a DevKit"), "\(result.stderr)")
         #expect(result.stderr.contains("left alone"), "\(result.stderr)")

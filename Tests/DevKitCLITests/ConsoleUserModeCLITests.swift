@@ -17,7 +17,7 @@ struct ConsoleUserModeCLITests {
         defer { consoleRemoveTree(directory) }
         let log = directory + "/session.log"
         let result = try ConsoleCLIProcess.run(
-            ["console", "--port", kit.devicePath, "--log", log], stdin: "exit\nversion\n", timeout: 30)
+            ["console", "--port", kit.devicePath, "--log", log], stdin: "exit\nversion\n", timeout: 120)
         #expect(result.stdout.contains("You can 1. press Button A and reset"), "\(result.stdout)")
         #expect(result.stdout.contains("DevKit MAC Address:"), "\(result.stdout)")
         let note = "[devkit] the board is in user mode (running its sketch): what it prints is shown as it comes; "

@@ -31,7 +31,7 @@ struct DPSCLITests {
         func remove() { try? FileManager.default.removeItem(atPath: path) }
     }
 
-    func devkit(_ arguments: [String], stdin: String? = nil, timeout: Double = 30) throws -> ProcessResult {
+    func devkit(_ arguments: [String], stdin: String? = nil, timeout: Double = 120) throws -> ProcessResult {
         try TestProcess.run([TestProcess.devkitBinary, "dps"] + arguments, stdin: stdin.map { Array($0.utf8) }, timeout: timeout)
     }
 
@@ -200,7 +200,7 @@ struct DPSTrustTests {
                 openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                 "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem", "-days", "2", "-subj", "/CN=localhost",
                 "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            ], timeout: 20)
+            ], timeout: 120)
             try #require(made.status == 0, "\(made.stderr)")
             process.executableURL = URL(fileURLWithPath: openssl)
             process.arguments = [
@@ -242,14 +242,14 @@ struct DPSTrustTests {
         let endpoint = "https://127.0.0.1:\(server.port)"
         let untrusted = try TestProcess.run(
             [TestProcess.devkitBinary, "dps", "show", w.registrationID, "--connection-string-file", w.cs, "--endpoint", endpoint],
-            timeout: 30)
+            timeout: 120)
         #expect(untrusted.status == 69, "\(untrusted.stderr)")
         #expect(untrusted.stderr.contains("TLS handshake"), "\(untrusted.stderr)")
         #expect(untrusted.stderr.contains("--ca-file"))
         let trusted = try TestProcess.run(
             [TestProcess.devkitBinary, "dps", "show", w.registrationID, "--connection-string-file", w.cs, "--endpoint", endpoint,
              "--ca-file", server.certificate],
-            timeout: 30)
+            timeout: 120)
         // Past the handshake: the HTML page is no DPS answer.
         #expect(trusted.status == 69, "\(trusted.stderr)")
         #expect(!trusted.stderr.contains("TLS handshake"), "\(trusted.stderr)")
@@ -258,7 +258,7 @@ struct DPSTrustTests {
         let notPEM = try TestProcess.run(
             [TestProcess.devkitBinary, "dps", "show", w.registrationID, "--connection-string-file", w.cs, "--endpoint", endpoint,
              "--ca-file", w.cs],
-            timeout: 30)
+            timeout: 120)
         #expect(notPEM.status == 66, "\(notPEM.stderr)")
         #expect(!notPEM.stderr.contains(DPSCLITests.key.prefix(16)))
     }

@@ -35,7 +35,7 @@ struct DPSFleetCLITests {
         /// curl trusting the emulator's CA).
         func stats() throws -> [String: Any] {
             let curl = try #require(TestProcess.which("curl"))
-            let r = try TestProcess.run([curl, "-sf", "--cacert", dps.caFile, dps.url + "/_emulator/stats"], timeout: 20)
+            let r = try TestProcess.run([curl, "-sf", "--cacert", dps.caFile, dps.url + "/_emulator/stats"], timeout: 120)
             try #require(r.status == 0, "\(r.stderr)")
             return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         }

@@ -15,10 +15,10 @@ import VirtualDevKit
         let link = dir + "/dev\u{202E}kit\u{1B}[2J"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: kit.devicePath)
         let uds = try TestProcess.run(
-            [try TestProcess.devkitBinary, "set-uds", "--port", link, "--uds-file", "-"], stdin: Array((RegistryCLITests.uds + "\n").utf8), timeout: 30)
+            [try TestProcess.devkitBinary, "set-uds", "--port", link, "--uds-file", "-"], stdin: Array((RegistryCLITests.uds + "\n").utf8), timeout: 120)
         let cs = try TestProcess.run(
             [try TestProcess.devkitBinary, "set-connection-string", "--port", link, "--connection-string-file", "-"],
-            stdin: Array("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=a2V5\n".utf8), timeout: 30)
+            stdin: Array("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=a2V5\n".utf8), timeout: 120)
         for r in [uds, cs] {
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stdout.contains("dev\\u{202E}kit\\u{1B}[2J"), "\(r.stdout)")

@@ -45,7 +45,7 @@ struct InstallScriptTests {
     @Test("as root: the binary, the three completions and a man page per command, which man renders")
     func installsEverything() throws {
         let dir = scratch()
-        defer { _ = try? TestProcess.run(["/bin/rm", "-rf", dir], timeout: 30) }
+        defer { _ = try? TestProcess.run(["/bin/rm", "-rf", dir], timeout: 120) }
         let prefix = dir + "/usr-local"
         let devkit = try TestProcess.devkitBinary
         let result = try TestProcess.run(["/bin/bash", Self.script, "--binary", devkit, "--prefix", prefix], timeout: 840)
@@ -68,7 +68,7 @@ struct InstallScriptTests {
         for command in Self.commands {
             let man = try TestProcess.run(
                 ["/usr/bin/man", "-l", prefix + "/" + Self.page(command)], environment: ["MANWIDTH": "80", "MANPAGER": "cat"],
-                timeout: 30)
+                timeout: 120)
             #expect(man.status == 0 && man.stderr.isEmpty, "\(command): \(man.stderr)")
             let title = (["devkit"] + command).joined(separator: " ")
             #expect(man.stdout.contains("NAME\n     \(title) —"), "\(command): \(man.stdout.prefix(300))")
@@ -76,12 +76,12 @@ struct InstallScriptTests {
         // `man devkit-provision` finds it (the README's example) and it teaches the options.
         let provision = try TestProcess.run(
             ["/usr/bin/man", "devkit-provision"],
-            environment: ["MANPATH": prefix + "/share/man", "MANWIDTH": "80", "MANPAGER": "cat"], timeout: 30)
+            environment: ["MANPATH": prefix + "/share/man", "MANWIDTH": "80", "MANPAGER": "cat"], timeout: 120)
         #expect(provision.status == 0, "\(provision.stderr)")
         #expect(provision.stdout.contains("--generate-uds"))
         #expect(provision.stdout.contains("devkit provision --resume 7"))
         let root = try TestProcess.run(
-            ["/usr/bin/man", "devkit"], environment: ["MANPATH": prefix + "/share/man", "MANPAGER": "cat"], timeout: 30)
+            ["/usr/bin/man", "devkit"], environment: ["MANPATH": prefix + "/share/man", "MANPAGER": "cat"], timeout: 120)
         #expect(root.stdout.contains("devkit-provision(1)"), "the root page points at the commands' pages")
     }
 
@@ -93,7 +93,7 @@ struct InstallScriptTests {
         let setpriv = try #require(TestProcess.which("setpriv"), "setpriv missing: apt install util-linux")
         try #require(getuid() == 0, "switching to a normal user needs root")
         let dir = scratch()
-        defer { _ = try? TestProcess.run(["/bin/rm", "-rf", dir], timeout: 30) }
+        defer { _ = try? TestProcess.run(["/bin/rm", "-rf", dir], timeout: 120) }
         let home = dir + "/home"
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         chown(home, 65534, 65534)
@@ -124,15 +124,15 @@ struct InstallScriptTests {
 
     @Test("--help explains the options; an unknown option is a usage error (64)")
     func usage() throws {
-        let help = try TestProcess.run(["/bin/bash", Self.script, "--help"], timeout: 30)
+        let help = try TestProcess.run(["/bin/bash", Self.script, "--help"], timeout: 120)
         #expect(help.status == 0)
         for text in ["--prefix DIR", "--binary PATH", "share/man/man1", "~/.local"] {
             #expect(help.stdout.contains(text), "\(text)")
         }
-        let bad = try TestProcess.run(["/bin/bash", Self.script, "--prefx", "/tmp"], timeout: 30)
+        let bad = try TestProcess.run(["/bin/bash", Self.script, "--prefx", "/tmp"], timeout: 120)
         #expect(bad.status == 64)
         #expect(bad.stderr.contains("unknown option --prefx"))
-        let missing = try TestProcess.run(["/bin/bash", Self.script, "--binary", "/nonexistent/devkit"], timeout: 30)
+        let missing = try TestProcess.run(["/bin/bash", Self.script, "--binary", "/nonexistent/devkit"], timeout: 120)
         #expect(missing.status == 66, "\(missing.stderr)")
     }
 }

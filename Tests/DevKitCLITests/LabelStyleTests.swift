@@ -44,7 +44,7 @@ struct LabelStyleTests {
         let r = try TestProcess.run(
             [try TestProcess.devkitBinary, "cert", "--bin", CertCommandTests.firmware + "/Tiny.ino.bin",
              "--map", CertCommandTests.firmware + "/Tiny.ino.map", "--uds-file", ws.path + "/uds.hex",
-             "--registration-id", "label-1", "--output-dir", ws.path + "/out"], timeout: 30)
+             "--registration-id", "label-1", "--output-dir", ws.path + "/out"], timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         Self.expectOneStyle(r.stdoutLines, "cert")
         #expect(r.stdoutLines.contains { $0.hasPrefix("Registration ID:") && $0.hasSuffix(" label-1") }, "\(r.stdout)")
@@ -54,7 +54,7 @@ struct LabelStyleTests {
         let cli = ProvisionCLITests()
         let (v, dir, kit) = try cli.setup()
         defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
-        let info = try TestProcess.run([try TestProcess.devkitBinary, "info", "--port", kit.devicePath], timeout: 30)
+        let info = try TestProcess.run([try TestProcess.devkitBinary, "info", "--port", kit.devicePath], timeout: 120)
         #expect(info.status == 0, "\(info.stderr)")
         Self.expectOneStyle(info.stdoutLines, "info")
 

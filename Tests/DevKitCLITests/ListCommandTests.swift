@@ -120,7 +120,7 @@ struct ListCommandTests {
 
     @Test("--help teaches: abstract, USB id, an example")
     func help() throws {
-        let result = try ListTestSupport.run([ListTestSupport.devkitBinary, "list", "--help"], timeout: 30)
+        let result = try ListTestSupport.run([ListTestSupport.devkitBinary, "list", "--help"], timeout: 120)
         #expect(result.status == 0)
         #expect(result.stdout.contains("List the DevKits attached over USB."))
         #expect(result.stdout.contains("0483:374b"))

@@ -254,14 +254,14 @@ struct ListProbeTests {
     @Test("--timeout needs --probe, --probe and --watch exclude each other, --names stands alone (exit 64)",
           arguments: [["--timeout", "2"], ["--probe", "--watch"], ["--probe", "--timeout", "0"], ["--names", "--json"]])
     func usage(arguments: [String]) throws {
-        let result = try ListTestSupport.run([try ListTestSupport.devkitBinary, "list"] + arguments, timeout: 30)
+        let result = try ListTestSupport.run([try ListTestSupport.devkitBinary, "list"] + arguments, timeout: 120)
         #expect(result.status == 64, "\(result.stderr)")
         #expect(result.stderr.hasPrefix("devkit: error: "), "\(result.stderr)")
     }
 
     @Test("--help teaches --probe and its states")
     func help() throws {
-        let result = try ListTestSupport.run([try ListTestSupport.devkitBinary, "list", "--help"], timeout: 30)
+        let result = try ListTestSupport.run([try ListTestSupport.devkitBinary, "list", "--help"], timeout: 120)
         #expect(result.status == 0)
         for text in ["--probe", "--timeout <seconds>", "not a DevKit", "permission denied", "devkit list --probe"] {
             #expect(result.stdout.contains(text), "\(text)")

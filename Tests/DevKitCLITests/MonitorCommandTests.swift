@@ -13,6 +13,16 @@ import Glibc
 struct MonitorCommandTests {
     static let uds = String(repeating: "a1b2c3d4e5f60718", count: 4)
 
+    /// Polls the monitor's log (bounded, 60 s) until `condition` holds on its text.
+    static func waitForLog(_ path: String, _ condition: (String) -> Bool) -> Bool {
+        let end = ContinuousClock.now + .seconds(60)
+        while !condition(consoleReadText(path) ?? "") {
+            if ContinuousClock.now >= end { return false }
+            usleep(20_000)
+        }
+        return true
+    }
+
     @Test("follows the board through an unplug and a replug by its link, and keeps logging")
     func survivesUnplugAndReplug() throws {
         let dir = consoleTestDirectory()
@@ -21,10 +31,12 @@ struct MonitorCommandTests {
         let log = dir + "/board.log"
         let kit = try startedKit(.init(mode: .user, linkPath: link, sketchLogInterval: .milliseconds(100)))
         defer { kit.stop() }
-        let monitor = try BackgroundDevkit(["monitor", "--port", link, "--log", log, "--timeout", "5"])
-        Thread.sleep(forTimeInterval: 1.2)
+        let monitor = try BackgroundDevkit(["monitor", "--port", link, "--log", log, "--timeout", "8"])
+        // Each step waits for what the log shows, not for a fixed time.
+        #expect(monitor.waitUntilOpen(link))
+        #expect(Self.waitForLog(log) { $0.contains("Sketch telemetry #") })
         kit.unplug()
-        Thread.sleep(forTimeInterval: 0.8)
+        #expect(Self.waitForLog(log) { $0.contains("* \(link) disconnected") })
         try kit.replug()
         let status = monitor.wait(timeout: .seconds(20))
         let out = String(decoding: monitor.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -51,7 +63,7 @@ struct MonitorCommandTests {
         let log = dir + "/board.log"
         let pty = try PseudoTerminal()
         let monitor = try BackgroundDevkit(["monitor", "--port", pty.slavePath, "--log", log, "--until", "^done$", "--timeout", "20", "--timestamps"])
-        Thread.sleep(forTimeInterval: 0.5)
+        #expect(monitor.waitUntilRaw(pty))
         let text = "UDS: \(Self.uds)\r\nHostName=x.azure-devices.net;DeviceId=d1;SharedAccessKey=c2VjcmV0LWtleQ==\r\n"
             + "Wi-Fi password: hunter2\r\n\u{1B}]0;title\u{07}\r\ndone\r\nafter\r\n"
         // Byte by byte, as a slow UART would deliver it.
@@ -82,10 +94,10 @@ struct MonitorCommandTests {
         let pty = try PseudoTerminal()
         let started = ContinuousClock.now
         let unmatched = try TestProcess.run(
-            [try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--until", "never", "--timeout", "0.5"], timeout: 20)
+            [try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--until", "never", "--timeout", "0.5"], timeout: 120)
         #expect(unmatched.status == 75)
         #expect(unmatched.stderr.contains("no line matched --until 'never' within 0.5 s"))
-        let plain = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.5"], timeout: 20)
+        let plain = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.5"], timeout: 120)
         #expect(plain.status == 0)
         #expect(ContinuousClock.now - started < .seconds(15))
     }
@@ -98,7 +110,7 @@ struct MonitorCommandTests {
         let kit = try startedKit(.init(mode: .user, linkPath: link, sketchLogInterval: .milliseconds(200)))
         defer { kit.stop() }
         let monitor = try BackgroundDevkit(["monitor", "--port", link, "--reconnect-timeout", "0.5", "--timeout", "20"])
-        Thread.sleep(forTimeInterval: 0.5)
+        #expect(monitor.waitUntilOpen(link))
         kit.unplug()
         let status = monitor.wait(timeout: .seconds(20))
         let err = String(decoding: monitor.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -110,13 +122,13 @@ struct MonitorCommandTests {
     func interrupt() throws {
         let pty = try PseudoTerminal()
         let monitor = try BackgroundDevkit(["monitor", "--port", pty.slavePath])
-        Thread.sleep(forTimeInterval: 0.5)
+        #expect(monitor.waitUntilRaw(pty))
         kill(monitor.process.processIdentifier, SIGINT)
         _ = monitor.wait(timeout: .seconds(10))
         #expect(monitor.process.terminationReason == .uncaughtSignal)
         #expect(monitor.process.terminationStatus == SIGINT)
         // The port is free again: another monitor opens it (flock released).
-        let again = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.3"], timeout: 20)
+        let again = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.3"], timeout: 120)
         #expect(again.status == 0, "\(again.stderr)")
     }
 
@@ -138,14 +150,14 @@ struct MonitorCommandTests {
     @Test("errors: no such port 66, a log that cannot be created 73, a bad --until 64")
     func errors() throws {
         let devkit = try TestProcess.devkitBinary
-        let missing = try TestProcess.run([devkit, "monitor", "--port", "/nonexistent/ttyACM9", "--timeout", "1"], timeout: 20)
+        let missing = try TestProcess.run([devkit, "monitor", "--port", "/nonexistent/ttyACM9", "--timeout", "1"], timeout: 120)
         #expect(missing.status == 66)
         #expect(missing.stderr.contains("No serial device at /nonexistent/ttyACM9"))
         let pty = try PseudoTerminal()
-        let badLog = try TestProcess.run([devkit, "monitor", "--port", pty.slavePath, "--log", "/nonexistent-dir/x.log", "--timeout", "1"], timeout: 20)
+        let badLog = try TestProcess.run([devkit, "monitor", "--port", pty.slavePath, "--log", "/nonexistent-dir/x.log", "--timeout", "1"], timeout: 120)
         #expect(badLog.status == 73)
         #expect(badLog.stderr.contains("cannot open the log /nonexistent-dir/x.log"))
-        let badRegex = try TestProcess.run([devkit, "monitor", "--port", pty.slavePath, "--until", "(unclosed"], timeout: 20)
+        let badRegex = try TestProcess.run([devkit, "monitor", "--port", pty.slavePath, "--until", "(unclosed"], timeout: 120)
         #expect(badRegex.status == 64)
     }
 }

@@ -59,7 +59,7 @@ struct OptionSpellingTests {
     @Test("usage lines fit 80 columns", arguments: Self.everyCommand)
     func usageFits(command: [String]) throws {
         let r = try TestProcess.run(
-            [try TestProcess.devkitBinary] + command + ["--help"], environment: ["COLUMNS": "80"], timeout: 20)
+            [try TestProcess.devkitBinary] + command + ["--help"], environment: ["COLUMNS": "80"], timeout: 120)
         let usage = r.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("USAGE:") } ?? ""
         #expect(!usage.isEmpty, "\(command): \(r.stdout)")
         for line in usage.components(separatedBy: "\n") {
@@ -142,7 +142,7 @@ struct OptionSpellingTests {
     @Test("every example is a whole command at 80 columns", arguments: Self.everyCommand)
     func examplesAreWholeCommands(command: [String]) throws {
         let r = try TestProcess.run(
-            [try TestProcess.devkitBinary] + command + ["--help"], environment: ["COLUMNS": "80"], timeout: 20)
+            [try TestProcess.devkitBinary] + command + ["--help"], environment: ["COLUMNS": "80"], timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.components(separatedBy: "\n")
         func indent(_ line: String) -> Int { line.prefix { $0 == " " }.count }

@@ -37,7 +37,7 @@ struct ProvisionVerifyCLITests {
     static func registry(_ setup: DPS.Setup, _ arguments: [String]) throws -> ProcessResult {
         try TestProcess.run(
             [TestProcess.devkitBinary, "registry"] + arguments + ["--registry", setup.directory + "/registry.sqlite"],
-            timeout: 30)
+            timeout: 120)
     }
 
     /// What a person at the bench does when a board's line asks for it: presses
@@ -147,7 +147,7 @@ struct ProvisionVerifyCLITests {
         for extra in [["--verify-timeout", "30"], ["--verify", "--verify-timeout", "0"]] {
             let r = try TestProcess.run(
                 [TestProcess.devkitBinary, "provision", "--port", "/dev/null", "--elf", "x.elf", "--generate-uds"] + extra,
-                timeout: 20)
+                timeout: 120)
             #expect(r.status == 64, "\(extra): \(r.stderr)")
         }
     }

@@ -339,12 +339,12 @@ func registryTestDirectory() -> String {
         #expect(chmod(dir, 0o700) == 0)
         let asNobody = [ConsoleCLIValidationTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", try TestProcess.devkitBinary]
         for command in [["registry", "list", "--registry", db], ["registry", "show", "1", "--registry", db]] {
-            let r = try TestProcess.run(asNobody + command, timeout: 30)
+            let r = try TestProcess.run(asNobody + command, timeout: 120)
             #expect(r.status == 77, "\(command): \(r.stdout)\(r.stderr)")
             #expect(r.stderr.contains(db) && r.stderr.contains("Permission denied"), "\(r.stderr)")
         }
         // A registry whose directory cannot be created here: 77 as well, not 73.
-        let sub = try TestProcess.run(asNobody + ["registry", "list", "--registry", dir + "/sub/r.sqlite"], timeout: 30)
+        let sub = try TestProcess.run(asNobody + ["registry", "list", "--registry", dir + "/sub/r.sqlite"], timeout: 120)
         #expect(sub.status == 77, "\(sub.stderr)")
         #expect(sub.stderr.contains(dir + "/sub") && sub.stderr.contains("Permission denied"), "\(sub.stderr)")
     }
@@ -372,7 +372,7 @@ func registryTestDirectory() -> String {
             #expect(chmod(dir, 0o555) == 0)
         }
         for command in [["registry", "list"], ["registry", "show", "1"]] {
-            let r = try TestProcess.run(prefix + [TestProcess.devkitBinary] + command + ["--registry", db], timeout: 30)
+            let r = try TestProcess.run(prefix + [TestProcess.devkitBinary] + command + ["--registry", db], timeout: 120)
             #expect(r.status == 77, "\(command): \(r.stdout)\(r.stderr)")
             #expect(r.stderr.contains("registry.sqlite-wal") && r.stderr.contains("in \(dir),"), "\(r.stderr)")
             #expect(r.stderr.contains("Permission denied") && r.stderr.contains("write access"), "\(r.stderr)")

@@ -35,7 +35,7 @@ struct ReplDeviceLinkTests {
         events.map { if case .data(let bytes) = $0 { String(decoding: bytes, as: UTF8.self) } else { "" } }.joined()
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func unplugAndReplugAreReportedAndThePortReopened() throws {
         let directory = try ReplTemporaryDirectory()
         let path = directory.path + "/devkit0"

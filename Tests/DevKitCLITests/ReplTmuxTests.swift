@@ -159,7 +159,7 @@ struct ReplTmuxTests {
     /// quits, and the terminal settings are as before.
     @Test("--raw passes bytes both ways, Ctrl-] quits, the terminal is restored",
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
-          .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(5)))
     func rawPassthrough() throws {
         let directory = try ReplTemporaryDirectory()
         let (board, link) = try Self.startedBoard(in: directory)
@@ -185,7 +185,7 @@ struct ReplTmuxTests {
     /// board whose `scan` never answers: the virtual DevKit always answers.)
     @Test("Ctrl-C stops waiting for the board, the console goes on",
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
-          .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(5)))
     func ctrlCCancelsTheWait() throws {
         let directory = try ReplTemporaryDirectory()
         let link = directory.path + "/devkit0"
@@ -232,7 +232,7 @@ extension ReplTmuxTests {
     /// secret stays off the screen and out of the transcript.
     @Test("Ctrl-C mid-line: nothing half-stored, no secret shown",
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
-          .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(5)))
     func ctrlCMidLine() throws {
         let directory = try ReplTemporaryDirectory()
         // 9600 baud: the 400-byte line takes about half a second.
@@ -266,7 +266,7 @@ extension ReplTmuxTests {
     /// `--uds-file -` at a terminal: a prompt, and the UDS typed is not shown.
     @Test("a secret typed at the terminal is asked for and not shown",
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the test needs a terminal"),
-          .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(5)))
     func secretFromTheTerminal() throws {
         let directory = try ReplTemporaryDirectory()
         let (board, link) = try Self.startedBoard(in: directory)
@@ -289,7 +289,7 @@ extension ReplTmuxTests {
     /// `devkit watch` on a terminal: one status line per board, redrawn in place.
     @Test("watch on a terminal: one status line per board",
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the test needs a terminal"),
-          .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(5)))
     func watchStatusLines() throws {
         let directory = try ReplTemporaryDirectory()
         let links = [directory.path + "/tty1", directory.path + "/tty2"]
@@ -317,7 +317,7 @@ extension ReplTmuxTests {
 
 /// Polls a condition on the test's own objects with a bounded deadline.
 func waitUntil(_ condition: () -> Bool) throws {
-    let deadline = ContinuousClock.now + .seconds(10)
+    let deadline = ContinuousClock.now + .seconds(60)
     while !condition() {
         guard ContinuousClock.now < deadline else { throw ReplTmuxTimeout(screen: "(condition on the board)") }
         var request = timespec(tv_sec: 0, tv_nsec: 10_000_000)
@@ -389,9 +389,10 @@ struct ReplTmux {
         return output
     }
 
-    /// Polls the screen until `condition` holds; bounded (10 s), never a fixed sleep.
+    /// Polls the screen until `condition` holds; bounded (60 s: only a hang should reach
+    /// it, not a stalled machine), never a fixed sleep.
     func waitFor(_ condition: (ReplScreen) -> Bool) throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(60)
         var screen = ReplScreen(text: capture())
         while !condition(screen) {
             guard ContinuousClock.now < deadline else { throw ReplTmuxTimeout(screen: screen.text) }

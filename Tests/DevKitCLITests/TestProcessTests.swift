@@ -9,7 +9,7 @@ import Testing
 @Suite("TestProcess: concurrent spawns")
 struct TestProcessTests {
     @Test("a child reading stdin to EOF ends while siblings spawned meanwhile live on")
-    func stdinReachesEndOfFileDespiteConcurrentSpawns() throws {
+    func stdinReachesEndOfFileDespiteConcurrentSpawns() async throws {
         let rounds = 24
         let readers = Mutex<[ProcessResult]>([])
         let finished = DispatchGroup()
@@ -20,16 +20,18 @@ struct TestProcessTests {
                 Thread.detachNewThread {
                     defer { finished.leave() }
                     if isReader {
-                        let result = try? TestProcess.run(["cat"], stdin: Array("round \(round)\n".utf8), timeout: 2)
+                        let result = try? TestProcess.run(["cat"], stdin: Array("round \(round)\n".utf8), timeout: 8)
                         if let result { readers.withLock { $0.append(result) } }
                     } else {
-                        // A long-lived sibling: any pipe end it inherits stays open 4 s.
-                        _ = try? TestProcess.run(["sleep", "4"], timeout: 10)
+                        // A long-lived sibling: any pipe end it inherits stays open 12 s,
+                        // longer than the readers' bound (8 s, room for a stalled machine).
+                        _ = try? TestProcess.run(["sleep", "12"], timeout: 60)
                     }
                 }
             }
         }
-        finished.wait()
+        // Waited for on a thread of its own: the test's tasks share two threads.
+        try await offPool { finished.wait() }
         let results = readers.withLock { $0 }
         #expect(results.count == rounds)
         for result in results {

@@ -42,11 +42,11 @@ struct VirtualBoardDPSTests {
                 TestProcess.devkitBinary, "cert", "--bin", "\(VirtualBoardDPSTests.firmware)/\(name).ino.bin",
                 "--map", "\(VirtualBoardDPSTests.firmware)/\(name).ino.map", "--uds-file", directory + "/uds.hex",
                 "--mac", VirtualBoardDPSTests.mac, "--firmware-version", VirtualBoardDPSTests.version, "--output-dir", out,
-            ], timeout: 30)
+            ], timeout: 120)
             #expect(cert.status == 0, "\(cert.stderr)")
             let enroll = try TestProcess.run(
                 [TestProcess.devkitBinary, "dps", "enroll", "--cert", "\(out)/\(VirtualBoardDPSTests.registrationID).pem"]
-                    + dps.dpsArguments() + extra, timeout: 30)
+                    + dps.dpsArguments() + extra, timeout: 120)
             #expect(enroll.status == 0, "\(enroll.stderr)")
         }
 
@@ -96,7 +96,7 @@ struct VirtualBoardDPSTests {
     }
 
     func status(_ setup: Setup) throws -> ProcessResult {
-        try TestProcess.run([TestProcess.devkitBinary, "dps", "status", Self.registrationID] + setup.dps.dpsArguments(), timeout: 30)
+        try TestProcess.run([TestProcess.devkitBinary, "dps", "status", Self.registrationID] + setup.dps.dpsArguments(), timeout: 120)
     }
 
     @Test("enrolled from its firmware, the board is assigned; dps status shows the hub and device ID")
@@ -285,16 +285,16 @@ struct VirtualBoardDPSTests {
             (["--dps-endpoint", "http://127.0.0.1:1", "--id-scope", "0ne1"], "https"),
             (["--dps-endpoint", "https://127.0.0.1:1", "--id-scope", "0ne1", "--bin", "a.bin"], "--bin needs --map"),
         ] {
-            let r = try TestProcess.run([TestProcess.devkitBinary, "emulate"] + arguments, timeout: 20)
+            let r = try TestProcess.run([TestProcess.devkitBinary, "emulate"] + arguments, timeout: 120)
             #expect(r.status == 64, "\(arguments): \(r.stderr)")
             #expect(r.stderr.contains(message), "\(arguments): \(r.stderr)")
         }
         for (arguments, message) in [(["--id-scope", "0ne/1"], "--id-scope"), (["--iot-hub", "a hub"], "--iot-hub")] {
-            let r = try TestProcess.run([TestProcess.devkitBinary, "emulate-dps"] + arguments, timeout: 20)
+            let r = try TestProcess.run([TestProcess.devkitBinary, "emulate-dps"] + arguments, timeout: 120)
             #expect(r.status == 64 && r.stderr.contains(message), "\(arguments): \(r.stderr)")
         }
         let r = try TestProcess.run([TestProcess.devkitBinary, "emulate", "--mode", "user", "--dps-endpoint", "https://127.0.0.1:1",
-            "--id-scope", "0ne1", "--elf", "/nonexistent/a.elf"], timeout: 20)
+            "--id-scope", "0ne1", "--elf", "/nonexistent/a.elf"], timeout: 120)
         #expect(r.status != 0 && r.stderr.contains("/nonexistent/a.elf"), "\(r.stderr)")
     }
 }

@@ -45,7 +45,7 @@ import Glibc
         _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: [1, 9, 30, 77])
+    @Test(.timeLimit(.minutes(5)), arguments: [1, 9, 30, 77])
     func killMidWriteLeavesConsistentRows(afterWrites: Int) throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }

@@ -293,7 +293,7 @@ let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
         let early = Mutex(0)
         let commit: @Sendable ([GroupCommit.Job]) -> Void = { batch in
             if group.commitCount == 1 {
-                let deadline = Date().addingTimeInterval(20)
+                let deadline = Date().addingTimeInterval(120)
                 while group.queuedCount < 15 && Date() < deadline { usleep(1000) }
             }
             committed.withLock { for job in batch { $0.insert(ObjectIdentifier(job)) } }
@@ -346,7 +346,7 @@ let udsB = try! UDS(hex: String(repeating: "5a", count: 32))
         group.submit(jobs[5], commit: commit)
         holding.wait()
         Thread {
-            let deadline = Date().addingTimeInterval(20)
+            let deadline = Date().addingTimeInterval(120)
             while group.queuedCount < 1 && Date() < deadline { usleep(1000) }
             release.signal()
         }.start()

@@ -191,12 +191,12 @@ import Glibc
     /// sync that started after its call: 16 callers, the first sync held until the
     /// other 15 have called, make exactly two syncs, and those 15 return after the second.
     /// (Moved from EnrollmentFileTests with DirectorySync.)
-    @Test(.timeLimit(.minutes(1))) func concurrentWritersShareDirectorySyncs() {
+    @Test(.timeLimit(.minutes(5))) func concurrentWritersShareDirectorySyncs() {
         let finished = Mutex(0)
         let syncer = Mutex<DirectorySync?>(nil)
         let sync = DirectorySync { dir in
             if finished.withLock({ $0 }) == 0, let s = syncer.withLock({ $0 }) {
-                let deadline = Date().addingTimeInterval(20)
+                let deadline = Date().addingTimeInterval(120)
                 while s.callerCount(dir) < 16 && Date() < deadline { usleep(1000) }
             }
             finished.withLock { $0 += 1 }

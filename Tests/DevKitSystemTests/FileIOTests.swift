@@ -33,7 +33,7 @@ import Glibc
 
     /// 1 MiB through a 64 KiB non-blocking pipe: writeAll waits out EAGAIN and
     /// continues short writes, and every byte arrives in order.
-    @Test(.timeLimit(.minutes(1))) func writeAllFillsANonBlockingPipe() throws {
+    @Test(.timeLimit(.minutes(5))) func writeAllFillsANonBlockingPipe() throws {
         let (r, w) = try FileDescriptor.closeOnExecPipe(nonBlocking: true)
         let sent = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let received = ReceivedBytes()

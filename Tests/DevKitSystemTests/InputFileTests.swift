@@ -24,7 +24,7 @@ import Glibc
             }
             done.signal()
         }
-        if done.wait(timeout: .now() + 5) == .timedOut {
+        if done.wait(timeout: .now() + 60) == .timedOut {
             Issue.record("reading a FIFO without a writer blocked")
             // Let the blocked reader go: a writer that closes at once.
             let w = open(fifo, O_WRONLY)

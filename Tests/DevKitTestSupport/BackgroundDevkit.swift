@@ -1,4 +1,5 @@
 import Foundation
+import VirtualDevKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,7 +30,7 @@ public final class BackgroundDevkit: @unchecked Sendable {
     }
 
     /// The first line of standard output, waited for at most `timeout`.
-    public func firstLine(timeout: Duration = .seconds(20)) -> String? {
+    public func firstLine(timeout: Duration = .seconds(120)) -> String? {
         let fd = stdout.fileHandleForReading.fileDescriptor
         let deadline = ContinuousClock.now + timeout
         var bytes: [UInt8] = []
@@ -46,8 +47,9 @@ public final class BackgroundDevkit: @unchecked Sendable {
 
     /// Waits for exit (bounded; killed if it overstays) and returns the status, nil if killed.
     @discardableResult
-    public func wait(timeout: Duration = .seconds(20)) -> Int32? {
-        let ms = Int(timeout.components.seconds * 1000)
+    public func wait(timeout: Duration = .seconds(120)) -> Int32? {
+        let (seconds, attoseconds) = timeout.components
+        let ms = Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
         if exited.wait(timeout: .now() + .milliseconds(ms)) == .timedOut {
             kill(process.processIdentifier, SIGKILL)
             exited.wait()
@@ -62,12 +64,34 @@ public final class BackgroundDevkit: @unchecked Sendable {
 }
 
 extension BackgroundDevkit {
-    /// Whether the process has `path` open (one of its descriptors links to it): a
-    /// test waits for this instead of sleeping before it acts on the port.
+    /// Whether the process has `path` open (one of its descriptors links to it, or to
+    /// the file a symbolic link at `path` names, such as a board's stable link to its
+    /// pty): a test waits for this instead of sleeping before it acts on the port.
     public func hasOpen(_ path: String) -> Bool {
+        let targets = Set([path, URL(fileURLWithPath: path).resolvingSymlinksInPath().path])
         let directory = "/proc/\(process.processIdentifier)/fd"
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return fds.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)) == path }
+        return fds.contains { fd in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + fd)).map(targets.contains) ?? false
+        }
+    }
+
+    /// Waits (up to `timeout`) until the process has the pty's slave open and has put
+    /// the line in raw mode (no canonical input: what a serial port's configuration
+    /// does), so that bytes the test writes next reach it unchanged. A pty's two sides
+    /// share their settings, so the master shows them.
+    @discardableResult
+    public func waitUntilRaw(_ pty: PseudoTerminal, timeout: Duration = .seconds(60)) -> Bool {
+        let end = ContinuousClock.now + timeout
+        while true {
+            var attributes = termios()
+            if hasOpen(pty.slavePath), tcgetattr(pty.master.rawValue, &attributes) == 0,
+               attributes.c_lflag & tcflag_t(ICANON) == 0 {
+                return true
+            }
+            if ContinuousClock.now >= end { return false }
+            usleep(20_000)
+        }
     }
 
     /// Waits (up to `timeout`) until the process has `path` open; whether it did.

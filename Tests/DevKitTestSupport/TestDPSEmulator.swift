@@ -64,7 +64,7 @@ public final class TestDPSEmulator: @unchecked Sendable {
 
     /// SIGTERM, then waits (bounded) for it to exit; returns its status.
     @discardableResult
-    public func stop(timeout: Duration = .seconds(20)) -> Int32? {
+    public func stop(timeout: Duration = .seconds(120)) -> Int32? {
         guard process.isRunning else { return process.terminationStatus }
         kill(process.processIdentifier, SIGTERM)
         return running.wait(timeout: timeout)
@@ -72,7 +72,7 @@ public final class TestDPSEmulator: @unchecked Sendable {
 
     /// ``stop(timeout:)`` waited for on a thread of its own (``offPool(_:)``).
     @discardableResult
-    public func stopped(timeout: Duration = .seconds(20)) async -> Int32? {
+    public func stopped(timeout: Duration = .seconds(120)) async -> Int32? {
         try? await offPool { self.stop(timeout: timeout) }
     }
 

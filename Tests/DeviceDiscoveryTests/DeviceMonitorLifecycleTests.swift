@@ -18,7 +18,7 @@ let ueventNetlinkAvailable: Bool = {
 
 /// Start and stop on the machine's real udev monitor socket: the thread blocked in
 /// poll must wake for stop and the stream must end, every time, without events.
-@Suite("DeviceMonitor lifecycle on the real netlink socket", .timeLimit(.minutes(1)))
+@Suite("DeviceMonitor lifecycle on the real netlink socket", .timeLimit(.minutes(5)))
 struct DeviceMonitorLifecycleTests {
     @Test("stop() ends the event stream", .enabled(if: ueventNetlinkAvailable, "no netlink socket allowed here"))
     func stopEndsStream() async throws {

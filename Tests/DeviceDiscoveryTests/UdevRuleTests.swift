@@ -69,11 +69,11 @@ struct UdevRuleTests {
         guard let udevadm = BoundedProcess.which("udevadm") else {
             try Test.cancel("udevadm not installed (apt install udev)")
         }
-        let probe = try BoundedProcess.run([udevadm, "verify", "--help"], timeout: 30)
+        let probe = try BoundedProcess.run([udevadm, "verify", "--help"], timeout: 120)
         if probe.status != 0 {
             try Test.cancel("this udevadm has no `verify` (systemd < 253); the udevadm test dry runs cover the rule")
         }
-        let result = try BoundedProcess.run([udevadm, "verify", Self.rules], timeout: 30)
+        let result = try BoundedProcess.run([udevadm, "verify", Self.rules], timeout: 120)
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     }
 
@@ -82,7 +82,7 @@ struct UdevRuleTests {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("devkit-install-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
         let result = try BoundedProcess.run(
-            ["/bin/sh", Self.installer, "--destdir", root.path, "--devkit-binary", "/bin/true"], timeout: 30)
+            ["/bin/sh", Self.installer, "--destdir", root.path, "--devkit-binary", "/bin/true"], timeout: 120)
         #expect(result.status == 0, "\(result.stderr)")
         let rules = root.appendingPathComponent("etc/udev/rules.d/99-az3166-devkit.rules").path
         let unit = root.appendingPathComponent("etc/systemd/system/devkit-autoconfigure@.service").path
@@ -124,7 +124,7 @@ struct UdevRuleTests {
             }
             argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
         }
-        let result = try BoundedProcess.run(argv, timeout: 30)
+        let result = try BoundedProcess.run(argv, timeout: 120)
         #expect(result.status == 77)
         #expect(result.stderr.contains("must run as root"))
         #expect(result.stdout.isEmpty)  // nothing was installed

@@ -44,7 +44,7 @@ final class PseudoTerminalPair: @unchecked Sendable {
     }
 
     /// Reads from the master until `count` bytes arrived or `timeout` passed.
-    func read(count: Int, timeout: Duration = .seconds(5)) -> [UInt8] {
+    func read(count: Int, timeout: Duration = .seconds(60)) -> [UInt8] {
         let deadline = ContinuousClock.now + timeout
         var result: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -68,7 +68,7 @@ final class Background<T: Sendable>: @unchecked Sendable {
             self.done.signal()
         }.start()
     }
-    func join(timeout: Duration = .seconds(10)) -> T? {
+    func join(timeout: Duration = .seconds(60)) -> T? {
         let (s, atto) = timeout.components
         let ok = done.wait(timeout: .now() + .nanoseconds(Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000)))
         return ok == .success ? value : nil

@@ -26,7 +26,7 @@ final class Host {
     }
 
     /// Everything up to and including the first occurrence of `marker`.
-    func read(through marker: [UInt8], timeout: Duration = .seconds(10)) throws -> [UInt8] {
+    func read(through marker: [UInt8], timeout: Duration = .seconds(60)) throws -> [UInt8] {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let range = pending.firstRange(of: marker) {
@@ -45,12 +45,12 @@ final class Host {
         }
     }
 
-    func read(through marker: String, timeout: Duration = .seconds(10)) throws -> String {
+    func read(through marker: String, timeout: Duration = .seconds(60)) throws -> String {
         String(decoding: try read(through: Array(marker.utf8), timeout: timeout), as: UTF8.self)
     }
 
     /// Exactly `count` bytes.
-    func read(count: Int, timeout: Duration = .seconds(10)) throws -> [UInt8] {
+    func read(count: Int, timeout: Duration = .seconds(60)) throws -> [UInt8] {
         let deadline = ContinuousClock.now + timeout
         while pending.count < count {
             let chunk = try port.read(deadline: deadline)
