@@ -370,7 +370,7 @@ extension DPSClient {
         case is NIOSSLError, is BoringSSLError, is NIOSSLExtraError:
             return make(
                 .unreachable,
-                "the TLS handshake with \(host) failed (\(error)); if the server's certificate comes from a private CA, give it with --ca-file")
+                "the TLS handshake with \(host) failed (\(Self.tlsReason(error))); if the server's certificate comes from a private CA, give it with --ca-file")
         case let e as ChannelError:
             switch e {
             case .connectTimeout: return make(.timedOut, "no connection to \(host) within the connect timeout")
@@ -382,6 +382,28 @@ extension DPSClient {
         default:
             return make(.unreachable, "\(error)")
         }
+    }
+
+    /// What went wrong in TLS, in words: BoringSSL's reasons ("certificate verify
+    /// failed"), without the error numbers and the build's source paths that
+    /// swift-nio-ssl's descriptions carry (`Error: 268435581 error:1000007d:SSL
+    /// routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at /…/ssl/handshake.cc:…`).
+    static func tlsReason(_ error: any Error) -> String {
+        var boring = error as? BoringSSLError
+        if case .handshakeFailed(let inner)? = error as? NIOSSLError { boring = inner }
+        let stack: NIOBoringSSLErrorStack
+        switch boring {
+        case .sslError(let s)?, .unknownError(let s)?, .invalidSNIName(let s)?, .failedToSetALPN(let s)?: stack = s
+        default: return "\(error)"
+        }
+        let reasons = stack.map { entry -> String in
+            let text = entry.description
+            // "…:REASON_IN_CAPITALS at /path:line": the reason is the last field before " at ".
+            let head = text.range(of: " at /").map { String(text[..<$0.lowerBound]) } ?? text
+            let reason = head.split(separator: ":").last.map(String.init) ?? head
+            return reason.replacingOccurrences(of: "_", with: " ").lowercased()
+        }
+        return reasons.isEmpty ? "\(error)" : Set(reasons).sorted().joined(separator: "; ")
     }
 
     private func describe(_ error: any Error) -> String {
