@@ -39,7 +39,7 @@ enum CertError: Error, CLIReportable {
         case .output(let path, let reason, _):
             return "cannot write \(escaped(path)): \(reason); choose a writable --output-dir"
         case .batchIncomplete(let failed, let total):
-            return "\(failed) of \(total) devices failed (see the messages above); the others were written"
+            return "\(failed) of \(total) devices failed (see the messages above); the other \(total - failed) were certified"
         }
     }
 }
