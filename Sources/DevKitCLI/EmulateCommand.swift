@@ -57,9 +57,13 @@ struct EmulateCommand: AsyncParsableCommand {
 
             Signals pull the cable: SIGUSR1 unplugs the board (the pty closes, the link \
             goes), SIGUSR2 plugs it back in (a new pty, the link re-pointed, a fresh \
-            boot), e.g. `kill -USR1 <pid>`; SIGHUP presses reset (a fresh boot into \
-            user mode on the same pty: how to hear the DPS sample's log from the \
-            start, since a boot's output is not replayed to a host that opens later).
+            boot into the --mode it started in), e.g. `kill -USR1 <pid>`; SIGHUP \
+            presses reset (a fresh boot into user mode on the same pty: how to hear \
+            the DPS sample's log from the start, since a boot's output is not replayed \
+            to a host that opens later). A board that went to user mode (after \
+            `info --reboot`, `provision` or SIGHUP) is back in configuration mode \
+            after SIGUSR1 then SIGUSR2, an unplug and a replug (give hosts the --link \
+            path: the pty may change).
 
             Fault switches make it misbehave on purpose, to test hosts:
               devkit emulate --link /tmp/ttyDevKit --fail-eeprom-write
