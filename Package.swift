@@ -223,7 +223,9 @@ let package = Package(
         // Fixtures live in Tests/Fixtures and are found through #filePath.
         .testTarget(name: "DevKitModelTests", dependencies: ["DevKitModel"]),
         .testTarget(name: "DPSModelTests", dependencies: ["DPSModel", "DevKitModel"]),
-        .testTarget(name: "DPSServiceTests", dependencies: ["DPSService", "DPSModel"]),
+        .testTarget(
+            name: "DPSServiceTests",
+            dependencies: ["DPSService", "DPSModel", .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         .testTarget(
             name: "DevKitSystemTests",
             dependencies: ["DevKitSystem", .product(name: "SystemPackage", package: "swift-system")]),

@@ -396,14 +396,17 @@ extension DPSClient {
         case .sslError(let s)?, .unknownError(let s)?, .invalidSNIName(let s)?, .failedToSetALPN(let s)?: stack = s
         default: return "\(error)"
         }
-        let reasons = stack.map { entry -> String in
+        var reasons: [String] = []  // in the stack's order, each once
+        for entry in stack {
             let text = entry.description
-            // "…:REASON_IN_CAPITALS at /path:line": the reason is the last field before " at ".
-            let head = text.range(of: " at /").map { String(text[..<$0.lowerBound]) } ?? text
-            let reason = head.split(separator: ":").last.map(String.init) ?? head
-            return reason.replacingOccurrences(of: "_", with: " ").lowercased()
+            // "Error: <code> error:…:REASON_IN_CAPITALS at <path>:<line>", or a synthetic
+            // "Error:  EOF during handshake": the reason is the last field before " at ".
+            let head = text.range(of: " at ", options: .backwards).map { String(text[..<$0.lowerBound]) } ?? text
+            let field = head.split(separator: ":").last.map(String.init) ?? head
+            let reason = field.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: " ").lowercased()
+            if !reason.isEmpty && !reasons.contains(reason) { reasons.append(reason) }
         }
-        return reasons.isEmpty ? "\(error)" : Set(reasons).sorted().joined(separator: "; ")
+        return reasons.isEmpty ? "\(error)" : reasons.joined(separator: "; ")
     }
 
     private func describe(_ error: any Error) -> String {

@@ -39,7 +39,9 @@ enum CertError: Error, CLIReportable {
         case .output(let path, let reason, _):
             return "cannot write \(escaped(path)): \(reason); choose a writable --output-dir"
         case .batchIncomplete(let failed, let total):
-            return "\(failed) of \(total) devices failed (see the messages above); the other \(total - failed) were certified"
+            let rest = total - failed
+            let certified = rest == 0 ? "none was certified" : rest == 1 ? "the other one was certified" : "the other \(rest) were certified"
+            return "\(failed) of \(total) devices failed (see the messages above); \(certified)"
         }
     }
 }

@@ -43,8 +43,8 @@ public enum RegistrationDiagnosis {
         case .timeout:
             let at = classifier.lastStatus.map { " It last reported PROV_DEVICE_REG_STATUS_\($0)." } ?? ""
             return "The board printed no outcome before the timeout.\(at) Is the DPS sample sketch flashed, and was "
-                + "the board reset? Run again with a longer timeout (verify --timeout, provision --verify-timeout), "
-                + "or watch it with devkit monitor."
+                + "the board reset? Run again with a longer timeout (verify --timeout; provision and watch "
+                + "--verify-timeout; a profile's [verify] timeout), or watch it with devkit monitor."
         }
     }
 

@@ -31,13 +31,18 @@ struct MonitorCommandTests {
         let log = dir + "/board.log"
         let kit = try startedKit(.init(mode: .user, linkPath: link, sketchLogInterval: .milliseconds(100)))
         defer { kit.stop() }
-        let monitor = try BackgroundDevkit(["monitor", "--port", link, "--log", log, "--timeout", "8"])
-        // Each step waits for what the log shows, not for a fixed time.
+        // Each step waits for what the log shows, not for a fixed time; the run ends
+        // at --timeout (exit 0), long enough for a machine that stalls on the way.
+        let monitor = try BackgroundDevkit(["monitor", "--port", link, "--log", log, "--timeout", "20"])
         #expect(monitor.waitUntilOpen(link))
         #expect(Self.waitForLog(log) { $0.contains("Sketch telemetry #") })
         kit.unplug()
         #expect(Self.waitForLog(log) { $0.contains("* \(link) disconnected") })
         try kit.replug()
+        #expect(Self.waitForLog(log) { text in
+            guard let back = text.range(of: "* \(link) is back") else { return false }
+            return text[back.upperBound...].components(separatedBy: "Sketch telemetry #").count > 5
+        })
         let status = monitor.wait(timeout: .seconds(20))
         let out = String(decoding: monitor.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let err = String(decoding: monitor.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
