@@ -487,14 +487,16 @@ struct DPSEmulatorTests {
     }
 }
 
-/// How fast the emulator takes a fleet: 1,000 enrollments in 100 bulk requests,
-/// 4 in flight (what `devkit dps enroll --from-registry` sends), every one saved
-/// durably before it is answered.
+/// A fleet in bulk: 200 enrollments in 20 bulk requests, 4 in flight (what `devkit
+/// dps enroll --from-registry` sends), every one saved durably before it is
+/// answered. Its speed is Scripts/bench-enroll.sh's, on a release build. Alone this
+/// takes a second; in CI's parallel suite 1,000 took 136-143 s (64-73 s of it
+/// sending them), the suite's longest test, for nothing 200 does not show.
 @Suite("emulate-dps: throughput")
 struct DPSEmulatorThroughputTests {
-    @Test("1,000 enrollments in 100 bulk requests, 4 in flight: every one stored (the speed is benchmarked)")
-    func thousandInBulk() async throws {
-        let ids = (0..<1000).map { String(format: "az-%012xv1v6v2", $0) }
+    @Test("200 enrollments in 20 bulk requests, 4 in flight: every one stored (the speed is benchmarked)")
+    func twoHundredInBulk() async throws {
+        let ids = (0..<200).map { String(format: "az-%012xv1v6v2", $0) }
         let operations = try stride(from: 0, to: ids.count, by: 10).map { start in
             try BulkEnrollmentOperation(mode: .create, enrollments: ids[start..<start + 10].map {
                 IndividualEnrollment.x509(registrationId: $0, certificatePEM: try makeCertificatePEM(commonName: $0))
@@ -521,10 +523,10 @@ struct DPSEmulatorThroughputTests {
             }
             let elapsed = ContinuousClock.now - start
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            print(String(format: "emulate-dps: 1,000 enrollments in 100 bulk requests (4 in flight): %.3f s, %.0f enrollments/s", seconds, 1000 / seconds))
+            print(String(format: "emulate-dps: 200 enrollments in 20 bulk requests (4 in flight): %.3f s, %.0f enrollments/s", seconds, 200 / seconds))
             let stats = try await service.stats()
-            #expect(stats.enrollments == 1000)
-            #expect(stats.byKind["bulk"] == 100)
+            #expect(stats.enrollments == 200)
+            #expect(stats.byKind["bulk"] == 20)
             // No time bound: the speed goal (500/s) is measured by Scripts/bench-enroll.sh
             // on a release build; here, under a parallel suite, only what was stored counts.
         }

@@ -127,7 +127,7 @@ struct CompletionTests {
         let work = dir + "/work"
         try FileManager.default.createDirectory(atPath: work + "/builds", withIntermediateDirectories: true)
         for file in ["sketch.ino.bin", "sketch.ino.map", "notes.txt"] {
-            FileManager.default.createFile(atPath: work + "/" + file, contents: Data())
+            #expect(FileManager.default.createFile(atPath: work + "/" + file, contents: Data()))
         }
         try Self.script("bash").write(toFile: dir + "/devkit.bash", atomically: false, encoding: .utf8)
 

@@ -31,7 +31,7 @@ struct ConsoleUserModeCLITests {
     /// the time: what it prints is shown as it comes while devkit still searches for
     /// the prompt (one probe `\r` a second, three in all), not held back until the
     /// search gives up; one note says the board is in user mode.
-    @Test("a chatty sketch is shown as it comes during the prompt search, with one note", .timeLimit(.minutes(2)))
+    @Test("a chatty sketch is shown as it comes during the prompt search, with one note", .timeLimit(.minutes(5)))
     func chattySketchIsShownAsItComes() throws {
         let kit = try startedKit(.init(mode: .user, sketchLogInterval: .milliseconds(200)))
         defer { kit.stop() }

@@ -115,7 +115,7 @@ struct EmulateDPSCommandTests {
         kill(holder.process.processIdentifier, SIGTERM)
         #expect(holder.wait() == 0)
 
-        FileManager.default.createFile(atPath: directory + "/file", contents: Data("x".utf8))
+        #expect(FileManager.default.createFile(atPath: directory + "/file", contents: Data("x".utf8)))
         let notADirectory = try Running(["emulate-dps", "--state-dir", directory + "/file"])
         #expect(notADirectory.wait() == 73)
         let why = String(decoding: notADirectory.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

@@ -10,7 +10,7 @@ import Glibc
 /// Issue 12, item 1: a huge input file (a disk image, a wrong path) is refused with
 /// exit 66 and "larger than <limit>", at once, never an allocation failure that
 /// aborts the process. Sparse files make a 1 TiB input cost nothing.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct HugeInputTests {
     static let firmware = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/dice-vectors/firmware").path

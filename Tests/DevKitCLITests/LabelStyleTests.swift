@@ -8,7 +8,7 @@ import Testing
 /// for people (`info`, `cert`, `registry show`, the result of `provision`) prints
 /// `Label:  value`, the colon after the label, the values of a block in one column
 /// at least two spaces after the longest label's colon.
-@Suite("One label style", .serialized, .timeLimit(.minutes(2)))
+@Suite("One label style", .serialized, .timeLimit(.minutes(5)))
 struct LabelStyleTests {
     /// Checks `lines` form one labelled block in the style; `indent` before each label.
     static func expectOneStyle(_ lines: [String], indent: String = "", _ what: String,

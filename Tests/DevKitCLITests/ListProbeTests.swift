@@ -20,7 +20,7 @@ import Glibc
 /// a DevKit, another ST board with the same prompt, silent ports, one held by
 /// another process. The Arduino on ttyACM1 is not an ST-LINK: never listed, never
 /// opened.
-@Suite("devkit list --probe against umockdev and virtual boards", .serialized, .timeLimit(.minutes(2)))
+@Suite("devkit list --probe against umockdev and virtual boards", .serialized, .timeLimit(.minutes(5)))
 struct ListProbeTests {
     /// The boards behind the testbed's nodes, started in this process.
     final class Bench {

@@ -6,7 +6,7 @@ import VirtualDevKit
 /// Issue 12, item 15: `provision`'s progress on a terminal (one line per step,
 /// rewritten in place, with its time) and in a pipe (a line per event); the
 /// fixed-nonce warning once and `--quiet`; `--verbose` on the profile commands.
-@Suite("Progress and verbosity", .serialized, .timeLimit(.minutes(3)))
+@Suite("Progress and verbosity", .serialized, .timeLimit(.minutes(5)))
 struct ProgressCLITests {
     static let clearLine = "\r\u{1B}[2K"
     /// A first-time run's steps (no Wi-Fi in these runs).

@@ -41,7 +41,7 @@ struct ReplTmuxTests {
 
     @Test("type, complete, recall, hide secrets, follow unplug, quit (virtual DevKit)",
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
-          .timeLimit(.minutes(2)))
+          .timeLimit(.minutes(5)))
     func interactiveSession() throws {
         let directory = try ReplTemporaryDirectory()
         let (board, link) = try Self.startedBoard(in: directory)

@@ -13,7 +13,7 @@ import Testing
 ///
 /// Each test runs one driver process group (driver, emulator, `devkit watch`),
 /// bounded by a deadline that kills the whole group.
-@Suite("devkit watch against umockdev and a virtual DevKit", .serialized, .timeLimit(.minutes(2)))
+@Suite("devkit watch against umockdev and a virtual DevKit", .serialized, .timeLimit(.minutes(5)))
 struct WatchUMockdevTests {
     static let serial = "066DFF3832584B3043174011"
     static let hotplug = ListTestSupport.fixtures.appendingPathComponent("hotplug-second-stlink.umockdev").path

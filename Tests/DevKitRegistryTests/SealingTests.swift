@@ -40,7 +40,7 @@ func writeKeyFile(_ path: String, _ raw: [UInt8], format: String = "hex") throws
     case "base64": Array((Data(raw).base64EncodedString() + "\n").utf8)
     default: Array(("  " + Hex.encode(raw, uppercase: true) + "\r\n").utf8)
     }
-    FileManager.default.createFile(atPath: path, contents: Data(content), attributes: [.posixPermissions: 0o600])
+    #expect(FileManager.default.createFile(atPath: path, contents: Data(content), attributes: [.posixPermissions: 0o600]))
     _ = chmod(path, 0o600)
 }
 
@@ -106,7 +106,7 @@ func writeKeyFile(_ path: String, _ raw: [UInt8], format: String = "hex") throws
         #expect(RegistryError.keyFileInsecure(path: path, mode: 0o644).description.contains("chmod 600 \(path)"))
         _ = chmod(path, 0o600)
         for bad in ["short", String(repeating: "ab", count: 31), String(repeating: "g", count: 64), Data(keyBytes.prefix(31)).base64EncodedString()] {
-            FileManager.default.createFile(atPath: path, contents: Data(bad.utf8))
+            #expect(FileManager.default.createFile(atPath: path, contents: Data(bad.utf8)))
             _ = chmod(path, 0o600)
             #expect(throws: RegistryError.self) { try RegistryKey.load(path: path) }
         }

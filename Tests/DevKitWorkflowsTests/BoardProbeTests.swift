@@ -10,7 +10,7 @@ import VirtualDevKit
 
 /// `devkit list --probe`'s check (issue 12 item 11): what answers at a port, told the
 /// way provision tells it before its first `set_` command, sending nothing else.
-@Suite(.timeLimit(.minutes(2))) struct BoardProbeTests {
+@Suite(.timeLimit(.minutes(5))) struct BoardProbeTests {
     @Test func aDevKitInConfigurationModeIsIdentifiedAndLeftAsItWas() throws {
         let kit = try startedKit(.init(firmwareVersion: "1.6.2"))
         defer { kit.stop() }

@@ -10,7 +10,7 @@ import VirtualDevKit
 /// Issue 12 item 8: a board's `<id>.pem` and `<id>.enrollment.json` never replace
 /// another registry row's, and that is known before a new UDS reaches the board
 /// whenever the registration ID is.
-@Suite(.serialized, .timeLimit(.minutes(2))) struct FileOwnershipTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct FileOwnershipTests {
     static let mac = "a4cf120b9e31"
     static let derivedID = "az-a4cf120b9e31v1v6v2"
 

@@ -8,7 +8,7 @@ import VirtualDevKit
 /// Issue 12 item 11: the ST-LINK USB ID 0483:374b is shared by every ST Nucleo and
 /// Discovery board. A board that answers `\r` with the same prompt bytes but is not a
 /// DevKit gets no `set_` command: it is reported as not a DevKit and left alone.
-@Suite(.timeLimit(.minutes(2))) struct IdentityCheckTests {
+@Suite(.timeLimit(.minutes(5))) struct IdentityCheckTests {
     @Test func provisionSendsNoSettingToABoardThatIsNotADevKit() throws {
         let f = try ProvisionFixture()
         defer { f.cleanup() }

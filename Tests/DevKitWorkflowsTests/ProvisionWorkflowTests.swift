@@ -62,7 +62,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
     return try body(ConsoleSession(transport: port))
 }
 
-@Suite(.timeLimit(.minutes(2))) struct ProvisionWorkflowTests {
+@Suite(.timeLimit(.minutes(5))) struct ProvisionWorkflowTests {
     @Test func provisionsEndToEndAgainstTheVirtualDevKit() throws {
         let f = try ProvisionFixture()
         defer { f.cleanup() }

@@ -8,7 +8,7 @@ import VirtualDevKit
 
 /// What `--resume` needs is recorded from the firmware as it was measured, and a
 /// failure to record it is said, not swallowed.
-@Suite(.timeLimit(.minutes(2))) struct ResumeSettingsTests {
+@Suite(.timeLimit(.minutes(5))) struct ResumeSettingsTests {
     /// Provisions a virtual board (MAC given) from `<fixture>/fw.elf` holding "image
     /// one", measured by `measure(elf path)`; returns the row's recorded settings.
     func provision(

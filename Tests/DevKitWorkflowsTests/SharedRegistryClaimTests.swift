@@ -13,7 +13,7 @@ import VirtualDevKit
 /// One station at a time per board on a shared (PostgreSQL) registry: each test
 /// opens two handles, two stations, on one database of the test cluster; the
 /// first holds a claim, the second runs a workflow and must leave the board alone.
-@Suite(.timeLimit(.minutes(2)), .enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+@Suite(.timeLimit(.minutes(5)), .enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
 struct SharedRegistryClaimTests {
     /// Two stations on one new database, sealing with one key.
     static func stations(_ f: ProvisionFixture) throws -> (PostgresRegistry, PostgresRegistry) {
