@@ -401,7 +401,7 @@ extension DPSClient {
             let text = entry.description
             // "Error: <code> error:…:REASON_IN_CAPITALS at <path>:<line>", or a synthetic
             // "Error:  EOF during handshake": the reason is the last field before " at ".
-            let head = text.range(of: " at ", options: .backwards).map { String(text[..<$0.lowerBound]) } ?? text
+            let head = text.range(of: " at ").map { String(text[..<$0.lowerBound]) } ?? text
             let field = head.split(separator: ":").last.map(String.init) ?? head
             let reason = field.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: " ").lowercased()
             if !reason.isEmpty && !reasons.contains(reason) { reasons.append(reason) }

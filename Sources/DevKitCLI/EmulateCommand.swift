@@ -60,11 +60,11 @@ struct EmulateCommand: AsyncParsableCommand {
             boot into the --mode it started in), e.g. `kill -USR1 <pid>`; SIGHUP \
             presses reset (a fresh boot into user mode on the same pty: how to hear \
             the DPS sample's log from the start, since a boot's output is not replayed \
-            to a host that opens later). A board that went to user mode (after \
-            `info --reboot`, a `provision` that read the MAC, or SIGHUP) is back in the \
-            --mode it started in (configuration by default) after SIGUSR1 then \
-            SIGUSR2, an unplug and a replug (give hosts the --link path: the pty may \
-            change).
+            to a host that opens later). A board that went to user mode (after a \
+            command that rebooted it: `info --reboot`, a `provision` that read the MAC \
+            or verified, `verify`; or SIGHUP) is back in the --mode it started in \
+            (configuration by default) after SIGUSR1 then SIGUSR2, an unplug and a \
+            replug (give hosts the --link path: the pty may change).
 
             Fault switches make it misbehave on purpose, to test hosts:
               devkit emulate --link /tmp/ttyDevKit --fail-eeprom-write

@@ -12,8 +12,10 @@ import Testing
     }
 
     @Test func eachReasonOnceInTheStacksOrder() {
-        let error = BoringSSLError.sslError([.eofDuringHandshake, .eofDuringHandshake])
-        #expect(DPSClient.tlsReason(error) == "eof during handshake")
+        // Not sorted: "addition…" would come first.
+        let error = BoringSSLError.sslError(
+            [.eofDuringHandshake, .eofDuringAdditionalCertficiateChainValidation, .eofDuringHandshake])
+        #expect(DPSClient.tlsReason(error) == "eof during handshake; eof during addition certificate chain validation")
     }
 
     @Test func anErrorWithoutAStackIsDescribedAsBefore() {

@@ -7,6 +7,14 @@ import Testing
 /// JSONEncoder, the line reader against JSONDecoder, the duplicate check against a
 /// dictionary.
 @Suite struct CertBatchInternalsTests {
+    /// A partly failed batch says how many were certified, in words that fit each count.
+    @Test func theSummaryCountsWhatWasCertified() {
+        #expect(CertError.batchIncomplete(failed: 1, total: 1).userMessage.hasSuffix("; none was certified"))
+        #expect(CertError.batchIncomplete(failed: 1, total: 2).userMessage.hasSuffix("; the other one was certified"))
+        #expect(CertError.batchIncomplete(failed: 3, total: 5).userMessage
+            == "3 of 5 devices failed (see the messages above); the other 2 were certified")
+    }
+
     static let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
     static let results: [CertResult] = [
