@@ -198,7 +198,7 @@ struct CertCommand: ParsableCommand {
         }
         if id.exceedsDocumentedDPSLimit {
             result.warnings.append(
-                "registration ID \(id.value) has \(id.value.utf8.count) characters; the device can use it, but DPS documents at most \(RegistrationID.documentedDPSLimit) for X.509 enrollments and may refuse it")
+                "registration ID \(id.value) has \(id.value.utf8.count) characters; the device can use it, but DPS allows at most \(RegistrationID.documentedDPSLimit) for an X.509 enrollment (the certificate's CN): DPS and devkit dps enroll refuse it")
         }
         return result
     }

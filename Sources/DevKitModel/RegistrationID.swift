@@ -3,8 +3,8 @@
 public struct RegistrationID: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let value: String
 
-    /// The longest ID DPS documents for X.509 enrollments; longer ones work on the
-    /// device but DPS may refuse them.
+    /// The longest ID DPS documents for X.509 enrollments (the certificate's CN);
+    /// longer ones work on the device but DPS refuses them for X.509.
     public static let documentedDPSLimit = 64
     /// The firmware's DER encoder cannot encode a longer subject CN.
     public static let firmwareLimit = 126
@@ -35,7 +35,7 @@ public struct RegistrationID: Sendable, Hashable, Comparable, CustomStringConver
         (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2D
     }
 
-    /// True when DPS documents it may refuse this ID (over 64 characters).
+    /// True when DPS refuses this ID for an X.509 enrollment (over 64 characters).
     public var exceedsDocumentedDPSLimit: Bool { value.utf8.count > Self.documentedDPSLimit }
 
     public var description: String { value }
