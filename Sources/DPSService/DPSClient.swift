@@ -119,6 +119,19 @@ public final class DPSClient: Sendable {
     /// Closes the connections. The client cannot be used afterwards.
     public func shutdown() async { try? await http.shutdown() }
 
+    /// Runs `body` with this client, then shuts it down however `body` ends (its
+    /// pooled connections closed before the caller goes on).
+    public func shuttingDown<T>(after body: (DPSClient) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(self)
+            await shutdown()
+            return result
+        } catch {
+            await shutdown()
+            throw error
+        }
+    }
+
     /// Requests sent so far.
     public var requestCounts: DPSRequestCounts { counts.withLock { $0 } }
 

@@ -108,15 +108,7 @@ struct DPSConnectionOptions: ParsableArguments {
 func withDPSClient<T>(
     _ options: DPSConnectionOptions, parallel: Int = 4, _ body: (DPSClient) async throws -> T
 ) async throws -> T {
-    let client = try options.client(parallel: parallel)
-    do {
-        let value = try await body(client)
-        await client.shutdown()
-        return value
-    } catch {
-        await client.shutdown()
-        throw error
-    }
+    try await options.client(parallel: parallel).shuttingDown(after: body)
 }
 
 /// The dps commands' own input errors.

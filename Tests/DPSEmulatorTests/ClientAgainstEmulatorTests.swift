@@ -27,15 +27,7 @@ struct ClientAgainstEmulatorTests {
     func withClient<T>(
         _ service: RunningService, key: DPSSharedAccessKey? = nil, _ body: (DPSClient) async throws -> T
     ) async throws -> T {
-        let dps = try client(service, key: key)
-        do {
-            let result = try await body(dps)
-            await dps.shutdown()
-            return result
-        } catch {
-            await dps.shutdown()
-            throw error
-        }
+        try await client(service, key: key).shuttingDown(after: body)
     }
 
     func item(_ id: String) throws -> EnrollmentItem {

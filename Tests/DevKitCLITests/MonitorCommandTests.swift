@@ -15,12 +15,7 @@ struct MonitorCommandTests {
 
     /// Polls the monitor's log (bounded, 60 s) until `condition` holds on its text.
     static func waitForLog(_ path: String, _ condition: (String) -> Bool) -> Bool {
-        let end = ContinuousClock.now + .seconds(60)
-        while !condition(consoleReadText(path) ?? "") {
-            if ContinuousClock.now >= end { return false }
-            usleep(20_000)
-        }
-        return true
+        pollUntil { condition(consoleReadText(path) ?? "") }
     }
 
     @Test("follows the board through an unplug and a replug by its link, and keeps logging")

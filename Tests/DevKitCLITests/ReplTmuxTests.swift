@@ -317,12 +317,7 @@ extension ReplTmuxTests {
 
 /// Polls a condition on the test's own objects with a bounded deadline.
 func waitUntil(_ condition: () -> Bool) throws {
-    let deadline = ContinuousClock.now + .seconds(60)
-    while !condition() {
-        guard ContinuousClock.now < deadline else { throw ReplTmuxTimeout(screen: "(condition on the board)") }
-        var request = timespec(tv_sec: 0, tv_nsec: 10_000_000)
-        nanosleep(&request, nil)
-    }
+    guard pollUntil(every: .milliseconds(10), condition) else { throw ReplTmuxTimeout(screen: "(condition on the board)") }
 }
 
 /// The built `devkit` executable, next to the test bundle.
@@ -437,30 +432,20 @@ struct ReplTmux {
             guard let ends = try? TestProcess.makePipe() else { return -1 }
             fds = [ends.read, ends.write]
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if capture {
-            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        // The tmux server daemonises and lives on: it must hold no other test's pipe,
+        // and not the signal mask of the test runner's threads, or kill-server cannot
+        // end it and the panes it starts.
+        let spawned = TestProcess.spawnClean(argv) { actions in
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            if capture {
+                posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+            } else {
+                posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            }
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         }
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        // The tmux server daemonises and lives on: it must hold no other test's pipe.
-        TestProcess.closeOtherDescriptors(&actions)
-        var cArguments = argv.map { strdup($0) } + [nil]
-        defer { for pointer in cArguments { free(pointer) } }
-        // The test runner's threads block signals; tmux (and the panes it starts)
-        // must not inherit that mask, or kill-server cannot end them.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        TestProcess.withDefaultSignals(&attributes)
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, tmux, &actions, &attributes, &cArguments, environ)
         if capture { close(fds[1]) }
-        guard spawned == 0 else {
+        guard let pid = spawned else {
             if capture { close(fds[0]) }
             return -1
         }
@@ -474,8 +459,7 @@ struct ReplTmux {
             close(fds[0])
             output = String(decoding: data, as: UTF8.self)
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let status = TestProcess.waitStatus(pid)
         return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
     }
 }

@@ -82,26 +82,16 @@ extension BackgroundDevkit {
     /// share their settings, so the master shows them.
     @discardableResult
     public func waitUntilRaw(_ pty: PseudoTerminal, timeout: Duration = .seconds(60)) -> Bool {
-        let end = ContinuousClock.now + timeout
-        while true {
+        pollUntil(timeout: timeout) {
             var attributes = termios()
-            if hasOpen(pty.slavePath), tcgetattr(pty.master.rawValue, &attributes) == 0,
-               attributes.c_lflag & tcflag_t(ICANON) == 0 {
-                return true
-            }
-            if ContinuousClock.now >= end { return false }
-            usleep(20_000)
+            return hasOpen(pty.slavePath) && tcgetattr(pty.master.rawValue, &attributes) == 0
+                && attributes.c_lflag & tcflag_t(ICANON) == 0
         }
     }
 
     /// Waits (up to `timeout`) until the process has `path` open; whether it did.
     @discardableResult
     public func waitUntilOpen(_ path: String, timeout: Duration = .seconds(60)) -> Bool {
-        let end = ContinuousClock.now + timeout
-        while !hasOpen(path) {
-            if ContinuousClock.now >= end { return false }
-            usleep(50_000)
-        }
-        return true
+        pollUntil(timeout: timeout, every: .milliseconds(50)) { hasOpen(path) }
     }
 }

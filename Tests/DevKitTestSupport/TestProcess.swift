@@ -69,19 +69,35 @@ public enum TestProcess {
     /// if the shell could not be started).
     @discardableResult
     public static func shell(_ command: String) -> Int32 {
+        guard let pid = spawnClean(["/bin/sh", "-c", command]) else { return -1 }
+        return waitStatus(pid)
+    }
+
+    /// Starts `argv` (`argv[0]` a path) as a child that holds no descriptor but 0-2
+    /// (after `redirect`'s actions on them) and blocks no signal
+    /// (``withDefaultSignals(_:)``): what a server it may start lives with. Its PID,
+    /// nil if it could not be started.
+    public static func spawnClean(
+        _ argv: [String], redirect: (inout posix_spawn_file_actions_t) -> Void = { _ in }
+    ) -> pid_t? {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        redirect(&actions)
         closeOtherDescriptors(&actions)
-        let words: [String] = ["/bin/sh", "-c", command]
-        var arguments: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        var arguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for argument in arguments { free(argument) } }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
         withDefaultSignals(&attributes)
         var pid: pid_t = 0
-        guard posix_spawn(&pid, "/bin/sh", &actions, &attributes, &arguments, environ) == 0 else { return -1 }
+        guard posix_spawn(&pid, argv[0], &actions, &attributes, &arguments, environ) == 0 else { return nil }
+        return pid
+    }
+
+    /// Waits for child `pid` (through interruptions); its wait status, -1 if the wait failed.
+    public static func waitStatus(_ pid: pid_t) -> Int32 {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR { return -1 }
