@@ -36,19 +36,11 @@ public struct DerivedKey: Sendable {
 
     /// A key pair from a big-endian scalar; d must satisfy 0 < d < n.
     init(scalar: [UInt8], label: String) throws(GenerationError) {
-        do {
-            // swift-crypto computes d·G when it builds the key from the raw scalar, and
-            // refuses d = 0 or d ≥ n. The private key's X9.63 form (04 || X || Y || d)
-            // starts with the public point: read there, it costs one affine conversion and
-            // no second key object (publicKey duplicates the EC_KEY).
-            let key = try P256.Signing.PrivateKey(rawRepresentation: scalar)
-            self.privateScalar = scalar
-            self.publicPoint = key.x963Representation.withUnsafeBytes { x963 in
-                [UInt8](UnsafeRawBufferPointer(rebasing: x963[..<65]))
-            }
-        } catch {
-            throw .scalarOutOfRange(key: label)
-        }
+        var point = [UInt8](repeating: 0, count: 65)
+        let ok = scalar.withUnsafeBytes { d in point.withUnsafeMutableBytes { BasePoint.publicPoint(scalar: d, into: $0) } }
+        guard ok else { throw .scalarOutOfRange(key: label) }
+        self.privateScalar = scalar
+        self.publicPoint = point
     }
 }
 
@@ -109,7 +101,9 @@ struct FixedNonceSigner: Sendable {
     private let kInverseMontgomery: Scalar256
 
     private init() {
-        let kG = try! P256.Signing.PrivateKey(rawRepresentation: Self.nonce).publicKey.x963Representation
+        var kG = [UInt8](repeating: 0, count: 65)
+        let ok = Self.nonce.withUnsafeBytes { k in kG.withUnsafeMutableBytes { BasePoint.publicPoint(scalar: k, into: $0) } }
+        precondition(ok, "the firmware's nonce is a valid scalar")
         // x < p < 2n: one conditional subtraction reduces it.
         r = OrderArithmetic.reduced(Scalar256(bigEndian: kG[1..<33]))
         rBytes = Self.minimal(r)
