@@ -32,6 +32,8 @@ int CDevKitLinux_ptsname_r(int fd, char *buf, size_t buflen) { return ptsname_r(
 const int CDevKitLinux_EFD_CLOEXEC = EFD_CLOEXEC;
 const int CDevKitLinux_EFD_NONBLOCK = EFD_NONBLOCK;
 const unsigned int CDevKitLinux_SYNC_FILE_RANGE_WRITE = SYNC_FILE_RANGE_WRITE;
+const int CDevKitLinux_O_TMPFILE = O_TMPFILE;
+const int CDevKitLinux_AT_EMPTY_PATH = AT_EMPTY_PATH;
 #ifdef TIOCGEXCL
 const unsigned long CDevKitLinux_TIOCGEXCL = TIOCGEXCL;
 #else

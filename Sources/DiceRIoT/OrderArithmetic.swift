@@ -1,9 +1,9 @@
 /// Arithmetic modulo the P-256 group order n on four 64-bit limbs, for the signature
 /// s = k⁻¹·(e + r·d) mod n.
 ///
-/// Written by hand because no library here offers it: swift-crypto keeps BoringSSL's
-/// scalar arithmetic private (CCryptoBoringSSL is not importable from our targets) and
-/// its signer draws a random nonce, while the firmware's nonce is fixed; a general
+/// Written by hand because no library here offers it: BoringSSL's scalar arithmetic is
+/// internal (its public BIGNUM functions allocate per operation), swift-crypto's
+/// signer draws a random nonce, while the firmware's nonce is fixed; a general
 /// big-integer type (BigInt) allocates per operation, which was a large share of a
 /// certificate's cost. The integers here have a fixed width, live on the stack and
 /// use Montgomery multiplication (CIOS), so a signature costs two multiplications.

@@ -168,7 +168,9 @@ import Glibc
         var group = FileGroupWriter(durable: false)
         try group.stage(Array("cert".utf8), at: dir + "/c.pem", mode: 0o666, honoringUmask: true)
         try group.stage(Array("key".utf8), at: dir + "/k.pem", mode: 0o600, honoringUmask: true)
-        #expect(try entries(dir).count == 2)  // two temporaries, no final name yet
+        // No final name yet: named temporaries, or nothing where the files are unnamed
+        // (FileGroupLinkTests forces each way; here whichever is current).
+        #expect(try entries(dir).allSatisfy { $0.hasPrefix(".") && $0.hasSuffix(".tmp") })
         #expect(contents(dir + "/c.pem") == nil)
         try group.commit()
         #expect(mode(dir + "/c.pem") == 0o666 & ~mask)

@@ -35,6 +35,10 @@ int CDevKitLinux_ptsname_r(int fd, char *buf, size_t buflen);
 extern const int CDevKitLinux_EFD_CLOEXEC;
 extern const int CDevKitLinux_EFD_NONBLOCK;
 extern const unsigned int CDevKitLinux_SYNC_FILE_RANGE_WRITE;
+/// O_TMPFILE and AT_EMPTY_PATH (<fcntl.h>, _GNU_SOURCE): an unnamed file that is
+/// linked into place by its descriptor (DevKitSystem's FileGroupWriter).
+extern const int CDevKitLinux_O_TMPFILE;
+extern const int CDevKitLinux_AT_EMPTY_PATH;
 /// TIOCGEXCL (<asm-generic/ioctls.h>), not exported by the Glibc module.
 extern const unsigned long CDevKitLinux_TIOCGEXCL;
 
