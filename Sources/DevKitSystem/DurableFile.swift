@@ -113,8 +113,17 @@ public struct FileGroupWriter {
     private var staged: [Staged] = []
     private typealias Staged = (fd: Int32, temporary: String?, path: String, method: LinkMethod)
 
+    /// The way this writer places files: the process's (found out on first use), or
+    /// one the tests force for this writer alone.
+    private let forcedMethod: LinkMethod?
+
     public init(durable: Bool = true) {
+        self.init(durable: durable, method: nil)
+    }
+
+    init(durable: Bool, method: LinkMethod?) {
         self.durable = durable
+        forcedMethod = method
     }
 
     /// Process-wide counter for temporary names: unique without a random number per file.
@@ -127,11 +136,19 @@ public struct FileGroupWriter {
     /// `linkat(fd, "", AT_EMPTY_PATH)` needs no privilege since Linux 6.10 (for a file the
     /// process opened itself); before, only through /proc/self/fd; neither where /proc is
     /// missing, and then every file takes a temporary name.
-    enum LinkMethod: UInt8 { case unknown, emptyPath, procSelf, unavailable }
+    enum LinkMethod: UInt8, Sendable { case unknown, emptyPath, procSelf, unavailable }
     private static let linkMethod = Atomic<UInt8>(LinkMethod.unknown.rawValue)
-    /// For the tests: forget what was found out, or force a method.
-    static func setLinkMethod(_ method: LinkMethod) { linkMethod.store(method.rawValue, ordering: .relaxed) }
     static var currentLinkMethod: LinkMethod { LinkMethod(rawValue: linkMethod.load(ordering: .relaxed)) ?? .unknown }
+
+    /// Before Linux 6.0 an O_TMPFILE file ignored the umask on file systems without
+    /// POSIX ACLs ("fs: Add missing umask strip in vfs_tmpfile"): there a file that must
+    /// honour the umask takes a named temporary, whose O_CREAT always does.
+    static let unnamedFilesHonourTheUmask: Bool = {
+        var name = utsname()
+        guard uname(&name) == 0 else { return false }
+        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return (Int(release.prefix { $0.isNumber }) ?? 0) >= 6
+    }()
 
     /// Writes `bytes` to a new file that will appear at `path` on commit. The mode is
     /// `mode` exactly, or `mode` less the umask with `honoringUmask` (certificates, as
@@ -150,7 +167,8 @@ public struct FileGroupWriter {
         let directory = DurableFile.directory(of: path, lastSlash: slash)
         StaleTemporaries.shared.removeOnce(in: directory)
         let createMode = honoringUmask ? mode : mode & 0o600
-        var (fd, method) = Self.openUnnamed(in: directory, mode: createMode)
+        var (fd, method) = honoringUmask && !Self.unnamedFilesHonourTheUmask
+            ? (-1, .unavailable) : Self.openUnnamed(in: directory, mode: createMode, forced: forcedMethod)
         var temporary: String?
         if fd < 0 {
             // No unnamed file here: a named one, which also reports any real error
@@ -183,14 +201,17 @@ public struct FileGroupWriter {
 
     /// An unnamed file in `directory`, or -1 where none can be made and linked: a file
     /// system without O_TMPFILE (EOPNOTSUPP), or a process that cannot link one.
-    private static func openUnnamed(in directory: String, mode: mode_t) -> (Int32, LinkMethod) {
-        var method = currentLinkMethod
+    private static func openUnnamed(in directory: String, mode: mode_t, forced: LinkMethod?) -> (Int32, LinkMethod) {
+        var method = forced ?? currentLinkMethod
         guard method != .unavailable else { return (-1, method) }
         let fd = open(directory, CDevKitLinux_O_TMPFILE | O_WRONLY | O_CLOEXEC, mode)
         guard fd >= 0 else { return (-1, .unavailable) }
         if method == .unknown {
             method = probeLinkMethod(in: directory, mode: mode)
-            linkMethod.store(method.rawValue, ordering: .relaxed)
+            // The first probe's answer stands (threads probing at once find the same).
+            let (stored, found) = linkMethod.compareExchange(
+                expected: LinkMethod.unknown.rawValue, desired: method.rawValue, ordering: .relaxed)
+            if !stored { method = LinkMethod(rawValue: found) ?? .unavailable }
             if method == .unavailable {
                 close(fd)
                 return (-1, method)
@@ -201,7 +222,7 @@ public struct FileGroupWriter {
 
     /// Links a throwaway unnamed file (a file linked once cannot be linked again after
     /// its name is removed, so not the one to keep) each way, then removes it.
-    private static func probeLinkMethod(in directory: String, mode: mode_t) -> LinkMethod {
+    static func probeLinkMethod(in directory: String, mode: mode_t) -> LinkMethod {
         let prefix = directory == "/" ? "/" : directory + "/"
         for method in [LinkMethod.emptyPath, .procSelf] {
             let fd = open(directory, CDevKitLinux_O_TMPFILE | O_WRONLY | O_CLOEXEC, mode)
@@ -242,8 +263,7 @@ public struct FileGroupWriter {
             }
         }
         // A named file is closed before it is renamed (some file systems, NFS, report a
-        // failed write only here); an unnamed one is linked by its descriptor, and the
-        // file systems that have O_TMPFILE report write errors at write or fsync.
+        // failed write only here); an unnamed one is linked by its descriptor first.
         for index in staged.indices where staged[index].temporary != nil {
             let fd = staged[index].fd
             staged[index].fd = -1  // the descriptor is released even when close fails
@@ -263,14 +283,25 @@ public struct FileGroupWriter {
             let directory = DurableFile.directory(of: file.path)
             if !directories.contains(directory) { directories.append(directory) }
         }
-        for file in staged {
-            if let temporary = file.temporary {
+        var closeFailure: DurableFileError?
+        for index in staged.indices {
+            if let temporary = staged[index].temporary {
                 if !replacing { unlink(temporary) }  // linked, not renamed: the name stayed
             } else {
-                close(file.fd)  // in place: the file stays with its name
+                // In place: the file stays with its name. A file system that reports a
+                // failed write only here (FUSE can) fails the group as a link would.
+                let fd = staged[index].fd
+                staged[index].fd = -1
+                if close(fd) != 0 && closeFailure == nil {
+                    closeFailure = DurableFileError(path: staged[index].path, errno: Errno(rawValue: errno))
+                }
             }
         }
         staged.removeAll()
+        if let closeFailure {
+            for path in placed { unlink(path) }
+            throw closeFailure
+        }
         guard durable else { return }
         for directory in directories {
             if replacing {

@@ -1,3 +1,4 @@
+import CDevKitLinux
 @testable import DevKitSystem
 import Foundation
 import SystemPackage
@@ -7,15 +8,37 @@ import Glibc
 #endif
 
 /// FileGroupWriter's three ways to put a file in place (an unnamed file linked by
-/// AT_EMPTY_PATH or through /proc/self/fd, a named temporary renamed), each forced in
-/// turn: the same outcomes from all three. Serialized: the method is process-wide (a
-/// writer elsewhere that staged before a switch keeps the method it staged with).
-@Suite(.serialized) struct FileGroupLinkTests {
-    static let methods: [FileGroupWriter.LinkMethod] = [.emptyPath, .procSelf, .unavailable]
+/// AT_EMPTY_PATH or through /proc/self/fd, a named temporary renamed), each forced on a
+/// writer of its own: the same outcomes from every way this machine supports.
+@Suite struct FileGroupLinkTests {
+    private static func makeDirectory() -> String {
+        var template = Array((NSTemporaryDirectory() + "devkit-link-XXXXXX").utf8CString)
+        return String(cString: mkdtemp(&template)!)
+    }
+
+    /// The ways that work here, found by linking a throwaway unnamed file each way in the
+    /// temporary directory (AT_EMPTY_PATH needs Linux 6.10 or CAP_DAC_READ_SEARCH,
+    /// /proc/self/fd a mounted /proc, both a file system with O_TMPFILE). The named
+    /// temporary always works.
+    static let methods: [FileGroupWriter.LinkMethod] = {
+        let dir = makeDirectory()
+        defer { rmdir(dir) }
+        var working: [FileGroupWriter.LinkMethod] = []
+        for (method, link) in [
+            (FileGroupWriter.LinkMethod.emptyPath, { (fd: Int32, to: String) in linkat(fd, "", AT_FDCWD, to, CDevKitLinux_AT_EMPTY_PATH) }),
+            (.procSelf, { (fd: Int32, to: String) in linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, to, AT_SYMLINK_FOLLOW) }),
+        ] {
+            let fd = open(dir, CDevKitLinux_O_TMPFILE | O_WRONLY, 0o600)
+            guard fd >= 0 else { continue }
+            if link(fd, dir + "/probe") == 0 { working.append(method) }
+            unlink(dir + "/probe")
+            close(fd)
+        }
+        return working + [.unavailable]
+    }()
 
     private func withDirectory(_ body: (String) throws -> Void) throws {
-        var template = Array((NSTemporaryDirectory() + "devkit-link-XXXXXX").utf8CString)
-        let dir = String(cString: mkdtemp(&template)!)
+        let dir = Self.makeDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try body(dir)
     }
@@ -34,35 +57,37 @@ import Glibc
         return st.st_mode & 0o7777
     }
 
-    /// Found out on first use: AT_EMPTY_PATH from Linux 6.10 on (this machine), else /proc.
-    @Test func theFirstWriteFindsTheMethod() throws {
-        FileGroupWriter.setLinkMethod(.unknown)
+    private func write(
+        _ files: [(String, String)], method: FileGroupWriter.LinkMethod, mode: mode_t = 0o600, replacing: Bool = true
+    ) throws(DurableFileError) {
+        var group = FileGroupWriter(durable: true, method: method)
+        for (text, path) in files { try group.stage(Array(text.utf8), at: path, mode: mode) }
+        try group.commit(replacing: replacing)
+    }
+
+    /// The writer's probe picks the first way that works, and leaves no file behind; the
+    /// process's way is known once anything was written.
+    @Test func theProbeFindsTheFirstWayThatWorks() throws {
         try withDirectory { dir in
+            #expect(FileGroupWriter.probeLinkMethod(in: dir, mode: 0o600) == Self.methods[0])
+            #expect(try entries(dir) == [], "the probe's file is gone")
             try DurableFile.write(Array("x".utf8), to: dir + "/f", mode: 0o600)
-            #expect(try entries(dir) == ["f"], "the probe's file is gone")
+            #expect(FileGroupWriter.currentLinkMethod != .unknown)
         }
-        var name = utsname()
-        uname(&name)
-        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-        let atLeast610 = parts.count == 2 && (parts[0], parts[1]) >= (6, 10)
-        #expect(FileGroupWriter.currentLinkMethod == (atLeast610 ? .emptyPath : .procSelf), "kernel \(release)")
     }
 
     @Test(arguments: methods) func newReplacedAndRefused(method: FileGroupWriter.LinkMethod) throws {
-        FileGroupWriter.setLinkMethod(method)
-        defer { FileGroupWriter.setLinkMethod(.unknown) }
         try withDirectory { dir in
             let path = dir + "/uds"
-            try DurableFile.write(Array("first".utf8), to: path, mode: 0o640, replacing: false)
+            try write([("first", path)], method: method, mode: 0o640, replacing: false)
             #expect(contents(path) == "first")
             #expect(mode(path) == 0o640)
             #expect(throws: DurableFileError(path: path, errno: .fileExists)) {
-                try DurableFile.write(Array("second".utf8), to: path, mode: 0o600, replacing: false)
+                try write([("second", path)], method: method, replacing: false)
             }
             #expect(contents(path) == "first")
             // Replacing an existing file, and a new one beside it, in one group.
-            try DurableFile.write([(Array("third".utf8), path), (Array("new".utf8), dir + "/b")], mode: 0o600)
+            try write([("third", path), ("new", dir + "/b")], method: method)
             #expect(contents(path) == "third")
             #expect(mode(path) == 0o600)
             #expect(contents(dir + "/b") == "new")
@@ -73,35 +98,31 @@ import Glibc
     /// Staged files are invisible until commit where they are unnamed; a discarded or
     /// failed group leaves nothing, and removes the new files it had placed.
     @Test(arguments: methods) func stagedDiscardedAndFailed(method: FileGroupWriter.LinkMethod) throws {
-        FileGroupWriter.setLinkMethod(method)
-        defer { FileGroupWriter.setLinkMethod(.unknown) }
         try withDirectory { dir in
-            var group = FileGroupWriter(durable: false)
+            var group = FileGroupWriter(durable: false, method: method)
             try group.stage(Array("a".utf8), at: dir + "/a", mode: 0o644)
             #expect(try entries(dir).count == (method == .unavailable ? 1 : 0))
             group.discard()
             #expect(try entries(dir) == [])
 
             try FileManager.default.createDirectory(atPath: dir + "/d/inside", withIntermediateDirectories: true)
-            var failing = FileGroupWriter(durable: false)
-            try failing.stage(Array("a".utf8), at: dir + "/a", mode: 0o644)
-            try failing.stage(Array("d".utf8), at: dir + "/d", mode: 0o644)
-            #expect(throws: DurableFileError.self) { try failing.commit() }
+            #expect(throws: DurableFileError(path: dir + "/d", errno: .isDirectory)) {
+                try write([("a", dir + "/a"), ("d", dir + "/d")], method: method)
+            }
             #expect(try entries(dir) == ["d"], "the new file placed before the failure is removed")
         }
     }
 
-    /// A method switched while a group is staged (another suite forcing one): the group
-    /// keeps the way it staged with.
-    @Test func aGroupKeepsTheMethodItStagedWith() throws {
-        FileGroupWriter.setLinkMethod(.emptyPath)
-        defer { FileGroupWriter.setLinkMethod(.unknown) }
+    /// Certificates are written with the umask applied, whichever way.
+    @Test(arguments: methods) func theUmaskIsHonoured(method: FileGroupWriter.LinkMethod) throws {
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Umask:") })
+        let mask = try #require(mode_t(line.dropFirst("Umask:".count).trimmingCharacters(in: .whitespaces), radix: 8))
         try withDirectory { dir in
-            var group = FileGroupWriter(durable: false)
-            try group.stage(Array("a".utf8), at: dir + "/a", mode: 0o644)
-            FileGroupWriter.setLinkMethod(.unavailable)
+            var group = FileGroupWriter(durable: false, method: method)
+            try group.stage(Array("c".utf8), at: dir + "/c.pem", mode: 0o666, honoringUmask: true)
             try group.commit()
-            #expect(contents(dir + "/a") == "a")
+            #expect(mode(dir + "/c.pem") == 0o666 & ~mask)
         }
     }
 }
