@@ -452,9 +452,12 @@ public final class ConsoleSession {
     }
 
     /// Sends DEL for up to `count` bytes of an unfinished line, in pieces paced by
-    /// their `\b \b` echoes (the console's only flow control). Best effort, bounded by
-    /// the echo timeout: a board that holds fewer bytes (some were lost) echoes fewer
-    /// erasures, and DEL on an empty line is ignored.
+    /// their `\b \b` echoes (the console's only flow control). Best effort, ended by an
+    /// echo timeout of silence: a board that holds fewer bytes (some were lost) echoes
+    /// fewer erasures, and DEL on an empty line is ignored. The time is counted from the
+    /// last erasure seen, not from the start: each erased byte echoes three, so 256 of
+    /// them take 3.2 s at 2400 baud, and an erase cut short leaves the line's start in
+    /// the console, which the next `\r` would run (half a connection string stored).
     private func eraseSentBytes(_ count: Int) {
         guard count > 0 else { return }
         // Counted as they arrive, each `\b \b` once (non-overlapping).
@@ -467,16 +470,18 @@ public final class ConsoleSession {
             }
         }
         tally(inbox)
-        let deadline = clock.now + timeouts.echo
         var sent = 0
         while sent < count {
             let n = min(maxPieceLength, count - sent)
             guard (try? transport.send([UInt8](repeating: 0x7F, count: n), deadline: clock.now + timeouts.send)) != nil
             else { break }
             sent += n
+            var deadline = clock.now + timeouts.echo
             while erased < sent {
                 guard let chunk = try? receiveChunk(until: deadline) else { break }
+                let before = erased
                 tally(chunk)
+                if erased > before { deadline = clock.now + timeouts.echo }
             }
             if erased < sent { break }
         }

@@ -240,4 +240,27 @@ struct InterruptedLineTests {
         #expect(kit.state.connectionString == nil)
         #expect(kit.droppedByteCount == 0)
     }
+
+    /// The same on a slow line: 256 erasures echo 768 bytes, 0.8 s at 9600 baud, longer
+    /// than the 0.5 s echo timeout given here (as 3.2 s at 2400 baud is longer than the
+    /// default 2 s). The erase goes on while the echoes come; one deadline for the whole
+    /// erase stopped after the first piece and left 128 bytes for the next `\r` to run.
+    @Test func isErasedOnASlowLineWhileItsEchoesArrive() throws {
+        let kit = try VirtualDevKit(configuration: .init(pacingBaudRate: 9600))
+        kit.start()
+        defer { kit.stop() }
+        let port = try SerialPort(path: kit.devicePath)
+        defer { port.close() }
+        let transport = InterruptingTransport(port, interruptAfterSend: 3)
+        var timeouts = ConsoleSession.Timeouts()
+        timeouts.echo = .milliseconds(500)
+        let session = ConsoleSession(transport: transport, timeouts: timeouts)
+        try session.synchronize()
+        let hub = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=" + String(repeating: "k", count: 300)
+        #expect(throws: InterruptingTransport.Interrupted.self) { try session.setIoTHubConnectionString(ConnectionString(hub)) }
+        #expect(transport.sends.dropFirst(3).map(\.count).reduce(0, +) == 256)
+        try session.synchronize()
+        #expect(try session.version().firmwareVersion.text == "1.6.2")
+        #expect(kit.state.connectionString == nil, "a truncated connection string was stored")
+    }
 }
