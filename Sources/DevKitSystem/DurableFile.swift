@@ -146,9 +146,14 @@ public struct FileGroupWriter {
     static let unnamedFilesHonourTheUmask: Bool = {
         var name = utsname()
         guard uname(&name) == 0 else { return false }
-        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        return (Int(release.prefix { $0.isNumber }) ?? 0) >= 6
+        return honoursUmask(release: withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
     }()
+
+    /// Whether a kernel of this release (uname -r: "6.18.0-1-amd64") applies the umask
+    /// to O_TMPFILE files: 6.0 and later.
+    static func honoursUmask(release: String) -> Bool {
+        (Int(release.prefix { $0.isASCII && $0.isNumber }) ?? 0) >= 6
+    }
 
     /// Writes `bytes` to a new file that will appear at `path` on commit. The mode is
     /// `mode` exactly, or `mode` less the umask with `honoringUmask` (certificates, as
@@ -208,6 +213,10 @@ public struct FileGroupWriter {
         guard fd >= 0 else { return (-1, .unavailable) }
         if method == .unknown {
             method = probeLinkMethod(in: directory, mode: mode)
+            guard method != .unknown else {  // the probe could not even open: ask again next time
+                close(fd)
+                return (-1, .unavailable)
+            }
             // The first probe's answer stands (threads probing at once find the same).
             let (stored, found) = linkMethod.compareExchange(
                 expected: LinkMethod.unknown.rawValue, desired: method.rawValue, ordering: .relaxed)
@@ -226,7 +235,9 @@ public struct FileGroupWriter {
         let prefix = directory == "/" ? "/" : directory + "/"
         for method in [LinkMethod.emptyPath, .procSelf] {
             let fd = open(directory, CDevKitLinux_O_TMPFILE | O_WRONLY | O_CLOEXEC, mode)
-            guard fd >= 0 else { return .unavailable }
+            // The writer's own open just worked here: a failure now passes (EMFILE,
+            // ENOSPC), and says nothing about linking.
+            guard fd >= 0 else { return .unknown }
             defer { close(fd) }
             let name = temporaryName(prefix: prefix, base: "probe")
             if link(fd, to: name, method) == 0 {
@@ -270,11 +281,14 @@ public struct FileGroupWriter {
             guard close(fd) == 0 else { throw DurableFileError(path: staged[index].path, errno: Errno(rawValue: errno)) }
         }
         var placed: [String] = []  // paths that did not exist before: removed again on failure
+        // An unnamed file's close comes after every file is placed, and may fail: then
+        // the last file has a later step to fail after it too.
+        let closesAfterPlacing = staged.contains { $0.temporary == nil }
         var directories: [String] = []
         for (index, file) in staged.enumerated() {
             let isNew: Bool
             do throws(Errno) {
-                isNew = try Self.place(file, replacing: replacing, isLast: index == staged.count - 1)
+                isNew = try Self.place(file, replacing: replacing, isLast: index == staged.count - 1 && !closesAfterPlacing)
             } catch {
                 for path in placed { unlink(path) }
                 throw DurableFileError(path: file.path, errno: error)

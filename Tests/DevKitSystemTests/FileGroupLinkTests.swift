@@ -113,6 +113,16 @@ import Glibc
         }
     }
 
+    /// Before 6.0 unnamed files skipped the umask on some file systems: those kernels
+    /// write certificates under a named temporary.
+    @Test(arguments: [
+        ("6.18.0-1-amd64", true), ("6.0.0", true), ("10.1", true),
+        ("5.15.0-91-generic", false), ("4.19.0", false), ("", false), ("abc", false),
+    ])
+    func kernelsThatApplyTheUmaskToUnnamedFiles(release: String, honours: Bool) {
+        #expect(FileGroupWriter.honoursUmask(release: release) == honours)
+    }
+
     /// Certificates are written with the umask applied, whichever way.
     @Test(arguments: methods) func theUmaskIsHonoured(method: FileGroupWriter.LinkMethod) throws {
         let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
