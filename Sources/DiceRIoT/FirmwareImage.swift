@@ -29,6 +29,16 @@ public struct RIoTImage: Sendable, Equatable {
     /// and the GNU ld `.map` beside it.
     public init(bin: [UInt8], map: [UInt8], binPath: String = "<bin>", mapPath: String = "<map>") throws(FirmwareError) {
         let parsed = try MapFile(contents: map, path: mapPath)
+        // A Cortex-M image starts with its vector table: the second word is the reset
+        // handler's address (bit 0 set: Thumb). A map that places Reset_Handler elsewhere
+        // is another build's, and its addresses would cut the wrong bytes out of this
+        // image: a certificate the board never presents, found only at registration.
+        if let reset = parsed.resetHandler, bin.count >= 8 {
+            let vector = UInt64(bin[4]) | UInt64(bin[5]) << 8 | UInt64(bin[6]) << 16 | UInt64(bin[7]) << 24
+            guard vector & ~1 == reset & ~1 else {
+                throw .differentBuilds(bin: binPath, map: mapPath, resetVector: vector, resetHandler: reset)
+            }
+        }
         func range(_ start: Symbol, _ stop: Symbol, _ name: String) throws(FirmwareError) -> [UInt8] {
             let s = try parsed.address(of: start), e = try parsed.address(of: stop)
             guard s >= parsed.flashOrigin else {
@@ -85,6 +95,8 @@ public struct RIoTImage: Sendable, Equatable {
 /// The parts of a GNU ld map file that locate the RIoT ranges.
 struct MapFile {
     let flashOrigin: UInt64
+    /// The `Reset_Handler` symbol's address, where the map lists it.
+    private(set) var resetHandler: UInt64?
     private var addresses: [RIoTImage.Symbol: UInt64] = [:]
     private let path: String
 
@@ -99,6 +111,8 @@ struct MapFile {
         var lineNumber = 0
         var lineStart = 0
         var found: [RIoTImage.Symbol: UInt64] = [:]
+        let resetKey = Array("Reset_Handler".utf8)
+        var reset: UInt64?
         contents.withUnsafeBufferPointer { buf in
             while lineStart < buf.count {
                 lineNumber += 1
@@ -112,11 +126,22 @@ struct MapFile {
                         if let v = firstHex(line) { found[symbol] = v }
                     }
                 }
+                // The symbol's own line is `<spaces>0x<address><spaces>Reset_Handler`; the
+                // section line (.text.Reset_Handler) and the cross references are not.
+                var end = line.count
+                while end > 0 && (line[end - 1] == 0x0D || line[end - 1] == 0x20) { end -= 1 }
+                if end >= resetKey.count, line[(end - resetKey.count)..<end].elementsEqual(resetKey) {
+                    let tokens = line[..<end].split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
+                    if tokens.count == 2, tokens[0].starts(with: Array("0x".utf8)), tokens[1].elementsEqual(resetKey) {
+                        reset = firstHex(line)
+                    }
+                }
                 lineStart = lineEnd + 1
             }
         }
         guard let origin else { throw .noFlashLine(file: path) }
         self.flashOrigin = origin
+        self.resetHandler = reset
         self.addresses = found
     }
 
@@ -149,6 +174,8 @@ public enum FirmwareError: Error, Equatable, Sendable, CustomStringConvertible {
     case rangeOutsideImage(file: String, range: String, detail: String)
     case coreTooShort(file: String, length: Int)
     case malformedELF(file: String, detail: String)
+    /// The `.bin`'s reset vector is not the `.map`'s `Reset_Handler`.
+    case differentBuilds(bin: String, map: String, resetVector: UInt64, resetHandler: UInt64)
 
     public var description: String {
         switch self {
@@ -165,6 +192,10 @@ public enum FirmwareError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(file): the RIoT Core range is \(length) bytes; the firmware measures at least \(RIoTImage.minimumCoreLength)"
         case .malformedELF(let file, let detail):
             return "\(file): not a usable ELF32 little-endian image: \(detail)"
+        case .differentBuilds(let bin, let map, let vector, let handler):
+            return "\(bin) and \(map) are not from the same build: the image's reset vector is 0x\(String(vector, radix: 16)) "
+                + "but the map puts Reset_Handler at 0x\(String(handler, radix: 16)); give the .bin and .map one build "
+                + "wrote (or its .elf alone)"
         }
     }
 }

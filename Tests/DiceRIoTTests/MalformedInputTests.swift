@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import DiceRIoT
 
@@ -28,6 +29,26 @@ struct MalformedInputTests {
         #expect(throws: FirmwareError.missingSymbol(file: "t.map", symbol: symbol.rawValue)) {
             try image(map: map(without: "\(symbol.rawValue) = ."))
         }
+    }
+
+    /// A `.bin` and a `.map` of two builds: the image's reset vector is not where the map
+    /// puts Reset_Handler (the ranges would be cut from the wrong bytes).
+    @Test func binAndMapOfDifferentBuilds() throws {
+        var other = bin
+        other[4] = 0x11  // the reset vector 0x0800c009 becomes 0x0800c011
+        #expect(throws: FirmwareError.differentBuilds(bin: "t.bin", map: "t.map", resetVector: 0x0800_c011, resetHandler: 0x0800_c008)) {
+            try image(map: map, bin: other)
+        }
+        let message = FirmwareError.differentBuilds(bin: "t.bin", map: "t.map", resetVector: 0x0800_c011, resetHandler: 0x0800_c008).description
+        #expect(message == "t.bin and t.map are not from the same build: the image's reset vector is 0x800c011 but the map "
+            + "puts Reset_Handler at 0x800c008; give the .bin and .map one build wrote (or its .elf alone)")
+        // The same build, CRLF line ends, or a map that does not list the symbol: no objection.
+        _ = try image(map: map)
+        _ = try image(map: map.replacingOccurrences(of: "\n", with: "\r\n"))
+        _ = try image(map: self.map(without: "                Reset_Handler"), bin: other)
+        // The section line and a cross reference name it too, but carry no symbol address.
+        let noisy = map + "\n .text.Reset_Handler\n                0x0800c010        0xc startup.o\nReset_Handler                                     startup.o\n"
+        _ = try image(map: noisy)
     }
 
     @Test func noFlashLine() {
