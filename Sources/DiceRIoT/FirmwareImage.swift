@@ -29,14 +29,19 @@ public struct RIoTImage: Sendable, Equatable {
     /// and the GNU ld `.map` beside it.
     public init(bin: [UInt8], map: [UInt8], binPath: String = "<bin>", mapPath: String = "<map>") throws(FirmwareError) {
         let parsed = try MapFile(contents: map, path: mapPath)
-        // A Cortex-M image starts with its vector table: the second word is the reset
-        // handler's address (bit 0 set: Thumb). A map that places Reset_Handler elsewhere
-        // is another build's, and its addresses would cut the wrong bytes out of this
-        // image: a certificate the board never presents, found only at registration.
-        if let reset = parsed.resetHandler, bin.count >= 8 {
-            let vector = UInt64(bin[4]) | UInt64(bin[5]) << 8 | UInt64(bin[6]) << 16 | UInt64(bin[7]) << 24
+        // A Cortex-M vector table's second word is the reset handler's address (bit 0
+        // set: Thumb). Where the map gives both the table's place and Reset_Handler, the
+        // image must agree: a map of another build would cut the wrong bytes out of this
+        // image, a certificate the board never presents, found only at registration. A
+        // check, not a proof: builds whose startup code did not move pass it.
+        if let reset = parsed.resetHandler, let table = parsed.vectorTable, table >= parsed.flashOrigin,
+           bin.count >= 8, table - parsed.flashOrigin <= UInt64(bin.count - 8)  // its first two words in the image
+        {
+            let at = Int(table - parsed.flashOrigin) + 4
+            let vector = UInt64(bin[at]) | UInt64(bin[at + 1]) << 8 | UInt64(bin[at + 2]) << 16 | UInt64(bin[at + 3]) << 24
             guard vector & ~1 == reset & ~1 else {
-                throw .differentBuilds(bin: binPath, map: mapPath, resetVector: vector, resetHandler: reset)
+                throw .differentBuilds(
+                    bin: binPath, map: mapPath, resetVector: vector, resetHandler: reset, flashOrigin: parsed.flashOrigin)
             }
         }
         func range(_ start: Symbol, _ stop: Symbol, _ name: String) throws(FirmwareError) -> [UInt8] {
@@ -97,6 +102,8 @@ struct MapFile {
     let flashOrigin: UInt64
     /// The `Reset_Handler` symbol's address, where the map lists it.
     private(set) var resetHandler: UInt64?
+    /// Where `.isr_vector` (the vector table) lies, where the map lists it.
+    private(set) var vectorTable: UInt64?
     private var addresses: [RIoTImage.Symbol: UInt64] = [:]
     private let path: String
 
@@ -112,7 +119,9 @@ struct MapFile {
         var lineStart = 0
         var found: [RIoTImage.Symbol: UInt64] = [:]
         let resetKey = Array("Reset_Handler".utf8)
+        let vectorKey = Array(".isr_vector".utf8)
         var reset: UInt64?
+        var vector: UInt64?
         contents.withUnsafeBufferPointer { buf in
             while lineStart < buf.count {
                 lineNumber += 1
@@ -129,11 +138,19 @@ struct MapFile {
                 // The symbol's own line is `<spaces>0x<address><spaces>Reset_Handler`; the
                 // section line (.text.Reset_Handler) and the cross references are not.
                 var end = line.count
-                while end > 0 && (line[end - 1] == 0x0D || line[end - 1] == 0x20) { end -= 1 }
+                while end > 0 && (line[end - 1] == 0x0D || line[end - 1] == 0x20 || line[end - 1] == 0x09) { end -= 1 }
                 if end >= resetKey.count, line[(end - resetKey.count)..<end].elementsEqual(resetKey) {
                     let tokens = line[..<end].split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
                     if tokens.count == 2, tokens[0].starts(with: Array("0x".utf8)), tokens[1].elementsEqual(resetKey) {
                         reset = firstHex(line)
+                    }
+                }
+                // The table's section line (the output section, or the input section within
+                // .text): `.isr_vector  0x0800c000  0x8 ...`; the first one gives the place.
+                if vector == nil, line.firstRange(of: vectorKey) != nil {
+                    let tokens = line[..<end].split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
+                    if tokens.count >= 2, tokens[0].elementsEqual(vectorKey), tokens[1].starts(with: Array("0x".utf8)) {
+                        vector = firstHex(line)
                     }
                 }
                 lineStart = lineEnd + 1
@@ -142,6 +159,7 @@ struct MapFile {
         guard let origin else { throw .noFlashLine(file: path) }
         self.flashOrigin = origin
         self.resetHandler = reset
+        self.vectorTable = vector
         self.addresses = found
     }
 
@@ -175,7 +193,7 @@ public enum FirmwareError: Error, Equatable, Sendable, CustomStringConvertible {
     case coreTooShort(file: String, length: Int)
     case malformedELF(file: String, detail: String)
     /// The `.bin`'s reset vector is not the `.map`'s `Reset_Handler`.
-    case differentBuilds(bin: String, map: String, resetVector: UInt64, resetHandler: UInt64)
+    case differentBuilds(bin: String, map: String, resetVector: UInt64, resetHandler: UInt64, flashOrigin: UInt64)
 
     public var description: String {
         switch self {
@@ -192,9 +210,10 @@ public enum FirmwareError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(file): the RIoT Core range is \(length) bytes; the firmware measures at least \(RIoTImage.minimumCoreLength)"
         case .malformedELF(let file, let detail):
             return "\(file): not a usable ELF32 little-endian image: \(detail)"
-        case .differentBuilds(let bin, let map, let vector, let handler):
-            return "\(bin) and \(map) are not from the same build: the image's reset vector is 0x\(String(vector, radix: 16)) "
-                + "but the map puts Reset_Handler at 0x\(String(handler, radix: 16)); give the .bin and .map one build "
+        case .differentBuilds(let bin, let map, let vector, let handler, let origin):
+            return "\(bin) does not match \(map): the image's reset vector is 0x\(String(vector, radix: 16)) but the map "
+                + "puts Reset_Handler at 0x\(String(handler, radix: 16)), so they are not from the same build (or the .bin "
+                + "does not start at the FLASH origin 0x\(String(origin, radix: 16))); give the .bin and .map one build "
                 + "wrote (or its .elf alone)"
         }
     }

@@ -36,19 +36,32 @@ struct MalformedInputTests {
     @Test func binAndMapOfDifferentBuilds() throws {
         var other = bin
         other[4] = 0x11  // the reset vector 0x0800c009 becomes 0x0800c011
-        #expect(throws: FirmwareError.differentBuilds(bin: "t.bin", map: "t.map", resetVector: 0x0800_c011, resetHandler: 0x0800_c008)) {
-            try image(map: map, bin: other)
-        }
-        let message = FirmwareError.differentBuilds(bin: "t.bin", map: "t.map", resetVector: 0x0800_c011, resetHandler: 0x0800_c008).description
-        #expect(message == "t.bin and t.map are not from the same build: the image's reset vector is 0x800c011 but the map "
-            + "puts Reset_Handler at 0x800c008; give the .bin and .map one build wrote (or its .elf alone)")
-        // The same build, CRLF line ends, or a map that does not list the symbol: no objection.
+        let refusal = FirmwareError.differentBuilds(
+            bin: "t.bin", map: "t.map", resetVector: 0x0800_c011, resetHandler: 0x0800_c008, flashOrigin: 0x0800_c000)
+        #expect(throws: refusal) { try image(map: map, bin: other) }
+        #expect(refusal.description == "t.bin does not match t.map: the image's reset vector is 0x800c011 but the map "
+            + "puts Reset_Handler at 0x800c008, so they are not from the same build (or the .bin does not start at the "
+            + "FLASH origin 0x800c000); give the .bin and .map one build wrote (or its .elf alone)")
+        // The same build, CRLF line ends: no objection.
         _ = try image(map: map)
         _ = try image(map: map.replacingOccurrences(of: "\n", with: "\r\n"))
+        // A map that lists neither the symbol nor the table is not checked.
         _ = try image(map: self.map(without: "                Reset_Handler"), bin: other)
-        // The section line and a cross reference name it too, but carry no symbol address.
+        _ = try image(map: self.map(without: ".isr_vector"), bin: other)
+        // The section line and a cross reference name Reset_Handler too, but carry no symbol address.
         let noisy = map + "\n .text.Reset_Handler\n                0x0800c010        0xc startup.o\nReset_Handler                                     startup.o\n"
         _ = try image(map: noisy)
+    }
+
+    /// The vector table where the map puts it, not necessarily at the image's start.
+    @Test func theVectorTableIsReadWhereTheMapPutsIt() throws {
+        var shifted = bin
+        // The table moved 8 bytes in: its reset word at offset 12 (a header before it).
+        shifted[12..<16] = shifted[4..<8]
+        shifted[4..<8] = [0, 0, 0, 0]
+        let moved = map.replacingOccurrences(of: " .isr_vector    0x0800c000", with: " .isr_vector    0x0800c008")
+        _ = try image(map: moved, bin: shifted)
+        #expect(throws: FirmwareError.self) { try image(map: map, bin: shifted) }
     }
 
     @Test func noFlashLine() {
