@@ -42,7 +42,8 @@ struct AtomicFileGroup {
     mutating func discard() { files.discard() }
 }
 
-/// Creates a directory (and its parents) if it does not exist.
+/// Creates a directory (and its parents) if it does not exist, and checks that this
+/// process may create files in it.
 func makeDirectory(_ path: String) throws(CertError) {
     var current = path.hasPrefix("/") ? "" : "."
     for component in path.split(separator: "/") {
@@ -55,6 +56,13 @@ func makeDirectory(_ path: String) throws(CertError) {
     var st = stat()
     guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
         throw .output(path: path, reason: "not a directory", errno: ENOTDIR)
+    }
+    // Asked once here rather than learnt from every file: a batch into a directory it
+    // cannot write printed one error per device (50,000 lines for 50,000 devices).
+    // With the effective IDs, as open(2) checks them; root passes unless read-only.
+    guard faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) == 0 else {
+        let error = errno
+        throw .output(path: path, reason: errnoDescription(error), errno: error)
     }
 }
 

@@ -45,7 +45,8 @@ struct CertCommand: ParsableCommand {
             the exit code is 0 when every device succeeded, 1 when some failed.
 
             Exit codes: 64 invalid option or value, 65 malformed map/bin/elf, 66 input \
-            not readable, 73 output not writable, 1 some batch devices failed.
+            not readable, 73 output cannot be created, 77 permission denied (the output \
+            directory or an input), 74 a write failed, 1 some batch devices failed.
             """)
 
     @OptionGroup var firmware: FirmwareOptions

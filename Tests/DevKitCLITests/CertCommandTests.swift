@@ -197,6 +197,30 @@ struct CertCommandTests {
         #expect(r.stderr.contains(ws.path + "/locked/out") && r.stderr.lowercased().contains("permission denied"), "\(r.stderr)")
     }
 
+    /// An existing output directory this user may not write: the batch stops before its
+    /// first device with one error and 77, instead of one error per device and 1 (a
+    /// walkthrough saw 50,001 lines for 50,000 devices).
+    @Test("a batch into a directory this user may not write: one error, 77",
+          .enabled(if: ConsoleCLIValidationTests.canRunAsNobody, "needs root, setpriv, and a devkit binary that nobody may run"))
+    func batchIntoAnUnwritableDirectory() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        #expect(chmod(ws.path, 0o755) == 0)
+        let lines = (0..<200).map { #"{"uds": "\#(Self.sampleUDS)", "registration_id": "dev-\#($0)"}"# }
+        try lines.joined(separator: "\n").write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
+        #expect(chmod(ws.path + "/b.jsonl", 0o644) == 0)
+        try FileManager.default.createDirectory(atPath: ws.path + "/out", withIntermediateDirectories: false)
+        #expect(chmod(ws.path + "/out", 0o555) == 0)
+        let r = try TestProcess.run(
+            [ConsoleCLIValidationTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", ListTestSupport.devkitBinary, "cert"]
+                + tiny(["--batch", ws.path + "/b.jsonl", "--output-dir", ws.path + "/out"]),
+            timeout: 120)
+        #expect(r.status == 77, "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").filter { $0.contains("error") }.count == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("cannot write \(ws.path)/out: permission denied; choose a writable --output-dir"), "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
+    }
+
     @Test("--batch: control characters in a line or the file's name reach stderr escaped, never raw")
     func batchControlCharactersAreEscaped() throws {
         let ws = try Workspace()
