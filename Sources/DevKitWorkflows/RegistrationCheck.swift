@@ -285,11 +285,15 @@ extension RegistrationCheck {
         var hooks = hooks
         // Reading the MAC booted the sketch, which tried to register before the
         // certificate was enrolled: only a reset makes it try again.
+        // A virtual board's reset button is a signal: say which, or the wait just ends.
+        let press = SerialPort.isPseudoTerminal(path: path)
+            ? "press its reset button (not A; on a virtual DevKit, send `devkit emulate` SIGHUP: kill -HUP <its pid>)"
+            : "press its reset button (not A)"
         hooks.inUserMode = { _ in
             report(ProvisionEvent(
                 stage: .verify, status: .started,
-                message: "the board is running its sketch (it booted to show its MAC, before it was enrolled): press its "
-                    + "reset button (not A) to see it register; waiting up to \(settings.timeoutSeconds) s", boardID: boardID))
+                message: "the board is running its sketch (it booted to show its MAC, before it was enrolled): \(press) "
+                    + "to see it register; waiting up to \(settings.timeoutSeconds) s", boardID: boardID))
         }
         let classifier: RegistrationClassifier
         do {

@@ -322,4 +322,12 @@ extension SerialPort {
     public static func canComeBack(path: String) -> Bool {
         !path.hasPrefix("/dev/pts/")
     }
+
+    /// Whether `path` (or what its links lead to) is a pseudo-terminal: a virtual board
+    /// (`devkit emulate`) rather than a USB serial port, whose buttons are signals.
+    public static func isPseudoTerminal(path: String) -> Bool {
+        guard let resolved = realpath(path, nil) else { return path.hasPrefix("/dev/pts/") }
+        defer { free(resolved) }
+        return String(cString: resolved).hasPrefix("/dev/pts/")
+    }
 }

@@ -347,6 +347,11 @@ extension ProvisionDPSTests {
             try provisioner.verify(board, enrollment: enrollment, path: kit.devicePath, report: { events.append($0) }))
         #expect(report.outcome.name == "timeout" && report.boardID == board.id)
         #expect(events.first?.stage == .verify && events.first?.status == .started)
+        // The board booted its sketch to show its MAC: it needs a reset, which on the
+        // virtual DevKit is a signal, and the message says which (a walkthrough waited
+        // out the timeout not knowing).
+        #expect(events.contains { $0.message.contains("press its reset button (not A; on a virtual DevKit, send `devkit emulate` SIGHUP") },
+                "\(events.map(\.message))")
         #expect(try registry.board(id: result.boardID)?.verification?.outcome == "timeout")
     }
 }

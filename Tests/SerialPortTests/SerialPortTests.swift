@@ -340,3 +340,16 @@ struct SerialPortTests {
         #expect(SerialPortError.serialGroup(etcGroup: "root:x:0:\nuucpx:x:9:\n") == "dialout")
     }
 }
+
+/// A virtual board is a pty, whatever link names it: its buttons are signals, and
+/// `provision --verify` says so.
+@Test func aPseudoTerminalIsKnownThroughItsLinks() throws {
+    let pair = try PseudoTerminalPair()
+    let link = NSTemporaryDirectory() + "ttyDevKit-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    #expect(symlink(pair.slavePath, link) == 0)
+    defer { unlink(link) }
+    #expect(SerialPort.isPseudoTerminal(path: pair.slavePath))
+    #expect(SerialPort.isPseudoTerminal(path: link))
+    #expect(!SerialPort.isPseudoTerminal(path: "/dev/null"))
+    #expect(!SerialPort.isPseudoTerminal(path: "/dev/ttyACM7"))  // no such device here: judged by its name
+}
