@@ -1,4 +1,5 @@
 import DevKitSystem
+import DevKitWorkflows
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -42,27 +43,18 @@ struct AtomicFileGroup {
     mutating func discard() { files.discard() }
 }
 
-/// Creates a directory (and its parents) if it does not exist, and checks that this
-/// process may create files in it.
+/// Creates the output directory if it does not exist and checks that this process may
+/// create files in it (the workflows' ``ProvisionWorkflow/checkOutputDirectory(_:)``),
+/// as `cert`'s error: a batch into a directory it cannot write printed one error per
+/// device (50,000 lines for 50,000 devices).
 func makeDirectory(_ path: String) throws(CertError) {
-    var current = path.hasPrefix("/") ? "" : "."
-    for component in path.split(separator: "/") {
-        current += "/" + component
-        if mkdir(current, 0o755) != 0 && errno != EEXIST {
-            let error = errno
-            throw .output(path: path, reason: errnoDescription(error), errno: error)
+    do {
+        try ProvisionWorkflow.checkOutputDirectory(path)
+    } catch {
+        guard case .outputDirectory(_, let detail, let code) = error else {
+            throw .output(path: path, reason: "\(error)", errno: nil)
         }
-    }
-    var st = stat()
-    guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-        throw .output(path: path, reason: "not a directory", errno: ENOTDIR)
-    }
-    // Asked once here rather than learnt from every file: a batch into a directory it
-    // cannot write printed one error per device (50,000 lines for 50,000 devices).
-    // With the effective IDs, as open(2) checks them; root passes unless read-only.
-    guard faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) == 0 else {
-        let error = errno
-        throw .output(path: path, reason: errnoDescription(error), errno: error)
+        throw .output(path: path, reason: code == ENOTDIR ? "not a directory" : code.map(errnoDescription) ?? detail, errno: code)
     }
 }
 

@@ -135,6 +135,7 @@ struct CertCommand: ParsableCommand {
         guard !streamsOutput else {
             throw CertError.usage("--from-registry writes each board's .pem and enrollment file; give --output-dir DIR")
         }
+        try makeDirectory(outputDir)  // as for single and batch certificates
         let version: FirmwareVersion?
         do throws(InputError) {
             version = try firmwareVersion.map { v throws(InputError) in try FirmwareVersion(v) }

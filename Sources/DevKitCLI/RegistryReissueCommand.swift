@@ -117,8 +117,6 @@ func reissueFromRegistry(
             return id
         }
     }
-    // Created and checked writable once, not found unwritable by every board's files.
-    try makeDirectory(outputDirectory)
     let factory = try diceRIoTMeasurer()(firmware)
     // The DPS is checked (connection string, endpoint, trust anchors) before any file is written.
     let target = try enroll.map { try DPSEnrollmentTarget($0, log: dpsRequestLog()) }

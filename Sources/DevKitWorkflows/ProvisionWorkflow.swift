@@ -747,7 +747,12 @@ public struct ProvisionWorkflow {
         return enrollment
     }
 
-    static func checkOutputDirectory(_ path: String) throws(ProvisionError) {
+    /// Creates the output directory (and its parents) if missing, and checks that this
+    /// process may create files in it: once, before any board or device, so that an
+    /// unwritable directory is one error rather than one per board. `access(2)`, not
+    /// `faccessat(AT_EACCESS)`: devkit is not setuid, and glibc's faccessat tries
+    /// faccessat2, which older seccomp profiles (containers) refuse with EPERM.
+    public static func checkOutputDirectory(_ path: String) throws(ProvisionError) {
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             // Created, as `devkit cert` does: before any board is touched, and the
