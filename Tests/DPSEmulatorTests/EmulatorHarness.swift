@@ -57,11 +57,17 @@ final class RunningService: Sendable {
     /// Stops the client, then the server with SIGTERM (waiting for it); a server
     /// that does not exit 0 is an error.
     func stop() async throws {
+        _ = try await timedStop()
+    }
+
+    /// ``stop()``, returning how long the server took from SIGTERM to its exit.
+    func timedStop() async throws -> Duration {
         try await client.shutdown()
-        let status = await emulator.stopped()
+        let (status, afterSignal) = await emulator.timedStop()
         guard status == 0 else {
             throw HarnessError.exited(status: status, stderr: emulator.standardError())
         }
+        return afterSignal
     }
 
     var port: Int { emulator.port }

@@ -73,7 +73,18 @@ public final class TestDPSEmulator: @unchecked Sendable {
     /// ``stop(timeout:)`` waited for on a thread of its own (``offPool(_:)``).
     @discardableResult
     public func stopped(timeout: Duration = .seconds(120)) async -> Int32? {
-        try? await offPool { self.stop(timeout: timeout) }
+        await timedStop(timeout: timeout).status
+    }
+
+    /// The same, with the time from SIGTERM to the exit, measured on that thread: the
+    /// emulator's own stop, without the wait for a concurrency-pool thread to resume
+    /// the caller (which the loaded parallel suite can make seconds).
+    public func timedStop(timeout: Duration = .seconds(120)) async -> (status: Int32?, afterSignal: Duration) {
+        (try? await offPool { () -> (Int32?, Duration) in
+            let start = ContinuousClock.now
+            let status = self.stop(timeout: timeout)
+            return (status, ContinuousClock.now - start)
+        }) ?? (nil, .zero)
     }
 
     /// What it wrote on standard error so far and until it exits (read once it
