@@ -1,4 +1,7 @@
 import DevKitModel
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Labelled values for people, the one label style of every command (`info`, the
 /// result of `provision`, `cert`, `registry show`): `Label:  value`, one per line,
@@ -23,4 +26,14 @@ func labelledLines(_ rows: [(label: String, value: String)], indent: String = ""
 /// and the JSON encoder escapes control characters itself.)
 func printOutput(_ text: String) {
     print(escapedControlCharacters(text))
+}
+
+/// Whether standard output and standard error are the same terminal: then a person
+/// reads both as one stream, and an error need not repeat what the output just said
+/// (a command to run). Redirect either and each stream stays complete on its own.
+func outputAndErrorShareATerminal() -> Bool {
+    guard isatty(STDOUT_FILENO) == 1, isatty(STDERR_FILENO) == 1 else { return false }
+    var out = stat(), err = stat()
+    guard fstat(STDOUT_FILENO, &out) == 0, fstat(STDERR_FILENO, &err) == 0 else { return false }
+    return out.st_rdev == err.st_rdev
 }

@@ -341,7 +341,10 @@ func finish(
 func throwIfNotEnrolled(_ result: ProvisionResult, reporter: ProvisionReporter) throws {
     guard let enrollment = result.enrollment, !enrollment.isEnrolled else { return }
     let notEnrolled = NotEnrolled(boardID: result.boardID, enrollment: enrollment)
-    throw NotEnrolledReport(notEnrolled: notEnrolled, command: reporter.enrollCommand(result.boardID, notEnrolled.needsReplace))
+    throw NotEnrolledReport(
+        notEnrolled: notEnrolled, command: reporter.enrollCommand(result.boardID, notEnrolled.needsReplace),
+        // The human result ends with "Finish the enrollment with: <command>".
+        commandShownAbove: !reporter.json && outputAndErrorShareATerminal())
 }
 
 /// `--verbose`: each DPS request (method, path, status, time; never a header) on stderr.

@@ -288,12 +288,14 @@ extension NotEnrolled {
 struct NotEnrolledReport: CLIReportable {
     let notEnrolled: NotEnrolled
     let command: String
+    /// The result just printed the command on the terminal this error goes to.
+    var commandShownAbove = false
     var exitStatus: ExitStatus { notEnrolled.enrollment.outcome.error?.exitStatus ?? .partialFailure }
     var userMessage: String {
         let id = notEnrolled.boardID
         let why = notEnrolled.enrollment.outcome.error.map { cliMessage($0) } ?? notEnrolled.description
         return "board #\(id) is provisioned (its files are written) but not enrolled in DPS: \(why); "
-            + "`\(command)` finishes it"
+            + (commandShownAbove ? "the command above finishes it" : "`\(command)` finishes it")
             + (notEnrolled.needsReplace ? " (--replace puts this board's certificate in place of the one DPS holds)" : "")
     }
 }

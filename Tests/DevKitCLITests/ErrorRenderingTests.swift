@@ -1,3 +1,4 @@
+import DPSService
 @testable import DevKitCLI
 import DevKitConsole
 import DevKitModel
@@ -159,4 +160,21 @@ struct ErrorRenderingTests {
         ]
         for error in readOnly { #expect(error.exitStatus == .cannotCreate, "\(error)") }
     }
+}
+
+/// A board left `done, not enrolled`: the error names the command that finishes it,
+/// unless the result printed it just above on the same terminal (a walkthrough read
+/// the long command twice in a row).
+@Test func notEnrolledNamesTheCommandOnceOnASharedTerminal() {
+    let enrollment = ProvisionEnrollment(
+        outcome: EnrollmentOutcome(registrationId: "dev-1", action: .conflict, message: "DPS holds another certificate for dev-1"),
+        dpsHost: "dps.example")
+    let command = "devkit dps enroll --from-registry --id 7 --connection-string-file cs --replace"
+    var report = NotEnrolledReport(notEnrolled: NotEnrolled(boardID: 7, enrollment: enrollment), command: command)
+    let suffix = " (--replace puts this board's certificate in place of the one DPS holds)"
+    #expect(report.userMessage == "board #7 is provisioned (its files are written) but not enrolled in DPS: "
+        + "DPS holds another certificate for dev-1; `\(command)` finishes it" + suffix)
+    report.commandShownAbove = true
+    #expect(report.userMessage == "board #7 is provisioned (its files are written) but not enrolled in DPS: "
+        + "DPS holds another certificate for dev-1; the command above finishes it" + suffix)
 }
