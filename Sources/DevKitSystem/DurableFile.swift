@@ -204,6 +204,13 @@ public struct FileGroupWriter {
         "\(prefix).\(base).\(processID).\(counter.add(1, ordering: .relaxed).newValue).tmp"
     }
 
+    /// The same for a whole path, split at its last "/".
+    private static func temporaryName(beside path: String) -> String {
+        let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))
+        return temporaryName(
+            prefix: slash.map { String(path[...$0]) } ?? "", base: slash.map { String(path[path.index(after: $0)...]) } ?? path)
+    }
+
     /// An unnamed file in `directory`, or -1 where none can be made and linked: a file
     /// system without O_TMPFILE (EOPNOTSUPP), or a process that cannot link one.
     private static func openUnnamed(in directory: String, mode: mode_t, forced: LinkMethod?) -> (Int32, LinkMethod) {
@@ -337,13 +344,10 @@ public struct FileGroupWriter {
             if link(file.fd, to: file.path, method) == 0 { return true }
             guard errno == EEXIST, replacing else { throw Errno(rawValue: errno) }
             // Replacing: the new file under a temporary name, then renamed over the old.
-            let slash = file.path.utf8.lastIndex(of: UInt8(ascii: "/"))
-            let prefix = slash.map { String(file.path[...$0]) } ?? ""
-            let base = slash.map { String(file.path[file.path.index(after: $0)...]) } ?? file.path
             var name: String
             var rc: Int32
             repeat {  // EEXIST: left over from a killed run that had our PID
-                name = temporaryName(prefix: prefix, base: base)
+                name = temporaryName(beside: file.path)
                 rc = link(file.fd, to: name, method)
             } while rc != 0 && errno == EEXIST
             guard rc == 0 else { throw Errno(rawValue: errno) }

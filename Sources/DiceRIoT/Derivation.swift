@@ -36,9 +36,7 @@ public struct DerivedKey: Sendable {
 
     /// A key pair from a big-endian scalar; d must satisfy 0 < d < n.
     init(scalar: [UInt8], label: String) throws(GenerationError) {
-        var point = [UInt8](repeating: 0, count: 65)
-        let ok = scalar.withUnsafeBytes { d in point.withUnsafeMutableBytes { BasePoint.publicPoint(scalar: d, into: $0) } }
-        guard ok else { throw .scalarOutOfRange(key: label) }
+        guard let point = BasePoint.publicPoint(of: scalar) else { throw .scalarOutOfRange(key: label) }
         self.privateScalar = scalar
         self.publicPoint = point
     }
@@ -101,9 +99,7 @@ struct FixedNonceSigner: Sendable {
     private let kInverseMontgomery: Scalar256
 
     private init() {
-        var kG = [UInt8](repeating: 0, count: 65)
-        let ok = Self.nonce.withUnsafeBytes { k in kG.withUnsafeMutableBytes { BasePoint.publicPoint(scalar: k, into: $0) } }
-        precondition(ok, "the firmware's nonce is a valid scalar")
+        guard let kG = BasePoint.publicPoint(of: Self.nonce) else { preconditionFailure("the firmware's nonce is a valid scalar") }
         // x < p < 2n: one conditional subtraction reduces it.
         r = OrderArithmetic.reduced(Scalar256(bigEndian: kG[1..<33]))
         rBytes = Self.minimal(r)

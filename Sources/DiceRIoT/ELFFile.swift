@@ -133,7 +133,8 @@ struct ELFFile {
         return UInt16(b[o]) | UInt16(b[o + 1]) << 8
     }
 
-    private static func u32(_ b: [UInt8], _ o: Int) -> UInt32 {
+    /// The little-endian word at `o` (0 past the end): also the `.bin`'s reset vector.
+    static func u32(_ b: [UInt8], _ o: Int) -> UInt32 {
         guard o + 4 <= b.count else { return 0 }
         return UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24
     }

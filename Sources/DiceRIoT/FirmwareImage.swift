@@ -37,8 +37,7 @@ public struct RIoTImage: Sendable, Equatable {
         if let reset = parsed.resetHandler, let table = parsed.vectorTable, table >= parsed.flashOrigin,
            bin.count >= 8, table - parsed.flashOrigin <= UInt64(bin.count - 8)  // its first two words in the image
         {
-            let at = Int(table - parsed.flashOrigin) + 4
-            let vector = UInt64(bin[at]) | UInt64(bin[at + 1]) << 8 | UInt64(bin[at + 2]) << 16 | UInt64(bin[at + 3]) << 24
+            let vector = UInt64(ELFFile.u32(bin, Int(table - parsed.flashOrigin) + 4))
             guard vector & ~1 == reset & ~1 else {
                 throw .differentBuilds(
                     bin: binPath, map: mapPath, resetVector: vector, resetHandler: reset, flashOrigin: parsed.flashOrigin)
