@@ -5,6 +5,9 @@
 # the same STATIONS x BOARDS boards provisioned by one station into its SQLite
 # file. Prints, per run and as medians:
 #   - wall time of each side and their ratio, PostgreSQL / SQLite (target <= 1.2)
+#   - a control: the same STATIONS processes at once, each with its own SQLite
+#     file, and PostgreSQL's time over it: how much of the ratio is several
+#     station processes sharing these cores rather than the shared registry
 #   - registry transactions per second on the server (pg_stat_database's
 #     xact_commit over the run: every write and every read the stations made;
 #     a read or a claim is one statement, its own transaction)
@@ -99,7 +102,7 @@ start_board() {
     rm -f "$fifo"
 }
 
-# Boards of run $1, side $2 (1: SQLite, 2: PostgreSQL): new MACs every time.
+# Boards of run $1, side $2 (1: SQLite, 2: PostgreSQL, 3: the control): new MACs every time.
 start_fleet() {
     local run=$1 side=$2 s b
     for s in $(seq 1 "$STATIONS"); do
@@ -149,6 +152,29 @@ run_sqlite() {
     t1=${EPOCHREALTIME/,/.}
     machine_busy "$m0" > "$work/busy.sqlite$run"
     stop_boards
+    echo "$t1 - $t0" | bc -l
+}
+
+# The control: STATIONS watch processes at once as on the PostgreSQL side, each with
+# its own SQLite file (no shared registry). What it adds to the one-station time is
+# the cost of several processes on these cores, not of a shared registry.
+run_split() {
+    local run=$1 s t0 t1 failed=0 spids=()
+    start_fleet "$run" 3
+    t0=${EPOCHREALTIME/,/.}
+    for s in $(seq 1 "$STATIONS"); do
+        local args=()
+        mapfile -t args < <(ports_of "$s")
+        cpu_of "split$run" "$BIN" watch --profile "$work/profile.toml" --registry "$work/split$run.$s.sqlite" \
+            --key-file "$work/registry.key" --station "station-$s" "${args[@]}" 2> "$work/split$s.log" &
+        spids+=($!)
+    done
+    for s in "${!spids[@]}"; do
+        wait "${spids[$s]}" || { failed=1; echo "SQLite station $((s + 1)) failed:" >&2; tail -n 20 "$work/split$((s + 1)).log" >&2; }
+    done
+    t1=${EPOCHREALTIME/,/.}
+    stop_boards
+    [ "$failed" = 0 ] || exit 1
     echo "$t1 - $t0" | bc -l
 }
 
@@ -207,20 +233,26 @@ run_postgres() {
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 echo "bench-registry: $STATIONS stations x $BOARDS boards at $BAUD baud, $RUNS runs; $(uptime | sed 's/.*load/load/')"
-sqlites=() pgs=() tps=()
+sqlites=() pgs=() tps=() splits=()
 for run in $(seq 1 "$RUNS"); do
     # Alternating sides, so a noisy moment hits both.
     s=$(run_sqlite "$run")
     read -r p x < <(run_postgres "$run")
+    c=$(run_split "$run")
     t=$(echo "$x / $p" | bc -l)
     printf 'run %d: SQLite one station %.2f s, PostgreSQL %d stations %.2f s, ratio %.2f, %d transactions (%.0f/s); devkit CPU %s s vs %s s; machine %s vs %s\n' \
         "$run" "$s" "$STATIONS" "$p" "$(echo "$p / $s" | bc -l)" "$x" "$t" "$(cpu_total "sqlite$run")" "$(cpu_total "pg$run")" \
         "$(cat "$work/busy.sqlite$run")" "$(cat "$work/busy.pg$run")"
-    sqlites+=("$s") pgs+=("$p") tps+=("$t")
+    printf 'run %d, control: %d stations with a SQLite file each %.2f s (devkit CPU %s s): PostgreSQL over it %.2f\n' \
+        "$run" "$STATIONS" "$c" "$(cpu_total "split$run")" "$(echo "$p / $c" | bc -l)"
+    sqlites+=("$s") pgs+=("$p") tps+=("$t") splits+=("$c")
 done
 ms=$(printf '%s\n' "${sqlites[@]}" | median)
 mp=$(printf '%s\n' "${pgs[@]}" | median)
 mt=$(printf '%s\n' "${tps[@]}" | median)
+mc=$(printf '%s\n' "${splits[@]}" | median)
 printf 'median: SQLite %.2f s, PostgreSQL %.2f s, ratio %.2f (target <= 1.2), %.0f registry transactions/s on the server\n' \
     "$ms" "$mp" "$(echo "$mp / $ms" | bc -l)" "$mt"
+printf 'median, control: %d stations with a SQLite file each %.2f s, %.2f x one station; PostgreSQL %.2f x it\n' \
+    "$STATIONS" "$mc" "$(echo "$mc / $ms" | bc -l)" "$(echo "$mp / $mc" | bc -l)"
 echo "load at the end: $(uptime | sed 's/.*load/load/')"
