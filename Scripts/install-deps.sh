@@ -18,6 +18,16 @@ packages=(
   util-linux      # taskset for the single-core benchmark
   postgresql      # initdb/pg_ctl/pg_dump: the registry tests' throwaway PostgreSQL cluster
 )
+# Extra arguments are more packages to install; an option is not one (apt-get
+# would read `--help` as its own option and install nothing, saying it did).
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help)
+      echo "usage: Scripts/install-deps.sh [package ...]: installs the Debian packages devkit builds and tests with (and any named), when missing"
+      exit 0 ;;
+    -*) echo "install-deps: $arg is not a package name; usage: Scripts/install-deps.sh [package ...]" >&2; exit 64 ;;
+  esac
+done
 packages+=("$@")
 
 missing=()
