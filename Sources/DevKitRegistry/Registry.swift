@@ -248,6 +248,16 @@ public final class Registry: Sendable {
         return try write { db in try Self.mark(steps, boardID: boardID, update, at: Date(), sealer, db) }
     }
 
+    /// ``markSteps(_:boardID:update:)`` for the row `board`: a local file's
+    /// transaction costs no round trip, so the row is read again in it.
+    @discardableResult
+    public func markSteps(
+        _ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate = BoardUpdate()
+    ) throws(RegistryError) -> BoardRecord {
+        guard let boardID = board.id else { throw .boardNotFound("(not recorded)") }
+        return try markSteps(steps, boardID: boardID, update: update)
+    }
+
     /// Marks steps like ``markSteps(_:boardID:update:)`` but returns at once, without
     /// waiting for the commit: the board need not wait for bookkeeping before its
     /// next command. Returns `board` (the row as the caller last had it) as the

@@ -553,14 +553,15 @@ public struct ProvisionWorkflow {
         report(ProvisionEvent(stage: .connect, status: .done, message: "the board is in configuration mode"))
     }
 
-    private func mark(_ step: ProvisioningStep, _ id: Int64, _ update: BoardUpdate = BoardUpdate()) throws -> BoardRecord {
-        try mark([step], id, update)
+    private func mark(_ step: ProvisioningStep, _ board: BoardRecord, _ update: BoardUpdate = BoardUpdate()) throws -> BoardRecord {
+        try mark([step], board, update)
     }
 
-    /// Marks `steps` in one commit; `afterStep` sees the commit once, as its last step.
-    /// Returns once it is committed, and with it every mark queued before.
-    private func mark(_ steps: [ProvisioningStep], _ id: Int64, _ update: BoardUpdate) throws -> BoardRecord {
-        let record = try registry.markSteps(steps, boardID: id, update: update)
+    /// Marks `steps` of `board` (the row as this run last had it) in one commit;
+    /// `afterStep` sees the commit once, as its last step. Returns once it is
+    /// committed, and with it every mark queued before.
+    private func mark(_ steps: [ProvisioningStep], _ board: BoardRecord, _ update: BoardUpdate) throws -> BoardRecord {
+        let record = try registry.markSteps(steps, of: board, update: update)
         afterStep(steps.last!, record)
         return record
     }
@@ -607,7 +608,7 @@ public struct ProvisionWorkflow {
             report(ProvisionEvent(stage: .uds, status: .started, message: "storing the UDS on the board", boardID: id))
             // Marked (and committed) before the line goes out: "sent" means the board
             // may have it. A new board was marked sent when it was recorded.
-            if board.udsSentAt == nil { board = try mark(.udsSent, id) }
+            if board.udsSentAt == nil { board = try mark(.udsSent, board) }
             try session.setUDS(board.uds)
             board = try markInBackground(.udsConfirmed, board, failures: failures)
             report(ProvisionEvent(stage: .uds, status: .done, message: "the board stored the UDS", boardID: id))
@@ -671,7 +672,7 @@ public struct ProvisionWorkflow {
         var update = files.update()
         // Owed from here: a run stopped before the enroll step leaves it said.
         if let dps = v.dps { update.enrollment = .pending(dpsHost: dps.dpsHost) }
-        board = try mark([.certificateWritten, .enrollmentWritten], id, update)
+        board = try mark([.certificateWritten, .enrollmentWritten], board, update)
         // Committed after every background mark of this board: none failed unseen.
         try failures.throwIfAny()
         report(ProvisionEvent(stage: .certificate, status: .done, message: "wrote \(files.certificatePath) (SHA-1 \(files.certificate.sha1))", boardID: id))

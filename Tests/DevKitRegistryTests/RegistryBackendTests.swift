@@ -255,6 +255,61 @@ struct RegistryBackendTests {
         #expect(try registry.board(id: a.id!)?.supersededBy == b.id)
     }
 
+    /// A mark given the run's copy of its row (`markSteps(_:of:update:)`, as
+    /// provisioning marks the UDS sent and the files written): on PostgreSQL, under
+    /// the run's claims, one statement made from that copy; a row that changed
+    /// since (another writer, or a background mark that was never recorded but is in
+    /// the copy) is marked from what the registry holds, so that a board is never
+    /// made `done` over steps its row does not record.
+    @Test(arguments: backends)
+    func aMarkFromTheRunsCopyFollowsTheRegistryWhenTheRowChanged(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let opened = try Self.open(backend, tmp, key: key)
+        let store = opened.store
+        try store.claim(boards: ["usb:c1"], station: "line-1")
+        defer { store.release(boards: ["usb:c1"]) }
+        let recorded = try store.recordNewBoard(
+            uds: udsA, mac: nil, usbSerial: "c1", registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+            alsoMark: [.udsSent])
+        let id = try #require(recorded.id)
+
+        // The copy as the registry has it, plus a value only the copy holds: a mark
+        // made from the copy writes the columns it changes, and no other.
+        var copy = try #require(try store.board(id: id))
+        copy.provisionSettings = #"{"only":"the run's copy"}"#
+        let confirmed = try store.markSteps([.udsConfirmed], of: copy, update: BoardUpdate())
+        var stored = try #require(try store.board(id: id))
+        #expect(stored.udsConfirmedAt != nil && stored.provisionSettings == nil)
+        if backend == .postgresql {
+            #expect(confirmed.provisionSettings == copy.provisionSettings, "made in one statement from the run's copy")
+        }
+
+        // Another writer since: the mark follows the row the registry holds.
+        let other = try opened.reopen(key)
+        try other.recordVerification(boardID: id, BoardVerification(outcome: "assigned", assignedHub: "hub-1", deviceID: nil, at: Date()))
+        let versionRead = try store.markSteps(
+            [.versionRead], of: confirmed, update: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2")))
+        stored = try #require(try store.board(id: id))
+        #expect(stored.verification?.assignedHub == "hub-1" && stored.firmwareVersion == "1.6.2")
+        #expect(versionRead.verification?.assignedHub == "hub-1", "read again, not the stale copy")
+
+        // The copy believes in a MAC mark the registry never recorded (a background
+        // mark that failed): writing the files must not make the board done.
+        var believed = versionRead
+        believed.mac = "a4cf120b9e31"
+        believed.macReadAt = Date()
+        believed.updatedAt = Date()
+        let files = try store.markSteps(
+            [.certificateWritten, .enrollmentWritten], of: believed,
+            update: BoardUpdate(certificateSHA1: "AB", certificateSHA256: "CD", certificatePath: "/x.pem", enrollmentPath: "/x.json"))
+        stored = try #require(try store.board(id: id))
+        #expect(stored.macReadAt == nil && stored.certificateWrittenAt != nil)
+        #expect(stored.state == .inProgress && stored.nextStep == .macRead, "not done: its MAC was never recorded")
+        #expect(files.state == .inProgress && files.macReadAt == nil)
+    }
+
     @Test(arguments: backends)
     func backgroundMarksAreCommittedInOrder(backend: Backend) throws {
         let tmp = try TempDir()

@@ -507,8 +507,11 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// A write to rows (`writing`) that another thread of this process claimed
     /// (a fleet command claims rows on its worker threads and records on its
     /// main thread) is checked against that run's claims session too.
+    /// `checkingClaims: false` for a statement that checks the run's claims itself
+    /// (``markStatement(from:to:claims:asLastSeen:)``): no separate check goes out.
     func withSession<T>(
-        within limit: TimeAmount? = nil, writing boardIDs: [Int64] = [], _ body: (Session) throws -> T
+        within limit: TimeAmount? = nil, writing boardIDs: [Int64] = [], checkingClaims: Bool = true,
+        _ body: (Session) throws -> T
     ) throws(RegistryError) -> T {
         let server = location.description
         let limit = limit ?? answerTimeout
@@ -532,7 +535,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         do {
             let session = Session(connection, limit: limit)
-            if let claims { session.checkClaims(claims) }
+            if checkingClaims, let claims { session.checkClaims(claims) }
             let value = try body(session)
             pool.giveBack(connection)
             return value
@@ -794,6 +797,39 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
     }
 
+    /// Marks steps like ``markSteps(_:boardID:update:)``, given the row as the run
+    /// last had it: when the run holds claims, one statement, one round trip (the
+    /// mark of ``markStepsInBackground(_:of:update:committed:)``, answered before
+    /// this returns), instead of a transaction that reads the row again (BEGIN,
+    /// SELECT ... FOR UPDATE, the whole row's UPDATE, COMMIT, and a claims check:
+    /// two round trips, five statements for the server to parse and plan).
+    ///
+    /// Made only while the row is as `board` says (its `updated_at`, which every
+    /// write sets): a row another writer changed since, or one a failed background
+    /// mark left behind `board`, is marked the long way, from what the server holds,
+    /// so that a board is never made `done` over steps that were not recorded.
+    /// Without claims, the long way too.
+    @discardableResult
+    public func markSteps(
+        _ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate = BoardUpdate()
+    ) throws(RegistryError) -> BoardRecord {
+        guard let boardID = board.id else { throw .boardNotFound("(not recorded)") }
+        // Also answers the run's marks sent before: this one commits after them.
+        guard let claims = try checkLease(within: answerTimeout) else {
+            return try markSteps(steps, boardID: boardID, update: update)
+        }
+        var expected = board
+        Registry.advance(&expected, steps, update, at: Date())
+        let (sql, binds) = Self.markStatement(from: board, to: expected, claims: claims, asLastSeen: true)
+        let made = try withSession(checkingClaims: false) { session in
+            let cells = try session.query(sql, binds).first?.makeRandomAccess()
+            guard try cells?["alive"].decode(Bool.self) == true else { throw ClaimsLost() }
+            return try cells?["updated"].decode(Int64.self) == 1
+        }
+        if made { return expected }
+        return try markSteps(steps, boardID: boardID, update: update)
+    }
+
     /// Marks steps like ``markSteps(_:boardID:update:)`` without waiting, when this
     /// run holds claims and a session of the pool is idle: one UPDATE of the
     /// columns the marks change (against `board`, the run's own row: no one else
@@ -841,18 +877,25 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
     /// One statement, one answer row: whether the claims session was there (the
     /// row is updated only then) and how many rows were updated (a missing row is
-    /// told apart from lost claims). Sets the columns that differ from `board` to `expected`.
+    /// told apart from lost claims). Sets the columns that differ from `board` to `expected`;
+    /// `asLastSeen`: only if the row's `updated_at` is still `board`'s (else 0 updated).
     static func markStatement(
-        from board: BoardRecord, to expected: BoardRecord, claims: ClaimsSession
+        from board: BoardRecord, to expected: BoardRecord, claims: ClaimsSession, asLastSeen: Bool = false
     ) -> (sql: String, binds: [PostgresData]) {
         let changed = zip(zip(BoardRecord.databaseColumns, board.databaseValues), expected.databaseValues).dropFirst()
             .filter { pair in pair.0.0 != "uds" && pair.0.1?.databaseValue != pair.1?.databaseValue }
-        let sql = "WITH claims AS (SELECT " + ClaimsSession.alive(first: changed.count + 2) + " AS alive), "
+        var binds = changed.map { bind($0.1) } + [PostgresData(int64: board.id!)]
+        var condition = "id = $\(binds.count)"
+        if asLastSeen {
+            binds.append(PostgresData(string: RegistryTimestamp.text(board.updatedAt)))
+            condition += " AND updated_at = $\(binds.count)"
+        }
+        let sql = "WITH claims AS (SELECT " + ClaimsSession.alive(first: binds.count + 1) + " AS alive), "
             + "changed AS (UPDATE board SET "
             + changed.enumerated().map { "\($0.element.0.0) = $\($0.offset + 1)" }.joined(separator: ", ")
-            + " WHERE id = $\(changed.count + 1) AND (SELECT alive FROM claims) RETURNING id) "
+            + " WHERE " + condition + " AND (SELECT alive FROM claims) RETURNING id) "
             + "SELECT (SELECT alive FROM claims) AS alive, (SELECT count(*) FROM changed) AS updated"
-        return (sql, changed.map { bind($0.1) } + [PostgresData(int64: board.id!)] + claims.binds)
+        return (sql, binds + claims.binds)
     }
 
     /// The answer of a ``markStatement(from:to:claims:)``: ``ClaimsLost`` or ``RegistryError/boardNotFound(_:)`` unless made.

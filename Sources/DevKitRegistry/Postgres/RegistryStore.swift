@@ -27,6 +27,12 @@ public protocol RegistryStore: AnyObject, Sendable {
     @discardableResult
     func markSteps(_ steps: [ProvisioningStep], boardID: Int64, update: BoardUpdate) throws(RegistryError) -> BoardRecord
 
+    /// Marks steps as ``markSteps(_:boardID:update:)`` does, given `board`, the row
+    /// as the caller last had it: where the backend can, without reading it again
+    /// (see ``PostgresRegistry/markSteps(_:of:update:)``). Returns once committed.
+    @discardableResult
+    func markSteps(_ steps: [ProvisioningStep], of board: BoardRecord, update: BoardUpdate) throws(RegistryError) -> BoardRecord
+
     /// Marks steps without waiting for the commit where the backend can (see
     /// ``Registry/markStepsInBackground(_:of:update:committed:)``); `committed` is
     /// called once the mark is committed or has failed.
