@@ -454,6 +454,10 @@ struct RegistryBackendTests {
         try second.claim(boards: ["mac:a4cf120b0002"], station: "line-2")
         first!.release(boards: ["usb:0672ff"])
         try second.claim(boards: ["usb:0672ff"], station: "line-2")
+        // A board's two keys, taken and given back in one call each: both free after.
+        try first!.claim(boards: ["usb:pair", "mac:a4cf120b0003"], station: "line-1")
+        first!.release(boards: ["usb:pair", "mac:a4cf120b0003"])
+        try second.claim(boards: ["mac:a4cf120b0003", "usb:pair"], station: "line-2")
         // The first station goes away without releasing: its connection ends, the claim with it.
         // (The server ends the session just after the socket closes: retried until it has.)
         first = nil

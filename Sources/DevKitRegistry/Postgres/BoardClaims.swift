@@ -14,7 +14,8 @@ import Glibc
 /// holder's station name is its connection's `application_name`, which other
 /// sessions read in `pg_stat_activity`. Every run of a station claims on the one
 /// claims session (which run holds what is this process's ``ClaimTable``); each
-/// claim and release is one statement, no transaction around it.
+/// call of claim (all its keys: a board's MAC and USB serial) and of release is one
+/// statement, no transaction around it.
 extension PostgresRegistry {
     static let applicationNamePrefix = "devkit station "
 
@@ -26,74 +27,86 @@ extension PostgresRegistry {
     }
 
     public func claim(boards keys: [String], station: String) throws(RegistryError) {
+        // Claimed by this call: nested ones and those the server granted.
         var taken: [String] = []
+        // Entered in the table for this run, not (yet) held on the server.
+        var fresh: [String] = []
         do throws(RegistryError) {
             for key in keys {
                 switch claimTable.take(key) {
                 case .nested:
                     taken.append(key)
-                    continue
                 case .heldByAnotherRun:
                     // Refused here, whichever connection that run holds it on: the
                     // table is this process's record of who holds what.
                     throw ClaimTable.busyHere(key, station: station)
                 case .fresh:
-                    break
+                    fresh.append(key)
                 }
-                let holder: String?
-                do throws(RegistryError) {
-                    holder = try serverClaim(key, station: station)
-                } catch {
-                    claimTable.forget(key)
-                    throw error
-                }
-                if let holder {
-                    claimTable.forget(key)
-                    throw RegistryError.boardBusy(board: ClaimTable.describe(key), station: holder)
-                }
-                taken.append(key)  // counted in this run's lease by serverClaim
+            }
+            guard !fresh.isEmpty else { return }
+            // One statement for all of them (a board's MAC and USB serial): one round trip.
+            let granted = try serverClaim(fresh, station: station)
+            taken += zip(fresh, granted).filter(\.1).map(\.0)  // counted in this run's lease by serverClaim
+            fresh = zip(fresh, granted).filter { !$0.1 }.map(\.0)
+            if let refused = fresh.first {
+                throw RegistryError.boardBusy(board: ClaimTable.describe(refused), station: try holder(of: refused))
             }
         } catch {
             // None taken when any is refused or fails: the caller's release never runs.
+            for key in fresh { claimTable.forget(key) }
             release(boards: taken)
             throw error
         }
     }
 
-    /// Takes `key`'s advisory lock on the station's claims session; nil, or the
-    /// station holding it. Granted, it is counted in the run's lease, which records
-    /// the session its claims are on.
-    private func serverClaim(_ key: String, station: String) throws(RegistryError) -> String? {
+    /// Takes `keys`' advisory locks on the station's claims session, in one
+    /// statement; whether each was granted. Those granted are counted in the run's
+    /// lease, which records the session its claims are on.
+    private func serverClaim(_ keys: [String], station: String) throws(RegistryError) -> [Bool] {
         let owner = RunID.current
-        let lockKey = Self.advisoryKey(key)
         try checkLease(owner: owner, within: answerTimeout)
         let claims = try claimsSession(for: owner)
         let connection = claims.connection
-        let session = Session(connection, limit: answerTimeout)
         do {
-            let granted = try session.query(
-                "SELECT set_config('application_name', $1, false) AS name, pg_try_advisory_lock($2) AS granted",
-                [PostgresData(string: Self.applicationNamePrefix + station), PostgresData(int64: lockKey)]
-            ).first.map { try $0.makeRandomAccess()["granted"].decode(Bool.self) } ?? false
-            if granted {
+            let locks = keys.indices.map { "pg_try_advisory_lock($\($0 + 2)) AS granted\($0)" }.joined(separator: ", ")
+            let cells = try Session(connection, limit: answerTimeout).query(
+                "SELECT set_config('application_name', $1, false) AS name, " + locks,
+                [PostgresData(string: Self.applicationNamePrefix + station)] + keys.map { PostgresData(int64: Self.advisoryKey($0)) }
+            ).first?.makeRandomAccess()
+            let granted = try keys.indices.map { index in try cells?["granted\(index)"].decode(Bool.self) ?? false }
+            let count = granted.filter { $0 }.count
+            if count > 0 {
                 pool.withLock { pool in
                     // A session dropped since it was taken above (another run's
                     // failure) is closing: the new lease starts as dropped.
                     var lease = pool.leases[owner]
                         ?? Lease(session: claims, claims: 0, dropped: pool.claims?.connection !== connection)
-                    lease.claims += 1
+                    lease.claims += count
                     pool.leases[owner] = lease
                 }
-                return nil
             }
-            let name = try session.query(
+            return granted
+        } catch {
+            if Self.isConnectionFailure(error) { dropClaims(connection) }  // NoAnswer included
+            if let error = error as? RegistryError { throw error }
+            throw Self.callFailure(location.description, error, lockTimeout: lockTimeout)
+        }
+    }
+
+    /// The station holding `key`'s lock, as its claims session names it.
+    private func holder(of key: String) throws(RegistryError) -> String {
+        let claims = try claimsSession(for: RunID.current)
+        let connection = claims.connection
+        do {
+            let name = try Session(connection, limit: answerTimeout).query(
                 """
                 SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                   AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 AND l.pid <> pg_backend_pid()
                 LIMIT 1
-                """, [PostgresData(int64: lockKey)]
+                """, [PostgresData(int64: Self.advisoryKey(key))]
             ).first.flatMap { try $0.makeRandomAccess()["name"].decode(String?.self) }
             return name.map { $0.hasPrefix(Self.applicationNamePrefix) ? String($0.dropFirst(Self.applicationNamePrefix.count)) : $0 }
                 ?? "another station"
@@ -105,6 +118,9 @@ extension PostgresRegistry {
     }
 
     public func release(boards keys: [String]) {
+        // The keys whose last claim this gives back, by the session holding them:
+        // unlocked in one statement per session.
+        var unlocks: [(connection: PostgresConnection, keys: [String])] = []
         for key in keys {
             guard let owner = claimTable.give(key) else { continue }
             // One claim fewer (the lease ends with its last), and the run's marks
@@ -119,11 +135,20 @@ extension PostgresRegistry {
                 return (lease.usable ? lease.claimsConnection : nil, marks)
             }
             answer(marks, within: answerTimeout)
+            guard let connection else { continue }
+            if let index = unlocks.firstIndex(where: { $0.connection === connection }) {
+                unlocks[index].keys.append(key)
+            } else {
+                unlocks.append((connection, [key]))
+            }
+        }
+        for (connection, keys) in unlocks {
             // Best effort: a lost session has released everything already.
-            guard let connection, !connection.isClosed else { continue }
+            guard !connection.isClosed else { continue }
             do {
-                _ = try Session(connection, limit: answerTimeout)
-                    .query("SELECT pg_advisory_unlock($1)", [PostgresData(int64: Self.advisoryKey(key))])
+                _ = try Session(connection, limit: answerTimeout).query(
+                    "SELECT " + keys.indices.map { "pg_advisory_unlock($\($0 + 1)) AS released\($0)" }.joined(separator: ", "),
+                    keys.map { PostgresData(int64: Self.advisoryKey($0)) })
             } catch {
                 // Perhaps still locked, on the session every run of the station
                 // claims on: closed, so that no board stays held by a station that
