@@ -344,6 +344,20 @@ public final class ConsoleSession {
         guard !line.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
             throw ConsoleError.invalidArgument(command: name, reason: "the line contains a control character")
         }
+        // Split as the firmware splits it: a fifth word is stored past the end of its
+        // argument array, and an unterminated quote only gets `Error:Syntax error`.
+        switch ConsoleTokenizer.words(line) {
+        case .failure:
+            throw ConsoleError.invalidArgument(
+                command: name, reason: "a quote is not closed (a word in \"...\" ends at the next \")")
+        case .success(let words) where words.count > ConsoleCommand.maxWords:
+            throw ConsoleError.invalidArgument(
+                command: name,
+                reason: "the console takes at most \(ConsoleCommand.maxWords) words, this line has \(words.count) "
+                    + "(a fifth would overrun the firmware's argument array); quote a value with spaces as \"...\"")
+        case .success:
+            break
+        }
         return try transact(
             line, command: name, untilReboot: name == "exit",
             timeout: timeout ?? (name == "scan" ? timeouts.scan : timeouts.response))

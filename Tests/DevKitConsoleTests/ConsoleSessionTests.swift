@@ -364,6 +364,22 @@ struct CommandTests {
         #expect(lines == ["Error:Invalid command: frob"])
     }
 
+    /// A raw line the firmware would split into more than 4 words (the fifth goes
+    /// past its argument array) or with an unclosed quote (only `Error:Syntax
+    /// error`) is refused here; four words, quoted spaces included, go out.
+    @Test("raw lines: more than 4 words or an open quote are refused before anything is sent")
+    func rawLineWordLimit() throws {
+        let steps = Board.sync() + Board.exchange("frob \"a b\" c d", output: "Error:Invalid command: frob\r\n")
+        try play(steps) { session in
+            try session.synchronize()
+            #expect(throws: ConsoleError.self) { try session.execute(line: "foo 1 2 3 4 5") }
+            #expect(throws: ConsoleError.self) { try session.execute(line: "foo 1 2 3 4") }
+            #expect(throws: ConsoleError.self) { try session.execute(line: "set_wifissid \"unterminated") }
+            #expect(session.state == .atPrompt)
+            #expect(try session.execute(line: "frob \"a b\" c d") == ["Error:Invalid command: frob"])
+        }
+    }
+
     @Test("validation fails before anything is sent")
     func nothingSentOnInvalidArgument() throws {
         try play(Board.sync()) { session in
