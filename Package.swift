@@ -159,7 +159,7 @@ let package = Package(
         .target(
             name: "DevKitREPL",
             dependencies: [
-                "CLibEdit", "DevKitConsole", "DevKitModel", "DevKitSystem", "DevKitWorkflows", "SerialPort",
+                "CLibEdit", "DevKitConsole", "DevKitModel", "DevKitSystem", "DevKitWorkflows", "SerialPort", "UserModeLog",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
         // The local DPS (`devkit emulate-dps`): the service API on Hummingbird over

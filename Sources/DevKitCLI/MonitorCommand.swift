@@ -3,6 +3,7 @@ import DevKitModel
 import DevKitSystem
 import DevKitWorkflows
 import SerialPort
+import SystemPackage
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -193,8 +194,11 @@ final class MonitorLog {
 
     init(path: String) throws(MonitorLogError) {
         self.path = path
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw MonitorLogError(path: path, errno: errno) }
+        do {
+            fd = try FileDescriptor.openPrivateLog(path).rawValue
+        } catch {
+            throw MonitorLogError(path: path, errno: error.rawValue)
+        }
     }
 
     deinit { close() }

@@ -325,6 +325,12 @@ public final class LineEditor {
     /// Space: inserts a space, except right after a secret command at the end of the
     /// line: there it asks for the secret at once, still in libedit's raw mode (echo
     /// off), so no key typed or pasted after the space is ever drawn, then ends the line.
+    /// True when the cursor is at the end of the line being edited.
+    private var cursorAtEnd: Bool {
+        guard let info = el_line(editLine)?.pointee, let cursor = info.cursor else { return false }
+        return cursor == info.lastchar
+    }
+
     private func space() -> UInt8 {
         if let info = el_line(editLine)?.pointee, let buffer = info.buffer, let cursor = info.cursor,
            cursor == info.lastchar
@@ -410,8 +416,13 @@ public final class LineEditor {
             return UInt8(CC_REFRESH)
         }
         if candidates.count == 1 {
-            _ = el_insertstr(editLine, String(candidates[0].dropFirst(word.count)) + " ")
-            return UInt8(CC_REFRESH)
+            let rest = String(candidates[0].dropFirst(word.count))
+            _ = el_insertstr(editLine, rest)
+            // The space after a secret command asks for the secret, hidden, as a
+            // typed space does (inserted as text, it left the secret typed next on
+            // screen). The completed name is drawn first: the prompt follows at once.
+            if secretCommands.contains(candidates[0]), cursorAtEnd { writeAll(STDOUT_FILENO, rest) }
+            return space()
         }
         let common = ReplCommands.commonPrefix(candidates)
         if common.count > word.count {

@@ -1,5 +1,8 @@
+import DevKitModel
 import DevKitSystem
 import Foundation
+import SystemPackage
+import UserModeLog
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,8 +27,11 @@ public final class ReplTranscript {
 
     /// Opens (or creates, mode 0600) the transcript for appending.
     public init(path: String) throws(ReplTranscriptError) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        do {
+            fd = try FileDescriptor.openPrivateLog(path).rawValue
+        } catch {
+            throw .cannotOpen(path: path, reason: error.description)
+        }
     }
 
     deinit {
@@ -54,7 +60,11 @@ public final class ReplTranscript {
     }
 
     /// A line the board printed, as it may be logged: an echoed secret command (after
-    /// any prompts `# ` before it) keeps its name only.
+    /// any prompts `# ` before it) keeps its name only; a board quoting a secret
+    /// command's value in an error (`Invalid set_wifipwd value: ...`) keeps the
+    /// error; what a sketch prints is masked by its shape (a key, a UDS, a password
+    /// after a label: `LogMasking`), and control characters are escaped. In `--raw`
+    /// mode nothing else knows the secrets typed.
     static func maskedBoardLine(_ bytes: [UInt8]) -> String {
         var text = Substring(String(decoding: bytes, as: UTF8.self))
         var prompts = ""
@@ -62,7 +72,13 @@ public final class ReplTranscript {
             prompts += "# "
             text = text.dropFirst(2)
         }
-        return prompts + ReplCommands.masked(String(text))
+        var line = ReplCommands.masked(String(text))
+        for command in ReplCommands.secretCommands {
+            if let quoted = line.range(of: command + " value: "), quoted.upperBound < line.endIndex {
+                line = line[..<quoted.upperBound] + "***"
+            }
+        }
+        return escapedControlCharacters(prompts + LogMasking.mask(line))
     }
 
     /// Something devkit itself reported (unplugged, reconnected, errors).
@@ -100,20 +116,27 @@ public enum ReplTranscriptError: Error, CustomStringConvertible {
 struct ReplUnsolicitedOutput {
     private var partial: [UInt8] = []
 
-    /// Complete lines (with `\r\n`) ready to show.
+    /// Complete lines (with `\r\n`) ready to show: masked and escaped (``safe(_:)``).
     mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
         var ready: [UInt8] = []
         for byte in bytes {
             if byte == 0x0A {
                 if partial.last == 0x0D { partial.removeLast() }
                 // Blank lines are dropped: the board's prompt `\r\n# ` would leave one each time.
-                if !partial.isEmpty { ready += partial + [0x0D, 0x0A] }
+                if !partial.isEmpty { ready += Self.safe(partial) + [0x0D, 0x0A] }
                 partial.removeAll()
             } else {
                 partial.append(byte)
             }
         }
         return ready
+    }
+
+    /// A line a board printed unasked (a sketch's log), as it may reach the screen
+    /// and the transcript: secrets masked by their shape, as `devkit monitor` masks
+    /// them, and control characters escaped, so the board's bytes cannot drive the terminal.
+    static func safe(_ line: [UInt8]) -> [UInt8] {
+        Array(escapedControlCharacters(LogMasking.mask(String(decoding: line, as: UTF8.self))).utf8)
     }
 
     /// True when a partial line waits (the caller flushes it after a short pause).
@@ -123,7 +146,7 @@ struct ReplUnsolicitedOutput {
     mutating func flush() -> [UInt8] {
         defer { partial.removeAll() }
         if partial.isEmpty || isPrompt { return [] }
-        return partial + [0x0D, 0x0A]
+        return Self.safe(partial) + [0x0D, 0x0A]
     }
 
     private var isPrompt: Bool { partial == [0x23, 0x20] || partial == [0x23] }

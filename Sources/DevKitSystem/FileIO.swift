@@ -115,3 +115,23 @@ extension FileDescriptor {
         return FileDescriptor(rawValue: fd)
     }
 }
+
+extension FileDescriptor {
+    /// Opens `path` to append a log that may hold what a board printed (masked, but
+    /// never for other users' eyes): created with mode 0600, and an existing file
+    /// that others may read is made 0600 first. Fails with the call's `Errno`,
+    /// `EPERM` when the file is someone else's and cannot be made private.
+    public static func openPrivateLog(_ path: String) throws(Errno) -> FileDescriptor {
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        var st = Glibc.stat()
+        if Glibc.fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_mode & 0o077 != 0,
+            Glibc.fchmod(fd, st.st_mode & 0o700) != 0
+        {
+            let err = Errno(rawValue: errno)
+            _ = Glibc.close(fd)
+            throw err
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+}

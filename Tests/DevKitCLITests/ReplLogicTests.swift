@@ -198,6 +198,29 @@ struct ReplLogicTests {
         #expect(framer.state == .reply)
     }
 
+    /// The transcript's board lines: a secret command's echo, a value quoted back in
+    /// an error (`--raw` knows no typed secret), and what a sketch prints, masked by
+    /// its shape; control characters escaped.
+    @Test func transcriptBoardLinesAreMasked() {
+        func logged(_ text: String) -> String { ReplTranscript.maskedBoardLine(Array(text.utf8)) }
+        #expect(logged("# set_wifipwd hunter22") == "# set_wifipwd ****")
+        #expect(logged("Invalid set_wifipwd value: RawEcho55") == "Invalid set_wifipwd value: ***")
+        #expect(logged("Invalid set_az_iothub value: HostName=h;SharedAccessKey=abc=") == "Invalid set_az_iothub value: ***")
+        #expect(logged("HostName=h;DeviceId=d;SharedAccessKey=c2VjcmV0==") == "HostName=h;DeviceId=d;SharedAccessKey=***")
+        #expect(logged("uds=" + String(repeating: "ab", count: 32)) == "uds=***")
+        #expect(logged("Wi-Fi password: MonPw123") == "Wi-Fi password: ***")
+        #expect(logged("\u{1B}[31mred") == "\\u{1B}[31mred")
+        #expect(logged("DevKitSDK version: 1.6.2") == "DevKitSDK version: 1.6.2")
+    }
+
+    @Test func unsolicitedOutputIsMaskedAndEscaped() {
+        var output = ReplUnsolicitedOutput()
+        let shown = output.feed(Array("SharedAccessKey=c2VjcmV0==\r\n\u{1B}]0;title\u{07}\r\n".utf8))
+        #expect(String(decoding: shown, as: UTF8.self) == "SharedAccessKey=***\r\n\\u{1B}]0;title\\u{7}\r\n")
+        _ = output.feed(Array("pwd=secret1".utf8))
+        #expect(String(decoding: output.flush(), as: UTF8.self) == "pwd=***\r\n")
+    }
+
     @Test func unsolicitedOutputComesInWholeLinesWithoutThePrompt() {
         var output = ReplUnsolicitedOutput()
         #expect(output.feed(Array("\r\n****\r\n** MXChip".utf8)) == Array("****\r\n".utf8))

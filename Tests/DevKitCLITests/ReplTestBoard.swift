@@ -102,6 +102,9 @@ final class ReplTestBoard: @unchecked Sendable {
         _ = write(stopPipe.write, &byte, 1)
     }
 
+    /// Prints `text` unasked, as a sketch's log or a chatty firmware would.
+    func printUnasked(_ text: String) { send(text) }
+
     private func send(_ text: String) {
         let master = state.withLock { $0.master }
         guard master >= 0 else { return }

@@ -55,13 +55,10 @@ struct ReplTmuxTests {
         tmux.send("version", "Enter")
         try tmux.waitFor { $0.contains("DevKitSDK version: 1.6.2") && $0.contains("mbed TLS version: 2.6.0") }
 
-        // Tab completion: `set_dp` becomes `set_dps_uds `.
+        // Tab completion: `set_dp` becomes `set_dps_uds`, and its space asks for the
+        // secret with echo off, as a typed space does.
         tmux.send("set_dp", "Tab")
-        try tmux.waitFor { $0.lastLine == "devkit> set_dps_uds" }
-
-        // Typed alone, the secret is asked for with echo off.
-        tmux.send("Enter")
-        try tmux.waitFor { $0.contains("UDS (64 hex digits, not shown):") }
+        try tmux.waitFor { $0.contains("devkit> set_dps_uds\n") && $0.contains("UDS (64 hex digits, not shown):") }
         let uds = "5eed5eed00112233445566778899aabbccddeeff00112233445566778899abcd"
         tmux.send(uds, "Enter")
         try tmux.waitFor { $0.contains("INFO: Set DPS UDS successfully.") }
@@ -282,6 +279,52 @@ extension ReplTmuxTests {
         #expect(!tmux.capture().contains("5eed5eed"))
         // Echo is back for what comes next.
         #expect(try tmux.paneTerminalSettings().contains(" echo "))
+    }
+}
+
+extension ReplTmuxTests {
+    /// Tab completing a secret command asks for the secret as a typed space does:
+    /// completed with a space as text, the secret typed next was drawn on screen.
+    @Test("Tab completing a secret command asks for the secret, hidden",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(5)))
+    func tabCompletedSecretCommandHidesTheSecret() throws {
+        let directory = try ReplTemporaryDirectory()
+        let (board, link) = try Self.startedBoard(in: directory)
+        defer { board.stop() }
+        let tmux = try Self.startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        tmux.send("set_wifip", "Tab")
+        try tmux.waitFor { $0.contains("Wi-Fi password (not shown") }
+        tmux.send("TabPw1", "Enter")
+        try tmux.waitFor { $0.contains("Set Wi-Fi password successfully") }
+        #expect(board.state.wifiPassword == "TabPw1")
+        #expect(!tmux.capture().contains("TabPw1"), "\(tmux.capture())")
+    }
+
+    /// What a board prints unasked reaches the screen and the --log transcript with
+    /// its secrets masked and its control characters escaped, as `devkit monitor` shows it.
+    @Test("a board's unasked output is masked and escaped on screen and in the log",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(5)))
+    func unsolicitedOutputIsMasked() throws {
+        let directory = try ReplTemporaryDirectory()
+        let board = try ReplTestBoard(linkPath: directory.path + "/board0")
+        defer { board.stop() }
+        let tmux = try Self.startConsole(in: directory, link: board.linkPath)
+        defer { tmux.kill() }
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        let key = "c2VjcmV0S2V5VmFsdWUxMjM0NQ=="
+        let uds = String(repeating: "4b", count: 32)
+        board.printUnasked("HostName=h;DeviceId=d;SharedAccessKey=\(key)\r\nuds=\(uds)\r\n\u{1B}[31mred\r\n")
+        try tmux.waitFor { $0.contains("red") }
+        let screen = tmux.capture()
+        #expect(screen.contains("SharedAccessKey=***") && screen.contains("uds=***"), "\(screen)")
+        #expect(!screen.contains(key) && !screen.contains(uds))
+        #expect(screen.contains("\\u{1B}[31mred"), "the escape sequence is shown, not obeyed: \(screen)")
+        let log = try String(contentsOfFile: directory.path + "/session.log", encoding: .utf8)
+        #expect(!log.contains(key) && !log.contains(uds) && !log.contains("\u{1B}"), "\(log)")
     }
 }
 

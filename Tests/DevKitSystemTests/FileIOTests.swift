@@ -20,6 +20,34 @@ import Glibc
         #expect(fcntl(r2.rawValue, F_GETFL) & O_NONBLOCK == 0)
     }
 
+    /// A `--log` file: created 0600 whatever the umask, an existing one others may
+    /// read made 0600 (its contents kept, appended to), a directory refused.
+    @Test func privateLogIsMadePrivate() throws {
+        let dir = NSTemporaryDirectory() + "devkit-log-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func mode(_ path: String) -> mode_t {
+            var st = stat()
+            _ = stat(path, &st)
+            return st.st_mode & 0o777
+        }
+        let fresh = dir + "/new.log"
+        let old = umask(0)
+        defer { umask(old) }
+        let a = try FileDescriptor.openPrivateLog(fresh)
+        try a.close()
+        #expect(mode(fresh) == 0o600)
+        let existing = dir + "/old.log"
+        try "old\n".write(toFile: existing, atomically: false, encoding: .utf8)
+        #expect(chmod(existing, 0o644) == 0)
+        let b = try FileDescriptor.openPrivateLog(existing)
+        try b.writeAll(bytes: Array("new\n".utf8))
+        try b.close()
+        #expect(mode(existing) == 0o600)
+        #expect(try String(contentsOfFile: existing, encoding: .utf8) == "old\nnew\n")
+        #expect(throws: Errno.isDirectory) { _ = try FileDescriptor.openPrivateLog(dir) }
+    }
+
     @Test func readAvailableThrowsEAGAINWhenEmptyAndEndsWithEmpty() throws {
         let (r, w) = try FileDescriptor.closeOnExecPipe(nonBlocking: true)
         defer { try? r.close() }
