@@ -97,7 +97,9 @@ public struct DevKitWorkflow {
     ) throws -> DeviceInfo {
         try ensurePrompt()
         progress("reading the versions")
-        var info = DeviceInfo(versions: try session.version())
+        // Through identify: a board whose `version` names no DevKitSDK is "not a
+        // DevKit" (69), as for every command that sets something, not an I/O error.
+        var info = DeviceInfo(versions: try session.identifiedVersions ?? session.identify())
         guard reboot else { return info }
         progress("rebooting the board and reading its boot log")
         let wait = bootLogTimeout ?? session.timeouts.bootLog

@@ -124,4 +124,15 @@ struct NotADevKitCLITests {
         #expect(result.stderr.contains("left alone"), "\(result.stderr)")
         #expect(!kit.shellLines.contains { $0.hasPrefix("set_") }, "\(kit.shellLines)")
     }
+
+    @Test("info on another ST board's shell: exit 69 'not a DevKit', as set-uds (not 74, an I/O error)")
+    func infoSaysNotADevKit() throws {
+        let kit = try startedKit(.init(faults: .init(notADevKit: true)))
+        defer { kit.stop() }
+        for json in [false, true] {
+            let result = try ConsoleCLIProcess.run(["info", "--port", kit.devicePath] + (json ? ["--json"] : []), timeout: 120)
+            #expect(result.status == 69, "\(result.stderr)")
+            #expect(result.stderr.contains("not a DevKit"), "\(result.stderr)")
+        }
+    }
 }
