@@ -110,7 +110,19 @@ final class VerboseTransport: ConsoleTransport {
 
     private func show(_ direction: String, _ line: String) {
         let text = line.hasSuffix("\r") ? String(line.dropLast()) : line
-        emit("devkit: \(direction) \(maskingSecrets(secrets, in: text))")
+        emit("devkit: \(direction) \(Self.fixedLengthMask(maskingSecrets(secrets, in: text)))")
+    }
+
+    /// The board echoes a password or UDS as one `*` per character: shown as `***`,
+    /// as devkit's own side shows it, so the line does not give the secret's length.
+    static func fixedLengthMask(_ line: String) -> String {
+        var prompts = Substring(line)
+        while prompts.hasPrefix("# ") { prompts = prompts.dropFirst(2) }
+        let words = prompts.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+        guard words.count == 2, secretCommandNames.contains(String(words[0])), !words[1].isEmpty,
+            words[1].allSatisfy({ $0 == "*" })
+        else { return line }
+        return String(line.dropLast(words[1].count)) + "***"
     }
 
     /// Commands whose argument is a secret (ConsoleCommand.hasSecretArgument's cases).

@@ -64,6 +64,20 @@ struct OutputLevelTests {
         }
     }
 
+    /// The board's echo of a password (one `*` per character) is shown as `***`:
+    /// the verbose exchange does not give the secret's length.
+    @Test("--verbose: the board's starred echo of a secret does not give its length")
+    func verboseHidesTheSecretsLength() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let result = try ConsoleCLIProcess.run(
+            ["set-wifi", "--port", kit.devicePath, "--ssid", "Lab", "--wifi-password-file", "-", "--verbose"], stdin: "S3cretPass!\n")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("devkit: < # set_wifipwd ***\n") || result.stderr.contains("devkit: < set_wifipwd ***\n"),
+                "\(result.stderr)")
+        #expect(!result.stderr.contains("*****"), "\(result.stderr)")
+    }
+
     func startedKitOrNil() -> VirtualDevKit? { try? startedKit() }
 
     @Test("echo version | devkit console: the banner is not on stdout")
