@@ -76,6 +76,11 @@ public final class LineEditor {
         self.prompt = prompt
         promptCString = strdup(prompt)!
         self.historyFile = historyFile
+        // libedit converts its wide characters to the line it returns, and to what it
+        // draws, in the C library's locale, which a Swift program leaves at "C": a
+        // typed `ü` was dropped from the line (and drawn as `\U+00FC`). Lines are
+        // UTF-8 here whatever the environment says.
+        if setlocale(LC_CTYPE, "C.UTF-8") == nil { _ = setlocale(LC_CTYPE, "") }
         guard let el = devkit_el_init(program), let h = history_init() else {
             // Only fails when out of memory.
             fatalError("libedit could not allocate its editor state")

@@ -303,6 +303,23 @@ extension ReplTmuxTests {
         #expect(!tmux.capture().contains("TabPw1"), "\(tmux.capture())")
     }
 
+    /// A non-ASCII character typed reaches the board as UTF-8 (it was dropped, and
+    /// the board stored `Mnster-Lab`).
+    @Test("a non-ASCII SSID typed at the console is stored as typed",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(5)))
+    func nonASCIITextIsSentAsTyped() throws {
+        let directory = try ReplTemporaryDirectory()
+        let (board, link) = try Self.startedBoard(in: directory)
+        defer { board.stop() }
+        let tmux = try Self.startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        tmux.send("set_wifissid Münster-Lab", "Enter")
+        try tmux.waitFor { $0.contains("INFO: Set Wi-Fi SSID successfully.") }
+        #expect(board.state.wifiSSID == "Münster-Lab", "\(tmux.capture())")
+    }
+
     /// What a board prints unasked reaches the screen and the --log transcript with
     /// its secrets masked and its control characters escaped, as `devkit monitor` shows it.
     @Test("a board's unasked output is masked and escaped on screen and in the log",
