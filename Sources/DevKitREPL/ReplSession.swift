@@ -439,8 +439,24 @@ public final class ReplSession {
 
     // MARK: Local commands
 
+    /// A local command's words as a shell would give them for the cases people
+    /// type: `"a b"` and `a\\ b` keep a space (split as the board splits its lines),
+    /// and a leading `~/` is the home directory. Nil for an unclosed quote.
+    static func localWords(_ text: String) -> [String]? {
+        guard case .success(let words) = ConsoleTokenizer.words(Array(text.utf8)) else { return nil }
+        let home = getenv("HOME").map { String(cString: $0) } ?? ""
+        return words.map { bytes in
+            let word = String(decoding: bytes, as: UTF8.self)
+            guard !home.isEmpty, word == "~" || word.hasPrefix("~/") else { return word }
+            return home + word.dropFirst()
+        }
+    }
+
     private func runLocal(_ text: String) -> Bool {
-        let words = text.split(separator: " ").map(String.init)
+        guard let words = Self.localWords(text), !words.isEmpty else {
+            say("a quote is not closed (a word in \"...\" ends at the next \"); nothing was done.")
+            return true
+        }
         switch words[0] {
         case ":quit", ":q", ":exit":
             return false
@@ -452,8 +468,9 @@ public final class ReplSession {
             help += "  set_dps_uds, set_wifipwd, set_az_iothub, set_az_iotdps typed alone ask for the secret "
                 + "without showing it; secrets never go into the history or the log.\r\n"
             help += "devkit commands:\r\n"
+            let width = ReplCommands.local.map(\.usage.count).max() ?? 0
             for (_, usage, description) in ReplCommands.local {
-                help += "  \(usage.padding(toLength: 20, withPad: " ", startingAt: 0)) \(description)\r\n"
+                help += "  \(usage.padding(toLength: width, withPad: " ", startingAt: 0))  \(description)\r\n"
             }
             writeAll(STDOUT_FILENO, help)
         case ":info":
@@ -475,7 +492,23 @@ public final class ReplSession {
             let path = words[2]
             let workflow = DevKitWorkflow(session: console)
             let echo = ConsoleTokenizer.echo(of: Array(("set_dps_uds " + String(repeating: "0", count: 64)).utf8))
-            if onBoard(echo: echo, isExit: false, { try workflow.setGeneratedUDS(savingTo: path) }) != nil {
+            let saved = onBoard(echo: echo, isExit: false) { () throws -> Void in
+                do {
+                    try workflow.setGeneratedUDS(savingTo: path)
+                } catch let error as WorkflowError {
+                    // The CLI's message names set-uds's --save; here the file is the argument.
+                    switch error {
+                    case .cannotWriteSecret(let path, let reason, _):
+                        throw ReplMessage("cannot write \(path): \(reason); give `:uds generate` a path you can write "
+                            + "(quote one with spaces: \"...\"); nothing was sent to the board")
+                    case .secretFileExists(let path):
+                        throw ReplMessage("\(path) exists already and may hold another board's secret: give `:uds generate` "
+                            + "a new path; nothing was sent to the board")
+                    default: throw error
+                    }
+                }
+            }
+            if saved != nil {
                 say("a new UDS was saved to \(path) (mode 0600) and stored on the board.")
             }
         case ":cert":
@@ -493,4 +526,10 @@ public final class ReplSession {
         }
         return true
     }
+}
+
+/// A message the console says as it is (no CLI wording around it).
+struct ReplMessage: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

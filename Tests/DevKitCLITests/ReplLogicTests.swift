@@ -221,6 +221,18 @@ struct ReplLogicTests {
         #expect(String(decoding: output.flush(), as: UTF8.self) == "pwd=***\r\n")
     }
 
+    /// Local commands take paths as people type them: quoted or escaped spaces, `~/`.
+    @Test func localCommandWordsKeepQuotedSpacesAndExpandHome() throws {
+        let home = try #require(getenv("HOME").map { String(cString: $0) })
+        #expect(ReplSession.localWords(#":uds generate "/tmp/sp dir/u.hex""#) == [":uds", "generate", "/tmp/sp dir/u.hex"])
+        #expect(ReplSession.localWords(#":uds generate /tmp/sp\ dir/u.hex"#) == [":uds", "generate", "/tmp/sp dir/u.hex"])
+        #expect(ReplSession.localWords(":uds generate ~/u.hex") == [":uds", "generate", home + "/u.hex"])
+        #expect(ReplSession.localWords(":uds generate a~/u.hex") == [":uds", "generate", "a~/u.hex"])
+        #expect(ReplSession.localWords(#":cert --uds-file "/tmp/a b" --mac a4cf120b9e31"#)
+            == [":cert", "--uds-file", "/tmp/a b", "--mac", "a4cf120b9e31"])
+        #expect(ReplSession.localWords(#":uds generate "open"#) == nil)
+    }
+
     @Test func unsolicitedOutputComesInWholeLinesWithoutThePrompt() {
         var output = ReplUnsolicitedOutput()
         #expect(output.feed(Array("\r\n****\r\n** MXChip".utf8)) == Array("****\r\n".utf8))
