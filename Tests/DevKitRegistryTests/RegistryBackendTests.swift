@@ -1034,7 +1034,19 @@ struct RegistryBackendTests {
         } catch {
             #expect(!"\(error)".contains("hunter2") && "\(error)".contains("pgpass"))
         }
-        for bad in ["postgresql://db/x", "postgresql://u@db/", "postgresql://u@db/x?sslmode=maybe"] {
+        // A password as a query parameter is refused (and never repeated) as in the user part.
+        do {
+            _ = try PostgresLocation(url: "postgresql://u@db/x?sslmode=disable&password=Hunter2secret")
+            Issue.record("a password in the URL's query was taken")
+        } catch {
+            #expect(!"\(error)".contains("Hunter2secret") && "\(error)".contains("pgpass"), "\(error)")
+        }
+        // A socket directory's port, as libpq reads it.
+        #expect(try PostgresLocation(url: "postgresql://u@/x?host=/run/pg&port=6000").socketPath == "/run/pg/.s.PGSQL.6000")
+        // A misspelt parameter is refused: `sslmdoe=verify-full` would leave the certificate unchecked.
+        for bad in ["postgresql://db/x", "postgresql://u@db/", "postgresql://u@db/x?sslmode=maybe",
+                    "postgresql://u@db/x?sslmdoe=verify-full", "postgresql://u@db/x?user=other",
+                    "postgresql://u@/x?host=/run/pg&port=none"] {
             do {
                 _ = try PostgresLocation(url: bad)
                 Issue.record("\(bad) was taken")

@@ -53,15 +53,22 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         guard Self.isURL(text), let components = URLComponents(string: text) else {
             throw bad("not a PostgreSQL URL")
         }
-        if components.password != nil {
+        let items = components.queryItems ?? []
+        if components.password != nil || items.contains(where: { $0.name == "password" }) {
             throw .invalidURL(
                 text: Self.redact(text),
                 reason: "the URL holds a password, which any user of this machine can read on a command line; "
                     + "put it in ~/.pgpass (or the file PGPASSFILE names), or in a file given as `password_file` "
                     + "under [registry] in a profile (--password-file of `registry migrate`), and leave it out of the URL")
         }
-        let query = Dictionary(
-            (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
+        // Only what devkit reads: a misspelt `sslmdoe=verify-full` silently dropped
+        // would leave the server's certificate unchecked while the user thinks it is.
+        if let unknown = items.first(where: { !Self.parameters.contains($0.name) }) {
+            throw bad(
+                "'\(unknown.name)' is not a parameter devkit reads (it reads \(Self.parameters.joined(separator: ", "))"
+                    + (unknown.name == "user" ? "; the user goes before the @" : "") + ")")
+        }
+        let query = Dictionary(items.map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
         guard let user = components.user.flatMap({ $0.removingPercentEncoding }), !user.isEmpty else {
             throw bad("no user name")
         }
@@ -81,11 +88,19 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         }
         self.user = user
         self.host = host
-        self.port = components.port ?? 5432
+        if let text = query["port"] {
+            guard let port = Int(text), (1...65535).contains(port) else { throw bad("port '\(text)' is not a port number") }
+            self.port = port
+        } else {
+            self.port = components.port ?? 5432
+        }
         self.database = database
         self.sslMode = sslMode
         self.caFile = query["sslrootcert"]
     }
+
+    /// The query parameters a URL may carry (libpq's names).
+    static let parameters = ["sslmode", "sslrootcert", "host", "port"]
 
     /// The Unix socket's path, when `host` is a directory.
     public var socketPath: String? { host.hasPrefix("/") ? "\(host)/.s.PGSQL.\(port)" : nil }
@@ -129,8 +144,13 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
 
     /// `text` without a password it may hold, for messages.
     static func redact(_ text: String) -> String {
-        guard var components = URLComponents(string: text), components.password != nil else { return text }
-        components.password = "***"
+        guard var components = URLComponents(string: text) else { return text }
+        let items = components.queryItems ?? []
+        guard components.password != nil || items.contains(where: { $0.name == "password" }) else { return text }
+        if components.password != nil { components.password = "***" }
+        if !items.isEmpty {
+            components.queryItems = items.map { $0.name == "password" ? URLQueryItem(name: "password", value: "***") : $0 }
+        }
         return components.string ?? "postgresql://…"
     }
 
