@@ -88,9 +88,11 @@ struct BoardJSON: Encodable {
     }
 }
 
-/// ISO 8601 in UTC with milliseconds, the same everywhere in the output.
+/// ISO 8601 in UTC with milliseconds, the same everywhere in the output. Rounded to
+/// the nearest millisecond, as the registry stores times: the format style truncates,
+/// and a stored `.780` read back as 0.77999… seconds was shown as `.779`.
 func timestamp(_ date: Date) -> String {
-    date.formatted(
+    date.addingTimeInterval(0.0005).formatted(
         Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
 }
 
@@ -105,6 +107,8 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
                "enrollment_sha1_thumbprint", "enrollment_error_code", "enrollment_error_message",
                "enrollment_tracking_id"]
     header += ["verification_outcome", "verification_assigned_hub", "verification_device_id", "verification_at"]
+    // Last, so that the columns scripts already read keep their places.
+    header += ["superseded_by", "station"]
     var lines = [header.joined(separator: ",")]
     for b in boards {
         var fields: [String?] = [b.id.map(String.init), b.mac, b.usbSerial, b.registrationID, b.firmwareVersion]
@@ -117,6 +121,7 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
                    e?.sha1Thumbprint, e?.errorCode.map(String.init), e?.errorMessage, e?.trackingID]
         let v = b.verification
         fields += [v?.outcome, v?.assignedHub, v?.deviceID, v.map { timestamp($0.at) }]
+        fields += [b.supersededBy.map(String.init), b.station]
         lines.append(fields.map { csvField($0 ?? "") }.joined(separator: ","))
     }
     return lines.joined(separator: "\r\n") + "\r\n"

@@ -80,4 +80,14 @@ import Testing
             """)
         #expect(try JSONOutput.text(Pair(a: "1", b: "x/y")) == #"{"a":"1","b":"x/y"}"#)
     }
+
+    /// Times are shown as the registry stores them, to the millisecond: a stored
+    /// `.780` (0.77999… seconds as a double) was shown as `.779`.
+    @Test func timestampsRoundToTheStoredMillisecond() {
+        for millis in [780, 779, 1, 999, 0, 786] {
+            let date = Date(timeIntervalSince1970: 1_796_521_307 + Double(millis) / 1000)
+            #expect(timestamp(date).hasSuffix(String(format: ".%03dZ", millis)), "\(millis): \(timestamp(date))")
+        }
+        #expect(timestamp(Date(timeIntervalSince1970: 1_796_521_307.7806)).hasSuffix(".781Z"), "to the nearest, as stored")
+    }
 }

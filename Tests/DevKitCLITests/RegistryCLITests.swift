@@ -149,6 +149,7 @@ func registryTestDirectory() -> String {
         #expect(lines.count == 3)
         #expect(lines[0].hasPrefix("id,mac,usb_serial,registration_id,firmware_version,certificate_sha1"))
         #expect(!lines[0].contains(",uds,"))
+        #expect(lines[0].hasSuffix(",verification_at,superseded_by,station"), "\(lines[0])")
         #expect(lines[2].contains("\"board unplugged, with a \"\"quote\"\", and a comma\""))
         let csvSecret = try RegistryCLIProcess.run(["registry", "export", "--registry", db, "--format", "csv", "--include-secrets"])
         #expect(csvSecret.stdout.contains(",uds,"))
