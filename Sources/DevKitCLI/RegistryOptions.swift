@@ -54,13 +54,15 @@ struct RegistryOptions: ParsableArguments {
 
     /// Opens (creating if needed) the registry, for commands that write. Says once
     /// on stderr when it created the default key file (SQLite only).
-    func open(profile: ProvisioningProfile? = nil) throws -> any RegistryStore {
+    /// `readOnly`: a server's database without devkit's schema is refused (66), not given one.
+    func open(profile: ProvisioningProfile? = nil, readOnly: Bool = false) throws -> any RegistryStore {
         let key = keySource(profileKeyFile: profile?.registryKeyFile)
         let target = resolvedPath(profile: profile)
         let registry: any RegistryStore
         if PostgresLocation.isURL(target) {
             registry = try PostgresRegistry(
-                location: try PostgresLocation(url: target), key: key, passwordFile: profile?.registryPasswordFile)
+                location: try PostgresLocation(url: target), key: key, passwordFile: profile?.registryPasswordFile,
+                readOnly: readOnly)
         } else {
             registry = try Registry(path: target, key: key)
         }
@@ -96,12 +98,13 @@ extension RegistryOptions {
     /// migrate, seal or rewrite it; nil when there is no registry file. Says on
     /// stderr when the file still owes the rewrite that drops old copies of secrets
     /// (it reads all the same). A file with no schema (0 bytes) reads as an empty
-    /// registry; another program's file is refused (66). A server is
-    /// opened as for writing: no key is ever made for it, and its schema is the
-    /// stations' own.
+    /// registry; another program's file is refused (66). A server's database
+    /// without devkit's schema is refused too (66), and none is made in it; one
+    /// whose schema an older devkit made is brought up to date, as any station's
+    /// first call would. No key is ever made for a server.
     func openReadOnly(profileKeyFile: String? = nil) throws -> (any RegistryStore)? {
         let target = resolvedPath
-        if PostgresLocation.isURL(target) { return try open() }
+        if PostgresLocation.isURL(target) { return try open(readOnly: true) }
         var st = stat()
         if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
         let registry = try Registry(path: target, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)

@@ -129,6 +129,10 @@ struct PostgresRegistryCLITests {
     func refusals() throws {
         let s = try shared()
         defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        // An empty database holds no registry for a reader (66), and gets no schema from it.
+        let none = try RegistryCLIProcess.run(["registry", "list", "--registry", s.url, "--key-file", s.keyFile])
+        #expect(none.status == 66 && none.stderr.contains("holds no devkit registry"), "\(none.stderr)")
+        _ = try s.open()  // a station made the schema
         let noKey = try RegistryCLIProcess.run(
             ["registry", "list", "--registry", s.url],
             environment: ["XDG_CONFIG_HOME": s.dir + "/config", "HOME": s.dir])

@@ -1022,6 +1022,39 @@ struct RegistryBackendTests {
         }
     }
 
+    /// A reading command makes no schema in a database without one (it says there
+    /// is no registry there), and no command puts devkit's tables beside another
+    /// program's `board` table.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aDatabaseWithoutTheSchemaIsNotGivenOneByAReader() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.shared()
+        let tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        let empty = try cluster.createDatabase()
+        let location = try PostgresLocation(url: cluster.url(empty))
+        do {
+            _ = try PostgresRegistry(location: location, key: key, readOnly: true)
+            Issue.record("a reader opened a database without devkit's schema")
+        } catch {
+            guard case .notARegistry = error else { Issue.record("\(error)"); return }
+        }
+        #expect(try cluster.sql(empty, tables) == "0", "no table made by a reader")
+        _ = try PostgresRegistry(location: location, key: key)
+        #expect(try PostgresRegistry(location: location, key: key, readOnly: true).allBoards().isEmpty)
+
+        let foreign = try cluster.createDatabase()
+        _ = try cluster.sql(foreign, "CREATE TABLE board (id int PRIMARY KEY, foo text)")
+        do {
+            _ = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(foreign)), key: key)
+            Issue.record("devkit's schema was made beside another program's board table")
+        } catch {
+            guard case .notARegistry = error else { Issue.record("\(error)"); return }
+        }
+        #expect(try cluster.sql(foreign, tables) == "1")
+    }
+
     @Test func postgresURLs() throws {
         let location = try PostgresLocation(url: "postgresql://station@db.lab:6543/devkit?sslmode=verify-full&sslrootcert=/etc/ca.pem")
         #expect(location.user == "station" && location.host == "db.lab" && location.port == 6543)

@@ -165,7 +165,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public init(
         location: PostgresLocation, key: RegistryKeySource = .defaultKey(), passwordFile: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        answerTimeout: Duration = PostgresRegistry.defaultAnswerTimeout
+        answerTimeout: Duration = PostgresRegistry.defaultAnswerTimeout, readOnly: Bool = false
     ) throws(RegistryError) {
         self.location = location
         let limit = TimeAmount.nanoseconds(
@@ -227,7 +227,17 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             throw Self.openFailure(location.description, error, lockTimeout: lockLimit)
         }
         do {
-            try Self.withDeadline(limit, closing: connection) { try Self.migrate(connection) }
+            try Self.withDeadline(limit, closing: connection) {
+                // A reading command (`registry list`, `show`, `export`) makes no schema
+                // in a database that has none: nothing was provisioned into it.
+                if readOnly, try !Self.hasSchema(connection) {
+                    throw RegistryError.notARegistry(
+                        path: location.description,
+                        reason: "the database holds no devkit registry (nothing was provisioned into it); "
+                            + "check the database name in the URL")
+                }
+                try Self.migrate(connection, server: location.description)
+            }
         } catch {
             _ = try? connection.close().wait()
             throw Self.openFailure(location.description, error, lockTimeout: lockLimit)
@@ -363,7 +373,13 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             """),
     ]
 
-    static func migrate(_ connection: PostgresConnection) throws {
+    /// Whether devkit's schema is in the database (its migrations table).
+    static func hasSchema(_ connection: PostgresConnection) throws -> Bool {
+        try connection.statement("SELECT to_regclass('devkit_migrations') IS NOT NULL AS present").wait()
+            .first?.makeRandomAccess()["present"].decode(Bool.self) ?? false
+    }
+
+    static func migrate(_ connection: PostgresConnection, server: String) throws {
         // Usually every migration is there: one read, and no DDL at all, so that a
         // station's user needs no right to create tables once the schema exists
         // (`CREATE TABLE IF NOT EXISTS` checks that right even when the table is
@@ -377,6 +393,16 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         _ = try connection.statement("BEGIN").wait()
         do {
             _ = try connection.statement("SELECT pg_advisory_xact_lock(1616)").wait()
+            // Another program's table of the same name: refused as an SQLite file of
+            // another program is, before anything is created beside it.
+            let foreign = try connection.statement(
+                "SELECT to_regclass('devkit_migrations') IS NULL AND to_regclass('board') IS NOT NULL AS foreign"
+            ).wait().first?.makeRandomAccess()["foreign"].decode(Bool.self) ?? false
+            if foreign {
+                throw RegistryError.notARegistry(
+                    path: server,
+                    reason: "the database has a table named board that devkit did not make; give devkit a database of its own")
+            }
             _ = try connection.statement(
                 "CREATE TABLE IF NOT EXISTS devkit_migrations (identifier text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             ).wait()
