@@ -284,7 +284,10 @@ public struct ProvisionWorkflow {
     public let registry: any RegistryStore
     public let measure: FirmwareMeasurer
     /// Told each step as it starts and ends.
-    public var report: (ProvisionEvent) -> Void
+    public let report: (ProvisionEvent) -> Void
+    /// The last stage reported as started: where a failure stopped when the
+    /// registry cannot say (its server gone, the row not readable).
+    private let lastStarted: LastStartedStage
     /// Called after each registry step is committed (tests use it to crash there);
     /// for marks committed in the background, on the committing thread.
     public var afterStep: @Sendable (ProvisioningStep, BoardRecord) -> Void = { _, _ in }
@@ -297,7 +300,12 @@ public struct ProvisionWorkflow {
                 report: @escaping (ProvisionEvent) -> Void = { _ in }) {
         self.registry = registry
         self.measure = measure
-        self.report = report
+        let lastStarted = LastStartedStage()
+        self.lastStarted = lastStarted
+        self.report = { event in
+            if event.status == .started { lastStarted.stage.withLock { $0 = event.stage } }
+            report(event)
+        }
     }
 
     /// Everything checked before the board is touched.
@@ -422,12 +430,15 @@ public struct ProvisionWorkflow {
     /// the step it stopped at and how to finish it).
     private func reportFailure(_ error: any Error, boardID: Int64) {
         let row = try? registry.markFailed(boardID: boardID, error: "\(error)")
-        let stage: ProvisionStage = switch row?.nextStep {
-        case .udsRecorded?, .udsSent?, .udsConfirmed?: .uds
-        case .versionRead?: .version
-        case .macRead?: .mac
-        case .certificateWritten?: .certificate
-        default: .enrollment
+        let stage: ProvisionStage = switch row.map(\.nextStep) {
+        case .udsRecorded??, .udsSent??, .udsConfirmed??: .uds
+        case .versionRead??: .version
+        case .macRead??: .mac
+        case .certificateWritten??: .certificate
+        case .some: .enrollment
+        // Not recorded (the server went away, a rekey stopped the run): the stage
+        // that was running, not a later one that never started.
+        case nil: lastStarted.stage.withLock { $0 } ?? .enrollment
         }
         report(ProvisionEvent(
             stage: stage, status: .failed,
@@ -777,4 +788,9 @@ public struct ProvisionWorkflow {
             throw .outputDirectory(path: path, reason: "is not writable", errno: errno)
         }
     }
+}
+
+/// The stage a workflow last reported as started (shared by the workflow's copies).
+final class LastStartedStage: Sendable {
+    let stage = Mutex<ProvisionStage?>(nil)
 }

@@ -203,6 +203,9 @@ struct PostgresRegistryCLITests {
         let stderr = String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(status == 75, "\(stderr)")
         #expect(stderr.contains("cannot reach the registry's PostgreSQL server"), "\(stderr)")
+        // Failed at the stage that was running (the row could not say): not at the
+        // enrollment, which never started.
+        #expect(stderr.contains("[ERR] ") && !stderr.contains("[ERR] enrollment"), "\(stderr)")
 
         // Back: the row was committed before anything was sent, and --resume finishes it.
         try cluster.startServer()
