@@ -174,7 +174,7 @@ func reissueFromRegistry(
             case .failure(let error) where error.superseded:
                 // An earlier record of a board provisioned again: said, not a failure.
                 if json {
-                    print(try JSONOutput.text(["event": "skipped", "board_id": "\(item.boardID)", "message": error.description]))
+                    print(try JSONOutput.text(ReissueNotice(event: "skipped", boardID: item.boardID, message: error.description)))
                 } else {
                     printError("devkit: #\(item.boardID): \(error.description)")
                 }
@@ -182,7 +182,7 @@ func reissueFromRegistry(
                 failures += 1
                 if case .busy? = error.remedy { busy += 1 }
                 if json {
-                    print(try JSONOutput.text(["event": "error", "board_id": "\(item.boardID)", "message": error.userMessage]))
+                    print(try JSONOutput.text(ReissueNotice(event: "error", boardID: item.boardID, message: error.userMessage)))
                 } else {
                     printError("devkit: error: #\(item.boardID): \(error.userMessage)")
                 }
@@ -205,4 +205,13 @@ extension CertificateReissue.ReissueError {
         case nil: return description
         }
     }
+}
+
+/// A board the re-issue skipped or failed, as a JSON Lines event: `board_id` a
+/// number, as in the `result` events.
+private struct ReissueNotice: Encodable {
+    let event: String
+    let boardID: Int64
+    let message: String
+    enum CodingKeys: String, CodingKey { case event, boardID = "board_id", message }
 }
