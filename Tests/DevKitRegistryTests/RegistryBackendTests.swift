@@ -1055,6 +1055,44 @@ struct RegistryBackendTests {
         #expect(try cluster.sql(foreign, tables) == "1")
     }
 
+    /// A login the server refuses, or one whose password devkit did not find, says
+    /// what to fix and exits 77 (permission), not 74 with postgres-nio's own word
+    /// (`authMechanismRequiresPassword`).
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func loginProblemsSayWhatToFix() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        let cluster = try PostgresCluster.dedicated()
+        defer { cluster.stop() }
+        let database = try cluster.createDatabase()
+        _ = try cluster.sql(database, "CREATE ROLE walker LOGIN PASSWORD 'pw-walker'")
+        _ = try cluster.sql(database, "GRANT ALL ON SCHEMA public TO walker")
+        let hba = cluster.directory + "/data/pg_hba.conf"
+        let rules = try String(contentsOfFile: hba, encoding: .utf8)
+        try ("local all walker scram-sha-256\n" + rules).write(toFile: hba, atomically: false, encoding: .utf8)
+        _ = try cluster.sql(database, "SELECT pg_reload_conf()")
+        let location = try PostgresLocation(url: "postgresql://walker@/\(database)?host=\(cluster.directory)")
+        let home = ["HOME": tmp.path]
+        func refusal(passwordFile: String?) -> (reason: String, errno: Int32?)? {
+            do {
+                _ = try PostgresRegistry(location: location, key: key, passwordFile: passwordFile, environment: home)
+                return nil
+            } catch {
+                guard case .cannotOpen(_, let reason, let errno) = error else { return ("\(error)", nil) }
+                return (reason, errno)
+            }
+        }
+        let none = try #require(refusal(passwordFile: nil), "opened without a password")
+        #expect(none.errno == EACCES && none.reason.contains("asks for a password") && none.reason.contains("~/.pgpass"), "\(none)")
+        try "wrong\n".write(toFile: tmp.file("pw"), atomically: false, encoding: .utf8)
+        #expect(chmod(tmp.file("pw"), 0o600) == 0)
+        let wrong = try #require(refusal(passwordFile: tmp.file("pw")), "opened with a wrong password")
+        #expect(wrong.errno == EACCES && wrong.reason.contains("refused the login"), "\(wrong)")
+        try "pw-walker\n".write(toFile: tmp.file("pw"), atomically: false, encoding: .utf8)
+        #expect(refusal(passwordFile: tmp.file("pw")) == nil)
+    }
+
     @Test func postgresURLs() throws {
         let location = try PostgresLocation(url: "postgresql://station@db.lab:6543/devkit?sslmode=verify-full&sslrootcert=/etc/ca.pem")
         #expect(location.user == "station" && location.host == "db.lab" && location.port == 6543)

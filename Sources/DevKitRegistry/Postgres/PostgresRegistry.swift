@@ -1224,9 +1224,47 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return .database(path: server, reason: reason(error))
     }
 
+    /// What is wrong with the login or the server's certificate, in words, when
+    /// `error` says so: a setting to fix, not a server to wait for (not 75).
+    /// `permission`: the login was refused or lacks its password (77).
+    static func setupProblem(_ error: any Error) -> (reason: String, permission: Bool)? {
+        if let (state, message) = serverError(error), state == "28P01" || state == "28000" {
+            return ("the server refused the login: \(message); check the user in the URL and its password in "
+                + "~/.pgpass (or PGPASSFILE's file, or password_file under [registry])", true)
+        }
+        guard let error = error as? PSQLError else { return nil }
+        switch error.code {
+        case .authMechanismRequiresPassword:
+            return ("the server asks for a password and none was found for this URL: put it in ~/.pgpass "
+                + "(host:port:database:user:password, mode 0600; one others may read is ignored, as libpq ignores it), "
+                + "in the file PGPASSFILE names, or in a file given as password_file under [registry]", true)
+        case .sslUnsupported:
+            return ("the server does not offer TLS, which sslmode=require (the default over the network) and "
+                + "stronger need: turn ssl on in the server's settings, or give sslmode=disable for a socket or a "
+                + "trusted loopback", false)
+        default:
+            break
+        }
+        // The certificate check, refused during the TLS handshake.
+        guard let underlying = error.underlying else { return nil }
+        let text = "\(underlying)"
+        if text.contains("failedToValidateHostname") {
+            return ("the server's certificate does not name the URL's host (sslmode=verify-full checks it): give the "
+                + "host name the certificate was made for, or sslmode=verify-ca to check only who signed it", false)
+        }
+        if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("handshakeFailed") {
+            return ("the server's certificate was not accepted: it is not signed by the CA in sslrootcert "
+                + "(or ~/.postgresql/root.crt); give the CA that signed the server's certificate", false)
+        }
+        return nil
+    }
+
     /// The error for a server that could not be connected to or set up.
     static func openFailure(_ server: String, _ error: any Error, lockTimeout: TimeAmount) -> RegistryError {
         if let error = error as? RegistryError { return error }
+        if let (reason, permission) = setupProblem(error) {
+            return .cannotOpen(path: server, reason: reason, errno: permission ? EACCES : nil)
+        }
         // Waiting for another station's schema migration (its lock) past lock_timeout.
         if serverError(error)?.state == "55P03" { return callFailure(server, error, lockTimeout: lockTimeout) }
         if isConnectionFailure(error) { return .serverUnavailable(server: server, reason: reason(error)) }
