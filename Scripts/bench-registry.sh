@@ -186,7 +186,7 @@ run_postgres() {
     local url="postgresql://devkit@127.0.0.1:$port/$db?sslmode=disable"
     start_fleet "$run" 2
     # The schema first, so that the measured run is the stations' work alone.
-    "$BIN" registry list --registry "$url" --key-file "$work/registry.key" >/dev/null
+    "$BIN" registry upgrade --registry "$url" --key-file "$work/registry.key" >/dev/null
     before=$(psql -d postgres -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'")
     local sampler=""
     if [ "${SESSIONS:-0}" = 1 ]; then
