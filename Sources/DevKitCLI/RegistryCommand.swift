@@ -7,7 +7,8 @@ struct RegistryCommand: ParsableCommand {
         abstract: "Show and export the record of provisioned boards.",
         discussion: """
             Every `devkit provision` (and `autoconfigure`, `watch`) records the board in \
-            a local SQLite database before the UDS is sent to it: MAC, USB serial, \
+            the registry before the UDS is sent to it (a local SQLite file, or a PostgreSQL \
+            server that several stations share: --registry postgresql://...): MAC, USB serial, \
             registration ID, firmware version, UDS, certificate thumbprints and the time \
             of each step. A board interrupted mid-way (crash, unplug) keeps a row that \
             says how far it got, so it can be finished or its certificate re-issued.

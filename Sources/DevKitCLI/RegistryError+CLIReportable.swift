@@ -39,8 +39,12 @@ extension RegistryError: CLIReportable {
         switch self {
         case .cannotCreateDirectory:
             description + "; choose another place with --registry PATH"
+        case .cannotOpen(let path, _, nil) where PostgresLocation.isURL(path):
+            description + "; check the URL given with --registry (`url` under [registry], --to of `registry migrate`)"
         case .cannotOpen(let path, _, _) where PostgresLocation.isURL(path):
-            description + "; check the URL given with --registry (or `url` under [registry])"
+            // A file or a login to fix (a password or CA file, the password itself):
+            // the reason says which; the URL is not the problem.
+            description
         case .cannotOpen:
             description + " or choose another file with --registry PATH"
         case .claimFailed(_, _, let errno) where errno == EMFILE || errno == ENFILE:
@@ -77,8 +81,7 @@ extension RegistryError: CLIReportable {
             description + "; nothing of this step was written: retry once it has finished"
         case .boardBusy:
             description + "; let it finish there (its claim ends with its run, even if it is killed), then run "
-                + "this again: `devkit registry list` then shows the board (a board recorded by this run, as said "
-                + "above, is finished with `devkit provision --resume ID`)"
+                + "this again: `devkit registry list` then shows the board"
         case .invalidURL:
             description + "; check the URL given with --registry (or `url` under [registry])"
         case .sharedKeyMissing:

@@ -55,11 +55,23 @@ struct RegistryMigrateCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let opened = try registry.openExisting(), let source = opened as? Registry else {
+            // Two registries, one key: a key error says which one it is about.
+            let opened: (any RegistryStore)?
+            do {
+                opened = try registry.openExisting()
+            } catch let error as RegistryError {
+                throw MigrateSideError(side: "the SQLite registry \(escaped(registry.resolvedPath))", error: error)
+            }
+            guard let opened, let source = opened as? Registry else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
-            let shared = try PostgresRegistry(
-                location: try PostgresLocation(url: destination), key: registry.keySource(), passwordFile: passwordFile)
+            let location = try PostgresLocation(url: destination)
+            let shared: PostgresRegistry
+            do {
+                shared = try PostgresRegistry(location: location, key: registry.keySource(), passwordFile: passwordFile)
+            } catch let error as RegistryError {
+                throw MigrateSideError(side: "the shared registry \(location)", error: error)
+            }
             let result = try shared.importBoards(from: source)
             if json {
                 print(try JSONOutput.text(MigrateJSON(source: source.path, destination: shared.path, result)))
@@ -135,4 +147,13 @@ struct MigrateJSON: Encodable {
         case source, destination, copied, conflicting, conflicts
         case alreadyPresent = "already_present"
     }
+}
+
+/// An error of one side of `registry migrate`, named: both sides take the same key
+/// file, so "sealed with key X, but lab.key is key Y" must say which registry.
+struct MigrateSideError: CLIReportable {
+    let side: String
+    let error: RegistryError
+    var exitStatus: ExitStatus { error.exitStatus }
+    var userMessage: String { "\(side): \(error.userMessage)" }
 }

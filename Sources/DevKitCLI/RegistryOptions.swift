@@ -13,11 +13,13 @@ struct RegistryOptions: ParsableArguments {
             "The registry: an SQLite file, or a shared PostgreSQL server's URL.",
             discussion: """
                 Default: $XDG_DATA_HOME/devkit/registry.sqlite (~/.local/share/devkit/registry.sqlite), \
-                or the profile's `url` under [registry]. Several stations share one registry with \
-                postgresql://USER@HOST:5432/DATABASE (also postgres://; ?sslmode=disable|require|verify-full, \
-                &sslrootcert=CA.pem for verify-full; ?host=/run/postgresql for a Unix socket). The password \
-                comes from ~/.pgpass, PGPASSFILE or the profile's `password_file`, never from the URL. \
-                A shared registry needs the same --key-file on every station.
+                or, for commands that take --profile, the profile's `url` under [registry]. Several \
+                stations share one registry with postgresql://USER@HOST:5432/DATABASE (also postgres://; \
+                ?sslmode=disable|require|verify-ca|verify-full, &sslrootcert=CA.pem for the verify modes; \
+                ?host=/run/postgresql&port=5432 for a Unix socket; no other parameter). The password comes \
+                from ~/.pgpass (mode 0600) or the file PGPASSFILE names (for commands that take --profile, \
+                also the profile's `password_file`), never from the URL. A shared registry needs the same \
+                --key-file on every station.
                 """,
             valueName: "path"),
         completion: .file())

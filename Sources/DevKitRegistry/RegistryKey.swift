@@ -113,8 +113,7 @@ public struct RegistryKey: Sendable {
         guard st.st_mode & S_IFMT == S_IFREG else {
             return .keyFileInvalid(
                 path: path,
-                reason: "it is not a regular file (\(fileType(st.st_mode))); give the key file itself "
-                    + "(`devkit registry keygen FILE` makes one)")
+                reason: "it is not a regular file (\(fileType(st.st_mode)))")
         }
         guard st.st_uid == user || st.st_uid == 0 else {
             return .keyFileInvalid(

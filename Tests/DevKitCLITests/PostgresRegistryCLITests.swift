@@ -307,5 +307,15 @@ struct PostgresRegistryCLITests {
         #expect(item["by"] as? String == "mac" && item["value_kind"] as? String == "mac" && item["value"] as? String == "a4cf120b0003")
         #expect(conflict.stderr.contains("is not copied") && conflict.stderr.contains("board #\(other.id!)"), "\(conflict.stderr)")
         #expect(try s.open().allBoards().count == 3)
+
+        // One key file for two registries: a key error says which registry it is about.
+        let otherKey = s.dir + "/other.key"
+        #expect(try RegistryCLIProcess.run(["registry", "keygen", otherKey]).status == 0)
+        let fresh = s.dir + "/fresh.sqlite"
+        _ = try Registry(path: fresh, key: .file(otherKey)).recordNewBoard(uds: udsA, mac: try MACAddress("a4cf120b0009"))
+        let wrongShared = try RegistryCLIProcess.run(["registry", "migrate", "--to", s.url, "--registry", fresh, "--key-file", otherKey])
+        #expect(wrongShared.status == 77 && wrongShared.stderr.contains("devkit: error: the shared registry "), "\(wrongShared.stderr)")
+        let wrongSource = try RegistryCLIProcess.run(["registry", "migrate", "--to", s.url, "--registry", fresh, "--key-file", s.keyFile])
+        #expect(wrongSource.status == 77 && wrongSource.stderr.contains("devkit: error: the SQLite registry "), "\(wrongSource.stderr)")
     }
 }
