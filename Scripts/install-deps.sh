@@ -17,6 +17,7 @@ packages=(
   procps          # pgrep/ps used by scripts
   util-linux      # taskset for the single-core benchmark
   postgresql      # initdb/pg_ctl/pg_dump: the registry tests' throwaway PostgreSQL cluster
+  openssl         # the TLS test's CA and server certificate; bench-cert's reference rate
 )
 # Extra arguments are more packages to install; an option is not one (apt-get
 # would read `--help` as its own option and install nothing, saying it did).

@@ -1093,6 +1093,82 @@ struct RegistryBackendTests {
         #expect(refusal(passwordFile: tmp.file("pw")) == nil)
     }
 
+    /// TLS to a real server on loopback: verify-full with the CA that signed the
+    /// server's certificate connects; another CA, a host the certificate does not
+    /// name, or a server without TLS under sslmode=require each say which setting
+    /// to change (74, not 75: waiting does not help).
+    @Test(.enabled(if: PostgresCluster.available && FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"),
+                   "PostgreSQL's binaries or openssl are not installed (and CI is not set)"))
+    func tlsToARealServer() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let key = try keyFile(tmp)
+        // The server reads its certificate and key as its own user.
+        #expect(chmod(tmp.path, 0o755) == 0)
+        func openssl(_ arguments: String) throws {
+            let status = TestProcess.shell("cd '\(tmp.path)' && /usr/bin/openssl \(arguments) >/dev/null 2>&1")
+            if status != 0 { throw ClusterError("openssl \(arguments) failed (\(status))") }
+        }
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+        try openssl("req -x509 \(ec) -keyout ca.key -out ca.pem -days 2 -subj /CN=devkit-test-ca")
+        try openssl("req -x509 \(ec) -keyout other.key -out other-ca.pem -days 2 -subj /CN=another-ca")
+        try openssl("req \(ec) -keyout server.key -out server.csr -subj /CN=localhost")
+        try "subjectAltName=DNS:localhost\n".write(toFile: tmp.file("san.ext"), atomically: false, encoding: .utf8)
+        try openssl("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext")
+        if getuid() == 0, let server = getpwnam("postgres") {
+            for file in ["server.pem", "server.key"] { _ = chown(tmp.file(file), server.pointee.pw_uid, server.pointee.pw_gid) }
+        }
+        #expect(chmod(tmp.file("server.key"), 0o600) == 0)
+        // A free loopback port, as the kernel picks one.
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in(
+            sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")),
+            sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(probe, $0, length) == 0 && getsockname(probe, $0, &length) == 0
+            }
+        }
+        close(probe)
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let cluster = try PostgresCluster.dedicated(
+            tls: .init(port: port, certificateFile: tmp.file("server.pem"), keyFile: tmp.file("server.key")))
+        defer { cluster.stop() }
+        let database = try cluster.createDatabase()
+        func open(_ query: String, host: String = "localhost") -> RegistryError? {
+            do {
+                let location = try PostgresLocation(url: "postgresql://devkit@\(host):\(port)/\(database)?\(query)")
+                _ = try PostgresRegistry(location: location, key: key, environment: ["HOME": tmp.path])
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(open("sslmode=verify-full&sslrootcert=\(tmp.file("ca.pem"))") == nil, "verify-full with its CA")
+        #expect(open("sslmode=require") == nil, "require: encrypted, not checked")
+        guard case .cannotOpen(_, let wrongCA, nil)? = open("sslmode=verify-full&sslrootcert=\(tmp.file("other-ca.pem"))")
+        else { Issue.record("another CA: \(String(describing: open("sslmode=verify-full&sslrootcert=\(tmp.file("other-ca.pem"))")))"); return }
+        #expect(wrongCA.contains("not accepted") && wrongCA.contains("sslrootcert"), "\(wrongCA)")
+        guard case .cannotOpen(_, let wrongHost, nil)? = open(
+            "sslmode=verify-full&sslrootcert=\(tmp.file("ca.pem"))", host: "127.0.0.1")
+        else { Issue.record("another host: \(String(describing: open("sslmode=verify-full&sslrootcert=\(tmp.file("ca.pem"))", host: "127.0.0.1")))"); return }
+        #expect(wrongHost.contains("does not name the URL's host"), "\(wrongHost)")
+        #expect(open("sslmode=verify-ca&sslrootcert=\(tmp.file("ca.pem"))", host: "127.0.0.1") == nil, "verify-ca ignores the host")
+        // TLS off on the server: sslmode=require says so.
+        _ = try cluster.sql(database, "ALTER SYSTEM SET ssl = off")
+        _ = try cluster.sql(database, "SELECT pg_reload_conf()")
+        var noTLS: RegistryError?
+        for _ in 0..<50 {
+            noTLS = open("sslmode=require")
+            if noTLS != nil { break }
+            usleep(100_000)
+        }
+        guard case .cannotOpen(_, let plain, nil)? = noTLS else { Issue.record("no TLS: \(String(describing: noTLS))"); return }
+        #expect(plain.contains("does not offer TLS"), "\(plain)")
+    }
+
     @Test func postgresURLs() throws {
         let location = try PostgresLocation(url: "postgresql://station@db.lab:6543/devkit?sslmode=verify-full&sslrootcert=/etc/ca.pem")
         #expect(location.user == "station" && location.host == "db.lab" && location.port == 6543)

@@ -12,6 +12,21 @@ import Glibc
 public final class PostgresCluster: Sendable {
     public let directory: String
     let bin: String
+    /// Loopback TCP with TLS, for a dedicated cluster that tests `sslmode`.
+    public let tls: TLSListener?
+
+    /// Where a TLS cluster listens and the files its TLS uses (readable by the
+    /// server's user; the key mode 0600, owned by it).
+    public struct TLSListener: Sendable {
+        public let port: Int
+        public let certificateFile: String
+        public let keyFile: String
+        public init(port: Int, certificateFile: String, keyFile: String) {
+            self.port = port
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+        }
+    }
     /// `host=` of a URL: the socket's directory.
     public var socketDirectory: String { directory }
 
@@ -52,15 +67,17 @@ public final class PostgresCluster: Sendable {
 
     /// A cluster of the calling test's own, for a test that stops and starts the
     /// server (the shared one serves tests running meanwhile); ``stop()`` removes it.
-    public static func dedicated() throws -> PostgresCluster {
+    /// With `tls`, it also listens on 127.0.0.1 at `tls.port`, with TLS on.
+    public static func dedicated(tls: TLSListener? = nil) throws -> PostgresCluster {
         guard let bin = binaries else {
             throw ClusterError("PostgreSQL's server binaries are not installed (/usr/lib/postgresql/*/bin/initdb)")
         }
-        return try PostgresCluster(bin: bin)
+        return try PostgresCluster(bin: bin, tls: tls)
     }
 
-    private init(bin: String) throws {
+    private init(bin: String, tls: TLSListener? = nil) throws {
         self.bin = bin
+        self.tls = tls
         var template = Array("/tmp/devkit-pg-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw ClusterError("mkdtemp failed") }
         directory = String(cString: made)
@@ -70,6 +87,14 @@ public final class PostgresCluster: Sendable {
             _ = chown(directory, user.pointee.pw_uid, user.pointee.pw_gid)
         }
         try run(["\(bin)/initdb", "-D", "\(directory)/data", "-U", "devkit", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        if let tls {
+            // In the configuration file rather than on the command line, so that a
+            // test can turn TLS off (ALTER SYSTEM, then a reload).
+            let settings = "ssl = on\nssl_cert_file = '\(tls.certificateFile)'\nssl_key_file = '\(tls.keyFile)'\n"
+            guard let file = fopen("\(directory)/data/postgresql.conf", "a") else { throw ClusterError("postgresql.conf") }
+            fputs(settings, file)
+            fclose(file)
+        }
         try startServer()
     }
 
@@ -86,7 +111,12 @@ public final class PostgresCluster: Sendable {
 
     private var startArguments: [String] {
         ["\(bin)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "120",
-         "-o", "-k \(directory) -c listen_addresses='' -c fsync=off", "start"]
+         "-o", "-k \(directory) " + listening + " -c fsync=off", "start"]
+    }
+
+    private var listening: String {
+        guard let tls else { return "-c listen_addresses=''" }
+        return "-c listen_addresses=127.0.0.1 -p \(tls.port)"
     }
 
     private var stopArguments: [String] {
@@ -110,24 +140,29 @@ public final class PostgresCluster: Sendable {
     /// A new, empty database; its name.
     public func createDatabase() throws -> String {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
-        try run(["\(bin)/createdb", "-h", directory, "-U", "devkit", name], asServer: false)
+        try run(["\(bin)/createdb", "-h", directory, "-p", port, "-U", "devkit", name], asServer: false)
         return String(name)
     }
 
     /// The URL of `database` over the socket.
-    public func url(_ database: String) -> String { "postgresql://devkit@/\(database)?host=\(directory)" }
+    public func url(_ database: String) -> String {
+        "postgresql://devkit@/\(database)?host=\(directory)" + (tls.map { "&port=\($0.port)" } ?? "")
+    }
+
+    /// The server's port (its socket is named after it): 5432 unless it listens on TCP.
+    private var port: String { tls.map { String($0.port) } ?? "5432" }
 
     /// One SQL command through psql as the devkit user, outside the code under
     /// test; its output unaligned, without headers, trimmed.
     @discardableResult
     public func sql(_ database: String, _ text: String) throws -> String {
-        try run(["\(bin)/psql", "-h", directory, "-U", "devkit", "-d", database, "-tAc", text], asServer: false)
+        try run(["\(bin)/psql", "-h", directory, "-p", port, "-U", "devkit", "-d", database, "-tAc", text], asServer: false)
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// `pg_dump` of `database`: what a backup of the server holds.
     public func dump(_ database: String) throws -> String {
-        try run(["\(bin)/pg_dump", "-h", directory, "-U", "devkit", database], asServer: false)
+        try run(["\(bin)/pg_dump", "-h", directory, "-p", port, "-U", "devkit", database], asServer: false)
     }
 
     /// Runs a server tool (as postgres when root) and returns its stdout. Through a
