@@ -94,10 +94,23 @@ struct SetUDSCommand: ParsableCommand {
                 let workflow = DevKitWorkflow(session: session, progress: progressReporter())
                 if let uds {
                     try workflow.setUDS(uds)
+                } else if let save {
+                    savedTo = save
+                    try workflow.setGeneratedUDS(savingTo: save)
                 } else {
-                    let file = save ?? defaultUDSFileName()
-                    savedTo = file
-                    try workflow.setGeneratedUDS(savingTo: file)
+                    // The default name is per second: a second board in the same second
+                    // gets `-2` (the file is made, exclusively, before the board is touched).
+                    let stamp = defaultUDSFileName()
+                    for n in 1... {
+                        let file = n == 1 ? stamp + ".hex" : stamp + "-\(n).hex"
+                        do {
+                            try workflow.setGeneratedUDS(savingTo: file)
+                            savedTo = file
+                            break
+                        } catch WorkflowError.secretFileExists where n < 100 {
+                            continue
+                        }
+                    }
                 }
             }
             if json {
@@ -110,7 +123,7 @@ struct SetUDSCommand: ParsableCommand {
     }
 }
 
-/// `uds-20261128T093000Z.hex`: unique per second, sorts by time.
+/// `uds-20261128T093000Z` (`.hex`, or `-2.hex` for a second one in that second): sorts by time.
 func defaultUDSFileName() -> String {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
@@ -119,5 +132,5 @@ func defaultUDSFileName() -> String {
     gmtime_r(&time, &parts)
     func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
     return "uds-\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T"
-        + "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z.hex"
+        + "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
 }

@@ -111,6 +111,42 @@ struct ConsoleHardeningCLITests {
     }
 }
 
+/// `set-uds --generate-uds` without --save names the file after the second: a second
+/// board in that second gets `-2` instead of failing (73) on the first one's file.
+@Suite("set-uds --generate-uds's default file")
+struct GeneratedUDSFileNameTests {
+    @Test("a default name taken already: the next free one, the board stored once")
+    func takenNameGetsASuffix() throws {
+        let kit = try startedKit()
+        defer { kit.stop() }
+        let directory = consoleTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // Every second of the next 30 already has its file, as after another board.
+        let now = time(nil)
+        var taken: Set<String> = []
+        for offset in -1...30 {
+            var t = now + offset
+            var parts = tm()
+            gmtime_r(&t, &parts)
+            let name = String(format: "uds-%04d%02d%02dT%02d%02d%02dZ.hex", parts.tm_year + 1900, parts.tm_mon + 1,
+                              parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec)
+            try "taken\n".write(toFile: directory + "/" + name, atomically: false, encoding: .utf8)
+            taken.insert(name)
+        }
+        let result = try TestProcess.run(
+            ["/bin/sh", "-c", "cd '\(directory)' && exec '\(TestProcess.devkitBinary)' set-uds --port '\(kit.devicePath)' --generate-uds --json"],
+            timeout: 120)
+        #expect(result.status == 0, "\(result.stderr)")
+        let made = try FileManager.default.contentsOfDirectory(atPath: directory).filter { !taken.contains($0) }
+        #expect(made.count == 1 && made[0].hasSuffix("Z-2.hex"), "\(made)")
+        if let file = made.first {
+            let saved = try String(contentsOfFile: directory + "/" + file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(kit.state.uds == saved.lowercased(), "the board holds the UDS in the new file")
+        }
+        #expect(result.stdout.contains("Z-2.hex"), "\(result.stdout)")
+    }
+}
+
 /// Issue 12 item 11: another ST board behind the shared USB ID is left alone.
 @Suite("devkit against a board that is not a DevKit")
 struct NotADevKitCLITests {
