@@ -257,6 +257,8 @@ public final class LineEditor {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 if !isTerminal && !bytes.isEmpty { break }
+                // Ctrl-D: the prompt's line ends, so what is said next starts on its own.
+                if isTerminal { writeAll(STDOUT_FILENO, "\r\n") }
                 return nil
             }
             if byte == 0x0A || byte == 0x0D { break }
@@ -327,15 +329,15 @@ public final class LineEditor {
         return String(decoding: bytes, as: UTF8.self).unicodeScalars.first?.value ?? 0xFFFD
     }
 
-    /// Space: inserts a space, except right after a secret command at the end of the
-    /// line: there it asks for the secret at once, still in libedit's raw mode (echo
-    /// off), so no key typed or pasted after the space is ever drawn, then ends the line.
     /// True when the cursor is at the end of the line being edited.
     private var cursorAtEnd: Bool {
         guard let info = el_line(editLine)?.pointee, let cursor = info.cursor else { return false }
         return cursor == info.lastchar
     }
 
+    /// Space: inserts a space, except right after a secret command at the end of the
+    /// line: there it asks for the secret at once, still in libedit's raw mode (echo
+    /// off), so no key typed or pasted after the space is ever drawn, then ends the line.
     private func space() -> UInt8 {
         if let info = el_line(editLine)?.pointee, let buffer = info.buffer, let cursor = info.cursor,
            cursor == info.lastchar

@@ -301,6 +301,12 @@ extension ReplTmuxTests {
         try tmux.waitFor { $0.contains("Set Wi-Fi password successfully") }
         #expect(board.state.wifiPassword == "TabPw1")
         #expect(!tmux.capture().contains("TabPw1"), "\(tmux.capture())")
+        // Ctrl-D at the hidden prompt cancels it; what is said next starts a line.
+        tmux.send("set_wifipwd", "Enter")
+        try tmux.waitFor { $0.occurrences(of: "Wi-Fi password (not shown") == 2 }
+        tmux.send("C-d")
+        try tmux.waitFor { $0.contains("\n[devkit] cancelled; nothing was sent") }
+        #expect(board.state.wifiPassword == "TabPw1")
     }
 
     /// A non-ASCII character typed reaches the board as UTF-8 (it was dropped, and
