@@ -69,6 +69,8 @@ extension RegistryError: CLIReportable {
             description
         case .sealedValueRejected:
             description + "; the registry was changed outside devkit: restore it from a backup"
+        case .notARegistry(let path, _) where PostgresLocation.isURL(path):
+            description + "; give its database in the URL of --registry"
         case .notARegistry:
             description + "; give the registry's file with --registry PATH"
         case .needsUpgrade(let path, _):

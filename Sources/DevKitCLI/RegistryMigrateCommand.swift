@@ -59,7 +59,7 @@ struct RegistryMigrateCommand: ParsableCommand {
             let opened: (any RegistryStore)?
             do {
                 opened = try registry.openExisting()
-            } catch let error as RegistryError {
+            } catch let error as RegistryError where MigrateSideError.needsSide(error) {
                 throw MigrateSideError(side: "the SQLite registry \(escaped(registry.resolvedPath))", error: error)
             }
             guard let opened, let source = opened as? Registry else {
@@ -69,7 +69,7 @@ struct RegistryMigrateCommand: ParsableCommand {
             let shared: PostgresRegistry
             do {
                 shared = try PostgresRegistry(location: location, key: registry.keySource(), passwordFile: passwordFile)
-            } catch let error as RegistryError {
+            } catch let error as RegistryError where MigrateSideError.needsSide(error) {
                 throw MigrateSideError(side: "the shared registry \(location)", error: error)
             }
             let result = try shared.importBoards(from: source)
@@ -156,4 +156,12 @@ struct MigrateSideError: CLIReportable {
     let error: RegistryError
     var exitStatus: ExitStatus { error.exitStatus }
     var userMessage: String { "\(side): \(error.userMessage)" }
+
+    /// The key's errors name the key file, not the registry (the others name it).
+    static func needsSide(_ error: RegistryError) -> Bool {
+        switch error {
+        case .wrongKey, .keyUnavailable, .keyFileInsecure, .keyFileInvalid, .sharedKeyMissing, .sealedValueRejected: true
+        default: false
+        }
+    }
 }

@@ -308,6 +308,23 @@ struct RegistryBackendTests {
         #expect(stored.macReadAt == nil && stored.certificateWrittenAt != nil)
         #expect(stored.state == .inProgress && stored.nextStep == .macRead, "not done: its MAC was never recorded")
         #expect(files.state == .inProgress && files.macReadAt == nil)
+
+        // The same after later marks made from that copy did go through: they move
+        // updated_at on to the copy's, but never write the step the copy believes in.
+        let second = try store.recordNewBoard(
+            uds: udsA, mac: nil, usbSerial: "c1", registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+            alsoMark: [.udsSent])
+        var run = try #require(try store.board(id: second.id!))
+        run.udsConfirmedAt = Date()  // its mark failed: not in the registry
+        run.updatedAt = Date()
+        run = try store.markStepsInBackground([.versionRead], of: run, update: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))) { _ in }
+        run = try store.markStepsInBackground([.macRead], of: run, update: BoardUpdate(mac: try MACAddress("a4cf120b9e32"))) { _ in }
+        _ = try store.markSteps(
+            [.certificateWritten, .enrollmentWritten], of: run,
+            update: BoardUpdate(certificateSHA1: "AB", certificateSHA256: "CD", certificatePath: "/y.pem", enrollmentPath: "/y.json"))
+        stored = try #require(try store.board(id: second.id!))
+        #expect(stored.udsConfirmedAt == nil && stored.versionReadAt != nil && stored.macReadAt != nil)
+        #expect(stored.state == .inProgress && stored.nextStep == .udsConfirmed, "not done: its UDS was never confirmed")
     }
 
     @Test(arguments: backends)
@@ -1053,6 +1070,13 @@ struct RegistryBackendTests {
             guard case .notARegistry = error else { Issue.record("\(error)"); return }
         }
         #expect(try cluster.sql(foreign, tables) == "1")
+        // A reader is told the same, not that nothing was provisioned there.
+        do {
+            _ = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(foreign)), key: key, readOnly: true)
+            Issue.record("a reader opened a database with another program's board table")
+        } catch {
+            guard case .notARegistry(_, let reason) = error, reason.contains("did not make") else { Issue.record("\(error)"); return }
+        }
     }
 
     /// A login the server refuses, or one whose password devkit did not find, says
@@ -1187,6 +1211,15 @@ struct RegistryBackendTests {
             Issue.record("a password in the URL's query was taken")
         } catch {
             #expect(!"\(error)".contains("Hunter2secret") && "\(error)".contains("pgpass"), "\(error)")
+        }
+        // A refused parameter's value is not repeated either: it may be a secret under another name.
+        for url in ["postgresql://u@db/x?sslmode=disable&Password=hunter2", "postgresql://u@db/x?sslpassword=hunter2"] {
+            do {
+                _ = try PostgresLocation(url: url)
+                Issue.record("\(url) was taken")
+            } catch {
+                #expect(!"\(error)".contains("hunter2") && "\(error)".contains("not a parameter"), "\(error)")
+            }
         }
         // A socket directory's port, as libpq reads it.
         #expect(try PostgresLocation(url: "postgresql://u@/x?host=/run/pg&port=6000").socketPath == "/run/pg/.s.PGSQL.6000")

@@ -143,13 +143,16 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `text` without a password it may hold, for messages.
+    /// The value of any parameter devkit does not read is masked too (`Password=`,
+    /// `sslpassword=`): refused, it is still quoted in the message.
     static func redact(_ text: String) -> String {
         guard var components = URLComponents(string: text) else { return text }
         let items = components.queryItems ?? []
-        guard components.password != nil || items.contains(where: { $0.name == "password" }) else { return text }
+        let hidden = items.contains { !parameters.contains($0.name) }
+        guard components.password != nil || hidden else { return text }
         if components.password != nil { components.password = "***" }
-        if !items.isEmpty {
-            components.queryItems = items.map { $0.name == "password" ? URLQueryItem(name: "password", value: "***") : $0 }
+        if hidden {
+            components.queryItems = items.map { parameters.contains($0.name) ? $0 : URLQueryItem(name: $0.name, value: "***") }
         }
         return components.string ?? "postgresql://…"
     }

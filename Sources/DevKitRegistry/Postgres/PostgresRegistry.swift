@@ -230,11 +230,16 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             try Self.withDeadline(limit, closing: connection) {
                 // A reading command (`registry list`, `show`, `export`) makes no schema
                 // in a database that has none: nothing was provisioned into it.
-                if readOnly, try !Self.hasSchema(connection) {
-                    throw RegistryError.notARegistry(
-                        path: location.description,
-                        reason: "the database holds no devkit registry (nothing was provisioned into it); "
-                            + "check the database name in the URL")
+                if readOnly {
+                    switch try Self.schema(connection) {
+                    case .devkit: break
+                    case .foreign: throw Self.foreignSchema(location.description)
+                    case .none:
+                        throw RegistryError.notARegistry(
+                            path: location.description,
+                            reason: "the database holds no devkit registry (nothing was provisioned into it); "
+                                + "check the database name in the URL")
+                    }
                 }
                 try Self.migrate(connection, server: location.description)
             }
@@ -373,10 +378,22 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             """),
     ]
 
-    /// Whether devkit's schema is in the database (its migrations table).
-    static func hasSchema(_ connection: PostgresConnection) throws -> Bool {
-        try connection.statement("SELECT to_regclass('devkit_migrations') IS NOT NULL AS present").wait()
-            .first?.makeRandomAccess()["present"].decode(Bool.self) ?? false
+    enum Schema { case devkit, none, foreign }
+
+    /// Whether the database holds devkit's schema (its migrations table), none at
+    /// all, or another program's table named `board` without devkit's.
+    static func schema(_ connection: PostgresConnection) throws -> Schema {
+        let cells = try connection.statement(
+            "SELECT to_regclass('devkit_migrations') IS NOT NULL AS devkit, to_regclass('board') IS NOT NULL AS board"
+        ).wait().first?.makeRandomAccess()
+        if try cells?["devkit"].decode(Bool.self) == true { return .devkit }
+        return try cells?["board"].decode(Bool.self) == true ? .foreign : .none
+    }
+
+    static func foreignSchema(_ server: String) -> RegistryError {
+        .notARegistry(
+            path: server,
+            reason: "the database has a table named board that devkit did not make; give devkit a database of its own")
     }
 
     static func migrate(_ connection: PostgresConnection, server: String) throws {
@@ -395,14 +412,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             _ = try connection.statement("SELECT pg_advisory_xact_lock(1616)").wait()
             // Another program's table of the same name: refused as an SQLite file of
             // another program is, before anything is created beside it.
-            let foreign = try connection.statement(
-                "SELECT to_regclass('devkit_migrations') IS NULL AND to_regclass('board') IS NOT NULL AS foreign"
-            ).wait().first?.makeRandomAccess()["foreign"].decode(Bool.self) ?? false
-            if foreign {
-                throw RegistryError.notARegistry(
-                    path: server,
-                    reason: "the database has a table named board that devkit did not make; give devkit a database of its own")
-            }
+            if try schema(connection) == .foreign { throw foreignSchema(server) }
             _ = try connection.statement(
                 "CREATE TABLE IF NOT EXISTS devkit_migrations (identifier text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             ).wait()
@@ -831,9 +841,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// two round trips, five statements for the server to parse and plan).
     ///
     /// Made only while the row is as `board` says (its `updated_at`, which every
-    /// write sets): a row another writer changed since, or one a failed background
-    /// mark left behind `board`, is marked the long way, from what the server holds,
-    /// so that a board is never made `done` over steps that were not recorded.
+    /// write sets, and every step's time): a row another writer changed since, or one
+    /// a failed background mark left behind `board` (even with later marks made from
+    /// `board` after it), is marked the long way, from what the server holds, so
+    /// that a board is never made `done` over steps that were not recorded.
     /// Without claims, the long way too.
     @discardableResult
     public func markSteps(
@@ -904,7 +915,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// One statement, one answer row: whether the claims session was there (the
     /// row is updated only then) and how many rows were updated (a missing row is
     /// told apart from lost claims). Sets the columns that differ from `board` to `expected`;
-    /// `asLastSeen`: only if the row's `updated_at` is still `board`'s (else 0 updated).
+    /// `asLastSeen`: only if the row is still as `board` says (else 0 updated): its
+    /// `updated_at` (another writer) and every step's time (a background mark that
+    /// failed is in `board` but not in the row, and a later mark made from `board`
+    /// moves `updated_at` on all the same, without the failed mark's step).
     static func markStatement(
         from board: BoardRecord, to expected: BoardRecord, claims: ClaimsSession, asLastSeen: Bool = false
     ) -> (sql: String, binds: [PostgresData]) {
@@ -915,6 +929,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         if asLastSeen {
             binds.append(PostgresData(string: RegistryTimestamp.text(board.updatedAt)))
             condition += " AND updated_at = $\(binds.count)"
+            for step in ProvisioningStep.allCases {
+                binds.append(board.completedAt(step).map { PostgresData(string: RegistryTimestamp.text($0)) } ?? .null)
+                condition += " AND \(step.columnName) IS NOT DISTINCT FROM $\(binds.count)::text"
+            }
         }
         let sql = "WITH claims AS (SELECT " + ClaimsSession.alive(first: binds.count + 1) + " AS alive), "
             + "changed AS (UPDATE board SET "
@@ -1228,9 +1246,14 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// `error` says so: a setting to fix, not a server to wait for (not 75).
     /// `permission`: the login was refused or lacks its password (77).
     static func setupProblem(_ error: any Error) -> (reason: String, permission: Bool)? {
-        if let (state, message) = serverError(error), state == "28P01" || state == "28000" {
+        if let (state, message) = serverError(error), state == "28P01" {
             return ("the server refused the login: \(message); check the user in the URL and its password in "
                 + "~/.pgpass (or PGPASSFILE's file, or password_file under [registry])", true)
+        }
+        if let (state, message) = serverError(error), state == "28000" {
+            // pg_hba.conf: who may log in, from where, to which database, and whether over TLS.
+            return ("the server does not let this login in: \(message); its pg_hba.conf decides who may connect "
+                + "from this host and whether TLS is needed (sslmode), so ask its administrator or change the URL", true)
         }
         guard let error = error as? PSQLError else { return nil }
         switch error.code {
