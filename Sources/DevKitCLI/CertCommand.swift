@@ -57,6 +57,10 @@ struct CertCommand: ParsableCommand {
     func validate() throws {
         try firmware.requireGiven()
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        // A single certificate has nothing to share out: said rather than ignored.
+        if jobs != nil && batch == nil && !fromRegistry {
+            throw ValidationError("--jobs goes with --batch FILE or --from-registry (one certificate takes one thread).")
+        }
     }
 
     @OptionGroup var udsOptions: UDSOptions

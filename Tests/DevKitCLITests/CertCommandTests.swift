@@ -446,6 +446,13 @@ struct CertCommandTests {
         #expect(r.stderr.contains("--jobs"), "\(r.stderr)")
     }
 
+    @Test("--jobs without --batch or --from-registry is refused (64), not ignored")
+    func jobsWithoutABatch() throws {
+        let r = try devkit(tiny(["--registration-id", "dev-1", "--uds-file", "-", "--jobs", "2"]), stdin: String(repeating: "ab", count: 32) + "\n")
+        #expect(r.status == 64, "\(r.stderr)")
+        #expect(r.stderr.contains("--jobs goes with --batch"), "\(r.stderr)")
+    }
+
     @Test("--help teaches with an example")
     func help() throws {
         let r = try TestProcess.run([ListTestSupport.devkitBinary, "cert", "--help"], timeout: 120)
