@@ -70,7 +70,7 @@ extension RegistryError: CLIReportable {
         case .sealedValueRejected:
             description + "; the registry was changed outside devkit: restore it from a backup"
         case .notARegistry(let path, _) where PostgresLocation.isURL(path):
-            description + "; give its database in the URL of --registry"
+            description  // the reason says what to change in the URL
         case .notARegistry:
             description + "; give the registry's file with --registry PATH"
         case .needsUpgrade(let path, _):

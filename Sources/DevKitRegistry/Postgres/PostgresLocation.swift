@@ -146,10 +146,17 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     /// The value of any parameter devkit does not read is masked too (`Password=`,
     /// `sslpassword=`): refused, it is still quoted in the message.
     static func redact(_ text: String) -> String {
-        guard var components = URLComponents(string: text) else { return text }
+        // A URL that does not parse is not shown past its scheme: where its password
+        // would be cannot be told (`u:pw@db:54x2`).
+        guard var components = URLComponents(string: text) else {
+            guard let scheme = text.range(of: "://") else { return "(not shown)" }
+            return text[..<scheme.upperBound] + "… (not shown: it may hold a password)"
+        }
         let items = components.queryItems ?? []
         let hidden = items.contains { !parameters.contains($0.name) }
-        guard components.password != nil || hidden else { return text }
+        // `#` ends the URL's query: what follows may be the rest of a password.
+        guard components.password != nil || hidden || components.fragment != nil else { return text }
+        if components.fragment != nil { components.fragment = "***" }
         if components.password != nil { components.password = "***" }
         if hidden {
             components.queryItems = items.map { parameters.contains($0.name) ? $0 : URLQueryItem(name: $0.name, value: "***") }

@@ -885,7 +885,12 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         var expected = board
         Registry.advance(&expected, steps, update, at: Date())
         let owner = RunID.current
-        let queued: Bool = pool.withLock { pool in
+        // A mark that changes the board's state (the last step of a resumed row makes
+        // it `done`) goes in line, through the guarded mark: made from the run's copy
+        // without a check, it would make a row `done` over a step an earlier mark
+        // failed to record.
+        let changesState = expected.state != board.state
+        let queued: Bool = !changesState && pool.withLock { pool in
             guard var lease = pool.leases[owner], lease.usable else { return false }
             // An idle session, without waiting for one: the UPDATE goes out on it and
             // it stays idle (a later call on it queues behind the UPDATE). Behind an
@@ -903,7 +908,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         if queued { return expected }
         do {
-            let record = try markSteps(steps, boardID: boardID, update: update)
+            let record = try markSteps(steps, of: board, update: update)
             committed(.success(record))
             return record
         } catch {
@@ -1252,8 +1257,9 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         if let (state, message) = serverError(error), state == "28000" {
             // pg_hba.conf: who may log in, from where, to which database, and whether over TLS.
-            return ("the server does not let this login in: \(message); its pg_hba.conf decides who may connect "
-                + "from this host and whether TLS is needed (sslmode), so ask its administrator or change the URL", true)
+            return ("the server does not let this login in: \(message); check the user in the URL (a role the "
+                + "server does not have, or one that may not log in, is refused this way), and the server's "
+                + "pg_hba.conf, which decides who may connect from this host and whether TLS is needed (sslmode)", true)
         }
         guard let error = error as? PSQLError else { return nil }
         switch error.code {
