@@ -18,6 +18,9 @@ public final class LineEditor {
         case line(String)
         /// Ctrl-C: the line being edited was dropped.
         case interrupted
+        /// Ctrl-C or Ctrl-D at the hidden prompt a secret command's space opened:
+        /// nothing was sent (the caller says so).
+        case secretCancelled
         /// Ctrl-D on an empty line, or the end of standard input.
         case endOfFile
     }
@@ -26,6 +29,8 @@ public final class LineEditor {
     private let history: OpaquePointer
     private var promptCString: UnsafeMutablePointer<CChar>
     private var interruptedFlag = false
+    /// The hidden prompt of a secret command's space was cancelled (with `interruptedFlag`).
+    private var secretCancelled = false
     private var isReading = false
     private let historyFile: String?
     /// The terminal settings before libedit touched them, put back in deinit
@@ -150,12 +155,18 @@ public final class LineEditor {
     /// Reads one line with editing. The line has no trailing newline.
     func readLine() -> Input {
         interruptedFlag = false
+        secretCancelled = false
         pendingSecret = nil
         isReading = true
         defer { isReading = false }
         var count: Int32 = 0
         let text = el_gets(editLine, &count)
         if interruptedFlag {
+            if secretCancelled {
+                // The hidden prompt's line ends; no `^C` for a Ctrl-D.
+                writeAll(STDOUT_FILENO, "\r\n")
+                return .secretCancelled
+            }
             if isInteractive { writeAll(STDOUT_FILENO, "^C\r\n") }
             return .interrupted
         }
@@ -351,6 +362,7 @@ public final class LineEditor {
                     pendingSecret = secret
                 } else {
                     interruptedFlag = true
+                    secretCancelled = true
                 }
                 return UInt8(CC_NEWLINE)
             }

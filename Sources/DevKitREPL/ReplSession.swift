@@ -145,6 +145,8 @@ public final class ReplSession {
                 return
             case .interrupted:
                 continue
+            case .secretCancelled:
+                say("cancelled; nothing was sent")
             case .line(let line):
                 if !handle(line) { return }
             }
@@ -376,6 +378,10 @@ public final class ReplSession {
     static let udsQuirkNote =
         "`Invalid UDS.` is the firmware's off-by-one length check; the UDS was stored."
 
+    /// A command typed while the board runs its sketch, once that was said.
+    static let noConsolePrompt =
+        "no console prompt: the board runs its sketch (user mode); hold A and press reset for the configuration console."
+
     /// Said once the board showed it runs its sketch (user mode).
     static let userModeNote =
         "the board is in user mode (running its sketch): what it prints is shown as it comes; "
@@ -419,14 +425,19 @@ public final class ReplSession {
             let lines = shownLines + seen.flush()
             transcript?.received(lines)
             show(lines, above: false)
+            // Said before (after `exit`, or an earlier command): this command still gets
+            // its answer, not silence.
+            let saidBefore = userModeNoted
             noteUserMode(in: lines, above: false)
             if !userModeNoted {
                 userModeNoted = true
                 say(Self.userModeNote)
+            } else if saidBefore {
+                say(Self.noConsolePrompt)
             }
         } catch ConsoleError.noAnswer where userModeNoted {
             // The sketch's output was shown already (at the prompt); it ignores the console.
-            say("no console prompt: the board runs its sketch (user mode); hold A and press reset for the configuration console.")
+            say(Self.noConsolePrompt)
         } catch let error as ConsoleError {
             say(String(describing: error))
         } catch is ReplLinkError {

@@ -307,6 +307,32 @@ extension ReplTmuxTests {
         tmux.send("C-d")
         try tmux.waitFor { $0.contains("\n[devkit] cancelled; nothing was sent") }
         #expect(board.state.wifiPassword == "TabPw1")
+        // The same at the prompt a typed space opens: said, and no `^C` for a Ctrl-D.
+        tmux.send("set_wifipwd ")
+        try tmux.waitFor { $0.occurrences(of: "Wi-Fi password (not shown") == 3 }
+        tmux.send("C-d")
+        try tmux.waitFor { $0.occurrences(of: "[devkit] cancelled; nothing was sent") == 2 }
+        #expect(!tmux.capture().contains("^C"), "\(tmux.capture())")
+        #expect(board.state.wifiPassword == "TabPw1")
+    }
+
+    /// After `exit` the board runs its sketch: the next command is answered with
+    /// that (it used to get nothing; only the one after it did).
+    @Test("the first command after exit says the board runs its sketch",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(5)))
+    func firstCommandAfterExitIsAnswered() throws {
+        let directory = try ReplTemporaryDirectory()
+        let (board, link) = try Self.startedBoard(in: directory)
+        defer { board.stop() }
+        let tmux = try Self.startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        tmux.send("exit", "Enter")
+        // The sketch's boot log arrives at the prompt, and with it the note.
+        try tmux.waitFor { $0.contains("in user mode (running its sketch)") && $0.lastLine == "devkit>" }
+        tmux.send("version", "Enter")
+        try tmux.waitFor { $0.contains("no console prompt: the board runs its sketch") }
     }
 
     /// A non-ASCII character typed reaches the board as UTF-8 (it was dropped, and
