@@ -261,7 +261,10 @@ public final class ReplSession {
             say(String(describing: error))
             return
         }
-        let lines = onBoard(echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit, secrets: command.secretArguments) {
+        let setting = command.name.hasPrefix("set_") || command.name == "enable_secure" ? command.name : nil
+        let lines = onBoard(
+            echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit, secrets: command.secretArguments, setting: setting
+        ) {
             try console.execute(command)
         }
         if case .setDPSUDS = command, let lines, Self.isUDSQuirk(lines) { say(Self.udsQuirkNote) }
@@ -274,7 +277,11 @@ public final class ReplSession {
     /// and reports every failure on one line. Nil when it failed.
     /// With `secrets`, what the board prints is shown and logged a line at a time,
     /// each masked (`maskingSecrets`): a board may quote the value it rejects.
-    private func onBoard<T>(echo: [UInt8]?, isExit: Bool, secrets: [String] = [], _ body: () throws -> T) -> T? {
+    /// `setting`: the board command that stores something (`set_dps_uds`, ...), so
+    /// that an unplug in the middle says it may or may not have been stored.
+    private func onBoard<T>(
+        echo: [UInt8]?, isExit: Bool, secrets: [String] = [], setting: String? = nil, _ body: () throws -> T
+    ) -> T? {
         // News from before the command (unplug, output) is shown first.
         showUnsolicited()
         let rest = unsolicited.flush()
@@ -287,6 +294,8 @@ public final class ReplSession {
             guard synchronize(reportSuccess: false) else { return nil }
         }
         var after: [UInt8] = []
+        // Whether the reply shown so far ends mid-line.
+        var lineOpen = false
         // Reply bytes held back until their line is complete (only with secrets).
         var held: [UInt8] = []
         func masked(_ bytes: [UInt8], flush: Bool) -> [UInt8] {
@@ -314,14 +323,25 @@ public final class ReplSession {
                 }
                 shown = masked(shown, flush: false)
                 writeAll(STDOUT_FILENO, shown)
+                if let last = shown.last { lineOpen = last != 0x0A }
                 transcript?.received(shown)
+            }
+        }
+        // The reply's last bytes held back (with secrets), shown once; a reply cut off
+        // mid-line (`Invalid UDS.` as the board goes) then ends its line.
+        func flushReply(endingLine: Bool) {
+            let rest = masked([], flush: true)
+            writeAll(STDOUT_FILENO, rest)
+            transcript?.received(rest)
+            if let last = rest.last { lineOpen = last != 0x0A }
+            if endingLine && lineOpen {
+                writeAll(STDOUT_FILENO, "\r\n")
+                lineOpen = false
             }
         }
         defer {
             console.receiveObserver = nil
-            let rest = masked([], flush: true)
-            writeAll(STDOUT_FILENO, rest)
-            transcript?.received(rest)
+            flushReply(endingLine: false)
             let lines = masked(unsolicited.feed(after), flush: true)
             transcript?.received(lines)
             show(lines, above: false)
@@ -333,7 +353,14 @@ public final class ReplSession {
             writeAll(STDOUT_FILENO, "\r\n")
             say("stopped waiting (Ctrl-C); the board may still be busy.")
         } catch is ReplLinkError {
+            // The reply as far as it came, its line ended, before the notice.
+            console.receiveObserver = nil
+            flushReply(endingLine: true)
             showUnsolicited()  // the queued unplug notice says it
+            if let setting {
+                say("`\(setting)` was cut off: the board may or may not have stored it; "
+                    + "once it is back, run the command again.")
+            }
         } catch let error as ConsoleError {
             say(String(describing: error))
         } catch {
@@ -503,7 +530,7 @@ public final class ReplSession {
             let path = words[2]
             let workflow = DevKitWorkflow(session: console)
             let echo = ConsoleTokenizer.echo(of: Array(("set_dps_uds " + String(repeating: "0", count: 64)).utf8))
-            let saved = onBoard(echo: echo, isExit: false) { () throws -> Void in
+            let saved = onBoard(echo: echo, isExit: false, setting: "set_dps_uds") { () throws -> Void in
                 do {
                     try workflow.setGeneratedUDS(savingTo: path)
                 } catch let error as WorkflowError {

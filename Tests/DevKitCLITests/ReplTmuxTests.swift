@@ -316,6 +316,37 @@ extension ReplTmuxTests {
         #expect(board.state.wifiPassword == "TabPw1")
     }
 
+    /// A board unplugged while it stores a secret: the console says the value may or
+    /// may not be stored (it said nothing), on a line of its own.
+    @Test("unplugged mid-set: the cut-off reply ends, and the value's fate is said",
+          .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
+          .timeLimit(.minutes(5)))
+    func unplugMidSetSaysTheValueMayBeStored() throws {
+        let directory = try ReplTemporaryDirectory()
+        let link = directory.path + "/devkit0"
+        var configuration = VirtualDevKitConfiguration(linkPath: link)
+        configuration.faults.secureElementWriteDelay = .seconds(3)
+        let board = try VirtualDevKit(configuration: configuration)
+        board.start()
+        #expect(board.waitUntilIdle())
+        defer { board.stop() }
+        let tmux = try Self.startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        tmux.send("set_dps_uds", "Enter")
+        try tmux.waitFor { $0.contains("UDS (64 hex digits, not shown):") }
+        let before = board.receivedByteCount
+        tmux.send(String(repeating: "5e", count: 32), "Enter")
+        // The line is in (the board takes 3 s to store it): pulled out now.
+        try waitUntil { board.receivedByteCount >= before + 64 + 13 }
+        usleep(300_000)
+        board.unplug()
+        try tmux.waitFor { $0.contains("was cut off: the board may or may not have stored it") }
+        let screen = tmux.capture()
+        #expect(!screen.contains("Set DPS UDS successfully"), "\(screen)")
+        #expect(!screen.contains("Invalid UDS.[devkit]") && !screen.contains("Invalid UDS.devkit"), "\(screen)")
+    }
+
     /// After `exit` the board runs its sketch: the next command is answered with
     /// that (it used to get nothing; only the one after it did).
     @Test("the first command after exit says the board runs its sketch",
