@@ -36,7 +36,15 @@ struct RegistryKeygenCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let key = RegistryKey.generate()
+            // The directories it makes are said: a typo in the path must not pass unseen.
+            var missing: [String] = []
+            var directory = (file as NSString).deletingLastPathComponent
+            while !directory.isEmpty && directory != "/" && access(directory, F_OK) != 0 {
+                missing.insert(directory, at: 0)
+                directory = (directory as NSString).deletingLastPathComponent
+            }
             try key.write(to: file)
+            for made in missing { printError("devkit: created the directory \(escaped(made)) (mode 0700) for the key") }
             if json {
                 print(try JSONOutput.text(KeyFileJSON(path: file, keyID: key.id)))
             } else {

@@ -45,6 +45,10 @@ struct RegistryKeyCLITests {
         let out = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(out["key_id"] as? String == (try RegistryKey.load(path: path)).id)
         #expect(!r.stdout.contains(content.trimmingCharacters(in: .whitespacesAndNewlines)), "the key is never printed")
+        // The directory it made is said (a typo in the path would pass unseen), once.
+        #expect(r.stderr.contains("created the directory \(dir)/keys (mode 0700)"), "\(r.stderr)")
+        let second = try RegistryCLIProcess.run(["registry", "keygen", dir + "/keys/other.key"])
+        #expect(second.status == 0 && !second.stderr.contains("created the directory"), "\(second.stderr)")
 
         let again = try RegistryCLIProcess.run(["registry", "keygen", path])
         #expect(again.status == 73, "\(again.stderr)")
