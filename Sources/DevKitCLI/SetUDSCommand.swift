@@ -123,7 +123,8 @@ struct SetUDSCommand: ParsableCommand {
     }
 }
 
-/// `uds-20261128T093000Z` (`.hex`, or `-2.hex` for a second one in that second): sorts by time.
+/// `uds-20261128T093000Z` (`.hex`, or `-2.hex` for a second one in that second):
+/// sorts by the second (within one, `ls` puts `-2` before the first).
 func defaultUDSFileName() -> String {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)

@@ -254,6 +254,8 @@ public final class LineEditor {
             if isTerminal { _ = tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
         }
         var bytes: [UInt8] = []
+        // Zeroed however the read ends (a cancelled secret is as secret).
+        defer { for i in bytes.indices { bytes[i] = 0 } }
         while true {
             switch waitForInput() {
             case .again: continue
@@ -276,7 +278,6 @@ public final class LineEditor {
             bytes.append(byte)
         }
         writeAll(STDOUT_FILENO, "\r\n")
-        defer { for i in bytes.indices { bytes[i] = 0 } }
         return String(decoding: bytes, as: UTF8.self)
     }
 
