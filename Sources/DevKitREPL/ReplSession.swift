@@ -261,9 +261,13 @@ public final class ReplSession {
             say(String(describing: error))
             return
         }
-        let setting = command.name.hasPrefix("set_") || command.name == "enable_secure" ? command.name : nil
+        let stores = command.name.hasPrefix("set_") || command.name == "enable_secure"
         let lines = onBoard(
-            echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit, secrets: command.secretArguments, setting: setting
+            echo: ConsoleTokenizer.echo(of: line), isExit: command == .exit, secrets: command.secretArguments,
+            cutOff: {
+                stores ? "`\(command.name)` was cut off: the board may or may not have stored it; "
+                    + "once it is back, run the command again." : nil
+            }
         ) {
             try console.execute(command)
         }
@@ -277,10 +281,10 @@ public final class ReplSession {
     /// and reports every failure on one line. Nil when it failed.
     /// With `secrets`, what the board prints is shown and logged a line at a time,
     /// each masked (`maskingSecrets`): a board may quote the value it rejects.
-    /// `setting`: the board command that stores something (`set_dps_uds`, ...), so
-    /// that an unplug in the middle says it may or may not have been stored.
+    /// `cutOff`: what to say when the board goes in the middle (a command that stores
+    /// something may or may not have stored it); nil says nothing more.
     private func onBoard<T>(
-        echo: [UInt8]?, isExit: Bool, secrets: [String] = [], setting: String? = nil, _ body: () throws -> T
+        echo: [UInt8]?, isExit: Bool, secrets: [String] = [], cutOff: () -> String? = { nil }, _ body: () throws -> T
     ) -> T? {
         // News from before the command (unplug, output) is shown first.
         showUnsolicited()
@@ -329,15 +333,19 @@ public final class ReplSession {
         }
         // The reply's last bytes held back (with secrets), shown once; a reply cut off
         // mid-line (`Invalid UDS.` as the board goes) then ends its line.
-        func flushReply(endingLine: Bool) {
+        // Whether it showed anything.
+        @discardableResult
+        func flushReply(endingLine: Bool) -> Bool {
             let rest = masked([], flush: true)
             writeAll(STDOUT_FILENO, rest)
             transcript?.received(rest)
             if let last = rest.last { lineOpen = last != 0x0A }
             if endingLine && lineOpen {
                 writeAll(STDOUT_FILENO, "\r\n")
+                transcript?.received([0x0A])
                 lineOpen = false
             }
+            return !rest.isEmpty
         }
         defer {
             console.receiveObserver = nil
@@ -350,20 +358,22 @@ public final class ReplSession {
         do {
             return try body()
         } catch is ReplCancelled {
-            writeAll(STDOUT_FILENO, "\r\n")
+            // The reply as far as it came, its line ended, before what is said (every path).
+            console.receiveObserver = nil
+            if !flushReply(endingLine: true) { writeAll(STDOUT_FILENO, "\r\n") }
             say("stopped waiting (Ctrl-C); the board may still be busy.")
         } catch is ReplLinkError {
-            // The reply as far as it came, its line ended, before the notice.
             console.receiveObserver = nil
             flushReply(endingLine: true)
             showUnsolicited()  // the queued unplug notice says it
-            if let setting {
-                say("`\(setting)` was cut off: the board may or may not have stored it; "
-                    + "once it is back, run the command again.")
-            }
+            if let cutOff = cutOff() { say(cutOff) }
         } catch let error as ConsoleError {
+            console.receiveObserver = nil
+            flushReply(endingLine: true)
             say(String(describing: error))
         } catch {
+            console.receiveObserver = nil
+            flushReply(endingLine: true)
             say(describeError(error))
         }
         return nil
@@ -441,6 +451,10 @@ public final class ReplSession {
             say(Self.userModeNote)
         }
         defer { console.receiveObserver = nil }
+        // Said before this search began (after `exit`, or an earlier command): then a
+        // command gets "no console prompt" rather than silence. Not when the note is
+        // said during this search.
+        let saidBefore = userModeNoted
         do {
             try console.synchronize()
             forgetMode()
@@ -452,9 +466,6 @@ public final class ReplSession {
             let lines = shownLines + seen.flush()
             transcript?.received(lines)
             show(lines, above: false)
-            // Said before (after `exit`, or an earlier command): this command still gets
-            // its answer, not silence.
-            let saidBefore = userModeNoted
             noteUserMode(in: lines, above: false)
             if !userModeNoted {
                 userModeNoted = true
@@ -530,7 +541,14 @@ public final class ReplSession {
             let path = words[2]
             let workflow = DevKitWorkflow(session: console)
             let echo = ConsoleTokenizer.echo(of: Array(("set_dps_uds " + String(repeating: "0", count: 64)).utf8))
-            let saved = onBoard(echo: echo, isExit: false, setting: "set_dps_uds") { () throws -> Void in
+            // Cut off once the file is written: its UDS may be on the board or not.
+            let cutOff = { () -> String? in
+                guard access(path, F_OK) == 0 else { return "nothing was written or sent before the board went." }
+                return "`:uds generate` was cut off: the board may or may not hold the UDS saved in \(path); once it "
+                    + "is back, store that one (`set_dps_uds`, then paste it at the hidden prompt) or make a new one "
+                    + "with `:uds generate` and a new path."
+            }
+            let saved = onBoard(echo: echo, isExit: false, cutOff: cutOff) { () throws -> Void in
                 do {
                     try workflow.setGeneratedUDS(savingTo: path)
                 } catch let error as WorkflowError {

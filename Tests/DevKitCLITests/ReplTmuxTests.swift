@@ -345,6 +345,30 @@ extension ReplTmuxTests {
         let screen = tmux.capture()
         #expect(!screen.contains("Set DPS UDS successfully"), "\(screen)")
         #expect(!screen.contains("Invalid UDS.[devkit]") && !screen.contains("Invalid UDS.devkit"), "\(screen)")
+
+        // Back: `:uds generate` cut off the same way names the file whose UDS the board may hold.
+        try board.replug()
+        try tmux.waitFor { $0.contains("is back: reconnected") && $0.lastLine == "devkit>" }
+        let saved = directory.path + "/u1.hex"
+        let sent = board.receivedByteCount
+        tmux.send(":uds generate \(saved)", "Enter")
+        try waitUntil { board.receivedByteCount >= sent + 64 + 13 }
+        usleep(300_000)
+        board.unplug()
+        try tmux.waitFor { $0.contains("may or may not hold the UDS saved in \(saved)") }
+
+        // Ctrl-C while the board stores: the reply so far ends its line before it is said.
+        try board.replug()
+        try tmux.waitFor { $0.occurrences(of: "is back: reconnected") == 2 && $0.lastLine == "devkit>" }
+        tmux.send("set_dps_uds", "Enter")
+        try tmux.waitFor { $0.occurrences(of: "UDS (64 hex digits, not shown):") == 2 }
+        let again = board.receivedByteCount
+        tmux.send(String(repeating: "6f", count: 32), "Enter")
+        try waitUntil { board.receivedByteCount >= again + 64 + 13 }
+        usleep(300_000)
+        tmux.send("C-c")
+        try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") }
+        #expect(!tmux.capture().contains("Invalid UDS.devkit"), "\(tmux.capture())")
     }
 
     /// After `exit` the board runs its sketch: the next command is answered with

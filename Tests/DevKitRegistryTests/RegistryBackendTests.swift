@@ -1228,7 +1228,8 @@ struct RegistryBackendTests {
         }
         // A refused parameter's value is not repeated either: it may be a secret under another name.
         for url in ["postgresql://u@db/x?sslmode=disable&Password=hunter2", "postgresql://u@db/x?sslpassword=hunter2",
-                    "postgresql://u:hunter2@db:54x2/x", "postgresql://u@db/x?password=hun#ter2"] {
+                    "postgresql://u:hunter2@db:54x2/x", "postgresql://u@db/x?password=hun#ter2",
+                    "postgresql://u@db/x?hunter2", "postgresql://u@db/x?sslmode=disable#hunter2"] {
             do {
                 _ = try PostgresLocation(url: url)
                 Issue.record("\(url) was taken")

@@ -64,9 +64,15 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         // Only what devkit reads: a misspelt `sslmdoe=verify-full` silently dropped
         // would leave the server's certificate unchecked while the user thinks it is.
         if let unknown = items.first(where: { !Self.parameters.contains($0.name) }) {
+            // A name without a value is not repeated: it may be a secret typed in the wrong place.
+            let named = unknown.value == nil ? "a parameter without a value" : "'\(unknown.name)'"
             throw bad(
-                "'\(unknown.name)' is not a parameter devkit reads (it reads \(Self.parameters.joined(separator: ", "))"
+                "\(named) is not a parameter devkit reads (it reads \(Self.parameters.joined(separator: ", "))"
                     + (unknown.name == "user" ? "; the user goes before the @" : "") + ")")
+        }
+        // `#` would end the URL there, silently: the rest (a path, a password) dropped.
+        if components.fragment != nil {
+            throw bad("a '#' ends the URL early; write it as %23 where it belongs to a value")
         }
         let query = Dictionary(items.map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
         guard let user = components.user.flatMap({ $0.removingPercentEncoding }), !user.isEmpty else {
@@ -159,7 +165,10 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         if components.fragment != nil { components.fragment = "***" }
         if components.password != nil { components.password = "***" }
         if hidden {
-            components.queryItems = items.map { parameters.contains($0.name) ? $0 : URLQueryItem(name: $0.name, value: "***") }
+            components.queryItems = items.map { item in
+                if parameters.contains(item.name) { return item }
+                return item.value == nil ? URLQueryItem(name: "***", value: nil) : URLQueryItem(name: item.name, value: "***")
+            }
         }
         return components.string ?? "postgresql://…"
     }
