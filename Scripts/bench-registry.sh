@@ -155,23 +155,32 @@ run_sqlite() {
     echo "$t1 - $t0" | bc -l
 }
 
+# STATIONS `watch` processes at once, station s recording in registry $2 (`@S@` in
+# it becomes s); their CPU time into cpu.$1, their stderr into $1.s.log. Fails when
+# any station did, after saying which.
+stations_at_once() {
+    local name=$1 registry=$2 s failed=0 spids=()
+    for s in $(seq 1 "$STATIONS"); do
+        local args=()
+        mapfile -t args < <(ports_of "$s")
+        cpu_of "$name" "$BIN" watch --profile "$work/profile.toml" --registry "${registry//@S@/$s}" \
+            --key-file "$work/registry.key" --station "station-$s" "${args[@]}" 2> "$work/$name.$s.log" &
+        spids+=($!)
+    done
+    for s in "${!spids[@]}"; do
+        wait "${spids[$s]}" || { failed=1; echo "$name: station $((s + 1)) failed:" >&2; tail -n 20 "$work/$name.$((s + 1)).log" >&2; }
+    done
+    return "$failed"
+}
+
 # The control: STATIONS watch processes at once as on the PostgreSQL side, each with
 # its own SQLite file (no shared registry). What it adds to the one-station time is
 # the cost of several processes on these cores, not of a shared registry.
 run_split() {
-    local run=$1 s t0 t1 failed=0 spids=()
+    local run=$1 t0 t1 failed=0
     start_fleet "$run" 3
     t0=${EPOCHREALTIME/,/.}
-    for s in $(seq 1 "$STATIONS"); do
-        local args=()
-        mapfile -t args < <(ports_of "$s")
-        cpu_of "split$run" "$BIN" watch --profile "$work/profile.toml" --registry "$work/split$run.$s.sqlite" \
-            --key-file "$work/registry.key" --station "station-$s" "${args[@]}" 2> "$work/split$s.log" &
-        spids+=($!)
-    done
-    for s in "${!spids[@]}"; do
-        wait "${spids[$s]}" || { failed=1; echo "SQLite station $((s + 1)) failed:" >&2; tail -n 20 "$work/split$((s + 1)).log" >&2; }
-    done
+    stations_at_once "split$run" "$work/split$run.@S@.sqlite" || failed=1
     t1=${EPOCHREALTIME/,/.}
     stop_boards
     [ "$failed" = 0 ] || exit 1
@@ -180,7 +189,7 @@ run_split() {
 
 # STATIONS watch processes at once, one shared database; prints "wall transactions".
 run_postgres() {
-    local run=$1 s t0 t1 before after failed=0 spids=()
+    local run=$1 t0 t1 before after failed=0
     local db="bench$run"
     psql -d postgres -c "CREATE DATABASE $db" >/dev/null
     local url="postgresql://devkit@127.0.0.1:$port/$db?sslmode=disable"
@@ -200,16 +209,7 @@ run_postgres() {
     local m0
     m0=$(machine_stat)
     t0=${EPOCHREALTIME/,/.}
-    for s in $(seq 1 "$STATIONS"); do
-        local args=()
-        mapfile -t args < <(ports_of "$s")
-        cpu_of "pg$run" "$BIN" watch --profile "$work/profile.toml" --registry "$url" --key-file "$work/registry.key" \
-            --station "station-$s" "${args[@]}" 2> "$work/pg$s.log" &
-        spids+=($!)
-    done
-    for s in "${!spids[@]}"; do
-        wait "${spids[$s]}" || { failed=1; echo "station $((s + 1)) failed:" >&2; tail -n 20 "$work/pg$((s + 1)).log" >&2; }
-    done
+    stations_at_once "pg$run" "$url" || failed=1
     t1=${EPOCHREALTIME/,/.}
     machine_busy "$m0" > "$work/busy.pg$run"
     if [ -n "$sampler" ]; then

@@ -334,7 +334,6 @@ public final class ReplSession {
         // The reply's last bytes held back (with secrets), shown once; a reply cut off
         // mid-line (`Invalid UDS.` as the board goes) then ends its line.
         // Whether it showed anything.
-        @discardableResult
         func flushReply(endingLine: Bool) -> Bool {
             let rest = masked([], flush: true)
             writeAll(STDOUT_FILENO, rest)
@@ -349,7 +348,7 @@ public final class ReplSession {
         }
         defer {
             console.receiveObserver = nil
-            flushReply(endingLine: false)
+            _ = flushReply(endingLine: false)
             let lines = masked(unsolicited.feed(after), flush: true)
             transcript?.received(lines)
             show(lines, above: false)
@@ -357,24 +356,22 @@ public final class ReplSession {
         }
         do {
             return try body()
-        } catch is ReplCancelled {
+        } catch {
             // The reply as far as it came, its line ended, before what is said (every path).
             console.receiveObserver = nil
-            if !flushReply(endingLine: true) { writeAll(STDOUT_FILENO, "\r\n") }
-            say("stopped waiting (Ctrl-C); the board may still be busy.")
-        } catch is ReplLinkError {
-            console.receiveObserver = nil
-            flushReply(endingLine: true)
-            showUnsolicited()  // the queued unplug notice says it
-            if let cutOff = cutOff() { say(cutOff) }
-        } catch let error as ConsoleError {
-            console.receiveObserver = nil
-            flushReply(endingLine: true)
-            say(String(describing: error))
-        } catch {
-            console.receiveObserver = nil
-            flushReply(endingLine: true)
-            say(describeError(error))
+            let flushed = flushReply(endingLine: true)
+            switch error {
+            case is ReplCancelled:
+                if !flushed { writeAll(STDOUT_FILENO, "\r\n") }
+                say("stopped waiting (Ctrl-C); the board may still be busy.")
+            case is ReplLinkError:
+                showUnsolicited()  // the queued unplug notice says it
+                if let cutOff = cutOff() { say(cutOff) }
+            case let error as ConsoleError:
+                say(String(describing: error))
+            default:
+                say(describeError(error))
+            }
         }
         return nil
     }

@@ -18,10 +18,13 @@ struct ReplTmuxTests {
 
     /// A virtual DevKit on `<directory>/devkit0`, started and idle (stop it with a `defer`).
     static func startedBoard(
-        in directory: ReplTemporaryDirectory, pacingBaudRate: Int? = nil
+        in directory: ReplTemporaryDirectory, pacingBaudRate: Int? = nil,
+        faults: VirtualDevKitConfiguration.Faults = .init()
     ) throws -> (board: VirtualDevKit, link: String) {
         let link = directory.path + "/devkit0"
-        let board = try VirtualDevKit(configuration: .init(linkPath: link, pacingBaudRate: pacingBaudRate))
+        var configuration = VirtualDevKitConfiguration(linkPath: link, pacingBaudRate: pacingBaudRate)
+        configuration.faults = faults
+        let board = try VirtualDevKit(configuration: configuration)
         board.start()
         #expect(board.waitUntilIdle())
         return (board, link)
@@ -37,6 +40,21 @@ struct ReplTmuxTests {
             "env HOME='\(directory.path)' XDG_STATE_HOME='\(directory.path)/state' '\(ReplBinary.devkit)' console "
                 + "--port '\(link)' --log '\(directory.path)/session.log'; echo \"[devkit exited $?]\"; exec cat")
         return tmux
+    }
+
+    /// `body` with a virtual DevKit (`faults`) and `devkit console` on it in tmux, at
+    /// its first prompt; both stopped after.
+    static func withConsole(
+        faults: VirtualDevKitConfiguration.Faults = .init(),
+        _ body: (VirtualDevKit, ReplTmux, ReplTemporaryDirectory) throws -> Void
+    ) throws {
+        let directory = try ReplTemporaryDirectory()
+        let (board, link) = try startedBoard(in: directory, faults: faults)
+        defer { board.stop() }
+        let tmux = try startConsole(in: directory, link: link)
+        defer { tmux.kill() }
+        try tmux.waitFor { $0.lastLine == "devkit>" }
+        try body(board, tmux, directory)
     }
 
     @Test("type, complete, recall, hide secrets, follow unplug, quit (virtual DevKit)",
@@ -289,31 +307,27 @@ extension ReplTmuxTests {
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
           .timeLimit(.minutes(5)))
     func tabCompletedSecretCommandHidesTheSecret() throws {
-        let directory = try ReplTemporaryDirectory()
-        let (board, link) = try Self.startedBoard(in: directory)
-        defer { board.stop() }
-        let tmux = try Self.startConsole(in: directory, link: link)
-        defer { tmux.kill() }
-        try tmux.waitFor { $0.lastLine == "devkit>" }
-        tmux.send("set_wifip", "Tab")
-        try tmux.waitFor { $0.contains("Wi-Fi password (not shown") }
-        tmux.send("TabPw1", "Enter")
-        try tmux.waitFor { $0.contains("Set Wi-Fi password successfully") }
-        #expect(board.state.wifiPassword == "TabPw1")
-        #expect(!tmux.capture().contains("TabPw1"), "\(tmux.capture())")
-        // Ctrl-D at the hidden prompt cancels it; what is said next starts a line.
-        tmux.send("set_wifipwd", "Enter")
-        try tmux.waitFor { $0.occurrences(of: "Wi-Fi password (not shown") == 2 }
-        tmux.send("C-d")
-        try tmux.waitFor { $0.contains("\n[devkit] cancelled; nothing was sent") }
-        #expect(board.state.wifiPassword == "TabPw1")
-        // The same at the prompt a typed space opens: said, and no `^C` for a Ctrl-D.
-        tmux.send("set_wifipwd ")
-        try tmux.waitFor { $0.occurrences(of: "Wi-Fi password (not shown") == 3 }
-        tmux.send("C-d")
-        try tmux.waitFor { $0.occurrences(of: "[devkit] cancelled; nothing was sent") == 2 }
-        #expect(!tmux.capture().contains("^C"), "\(tmux.capture())")
-        #expect(board.state.wifiPassword == "TabPw1")
+        try Self.withConsole { board, tmux, _ in
+            tmux.send("set_wifip", "Tab")
+            try tmux.waitFor { $0.contains("Wi-Fi password (not shown") }
+            tmux.send("TabPw1", "Enter")
+            try tmux.waitFor { $0.contains("Set Wi-Fi password successfully") }
+            #expect(board.state.wifiPassword == "TabPw1")
+            #expect(!tmux.capture().contains("TabPw1"), "\(tmux.capture())")
+            // Ctrl-D at the hidden prompt cancels it; what is said next starts a line.
+            tmux.send("set_wifipwd", "Enter")
+            try tmux.waitFor { $0.occurrences(of: "Wi-Fi password (not shown") == 2 }
+            tmux.send("C-d")
+            try tmux.waitFor { $0.contains("\n[devkit] cancelled; nothing was sent") }
+            #expect(board.state.wifiPassword == "TabPw1")
+            // The same at the prompt a typed space opens: said, and no `^C` for a Ctrl-D.
+            tmux.send("set_wifipwd ")
+            try tmux.waitFor { $0.occurrences(of: "Wi-Fi password (not shown") == 3 }
+            tmux.send("C-d")
+            try tmux.waitFor { $0.occurrences(of: "[devkit] cancelled; nothing was sent") == 2 }
+            #expect(!tmux.capture().contains("^C"), "\(tmux.capture())")
+            #expect(board.state.wifiPassword == "TabPw1")
+        }
     }
 
     /// A board unplugged while it stores a secret: the console says the value may or
@@ -322,53 +336,46 @@ extension ReplTmuxTests {
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
           .timeLimit(.minutes(5)))
     func unplugMidSetSaysTheValueMayBeStored() throws {
-        let directory = try ReplTemporaryDirectory()
-        let link = directory.path + "/devkit0"
-        var configuration = VirtualDevKitConfiguration(linkPath: link)
-        configuration.faults.secureElementWriteDelay = .seconds(3)
-        let board = try VirtualDevKit(configuration: configuration)
-        board.start()
-        #expect(board.waitUntilIdle())
-        defer { board.stop() }
-        let tmux = try Self.startConsole(in: directory, link: link)
-        defer { tmux.kill() }
-        try tmux.waitFor { $0.lastLine == "devkit>" }
-        tmux.send("set_dps_uds", "Enter")
-        try tmux.waitFor { $0.contains("UDS (64 hex digits, not shown):") }
-        let before = board.receivedByteCount
-        tmux.send(String(repeating: "5e", count: 32), "Enter")
-        // The line is in (the board takes 3 s to store it): pulled out now.
-        try waitUntil { board.receivedByteCount >= before + 64 + 13 }
-        usleep(300_000)
-        board.unplug()
-        try tmux.waitFor { $0.contains("was cut off: the board may or may not have stored it") }
-        let screen = tmux.capture()
-        #expect(!screen.contains("Set DPS UDS successfully"), "\(screen)")
-        #expect(!screen.contains("Invalid UDS.[devkit]") && !screen.contains("Invalid UDS.devkit"), "\(screen)")
+        var faults = VirtualDevKitConfiguration.Faults()
+        faults.secureElementWriteDelay = .seconds(3)
+        try Self.withConsole(faults: faults) { board, tmux, directory in
+            tmux.send("set_dps_uds", "Enter")
+            try tmux.waitFor { $0.contains("UDS (64 hex digits, not shown):") }
+            let before = board.receivedByteCount
+            tmux.send(String(repeating: "5e", count: 32), "Enter")
+            // The line is in (the board takes 3 s to store it): pulled out now.
+            try waitUntil { board.receivedByteCount >= before + 64 + 13 }
+            usleep(300_000)
+            board.unplug()
+            try tmux.waitFor { $0.contains("was cut off: the board may or may not have stored it") }
+            let screen = tmux.capture()
+            #expect(!screen.contains("Set DPS UDS successfully"), "\(screen)")
+            #expect(!screen.contains("Invalid UDS.[devkit]") && !screen.contains("Invalid UDS.devkit"), "\(screen)")
 
-        // Back: `:uds generate` cut off the same way names the file whose UDS the board may hold.
-        try board.replug()
-        try tmux.waitFor { $0.contains("is back: reconnected") && $0.lastLine == "devkit>" }
-        let saved = directory.path + "/u1.hex"
-        let sent = board.receivedByteCount
-        tmux.send(":uds generate \(saved)", "Enter")
-        try waitUntil { board.receivedByteCount >= sent + 64 + 13 }
-        usleep(300_000)
-        board.unplug()
-        try tmux.waitFor { $0.contains("may or may not hold the UDS saved in \(saved)") }
+            // Back: `:uds generate` cut off the same way names the file whose UDS the board may hold.
+            try board.replug()
+            try tmux.waitFor { $0.contains("is back: reconnected") && $0.lastLine == "devkit>" }
+            let saved = directory.path + "/u1.hex"
+            let sent = board.receivedByteCount
+            tmux.send(":uds generate \(saved)", "Enter")
+            try waitUntil { board.receivedByteCount >= sent + 64 + 13 }
+            usleep(300_000)
+            board.unplug()
+            try tmux.waitFor { $0.contains("may or may not hold the UDS saved in \(saved)") }
 
-        // Ctrl-C while the board stores: the reply so far ends its line before it is said.
-        try board.replug()
-        try tmux.waitFor { $0.occurrences(of: "is back: reconnected") == 2 && $0.lastLine == "devkit>" }
-        tmux.send("set_dps_uds", "Enter")
-        try tmux.waitFor { $0.occurrences(of: "UDS (64 hex digits, not shown):") == 2 }
-        let again = board.receivedByteCount
-        tmux.send(String(repeating: "6f", count: 32), "Enter")
-        try waitUntil { board.receivedByteCount >= again + 64 + 13 }
-        usleep(300_000)
-        tmux.send("C-c")
-        try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") }
-        #expect(!tmux.capture().contains("Invalid UDS.devkit"), "\(tmux.capture())")
+            // Ctrl-C while the board stores: the reply so far ends its line before it is said.
+            try board.replug()
+            try tmux.waitFor { $0.occurrences(of: "is back: reconnected") == 2 && $0.lastLine == "devkit>" }
+            tmux.send("set_dps_uds", "Enter")
+            try tmux.waitFor { $0.occurrences(of: "UDS (64 hex digits, not shown):") == 2 }
+            let again = board.receivedByteCount
+            tmux.send(String(repeating: "6f", count: 32), "Enter")
+            try waitUntil { board.receivedByteCount >= again + 64 + 13 }
+            usleep(300_000)
+            tmux.send("C-c")
+            try tmux.waitFor { $0.contains("stopped waiting (Ctrl-C)") }
+            #expect(!tmux.capture().contains("Invalid UDS.devkit"), "\(tmux.capture())")
+        }
     }
 
     /// After `exit` the board runs its sketch: the next command is answered with
@@ -377,17 +384,13 @@ extension ReplTmuxTests {
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
           .timeLimit(.minutes(5)))
     func firstCommandAfterExitIsAnswered() throws {
-        let directory = try ReplTemporaryDirectory()
-        let (board, link) = try Self.startedBoard(in: directory)
-        defer { board.stop() }
-        let tmux = try Self.startConsole(in: directory, link: link)
-        defer { tmux.kill() }
-        try tmux.waitFor { $0.lastLine == "devkit>" }
-        tmux.send("exit", "Enter")
-        // The sketch's boot log arrives at the prompt, and with it the note.
-        try tmux.waitFor { $0.contains("in user mode (running its sketch)") && $0.lastLine == "devkit>" }
-        tmux.send("version", "Enter")
-        try tmux.waitFor { $0.contains("no console prompt: the board runs its sketch") }
+        try Self.withConsole { board, tmux, _ in
+            tmux.send("exit", "Enter")
+            // The sketch's boot log arrives at the prompt, and with it the note.
+            try tmux.waitFor { $0.contains("in user mode (running its sketch)") && $0.lastLine == "devkit>" }
+            tmux.send("version", "Enter")
+            try tmux.waitFor { $0.contains("no console prompt: the board runs its sketch") }
+        }
     }
 
     /// A non-ASCII character typed reaches the board as UTF-8 (it was dropped, and
@@ -396,15 +399,11 @@ extension ReplTmuxTests {
           .enabled(if: tmuxPath != nil, "tmux is not installed (apt install tmux): the REPL test needs it"),
           .timeLimit(.minutes(5)))
     func nonASCIITextIsSentAsTyped() throws {
-        let directory = try ReplTemporaryDirectory()
-        let (board, link) = try Self.startedBoard(in: directory)
-        defer { board.stop() }
-        let tmux = try Self.startConsole(in: directory, link: link)
-        defer { tmux.kill() }
-        try tmux.waitFor { $0.lastLine == "devkit>" }
-        tmux.send("set_wifissid Münster-Lab", "Enter")
-        try tmux.waitFor { $0.contains("INFO: Set Wi-Fi SSID successfully.") }
-        #expect(board.state.wifiSSID == "Münster-Lab", "\(tmux.capture())")
+        try Self.withConsole { board, tmux, _ in
+            tmux.send("set_wifissid Münster-Lab", "Enter")
+            try tmux.waitFor { $0.contains("INFO: Set Wi-Fi SSID successfully.") }
+            #expect(board.state.wifiSSID == "Münster-Lab", "\(tmux.capture())")
+        }
     }
 
     /// What a board prints unasked reaches the screen and the --log transcript with
