@@ -61,7 +61,27 @@ public enum RegistrationCheck {
         // the port is not even opened, which could reset or wake the board.
         if let signal = hooks.stop?.signal { throw RegistrationCheckError.stopped(signal: signal) }
         let serial = try SerialPort(path: path, baudRate: baudRate)
-        var reader = UserModeLogReader()
+        var splitter = LineSplitter()
+        var classifier = RegistrationClassifier()
+        // Whether the lines are from a boot devkit saw start (after `exit`, or the
+        // MAC line of a boot that came later): until then they are shown, not judged.
+        var fresh = true
+        // Every line, from the prompt search and the follower alike, goes through here:
+        // a reset pressed while devkit was still looking for a prompt starts a fresh
+        // boot just as one pressed later does.
+        func take(_ line: LogLine) {
+            hooks.line(line)
+            if !fresh {
+                // The first line of a new boot that says who the board is.
+                var probe = RegistrationClassifier()
+                probe.take(line)
+                guard probe.identity.mac != nil else { return }
+                fresh = true
+                classifier = RegistrationClassifier()
+            }
+            classifier.take(line)
+        }
+        func take(_ bytes: [UInt8]) { for text in splitter.feed(bytes) { take(LogLine(text)) } }
         let release = hooks.whileConsole?(serial)
         hooks.stop?.attach(serial)
         let session = ConsoleSession(transport: hooks.transport(serial))
@@ -69,22 +89,15 @@ public enum RegistrationCheck {
         // what it printed then is its log too.
         nonisolated(unsafe) var seen: [UInt8] = []
         session.receiveObserver = { bytes in if seen.count < 1 << 20 { seen += bytes } }
-        func take(_ lines: [LogLine]) { for line in lines { hooks.line(line) } }
-        // Whether the lines are from a boot devkit saw start (after `exit`, or the
-        // MAC line of a boot that came later).
-        var fresh = true
         do {
             try session.synchronize()
             hooks.exitSent()
             _ = try session.execute(.exit)
             // What came after `Reboot`: the boot log's first lines.
-            take(reader.feed(session.takeUnread()))
+            take(session.takeUnread())
         } catch ConsoleError.wrongMode(.user), ConsoleError.noAnswer {
-            if freshBootOnly {
-                fresh = false
-            } else {
-                take(reader.feed(seen))
-            }
+            fresh = !freshBootOnly
+            take(seen)
             hooks.inUserMode(deadline)
         } catch {
             hooks.stop?.detach(serial)
@@ -100,8 +113,7 @@ public enum RegistrationCheck {
         hooks.afterConsole()
         // The lines from here on come whole from the follower; a line cut at the
         // hand-over is completed by the follower's first line.
-        var classifier = reader.classifier
-        var carried = reader.splitter.pending
+        var carried = splitter.pending
         // Decided already (while devkit looked for a prompt): nothing to follow.
         if classifier.outcome != nil {
             serial.close()
@@ -115,18 +127,8 @@ public enum RegistrationCheck {
             deadline: deadline
         ) { event in
             if case .line(let text) = event {
-                let line = LogLine(carried.isEmpty ? text : LogMasking.mask(String(decoding: carried, as: UTF8.self) + text))
+                take(LogLine(carried.isEmpty ? text : LogMasking.mask(String(decoding: carried, as: UTF8.self) + text)))
                 carried = []
-                hooks.line(line)
-                if !fresh {
-                    // The first line of a new boot that says who the board is.
-                    var probe = RegistrationClassifier()
-                    probe.take(line)
-                    guard probe.identity.mac != nil else { return true }
-                    fresh = true
-                    classifier = RegistrationClassifier()
-                }
-                classifier.take(line)
             }
             return classifier.outcome == nil
         }
@@ -289,11 +291,11 @@ extension RegistrationCheck {
         let press = SerialPort.isPseudoTerminal(path: path)
             ? "press its reset button (not A; on a virtual DevKit, send `devkit emulate` SIGHUP: kill -HUP <its pid>)"
             : "press its reset button (not A)"
-        hooks.inUserMode = { _ in
+        hooks.inUserMode = { deadline in
             report(ProvisionEvent(
                 stage: .verify, status: .started,
                 message: "the board is running its sketch (it booted to show its MAC, before it was enrolled): \(press) "
-                    + "to see it register; waiting up to \(settings.timeoutSeconds) s", boardID: boardID))
+                    + "to see it register; waiting up to \(ConsoleError.format(deadline - .now))", boardID: boardID))
         }
         let classifier: RegistrationClassifier
         do {

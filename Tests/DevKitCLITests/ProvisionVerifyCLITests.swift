@@ -45,22 +45,23 @@ struct ProvisionVerifyCLITests {
     /// again every 10 s until it is verified. Reading the MAC booted the sketch,
     /// which tried to register before the enrollment existed. `together`: no board
     /// is reset before all are enrolled, so no verification can end before all have
-    /// begun. Returns the exit status and output of `devkit`.
+    /// begun. `once`: one press, as soon as the row says enrolled (checked every
+    /// 0.1 s), never again. Returns the exit status and output of `devkit`.
     static func pressResetWhenEnrolled(
         _ kits: [(kit: VirtualDevKit, mac: String)], db: String, _ running: BackgroundDevkit, limit: Duration,
-        together: Bool = false
+        together: Bool = false, once: Bool = false
     ) async throws -> (status: Int32?, stdout: String, stderr: String) {
         let end = ContinuousClock.now + limit
         var pressed: [String: ContinuousClock.Instant] = [:]
         while running.process.isRunning, ContinuousClock.now < end {
-            blockingSleep(milliseconds: 500)
+            blockingSleep(milliseconds: once ? 100 : 500)
             guard FileManager.default.fileExists(atPath: db) else { continue }
             // Read-only: a writing open racing devkit's creation of the file could make it fail.
             let rows = (try? Registry(path: db, readOnly: true).allBoards()) ?? []
             if together, !kits.allSatisfy({ kit in rows.contains { $0.mac == kit.mac && $0.isEnrolled } }) { continue }
             for (kit, mac) in kits {
                 guard let row = rows.first(where: { $0.mac == mac }), row.isEnrolled, row.verification == nil else { continue }
-                if let last = pressed[mac], ContinuousClock.now - last < .seconds(10) { continue }
+                if let last = pressed[mac], once || ContinuousClock.now - last < .seconds(10) { continue }
                 kit.reset(into: .user)
                 pressed[mac] = .now
             }
@@ -119,6 +120,31 @@ struct ProvisionVerifyCLITests {
         #expect(table.stdout.contains("VERIFIED") && table.stdout.contains("assigned \(Self.hub)"), "\(table.stdout)")
         let human = try Self.registry(setup, ["show", "1"])
         #expect(human.stdout.contains("Verified:") && human.stdout.contains("Device ID:"), "\(human.stdout)")
+    }
+
+    @Test("provision --verify: a reset pressed at once, while devkit still looks for a prompt, is the one it sees")
+    func resetPressedAtOnce() async throws {
+        let setup = try DPS.Setup(["--iot-hub", Self.hub])
+        let kit = try VerifyCLITests.board(try setup.sketch(), directory: setup.directory)
+        defer { kit.stop() }
+        let db = setup.directory + "/registry.sqlite"
+        // One press, within a fraction of a second of the enrollment: devkit spends its
+        // first seconds looking for a configuration prompt, and the boot that press
+        // starts (its MAC line first) must be followed, not thrown away with what the
+        // board printed before. A press missed leaves only the timeout.
+        let running = try BackgroundDevkit(
+            ["provision", "--port", kit.devicePath, "--bin", "\(DPS.firmware)/Tiny.ino.bin",
+             "--map", "\(DPS.firmware)/Tiny.ino.map", "--uds-file", setup.directory + "/uds.hex",
+             "--output-dir", setup.directory + "/out", "--registry", db,
+             "--verify", "--verify-timeout", "20", "--json"] + Self.dpsOptions(setup.dps))
+        let r = try await Self.pressResetWhenEnrolled([(kit, DPS.mac)], db: db, running, limit: .seconds(150), once: true)
+        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        let result = try #require(Self.jsonLines(r.stdout).last, "\(r.stdout)")
+        let verification = try #require(result["verification"] as? [String: Any], "\(result)")
+        #expect(verification["outcome"] as? String == "assigned", "\(r.stdout) \(r.stderr)")
+        // The request to press says how long is left, not the whole timeout again.
+        let asked = Self.jsonLines(r.stdout).compactMap { $0["message"] as? String }.first { $0.contains("press its reset button") }
+        #expect(asked.map { !$0.hasSuffix("waiting up to 20 s") } ?? true, "\(asked ?? "")")
     }
 
     @Test("provision --verify with no enrollment in DPS: unauthorized, exit 1, recorded; human output says why")
