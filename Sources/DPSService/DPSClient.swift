@@ -48,6 +48,15 @@ public struct DPSClientConfiguration: Sendable {
 
     /// The base URL requests go to.
     public var baseURL: URL { endpoint ?? URL(string: "https://\(connectionString.hostName)")! }
+
+    /// An endpoint as given (`--endpoint`, `--dps-endpoint`, a profile's `endpoint`):
+    /// an https URL with a host, or nil. Plain http is refused: every request carries
+    /// a SAS token signed with the policy's key, which anyone on the path could then
+    /// use until it expires.
+    public static func endpointURL(_ text: String) -> URL? {
+        guard let url = URL(string: text), url.scheme?.lowercased() == "https", url.host?.isEmpty == false else { return nil }
+        return url
+    }
 }
 
 /// The kinds of request counted (for the benchmark and for tests that a rerun writes nothing).

@@ -78,9 +78,11 @@ struct DPSConnectionOptions: ParsableArguments {
         }
         if file.isEmpty { throw ValidationError("--connection-string-file needs a path, or '-' for standard input.") }
         if let endpoint {
-            guard let url = URL(string: endpoint), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
-                  url.host?.isEmpty == false
-            else { throw ValidationError("--endpoint '\(escaped(endpoint))' is not a URL; give e.g. https://my-dps.azure-devices-provisioning.net") }
+            guard DPSClientConfiguration.endpointURL(endpoint) != nil else {
+                throw ValidationError(
+                    "--endpoint '\(escaped(endpoint))' is not an https URL (plain http would carry the SAS token in clear); "
+                        + "give e.g. https://my-dps.azure-devices-provisioning.net")
+            }
         }
         if caFile?.isEmpty == true { throw ValidationError("--ca-file needs a path.") }
     }

@@ -33,9 +33,7 @@ public final class DPSEnrollmentTarget: Sendable {
         }
         var endpoint: URL?
         if let given = settings.endpoint {
-            guard let url = URL(string: given), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
-                  url.host?.isEmpty == false
-            else { throw DPSTargetError.endpoint(given) }
+            guard let url = DPSClientConfiguration.endpointURL(given) else { throw DPSTargetError.endpoint(given) }
             endpoint = url
         }
         let proxy: ProxySettings?
@@ -146,7 +144,7 @@ public enum DPSTargetError: Error, Sendable, Equatable, CustomStringConvertible 
         case .notConfigured: "no DPS connection string file is configured"
         case .connectionString(let path, let reason):
             "\(WorkflowError.name(path)) does not hold a DPS connection string: \(reason)"
-        case .endpoint(let url): "the DPS endpoint '\(escaped(url))' is not an https URL"
+        case .endpoint(let url): "the DPS endpoint '\(escaped(url))' is not an https URL (plain http would carry the SAS token in clear)"
         case .proxy(let reason): reason
         }
     }

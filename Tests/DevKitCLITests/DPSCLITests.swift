@@ -88,6 +88,15 @@ struct DPSCLITests {
         #expect(!help.stdout.contains("--connection-string "))
     }
 
+    @Test("a plain http endpoint is refused (64) before any request: it would carry the SAS token in clear")
+    func plainHTTPRefused() throws {
+        let w = try Workspace()
+        defer { w.remove() }
+        let r = try devkit(["list", "--connection-string-file", w.cs, "--endpoint", "http://127.0.0.1:1"])
+        #expect(r.status == 64, "\(r.stderr)")
+        #expect(r.stderr.contains("not an https URL") && r.stderr.contains("SAS token"), "\(r.stderr)")
+    }
+
     @Test("a missing connection string file or certificate is 66")
     func missingInputs() throws {
         let w = try Workspace()

@@ -209,6 +209,10 @@ struct ProvisionDPSTests {
         let missingCA = try RegistryCLIProcess.run(
             cli.provisionArgs(v, dir, kit) + ["--generate-uds"] + dpsOptions(dps).dropLast() + [dir + "/none.pem"])
         #expect(missingCA.status == 66, "\(missingCA.stderr)")
+        let plain = try RegistryCLIProcess.run(
+            cli.provisionArgs(v, dir, kit) + ["--generate-uds", "--dps-connection-string-file", dps.connectionStringFile,
+                                              "--dps-endpoint", dps.url.replacingOccurrences(of: "https:", with: "http:")])
+        #expect(plain.status == 64 && plain.stderr.contains("not an https URL"), "\(plain.stderr)")
         #expect(kit.state.uds == nil, "nothing was sent to the board")
         #expect(try Registry(path: dir + "/registry.sqlite").allBoards().isEmpty)
 
