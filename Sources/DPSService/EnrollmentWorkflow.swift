@@ -140,8 +140,20 @@ public struct EnrollmentWorkflow: Sendable {
     }
 
     /// An enrollment DPS already holds: unchanged, conflict, or replaced with If-Match.
+    /// The same certificate with other settings (disabled, another hub or device
+    /// ID, as DPS holds it) stays as it is, saying what differs, unless replacing:
+    /// a rerun must not enable an enrollment someone disabled on purpose.
     private func resolveExisting(_ item: EnrollmentItem, _ existing: IndividualEnrollment) async throws(DPSServiceError) -> EnrollmentOutcome {
-        if holdsSameCertificate(existing, item.certificate) { return outcome(item, .unchanged, existing) }
+        if holdsSameCertificate(existing, item.certificate) {
+            let differences = differingSettings(existing)
+            guard !differences.isEmpty else { return outcome(item, .unchanged, existing) }
+            guard settings.replace else {
+                var o = outcome(item, .unchanged, existing)
+                o.message = "DPS holds this certificate for \(item.registrationId), but " + differences.joined(separator: " and ")
+                return o
+            }
+            return try await update(item, existing)
+        }
         guard settings.replace else {
             let theirs = existing.primaryCertificateInfo?.sha1Thumbprint
                 ?? existing.primaryCertificatePEM.flatMap { try? EnrollmentCertificate(pem: $0) }?.sha1Thumbprint
@@ -153,6 +165,26 @@ public struct EnrollmentWorkflow: Sendable {
                 + (theirs.map { " (SHA-1 \($0))" } ?? (existing.primaryCertificatePEM == nil ? " (not an X.509 enrollment)" : ""))
             return o
         }
+        return try await update(item, existing)
+    }
+
+    /// What of `existing` is not as these settings would write it (a hub or device
+    /// ID only when one is given), said for people: "it is disabled".
+    private func differingSettings(_ existing: IndividualEnrollment) -> [String] {
+        var differences: [String] = []
+        let status = existing.provisioningStatus ?? .enabled
+        if status != settings.provisioningStatus { differences.append("it is \(status)") }
+        if let hub = settings.iotHubHostName, existing.iotHubHostName != hub {
+            differences.append("it assigns the device to \(existing.iotHubHostName.map { "hub \(escaped($0))" } ?? "the hub DPS's allocation policy picks")")
+        }
+        if let d = settings.deviceId, existing.deviceId != d {
+            differences.append("its device ID is \(existing.deviceId.map { "'\(escaped($0))'" } ?? "the registration ID")")
+        }
+        return differences
+    }
+
+    /// PUTs `existing` with our certificate and settings, with If-Match.
+    private func update(_ item: EnrollmentItem, _ existing: IndividualEnrollment) async throws(DPSServiceError) -> EnrollmentOutcome {
         // Everything else of the enrollment (initial twin, capabilities, allocation)
         // is kept; the certificate becomes ours (a secondary one is dropped: it is
         // the old board's), and the settings given here apply.

@@ -26,7 +26,9 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             enrolled and the others fail).
 
             An enrollment that already holds the same certificate is left alone \
-            (unchanged: nothing is written). One that holds another certificate is a \
+            (unchanged: nothing is written); if it is disabled, or assigns another \
+            hub or device ID than --iot-hub/--device-id ask for, a warning says so, \
+            and --replace writes the settings given. One that holds another certificate is a \
             conflict and is left alone, unless --replace: then it is updated with \
             If-Match on the etag just read (its initial twin and other settings are \
             kept); if someone changed it in between, that board fails and nothing \

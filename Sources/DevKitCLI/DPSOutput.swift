@@ -68,6 +68,8 @@ final class EnrollmentReporter: Sendable {
                     registrationID: o.registrationId, action: o.action.rawValue, etag: o.etag,
                     sha1Thumbprint: o.sha1Thumbprint, sha256Thumbprint: o.sha256Thumbprint, time: timestamp(o.time))
                 line.boardID = boardID
+                // An unchanged enrollment whose settings are not the ones asked for says so too.
+                if o.action == .unchanged { line.message = o.message }
                 if o.action == .failed || o.action == .conflict {
                     line.errorCode = o.error?.errorCode
                     line.httpStatus = o.error?.status
@@ -81,6 +83,8 @@ final class EnrollmentReporter: Sendable {
                 writeAll(STDOUT_FILENO, escapedControlCharacters("\(board)\(o.registrationId)  \(o.action.rawValue)\(thumb)") + "\n")
                 if o.action == .conflict {
                     printError("devkit: \(board)\(o.registrationId): \(o.message ?? "conflict"); --replace updates it with this certificate")
+                } else if o.action == .unchanged, let message = o.message {
+                    printError("devkit: warning: \(board)\(message); --replace writes the settings given (left as it is)")
                 } else if o.action == .failed {
                     printError("devkit: error: \(board)\(o.registrationId): \(o.error.map { cliMessage($0) } ?? o.message ?? "failed")")
                 }

@@ -750,6 +750,10 @@ public struct ProvisionWorkflow {
         }
         if outcome.isEnrolled {
             var message = "\(outcome.action.rawValue) in \(dps.dpsHost)" + (outcome.sha1Thumbprint.map { " (SHA-1 \($0))" } ?? "")
+            // Enrolled, but not as asked (disabled there, another hub): left as it is, said.
+            if outcome.action == .unchanged, let note = outcome.message {
+                message += "; \(note): left as it is (`devkit dps enroll --replace` writes these settings)"
+            }
             if let failure = enrollment.recordingFailure { message += "; not recorded in the registry: \(failure)" }
             report(ProvisionEvent(stage: .enroll, status: .done, message: message, boardID: id))
         } else {

@@ -23,7 +23,7 @@ public enum RegistrationDiagnosis {
             return unauthorized(classifier: classifier, record: record, settings: settings)
         case .disabled:
             return "DPS knows the board's certificate but its enrollment is disabled: enable the enrollment "
-                + "(in the portal, or enroll again without --disabled) and reset the board."
+                + "(in the portal, or `devkit dps enroll ... --replace` without --disabled) and reset the board."
         case .noUDS:
             return "The board has no UDS stored, so it cannot make its certificate: set it in configuration mode "
                 + "(devkit set-uds, or devkit provision) and reset the board."

@@ -97,6 +97,40 @@ struct ClientAgainstEmulatorTests {
         }
     }
 
+    @Test("the same certificate held disabled, or for another hub: unchanged, saying what differs; replace writes the settings")
+    func sameCertificateOtherSettings() async throws {
+        try await RunningService.with(faults: EmulatorFaults(requireIfMatch: true)) { service in
+            try await withClient(service) { dps in
+                let board = try item("board-settings")
+                let disabled = EnrollmentWorkflow(
+                    client: dps, settings: EnrollmentSettings(iotHubHostName: "old-hub.azure-devices.net", provisioningStatus: .disabled))
+                #expect(await disabled.enroll([board]).map(\.action) == [.created])
+                let puts = dps.requestCounts[.put]
+
+                // A rerun asking for enabled and another hub writes nothing, and says why.
+                let asked = EnrollmentSettings(iotHubHostName: "new-hub.azure-devices.net")
+                let rerun = try #require(await EnrollmentWorkflow(client: dps, settings: asked).enroll([board]).first)
+                #expect(rerun.action == .unchanged)
+                let message = try #require(rerun.message)
+                #expect(message.contains("it is disabled") && message.contains("hub old-hub.azure-devices.net"), "\(message)")
+                #expect(dps.requestCounts[.put] == puts)
+                #expect(try await dps.get("board-settings")?.provisioningStatus == .disabled)
+
+                // As it was asked: no note.
+                #expect(try #require(await disabled.enroll([board]).first).message == nil)
+
+                // With replace, the settings are written (If-Match: the emulator refuses a PUT without it).
+                var replacing = asked
+                replacing.replace = true
+                let updated = try #require(await EnrollmentWorkflow(client: dps, settings: replacing).enroll([board]).first)
+                #expect(updated.action == .updated, "\(updated)")
+                let now = try #require(try await dps.get("board-settings"))
+                #expect(now.provisioningStatus == .enabled && now.iotHubHostName == "new-hub.azure-devices.net")
+                #expect(now.primaryCertificateInfo?.sha1Thumbprint == board.certificate.sha1Thumbprint)
+            }
+        }
+    }
+
     @Test("another certificate: conflict and DPS unchanged; with replace, updated through If-Match")
     func conflictThenReplace() async throws {
         try await RunningService.with(faults: EmulatorFaults(requireIfMatch: true)) { service in
