@@ -456,6 +456,25 @@ public struct ProvisionWorkflow {
         try claim(row, boardID: boardID)
         defer { registry.release(boards: row) }
         guard let board = try registry.board(id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
+        // A finished board has nothing to resume: its steps again would write its
+        // files and its enrollment record over ones that are right (an enrollment
+        // finished by `dps enroll` was recorded as failed against the endpoint the
+        // row was provisioned with). One whose enrollment is still owed is finished
+        // here, as before.
+        if board.state == .done, !board.awaitsEnrollment {
+            if let newer = board.supersededBy {
+                throw ProvisionError.cannotResume(
+                    "board #\(boardID) was re-issued as board #\(newer): nothing to resume; `devkit registry show \(newer)` shows it")
+            }
+            if let result = Self.recordedResult(board, dps: request.dps) {
+                report(ProvisionEvent(
+                    stage: .record, status: .skipped,
+                    message: "board #\(boardID) has finished provisioning: nothing to resume (its files and enrollment "
+                        + "are as recorded; `devkit registry reissue --board \(boardID)` makes a new certificate)",
+                    boardID: boardID))
+                return result
+            }
+        }
         let claimed = BoardClaimKeys.board(mac: board.mac ?? request.mac?.hex, usbSerial: board.usbSerial ?? request.usbSerial)
         try claim(claimed, boardID: boardID)
         defer { registry.release(boards: claimed) }
@@ -503,6 +522,28 @@ public struct ProvisionWorkflow {
             reportFailure(error, boardID: boardID)
             throw error
         }
+    }
+
+    /// The result of a finished row as it was recorded, nil when the row lacks a
+    /// part of it (then it is finished again).
+    static func recordedResult(_ board: BoardRecord, dps: DPSSettings) -> ProvisionResult? {
+        guard let id = board.id, let registrationID = board.registrationID, let mac = board.mac,
+              let version = board.firmwareVersion, let certificatePath = board.certificatePath,
+              let enrollmentPath = board.enrollmentPath, let sha1 = board.certificateSHA1, let sha256 = board.certificateSHA256
+        else { return nil }
+        var result = ProvisionResult(
+            boardID: id, registrationID: registrationID, mac: mac, firmwareVersion: version,
+            certificatePath: certificatePath, enrollmentPath: enrollmentPath, certificateSHA1: sha1, certificateSHA256: sha256,
+            azCommand: EnrollmentFile(registrationID: registrationID, certificatePEM: "", dps: dps)
+                .azCommand(certificatePath: certificatePath))
+        if let recorded = board.enrollment, let action = EnrollmentAction(rawValue: recorded.action.rawValue) {
+            result.enrollment = ProvisionEnrollment(
+                outcome: EnrollmentOutcome(
+                    registrationId: registrationID, action: action, etag: recorded.etag,
+                    sha1Thumbprint: recorded.sha1Thumbprint, time: recorded.at),
+                dpsHost: recorded.dpsHost ?? "")
+        }
+        return result
     }
 
     /// Claims `keys` (``BoardClaimKeys``) for this run; a board another station

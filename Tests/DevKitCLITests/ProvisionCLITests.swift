@@ -158,6 +158,33 @@ struct ProvisionCLITests {
         #expect(try registry.allBoards().count == 1)
     }
 
+    /// `--resume` of a board that finished: nothing to do, exit 0, the recorded result;
+    /// its files and row are not written again (walkthrough helper-95: a resume of a
+    /// finished board rewrote its files and recorded a failed enrollment over one
+    /// `dps enroll` had finished).
+    @Test func resumingAFinishedBoardDoesNothing() throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let first = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let pem = dir + "/\(v.registrationID).pem"
+        let before = try FileManager.default.attributesOfItem(atPath: pem)
+        let registry = try Registry(path: dir + "/registry.sqlite")
+        let row = try #require(try registry.allBoards().first)
+
+        let resumed = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--resume", "\(row.id!)", "--json"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("nothing to resume"), "\(resumed.stdout)")
+        let result = try #require(resumed.stdout.split(separator: "\n").last.flatMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+        #expect(result["event"] as? String == "result" && result["registration_id"] as? String == v.registrationID, "\(result)")
+        #expect(result["certificate_sha1"] as? String == row.certificateSHA1, "\(result)")
+        let after = try FileManager.default.attributesOfItem(atPath: pem)
+        #expect(after[.systemFileNumber] as? Int == before[.systemFileNumber] as? Int, "the certificate was not written again")
+        let again = try #require(try registry.board(id: row.id!))
+        #expect(again.updatedAt == row.updatedAt && again.certificateWrittenAt == row.certificateWrittenAt)
+    }
+
     /// Two devkit processes on one SQLite file (an `autoconfigure` per plugged node, a
     /// `provision` beside a `watch`) provision a board one at a time: the second is
     /// refused before anything is recorded or sent, naming the first's station and PID.
