@@ -1,6 +1,7 @@
 import ArgumentParser
 import DevKitModel
 import DevKitRegistry
+import DevKitWorkflows
 
 /// `devkit registry show`: everything recorded about one board.
 struct RegistryShowCommand: ParsableCommand {
@@ -99,9 +100,14 @@ struct RegistryShowCommand: ParsableCommand {
         if let message = e.errorMessage { lines.append(("Enrollment error", message)) }
         if let tracking = e.trackingID { lines.append(("Tracking ID", tracking)) }
         if board.awaitsEnrollment, let id = board.id {
-            var command = "devkit dps enroll --from-registry --id \(id) --connection-string-file <file>"
-            // Re-issued: DPS holds this board's older certificate, which is to go.
-            if e.action.enrolls { command += " --replace" }
+            // With the DPS options the board was provisioned with (endpoint, CA file,
+            // hub): without them the command goes to https://<HostName>, which for a
+            // local DPS is the wrong place. Re-issued: DPS holds this board's older
+            // certificate, which is to go (--replace).
+            let recorded = (try? ProvisionSettings.recorded(in: board))??.dps(overriddenBy: DPSSettings()) ?? DPSSettings()
+            var command = finishEnrollmentCommand(
+                boardID: id, dps: recorded, registryPath: registry.path.map { _ in registry.resolvedPath },
+                replace: e.action.enrolls)
             if e.action == .conflict { command += " (DPS holds another certificate: --replace overwrites it)" }
             lines.append(("Finish with", command))
         }

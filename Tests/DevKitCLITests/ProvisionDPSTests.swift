@@ -108,6 +108,8 @@ struct ProvisionDPSTests {
         #expect(list.stdout.contains("done, not enrolled") && list.stdout.contains("not enrolled"), "\(list.stdout)")
         let show = try RegistryCLIProcess.run(["registry", "show", "\(id)", "--registry", db])
         #expect(show.stdout.contains("Finish with:"), "\(show.stdout)")
+        // The same command, with the DPS options the board was provisioned with.
+        #expect(show.stdout.contains(command), "\(show.stdout)")
 
         // The printed command, with the DPS up (its endpoint now the running one).
         let finished = try RegistryCLIProcess.run(
