@@ -63,8 +63,10 @@ struct EmulateDPSCommand: AsyncParsableCommand {
                   --connection-string-file /tmp/dps/connection-string \\
                   --endpoint https://127.0.0.1:8443 --ca-file /tmp/dps/ca.pem
               curl --cacert /tmp/dps/ca.pem https://127.0.0.1:8443/_emulator/stats
+              # a virtual board whose UDS was stored in /tmp/kit.json (devkit set-uds
+              # on `devkit emulate --state /tmp/kit.json`), then reset with SIGHUP:
               devkit emulate --mode user --state /tmp/kit.json \\
-                  --dps-endpoint https://127.0.0.1:8443 \\
+                  --dps-endpoint https://127.0.0.1:8443 --elf DevKitDPS.ino.elf \\
                   --id-scope "$(cat /tmp/dps/id-scope)" --ca-file /tmp/dps/ca.pem
               devkit emulate-dps --throttle 3 --retry-after 2
               devkit emulate-dps --fail-5xx 2 --latency-ms 50
