@@ -28,9 +28,9 @@ public enum InputError: Error, Equatable, Sendable, CustomStringConvertible {
         case .registrationIDCharacter(let c, let position):
             return "the registration ID has '\(escaped(c))' at position \(position); only a-z, 0-9 and '-' are allowed (lower case)"
         case .macFormat(let text):
-            return "'\(escaped(text))' is not a MAC address; use 12 hex digits, e.g. a4cf120b9e31, A4:CF:12:0B:9E:31 or a4-cf-12-0b-9e-31"
+            return "'\(refusedValue(text))' is not a MAC address; use 12 hex digits, e.g. a4cf120b9e31, A4:CF:12:0B:9E:31 or a4-cf-12-0b-9e-31"
         case .firmwareVersionFormat(let text):
-            return "'\(escaped(text))' is not a firmware version; use three dot-separated numbers, e.g. 1.6.2"
+            return "'\(refusedValue(text))' is not a firmware version; use three dot-separated numbers, e.g. 1.6.2"
         case .connectionStringEmpty:
             return "the connection string is empty"
         case .connectionStringTooLong(let n):
@@ -41,6 +41,12 @@ public enum InputError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the \(what) contains a control character (tab, newline, …), which the console cannot take"
         }
     }
+}
+
+/// A refused value as a message quotes it: escaped, and masked where it has a UDS's
+/// shape (a UDS typed or pasted into the wrong field must not reach a log).
+public func refusedValue(_ text: some StringProtocol) -> String {
+    escaped(String(decoding: maskingHexRuns(Array(text.utf8)), as: UTF8.self))
 }
 
 /// `text` with control characters written as Swift escapes (`\0`, `\t`, `\n`, `\r`,

@@ -104,3 +104,27 @@ public func maskingSecrets(_ secrets: [String], in text: String) -> String {
     bytes = result
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// `bytes` with every run of 64 or more hex digits (the shape of a UDS, or of a key
+/// in hex) replaced by `***`; shorter runs (a MAC, a hash prefix) stay. For text
+/// that may hold a secret devkit does not know as one: what a sketch prints unasked,
+/// a value refused in the wrong place (a UDS in a batch line's `mac`).
+public func maskingHexRuns(_ bytes: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = []
+    var i = 0
+    while i < bytes.count {
+        var j = i
+        while j < bytes.count && Hex.isHexDigit(bytes[j]) { j += 1 }
+        if j - i >= 64 {
+            out += Array("***".utf8)
+            i = j
+        } else if j > i {
+            out += bytes[i..<j]
+            i = j
+        } else {
+            out.append(bytes[i])
+            i += 1
+        }
+    }
+    return out
+}

@@ -822,9 +822,9 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidStoredValue(let id, let error):
             "board #\(id) in the registry holds a value devkit cannot use: \(error)"
         case .invalidMAC(let mac):
-            "'\(escaped(mac))' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
+            "'\(refusedValue(mac))' is not a MAC address; give 12 hex digits, e.g. a4cf120b9e31 or A4:CF:12:0B:9E:31"
         case .boardNotFound(let key):
-            "no board '\(escaped(key))' in the registry"
+            "no board '\(refusedValue(key))' in the registry"
         case .keyUnavailable(let path, let reason, let needed, _):
             "cannot read the registry key \(escaped(path)): \(reason)"
                 + (needed.map { "; the registry's secrets are sealed with key \($0)" } ?? "")

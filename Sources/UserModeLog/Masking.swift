@@ -16,7 +16,7 @@ public enum LogMasking {
     public static func mask(_ line: String) -> String {
         var bytes = Array(line.utf8)
         bytes = maskingLabelled(bytes, labels: keyLabels + passwordLabels)
-        bytes = maskingHexRuns(bytes)
+        bytes = DevKitModel.maskingHexRuns(bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -83,28 +83,6 @@ public enum LogMasking {
             }
             out.append(bytes[i])
             i += 1
-        }
-        return out
-    }
-
-    /// Runs of 64 or more hex digits (a UDS, a key in hex) become `***`; shorter
-    /// runs (a MAC, a hash prefix, an operation ID's parts) stay.
-    static func maskingHexRuns(_ bytes: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        var i = 0
-        while i < bytes.count {
-            var j = i
-            while j < bytes.count && Hex.isHexDigit(bytes[j]) { j += 1 }
-            if j - i >= 64 {
-                out += Array("***".utf8)
-                i = j
-            } else if j > i {
-                out += bytes[i..<j]
-                i = j
-            } else {
-                out.append(bytes[i])
-                i += 1
-            }
         }
         return out
     }

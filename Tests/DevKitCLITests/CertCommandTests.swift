@@ -244,6 +244,23 @@ struct CertCommandTests {
         #expect(!named.stderr.contains("\u{1B}"))
     }
 
+    @Test("--batch: a UDS in the wrong field (a shifted column) is not quoted back on stderr or in the JSON")
+    func batchUDSInAnotherFieldIsMasked() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = [
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "\#(Self.sampleUDS)", "firmware_version": "1.6.2"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4cf120b9e31", "firmware_version": "\#(Self.sampleUDS)"}"#,
+        ]
+        try lines.joined(separator: "\n").write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
+        let r = try devkit(tiny(["--batch", ws.path + "/b.jsonl", "--output-dir", ws.path + "/out", "--json"]))
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("'***' is not a MAC address") && r.stderr.contains("'***' is not a firmware version"), "\(r.stderr)")
+        for text in [r.stdout, r.stderr] {
+            #expect(!text.lowercased().contains(Self.sampleUDS.lowercased()), "\(text)")
+        }
+    }
+
     @Test("usage errors: firmware options", arguments: [
         ["--bin", "a.bin"], ["--map", "a.map"], ["--elf", "a.elf", "--bin", "a.bin", "--map", "a.map"], [],
     ])
