@@ -365,7 +365,7 @@ private func stoppingHint(_ signal: Int32, output: WatchOutput) {
 }
 
 /// Calls `onStop` with the signal (on its own thread) at the first SIGTERM or
-/// SIGINT, and `again` at each later one that comes at least half a second after it.
+/// SIGINT, and `again` at each later one that comes at least 150 ms after it.
 ///
 /// A ``SignalRelay`` rather than a DispatchSource: a dispatch signal source is
 /// armed asynchronously after `resume()`, so a signal arriving right after start-up
@@ -384,8 +384,9 @@ private func installStopSignals(
         while true {  // keeps the relay (and its handler) for good
             let signal = relay.wait()
             // One Ctrl-C that reaches watch twice (the terminal's and a wrapper's
-            // forwarded copy, within milliseconds) is not a second stop.
-            if ContinuousClock.now - first >= .milliseconds(500) { again(signal) }
+            // forwarded copy, within milliseconds) is not a second stop; a person's
+            // quick double Ctrl-C (0.2-0.4 s apart) is. Half a second swallowed it.
+            if ContinuousClock.now - first >= .milliseconds(150) { again(signal) }
         }
     }
     thread.name = "devkit-watch signals"
