@@ -63,10 +63,11 @@ struct AutoconfigureCommand: ParsableCommand {
             provisioner.dpsLog = dpsRequestLog()
             provisioner.station = station.resolved(profile: profile)
             var reporter = ProvisionReporter(json: json)
-            let registryPath = (registry.path ?? profile.registryURL).map { _ in registry.resolvedPath(profile: profile) }
+            let registryWords = registry.commandWords(profile: profile)
             reporter.enrollCommand = { id, replace in
-                finishEnrollmentCommand(boardID: id, dps: profile.dps, registryPath: registryPath, replace: replace)
+                finishEnrollmentCommand(boardID: id, dps: profile.dps, registryWords: registryWords, replace: replace)
             }
+            reporter.resumeWords = registryWords + ["--port", path]
             let crash = crashHookFromEnvironment()
             // systemd stops the unit with SIGTERM when the board is unplugged
             // (BindsTo=): the failure is recorded before the process goes.

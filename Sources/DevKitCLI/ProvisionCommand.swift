@@ -226,10 +226,11 @@ struct ProvisionCommand: ParsableCommand {
             }
             request.force = force
             let dpsSettings = request.dps
-            let registryPath = self.registry.path.map { _ in registry.path }
+            let registryWords = self.registry.commandWords()
             reporter.enrollCommand = { id, replace in
-                finishEnrollmentCommand(boardID: id, dps: dpsSettings, registryPath: registryPath, replace: replace)
+                finishEnrollmentCommand(boardID: id, dps: dpsSettings, registryWords: registryWords, replace: replace)
             }
+            reporter.resumeWords = registryWords + (self.port.port.map { ["--port", $0] } ?? [])
             let crash = crashHookFromEnvironment()
             var workflow = ProvisionWorkflow(registry: registry, measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }

@@ -22,8 +22,11 @@ struct ProvisionReporter {
     /// The command that finishes a board's DPS enrollment (`devkit dps enroll
     /// --from-registry --id N ...`, with the DPS options the run was given).
     var enrollCommand: @Sendable (Int64, _ replace: Bool) -> String = { id, replace in
-        finishEnrollmentCommand(boardID: id, dps: DPSSettings(), registryPath: nil, replace: replace)
+        finishEnrollmentCommand(boardID: id, dps: DPSSettings(), registryWords: [], replace: replace)
     }
+    /// What a printed `devkit provision --resume N` needs besides the board: the
+    /// registry and key (``RegistryOptions/commandWords(profile:)``) and the port.
+    var resumeWords: [String] = []
     /// The step line redrawn in place: stderr a terminal, no --json, and neither
     /// --quiet (no progress) nor --verbose (whose exchange lines would land inside it).
     private let live: LiveStepLine?
@@ -72,7 +75,7 @@ struct ProvisionReporter {
     /// How to finish a board after `error`: its DPS enrollment when that is what
     /// failed (the board is provisioned), else the resume.
     func hint(_ boardID: Int64, after error: (any Error)?) -> String {
-        guard let notEnrolled = error as? NotEnrolled else { return Self.resumeHint(boardID, after: error) }
+        guard let notEnrolled = error as? NotEnrolled else { return resumeHint(boardID, after: error) }
         if !json {
             // The command that finishes it follows, with the result and the error line.
             return "board #\(boardID) is provisioned, not enrolled: \(notEnrolled)"
@@ -83,11 +86,10 @@ struct ProvisionReporter {
     /// How to finish a board the registry holds (the workflow reports the facts only).
     /// A board stopped because its files hold another board's certificate is
     /// finished only with `--force` (or another output directory).
-    static func resumeHint(_ boardID: Int64, after error: (any Error)? = nil) -> String {
-        var force = false
-        if case .filesOfAnotherBoard? = error as? ProvisionError { force = true }
-        return "board #\(boardID) is recorded with its UDS; `devkit provision --resume \(boardID)\(force ? " --force" : "")` "
-            + "finishes it"
+    func resumeHint(_ boardID: Int64, after error: (any Error)? = nil) -> String {
+        var words = ["devkit", "provision", "--resume", "\(boardID)"] + resumeWords
+        if case .filesOfAnotherBoard? = error as? ProvisionError { words.append("--force") }
+        return "board #\(boardID) is recorded with its UDS; `\(words.map(shellQuote).joined(separator: " "))` finishes it"
     }
 
     /// The result; `verification` when the board's registration was verified,
@@ -261,11 +263,11 @@ final class LiveStepLine: @unchecked Sendable {
 }
 
 /// `devkit dps enroll --from-registry --id N` with the DPS options a run was given
-/// (shell-quoted): what finishes a board left `done, not enrolled`. `replace` when
-/// DPS holds another certificate for it (a conflict is never replaced unasked).
-func finishEnrollmentCommand(boardID: Int64, dps: DPSSettings, registryPath: String?, replace: Bool = false) -> String {
-    var words = ["devkit", "dps", "enroll", "--from-registry", "--id", "\(boardID)"]
-    if let registryPath { words += ["--registry", registryPath] }
+/// and its registry's (``RegistryOptions/commandWords(profile:)``), shell-quoted: what
+/// finishes a board left `done, not enrolled`. `replace` when DPS holds another
+/// certificate for it (a conflict is never replaced unasked).
+func finishEnrollmentCommand(boardID: Int64, dps: DPSSettings, registryWords: [String], replace: Bool = false) -> String {
+    var words = ["devkit", "dps", "enroll", "--from-registry", "--id", "\(boardID)"] + registryWords
     words += ["--connection-string-file", dps.connectionStringFile ?? "FILE"]
     if let endpoint = dps.endpoint { words += ["--endpoint", endpoint] }
     if let caFile = dps.caFile { words += ["--ca-file", caFile] }

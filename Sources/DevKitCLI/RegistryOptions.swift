@@ -47,6 +47,16 @@ struct RegistryOptions: ParsableArguments {
     /// The database file to use.
     var resolvedPath: String { resolvedPath() }
 
+    /// `--registry` and `--key-file` as a command devkit prints for the user to run
+    /// next needs them to reach this registry with this key: the ones given, or the
+    /// profile's (the printed command has no profile). None for the defaults.
+    func commandWords(profile: ProvisioningProfile? = nil) -> [String] {
+        var words: [String] = []
+        if path != nil || profile?.registryURL != nil { words += ["--registry", resolvedPath(profile: profile)] }
+        if let file = keyFile ?? profile?.registryKeyFile { words += ["--key-file", file] }
+        return words
+    }
+
     /// Where the registry key comes from: --key-file, else `profileKeyFile` (the
     /// profile's `[registry] key_file`), else the default file.
     func keySource(profileKeyFile: String? = nil) -> RegistryKeySource {

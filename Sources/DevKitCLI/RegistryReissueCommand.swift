@@ -128,9 +128,9 @@ func reissueFromRegistry(
     defer { claims.releaseAll() }
     var reissue = CertificateReissue(registry: registry, factory: factory)
     reissue.claims = claims
-    let registryPath = options.path.map { _ in registry.path }
+    let registryWords = options.commandWords()
     let enrollCommand = { (id: Int64, replace: Bool) in
-        finishEnrollmentCommand(boardID: id, dps: enroll ?? DPSSettings(), registryPath: registryPath, replace: true)
+        finishEnrollmentCommand(boardID: id, dps: enroll ?? DPSSettings(), registryWords: registryWords, replace: true)
     }
     var failures = 0
     var busy = 0

@@ -106,7 +106,7 @@ struct RegistryShowCommand: ParsableCommand {
             // certificate, which is to go (--replace).
             let recorded = (try? ProvisionSettings.recorded(in: board))??.dps(overriddenBy: DPSSettings()) ?? DPSSettings()
             var command = finishEnrollmentCommand(
-                boardID: id, dps: recorded, registryPath: registry.path.map { _ in registry.resolvedPath },
+                boardID: id, dps: recorded, registryWords: registry.commandWords(),
                 replace: e.action.enrolls)
             if e.action == .conflict { command += " (DPS holds another certificate: --replace overwrites it)" }
             lines.append(("Finish with", command))

@@ -112,9 +112,9 @@ struct WatchCommand: AsyncParsableCommand {
             provisioner.station = station.resolved(profile: profile)
             try provisioner.prepare()
             let boards = BoardThreads()
-            let registryPath = (registry.path ?? profile.registryURL).map { _ in registry.resolvedPath(profile: profile) }
-            let output = WatchOutput(json: json) { id, replace in
-                finishEnrollmentCommand(boardID: id, dps: profile.dps, registryPath: registryPath, replace: replace)
+            let registryWords = registry.commandWords(profile: profile)
+            let output = WatchOutput(json: json, registryWords: registryWords) { id, replace in
+                finishEnrollmentCommand(boardID: id, dps: profile.dps, registryWords: registryWords, replace: replace)
             }
             if !ports.isEmpty {
                 // A stop ends the boards' verification at once; provisioning in

@@ -27,15 +27,18 @@ final class WatchOutput: @unchecked Sendable {
 
     /// The command that finishes a board left `done, not enrolled`.
     let enrollCommand: @Sendable (Int64, Bool) -> String
+    /// The registry's words for a printed resume (``RegistryOptions/commandWords(profile:)``).
+    let registryWords: [String]
 
     init(
-        json: Bool, live: Bool = isatty(STDERR_FILENO) == 1,
+        json: Bool, live: Bool = isatty(STDERR_FILENO) == 1, registryWords: [String] = [],
         enrollCommand: @escaping @Sendable (Int64, Bool) -> String = { id, replace in
-            finishEnrollmentCommand(boardID: id, dps: DPSSettings(), registryPath: nil, replace: replace)
+            finishEnrollmentCommand(boardID: id, dps: DPSSettings(), registryWords: [], replace: replace)
         }
     ) {
         self.json = json
         self.live = !json && live
+        self.registryWords = registryWords
         self.enrollCommand = enrollCommand
     }
 
@@ -77,17 +80,11 @@ final class WatchOutput: @unchecked Sendable {
     /// The step handler for the board on `port`: JSON step events, or (on a
     /// terminal) the board's line showing the step in progress.
     func steps(for port: String) -> (ProvisionEvent) -> Void {
-        if json {
-            var reporter = ProvisionReporter(json: true)
-            reporter.port = port
-            reporter.enrollCommand = enrollCommand
-            return reporter.event
-        }
+        if json { return reporter(for: port).event }
         guard live else {
             // A log keeps every step, each on its own line named by the port.
-            var reporter = ProvisionReporter(json: false, live: false)
+            var reporter = reporter(for: port)
             reporter.prefix = "[\(port)] "
-            reporter.enrollCommand = enrollCommand
             return reporter.event
         }
         return { [self] event in
@@ -106,10 +103,17 @@ final class WatchOutput: @unchecked Sendable {
         verificationError: (any Error)? = nil
     ) {
         guard json else { return }
-        var reporter = ProvisionReporter(json: true)
-        reporter.port = port
+        reporter(for: port).result(result, verification: verification, verificationError: verificationError)
+    }
+
+    /// The board on `port`'s reporter: JSON (with the port in each event), or lines
+    /// for a log; the commands it prints name this registry, key and port.
+    private func reporter(for port: String) -> ProvisionReporter {
+        var reporter = ProvisionReporter(json: json, live: false)
+        if json { reporter.port = port }
         reporter.enrollCommand = enrollCommand
-        reporter.result(result, verification: verification, verificationError: verificationError)
+        reporter.resumeWords = registryWords + ["--port", port]
+        return reporter
     }
 
     /// A line about the daemon, not a board: printed above the boards' lines.

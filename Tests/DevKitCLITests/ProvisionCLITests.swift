@@ -108,7 +108,9 @@ struct ProvisionCLITests {
         try (v.uds + "\n").write(toFile: dir + "/board.uds", atomically: false, encoding: .utf8)
         let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version, faults: .init(eepromWriteFailure: true)))
         defer { kit.stop() }
-        let r = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds", "--json"])
+        #expect(try RegistryCLIProcess.run(["registry", "keygen", dir + "/k.key"]).status == 0)
+        let r = try RegistryCLIProcess.run(
+            provisionArgs(v, dir, kit) + ["--uds-file", dir + "/board.uds", "--key-file", dir + "/k.key", "--json"])
         #expect(r.status == 74, "\(r.stderr)")
         let last = try #require(r.stdout.split(separator: "\n").last.map {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -116,7 +118,9 @@ struct ProvisionCLITests {
         #expect(last["status"] as? String == "failed")
         #expect(last["stage"] as? String == "uds")
         #expect(last["board_id"] as? Int == 1)
-        #expect((last["message"] as? String)?.contains("devkit provision --resume 1") == true)
+        // The way to finish, as it pastes: this run's registry, key and port.
+        let resume = "devkit provision --resume 1 --registry \(dir)/registry.sqlite --key-file \(dir)/k.key --port \(kit.devicePath)"
+        #expect((last["message"] as? String)?.contains(resume) == true, "\(last)")
         #expect(!r.stdout.lowercased().contains(v.uds.lowercased()) && !r.stderr.lowercased().contains(v.uds.lowercased()))
     }
 
