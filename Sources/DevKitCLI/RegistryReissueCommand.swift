@@ -27,7 +27,9 @@ struct RegistryReissueCommand: ParsableCommand {
             and its registry row updated; a file that holds another board's certificate \
             (by its SHA-256 in the registry) is never replaced: that board fails instead. \
             A board that fails is reported and the others go on; the exit code is 1 when \
-            some failed.
+            some failed. Without --board, rows whose provisioning never finished (and \
+            older rows of boards provisioned again) are skipped with a note saying how \
+            to finish them, not counted as failures; named with --board they fail.
 
             --enroll then pushes the new certificates to DPS (the options as for \
             `devkit provision --dps-connection-string-file`): each re-issued board's \
@@ -171,12 +173,15 @@ func reissueFromRegistry(
                             + "(its certificate file could not be read back); `\(enrollCommand(r.boardID, true))` finishes it")
                     }
                 }
-            case .failure(let error) where error.superseded:
-                // An earlier record of a board provisioned again: said, not a failure.
+            case .failure(let error) where error.superseded || (ids == nil && error.unfinished):
+                // An earlier record of a board provisioned again, or (when every board is
+                // re-issued) a row whose provisioning never finished: said, not a failure.
+                // Otherwise an abandoned row would fail every re-issue of the fleet.
+                let message = error.superseded ? error.description : "skipped: " + error.userMessage
                 if json {
-                    print(try JSONOutput.text(ReissueNotice(event: "skipped", boardID: item.boardID, message: error.description)))
+                    print(try JSONOutput.text(ReissueNotice(event: "skipped", boardID: item.boardID, message: message)))
                 } else {
-                    printError("devkit: #\(item.boardID): \(error.description)")
+                    printError("devkit: #\(item.boardID): \(message)")
                 }
             case .failure(let error):
                 failures += 1
@@ -195,6 +200,9 @@ func reissueFromRegistry(
 }
 
 extension CertificateReissue.ReissueError {
+    /// The board's provisioning never finished (its row cannot be re-issued until it is).
+    var unfinished: Bool { if case .finishProvisioning? = remedy { true } else { false } }
+
     /// The library's facts, and the command that fixes them.
     var userMessage: String {
         switch remedy {

@@ -187,12 +187,13 @@ public struct CertificateReissue {
         // a certificate from it could be for a secret the board never stored.
         guard board.udsConfirmedAt != nil else {
             throw ReissueError(
-                description: "board #\(id) never confirmed its UDS (interrupted at \(board.nextStep?.rawValue ?? "uds_confirmed"))",
+                description: "board #\(id) did not finish provisioning: the board never confirmed its UDS "
+                    + "(its next step is \(board.nextStep?.rawValue ?? "uds_confirmed"))",
                 remedy: .finishProvisioning(boardID: id))
         }
         guard let recordedMAC = board.mac else {
             throw ReissueError(
-                description: "board #\(id) has no MAC recorded (it was interrupted before mac_read)",
+                description: "board #\(id) did not finish provisioning: it has no MAC recorded (its next step is mac_read)",
                 remedy: .finishProvisioning(boardID: id))
         }
         let recordedVersion = try board.firmwareVersion.map { v throws(RegistryError) in

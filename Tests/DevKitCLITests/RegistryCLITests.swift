@@ -249,20 +249,26 @@ func registryTestDirectory() -> String {
         #expect(object["usb_serial"] as? String == "SER\u{1B}[2J\u{202E}LAIRES")
     }
 
-    /// A board that cannot be re-issued (no MAC recorded) is reported with the one
-    /// error prefix, `devkit: error:`, like every other failure.
+    /// A board named with --board that cannot be re-issued (no MAC recorded) is
+    /// reported with the one error prefix, `devkit: error:`, like every other
+    /// failure; re-issuing every board skips it, saying how to finish it, exit 0
+    /// (an abandoned row would otherwise fail every re-issue of the fleet).
     @Test func reissueFailuresCarryTheErrorPrefix() throws {
         let (dir, db) = try populated()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try RegistryCLIProcess.run(
-            ["registry", "reissue", "--registry", db, "--elf", WatchCommandTests.elf, "--output-dir", dir + "/out"])
+        let reissue = ["registry", "reissue", "--registry", db, "--elf", WatchCommandTests.elf, "--output-dir", dir + "/out"]
+        let r = try RegistryCLIProcess.run(reissue + ["--board", "2"])
         #expect(r.status == 1, "\(r.stderr)")
         let failures = r.stderr.components(separatedBy: "\n").filter { $0.contains("#2") }
         #expect(!failures.isEmpty, "\(r.stderr)")
         for line in failures { #expect(line.hasPrefix("devkit: error: #2: "), "\(line)") }
+        let all = try RegistryCLIProcess.run(reissue)
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(all.stderr.contains("devkit: #2: skipped: board #2 did not finish provisioning")
+            && all.stderr.contains("devkit provision --resume 2"), "\(all.stderr)")
     }
 
-    /// A fleet for `--jobs`: 40 boards, one never confirmed its UDS (fails), one
+    /// A fleet for `--jobs`: 40 boards, one never confirmed its UDS (skipped), one
     /// provisioned again under the same MAC (its old row is skipped), two recorded
     /// with the same registration ID (the second finds the first's files: fails).
     static func fleet(at db: String) throws {
@@ -321,7 +327,10 @@ func registryTestDirectory() -> String {
         #expect(one.1.count == 2 * 37, "\(one.1.keys.sorted())")
         // The failures: on stderr, or as JSON objects on stdout with --json.
         let reported = one.0.stdout + one.0.stderr
-        #expect(reported.contains("board #8 never confirmed its UDS"), "\(reported)")
+        // Every board re-issued: the unfinished row is skipped, saying how to finish it, not failed.
+        #expect(reported.contains("skipped: board #8 did not finish provisioning: the board never confirmed its UDS"), "\(reported)")
+        #expect(reported.contains("devkit provision --resume 8"), "\(reported)")
+        #expect(!reported.contains("error: #8"), "\(reported)")
         #expect(reported.contains("board #13 was not re-issued"), "\(reported)")
         if command.contains("--json") {
             let lines = one.0.stdout.split(separator: "\n")
