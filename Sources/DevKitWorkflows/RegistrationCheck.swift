@@ -99,6 +99,12 @@ public enum RegistrationCheck {
             fresh = !freshBootOnly
             take(seen)
             hooks.inUserMode(deadline)
+        } catch SerialPortError.disconnected {
+            // Unplugged while devkit looked for a prompt: the follower waits for the
+            // board to come back (``Settings/reconnectTimeout``), as it does for an
+            // unplug later on, rather than this ending in configuration-mode advice.
+            fresh = !freshBootOnly
+            take(seen)
         } catch {
             hooks.stop?.detach(serial)
             release?()

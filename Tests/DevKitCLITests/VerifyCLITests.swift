@@ -17,12 +17,12 @@ struct VerifyCLITests {
     /// A virtual board (started) with the DPS sample sketch; `mode` is the mode it boots in.
     static func board(
         _ sketch: DPSSampleSketch?, mode: VirtualDevKitConfiguration.Mode = .configuration,
-        faults: VirtualDevKitConfiguration.Faults = .init(), directory: String
+        faults: VirtualDevKitConfiguration.Faults = .init(), directory: String, linkPath: String? = nil
     ) throws -> VirtualDevKit {
         let stateFile = directory + "/kit-\(UUID().uuidString).json"
         try VirtualDevKitState(uds: DPS.uds).save(to: stateFile)
         let configuration = VirtualDevKitConfiguration(
-            mode: mode, macAddress: DPS.mac, firmwareVersion: DPS.version, stateFile: stateFile, faults: faults)
+            mode: mode, macAddress: DPS.mac, firmwareVersion: DPS.version, stateFile: stateFile, linkPath: linkPath, faults: faults)
         let kit = try VirtualDevKit(configuration: configuration, sketch: sketch)
         kit.start()
         return kit
@@ -210,6 +210,36 @@ extension VerifyCLITests {
 }
 
 extension VerifyCLITests {
+    @Test("the board unplugged while verify still looks for a prompt, back a second later: followed, it registers")
+    func unpluggedDuringThePromptSearch() async throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny")
+        // A link, as /dev/serial/by-id is: a port that can come back (a bare /dev/pts/N cannot).
+        let link = setup.directory + "/ttyDevKit"
+        let kit = try Self.board(try setup.sketch(), mode: .user, directory: setup.directory, linkPath: link)
+        defer { kit.stop() }
+        let verify = try BackgroundDevkit([
+            "verify", "--port", link, "--timeout", "30", "--json",
+            "--registry", setup.directory + "/registry.sqlite",
+        ])
+        let opened = ContinuousClock.now + .seconds(60)
+        while !verify.hasOpen(kit.devicePath) && ContinuousClock.now < opened {
+            blockingSleep(milliseconds: 50)
+        }
+        // Within the first seconds, which verify spends looking for a configuration prompt.
+        blockingSleep(milliseconds: 300)
+        kit.unplug()
+        blockingSleep(milliseconds: 1000)
+        try kit.replug()
+        blockingSleep(milliseconds: 500)
+        kit.reset(into: .user)
+        let status = verify.wait(timeout: .seconds(40))
+        let out = String(decoding: verify.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: verify.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 0, "\(out) \(err)")
+        #expect(out.contains(#""outcome":"assigned""#), "\(out) \(err)")
+    }
+
     @Test("the board unplugged while verify follows, and not back: exit 69")
     func unplugged() async throws {
         let setup = try DPS.Setup()
