@@ -8,6 +8,7 @@ import NIOCore
 import NIOSSL
 import ServiceLifecycle
 import Synchronization
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,6 +69,8 @@ public final class DPSEmulator: Sendable {
     private let requestLog: (@Sendable (String) -> Void)?
     private let group = Mutex<ServiceGroup?>(nil)
     private let stopRequested = Atomic<Bool>(false)
+    /// The state directory's lock, held while this emulator exists.
+    private let directoryLock: SystemPackage.FileDescriptor
 
     /// Prepares `configuration.stateDirectory`: creates it (0700), the CA and the
     /// server certificate, and the service key (written as a connection string,
@@ -81,6 +84,7 @@ public final class DPSEmulator: Sendable {
         self.requestLog = requestLog
         let directory = configuration.stateDirectory
         try directory.prepare()
+        directoryLock = try directory.lock()
         identity = try EmulatorIdentity.loadOrCreate(in: directory)
         connectionString = try Self.loadOrCreateConnectionString(directory)
         if let scope = configuration.idScope { idScope = scope } else { idScope = try Self.loadOrCreateIDScope(directory) }
@@ -88,6 +92,8 @@ public final class DPSEmulator: Sendable {
         ledger = RequestLedger(faults: configuration.faults)
         self.logger = logger ?? Logger(label: "devkit.emulate-dps", factory: { _ in SwiftLogNoOpLogHandler() })
     }
+
+    deinit { try? directoryLock.close() }
 
     /// Serves until ``stop()`` (or the calling task is cancelled). `onListening`
     /// gets the port once the socket accepts connections (the real one for port 0).

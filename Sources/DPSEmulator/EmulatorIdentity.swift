@@ -170,6 +170,8 @@ public enum EmulatorSetupError: Error, Sendable, CustomStringConvertible {
     case state(path: String, reason: String)
     /// The port could not be bound.
     case bind(port: Int, reason: String)
+    /// Another emulator (another process) is using the state directory.
+    case inUse(path: String)
 
     public var description: String {
         switch self {
@@ -178,6 +180,7 @@ public enum EmulatorSetupError: Error, Sendable, CustomStringConvertible {
         case .certificate(let reason): reason
         case .state(let path, let reason): "cannot read the emulator's state \(path): \(reason)"
         case .bind(let port, let reason): "cannot listen on 127.0.0.1:\(port): \(reason)"
+        case .inUse(let path): "another devkit emulate-dps is using the state directory \(path)"
         }
     }
 }

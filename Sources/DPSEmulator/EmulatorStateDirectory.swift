@@ -1,5 +1,6 @@
 import DevKitSystem
 import Foundation
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,6 +16,7 @@ import Glibc
 ///                        emulator accepts (0600; the key's only home)
 /// state.json             enrollments and device registrations (0600)
 /// id-scope               the ID scope devices register under (made on first use)
+/// lock                   held by the running emulator (one per directory)
 /// ```
 public struct EmulatorStateDirectory: Sendable {
     public let path: String
@@ -36,6 +38,30 @@ public struct EmulatorStateDirectory: Sendable {
     public var connectionStringFile: String { path + "/connection-string" }
     public var stateFile: String { path + "/state.json" }
     public var idScopeFile: String { path + "/id-scope" }
+
+    /// Holds the directory for this process (flock on `lock`, which the kernel drops
+    /// with the process, kill -9 too): two emulators on one directory would each
+    /// rewrite state.json from its own memory, and one would lose the other's
+    /// enrollments. The descriptor is kept open for the emulator's life.
+    func lock() throws(EmulatorSetupError) -> SystemPackage.FileDescriptor {
+        let path = self.path + "/lock"
+        let fd: SystemPackage.FileDescriptor
+        do {
+            fd = try SystemPackage.FileDescriptor.open(
+                FilePath(path), .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+        } catch {
+            let errno = (error as? Errno)?.rawValue ?? EIO
+            throw .directory(path: self.path, errno: errno, reason: "cannot open \(path) (\(String(cString: strerror(errno))))")
+        }
+        do {
+            try fd.lockExclusiveNonBlocking()
+        } catch {
+            try? fd.close()
+            if error == .wouldBlock { throw .inUse(path: self.path) }
+            throw .directory(path: self.path, errno: error.rawValue, reason: "cannot lock \(path) (\(String(cString: strerror(error.rawValue))))")
+        }
+        return fd
+    }
 
     /// `$XDG_STATE_HOME/devkit/dps`, else `~/.local/state/devkit/dps` (the XDG base
     /// directory spec's place for state that should persist but is not worth a backup).

@@ -8,6 +8,7 @@ extension EmulatorSetupError: CLIReportable {
         // Files in the state directory that are not what the emulator wrote.
         case .certificate, .state: .dataError
         case .bind: .unavailable
+        case .inUse: .tempFail
         }
     }
 
@@ -17,6 +18,8 @@ extension EmulatorSetupError: CLIReportable {
             description + "; choose another place with --state-dir DIR"
         case .certificate, .state:
             description
+        case .inUse:
+            description + " (two would overwrite each other's enrollments); stop it, or give this one another --state-dir DIR"
         case .bind(let port, _):
             description + (port == 0 ? "" : "; choose another --port, or 0 for a free one")
         }

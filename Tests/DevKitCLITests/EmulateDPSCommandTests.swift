@@ -101,7 +101,7 @@ struct EmulateDPSCommandTests {
         #expect(quiet.isEmpty, "\(quiet)")
     }
 
-    @Test("A port in use exits 69 naming it; a state dir that is a file exits 73; bad switches exit 64")
+    @Test("A port in use exits 69 naming it; a state dir in use exits 75; one that is a file exits 73; bad switches exit 64")
     func errors() throws {
         let directory = Self.scratch()
         let holder = try Running(["emulate-dps", "--json", "--state-dir", directory + "/a"])
@@ -112,6 +112,13 @@ struct EmulateDPSCommandTests {
         #expect(taken.wait() == 69)
         let message = String(decoding: taken.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(message.hasPrefix("devkit: error: cannot listen on 127.0.0.1:\(port): Address already in use; choose another --port"), "\(message)")
+        // A second emulator on the same state directory (another port): refused, 75,
+        // before it could overwrite the first one's enrollments.
+        let sharing = try Running(["emulate-dps", "--port", "0", "--state-dir", directory + "/a"])
+        #expect(sharing.wait() == 75)
+        let refusal = String(decoding: sharing.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(refusal.contains("another devkit emulate-dps is using the state directory \(directory)/a")
+            && refusal.contains("--state-dir"), "\(refusal)")
         kill(holder.process.processIdentifier, SIGTERM)
         #expect(holder.wait() == 0)
 
