@@ -155,18 +155,25 @@ struct VerifyCommand: AsyncParsableCommand {
         let db = try registry.openExisting()
         let subject = try RegistrationCheck.subject(classifier: classifier, registry: db, registrationID: registrationID)
         var state: DeviceRegistrationState?
+        var enrollment: DPSEnrollmentFinding?
         if let connection = try dpsConnection(), let id = subject.registrationID {
-            // The board's own log decided the outcome: DPS only adds the device ID, so a
-            // failure to ask it is said, and the outcome is still reported and recorded.
+            // The board's own log decided the outcome: DPS adds the device ID, and for a
+            // refusal what it holds for the board, so a failure to ask it is said, and
+            // the outcome is still reported and recorded.
             do {
-                state = try await withDPSClient(connection) { try await $0.registrationState(id) }
+                if case .unauthorized = outcome {
+                    enrollment = DPSEnrollmentFinding(try await withDPSClient(connection) { try await $0.get(id) })
+                } else {
+                    state = try await withDPSClient(connection) { try await $0.registrationState(id) }
+                }
             } catch {
-                printWarning("DPS was not asked for the registration's state: \(cliMessage(error))")
+                printWarning("DPS was not asked about the registration: \(cliMessage(error))")
             }
         }
         // Recorded in the board's row when the registry has it (by ID or MAC).
         let result = RegistrationCheck.report(
-            outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: db, station: StationOptions.hostName)
+            outcome, classifier: classifier, subject: subject, dpsState: state, enrollment: enrollment,
+            recordingIn: db, station: StationOptions.hostName)
         if let failure = result.recordingFailure { printWarning("the outcome is not recorded in the registry: \(failure)") }
         if json {
             try printJSON(Result(result))

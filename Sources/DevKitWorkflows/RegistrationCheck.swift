@@ -197,16 +197,19 @@ public enum RegistrationCheck {
     /// report's ``Report/recordingFailure`` says, naming that station.
     public static func report(
         _ outcome: RegistrationOutcome, classifier: RegistrationClassifier, subject: Subject,
-        dpsState: DeviceRegistrationState? = nil, recordingIn registry: (any RegistryStore)?, station: String? = nil
+        dpsState: DeviceRegistrationState? = nil, enrollment: DPSEnrollmentFinding? = nil,
+        recordingIn registry: (any RegistryStore)?, station: String? = nil
     ) -> Report {
         var hub = outcome.hub
         var deviceID: String?
-        if let dpsState {
+        // Only for a registration the board reports as made: after a refusal DPS still
+        // holds the state of an earlier, successful one, which is not this outcome's.
+        if let dpsState, outcome.isSuccess {
             hub = dpsState.assignedHub ?? hub
             deviceID = dpsState.deviceId
         }
         let diagnosis = RegistrationDiagnosis.explain(
-            outcome, classifier: classifier, record: subject.record, settings: subject.settings)
+            outcome, classifier: classifier, record: subject.record, settings: subject.settings, enrollment: enrollment)
         var report = Report(
             outcome: outcome, registrationID: subject.registrationID, assignedHub: hub, deviceID: deviceID,
             diagnosis: diagnosis, evidence: classifier.evidence, boardID: subject.record?.id)
@@ -230,6 +233,15 @@ public enum RegistrationCheck {
     public static func dpsState(_ target: DPSEnrollmentTarget, registrationID: String) -> DeviceRegistrationState? {
         let client = target.client
         return waitFor { try? await client.registrationState(registrationID) }
+    }
+
+    /// Asks DPS for the enrollment of a refused board (blocking; never from a task).
+    /// Nil when DPS cannot be asked: the diagnosis then speaks of the board's side only.
+    public static func dpsEnrollment(_ target: DPSEnrollmentTarget, registrationID: String) -> DPSEnrollmentFinding? {
+        let client = target.client
+        return waitFor {
+            do { return DPSEnrollmentFinding(try await client.get(registrationID)) } catch { return nil }
+        }
     }
 }
 
@@ -332,15 +344,19 @@ extension RegistrationCheck {
             throw error
         }
         var state: DeviceRegistrationState?
+        var enrollment: DPSEnrollmentFinding?
+        var refused = false
+        if case .unauthorized = outcome { refused = true }
         // Standard input was read once, for the enrollment: not asked again.
-        if outcome.isSuccess, dps.enrolls, dps.connectionStringFile != "-", let id = subject.registrationID,
+        if outcome.isSuccess || refused, dps.enrolls, dps.connectionStringFile != "-", let id = subject.registrationID,
            let target = try? DPSEnrollmentTarget(dps)
         {
-            state = dpsState(target, registrationID: id)
+            if refused { enrollment = dpsEnrollment(target, registrationID: id) } else { state = dpsState(target, registrationID: id) }
             target.close()
         }
         let verification = self.report(
-            outcome, classifier: classifier, subject: subject, dpsState: state, recordingIn: registry, station: hooks.station)
+            outcome, classifier: classifier, subject: subject, dpsState: state, enrollment: enrollment,
+            recordingIn: registry, station: hooks.station)
         if let failure = verification.recordingFailure {
             report(ProvisionEvent(
                 stage: .verify, status: .started, message: "warning: the outcome is not recorded in the registry: \(failure)",

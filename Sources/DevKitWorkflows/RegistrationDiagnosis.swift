@@ -1,6 +1,24 @@
+import DPSModel
 import DevKitModel
 import DevKitRegistry
 import UserModeLog
+
+/// What DPS holds for a refused board's registration ID, when devkit could ask it
+/// (a connection string given): the refusal's usual causes on the DPS side.
+public enum DPSEnrollmentFinding: Sendable, Equatable {
+    /// No enrollment with this ID (deleted, or never made).
+    case absent
+    /// An enrollment whose certificate has this SHA-1 thumbprint (upper-case hex;
+    /// nil when DPS reported none and its PEM could not be read).
+    case certificate(sha1: String?)
+
+    /// What `enrollment` (nil: none) says.
+    public init(_ enrollment: IndividualEnrollment?) {
+        guard let enrollment else { self = .absent; return }
+        self = .certificate(sha1: enrollment.primaryCertificateInfo?.sha1Thumbprint?.uppercased()
+            ?? enrollment.primaryCertificatePEM.flatMap { try? EnrollmentCertificate(pem: $0) }?.sha1Thumbprint)
+    }
+}
 
 /// What to tell the user about a board's registration outcome (`devkit verify`):
 /// one paragraph in plain words. For `unauthorized`, what devkit recorded when it
@@ -10,9 +28,10 @@ public enum RegistrationDiagnosis {
     /// - Parameters:
     ///   - record: the registry's row for this board, if one was found.
     ///   - settings: that row's recorded provisioning settings (the firmware measured).
+    ///   - enrollment: what DPS holds for the board's registration ID, if it was asked.
     public static func explain(
         _ outcome: RegistrationOutcome, classifier: RegistrationClassifier,
-        record: BoardRecord? = nil, settings: ProvisionSettings? = nil
+        record: BoardRecord? = nil, settings: ProvisionSettings? = nil, enrollment: DPSEnrollmentFinding? = nil
     ) -> String {
         switch outcome {
         case .assigned(let hub):
@@ -20,7 +39,7 @@ public enum RegistrationDiagnosis {
         case .hubConnected(let hub):
             return "The board is connected to its IoT hub\(hub.map { " \($0)" } ?? ""): nothing to do."
         case .unauthorized:
-            return unauthorized(classifier: classifier, record: record, settings: settings)
+            return unauthorized(classifier: classifier, record: record, settings: settings, enrollment: enrollment)
         case .disabled:
             return "DPS knows the board's certificate but its enrollment is disabled: enable the enrollment "
                 + "(in the portal, or `devkit dps enroll ... --replace` without --disabled) and reset the board."
@@ -48,12 +67,30 @@ public enum RegistrationDiagnosis {
         }
     }
 
-    static func unauthorized(classifier: RegistrationClassifier, record: BoardRecord?, settings: ProvisionSettings?)
-        -> String
-    {
+    static func unauthorized(
+        classifier: RegistrationClassifier, record: BoardRecord?, settings: ProvisionSettings?,
+        enrollment: DPSEnrollmentFinding?
+    ) -> String {
         let refused = classifier.errorCode == 401002
             ? "DPS refused the board's certificate (401002 \"Invalid certificate\")"
             : "DPS refused the board (unauthorized)"
+        // DPS's side first, when it was asked: a missing enrollment, or one holding
+        // another certificate than the board's, explains the refusal whatever the firmware.
+        let id = classifier.identity.registrationID ?? record?.registrationID ?? "the board's registration ID"
+        let finish = record?.id.map { "devkit dps enroll --from-registry --id \($0)" } ?? "devkit dps enroll --cert <its certificate>"
+        switch enrollment {
+        case .absent?:
+            return "\(refused): DPS has no enrollment for \(id) (it was deleted, or never made). Enroll the board's "
+                + "certificate (\(finish)) and reset the board."
+        case .certificate(let sha1?)?:
+            if let recorded = record?.certificateSHA1?.uppercased(), recorded != sha1 {
+                return "\(refused): DPS's enrollment for \(id) holds another certificate (SHA-1 \(sha1)) than the one "
+                    + "devkit made for this board (SHA-1 \(recorded)). Put this board's in its place (\(finish) --replace) "
+                    + "and reset the board."
+            }
+        default:
+            break
+        }
         let generic = "\(refused): the certificate the board computes is not the enrolled one. The certificate "
             + "depends on the firmware image, the UDS, the registration ID and the firmware version; the usual "
             + "cause is firmware rebuilt or updated since it was measured. Measure the firmware the board runs now "

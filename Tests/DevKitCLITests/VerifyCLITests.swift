@@ -81,6 +81,34 @@ struct VerifyCLITests {
         #expect(try Self.json(r)["outcome"] as? String == "assigned")
     }
 
+    @Test("unauthorized, DPS asked: its enrollment deleted after an assignment is named as the cause; no stale hub shown")
+    func unauthorizedEnrollmentDeleted() throws {
+        let setup = try DPS.Setup()
+        try setup.enroll(firmware: "Tiny")
+        let dpsOptions = setup.dps.dpsArguments()
+        do {
+            // Registered once: DPS keeps that registration's state (hub, device ID).
+            let kit = try Self.board(try setup.sketch(), directory: setup.directory)
+            defer { kit.stop() }
+            let r = try Self.verify(kit, setup, ["--json"] + dpsOptions)
+            #expect(try Self.json(r)["outcome"] as? String == "assigned", "\(r.stdout) \(r.stderr)")
+        }
+        let deleted = try TestProcess.run(
+            [TestProcess.devkitBinary, "dps", "delete", DPS.registrationID] + setup.dps.dpsArguments(), timeout: 120)
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        let kit = try Self.board(try setup.sketch(), directory: setup.directory)
+        defer { kit.stop() }
+        let r = try Self.verify(kit, setup, ["--json"] + dpsOptions)
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        let object = try Self.json(r)
+        #expect(object["outcome"] as? String == "unauthorized")
+        #expect(object["assigned_hub"] == nil || object["assigned_hub"] is NSNull, "\(object)")
+        #expect(object["device_id"] == nil || object["device_id"] is NSNull, "\(object)")
+        let diagnosis = object["diagnosis"] as? String ?? ""
+        #expect(diagnosis.contains("DPS has no enrollment for \(DPS.registrationID)") && !diagnosis.contains("firmware"),
+                "\(diagnosis)")
+    }
+
     @Test("no Wi-Fi, no UDS: their outcome, exit 1")
     func faults() throws {
         let setup = try DPS.Setup()

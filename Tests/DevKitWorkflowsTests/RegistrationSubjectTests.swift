@@ -33,3 +33,34 @@ import UserModeLog
         #expect(try RegistrationCheck.subject(classifier: own, registry: f.registry, boardID: a.id).record?.id == a.id)
     }
 }
+
+/// The `unauthorized` diagnosis when DPS was asked what it holds for the board.
+@Suite struct UnauthorizedDiagnosisTests {
+    func refusedRow() throws -> (RegistrationClassifier, BoardRecord, ProvisionFixture) {
+        let f = try ProvisionFixture()
+        let mac = try MACAddress("a4cf120b9e31")
+        let version = try FirmwareVersion("1.6.2")
+        var row = try f.registry.recordNewBoard(
+            uds: f.uds, mac: mac, registrationID: try RegistrationID(mac: mac, firmwareVersion: version), firmwareVersion: version)
+        row = try f.registry.markSteps(
+            [.certificateWritten, .enrollmentWritten], boardID: row.id!,
+            update: BoardUpdate(certificateSHA1: "AA" + String(repeating: "0", count: 38)))
+        var classifier = RegistrationClassifier()
+        _ = classifier.take(LogLine("DevKit MAC Address: a4cf120b9e31"))
+        return (classifier, row, f)
+    }
+
+    @Test func anotherCertificateInDPSIsTheCauseNamed() throws {
+        let (classifier, row, f) = try refusedRow()
+        defer { f.cleanup() }
+        let other = "BB" + String(repeating: "1", count: 38)
+        let text = RegistrationDiagnosis.explain(.unauthorized, classifier: classifier, record: row, enrollment: .certificate(sha1: other))
+        #expect(text.contains("holds another certificate (SHA-1 \(other))") && text.contains("--id \(row.id!) --replace"), "\(text)")
+        let absent = RegistrationDiagnosis.explain(.unauthorized, classifier: classifier, record: row, enrollment: .absent)
+        #expect(absent.contains("DPS has no enrollment") && absent.contains("--from-registry --id \(row.id!)"), "\(absent)")
+        // DPS holds the board's own certificate: the board's side is what differs.
+        let same = RegistrationDiagnosis.explain(
+            .unauthorized, classifier: classifier, record: row, enrollment: .certificate(sha1: row.certificateSHA1))
+        #expect(same.contains("firmware image most likely differs"), "\(same)")
+    }
+}
