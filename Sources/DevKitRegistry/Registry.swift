@@ -97,6 +97,9 @@ public final class Registry: Sendable {
         let directory = parent.isEmpty ? "." : parent
         var created = false
         if !readOnly {
+            // A key file the user named is checked before a new registry is created:
+            // a missing or unusable one left an empty registry file behind its error.
+            if case .file(let keyPath) = key, access(path, F_OK) != 0 { _ = try RegistryKey.load(path: keyPath) }
             try Self.makeDirectory(directory)
             created = try Self.createPrivateFile(path)
         }

@@ -177,6 +177,9 @@ func writeKeyFile(_ path: String, _ raw: [UInt8], format: String = "hex") throws
             guard case .keyUnavailable(_, _, nil, let code) = error, code == ENOENT else { Issue.record("\(error)"); return }
         }
         #expect(!FileManager.default.fileExists(atPath: tmp.file("none.key")))
+        // Nor is a registry file left behind the error (walkthrough helper-96: an empty
+        // 40 KB registry was).
+        #expect(!FileManager.default.fileExists(atPath: tmp.file("r.sqlite")))
     }
 
     @Test func aWrongKeyIsRefusedWithTheNeededKeyID() throws {
