@@ -16,8 +16,9 @@ struct DPSShowCommand: AsyncParsableCommand {
         discussion: """
             Prints the enrollment's registration ID, status, device ID, IoT Hub, etag, \
             times and its certificate as DPS reports it (subject, thumbprints, \
-            validity). --json prints the enrollment as the service returned it, \
-            certificate PEM included. Exit 66 when DPS has no such enrollment.
+            validity). --json prints the enrollment as the service returned it (DPS \
+            reports the certificate's details, not its PEM). Exit 66 when DPS has no \
+            such enrollment.
 
             Examples:
               devkit dps show az-a4cf120b9e31v1v6v2 --connection-string-file dps.cs

@@ -56,7 +56,9 @@ struct ProvisionReporter {
         if e.status == .failed {
             // The error itself follows as `devkit: error: …` (or watch's status line):
             // here only where it stopped and, once recorded, how to finish the board.
-            let outcome = e.isHeldElsewhere ? "left to the station that holds it" : e.boardID.map { hint($0, after: e.error) } ?? "stopped"
+            // Not recorded means no UDS went out (it is recorded before it is sent).
+            let outcome = e.isHeldElsewhere ? "left to the station that holds it"
+                : e.boardID.map { hint($0, after: e.error) } ?? "nothing recorded, nothing stored on the board"
             let line = "\(prefix)[ERR] \(e.stage.rawValue): \(outcome)"
             if let live { live.show(stage: e.stage.rawValue, line, final: true) } else { printError(line) }
             return
