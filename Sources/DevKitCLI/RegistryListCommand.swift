@@ -1,6 +1,7 @@
 import ArgumentParser
 import DevKitModel
 import DevKitRegistry
+import DevKitWorkflows
 
 /// `devkit registry list`: one line per recorded board.
 struct RegistryListCommand: ParsableCommand {
@@ -79,6 +80,13 @@ struct RegistryListCommand: ParsableCommand {
             print(textTable(
                 ["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "ENROLLED", "VERIFIED", "STATION", "UPDATED"],
                 rows))
+            // What to do with the unfinished ones (on stderr: stdout stays the table).
+            if let first = boards.first(where: { $0.state != .done }), let id = first.id, OutputLevel.current != .quiet {
+                let resume = (["devkit", "provision", "--resume", "\(id)"] + registry.commandWords() + ["--port", "PORT"])
+                    .map(shellQuote).joined(separator: " ")
+                printError("devkit: a board whose provisioning did not finish keeps its UDS in the registry: plug it in "
+                    + "and `\(resume)` finishes it (`devkit registry show ID` says where it stopped)")
+            }
         }
     }
 }

@@ -49,7 +49,7 @@ public enum SerialPortError: Error, Equatable, Sendable, CustomStringConvertible
             return "The device on \(path) disconnected. Plug the board back in "
                 + "(hold button A and press reset for configuration mode) and try again."
         case .cancelled:
-            return "The operation was cancelled."
+            return "The wait on the port was cancelled: devkit was told to stop (Ctrl-C, SIGTERM)."
         case .unsupportedBaudRate(let rate):
             return "Unsupported baud rate \(rate). Use a standard rate such as 115200 "
                 + "(the DevKit console runs at 115200)."
