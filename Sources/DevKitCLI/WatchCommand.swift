@@ -153,6 +153,10 @@ struct WatchCommand: AsyncParsableCommand {
             }
 
             output.note("devkit: watching for DevKits (profile \(self.profile)); Ctrl-C stops")
+            if !DeviceMonitor.udevIsRunning {
+                printWarning("udev is not running here (no /run/udev/control): boards plugged in are not seen; "
+                    + "give their ports with --port")
+            }
             for device in monitor.attached {
                 boards.start(device, provisioner: provisioner, output: output)
             }

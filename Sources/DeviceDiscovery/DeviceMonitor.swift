@@ -57,6 +57,11 @@ public final class DeviceMonitor: Sendable {
     private let wakeup: Wakeup
     private let thread: MonitorThread
 
+    /// Whether udev's daemon runs here (its control socket exists, as libudev's own
+    /// checks assume). Without it the "udev" netlink source is silent: boards plugged
+    /// in are never announced (a container, a chroot, CI).
+    public static var udevIsRunning: Bool { access("/run/udev/control", F_OK) == 0 }
+
     /// Starts listening for `tty` uevents from udev (`udev_monitor_new_from_netlink`
     /// on the "udev" source, so devices are announced after udev's rules ran and
     /// their node and links exist).
