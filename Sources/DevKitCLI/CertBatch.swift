@@ -64,6 +64,10 @@ struct CertBatch {
         process(window, &state)
         state.writer.finish()
         if state.failed > 0 { throw .batchIncomplete(failed: state.failed, total: state.total) }
+        // Nothing to do is not an error, but an empty file is usually the wrong one.
+        if state.total == 0 {
+            printWarning("\(path == "-" ? "standard input" : escaped(path)) holds no devices (every line is blank): nothing was certified")
+        }
     }
 
     private struct Line {

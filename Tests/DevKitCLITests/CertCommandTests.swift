@@ -456,6 +456,15 @@ struct CertCommandTests {
         }
     }
 
+    @Test("--batch with no devices: exit 0, and a warning that nothing was certified")
+    func emptyBatchWarns() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let r = try devkit(tiny(["--batch", "-", "--output-dir", ws.path + "/out"]), stdin: "\n  \n")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("standard input holds no devices") && r.stderr.contains("nothing was certified"), "\(r.stderr)")
+    }
+
     @Test("--jobs 0 is refused (exit 64)")
     func jobsZero() throws {
         let r = try devkit(tiny(["--batch", "-", "--jobs", "0"]), stdin: "")
