@@ -152,7 +152,7 @@ public struct EnrollmentWorkflow: Sendable {
                 o.message = "DPS holds this certificate for \(item.registrationId), but " + differences.joined(separator: " and ")
                 return o
             }
-            return try await update(item, existing)
+            return try await update(item, existing, certificateChanged: false)
         }
         guard settings.replace else {
             let theirs = existing.primaryCertificateInfo?.sha1Thumbprint
@@ -165,7 +165,7 @@ public struct EnrollmentWorkflow: Sendable {
                 + (theirs.map { " (SHA-1 \($0))" } ?? (existing.primaryCertificatePEM == nil ? " (not an X.509 enrollment)" : ""))
             return o
         }
-        return try await update(item, existing)
+        return try await update(item, existing, certificateChanged: true)
     }
 
     /// What of `existing` is not as these settings would write it (a hub or device
@@ -173,8 +173,9 @@ public struct EnrollmentWorkflow: Sendable {
     private func differingSettings(_ existing: IndividualEnrollment) -> [String] {
         var differences: [String] = []
         let status = existing.provisioningStatus ?? .enabled
-        if status != settings.provisioningStatus { differences.append("it is \(status)") }
-        if let hub = settings.iotHubHostName, existing.iotHubHostName != hub {
+        if status != settings.provisioningStatus { differences.append("it is \(escaped(status.rawValue))") }
+        // Host names compare without case, as DNS does.
+        if let hub = settings.iotHubHostName, existing.iotHubHostName?.lowercased() != hub.lowercased() {
             differences.append("it assigns the device to \(existing.iotHubHostName.map { "hub \(escaped($0))" } ?? "the hub DPS's allocation policy picks")")
         }
         if let d = settings.deviceId, existing.deviceId != d {
@@ -184,12 +185,16 @@ public struct EnrollmentWorkflow: Sendable {
     }
 
     /// PUTs `existing` with our certificate and settings, with If-Match.
-    private func update(_ item: EnrollmentItem, _ existing: IndividualEnrollment) async throws(DPSServiceError) -> EnrollmentOutcome {
+    /// `certificateChanged`: DPS held another certificate, which ours replaces.
+    private func update(
+        _ item: EnrollmentItem, _ existing: IndividualEnrollment, certificateChanged: Bool
+    ) async throws(DPSServiceError) -> EnrollmentOutcome {
         // Everything else of the enrollment (initial twin, capabilities, allocation)
-        // is kept; the certificate becomes ours (a secondary one is dropped: it is
-        // the old board's), and the settings given here apply.
+        // is kept, and the settings given here apply. A new certificate becomes the
+        // primary and a secondary one is dropped (it is the old board's); with the same
+        // certificate the attestation stays as it is, a secondary added on purpose too.
         var updated = existing
-        updated.attestation = .x509(primaryPEM: item.certificate.pem)
+        if certificateChanged { updated.attestation = .x509(primaryPEM: item.certificate.pem) }
         updated.provisioningStatus = settings.provisioningStatus
         if let d = settings.deviceId { updated.deviceId = d }
         if let h = settings.iotHubHostName { updated.iotHubHostName = h }

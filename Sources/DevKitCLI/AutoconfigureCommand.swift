@@ -68,6 +68,7 @@ struct AutoconfigureCommand: ParsableCommand {
                 finishEnrollmentCommand(boardID: id, dps: profile.dps, registryWords: registryWords, replace: replace)
             }
             reporter.resumeWords = registryWords + ["--port", path]
+            provisioner.enrollCommand = reporter.enrollCommand
             let crash = crashHookFromEnvironment()
             // systemd stops the unit with SIGTERM when the board is unplugged
             // (BindsTo=): the failure is recorded before the process goes.

@@ -216,7 +216,7 @@ struct ProvisionCommand: ParsableCommand {
                 try claim([BoardClaimKeys.row(id)], boardID: id)
                 guard let board = try registry.board(id: id) else { throw RegistryError.boardNotFound(resume) }
                 try claim(BoardClaimKeys.board(mac: board.mac ?? mac?.hex, usbSerial: board.usbSerial ?? attachedSerial), boardID: id)
-                request = try resumeRequest(board)
+                request = try board.state == .done && !board.awaitsEnrollment ? finishedRequest(board, registry: registry) : resumeRequest(board)
                 if let attachedSerial { request.usbSerial = attachedSerial }
                 resumed = board
             } else {
@@ -256,12 +256,39 @@ struct ProvisionCommand: ParsableCommand {
                 guard verify, result.enrollment?.isEnrolled ?? true else { return nil }
                 var hooks = RegistrationCheck.Hooks.terminal(progress: { _ in })
                 hooks.station = stationName
+                hooks.enrollCommand = reporter.enrollCommand
                 return try RegistrationCheck.afterProvisioning(
                     result, path: try port.resolvedPath(), baudRate: port.baud,
                     settings: VerifySettings(timeoutSeconds: verifyTimeout ?? VerifySettings.defaultTimeout),
                     dps: request.dps, registry: registry, report: reporter.event, hooks: hooks)
             }
         }
+    }
+
+    /// The request of a resume of `board`, which has finished provisioning: the
+    /// workflow does nothing to it and gives its recorded result, so its firmware,
+    /// Wi-Fi password and connection string are not needed (nor checked: a firmware
+    /// file rebuilt since must not make "nothing to do" an error). Options that
+    /// would change it are refused or said to have no effect.
+    func finishedRequest(_ board: BoardRecord, registry: any RegistryStore) throws -> ProvisionRequest {
+        let id = board.id!
+        try ProvisionWorkflow.refuseSuperseded(board, in: registry)
+        if dps.dpsConnectionStringFile != nil, board.enrollment == nil {
+            let command = finishEnrollmentCommand(
+                boardID: id, dps: dps.settings(over: DPSSettings()), registryWords: self.registry.commandWords())
+            throw ProvisionError.cannotResume(
+                "board #\(id) has finished provisioning without DPS; `\(command)` enrolls it")
+        }
+        if output.outputDirGiven != nil || force || firmware.isGiven {
+            printWarning("board #\(id) has finished provisioning: --output-dir, --force and the firmware options have no "
+                + "effect on it; `devkit registry reissue --board \(id)` writes a new certificate (after a firmware update)")
+        }
+        let recorded = try? ProvisionSettings.recorded(in: board)
+        // Not measured or read: nothing is certified again.
+        let source: FirmwareSource = recorded?.firmwareElf.map(FirmwareSource.elf) ?? .elf("")
+        var request = self.request(firmware: source)
+        if let recorded { request.dps = recorded.dps(overriddenBy: request.dps) }
+        return request
     }
 
     /// The request that finishes `board`: what was recorded with it (firmware,

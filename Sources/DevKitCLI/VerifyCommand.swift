@@ -167,12 +167,15 @@ struct VerifyCommand: AsyncParsableCommand {
                     state = try await withDPSClient(connection) { try await $0.registrationState(id) }
                 }
             } catch {
-                printWarning("DPS was not asked about the registration: \(cliMessage(error))")
+                printWarning("DPS could not be asked about the registration: \(cliMessage(error))")
             }
         }
         // Recorded in the board's row when the registry has it (by ID or MAC).
+        let dps = DPSSettings(connectionStringFile: connectionStringFile, endpoint: endpoint, caFile: caFile)
+        let registryWords = registry.commandWords()
         let result = RegistrationCheck.report(
             outcome, classifier: classifier, subject: subject, dpsState: state, enrollment: enrollment,
+            enrollCommand: { id, replace in finishEnrollmentCommand(boardID: id, dps: dps, registryWords: registryWords, replace: replace) },
             recordingIn: db, station: StationOptions.hostName)
         if let failure = result.recordingFailure { printWarning("the outcome is not recorded in the registry: \(failure)") }
         if json {
@@ -244,7 +247,7 @@ extension RegistrationCheck.Hooks {
         hooks.inUserMode = { deadline in
             if isatty(STDERR_FILENO) == 1, OutputLevel.current != .quiet {
                 printError("devkit: \(prefix)the board is running its sketch: press its reset button (not button A) "
-                    + "to make it register again; waiting up to \(ConsoleError.format(deadline - .now))…")
+                    + "to make it register again; waiting up to \(RegistrationCheck.secondsLeft(until: deadline))…")
             }
         }
         hooks.line = { line in if verbose { printError("board: \(LogMasking.mask(line.text))") } }

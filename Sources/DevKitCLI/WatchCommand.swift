@@ -116,6 +116,7 @@ struct WatchCommand: AsyncParsableCommand {
             let output = WatchOutput(json: json, registryWords: registryWords) { id, replace in
                 finishEnrollmentCommand(boardID: id, dps: profile.dps, registryWords: registryWords, replace: replace)
             }
+            provisioner.enrollCommand = output.enrollCommand
             if !ports.isEmpty {
                 // A stop ends the boards' verification at once; provisioning in
                 // progress finishes (a board is never left half-written by watch),

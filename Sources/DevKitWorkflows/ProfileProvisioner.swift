@@ -21,6 +21,9 @@ public struct ProfileProvisioner: Sendable {
     public var dpsLog: (@Sendable (String) -> Void)?
     /// The station recorded with each new board (`--station`, default the host name).
     public var station: String?
+    /// The `dps enroll --from-registry` command a verification's diagnosis names
+    /// (the CLI's, with its registry, key and DPS options).
+    public var enrollCommand: (@Sendable (_ boardID: Int64, _ replace: Bool) -> String)?
 
     public init(profile: ProvisioningProfile, registry: any RegistryStore, measure: @escaping FirmwareMeasurer,
                 baudRate: Int = 115_200) {
@@ -134,6 +137,7 @@ public struct ProfileProvisioner: Sendable {
         hooks.stop = stop
         if let given { hooks = given }
         hooks.station = station
+        hooks.enrollCommand = enrollCommand
         return try RegistrationCheck.afterProvisioning(
             boardID: boardID, mac: mac, path: path, baudRate: baudRate, settings: settings, dps: profile.dps, registry: registry,
             report: report, hooks: hooks)

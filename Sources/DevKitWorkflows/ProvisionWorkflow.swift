@@ -461,11 +461,8 @@ public struct ProvisionWorkflow {
         // finished by `dps enroll` was recorded as failed against the endpoint the
         // row was provisioned with). One whose enrollment is still owed is finished
         // here, as before.
+        try Self.refuseSuperseded(board, in: registry)
         if board.state == .done, !board.awaitsEnrollment {
-            if let newer = board.supersededBy {
-                throw ProvisionError.cannotResume(
-                    "board #\(boardID) was re-issued as board #\(newer): nothing to resume; `devkit registry show \(newer)` shows it")
-            }
             if let result = Self.recordedResult(board, dps: request.dps) {
                 report(ProvisionEvent(
                     stage: .record, status: .skipped,
@@ -522,6 +519,16 @@ public struct ProvisionWorkflow {
             reportFailure(error, boardID: boardID)
             throw error
         }
+    }
+
+    /// A row a later one superseded (the board re-issued, or provisioned again: a
+    /// later row with its USB serial or MAC) is not the board's record: nothing of it
+    /// is resumed. Its UDS sent again would replace the identity the board has now.
+    public static func refuseSuperseded(_ board: BoardRecord, in registry: any RegistryStore) throws {
+        guard let id = board.id, let newer = try board.supersededBy ?? registry.supersedingRow(of: board)?.boardID else { return }
+        throw ProvisionError.cannotResume(
+            "board #\(id) was superseded by board #\(newer) (re-issued, or provisioned again): nothing to resume; "
+                + "`devkit registry show \(newer)` shows the board's record")
     }
 
     /// The result of a finished row as it was recorded, nil when the row lacks a
@@ -793,7 +800,7 @@ public struct ProvisionWorkflow {
             var message = "\(outcome.action.rawValue) in \(dps.dpsHost)" + (outcome.sha1Thumbprint.map { " (SHA-1 \($0))" } ?? "")
             // Enrolled, but not as asked (disabled there, another hub): left as it is, said.
             if outcome.action == .unchanged, let note = outcome.message {
-                message += "; \(note): left as it is (`devkit dps enroll --replace` writes these settings)"
+                message += "; \(note): left as it is (enrolling the board again with --replace writes the settings asked for)"
             }
             if let failure = enrollment.recordingFailure { message += "; not recorded in the registry: \(failure)" }
             report(ProvisionEvent(stage: .enroll, status: .done, message: message, boardID: id))

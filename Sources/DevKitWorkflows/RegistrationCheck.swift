@@ -38,6 +38,9 @@ public enum RegistrationCheck {
         /// This station's name, with which the board's row is claimed while the
         /// outcome is recorded (a shared registry).
         public var station: String?
+        /// The `dps enroll --from-registry` command for a row (`replace`: over another
+        /// certificate), with the caller's registry, key and DPS: what a diagnosis names.
+        public var enrollCommand: (@Sendable (_ boardID: Int64, _ replace: Bool) -> String)?
 
         public init() {}
     }
@@ -98,8 +101,9 @@ public enum RegistrationCheck {
         } catch ConsoleError.wrongMode(.user), ConsoleError.noAnswer {
             fresh = !freshBootOnly
             take(seen)
-            hooks.inUserMode(deadline)
-        } catch SerialPortError.disconnected {
+            // Decided by what it printed meanwhile: no reset to ask for.
+            if classifier.outcome == nil { hooks.inUserMode(deadline) }
+        } catch SerialPortError.disconnected where hooks.stop?.signal == nil {
             // Unplugged while devkit looked for a prompt: the follower waits for the
             // board to come back (``Settings/reconnectTimeout``), as it does for an
             // unplug later on, rather than this ending in configuration-mode advice.
@@ -132,9 +136,15 @@ public enum RegistrationCheck {
                   relaysStopSignals: hooks.followerRelaysStopSignals, stop: hooks.stop),
             deadline: deadline
         ) { event in
-            if case .line(let text) = event {
+            switch event {
+            case .line(let text):
                 take(LogLine(carried.isEmpty ? text : LogMasking.mask(String(decoding: carried, as: UTF8.self) + text)))
                 carried = []
+            case .disconnected:
+                // A line cut by an unplug is not completed by the next boot's first one.
+                carried = []
+            default:
+                break
             }
             return classifier.outcome == nil
         }
@@ -198,6 +208,7 @@ public enum RegistrationCheck {
     public static func report(
         _ outcome: RegistrationOutcome, classifier: RegistrationClassifier, subject: Subject,
         dpsState: DeviceRegistrationState? = nil, enrollment: DPSEnrollmentFinding? = nil,
+        enrollCommand: (@Sendable (_ boardID: Int64, _ replace: Bool) -> String)? = nil,
         recordingIn registry: (any RegistryStore)?, station: String? = nil
     ) -> Report {
         var hub = outcome.hub
@@ -209,7 +220,8 @@ public enum RegistrationCheck {
             deviceID = dpsState.deviceId
         }
         let diagnosis = RegistrationDiagnosis.explain(
-            outcome, classifier: classifier, record: subject.record, settings: subject.settings, enrollment: enrollment)
+            outcome, classifier: classifier, record: subject.record, settings: subject.settings, enrollment: enrollment,
+            enrollCommand: enrollCommand)
         var report = Report(
             outcome: outcome, registrationID: subject.registrationID, assignedHub: hub, deviceID: deviceID,
             diagnosis: diagnosis, evidence: classifier.evidence, boardID: subject.record?.id)
@@ -233,6 +245,11 @@ public enum RegistrationCheck {
     public static func dpsState(_ target: DPSEnrollmentTarget, registrationID: String) -> DeviceRegistrationState? {
         let client = target.client
         return waitFor { try? await client.registrationState(registrationID) }
+    }
+
+    /// The time to `deadline` as a person reads it: whole seconds ("12 s"), at least 1.
+    public static func secondsLeft(until deadline: ContinuousClock.Instant) -> String {
+        "\(max(1, Int(((deadline - .now) / .seconds(1)).rounded()))) s"
     }
 
     /// Asks DPS for the enrollment of a refused board (blocking; never from a task).
@@ -313,7 +330,7 @@ extension RegistrationCheck {
             report(ProvisionEvent(
                 stage: .verify, status: .started,
                 message: "the board is running its sketch (it booted to show its MAC, before it was enrolled): \(press) "
-                    + "to see it register; waiting up to \(ConsoleError.format(deadline - .now))", boardID: boardID))
+                    + "to see it register; waiting up to \(secondsLeft(until: deadline))", boardID: boardID))
         }
         let classifier: RegistrationClassifier
         do {
@@ -356,7 +373,7 @@ extension RegistrationCheck {
         }
         let verification = self.report(
             outcome, classifier: classifier, subject: subject, dpsState: state, enrollment: enrollment,
-            recordingIn: registry, station: hooks.station)
+            enrollCommand: hooks.enrollCommand, recordingIn: registry, station: hooks.station)
         if let failure = verification.recordingFailure {
             report(ProvisionEvent(
                 stage: .verify, status: .started, message: "warning: the outcome is not recorded in the registry: \(failure)",

@@ -29,9 +29,12 @@ public enum RegistrationDiagnosis {
     ///   - record: the registry's row for this board, if one was found.
     ///   - settings: that row's recorded provisioning settings (the firmware measured).
     ///   - enrollment: what DPS holds for the board's registration ID, if it was asked.
+    ///   - enrollCommand: the command that enrolls the board's row (`replace`: over
+    ///     another certificate), as the caller would run it (its registry, key and DPS).
     public static func explain(
         _ outcome: RegistrationOutcome, classifier: RegistrationClassifier,
-        record: BoardRecord? = nil, settings: ProvisionSettings? = nil, enrollment: DPSEnrollmentFinding? = nil
+        record: BoardRecord? = nil, settings: ProvisionSettings? = nil, enrollment: DPSEnrollmentFinding? = nil,
+        enrollCommand: ((_ boardID: Int64, _ replace: Bool) -> String)? = nil
     ) -> String {
         switch outcome {
         case .assigned(let hub):
@@ -39,7 +42,8 @@ public enum RegistrationDiagnosis {
         case .hubConnected(let hub):
             return "The board is connected to its IoT hub\(hub.map { " \($0)" } ?? ""): nothing to do."
         case .unauthorized:
-            return unauthorized(classifier: classifier, record: record, settings: settings, enrollment: enrollment)
+            return unauthorized(
+                classifier: classifier, record: record, settings: settings, enrollment: enrollment, enrollCommand: enrollCommand)
         case .disabled:
             return "DPS knows the board's certificate but its enrollment is disabled: enable the enrollment "
                 + "(in the portal, or `devkit dps enroll ... --replace` without --disabled) and reset the board."
@@ -69,7 +73,7 @@ public enum RegistrationDiagnosis {
 
     static func unauthorized(
         classifier: RegistrationClassifier, record: BoardRecord?, settings: ProvisionSettings?,
-        enrollment: DPSEnrollmentFinding?
+        enrollment: DPSEnrollmentFinding?, enrollCommand: ((_ boardID: Int64, _ replace: Bool) -> String)?
     ) -> String {
         let refused = classifier.errorCode == 401002
             ? "DPS refused the board's certificate (401002 \"Invalid certificate\")"
@@ -77,16 +81,22 @@ public enum RegistrationDiagnosis {
         // DPS's side first, when it was asked: a missing enrollment, or one holding
         // another certificate than the board's, explains the refusal whatever the firmware.
         let id = classifier.identity.registrationID ?? record?.registrationID ?? "the board's registration ID"
-        let finish = record?.id.map { "devkit dps enroll --from-registry --id \($0)" } ?? "devkit dps enroll --cert <its certificate>"
+        // The command as the caller runs it, for the board's row; without a row, in words.
+        func finish(replace: Bool) -> String {
+            guard let boardID = record?.id, let enrollCommand else {
+                return "devkit dps enroll --cert with the board's certificate" + (replace ? " and --replace" : "")
+            }
+            return "`\(enrollCommand(boardID, replace))`"
+        }
         switch enrollment {
         case .absent?:
             return "\(refused): DPS has no enrollment for \(id) (it was deleted, or never made). Enroll the board's "
-                + "certificate (\(finish)) and reset the board."
+                + "certificate (\(finish(replace: false))) and reset the board."
         case .certificate(let sha1?)?:
             if let recorded = record?.certificateSHA1?.uppercased(), recorded != sha1 {
                 return "\(refused): DPS's enrollment for \(id) holds another certificate (SHA-1 \(sha1)) than the one "
-                    + "devkit made for this board (SHA-1 \(recorded)). Put this board's in its place (\(finish) --replace) "
-                    + "and reset the board."
+                    + "devkit made for this board (SHA-1 \(recorded)). Put this board's in its place "
+                    + "(\(finish(replace: true))) and reset the board."
             }
         default:
             break

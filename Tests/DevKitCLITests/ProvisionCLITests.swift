@@ -187,6 +187,35 @@ struct ProvisionCLITests {
         #expect(after[.systemFileNumber] as? Int == before[.systemFileNumber] as? Int, "the certificate was not written again")
         let again = try #require(try registry.board(id: row.id!))
         #expect(again.updatedAt == row.updatedAt && again.certificateWrittenAt == row.certificateWrittenAt)
+
+        // Without firmware options, after the firmware file was rebuilt: still nothing
+        // to do (the file is not read), not "firmware changed" (walkthrough review).
+        let bin = dir + "/fw.bin", map = dir + "/fw.map"
+        try FileManager.default.copyItem(atPath: v.bin, toPath: bin)
+        try FileManager.default.copyItem(atPath: v.map, toPath: map)
+        kit.reset(into: .configuration)
+        let second = try RegistryCLIProcess.run(
+            ["provision", "--port", kit.devicePath, "--bin", bin, "--map", map, "--output-dir", dir + "/two",
+             "--registry", dir + "/registry.sqlite", "--generate-uds", "--force"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let secondRow = try #require(try registry.allBoards().last)
+        #expect(secondRow.id != row.id)
+        let handle = try #require(FileHandle(forWritingAtPath: bin))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data([0x00]))
+        try handle.close()
+        let bare = try RegistryCLIProcess.run(["provision", "--registry", dir + "/registry.sqlite", "--resume", "\(secondRow.id!)"])
+        #expect(bare.status == 0 && bare.stderr.contains("nothing to resume"), "\(bare.stderr)")
+        // The older row, superseded by the board's new one, is not the board's record.
+        let old = try RegistryCLIProcess.run(["provision", "--registry", dir + "/registry.sqlite", "--resume", "\(row.id!)"])
+        #expect(old.status == 64 && old.stderr.contains("nothing to resume"), "\(old.stderr)")
+        // DPS given for a board provisioned without it: refused, pointing to dps enroll.
+        try "HostName=x.azure-devices-provisioning.net;SharedAccessKeyName=p;SharedAccessKey=a2V5\n"
+            .write(toFile: dir + "/cs", atomically: false, encoding: .utf8)
+        let withDPS = try RegistryCLIProcess.run(
+            ["provision", "--registry", dir + "/registry.sqlite", "--resume", "\(secondRow.id!)", "--dps-connection-string-file", dir + "/cs"])
+        #expect(withDPS.status == 64 && withDPS.stderr.contains("devkit dps enroll --from-registry --id \(secondRow.id!)"),
+                "\(withDPS.stderr)")
     }
 
     /// Two devkit processes on one SQLite file (an `autoconfigure` per plugged node, a
@@ -305,7 +334,12 @@ struct ProvisionCLITests {
         if row.macReadAt == nil { kit.reset(into: .configuration) }
         let resumed = try RegistryCLIProcess.run(
             ["provision", "--port", kit.devicePath, "--registry", dir + "/registry.sqlite", "--resume", "\(row.id!)"])
-        if firmwareChanged {
+        if row.state == .done {
+            // The kill came after the board finished: nothing to resume, whatever the
+            // firmware file became since (nothing is certified again).
+            #expect(resumed.status == 0 && resumed.stderr.contains("nothing to resume"), "\(resumed.stderr)")
+            #expect((try? String(contentsOfFile: pem, encoding: .utf8)) == pemBefore)
+        } else if firmwareChanged {
             #expect(resumed.status == 65, "\(resumed.stderr)")
             #expect(resumed.stderr.contains("\(bin) changed since board #\(row.id!)"), "\(resumed.stderr)")
             #expect((try? String(contentsOfFile: pem, encoding: .utf8)) == pemBefore)

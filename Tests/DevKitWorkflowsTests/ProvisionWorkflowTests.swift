@@ -221,6 +221,23 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         }
     }
 
+    /// A row whose board was provisioned again since (a later row with its MAC) is not
+    /// resumed: its UDS sent again would replace the identity the board has now
+    /// (review helper-97: `registry list`'s hint could point at such a row).
+    @Test func resumeRefusesARowABoardWasProvisionedAgainSince() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let mac = try MACAddress("0123456789ab")
+        let old = try f.registry.recordNewBoard(uds: f.uds, mac: mac).id!
+        try f.registry.markStep(.udsSent, boardID: old)
+        let newer = try f.registry.recordNewBoard(uds: try UDS(hex: String(repeating: "ab", count: 32)), mac: mac).id!
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        let refused = #expect(throws: ProvisionError.self) {
+            try workflow.resume(boardID: old, request: f.request(uds: .generate), session: nil)
+        }
+        #expect(refused.map { "\($0)" }?.contains("superseded by board #\(newer)") == true, "\(String(describing: refused))")
+    }
+
     /// A recorded UDS goes only to the board it was recorded for.
     @Test func resumeRefusesAnotherBoard() throws {
         let f = try ProvisionFixture()
