@@ -84,11 +84,19 @@ public final class DPSEmulator: Sendable {
         self.requestLog = requestLog
         let directory = configuration.stateDirectory
         try directory.prepare()
-        directoryLock = try directory.lock()
-        identity = try EmulatorIdentity.loadOrCreate(in: directory)
-        connectionString = try Self.loadOrCreateConnectionString(directory)
-        if let scope = configuration.idScope { idScope = scope } else { idScope = try Self.loadOrCreateIDScope(directory) }
-        store = try EnrollmentStore(file: directory.stateFile)
+        let lock = try directory.lock()
+        // Given back if the rest fails: deinit does not run for an init that throws
+        // before every property is set, and the directory would stay locked.
+        do {
+            identity = try EmulatorIdentity.loadOrCreate(in: directory)
+            connectionString = try Self.loadOrCreateConnectionString(directory)
+            if let scope = configuration.idScope { idScope = scope } else { idScope = try Self.loadOrCreateIDScope(directory) }
+            store = try EnrollmentStore(file: directory.stateFile)
+        } catch {
+            try? lock.close()
+            throw error
+        }
+        directoryLock = lock
         ledger = RequestLedger(faults: configuration.faults)
         self.logger = logger ?? Logger(label: "devkit.emulate-dps", factory: { _ in SwiftLogNoOpLogHandler() })
     }

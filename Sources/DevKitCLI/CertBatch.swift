@@ -201,7 +201,13 @@ struct CertBatch {
         do { uds = try UDS(hex: entry.uds) } catch { throw LineError("\(error)") }
         do {
             switch (entry.registrationID, entry.mac, entry.firmwareVersion) {
-            case (let id?, nil, nil): return (uds, try RegistrationID(id))
+            case (let id?, nil, nil):
+                // A UDS pasted into the ID's column would become the certificate's CN,
+                // a file name and output: the secret in clear everywhere.
+                if id.lowercased() == entry.uds.lowercased() {
+                    throw LineError(#""registration_id" is the line's UDS (a shifted column?); it would be printed and enrolled"#)
+                }
+                return (uds, try RegistrationID(id))
             case (nil, let mac?, let version?):
                 return (uds, try RegistrationID(mac: try MACAddress(mac), firmwareVersion: try FirmwareVersion(version)))
             default:

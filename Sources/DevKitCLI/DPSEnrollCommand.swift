@@ -367,7 +367,8 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                 continue
             }
             guard board.state == .done, let path = board.certificatePath, board.registrationID != nil else {
-                fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `devkit provision --resume \(board.id ?? 0)`")
+                let resume = (["devkit", "provision", "--resume", "\(board.id ?? 0)"] + self.registry.commandWords() + ["--port", "PORT"])
+                fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `\(resume.map(shellQuote).joined(separator: " "))`")
                 continue
             }
             // Provisioned again since it was listed (a batch is claimed long after the

@@ -80,12 +80,16 @@ struct RegistryListCommand: ParsableCommand {
             print(textTable(
                 ["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "ENROLLED", "VERIFIED", "STATION", "UPDATED"],
                 rows))
-            // What to do with the unfinished ones (on stderr: stdout stays the table).
-            if let first = boards.first(where: { $0.state != .done }), let id = first.id, OutputLevel.current != .quiet {
+            // What to do with a failed one (on stderr: stdout stays the table). Not for a
+            // row in progress (a station may be working on it) or one a later row of
+            // the same board superseded (its UDS would replace the board's new one).
+            let resumable = boards.lazy.filter { $0.state == .failed && $0.supersededBy == nil }
+                .first { (try? opened.supersedingRow(of: $0)) == .some(nil) }
+            if let id = resumable?.id, OutputLevel.current != .quiet {
                 let resume = (["devkit", "provision", "--resume", "\(id)"] + registry.commandWords() + ["--port", "PORT"])
                     .map(shellQuote).joined(separator: " ")
-                printError("devkit: a board whose provisioning did not finish keeps its UDS in the registry: plug it in "
-                    + "and `\(resume)` finishes it (`devkit registry show ID` says where it stopped)")
+                printError("devkit: a board whose provisioning failed keeps its UDS in the registry: plug it in "
+                    + "and `\(resume)` finishes it (`devkit registry show \(id)` says where it stopped)")
             }
         }
     }

@@ -177,7 +177,7 @@ func reissueFromRegistry(
                 // An earlier record of a board provisioned again, or (when every board is
                 // re-issued) a row whose provisioning never finished: said, not a failure.
                 // Otherwise an abandoned row would fail every re-issue of the fleet.
-                let message = error.superseded ? error.description : "skipped: " + error.userMessage
+                let message = error.superseded ? error.description : "skipped: " + error.userMessage(registryWords: registryWords)
                 if json {
                     print(try JSONOutput.text(ReissueNotice(event: "skipped", boardID: item.boardID, message: message)))
                 } else {
@@ -187,9 +187,9 @@ func reissueFromRegistry(
                 failures += 1
                 if case .busy? = error.remedy { busy += 1 }
                 if json {
-                    print(try JSONOutput.text(ReissueNotice(event: "error", boardID: item.boardID, message: error.userMessage)))
+                    print(try JSONOutput.text(ReissueNotice(event: "error", boardID: item.boardID, message: error.userMessage(registryWords: registryWords))))
                 } else {
-                    printError("devkit: error: #\(item.boardID): \(error.userMessage)")
+                    printError("devkit: error: #\(item.boardID): \(error.userMessage(registryWords: registryWords))")
                 }
             }
         }
@@ -203,10 +203,13 @@ extension CertificateReissue.ReissueError {
     /// The board's provisioning never finished (its row cannot be re-issued until it is).
     var unfinished: Bool { if case .finishProvisioning? = remedy { true } else { false } }
 
-    /// The library's facts, and the command that fixes them.
-    var userMessage: String {
+    /// The library's facts, and the command that fixes them (with the registry and
+    /// key of this run, ``RegistryOptions/commandWords(profile:)``).
+    func userMessage(registryWords: [String]) -> String {
         switch remedy {
-        case .finishProvisioning(let id)?: return description + "; finish it with `devkit provision --resume \(id)` first"
+        case .finishProvisioning(let id)?:
+            let resume = (["devkit", "provision", "--resume", "\(id)"] + registryWords + ["--port", "PORT"]).map(shellQuote)
+            return description + "; plug the board in and finish it with `\(resume.joined(separator: " "))` first"
         case .giveFirmwareVersion?: return description + "; give --firmware-version"
         case .filesOfAnotherBoard?: return description + "; re-issue it into another --output-dir"
         case .busy?: return description + "; let it finish there, then run this again for it (`--board ID`)"

@@ -193,7 +193,8 @@ public struct CertificateReissue {
         }
         guard let recordedMAC = board.mac else {
             throw ReissueError(
-                description: "board #\(id) did not finish provisioning: it has no MAC recorded (its next step is mac_read)",
+                description: "board #\(id) did not finish provisioning: it has no MAC recorded "
+                    + "(its next step is \(board.nextStep?.rawValue ?? "mac_read"))",
                 remedy: .finishProvisioning(boardID: id))
         }
         let recordedVersion = try board.firmwareVersion.map { v throws(RegistryError) in

@@ -251,11 +251,14 @@ struct CertCommandTests {
         let lines = [
             #"{"uds": "\#(Self.sampleUDS)", "mac": "\#(Self.sampleUDS)", "firmware_version": "1.6.2"}"#,
             #"{"uds": "\#(Self.sampleUDS)", "mac": "a4cf120b9e31", "firmware_version": "\#(Self.sampleUDS)"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "registration_id": "\#(Self.sampleUDS)"}"#,
         ]
         try lines.joined(separator: "\n").write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
         let r = try devkit(tiny(["--batch", ws.path + "/b.jsonl", "--output-dir", ws.path + "/out", "--json"]))
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("'***' is not a MAC address") && r.stderr.contains("'***' is not a firmware version"), "\(r.stderr)")
+        #expect(r.stderr.contains("b.jsonl:3: \"registration_id\" is the line's UDS"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: ws.path + "/out/\(Self.sampleUDS).pem"))
         for text in [r.stdout, r.stderr] {
             #expect(!text.lowercased().contains(Self.sampleUDS.lowercased()), "\(text)")
         }

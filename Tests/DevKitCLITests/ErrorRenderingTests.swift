@@ -124,11 +124,13 @@ struct ErrorRenderingTests {
     @Test func remediesNameTheirCommand() {
         let unfinished = CertificateReissue.ReissueError(
             description: "board #3 has no MAC recorded", remedy: .finishProvisioning(boardID: 3))
-        #expect(unfinished.userMessage == "board #3 has no MAC recorded; finish it with `devkit provision --resume 3` first")
+        #expect(unfinished.userMessage(registryWords: ["--registry", "/var/lib/devkit/r.sqlite"])
+            == "board #3 has no MAC recorded; plug the board in and finish it with "
+            + "`devkit provision --resume 3 --registry /var/lib/devkit/r.sqlite --port PORT` first")
         let noVersion = CertificateReissue.ReissueError(
             description: "board #4 has no firmware version recorded", remedy: .giveFirmwareVersion)
-        #expect(noVersion.userMessage.hasSuffix("; give --firmware-version"))
-        #expect(CertificateReissue.ReissueError(description: "x").userMessage == "x")
+        #expect(noVersion.userMessage(registryWords: []).hasSuffix("; give --firmware-version"))
+        #expect(CertificateReissue.ReissueError(description: "x").userMessage(registryWords: []) == "x")
     }
 }
 

@@ -267,7 +267,7 @@ func registryTestDirectory() -> String {
         let all = try RegistryCLIProcess.run(reissue)
         #expect(all.status == 0, "\(all.stderr)")
         #expect(all.stderr.contains("devkit: #2: skipped: board #2 did not finish provisioning")
-            && all.stderr.contains("devkit provision --resume 2"), "\(all.stderr)")
+            && all.stderr.contains("devkit provision --resume 2 --registry \(db) --port PORT"), "\(all.stderr)")
     }
 
     /// A fleet for `--jobs`: 40 boards, one never confirmed its UDS (skipped), one
@@ -331,7 +331,7 @@ func registryTestDirectory() -> String {
         let reported = one.0.stdout + one.0.stderr
         // Every board re-issued: the unfinished row is skipped, saying how to finish it, not failed.
         #expect(reported.contains("skipped: board #8 did not finish provisioning: the board never confirmed its UDS"), "\(reported)")
-        #expect(reported.contains("devkit provision --resume 8"), "\(reported)")
+        #expect(reported.contains("devkit provision --resume 8 --registry \(dir)/registry1.sqlite --port PORT"), "\(reported)")
         #expect(!reported.contains("error: #8"), "\(reported)")
         #expect(reported.contains("board #13 was not re-issued"), "\(reported)")
         if command.contains("--json") {
