@@ -152,7 +152,7 @@ public struct EnrollmentWorkflow: Sendable {
                 o.message = "DPS holds this certificate for \(item.registrationId), but " + differences.joined(separator: " and ")
                 return o
             }
-            return try await update(item, existing, certificateChanged: false)
+            return try await update(item, existing)
         }
         guard settings.replace else {
             let theirs = existing.primaryCertificateInfo?.sha1Thumbprint
@@ -165,7 +165,7 @@ public struct EnrollmentWorkflow: Sendable {
                 + (theirs.map { " (SHA-1 \($0))" } ?? (existing.primaryCertificatePEM == nil ? " (not an X.509 enrollment)" : ""))
             return o
         }
-        return try await update(item, existing, certificateChanged: true)
+        return try await update(item, existing)
     }
 
     /// What of `existing` is not as these settings would write it (a hub or device
@@ -185,16 +185,14 @@ public struct EnrollmentWorkflow: Sendable {
     }
 
     /// PUTs `existing` with our certificate and settings, with If-Match.
-    /// `certificateChanged`: DPS held another certificate, which ours replaces.
-    private func update(
-        _ item: EnrollmentItem, _ existing: IndividualEnrollment, certificateChanged: Bool
-    ) async throws(DPSServiceError) -> EnrollmentOutcome {
+    private func update(_ item: EnrollmentItem, _ existing: IndividualEnrollment) async throws(DPSServiceError) -> EnrollmentOutcome {
         // Everything else of the enrollment (initial twin, capabilities, allocation)
-        // is kept, and the settings given here apply. A new certificate becomes the
-        // primary and a secondary one is dropped (it is the old board's); with the same
-        // certificate the attestation stays as it is, a secondary added on purpose too.
+        // is kept, and the settings given here apply. The attestation is ours: DPS
+        // reads back a certificate's details, not its PEM, and a PUT must carry the
+        // certificates themselves, so a secondary one (another board's, or one added
+        // in the portal) cannot be sent back and is dropped, with the same certificate too.
         var updated = existing
-        if certificateChanged { updated.attestation = .x509(primaryPEM: item.certificate.pem) }
+        updated.attestation = .x509(primaryPEM: item.certificate.pem)
         updated.provisioningStatus = settings.provisioningStatus
         if let d = settings.deviceId { updated.deviceId = d }
         if let h = settings.iotHubHostName { updated.iotHubHostName = h }

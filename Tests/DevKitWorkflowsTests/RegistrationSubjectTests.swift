@@ -54,10 +54,17 @@ import UserModeLog
         let (classifier, row, f) = try refusedRow()
         defer { f.cleanup() }
         let other = "BB" + String(repeating: "1", count: 38)
-        let text = RegistrationDiagnosis.explain(.unauthorized, classifier: classifier, record: row, enrollment: .certificate(sha1: other))
-        #expect(text.contains("holds another certificate (SHA-1 \(other))") && text.contains("--id \(row.id!) --replace"), "\(text)")
-        let absent = RegistrationDiagnosis.explain(.unauthorized, classifier: classifier, record: row, enrollment: .absent)
-        #expect(absent.contains("DPS has no enrollment") && absent.contains("--from-registry --id \(row.id!)"), "\(absent)")
+        // The command as the caller gives it (its registry, key and DPS options).
+        let command: @Sendable (Int64, Bool) -> String = { id, replace in "devkit dps enroll --id \(id)\(replace ? " --replace" : "") X" }
+        let text = RegistrationDiagnosis.explain(
+            .unauthorized, classifier: classifier, record: row, enrollment: .certificate(sha1: other), enrollCommand: command)
+        #expect(text.contains("holds another certificate (SHA-1 \(other))") && text.contains("`devkit dps enroll --id \(row.id!) --replace X`"),
+                "\(text)")
+        let absent = RegistrationDiagnosis.explain(.unauthorized, classifier: classifier, record: row, enrollment: .absent, enrollCommand: command)
+        #expect(absent.contains("DPS has no enrollment") && absent.contains("`devkit dps enroll --id \(row.id!) X`"), "\(absent)")
+        // Without the caller's command: words, not a command that would fail pasted.
+        let words = RegistrationDiagnosis.explain(.unauthorized, classifier: classifier, record: row, enrollment: .absent)
+        #expect(words.contains("devkit dps enroll --cert with the board's certificate") && !words.contains("`"), "\(words)")
         // DPS holds the board's own certificate: the board's side is what differs.
         let same = RegistrationDiagnosis.explain(
             .unauthorized, classifier: classifier, record: row, enrollment: .certificate(sha1: row.certificateSHA1))
