@@ -204,7 +204,7 @@ struct CertBatch {
             case (let id?, nil, nil):
                 // A UDS pasted into the ID's column would become the certificate's CN,
                 // a file name and output: the secret in clear everywhere.
-                if id.lowercased() == entry.uds.lowercased() {
+                if (try? UDS(hex: id)) == uds {
                     throw LineError(#""registration_id" is the line's UDS (a shifted column?); it would be printed and enrolled"#)
                 }
                 return (uds, try RegistrationID(id))

@@ -366,13 +366,9 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                 fail("board #\(listed.id ?? 0) is no longer in the registry")
                 continue
             }
-            guard board.state == .done, let path = board.certificatePath, board.registrationID != nil else {
-                let resume = (["devkit", "provision", "--resume", "\(board.id ?? 0)"] + self.registry.commandWords() + ["--port", "PORT"])
-                fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `\(resume.map(shellQuote).joined(separator: " "))`")
-                continue
-            }
             // Provisioned again since it was listed (a batch is claimed long after the
-            // listing): its certificate is no longer the board's.
+            // listing): its certificate is no longer the board's. Asked first: such a row
+            // is not resumed either, so an unfinished one gets no resume command.
             if let newer = try board.supersededBy ?? registry.supersedingRow(of: board)?.boardID {
                 // As when listing: the whole registry skips it; a board chosen with --id fails.
                 if ids.isEmpty {
@@ -380,6 +376,11 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                 } else {
                     fail(Self.provisionedAgain(board, as: newer))
                 }
+                continue
+            }
+            guard board.state == .done, let path = board.certificatePath, board.registrationID != nil else {
+                let resume = (["devkit", "provision", "--resume", "\(board.id ?? 0)"] + self.registry.commandWords() + ["--port", "PORT"])
+                fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `\(resume.map(shellQuote).joined(separator: " "))`")
                 continue
             }
             let certificate: EnrollmentCertificate

@@ -216,7 +216,10 @@ struct ProvisionCommand: ParsableCommand {
                 try claim([BoardClaimKeys.row(id)], boardID: id)
                 guard let board = try registry.board(id: id) else { throw RegistryError.boardNotFound(resume) }
                 try claim(BoardClaimKeys.board(mac: board.mac ?? mac?.hex, usbSerial: board.usbSerial ?? attachedSerial), boardID: id)
-                request = try board.state == .done && !board.awaitsEnrollment ? finishedRequest(board, registry: registry) : resumeRequest(board)
+                // A row the board was provisioned again since is refused before its
+                // inputs are asked for (fixing them would not help).
+                try ProvisionWorkflow.refuseSuperseded(board, in: registry)
+                request = try ProvisionWorkflow.nothingToResume(board) ? finishedRequest(board) : resumeRequest(board)
                 if let attachedSerial { request.usbSerial = attachedSerial }
                 resumed = board
             } else {
@@ -270,21 +273,32 @@ struct ProvisionCommand: ParsableCommand {
     /// Wi-Fi password and connection string are not needed (nor checked: a firmware
     /// file rebuilt since must not make "nothing to do" an error). Options that
     /// would change it are refused or said to have no effect.
-    func finishedRequest(_ board: BoardRecord, registry: any RegistryStore) throws -> ProvisionRequest {
+    func finishedRequest(_ board: BoardRecord) throws -> ProvisionRequest {
         let id = board.id!
-        try ProvisionWorkflow.refuseSuperseded(board, in: registry)
+        let registryWords = registry.commandWords()
+        if verify {
+            throw ProvisionError.cannotResume(
+                "board #\(id) has finished provisioning: nothing to resume; `devkit verify --port PORT` checks that it registers")
+        }
         if dps.dpsConnectionStringFile != nil, board.enrollment == nil {
-            let command = finishEnrollmentCommand(
-                boardID: id, dps: dps.settings(over: DPSSettings()), registryWords: self.registry.commandWords())
+            let command = finishEnrollmentCommand(boardID: id, dps: dps.settings(over: DPSSettings()), registryWords: registryWords)
             throw ProvisionError.cannotResume(
                 "board #\(id) has finished provisioning without DPS; `\(command)` enrolls it")
         }
-        if output.outputDirGiven != nil || force || firmware.isGiven {
-            printWarning("board #\(id) has finished provisioning: --output-dir, --force and the firmware options have no "
-                + "effect on it; `devkit registry reissue --board \(id)` writes a new certificate (after a firmware update)")
+        // Options for steps that will not run: said, not silently dropped.
+        let ignored = [
+            ("--output-dir", output.outputDirGiven != nil), ("--force", force), ("the firmware options", firmware.isGiven),
+            ("--wifi-ssid", wifiSSID != nil), ("--mac", mac != nil), ("--registration-id", registrationID != nil),
+            ("--dps-connection-string-file", dps.dpsConnectionStringFile != nil),
+        ].filter(\.1).map(\.0)
+        if !ignored.isEmpty {
+            let reissue = (["devkit", "registry", "reissue", "--board", "\(id)", "--elf", "NEW.elf"] + registryWords)
+                .map(shellQuote).joined(separator: " ")
+            printWarning("board #\(id) has finished provisioning: nothing is done to it, so \(ignored.joined(separator: ", ")) "
+                + "\(ignored.count == 1 ? "has" : "have") no effect; after a firmware update `\(reissue)` writes a new certificate")
         }
-        let recorded = try? ProvisionSettings.recorded(in: board)
         // Not measured or read: nothing is certified again.
+        let recorded = try? ProvisionSettings.recorded(in: board)
         let source: FirmwareSource = recorded?.firmwareElf.map(FirmwareSource.elf) ?? .elf("")
         var request = self.request(firmware: source)
         if let recorded { request.dps = recorded.dps(overriddenBy: request.dps) }

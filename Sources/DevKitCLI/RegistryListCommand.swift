@@ -80,16 +80,20 @@ struct RegistryListCommand: ParsableCommand {
             print(textTable(
                 ["ID", "MAC", "REGISTRATION ID", "FIRMWARE", "STATE", "LAST STEP", "ENROLLED", "VERIFIED", "STATION", "UPDATED"],
                 rows))
-            // What to do with a failed one (on stderr: stdout stays the table). Not for a
-            // row in progress (a station may be working on it) or one a later row of
-            // the same board superseded (its UDS would replace the board's new one).
-            let resumable = boards.lazy.filter { $0.state == .failed && $0.supersededBy == nil }
-                .first { (try? opened.supersedingRow(of: $0)) == .some(nil) }
-            if let id = resumable?.id, OutputLevel.current != .quiet {
-                let resume = (["devkit", "provision", "--resume", "\(id)"] + registry.commandWords() + ["--port", "PORT"])
-                    .map(shellQuote).joined(separator: " ")
-                printError("devkit: a board whose provisioning failed keeps its UDS in the registry: plug it in "
-                    + "and `\(resume)` finishes it (`devkit registry show \(id)` says where it stopped)")
+            // What to do with an unfinished one (on stderr: stdout stays the table). Not
+            // for a row a later row of the same board superseded (its UDS would replace
+            // the board's new one), nor when that cannot be asked.
+            func isLatest(_ board: BoardRecord) -> Bool {
+                guard board.supersededBy == nil else { return false }
+                do { return try opened.supersedingRow(of: board) == nil } catch { return false }
+            }
+            if OutputLevel.current != .quiet, let id = boards.lazy.filter({ $0.state != .done }).first(where: isLatest)?.id {
+                let words = registry.commandWords()
+                let resume = (["devkit", "provision", "--resume", "\(id)"] + words + ["--port", "PORT"]).map(shellQuote)
+                let show = (["devkit", "registry", "show", "\(id)"] + words).map(shellQuote)
+                printError("devkit: a board whose provisioning did not finish keeps its UDS in the registry: unless a station "
+                    + "is working on it now, plug it in and `\(resume.joined(separator: " "))` finishes it "
+                    + "(`\(show.joined(separator: " "))` says where it stopped)")
             }
         }
     }

@@ -456,25 +456,25 @@ public struct ProvisionWorkflow {
         try claim(row, boardID: boardID)
         defer { registry.release(boards: row) }
         guard let board = try registry.board(id: boardID) else { throw RegistryError.boardNotFound("\(boardID)") }
+        let claimed = BoardClaimKeys.board(mac: board.mac ?? request.mac?.hex, usbSerial: board.usbSerial ?? request.usbSerial)
+        try claim(claimed, boardID: boardID)
+        defer { registry.release(boards: claimed) }
+        // Under the board's claim, so that the answer holds (see ``RegistryStore/supersedingRow(of:)``).
+        try Self.refuseSuperseded(board, in: registry)
         // A finished board has nothing to resume: its steps again would write its
         // files and its enrollment record over ones that are right (an enrollment
         // finished by `dps enroll` was recorded as failed against the endpoint the
         // row was provisioned with). One whose enrollment is still owed is finished
         // here, as before.
-        try Self.refuseSuperseded(board, in: registry)
-        if board.state == .done, !board.awaitsEnrollment {
-            if let result = Self.recordedResult(board, dps: request.dps) {
-                report(ProvisionEvent(
-                    stage: .record, status: .skipped,
-                    message: "board #\(boardID) has finished provisioning: nothing to resume (its files and enrollment "
-                        + "are as recorded; `devkit registry reissue --board \(boardID)` makes a new certificate)",
-                    boardID: boardID))
-                return result
-            }
+        if Self.nothingToResume(board), let result = Self.recordedResult(board, dps: request.dps) {
+            report(ProvisionEvent(
+                stage: .record, status: .skipped,
+                message: "board #\(boardID) has finished provisioning: nothing to resume (its files and enrollment "
+                    + "are as recorded; `devkit registry reissue --board \(boardID)` with the new firmware makes a new "
+                    + "certificate)",
+                boardID: boardID))
+            return result
         }
-        let claimed = BoardClaimKeys.board(mac: board.mac ?? request.mac?.hex, usbSerial: board.usbSerial ?? request.usbSerial)
-        try claim(claimed, boardID: boardID)
-        defer { registry.release(boards: claimed) }
         // The recorded UDS must go to the board it was recorded for: on another board
         // two devices would share an identity, and this row would take its MAC.
         if let attached = request.usbSerial, let recorded = board.usbSerial,
@@ -527,8 +527,14 @@ public struct ProvisionWorkflow {
     public static func refuseSuperseded(_ board: BoardRecord, in registry: any RegistryStore) throws {
         guard let id = board.id, let newer = try board.supersededBy ?? registry.supersedingRow(of: board)?.boardID else { return }
         throw ProvisionError.cannotResume(
-            "board #\(id) was superseded by board #\(newer) (re-issued, or provisioned again): nothing to resume; "
-                + "`devkit registry show \(newer)` shows the board's record")
+            "board #\(id) is an older record: the board was provisioned again as board #\(newer), whose UDS it holds, "
+                + "and resuming #\(id) would replace it; board #\(newer) is the one to look at (`devkit registry show \(newer)`)")
+    }
+
+    /// Whether a resume of `board` has nothing to do: it finished (files written, no
+    /// enrollment owed) and its row holds the whole result to report.
+    public static func nothingToResume(_ board: BoardRecord) -> Bool {
+        board.state == .done && !board.awaitsEnrollment && recordedResult(board, dps: DPSSettings()) != nil
     }
 
     /// The result of a finished row as it was recorded, nil when the row lacks a

@@ -46,7 +46,8 @@ public enum RegistrationDiagnosis {
                 classifier: classifier, record: record, settings: settings, enrollment: enrollment, enrollCommand: enrollCommand)
         case .disabled:
             return "DPS knows the board's certificate but its enrollment is disabled: enable the enrollment "
-                + "(in the portal, or `devkit dps enroll ... --replace` without --disabled) and reset the board."
+                + "(in the portal, or by enrolling the board's certificate again with --replace and without --disabled) "
+                + "and reset the board."
         case .noUDS:
             return "The board has no UDS stored, so it cannot make its certificate: set it in configuration mode "
                 + "(devkit set-uds, or devkit provision) and reset the board."

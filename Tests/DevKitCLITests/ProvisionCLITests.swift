@@ -179,6 +179,10 @@ struct ProvisionCLITests {
         let resumed = try RegistryCLIProcess.run(provisionArgs(v, dir, kit) + ["--resume", "\(row.id!)", "--json"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("nothing to resume"), "\(resumed.stdout)")
+        // The firmware and output options given have no effect, and it says so.
+        #expect(resumed.stderr.contains("--output-dir, the firmware options have no effect"), "\(resumed.stderr)")
+        let verify = try RegistryCLIProcess.run(["provision", "--registry", dir + "/registry.sqlite", "--resume", "\(row.id!)", "--verify"])
+        #expect(verify.status == 64 && verify.stderr.contains("devkit verify --port PORT"), "\(verify.stderr)")
         let result = try #require(resumed.stdout.split(separator: "\n").last.flatMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
         #expect(result["event"] as? String == "result" && result["registration_id"] as? String == v.registrationID, "\(result)")
@@ -208,7 +212,7 @@ struct ProvisionCLITests {
         #expect(bare.status == 0 && bare.stderr.contains("nothing to resume"), "\(bare.stderr)")
         // The older row, superseded by the board's new one, is not the board's record.
         let old = try RegistryCLIProcess.run(["provision", "--registry", dir + "/registry.sqlite", "--resume", "\(row.id!)"])
-        #expect(old.status == 64 && old.stderr.contains("nothing to resume"), "\(old.stderr)")
+        #expect(old.status == 64 && old.stderr.contains("board #\(row.id!) is an older record"), "\(old.stderr)")
         // DPS given for a board provisioned without it: refused, pointing to dps enroll.
         try "HostName=x.azure-devices-provisioning.net;SharedAccessKeyName=p;SharedAccessKey=a2V5\n"
             .write(toFile: dir + "/cs", atomically: false, encoding: .utf8)

@@ -100,6 +100,7 @@ func registryTestDirectory() -> String {
         #expect(!r.stdout.contains(Self.uds))
         // The unfinished board: how to finish it, on stderr (stdout stays the table).
         #expect(r.stderr.contains("`devkit provision --resume 2 --registry \(db) --port PORT` finishes it"), "\(r.stderr)")
+        #expect(r.stderr.contains("`devkit registry show 2 --registry \(db)` says where it stopped"), "\(r.stderr)")
 
         let j = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--unfinished", "--json"])
         #expect(j.status == 0)

@@ -235,7 +235,7 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         let refused = #expect(throws: ProvisionError.self) {
             try workflow.resume(boardID: old, request: f.request(uds: .generate), session: nil)
         }
-        #expect(refused.map { "\($0)" }?.contains("superseded by board #\(newer)") == true, "\(String(describing: refused))")
+        #expect(refused.map { "\($0)" }?.contains("provisioned again as board #\(newer)") == true, "\(String(describing: refused))")
     }
 
     /// A recorded UDS goes only to the board it was recorded for.
