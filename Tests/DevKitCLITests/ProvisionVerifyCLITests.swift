@@ -72,17 +72,23 @@ struct ProvisionVerifyCLITests {
         return (status, out, err)
     }
 
+    /// `devkit provision --verify --json` of `kit`, enrolling in `setup`'s DPS, started
+    /// in the background; its registry is `<directory>/registry.sqlite`.
+    static func provisionVerifying(_ kit: VirtualDevKit, _ setup: DPS.Setup, timeout: Int) throws -> BackgroundDevkit {
+        try BackgroundDevkit(
+            ["provision", "--port", kit.devicePath, "--bin", "\(DPS.firmware)/Tiny.ino.bin",
+             "--map", "\(DPS.firmware)/Tiny.ino.map", "--uds-file", setup.directory + "/uds.hex",
+             "--output-dir", setup.directory + "/out", "--registry", setup.directory + "/registry.sqlite",
+             "--verify", "--verify-timeout", String(timeout), "--json"] + Self.dpsOptions(setup.dps))
+    }
+
     @Test("provision --verify enrolls, the board is reset and assigned: in the result and the registry")
     func assigned() async throws {
         let setup = try DPS.Setup(["--iot-hub", Self.hub])
         let kit = try VerifyCLITests.board(try setup.sketch(), directory: setup.directory)
         defer { kit.stop() }
         let db = setup.directory + "/registry.sqlite"
-        let running = try BackgroundDevkit(
-            ["provision", "--port", kit.devicePath, "--bin", "\(DPS.firmware)/Tiny.ino.bin",
-             "--map", "\(DPS.firmware)/Tiny.ino.map", "--uds-file", setup.directory + "/uds.hex",
-             "--output-dir", setup.directory + "/out", "--registry", db,
-             "--verify", "--verify-timeout", "90", "--json"] + Self.dpsOptions(setup.dps))
+        let running = try Self.provisionVerifying(kit, setup, timeout: 90)
         let r = try await Self.pressResetWhenEnrolled([(kit, DPS.mac)], db: db, running, limit: .seconds(150))
         #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
         let lines = Self.jsonLines(r.stdout)
@@ -130,11 +136,7 @@ struct ProvisionVerifyCLITests {
         // first seconds looking for a configuration prompt, and the boot that press
         // starts (its MAC line first) must be followed, not thrown away with what the
         // board printed before. A press missed leaves only the timeout.
-        let running = try BackgroundDevkit(
-            ["provision", "--port", kit.devicePath, "--bin", "\(DPS.firmware)/Tiny.ino.bin",
-             "--map", "\(DPS.firmware)/Tiny.ino.map", "--uds-file", setup.directory + "/uds.hex",
-             "--output-dir", setup.directory + "/out", "--registry", db,
-             "--verify", "--verify-timeout", "20", "--json"] + Self.dpsOptions(setup.dps))
+        let running = try Self.provisionVerifying(kit, setup, timeout: 20)
         let r = try await Self.pressResetWhenEnrolled([(kit, DPS.mac)], db: db, running, limit: .seconds(150), once: true)
         #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
         let result = try #require(Self.jsonLines(r.stdout).last, "\(r.stdout)")
