@@ -69,6 +69,7 @@ struct AutoconfigureCommand: ParsableCommand {
             }
             reporter.resumeWords = registryWords + ["--port", path]
             provisioner.enrollCommand = reporter.enrollCommand
+            provisioner.registryWords = registryWords
             let crash = crashHookFromEnvironment()
             // systemd stops the unit with SIGTERM when the board is unplugged
             // (BindsTo=): the failure is recorded before the process goes.

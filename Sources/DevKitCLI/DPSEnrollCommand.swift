@@ -331,6 +331,12 @@ struct DPSEnrollCommand: AsyncParsableCommand {
     }
 
     /// Why an older row of a board provisioned again is not enrolled.
+    /// `devkit registry reissue --board N --elf FILE` with this run's registry and key.
+    private func reissue(_ id: Int64) -> String {
+        (["devkit", "registry", "reissue", "--board", "\(id)", "--elf", "FILE"] + registry.commandWords())
+            .map(shellQuote).joined(separator: " ")
+    }
+
     private static func provisionedAgain(_ board: BoardRecord, as newer: Int64) -> String {
         "board #\(board.id ?? 0) was provisioned again as #\(newer); enroll #\(newer)"
     }
@@ -385,12 +391,12 @@ struct DPSEnrollCommand: AsyncParsableCommand {
             }
             let certificate: EnrollmentCertificate
             do { certificate = try readCertificate(path) } catch {
-                fail("its certificate \(escaped(path)) cannot be read (\(cliMessage(error))); re-issue it with `devkit registry reissue --board \(board.id ?? 0)`")
+                fail("its certificate \(escaped(path)) cannot be read (\(cliMessage(error))); re-issue it with `\(reissue(board.id ?? 0))`")
                 continue
             }
             if let recorded = board.certificateSHA256, recorded.uppercased() != certificate.sha256Thumbprint {
                 fail("\(escaped(path)) no longer holds the certificate recorded for board #\(board.id ?? 0); "
-                    + "re-issue it with `devkit registry reissue --board \(board.id ?? 0)`")
+                    + "re-issue it with `\(reissue(board.id ?? 0))`")
                 continue
             }
             items.append(EnrollmentItem(registrationId: id, certificate: certificate))

@@ -218,7 +218,7 @@ struct ProvisionCommand: ParsableCommand {
                 try claim(BoardClaimKeys.board(mac: board.mac ?? mac?.hex, usbSerial: board.usbSerial ?? attachedSerial), boardID: id)
                 // A row the board was provisioned again since is refused before its
                 // inputs are asked for (fixing them would not help).
-                try ProvisionWorkflow.refuseSuperseded(board, in: registry)
+                try ProvisionWorkflow.refuseSuperseded(board, in: registry, registryWords: self.registry.commandWords())
                 request = try ProvisionWorkflow.nothingToResume(board) ? finishedRequest(board) : resumeRequest(board)
                 if let attachedSerial { request.usbSerial = attachedSerial }
                 resumed = board
@@ -239,6 +239,7 @@ struct ProvisionCommand: ParsableCommand {
             workflow.afterStep = { step, _ in crash(step.rawValue) }
             workflow.dpsLog = dpsRequestLog()
             workflow.station = stationName
+            workflow.registryWords = self.registry.commandWords()
             let result: ProvisionResult
             if let board = resumed {
                 let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || board.mac == nil
@@ -277,8 +278,14 @@ struct ProvisionCommand: ParsableCommand {
         let id = board.id!
         let registryWords = registry.commandWords()
         if verify {
+            let given = dps.settings(over: DPSSettings())
+            var words = ["devkit", "verify", "--port", port.port ?? "PORT"] + registryWords
+            if let file = given.connectionStringFile { words += ["--connection-string-file", file] }
+            if let endpoint = given.endpoint { words += ["--endpoint", endpoint] }
+            if let ca = given.caFile { words += ["--ca-file", ca] }
             throw ProvisionError.cannotResume(
-                "board #\(id) has finished provisioning: nothing to resume; `devkit verify --port PORT` checks that it registers")
+                "board #\(id) has finished provisioning: nothing to resume; `\(words.map(shellQuote).joined(separator: " "))` "
+                    + "checks that it registers")
         }
         if dps.dpsConnectionStringFile != nil, board.enrollment == nil {
             let command = finishEnrollmentCommand(boardID: id, dps: dps.settings(over: DPSSettings()), registryWords: registryWords)
@@ -286,10 +293,11 @@ struct ProvisionCommand: ParsableCommand {
                 "board #\(id) has finished provisioning without DPS; `\(command)` enrolls it")
         }
         // Options for steps that will not run: said, not silently dropped.
+        let given = dps.settings(over: DPSSettings())
         let ignored = [
             ("--output-dir", output.outputDirGiven != nil), ("--force", force), ("the firmware options", firmware.isGiven),
             ("--wifi-ssid", wifiSSID != nil), ("--mac", mac != nil), ("--registration-id", registrationID != nil),
-            ("--dps-connection-string-file", dps.dpsConnectionStringFile != nil),
+            ("--dps-connection-string-file", dps.dpsConnectionStringFile != nil), ("--iot-hub", given.iotHubHostName != nil),
         ].filter(\.1).map(\.0)
         if !ignored.isEmpty {
             let reissue = (["devkit", "registry", "reissue", "--board", "\(id)", "--elf", "NEW.elf"] + registryWords)
@@ -301,7 +309,8 @@ struct ProvisionCommand: ParsableCommand {
         let recorded = try? ProvisionSettings.recorded(in: board)
         let source: FirmwareSource = recorded?.firmwareElf.map(FirmwareSource.elf) ?? .elf("")
         var request = self.request(firmware: source)
-        if let recorded { request.dps = recorded.dps(overriddenBy: request.dps) }
+        // The recorded DPS settings alone: the result's az line says what was enrolled.
+        if let recorded { request.dps = recorded.dps(overriddenBy: DPSSettings()) }
         return request
     }
 

@@ -117,6 +117,7 @@ struct WatchCommand: AsyncParsableCommand {
                 finishEnrollmentCommand(boardID: id, dps: profile.dps, registryWords: registryWords, replace: replace)
             }
             provisioner.enrollCommand = output.enrollCommand
+            provisioner.registryWords = registryWords
             if !ports.isEmpty {
                 // A stop ends the boards' verification at once; provisioning in
                 // progress finishes (a board is never left half-written by watch),

@@ -24,6 +24,8 @@ public struct ProfileProvisioner: Sendable {
     /// The `dps enroll --from-registry` command a verification's diagnosis names
     /// (the CLI's, with its registry, key and DPS options).
     public var enrollCommand: (@Sendable (_ boardID: Int64, _ replace: Bool) -> String)?
+    /// The `--registry`/`--key-file` words of commands the runs print.
+    public var registryWords: [String] = []
 
     public init(profile: ProvisioningProfile, registry: any RegistryStore, measure: @escaping FirmwareMeasurer,
                 baudRate: Int = 115_200) {
@@ -85,6 +87,7 @@ public struct ProfileProvisioner: Sendable {
         workflow.afterStep = afterStep
         workflow.dpsLog = dpsLog
         workflow.station = station
+        workflow.registryWords = registryWords
         let request = ProvisionRequest(profile: profile, usbSerial: usbSerial)
         let port = try SerialPort(path: path, baudRate: baudRate)
         let release = whilePortOpen?(port)

@@ -295,6 +295,9 @@ public struct ProvisionWorkflow {
     public var dpsLog: (@Sendable (String) -> Void)?
     /// The station recorded with each new board (`--station`, default the host name).
     public var station: String?
+    /// The `--registry`/`--key-file` words of commands this run prints (the CLI's
+    /// ``RegistryOptions``-made words; empty for the defaults).
+    public var registryWords: [String] = []
 
     public init(registry: any RegistryStore, measure: @escaping FirmwareMeasurer,
                 report: @escaping (ProvisionEvent) -> Void = { _ in }) {
@@ -460,7 +463,7 @@ public struct ProvisionWorkflow {
         try claim(claimed, boardID: boardID)
         defer { registry.release(boards: claimed) }
         // Under the board's claim, so that the answer holds (see ``RegistryStore/supersedingRow(of:)``).
-        try Self.refuseSuperseded(board, in: registry)
+        try Self.refuseSuperseded(board, in: registry, registryWords: registryWords)
         // A finished board has nothing to resume: its steps again would write its
         // files and its enrollment record over ones that are right (an enrollment
         // finished by `dps enroll` was recorded as failed against the endpoint the
@@ -470,8 +473,7 @@ public struct ProvisionWorkflow {
             report(ProvisionEvent(
                 stage: .record, status: .skipped,
                 message: "board #\(boardID) has finished provisioning: nothing to resume (its files and enrollment "
-                    + "are as recorded; `devkit registry reissue --board \(boardID)` with the new firmware makes a new "
-                    + "certificate)",
+                    + "are as recorded; `registry reissue --board \(boardID)` with the new firmware makes a new certificate)",
                 boardID: boardID))
             return result
         }
@@ -524,11 +526,24 @@ public struct ProvisionWorkflow {
     /// A row a later one superseded (the board re-issued, or provisioned again: a
     /// later row with its USB serial or MAC) is not the board's record: nothing of it
     /// is resumed. Its UDS sent again would replace the identity the board has now.
-    public static func refuseSuperseded(_ board: BoardRecord, in registry: any RegistryStore) throws {
-        guard let id = board.id, let newer = try board.supersededBy ?? registry.supersedingRow(of: board)?.boardID else { return }
-        throw ProvisionError.cannotResume(
-            "board #\(id) is an older record: the board was provisioned again as board #\(newer), whose UDS it holds, "
-                + "and resuming #\(id) would replace it; board #\(newer) is the one to look at (`devkit registry show \(newer)`)")
+    /// `registryWords`: the `--registry`/`--key-file` of the printed command.
+    public static func refuseSuperseded(_ board: BoardRecord, in registry: any RegistryStore, registryWords: [String] = []) throws {
+        guard let id = board.id else { return }
+        func show(_ newer: Int64) -> String {
+            (["devkit", "registry", "show", "\(newer)"] + registryWords).map(shellQuote).joined(separator: " ")
+        }
+        if let newer = board.supersededBy {
+            // Set when another row took this one's certificate files (--force): maybe
+            // another board, with the same registration ID.
+            throw ProvisionError.cannotResume(
+                "board #\(id)'s certificate files were taken over by board #\(newer) (provisioned with --force): nothing "
+                    + "of #\(id) is resumed; `\(show(newer))` shows that row")
+        }
+        if let newer = try registry.supersedingRow(of: board)?.boardID {
+            throw ProvisionError.cannotResume(
+                "board #\(id) is an older record: the board was provisioned again as board #\(newer), whose UDS it holds, "
+                    + "and resuming #\(id) would replace it; board #\(newer) is the one to look at (`\(show(newer))`)")
+        }
     }
 
     /// Whether a resume of `board` has nothing to do: it finished (files written, no
