@@ -97,9 +97,16 @@ public final class Registry: Sendable {
         let directory = parent.isEmpty ? "." : parent
         var created = false
         if !readOnly {
-            // A key file the user named is checked before a new registry is created:
-            // a missing or unusable one left an empty registry file behind its error.
-            if case .file(let keyPath) = key, access(path, F_OK) != 0 { _ = try RegistryKey.load(path: keyPath) }
+            // A key file the user named, or the default one when it is there, is checked
+            // before a new registry is created: a missing or unusable one left an empty
+            // registry file behind its error. (A missing default key is made later.)
+            if access(path, F_OK) != 0 {
+                switch key {
+                case .file(let keyPath): _ = try RegistryKey.load(path: keyPath)
+                case .defaultFile(let keyPath) where access(keyPath, F_OK) == 0: _ = try RegistryKey.load(path: keyPath)
+                case .defaultFile: break
+                }
+            }
             try Self.makeDirectory(directory)
             created = try Self.createPrivateFile(path)
         }

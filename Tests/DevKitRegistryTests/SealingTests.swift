@@ -180,6 +180,11 @@ func writeKeyFile(_ path: String, _ raw: [UInt8], format: String = "hex") throws
         // Nor is a registry file left behind the error (walkthrough helper-96: an empty
         // 40 KB registry was).
         #expect(!FileManager.default.fileExists(atPath: tmp.file("r.sqlite")))
+        // The same for a default key file that is there but unusable (readable by others).
+        try writeKeyFile(tmp.file("default.key"), keyBytes)
+        _ = chmod(tmp.file("default.key"), 0o644)
+        #expect(throws: RegistryError.self) { try Registry(path: tmp.file("r2.sqlite"), key: .defaultFile(tmp.file("default.key"))) }
+        #expect(!FileManager.default.fileExists(atPath: tmp.file("r2.sqlite")))
     }
 
     @Test func aWrongKeyIsRefusedWithTheNeededKeyID() throws {
