@@ -330,13 +330,12 @@ struct DPSEnrollCommand: AsyncParsableCommand {
         return EnrollmentOutcome(registrationId: registrationID, action: .failed, error: error, message: message)
     }
 
-    /// Why an older row of a board provisioned again is not enrolled.
     /// `devkit registry reissue --board N --elf FILE` with this run's registry and key.
     private func reissue(_ id: Int64) -> String {
-        (["devkit", "registry", "reissue", "--board", "\(id)", "--elf", "FILE"] + registry.commandWords())
-            .map(shellQuote).joined(separator: " ")
+        commandLine(["devkit", "registry", "reissue", "--board", "\(id)", "--elf", "FILE"] + registry.commandWords())
     }
 
+    /// Why an older row of a board provisioned again is not enrolled.
     private static func provisionedAgain(_ board: BoardRecord, as newer: Int64) -> String {
         "board #\(board.id ?? 0) was provisioned again as #\(newer); enroll #\(newer)"
     }
@@ -385,8 +384,8 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                 continue
             }
             guard board.state == .done, let path = board.certificatePath, board.registrationID != nil else {
-                let resume = (["devkit", "provision", "--resume", "\(board.id ?? 0)"] + self.registry.commandWords() + ["--port", "PORT"])
-                fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `\(resume.map(shellQuote).joined(separator: " "))`")
+                let resume = resumeCommand(boardID: board.id ?? 0, self.registry.commandWords() + ["--port", "PORT"])
+                fail("board #\(board.id ?? 0) is not provisioned to the end; finish it with `\(resume)`")
                 continue
             }
             let certificate: EnrollmentCertificate

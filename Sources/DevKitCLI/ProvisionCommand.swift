@@ -219,7 +219,7 @@ struct ProvisionCommand: ParsableCommand {
                 // A row the board was provisioned again since is refused before its
                 // inputs are asked for (fixing them would not help).
                 try ProvisionWorkflow.refuseSuperseded(board, in: registry, registryWords: self.registry.commandWords())
-                request = try ProvisionWorkflow.nothingToResume(board) ? finishedRequest(board) : resumeRequest(board)
+                request = try ProvisionWorkflow.finishedResult(board) != nil ? finishedRequest(board) : resumeRequest(board)
                 if let attachedSerial { request.usbSerial = attachedSerial }
                 resumed = board
             } else {
@@ -284,7 +284,7 @@ struct ProvisionCommand: ParsableCommand {
             if let endpoint = given.endpoint { words += ["--endpoint", endpoint] }
             if let ca = given.caFile { words += ["--ca-file", ca] }
             throw ProvisionError.cannotResume(
-                "board #\(id) has finished provisioning: nothing to resume; `\(words.map(shellQuote).joined(separator: " "))` "
+                "board #\(id) has finished provisioning: nothing to resume; `\(commandLine(words))` "
                     + "checks that it registers")
         }
         if dps.dpsConnectionStringFile != nil, board.enrollment == nil {
@@ -300,8 +300,7 @@ struct ProvisionCommand: ParsableCommand {
             ("--dps-connection-string-file", dps.dpsConnectionStringFile != nil), ("--iot-hub", given.iotHubHostName != nil),
         ].filter(\.1).map(\.0)
         if !ignored.isEmpty {
-            let reissue = (["devkit", "registry", "reissue", "--board", "\(id)", "--elf", "NEW.elf"] + registryWords)
-                .map(shellQuote).joined(separator: " ")
+            let reissue = commandLine(["devkit", "registry", "reissue", "--board", "\(id)", "--elf", "NEW.elf"] + registryWords)
             printWarning("board #\(id) has finished provisioning: nothing is done to it, so \(ignored.joined(separator: ", ")) "
                 + "\(ignored.count == 1 ? "has" : "have") no effect; after a firmware update `\(reissue)` writes a new certificate")
         }

@@ -89,9 +89,10 @@ struct ProvisionReporter {
     /// A board stopped because its files hold another board's certificate is
     /// finished only with `--force` (or another output directory).
     func resumeHint(_ boardID: Int64, after error: (any Error)? = nil) -> String {
-        var words = ["devkit", "provision", "--resume", "\(boardID)"] + resumeWords
-        if case .filesOfAnotherBoard? = error as? ProvisionError { words.append("--force") }
-        return "board #\(boardID) is recorded with its UDS; `\(words.map(shellQuote).joined(separator: " "))` finishes it"
+        var force = false
+        if case .filesOfAnotherBoard? = error as? ProvisionError { force = true }
+        return "board #\(boardID) is recorded with its UDS; `\(resumeCommand(boardID: boardID, resumeWords + (force ? ["--force"] : [])))` "
+            + "finishes it"
     }
 
     /// The result; `verification` when the board's registration was verified,
@@ -276,7 +277,13 @@ func finishEnrollmentCommand(boardID: Int64, dps: DPSSettings, registryWords: [S
     if let hub = dps.iotHubHostName { words += ["--iot-hub", hub] }
     if !dps.provisioningEnabled { words.append("--disabled") }
     if replace { words.append("--replace") }
-    return words.map(shellQuote).joined(separator: " ")
+    return commandLine(words)
+}
+
+/// `devkit provision --resume N` followed by `words` (the registry's, the port),
+/// shell-quoted: what finishes a board the registry holds.
+func resumeCommand(boardID: Int64, _ words: [String]) -> String {
+    commandLine(["devkit", "provision", "--resume", "\(boardID)"] + words)
 }
 
 extension NotEnrolled {

@@ -89,11 +89,9 @@ struct RegistryListCommand: ParsableCommand {
             }
             if OutputLevel.current != .quiet, let id = boards.lazy.filter({ $0.state != .done }).first(where: isLatest)?.id {
                 let words = registry.commandWords()
-                let resume = (["devkit", "provision", "--resume", "\(id)"] + words + ["--port", "PORT"]).map(shellQuote)
-                let show = (["devkit", "registry", "show", "\(id)"] + words).map(shellQuote)
                 printError("devkit: a board whose provisioning did not finish keeps its UDS in the registry: unless a station "
-                    + "is working on it now, plug it in and `\(resume.joined(separator: " "))` finishes it "
-                    + "(`\(show.joined(separator: " "))` says where it stopped)")
+                    + "is working on it now, plug it in and `\(resumeCommand(boardID: id, words + ["--port", "PORT"]))` "
+                    + "finishes it (`\(commandLine(["devkit", "registry", "show", "\(id)"] + words))` says where it stopped)")
             }
         }
     }

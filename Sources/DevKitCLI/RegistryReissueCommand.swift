@@ -208,8 +208,7 @@ extension CertificateReissue.ReissueError {
     func userMessage(registryWords: [String]) -> String {
         switch remedy {
         case .finishProvisioning(let id)?:
-            let resume = (["devkit", "provision", "--resume", "\(id)"] + registryWords + ["--port", "PORT"]).map(shellQuote)
-            return description + "; plug the board in and finish it with `\(resume.joined(separator: " "))` first"
+            return description + "; plug the board in and finish it with `\(resumeCommand(boardID: id, registryWords + ["--port", "PORT"]))` first"
         case .giveFirmwareVersion?: return description + "; give --firmware-version"
         case .filesOfAnotherBoard?: return description + "; re-issue it into another --output-dir"
         case .busy?: return description + "; let it finish there, then run this again for it (`--board ID`)"

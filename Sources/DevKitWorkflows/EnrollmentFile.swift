@@ -136,6 +136,11 @@ enum PrettyJSON {
     }
 }
 
+/// A command line devkit prints for the user to run, each word quoted as needed.
+public func commandLine(_ words: [String]) -> String {
+    words.map(shellQuote).joined(separator: " ")
+}
+
 /// Quotes a word for a POSIX shell when it needs it.
 public func shellQuote(_ word: String) -> String {
     let safe = word.unicodeScalars.allSatisfy {

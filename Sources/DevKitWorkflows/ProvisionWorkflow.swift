@@ -469,7 +469,7 @@ public struct ProvisionWorkflow {
         // finished by `dps enroll` was recorded as failed against the endpoint the
         // row was provisioned with). One whose enrollment is still owed is finished
         // here, as before.
-        if Self.nothingToResume(board), let result = Self.recordedResult(board, dps: request.dps) {
+        if let result = Self.finishedResult(board, dps: request.dps) {
             report(ProvisionEvent(
                 stage: .record, status: .skipped,
                 message: "board #\(boardID) has finished provisioning: nothing to resume (its files and enrollment "
@@ -530,7 +530,7 @@ public struct ProvisionWorkflow {
     public static func refuseSuperseded(_ board: BoardRecord, in registry: any RegistryStore, registryWords: [String] = []) throws {
         guard let id = board.id else { return }
         func show(_ newer: Int64) -> String {
-            (["devkit", "registry", "show", "\(newer)"] + registryWords).map(shellQuote).joined(separator: " ")
+            commandLine(["devkit", "registry", "show", "\(newer)"] + registryWords)
         }
         if let newer = board.supersededBy {
             // Set when another row took this one's certificate files (--force): maybe
@@ -546,16 +546,13 @@ public struct ProvisionWorkflow {
         }
     }
 
-    /// Whether a resume of `board` has nothing to do: it finished (files written, no
-    /// enrollment owed) and its row holds the whole result to report.
-    public static func nothingToResume(_ board: BoardRecord) -> Bool {
-        board.state == .done && !board.awaitsEnrollment && recordedResult(board, dps: DPSSettings()) != nil
-    }
-
-    /// The result of a finished row as it was recorded, nil when the row lacks a
-    /// part of it (then it is finished again).
-    static func recordedResult(_ board: BoardRecord, dps: DPSSettings) -> ProvisionResult? {
-        guard let id = board.id, let registrationID = board.registrationID, let mac = board.mac,
+    /// What a resume of `board` reports when it has nothing to do: it finished (files
+    /// written, no enrollment owed) and its row holds the whole result, as recorded
+    /// (`dps` gives the az line's DPS names). Nil when there is something to do, or
+    /// the row lacks a part of the result (then it is finished again).
+    public static func finishedResult(_ board: BoardRecord, dps: DPSSettings = DPSSettings()) -> ProvisionResult? {
+        guard board.state == .done, !board.awaitsEnrollment,
+              let id = board.id, let registrationID = board.registrationID, let mac = board.mac,
               let version = board.firmwareVersion, let certificatePath = board.certificatePath,
               let enrollmentPath = board.enrollmentPath, let sha1 = board.certificateSHA1, let sha256 = board.certificateSHA256
         else { return nil }
