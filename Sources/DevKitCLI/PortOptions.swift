@@ -1,5 +1,6 @@
 import ArgumentParser
 import DeviceDiscovery
+import SerialPort
 
 /// The `--port` / `--baud` options shared by every command that talks to a board.
 struct PortOptions: ParsableArguments {
@@ -13,7 +14,7 @@ struct PortOptions: ParsableArguments {
     var port: String?
 
     @Option(name: .long, help: "Baud rate of the serial port.")
-    var baud: Int = 115_200
+    var baud: Int = SerialPort.defaultBaudRate
 
     /// Shell completion of a port: the attached DevKits' nodes (not probed: a
     /// completion must not open a port another program may be using).

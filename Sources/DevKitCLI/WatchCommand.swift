@@ -69,7 +69,7 @@ struct WatchCommand: AsyncParsableCommand {
     var profile: String
 
     @Option(help: "Baud rate of the boards' serial ports.")
-    var baud: Int = 115_200
+    var baud: Int = SerialPort.defaultBaudRate
 
     @Flag(help: "Report events as JSON Lines on stdout.")
     var json = false

@@ -32,7 +32,7 @@ public enum BoardLogFollower {
         /// is cancelled (reported as ``End/signal(_:)``), waiting for the port included.
         public var stop: FollowerStop?
 
-        public init(path: String, baudRate: Int = 115_200, reconnectTimeout: Duration? = nil,
+        public init(path: String, baudRate: Int = SerialPort.defaultBaudRate, reconnectTimeout: Duration? = nil,
                     partialLineDelay: Duration = .milliseconds(100), relaysStopSignals: Bool = true,
                     stop: FollowerStop? = nil) {
             self.relaysStopSignals = relaysStopSignals

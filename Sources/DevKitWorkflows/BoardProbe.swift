@@ -65,7 +65,7 @@ public final class BoardProbe: Sendable {
     private let open = PortCancellation()
 
     public init(
-        timeout: Duration, baudRate: Int = 115_200,
+        timeout: Duration, baudRate: Int = SerialPort.defaultBaudRate,
         transport wrap: @escaping @Sendable (String, any ConsoleTransport) -> any ConsoleTransport = { $1 }
     ) {
         precondition(timeout > .zero)

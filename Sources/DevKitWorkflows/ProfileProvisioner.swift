@@ -28,7 +28,7 @@ public struct ProfileProvisioner: Sendable {
     public var registryWords: [String] = []
 
     public init(profile: ProvisioningProfile, registry: any RegistryStore, measure: @escaping FirmwareMeasurer,
-                baudRate: Int = 115_200) {
+                baudRate: Int = SerialPort.defaultBaudRate) {
         self.profile = profile
         self.registry = registry
         self.measure = measure

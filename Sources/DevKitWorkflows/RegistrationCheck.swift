@@ -57,7 +57,7 @@ public enum RegistrationCheck {
     /// - Throws: opening the port, or the console's errors other than the board
     ///   being in user mode (or quiet).
     public static func observe(
-        path: String, baudRate: Int = 115_200, deadline: ContinuousClock.Instant,
+        path: String, baudRate: Int = SerialPort.defaultBaudRate, deadline: ContinuousClock.Instant,
         reconnectTimeout: Duration = .seconds(5), freshBootOnly: Bool = false, hooks: Hooks = Hooks()
     ) throws -> (RegistrationClassifier, BoardLogFollower.End) {
         // Stopped before it began (watch told to stop while this board was provisioned):
@@ -301,7 +301,7 @@ extension RegistrationCheck {
     /// - Throws: ``RegistrationCheckError`` (board gone, stop signal), or the port's
     ///   and console's errors.
     public static func afterProvisioning(
-        _ result: ProvisionResult, path: String, baudRate: Int = 115_200, settings: VerifySettings,
+        _ result: ProvisionResult, path: String, baudRate: Int = SerialPort.defaultBaudRate, settings: VerifySettings,
         dps: DPSSettings, registry: any RegistryStore, report: @escaping (ProvisionEvent) -> Void, hooks: Hooks = Hooks()
     ) throws -> Report {
         try afterProvisioning(
@@ -312,7 +312,7 @@ extension RegistrationCheck {
     /// The same for the board in row `boardID`, whose recorded MAC is `mac` (`watch`
     /// finishing an owed enrollment of a board provisioned earlier).
     public static func afterProvisioning(
-        boardID: Int64, mac: String, path: String, baudRate: Int = 115_200, settings: VerifySettings,
+        boardID: Int64, mac: String, path: String, baudRate: Int = SerialPort.defaultBaudRate, settings: VerifySettings,
         dps: DPSSettings, registry: any RegistryStore, report: @escaping (ProvisionEvent) -> Void, hooks: Hooks = Hooks()
     ) throws -> Report {
         report(ProvisionEvent(

@@ -3,6 +3,9 @@ import Glibc
 #endif
 
 extension SerialPort {
+    /// The DevKit's console rate (its ST-LINK CDC-ACM port, 8N1): every default here and above.
+    public static let defaultBaudRate = 115_200
+
     /// The standard termios rates (Linux `B50` … `B4000000`) this driver accepts.
     public static let supportedBaudRates: [Int] = baudTable.map(\.rate)
 

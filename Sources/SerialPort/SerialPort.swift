@@ -44,7 +44,7 @@ public final class SerialPort: @unchecked Sendable {
     /// - Throws: ``SerialPortError/notFound(path:)``, ``SerialPortError/permissionDenied(path:)``,
     ///   ``SerialPortError/inUse(path:pid:)``, ``SerialPortError/notATerminal(path:)``,
     ///   ``SerialPortError/unsupportedBaudRate(_:)``, or ``SerialPortError/system(call:errno:path:)``.
-    public init(path: String, baudRate: Int = 115_200) throws(SerialPortError) {
+    public init(path: String, baudRate: Int = SerialPort.defaultBaudRate) throws(SerialPortError) {
         guard let speed = Self.speed(for: baudRate) else {
             throw .unsupportedBaudRate(baudRate)
         }
