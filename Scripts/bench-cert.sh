@@ -10,7 +10,8 @@
 #    and as a JSON Lines stream;
 #  - peak memory on 1,000,000 devices (target < 100 MB; BENCH_MILLION=0 skips it);
 #  - start-up: perf stat -r 50 of `devkit --version` and of a failing
-#    `devkit info --port /nonexistent` (target <= 3 ms), and the binary's size.
+#    `devkit info --port /nonexistent` (target <= 3 ms) and `devkit autoconfigure`
+#    (what a udev rule runs per board), and the binary's size.
 # Usage: Scripts/bench-cert.sh [devices]   (default 10000)
 #        DEVKIT_BIN=path/to/devkit Scripts/bench-cert.sh   # skip the build
 set -euo pipefail
@@ -179,7 +180,7 @@ fi
 
 # Start-up: the process alone.
 if command -v perf >/dev/null && perf stat -r 2 true >/dev/null 2>&1; then
-  for args in "--version" "info --port /nonexistent"; do
+  for args in "--version" "info --port /nonexistent" "autoconfigure --port /nonexistent --profile /nonexistent.toml"; do
     # shellcheck disable=SC2086
     # The failing command's exit status is expected: only the time matters.
     # CPU time, not elapsed time, is what a loaded machine does not distort; page

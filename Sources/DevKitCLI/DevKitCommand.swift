@@ -70,17 +70,29 @@ extension DevKitCommand {
         sigaddset(&stopSignals, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
 
+        let arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
         // `devkit --version` alone is answered before ArgumentParser builds the command
         // tree (it reflects on every command's properties first): scripts ask it often
         // and it needs nothing else. The text is ArgumentParser's (the version + newline).
-        if (arguments ?? Array(CommandLine.arguments.dropFirst())) == ["--version"] {
+        if arguments == ["--version"] {
             writeAll(STDOUT_FILENO, configuration.version + "\n")
             Glibc.exit(0)
         }
 
+        // `info` and `autoconfigure` with plain options need no reflection at all, and,
+        // being synchronous, no cast to learn whether they are async.
+        if var command = parsedPlain(arguments) {
+            do {
+                try command.run()
+            } catch {
+                exitReporting(error)
+            }
+            return
+        }
+
         let command: any ParsableCommand
         do {
-            command = try parseDispatching(arguments ?? Array(CommandLine.arguments.dropFirst()))
+            command = try parseDispatching(arguments)
         } catch {
             exitReporting(error)
         }

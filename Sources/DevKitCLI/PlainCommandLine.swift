@@ -1,0 +1,177 @@
+import ArgumentParser
+import SerialPort
+
+/// A plain command line, read without ArgumentParser: long options each followed by
+/// its value, and flags. Written by hand for start-up alone: ArgumentParser reflects a
+/// command's properties on every parse, and each (type, protocol) pair it asks the
+/// runtime about for the first time scans all ~12,000 protocol-conformance records of
+/// the binary. That is two thirds of the instructions of a failing `devkit info`
+/// (Docs/certificate.md, Start-up), and `info` and `autoconfigure` (one run per
+/// board a udev rule sees) are what scripts and the bench run most.
+///
+/// It only accepts; it never reports. A line it does not read whole and exactly as
+/// ArgumentParser would (a short name, `--name=value`, a value that starts with `-`,
+/// a name given twice or unknown, help, version, a value that does not convert, a
+/// failed `validate()`) is declined, and ArgumentParser parses it as before: every
+/// help text, error text and exit code stays its own. `PlainCommandLineTests` checks
+/// that what this accepts is what ArgumentParser parses, value for value.
+struct PlainCommandLine {
+    private enum Word: Equatable {
+        case flag
+        case value(String)
+    }
+
+    // An array, not a dictionary: a handful of names, and a `Dictionary<String, _>`
+    // costs one more conformance scan (String: Hashable) when first instantiated.
+    private var words: [(name: String, word: Word)] = []
+    private var declined = false
+
+    /// Splits `arguments` (without the command's name) into `--name value` and `--name`.
+    /// A name followed by a word that does not start with `-` takes it as its value;
+    /// whether that was right is checked when the command asks for the name.
+    init(_ arguments: ArraySlice<String>) {
+        var rest = arguments
+        while let word = rest.popFirst() {
+            let name = String(word.dropFirst(2))
+            guard word.count > 2, word.hasPrefix("--"), !word.contains("="), !words.contains(where: { $0.name == name })
+            else {
+                declined = true
+                return
+            }
+            if let next = rest.first, !next.hasPrefix("-") {
+                words.append((name, .value(next)))
+                rest.removeFirst()
+            } else {
+                words.append((name, .flag))
+            }
+        }
+    }
+
+    /// Takes `--name`'s word out of the line; nil when the line does not have it.
+    private mutating func take(_ name: String) -> Word? {
+        guard let index = words.firstIndex(where: { $0.name == name }) else { return nil }
+        return words.remove(at: index).word
+    }
+
+    /// `--name` given alone: true; absent: false.
+    mutating func flag(_ name: String) -> Bool {
+        switch take(name) {
+        case nil: return false
+        case .flag: return true
+        case .value: declined = true; return false
+        }
+    }
+
+    /// `--name VALUE`'s value; nil when absent.
+    mutating func string(_ name: String) -> String? {
+        switch take(name) {
+        case nil: return nil
+        case .value(let value): return value
+        case .flag: declined = true; return nil
+        }
+    }
+
+    /// `--name N`, converted as ArgumentParser converts an `Int` (`Int(argument:)`).
+    mutating func int(_ name: String) -> Int? {
+        guard let text = string(name) else { return nil }
+        guard let value = Int(argument: text) else {
+            declined = true
+            return nil
+        }
+        return value
+    }
+
+    /// Whether every word was asked for and read. The caller then runs the
+    /// `validate()`s ArgumentParser would (the option groups', then the command's) and
+    /// declines the line if one throws.
+    var isRead: Bool { !declined && words.isEmpty }
+}
+
+extension DevKitCommand {
+    /// The command a plain command line names, read by `PlainCommandLine`; nil when
+    /// the command is not one read this way or the line is declined. Only synchronous
+    /// commands: `runAsRoot` runs the result on the main thread without asking.
+    static func parsedPlain(_ arguments: [String]) -> (any ParsableCommand)? {
+        guard let name = arguments.first else { return nil }
+        var line = PlainCommandLine(arguments.dropFirst())
+        switch name {
+        case "info": return InfoCommand(plain: &line)
+        case "autoconfigure": return AutoconfigureCommand(plain: &line)
+        default: return nil
+        }
+    }
+}
+
+extension PortOptions {
+    init(plain line: inout PlainCommandLine) {
+        self.init()
+        port = line.string("port")
+        baud = line.int("baud") ?? SerialPort.defaultBaudRate
+    }
+}
+
+extension OutputLevelOptions {
+    init(plain line: inout PlainCommandLine) {
+        self.init()
+        quiet = line.flag("quiet")
+        verbose = line.flag("verbose")
+    }
+}
+
+extension RegistryOptions {
+    init(plain line: inout PlainCommandLine) {
+        self.init()
+        path = line.string("registry")
+        keyFile = line.string("key-file")
+    }
+}
+
+extension StationOptions {
+    init(plain line: inout PlainCommandLine) {
+        self.init()
+        station = line.string("station")
+    }
+}
+
+extension InfoCommand {
+    init?(plain line: inout PlainCommandLine) {
+        self.init()
+        port = PortOptions(plain: &line)
+        reboot = line.flag("reboot")
+        timeout = line.int("timeout")
+        json = line.flag("json")
+        outputLevel = OutputLevelOptions(plain: &line)
+        guard line.isRead else { return nil }
+        do {
+            try port.validate()
+            try outputLevel.validate()
+            try validate()
+        } catch {
+            return nil
+        }
+    }
+}
+
+extension AutoconfigureCommand {
+    init?(plain line: inout PlainCommandLine) {
+        self.init()
+        port = PortOptions(plain: &line)
+        registry = RegistryOptions(plain: &line)
+        station = StationOptions(plain: &line)
+        // Required: a line without it is ArgumentParser's to refuse.
+        guard let profile = line.string("profile") else { return nil }
+        self.profile = profile
+        json = line.flag("json")
+        outputLevel = OutputLevelOptions(plain: &line)
+        guard line.isRead else { return nil }
+        do {
+            try port.validate()
+            try registry.validate()
+            try station.validate()
+            try outputLevel.validate()
+            try validate()
+        } catch {
+            return nil
+        }
+    }
+}
