@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitModel
 import DevKitSystem
 import Foundation
 #if canImport(Glibc)
@@ -164,7 +165,9 @@ extension DevKitCommand {
         guard !code.isSuccess, !message.isEmpty else { exit(withError: error) }
         let prefix = "Error: "
         let text = message.hasPrefix(prefix) ? "devkit: error: " + message.dropFirst(prefix.count) : message
-        printError(String(text))
+        // ArgumentParser quotes a refused value in full ("The value '…' is invalid for
+        // '--mac <mac>'"): a UDS pasted into the wrong option must not reach a log.
+        printError(maskingHexRuns(text))
         Glibc.exit(code.rawValue)
     }
 }

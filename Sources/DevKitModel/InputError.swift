@@ -46,7 +46,7 @@ public enum InputError: Error, Equatable, Sendable, CustomStringConvertible {
 /// A refused value as a message quotes it: escaped, and masked where it has a UDS's
 /// shape (a UDS typed or pasted into the wrong field must not reach a log).
 public func refusedValue(_ text: some StringProtocol) -> String {
-    escaped(String(decoding: maskingHexRuns(Array(text.utf8)), as: UTF8.self))
+    escaped(maskingHexRuns(text))
 }
 
 /// `text` with control characters written as Swift escapes (`\0`, `\t`, `\n`, `\r`,

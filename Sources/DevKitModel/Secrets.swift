@@ -109,6 +109,11 @@ public func maskingSecrets(_ secrets: [String], in text: String) -> String {
 /// in hex) replaced by `***`; shorter runs (a MAC, a hash prefix) stay. For text
 /// that may hold a secret devkit does not know as one: what a sketch prints unasked,
 /// a value refused in the wrong place (a UDS in a batch line's `mac`).
+public func maskingHexRuns(_ text: some StringProtocol) -> String {
+    String(decoding: maskingHexRuns(Array(text.utf8)), as: UTF8.self)
+}
+
+/// The same, on bytes.
 public func maskingHexRuns(_ bytes: [UInt8]) -> [UInt8] {
     var out: [UInt8] = []
     var i = 0

@@ -264,6 +264,19 @@ struct CertCommandTests {
         }
     }
 
+    /// ArgumentParser's own refusal quotes the value ("The value '…' is invalid for
+    /// '--mac <mac>'"): a UDS pasted into such an option is masked in that text too.
+    @Test("a UDS given to a typed option is not quoted back by the usage error", arguments: [
+        (["provision", "--mac", sampleUDS, "--firmware-version", "1.6.2"], "--mac <mac>"),
+        (["info", "--port", "/dev/null", "--baud", sampleUDS], "--baud <baud>"),
+    ])
+    func udsInTypedOptionIsMasked(arguments: [String], option: String) throws {
+        let r = try TestProcess.run([try TestProcess.devkitBinary] + arguments, timeout: 60)
+        #expect(r.status == 64, "\(r.stderr)")
+        #expect(r.stderr.contains("The value '***' is invalid for '\(option)'"), "\(r.stderr)")
+        #expect(!r.stderr.lowercased().contains(Self.sampleUDS.lowercased()), "\(r.stderr)")
+    }
+
     @Test("usage errors: firmware options", arguments: [
         ["--bin", "a.bin"], ["--map", "a.map"], ["--elf", "a.elf", "--bin", "a.bin", "--map", "a.map"], [],
     ])
