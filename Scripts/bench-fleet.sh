@@ -132,16 +132,23 @@ certs=$(( $(ls "$work/out"/az-a4cf12*.pem | wc -l) / (RUNS + 1) ))   # per fleet
 # The idle daemon on the udev monitor.
 fifo="$work/idle.fifo"
 mkfifo "$fifo"
+# Held open for watch's whole life: a line after the one awaited (or a warning
+# before it, e.g. that udev does not run here) must not meet a closed pipe.
+exec 3<> "$fifo"
 "$BIN" watch --profile "$work/profile.toml" --registry "$work/idle.sqlite" 2> "$fifo" &
 watch_pid=$!
 pids+=($watch_pid)
-read -r line < "$fifo"   # "watching for DevKits": the monitor is listening
+while read -r line <&3; do   # up to "watching for DevKits": the monitor is listening
+    case $line in *"watching for DevKits"*) break ;; esac
+done
 ticks() { awk '{print $14 + $15}' "/proc/$watch_pid/stat"; }
 c0=$(ticks)
 sleep "$IDLE_SECONDS"    # the measurement window, not a synchronisation
 c1=$(ticks)
 hz=$(getconf CLK_TCK)
 kill -TERM "$watch_pid"
+wait "$watch_pid" 2>/dev/null || true
+exec 3<&-
 
 printf 'boards:            %d at %d baud\n' "$BOARDS" "$BAUD"
 printf 'runs:              %d of each, alternating (%d boards certified per fleet run)\n' "$RUNS" "$certs"
