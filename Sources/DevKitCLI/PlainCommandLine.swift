@@ -25,6 +25,9 @@ struct PlainCommandLine {
     // costs one more conformance scan (String: Hashable) when first instantiated.
     private var words: [(name: String, word: Word)] = []
     private var declined = false
+    /// Every name a command's reader asked for, in order: the tests compare them with
+    /// the command's options as ArgumentParser knows them.
+    private(set) var askedNames: [String] = []
 
     /// Splits `arguments` (without the command's name) into `--name value` and `--name`.
     /// A name followed by a word that does not start with `-` takes it as its value;
@@ -49,6 +52,7 @@ struct PlainCommandLine {
 
     /// Takes `--name`'s word out of the line; nil when the line does not have it.
     private mutating func take(_ name: String) -> Word? {
+        askedNames.append(name)
         guard let index = words.firstIndex(where: { $0.name == name }) else { return nil }
         return words.remove(at: index).word
     }
@@ -94,10 +98,17 @@ extension DevKitCommand {
     static func parsedPlain(_ arguments: [String]) -> (any ParsableCommand)? {
         guard let name = arguments.first else { return nil }
         var line = PlainCommandLine(arguments.dropFirst())
+        return readPlain(name, &line)
+    }
+
+    /// The commands read this way, by name (a switch: a dictionary of them would cost
+    /// a conformance scan of its own).
+    static func readPlain(_ name: String, _ line: inout PlainCommandLine) -> (any ParsableCommand)? {
         switch name {
-        case "info": return InfoCommand(plain: &line)
-        case "autoconfigure": return AutoconfigureCommand(plain: &line)
-        default: return nil
+        case "info": InfoCommand(plain: &line)
+        case "autoconfigure": AutoconfigureCommand(plain: &line)
+        case "set-uds": SetUDSCommand(plain: &line)
+        default: nil
         }
     }
 }
@@ -133,6 +144,13 @@ extension StationOptions {
     }
 }
 
+extension UDSOptions {
+    init(plain line: inout PlainCommandLine) {
+        self.init()
+        udsFile = line.string("uds-file")
+    }
+}
+
 extension InfoCommand {
     init?(plain line: inout PlainCommandLine) {
         self.init()
@@ -158,16 +176,38 @@ extension AutoconfigureCommand {
         port = PortOptions(plain: &line)
         registry = RegistryOptions(plain: &line)
         station = StationOptions(plain: &line)
+        let profile = line.string("profile")
+        json = line.flag("json")
+        outputLevel = OutputLevelOptions(plain: &line)
         // Required: a line without it is ArgumentParser's to refuse.
-        guard let profile = line.string("profile") else { return nil }
+        guard line.isRead, let profile else { return nil }
         self.profile = profile
+        do {
+            try port.validate()
+            try registry.validate()
+            try station.validate()
+            try outputLevel.validate()
+            try validate()
+        } catch {
+            return nil
+        }
+    }
+}
+
+extension SetUDSCommand {
+    init?(plain line: inout PlainCommandLine) {
+        self.init()
+        port = PortOptions(plain: &line)
+        udsOptions = UDSOptions(plain: &line)
+        generateUDS = line.flag("generate-uds")
+        generateAlias = line.flag("generate")
+        save = line.string("save")
         json = line.flag("json")
         outputLevel = OutputLevelOptions(plain: &line)
         guard line.isRead else { return nil }
         do {
             try port.validate()
-            try registry.validate()
-            try station.validate()
+            try udsOptions.validate()
             try outputLevel.validate()
             try validate()
         } catch {
