@@ -16,7 +16,7 @@ import SerialPort
 /// help text, error text and exit code stays its own. `PlainCommandLineTests` checks
 /// that what this accepts is what ArgumentParser parses, value for value.
 struct PlainCommandLine {
-    private enum Word: Equatable {
+    private enum Word {
         case flag
         case value(String)
     }

@@ -1,4 +1,5 @@
 import DevKitModel
+import SerialPort
 
 /// The mode a DevKit chose at its last reset (Docs/console-protocol.md, "2. Modes chosen at reset").
 public enum BoardMode: Sendable, Hashable, CustomStringConvertible {
@@ -100,7 +101,7 @@ extension ConsoleError: CustomStringConvertible {
         case .noAnswer(let received):
             let what = received == 0
                 ? "nothing came back"
-                : "only \(received) bytes that no DevKit prints came back (a flood, line noise, or the wrong baud rate: the DevKit uses 115200)"
+                : "only \(received) bytes that no DevKit prints came back (a flood, line noise, or the wrong baud rate: the DevKit uses \(SerialPort.defaultBaudRate))"
             return "no answer from the board: no console prompt, \(what). Likely causes: the board is not in configuration mode "
                 + "(hold button A and press reset); the wrong port (is it a DevKit? `devkit list`); another program holds the board "
                 + "(a serial terminal; ModemManager probing a new port: stop it or add the udev rule); "

@@ -51,8 +51,8 @@ public enum SerialPortError: Error, Equatable, Sendable, CustomStringConvertible
         case .cancelled:
             return "The wait on the port was cancelled: devkit was told to stop (Ctrl-C, SIGTERM)."
         case .unsupportedBaudRate(let rate):
-            return "Unsupported baud rate \(rate). Use a standard rate such as 115200 "
-                + "(the DevKit console runs at 115200)."
+            return "Unsupported baud rate \(rate). Use a standard rate such as \(SerialPort.defaultBaudRate) "
+                + "(the DevKit console runs at \(SerialPort.defaultBaudRate))."
         case .writeTimedOut(let path, let written, let count):
             return "Timed out writing to \(path): \(written) of \(count) bytes were sent. "
                 + "The device stopped reading; reset the board and try again."

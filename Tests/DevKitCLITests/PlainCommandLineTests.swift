@@ -4,13 +4,15 @@ import Foundation
 import Testing
 
 /// `info`, `autoconfigure` and `set-uds` with plain options are read without ArgumentParser
-/// (start-up). What that reader accepts must be exactly what ArgumentParser parses,
-/// every property with the same value; what it cannot read as ArgumentParser would is
-/// declined and left to ArgumentParser (its texts and exit codes).
-@Suite struct PlainCommandLineTests {
+/// (start-up; what is declined: PlainCommandLine). What that reader accepts must be
+/// exactly what ArgumentParser parses, every property with the same value.
+///
+/// Serialized: both parses run `OutputLevelOptions.validate()`, which sets the
+/// process's output level (once, on the main thread, in devkit itself).
+@Suite(.serialized) struct PlainCommandLineTests {
     /// Lines read without ArgumentParser. A property wrapper's description is its
     /// value, or `Option(*definition*)` (and so on) when it was never set, so equal
-    /// descriptions with no definition left mean equal commands.
+    /// descriptions, byte for byte, with no definition left mean equal commands.
     static let acceptedLines: [[String]] = [
         ["info"],
         ["info", "--port", "/dev/ttyACM0"],
@@ -25,17 +27,62 @@ import Testing
         ["set-uds", "--port", "/dev/ttyACM0", "--uds-file", "uds.hex"],
         ["set-uds", "--generate-uds", "--save", "/run/devkit/uds.hex", "--json", "--port", "/tmp/tty"],
         ["set-uds", "--generate", "--verbose"],
+        ["info", "--port", "/dev/caf\u{E9}"],
+        ["info", "--port", "/dev/cafe\u{301}"],
+        ["info", "--port", "a=b", "--baud", "+9600"],
+        ["info", "--port", "port"],
+        ["info", "--port", "help", "--reboot", "--timeout", "05"],
+        ["autoconfigure", "--profile", "", "--verbose"],
     ]
 
     @Test("what is read plainly is what ArgumentParser parses", arguments: Self.acceptedLines)
     func sameAsArgumentParser(line: [String]) throws {
+        OutputLevel.current = .normal
         let plain = try #require(DevKitCommand.parsedPlain(line), "declined: \(line)")
+        let level = line.contains("--quiet") ? OutputLevel.quiet : line.contains("--verbose") ? .verbose : .normal
+        #expect(OutputLevel.current == level)
+        OutputLevel.current = .normal
         let parsed = try DevKitCommand.parseAsRoot(line)
+        #expect(OutputLevel.current == level)
+        OutputLevel.current = .normal
         #expect(type(of: plain) == type(of: parsed))
         // runAsRoot runs what it reads plainly on the main thread, synchronously.
         #expect(!(plain is any AsyncParsableCommand))
-        #expect(String(reflecting: plain) == String(reflecting: parsed))
+        #expect(Array(String(reflecting: plain).utf8) == Array(String(reflecting: parsed).utf8))
         #expect(!String(reflecting: plain).contains("*definition*"), "a property left unset: \(plain)")
+    }
+
+    /// Every line of up to three words over each command's option names and awkward
+    /// values (with autoconfigure's required --profile first, and without): declined,
+    /// or parsed by ArgumentParser to the same command. This is what catches an
+    /// accepted line ArgumentParser would refuse, e.g. an option group's `validate()`
+    /// a reader forgot.
+    @Test("short lines over the options and awkward values: declined, or ArgumentParser's parse")
+    func generatedLines() throws {
+        defer { OutputLevel.current = .normal }
+        let values = ["", "x", "-", "--", "-1", "9600", "+9600", "0", "a=b", "--help", "--x=y", "cafe\u{301}"]
+        var accepted = 0
+        for (name, command) in Self.readCommands {
+            let dump = try JSONDecoder().decode(HelpDump.self, from: Data(command._dumpHelp().utf8))
+            let options = (dump.command.arguments ?? []).flatMap { ($0.names ?? []).map { $0.kind == "long" ? "--" + $0.name : "-" + $0.name } }
+            let words = options + values
+            var lines: [[String]] = [[]]
+            for _ in 0..<3 { lines += lines.filter { $0.count == lines.last!.count }.flatMap { line in words.map { line + [$0] } } }
+            let prefixes: [[String]] = name == "autoconfigure" ? [[name], [name, "--profile", "p.toml"]] : [[name]]
+            for prefix in prefixes {
+                for words in lines {
+                    let line = prefix + words
+                    guard let plain = DevKitCommand.parsedPlain(line) else { continue }
+                    accepted += 1
+                    guard let parsed = try? DevKitCommand.parseAsRoot(line) else {
+                        Issue.record("read plainly, refused by ArgumentParser: \(line)")
+                        continue
+                    }
+                    #expect(Array(String(reflecting: plain).utf8) == Array(String(reflecting: parsed).utf8), "\(line)")
+                }
+            }
+        }
+        #expect(accepted > 400)
     }
 
     /// Lines ArgumentParser reads differently, refuses, or answers with help:
