@@ -127,6 +127,10 @@ enum ProfileLoader {
     }
 
     static func parse(_ text: String, file: String) throws(ProfileError) -> ProvisioningProfile {
+        if let header = TOMLHeaderCheck.abortingHeader(in: text) {
+            throw .syntax(file: file, line: header.line, column: header.column, message:
+                "Error while parsing table header: expected a key (a letter, digit, '_', '-' or a quoted key), saw '\(escaped(header.found))'")
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)

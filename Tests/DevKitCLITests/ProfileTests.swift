@@ -138,6 +138,54 @@ import Testing
         #expect(e.userMessage.contains("\(file):3:"))
     }
 
+    /// TOMLKit's parser aborts the process (exit 134) on these headers; they must be
+    /// a syntax error naming the line and column (exit 65), before TOMLKit sees them.
+    @Test("a table header TOMLKit would abort on is a syntax error", arguments: [
+        ("[[[firmware]]]\n", 1, 3, "["),
+        ("[firmware]\nelf = \"a.elf\"\n[.dps]\n", 3, 2, "."),
+        ("[[ =]]\n", 1, 4, "="),
+        ("[\u{E9}]\n", 1, 2, "\u{E9}"),
+        ("a = 1\n  [\n", 2, 4, "\\n"),
+        ("\u{FEFF}[#]\n", 1, 2, "#"),
+        ("a = \"\"\"\n]\n\"\"\"\n[[\t.x]]\n", 4, 4, "."),
+    ])
+    func abortingHeaderIsASyntaxError(text: String, line: Int, column: Int, found: String) throws {
+        let e = try #require(error(text))
+        guard case .syntax(_, let l, let c, let message) = e else { Issue.record("\(e)"); return }
+        #expect(l == line && c == column, "\(e)")
+        #expect(message.hasSuffix("saw '\(found)'"), "\(message)")
+        #expect(e.exitStatus == .dataError)
+    }
+
+    /// Brackets in values, strings and comments are not headers; toml++'s own header
+    /// errors stay its own.
+    @Test("brackets outside headers are left to TOMLKit", arguments: [
+        "a = [\n  [.5],\n  [+1],\n  {x = [\n[\u{E9}]]},\n]\n",
+        "a = \"\"\"\n[[.x]]\n\"\"\"\n",
+        "a = '''\n[.x]\n'''\n",
+        "a = \"[.\" # [[.\n[ b ]\n",
+        "[\"a.b\"]\nc = \"]\"\n['\u{E9}']\n",
+        "[[a]]\n[[ a ]]\n",
+        "[ [a]]\n",
+        "[[]]\n",
+    ])
+    func bracketsOutsideHeaders(text: String) {
+        #expect(TOMLHeaderCheck.abortingHeader(in: text) == nil, "\(text)")
+        _ = error(text)  // and TOMLKit parses it without aborting
+    }
+
+    /// Every text of up to four characters over brackets, keys, quotes and the rest
+    /// goes through the whole parse: an abort (a header the check misses) ends the
+    /// test process.
+    @Test func shortTextsNeverAbort() {
+        let alphabet = ["[", "]", ".", " ", "a", "\"", "'", "\n", "=", "#", "\u{E9}", "1", "{"]
+        var texts = [""]
+        for _ in 0..<4 { texts = texts.flatMap { text in alphabet.map { text + $0 } } + texts.filter { $0.isEmpty } }
+        var refused = 0
+        for text in Set(texts) where error(text) != nil { refused += 1 }
+        #expect(refused > 0)
+    }
+
     @Test func missingFileIsNoInput() throws {
         do {
             _ = try ProfileLoader.load(path: "/nonexistent/devkit.toml")
