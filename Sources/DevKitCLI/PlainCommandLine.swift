@@ -85,10 +85,18 @@ struct PlainCommandLine {
         return value
     }
 
-    /// Whether every word was asked for and read. The caller then runs the
-    /// `validate()`s ArgumentParser would (the option groups', then the command's) and
-    /// declines the line if one throws.
-    var isRead: Bool { !declined && words.isEmpty }
+    /// Whether every word was asked for and read, and `validations` (the `validate()`s
+    /// ArgumentParser would run: the option groups', in order, then the command's)
+    /// pass; the line is declined if not.
+    func accepts(validating validations: () throws -> Void) -> Bool {
+        guard !declined, words.isEmpty else { return false }
+        do {
+            try validations()
+            return true
+        } catch {
+            return false
+        }
+    }
 }
 
 extension DevKitCommand {
@@ -159,12 +167,7 @@ extension InfoCommand {
         timeout = line.int("timeout")
         json = line.flag("json")
         outputLevel = OutputLevelOptions(plain: &line)
-        guard line.isRead else { return nil }
-        do {
-            try port.validate()
-            try outputLevel.validate()
-            try validate()
-        } catch {
+        guard line.accepts(validating: { try port.validate(); try outputLevel.validate(); try validate() }) else {
             return nil
         }
     }
@@ -180,15 +183,12 @@ extension AutoconfigureCommand {
         json = line.flag("json")
         outputLevel = OutputLevelOptions(plain: &line)
         // Required: a line without it is ArgumentParser's to refuse.
-        guard line.isRead, let profile else { return nil }
+        guard let profile else { return nil }
         self.profile = profile
-        do {
-            try port.validate()
-            try registry.validate()
-            try station.validate()
-            try outputLevel.validate()
+        guard line.accepts(validating: {
+            try port.validate(); try registry.validate(); try station.validate(); try outputLevel.validate()
             try validate()
-        } catch {
+        }) else {
             return nil
         }
     }
@@ -204,13 +204,8 @@ extension SetUDSCommand {
         save = line.string("save")
         json = line.flag("json")
         outputLevel = OutputLevelOptions(plain: &line)
-        guard line.isRead else { return nil }
-        do {
-            try port.validate()
-            try udsOptions.validate()
-            try outputLevel.validate()
-            try validate()
-        } catch {
+        guard line.accepts(validating: { try port.validate(); try udsOptions.validate(); try outputLevel.validate(); try validate() })
+        else {
             return nil
         }
     }
