@@ -80,7 +80,7 @@ extension DevKitCommand {
             Glibc.exit(0)
         }
 
-        // `info` and `autoconfigure` with plain options need no reflection at all, and,
+        // `info`, `autoconfigure` and `set-uds` with plain options need no reflection, and,
         // being synchronous, no cast to learn whether they are async.
         if var command = parsedPlain(arguments) {
             do {

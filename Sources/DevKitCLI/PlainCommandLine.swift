@@ -6,8 +6,8 @@ import SerialPort
 /// command's properties on every parse, and each (type, protocol) pair it asks the
 /// runtime about for the first time scans all ~12,000 protocol-conformance records of
 /// the binary. That is two thirds of the instructions of a failing `devkit info`
-/// (Docs/certificate.md, Start-up), and `info` and `autoconfigure` (one run per
-/// board a udev rule sees) are what scripts and the bench run most.
+/// (Docs/certificate.md, Start-up), and `info`, `autoconfigure` (one run per board a
+/// udev rule sees) and `set-uds` are what scripts and the bench run most.
 ///
 /// It only accepts; it never reports. A line it does not read whole and exactly as
 /// ArgumentParser would (a short name, `--name=value`, a value that starts with `-`,

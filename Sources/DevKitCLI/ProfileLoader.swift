@@ -127,19 +127,22 @@ enum ProfileLoader {
     }
 
     static func parse(_ text: String, file: String) throws(ProfileError) -> ProvisioningProfile {
-        if let header = TOMLHeaderCheck.abortingHeader(in: text) {
-            throw .syntax(file: file, line: header.line, column: header.column, message:
-                "Error while parsing table header: expected a key (a letter, digit, '_', '-' or a quoted key), saw '\(escaped(header.found))'")
+        func table(_ text: String) throws(ProfileError) -> TOMLTable {
+            do {
+                return try TOMLTable(string: text)
+            } catch let error as TOMLParseError {
+                throw .syntax(file: file, line: error.source.begin.line, column: error.source.begin.column,
+                              message: error.description)
+            } catch {
+                throw .syntax(file: file, line: 0, column: 0, message: "\(error)")
+            }
         }
-        let root: TOMLTable
-        do {
-            root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw .syntax(file: file, line: error.source.begin.line, column: error.source.begin.column,
-                          message: error.description)
-        } catch {
-            throw .syntax(file: file, line: 0, column: 0, message: "\(error)")
+        if let abort = TOMLAbortCheck.firstAbort(in: text) {
+            // An error TOMLKit finds before that statement is the first one: report it.
+            _ = try table(String(decoding: text.utf8.prefix(abort.statementStart), as: UTF8.self))
+            throw .syntax(file: file, line: abort.line, column: abort.column, message: abort.message)
         }
+        let root = try table(text)
         let base = ((file as NSString).deletingLastPathComponent as NSString).standardizingPath
         var p = Parser(file: file, base: base.isEmpty ? FileManager.default.currentDirectoryPath : base)
         return try p.profile(root)

@@ -138,28 +138,49 @@ import Testing
         #expect(e.userMessage.contains("\(file):3:"))
     }
 
-    /// TOMLKit's parser aborts the process (exit 134) on these headers; they must be
-    /// a syntax error naming the line and column (exit 65), before TOMLKit sees them.
-    @Test("a table header TOMLKit would abort on is a syntax error", arguments: [
-        ("[[[firmware]]]\n", 1, 3, "["),
-        ("[firmware]\nelf = \"a.elf\"\n[.dps]\n", 3, 2, "."),
-        ("[[ =]]\n", 1, 4, "="),
-        ("[\u{E9}]\n", 1, 2, "\u{E9}"),
-        ("a = 1\n  [\n", 2, 4, "\\n"),
-        ("\u{FEFF}[#]\n", 1, 2, "#"),
-        ("a = \"\"\"\n]\n\"\"\"\n[[\t.x]]\n", 4, 4, "."),
+    /// TOMLKit's parser aborts the process (exit 134) on these; they must be a syntax
+    /// error naming the line and column (exit 65), before TOMLKit sees them.
+    @Test("a place TOMLKit would abort on is a syntax error", arguments: [
+        ("[[[firmware]]]\n", 1, 3, "saw '['"),
+        ("[firmware]\nelf = \"a.elf\"\n[.dps]\n", 3, 2, "saw '.'"),
+        ("[[ =]]\n", 1, 4, "saw '='"),
+        ("[\u{E9}]\n", 1, 2, "saw '\u{E9}'"),
+        ("a = 1\n  [\n", 2, 4, "saw '\\n'"),
+        ("\u{FEFF}[#]\n", 1, 2, "saw '#'"),
+        ("a = \"\"\"\n]\n\"\"\"\n[[\t.x]]\n", 4, 4, "saw '.'"),
+        // A multi-line string's closing run may hold one or two quotes of its own.
+        ("a = [\"\"\"x\"\"\"\", 1]\n[.b]\n", 2, 2, "saw '.'"),
+        ("wifi = { ssid = \"\"\"my \"lab\"\"\"\" }\n[.dps]\n", 2, 2, "saw '.'"),
+        // A line-ending backslash in a multi-line basic string still ends a line.
+        ("[firmware]\nelf = \"\"\"a.elf\\\n\"\"\"\n[.dps]\n", 4, 2, "saw '.'"),
+        // An array's next value.
+        ("a = [}]\n", 1, 6, "saw '}'"),
+        ("a = [1, }]\n", 1, 9, "saw '}'"),
+        ("a = [ # c\n  }]\n", 2, 3, "saw '}'"),
+        ("a = { b = [\n\u{2028}] }\n", 2, 1, "saw '\\u{2028}'"),
+        ("a = [1,\u{85}]\n", 1, 8, "saw '\\u{85}'"),
+        // TOMLKit would stop reading at it, silently.
+        ("a = 1\n\0\n[.b]\n", 2, 1, "NUL"),
     ])
-    func abortingHeaderIsASyntaxError(text: String, line: Int, column: Int, found: String) throws {
+    func abortingPlaceIsASyntaxError(text: String, line: Int, column: Int, found: String) throws {
         let e = try #require(error(text))
         guard case .syntax(_, let l, let c, let message) = e else { Issue.record("\(e)"); return }
         #expect(l == line && c == column, "\(e)")
-        #expect(message.hasSuffix("saw '\(found)'"), "\(message)")
+        #expect(message.contains(found), "\(message)")
         #expect(e.exitStatus == .dataError)
     }
 
-    /// Brackets in values, strings and comments are not headers; toml++'s own header
-    /// errors stay its own.
-    @Test("brackets outside headers are left to TOMLKit", arguments: [
+    /// An error TOMLKit reports before that place is still the one reported.
+    @Test func anEarlierErrorComesFirst() throws {
+        let e = try #require(error("[firmware]\nelf =\n[.dps]\n"))
+        guard case .syntax(_, let line, _, let message) = e else { Issue.record("\(e)"); return }
+        #expect(line == 2, "\(message)")
+        #expect(!message.contains("expected a key"), "\(message)")
+    }
+
+    /// Brackets in values, strings and comments are not headers; toml++'s own errors
+    /// stay its own.
+    @Test("what TOMLKit reads without aborting is left to it", arguments: [
         "a = [\n  [.5],\n  [+1],\n  {x = [\n[\u{E9}]]},\n]\n",
         "a = \"\"\"\n[[.x]]\n\"\"\"\n",
         "a = '''\n[.x]\n'''\n",
@@ -168,22 +189,29 @@ import Testing
         "[[a]]\n[[ a ]]\n",
         "[ [a]]\n",
         "[[]]\n",
+        "a = [\"\"\"x\"\"\"\", [\n  1],\n  [+1],\n]\n",
+        "a = ['''x'''', [\n  1],\n  [+1],\n]\n",
+        "[\u{A0}x]\n",
+        "\r[.a]\n",
+        "a = [\n  1,\r\n  2,\r\n]\r\n[b]\r\n",
+        "a = {b = [1, 2], c = \"}\"}\n",
+        "a = [,]\n",
     ])
-    func bracketsOutsideHeaders(text: String) {
-        #expect(TOMLHeaderCheck.abortingHeader(in: text) == nil, "\(text)")
+    func leftToTOMLKit(text: String) {
+        #expect(TOMLAbortCheck.firstAbort(in: text) == nil, "\(text)")
         _ = error(text)  // and TOMLKit parses it without aborting
     }
 
-    /// Every text of up to four characters over brackets, keys, quotes and the rest
-    /// goes through the whole parse: an abort (a header the check misses) ends the
-    /// test process.
+    /// Every text of up to four characters over brackets, braces, keys, quotes, line
+    /// ends and the rest goes through the whole parse: an abort the check misses ends
+    /// the test process.
     @Test func shortTextsNeverAbort() {
-        let alphabet = ["[", "]", ".", " ", "a", "\"", "'", "\n", "=", "#", "\u{E9}", "1", "{"]
+        let alphabet = ["[", "]", "{", "}", ".", ",", " ", "a", "\"", "'", "\n", "\r", "=", "#", "\\", "\u{E9}", "\u{2028}", "1"]
         var texts = [""]
         for _ in 0..<4 { texts = texts.flatMap { text in alphabet.map { text + $0 } } + texts.filter { $0.isEmpty } }
         var refused = 0
         for text in Set(texts) where error(text) != nil { refused += 1 }
-        #expect(refused > 0)
+        #expect(refused > texts.count / 2)
     }
 
     @Test func missingFileIsNoInput() throws {

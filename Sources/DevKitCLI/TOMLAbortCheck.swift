@@ -1,0 +1,234 @@
+import DevKitModel
+
+/// The places TOMLKit cannot be given. Its parser (toml++ 3, as TOMLKit 0.6.0 builds it,
+/// assertions on) aborts the whole process, exit 134, instead of reporting an error:
+/// - a table header whose first key character is none of a bare key's (`A-Z a-z 0-9
+///   _ -`), a quote, `]` or a blank: `[[[firmware]]]`, `[.dps]`, `[é]`, a lone `[`;
+/// - an array whose next value (after `[` or a comma, blanks, line breaks and comments)
+///   starts with `}` or a Unicode line separator (U+0085, U+2028, U+2029).
+/// And TOMLKit reads a text only up to its first NUL character, silently.
+/// A typo in a profile must be an error that names its line (exit 65); under the udev
+/// unit an abort is also retried every 10 s. No library offers the check (toml++ fixed
+/// the header case upstream, after the release TOMLKit builds), so this finds those
+/// places before TOMLKit parses, reading only as much of TOML's structure as it takes to
+/// know a header (a `[` that starts a statement outside every value and string) and an
+/// array's next value. Everything else is TOMLKit's to judge. Known and not caught: a
+/// local date followed by a blank and one digit (`1979-05-27 0`) also aborts.
+enum TOMLAbortCheck {
+    /// Where toml++ would abort: the line and column (both from 1), what it expected
+    /// and found there, and the offset (in UTF-8) of the line where that statement
+    /// starts: the text before it is what TOMLKit can be asked about safely.
+    struct Abort: Equatable {
+        var line: Int
+        var column: Int
+        var message: String
+        var statementStart: Int
+    }
+
+    /// The first place toml++ would abort on in `text`, or a NUL character (TOMLKit
+    /// hands toml++ a C string: it would read the text up to it and no further); nil
+    /// when there is none.
+    static func firstAbort(in text: String) -> Abort? {
+        let bytes = Array(text.utf8)
+        let end = bytes.firstIndex(of: 0) ?? bytes.count
+        var scanner = Scanner(bytes: Array(bytes[..<end]))
+        if let abort = scanner.run() { return abort }
+        guard end < bytes.count else { return nil }
+        var nul = Scanner(bytes: bytes)
+        nul.i = end
+        nul.line = 1 + bytes[..<end].filter { $0 == UInt8(ascii: "\n") }.count
+        nul.lineStart = (bytes[..<end].lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+        nul.statementLineStart = nul.lineStart
+        return nul.abort(at: end, "a NUL character, which TOML does not allow")
+    }
+
+    private struct Scanner {
+        let bytes: [UInt8]
+        var i = 0
+        var line = 1
+        var lineStart = 0
+        var statementLineStart = 0
+        /// The open `[` (arrays) and `{` (inline tables) of the statement's value.
+        var open: [UInt8] = []
+
+        init(bytes: [UInt8]) {
+            self.bytes = bytes
+            if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }  // a byte-order mark, skipped by toml++
+            lineStart = i
+        }
+
+        func byte(_ at: Int) -> UInt8? { at < bytes.count ? bytes[at] : nil }
+
+        /// The Unicode scalar at `at` and its length in bytes.
+        func scalar(_ at: Int) -> (value: UInt32, length: Int) {
+            var decoder = UTF8()
+            var iterator = bytes[at...].makeIterator()
+            guard case .scalarValue(let scalar) = decoder.decode(&iterator) else { return (0xFFFD, 1) }
+            return (scalar.value, String(scalar).utf8.count)
+        }
+
+        func abort(at j: Int, _ message: String) -> Abort {
+            Abort(
+                line: line, column: String(decoding: bytes[lineStart..<j], as: UTF8.self).unicodeScalars.count + 1,
+                message: message, statementStart: statementLineStart)
+        }
+
+        /// The character at `j`, escaped, as a message quotes it.
+        func found(_ j: Int) -> String {
+            escaped(String(decoding: bytes[j..<min(j + scalar(j).length, bytes.count)], as: UTF8.self))
+        }
+
+        mutating func newline(at j: Int) {
+            line += 1
+            lineStart = j + 1
+        }
+
+        static func isBlank(_ byte: UInt8?) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+
+        func skipBlanks(_ j: inout Int) -> Bool {
+            let start = j
+            while Self.isBlank(byte(j)) { j += 1 }
+            return j > start
+        }
+
+        /// toml++ reports (does not abort on) a non-ASCII blank where it skips blanks.
+        func isNonASCIIBlank(_ value: UInt32) -> Bool {
+            [0xA0, 0x1680, 0x180E, 0x202F, 0x205F, 0x2060, 0x3000, 0xFEFF].contains(value) || (0x2000...0x200B).contains(value)
+        }
+
+        /// Past the string whose opening quote is at `i`, multi-line ones included.
+        mutating func skipString() {
+            let quote = bytes[i]
+            let basic = quote == UInt8(ascii: "\"")
+            let multiline = byte(i + 1) == quote && byte(i + 2) == quote
+            i += multiline ? 3 : 1
+            while let b = byte(i) {
+                if b == UInt8(ascii: "\\") && basic {
+                    if byte(i + 1) == UInt8(ascii: "\n") { newline(at: i + 1) }
+                    i += 2
+                    continue
+                }
+                if b == UInt8(ascii: "\n") {
+                    guard multiline else { return }  // an unclosed string: TOMLKit says so
+                    newline(at: i)
+                } else if b == quote {
+                    // A multi-line string closes at its last three quotes of a run: up to
+                    // two before them are its content (`"""x""""` is `x"`).
+                    var run = 0
+                    while byte(i + run) == quote { run += 1 }
+                    if !multiline || run >= 3 {
+                        i += multiline ? run : 1
+                        return
+                    }
+                    i += run
+                    continue
+                }
+                i += 1
+            }
+        }
+
+        mutating func skipComment() {
+            while let b = byte(i), b != UInt8(ascii: "\n") { i += 1 }
+        }
+
+        /// A table header at `i`: as toml++ reads one, `[`, blanks, a second `[` only
+        /// right after the first (`[ [` is its own error), blanks, then the key.
+        func headerAbort() -> Abort? {
+            var j = i + 1
+            let blanks = skipBlanks(&j)
+            if byte(j) == UInt8(ascii: "[") {
+                guard !blanks else { return nil }
+                j += 1
+                _ = skipBlanks(&j)
+            }
+            guard let b = byte(j) else { return nil }
+            switch b {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"),
+                 UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: "]"):
+                return nil
+            default:
+                if isNonASCIIBlank(scalar(j).value) { return nil }
+                return abort(at: j, "Error while parsing table header: expected a key (a letter, digit, '_', '-' or a quoted key), saw '\(found(j))'")
+            }
+        }
+
+        /// An array's next value, after `[` or a comma at `i`: as toml++ looks for it,
+        /// past blanks, line breaks and comments.
+        mutating func arrayValueAbort() -> Abort? {
+            var j = i + 1
+            while let b = byte(j) {
+                if Self.isBlank(b) {
+                    j += 1
+                } else if b == UInt8(ascii: "\n") {
+                    newline(at: j)
+                    j += 1
+                } else if b == UInt8(ascii: "\r") && byte(j + 1) == UInt8(ascii: "\n") {
+                    j += 1
+                } else if b == UInt8(ascii: "#") {
+                    while let c = byte(j), c != UInt8(ascii: "\n") { j += 1 }
+                } else {
+                    break
+                }
+            }
+            i = j
+            guard let b = byte(j) else { return nil }
+            guard b == UInt8(ascii: "}") || [0x85, 0x2028, 0x2029].contains(scalar(j).value) else { return nil }
+            return abort(at: j, "Error while parsing array: expected a value or ']', saw '\(found(j))'")
+        }
+
+        mutating func run() -> Abort? {
+            var statementStart = true
+            var inHeader = false  // a header's brackets are not a value's
+            while let b = byte(i) {
+                if b == UInt8(ascii: "\n") {
+                    newline(at: i)
+                    i += 1
+                    inHeader = false
+                    if open.isEmpty {
+                        statementStart = true
+                        statementLineStart = lineStart
+                    }
+                    continue
+                }
+                if statementStart {
+                    if Self.isBlank(b) || (b == UInt8(ascii: "\r") && byte(i + 1) == UInt8(ascii: "\n")) {
+                        i += 1
+                        continue
+                    }
+                    if b == UInt8(ascii: "\r") { return nil }  // a lone CR: toml++'s own error comes first
+                    statementStart = false
+                    if b == UInt8(ascii: "[") {
+                        if let abort = headerAbort() { return abort }
+                        inHeader = true
+                        i += 1
+                        continue
+                    }
+                }
+                switch b {
+                case UInt8(ascii: "#"):
+                    skipComment()
+                    continue
+                case UInt8(ascii: "\""), UInt8(ascii: "'"):
+                    skipString()
+                    continue
+                case UInt8(ascii: "[") where !inHeader:
+                    open.append(b)
+                    if let abort = arrayValueAbort() { return abort }
+                    continue
+                case UInt8(ascii: ",") where !inHeader && open.last == UInt8(ascii: "["):
+                    if let abort = arrayValueAbort() { return abort }
+                    continue
+                case UInt8(ascii: "{") where !inHeader:
+                    open.append(b)
+                case UInt8(ascii: "]") where !inHeader, UInt8(ascii: "}") where !inHeader:
+                    if !open.isEmpty { open.removeLast() }
+                default:
+                    break
+                }
+                i += 1
+            }
+            return nil
+        }
+    }
+}
