@@ -138,8 +138,12 @@ enum ProfileLoader {
             }
         }
         if let abort = TOMLAbortCheck.firstAbort(in: text) {
-            // An error TOMLKit finds before that statement is the first one: report it.
-            _ = try table(String(decoding: text.utf8.prefix(abort.statementStart), as: UTF8.self))
+            // An error TOMLKit finds before that place is the first one: report it.
+            do {
+                _ = try table(abort.defused(text))
+            } catch {
+                if case .syntax(_, let line, let column, _) = error, (line, column) < (abort.line, abort.column) { throw error }
+            }
             throw .syntax(file: file, line: abort.line, column: abort.column, message: abort.message)
         }
         let root = try table(text)

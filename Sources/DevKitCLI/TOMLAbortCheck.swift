@@ -12,17 +12,33 @@ import DevKitModel
 /// the header case upstream, after the release TOMLKit builds), so this finds those
 /// places before TOMLKit parses, reading only as much of TOML's structure as it takes to
 /// know a header (a `[` that starts a statement outside every value and string) and an
-/// array's next value. Everything else is TOMLKit's to judge. Known and not caught: a
-/// local date followed by a blank and one digit (`1979-05-27 0`) also aborts.
+/// array's next value. Everything else is TOMLKit's to judge. Known and not caught: some
+/// malformed date-times also abort (`1979-05-27 0`, `2024-05-27T:10:00`); no profile
+/// key takes a date.
 enum TOMLAbortCheck {
     /// Where toml++ would abort: the line and column (both from 1), what it expected
-    /// and found there, and the offset (in UTF-8) of the line where that statement
-    /// starts: the text before it is what TOMLKit can be asked about safely.
+    /// and found there; the character's place in the UTF-8 text, and the byte that,
+    /// put in its place, makes toml++ report an error right there instead (nil for a
+    /// NUL: the text before it is what TOMLKit reads).
     struct Abort: Equatable {
         var line: Int
         var column: Int
         var message: String
-        var statementStart: Int
+        var offset: Int
+        var length: Int
+        var replacement: UInt8?
+
+        /// `text` as TOMLKit can be given it safely, to learn whether it finds an error
+        /// before this place: the character replaced, or the text cut at the NUL.
+        func defused(_ text: String) -> String {
+            var bytes = Array(text.utf8)
+            if let replacement {
+                bytes.replaceSubrange(offset..<offset + length, with: [replacement])
+            } else {
+                bytes.removeSubrange(offset...)
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
     }
 
     /// The first place toml++ would abort on in `text`, or a NUL character (TOMLKit
@@ -35,11 +51,9 @@ enum TOMLAbortCheck {
         if let abort = scanner.run() { return abort }
         guard end < bytes.count else { return nil }
         var nul = Scanner(bytes: bytes)
-        nul.i = end
         nul.line = 1 + bytes[..<end].filter { $0 == UInt8(ascii: "\n") }.count
-        nul.lineStart = (bytes[..<end].lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
-        nul.statementLineStart = nul.lineStart
-        return nul.abort(at: end, "a NUL character, which TOML does not allow")
+        nul.lineStart = max(nul.lineStart, (bytes[..<end].lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1)
+        return nul.abort(at: end, "a NUL character, which TOML does not allow", replacement: nil)
     }
 
     private struct Scanner {
@@ -47,7 +61,6 @@ enum TOMLAbortCheck {
         var i = 0
         var line = 1
         var lineStart = 0
-        var statementLineStart = 0
         /// The open `[` (arrays) and `{` (inline tables) of the statement's value.
         var open: [UInt8] = []
 
@@ -67,10 +80,10 @@ enum TOMLAbortCheck {
             return (scalar.value, String(scalar).utf8.count)
         }
 
-        func abort(at j: Int, _ message: String) -> Abort {
+        func abort(at j: Int, _ message: String, replacement: UInt8?) -> Abort {
             Abort(
                 line: line, column: String(decoding: bytes[lineStart..<j], as: UTF8.self).unicodeScalars.count + 1,
-                message: message, statementStart: statementLineStart)
+                message: message, offset: j, length: scalar(j).length, replacement: replacement)
         }
 
         /// The character at `j`, escaped, as a message quotes it.
@@ -149,7 +162,9 @@ enum TOMLAbortCheck {
                 return nil
             default:
                 if isNonASCIIBlank(scalar(j).value) { return nil }
-                return abort(at: j, "Error while parsing table header: expected a key (a letter, digit, '_', '-' or a quoted key), saw '\(found(j))'")
+                return abort(
+                    at: j, "Error while parsing table header: expected a key (a letter, digit, '_', '-' or a quoted key), saw '\(found(j))'",
+                    replacement: UInt8(ascii: "]"))
             }
         }
 
@@ -174,7 +189,7 @@ enum TOMLAbortCheck {
             i = j
             guard let b = byte(j) else { return nil }
             guard b == UInt8(ascii: "}") || [0x85, 0x2028, 0x2029].contains(scalar(j).value) else { return nil }
-            return abort(at: j, "Error while parsing array: expected a value or ']', saw '\(found(j))'")
+            return abort(at: j, "Error while parsing array: expected a value or ']', saw '\(found(j))'", replacement: UInt8(ascii: ","))
         }
 
         mutating func run() -> Abort? {
@@ -185,10 +200,7 @@ enum TOMLAbortCheck {
                     newline(at: i)
                     i += 1
                     inHeader = false
-                    if open.isEmpty {
-                        statementStart = true
-                        statementLineStart = lineStart
-                    }
+                    if open.isEmpty { statementStart = true }
                     continue
                 }
                 if statementStart {

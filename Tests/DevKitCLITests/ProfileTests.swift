@@ -161,6 +161,8 @@ import Testing
         ("a = [1,\u{85}]\n", 1, 8, "saw '\\u{85}'"),
         // TOMLKit would stop reading at it, silently.
         ("a = 1\n\0\n[.b]\n", 2, 1, "NUL"),
+        ("a = [\n  1,\n  2, # \0\n]\n", 3, 8, "NUL"),
+        ("\u{FEFF}a = 1\0\n", 1, 6, "NUL"),
     ])
     func abortingPlaceIsASyntaxError(text: String, line: Int, column: Int, found: String) throws {
         let e = try #require(error(text))
@@ -170,12 +172,19 @@ import Testing
         #expect(e.exitStatus == .dataError)
     }
 
-    /// An error TOMLKit reports before that place is still the one reported.
-    @Test func anEarlierErrorComesFirst() throws {
-        let e = try #require(error("[firmware]\nelf =\n[.dps]\n"))
-        guard case .syntax(_, let line, _, let message) = e else { Issue.record("\(e)"); return }
-        #expect(line == 2, "\(message)")
-        #expect(!message.contains("expected a key"), "\(message)")
+    /// An error TOMLKit reports before that place, in the same statement or earlier,
+    /// is still the one reported.
+    @Test("an earlier error comes first", arguments: [
+        ("[firmware]\nelf =\n[.dps]\n", 2, 6),
+        ("ports = [1 2, }]\n", 1, 12),
+        ("a = [1,, }]\n", 1, 8),
+        ("a = \"\n[.b]\n", 1, 6),
+    ])
+    func anEarlierErrorComesFirst(text: String, line: Int, column: Int) throws {
+        let e = try #require(error(text))
+        guard case .syntax(_, let l, let c, let message) = e else { Issue.record("\(e)"); return }
+        #expect(l == line && c == column, "\(e)")
+        #expect(!message.contains("expected a key") && !message.contains("expected a value or ']'"), "\(message)")
     }
 
     /// Brackets in values, strings and comments are not headers; toml++'s own errors
