@@ -82,22 +82,14 @@ extension DevKitCommand {
 
         // `info`, `autoconfigure` and `set-uds` with plain options need no reflection, and,
         // being synchronous, no cast to learn whether they are async.
-        if var command = parsedPlain(arguments) {
-            do {
-                try command.run()
-            } catch {
-                exitReporting(error)
-            }
-            return
-        }
-
+        let plain = parsedPlain(arguments)
         let command: any ParsableCommand
         do {
-            command = try parseDispatching(arguments)
+            command = try plain ?? parseDispatching(arguments)
         } catch {
             exitReporting(error)
         }
-        guard let asyncCommand = command as? any AsyncParsableCommand else {
+        guard plain == nil, let asyncCommand = command as? any AsyncParsableCommand else {
             var command = command
             do {
                 try command.run()

@@ -20,7 +20,7 @@ enum TOMLAbortCheck {
     /// and found there; the character's place in the UTF-8 text, and the byte that,
     /// put in its place, makes toml++ report an error right there instead (nil for a
     /// NUL: the text before it is what TOMLKit reads).
-    struct Abort: Equatable {
+    struct Abort {
         var line: Int
         var column: Int
         var message: String
@@ -77,7 +77,7 @@ enum TOMLAbortCheck {
             var decoder = UTF8()
             var iterator = bytes[at...].makeIterator()
             guard case .scalarValue(let scalar) = decoder.decode(&iterator) else { return (0xFFFD, 1) }
-            return (scalar.value, String(scalar).utf8.count)
+            return (scalar.value, UTF8.width(scalar))
         }
 
         func abort(at j: Int, _ message: String, replacement: UInt8?) -> Abort {
@@ -140,8 +140,9 @@ enum TOMLAbortCheck {
             }
         }
 
-        mutating func skipComment() {
-            while let b = byte(i), b != UInt8(ascii: "\n") { i += 1 }
+        /// Where the line holding `j` ends (its newline, or the end): past a comment.
+        func endOfLine(from j: Int) -> Int {
+            bytes[j...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
         }
 
         /// A table header at `i`: as toml++ reads one, `[`, blanks, a second `[` only
@@ -181,7 +182,7 @@ enum TOMLAbortCheck {
                 } else if b == UInt8(ascii: "\r") && byte(j + 1) == UInt8(ascii: "\n") {
                     j += 1
                 } else if b == UInt8(ascii: "#") {
-                    while let c = byte(j), c != UInt8(ascii: "\n") { j += 1 }
+                    j = endOfLine(from: j)
                 } else {
                     break
                 }
@@ -219,7 +220,7 @@ enum TOMLAbortCheck {
                 }
                 switch b {
                 case UInt8(ascii: "#"):
-                    skipComment()
+                    i = endOfLine(from: i)
                     continue
                 case UInt8(ascii: "\""), UInt8(ascii: "'"):
                     skipString()
