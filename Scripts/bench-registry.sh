@@ -15,6 +15,8 @@
 #     stations are STATIONS processes on the same cores, each with its own
 #     start-up (the firmware measured, the key read, a connection opened)
 #
+#   - the server's CPU time over the PostgreSQL side (its processes, the
+#     stations' sessions included once they have ended)
 #   - how many of the machine's cores were busy during each side (/proc/stat:
 #     server, emulators and stations together; near all of them means CPU-bound)
 #   - with SESSIONS=1, the most server sessions the stations held at once
@@ -136,6 +138,17 @@ machine_busy() {
     read -r b1 i1 < <(machine_stat)
     echo "$b0 $i0 $b1 $i1" | awk '{ printf "%.2f of %d cores busy", ($3 - $1) / ($3 - $1 + $4 - $2) * n, n }' n="$(grep -c '^cpu[0-9]' /proc/stat)"
 }
+# The server's CPU seconds so far: the postmaster, its live children (checkpointer,
+# WAL writer, sessions still open) and the sessions it reaped (cutime/cstime).
+server_cpu() {
+    local pm ticks=0 p
+    pm=$(head -n 1 "$work/pg/data/postmaster.pid")
+    for p in "$pm" $(pgrep -P "$pm"); do
+        # Fields 14-17 of /proc/PID/stat: utime stime cutime cstime (comm has no spaces here).
+        ticks=$((ticks + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$ticks $(getconf CLK_TCK)" | awk '{ printf "%.2f", $1 / $2 }'
+}
 cpu_total() { [ -f "$work/cpu.$1" ] && awk '{ t += $1 + $2 } END { printf "%.2f", t }' "$work/cpu.$1" || echo "?"; }
 
 # One station, every board, its own SQLite file; prints the wall time.
@@ -206,12 +219,15 @@ run_postgres() {
         done &
         sampler=$!
     fi
-    local m0
+    local m0 c0
     m0=$(machine_stat)
+    c0=$(server_cpu)
     t0=${EPOCHREALTIME/,/.}
     stations_at_once "pg$run" "$url" || failed=1
     t1=${EPOCHREALTIME/,/.}
     machine_busy "$m0" > "$work/busy.pg$run"
+    # The stations' sessions have ended with them: reaped, so counted.
+    echo "$(server_cpu) - $c0" | bc -l > "$work/server.pg$run"
     if [ -n "$sampler" ]; then
         kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
         echo "run $run: at most $(sort -n "$work/sessions.$run" | tail -n 1) server sessions at once ($(wc -l < "$work/sessions.$run") samples)" >&2
@@ -240,9 +256,9 @@ for run in $(seq 1 "$RUNS"); do
     read -r p x < <(run_postgres "$run")
     c=$(run_split "$run")
     t=$(echo "$x / $p" | bc -l)
-    printf 'run %d: SQLite one station %.2f s, PostgreSQL %d stations %.2f s, ratio %.2f, %d transactions (%.0f/s); devkit CPU %s s vs %s s; machine %s vs %s\n' \
+    printf 'run %d: SQLite one station %.2f s, PostgreSQL %d stations %.2f s, ratio %.2f, %d transactions (%.0f/s); devkit CPU %s s vs %s s, server CPU %.2f s; machine %s vs %s\n' \
         "$run" "$s" "$STATIONS" "$p" "$(echo "$p / $s" | bc -l)" "$x" "$t" "$(cpu_total "sqlite$run")" "$(cpu_total "pg$run")" \
-        "$(cat "$work/busy.sqlite$run")" "$(cat "$work/busy.pg$run")"
+        "$(cat "$work/server.pg$run")" "$(cat "$work/busy.sqlite$run")" "$(cat "$work/busy.pg$run")"
     printf 'run %d, control: %d stations with a SQLite file each %.2f s (devkit CPU %s s): PostgreSQL over it %.2f\n' \
         "$run" "$STATIONS" "$c" "$(cpu_total "split$run")" "$(echo "$p / $c" | bc -l)"
     sqlites+=("$s") pgs+=("$p") tps+=("$t") splits+=("$c")

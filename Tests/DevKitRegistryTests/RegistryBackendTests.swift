@@ -769,8 +769,10 @@ struct RegistryBackendTests {
 
     /// Every session of the registry asks the server to give up 25 s after its data
     /// went unacknowledged (a station cut off mid-answer keeps no claim for the
-    /// system's 15 minutes of retransmissions). The test cluster listens on a Unix
-    /// socket, where the value reads 0: what shows is that the session set it.
+    /// system's 15 minutes of retransmissions): the first with a statement, the
+    /// later ones, once the server took it, in their start-up message. The test
+    /// cluster listens on a Unix socket, where the value reads 0: what shows is
+    /// that each session set it, and how.
     @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
     func sessionsBoundTheServersRetransmissions() throws {
         let tmp = try TempDir()
@@ -778,11 +780,34 @@ struct RegistryBackendTests {
         let cluster = try PostgresCluster.shared()
         let database = try cluster.createDatabase()
         let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: try keyFile(tmp))
-        let source = try station.withSession { session in
+        func source(_ session: PostgresRegistry.Session) throws -> String? {
             try session.query("SELECT source FROM pg_settings WHERE name = 'tcp_user_timeout'")
                 .first.map { try $0.makeRandomAccess()["source"].decode(String.self) }
         }
-        #expect(source == "session")
+        // The first session stays taken while the second is opened, and the claims session after both.
+        let sources = try station.withSession { first in
+            [try source(first), try station.withSession { second in try source(second) }]
+        }
+        #expect(sources == ["session", "client"])
+        let claims = try station.claimsSession(for: RunID.current)
+        let claimsSource = try PostgresRegistry.Session(claims.connection, limit: .seconds(10)).query(
+            "SELECT source FROM pg_settings WHERE name = 'tcp_user_timeout'"
+        ).first.map { try $0.makeRandomAccess()["source"].decode(String.self) }
+        #expect(claimsSource == "client")
+        #expect(station.retransmissionBound.current == .atStartup)
+    }
+
+    /// A session lost before the server answered says nothing about the setting:
+    /// the next session asks again rather than leave it out for good. The first
+    /// answer stands.
+    @Test func aLostAnswerLeavesTheRetransmissionBoundToBeAsked() {
+        let bound = PostgresRegistry.RetransmissionBound()
+        bound.learned(refused: nil)
+        #expect(bound.current == .unknown)
+        bound.learned(refused: true)
+        #expect(bound.current == .refused)
+        bound.learned(refused: false)
+        #expect(bound.current == .refused)
     }
 
     /// A mark sent without waiting for a row that is not there is reported as such,

@@ -32,6 +32,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     public let createdKeyFile: String?
     /// How to connect again after the server went away (a restart, a network cut).
     private let configuration: PostgresConnection.Configuration
+    /// Whether this station's sessions set `tcp_user_timeout` at start-up (see ``RetransmissionBound``).
+    let retransmissionBound = RetransmissionBound()
     /// The station's connections, and what each run holding claims has pending.
     let pool = ConnectionPool()
     /// Serialises opening the claims session (one for the station, not one per run).
@@ -222,7 +224,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         self.configuration = configuration
         let connection: PostgresConnection
         do {
-            connection = try Self.connect(configuration)
+            connection = try Self.connect(configuration, bound: retransmissionBound)
         } catch {
             throw Self.openFailure(location.description, error, lockTimeout: lockLimit)
         }
@@ -297,7 +299,11 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// postgres-nio bounds the whole connect by `connectTimeout` and closes the
     /// socket when it passes; the timer here is a second guard on top of that, and a
     /// connection that arrives after it fired is closed, never left open.
-    static func connect(_ configuration: PostgresConnection.Configuration) throws -> PostgresConnection {
+    static func connect(
+        _ configuration: PostgresConnection.Configuration, bound: RetransmissionBound
+    ) throws -> PostgresConnection {
+        var configuration = configuration
+        let asking = bound.prepare(&configuration)
         let limit = configuration.options.connectTimeout
         let connecting = PostgresConnection.connect(
             on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration, id: 1,
@@ -323,19 +329,60 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             answered.completeWith(result)
         }
         let connection = try answered.futureResult.wait()
-        // Sent ahead of the first call's statements, its answer not waited for.
-        _ = connection.statement(Self.boundedRetransmission)
+        if asking {
+            // Sent ahead of the first call's statements, its answer not waited for
+            // here: the statements after it are answered after it, in order.
+            connection.statement(RetransmissionBound.statement).whenComplete { bound.learned(from: $0) }
+        }
         return connection
     }
 
-    /// The server gives up on this session 25 s after data it sent went unacknowledged
+    /// The server gives up on a session 25 s after data it sent went unacknowledged
     /// (`tcp_user_timeout`), not after the system's ~15 minutes of retransmissions: a
     /// station cut off while an answer was on its way would otherwise keep its claims
     /// and open transaction that long (keepalives only cover an idle connection).
-    /// Where the server's system has no TCP_USER_TIMEOUT the setting is refused, and
-    /// that refusal is dropped here: the session is as it was. A Unix socket ignores it.
-    static let boundedRetransmission =
-        "DO $$ BEGIN PERFORM set_config('tcp_user_timeout', '25000', false); EXCEPTION WHEN OTHERS THEN NULL; END $$"
+    ///
+    /// A server whose system has no TCP_USER_TIMEOUT (or a PostgreSQL before 12)
+    /// refuses the setting, and in a session's start-up message that refusal would
+    /// end the session. So the station's first session asks with a statement whose
+    /// refusal is dropped (the session is as it was); once the server has taken it,
+    /// later sessions set it at start-up, at no cost. A `DO` block that caught the
+    /// refusal in every session cost the server 1-2 ms of PL/pgSQL per session. A
+    /// Unix socket takes the setting and ignores it.
+    final class RetransmissionBound: Sendable {
+        enum State { case unknown, atStartup, refused }
+        private let state = Mutex(State.unknown)
+        static let statement = "SELECT set_config('tcp_user_timeout', '25000', false)"
+        static let startupParameter = (name: "tcp_user_timeout", value: "25000")
+
+        var current: State { state.withLock { $0 } }
+
+        /// Adds the setting to a new session's start-up message once the server has
+        /// taken it; true when the session must ask with ``statement`` instead.
+        func prepare(_ configuration: inout PostgresConnection.Configuration) -> Bool {
+            switch current {
+            case .unknown: return true
+            case .atStartup: configuration.options.additionalStartupParameters.append(Self.startupParameter)
+            case .refused: break
+            }
+            return false
+        }
+
+        /// The server's answer to ``statement``.
+        func learned(from answer: Result<PostgresQueryResult, any Error>) {
+            switch answer {
+            case .success: learned(refused: false)
+            case .failure(let error): learned(refused: PostgresRegistry.serverError(error) != nil ? true : nil)
+            }
+        }
+
+        /// What the first answer said; `nil`, no answer (a lost connection says
+        /// nothing about the setting: the next session asks again).
+        func learned(refused: Bool?) {
+            guard let refused else { return }
+            state.withLock { if $0 == .unknown { $0 = refused ? .refused : .atStartup } }
+        }
+    }
 
     // MARK: Schema
 
@@ -560,7 +607,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                 connection = idle
             } else {
                 do {
-                    connection = try Self.connect(configuration)
+                    connection = try Self.connect(configuration, bound: retransmissionBound)
                 } catch {
                     pool.giveBack(nil)
                     throw error
@@ -665,7 +712,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         if let current { return current }
         var opened: PostgresConnection?
         do {
-            let connection = try Self.connect(configuration)
+            let connection = try Self.connect(configuration, bound: retransmissionBound)
             opened = connection
             let row = try Session(connection, limit: answerTimeout).query(
                 "SELECT pid, backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()"
