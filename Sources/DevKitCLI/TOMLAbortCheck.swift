@@ -5,35 +5,37 @@ import DevKitModel
 /// - a table header whose first key character is none of a bare key's (`A-Z a-z 0-9
 ///   _ -`), a quote, `]` or a blank: `[[[firmware]]]`, `[.dps]`, `[é]`, a lone `[`;
 /// - an array whose next value (after `[` or a comma, blanks, line breaks and comments)
-///   starts with `}` or a Unicode line separator (U+0085, U+2028, U+2029).
+///   starts with `}` or a Unicode line separator (U+0085, U+2028, U+2029);
+/// - a value that is a date, a space, one digit and the value's end (`1979-05-27 0`):
+///   toml++ scans on for a time and asserts there is more;
+/// - a date-time whose time does not start with a digit (`2024-05-27T:10:00`).
 /// And TOMLKit reads a text only up to its first NUL character, silently.
 /// A typo in a profile must be an error that names its line (exit 65); under the udev
 /// unit an abort is also retried every 10 s. No library offers the check (toml++ fixed
 /// the header case upstream, after the release TOMLKit builds), so this finds those
 /// places before TOMLKit parses, reading only as much of TOML's structure as it takes to
-/// know a header (a `[` that starts a statement outside every value and string) and an
-/// array's next value. Everything else is TOMLKit's to judge. Known and not caught: some
-/// malformed date-times also abort (`1979-05-27 0`, `2024-05-27T:10:00`); no profile
-/// key takes a date.
+/// know a header (a `[` that starts a statement outside every value and string), an
+/// array's next value and a value's first token (which toml++ classifies by the
+/// characters it holds before it parses it). Everything else is TOMLKit's to judge.
 enum TOMLAbortCheck {
     /// Where toml++ would abort: the line and column (both from 1), what it expected
-    /// and found there; the character's place in the UTF-8 text, and the byte that,
-    /// put in its place, makes toml++ report an error right there instead (nil for a
-    /// NUL: the text before it is what TOMLKit reads).
+    /// and found there; the character's place in the UTF-8 text, and the bytes that,
+    /// put in its place, make toml++ report an error right there (or just after it)
+    /// instead (nil for a NUL: the text before it is what TOMLKit reads).
     struct Abort {
         var line: Int
         var column: Int
         var message: String
         var offset: Int
         var length: Int
-        var replacement: UInt8?
+        var replacement: [UInt8]?
 
         /// `text` as TOMLKit can be given it safely, to learn whether it finds an error
         /// before this place: the character replaced, or the text cut at the NUL.
         func defused(_ text: String) -> String {
             var bytes = Array(text.utf8)
             if let replacement {
-                bytes.replaceSubrange(offset..<offset + length, with: [replacement])
+                bytes.replaceSubrange(offset..<offset + length, with: replacement)
             } else {
                 bytes.removeSubrange(offset...)
             }
@@ -80,7 +82,7 @@ enum TOMLAbortCheck {
             return (scalar.value, UTF8.width(scalar))
         }
 
-        func abort(at j: Int, _ message: String, replacement: UInt8?) -> Abort {
+        func abort(at j: Int, _ message: String, replacement: [UInt8]?) -> Abort {
             Abort(
                 line: line, column: String(decoding: bytes[lineStart..<j], as: UTF8.self).unicodeScalars.count + 1,
                 message: message, offset: j, length: scalar(j).length, replacement: replacement)
@@ -165,7 +167,7 @@ enum TOMLAbortCheck {
                 if isNonASCIIBlank(scalar(j).value) { return nil }
                 return abort(
                     at: j, "Error while parsing table header: expected a key (a letter, digit, '_', '-' or a quoted key), saw '\(found(j))'",
-                    replacement: UInt8(ascii: "]"))
+                    replacement: [UInt8(ascii: "]")])
             }
         }
 
@@ -189,8 +191,111 @@ enum TOMLAbortCheck {
             }
             i = j
             guard let b = byte(j) else { return nil }
-            guard b == UInt8(ascii: "}") || [0x85, 0x2028, 0x2029].contains(scalar(j).value) else { return nil }
-            return abort(at: j, "Error while parsing array: expected a value or ']', saw '\(found(j))'", replacement: UInt8(ascii: ","))
+            guard b == UInt8(ascii: "}") || [0x85, 0x2028, 0x2029].contains(scalar(j).value) else { return valueAbort(at: j) }
+            return abort(at: j, "Error while parsing array: expected a value or ']', saw '\(found(j))'", replacement: [UInt8(ascii: ",")])
+        }
+
+        static func isDigit(_ byte: UInt8?) -> Bool { byte.map { (0x30...0x39).contains($0) } ?? false }
+
+        /// toml++'s value terminators: blanks and line breaks (ASCII or not), `]`, `}`, `,`, `#`.
+        func isValueTerminator(_ j: Int) -> Bool {
+            guard let b = byte(j) else { return false }
+            switch b {
+            case 0x09...0x0D, 0x20, UInt8(ascii: "]"), UInt8(ascii: "}"), UInt8(ascii: ","), UInt8(ascii: "#"): return true
+            case 0x80...:
+                let value = scalar(j).value
+                return isNonASCIIBlank(value) || [0x85, 0x2028, 0x2029].contains(value)
+            default: return false
+            }
+        }
+
+        /// What toml++ notes of a value's first token before it parses it (its
+        /// `value_traits`): the kinds of character in it, as far as they decide
+        /// between a date, a date-time and the rest. Digits and the signs, `.` and `:`
+        /// count anywhere; the letters under toml++'s own conditions.
+        struct Traits: OptionSet {
+            let rawValue: Int
+            init(rawValue: Int) { self.rawValue = rawValue }
+            static let digits = Traits(rawValue: 1), b = Traits(rawValue: 2), e = Traits(rawValue: 4), o = Traits(rawValue: 8)
+            static let p = Traits(rawValue: 16), t = Traits(rawValue: 32), x = Traits(rawValue: 64), z = Traits(rawValue: 128)
+            static let colon = Traits(rawValue: 256), plus = Traits(rawValue: 512), minus = Traits(rawValue: 1024)
+            static let dot = Traits(rawValue: 2048)
+
+            /// Of a token that starts with a digit; `chars` without its `_`s.
+            init(digitFirst chars: [UInt32]) {
+                var traits: Traits = []
+                let zero = chars.first == 0x30
+                for (index, c) in chars.enumerated() {
+                    let count = index + 1
+                    switch c {
+                    case 0x30...0x39: traits.insert(.digits)
+                    case 0x41...0x5A, 0x61...0x7A:
+                        switch c | 0x20 {
+                        case 0x62 where count == 2 && zero: traits.insert(.b)
+                        case 0x65 where count > 1 && traits.isDisjoint(with: [.b, .o, .p, .t, .x, .z, .colon])
+                            && traits.isDisjoint(with: [.plus, .minus]):
+                            traits.insert(.e)
+                        case 0x6F where count == 2 && zero: traits.insert(.o)
+                        case 0x70 where traits.contains(.x): traits.insert(.p)
+                        case 0x78 where count == 2 && zero: traits.insert(.x)
+                        case 0x74: traits.insert(.t)
+                        case 0x7A: traits.insert(.z)
+                        default: break
+                        }
+                    case 0x2B: traits.insert(.plus)
+                    case 0x2D: traits.insert(.minus)
+                    case 0x2E: traits.insert(.dot)
+                    case 0x3A: traits.insert(.colon)
+                    default: break
+                    }
+                }
+                self = traits
+            }
+
+            /// The sets toml++ parses as a date-time (offset or not, fraction or not).
+            static let dateTimes: [Traits] = [
+                [.digits, .minus, .colon, .t], [.digits, .plus, .minus, .colon, .t],
+                [.digits, .minus, .colon, .dot, .t], [.digits, .plus, .minus, .colon, .dot, .t],
+                [.digits, .minus, .colon, .z, .t], [.digits, .minus, .colon, .dot, .z, .t],
+            ]
+        }
+
+        /// A value starting at `start` (after `=`, `[` or a comma) that toml++ would
+        /// abort on while it reads a date or date-time:
+        /// - a local date, one space, one digit and the token's end (not the text's):
+        ///   taking it for a date-time with a space, toml++ scans on past the digit
+        ///   and asserts that more of the time follows;
+        /// - `YYYY-MM-DD` and `T` (a token toml++ takes for a date-time), then a
+        ///   character that is not a digit: its time parser asserts one.
+        func valueAbort(at start: Int) -> Abort? {
+            guard Self.isDigit(byte(start)) else { return nil }
+            // The first token, as toml++ scans it: to a value terminator, at most 127
+            // characters, its `_`s not counted.
+            var j = start
+            var chars: [UInt32] = []
+            var scanned = 0
+            while j < bytes.count && !isValueTerminator(j) && scanned < 127 {
+                let (value, length) = scalar(j)
+                if value != 0x5F { chars.append(value) }
+                scanned += 1
+                j += length
+            }
+            let traits = Traits(digitFirst: chars)
+            if chars.count == 10 && chars[4] == 0x2D && chars[7] == 0x2D && traits == [.digits, .minus],
+               byte(j) == UInt8(ascii: " "), Self.isDigit(byte(j + 1)), isValueTerminator(j + 2) {
+                return abort(
+                    at: j + 1, "Error while parsing date-time: expected a time (HH:MM:SS), saw '\(found(j + 1))' alone",
+                    replacement: [UInt8(ascii: "x")])
+            }
+            let date = bytes[start..<min(start + 10, bytes.count)]
+            if date.count == 10, date.indices.allSatisfy({ [start + 4, start + 7].contains($0) ? bytes[$0] == 0x2D : Self.isDigit(bytes[$0]) }),
+               byte(start + 10) == UInt8(ascii: "T") || byte(start + 10) == UInt8(ascii: "t"),
+               start + 11 < j, !Self.isDigit(byte(start + 11)), Traits.dateTimes.contains(traits) {
+                return abort(
+                    at: start + 11, "Error while parsing date-time: expected a 2-digit hour, saw '\(found(start + 11))'",
+                    replacement: [UInt8(ascii: "0"), UInt8(ascii: "x")])
+            }
+            return nil
         }
 
         mutating func run() -> Abort? {
@@ -232,6 +337,10 @@ enum TOMLAbortCheck {
                 case UInt8(ascii: ",") where !inHeader && open.last == UInt8(ascii: "["):
                     if let abort = arrayValueAbort() { return abort }
                     continue
+                case UInt8(ascii: "=") where !inHeader:
+                    var j = i + 1
+                    _ = skipBlanks(&j)
+                    if let abort = valueAbort(at: j) { return abort }
                 case UInt8(ascii: "{") where !inHeader:
                     open.append(b)
                 case UInt8(ascii: "]") where !inHeader, UInt8(ascii: "}") where !inHeader:

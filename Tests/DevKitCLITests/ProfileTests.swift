@@ -159,6 +159,17 @@ import Testing
         ("a = [ # c\n  }]\n", 2, 3, "saw '}'"),
         ("a = { b = [\n\u{2028}] }\n", 2, 1, "saw '\\u{2028}'"),
         ("a = [1,\u{85}]\n", 1, 8, "saw '\\u{85}'"),
+        // A date, a space, one digit and the value's end; a date-time's time not
+        // starting with a digit.
+        ("d = 1979-05-27 0\n", 1, 16, "saw '0' alone"),
+        ("d = [1979-05-27 7]\n", 1, 17, "saw '7' alone"),
+        ("d = {t = 1979-05-27 1, u = 2}\n", 1, 21, "saw '1' alone"),
+        ("d = 1979-05-27 0 # c\n", 1, 16, "saw '0' alone"),
+        ("d = 1979-05-27 0\u{2028}\n", 1, 16, "saw '0' alone"),
+        ("d = 2024-05-27T:10:00\n", 1, 16, "saw ':'"),
+        ("d = [2024-05-27t_1:00Z]\n", 1, 17, "saw '_'"),
+        ("d = 2024-05-27T+1:00\n", 1, 16, "saw '+'"),
+        ("d = [\n  1,\n  2024-02-29T.5:00,\n]\n", 3, 14, "saw '.'"),
         // TOMLKit would stop reading at it, silently.
         ("a = 1\n\0\n[.b]\n", 2, 1, "NUL"),
         ("a = [\n  1,\n  2, # \0\n]\n", 3, 8, "NUL"),
@@ -179,6 +190,9 @@ import Testing
         ("ports = [1 2, }]\n", 1, 12),
         ("a = [1,, }]\n", 1, 8),
         ("a = \"\n[.b]\n", 1, 6),
+        // The date itself is wrong: toml++ says so before it reaches the time.
+        ("d = 1979-0_5-27 0\n", 1, 11),
+        ("d = 2023-02-29T:10:00\n", 1, 15),
     ])
     func anEarlierErrorComesFirst(text: String, line: Int, column: Int) throws {
         let e = try #require(error(text))
@@ -205,6 +219,13 @@ import Testing
         "a = [\n  1,\r\n  2,\r\n]\r\n[b]\r\n",
         "a = {b = [1, 2], c = \"}\"}\n",
         "a = [,]\n",
+        "d = 1979-05-27 07:32:00\n",
+        "d = [1979-05-27, 1979-05-27T07:32:00Z, 07:32:00]\n",
+        "d = 1979-05-27 0",
+        "d = 1979-05-27 0x\n",
+        "d = 1979-05-27\t0\n",
+        "d = 2024-05-27Tx\n",
+        "d = \"1979-05-27 0\"\n# d = 2024-05-27T:10:00\n",
     ])
     func leftToTOMLKit(text: String) {
         #expect(TOMLAbortCheck.firstAbort(in: text) == nil, "\(text)")
@@ -221,6 +242,26 @@ import Testing
         var refused = 0
         for text in Set(texts) where error(text) != nil { refused += 1 }
         #expect(refused > texts.count / 2)
+    }
+
+    /// Dates and date-times, each followed by every three characters over digits,
+    /// separators, letters toml++ notes and value ends, as a key's value, in an
+    /// array and in an inline table: an abort the check misses ends the test process.
+    @Test func dateTextsNeverAbort() {
+        let alphabet = ["0", "1", " ", "T", ":", "_", "\n", ",", "]", "}", "#", "x", "Z", "+", "."]
+        var tails = [""]
+        for _ in 0..<3 { tails = tails.flatMap { tail in alphabet.map { tail + $0 } } }
+        var refused = 0
+        var count = 0
+        for value in ["1979-05-27", "1979-05-27 0", "2024-05-27T"] {
+            for prefix in ["d = ", "d = [", "d = {t = "] {
+                for tail in tails {
+                    count += 1
+                    if error(prefix + value + tail) != nil { refused += 1 }
+                }
+            }
+        }
+        #expect(refused > count / 2)
     }
 
     @Test func missingFileIsNoInput() throws {
