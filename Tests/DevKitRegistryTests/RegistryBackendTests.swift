@@ -780,34 +780,41 @@ struct RegistryBackendTests {
         let cluster = try PostgresCluster.shared()
         let database = try cluster.createDatabase()
         let station = try PostgresRegistry(location: try PostgresLocation(url: cluster.url(database)), key: try keyFile(tmp))
-        func source(_ session: PostgresRegistry.Session) throws -> String? {
-            try session.query("SELECT source FROM pg_settings WHERE name = 'tcp_user_timeout'")
-                .first.map { try $0.makeRandomAccess()["source"].decode(String.self) }
+        // How the session set it, and (for one set at start-up: a statement's value
+        // does not reach reset_val) the value, which a Unix socket's setting hides.
+        func setting(_ session: PostgresRegistry.Session) throws -> String? {
+            try session.query("SELECT source || ' ' || reset_val AS s FROM pg_settings WHERE name = 'tcp_user_timeout'")
+                .first.map { try $0.makeRandomAccess()["s"].decode(String.self) }
         }
         // The first session stays taken while the second is opened, and the claims session after both.
-        let sources = try station.withSession { first in
-            [try source(first), try station.withSession { second in try source(second) }]
+        let settings = try station.withSession { first in
+            [try setting(first), try station.withSession { second in try setting(second) }]
         }
-        #expect(sources == ["session", "client"])
+        #expect(settings == ["session 0", "client 25000"])
         let claims = try station.claimsSession(for: RunID.current)
-        let claimsSource = try PostgresRegistry.Session(claims.connection, limit: .seconds(10)).query(
-            "SELECT source FROM pg_settings WHERE name = 'tcp_user_timeout'"
-        ).first.map { try $0.makeRandomAccess()["source"].decode(String.self) }
-        #expect(claimsSource == "client")
+        #expect(try setting(PostgresRegistry.Session(claims.connection, limit: .seconds(10))) == "client 25000")
         #expect(station.retransmissionBound.current == .atStartup)
     }
 
-    /// A session lost before the server answered says nothing about the setting:
-    /// the next session asks again rather than leave it out for good. The first
-    /// answer stands.
-    @Test func aLostAnswerLeavesTheRetransmissionBoundToBeAsked() {
-        let bound = PostgresRegistry.RetransmissionBound()
+    /// Only a server that does not know the setting (PostgreSQL before 12: 42704)
+    /// refuses it; any other failure (a cancel, no resources, a lost connection)
+    /// says nothing about it, and the next session asks again. The first answer
+    /// stands; once refused, sessions neither ask nor carry it.
+    @Test func onlyAnUnknownParameterRefusesTheRetransmissionBound() {
+        typealias Bound = PostgresRegistry.RetransmissionBound
+        #expect(Bound.refuses(sqlState: "42704") == true)
+        for other in ["57014", "53200", "57P01", "", nil] as [String?] { #expect(Bound.refuses(sqlState: other) == nil) }
+        let bound = Bound()
+        #expect(bound.plan.asks && bound.plan.startup == nil)
         bound.learned(refused: nil)
         #expect(bound.current == .unknown)
         bound.learned(refused: true)
-        #expect(bound.current == .refused)
         bound.learned(refused: false)
         #expect(bound.current == .refused)
+        #expect(!bound.plan.asks && bound.plan.startup == nil)
+        let taken = Bound()
+        taken.learned(refused: false)
+        #expect(!taken.plan.asks && taken.plan.startup?.name == "tcp_user_timeout" && taken.plan.startup?.value == "25000")
     }
 
     /// A mark sent without waiting for a row that is not there is reported as such,

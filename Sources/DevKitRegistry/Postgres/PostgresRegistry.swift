@@ -342,13 +342,13 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     /// station cut off while an answer was on its way would otherwise keep its claims
     /// and open transaction that long (keepalives only cover an idle connection).
     ///
-    /// A server whose system has no TCP_USER_TIMEOUT (or a PostgreSQL before 12)
-    /// refuses the setting, and in a session's start-up message that refusal would
-    /// end the session. So the station's first session asks with a statement whose
-    /// refusal is dropped (the session is as it was); once the server has taken it,
-    /// later sessions set it at start-up, at no cost. A `DO` block that caught the
-    /// refusal in every session cost the server 1-2 ms of PL/pgSQL per session. A
-    /// Unix socket takes the setting and ignores it.
+    /// A PostgreSQL before 12 does not know the setting: in a session's start-up
+    /// message it would end the session. So the station's first session asks with a
+    /// statement whose refusal is dropped (the session is as it was); once the server
+    /// has taken it, later sessions set it at start-up, at no cost. (A `DO` block that
+    /// caught the refusal in every session cost the server 1-2 ms of PL/pgSQL per
+    /// session.) A server whose system has no TCP_USER_TIMEOUT takes the setting and
+    /// logs that it cannot apply it; a Unix socket takes it and ignores it.
     final class RetransmissionBound: Sendable {
         enum State { case unknown, atStartup, refused }
         private let state = Mutex(State.unknown)
@@ -357,23 +357,38 @@ public final class PostgresRegistry: RegistryStore, Sendable {
 
         var current: State { state.withLock { $0 } }
 
+        /// Whether a new session asks with ``statement`` (the answer is not known
+        /// yet), and the start-up parameter it carries instead (the server took it).
+        var plan: (asks: Bool, startup: (name: String, value: String)?) {
+            switch current {
+            case .unknown: return (true, nil)
+            case .atStartup: return (false, Self.startupParameter)
+            case .refused: return (false, nil)
+            }
+        }
+
         /// Adds the setting to a new session's start-up message once the server has
         /// taken it; true when the session must ask with ``statement`` instead.
         func prepare(_ configuration: inout PostgresConnection.Configuration) -> Bool {
-            switch current {
-            case .unknown: return true
-            case .atStartup: configuration.options.additionalStartupParameters.append(Self.startupParameter)
-            case .refused: break
-            }
-            return false
+            let plan = plan
+            if let startup = plan.startup { configuration.options.additionalStartupParameters.append(startup) }
+            return plan.asks
         }
 
         /// The server's answer to ``statement``.
         func learned(from answer: Result<PostgresQueryResult, any Error>) {
             switch answer {
             case .success: learned(refused: false)
-            case .failure(let error): learned(refused: PostgresRegistry.serverError(error) != nil ? true : nil)
+            case .failure(let error): learned(refused: Self.refuses(sqlState: PostgresRegistry.serverError(error)?.state))
             }
+        }
+
+        /// Whether an error with this SQLSTATE (nil: no answer from the server) says
+        /// the server does not know the setting: 42704, an unknown parameter. Any
+        /// other (a cancel, a lack of resources, a lost connection) says nothing
+        /// about it, and the next session asks again.
+        static func refuses(sqlState: String?) -> Bool? {
+            sqlState == "42704" ? true : nil
         }
 
         /// What the first answer said; `nil`, no answer (a lost connection says
