@@ -7,8 +7,11 @@ import DevKitModel
 /// - an array whose next value (after `[` or a comma, blanks, line breaks and comments)
 ///   starts with `}` or a Unicode line separator (U+0085, U+2028, U+2029);
 /// - a value that is a date, a space, one digit and the value's end (`1979-05-27 0`):
-///   toml++ scans on for a time and asserts there is more;
-/// - a date-time whose time does not start with a digit (`2024-05-27T:10:00`).
+///   toml++ scans on for a time and asserts there is more; or a date padded with
+///   about 115 `_`s and a space, after which it steps back over more characters
+///   than it keeps;
+/// - a date-time whose date is valid and whose time does not start with a digit
+///   (`2024-05-27T:10:00`).
 /// And TOMLKit reads a text only up to its first NUL character, silently.
 /// A typo in a profile must be an error that names its line (exit 65); under the udev
 /// unit an abort is also retried every 10 s. No library offers the check (toml++ fixed
@@ -20,8 +23,9 @@ import DevKitModel
 enum TOMLAbortCheck {
     /// Where toml++ would abort: the line and column (both from 1), what it expected
     /// and found there; the character's place in the UTF-8 text, and the bytes that,
-    /// put in its place, make toml++ report an error right there (or just after it)
-    /// instead (nil for a NUL: the text before it is what TOMLKit reads).
+    /// put in its place, make toml++ report an error instead, there or just after it,
+    /// or earlier where the text has an earlier error (nil for a NUL: the text before
+    /// it is what TOMLKit reads).
     struct Abort {
         var line: Int
         var column: Int
@@ -261,16 +265,21 @@ enum TOMLAbortCheck {
         }
 
         /// A value starting at `start` (after `=`, `[` or a comma) that toml++ would
-        /// abort on while it reads a date or date-time:
-        /// - a local date, one space, one digit and the token's end (not the text's):
-        ///   taking it for a date-time with a space, toml++ scans on past the digit
-        ///   and asserts that more of the time follows;
-        /// - `YYYY-MM-DD` and `T` (a token toml++ takes for a date-time), then a
-        ///   character that is not a digit: its time parser asserts one.
+        /// abort on while it reads a date or date-time. Taking a local date and a space
+        /// for the start of a date-time, toml++ scans on past the space and a digit,
+        /// then steps back over all it read:
+        /// - a date with `_`s in it (never valid): with about 115 of them the step back
+        ///   is longer than toml++ keeps; flagged at the space, which replaced makes
+        ///   toml++ report the `_` (always earlier);
+        /// - a date, one space, one digit and the token's end (not the text's): toml++
+        ///   asserts that more of the time follows.
+        /// And `YYYY-MM-DD`, a valid date, and `T` (a token toml++ takes for a
+        /// date-time), then a character that is not a digit: its time parser asserts
+        /// one. A `0` put before that character makes toml++ report the hour instead.
         func valueAbort(at start: Int) -> Abort? {
             guard Self.isDigit(byte(start)) else { return nil }
             // The first token, as toml++ scans it: to a value terminator, at most 127
-            // characters, its `_`s not counted.
+            // characters read (its `_`s among them, though left out of `chars`).
             var j = start
             var chars: [UInt32] = []
             var scanned = 0
@@ -282,20 +291,39 @@ enum TOMLAbortCheck {
             }
             let traits = Traits(digitFirst: chars)
             if chars.count == 10 && chars[4] == 0x2D && chars[7] == 0x2D && traits == [.digits, .minus],
-               byte(j) == UInt8(ascii: " "), Self.isDigit(byte(j + 1)), isValueTerminator(j + 2) {
-                return abort(
-                    at: j + 1, "Error while parsing date-time: expected a time (HH:MM:SS), saw '\(found(j + 1))' alone",
-                    replacement: [UInt8(ascii: "x")])
+               byte(j) == UInt8(ascii: " ") {
+                if scanned > chars.count {
+                    return abort(
+                        at: j, "Error while parsing date: a date holds no '_'", replacement: [UInt8(ascii: "x")])
+                }
+                if Self.isDigit(byte(j + 1)), isValueTerminator(j + 2) {
+                    return abort(
+                        at: j + 1, "Error while parsing date-time: expected a time (HH:MM:SS), saw '\(found(j + 1))' alone",
+                        replacement: [UInt8(ascii: "x")])
+                }
             }
-            let date = bytes[start..<min(start + 10, bytes.count)]
-            if date.count == 10, date.indices.allSatisfy({ [start + 4, start + 7].contains($0) ? bytes[$0] == 0x2D : Self.isDigit(bytes[$0]) }),
-               byte(start + 10) == UInt8(ascii: "T") || byte(start + 10) == UInt8(ascii: "t"),
+            if isDate(at: start), byte(start + 10) == UInt8(ascii: "T") || byte(start + 10) == UInt8(ascii: "t"),
                start + 11 < j, !Self.isDigit(byte(start + 11)), Traits.dateTimes.contains(traits) {
+                let flagged = start + 11
                 return abort(
-                    at: start + 11, "Error while parsing date-time: expected a 2-digit hour, saw '\(found(start + 11))'",
-                    replacement: [UInt8(ascii: "0"), UInt8(ascii: "x")])
+                    at: flagged, "Error while parsing date-time: expected a 2-digit hour, saw '\(found(flagged))'",
+                    replacement: [UInt8(ascii: "0")] + bytes[flagged..<flagged + scalar(flagged).length])
             }
             return nil
+        }
+
+        /// A valid calendar date, `YYYY-MM-DD`, at `start`: toml++ parses it before the
+        /// time (an invalid one is its error, not an abort).
+        func isDate(at start: Int) -> Bool {
+            guard start + 10 <= bytes.count,
+                  (start..<start + 10).allSatisfy({ [start + 4, start + 7].contains($0) ? bytes[$0] == 0x2D : Self.isDigit(bytes[$0]) })
+            else { return false }
+            func number(_ from: Int, _ count: Int) -> Int { bytes[from..<from + count].reduce(0) { $0 * 10 + Int($1 - 0x30) } }
+            let year = number(start, 4), month = number(start + 5, 2), day = number(start + 8, 2)
+            guard (1...12).contains(month) else { return false }
+            let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+            let days = month == 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].contains(month) ? 30 : 31
+            return (1...days).contains(day)
         }
 
         mutating func run() -> Abort? {

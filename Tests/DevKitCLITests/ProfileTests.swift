@@ -170,6 +170,7 @@ import Testing
         ("d = [2024-05-27t_1:00Z]\n", 1, 17, "saw '_'"),
         ("d = 2024-05-27T+1:00\n", 1, 16, "saw '+'"),
         ("d = [\n  1,\n  2024-02-29T.5:00,\n]\n", 3, 14, "saw '.'"),
+        ("d = 2024-05-27T:5\n", 1, 16, "saw ':'"),
         // TOMLKit would stop reading at it, silently.
         ("a = 1\n\0\n[.b]\n", 2, 1, "NUL"),
         ("a = [\n  1,\n  2, # \0\n]\n", 3, 8, "NUL"),
@@ -193,6 +194,12 @@ import Testing
         // The date itself is wrong: toml++ says so before it reaches the time.
         ("d = 1979-0_5-27 0\n", 1, 11),
         ("d = 2023-02-29T:10:00\n", 1, 15),
+        ("d = [2024-13-01t:x]\n", 1, 13),
+        // A date padded with `_`s past what toml++ steps back over (it aborted on these).
+        ("d = 1" + String(repeating: "_", count: 117) + "979-05-27 \n", 1, 6),
+        ("d = 1" + String(repeating: "_", count: 117) + "979-05-27 0\n", 1, 6),
+        ("d = 1" + String(repeating: "_", count: 116) + "979-05-27 0", 1, 6),
+        ("d = [1" + String(repeating: "_", count: 115) + "979-05-27 0x]\n", 1, 7),
     ])
     func anEarlierErrorComesFirst(text: String, line: Int, column: Int) throws {
         let e = try #require(error(text))
@@ -225,6 +232,9 @@ import Testing
         "d = 1979-05-27 0x\n",
         "d = 1979-05-27\t0\n",
         "d = 2024-05-27Tx\n",
+        // An invalid date is toml++'s own error before the time: it does not abort.
+        "d = 2023-02-29T:9\n",
+        "d = [2024-13-01t:x]\n",
         "d = \"1979-05-27 0\"\n# d = 2024-05-27T:10:00\n",
     ])
     func leftToTOMLKit(text: String) {
@@ -262,6 +272,17 @@ import Testing
             }
         }
         #expect(refused > count / 2)
+    }
+
+    /// Dates padded with `_`s up to and past toml++'s 127 characters, followed by
+    /// a space and the endings that make it read on: none aborts.
+    @Test func paddedDatesNeverAbort() {
+        for count in 100...130 {
+            for ending in [" ", " \n", " 0", " 0\n", " 0x", " 0x\n", " 07:32:00\n", " # c\n"] {
+                let date = "1" + String(repeating: "_", count: count) + "979-05-27" + ending
+                for text in ["d = " + date, "d = [" + date + "]\n"] { #expect(error(text) != nil, "\(text)") }
+            }
+        }
     }
 
     @Test func missingFileIsNoInput() throws {
