@@ -268,9 +268,10 @@ enum TOMLAbortCheck {
         /// abort on while it reads a date or date-time. Taking a local date and a space
         /// for the start of a date-time, toml++ scans on past the space and a digit,
         /// then steps back over all it read:
-        /// - a date with `_`s in it (never valid): with about 115 of them the step back
-        ///   is longer than toml++ keeps; flagged at the space, which replaced makes
-        ///   toml++ report the `_` (always earlier);
+        /// - a date padded with about 115 `_`s (never valid): the step back is longer
+        ///   than the 127 characters toml++ keeps; flagged at the space, which
+        ///   replaced (at or past the 126th character) makes toml++ report the `_`,
+        ///   always earlier;
         /// - a date, one space, one digit and the token's end (not the text's): toml++
         ///   asserts that more of the time follows.
         /// And `YYYY-MM-DD`, a valid date, and `T` (a token toml++ takes for a
@@ -292,7 +293,13 @@ enum TOMLAbortCheck {
             let traits = Traits(digitFirst: chars)
             if chars.count == 10 && chars[4] == 0x2D && chars[7] == 0x2D && traits == [.digits, .minus],
                byte(j) == UInt8(ascii: " ") {
-                if scanned > chars.count {
+                // What toml++ reads past the token before it steps back: the space
+                // alone (no digit after it), the space and a digit (then the end), or
+                // those and at least one more character. A digit and a value's end
+                // is the next case, whose defused text (the digit replaced) reads the
+                // space alone: past 127 that would abort too, so it is flagged here.
+                let ahead = !Self.isDigit(byte(j + 1)) ? 1 : j + 2 >= bytes.count ? 2 : isValueTerminator(j + 2) ? 1 : 3
+                if scanned + ahead > 127 {
                     return abort(
                         at: j, "Error while parsing date: a date holds no '_'", replacement: [UInt8(ascii: "x")])
                 }

@@ -236,6 +236,12 @@ import Testing
         "d = 2023-02-29T:9\n",
         "d = [2024-13-01t:x]\n",
         "d = \"1979-05-27 0\"\n# d = 2024-05-27T:10:00\n",
+        // A date with a few `_`s and a space: toml++ reads on and steps back without
+        // aborting, and reports the date its own way.
+        "d = 1_979-05-27 07:32:00\n",
+        "d = [1979-05-27_ 07:32:00]\n",
+        "d = [2023-13_-29 1:]\n",
+        "d = 1979-05-27_ 0x\n",
     ])
     func leftToTOMLKit(text: String) {
         #expect(TOMLAbortCheck.firstAbort(in: text) == nil, "\(text)")
