@@ -83,7 +83,7 @@ extension RegistryError: CLIReportable {
             description + "; nothing of this step was written: retry once it has finished"
         case .boardBusy:
             description + "; let it finish there (its claim ends with its run, even if it is killed), then run "
-                + "this again: `devkit registry list` then shows the board"
+                + "this again: `devkit registry list` (with the same --registry and --key-file) then shows the board"
         case .invalidURL:
             description + "; check the URL given with --registry (or `url` under [registry])"
         case .sharedKeyMissing:

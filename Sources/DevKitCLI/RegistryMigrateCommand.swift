@@ -17,8 +17,14 @@ struct RegistryMigrateCommand: ParsableCommand {
             UDS) is not copied again, so a second run copies nothing. A board whose MAC \
             the shared registry already records with another UDS (another station gave \
             it another identity) is not copied: it is reported, and the command exits 1 \
-            once the others are copied; `devkit info` on the board shows which UDS it \
-            holds.
+            once the others are copied. The board holds the UDS it was given last \
+            (compare the rows' times with `devkit registry show`); no console command \
+            reads a UDS back.
+
+            Both registries are read with the one --key-file: a station whose registry \
+            is sealed with its own key re-seals it with the shared key first (`devkit \
+            registry rekey --registry FILE --new-key-file SHARED.key`), then migrates \
+            with --key-file SHARED.key.
 
             Examples:
               devkit registry migrate --to postgresql://devkit@db/devkit
@@ -60,7 +66,8 @@ struct RegistryMigrateCommand: ParsableCommand {
             do {
                 opened = try registry.openExisting()
             } catch let error as RegistryError where MigrateSideError.needsSide(error) {
-                throw MigrateSideError(side: "the SQLite registry \(escaped(registry.resolvedPath))", error: error)
+                throw MigrateSideError(
+                    side: "the SQLite registry \(escaped(registry.resolvedPath))", error: error, sqlitePath: registry.resolvedPath)
             }
             guard let opened, let source = opened as? Registry else {
                 throw NoRegistryError(path: registry.resolvedPath)
@@ -70,7 +77,7 @@ struct RegistryMigrateCommand: ParsableCommand {
             do {
                 shared = try PostgresRegistry(location: location, key: registry.keySource(), passwordFile: passwordFile)
             } catch let error as RegistryError where MigrateSideError.needsSide(error) {
-                throw MigrateSideError(side: "the shared registry \(location)", error: error)
+                throw MigrateSideError(side: "the shared registry \(location)", error: error, sqlitePath: registry.resolvedPath)
             }
             let result = try shared.importBoards(from: source)
             if json {
@@ -96,8 +103,9 @@ struct RegistryMigrateCommand: ParsableCommand {
                     + "with \(conflict.valueKind == .mac ? "MAC" : "USB serial") \(escaped(conflict.value))"
                 }
                 printError(
-                    "devkit: board #\(conflict.sourceID) \(what); check which one the board holds "
-                        + "(`devkit info`), and re-provision it or leave the shared row as it is")
+                    "devkit: board #\(conflict.sourceID) \(what); the board holds the UDS it was given last "
+                        + "(compare the two rows' times with `devkit registry show`): re-provision it, or leave the "
+                        + "shared row as it is")
             }
             if !result.conflicts.isEmpty { throw ExitCode(ExitStatus.partialFailure.rawValue) }
         }
@@ -154,8 +162,24 @@ struct MigrateJSON: Encodable {
 struct MigrateSideError: CLIReportable {
     let side: String
     let error: RegistryError
+    /// With the wrong key on one side: what works, as the two keys' errors alone
+    /// send the user from one key to the other.
+    let reseal: String?
     var exitStatus: ExitStatus { error.exitStatus }
-    var userMessage: String { "\(side): \(error.userMessage)" }
+    var userMessage: String { "\(side): \(error.userMessage)" + (reseal.map { "\n" + $0 } ?? "") }
+
+    init(side: String, error: RegistryError, sqlitePath: String) {
+        self.side = side
+        self.error = error
+        guard case .wrongKey = error else {
+            reseal = nil
+            return
+        }
+        reseal = "One key file reads the station's registry and seals the shared one: re-seal the station's "
+            + "registry with the shared key first, `devkit registry rekey --registry \(escaped(sqlitePath)) "
+            + "--new-key-file SHARED.key` (with --key-file naming its own key, if not the default), then run "
+            + "`devkit registry migrate --key-file SHARED.key` again."
+    }
 
     /// The key's errors name the key file, not the registry (the others name it).
     static func needsSide(_ error: RegistryError) -> Bool {

@@ -312,10 +312,20 @@ struct PostgresRegistryCLITests {
         let otherKey = s.dir + "/other.key"
         #expect(try RegistryCLIProcess.run(["registry", "keygen", otherKey]).status == 0)
         let fresh = s.dir + "/fresh.sqlite"
-        _ = try Registry(path: fresh, key: .file(otherKey)).recordNewBoard(uds: udsA, mac: try MACAddress("a4cf120b0009"))
+        _ = try Registry(path: fresh, key: .file(otherKey)).recordNewBoard(
+            uds: try UDS(hex: String(repeating: "e5", count: 32)), mac: try MACAddress("a4cf120b0009"))
         let wrongShared = try RegistryCLIProcess.run(["registry", "migrate", "--to", s.url, "--registry", fresh, "--key-file", otherKey])
         #expect(wrongShared.status == 77 && wrongShared.stderr.contains("devkit: error: the shared registry "), "\(wrongShared.stderr)")
         let wrongSource = try RegistryCLIProcess.run(["registry", "migrate", "--to", s.url, "--registry", fresh, "--key-file", s.keyFile])
         #expect(wrongSource.status == 77 && wrongSource.stderr.contains("devkit: error: the SQLite registry "), "\(wrongSource.stderr)")
+        // Either way the message says what works, and it does: re-seal the station's registry with the shared key.
+        for wrong in [wrongShared, wrongSource] {
+            #expect(wrong.stderr.contains("devkit registry rekey --registry \(fresh) --new-key-file SHARED.key"), "\(wrong.stderr)")
+        }
+        let rekey = try RegistryCLIProcess.run(["registry", "rekey", "--registry", fresh, "--key-file", otherKey, "--new-key-file", s.keyFile])
+        #expect(rekey.status == 0, "\(rekey.stderr)")
+        let moved = try RegistryCLIProcess.run(["registry", "migrate", "--to", s.url, "--registry", fresh, "--key-file", s.keyFile, "--json"])
+        #expect(moved.status == 0, "\(moved.stderr)")
+        #expect((try json(moved.stdout) as? [String: Any])?["copied"] as? Int == 1, "\(moved.stdout)")
     }
 }

@@ -1315,7 +1315,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     static func setupProblem(_ error: any Error) -> (reason: String, permission: Bool)? {
         if let (state, message) = serverError(error), state == "28P01" {
             return ("the server refused the login: \(message); check the user in the URL and its password in "
-                + "~/.pgpass (or PGPASSFILE's file, or password_file under [registry])", true)
+                + "~/.pgpass (or PGPASSFILE's file; for a profile's registry, password_file under [registry])", true)
         }
         if let (state, message) = serverError(error), state == "28000" {
             // pg_hba.conf: who may log in, from where, to which database, and whether over TLS.
@@ -1328,7 +1328,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         case .authMechanismRequiresPassword:
             return ("the server asks for a password and none was found for this URL: put it in ~/.pgpass "
                 + "(host:port:database:user:password, mode 0600; one others may read is ignored, as libpq ignores it), "
-                + "in the file PGPASSFILE names, or in a file given as password_file under [registry]", true)
+                + "in the file PGPASSFILE names (the same format), or, for a profile's registry, in a file given as "
+                + "password_file under [registry]", true)
         case .sslUnsupported:
             return ("the server does not offer TLS, which sslmode=require (the default over the network) and "
                 + "stronger need: turn ssl on in the server's settings, or give sslmode=disable for a socket or a "
