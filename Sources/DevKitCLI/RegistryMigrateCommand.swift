@@ -162,23 +162,16 @@ struct MigrateJSON: Encodable {
 struct MigrateSideError: CLIReportable {
     let side: String
     let error: RegistryError
-    /// With the wrong key on one side: what works, as the two keys' errors alone
-    /// send the user from one key to the other.
-    let reseal: String?
+    /// The station's registry: with the wrong key on either side, what works is
+    /// re-sealing it, as the two keys' errors alone send the user from one to the other.
+    let sqlitePath: String
     var exitStatus: ExitStatus { error.exitStatus }
-    var userMessage: String { "\(side): \(error.userMessage)" + (reseal.map { "\n" + $0 } ?? "") }
-
-    init(side: String, error: RegistryError, sqlitePath: String) {
-        self.side = side
-        self.error = error
-        guard case .wrongKey = error else {
-            reseal = nil
-            return
-        }
-        reseal = "One key file reads the station's registry and seals the shared one: re-seal the station's "
-            + "registry with the shared key first, `devkit registry rekey --registry \(escaped(sqlitePath)) "
-            + "--new-key-file SHARED.key` (with --key-file naming its own key, if not the default), then run "
-            + "`devkit registry migrate --key-file SHARED.key` again."
+    var userMessage: String {
+        guard case .wrongKey = error else { return "\(side): \(error.userMessage)" }
+        return "\(side): \(error.userMessage)\nOne key file reads the station's registry and seals the shared one: "
+            + "re-seal the station's registry with the shared key first, `devkit registry rekey --registry "
+            + "\(escaped(sqlitePath)) --new-key-file SHARED.key` (with --key-file naming its own key, if not the "
+            + "default), then run `devkit registry migrate --key-file SHARED.key` again."
     }
 
     /// The key's errors name the key file, not the registry (the others name it).

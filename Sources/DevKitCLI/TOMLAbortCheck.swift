@@ -110,6 +110,9 @@ enum TOMLAbortCheck {
             return j > start
         }
 
+        /// The Unicode line separators toml++ knows: U+0085, U+2028, U+2029.
+        static func isLineSeparator(_ value: UInt32) -> Bool { value == 0x85 || value == 0x2028 || value == 0x2029 }
+
         /// toml++ reports (does not abort on) a non-ASCII blank where it skips blanks.
         func isNonASCIIBlank(_ value: UInt32) -> Bool {
             [0xA0, 0x1680, 0x180E, 0x202F, 0x205F, 0x2060, 0x3000, 0xFEFF].contains(value) || (0x2000...0x200B).contains(value)
@@ -195,7 +198,7 @@ enum TOMLAbortCheck {
             }
             i = j
             guard let b = byte(j) else { return nil }
-            guard b == UInt8(ascii: "}") || [0x85, 0x2028, 0x2029].contains(scalar(j).value) else { return valueAbort(at: j) }
+            guard b == UInt8(ascii: "}") || Self.isLineSeparator(scalar(j).value) else { return valueAbort(at: j) }
             return abort(at: j, "Error while parsing array: expected a value or ']', saw '\(found(j))'", replacement: [UInt8(ascii: ",")])
         }
 
@@ -208,7 +211,7 @@ enum TOMLAbortCheck {
             case 0x09...0x0D, 0x20, UInt8(ascii: "]"), UInt8(ascii: "}"), UInt8(ascii: ","), UInt8(ascii: "#"): return true
             case 0x80...:
                 let value = scalar(j).value
-                return isNonASCIIBlank(value) || [0x85, 0x2028, 0x2029].contains(value)
+                return isNonASCIIBlank(value) || Self.isLineSeparator(value)
             default: return false
             }
         }
@@ -236,8 +239,7 @@ enum TOMLAbortCheck {
                     case 0x41...0x5A, 0x61...0x7A:
                         switch c | 0x20 {
                         case 0x62 where count == 2 && zero: traits.insert(.b)
-                        case 0x65 where count > 1 && traits.isDisjoint(with: [.b, .o, .p, .t, .x, .z, .colon])
-                            && traits.isDisjoint(with: [.plus, .minus]):
+                        case 0x65 where count > 1 && traits.isDisjoint(with: [.b, .o, .p, .t, .x, .z, .colon, .plus, .minus]):
                             traits.insert(.e)
                         case 0x6F where count == 2 && zero: traits.insert(.o)
                         case 0x70 where traits.contains(.x): traits.insert(.p)
@@ -298,12 +300,14 @@ enum TOMLAbortCheck {
                 // those and at least one more character. A digit and a value's end
                 // is the next case, whose defused text (the digit replaced) reads the
                 // space alone: past 127 that would abort too, so it is flagged here.
-                let ahead = !Self.isDigit(byte(j + 1)) ? 1 : j + 2 >= bytes.count ? 2 : isValueTerminator(j + 2) ? 1 : 3
+                let digit = Self.isDigit(byte(j + 1))
+                let digitAlone = digit && isValueTerminator(j + 2)
+                let ahead = !digit || digitAlone ? 1 : j + 2 >= bytes.count ? 2 : 3
                 if scanned + ahead > 127 {
                     return abort(
                         at: j, "Error while parsing date: a date holds no '_'", replacement: [UInt8(ascii: "x")])
                 }
-                if Self.isDigit(byte(j + 1)), isValueTerminator(j + 2) {
+                if digitAlone {
                     return abort(
                         at: j + 1, "Error while parsing date-time: expected a time (HH:MM:SS), saw '\(found(j + 1))' alone",
                         replacement: [UInt8(ascii: "x")])
