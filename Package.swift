@@ -2,17 +2,34 @@
 import PackageDescription
 
 // One module per concern; data flows one way:
-//   SerialPort → DevKitConsole → DevKitWorkflows → DevKitCLI → devkit
+//   SerialPort → DevKitConsole → DevKitBoard → DevKitWorkflows → DevKitCLI → devkit-full
+//                                DevKitBoard → DevKitBoardCLI → DevKitCLI
+//                                              DevKitBoardCLI → devkit (hands the rest to devkit-full)
 // DiceRIoT (certificate generator), DeviceDiscovery (libudev), DevKitRegistry
 // (SQLite) and VirtualDevKit (the emulated board) stand alone. Underneath them all:
 // DevKitModel (the domain values) and DevKitSystem (descriptor I/O, durable files,
 // the signal relay) on CDevKitLinux.
 // Linux only (termios, udev, ptys, eventfd): no `platforms`, which would only
 // claim Apple systems the code does not build on.
+
+// Both executables' link: SwiftPM exports every symbol of an executable for dlsym;
+// nothing needs that here, and the Swift runtime's start-up dladdr() scans the dynamic
+// symbol table (17,000 entries, then 660): ~0.6 ms of every run. lld with packed
+// relative relocations (DT_RELR, glibc >= 2.36): the static binary's ~100,000
+// R_X86_64_RELATIVE entries become a few kilobytes of bitmaps that the loader applies
+// in a fraction of the time, and the binary shrinks. The binaries stay
+// position-independent (ASLR kept).
+let lean: [LinkerSetting] = [
+    .unsafeFlags(
+        ["-Xlinker", "--no-export-dynamic", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+        .when(platforms: [.linux])),
+]
+
 let package = Package(
     name: "devkit",
     products: [
         .executable(name: "devkit", targets: ["devkit"]),
+        .executable(name: "devkit-full", targets: ["devkit-full"]),
         .library(name: "DevKitModel", targets: ["DevKitModel"]),
         .library(name: "DiceRIoT", targets: ["DiceRIoT"]),
         .library(name: "SerialPort", targets: ["SerialPort"]),
@@ -142,10 +159,18 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The one-shot operations on a board (info, set-uds, ...) and the secret files
+        // they read and write: what the small `devkit` binary needs, without the
+        // registry, DPS or network stack of the workflows below.
+        .target(
+            name: "DevKitBoard",
+            dependencies: [
+                "DevKitModel", "DevKitConsole", "DevKitSystem", .product(name: "SystemPackage", package: "swift-system"),
+            ]),
         .target(
             name: "DevKitWorkflows",
             dependencies: [
-                "DevKitModel", "DevKitConsole", "SerialPort", "DevKitRegistry", "DevKitSystem",
+                "DevKitModel", "DevKitConsole", "DevKitBoard", "SerialPort", "DevKitRegistry", "DevKitSystem",
                 // Enrolling each board in DPS as provisioning's last step (issue 13).
                 "DPSModel", "DPSService",
                 // Following a board's user-mode log (monitor, verify: issue 14).
@@ -159,7 +184,7 @@ let package = Package(
         .target(
             name: "DevKitREPL",
             dependencies: [
-                "CLibEdit", "DevKitConsole", "DevKitModel", "DevKitSystem", "DevKitWorkflows", "SerialPort", "UserModeLog",
+                "CLibEdit", "DevKitConsole", "DevKitModel", "DevKitSystem", "DevKitBoard", "DevKitWorkflows", "SerialPort", "UserModeLog",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
         // The local DPS (`devkit emulate-dps`): the service API on Hummingbird over
@@ -181,30 +206,36 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
+        // What the small `devkit` binary runs itself (`--version`, `info`, `set-uds`),
+        // and the CLI's shared pieces: exit codes, error reporting, output, port options.
+        .target(
+            name: "DevKitBoardCLI",
+            dependencies: [
+                "DevKitModel", "DevKitSystem", "SerialPort", "DevKitConsole", "DevKitBoard", "DeviceDiscovery",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
         .target(
             name: "DevKitCLI",
             dependencies: [
                 "DevKitModel", "DiceRIoT", "SerialPort", "DevKitConsole", "VirtualDevKit", "VirtualDevKitDPS",
-                "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "DevKitREPL",
+                "DevKitBoard", "DevKitBoardCLI", "DevKitWorkflows", "DeviceDiscovery", "DevKitRegistry", "DevKitSystem", "DevKitREPL",
                 "DPSModel", "DPSService", "DPSEmulator", "UserModeLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
+        // Two binaries, one command line. `devkit` is small: it answers `--version` and
+        // runs a plain `info` or `set-uds` line itself (a per-board command scripts and
+        // the bench run often, where start-up is most of the time: every module linked
+        // adds pointers the loader relocates at each start), and hands every other line
+        // to `devkit-full` beside it with execv(2), same process, same arguments.
         .executableTarget(
-            name: "devkit", dependencies: ["DevKitCLI"],
-            // SwiftPM exports every symbol of an executable for dlsym; nothing needs
-            // that here. The Swift runtime's start-up dladdr() scans the dynamic
-            // symbol table (17,000 entries, then 660): ~0.6 ms of every run.
-            // lld with packed relative relocations (DT_RELR, glibc ≥ 2.36): the static
-            // binary's ~100,000 R_X86_64_RELATIVE entries become a few kilobytes of
-            // bitmaps that the loader applies in a fraction of the time, and the binary
-            // shrinks. The binary stays position-independent (ASLR kept).
-            linkerSettings: [
-                .unsafeFlags(
-                    ["-Xlinker", "--no-export-dynamic", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
-                    .when(platforms: [.linux])),
-            ]),
+            name: "devkit", dependencies: ["DevKitBoardCLI"],
+            linkerSettings: lean),
+        .executableTarget(
+            name: "devkit-full", dependencies: ["DevKitCLI"],
+            linkerSettings: lean),
 
         // Scripts/bench-enroll.sh's fleet: N finished boards with real Alias
         // certificates, made through the registry's API (not SQL that could drift
@@ -255,7 +286,7 @@ let package = Package(
         .testTarget(
             name: "DevKitWorkflowsTests",
             dependencies: [
-                "DevKitWorkflows", "DevKitConsole", "DevKitModel", "DevKitRegistry", "SerialPort",
+                "DevKitWorkflows", "DevKitBoard", "DevKitConsole", "DevKitModel", "DevKitRegistry", "SerialPort",
                 "VirtualDevKit", "DevKitTestSupport", "UserModeLog", .product(name: "Crypto", package: "swift-crypto"),
                 // To write rows as an earlier release did (relative paths).
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -279,7 +310,8 @@ let package = Package(
         .testTarget(
             name: "DevKitCLITests",
             dependencies: [
-                "DevKitCLI", "DevKitREPL", "DevKitConsole", "DevKitWorkflows", "DevKitModel", "DevKitRegistry",
+                "DevKitCLI", "DevKitBoardCLI", "DevKitREPL", "DevKitConsole", "DevKitBoard", "DevKitWorkflows", "DevKitModel",
+                "DevKitRegistry",
                 "DeviceDiscovery", "SerialPort", "VirtualDevKit", "DevKitTestSupport",
                 // The virtual board's DPS sample, run in-process against the built emulate-dps.
                 "VirtualDevKitDPS", "DiceRIoT",

@@ -10,8 +10,9 @@
 #    and as a JSON Lines stream;
 #  - peak memory on 1,000,000 devices (target < 100 MB; BENCH_MILLION=0 skips it);
 #  - start-up: perf stat -r 50 of `devkit --version` and of a failing
-#    `devkit info --port /nonexistent` (target <= 3 ms) and `devkit autoconfigure`
-#    (what a udev rule runs per board), and the binary's size.
+#    `devkit info --port /nonexistent` (target <= 3 ms), `set-uds` and
+#    `devkit autoconfigure` (what a udev rule runs per board, through devkit-full),
+#    and the binaries' sizes.
 # Usage: Scripts/bench-cert.sh [devices]   (default 10000)
 #        DEVKIT_BIN=path/to/devkit Scripts/bench-cert.sh   # skip the build
 set -euo pipefail
@@ -21,7 +22,7 @@ if [ -n "${DEVKIT_BIN:-}" ]; then
     devkit=$DEVKIT_BIN  # an already built devkit (e.g. to compare two builds)
 else
     # Swift runtime and Foundation linked in: halves process start-up (see README).
-    swift build -c release --static-swift-stdlib --product devkit >&2
+    swift build -c release --static-swift-stdlib >&2
     devkit="$(swift build -c release --static-swift-stdlib --show-bin-path)/devkit"
 fi
 fw=Tests/Fixtures/dice-vectors/firmware/DevKitDPS.ino
@@ -180,7 +181,8 @@ fi
 
 # Start-up: the process alone.
 if command -v perf >/dev/null && perf stat -r 2 true >/dev/null 2>&1; then
-  for args in "--version" "info --port /nonexistent" "autoconfigure --port /nonexistent --profile /nonexistent.toml"; do
+  for args in "--version" "info --port /nonexistent" "set-uds --port /nonexistent --uds-file /nonexistent.hex" \
+      "autoconfigure --port /nonexistent --profile /nonexistent.toml"; do
     # shellcheck disable=SC2086
     # The failing command's exit status is expected: only the time matters.
     # CPU time, not elapsed time, is what a loaded machine does not distort; page
@@ -193,11 +195,16 @@ if command -v perf >/dev/null && perf stat -r 2 true >/dev/null 2>&1; then
 else
   echo "start-up: perf stat unavailable"
 fi
-printf 'binary: %d MB (%s)\n' $(( $(stat -c %s "$devkit") / 1000000 )) "$devkit"
-# What the loader applies at start-up: RELA entries (24 bytes each) or packed RELR words.
-if command -v readelf >/dev/null; then
-  readelf -S --wide "$devkit" | awk '{ for (i = 1; i < NF; i++) if ($i ~ /^\.rel[ar]\.dyn$/) print $i, $(i + 4) }' | while read -r name size; do
-    printf 'relocations: %s %d KB\n' "$name" $(( 16#$size / 1024 ))
-  done
-fi
+# devkit runs --version, info and set-uds itself and hands the rest (autoconfigure,
+# cert, ...) to devkit-full beside it; builds before the split have no devkit-full.
+for binary in "$devkit" "$(dirname "$devkit")/devkit-full"; do
+  [ -f "$binary" ] || continue
+  printf 'binary: %d MB (%s)\n' $(( $(stat -c %s "$binary") / 1000000 )) "$binary"
+  # What the loader applies at start-up: RELA entries (24 bytes each) or packed RELR words.
+  if command -v readelf >/dev/null; then
+    readelf -S --wide "$binary" | awk '{ for (i = 1; i < NF; i++) if ($i ~ /^\.rel[ar]\.dyn$/) print $i, $(i + 4) }' | while read -r name size; do
+      printf 'relocations: %s %d KB\n' "$name" $(( 16#$size / 1024 ))
+    done
+  fi
+done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -41,7 +41,7 @@ done
 # tool is built beside it unless --registry-tool names one.
 flags=(-c release --static-swift-stdlib)
 if [ -z "$BIN" ]; then
-    swift build "${flags[@]}" --product devkit >&2
+    swift build "${flags[@]}" >&2
     BIN="$(swift build "${flags[@]}" --show-bin-path)/devkit"
 fi
 if [ -z "$TOOL" ]; then

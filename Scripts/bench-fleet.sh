@@ -31,7 +31,7 @@ else
     # build does (the same flags, so the scripts and the README share .build/release).
     flags=()
     if [ "$CONFIG" = release ]; then flags=(--static-swift-stdlib); fi
-    swift build -c "$CONFIG" "${flags[@]}" --product devkit >/dev/null
+    swift build -c "$CONFIG" "${flags[@]}" >/dev/null
     BIN="$(swift build -c "$CONFIG" "${flags[@]}" --show-bin-path)/devkit"
 fi
 

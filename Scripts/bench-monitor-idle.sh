@@ -13,7 +13,7 @@ seconds=${1:-10}
 here=$(cd "$(dirname "$0")/.." && pwd)
 devkit=${DEVKIT:-}
 if [ -z "$devkit" ]; then
-    (cd "$here" && swift build --product devkit >/dev/null)
+    (cd "$here" && swift build >/dev/null)
     devkit="$(cd "$here" && swift build --show-bin-path)/devkit"
 fi
 

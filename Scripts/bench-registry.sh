@@ -42,7 +42,7 @@ if [ -n "${DEVKIT_BIN:-}" ]; then
 else
     flags=()
     if [ "$CONFIG" = release ]; then flags=(--static-swift-stdlib); fi
-    swift build -c "$CONFIG" "${flags[@]}" --product devkit >/dev/null
+    swift build -c "$CONFIG" "${flags[@]}" >/dev/null
     BIN="$(swift build -c "$CONFIG" "${flags[@]}" --show-bin-path)/devkit"
 fi
 

@@ -39,7 +39,7 @@ map=${map:-${bin%.bin}.map}
 
 Scripts/install-deps.sh
 # Swift runtime and Foundation linked in: halves process start-up (see README).
-swift build -c release --static-swift-stdlib --product devkit >&2
+swift build -c release --static-swift-stdlib >&2
 devkit="$(swift build -c release --static-swift-stdlib --show-bin-path)/devkit"
 mkdir -p "$out"
 work=$(mktemp -d)

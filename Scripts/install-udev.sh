@@ -52,7 +52,7 @@ if [ -z "$binary" ]; then
     else
         binary=/usr/local/bin/devkit
         echo "install-udev: warning: no devkit executable found; the unit will run $binary," \
-            "install it there (e.g. swift build -c release --static-swift-stdlib && sudo install .build/release/devkit $binary)" >&2
+            "install it there (e.g. swift build -c release --static-swift-stdlib && sudo Scripts/install.sh --binary .build/release/devkit)" >&2
     fi
 fi
 case "$binary" in

@@ -1,3 +1,4 @@
+import DevKitBoardCLI
 import DevKitModel
 import DevKitSystem
 import DiceRIoT

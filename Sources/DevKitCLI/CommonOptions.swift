@@ -47,20 +47,6 @@ struct FirmwareOptions: ParsableArguments {
     var source: FirmwareSource { elf.map { .elf($0) } ?? .binAndMap(bin: bin!, map: map!) }
 }
 
-/// Where a UDS comes from: `--uds-file FILE`, or `-` for standard input. Which
-/// other sources it excludes (`--generate-uds`, `--batch`, ...) is each command's rule.
-struct UDSOptions: ParsableArguments {
-    @Option(
-        name: .customLong("uds-file"),
-        help: ArgumentHelp("File holding the UDS as 64 hex digits; '-' reads standard input.", valueName: "file"),
-        completion: .file())
-    var udsFile: String?
-
-    func validate() throws {
-        if udsFile?.isEmpty == true { throw ValidationError("--uds-file needs a path, or '-' for standard input.") }
-    }
-}
-
 /// Where the certificate files go (`provision`, `registry reissue`, `:cert`).
 struct OutputOptions: ParsableArguments {
     @Option(

@@ -1,3 +1,4 @@
+import DevKitBoardCLI
 import DPSModel
 import DPSService
 import DevKitModel

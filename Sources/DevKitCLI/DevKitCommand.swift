@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevKitBoardCLI
 import DevKitModel
 import DevKitSystem
 import Foundation
@@ -24,7 +25,7 @@ public struct DevKitCommand: AsyncParsableCommand {
             77 permission denied, 78 something must be set up or upgraded first \
             (`devkit registry upgrade`).
             """,
-        version: "0.1.0",
+        version: devkitVersion,
         subcommands: [
             // The whole flow first, then the single steps, then the bench and tools.
             ProvisionCommand.self,
@@ -61,24 +62,12 @@ extension DevKitCommand {
     /// few async ones (watch, list --watch, emulate) run as a task while the main
     /// thread waits; nothing here is isolated to the main actor.
     public static func runAsRoot(_ arguments: [String]? = nil) {
-        // The main thread takes SIGINT and SIGTERM (the threads the concurrency
-        // runtime adds block every signal). A mask inherited from the parent, e.g.
-        // a test runner's worker thread, would otherwise leave them blocked
-        // everywhere, and `watch` would never stop on SIGTERM.
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        sigaddset(&stopSignals, SIGINT)
-        sigaddset(&stopSignals, SIGTERM)
-        pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+        unblockStopSignals()
 
         let arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
-        // `devkit --version` alone is answered before ArgumentParser builds the command
-        // tree (it reflects on every command's properties first): scripts ask it often
-        // and it needs nothing else. The text is ArgumentParser's (the version + newline).
-        if arguments == ["--version"] {
-            writeAll(STDOUT_FILENO, configuration.version + "\n")
-            Glibc.exit(0)
-        }
+        // `devkit` answers a lone `--version` before it hands a line over; the same
+        // here, for `devkit-full --version` (the text is ArgumentParser's).
+        answerVersion(arguments)
 
         // `info`, `autoconfigure` and `set-uds` with plain options need no reflection, and,
         // being synchronous, no cast to learn whether they are async.
@@ -87,14 +76,14 @@ extension DevKitCommand {
         do {
             command = try plain ?? parseDispatching(arguments)
         } catch {
-            exitReporting(error)
+            exitReporting(error, for: Self.self)
         }
         guard plain == nil, let asyncCommand = command as? any AsyncParsableCommand else {
             var command = command
             do {
                 try command.run()
             } catch {
-                exitReporting(error)
+                exitReporting(error, for: Self.self)
             }
             return
         }
@@ -104,7 +93,7 @@ extension DevKitCommand {
             do {
                 try await box.command.run()
             } catch {
-                exitReporting(error)
+                exitReporting(error, for: Self.self)
             }
             done.signal()
         }
@@ -135,32 +124,6 @@ extension DevKitCommand {
             return command
         }
         return try parseAsRoot(arguments)
-    }
-}
-
-@available(macOS 10.15, *)
-extension DevKitCommand {
-    /// `exit(withError:)` with the one error prefix: ArgumentParser renders its own
-    /// usage errors as `Error: ...` plus the usage; devkit's errors all start with
-    /// `devkit: error:`, so scripts and users meet one spelling. The exit code
-    /// stays ArgumentParser's (64 for usage); help and version go out unchanged.
-    static func exitReporting(_ error: any Error) -> Never {
-        // A command's failure that reportingErrors already printed arrives as an
-        // ExitCode, which ArgumentParser renders as nothing: exit with it directly.
-        // Its MessageInfo (built twice below) costs a failing command ~3 million
-        // instructions of protocol-conformance scans (callgrind), ~8 % of `info`.
-        if let exitCode = error as? ExitCode {
-            Glibc.exit(exitCode.rawValue)
-        }
-        let code = exitCode(for: error)
-        let message = fullMessage(for: error)
-        guard !code.isSuccess, !message.isEmpty else { exit(withError: error) }
-        let prefix = "Error: "
-        let text = message.hasPrefix(prefix) ? "devkit: error: " + message.dropFirst(prefix.count) : message
-        // ArgumentParser quotes a refused value in full ("The value '…' is invalid for
-        // '--mac <mac>'"): a UDS pasted into the wrong option must not reach a log.
-        printError(maskingHexRuns(text))
-        Glibc.exit(code.rawValue)
     }
 }
 

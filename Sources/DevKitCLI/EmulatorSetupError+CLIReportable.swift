@@ -1,3 +1,4 @@
+import DevKitBoardCLI
 import DPSEmulator
 
 extension EmulatorSetupError: CLIReportable {

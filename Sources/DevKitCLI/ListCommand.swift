@@ -1,3 +1,4 @@
+import DevKitBoardCLI
 import DevKitConsole
 import DevKitSystem
 import DevKitModel

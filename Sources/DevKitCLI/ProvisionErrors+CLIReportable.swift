@@ -1,3 +1,4 @@
+import DevKitBoardCLI
 import DevKitWorkflows
 
 /// The workflow says what happened; here each case gets the option that fixes it.

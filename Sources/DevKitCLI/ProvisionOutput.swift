@@ -1,3 +1,4 @@
+import DevKitBoardCLI
 import DPSService
 import DevKitModel
 import DevKitRegistry

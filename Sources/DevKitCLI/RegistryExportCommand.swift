@@ -1,3 +1,4 @@
+import DevKitBoardCLI
 import ArgumentParser
 import DevKitRegistry
 

@@ -1,3 +1,4 @@
+
 /// The registration IDs a batch has used so far, each with the line that first used
 /// it: the duplicate check of `cert --batch`, exact and compact.
 ///

@@ -1,3 +1,5 @@
+import DevKitBoardCLI
+import DevKitBoard
 import ArgumentParser
 import DevKitConsole
 import DevKitModel

@@ -1,3 +1,4 @@
+import DevKitBoardCLI
 import VirtualDevKit
 
 extension VirtualDevKitError: CLIReportable {

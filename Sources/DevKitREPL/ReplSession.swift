@@ -1,3 +1,4 @@
+import DevKitBoard
 import DevKitConsole
 import DevKitModel
 import DevKitSystem

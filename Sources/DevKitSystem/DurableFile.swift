@@ -1,5 +1,4 @@
 import CDevKitLinux
-import Foundation
 import Synchronization
 import SystemPackage
 #if canImport(Glibc)
@@ -443,7 +442,7 @@ public final class DirectorySync: @unchecked Sendable {
 
     /// fsyncs the directory (replaced in tests).
     private let syncDirectory: @Sendable (String) -> Void
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var issued: [String: UInt64] = [:]
     private var covered: [String: UInt64] = [:]
     private var running: Set<String> = []

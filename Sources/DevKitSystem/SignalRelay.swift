@@ -1,5 +1,5 @@
 import CDevKitLinux
-import Foundation
+import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -26,9 +26,9 @@ public final class SignalRelay: @unchecked Sendable {
 
     private let readEnd: FileDescriptor
     private let writeEnd: FileDescriptor
-    private let lock = NSLock()
     private var previous: [(action: sigaction, pipe: Int32, event: Int32)] = []
-    private var restored = false
+    /// Whether restore() ran; held while it runs.
+    private let restored = Mutex(false)
 
     /// Installs the handler for `signals`; they are unblocked in the calling thread
     /// (a parent may have left SIGINT blocked).
@@ -87,16 +87,16 @@ public final class SignalRelay: @unchecked Sendable {
     /// Puts back the handlers (and relays) that were there before, then closes the
     /// pipe. Signals not yet taken are lost. Idempotent.
     public func restore() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !restored else { return }
-        restored = true
-        for (signal, var old) in zip(signals, previous).reversed() {
-            _ = sigaction(signal, &old.action, nil)
-            CDevKitLinux_relay_set(signal, old.pipe, old.event)
+        restored.withLock { restored in
+            guard !restored else { return }
+            restored = true
+            for (signal, var old) in zip(signals, previous).reversed() {
+                _ = sigaction(signal, &old.action, nil)
+                CDevKitLinux_relay_set(signal, old.pipe, old.event)
+            }
+            try? readEnd.close()
+            try? writeEnd.close()
         }
-        try? readEnd.close()
-        try? writeEnd.close()
     }
 
     /// Dies of `signal` as if it had not been caught: default disposition, unblocked,

@@ -1,3 +1,4 @@
+import DevKitBoard
 import DPSModel
 import DPSService
 import DevKitModel

@@ -1,6 +1,6 @@
 import CLibUDev
 import DevKitSystem
-import Foundation
+import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -156,11 +156,10 @@ private final class Wakeup: Sendable {
 
 /// The monitor's thread: started once, joined once.
 private final class MonitorThread: @unchecked Sendable {
-    // Guarded by `lock`.
-    private var handle: pthread_t?
-    private let lock = NSLock()
+    // Held while a join runs: a second join returns once the thread is gone.
+    private let handle: Mutex<pthread_t?>
 
-    private init(handle: pthread_t) { self.handle = handle }
+    private init(handle: pthread_t) { self.handle = Mutex(handle) }
 
     static func start(_ loop: MonitorLoop) throws(DiscoveryError) -> MonitorThread {
         var handle = pthread_t()
@@ -178,14 +177,14 @@ private final class MonitorThread: @unchecked Sendable {
     }
 
     func join() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let handle else { return }
-        self.handle = nil
-        if pthread_equal(handle, pthread_self()) != 0 {
-            pthread_detach(handle)  // cannot join itself; it is on its way out
-        } else {
-            pthread_join(handle, nil)
+        handle.withLock { handle in
+            guard let thread = handle else { return }
+            handle = nil
+            if pthread_equal(thread, pthread_self()) != 0 {
+                pthread_detach(thread)  // cannot join itself; it is on its way out
+            } else {
+                pthread_join(thread, nil)
+            }
         }
     }
 }

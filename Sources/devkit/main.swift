@@ -1,5 +1,5 @@
-import DevKitCLI
+import DevKitBoardCLI
 
-// The executable stays thin: every command lives in the DevKitCLI library.
-// Synchronous on purpose: see DevKitCommand.runAsRoot.
-DevKitCommand.runAsRoot()
+// The small binary: `--version`, `info` and `set-uds` run here; every other command
+// line is handed to devkit-full (see BoardCommandLine). Synchronous on purpose.
+BoardCommandLine.main()

@@ -1,3 +1,4 @@
+@testable import DevKitBoardCLI
 import Foundation
 import Testing
 

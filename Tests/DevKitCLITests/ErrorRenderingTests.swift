@@ -1,3 +1,5 @@
+import DevKitBoard
+@testable import DevKitBoardCLI
 import DPSService
 @testable import DevKitCLI
 import DevKitConsole
@@ -16,7 +18,7 @@ import VirtualDevKit
 struct ErrorRenderingTests {
     struct Case: Sendable, CustomStringConvertible {
         var error: any CLIReportable & Sendable
-        var exitStatus: DevKitCLI.ExitStatus
+        var exitStatus: DevKitBoardCLI.ExitStatus
         /// What `devkit: error:` prints, as it did before the flags moved to the CLI.
         var userMessage: String
         var description: String { userMessage }
@@ -137,12 +139,12 @@ struct ErrorRenderingTests {
 /// One rule from a failed file write's errno to sysexits(3), for every file devkit writes.
 @Suite struct FileErrnoExitStatusTests {
     @Test(arguments: [
-        (EACCES, DevKitCLI.ExitStatus.noPermission), (EPERM, .noPermission),
+        (EACCES, DevKitBoardCLI.ExitStatus.noPermission), (EPERM, .noPermission),
         (EROFS, .cannotCreate), (ENOENT, .cannotCreate), (ENOTDIR, .cannotCreate), (EEXIST, .cannotCreate),
         (EISDIR, .cannotCreate), (ENOSPC, .ioError), (EIO, .ioError),
     ])
-    func rule(errno: Int32, status: DevKitCLI.ExitStatus) {
-        #expect(DevKitCLI.ExitStatus(fileErrno: errno) == status)
+    func rule(errno: Int32, status: DevKitBoardCLI.ExitStatus) {
+        #expect(DevKitBoardCLI.ExitStatus(fileErrno: errno) == status)
     }
 
     @Test func everyFileErrorFollowsIt() {

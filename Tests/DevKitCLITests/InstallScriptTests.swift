@@ -19,6 +19,7 @@ struct InstallScriptTests {
     /// The files every install has, relative to the prefix.
     static let installed = [
         "bin/devkit",
+        "bin/devkit-full",
         "share/bash-completion/completions/devkit",
         "share/zsh/site-functions/_devkit",
         "share/fish/vendor_completions.d/devkit.fish",
@@ -58,7 +59,11 @@ struct InstallScriptTests {
         #expect(pages.count == Self.commands.count, "\(pages.sorted())")
         #expect(FileManager.default.contentsEqual(atPath: prefix + "/bin/devkit", andPath: devkit))
         #expect(FileManager.default.isExecutableFile(atPath: prefix + "/bin/devkit"))
-        for completion in Self.installed.dropFirst() {
+        // devkit hands every other command to the devkit-full beside it.
+        let full = URL(fileURLWithPath: devkit).deletingLastPathComponent().path + "/devkit-full"
+        #expect(FileManager.default.contentsEqual(atPath: prefix + "/bin/devkit-full", andPath: full))
+        #expect(FileManager.default.isExecutableFile(atPath: prefix + "/bin/devkit-full"))
+        for completion in Self.installed.dropFirst(2) {
             let text = try String(contentsOfFile: prefix + "/" + completion, encoding: .utf8)
             #expect(text.contains("devkit list --names"), "\(completion)")
         }
@@ -134,5 +139,14 @@ struct InstallScriptTests {
         #expect(bad.stderr.contains("unknown option --prefx"))
         let missing = try TestProcess.run(["/bin/bash", Self.script, "--binary", "/nonexistent/devkit"], timeout: 120)
         #expect(missing.status == 66, "\(missing.stderr)")
+        // A devkit without its devkit-full is refused before anything is installed.
+        let dir = consoleTestDirectory()
+        defer { consoleRemoveTree(dir) }
+        try FileManager.default.copyItem(atPath: TestProcess.devkitBinary, toPath: dir + "/devkit")
+        let alone = try TestProcess.run(["/bin/bash", Self.script, "--binary", dir + "/devkit", "--prefix", dir + "/p"],
+                                        timeout: 120)
+        #expect(alone.status == 66, "\(alone.stderr)")
+        #expect(alone.stderr.contains("\(dir)/devkit-full is missing"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/p"))
     }
 }

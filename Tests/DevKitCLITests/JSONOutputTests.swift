@@ -1,3 +1,4 @@
+@testable import DevKitBoardCLI
 import DevKitRegistry
 import DevKitWorkflows
 import DeviceDiscovery

@@ -1,3 +1,4 @@
+@testable import DevKitBoardCLI
 @testable import DevKitCLI
 import DevKitRegistry
 import DevKitTestSupport

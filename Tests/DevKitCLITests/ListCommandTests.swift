@@ -1,3 +1,4 @@
+@testable import DevKitBoardCLI
 import DeviceDiscovery
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+@testable import DevKitBoardCLI
 import ArgumentParser
 @testable import DevKitCLI
 import Foundation

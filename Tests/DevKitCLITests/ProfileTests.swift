@@ -1,3 +1,4 @@
+@testable import DevKitBoardCLI
 import DevKitModel
 import DevKitWorkflows
 import Foundation

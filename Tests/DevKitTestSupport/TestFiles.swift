@@ -11,12 +11,16 @@ public func consoleTestDirectory() -> String {
     return String(cString: path!)
 }
 
-/// Removes a directory made by `consoleTestDirectory` and the files in it (one level).
+/// Removes a directory made by `consoleTestDirectory` and everything in it (a test's
+/// registry or DPS state directory too: one level left those behind in /tmp).
 public func consoleRemoveTree(_ path: String) {
     if let dir = opendir(path) {
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { unlink(path + "/" + name) }
+            guard name != "." && name != ".." else { continue }
+            let child = path + "/" + name
+            // unlink fails on a directory (EISDIR); a symbolic link is unlinked, never followed.
+            if unlink(child) != 0 && errno == EISDIR { consoleRemoveTree(child) }
         }
         closedir(dir)
     }

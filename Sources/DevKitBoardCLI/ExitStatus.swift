@@ -29,7 +29,7 @@ extension ExitStatus {
     /// (registry, output directory, secret and certificate files) to sysexits(3):
     /// not allowed is 77, a path that cannot be created is 73, any other failure of
     /// the I/O itself (disk full, EIO) is 74.
-    init(fileErrno: Int32) {
+    package init(fileErrno: Int32) {
         switch fileErrno {
         case EACCES, EPERM: self = .noPermission
         case EROFS, ENOENT, ENOTDIR, EEXIST, EISDIR, ENAMETOOLONG, ELOOP: self = .cannotCreate
@@ -50,14 +50,14 @@ public protocol CLIReportable: Error {
 
 /// What the user is told about `error`: its CLI rendering (with the flags and next
 /// steps) when it has one, else its own description.
-@Sendable func cliMessage(_ error: any Error) -> String {
+@Sendable package func cliMessage(_ error: any Error) -> String {
     (error as? CLIReportable)?.userMessage ?? "\(error)"
 }
 
 /// Writes to standard error (unbuffered, so it interleaves correctly with stdout).
 /// Control characters a message quotes from input (a path, a key, a batch line)
 /// are escaped, so they cannot reach the terminal.
-func printError(_ message: String) {
+package func printError(_ message: String) {
     let safe = escapedControlCharacters(message)
     let line = safe.hasSuffix("\n") ? safe : safe + "\n"
     writeAll(STDERR_FILENO, line)
@@ -65,7 +65,7 @@ func printError(_ message: String) {
 
 /// Runs a command body, turning any error into a message on stderr and the mapped
 /// exit code. ArgumentParser's own usage errors keep their exit code 64.
-func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+package func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch {
@@ -73,8 +73,8 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     }
 }
 
-/// The same for commands that run synchronously (most of them: see `runAsRoot`).
-func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+/// The same for commands that run synchronously (most of them: see `DevKitCommand.runAsRoot`).
+package func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch {

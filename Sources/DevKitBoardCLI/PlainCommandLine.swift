@@ -15,7 +15,7 @@ import SerialPort
 /// failed `validate()`) is declined, and ArgumentParser parses it as before: every
 /// help text, error text and exit code stays its own. `PlainCommandLineTests` checks
 /// that what this accepts is what ArgumentParser parses, value for value.
-struct PlainCommandLine {
+package struct PlainCommandLine {
     private enum Word {
         case flag
         case value(String)
@@ -32,7 +32,7 @@ struct PlainCommandLine {
     /// Splits `arguments` (without the command's name) into `--name value` and `--name`.
     /// A name followed by a word that does not start with `-` takes it as its value;
     /// whether that was right is checked when the command asks for the name.
-    init(_ arguments: ArraySlice<String>) {
+    package init(_ arguments: ArraySlice<String>) {
         var rest = arguments
         while let word = rest.popFirst() {
             let name = String(word.dropFirst(2))
@@ -58,7 +58,7 @@ struct PlainCommandLine {
     }
 
     /// `--name` given alone: true; absent: false.
-    mutating func flag(_ name: String) -> Bool {
+    package mutating func flag(_ name: String) -> Bool {
         switch take(name) {
         case nil: return false
         case .flag: return true
@@ -67,7 +67,7 @@ struct PlainCommandLine {
     }
 
     /// `--name VALUE`'s value; nil when absent.
-    mutating func string(_ name: String) -> String? {
+    package mutating func string(_ name: String) -> String? {
         switch take(name) {
         case nil: return nil
         case .value(let value): return value
@@ -76,7 +76,7 @@ struct PlainCommandLine {
     }
 
     /// `--name N`, converted as ArgumentParser converts an `Int` (`Int(argument:)`).
-    mutating func int(_ name: String) -> Int? {
+    package mutating func int(_ name: String) -> Int? {
         guard let text = string(name) else { return nil }
         guard let value = Int(argument: text) else {
             declined = true
@@ -88,7 +88,7 @@ struct PlainCommandLine {
     /// Whether every word was asked for and read, and `validations` (the `validate()`s
     /// ArgumentParser would run: the option groups', in order, then the command's)
     /// pass; the line is declined if not.
-    func accepts(validating validations: () throws -> Void) -> Bool {
+    package func accepts(validating validations: () throws -> Void) -> Bool {
         guard !declined, words.isEmpty else { return false }
         do {
             try validations()
@@ -99,22 +99,30 @@ struct PlainCommandLine {
     }
 }
 
-extension DevKitCommand {
-    /// The command a plain command line names, read by `PlainCommandLine`; nil when
-    /// the command is not one read this way or the line is declined. Only synchronous
-    /// commands: `runAsRoot` runs the result on the main thread without asking.
-    static func parsedPlain(_ arguments: [String]) -> (any ParsableCommand)? {
+extension PlainCommandLine {
+    /// The command `arguments` name (the first word), read by `read` from the rest.
+    package static func command(
+        _ arguments: [String], read: (String, inout PlainCommandLine) -> (any ParsableCommand)?
+    ) -> (any ParsableCommand)? {
         guard let name = arguments.first else { return nil }
         var line = PlainCommandLine(arguments.dropFirst())
-        return readPlain(name, &line)
+        return read(name, &line)
+    }
+}
+
+/// The board commands read this way, by name (a switch: a dictionary of them would
+/// cost a conformance scan of its own). Only synchronous commands: their runner runs
+/// the result on the main thread without asking.
+package enum PlainBoardCommands {
+    /// The command a plain command line names, read by `PlainCommandLine`; nil when
+    /// the command is not one read this way or the line is declined.
+    package static func parsed(_ arguments: [String]) -> (any ParsableCommand)? {
+        PlainCommandLine.command(arguments, read: read)
     }
 
-    /// The commands read this way, by name (a switch: a dictionary of them would cost
-    /// a conformance scan of its own).
-    static func readPlain(_ name: String, _ line: inout PlainCommandLine) -> (any ParsableCommand)? {
+    package static func read(_ name: String, _ line: inout PlainCommandLine) -> (any ParsableCommand)? {
         switch name {
         case "info": InfoCommand(plain: &line)
-        case "autoconfigure": AutoconfigureCommand(plain: &line)
         case "set-uds": SetUDSCommand(plain: &line)
         default: nil
         }
@@ -122,7 +130,7 @@ extension DevKitCommand {
 }
 
 extension PortOptions {
-    init(plain line: inout PlainCommandLine) {
+    package init(plain line: inout PlainCommandLine) {
         self.init()
         port = line.string("port")
         baud = line.int("baud") ?? SerialPort.defaultBaudRate
@@ -130,37 +138,22 @@ extension PortOptions {
 }
 
 extension OutputLevelOptions {
-    init(plain line: inout PlainCommandLine) {
+    package init(plain line: inout PlainCommandLine) {
         self.init()
         quiet = line.flag("quiet")
         verbose = line.flag("verbose")
     }
 }
 
-extension RegistryOptions {
-    init(plain line: inout PlainCommandLine) {
-        self.init()
-        path = line.string("registry")
-        keyFile = line.string("key-file")
-    }
-}
-
-extension StationOptions {
-    init(plain line: inout PlainCommandLine) {
-        self.init()
-        station = line.string("station")
-    }
-}
-
 extension UDSOptions {
-    init(plain line: inout PlainCommandLine) {
+    package init(plain line: inout PlainCommandLine) {
         self.init()
         udsFile = line.string("uds-file")
     }
 }
 
 extension InfoCommand {
-    init?(plain line: inout PlainCommandLine) {
+    package init?(plain line: inout PlainCommandLine) {
         self.init()
         port = PortOptions(plain: &line)
         reboot = line.flag("reboot")
@@ -173,29 +166,8 @@ extension InfoCommand {
     }
 }
 
-extension AutoconfigureCommand {
-    init?(plain line: inout PlainCommandLine) {
-        self.init()
-        port = PortOptions(plain: &line)
-        registry = RegistryOptions(plain: &line)
-        station = StationOptions(plain: &line)
-        let profile = line.string("profile")
-        json = line.flag("json")
-        outputLevel = OutputLevelOptions(plain: &line)
-        // Required: a line without it is ArgumentParser's to refuse.
-        guard let profile else { return nil }
-        self.profile = profile
-        guard line.accepts(validating: {
-            try port.validate(); try registry.validate(); try station.validate(); try outputLevel.validate()
-            try validate()
-        }) else {
-            return nil
-        }
-    }
-}
-
 extension SetUDSCommand {
-    init?(plain line: inout PlainCommandLine) {
+    package init?(plain line: inout PlainCommandLine) {
         self.init()
         port = PortOptions(plain: &line)
         udsOptions = UDSOptions(plain: &line)

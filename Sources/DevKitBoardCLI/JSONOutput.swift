@@ -1,12 +1,14 @@
-import Foundation
+// FoundationEssentials, not Foundation: its JSONEncoder is the same one, and the
+// small binary then links no ICU or the rest of Foundation.
+import FoundationEssentials
 
 /// The one JSON setup behind every `--json` path, `registry export` and the JSON Lines
 /// streams (`list --watch`, `provision`/`watch` events, `cert --batch`).
 ///
 /// Keys are sorted so the output is stable for scripts and tests; `/` is not escaped
 /// so paths read as written; one line per value unless `pretty` (for humans).
-enum JSONOutput {
-    static func encoder(pretty: Bool = false) -> JSONEncoder {
+package enum JSONOutput {
+    package static func encoder(pretty: Bool = false) -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = pretty
             ? [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
@@ -15,13 +17,13 @@ enum JSONOutput {
     }
 
     /// `value` as JSON text.
-    static func text<T: Encodable>(_ value: T, pretty: Bool = false) throws -> String {
+    package static func text<T: Encodable>(_ value: T, pretty: Bool = false) throws -> String {
         String(decoding: try encoder(pretty: pretty).encode(value), as: UTF8.self)
     }
 }
 
 /// Prints one JSON object on stdout as one line, for `--json`.
-func printJSON<T: Encodable>(_ value: T) throws {
+package func printJSON<T: Encodable>(_ value: T) throws {
     print(try JSONOutput.text(value))
 }
 
@@ -32,12 +34,12 @@ func printJSON<T: Encodable>(_ value: T) throws {
 /// appear are declared `@NullEncoded var x: T?`. Optionals without it are left out
 /// when nil, as before.
 @propertyWrapper
-struct NullEncoded<Value: Encodable>: Encodable {
-    var wrappedValue: Value?
+package struct NullEncoded<Value: Encodable>: Encodable {
+    package var wrappedValue: Value?
 
-    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+    package init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
 
-    func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
     }
@@ -45,8 +47,8 @@ struct NullEncoded<Value: Encodable>: Encodable {
 
 /// A type-erased `Encodable`, for objects whose values have different types
 /// (`["event": "snapshot", "devices": [...]]`).
-struct AnyEncodable: Encodable {
+package struct AnyEncodable: Encodable {
     private let encodeValue: (any Encoder) throws -> Void
-    init<T: Encodable>(_ value: T) { encodeValue = value.encode(to:) }
-    func encode(to encoder: any Encoder) throws { try encodeValue(encoder) }
+    package init<T: Encodable>(_ value: T) { encodeValue = value.encode(to:) }
+    package func encode(to encoder: any Encoder) throws { try encodeValue(encoder) }
 }

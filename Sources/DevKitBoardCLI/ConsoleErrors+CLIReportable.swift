@@ -1,7 +1,6 @@
-import DevKitREPL
 import DevKitConsole
 import DevKitModel
-import DevKitWorkflows
+import DevKitBoard
 
 extension ConsoleError: CLIReportable {
     public var exitStatus: ExitStatus {
@@ -40,14 +39,4 @@ extension WorkflowError: CLIReportable {
             description
         }
     }
-}
-
-extension ReplLinkError: CLIReportable {
-    public var exitStatus: ExitStatus { .unavailable }
-    public var userMessage: String { description }
-}
-
-extension ReplTranscriptError: CLIReportable {
-    public var exitStatus: ExitStatus { .cannotCreate }
-    public var userMessage: String { description + ": choose a writable path for --log" }
 }

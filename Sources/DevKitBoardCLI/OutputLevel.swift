@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import DevKitConsole
 import DevKitModel
 import DevKitSystem
@@ -8,7 +7,7 @@ import Glibc
 #endif
 
 /// How much devkit says on stderr besides errors, the same on every command.
-enum OutputLevel: Sendable {
+package enum OutputLevel: Sendable {
     /// `--quiet`: errors only (no progress, no warnings); results still go to stdout.
     case quiet
     case normal
@@ -17,25 +16,27 @@ enum OutputLevel: Sendable {
 
     /// Set once, while the command line is parsed (``OutputLevelOptions/validate()``,
     /// on the main thread before any command runs); read-only afterwards.
-    nonisolated(unsafe) static var current = OutputLevel.normal
+    nonisolated(unsafe) package static var current = OutputLevel.normal
 }
 
 /// `--quiet` / `--verbose`: an option group on every command.
-struct OutputLevelOptions: ParsableArguments {
+package struct OutputLevelOptions: ParsableArguments {
+    package init() {}
+
     @Flag(help: "Errors only on stderr: no progress, no warnings.")
-    var quiet = false
+    package var quiet = false
 
     @Flag(help: "Also show each exchange with the board or DPS on stderr (secrets masked).")
-    var verbose = false
+    package var verbose = false
 
-    func validate() throws {
+    package func validate() throws {
         if quiet && verbose { throw ValidationError("Give at most one of --quiet and --verbose.") }
         OutputLevel.current = quiet ? .quiet : verbose ? .verbose : .normal
     }
 }
 
 /// `devkit: warning: …` on stderr, unless `--quiet`.
-func printWarning(_ message: String) {
+package func printWarning(_ message: String) {
     guard OutputLevel.current != .quiet else { return }
     printError("devkit: warning: \(message)")
 }
@@ -45,21 +46,21 @@ func printWarning(_ message: String) {
 /// as `***`, and any part of them (8+ characters) in the replies that follow is
 /// masked (`maskingSecrets`). Replies are shown by whole lines so that a secret
 /// split across two reads is still seen, and masked, whole.
-final class VerboseTransport: ConsoleTransport {
-    let base: any ConsoleTransport
+package final class VerboseTransport: ConsoleTransport {
+    package let base: any ConsoleTransport
     private var typed: [UInt8] = []
     private var printed: [UInt8] = []
     private var secrets: [String] = []
     /// Where each exchange line goes: stderr, or `watch`'s output, named by the port.
     private let emit: (String) -> Void
 
-    init(_ base: any ConsoleTransport, emit: @escaping (String) -> Void = { printError($0) }) {
+    package init(_ base: any ConsoleTransport, emit: @escaping (String) -> Void = { printError($0) }) {
         self.base = base
         self.emit = emit
     }
 
     /// `port` wrapped when `--verbose` asked for the exchange, else `port` itself.
-    static func ifVerbose(
+    package static func ifVerbose(
         _ port: any ConsoleTransport, emit: @escaping (String) -> Void = { printError($0) }
     ) -> any ConsoleTransport {
         OutputLevel.current == .verbose ? VerboseTransport(port, emit: emit) : port
@@ -67,7 +68,7 @@ final class VerboseTransport: ConsoleTransport {
 
     deinit { flushPrinted() }
 
-    func send(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
+    package func send(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
         try base.send(bytes, deadline: deadline)
         typed += bytes
         while let end = typed.firstIndex(where: { $0 == 0x0D || $0 == 0x0A }) {
@@ -77,7 +78,7 @@ final class VerboseTransport: ConsoleTransport {
         }
     }
 
-    func receive(deadline: ContinuousClock.Instant) throws -> [UInt8] {
+    package func receive(deadline: ContinuousClock.Instant) throws -> [UInt8] {
         let bytes = try base.receive(deadline: deadline)
         printed += bytes
         while let end = printed.firstIndex(of: 0x0A) {
@@ -97,7 +98,11 @@ final class VerboseTransport: ConsoleTransport {
         if isSecret {
             // Set before its echo is shown: the echo's line ends only after this.
             let argument = String(words[1])
-            secrets = [argument, argument.trimmingCharacters(in: CharacterSet(charactersIn: "\""))]
+            // Also without the quotes around it (Foundation's trimming, without Foundation).
+            var unquoted = Substring(argument)
+            while unquoted.first == "\"" { unquoted.removeFirst() }
+            while unquoted.last == "\"" { unquoted.removeLast() }
+            secrets = [argument, String(unquoted)]
         }
         show(">", isSecret ? "\(name) ***" : line)
     }
@@ -115,7 +120,7 @@ final class VerboseTransport: ConsoleTransport {
 
     /// The board echoes a password or UDS as one `*` per character: shown as `***`,
     /// as devkit's own side shows it, so the line does not give the secret's length.
-    static func fixedLengthMask(_ line: String) -> String {
+    package static func fixedLengthMask(_ line: String) -> String {
         var prompts = Substring(line)
         while prompts.hasPrefix("# ") { prompts = prompts.dropFirst(2) }
         let words = prompts.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
@@ -126,5 +131,5 @@ final class VerboseTransport: ConsoleTransport {
     }
 
     /// Commands whose argument is a secret (ConsoleCommand.hasSecretArgument's cases).
-    static let secretCommandNames: Set<String> = ["set_wifipwd", "set_dps_uds", "set_az_iothub", "set_az_iotdps", "enable_secure"]
+    package static let secretCommandNames: Set<String> = ["set_wifipwd", "set_dps_uds", "set_az_iothub", "set_az_iotdps", "enable_secure"]
 }

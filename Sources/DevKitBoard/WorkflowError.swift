@@ -35,5 +35,5 @@ extension WorkflowError: CustomStringConvertible {
         }
     }
 
-    static func name(_ path: String) -> String { path == "-" ? "standard input" : path }
+    package static func name(_ path: String) -> String { path == "-" ? "standard input" : path }
 }

@@ -1,14 +1,16 @@
 import ArgumentParser
 import DevKitConsole
 import DevKitModel
-import DevKitWorkflows
+import DevKitBoard
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// `devkit set-uds`: store a Unique Device Secret in the board's secure element.
-struct SetUDSCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct SetUDSCommand: ParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
         commandName: "set-uds",
         abstract: "Store a Unique Device Secret (UDS) in the DevKit's secure element.",
         usage: """
@@ -36,44 +38,44 @@ struct SetUDSCommand: ParsableCommand {
             \(BoardHelp.exitCodes)
             """)
 
-    @OptionGroup var port: PortOptions
+    @OptionGroup package var port: PortOptions
 
-    @OptionGroup var udsOptions: UDSOptions
-    var udsFile: String? { udsOptions.udsFile }
+    @OptionGroup package var udsOptions: UDSOptions
+    package var udsFile: String? { udsOptions.udsFile }
 
     @Flag(
         name: .customLong("generate-uds"),
         help: "Generate a fresh UDS from the system CSPRNG (saved before it is sent).")
-    var generateUDS = false
+    package var generateUDS = false
 
     /// `--generate`, the name before `provision` and `set-uds` agreed on
     /// `--generate-uds`; kept so existing scripts work. ArgumentParser has no
     /// per-name visibility, hence a second, hidden flag.
     @Flag(name: .customLong("generate"), help: .hidden)
-    var generateAlias = false
+    package var generateAlias = false
 
-    var generate: Bool { generateUDS || generateAlias }
+    package var generate: Bool { generateUDS || generateAlias }
 
     @Option(
         help: ArgumentHelp(
             "With --generate-uds: new file to save the UDS in (default: ./uds-<UTC time>.hex).", valueName: "file"),
         completion: .file())
-    var save: String?
+    package var save: String?
 
     @Flag(help: "Print the result as one JSON object.")
-    var json = false
+    package var json = false
 
     /// --quiet / --verbose, as on every command.
-    @OptionGroup var outputLevel: OutputLevelOptions
+    @OptionGroup package var outputLevel: OutputLevelOptions
 
-    func validate() throws {
+    package func validate() throws {
         if (udsFile == nil) == !generate {
             throw ValidationError("Give exactly one of --uds-file FILE (or -) and --generate-uds.")
         }
         if save != nil && !generate { throw ValidationError("--save goes with --generate-uds.") }
     }
 
-    struct Result: Encodable {
+    package struct Result: Encodable {
         let port: String
         let stored: Bool
         let generated: Bool
@@ -84,7 +86,7 @@ struct SetUDSCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    package func run() throws {
         try reportingErrors {
             let path = try port.resolvedPath()
             // Read and check the secret before touching the board.
@@ -125,7 +127,7 @@ struct SetUDSCommand: ParsableCommand {
 
 /// `uds-20261128T093000Z` (`.hex`, or `-2.hex` for a second one in that second):
 /// sorts by the second (within one, `ls` puts `-2` before the first).
-func defaultUDSFileName() -> String {
+package func defaultUDSFileName() -> String {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     var time = now.tv_sec

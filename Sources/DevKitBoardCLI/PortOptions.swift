@@ -3,7 +3,9 @@ import DeviceDiscovery
 import SerialPort
 
 /// The `--port` / `--baud` options shared by every command that talks to a board.
-struct PortOptions: ParsableArguments {
+package struct PortOptions: ParsableArguments {
+    package init() {}
+
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -11,20 +13,20 @@ struct PortOptions: ParsableArguments {
             discussion: "Optional when exactly one DevKit is attached.",
             valueName: "path"),
         completion: Self.portCompletion)
-    var port: String?
+    package var port: String?
 
     @Option(name: .long, help: "Baud rate of the serial port.")
-    var baud: Int = SerialPort.defaultBaudRate
+    package var baud: Int = SerialPort.defaultBaudRate
 
     /// Shell completion of a port: the attached DevKits' nodes (not probed: a
     /// completion must not open a port another program may be using).
-    static let portCompletion = CompletionKind.shellCommand("devkit list --names")
+    package static let portCompletion = CompletionKind.shellCommand("devkit list --names")
 
     /// The device path to open: `--port`, else the single attached DevKit's node.
     ///
     /// - Throws: `DiscoveryError.noBoardAttached` or `.multipleBoards` (which lists
     ///   the boards) when `--port` is missing and discovery cannot pick one board.
-    func resolvedPath() throws -> String {
+    package func resolvedPath() throws -> String {
         if let port { return port }
         return try DeviceDiscovery.singleBoard().devnode
     }

@@ -1,11 +1,13 @@
 import ArgumentParser
 import DevKitConsole
 import DevKitModel
-import DevKitWorkflows
+import DevKitBoard
 
 /// `devkit info`: firmware version, and with --reboot the MAC and registration ID.
-struct InfoCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct InfoCommand: ParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Show the DevKit's firmware version; with --reboot also its MAC and registration ID.",
         usage: """
@@ -32,23 +34,23 @@ struct InfoCommand: ParsableCommand {
             \(BoardHelp.exitCodes)
             """)
 
-    @OptionGroup var port: PortOptions
+    @OptionGroup package var port: PortOptions
 
     @Flag(help: "Also reboot the board and read its MAC address from the boot log.")
-    var reboot = false
+    package var reboot = false
 
     @Option(help: ArgumentHelp(
         "With --reboot: how long to wait for the boot log's MAC address line (default 30).",
         discussion: "Sketches other than the DPS sample may never print it.", valueName: "seconds"))
-    var timeout: Int?
+    package var timeout: Int?
 
     @Flag(help: "Print the result as one JSON object.")
-    var json = false
+    package var json = false
 
     /// --quiet / --verbose, as on every command.
-    @OptionGroup var outputLevel: OutputLevelOptions
+    @OptionGroup package var outputLevel: OutputLevelOptions
 
-    struct Result: Encodable {
+    package struct Result: Encodable {
         let port: String
         let firmwareVersion: String
         // Absent values are `null`, not missing keys: scripts can rely on every key.
@@ -70,14 +72,14 @@ struct InfoCommand: ParsableCommand {
         }
     }
 
-    func validate() throws {
+    package func validate() throws {
         if let timeout {
             guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second.") }
             guard reboot else { throw ValidationError("--timeout bounds the wait for the boot log: give it with --reboot.") }
         }
     }
 
-    func run() throws {
+    package func run() throws {
         try reportingErrors {
             let path = try port.resolvedPath()
             let info = try withConsoleSession(port) { session in

@@ -12,10 +12,11 @@ import Glibc
 /// Values come from outside (a board's reply, a registry row, a path): each is
 /// escaped (`escaped`), so a control or bidi character can neither reach the
 /// terminal nor start a line of its own that reads like another label.
-func labelledLines(_ rows: [(label: String, value: String)], indent: String = "") -> String {
+package func labelledLines(_ rows: [(label: String, value: String)], indent: String = "") -> String {
     let width = rows.map(\.label.count).max() ?? 0
     return rows.map { row in
-        indent + (row.label + ":").padding(toLength: width + 3, withPad: " ", startingAt: 0) + escaped(row.value)
+        let label = row.label + ":"
+        return indent + label + String(repeating: " ", count: width + 3 - label.count) + escaped(row.value)
     }.joined(separator: "\n")
 }
 
@@ -24,14 +25,14 @@ func labelledLines(_ rows: [(label: String, value: String)], indent: String = ""
 /// does on standard error: for lines that quote a path, a board's reply or a
 /// registry value. (Certificates and JSON are printed as they are: PEM holds none,
 /// and the JSON encoder escapes control characters itself.)
-func printOutput(_ text: String) {
+package func printOutput(_ text: String) {
     print(escapedControlCharacters(text))
 }
 
 /// Whether standard output and standard error are the same terminal: then a person
 /// reads both as one stream, and an error need not repeat what the output just said
 /// (a command to run). Redirect either and each stream stays complete on its own.
-func outputAndErrorShareATerminal() -> Bool {
+package func outputAndErrorShareATerminal() -> Bool {
     guard isatty(STDOUT_FILENO) == 1, isatty(STDERR_FILENO) == 1 else { return false }
     var out = stat(), err = stat()
     guard fstat(STDOUT_FILENO, &out) == 0, fstat(STDERR_FILENO, &err) == 0 else { return false }

@@ -10,7 +10,7 @@ import Glibc
 /// With `DEVKIT_WIRE_STATS=1` in the environment, prints the bytes sent and received
 /// and the session's time (port open to close) to stderr at the end (for `Scripts/bench-session.sh`; no contents, only counts).
 @discardableResult
-func withConsoleSession<T>(_ options: PortOptions, _ body: (ConsoleSession) throws -> T) throws -> T {
+package func withConsoleSession<T>(_ options: PortOptions, _ body: (ConsoleSession) throws -> T) throws -> T {
     let port = try SerialPort(path: try options.resolvedPath(), baudRate: options.baud)
     let signals = PortStopSignals(cancelling: port)
     defer {

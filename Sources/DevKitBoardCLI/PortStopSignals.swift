@@ -15,14 +15,14 @@ private let caughtStopSignal = Atomic<Int32>(0)
 /// the workflow records the failure in the registry, the port gets its terminal
 /// settings back on close, and only then the process dies of the same signal, so a
 /// shell or systemd sees what stopped it.
-struct PortStopSignals {
+package struct PortStopSignals {
     private static let signals = [SIGINT, SIGTERM, SIGHUP]
     private let relay: SignalRelay?
 
     /// Relays the signals to `port`'s cancellation eventfd (what `cancel()` does);
     /// call ``restore()`` before the port closes. If no relay can be made the
     /// signals keep their default action.
-    init(cancelling port: SerialPort) {
+    package init(cancelling port: SerialPort) {
         caughtStopSignal.store(0, ordering: .relaxed)
         // The eventfd wakes the port's poll; other calls (registry writes, fsync)
         // just go on rather than fail with EINTR.
@@ -31,7 +31,7 @@ struct PortStopSignals {
 
     /// Notes the signal that came, if any, and puts the previous handlers back
     /// (before the port, and its eventfd, close).
-    func restore() {
+    package func restore() {
         guard let relay else { return }
         if let signal = relay.takeSignals().first { caughtStopSignal.store(signal, ordering: .relaxed) }
         relay.restore()
@@ -39,7 +39,7 @@ struct PortStopSignals {
 
     /// After the port is closed: if a signal came while it was open, says so and dies
     /// of that signal (its default action).
-    static func reraiseIfCaught() {
+    package static func reraiseIfCaught() {
         let caught = caughtStopSignal.load(ordering: .relaxed)
         guard caught != 0 else { return }
         printError("devkit: stopped by \(SignalRelay.name(of: caught)); the port's settings are restored.")
