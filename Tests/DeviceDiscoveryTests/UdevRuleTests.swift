@@ -115,6 +115,25 @@ struct UdevRuleTests {
         #expect(verify.stderr.isEmpty, "systemd-analyze warned:\n\(verify.stderr)")
     }
 
+    @Test("the unit runs the devkit-full beside the devkit given: one process start per board, not two")
+    func unitRunsDevkitFull() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("devkit-install-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let bin = root.appendingPathComponent("opt/bin").path
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        for name in ["devkit", "devkit-full"] {
+            #expect(FileManager.default.createFile(atPath: bin + "/" + name, contents: Data("#!/bin/sh\n".utf8),
+                                                   attributes: [.posixPermissions: 0o755]))
+        }
+        let result = try BoundedProcess.run(
+            ["/bin/sh", Self.installer, "--destdir", root.path + "/dest", "--devkit-binary", bin + "/devkit"], timeout: 120)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("(runs \(bin)/devkit-full)"))
+        let unit = try String(
+            contentsOfFile: root.path + "/dest/etc/systemd/system/devkit-autoconfigure@.service", encoding: .utf8)
+        #expect(unit.contains("ExecStart=\(bin)/devkit-full autoconfigure --port /dev/%I --profile /etc/devkit/profile.toml\n"))
+    }
+
     @Test("install-udev.sh refuses to install into / without root")
     func installerNeedsRoot() throws {
         var argv = ["/bin/sh", Self.installer]
