@@ -76,6 +76,9 @@ let package = Package(
         // Prototypes for the Linux calls the Glibc module hides, and the signal
         // relay's handler (in C: async-signal-safe by construction).
         .target(name: "CDevKitLinux"),
+        // Base-point multiplications in batches with one affine conversion, on the
+        // BoringSSL that swift-crypto links (DiceRIoT's BasePoint).
+        .target(name: "CDiceRIoT"),
         // Descriptor I/O, pipes, the durable file writer and the signal relay.
         .target(
             name: "DevKitSystem",
@@ -108,7 +111,7 @@ let package = Package(
         .target(
             name: "DiceRIoT",
             dependencies: [
-                "DevKitModel",
+                "DevKitModel", "CDiceRIoT",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]),

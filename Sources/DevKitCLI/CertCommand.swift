@@ -190,8 +190,17 @@ struct CertCommand: ParsableCommand {
     func certify(
         firmware: MeasuredFirmware, uds: UDS, id: RegistrationID, sha256Thumbprint: Bool = true
     ) throws(CertError) -> CertResult {
+        try certify(Result { () throws(GenerationError) in try firmware.credentials(uds: uds, registrationID: id) },
+                    id: id, sha256Thumbprint: sha256Thumbprint)
+    }
+
+    /// The same for credentials computed already (a batch computes several devices'
+    /// together), or the error computing them gave.
+    func certify(
+        _ credentials: Result<DeviceCredentials, GenerationError>, id: RegistrationID, sha256Thumbprint: Bool = true
+    ) throws(CertError) -> CertResult {
         let device: DeviceCredentials
-        do { device = try firmware.credentials(uds: uds, registrationID: id) } catch { throw .generation(error) }
+        do { device = try credentials.get() } catch { throw .generation(error) }
         var result = CertResult(
             registrationID: id.value, sha1Thumbprint: device.sha1Thumbprint,
             sha256Thumbprint: sha256Thumbprint ? device.sha256Thumbprint : nil)

@@ -1,6 +1,7 @@
 #if canImport(CCryptoBoringSSL)
 import CCryptoBoringSSL
 #endif
+import CDiceRIoT
 import Crypto
 
 /// d·G on P-256: a private scalar's public point, the one elliptic-curve operation a
@@ -39,6 +40,64 @@ enum BasePoint {
         return swiftCrypto(scalar: d, into: out)
         #endif
     }
+
+    /// d·G for each 32-byte big-endian scalar, uncompressed (65 bytes each), in order;
+    /// nil for a scalar outside 0 < d < n. The points are computed together with one
+    /// field inversion for all (`CDiceRIoT_p256_public_points`) where that was checked
+    /// to give swift-crypto's points; one by one otherwise.
+    static func publicPoints(of scalars: [[UInt8]]) -> [[UInt8]?] {
+        let inRange = scalars.map { d in
+            let value = Scalar256(bigEndian: d)
+            return value != .zero && value.subtractingReportingBorrow(OrderArithmetic.n).1
+        }
+        guard batchesAgree, let batch = batch(scalars.indices.filter { inRange[$0] }.map { scalars[$0] }) else {
+            return scalars.map(publicPoint(of:))
+        }
+        var next = batch.makeIterator()
+        return inRange.map { $0 ? next.next() : nil }
+    }
+
+    /// The valid scalars' points through CDiceRIoT; nil where it is not used or failed.
+    private static func batch(_ scalars: [[UInt8]]) -> [[UInt8]]? {
+        #if canImport(CCryptoBoringSSL) && (arch(x86_64) || arch(arm64))
+        guard !scalars.isEmpty else { return [] }
+        var packed = [UInt8]()
+        packed.reserveCapacity(scalars.count * 32)
+        for d in scalars { packed += d }
+        defer { packed.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }  // key material
+        var out = [UInt8](repeating: 0, count: scalars.count * 65)
+        let ok = out.withUnsafeMutableBytes { out in
+            packed.withUnsafeBytes { packed in
+                CDiceRIoT_p256_public_points(
+                    CCryptoBoringSSL_EC_group_p256(), packed.baseAddress!.assumingMemoryBound(to: UInt8.self), scalars.count,
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
+        }
+        guard ok == 1 else { return nil }
+        return (0..<scalars.count).map { Array(out[$0 * 65..<($0 + 1) * 65]) }
+        #else
+        return nil
+        #endif
+    }
+
+    /// Whether the batch gives swift-crypto's points here, checked once: the batch
+    /// calls BoringSSL's internal EC functions (CDiceRIoT), which only give the right
+    /// points where the P-256 group keeps its coordinates in Montgomery form (its
+    /// x86_64 and aarch64 code). Where they differ, every key goes one by one.
+    static let batchesAgree: Bool = {
+        // 1, 2, n - 1 and the firmware's nonce: the ends of the range and a mixed one.
+        let scalars: [[UInt8]] = [
+            [UInt8](repeating: 0, count: 31) + [1], [UInt8](repeating: 0, count: 31) + [2],
+            OrderArithmetic.n.subtractingReportingBorrow(.one).0.bigEndianBytes,
+            FixedNonceSigner.nonce,
+        ]
+        guard let batch = batch(scalars) else { return false }
+        return zip(scalars, batch).allSatisfy { d, point in
+            var reference = [UInt8](repeating: 0, count: 65)
+            let made = d.withUnsafeBytes { d in reference.withUnsafeMutableBytes { swiftCrypto(scalar: d, into: $0) } }
+            return made && reference == point
+        }
+    }()
 
     /// d·G for a 32-byte big-endian scalar, uncompressed (65 bytes); nil unless 0 < d < n.
     static func publicPoint(of d: [UInt8]) -> [UInt8]? {

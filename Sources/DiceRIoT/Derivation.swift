@@ -11,13 +11,19 @@ public struct DerivedKey: Sendable {
     /// `DeriveKey(src, label)` (Docs/certificate.md §4): one HMAC-SHA-256 whose output, read
     /// little-endian, is the private scalar.
     static func derive(source: SHA256Digest, label: Label) throws(GenerationError) -> DerivedKey {
+        try DerivedKey(scalar: scalar(source: source, label: label), label: label.name)
+    }
+
+    /// `DeriveKey`'s private scalar alone, big-endian (its range unchecked): for callers
+    /// that compute the public points of several keys together (`BasePoint.publicPoints`).
+    static func scalar(source: SHA256Digest, label: Label) -> [UInt8] {
         var scalar = [UInt8](repeating: 0, count: 32)
         scalar.withUnsafeMutableBytes { out in
             source.withUnsafeBytes { HMACSHA256.authenticationCode(key: $0, message: label.message, into: out) }
             var bytes = out
             bytes.reverse()  // LE integer → BE bytes
         }
-        return try DerivedKey(scalar: scalar, label: label.name)
+        return scalar
     }
 
     /// The two labels the firmware derives keys with, and their HMAC messages:
@@ -37,8 +43,13 @@ public struct DerivedKey: Sendable {
     /// A key pair from a big-endian scalar; d must satisfy 0 < d < n.
     init(scalar: [UInt8], label: String) throws(GenerationError) {
         guard let point = BasePoint.publicPoint(of: scalar) else { throw .scalarOutOfRange(key: label) }
-        self.privateScalar = scalar
-        self.publicPoint = point
+        self.init(privateScalar: scalar, publicPoint: point)
+    }
+
+    /// A key pair whose public point was computed already (d·G).
+    init(privateScalar: [UInt8], publicPoint: [UInt8]) {
+        self.privateScalar = privateScalar
+        self.publicPoint = publicPoint
     }
 }
 

@@ -317,6 +317,36 @@ struct CertCommandTests {
         #expect(jsonLines.filter { $0.contains(#""error""#) }.count == 3)
     }
 
+    /// Lines are certified in groups whose keys share one field inversion: failed lines
+    /// before, between and after good ones must not shift whose keys a certificate gets.
+    @Test("batch: good lines after failed ones in the same group get exactly their own certificates")
+    func failuresInsideAGroup() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = [
+            "not json",
+            #"{"uds": "\#(Self.sampleUDS)", "registration_id": "uppercase-uds"}"#,
+            #"{"uds": "nothex", "registration_id": "bad-one"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "registration_id": "uppercase-uds"}"#,
+            #"{"uds": "\#(Self.sampleUDS)", "mac": "a4:cf:12:0b:9e:31", "firmware_version": "1.3.0"}"#,
+            "{}",
+        ]
+        try lines.joined(separator: "\n").write(toFile: ws.path + "/devices.jsonl", atomically: false, encoding: .utf8)
+        let r = try devkit(tiny(["--batch", ws.path + "/devices.jsonl", "--output-dir", "-", "--json"]))
+        #expect(r.status == 1, "\(r.stderr)")
+        let expected = Dictionary(uniqueKeysWithValues: Self.vectors.map { ($0["registration_id"]!, $0["alias_certificate"]!) })
+        let objects = try r.stdout.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        // Each line's result in its place: a failure names its line, a success its ID.
+        #expect(objects.map { ($0["line"] as? Int).map { "line \($0)" } ?? ($0["registration_id"] as? String ?? "?") }
+            == ["line 1", "uppercase-uds", "line 3", "line 4", "az-a4cf120b9e31v1v3v0", "line 6"])
+        for object in objects {
+            guard let id = object["registration_id"] as? String else { continue }
+            #expect(object["certificate_pem"] as? String == expected[id], "\(id)")
+        }
+    }
+
     @Test("--from-registry re-issues a recorded board's certificate from its recorded UDS")
     func fromRegistry() throws {
         let v = Self.vectors.first { $0["id"] == "devkit-size-image" }!

@@ -47,6 +47,27 @@ import Testing
         }
     }
 
+    /// The batch (one field inversion for all, through BoringSSL's internal EC
+    /// functions) against swift-crypto, point by point: batches of 1 to 40 random
+    /// scalars with out-of-range ones mixed in, which get nil and leave the others right.
+    @Test func batchesMatchSwiftCrypto() {
+        // The check `publicPoints` relies on: false would mean one key at a time (slower).
+        #expect(BasePoint.batchesAgree)
+        var generator = SystemRandomNumberGenerator()
+        let outside: [[UInt8]] = [[UInt8](repeating: 0, count: 32), Self.n, [UInt8](repeating: 0xff, count: 32)]
+        for size in [1, 2, 3, 8, 40] {
+            var scalars = (0..<size).map { _ in (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+            if size > 1 { scalars[size / 2] = outside[size % outside.count] }
+            let points = BasePoint.publicPoints(of: scalars)
+            #expect(points.count == size)
+            for (d, point) in zip(scalars, points) {
+                #expect(point == Self.point(d, direct: false), "batch of \(size)")
+            }
+        }
+        #expect(BasePoint.publicPoints(of: []).isEmpty)
+        #expect(BasePoint.publicPoints(of: outside) == [nil, nil, nil])
+    }
+
     @Test func theEndsOfTheRange() throws {
         let one = [UInt8](repeating: 0, count: 31) + [1]
         // 1·G is the generator itself.

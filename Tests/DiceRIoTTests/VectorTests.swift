@@ -31,6 +31,33 @@ struct VectorTests {
         #expect(derived.value == v.registrationID)
     }
 
+    /// Several devices at once (their keys' points share one field inversion) give
+    /// each vector's outputs in its place, whatever sits around it.
+    @Test("every vector in one batch of devices, in order, byte-exact")
+    func vectorsInOneBatch() throws {
+        for v in Fixtures.vectors {
+            let firmware = MeasuredFirmware(try RIoTImage(bin: Fixtures.bytes(v.bin), map: Fixtures.bytes(v.map)))
+            // The vector between other devices, twice, in a batch longer than one group.
+            var devices = (0..<40).map { i in
+                (uds: try! UDS(bytes: (0..<32).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }), registrationID: try! RegistrationID("other-\(i)"))
+            }
+            let target = (uds: try UDS(hex: v.uds), registrationID: try RegistrationID(v.registrationID))
+            devices[0] = target
+            devices[23] = target
+            let results = firmware.credentials(devices)
+            #expect(results.count == devices.count)
+            for i in [0, 23] {
+                let device = try results[i].get()
+                #expect(device.aliasCertificatePEM == v.aliasCertificate, "\(v.id) at \(i)")
+                #expect(try device.deviceIDPublicKeyPEM() == v.deviceIDPublicKey, "\(v.id) at \(i)")
+            }
+            for i in [1, 22, 39] {
+                let alone = try firmware.credentials(uds: devices[i].uds, registrationID: devices[i].registrationID)
+                #expect(try results[i].get().aliasCertificateDER == alone.aliasCertificateDER, "\(v.id): device \(i)")
+            }
+        }
+    }
+
     private func check(_ v: Vector, image: RIoTImage) throws {
         let firmware = MeasuredFirmware(image)
         let device = try firmware.credentials(uds: UDS(hex: v.uds), registrationID: RegistrationID(v.registrationID))
