@@ -214,7 +214,7 @@ let package = Package(
         .target(
             name: "DevKitBoardCLI",
             dependencies: [
-                "DevKitModel", "DevKitSystem", "SerialPort", "DevKitConsole", "DevKitBoard", "DeviceDiscovery",
+                "CDevKitLinux", "DevKitModel", "DevKitSystem", "SerialPort", "DevKitConsole", "DevKitBoard", "DeviceDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
@@ -237,7 +237,7 @@ let package = Package(
             name: "devkit", dependencies: ["DevKitBoardCLI"],
             linkerSettings: lean),
         .executableTarget(
-            name: "devkit-full", dependencies: ["DevKitCLI"],
+            name: "devkit-full", dependencies: ["DevKitCLI", "DevKitBoardCLI"],
             linkerSettings: lean),
 
         // Scripts/bench-enroll.sh's fleet: N finished boards with real Alias

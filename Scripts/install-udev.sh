@@ -84,7 +84,8 @@ echo "installed $rules_dir/99-az3166-devkit.rules (group $group: add users with 
 # devkit hands autoconfigure to the devkit-full beside it: the unit runs that one
 # directly, one process start per board instead of two (~1.5 ms less each).
 runs=$binary
-full="$(dirname "$binary")/devkit-full"
+# (beside the file itself, through symbolic links, as devkit looks for it)
+full="$(dirname "$(readlink -f "$binary" 2>/dev/null || echo "$binary")")/devkit-full"
 if [ -x "$destdir$full" ] || [ -x "$full" ]; then
     runs=$full
 fi

@@ -51,6 +51,8 @@ if [ -n "$binary" ] && [ ! -x "$binary" ]; then
     echo "install: --binary $binary is not an executable file" >&2
     exit 66
 fi
+# devkit finds devkit-full beside the file itself, through symbolic links.
+[ -n "$binary" ] && binary=$(readlink -f "$binary")
 if [ -n "$binary" ] && [ ! -x "$(dirname "$binary")/devkit-full" ]; then
     echo "install: $(dirname "$binary")/devkit-full is missing: devkit hands every command but --version," \
         "info and set-uds to it (swift build -c release --static-swift-stdlib builds both)" >&2

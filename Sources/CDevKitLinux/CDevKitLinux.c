@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 int CDevKitLinux_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
@@ -16,6 +17,8 @@ int CDevKitLinux_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *t
 }
 
 int CDevKitLinux_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int CDevKitLinux_set_thread_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 int CDevKitLinux_posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np(actions, from);

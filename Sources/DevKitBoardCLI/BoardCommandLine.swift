@@ -1,4 +1,5 @@
 import ArgumentParser
+import CDevKitLinux
 import DevKitModel
 import DevKitSystem
 import SystemPackage
@@ -21,9 +22,9 @@ package let devkitVersion = "0.1.0"
 /// `devkit-full` unchanged, so help, errors and exit codes stay ArgumentParser's for
 /// the whole tree.
 public enum BoardCommandLine {
-    /// Runs `arguments` (without the program name) and exits, or replaces this
-    /// process with `devkit-full` for them.
-    public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+    /// Runs the command line and exits, or replaces this process with `devkit-full`.
+    public static func main() -> Never {
+        let arguments = Array(CommandLine.arguments.dropFirst())
         answerVersion(arguments)
         guard var command = PlainBoardCommands.parsed(arguments) else { handOver() }
         unblockStopSignals()
@@ -38,32 +39,68 @@ public enum BoardCommandLine {
     /// The full binary's name; it is installed beside `devkit`.
     package static let fullBinaryName = "devkit-full"
 
-    /// execv(2) of `devkit-full` from this binary's directory (through symbolic
-    /// links: /proc/self/exe names the file itself), with this process's own argument
-    /// vector, program name included: `ps` and the full binary see what was typed.
-    /// Signal mask, descriptors and process ID carry over, so a udev unit or a
-    /// supervisor cannot tell the two apart.
+    /// execv(2) of `devkit-full` from this binary's directory, with this process's own
+    /// argument vector as the kernel gave it (program name included, bytes unchanged):
+    /// signal mask, descriptors and process ID carry over, so a udev unit or a
+    /// supervisor cannot tell the two apart (`takeProgramName` keeps its name too).
     static func handOver() -> Never {
-        let path = fullBinaryPath()
-        let arguments = CommandLine.arguments
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
-        argv.append(nil)
-        execv(path, argv)
-        let reason = Errno(rawValue: errno).description
-        printError("devkit: error: cannot run \(escaped(path)): \(reason); devkit runs every command other than "
-            + "--version, info and set-uds through it: install it beside devkit (Scripts/install.sh installs both)")
+        guard let path = fullBinaryPath() else {
+            failHandOver("cannot find the directory devkit runs from (/proc/self/exe is unreadable and the program "
+                + "name has no directory), so not the devkit-full beside it either")
+        }
+        let shown = escaped(String(decoding: path.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        // A devkit-full that is this very file (a link, a copy's hard link) would run
+        // this hand-over again, forever.
+        var target = stat()
+        var running = stat()
+        if stat(path, &target) == 0, stat("/proc/self/exe", &running) == 0,
+           target.st_dev == running.st_dev, target.st_ino == running.st_ino {
+            failHandOver("\(shown) is devkit itself, not the full binary")
+        }
+        execv(path, CommandLine.unsafeArgv)
+        failHandOver("cannot run \(shown): \(Errno(rawValue: errno).description)")
+    }
+
+    private static func failHandOver(_ problem: String) -> Never {
+        printError("devkit: error: \(problem); devkit runs every command other than --version, info and set-uds "
+            + "through devkit-full: install it beside devkit (Scripts/install.sh installs both; in a checkout, "
+            + "`swift build` builds both)")
         exit(ExitStatus.config.rawValue)
     }
 
-    /// `devkit-full` in the directory of the running binary.
-    package static func fullBinaryPath() -> String {
+    /// `devkit-full` (NUL-terminated, raw bytes: a directory's name need not be UTF-8)
+    /// in the directory of the running file, /proc/self/exe, which names the file
+    /// itself through symbolic links; when there is none there (devkit started through
+    /// the dynamic loader, or from a memfd), in the directory of the program name.
+    /// The first candidate when neither is executable (for the error); nil without any.
+    package static func fullBinaryPath() -> [CChar]? {
+        var candidates: [[CChar]] = []
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        // Without /proc (never on a Linux that runs devkit), the search path decides.
-        guard count > 0 else { return fullBinaryName }
-        let path = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard let slash = path.lastIndex(of: "/") else { return fullBinaryName }
-        return path[...slash] + fullBinaryName
+        if count > 0 { candidates.append(sibling(of: Array(buffer[..<count]))) }
+        if let name = CommandLine.unsafeArgv[0] {
+            let bytes = Array(UnsafeBufferPointer(start: name, count: strlen(name)))
+            if bytes.contains(0x2F) { candidates.append(sibling(of: bytes)) }
+        }
+        return candidates.first { access($0, X_OK) == 0 } ?? candidates.first
+    }
+
+    /// `devkit-full` in the directory of `path` (the bytes up to its last '/'), NUL-terminated.
+    private static func sibling(of path: [CChar]) -> [CChar] {
+        let directory = path.lastIndex(of: 0x2F).map { Array(path[...$0]) } ?? []
+        return directory + fullBinaryName.utf8CString
+    }
+
+    /// The kernel names a process after the file it runs, so a handed-over one would be
+    /// `devkit-full` to `ps`, `pgrep -x devkit`, `killall devkit` and the port-in-use
+    /// message (which names the port's holder). devkit-full calls this first: started
+    /// as `devkit` (its program name, which the hand-over keeps), it takes that name.
+    public static func takeProgramName() {
+        guard let name = CommandLine.unsafeArgv[0] else { return }
+        let base = strrchr(name, 0x2F).map { $0 + 1 } ?? name
+        guard strcmp(base, "devkit") == 0 else { return }
+        // For the main thread this names the process (/proc/self/comm).
+        _ = CDevKitLinux_set_thread_name("devkit")
     }
 }
 

@@ -67,6 +67,12 @@ struct DevkitBinaryTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(FileManager.default.createFile(atPath: dir + "/devkit", contents: Data("#!/bin/sh\n".utf8),
                                                attributes: [.posixPermissions: 0o755]))
+        // devkit alone is not enough: it hands most commands to devkit-full.
+        #expect(throws: TestProcess.MissingBinary.self) {
+            try TestProcess.locateDevkit(testBundle: dir + "/devkitPackageTests.xctest", environment: [:])
+        }
+        #expect(FileManager.default.createFile(atPath: dir + "/devkit-full", contents: Data("#!/bin/sh\n".utf8),
+                                               attributes: [.posixPermissions: 0o755]))
         #expect(try TestProcess.locateDevkit(testBundle: dir + "/devkitPackageTests.xctest", environment: [:])
                 == dir + "/devkit")
         #expect(throws: TestProcess.MissingBinary.self) {

@@ -130,7 +130,15 @@ public enum TestProcess {
         var directory = buildDirectory
         while directory.lastPathComponent != "/" {
             let candidate = directory.appendingPathComponent("devkit").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            if FileManager.default.isExecutableFile(atPath: candidate) {
+                // devkit hands every command but --version, info and set-uds to it: without
+                // it most tests would fail with devkit's exit 78, far from the cause.
+                let full = directory.appendingPathComponent("devkit-full").path
+                guard FileManager.default.isExecutableFile(atPath: full) else {
+                    throw MissingBinary(path: full, hint: "run swift build first, which builds devkit and devkit-full")
+                }
+                return candidate
+            }
             guard directory.lastPathComponent.hasSuffix(".xctest") || directory.path.contains(".xctest/") else { break }
             directory = directory.deletingLastPathComponent()
         }

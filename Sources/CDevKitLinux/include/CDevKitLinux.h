@@ -25,6 +25,9 @@ int CDevKitLinux_pipe2(int fds[2], int flags);
 /// posix_spawn_file_actions_addclosefrom_np(3) (glibc 2.34): the child closes every
 /// descriptor from `from` on, whatever other threads opened without O_CLOEXEC.
 int CDevKitLinux_posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+/// prctl(2) PR_SET_NAME: the calling thread's name; for the main thread, the
+/// process's (/proc/self/comm, what ps shows). prctl is variadic, which Swift cannot call.
+int CDevKitLinux_set_thread_name(const char *name);
 /// sync_file_range(2).
 int CDevKitLinux_sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags);
 /// unlockpt(3).
