@@ -10,7 +10,8 @@ import SerialPort
 /// udev rule sees) and `set-uds` are what scripts and the bench run most.
 ///
 /// It only accepts; it never reports. A line it does not read whole and exactly as
-/// ArgumentParser would (a short name, `--name=value`, a value that starts with `-`,
+/// ArgumentParser would (a short name, `--name=value`, a value other than `-` itself
+/// that starts with `-`,
 /// a name given twice or unknown, help, version, a value that does not convert, a
 /// failed `validate()`) is declined, and ArgumentParser parses it as before: every
 /// help text, error text and exit code stays its own. `PlainCommandLineTests` checks
@@ -41,7 +42,9 @@ package struct PlainCommandLine {
                 declined = true
                 return
             }
-            if let next = rest.first, !next.hasPrefix("-") {
+            // A lone `-` is a value (standard input: `set-uds --uds-file -`), as it is
+            // to ArgumentParser.
+            if let next = rest.first, !next.hasPrefix("-") || next == "-" {
                 words.append((name, .value(next)))
                 rest.removeFirst()
             } else {

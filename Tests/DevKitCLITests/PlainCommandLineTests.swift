@@ -34,6 +34,9 @@ import Testing
         ["info", "--port", "port"],
         ["info", "--port", "help", "--reboot", "--timeout", "05"],
         ["autoconfigure", "--profile", "", "--verbose"],
+        // A lone `-` is a value to ArgumentParser too (standard input for --uds-file).
+        ["set-uds", "--port", "/dev/ttyACM0", "--uds-file", "-"],
+        ["info", "--port", "-"],
     ]
 
     @Test("what is read plainly is what ArgumentParser parses", arguments: Self.acceptedLines)
@@ -98,7 +101,6 @@ import Testing
         ["info", "--port=/dev/ttyACM0"],
         ["info", "--port"],
         ["info", "--port", "--json"],
-        ["info", "--port", "-"],
         ["info", "--port", "a", "--port", "b"],
         ["info", "--json", "extra"],
         ["info", "--json", "--json"],
@@ -113,7 +115,6 @@ import Testing
         ["autoconfigure", "--profile", "p.toml", "--station", ""],  // StationOptions.validate()
         ["autoconfigure", "--profile", "p.toml", "--reboot"],
         ["set-uds", "--port", "/dev/ttyACM0"],  // validate(): a UDS source is required
-        ["set-uds", "--uds-file", "-"],  // standard input: a value that starts with '-'
         ["set-uds", "--uds-file", "u.hex", "--generate-uds"],
         ["set-uds", "--uds-file", "u.hex", "--save", "s.hex"],
         ["set-uds", "--uds-file", ""],  // UDSOptions.validate()

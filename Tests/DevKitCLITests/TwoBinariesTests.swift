@@ -27,6 +27,13 @@ struct TwoBinariesTests {
             [devkit, "set-uds", "--port", dir + "/ttyAbsent", "--uds-file", dir + "/absent.hex"], timeout: 60)
         #expect(setUDS.status == 66)
         #expect(setUDS.stderr.hasPrefix("devkit: error: cannot read \(dir)/absent.hex"), "\(setUDS.stderr)")
+        // The README's `pass show … | devkit set-uds … --uds-file -`: the secret read from
+        // standard input here, then the missing port.
+        let piped = try TestProcess.run(
+            [devkit, "set-uds", "--port", dir + "/ttyAbsent", "--uds-file", "-"],
+            stdin: Array((String(repeating: "5a", count: 32) + "\n").utf8), timeout: 60)
+        #expect(piped.status == 66)
+        #expect(piped.stderr.hasPrefix("devkit: error: No serial device at \(dir)/ttyAbsent"), "\(piped.stderr)")
 
         // Every other command, and a board command's line the plain reader declines
         // (help, `--name=value`), is devkit-full's.
