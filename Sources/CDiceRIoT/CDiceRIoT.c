@@ -17,7 +17,10 @@
 
 // BoringSSL's EC_FELEM, EC_SCALAR, EC_JACOBIAN and EC_AFFINE on a 64-bit target:
 // EC_MAX_WORDS = ceil(66 / 8) = 9 words (66 bytes: the largest field it supports);
-// P-256 uses the first 4. Field elements are in the Montgomery form of the group.
+// P-256 uses the first 4. Field elements are in the Montgomery form of the group
+// (both of BoringSSL's P-256 methods use ec_GFp_mont_felem_mul, R = 2^256).
+// A BoringSSL whose structures differ would write past these: CDiceRIoT_layout_matches
+// checks them on the group's own data first.
 typedef struct { uint64_t words[9]; } felem;
 typedef struct { uint64_t words[9]; } scalar;
 typedef struct { felem X, Y, Z; } jacobian;
@@ -29,6 +32,26 @@ int CCryptoBoringSSL_ec_jacobian_to_affine(const struct ec_group_st *group, affi
 const felem *CCryptoBoringSSL_ec_felem_one(const struct ec_group_st *group);
 void CCryptoBoringSSL_ec_GFp_mont_felem_mul(const struct ec_group_st *group, felem *r, const felem *a, const felem *b);
 void CCryptoBoringSSL_ec_felem_to_bytes(const struct ec_group_st *group, uint8_t *out, size_t *out_len, const felem *in);
+// Public API.
+const void *CCryptoBoringSSL_EC_GROUP_get0_generator(const struct ec_group_st *group);
+void CCryptoBoringSSL_ERR_clear_error(void);
+
+int CDiceRIoT_layout_matches(const struct ec_group_st *group) {
+#if defined(__x86_64__) || defined(__aarch64__)
+    // ec_felem_one is &group->generator.raw.Z, and EC_GROUP_get0_generator is
+    // &group->generator, an EC_POINT {EC_GROUP *group; EC_JACOBIAN raw}: the distance
+    // between them is a pointer and two field elements exactly when EC_FELEM is ours.
+    const char *generator = CCryptoBoringSSL_EC_GROUP_get0_generator(group);
+    const felem *one = CCryptoBoringSSL_ec_felem_one(group);
+    if (generator == NULL || (const char *)one - generator != (ptrdiff_t)(sizeof(void *) + 2 * sizeof(felem))) return 0;
+    // One in Montgomery form, R mod p, in 64-bit limbs, the unused words zero.
+    static const uint64_t r[9] = {1, 0xffffffff00000000u, 0xffffffffffffffffu, 0xfffffffeu, 0, 0, 0, 0, 0};
+    return memcmp(one->words, r, sizeof r) == 0;
+#else
+    (void)group;
+    return 0;
+#endif
+}
 
 static void mul(const struct ec_group_st *group, felem *r, const felem *a, const felem *b) {
     CCryptoBoringSSL_ec_GFp_mont_felem_mul(group, r, a, b);
@@ -40,6 +63,10 @@ int CDiceRIoT_p256_public_points(const struct ec_group_st *group, const uint8_t 
     jacobian *points = calloc(count, sizeof *points);
     // prefix[i] = Z0·Z1·…·Zi
     felem *prefix = calloc(count, sizeof *prefix);
+    // Functions of the private scalars, wiped at the end like the arrays.
+    jacobian product;
+    affine inverse;
+    felem zinvprod, zinv, zinv2, x, y;
     int ok = 0;
     if (points == NULL || prefix == NULL) goto done;
     for (size_t i = 0; i < count; i++) {
@@ -58,13 +85,13 @@ int CDiceRIoT_p256_public_points(const struct ec_group_st *group, const uint8_t 
     // (1, 1, P) with P the product: it gives x = P⁻², so P⁻¹ = P·x. It fails only
     // when P = 0, i.e. some d·G was the point at infinity (d = 0 mod n).
     const felem *one = CCryptoBoringSSL_ec_felem_one(group);
-    jacobian product = {*one, *one, prefix[count - 1]};
-    affine inverse;
+    product.X = *one;
+    product.Y = *one;
+    product.Z = prefix[count - 1];
     if (!CCryptoBoringSSL_ec_jacobian_to_affine(group, &inverse, &product)) goto done;
-    felem zinvprod;  // (Z0·…·Zi)⁻¹ for the i below
+    // (Z0·…·Zi)⁻¹ for the i below
     mul(group, &zinvprod, &prefix[count - 1], &inverse.X);
     for (size_t i = count; i-- > 0;) {
-        felem zinv, zinv2, x, y;
         if (i == 0) {
             zinv = zinvprod;
         } else {
@@ -89,5 +116,15 @@ done:
     if (prefix != NULL) explicit_bzero(prefix, count * sizeof *prefix);
     free(points);
     free(prefix);
+    explicit_bzero(&product, sizeof product);
+    explicit_bzero(&inverse, sizeof inverse);
+    explicit_bzero(&zinvprod, sizeof zinvprod);
+    explicit_bzero(&zinv, sizeof zinv);
+    explicit_bzero(&zinv2, sizeof zinv2);
+    explicit_bzero(&x, sizeof x);
+    explicit_bzero(&y, sizeof y);
+    // A failure (a fault, or a scalar the caller should have refused) leaves BoringSSL
+    // errors on this thread's queue, where a later swift-crypto call would find them.
+    if (!ok) CCryptoBoringSSL_ERR_clear_error();
     return ok;
 }

@@ -50,17 +50,29 @@ enum BasePoint {
             let value = Scalar256(bigEndian: d)
             return value != .zero && value.subtractingReportingBorrow(OrderArithmetic.n).1
         }
-        guard batchesAgree, let batch = batch(scalars.indices.filter { inRange[$0] }.map { scalars[$0] }) else {
-            return scalars.map(publicPoint(of:))
+        let valid = scalars.indices.filter { inRange[$0] }.map { scalars[$0] }
+        // At most 64 points a call: the inversion is then 1/64 of their cost, and the
+        // C side's arrays stay small whatever a caller hands in.
+        var points: [[UInt8]] = []
+        points.reserveCapacity(valid.count)
+        for start in stride(from: 0, to: valid.count, by: 64) {
+            let part = Array(valid[start..<min(start + 64, valid.count)])
+            guard batchesAgree, let batch = batch(part) else {
+                points += part.map { publicPoint(of: $0)! }  // in range: checked above
+                continue
+            }
+            points += batch
         }
-        var next = batch.makeIterator()
+        var next = points.makeIterator()
         return inRange.map { $0 ? next.next() : nil }
     }
 
-    /// The valid scalars' points through CDiceRIoT; nil where it is not used or failed.
-    private static func batch(_ scalars: [[UInt8]]) -> [[UInt8]]? {
+    /// The points of scalars in range through CDiceRIoT; nil where it is not used
+    /// (another platform, a BoringSSL laid out differently) or failed.
+    static func batch(_ scalars: [[UInt8]]) -> [[UInt8]]? {
         #if canImport(CCryptoBoringSSL) && (arch(x86_64) || arch(arm64))
         guard !scalars.isEmpty else { return [] }
+        guard layoutMatches else { return nil }
         var packed = [UInt8]()
         packed.reserveCapacity(scalars.count * 32)
         for d in scalars { packed += d }
@@ -80,10 +92,21 @@ enum BasePoint {
         #endif
     }
 
-    /// Whether the batch gives swift-crypto's points here, checked once: the batch
-    /// calls BoringSSL's internal EC functions (CDiceRIoT), which only give the right
-    /// points where the P-256 group keeps its coordinates in Montgomery form (its
-    /// x86_64 and aarch64 code). Where they differ, every key goes one by one.
+    /// Whether BoringSSL's internal structures are the ones CDiceRIoT declares (on the
+    /// group's own data, before any internal function writes into them): a later
+    /// swift-crypto could change them, and the batch would then write past its arrays.
+    static let layoutMatches: Bool = {
+        #if canImport(CCryptoBoringSSL) && (arch(x86_64) || arch(arm64))
+        CDiceRIoT_layout_matches(CCryptoBoringSSL_EC_group_p256()) == 1
+        #else
+        false
+        #endif
+    }()
+
+    /// Whether the batch gives swift-crypto's points here, checked once: it calls
+    /// BoringSSL's internal EC functions (CDiceRIoT), which a later swift-crypto may
+    /// change (a function's meaning as well as the structures `layoutMatches` checks).
+    /// Where they differ, every key goes one by one.
     static let batchesAgree: Bool = {
         // 1, 2, n - 1 and the firmware's nonce: the ends of the range and a mixed one.
         let scalars: [[UInt8]] = [

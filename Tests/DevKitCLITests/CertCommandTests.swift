@@ -1,5 +1,6 @@
 import DevKitModel
 import DevKitRegistry
+import DiceRIoT
 import DevKitTestSupport
 import Foundation
 import Testing
@@ -344,6 +345,46 @@ struct CertCommandTests {
         for object in objects {
             guard let id = object["registration_id"] as? String else { continue }
             #expect(object["certificate_pem"] as? String == expected[id], "\(id)")
+        }
+    }
+
+    /// 40 devices with their own UDSs and failed lines on both sides of a group's
+    /// boundary (groups of 16): each certificate is the one its device gets alone.
+    @Test("batch: across groups, with failures at their edges, each device gets its own certificate")
+    func groupsAgainstSingleDevices() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        var generator = SystemRandomNumberGenerator()
+        var lines: [String] = []
+        var devices: [Int: (uds: String, id: String)] = [:]
+        for i in 0..<40 {
+            if [0, 15, 16, 17, 31, 39].contains(i) {
+                lines.append(#"{"uds": "nothex", "registration_id": "bad-\#(i)"}"#)
+                continue
+            }
+            let uds = (0..<32).map { _ in String(UInt8.random(in: 0...255, using: &generator), radix: 16) }
+                .map { $0.count == 1 ? "0" + $0 : $0 }.joined()
+            devices[i + 1] = (uds, "dev-\(i)")
+            lines.append(#"{"uds": "\#(uds)", "registration_id": "dev-\#(i)"}"#)
+        }
+        try lines.joined(separator: "\n").write(toFile: ws.path + "/devices.jsonl", atomically: false, encoding: .utf8)
+        let r = try devkit(tiny(["--batch", ws.path + "/devices.jsonl", "--output-dir", "-", "--json", "--jobs", "2"]))
+        #expect(r.status == 1, "\(r.stderr)")
+        let firmware = MeasuredFirmware(try RIoTImage(
+            bin: Array(try Data(contentsOf: URL(fileURLWithPath: Self.firmware + "/Tiny.ino.bin"))),
+            map: Array(try Data(contentsOf: URL(fileURLWithPath: Self.firmware + "/Tiny.ino.map")))))
+        let objects = try r.stdout.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(objects.count == 40)
+        for (index, object) in objects.enumerated() {
+            guard let device = devices[index + 1] else {
+                #expect(object["line"] as? Int == index + 1)
+                continue
+            }
+            let alone = try firmware.credentials(uds: UDS(hex: device.uds), registrationID: RegistrationID(device.id))
+            #expect(object["registration_id"] as? String == device.id)
+            #expect(object["certificate_pem"] as? String == alone.aliasCertificatePEM, "line \(index + 1)")
         }
     }
 

@@ -64,6 +64,15 @@ import Testing
                 #expect(point == Self.point(d, direct: false), "batch of \(size)")
             }
         }
+        // The batch itself ran (a fallback would give the same points, more slowly).
+        #expect(BasePoint.layoutMatches)
+        for size in [8, 40, 64] {
+            let valid = (0..<size).map { i in [UInt8](repeating: 0, count: 30) + [UInt8(i >> 8), UInt8(i & 0xff) | 1] }
+            #expect(BasePoint.batch(valid) == valid.map { Self.point($0, direct: false)! }, "batch of \(size)")
+        }
+        // More than one call's 64 points.
+        let many = (0..<130).map { _ in (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+        #expect(BasePoint.publicPoints(of: many) == many.map { Self.point($0, direct: false) })
         #expect(BasePoint.publicPoints(of: []).isEmpty)
         #expect(BasePoint.publicPoints(of: outside) == [nil, nil, nil])
     }

@@ -12,10 +12,15 @@ struct ec_group_st;
 /// swift-crypto links, with one field inversion for all of them instead of one per
 /// point. Returns 1, or 0 with `out` unspecified.
 ///
-/// `group` is CCryptoBoringSSL_EC_group_p256(); the points are only correct where
-/// that group runs on BoringSSL's Montgomery-form P-256 (nistz256: x86_64, aarch64),
-/// which the Swift caller checks once against the public API.
+/// `group` is CCryptoBoringSSL_EC_group_p256(). Call only when
+/// `CDiceRIoT_layout_matches(group)`; the Swift caller also checks the points once
+/// against swift-crypto's public API.
 int CDiceRIoT_p256_public_points(const struct ec_group_st *group, const uint8_t *scalars, size_t count,
                                  uint8_t *out);
+
+/// 1 when the structures this file declares have the size and form BoringSSL uses
+/// (checked on the group's own data before any internal function writes into one of
+/// them), else 0: then `CDiceRIoT_p256_public_points` must not be called.
+int CDiceRIoT_layout_matches(const struct ec_group_st *group);
 
 #endif
