@@ -26,14 +26,17 @@ enum BasePoint {
         #endif
     }
 
+    /// 0 < d < n. Checked here, not left to the library: BoringSSL's EC_POINT_mul
+    /// reduces a scalar ≥ n instead of refusing it, and the firmware never uses such a key.
+    static func isPrivateScalar(_ d: Scalar256) -> Bool {
+        d != .zero && d.subtractingReportingBorrow(OrderArithmetic.n).1
+    }
+
     /// Writes d·G uncompressed (04 || X || Y, 65 bytes) into `out` for the 32-byte
     /// big-endian scalar `d`; false, with `out` untouched, unless 0 < d < n.
     static func publicPoint(scalar d: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Bool {
         precondition(d.count == 32 && out.count >= 65)
-        // Checked here, not left to the library: BoringSSL's EC_POINT_mul reduces a scalar
-        // ≥ n instead of refusing it, and the firmware never uses such a key.
-        let value = Scalar256(bigEndian: d)
-        guard value != .zero, value.subtractingReportingBorrow(OrderArithmetic.n).1 else { return false }
+        guard isPrivateScalar(Scalar256(bigEndian: d)) else { return false }
         #if canImport(CCryptoBoringSSL)
         return boringSSL(scalar: d, into: out)
         #else
@@ -46,10 +49,7 @@ enum BasePoint {
     /// field inversion for all (`CDiceRIoT_p256_public_points`) where that was checked
     /// to give swift-crypto's points; one by one otherwise.
     static func publicPoints(of scalars: [[UInt8]]) -> [[UInt8]?] {
-        let inRange = scalars.map { d in
-            let value = Scalar256(bigEndian: d)
-            return value != .zero && value.subtractingReportingBorrow(OrderArithmetic.n).1
-        }
+        let inRange = scalars.map { isPrivateScalar(Scalar256(bigEndian: $0)) }
         let valid = scalars.indices.filter { inRange[$0] }.map { scalars[$0] }
         // At most 64 points a call: the inversion is then 1/64 of their cost, and the
         // C side's arrays stay small whatever a caller hands in.

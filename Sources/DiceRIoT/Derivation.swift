@@ -8,14 +8,10 @@ public struct DerivedKey: Sendable {
     /// The public point d·G, uncompressed: 0x04 || X || Y (65 bytes).
     public let publicPoint: [UInt8]
 
-    /// `DeriveKey(src, label)` (Docs/certificate.md §4): one HMAC-SHA-256 whose output, read
-    /// little-endian, is the private scalar.
-    static func derive(source: SHA256Digest, label: Label) throws(GenerationError) -> DerivedKey {
-        try DerivedKey(scalar: scalar(source: source, label: label), label: label.name)
-    }
-
-    /// `DeriveKey`'s private scalar alone, big-endian (its range unchecked): for callers
-    /// that compute the public points of several keys together (`BasePoint.publicPoints`).
+    /// `DeriveKey(src, label)`'s private scalar (Docs/certificate.md §4): one HMAC-SHA-256
+    /// whose output, read little-endian, is the scalar; returned big-endian, its range
+    /// unchecked (the public points of several keys are computed together:
+    /// `BasePoint.publicPoints`, which refuses a scalar outside 0 < d < n).
     static func scalar(source: SHA256Digest, label: Label) -> [UInt8] {
         var scalar = [UInt8](repeating: 0, count: 32)
         scalar.withUnsafeMutableBytes { out in
@@ -38,12 +34,6 @@ public struct DerivedKey: Sendable {
         }
         static let identity = Label("Identity")
         static let alias = Label("Alias")
-    }
-
-    /// A key pair from a big-endian scalar; d must satisfy 0 < d < n.
-    init(scalar: [UInt8], label: String) throws(GenerationError) {
-        guard let point = BasePoint.publicPoint(of: scalar) else { throw .scalarOutOfRange(key: label) }
-        self.init(privateScalar: scalar, publicPoint: point)
     }
 
     /// A key pair whose public point was computed already (d·G).
