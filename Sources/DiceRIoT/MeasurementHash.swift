@@ -1,9 +1,17 @@
+#if canImport(CCryptoBoringSSL)
+import CCryptoBoringSSL
+#endif
+
 /// The DICE layer's measurement hash `Hd` (Docs/certificate.md §3).
 ///
 /// The firmware's SHA-256 was compiled for a big-endian host but runs little-endian,
 /// so it loads message words, appends the bit length and writes the digest
-/// little-endian. No library exposes SHA-256's compression function with those
-/// byte orders, so this is written by hand; everything else uses swift-crypto.
+/// little-endian. No library hashes with those byte orders, so the padding and the
+/// word order are written here; the compression itself is BoringSSL's
+/// (`SHA256_TransformBlocks`, the CPU's SHA extensions where it has them) on blocks
+/// whose words are byte-swapped first, which is the same as loading them
+/// little-endian. Where BoringSSL's C target is not importable, a compression
+/// written in Swift does the same job (the tests run the vectors through both).
 public enum MeasurementHash {
     /// `Hd(message)`: 32 bytes.
     public static func hash<Bytes: Collection>(_ message: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
@@ -24,12 +32,20 @@ public enum MeasurementHash {
         digest { absorb in absorb(bytes) }
     }
 
+    /// `Hd(message)` through the compression written in Swift only: what the tests
+    /// compare BoringSSL's path with.
+    static func hashInSwift(_ message: [UInt8]) -> [UInt8] {
+        message.withUnsafeBytes { bytes in digest(boringSSL: false) { absorb in absorb(bytes) } }
+    }
+
     /// Runs the compression over everything `feed` hands to `absorb`, then pads.
     /// The state, the pending block and the schedule live on the stack: a device's
     /// three Hd computations allocate nothing but their digests. Whole blocks are
     /// compressed where they lie and a block's pieces copied in one move, not byte
     /// by byte (2,500 instructions fewer per certificate of a batch).
-    private static func digest(_ feed: (_ absorb: (UnsafeRawBufferPointer) -> Void) -> Void) -> [UInt8] {
+    private static func digest(
+        boringSSL: Bool = true, _ feed: (_ absorb: (UnsafeRawBufferPointer) -> Void) -> Void
+    ) -> [UInt8] {
         var state: InlineArray<8, UInt32> = [
             0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a,
             0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
@@ -44,9 +60,11 @@ public enum MeasurementHash {
                 var left = bytes.count
                 while left > 0 {
                     if pending == 0 && left >= 64 {
-                        compress(&state, UnsafeRawPointer(next))
-                        next += 64
-                        left -= 64
+                        // Every whole block where it lies, in one call.
+                        let blocks = left / 64
+                        compress(&state, UnsafeRawPointer(next), blocks: blocks, boringSSL: boringSSL)
+                        next += 64 * blocks
+                        left -= 64 * blocks
                         continue
                     }
                     let n = min(64 - pending, left)
@@ -54,7 +72,7 @@ public enum MeasurementHash {
                     pending += n
                     next += n
                     left -= n
-                    if pending == 64 { compress(&state, UnsafeRawPointer(block)); pending = 0 }
+                    if pending == 64 { compress(&state, UnsafeRawPointer(block), blocks: 1, boringSSL: boringSSL); pending = 0 }
                 }
             }
             // Padding: 0x80, zeros to 56 mod 64, then the bit length as 64-bit *little*-endian.
@@ -62,12 +80,12 @@ public enum MeasurementHash {
             pending += 1
             if pending > 56 {
                 (block + pending).initializeMemory(as: UInt8.self, repeating: 0, count: 64 - pending)
-                compress(&state, UnsafeRawPointer(block))
+                compress(&state, UnsafeRawPointer(block), blocks: 1, boringSSL: boringSSL)
                 pending = 0
             }
             (block + pending).initializeMemory(as: UInt8.self, repeating: 0, count: 56 - pending)
             block.storeBytes(of: (total &* 8).littleEndian, toByteOffset: 56, as: UInt64.self)
-            compress(&state, UnsafeRawPointer(block))
+            compress(&state, UnsafeRawPointer(block), blocks: 1, boringSSL: boringSSL)
         }
         return [UInt8](unsafeUninitializedCapacity: 32) { out, count in
             for word in 0..<8 {
@@ -91,10 +109,50 @@ public enum MeasurementHash {
     @inline(__always)
     private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 
+    /// The SHA-256 compression of `blocks` 64-byte blocks from `data`, their
+    /// message words loaded little-endian.
+    private static func compress(
+        _ state: inout InlineArray<8, UInt32>, _ data: UnsafeRawPointer, blocks: Int, boringSSL: Bool
+    ) {
+        #if canImport(CCryptoBoringSSL)
+        if boringSSL {
+            compressSwapped(&state, data, blocks: blocks)
+            return
+        }
+        #endif
+        for i in 0..<blocks { compressInSwift(&state, data + 64 * i) }
+    }
+
+    #if canImport(CCryptoBoringSSL)
+    /// BoringSSL's compression (big-endian word loads) of the blocks with each
+    /// 4-byte word reversed: a little-endian load of the original. Up to 16
+    /// blocks are swapped into a stack buffer per call; a device's three `Hd`
+    /// take three blocks, the firmware's core measurement its ~10,000 in 1 KB steps.
+    private static func compressSwapped(_ state: inout InlineArray<8, UInt32>, _ data: UnsafeRawPointer, blocks: Int) {
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 8 + 16 * 16) { buffer in
+            let words = buffer.baseAddress!
+            for i in 0..<8 { words[i] = state[i] }
+            let swapped = words + 8
+            var done = 0
+            while done < blocks {
+                let n = min(16, blocks - done)
+                let source = data + 64 * done
+                for i in 0..<(16 * n) {
+                    // The little-endian word, stored big-endian: what BoringSSL loads.
+                    swapped[i] = UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)).bigEndian
+                }
+                CCryptoBoringSSL_SHA256_TransformBlocks(words, UnsafeRawPointer(swapped).assumingMemoryBound(to: UInt8.self), n)
+                done += n
+            }
+            for i in 0..<8 { state[i] = words[i] }
+        }
+    }
+    #endif
+
     /// The ordinary SHA-256 compression of the 64 bytes at `block`, with the
     /// schedule words loaded little-endian (about 4,400 instructions a block, the
     /// scalar floor of SHA-256 without the CPU's SHA extensions).
-    private static func compress(_ state: inout InlineArray<8, UInt32>, _ block: UnsafeRawPointer) {
+    private static func compressInSwift(_ state: inout InlineArray<8, UInt32>, _ block: UnsafeRawPointer) {
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { schedule in
             let w = schedule.baseAddress!
             for i in 0..<16 { w[i] = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }

@@ -83,6 +83,18 @@ struct MeasurementHashTests {
         #expect(a != b)
     }
 
+    @Test("BoringSSL's compression of swapped words equals the compression written in Swift, over 0 to 40 blocks and the chunk edges")
+    func boringSSLAgainstSwift() {
+        #expect(Hex.encode(MeasurementHash.hashInSwift(Array("abc".utf8))) == "bb392cd2622eecbce49cd242285d0009ef70eae1a3e43e5ec8eae7c779b9f600")
+        // Past 16 whole blocks (one stack buffer's worth) and across it, at every
+        // padding position of the last block.
+        let message = (0..<(40 * 64 + 70)).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 8) }
+        for length in Array(0..<130) + [1023, 1024, 1025, 1087, 1088, 1089, 2047, 2048, 2049, 40 * 64, 40 * 64 + 70] {
+            let part = Array(message[..<length])
+            #expect(MeasurementHash.hash(part) == MeasurementHash.hashInSwift(part), "length \(length)")
+        }
+    }
+
     @Test("Hd differs from standard SHA-256")
     func notStandard() {
         // SHA-256("abc") starts ba7816bf.
