@@ -149,15 +149,15 @@ struct CertBatch {
 
     /// What a certified line prints on standard output.
     private func format(_ result: CertResult) -> Certified {
-        var text: String
+        let stdout: [UInt8]
         if command.json {
-            text = result.jsonLine() + "\n"
+            stdout = result.jsonLineBytes()
         } else if command.streamsOutput {
-            text = result.certificatePEM ?? ""
+            stdout = Array((result.certificatePEM ?? "").utf8)
         } else {
-            text = escapedControlCharacters("\(result.registrationID)\t\(escaped(result.certificate ?? ""))\tSHA-1 \(result.sha1Thumbprint)") + "\n"
+            stdout = Array((escapedControlCharacters("\(result.registrationID)\t\(escaped(result.certificate ?? ""))\tSHA-1 \(result.sha1Thumbprint)") + "\n").utf8)
         }
-        return Certified(stdout: Array(text.utf8), warnings: result.warnings)
+        return Certified(stdout: stdout, warnings: result.warnings)
     }
 
     /// `transform` of every element, on `jobs` threads, results in input order.

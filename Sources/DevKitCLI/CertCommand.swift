@@ -353,7 +353,11 @@ struct CertResult: Encodable {
     /// The JSON object on one line: the bytes `JSONOutput.text(self)` gives (sorted
     /// keys, `/` unescaped; the tests compare them), written directly because a batch
     /// prints one per device and JSONEncoder's reflection cost more than the signature.
-    func jsonLine() -> String {
+    func jsonLine() -> String { String(decoding: jsonLineBytes().dropLast(), as: UTF8.self) }
+
+    /// ``jsonLine()`` and its newline as bytes: what a batch writes, without a
+    /// String in between.
+    func jsonLineBytes() -> [UInt8] {
         var out = JSONLineWriter()
         out.field("alias_private_key", aliasPrivateKey)
         out.field("certificate", certificate)
@@ -367,7 +371,7 @@ struct CertResult: Encodable {
         out.field("warnings", warnings)
         // A string with a control character other than a newline: the encoder's own
         // escapes, not a second copy of its rules.
-        guard let line = out.finish() else { return try! JSONOutput.text(self) }  // strings always encode
+        guard let line = out.finishLine() else { return Array((try! JSONOutput.text(self) + "\n").utf8) }  // strings always encode
         return line
     }
 }
@@ -396,9 +400,11 @@ struct JSONLineWriter {
         bytes.append(0x5D)  // ]
     }
 
-    mutating func finish() -> String? {
+    /// The object and a newline.
+    mutating func finishLine() -> [UInt8]? {
         bytes.append(0x7D)  // }
-        return plain ? String(decoding: bytes, as: UTF8.self) : nil
+        bytes.append(0x0A)
+        return plain ? bytes : nil
     }
 
     private mutating func key(_ key: StaticString) {
@@ -409,16 +415,24 @@ struct JSONLineWriter {
         bytes.append(0x3A)
     }
 
+    /// Runs of bytes that need no escape are copied in one move (a PEM's 64
+    /// characters between newlines), not appended byte by byte.
     private mutating func string(_ value: String) {
         bytes.append(0x22)
-        for byte in value.utf8 {
-            switch byte {
-            case 0x22: bytes.append(0x5C); bytes.append(0x22)
-            case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
-            case 0x0A: bytes.append(0x5C); bytes.append(0x6E)
-            case ..<0x20: plain = false
-            default: bytes.append(byte)
+        var value = value
+        value.withUTF8 { utf8 in
+            var start = 0
+            for (i, byte) in utf8.enumerated() where byte < 0x20 || byte == 0x22 || byte == 0x5C {
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i]))
+                start = i + 1
+                switch byte {
+                case 0x22: bytes.append(0x5C); bytes.append(0x22)
+                case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
+                case 0x0A: bytes.append(0x5C); bytes.append(0x6E)
+                default: plain = false
+                }
             }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
         }
         bytes.append(0x22)
     }

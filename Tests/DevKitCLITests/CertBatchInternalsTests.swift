@@ -27,6 +27,10 @@ import Testing
         CertResult(
             registrationID: "dev-3", sha1Thumbprint: "01", sha256Thumbprint: "02", certificatePEM: pem, deviceCertificatePEM: pem),
         CertResult(registrationID: "dev-4", certificate: "dîr/ünïcode ✓/dev-4.pem", sha1Thumbprint: "1", sha256Thumbprint: "2"),
+        // Escapes first, last, next to each other, and strings with nothing else.
+        CertResult(
+            registrationID: "\"", certificate: "\\\\", sha1Thumbprint: "", sha256Thumbprint: "\n\n",
+            warnings: ["", "end\\", "\"start", "a\n\"\\b"]),
         // Control characters: the writer hands these to JSONEncoder.
         CertResult(registrationID: "dev-5", certificate: "tab\there\r\u{1}.pem", sha1Thumbprint: "1", sha256Thumbprint: "2"),
     ]
