@@ -39,6 +39,8 @@ import Testing
     func jsonLine(index: Int) throws {
         let result = Self.results[index]
         #expect(result.jsonLine() == (try JSONOutput.text(result)))
+        // What a batch writes: the same line and its newline.
+        #expect(result.jsonLineBytes() == Array((try JSONOutput.text(result) + "\n").utf8))
     }
 
     @Test("the plain line reader reads what JSONDecoder reads, and leaves it every other line", arguments: [
