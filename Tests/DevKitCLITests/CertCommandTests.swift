@@ -482,6 +482,19 @@ struct CertCommandTests {
         #expect(object["certificate_pem"] as? String == v["alias_certificate"])
         #expect(object["certificate"] == nil)
         #expect(ws.files == ["one.jsonl", "uds.hex"])
+        // With --device-cert, a batch prints what one device prints: each device's
+        // Alias certificate, then its DeviceID certificate.
+        let single = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "uppercase-uds", "--output-dir", "-", "--device-cert"]))
+        #expect(single.status == 0, "\(single.stderr)")
+        #expect(single.stdout.hasPrefix(v["alias_certificate"]!) && single.stdout.count > v["alias_certificate"]!.count)
+        let other = #"{"uds": "\#(String(repeating: "ab", count: 32))", "registration_id": "other"}"#
+        try (line + "\n" + other + "\n").write(toFile: ws.path + "/two.jsonl", atomically: false, encoding: .utf8)
+        try String(repeating: "ab", count: 32).write(toFile: ws.path + "/other.hex", atomically: false, encoding: .utf8)
+        let second = try devkit(tiny(["--uds-file", ws.path + "/other.hex", "--registration-id", "other", "--output-dir", "-", "--device-cert"]))
+        let both = try devkit(tiny(["--batch", ws.path + "/two.jsonl", "--output-dir", "-", "--device-cert"]))
+        #expect(both.status == 0, "\(both.stderr)")
+        #expect(both.stdout == single.stdout + second.stdout)
+        #expect(both.stdout.components(separatedBy: "-----BEGIN CERTIFICATE-----").count == 5)
         // Private keys never go to stdout.
         let keys = try devkit(tiny(["--uds-file", ws.path + "/uds.hex", "--registration-id", "x", "--output-dir", "-", "--keys"]))
         #expect(keys.status == 64)
