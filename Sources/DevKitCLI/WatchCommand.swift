@@ -3,6 +3,7 @@ import ArgumentParser
 import Dispatch
 import DeviceDiscovery
 import DevKitConsole
+import DevKitRegistry
 import DevKitSystem
 import DevKitWorkflows
 import Foundation
@@ -47,6 +48,13 @@ struct WatchCommand: AsyncParsableCommand {
             one whose MAC was known is sent `exit`. The board's \
             line ends with the outcome (`· assigned <hub>`, `· unauthorized: ...`); \
             the registry records it; a board that did not register counts as failed.
+
+            A shared PostgreSQL registry whose server cannot be reached when watch \
+            starts (a station started at boot before its database, a server \
+            restarting) is waited for: watch says so on stderr, tries again after 1, \
+            2, 4, 8, then every 15 seconds, and starts watching once the server \
+            answers; Ctrl-C or SIGTERM ends the wait. With --port it exits 75 at once \
+            instead, as the one-board commands do (a script runs it again later).
 
             Blocks on the udev socket (no polling). SIGTERM or SIGINT stops listening, \
             lets boards in progress finish their provisioning, and exits 0; a board \
@@ -108,7 +116,7 @@ struct WatchCommand: AsyncParsableCommand {
             }
             let profile = loaded
             var provisioner = ProfileProvisioner(
-                profile: profile, registry: try registry.open(profile: profile), measure: diceRIoTMeasurer(), baudRate: baud)
+                profile: profile, registry: try await openRegistry(profile), measure: diceRIoTMeasurer(), baudRate: baud)
             provisioner.dpsLog = dpsRequestLog()
             provisioner.station = station.resolved(profile: profile)
             try provisioner.prepare()
@@ -177,6 +185,37 @@ struct WatchCommand: AsyncParsableCommand {
             boards.waitForAll()
             // Stopped twice: boards were cut short, which exit 0 would hide.
             if boards.provisioningStop.signal != nil, let signal = boards.stop.signal { dieOfStop(signal) }
+        }
+    }
+}
+
+extension WatchCommand {
+    /// The registry, opened. Listening to udev (no --port), a station is a daemon,
+    /// often started at boot before its database server answers, or running while
+    /// the server restarts: an unreachable server is waited for (said once per
+    /// reason on stderr; tries after 1, 2, 4, 8, then every 15 s) instead of ending
+    /// the station with 75 and leaving plugged boards unprovisioned until someone
+    /// restarts it. Every other failure (a wrong key or password, a bad URL) ends it
+    /// at once: waiting would not fix it. The default signal dispositions are still
+    /// in place here, so Ctrl-C or SIGTERM ends the wait (and the process) at once.
+    private func openRegistry(_ profile: ProvisioningProfile) async throws -> any RegistryStore {
+        guard ports.isEmpty else { return try registry.open(profile: profile) }
+        var pause = Duration.seconds(1)
+        var told: String?
+        while true {
+            do {
+                let opened = try registry.open(profile: profile)
+                if told != nil { printError("devkit: the registry's server answers again") }
+                return opened
+            } catch RegistryError.serverUnavailable(let server, let reason) {
+                let message = RegistryError.serverUnavailable(server: server, reason: reason).description
+                if message != told {
+                    printError("devkit: \(message); waiting for it (Ctrl-C stops)")
+                    told = message
+                }
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(15))
+            }
         }
     }
 }

@@ -220,6 +220,55 @@ struct PostgresRegistryCLITests {
         #expect(kit.state.uds == v.uds.lowercased())
     }
 
+    @Test("watch started while the server is down waits for it (said once), then watches once it answers; with --port it exits 75 at once")
+    func watchWaitsForItsServer() throws {
+        let cluster = try PostgresCluster.dedicated()
+        defer { cluster.stop() }
+        let database = try cluster.createDatabase()
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keygen = try RegistryCLIProcess.run(["registry", "keygen", dir + "/lab.key"])
+        #expect(keygen.status == 0, "\(keygen.stderr)")
+        try WatchCommandTests().writeProfile(elf: WatchCommandTests.elf, in: dir)
+        let arguments = ["watch", "--profile", dir + "/p.toml", "--registry", cluster.url(database), "--key-file", dir + "/lab.key"]
+        try cluster.stopServer()
+
+        // A finite run (--port) does not wait: 75, as before.
+        let once = try RegistryCLIProcess.run(arguments + ["--port", dir + "/no-board"])
+        #expect(once.status == 75, "\(once.stderr)")
+        #expect(once.stderr.contains("cannot reach the registry's PostgreSQL server") && !once.stderr.contains("waiting"), "\(once.stderr)")
+
+        let watch = try BackgroundDevkit(arguments)
+        var text = ""
+        func readStderr(until needle: String, within limit: Duration) {
+            let fd = watch.stderr.fileHandleForReading.fileDescriptor
+            let deadline = ContinuousClock.now + limit
+            while !text.contains(needle) && ContinuousClock.now < deadline {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 100) > 0 else { continue }
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                let n = read(fd, &buffer, buffer.count)
+                if n <= 0 { return }
+                text += String(decoding: buffer[..<n], as: UTF8.self)
+            }
+        }
+        readStderr(until: "waiting for it", within: .seconds(60))
+        #expect(text.contains("cannot reach the registry's PostgreSQL server") && text.contains("waiting for it (Ctrl-C stops)"), "\(text)")
+        // Still waiting tries later (after 1 and 2 s), and said once for one reason.
+        readStderr(until: "watching for DevKits", within: .seconds(4))
+        #expect(watch.process.isRunning, "\(text)")
+        #expect(!text.contains("watching for DevKits"), "\(text)")
+        #expect(text.components(separatedBy: "waiting for it").count == 2, "\(text)")
+
+        try cluster.startServer()
+        readStderr(until: "watching for DevKits", within: .seconds(60))
+        #expect(text.contains("the registry's server answers again") && text.contains("watching for DevKits"), "\(text)")
+        // It is a station like any other: its schema is there, and SIGTERM stops it cleanly.
+        #expect(try cluster.sql(database, "SELECT count(*) FROM board").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        kill(watch.process.processIdentifier, SIGTERM)
+        #expect(watch.wait(timeout: .seconds(60)) == 0, "\(text)")
+    }
+
     @Test("a board another station is provisioning: exit 75 naming that station, nothing recorded or sent; free once it lets go")
     func aBoardOfAnotherStationIsRefused() throws {
         let s = try shared()
