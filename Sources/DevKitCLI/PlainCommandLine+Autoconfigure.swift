@@ -19,6 +19,7 @@ extension RegistryOptions {
         self.init()
         path = line.string("registry")
         keyFile = line.string("key-file")
+        passwordFile = line.string("registry-password-file")
     }
 }
 

@@ -39,10 +39,9 @@ struct RegistryMigrateCommand: ParsableCommand {
         help: ArgumentHelp("The shared registry: postgresql://USER@HOST:PORT/DATABASE (no password in it).", valueName: "url"))
     var destination: String
 
-    @Option(
-        name: .customLong("password-file"),
-        help: ArgumentHelp("A file whose first line is the PostgreSQL password (default: ~/.pgpass, PGPASSFILE).", valueName: "file"),
-        completion: .file())
+    /// The spelling before --registry-password-file (which every registry command
+    /// takes), still accepted.
+    @Option(name: .customLong("password-file"), help: .hidden, completion: .file())
     var passwordFile: String?
 
     @Flag(help: "Print the counts (copied, already_present, conflicting) and each conflict as a JSON object.")
@@ -58,14 +57,20 @@ struct RegistryMigrateCommand: ParsableCommand {
         if let path = registry.path, PostgresLocation.isURL(path) {
             throw ValidationError("--registry names the SQLite registry to copy from, not a server.")
         }
+        if passwordFile != nil && registry.passwordFile != nil {
+            throw ValidationError("give the --to server's password file once, with --registry-password-file.")
+        }
     }
 
     func run() throws {
         try reportingErrors {
-            // Two registries, one key: a key error says which one it is about.
+            // Two registries, one key: a key error says which one it is about. The
+            // password file is the --to server's, not the SQLite file's.
+            var source = registry
+            source.passwordFile = nil
             let opened: (any RegistryStore)?
             do {
-                opened = try registry.openExisting()
+                opened = try source.openExisting()
             } catch let error as RegistryError where MigrateSideError.needsSide(error) {
                 throw MigrateSideError(
                     side: "the SQLite registry \(escaped(registry.resolvedPath))", error: error, sqlitePath: registry.resolvedPath)
@@ -76,7 +81,8 @@ struct RegistryMigrateCommand: ParsableCommand {
             let location = try PostgresLocation(url: destination)
             let shared: PostgresRegistry
             do {
-                shared = try PostgresRegistry(location: location, key: registry.keySource(), passwordFile: passwordFile)
+                shared = try PostgresRegistry(
+                    location: location, key: registry.keySource(), passwordFile: registry.passwordFile ?? passwordFile)
             } catch let error as RegistryError where MigrateSideError.needsSide(error) {
                 throw MigrateSideError(side: "the shared registry \(location)", error: error, sqlitePath: registry.resolvedPath)
             }

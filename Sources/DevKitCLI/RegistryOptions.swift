@@ -18,9 +18,9 @@ struct RegistryOptions: ParsableArguments {
                 stations share one registry with postgresql://USER@HOST:5432/DATABASE (also postgres://; \
                 ?sslmode=disable|require|verify-ca|verify-full, &sslrootcert=CA.pem for the verify modes; \
                 ?host=/run/postgresql&port=5432 for a Unix socket; no other parameter). The password comes \
-                from ~/.pgpass (mode 0600) or the file PGPASSFILE names (for commands that take --profile, \
-                also the profile's `password_file`), never from the URL. A shared registry needs the same \
-                --key-file on every station.
+                from --registry-password-file, else (for commands that take --profile) the profile's \
+                `password_file` under [registry], else ~/.pgpass (mode 0600) or the file PGPASSFILE names; \
+                never from the URL. A shared registry needs the same --key-file on every station.
                 """,
             valueName: "path"),
         completion: .file())
@@ -40,6 +40,31 @@ struct RegistryOptions: ParsableArguments {
         completion: .file())
     var keyFile: String?
 
+    @Option(
+        name: .customLong("registry-password-file"),
+        help: ArgumentHelp(
+            "A file whose first line is the PostgreSQL registry's password (mode 0600).",
+            discussion: """
+                For a registry on a PostgreSQL server (--registry postgresql://...). Default: the \
+                profile's `password_file` under [registry] (commands that take --profile), else the \
+                matching line of ~/.pgpass or of the file PGPASSFILE names.
+                """,
+            valueName: "file"),
+        completion: .file())
+    var passwordFile: String?
+
+    /// The password file for `target`'s server: --registry-password-file, else the
+    /// profile's. A password file for an SQLite registry is a mistake said at once
+    /// (64), not ignored: the user meant some server.
+    func passwordFile(for target: String, profile: ProvisioningProfile? = nil) throws -> String? {
+        if passwordFile != nil && !PostgresLocation.isURL(target) {
+            throw ValidationError(
+                "--registry-password-file is for a registry on a PostgreSQL server (--registry postgresql://...); "
+                    + "\(escaped(target)) is an SQLite file, which has no password.")
+        }
+        return passwordFile ?? profile?.registryPasswordFile
+    }
+
     /// The database file or server URL to use (the profile's URL when --registry is not given).
     func resolvedPath(profile: ProvisioningProfile? = nil) -> String {
         path ?? profile?.registryURL ?? Registry.defaultPath()
@@ -55,6 +80,10 @@ struct RegistryOptions: ParsableArguments {
         var words: [String] = []
         if path != nil || profile?.registryURL != nil { words += ["--registry", resolvedPath(profile: profile)] }
         if let file = keyFile ?? profile?.registryKeyFile { words += ["--key-file", file] }
+        // The printed command has no profile: it names the profile's password file itself.
+        if PostgresLocation.isURL(resolvedPath(profile: profile)), let file = passwordFile ?? profile?.registryPasswordFile {
+            words += ["--registry-password-file", file]
+        }
         return words
     }
 
@@ -74,9 +103,10 @@ struct RegistryOptions: ParsableArguments {
         let registry: any RegistryStore
         if PostgresLocation.isURL(target) {
             registry = try PostgresRegistry(
-                location: try PostgresLocation(url: target), key: key, passwordFile: profile?.registryPasswordFile,
-                readOnly: readOnly)
+                location: try PostgresLocation(url: target), key: key,
+                passwordFile: try passwordFile(for: target, profile: profile), readOnly: readOnly)
         } else {
+            _ = try passwordFile(for: target)
             registry = try Registry(path: target, key: key)
         }
         if let created = registry.createdKeyFile {
@@ -118,6 +148,7 @@ extension RegistryOptions {
     func openReadOnly(profileKeyFile: String? = nil) throws -> (any RegistryStore)? {
         let target = resolvedPath
         if PostgresLocation.isURL(target) { return try open(readOnly: true) }
+        _ = try passwordFile(for: target)
         var st = stat()
         if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
         let registry = try Registry(path: target, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)

@@ -25,6 +25,8 @@ import Testing
         ["autoconfigure", "--port", "/dev/ttyACM3", "--profile", "/etc/devkit/profile.toml", "--json"],
         ["autoconfigure", "--profile", "p.toml", "--registry", "postgresql://devkit@db:5432/devkit",
          "--key-file", "/etc/devkit/registry.key", "--station", "bench-2", "--quiet", "--baud", "115200"],
+        ["autoconfigure", "--profile", "p.toml", "--registry", "postgresql://devkit@db/devkit",
+         "--registry-password-file", "/etc/devkit/pg.password"],
         ["set-uds", "--port", "/dev/ttyACM0", "--uds-file", "uds.hex"],
         ["set-uds", "--generate-uds", "--save", "/run/devkit/uds.hex", "--json", "--port", "/tmp/tty"],
         ["set-uds", "--generate", "--verbose"],

@@ -220,6 +220,66 @@ struct PostgresRegistryCLITests {
         #expect(kit.state.uds == v.uds.lowercased())
     }
 
+    @Test("a server that asks for a password: --registry-password-file gives it to any registry command (mode 0600 only); none is a 77 naming the option; an SQLite registry refuses one")
+    func aRegistryPasswordFile() throws {
+        let cluster = try PostgresCluster.dedicated()
+        defer { cluster.stop() }
+        let database = try cluster.createDatabase()
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keygen = try RegistryCLIProcess.run(["registry", "keygen", dir + "/lab.key"])
+        #expect(keygen.status == 0, "\(keygen.stderr)")
+        // A role that must give its password over the socket (scram), the others as before.
+        try cluster.sql(database, "CREATE ROLE station LOGIN SUPERUSER PASSWORD 'line-2 secret'")
+        let hba = try #require(try cluster.sql(database, "SHOW hba_file").split(separator: "\n").first.map(String.init))
+        let rules = try String(contentsOfFile: hba, encoding: .utf8)
+        try ("local all station scram-sha-256\n" + rules).write(toFile: hba, atomically: false, encoding: .utf8)
+        try cluster.sql(database, "SELECT pg_reload_conf()")
+        usleep(300_000)
+        let url = cluster.url(database).replacingOccurrences(of: "devkit@", with: "station@")
+        let registry = ["--registry", url, "--key-file", dir + "/lab.key"]
+        let environment = ["HOME": dir, "PGPASSFILE": dir + "/none"]
+
+        let none = try RegistryCLIProcess.run(["registry", "upgrade"] + registry, environment: environment)
+        #expect(none.status == 77, "\(none.stderr)")
+        #expect(none.stderr.contains("--registry-password-file"), "\(none.stderr)")
+
+        try "line-2 secret\n".write(toFile: dir + "/pg.password", atomically: false, encoding: .utf8)
+        chmod(dir + "/pg.password", 0o644)
+        let open = try RegistryCLIProcess.run(
+            ["registry", "upgrade"] + registry + ["--registry-password-file", dir + "/pg.password"], environment: environment)
+        #expect(open.status == 77 && open.stderr.contains("chmod 600"), "\(open.stderr)")
+        #expect(!open.stderr.contains("line-2 secret"))
+
+        chmod(dir + "/pg.password", 0o600)
+        let upgraded = try RegistryCLIProcess.run(
+            ["registry", "upgrade"] + registry + ["--registry-password-file", dir + "/pg.password"], environment: environment)
+        #expect(upgraded.status == 0, "\(upgraded.stderr)")
+        let listed = try RegistryCLIProcess.run(
+            ["registry", "list", "--json"] + registry + ["--registry-password-file", dir + "/pg.password"], environment: environment)
+        #expect(listed.status == 0 && listed.stdout.hasPrefix("["), "\(listed.stderr)")
+        #expect(!listed.stderr.contains("line-2 secret") && !listed.stdout.contains("line-2 secret"))
+
+        let sqlite = try RegistryCLIProcess.run(
+            ["registry", "list", "--registry", dir + "/r.sqlite", "--key-file", dir + "/lab.key",
+             "--registry-password-file", dir + "/pg.password"])
+        #expect(sqlite.status == 64 && sqlite.stderr.contains("SQLite file, which has no password"), "\(sqlite.stderr)")
+
+        // migrate: the option is the --to server's (the SQLite side has none); the
+        // spelling before it, --password-file, still works; both at once is refused.
+        _ = try Registry(path: dir + "/station.sqlite", key: .file(dir + "/lab.key"))
+        let migrate = ["registry", "migrate", "--to", url, "--registry", dir + "/station.sqlite", "--key-file", dir + "/lab.key"]
+        for spelling in ["--registry-password-file", "--password-file"] {
+            let moved = try RegistryCLIProcess.run(migrate + [spelling, dir + "/pg.password"], environment: environment)
+            #expect(moved.status == 0 && moved.stdout.contains("Nothing to copy"), "\(spelling): \(moved.stderr)")
+        }
+        let twice = try RegistryCLIProcess.run(
+            migrate + ["--registry-password-file", dir + "/pg.password", "--password-file", dir + "/pg.password"])
+        #expect(twice.status == 64, "\(twice.stderr)")
+        let help = try RegistryCLIProcess.run(["registry", "migrate", "--help"])
+        #expect(help.stdout.contains("--registry-password-file") && !help.stdout.contains(" --password-file"), "\(help.stdout)")
+    }
+
     @Test("watch started while the server is down waits for it (said once), then watches once it answers; with --port it exits 75 at once")
     func watchWaitsForItsServer() throws {
         let cluster = try PostgresCluster.dedicated()

@@ -48,6 +48,27 @@ import Testing
         #expect(throws: (any Error).self) { try StationOptions.parse(["--station", ""]) }
     }
 
+    /// --registry-password-file over the profile's `password_file`; the commands
+    /// devkit prints (which have no profile) name the file that was used, and only
+    /// for a server; a password file for an SQLite registry is refused.
+    @Test func registryPasswordFile() throws {
+        let profile = try ProfileLoader.parse(
+            base + "[registry]\nurl = \"postgresql://devkit@db/devkit\"\npassword_file = \"pg.pw\"\n", file: "/etc/devkit/p.toml")
+        let none = try RegistryOptions.parse([])
+        #expect(try none.passwordFile(for: "postgresql://devkit@db/devkit", profile: profile) == "/etc/devkit/pg.pw")
+        #expect(none.commandWords(profile: profile) == ["--registry", "postgresql://devkit@db/devkit", "--registry-password-file", "/etc/devkit/pg.pw"])
+        let given = try RegistryOptions.parse(["--registry-password-file", "/run/pw"])
+        #expect(try given.passwordFile(for: "postgresql://devkit@db/devkit", profile: profile) == "/run/pw")
+        #expect(given.commandWords(profile: profile).suffix(2) == ["--registry-password-file", "/run/pw"])
+        // The profile's server replaced by an SQLite file: no password words, and a
+        // password file given for it is a mistake.
+        let sqlite = try RegistryOptions.parse(["--registry", "/r.sqlite"])
+        #expect(sqlite.commandWords(profile: profile) == ["--registry", "/r.sqlite"])
+        let both = try RegistryOptions.parse(["--registry", "/r.sqlite", "--registry-password-file", "/run/pw"])
+        #expect(throws: (any Error).self) { try both.passwordFile(for: "/r.sqlite") }
+        #expect(both.commandWords() == ["--registry", "/r.sqlite"])
+    }
+
     @Test func unknownRegistryKeysAreRefused() {
         #expect(throws: ProfileError.self) {
             try ProfileLoader.parse(base + "[registry]\nkey = \"x\"\n", file: "/etc/devkit/p.toml")

@@ -58,8 +58,8 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
             throw .invalidURL(
                 text: Self.redact(text),
                 reason: "the URL holds a password, which any user of this machine can read on a command line; "
-                    + "put it in ~/.pgpass (or the file PGPASSFILE names), or in a file given as `password_file` "
-                    + "under [registry] in a profile (--password-file of `registry migrate`), and leave it out of the URL")
+                    + "put it in a file given with --registry-password-file (in a profile, `password_file` under "
+                    + "[registry]), or in ~/.pgpass (or the file PGPASSFILE names), and leave it out of the URL")
         }
         // Only what devkit reads: a misspelt `sslmdoe=verify-full` silently dropped
         // would leave the server's certificate unchecked while the user thinks it is.

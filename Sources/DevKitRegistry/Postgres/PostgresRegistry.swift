@@ -1315,7 +1315,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     static func setupProblem(_ error: any Error) -> (reason: String, permission: Bool)? {
         if let (state, message) = serverError(error), state == "28P01" {
             return ("the server refused the login: \(message); check the user in the URL and its password in "
-                + "~/.pgpass (or PGPASSFILE's file; for a profile's registry, password_file under [registry])", true)
+                + "the file given with --registry-password-file (for a profile's registry, password_file under [registry]), "
+                + "or ~/.pgpass (or PGPASSFILE's file)", true)
         }
         if let (state, message) = serverError(error), state == "28000" {
             // pg_hba.conf: who may log in, from where, to which database, and whether over TLS.
@@ -1326,10 +1327,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         guard let error = error as? PSQLError else { return nil }
         switch error.code {
         case .authMechanismRequiresPassword:
-            return ("the server asks for a password and none was found for this URL: put it in ~/.pgpass "
-                + "(host:port:database:user:password, mode 0600; one others may read is ignored, as libpq ignores it), "
-                + "in the file PGPASSFILE names (the same format), or, for a profile's registry, in a file given as "
-                + "password_file under [registry]", true)
+            return ("the server asks for a password and none was found for this URL: put it in a file (mode 0600) "
+                + "given with --registry-password-file (for a profile's registry, password_file under [registry]), "
+                + "or in ~/.pgpass (host:port:database:user:password, mode 0600; one others may read is ignored, as "
+                + "libpq ignores it) or the file PGPASSFILE names (the same format)", true)
         case .sslUnsupported:
             return ("the server does not offer TLS, which sslmode=require (the default over the network) and "
                 + "stronger need: turn ssl on in the server's settings, or give sslmode=disable for a socket or a "
