@@ -63,6 +63,10 @@ struct CertCommand: ParsableCommand {
         if jobs != nil && batch == nil && !fromRegistry {
             throw ValidationError("--jobs goes with --batch FILE or --from-registry (one certificate takes one thread).")
         }
+        // Said rather than ignored: without --from-registry no registry is read.
+        if (registry.path != nil || registry.keyFile != nil || registry.passwordFile != nil) && !fromRegistry {
+            throw ValidationError("--registry, --key-file and --registry-password-file go with --from-registry.")
+        }
     }
 
     @OptionGroup var udsOptions: UDSOptions

@@ -36,6 +36,10 @@ extension RegistryError: CLIReportable {
         }
     }
 
+    /// What to look at when a server cannot be reached.
+    static let serverCheck =
+        "check that the server runs and accepts connections from this host (host, port, firewall, pg_hba.conf, sslmode)"
+
     public var userMessage: String {
         switch self {
         case .cannotCreateDirectory:
@@ -78,8 +82,7 @@ extension RegistryError: CLIReportable {
             description + "; run `devkit registry upgrade --registry \(escaped(path))` (with the same --key-file, if "
                 + "any), or any command that writes to it, then this command again"
         case .serverUnavailable:
-            description + "; check that the server runs and accepts connections from this host (host, port, "
-                + "firewall, pg_hba.conf, sslmode), then run the command again"
+            description + "; " + Self.serverCheck + ", then run the command again"
         case .registryLocked:
             description + "; nothing of this step was written: retry once it has finished"
         case .boardBusy:

@@ -36,7 +36,10 @@ struct RegistryMigrateCommand: ParsableCommand {
 
     @Option(
         name: .customLong("to"),
-        help: ArgumentHelp("The shared registry: postgresql://USER@HOST:PORT/DATABASE (no password in it).", valueName: "url"))
+        help: ArgumentHelp(
+            "The shared registry: postgresql://USER@HOST:PORT/DATABASE (no password in it).",
+            discussion: "Its password: --registry-password-file, else ~/.pgpass or PGPASSFILE's file.",
+            valueName: "url"))
     var destination: String
 
     /// The spelling before --registry-password-file (which every registry command

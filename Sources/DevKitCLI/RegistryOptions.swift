@@ -58,9 +58,9 @@ struct RegistryOptions: ParsableArguments {
     /// (64), not ignored: the user meant some server.
     func passwordFile(for target: String, profile: ProvisioningProfile? = nil) throws -> String? {
         if passwordFile != nil && !PostgresLocation.isURL(target) {
-            throw ValidationError(
-                "--registry-password-file is for a registry on a PostgreSQL server (--registry postgresql://...); "
-                    + "\(escaped(target)) is an SQLite file, which has no password.")
+            throw RegistryUsageError(
+                message: "--registry-password-file is for a registry on a PostgreSQL server (--registry "
+                    + "postgresql://...); \(escaped(target)) is an SQLite file, which has no password")
         }
         return passwordFile ?? profile?.registryPasswordFile
     }
@@ -128,6 +128,8 @@ struct RegistryOptions: ParsableArguments {
     func openExisting(profile: ProvisioningProfile? = nil) throws -> (any RegistryStore)? {
         let target = resolvedPath(profile: profile)
         if !PostgresLocation.isURL(target) {
+            // Before a missing file's nil: a password file for SQLite is a mistake either way.
+            _ = try passwordFile(for: target)
             var st = stat()
             if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
         }
@@ -161,6 +163,14 @@ extension RegistryOptions {
         }
         return registry
     }
+}
+
+/// Registry options that do not go together, found once the registry is known
+/// (it may come from the profile): 64, said without ArgumentParser's generic usage.
+struct RegistryUsageError: CLIReportable {
+    let message: String
+    var exitStatus: ExitStatus { .usage }
+    var userMessage: String { message }
 }
 
 /// A command that needs recorded boards found no registry file at all (a wrong

@@ -51,10 +51,13 @@ struct WatchCommand: AsyncParsableCommand {
 
             A shared PostgreSQL registry whose server cannot be reached when watch \
             starts (a station started at boot before its database, a server \
-            restarting) is waited for: watch says so on stderr, tries again after 1, \
-            2, 4, 8, then every 15 seconds, and starts watching once the server \
-            answers; Ctrl-C or SIGTERM ends the wait. With --port it exits 75 at once \
-            instead, as the one-board commands do (a script runs it again later).
+            restarting; also a host name that does not resolve or a port nobody \
+            listens on, which look the same), or that another session holds locked, \
+            is waited for: watch says why on stderr (and again every 5 minutes), \
+            tries again after 1, 2, 4, 8, then every 15 seconds, and starts watching \
+            once it answers; Ctrl-C or SIGTERM ends the wait. A refused login or TLS \
+            ends it at once. With --port it exits 75 at once instead, as the \
+            one-board commands do (a script runs it again later).
 
             Blocks on the udev socket (no polling). SIGTERM or SIGINT stops listening, \
             lets boards in progress finish their provisioning, and exits 0; a board \
@@ -192,30 +195,53 @@ struct WatchCommand: AsyncParsableCommand {
 extension WatchCommand {
     /// The registry, opened. Listening to udev (no --port), a station is a daemon,
     /// often started at boot before its database server answers, or running while
-    /// the server restarts: an unreachable server is waited for (said once per
-    /// reason on stderr; tries after 1, 2, 4, 8, then every 15 s) instead of ending
-    /// the station with 75 and leaving plugged boards unprovisioned until someone
-    /// restarts it. Every other failure (a wrong key or password, a bad URL) ends it
-    /// at once: waiting would not fix it. The default signal dispositions are still
-    /// in place here, so Ctrl-C or SIGTERM ends the wait (and the process) at once.
+    /// the server restarts: a server that cannot be reached, or a registry locked by
+    /// another session (a `migrate` or `rekey` in progress), is waited for instead of
+    /// ending the station with 75 and leaving plugged boards unprovisioned until
+    /// someone restarts it. A host name that does not resolve or a port nobody
+    /// listens on looks the same as a server not up yet, so a typo is waited for
+    /// too: the first message gives the reason and what to check, and a reminder
+    /// follows every 5 minutes. A wrong password or login, a server refusing TLS and
+    /// a malformed URL end it at once (waiting would not fix them); a wrong key is
+    /// found once the server answers. Tries after 1, 2, 4, 8, then every 15 s. No
+    /// handler is installed yet, so SIGTERM (and Ctrl-C on a terminal) ends the wait.
     private func openRegistry(_ profile: ProvisioningProfile) async throws -> any RegistryStore {
         guard ports.isEmpty else { return try registry.open(profile: profile) }
         var pause = Duration.seconds(1)
         var told: String?
+        let started = ContinuousClock.now
+        var remindedAt = started
         while true {
             do {
                 let opened = try registry.open(profile: profile)
-                if told != nil { printError("devkit: the registry's server answers again") }
+                if told != nil { printError("devkit: the registry answers again; watching") }
                 return opened
-            } catch RegistryError.serverUnavailable(let server, let reason) {
-                let message = RegistryError.serverUnavailable(server: server, reason: reason).description
-                if message != told {
-                    printError("devkit: \(message); waiting for it (Ctrl-C stops)")
-                    told = message
+            } catch let error as RegistryError where error.isTransient {
+                let reason = error.description
+                if reason != told {
+                    let check = if case .serverUnavailable = error { "; " + RegistryError.serverCheck } else { "" }
+                    printError("devkit: \(reason)\(check); waiting for it (Ctrl-C stops)")
+                    told = reason
+                    remindedAt = .now
+                } else if ContinuousClock.now - remindedAt >= .seconds(300) {
+                    let minutes = Int((ContinuousClock.now - started).components.seconds / 60)
+                    printError("devkit: still waiting for the registry (\(minutes) min so far): \(reason)")
+                    remindedAt = .now
                 }
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .seconds(15))
             }
+        }
+    }
+}
+
+extension RegistryError {
+    /// Over once the server is back or another session lets go (75): what a
+    /// starting `watch` waits for.
+    var isTransient: Bool {
+        switch self {
+        case .serverUnavailable, .registryLocked: true
+        default: false
         }
     }
 }
