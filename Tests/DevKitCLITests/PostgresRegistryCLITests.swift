@@ -25,8 +25,13 @@ struct PostgresRegistryCLITests {
         }
     }
 
-    func shared() throws -> Shared {
-        let cluster = try PostgresCluster.shared()
+    func shared() throws -> Shared { try shared(on: PostgresCluster.shared()) }
+
+    /// As ``shared()``, on a cluster of the test's own, which it may stop, restart or
+    /// reconfigure; the test stops it (``PostgresCluster/stop()``).
+    func dedicated() throws -> Shared { try shared(on: PostgresCluster.dedicated()) }
+
+    func shared(on cluster: PostgresCluster) throws -> Shared {
         let database = try cluster.createDatabase()
         let dir = registryTestDirectory()
         let keygen = try RegistryCLIProcess.run(["registry", "keygen", dir + "/lab.key"])
@@ -167,14 +172,10 @@ struct PostgresRegistryCLITests {
 
     @Test("the server restarted mid-run: exit 75 before anything is sent, or after the UDS is recorded; --resume finishes once it is back")
     func aServerRestartedMidRun() throws {
-        let cluster = try PostgresCluster.dedicated()
-        defer { cluster.stop() }
-        let database = try cluster.createDatabase()
-        let dir = registryTestDirectory()
+        let s = try dedicated()
+        defer { s.cluster.stop() }
+        let (cluster, dir) = (s.cluster, s.dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let keygen = try RegistryCLIProcess.run(["registry", "keygen", dir + "/lab.key"])
-        #expect(keygen.status == 0, "\(keygen.stderr)")
-        let s = Shared(cluster: cluster, database: database, url: cluster.url(database), dir: dir, keyFile: dir + "/lab.key")
         let v = try ProvisionCLITests.vector()
         try (v.uds + "\n").write(toFile: dir + "/board.uds", atomically: false, encoding: .utf8)
         let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
@@ -222,13 +223,10 @@ struct PostgresRegistryCLITests {
 
     @Test("a server that asks for a password: --registry-password-file gives it to any registry command (mode 0600 only); none is a 77 naming the option; an SQLite registry refuses one")
     func aRegistryPasswordFile() throws {
-        let cluster = try PostgresCluster.dedicated()
-        defer { cluster.stop() }
-        let database = try cluster.createDatabase()
-        let dir = registryTestDirectory()
+        let s = try dedicated()
+        defer { s.cluster.stop() }
+        let (cluster, database, dir) = (s.cluster, s.database, s.dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let keygen = try RegistryCLIProcess.run(["registry", "keygen", dir + "/lab.key"])
-        #expect(keygen.status == 0, "\(keygen.stderr)")
         // A role that must give its password over the socket (scram), the others as before.
         try cluster.sql(database, "CREATE ROLE station LOGIN SUPERUSER PASSWORD 'line-2 secret'")
         let hba = try #require(try cluster.sql(database, "SHOW hba_file").split(separator: "\n").first.map(String.init))
@@ -293,13 +291,10 @@ struct PostgresRegistryCLITests {
 
     @Test("watch started while the server is down waits for it (said once), then watches once it answers; with --port it exits 75 at once")
     func watchWaitsForItsServer() throws {
-        let cluster = try PostgresCluster.dedicated()
-        defer { cluster.stop() }
-        let database = try cluster.createDatabase()
-        let dir = registryTestDirectory()
+        let s = try dedicated()
+        defer { s.cluster.stop() }
+        let (cluster, database, dir) = (s.cluster, s.database, s.dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let keygen = try RegistryCLIProcess.run(["registry", "keygen", dir + "/lab.key"])
-        #expect(keygen.status == 0, "\(keygen.stderr)")
         try WatchCommandTests().writeProfile(elf: WatchCommandTests.elf, in: dir)
         let arguments = ["watch", "--profile", dir + "/p.toml", "--registry", cluster.url(database), "--key-file", dir + "/lab.key"]
         try cluster.stopServer()
