@@ -3,6 +3,7 @@ import DevKitModel
 import DevKitRegistry
 import DevKitSystem
 import Foundation
+import Synchronization
 
 /// What `provision --resume N` needs besides the UDS, recorded with the board (the
 /// registry's `provision_settings`, as JSON) so the resume hint works as printed:
@@ -53,11 +54,12 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
         let stamps = Dictionary(zip(request.firmware.paths, measured), uniquingKeysWith: { a, _ in a })
         func record(_ path: String) throws(ProvisionError) -> String {
             let absolute = Self.absolute(path)
+            let before = stamps[path] ?? nil
             let digest: String
-            do throws(InputFileError) { digest = try Self.sha256(ofFile: absolute) } catch {
+            do throws(InputFileError) { digest = try Self.sha256(ofFile: absolute, stamp: before) } catch {
                 throw .firmware("cannot record \(escaped(path)) for `--resume`: \(error.reason)")
             }
-            guard let before = stamps[path] ?? nil, FileStamp(path: absolute) == before else {
+            guard let before, FileStamp(path: absolute) == before else {
                 throw .firmware(
                     "\(escaped(path)) changed while devkit measured it; run again once it is no longer being written")
             }
@@ -148,6 +150,23 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
         let full = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
         return (full as NSString).standardizingPath
     }
+
+    /// The SHA-256 of `path` when its stamp was `stamp` (the stamp taken before the
+    /// firmware was measured): the digest this process last made of the file if it
+    /// was made at that stamp, else a new one, remembered when the file still has
+    /// that stamp afterwards. A station (`watch`) records every board's settings,
+    /// and reading and hashing the 600 KB image again per board was a seventh of its
+    /// CPU; the image itself is measured once (the measurer keeps it by the same
+    /// stamps), so its digest can be too.
+    static func sha256(ofFile path: String, stamp: FileStamp?) throws(InputFileError) -> String {
+        if let stamp, let known = digests.withLock({ $0[path] }), known.stamp == stamp { return known.digest }
+        let digest = try sha256(ofFile: path)
+        if let stamp, FileStamp(path: path) == stamp { digests.withLock { $0[path] = (stamp, digest) } }
+        return digest
+    }
+
+    /// Firmware path → the digest ``sha256(ofFile:stamp:)`` made and the file's stamp then.
+    private static let digests = Mutex<[String: (stamp: FileStamp, digest: String)]>([:])
 
     /// Firmware images are at most a few MB (1 MB of flash; an ELF with debug
     /// information somewhat more), read whole.

@@ -1,7 +1,9 @@
 import DevKitModel
 import DevKitRegistry
+import Crypto
+import DevKitSystem
 import DevKitTestSupport
-import DevKitWorkflows
+@testable import DevKitWorkflows
 import Foundation
 import Testing
 import VirtualDevKit
@@ -49,5 +51,48 @@ import VirtualDevKit
         let (settings, elf) = try provision(measure: { _ in recordingMeasurer() })
         #expect(settings?.contains("\"\(elf)\":\"b873cce066eb02edb88d8bbb06a2b53fe97b14d93b7af43f88f5c57072a61904\"") == true,
                 "SHA-256 of 'image one': \(settings ?? "")")
+    }
+}
+
+/// The firmware's SHA-256 for the settings is made once per file stamp: a station
+/// provisioning board after board does not read and hash the image again each time,
+/// and a file that changed (another stamp) is hashed again.
+@Suite struct FirmwareDigestCacheTests {
+    @Test func oneDigestPerStamp() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devkit-digest-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/fw.elf"
+        func write(_ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
+        func sha(_ text: String) -> String { Hex.encode(SHA256.hash(data: Data(text.utf8))) }
+
+        try write("image one")
+        let first = try #require(FileStamp(path: path))
+        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: first) == sha("image one"))
+        // Rewritten in place to the same size and given back its time: the stamp is
+        // the same, so the remembered digest is what comes back (the file is not read).
+        try write("image two")
+        var times = [timespec(tv_sec: first.modifiedSeconds, tv_nsec: first.modifiedNanoseconds),
+                     timespec(tv_sec: first.modifiedSeconds, tv_nsec: first.modifiedNanoseconds)]
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        #expect(FileStamp(path: path) == first)
+        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: first) == sha("image one"))
+        // Another stamp (a rebuilt image): hashed again.
+        try write("image three, longer")
+        let third = try #require(FileStamp(path: path))
+        #expect(third != first)
+        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: third) == sha("image three, longer"))
+        // No stamp: always read.
+        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: nil) == sha("image three, longer"))
+        // A digest made when the file no longer has the stamp given (it changed after
+        // the stamp was taken) is not remembered under that stamp: the caller refuses
+        // it, and the next call with that stamp reads the file again.
+        let other = dir + "/other.elf"
+        try Data("image five".utf8).write(to: URL(fileURLWithPath: other))
+        let five = try #require(FileStamp(path: other))
+        try Data("image six, longer".utf8).write(to: URL(fileURLWithPath: other))
+        #expect(try ProvisionSettings.sha256(ofFile: other, stamp: five) == sha("image six, longer"))
+        try Data("image seven, longer still".utf8).write(to: URL(fileURLWithPath: other))
+        #expect(try ProvisionSettings.sha256(ofFile: other, stamp: five) == sha("image seven, longer still"))
     }
 }
