@@ -16,8 +16,8 @@ import Glibc
 /// The measurer remembers the last image it measured: `devkit watch` asks once per
 /// board, from one thread per board, and measuring (reading 600 KB, parsing the ELF,
 /// hashing) on every board thread at once was repeated work competing with the
-/// boards' own. An image whose file changed on disk (size, mtime or inode) is
-/// measured again, so a long-running daemon picks up a rebuilt firmware.
+/// boards' own. An image whose file changed on disk (its stamp: inode, size, mtime
+/// or ctime) is measured again, so a long-running daemon picks up a rebuilt firmware.
 func diceRIoTMeasurer() -> FirmwareMeasurer {
     let cache = Mutex<MeasuredImage?>(nil)
     return { source in

@@ -29,4 +29,14 @@ public struct FileStamp: Equatable, Sendable {
         changedSeconds = s.st_ctim.tv_sec
         changedNanoseconds = s.st_ctim.tv_nsec
     }
+
+    /// Whether the file was last changed (content or status) at least `seconds`
+    /// before now: a stamp younger than the timestamps' clock tick may not tell a
+    /// later write of the same size apart.
+    public func settled(for seconds: Int) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let latest = max(modifiedSeconds, changedSeconds)
+        return now.tv_sec - latest >= seconds
+    }
 }

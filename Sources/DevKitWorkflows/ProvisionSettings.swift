@@ -153,15 +153,25 @@ public struct ProvisionSettings: Codable, Sendable, Equatable {
 
     /// The SHA-256 of `path` when its stamp was `stamp` (the stamp taken before the
     /// firmware was measured): the digest this process last made of the file if it
-    /// was made at that stamp, else a new one, remembered when the file still has
-    /// that stamp afterwards. A station (`watch`) records every board's settings,
-    /// and reading and hashing the 600 KB image again per board was a seventh of its
-    /// CPU; the image itself is measured once (the measurer keeps it by the same
-    /// stamps), so its digest can be too.
-    static func sha256(ofFile path: String, stamp: FileStamp?) throws(InputFileError) -> String {
+    /// was made at that stamp (returned without looking at the file: the caller
+    /// checks the file still has `stamp`), else a new one, remembered when the file
+    /// still has that stamp afterwards. A station (`watch`) records every board's
+    /// settings, and reading and hashing the 600 KB image again per board was a
+    /// seventh of its CPU; the image itself is measured once (the measurer keeps it
+    /// by the same stamps), so its digest can be too.
+    ///
+    /// A file changed within the last two seconds is not remembered: timestamps have
+    /// a coarse clock (a few milliseconds, a second on some filesystems), so a
+    /// rewrite of the same size in the same tick as the stamp (a linker's output
+    /// patched at once, `rsync --inplace`) could keep the stamp ("racily clean", as
+    /// git calls it); such a file is hashed again for each board until it settles.
+    /// `settledFor`: the seconds that make a change old enough (the tests give 0).
+    static func sha256(ofFile path: String, stamp: FileStamp?, settledFor: Int = 2) throws(InputFileError) -> String {
         if let stamp, let known = digests.withLock({ $0[path] }), known.stamp == stamp { return known.digest }
         let digest = try sha256(ofFile: path)
-        if let stamp, FileStamp(path: path) == stamp { digests.withLock { $0[path] = (stamp, digest) } }
+        if let stamp, FileStamp(path: path) == stamp, stamp.settled(for: settledFor) {
+            digests.withLock { $0[path] = (stamp, digest) }
+        }
         return digest
     }
 

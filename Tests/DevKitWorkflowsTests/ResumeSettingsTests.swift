@@ -65,20 +65,23 @@ import VirtualDevKit
         let path = dir + "/fw.elf"
         func write(_ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
         func sha(_ text: String) -> String { Hex.encode(SHA256.hash(data: Data(text.utf8))) }
+        // The files here are seconds old at most: settled at once for the test.
+        func digest(_ stamp: FileStamp?) throws -> String { try ProvisionSettings.sha256(ofFile: path, stamp: stamp, settledFor: 0) }
 
         try write("image one")
         let first = try #require(FileStamp(path: path))
-        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: first) == sha("image one"))
+        #expect(try digest(first) == sha("image one"))
         // Asked again for that stamp, the digest is remembered, not read: it comes
-        // back even with the file gone.
+        // back even with the file gone. Without a stamp the file is always read.
         try FileManager.default.moveItem(atPath: path, toPath: path + ".away")
-        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: first) == sha("image one"))
+        #expect(try digest(first) == sha("image one"))
+        #expect(throws: InputFileError.self) { try digest(nil) }
         try FileManager.default.moveItem(atPath: path + ".away", toPath: path)
         let back = try #require(FileStamp(path: path))  // a rename sets the status-change time too
         // Rewritten in place to the same size and given back its modification time
-        // (as `cp -p` or an unpacked archive do): another stamp (its status-change
-        // time), so hashed again.
-        usleep(10_000)
+        // (as `cp -p` or an unpacked archive do): the stamp cannot be given back (the
+        // status-change time moves on), so the file is hashed again.
+        usleep(20_000)
         try write("image two")
         var times = [timespec(tv_sec: back.modifiedSeconds, tv_nsec: back.modifiedNanoseconds),
                      timespec(tv_sec: back.modifiedSeconds, tv_nsec: back.modifiedNanoseconds)]
@@ -87,14 +90,12 @@ import VirtualDevKit
         #expect(second.inode == back.inode && second.size == back.size && second.modifiedSeconds == back.modifiedSeconds
             && second.modifiedNanoseconds == back.modifiedNanoseconds)
         #expect(second != back)
-        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: second) == sha("image two"))
+        #expect(try digest(second) == sha("image two"))
         // Another stamp (a rebuilt image): hashed again.
         try write("image three, longer")
         let third = try #require(FileStamp(path: path))
-        #expect(third != first)
-        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: third) == sha("image three, longer"))
-        // No stamp: always read.
-        #expect(try ProvisionSettings.sha256(ofFile: path, stamp: nil) == sha("image three, longer"))
+        #expect(third != second)
+        #expect(try digest(third) == sha("image three, longer"))
         // A digest made when the file no longer has the stamp given (it changed after
         // the stamp was taken) is not remembered under that stamp: the caller refuses
         // it, and the next call with that stamp reads the file again.
@@ -102,8 +103,23 @@ import VirtualDevKit
         try Data("image five".utf8).write(to: URL(fileURLWithPath: other))
         let five = try #require(FileStamp(path: other))
         try Data("image six, longer".utf8).write(to: URL(fileURLWithPath: other))
-        #expect(try ProvisionSettings.sha256(ofFile: other, stamp: five) == sha("image six, longer"))
+        #expect(try ProvisionSettings.sha256(ofFile: other, stamp: five, settledFor: 0) == sha("image six, longer"))
         try Data("image seven, longer still".utf8).write(to: URL(fileURLWithPath: other))
-        #expect(try ProvisionSettings.sha256(ofFile: other, stamp: five) == sha("image seven, longer still"))
+        #expect(try ProvisionSettings.sha256(ofFile: other, stamp: five, settledFor: 0) == sha("image seven, longer still"))
+    }
+
+    /// A file changed in the last seconds is not remembered: a same-size rewrite in
+    /// the timestamps' clock tick could keep its stamp. It is read every time.
+    @Test func aFreshFileIsReadEveryTime() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devkit-digest-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/fw.elf"
+        try Data("image one".utf8).write(to: URL(fileURLWithPath: path))
+        let stamp = try #require(FileStamp(path: path))
+        #expect(!stamp.settled(for: 2) && stamp.settled(for: 0))
+        _ = try ProvisionSettings.sha256(ofFile: path, stamp: stamp)
+        try FileManager.default.removeItem(atPath: path)
+        #expect(throws: InputFileError.self) { try ProvisionSettings.sha256(ofFile: path, stamp: stamp) }
     }
 }
