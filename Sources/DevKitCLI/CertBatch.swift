@@ -153,9 +153,7 @@ struct CertBatch {
         if command.json {
             stdout = result.jsonLineBytes()
         } else if command.streamsOutput {
-            // As one device's `emit`: the Alias certificate, then the DeviceID one
-            // with --device-cert.
-            stdout = Array(((result.certificatePEM ?? "") + (result.deviceCertificatePEM ?? "")).utf8)
+            stdout = Array(result.streamedPEM.utf8)
         } else {
             stdout = Array((escapedControlCharacters("\(result.registrationID)\t\(escaped(result.certificate ?? ""))\tSHA-1 \(result.sha1Thumbprint)") + "\n").utf8)
         }

@@ -63,10 +63,7 @@ struct CertCommand: ParsableCommand {
         if jobs != nil && batch == nil && !fromRegistry {
             throw ValidationError("--jobs goes with --batch FILE or --from-registry (one certificate takes one thread).")
         }
-        // Said rather than ignored: without --from-registry no registry is read.
-        if (registry.path != nil || registry.keyFile != nil || registry.passwordFile != nil) && !fromRegistry {
-            throw ValidationError("--registry, --key-file and --registry-password-file go with --from-registry.")
-        }
+        try registry.requireFromRegistry(fromRegistry)
     }
 
     @OptionGroup var udsOptions: UDSOptions
@@ -253,8 +250,7 @@ struct CertCommand: ParsableCommand {
         if json {
             print(result.jsonLine())
         } else if streamsOutput {
-            print(result.certificatePEM ?? "", terminator: "")
-            print(result.deviceCertificatePEM ?? "", terminator: "")
+            print(result.streamedPEM, terminator: "")
             printError(labelledLines([("Registration ID", result.registrationID), ("SHA-1 thumbprint", result.sha1Thumbprint)]))
         } else {
             // The SHA-1 thumbprint is the one DPS shows for the enrollment.
@@ -358,6 +354,10 @@ struct CertResult: Encodable {
     /// keys, `/` unescaped; the tests compare them), written directly because a batch
     /// prints one per device and JSONEncoder's reflection cost more than the signature.
     func jsonLine() -> String { String(decoding: jsonLineBytes().dropLast(), as: UTF8.self) }
+
+    /// What `--output-dir -` prints on stdout: the Alias certificate, then the
+    /// DeviceID one with --device-cert.
+    var streamedPEM: String { (certificatePEM ?? "") + (deviceCertificatePEM ?? "") }
 
     /// ``jsonLine()`` and its newline as bytes: what a batch writes, without a
     /// String in between.

@@ -116,9 +116,7 @@ struct DPSEnrollCommand: AsyncParsableCommand {
                     : "Give one source of boards: --cert, --enrollment-file or --from-registry, not several.")
         }
         if !ids.isEmpty && !fromRegistry { throw ValidationError("--id chooses boards of --from-registry; give --from-registry too.") }
-        if (registry.path != nil || registry.keyFile != nil || registry.passwordFile != nil) && !fromRegistry {
-            throw ValidationError("--registry, --key-file and --registry-password-file go with --from-registry.")
-        }
+        try registry.requireFromRegistry(fromRegistry)
         if registrationID != nil && cert == nil { throw ValidationError("--registration-id goes with --cert (an enrollment file names its ID).") }
         if deviceID != nil && fromRegistry { throw ValidationError("--device-id names one board's device: not with --from-registry.") }
         guard (1...64).contains(parallel) else { throw ValidationError("--parallel takes 1 to 64 requests at once.") }

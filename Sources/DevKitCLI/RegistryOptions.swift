@@ -62,7 +62,20 @@ struct RegistryOptions: ParsableArguments {
                 message: "--registry-password-file is for a registry on a PostgreSQL server (--registry "
                     + "postgresql://...); \(escaped(target)) is an SQLite file, which has no password")
         }
-        return passwordFile ?? profile?.registryPasswordFile
+        return givenPasswordFile(profile: profile)
+    }
+
+    /// --registry-password-file, else the profile's `password_file`.
+    private func givenPasswordFile(profile: ProvisioningProfile?) -> String? {
+        passwordFile ?? profile?.registryPasswordFile
+    }
+
+    /// For commands that read a registry only with --from-registry: its options
+    /// without it are said rather than ignored.
+    func requireFromRegistry(_ fromRegistry: Bool) throws {
+        if (path != nil || keyFile != nil || passwordFile != nil) && !fromRegistry {
+            throw ValidationError("--registry, --key-file and --registry-password-file go with --from-registry.")
+        }
     }
 
     /// The database file or server URL to use (the profile's URL when --registry is not given).
@@ -81,7 +94,7 @@ struct RegistryOptions: ParsableArguments {
         if path != nil || profile?.registryURL != nil { words += ["--registry", resolvedPath(profile: profile)] }
         if let file = keyFile ?? profile?.registryKeyFile { words += ["--key-file", file] }
         // The printed command has no profile: it names the profile's password file itself.
-        if PostgresLocation.isURL(resolvedPath(profile: profile)), let file = passwordFile ?? profile?.registryPasswordFile {
+        if PostgresLocation.isURL(resolvedPath(profile: profile)), let file = givenPasswordFile(profile: profile) {
             words += ["--registry-password-file", file]
         }
         return words
