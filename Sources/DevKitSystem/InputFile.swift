@@ -76,6 +76,9 @@ public final class InputLines {
         var searchFrom = start
         while true {
             if let newline = buffer[searchFrom...].firstIndex(of: 0x0A) {
+                // Checked here too: the check below runs only between reads, so a line
+                // up to a read's size over the limit got through when its newline came.
+                if newline - start > lineLimit.bytes { throw .tooLarge(limit: lineLimit) }
                 let line = buffer[start..<newline]
                 start = newline + 1
                 return line
@@ -83,6 +86,7 @@ public final class InputLines {
             if buffer.count - start > lineLimit.bytes { throw .tooLarge(limit: lineLimit) }
             if atEnd {
                 guard start < buffer.count else { return nil }
+                if buffer.count - start > lineLimit.bytes { throw .tooLarge(limit: lineLimit) }
                 let line = buffer[start...]
                 start = buffer.count
                 return line

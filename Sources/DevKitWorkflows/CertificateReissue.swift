@@ -1,5 +1,6 @@
 import DevKitModel
 import DevKitRegistry
+import DevKitSystem
 import Foundation
 import Synchronization
 
@@ -161,12 +162,12 @@ public struct CertificateReissue {
         let shared = names.indices.filter { names[$0].map { byName[$0]! > 1 } ?? false }
         let independent = names.indices.filter { names[$0].map { byName[$0]! == 1 } ?? true }
         let results = Mutex([Item?](repeating: nil, count: boards.count))
-        // The closure only reads what it captured (the registry is Sendable).
-        let work = UncheckedSendableClosure(item)
-        DispatchQueue.concurrentPerform(iterations: min(jobs, independent.count)) { thread in
+        // `item` runs on several threads at once: it only reads what it captured (the
+        // registry is Sendable), and each result goes to its own slot.
+        runOnThreads(min(jobs, independent.count)) { thread in
             for k in stride(from: thread, to: independent.count, by: jobs) {
                 let i = independent[k]
-                let done = work.body(boards[i])
+                let done = item(boards[i])
                 results.withLock { $0[i] = done }
             }
         }
@@ -239,12 +240,6 @@ public struct CertificateReissue {
             [.certificateWritten, .enrollmentWritten], boardID: id, update: files.update(firmwareVersion: version))
         return files.result(boardID: id, mac: mac, firmwareVersion: version)
     }
-}
-
-/// A closure handed to the re-issue's threads, which only read what it captured.
-private struct UncheckedSendableClosure<Input, Output>: @unchecked Sendable {
-    let body: (Input) -> Output
-    init(_ body: @escaping (Input) -> Output) { self.body = body }
 }
 
 /// The latest row for each USB serial and each MAC of a listing, found in one pass

@@ -556,6 +556,28 @@ struct CertCommandTests {
         }
     }
 
+    @Test("--batch: a line that cannot be read ends the batch after the lines before it are printed (66, its number)",
+          arguments: ["1", "2"])
+    func unreadableLineMidBatch(jobs: String) throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        // 37 devices (two groups and a part), then a "line" over the 64 KiB line limit.
+        var text = (0..<37).map { i in
+            #"{"uds": "\#(String(repeating: "0", count: 58) + String(format: "%06x", i + 1))", "registration_id": "dev-\#(i)"}"#
+        }.joined(separator: "\n") + "\n"
+        text += String(repeating: "x", count: 70_000) + "\n" + #"{"uds": "\#(String(repeating: "ab", count: 32))", "registration_id": "after"}"# + "\n"
+        try text.write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
+        let r = try TestProcess.run(
+            [ListTestSupport.devkitBinary, "cert"] + tiny(["--batch", ws.path + "/b.jsonl", "--jobs", jobs, "--output-dir", "-", "--json"]),
+            timeout: 120)
+        #expect(r.status == 66, "\(r.stderr)")
+        #expect(r.stderr.contains("line 38") && r.stderr.contains("64 KiB"), "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count == 37)
+        #expect(lines.enumerated().allSatisfy { $1.contains(#""registration_id":"dev-\#($0)""#) })
+        #expect(!r.stdout.contains("after"))
+    }
+
     @Test("--batch with no devices: exit 0, and a warning that nothing was certified")
     func emptyBatchWarns() throws {
         let ws = try Workspace()

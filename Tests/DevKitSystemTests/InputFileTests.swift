@@ -65,6 +65,22 @@ import Glibc
         #expect(throws: InputFileError.tooLarge(limit: .certBatchLine)) { _ = try lines.next() }
     }
 
+    /// The limit is exact wherever the line ends: a line of 64 KiB is read, one byte
+    /// more is refused, with its newline in the same read (it used to pass: the length
+    /// was checked only between reads) or as the file's last line.
+    @Test(arguments: ["\n", ""]) func theLimitIsExact(ending: String) throws {
+        var template = Array((NSTemporaryDirectory() + "devkit-lines-XXXXXX").utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let limit = InputLimit.certBatchLine.bytes
+        try ("short\n" + String(repeating: "y", count: limit) + "\n" + String(repeating: "z", count: limit + 1) + ending)
+            .write(toFile: dir + "/in", atomically: false, encoding: .utf8)
+        let lines = try InputLines(dir + "/in", lineLimit: .certBatchLine)
+        #expect(try lines.next().map { Array($0) } == Array("short".utf8))
+        #expect(try lines.next()?.count == limit)
+        #expect(throws: InputFileError.tooLarge(limit: .certBatchLine)) { _ = try lines.next() }
+    }
+
     /// A pipe without a name (`--uds-file <(pass show uds)`, /dev/fd/N) still reads
     /// whole, as standard input does.
     @Test func anAnonymousPipeIsStillRead() throws {
