@@ -161,7 +161,7 @@ else
 fi
 rm -rf "$out/batch"
 
-# Peak memory on a million devices (streamed: a bounded window in flight).
+# Peak memory on a million devices (streamed: a bounded number of groups in flight).
 if [ "${BENCH_MILLION:-1}" != 0 ]; then
   python3 - "$work/million.jsonl" 1000000 <<'PY'
 import os, sys
