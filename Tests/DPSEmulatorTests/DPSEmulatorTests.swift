@@ -398,7 +398,9 @@ struct DPSEmulatorTests {
 
     @Test("State survives a restart: the enrollments and etags, the CA, the server certificate and the key")
     func restart() async throws {
-        let directory = consoleTestDirectory() + "/dps"
+        let scratch = consoleTestDirectory()
+        defer { consoleRemoveTree(scratch) }
+        let directory = scratch + "/dps"
         let id = Self.vector.registrationID
         let (etag, connection) = try await RunningService.with(directory: directory) { service in
             let etag = try await service.send(.PUT, "/enrollments/\(id)", json: Self.enrollment()).decode(IndividualEnrollment.self).etag
@@ -452,7 +454,9 @@ struct DPSEmulatorTests {
 
     @Test("Concurrent writes are each saved whole: 40 PUTs at once, all present after a restart")
     func concurrentWrites() async throws {
-        let directory = consoleTestDirectory() + "/dps"
+        let scratch = consoleTestDirectory()
+        defer { consoleRemoveTree(scratch) }
+        let directory = scratch + "/dps"
         // 40: five times the client's 8 connections, so requests queue for
         // connections and the store sees writes overlap.
         let ids = (0..<40).map { "board-\($0)" }

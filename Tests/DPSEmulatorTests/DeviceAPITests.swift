@@ -182,7 +182,9 @@ struct DeviceAPITests {
 
     @Test("the ID scope is made once and kept in the state directory: 0ne + 8 upper-case hex digits")
     func idScopeKept() async throws {
-        let directory = consoleTestDirectory() + "/dps"
+        let scratch = consoleTestDirectory()
+        defer { consoleRemoveTree(scratch) }
+        let directory = scratch + "/dps"
         let first = try await RunningService.with(directory: directory) { $0.idScope }
         #expect(first.count == 11 && first.hasPrefix("0ne") && first.dropFirst(3).allSatisfy { $0.isHexDigit && !$0.isLowercase })
         #expect(try await RunningService.with(directory: directory) { $0.idScope } == first)

@@ -25,18 +25,28 @@ final class RunningService: Sendable {
     let client: HTTPClient
     /// The connection string the emulator accepts, read from its file.
     let connectionString: DPSConnectionString
+    /// The scratch directory `start` made for the state directory, removed by `stop`
+    /// (each run of the suite left ~40 of them, CA keys included, in /tmp).
+    private let scratch: String?
 
-    private init(emulator: TestDPSEmulator, client: HTTPClient, connectionString: DPSConnectionString) {
+    private init(emulator: TestDPSEmulator, client: HTTPClient, connectionString: DPSConnectionString, scratch: String?) {
         self.emulator = emulator
         self.client = client
         self.connectionString = connectionString
+        self.scratch = scratch
     }
 
     /// Starts the emulator on `directory` (a new scratch one when nil) with
     /// `faults` given as its command-line switches.
     static func start(faults: EmulatorFaults = EmulatorFaults(), directory: String? = nil) async throws -> RunningService {
-        let directory = directory ?? consoleTestDirectory() + "/dps"
-        let emulator = try await TestDPSEmulator.start(stateDirectory: directory, arguments: faults.commandLine)
+        let scratch = directory == nil ? consoleTestDirectory() : nil
+        let emulator: TestDPSEmulator
+        do {
+            emulator = try await TestDPSEmulator.start(stateDirectory: directory ?? scratch! + "/dps", arguments: faults.commandLine)
+        } catch {
+            if let scratch { consoleRemoveTree(scratch) }
+            throw error
+        }
         do {
             let text = try #require(consoleReadText(emulator.connectionStringFile))
             let connectionString = try DPSConnectionString(text)
@@ -47,9 +57,10 @@ final class RunningService: Sendable {
             let client = HTTPClient(
                 eventLoopGroupProvider: .singleton,
                 configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(60), read: .seconds(120))))
-            return RunningService(emulator: emulator, client: client, connectionString: connectionString)
+            return RunningService(emulator: emulator, client: client, connectionString: connectionString, scratch: scratch)
         } catch {
             await emulator.stopped()
+            if let scratch { consoleRemoveTree(scratch) }
             throw error
         }
     }
@@ -64,6 +75,7 @@ final class RunningService: Sendable {
     func timedStop() async throws -> Duration {
         try await client.shutdown()
         let (status, afterSignal) = await emulator.timedStop()
+        if let scratch { consoleRemoveTree(scratch) }
         guard status == 0 else {
             throw HarnessError.exited(status: status, stderr: emulator.standardError())
         }

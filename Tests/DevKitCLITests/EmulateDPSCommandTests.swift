@@ -12,8 +12,6 @@ import Glibc
 struct EmulateDPSCommandTests {
     typealias Running = BackgroundDevkit
 
-    static func scratch() -> String { consoleTestDirectory() }
-
     /// The bytes of the key in the connection string file, base64 as written.
     static func key(in file: String) throws -> String {
         let text = try #require(consoleReadText(file))
@@ -23,7 +21,9 @@ struct EmulateDPSCommandTests {
 
     @Test("--json: one object with the URL and files; 0600 secrets; the key never printed; SIGTERM stops it, exit 0")
     func jsonStartAndStop() throws {
-        let directory = Self.scratch() + "/dps"
+        let scratch = consoleTestDirectory()
+        defer { consoleRemoveTree(scratch) }
+        let directory = scratch + "/dps"
         let emulator = try Running(["emulate-dps", "--json", "--port", "0", "--state-dir", directory])
         let first = try #require(emulator.firstLine())
         let info = try #require(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
@@ -72,7 +72,9 @@ struct EmulateDPSCommandTests {
 
     @Test("Without --json: labelled lines on stdout; a restart reuses the key and CA; SIGINT stops it, exit 0")
     func humanOutputAndRestart() throws {
-        let directory = Self.scratch() + "/dps"
+        let scratch = consoleTestDirectory()
+        defer { consoleRemoveTree(scratch) }
+        let directory = scratch + "/dps"
         let first = try Running(["emulate-dps", "--state-dir", directory])
         var lines: [String] = []
         for _ in 0..<5 { lines.append(try #require(first.firstLine())) }
@@ -103,7 +105,8 @@ struct EmulateDPSCommandTests {
 
     @Test("A port in use exits 69 naming it; a state dir in use exits 75; one that is a file exits 73; bad switches exit 64")
     func errors() throws {
-        let directory = Self.scratch()
+        let directory = consoleTestDirectory()
+        defer { consoleRemoveTree(directory) }
         let holder = try Running(["emulate-dps", "--json", "--state-dir", directory + "/a"])
         let line = try #require(holder.firstLine())
         let info = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
