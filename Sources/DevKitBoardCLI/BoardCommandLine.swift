@@ -33,6 +33,7 @@ public enum BoardCommandLine {
         } catch {
             exitReporting(error, for: type(of: command))
         }
+        exitIfStandardOutputFailed()
         exit(ExitStatus.success.rawValue)
     }
 
@@ -108,7 +109,9 @@ public enum BoardCommandLine {
 /// it needs nothing else. The text is ArgumentParser's (the version and a newline).
 package func answerVersion(_ arguments: [String]) {
     guard arguments == ["--version"] else { return }
-    writeAll(STDOUT_FILENO, devkitVersion + "\n")
+    do throws(Errno) { try FileDescriptor(rawValue: STDOUT_FILENO).writeAll(text: devkitVersion + "\n") } catch {
+        exitStandardOutputFailed(error.rawValue)
+    }
     exit(ExitStatus.success.rawValue)
 }
 

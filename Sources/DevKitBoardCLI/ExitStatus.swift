@@ -1,3 +1,4 @@
+import CDevKitLinux
 import DevKitModel
 import DevKitSystem
 import ArgumentParser
@@ -52,6 +53,24 @@ public protocol CLIReportable: Error {
 /// steps) when it has one, else its own description.
 @Sendable package func cliMessage(_ error: any Error) -> String {
     (error as? CLIReportable)?.userMessage ?? "\(error)"
+}
+
+/// Before a successful exit: standard output flushed, and 74 if anything written to
+/// it was lost (`devkit cert ... > /dev/full`, a full disk, a pipe whose reader went
+/// away while SIGPIPE is ignored). Swift's `print` and the C library's exit-time flush
+/// drop a failed write silently, so the command used to exit 0 with its output gone.
+package func exitIfStandardOutputFailed() {
+    let code = CDevKitLinux_flush_stdout()
+    if code != 0 { exitStandardOutputFailed(code) }
+}
+
+/// Says that standard output could not be written (`code`: the errno, 0 when not
+/// known) and exits 74 (73/77 by the file rule for the rarer errnos).
+package func exitStandardOutputFailed(_ code: Int32) -> Never {
+    let reason = code == 0 ? "a write failed" : String(cString: strerror(code)).lowercased()
+    printError("devkit: error: cannot write standard output: \(reason); what was printed is incomplete "
+        + "(is the disk full, or the file or pipe it goes to closed?)")
+    exit(code == 0 ? ExitStatus.ioError.rawValue : ExitStatus(fileErrno: code).rawValue)
 }
 
 /// Writes to standard error (unbuffered, so it interleaves correctly with stdout).

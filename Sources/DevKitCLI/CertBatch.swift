@@ -4,6 +4,8 @@ import DevKitSystem
 import DiceRIoT
 import Dispatch
 import Foundation
+import Synchronization
+import SystemPackage
 
 /// `devkit cert --batch`: many devices, one measured firmware.
 ///
@@ -14,9 +16,10 @@ import Foundation
 /// thread waits for the others at a window's end: the previous design (windows of
 /// 512 lines, parsed then certified in two parallel steps, printed by a writer
 /// thread) left a core idle at each window's two barriers and ran the duplicate
-/// check and the output's assembly on one thread, ~4 % of `--jobs 2` (1.92× on
-/// 50,000 devices where 2.0 is the limit). At most `groupsInFlight` groups are held
-/// (a slow reader of stdout holds the threads back, not the memory).
+/// check and the output's assembly on one thread (`--jobs 2` gave 1.84× on 50,000
+/// devices where the start-up's share allows ~1.97×; now 1.94×). At most 16 groups
+/// per thread are taken and not yet printed (a slow reader of stdout holds the
+/// threads back, not the memory).
 struct CertBatch {
     let command: CertCommand
     let firmware: MeasuredFirmware
@@ -50,10 +53,14 @@ struct CertBatch {
         }
         fflush(nil)  // anything print()ed before goes first: the threads write to the descriptor
         let threads = max(jobs, 1)
-        let run = BatchRun(lines: lines, groupsInFlight: 16 * min(threads, 64))
+        let run = BatchRun(lines: lines, groupsInFlight: 16 * threads)
         // Each thread loops until the input is read: a share is not fixed in advance,
         // so a thread that the machine's other work slows down just takes fewer groups.
-        runOnThreads(threads) { _ in work(run, path: path) }
+        // The threads share `self` (read only) and `run` (through its locks).
+        let shared = UncheckedSendable((self, run))
+        runOnThreads(threads) { _ in shared.value.0.work(shared.value.1, path: path) }
+        let outputFailure = run.outputFailure.load(ordering: .relaxed)
+        if outputFailure != 0 { exitStandardOutputFailed(outputFailure) }
         if let (line, error) = run.readFailure {
             // What was read is certified and printed; the rest of the file is not.
             throw .unreadable(path: path, reason: "line \(line): \(error.reason)")
@@ -122,7 +129,11 @@ struct CertBatch {
                 }
             }
         }
-        if !stdout.isEmpty { writeAll(STDOUT_FILENO, stdout) }
+        // A lost write is not ignored: the batch stops taking lines and exits 74.
+        guard !stdout.isEmpty, run.outputFailure.load(ordering: .relaxed) == 0 else { return }
+        do throws(Errno) { try FileDescriptor(rawValue: STDOUT_FILENO).writeAll(bytes: stdout) } catch {
+            run.outputFailure.store(error.rawValue == 0 ? EIO : error.rawValue, ordering: .relaxed)
+        }
     }
 
     /// What a certified line prints on standard output.
@@ -243,6 +254,8 @@ private final class BatchRun: @unchecked Sendable {
 
     /// Kept by the printing thread only (one at a time, handed over under `printLock`).
     var total = 0, failed = 0, warned = false
+    /// The errno of a failed write to standard output (0: none): no group is taken after it.
+    let outputFailure = Atomic<Int32>(0)
 
     init(lines: InputLines, groupsInFlight: Int) {
         self.lines = lines
@@ -256,6 +269,10 @@ private final class BatchRun: @unchecked Sendable {
     /// the lines in order, and this keeps it simple.
     func nextGroup(parse: (ArraySlice<UInt8>) throws(CertBatch.LineError) -> (UDS, RegistrationID)) -> (Int, [CertBatch.Parsed])? {
         room.wait()
+        guard outputFailure.load(ordering: .relaxed) == 0 else {
+            room.signal()
+            return nil
+        }
         readLock.lock()
         var group: [CertBatch.Parsed] = []
         group.reserveCapacity(CertBatch.groupSize)
@@ -305,6 +322,13 @@ private final class BatchRun: @unchecked Sendable {
         printing = false
         printLock.unlock()
     }
+}
+
+/// What the batch's threads share (see `run`): the compiler cannot see that they
+/// only read the command and the firmware and reach `BatchRun` through its locks.
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
 
 /// The JSON line for a batch line that failed: `{"error":"…","line":N}`.

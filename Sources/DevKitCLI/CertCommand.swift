@@ -107,13 +107,13 @@ struct CertCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Threads certifying --batch lines or --from-registry boards at once (default: the number of cores).",
+            "Threads certifying --batch lines or --from-registry boards at once (default, and at most: the number of cores).",
             discussion: "The output is in the batch file's (or the registry's) order whatever the number.",
             valueName: "n"))
     var jobs: Int?
 
-    /// `--jobs`, or the cores this process may run on.
-    var batchJobs: Int { jobs ?? defaultJobs }
+    /// The threads `--jobs` gives (``jobThreads(_:)``).
+    var batchJobs: Int { jobThreads(jobs) }
 
     @Flag(help: "Print the result as JSON on standard output (one object per device in batch mode).")
     var json = false

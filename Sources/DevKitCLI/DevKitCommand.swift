@@ -85,6 +85,7 @@ extension DevKitCommand {
             } catch {
                 exitReporting(error, for: Self.self)
             }
+            exitIfStandardOutputFailed()
             return
         }
         let box = CommandBox(asyncCommand)
@@ -98,6 +99,7 @@ extension DevKitCommand {
             done.signal()
         }
         done.wait()
+        exitIfStandardOutputFailed()
     }
 }
 

@@ -75,7 +75,7 @@ struct RegistryReissueCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Boards certified at once (default: the number of cores).",
+            "Boards certified at once (default, and at most: the number of cores).",
             discussion: "The output is in the registry's order whatever the number.",
             valueName: "n"))
     var jobs: Int?
@@ -98,15 +98,23 @@ struct RegistryReissueCommand: ParsableCommand {
             try reissueFromRegistry(
                 registry: registry, firmware: firmware.source,
                 firmwareVersion: firmwareVersion, outputDirectory: output.outputDir, boards: boards, json: json,
-                enroll: enroll ? dps.settings() : nil, jobs: jobs ?? defaultJobs)
+                enroll: enroll ? dps.settings() : nil, jobs: jobThreads(jobs))
         }
     }
 }
 
+/// The threads for `--jobs N` (`cert --batch`, `--from-registry`, `registry
+/// reissue`): N, at most the cores this process may run on, and those cores when
+/// N is not given. The work is CPU-bound, so more threads would only contend (the
+/// Dispatch pool used before capped them the same way), and each is a real thread
+/// (`runOnThreads`): `--jobs 100000` must not try to make 100,000 of them.
+func jobThreads(_ jobs: Int?) -> Int {
+    let cores = max(ProcessInfo.processInfo.activeProcessorCount, 1)
+    return min(jobs ?? cores, cores)
+}
+
 /// Shared by `devkit registry reissue` and `devkit cert --from-registry`: prints one
 /// line (or JSON object) per board; throws ExitCode(1) when some boards failed.
-/// The threads for `--jobs` when none is given: the cores this process may run on.
-var defaultJobs: Int { max(ProcessInfo.processInfo.activeProcessorCount, 1) }
 
 func reissueFromRegistry(
     registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: FirmwareVersion?,

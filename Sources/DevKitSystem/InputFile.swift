@@ -86,7 +86,6 @@ public final class InputLines {
             if buffer.count - start > lineLimit.bytes { throw .tooLarge(limit: lineLimit) }
             if atEnd {
                 guard start < buffer.count else { return nil }
-                if buffer.count - start > lineLimit.bytes { throw .tooLarge(limit: lineLimit) }
                 let line = buffer[start...]
                 start = buffer.count
                 return line

@@ -2,9 +2,10 @@
 import Glibc
 #endif
 
-/// Runs `body(0)`, …, `body(count - 1)` at once, `body(0)` on the calling thread and
-/// each other on a thread created for it, and returns when all have returned: the
-/// CPU-bound fan-out of `cert --batch` and `registry reissue`.
+/// Runs `body(0)`, …, `body(count - 1)`, `body(0)` on the calling thread and each
+/// other on a thread created for it, and returns when all have returned: the
+/// CPU-bound fan-out of `cert --batch` and `registry reissue`. The caller chooses
+/// `count` (those two cap it at the cores: more threads only contend).
 ///
 /// Threads of their own, not `DispatchQueue.concurrentPerform`: Dispatch wakes a pool
 /// thread, and the kernel places a woken thread on its waker's CPU; on this 2-core VM
@@ -13,10 +14,11 @@ import Glibc
 /// thread being created is placed on the idlest CPU at once. `pthread_create` costs
 /// ~30 µs a thread, nothing next to the work handed to it.
 ///
-/// `body` may run on several threads at once; it must be safe to (the caller shares
-/// state through locks or disjoint slots). A thread that cannot be created leaves its
-/// share to the calling thread, run after `body(0)`: slower, never lost.
-public func runOnThreads(_ count: Int, _ body: (Int) -> Void) {
+/// `body` runs on several threads at once, hence `@Sendable`. A thread that cannot
+/// be created (out of memory or threads) leaves its index to the calling thread,
+/// which runs it after `body(0)`: slower, never lost, so a body must not wait for
+/// another index's body to start.
+public func runOnThreads(_ count: Int, _ body: @Sendable (Int) -> Void) {
     guard count > 1 else {
         if count == 1 { body(0) }
         return
@@ -24,7 +26,7 @@ public func runOnThreads(_ count: Int, _ body: (Int) -> Void) {
     withoutActuallyEscaping(body) { body in
         // Joined below before `body` goes out of scope, so escaping it here is safe.
         let task = ThreadTask(body)
-        var started: [(pthread_t, Int)] = []
+        var started: [pthread_t] = []
         var leftOver: [Int] = []
         for index in 1..<count {
             var handle = pthread_t()
@@ -35,7 +37,7 @@ public func runOnThreads(_ count: Int, _ body: (Int) -> Void) {
                 return nil
             }, argument)
             if rc == 0 {
-                started.append((handle, index))
+                started.append(handle)
             } else {
                 Unmanaged<ThreadArgument>.fromOpaque(argument).release()
                 leftOver.append(index)
@@ -43,17 +45,17 @@ public func runOnThreads(_ count: Int, _ body: (Int) -> Void) {
         }
         body(0)
         for index in leftOver { body(index) }
-        for (handle, _) in started { pthread_join(handle, nil) }
+        for handle in started { pthread_join(handle, nil) }
     }
 }
 
 /// The shared body, handed to each created thread.
-private final class ThreadTask: @unchecked Sendable {
-    let body: (Int) -> Void
-    init(_ body: @escaping (Int) -> Void) { self.body = body }
+private final class ThreadTask: Sendable {
+    let body: @Sendable (Int) -> Void
+    init(_ body: @escaping @Sendable (Int) -> Void) { self.body = body }
 }
 
-private final class ThreadArgument: @unchecked Sendable {
+private final class ThreadArgument: Sendable {
     let task: ThreadTask
     let index: Int
     init(_ task: ThreadTask, _ index: Int) { self.task = task; self.index = index }

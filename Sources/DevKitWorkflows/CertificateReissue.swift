@@ -164,10 +164,12 @@ public struct CertificateReissue {
         let results = Mutex([Item?](repeating: nil, count: boards.count))
         // `item` runs on several threads at once: it only reads what it captured (the
         // registry is Sendable), and each result goes to its own slot.
-        runOnThreads(min(jobs, independent.count)) { thread in
-            for k in stride(from: thread, to: independent.count, by: jobs) {
+        let work = UncheckedSendableClosure(item)
+        let threads = min(jobs, independent.count)
+        runOnThreads(threads) { thread in
+            for k in stride(from: thread, to: independent.count, by: threads) {
                 let i = independent[k]
-                let done = item(boards[i])
+                let done = work.body(boards[i])
                 results.withLock { $0[i] = done }
             }
         }
@@ -240,6 +242,12 @@ public struct CertificateReissue {
             [.certificateWritten, .enrollmentWritten], boardID: id, update: files.update(firmwareVersion: version))
         return files.result(boardID: id, mac: mac, firmwareVersion: version)
     }
+}
+
+/// A closure handed to the re-issue's threads, which only read what it captured.
+private struct UncheckedSendableClosure<Input, Output>: @unchecked Sendable {
+    let body: (Input) -> Output
+    init(_ body: @escaping (Input) -> Output) { self.body = body }
 }
 
 /// The latest row for each USB serial and each MAC of a listing, found in one pass

@@ -518,14 +518,14 @@ struct CertCommandTests {
         return lines.joined(separator: "\n")
     }
 
-    @Test("--jobs 2 prints and writes exactly what --jobs 1 does, in input order, with the same exit code",
+    @Test("--jobs 2 and 8 print and write exactly what --jobs 1 does, in input order, with the same exit code",
           arguments: [["--output-dir", "-", "--json"], ["--output-dir", "-"], ["--json"], []])
     func jobsKeepOrder(output: [String]) throws {
         let ws = try Workspace()
         defer { ws.remove() }
         try Self.jobsBatch().write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
         var runs: [(ListProcessResult, [String: String])] = []
-        for jobs in ["1", "2"] {
+        for jobs in ["1", "2", "8"] {
             let dir = ws.path + "/out" + jobs
             let args = output.contains("--output-dir") ? output : output + ["--output-dir", dir]
             let r = try TestProcess.run(
@@ -538,11 +538,13 @@ struct CertCommandTests {
             }
             runs.append((r, files))
         }
-        let (one, two) = (runs[0], runs[1])
-        // Paths differ only by the directory's name.
-        #expect(one.0.stdout == two.0.stdout.replacingOccurrences(of: "/out2/", with: "/out1/"))
-        #expect(one.0.stderr == two.0.stderr)
-        #expect(one.1 == two.1)
+        let one = runs[0]
+        for (two, jobs) in [(runs[1], "2"), (runs[2], "8")] {
+            // Paths differ only by the directory's name.
+            #expect(one.0.stdout == two.0.stdout.replacingOccurrences(of: "/out\(jobs)/", with: "/out1/"))
+            #expect(one.0.stderr == two.0.stderr)
+            #expect(one.1 == two.1)
+        }
         #expect(one.0.stderr.contains("b.jsonl:8: ") && one.0.stderr.contains("b.jsonl:701: "))
         #expect(one.0.stderr.contains("b.jsonl:516: ") && one.0.stderr.contains("already appears on line 4"))
         #expect(one.0.stderr.contains("4 of 1199 devices failed"), "\(one.0.stderr)")
@@ -576,6 +578,27 @@ struct CertCommandTests {
         #expect(lines.count == 37)
         #expect(lines.enumerated().allSatisfy { $1.contains(#""registration_id":"dev-\#($0)""#) })
         #expect(!r.stdout.contains("after"))
+    }
+
+    @Test("output that cannot be written is an error (74), not a silent exit 0: one device, a batch, --version",
+          arguments: ["one", "batch 1", "batch 2", "version"])
+    func standardOutputLost(mode: String) throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let uds = String(repeating: "ab", count: 32)
+        try (uds + "\n").write(toFile: ws.path + "/u.hex", atomically: false, encoding: .utf8)
+        try (0..<40).map { #"{"uds": "\#(uds)", "registration_id": "dev-\#($0)"}"# }.joined(separator: "\n")
+            .write(toFile: ws.path + "/b.jsonl", atomically: false, encoding: .utf8)
+        let arguments: [String] = switch mode {
+        case "one": ["cert"] + tiny(["--uds-file", ws.path + "/u.hex", "--registration-id", "dev-1", "--output-dir", "-"])
+        case "version": ["--version"]
+        default: ["cert"] + tiny(["--batch", ws.path + "/b.jsonl", "--jobs", String(mode.last!), "--output-dir", "-", "--json"])
+        }
+        // /dev/full: every write fails with ENOSPC.
+        let quoted = (try [ListTestSupport.devkitBinary] + arguments).map { "'\($0)'" }.joined(separator: " ")
+        let r = try TestProcess.run(["/bin/sh", "-c", "exec \(quoted) > /dev/full"], timeout: 120)
+        #expect(r.status == 74, "\(r.stderr)")
+        #expect(r.stderr.contains("cannot write standard output: no space left on device"), "\(r.stderr)")
     }
 
     @Test("--batch with no devices: exit 0, and a warning that nothing was certified")

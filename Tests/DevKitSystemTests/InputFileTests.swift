@@ -66,8 +66,8 @@ import Glibc
     }
 
     /// The limit is exact wherever the line ends: a line of 64 KiB is read, one byte
-    /// more is refused, with its newline in the same read (it used to pass: the length
-    /// was checked only between reads) or as the file's last line.
+    /// more is refused, with its newline in the same read (that one used to pass: the
+    /// length was checked only between reads) or as the file's last line.
     @Test(arguments: ["\n", ""]) func theLimitIsExact(ending: String) throws {
         var template = Array((NSTemporaryDirectory() + "devkit-lines-XXXXXX").utf8CString)
         let dir = String(cString: mkdtemp(&template)!)

@@ -11,15 +11,17 @@ import Glibc
         let caller = pthread_self()
         let seen = Mutex<[Int: pthread_t]>([:])
         let arrived = Atomic<Int>(0)
+        let sawAll = Atomic<Int>(0)
         runOnThreads(count) { index in
             seen.withLock { $0[index] = pthread_self() }
-            // Every body waits for all the others: runs one after another would never
-            // get here (bounded, so a failure is a failed test, not a hang).
+            // Every body waits (at most 2 s, so a failure is a failed test, not a hang)
+            // until all have started: bodies run one after another never see that.
             arrived.add(1, ordering: .relaxed)
             var spins = 0
             while arrived.load(ordering: .relaxed) < count && spins < 2_000 { usleep(1_000); spins += 1 }
+            if arrived.load(ordering: .relaxed) == count { sawAll.add(1, ordering: .relaxed) }
         }
-        #expect(arrived.load(ordering: .relaxed) == count)
+        #expect(sawAll.load(ordering: .relaxed) == count)
         let threads = seen.withLock { $0 }
         #expect(threads.keys.sorted() == Array(0..<count))
         #expect(pthread_equal(threads[0]!, caller) != 0)

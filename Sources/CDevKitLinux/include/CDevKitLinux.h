@@ -45,6 +45,11 @@ extern const int CDevKitLinux_AT_EMPTY_PATH;
 /// TIOCGEXCL (<asm-generic/ioctls.h>), not exported by the Glibc module.
 extern const unsigned long CDevKitLinux_TIOCGEXCL;
 
+/// Flushes stdio's stdout and says whether anything written to it was lost: 0 when
+/// not, else the errno (EIO when the stream's error flag was set by an earlier
+/// write). In C because Swift 6 refuses to name the global `stdout`.
+int CDevKitLinux_flush_stdout(void);
+
 /// The signal relay's handler (DevKitSystem's SignalRelay): for a signal configured
 /// with CDevKitLinux_relay_set, writes the signal number as one byte to its pipe and
 /// adds 1 to its eventfd (either may be -1), keeping errno. Nothing else: write(2)
