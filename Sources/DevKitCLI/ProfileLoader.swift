@@ -148,7 +148,7 @@ enum ProfileLoader {
             throw .syntax(file: file, line: abort.line, column: abort.column, message: abort.message)
         }
         let root = try table(text)
-        let base = ((file as NSString).deletingLastPathComponent as NSString).standardizingPath
+        let base = (parentDirectory(of: file) as NSString).standardizingPath
         var p = Parser(file: file, base: base.isEmpty ? FileManager.default.currentDirectoryPath : base)
         return try p.profile(root)
     }

@@ -1,6 +1,7 @@
 import DevKitBoardCLI
 import ArgumentParser
 import DevKitModel
+import DevKitSystem
 import DevKitRegistry
 import Foundation
 
@@ -39,10 +40,10 @@ struct RegistryKeygenCommand: ParsableCommand {
             let key = RegistryKey.generate()
             // The directories it makes are said: a typo in the path must not pass unseen.
             var missing: [String] = []
-            var directory = (file as NSString).deletingLastPathComponent
+            var directory = parentDirectory(of: file)
             while !directory.isEmpty && directory != "/" && access(directory, F_OK) != 0 {
                 missing.insert(directory, at: 0)
-                directory = (directory as NSString).deletingLastPathComponent
+                directory = parentDirectory(of: directory)
             }
             try key.write(to: file)
             for made in missing { printError("devkit: created the directory \(escaped(made)) (mode 0700) for the key") }

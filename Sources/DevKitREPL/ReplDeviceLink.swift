@@ -207,7 +207,7 @@ public final class ReplDeviceLink: @unchecked Sendable {
 
     /// Waits until the device path can be opened again. Returns false when stopping.
     private func waitForDevice() -> Bool {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = parentDirectory(of: path)
         let inotify = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         defer { if inotify >= 0 { close(inotify) } }
         if inotify >= 0 {

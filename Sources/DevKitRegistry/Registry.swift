@@ -93,7 +93,7 @@ public final class Registry: Sendable {
     init(path: String, key: RegistryKeySource, readOnly: Bool, hooks: RewriteHooks?) throws(RegistryError) {
         self.path = path
         self.hooks = hooks
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = parentDirectory(of: path)
         let directory = parent.isEmpty ? "." : parent
         var created = false
         if !readOnly {
@@ -728,7 +728,7 @@ public final class Registry: Sendable {
             if isDirectory.boolValue { return }
             throw .cannotCreateDirectory(path: directory, reason: "a file with that name exists", errno: ENOTDIR)
         }
-        let parent = (directory as NSString).deletingLastPathComponent
+        let parent = parentDirectory(of: directory)
         if !parent.isEmpty && parent != directory { try makeDirectory(parent) }
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             let error = errno

@@ -158,7 +158,7 @@ public struct RegistryKey: Sendable {
     /// newline), durably, creating its directory (0700) if needed. Never replaces
     /// an existing file, even in a race: that may be the only copy of a key.
     public func write(to path: String) throws(RegistryError) {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = parentDirectory(of: path)
         do {
             if !directory.isEmpty { try DurableFile.makeDirectories(directory, mode: 0o700) }
             let text = key.withUnsafeBytes { Hex.encode($0) } + "\n"

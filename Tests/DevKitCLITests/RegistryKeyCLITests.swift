@@ -56,6 +56,24 @@ struct RegistryKeyCLITests {
         #expect(try String(contentsOfFile: path, encoding: .utf8) == content)
     }
 
+    /// A one-character file name in the working directory (Foundation's
+    /// deletingLastPathComponent trapped on it: SIGILL, no message).
+    @Test func oneCharacterNamesInTheWorkingDirectory() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keygen = try TestProcess.run(
+            ["/bin/sh", "-c", "cd '\(dir)' && exec '\(TestProcess.devkitBinary)' registry keygen k"], timeout: 120)
+        #expect(keygen.signal == nil && keygen.status == 0, "\(keygen.stderr)")
+        #expect(fileMode(dir + "/k") == 0o600)
+        let registry = try Registry(path: dir + "/r", key: .file(dir + "/k"))
+        try registry.recordNewBoard(uds: try UDS(hex: Self.udsHex), mac: try MACAddress("a4cf120b9e31"))
+        let list = try TestProcess.run(
+            ["/bin/sh", "-c", "cd '\(dir)' && exec '\(TestProcess.devkitBinary)' registry list --registry r --key-file k"],
+            timeout: 120)
+        #expect(list.signal == nil && list.status == 0, "\(list.stderr)")
+        #expect(list.stdout.contains("a4cf120b9e31"), "\(list.stdout)")
+    }
+
     @Test func everyKeyProblemExits77AndSaysWhatToDo() throws {
         let (dir, db, keyID) = try sealedRegistry()
         defer { try? FileManager.default.removeItem(atPath: dir) }
