@@ -65,6 +65,19 @@ struct RegistryOptions: ParsableArguments {
         return givenPasswordFile(profile: profile)
     }
 
+    /// Checks a target that is not a PostgreSQL URL before it is used as an SQLite
+    /// file: one that looks like a mistyped URL is refused (64, its password masked),
+    /// and so is a password file (an SQLite file has no password).
+    private func checkSQLiteTarget(_ target: String) throws {
+        if PostgresLocation.isMistypedURL(target) {
+            throw RegistryUsageError(
+                message: "\(escaped(PostgresLocation.redact(target))) is not a registry devkit can use: a shared "
+                    + "registry's URL starts with postgresql:// or postgres:// (in lower case, nothing before it), "
+                    + "and an SQLite registry is a file path, which never holds '://'; nothing was recorded")
+        }
+        _ = try passwordFile(for: target)
+    }
+
     /// --registry-password-file, else the profile's `password_file`.
     private func givenPasswordFile(profile: ProvisioningProfile?) -> String? {
         passwordFile ?? profile?.registryPasswordFile
@@ -119,7 +132,7 @@ struct RegistryOptions: ParsableArguments {
                 location: try PostgresLocation(url: target), key: key,
                 passwordFile: try passwordFile(for: target, profile: profile), readOnly: readOnly)
         } else {
-            _ = try passwordFile(for: target)
+            try checkSQLiteTarget(target)
             registry = try Registry(path: target, key: key)
         }
         if let created = registry.createdKeyFile {
@@ -141,8 +154,9 @@ struct RegistryOptions: ParsableArguments {
     func openExisting(profile: ProvisioningProfile? = nil) throws -> (any RegistryStore)? {
         let target = resolvedPath(profile: profile)
         if !PostgresLocation.isURL(target) {
-            // Before a missing file's nil: a password file for SQLite is a mistake either way.
-            _ = try passwordFile(for: target)
+            // Before a missing file's nil: a password file for SQLite, or a mistyped
+            // URL, is a mistake either way.
+            try checkSQLiteTarget(target)
             var st = stat()
             if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
         }
@@ -163,7 +177,7 @@ extension RegistryOptions {
     func openReadOnly(profileKeyFile: String? = nil) throws -> (any RegistryStore)? {
         let target = resolvedPath
         if PostgresLocation.isURL(target) { return try open(readOnly: true) }
-        _ = try passwordFile(for: target)
+        try checkSQLiteTarget(target)
         var st = stat()
         if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
         let registry = try Registry(path: target, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)

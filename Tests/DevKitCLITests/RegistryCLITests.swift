@@ -37,6 +37,25 @@ func registryTestDirectory() -> String {
 @Suite struct RegistryCLITests {
     static let uds = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
+    /// A --registry that looks like a URL but is not a PostgreSQL one was taken for a
+    /// file path: an SQLite registry under the working directory (the URL's password
+    /// in its directory names), exit 0, the shared registry never told.
+    @Test("a mistyped registry URL is refused (64), its password masked, nothing created",
+          arguments: ["postgresq://devkit:Sekr1t@db.lab/devkit", "POSTGRESQL://devkit:Sekr1t@db.lab/devkit",
+                      " postgresql://devkit@db.lab/devkit", "mysql://devkit:Sekr1t@db.lab/devkit"])
+    func mistypedURL(url: String) throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for command in [["registry", "list"], ["registry", "upgrade"], ["registry", "export"]] {
+            let words = (try [TestProcess.devkitBinary] + command + ["--registry", url, "--key-file", dir + "/none.key"])
+                .map { "'\($0)'" }.joined(separator: " ")
+            let r = try TestProcess.run(["/bin/sh", "-c", "cd '\(dir)' && exec \(words)"], timeout: 120)
+            #expect(r.status == 64, "\(command): \(r.stderr)")
+            #expect(r.stderr.contains("postgresql:// or postgres://") && !r.stderr.contains("Sekr1t"), "\(command): \(r.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty, "\(command) created a file")
+        }
+    }
+
     /// A registry with one finished and one interrupted board.
     func populated() throws -> (dir: String, db: String) {
         let dir = registryTestDirectory()

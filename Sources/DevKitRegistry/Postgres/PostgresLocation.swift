@@ -46,6 +46,15 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         text.hasPrefix("postgresql://") || text.hasPrefix("postgres://")
     }
 
+    /// Whether `text` was meant as a URL but is not a PostgreSQL one: `postgresq://`,
+    /// `POSTGRESQL://`, ` postgresql://` (a leading space), `mysql://`. Taken for a
+    /// file path, it became an SQLite registry under the working directory, with the
+    /// URL's password in its directory names, while the shared registry never heard
+    /// of the boards. No registry file's path holds "://".
+    public static func isMistypedURL(_ text: String) -> Bool {
+        !isURL(text) && text.contains("://")
+    }
+
     public init(url text: String) throws(RegistryError) {
         func bad(_ reason: String) -> RegistryError {
             .invalidURL(text: Self.redact(text), reason: reason + "; give postgresql://USER@HOST:PORT/DATABASE")
@@ -151,7 +160,7 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     /// `text` without a password it may hold, for messages.
     /// The value of any parameter devkit does not read is masked too (`Password=`,
     /// `sslpassword=`): refused, it is still quoted in the message.
-    static func redact(_ text: String) -> String {
+    public static func redact(_ text: String) -> String {
         // A URL that does not parse is not shown past its scheme: where its password
         // would be cannot be told (`u:pw@db:54x2`).
         guard var components = URLComponents(string: text) else {
