@@ -1358,6 +1358,43 @@ struct RegistryBackendTests {
             guard case .cannotOpen(_, let reason, ENOENT?) = error else { Issue.record("\(error)"); return }
             #expect(reason.contains("nowhere") && reason.localizedCaseInsensitiveContains("no such file"), "\(reason)")
         }
+        // Windows line ends: the \r is not part of the password, in either file.
+        #expect(FileManager.default.createFile(atPath: tmp.file("crlf"), contents: Data("fromfile\r\nsecond\r\n".utf8)))
+        _ = chmod(tmp.file("crlf"), 0o600)
+        #expect(try location.password(passwordFile: tmp.file("crlf")) == "fromfile")
+        #expect(FileManager.default.createFile(
+            atPath: tmp.file("pgpass"), contents: Data("db.lab:5432:devkit:station:crlf\r\n".utf8)))
+        _ = chmod(tmp.file("pgpass"), 0o600)
+        #expect(try location.password(passwordFile: nil, environment: ["PGPASSFILE": tmp.file("pgpass")]) == "crlf")
+        // An empty password file is said as such (the server would only refuse the login).
+        #expect(FileManager.default.createFile(atPath: tmp.file("empty"), contents: Data("\n".utf8)))
+        _ = chmod(tmp.file("empty"), 0o600)
+        do {
+            _ = try location.password(passwordFile: tmp.file("empty"))
+            Issue.record("an empty password file was taken")
+        } catch {
+            guard case .cannotOpen(_, let reason, EACCES?) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("is empty"), "\(reason)")
+        }
+    }
+
+    /// libpq's host rule: a socket directory matches its own path; `localhost` only
+    /// the default directory's socket.
+    @Test func pgpassMatchesASocketByItsDirectory() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        #expect(FileManager.default.createFile(atPath: tmp.file("pgpass"), contents: Data("""
+            localhost:5432:devkit:station:for-the-default
+            /srv/pg:5432:devkit:station:for-srv
+            """.utf8)))
+        _ = chmod(tmp.file("pgpass"), 0o600)
+        let environment = ["PGPASSFILE": tmp.file("pgpass")]
+        let custom = try PostgresLocation(url: "postgresql://station@/devkit?host=/srv/pg")
+        #expect(try custom.password(passwordFile: nil, environment: environment) == "for-srv")
+        let standard = try PostgresLocation(url: "postgresql://station@/devkit?host=/var/run/postgresql")
+        #expect(try standard.password(passwordFile: nil, environment: environment) == "for-the-default")
+        let other = try PostgresLocation(url: "postgresql://station@/devkit?host=/tmp/elsewhere")
+        #expect(try other.password(passwordFile: nil, environment: environment) == nil)
     }
 }
 

@@ -210,7 +210,17 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
                     errno: error.errno?.rawValue)
             }
             let text = String(decoding: data, as: UTF8.self)
-            return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+            // A file saved with Windows line ends: the \r is not part of the password (libpq drops it
+            // too). "\r\n" is one Character to Swift, so it is a separator of its own.
+            var first = text.split(omittingEmptySubsequences: false, whereSeparator: Self.isLineEnd).first ?? ""
+            if first.hasSuffix("\r") { first = first.dropLast() }
+            if first.isEmpty {
+                // Said here: the server would only say the login failed.
+                throw .cannotOpen(
+                    path: description, reason: "the password file \(file) is empty: its first line is the password",
+                    errno: EACCES)
+            }
+            return String(first)
         }
         let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
         let pgpass = environment["PGPASSFILE"] ?? (home + "/.pgpass")
@@ -218,15 +228,28 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         guard stat(pgpass, &st) == 0, st.st_mode & 0o077 == 0,
             let data = FileManager.default.contents(atPath: pgpass)
         else { return nil }
-        let hostField = host.hasPrefix("/") ? "localhost" : host
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+        // libpq's rule: the host field is matched against the host as given, a socket
+        // directory included; `localhost` stands for a socket only in the default
+        // directory. (devkit matched `localhost` for every socket, so a line that works
+        // for psql was not found, and a line psql ignores was used.)
+        let hostFields = host.hasPrefix("/") && Self.defaultSocketDirectories.contains(host) ? [host, "localhost"] : [host]
+        for var line in String(decoding: data, as: UTF8.self).split(whereSeparator: Self.isLineEnd) where !line.hasPrefix("#") {
+            if line.hasSuffix("\r") { line = line.dropLast() }  // Windows line ends, which libpq drops too
             let fields = Self.pgpassFields(String(line))
             guard fields.count == 5 else { continue }
-            let wanted = [hostField, String(port), database, user]
-            if zip(fields.prefix(4), wanted).allSatisfy({ $0 == "*" || $0 == $1 }) { return fields[4] }
+            let hostMatches = fields[0] == "*" || hostFields.contains(fields[0])
+            let wanted = [String(port), database, user]
+            if hostMatches && zip(fields[1..<4], wanted).allSatisfy({ $0 == "*" || $0 == $1 }) { return fields[4] }
         }
         return nil
     }
+
+    /// A line end, Unix's or Windows's (one Character to Swift).
+    static func isLineEnd(_ character: Character) -> Bool { character == "\n" || character == "\r\n" }
+
+    /// Where libpq builds look for the server's socket when no host is given: Debian's
+    /// and upstream's defaults.
+    static let defaultSocketDirectories = ["/var/run/postgresql", "/run/postgresql", "/tmp"]
 
     /// A `.pgpass` line's fields: split on `:`, `\:` and `\\` escaped.
     static func pgpassFields(_ line: String) -> [String] {
