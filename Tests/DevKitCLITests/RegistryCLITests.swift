@@ -56,6 +56,24 @@ func registryTestDirectory() -> String {
         }
     }
 
+    /// A server that is not there is said in words with what to check, not in NIO's
+    /// (`connect(descriptor:addr:size:): No such file or directory) (errno: 2)`).
+    @Test("an unreachable server: 75, the socket or address and what to check")
+    func unreachableServerInWords() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = try RegistryCLIProcess.run(
+            ["registry", "list", "--registry", "postgresql://devkit@/devkit?host=\(dir)&port=55498", "--key-file", dir + "/k"])
+        #expect(socket.status == 75, "\(socket.stderr)")
+        #expect(socket.stderr.contains("no server socket for that port in that directory")
+            && !socket.stderr.contains("descriptor:addr"), "\(socket.stderr)")
+        let tcp = try RegistryCLIProcess.run(
+            ["registry", "list", "--registry", "postgresql://devkit@127.0.0.1:1/devkit?sslmode=disable", "--key-file", dir + "/k"])
+        #expect(tcp.status == 75, "\(tcp.stderr)")
+        #expect(tcp.stderr.contains("cannot connect to 127.0.0.1:1: connection refused: nothing listens there")
+            && !tcp.stderr.contains("SingleConnectionFailure"), "\(tcp.stderr)")
+    }
+
     /// A registry with one finished and one interrupted board.
     func populated() throws -> (dir: String, db: String) {
         let dir = registryTestDirectory()

@@ -1272,10 +1272,44 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                 return "the server did not answer within \(limit.nanoseconds / 1_000_000_000) s while connecting; "
                     + "the connection was closed"
             }
-            if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+            if let underlying = error.underlying {
+                return connectFailure(underlying) ?? "\(error.code): \(underlying)"
+            }
             return "\(error.code)"
         }
-        return "\(error)"
+        return connectFailure(error) ?? "\(error)"
+    }
+
+    /// A failed connect in words, with what to check: NIO's own descriptions
+    /// (`connectionError: connect(descriptor:addr:size:): No such file or directory
+    /// (errno: 2)`, `SingleConnectionFailure(target: [IPv4]...)`) say neither.
+    /// nil for any other error.
+    static func connectFailure(_ error: any Error) -> String? {
+        func unresolved(_ host: String) -> String {
+            "cannot connect: the host name \(host) does not resolve (check its spelling, and this machine's DNS)"
+        }
+        func words(_ code: CInt) -> String {
+            let text = String(cString: strerror(code)).lowercased()
+            switch code {
+            case ENOENT: return "\(text): no server socket for that port in that directory (is the server running, and are host= and port= its socket directory and port?)"
+            case ECONNREFUSED: return "\(text): nothing listens there (is the server running, and on that port?)"
+            case EACCES: return "\(text): this user may not open the server's socket"
+            case ETIMEDOUT, EHOSTUNREACH, ENETUNREACH: return "\(text) (is the host up and reachable from here, past any firewall?)"
+            default: return text
+            }
+        }
+        if let io = error as? IOError { return "cannot connect: " + words(io.errnoCode) }
+        if let nio = error as? NIOConnectionError {
+            let failures = nio.connectionErrors.map { failure -> String in
+                let address = failure.target.ipAddress ?? nio.host
+                let problem = (failure.error as? IOError).map { words($0.errnoCode) } ?? "\(failure.error)"
+                return "\(address):\(failure.target.port ?? nio.port): \(problem)"
+            }
+            if failures.isEmpty { return unresolved(nio.host) }
+            return "cannot connect to " + failures.joined(separator: "; ")
+        }
+        if let dns = error as? SocketAddressError, case .unknown(let host, _) = dns { return unresolved(host) }
+        return nil
     }
 
     /// Whether `error` says the server could not be reached or went away (rather
