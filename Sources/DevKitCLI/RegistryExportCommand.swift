@@ -42,7 +42,8 @@ struct RegistryExportCommand: ParsableCommand {
             guard let opened = try registry.openReadOnly() else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
-            let boards = try opened.allBoards()
+            let all = try opened.allBoards()
+            let boards = markingLaterRows(all, all: all)
             switch format {
             case .json:
                 print(try JSONOutput.text(

@@ -55,7 +55,8 @@ struct RegistryListCommand: ParsableCommand {
             guard let opened = try registry.openReadOnly() else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
-            var boards = try unfinished ? opened.unfinishedBoards() : opened.allBoards()
+            let all = try opened.allBoards()
+            var boards = markingLaterRows(unfinished ? try opened.unfinishedBoards() : all, all: all)
             if let station { boards = boards.filter { $0.station == station } }
             if json {
                 print(try JSONOutput.text(boards.map { BoardJSON(board: $0, includeSecret: false) }))

@@ -1,5 +1,6 @@
 import DevKitModel
 import DevKitRegistry
+import DevKitWorkflows
 import Foundation
 
 /// How a registry row is shown to scripts (`--json`, `export`). Every key is
@@ -125,6 +126,22 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
         lines.append(fields.map { csvField($0 ?? "") }.joined(separator: ","))
     }
     return lines.joined(separator: "\r\n") + "\r\n"
+}
+
+/// The rows of a listing, each with ``BoardRecord/supersededBy`` also set when a
+/// later row of the same board (its USB serial, else its MAC) exists: the board was
+/// provisioned again, on any station, and holds that row's UDS, so this row's
+/// certificate no longer matches it. The registry stores `superseded_by` only for
+/// `provision --force`; a board provisioned again elsewhere (another station, another
+/// output directory) showed `done` twice. `all`: every row, so that a filter
+/// (`--unfinished`, `--station`) cannot hide the later one. For display only.
+func markingLaterRows(_ boards: [BoardRecord], all: [BoardRecord]) -> [BoardRecord] {
+    let latest = LatestBoardRecords(all)
+    return boards.map { board in
+        var board = board
+        if board.supersededBy == nil { board.supersededBy = latest.newer(than: board)?.boardID }
+        return board
+    }
 }
 
 /// A board's state in one phrase: `superseded by #N`, `done, not enrolled` (its

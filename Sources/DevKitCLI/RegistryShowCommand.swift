@@ -44,9 +44,11 @@ struct RegistryShowCommand: ParsableCommand {
             guard let opened = try registry.openReadOnly() else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
-            guard let board = try opened.board(matching: key) else {
+            guard var board = try opened.board(matching: key) else {
                 throw RegistryError.boardNotFound(key)
             }
+            // A later row of the same board is said (see markingLaterRows).
+            if board.supersededBy == nil { board.supersededBy = try opened.supersedingRow(of: board)?.boardID }
             if json {
                 print(try JSONOutput.text(BoardJSON(board: board, includeSecret: showSecret)))
                 return

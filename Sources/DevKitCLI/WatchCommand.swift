@@ -31,7 +31,11 @@ struct WatchCommand: AsyncParsableCommand {
             mode is reported ("hold A and reset, then replug") and tried again when it \
             re-appears; a board unplugged mid-way \
             is recorded as failed in the registry and resumed when it comes back. A \
-            board the registry already finished is left alone.
+            board the registry already finished is left alone when it is known by its \
+            USB serial (every DevKit's ST-LINK has one); a port without one (a virtual \
+            DevKit's pseudo-terminal) cannot be told apart before its UDS is sent, so \
+            such a board is provisioned again and its earlier row shows `superseded by \
+            #N` in `devkit registry list`.
 
             With connection_string_file in the profile's [dps] table each board is \
             enrolled in DPS as its last step. One DPS did not enroll (unreachable, \

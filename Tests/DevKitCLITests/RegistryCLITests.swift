@@ -89,11 +89,14 @@ func registryTestDirectory() -> String {
 
     /// Marks `board`'s steps after recording, in order, each with the values it
     /// records, up to `last` (all when nil).
-    func markSteps(_ registry: Registry, board: Int64, certificatePath: String, through last: ProvisioningStep? = nil) throws {
+    func markSteps(
+        _ registry: Registry, board: Int64, certificatePath: String, through last: ProvisioningStep? = nil,
+        mac: String = "a4cf120b9e31"
+    ) throws {
         for step in ProvisioningStep.allCases.dropFirst() {
             let update: BoardUpdate = switch step {
             case .versionRead: BoardUpdate(firmwareVersion: try FirmwareVersion("1.6.2"))
-            case .macRead: BoardUpdate(mac: try MACAddress("a4cf120b9e31"), registrationID: try RegistrationID("az-a4cf120b9e31v1v6v2"))
+            case .macRead: BoardUpdate(mac: try MACAddress(mac), registrationID: try RegistrationID("az-\(mac)v1v6v2"))
             case .certificateWritten: BoardUpdate(certificateSHA1: "0A1B", certificateSHA256: "2C3D", certificatePath: certificatePath)
             default: BoardUpdate()
             }
@@ -123,6 +126,35 @@ func registryTestDirectory() -> String {
         #expect(none.status == 0 && none.stdout.contains("No boards recorded by station line-9"), "\(none.stdout)")
         let show = try RegistryCLIProcess.run(["registry", "show", "a4cf120b0001", "--registry", db])
         #expect(show.stdout.contains("Station") && show.stdout.contains("line-1"), "\(show.stdout)")
+    }
+
+    /// A board provisioned to the end on two stations (different output directories):
+    /// the first row is not marked in the database, but every listing says a later
+    /// row holds the board now (it showed `done` twice).
+    @Test func aBoardProvisionedAgainElsewhereShowsItsLaterRow() throws {
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/registry.sqlite"
+        let registry = try Registry(path: db)
+        for (station, output) in [("line-1", "/a/x.pem"), ("line-2", "/b/x.pem")] {
+            let id = try registry.recordNewBoard(
+                uds: try UDS(hex: station == "line-1" ? Self.uds : String(repeating: "cd", count: 32)), mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil,
+                provisionSettings: nil, station: station, alsoMark: []).id!
+            try markSteps(registry, board: id, certificatePath: output)
+        }
+        let list = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--station", "line-1"])
+        #expect(list.status == 0 && list.stdout.contains("superseded by #2"), "\(list.stdout)\(list.stderr)")
+        let json = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--json"])
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        #expect(rows.map { $0["superseded_by"] as? Int } == [2, nil])
+        let show = try RegistryCLIProcess.run(["registry", "show", "1", "--registry", db])
+        #expect(show.stdout.contains("superseded by #2"), "\(show.stdout)")
+        let latest = try RegistryCLIProcess.run(["registry", "show", "2", "--registry", db])
+        #expect(!latest.stdout.contains("superseded"), "\(latest.stdout)")
+        let csv = try RegistryCLIProcess.run(["registry", "export", "--format", "csv", "--registry", db])
+        let lines = csv.stdout.split(separator: "\r\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let column = try #require(lines.first?.firstIndex(of: "superseded_by"))
+        #expect(lines.dropFirst().map { String($0[column]) } == ["2", ""])
     }
 
     @Test func listShowsBoardsWithoutSecrets() throws {
@@ -440,7 +472,9 @@ func registryTestDirectory() -> String {
         let registry = try Registry(path: db)
         func board(_ enrollment: BoardEnrollment?) throws -> Int64 {
             let id = try registry.recordNewBoard(uds: UDS(hex: Self.uds)).id!
-            try markSteps(registry, board: id, certificatePath: dir + "/x\(id).pem")
+            // A MAC each: six boards, not one board provisioned six times (a later row
+            // of the same board would show the earlier ones superseded).
+            try markSteps(registry, board: id, certificatePath: dir + "/x\(id).pem", mac: "a4cf120b9e3\(id)")
             if let enrollment { try registry.recordEnrollment(boardID: id, enrollment) }
             return id
         }
