@@ -107,8 +107,10 @@ struct RegistryRekeyCommand: ParsableCommand {
                 print(try JSONOutput.text(RekeyJSON(resealed: count, keyID: newKey.id, oldKeyID: oldKeyID)))
                 return
             }
+            let shared = PostgresLocation.isURL(opened.path)
             if newKey.id == oldKeyID {
-                print("The registry is already sealed with key \(newKey.id): the file is rewritten, nothing else to do.")
+                print("The registry is already sealed with key \(newKey.id)"
+                    + (shared ? ": nothing to do." : ": the file is rewritten, nothing else to do."))
                 return
             }
             let source = registry.keySource()
@@ -117,8 +119,15 @@ struct RegistryRekeyCommand: ParsableCommand {
                 next += ", or make it the default key once no other registry is sealed with the old one "
                     + "(keep a copy of \(escaped(path)) first)"
             }
+            // A shared registry: every station's --key-file must change too. And the server's
+            // write-ahead log, archives and backups keep the old sealed values (under the old key).
+            let stations = shared
+                ? " Give every station a copy of \(escaped(newKeyFile)) (its --key-file or key_file under [registry]); "
+                    + "the server's write-ahead log, archives and backups still hold the secrets sealed under the old key: "
+                    + "keep or destroy that key as you keep or destroy them."
+                : ""
             print("Re-sealed \(count) secret\(count == 1 ? "" : "s") under key \(newKey.id) (was \(oldKeyID)); "
-                + next + ". The old key no longer opens this registry.")
+                + next + ". The old key no longer opens this registry." + stations)
         }
     }
 }

@@ -2,6 +2,7 @@ import DevKitBoardCLI
 import ArgumentParser
 import DevKitModel
 import DevKitRegistry
+import DevKitWorkflows
 import Foundation
 
 /// `devkit registry migrate --to URL`: a station's SQLite registry into the shared one.
@@ -65,6 +66,30 @@ struct RegistryMigrateCommand: ParsableCommand {
         }
     }
 
+    /// `--registry` and `--key-file` of the station's SQLite registry, as given.
+    private var sourceWords: [String] {
+        var source = registry
+        source.passwordFile = nil
+        return source.commandWords()
+    }
+
+    /// The same for the shared registry: its URL, the key file and its password file.
+    private var sharedWords: [String] {
+        var words = ["--registry", destination]
+        if let file = registry.keyFile { words += ["--key-file", file] }
+        if let file = registry.passwordFile ?? passwordFile { words += ["--registry-password-file", file] }
+        return words
+    }
+
+    /// This migration again, with the shared key file.
+    private var againWithSharedKey: String {
+        var words = ["devkit", "registry", "migrate"]
+        if let path = registry.path { words += ["--registry", path] }
+        words += ["--to", destination, "--key-file", "SHARED.key"]
+        if let file = registry.passwordFile ?? passwordFile { words += ["--registry-password-file", file] }
+        return commandLine(words)
+    }
+
     func run() throws {
         try reportingErrors {
             // Two registries, one key: a key error says which one it is about. The
@@ -76,7 +101,8 @@ struct RegistryMigrateCommand: ParsableCommand {
                 opened = try source.openExisting()
             } catch let error as RegistryError where MigrateSideError.needsSide(error) {
                 throw MigrateSideError(
-                    side: "the SQLite registry \(escaped(registry.resolvedPath))", error: error, sqlitePath: registry.resolvedPath)
+                    side: "the SQLite registry \(escaped(registry.resolvedPath))", error: error, sqlitePath: registry.resolvedPath,
+                    again: againWithSharedKey)
             }
             guard let opened, let source = opened as? Registry else {
                 throw NoRegistryError(path: registry.resolvedPath)
@@ -87,11 +113,15 @@ struct RegistryMigrateCommand: ParsableCommand {
                 shared = try PostgresRegistry(
                     location: location, key: registry.keySource(), passwordFile: registry.passwordFile ?? passwordFile)
             } catch let error as RegistryError where MigrateSideError.needsSide(error) {
-                throw MigrateSideError(side: "the shared registry \(location)", error: error, sqlitePath: registry.resolvedPath)
+                throw MigrateSideError(
+                    side: "the shared registry \(location)", error: error, sqlitePath: registry.resolvedPath,
+                    again: againWithSharedKey)
             }
             let result = try shared.importBoards(from: source)
+            let keyFile = registry.keySource().path
             if json {
-                print(try JSONOutput.text(MigrateJSON(source: source.path, destination: shared.path, result)))
+                print(try JSONOutput.text(MigrateJSON(
+                    source: source.path, destination: shared.path, keyID: shared.keyID, keyFile: keyFile, result)))
             } else {
                 let total = result.copied + result.alreadyPresent + result.conflicts.count
                 if result.copied == 0 && result.conflicts.isEmpty {
@@ -102,6 +132,9 @@ struct RegistryMigrateCommand: ParsableCommand {
                         + "to \(shared.path); \(result.alreadyPresent) already there; "
                         + "\(result.conflicts.count) conflicting.")
                 }
+                // The key the shared registry now needs: on a new database, this station's.
+                print("The shared registry's secrets are sealed with key \(shared.keyID), in \(escaped(keyFile)): every "
+                    + "station needs a copy of that file (--key-file, or key_file under [registry]).")
             }
             for conflict in result.conflicts {
                 let what = switch conflict.by {
@@ -112,9 +145,11 @@ struct RegistryMigrateCommand: ParsableCommand {
                 case .uds: "is not copied: \(shared.path) records its UDS as board #\(conflict.existingID), a board "
                     + "with \(conflict.valueKind == .mac ? "MAC" : "USB serial") \(escaped(conflict.value))"
                 }
+                let here = commandLine(["devkit", "registry", "show", "\(conflict.sourceID)"] + sourceWords)
+                let there = commandLine(["devkit", "registry", "show", "\(conflict.existingID)"] + sharedWords)
                 printError(
                     "devkit: board #\(conflict.sourceID) \(what); the board holds the UDS it was given last "
-                        + "(compare the two rows' times with `devkit registry show`): re-provision it, or leave the "
+                        + "(compare the two rows' times: `\(here)` and `\(there)`): re-provision it, or leave the "
                         + "shared row as it is")
             }
             if !result.conflicts.isEmpty { throw ExitCode(ExitStatus.partialFailure.rawValue) }
@@ -125,6 +160,10 @@ struct RegistryMigrateCommand: ParsableCommand {
 struct MigrateJSON: Encodable {
     let source: String
     let destination: String
+    /// The key that seals the shared registry, and the file it was read from: every
+    /// station needs that file.
+    let keyID: String
+    let keyFile: String
     let copied: Int
     let alreadyPresent: Int
     let conflicting: Int
@@ -147,9 +186,11 @@ struct MigrateJSON: Encodable {
         }
     }
 
-    init(source: String, destination: String, _ result: BoardImport) {
+    init(source: String, destination: String, keyID: String, keyFile: String, _ result: BoardImport) {
         self.source = source
         self.destination = destination
+        self.keyID = keyID
+        self.keyFile = keyFile
         copied = result.copied
         alreadyPresent = result.alreadyPresent
         conflicting = result.conflicts.count
@@ -164,6 +205,7 @@ struct MigrateJSON: Encodable {
     enum CodingKeys: String, CodingKey {
         case source, destination, copied, conflicting, conflicts
         case alreadyPresent = "already_present"
+        case keyID = "key_id", keyFile = "key_file"
     }
 }
 
@@ -175,13 +217,15 @@ struct MigrateSideError: CLIReportable {
     /// The station's registry: with the wrong key on either side, what works is
     /// re-sealing it, as the two keys' errors alone send the user from one to the other.
     let sqlitePath: String
+    /// The migration to run once the station's registry is re-sealed.
+    let again: String
     var exitStatus: ExitStatus { error.exitStatus }
     var userMessage: String {
         guard case .wrongKey = error else { return "\(side): \(error.userMessage)" }
         return "\(side): \(error.userMessage)\nOne key file reads the station's registry and seals the shared one: "
             + "re-seal the station's registry with the shared key first, `devkit registry rekey --registry "
             + "\(escaped(sqlitePath)) --new-key-file SHARED.key` (with --key-file naming its own key, if not the "
-            + "default), then run `devkit registry migrate --key-file SHARED.key` again."
+            + "default), then run `\(again)`."
     }
 
     /// The key's errors name the key file, not the registry (the others name it).

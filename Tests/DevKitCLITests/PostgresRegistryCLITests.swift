@@ -399,6 +399,9 @@ struct PostgresRegistryCLITests {
         let first = try RegistryCLIProcess.run(arguments)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("Copied 2 boards") && first.stdout.contains("0 already there"), "\(first.stdout)")
+        // Which key now seals the shared registry, and that every station needs its file.
+        #expect(first.stdout.contains("sealed with key \(sqlite.keyID), in \(s.keyFile): every station needs a copy"),
+                "\(first.stdout)")
         let copied = try s.open().allBoards()
         #expect(copied.map(\.uds) == [udsA, udsB] && copied[0].station == "old-station")
         #expect(copied[0].completedSteps == [.udsRecorded, .udsSent, .udsConfirmed, .macRead])
@@ -408,6 +411,7 @@ struct PostgresRegistryCLITests {
         let counts = try #require(try json(again.stdout) as? [String: Any])
         #expect(counts["copied"] as? Int == 0 && counts["already_present"] as? Int == 2 && counts["conflicting"] as? Int == 0,
                 "\(counts)")
+        #expect(counts["key_id"] as? String == sqlite.keyID && counts["key_file"] as? String == s.keyFile, "\(counts)")
         let human = try RegistryCLIProcess.run(arguments)
         #expect(human.stdout.contains("Nothing to copy"), "\(human.stdout)")
 
@@ -422,6 +426,10 @@ struct PostgresRegistryCLITests {
         #expect(item["mac"] as? String == "a4cf120b0003" && item["existing_board"] as? Int == Int(other.id!))
         #expect(item["by"] as? String == "mac" && item["value_kind"] as? String == "mac" && item["value"] as? String == "a4cf120b0003")
         #expect(conflict.stderr.contains("is not copied") && conflict.stderr.contains("board #\(other.id!)"), "\(conflict.stderr)")
+        // The two rows to compare, each with the command that shows it.
+        #expect(conflict.stderr.contains("devkit registry show 3 --registry \(db) --key-file \(s.keyFile)")
+            && conflict.stderr.contains("devkit registry show \(other.id!) --registry '\(s.url)' --key-file \(s.keyFile)"),
+                "\(conflict.stderr)")
         #expect(try s.open().allBoards().count == 3)
 
         // One key file for two registries: a key error says which registry it is about.
@@ -437,6 +445,8 @@ struct PostgresRegistryCLITests {
         // Either way the message says what works, and it does: re-seal the station's registry with the shared key.
         for wrong in [wrongShared, wrongSource] {
             #expect(wrong.stderr.contains("devkit registry rekey --registry \(fresh) --new-key-file SHARED.key"), "\(wrong.stderr)")
+            #expect(wrong.stderr.contains("devkit registry migrate --registry \(fresh) --to '\(s.url)' --key-file SHARED.key"),
+                    "\(wrong.stderr)")
         }
         let rekey = try RegistryCLIProcess.run(["registry", "rekey", "--registry", fresh, "--key-file", otherKey, "--new-key-file", s.keyFile])
         #expect(rekey.status == 0, "\(rekey.stderr)")

@@ -1366,6 +1366,14 @@ struct RegistryBackendTests {
             atPath: tmp.file("pgpass"), contents: Data("db.lab:5432:devkit:station:crlf\r\n".utf8)))
         _ = chmod(tmp.file("pgpass"), 0o600)
         #expect(try location.password(passwordFile: nil, environment: ["PGPASSFILE": tmp.file("pgpass")]) == "crlf")
+        // A directory named as the password file is said as such, not "chmod 600" it.
+        do {
+            _ = try location.password(passwordFile: tmp.path)
+            Issue.record("a directory was taken for a password file")
+        } catch {
+            guard case .cannotOpen(_, let reason, _) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("not a regular file (a directory)") && !reason.contains("chmod"), "\(reason)")
+        }
         // An empty password file is said as such (the server would only refuse the login).
         #expect(FileManager.default.createFile(atPath: tmp.file("empty"), contents: Data("\n".utf8)))
         _ = chmod(tmp.file("empty"), 0o600)

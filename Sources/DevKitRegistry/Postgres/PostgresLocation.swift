@@ -193,6 +193,14 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     ) throws(RegistryError) -> String? {
         if let file = passwordFile {
             var st = stat()
+            if stat(file, &st) == 0, st.st_mode & S_IFMT != S_IFREG {
+                // Said before its mode: "chmod 600" would not make a directory a password.
+                throw .cannotOpen(
+                    path: description,
+                    reason: "the password file \(file) is not a regular file (\(st.st_mode & S_IFMT == S_IFDIR ? "a directory" : "a device, FIFO or socket")); "
+                        + "give the file that holds the password",
+                    errno: EISDIR)
+            }
             if stat(file, &st) == 0, st.st_mode & 0o077 != 0 {
                 throw .cannotOpen(
                     path: description,
