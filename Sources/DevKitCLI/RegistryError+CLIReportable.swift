@@ -82,12 +82,15 @@ extension RegistryError: CLIReportable {
             description + "; run `devkit registry upgrade --registry \(escaped(path))` (with the same --key-file, if "
                 + "any), or any command that writes to it, then this command again"
         case .serverUnavailable:
-            description + "; " + Self.serverCheck + ", then run the command again"
+            description + "; " + Self.serverCheck + ", then run the command again (a board whose provisioning "
+                + "started: the `devkit provision --resume N` said above, which keeps the UDS it was given)"
         case .registryLocked:
             description + "; nothing of this step was written: retry once it has finished"
         case .boardBusy:
-            description + "; let it finish there (its claim ends with its run, even if it is killed), then run "
-                + "this again: `devkit registry list` (with the same --registry and --key-file) then shows the board"
+            description + "; let it finish there (its claim ends with its run, even if it is killed), then look "
+                + "at the board with `devkit registry list` (the same --registry and --key-file): done there, it needs "
+                + "nothing more (running this again would give it another UDS); unfinished, `devkit provision --resume "
+                + "N` finishes it"
         case .invalidURL:
             description + "; check the URL given with --registry (or `url` under [registry])"
         case .sharedKeyMissing:

@@ -66,7 +66,8 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         if components.password != nil || items.contains(where: { $0.name == "password" }) {
             throw .invalidURL(
                 text: Self.redact(text),
-                reason: "the URL holds a password, which any user of this machine can read on a command line; "
+                reason: "the URL holds a password, which would be shown wherever the URL is (a command line any "
+                    + "user of this machine can read, the commands devkit prints, logs); "
                     + "put it in a file given with --registry-password-file (in a profile, `password_file` under "
                     + "[registry]), or in ~/.pgpass (or the file PGPASSFILE names), and leave it out of the URL")
         }
