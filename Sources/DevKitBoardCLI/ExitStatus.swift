@@ -56,8 +56,8 @@ public protocol CLIReportable: Error {
 }
 
 /// Before a successful exit: standard output flushed, and 74 if anything written to
-/// it was lost (`devkit cert ... > /dev/full`, a full disk, a pipe whose reader went
-/// away while SIGPIPE is ignored). Swift's `print` and the C library's exit-time flush
+/// it was lost (`devkit cert ... > /dev/full`, a full disk); a reader that went away
+/// (EPIPE) ends it as SIGPIPE would have. Swift's `print` and the C library's exit-time flush
 /// drop a failed write silently, so the command used to exit 0 with its output gone.
 package func exitIfStandardOutputFailed() {
     let code = CDevKitLinux_flush_stdout()
@@ -65,8 +65,21 @@ package func exitIfStandardOutputFailed() {
 }
 
 /// Says that standard output could not be written (`code`: the errno, 0 when not
-/// known) and exits 74 (73/77 by the file rule for the rarer errnos).
+/// known) and exits 74 (73/77 by the file rule for the rarer errnos); EPIPE (the
+/// reader went away) quietly, as a death by SIGPIPE.
 package func exitStandardOutputFailed(_ code: Int32) -> Never {
+    if code == EPIPE {
+        // The reader went away (`| head`): the shell expects a quiet death by SIGPIPE,
+        // which SwiftNIO turns into EPIPE by ignoring SIGPIPE once any socket is open
+        // (a PostgreSQL registry, the DPS client). Dies the same way, without a word.
+        signal(SIGPIPE, SIG_DFL)
+        var pipe = sigset_t()
+        sigemptyset(&pipe)
+        sigaddset(&pipe, SIGPIPE)
+        sigprocmask(SIG_UNBLOCK, &pipe, nil)
+        raise(SIGPIPE)
+        exit(128 + SIGPIPE)
+    }
     let reason = code == 0 ? "a write failed" : String(cString: strerror(code)).lowercased()
     printError("devkit: error: cannot write standard output: \(reason); what was printed is incomplete "
         + "(is the disk full, or the file or pipe it goes to closed?)")
