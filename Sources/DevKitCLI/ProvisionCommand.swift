@@ -195,9 +195,15 @@ struct ProvisionCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let registry = try self.registry.open()
-            let attachedSerial = (try? port.resolvedPath()).flatMap { usbSerial(of: $0) }
             var reporter = ProvisionReporter(json: json)
+            let registry: any RegistryStore
+            do { registry = try self.registry.open() } catch {
+                // With --json, a failed step on stdout as for any other stage (a script
+                // reading the last line got nothing), and the error on stderr as always.
+                if json { reporter.event(ProvisionEvent(stage: .record, status: .failed, message: cliMessage(error), error: error)) }
+                throw error
+            }
+            let attachedSerial = (try? port.resolvedPath()).flatMap { usbSerial(of: $0) }
             let stationName = station.resolved()
             // A shared registry: the board (and a resumed row) is claimed before its
             // row is read or its port opened; a board another station is working on

@@ -82,8 +82,8 @@ extension RegistryError: CLIReportable {
             description + "; run `devkit registry upgrade --registry \(escaped(path))` (with the same --key-file, if "
                 + "any), or any command that writes to it, then this command again"
         case .serverUnavailable:
-            description + "; " + Self.serverCheck + ", then run the command again (a board whose provisioning "
-                + "started: the `devkit provision --resume N` said above, which keeps the UDS it was given)"
+            description + "; " + Self.serverCheck + ", then run the command again (a board already recorded is "
+                + "finished with the `devkit provision --resume N` printed with its failure, which keeps its UDS)"
         case .registryLocked:
             description + "; nothing of this step was written: retry once it has finished"
         case .boardBusy:

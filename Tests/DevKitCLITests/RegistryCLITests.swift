@@ -72,6 +72,17 @@ func registryTestDirectory() -> String {
         #expect(tcp.status == 75, "\(tcp.stderr)")
         #expect(tcp.stderr.contains("cannot connect to 127.0.0.1:1: connection refused: nothing listens there")
             && !tcp.stderr.contains("SingleConnectionFailure"), "\(tcp.stderr)")
+        // provision --json says it on stdout too, as a failed step (a script reads the last line).
+        let firmware = CertCommandTests.firmware + "/Tiny.ino"
+        let provision = try RegistryCLIProcess.run(
+            ["provision", "--json", "--port", "/dev/null", "--bin", firmware + ".bin", "--map", firmware + ".map",
+             "--generate-uds", "--output-dir", dir + "/out", "--registry", "postgresql://devkit@127.0.0.1:1/devkit?sslmode=disable",
+             "--key-file", dir + "/k"])
+        #expect(provision.status == 75, "\(provision.stderr)")
+        let last = try #require(provision.stdout.split(separator: "\n").last.map(String.init), "\(provision.stderr)")
+        let event = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        #expect(event["stage"] as? String == "record" && event["status"] as? String == "failed", "\(last)")
+        #expect((event["message"] as? String)?.contains("nothing listens there") == true, "\(last)")
     }
 
     /// A registry with one finished and one interrupted board.
