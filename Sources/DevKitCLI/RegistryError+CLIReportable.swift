@@ -11,6 +11,8 @@ extension RegistryError: CLIReportable {
         case .cannotCreateDirectory(_, _, let errno): errno.map(ExitStatus.init(fileErrno:)) ?? .cannotCreate
         // A PostgreSQL registry's missing input (the CA file sslmode needs).
         case .cannotOpen(let path, _, ENOENT?) where PostgresLocation.isURL(path): .noInput
+        // A directory given as the password file: a wrong input, not something to create.
+        case .cannotOpen(let path, _, EISDIR?) where PostgresLocation.isURL(path): .noInput
         case .cannotOpen(_, _, let errno?): ExitStatus(fileErrno: errno)
         case .cannotOpen, .database: .ioError
         case .claimFailed(_, _, let errno): ExitStatus(fileErrno: errno)
@@ -82,14 +84,14 @@ extension RegistryError: CLIReportable {
             description + "; run `devkit registry upgrade --registry \(escaped(path))` (with the same --key-file, if "
                 + "any), or any command that writes to it, then this command again"
         case .serverUnavailable:
-            description + "; " + Self.serverCheck + ", then run the command again (a board already recorded is "
-                + "finished with the `devkit provision --resume N` printed with its failure, which keeps its UDS)"
+            description + "; " + Self.serverCheck + ", then run the command again (for `provision`: the "
+                + "`--resume` command printed for the board, if one was, which keeps its UDS)"
         case .registryLocked:
             description + "; nothing of this step was written: retry once it has finished"
         case .boardBusy:
             description + "; let it finish there (its claim ends with its run, even if it is killed), then look "
                 + "at the board with `devkit registry list` (the same --registry and --key-file): done there, it needs "
-                + "nothing more (running this again would give it another UDS); unfinished, `devkit provision --resume "
+                + "nothing more (provisioning it anew would give it another UDS); unfinished, `devkit provision --resume "
                 + "N` finishes it"
         case .invalidURL:
             description + "; check the URL given with --registry (or `url` under [registry])"

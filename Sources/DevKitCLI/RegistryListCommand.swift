@@ -55,8 +55,9 @@ struct RegistryListCommand: ParsableCommand {
             guard let opened = try registry.openReadOnly() else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
+            // One read: the later rows are found among all of them.
             let all = try opened.allBoards()
-            var boards = markingLaterRows(unfinished ? try opened.unfinishedBoards() : all, all: all)
+            var boards = markingLaterRows(unfinished ? all.filter { $0.state != .done } : all, all: all)
             if let station { boards = boards.filter { $0.station == station } }
             if json {
                 print(try JSONOutput.text(boards.map { BoardJSON(board: $0, includeSecret: false) }))

@@ -71,9 +71,11 @@ struct RegistryOptions: ParsableArguments {
     private func checkSQLiteTarget(_ target: String) throws {
         if PostgresLocation.isMistypedURL(target) {
             throw RegistryUsageError(
-                message: "\(escaped(PostgresLocation.redact(target))) is not a registry devkit can use: a shared "
+                // Only its start is shown: a URL this mangled cannot be parsed to find its password.
+                message: "'\(escaped(String(target.prefix { $0 != ":" && $0 != "/" })))…' is not a registry devkit can use: a shared "
                     + "registry's URL starts with postgresql:// or postgres:// (in lower case, nothing before it), "
-                    + "and an SQLite registry is a file path, which never holds '://'; nothing was recorded")
+                    + "and this looks like a mistyped one rather than an SQLite file's path; nothing was recorded "
+                    + "(a file whose name starts so: give it as ./NAME)")
         }
         _ = try passwordFile(for: target)
     }

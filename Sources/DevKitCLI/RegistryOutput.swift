@@ -129,14 +129,17 @@ func registryCSV(_ boards: [BoardRecord], includeSecrets: Bool) -> String {
 }
 
 /// The rows of a listing, each with ``BoardRecord/supersededBy`` also set when a
-/// later row of the same board (its USB serial, else its MAC) exists: the board was
-/// provisioned again, on any station, and holds that row's UDS, so this row's
-/// certificate no longer matches it. The registry stores `superseded_by` only for
-/// `provision --force`; a board provisioned again elsewhere (another station, another
-/// output directory) showed `done` twice. `all`: every row, so that a filter
-/// (`--unfinished`, `--station`) cannot hide the later one. For display only.
+/// later row of the same board (its USB serial, else its MAC) confirmed its UDS: the
+/// board was provisioned again, on any station, and holds that row's UDS, so this
+/// row's certificate no longer matches it. The registry stores `superseded_by` only
+/// for `provision --force`; a board provisioned again elsewhere (another station,
+/// another output directory) showed `done` twice. A later row that never confirmed
+/// its UDS does not count here (the board may still hold this row's), though
+/// `reissue` and `dps enroll` skip on any later row, to be safe. `all`: every row,
+/// so that a filter (`--unfinished`, `--station`) cannot hide the later one. For
+/// display only.
 func markingLaterRows(_ boards: [BoardRecord], all: [BoardRecord]) -> [BoardRecord] {
-    let latest = LatestBoardRecords(all)
+    let latest = LatestBoardRecords(all.filter { $0.udsConfirmedAt != nil })
     return boards.map { board in
         var board = board
         if board.supersededBy == nil { board.supersededBy = latest.newer(than: board)?.boardID }

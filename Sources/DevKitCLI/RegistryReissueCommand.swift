@@ -115,7 +115,6 @@ func jobThreads(_ jobs: Int?) -> Int {
 
 /// Shared by `devkit registry reissue` and `devkit cert --from-registry`: prints one
 /// line (or JSON object) per board; throws ExitCode(1) when some boards failed.
-
 func reissueFromRegistry(
     registry options: RegistryOptions, firmware: DevKitWorkflows.FirmwareSource, firmwareVersion: FirmwareVersion?,
     outputDirectory: String, boards keys: [String], json: Bool, enroll: DPSSettings? = nil, jobs: Int = 1

@@ -47,8 +47,11 @@ struct RegistryShowCommand: ParsableCommand {
             guard var board = try opened.board(matching: key) else {
                 throw RegistryError.boardNotFound(key)
             }
-            // A later row of the same board is said (see markingLaterRows).
-            if board.supersededBy == nil { board.supersededBy = try opened.supersedingRow(of: board)?.boardID }
+            // A later row of the same board that confirmed its UDS is said (see markingLaterRows);
+            // the rows are read only when there is a later one at all.
+            if board.supersededBy == nil, try opened.supersedingRow(of: board) != nil {
+                board = markingLaterRows([board], all: try opened.allBoards())[0]
+            }
             if json {
                 print(try JSONOutput.text(BoardJSON(board: board, includeSecret: showSecret)))
                 return

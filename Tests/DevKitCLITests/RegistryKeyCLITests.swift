@@ -72,6 +72,11 @@ struct RegistryKeyCLITests {
             timeout: 120)
         #expect(list.signal == nil && list.status == 0, "\(list.stderr)")
         #expect(list.stdout.contains("a4cf120b9e31"), "\(list.stdout)")
+        // And a writing open of it (the path the stations take).
+        let upgrade = try TestProcess.run(
+            ["/bin/sh", "-c", "cd '\(dir)' && exec '\(TestProcess.devkitBinary)' registry upgrade --registry r --key-file k"],
+            timeout: 120)
+        #expect(upgrade.signal == nil && upgrade.status == 0, "\(upgrade.stderr)")
     }
 
     @Test func everyKeyProblemExits77AndSaysWhatToDo() throws {

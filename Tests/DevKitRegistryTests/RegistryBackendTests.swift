@@ -1372,7 +1372,7 @@ struct RegistryBackendTests {
             Issue.record("a directory was taken for a password file")
         } catch {
             guard case .cannotOpen(_, let reason, _) = error else { Issue.record("\(error)"); return }
-            #expect(reason.contains("not a regular file (a directory)") && !reason.contains("chmod"), "\(reason)")
+            #expect(reason.contains("is a directory") && !reason.contains("chmod"), "\(reason)")
         }
         // An empty password file is said as such (the server would only refuse the login).
         #expect(FileManager.default.createFile(atPath: tmp.file("empty"), contents: Data("\n".utf8)))
@@ -1391,8 +1391,11 @@ struct RegistryBackendTests {
     @Test func pgpassMatchesASocketByItsDirectory() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
+        // The default directory's socket is `localhost`, never its path; /tmp is not the
+        // default on Debian's libpq; a password ends at its first unescaped colon.
         #expect(FileManager.default.createFile(atPath: tmp.file("pgpass"), contents: Data("""
-            localhost:5432:devkit:station:for-the-default
+            /var/run/postgresql:5432:devkit:station:literal-path
+            localhost:5432:devkit:station:for-the-default:ignored
             /srv/pg:5432:devkit:station:for-srv
             """.utf8)))
         _ = chmod(tmp.file("pgpass"), 0o600)
@@ -1401,8 +1404,28 @@ struct RegistryBackendTests {
         #expect(try custom.password(passwordFile: nil, environment: environment) == "for-srv")
         let standard = try PostgresLocation(url: "postgresql://station@/devkit?host=/var/run/postgresql")
         #expect(try standard.password(passwordFile: nil, environment: environment) == "for-the-default")
-        let other = try PostgresLocation(url: "postgresql://station@/devkit?host=/tmp/elsewhere")
-        #expect(try other.password(passwordFile: nil, environment: environment) == nil)
+        for elsewhere in ["/tmp", "/tmp/elsewhere", "/run/postgresql"] {
+            let other = try PostgresLocation(url: "postgresql://station@/devkit?host=\(elsewhere)")
+            #expect(try other.password(passwordFile: nil, environment: environment) == nil, "\(elsewhere)")
+        }
+    }
+
+    /// `--registry-password-file <(pass show db)`: a pipe is read as the other secret files are.
+    @Test func aPasswordFileMayBeAPipe() throws {
+        let location = try PostgresLocation(url: "postgresql://station@db.lab:5432/devkit")
+        var ends: [Int32] = [-1, -1]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        _ = "piped\n".withCString { write(ends[1], $0, 6) }
+        close(ends[1])
+        #expect(try location.password(passwordFile: "/dev/fd/\(ends[0])") == "piped")
+    }
+
+    /// An IPv6 address in brackets: bare for the connection and .pgpass, bracketed when shown.
+    @Test func anIPv6Address() throws {
+        let location = try PostgresLocation(url: "postgresql://station@[::1]:5433/devkit?sslmode=disable")
+        #expect(location.host == "::1" && location.port == 5433)
+        #expect(location.description == "postgresql://station@[::1]:5433/devkit", "\(location.description)")
     }
 }
 

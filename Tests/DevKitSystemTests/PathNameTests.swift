@@ -2,7 +2,7 @@ import DevKitSystem
 import Testing
 
 @Suite struct PathNameTests {
-    @Test("parentDirectory is deletingLastPathComponent's answer, one-character names included", arguments: [
+    @Test("parentDirectory: the directory part of a path (deletingLastPathComponent's, for the paths devkit meets), one-character names included", arguments: [
         ("k", ""), ("-", ""), ("~", ""), ("key", ""), ("", ""), ("/", "/"), ("//", "/"),
         ("/k", "/"), ("//k", "/"), ("a/b", "a"), ("a/b/", "a"), ("a//b", "a"), ("/a/b", "/a"),
         ("/a/b//", "/a"), ("./k", "."), ("../k", ".."), ("a/b/c.key", "a/b"),

@@ -47,12 +47,21 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Whether `text` was meant as a URL but is not a PostgreSQL one: `postgresq://`,
-    /// `POSTGRESQL://`, ` postgresql://` (a leading space), `mysql://`. Taken for a
-    /// file path, it became an SQLite registry under the working directory, with the
-    /// URL's password in its directory names, while the shared registry never heard
-    /// of the boards. No registry file's path holds "://".
+    /// `POSTGRESQL://`, ` postgresql://` (a leading space), `postgresql:/` (one slash),
+    /// `postgresql//` (no colon), `mysql://`. Taken for a file path, it became an
+    /// SQLite registry under the working directory, with the URL's password in its
+    /// directory names, while the shared registry never heard of the boards. What is
+    /// refused: a scheme and a colon before the first slash (`name:/`), or a
+    /// `postgres`/`postgresql` first component followed by a slash; a path such as
+    /// `./x://y` or `postgres.sqlite` is still a path.
     public static func isMistypedURL(_ text: String) -> Bool {
-        !isURL(text) && text.contains("://")
+        guard !isURL(text) else { return false }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        if trimmed.hasPrefix("postgresql/") || trimmed.hasPrefix("postgres/") { return true }
+        guard let colon = trimmed.firstIndex(of: ":"), trimmed[colon...].dropFirst().hasPrefix("/") else { return false }
+        let scheme = trimmed[..<colon]
+        return scheme.first?.isLetter == true
+            && scheme.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+.-".contains($0)) }
     }
 
     public init(url text: String) throws(RegistryError) {
@@ -90,7 +99,9 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         }
         let database = String(components.path.drop(while: { $0 == "/" }))
         guard !database.isEmpty, !database.contains("/") else { throw bad("no database name") }
-        let host = query["host"] ?? components.host ?? ""
+        var host = query["host"] ?? components.host ?? ""
+        // An IPv6 address is written in brackets in a URL; NIO and .pgpass want it bare.
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty else { throw bad("no host") }
         var sslMode = SSLMode.disable
         if let mode = query["sslmode"] {
@@ -122,7 +133,8 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     public var socketPath: String? { host.hasPrefix("/") ? "\(host)/.s.PGSQL.\(port)" : nil }
 
     public var description: String {
-        var text = "postgresql://\(user)@" + (host.hasPrefix("/") ? "" : host) + ":\(port)/\(database)"
+        let shownHost = host.hasPrefix("/") ? "" : host.contains(":") ? "[\(host)]" : host
+        var text = "postgresql://\(user)@" + shownHost + ":\(port)/\(database)"
         if host.hasPrefix("/") { text += "?host=\(host)" }
         return text
     }
@@ -194,12 +206,12 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     ) throws(RegistryError) -> String? {
         if let file = passwordFile {
             var st = stat()
-            if stat(file, &st) == 0, st.st_mode & S_IFMT != S_IFREG {
+            if stat(file, &st) == 0, st.st_mode & S_IFMT == S_IFDIR {
                 // Said before its mode: "chmod 600" would not make a directory a password.
+                // (A pipe, `<(pass show db)`, is read as the other secret files are.)
                 throw .cannotOpen(
                     path: description,
-                    reason: "the password file \(file) is not a regular file (\(st.st_mode & S_IFMT == S_IFDIR ? "a directory" : "a device, FIFO or socket")); "
-                        + "give the file that holds the password",
+                    reason: "the password file \(file) is a directory; give the file that holds the password",
                     errno: EISDIR)
             }
             if stat(file, &st) == 0, st.st_mode & 0o077 != 0 {
@@ -222,7 +234,7 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
             // A file saved with Windows line ends: the \r is not part of the password (libpq drops it
             // too). "\r\n" is one Character to Swift, so it is a separator of its own.
             var first = text.split(omittingEmptySubsequences: false, whereSeparator: Self.isLineEnd).first ?? ""
-            if first.hasSuffix("\r") { first = first.dropLast() }
+            while first.hasSuffix("\r") { first = first.dropLast() }
             if first.isEmpty {
                 // Said here: the server would only say the login failed.
                 throw .cannotOpen(
@@ -234,21 +246,22 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
         let pgpass = environment["PGPASSFILE"] ?? (home + "/.pgpass")
         var st = stat()
-        guard stat(pgpass, &st) == 0, st.st_mode & 0o077 == 0,
+        // Not a regular file (a FIFO would block the read forever), or others may read
+        // it: skipped, as libpq skips it.
+        guard stat(pgpass, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_mode & 0o077 == 0,
             let data = FileManager.default.contents(atPath: pgpass)
         else { return nil }
-        // libpq's rule: the host field is matched against the host as given, a socket
-        // directory included; `localhost` stands for a socket only in the default
-        // directory. (devkit matched `localhost` for every socket, so a line that works
-        // for psql was not found, and a line psql ignores was used.)
-        let hostFields = host.hasPrefix("/") && Self.defaultSocketDirectories.contains(host) ? [host, "localhost"] : [host]
+        // libpq's rule (passwordFromFile): the host field is matched against the host as
+        // given, a socket directory included, except that a socket in libpq's default
+        // directory is `localhost`. (devkit matched `localhost` for every socket, so a
+        // line that works for psql was not found, and one psql ignores was used.)
+        let hostField = host == Self.defaultSocketDirectory ? "localhost" : host
+        let wanted = [hostField, String(port), database, user]
         for var line in String(decoding: data, as: UTF8.self).split(whereSeparator: Self.isLineEnd) where !line.hasPrefix("#") {
-            if line.hasSuffix("\r") { line = line.dropLast() }  // Windows line ends, which libpq drops too
+            while line.hasSuffix("\r") { line = line.dropLast() }  // Windows line ends, which libpq drops too
             let fields = Self.pgpassFields(String(line))
             guard fields.count == 5 else { continue }
-            let hostMatches = fields[0] == "*" || hostFields.contains(fields[0])
-            let wanted = [String(port), database, user]
-            if hostMatches && zip(fields[1..<4], wanted).allSatisfy({ $0 == "*" || $0 == $1 }) { return fields[4] }
+            if zip(fields.prefix(4), wanted).allSatisfy({ $0 == "*" || $0 == $1 }) { return fields[4] }
         }
         return nil
     }
@@ -256,11 +269,12 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     /// A line end, Unix's or Windows's (one Character to Swift).
     static func isLineEnd(_ character: Character) -> Bool { character == "\n" || character == "\r\n" }
 
-    /// Where libpq builds look for the server's socket when no host is given: Debian's
-    /// and upstream's defaults.
-    static let defaultSocketDirectories = ["/var/run/postgresql", "/run/postgresql", "/tmp"]
+    /// libpq's DEFAULT_PGSOCKET_DIR as Debian builds it (`pg_config --configure`;
+    /// upstream's is /tmp): the socket directory a `.pgpass` line calls `localhost`.
+    static let defaultSocketDirectory = "/var/run/postgresql"
 
-    /// A `.pgpass` line's fields: split on `:`, `\:` and `\\` escaped.
+    /// A `.pgpass` line's fields: split on `:`, `\:` and `\\` escaped; the password
+    /// ends at its first unescaped `:`, as libpq reads it.
     static func pgpassFields(_ line: String) -> [String] {
         var fields = [""]
         var escaping = false
@@ -270,7 +284,8 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
                 escaping = false
             } else if character == "\\" {
                 escaping = true
-            } else if character == ":" && fields.count < 5 {
+            } else if character == ":" {
+                if fields.count == 5 { break }
                 fields.append("")
             } else {
                 fields[fields.count - 1].append(character)

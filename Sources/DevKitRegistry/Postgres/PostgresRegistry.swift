@@ -1265,7 +1265,9 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         return nil
     }
 
-    static func reason(_ error: any Error) -> String {
+    /// `connecting`: the error came while opening the connection (else a session that
+    /// was open lost it: said so, not "cannot connect").
+    static func reason(_ error: any Error, connecting: Bool = false) -> String {
         if let (_, message) = serverError(error) { return message }
         if let error = error as? PSQLError {
             if case .connectTimeout(let limit)? = error.underlying as? ChannelError {
@@ -1273,18 +1275,18 @@ public final class PostgresRegistry: RegistryStore, Sendable {
                     + "the connection was closed"
             }
             if let underlying = error.underlying {
-                return connectFailure(underlying) ?? "\(error.code): \(underlying)"
+                return connectFailure(underlying, connecting: connecting) ?? "\(error.code): \(underlying)"
             }
             return "\(error.code)"
         }
-        return connectFailure(error) ?? "\(error)"
+        return connectFailure(error, connecting: connecting) ?? "\(error)"
     }
 
     /// A failed connect in words, with what to check: NIO's own descriptions
     /// (`connectionError: connect(descriptor:addr:size:): No such file or directory
     /// (errno: 2)`, `SingleConnectionFailure(target: [IPv4]...)`) say neither.
     /// nil for any other error.
-    static func connectFailure(_ error: any Error) -> String? {
+    static func connectFailure(_ error: any Error, connecting: Bool) -> String? {
         func unresolved(_ host: String) -> String {
             "cannot connect: the host name \(host) does not resolve (check its spelling, and this machine's DNS)"
         }
@@ -1298,12 +1300,19 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             default: return text
             }
         }
-        if let io = error as? IOError { return "cannot connect: " + words(io.errnoCode) }
+        if let io = error as? IOError {
+            // A call may open a connection too: these errnos only come from connect(2).
+            let refused = [ECONNREFUSED, ENOENT, EACCES, EHOSTUNREACH, ENETUNREACH].contains(io.errnoCode)
+            guard connecting || refused else {
+                return "the connection to the server was lost: " + String(cString: strerror(io.errnoCode)).lowercased()
+            }
+            return "cannot connect: " + words(io.errnoCode)
+        }
         if let nio = error as? NIOConnectionError {
             let failures = nio.connectionErrors.map { failure -> String in
                 let address = failure.target.ipAddress ?? nio.host
                 let problem = (failure.error as? IOError).map { words($0.errnoCode) } ?? "\(failure.error)"
-                return "\(address):\(failure.target.port ?? nio.port): \(problem)"
+                return "\(address.contains(":") ? "[\(address)]" : address):\(failure.target.port ?? nio.port): \(problem)"
             }
             if failures.isEmpty { return unresolved(nio.host) }
             return "cannot connect to " + failures.joined(separator: "; ")
@@ -1394,8 +1403,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         }
         // Waiting for another station's schema migration (its lock) past lock_timeout.
         if serverError(error)?.state == "55P03" { return callFailure(server, error, lockTimeout: lockTimeout) }
-        if isConnectionFailure(error) { return .serverUnavailable(server: server, reason: reason(error)) }
-        return .cannotOpen(path: server, reason: reason(error))
+        if isConnectionFailure(error) { return .serverUnavailable(server: server, reason: reason(error, connecting: true)) }
+        return .cannotOpen(path: server, reason: reason(error, connecting: true))
     }
 }
 
