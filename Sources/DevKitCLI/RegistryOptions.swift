@@ -110,7 +110,10 @@ struct RegistryOptions: ParsableArguments {
         if let file = keyFile ?? profile?.registryKeyFile { words += ["--key-file", file] }
         // The printed command has no profile: it names the profile's password file itself.
         if PostgresLocation.isURL(resolvedPath(profile: profile)), let file = givenPasswordFile(profile: profile) {
-            words += ["--registry-password-file", file]
+            // A descriptor (`<(pass show db)` is /dev/fd/63) is gone when the printed
+            // command is run: it names the option, for the user to fill in.
+            let gone = file.hasPrefix("/dev/fd/") || file.hasPrefix("/proc/") || file == "/dev/stdin"
+            words += ["--registry-password-file", gone ? "PASSWORD-FILE" : file]
         }
         return words
     }

@@ -47,10 +47,10 @@ struct RegistryShowCommand: ParsableCommand {
             guard var board = try opened.board(matching: key) else {
                 throw RegistryError.boardNotFound(key)
             }
-            // A later row of the same board that confirmed its UDS is said (see markingLaterRows);
-            // the rows are read only when there is a later one at all.
-            if board.supersededBy == nil, try opened.supersedingRow(of: board) != nil {
-                board = markingLaterRows([board], all: try opened.allBoards())[0]
+            // A later row of the same board that confirmed its UDS is said (see markingLaterRows).
+            if board.supersededBy == nil {
+                let later = try opened.latestConfirmedBoardIDs(usbSerial: board.usbSerial, mac: board.mac)
+                board.supersededBy = board.superseded(latestWithItsUSBSerial: later.bySerial, latestWithItsMAC: later.byMAC)?.boardID
             }
             if json {
                 print(try JSONOutput.text(BoardJSON(board: board, includeSecret: showSecret)))

@@ -453,10 +453,22 @@ public final class Registry: Sendable {
     }
 
     public func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        try latestBoardIDs(usbSerial: usbSerial, mac: mac, condition: "")
+    }
+
+    public func latestConfirmedBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        try latestBoardIDs(usbSerial: usbSerial, mac: mac, condition: " AND uds_confirmed_at IS NOT NULL")
+    }
+
+    private func latestBoardIDs(
+        usbSerial: String?, mac: String?, condition: String
+    ) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
         let mac = try mac.map { m throws(RegistryError) in try Self.normalizeMAC(m) }
         return try read { db in
-            let bySerial = try usbSerial.flatMap { try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM board WHERE usb_serial = ?", arguments: [$0]) }
-            let byMAC = try mac.flatMap { try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM board WHERE mac = ?", arguments: [$0]) }
+            let bySerial = try usbSerial.flatMap {
+                try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM board WHERE usb_serial = ?" + condition, arguments: [$0])
+            }
+            let byMAC = try mac.flatMap { try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM board WHERE mac = ?" + condition, arguments: [$0]) }
             return (bySerial, byMAC)
         }
     }

@@ -43,7 +43,10 @@ func registryTestDirectory() -> String {
     @Test("a mistyped registry URL is refused (64), its password masked, nothing created",
           arguments: ["postgresq://devkit:Sekr1t@db.lab/devkit", "POSTGRESQL://devkit:Sekr1t@db.lab/devkit",
                       " postgresql://devkit@db.lab/devkit", "mysql://devkit:Sekr1t@db.lab/devkit",
-                      "postgresql:/devkit:Sekr1t@db.lab/devkit", "postgresql//devkit:Sekr1t@db.lab/devkit"])
+                      "postgresql:/devkit:Sekr1t@db.lab/devkit", "postgresql//devkit:Sekr1t@db.lab/devkit",
+                      "jdbc:postgresql://db.lab:5432/devkit?user=devkit&password=Sekr1t",
+                      "postgresql:://devkit:Sekr1t@db.lab/devkit", "DATABASE_URL=postgresql://devkit:Sekr1t@db.lab/devkit",
+                      "postgresql:devkit:Sekr1t@db.lab/devkit", "\"postgresql://devkit:Sekr1t@db.lab/devkit\""])
     func mistypedURL(url: String) throws {
         let dir = registryTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

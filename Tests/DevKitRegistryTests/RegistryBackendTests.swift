@@ -1411,14 +1411,25 @@ struct RegistryBackendTests {
     }
 
     /// `--registry-password-file <(pass show db)`: a pipe is read as the other secret files are.
+    /// It is read once: the next connection of the process (watch after an outage) reuses it.
+    /// A device is refused before its mode is looked at (no "chmod 600 /dev/null").
     @Test func aPasswordFileMayBeAPipe() throws {
         let location = try PostgresLocation(url: "postgresql://station@db.lab:5432/devkit")
         var ends: [Int32] = [-1, -1]
         #expect(pipe(&ends) == 0)
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }  // not inherited by the test's other children
         defer { close(ends[0]) }
         _ = "piped\n".withCString { write(ends[1], $0, 6) }
         close(ends[1])
         #expect(try location.password(passwordFile: "/dev/fd/\(ends[0])") == "piped")
+        #expect(try location.password(passwordFile: "/dev/fd/\(ends[0])") == "piped", "a second connection")
+        do {
+            _ = try location.password(passwordFile: "/dev/null")
+            Issue.record("a device was taken for a password file")
+        } catch {
+            guard case .cannotOpen(_, let reason, _) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("a device") && !reason.contains("chmod"), "\(reason)")
+        }
     }
 
     /// An IPv6 address in brackets: bare for the connection and .pgpass, bracketed when shown.

@@ -1,5 +1,6 @@
 import DevKitSystem
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -47,17 +48,21 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Whether `text` was meant as a URL but is not a PostgreSQL one: `postgresq://`,
-    /// `POSTGRESQL://`, ` postgresql://` (a leading space), `postgresql:/` (one slash),
-    /// `postgresql//` (no colon), `mysql://`. Taken for a file path, it became an
+    /// `POSTGRESQL://`, ` postgresql://` (a leading space, quotes), `postgresql:/` (one
+    /// slash), `postgresql//` (no colon), `postgresql:user@db`, `jdbc:postgresql://`,
+    /// `DATABASE_URL=postgresql://`, `mysql://`. Taken for a file path, it became an
     /// SQLite registry under the working directory, with the URL's password in its
-    /// directory names, while the shared registry never heard of the boards. What is
-    /// refused: a scheme and a colon before the first slash (`name:/`), or a
-    /// `postgres`/`postgresql` first component followed by a slash; a path such as
-    /// `./x://y` or `postgres.sqlite` is still a path.
+    /// directory names, while the shared registry never heard of the boards. A path
+    /// written as one (`/…`, `./…`, `../…`) is a path whatever follows; otherwise
+    /// "://" anywhere, a `postgres`/`postgresql` first component followed by `:` or
+    /// `/`, or a scheme and a colon before the first slash (`name:/`) is refused.
     public static func isMistypedURL(_ text: String) -> Bool {
-        guard !isURL(text) else { return false }
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        if trimmed.hasPrefix("postgresql/") || trimmed.hasPrefix("postgres/") { return true }
+        guard !isURL(text), !text.hasPrefix("/"), !text.hasPrefix("./"), !text.hasPrefix("../") else { return false }
+        if text.contains("://") { return true }
+        // Spaces, quotes and invisible characters around a pasted URL.
+        let around = CharacterSet.whitespacesAndNewlines.union(CharacterSet(charactersIn: "\"'`\u{200B}\u{FEFF}"))
+        let trimmed = text.trimmingCharacters(in: around).lowercased()
+        if ["postgresql:", "postgres:", "postgresql/", "postgres/"].contains(where: trimmed.hasPrefix) { return true }
         guard let colon = trimmed.firstIndex(of: ":"), trimmed[colon...].dropFirst().hasPrefix("/") else { return false }
         let scheme = trimmed[..<colon]
         return scheme.first?.isLetter == true
@@ -206,19 +211,24 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     ) throws(RegistryError) -> String? {
         if let file = passwordFile {
             var st = stat()
-            if stat(file, &st) == 0, st.st_mode & S_IFMT == S_IFDIR {
-                // Said before its mode: "chmod 600" would not make a directory a password.
-                // (A pipe, `<(pass show db)`, is read as the other secret files are.)
+            if let known = Self.readOnce.withLock({ $0[file] }) { return known }
+            let kind = stat(file, &st) == 0 ? st.st_mode & S_IFMT : 0
+            if kind == S_IFDIR || kind == S_IFCHR || kind == S_IFBLK || kind == S_IFSOCK {
+                // Said before its mode: "chmod 600" would not make a directory or a device a
+                // password (and `chmod 600 /dev/null` would break the system).
                 throw .cannotOpen(
                     path: description,
-                    reason: "the password file \(file) is a directory; give the file that holds the password",
+                    reason: "the password file \(file) is \(kind == S_IFDIR ? "a directory" : "a device or socket, not a file"); "
+                        + "give the file that holds the password",
                     errno: EISDIR)
             }
-            if stat(file, &st) == 0, st.st_mode & 0o077 != 0 {
+            if kind == S_IFREG, st.st_mode & 0o077 != 0 {
+                // Named through a descriptor (/dev/stdin, /dev/fd/N): the file behind it is to blame.
+                let through = file.hasPrefix("/dev/") || file.hasPrefix("/proc/")
                 throw .cannotOpen(
                     path: description,
                     reason: "the password file \(file) may be read by others (mode \(String(st.st_mode & 0o777, radix: 8))); "
-                        + "run: chmod 600 \(file)",
+                        + (through ? "chmod 600 the file it comes from" : "run: chmod 600 \(file)"),
                     errno: EACCES)
             }
             let data: [UInt8]
@@ -241,6 +251,9 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
                     path: description, reason: "the password file \(file) is empty: its first line is the password",
                     errno: EACCES)
             }
+            // A pipe (`<(pass show db)`) can be read once: kept for the next connection
+            // of this process (`watch` reconnects after a server outage).
+            if kind == S_IFIFO { Self.readOnce.withLock { $0[file] = String(first) } }
             return String(first)
         }
         let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
@@ -268,6 +281,9 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
 
     /// A line end, Unix's or Windows's (one Character to Swift).
     static func isLineEnd(_ character: Character) -> Bool { character == "\n" || character == "\r\n" }
+
+    /// Passwords read from pipes, by the path given: a pipe's end cannot be read again.
+    private static let readOnce = Mutex<[String: String]>([:])
 
     /// libpq's DEFAULT_PGSOCKET_DIR as Debian builds it (`pg_config --configure`;
     /// upstream's is /tmp): the socket directory a `.pgpass` line calls `localhost`.

@@ -1120,12 +1120,22 @@ public final class PostgresRegistry: RegistryStore, Sendable {
     }
 
     public func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        try latestBoardIDs(usbSerial: usbSerial, mac: mac, condition: "")
+    }
+
+    public func latestConfirmedBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        try latestBoardIDs(usbSerial: usbSerial, mac: mac, condition: " AND uds_confirmed_at IS NOT NULL")
+    }
+
+    private func latestBoardIDs(
+        usbSerial: String?, mac: String?, condition: String
+    ) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
         let mac = try mac.map { m throws(RegistryError) in try Registry.normalizeMAC(m) }
         // One statement: both answers in one round trip.
         return try withSession { session in
             let cells = try session.query(
-                "SELECT (SELECT MAX(id) FROM board WHERE usb_serial = $1) AS by_serial, "
-                    + "(SELECT MAX(id) FROM board WHERE mac = $2) AS by_mac",
+                "SELECT (SELECT MAX(id) FROM board WHERE usb_serial = $1\(condition)) AS by_serial, "
+                    + "(SELECT MAX(id) FROM board WHERE mac = $2\(condition)) AS by_mac",
                 [usbSerial.map { PostgresData(string: $0) } ?? .null, mac.map { PostgresData(string: $0) } ?? .null]
             ).first?.makeRandomAccess()
             return (cells?[data: "by_serial"].int64, cells?[data: "by_mac"].int64)

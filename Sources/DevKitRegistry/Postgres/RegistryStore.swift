@@ -84,6 +84,9 @@ public protocol RegistryStore: AnyObject, Sendable {
     /// The latest row IDs for a USB serial and for a MAC (any spelling), without
     /// reading (or unsealing) the rows: what ``supersedingRow(of:)`` asks.
     func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?)
+    /// The same among rows whose board confirmed its UDS (the board holds that row's
+    /// UDS, unless a later run sent another): what a listing calls a later row.
+    func latestConfirmedBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?)
     func board(matching key: String) throws(RegistryError) -> BoardRecord?
     /// Newest first; the thumbprint in any case.
     func boards(withCertificateSHA256 thumbprint: String) throws(RegistryError) -> [BoardRecord]
