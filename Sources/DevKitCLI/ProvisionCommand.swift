@@ -157,6 +157,23 @@ struct ProvisionCommand: ParsableCommand {
     /// --quiet / --verbose, as on every command.
     @OptionGroup var outputLevel: OutputLevelOptions
 
+    /// A new provisioning of a board the registry knows (by `--mac` or its USB
+    /// serial) as having confirmed a UDS: said before it gets another one, since the
+    /// earlier row's certificate, and its DPS enrollment, will no longer match it. A
+    /// warning, not a refusal: provisioning a board again is a legitimate choice (its
+    /// files, if in the same directory, are guarded by --force). Under the board's claim.
+    private func warnIfProvisionedBefore(_ registry: any RegistryStore, usbSerial: String?) throws {
+        let earlier = try registry.latestConfirmedBoardIDs(usbSerial: usbSerial, mac: mac?.hex)
+        guard let id = [earlier.bySerial, earlier.byMAC].compactMap({ $0 }).max(),
+              let board = try registry.board(id: id) else { return }
+        let name = board.mac ?? usbSerial.map { "with USB serial \($0)" } ?? "#\(id)"
+        let state = board.state == .done ? "provisioned to the end" : "given a UDS"
+        printWarning(
+            "board \(escaped(name)) was \(state) before (#\(id)\(board.station.map { ", station \(escaped($0))" } ?? "")): this run "
+                + "gives it a new UDS, so #\(id)'s certificate and its DPS enrollment will no longer match it"
+                + (board.state == .done ? "" : "; `devkit provision --resume \(id)` would finish that row instead"))
+    }
+
     func validate() throws {
         if resume == nil && (udsFile == nil) == !generateUDS {
             throw ValidationError("Give exactly one of --uds-file FILE and --generate-uds.")
@@ -233,6 +250,7 @@ struct ProvisionCommand: ParsableCommand {
                 try claim(BoardClaimKeys.board(mac: mac?.hex, usbSerial: attachedSerial))
                 request = self.request(firmware: firmware.source)
                 request.usbSerial = attachedSerial
+                try warnIfProvisionedBefore(registry, usbSerial: attachedSerial)
             }
             request.force = force
             let dpsSettings = request.dps

@@ -224,6 +224,24 @@ struct ProvisionCLITests {
                 "\(withDPS.stderr)")
     }
 
+    /// A board known by --mac that the registry has finished is provisioned again into
+    /// another directory (files do not clash): allowed, but said before its new UDS,
+    /// naming the earlier row and station; a board never seen is not warned about.
+    @Test func provisioningAFinishedBoardAgainIsSaid() throws {
+        let (v, dir, kit) = try setup()
+        defer { kit.stop(); try? FileManager.default.removeItem(atPath: dir) }
+        let first = try RegistryCLIProcess.run(
+            provisionArgs(v, dir, kit) + ["--mac", v.mac, "--uds-file", dir + "/board.uds", "--station", "bench-a"])
+        #expect(first.status == 0 && !first.stderr.contains("before (#"), "\(first.stderr)")
+        try FileManager.default.createDirectory(atPath: dir + "/again", withIntermediateDirectories: true)
+        let again = try RegistryCLIProcess.run(
+            ["provision", "--port", kit.devicePath, "--bin", v.bin, "--map", v.map, "--output-dir", dir + "/again",
+             "--registry", dir + "/registry.sqlite", "--mac", v.mac, "--generate-uds", "--station", "bench-b"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stderr.contains("board \(v.mac) was provisioned to the end before (#1, station bench-a): this run gives it a new UDS"),
+                "\(again.stderr)")
+    }
+
     /// Two devkit processes on one SQLite file (an `autoconfigure` per plugged node, a
     /// `provision` beside a `watch`) provision a board one at a time: the second is
     /// refused before anything is recorded or sent, naming the first's station and PID.
