@@ -159,19 +159,28 @@ struct ProvisionCommand: ParsableCommand {
 
     /// A new provisioning of a board the registry knows (by `--mac` or its USB
     /// serial) as having confirmed a UDS: said before it gets another one, since the
-    /// earlier row's certificate, and its DPS enrollment, will no longer match it. A
+    /// earlier row's certificate and DPS enrollment would no longer match it. A
     /// warning, not a refusal: provisioning a board again is a legitimate choice (its
-    /// files, if in the same directory, are guarded by --force). Under the board's claim.
-    private func warnIfProvisionedBefore(_ registry: any RegistryStore, usbSerial: String?) throws {
-        let earlier = try registry.latestConfirmedBoardIDs(usbSerial: usbSerial, mac: mac?.hex)
-        guard let id = [earlier.bySerial, earlier.byMAC].compactMap({ $0 }).max(),
-              let board = try registry.board(id: id) else { return }
-        let name = board.mac ?? usbSerial.map { "with USB serial \($0)" } ?? "#\(id)"
-        let state = board.state == .done ? "provisioned to the end" : "given a UDS"
+    /// files, if in the same directory, are guarded by --force). Never stops the run:
+    /// an earlier row that cannot be read (another key, a damaged row) only loses the
+    /// warning. Under the board's claim.
+    private func warnIfProvisionedBefore(_ registry: any RegistryStore, usbSerial: String?) {
+        guard let earlier = try? registry.latestConfirmedBoardIDs(usbSerial: usbSerial, mac: mac?.hex) else { return }
+        let bySerial = earlier.bySerial.map { (id: $0, name: "with USB serial \(escaped(usbSerial ?? ""))") }
+        let byMAC = earlier.byMAC.map { (id: $0, name: mac?.hex ?? "") }
+        guard let match = [bySerial, byMAC].compactMap({ $0 }).max(by: { $0.id < $1.id }),
+              let board = try? registry.board(id: match.id) else { return }
+        let id = match.id
+        var losing: [String] = []
+        if board.certificatePath != nil { losing.append("certificate") }
+        if board.enrollment != nil { losing.append("DPS enrollment") }
+        let station = board.station.map { ", station \(escaped($0))" } ?? ""
+        let state = board.state == .done ? "finished provisioning" : "confirmed a UDS (row left unfinished)"
         printWarning(
-            "board \(escaped(name)) was \(state) before (#\(id)\(board.station.map { ", station \(escaped($0))" } ?? "")): this run "
-                + "gives it a new UDS, so #\(id)'s certificate and its DPS enrollment will no longer match it"
-                + (board.state == .done ? "" : "; `devkit provision --resume \(id)` would finish that row instead"))
+            "board \(match.name) \(state) before, as #\(id)\(station): this run gives it a UDS of its own (unless "
+                + "--uds-file holds the same one)"
+                + (losing.isEmpty ? "" : ", and #\(id)'s \(losing.joined(separator: " and ")) would no longer match it")
+                + "; `\(commandLine(["devkit", "registry", "show", "\(id)"] + self.registry.commandWords()))` shows it")
     }
 
     func validate() throws {
@@ -250,7 +259,7 @@ struct ProvisionCommand: ParsableCommand {
                 try claim(BoardClaimKeys.board(mac: mac?.hex, usbSerial: attachedSerial))
                 request = self.request(firmware: firmware.source)
                 request.usbSerial = attachedSerial
-                try warnIfProvisionedBefore(registry, usbSerial: attachedSerial)
+                warnIfProvisionedBefore(registry, usbSerial: attachedSerial)
             }
             request.force = force
             let dpsSettings = request.dps
