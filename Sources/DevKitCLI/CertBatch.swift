@@ -44,6 +44,11 @@ struct CertBatch {
     /// thread takes at once, ~0.5 ms of work.
     static let groupSize = 16
 
+    /// Groups each thread may have taken and not yet printed: enough that a thread
+    /// rarely waits for the printer, few enough to bound memory (512 lines of JSON
+    /// output, under 1 MB, at --jobs 2).
+    static let groupsPerThread = 16
+
     /// Certifies every line; a failing line is reported with its number and the
     /// others go on. Throws `.batchIncomplete` when any failed.
     func run(path: String) throws(CertError) {
@@ -53,7 +58,7 @@ struct CertBatch {
         }
         fflush(nil)  // anything print()ed before goes first: the threads write to the descriptor
         let threads = max(jobs, 1)
-        let run = BatchRun(lines: lines, groupsInFlight: 16 * threads)
+        let run = BatchRun(lines: lines, groupsInFlight: Self.groupsPerThread * threads)
         // Each thread loops until the input is read: a share is not fixed in advance,
         // so a thread that the machine's other work slows down just takes fewer groups.
         // The threads share `self` (read only) and `run` (through its locks).

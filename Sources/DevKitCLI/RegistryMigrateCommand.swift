@@ -73,12 +73,16 @@ struct RegistryMigrateCommand: ParsableCommand {
         return source.commandWords()
     }
 
-    /// The same for the shared registry: its URL, the key file and its password file.
+    /// The --to server's password file: --registry-password-file, else the older
+    /// --password-file spelling.
+    private var destinationPasswordFile: String? { registry.passwordFile ?? passwordFile }
+
+    /// The same words for the shared registry: its URL, the key file and its password file.
     private var sharedWords: [String] {
-        var words = ["--registry", destination]
-        if let file = registry.keyFile { words += ["--key-file", file] }
-        if let file = registry.passwordFile ?? passwordFile { words += ["--registry-password-file", file] }
-        return words
+        var destinationOptions = registry
+        destinationOptions.path = destination
+        destinationOptions.passwordFile = destinationPasswordFile
+        return destinationOptions.commandWords()
     }
 
     /// This migration again, with the shared key file.
@@ -86,7 +90,7 @@ struct RegistryMigrateCommand: ParsableCommand {
         var words = ["devkit", "registry", "migrate"]
         if let path = registry.path { words += ["--registry", path] }
         words += ["--to", destination, "--key-file", "SHARED.key"]
-        if let file = registry.passwordFile ?? passwordFile { words += ["--registry-password-file", file] }
+        if let file = destinationPasswordFile { words += ["--registry-password-file", file] }
         return commandLine(words)
     }
 
@@ -111,7 +115,7 @@ struct RegistryMigrateCommand: ParsableCommand {
             let shared: PostgresRegistry
             do {
                 shared = try PostgresRegistry(
-                    location: location, key: registry.keySource(), passwordFile: registry.passwordFile ?? passwordFile)
+                    location: location, key: registry.keySource(), passwordFile: destinationPasswordFile)
             } catch let error as RegistryError where MigrateSideError.needsSide(error) {
                 throw MigrateSideError(
                     side: "the shared registry \(location)", error: error, sqlitePath: registry.resolvedPath,

@@ -452,17 +452,10 @@ public final class Registry: Sendable {
         }
     }
 
-    public func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
-        try latestBoardIDs(usbSerial: usbSerial, mac: mac, condition: "")
-    }
-
-    public func latestConfirmedBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
-        try latestBoardIDs(usbSerial: usbSerial, mac: mac, condition: " AND uds_confirmed_at IS NOT NULL")
-    }
-
-    private func latestBoardIDs(
-        usbSerial: String?, mac: String?, condition: String
+    public func latestBoardIDs(
+        usbSerial: String?, mac: String?, confirmedOnly: Bool
     ) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        let condition = confirmedOnly ? " AND uds_confirmed_at IS NOT NULL" : ""
         let mac = try mac.map { m throws(RegistryError) in try Self.normalizeMAC(m) }
         return try read { db in
             let bySerial = try usbSerial.flatMap {

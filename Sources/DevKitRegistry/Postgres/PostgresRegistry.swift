@@ -1119,17 +1119,10 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         try fetch("SELECT * FROM board WHERE usb_serial = $1 ORDER BY id DESC LIMIT 1", [PostgresData(string: usbSerial)]).first
     }
 
-    public func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
-        try latestBoardIDs(usbSerial: usbSerial, mac: mac, condition: "")
-    }
-
-    public func latestConfirmedBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
-        try latestBoardIDs(usbSerial: usbSerial, mac: mac, condition: " AND uds_confirmed_at IS NOT NULL")
-    }
-
-    private func latestBoardIDs(
-        usbSerial: String?, mac: String?, condition: String
+    public func latestBoardIDs(
+        usbSerial: String?, mac: String?, confirmedOnly: Bool
     ) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        let condition = confirmedOnly ? " AND uds_confirmed_at IS NOT NULL" : ""
         let mac = try mac.map { m throws(RegistryError) in try Registry.normalizeMAC(m) }
         // One statement: both answers in one round trip.
         return try withSession { session in

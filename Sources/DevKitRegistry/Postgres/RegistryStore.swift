@@ -83,10 +83,11 @@ public protocol RegistryStore: AnyObject, Sendable {
     func board(byRegistrationID registrationID: String) throws(RegistryError) -> BoardRecord?
     /// The latest row IDs for a USB serial and for a MAC (any spelling), without
     /// reading (or unsealing) the rows: what ``supersedingRow(of:)`` asks.
-    func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?)
-    /// The same among rows whose board confirmed its UDS (the board holds that row's
-    /// UDS, unless a later run sent another): what a listing calls a later row.
-    func latestConfirmedBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?)
+    /// `confirmedOnly`: among rows whose board confirmed its UDS (the board holds that
+    /// row's UDS, unless a later run sent another): what a listing calls a later row.
+    func latestBoardIDs(
+        usbSerial: String?, mac: String?, confirmedOnly: Bool
+    ) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?)
     func board(matching key: String) throws(RegistryError) -> BoardRecord?
     /// Newest first; the thumbprint in any case.
     func boards(withCertificateSHA256 thumbprint: String) throws(RegistryError) -> [BoardRecord]
@@ -104,6 +105,16 @@ extension RegistryStore {
         try recordNewBoard(
             uds: uds, mac: mac, usbSerial: usbSerial, registrationID: registrationID, firmwareVersion: firmwareVersion,
             provisionSettings: provisionSettings, station: nil, alsoMark: alsoMark)
+    }
+
+    /// The latest row IDs for a USB serial and for a MAC, whatever their state.
+    public func latestBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        try latestBoardIDs(usbSerial: usbSerial, mac: mac, confirmedOnly: false)
+    }
+
+    /// The same among rows whose board confirmed its UDS.
+    public func latestConfirmedBoardIDs(usbSerial: String?, mac: String?) throws(RegistryError) -> (bySerial: Int64?, byMAC: Int64?) {
+        try latestBoardIDs(usbSerial: usbSerial, mac: mac, confirmedOnly: true)
     }
 
     /// Finds a board by row id (all digits), MAC, or registration ID, in that order.
