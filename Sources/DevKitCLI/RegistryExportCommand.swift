@@ -14,7 +14,8 @@ struct RegistryExportCommand: ParsableCommand {
         discussion: """
             JSON is an array of objects with the same keys as `show --json`; CSV has a \
             header line and one line per board (RFC 4180). The UDS column is included \
-            only with --include-secrets: then treat the output like a key file.
+            only with --include-secrets: then treat the output like a key file. Only \
+            --include-secrets needs the registry key.
 
             Examples:
               devkit registry export > boards.json
@@ -39,7 +40,7 @@ struct RegistryExportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let opened = try registry.openReadOnly() else {
+            guard let opened = try registry.openReadOnly(secrets: includeSecrets) else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
             let all = try opened.allBoards()

@@ -27,7 +27,7 @@ struct RegistryListCommand: ParsableCommand {
             it. --unfinished shows only boards whose provisioning \
             did not complete. STATION is the station that recorded the board \
             (`--station`, default its host name); --station NAME shows only its boards. \
-            Never shows the UDS.
+            Never shows the UDS, so needs no registry key (--key-file is not read).
 
             Examples:
               devkit registry list
@@ -52,7 +52,7 @@ struct RegistryListCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             // As `show`, `export` and `reissue`: a registry that is not there is a wrong path, not an empty list.
-            guard let opened = try registry.openReadOnly() else {
+            guard let opened = try registry.openReadOnly(secrets: false) else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
             // One read: the later rows are found among all of them.

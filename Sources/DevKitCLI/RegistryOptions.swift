@@ -127,9 +127,11 @@ struct RegistryOptions: ParsableArguments {
 
     /// Opens (creating if needed) the registry, for commands that write. Says once
     /// on stderr when it created the default key file (SQLite only).
-    /// `readOnly`: a server's database without devkit's schema is refused (66), not given one.
-    func open(profile: ProvisioningProfile? = nil, readOnly: Bool = false) throws -> any RegistryStore {
-        let key = keySource(profileKeyFile: profile?.registryKeyFile)
+    /// `readOnly`: a server's database without devkit's schema is refused (66), not
+    /// given one; with `secrets: false` too, opened without the key (rows read with
+    /// their UDS withheld).
+    func open(profile: ProvisioningProfile? = nil, readOnly: Bool = false, secrets: Bool = true) throws -> any RegistryStore {
+        let key = readOnly && !secrets ? .withheld : keySource(profileKeyFile: profile?.registryKeyFile)
         let target = resolvedPath(profile: profile)
         let registry: any RegistryStore
         if PostgresLocation.isURL(target) {
@@ -152,7 +154,7 @@ struct RegistryOptions: ParsableArguments {
     /// before (`registry upgrade`, `rekey`, `reissue`, `migrate`, `dps enroll
     /// --from-registry`, `verify`): nil when an SQLite file does not exist, so that
     /// they never create an empty database (the commands that only read use
-    /// ``openReadOnly(profileKeyFile:)``). A registry this user may not look at is
+    /// ``openReadOnly(profileKeyFile:secrets:)``). A registry this user may not look at is
     /// opened all the same, so the error says "Permission denied" rather than that
     /// there is none. A server is always opened (its schema is created if needed:
     /// that is no file left behind).
@@ -179,13 +181,18 @@ extension RegistryOptions {
     /// without devkit's schema is refused too (66), and none is made in it; one
     /// whose schema an older devkit made is brought up to date, as any station's
     /// first call would. No key is ever made for a server.
-    func openReadOnly(profileKeyFile: String? = nil) throws -> (any RegistryStore)? {
+    ///
+    /// `secrets`: whether the command shows a UDS (`show --show-secret`, `export
+    /// --include-secrets`); without, the registry is opened without its key (no key
+    /// file is read: someone who may read the registry needs none to list it).
+    func openReadOnly(profileKeyFile: String? = nil, secrets: Bool) throws -> (any RegistryStore)? {
         let target = resolvedPath
-        if PostgresLocation.isURL(target) { return try open(readOnly: true) }
+        if PostgresLocation.isURL(target) { return try open(readOnly: true, secrets: secrets) }
         try checkSQLiteTarget(target)
         var st = stat()
         if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
-        let registry = try Registry(path: target, key: keySource(profileKeyFile: profileKeyFile), readOnly: true)
+        let registry = try Registry(
+            path: target, key: secrets ? keySource(profileKeyFile: profileKeyFile) : .withheld, readOnly: true)
         if registry.owesRewrite {
             // Readable as it is, but old copies of secrets may remain in the file until a writing open.
             printError(

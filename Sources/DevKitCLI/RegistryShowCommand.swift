@@ -17,7 +17,7 @@ struct RegistryShowCommand: ParsableCommand {
             BOARD is the row id from `devkit registry list`, the MAC (any spelling) or \
             the registration ID; the most recent row wins. The UDS is shown only with \
             --show-secret (it is the board's root secret: anyone holding it can \
-            impersonate the board).
+            impersonate the board); only then is the registry key needed.
 
             Examples:
               devkit registry show 3
@@ -41,7 +41,7 @@ struct RegistryShowCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let opened = try registry.openReadOnly() else {
+            guard let opened = try registry.openReadOnly(secrets: showSecret) else {
                 throw NoRegistryError(path: registry.resolvedPath)
             }
             guard var board = try opened.board(matching: key) else {

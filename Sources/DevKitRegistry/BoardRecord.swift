@@ -61,8 +61,23 @@ public struct BoardRecord: Sendable, Equatable, Identifiable, FetchableRecord, T
     public var registrationID: String?
     /// DevKitSDK firmware version (`X.Y.Z`), once read.
     public var firmwareVersion: String?
-    /// Unique Device Secret, 64 lower-case hex digits. Secret.
-    public var uds: UDS
+    /// Unique Device Secret, 64 lower-case hex digits. Secret. A registry opened
+    /// without its key (``RegistryKeySource/withheld``: `registry list`, `show` and
+    /// `export` without the UDS) reads rows with it withheld: reading it then is a
+    /// programming error and traps, rather than hand out a made-up secret.
+    public var uds: UDS {
+        get {
+            guard let storedUDS else {
+                preconditionFailure("board #\(id ?? 0)'s UDS was withheld: its registry was opened without the key")
+            }
+            return storedUDS
+        }
+        set { storedUDS = newValue }
+    }
+    /// Nil when withheld (see ``uds``).
+    var storedUDS: UDS?
+    /// Whether the row was read without its UDS (the registry opened without its key).
+    public var isUDSWithheld: Bool { storedUDS == nil }
     /// SHA-1 thumbprint of the Alias certificate DER (as DPS shows it).
     public var certificateSHA1: String?
     /// SHA-256 thumbprint of the Alias certificate DER.
@@ -242,9 +257,9 @@ extension BoardRecord {
         try self.init(row: row, uds: UDS(hex: text))
     }
 
-    /// A row, with its UDS as opened by the registry's sealer.
-    init(row: Row, uds: UDS) throws {
-        self.uds = uds
+    /// A row, with its UDS as opened by the registry's sealer (nil: withheld).
+    init(row: Row, uds: UDS?) throws {
+        storedUDS = uds
         id = row[CodingKeys.id.rawValue]
         mac = row[CodingKeys.mac.rawValue]
         usbSerial = row[CodingKeys.usbSerial.rawValue]

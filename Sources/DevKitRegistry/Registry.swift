@@ -104,7 +104,7 @@ public final class Registry: Sendable {
                 switch key {
                 case .file(let keyPath): _ = try RegistryKey.load(path: keyPath)
                 case .defaultFile(let keyPath) where access(keyPath, F_OK) == 0: _ = try RegistryKey.load(path: keyPath)
-                case .defaultFile: break
+                case .defaultFile, .withheld: break
                 }
             }
             try Self.makeDirectory(directory)
@@ -169,7 +169,8 @@ public final class Registry: Sendable {
                     + "only reads does not seal")
         }
         let resolved = try RegistryKey.resolve(key, neededKeyID: state.keyID, create: !readOnly)
-        let sealer = SecretSealer(key: resolved.key, keyFile: key.path)
+        precondition(readOnly || key != .withheld, "a registry opened for writing needs its key")
+        let sealer = SecretSealer(key: resolved.key, source: key)
         if !readOnly {
             if state.holdsClearSecrets { try Self.sealClearSecrets(database, sealer, path: path, hooks) }
             try Self.finishPendingScrub(database, path: path, hooks)
@@ -223,7 +224,7 @@ public final class Registry: Sendable {
         let now = Date()
         var record = BoardRecord(
             id: nil, mac: mac?.hex, usbSerial: usbSerial, registrationID: registrationID?.value,
-            firmwareVersion: firmwareVersion?.text, uds: uds, state: .inProgress,
+            firmwareVersion: firmwareVersion?.text, storedUDS: uds, state: .inProgress,
             createdAt: now, updatedAt: now, provisionSettings: provisionSettings, udsRecordedAt: now,
             macReadAt: mac == nil ? nil : now, station: station)
         for step in alsoMark { record.setCompleted(step, at: now) }

@@ -176,6 +176,8 @@ public struct RegistryKey: Sendable {
     static func resolve(
         _ source: RegistryKeySource, neededKeyID: String?, create: Bool = true
     ) throws(RegistryError) -> (key: RegistryKey, created: Bool) {
+        // A key of no file, that the handle's sealer never uses (it withholds).
+        if source == .withheld { return (generate(), false) }
         let key: RegistryKey
         do {
             key = try load(path: source.path)
@@ -208,6 +210,11 @@ public enum RegistryKeySource: Sendable, Equatable {
     /// (mode 0600) when it does not exist and the registry holds no sealed secret yet,
     /// so one station needs no setup.
     case defaultFile(String)
+    /// No key at all, for a command that shows no secret (`registry list`, and `show`
+    /// and `export` without the UDS): the rows are read with their UDS withheld, so
+    /// someone who may look at the registry but holds no key can, and a wrong key
+    /// file is never read. Only for a handle that reads (nothing can be sealed).
+    case withheld
 
     /// The default key file of this environment.
     public static func defaultKey(
@@ -219,6 +226,7 @@ public enum RegistryKeySource: Sendable, Equatable {
     public var path: String {
         switch self {
         case .file(let path), .defaultFile(let path): path
+        case .withheld: ""
         }
     }
 }

@@ -277,8 +277,9 @@ final class RewriteHooks: Sendable {
 }
 
 extension SecretSealer {
-    /// A row of `board`, its UDS opened.
+    /// A row of `board`, its UDS opened (or withheld, by a sealer without the key).
     func record(_ row: Row) throws -> BoardRecord {
+        if withholds { return try BoardRecord(row: row, uds: nil) }
         let id: Int64 = row["id"]
         return try BoardRecord(row: row, uds: openUDS(row["uds"] ?? "", boardID: id))
     }

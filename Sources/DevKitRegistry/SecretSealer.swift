@@ -14,16 +14,26 @@ public struct SecretSealer: Sendable {
     public let key: RegistryKey
     /// Where the key came from, for the error that says it is the wrong one.
     public let keyFile: String
+    /// Opened without the key (``RegistryKeySource/withheld``): rows are read with
+    /// their UDS withheld, and nothing is sealed or opened.
+    public let withholds: Bool
 
-    public init(key: RegistryKey, keyFile: String = "") {
+    public init(key: RegistryKey, keyFile: String = "", withholds: Bool = false) {
         self.key = key
         self.keyFile = keyFile
+        self.withholds = withholds
+    }
+
+    /// The sealer of a handle opened from `source` with `key` (``RegistryKey/resolve(_:neededKeyID:create:)``'s).
+    init(key: RegistryKey, source: RegistryKeySource) {
+        self.init(key: key, keyFile: source.path, withholds: source == .withheld)
     }
 
     static let prefix = "sealed1:"
 
     /// Seals `secret` for `column` of board `boardID`.
     public func seal(_ secret: [UInt8], boardID: Int64, column: String) -> String {
+        precondition(!withholds, "a registry opened without its key sealed a secret")
         // Seal only fails for a nonce or key of the wrong size, which cannot happen here.
         let box = try! AES.GCM.seal(secret, using: key.key, authenticating: Self.context(boardID, column))
         return Self.prefix + key.id + ":" + box.combined!.base64EncodedString()
@@ -31,6 +41,7 @@ public struct SecretSealer: Sendable {
 
     /// Opens a value ``seal(_:boardID:column:)`` made for the same row and column.
     public func open(_ sealed: String, boardID: Int64, column: String) throws(RegistryError) -> [UInt8] {
+        precondition(!withholds, "a registry opened without its key opened a secret")
         guard let parts = Self.split(sealed) else {
             throw .sealedValueRejected(board: boardID, column: column, reason: "it is not a sealed value")
         }

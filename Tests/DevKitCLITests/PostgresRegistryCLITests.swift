@@ -138,8 +138,13 @@ struct PostgresRegistryCLITests {
         let none = try RegistryCLIProcess.run(["registry", "list", "--registry", s.url, "--key-file", s.keyFile])
         #expect(none.status == 66 && none.stderr.contains("holds no devkit registry"), "\(none.stderr)")
         _ = try s.open()  // a station made the schema
-        let noKey = try RegistryCLIProcess.run(
+        // Listing shows no secret and needs no key; the UDS does.
+        let listed = try RegistryCLIProcess.run(
             ["registry", "list", "--registry", s.url],
+            environment: ["XDG_CONFIG_HOME": s.dir + "/config", "HOME": s.dir])
+        #expect(listed.status == 0 && listed.stdout.contains("No boards"), "\(listed.stdout)\(listed.stderr)")
+        let noKey = try RegistryCLIProcess.run(
+            ["registry", "export", "--include-secrets", "--registry", s.url],
             environment: ["XDG_CONFIG_HOME": s.dir + "/config", "HOME": s.dir])
         #expect(noKey.status == 77, "\(noKey.stderr)")
         #expect(noKey.stderr.contains("devkit registry keygen") && noKey.stderr.contains("every station"), "\(noKey.stderr)")

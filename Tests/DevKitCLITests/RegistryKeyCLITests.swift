@@ -84,33 +84,68 @@ struct RegistryKeyCLITests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
 
         // A --key-file that does not exist.
-        var r = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--key-file", dir + "/none.key"])
+        var r = try RegistryCLIProcess.run(["registry", "export", "--include-secrets", "--registry", db, "--key-file", dir + "/none.key"])
         #expect(r.status == 77, "\(r.stderr)")
         #expect(r.stderr.contains("none.key") && r.stderr.contains("key \(keyID)"), "\(r.stderr)")
 
         // Another key.
         #expect(try RegistryCLIProcess.run(["registry", "keygen", dir + "/b.key"]).status == 0)
-        r = try RegistryCLIProcess.run(["registry", "show", "1", "--registry", db, "--key-file", dir + "/b.key"])
+        r = try RegistryCLIProcess.run(["registry", "show", "1", "--show-secret", "--registry", db, "--key-file", dir + "/b.key"])
         #expect(r.status == 77, "\(r.stderr)")
         #expect(r.stderr.contains("sealed with key \(keyID)"), "\(r.stderr)")
 
         // The default key (a fresh XDG_CONFIG_HOME): not created for a sealed registry.
         let env = ["XDG_CONFIG_HOME": dir + "/config"]
-        r = try RegistryCLIProcess.run(["registry", "list", "--registry", db], environment: env)
+        r = try RegistryCLIProcess.run(["registry", "export", "--include-secrets", "--registry", db], environment: env)
         #expect(r.status == 77, "\(r.stderr)")
         #expect(r.stderr.contains("key \(keyID)") && r.stderr.contains("backup"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/config/devkit/registry.key"))
 
         // A key others may read.
         _ = chmod(dir + "/a.key", 0o644)
-        r = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--key-file", dir + "/a.key"])
+        r = try RegistryCLIProcess.run(["registry", "export", "--include-secrets", "--registry", db, "--key-file", dir + "/a.key"])
         #expect(r.status == 77, "\(r.stderr)")
         #expect(r.stderr.contains("chmod 600 \(dir)/a.key"), "\(r.stderr)")
 
         _ = chmod(dir + "/a.key", 0o600)
-        r = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--key-file", dir + "/a.key"])
+        r = try RegistryCLIProcess.run(["registry", "export", "--include-secrets", "--registry", db, "--key-file", dir + "/a.key"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("a4cf120b9e31"))
+    }
+
+    /// `registry list`, `show` and `export` show no secret, so they read the rows
+    /// with the UDS withheld and need no key: without one, with another registry's
+    /// key or a --key-file that is not there they print what they print with the
+    /// right key, byte for byte, and create no key file; only `show --show-secret`
+    /// and `export --include-secrets` need the key (77 without it).
+    @Test func readingCommandsWithoutASecretNeedNoKey() throws {
+        let (dir, db, keyID) = try sealedRegistry()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try RegistryCLIProcess.run(["registry", "keygen", dir + "/b.key"]).status == 0)
+        let noKey = ["XDG_CONFIG_HOME": dir + "/config"]
+        let commands = [
+            ["list"], ["list", "--json"], ["show", "1"], ["show", "a4cf120b9e31", "--json"], ["export"],
+            ["export", "--format", "csv"],
+        ]
+        for command in commands {
+            let keyed = try RegistryCLIProcess.run(["registry"] + command + ["--registry", db, "--key-file", dir + "/a.key"])
+            #expect(keyed.status == 0 && keyed.stdout.contains("a4cf120b9e31"), "\(command): \(keyed.stderr)")
+            for key in [[], ["--key-file", dir + "/b.key"], ["--key-file", dir + "/none.key"]] {
+                let r = try RegistryCLIProcess.run(["registry"] + command + ["--registry", db] + key, environment: noKey)
+                #expect(r.status == 0, "\(command) \(key): \(r.stderr)")
+                #expect(r.stdout == keyed.stdout, "\(command) \(key)")
+                #expect(!r.stdout.contains(Self.udsHex) && !r.stderr.contains("error"), "\(command) \(key): \(r.stderr)")
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/config"), "a reading command created a key")
+        for command in [["show", "1", "--show-secret"], ["export", "--include-secrets"]] {
+            let r = try RegistryCLIProcess.run(["registry"] + command + ["--registry", db], environment: noKey)
+            #expect(r.status == 77 && r.stderr.contains("key \(keyID)"), "\(command): \(r.stderr)")
+            #expect(!r.stdout.contains(Self.udsHex))
+        }
+        let shown = try RegistryCLIProcess.run(
+            ["registry", "show", "1", "--show-secret", "--registry", db, "--key-file", dir + "/a.key"])
+        #expect(shown.status == 0 && shown.stdout.contains(Self.udsHex), "\(shown.stderr)")
     }
 
     @Test func rekeyReSealsAndOnlyTheNewKeyOpens() throws {
@@ -124,7 +159,7 @@ struct RegistryKeyCLITests {
         let out = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(out["resealed"] as? Int == 1 && out["key_id"] as? String == newID && out["old_key_id"] as? String == oldID)
 
-        r = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--key-file", dir + "/a.key"])
+        r = try RegistryCLIProcess.run(["registry", "show", "1", "--show-secret", "--registry", db, "--key-file", dir + "/a.key"])
         #expect(r.status == 77, "\(r.stderr)")
         r = try RegistryCLIProcess.run(
             ["registry", "export", "--include-secrets", "--registry", db, "--key-file", dir + "/new.key"])
@@ -264,11 +299,11 @@ struct RegistryKeyCLITests {
         let (dir, db, _) = try sealedRegistry()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(symlink(dir + "/a.key", dir + "/link.key") == 0)
-        var r = try RegistryCLIProcess.run(["registry", "list", "--registry", db, "--key-file", dir + "/link.key"])
+        var r = try RegistryCLIProcess.run(["registry", "export", "--include-secrets", "--registry", db, "--key-file", dir + "/link.key"])
         #expect(r.status == 77 && r.stderr.contains("symbolic link"), "\(r.stderr)")
         #expect(mkfifo(dir + "/fifo.key", 0o600) == 0)
         r = try RegistryCLIProcess.run(
-            ["registry", "list", "--registry", db, "--key-file", dir + "/fifo.key"], timeout: 60)
+            ["registry", "export", "--include-secrets", "--registry", db, "--key-file", dir + "/fifo.key"], timeout: 60)
         #expect(r.status == 77 && r.stderr.contains("not a regular file"), "\(r.stderr)")
     }
 

@@ -90,7 +90,7 @@ struct RegistryReadOnlyCLITests {
         try #require(ioctl(master, UInt(0x4004_5431), &unlock) == 0)  // TIOCSPTLCK
         try #require(ioctl(master, UInt(0x8004_5430), &number) == 0)  // TIOCGPTN
         let r = try RegistryCLIProcess.run(
-            ["registry", "list", "--registry", db, "--key-file", "/dev/pts/\(number)"], timeout: 60)
+            ["registry", "export", "--include-secrets", "--registry", db, "--key-file", "/dev/pts/\(number)"], timeout: 60)
         #expect(r.status == 77 && r.stderr.contains("not a regular file (a device)"), "\(r.stderr)")
     }
 

@@ -22,6 +22,8 @@ struct RegistryBackendTests {
     struct Opened {
         let store: any RegistryStore
         let reopen: (RegistryKeySource) throws -> any RegistryStore
+        /// A handle that only reads, opened without the key (``RegistryKeySource/withheld``).
+        let readWithoutKey: () throws -> any RegistryStore
         /// Everything a backup of it holds: the SQLite file and WAL, or pg_dump's output.
         let backup: () throws -> [UInt8]
     }
@@ -33,6 +35,7 @@ struct RegistryBackendTests {
             return Opened(
                 store: try Registry(path: path, key: key),
                 reopen: { try Registry(path: path, key: $0) },
+                readWithoutKey: { try Registry(path: path, key: .withheld, readOnly: true) },
                 backup: { databaseBytes(path) })
         case .postgresql:
             let cluster = try PostgresCluster.shared()
@@ -41,6 +44,7 @@ struct RegistryBackendTests {
             return Opened(
                 store: try PostgresRegistry(location: location, key: key),
                 reopen: { try PostgresRegistry(location: location, key: $0) },
+                readWithoutKey: { try PostgresRegistry(location: location, key: .withheld, readOnly: true) },
                 backup: { Array(try cluster.dump(database).utf8) })
         }
     }
@@ -170,6 +174,38 @@ struct RegistryBackendTests {
                 #expect(!bytes(backup, contain: needle))
             }
         }
+    }
+
+    /// A handle opened without the key (`registry list`, `show` and `export` without
+    /// the UDS) reads every row as a keyed one does, but with its UDS withheld; it
+    /// reads no key file, so a registry whose key is lost can still be listed.
+    @Test(arguments: backends)
+    func aHandleWithoutTheKeyReadsTheRowsWithTheirUDSWithheld(backend: Backend) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let opened = try Self.open(backend, tmp, key: try keyFile(tmp, "a"))
+        let first = try opened.store.recordNewBoard(
+            uds: udsA, mac: try MACAddress("a4cf120b9e31"), usbSerial: "0672FF", registrationID: nil,
+            firmwareVersion: nil, provisionSettings: "{}", alsoMark: [.udsSent])
+        try opened.store.markSteps([.udsConfirmed], boardID: try #require(first.id), update: BoardUpdate())
+        try opened.store.recordNewBoard(
+            uds: udsB, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, provisionSettings: nil,
+            alsoMark: [])
+        let keyed = try opened.store.allBoards()
+        try FileManager.default.removeItem(atPath: tmp.file("a"))
+
+        let bare = try opened.readWithoutKey()
+        let read = try bare.allBoards()
+        #expect(read.count == 2 && keyed.count == 2)
+        for (withheld, full) in zip(read, keyed) {
+            #expect(withheld.isUDSWithheld && !full.isUDSWithheld)
+            var filled = withheld
+            filled.uds = full.uds
+            #expect(filled == full)
+        }
+        #expect(try bare.board(byMAC: "a4cf120b9e31")?.isUDSWithheld == true)
+        #expect(try bare.board(byUSBSerial: "0672FF")?.id == first.id)
+        #expect(try bare.latestConfirmedBoardIDs(usbSerial: "0672FF", mac: nil).bySerial == first.id)
     }
 
     @Test(arguments: backends)

@@ -356,7 +356,7 @@ func writeV5Registry(_ path: String) throws {
     @Test func noClearUDSCanReachTheDatabaseThroughBoardRecord() throws {
         let now = Date()
         let record = BoardRecord(
-            id: 1, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, uds: udsA,
+            id: 1, mac: nil, usbSerial: nil, registrationID: nil, firmwareVersion: nil, storedUDS: udsA,
             state: .inProgress, createdAt: now, updatedAt: now, udsRecordedAt: now)
         #expect(!((record as Any) is any MutablePersistableRecord))
         #expect(!((record as Any) is any EncodableRecord))

@@ -249,11 +249,13 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             _ = try? connection.close().wait()
             throw Self.openFailure(location.description, error, lockTimeout: lockLimit)
         }
+        precondition(readOnly || key != .withheld, "a registry opened for writing needs its key")
         let needed: String?
         do {
             // The key recorded by the first seal (``checkKey(_:)``), else (a registry
-            // sealed before that record) the key a sealed value names.
-            needed = try Self.withDeadline(limit, closing: connection) {
+            // sealed before that record) the key a sealed value names. Not asked
+            // when no key is to be used.
+            needed = key == .withheld ? nil : try Self.withDeadline(limit, closing: connection) {
                 try connection.statement(
                     """
                     SELECT coalesce((SELECT value FROM registry_meta WHERE name = 'key_id'),
@@ -282,7 +284,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             _ = try? connection.close().wait()
             throw error
         }
-        sealer = SecretSealer(key: resolved.key, keyFile: key.path)
+        sealer = SecretSealer(key: resolved.key, source: key)
         createdKeyFile = resolved.created ? key.path : nil
         pool.withLock { pool in
             pool.idle = [connection]
@@ -851,7 +853,7 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         let now = Date()
         var record = BoardRecord(
             id: nil, mac: mac?.hex, usbSerial: usbSerial, registrationID: registrationID?.value,
-            firmwareVersion: firmwareVersion?.text, uds: uds, state: .inProgress,
+            firmwareVersion: firmwareVersion?.text, storedUDS: uds, state: .inProgress,
             createdAt: now, updatedAt: now, provisionSettings: provisionSettings, udsRecordedAt: now,
             macReadAt: mac == nil ? nil : now, station: station)
         for step in alsoMark { record.setCompleted(step, at: now) }
