@@ -63,6 +63,9 @@ extension RegistryError: CLIReportable {
             description + "; `devkit registry list` shows the recorded boards"
         case .database, .invalidStoredValue, .invalidMAC, .keyFileInsecure:
             description
+        case .keyUnavailable("-", _, _, let errno) where errno == ENOENT:
+            // A key is never read from a pipe (``RegistryKey/load(path:)``: a regular file, mode 0600).
+            description + "; the registry key is read from a file (mode 0600), not from standard input: give its path"
         case .keyUnavailable(_, _, let needed?, _), .wrongKey(_, _, let needed):
             description + "; give the key file holding key \(needed) with --key-file FILE (restore it from "
                 + "your backup: without it the recorded UDS cannot be read)"

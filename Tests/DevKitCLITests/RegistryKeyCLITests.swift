@@ -148,6 +148,25 @@ struct RegistryKeyCLITests {
         #expect(shown.status == 0 && shown.stdout.contains(Self.udsHex), "\(shown.stderr)")
     }
 
+    /// `-` as --key-file or --registry-password-file is a file name, as the
+    /// messages say, with what to give instead (a key is never read from a pipe; a
+    /// password may be, through /dev/stdin).
+    @Test func aDashForTheKeyOrPasswordFileSaysWhatToGive() throws {
+        let (dir, db, _) = try sealedRegistry()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // With the key on standard input, in a directory with no file named `-`.
+        let key = try TestProcess.run(
+            ["/bin/sh", "-c",
+             "cd '\(dir)' && exec '\(TestProcess.devkitBinary)' registry show 1 --show-secret --registry '\(db)' --key-file - < a.key"],
+            timeout: 60)
+        #expect(key.status == 77 && key.stderr.contains("not from standard input: give its path"), "\(key.stderr)")
+        let password = try RegistryCLIProcess.run(
+            ["registry", "upgrade", "--registry", "postgresql://station@127.0.0.1:1/devkit", "--registry-password-file", "-",
+             "--key-file", dir + "/a.key"])
+        #expect(password.status == 66, "\(password.stderr)")
+        #expect(password.stderr.contains("`-` is not standard input here: give /dev/stdin"), "\(password.stderr)")
+    }
+
     @Test func rekeyReSealsAndOnlyTheNewKeyOpens() throws {
         let (dir, db, oldID) = try sealedRegistry()
         defer { try? FileManager.default.removeItem(atPath: dir) }

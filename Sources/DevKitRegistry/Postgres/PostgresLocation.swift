@@ -236,8 +236,12 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
                 data = try InputFile.read(file, limit: .secret, standardInputDash: false)
             } catch {
                 // Its errno decides the exit code (a missing file exits 66, as a missing CA file does).
+                // `-` names a file here (no standard input for a password file): said, for
+                // whoever meant standard input.
+                let dash = file == "-" && error.errno?.rawValue == ENOENT
+                    ? " (`-` is not standard input here: give /dev/stdin, or <(command))" : ""
                 throw .cannotOpen(
-                    path: description, reason: "cannot read the password file \(file): \(error.reason)",
+                    path: description, reason: "cannot read the password file \(file): \(error.reason)" + dash,
                     errno: error.errno?.rawValue)
             }
             let text = String(decoding: data, as: UTF8.self)
