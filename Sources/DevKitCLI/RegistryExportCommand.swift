@@ -15,7 +15,8 @@ struct RegistryExportCommand: ParsableCommand {
             JSON is an array of objects with the same keys as `show --json`; CSV has a \
             header line and one line per board (RFC 4180). The UDS column is included \
             only with --include-secrets: then treat the output like a key file. Only \
-            --include-secrets needs the registry key.
+            --include-secrets needs the registry key (a --key-file given is checked \
+            all the same).
 
             Examples:
               devkit registry export > boards.json

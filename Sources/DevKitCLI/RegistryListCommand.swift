@@ -27,7 +27,8 @@ struct RegistryListCommand: ParsableCommand {
             it. --unfinished shows only boards whose provisioning \
             did not complete. STATION is the station that recorded the board \
             (`--station`, default its host name); --station NAME shows only its boards. \
-            Never shows the UDS, so needs no registry key (--key-file is not read).
+            Never shows the UDS, so needs no registry key (a --key-file given is \
+            checked all the same: 77 when it is not the registry's key).
 
             Examples:
               devkit registry list

@@ -125,13 +125,23 @@ struct RegistryOptions: ParsableArguments {
         return .defaultKey()
     }
 
+    /// The key of a command that only reads: the key file named (--key-file, the
+    /// profile's), used and checked as by any command (the user asked for it, and
+    /// the commands printed for what to do next repeat it: a wrong one is said, 77);
+    /// none named and no UDS to show (`secrets: false`), none at all
+    /// (``RegistryKeySource/withheld``): the default key file is not read.
+    func readingKeySource(profileKeyFile: String?, secrets: Bool) -> RegistryKeySource {
+        secrets || keyFile != nil || profileKeyFile != nil ? keySource(profileKeyFile: profileKeyFile) : .withheld
+    }
+
     /// Opens (creating if needed) the registry, for commands that write. Says once
     /// on stderr when it created the default key file (SQLite only).
     /// `readOnly`: a server's database without devkit's schema is refused (66), not
-    /// given one; with `secrets: false` too, opened without the key (rows read with
-    /// their UDS withheld).
+    /// given one, and the key is ``readingKeySource(profileKeyFile:secrets:)``'s.
     func open(profile: ProvisioningProfile? = nil, readOnly: Bool = false, secrets: Bool = true) throws -> any RegistryStore {
-        let key = readOnly && !secrets ? .withheld : keySource(profileKeyFile: profile?.registryKeyFile)
+        let key = readOnly
+            ? readingKeySource(profileKeyFile: profile?.registryKeyFile, secrets: secrets)
+            : keySource(profileKeyFile: profile?.registryKeyFile)
         let target = resolvedPath(profile: profile)
         let registry: any RegistryStore
         if PostgresLocation.isURL(target) {
@@ -140,7 +150,7 @@ struct RegistryOptions: ParsableArguments {
                 passwordFile: try passwordFile(for: target, profile: profile), readOnly: readOnly)
         } else {
             try checkSQLiteTarget(target)
-            registry = try Registry(path: target, key: key)
+            registry = try Registry(path: target, key: key, readOnly: readOnly)
         }
         if let created = registry.createdKeyFile {
             printError(
@@ -183,8 +193,9 @@ extension RegistryOptions {
     /// first call would. No key is ever made for a server.
     ///
     /// `secrets`: whether the command shows a UDS (`show --show-secret`, `export
-    /// --include-secrets`); without, the registry is opened without its key (no key
-    /// file is read: someone who may read the registry needs none to list it).
+    /// --include-secrets`); without, and without a key file named, the registry is
+    /// opened without its key (``readingKeySource(profileKeyFile:secrets:)``: someone
+    /// who may read the registry needs none to list it).
     func openReadOnly(profileKeyFile: String? = nil, secrets: Bool) throws -> (any RegistryStore)? {
         let target = resolvedPath
         if PostgresLocation.isURL(target) { return try open(readOnly: true, secrets: secrets) }
@@ -192,7 +203,7 @@ extension RegistryOptions {
         var st = stat()
         if stat(target, &st) != 0 && (errno == ENOENT || errno == ENOTDIR) { return nil }
         let registry = try Registry(
-            path: target, key: secrets ? keySource(profileKeyFile: profileKeyFile) : .withheld, readOnly: true)
+            path: target, key: readingKeySource(profileKeyFile: profileKeyFile, secrets: secrets), readOnly: true)
         if registry.owesRewrite {
             // Readable as it is, but old copies of secrets may remain in the file until a writing open.
             printError(

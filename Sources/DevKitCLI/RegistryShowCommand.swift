@@ -17,7 +17,8 @@ struct RegistryShowCommand: ParsableCommand {
             BOARD is the row id from `devkit registry list`, the MAC (any spelling) or \
             the registration ID; the most recent row wins. The UDS is shown only with \
             --show-secret (it is the board's root secret: anyone holding it can \
-            impersonate the board); only then is the registry key needed.
+            impersonate the board); only then is the registry key needed (a \
+            --key-file given is checked all the same).
 
             Examples:
               devkit registry show 3

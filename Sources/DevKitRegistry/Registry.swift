@@ -91,6 +91,8 @@ public final class Registry: Sendable {
 
     /// The same, with the tests' hooks on the file rewrite.
     init(path: String, key: RegistryKeySource, readOnly: Bool, hooks: RewriteHooks?) throws(RegistryError) {
+        // Before anything is created or migrated: nothing could be sealed.
+        precondition(readOnly || key != .withheld, "a registry opened for writing needs its key")
         self.path = path
         self.hooks = hooks
         let parent = parentDirectory(of: path)
@@ -169,7 +171,6 @@ public final class Registry: Sendable {
                     + "only reads does not seal")
         }
         let resolved = try RegistryKey.resolve(key, neededKeyID: state.keyID, create: !readOnly)
-        precondition(readOnly || key != .withheld, "a registry opened for writing needs its key")
         let sealer = SecretSealer(key: resolved.key, source: key)
         if !readOnly {
             if state.holdsClearSecrets { try Self.sealClearSecrets(database, sealer, path: path, hooks) }

@@ -211,9 +211,10 @@ public enum RegistryKeySource: Sendable, Equatable {
     /// so one station needs no setup.
     case defaultFile(String)
     /// No key at all, for a command that shows no secret (`registry list`, and `show`
-    /// and `export` without the UDS): the rows are read with their UDS withheld, so
-    /// someone who may look at the registry but holds no key can, and a wrong key
-    /// file is never read. Only for a handle that reads (nothing can be sealed).
+    /// and `export` without the UDS, given no key file): the rows are read with their
+    /// UDS withheld, so someone who may look at the registry but holds no key can.
+    /// Only for a handle that reads (nothing can be sealed); its
+    /// `keyID` is a throwaway key's, shown nowhere.
     case withheld
 
     /// The default key file of this environment.

@@ -169,6 +169,8 @@ public final class PostgresRegistry: RegistryStore, Sendable {
         environment: [String: String] = ProcessInfo.processInfo.environment,
         answerTimeout: Duration = PostgresRegistry.defaultAnswerTimeout, readOnly: Bool = false
     ) throws(RegistryError) {
+        // Before anything is connected or migrated: nothing could be sealed.
+        precondition(readOnly || key != .withheld, "a registry opened for writing needs its key")
         self.location = location
         let limit = TimeAmount.nanoseconds(
             answerTimeout.components.seconds * 1_000_000_000 + answerTimeout.components.attoseconds / 1_000_000_000)
@@ -249,7 +251,6 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             _ = try? connection.close().wait()
             throw Self.openFailure(location.description, error, lockTimeout: lockLimit)
         }
-        precondition(readOnly || key != .withheld, "a registry opened for writing needs its key")
         let needed: String?
         do {
             // The key recorded by the first seal (``checkKey(_:)``), else (a registry
