@@ -208,6 +208,26 @@ struct RegistryBackendTests {
         #expect(try bare.latestConfirmedBoardIDs(usbSerial: "0672FF", mac: nil).bySerial == first.id)
     }
 
+    /// A station's first use of a new database, and a reader after it, leave no
+    /// ERROR in the server's log (a DBA reading it sees no failed statement of
+    /// devkit's): the migrations table is looked for before it is read.
+    @Test(.enabled(if: PostgresCluster.available, "PostgreSQL's binaries are not installed (and CI is not set)"))
+    func aFirstUseLeavesNoErrorInTheServersLog() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let cluster = try PostgresCluster.dedicated()
+        defer { cluster.stop() }
+        let location = try PostgresLocation(url: cluster.url(try cluster.createDatabase()))
+        let key = try keyFile(tmp)
+        let station = try PostgresRegistry(location: location, key: key)
+        let board = try station.recordNewBoard(uds: udsA, alsoMark: [.udsSent])
+        _ = try station.markSteps([.udsConfirmed], boardID: try #require(board.id), update: BoardUpdate())
+        #expect(try PostgresRegistry(location: location, key: .withheld, readOnly: true).allBoards().count == 1)
+        let log = try String(contentsOfFile: cluster.directory + "/server.log", encoding: .utf8)
+        #expect(log.contains("database system is ready"), "\(log)")
+        #expect(!log.contains("ERROR"), "\(log)")
+    }
+
     @Test(arguments: backends)
     func theWrongKeyIsRefusedWithTheNeededID(backend: Backend) throws {
         let tmp = try TempDir()

@@ -234,18 +234,17 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             try Self.withDeadline(limit, closing: connection) {
                 // A reading command (`registry list`, `show`, `export`) makes no schema
                 // in a database that has none: nothing was provisioned into it.
-                if readOnly {
-                    switch try Self.schema(connection) {
-                    case .devkit: break
-                    case .foreign: throw Self.foreignSchema(location.description)
-                    case .none:
-                        throw RegistryError.notARegistry(
-                            path: location.description,
-                            reason: "the database holds no devkit registry (nothing was provisioned into it); "
-                                + "check the database name in the URL")
-                    }
+                let schema = try Self.schema(connection)
+                switch schema {
+                case .foreign: throw Self.foreignSchema(location.description)
+                case .none where readOnly:
+                    throw RegistryError.notARegistry(
+                        path: location.description,
+                        reason: "the database holds no devkit registry (nothing was provisioned into it); "
+                            + "check the database name in the URL")
+                case .devkit, .none: break
                 }
-                try Self.migrate(connection, server: location.description)
+                try Self.migrate(connection, server: location.description, schema: schema)
             }
         } catch {
             _ = try? connection.close().wait()
@@ -461,12 +460,15 @@ public final class PostgresRegistry: RegistryStore, Sendable {
             reason: "the database has a table named board that devkit did not make; give devkit a database of its own")
     }
 
-    static func migrate(_ connection: PostgresConnection, server: String) throws {
+    /// `found`: what ``schema(_:)`` found just before (a devkit schema, or none).
+    static func migrate(_ connection: PostgresConnection, server: String, schema found: Schema) throws {
         // Usually every migration is there: one read, and no DDL at all, so that a
         // station's user needs no right to create tables once the schema exists
         // (`CREATE TABLE IF NOT EXISTS` checks that right even when the table is
         // there). Not there yet (the table missing, or a migration): under the lock.
-        if let applied = try? connection.statement("SELECT identifier FROM devkit_migrations").wait()
+        // The table is read only when ``schema(_:)`` saw it: a read of a missing
+        // table would put an ERROR line in the server's log at a database's first use.
+        if found == .devkit, let applied = try? connection.statement("SELECT identifier FROM devkit_migrations").wait()
             .compactMap({ $0.makeRandomAccess()[data: "identifier"].string }),
             migrations.allSatisfy({ Set(applied).contains($0.0) })
         {
