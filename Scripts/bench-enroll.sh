@@ -13,6 +13,7 @@
 #   Scripts/bench-enroll.sh                          # release build
 #   Scripts/bench-enroll.sh --boards 200 --runs 1
 #   Scripts/bench-enroll.sh --binary .build/release/devkit   # no build
+#   Scripts/bench-enroll.sh --binary B --registry-tool T      # T: a built BenchRegistry
 #   Scripts/bench-enroll.sh --parallel 8 --latencies "0 50 100"
 #
 # The registry is made once by Scripts/BenchRegistry (DevKitRegistry's API and

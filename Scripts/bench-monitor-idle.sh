@@ -5,8 +5,8 @@
 #
 #   Scripts/bench-monitor-idle.sh [SECONDS]     (default 10)
 #
-# DEVKIT=path/to/devkit selects the binary (default: the debug build, built if
-# missing). Linux only (reads /proc).
+# DEVKIT=path/to/devkit selects the binary (default: the debug build, which
+# `swift build` brings up to date first). Linux only (reads /proc).
 set -eu
 
 seconds=${1:-10}

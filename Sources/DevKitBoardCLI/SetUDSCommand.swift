@@ -14,8 +14,8 @@ package struct SetUDSCommand: ParsableCommand {
         commandName: "set-uds",
         abstract: "Store a Unique Device Secret (UDS) in the DevKit's secure element.",
         usage: """
-            devkit set-uds --port <port> --uds-file <file>
-            devkit set-uds --port <port> --generate-uds [--save <file>]
+            devkit set-uds [--port <path>] --uds-file <file>
+            devkit set-uds [--port <path>] --generate-uds [--save <file>]
             """,
         discussion: """
             The UDS is the 32-byte secret from which the board derives its DICE/RIoT \

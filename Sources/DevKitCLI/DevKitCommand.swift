@@ -19,7 +19,8 @@ public struct DevKitCommand: AsyncParsableCommand {
 
             Without a board, `devkit emulate` starts a virtual DevKit on a pseudo-terminal.
 
-            Exit codes follow sysexits(3): 0 success, 1 partial batch failure, \
+            Exit codes follow sysexits(3): 0 success, 1 partial batch failure, a DPS \
+            conflict or a `verify` outcome other than assigned, \
             64 usage, 65 bad input data, 66 input not found, 69 device unavailable, \
             70 internal error, 73 cannot create output, 74 I/O error, 75 timeout, \
             77 permission denied, 78 something must be set up or upgraded first \

@@ -13,7 +13,7 @@ struct SetConnectionStringCommand: ParsableCommand {
         commandName: "set-connection-string",
         abstract: "Store an IoT Hub device or DPS symmetric-key connection string on the DevKit.",
         usage: """
-            devkit set-connection-string --port <port>
+            devkit set-connection-string [--port <path>]
                 --connection-string-file <file> [--kind <kind>]
             """,
         discussion: """

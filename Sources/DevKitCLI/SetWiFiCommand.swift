@@ -11,8 +11,8 @@ struct SetWiFiCommand: ParsableCommand {
         commandName: "set-wifi",
         abstract: "Store the Wi-Fi SSID and password on the DevKit.",
         usage: """
-            devkit set-wifi --port <port> --ssid <ssid> --wifi-password-file <file>
-            devkit set-wifi --port <port> --ssid <ssid> --open
+            devkit set-wifi [--port <path>] --ssid <ssid> --wifi-password-file <file>
+            devkit set-wifi [--port <path>] --ssid <ssid> --open
             """,
         discussion: """
             The SSID (1 to 31 bytes) is not secret and goes on the command line. The \
