@@ -213,9 +213,9 @@ struct CertCommand: ParsableCommand {
         } else {
             try write(device, into: &result)
         }
-        if id.exceedsDocumentedDPSLimit {
+        if let refusal = id.dpsRefusal {
             result.warnings.append(
-                "registration ID \(id.value) has \(id.value.utf8.count) characters; the device can use it, but DPS allows at most \(RegistrationID.documentedDPSLimit) for an X.509 enrollment (the certificate's CN): DPS and devkit dps enroll refuse it")
+                "registration ID \(id.value): the device can use it, but \(refusal): DPS and devkit dps enroll refuse it")
         }
         return result
     }

@@ -38,6 +38,13 @@ public struct RegistrationID: Sendable, Hashable, Comparable, CustomStringConver
     /// True when DPS refuses this ID for an X.509 enrollment (over 64 characters).
     public var exceedsDocumentedDPSLimit: Bool { value.utf8.count > Self.documentedDPSLimit }
 
+    /// Why DPS would refuse this ID for an X.509 enrollment (longer than 64, or a
+    /// `-` at either end: the firmware takes both), or nil.
+    public var dpsRefusal: DPSRegistrationIDError? {
+        do { try DPSRegistrationIDRules.check(value, x509: true) } catch { return error }
+        return nil
+    }
+
     public var description: String { value }
 
     public static func < (a: Self, b: Self) -> Bool { a.value < b.value }

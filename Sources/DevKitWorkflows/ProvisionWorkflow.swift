@@ -323,6 +323,27 @@ public struct ProvisionWorkflow {
         var dps: DPSEnrollmentTarget?
     }
 
+    /// A registration ID DPS would refuse, refused before the board gets its UDS when
+    /// the board is to be enrolled (the enroll step at the end would refuse it, with
+    /// no command that could ever finish it): a given ID, or what a template gives
+    /// with the shortest values its placeholders take (real ones only make it
+    /// longer). The derived `az-<mac>v<version>` always passes.
+    public static func checkForDPS(_ request: ProvisionRequest) throws(ProvisionError) {
+        if let id = request.registrationID {
+            if let refusal = id.dpsRefusal {
+                throw .invalidInput("\(refusal), so the board could not be enrolled: choose another --registration-id")
+            }
+        } else if case .template(let template) = request.scheme {
+            let shortest = template.replacing("{mac}", with: "000000000000")
+                .replacing("{serial}", with: request.usbSerial?.lowercased() ?? "0").replacing("{version}", with: "0v0v0")
+            do { try DPSRegistrationIDRules.check(shortest, x509: true) } catch {
+                throw .invalidInput(
+                    "the registration ID template \(template) gives IDs DPS refuses (\(error)), so no board could be "
+                        + "enrolled: change the template")
+            }
+        }
+    }
+
     /// Checks all inputs without touching the board or the registry.
     func validate(_ request: ProvisionRequest, recordSettings: Bool = false) throws -> Validated {
         report(ProvisionEvent(stage: .validate, status: .started, message: "checking the inputs"))
@@ -331,6 +352,7 @@ public struct ProvisionWorkflow {
         {
             throw ProvisionError.templateNeedsSerial(template: t)
         }
+        if request.dps.enrolls { try Self.checkForDPS(request) }
         if let wifi = request.wifi {
             _ = try ConsoleCommand.setWiFiSSID(wifi.ssid).line()
         }

@@ -439,13 +439,19 @@ struct CertCommandTests {
         let id = "az-a4cf120b9e31v1v6v" + String(repeating: "2", count: 106)
         #expect(id.count == 126)
         #expect(ws.files.contains("out") && FileManager.default.fileExists(atPath: ws.path + "/out/\(id).pem"))
-        #expect(at126.stderr.contains("DPS allows at most 64 for an X.509 enrollment (the certificate's CN): DPS and devkit dps enroll refuse it"),
+        #expect(at126.stderr.contains("DPS allows at most 64 for an X.509 enrollment (its certificate's subject CN): DPS and devkit dps enroll refuse it"),
                 "\(at126.stderr)")
         let over = try devkit(tiny([
             "--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out",
             "--mac", "a4cf120b9e31", "--firmware-version", Self.longVersion(idLength: 127),
         ]))
         #expect(over.status == 64 && over.stderr.contains("has 127 characters"), "\(over.stderr)")
+        // A '-' at either end: the firmware takes it, DPS does not; said too.
+        let dash = try devkit(tiny([
+            "--uds-file", ws.path + "/uds.hex", "--output-dir", ws.path + "/out", "--registration-id=-bench-7",
+        ]))
+        #expect(dash.status == 0 && dash.stderr.contains("starts or ends with '-'"), "\(dash.stderr)")
+        #expect(dash.stderr.contains("DPS and devkit dps enroll refuse it"), "\(dash.stderr)")
     }
 
     @Test("--batch: a line whose derived ID is over 126 characters fails alone")

@@ -215,6 +215,14 @@ struct ProvisionDPSTests {
             cli.provisionArgs(v, dir, kit) + ["--generate-uds", "--dps-connection-string-file", dps.connectionStringFile,
                                               "--dps-endpoint", dps.url.replacingOccurrences(of: "https:", with: "http:")])
         #expect(plain.status == 64 && plain.stderr.contains("not an https URL"), "\(plain.stderr)")
+        // A registration ID the firmware takes but DPS refuses: the board would get a
+        // UDS and files whose enrollment nothing could ever finish.
+        for (id, words) in [(String(repeating: "a", count: 65), "65 characters"), ("-bench-7", "starts or ends with '-'")] {
+            let refused = try RegistryCLIProcess.run(
+                cli.provisionArgs(v, dir, kit) + ["--generate-uds", "--registration-id=\(id)"] + dpsOptions(dps))
+            #expect(refused.status == 64 && refused.stderr.contains(words), "\(id): \(refused.stderr)")
+            #expect(refused.stderr.contains("choose another --registration-id"), "\(refused.stderr)")
+        }
         #expect(kit.state.uds == nil, "nothing was sent to the board")
         #expect(try Registry(path: dir + "/registry.sqlite").allBoards().isEmpty)
 

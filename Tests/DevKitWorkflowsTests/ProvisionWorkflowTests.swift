@@ -113,6 +113,30 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         #expect(!events.contains { $0.message.contains(f.udsHex) || $0.message.contains("hunter2") })
     }
 
+    /// With DPS to enroll in, a registration ID DPS would refuse is refused before the
+    /// board is touched: a given one, or a template whose shortest IDs already break
+    /// DPS's rules; the derived ID and a sound template pass.
+    @Test func anIDDPSWouldRefuseIsRefusedBeforeTheBoard() throws {
+        func check(_ scheme: String?, id: String? = nil, serial: String? = nil) -> String? {
+            var request = ProvisionRequest(
+                firmware: .elf("unused"), uds: .generate, registrationID: try! id.map(RegistrationID.init),
+                scheme: try! scheme.map(RegistrationIDScheme.init(parsing:)) ?? .derived, usbSerial: serial)
+            request.dps = DPSSettings(connectionStringFile: "unused")
+            do { try ProvisionWorkflow.checkForDPS(request) } catch { return "\(error)" }
+            return nil
+        }
+        #expect(check(nil) == nil)
+        #expect(check("bench-{mac}") == nil && check("{serial}-{mac}", serial: "066EFF") == nil)
+        #expect(check(nil, id: String(repeating: "b", count: 64)) == nil)
+        #expect(check(nil, id: String(repeating: "b", count: 65))?.contains("65 characters") == true)
+        #expect(check(nil, id: "bench-")?.contains("starts or ends with '-'") == true)
+        #expect(check("-{mac}")?.contains("template -{mac}") == true)
+        // 53 + 12 = 65 characters with the MAC: too long for every board.
+        #expect(check(String(repeating: "c", count: 53) + "{mac}")?.contains("65 characters") == true)
+        #expect(check(String(repeating: "c", count: 52) + "{mac}") == nil)
+        #expect(check(String(repeating: "c", count: 40) + "{serial}", serial: String(repeating: "d", count: 25)) != nil)
+    }
+
     @Test func givenMACSkipsTheReboot() throws {
         let f = try ProvisionFixture()
         defer { f.cleanup() }
