@@ -54,8 +54,9 @@ struct ProvisionCommand: ParsableCommand {
             their SHA-256), the output directory, the DPS name and resource group and \
             the Wi-Fi settings' source (never the password), so --resume needs no other \
             option; options given override them, and a firmware file that changed since \
-            is refused. A Wi-Fi password read from standard input is not kept: while \
-            Wi-Fi is not yet set, --resume asks for it again.
+            is refused. A Wi-Fi password (or DPS connection string) read from standard \
+            input is not kept: --resume must be given it again on standard input, as the \
+            printed --resume command says.
 
             If <id>.pem or <id>.enrollment.json holds another board's certificate (the \
             same board provisioned again; told by the certificate's SHA-256 against the \
@@ -267,7 +268,14 @@ struct ProvisionCommand: ParsableCommand {
             reporter.enrollCommand = { id, replace in
                 finishEnrollmentCommand(boardID: id, dps: dpsSettings, registryWords: registryWords, replace: replace)
             }
-            reporter.resumeWords = registryWords + (self.port.port.map { ["--port", $0] } ?? [])
+            // A secret read from standard input is not kept (nor its SSID's password):
+            // the printed --resume must be given it again the same way, or it fails.
+            var fromStandardInput: [String] = []
+            if let wifi = request.wifi, wifi.passwordFile == "-" {
+                fromStandardInput += ["--wifi-ssid", wifi.ssid, "--wifi-password-file", "-"]
+            }
+            if request.dps.connectionStringFile == "-" { fromStandardInput += ["--dps-connection-string-file", "-"] }
+            reporter.resumeWords = registryWords + (self.port.port.map { ["--port", $0] } ?? []) + fromStandardInput
             let crash = crashHookFromEnvironment()
             var workflow = ProvisionWorkflow(registry: registry, measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }

@@ -124,6 +124,39 @@ struct ProvisionCLITests {
         #expect(!r.stdout.lowercased().contains(v.uds.lowercased()) && !r.stderr.lowercased().contains(v.uds.lowercased()))
     }
 
+    /// A Wi-Fi password read from standard input is not kept: the --resume printed
+    /// after a failure gives it again the same way (`--wifi-ssid S --wifi-password-file
+    /// -`; it used to print a command that then failed with 64), and that command, the
+    /// password piped in, finishes the board.
+    @Test func theResumePrintedAfterAFailureTakesAPasswordFromStandardInputAgain() throws {
+        let v = try Self.vector()
+        let dir = registryTestDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try (v.uds + "\n").write(toFile: dir + "/board.uds", atomically: false, encoding: .utf8)
+        #expect(try RegistryCLIProcess.run(["registry", "keygen", dir + "/k.key"]).status == 0)
+        let failing = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version, faults: .init(eepromWriteFailure: true)))
+        let r = try TestProcess.run(
+            [TestProcess.devkitBinary] + provisionArgs(v, dir, failing)
+                + ["--uds-file", dir + "/board.uds", "--key-file", dir + "/k.key", "--wifi-ssid", "lab",
+                   "--wifi-password-file", "-"],
+            stdin: Array("piped-pass-1\n".utf8), timeout: 120)
+        failing.stop()
+        #expect(r.status == 74, "\(r.stderr)")
+        let printed = "devkit provision --resume 1 --registry \(dir)/registry.sqlite --key-file \(dir)/k.key --port "
+            + "\(failing.devicePath) --wifi-ssid lab --wifi-password-file -"
+        #expect(r.stderr.contains(printed), "\(r.stderr)")
+        #expect(!r.stderr.contains("piped-pass-1"))
+
+        let kit = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version))
+        defer { kit.stop() }
+        let resumed = try TestProcess.run(
+            [TestProcess.devkitBinary, "provision", "--resume", "1", "--registry", dir + "/registry.sqlite", "--key-file",
+             dir + "/k.key", "--port", kit.devicePath, "--wifi-ssid", "lab", "--wifi-password-file", "-"],
+            stdin: Array("piped-pass-1\n".utf8), timeout: 120)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(kit.state.wifiSSID == "lab" && kit.state.wifiPassword == "piped-pass-1")
+    }
+
     /// kill -9 right after each commit; the row says how far it got and `provision
     /// --resume` finishes the board with the recorded UDS. (A new board is recorded
     /// and marked sent by one commit; the certificate and the enrollment file are
