@@ -1,6 +1,7 @@
 import DevKitBoardCLI
 import ArgumentParser
 import DevKitREPL
+import DevKitSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -63,7 +64,7 @@ struct ConsoleREPLCommand: ParsableCommand {
     @OptionGroup var outputLevel: OutputLevelOptions
 
     func run() throws {
-        try reportingErrors {
+        let stoppedBy = try reportingErrors { () throws -> Int32? in
             let path = try portOptions.resolvedPath()
             let baud = portOptions.baud
             let link = try ReplDeviceLink(
@@ -71,10 +72,7 @@ struct ConsoleREPLCommand: ParsableCommand {
             let transcript = try log.map { path throws(ReplTranscriptError) in try ReplTranscript(path: path) }
             link.start()
             defer { link.stop() }
-            if raw {
-                ReplRawTerminal(link: link, transcript: transcript).run()
-                return
-            }
+            if raw { return ReplRawTerminal(link: link, transcript: transcript).run() }
             ReplInterrupts.install()
             let editor = LineEditor(
                 program: "devkit", prompt: "devkit> ", historyFile: Self.historyPath())
@@ -83,7 +81,11 @@ struct ConsoleREPLCommand: ParsableCommand {
                 describeError: cliMessage, certHandler: ReplCert.run)
             session.run()
             editor.finish()
+            return nil
         }
+        // Stopped by a signal (--raw): ended as the signal would end it, once the
+        // port and the terminal are back (the shell sees 130 or 143).
+        if let stoppedBy { SignalRelay.dieOf(stoppedBy) }
     }
 
     /// `$XDG_STATE_HOME/devkit/history`, else `~/.local/state/devkit/history`.

@@ -18,7 +18,11 @@ public struct ReplRawTerminal {
         self.transcript = transcript
     }
 
-    public func run() {
+    /// Runs until Ctrl-] (nil) or a stop signal, which it returns once the terminal
+    /// is restored: the caller dies of it after its own clean-up (130, 143), as
+    /// every board command does.
+    @discardableResult
+    public func run() -> Int32? {
         var saved = termios()
         let isTerminal = isatty(STDIN_FILENO) == 1 && tcgetattr(STDIN_FILENO, &saved) == 0
         if isTerminal {
@@ -44,9 +48,9 @@ public struct ReplRawTerminal {
             let ready = poll(&fds, nfds_t(fds.count), -1)
             if ready < 0 {
                 if errno == EINTR { continue }
-                return
+                return nil
             }
-            if fds[1].revents != 0 { return }
+            if fds[1].revents != 0 { return stop?.takeSignals().first }
             if fds[0].revents != 0 {
                 for event in link.takeEvents() {
                     switch event {
@@ -83,7 +87,7 @@ public struct ReplRawTerminal {
                         note("not sent: the board is unplugged.")
                     }
                 }
-                if quit { return }
+                if quit { return nil }
             }
         }
     }

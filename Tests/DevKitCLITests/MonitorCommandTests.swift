@@ -134,6 +134,22 @@ struct MonitorCommandTests {
         #expect(again.status == 0, "\(again.stderr)")
     }
 
+    /// `console --raw` stopped by SIGTERM or SIGINT (from kill(1)) ends as the signal
+    /// does, like every board command, after the terminal and port are restored
+    /// (walkthrough, helper-118: it exited 0).
+    @Test("console --raw stopped by a signal dies of it", arguments: [SIGTERM, SIGINT])
+    func rawConsoleStoppedBySignal(signal: Int32) throws {
+        let pty = try PseudoTerminal()
+        let console = try BackgroundDevkit(["console", "--raw", "--port", pty.slavePath])
+        #expect(console.waitUntilRaw(pty))
+        kill(console.process.processIdentifier, signal)
+        _ = console.wait(timeout: .seconds(10))
+        #expect(console.process.terminationReason == .uncaughtSignal)
+        #expect(console.process.terminationStatus == signal)
+        let again = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.3"], timeout: 120)
+        #expect(again.status == 0, "the port is free again: \(again.stderr)")
+    }
+
     @Test("a bare pseudo-terminal that hangs up is not waited for: its number goes to the next terminal opened")
     func bareTerminalNotWaitedFor() throws {
         let pty = try PseudoTerminal()
