@@ -172,7 +172,10 @@ extension DPSServiceError: CLIReportable {
             case 401, 403:
                 description + "; check the connection string (its key, HostName and policy name) and that the policy "
                     + "has EnrollmentRead and EnrollmentWrite (RegistrationStatusRead for `dps status`)"
-            case 429, 503: description + "; DPS is throttling or busy: try again later, or lower --parallel"
+            // Only `dps enroll` has --parallel; the error does not know which command it ends.
+            case 429, 503:
+                description + "; DPS is throttling or busy: try again later (`dps enroll` sends fewer requests at once "
+                    + "with a lower --parallel)"
             case 412: description
             default: description
             }

@@ -26,7 +26,7 @@ struct VerifyCommand: AsyncParsableCommand {
             """,
         discussion: """
             A board in configuration mode is sent `exit`, so it reboots into its \
-            sketch; a board already in user mode is asked (on a terminal) to press \
+            sketch; a board already in user mode is asked (on stderr) to press \
             its reset button. devkit then follows the sketch's log until it tells \
             how registering with DPS went, or until --timeout.
 
@@ -234,7 +234,7 @@ func verificationText(_ r: RegistrationCheck.Report, indent: String = "") -> Str
 extension RegistrationCheck.Hooks {
     /// The CLI's: stop signals cancel the console part (and then kill the process
     /// once the port is restored), `--verbose` shows the exchange and the board's
-    /// lines, and a person at a terminal is asked to press reset.
+    /// lines, and the person (or the log) is asked to press reset.
     static func terminal(progress: @escaping (String) -> Void, prefix: String = "") -> Self {
         var hooks = Self()
         let verbose = OutputLevel.current == .verbose
@@ -246,7 +246,9 @@ extension RegistrationCheck.Hooks {
         hooks.afterConsole = { PortStopSignals.reraiseIfCaught() }
         hooks.exitSent = { progress("the board is in configuration mode: sending `exit` to boot its sketch") }
         hooks.inUserMode = { deadline in
-            if isatty(STDERR_FILENO) == 1, OutputLevel.current != .quiet {
+            // Said without a terminal too: a log (CI, a unit) would otherwise show a
+            // silent wait of up to --timeout before the timeout.
+            if OutputLevel.current != .quiet {
                 printError("devkit: \(prefix)the board is running its sketch: press its reset button (not button A) "
                     + "to make it register again; waiting up to \(RegistrationCheck.secondsLeft(until: deadline))…")
             }

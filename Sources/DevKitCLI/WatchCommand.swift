@@ -34,8 +34,12 @@ struct WatchCommand: AsyncParsableCommand {
             board the registry already finished is left alone when it is known by its \
             USB serial (every DevKit's ST-LINK has one); a port without one (a virtual \
             DevKit's pseudo-terminal) cannot be told apart before its UDS is sent, so \
-            such a board is provisioned again and its earlier row shows `superseded by \
-            #N` in `devkit registry list`.
+            such a board is given a new UDS: into another output directory it is \
+            provisioned again (its earlier row shows `superseded by #N` in `devkit \
+            registry list`); into the same one its certificate step stops (exit 73), \
+            since the earlier row's files are not replaced without --force: `devkit \
+            provision --resume N --force`, as printed, finishes it (and its DPS \
+            enrollment must then be replaced).
 
             With connection_string_file in the profile's [dps] table each board is \
             enrolled in DPS as its last step. One DPS did not enroll (unreachable, \

@@ -136,12 +136,14 @@ public enum RegistrationDiagnosis {
                 measured = " The firmware file measured, \(changed.joined(separator: ", ")), changed since: "
                     + "it was rebuilt, which is the likely cause."
             } else if let file = files.first {
-                measured = " The firmware measured was \(file) (SHA-256 \(settings.firmwareSHA256[file] ?? "?")); "
-                    + "the board most likely runs another build (flashed from elsewhere, or updated)."
+                measured = " The firmware measured was \(file) (SHA-256 \(settings.firmwareSHA256[file] ?? "?")), "
+                    + "unchanged: the board runs another build (flashed from elsewhere, or updated), or holds another "
+                    + "UDS (set since with `devkit set-uds` or another tool)."
             }
         }
         return "\(refused). The board's MAC, firmware version and registration ID match the registry's row, so "
-            + "the firmware image most likely differs from the one measured (or the UDS differs).\(measured) "
-            + "Measure the firmware the board runs now and re-enroll."
+            + "the firmware image most likely differs from the one measured, or the board's UDS from the recorded "
+            + "one.\(measured) Measure the firmware the board runs now and re-enroll; a board given another UDS is "
+            + "provisioned again."
     }
 }

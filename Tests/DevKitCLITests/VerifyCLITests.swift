@@ -134,6 +134,8 @@ struct VerifyCLITests {
         #expect(r.status == 75, "\(r.stdout) \(r.stderr)")
         #expect(try Self.json(r)["outcome"] as? String == "timeout")
         #expect(ContinuousClock.now - start < .seconds(15))
+        // Said in a log too (stderr is no terminal here): the wait is not silent.
+        #expect(r.stderr.contains("the board is running its sketch: press its reset button"), "\(r.stderr)")
     }
 
     @Test("usage: --timeout at least 1, --endpoint only with --connection-string-file")
