@@ -11,6 +11,9 @@ public struct RIoTImage: Sendable, Equatable {
 
     /// The firmware refuses to measure a RIoT Core shorter than this.
     public static let minimumCoreLength = 8
+    /// How much longer than its map's FLASH image a `.bin` may be (a trailer a
+    /// post-link step appends).
+    static let trailerAllowance: UInt64 = 4096
 
     public init(core: [UInt8], firmware: [UInt8]) {
         self.core = core
@@ -42,6 +45,17 @@ public struct RIoTImage: Sendable, Equatable {
                 throw .differentBuilds(
                     bin: binPath, map: mapPath, resetVector: vector, resetHandler: reset, flashOrigin: parsed.flashOrigin)
             }
+        }
+        // The map also says how much FLASH its build fills: a .bin far longer than that
+        // is another, larger build's (its bytes at the map's addresses are not the
+        // RIoT ranges). A post-link step may append a trailer (a checksum, a
+        // signature), so up to `trailerAllowance` bytes more pass; a shorter .bin is
+        // left to the range checks below (a NOLOAD region placed in FLASH would make
+        // a lower bound refuse a good image).
+        if let most = parsed.flashImageBytes?.upperBound, UInt64(bin.count) > most,
+           UInt64(bin.count) - most > Self.trailerAllowance
+        {
+            throw .imageLongerThanMap(bin: binPath, map: mapPath, size: bin.count, mapped: most)
         }
         func range(_ start: Symbol, _ stop: Symbol, _ name: String) throws(FirmwareError) -> [UInt8] {
             let s = try parsed.address(of: start), e = try parsed.address(of: stop)
@@ -99,6 +113,12 @@ public struct RIoTImage: Sendable, Equatable {
 /// The parts of a GNU ld map file that locate the RIoT ranges.
 struct MapFile {
     let flashOrigin: UInt64
+    /// How many bytes from the FLASH origin a `.bin` of this build holds: at least the
+    /// end of every output section placed in FLASH, at most the end of those loaded
+    /// into FLASH from elsewhere as well (`.data`'s initial values; a NOLOAD section
+    /// such as `.bss` lists a load address too, which only widens the bound). Nil
+    /// when the map gives no FLASH length or no section in it.
+    private(set) var flashImageBytes: ClosedRange<UInt64>?
     /// The `Reset_Handler` symbol's address, where the map lists it.
     private(set) var resetHandler: UInt64?
     /// Where `.isr_vector` (the vector table) lies, where the map lists it.
@@ -121,13 +141,29 @@ struct MapFile {
         let vectorKey = Array(".isr_vector".utf8)
         var reset: UInt64?
         var vector: UInt64?
+        var flashLength: UInt64?
+        // Output sections (their name at the start of a line, its address and size
+        // after it or, for a long name, on the next line): address, size, load address.
+        var sections: [(address: UInt64, size: UInt64, load: UInt64?)] = []
+        var nameAlone = false
+        func section(_ tokens: ArraySlice<Slice<UnsafeBufferPointer<UInt8>>>) {
+            let t = Array(tokens)
+            guard t.count >= 2, let address = hexToken(t[0]), let size = hexToken(t[1]) else { return }
+            var load: UInt64?
+            if t.count >= 5, t[2].elementsEqual("load".utf8), t[3].elementsEqual("address".utf8) { load = hexToken(t[4]) }
+            sections.append((address, size, load))
+        }
         contents.withUnsafeBufferPointer { buf in
             while lineStart < buf.count {
                 lineNumber += 1
                 var lineEnd = lineStart
                 while lineEnd < buf.count && buf[lineEnd] != 0x0A { lineEnd += 1 }
                 let line = UnsafeBufferPointer(rebasing: buf[lineStart..<lineEnd])
-                if line.firstRange(of: flashKey) != nil, let v = firstHex(line) { origin = v }
+                if line.firstRange(of: flashKey) != nil, let v = firstHex(line) {
+                    origin = v
+                    let numbers = line.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }).compactMap(hexToken)
+                    flashLength = numbers.count >= 2 ? numbers[1] : nil
+                }
                 // Cheap prefilter: every symbol line contains "__st".
                 if line.count > 16, line.firstRange(of: Array("__st".utf8)) != nil {
                     for (symbol, key) in symbolKeys where line.firstRange(of: key) != nil {
@@ -144,6 +180,16 @@ struct MapFile {
                         reset = firstHex(line)
                     }
                 }
+                if let first = line.first, first == 0x2E || nameAlone {  // "."
+                    let tokens = line[..<end].split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
+                    if first == 0x2E {
+                        nameAlone = tokens.count == 1
+                        if tokens.count >= 3 { section(tokens.dropFirst()) }
+                    } else {
+                        nameAlone = false
+                        section(tokens[...])
+                    }
+                }
                 // The table's section line (the output section, or the input section within
                 // .text): `.isr_vector  0x0800c000  0x8 ...`; the first one gives the place.
                 if vector == nil, line.firstRange(of: vectorKey) != nil {
@@ -157,6 +203,20 @@ struct MapFile {
         }
         guard let origin else { throw .noFlashLine(file: path) }
         self.flashOrigin = origin
+        if let flashLength, origin <= UInt64.max - flashLength {
+            let flash = origin..<(origin + flashLength)
+            // Empty sections hold no byte of the image (and sit at aligned addresses past its end).
+            let filled = sections.filter { $0.size > 0 }
+            // Bytes from the origin to a section's end (nil past UInt64: a garbled map).
+            func end(_ start: UInt64, _ size: UInt64) -> UInt64? {
+                guard flash.contains(start) else { return nil }
+                let (bytes, overflow) = (start - origin).addingReportingOverflow(size)
+                return overflow ? nil : bytes
+            }
+            let placed = filled.compactMap { end($0.address, $0.size) }
+            let loaded = filled.compactMap { s in s.load.flatMap { end($0, s.size) } }
+            if let least = placed.max() { flashImageBytes = least...max(least, loaded.max() ?? least) }
+        }
         self.resetHandler = reset
         self.vectorTable = vector
         self.addresses = found
@@ -166,6 +226,17 @@ struct MapFile {
         guard let v = addresses[symbol] else { throw .missingSymbol(file: path, symbol: symbol.rawValue) }
         return v
     }
+}
+
+/// A whole token `0x…` as a number (at most 16 digits), else nil.
+private func hexToken(_ token: Slice<UnsafeBufferPointer<UInt8>>) -> UInt64? {
+    guard token.count > 2, token.count <= 18, token.starts(with: Array("0x".utf8)) else { return nil }
+    var value: UInt64 = 0
+    for byte in token.dropFirst(2) {
+        guard let d = Hex.value(byte) else { return nil }
+        value = value << 4 | UInt64(d)
+    }
+    return value
 }
 
 /// The hexadecimal number starting at the first `0x` of a line (at most 16 digits).
@@ -193,6 +264,8 @@ public enum FirmwareError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformedELF(file: String, detail: String)
     /// The `.bin`'s reset vector is not the `.map`'s `Reset_Handler`.
     case differentBuilds(bin: String, map: String, resetVector: UInt64, resetHandler: UInt64, flashOrigin: UInt64)
+    /// The `.bin` is much longer than the FLASH image its `.map` describes.
+    case imageLongerThanMap(bin: String, map: String, size: Int, mapped: UInt64)
 
     public var description: String {
         switch self {
@@ -214,6 +287,9 @@ public enum FirmwareError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "puts Reset_Handler at 0x\(String(handler, radix: 16)), so they are not from the same build (or the .bin "
                 + "does not start at the FLASH origin 0x\(String(origin, radix: 16))); give the .bin and .map one build "
                 + "wrote (or its .elf alone)"
+        case .imageLongerThanMap(let bin, let map, let size, let mapped):
+            return "\(bin) is \(size) bytes, but \(map) describes a FLASH image of at most \(mapped) bytes, so they are "
+                + "not from the same build; give the .bin and .map one build wrote (or its .elf alone)"
         }
     }
 }

@@ -53,6 +53,39 @@ struct MalformedInputTests {
         _ = try image(map: noisy)
     }
 
+    /// A `.bin` much longer than the FLASH image its `.map` describes (a larger
+    /// build's image with a small build's map, whose reset vectors happen to agree:
+    /// walkthrough, helper-118) is refused; a trailer up to 4 KiB and every fixture
+    /// pair, LF or CRLF, pass.
+    @Test func aBinLongerThanItsMapsImageIsRefused() throws {
+        let large = Fixtures.bytes("firmware/DevKitDPS.ino.bin")
+        #expect(throws: FirmwareError.imageLongerThanMap(bin: "t.bin", map: "t.map", size: large.count, mapped: 574)) {
+            try image(map: map, bin: large)
+        }
+        _ = try image(map: map, bin: bin + [UInt8](repeating: 0xFF, count: 4096))
+        #expect(throws: FirmwareError.imageLongerThanMap(bin: "t.bin", map: "t.map", size: 574 + 4097, mapped: 574)) {
+            try image(map: map, bin: bin + [UInt8](repeating: 0xFF, count: 4097))
+        }
+        for name in ["DevKitDPS", "Origin0800", "Pad55", "Pad56", "Pad64", "Tiny", "WindowsMap"] {
+            let pairBin = Fixtures.bytes("firmware/\(name).ino.bin")
+            let pairMap = Fixtures.bytes("firmware/\(name).ino.map")
+            let parsed = try MapFile(contents: pairMap, path: name)
+            #expect(parsed.flashImageBytes?.lowerBound == UInt64(pairBin.count), "\(name)")
+            _ = try RIoTImage(bin: pairBin, map: pairMap)
+            let crlf = String(decoding: pairMap, as: UTF8.self).replacingOccurrences(of: "\n", with: "\r\n")
+            _ = try RIoTImage(bin: pairBin, map: Array(crlf.utf8))
+        }
+        // .data loaded into FLASH after .text widens the bound by its size; a map
+        // without a FLASH length is not checked.
+        let withData = map.replacingOccurrences(
+            of: ".data           0x200001c4        0x0 load address 0x0800c23e",
+            with: ".data           0x200001c4      0x100 load address 0x0800c240")
+        #expect(try MapFile(contents: Array(withData.utf8), path: "d").flashImageBytes == 574...(0x240 + 0x100))
+        let noLength = map.replacingOccurrences(of: "0x000f4000", with: "")
+        #expect(try MapFile(contents: Array(noLength.utf8), path: "n").flashImageBytes == nil)
+        _ = try image(map: noLength, bin: large)
+    }
+
     /// The vector table where the map puts it, not necessarily at the image's start.
     @Test func theVectorTableIsReadWhereTheMapPutsIt() throws {
         var shifted = bin
