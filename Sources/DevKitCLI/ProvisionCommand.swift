@@ -268,14 +268,22 @@ struct ProvisionCommand: ParsableCommand {
             reporter.enrollCommand = { id, replace in
                 finishEnrollmentCommand(boardID: id, dps: dpsSettings, registryWords: registryWords, replace: replace)
             }
-            // A secret read from standard input is not kept (nor its SSID's password):
-            // the printed --resume must be given it again the same way, or it fails.
-            var fromStandardInput: [String] = []
-            if let wifi = request.wifi, wifi.passwordFile == "-" {
-                fromStandardInput += ["--wifi-ssid", wifi.ssid, "--wifi-password-file", "-"]
+            reporter.resumeWords = registryWords + (self.port.port.map { ["--port", $0] } ?? [])
+            // A secret read from standard input is not kept: the printed --resume must
+            // be given it again the same way while the row still needs it, or it fails.
+            let wifiSSIDFromStandardInput = request.wifi.flatMap { $0.passwordFile == "-" ? $0.ssid : nil }
+            let dpsFromStandardInput = request.dps.connectionStringFile == "-"
+            let rows = registry
+            reporter.standardInputWords = { id in
+                var words: [String] = []
+                // Wi-Fi is set with the board steps, before the version is read (as
+                // resumeRequest decides); a row that cannot be read keeps the words.
+                if let ssid = wifiSSIDFromStandardInput, ((try? rows.board(id: id)) ?? nil)?.versionReadAt == nil {
+                    words += [Self.wifiSSIDWord(ssid), "--wifi-password-file", "-"]
+                }
+                if dpsFromStandardInput { words += ["--dps-connection-string-file", "-"] }
+                return words
             }
-            if request.dps.connectionStringFile == "-" { fromStandardInput += ["--dps-connection-string-file", "-"] }
-            reporter.resumeWords = registryWords + (self.port.port.map { ["--port", $0] } ?? []) + fromStandardInput
             let crash = crashHookFromEnvironment()
             var workflow = ProvisionWorkflow(registry: registry, measure: diceRIoTMeasurer(), report: reporter.event)
             workflow.afterStep = { step, _ in crash(step.rawValue) }
@@ -355,6 +363,10 @@ struct ProvisionCommand: ParsableCommand {
         return request
     }
 
+    /// `--wifi-ssid=SSID` as one word: an SSID that starts with `-` would be read as
+    /// an option if it stood on its own in a printed command.
+    static func wifiSSIDWord(_ ssid: String) -> String { "--wifi-ssid=" + ssid }
+
     /// The request that finishes `board`: what was recorded with it (firmware,
     /// checked unchanged; output directory; registration-ID scheme; Wi-Fi settings
     /// source), each overridden by the options given now.
@@ -392,8 +404,8 @@ struct ProvisionCommand: ParsableCommand {
                 // it the resume would finish the board without Wi-Fi.
                 throw ProvisionError.cannotResume(
                     "board #\(id)'s Wi-Fi password came from standard input, which devkit never stores, and Wi-Fi "
-                        + "is not set on the board yet; give it again: `devkit provision --resume \(id) --wifi-ssid "
-                        + "\(shellQuote(ssid)) --wifi-password-file -` (or a file)")
+                        + "is not set on the board yet; give it again: `devkit provision --resume \(id) "
+                        + "\(shellQuote(Self.wifiSSIDWord(ssid))) --wifi-password-file -` (or a file)")
             }
         }
         return request

@@ -28,6 +28,9 @@ struct ProvisionReporter {
     /// What a printed `devkit provision --resume N` needs besides the board: the
     /// registry and key (``RegistryOptions/commandWords(profile:)``) and the port.
     var resumeWords: [String] = []
+    /// For the board with this row id, the words for secrets that came from standard
+    /// input and must be given again (`--wifi-password-file -`, ...); after ``resumeWords``.
+    var standardInputWords: @Sendable (Int64) -> [String] = { _ in [] }
     /// The step line redrawn in place: stderr a terminal, no --json, and neither
     /// --quiet (no progress) nor --verbose (whose exchange lines would land inside it).
     private let live: LiveStepLine?
@@ -92,7 +95,8 @@ struct ProvisionReporter {
     func resumeHint(_ boardID: Int64, after error: (any Error)? = nil) -> String {
         var force = false
         if case .filesOfAnotherBoard? = error as? ProvisionError { force = true }
-        return "board #\(boardID) is recorded with its UDS; `\(resumeCommand(boardID: boardID, resumeWords + (force ? ["--force"] : [])))` "
+        let words = resumeWords + standardInputWords(boardID) + (force ? ["--force"] : [])
+        return "board #\(boardID) is recorded with its UDS; `\(resumeCommand(boardID: boardID, words))` "
             + "finishes it"
     }
 

@@ -142,15 +142,25 @@ struct MapFile {
         var reset: UInt64?
         var vector: UInt64?
         var flashLength: UInt64?
-        // Output sections (their name at the start of a line, its address and size
-        // after it or, for a long name, on the next line): address, size, load address.
+        // Output sections, in the memory map (after its heading): a name at the start
+        // of a line (any name: `.text`, or `riot_core` from a script that names it so),
+        // its address and size after it or, for a long name, on the next line; then
+        // maybe `load address 0x…`. Lines at the start that are not sections (LOAD,
+        // OUTPUT(…), START GROUP, the cross-reference table) have no two numbers there.
+        var inMemoryMap = false
         var sections: [(address: UInt64, size: UInt64, load: UInt64?)] = []
-        var nameAlone = false
-        func section(_ tokens: ArraySlice<Slice<UnsafeBufferPointer<UInt8>>>) {
+        var pendingName: [UInt8]?
+        func section(_ name: some Collection<UInt8>, _ tokens: ArraySlice<Slice<UnsafeBufferPointer<UInt8>>>) {
             let t = Array(tokens)
             guard t.count >= 2, let address = hexToken(t[0]), let size = hexToken(t[1]) else { return }
             var load: UInt64?
-            if t.count >= 5, t[2].elementsEqual("load".utf8), t[3].elementsEqual("address".utf8) { load = hexToken(t[4]) }
+            // A section that holds no initial values (NOLOAD: .bss, a heap, a stack)
+            // lists a load address too, though the .bin has none of it.
+            let lower = String(decoding: name, as: UTF8.self).lowercased()
+            let holdsNoData = ["bss", "heap", "stack", "noinit"].contains { lower.contains($0) }
+            if !holdsNoData, t.count >= 5, t[2].elementsEqual("load".utf8), t[3].elementsEqual("address".utf8) {
+                load = hexToken(t[4])
+            }
             sections.append((address, size, load))
         }
         contents.withUnsafeBufferPointer { buf in
@@ -180,14 +190,19 @@ struct MapFile {
                         reset = firstHex(line)
                     }
                 }
-                if let first = line.first, first == 0x2E || nameAlone {  // "."
-                    let tokens = line[..<end].split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
-                    if first == 0x2E {
-                        nameAlone = tokens.count == 1
-                        if tokens.count >= 3 { section(tokens.dropFirst()) }
-                    } else {
-                        nameAlone = false
-                        section(tokens[...])
+                if !inMemoryMap {
+                    inMemoryMap = line.firstRange(of: Array("Linker script and memory map".utf8)) != nil
+                } else if let first = line.first {
+                    let indented = first == 0x20 || first == 0x09
+                    if !indented || pendingName != nil {
+                        let tokens = line[..<end].split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
+                        if !indented {
+                            pendingName = tokens.count == 1 ? Array(tokens[0]) : nil
+                            if tokens.count >= 3 { section(tokens[0], tokens.dropFirst()) }
+                        } else if let name = pendingName {
+                            pendingName = nil
+                            section(name, tokens[...])
+                        }
                     }
                 }
                 // The table's section line (the output section, or the input section within

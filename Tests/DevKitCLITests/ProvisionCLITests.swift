@@ -125,9 +125,11 @@ struct ProvisionCLITests {
     }
 
     /// A Wi-Fi password read from standard input is not kept: the --resume printed
-    /// after a failure gives it again the same way (`--wifi-ssid S --wifi-password-file
-    /// -`; it used to print a command that then failed with 64), and that command, the
-    /// password piped in, finishes the board.
+    /// after a failure gives it again the same way while Wi-Fi is not set
+    /// (`--wifi-ssid=S --wifi-password-file -`, one word even for an SSID that starts
+    /// with '-'; it used to print a command that then failed with 64), and that
+    /// command, the password piped in, finishes the board. A board that failed after
+    /// its Wi-Fi was set gets a --resume that asks for no password.
     @Test func theResumePrintedAfterAFailureTakesAPasswordFromStandardInputAgain() throws {
         let v = try Self.vector()
         let dir = registryTestDirectory()
@@ -137,13 +139,13 @@ struct ProvisionCLITests {
         let failing = try startedKit(.init(macAddress: v.mac, firmwareVersion: v.version, faults: .init(eepromWriteFailure: true)))
         let r = try TestProcess.run(
             [TestProcess.devkitBinary] + provisionArgs(v, dir, failing)
-                + ["--uds-file", dir + "/board.uds", "--key-file", dir + "/k.key", "--wifi-ssid", "lab",
+                + ["--uds-file", dir + "/board.uds", "--key-file", dir + "/k.key", "--wifi-ssid=-lab",
                    "--wifi-password-file", "-"],
             stdin: Array("piped-pass-1\n".utf8), timeout: 120)
         failing.stop()
         #expect(r.status == 74, "\(r.stderr)")
         let printed = "devkit provision --resume 1 --registry \(dir)/registry.sqlite --key-file \(dir)/k.key --port "
-            + "\(failing.devicePath) --wifi-ssid lab --wifi-password-file -"
+            + "\(failing.devicePath) --wifi-ssid=-lab --wifi-password-file -"
         #expect(r.stderr.contains(printed), "\(r.stderr)")
         #expect(!r.stderr.contains("piped-pass-1"))
 
@@ -151,10 +153,26 @@ struct ProvisionCLITests {
         defer { kit.stop() }
         let resumed = try TestProcess.run(
             [TestProcess.devkitBinary, "provision", "--resume", "1", "--registry", dir + "/registry.sqlite", "--key-file",
-             dir + "/k.key", "--port", kit.devicePath, "--wifi-ssid", "lab", "--wifi-password-file", "-"],
+             dir + "/k.key", "--port", kit.devicePath, "--wifi-ssid=-lab", "--wifi-password-file", "-"],
             stdin: Array("piped-pass-1\n".utf8), timeout: 120)
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(kit.state.wifiSSID == "lab" && kit.state.wifiPassword == "piped-pass-1")
+        #expect(kit.state.wifiSSID == "-lab" && kit.state.wifiPassword == "piped-pass-1")
+
+        // Stopped at the certificate (a directory where its file goes): Wi-Fi is set,
+        // so the printed --resume reads no password.
+        let other = try startedKit(.init(macAddress: "a4cf120b9e32", firmwareVersion: v.version))
+        defer { other.stop() }
+        try FileManager.default.createDirectory(
+            atPath: dir + "/out2/az-a4cf120b9e32v\(v.version.replacingOccurrences(of: ".", with: "v")).pem",
+            withIntermediateDirectories: true)
+        let late = try TestProcess.run(
+            [TestProcess.devkitBinary, "provision", "--port", other.devicePath, "--bin", v.bin, "--map", v.map,
+             "--output-dir", dir + "/out2", "--registry", dir + "/registry.sqlite", "--key-file", dir + "/k.key",
+             "--generate-uds", "--wifi-ssid", "lab", "--wifi-password-file", "-"],
+            stdin: Array("piped-pass-2\n".utf8), timeout: 120)
+        #expect(late.status != 0 && late.stderr.contains("--resume 2 "), "\(late.stderr)")
+        #expect(other.state.wifiSSID == "lab")
+        #expect(!late.stderr.contains("--wifi-password-file"), "\(late.stderr)")
     }
 
     /// kill -9 right after each commit; the row says how far it got and `provision

@@ -81,6 +81,20 @@ struct MalformedInputTests {
             of: ".data           0x200001c4        0x0 load address 0x0800c23e",
             with: ".data           0x200001c4      0x100 load address 0x0800c240")
         #expect(try MapFile(contents: Array(withData.utf8), path: "d").flashImageBytes == 574...(0x240 + 0x100))
+        // Any name at the start of a line in the memory map is an output section
+        // (`riot_fw` from a script that names it so), on one line or two; a .bss's load
+        // address does not widen the bound (the .bin holds none of it); the Memory
+        // Configuration's FLASH line is no section.
+        let named = map.replacingOccurrences(
+            of: ".data           0x200001c4        0x0 load address 0x0800c23e",
+            with: "riot_tail       0x0800c240     0x2000\n\na_very_long_output_section_name\n                0x0800e240      0x100\n"
+                + ".data           0x200001c4        0x0 load address 0x0800c23e")
+        #expect(try MapFile(contents: Array(named.utf8), path: "n").flashImageBytes == 0x2340...0x2340)
+        _ = try image(map: named, bin: bin + [UInt8](repeating: 0, count: 0x2340 - 574))
+        let bss = map.replacingOccurrences(
+            of: ".bss            0x200001c4        0x0 load address 0x0800c23e",
+            with: ".bss            0x200001c4     0x9c40 load address 0x0800c23e")
+        #expect(try MapFile(contents: Array(bss.utf8), path: "b").flashImageBytes == 574...574)
         let noLength = map.replacingOccurrences(of: "0x000f4000", with: "")
         #expect(try MapFile(contents: Array(noLength.utf8), path: "n").flashImageBytes == nil)
         _ = try image(map: noLength, bin: large)
