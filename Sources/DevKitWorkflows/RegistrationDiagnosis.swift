@@ -72,6 +72,14 @@ public enum RegistrationDiagnosis {
         }
     }
 
+    /// Whether `id` is what the firmware derives from the row's MAC and version.
+    static func isDerived(_ id: String, of record: BoardRecord) -> Bool {
+        guard let mac = record.mac.flatMap({ try? MACAddress($0) }),
+              let version = record.firmwareVersion.flatMap({ try? FirmwareVersion($0) })
+        else { return false }
+        return (try? RegistrationID(mac: mac, firmwareVersion: version))?.value == id
+    }
+
     static func unauthorized(
         classifier: RegistrationClassifier, record: BoardRecord?, settings: ProvisionSettings?,
         enrollment: DPSEnrollmentFinding?, enrollCommand: ((_ boardID: Int64, _ replace: Bool) -> String)?
@@ -88,6 +96,21 @@ public enum RegistrationDiagnosis {
                 return "devkit dps enroll --cert with the board's certificate" + (replace ? " and --replace" : "")
             }
             return "`\(enrollCommand(boardID, replace))`"
+        }
+        // The board registering under another ID than the one its certificate was
+        // made for, when that was not the derived az-<mac>v<version> (a profile's
+        // template such as bench-{mac}, which the stock DPS sample does not use),
+        // explains everything after it: the enrollment DPS lacks is the board's ID's,
+        // and enrolling the certificate again changes nothing. (A derived ID that
+        // differs is a MAC or version that differs: said below.)
+        if let printed = classifier.identity.registrationID, let recorded = record?.registrationID,
+           DPSRegistrationIDRules.key(printed) != DPSRegistrationIDRules.key(recorded), let record,
+           !Self.isDerived(recorded, of: record)
+        {
+            return "\(refused): the board registers as \(printed), but its certificate was made and enrolled for "
+                + "\(recorded). The sketch must use the ID its certificate was made for: build it with \(recorded), "
+                + "or provision the board with the ID it uses (registration_id = \"derived\" in a profile, or "
+                + "--registration-id \(printed))."
         }
         switch enrollment {
         case .absent?:

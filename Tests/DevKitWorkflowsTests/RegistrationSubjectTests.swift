@@ -50,6 +50,35 @@ import UserModeLog
         return (classifier, row, f)
     }
 
+    /// A board registering under another ID than its certificate's (a profile's
+    /// template the sketch does not use) is named first, whatever DPS holds: the
+    /// enrollment it lacks is for the board's own ID, and enrolling the certificate
+    /// again would change nothing (walkthrough, helper-121).
+    @Test func aBoardRegisteringUnderAnotherIDIsTheCauseNamed() throws {
+        let (known, derivedRow, f) = try refusedRow()
+        defer { f.cleanup() }
+        // Provisioned with a template: the row's ID is not the derived one.
+        let row = try f.registry.markSteps(
+            [], boardID: derivedRow.id!, update: BoardUpdate(registrationID: try RegistrationID("lab-a4cf120b9e31")))
+        var classifier = known
+        _ = classifier.take(LogLine("PUT /0ne00000000/registrations/bench-a4cf120b9e31/register?api-version=2018-09-01-preview HTTP/1.1"))
+        #expect(classifier.identity.registrationID == "bench-a4cf120b9e31")
+        for finding in [DPSEnrollmentFinding.absent, .certificate(sha1: row.certificateSHA1), nil] {
+            let text = RegistrationDiagnosis.explain(
+                .unauthorized, classifier: classifier, record: row, enrollment: finding,
+                enrollCommand: { id, _ in "devkit dps enroll --id \(id)" })
+            #expect(text.contains("the board registers as bench-a4cf120b9e31, but its certificate was made and enrolled for "
+                + "lab-a4cf120b9e31"), "\(text)")
+            #expect(!text.contains("dps enroll"), "\(text)")
+        }
+        // A derived ID that differs is a version or MAC that differs: not this message.
+        var other = known
+        _ = other.take(LogLine("PUT /0ne00000000/registrations/az-a4cf120b9e31v1v6v5/register?api-version=2018-09-01-preview HTTP/1.1"))
+        let derived = RegistrationDiagnosis.explain(.unauthorized, classifier: other, record: derivedRow, enrollment: nil)
+        #expect(!derived.contains("the board registers as") && derived.contains("the registration ID: the board uses"),
+                "\(derived)")
+    }
+
     @Test func anotherCertificateInDPSIsTheCauseNamed() throws {
         let (classifier, row, f) = try refusedRow()
         defer { f.cleanup() }
