@@ -16,8 +16,14 @@ extension ProvisionError: CLIReportable {
 
     public var userMessage: String {
         switch self {
-        case .templateNeedsSerial: description + "; give --registration-id"
-        case .serialUnknown: description + "; give --uds-file instead"
+        // Both come from a profile (or a row a profile run recorded): what to change
+        // there, and what `provision --resume` takes instead.
+        case .templateNeedsSerial:
+            description + " (a port without one, such as a virtual DevKit's); in the profile set registration_id = "
+                + "\"derived\" or a template without {serial}, or give --registration-id to `devkit provision --resume`"
+        case .serialUnknown:
+            description + " (a port without one, such as a virtual DevKit's); in the profile use [uds] policy = "
+                + "\"generate\", or give --uds-file to `devkit provision --resume`"
         case .outputDirectory:
             description + "; create it, or choose another (--output-dir, or output_dir in a profile)"
         case .macNotInBootLog:

@@ -37,9 +37,13 @@ struct ErrorRenderingTests {
              userMessage: "not a connection string devkit knows: it starts with x; an IoT Hub one starts `HostName=`, "
                 + "a DPS one `DPSEndpoint=` (or pass --kind hub|dps)"),
         Case(error: ProvisionError.templateNeedsSerial(template: "lab-{serial}"), exitStatus: .usage,
-             userMessage: "the registration ID template 'lab-{serial}' needs the board's USB serial, which is unknown; give --registration-id"),
+             userMessage: "the registration ID template 'lab-{serial}' needs the board's USB serial, which is unknown (a port "
+                + "without one, such as a virtual DevKit's); in the profile set registration_id = \"derived\" or a "
+                + "template without {serial}, or give --registration-id to `devkit provision --resume`"),
         Case(error: ProvisionError.serialUnknown(directory: "/etc/uds"), exitStatus: .usage,
-             userMessage: "the UDS policy reads /etc/uds/<USB serial>.uds, but this board's USB serial is unknown; give --uds-file instead"),
+             userMessage: "the UDS policy reads /etc/uds/<USB serial>.uds, but this board's USB serial is unknown (a port "
+                + "without one, such as a virtual DevKit's); in the profile use [uds] policy = \"generate\", or give "
+                + "--uds-file to `devkit provision --resume`"),
         Case(error: ProvisionError.outputDirectory(path: "out", reason: "is not writable"), exitStatus: .cannotCreate,
              userMessage: "output directory out: is not writable; create it, or choose another (--output-dir, or output_dir in a profile)"),
         Case(error: ProvisionError.macNotInBootLog, exitStatus: .dataError,
