@@ -7,7 +7,9 @@ extension ConsoleError: CLIReportable {
         switch self {
         case .invalidArgument: return .usage
         case .wrongMode, .noAnswer, .invalidCommand, .notADevKit: return .unavailable
-        case .timeout: return .tempFail
+        // A sketch without the MAC line too: `info --reboot` said 75 before; provision
+        // makes it ProvisionError.macNotInBootLog (65, give --mac).
+        case .timeout, .bootLogWithoutMAC: return .tempFail
         case .echoMismatch, .inputBufferOverflow, .commandFailed, .unexpectedResponse: return .ioError
         case .syntaxError, .notSynchronized: return .software
         }

@@ -95,9 +95,12 @@ struct ProvisionReporter {
     func resumeHint(_ boardID: Int64, after error: (any Error)? = nil) -> String {
         var force = false
         if case .filesOfAnotherBoard? = error as? ProvisionError { force = true }
+        // A sketch that does not print its MAC: the resume needs it given.
+        var mac = false
+        if case .macNotInBootLog? = error as? ProvisionError { mac = true }
         let words = resumeWords + standardInputWords(boardID) + (force ? ["--force"] : [])
-        return "board #\(boardID) is recorded with its UDS; `\(resumeCommand(boardID: boardID, words))` "
-            + "finishes it"
+        return "board #\(boardID) is recorded with its UDS; `\(resumeCommand(boardID: boardID, words))"
+            + (mac ? " --mac MAC` (the MAC off the board's screen in configuration mode)" : "`") + " finishes it"
     }
 
     /// The result; `verification` when the board's registration was verified,

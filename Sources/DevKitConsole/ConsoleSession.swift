@@ -297,14 +297,9 @@ public final class ConsoleSession {
             receivedAnything = true
         }
         if log.macAddress != nil { return log }
-        let expected: String
-        if !receivedAnything {
-            expected = "the board to reboot after `Reboot` (nothing came back)"
-        } else {
-            expected = "a `DevKit MAC Address:` line in the user-mode boot log (only sketches such as the DPS sample print it; "
-                + "otherwise read the MAC off the board's screen in configuration mode)"
-        }
-        throw ConsoleError.timeout(expected: expected, after: wait, command: "exit")
+        if receivedAnything { throw ConsoleError.bootLogWithoutMAC(after: wait) }
+        throw ConsoleError.timeout(
+            expected: "the board to reboot after `Reboot` (nothing came back)", after: wait, command: "exit")
     }
 
     /// Hands over the bytes read but not yet consumed (after `exit`: the start of the

@@ -733,7 +733,13 @@ public struct ProvisionWorkflow {
 
         if board.mac == nil, let session {
             report(ProvisionEvent(stage: .mac, status: .started, message: "rebooting the board to read its MAC", boardID: id))
-            let log = try session.exitAndReadBootLog()
+            let log: BootLog
+            do {
+                log = try session.exitAndReadBootLog()
+            } catch ConsoleError.bootLogWithoutMAC {
+                // Its sketch does not print the MAC: no retry would; --mac will.
+                throw ProvisionError.macNotInBootLog
+            }
             if log.mode == .configuration { throw WorkflowError.rebootedIntoConfigurationMode }
             guard let mac = log.macAddress else { throw ProvisionError.macNotInBootLog }
             // Claimed as soon as it is known (a port with no USB serial had no claim

@@ -59,8 +59,9 @@ public enum RegistrationDiagnosis {
                 + "(devkit set-wifi) and that the network is in range."
         case .tlsFailed:
             return "The TLS connection to DPS failed before any DPS answer. Stock DevKit firmware trusts only the "
-                + "Baltimore CyberTrust root, which expired and which DPS no longer uses: rebuild the sketch with "
-                + "the DigiCert Global Root G2 in its trusted certificates, flash it, measure it again and re-enroll."
+                + "Baltimore CyberTrust root (expired) and DigiCert Global Root CA (G1), neither of which DPS's chain "
+                + "ends at now: rebuild the sketch with the DigiCert Global Root G2 in its trusted certificates, flash "
+                + "it, measure it again and re-enroll."
         case .unreachable:
             return "The board could not reach DPS (no answer before its timeout): check the network, a firewall, "
                 + "and the DPS endpoint and ID scope set on the board."

@@ -77,6 +77,23 @@ struct ErrorRenderingTests {
              userMessage: "The state file s.json is not a virtual DevKit state file (bad JSON). Fix or remove it, or pass another --state path."),
     ]
 
+    /// The --resume printed after a sketch showed no MAC gives it (`--mac MAC`);
+    /// after other failures, the command as it is. A sketch without the MAC line is
+    /// a console error of its own (75, as `info --reboot` said before), with words
+    /// that do not send the user back to configuration mode.
+    @Test func theResumeAfterANoMACSketchAsksForTheMAC() {
+        var reporter = ProvisionReporter(json: false, live: false)
+        reporter.resumeWords = ["--port", "/dev/ttyACM0"]
+        let hint = reporter.resumeHint(6, after: ProvisionError.macNotInBootLog)
+        #expect(hint == "board #6 is recorded with its UDS; `devkit provision --resume 6 --port /dev/ttyACM0 --mac MAC` "
+            + "(the MAC off the board's screen in configuration mode) finishes it", "\(hint)")
+        #expect(reporter.resumeHint(6, after: nil).hasSuffix("--resume 6 --port /dev/ttyACM0` finishes it"))
+        let console = ConsoleError.bootLogWithoutMAC(after: .seconds(30))
+        #expect(console.exitStatus == .tempFail)
+        #expect(console.userMessage.contains("the board booted its sketch, which does not print its MAC")
+            && !console.userMessage.contains("still in configuration mode"), "\(console.userMessage)")
+    }
+
     @Test("the user reads the same message, with the option to use, and the same exit status", arguments: cases)
     func cliRendering(_ c: Case) {
         #expect(c.error.userMessage == c.userMessage)

@@ -137,6 +137,25 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         #expect(check(String(repeating: "c", count: 40) + "{serial}", serial: String(repeating: "d", count: 25)) != nil)
     }
 
+    /// A sketch that does not print its MAC: the provisioning stops with
+    /// `macNotInBootLog` (give --mac), not a console timeout that says to retry in
+    /// configuration mode (walkthrough, helper-121); the row is kept at its MAC step.
+    @Test func aSketchWithoutTheMACLineAsksForTheMAC() throws {
+        let f = try ProvisionFixture()
+        defer { f.cleanup() }
+        let kit = try startedKit(.init(macAddress: "a4cf120b9e31", firmwareVersion: "1.6.2", faults: .init(sketchWithoutMACLog: true)))
+        defer { kit.stop() }
+        let workflow = ProvisionWorkflow(registry: f.registry, measure: recordingMeasurer())
+        let port = try SerialPort(path: kit.devicePath)
+        defer { port.close() }
+        var timeouts = ConsoleSession.Timeouts()
+        timeouts.bootLog = .seconds(2)
+        let session = ConsoleSession(transport: port, timeouts: timeouts)
+        #expect(throws: ProvisionError.macNotInBootLog) { try workflow.run(f.request(uds: .generate), session: session) }
+        let row = try #require(try f.registry.allBoards().first)
+        #expect(row.udsConfirmedAt != nil && row.mac == nil && row.nextStep == .macRead)
+    }
+
     @Test func givenMACSkipsTheReboot() throws {
         let f = try ProvisionFixture()
         defer { f.cleanup() }
