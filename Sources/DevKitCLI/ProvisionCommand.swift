@@ -292,7 +292,7 @@ struct ProvisionCommand: ParsableCommand {
             workflow.registryWords = self.registry.commandWords()
             let result: ProvisionResult
             if let board = resumed {
-                let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || board.mac == nil
+                let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || (board.mac == nil && mac == nil)
                 if needsBoard {
                     result = try withConsoleSession(port) { session in
                         try workflow.resume(boardID: board.id!, request: request, session: session)

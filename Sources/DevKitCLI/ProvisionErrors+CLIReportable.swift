@@ -20,10 +20,11 @@ extension ProvisionError: CLIReportable {
         // there, and what `provision --resume` takes instead.
         case .templateNeedsSerial:
             description + " (a port without one, such as a virtual DevKit's); in the profile set registration_id = "
-                + "\"derived\" or a template without {serial}, or give --registration-id to `devkit provision --resume`"
+                + "\"derived\" or a template without {serial}, or provision the board with `devkit provision ... "
+                + "--registration-id ID`"
         case .serialUnknown:
             description + " (a port without one, such as a virtual DevKit's); in the profile use [uds] policy = "
-                + "\"generate\", or give --uds-file to `devkit provision --resume`"
+                + "\"generate\", or provision the board with `devkit provision ... --uds-file FILE`"
         case .outputDirectory:
             description + "; create it, or choose another (--output-dir, or output_dir in a profile)"
         case .macNotInBootLog:

@@ -55,9 +55,9 @@ public enum ConsoleError: Error, Sendable, Hashable {
     case noAnswer(receivedBytes: Int)
     /// A wait ran out. `expected` says what the session was waiting for.
     case timeout(expected: String, after: Duration, command: String?)
-    /// After `exit` the board booted its sketch (output came) but printed no `DevKit
-    /// MAC Address:` line within `after`: a sketch that does not log it (only the DPS
-    /// sample and its kind do). Waiting longer or again does not help.
+    /// After `exit` the board booted its sketch (its user-mode banner came) but printed
+    /// no `DevKit MAC Address:` line within `after`: most likely a sketch that does not
+    /// log it (only the DPS sample and its kind do), else a slow one.
     case bootLogWithoutMAC(after: Duration)
     /// The console echoed something other than the bytes sent, from byte `offset`
     /// of the line on (bytes were lost, or something else typed into the console).
@@ -112,8 +112,9 @@ extension ConsoleError: CustomStringConvertible {
                 + "a board whose Wi-Fi failed in configuration mode is silent too (reset it)"
         case .bootLogWithoutMAC(let after):
             return "timed out after \(ConsoleError.format(after)) waiting for a `DevKit MAC Address:` line in the "
-                + "user-mode boot log after `exit`: the board booted its sketch, which does not print its MAC (only "
-                + "sketches such as the DPS sample do); read the MAC off the board's screen in configuration mode"
+                + "user-mode boot log after `exit`: the board booted its sketch, which printed no MAC in that time "
+                + "(only sketches such as the DPS sample print it); read the MAC off the board's screen in "
+                + "configuration mode"
         case .timeout(let expected, let after, let command):
             let context = command.map { " after `\($0)`" } ?? ""
             return "timed out after \(ConsoleError.format(after)) waiting for \(expected)\(context): "

@@ -274,8 +274,9 @@ public final class ConsoleSession {
     /// configuration mode (button A still held) returns at once with `mode ==
     /// .configuration` and no MAC. After this the session is `.rebooted`.
     ///
-    /// - Throws: `ConsoleError.timeout` when no MAC line came within `timeout`
-    ///   (a MAC without the version line is returned at the deadline).
+    /// - Throws: `ConsoleError.bootLogWithoutMAC` when the sketch came up but printed
+    ///   no MAC line within `timeout`, `ConsoleError.timeout` when the board did not
+    ///   come up at all (a MAC without the version line is returned at the deadline).
     public func exitAndReadBootLog(timeout: Duration? = nil) throws -> BootLog {
         _ = try execute(.exit)
         let wait = timeout ?? timeouts.bootLog
@@ -297,9 +298,13 @@ public final class ConsoleSession {
             receivedAnything = true
         }
         if log.macAddress != nil { return log }
-        if receivedAnything { throw ConsoleError.bootLogWithoutMAC(after: wait) }
-        throw ConsoleError.timeout(
-            expected: "the board to reboot after `Reboot` (nothing came back)", after: wait, command: "exit")
+        // Its sketch came up (user mode known) and printed no MAC by the deadline.
+        if case .user? = log.mode { throw ConsoleError.bootLogWithoutMAC(after: wait) }
+        let expected = receivedAnything
+            ? "a `DevKit MAC Address:` line in the user-mode boot log (only sketches such as the DPS sample print it; "
+                + "otherwise read the MAC off the board's screen in configuration mode)"
+            : "the board to reboot after `Reboot` (nothing came back)"
+        throw ConsoleError.timeout(expected: expected, after: wait, command: "exit")
     }
 
     /// Hands over the bytes read but not yet consumed (after `exit`: the start of the

@@ -522,7 +522,8 @@ public struct ProvisionWorkflow {
         var v = try validate(request)
         defer { v.dps?.close() }
         v.uds = board.uds
-        let boardStepsDone = board.macReadAt != nil && board.versionReadAt != nil && board.udsConfirmedAt != nil
+        let boardStepsDone = (board.macReadAt != nil || request.mac != nil) && board.versionReadAt != nil
+            && board.udsConfirmedAt != nil
         if !boardStepsDone {
             guard let session else {
                 throw ProvisionError.resumeNeedsBoard(boardID: boardID, nextStep: board.nextStep?.rawValue ?? "steps")
@@ -731,7 +732,15 @@ public struct ProvisionWorkflow {
             report(ProvisionEvent(stage: .version, status: .done, message: "firmware \(versions.firmwareVersion.text)", boardID: id))
         }
 
-        if board.mac == nil, let session {
+        if board.mac == nil, let given = request.mac {
+            // Given (`--resume N --mac M`) for a row whose board never printed it (a
+            // sketch without the MAC line): recorded as read, no reboot.
+            let macClaim = BoardClaimKeys.board(mac: given.hex, usbSerial: nil)
+            try registry.claim(boards: macClaim, station: station ?? "unnamed")
+            claimedMAC = macClaim
+            board = try markInBackground(.macRead, board, BoardUpdate(mac: given), failures: failures)
+            report(ProvisionEvent(stage: .mac, status: .done, message: "MAC \(given.hex) (given)", boardID: id))
+        } else if board.mac == nil, let session {
             report(ProvisionEvent(stage: .mac, status: .started, message: "rebooting the board to read its MAC", boardID: id))
             let log: BootLog
             do {

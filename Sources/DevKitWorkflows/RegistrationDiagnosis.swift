@@ -75,9 +75,18 @@ public enum RegistrationDiagnosis {
 
     /// Whether `id` is what the firmware derives from the row's MAC and version.
     static func isDerived(_ id: String, of record: BoardRecord) -> Bool {
-        guard let mac = record.mac.flatMap({ try? MACAddress($0) }),
-              let version = record.firmwareVersion.flatMap({ try? FirmwareVersion($0) })
-        else { return false }
+        isDerived(id, mac: record.mac.flatMap { try? MACAddress($0) }, version: record.firmwareVersion)
+    }
+
+    /// Whether `id`, printed by the board, is what it derives from the MAC and version
+    /// it printed (when it printed them; else whether it has the derived form).
+    static func isDerived(_ id: String, by board: BoardIdentity) -> Bool {
+        guard board.mac != nil, board.firmwareVersion != nil else { return id.hasPrefix("az-") }
+        return isDerived(id, mac: board.mac, version: board.firmwareVersion)
+    }
+
+    private static func isDerived(_ id: String, mac: MACAddress?, version: String?) -> Bool {
+        guard let mac, let version = version.flatMap({ try? FirmwareVersion($0) }) else { return false }
         return (try? RegistrationID(mac: mac, firmwareVersion: version))?.value == id
     }
 
@@ -99,14 +108,14 @@ public enum RegistrationDiagnosis {
             return "`\(enrollCommand(boardID, replace))`"
         }
         // The board registering under another ID than the one its certificate was
-        // made for, when that was not the derived az-<mac>v<version> (a profile's
-        // template such as bench-{mac}, which the stock DPS sample does not use),
-        // explains everything after it: the enrollment DPS lacks is the board's ID's,
-        // and enrolling the certificate again changes nothing. (A derived ID that
-        // differs is a MAC or version that differs: said below.)
+        // made for (a profile's template such as bench-{mac}, which the stock DPS
+        // sample does not use; or a sketch built with its own ID) explains everything
+        // after it: the enrollment DPS lacks is the board's ID's, and enrolling the
+        // certificate again changes nothing. When both are derived az-<mac>v<version>,
+        // a MAC or version differs: said below.
         if let printed = classifier.identity.registrationID, let recorded = record?.registrationID,
            DPSRegistrationIDRules.key(printed) != DPSRegistrationIDRules.key(recorded), let record,
-           !Self.isDerived(recorded, of: record)
+           !(Self.isDerived(recorded, of: record) && Self.isDerived(printed, by: classifier.identity))
         {
             return "\(refused): the board registers as \(printed), but its certificate was made and enrolled for "
                 + "\(recorded). The sketch must use the ID its certificate was made for: build it with \(recorded), "

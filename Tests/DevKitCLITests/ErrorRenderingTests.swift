@@ -39,11 +39,12 @@ struct ErrorRenderingTests {
         Case(error: ProvisionError.templateNeedsSerial(template: "lab-{serial}"), exitStatus: .usage,
              userMessage: "the registration ID template 'lab-{serial}' needs the board's USB serial, which is unknown (a port "
                 + "without one, such as a virtual DevKit's); in the profile set registration_id = \"derived\" or a "
-                + "template without {serial}, or give --registration-id to `devkit provision --resume`"),
+                + "template without {serial}, or provision the board with `devkit provision ... --registration-id ID`"),
         Case(error: ProvisionError.serialUnknown(directory: "/etc/uds"), exitStatus: .usage,
              userMessage: "the UDS policy reads /etc/uds/<USB serial>.uds, but this board's USB serial is unknown (a port "
-                + "without one, such as a virtual DevKit's); in the profile use [uds] policy = \"generate\", or give "
-                + "--uds-file to `devkit provision --resume`"),
+                + "without one, such as a virtual DevKit's); in the profile use [uds] policy = \"generate\", or "
+                + "provision the board with `devkit provision ... "
+                + "--uds-file FILE`"),
         Case(error: ProvisionError.outputDirectory(path: "out", reason: "is not writable"), exitStatus: .cannotCreate,
              userMessage: "output directory out: is not writable; create it, or choose another (--output-dir, or output_dir in a profile)"),
         Case(error: ProvisionError.macNotInBootLog, exitStatus: .dataError,
@@ -90,7 +91,7 @@ struct ErrorRenderingTests {
         #expect(reporter.resumeHint(6, after: nil).hasSuffix("--resume 6 --port /dev/ttyACM0` finishes it"))
         let console = ConsoleError.bootLogWithoutMAC(after: .seconds(30))
         #expect(console.exitStatus == .tempFail)
-        #expect(console.userMessage.contains("the board booted its sketch, which does not print its MAC")
+        #expect(console.userMessage.contains("the board booted its sketch, which printed no MAC in that time")
             && !console.userMessage.contains("still in configuration mode"), "\(console.userMessage)")
     }
 

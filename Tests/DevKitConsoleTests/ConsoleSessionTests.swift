@@ -530,7 +530,7 @@ struct BootLogTests {
         #expect(log.macAddress == nil)
     }
 
-    @Test("a sketch that never prints the MAC → timeout that says what to do")
+    @Test("a sketch that never prints the MAC → an error of its own that says what to do")
     func noMACLine() throws {
         let boot = Board.banner + Board.userModeText + "Hello from my sketch\r\n"
         try play(Board.sync() + Board.exchange("exit", output: "Reboot\r\n" + boot, after: "")) { session in
@@ -538,9 +538,9 @@ struct BootLogTests {
             do {
                 _ = try session.exitAndReadBootLog()
                 Issue.record("no error")
-            } catch let ConsoleError.timeout(expected, _, command) {
-                #expect(expected.contains("DevKit MAC Address:"))
-                #expect(command == "exit")
+            } catch let ConsoleError.bootLogWithoutMAC(after) {
+                #expect(after == session.timeouts.bootLog)
+                #expect(ConsoleError.bootLogWithoutMAC(after: after).description.contains("DevKit MAC Address:"))
             }
         }
     }

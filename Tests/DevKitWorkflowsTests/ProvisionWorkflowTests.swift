@@ -154,6 +154,13 @@ func withKitSession<T>(_ kit: VirtualDevKit, _ body: (ConsoleSession) throws -> 
         #expect(throws: ProvisionError.macNotInBootLog) { try workflow.run(f.request(uds: .generate), session: session) }
         let row = try #require(try f.registry.allBoards().first)
         #expect(row.udsConfirmedAt != nil && row.mac == nil && row.nextStep == .macRead)
+
+        // `--resume N --mac M` finishes it without the board (its sketch would again print no MAC).
+        let result = try workflow.resume(
+            boardID: try #require(row.id), request: f.request(uds: .generate, mac: "A4:CF:12:0B:9E:31"), session: nil)
+        #expect(result.mac == "a4cf120b9e31" && result.registrationID == "az-a4cf120b9e31v1v6v2")
+        let done = try #require(try f.registry.board(id: row.id!))
+        #expect(done.state == .done && done.mac == "a4cf120b9e31" && done.macReadAt != nil)
     }
 
     @Test func givenMACSkipsTheReboot() throws {

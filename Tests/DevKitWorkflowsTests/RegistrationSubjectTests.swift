@@ -71,6 +71,12 @@ import UserModeLog
                 + "lab-a4cf120b9e31"), "\(text)")
             #expect(!text.contains("dps enroll"), "\(text)")
         }
+        // The reverse: a row with the derived ID, a board registering under its own.
+        let reverse = RegistrationDiagnosis.explain(
+            .unauthorized, classifier: classifier, record: derivedRow, enrollment: .absent,
+            enrollCommand: { id, _ in "devkit dps enroll --id \(id)" })
+        #expect(reverse.contains("the board registers as bench-a4cf120b9e31, but its certificate was made and enrolled for "
+            + "az-a4cf120b9e31v1v6v2") && !reverse.contains("dps enroll"), "\(reverse)")
         // A derived ID that differs is a version or MAC that differs: not this message.
         var other = known
         _ = other.take(LogLine("PUT /0ne00000000/registrations/az-a4cf120b9e31v1v6v5/register?api-version=2018-09-01-preview HTTP/1.1"))
