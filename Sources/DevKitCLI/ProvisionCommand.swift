@@ -292,8 +292,7 @@ struct ProvisionCommand: ParsableCommand {
             workflow.registryWords = self.registry.commandWords()
             let result: ProvisionResult
             if let board = resumed {
-                let needsBoard = board.udsConfirmedAt == nil || board.versionReadAt == nil || (board.mac == nil && mac == nil)
-                if needsBoard {
+                if ProvisionWorkflow.resumeNeedsBoard(board, givenMAC: mac) {
                     result = try withConsoleSession(port) { session in
                         try workflow.resume(boardID: board.id!, request: request, session: session)
                     }

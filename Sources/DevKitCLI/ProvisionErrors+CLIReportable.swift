@@ -16,8 +16,8 @@ extension ProvisionError: CLIReportable {
 
     public var userMessage: String {
         switch self {
-        // Both come from a profile (or a row a profile run recorded): what to change
-        // there, and what `provision --resume` takes instead.
+        // Both come from a profile, at a new board (no row yet): what to change there,
+        // or how `provision` takes the board instead.
         case .templateNeedsSerial:
             description + " (a port without one, such as a virtual DevKit's); in the profile set registration_id = "
                 + "\"derived\" or a template without {serial}, or provision the board with `devkit provision ... "

@@ -334,11 +334,19 @@ public struct ProvisionWorkflow {
                 throw .invalidInput("\(refusal), so the board could not be enrolled: choose another --registration-id")
             }
         } else if case .template(let template) = request.scheme {
-            let shortest = template.replacing("{mac}", with: "000000000000")
-                .replacing("{serial}", with: request.usbSerial?.lowercased() ?? "0").replacing("{version}", with: "0v0v0")
-            do { try DPSRegistrationIDRules.check(shortest, x509: true) } catch {
+            let refusal: String?
+            do {
+                // Filled in by the scheme itself, with the shortest values.
+                let shortest = try request.scheme.registrationID(
+                    mac: try MACAddress("000000000000"), usbSerial: request.usbSerial ?? "0",
+                    firmwareVersion: try FirmwareVersion("0.0.0"))
+                refusal = shortest.dpsRefusal.map { "\($0)" }
+            } catch {
+                refusal = "\(error)"
+            }
+            if let refusal {
                 throw .invalidInput(
-                    "the registration ID template \(template) gives IDs DPS refuses (\(error)), so no board could be "
+                    "the registration ID template \(template) gives IDs DPS refuses (\(refusal)), so no board could be "
                         + "enrolled: change the template")
             }
         }
@@ -471,6 +479,12 @@ public struct ProvisionWorkflow {
             message: "\(error) (board #\(boardID) is recorded with its UDS)", boardID: boardID, error: error))
     }
 
+    /// Whether a resume of `board` still has steps on the board itself (its UDS
+    /// confirmed, its version, its MAC unless `givenMAC`): then it needs the port.
+    public static func resumeNeedsBoard(_ board: BoardRecord, givenMAC: MACAddress?) -> Bool {
+        board.udsConfirmedAt == nil || board.versionReadAt == nil || (board.mac == nil && givenMAC == nil)
+    }
+
     /// Finishes a board recorded earlier (after a crash, unplug or error) with the
     /// UDS the registry holds, doing only the steps not yet done. `session` is needed
     /// only when board steps remain; `request` gives the firmware and output options
@@ -522,9 +536,7 @@ public struct ProvisionWorkflow {
         var v = try validate(request)
         defer { v.dps?.close() }
         v.uds = board.uds
-        let boardStepsDone = (board.macReadAt != nil || request.mac != nil) && board.versionReadAt != nil
-            && board.udsConfirmedAt != nil
-        if !boardStepsDone {
+        if Self.resumeNeedsBoard(board, givenMAC: request.mac) {
             guard let session else {
                 throw ProvisionError.resumeNeedsBoard(boardID: boardID, nextStep: board.nextStep?.rawValue ?? "steps")
             }

@@ -120,18 +120,24 @@ struct MonitorCommandTests {
         #expect(err.contains("did not come back within 0.5 s"))
     }
 
+    /// Runs `command` (it opens the port last) on a pseudo-terminal, sends `signal`
+    /// once the port is in raw mode, and expects it to die of that signal with the
+    /// port free again: another monitor opens it (flock released).
+    func expectStoppedBySignal(_ command: [String], _ signal: Int32) throws {
+        let pty = try PseudoTerminal()
+        let process = try BackgroundDevkit(command + ["--port", pty.slavePath])
+        #expect(process.waitUntilRaw(pty))
+        kill(process.process.processIdentifier, signal)
+        _ = process.wait(timeout: .seconds(10))
+        #expect(process.process.terminationReason == .uncaughtSignal)
+        #expect(process.process.terminationStatus == signal)
+        let again = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.3"], timeout: 120)
+        #expect(again.status == 0, "the port is free again: \(again.stderr)")
+    }
+
     @Test("Ctrl-C (SIGINT) ends it as the signal does, and the port is free again")
     func interrupt() throws {
-        let pty = try PseudoTerminal()
-        let monitor = try BackgroundDevkit(["monitor", "--port", pty.slavePath])
-        #expect(monitor.waitUntilRaw(pty))
-        kill(monitor.process.processIdentifier, SIGINT)
-        _ = monitor.wait(timeout: .seconds(10))
-        #expect(monitor.process.terminationReason == .uncaughtSignal)
-        #expect(monitor.process.terminationStatus == SIGINT)
-        // The port is free again: another monitor opens it (flock released).
-        let again = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.3"], timeout: 120)
-        #expect(again.status == 0, "\(again.stderr)")
+        try expectStoppedBySignal(["monitor"], SIGINT)
     }
 
     /// `console --raw` stopped by SIGTERM or SIGINT (from kill(1)) ends as the signal
@@ -139,15 +145,7 @@ struct MonitorCommandTests {
     /// (walkthrough, helper-118: it exited 0).
     @Test("console --raw stopped by a signal dies of it", arguments: [SIGTERM, SIGINT])
     func rawConsoleStoppedBySignal(signal: Int32) throws {
-        let pty = try PseudoTerminal()
-        let console = try BackgroundDevkit(["console", "--raw", "--port", pty.slavePath])
-        #expect(console.waitUntilRaw(pty))
-        kill(console.process.processIdentifier, signal)
-        _ = console.wait(timeout: .seconds(10))
-        #expect(console.process.terminationReason == .uncaughtSignal)
-        #expect(console.process.terminationStatus == signal)
-        let again = try TestProcess.run([try TestProcess.devkitBinary, "monitor", "--port", pty.slavePath, "--timeout", "0.3"], timeout: 120)
-        #expect(again.status == 0, "the port is free again: \(again.stderr)")
+        try expectStoppedBySignal(["console", "--raw"], signal)
     }
 
     @Test("a bare pseudo-terminal that hangs up is not waited for: its number goes to the next terminal opened")
